@@ -1,0 +1,4 @@
+class Controllers:
+    def __init__(self, *a): pass
+    def start(self): pass
+    def stop(self): pass
