@@ -1,0 +1,222 @@
+/*
+ * admin: /metrics, /healthz, /readyz with libevent's evhttp. See admin.h.
+ */
+#include "resolver/admin.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "resolver/worker.h"
+
+#define ADMIN_MAX_PRODUCERS 8
+
+struct admin {
+    struct evhttp *http;
+    struct dataplane *dp;
+    admin_metrics_fn fns[ADMIN_MAX_PRODUCERS];
+    void *args[ADMIN_MAX_PRODUCERS];
+    size_t n_fns;
+};
+
+/* One pass over the services per metric family: the text format wants families contiguous. */
+struct family_walk {
+    struct mtext *out;
+    const char *name;
+    int which;
+    int outcome;
+};
+
+enum {
+    F_REQUESTS,
+    F_HELD,
+    F_HELD_BYTES,
+    F_WAKES,
+    F_RETRIES,
+    F_HOLD_HIST,
+    F_COLD_HIST,
+};
+
+static void family_sample(struct svc_state *s, void *arg)
+{
+    struct family_walk *f = arg;
+    char labels[700];
+    switch (f->which) {
+    case F_REQUESTS:
+        for (int o = 0; o < OUTCOME_COUNT; o++) {
+            snprintf(labels, sizeof(labels), "%s,outcome=\"%s\"", s->labels, outcome_names[o]);
+            mtext_sample(f->out, f->name, labels, (double)counter_get(&s->requests[o]));
+        }
+        break;
+    case F_HELD:
+        mtext_sample(f->out, f->name, s->labels, (double)atomic_load(&s->held_conns));
+        break;
+    case F_HELD_BYTES:
+        mtext_sample(f->out, f->name, s->labels, (double)atomic_load(&s->held_bytes));
+        break;
+    case F_WAKES:
+        mtext_sample(f->out, f->name, s->labels, (double)counter_get(&s->wakes));
+        break;
+    case F_RETRIES:
+        mtext_sample(f->out, f->name, s->labels, (double)counter_get(&s->connect_retries));
+        break;
+    case F_HOLD_HIST:
+        mtext_hist(f->out, f->name, s->labels, &s->hold_seconds);
+        break;
+    case F_COLD_HIST:
+        mtext_hist(f->out, f->name, s->labels, &s->cold_start_seconds);
+        break;
+    }
+}
+
+static void service_family(struct admin *a, struct mtext *out, const char *name, const char *type,
+                           const char *help, int which)
+{
+    mtext_family(out, name, type, help);
+    struct family_walk f = {.out = out, .name = name, .which = which};
+    svc_registry_each(&a->dp->registry, family_sample, &f);
+}
+
+void admin_render_metrics(struct admin *a, struct mtext *out)
+{
+    struct dataplane *dp = a->dp;
+    service_family(a, out, "holdfast_requests_total", "counter",
+                   "Requests (connections, for unparsed protocols) by how they ended.", F_REQUESTS);
+    service_family(a, out, "holdfast_held_connections", "gauge",
+                   "Connections held now, waiting for a ready backend.", F_HELD);
+    service_family(a, out, "holdfast_held_bytes", "gauge",
+                   "Request bytes buffered for held connections now.", F_HELD_BYTES);
+    service_family(a, out, "holdfast_wakes_total", "counter",
+                   "Wakes signalled to the control plane.", F_WAKES);
+    service_family(a, out, "holdfast_upstream_connect_retries_total", "counter",
+                   "Backend connect attempts that failed and were retried.", F_RETRIES);
+    service_family(a, out, "holdfast_hold_duration_seconds", "histogram",
+                   "Time connections spent held.", F_HOLD_HIST);
+    service_family(a, out, "holdfast_cold_start_seconds", "histogram",
+                   "Time from a wake to the first held byte written to a backend.", F_COLD_HIST);
+
+    mtext_family(out, "holdfast_connections_accepted_total", "counter",
+                 "Client connections accepted.");
+    mtext_sample(out, "holdfast_connections_accepted_total", NULL,
+                 (double)counter_get(&dp->accepted));
+    mtext_family(out, "holdfast_open_connections", "gauge", "Client connections open now.");
+    mtext_sample(out, "holdfast_open_connections", NULL, (double)atomic_load(&dp->open_conns));
+    mtext_family(out, "holdfast_accept_fd_exhausted_total", "counter",
+                 "Times accepting paused because the process ran out of file descriptors.");
+    mtext_sample(out, "holdfast_accept_fd_exhausted_total", NULL,
+                 (double)counter_get(&dp->fd_exhausted));
+    mtext_family(out, "holdfast_unknown_host_total", "counter",
+                 "Shared-port requests whose Host named no known service (404).");
+    mtext_sample(out, "holdfast_unknown_host_total", NULL, (double)counter_get(&dp->unknown_host));
+    mtext_family(out, "holdfast_bad_requests_unrouted_total", "counter",
+                 "Malformed requests on the shared port before a service was known.");
+    mtext_sample(out, "holdfast_bad_requests_unrouted_total", NULL,
+                 (double)counter_get(&dp->bad_requests));
+    mtext_family(out, "holdfast_listen_errors_total", "counter",
+                 "Listener addresses a worker could not open.");
+    mtext_sample(out, "holdfast_listen_errors_total", NULL,
+                 (double)counter_get(&dp->listen_errors));
+    mtext_family(out, "holdfast_held_connections_all", "gauge",
+                 "Connections held now, all services together.");
+    mtext_sample(out, "holdfast_held_connections_all", NULL, (double)atomic_load(&dp->held_conns));
+    mtext_family(out, "holdfast_draining", "gauge", "1 while the process drains after SIGTERM.");
+    mtext_sample(out, "holdfast_draining", NULL, atomic_load(&dp->draining) ? 1 : 0);
+    for (size_t i = 0; i < a->n_fns; i++)
+        a->fns[i](out, a->args[i]);
+}
+
+static void reply_text(struct evhttp_request *req, int code, const char *reason,
+                       const char *content_type, const char *body, size_t len)
+{
+    struct evbuffer *buf = evbuffer_new();
+    if (!buf) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    evbuffer_add(buf, body, len);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", content_type);
+    evhttp_send_reply(req, code, reason, buf);
+    evbuffer_free(buf);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct admin *a = arg;
+    const char *uri = evhttp_request_get_uri(req);
+    struct evhttp_uri *parsed = evhttp_uri_parse(uri);
+    const char *path = parsed ? evhttp_uri_get_path(parsed) : NULL;
+    if (!path)
+        path = "";
+    if (strcmp(path, "/metrics") == 0) {
+        struct mtext t;
+        mtext_init(&t);
+        admin_render_metrics(a, &t);
+        reply_text(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", t.data, t.len);
+        mtext_free(&t);
+    } else if (strcmp(path, "/healthz") == 0) {
+        reply_text(req, 200, "OK", "text/plain; charset=utf-8", "ok\n", 3);
+    } else if (strcmp(path, "/readyz") == 0) {
+        if (dataplane_ready(a->dp))
+            reply_text(req, 200, "OK", "text/plain; charset=utf-8", "ready\n", 6);
+        else
+            reply_text(req, 503, "Service Unavailable", "text/plain; charset=utf-8", "not ready\n",
+                       10);
+    } else {
+        reply_text(req, 404, "Not Found", "text/plain; charset=utf-8", "not found\n", 10);
+    }
+    if (parsed)
+        evhttp_uri_free(parsed);
+}
+
+struct admin *admin_start(struct event_base *base, const struct addr *addr, struct dataplane *dp,
+                          char *err, size_t errlen)
+{
+    struct admin *a = calloc(1, sizeof(*a));
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->dp = dp;
+    a->http = evhttp_new(base);
+    if (!a->http) {
+        snprintf(err, errlen, "cannot create the admin HTTP server");
+        free(a);
+        return NULL;
+    }
+    int fd = listener_socket(addr, false, err, errlen);
+    if (fd < 0 || !evhttp_accept_socket_with_handle(a->http, fd)) {
+        if (fd >= 0) {
+            close(fd);
+            snprintf(err, errlen, "%s: cannot serve the admin endpoint", addr->text);
+        }
+        evhttp_free(a->http);
+        free(a);
+        return NULL;
+    }
+    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    evhttp_set_gencb(a->http, on_request, a);
+    evhttp_set_timeout(a->http, 10);
+    return a;
+}
+
+void admin_add_metrics(struct admin *a, admin_metrics_fn fn, void *arg)
+{
+    if (a->n_fns < ADMIN_MAX_PRODUCERS) {
+        a->fns[a->n_fns] = fn;
+        a->args[a->n_fns] = arg;
+        a->n_fns++;
+    }
+}
+
+void admin_free(struct admin *a)
+{
+    if (!a)
+        return;
+    evhttp_free(a->http);
+    free(a);
+}

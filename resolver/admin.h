@@ -1,0 +1,30 @@
+/*
+ * admin: the admin HTTP listener (default :8013) on the control thread's event base:
+ * /metrics (Prometheus text format), /healthz (the process is alive), /readyz (every worker
+ * runs the current route snapshot and the process is not draining).
+ */
+#ifndef HOLDFAST_ADMIN_H
+#define HOLDFAST_ADMIN_H
+
+#include "common/addr.h"
+#include "resolver/worker.h"
+
+struct event_base;
+struct admin;
+
+/* Extra metric families a module adds to /metrics (the controller, standalone mode). */
+typedef void (*admin_metrics_fn)(struct mtext *out, void *arg);
+
+/* Starts listening on addr. Returns NULL with a message in err when it cannot. */
+struct admin *admin_start(struct event_base *base, const struct addr *addr, struct dataplane *dp,
+                          char *err, size_t errlen);
+
+/* Adds a producer of more metric families, called on every scrape. */
+void admin_add_metrics(struct admin *a, admin_metrics_fn fn, void *arg);
+
+/* Writes the whole exposition (also used by tests and benchmarks). */
+void admin_render_metrics(struct admin *a, struct mtext *out);
+
+void admin_free(struct admin *a);
+
+#endif

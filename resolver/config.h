@@ -1,0 +1,97 @@
+/*
+ * config: the standalone configuration file (`holdfast run --config FILE`), JSON.
+ *
+ *   {
+ *     "services": [{
+ *       "namespace": "default", "name": "hello",
+ *       "listen": ["127.0.0.1:18080"], "backends": ["127.0.0.1:19080"],
+ *       "protocol": "http",
+ *       "wake": {"command": ["/bin/sh", "-c", "exec python3 -m http.server 19080"]},
+ *       "readiness": {"httpGet": {"path": "/"}},
+ *       "readinessPeriodMs": 100, "holdTimeoutSeconds": 600, "maxHeldConnections": 10000,
+ *       "maxHeldBytes": 67108864,
+ *       "probeResponse": []
+ *     }],
+ *     "shared": {"listen": ["127.0.0.1:8012"]},
+ *     "limits": {
+ *       "maxHeldConnections": 50000, "maxHeldBytes": 268435456, "holdBufferBytes": 65536,
+ *       "maxHeadBytes": 32768, "headTimeoutSeconds": 30, "idleTimeoutSeconds": 0,
+ *       "connectTimeoutMs": 2000
+ *     }
+ *   }
+ *
+ * Unknown keys are rejected. Every error names the file, the JSON path and what is wrong:
+ * "hello.json: services[1].probeResponse[0].path.type: must be one of Exact, PathPrefix,
+ * RegularExpression".
+ */
+#ifndef HOLDFAST_CONFIG_H
+#define HOLDFAST_CONFIG_H
+
+#include <stddef.h>
+#include "common/addr.h"
+#include "resolver/probe.h"
+
+enum svc_protocol {
+    PROTO_HTTP, /* HTTP/1.x parsed for probes; h2c and TLS detected and held raw */
+    PROTO_TCP,  /* opaque bytes; the wake is queued on accept (server-speaks-first works) */
+};
+
+enum readiness_kind {
+    READINESS_TCP,      /* a backend is ready when a TCP connect succeeds (the default) */
+    READINESS_HTTP_GET, /* ready when GET path answers 200-399, as the kubelet decides */
+};
+
+/* Limits that hold across all services, and per-connection sizes. */
+struct config_limits {
+    size_t max_held_connections; /* all services together; default 50000 */
+    size_t max_held_bytes;       /* all services together; default 256 MiB */
+    size_t hold_buffer_bytes;    /* per held connection, then reads stop; default 64 KiB */
+    size_t max_head_bytes;       /* request head limit, 431 past it; default 32 KiB */
+    unsigned head_timeout_s;     /* complete head within this, else 408; default 30 */
+    unsigned idle_timeout_s;     /* relayed connection idle timeout, 0 = none (default) */
+    unsigned connect_timeout_ms; /* one backend connect attempt; default 2000 */
+};
+
+struct config_service {
+    char *namespace_;         /* "default" when omitted */
+    char *name;               /* required */
+    struct addr *listen;      /* n_listen >= 1 */
+    size_t n_listen;
+    struct addr *backends;    /* n_backends >= 1 */
+    size_t n_backends;
+    enum svc_protocol protocol;
+    char **wake_argv;         /* NULL-terminated, or NULL when no wake command */
+    enum readiness_kind readiness;
+    char *readiness_path;     /* for READINESS_HTTP_GET, default "/" */
+    unsigned readiness_period_ms; /* default 1000 */
+    unsigned hold_timeout_s;      /* default 600 */
+    size_t max_held_connections;  /* default 10000 */
+    size_t max_held_bytes;        /* default 64 MiB */
+    struct probe_rules *probes;   /* never NULL (may be empty) */
+};
+
+struct config {
+    struct config_service *services;
+    size_t n_services;
+    struct addr *shared_listen; /* shared Host-routed ports (compatibility), may be empty */
+    size_t n_shared_listen;
+    struct config_limits limits;
+};
+
+/* Fills `limits` with the defaults above. */
+void config_limits_default(struct config_limits *limits);
+
+/*
+ * Reads and validates FILE. Returns 0 and a config the caller frees with config_free(), or -1
+ * with one message in err ("FILE: JSON.path: what is wrong"; for malformed JSON, the line
+ * and column). Duplicate namespace/name pairs and a listen address used twice are errors.
+ */
+int config_load(const char *file, struct config **out, char *err, size_t errlen);
+
+/* Same, from a string; `source` names it in messages. */
+int config_parse(const char *json, const char *source, struct config **out, char *err,
+                 size_t errlen);
+
+void config_free(struct config *cfg);
+
+#endif

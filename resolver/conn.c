@@ -1,0 +1,1510 @@
+/*
+ * conn: the life of one client connection. See conn.h for the states; the transitions are
+ * all in this file, and every timeout is armed in one place (conn_arm_timer).
+ *
+ * Memory per connection is bounded: request bytes are buffered up to the hold buffer size
+ * (then reads stop and TCP backpressure does the rest), and a relay keeps at most one read's
+ * worth of pending bytes per direction before it stops reading the other side.
+ */
+#include "resolver/conn.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "resolver/httpans.h"
+
+enum conn_state {
+    CONN_HEAD,       /* reading and parsing the request head (HTTP, service not ready) */
+    CONN_HELD,       /* in the service's hold queue, waiting for a ready endpoint */
+    CONN_CONNECTING, /* connecting to a backend; nothing written to it yet */
+    CONN_BACKOFF,    /* waiting before the next connect attempt */
+    CONN_RELAY,      /* bound to a backend: bytes relayed both ways */
+    CONN_ANSWER,     /* writing holdfast's own final answer, then LINGER */
+    CONN_LINGER,     /* answer written and write side shut: draining reads before close */
+};
+
+/* Bytes data[off, len) are pending. */
+struct buf {
+    char *data;
+    size_t off;
+    size_t len;
+    size_t cap;
+};
+
+#define MAX_HEADERS 128
+#define MAX_FAILED 4
+#define LINGER_MS 2000
+#define BACKOFF_MIN_MS 10
+#define BACKOFF_MAX_MS 500
+
+/* Offsets (into the request's buffer) of what probe matching and Host routing need. */
+struct span {
+    size_t off;
+    size_t len;
+};
+
+struct head_spans {
+    struct span method;
+    struct span url;
+    struct span names[MAX_HEADERS];
+    struct span values[MAX_HEADERS];
+    size_t n_headers;
+    bool in_value; /* the last callback was a header value */
+    bool too_many;
+};
+
+/* Why llhttp paused, set by the callbacks. */
+enum pause_reason {
+    PAUSE_NONE,
+    PAUSE_HEAD_DONE,
+    PAUSE_MESSAGE_DONE,
+};
+
+struct conn {
+    struct worker *w;
+    struct svc_state *svc; /* one reference; NULL until known (shared port) */
+    bool shared;           /* accepted on the shared Host-routed port */
+    enum svc_protocol proto;
+    enum conn_state state;
+    int cfd; /* client socket */
+    int bfd; /* backend socket, -1 when none */
+    struct event crev, cwev, brev, bwev, timer;
+    bool crev_on, cwev_on, brev_on, bwev_on;
+    bool crev_closed_only; /* crev watches only for the client's close (buffer full) */
+
+    struct buf in;  /* client -> backend, not yet written */
+    struct buf out; /* -> client (our answers, backend bytes), not yet written */
+
+    /* HTTP/1 parsing, only while not bound to a backend. */
+    llhttp_t *parser;
+    struct head_spans *spans;
+    size_t parse_off; /* bytes of `in` (from in.off) already fed to the parser */
+    enum pause_reason pause;
+    bool deciding; /* the current request's head is not yet decided (probe/hold) */
+    const struct probe_response *probe; /* the current request is answered by this rule */
+    bool probe_head;                    /* ... and it is a HEAD request */
+    bool seen_request;                  /* a complete request head was seen on this connection */
+    bool http1;                         /* the client speaks HTTP/1 (502 applies) */
+    bool raw;                           /* TLS, h2c, tcp, or ready at accept: never parsed */
+    bool sniffed;                       /* http1 was decided from the first bytes */
+
+    /* Holding. */
+    TAILQ_ENTRY(conn) hold_link;
+    bool queued;          /* in svc->workers[w].held */
+    bool held;            /* counted in the held gauges */
+    size_t held_bytes;    /* bytes counted in the held-bytes gauges */
+    uint64_t arrived_ns;  /* accept time */
+    uint64_t held_ns;     /* when it was first held, 0 never */
+    uint64_t deadline_ns; /* hold deadline, 0 none */
+
+    /* Backend. */
+    struct addr backend;
+    bool bound; /* connected; counted in the backend's in-flight load */
+    struct addr failed[MAX_FAILED];
+    size_t n_failed;
+    unsigned backoff_ms;
+    uint64_t to_backend;
+    uint64_t from_backend;
+    bool client_eof, backend_eof;
+    bool client_shut, backend_shut;
+
+    TAILQ_ENTRY(conn) all_link;
+};
+
+uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void conn_free(struct conn *c);
+static void conn_dispatch(struct conn *c);
+static void conn_hold(struct conn *c);
+static void conn_answer_error(struct conn *c, int status, const char *error, const char *reason,
+                              enum outcome outcome);
+static void conn_arm_timer(struct conn *c);
+static void parse_more(struct conn *c);
+static void on_client_read(evutil_socket_t fd, short what, void *arg);
+static void on_client_write(evutil_socket_t fd, short what, void *arg);
+static void on_backend_read(evutil_socket_t fd, short what, void *arg);
+static void on_backend_write(evutil_socket_t fd, short what, void *arg);
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+
+/* ---- buffers ---- */
+
+static size_t buf_pending(const struct buf *b)
+{
+    return b->len - b->off;
+}
+
+static int buf_append(struct buf *b, const char *data, size_t n)
+{
+    if (b->off && b->off == b->len)
+        b->off = b->len = 0;
+    if (b->len + n > b->cap) {
+        if (b->off) {
+            memmove(b->data, b->data + b->off, b->len - b->off);
+            b->len -= b->off;
+            b->off = 0;
+        }
+        if (b->len + n > b->cap) {
+            size_t cap = b->cap ? b->cap : 512;
+            while (cap < b->len + n)
+                cap *= 2;
+            char *p = realloc(b->data, cap);
+            if (!p)
+                return -1;
+            b->data = p;
+            b->cap = cap;
+        }
+    }
+    memcpy(b->data + b->len, data, n);
+    b->len += n;
+    return 0;
+}
+
+/* Makes room for at least `want` more bytes at the end; returns the room, 0 on OOM. */
+static size_t buf_reserve(struct buf *b, size_t want)
+{
+    if (b->cap - b->len >= want)
+        return b->cap - b->len;
+    if (b->off) {
+        memmove(b->data, b->data + b->off, b->len - b->off);
+        b->len -= b->off;
+        b->off = 0;
+        if (b->cap - b->len >= want)
+            return b->cap - b->len;
+    }
+    size_t cap = b->cap ? b->cap : 512;
+    while (cap - b->len < want)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return 0;
+    b->data = p;
+    b->cap = cap;
+    return cap - b->len;
+}
+
+static void buf_free(struct buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Writes pending bytes to fd. Returns 0 (all or some written, or EAGAIN) or -1 on error. */
+static int buf_flush(struct buf *b, int fd)
+{
+    while (buf_pending(b)) {
+        ssize_t n = send(fd, b->data + b->off, buf_pending(b), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return -1;
+        }
+        b->off += (size_t)n;
+    }
+    b->off = b->len = 0;
+    return 0;
+}
+
+/* ---- event interest: each helper only touches libevent when the interest changes ---- */
+
+static void watch(struct event *ev, bool *on, bool want, const struct timeval *tv)
+{
+    if (want == *on)
+        return;
+    if (want)
+        event_add(ev, tv);
+    else
+        event_del(ev);
+    *on = want;
+}
+
+static void client_read(struct conn *c, bool want)
+{
+    if (c->crev_closed_only) {
+        event_del(&c->crev);
+        c->crev_on = false;
+        event_assign(&c->crev, c->w->base, c->cfd, EV_READ | EV_PERSIST, on_client_read, c);
+        c->crev_closed_only = false;
+    }
+    watch(&c->crev, &c->crev_on, want, NULL);
+}
+
+/* Stops reading but still learns when the client goes away (EPOLLRDHUP). */
+static void client_watch_close_only(struct conn *c)
+{
+    if (c->crev_closed_only)
+        return;
+    event_del(&c->crev);
+    event_assign(&c->crev, c->w->base, c->cfd, EV_CLOSED | EV_PERSIST, on_client_read, c);
+    event_add(&c->crev, NULL);
+    c->crev_on = true;
+    c->crev_closed_only = true;
+}
+
+static void client_write(struct conn *c, bool want)
+{
+    watch(&c->cwev, &c->cwev_on, want, NULL);
+}
+
+static void backend_read(struct conn *c, bool want)
+{
+    watch(&c->brev, &c->brev_on, want, NULL);
+}
+
+static void backend_write(struct conn *c, bool want)
+{
+    watch(&c->bwev, &c->bwev_on, want, NULL);
+}
+
+/* ---- accounting ---- */
+
+static const struct route_service *conn_route(const struct conn *c)
+{
+    return c->svc ? c->svc->workers[c->w->id].route : NULL;
+}
+
+/* Unparsed connections on HTTP ports: do the first bytes look like HTTP/1 (so a backend that
+ * closes without answering gets a 502), or like TLS / HTTP/2 (where we only close)? */
+static void note_first_bytes(struct conn *c, const char *p, size_t n)
+{
+    if (c->sniffed || n == 0)
+        return;
+    c->sniffed = true;
+    c->http1 = c->proto == PROTO_HTTP && (unsigned char)p[0] != 0x16 &&
+               !(n >= 4 && memcmp(p, "PRI ", 4) == 0);
+}
+
+static void count(struct conn *c, enum outcome o)
+{
+    if (c->svc)
+        counter_add(&c->svc->requests[o], 1);
+}
+
+/* Counts bytes that arrived while the connection is held against the held-bytes gauges. */
+static void account_held_bytes(struct conn *c)
+{
+    if (!c->held)
+        return;
+    size_t now = buf_pending(&c->in);
+    long delta = (long)now - (long)c->held_bytes;
+    if (delta) {
+        atomic_fetch_add(&c->svc->held_bytes, delta);
+        atomic_fetch_add(&c->w->dp->held_bytes, delta);
+        c->held_bytes = now;
+    }
+}
+
+/* The connection stops being held (forwarded, cancelled, timed out, answered). */
+static void unhold(struct conn *c)
+{
+    if (c->queued) {
+        TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
+        c->queued = false;
+    }
+    if (!c->held)
+        return;
+    atomic_fetch_sub(&c->svc->held_conns, 1);
+    atomic_fetch_sub(&c->w->dp->held_conns, 1);
+    atomic_fetch_sub(&c->svc->held_bytes, (long)c->held_bytes);
+    atomic_fetch_sub(&c->w->dp->held_bytes, (long)c->held_bytes);
+    c->held_bytes = 0;
+    c->held = false;
+    hist_observe_ns(&c->svc->hold_seconds, now_ns() - c->held_ns);
+}
+
+/* How many request bytes this connection may buffer before reads stop. */
+static size_t in_limit(const struct conn *c)
+{
+    const struct config_limits *l = &c->w->dp->limits;
+    if (c->state == CONN_HEAD && !c->seen_request)
+        return l->max_head_bytes + 1; /* one more byte tells "too large" from "exactly full" */
+    return l->hold_buffer_bytes > l->max_head_bytes ? l->hold_buffer_bytes : l->max_head_bytes + 1;
+}
+
+static void ep_load_add(struct conn *c, int delta)
+{
+    struct svc_worker *sw = &c->svc->workers[c->w->id];
+    for (size_t i = 0; i < sw->n_loads; i++) {
+        if (addr_equal(&sw->loads[i].addr, &c->backend)) {
+            sw->loads[i].inflight += (unsigned)delta;
+            return;
+        }
+    }
+    if (delta < 0)
+        return;
+    if (sw->n_loads == sw->cap_loads) {
+        size_t cap = sw->cap_loads ? sw->cap_loads * 2 : 4;
+        struct ep_load *p = realloc(sw->loads, cap * sizeof(*p));
+        if (!p)
+            return; /* balancing gets coarser; nothing breaks */
+        sw->loads = p;
+        sw->cap_loads = cap;
+    }
+    sw->loads[sw->n_loads].addr = c->backend;
+    sw->loads[sw->n_loads].inflight = (unsigned)delta;
+    sw->n_loads++;
+}
+
+static unsigned ep_inflight(const struct svc_worker *sw, const struct addr *a)
+{
+    for (size_t i = 0; i < sw->n_loads; i++) {
+        if (addr_equal(&sw->loads[i].addr, a))
+            return sw->loads[i].inflight;
+    }
+    return 0;
+}
+
+static bool failed_before(const struct conn *c, const struct addr *a)
+{
+    for (size_t i = 0; i < c->n_failed; i++) {
+        if (addr_equal(&c->failed[i], a))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Least in-flight among the ready endpoints this connection has not failed on, round-robin
+ * among equals. Returns NULL when every endpoint failed for this connection already.
+ */
+static const struct addr *pick_endpoint(struct conn *c, const struct route_service *r)
+{
+    struct svc_worker *sw = &c->svc->workers[c->w->id];
+    const struct addr *best = NULL;
+    unsigned best_load = 0;
+    size_t n = r->n_endpoints;
+    for (size_t k = 0; k < n; k++) {
+        const struct addr *a = &r->endpoints[(sw->rr + k) % n];
+        if (failed_before(c, a))
+            continue;
+        unsigned load = ep_inflight(sw, a);
+        if (!best || load < best_load) {
+            best = a;
+            best_load = load;
+        }
+    }
+    sw->rr++;
+    return best;
+}
+
+/* ---- close ---- */
+
+static void conn_free(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (c->svc)
+        unhold(c);
+    if (c->bound) {
+        ep_load_add(c, -1);
+        c->bound = false;
+    }
+    event_del(&c->crev);
+    event_del(&c->cwev);
+    event_del(&c->timer);
+    if (c->bfd >= 0) {
+        event_del(&c->brev);
+        event_del(&c->bwev);
+        close(c->bfd);
+    }
+    close(c->cfd);
+    buf_free(&c->in);
+    buf_free(&c->out);
+    free(c->parser);
+    free(c->spans);
+    if (c->svc)
+        svc_state_unref(c->svc);
+    TAILQ_REMOVE(&w->conns, c, all_link);
+    free(c);
+    w->nconns--;
+    atomic_fetch_sub(&w->dp->open_conns, 1);
+    worker_conn_closed(w);
+}
+
+static void close_backend(struct conn *c)
+{
+    if (c->bfd < 0)
+        return;
+    event_del(&c->brev);
+    event_del(&c->bwev);
+    c->brev_on = c->bwev_on = false;
+    close(c->bfd);
+    c->bfd = -1;
+    if (c->bound) {
+        ep_load_add(c, -1);
+        c->bound = false;
+    }
+}
+
+/* ---- timers: the one place that decides which deadline the timer watches ---- */
+
+static void conn_arm_timer(struct conn *c)
+{
+    const struct config_limits *l = &c->w->dp->limits;
+    uint64_t now = now_ns();
+    uint64_t at = 0;
+    switch (c->state) {
+    case CONN_HEAD:
+        at = now + (uint64_t)l->head_timeout_s * 1000000000ull;
+        break;
+    case CONN_HELD:
+        at = c->deadline_ns;
+        break;
+    case CONN_CONNECTING: {
+        uint64_t ct = now + (uint64_t)l->connect_timeout_ms * 1000000ull;
+        at = (c->deadline_ns && c->deadline_ns < ct) ? c->deadline_ns : ct;
+        break;
+    }
+    case CONN_BACKOFF: {
+        uint64_t bt = now + (uint64_t)c->backoff_ms * 1000000ull;
+        at = (c->deadline_ns && c->deadline_ns < bt) ? c->deadline_ns : bt;
+        break;
+    }
+    case CONN_RELAY:
+        if (l->idle_timeout_s)
+            at = now + (uint64_t)l->idle_timeout_s * 1000000000ull;
+        break;
+    case CONN_ANSWER:
+    case CONN_LINGER:
+        at = now + (uint64_t)LINGER_MS * 1000000ull;
+        break;
+    }
+    event_del(&c->timer);
+    if (!at)
+        return;
+    uint64_t d = at > now ? at - now : 0;
+    struct timeval tv = {.tv_sec = (time_t)(d / 1000000000ull),
+                         .tv_usec = (suseconds_t)((d % 1000000000ull) / 1000)};
+    event_add(&c->timer, &tv);
+}
+
+static void set_state(struct conn *c, enum conn_state s)
+{
+    c->state = s;
+    conn_arm_timer(c);
+}
+
+/* ---- holdfast's own answers ---- */
+
+static void answer_flush(struct conn *c);
+
+/* Queues a final answer on an HTTP/1 connection, then closes (after lingering). */
+static void conn_answer_error(struct conn *c, int status, const char *error, const char *reason,
+                              enum outcome outcome)
+{
+    count(c, outcome);
+    if (c->svc)
+        unhold(c);
+    close_backend(c);
+    free(c->parser);
+    c->parser = NULL;
+    if (!c->http1) {
+        conn_free(c); /* other protocols: holdfast has no words there, it closes */
+        return;
+    }
+    size_t len;
+    char *msg = httpans_error(status, error, c->svc ? c->svc->key : NULL, reason, 1, &len, NULL);
+    c->in.off = c->in.len = 0;
+    if (!msg || buf_append(&c->out, msg, len) < 0) {
+        free(msg);
+        conn_free(c);
+        return;
+    }
+    free(msg);
+    set_state(c, CONN_ANSWER);
+    answer_flush(c);
+}
+
+static void answer_flush(struct conn *c)
+{
+    if (buf_flush(&c->out, c->cfd) < 0) {
+        conn_free(c);
+        return;
+    }
+    if (buf_pending(&c->out)) {
+        client_write(c, true);
+        return;
+    }
+    client_write(c, false);
+    if (c->state == CONN_ANSWER) {
+        /* Shut our side and read what the client still sends, so closing does not reset the
+         * connection before the client has read the answer. */
+        shutdown(c->cfd, SHUT_WR);
+        set_state(c, CONN_LINGER);
+        client_read(c, true);
+    }
+}
+
+/* ---- accept ---- */
+
+void conn_accept(struct worker *w, int fd, const struct route_listener *l)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->w = w;
+    c->cfd = fd;
+    c->bfd = -1;
+    c->arrived_ns = now_ns();
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    event_assign(&c->crev, w->base, fd, EV_READ | EV_PERSIST, on_client_read, c);
+    event_assign(&c->cwev, w->base, fd, EV_WRITE | EV_PERSIST, on_client_write, c);
+    event_assign(&c->timer, w->base, -1, 0, on_timer, c);
+    TAILQ_INSERT_TAIL(&w->conns, c, all_link);
+    w->nconns++;
+    atomic_fetch_add(&w->dp->open_conns, 1);
+    counter_add(&w->dp->accepted, 1);
+
+    if (l->kind == LISTENER_SHARED) {
+        c->shared = true;
+        c->proto = PROTO_HTTP;
+        c->http1 = true;
+        c->sniffed = true;
+        set_state(c, CONN_HEAD);
+        client_read(c, true);
+        return;
+    }
+    const struct route_service *r = &w->snap->services[l->service];
+    c->svc = svc_state_ref(r->svc);
+    c->proto = r->protocol;
+    c->deadline_ns = c->arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
+    client_read(c, true);
+    if (r->n_endpoints > 0) {
+        /* Ready: connect at once; whatever the client sends meanwhile is buffered as is. */
+        c->raw = true;
+        conn_dispatch(c);
+    } else if (c->proto == PROTO_TCP) {
+        c->raw = true;
+        conn_hold(c); /* the server may speak first: wake now */
+    } else {
+        set_state(c, CONN_HEAD);
+    }
+}
+
+/* ---- holding ---- */
+
+static void conn_hold(struct conn *c)
+{
+    const struct route_service *r = conn_route(c);
+    struct dataplane *dp = c->w->dp;
+    if (!r) {
+        conn_answer_error(c, 503, "service unavailable", "service was removed", OUTCOME_REJECTED);
+        return;
+    }
+    note_first_bytes(c, c->in.data + c->in.off, buf_pending(&c->in));
+    if (!c->held) {
+        long svc_held = atomic_load(&c->svc->held_conns);
+        long all_held = atomic_load(&dp->held_conns);
+        long svc_bytes = atomic_load(&c->svc->held_bytes);
+        long all_bytes = atomic_load(&dp->held_bytes);
+        const char *full = NULL;
+        if ((size_t)svc_held >= r->max_held_connections)
+            full = "hold queue of the service is full";
+        else if ((size_t)all_held >= dp->limits.max_held_connections)
+            full = "hold queue of the resolver is full";
+        else if ((size_t)svc_bytes >= r->max_held_bytes)
+            full = "held bytes of the service at the limit";
+        else if ((size_t)all_bytes >= dp->limits.max_held_bytes)
+            full = "held bytes of the resolver at the limit";
+        if (full) {
+            conn_answer_error(c, 503, "overloaded", full, OUTCOME_REJECTED);
+            return;
+        }
+        c->held = true;
+        atomic_fetch_add(&c->svc->held_conns, 1);
+        atomic_fetch_add(&dp->held_conns, 1);
+        if (!c->held_ns)
+            c->held_ns = now_ns();
+        account_held_bytes(c);
+    }
+    if (!c->queued) {
+        /* FIFO by arrival: a connection coming back after failed connects goes before any
+         * that arrived after it. */
+        struct svc_worker *sw = &c->svc->workers[c->w->id];
+        struct conn *after = TAILQ_LAST(&sw->held, hold_q);
+        while (after && after->arrived_ns > c->arrived_ns)
+            after = TAILQ_PREV(after, hold_q, hold_link);
+        if (after)
+            TAILQ_INSERT_AFTER(&sw->held, after, c, hold_link);
+        else
+            TAILQ_INSERT_HEAD(&sw->held, c, hold_link);
+        c->queued = true;
+    }
+    set_state(c, CONN_HELD);
+    int64_t zero = 0;
+    atomic_compare_exchange_strong(&c->svc->wake_started_ns, &zero, (int64_t)now_ns());
+    if (wakeq_push_wake(&dp->wakeq, c->svc))
+        counter_add(&c->svc->wakes, 1);
+    if (!c->client_eof) {
+        if (buf_pending(&c->in) >= in_limit(c))
+            client_watch_close_only(c);
+        else
+            client_read(c, true);
+    }
+    /* The service may have become ready while this connection was parsed. */
+    if (r->n_endpoints > 0)
+        conn_dispatch(c);
+}
+
+/* ---- connecting ---- */
+
+static void connect_failed(struct conn *c, int err);
+
+static void conn_dispatch(struct conn *c)
+{
+    const struct route_service *r = conn_route(c);
+    if (!r || r->n_endpoints == 0) {
+        conn_hold(c);
+        return;
+    }
+    if (c->deadline_ns && now_ns() >= c->deadline_ns) {
+        conn_answer_error(c, 504, "timeout", r->reason ? r->reason : "no ready backend in time",
+                          OUTCOME_TIMEOUT);
+        return;
+    }
+    const struct addr *a = pick_endpoint(c, r);
+    if (!a) {
+        /* Every endpoint failed for this connection: wait, then try them all again. */
+        c->n_failed = 0;
+        if (c->queued) {
+            TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
+            c->queued = false;
+        }
+        c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (c->backoff_ms > BACKOFF_MAX_MS)
+            c->backoff_ms = BACKOFF_MAX_MS;
+        set_state(c, CONN_BACKOFF);
+        return;
+    }
+    if (c->queued) {
+        TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
+        c->queued = false;
+    }
+    c->backend = *a;
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        /* Out of descriptors is ours, not the backend's: back off without blaming it. */
+        c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (c->backoff_ms > BACKOFF_MAX_MS)
+            c->backoff_ms = BACKOFF_MAX_MS;
+        set_state(c, CONN_BACKOFF);
+        return;
+    }
+    c->bfd = fd;
+    event_assign(&c->brev, c->w->base, fd, EV_READ | EV_PERSIST, on_backend_read, c);
+    event_assign(&c->bwev, c->w->base, fd, EV_WRITE | EV_PERSIST, on_backend_write, c);
+    set_state(c, CONN_CONNECTING);
+    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
+        connect_failed(c, errno);
+        return;
+    }
+    backend_write(c, true);
+}
+
+/* A connect attempt failed with nothing written: try another endpoint, or wait and retry. */
+static void connect_failed(struct conn *c, int err)
+{
+    log_debug("backend connect failed", "service=%s backend=%s error=%s", c->svc->key,
+              c->backend.text, strerror(err));
+    close_backend(c);
+    counter_add(&c->svc->connect_retries, 1);
+    wakeq_push_failure(&c->w->dp->wakeq, c->svc, &c->backend);
+    if (c->n_failed < MAX_FAILED)
+        c->failed[c->n_failed++] = c->backend;
+    if (!c->deadline_ns) {
+        const struct route_service *r = conn_route(c);
+        c->deadline_ns = c->arrived_ns + (uint64_t)(r ? r->hold_timeout_s : 600) * 1000000000ull;
+    }
+    conn_dispatch(c);
+}
+
+static void observe_cold_start(struct conn *c)
+{
+    if (!c->held_ns)
+        return;
+    int64_t started = atomic_exchange(&c->svc->wake_started_ns, 0);
+    if (started > 0)
+        hist_observe_ns(&c->svc->cold_start_seconds, now_ns() - (uint64_t)started);
+}
+
+static void connected(struct conn *c)
+{
+    int one = 1;
+    setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(c->bfd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    c->bound = true;
+    ep_load_add(c, 1);
+    count(c, OUTCOME_FORWARDED);
+    unhold(c);
+    free(c->parser);
+    c->parser = NULL;
+    free(c->spans);
+    c->spans = NULL;
+    c->backoff_ms = 0;
+    set_state(c, CONN_RELAY);
+    if (buf_pending(&c->in)) {
+        size_t before = buf_pending(&c->in);
+        note_first_bytes(c, c->in.data + c->in.off, before);
+        if (buf_flush(&c->in, c->bfd) < 0) {
+            connect_failed(c, errno);
+            return;
+        }
+        c->to_backend += before - buf_pending(&c->in);
+        observe_cold_start(c);
+    }
+    backend_read(c, true);
+    if (buf_pending(&c->in)) {
+        backend_write(c, true);
+        client_read(c, false);
+    } else {
+        backend_write(c, false);
+        if (c->client_eof) {
+            shutdown(c->bfd, SHUT_WR);
+            c->backend_shut = true;
+        } else {
+            client_read(c, true);
+        }
+    }
+}
+
+/* ---- relay ---- */
+
+static void relay_done_check(struct conn *c)
+{
+    if (c->client_eof && c->backend_eof && !buf_pending(&c->in) && !buf_pending(&c->out))
+        conn_free(c);
+}
+
+/* The backend ended (EOF or error). 502 if it never answered what we sent on HTTP/1. */
+static void backend_ended(struct conn *c, bool error)
+{
+    if (c->http1 && c->from_backend == 0 && c->to_backend > 0 && !buf_pending(&c->out)) {
+        conn_answer_error(c, 502, "bad gateway", "backend closed the connection before answering",
+                          OUTCOME_UPSTREAM_ERROR);
+        return;
+    }
+    if (error) {
+        conn_free(c);
+        return;
+    }
+    c->backend_eof = true;
+    backend_read(c, false);
+    if (!buf_pending(&c->out)) {
+        shutdown(c->cfd, SHUT_WR);
+        c->client_shut = true;
+    }
+    relay_done_check(c);
+}
+
+static void relay_from_client(struct conn *c)
+{
+    struct worker *w = c->w;
+    ssize_t n = recv(c->cfd, w->scratch, w->scratch_len, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        conn_free(c);
+        return;
+    }
+    if (n == 0) {
+        c->client_eof = true;
+        client_read(c, false);
+        if (!buf_pending(&c->in)) {
+            shutdown(c->bfd, SHUT_WR);
+            c->backend_shut = true;
+        }
+        relay_done_check(c);
+        return;
+    }
+    if (c->to_backend == 0)
+        note_first_bytes(c, w->scratch, (size_t)n);
+    c->to_backend += (uint64_t)n;
+    ssize_t wr = send(c->bfd, w->scratch, (size_t)n, MSG_NOSIGNAL);
+    if (wr < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            backend_ended(c, true);
+            return;
+        }
+        wr = 0;
+    }
+    if (wr < n) {
+        if (buf_append(&c->in, w->scratch + wr, (size_t)(n - wr)) < 0) {
+            conn_free(c);
+            return;
+        }
+        client_read(c, false);
+        backend_write(c, true);
+    }
+    if (w->dp->limits.idle_timeout_s)
+        conn_arm_timer(c);
+}
+
+static void relay_from_backend(struct conn *c)
+{
+    struct worker *w = c->w;
+    ssize_t n = recv(c->bfd, w->scratch, w->scratch_len, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        backend_ended(c, true);
+        return;
+    }
+    if (n == 0) {
+        backend_ended(c, false);
+        return;
+    }
+    c->from_backend += (uint64_t)n;
+    ssize_t wr = send(c->cfd, w->scratch, (size_t)n, MSG_NOSIGNAL);
+    if (wr < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            conn_free(c);
+            return;
+        }
+        wr = 0;
+    }
+    if (wr < n) {
+        if (buf_append(&c->out, w->scratch + wr, (size_t)(n - wr)) < 0) {
+            conn_free(c);
+            return;
+        }
+        backend_read(c, false);
+        client_write(c, true);
+    }
+    if (w->dp->limits.idle_timeout_s)
+        conn_arm_timer(c);
+}
+
+/* ---- event handlers ---- */
+
+/* Reads client bytes into `in` while not relaying. Returns false when c was freed. */
+static bool read_into_in(struct conn *c)
+{
+    size_t limit = in_limit(c);
+    size_t pending = buf_pending(&c->in);
+    if (pending >= limit) {
+        client_watch_close_only(c);
+        return true;
+    }
+    size_t want = limit - pending;
+    if (want > 16384)
+        want = 16384;
+    if (!buf_reserve(&c->in, want)) {
+        conn_free(c);
+        return false;
+    }
+    ssize_t n = recv(c->cfd, c->in.data + c->in.len, want, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return true;
+        n = 0; /* reset: the client is gone, same as EOF below */
+    }
+    if (n == 0) {
+        c->client_eof = true;
+        if (c->state == CONN_HEAD) {
+            conn_free(c); /* gave up before a complete request: nothing to answer */
+            return false;
+        }
+        if (c->proto == PROTO_HTTP || !c->held) {
+            /* An HTTP client that closes while held has gone away (as Go's and nginx's
+             * servers judge it); a tcp client may only half-close and wait for an answer. */
+            count(c, OUTCOME_CANCELLED);
+            log_debug("held client went away", "service=%s", c->svc ? c->svc->key : NULL);
+            conn_free(c);
+            return false;
+        }
+        client_read(c, false);
+        return true;
+    }
+    c->in.len += (size_t)n;
+    if (c->state != CONN_HEAD && c->state != CONN_ANSWER && c->state != CONN_LINGER)
+        account_held_bytes(c);
+    return true;
+}
+
+/* Looks at the first bytes on an HTTP port: TLS and h2c prior knowledge are held raw. */
+static bool sniff_raw(struct conn *c)
+{
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    const char *p = c->in.data + c->in.off;
+    size_t n = buf_pending(&c->in);
+    if (n == 0)
+        return false;
+    if ((unsigned char)p[0] == 0x16)
+        return true;
+    size_t m = n < sizeof(preface) - 1 ? n : sizeof(preface) - 1;
+    return memcmp(p, preface, m) == 0 && m == sizeof(preface) - 1;
+}
+
+static bool maybe_h2_preface(const struct conn *c)
+{
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    size_t n = buf_pending(&c->in);
+    return n < sizeof(preface) - 1 && memcmp(c->in.data + c->in.off, preface, n) == 0;
+}
+
+static void on_client_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    switch (c->state) {
+    case CONN_RELAY:
+        if (c->crev_closed_only) {
+            client_read(c, true);
+            return;
+        }
+        relay_from_client(c);
+        return;
+    case CONN_LINGER: {
+        char drain[4096];
+        ssize_t n = recv(c->cfd, drain, sizeof(drain), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            conn_free(c);
+        return;
+    }
+    case CONN_ANSWER:
+        client_read(c, false);
+        return;
+    case CONN_HEAD:
+    case CONN_HELD:
+    case CONN_CONNECTING:
+    case CONN_BACKOFF:
+        break;
+    }
+    if (c->crev_closed_only && (what & EV_CLOSED) && !(what & EV_READ)) {
+        /* Buffer full and the client hung up. */
+        if (c->proto == PROTO_HTTP || !c->held) {
+            count(c, OUTCOME_CANCELLED);
+            conn_free(c);
+        } else {
+            c->client_eof = true;
+            client_read(c, false);
+        }
+        return;
+    }
+    if (!read_into_in(c))
+        return;
+    if (c->state == CONN_HEAD) {
+        if (!c->parser && !c->raw) {
+            if (maybe_h2_preface(c) && buf_pending(&c->in) > 0)
+                return; /* wait for the rest of a possible HTTP/2 preface */
+            if (sniff_raw(c)) {
+                c->raw = true;
+                c->http1 = false;
+                c->sniffed = true;
+                conn_hold(c);
+                return;
+            }
+            c->http1 = true;
+            c->sniffed = true;
+        }
+        parse_more(c);
+    } else if (c->parser) {
+        parse_more(c); /* held: keep validating framing so a smuggling attempt gets 400 */
+    }
+}
+
+static void on_client_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (c->state != CONN_RELAY) {
+        answer_flush(c);
+        return;
+    }
+    if (buf_flush(&c->out, c->cfd) < 0) {
+        conn_free(c);
+        return;
+    }
+    if (buf_pending(&c->out))
+        return;
+    client_write(c, false);
+    if (c->backend_eof) {
+        shutdown(c->cfd, SHUT_WR);
+        c->client_shut = true;
+        relay_done_check(c);
+    } else {
+        backend_read(c, true);
+    }
+}
+
+static void on_backend_read(evutil_socket_t fd, short what, void *arg)
+{
+    relay_from_backend(arg);
+}
+
+static void on_backend_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (c->state == CONN_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(c->bfd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        if (err) {
+            connect_failed(c, err);
+            return;
+        }
+        backend_write(c, false);
+        connected(c);
+        return;
+    }
+    size_t before = buf_pending(&c->in);
+    if (buf_flush(&c->in, c->bfd) < 0) {
+        backend_ended(c, true);
+        return;
+    }
+    if (before && c->to_backend == 0)
+        observe_cold_start(c);
+    c->to_backend += before - buf_pending(&c->in);
+    if (buf_pending(&c->in))
+        return;
+    backend_write(c, false);
+    if (c->client_eof) {
+        shutdown(c->bfd, SHUT_WR);
+        c->backend_shut = true;
+        relay_done_check(c);
+    } else {
+        client_read(c, true);
+    }
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    const struct route_service *r = conn_route(c);
+    switch (c->state) {
+    case CONN_HEAD:
+        if (!c->seen_request || buf_pending(&c->in) > 0)
+            conn_answer_error(c, 408, "request timeout", "no complete request head in time",
+                              OUTCOME_BAD_REQUEST);
+        else
+            conn_free(c); /* an idle keep-alive connection after probe answers */
+        return;
+    case CONN_HELD:
+    case CONN_BACKOFF:
+    case CONN_CONNECTING:
+        if (c->deadline_ns && now_ns() >= c->deadline_ns) {
+            char reason[300];
+            snprintf(reason, sizeof(reason), "%s",
+                     r && r->reason ? r->reason : "no ready backend within the hold timeout");
+            log_info("held request timed out", "service=%s reason=%s", c->svc->key, reason);
+            conn_answer_error(c, 504, "timeout", reason, OUTCOME_TIMEOUT);
+            return;
+        }
+        if (c->state == CONN_CONNECTING) {
+            connect_failed(c, ETIMEDOUT);
+            return;
+        }
+        if (c->state == CONN_BACKOFF)
+            conn_dispatch(c);
+        return;
+    case CONN_RELAY:
+        log_debug("relay idle timeout", "service=%s", c->svc ? c->svc->key : NULL);
+        conn_free(c);
+        return;
+    case CONN_ANSWER:
+    case CONN_LINGER:
+        conn_free(c);
+        return;
+    }
+}
+
+/* ---- HTTP/1 parsing (not ready: probes, holding, validation) ---- */
+
+static struct conn *parser_conn(llhttp_t *p)
+{
+    return p->data;
+}
+
+static size_t span_off(struct conn *c, const char *at)
+{
+    return (size_t)(at - (c->in.data + c->in.off));
+}
+
+static void span_extend(struct conn *c, struct span *s, const char *at, size_t len)
+{
+    if (s->len == 0)
+        s->off = span_off(c, at);
+    s->len += len; /* pieces are contiguous: every byte of the head stays in `in` */
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t len)
+{
+    struct conn *c = parser_conn(p);
+    if (c->state == CONN_HEAD)
+        span_extend(c, &c->spans->method, at, len);
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    struct conn *c = parser_conn(p);
+    if (c->state == CONN_HEAD)
+        span_extend(c, &c->spans->url, at, len);
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct conn *c = parser_conn(p);
+    struct head_spans *h = c->spans;
+    if (c->state != CONN_HEAD)
+        return 0;
+    if (h->in_value || (h->n_headers == 0 && h->names[0].len == 0)) {
+        if (h->in_value)
+            h->n_headers++;
+        h->in_value = false;
+        if (h->n_headers >= MAX_HEADERS) {
+            h->too_many = true;
+            return 0;
+        }
+        h->names[h->n_headers] = (struct span){0, 0};
+        h->values[h->n_headers] = (struct span){0, 0};
+    }
+    if (!h->too_many)
+        span_extend(c, &h->names[h->n_headers], at, len);
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct conn *c = parser_conn(p);
+    struct head_spans *h = c->spans;
+    if (c->state != CONN_HEAD || h->too_many)
+        return 0;
+    h->in_value = true;
+    span_extend(c, &h->values[h->n_headers], at, len);
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct conn *c = parser_conn(p);
+    if (c->state != CONN_HEAD)
+        return 0;
+    if (c->spans->in_value) {
+        c->spans->n_headers++;
+        c->spans->in_value = false;
+    }
+    c->pause = PAUSE_HEAD_DONE;
+    return HPE_PAUSED;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    struct conn *c = parser_conn(p);
+    if (c->state != CONN_HEAD || !c->probe)
+        return 0;
+    c->pause = PAUSE_MESSAGE_DONE;
+    return HPE_PAUSED;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    struct conn *c = parser_conn(p);
+    if (c->state == CONN_HEAD)
+        memset(c->spans, 0, sizeof(*c->spans));
+    return 0;
+}
+
+static llhttp_settings_t parser_settings;
+static pthread_once_t parser_settings_once = PTHREAD_ONCE_INIT;
+
+static void parser_settings_init(void)
+{
+    llhttp_settings_init(&parser_settings);
+    parser_settings.on_message_begin = on_message_begin;
+    parser_settings.on_method = on_method;
+    parser_settings.on_url = on_url;
+    parser_settings.on_header_field = on_header_field;
+    parser_settings.on_header_value = on_header_value;
+    parser_settings.on_headers_complete = on_headers_complete;
+    parser_settings.on_message_complete = on_message_complete;
+}
+
+static const char *span_ptr(const struct conn *c, struct span s)
+{
+    return c->in.data + c->in.off + s.off;
+}
+
+static bool span_eq_ci(const struct conn *c, struct span s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s.len == n && strncasecmp(span_ptr(c, s), lit, n) == 0;
+}
+
+/*
+ * Shared port: the Host header names the service as name.namespace[.svc[.cluster.local]]
+ * with an optional port. Returns false (and answers 404) when it names none.
+ */
+static bool route_by_host(struct conn *c)
+{
+    struct head_spans *h = c->spans;
+    const char *host = NULL;
+    size_t host_len = 0;
+    for (size_t i = 0; i < h->n_headers; i++) {
+        if (span_eq_ci(c, h->names[i], "host")) {
+            host = span_ptr(c, h->values[i]);
+            host_len = h->values[i].len;
+            break;
+        }
+    }
+    char hostbuf[256] = "";
+    if (host) {
+        size_t n = host_len < sizeof(hostbuf) - 1 ? host_len : sizeof(hostbuf) - 1;
+        memcpy(hostbuf, host, n);
+        hostbuf[n] = '\0';
+    }
+    const struct route_service *r = NULL;
+    if (host) {
+        size_t len = host_len;
+        const char *colon = memchr(host, ':', len);
+        if (colon)
+            len = (size_t)(colon - host);
+        const char *dot = memchr(host, '.', len);
+        if (dot) {
+            const char *name = host;
+            size_t name_len = (size_t)(dot - host);
+            const char *ns = dot + 1;
+            size_t rest = len - name_len - 1;
+            const char *dot2 = memchr(ns, '.', rest);
+            size_t ns_len = dot2 ? (size_t)(dot2 - ns) : rest;
+            const char *suffix = dot2 ? dot2 : ns + ns_len;
+            size_t suffix_len = (size_t)(host + len - suffix);
+            bool suffix_ok = suffix_len == 0 ||
+                             (suffix_len == 4 && !strncasecmp(suffix, ".svc", 4)) ||
+                             (suffix_len == 18 && !strncasecmp(suffix, ".svc.cluster.local", 18));
+            if (suffix_ok)
+                r = route_snapshot_find(c->w->snap, ns, ns_len, name, name_len);
+        }
+    }
+    if (!r) {
+        counter_add(&c->w->dp->unknown_host, 1);
+        size_t len;
+        char *msg =
+            httpans_error(404, "unknown service", NULL, NULL, 0, &len, "host", hostbuf, NULL);
+        c->in.off = c->in.len = 0;
+        free(c->parser);
+        c->parser = NULL;
+        if (!msg || buf_append(&c->out, msg, len) < 0) {
+            free(msg);
+            conn_free(c);
+            return false;
+        }
+        free(msg);
+        set_state(c, CONN_ANSWER);
+        answer_flush(c);
+        return false;
+    }
+    c->svc = svc_state_ref(r->svc);
+    c->shared = false;
+    c->deadline_ns = c->arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
+    return true;
+}
+
+/* The head of a request is complete and the service is not ready: probe, or hold. Returns
+ * false when c changed state or was freed (parsing stops). */
+static bool decide_after_head(struct conn *c)
+{
+    c->seen_request = true;
+    if (c->shared) {
+        if (!route_by_host(c))
+            return false;
+    }
+    const struct route_service *r = conn_route(c);
+    if (r && r->n_endpoints > 0) {
+        conn_dispatch(c); /* ready: the head and everything after it goes to the backend */
+        return false;
+    }
+    struct head_spans *h = c->spans;
+    if (h->too_many) {
+        conn_answer_error(c, 431, "request header fields too large", "too many header fields",
+                          OUTCOME_BAD_REQUEST);
+        return false;
+    }
+    if (r && r->probes && r->probes->rules && probe_rules_count(r->probes->rules) > 0) {
+        struct probe_header hdrs[MAX_HEADERS];
+        for (size_t i = 0; i < h->n_headers; i++) {
+            hdrs[i].name = span_ptr(c, h->names[i]);
+            hdrs[i].name_len = h->names[i].len;
+            hdrs[i].value = span_ptr(c, h->values[i]);
+            hdrs[i].value_len = h->values[i].len;
+        }
+        struct probe_request req = {
+            .method = span_ptr(c, h->method),
+            .method_len = h->method.len,
+            .target = span_ptr(c, h->url),
+            .target_len = h->url.len,
+            .headers = hdrs,
+            .n_headers = h->n_headers,
+        };
+        const struct probe_response *resp = probe_match(r->probes->rules, &req);
+        if (resp) {
+            c->probe = resp;
+            c->probe_head = span_eq_ci(c, h->method, "HEAD");
+            return true; /* answered when the message (and any body) is complete */
+        }
+    }
+    conn_hold(c);
+    return false;
+}
+
+/* A probe-matched request is complete: answer it and drop its bytes. */
+static bool answer_probe(struct conn *c, size_t consumed)
+{
+    bool keep_alive = llhttp_should_keep_alive(c->parser);
+    size_t len;
+    char *msg = httpans_probe(c->probe->status, c->probe->body, c->probe->body_len, c->probe_head,
+                              !keep_alive, &len);
+    count(c, OUTCOME_PROBE);
+    c->probe = NULL;
+    if (!msg || buf_append(&c->out, msg, len) < 0) {
+        free(msg);
+        conn_free(c);
+        return false;
+    }
+    free(msg);
+    c->in.off += consumed;
+    c->parse_off = 0;
+    if (!keep_alive) {
+        free(c->parser);
+        c->parser = NULL;
+        c->in.off = c->in.len = 0;
+        set_state(c, CONN_ANSWER);
+        answer_flush(c);
+        return false;
+    }
+    conn_arm_timer(c); /* the head timeout starts again for the next request */
+    answer_flush(c);
+    return c->state == CONN_HEAD;
+}
+
+static void parse_more(struct conn *c)
+{
+    if (!c->parser) {
+        pthread_once(&parser_settings_once, parser_settings_init);
+        c->parser = malloc(sizeof(*c->parser));
+        c->spans = calloc(1, sizeof(*c->spans));
+        if (!c->parser || !c->spans) {
+            conn_free(c);
+            return;
+        }
+        llhttp_init(c->parser, HTTP_REQUEST, &parser_settings);
+        c->parser->data = c;
+        c->parse_off = 0;
+    }
+    /* After a pause the parser may have steps left that consume no byte (a bodyless
+     * request's message-complete): it is run again even when every byte was fed. */
+    bool resumed = false;
+    while (c->parser && (c->parse_off < buf_pending(&c->in) || resumed)) {
+        resumed = false;
+        const char *base = c->in.data + c->in.off;
+        c->pause = PAUSE_NONE;
+        llhttp_errno_t err =
+            llhttp_execute(c->parser, base + c->parse_off, buf_pending(&c->in) - c->parse_off);
+        if (err == HPE_OK) {
+            c->parse_off = buf_pending(&c->in);
+            break;
+        }
+        size_t pos = (size_t)(llhttp_get_error_pos(c->parser) - base);
+        if (err == HPE_PAUSED) {
+            c->parse_off = pos;
+            llhttp_resume(c->parser);
+            resumed = true;
+            if (c->pause == PAUSE_HEAD_DONE) {
+                if (!decide_after_head(c))
+                    return;
+            } else if (c->pause == PAUSE_MESSAGE_DONE) {
+                if (!answer_probe(c, pos))
+                    return;
+            }
+            continue;
+        }
+        if (err == HPE_PAUSED_UPGRADE) {
+            /* Upgrade or CONNECT: what follows is not HTTP/1; stop parsing, hold the bytes. */
+            free(c->parser);
+            c->parser = NULL;
+            if (c->state == CONN_HEAD)
+                conn_hold(c);
+            return;
+        }
+        /* Malformed, or smuggling-ambiguous framing: refuse before anything is relayed. */
+        log_debug("bad request", "service=%s error=%s reason=%s", c->svc ? c->svc->key : NULL,
+                  llhttp_errno_name(err), llhttp_get_error_reason(c->parser));
+        if (!c->svc)
+            counter_add(&c->w->dp->bad_requests, 1);
+        conn_answer_error(c, 400, "bad request", llhttp_get_error_reason(c->parser),
+                          OUTCOME_BAD_REQUEST);
+        return;
+    }
+    if (c->state == CONN_HEAD && c->parser && !c->probe &&
+        buf_pending(&c->in) > c->w->dp->limits.max_head_bytes) {
+        if (!c->svc)
+            counter_add(&c->w->dp->bad_requests, 1);
+        conn_answer_error(c, 431, "request header fields too large",
+                          "request head larger than the limit", OUTCOME_BAD_REQUEST);
+        return;
+    }
+    if (c->state == CONN_HEAD && c->probe && c->parser) {
+        /* A probe's body needs no keeping: drop what was parsed. */
+        c->in.off += c->parse_off;
+        c->parse_off = 0;
+    }
+}
+
+/* ---- worker hooks ---- */
+
+void conn_snapshot_applied(struct worker *w, struct route_snapshot *old_snap)
+{
+    /* Services that disappeared: their held connections are answered. */
+    if (old_snap) {
+        for (size_t i = 0; i < old_snap->n_services; i++) {
+            struct svc_state *svc = old_snap->services[i].svc;
+            struct svc_worker *sw = &svc->workers[w->id];
+            if (sw->route)
+                continue;
+            struct conn *c;
+            while ((c = TAILQ_FIRST(&sw->held)))
+                conn_answer_error(c, 503, "service unavailable", "service was removed",
+                                  OUTCOME_REJECTED);
+        }
+    }
+    /* Services with ready endpoints: every held connection goes, oldest first. */
+    for (size_t i = 0; i < w->snap->n_services; i++) {
+        const struct route_service *r = &w->snap->services[i];
+        if (r->n_endpoints == 0)
+            continue;
+        struct svc_worker *sw = &r->svc->workers[w->id];
+        size_t n = 0;
+        struct conn *c;
+        TAILQ_FOREACH(c, &sw->held, hold_link)
+        n++;
+        while (n-- > 0 && (c = TAILQ_FIRST(&sw->held)))
+            conn_dispatch(c);
+    }
+}
+
+void conn_close_all(struct worker *w)
+{
+    struct conn *c;
+    while ((c = TAILQ_FIRST(&w->conns)))
+        conn_free(c);
+}

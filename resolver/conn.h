@@ -1,0 +1,73 @@
+/*
+ * conn: one client connection's life, from accept to close, and the worker structure it
+ * lives in. The whole data path is in conn.c, readable top to bottom:
+ *
+ *   accept -> HEAD (parse the request head) -> probe answer | HELD -> CONNECTING -> RELAY
+ *
+ * with BACKOFF between connect attempts and ANSWER/LINGER for holdfast's own answers.
+ */
+#ifndef HOLDFAST_CONN_H
+#define HOLDFAST_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "resolver/route.h"
+#include "resolver/worker.h"
+
+struct event;
+struct conn;
+
+/* A worker's own listening socket for one listener address. */
+struct wlistener {
+    struct addr addr;
+    int fd;
+    struct event *ev;
+    struct worker *w;
+    const struct route_listener *route; /* in w->snap; refreshed on every snapshot */
+};
+
+struct worker {
+    int id;
+    struct dataplane *dp;
+    struct event_base *base;
+    pthread_t thread;
+    struct event *snapshot_ev;   /* made active by route_table_publish */
+    struct event *control_ev;    /* made active by dataplane_drain/stop */
+    _Atomic int control;         /* WORKER_DRAIN | WORKER_STOP requests */
+    struct route_snapshot *snap; /* the snapshot this worker runs on (one reference) */
+    struct wlistener *listeners;
+    size_t n_listeners;
+    char *scratch; /* relay read buffer, one per worker */
+    size_t scratch_len;
+    long nconns;
+    TAILQ_HEAD(conn_list, conn) conns; /* every open connection, for stop */
+    bool draining;
+    bool accept_paused;             /* out of file descriptors: listeners disabled */
+    struct event *accept_resume_ev; /* retries accept while paused */
+    _Atomic uint64_t applied_generation;
+};
+
+enum {
+    WORKER_DRAIN = 1,
+    WORKER_STOP = 2,
+};
+
+/* Takes an accepted, non-blocking socket of listener l and starts its life. */
+void conn_accept(struct worker *w, int fd, const struct route_listener *l);
+
+/* The worker switched snapshots: dispatch held connections of services that became ready,
+ * and answer those of services that disappeared. Called after every svc_worker.route is set. */
+void conn_snapshot_applied(struct worker *w, struct route_snapshot *old_snap);
+
+/* Closes every connection of the worker at once (stop). */
+void conn_close_all(struct worker *w);
+
+/* Called by conn when a connection closes, so the worker can resume accepting. */
+void worker_conn_closed(struct worker *w);
+
+/* Monotonic clock, nanoseconds. */
+uint64_t now_ns(void);
+
+#endif

@@ -1,0 +1,468 @@
+/*
+ * worker: data-plane threads, their listeners and snapshot pick-up. See worker.h.
+ */
+#include "resolver/worker.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "resolver/conn.h"
+
+#define ACCEPT_BATCH 64
+#define SCRATCH_BYTES 65536
+
+int listener_socket(const struct addr *addr, bool reuseport, char *err, size_t errlen)
+{
+    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: socket: %s", addr->text, strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (addr->ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s: bind: %s", addr->text, strerror(e));
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    if (listen(fd, 4096) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s: listen: %s", addr->text, strerror(e));
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* ---- accepting ---- */
+
+static void listeners_enable(struct worker *w, bool on)
+{
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (on)
+            event_add(w->listeners[i].ev, NULL);
+        else
+            event_del(w->listeners[i].ev);
+    }
+}
+
+static void accept_pause(struct worker *w)
+{
+    if (w->accept_paused)
+        return;
+    w->accept_paused = true;
+    listeners_enable(w, false);
+    counter_add(&w->dp->fd_exhausted, 1);
+    log_warn("out of file descriptors: accepting paused until a connection closes",
+             "worker=%d open_connections=%ld", w->id, w->nconns);
+    /* Descriptors may also free up in other workers: look again shortly. */
+    struct timeval tv = {0, 100000};
+    event_add(w->accept_resume_ev, &tv);
+}
+
+static void accept_resume(struct worker *w)
+{
+    if (!w->accept_paused || w->draining)
+        return;
+    w->accept_paused = false;
+    event_del(w->accept_resume_ev);
+    listeners_enable(w, true);
+    log_info("accepting again", "worker=%d", w->id);
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    accept_resume(arg);
+}
+
+void worker_conn_closed(struct worker *w)
+{
+    if (w->accept_paused)
+        accept_resume(w);
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    struct wlistener *l = arg;
+    struct worker *w = l->w;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_pause(w);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK)
+                log_warn("accept failed", "listener=%s error=%s", l->addr.text, strerror(errno));
+            return;
+        }
+        conn_accept(w, cfd, l->route);
+        if (w->accept_paused || w->draining)
+            return; /* a connection may have exhausted descriptors or started the drain */
+    }
+}
+
+/* ---- listeners follow the snapshot ---- */
+
+int dataplane_listen(struct dataplane *dp, const struct addr *addr, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&dp->listen_mu);
+    for (struct dp_listen *l = dp->listens; l; l = l->next) {
+        if (addr_equal(&l->addr, addr)) {
+            pthread_mutex_unlock(&dp->listen_mu);
+            return 0;
+        }
+    }
+    struct dp_listen *l = calloc(1, sizeof(*l));
+    int *fds = calloc((size_t)dp->nworkers, sizeof(*fds));
+    if (!l || !fds) {
+        free(l);
+        free(fds);
+        pthread_mutex_unlock(&dp->listen_mu);
+        snprintf(err, errlen, "%s: out of memory", addr->text);
+        return -1;
+    }
+    for (int i = 0; i < dp->nworkers; i++) {
+        fds[i] = listener_socket(addr, true, err, errlen);
+        if (fds[i] < 0) {
+            while (i-- > 0)
+                close(fds[i]);
+            free(fds);
+            free(l);
+            pthread_mutex_unlock(&dp->listen_mu);
+            return -1;
+        }
+    }
+    l->addr = *addr;
+    l->fds = fds;
+    l->next = dp->listens;
+    dp->listens = l;
+    pthread_mutex_unlock(&dp->listen_mu);
+    return 0;
+}
+
+static void dp_listen_free(struct dp_listen *l, int nworkers)
+{
+    for (int i = 0; i < nworkers; i++) {
+        if (l->fds[i] >= 0)
+            close(l->fds[i]);
+    }
+    free(l->fds);
+    free(l);
+}
+
+void dataplane_unlisten(struct dataplane *dp, const struct addr *addr)
+{
+    pthread_mutex_lock(&dp->listen_mu);
+    for (struct dp_listen **p = &dp->listens; *p; p = &(*p)->next) {
+        if (addr_equal(&(*p)->addr, addr)) {
+            struct dp_listen *l = *p;
+            *p = l->next;
+            dp_listen_free(l, dp->nworkers);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&dp->listen_mu);
+}
+
+/* Takes the worker's own socket of addr out of the table (the worker owns it from now on),
+ * or returns -1. Only the owner may hold a socket of the group: a socket nobody accepts on
+ * would get its share of connections and leave them hanging. */
+static int worker_listener_fd(struct worker *w, const struct addr *addr)
+{
+    int fd = -1;
+    pthread_mutex_lock(&w->dp->listen_mu);
+    for (struct dp_listen *l = w->dp->listens; l; l = l->next) {
+        if (addr_equal(&l->addr, addr)) {
+            fd = l->fds[w->id];
+            l->fds[w->id] = -1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&w->dp->listen_mu);
+    return fd;
+}
+
+static void close_listener(struct wlistener *l)
+{
+    event_free(l->ev);
+    close(l->fd);
+}
+
+static void listeners_reconcile(struct worker *w)
+{
+    const struct route_snapshot *s = w->snap;
+    struct wlistener *next = calloc(s->n_listeners ? s->n_listeners : 1, sizeof(*next));
+    bool *kept = calloc(w->n_listeners ? w->n_listeners : 1, sizeof(*kept));
+    if (!next || !kept) {
+        free(next);
+        free(kept);
+        log_error("out of memory applying listeners", "worker=%d", w->id);
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_listeners && !w->draining; i++) {
+        const struct route_listener *rl = &s->listeners[i];
+        struct wlistener *found = NULL;
+        for (size_t j = 0; j < w->n_listeners; j++) {
+            if (!kept[j] && addr_equal(&w->listeners[j].addr, &rl->addr)) {
+                found = &w->listeners[j];
+                kept[j] = true;
+                break;
+            }
+        }
+        struct wlistener *l = &next[n];
+        if (found) {
+            *l = *found;
+        } else {
+            l->addr = rl->addr;
+            l->fd = worker_listener_fd(w, &rl->addr);
+            if (l->fd < 0) {
+                counter_add(&w->dp->listen_errors, 1);
+                log_error("no listening socket for this address; it is skipped",
+                          "worker=%d listener=%s", w->id, rl->addr.text);
+                continue;
+            }
+        }
+        l->w = w;
+        l->route = rl;
+        n++;
+    }
+    for (size_t j = 0; j < w->n_listeners; j++) {
+        if (!kept[j])
+            close_listener(&w->listeners[j]);
+    }
+    free(kept);
+    free(w->listeners);
+    w->listeners = next;
+    w->n_listeners = n;
+    /* The event's argument is the wlistener, whose address just changed: recreate events. */
+    for (size_t i = 0; i < n; i++) {
+        struct wlistener *l = &next[i];
+        if (l->ev)
+            event_free(l->ev);
+        l->ev = event_new(w->base, l->fd, EV_READ | EV_PERSIST, on_accept, l);
+        if (!w->accept_paused)
+            event_add(l->ev, NULL);
+    }
+}
+
+static void apply_snapshot(struct worker *w)
+{
+    struct route_snapshot *s = route_table_acquire(&w->dp->routes);
+    if (!s || s == w->snap) {
+        route_snapshot_unref(s);
+        return;
+    }
+    struct route_snapshot *old = w->snap;
+    if (old) {
+        for (size_t i = 0; i < old->n_services; i++)
+            old->services[i].svc->workers[w->id].route = NULL;
+    }
+    for (size_t i = 0; i < s->n_services; i++)
+        s->services[i].svc->workers[w->id].route = &s->services[i];
+    w->snap = s;
+    listeners_reconcile(w);
+    conn_snapshot_applied(w, old);
+    route_snapshot_unref(old);
+    atomic_store(&w->applied_generation, s->generation);
+}
+
+static void on_snapshot(evutil_socket_t fd, short what, void *arg)
+{
+    apply_snapshot(arg);
+}
+
+static void on_control(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    int ctl = atomic_exchange(&w->control, 0);
+    if ((ctl & WORKER_DRAIN) && !w->draining) {
+        w->draining = true;
+        for (size_t i = 0; i < w->n_listeners; i++)
+            close_listener(&w->listeners[i]);
+        free(w->listeners);
+        w->listeners = NULL;
+        w->n_listeners = 0;
+        event_del(w->accept_resume_ev);
+    }
+    if (ctl & WORKER_STOP) {
+        conn_close_all(w);
+        event_base_loopbreak(w->base);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the control thread's business */
+    apply_snapshot(w);
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+/* ---- the data plane ---- */
+
+static void use_pthreads(void)
+{
+    evthread_use_pthreads();
+}
+
+struct dataplane *dataplane_new(int nworkers, const struct config_limits *limits)
+{
+    /* libevent's locking must be on before any base exists: bases are poked across threads. */
+    static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
+    pthread_once(&threads_once, use_pthreads);
+
+    struct dataplane *dp = calloc(1, sizeof(*dp));
+    if (!dp)
+        return NULL;
+    dp->limits = *limits;
+    dp->nworkers = nworkers;
+    route_table_init(&dp->routes);
+    pthread_mutex_init(&dp->listen_mu, NULL);
+    svc_registry_init(&dp->registry, nworkers);
+    wakeq_init(&dp->wakeq, NULL);
+    dp->workers = calloc((size_t)nworkers, sizeof(*dp->workers));
+    if (!dp->workers)
+        goto fail;
+    for (int i = 0; i < nworkers; i++) {
+        struct worker *w = calloc(1, sizeof(*w));
+        if (!w)
+            goto fail;
+        dp->workers[i] = w;
+        w->id = i;
+        w->dp = dp;
+        TAILQ_INIT(&w->conns);
+        w->scratch_len = SCRATCH_BYTES;
+        w->scratch = malloc(w->scratch_len);
+        w->base = event_base_new();
+        if (!w->scratch || !w->base)
+            goto fail;
+        w->snapshot_ev = event_new(w->base, -1, 0, on_snapshot, w);
+        w->control_ev = event_new(w->base, -1, 0, on_control, w);
+        w->accept_resume_ev = event_new(w->base, -1, 0, on_accept_resume, w);
+        if (!w->snapshot_ev || !w->control_ev || !w->accept_resume_ev)
+            goto fail;
+        route_table_subscribe(&dp->routes, w->snapshot_ev);
+    }
+    return dp;
+fail:
+    dataplane_free(dp);
+    return NULL;
+}
+
+int dataplane_start(struct dataplane *dp, char *err, size_t errlen)
+{
+    for (int i = 0; i < dp->nworkers; i++) {
+        struct worker *w = dp->workers[i];
+        int rc = pthread_create(&w->thread, NULL, worker_main, w);
+        if (rc) {
+            snprintf(err, errlen, "starting worker %d: %s", i, strerror(rc));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+bool dataplane_ready(struct dataplane *dp)
+{
+    pthread_mutex_lock(&dp->routes.mu);
+    uint64_t gen = dp->routes.generation;
+    pthread_mutex_unlock(&dp->routes.mu);
+    if (gen == 0 || atomic_load(&dp->draining))
+        return false;
+    for (int i = 0; i < dp->nworkers; i++) {
+        if (atomic_load(&dp->workers[i]->applied_generation) < gen)
+            return false;
+    }
+    return true;
+}
+
+long dataplane_open_connections(struct dataplane *dp)
+{
+    return atomic_load(&dp->open_conns);
+}
+
+static void control(struct dataplane *dp, int what)
+{
+    for (int i = 0; i < dp->nworkers; i++) {
+        struct worker *w = dp->workers[i];
+        atomic_fetch_or(&w->control, what);
+        event_active(w->control_ev, EV_READ, 0);
+    }
+}
+
+void dataplane_drain(struct dataplane *dp)
+{
+    atomic_store(&dp->draining, true);
+    control(dp, WORKER_DRAIN);
+}
+
+void dataplane_stop(struct dataplane *dp)
+{
+    control(dp, WORKER_STOP);
+    for (int i = 0; i < dp->nworkers; i++) {
+        if (dp->workers[i]->thread)
+            pthread_join(dp->workers[i]->thread, NULL);
+        dp->workers[i]->thread = 0;
+    }
+}
+
+void dataplane_free(struct dataplane *dp)
+{
+    if (!dp)
+        return;
+    for (int i = 0; dp->workers && i < dp->nworkers; i++) {
+        struct worker *w = dp->workers[i];
+        if (!w)
+            continue;
+        for (size_t j = 0; j < w->n_listeners; j++)
+            close_listener(&w->listeners[j]);
+        free(w->listeners);
+        if (w->snap) {
+            for (size_t j = 0; j < w->snap->n_services; j++)
+                w->snap->services[j].svc->workers[w->id].route = NULL;
+        }
+        route_snapshot_unref(w->snap);
+        if (w->snapshot_ev)
+            event_free(w->snapshot_ev);
+        if (w->control_ev)
+            event_free(w->control_ev);
+        if (w->accept_resume_ev)
+            event_free(w->accept_resume_ev);
+        if (w->base)
+            event_base_free(w->base);
+        free(w->scratch);
+        free(w);
+    }
+    free(dp->workers);
+    while (dp->listens) {
+        struct dp_listen *l = dp->listens;
+        dp->listens = l->next;
+        dp_listen_free(l, dp->nworkers);
+    }
+    pthread_mutex_destroy(&dp->listen_mu);
+    route_table_destroy(&dp->routes);
+    wakeq_destroy(&dp->wakeq);
+    svc_registry_destroy(&dp->registry);
+    free(dp);
+}

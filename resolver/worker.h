@@ -1,0 +1,98 @@
+/*
+ * worker: the data plane's threads. Each worker owns one event_base, its own listening socket
+ * for every listener address (SO_REUSEPORT, so the kernel spreads connections), and the
+ * connections it accepted. Workers learn about services only from route snapshots and report
+ * only through the wake queue: they never wait on the control plane.
+ *
+ * struct dataplane gathers what the workers share: limits, the route table, the service
+ * registry, the wake queue and process-wide counters.
+ */
+#ifndef HOLDFAST_WORKER_H
+#define HOLDFAST_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "resolver/config.h"
+#include "resolver/route.h"
+#include "resolver/wakeq.h"
+
+struct worker;
+
+struct dataplane {
+    struct config_limits limits;
+    int nworkers;
+    struct worker **workers;
+    struct route_table routes;
+    struct svc_registry registry;
+    struct wakeq wakeq;
+
+    /* Process-wide accounting against limits.max_held_*. */
+    _Atomic long held_conns;
+    _Atomic long held_bytes;
+
+    /* Process-wide metrics. */
+    _Atomic uint64_t accepted;         /* connections accepted */
+    _Atomic long open_conns;           /* connections open now */
+    _Atomic uint64_t fd_exhausted;     /* accept() failed for lack of file descriptors */
+    _Atomic uint64_t unknown_host;     /* shared port: Host names no known service (404) */
+    _Atomic uint64_t bad_requests;     /* 400/408/431 before a service was known */
+    _Atomic uint64_t listen_errors;    /* a worker could not open a listener */
+    _Atomic uint64_t regex_limit_hits; /* reserved for probe matching limits */
+
+    _Atomic bool draining; /* SIGTERM: listeners closed, finishing connections */
+
+    /* Listening sockets by address, opened by the control plane (dataplane_listen); each
+     * worker takes its own when its snapshot first lists the address. */
+    pthread_mutex_t listen_mu;
+    struct dp_listen *listens;
+};
+
+struct dp_listen {
+    struct addr addr;
+    int *fds; /* [nworkers] */
+    struct dp_listen *next;
+};
+
+/* Creates the data plane with n workers (threads not started). NULL on failure. */
+struct dataplane *dataplane_new(int nworkers, const struct config_limits *limits);
+
+/* Starts the worker threads. Returns 0, or -1 with a message in err. */
+int dataplane_start(struct dataplane *dp, char *err, size_t errlen);
+
+/* True once every worker has applied the current snapshot (for /readyz). */
+bool dataplane_ready(struct dataplane *dp);
+
+/* Connections open now across all workers. */
+long dataplane_open_connections(struct dataplane *dp);
+
+/* Asks every worker to close its listeners and finish its connections (SIGTERM). */
+void dataplane_drain(struct dataplane *dp);
+
+/* Asks every worker to close everything and stop, then joins the threads. */
+void dataplane_stop(struct dataplane *dp);
+
+void dataplane_free(struct dataplane *dp);
+
+/*
+ * Opens a listening TCP socket (backlog 4096, non-blocking) bound to addr, with SO_REUSEPORT
+ * when `reuseport`. Returns the fd, or -1 with a message naming the address in err.
+ */
+int listener_socket(const struct addr *addr, bool reuseport, char *err, size_t errlen);
+
+/*
+ * Opens addr for every worker (one SO_REUSEPORT socket each, so the kernel spreads
+ * connections), all or none. Call from the control plane before publishing a snapshot that
+ * lists the address: a taken address is found here, synchronously, not in a worker. Opening
+ * an address that is already open is a no-op. Returns 0, or -1 with a message in err.
+ */
+int dataplane_listen(struct dataplane *dp, const struct addr *addr, char *err, size_t errlen);
+
+/* Forgets addr: sockets no worker has taken yet are closed; a worker closes its own when its
+ * snapshot no longer lists the address. Call after publishing a snapshot without it; call
+ * dataplane_listen again before listing it anew. */
+void dataplane_unlisten(struct dataplane *dp, const struct addr *addr);
+
+#endif

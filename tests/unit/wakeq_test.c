@@ -1,0 +1,80 @@
+/* wakeq: wakes deduplicated per service until taken; failures always queued; order kept. */
+#include <criterion/criterion.h>
+
+#include "resolver/route.h"
+#include "resolver/wakeq.h"
+
+static struct svc_registry reg;
+static struct wakeq q;
+
+static void setup(void)
+{
+    svc_registry_init(&reg, 2);
+    wakeq_init(&q, NULL);
+}
+
+static void teardown(void)
+{
+    wakeq_destroy(&q);
+    svc_registry_destroy(&reg);
+}
+
+TestSuite(wakeq, .init = setup, .fini = teardown);
+
+static size_t count_msgs(struct wake_msg *m)
+{
+    size_t n = 0;
+    while (m) {
+        struct wake_msg *next = m->next;
+        n++;
+        wake_msg_free(m);
+        m = next;
+    }
+    return n;
+}
+
+Test(wakeq, wakes_are_deduplicated_until_taken)
+{
+    struct svc_state *a = svc_registry_get(&reg, "default", "a");
+    struct svc_state *b = svc_registry_get(&reg, "default", "b");
+    cr_assert(wakeq_push_wake(&q, a));
+    cr_assert_not(wakeq_push_wake(&q, a), "second wake of a queued service is dropped");
+    cr_assert(wakeq_push_wake(&q, b));
+    struct wake_msg *m = wakeq_take_all(&q);
+    cr_assert_eq(m->svc, a, "oldest first");
+    cr_assert_eq(m->next->svc, b);
+    cr_assert_eq(count_msgs(m), 2);
+    cr_assert(wakeq_push_wake(&q, a), "taken: the next wake is queued again");
+    cr_assert_eq(count_msgs(wakeq_take_all(&q)), 1);
+    svc_state_unref(a);
+    svc_state_unref(b);
+}
+
+Test(wakeq, failures_carry_the_backend_and_are_not_deduplicated)
+{
+    struct svc_state *a = svc_registry_get(&reg, "default", "a");
+    struct addr be;
+    char err[64];
+    addr_parse("127.0.1.9:8080", &be, err, sizeof(err));
+    wakeq_push_failure(&q, a, &be);
+    wakeq_push_failure(&q, a, &be);
+    struct wake_msg *m = wakeq_take_all(&q);
+    cr_assert_eq(m->kind, WAKE_BACKEND_FAILED);
+    cr_assert(addr_equal(&m->backend, &be));
+    cr_assert_eq(count_msgs(m), 2);
+    svc_state_unref(a);
+}
+
+Test(wakeq, registry_returns_the_same_state_for_the_same_name)
+{
+    struct svc_state *a1 = svc_registry_get(&reg, "ns", "a");
+    struct svc_state *a2 = svc_registry_get(&reg, "ns", "a");
+    struct svc_state *other = svc_registry_get(&reg, "ns2", "a");
+    cr_assert_eq(a1, a2);
+    cr_assert_neq(a1, other);
+    cr_assert_str_eq(a1->key, "ns/a");
+    cr_assert_str_eq(a1->labels, "namespace=\"ns\",service=\"a\"");
+    svc_state_unref(a1);
+    svc_state_unref(a2);
+    svc_state_unref(other);
+}
