@@ -120,7 +120,7 @@ def main(argv):
                     args.bookmark_interval)
     from .control import ControlServer
     chost, _, cport = args.control_listen.rpartition(":")
-    control = ControlServer(chost, int(cport or 0), api, store, registry, kubelet)
+    control = ControlServer(chost, int(cport or 0), api, store, registry, kubelet, proxy)
 
     stop = threading.Event()
 
