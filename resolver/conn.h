@@ -45,6 +45,7 @@ struct worker {
     TAILQ_HEAD(conn_list, conn) conns; /* every open connection, for stop */
     bool draining;
     bool accept_paused;             /* out of file descriptors: listeners disabled */
+    bool fd_exhausted;              /* in an EMFILE episode, until an accept succeeds */
     struct event *accept_resume_ev; /* retries accept while paused */
     _Atomic uint64_t applied_generation;
 };

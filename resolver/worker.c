@@ -68,10 +68,14 @@ static void accept_pause(struct worker *w)
         return;
     w->accept_paused = true;
     listeners_enable(w, false);
-    counter_add(&w->dp->fd_exhausted, 1);
-    log_warn("out of file descriptors: accepting paused until a connection closes",
-             "worker=%d open_connections=%ld", w->id, w->nconns);
-    /* Descriptors may also free up in other workers: look again shortly. */
+    if (!w->fd_exhausted) {
+        /* Counted and logged once per episode: until an accept succeeds again. */
+        w->fd_exhausted = true;
+        counter_add(&w->dp->fd_exhausted, 1);
+        log_warn("out of file descriptors: accepting paused until a connection closes",
+                 "worker=%d open_connections=%ld", w->id, w->nconns);
+    }
+    /* Descriptors may also free up in other workers or processes: look again shortly. */
     struct timeval tv = {0, 100000};
     event_add(w->accept_resume_ev, &tv);
 }
@@ -83,7 +87,6 @@ static void accept_resume(struct worker *w)
     w->accept_paused = false;
     event_del(w->accept_resume_ev);
     listeners_enable(w, true);
-    log_info("accepting again", "worker=%d", w->id);
 }
 
 static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
@@ -111,6 +114,10 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
             else if (errno != EAGAIN && errno != EWOULDBLOCK)
                 log_warn("accept failed", "listener=%s error=%s", l->addr.text, strerror(errno));
             return;
+        }
+        if (w->fd_exhausted) {
+            w->fd_exhausted = false;
+            log_info("accepting again after running out of file descriptors", "worker=%d", w->id);
         }
         conn_accept(w, cfd, l->route);
         if (w->accept_paused || w->draining)
