@@ -896,6 +896,30 @@ static void relay_from_backend(struct conn *c)
 
 /* ---- event handlers ---- */
 
+/*
+ * The client closed its side before the connection was bound to a backend. Before a complete
+ * request there is nothing to answer. An HTTP client that closes while held has gone away
+ * (as Go's and nginx's servers judge it): cancelled. Otherwise (tcp, or a connection that was
+ * never held) it may only have half-closed and wait for the answer: the close is relayed in
+ * order once connected. Returns false when c was freed.
+ */
+static bool client_ended_before_relay(struct conn *c)
+{
+    c->client_eof = true;
+    if (c->state == CONN_HEAD) {
+        conn_free(c);
+        return false;
+    }
+    if (c->held && c->proto == PROTO_HTTP) {
+        count(c, OUTCOME_CANCELLED);
+        log_debug("held client went away", "service=%s", c->svc->key);
+        conn_free(c);
+        return false;
+    }
+    client_read(c, false);
+    return true;
+}
+
 /* Reads client bytes into `in` while not relaying. Returns false when c was freed. */
 static bool read_into_in(struct conn *c)
 {
@@ -918,23 +942,8 @@ static bool read_into_in(struct conn *c)
             return true;
         n = 0; /* reset: the client is gone, same as EOF below */
     }
-    if (n == 0) {
-        c->client_eof = true;
-        if (c->state == CONN_HEAD) {
-            conn_free(c); /* gave up before a complete request: nothing to answer */
-            return false;
-        }
-        if (c->proto == PROTO_HTTP || !c->held) {
-            /* An HTTP client that closes while held has gone away (as Go's and nginx's
-             * servers judge it); a tcp client may only half-close and wait for an answer. */
-            count(c, OUTCOME_CANCELLED);
-            log_debug("held client went away", "service=%s", c->svc ? c->svc->key : NULL);
-            conn_free(c);
-            return false;
-        }
-        client_read(c, false);
-        return true;
-    }
+    if (n == 0)
+        return client_ended_before_relay(c);
     c->in.len += (size_t)n;
     if (c->state != CONN_HEAD && c->state != CONN_ANSWER && c->state != CONN_LINGER)
         account_held_bytes(c);
@@ -990,14 +999,7 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
         break;
     }
     if (c->crev_closed_only && (what & EV_CLOSED) && !(what & EV_READ)) {
-        /* Buffer full and the client hung up. */
-        if (c->proto == PROTO_HTTP || !c->held) {
-            count(c, OUTCOME_CANCELLED);
-            conn_free(c);
-        } else {
-            c->client_eof = true;
-            client_read(c, false);
-        }
+        client_ended_before_relay(c); /* buffer full, and the client hung up */
         return;
     }
     if (!read_into_in(c))
