@@ -1,0 +1,39 @@
+#!/usr/bin/python3
+"""Pod program for kubesim tests: an HTTP server on $POD_IP:$PORT answering with its pod name.
+
+Env: LISTEN_DELAY_MS (wait before listening), IGNORE_SIGTERM=1 (keep running on SIGTERM),
+READY_FILE (GET /ready answers 200 only while this file exists)."""
+import http.server
+import os
+import signal
+import sys
+import time
+
+time.sleep(int(os.environ.get("LISTEN_DELAY_MS", "0")) / 1000.0)
+if os.environ.get("IGNORE_SIGTERM") == "1":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+else:
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if self.path == "/ready" and os.environ.get("READY_FILE") and not os.path.exists(os.environ["READY_FILE"]):
+            code, body = 503, b"not ready\n"
+        else:
+            code, body = 200, ("%s\n" % os.environ.get("POD_NAME", "?")).encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+http.server.ThreadingHTTPServer.request_queue_size = 1024
+srv = http.server.ThreadingHTTPServer((os.environ["POD_IP"], int(os.environ["PORT"])), H)
+srv.daemon_threads = True
+srv.serve_forever()
