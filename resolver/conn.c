@@ -175,29 +175,6 @@ static int buf_append(struct buf *b, const char *data, size_t n)
     return 0;
 }
 
-/* Makes room for at least `want` more bytes at the end; returns the room, 0 on OOM. */
-static size_t buf_reserve(struct buf *b, size_t want)
-{
-    if (b->cap - b->len >= want)
-        return b->cap - b->len;
-    if (b->off) {
-        memmove(b->data, b->data + b->off, b->len - b->off);
-        b->len -= b->off;
-        b->off = 0;
-        if (b->cap - b->len >= want)
-            return b->cap - b->len;
-    }
-    size_t cap = b->cap ? b->cap : 512;
-    while (cap - b->len < want)
-        cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (!p)
-        return 0;
-    b->data = p;
-    b->cap = cap;
-    return cap - b->len;
-}
-
 static void buf_free(struct buf *b)
 {
     free(b->data);
@@ -637,6 +614,8 @@ static void conn_hold(struct conn *c)
             c->held_ns = now_ns();
         account_held_bytes(c);
     }
+    free(c->spans); /* the head is decided; only framing is still validated */
+    c->spans = NULL;
     if (!c->queued) {
         /* FIFO by arrival: a connection coming back after failed connects goes before any
          * that arrived after it. */
@@ -929,14 +908,12 @@ static bool read_into_in(struct conn *c)
         client_watch_close_only(c);
         return true;
     }
+    /* Read into the worker's scratch buffer and keep exactly what came: a held connection
+     * costs the size of its request, not the size of a read. */
     size_t want = limit - pending;
-    if (want > 16384)
-        want = 16384;
-    if (!buf_reserve(&c->in, want)) {
-        conn_free(c);
-        return false;
-    }
-    ssize_t n = recv(c->cfd, c->in.data + c->in.len, want, 0);
+    if (want > c->w->scratch_len)
+        want = c->w->scratch_len;
+    ssize_t n = recv(c->cfd, c->w->scratch, want, 0);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return true;
@@ -944,7 +921,10 @@ static bool read_into_in(struct conn *c)
     }
     if (n == 0)
         return client_ended_before_relay(c);
-    c->in.len += (size_t)n;
+    if (buf_append(&c->in, c->w->scratch, (size_t)n) < 0) {
+        conn_free(c);
+        return false;
+    }
     if (c->state != CONN_HEAD && c->state != CONN_ANSWER && c->state != CONN_LINGER)
         account_held_bytes(c);
     return true;
