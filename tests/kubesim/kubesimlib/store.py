@@ -314,6 +314,8 @@ class Store:
             obj.setdefault("kind", res.kind)
             for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
                 md.pop(k, None)
+            if res.status and res.kind != "Node":
+                obj.pop("status", None)      # PrepareForCreate: status is the controllers' to write
             warnings = self._prepare(res, obj, None, version, field_validation)
             self._check_quota(res, obj, ns)
             if res.kind == "Service" and res.group == "" and self.clusterip_allocator:
