@@ -1,0 +1,137 @@
+"""probeResponse: while a service is stopped, requests matching a rule are answered by holdfast
+itself (load-balancer health checks) and never wake it; everything else is held and woken."""
+import json
+
+from hflib import Reader, connect, get_request, http_exchange, http_get, service, wait_for
+
+JSON_TYPE = "application/json; charset=utf-8"
+
+RULES = [
+    {"method": "GET", "path": {"type": "Exact", "value": "/ready"},
+     "response": {"status": 401, "body": '{"rule":"exact"}'}},
+    {"path": {"type": "PathPrefix", "value": "/health"},
+     "response": {"body": '{"rule":"prefix"}'}},
+    {"path": {"type": "RegularExpression", "value": "^/v[0-9]+/ping$"},
+     "response": {"status": 403, "body": '{"rule":"regex"}'}},
+    {"headers": [{"name": "X-LB-Check", "value": "yes"}],
+     "response": {"body": '{"rule":"header"}'}},
+    {"headers": [{"name": "User-Agent", "value": "^kube-probe/1\\.", "type": "RegularExpression"}],
+     "response": {"body": '{"rule":"header-regex"}'}},
+    {"queryParams": [{"name": "probe", "value": "a b"}],
+     "response": {"body": '{"rule":"query"}'}},
+    {"method": "HEAD", "path": {"type": "Exact", "value": "/head-only"},
+     "response": {"status": 204}},
+    {"method": "OPTIONS", "response": {"body": '{"rule":"options"}'}},
+]
+
+# (request line target, method, extra headers) -> (status, rule)
+MATCHING = [
+    ("GET", "/ready", "", 401, "exact"),
+    ("GET", "/health", "", 200, "prefix"),  # omitted status is 200
+    ("POST", "/health/live/x?y=1", "Content-Length: 3\r\n", 200, "prefix"),  # any method
+    ("GET", "/v2/ping", "", 403, "regex"),
+    ("GET", "/v%32/ping", "", 403, "regex"),  # matched on the percent-decoded path
+    ("DELETE", "/anything/at/all", "x-lb-check: yes\r\n", 200, "header"),  # names case-insens.
+    ("GET", "/", "User-Agent: kube-probe/1.29\r\n", 200, "header-regex"),
+    ("GET", "/x?probe=a%20b", "", 200, "query"),  # query parameters decoded
+    ("GET", "/x?other=1&probe=a+b", "", 200, "query"),
+    ("OPTIONS", "/deep/path/of/any/kind", "", 200, "options"),  # omitted path matches all
+]
+
+
+def probed_service(listen, back, wake, **extra):
+    return service("probed", [listen], [back], wake, probeResponse=RULES, **extra)
+
+
+def request_bytes(method, target, extra, keep_alive=True):
+    body = b"abc" if "Content-Length: 3" in extra else b""
+    conn = "" if keep_alive else "Connection: close\r\n"
+    return f"{method} {target} HTTP/1.1\r\nHost: lb\r\n{extra}{conn}\r\n".encode() + body
+
+
+def test_probe_rules_answer_matching_requests_locally_and_never_wake(
+        holdfast, addrs, backend_cmd, tmp_path):
+    listen, back = addrs.listener(), addrs.backend()
+    wakes = tmp_path / "wakes"
+    hf = holdfast.start({"services": [probed_service(
+        listen, back, backend_cmd("http", back, "never", wake_file=wakes))]})
+    # One connection per request...
+    for method, target, extra, status, rule in MATCHING:
+        r = http_exchange(listen, request_bytes(method, target, extra, keep_alive=False))
+        assert r.status == status, (method, target, r)
+        assert r.headers["content-type"] == JSON_TYPE
+        assert json.loads(r.body) == {"rule": rule}, (method, target, r)
+    # ... and all of them again on one keep-alive connection: probe answers keep it open.
+    with connect(listen) as s:
+        reader = Reader(s)
+        for method, target, extra, status, rule in MATCHING:
+            s.sendall(request_bytes(method, target, extra))
+            r = reader.read_response()
+            assert (r.status, json.loads(r.body)) == (status, {"rule": rule}), (target, r)
+        # HEAD: the rule's status, no body; default body is empty.
+        s.sendall(b"HEAD /head-only HTTP/1.1\r\nHost: lb\r\n\r\n")
+        r = reader.read_response(head_request=True)
+        assert r.status == 204 and r.body == b""
+    n = 2 * len(MATCHING) + 1
+    assert hf.metric("holdfast_requests_total", service="probed", outcome="probe") == n
+    assert hf.metric("holdfast_wakes_total", service="probed") == 0
+    assert hf.log_lines("wake command started") == []
+    assert not wakes.exists()
+
+
+def test_requests_that_no_probe_rule_matches_are_held_and_answered_by_backend(
+        holdfast, addrs, backend_cmd):
+    listen, back = addrs.listener(), addrs.backend()
+    hf = holdfast.start({"services": [probed_service(
+        listen, back, backend_cmd("http", back, "woken"))]})
+    near_misses = [
+        ("GET", "/healthz", ""),  # PathPrefix is segment-wise
+        ("GET", "/ready/", ""),  # Exact is exact
+        ("POST", "/ready", "Content-Length: 3\r\n"),  # the Exact rule is GET only
+        ("GET", "/v2/ping/x", ""),  # the regular expression is anchored by the rule
+        ("GET", "/x?probe=ab", ""),
+        ("GET", "/x", "X-LB-Check: no\r\n"),
+        ("HEAD", "/head-only/x", ""),
+    ]
+    for method, target, extra in near_misses:
+        r = http_exchange(listen, request_bytes(method, target, extra, keep_alive=False),
+                          head_request=method == "HEAD")
+        assert r.status == 200, (target, r)
+        assert r.headers.get("x-backend") == "woken", (method, target, r)
+    assert len(hf.log_lines("wake command started")) == 1
+    assert hf.metric("holdfast_requests_total", service="probed", outcome="probe") == 0
+
+
+def test_hostile_regular_expression_counts_as_no_match_and_worker_stays_responsive(
+        holdfast, addrs, backend_cmd, tmp_path):
+    listen, back = addrs.listener(), addrs.backend()
+    gate = tmp_path / "gate"
+    rules = [
+        {"headers": [{"name": "X-Hostile", "value": "(a+)+$", "type": "RegularExpression"}],
+         "response": {"body": '{"rule":"hostile"}'}},
+        {"path": {"type": "Exact", "value": "/ping"}, "response": {"body": '{"rule":"ping"}'}},
+    ]
+    hf = holdfast.start({"services": [service(
+        "hostile", [listen], [back], backend_cmd("http", back, "patient", gate=gate),
+        probeResponse=rules)]}, workers=1)
+    hostile = "X-Hostile: " + "a" * 20000 + "!\r\n"
+    with connect(listen, timeout=60) as held:
+        # No match (the search gives up or fails): the request is held and a wake is queued.
+        held.sendall(get_request("/", extra=hostile))
+        wait_for(lambda: hf.metric("holdfast_held_connections", service="hostile") == 1,
+                 what="the hostile request to be held")
+        assert len(hf.log_lines("wake command started")) == 1
+        # The only worker is not stalled: the same hostile header on /ping falls through to
+        # the next rule, answered at once, several times.
+        for _ in range(3):
+            r = http_get(listen, "/ping", extra=hostile, timeout=30)
+            assert (r.status, r.json()) == (200, {"rule": "ping"})
+        assert hf.admin_get("/healthz")[0] == 200
+        gate.write_text("go")
+        r = Reader(held).read_response()
+        assert r.status == 200 and r.json()["backend"] == "patient", r
+    # PCRE2 gave up on its match limit: logged once for the rule, not once per request.
+    gave_up = hf.log_lines("probeResponse regular expression gave up on a request, counted as "
+                           "no match (logged once per rule)")
+    assert len(gave_up) == 1
+    assert gave_up[0]["regex"] == "services[0].probeResponse[0].headers[0].value"
