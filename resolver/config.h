@@ -53,21 +53,22 @@ struct config_limits {
 };
 
 struct config_service {
-    char *namespace_;         /* "default" when omitted */
-    char *name;               /* required */
-    struct addr *listen;      /* n_listen >= 1 */
+    char *namespace_;    /* "default" when omitted */
+    char *name;          /* required */
+    struct addr *listen; /* n_listen >= 1 */
     size_t n_listen;
-    struct addr *backends;    /* n_backends >= 1 */
+    struct addr *backends; /* n_backends >= 1 */
     size_t n_backends;
     enum svc_protocol protocol;
-    char **wake_argv;         /* NULL-terminated, or NULL when no wake command */
+    char **wake_argv; /* NULL-terminated, or NULL when no wake command */
     enum readiness_kind readiness;
-    char *readiness_path;     /* for READINESS_HTTP_GET, default "/" */
+    char *readiness_path;         /* for READINESS_HTTP_GET, default "/" */
     unsigned readiness_period_ms; /* default 1000 */
     unsigned hold_timeout_s;      /* default 600 */
     size_t max_held_connections;  /* default 10000 */
     size_t max_held_bytes;        /* default 64 MiB */
-    struct probe_rules *probes;   /* never NULL (may be empty) */
+    struct probe_rules *probes;   /* never NULL after config_load (may be empty); standalone
+                                   * mode moves it into a shared route_probes (then NULL) */
 };
 
 struct config {

@@ -75,6 +75,7 @@ struct conn {
     struct worker *w;
     struct svc_state *svc; /* one reference; NULL until known (shared port) */
     bool shared;           /* accepted on the shared Host-routed port */
+    size_t port;           /* index of the service port the connection is for */
     enum svc_protocol proto;
     enum conn_state state;
     int cfd; /* client socket */
@@ -135,6 +136,7 @@ static void conn_hold(struct conn *c);
 static void conn_answer_error(struct conn *c, int status, const char *error, const char *reason,
                               enum outcome outcome);
 static void conn_arm_timer(struct conn *c);
+static void conn_send_final(struct conn *c, char *msg, size_t len);
 static void parse_more(struct conn *c);
 static void on_client_read(evutil_socket_t fd, short what, void *arg);
 static void on_client_write(evutil_socket_t fd, short what, void *arg);
@@ -257,6 +259,19 @@ static const struct route_service *conn_route(const struct conn *c)
     return c->svc ? c->svc->workers[c->w->id].route : NULL;
 }
 
+/* The ready endpoints of the connection's service port (none when it is unknown now). */
+static const struct route_port *conn_port(const struct conn *c)
+{
+    const struct route_service *r = conn_route(c);
+    return r && c->port < r->n_ports ? &r->ports[c->port] : NULL;
+}
+
+static bool conn_ready(const struct conn *c)
+{
+    const struct route_port *p = conn_port(c);
+    return p && p->n_endpoints > 0;
+}
+
 /* Unparsed connections on HTTP ports: do the first bytes look like HTTP/1 (so a backend that
  * closes without answering gets a 502), or like TLS / HTTP/2 (where we only close)? */
 static void note_first_bytes(struct conn *c, const char *p, size_t n)
@@ -361,7 +376,7 @@ static bool failed_before(const struct conn *c, const struct addr *a)
  * Least in-flight among the ready endpoints this connection has not failed on, round-robin
  * among equals. Returns NULL when every endpoint failed for this connection already.
  */
-static const struct addr *pick_endpoint(struct conn *c, const struct route_service *r)
+static const struct addr *pick_endpoint(struct conn *c, const struct route_port *r)
 {
     struct svc_worker *sw = &c->svc->workers[c->w->id];
     const struct addr *best = NULL;
@@ -497,7 +512,15 @@ static void conn_answer_error(struct conn *c, int status, const char *error, con
     }
     size_t len;
     char *msg = httpans_error(status, error, c->svc ? c->svc->key : NULL, reason, 1, &len, NULL);
+    conn_send_final(c, msg, len);
+}
+
+/* Sends msg (taking it; NULL means out of memory) as the connection's last words. */
+static void conn_send_final(struct conn *c, char *msg, size_t len)
+{
     c->in.off = c->in.len = 0;
+    free(c->parser);
+    c->parser = NULL;
     if (!msg || buf_append(&c->out, msg, len) < 0) {
         free(msg);
         conn_free(c);
@@ -564,9 +587,10 @@ void conn_accept(struct worker *w, int fd, const struct route_listener *l)
     const struct route_service *r = &w->snap->services[l->service];
     c->svc = svc_state_ref(r->svc);
     c->proto = r->protocol;
+    c->port = l->port;
     c->deadline_ns = c->arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
     client_read(c, true);
-    if (r->n_endpoints > 0) {
+    if (conn_ready(c)) {
         /* Ready: connect at once; whatever the client sends meanwhile is buffered as is. */
         c->raw = true;
         conn_dispatch(c);
@@ -641,7 +665,7 @@ static void conn_hold(struct conn *c)
             client_read(c, true);
     }
     /* The service may have become ready while this connection was parsed. */
-    if (r->n_endpoints > 0)
+    if (conn_ready(c))
         conn_dispatch(c);
 }
 
@@ -652,7 +676,7 @@ static void connect_failed(struct conn *c, int err);
 static void conn_dispatch(struct conn *c)
 {
     const struct route_service *r = conn_route(c);
-    if (!r || r->n_endpoints == 0) {
+    if (!conn_ready(c)) {
         conn_hold(c);
         return;
     }
@@ -661,7 +685,7 @@ static void conn_dispatch(struct conn *c)
                           OUTCOME_TIMEOUT);
         return;
     }
-    const struct addr *a = pick_endpoint(c, r);
+    const struct addr *a = pick_endpoint(c, conn_port(c));
     if (!a) {
         /* Every endpoint failed for this connection: wait, then try them all again. */
         c->n_failed = 0;
@@ -1283,21 +1307,23 @@ static bool route_by_host(struct conn *c)
         size_t len;
         char *msg =
             httpans_error(404, "unknown service", NULL, NULL, 0, &len, "host", hostbuf, NULL);
-        c->in.off = c->in.len = 0;
-        free(c->parser);
-        c->parser = NULL;
-        if (!msg || buf_append(&c->out, msg, len) < 0) {
-            free(msg);
-            conn_free(c);
-            return false;
-        }
-        free(msg);
-        set_state(c, CONN_ANSWER);
-        answer_flush(c);
+        conn_send_final(c, msg, len);
         return false;
     }
     c->svc = svc_state_ref(r->svc);
     c->shared = false;
+    /* ":port" picks the service port with that number; without it, the first port. */
+    c->port = 0;
+    const char *colon = host ? memchr(host, ':', host_len) : NULL;
+    if (colon) {
+        unsigned number = 0;
+        for (const char *d = colon + 1; d < host + host_len && *d >= '0' && *d <= '9'; d++)
+            number = number * 10 + (unsigned)(*d - '0');
+        for (size_t i = 0; i < r->n_ports; i++) {
+            if (r->ports[i].number == number)
+                c->port = i;
+        }
+    }
     c->deadline_ns = c->arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
     return true;
 }
@@ -1312,7 +1338,7 @@ static bool decide_after_head(struct conn *c)
             return false;
     }
     const struct route_service *r = conn_route(c);
-    if (r && r->n_endpoints > 0) {
+    if (conn_ready(c)) {
         conn_dispatch(c); /* ready: the head and everything after it goes to the backend */
         return false;
     }
@@ -1469,18 +1495,19 @@ void conn_snapshot_applied(struct worker *w, struct route_snapshot *old_snap)
                                   OUTCOME_REJECTED);
         }
     }
-    /* Services with ready endpoints: every held connection goes, oldest first. */
+    /* Every held connection whose service port has ready endpoints goes, oldest first. A
+     * connection that goes back to the queue (its connect failed at once, and the port has no
+     * endpoint left) is not ready any more, so this walk never visits one twice in vain. */
     for (size_t i = 0; i < w->snap->n_services; i++) {
         const struct route_service *r = &w->snap->services[i];
-        if (r->n_endpoints == 0)
-            continue;
         struct svc_worker *sw = &r->svc->workers[w->id];
-        size_t n = 0;
-        struct conn *c;
-        TAILQ_FOREACH(c, &sw->held, hold_link)
-        n++;
-        while (n-- > 0 && (c = TAILQ_FIRST(&sw->held)))
-            conn_dispatch(c);
+        struct conn *c = TAILQ_FIRST(&sw->held);
+        while (c) {
+            struct conn *next = TAILQ_NEXT(c, hold_link);
+            if (conn_ready(c))
+                conn_dispatch(c);
+            c = next;
+        }
     }
 }
 

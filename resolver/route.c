@@ -217,7 +217,11 @@ void route_snapshot_unref(struct route_snapshot *s)
         if (r->svc)
             svc_state_unref(r->svc);
         route_probes_unref(r->probes);
-        free(r->endpoints);
+        for (size_t p = 0; r->ports && p < r->n_ports; p++) {
+            free(r->ports[p].name);
+            free(r->ports[p].endpoints);
+        }
+        free(r->ports);
         free(r->reason);
     }
     free(s->services);

@@ -119,13 +119,21 @@ struct route_probes *route_probes_new(struct probe_rules *rules);
 struct route_probes *route_probes_ref(struct route_probes *p);
 void route_probes_unref(struct route_probes *p);
 
+/* One port of a service: where connections that arrive for it go. */
+struct route_port {
+    char *name;             /* the Service port's name ("" when unnamed); owned */
+    unsigned number;        /* the Service port's number, for Host routing's ":port"; 0 any */
+    struct addr *endpoints; /* ready backends for this port; owned */
+    size_t n_endpoints;
+};
+
 /* One service in a snapshot. */
 struct route_service {
     struct svc_state *svc; /* one reference, owned by the snapshot */
     enum svc_protocol protocol;
     struct route_probes *probes; /* one reference, owned by the snapshot; may be NULL */
-    struct addr *endpoints;      /* ready backends; owned */
-    size_t n_endpoints;
+    struct route_port *ports;    /* at least one; owned */
+    size_t n_ports;
     unsigned hold_timeout_s;
     size_t max_held_connections;
     size_t max_held_bytes;
@@ -141,6 +149,7 @@ struct route_listener {
     struct addr addr;
     enum listener_kind kind;
     size_t service; /* index into services, for LISTENER_SERVICE */
+    size_t port;    /* index into that service's ports, for LISTENER_SERVICE */
 };
 
 struct route_snapshot {

@@ -104,17 +104,22 @@ static void publish(struct standalone *sa)
         r->max_held_connections = s->cfg->max_held_connections;
         r->max_held_bytes = s->cfg->max_held_bytes;
         r->reason = s->reason ? strdup(s->reason) : NULL;
-        r->endpoints = calloc(s->cfg->n_backends, sizeof(*r->endpoints));
-        if (r->endpoints) {
-            for (size_t b = 0; b < s->cfg->n_backends; b++) {
+        /* Standalone services have one port: every listen address goes to the backends. */
+        r->ports = calloc(1, sizeof(*r->ports));
+        if (r->ports) {
+            r->n_ports = 1;
+            r->ports[0].name = strdup("");
+            r->ports[0].endpoints = calloc(s->cfg->n_backends, sizeof(struct addr));
+            for (size_t b = 0; r->ports[0].endpoints && b < s->cfg->n_backends; b++) {
                 if (s->backends[b].ready)
-                    r->endpoints[r->n_endpoints++] = s->backends[b].addr;
+                    r->ports[0].endpoints[r->ports[0].n_endpoints++] = s->backends[b].addr;
             }
         }
         for (size_t l = 0; l < s->cfg->n_listen; l++) {
             snap->listeners[li].addr = s->cfg->listen[l];
             snap->listeners[li].kind = LISTENER_SERVICE;
             snap->listeners[li].service = i;
+            snap->listeners[li].port = 0;
             li++;
         }
     }
