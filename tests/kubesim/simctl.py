@@ -250,8 +250,8 @@ class KubeSim:
         with urllib.request.urlopen(self.control_url + "/state", timeout=10) as r:
             return json.loads(r.read())
 
-    def fault(self, name, **body):
-        req = urllib.request.Request(self.control_url + "/faults/" + name, data=json.dumps(body).encode(),
+    def fault(self, fault_name, **body):
+        req = urllib.request.Request(self.control_url + "/faults/" + fault_name, data=json.dumps(body).encode(),
                                      method="POST", headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=10) as r:

@@ -117,10 +117,7 @@ class ApiServer:
         self.ctx.load_cert_chain(certfile, keyfile)
         self.ctx.set_alpn_protocols(["http/1.1"])
         self.host = host
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.port = self.sock.getsockname()[1]
+        self.sock, self.port = _bind_explicit(host, port)
         self.listening = threading.Event()
         self.stopping = False
         self.conns = set()
@@ -213,8 +210,9 @@ class ApiServer:
         self.latency()
         try:
             if time.monotonic() < self.unavailable_until:
-                raise ApiError(503, "ServiceUnavailable", "the server is currently unable to handle the request",
-                               headers={"Retry-After": "1"})
+                # No Retry-After: a load balancer in front of a dead API server answers like this,
+                # and clients (urllib3, client-go) would otherwise retry it transparently.
+                raise ApiError(503, "ServiceUnavailable", "the server is currently unable to handle the request")
             if path in ("/healthz", "/livez", "/readyz"):
                 return h.send_raw(200, b"ok", "text/plain; charset=utf-8")
             if path == "/version":
@@ -629,6 +627,28 @@ def _warn(warnings):
     if not warnings:
         return None
     return {"Warning": ['299 - "%s"' % w.replace('"', '\\"') for w in warnings]}
+
+
+def _bind_explicit(host, port):
+    """Bind with an explicit port number. A socket auto-bound to port 0 loses its port when it
+    stops listening (shutdown), so outages would move the API server; pick the port first."""
+    for _ in range(20):
+        want = port
+        if not want:
+            probe = socket.socket()
+            probe.bind((host, 0))
+            want = probe.getsockname()[1]
+            probe.close()
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, want))
+            return s, want
+        except OSError:
+            s.close()
+            if port:
+                raise
+    raise OSError("no free port for the API server on %s" % host)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
