@@ -1,0 +1,190 @@
+/*
+ * slices: EndpointSlices as holdfast reads and writes them. See slices.h.
+ */
+#include "controller/slices.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* FNV-1a, 32 bits: a short, stable hash for names. */
+static uint32_t fnv1a(const char *a, const char *b)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = a; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    h = (h ^ '-') * 16777619u;
+    for (const char *p = b; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h;
+}
+
+void names_fit(char *out, size_t outlen, const char *base, const char *suffix, size_t max)
+{
+    if (max > K8S_NAME_MAX)
+        max = K8S_NAME_MAX;
+    if (max + 1 > outlen)
+        max = outlen - 1;
+    size_t blen = strlen(base), slen = strlen(suffix);
+    if (blen + 1 + slen <= max) {
+        snprintf(out, outlen, "%s-%s", base, suffix);
+        return;
+    }
+    /* "<cut base>-<8 hex>-<suffix>", the suffix cut too if it alone is too long. */
+    char hash[9];
+    snprintf(hash, sizeof(hash), "%08x", fnv1a(base, suffix));
+    size_t keep_suffix = slen;
+    if (keep_suffix + 10 > max)
+        keep_suffix = max > 20 ? max - 20 : 0;
+    size_t keep_base = max - 9 - (keep_suffix ? keep_suffix + 1 : 0);
+    if (keep_base > blen)
+        keep_base = blen;
+    while (keep_base > 0 && base[keep_base - 1] == '-')
+        keep_base--;
+    if (keep_suffix)
+        snprintf(out, outlen, "%.*s-%s-%.*s", (int)keep_base, base, hash, (int)keep_suffix, suffix);
+    else
+        snprintf(out, outlen, "%.*s-%s", (int)keep_base, base, hash);
+    size_t len = strlen(out);
+    while (len > 0 && out[len - 1] == '-')
+        out[--len] = '\0';
+}
+
+static const char *str_at(const cJSON *obj, const char *a, const char *b)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, a);
+    if (b)
+        v = cJSON_GetObjectItemCaseSensitive(v, b);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static bool ip_is_v6(const char *ip)
+{
+    return strchr(ip, ':') != NULL;
+}
+
+cJSON *slices_resolver_slice(const cJSON *service, const char *address_type,
+                             const struct resolver_endpoint *eps, size_t n_eps,
+                             const struct slice_port *ports, size_t n_ports)
+{
+    const char *name = str_at(service, "metadata", "name");
+    const char *ns = str_at(service, "metadata", "namespace");
+    const char *uid = str_at(service, "metadata", "uid");
+    if (!name || !ns || !uid)
+        return NULL;
+    bool v6 = strcmp(address_type, "IPv6") == 0;
+    char slice_name[K8S_NAME_MAX + 1];
+    names_fit(slice_name, sizeof(slice_name), name, v6 ? "holdfast-v6" : "holdfast", K8S_NAME_MAX);
+
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "apiVersion", "discovery.k8s.io/v1");
+    cJSON_AddStringToObject(s, "kind", "EndpointSlice");
+    cJSON *md = cJSON_AddObjectToObject(s, "metadata");
+    cJSON_AddStringToObject(md, "name", slice_name);
+    cJSON_AddStringToObject(md, "namespace", ns);
+    cJSON *labels = cJSON_AddObjectToObject(md, "labels");
+    cJSON_AddStringToObject(labels, LABEL_SERVICE_NAME, name);
+    cJSON_AddStringToObject(labels, LABEL_MANAGED_BY, SLICES_MANAGED_BY);
+    cJSON *owners = cJSON_AddArrayToObject(md, "ownerReferences");
+    cJSON *owner = cJSON_CreateObject();
+    cJSON_AddStringToObject(owner, "apiVersion", "v1");
+    cJSON_AddStringToObject(owner, "kind", "Service");
+    cJSON_AddStringToObject(owner, "name", name);
+    cJSON_AddStringToObject(owner, "uid", uid);
+    cJSON_AddItemToArray(owners, owner);
+    cJSON_AddStringToObject(s, "addressType", address_type);
+
+    cJSON *endpoints = cJSON_AddArrayToObject(s, "endpoints");
+    for (size_t i = 0; i < n_eps; i++) {
+        if (ip_is_v6(eps[i].ip) != v6)
+            continue;
+        cJSON *e = cJSON_CreateObject();
+        cJSON *addrs = cJSON_AddArrayToObject(e, "addresses");
+        cJSON_AddItemToArray(addrs, cJSON_CreateString(eps[i].ip));
+        cJSON *cond = cJSON_AddObjectToObject(e, "conditions");
+        cJSON_AddBoolToObject(cond, "ready", 1);
+        cJSON_AddBoolToObject(cond, "serving", 1);
+        cJSON_AddBoolToObject(cond, "terminating", 0);
+        if (eps[i].node_name && *eps[i].node_name)
+            cJSON_AddStringToObject(e, "nodeName", eps[i].node_name);
+        cJSON_AddItemToArray(endpoints, e);
+    }
+    cJSON *jports = cJSON_AddArrayToObject(s, "ports");
+    for (size_t i = 0; i < n_ports; i++) {
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "name", ports[i].name ? ports[i].name : "");
+        cJSON_AddStringToObject(p, "protocol", ports[i].protocol ? ports[i].protocol : "TCP");
+        cJSON_AddNumberToObject(p, "port", ports[i].resolver_port);
+        if (ports[i].app_protocol)
+            cJSON_AddStringToObject(p, "appProtocol", ports[i].app_protocol);
+        cJSON_AddItemToArray(jports, p);
+    }
+    return s;
+}
+
+static const char *managed_by(const cJSON *slice)
+{
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(slice, "metadata"), "labels");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(labels, LABEL_MANAGED_BY);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+bool slices_is_resolver_slice(const cJSON *slice)
+{
+    return strcmp(managed_by(slice), SLICES_MANAGED_BY) == 0;
+}
+
+bool slices_is_controller_slice(const cJSON *slice)
+{
+    return strcmp(managed_by(slice), SLICES_CONTROLLER_MANAGED_BY) == 0;
+}
+
+/* A condition that is absent counts as `absent_means`. */
+static bool condition(const cJSON *endpoint, const char *name, bool absent_means)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(endpoint, "conditions"), name);
+    if (!c || cJSON_IsNull(c))
+        return absent_means;
+    return cJSON_IsTrue(c);
+}
+
+int slices_ready_endpoints(const cJSON *slice, const char *port_name, struct ready_endpoint **out,
+                           size_t *n)
+{
+    unsigned port = 0;
+    bool found = false;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(slice, "ports"))
+    {
+        const cJSON *pn = cJSON_GetObjectItemCaseSensitive(p, "name");
+        const char *name = cJSON_IsString(pn) ? pn->valuestring : "";
+        const cJSON *num = cJSON_GetObjectItemCaseSensitive(p, "port");
+        if (strcmp(name, port_name) == 0 && cJSON_IsNumber(num)) {
+            port = (unsigned)num->valueint;
+            found = true;
+            break;
+        }
+    }
+    if (!found)
+        return 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(slice, "endpoints"))
+    {
+        if (!condition(e, "ready", true) || condition(e, "terminating", false))
+            continue;
+        const cJSON *addr = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(e, "addresses"), 0);
+        if (!cJSON_IsString(addr) || strlen(addr->valuestring) >= sizeof((*out)->ip))
+            continue;
+        struct ready_endpoint *grown = realloc(*out, (*n + 1) * sizeof(**out));
+        if (!grown)
+            return -1;
+        *out = grown;
+        snprintf(grown[*n].ip, sizeof(grown[*n].ip), "%s", addr->valuestring);
+        grown[*n].port = port;
+        (*n)++;
+    }
+    return 0;
+}
