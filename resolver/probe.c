@@ -52,6 +52,13 @@
 /* Decoded path and query pieces of one request live here unless the target is longer. */
 #define PROBE_STACK_SCRATCH 2048
 
+/*
+ * PCRE2's JIT scans with vector loads that may read a few bytes past the subject (harmless,
+ * and never past the page). Zeroing that much after each decoded piece keeps those bytes
+ * defined, so the matcher stays clean under valgrind.
+ */
+#define PROBE_DECODE_PAD 64
+
 #define JSON_PATH_MAX 512
 
 enum path_type {
@@ -120,6 +127,17 @@ static int fail(char *err, size_t errlen, const char *json_path, const char *key
         va_end(ap);
     }
     return -1;
+}
+
+static void path_printf(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Writes a JSON path into out (JSON_PATH_MAX bytes); an absurdly long one is cut short. */
+static void path_printf(char *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, JSON_PATH_MAX, fmt, ap);
+    va_end(ap);
 }
 
 /* Characters (code points) in a UTF-8 string, as the API server counts maxLength. */
@@ -289,7 +307,7 @@ static int parse_cond(const cJSON *obj, const char *json_path, bool is_header, s
         return fail(err, errlen, json_path, NULL, "out of memory");
     if (type && strcmp(type, "RegularExpression") == 0) {
         char sub[JSON_PATH_MAX];
-        snprintf(sub, sizeof(sub), "%s.value", json_path);
+        path_printf(sub, "%s.value", json_path);
         return compile_regex(&c->re, value, sub, err, errlen);
     }
     return 0;
@@ -310,7 +328,7 @@ static int parse_conds(const cJSON *rule, const char *key, const char *json_path
         return fail(err, errlen, json_path, NULL, "out of memory");
     for (const cJSON *item = array->child; item; item = item->next) {
         char sub[JSON_PATH_MAX];
-        snprintf(sub, sizeof(sub), "%s.%s[%zu]", json_path, key, *n_out);
+        path_printf(sub, "%s.%s[%zu]", json_path, key, *n_out);
         struct probe_cond *c = &(*out)[(*n_out)++];
         if (parse_cond(item, sub, is_header, c, err, errlen) < 0)
             return -1;
@@ -330,7 +348,7 @@ static int parse_path(const cJSON *rule, const char *json_path, struct probe_rul
     const cJSON *obj = cJSON_GetObjectItemCaseSensitive(rule, "path");
     const char *type = NULL, *value = NULL;
     char sub[JSON_PATH_MAX];
-    snprintf(sub, sizeof(sub), "%s.path", json_path);
+    path_printf(sub, "%s.path", json_path);
 
     r->path_type = PATH_PREFIX;
     if (obj && !cJSON_IsNull(obj)) {
@@ -359,7 +377,7 @@ static int parse_path(const cJSON *rule, const char *json_path, struct probe_rul
     if (!r->path)
         return fail(err, errlen, sub, NULL, "out of memory");
     if (r->path_type == PATH_REGEX) {
-        snprintf(sub, sizeof(sub), "%s.path.value", json_path);
+        path_printf(sub, "%s.path.value", json_path);
         return compile_regex(&r->path_re, value, sub, err, errlen);
     }
     return 0;
@@ -373,7 +391,7 @@ static int parse_response(const cJSON *rule, const char *json_path, struct probe
     const cJSON *obj = cJSON_GetObjectItemCaseSensitive(rule, "response");
     const char *body = "";
     char sub[JSON_PATH_MAX];
-    snprintf(sub, sizeof(sub), "%s.response", json_path);
+    path_printf(sub, "%s.response", json_path);
 
     if (!obj || cJSON_IsNull(obj))
         return fail(err, errlen, sub, NULL, "is required");
@@ -477,7 +495,7 @@ struct probe_rules *probe_rules_parse(const cJSON *array, const char *path, char
     }
     for (const cJSON *item = array->child; item; item = item->next) {
         char sub[JSON_PATH_MAX];
-        snprintf(sub, sizeof(sub), "%s[%zu]", path, set->n_rules);
+        path_printf(sub, "%s[%zu]", path, set->n_rules);
         atomic_init(&set->limit_logged[set->n_rules], false);
         if (parse_rule(item, sub, &set->rules[set->n_rules++], err, errlen) < 0)
             goto error;
@@ -695,8 +713,9 @@ static int hex_value(char c)
 }
 
 /*
- * Percent-decodes s into out (room for n bytes), as Go's url unescape: "%zz" or a truncated
- * "%4" is an error; `plus_is_space` for query components. Returns the length or -1.
+ * Percent-decodes s into out, as Go's url unescape: "%zz" or a truncated "%4" is an error;
+ * `plus_is_space` for query components. out has room for n + PROBE_DECODE_PAD bytes; the
+ * bytes after the result are zeroed (see PROBE_DECODE_PAD). Returns the length or -1.
  */
 static long percent_decode(const char *s, size_t n, char *out, bool plus_is_space)
 {
@@ -716,6 +735,7 @@ static long percent_decode(const char *s, size_t n, char *out, bool plus_is_spac
             out[o++] = s[i];
         }
     }
+    memset(out + o, 0, PROBE_DECODE_PAD);
     return (long)o;
 }
 
@@ -871,7 +891,7 @@ const struct probe_response *probe_match(const struct probe_rules *rules,
 
     /* Decoded text is never longer than encoded: path, then one key and one value. */
     char stack_buf[PROBE_STACK_SCRATCH];
-    size_t need = t.path_len + 2 * t.query_len + 1;
+    size_t need = t.path_len + 2 * t.query_len + 3 * PROBE_DECODE_PAD;
     char *buf = need <= sizeof(stack_buf) ? stack_buf : malloc(need);
     if (!buf)
         return NULL;
@@ -879,8 +899,8 @@ const struct probe_response *probe_match(const struct probe_rules *rules,
     const struct probe_response *found = NULL;
     long path_len = percent_decode(t.path, t.path_len, buf, false);
     if (path_len >= 0) {
-        char *key_buf = buf + t.path_len;
-        char *value_buf = key_buf + t.query_len;
+        char *key_buf = buf + t.path_len + PROBE_DECODE_PAD;
+        char *value_buf = key_buf + t.query_len + PROBE_DECODE_PAD;
         for (size_t i = 0; i < rules->n_rules && !found; i++) {
             if (rule_matches(rules, i, req, buf, (size_t)path_len, &t, key_buf, value_buf))
                 found = &rules->rules[i].response;
