@@ -665,8 +665,15 @@ static void conn_hold(struct conn *c)
             client_read(c, true);
     }
     /* The service may have become ready while this connection was parsed. */
-    if (conn_ready(c))
+    if (conn_ready(c)) {
         conn_dispatch(c);
+        return;
+    }
+    /* Bytes that came in the same read as the head (a body, pipelined requests) are validated
+     * now, not at a next read that may never come: bad chunking sent with its head gets its 400
+     * instead of being delivered to the backend after the wake. This may answer and free c. */
+    if (c->parser && c->parse_off < buf_pending(&c->in))
+        parse_more(c);
 }
 
 /* ---- connecting ---- */
@@ -1119,8 +1126,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
             connect_failed(c, ETIMEDOUT);
             return;
         }
-        if (c->state == CONN_BACKOFF)
+        if (c->state == CONN_BACKOFF) {
             conn_dispatch(c);
+            return;
+        }
+        /* Held, and the timer fired a little before the deadline (libevent schedules from its
+         * cached clock, in whole microseconds): watch the deadline again, or the connection
+         * would never get its 504. */
+        conn_arm_timer(c);
         return;
     case CONN_RELAY:
         log_debug("relay idle timeout", "service=%s", c->svc ? c->svc->key : NULL);
