@@ -10,6 +10,12 @@
  * header condition holds if any value of that header matches; query parameters decoded;
  * omitted status = 200.
  *
+ * "The same results" includes what Go's net/http does to a request before KubeElasti sees it:
+ * a target with a malformed percent-escape matches no rule (Go answers 400), "*" has the path
+ * "*", query pairs are read as url.ParseQuery reads them, header values are trimmed of spaces
+ * and tabs, and conditions on Host or Transfer-Encoding never hold (Go removes those headers).
+ * docs/probe-response.md is the user-facing description.
+ *
  * Regular expressions are compiled (with JIT) once, in probe_rules_parse, and matched under
  * PCRE2 match and depth limits: a catastrophic pattern against a hostile value counts as no
  * match, and is logged once per rule, instead of stalling a worker.
@@ -32,7 +38,11 @@ struct probe_header {
     size_t value_len;
 };
 
-/* The request being matched. All pointers borrow the caller's buffers (not NUL-terminated). */
+/*
+ * The request being matched. All pointers borrow the caller's buffers (not NUL-terminated).
+ * PCRE2's JIT may read a few bytes past the end of a header value (never past its page): the
+ * result does not depend on them, but valgrind may flag them if they were never written.
+ */
 struct probe_request {
     const char *method; /* "GET" */
     size_t method_len;
