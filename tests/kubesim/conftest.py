@@ -68,6 +68,10 @@ def deployment(name, replicas=1, image="kubesim/http:1", port=8080, labels=None,
     c = {"name": "main", "image": image, "ports": [{"containerPort": port}]}
     if port_name:
         c["ports"][0]["name"] = port_name
+    if probe is None:
+        # Without a probe a pod is Ready as soon as its process starts, before it listens (as in
+        # a real cluster); tests that send traffic want Ready to mean "accepting".
+        probe = {"tcpSocket": {"port": port}, "periodSeconds": 1}
     if probe:
         c["readinessProbe"] = probe
     if env:
