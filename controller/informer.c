@@ -1,0 +1,627 @@
+/*
+ * informer: list-then-watch cache with handlers. See informer.h.
+ *
+ * States: LISTING (pages accumulate in `next`) -> WATCHING -> (stream end) WATCHING again,
+ * (410) LISTING, (error) WAITING on the backoff timer -> LISTING or WATCHING. `need_list` says
+ * which one a retry goes back to.
+ */
+#include "controller/informer.h"
+
+#include <event2/event.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+/* A watch that lived this long was healthy: the next failure starts the backoff afresh. */
+#define INFORMER_HEALTHY_S 5
+
+/* ---- the store: a chained hash table of "namespace/name" -> object ---- */
+
+struct entry {
+    struct entry *next;
+    char *key;
+    cJSON *obj; /* owned */
+};
+
+struct store {
+    struct entry **buckets;
+    size_t nbuckets;
+    size_t count;
+};
+
+static uint64_t hash_key(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static struct entry **store_slot(const struct store *s, const char *key)
+{
+    if (!s->nbuckets)
+        return NULL;
+    struct entry **pp = &s->buckets[hash_key(key) & (s->nbuckets - 1)];
+    while (*pp && strcmp((*pp)->key, key) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static struct entry *store_find(const struct store *s, const char *key)
+{
+    struct entry **pp = store_slot(s, key);
+    return pp ? *pp : NULL;
+}
+
+static int store_grow(struct store *s)
+{
+    size_t n = s->nbuckets ? s->nbuckets * 2 : 64;
+    struct entry **b = calloc(n, sizeof(*b));
+    if (!b)
+        return -1;
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        for (struct entry *e = s->buckets[i], *next; e; e = next) {
+            next = e->next;
+            size_t j = hash_key(e->key) & (n - 1);
+            e->next = b[j];
+            b[j] = e;
+        }
+    }
+    free(s->buckets);
+    s->buckets = b;
+    s->nbuckets = n;
+    return 0;
+}
+
+/* Inserts a new key (must be absent). Takes obj. Returns the entry, or NULL (obj freed). */
+static struct entry *store_insert(struct store *s, const char *key, cJSON *obj)
+{
+    if (s->count >= s->nbuckets && store_grow(s) != 0) {
+        cJSON_Delete(obj);
+        return NULL;
+    }
+    struct entry *e = calloc(1, sizeof(*e));
+    if (!e || !(e->key = strdup(key))) {
+        free(e);
+        cJSON_Delete(obj);
+        return NULL;
+    }
+    e->obj = obj;
+    struct entry **b = &s->buckets[hash_key(key) & (s->nbuckets - 1)];
+    e->next = *b;
+    *b = e;
+    s->count++;
+    return e;
+}
+
+/* Unlinks key's entry and returns its object (the caller owns it), or NULL. */
+static cJSON *store_take(struct store *s, const char *key)
+{
+    struct entry **pp = store_slot(s, key);
+    if (!pp || !*pp)
+        return NULL;
+    struct entry *e = *pp;
+    *pp = e->next;
+    s->count--;
+    cJSON *obj = e->obj;
+    free(e->key);
+    free(e);
+    return obj;
+}
+
+static void store_clear(struct store *s)
+{
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        for (struct entry *e = s->buckets[i], *next; e; e = next) {
+            next = e->next;
+            cJSON_Delete(e->obj);
+            free(e->key);
+            free(e);
+        }
+    }
+    free(s->buckets);
+    memset(s, 0, sizeof(*s));
+}
+
+/* ---- the informer ---- */
+
+struct informer {
+    struct kube_client *kc;
+    struct kube_resource res;
+    char *ns, *label, *field, *name; /* owned copies of the options */
+    long page_size;
+    long watch_timeout_s; /* 0: jittered default */
+    long backoff_min_ms, backoff_max_ms;
+    struct informer_handlers h;
+    void *arg;
+
+    struct store store;     /* the cache */
+    struct store next;      /* a list in progress, page by page */
+    char *list_rv;          /* resourceVersion of the list in progress */
+    char *cont;             /* continue token of the next page */
+    char *rv;               /* where the next watch starts */
+    struct kube_call *call; /* the list page or watch in flight */
+    struct event *retry;    /* backoff timer */
+    struct timespec watch_started;
+    long watch_secs;   /* timeoutSeconds of the watch in flight */
+    long backoff_ms;   /* the next delay, before jitter */
+    unsigned int seed; /* jitter */
+    bool running;      /* between informer_start and informer_stop */
+    bool synced;       /* the first list was delivered */
+    bool need_list;    /* a retry lists (never synced, or 410) rather than watches */
+    bool relisting;    /* the list in progress follows a 410 */
+    bool failing;      /* the last list/watch failed: "recovered" is logged once */
+    struct informer_stats stats;
+};
+
+static void begin_list(struct informer *inf);
+static void begin_watch(struct informer *inf);
+
+static const char *obj_str(const cJSON *obj, const char *field)
+{
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, field);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* "namespace/name" (or "name" when cluster-scoped) into buf; -1 when the object has no name. */
+static int obj_key(const cJSON *obj, char *buf, size_t len)
+{
+    const char *name = obj_str(obj, "name");
+    const char *ns = obj_str(obj, "namespace");
+    if (!name)
+        return -1;
+    int n = ns && *ns ? snprintf(buf, len, "%s/%s", ns, name) : snprintf(buf, len, "%s", name);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static void set_str(char **dst, const char *src)
+{
+    char *s = src ? strdup(src) : NULL;
+    free(*dst);
+    *dst = s;
+}
+
+static double since_s(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+/* Marks the end of a failing streak, once. */
+static void recovered(struct informer *inf)
+{
+    if (!inf->failing)
+        return;
+    inf->failing = false;
+    log_info("informer recovered: the API server answers again", "informer=%s failures=%lu",
+             inf->name, inf->stats.failures);
+}
+
+/* Schedules the next list/watch attempt after a jittered backoff. */
+static void backoff(struct informer *inf, const char *what, const struct kube_error *err)
+{
+    inf->stats.failures++;
+    long base = inf->backoff_ms;
+    long delay = base / 2 + (long)(rand_r(&inf->seed) % (unsigned)(base / 2 + 1));
+    inf->backoff_ms = base * 2 > inf->backoff_max_ms ? inf->backoff_max_ms : base * 2;
+    if (!inf->failing) {
+        inf->failing = true;
+        log_warn("informer: list or watch failed, retrying with backoff",
+                 "informer=%s op=%s reason=%s http=%ld message=%s retry_ms=%ld", inf->name, what,
+                 err ? err->reason : "StreamEnded", err ? err->http : 0L, err ? err->message : "",
+                 delay);
+    } else {
+        log_debug("informer: still failing", "informer=%s op=%s reason=%s retry_ms=%ld", inf->name,
+                  what, err ? err->reason : "StreamEnded", delay);
+    }
+    struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
+    evtimer_add(inf->retry, &tv);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct informer *inf = arg;
+    if (!inf->running)
+        return;
+    if (inf->need_list)
+        begin_list(inf);
+    else
+        begin_watch(inf);
+}
+
+/* Moves the completed list in `next` into the store, emitting only the differences. */
+static void apply_list(struct informer *inf)
+{
+    unsigned long added = 0, updated = 0, deleted = 0;
+    bool first = !inf->synced;
+    for (size_t i = 0; i < inf->next.nbuckets; i++) {
+        for (struct entry *e = inf->next.buckets[i]; e; e = e->next) {
+            cJSON *obj = e->obj;
+            e->obj = NULL; /* the key stays in `next` as the set of names listed */
+            struct entry *cur = store_find(&inf->store, e->key);
+            if (!cur) {
+                struct entry *ne = store_insert(&inf->store, e->key, obj);
+                added++;
+                if (ne && inf->h.on_add)
+                    inf->h.on_add(ne->obj, inf->arg);
+                continue;
+            }
+            const char *orv = obj_str(cur->obj, "resourceVersion");
+            const char *nrv = obj_str(obj, "resourceVersion");
+            if (orv && nrv && strcmp(orv, nrv) == 0) {
+                cJSON_Delete(obj);
+                continue;
+            }
+            cJSON *old = cur->obj;
+            cur->obj = obj;
+            updated++;
+            if (inf->h.on_update)
+                inf->h.on_update(old, obj, inf->arg);
+            cJSON_Delete(old);
+        }
+    }
+    for (size_t i = 0; i < inf->store.nbuckets; i++) {
+        struct entry **pp = &inf->store.buckets[i];
+        while (*pp) {
+            struct entry *e = *pp;
+            if (store_find(&inf->next, e->key)) {
+                pp = &e->next;
+                continue;
+            }
+            *pp = e->next;
+            inf->store.count--;
+            deleted++;
+            if (inf->h.on_delete)
+                inf->h.on_delete(e->obj, inf->arg);
+            cJSON_Delete(e->obj);
+            free(e->key);
+            free(e);
+        }
+    }
+    store_clear(&inf->next);
+    set_str(&inf->rv, inf->list_rv);
+    inf->stats.lists++;
+    inf->need_list = false;
+    if (first) {
+        inf->synced = true;
+        log_info("informer synced", "informer=%s objects=%zu rv=%s", inf->name, inf->store.count,
+                 inf->rv);
+        if (inf->h.on_synced)
+            inf->h.on_synced(inf->arg);
+    } else {
+        log_info("informer relisted",
+                 "informer=%s objects=%zu added=%lu updated=%lu "
+                 "deleted=%lu rv=%s",
+                 inf->name, inf->store.count, added, updated, deleted, inf->rv);
+    }
+    inf->relisting = false;
+}
+
+static void on_list_page(cJSON *list, const struct kube_error *err, void *arg)
+{
+    struct informer *inf = arg;
+    inf->call = NULL;
+    if (err) {
+        store_clear(&inf->next);
+        if (err->code == KUBE_ERR_GONE && inf->cont) {
+            /* The continue token expired mid-list: start the list over. */
+            log_info("informer: list continue token expired, listing again", "informer=%s",
+                     inf->name);
+            begin_list(inf);
+            return;
+        }
+        backoff(inf, "list", err);
+        return;
+    }
+    recovered(inf);
+    const char *rv = obj_str(list, "resourceVersion");
+    if (!inf->cont)
+        set_str(&inf->list_rv, rv ? rv : "");
+    cJSON *items = cJSON_GetObjectItemCaseSensitive(list, "items");
+    cJSON *item;
+    while (cJSON_IsArray(items) && (item = cJSON_DetachItemFromArray(items, 0))) {
+        char key[512];
+        if (obj_key(item, key, sizeof(key)) != 0 || store_find(&inf->next, key)) {
+            cJSON_Delete(item);
+            continue;
+        }
+        store_insert(&inf->next, key, item);
+    }
+    const char *cont = obj_str(list, "continue");
+    set_str(&inf->cont, cont && *cont ? cont : NULL);
+    if (inf->cont) {
+        begin_list(inf);
+        return;
+    }
+    apply_list(inf);
+    if (inf->running)
+        begin_watch(inf);
+}
+
+static void begin_list(struct informer *inf)
+{
+    if (!inf->cont)
+        store_clear(&inf->next);
+    struct kube_list_opts o = {
+        .label_selector = inf->label,
+        .field_selector = inf->field,
+        .limit = inf->page_size,
+        .cont = inf->cont,
+    };
+    inf->need_list = true;
+    inf->call = kube_list(inf->kc, &inf->res, inf->ns, &o, on_list_page, inf);
+    if (!inf->call) {
+        struct kube_error e = {.code = KUBE_ERR_OTHER, .reason = "Internal"};
+        snprintf(e.message, sizeof(e.message), "cannot start the list request");
+        set_str(&inf->cont, NULL);
+        backoff(inf, "list", &e);
+    }
+}
+
+/* The stored object `obj` replaces (or joins) the store; handlers told. Takes obj. */
+static void upsert(struct informer *inf, cJSON *obj)
+{
+    char key[512];
+    if (obj_key(obj, key, sizeof(key)) != 0) {
+        cJSON_Delete(obj);
+        return;
+    }
+    struct entry *cur = store_find(&inf->store, key);
+    if (!cur) {
+        struct entry *e = store_insert(&inf->store, key, obj);
+        if (e && inf->h.on_add)
+            inf->h.on_add(e->obj, inf->arg);
+        return;
+    }
+    const char *orv = obj_str(cur->obj, "resourceVersion");
+    const char *nrv = obj_str(obj, "resourceVersion");
+    if (orv && nrv && strcmp(orv, nrv) == 0) {
+        cJSON_Delete(obj); /* replayed after a reconnect: nothing new */
+        return;
+    }
+    cJSON *old = cur->obj;
+    cur->obj = obj;
+    if (inf->h.on_update)
+        inf->h.on_update(old, obj, inf->arg);
+    cJSON_Delete(old);
+}
+
+static void remove_obj(struct informer *inf, cJSON *obj)
+{
+    char key[512];
+    if (obj_key(obj, key, sizeof(key)) == 0) {
+        cJSON *old = store_take(&inf->store, key);
+        if (old) {
+            /* The final state is the DELETED event's object: it carries the deletion RV. */
+            if (inf->h.on_delete)
+                inf->h.on_delete(obj, inf->arg);
+            cJSON_Delete(old);
+        }
+    }
+    cJSON_Delete(obj);
+}
+
+static void on_watch_event(const char *type, cJSON *obj, void *arg)
+{
+    struct informer *inf = arg;
+    if (strcmp(type, "ERROR") == 0) {
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(obj, "code");
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(obj, "message");
+        const cJSON *reason = cJSON_GetObjectItemCaseSensitive(obj, "reason");
+        struct kube_error e = {.code = KUBE_ERR_OTHER,
+                               .http = cJSON_IsNumber(code) ? (long)code->valuedouble : 0};
+        snprintf(e.reason, sizeof(e.reason), "%s",
+                 cJSON_IsString(reason) ? reason->valuestring : "WatchError");
+        snprintf(e.message, sizeof(e.message), "%s", cJSON_IsString(msg) ? msg->valuestring : "");
+        cJSON_Delete(obj);
+        kube_call_cancel(inf->call);
+        inf->call = NULL;
+        if (e.http == 410) {
+            log_info("informer: watch expired (410), relisting", "informer=%s rv=%s message=%s",
+                     inf->name, inf->rv, e.message);
+            inf->relisting = true;
+            begin_list(inf);
+            return;
+        }
+        backoff(inf, "watch", &e);
+        return;
+    }
+    recovered(inf);
+    inf->backoff_ms = inf->backoff_min_ms;
+    const char *rv = obj_str(obj, "resourceVersion");
+    if (rv && *rv)
+        set_str(&inf->rv, rv);
+    if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0)
+        upsert(inf, obj);
+    else if (strcmp(type, "DELETED") == 0)
+        remove_obj(inf, obj);
+    else
+        cJSON_Delete(obj); /* BOOKMARK: only the RV matters */
+}
+
+static void on_watch_done(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct informer *inf = arg;
+    inf->call = NULL;
+    double lived = since_s(&inf->watch_started);
+    if (err && err->code == KUBE_ERR_GONE) {
+        log_info("informer: watch expired (410), relisting", "informer=%s rv=%s", inf->name,
+                 inf->rv);
+        inf->relisting = true;
+        begin_list(inf);
+        return;
+    }
+    if (err) {
+        backoff(inf, "watch", err);
+        return;
+    }
+    recovered(inf);
+    if (lived >= INFORMER_HEALTHY_S)
+        inf->backoff_ms = inf->backoff_min_ms;
+    if (lived >= (double)inf->watch_secs - 1) {
+        log_debug("informer: watch timed out, watching again", "informer=%s rv=%s", inf->name,
+                  inf->rv);
+        begin_watch(inf);
+        return;
+    }
+    log_info("informer: watch ended early, reconnecting", "informer=%s rv=%s lived_s=%f", inf->name,
+             inf->rv, lived);
+    /* Not an error, but a server that closes watches at once must not be hammered. */
+    inf->stats.failures++;
+    long base = inf->backoff_ms;
+    long delay = base / 2 + (long)(rand_r(&inf->seed) % (unsigned)(base / 2 + 1));
+    inf->backoff_ms = base * 2 > inf->backoff_max_ms ? inf->backoff_max_ms : base * 2;
+    struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
+    evtimer_add(inf->retry, &tv);
+}
+
+static void begin_watch(struct informer *inf)
+{
+    inf->watch_secs =
+        inf->watch_timeout_s > 0 ? inf->watch_timeout_s : 300 + (long)(rand_r(&inf->seed) % 300);
+    struct kube_list_opts o = {
+        .label_selector = inf->label,
+        .field_selector = inf->field,
+        .resource_version = inf->rv,
+        .timeout_seconds = inf->watch_secs,
+    };
+    clock_gettime(CLOCK_MONOTONIC, &inf->watch_started);
+    inf->stats.watches++;
+    inf->call = kube_watch(inf->kc, &inf->res, inf->ns, &o, on_watch_event, on_watch_done, inf);
+    if (!inf->call) {
+        struct kube_error e = {.code = KUBE_ERR_OTHER, .reason = "Internal"};
+        snprintf(e.message, sizeof(e.message), "cannot start the watch request");
+        backoff(inf, "watch", &e);
+    }
+}
+
+/* ---- public ---- */
+
+struct informer *informer_new(struct kube_client *kc, const struct informer_opts *o,
+                              const struct informer_handlers *h, void *arg)
+{
+    if (!kc || !o || !o->res.resource || !o->res.version)
+        return NULL;
+    struct informer *inf = calloc(1, sizeof(*inf));
+    if (!inf)
+        return NULL;
+    inf->kc = kc;
+    inf->res = o->res;
+    if (h)
+        inf->h = *h;
+    inf->arg = arg;
+    inf->page_size = o->page_size > 0 ? o->page_size : 500;
+    inf->watch_timeout_s = o->watch_timeout_s;
+    inf->backoff_min_ms = o->backoff_min_ms > 0 ? o->backoff_min_ms : 200;
+    inf->backoff_max_ms = o->backoff_max_ms > 0 ? o->backoff_max_ms : 30000;
+    if (inf->backoff_max_ms < inf->backoff_min_ms)
+        inf->backoff_max_ms = inf->backoff_min_ms;
+    inf->backoff_ms = inf->backoff_min_ms;
+    inf->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)inf ^ (unsigned)getpid();
+    inf->need_list = true;
+    char defname[256];
+    snprintf(defname, sizeof(defname), "%s%s%s%s%s", o->res.resource,
+             o->res.group && *o->res.group ? "." : "", o->res.group ? o->res.group : "",
+             o->ns && o->res.namespaced ? "@" : "", o->ns && o->res.namespaced ? o->ns : "");
+    set_str(&inf->ns, o->res.namespaced ? o->ns : NULL);
+    set_str(&inf->label, o->label_selector);
+    set_str(&inf->field, o->field_selector);
+    set_str(&inf->name, o->name ? o->name : defname);
+    set_str(&inf->rv, "");
+    inf->retry = evtimer_new(kube_client_base(kc), on_retry, inf);
+    if (!inf->name || !inf->rv || !inf->retry) {
+        informer_free(inf);
+        return NULL;
+    }
+    return inf;
+}
+
+int informer_start(struct informer *inf)
+{
+    if (inf->running)
+        return 0;
+    inf->running = true;
+    if (inf->need_list) {
+        set_str(&inf->cont, NULL);
+        begin_list(inf);
+    } else {
+        begin_watch(inf);
+    }
+    return inf->call ? 0 : -1;
+}
+
+void informer_stop(struct informer *inf)
+{
+    inf->running = false;
+    if (inf->call)
+        kube_call_cancel(inf->call);
+    inf->call = NULL;
+    if (inf->retry)
+        evtimer_del(inf->retry);
+    store_clear(&inf->next);
+    set_str(&inf->cont, NULL);
+}
+
+void informer_free(struct informer *inf)
+{
+    if (!inf)
+        return;
+    informer_stop(inf);
+    if (inf->retry)
+        event_free(inf->retry);
+    store_clear(&inf->store);
+    free(inf->ns);
+    free(inf->label);
+    free(inf->field);
+    free(inf->name);
+    free(inf->list_rv);
+    free(inf->cont);
+    free(inf->rv);
+    free(inf);
+}
+
+bool informer_synced(const struct informer *inf)
+{
+    return inf->synced;
+}
+
+const cJSON *informer_get(const struct informer *inf, const char *ns, const char *name)
+{
+    char key[512];
+    int n = ns && *ns ? snprintf(key, sizeof(key), "%s/%s", ns, name)
+                      : snprintf(key, sizeof(key), "%s", name);
+    if (n < 0 || (size_t)n >= sizeof(key))
+        return NULL;
+    struct entry *e = store_find(&inf->store, key);
+    return e ? e->obj : NULL;
+}
+
+size_t informer_count(const struct informer *inf)
+{
+    return inf->store.count;
+}
+
+void informer_foreach(const struct informer *inf, void (*fn)(const cJSON *obj, void *arg),
+                      void *arg)
+{
+    for (size_t i = 0; i < inf->store.nbuckets; i++)
+        for (struct entry *e = inf->store.buckets[i]; e; e = e->next)
+            fn(e->obj, arg);
+}
+
+const char *informer_resource_version(const struct informer *inf)
+{
+    return inf->rv ? inf->rv : "";
+}
+
+void informer_get_stats(const struct informer *inf, struct informer_stats *out)
+{
+    *out = inf->stats;
+}
