@@ -242,3 +242,47 @@ def test_stop_leaves_no_processes(make_sim):
         with pytest.raises(ProcessLookupError):
             import os
             os.kill(pid, 0)
+
+
+def test_proxy_relays_500_concurrent_connections(cluster, ns):
+    import threading
+    cluster.create("/apis/apps/v1/namespaces/%s/deployments" % ns, deployment("many", replicas=2))
+    cluster.create("/api/v1/namespaces/%s/services" % ns, service("many"))
+    cluster.wait_service_endpoints(ns, "many", 2)
+    ip = cluster.cluster_ip(ns, "many")
+    wait_for(lambda: not refused(ip, 80), what="ClusterIP listening")
+    n = 500
+    barrier = threading.Barrier(n + 1, timeout=60)
+    results = []
+    lock = threading.Lock()
+
+    def client():
+        out = "not run"
+        try:
+            s = socket.create_connection((ip, 80), timeout=30)
+            try:
+                barrier.wait()                  # all n connections are open through the proxy at once
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                data = b""
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                out = data.split(b"\r\n", 1)[0].decode()
+            finally:
+                s.close()
+        except (OSError, threading.BrokenBarrierError) as e:
+            out = repr(e)
+        with lock:
+            results.append(out)
+    threads = [threading.Thread(target=client) for _ in range(n)]
+    for t in threads:
+        t.start()
+    # Every client holds its connection open at the barrier: the proxy must be relaying all of them.
+    wait_for(lambda: cluster.state()["proxy"]["active"] >= n, timeout=30, what="%d relayed connections" % n)
+    barrier.wait()
+    for t in threads:
+        t.join(60)
+    assert len(results) == n
+    assert all(r.endswith(" 200 OK") for r in results), sorted(set(results))[:5]

@@ -100,7 +100,15 @@ def main(argv):
     store = Store(registry, history_limit=args.history)
 
     def on_crd(etype, crd):
+        """Keep the served types in step with CRDs; a deleted CRD takes its objects with it
+        (called under the store lock)."""
         if etype == "DELETED":
+            key = crd["spec"]["group"] + "/" + crd["spec"]["names"]["plural"]
+            res = next((r for r in registry.all() if r.crd is not None and r.key == key), None)
+            if res is not None:
+                for obj in list(store.objs[res.storage_key].values()):
+                    obj = dict(obj, metadata=dict(obj["metadata"], resourceVersion=store._next_rv()))
+                    store._remove(res, obj)
             registry.remove_crd(crd)
         else:
             registry.set_crd(crd)
