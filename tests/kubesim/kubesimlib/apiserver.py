@@ -113,6 +113,7 @@ class ApiServer:
         self.extra_latency_until = 0.0
         self.unavailable_until = 0.0      # 503 outage
         self.bookmark_interval = bookmark_interval
+        self.log_dir = None               # state dir, for pods/{name}/log
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(certfile, keyfile)
         self.ctx.set_alpn_protocols(["http/1.1"])
@@ -312,7 +313,8 @@ class ApiServer:
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         name = rest[1] if len(rest) > 1 else None
         sub = "/".join(rest[2:]) if len(rest) > 2 else None
-        if sub and not ((sub == "status" and res.status) or (sub == "scale" and res.scale)):
+        if sub and not ((sub == "status" and res.status) or (sub == "scale" and res.scale)
+                        or (sub == "log" and res.storage_key == "/pods")):
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         return Request(res, version, ns, name, sub, query)
 
@@ -376,6 +378,8 @@ class ApiServer:
             return self._watch(h, req, sres)
         if verb == "get":
             obj = store.get(sres, ns, req.name)
+            if req.sub == "log":
+                return self._pod_log(h, req, obj)
             if req.sub == "scale":
                 return h.send_json(200, self._scale_view(res, obj))
             if self._wants_table(h):
@@ -435,6 +439,24 @@ class ApiServer:
             return h.send_json(200, {"kind": res.kind + "List", "apiVersion": res.api_version(req.version),
                                      "metadata": {"resourceVersion": str(store.rv)}, "items": out})
         raise errors.method_not_allowed()
+
+    def _pod_log(self, h, req, pod):
+        """pods/{name}/log: the container's output so far (no follow)."""
+        containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        container = req.q("container") or (containers[0] if len(containers) == 1 else None)
+        if container not in containers:
+            raise errors.bad_request("a container name must be specified for pod %s, choose one of: [%s]"
+                                     % (req.name, " ".join(containers)))
+        path = os.path.join(self.log_dir or "", "pods", "%s_%s_%s.log" % (req.ns, req.name, container))
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            data = b""
+        tail = req.q("tailLines")
+        if tail:
+            data = b"".join(data.splitlines(True)[-int(tail):])
+        return h.send_raw(200, data, "text/plain")
 
     def _decode(self, body, h):
         ctype = (h.headers.get("Content-Type") or "application/json").split(";")[0].strip()

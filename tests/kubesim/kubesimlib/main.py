@@ -126,6 +126,7 @@ def main(argv):
 
     api = ApiServer(store, registry, token, host, int(port or 0), crt, key, args.rules, args.api_latency_ms,
                     args.bookmark_interval)
+    api.log_dir = state
     from .control import ControlServer
     chost, _, cport = args.control_listen.rpartition(":")
     control = ControlServer(chost, int(cport or 0), api, store, registry, kubelet, proxy)

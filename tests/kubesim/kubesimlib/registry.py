@@ -190,6 +190,9 @@ class Registry:
             if r.status:
                 out.append({"name": r.plural + "/status", "singularName": "", "namespaced": r.namespaced,
                             "kind": r.kind, "verbs": ["get", "patch", "update"]})
+            if r.storage_key == "/pods":
+                out.append({"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod",
+                            "verbs": ["get"]})
             if r.scale:
                 out.append({"name": r.plural + "/scale", "singularName": "", "namespaced": r.namespaced,
                             "group": "autoscaling", "version": "v1", "kind": "Scale",
