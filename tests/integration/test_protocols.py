@@ -3,6 +3,7 @@ WebSocket upgrades, h2c prior knowledge, gRPC, TLS passthrough, and TCP servers 
 first."""
 import asyncio
 import re
+import socket
 import ssl
 import subprocess
 
@@ -113,3 +114,22 @@ def test_tcp_service_whose_server_speaks_first_wakes_on_connect_and_client_reads
         f.flush()
         assert f.readline() == b"bnr echo hi\r\n"
     assert len(hf.log_lines("wake command started")) == 1
+
+
+def test_tcp_client_that_half_closes_while_held_is_relayed_not_cancelled(
+        holdfast, addrs, backend_cmd):
+    listen, back = addrs.listener(), addrs.backend()
+    hf = holdfast.start({"services": [service(
+        "halfclose", [listen], [back], backend_cmd("banner", back, "hc"), protocol="tcp",
+        readiness={"tcp": {}})]})
+    with connect(listen, timeout=60) as s:
+        s.sendall(b"last words\r\n")
+        s.shutdown(socket.SHUT_WR)  # done sending, still reading
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data == b"BANNER hc\r\nhc echo last words\r\n"
+    assert hf.metric("holdfast_requests_total", service="halfclose", outcome="cancelled") == 0

@@ -10,7 +10,8 @@ the real backend's answer from anything holdfast might have made up. Common opti
 Modes:
   http     HTTP/1.1 keep-alive server. GET answers JSON {backend, method, path, conn_seq, total};
            POST reads the body (Content-Length or chunked) and answers its sha256 and length;
-           /slow?ms=N waits N ms before answering.
+           /slow?ms=N waits N ms before answering; /raw/redirect and /raw/stream write fixed
+           bytes (a 302; a chunked stream with extensions and a trailer) and close.
            --refuse-after-first SECONDS: accept one connection (the readiness probe), close the
            listening socket (connects are refused), answer the probe, reopen after SECONDS.
            --close-without-answer: read each request head, then close without a byte.
@@ -108,9 +109,28 @@ def make_http_handler(args, counter):
                 return
             super().handle_one_request()
 
+        def raw(self, u):
+            """Answers written byte for byte, to check nothing re-frames them."""
+            self.close_connection = True
+            if u.path == "/raw/redirect":
+                self.wfile.write(b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\n"
+                                 b"X-Odd-Header:   spaced  \r\nContent-Length: 0\r\n\r\n")
+                return
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                             b"Content-Type: text/event-stream\r\n\r\n")
+            self.wfile.flush()
+            for i in range(5):
+                data = f"data: {i}\n\n".encode()
+                self.wfile.write(b"%x;ext=%d\r\n%s\r\n" % (len(data), i, data))
+                self.wfile.flush()
+                time.sleep(0.02)
+            self.wfile.write(b"0\r\nX-Trailer: end\r\n\r\n")
+
         def do_GET(self):
-            obj = self.base()
             u = urllib.parse.urlsplit(self.path)
+            if u.path.startswith("/raw/"):
+                return self.raw(u)
+            obj = self.base()
             if u.path == "/slow":
                 ms = int(urllib.parse.parse_qs(u.query).get("ms", ["1000"])[0])
                 time.sleep(ms / 1000)
