@@ -124,3 +124,47 @@ def test_kubectl_sees_services_slices_and_events(cluster, ns):
     cluster.kubectl("rollout", "status", "deployment/api", "-n", ns, "--timeout=20s")
     desc = cluster.kubectl("describe", "deployment", "api", "-n", ns).stdout
     assert "Replicas:" in desc and "2 desired" in desc
+
+
+ELASTI_CRD = __import__("os").path.join(__import__("os").path.dirname(__file__), "..", "..", "crds",
+                                        "elastiservice.yaml")
+
+ELASTI = """\
+apiVersion: elasti.truefoundry.com/v1alpha1
+kind: ElastiService
+metadata: {name: target-es}
+spec:
+  minTargetReplicas: 1
+  service: target
+  scaleTargetRef: {apiVersion: apps/v1, kind: deployments, name: target}
+  triggers:
+  - type: prometheus
+    metadata: {query: "sum(rate(x[1m])) or vector(0)", serverAddress: "http://prom:9090", threshold: "0.5"}
+"""
+
+
+def test_holdfast_elastiservice_crd(cluster, ns):
+    """holdfast's own CRD: served, validated, and its status written the ways the controller does."""
+    cluster.kubectl("apply", "-f", ELASTI_CRD)
+    wait_for(lambda: cluster.exists("/apis/elasti.truefoundry.com/v1alpha1"), what="ElastiService served")
+    assert "created" in cluster.kubectl("apply", "-n", ns, "-f", "-", input=ELASTI).stdout
+    bad = ELASTI.replace("minTargetReplicas: 1", "minTargetReplicas: -3").replace("name: target-es", "name: bad")
+    r = cluster.kubectl("apply", "-n", ns, "-f", "-", input=bad, check=False)
+    assert r.returncode != 0 and "spec.minTargetReplicas" in r.stderr
+    path = "/apis/elasti.truefoundry.com/v1alpha1/namespaces/%s/elastiservices/target-es" % ns
+    es = cluster.get(path)
+    gen = es["metadata"]["generation"]
+    out = cluster.patch(path + "/status", {"status": {"mode": "proxy", "observedGeneration": gen}})
+    assert out["status"]["mode"] == "proxy" and out["metadata"]["generation"] == gen
+    out["status"]["mode"] = "serve"
+    out = cluster.update(path + "/status", out)
+    assert out["status"]["mode"] == "serve"
+    stale = dict(out, metadata=dict(out["metadata"], resourceVersion=es["metadata"]["resourceVersion"]))
+    code, body = cluster.request("PUT", path + "/status", stale)
+    assert code == 409 and body["reason"] == "Conflict"
+    fin = cluster.patch(path, {"metadata": {"finalizers": ["elasti.truefoundry.com/finalizer"]}})
+    assert fin["metadata"]["generation"] == gen
+    cluster.kubectl("delete", "elastiservice", "target-es", "-n", ns, "--wait=false")
+    assert cluster.get(path)["metadata"]["deletionTimestamp"]
+    cluster.patch(path, {"metadata": {"finalizers": None}})
+    wait_for(lambda: not cluster.exists(path), what="ElastiService gone once its finalizer is removed")
