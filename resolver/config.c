@@ -36,16 +36,14 @@ static int fail(char *msg, const char *json_path, const char *key, const char *f
  */
 static int fail(char *msg, const char *json_path, const char *key, const char *fmt, ...)
 {
-    int n = 0;
-    if (*json_path || key)
-        n = snprintf(msg, MSG_MAX, "%s%s%s: ", json_path, key && *json_path ? "." : "",
-                     key ? key : "");
-    if (n >= 0 && n < MSG_MAX) {
-        va_list ap;
-        va_start(ap, fmt);
+    va_list ap;
+    va_start(ap, fmt);
+    bool has_path = *json_path || key;
+    int n = snprintf(msg, MSG_MAX, "%s%s%s%s", json_path, key && *json_path ? "." : "",
+                     key ? key : "", has_path ? ": " : "");
+    if (n >= 0 && n < MSG_MAX)
         vsnprintf(msg + n, MSG_MAX - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
+    va_end(ap);
     return -1;
 }
 
@@ -108,7 +106,7 @@ static int get_string(const cJSON *obj, const char *key, const char *json_path, 
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!item)
         return 0;
-    if (!cJSON_IsString(item))
+    if (!cJSON_IsString(item) || !item->valuestring)
         return fail(msg, json_path, key, "must be a string, not %s", type_name(item));
     *out = item->valuestring;
     return 1;

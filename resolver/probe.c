@@ -119,13 +119,12 @@ static int fail(char *err, size_t errlen, const char *json_path, const char *key
 static int fail(char *err, size_t errlen, const char *json_path, const char *key, const char *fmt,
                 ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     int n = snprintf(err, errlen, "%s%s%s: ", json_path, key ? "." : "", key ? key : "");
-    if (n >= 0 && (size_t)n < errlen) {
-        va_list ap;
-        va_start(ap, fmt);
+    if (n >= 0 && (size_t)n < errlen)
         vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
+    va_end(ap);
     return -1;
 }
 
@@ -178,7 +177,7 @@ static int get_string(const cJSON *obj, const char *key, const char *json_path, 
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!item || cJSON_IsNull(item))
         return 0;
-    if (!cJSON_IsString(item))
+    if (!cJSON_IsString(item) || !item->valuestring)
         return fail(err, errlen, json_path, key, "must be a string");
     if (max_chars && utf8_chars(item->valuestring) > max_chars)
         return fail(err, errlen, json_path, key, "must be at most %zu characters", max_chars);
@@ -281,11 +280,11 @@ static int parse_cond(const cJSON *obj, const char *json_path, bool is_header, s
         return -1;
     if ((rc = get_string(obj, "name", json_path, PROBE_MAX_NAME_CHARS, &name, err, errlen)) < 0)
         return -1;
-    if (rc == 0)
+    if (rc == 0 || !name)
         return fail(err, errlen, json_path, "name", "is required");
     if ((rc = get_string(obj, "value", json_path, max_value, &value, err, errlen)) < 0)
         return -1;
-    if (rc == 0)
+    if (rc == 0 || !value)
         return fail(err, errlen, json_path, "value", "is required");
     if (get_string(obj, "type", json_path, 0, &type, err, errlen) < 0)
         return -1;
