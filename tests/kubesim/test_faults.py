@@ -76,9 +76,6 @@ def test_compaction_forces_410_on_next_watch(sim):
 
 
 def test_extra_latency(sim):
-    t0 = time.monotonic()
-    sim.get("/api/v1/namespaces")
-    base = time.monotonic() - t0
     sim.latency(400)
     t0 = time.monotonic()
     sim.get("/api/v1/namespaces")
@@ -86,7 +83,7 @@ def test_extra_latency(sim):
     sim.latency(0)
     t0 = time.monotonic()
     sim.get("/api/v1/namespaces")
-    assert time.monotonic() - t0 < 0.4 + base
+    assert time.monotonic() - t0 < 0.35       # a loopback request without the fault takes milliseconds
 
 
 def test_kill_pod(sim):

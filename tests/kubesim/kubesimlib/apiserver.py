@@ -19,7 +19,7 @@ import yaml
 
 from . import builtins, errors, openapi, patch as patchmod, selectors, tables
 from .errors import ApiError
-from .util import deep, get_path, set_path
+from .util import get_path, set_path
 
 log = logging.getLogger("kubesim.api")
 

@@ -18,8 +18,8 @@ import threading
 import time
 
 from .errors import ApiError
-from .selectors import labels_match, map_selector_match, selector_from_labelselector
-from .util import controller_of, deep, now_rfc3339, owner_ref, parse_time, rand_suffix
+from .selectors import map_selector_match
+from .util import controller_of, deep, now_rfc3339, owner_ref
 
 log = logging.getLogger("kubesim.controllers")
 

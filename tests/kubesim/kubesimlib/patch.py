@@ -95,7 +95,7 @@ def json_patch(doc, ops):
                                    "request: add operation does not apply: index out of range")
             else:
                 raise ApiError(422, "Invalid", "the server rejected our request due to an error in our "
-                               "request: add operation does not apply: doc is missing path: %q" % path)
+                               "request: add operation does not apply: doc is missing path: \"%s\"" % path)
         elif kind in ("remove", "replace"):
             if isinstance(parent, dict) and tok in parent:
                 if kind == "remove":
