@@ -39,8 +39,8 @@ MATCHING = [
 ]
 
 
-def probed_service(listen, back, wake, **extra):
-    return service("probed", [listen], [back], wake, probeResponse=RULES, **extra)
+def probed_service(listen, back, wake, name="probed", **extra):
+    return service(name, [listen], [back], wake, probeResponse=RULES, **extra)
 
 
 def request_bytes(method, target, extra, keep_alive=True):
@@ -135,3 +135,40 @@ def test_hostile_regular_expression_counts_as_no_match_and_worker_stays_responsi
                            "no match (logged once per rule)")
     assert len(gave_up) == 1
     assert gave_up[0]["regex"] == "services[0].probeResponse[0].headers[0].value"
+
+
+def test_probe_answers_and_held_requests_mixed_on_one_connection_stay_in_order(
+        holdfast, addrs, backend_cmd):
+    listen, back = addrs.listener(), addrs.backend()
+    listen2, back2 = addrs.listener(), addrs.backend()
+    hf = holdfast.start({"services": [
+        probed_service(listen, back, backend_cmd("http", back, "mixed")),
+        probed_service(listen2, back2, backend_cmd("http", back2, "mixed2"), name="probed2"),
+    ]})
+    with connect(listen) as s:
+        reader = Reader(s)
+        # Pipelined: a probe (with a body), then a request for the backend.
+        s.sendall(request_bytes("POST", "/health", "Content-Length: 3\r\n") +
+                  request_bytes("GET", "/after-probe", ""))
+        r = reader.read_response()
+        assert (r.status, json.loads(r.body)) == (200, {"rule": "prefix"}), r
+        r = reader.read_response()
+        assert r.status == 200 and r.json()["path"] == "/after-probe", r
+        assert r.json()["conn_seq"] == 1  # the probe's bytes never reached the backend
+        # Once relayed, the connection is the backend's: even a probe path goes there.
+        s.sendall(request_bytes("GET", "/health", ""))
+        r = reader.read_response()
+        assert r.status == 200 and r.json()["path"] == "/health" and r.json()["conn_seq"] == 2
+    with connect(listen2) as s:
+        reader = Reader(s)
+        # A probe answered, then (after its answer was read) a request held on the same
+        # keep-alive connection.
+        s.sendall(request_bytes("GET", "/ready", ""))
+        r = reader.read_response()
+        assert (r.status, json.loads(r.body)) == (401, {"rule": "exact"}), r
+        s.sendall(request_bytes("GET", "/later", ""))
+        r = reader.read_response()
+        assert r.status == 200 and r.json()["backend"] == "mixed2", r
+        assert (r.json()["path"], r.json()["conn_seq"]) == ("/later", 1)
+    assert len(hf.log_lines("wake command started", service="default/probed")) == 1
+    assert len(hf.log_lines("wake command started", service="default/probed2")) == 1
