@@ -183,3 +183,21 @@ def test_redirect_and_streamed_response_across_wake_are_relayed_byte_for_byte(
             assert read_to_eof(s) == through[path], path
     assert through["/raw/redirect"].startswith(b"HTTP/1.1 302 Found\r\n")
     assert through["/raw/stream"].endswith(b"0\r\nX-Trailer: end\r\n\r\n")
+
+
+def test_backend_that_died_is_woken_again_by_the_next_request(
+        holdfast, addrs, backend_cmd, tmp_path):
+    listen, back = addrs.listener(), addrs.backend()
+    wakes = tmp_path / "wakes"
+    hf = holdfast.start({"services": [service(
+        "phoenix", [listen], [back], backend_cmd("http", back, "phoenix", wake_file=wakes))]})
+    assert http_get(listen, "/first").json()["backend"] == "phoenix"
+    first_pid = hf.wake_pids()[0]
+    os.killpg(first_pid, 9)
+    hf.wait_log("wake command killed", pid=first_pid)
+    # Still published as ready: the connect is refused, the backend marked not ready, the
+    # request held, and the wake command runs again.
+    r = http_get(listen, "/second")
+    assert r.status == 200 and r.json()["path"] == "/second", r
+    assert count_lines(wakes) == 2
+    assert len(hf.log_lines("wake command started")) == 2
