@@ -20,10 +20,8 @@
 /* Token, CA and key files are small; anything bigger is a mistake, not a credential. */
 #define KC_MAX_FILE (1u << 20)
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
+                                                          ...)
 {
     va_list ap;
     va_start(ap, fmt);

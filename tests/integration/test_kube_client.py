@@ -1,7 +1,7 @@
 """The Kubernetes client (controller/http, kubeconfig, kube, informer) against kubesim.
 
 Each test runs tests/tools/kubeclient_probe (built by meson; directory from HOLDFAST_TOOLS_DIR,
-default <repo>/build/tests/tools), which prints one JSON line per informer handler call and
+default tests/tools beside $HOLDFAST_BIN, else <repo>/build/tests/tools), which prints one JSON line per informer handler call and
 answers commands given on stdin (see the probe's header comment). Writes come from kubectl, the
 python kubernetes client, kubesim's REST helper, or the probe itself.
 
@@ -25,7 +25,9 @@ sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
 
 from simctl import KubeSim, wait_for  # noqa: E402
 
-TOOLS = os.environ.get("HOLDFAST_TOOLS_DIR", os.path.join(REPO, "build", "tests", "tools"))
+# Beside the binary under test when HOLDFAST_BIN names one (scripts/test --sanitize: the ASan build).
+_BUILD = os.path.dirname(os.environ["HOLDFAST_BIN"]) if os.environ.get("HOLDFAST_BIN") else os.path.join(REPO, "build")
+TOOLS = os.environ.get("HOLDFAST_TOOLS_DIR", os.path.join(_BUILD, "tests", "tools"))
 PROBE = os.path.join(TOOLS, "kubeclient_probe")
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
@@ -326,6 +328,27 @@ def test_stale_update_is_conflict_and_update_retry_recovers(sim, ns, probe):
     assert patched["ok"] and patched["object"]["data"] == {"v": "jp", "w": "m"}
     assert p.cmd("delete", ns, "c")["ok"]
     assert p.cmd("get", ns, "c")["code"] == "NotFound"
+
+
+def test_subresources_and_strategic_patch_on_a_group_resource(sim, ns, probe):
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+           "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}},
+                                 "spec": {"containers": [{"name": "main", "image": "not-mapped:1"}]}}}}
+    sim.create("/apis/apps/v1/namespaces/%s/deployments" % ns, dep)
+    p = probe("--kubeconfig", sim.kubeconfig, "--resource", "apps/v1/deployments")
+    scale = p.cmd("get", ns, "web/scale")
+    assert scale["ok"] and scale["object"]["kind"] == "Scale" and scale["object"]["spec"].get("replicas", 0) == 0
+    ans = p.cmd("patch", ns, "web/scale", "merge", {"spec": {"replicas": 2}})
+    assert ans["ok"] and ans["object"]["spec"]["replicas"] == 2, ans
+    assert sim.get("/apis/apps/v1/namespaces/%s/deployments/web" % ns)["spec"]["replicas"] == 2
+    assert p.cmd("get", ns, "web/status")["ok"]
+    ans = p.cmd("patch", ns, "web", "strategic",
+                {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "other:2"}]}}}})
+    assert ans["ok"], ans
+    containers = ans["object"]["spec"]["template"]["spec"]["containers"]
+    assert [(c["name"], c["image"]) for c in containers] == [("main", "other:2")]
+    assert p.cmd("patch", ns, "web/scale", "merge", {"spec": {"replicas": 0}})["ok"]
 
 
 def test_rate_limiter_delays_but_never_drops(sim, ns, probe):

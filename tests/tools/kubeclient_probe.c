@@ -11,9 +11,10 @@
  *   {"event":"add"|"update"|"delete","key":"ns/name","rv":"12","old_rv":"11","data":{...}}
  *   {"event":"synced","count":N}
  * Commands are read from stdin, one per line, each starting with an id echoed in its answer:
- *   ID get NS NAME                      ID create NS JSON
+ *   ID get NS NAME[/SUB]                ID create NS JSON
  *   ID update NS NAME JSON   (PUT)      ID patch NS NAME merge|json|strategic JSON
  *   ID delete NS NAME                   ID list NS LIMIT   (follows every continue)
+ * (get, update and patch take NAME/SUB for a subresource: web/scale, web/status; NS "-" = none)
  *   ID setdata NS NAME KEY VALUE   (kube_update_retry: data[KEY] = VALUE, 5 attempts)
  *   ID cache | ID stop | ID start | ID quit
  * Answers: {"id":ID,"ok":true,...} or {"id":ID,"ok":false,"code":"Conflict","http":409,
@@ -278,14 +279,18 @@ static void run_command(struct probe *p, char *line)
             fail_start(c, "missing name");
             return;
         }
+        /* "NAME/SUB" addresses a subresource (status, scale). */
+        char *sub = strchr(name, '/');
+        if (sub)
+            *sub++ = '\0';
         if (!strcmp(verb, "get")) {
-            call = kube_get(p->client, &p->res, nsarg, name, NULL, on_done, c);
+            call = kube_get(p->client, &p->res, nsarg, name, sub, on_done, c);
         } else if (!strcmp(verb, "delete")) {
             call = kube_delete(p->client, &p->res, nsarg, name, NULL, on_done, c);
         } else if (!strcmp(verb, "update")) {
             body = cJSON_Parse(line);
             call =
-                body ? kube_update(p->client, &p->res, nsarg, name, NULL, body, on_done, c) : NULL;
+                body ? kube_update(p->client, &p->res, nsarg, name, sub, body, on_done, c) : NULL;
         } else if (!strcmp(verb, "patch")) {
             char *kind = word(&line);
             enum kube_patch_type t = KUBE_PATCH_MERGE;
@@ -294,8 +299,8 @@ static void run_command(struct probe *p, char *line)
             else if (kind && !strcmp(kind, "strategic"))
                 t = KUBE_PATCH_STRATEGIC;
             body = cJSON_Parse(line);
-            call = body ? kube_patch(p->client, &p->res, nsarg, name, NULL, t, body, on_done, c)
-                        : NULL;
+            call =
+                body ? kube_patch(p->client, &p->res, nsarg, name, sub, t, body, on_done, c) : NULL;
         } else if (!strcmp(verb, "setdata")) {
             char *k = word(&line), *v = word(&line);
             if (k && v) {
