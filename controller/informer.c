@@ -261,9 +261,21 @@ static void apply_list(struct informer *inf)
             }
             cJSON *old = cur->obj;
             cur->obj = obj;
-            updated++;
-            if (inf->h.on_update)
-                inf->h.on_update(old, obj, inf->arg);
+            const char *ouid = obj_str(old, "uid"), *nuid = obj_str(obj, "uid");
+            if (ouid && nuid && strcmp(ouid, nuid) != 0) {
+                /* Deleted and created again under the same name while we were not watching:
+                 * handlers see what happened, not an update across two objects. */
+                deleted++;
+                added++;
+                if (inf->h.on_delete)
+                    inf->h.on_delete(old, inf->arg);
+                if (inf->h.on_add)
+                    inf->h.on_add(obj, inf->arg);
+            } else {
+                updated++;
+                if (inf->h.on_update)
+                    inf->h.on_update(old, obj, inf->arg);
+            }
             cJSON_Delete(old);
         }
     }

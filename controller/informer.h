@@ -8,8 +8,9 @@
  *     ADDED/MODIFIED/DELETED -> store updated, handler called
  *     stream ended (timeoutSeconds, dropped) -> watch again from the stored RV
  *     410 Gone (HTTP or an ERROR event with code 410) -> relist: the new list is compared with
- *       the store and only the differences are emitted (adds, updates, deletes); the cache is
- *       never dropped, so readers always see the last known state
+ *       the store and only the differences are emitted (adds, updates, deletes; an object
+ *       recreated under the same name, new uid, is a delete then an add); the cache is never
+ *       dropped, so readers always see the last known state
  *     API errors (refused, 5xx, timeouts) -> retry after a jittered exponential backoff
  *       (200 ms doubling to 30 s by default); a watch that stayed up a while resets it
  * Transitions (synced, relist, watch failing, recovered) are logged once each as JSON.
@@ -66,7 +67,8 @@ int informer_start(struct informer *inf);
  * are kept, and no handler runs until informer_start. */
 void informer_stop(struct informer *inf);
 
-/* Stops and frees the informer and every stored object. Not from a handler. */
+/* Stops and frees the informer and every stored object. Not from a handler, and before the
+ * kube_client it uses is freed. */
 void informer_free(struct informer *inf);
 
 /* True once the first list has been delivered to the handlers (stays true across relists). */

@@ -240,7 +240,7 @@ def test_informer_label_selector_and_pagination(sim, ns, probe):
 
 
 def test_compaction_410_relists_without_losing_or_duplicating(sim, ns, probe):
-    for name in ("keep", "change", "gone"):
+    for name in ("keep", "change", "gone", "recreated"):
         sim.create(cm_path(ns), cm(name, v="1"))
     p = watching(sim, probe, ns)
     p.wait_event(lambda e: e["event"] == "synced", what="synced")
@@ -249,6 +249,8 @@ def test_compaction_410_relists_without_losing_or_duplicating(sim, ns, probe):
     sim.create(cm_path(ns), cm("new", v="1"))
     sim.patch(cm_path(ns, "change"), {"data": {"v": "2"}})
     sim.delete(cm_path(ns, "gone"))
+    sim.delete(cm_path(ns, "recreated"))
+    sim.create(cm_path(ns), cm("recreated", v="2"))
     sim.compact()
     before = len(p.lines)
     assert p.cmd("start")["ok"]
@@ -256,7 +258,8 @@ def test_compaction_410_relists_without_losing_or_duplicating(sim, ns, probe):
     wait_for(lambda: cache_matches_server(p, sim, ns), what="cache == server after the relist")
     after = [e for e in p.lines[before:] if "event" in e]
     got = sorted((e["event"], e["key"]) for e in after)
-    assert got == sorted([("add", ns + "/new"), ("update", ns + "/change"), ("delete", ns + "/gone")]), after
+    assert got == sorted([("add", ns + "/new"), ("update", ns + "/change"), ("delete", ns + "/gone"),
+                          ("delete", ns + "/recreated"), ("add", ns + "/recreated")]), after
     assert p.logs("watch expired (410), relisting")
     # And the watch after the relist works.
     sim.create(cm_path(ns), cm("after", v="1"))
