@@ -47,6 +47,7 @@ struct buf {
 #define LINGER_MS 2000
 #define BACKOFF_MIN_MS 10
 #define BACKOFF_MAX_MS 500
+#define DISPATCH_BATCH 64
 
 /* Offsets (into the request's buffer) of what probe matching and Host routing need. */
 struct span {
@@ -1508,17 +1509,35 @@ void conn_snapshot_applied(struct worker *w, struct route_snapshot *old_snap)
                                   OUTCOME_REJECTED);
         }
     }
-    /* Every held connection whose service port has ready endpoints goes, oldest first. A
-     * connection that goes back to the queue (its connect failed at once, and the port has no
-     * endpoint left) is not ready any more, so this walk never visits one twice in vain. */
+    conn_dispatch_held(w);
+}
+
+void conn_dispatch_held(struct worker *w)
+{
+    /* Every held connection whose service port has ready endpoints goes, oldest first, at
+     * most DISPATCH_BATCH per loop turn: the first ones' requests are written while the rest
+     * are still being connected (9,000 connects in one go would delay every first byte by
+     * the time of all of them). A connection that goes back to the queue (its connect failed
+     * at once and the port has no endpoint left) is not ready any more, so it is not visited
+     * twice in vain. */
+    size_t budget = DISPATCH_BATCH;
     for (size_t i = 0; i < w->snap->n_services; i++) {
         const struct route_service *r = &w->snap->services[i];
         struct svc_worker *sw = &r->svc->workers[w->id];
         struct conn *c = TAILQ_FIRST(&sw->held);
         while (c) {
             struct conn *next = TAILQ_NEXT(c, hold_link);
-            if (conn_ready(c))
+            if (conn_ready(c)) {
+                if (budget == 0) {
+                    /* A zero timeout, not event_active: active events run in this same loop
+                     * turn, a timeout only after the next poll for I/O. */
+                    static const struct timeval next_turn = {0, 0};
+                    event_add(w->dispatch_ev, &next_turn);
+                    return;
+                }
                 conn_dispatch(c);
+                budget--;
+            }
             c = next;
         }
     }

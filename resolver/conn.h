@@ -47,6 +47,7 @@ struct worker {
     bool accept_paused;             /* out of file descriptors: listeners disabled */
     bool fd_exhausted;              /* in an EMFILE episode, until an accept succeeds */
     struct event *accept_resume_ev; /* retries accept while paused */
+    struct event *dispatch_ev;      /* continues dispatching held connections next loop turn */
     _Atomic uint64_t applied_generation;
 };
 
@@ -61,6 +62,9 @@ void conn_accept(struct worker *w, int fd, const struct route_listener *l);
 /* The worker switched snapshots: dispatch held connections of services that became ready,
  * and answer those of services that disappeared. Called after every svc_worker.route is set. */
 void conn_snapshot_applied(struct worker *w, struct route_snapshot *old_snap);
+
+/* Dispatches ready held connections, a batch per loop turn (continued by w->dispatch_ev). */
+void conn_dispatch_held(struct worker *w);
 
 /* Closes every connection of the worker at once (stop). */
 void conn_close_all(struct worker *w);

@@ -291,6 +291,11 @@ static void apply_snapshot(struct worker *w)
     atomic_store(&w->applied_generation, s->generation);
 }
 
+static void on_dispatch(evutil_socket_t fd, short what, void *arg)
+{
+    conn_dispatch_held(arg);
+}
+
 static void on_snapshot(evutil_socket_t fd, short what, void *arg)
 {
     apply_snapshot(arg);
@@ -367,7 +372,8 @@ struct dataplane *dataplane_new(int nworkers, const struct config_limits *limits
         w->snapshot_ev = event_new(w->base, -1, 0, on_snapshot, w);
         w->control_ev = event_new(w->base, -1, 0, on_control, w);
         w->accept_resume_ev = event_new(w->base, -1, 0, on_accept_resume, w);
-        if (!w->snapshot_ev || !w->control_ev || !w->accept_resume_ev)
+        w->dispatch_ev = event_new(w->base, -1, 0, on_dispatch, w);
+        if (!w->snapshot_ev || !w->control_ev || !w->accept_resume_ev || !w->dispatch_ev)
             goto fail;
         route_table_subscribe(&dp->routes, w->snapshot_ev);
     }
@@ -456,6 +462,8 @@ void dataplane_free(struct dataplane *dp)
             event_free(w->control_ev);
         if (w->accept_resume_ev)
             event_free(w->accept_resume_ev);
+        if (w->dispatch_ev)
+            event_free(w->dispatch_ev);
         if (w->base)
             event_base_free(w->base);
         free(w->scratch);
