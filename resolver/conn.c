@@ -587,8 +587,8 @@ void conn_accept(struct worker *w, int fd, const struct route_listener *l)
     }
     const struct route_service *r = &w->snap->services[l->service];
     c->svc = svc_state_ref(r->svc);
-    c->proto = r->protocol;
     c->port = l->port;
+    c->proto = conn_port(c) ? conn_port(c)->protocol : PROTO_HTTP;
     c->deadline_ns = c->arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
     client_read(c, true);
     if (conn_ready(c)) {

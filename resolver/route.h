@@ -121,16 +121,16 @@ void route_probes_unref(struct route_probes *p);
 
 /* One port of a service: where connections that arrive for it go. */
 struct route_port {
-    char *name;             /* the Service port's name ("" when unnamed); owned */
-    unsigned number;        /* the Service port's number, for Host routing's ":port"; 0 any */
-    struct addr *endpoints; /* ready backends for this port; owned */
+    char *name;                 /* the Service port's name ("" when unnamed); owned */
+    enum svc_protocol protocol; /* how its connections are treated while not ready */
+    unsigned number;            /* the Service port's number, for Host routing's ":port"; 0 any */
+    struct addr *endpoints;     /* ready backends for this port; owned */
     size_t n_endpoints;
 };
 
 /* One service in a snapshot. */
 struct route_service {
-    struct svc_state *svc; /* one reference, owned by the snapshot */
-    enum svc_protocol protocol;
+    struct svc_state *svc;       /* one reference, owned by the snapshot */
     struct route_probes *probes; /* one reference, owned by the snapshot; may be NULL */
     struct route_port *ports;    /* at least one; owned */
     size_t n_ports;

@@ -98,7 +98,6 @@ static void publish(struct standalone *sa)
         struct sa_service *s = &sa->services[i];
         struct route_service *r = &snap->services[i];
         r->svc = svc_state_ref(s->svc);
-        r->protocol = s->cfg->protocol;
         r->probes = route_probes_ref(s->probes);
         r->hold_timeout_s = s->cfg->hold_timeout_s;
         r->max_held_connections = s->cfg->max_held_connections;
@@ -109,6 +108,7 @@ static void publish(struct standalone *sa)
         if (r->ports) {
             r->n_ports = 1;
             r->ports[0].name = strdup("");
+            r->ports[0].protocol = s->cfg->protocol;
             r->ports[0].endpoints = calloc(s->cfg->n_backends, sizeof(struct addr));
             for (size_t b = 0; r->ports[0].endpoints && b < s->cfg->n_backends; b++) {
                 if (s->backends[b].ready)

@@ -1,0 +1,1485 @@
+/*
+ * controller: ElastiService reconciliation and the traffic switch. See controller.h.
+ *
+ * Everything runs on the control thread. State comes from informers (their caches are the
+ * truth); the per-ElastiService `struct es` keeps only what is parsed from the spec and what
+ * is in flight. Writes are asynchronous kube calls; a write that fails is retried by the next
+ * reconcile (every change, and every polling interval), never in a tight loop.
+ */
+#include "controller/controller.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/duration.h"
+#include "common/log.h"
+#include "controller/cron.h"
+#include "controller/http.h"
+#include "controller/informer.h"
+#include "controller/kube.h"
+#include "controller/kubeconfig.h"
+#include "controller/prom.h"
+#include "controller/slices.h"
+#include "resolver/conn.h"
+#include "resolver/wakeq.h"
+
+#define FINALIZER "elasti.truefoundry.com/finalizer"
+#define DEFAULT_COOLDOWN_S 900
+#define DEFAULT_HOLD_TIMEOUT_S 600
+#define DEFAULT_MAX_HELD 10000
+#define WAKE_REPEAT_MS 2000
+
+static const struct kube_resource RES_ES = {"elasti.truefoundry.com", "v1alpha1", "elastiservices",
+                                            true};
+static const struct kube_resource RES_SVC = {"", "v1", "services", true};
+static const struct kube_resource RES_SLICE = {"discovery.k8s.io", "v1", "endpointslices", true};
+static const struct kube_resource RES_DEPLOY = {"apps", "v1", "deployments", true};
+static const struct kube_resource RES_STS = {"apps", "v1", "statefulsets", true};
+static const struct kube_resource RES_ROLLOUT = {"argoproj.io", "v1alpha1", "rollouts", true};
+static const struct kube_resource RES_KEDA = {"keda.sh", "v1alpha1", "scaledobjects", true};
+static const struct kube_resource RES_EVENT = {"", "v1", "events", true};
+
+/* A Service port and the resolver port allocated for it (status.ports). */
+struct port_map {
+    char name[64];
+    char protocol[8]; /* TCP, UDP, SCTP */
+    unsigned port;
+    unsigned resolver_port;
+};
+
+/* One ElastiService, as parsed from its spec and status. */
+struct es {
+    struct es *next;
+    struct controller *c;
+    char *ns, *name, *key;
+    /* spec */
+    char *service;                          /* the target Service */
+    const struct kube_resource *target_res; /* deployments, statefulsets or rollouts */
+    char *target_name;
+    char *target_kind;
+    int min_replicas;
+    unsigned cooldown_s;
+    struct prom_trigger *triggers;
+    size_t n_triggers;
+    char *schedule, *duration; /* enabledPeriod, or NULL */
+    bool has_period;
+    struct route_probes *probes;
+    unsigned hold_timeout_s;
+    size_t max_held;
+    char *keda; /* KEDA ScaledObject name, or NULL */
+    char spec_error[512];
+    /* status and metadata */
+    char mode[8];
+    int64_t created, last_scaled_up;
+    int64_t generation;
+    bool deleting, has_finalizer;
+    struct port_map *ports;
+    size_t n_ports;
+    cJSON *conditions; /* our copy of status.conditions, sent whole on every status write */
+    /* runtime */
+    struct svc_state *svc;
+    bool busy;         /* a transition is in flight */
+    int evals_pending; /* Prometheus answers still awaited in this check */
+    bool eval_blocked; /* some trigger or the uptime check said no */
+    char eval_reason[512];
+    bool eval_unhealthy; /* ... because Prometheus could not answer properly */
+    uint64_t last_wake_ms;
+    int status_inflight; /* status writes not yet answered: our mode/conditions are newer */
+};
+
+struct resolver_ep {
+    char ip[64];
+    char node[256];
+};
+
+struct controller {
+    struct event_base *base;
+    struct dataplane *dp;
+    struct controller_opts opt;
+    struct kubeconfig *kc;
+    struct kube_client *kube;
+    struct http_client *http;
+    struct informer *inf_es, *inf_svc, *inf_slices, *inf_resolver;
+    struct es *list;
+    struct event *publish_ev, *poll_ev, *wake_ev;
+    bool leader;
+    struct resolver_ep *resolvers;
+    size_t n_resolvers;
+    struct addr *listening; /* resolver port addresses open now */
+    size_t n_listening;
+    uint64_t reconciles, reconcile_errors, prom_errors, wakes_sent, scale_downs, switches;
+};
+
+static void schedule_publish(struct controller *c);
+static void es_reconcile(struct es *e);
+
+/* ---- small helpers ---- */
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static const cJSON *get(const cJSON *o, const char *k)
+{
+    return cJSON_GetObjectItemCaseSensitive(o, k);
+}
+
+static const char *get_str(const cJSON *o, const char *k)
+{
+    const cJSON *v = get(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void rfc3339(int64_t t, char *buf, size_t len)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int64_t parse_time(const char *s)
+{
+    if (!s)
+        return 0;
+    struct tm tm = {0};
+    if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
+        return 0;
+    return (int64_t)timegm(&tm);
+}
+
+static struct es *find_es(struct controller *c, const char *ns, const char *name)
+{
+    for (struct es *e = c->list; e; e = e->next) {
+        if (strcmp(e->ns, ns) == 0 && strcmp(e->name, name) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static void es_clear_spec(struct es *e)
+{
+    free(e->service);
+    free(e->target_name);
+    free(e->target_kind);
+    for (size_t i = 0; i < e->n_triggers; i++)
+        prom_trigger_clear(&e->triggers[i]);
+    free(e->triggers);
+    free(e->schedule);
+    free(e->duration);
+    free(e->keda);
+    route_probes_unref(e->probes);
+    e->service = e->target_name = e->target_kind = e->schedule = e->duration = e->keda = NULL;
+    e->triggers = NULL;
+    e->n_triggers = 0;
+    e->probes = NULL;
+    e->target_res = NULL;
+    e->spec_error[0] = '\0';
+}
+
+static void es_free(struct es *e)
+{
+    es_clear_spec(e);
+    free(e->ports);
+    cJSON_Delete(e->conditions);
+    svc_state_unref(e->svc);
+    free(e->ns);
+    free(e->name);
+    free(e->key);
+    free(e);
+}
+
+/* ---- parsing an ElastiService ---- */
+
+static const struct kube_resource *target_resource(const char *api_version, const char *kind)
+{
+    if (!kind)
+        return NULL;
+    bool apps = api_version && strcmp(api_version, "apps/v1") == 0;
+    bool argo = api_version && strcmp(api_version, "argoproj.io/v1alpha1") == 0;
+    if ((strcmp(kind, "Deployment") == 0 || strcmp(kind, "deployments") == 0) && apps)
+        return &RES_DEPLOY;
+    if (strcmp(kind, "StatefulSet") == 0 && apps)
+        return &RES_STS;
+    if ((strcmp(kind, "Rollout") == 0 || strcmp(kind, "rollouts") == 0) && argo)
+        return &RES_ROLLOUT;
+    return NULL;
+}
+
+/* Fills the spec fields of e from obj; a problem goes to e->spec_error (one message). */
+static void es_parse_spec(struct es *e, const cJSON *obj)
+{
+    struct controller *c = e->c;
+    es_clear_spec(e);
+    const cJSON *spec = get(obj, "spec");
+    e->service = dup_or_null(get_str(spec, "service"));
+    const cJSON *ref = get(spec, "scaleTargetRef");
+    e->target_kind = dup_or_null(get_str(ref, "kind"));
+    e->target_name = dup_or_null(get_str(ref, "name"));
+    e->target_res = target_resource(get_str(ref, "apiVersion"), e->target_kind);
+    const cJSON *min = get(spec, "minTargetReplicas");
+    e->min_replicas = cJSON_IsNumber(min) && min->valueint > 0 ? min->valueint : 1;
+    const cJSON *cd = get(spec, "cooldownPeriod");
+    e->cooldown_s =
+        cJSON_IsNumber(cd) && cd->valueint >= 0 ? (unsigned)cd->valueint : DEFAULT_COOLDOWN_S;
+    const cJSON *ht = get(spec, "holdTimeoutSeconds");
+    e->hold_timeout_s =
+        cJSON_IsNumber(ht) && ht->valueint > 0 ? (unsigned)ht->valueint : DEFAULT_HOLD_TIMEOUT_S;
+    const cJSON *mh = get(spec, "maxHeldConnections");
+    e->max_held = cJSON_IsNumber(mh) && mh->valueint > 0 ? (size_t)mh->valueint : DEFAULT_MAX_HELD;
+    const cJSON *period = get(spec, "enabledPeriod");
+    if (cJSON_IsObject(period)) {
+        e->has_period = true;
+        e->schedule = dup_or_null(get_str(period, "schedule"));
+        e->duration = dup_or_null(get_str(period, "duration"));
+    } else {
+        e->has_period = false;
+    }
+    const cJSON *as = get(spec, "autoscaler");
+    const char *as_type = get_str(as, "type");
+    if (as_type && strcmp(as_type, "keda") == 0)
+        e->keda = dup_or_null(get_str(as, "name"));
+
+    if (!e->service) {
+        snprintf(e->spec_error, sizeof(e->spec_error), "spec.service: required");
+        return;
+    }
+    if (!e->target_name || !e->target_res) {
+        snprintf(e->spec_error, sizeof(e->spec_error),
+                 "spec.scaleTargetRef: apiVersion/kind must be apps/v1 Deployment or StatefulSet, "
+                 "or argoproj.io/v1alpha1 Rollout, with a name");
+        return;
+    }
+    const cJSON *triggers = get(spec, "triggers");
+    size_t n = (size_t)cJSON_GetArraySize(triggers);
+    e->triggers = calloc(n ? n : 1, sizeof(*e->triggers));
+    for (size_t i = 0; e->triggers && i < n; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "spec.triggers[%zu]", i);
+        if (prom_trigger_parse(cJSON_GetArrayItem(triggers, (int)i), path,
+                               c->opt.prometheus_address, c->opt.prometheus_authorization,
+                               &e->triggers[e->n_triggers], e->spec_error,
+                               sizeof(e->spec_error)) < 0)
+            return;
+        e->n_triggers++;
+    }
+    char err[512];
+    struct probe_rules *rules =
+        probe_rules_parse(get(spec, "probeResponse"), "spec.probeResponse", err, sizeof(err));
+    if (!rules) {
+        snprintf(e->spec_error, sizeof(e->spec_error), "%s", err);
+        return;
+    }
+    e->probes = route_probes_new(rules);
+}
+
+static void es_parse_status(struct es *e, const cJSON *obj)
+{
+    const cJSON *md = get(obj, "metadata");
+    const cJSON *status = get(obj, "status");
+    const char *mode = get_str(status, "mode");
+    bool ours_newer = e->status_inflight > 0 || e->busy;
+    if (!ours_newer)
+        snprintf(e->mode, sizeof(e->mode), "%s", mode ? mode : "");
+    e->last_scaled_up = parse_time(get_str(status, "lastScaledUpTime"));
+    e->created = parse_time(get_str(md, "creationTimestamp"));
+    const cJSON *gen = get(md, "generation");
+    e->generation = cJSON_IsNumber(gen) ? (int64_t)gen->valuedouble : 0;
+    e->deleting = get_str(md, "deletionTimestamp") != NULL;
+    e->has_finalizer = false;
+    const cJSON *f;
+    cJSON_ArrayForEach(f, get(md, "finalizers"))
+    {
+        if (cJSON_IsString(f) && strcmp(f->valuestring, FINALIZER) == 0)
+            e->has_finalizer = true;
+    }
+    /* Resolver ports are kept for the ElastiService's lifetime: a status without them (an
+     * older write, a hand edit) does not take them away. */
+    const cJSON *ports = get(status, "ports");
+    size_t n = (size_t)cJSON_GetArraySize(ports);
+    if (n) {
+        free(e->ports);
+        e->ports = NULL;
+        e->n_ports = 0;
+        e->ports = calloc(n, sizeof(*e->ports));
+        const cJSON *p;
+        cJSON_ArrayForEach(p, ports)
+        {
+            const cJSON *rp = get(p, "resolverPort");
+            const cJSON *pp = get(p, "port");
+            if (!e->ports || !cJSON_IsNumber(rp))
+                continue;
+            struct port_map *m = &e->ports[e->n_ports++];
+            snprintf(m->name, sizeof(m->name), "%s", get_str(p, "name") ? get_str(p, "name") : "");
+            snprintf(m->protocol, sizeof(m->protocol), "%s",
+                     get_str(p, "protocol") ? get_str(p, "protocol") : "TCP");
+            m->port = cJSON_IsNumber(pp) ? (unsigned)pp->valueint : 0;
+            m->resolver_port = (unsigned)rp->valueint;
+        }
+    }
+    if (ours_newer && e->conditions)
+        return;
+    cJSON_Delete(e->conditions);
+    const cJSON *conds = get(status, "conditions");
+    e->conditions = cJSON_IsArray(conds) ? cJSON_Duplicate(conds, 1) : cJSON_CreateArray();
+}
+
+/* ---- status, conditions, events ---- */
+
+static void on_write_done(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    const char *what = arg;
+    if (err)
+        log_warn("kubernetes write failed; the next reconcile retries",
+                 "what=%s error=%s "
+                 "message=%s",
+                 what, err->reason, err->message);
+}
+
+/* Sets one condition in e->conditions (lastTransitionTime moves only when status changes). */
+static void cond_set(struct es *e, const char *type, bool status, const char *reason,
+                     const char *message)
+{
+    char now[32];
+    rfc3339(time(NULL), now, sizeof(now));
+    const char *st = status ? "True" : "False";
+    cJSON *cnd;
+    cJSON_ArrayForEach(cnd, e->conditions)
+    {
+        const char *t = get_str(cnd, "type");
+        if (t && strcmp(t, type) == 0)
+            break;
+    }
+    if (!cnd) {
+        cnd = cJSON_CreateObject();
+        cJSON_AddStringToObject(cnd, "type", type);
+        cJSON_AddItemToArray(e->conditions, cnd);
+    }
+    const char *old = get_str(cnd, "status");
+    if (!old || strcmp(old, st) != 0) {
+        cJSON_DeleteItemFromObjectCaseSensitive(cnd, "lastTransitionTime");
+        cJSON_AddStringToObject(cnd, "lastTransitionTime", now);
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(cnd, "status");
+    cJSON_AddStringToObject(cnd, "status", st);
+    cJSON_DeleteItemFromObjectCaseSensitive(cnd, "reason");
+    cJSON_AddStringToObject(cnd, "reason", reason);
+    cJSON_DeleteItemFromObjectCaseSensitive(cnd, "message");
+    cJSON_AddStringToObject(cnd, "message", message ? message : "");
+    cJSON_DeleteItemFromObjectCaseSensitive(cnd, "observedGeneration");
+    cJSON_AddNumberToObject(cnd, "observedGeneration", (double)e->generation);
+}
+
+struct es_ref {
+    struct controller *c;
+    char *ns, *name;
+};
+
+static struct es_ref *es_ref_new(const struct es *e)
+{
+    struct es_ref *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->c = e->c;
+    r->ns = strdup(e->ns);
+    r->name = strdup(e->name);
+    if (!r->ns || !r->name) {
+        free(r->ns);
+        free(r->name);
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* The ElastiService a callback was for, if it still exists; frees the reference. */
+static struct es *es_ref_take(struct es_ref *r)
+{
+    struct es *e = find_es(r->c, r->ns, r->name);
+    free(r->ns);
+    free(r->name);
+    free(r);
+    return e;
+}
+
+static void on_status_written(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct es *e = es_ref_take(arg);
+    if (e && e->status_inflight > 0)
+        e->status_inflight--;
+    if (err)
+        log_warn("status write failed; the next reconcile retries",
+                 "elastiservice=%s error=%s "
+                 "message=%s",
+                 e ? e->key : "?", err->reason, err->message);
+}
+
+/* Merge-patches the status with `fields` (taken) plus conditions, observedGeneration and
+ * lastReconciledTime. */
+static void status_write(struct es *e, cJSON *fields)
+{
+    char now[32];
+    rfc3339(time(NULL), now, sizeof(now));
+    cJSON *patch = cJSON_CreateObject();
+    cJSON *status = fields ? fields : cJSON_CreateObject();
+    cJSON_AddStringToObject(status, "lastReconciledTime", now);
+    cJSON_AddNumberToObject(status, "observedGeneration", (double)e->generation);
+    cJSON_AddItemToObject(status, "conditions", cJSON_Duplicate(e->conditions, 1));
+    cJSON_AddItemToObject(patch, "status", status);
+    struct es_ref *ref = es_ref_new(e);
+    if (ref && kube_patch(e->c->kube, &RES_ES, e->ns, e->name, "status", KUBE_PATCH_MERGE, patch,
+                          on_status_written, ref))
+        e->status_inflight++;
+    else if (ref)
+        es_ref_take(ref);
+    cJSON_Delete(patch);
+}
+
+static void event_record(struct es *e, bool warning, const char *reason, const char *message)
+{
+    struct controller *c = e->c;
+    char now[32], name[K8S_NAME_MAX * 4];
+    rfc3339(time(NULL), now, sizeof(now));
+    snprintf(name, sizeof(name), "%.200s.%llx%04x", e->name, (unsigned long long)time(NULL),
+             (unsigned)(mono_ms() & 0xffff));
+    cJSON *ev = cJSON_CreateObject();
+    cJSON *md = cJSON_AddObjectToObject(ev, "metadata");
+    cJSON_AddStringToObject(md, "name", name);
+    cJSON_AddStringToObject(md, "namespace", e->ns);
+    cJSON *io = cJSON_AddObjectToObject(ev, "involvedObject");
+    cJSON_AddStringToObject(io, "apiVersion", "elasti.truefoundry.com/v1alpha1");
+    cJSON_AddStringToObject(io, "kind", "ElastiService");
+    cJSON_AddStringToObject(io, "namespace", e->ns);
+    cJSON_AddStringToObject(io, "name", e->name);
+    cJSON_AddStringToObject(ev, "reason", reason);
+    cJSON_AddStringToObject(ev, "message", message);
+    cJSON_AddStringToObject(ev, "type", warning ? "Warning" : "Normal");
+    cJSON_AddStringToObject(ev, "firstTimestamp", now);
+    cJSON_AddStringToObject(ev, "lastTimestamp", now);
+    cJSON_AddNumberToObject(ev, "count", 1);
+    cJSON *src = cJSON_AddObjectToObject(ev, "source");
+    cJSON_AddStringToObject(src, "component", "holdfast");
+    if (c->opt.pod_name)
+        cJSON_AddStringToObject(src, "host", c->opt.pod_name);
+    cJSON_AddStringToObject(ev, "reportingComponent", "holdfast");
+    cJSON_AddStringToObject(ev, "reportingInstance", c->opt.pod_name ? c->opt.pod_name : "");
+    kube_create(c->kube, &RES_EVENT, e->ns, ev, on_write_done, "event");
+    cJSON_Delete(ev);
+    log_info("event", "elastiservice=%s type=%s reason=%s message=%s", e->key,
+             warning ? "Warning" : "Normal", reason, message);
+}
+
+/* ---- what the informers know ---- */
+
+static const cJSON *es_service(const struct es *e)
+{
+    return informer_get(e->c->inf_svc, e->ns, e->service);
+}
+
+struct slices_walk {
+    const struct es *e;
+    const char *port_name;
+    struct ready_endpoint *eps;
+    size_t n;
+    const cJSON *resolver_slices[4];
+    size_t n_resolver;
+};
+
+static bool slice_of(const cJSON *slice, const char *ns, const char *service)
+{
+    const cJSON *md = get(slice, "metadata");
+    const char *sns = get_str(md, "namespace");
+    const char *svc = get_str(get(md, "labels"), LABEL_SERVICE_NAME);
+    return sns && svc && strcmp(sns, ns) == 0 && strcmp(svc, service) == 0;
+}
+
+static void collect_ready(const cJSON *slice, void *arg)
+{
+    struct slices_walk *w = arg;
+    if (slices_is_controller_slice(slice) && slice_of(slice, w->e->ns, w->e->service))
+        slices_ready_endpoints(slice, w->port_name, &w->eps, &w->n);
+}
+
+static void collect_resolver_slices(const cJSON *slice, void *arg)
+{
+    struct slices_walk *w = arg;
+    if (slices_is_resolver_slice(slice) && slice_of(slice, w->e->ns, w->e->service) &&
+        w->n_resolver < 4)
+        w->resolver_slices[w->n_resolver++] = slice;
+}
+
+/* Ready pod endpoints of one Service port (caller frees *eps). */
+static size_t ready_endpoints(const struct es *e, const char *port_name,
+                              struct ready_endpoint **eps)
+{
+    struct slices_walk w = {.e = e, .port_name = port_name};
+    informer_foreach(e->c->inf_slices, collect_ready, &w);
+    *eps = w.eps;
+    return w.n;
+}
+
+static bool target_has_ready_endpoint(const struct es *e)
+{
+    const cJSON *svc = es_service(e);
+    const cJSON *p;
+    cJSON_ArrayForEach(p, get(get(svc, "spec"), "ports"))
+    {
+        const char *pn = get_str(p, "name");
+        struct ready_endpoint *eps = NULL;
+        size_t n = ready_endpoints(e, pn ? pn : "", &eps);
+        free(eps);
+        if (n)
+            return true;
+    }
+    return false;
+}
+
+/* ---- route snapshots ---- */
+
+/* Starts with `prefix` followed by nothing or a '-' ("tcp", "tcp-db"), case-insensitive. */
+static bool has_prefix(const char *s, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncasecmp(s, prefix, n) == 0 && (s[n] == '\0' || s[n] == '-');
+}
+
+/*
+ * How a Service port's held connections are treated: HTTP/1 (probes answered; h2c and TLS
+ * still detected) unless its appProtocol, or else its name's prefix, says the bytes are not
+ * HTTP (Istio's port naming convention): then they are held opaque and woken on accept.
+ */
+static enum svc_protocol port_protocol(const cJSON *service, const char *port_name)
+{
+    static const char *const opaque[] = {
+        "tcp",   "tls",     "https", "mysql", "postgres",          "postgresql", "redis",
+        "mongo", "mongodb", "amqp",  "kafka", "kubernetes.io/wss", "udp",        NULL};
+    const cJSON *p;
+    cJSON_ArrayForEach(p, get(get(service, "spec"), "ports"))
+    {
+        const char *pn = get_str(p, "name");
+        if (strcmp(pn ? pn : "", port_name) != 0)
+            continue;
+        const char *app = get_str(p, "appProtocol");
+        const char *what = app && *app ? app : port_name;
+        for (size_t i = 0; opaque[i]; i++) {
+            if (has_prefix(what, opaque[i]))
+                return PROTO_TCP;
+        }
+        return PROTO_HTTP;
+    }
+    return PROTO_HTTP;
+}
+
+static void on_publish(evutil_socket_t fd, short what, void *arg)
+{
+    struct controller *c = arg;
+    size_t n_services = 0, n_listeners = 0;
+    for (struct es *e = c->list; e; e = e->next) {
+        if (e->n_ports && e->svc) {
+            n_services++;
+            n_listeners += e->n_ports;
+        }
+    }
+    struct route_snapshot *snap = route_snapshot_new(n_services, n_listeners);
+    if (!snap) {
+        log_error("out of memory building a route snapshot; retrying", NULL);
+        schedule_publish(c);
+        return;
+    }
+    struct addr *want = calloc(n_listeners ? n_listeners : 1, sizeof(*want));
+    size_t si = 0, li = 0;
+    for (struct es *e = c->list; e && want; e = e->next) {
+        if (!e->n_ports || !e->svc)
+            continue;
+        struct route_service *r = &snap->services[si];
+        r->svc = svc_state_ref(e->svc);
+        r->probes = route_probes_ref(e->probes);
+        r->hold_timeout_s = e->hold_timeout_s;
+        r->max_held_connections = e->max_held;
+        r->max_held_bytes = c->dp->limits.max_held_bytes;
+        r->ports = calloc(e->n_ports, sizeof(*r->ports));
+        r->n_ports = r->ports ? e->n_ports : 0;
+        for (size_t p = 0; p < r->n_ports; p++) {
+            struct route_port *rp = &r->ports[p];
+            rp->name = strdup(e->ports[p].name);
+            rp->protocol = port_protocol(es_service(e), e->ports[p].name);
+            rp->number = e->ports[p].port;
+            struct ready_endpoint *eps = NULL;
+            size_t n = ready_endpoints(e, e->ports[p].name, &eps);
+            rp->endpoints = calloc(n ? n : 1, sizeof(*rp->endpoints));
+            for (size_t k = 0; rp->endpoints && k < n; k++) {
+                char text[96], err[128];
+                snprintf(text, sizeof(text), strchr(eps[k].ip, ':') ? "[%s]:%u" : "%s:%u",
+                         eps[k].ip, eps[k].port);
+                if (addr_parse(text, &rp->endpoints[rp->n_endpoints], err, sizeof(err)) == 0)
+                    rp->n_endpoints++;
+            }
+            free(eps);
+            char ltext[96], err[128];
+            snprintf(ltext, sizeof(ltext), strchr(c->opt.bind_address, ':') ? "[%s]:%u" : "%s:%u",
+                     c->opt.bind_address, e->ports[p].resolver_port);
+            if (addr_parse(ltext, &want[li], err, sizeof(err)) < 0)
+                continue;
+            char lerr[256];
+            if (dataplane_listen(c->dp, &want[li], lerr, sizeof(lerr)) < 0) {
+                log_error("cannot listen on a resolver port", "elastiservice=%s error=%s", e->key,
+                          lerr);
+                continue;
+            }
+            snap->listeners[li].addr = want[li];
+            snap->listeners[li].kind = LISTENER_SERVICE;
+            snap->listeners[li].service = si;
+            snap->listeners[li].port = p;
+            li++;
+        }
+        si++;
+    }
+    snap->n_listeners = li;
+    if (route_snapshot_seal(snap) < 0) {
+        route_snapshot_unref(snap);
+        free(want);
+        schedule_publish(c);
+        return;
+    }
+    route_table_publish(&c->dp->routes, snap);
+    /* Addresses no longer listed: the workers drop theirs with this snapshot. */
+    for (size_t i = 0; i < c->n_listening; i++) {
+        bool kept = false;
+        for (size_t j = 0; j < li && !kept; j++)
+            kept = addr_equal(&c->listening[i], &want[j]);
+        if (!kept)
+            dataplane_unlisten(c->dp, &c->listening[i]);
+    }
+    free(c->listening);
+    c->listening = want;
+    c->n_listening = li;
+}
+
+static void schedule_publish(struct controller *c)
+{
+    static const struct timeval now = {0, 0};
+    event_add(c->publish_ev, &now);
+}
+
+/* ---- resolver slices ---- */
+
+/* Allocates a resolver port for every Service port that has none (leader). */
+static bool allocate_ports(struct es *e)
+{
+    struct controller *c = e->c;
+    const cJSON *svc = es_service(e);
+    const cJSON *ports = get(get(svc, "spec"), "ports");
+    size_t n = (size_t)cJSON_GetArraySize(ports);
+    if (!n)
+        return false;
+    struct port_map *map = calloc(n, sizeof(*map));
+    if (!map)
+        return false;
+    size_t i = 0;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, ports)
+    {
+        const char *pn = get_str(p, "name");
+        const char *proto = get_str(p, "protocol");
+        const cJSON *num = get(p, "port");
+        struct port_map *m = &map[i++];
+        snprintf(m->name, sizeof(m->name), "%s", pn ? pn : "");
+        snprintf(m->protocol, sizeof(m->protocol), "%s", proto ? proto : "TCP");
+        m->port = cJSON_IsNumber(num) ? (unsigned)num->valueint : 0;
+        for (size_t k = 0; k < e->n_ports; k++) {
+            if (strcmp(e->ports[k].name, m->name) == 0)
+                m->resolver_port = e->ports[k].resolver_port; /* kept for the lifetime */
+        }
+        for (unsigned cand = c->opt.port_min; !m->resolver_port && cand <= c->opt.port_max;
+             cand++) {
+            bool used = false;
+            for (struct es *o = c->list; o && !used; o = o->next) {
+                for (size_t k = 0; k < o->n_ports && !used; k++)
+                    used = o->ports[k].resolver_port == cand;
+            }
+            for (size_t k = 0; k + 1 < i && !used; k++)
+                used = map[k].resolver_port == cand;
+            if (!used)
+                m->resolver_port = cand;
+        }
+        if (!m->resolver_port) {
+            free(map);
+            snprintf(e->spec_error, sizeof(e->spec_error), "no free resolver port in %u-%u",
+                     c->opt.port_min, c->opt.port_max);
+            return false;
+        }
+    }
+    free(e->ports);
+    e->ports = map;
+    e->n_ports = n;
+    return true;
+}
+
+static cJSON *ports_json(const struct es *e)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < e->n_ports; i++) {
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "name", e->ports[i].name);
+        cJSON_AddNumberToObject(p, "port", e->ports[i].port);
+        cJSON_AddStringToObject(p, "protocol", e->ports[i].protocol);
+        cJSON_AddNumberToObject(p, "resolverPort", e->ports[i].resolver_port);
+        cJSON_AddItemToArray(arr, p);
+    }
+    return arr;
+}
+
+/* Creates or rewrites the resolver slices of e (leader, proxy mode). */
+static void resolver_slices_apply(struct es *e)
+{
+    struct controller *c = e->c;
+    const cJSON *svc = es_service(e);
+    if (!svc || !e->n_ports)
+        return;
+    struct resolver_endpoint eps[64];
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_resolvers && n < 64; i++)
+        eps[n++] = (struct resolver_endpoint){
+            c->resolvers[i].ip, c->resolvers[i].node[0] ? c->resolvers[i].node : NULL};
+    struct slice_port sp[64];
+    size_t np = e->n_ports < 64 ? e->n_ports : 64;
+    for (size_t i = 0; i < np; i++)
+        sp[i] = (struct slice_port){e->ports[i].name, e->ports[i].protocol, NULL,
+                                    e->ports[i].resolver_port};
+    struct slices_walk w = {.e = e};
+    informer_foreach(c->inf_slices, collect_resolver_slices, &w);
+    static const char *const families[] = {"IPv4", "IPv6"};
+    for (size_t f = 0; f < 2; f++) {
+        bool any = false;
+        for (size_t i = 0; i < n; i++)
+            any = any || ((strchr(eps[i].ip, ':') != NULL) == (f == 1));
+        cJSON *want = slices_resolver_slice(svc, families[f], eps, n, sp, np);
+        if (!want)
+            continue;
+        const char *name = get_str(get(want, "metadata"), "name");
+        const cJSON *have = NULL;
+        for (size_t k = 0; k < w.n_resolver; k++) {
+            const char *hn = get_str(get(w.resolver_slices[k], "metadata"), "name");
+            if (hn && strcmp(hn, name) == 0)
+                have = w.resolver_slices[k];
+        }
+        if (!any && have) {
+            kube_delete(c->kube, &RES_SLICE, e->ns, name, NULL, on_write_done,
+                        "resolver slice delete");
+        } else if (any && !have) {
+            kube_create(c->kube, &RES_SLICE, e->ns, want, on_write_done, "resolver slice create");
+        } else if (any && have) {
+            bool same = cJSON_Compare(get(have, "endpoints"), get(want, "endpoints"), 1) &&
+                        cJSON_Compare(get(have, "ports"), get(want, "ports"), 1);
+            if (!same) {
+                const char *rv = get_str(get(have, "metadata"), "resourceVersion");
+                cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(want, "metadata"),
+                                        "resourceVersion", rv ? rv : "");
+                kube_update(c->kube, &RES_SLICE, e->ns, name, NULL, want, on_write_done,
+                            "resolver slice update");
+            }
+        }
+        cJSON_Delete(want);
+    }
+}
+
+static void resolver_slices_delete(struct es *e)
+{
+    struct slices_walk w = {.e = e};
+    informer_foreach(e->c->inf_slices, collect_resolver_slices, &w);
+    for (size_t k = 0; k < w.n_resolver; k++) {
+        const char *name = get_str(get(w.resolver_slices[k], "metadata"), "name");
+        if (name)
+            kube_delete(e->c->kube, &RES_SLICE, e->ns, name, NULL, on_write_done,
+                        "resolver slice delete");
+    }
+}
+
+/* ---- KEDA and scale ---- */
+
+static void keda_set(struct es *e, bool pause)
+{
+    if (!e->keda)
+        return;
+    cJSON *patch = cJSON_CreateObject();
+    cJSON *ann = cJSON_AddObjectToObject(cJSON_AddObjectToObject(patch, "metadata"), "annotations");
+    if (pause) {
+        cJSON_AddStringToObject(ann, "autoscaling.keda.sh/paused-replicas", "0");
+    } else {
+        cJSON_AddNullToObject(ann, "autoscaling.keda.sh/paused-replicas");
+        cJSON_AddNullToObject(ann, "autoscaling.keda.sh/paused");
+    }
+    kube_patch(e->c->kube, &RES_KEDA, e->ns, e->keda, NULL, KUBE_PATCH_MERGE, patch, on_write_done,
+               pause ? "keda pause" : "keda resume");
+    cJSON_Delete(patch);
+}
+
+static void scale_to(struct es *e, int replicas, const char *what)
+{
+    cJSON *patch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(patch, "spec"), "replicas", replicas);
+    kube_patch(e->c->kube, e->target_res, e->ns, e->target_name, "scale", KUBE_PATCH_MERGE, patch,
+               on_write_done, (void *)what);
+    cJSON_Delete(patch);
+}
+
+/* ---- wake (any replica) ---- */
+
+static void on_wake_patched(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct es *e = es_ref_take(arg);
+    if (e) {
+        if (!err) {
+            e->c->wakes_sent++;
+            char msg[256];
+            snprintf(msg, sizeof(msg), "scaled %s %s from 0 to %d: a request arrived",
+                     e->target_kind, e->target_name, e->min_replicas);
+            event_record(e, false, "ScaledUp", msg);
+            char now[32];
+            rfc3339(time(NULL), now, sizeof(now));
+            cJSON *fields = cJSON_CreateObject();
+            cJSON_AddStringToObject(fields, "lastScaledUpTime", now);
+            cond_set(e, "ScaleUpFailed", false, "ScaledUp", "");
+            status_write(e, fields);
+            keda_set(e, false);
+        } else if (err->code == KUBE_ERR_INVALID) {
+            /* The JSON patch's test failed: replicas were not 0, someone scaled already. */
+            keda_set(e, false);
+        } else {
+            e->last_wake_ms = 0; /* let the next held request try again at once */
+            log_warn("wake: scaling the target failed", "elastiservice=%s error=%s message=%s",
+                     e->key, err->reason, err->message);
+        }
+    }
+}
+
+/*
+ * One request: a JSON patch that tests spec.replicas == 0 and sets minTargetReplicas. The
+ * scale happens only from zero, atomically, with no read before it (one round trip from a
+ * held request to the scale call).
+ */
+static void es_wake(struct es *e)
+{
+    if (!e->target_res || e->spec_error[0])
+        return;
+    uint64_t now = mono_ms();
+    if (e->last_wake_ms && now - e->last_wake_ms < WAKE_REPEAT_MS)
+        return;
+    e->last_wake_ms = now;
+    cJSON *patch = cJSON_CreateArray();
+    cJSON *test = cJSON_CreateObject();
+    cJSON_AddStringToObject(test, "op", "test");
+    cJSON_AddStringToObject(test, "path", "/spec/replicas");
+    cJSON_AddNumberToObject(test, "value", 0);
+    cJSON *set = cJSON_CreateObject();
+    cJSON_AddStringToObject(set, "op", "replace");
+    cJSON_AddStringToObject(set, "path", "/spec/replicas");
+    cJSON_AddNumberToObject(set, "value", e->min_replicas);
+    cJSON_AddItemToArray(patch, test);
+    cJSON_AddItemToArray(patch, set);
+    struct es_ref *ref = es_ref_new(e);
+    if (ref && !kube_patch(e->c->kube, e->target_res, e->ns, e->target_name, "scale",
+                           KUBE_PATCH_JSON, patch, on_wake_patched, ref))
+        es_ref_take(ref);
+    cJSON_Delete(patch);
+    log_info("wake: scaling the target up from zero", "elastiservice=%s target=%s replicas=%d",
+             e->key, e->target_name, e->min_replicas);
+}
+
+static void on_wake_queue(evutil_socket_t fd, short what, void *arg)
+{
+    struct controller *c = arg;
+    struct wake_msg *m = wakeq_take_all(&c->dp->wakeq);
+    while (m) {
+        struct wake_msg *next = m->next;
+        struct es *e = find_es(c, m->svc->ns, m->svc->name);
+        if (e && m->kind == WAKE_NEEDED)
+            es_wake(e);
+        wake_msg_free(m);
+        m = next;
+    }
+}
+
+/* ---- mode transitions (leader) ---- */
+
+static void enter_proxy(struct es *e, bool scale_down, const char *why)
+{
+    if (!allocate_ports(e)) {
+        cond_set(e, "Ready", false, "PortAllocationFailed", e->spec_error);
+        status_write(e, NULL);
+        return;
+    }
+    resolver_slices_apply(e);
+    keda_set(e, true);
+    if (scale_down)
+        scale_to(e, 0, "scale to zero");
+    snprintf(e->mode, sizeof(e->mode), "proxy");
+    cJSON *fields = cJSON_CreateObject();
+    cJSON_AddStringToObject(fields, "mode", "proxy");
+    cJSON_AddItemToObject(fields, "ports", ports_json(e));
+    cond_set(e, "ScaledToZero", true, scale_down ? "BelowThreshold" : "ScaledToZeroByHand", why);
+    cond_set(e, "Ready", true, "Proxying", "traffic goes to the resolver, which holds requests");
+    status_write(e, fields);
+    event_record(e, false, "ScaledToZero", why);
+    e->c->scale_downs++;
+    schedule_publish(e->c);
+}
+
+static void enter_serve(struct es *e)
+{
+    resolver_slices_delete(e);
+    snprintf(e->mode, sizeof(e->mode), "serve");
+    cJSON *fields = cJSON_CreateObject();
+    cJSON_AddStringToObject(fields, "mode", "serve");
+    cond_set(e, "ScaledToZero", false, "Serving", "the target has ready endpoints");
+    cond_set(e, "Ready", true, "Serving", "traffic goes to the target's pods");
+    status_write(e, fields);
+    event_record(e, false, "SwitchedToServe", "the target has ready endpoints");
+    e->c->switches++;
+}
+
+/* ---- scale-down check (leader, every polling interval) ---- */
+
+static void eval_finish(struct es *e)
+{
+    if (e->evals_pending > 0)
+        return;
+    e->busy = false;
+    if (e->eval_unhealthy)
+        cond_set(e, "TriggerHealthy", false, "PrometheusUnhealthy", e->eval_reason);
+    else
+        cond_set(e, "TriggerHealthy", true, "QueryOK", "");
+    if (e->eval_blocked) {
+        status_write(e, NULL);
+        return;
+    }
+    if (strcmp(e->mode, "proxy") == 0)
+        return;
+    enter_proxy(e, true, "every trigger stayed below its threshold for the cooldown period");
+}
+
+struct eval_ctx {
+    struct es_ref *ref;
+    size_t trigger;
+    bool uptime;
+};
+
+static void on_eval(enum prom_status st, double value, const char *reason, void *arg)
+{
+    struct eval_ctx *x = arg;
+    struct es *e = es_ref_take(x->ref);
+    if (e && x->trigger < e->n_triggers) {
+        e->evals_pending--;
+        const struct prom_trigger *t = &e->triggers[x->trigger];
+        if (st != PROM_OK) {
+            e->c->prom_errors++;
+            e->eval_blocked = true;
+            e->eval_unhealthy = true;
+            snprintf(e->eval_reason, sizeof(e->eval_reason), "%s: %s", prom_status_reason(st),
+                     reason);
+        } else if (x->uptime && value != 1) {
+            e->eval_blocked = true;
+            e->eval_unhealthy = true;
+            snprintf(e->eval_reason, sizeof(e->eval_reason),
+                     "Prometheus was not up for the whole cooldown (uptime check %g, filter %s)",
+                     value, t->uptime_filter);
+        } else if (!x->uptime && !(value < t->threshold)) {
+            e->eval_blocked = true;
+        }
+        eval_finish(e);
+    }
+    free(x);
+}
+
+static void eval_send(struct es *e, size_t i, bool uptime)
+{
+    struct eval_ctx *x = calloc(1, sizeof(*x));
+    if (!x || !(x->ref = es_ref_new(e))) {
+        free(x);
+        e->eval_blocked = true;
+        return;
+    }
+    x->trigger = i;
+    x->uptime = uptime;
+    char *q = uptime ? prom_uptime_query(e->triggers[i].uptime_filter, e->cooldown_s)
+                     : strdup(e->triggers[i].query);
+    struct prom_call *call = q ? prom_query(e->c->http, &e->triggers[i], q, on_eval, x) : NULL;
+    free(q);
+    if (!call) {
+        es_ref_take(x->ref);
+        free(x);
+        e->eval_blocked = true;
+        return;
+    }
+    e->evals_pending++;
+}
+
+static void scale_down_check(struct es *e)
+{
+    int64_t now = time(NULL);
+    int64_t since = e->last_scaled_up > e->created ? e->last_scaled_up : e->created;
+    if (now - since < (int64_t)e->cooldown_s)
+        return;
+    if (e->has_period) {
+        bool active = true;
+        char err[256];
+        if (cron_enabled_period(e->schedule, e->duration, now, &active, err, sizeof(err)) < 0) {
+            log_warn("enabledPeriod invalid: scale-to-zero stays enabled (fail open)",
+                     "elastiservice=%s error=%s", e->key, err);
+            active = true;
+        }
+        if (!active)
+            return;
+    }
+    if (e->n_triggers == 0)
+        return; /* nothing says the service is idle */
+    e->busy = true;
+    e->eval_blocked = e->eval_unhealthy = false;
+    e->eval_reason[0] = '\0';
+    e->evals_pending = 0;
+    for (size_t i = 0; i < e->n_triggers; i++) {
+        eval_send(e, i, true);
+        eval_send(e, i, false);
+    }
+    if (e->evals_pending == 0) {
+        e->busy = false;
+        return;
+    }
+}
+
+/* The target's current scale decides manual transitions and the scale-down check. */
+static void on_scale(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct es *e = es_ref_take(arg);
+    if (!e)
+        return;
+    e->busy = false;
+    if (err) {
+        cond_set(e, "Ready", false,
+                 err->code == KUBE_ERR_NOT_FOUND ? "TargetNotFound" : "TargetUnreadable",
+                 err->message);
+        status_write(e, NULL);
+        return;
+    }
+    const cJSON *rep = get(get(obj, "spec"), "replicas");
+    int replicas = cJSON_IsNumber(rep) ? rep->valueint : 0;
+    bool proxy = strcmp(e->mode, "proxy") == 0;
+    if (replicas == 0 && !proxy) {
+        enter_proxy(e, false, "the target was scaled to 0 by hand");
+    } else if (replicas > 0 && proxy && target_has_ready_endpoint(e)) {
+        enter_serve(e);
+    } else if (replicas > 0 && !proxy) {
+        if (e->mode[0] == '\0') {
+            snprintf(e->mode, sizeof(e->mode), "serve");
+            cJSON *fields = cJSON_CreateObject();
+            cJSON_AddStringToObject(fields, "mode", "serve");
+            cond_set(e, "Ready", true, "Serving", "traffic goes to the target's pods");
+            status_write(e, fields);
+        }
+        scale_down_check(e);
+    }
+}
+
+static void es_check(struct es *e)
+{
+    if (e->busy || !e->c->leader || e->spec_error[0] || e->deleting)
+        return;
+    struct es_ref *ref = es_ref_new(e);
+    if (!ref)
+        return;
+    e->busy = true;
+    if (!kube_get(e->c->kube, e->target_res, e->ns, e->target_name, "scale", on_scale, ref)) {
+        e->busy = false;
+        es_ref_take(ref);
+    }
+}
+
+/* ---- deletion ---- */
+
+static void remove_finalizer(struct es *e, const cJSON *obj)
+{
+    cJSON *patch = cJSON_CreateObject();
+    cJSON *fins = cJSON_AddArrayToObject(cJSON_AddObjectToObject(patch, "metadata"), "finalizers");
+    const cJSON *f;
+    cJSON_ArrayForEach(f, get(get(obj, "metadata"), "finalizers"))
+    {
+        if (cJSON_IsString(f) && strcmp(f->valuestring, FINALIZER) != 0)
+            cJSON_AddItemToArray(fins, cJSON_CreateString(f->valuestring));
+    }
+    kube_patch(e->c->kube, &RES_ES, e->ns, e->name, NULL, KUBE_PATCH_MERGE, patch, on_write_done,
+               "finalizer removal");
+    cJSON_Delete(patch);
+}
+
+static void es_finalize(struct es *e, const cJSON *obj)
+{
+    if (!e->c->leader || !e->has_finalizer)
+        return;
+    /* Restore: the target back to minTargetReplicas when it is at 0 (the JSON patch's test makes
+     * it a no-op otherwise), KEDA resumed, the Service's traffic back to its pods. */
+    if (e->target_res && strcmp(e->mode, "proxy") == 0) {
+        e->last_wake_ms = 0;
+        es_wake(e);
+    }
+    keda_set(e, false);
+    resolver_slices_delete(e);
+    remove_finalizer(e, obj);
+    log_info("elastiservice deleted: target and Service restored", "elastiservice=%s", e->key);
+}
+
+static void ensure_finalizer(struct es *e, const cJSON *obj)
+{
+    cJSON *patch = cJSON_CreateObject();
+    cJSON *fins = cJSON_AddArrayToObject(cJSON_AddObjectToObject(patch, "metadata"), "finalizers");
+    const cJSON *f;
+    cJSON_ArrayForEach(f, get(get(obj, "metadata"), "finalizers"))
+    {
+        if (cJSON_IsString(f))
+            cJSON_AddItemToArray(fins, cJSON_CreateString(f->valuestring));
+    }
+    cJSON_AddItemToArray(fins, cJSON_CreateString(FINALIZER));
+    kube_patch(e->c->kube, &RES_ES, e->ns, e->name, NULL, KUBE_PATCH_MERGE, patch, on_write_done,
+               "finalizer");
+    cJSON_Delete(patch);
+}
+
+/* ---- reconcile ---- */
+
+static void es_reconcile(struct es *e)
+{
+    struct controller *c = e->c;
+    c->reconciles++;
+    const cJSON *obj = informer_get(c->inf_es, e->ns, e->name);
+    if (!obj)
+        return;
+    if (e->deleting) {
+        es_finalize(e, obj);
+        return;
+    }
+    if (c->leader && !e->has_finalizer)
+        ensure_finalizer(e, obj);
+    if (e->spec_error[0]) {
+        c->reconcile_errors++;
+        cond_set(e, "Ready", false, "InvalidSpec", e->spec_error);
+        if (c->leader)
+            status_write(e, NULL);
+        return;
+    }
+    if (!c->leader)
+        return;
+    if (strcmp(e->mode, "proxy") == 0) {
+        if (target_has_ready_endpoint(e))
+            enter_serve(e);
+        else
+            resolver_slices_apply(e);
+    }
+}
+
+static void es_upsert(struct controller *c, const cJSON *obj)
+{
+    const cJSON *md = get(obj, "metadata");
+    const char *ns = get_str(md, "namespace"), *name = get_str(md, "name");
+    if (!ns || !name)
+        return;
+    struct es *e = find_es(c, ns, name);
+    if (!e) {
+        e = calloc(1, sizeof(*e));
+        if (!e)
+            return;
+        e->c = c;
+        e->ns = strdup(ns);
+        e->name = strdup(name);
+        size_t klen = strlen(ns) + strlen(name) + 2;
+        e->key = malloc(klen);
+        if (e->key)
+            snprintf(e->key, klen, "%s/%s", ns, name);
+        e->svc = svc_registry_get(&c->dp->registry, ns, name);
+        e->next = c->list;
+        c->list = e;
+    }
+    es_parse_spec(e, obj);
+    es_parse_status(e, obj); /* keeps our mode and conditions while our writes are in flight */
+    es_reconcile(e);
+    schedule_publish(c);
+}
+
+/* ---- informer handlers ---- */
+
+static void on_es_add(const cJSON *obj, void *arg)
+{
+    es_upsert(arg, obj);
+}
+
+static void on_es_update(const cJSON *old, const cJSON *obj, void *arg)
+{
+    es_upsert(arg, obj);
+}
+
+static void on_es_delete(const cJSON *obj, void *arg)
+{
+    struct controller *c = arg;
+    const cJSON *md = get(obj, "metadata");
+    const char *ns = get_str(md, "namespace"), *name = get_str(md, "name");
+    for (struct es **p = &c->list; *p; p = &(*p)->next) {
+        if (ns && name && strcmp((*p)->ns, ns) == 0 && strcmp((*p)->name, name) == 0) {
+            struct es *e = *p;
+            *p = e->next;
+            es_free(e); /* callbacks in flight look it up by name and will not find it */
+            break;
+        }
+    }
+    schedule_publish(c);
+}
+
+/* A Service or an EndpointSlice changed: routes, and possibly the serve switch. */
+static void related_changed(struct controller *c, const cJSON *obj)
+{
+    const cJSON *md = get(obj, "metadata");
+    const char *ns = get_str(md, "namespace");
+    const char *svc = get_str(get(md, "labels"), LABEL_SERVICE_NAME);
+    if (!svc)
+        svc = get_str(md, "name");
+    for (struct es *e = c->list; e && ns && svc; e = e->next) {
+        if (strcmp(e->ns, ns) == 0 && e->service && strcmp(e->service, svc) == 0)
+            es_reconcile(e);
+    }
+    schedule_publish(c);
+}
+
+static void on_rel_add(const cJSON *obj, void *arg)
+{
+    related_changed(arg, obj);
+}
+
+static void on_rel_update(const cJSON *old, const cJSON *obj, void *arg)
+{
+    related_changed(arg, obj);
+}
+
+static void on_rel_delete(const cJSON *obj, void *arg)
+{
+    related_changed(arg, obj);
+}
+
+/* The resolver's own pods changed: every resolver slice follows (leader). */
+static void collect_resolvers(const cJSON *slice, void *arg)
+{
+    struct controller *c = arg;
+    const cJSON *ep;
+    cJSON_ArrayForEach(ep, get(slice, "endpoints"))
+    {
+        const cJSON *ready = get(get(ep, "conditions"), "ready");
+        if (ready && !cJSON_IsTrue(ready))
+            continue;
+        const cJSON *a = cJSON_GetArrayItem(get(ep, "addresses"), 0);
+        if (!cJSON_IsString(a))
+            continue;
+        struct resolver_ep *grown = realloc(c->resolvers, (c->n_resolvers + 1) * sizeof(*grown));
+        if (!grown)
+            return;
+        c->resolvers = grown;
+        struct resolver_ep *r = &c->resolvers[c->n_resolvers++];
+        snprintf(r->ip, sizeof(r->ip), "%s", a->valuestring);
+        const char *node = get_str(ep, "nodeName");
+        snprintf(r->node, sizeof(r->node), "%s", node ? node : "");
+    }
+}
+
+static void resolvers_changed(struct controller *c)
+{
+    free(c->resolvers);
+    c->resolvers = NULL;
+    c->n_resolvers = 0;
+    if (c->inf_resolver) {
+        informer_foreach(c->inf_resolver, collect_resolvers, c);
+    } else if (c->opt.pod_ip) {
+        c->resolvers = calloc(1, sizeof(*c->resolvers));
+        if (c->resolvers) {
+            c->n_resolvers = 1;
+            snprintf(c->resolvers[0].ip, sizeof(c->resolvers[0].ip), "%s", c->opt.pod_ip);
+            snprintf(c->resolvers[0].node, sizeof(c->resolvers[0].node), "%s",
+                     c->opt.node_name ? c->opt.node_name : "");
+        }
+    }
+    for (struct es *e = c->list; e && c->leader; e = e->next) {
+        if (strcmp(e->mode, "proxy") == 0)
+            resolver_slices_apply(e);
+    }
+}
+
+static void on_res_add(const cJSON *obj, void *arg)
+{
+    resolvers_changed(arg);
+}
+
+static void on_res_update(const cJSON *old, const cJSON *obj, void *arg)
+{
+    resolvers_changed(arg);
+}
+
+static void on_res_delete(const cJSON *obj, void *arg)
+{
+    resolvers_changed(arg);
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct controller *c = arg;
+    for (struct es *e = c->list; e; e = e->next)
+        es_check(e);
+    /* Jitter of up to a tenth keeps replicas and services from moving in lockstep. */
+    unsigned ms = c->opt.polling_interval_ms;
+    ms += (unsigned)(rand() % (int)(ms / 10 + 1));
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    event_add(c->poll_ev, &tv);
+}
+
+/* ---- life ---- */
+
+struct controller *controller_start(struct event_base *base, struct dataplane *dp,
+                                    const struct controller_opts *opts, char *err, size_t errlen)
+{
+    struct controller *c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->base = base;
+    c->dp = dp;
+    c->opt = *opts;
+    if (!c->opt.polling_interval_ms)
+        c->opt.polling_interval_ms = 30000;
+    if (!c->opt.bind_address)
+        c->opt.bind_address = "0.0.0.0";
+    if (!c->opt.port_min) {
+        c->opt.port_min = 20000;
+        c->opt.port_max = 29999;
+    }
+    c->leader = true; /* leader election arrives with controller/leader.c */
+    int rc = opts->kubeconfig ? kubeconfig_load_file(opts->kubeconfig, NULL, &c->kc, err, errlen)
+                              : kubeconfig_load_incluster(NULL, &c->kc, err, errlen);
+    if (rc < 0) {
+        free(c);
+        return NULL;
+    }
+    struct kube_client_opts ko = {0};
+    c->kube = kube_client_new(base, c->kc, &ko, err, errlen);
+    c->http = http_client_new(base);
+    c->publish_ev = evtimer_new(base, on_publish, c);
+    c->poll_ev = evtimer_new(base, on_poll, c);
+    c->wake_ev = event_new(base, -1, EV_PERSIST, on_wake_queue, c);
+    if (!c->kube || !c->http || !c->publish_ev || !c->poll_ev || !c->wake_ev) {
+        if (!err[0])
+            snprintf(err, errlen, "out of memory");
+        controller_free(c);
+        return NULL;
+    }
+    wakeq_set_notify(&dp->wakeq, c->wake_ev);
+
+    struct informer_opts io = {.res = RES_ES, .ns = opts->namespace_, .name = "elastiservices"};
+    struct informer_handlers hes = {on_es_add, on_es_update, on_es_delete, NULL};
+    c->inf_es = informer_new(c->kube, &io, &hes, c);
+    struct informer_handlers hrel = {on_rel_add, on_rel_update, on_rel_delete, NULL};
+    io = (struct informer_opts){.res = RES_SVC, .ns = opts->namespace_, .name = "services"};
+    c->inf_svc = informer_new(c->kube, &io, &hrel, c);
+    io = (struct informer_opts){.res = RES_SLICE, .ns = opts->namespace_, .name = "endpointslices"};
+    c->inf_slices = informer_new(c->kube, &io, &hrel, c);
+    if (opts->resolver_service) {
+        char sel[300];
+        snprintf(sel, sizeof(sel), "%s=%s", LABEL_SERVICE_NAME, opts->resolver_service);
+        struct informer_handlers hres = {on_res_add, on_res_update, on_res_delete, NULL};
+        io = (struct informer_opts){.res = RES_SLICE,
+                                    .ns = opts->resolver_namespace,
+                                    .label_selector = sel,
+                                    .name = "resolver-endpointslices"};
+        c->inf_resolver = informer_new(c->kube, &io, &hres, c);
+    }
+    if (!c->inf_es || !c->inf_svc || !c->inf_slices ||
+        (opts->resolver_service && !c->inf_resolver)) {
+        snprintf(err, errlen, "out of memory");
+        controller_free(c);
+        return NULL;
+    }
+    resolvers_changed(c);
+    informer_start(c->inf_svc);
+    informer_start(c->inf_slices);
+    if (c->inf_resolver)
+        informer_start(c->inf_resolver);
+    informer_start(c->inf_es);
+    schedule_publish(c);
+    struct timeval first = {1, 0};
+    event_add(c->poll_ev, &first);
+    log_info("controller started",
+             "namespace=%s resolver_service=%s pod_ip=%s bind=%s "
+             "ports=%u-%u polling_ms=%u",
+             opts->namespace_ ? opts->namespace_ : "(all)",
+             opts->resolver_service ? opts->resolver_service : "(none)",
+             opts->pod_ip ? opts->pod_ip : "(none)", c->opt.bind_address, c->opt.port_min,
+             c->opt.port_max, c->opt.polling_interval_ms);
+    return c;
+}
+
+void controller_metrics(struct mtext *out, void *arg)
+{
+    struct controller *c = arg;
+    mtext_family(out, "holdfast_controller_reconciles_total", "counter",
+                 "ElastiService reconciles.");
+    mtext_sample(out, "holdfast_controller_reconciles_total", NULL, (double)c->reconciles);
+    mtext_family(out, "holdfast_controller_reconcile_errors_total", "counter",
+                 "Reconciles that found an invalid spec.");
+    mtext_sample(out, "holdfast_controller_reconcile_errors_total", NULL,
+                 (double)c->reconcile_errors);
+    mtext_family(out, "holdfast_prometheus_query_errors_total", "counter",
+                 "Prometheus queries that failed or gave no usable value.");
+    mtext_sample(out, "holdfast_prometheus_query_errors_total", NULL, (double)c->prom_errors);
+    mtext_family(out, "holdfast_scale_ups_total", "counter", "Targets scaled up from zero.");
+    mtext_sample(out, "holdfast_scale_ups_total", NULL, (double)c->wakes_sent);
+    mtext_family(out, "holdfast_scale_downs_total", "counter", "Services switched to proxy mode.");
+    mtext_sample(out, "holdfast_scale_downs_total", NULL, (double)c->scale_downs);
+    mtext_family(out, "holdfast_serve_switches_total", "counter",
+                 "Services switched back to serve mode.");
+    mtext_sample(out, "holdfast_serve_switches_total", NULL, (double)c->switches);
+    mtext_family(out, "holdfast_leader", "gauge", "1 when this replica leads.");
+    mtext_sample(out, "holdfast_leader", NULL, c->leader ? 1 : 0);
+}
+
+void controller_free(struct controller *c)
+{
+    if (!c)
+        return;
+    informer_free(c->inf_es);
+    informer_free(c->inf_svc);
+    informer_free(c->inf_slices);
+    informer_free(c->inf_resolver);
+    while (c->list) {
+        struct es *e = c->list;
+        c->list = e->next;
+        es_free(e);
+    }
+    if (c->publish_ev)
+        event_free(c->publish_ev);
+    if (c->poll_ev)
+        event_free(c->poll_ev);
+    if (c->wake_ev) {
+        wakeq_set_notify(&c->dp->wakeq, NULL);
+        event_free(c->wake_ev);
+    }
+    http_client_free(c->http);
+    kube_client_free(c->kube);
+    kubeconfig_free(c->kc);
+    free(c->resolvers);
+    free(c->listening);
+    free(c);
+}

@@ -1,0 +1,66 @@
+/*
+ * controller: the Kubernetes control plane. One thread (the control thread's event_base)
+ * watches ElastiServices, their Services and EndpointSlices, and the resolver's own
+ * EndpointSlices; publishes route snapshots to the data plane; consumes the wake queue; and
+ * (as leader) scales targets to zero and switches traffic.
+ *
+ * How an ElastiService moves (DESIGN.md, "Control plane contract"):
+ *
+ *   serve --(triggers below threshold past the cooldown, in the enabled period, Prometheus
+ *            healthy; or the target scaled to 0 by hand)--> proxy
+ *       ports allocated and written to status, resolver EndpointSlice(s) created, KEDA paused,
+ *       target scaled to 0, status.mode=proxy, Event ScaledToZero
+ *   proxy --(a held request: any replica)--> waking
+ *       target /scale patched to minTargetReplicas when at 0, KEDA resumed,
+ *       status.lastScaledUpTime, Event ScaledUp
+ *   proxy/waking --(the target Service has a ready endpoint: leader)--> serve
+ *       resolver slices deleted, status.mode=serve
+ *
+ * Every replica listens on every allocated resolver port (from status.ports), so traffic that
+ * still reaches a resolver after the switch is relayed.
+ */
+#ifndef HOLDFAST_CONTROLLER_H
+#define HOLDFAST_CONTROLLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/addr.h"
+#include "common/metrics.h"
+#include "resolver/worker.h"
+
+struct event_base;
+struct controller;
+
+struct controller_opts {
+    const char *kubeconfig;          /* file, or NULL for in-cluster configuration */
+    const char *namespace_;          /* watch only this namespace, or NULL for all */
+    const char *resolver_service;    /* the resolver's own Service (its slices list the
+                                        resolver pods), or NULL: this process alone */
+    const char *resolver_namespace;  /* namespace of resolver_service */
+    const char *pod_name;            /* this replica's name (leader identity, Events) */
+    const char *pod_ip;              /* this replica's IP, used when resolver_service is NULL */
+    const char *node_name;           /* this replica's node, or NULL */
+    const char *bind_address;        /* IP every resolver port binds */
+    unsigned port_min, port_max;     /* resolver port range, inclusive */
+    unsigned polling_interval_ms;    /* scale-down checks (default 30000, jittered) */
+    const char *prometheus_address;  /* default trigger serverAddress, or NULL */
+    const char *prometheus_authorization; /* default trigger Authorization header, or NULL */
+    bool leader_elect;               /* false: this replica always leads */
+    const char *lease_name;          /* default "holdfast-leader" */
+    const char *lease_namespace;     /* default: resolver_namespace, else "default" */
+    bool insecure_skip_tls_verify;   /* only when the user said so; logged at every start */
+};
+
+/* Starts watching and publishing. Returns NULL with a message in err (bad kubeconfig...). */
+struct controller *controller_start(struct event_base *base, struct dataplane *dp,
+                                    const struct controller_opts *opts, char *err,
+                                    size_t errlen);
+
+/* Metric families of the controller (reconciles, Prometheus errors, leader status). */
+void controller_metrics(struct mtext *out, void *controller);
+
+/* Stops everything (releasing the leader lease) and frees. */
+void controller_free(struct controller *c);
+
+#endif
