@@ -56,6 +56,9 @@ static int parse_threshold(const cJSON *v, const char *path, double *out, char *
     return 0;
 }
 
+/* Appends "Name: value". An empty (or blank) value is written "Name;": curl takes "Name:" with
+ * nothing after the colon as "do not send this header" (and drops its own Accept or Host), while
+ * "Name;" sends the header with an empty value, as KubeElasti's Go client does. */
 static int add_header(struct prom_trigger *t, size_t *n, const char *name, const char *value)
 {
     char **h = realloc(t->headers, (*n + 2) * sizeof(*h));
@@ -66,7 +69,10 @@ static int add_header(struct prom_trigger *t, size_t *n, const char *name, const
     h[*n] = malloc(len);
     if (!h[*n])
         return -1;
-    snprintf(h[*n], len, "%s: %s", name, value);
+    if (value[strspn(value, " \t")] == '\0')
+        snprintf(h[*n], len, "%s;", name);
+    else
+        snprintf(h[*n], len, "%s: %s", name, value);
     (*n)++;
     h[*n] = NULL;
     return 0;

@@ -32,7 +32,8 @@ struct prom_trigger {
     char *query;          /* the PromQL whose value is compared with threshold */
     double threshold;     /* scale down when the value is below this */
     char *uptime_filter;  /* label matchers inside up{...}; PROM_DEFAULT_UPTIME_FILTER default */
-    char **headers;       /* NULL-terminated "Name: value" lines (may be just {NULL}) */
+    char **headers;       /* NULL-terminated "Name: value" lines, "Name;" for an empty value
+                             (curl's form), as curl takes them; may be just {NULL} */
 };
 
 /*
