@@ -157,8 +157,8 @@ int main(int argc, char **argv)
     }
     struct prom_trigger t;
     char err[512];
-    int rc = prom_trigger_parse(json, "spec.triggers[0]", server, authorization, &t, err,
-                                sizeof(err));
+    int rc =
+        prom_trigger_parse(json, "spec.triggers[0]", server, authorization, &t, err, sizeof(err));
     cJSON_Delete(json);
     if (rc != 0) {
         cJSON *o = cJSON_CreateObject();
