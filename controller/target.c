@@ -1,0 +1,802 @@
+/*
+ * target: the scale target of an ElastiService. See target.h for the whole story; this file is
+ * the ref parsing, the operation state machines (one kube call in flight per operation), and
+ * the diagnosis rules.
+ */
+#include "controller/target.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+#define WAKE_MAX_READS 5
+#define DIAG_POD_LIMIT 500
+
+const struct kube_resource target_keda_scaledobjects = {"keda.sh", "v1alpha1", "scaledobjects",
+                                                        true};
+
+static const struct {
+    const char *kind;        /* as KubeElasti's CRD spells it */
+    const char *resource;    /* what KubeElasti's KindToResource makes of any spelling */
+    const char *api_version; /* the only apiVersion that serves it */
+    struct kube_resource res;
+} kinds[] = {
+    [TARGET_DEPLOYMENT] = {"Deployment",
+                           "deployments",
+                           "apps/v1",
+                           {"apps", "v1", "deployments", true}},
+    [TARGET_STATEFULSET] = {"StatefulSet",
+                            "statefulsets",
+                            "apps/v1",
+                            {"apps", "v1", "statefulsets", true}},
+    [TARGET_ROLLOUT] = {"Rollout",
+                        "rollouts",
+                        "argoproj.io/v1alpha1",
+                        {"argoproj.io", "v1alpha1", "rollouts", true}},
+};
+
+enum op_type { OP_GET_SCALE, OP_SCALE_TO, OP_WAKE, OP_KEDA_PAUSE, OP_KEDA_RESUME, OP_DIAGNOSE };
+
+struct target_op {
+    enum op_type type;
+    struct kube_client *client;
+    struct target_ref ref;
+    char ns[254];
+    char object[254];       /* keda: the ScaledObject's name */
+    int replicas;           /* scale_to: the count; wake: minReplicas */
+    int reads;              /* wake: scale reads so far */
+    struct kube_call *call; /* the one call in flight */
+    cJSON *workload;        /* diagnose: the workload as read */
+    cJSON *pods;            /* diagnose: its pods (PodList), or NULL */
+    target_done_fn done;
+    void *arg;
+    struct target_result res;
+};
+
+/* ---- small JSON and text helpers ---- */
+
+static const cJSON *field(const cJSON *o, const char *k)
+{
+    return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+}
+
+/* A string member, or "" */
+static const char *sfield(const cJSON *o, const char *k)
+{
+    const cJSON *v = field(o, k);
+    return cJSON_IsString(v) && v->valuestring ? v->valuestring : "";
+}
+
+static const char *meta(const cJSON *o, const char *k)
+{
+    return sfield(field(o, "metadata"), k);
+}
+
+static int ifield(const cJSON *o, const char *k, int dflt)
+{
+    const cJSON *v = field(o, k);
+    return cJSON_IsNumber(v) ? v->valueint : dflt;
+}
+
+/* Cuts a string that snprintf truncated back to the last whole UTF-8 character, so the text can
+ * go into a JSON condition message without producing invalid UTF-8. */
+static void utf8_trim(char *s, size_t len)
+{
+    size_t n = strlen(s);
+    if (n + 1 < len || n == 0)
+        return;
+    size_t i = n - 1;
+    while (i > 0 && ((unsigned char)s[i] & 0xC0) == 0x80)
+        i--;
+    unsigned char lead = (unsigned char)s[i];
+    size_t need = lead < 0x80 ? 1 : (lead >> 5) == 6 ? 2 : (lead >> 4) == 14 ? 3 : 4;
+    if (i + need > n)
+        s[i] = '\0';
+}
+
+__attribute__((format(printf, 3, 4))) static void text(char *dst, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, len, fmt, ap);
+    va_end(ap);
+    utf8_trim(dst, len);
+}
+
+/* Fills reason and "reason: detail" (just reason when detail is empty). */
+static void set_reason(struct target_diagnosis *d, const char *reason, const char *detail)
+{
+    text(d->reason, sizeof(d->reason), "%s", reason);
+    if (detail && *detail)
+        text(d->message, sizeof(d->message), "%s: %s", reason, detail);
+    else
+        text(d->message, sizeof(d->message), "%s", reason);
+}
+
+/* ---- scaleTargetRef ---- */
+
+const char *target_kind_name(enum target_kind kind)
+{
+    return kind <= TARGET_ROLLOUT ? kinds[kind].kind : "?";
+}
+
+int target_ref_parse(const cJSON *ref, struct target_ref *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    if (!cJSON_IsObject(ref)) {
+        snprintf(err, errlen, "spec.scaleTargetRef: required, an object");
+        return -1;
+    }
+    const cJSON *av = field(ref, "apiVersion"), *kv = field(ref, "kind"), *nv = field(ref, "name");
+    if (!cJSON_IsString(kv) || !kv->valuestring[0]) {
+        snprintf(err, errlen,
+                 "spec.scaleTargetRef.kind: required (Deployment, StatefulSet, Rollout)");
+        return -1;
+    }
+    /* KubeElasti's KindToResource: lower-case, and plural unless it already ends in 's'. */
+    char res[64];
+    size_t n = strlen(kv->valuestring);
+    if (n + 2 > sizeof(res)) {
+        snprintf(err, errlen,
+                 "spec.scaleTargetRef.kind: \"%.40s...\" is not a kind holdfast can scale",
+                 kv->valuestring);
+        return -1;
+    }
+    for (size_t i = 0; i <= n; i++) {
+        char ch = kv->valuestring[i];
+        res[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+    }
+    if (res[n - 1] != 's') {
+        res[n] = 's';
+        res[n + 1] = '\0';
+    }
+    int kind = -1;
+    for (int i = 0; i <= TARGET_ROLLOUT; i++)
+        if (strcmp(res, kinds[i].resource) == 0)
+            kind = i;
+    if (kind < 0) {
+        snprintf(
+            err, errlen,
+            "spec.scaleTargetRef.kind: \"%.64s\" is not a kind holdfast can scale (Deployment, "
+            "StatefulSet, Rollout, or the aliases deployments, rollouts)",
+            kv->valuestring);
+        return -1;
+    }
+    if (!cJSON_IsString(av) || !av->valuestring[0]) {
+        snprintf(err, errlen, "spec.scaleTargetRef.apiVersion: required (%s for %s)",
+                 kinds[kind].api_version, kinds[kind].kind);
+        return -1;
+    }
+    if (strcmp(av->valuestring, kinds[kind].api_version) != 0) {
+        snprintf(err, errlen,
+                 "spec.scaleTargetRef.apiVersion: \"%.64s\" does not serve kind %s (%s is %s)",
+                 av->valuestring, kinds[kind].kind, kinds[kind].kind, kinds[kind].api_version);
+        return -1;
+    }
+    if (!cJSON_IsString(nv) || !nv->valuestring[0]) {
+        snprintf(err, errlen, "spec.scaleTargetRef.name: required");
+        return -1;
+    }
+    if (strlen(nv->valuestring) >= sizeof(out->name) || strchr(nv->valuestring, '/')) {
+        snprintf(err, errlen, "spec.scaleTargetRef.name: \"%.64s\" is not a valid object name",
+                 nv->valuestring);
+        return -1;
+    }
+    out->kind = (enum target_kind)kind;
+    out->res = kinds[kind].res;
+    snprintf(out->name, sizeof(out->name), "%s", nv->valuestring);
+    return 0;
+}
+
+/* ---- pure parts ---- */
+
+int target_scale_parse(const cJSON *scale, struct target_scale *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!cJSON_IsObject(scale))
+        return -1;
+    out->spec_replicas = ifield(field(scale, "spec"), "replicas", 0);
+    out->status_replicas = ifield(field(scale, "status"), "replicas", 0);
+    const char *sel = sfield(field(scale, "status"), "selector");
+    if (strlen(sel) < sizeof(out->selector))
+        snprintf(out->selector, sizeof(out->selector), "%s", sel);
+    snprintf(out->resource_version, sizeof(out->resource_version), "%s",
+             meta(scale, "resourceVersion"));
+    return 0;
+}
+
+/* Appends s to buf at *at; -1 when it does not fit. */
+static int append(char *buf, size_t len, size_t *at, const char *s)
+{
+    size_t n = strlen(s);
+    if (*at + n + 1 > len)
+        return -1;
+    memcpy(buf + *at, s, n + 1);
+    *at += n;
+    return 0;
+}
+
+int target_label_selector(const cJSON *selector, char *buf, size_t len)
+{
+    if (!len)
+        return -1;
+    buf[0] = '\0';
+    if (!cJSON_IsObject(selector))
+        return -1;
+    size_t at = 0;
+    int terms = 0;
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, field(selector, "matchLabels"))
+    {
+        if (!cJSON_IsString(kv) || !kv->string)
+            return -1;
+        if ((terms++ && append(buf, len, &at, ",")) || append(buf, len, &at, kv->string) ||
+            append(buf, len, &at, "=") || append(buf, len, &at, kv->valuestring))
+            return -1;
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, field(selector, "matchExpressions"))
+    {
+        const char *key = sfield(e, "key"), *op = sfield(e, "operator");
+        if (!*key || (terms++ && append(buf, len, &at, ",")))
+            return -1;
+        if (!strcmp(op, "Exists")) {
+            if (append(buf, len, &at, key))
+                return -1;
+        } else if (!strcmp(op, "DoesNotExist")) {
+            if (append(buf, len, &at, "!") || append(buf, len, &at, key))
+                return -1;
+        } else if (!strcmp(op, "In") || !strcmp(op, "NotIn")) {
+            const cJSON *vals = field(e, "values");
+            if (cJSON_GetArraySize(vals) < 1 || append(buf, len, &at, key) ||
+                append(buf, len, &at, !strcmp(op, "In") ? " in (" : " notin ("))
+                return -1;
+            int i = 0;
+            const cJSON *v;
+            cJSON_ArrayForEach(v, vals)
+            {
+                if (!cJSON_IsString(v) || (i++ && append(buf, len, &at, ",")) ||
+                    append(buf, len, &at, v->valuestring))
+                    return -1;
+            }
+            if (append(buf, len, &at, ")"))
+                return -1;
+        } else {
+            return -1;
+        }
+    }
+    return terms ? 0 : -1;
+}
+
+static const cJSON *condition(const cJSON *obj, const char *type)
+{
+    const cJSON *c;
+    cJSON_ArrayForEach(c, field(field(obj, "status"), "conditions"))
+    {
+        if (!strcmp(sfield(c, "type"), type))
+            return c;
+    }
+    return NULL;
+}
+
+static bool condition_is(const cJSON *obj, const char *type, const char *status)
+{
+    const cJSON *c = condition(obj, type);
+    return c && !strcmp(sfield(c, "status"), status);
+}
+
+/* Waiting reasons of a container on its normal way to running. */
+static bool benign_waiting(const char *reason)
+{
+    return !*reason || !strcmp(reason, "ContainerCreating") || !strcmp(reason, "PodInitializing");
+}
+
+static bool container_problem(const cJSON *statuses, const char *pod, bool init,
+                              struct target_diagnosis *out)
+{
+    const cJSON *cs;
+    cJSON_ArrayForEach(cs, statuses)
+    {
+        const cJSON *waiting = field(field(cs, "state"), "waiting");
+        const char *reason = sfield(waiting, "reason");
+        if (!waiting || benign_waiting(reason))
+            continue;
+        char detail[900], last[128] = "";
+        const cJSON *term = field(field(cs, "lastState"), "terminated");
+        if (term && !strcmp(reason, "CrashLoopBackOff"))
+            text(last, sizeof(last), ", last exit code %d%s%s", ifield(term, "exitCode", 0),
+                 *sfield(term, "reason") ? " " : "", sfield(term, "reason"));
+        const char *msg = sfield(waiting, "message");
+        text(detail, sizeof(detail), "%s%s(pod %s, %scontainer %s%s)", msg, *msg ? " " : "", pod,
+             init ? "init " : "", sfield(cs, "name"), last);
+        set_reason(out, reason, detail);
+        return true;
+    }
+    return false;
+}
+
+bool target_pod_problem(const cJSON *pod, struct target_diagnosis *out)
+{
+    if (!cJSON_IsObject(pod) || *meta(pod, "deletionTimestamp"))
+        return false;
+    const char *name = meta(pod, "name");
+    const cJSON *st = field(pod, "status");
+    char detail[900];
+    bool found = false;
+    if (!strcmp(sfield(st, "phase"), "Failed")) {
+        const char *msg = sfield(st, "message");
+        text(detail, sizeof(detail), "%s%s(pod %s)", msg, *msg ? " " : "", name);
+        set_reason(out, *sfield(st, "reason") ? sfield(st, "reason") : "PodFailed", detail);
+        found = true;
+    } else if (condition_is(pod, "PodScheduled", "False") &&
+               !strcmp(sfield(condition(pod, "PodScheduled"), "reason"), "Unschedulable")) {
+        const char *msg = sfield(condition(pod, "PodScheduled"), "message");
+        text(detail, sizeof(detail), "%s%s(pod %s)", msg, *msg ? " " : "", name);
+        set_reason(out, "Unschedulable", detail);
+        found = true;
+    } else {
+        found = container_problem(field(st, "initContainerStatuses"), name, true, out) ||
+                container_problem(field(st, "containerStatuses"), name, false, out);
+    }
+    if (found)
+        text(out->object, sizeof(out->object), "Pod/%s", name);
+    return found;
+}
+
+/* The time an event last happened, RFC 3339 (compares as text). */
+static const char *event_time(const cJSON *ev)
+{
+    const char *t = sfield(ev, "lastTimestamp");
+    if (!*t)
+        t = sfield(ev, "eventTime");
+    return *t ? t : meta(ev, "creationTimestamp");
+}
+
+static void count_pods(const cJSON *pods, struct target_diagnosis *out)
+{
+    const cJSON *p;
+    cJSON_ArrayForEach(p, field(pods, "items"))
+    {
+        if (*meta(p, "deletionTimestamp"))
+            continue;
+        out->pods++;
+        if (condition_is(p, "Ready", "True"))
+            out->ready_pods++;
+    }
+}
+
+bool target_diagnose_objects(const cJSON *workload, const cJSON *pods, const cJSON *events,
+                             struct target_diagnosis *out)
+{
+    memset(out, 0, sizeof(*out));
+    count_pods(pods, out);
+    const char *kind = *sfield(workload, "kind") ? sfield(workload, "kind") : "Workload";
+    char self[sizeof(out->object)];
+    text(self, sizeof(self), "%s/%s", kind, meta(workload, "name"));
+
+    /* 1. The workload's controller cannot create pods at all. */
+    static const char *const hard[] = {"ReplicaFailure", "InvalidSpec"};
+    for (size_t i = 0; i < sizeof(hard) / sizeof(hard[0]); i++) {
+        const cJSON *c = condition(workload, hard[i]);
+        if (c && !strcmp(sfield(c, "status"), "True")) {
+            set_reason(out, *sfield(c, "reason") ? sfield(c, "reason") : hard[i],
+                       sfield(c, "message"));
+            snprintf(out->object, sizeof(out->object), "%s", self);
+            return true;
+        }
+    }
+
+    /* 2. The newest pod with a problem: the one made from the current template. */
+    const cJSON *p, *newest = NULL;
+    struct target_diagnosis tmp;
+    cJSON_ArrayForEach(p, field(pods, "items"))
+    {
+        memset(&tmp, 0, sizeof(tmp));
+        if (target_pod_problem(p, &tmp) &&
+            (!newest ||
+             strcmp(meta(p, "creationTimestamp"), meta(newest, "creationTimestamp")) >= 0))
+            newest = p;
+    }
+    if (newest) {
+        int n = out->pods, r = out->ready_pods;
+        target_pod_problem(newest, out);
+        out->pods = n;
+        out->ready_pods = r;
+        return true;
+    }
+
+    /* 3. Pods are missing and the controller said why only in an event (StatefulSets). */
+    const cJSON *spec_replicas = field(field(workload, "spec"), "replicas");
+    int want = cJSON_IsNumber(spec_replicas) ? spec_replicas->valueint : 1;
+    int have = pods ? out->pods : ifield(field(workload, "status"), "replicas", 0);
+    if (have < want) {
+        const cJSON *ev, *latest = NULL;
+        cJSON_ArrayForEach(ev, field(events, "items"))
+        {
+            if (strcmp(sfield(ev, "type"), "Warning") ||
+                strcmp(sfield(ev, "reason"), "FailedCreate"))
+                continue;
+            if (!latest || strcmp(event_time(ev), event_time(latest)) >= 0)
+                latest = ev;
+        }
+        if (latest) {
+            set_reason(out, "FailedCreate", sfield(latest, "message"));
+            snprintf(out->object, sizeof(out->object), "%s", self);
+            return true;
+        }
+    }
+
+    /* 4. The rollout stopped making progress, for reasons not visible above. */
+    const cJSON *prog = condition(workload, "Progressing");
+    if (prog && !strcmp(sfield(prog, "status"), "False")) {
+        set_reason(out,
+                   *sfield(prog, "reason") ? sfield(prog, "reason") : "ProgressDeadlineExceeded",
+                   sfield(prog, "message"));
+        snprintf(out->object, sizeof(out->object), "%s", self);
+        return true;
+    }
+    return false;
+}
+
+/* ---- operations ---- */
+
+static struct target_op *op_new(enum op_type type, struct kube_client *c, const char *ns,
+                                target_done_fn done, void *arg)
+{
+    if (!c || !ns || !*ns || strlen(ns) >= sizeof(((struct target_op *)0)->ns) || !done)
+        return NULL;
+    struct target_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return NULL;
+    op->type = type;
+    op->client = c;
+    snprintf(op->ns, sizeof(op->ns), "%s", ns);
+    op->done = done;
+    op->arg = arg;
+    return op;
+}
+
+static void op_free(struct target_op *op)
+{
+    cJSON_Delete(op->workload);
+    cJSON_Delete(op->pods);
+    free(op);
+}
+
+/* Ends the operation: the call in flight (if any) is the one reporting, and kube frees it. */
+static void finish(struct target_op *op, const struct kube_error *err)
+{
+    op->call = NULL;
+    op->done(&op->res, err, op->arg);
+    op_free(op);
+}
+
+/* A follow-up call could not be started (bad arguments or no memory). */
+static void finish_unstarted(struct target_op *op, const char *what)
+{
+    struct kube_error e = {.code = KUBE_ERR_OTHER};
+    snprintf(e.reason, sizeof(e.reason), "Start");
+    snprintf(e.message, sizeof(e.message), "could not start %s", what);
+    finish(op, &e);
+}
+
+void target_op_cancel(struct target_op *op)
+{
+    if (!op)
+        return;
+    if (op->call)
+        kube_call_cancel(op->call);
+    op_free(op);
+}
+
+static void on_scale(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct target_op *op = arg;
+    if (!err && target_scale_parse(obj, &op->res.scale) != 0) {
+        struct kube_error e = {.code = KUBE_ERR_DECODE, .reason = "Decode"};
+        text(e.message, sizeof(e.message), "the Scale of %s %s/%s is not an object",
+             target_kind_name(op->ref.kind), op->ns, op->ref.name);
+        finish(op, &e);
+        return;
+    }
+    finish(op, err);
+}
+
+static bool ref_ok(const struct target_ref *ref)
+{
+    return ref && ref->name[0] && ref->kind <= TARGET_ROLLOUT;
+}
+
+struct target_op *target_get_scale(struct kube_client *c, const struct target_ref *ref,
+                                   const char *ns, target_done_fn done, void *arg)
+{
+    if (!ref_ok(ref))
+        return NULL;
+    struct target_op *op = op_new(OP_GET_SCALE, c, ns, done, arg);
+    if (!op)
+        return NULL;
+    op->ref = *ref;
+    op->call = kube_get(c, &op->ref.res, op->ns, op->ref.name, "scale", on_scale, op);
+    if (!op->call) {
+        op_free(op);
+        return NULL;
+    }
+    return op;
+}
+
+/* {"spec":{"replicas":N}}, with metadata.resourceVersion when rv is set (a precondition). */
+static cJSON *replicas_patch(int replicas, const char *rv)
+{
+    cJSON *p = cJSON_CreateObject();
+    if (rv && *rv)
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(p, "metadata"), "resourceVersion", rv);
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(p, "spec"), "replicas", replicas);
+    return p;
+}
+
+struct target_op *target_scale_to(struct kube_client *c, const struct target_ref *ref,
+                                  const char *ns, int replicas, target_done_fn done, void *arg)
+{
+    if (!ref_ok(ref) || replicas < 0)
+        return NULL;
+    struct target_op *op = op_new(OP_SCALE_TO, c, ns, done, arg);
+    if (!op)
+        return NULL;
+    op->ref = *ref;
+    op->replicas = replicas;
+    cJSON *patch = replicas_patch(replicas, NULL);
+    op->call = patch ? kube_patch(c, &op->ref.res, op->ns, op->ref.name, "scale", KUBE_PATCH_MERGE,
+                                  patch, on_scale, op)
+                     : NULL;
+    cJSON_Delete(patch);
+    if (!op->call) {
+        op_free(op);
+        return NULL;
+    }
+    return op;
+}
+
+static void on_wake_read(cJSON *obj, const struct kube_error *err, void *arg);
+
+static void on_wake_patched(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct target_op *op = arg;
+    if (err && err->code == KUBE_ERR_CONFLICT && op->reads < WAKE_MAX_READS) {
+        /* Someone changed the workload since we read it: read again and decide again. */
+        op->reads++;
+        op->call =
+            kube_get(op->client, &op->ref.res, op->ns, op->ref.name, "scale", on_wake_read, op);
+        if (!op->call)
+            finish_unstarted(op, "the scale read after a conflict");
+        return;
+    }
+    if (err) {
+        finish(op, err);
+        return;
+    }
+    target_scale_parse(obj, &op->res.scale);
+    op->res.patched = true;
+    log_info("scaled the target up from zero", "namespace=%s kind=%s name=%s replicas=%d", op->ns,
+             target_kind_name(op->ref.kind), op->ref.name, op->replicas);
+    finish(op, NULL);
+}
+
+static void on_wake_read(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct target_op *op = arg;
+    if (err) {
+        finish(op, err);
+        return;
+    }
+    target_scale_parse(obj, &op->res.scale);
+    if (op->res.scale.spec_replicas != 0) {
+        finish(op, NULL); /* already asked to run: nothing to do */
+        return;
+    }
+    cJSON *patch = replicas_patch(op->replicas, op->res.scale.resource_version);
+    op->call = patch ? kube_patch(op->client, &op->ref.res, op->ns, op->ref.name, "scale",
+                                  KUBE_PATCH_MERGE, patch, on_wake_patched, op)
+                     : NULL;
+    cJSON_Delete(patch);
+    if (!op->call)
+        finish_unstarted(op, "the scale patch");
+}
+
+struct target_op *target_wake(struct kube_client *c, const struct target_ref *ref, const char *ns,
+                              int min_replicas, target_done_fn done, void *arg)
+{
+    if (!ref_ok(ref))
+        return NULL;
+    struct target_op *op = op_new(OP_WAKE, c, ns, done, arg);
+    if (!op)
+        return NULL;
+    op->ref = *ref;
+    op->replicas = min_replicas < 1 ? 1 : min_replicas;
+    op->reads = 1;
+    op->call = kube_get(c, &op->ref.res, op->ns, op->ref.name, "scale", on_wake_read, op);
+    if (!op->call) {
+        op_free(op);
+        return NULL;
+    }
+    return op;
+}
+
+/* ---- KEDA ---- */
+
+static void on_keda(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct target_op *op = arg;
+    const char *what = op->type == OP_KEDA_PAUSE ? "pause" : "resume";
+    if (err && err->code == KUBE_ERR_NOT_FOUND) {
+        log_warn("KEDA ScaledObject not found; nothing to do", "namespace=%s scaledobject=%s do=%s",
+                 op->ns, op->object, what);
+        op->res.found = false;
+        finish(op, NULL);
+        return;
+    }
+    op->res.found = err == NULL;
+    if (!err)
+        log_info(op->type == OP_KEDA_PAUSE ? "paused the KEDA ScaledObject"
+                                           : "resumed the KEDA ScaledObject",
+                 "namespace=%s scaledobject=%s", op->ns, op->object);
+    finish(op, err);
+}
+
+static struct target_op *keda_patch(enum op_type type, struct kube_client *c, const char *ns,
+                                    const char *name, target_done_fn done, void *arg)
+{
+    if (!name || !*name || strlen(name) >= sizeof(((struct target_op *)0)->object))
+        return NULL;
+    struct target_op *op = op_new(type, c, ns, done, arg);
+    if (!op)
+        return NULL;
+    snprintf(op->object, sizeof(op->object), "%s", name);
+    cJSON *patch = cJSON_CreateObject();
+    cJSON *ann = cJSON_AddObjectToObject(cJSON_AddObjectToObject(patch, "metadata"), "annotations");
+    if (type == OP_KEDA_PAUSE) {
+        cJSON_AddStringToObject(ann, TARGET_KEDA_PAUSED_REPLICAS, "0");
+    } else {
+        /* null removes a key in a merge patch (RFC 7386) */
+        cJSON_AddNullToObject(ann, TARGET_KEDA_PAUSED_REPLICAS);
+        cJSON_AddNullToObject(ann, TARGET_KEDA_PAUSED);
+    }
+    op->call = ann ? kube_patch(c, &target_keda_scaledobjects, op->ns, op->object, NULL,
+                                KUBE_PATCH_MERGE, patch, on_keda, op)
+                   : NULL;
+    cJSON_Delete(patch);
+    if (!op->call) {
+        op_free(op);
+        return NULL;
+    }
+    return op;
+}
+
+struct target_op *target_keda_pause(struct kube_client *c, const char *ns,
+                                    const char *scaled_object, target_done_fn done, void *arg)
+{
+    return keda_patch(OP_KEDA_PAUSE, c, ns, scaled_object, done, arg);
+}
+
+struct target_op *target_keda_resume(struct kube_client *c, const char *ns,
+                                     const char *scaled_object, target_done_fn done, void *arg)
+{
+    return keda_patch(OP_KEDA_RESUME, c, ns, scaled_object, done, arg);
+}
+
+/* ---- diagnosis: workload -> pods -> (events) -> rules ---- */
+
+static const struct kube_resource pods_res = {"", "v1", "pods", true};
+static const struct kube_resource events_res = {"", "v1", "events", true};
+
+static void diag_decide(struct target_op *op, const cJSON *events)
+{
+    target_diagnose_objects(op->workload, op->pods, events, &op->res.diag);
+    finish(op, NULL);
+}
+
+static void on_diag_events(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct target_op *op = arg;
+    if (err)
+        log_warn("cannot list the target's events; diagnosing without them",
+                 "namespace=%s name=%s error=%s message=%s", op->ns, op->ref.name, err->reason,
+                 err->message);
+    diag_decide(op, err ? NULL : obj);
+}
+
+/* Events are read only when pods are missing: only then can they say more than the pods. */
+static void diag_events_or_decide(struct target_op *op)
+{
+    const cJSON *spec_replicas = field(field(op->workload, "spec"), "replicas");
+    int want = cJSON_IsNumber(spec_replicas) ? spec_replicas->valueint : 1;
+    struct target_diagnosis counted = {0};
+    count_pods(op->pods, &counted);
+    int have = op->pods ? counted.pods : ifield(field(op->workload, "status"), "replicas", 0);
+    const char *uid = meta(op->workload, "uid");
+    if (have >= want || !*uid) {
+        diag_decide(op, NULL);
+        return;
+    }
+    char fs[200];
+    snprintf(fs, sizeof(fs), "involvedObject.uid=%s,type=Warning", uid);
+    struct kube_list_opts lo = {.field_selector = fs};
+    op->call = kube_list(op->client, &events_res, op->ns, &lo, on_diag_events, op);
+    if (!op->call)
+        diag_decide(op, NULL);
+}
+
+static void on_diag_pods(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct target_op *op = arg;
+    if (err) {
+        log_warn("cannot list the target's pods; diagnosing from its status",
+                 "namespace=%s name=%s error=%s message=%s", op->ns, op->ref.name, err->reason,
+                 err->message);
+    } else if (obj) {
+        op->pods = cJSON_Duplicate(obj, true);
+    }
+    op->call = NULL;
+    diag_events_or_decide(op);
+}
+
+static void on_diag_workload(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct target_op *op = arg;
+    struct target_diagnosis *d = &op->res.diag;
+    if (err && err->code == KUBE_ERR_NOT_FOUND) {
+        char detail[600];
+        text(detail, sizeof(detail), "%s \"%s\" not found in namespace \"%s\"",
+             target_kind_name(op->ref.kind), op->ref.name, op->ns);
+        set_reason(d, "TargetNotFound", detail);
+        text(d->object, sizeof(d->object), "%s/%s", target_kind_name(op->ref.kind), op->ref.name);
+        finish(op, NULL);
+        return;
+    }
+    if (err) {
+        finish(op, err);
+        return;
+    }
+    op->workload = cJSON_Duplicate(obj, true);
+    if (!op->workload) {
+        finish_unstarted(op, "the diagnosis (out of memory)");
+        return;
+    }
+    /* Custom resources carry kind; make sure built-ins name themselves the same way. */
+    if (!cJSON_IsString(field(op->workload, "kind"))) {
+        cJSON_DeleteItemFromObjectCaseSensitive(op->workload, "kind");
+        cJSON_AddStringToObject(op->workload, "kind", target_kind_name(op->ref.kind));
+    }
+    char sel[2048];
+    if (target_label_selector(field(field(op->workload, "spec"), "selector"), sel, sizeof(sel)) !=
+        0) {
+        log_warn("the target's spec.selector cannot be used to find its pods",
+                 "namespace=%s name=%s", op->ns, op->ref.name);
+        op->call = NULL;
+        diag_events_or_decide(op);
+        return;
+    }
+    struct kube_list_opts lo = {.label_selector = sel, .limit = DIAG_POD_LIMIT};
+    op->call = kube_list(op->client, &pods_res, op->ns, &lo, on_diag_pods, op);
+    if (!op->call)
+        finish_unstarted(op, "the pod list");
+}
+
+struct target_op *target_diagnose(struct kube_client *c, const struct target_ref *ref,
+                                  const char *ns, target_done_fn done, void *arg)
+{
+    if (!ref_ok(ref))
+        return NULL;
+    struct target_op *op = op_new(OP_DIAGNOSE, c, ns, done, arg);
+    if (!op)
+        return NULL;
+    op->ref = *ref;
+    op->call = kube_get(c, &op->ref.res, op->ns, op->ref.name, NULL, on_diag_workload, op);
+    if (!op->call) {
+        op_free(op);
+        return NULL;
+    }
+    return op;
+}
