@@ -1,0 +1,582 @@
+/*
+ * events: Kubernetes Event recorder with client-go style aggregation (see events.h).
+ *
+ * The cache is a hash table (chained, FNV-1a on the aggregation key) threaded on an LRU list.
+ * Each entry keeps the Event as created, so a patch answered NotFound can create it again. A
+ * write in flight is an `ev_op`; an entry evicted while its write is in flight leaves the op
+ * orphaned (op->entry NULL), and the answer is then only counted.
+ */
+#include "controller/events.h"
+
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "controller/kube.h"
+
+#define EVENTS_MAX_IN_FLIGHT 256
+#define EVENTS_LOG_INTERVAL_MS 10000
+
+static const struct kube_resource event_res = {"", "v1", "events", true};
+
+struct ev_op;
+
+/* One Event written (or being written), keyed by (object, type, reason, message). */
+struct ev_entry {
+    char *key;              /* the aggregation key */
+    uint64_t hash;          /* FNV-1a of key */
+    struct ev_entry *hnext; /* next in the hash bucket */
+    struct ev_entry *newer; /* LRU neighbours: newer toward head */
+    struct ev_entry *older; /* ... older toward tail (evicted first) */
+    cJSON *body;            /* the Event as created (name, namespace, first timestamp) */
+    long count;             /* occurrences this Event stands for */
+    long long last_ms;      /* monotonic ms of the last occurrence (the window) */
+    long long last_unix;    /* wall second of the last occurrence (lastTimestamp) */
+    struct ev_op *op;       /* the write in flight, or NULL */
+    bool dirty;             /* occurrences arrived while op was in flight: patch after it */
+};
+
+enum ev_op_kind {
+    OP_CREATE,
+    OP_PATCH,
+};
+
+/* A write in flight. */
+struct ev_op {
+    struct events *ev;
+    struct ev_entry *entry; /* NULL once the entry was evicted or replaced */
+    struct kube_call *call;
+    enum ev_op_kind kind;
+    char name[EVENTS_NAME_MAX + 1]; /* the Event written, for messages */
+    char ns[254];                   /* its namespace */
+    struct ev_op *prev, *next;      /* every op in flight, for events_free */
+};
+
+struct events {
+    struct kube_client *client;
+    struct event_base *base;
+    char *component;
+    char *controller;
+    char *instance;
+    size_t capacity;                /* cache entries at most */
+    long long window_ms;            /* aggregation window */
+    struct ev_entry **buckets;      /* hash table */
+    size_t nbuckets;                /* a power of two */
+    struct ev_entry *newest;        /* LRU head */
+    struct ev_entry *oldest;        /* LRU tail */
+    struct ev_op *ops;              /* writes in flight */
+    unsigned long long last_unique; /* last name suffix handed out */
+    struct events_stats st;
+    long long last_log_ms;     /* when a failure was last logged */
+    unsigned long unlogged;    /* failures not logged since */
+    struct event *flush_timer; /* events_flush: timeout, or the deferred callback */
+    events_flushed_fn flush_cb;
+    void *flush_arg;
+};
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int events_format_time(long long unix_s, char *buf, size_t len)
+{
+    struct tm tm;
+    time_t s = (time_t)unix_s;
+    if (!gmtime_r(&s, &tm))
+        return -1;
+    return strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0 ? -1 : 0;
+}
+
+int events_name(const char *name, unsigned long long unique, char *buf, size_t len)
+{
+    const size_t suffix = 17; /* ".%016llx" */
+    size_t n = strlen(name);
+    if (n > EVENTS_NAME_MAX - suffix)
+        n = EVENTS_NAME_MAX - suffix;
+    /* A cut can leave "-" or "." before our dot, which is not a valid DNS subdomain. */
+    while (n > 0 && (name[n - 1] == '-' || name[n - 1] == '.'))
+        n--;
+    if (len < n + suffix + 1)
+        return -1;
+    snprintf(buf, len, "%.*s.%016llx", (int)n, name, unique);
+    return 0;
+}
+
+size_t events_truncate_utf8(char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n <= max)
+        return n;
+    n = max;
+    /* Back off continuation bytes (10xxxxxx) so the cut lands on a character start. */
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    s[n] = '\0';
+    return n;
+}
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* At most one warning per EVENTS_LOG_INTERVAL_MS; the others are counted and reported with the
+ * next one, so a dead API server does not flood the log. */
+static void log_failure(struct events *ev, const char *what, const char *name,
+                        const struct kube_error *err)
+{
+    ev->st.failed += err ? 1 : 0;
+    long long now = mono_ms();
+    if (ev->last_log_ms && now - ev->last_log_ms < EVENTS_LOG_INTERVAL_MS) {
+        ev->unlogged++;
+        return;
+    }
+    ev->last_log_ms = now;
+    log_warn(what, "event=%s code=%s http=%ld message=%s unlogged_since_last=%lu", name,
+             err ? kube_err_name(err->code) : "none", err ? err->http : 0L, err ? err->message : "",
+             ev->unlogged);
+    ev->unlogged = 0;
+}
+
+/* --------------------------------------------------------------- cache */
+
+static void lru_unlink(struct events *ev, struct ev_entry *e)
+{
+    if (e->newer)
+        e->newer->older = e->older;
+    else
+        ev->newest = e->older;
+    if (e->older)
+        e->older->newer = e->newer;
+    else
+        ev->oldest = e->newer;
+    e->newer = e->older = NULL;
+}
+
+static void lru_push(struct events *ev, struct ev_entry *e)
+{
+    e->older = ev->newest;
+    e->newer = NULL;
+    if (ev->newest)
+        ev->newest->newer = e;
+    ev->newest = e;
+    if (!ev->oldest)
+        ev->oldest = e;
+}
+
+static struct ev_entry *cache_find(struct events *ev, const char *key, uint64_t h)
+{
+    for (struct ev_entry *e = ev->buckets[h & (ev->nbuckets - 1)]; e; e = e->hnext)
+        if (e->hash == h && strcmp(e->key, key) == 0)
+            return e;
+    return NULL;
+}
+
+static void entry_free(struct ev_entry *e)
+{
+    if (e->op)
+        e->op->entry = NULL;
+    cJSON_Delete(e->body);
+    free(e->key);
+    free(e);
+}
+
+static void cache_remove(struct events *ev, struct ev_entry *e)
+{
+    struct ev_entry **pp = &ev->buckets[e->hash & (ev->nbuckets - 1)];
+    while (*pp && *pp != e)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = e->hnext;
+    lru_unlink(ev, e);
+    ev->st.cached--;
+    entry_free(e);
+}
+
+static struct ev_entry *cache_add(struct events *ev, char *key, uint64_t h)
+{
+    if (ev->st.cached >= ev->capacity && ev->oldest)
+        cache_remove(ev, ev->oldest);
+    struct ev_entry *e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    e->key = key;
+    e->hash = h;
+    size_t b = h & (ev->nbuckets - 1);
+    e->hnext = ev->buckets[b];
+    ev->buckets[b] = e;
+    lru_push(ev, e);
+    ev->st.cached++;
+    return e;
+}
+
+/* --------------------------------------------------------------- writes */
+
+static void op_unlink(struct events *ev, struct ev_op *op)
+{
+    if (op->prev)
+        op->prev->next = op->next;
+    else
+        ev->ops = op->next;
+    if (op->next)
+        op->next->prev = op->prev;
+    ev->st.in_flight--;
+}
+
+static void maybe_flushed(struct events *ev)
+{
+    if (ev->flush_cb && ev->st.in_flight == 0) {
+        struct timeval zero = {0, 0};
+        event_add(ev->flush_timer, &zero);
+    }
+}
+
+static void op_done(cJSON *obj, const struct kube_error *err, void *arg);
+
+static struct ev_op *op_start(struct events *ev, struct ev_entry *e, enum ev_op_kind kind,
+                              const cJSON *body)
+{
+    if (ev->st.in_flight >= EVENTS_MAX_IN_FLIGHT)
+        return NULL;
+    struct ev_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return NULL;
+    op->ev = ev;
+    op->entry = e;
+    op->kind = kind;
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(e->body, "metadata");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(md, "name");
+    const cJSON *ns = cJSON_GetObjectItemCaseSensitive(md, "namespace");
+    snprintf(op->name, sizeof(op->name), "%s", cJSON_IsString(name) ? name->valuestring : "");
+    snprintf(op->ns, sizeof(op->ns), "%s", cJSON_IsString(ns) ? ns->valuestring : "");
+    op->call = kind == OP_CREATE ? kube_create(ev->client, &event_res, op->ns, body, op_done, op)
+                                 : kube_patch(ev->client, &event_res, op->ns, op->name, NULL,
+                                              KUBE_PATCH_MERGE, body, op_done, op);
+    if (!op->call) {
+        free(op);
+        return NULL;
+    }
+    op->next = ev->ops;
+    if (ev->ops)
+        ev->ops->prev = op;
+    ev->ops = op;
+    ev->st.in_flight++;
+    e->op = op;
+    return op;
+}
+
+static unsigned long long unique_suffix(struct events *ev)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    unsigned long long u =
+        (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec;
+    if (u <= ev->last_unique)
+        u = ev->last_unique + 1;
+    ev->last_unique = u;
+    return u;
+}
+
+/* Gives e->body a fresh name, count 1 and first/last timestamps of the last occurrence. */
+static void renew_body(struct events *ev, struct ev_entry *e, const char *object_name)
+{
+    char name[EVENTS_NAME_MAX + 1], ts[32];
+    if (events_name(object_name, unique_suffix(ev), name, sizeof(name)) != 0)
+        name[0] = '\0';
+    events_format_time(e->last_unix, ts, sizeof(ts));
+    cJSON *md = cJSON_GetObjectItemCaseSensitive(e->body, "metadata");
+    cJSON_ReplaceItemInObjectCaseSensitive(md, "name", cJSON_CreateString(name));
+    cJSON_ReplaceItemInObjectCaseSensitive(e->body, "firstTimestamp", cJSON_CreateString(ts));
+    cJSON_ReplaceItemInObjectCaseSensitive(e->body, "lastTimestamp", cJSON_CreateString(ts));
+    cJSON_ReplaceItemInObjectCaseSensitive(e->body, "count", cJSON_CreateNumber(1));
+    e->count = 1;
+    e->dirty = false;
+}
+
+static const char *involved_name(const struct ev_entry *e)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(e->body, "involvedObject"), "name");
+    return cJSON_IsString(n) ? n->valuestring : "";
+}
+
+static int send_create(struct events *ev, struct ev_entry *e)
+{
+    if (op_start(ev, e, OP_CREATE, e->body))
+        return 0;
+    ev->st.dropped++;
+    log_failure(ev, "event dropped: too many writes in flight", "", NULL);
+    return -1;
+}
+
+static int send_patch(struct events *ev, struct ev_entry *e)
+{
+    char ts[32];
+    events_format_time(e->last_unix, ts, sizeof(ts));
+    cJSON *patch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(patch, "count", (double)e->count);
+    cJSON_AddStringToObject(patch, "lastTimestamp", ts);
+    struct ev_op *op = op_start(ev, e, OP_PATCH, patch);
+    cJSON_Delete(patch);
+    if (op)
+        return 0;
+    /* The count stays in the entry: the next patch that goes out carries it. */
+    ev->st.dropped++;
+    log_failure(ev, "event count update dropped: too many writes in flight", "", NULL);
+    return -1;
+}
+
+static void op_done(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct ev_op *op = arg;
+    struct events *ev = op->ev;
+    struct ev_entry *e = op->entry;
+    op_unlink(ev, op);
+    if (e)
+        e->op = NULL;
+    if (op->kind == OP_CREATE) {
+        if (err) {
+            log_failure(ev, "event not created", op->name, err);
+            if (e)
+                cache_remove(ev, e); /* the next occurrence creates it */
+        } else {
+            ev->st.created++;
+            log_debug("event created", "event=%s namespace=%s", op->name, op->ns);
+            if (e && e->dirty) {
+                e->dirty = false;
+                send_patch(ev, e);
+            }
+        }
+    } else if (err && err->code == KUBE_ERR_NOT_FOUND) {
+        /* The Event expired (the API server's event TTL) or was deleted: start a new one. */
+        ev->st.recreated++;
+        if (e) {
+            renew_body(ev, e, involved_name(e));
+            send_create(ev, e);
+        }
+    } else if (err) {
+        log_failure(ev, "event count not updated", op->name, err);
+        if (e)
+            e->dirty = false;
+    } else {
+        ev->st.patched++;
+        if (e && e->dirty) {
+            e->dirty = false;
+            send_patch(ev, e);
+        }
+    }
+    free(op);
+    maybe_flushed(ev);
+}
+
+/* --------------------------------------------------------------- recording */
+
+static cJSON *build_event(struct events *ev, const struct events_object *obj, const char *type,
+                          const char *reason, const char *message)
+{
+    const char *ns = obj->ns && obj->ns[0] ? obj->ns : "default";
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "apiVersion", "v1");
+    cJSON_AddStringToObject(b, "kind", "Event");
+    cJSON *md = cJSON_AddObjectToObject(b, "metadata");
+    cJSON_AddStringToObject(md, "name", "");
+    cJSON_AddStringToObject(md, "namespace", ns);
+    cJSON *io = cJSON_AddObjectToObject(b, "involvedObject");
+    cJSON_AddStringToObject(io, "apiVersion", obj->api_version);
+    cJSON_AddStringToObject(io, "kind", obj->kind);
+    if (obj->ns && obj->ns[0])
+        cJSON_AddStringToObject(io, "namespace", obj->ns);
+    cJSON_AddStringToObject(io, "name", obj->name);
+    if (obj->uid && obj->uid[0])
+        cJSON_AddStringToObject(io, "uid", obj->uid);
+    if (obj->resource_version && obj->resource_version[0])
+        cJSON_AddStringToObject(io, "resourceVersion", obj->resource_version);
+    cJSON_AddStringToObject(b, "type", type);
+    cJSON_AddStringToObject(b, "reason", reason);
+    cJSON_AddStringToObject(b, "message", message);
+    cJSON *src = cJSON_AddObjectToObject(b, "source");
+    cJSON_AddStringToObject(src, "component", ev->component);
+    cJSON_AddStringToObject(src, "host", ev->instance);
+    cJSON_AddStringToObject(b, "firstTimestamp", "");
+    cJSON_AddStringToObject(b, "lastTimestamp", "");
+    cJSON_AddNumberToObject(b, "count", 1);
+    cJSON_AddStringToObject(b, "reportingComponent", ev->controller);
+    cJSON_AddStringToObject(b, "reportingInstance", ev->instance);
+    return b;
+}
+
+int events_record(struct events *ev, const struct events_object *obj, enum events_type type,
+                  const char *reason, const char *fmt, ...)
+{
+    if (!obj || !obj->api_version || !obj->kind || !obj->name || !obj->name[0] || !reason ||
+        !reason[0]) {
+        log_warn("event dropped: no involved object or reason", "reason=%s", reason);
+        ev->st.dropped++;
+        return -1;
+    }
+    char message[EVENTS_MESSAGE_MAX + 8];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    events_truncate_utf8(message, EVENTS_MESSAGE_MAX);
+    const char *tname = type == EVENTS_WARNING ? "Warning" : "Normal";
+
+    size_t klen = strlen(message) + strlen(reason) + strlen(obj->kind) + strlen(obj->name) +
+                  (obj->ns ? strlen(obj->ns) : 0) + (obj->uid ? strlen(obj->uid) : 0) + 16;
+    char *key = malloc(klen);
+    if (!key) {
+        ev->st.dropped++;
+        return -1;
+    }
+    /* The uid tells a recreated object from its predecessor; without one, kind/ns/name. */
+    if (obj->uid && obj->uid[0])
+        snprintf(key, klen, "%s\n%s\n%s\n%s", obj->uid, tname, reason, message);
+    else
+        snprintf(key, klen, "%s/%s/%s\n%s\n%s\n%s", obj->kind, obj->ns ? obj->ns : "", obj->name,
+                 tname, reason, message);
+    uint64_t h = fnv1a(key);
+    long long now = mono_ms();
+    struct ev_entry *e = cache_find(ev, key, h);
+    if (e && now - e->last_ms < ev->window_ms) {
+        free(key);
+        lru_unlink(ev, e);
+        lru_push(ev, e);
+        e->count++;
+        e->last_ms = now;
+        e->last_unix = (long long)time(NULL);
+        if (e->op) {
+            e->dirty = true;
+            return 0;
+        }
+        return send_patch(ev, e);
+    }
+    if (e) {
+        /* Outside the window: a new Event in the same entry; a write still in flight for the
+         * old one ends unattended. */
+        free(key);
+        if (e->op)
+            e->op->entry = NULL;
+        e->op = NULL;
+        cJSON_Delete(e->body);
+        lru_unlink(ev, e);
+        lru_push(ev, e);
+    } else {
+        e = cache_add(ev, key, h);
+        if (!e) {
+            free(key);
+            ev->st.dropped++;
+            return -1;
+        }
+    }
+    e->body = build_event(ev, obj, tname, reason, message);
+    e->last_ms = now;
+    e->last_unix = (long long)time(NULL);
+    renew_body(ev, e, obj->name);
+    if (send_create(ev, e) != 0) {
+        cache_remove(ev, e);
+        return -1;
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------- lifecycle */
+
+static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct events *ev = arg;
+    events_flushed_fn cb = ev->flush_cb;
+    ev->flush_cb = NULL;
+    if (cb)
+        cb(ev->st.in_flight == 0, ev->flush_arg);
+}
+
+void events_flush(struct events *ev, long timeout_ms, events_flushed_fn done, void *arg)
+{
+    ev->flush_cb = done;
+    ev->flush_arg = arg;
+    long ms = ev->st.in_flight == 0 ? 0 : timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    event_add(ev->flush_timer, &tv);
+}
+
+void events_get_stats(const struct events *ev, struct events_stats *out)
+{
+    *out = ev->st;
+}
+
+struct events *events_new(struct kube_client *c, const struct events_opts *o)
+{
+    struct events_opts def = {0};
+    if (!o)
+        o = &def;
+    struct events *ev = calloc(1, sizeof(*ev));
+    if (!ev)
+        return NULL;
+    char host[256] = "";
+    if (!o->instance || !o->instance[0]) {
+        if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
+            snprintf(host, sizeof(host), "unknown");
+    }
+    ev->client = c;
+    ev->base = kube_client_base(c);
+    ev->component = strdup(o->component && o->component[0] ? o->component : "holdfast");
+    ev->controller =
+        strdup(o->reporting_controller && o->reporting_controller[0] ? o->reporting_controller
+               : ev->component                                       ? ev->component
+                                                                     : "holdfast");
+    ev->instance = strdup(o->instance && o->instance[0] ? o->instance : host);
+    ev->capacity = o->cache_size > 0 ? o->cache_size : 4096;
+    ev->window_ms = (o->window_s > 0 ? o->window_s : 600) * 1000LL;
+    ev->nbuckets = 16;
+    while (ev->nbuckets < ev->capacity)
+        ev->nbuckets <<= 1;
+    ev->buckets = calloc(ev->nbuckets, sizeof(*ev->buckets));
+    ev->flush_timer = evtimer_new(ev->base, on_flush_timer, ev);
+    if (!ev->component || !ev->controller || !ev->instance || !ev->buckets || !ev->flush_timer) {
+        events_free(ev);
+        return NULL;
+    }
+    return ev;
+}
+
+void events_free(struct events *ev)
+{
+    if (!ev)
+        return;
+    while (ev->ops) {
+        struct ev_op *op = ev->ops;
+        ev->ops = op->next;
+        kube_call_cancel(op->call);
+        if (op->entry)
+            op->entry->op = NULL;
+        free(op);
+    }
+    while (ev->oldest) {
+        struct ev_entry *e = ev->oldest;
+        lru_unlink(ev, e);
+        entry_free(e);
+    }
+    if (ev->flush_timer)
+        event_free(ev->flush_timer);
+    free(ev->buckets);
+    free(ev->component);
+    free(ev->controller);
+    free(ev->instance);
+    free(ev);
+}
