@@ -139,7 +139,7 @@ int target_ref_parse(const cJSON *ref, struct target_ref *out, char *err, size_t
     /* KubeElasti's KindToResource: lower-case, and plural unless it already ends in 's'. */
     char res[64];
     size_t n = strlen(kv->valuestring);
-    if (n + 2 > sizeof(res)) {
+    if (n == 0 || n + 2 > sizeof(res)) {
         snprintf(err, errlen,
                  "spec.scaleTargetRef.kind: \"%.40s...\" is not a kind holdfast can scale",
                  kv->valuestring);
@@ -416,8 +416,8 @@ bool target_diagnose_objects(const cJSON *workload, const cJSON *pods, const cJS
         const cJSON *ev, *latest = NULL;
         cJSON_ArrayForEach(ev, field(events, "items"))
         {
-            if (strcmp(sfield(ev, "type"), "Warning") ||
-                strcmp(sfield(ev, "reason"), "FailedCreate"))
+            if (strcmp(sfield(ev, "type"), "Warning") != 0 ||
+                strcmp(sfield(ev, "reason"), "FailedCreate") != 0)
                 continue;
             if (!latest || strcmp(event_time(ev), event_time(latest)) >= 0)
                 latest = ev;

@@ -154,6 +154,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
+    static const char *const known[] = {"get", "scale=", "wake=", "pause=", "resume=", "diagnose"};
+    for (int i = first_op; i < argc; i++) {
+        bool ok = false;
+        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++) {
+            size_t kl = strlen(known[k]);
+            ok |= known[k][kl - 1] == '=' ? !strncmp(argv[i], known[k], kl)
+                                          : !strcmp(argv[i], known[k]);
+        }
+        if (!ok || (!have_ref && strncmp(argv[i], "pause=", 6) != 0 &&
+                    strncmp(argv[i], "resume=", 7) != 0)) {
+            fprintf(stderr, "%s: unknown op, or --ref missing\n", argv[i]);
+            kube_client_free(client);
+            kubeconfig_free(kc);
+            event_base_free(base);
+            return 2;
+        }
+    }
     int n = argc - first_op, left = n;
     struct job *jobs = calloc((size_t)n, sizeof(*jobs));
     for (int i = 0; i < n; i++) {
@@ -178,8 +195,8 @@ int main(int argc, char **argv)
         else if (!strcmp(op, "diagnose") && have_ref)
             t = target_diagnose(client, &ref, ns, on_done, j);
         if (!t) {
-            fprintf(stderr, "cannot start %s (unknown op, or --ref missing)\n", op);
-            return 2;
+            fprintf(stderr, "cannot start %s\n", op); /* checked above: out of memory */
+            abort();
         }
     }
     event_base_dispatch(base);
