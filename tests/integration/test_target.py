@@ -30,7 +30,7 @@ TOOLS = os.environ.get("HOLDFAST_TOOLS_DIR", os.path.join(_BUILD, "tests", "tool
 PROBE = os.path.join(TOOLS, "target_probe")
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
-IMAGES = {"kubesim/sleep": {"argv": ["/bin/sleep", "$@"]}}
+IMAGES = {"kubesim/sleep": {"argv": ["/bin/sleep", "$@"]}, "kubesim/crash": {"argv": ["/bin/false"]}}
 
 ROLLOUT_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -335,6 +335,14 @@ def test_diagnose_missing_image_is_image_pull_backoff(sim, ns, probe):
     assert re.match(r'^ImagePullBackOff: Back-off pulling image "example/missing:1" '
                     r'\(pod web-[a-z0-9-]+, container main\)$', diag["message"]), diag
     assert diag["object"].startswith("Pod/web-") and diag["pods"] == 1 and diag["ready_pods"] == 0
+
+
+def test_diagnose_crashing_container_is_crash_loop_backoff_with_exit_code(sim, ns, probe):
+    create(sim, "Deployment", ns, "web", 1, image="kubesim/crash")
+    diag = wait_for(lambda: (lambda d: d if d["reason"] == "CrashLoopBackOff" else None)(
+        probe.one(ns, ref("Deployment", "web"), "diagnose")), what="CrashLoopBackOff")
+    assert re.match(r"^CrashLoopBackOff: back-off \d+s restarting failed container=main pod=web-[a-z0-9-]+ "
+                    r"\(pod web-[a-z0-9-]+, container main, last exit code 1 Error\)$", diag["message"]), diag
 
 
 def test_diagnose_missing_target_is_target_not_found(sim, ns, probe):
