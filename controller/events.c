@@ -559,18 +559,17 @@ void events_free(struct events *ev)
 {
     if (!ev)
         return;
+    /* Entries first: entry_free detaches each from its op, so the ops can go after. */
+    for (struct ev_entry *e = ev->oldest, *newer; e; e = newer) {
+        newer = e->newer;
+        entry_free(e);
+    }
+    ev->oldest = ev->newest = NULL;
     while (ev->ops) {
         struct ev_op *op = ev->ops;
         ev->ops = op->next;
         kube_call_cancel(op->call);
-        if (op->entry)
-            op->entry->op = NULL;
         free(op);
-    }
-    while (ev->oldest) {
-        struct ev_entry *e = ev->oldest;
-        lru_unlink(ev, e);
-        entry_free(e);
     }
     if (ev->flush_timer)
         event_free(ev->flush_timer);

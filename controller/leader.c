@@ -50,8 +50,9 @@ struct leader {
     unsigned long long rng; /* xorshift state for jitter */
     leader_released_fn released_cb;
     void *released_arg;
-    bool released_ok; /* the result handed to released_cb */
-    bool started;     /* leader_start was called */
+    bool released_ok;    /* the result handed to released_cb */
+    bool started;        /* leader_start was called */
+    bool release_reread; /* the release got 409 and read the Lease again */
 };
 
 static long long mono_ms(void)
@@ -362,10 +363,59 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     schedule(l);
 }
 
+static void on_released(cJSON *obj, const struct kube_error *err, void *arg);
+
+/* PUTs the released record over `base` (holder "", leaseDurationSeconds 1, transitions kept, as
+ * client-go's release). Returns 0, or -1 when the request cannot start. */
+static int send_release(struct leader *l, const cJSON *base)
+{
+    char now[40];
+    now_microtime(now, sizeof(now));
+    cJSON *rec = cJSON_Duplicate(base, true);
+    long transitions = spec_num(base, "leaseTransitions");
+    cJSON_DeleteItemFromObjectCaseSensitive(rec, "spec");
+    cJSON *spec = cJSON_AddObjectToObject(rec, "spec");
+    cJSON_AddStringToObject(spec, "holderIdentity", "");
+    cJSON_AddNumberToObject(spec, "leaseDurationSeconds", 1);
+    cJSON_AddStringToObject(spec, "acquireTime", now);
+    cJSON_AddStringToObject(spec, "renewTime", now);
+    cJSON_AddNumberToObject(spec, "leaseTransitions", (double)transitions);
+    l->call = kube_update(l->client, &lease_res, l->ns, l->name, NULL, rec, on_released, l);
+    cJSON_Delete(rec);
+    return l->call ? 0 : -1;
+}
+
+/* After a release answered 409: the renewal cancelled by leader_release may have landed after
+ * all. Release again over what is there if it is still ours; leave it alone if not. */
+static void on_release_reread(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct leader *l = arg;
+    l->call = NULL;
+    if (!err && strcmp(spec_str(obj, "holderIdentity"), l->identity) == 0 &&
+        send_release(l, obj) == 0)
+        return;
+    if (!err)
+        log_info("lease not released: another replica holds it already",
+                 "lease_namespace=%s lease=%s identity=%s holder=%s", l->ns, l->name, l->identity,
+                 spec_str(obj, "holderIdentity"));
+    else
+        log_warn("lease release failed; a successor waits for the lease to expire",
+                 "lease_namespace=%s lease=%s identity=%s code=%s message=%s", l->ns, l->name,
+                 l->identity, kube_err_name(err->code), err->message);
+    l->released_ok = false;
+    finish_release(l);
+}
+
 static void on_released(cJSON *obj, const struct kube_error *err, void *arg)
 {
     struct leader *l = arg;
     l->call = NULL;
+    if (err && err->code == KUBE_ERR_CONFLICT && !l->release_reread) {
+        l->release_reread = true;
+        l->call = kube_get(l->client, &lease_res, l->ns, l->name, NULL, on_release_reread, l);
+        if (l->call)
+            return;
+    }
     if (err)
         log_warn("lease release failed; a successor waits for the lease to expire",
                  "lease_namespace=%s lease=%s identity=%s code=%s message=%s", l->ns, l->name,
@@ -419,19 +469,7 @@ void leader_release(struct leader *l, leader_released_fn done, void *arg)
     /* Stop leader work before anyone else can take over. */
     stop_leading(l, LOG_INFO, "shutting down");
     l->state = LS_RELEASING;
-    char now[40];
-    now_microtime(now, sizeof(now));
-    cJSON *rec = cJSON_Duplicate(l->observed, true);
-    long transitions = spec_num(l->observed, "leaseTransitions");
-    cJSON_DeleteItemFromObjectCaseSensitive(rec, "spec");
-    cJSON *spec = cJSON_AddObjectToObject(rec, "spec");
-    cJSON_AddStringToObject(spec, "holderIdentity", "");
-    cJSON_AddNumberToObject(spec, "leaseDurationSeconds", 1);
-    cJSON_AddStringToObject(spec, "acquireTime", now);
-    cJSON_AddStringToObject(spec, "renewTime", now);
-    cJSON_AddNumberToObject(spec, "leaseTransitions", (double)transitions);
-    l->call = kube_update(l->client, &lease_res, l->ns, l->name, NULL, rec, on_released, l);
-    cJSON_Delete(rec);
+    send_release(l, l->observed);
     if (!l->call) {
         l->state = LS_DONE;
         arm(l->tick, 0);
