@@ -24,6 +24,7 @@
 #include "controller/kubeconfig.h"
 #include "controller/prom.h"
 #include "controller/slices.h"
+#include "controller/target.h"
 #include "resolver/conn.h"
 #include "resolver/wakeq.h"
 
@@ -37,10 +38,6 @@ static const struct kube_resource RES_ES = {"elasti.truefoundry.com", "v1alpha1"
                                             true};
 static const struct kube_resource RES_SVC = {"", "v1", "services", true};
 static const struct kube_resource RES_SLICE = {"discovery.k8s.io", "v1", "endpointslices", true};
-static const struct kube_resource RES_DEPLOY = {"apps", "v1", "deployments", true};
-static const struct kube_resource RES_STS = {"apps", "v1", "statefulsets", true};
-static const struct kube_resource RES_ROLLOUT = {"argoproj.io", "v1alpha1", "rollouts", true};
-static const struct kube_resource RES_KEDA = {"keda.sh", "v1alpha1", "scaledobjects", true};
 static const struct kube_resource RES_EVENT = {"", "v1", "events", true};
 
 /* A Service port and the resolver port allocated for it (status.ports). */
@@ -57,10 +54,9 @@ struct es {
     struct controller *c;
     char *ns, *name, *key;
     /* spec */
-    char *service;                          /* the target Service */
-    const struct kube_resource *target_res; /* deployments, statefulsets or rollouts */
-    char *target_name;
-    char *target_kind;
+    char *service;            /* the target Service */
+    struct target_ref target; /* the workload to scale */
+    bool target_ok;           /* target parsed */
     int min_replicas;
     unsigned cooldown_s;
     struct prom_trigger *triggers;
@@ -88,7 +84,8 @@ struct es {
     char eval_reason[512];
     bool eval_unhealthy; /* ... because Prometheus could not answer properly */
     uint64_t last_wake_ms;
-    int status_inflight; /* status writes not yet answered: our mode/conditions are newer */
+    char *not_ready_reason; /* why the woken target has no ready pod, for 504s; or NULL */
+    int status_inflight;    /* status writes not yet answered: our mode/conditions are newer */
 };
 
 struct resolver_ep {
@@ -109,7 +106,8 @@ struct controller {
     bool leader;
     struct resolver_ep *resolvers;
     size_t n_resolvers;
-    struct addr *listening; /* resolver port addresses open now */
+    struct addr *listening;  /* resolver port addresses open now */
+    bool shared_port_failed; /* logged once */
     size_t n_listening;
     uint64_t reconciles, reconcile_errors, prom_errors, wakes_sent, scale_downs, switches;
 };
@@ -172,8 +170,6 @@ static struct es *find_es(struct controller *c, const char *ns, const char *name
 static void es_clear_spec(struct es *e)
 {
     free(e->service);
-    free(e->target_name);
-    free(e->target_kind);
     for (size_t i = 0; i < e->n_triggers; i++)
         prom_trigger_clear(&e->triggers[i]);
     free(e->triggers);
@@ -181,11 +177,11 @@ static void es_clear_spec(struct es *e)
     free(e->duration);
     free(e->keda);
     route_probes_unref(e->probes);
-    e->service = e->target_name = e->target_kind = e->schedule = e->duration = e->keda = NULL;
+    e->service = e->schedule = e->duration = e->keda = NULL;
     e->triggers = NULL;
     e->n_triggers = 0;
     e->probes = NULL;
-    e->target_res = NULL;
+    e->target_ok = false;
     e->spec_error[0] = '\0';
 }
 
@@ -193,6 +189,7 @@ static void es_free(struct es *e)
 {
     es_clear_spec(e);
     free(e->ports);
+    free(e->not_ready_reason);
     cJSON_Delete(e->conditions);
     svc_state_unref(e->svc);
     free(e->ns);
@@ -203,21 +200,6 @@ static void es_free(struct es *e)
 
 /* ---- parsing an ElastiService ---- */
 
-static const struct kube_resource *target_resource(const char *api_version, const char *kind)
-{
-    if (!kind)
-        return NULL;
-    bool apps = api_version && strcmp(api_version, "apps/v1") == 0;
-    bool argo = api_version && strcmp(api_version, "argoproj.io/v1alpha1") == 0;
-    if ((strcmp(kind, "Deployment") == 0 || strcmp(kind, "deployments") == 0) && apps)
-        return &RES_DEPLOY;
-    if (strcmp(kind, "StatefulSet") == 0 && apps)
-        return &RES_STS;
-    if ((strcmp(kind, "Rollout") == 0 || strcmp(kind, "rollouts") == 0) && argo)
-        return &RES_ROLLOUT;
-    return NULL;
-}
-
 /* Fills the spec fields of e from obj; a problem goes to e->spec_error (one message). */
 static void es_parse_spec(struct es *e, const cJSON *obj)
 {
@@ -225,10 +207,6 @@ static void es_parse_spec(struct es *e, const cJSON *obj)
     es_clear_spec(e);
     const cJSON *spec = get(obj, "spec");
     e->service = dup_or_null(get_str(spec, "service"));
-    const cJSON *ref = get(spec, "scaleTargetRef");
-    e->target_kind = dup_or_null(get_str(ref, "kind"));
-    e->target_name = dup_or_null(get_str(ref, "name"));
-    e->target_res = target_resource(get_str(ref, "apiVersion"), e->target_kind);
     const cJSON *min = get(spec, "minTargetReplicas");
     e->min_replicas = cJSON_IsNumber(min) && min->valueint > 0 ? min->valueint : 1;
     const cJSON *cd = get(spec, "cooldownPeriod");
@@ -256,12 +234,10 @@ static void es_parse_spec(struct es *e, const cJSON *obj)
         snprintf(e->spec_error, sizeof(e->spec_error), "spec.service: required");
         return;
     }
-    if (!e->target_name || !e->target_res) {
-        snprintf(e->spec_error, sizeof(e->spec_error),
-                 "spec.scaleTargetRef: apiVersion/kind must be apps/v1 Deployment or StatefulSet, "
-                 "or argoproj.io/v1alpha1 Rollout, with a name");
+    if (target_ref_parse(get(spec, "scaleTargetRef"), &e->target, e->spec_error,
+                         sizeof(e->spec_error)) < 0)
         return;
-    }
+    e->target_ok = true;
     const cJSON *triggers = get(spec, "triggers");
     size_t n = (size_t)cJSON_GetArraySize(triggers);
     e->triggers = calloc(n ? n : 1, sizeof(*e->triggers));
@@ -585,7 +561,7 @@ static enum svc_protocol port_protocol(const cJSON *service, const char *port_na
 static void on_publish(evutil_socket_t fd, short what, void *arg)
 {
     struct controller *c = arg;
-    size_t n_services = 0, n_listeners = 0;
+    size_t n_services = 0, n_listeners = c->opt.shared_port ? 1 : 0;
     for (struct es *e = c->list; e; e = e->next) {
         if (e->n_ports && e->svc) {
             n_services++;
@@ -609,6 +585,7 @@ static void on_publish(evutil_socket_t fd, short what, void *arg)
         r->hold_timeout_s = e->hold_timeout_s;
         r->max_held_connections = e->max_held;
         r->max_held_bytes = c->dp->limits.max_held_bytes;
+        r->reason = e->not_ready_reason ? strdup(e->not_ready_reason) : NULL;
         r->ports = calloc(e->n_ports, sizeof(*r->ports));
         r->n_ports = r->ports ? e->n_ports : 0;
         for (size_t p = 0; p < r->n_ports; p++) {
@@ -645,6 +622,21 @@ static void on_publish(evutil_socket_t fd, short what, void *arg)
             li++;
         }
         si++;
+    }
+    if (c->opt.shared_port && want) {
+        /* The shared port routes by Host (KubeElasti's way), for every service in proxy mode. */
+        char ltext[96], err[128], lerr[256];
+        snprintf(ltext, sizeof(ltext), strchr(c->opt.bind_address, ':') ? "[%s]:%u" : "%s:%u",
+                 c->opt.bind_address, c->opt.shared_port);
+        if (addr_parse(ltext, &want[li], err, sizeof(err)) == 0 &&
+            dataplane_listen(c->dp, &want[li], lerr, sizeof(lerr)) == 0) {
+            snap->listeners[li].addr = want[li];
+            snap->listeners[li].kind = LISTENER_SHARED;
+            li++;
+        } else if (!c->shared_port_failed) {
+            c->shared_port_failed = true;
+            log_error("cannot listen on the shared port", "address=%s", ltext);
+        }
     }
     snap->n_listeners = li;
     if (route_snapshot_seal(snap) < 0) {
@@ -807,95 +799,75 @@ static void resolver_slices_delete(struct es *e)
     }
 }
 
-/* ---- KEDA and scale ---- */
+/* ---- KEDA, scale and wake (through controller/target) ---- */
+
+static void on_target_done(const struct target_result *res, const struct kube_error *err, void *arg)
+{
+    if (err)
+        log_warn("scale target operation failed; the next reconcile retries",
+                 "what=%s error=%s message=%s", (const char *)arg, err->reason, err->message);
+}
 
 static void keda_set(struct es *e, bool pause)
 {
     if (!e->keda)
         return;
-    cJSON *patch = cJSON_CreateObject();
-    cJSON *ann = cJSON_AddObjectToObject(cJSON_AddObjectToObject(patch, "metadata"), "annotations");
-    if (pause) {
-        cJSON_AddStringToObject(ann, "autoscaling.keda.sh/paused-replicas", "0");
-    } else {
-        cJSON_AddNullToObject(ann, "autoscaling.keda.sh/paused-replicas");
-        cJSON_AddNullToObject(ann, "autoscaling.keda.sh/paused");
-    }
-    kube_patch(e->c->kube, &RES_KEDA, e->ns, e->keda, NULL, KUBE_PATCH_MERGE, patch, on_write_done,
-               pause ? "keda pause" : "keda resume");
-    cJSON_Delete(patch);
+    if (pause)
+        target_keda_pause(e->c->kube, e->ns, e->keda, on_target_done, "keda pause");
+    else
+        target_keda_resume(e->c->kube, e->ns, e->keda, on_target_done, "keda resume");
 }
 
 static void scale_to(struct es *e, int replicas, const char *what)
 {
-    cJSON *patch = cJSON_CreateObject();
-    cJSON_AddNumberToObject(cJSON_AddObjectToObject(patch, "spec"), "replicas", replicas);
-    kube_patch(e->c->kube, e->target_res, e->ns, e->target_name, "scale", KUBE_PATCH_MERGE, patch,
-               on_write_done, (void *)what);
-    cJSON_Delete(patch);
+    target_scale_to(e->c->kube, &e->target, e->ns, replicas, on_target_done, (void *)what);
 }
 
-/* ---- wake (any replica) ---- */
-
-static void on_wake_patched(cJSON *obj, const struct kube_error *err, void *arg)
+static void on_wake_done(const struct target_result *res, const struct kube_error *err, void *arg)
 {
     struct es *e = es_ref_take(arg);
-    if (e) {
-        if (!err) {
-            e->c->wakes_sent++;
-            char msg[256];
-            snprintf(msg, sizeof(msg), "scaled %s %s from 0 to %d: a request arrived",
-                     e->target_kind, e->target_name, e->min_replicas);
-            event_record(e, false, "ScaledUp", msg);
-            char now[32];
-            rfc3339(time(NULL), now, sizeof(now));
-            cJSON *fields = cJSON_CreateObject();
-            cJSON_AddStringToObject(fields, "lastScaledUpTime", now);
-            cond_set(e, "ScaleUpFailed", false, "ScaledUp", "");
-            status_write(e, fields);
-            keda_set(e, false);
-        } else if (err->code == KUBE_ERR_INVALID) {
-            /* The JSON patch's test failed: replicas were not 0, someone scaled already. */
-            keda_set(e, false);
-        } else {
-            e->last_wake_ms = 0; /* let the next held request try again at once */
-            log_warn("wake: scaling the target failed", "elastiservice=%s error=%s message=%s",
-                     e->key, err->reason, err->message);
-        }
+    if (!e)
+        return;
+    if (err) {
+        e->last_wake_ms = 0; /* let the next held request try again at once */
+        log_warn("wake: scaling the target failed", "elastiservice=%s error=%s message=%s", e->key,
+                 err->reason, err->message);
+        return;
     }
+    keda_set(e, false);
+    if (!res->patched)
+        return; /* already scaled up (by another replica, by hand, or a wake before) */
+    e->c->wakes_sent++;
+    char msg[512];
+    snprintf(msg, sizeof(msg), "scaled %s %s from 0 to %d: a request arrived",
+             target_kind_name(e->target.kind), e->target.name, e->min_replicas);
+    event_record(e, false, "ScaledUp", msg);
+    char now[32];
+    rfc3339(time(NULL), now, sizeof(now));
+    cJSON *fields = cJSON_CreateObject();
+    cJSON_AddStringToObject(fields, "lastScaledUpTime", now);
+    status_write(e, fields);
 }
 
 /*
- * One request: a JSON patch that tests spec.replicas == 0 and sets minTargetReplicas. The
- * scale happens only from zero, atomically, with no read before it (one round trip from a
- * held request to the scale call).
+ * Any replica: scale the target from 0 to minTargetReplicas (target_wake reads the scale and
+ * patches with its resourceVersion, so replicas waking at once scale once, and a wake never
+ * lowers a count someone raised). Repeats are damped: a held request wakes at most every
+ * WAKE_REPEAT_MS.
  */
 static void es_wake(struct es *e)
 {
-    if (!e->target_res || e->spec_error[0])
+    if (!e->target_ok || e->spec_error[0])
         return;
     uint64_t now = mono_ms();
     if (e->last_wake_ms && now - e->last_wake_ms < WAKE_REPEAT_MS)
         return;
     e->last_wake_ms = now;
-    cJSON *patch = cJSON_CreateArray();
-    cJSON *test = cJSON_CreateObject();
-    cJSON_AddStringToObject(test, "op", "test");
-    cJSON_AddStringToObject(test, "path", "/spec/replicas");
-    cJSON_AddNumberToObject(test, "value", 0);
-    cJSON *set = cJSON_CreateObject();
-    cJSON_AddStringToObject(set, "op", "replace");
-    cJSON_AddStringToObject(set, "path", "/spec/replicas");
-    cJSON_AddNumberToObject(set, "value", e->min_replicas);
-    cJSON_AddItemToArray(patch, test);
-    cJSON_AddItemToArray(patch, set);
     struct es_ref *ref = es_ref_new(e);
-    if (ref && !kube_patch(e->c->kube, e->target_res, e->ns, e->target_name, "scale",
-                           KUBE_PATCH_JSON, patch, on_wake_patched, ref))
+    if (ref && !target_wake(e->c->kube, &e->target, e->ns, e->min_replicas, on_wake_done, ref))
         es_ref_take(ref);
-    cJSON_Delete(patch);
     log_info("wake: scaling the target up from zero", "elastiservice=%s target=%s replicas=%d",
-             e->key, e->target_name, e->min_replicas);
+             e->key, e->target.name, e->min_replicas);
 }
 
 static void on_wake_queue(evutil_socket_t fd, short what, void *arg)
@@ -910,6 +882,36 @@ static void on_wake_queue(evutil_socket_t fd, short what, void *arg)
         wake_msg_free(m);
         m = next;
     }
+}
+
+/* A woken target without a ready pod: find out why, for the 504s, a condition and an Event. */
+static void on_diagnosed(const struct target_result *res, const struct kube_error *err, void *arg)
+{
+    struct es *e = es_ref_take(arg);
+    if (!e || err)
+        return;
+    const struct target_diagnosis *d = &res->diag;
+    bool changed = (d->reason[0] != '\0') != (e->not_ready_reason != NULL) ||
+                   (e->not_ready_reason && strcmp(e->not_ready_reason, d->message) != 0);
+    if (!changed)
+        return;
+    free(e->not_ready_reason);
+    e->not_ready_reason = d->reason[0] ? strdup(d->message) : NULL;
+    if (d->reason[0]) {
+        cond_set(e, "ScaleUpFailed", true, d->reason, d->message);
+        event_record(e, true, d->reason, d->message);
+    } else {
+        cond_set(e, "ScaleUpFailed", false, "NoProblemFound", "");
+    }
+    status_write(e, NULL);
+    schedule_publish(e->c);
+}
+
+static void es_diagnose(struct es *e)
+{
+    struct es_ref *ref = es_ref_new(e);
+    if (ref && !target_diagnose(e->c->kube, &e->target, e->ns, on_diagnosed, ref))
+        es_ref_take(ref);
 }
 
 /* ---- mode transitions (leader) ---- */
@@ -940,6 +942,9 @@ static void enter_proxy(struct es *e, bool scale_down, const char *why)
 static void enter_serve(struct es *e)
 {
     resolver_slices_delete(e);
+    free(e->not_ready_reason);
+    e->not_ready_reason = NULL;
+    cond_set(e, "ScaleUpFailed", false, "Serving", "");
     snprintf(e->mode, sizeof(e->mode), "serve");
     cJSON *fields = cJSON_CreateObject();
     cJSON_AddStringToObject(fields, "mode", "serve");
@@ -1060,7 +1065,7 @@ static void scale_down_check(struct es *e)
 }
 
 /* The target's current scale decides manual transitions and the scale-down check. */
-static void on_scale(cJSON *obj, const struct kube_error *err, void *arg)
+static void on_scale(const struct target_result *res, const struct kube_error *err, void *arg)
 {
     struct es *e = es_ref_take(arg);
     if (!e)
@@ -1073,14 +1078,15 @@ static void on_scale(cJSON *obj, const struct kube_error *err, void *arg)
         status_write(e, NULL);
         return;
     }
-    const cJSON *rep = get(get(obj, "spec"), "replicas");
-    int replicas = cJSON_IsNumber(rep) ? rep->valueint : 0;
+    int replicas = res->scale.spec_replicas;
     bool proxy = strcmp(e->mode, "proxy") == 0;
     if (replicas == 0 && !proxy) {
         enter_proxy(e, false, "the target was scaled to 0 by hand");
     } else if (replicas > 0 && proxy && target_has_ready_endpoint(e)) {
         enter_serve(e);
-    } else if (replicas > 0 && !proxy) {
+    } else if (replicas > 0 && proxy) {
+        es_diagnose(e); /* woken, not ready yet: is something in the way? */
+    } else if (replicas > 0) {
         if (e->mode[0] == '\0') {
             snprintf(e->mode, sizeof(e->mode), "serve");
             cJSON *fields = cJSON_CreateObject();
@@ -1094,13 +1100,13 @@ static void on_scale(cJSON *obj, const struct kube_error *err, void *arg)
 
 static void es_check(struct es *e)
 {
-    if (e->busy || !e->c->leader || e->spec_error[0] || e->deleting)
+    if (e->busy || !e->c->leader || e->spec_error[0] || e->deleting || !e->target_ok)
         return;
     struct es_ref *ref = es_ref_new(e);
     if (!ref)
         return;
     e->busy = true;
-    if (!kube_get(e->c->kube, e->target_res, e->ns, e->target_name, "scale", on_scale, ref)) {
+    if (!target_get_scale(e->c->kube, &e->target, e->ns, on_scale, ref)) {
         e->busy = false;
         es_ref_take(ref);
     }
@@ -1127,9 +1133,9 @@ static void es_finalize(struct es *e, const cJSON *obj)
 {
     if (!e->c->leader || !e->has_finalizer)
         return;
-    /* Restore: the target back to minTargetReplicas when it is at 0 (the JSON patch's test makes
-     * it a no-op otherwise), KEDA resumed, the Service's traffic back to its pods. */
-    if (e->target_res && strcmp(e->mode, "proxy") == 0) {
+    /* Restore: the target back to minTargetReplicas when it is at 0 (target_wake is a no-op
+     * otherwise), KEDA resumed, the Service's traffic back to its pods. */
+    if (e->target_ok) {
         e->last_wake_ms = 0;
         es_wake(e);
     }
@@ -1374,6 +1380,8 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
         free(c);
         return NULL;
     }
+    if (opts->insecure_skip_tls_verify)
+        c->kc->insecure = true; /* kube_client_new logs it, at every start */
     struct kube_client_opts ko = {0};
     c->kube = kube_client_new(base, c->kc, &ko, err, errlen);
     c->http = http_client_new(base);
@@ -1423,7 +1431,7 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     event_add(c->poll_ev, &first);
     log_info("controller started",
              "namespace=%s resolver_service=%s pod_ip=%s bind=%s "
-             "ports=%u-%u polling_ms=%u",
+             "port_min=%u port_max=%u polling_ms=%u",
              opts->namespace_ ? opts->namespace_ : "(all)",
              opts->resolver_service ? opts->resolver_service : "(none)",
              opts->pod_ip ? opts->pod_ip : "(none)", c->opt.bind_address, c->opt.port_min,

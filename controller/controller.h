@@ -33,29 +33,29 @@ struct event_base;
 struct controller;
 
 struct controller_opts {
-    const char *kubeconfig;          /* file, or NULL for in-cluster configuration */
-    const char *namespace_;          /* watch only this namespace, or NULL for all */
-    const char *resolver_service;    /* the resolver's own Service (its slices list the
-                                        resolver pods), or NULL: this process alone */
-    const char *resolver_namespace;  /* namespace of resolver_service */
-    const char *pod_name;            /* this replica's name (leader identity, Events) */
-    const char *pod_ip;              /* this replica's IP, used when resolver_service is NULL */
-    const char *node_name;           /* this replica's node, or NULL */
-    const char *bind_address;        /* IP every resolver port binds */
-    unsigned port_min, port_max;     /* resolver port range, inclusive */
-    unsigned polling_interval_ms;    /* scale-down checks (default 30000, jittered) */
-    const char *prometheus_address;  /* default trigger serverAddress, or NULL */
+    const char *kubeconfig;         /* file, or NULL for in-cluster configuration */
+    const char *namespace_;         /* watch only this namespace, or NULL for all */
+    const char *resolver_service;   /* the resolver's own Service (its slices list the
+                                       resolver pods), or NULL: this process alone */
+    const char *resolver_namespace; /* namespace of resolver_service */
+    const char *pod_name;           /* this replica's name (leader identity, Events) */
+    const char *pod_ip;             /* this replica's IP, used when resolver_service is NULL */
+    const char *node_name;          /* this replica's node, or NULL */
+    const char *bind_address;       /* IP every resolver port binds */
+    unsigned port_min, port_max;    /* resolver port range, inclusive */
+    unsigned shared_port;           /* Host-routed shared port on bind_address, 0 = none */
+    unsigned polling_interval_ms;   /* scale-down checks (default 30000, jittered) */
+    const char *prometheus_address; /* default trigger serverAddress, or NULL */
     const char *prometheus_authorization; /* default trigger Authorization header, or NULL */
-    bool leader_elect;               /* false: this replica always leads */
-    const char *lease_name;          /* default "holdfast-leader" */
-    const char *lease_namespace;     /* default: resolver_namespace, else "default" */
-    bool insecure_skip_tls_verify;   /* only when the user said so; logged at every start */
+    bool leader_elect;                    /* false: this replica always leads */
+    const char *lease_name;               /* default "holdfast-leader" */
+    const char *lease_namespace;          /* default: resolver_namespace, else "default" */
+    bool insecure_skip_tls_verify;        /* only when the user said so; logged at every start */
 };
 
 /* Starts watching and publishing. Returns NULL with a message in err (bad kubeconfig...). */
 struct controller *controller_start(struct event_base *base, struct dataplane *dp,
-                                    const struct controller_opts *opts, char *err,
-                                    size_t errlen);
+                                    const struct controller_opts *opts, char *err, size_t errlen);
 
 /* Metric families of the controller (reconciles, Prometheus errors, leader status). */
 void controller_metrics(struct mtext *out, void *controller);

@@ -25,16 +25,21 @@
 #include "resolver/config.h"
 #include "resolver/standalone.h"
 #include "resolver/worker.h"
+#include "common/duration.h"
+#include "controller/controller.h"
 
 #define EXIT_USAGE 2
 #define DRAIN_POLL_MS 50
 
 struct run_options {
-    const char *config_file;
+    const char *config_file; /* standalone mode when set; else Kubernetes mode */
     int workers;
     struct addr admin;
+    bool admin_given;
     enum log_level log_level;
     unsigned drain_timeout_s;
+    struct controller_opts k8s; /* Kubernetes mode */
+    char bind_address[64];
 };
 
 /* The running process, as the control thread's callbacks see it. */
@@ -59,9 +64,24 @@ static uint64_t mono_ns(void)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: holdfast run --config FILE [--workers N] [--admin-listen HOST:PORT]\n"
-            "                    [--log-level debug|info|warn|error] [--drain-timeout SECONDS]\n"
-            "       holdfast version\n");
+            "usage: holdfast run --config FILE [common flags]          standalone mode\n"
+            "       holdfast run [kubernetes flags] [common flags]     Kubernetes mode\n"
+            "       holdfast version\n"
+            "common flags: --workers N, --admin-listen HOST:PORT,\n"
+            "  --log-level debug|info|warn|error, --drain-timeout SECONDS\n"
+            "kubernetes flags (environment variable in brackets):\n"
+            "  --kubeconfig FILE [KUBECONFIG; default: in-cluster]\n"
+            "  --namespace NS [HOLDFAST_NAMESPACE; default: all namespaces]\n"
+            "  --resolver-service NAME [HOLDFAST_RESOLVER_SERVICE]\n"
+            "  --resolver-namespace NS [POD_NAMESPACE]\n"
+            "  --pod-ip IP [POD_IP]  --pod-name NAME [POD_NAME]  --node-name NAME [NODE_NAME]\n"
+            "  --bind-address IP [HOLDFAST_BIND_ADDRESS; default 0.0.0.0]\n"
+            "  --proxy-port-range A-B [HOLDFAST_PROXY_PORT_RANGE; default 20000-29999]\n"
+            "  --shared-port PORT [HOLDFAST_SHARED_PORT; default 8012, 0 = none]\n"
+            "  --polling-interval DURATION [HOLDFAST_POLLING_INTERVAL; default 30s]\n"
+            "  --prometheus-address URL [PROMETHEUS_TRIGGER_SERVER_ADDRESS]\n"
+            "  --leader-elect=true|false [HOLDFAST_LEADER_ELECT; default true]\n"
+            "  --insecure-skip-tls-verify (logged at every start)\n");
 }
 
 __attribute__((format(printf, 1, 2))) static int fail_usage(const char *fmt, ...)
@@ -87,14 +107,143 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
     return 0;
 }
 
+/* A flag's value, or else the environment variable's, or else NULL. */
+static const char *env_default(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    if (!strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "yes")) {
+        *out = true;
+        return 0;
+    }
+    if (!strcmp(s, "false") || !strcmp(s, "0") || !strcmp(s, "no")) {
+        *out = false;
+        return 0;
+    }
+    return -1;
+}
+
+/* Kubernetes-mode settings from flags (already in opt) and the environment. */
+static int finish_k8s_options(struct run_options *opt, const char *port_range, const char *polling,
+                              const char *shared, const char *leader)
+{
+    struct controller_opts *k = &opt->k8s;
+    if (!k->kubeconfig)
+        k->kubeconfig = env_default("KUBECONFIG");
+    if (!k->namespace_)
+        k->namespace_ = env_default("HOLDFAST_NAMESPACE");
+    if (!k->resolver_service)
+        k->resolver_service = env_default("HOLDFAST_RESOLVER_SERVICE");
+    if (!k->resolver_namespace)
+        k->resolver_namespace = env_default("POD_NAMESPACE");
+    if (!k->pod_ip)
+        k->pod_ip = env_default("POD_IP");
+    if (!k->pod_name)
+        k->pod_name = env_default("POD_NAME");
+    if (!k->node_name)
+        k->node_name = env_default("NODE_NAME");
+    if (!k->prometheus_address)
+        k->prometheus_address = env_default("PROMETHEUS_TRIGGER_SERVER_ADDRESS");
+    k->prometheus_authorization = env_default("PROMETHEUS_TRIGGER_AUTHORIZATION_HEADER");
+    if (!opt->bind_address[0]) {
+        const char *b = env_default("HOLDFAST_BIND_ADDRESS");
+        snprintf(opt->bind_address, sizeof(opt->bind_address), "%s", b ? b : "0.0.0.0");
+    }
+    k->bind_address = opt->bind_address;
+    char err[256];
+    struct addr probe;
+    char text[96];
+    snprintf(text, sizeof(text), strchr(opt->bind_address, ':') ? "[%s]:0" : "%s:0",
+             opt->bind_address);
+    if (addr_parse(text, &probe, err, sizeof(err)) < 0)
+        return fail_usage("--bind-address: \"%s\" is not an IP address", opt->bind_address);
+    if (!opt->admin_given) {
+        snprintf(text, sizeof(text), strchr(opt->bind_address, ':') ? "[%s]:8013" : "%s:8013",
+                 opt->bind_address);
+        addr_parse(text, &opt->admin, err, sizeof(err));
+    }
+    if (!port_range)
+        port_range = env_default("HOLDFAST_PROXY_PORT_RANGE");
+    k->port_min = 20000;
+    k->port_max = 29999;
+    if (port_range) {
+        unsigned a, b;
+        char extra;
+        if (sscanf(port_range, "%u-%u%c", &a, &b, &extra) != 2 || a == 0 || a > b || b > 65535)
+            return fail_usage("--proxy-port-range: \"%s\" is not A-B with 1 <= A <= B <= 65535",
+                              port_range);
+        k->port_min = a;
+        k->port_max = b;
+    }
+    if (!polling)
+        polling = env_default("HOLDFAST_POLLING_INTERVAL");
+    k->polling_interval_ms = 30000;
+    if (polling) {
+        int64_t ns;
+        if (duration_parse(polling, &ns, err, sizeof(err)) < 0 || ns < 100000000)
+            return fail_usage("--polling-interval: %s",
+                              ns < 100000000 && !err[0] ? "must be at least 100ms" : err);
+        k->polling_interval_ms = (unsigned)(ns / 1000000);
+    }
+    if (!shared)
+        shared = env_default("HOLDFAST_SHARED_PORT");
+    k->shared_port = 8012;
+    if (shared) {
+        unsigned long v;
+        if (parse_uint(shared, 65535, &v) < 0)
+            return fail_usage("--shared-port: \"%s\" is not a port (0 = none)", shared);
+        k->shared_port = (unsigned)v;
+    }
+    if (!leader)
+        leader = env_default("HOLDFAST_LEADER_ELECT");
+    k->leader_elect = true;
+    if (leader && parse_bool(leader, &k->leader_elect) < 0)
+        return fail_usage("--leader-elect: \"%s\" is not true or false", leader);
+    return 0;
+}
+
 static int parse_run_options(int argc, char **argv, struct run_options *opt)
 {
+    enum {
+        O_KUBECONFIG = 256,
+        O_NAMESPACE,
+        O_RESOLVER_SERVICE,
+        O_RESOLVER_NAMESPACE,
+        O_POD_IP,
+        O_POD_NAME,
+        O_NODE_NAME,
+        O_BIND,
+        O_PORT_RANGE,
+        O_SHARED_PORT,
+        O_POLLING,
+        O_PROMETHEUS,
+        O_LEADER,
+        O_INSECURE,
+    };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"workers", required_argument, NULL, 'w'},
         {"admin-listen", required_argument, NULL, 'a'},
         {"log-level", required_argument, NULL, 'l'},
         {"drain-timeout", required_argument, NULL, 'd'},
+        {"kubeconfig", required_argument, NULL, O_KUBECONFIG},
+        {"namespace", required_argument, NULL, O_NAMESPACE},
+        {"resolver-service", required_argument, NULL, O_RESOLVER_SERVICE},
+        {"resolver-namespace", required_argument, NULL, O_RESOLVER_NAMESPACE},
+        {"pod-ip", required_argument, NULL, O_POD_IP},
+        {"pod-name", required_argument, NULL, O_POD_NAME},
+        {"node-name", required_argument, NULL, O_NODE_NAME},
+        {"bind-address", required_argument, NULL, O_BIND},
+        {"proxy-port-range", required_argument, NULL, O_PORT_RANGE},
+        {"shared-port", required_argument, NULL, O_SHARED_PORT},
+        {"polling-interval", required_argument, NULL, O_POLLING},
+        {"prometheus-address", required_argument, NULL, O_PROMETHEUS},
+        {"leader-elect", required_argument, NULL, O_LEADER},
+        {"insecure-skip-tls-verify", no_argument, NULL, O_INSECURE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -104,11 +253,15 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
     opt->drain_timeout_s = 30;
     char err[256];
     addr_parse("0.0.0.0:8013", &opt->admin, err, sizeof(err));
+    const char *port_range = NULL, *polling = NULL, *shared = NULL, *leader = NULL;
+    bool k8s_flag = false;
     opterr = 0;
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
         unsigned long v;
+        if (c >= O_KUBECONFIG)
+            k8s_flag = true;
         switch (c) {
         case 'c':
             opt->config_file = optarg;
@@ -121,6 +274,7 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
         case 'a':
             if (addr_parse(optarg, &opt->admin, err, sizeof(err)) < 0)
                 return fail_usage("--admin-listen: %s", err);
+            opt->admin_given = true;
             break;
         case 'l':
             if (log_parse_level(optarg, &opt->log_level) < 0)
@@ -133,6 +287,48 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
                                   optarg);
             opt->drain_timeout_s = (unsigned)v;
             break;
+        case O_KUBECONFIG:
+            opt->k8s.kubeconfig = optarg;
+            break;
+        case O_NAMESPACE:
+            opt->k8s.namespace_ = optarg;
+            break;
+        case O_RESOLVER_SERVICE:
+            opt->k8s.resolver_service = optarg;
+            break;
+        case O_RESOLVER_NAMESPACE:
+            opt->k8s.resolver_namespace = optarg;
+            break;
+        case O_POD_IP:
+            opt->k8s.pod_ip = optarg;
+            break;
+        case O_POD_NAME:
+            opt->k8s.pod_name = optarg;
+            break;
+        case O_NODE_NAME:
+            opt->k8s.node_name = optarg;
+            break;
+        case O_BIND:
+            snprintf(opt->bind_address, sizeof(opt->bind_address), "%s", optarg);
+            break;
+        case O_PORT_RANGE:
+            port_range = optarg;
+            break;
+        case O_SHARED_PORT:
+            shared = optarg;
+            break;
+        case O_POLLING:
+            polling = optarg;
+            break;
+        case O_PROMETHEUS:
+            opt->k8s.prometheus_address = optarg;
+            break;
+        case O_LEADER:
+            leader = optarg;
+            break;
+        case O_INSECURE:
+            opt->k8s.insecure_skip_tls_verify = true;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -144,8 +340,10 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
     }
     if (optind < argc)
         return fail_usage("unexpected argument \"%s\"", argv[optind]);
+    if (opt->config_file && k8s_flag)
+        return fail_usage("%s", "--config (standalone mode) does not take Kubernetes flags");
     if (!opt->config_file)
-        return fail_usage("%s", "run needs --config FILE (Kubernetes mode is not built yet)");
+        return finish_k8s_options(opt, port_range, polling, shared, leader);
     return 0;
 }
 
@@ -216,16 +414,21 @@ static int cmd_run(int argc, char **argv)
     log_set_level(opt.log_level);
 
     struct process p = {.opt = &opt, .started_ns = mono_ns()};
-    char err[1024];
+    char err[1024] = "";
     struct config *cfg = NULL;
-    if (config_load(opt.config_file, &cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "holdfast: %s\n", err);
-        return EXIT_USAGE;
+    struct config_limits limits;
+    config_limits_default(&limits);
+    if (opt.config_file) {
+        if (config_load(opt.config_file, &cfg, err, sizeof(err)) < 0) {
+            fprintf(stderr, "holdfast: %s\n", err);
+            return EXIT_USAGE;
+        }
+        limits = cfg->limits;
     }
     signal(SIGPIPE, SIG_IGN);
     int fds = raise_fd_limit();
 
-    p.dp = dataplane_new(opt.workers, &cfg->limits);
+    p.dp = dataplane_new(opt.workers, &limits);
     p.base = event_base_new();
     if (!p.dp || !p.base) {
         fprintf(stderr, "holdfast: out of memory starting up\n");
@@ -236,12 +439,23 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "holdfast: --admin-listen %s\n", err);
         return EXIT_USAGE;
     }
-    struct standalone *sa = standalone_start(p.base, p.dp, cfg, err, sizeof(err));
-    if (!sa) {
-        fprintf(stderr, "holdfast: %s: %s\n", opt.config_file, err);
-        return EXIT_USAGE;
+    struct standalone *sa = NULL;
+    struct controller *ctl = NULL;
+    if (cfg) {
+        sa = standalone_start(p.base, p.dp, cfg, err, sizeof(err));
+        if (!sa) {
+            fprintf(stderr, "holdfast: %s: %s\n", opt.config_file, err);
+            return EXIT_USAGE;
+        }
+        admin_add_metrics(admin, standalone_metrics, sa);
+    } else {
+        ctl = controller_start(p.base, p.dp, &opt.k8s, err, sizeof(err));
+        if (!ctl) {
+            fprintf(stderr, "holdfast: %s\n", err);
+            return EXIT_USAGE;
+        }
+        admin_add_metrics(admin, controller_metrics, ctl);
     }
-    admin_add_metrics(admin, standalone_metrics, sa);
     if (dataplane_start(p.dp, err, sizeof(err)) < 0) {
         fprintf(stderr, "holdfast: %s\n", err);
         return 1;
@@ -253,9 +467,10 @@ static int cmd_run(int argc, char **argv)
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
     log_info("holdfast starting",
-             "version=%s config=%s workers=%d admin=%s services=%zu "
+             "version=%s mode=%s config=%s workers=%d admin=%s "
              "open_files_limit=%d",
-             HOLDFAST_VERSION, opt.config_file, opt.workers, opt.admin.text, cfg->n_services, fds);
+             HOLDFAST_VERSION, cfg ? "standalone" : "kubernetes", opt.config_file, opt.workers,
+             opt.admin.text, fds);
     on_ready_check(-1, 0, &p);
 
     event_base_dispatch(p.base);
@@ -266,6 +481,7 @@ static int cmd_run(int argc, char **argv)
     event_free(p.drain_poll);
     event_free(p.ready_check);
     standalone_free(sa);
+    controller_free(ctl);
     admin_free(admin);
     dataplane_free(p.dp);
     event_base_free(p.base);
