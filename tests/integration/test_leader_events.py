@@ -51,6 +51,7 @@ class Proc:
         self.answers = {}
         self.cv = threading.Condition()
         self.ids = iter(range(1, 1 << 30))
+        self.eof = False  # stdout fully read: the process exited and every line is in
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
@@ -64,13 +65,16 @@ class Proc:
                 if "id" in obj:
                     self.answers[obj["id"]] = obj
                 self.cv.notify_all()
+        with self.cv:
+            self.eof = True
+            self.cv.notify_all()
 
     def cmd(self, verb, *args, timeout=20):
         i = str(next(self.ids))
         self.proc.stdin.write(" ".join([i, verb] + [a if isinstance(a, str) else json.dumps(a) for a in args]) + "\n")
         self.proc.stdin.flush()
         with self.cv:
-            if not self.cv.wait_for(lambda: i in self.answers or self.proc.poll() is not None, timeout):
+            if not self.cv.wait_for(lambda: i in self.answers or self.eof, timeout):
                 pytest.fail("%s: no answer to %s after %ss; stderr:\n%s" % (self.tag, verb, timeout, self.stderr()))
             if i not in self.answers:
                 pytest.fail("%s exited (%s); stderr:\n%s" % (self.tag, self.proc.returncode, self.stderr()))
@@ -85,7 +89,7 @@ class Proc:
         with self.cv:
             while len([e for e in self.lines if e.get("event") == kind]) < count:
                 left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
+                if left <= 0 or self.eof:
                     pytest.fail("%s: timed out waiting for %s #%d; events: %s\nstderr:\n%s"
                                 % (self.tag, kind, count, self.lines[-20:], self.stderr()[-4000:]))
                 self.cv.wait(min(left, 0.1))
