@@ -229,9 +229,11 @@ def test_uptime_after_a_recent_restart_is_zero(spare):
     wait_for(lambda: run_probe(t, "--uptime", "2")["uptime"]["value"] == 1, 20, 0.5,
              "the uptime check to answer 1 before the restart")
     p.restart()  # same address, fresh TSDB: a new Prometheus pod without a persistent volume
-    assert p.value('up{container="prometheus"}') == 1  # up now...
+    # up now, also at the whole second holdfast asks at...
+    p.wait_for_value('up{container="prometheus"}', 1, timeout=10, at=whole_second)
     ans = run_probe(t, "--uptime", "30")["uptime"]
     assert p.uptime() < 30
+    assert ans["query"] == uptime_query('container="prometheus"', 30)
     assert (ans["status"], ans["value"]) == ("QueryOK", 0), ans  # ...but not for the cooldown
 
 
