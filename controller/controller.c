@@ -14,14 +14,17 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/duration.h"
 #include "common/log.h"
 #include "controller/cron.h"
+#include "controller/events.h"
 #include "controller/http.h"
 #include "controller/informer.h"
 #include "controller/kube.h"
 #include "controller/kubeconfig.h"
+#include "controller/leader.h"
 #include "controller/prom.h"
 #include "controller/slices.h"
 #include "controller/target.h"
@@ -38,7 +41,6 @@ static const struct kube_resource RES_ES = {"elasti.truefoundry.com", "v1alpha1"
                                             true};
 static const struct kube_resource RES_SVC = {"", "v1", "services", true};
 static const struct kube_resource RES_SLICE = {"discovery.k8s.io", "v1", "endpointslices", true};
-static const struct kube_resource RES_EVENT = {"", "v1", "events", true};
 
 /* A Service port and the resolver port allocated for it (status.ports). */
 struct port_map {
@@ -53,6 +55,7 @@ struct es {
     struct es *next;
     struct controller *c;
     char *ns, *name, *key;
+    char *uid; /* metadata.uid, for Events */
     /* spec */
     char *service;            /* the target Service */
     struct target_ref target; /* the workload to scale */
@@ -103,7 +106,10 @@ struct controller {
     struct informer *inf_es, *inf_svc, *inf_slices, *inf_resolver;
     struct es *list;
     struct event *publish_ev, *poll_ev, *wake_ev;
-    bool leader;
+    bool leader; /* mirrors leader_is_leader, kept by the election's callbacks */
+    struct leader *election;
+    struct kube_client *kube_lease; /* its own client: renewals never queue behind reconciles */
+    struct events *events;
     struct resolver_ep *resolvers;
     size_t n_resolvers;
     struct addr *listening;  /* resolver port addresses open now */
@@ -195,6 +201,7 @@ static void es_free(struct es *e)
     free(e->ns);
     free(e->name);
     free(e->key);
+    free(e->uid);
     free(e);
 }
 
@@ -271,6 +278,11 @@ static void es_parse_status(struct es *e, const cJSON *obj)
         snprintf(e->mode, sizeof(e->mode), "%s", mode ? mode : "");
     e->last_scaled_up = parse_time(get_str(status, "lastScaledUpTime"));
     e->created = parse_time(get_str(md, "creationTimestamp"));
+    const char *uid = get_str(md, "uid");
+    if (uid && (!e->uid || strcmp(e->uid, uid) != 0)) {
+        free(e->uid);
+        e->uid = strdup(uid);
+    }
     const cJSON *gen = get(md, "generation");
     e->generation = cJSON_IsNumber(gen) ? (int64_t)gen->valuedouble : 0;
     e->deleting = get_str(md, "deletionTimestamp") != NULL;
@@ -425,34 +437,15 @@ static void status_write(struct es *e, cJSON *fields)
 
 static void event_record(struct es *e, bool warning, const char *reason, const char *message)
 {
-    struct controller *c = e->c;
-    char now[32], name[K8S_NAME_MAX * 4];
-    rfc3339(time(NULL), now, sizeof(now));
-    snprintf(name, sizeof(name), "%.200s.%llx%04x", e->name, (unsigned long long)time(NULL),
-             (unsigned)(mono_ms() & 0xffff));
-    cJSON *ev = cJSON_CreateObject();
-    cJSON *md = cJSON_AddObjectToObject(ev, "metadata");
-    cJSON_AddStringToObject(md, "name", name);
-    cJSON_AddStringToObject(md, "namespace", e->ns);
-    cJSON *io = cJSON_AddObjectToObject(ev, "involvedObject");
-    cJSON_AddStringToObject(io, "apiVersion", "elasti.truefoundry.com/v1alpha1");
-    cJSON_AddStringToObject(io, "kind", "ElastiService");
-    cJSON_AddStringToObject(io, "namespace", e->ns);
-    cJSON_AddStringToObject(io, "name", e->name);
-    cJSON_AddStringToObject(ev, "reason", reason);
-    cJSON_AddStringToObject(ev, "message", message);
-    cJSON_AddStringToObject(ev, "type", warning ? "Warning" : "Normal");
-    cJSON_AddStringToObject(ev, "firstTimestamp", now);
-    cJSON_AddStringToObject(ev, "lastTimestamp", now);
-    cJSON_AddNumberToObject(ev, "count", 1);
-    cJSON *src = cJSON_AddObjectToObject(ev, "source");
-    cJSON_AddStringToObject(src, "component", "holdfast");
-    if (c->opt.pod_name)
-        cJSON_AddStringToObject(src, "host", c->opt.pod_name);
-    cJSON_AddStringToObject(ev, "reportingComponent", "holdfast");
-    cJSON_AddStringToObject(ev, "reportingInstance", c->opt.pod_name ? c->opt.pod_name : "");
-    kube_create(c->kube, &RES_EVENT, e->ns, ev, on_write_done, "event");
-    cJSON_Delete(ev);
+    struct events_object obj = {
+        .api_version = "elasti.truefoundry.com/v1alpha1",
+        .kind = "ElastiService",
+        .ns = e->ns,
+        .name = e->name,
+        .uid = e->uid,
+    };
+    events_record(e->c->events, &obj, warning ? EVENTS_WARNING : EVENTS_NORMAL, reason, "%s",
+                  message);
     log_info("event", "elastiservice=%s type=%s reason=%s message=%s", e->key,
              warning ? "Warning" : "Normal", reason, message);
 }
@@ -1352,6 +1345,31 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     event_add(c->poll_ev, &tv);
 }
 
+/* ---- leadership ---- */
+
+static void on_started_leading(void *arg)
+{
+    struct controller *c = arg;
+    c->leader = true;
+    log_info("leading: this replica scales down and switches traffic", NULL);
+    for (struct es *e = c->list; e; e = e->next)
+        es_reconcile(e);
+    resolvers_changed(c);
+}
+
+static void on_stopped_leading(void *arg)
+{
+    struct controller *c = arg;
+    c->leader = false;
+    log_info("not leading any more: only wakes from here", NULL);
+}
+
+void controller_stop_leading(struct controller *c, void (*done)(bool released, void *arg),
+                             void *arg)
+{
+    leader_release(c->election, done, arg);
+}
+
 /* ---- life ---- */
 
 struct controller *controller_start(struct event_base *base, struct dataplane *dp,
@@ -1373,7 +1391,6 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
         c->opt.port_min = 20000;
         c->opt.port_max = 29999;
     }
-    c->leader = true; /* leader election arrives with controller/leader.c */
     int rc = opts->kubeconfig ? kubeconfig_load_file(opts->kubeconfig, NULL, &c->kc, err, errlen)
                               : kubeconfig_load_incluster(NULL, &c->kc, err, errlen);
     if (rc < 0) {
@@ -1420,7 +1437,30 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
         controller_free(c);
         return NULL;
     }
+    char host[256] = "holdfast";
+    gethostname(host, sizeof(host) - 1);
+    const char *identity = opts->pod_name ? opts->pod_name : host;
+    struct events_opts eo = {.component = "holdfast", .instance = identity};
+    c->events = events_new(c->kube, &eo);
+    struct leader_opts lo = {
+        .identity = identity,
+        .ns = opts->lease_namespace      ? opts->lease_namespace
+              : opts->resolver_namespace ? opts->resolver_namespace
+                                         : "default",
+        .name = opts->lease_name ? opts->lease_name : "holdfast-leader",
+        .disabled = !opts->leader_elect,
+    };
+    struct leader_callbacks lcb = {on_started_leading, on_stopped_leading, NULL, c};
+    c->kube_lease = kube_client_new(base, c->kc, &ko, err, errlen);
+    c->election = c->kube_lease ? leader_new(c->kube_lease, &lo, &lcb, err, errlen) : NULL;
+    if (!c->events || !c->election) {
+        if (!err[0])
+            snprintf(err, errlen, "out of memory");
+        controller_free(c);
+        return NULL;
+    }
     resolvers_changed(c);
+    leader_start(c->election);
     informer_start(c->inf_svc);
     informer_start(c->inf_slices);
     if (c->inf_resolver)
@@ -1467,6 +1507,8 @@ void controller_free(struct controller *c)
 {
     if (!c)
         return;
+    leader_free(c->election);
+    events_free(c->events);
     informer_free(c->inf_es);
     informer_free(c->inf_svc);
     informer_free(c->inf_slices);
@@ -1485,6 +1527,7 @@ void controller_free(struct controller *c)
         event_free(c->wake_ev);
     }
     http_client_free(c->http);
+    kube_client_free(c->kube_lease);
     kube_client_free(c->kube);
     kubeconfig_free(c->kc);
     free(c->resolvers);

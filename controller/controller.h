@@ -60,7 +60,12 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
 /* Metric families of the controller (reconciles, Prometheus errors, leader status). */
 void controller_metrics(struct mtext *out, void *controller);
 
-/* Stops everything (releasing the leader lease) and frees. */
+/* Shutdown begins (SIGTERM): hand the leader Lease back now, so another replica takes over
+ * at once; wakes go on while connections drain. */
+void controller_stop_leading(struct controller *c, void (*done)(bool released, void *arg),
+                             void *arg);
+
+/* Stops everything and frees. */
 void controller_free(struct controller *c);
 
 #endif

@@ -46,6 +46,8 @@ struct run_options {
 struct process {
     struct event_base *base;
     struct dataplane *dp;
+    struct controller *ctl; /* Kubernetes mode, else NULL */
+    bool lease_done;        /* the leader Lease was handed back (or there was none) */
     struct run_options *opt;
     struct event *drain_poll;
     struct event *ready_check;
@@ -353,7 +355,7 @@ static void on_drain_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct process *p = arg;
     long open = dataplane_open_connections(p->dp);
-    if (open == 0) {
+    if (open == 0 && p->lease_done) {
         log_info("drained: every connection finished", NULL);
         event_base_loopbreak(p->base);
         return;
@@ -365,6 +367,14 @@ static void on_drain_poll(evutil_socket_t fd, short what, void *arg)
     }
     struct timeval tv = {0, DRAIN_POLL_MS * 1000};
     event_add(p->drain_poll, &tv);
+}
+
+static void on_lease_released(bool released, void *arg)
+{
+    struct process *p = arg;
+    p->lease_done = true;
+    if (!released)
+        log_info("no leader Lease to hand back", NULL);
 }
 
 static void on_term(evutil_socket_t sig, short what, void *arg)
@@ -380,6 +390,10 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
              "signal=%d drain_timeout_s=%u open_connections=%ld", (int)sig, p->opt->drain_timeout_s,
              dataplane_open_connections(p->dp));
     dataplane_drain(p->dp);
+    if (p->ctl)
+        controller_stop_leading(p->ctl, on_lease_released, p); /* others take over at once */
+    else
+        p->lease_done = true;
     p->drain_deadline_ns = mono_ns() + (uint64_t)p->opt->drain_timeout_s * 1000000000ull;
     on_drain_poll(-1, 0, p);
 }
@@ -455,6 +469,7 @@ static int cmd_run(int argc, char **argv)
             return EXIT_USAGE;
         }
         admin_add_metrics(admin, controller_metrics, ctl);
+        p.ctl = ctl;
     }
     if (dataplane_start(p.dp, err, sizeof(err)) < 0) {
         fprintf(stderr, "holdfast: %s\n", err);

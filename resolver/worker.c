@@ -327,7 +327,9 @@ static void *worker_main(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the control thread's business */
     apply_snapshot(w);
-    event_base_dispatch(w->base);
+    /* Not dispatch: a worker with no listener yet (Kubernetes mode before the first snapshot)
+     * has nothing pending, and must wait for one rather than return. */
+    event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
     return NULL;
 }
 
