@@ -27,6 +27,7 @@
 #include "resolver/worker.h"
 #include "common/duration.h"
 #include "controller/controller.h"
+#include "controller/restore.h"
 
 #define EXIT_USAGE 2
 #define DRAIN_POLL_MS 50
@@ -68,6 +69,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: holdfast run --config FILE [common flags]          standalone mode\n"
             "       holdfast run [kubernetes flags] [common flags]     Kubernetes mode\n"
+            "       holdfast restore --all | --namespace NS [NAME]  [--kubeconfig FILE]\n"
+            "                        [--timeout SECONDS]  back to serve mode (uninstall hook)\n"
             "       holdfast version\n"
             "common flags: --workers N, --admin-listen HOST:PORT,\n"
             "  --log-level debug|info|warn|error, --drain-timeout SECONDS\n"
@@ -505,6 +508,71 @@ static int cmd_run(int argc, char **argv)
     return 0;
 }
 
+/* holdfast restore --all | --namespace NS [NAME] */
+static int cmd_restore(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"all", no_argument, NULL, 'A'},
+        {"namespace", required_argument, NULL, 'n'},
+        {"kubeconfig", required_argument, NULL, 'k'},
+        {"timeout", required_argument, NULL, 't'},
+        {"insecure-skip-tls-verify", no_argument, NULL, 'i'},
+        {"log-level", required_argument, NULL, 'l'},
+        {NULL, 0, NULL, 0},
+    };
+    struct restore_opts o = {.timeout_s = 120};
+    bool all = false;
+    enum log_level level = LOG_INFO;
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        unsigned long v;
+        switch (c) {
+        case 'A':
+            all = true;
+            break;
+        case 'n':
+            o.namespace_ = optarg;
+            break;
+        case 'k':
+            o.kubeconfig = optarg;
+            break;
+        case 't':
+            if (parse_uint(optarg, 86400, &v) < 0 || v == 0)
+                return fail_usage("--timeout: \"%s\" is not a number of seconds", optarg);
+            o.timeout_s = (unsigned)v;
+            break;
+        case 'i':
+            o.insecure_skip_tls_verify = true;
+            break;
+        case 'l':
+            if (log_parse_level(optarg, &level) < 0)
+                return fail_usage("--log-level: \"%s\" is not one of debug, info, warn, error",
+                                  optarg);
+            break;
+        case ':':
+            return fail_usage("%s needs a value", argv[optind - 1]);
+        default:
+            return fail_usage("unknown flag %s", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        o.name = argv[optind++];
+    if (optind < argc)
+        return fail_usage("unexpected argument \"%s\"", argv[optind]);
+    if (all == (o.namespace_ != NULL))
+        return fail_usage("%s", "restore needs --all, or --namespace NS [NAME]");
+    if (!o.kubeconfig)
+        o.kubeconfig = env_default("KUBECONFIG");
+    log_set_level(level);
+    char err[1024] = "";
+    int rc = restore_run(&o, err, sizeof(err));
+    if (rc == 2)
+        fprintf(stderr, "holdfast: %s\n", err);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -517,6 +585,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "run") == 0)
         return cmd_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "restore") == 0)
+        return cmd_restore(argc - 1, argv + 1);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
         usage(stdout);
         return 0;

@@ -1,0 +1,234 @@
+/*
+ * restore: every selected ElastiService back in serve mode. See restore.h.
+ */
+#include "controller/restore.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "controller/kube.h"
+#include "controller/kubeconfig.h"
+#include "controller/slices.h"
+#include "controller/target.h"
+
+static const struct kube_resource RES_ES = {"elasti.truefoundry.com", "v1alpha1", "elastiservices",
+                                            true};
+static const struct kube_resource RES_SLICE = {"discovery.k8s.io", "v1", "endpointslices", true};
+
+struct restore;
+
+/* One ElastiService being restored. */
+struct item {
+    struct restore *r;
+    char ns[254], name[254], service[254], keda[254];
+    struct target_ref target;
+    int min_replicas;
+    int pending; /* writes in flight */
+    bool failed;
+};
+
+struct restore {
+    struct event_base *base;
+    struct kube_client *kube;
+    struct item *items;
+    size_t n_items;
+    int pending; /* items not finished, plus the list itself */
+    int failed;
+};
+
+static void item_step_done(struct item *it, const char *what, const struct kube_error *err)
+{
+    if (err && err->code != KUBE_ERR_NOT_FOUND) {
+        it->failed = true;
+        log_error("restore step failed",
+                  "namespace=%s elastiservice=%s step=%s error=%s message=%s", it->ns, it->name,
+                  what, err->reason, err->message);
+    }
+    if (--it->pending > 0)
+        return;
+    if (it->failed)
+        it->r->failed++;
+    else
+        log_info("restored: serve mode", "namespace=%s elastiservice=%s", it->ns, it->name);
+    if (--it->r->pending == 0)
+        event_base_loopbreak(it->r->base);
+}
+
+static void on_target(const struct target_result *res, const struct kube_error *err, void *arg)
+{
+    item_step_done(arg, "scale target", err);
+}
+
+static void on_kube(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    item_step_done(arg, "kubernetes write", err);
+}
+
+static void on_slices(cJSON *list, const struct kube_error *err, void *arg)
+{
+    struct item *it = arg;
+    const cJSON *s;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(list, "items"))
+    {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(s, "metadata"), "name");
+        if (!cJSON_IsString(name))
+            continue;
+        it->pending++;
+        if (!kube_delete(it->r->kube, &RES_SLICE, it->ns, name->valuestring, NULL, on_kube, it))
+            item_step_done(it, "delete resolver slice", NULL);
+    }
+    item_step_done(it, "list resolver slices", err);
+}
+
+static void item_start(struct item *it)
+{
+    struct restore *r = it->r;
+    it->pending = 3; /* wake, slice list, status */
+    if (!target_wake(r->kube, &it->target, it->ns, it->min_replicas, on_target, it))
+        item_step_done(it, "scale target", NULL);
+    if (it->keda[0]) {
+        it->pending++;
+        if (!target_keda_resume(r->kube, it->ns, it->keda, on_target, it))
+            item_step_done(it, "resume KEDA", NULL);
+    }
+    char sel[600];
+    snprintf(sel, sizeof(sel), "%s=%s,%s=%s", LABEL_SERVICE_NAME, it->service, LABEL_MANAGED_BY,
+             SLICES_MANAGED_BY);
+    struct kube_list_opts lo = {.label_selector = sel};
+    if (!kube_list(r->kube, &RES_SLICE, it->ns, &lo, on_slices, it))
+        item_step_done(it, "list resolver slices", NULL);
+    char now[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    cJSON *patch = cJSON_CreateObject();
+    cJSON *st = cJSON_AddObjectToObject(patch, "status");
+    cJSON_AddStringToObject(st, "mode", "serve");
+    cJSON_AddStringToObject(st, "lastScaledUpTime", now);
+    if (!kube_patch(r->kube, &RES_ES, it->ns, it->name, "status", KUBE_PATCH_MERGE, patch, on_kube,
+                    it))
+        item_step_done(it, "status", NULL);
+    cJSON_Delete(patch);
+}
+
+static const char *str_at(const cJSON *o, const char *a, const char *b)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, a);
+    if (b)
+        v = cJSON_GetObjectItemCaseSensitive(v, b);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void on_list(cJSON *list, const struct kube_error *err, void *arg)
+{
+    struct restore *r = arg;
+    r->pending--;
+    if (err) {
+        log_error("cannot list ElastiServices", "error=%s message=%s", err->reason, err->message);
+        r->failed++;
+        event_base_loopbreak(r->base);
+        return;
+    }
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(list, "items");
+    r->items = calloc((size_t)cJSON_GetArraySize(items) + 1, sizeof(*r->items));
+    if (!r->items) {
+        r->failed++;
+        event_base_loopbreak(r->base);
+        return;
+    }
+    const cJSON *es;
+    cJSON_ArrayForEach(es, items)
+    {
+        struct item *it = &r->items[r->n_items];
+        it->r = r;
+        const char *ns = str_at(es, "metadata", "namespace");
+        const char *name = str_at(es, "metadata", "name");
+        const char *svc = str_at(es, "spec", "service");
+        const cJSON *spec = cJSON_GetObjectItemCaseSensitive(es, "spec");
+        snprintf(it->ns, sizeof(it->ns), "%s", ns ? ns : "");
+        snprintf(it->name, sizeof(it->name), "%s", name ? name : "");
+        snprintf(it->service, sizeof(it->service), "%s", svc ? svc : "");
+        const cJSON *min = cJSON_GetObjectItemCaseSensitive(spec, "minTargetReplicas");
+        it->min_replicas = cJSON_IsNumber(min) && min->valueint > 0 ? min->valueint : 1;
+        const cJSON *as = cJSON_GetObjectItemCaseSensitive(spec, "autoscaler");
+        const char *as_type = str_at(as, "type", NULL);
+        const char *as_name = str_at(as, "name", NULL);
+        if (as_type && strcmp(as_type, "keda") == 0 && as_name)
+            snprintf(it->keda, sizeof(it->keda), "%s", as_name);
+        char terr[300];
+        if (target_ref_parse(cJSON_GetObjectItemCaseSensitive(spec, "scaleTargetRef"), &it->target,
+                             terr, sizeof(terr)) < 0 ||
+            !svc) {
+            log_error("cannot restore: invalid spec", "namespace=%s elastiservice=%s error=%s",
+                      it->ns, it->name, svc ? terr : "spec.service: required");
+            r->failed++;
+            continue;
+        }
+        r->n_items++;
+    }
+    for (size_t i = 0; i < r->n_items; i++) {
+        r->pending++;
+        item_start(&r->items[i]);
+    }
+    if (r->pending == 0)
+        event_base_loopbreak(r->base);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct restore *r = arg;
+    log_error("restore timed out", "unfinished=%d", r->pending);
+    r->failed += r->pending;
+    event_base_loopbreak(r->base);
+}
+
+int restore_run(const struct restore_opts *o, char *err, size_t errlen)
+{
+    struct kubeconfig *kc = NULL;
+    int rc = o->kubeconfig ? kubeconfig_load_file(o->kubeconfig, NULL, &kc, err, errlen)
+                           : kubeconfig_load_incluster(NULL, &kc, err, errlen);
+    if (rc < 0)
+        return 2;
+    if (o->insecure_skip_tls_verify)
+        kc->insecure = true;
+    struct restore r = {.base = event_base_new()};
+    struct kube_client_opts ko = {0};
+    r.kube = r.base ? kube_client_new(r.base, kc, &ko, err, errlen) : NULL;
+    struct event *timeout = r.base ? evtimer_new(r.base, on_timeout, &r) : NULL;
+    int result = 2;
+    if (r.kube && timeout) {
+        struct timeval tv = {(time_t)(o->timeout_s ? o->timeout_s : 120), 0};
+        event_add(timeout, &tv);
+        r.pending = 1;
+        if (o->name) {
+            /* One object: list with a field selector, so the flow is the same. */
+            char sel[300];
+            snprintf(sel, sizeof(sel), "metadata.name=%s", o->name);
+            struct kube_list_opts lo = {.field_selector = sel};
+            kube_list(r.kube, &RES_ES, o->namespace_, &lo, on_list, &r);
+        } else {
+            struct kube_list_opts lo = {0};
+            kube_list(r.kube, &RES_ES, o->namespace_, &lo, on_list, &r);
+        }
+        event_base_dispatch(r.base);
+        result = r.failed ? 1 : 0;
+        if (!result)
+            log_info("every ElastiService is in serve mode", "restored=%zu", r.n_items);
+    } else if (!err[0]) {
+        snprintf(err, errlen, "out of memory");
+    }
+    if (timeout)
+        event_free(timeout);
+    kube_client_free(r.kube);
+    free(r.items);
+    if (r.base)
+        event_base_free(r.base);
+    kubeconfig_free(kc);
+    return result;
+}
