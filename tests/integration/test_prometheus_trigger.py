@@ -25,7 +25,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
 from promfix import (FakePrometheus, Exporter, Prometheus, PromfixError,  # noqa: E402
-                     prometheus_version, wait_for, whole_second)
+                     prometheus_version, vector_answer, wait_for, whole_second)
 
 _BUILD = os.path.dirname(os.environ["HOLDFAST_BIN"]) if os.environ.get("HOLDFAST_BIN") else os.path.join(REPO, "build")
 TOOLS = os.environ.get("HOLDFAST_TOOLS_DIR", os.path.join(_BUILD, "tests", "tools"))
@@ -266,6 +266,17 @@ def test_trigger_authorization_and_server_win_over_the_defaults(fake):
     assert ans["query"]["status"] == "QueryOK", ans
     (r,) = fake.wait_requests(1)
     assert r.header("Authorization") == ["Basic dXNlcjpwdw=="]
+
+
+@pytest.mark.parametrize("body,status", [
+    (vector_answer("not-a-number"), "NotANumber"),
+    ("<html>a proxy's login page</html>", "BadResponse"),
+], ids=["not-a-number", "not-json"])
+def test_answers_a_real_prometheus_never_gives(fake, body, status):
+    fake.answer(body)
+    ans = run_probe(trigger(fake.url))["query"]
+    assert ans["status"] == status, ans
+    assert ans["value"] is None
 
 
 def test_http_error_without_json_is_prometheus_error(fake):

@@ -256,12 +256,14 @@ class Exporter(_Server):
 
 def vector_answer(*samples, ts=None):
     """A /api/v1/query success body (dict) for an instant vector: samples are (labels, value)
-    pairs or bare values. vector_answer() is the empty result."""
+    pairs or bare values (a str value is sent as is: "abc" tests a non-numeric answer).
+    vector_answer() is the empty result."""
     ts = time.time() if ts is None else ts
     result = []
     for s in samples:
         labels, value = s if isinstance(s, tuple) else ({}, s)
-        result.append({"metric": dict(labels), "value": [ts, format_value(value) if not isinstance(value, str) else value]})
+        text = value if isinstance(value, str) else format_value(value)  # a str is sent as is
+        result.append({"metric": dict(labels), "value": [ts, text]})
     return {"status": "success", "data": {"resultType": "vector", "result": result}}
 
 
