@@ -36,6 +36,7 @@
 #define DEFAULT_HOLD_TIMEOUT_S 600
 #define DEFAULT_MAX_HELD 10000
 #define WAKE_REPEAT_MS 2000
+#define AWAIT_ECHO_MS 10000
 
 static const struct kube_resource RES_ES = {"elasti.truefoundry.com", "v1alpha1", "elastiservices",
                                             true};
@@ -87,8 +88,16 @@ struct es {
     char eval_reason[512];
     bool eval_unhealthy; /* ... because Prometheus could not answer properly */
     uint64_t last_wake_ms;
+    /* Set when entering proxy mode, cleared by a wake or a /scale read with replicas > 0: until
+     * then the ready endpoints still listed are the old pods on their way out (the scale-to-0
+     * patch is not applied yet), not a reason for the serve switch. Without it, es_reconcile
+     * switched back to serve 2 ms after every trigger scale-down (test_controller.py). */
+    bool awaiting_wake;
     char *not_ready_reason; /* why the woken target has no ready pod, for 504s; or NULL */
     int status_inflight;    /* status writes not yet answered: our mode/conditions are newer */
+    char awaited_rv[64];    /* resourceVersion our last status write made; until the informer
+                               shows it, older echoes must not undo our mode/conditions */
+    uint64_t awaited_ms;    /* when it was set (given up after AWAIT_ECHO_MS) */
 };
 
 struct resolver_ep {
@@ -273,7 +282,11 @@ static void es_parse_status(struct es *e, const cJSON *obj)
     const cJSON *md = get(obj, "metadata");
     const cJSON *status = get(obj, "status");
     const char *mode = get_str(status, "mode");
-    bool ours_newer = e->status_inflight > 0 || e->busy;
+    const char *rv = get_str(md, "resourceVersion");
+    if (e->awaited_rv[0] &&
+        ((rv && strcmp(rv, e->awaited_rv) == 0) || mono_ms() - e->awaited_ms > AWAIT_ECHO_MS))
+        e->awaited_rv[0] = '\0'; /* the informer caught up with our last write */
+    bool ours_newer = e->status_inflight > 0 || e->busy || e->awaited_rv[0];
     if (!ours_newer)
         snprintf(e->mode, sizeof(e->mode), "%s", mode ? mode : "");
     e->last_scaled_up = parse_time(get_str(status, "lastScaledUpTime"));
@@ -407,6 +420,11 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
     struct es *e = es_ref_take(arg);
     if (e && e->status_inflight > 0)
         e->status_inflight--;
+    const char *rv = get_str(get(obj, "metadata"), "resourceVersion");
+    if (e && !err && rv) {
+        snprintf(e->awaited_rv, sizeof(e->awaited_rv), "%s", rv);
+        e->awaited_ms = mono_ms();
+    }
     if (err)
         log_warn("status write failed; the next reconcile retries",
                  "elastiservice=%s error=%s "
@@ -827,6 +845,7 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
                  err->reason, err->message);
         return;
     }
+    e->awaiting_wake = false; /* the target is scaled up: ready endpoints now mean serve */
     keda_set(e, false);
     if (!res->patched)
         return; /* already scaled up (by another replica, by hand, or a wake before) */
@@ -916,6 +935,7 @@ static void enter_proxy(struct es *e, bool scale_down, const char *why)
         status_write(e, NULL);
         return;
     }
+    e->awaiting_wake = true;
     resolver_slices_apply(e);
     keda_set(e, true);
     if (scale_down)
@@ -1073,6 +1093,8 @@ static void on_scale(const struct target_result *res, const struct kube_error *e
     }
     int replicas = res->scale.spec_replicas;
     bool proxy = strcmp(e->mode, "proxy") == 0;
+    if (replicas > 0)
+        e->awaiting_wake = false; /* scaled up (a wake by another replica, a hand) */
     if (replicas == 0 && !proxy) {
         enter_proxy(e, false, "the target was scaled to 0 by hand");
     } else if (replicas > 0 && proxy && target_has_ready_endpoint(e)) {
@@ -1179,7 +1201,7 @@ static void es_reconcile(struct es *e)
     if (!c->leader)
         return;
     if (strcmp(e->mode, "proxy") == 0) {
-        if (target_has_ready_endpoint(e))
+        if (target_has_ready_endpoint(e) && !e->awaiting_wake)
             enter_serve(e);
         else
             resolver_slices_apply(e);
