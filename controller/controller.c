@@ -94,6 +94,7 @@ struct es {
      * switched back to serve 2 ms after every trigger scale-down (test_controller.py). */
     bool awaiting_wake;
     char *not_ready_reason; /* why the woken target has no ready pod, for 504s; or NULL */
+    bool had_endpoints;     /* some port had ready endpoints in the last snapshot */
     int status_inflight;    /* status writes not yet answered: our mode/conditions are newer */
     char awaited_rv[64];    /* resourceVersion our last status write made; until the informer
                                shows it, older echoes must not undo our mode/conditions */
@@ -124,6 +125,7 @@ struct controller {
     struct addr *listening;  /* resolver port addresses open now */
     bool shared_port_failed; /* logged once */
     size_t n_listening;
+    uint64_t last_change_ns; /* when an informer last reported a Service/EndpointSlice change */
     uint64_t reconciles, reconcile_errors, prom_errors, wakes_sent, scale_downs, switches;
 };
 
@@ -632,6 +634,14 @@ static void on_publish(evutil_socket_t fd, short what, void *arg)
             snap->listeners[li].port = p;
             li++;
         }
+        /* Ready endpoints appeared for a service with held connections: the data plane measures
+         * from the informer's event to the first held byte written. */
+        bool has_endpoints = false;
+        for (size_t p = 0; p < r->n_ports; p++)
+            has_endpoints = has_endpoints || r->ports[p].n_endpoints > 0;
+        if (has_endpoints && !e->had_endpoints && atomic_load(&e->svc->held_conns) > 0)
+            atomic_store(&e->svc->ready_since_ns, (int64_t)c->last_change_ns);
+        e->had_endpoints = has_endpoints;
         si++;
     }
     if (c->opt.shared_port && want) {
@@ -850,6 +860,11 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
     if (!res->patched)
         return; /* already scaled up (by another replica, by hand, or a wake before) */
     e->c->wakes_sent++;
+    int64_t held_since = atomic_load(&e->svc->wake_started_ns);
+    double ms = held_since > 0 ? (double)(now_ns() - (uint64_t)held_since) / 1e6 : -1.0;
+    if (held_since > 0)
+        hist_observe_ns(&e->svc->wake_to_scale_seconds, now_ns() - (uint64_t)held_since);
+    log_info("woken: target scaled up", "elastiservice=%s wake_to_scale_ms=%f", e->key, ms);
     char msg[512];
     snprintf(msg, sizeof(msg), "scaled %s %s from 0 to %d: a request arrived",
              target_kind_name(e->target.kind), e->target.name, e->min_replicas);
@@ -1267,6 +1282,7 @@ static void on_es_delete(const cJSON *obj, void *arg)
 /* A Service or an EndpointSlice changed: routes, and possibly the serve switch. */
 static void related_changed(struct controller *c, const cJSON *obj)
 {
+    c->last_change_ns = now_ns();
     const cJSON *md = get(obj, "metadata");
     const char *ns = get_str(md, "namespace");
     const char *svc = get_str(get(md, "labels"), LABEL_SERVICE_NAME);
