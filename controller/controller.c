@@ -93,6 +93,7 @@ struct es {
      * patch is not applied yet), not a reason for the serve switch. Without it, es_reconcile
      * switched back to serve 2 ms after every trigger scale-down (test_controller.py). */
     bool awaiting_wake;
+    bool wake_failed;       /* the last wake's scale call failed: on_wake_retry tries again */
     char *not_ready_reason; /* why the woken target has no ready pod, for 504s; or NULL */
     bool had_endpoints;     /* some port had ready endpoints in the last snapshot */
     int status_inflight;    /* status writes not yet answered: our mode/conditions are newer */
@@ -115,7 +116,7 @@ struct controller {
     struct http_client *http;
     struct informer *inf_es, *inf_svc, *inf_slices, *inf_resolver;
     struct es *list;
-    struct event *publish_ev, *poll_ev, *wake_ev;
+    struct event *publish_ev, *poll_ev, *wake_ev, *wake_retry_ev;
     bool leader; /* mirrors leader_is_leader, kept by the election's callbacks */
     struct leader *election;
     struct kube_client *kube_lease; /* its own client: renewals never queue behind reconciles */
@@ -754,6 +755,16 @@ static cJSON *ports_json(const struct es *e)
     return arr;
 }
 
+/* AlreadyExists: our own create raced with the informer (a reconcile before the slice reached
+ * the cache); the informer's event reconciles it into shape. */
+static void on_slice_created(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    if (err && err->code == KUBE_ERR_ALREADY_EXISTS)
+        log_debug("resolver slice already exists; reconciled from the informer", NULL);
+    else
+        on_write_done(obj, err, "resolver slice create");
+}
+
 /* Creates or rewrites the resolver slices of e (leader, proxy mode). */
 static void resolver_slices_apply(struct es *e)
 {
@@ -792,7 +803,7 @@ static void resolver_slices_apply(struct es *e)
             kube_delete(c->kube, &RES_SLICE, e->ns, name, NULL, on_write_done,
                         "resolver slice delete");
         } else if (any && !have) {
-            kube_create(c->kube, &RES_SLICE, e->ns, want, on_write_done, "resolver slice create");
+            kube_create(c->kube, &RES_SLICE, e->ns, want, on_slice_created, NULL);
         } else if (any && have) {
             bool same = cJSON_Compare(get(have, "endpoints"), get(want, "endpoints"), 1) &&
                         cJSON_Compare(get(have, "ports"), get(want, "ports"), 1);
@@ -851,11 +862,15 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
         return;
     if (err) {
         e->last_wake_ms = 0; /* let the next held request try again at once */
+        e->wake_failed = true;
+        struct timeval tv = {WAKE_REPEAT_MS / 1000, (WAKE_REPEAT_MS % 1000) * 1000};
+        event_add(e->c->wake_retry_ev, &tv);
         log_warn("wake: scaling the target failed", "elastiservice=%s error=%s message=%s", e->key,
                  err->reason, err->message);
         return;
     }
     e->awaiting_wake = false; /* the target is scaled up: ready endpoints now mean serve */
+    e->wake_failed = false;
     keda_set(e, false);
     if (!res->patched)
         return; /* already scaled up (by another replica, by hand, or a wake before) */
@@ -906,8 +921,28 @@ static void on_wake_queue(evutil_socket_t fd, short what, void *arg)
         struct es *e = find_es(c, m->svc->ns, m->svc->name);
         if (e && m->kind == WAKE_NEEDED)
             es_wake(e);
+        else if (e)
+            schedule_publish(c); /* a backend refused: refresh the endpoints from the caches */
         wake_msg_free(m);
         m = next;
+    }
+}
+
+/*
+ * A wake whose scale call failed (API unreachable, 503, ...) is retried every WAKE_REPEAT_MS
+ * while the service still holds connections: held clients send nothing more, so no new wake
+ * would come. (Bug found by test_controller.py's API-outage test: the wake was lost and the
+ * held request waited for its hold timeout although the API was back.)
+ */
+static void on_wake_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct controller *c = arg;
+    for (struct es *e = c->list; e; e = e->next) {
+        if (!e->wake_failed)
+            continue;
+        e->wake_failed = false; /* set again (and the timer re-armed) if this one fails too */
+        if (e->svc && atomic_load(&e->svc->held_conns) > 0)
+            es_wake(e);
     }
 }
 
@@ -1443,7 +1478,8 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     c->publish_ev = evtimer_new(base, on_publish, c);
     c->poll_ev = evtimer_new(base, on_poll, c);
     c->wake_ev = event_new(base, -1, EV_PERSIST, on_wake_queue, c);
-    if (!c->kube || !c->http || !c->publish_ev || !c->poll_ev || !c->wake_ev) {
+    c->wake_retry_ev = evtimer_new(base, on_wake_retry, c);
+    if (!c->kube || !c->http || !c->publish_ev || !c->poll_ev || !c->wake_ev || !c->wake_retry_ev) {
         if (!err[0])
             snprintf(err, errlen, "out of memory");
         controller_free(c);
@@ -1564,6 +1600,8 @@ void controller_free(struct controller *c)
         wakeq_set_notify(&c->dp->wakeq, NULL);
         event_free(c->wake_ev);
     }
+    if (c->wake_retry_ev)
+        event_free(c->wake_retry_ev);
     http_client_free(c->http);
     kube_client_free(c->kube_lease);
     kube_client_free(c->kube);

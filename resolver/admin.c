@@ -40,6 +40,8 @@ enum {
     F_RETRIES,
     F_HOLD_HIST,
     F_COLD_HIST,
+    F_READY_HIST,
+    F_SCALE_HIST,
 };
 
 static void family_sample(struct svc_state *s, void *arg)
@@ -71,6 +73,12 @@ static void family_sample(struct svc_state *s, void *arg)
     case F_COLD_HIST:
         mtext_hist(f->out, f->name, s->labels, &s->cold_start_seconds);
         break;
+    case F_READY_HIST:
+        mtext_hist(f->out, f->name, s->labels, &s->ready_to_first_byte_seconds);
+        break;
+    case F_SCALE_HIST:
+        mtext_hist(f->out, f->name, s->labels, &s->wake_to_scale_seconds);
+        break;
     }
 }
 
@@ -99,6 +107,14 @@ void admin_render_metrics(struct admin *a, struct mtext *out)
                    "Time connections spent held.", F_HOLD_HIST);
     service_family(a, out, "holdfast_cold_start_seconds", "histogram",
                    "Time from a wake to the first held byte written to a backend.", F_COLD_HIST);
+    service_family(a, out, "holdfast_ready_to_first_byte_seconds", "histogram",
+                   "Time from the control plane learning of a ready endpoint to the first held "
+                   "byte written to it.",
+                   F_READY_HIST);
+    service_family(a, out, "holdfast_wake_to_scale_seconds", "histogram",
+                   "Time from the first held request to the scale-up call answered (Kubernetes "
+                   "mode).",
+                   F_SCALE_HIST);
 
     mtext_family(out, "holdfast_connections_accepted_total", "counter",
                  "Client connections accepted.");

@@ -695,7 +695,11 @@ static void conn_dispatch(struct conn *c)
     }
     const struct addr *a = pick_endpoint(c, conn_port(c));
     if (!a) {
-        /* Every endpoint failed for this connection: wait, then try them all again. */
+        /* Every endpoint failed for this connection: wait, then try them all again, and tell
+         * the control plane (a target that went away while its endpoints were still listed is
+         * woken; a wake of a running target does nothing). */
+        if (wakeq_push_wake(&c->w->dp->wakeq, c->svc))
+            counter_add(&c->svc->wakes, 1);
         c->n_failed = 0;
         if (c->queued) {
             TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
@@ -753,9 +757,19 @@ static void observe_cold_start(struct conn *c)
 {
     if (!c->held_ns)
         return;
+    uint64_t now = now_ns();
     int64_t started = atomic_exchange(&c->svc->wake_started_ns, 0);
     if (started > 0)
-        hist_observe_ns(&c->svc->cold_start_seconds, now_ns() - (uint64_t)started);
+        hist_observe_ns(&c->svc->cold_start_seconds, now - (uint64_t)started);
+    int64_t ready = atomic_exchange(&c->svc->ready_since_ns, 0);
+    if (ready > 0 && now >= (uint64_t)ready)
+        hist_observe_ns(&c->svc->ready_to_first_byte_seconds, now - (uint64_t)ready);
+    if (started > 0)
+        log_info("cold start: first held byte written",
+                 "service=%s backend=%s cold_start_ms=%f "
+                 "ready_to_first_byte_ms=%f",
+                 c->svc->key, c->backend.text, (double)(now - (uint64_t)started) / 1e6,
+                 ready > 0 ? (double)(now - (uint64_t)ready) / 1e6 : -1.0);
 }
 
 static void connected(struct conn *c)

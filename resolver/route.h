@@ -82,6 +82,12 @@ struct svc_state {
     _Atomic uint64_t connect_retries;
     struct hist hold_seconds;
     struct hist cold_start_seconds;
+    /* Wake latency, in two halves. The control plane sets ready_since_ns (monotonic) when it
+     * learns that a held service has a ready endpoint; the first held byte written after that
+     * observes ready_to_first_byte. The control plane observes wake_to_scale itself. */
+    _Atomic int64_t ready_since_ns;
+    struct hist ready_to_first_byte_seconds;
+    struct hist wake_to_scale_seconds;
 
     struct svc_worker *workers; /* [nworkers] */
     int nworkers;
