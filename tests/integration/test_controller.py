@@ -1,0 +1,749 @@
+"""The controller (holdfast run in Kubernetes mode) against kubesim and a real Prometheus: issue 4,
+section 5. Each test names the behaviour it checks and fails without it; the "no scale-down"
+tests end with a control (the blocking cause removed -> the scale-down happens), so they cannot
+pass merely because nothing ever scales down.
+
+One kubesim (kube-proxy delay 200 ms; the ElastiService, Argo Rollout and KEDA ScaledObject CRDs
+applied) and one Prometheus (scraping an Exporter whose gauge `hf_load{ns=...}` each test sets)
+serve the module. Each test has its own namespace and its own holdfast process
+(tests/lib/hfk8s.py: --namespace <ns>, --pod-ip == --bind-address a loopback address of its own,
+--polling-interval 1s, --leader-elect=false), so kube-proxy relays the Service's ClusterIP to
+holdfast while the target is at zero. Every wait is bounded; holdfast's stderr must hold no
+sanitizer report; a failing test shows holdfast's log tail (conftest's hook reads the `holdfast`
+fixture, which this module overrides).
+"""
+import datetime
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+
+from simctl import KubeSim, wait_for  # noqa: E402
+from promfix import Exporter, Prometheus, PromfixError, whole_second  # noqa: E402
+from hfk8s import HoldfastK8s  # noqa: E402
+
+PY = "/usr/bin/python3"
+HTTPSERVER = os.path.join(REPO, "tests", "kubesim", "testdata", "httpserver.py")
+IMAGES = {"kubesim/http:1": {"argv": [PY, HTTPSERVER]}}
+CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
+ES_API = "/apis/elasti.truefoundry.com/v1alpha1"
+METRIC = "hf_load"
+FINALIZER = "elasti.truefoundry.com/finalizer"
+
+ROLLOUT_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "rollouts.argoproj.io"},
+    "spec": {"group": "argoproj.io", "scope": "Namespaced",
+             "names": {"plural": "rollouts", "singular": "rollout", "kind": "Rollout", "shortNames": ["ro"]},
+             "versions": [{"name": "v1alpha1", "served": True, "storage": True,
+                           "subresources": {"status": {}, "scale": {
+                               "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.HPAReplicas",
+                               "labelSelectorPath": ".status.selector"}},
+                           "schema": {"openAPIV3Schema": {"type": "object",
+                                                          "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+SCALEDOBJECT_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "scaledobjects.keda.sh"},
+    "spec": {"group": "keda.sh", "scope": "Namespaced",
+             "names": {"plural": "scaledobjects", "singular": "scaledobject", "kind": "ScaledObject",
+                       "shortNames": ["so"]},
+             "versions": [{"name": "v1alpha1", "served": True, "storage": True, "subresources": {"status": {}},
+                           "schema": {"openAPIV3Schema": {"type": "object",
+                                                          "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    s = KubeSim(tmp_path_factory.mktemp("kubesim"), image_map=IMAGES, proxy_delay_ms=200)
+    s.start()
+    try:
+        s.kubectl("apply", "-f", CRD_FILE)
+        for crd in (ROLLOUT_CRD, SCALEDOBJECT_CRD):
+            code, body = s.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+            assert code in (201, 409), body
+        for group in ("elasti.truefoundry.com/v1alpha1", "argoproj.io/v1alpha1", "keda.sh/v1alpha1"):
+            wait_for(lambda: s.exists("/apis/" + group), what=group + " served")
+        yield s
+    finally:
+        leftovers = s.stop()
+    assert leftovers == [], "pod processes outlived kubesim: %s" % leftovers
+
+
+@pytest.fixture(scope="module")
+def exporter():
+    with Exporter() as exp:
+        yield exp
+
+
+@pytest.fixture(scope="module")
+def prom(tmp_path_factory, exporter):
+    try:
+        p = Prometheus(exporter=exporter, workdir=tmp_path_factory.mktemp("prometheus"))
+    except PromfixError as e:
+        pytest.fail("cannot start Prometheus: %s" % e)
+    with p:
+        yield p
+
+
+_ns_counter = iter(range(1, 1 << 30))
+
+
+@pytest.fixture
+def ns(sim, request):
+    sim.clear_faults()
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    name = "c%d-%s" % (next(_ns_counter), slug)
+    sim.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    sim.clear_faults()
+    sim.request("DELETE", "/api/v1/namespaces/" + name)
+
+
+@pytest.fixture
+def holdfast(sim, ns, tmp_path):
+    """Overrides conftest's standalone factory (same name: its failure hook shows our logs)."""
+    class Factory:
+        instances = []
+
+        def start(self, namespace=ns, **kw):
+            h = HoldfastK8s(sim, tmp_path / ("hf%d" % len(self.instances)), namespace=namespace, **kw)
+            self.instances.append(h)
+            return h.start()
+
+    f = Factory()
+    yield f
+    reports = []
+    for h in f.instances:
+        h.stop()
+        rep = h.sanitizer_report()
+        if rep:
+            reports.append(rep)
+    if reports:
+        pytest.fail("holdfast's stderr holds a sanitizer report:\n" + "\n".join(reports), pytrace=False)
+
+
+# ---------------------------------------------------------------- builders
+
+
+def workload(kind, name, replicas, image="kubesim/http:1", containers=None):
+    labels = {"app": name}
+    if containers is None:
+        containers = [{"name": "main", "image": image, "ports": [{"containerPort": 8080}],
+                       "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]
+    api = "argoproj.io/v1alpha1" if kind == "Rollout" else "apps/v1"
+    spec = {"replicas": replicas, "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": containers}}}
+    if kind == "StatefulSet":
+        spec["serviceName"] = name
+    return {"apiVersion": api, "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+PLURAL = {"Deployment": "deployments", "StatefulSet": "statefulsets", "Rollout": "rollouts"}
+
+
+def wpath(kind, ns, name=None):
+    group = "argoproj.io/v1alpha1" if kind == "Rollout" else "apps/v1"
+    return "/apis/%s/namespaces/%s/%s%s" % (group, ns, PLURAL[kind], "/" + name if name else "")
+
+
+def service(name, ports=(("http", 80, 8080),)):
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": name},
+                     "ports": [{"name": n, "port": p, "targetPort": t} for n, p, t in ports]}}
+
+
+def make_app(sim, ns, name="web", replicas=1, kind="Deployment", ports=(("http", 80, 8080),), **kw):
+    sim.create(wpath(kind, ns), workload(kind, name, replicas, **kw))
+    sim.create("/api/v1/namespaces/%s/services" % ns, service(name, ports))
+    if replicas:
+        group = "argoproj.io/v1alpha1" if kind == "Rollout" else "apps/v1"
+        sim.wait_ready_replicas(ns, name, replicas, kind=PLURAL[kind], group=group)
+        sim.wait_service_endpoints(ns, name, replicas)
+
+
+def trigger(prom, ns, threshold="1", **metadata):
+    md = {"query": 'sum(%s{ns="%s"})' % (METRIC, ns), "serverAddress": prom.url, "threshold": threshold}
+    md.update(metadata)
+    return {"type": "prometheus", "metadata": md}
+
+
+def elastiservice(name="web", svc=None, kind="Deployment", target=None, cooldown=2, triggers=None, **spec):
+    api = "argoproj.io/v1alpha1" if kind in ("Rollout", "rollouts") else "apps/v1"
+    s = {"service": svc or name, "cooldownPeriod": cooldown,
+         "scaleTargetRef": {"apiVersion": api, "kind": kind, "name": target or name}}
+    if triggers:
+        s["triggers"] = triggers
+    s.update(spec)
+    return {"apiVersion": "elasti.truefoundry.com/v1alpha1", "kind": "ElastiService",
+            "metadata": {"name": name}, "spec": s}
+
+
+def create_es(sim, ns, obj):
+    return sim.create("%s/namespaces/%s/elastiservices" % (ES_API, ns), obj)
+
+
+def es_path(ns, name="web"):
+    return "%s/namespaces/%s/elastiservices/%s" % (ES_API, ns, name)
+
+
+def set_load(prom, exporter, ns, value):
+    """Sets the test's gauge and waits until a query at a whole second (as holdfast asks) sees it."""
+    exporter.set(METRIC, value, labels={"ns": ns})
+    prom.wait_for_value('sum(%s{ns="%s"})' % (METRIC, ns), float(value), timeout=15, at=whole_second)
+
+
+# ---------------------------------------------------------------- observations
+
+
+def es_get(sim, ns, name="web"):
+    return sim.get(es_path(ns, name))
+
+
+def status(sim, ns, name="web"):
+    return es_get(sim, ns, name).get("status") or {}
+
+
+def condition(sim, ns, ctype, name="web"):
+    for c in status(sim, ns, name).get("conditions") or []:
+        if c.get("type") == ctype:
+            return c
+    return None
+
+
+def wait_mode(sim, ns, mode, name="web", timeout=25):
+    return wait_for(lambda: status(sim, ns, name).get("mode") == mode and status(sim, ns, name),
+                    timeout=timeout, interval=0.1, what="%s/%s status.mode %s" % (ns, name, mode))
+
+
+def replicas(sim, ns, name="web", kind="Deployment"):
+    return sim.get(wpath(kind, ns, name))["spec"].get("replicas", 0)
+
+
+def resolver_slices(sim, ns, svc="web"):
+    sl = sim.get("/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices?labelSelector="
+                 "kubernetes.io/service-name%%3D%s" % (ns, svc))["items"]
+    return [s for s in sl if s["metadata"].get("labels", {}).get("endpointslice.kubernetes.io/managed-by")
+            != "endpointslice-controller.k8s.io"]
+
+
+def pods(sim, ns):
+    return sim.get("/api/v1/namespaces/%s/pods" % ns)["items"]
+
+
+def es_events(sim, ns, reason=None, name="web"):
+    items = sim.get("/api/v1/namespaces/%s/events" % ns)["items"]
+    return [e for e in items if e.get("involvedObject", {}).get("kind") == "ElastiService"
+            and e["involvedObject"].get("name") == name and (reason is None or e.get("reason") == reason)]
+
+
+def wait_event(sim, ns, reason, name="web", timeout=15):
+    return wait_for(lambda: es_events(sim, ns, reason, name), timeout=timeout, interval=0.1,
+                    what="Event %s on ElastiService %s/%s" % (reason, ns, name))
+
+
+def wait_replicas(sim, ns, n, name="web", kind="Deployment", timeout=20):
+    wait_for(lambda: replicas(sim, ns, name, kind) == n, timeout=timeout, interval=0.1,
+             what="%s %s/%s spec.replicas == %d" % (kind, ns, name, n))
+
+
+def hold_still(seconds, check, what):
+    """Asserts check() stays true for `seconds` (several polling intervals)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert check(), what
+        time.sleep(0.25)
+
+
+def http_get(host, port, path="/", timeout=40, connect_retry=15):
+    """GET through kube-proxy: (status, headers, body). A refused connect (kube-proxy has no
+    usable endpoint yet, or has not applied the latest slice) is retried for `connect_retry` s;
+    anything else is an answer or an error."""
+    deadline = time.monotonic() + connect_retry
+    while True:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"Connection": "close"})
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode(errors="replace")
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+        finally:
+            conn.close()
+
+
+class Background:
+    """http_get in a thread; .result() waits (bounded) for its (status, headers, body)."""
+
+    def __init__(self, *args, **kw):
+        self.out = None
+        self.err = None
+        self.t = threading.Thread(target=self._run, args=args, kwargs=kw, daemon=True)
+        self.t.start()
+
+    def _run(self, *args, **kw):
+        try:
+            self.out = http_get(*args, **kw)
+        except Exception as e:  # noqa: BLE001 - reported by result()
+            self.err = e
+
+    def result(self, timeout=60):
+        self.t.join(timeout)
+        assert not self.t.is_alive(), "the request got no answer within %ss" % timeout
+        if self.err:
+            raise self.err
+        return self.out
+
+
+def wait_api(sim, timeout=30):
+    """Until the API answers again after an outage."""
+    def up():
+        try:
+            return sim.request("GET", "/version", timeout=2)[0] == 200
+        except OSError:
+            return False
+    wait_for(up, timeout=timeout, interval=0.2, what="the API back")
+
+
+def to_proxy_by_hand(sim, ns, **es_kw):
+    """Deployment `web` at 0 replicas (never started) + its Service + an ElastiService without
+    triggers: the controller finds the target at 0 and enters proxy mode at once."""
+    make_app(sim, ns, replicas=0)
+    create_es(sim, ns, elastiservice(**es_kw))
+    st = wait_mode(sim, ns, "proxy")
+    wait_for(lambda: resolver_slices(sim, ns), timeout=10, what="resolver slice")
+    return st
+
+
+# ---------------------------------------------------------------- scale down
+
+
+def test_below_threshold_past_cooldown_scales_to_zero_with_resolver_slice(sim, prom, exporter, ns, holdfast):
+    make_app(sim, ns)
+    set_load(prom, exporter, ns, 0)
+    hf = holdfast.start()
+    create_es(sim, ns, elastiservice(triggers=[trigger(prom, ns)]))
+
+    st = wait_mode(sim, ns, "proxy")
+    wait_replicas(sim, ns, 0)
+    svc = sim.get("/api/v1/namespaces/%s/services/web" % ns)
+
+    # status.ports: the Service port and the resolver port allocated for it, from the range
+    assert len(st.get("ports") or []) == 1, st
+    p = st["ports"][0]
+    assert (p["name"], p["port"], p.get("protocol", "TCP")) == ("http", 80, "TCP"), p
+    rport = p["resolverPort"]
+    assert hf.port_range[0] <= rport <= hf.port_range[1], (rport, hf.port_range)
+
+    # the resolver slice, as kube-proxy / ingress controllers need it
+    slices = wait_for(lambda: resolver_slices(sim, ns), timeout=10, what="resolver slice")
+    assert len(slices) == 1, slices
+    s = slices[0]
+    md = s["metadata"]
+    assert md["labels"]["kubernetes.io/service-name"] == "web"
+    assert md["labels"]["endpointslice.kubernetes.io/managed-by"] == "holdfast"
+    assert "service.kubernetes.io/headless" not in md["labels"]
+    assert md["name"].startswith("web-"), md["name"]
+    owners = md.get("ownerReferences") or []
+    assert [(o["apiVersion"], o["kind"], o["name"], o["uid"]) for o in owners] == \
+        [("v1", "Service", "web", svc["metadata"]["uid"])], owners
+    assert s["addressType"] == "IPv4"
+    assert [(q["name"], q.get("protocol", "TCP"), q["port"]) for q in s["ports"]] == [("http", "TCP", rport)]
+    assert len(s["endpoints"]) == 1, s["endpoints"]
+    ep = s["endpoints"][0]
+    assert ep["addresses"] == [hf.ip]
+    assert ep["conditions"] == {"ready": True, "serving": True, "terminating": False}, ep
+    assert "targetRef" not in ep
+
+    # holdfast listens there, and kube-proxy reaches it: at zero the Service's pods are gone
+    with socket.create_connection((hf.ip, rport), timeout=5):
+        pass
+
+    # conditions and the Event
+    cz = condition(sim, ns, "ScaledToZero")
+    assert cz and cz["status"] == "True" and cz["reason"] == "BelowThreshold", cz
+    for c in st["conditions"]:
+        assert c.get("lastTransitionTime") and "observedGeneration" in c, c
+    assert (condition(sim, ns, "TriggerHealthy") or {}).get("status") == "True"
+    assert (condition(sim, ns, "Ready") or {}).get("status") == "True"
+    ev = wait_event(sim, ns, "ScaledToZero")
+    assert ev[0]["type"] == "Normal"
+    assert st.get("lastReconciledTime")
+    assert FINALIZER in es_get(sim, ns)["metadata"].get("finalizers", [])
+
+
+def test_no_scale_down_above_threshold(sim, prom, exporter, ns, holdfast):
+    make_app(sim, ns)
+    set_load(prom, exporter, ns, 5)
+    holdfast.start()
+    create_es(sim, ns, elastiservice(triggers=[trigger(prom, ns, threshold="1")]))
+    # the trigger is evaluated (past the cooldown) and found healthy, yet above its threshold
+    wait_for(lambda: (condition(sim, ns, "TriggerHealthy") or {}).get("status") == "True", timeout=15,
+             what="TriggerHealthy True")
+    hold_still(4, lambda: replicas(sim, ns) == 1 and status(sim, ns).get("mode") == "serve"
+               and not resolver_slices(sim, ns), "scaled down while above the threshold")
+    assert not es_events(sim, ns, "ScaledToZero")
+    # control: below the threshold, the same ElastiService scales down
+    set_load(prom, exporter, ns, 0.5)
+    wait_mode(sim, ns, "proxy")
+    wait_replicas(sim, ns, 0)
+
+
+def test_no_scale_down_within_cooldown(sim, prom, exporter, ns, holdfast):
+    make_app(sim, ns)
+    set_load(prom, exporter, ns, 0)
+    holdfast.start()
+    create_es(sim, ns, elastiservice(cooldown=120, triggers=[trigger(prom, ns)]))
+    wait_mode(sim, ns, "serve")  # the controller has read the target
+    hold_still(4, lambda: replicas(sim, ns) == 1 and status(sim, ns).get("mode") == "serve",
+               "scaled down within the cooldown period")
+    # control: the cooldown shortened (created more than 2 s ago): it scales down
+    sim.patch(es_path(ns), {"spec": {"cooldownPeriod": 2}})
+    wait_mode(sim, ns, "proxy")
+    wait_replicas(sim, ns, 0)
+
+
+def test_no_scale_down_outside_enabled_period(sim, prom, exporter, ns, holdfast):
+    make_app(sim, ns)
+    set_load(prom, exporter, ns, 0)
+    holdfast.start()
+    # a one-minute window each day, six hours from now (UTC): now is outside it
+    at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=6)
+    period = {"schedule": "%d %d * * *" % (at.minute, at.hour), "duration": "1m"}
+    create_es(sim, ns, elastiservice(triggers=[trigger(prom, ns)], enabledPeriod=period))
+    wait_mode(sim, ns, "serve")
+    hold_still(4, lambda: replicas(sim, ns) == 1 and status(sim, ns).get("mode") == "serve",
+               "scaled down outside the enabledPeriod")
+    # control: a window that is always open (every minute opens one lasting an hour)
+    sim.patch(es_path(ns), {"spec": {"enabledPeriod": {"schedule": "* * * * *", "duration": "1h"}}})
+    wait_mode(sim, ns, "proxy")
+    wait_replicas(sim, ns, 0)
+
+
+@pytest.mark.parametrize("why", ["uptime-filter", "unreachable"])
+def test_no_scale_down_when_prometheus_unhealthy(sim, prom, exporter, ns, holdfast, why):
+    make_app(sim, ns)
+    set_load(prom, exporter, ns, 0)
+    holdfast.start()
+    if why == "uptime-filter":
+        bad = trigger(prom, ns, uptimeFilter='container="no-such-container"')
+    else:
+        with socket.socket() as s:  # a port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            closed = s.getsockname()[1]
+        bad = trigger(prom, ns, serverAddress="http://127.0.0.1:%d" % closed)
+    create_es(sim, ns, elastiservice(triggers=[bad]))
+    c = wait_for(lambda: (condition(sim, ns, "TriggerHealthy") or {}).get("status") == "False"
+                 and condition(sim, ns, "TriggerHealthy"), timeout=15, what="TriggerHealthy False")
+    assert c["reason"] and c["message"], c
+    if why == "uptime-filter":
+        assert "no-such-container" in c["message"] or "uptime" in c["message"].lower(), c
+    hold_still(3, lambda: replicas(sim, ns) == 1 and status(sim, ns).get("mode") == "serve",
+               "scaled down while Prometheus is unhealthy")
+    # control: a healthy trigger scales down, and the condition recovers
+    sim.patch(es_path(ns), {"spec": {"triggers": [trigger(prom, ns)]}})
+    wait_mode(sim, ns, "proxy")
+    wait_replicas(sim, ns, 0)
+    assert condition(sim, ns, "TriggerHealthy")["status"] == "True"
+
+
+# ---------------------------------------------------------------- wake
+
+
+def test_request_at_zero_wakes_target_and_switches_to_serve(sim, prom, exporter, ns, holdfast):
+    make_app(sim, ns)
+    set_load(prom, exporter, ns, 0)
+    holdfast.start()
+    create_es(sim, ns, elastiservice(triggers=[trigger(prom, ns)]))
+    wait_mode(sim, ns, "proxy")
+    set_load(prom, exporter, ns, 5)  # busy from now on: no second scale-down after the wake
+    wait_for(lambda: not pods(sim, ns), timeout=20, what="the pods gone")
+    assert not status(sim, ns).get("lastScaledUpTime")
+    before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+    code, _, body = http_get(sim.cluster_ip(ns, "web"), 80, "/hello")
+    assert code == 200 and body.startswith("web-"), (code, body)  # the pod answered
+
+    st = wait_mode(sim, ns, "serve")
+    assert replicas(sim, ns) == 1
+    wait_for(lambda: not resolver_slices(sim, ns), timeout=10, what="resolver slice deleted")
+    up = datetime.datetime.strptime(
+        wait_for(lambda: status(sim, ns).get("lastScaledUpTime"), timeout=10, what="lastScaledUpTime"),
+        "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    assert before - datetime.timedelta(seconds=1) <= up <= datetime.datetime.now(datetime.timezone.utc), up
+    assert wait_event(sim, ns, "ScaledUp")[0]["type"] == "Normal"
+    wait_event(sim, ns, "SwitchedToServe")
+    assert st["ports"][0]["resolverPort"]  # kept for the ElastiService's lifetime
+    # after the switch the Service's own endpoints answer
+    code, _, body = http_get(sim.cluster_ip(ns, "web"), 80, "/again")
+    assert code == 200 and body.startswith("web-")
+
+
+def test_probe_response_answered_at_zero_without_wake(sim, ns, holdfast):
+    holdfast.start()
+    probes = [{"method": "GET", "path": {"type": "Exact", "value": "/healthz"},
+               "response": {"status": 200, "body": '{"status":"ok"}'}}]
+    to_proxy_by_hand(sim, ns, probeResponse=probes)
+    ip = sim.cluster_ip(ns, "web")
+    code, headers, body = http_get(ip, 80, "/healthz", timeout=10)
+    assert code == 200 and json.loads(body) == {"status": "ok"}, (code, body)
+    assert headers["content-type"].startswith("application/json")
+    hold_still(2.5, lambda: replicas(sim, ns) == 0, "a probe woke the target")
+    assert not es_events(sim, ns, "ScaledUp")
+    assert status(sim, ns)["mode"] == "proxy"
+    # control: any other request wakes it
+    code, _, body = http_get(ip, 80, "/work")
+    assert code == 200 and body.startswith("web-"), (code, body)
+    assert replicas(sim, ns) == 1
+
+
+def test_manual_scale_to_zero_enters_proxy_and_manual_scale_up_enters_serve(sim, ns, holdfast):
+    make_app(sim, ns)
+    holdfast.start()
+    create_es(sim, ns, elastiservice())  # no triggers: only a hand scales it
+    wait_mode(sim, ns, "serve")
+    assert not resolver_slices(sim, ns)
+
+    sim.kubectl("scale", "-n", ns, "deployment/web", "--replicas=0")
+    wait_mode(sim, ns, "proxy")
+    wait_for(lambda: resolver_slices(sim, ns), timeout=10, what="resolver slice")
+    c = condition(sim, ns, "ScaledToZero")
+    assert c["status"] == "True" and c["reason"] == "ScaledToZeroByHand", c
+    wait_event(sim, ns, "ScaledToZero")
+
+    sim.kubectl("scale", "-n", ns, "deployment/web", "--replicas=2")
+    wait_mode(sim, ns, "serve")
+    wait_for(lambda: not resolver_slices(sim, ns), timeout=10, what="resolver slice deleted")
+    assert replicas(sim, ns) == 2  # a hand's count is kept
+    assert condition(sim, ns, "ScaledToZero")["status"] == "False"
+
+
+# ---------------------------------------------------------------- KEDA
+
+
+def test_keda_scaledobject_paused_at_scale_down_and_resumed_at_wake(sim, prom, exporter, ns, holdfast):
+    make_app(sim, ns)
+    so_path = "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects" % ns
+    sim.create(so_path, {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "web-so"},
+                         "spec": {"scaleTargetRef": {"name": "web"}, "minReplicaCount": 1}})
+
+    def annotations():
+        return sim.get(so_path + "/web-so")["metadata"].get("annotations") or {}
+    set_load(prom, exporter, ns, 0)
+    holdfast.start()
+    create_es(sim, ns, elastiservice(triggers=[trigger(prom, ns)], autoscaler={"type": "keda", "name": "web-so"}))
+    wait_mode(sim, ns, "proxy")
+    set_load(prom, exporter, ns, 5)
+    wait_for(lambda: annotations().get("autoscaling.keda.sh/paused-replicas") == "0", timeout=10,
+             what="ScaledObject paused at 0")
+    wait_replicas(sim, ns, 0)
+
+    code, _, body = http_get(sim.cluster_ip(ns, "web"), 80)
+    assert code == 200 and body.startswith("web-")
+    wait_for(lambda: not any(k in annotations() for k in ("autoscaling.keda.sh/paused-replicas",
+                                                          "autoscaling.keda.sh/paused")),
+             timeout=10, what="ScaledObject resumed (pause annotations removed)")
+    wait_mode(sim, ns, "serve")
+
+
+# ---------------------------------------------------------------- deletion
+
+
+def test_deleting_elastiservice_at_zero_restores_target_and_service(sim, ns, holdfast):
+    holdfast.start()
+    to_proxy_by_hand(sim, ns, minTargetReplicas=2)
+    assert FINALIZER in es_get(sim, ns)["metadata"].get("finalizers", [])
+    assert replicas(sim, ns) == 0
+
+    sim.delete(es_path(ns))
+    wait_for(lambda: not sim.exists(es_path(ns)), timeout=20, what="the ElastiService gone (finalizer removed)")
+    wait_replicas(sim, ns, 2)
+    wait_for(lambda: not resolver_slices(sim, ns), timeout=10, what="resolver slice deleted")
+    sim.wait_service_endpoints(ns, "web", 2)
+    code, _, body = http_get(sim.cluster_ip(ns, "web"), 80)
+    assert code == 200 and body.startswith("web-")
+
+
+# ---------------------------------------------------------------- targets and ports
+
+
+@pytest.mark.parametrize("kind", ["StatefulSet", "Rollout"])
+def test_target_kind_scales_to_zero_and_wakes(sim, prom, exporter, ns, holdfast, kind):
+    make_app(sim, ns, kind=kind)
+    set_load(prom, exporter, ns, 0)
+    holdfast.start()
+    create_es(sim, ns, elastiservice(kind=kind, triggers=[trigger(prom, ns)]))
+    wait_mode(sim, ns, "proxy")
+    set_load(prom, exporter, ns, 5)
+    wait_replicas(sim, ns, 0, kind=kind)
+    wait_for(lambda: not pods(sim, ns), timeout=20, what="the pods gone")
+
+    code, _, body = http_get(sim.cluster_ip(ns, "web"), 80)
+    assert code == 200 and body.startswith("web-"), (code, body)
+    assert replicas(sim, ns, kind=kind) == 1
+    wait_mode(sim, ns, "serve")
+    wait_event(sim, ns, "ScaledUp")
+
+
+def test_two_port_service_each_port_has_its_resolver_port_and_works_after_wake(sim, ns, holdfast):
+    containers = [
+        {"name": "main", "image": "kubesim/http:1", "ports": [{"containerPort": 8080}],
+         "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}},
+        {"name": "admin", "image": "kubesim/http:1", "ports": [{"containerPort": 8081}],
+         "env": [{"name": "POD_NAME", "value": "admin-container"}],
+         "readinessProbe": {"tcpSocket": {"port": 8081}, "periodSeconds": 1}}]
+    hf = holdfast.start()
+    make_app(sim, ns, replicas=0, containers=containers, ports=(("http", 80, 8080), ("admin", 81, 8081)))
+    create_es(sim, ns, elastiservice())
+    st = wait_mode(sim, ns, "proxy")
+    ports = {p["name"]: p for p in st["ports"]}
+    assert set(ports) == {"http", "admin"}, st["ports"]
+    assert (ports["http"]["port"], ports["admin"]["port"]) == (80, 81)
+    assert ports["http"]["resolverPort"] != ports["admin"]["resolverPort"]
+    slices = wait_for(lambda: resolver_slices(sim, ns), timeout=10, what="resolver slice")
+    assert sorted((q["name"], q["port"]) for q in slices[0]["ports"]) == \
+        sorted((n, p["resolverPort"]) for n, p in ports.items())
+    for p in ports.values():
+        with socket.create_connection((hf.ip, p["resolverPort"]), timeout=5):
+            pass
+
+    ip = sim.cluster_ip(ns, "web")
+    a = Background(ip, 81, "/a")  # both held at zero, each on its own port
+    b = Background(ip, 80, "/b")
+    code_a, _, body_a = a.result()
+    code_b, _, body_b = b.result()
+    assert (code_a, body_a.strip()) == (200, "admin-container"), body_a
+    assert code_b == 200 and body_b.startswith("web-"), body_b
+    wait_mode(sim, ns, "serve")
+    wait_for(lambda: not resolver_slices(sim, ns), timeout=10, what="resolver slice deleted")
+    assert http_get(ip, 81)[2].strip() == "admin-container"
+    assert http_get(ip, 80)[2].startswith("web-")
+
+
+# ---------------------------------------------------------------- a wake that cannot succeed
+
+
+@pytest.mark.parametrize("cause", ["quota", "missing-image"])
+def test_wake_that_cannot_succeed_answers_504_with_reason(sim, ns, holdfast, cause):
+    if cause == "quota":
+        sim.create("/api/v1/namespaces/%s/resourcequotas" % ns, {
+            "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods"},
+            "spec": {"hard": {"pods": "0"}}})
+        make_app(sim, ns, replicas=0)
+        want = ["exceeded quota"]
+    else:
+        make_app(sim, ns, replicas=0, image="kubesim/no-such-image:1")
+        want = ["ImagePull", "ErrImagePull"]
+    holdfast.start()
+    create_es(sim, ns, elastiservice(holdTimeoutSeconds=8))
+    wait_mode(sim, ns, "proxy")
+    wait_for(lambda: resolver_slices(sim, ns), timeout=10, what="resolver slice")
+
+    code, headers, body = http_get(sim.cluster_ip(ns, "web"), 80, "/x", timeout=40)
+    assert code == 504, (code, body)
+    ans = json.loads(body)
+    assert ans["service"] == "%s/web" % ns, ans
+    assert any(w in ans.get("reason", "") for w in want), ans
+
+    c = wait_for(lambda: (condition(sim, ns, "ScaleUpFailed") or {}).get("status") == "True"
+                 and condition(sim, ns, "ScaleUpFailed"), timeout=10, what="ScaleUpFailed True")
+    if cause == "quota":
+        assert c["reason"] == "FailedCreate" and "exceeded quota" in c["message"], c
+    else:
+        assert c["reason"] in ("ErrImagePull", "ImagePullBackOff"), c
+    warnings = [e for e in es_events(sim, ns) if e["type"] == "Warning" and e["reason"] == c["reason"]]
+    assert warnings, es_events(sim, ns)
+
+
+# ---------------------------------------------------------------- API faults
+
+
+def test_api_outage_during_wake_completes_when_api_returns(sim, ns, holdfast):
+    hf = holdfast.start()
+    to_proxy_by_hand(sim, ns)
+    ip = sim.cluster_ip(ns, "web")
+    time.sleep(0.5)  # kube-proxy has applied the resolver slice
+    # every API request answers 503 when the request arrives: the wake's scale patch fails
+    # (refuse mode would still serve holdfast's kept-alive connection)
+    sim.outage(4, mode="503")
+    req = Background(ip, 80, "/during-outage", timeout=60)
+    code, _, body = req.result(timeout=70)
+    assert code == 200 and body.startswith("web-"), (code, body)
+    wait_api(sim)
+    assert replicas(sim, ns) == 1
+    wait_mode(sim, ns, "serve")
+    assert hf.log_lines("wake: scaling the target failed"), "the outage did not hit the wake"
+
+
+def test_api_outage_after_wake_patch_completes_when_api_returns(sim, ns, holdfast):
+    hf = holdfast.start()
+    to_proxy_by_hand(sim, ns)
+    ip = sim.cluster_ip(ns, "web")
+    time.sleep(0.5)
+    req = Background(ip, 80, "/then-outage", timeout=60)
+    wait_for(lambda: replicas(sim, ns) == 1, timeout=10, interval=0.02, what="the wake patch")
+    sim.outage(4, mode="refuse")  # the watches that would report the ready pod are cut
+    code, _, body = req.result(timeout=70)
+    assert code == 200 and body.startswith("web-"), (code, body)
+    wait_api(sim)
+    wait_mode(sim, ns, "serve", timeout=30)
+    assert hf.log_lines("informer recovered: the API server answers again") or \
+        hf.log_lines("informer: list or watch failed, retrying with backoff")
+
+
+def test_forced_compaction_relists_and_controller_keeps_working(sim, ns, holdfast):
+    hf = holdfast.start()
+    to_proxy_by_hand(sim, ns)
+    # forget the watch history, write something, cut every watch: rewatches get 410 Expired
+    sim.compact()
+    sim.create("/api/v1/namespaces/%s/configmaps" % ns, {"apiVersion": "v1", "kind": "ConfigMap",
+                                                         "metadata": {"name": "bump"}})
+    sim.drop_watches()
+    wait_for(lambda: hf.log_lines("informer: watch expired (410), relisting"), timeout=15,
+             what="an informer relisting after 410")
+    # still working: a new ElastiService is seen (ElastiService + Service watches) ...
+    sim.create(wpath("Deployment", ns), workload("Deployment", "api", 0))
+    sim.create("/api/v1/namespaces/%s/services" % ns, service("api"))
+    create_es(sim, ns, elastiservice(name="api"))
+    wait_mode(sim, ns, "proxy", name="api")
+    wait_for(lambda: resolver_slices(sim, ns, "api"), timeout=10, what="resolver slice of api")
+    # ... a wake reaches serve mode (EndpointSlice watch) ...
+    code, _, body = http_get(sim.cluster_ip(ns, "web"), 80)
+    assert code == 200 and body.startswith("web-")
+    wait_mode(sim, ns, "serve")
+    # ... and a later manual scale to 0 is noticed
+    sim.kubectl("scale", "-n", ns, "deployment/web", "--replicas=0")
+    wait_mode(sim, ns, "proxy")
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_metrics_in_kubernetes_mode_pass_promtool(sim, ns, holdfast):
+    hf = holdfast.start()
+    probes = [{"path": {"type": "Exact", "value": "/healthz"}, "response": {"status": 200, "body": "{}"}}]
+    to_proxy_by_hand(sim, ns, probeResponse=probes)
+    assert http_get(sim.cluster_ip(ns, "web"), 80, "/healthz", timeout=10)[0] == 200
+    text = hf.metrics_text()
+    for name in ("holdfast_controller_reconciles_total", "holdfast_leader"):
+        assert re.search(r"^%s(\{[^}]*\})? " % name, text, re.M), name
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, "promtool: rc %d\n%s%s\n--- metrics:\n%s" % (
+        r.returncode, r.stdout, r.stderr, text[:6000])

@@ -1,0 +1,180 @@
+"""hfk8s: holdfast in Kubernetes mode beside kubesim, for integration tests (standard library only).
+
+    hf = HoldfastK8s(sim, workdir, namespace="demo", ip="127.0.6.7")
+    hf.start()                    # waits for /readyz on the admin address
+    hf.ip, hf.port_range          # where resolver ports are bound (--pod-ip == --bind-address)
+    hf.logs(); hf.log_lines(msg); hf.wait_log(msg); hf.metrics_text()
+    hf.stop()                     # SIGTERM (again, then SIGKILL); idempotent
+
+One process per test: `--namespace` keeps it to the test's namespace (a namespace-scoped run), its
+own loopback IP and a random resolver port range keep its listeners apart from anything else on
+the machine, `--shared-port 0`, `--polling-interval 1s`, `--leader-elect=false` (leader election
+is not wired in yet). The binary is $HOLDFAST_BIN, else <repo>/build/holdfast.
+"""
+import itertools
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_ip_counter = itertools.count((os.getpid() * 7) % 200)
+
+
+def holdfast_bin():
+    return os.environ.get("HOLDFAST_BIN", os.path.join(REPO, "build", "holdfast"))
+
+
+def fresh_ip():
+    """A loopback address of its own (127.0.6.2-251): no port of it is used by anything else."""
+    return "127.0.6.%d" % (next(_ip_counter) % 250 + 2)
+
+
+def free_port(host):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class HoldfastError(AssertionError):
+    pass
+
+
+class HoldfastK8s:
+    def __init__(self, sim, workdir, namespace=None, ip=None, polling="1s", workers=2,
+                 log_level="debug", extra_args=(), env=None):
+        self.sim = sim
+        self.workdir = str(workdir)
+        os.makedirs(self.workdir, exist_ok=True)
+        self.namespace = namespace
+        self.ip = ip or fresh_ip()
+        base = random.randrange(30000, 59000, 50)
+        self.port_range = (base, base + 49)
+        self.polling = polling
+        self.workers = workers
+        self.log_level = log_level
+        self.extra_args = list(extra_args)
+        self.extra_env = dict(env or {})
+        self.proc = None
+        self.admin = None
+        self.stderr_path = os.path.join(self.workdir, "holdfast.stderr")
+        self._stderr = None
+
+    def argv(self):
+        a = [holdfast_bin(), "run", "--kubeconfig", self.sim.kubeconfig,
+             "--pod-ip", self.ip, "--bind-address", self.ip, "--pod-name", "holdfast-test",
+             "--proxy-port-range", "%d-%d" % self.port_range, "--shared-port", "0",
+             "--polling-interval", self.polling, "--leader-elect=false",
+             "--admin-listen", "%s:%d" % self.admin, "--workers", str(self.workers),
+             "--log-level", self.log_level]
+        if self.namespace:
+            a += ["--namespace", self.namespace]
+        return a + self.extra_args
+
+    def start(self, timeout=20):
+        self.admin = (self.ip, free_port(self.ip))
+        self._stderr = open(self.stderr_path, "ab")
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}  # curl honours them
+        for k in ("KUBECONFIG", "POD_IP", "POD_NAME", "POD_NAMESPACE", "HOLDFAST_NAMESPACE"):
+            env.pop(k, None)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        env.update(self.extra_env)
+        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=self._stderr, env=env, cwd=self.workdir)
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > deadline:
+                raise HoldfastError("holdfast not ready after %ss:\n%s" % (timeout, self.stderr_text()[-5000:]))
+            time.sleep(0.05)
+        return self
+
+    # ---- admin endpoints
+
+    def admin_get(self, path, timeout=5):
+        with _opener.open("http://%s:%d%s" % (self.admin[0], self.admin[1], path), timeout=timeout) as r:
+            return r.status, r.read().decode()
+
+    def ready(self):
+        if self.proc.poll() is not None:
+            raise HoldfastError("holdfast exited with %s:\n%s" % (self.proc.returncode, self.stderr_text()[-5000:]))
+        try:
+            return self.admin_get("/readyz", timeout=1)[0] == 200
+        except OSError:
+            return False
+
+    def metrics_text(self):
+        return self.admin_get("/metrics")[1]
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    # ---- logs
+
+    def stderr_text(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def logs(self):
+        out = []
+        for line in self.stderr_text().splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+        return out
+
+    def log_lines(self, msg, **fields):
+        return [entry for entry in self.logs() if entry.get("msg") == msg and
+                all(entry.get(k) == v for k, v in fields.items())]
+
+    def wait_log(self, msg, timeout=20, **fields):
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.log_lines(msg, **fields)
+            if got:
+                return got
+            if time.monotonic() > deadline:
+                raise HoldfastError("no log line %r %s within %ss" % (msg, fields, timeout))
+            time.sleep(0.1)
+
+    def sanitizer_report(self):
+        text = self.stderr_text()
+        for marker in SANITIZER_MARKERS:
+            i = text.find(marker)
+            if i >= 0:
+                return text[max(0, i - 200):i + 6000]
+        return None
+
+    # ---- life
+
+    def stop(self):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGTERM)  # a second signal: stop now
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(5)
+        if self._stderr:
+            self._stderr.close()
+            self._stderr = None
+        return self.proc.returncode
