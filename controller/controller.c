@@ -87,7 +87,8 @@ struct es {
     bool eval_blocked; /* some trigger or the uptime check said no */
     char eval_reason[512];
     bool eval_unhealthy; /* ... because Prometheus could not answer properly */
-    uint64_t last_wake_ms;
+    bool wake_inflight;  /* a target_wake is in flight */
+    bool wake_again;     /* another wake was asked for meanwhile: one more runs after it */
     /* Set when entering proxy mode, cleared by a wake or a /scale read with replicas > 0: until
      * then the ready endpoints still listed are the old pods on their way out (the scale-to-0
      * patch is not applied yet), not a reason for the serve switch. Without it, es_reconcile
@@ -132,6 +133,7 @@ struct controller {
 
 static void schedule_publish(struct controller *c);
 static void es_reconcile(struct es *e);
+static void es_wake(struct es *e);
 
 /* ---- small helpers ---- */
 
@@ -860,8 +862,14 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
     struct es *e = es_ref_take(arg);
     if (!e)
         return;
+    e->wake_inflight = false;
+    if (e->wake_again) {
+        /* Asked for while this one was in flight: the target may have been read before it was
+         * scaled down again, so one more wake now. */
+        e->wake_again = false;
+        es_wake(e);
+    }
     if (err) {
-        e->last_wake_ms = 0; /* let the next held request try again at once */
         e->wake_failed = true;
         struct timeval tv = {WAKE_REPEAT_MS / 1000, (WAKE_REPEAT_MS % 1000) * 1000};
         event_add(e->c->wake_retry_ev, &tv);
@@ -894,19 +902,22 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
 /*
  * Any replica: scale the target from 0 to minTargetReplicas (target_wake reads the scale and
  * patches with its resourceVersion, so replicas waking at once scale once, and a wake never
- * lowers a count someone raised). Repeats are damped: a held request wakes at most every
- * WAKE_REPEAT_MS.
+ * lowers a count someone raised). One wake per service is in flight at a time; wakes asked for
+ * meanwhile fold into one more after it, never into none: the data plane asks once per burst
+ * of held requests, so a wake dropped here would leave them held until their timeout.
  */
 static void es_wake(struct es *e)
 {
     if (!e->target_ok || e->spec_error[0])
         return;
-    uint64_t now = mono_ms();
-    if (e->last_wake_ms && now - e->last_wake_ms < WAKE_REPEAT_MS)
+    if (e->wake_inflight) {
+        e->wake_again = true;
         return;
-    e->last_wake_ms = now;
+    }
     struct es_ref *ref = es_ref_new(e);
-    if (ref && !target_wake(e->c->kube, &e->target, e->ns, e->min_replicas, on_wake_done, ref))
+    if (ref && target_wake(e->c->kube, &e->target, e->ns, e->min_replicas, on_wake_done, ref))
+        e->wake_inflight = true;
+    else if (ref)
         es_ref_take(ref);
     log_info("wake: scaling the target up from zero", "elastiservice=%s target=%s replicas=%d",
              e->key, e->target.name, e->min_replicas);
@@ -1201,7 +1212,6 @@ static void es_finalize(struct es *e, const cJSON *obj)
     /* Restore: the target back to minTargetReplicas when it is at 0 (target_wake is a no-op
      * otherwise), KEDA resumed, the Service's traffic back to its pods. */
     if (e->target_ok) {
-        e->last_wake_ms = 0;
         es_wake(e);
     }
     keda_set(e, false);
