@@ -1,0 +1,206 @@
+"""Kubernetes mode with several replicas, and the way back out: leader failover, resolver slices
+that follow the resolver's own pods, and `holdfast restore --all` (the chart's uninstall hook).
+
+Each test runs holdfast processes beside kubesim (tests/kubesim) with leader election on.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+
+from hfk8s import HoldfastK8s, fresh_ip, holdfast_bin  # noqa: E402
+from simctl import KubeSim, wait_for  # noqa: E402
+
+CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
+IMAGES = {"ha/http:1": {"argv": ["/usr/bin/python3", "-m", "http.server", "--bind", "$POD_IP", "$PORT"]}}
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    s = KubeSim(tmp_path_factory.mktemp("kubesim"), image_map=IMAGES, proxy_delay_ms=100)
+    s.start()
+    try:
+        s.kubectl("apply", "-f", CRD_FILE)
+        wait_for(lambda: s.exists("/apis/elasti.truefoundry.com/v1alpha1"), what="CRD served")
+        yield s
+    finally:
+        leftovers = s.stop()
+    assert leftovers == [], "pod processes outlived kubesim: %s" % leftovers
+
+
+_counter = iter(range(1, 1000))
+
+
+@pytest.fixture
+def ns(sim):
+    name = "ha%d" % next(_counter)
+    sim.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    sim.request("DELETE", "/api/v1/namespaces/" + name)
+
+
+@pytest.fixture
+def replicas_of_holdfast(sim, tmp_path):
+    started = []
+
+    def start(ns, name, extra=(), **kw):
+        h = HoldfastK8s(sim, tmp_path / name, namespace=ns,
+                        extra_args=["--leader-elect=true", "--pod-name", name,
+                                    "--resolver-namespace", ns] + list(extra), **kw)
+        started.append(h)
+        return h.start()
+
+    yield start
+    for h in started:
+        h.stop()
+        assert h.sanitizer_report() is None, h.sanitizer_report()
+
+
+def make_app(sim, ns, name="web"):
+    labels = {"app": name}
+    sim.create("/apis/apps/v1/namespaces/%s/deployments" % ns, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [{
+                     "name": "main", "image": "ha/http:1", "ports": [{"containerPort": 8080}],
+                     "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}}})
+    sim.create("/api/v1/namespaces/%s/services" % ns, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
+    sim.create("/apis/elasti.truefoundry.com/v1alpha1/namespaces/%s/elastiservices" % ns, {
+        "apiVersion": "elasti.truefoundry.com/v1alpha1", "kind": "ElastiService",
+        "metadata": {"name": name},
+        "spec": {"service": name, "minTargetReplicas": 1, "cooldownPeriod": 0,
+                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}}})
+    sim.wait_ready_replicas(ns, name, 1)
+
+
+def scale(sim, ns, n, name="web"):
+    sim.kubectl("scale", "-n", ns, "deploy/" + name, "--replicas=%d" % n)
+
+
+def es(sim, ns, name="web"):
+    return sim.get("/apis/elasti.truefoundry.com/v1alpha1/namespaces/%s/elastiservices/%s" % (ns, name))
+
+
+def mode(sim, ns, name="web"):
+    return es(sim, ns, name).get("status", {}).get("mode")
+
+
+def resolver_slices(sim, ns, svc="web"):
+    sel = "kubernetes.io/service-name=%s,endpointslice.kubernetes.io/managed-by=holdfast" % svc
+    return sim.get("/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices?labelSelector=%s" % (ns, sel))["items"]
+
+
+def slice_ips(sim, ns, svc="web"):
+    return sorted(a for s in resolver_slices(sim, ns, svc) for e in (s.get("endpoints") or [])
+                  for a in e["addresses"])
+
+
+def lease_holder(sim, ns):
+    code, body = sim.request("GET", "/apis/coordination.k8s.io/v1/namespaces/%s/leases/holdfast-leader" % ns)
+    return body.get("spec", {}).get("holderIdentity") if code == 200 else None
+
+
+def test_leader_killed_the_other_replica_takes_over_scale_down(sim, ns, replicas_of_holdfast):
+    make_app(sim, ns)
+    a = replicas_of_holdfast(ns, "hf-a")
+    wait_for(lambda: lease_holder(sim, ns) == "hf-a", timeout=15, what="hf-a leading")
+    b = replicas_of_holdfast(ns, "hf-b")
+    # Only the leader switches traffic: hf-b stays a follower while hf-a lives.
+    scale(sim, ns, 0)
+    wait_for(lambda: mode(sim, ns) == "proxy", timeout=20, what="proxy mode (hf-a)")
+    assert slice_ips(sim, ns) == [a.ip], "the leader writes the slice (no --resolver-service: its own IP)"
+    assert not b.log_lines("event"), "a follower records no transition"
+    scale(sim, ns, 1)
+    wait_for(lambda: mode(sim, ns) == "serve", timeout=30, what="serve mode (hf-a)")
+
+    a.proc.kill()  # no release: the Lease must expire (15 s)
+    a.proc.wait(10)
+    wait_for(lambda: lease_holder(sim, ns) == "hf-b", timeout=40, what="hf-b taking the Lease over")
+    scale(sim, ns, 0)
+    wait_for(lambda: mode(sim, ns) == "proxy", timeout=20, what="proxy mode (hf-b)")
+    assert slice_ips(sim, ns) == [b.ip]
+    assert b.log_lines("event", reason="ScaledToZero")
+
+
+def test_leader_stopped_hands_the_lease_over_at_once(sim, ns, replicas_of_holdfast):
+    make_app(sim, ns)
+    a = replicas_of_holdfast(ns, "hf-a")
+    wait_for(lambda: lease_holder(sim, ns) == "hf-a", timeout=15, what="hf-a leading")
+    replicas_of_holdfast(ns, "hf-b")
+    a.stop()  # SIGTERM: the Lease is handed back before exit
+    # Well under the 15 s lease duration: taken over because it was released.
+    wait_for(lambda: lease_holder(sim, ns) == "hf-b", timeout=8, what="hf-b leading after a release")
+
+
+def test_resolver_slices_follow_the_resolver_pods(sim, ns, replicas_of_holdfast):
+    make_app(sim, ns)
+    # The resolver's own Service, its pods listed by an EndpointSlice (as the EndpointSlice
+    # controller would list holdfast's pods).
+    sim.create("/api/v1/namespaces/%s/services" % ns, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "holdfast"},
+        "spec": {"ports": [{"name": "shared", "port": 8012}]}})
+    pods = [fresh_ip(), fresh_ip()]
+
+    def resolver_pods(ips):
+        body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "holdfast-pods", "labels": {
+                    "kubernetes.io/service-name": "holdfast",
+                    "endpointslice.kubernetes.io/managed-by": "test.holdfast.io"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": "node-%d" % i}
+                              for i, ip in enumerate(ips)],
+                "ports": [{"name": "shared", "port": 8012, "protocol": "TCP"}]}
+        path = "/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices" % ns
+        code, old = sim.request("GET", path + "/holdfast-pods")
+        if code == 200:
+            body["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+            sim.update(path + "/holdfast-pods", body)
+        else:
+            sim.create(path, body)
+
+    resolver_pods(pods[:1])
+    replicas_of_holdfast(ns, "hf-a", extra=["--resolver-service", "holdfast"])
+    scale(sim, ns, 0)
+    wait_for(lambda: mode(sim, ns) == "proxy", timeout=20, what="proxy mode")
+    wait_for(lambda: slice_ips(sim, ns) == sorted(pods[:1]), timeout=10, what="one resolver")
+    node = resolver_slices(sim, ns)[0]["endpoints"][0].get("nodeName")
+    assert node == "node-0", "nodeName carried over (Local traffic policies need it)"
+    resolver_pods(pods)
+    wait_for(lambda: slice_ips(sim, ns) == sorted(pods), timeout=10, what="1 -> 2 resolvers")
+    resolver_pods(pods[1:])
+    wait_for(lambda: slice_ips(sim, ns) == sorted(pods[1:]), timeout=10, what="2 -> 1 resolvers")
+
+
+def test_restore_all_puts_every_service_back_in_serve_mode(sim, ns, replicas_of_holdfast):
+    make_app(sim, ns, "web")
+    make_app(sim, ns, "api")
+    hf = replicas_of_holdfast(ns, "hf-a")
+    scale(sim, ns, 0, "web")
+    scale(sim, ns, 0, "api")
+    for name in ("web", "api"):
+        wait_for(lambda: mode(sim, ns, name) == "proxy" and resolver_slices(sim, ns, name),
+                 timeout=20, what=name + " in proxy mode")
+    hf.proc.kill()  # gone without cleaning up, as after an uninstall
+    hf.proc.wait(10)
+    r = subprocess.run([holdfast_bin(), "restore", "--all", "--kubeconfig", sim.kubeconfig],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    for name in ("web", "api"):
+        dep = sim.get("/apis/apps/v1/namespaces/%s/deployments/%s" % (ns, name))
+        assert dep["spec"]["replicas"] == 1, name
+        assert resolver_slices(sim, ns, name) == [], name
+        assert mode(sim, ns, name) == "serve", name
+    sim.wait_ready_replicas(ns, "web", 1)
+    r = subprocess.run([holdfast_bin(), "restore", "--namespace", ns, "web", "--kubeconfig", sim.kubeconfig],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, "a service already serving restores as a no-op: %s" % r.stderr
+    r = subprocess.run([holdfast_bin(), "restore"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "--all" in r.stderr
