@@ -94,6 +94,7 @@ struct es {
      * patch is not applied yet), not a reason for the serve switch. Without it, es_reconcile
      * switched back to serve 2 ms after every trigger scale-down (test_controller.py). */
     bool awaiting_wake;
+    bool status_dirty;      /* a status write failed: the next poll writes it again */
     bool wake_failed;       /* the last wake's scale call failed: on_wake_retry tries again */
     char *not_ready_reason; /* why the woken target has no ready pod, for 504s; or NULL */
     bool had_endpoints;     /* some port had ready endpoints in the last snapshot */
@@ -430,6 +431,8 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
         snprintf(e->awaited_rv, sizeof(e->awaited_rv), "%s", rv);
         e->awaited_ms = mono_ms();
     }
+    if (e && err)
+        e->status_dirty = true; /* on_scale (every poll) writes it again */
     if (err)
         log_warn("status write failed; the next reconcile retries",
                  "elastiservice=%s error=%s "
@@ -1156,6 +1159,35 @@ static void on_scale(const struct target_result *res, const struct kube_error *e
     bool proxy = strcmp(e->mode, "proxy") == 0;
     if (replicas > 0)
         e->awaiting_wake = false; /* scaled up (a wake by another replica, a hand) */
+    /*
+     * Writes of a transition that failed (API outage) are made again here, every poll: the
+     * status (mode, ports, conditions; Ready back from TargetUnreadable once /scale answers),
+     * and, below, the delete of resolver slices left behind in serve mode. (Bug found by
+     * test_api_outage_after_wake_patch_completes_when_api_returns: a serve switch during an
+     * outage left status.mode "proxy" and the resolver slice in place for good.)
+     */
+    const cJSON *cnd;
+    cJSON_ArrayForEach(cnd, e->conditions)
+    {
+        const char *t = get_str(cnd, "type"), *r = get_str(cnd, "reason");
+        bool unreadable =
+            r && (strcmp(r, "TargetUnreadable") == 0 || strcmp(r, "TargetNotFound") == 0);
+        if (t && strcmp(t, "Ready") == 0 && unreadable && e->mode[0]) {
+            cond_set(e, "Ready", true, proxy ? "Proxying" : "Serving",
+                     proxy ? "traffic goes to the resolver, which holds requests"
+                           : "traffic goes to the target's pods");
+            e->status_dirty = true;
+            break;
+        }
+    }
+    if (e->status_dirty && e->mode[0]) {
+        e->status_dirty = false; /* set again if this write fails too */
+        cJSON *fields = cJSON_CreateObject();
+        cJSON_AddStringToObject(fields, "mode", e->mode);
+        if (e->n_ports)
+            cJSON_AddItemToObject(fields, "ports", ports_json(e));
+        status_write(e, fields);
+    }
     if (replicas == 0 && !proxy) {
         enter_proxy(e, false, "the target was scaled to 0 by hand");
     } else if (replicas > 0 && proxy && target_has_ready_endpoint(e)) {
@@ -1170,6 +1202,7 @@ static void on_scale(const struct target_result *res, const struct kube_error *e
             cond_set(e, "Ready", true, "Serving", "traffic goes to the target's pods");
             status_write(e, fields);
         }
+        resolver_slices_delete(e); /* serving: none should be left (a failed delete) */
         scale_down_check(e);
     }
 }
