@@ -32,11 +32,12 @@ sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
 from simctl import KubeSim, wait_for  # noqa: E402
 from promfix import Exporter, Prometheus, PromfixError, whole_second  # noqa: E402
-from hfk8s import HoldfastK8s  # noqa: E402
+from hfk8s import HoldfastK8s, fresh_ip  # noqa: E402
 
 PY = "/usr/bin/python3"
 HTTPSERVER = os.path.join(REPO, "tests", "kubesim", "testdata", "httpserver.py")
-IMAGES = {"kubesim/http:1": {"argv": [PY, HTTPSERVER]}}
+IMAGES = {"kubesim/http:1": {"argv": [PY, HTTPSERVER]},
+          "kubesim/http:slow": {"argv": [PY, HTTPSERVER], "startDelayMs": 1500}}
 CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
 ES_API = "/apis/elasti.truefoundry.com/v1alpha1"
 METRIC = "hf_load"
@@ -385,6 +386,9 @@ def test_below_threshold_past_cooldown_scales_to_zero_with_resolver_slice(sim, p
     assert (condition(sim, ns, "Ready") or {}).get("status") == "True"
     ev = wait_event(sim, ns, "ScaledToZero")
     assert ev[0]["type"] == "Normal"
+    # one transition: no flap back to serve while the old pods were still going away
+    assert not es_events(sim, ns, "SwitchedToServe"), es_events(sim, ns)
+    assert len(ev) == 1 and ev[0].get("count", 1) == 1, ev
     assert st.get("lastReconciledTime")
     assert FINALIZER in es_get(sim, ns)["metadata"].get("finalizers", [])
 
@@ -693,19 +697,28 @@ def test_api_outage_during_wake_completes_when_api_returns(sim, ns, holdfast):
 
 
 def test_api_outage_after_wake_patch_completes_when_api_returns(sim, ns, holdfast):
+    """The wake patch lands, then the API goes away while the pod starts (1.5 s): the pod's
+    readiness, the serve switch's slice delete and status write all fall in the outage. The held
+    request is answered, and once the API is back the status says serve and the resolver slice
+    is gone (the failed writes are made again)."""
     hf = holdfast.start()
-    to_proxy_by_hand(sim, ns)
+    make_app(sim, ns, replicas=0, image="kubesim/http:slow")
+    create_es(sim, ns, elastiservice())
+    wait_mode(sim, ns, "proxy")
+    wait_for(lambda: resolver_slices(sim, ns), timeout=10, what="resolver slice")
     ip = sim.cluster_ip(ns, "web")
     time.sleep(0.5)
     req = Background(ip, 80, "/then-outage", timeout=60)
     wait_for(lambda: replicas(sim, ns) == 1, timeout=10, interval=0.02, what="the wake patch")
-    sim.outage(4, mode="refuse")  # the watches that would report the ready pod are cut
+    sim.outage(5, mode="refuse")  # the watches that would report the ready pod are cut
     code, _, body = req.result(timeout=70)
     assert code == 200 and body.startswith("web-"), (code, body)
     wait_api(sim)
-    wait_mode(sim, ns, "serve", timeout=30)
-    assert hf.log_lines("informer recovered: the API server answers again") or \
-        hf.log_lines("informer: list or watch failed, retrying with backoff")
+    wait_mode(sim, ns, "serve", timeout=20)
+    wait_for(lambda: not resolver_slices(sim, ns), timeout=10, what="resolver slice deleted")
+    wait_for(lambda: (condition(sim, ns, "Ready") or {}).get("status") == "True", timeout=10,
+             what="Ready True again")
+    assert hf.log_lines("informer: list or watch failed, retrying with backoff"), "the outage was not seen"
 
 
 def test_forced_compaction_relists_and_controller_keeps_working(sim, ns, holdfast):
@@ -747,3 +760,99 @@ def test_metrics_in_kubernetes_mode_pass_promtool(sim, ns, holdfast):
     r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, "promtool: rc %d\n%s%s\n--- metrics:\n%s" % (
         r.returncode, r.stdout, r.stderr, text[:6000])
+
+
+# ---------------------------------------------------------------- replicas, scope, leader
+
+
+def test_resolver_replicas_followed_by_every_resolver_slice(sim, ns, holdfast):
+    """--resolver-service: the resolver's own Service's ready endpoints (here a hand-made slice,
+    as the EndpointSlice controller would write for resolver pods) are the endpoints of every
+    resolver slice, 1 -> 2 -> 1 replicas."""
+    ip1, ip2 = fresh_ip(), fresh_ip()
+    sim.create("/api/v1/namespaces/%s/services" % ns, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "hf"},
+        "spec": {"ports": [{"name": "admin", "port": 8013}]}})
+    rs = "/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices" % ns
+
+    def set_resolvers(ips):
+        obj = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+               "metadata": {"name": "hf-pods", "labels": {"kubernetes.io/service-name": "hf",
+                                                          "endpointslice.kubernetes.io/managed-by": "test"}},
+               "ports": [{"name": "admin", "port": 8013, "protocol": "TCP"}],
+               "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": "kubesim-node"}
+                             for ip in ips]}
+        if sim.exists(rs + "/hf-pods"):
+            sim.patch(rs + "/hf-pods", {"endpoints": obj["endpoints"]})
+        else:
+            sim.create(rs, obj)
+
+    def endpoints_of(svc):
+        sl = resolver_slices(sim, ns, svc)
+        return sorted(ep["addresses"][0] for s in sl for ep in s.get("endpoints") or []) if sl else None
+
+    set_resolvers([ip1])
+    holdfast.start(ip=ip1, extra_args=["--resolver-service", "hf", "--resolver-namespace", ns])
+    make_app(sim, ns, "web", replicas=0)
+    make_app(sim, ns, "api", replicas=0)
+    create_es(sim, ns, elastiservice("web"))
+    create_es(sim, ns, elastiservice("api"))
+    for svc in ("web", "api"):
+        wait_mode(sim, ns, "proxy", name=svc)
+        wait_for(lambda: endpoints_of(svc) == [ip1], timeout=10, what="%s's resolver slice lists 1 resolver" % svc)
+    ep = resolver_slices(sim, ns, "web")[0]["endpoints"][0]
+    assert ep.get("nodeName") == "kubesim-node", ep  # else externalTrafficPolicy: Local drops it
+
+    set_resolvers([ip1, ip2])
+    for svc in ("web", "api"):
+        wait_for(lambda: endpoints_of(svc) == sorted([ip1, ip2]), timeout=10,
+                 what="%s's resolver slice lists 2 resolvers" % svc)
+    set_resolvers([ip2])
+    for svc in ("web", "api"):
+        wait_for(lambda: endpoints_of(svc) == [ip2], timeout=10,
+                 what="%s's resolver slice drops the resolver that left" % svc)
+
+
+def test_namespace_scoped_run_leaves_other_namespaces_alone(sim, ns, holdfast):
+    other = ns[:50] + "-other"
+    sim.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}})
+    try:
+        holdfast.start()  # --namespace ns
+        make_app(sim, other, replicas=0)
+        create_es(sim, other, elastiservice())
+        make_app(sim, ns, replicas=0)
+        create_es(sim, ns, elastiservice())
+        wait_mode(sim, ns, "proxy")  # control: its own namespace is served
+        hold_still(2, lambda: not es_get(sim, other).get("status") and
+                   FINALIZER not in es_get(sim, other)["metadata"].get("finalizers", []) and
+                   not resolver_slices(sim, other), "an ElastiService outside --namespace was touched")
+    finally:
+        sim.request("DELETE", "/api/v1/namespaces/" + other)
+
+
+def test_leader_failover_other_replica_takes_over_scale_down(sim, prom, exporter, ns, holdfast):
+    make_app(sim, ns)
+    set_load(prom, exporter, ns, 5)  # busy: nothing to scale down yet
+    lease_args = ["--resolver-namespace", ns]  # the Lease lives there
+    a = holdfast.start(pod_name="hf-a", leader_elect=True, extra_args=lease_args)
+    lease_path = "/apis/coordination.k8s.io/v1/namespaces/%s/leases/holdfast-leader" % ns
+    wait_for(lambda: sim.get(lease_path)["spec"].get("holderIdentity") == "hf-a", timeout=15,
+             what="hf-a holds the Lease")
+    b = holdfast.start(pod_name="hf-b", leader_elect=True, extra_args=lease_args)
+
+    def leader_metric(h):
+        m = re.search(r"^holdfast_leader(?:\{[^}]*\})? (\S+)$", h.metrics_text(), re.M)
+        return float(m.group(1)) if m else None
+    wait_for(lambda: leader_metric(a) == 1 and leader_metric(b) == 0, timeout=10, what="a leads, b does not")
+    create_es(sim, ns, elastiservice(triggers=[trigger(prom, ns)]))
+    wait_mode(sim, ns, "serve")
+
+    a.kill()  # no Lease handed back: b must wait for it to expire, then lead
+    set_load(prom, exporter, ns, 0)
+    wait_for(lambda: sim.get(lease_path)["spec"].get("holderIdentity") == "hf-b", timeout=30,
+             what="hf-b takes the Lease")
+    wait_mode(sim, ns, "proxy", timeout=15)
+    wait_replicas(sim, ns, 0)
+    assert leader_metric(b) == 1
+    slices = resolver_slices(sim, ns)
+    assert [ep["addresses"] for ep in slices[0]["endpoints"]] == [[b.ip]], slices

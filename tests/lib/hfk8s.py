@@ -8,8 +8,9 @@
 
 One process per test: `--namespace` keeps it to the test's namespace (a namespace-scoped run), its
 own loopback IP and a random resolver port range keep its listeners apart from anything else on
-the machine, `--shared-port 0`, `--polling-interval 1s`, `--leader-elect=false` (leader election
-is not wired in yet). The binary is $HOLDFAST_BIN, else <repo>/build/holdfast.
+the machine, `--shared-port 0`, `--polling-interval 1s`, `--leader-elect=false` unless
+leader_elect=True (then the Lease is `holdfast-leader` in --resolver-namespace, else "default").
+The binary is $HOLDFAST_BIN, else <repo>/build/holdfast.
 """
 import itertools
 import json
@@ -50,11 +51,13 @@ class HoldfastError(AssertionError):
 
 class HoldfastK8s:
     def __init__(self, sim, workdir, namespace=None, ip=None, polling="1s", workers=2,
-                 log_level="debug", extra_args=(), env=None):
+                 log_level="debug", extra_args=(), env=None, pod_name="holdfast-test", leader_elect=False):
         self.sim = sim
         self.workdir = str(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.namespace = namespace
+        self.pod_name = pod_name
+        self.leader_elect = leader_elect
         self.ip = ip or fresh_ip()
         base = random.randrange(30000, 59000, 50)
         self.port_range = (base, base + 49)
@@ -70,9 +73,10 @@ class HoldfastK8s:
 
     def argv(self):
         a = [holdfast_bin(), "run", "--kubeconfig", self.sim.kubeconfig,
-             "--pod-ip", self.ip, "--bind-address", self.ip, "--pod-name", "holdfast-test",
+             "--pod-ip", self.ip, "--bind-address", self.ip, "--pod-name", self.pod_name,
              "--proxy-port-range", "%d-%d" % self.port_range, "--shared-port", "0",
-             "--polling-interval", self.polling, "--leader-elect=false",
+             "--polling-interval", self.polling,
+             "--leader-elect=%s" % ("true" if self.leader_elect else "false"),
              "--admin-listen", "%s:%d" % self.admin, "--workers", str(self.workers),
              "--log-level", self.log_level]
         if self.namespace:
@@ -113,6 +117,12 @@ class HoldfastK8s:
 
     def metrics_text(self):
         return self.admin_get("/metrics")[1]
+
+    def kill(self):
+        """SIGKILL: a replica that dies without handing its Lease back."""
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(5)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
