@@ -856,3 +856,44 @@ def test_leader_failover_other_replica_takes_over_scale_down(sim, prom, exporter
     assert leader_metric(b) == 1
     slices = resolver_slices(sim, ns)
     assert [ep["addresses"] for ep in slices[0]["endpoints"]] == [[b.ip]], slices
+
+
+def test_kind_alias_deployments_is_a_deployment(sim, ns, holdfast):
+    holdfast.start()
+    to_proxy_by_hand(sim, ns, kind="deployments")
+    code, _, body = http_get(sim.cluster_ip(ns, "web"), 80)
+    assert code == 200 and body.startswith("web-"), (code, body)
+    assert replicas(sim, ns) == 1
+    wait_mode(sim, ns, "serve")
+
+
+def test_long_service_name_fits_generated_names(sim, ns, holdfast):
+    """KubeElasti #294: a 63-character Service name must not break reconcile; the resolver
+    slice's name fits 63 characters and its label names the Service in full."""
+    name = ("w" + "x" * 70)[:63]
+    holdfast.start()
+    make_app(sim, ns, name, replicas=0)
+    create_es(sim, ns, elastiservice(name))
+    wait_mode(sim, ns, "proxy", name=name)
+    slices = wait_for(lambda: resolver_slices(sim, ns, name), timeout=10, what="resolver slice")
+    md = slices[0]["metadata"]
+    assert len(md["name"]) <= 63 and md["labels"]["kubernetes.io/service-name"] == name, md
+    code, _, body = http_get(sim.cluster_ip(ns, name), 80)
+    assert code == 200, (code, body)
+    wait_mode(sim, ns, "serve", name=name)
+
+
+@pytest.mark.xfail(strict=True, reason="not implemented: the controller does not look at the Service's type "
+                   "or clusterIP (no 'headless' or 'ExternalName' anywhere in controller/); DESIGN.md says "
+                   "such Services are refused with a condition, not proxied")
+def test_headless_service_is_refused_with_a_condition(sim, ns, holdfast):
+    holdfast.start()
+    sim.create(wpath("Deployment", ns), workload("Deployment", "web", 0))
+    svc = service("web")
+    svc["spec"]["clusterIP"] = "None"
+    sim.create("/api/v1/namespaces/%s/services" % ns, svc)
+    create_es(sim, ns, elastiservice())
+    c = wait_for(lambda: (condition(sim, ns, "Ready") or {}).get("status") == "False"
+                 and condition(sim, ns, "Ready"), timeout=10, what="Ready False")
+    assert "headless" in (c.get("message", "") + c.get("reason", "")).lower(), c
+    hold_still(2, lambda: not resolver_slices(sim, ns), "a resolver slice for a headless Service")
