@@ -356,7 +356,7 @@ static void on_write_done(cJSON *obj, const struct kube_error *err, void *arg)
 }
 
 /* Sets one condition in e->conditions (lastTransitionTime moves only when status changes). */
-static void cond_set(struct es *e, const char *type, bool status, const char *reason,
+static bool cond_set(struct es *e, const char *type, bool status, const char *reason,
                      const char *message)
 {
     char now[32];
@@ -375,6 +375,10 @@ static void cond_set(struct es *e, const char *type, bool status, const char *re
         cJSON_AddItemToArray(e->conditions, cnd);
     }
     const char *old = get_str(cnd, "status");
+    const char *old_reason = get_str(cnd, "reason");
+    const char *old_message = get_str(cnd, "message");
+    bool changed = !old || strcmp(old, st) != 0 || !old_reason || strcmp(old_reason, reason) != 0 ||
+                   !old_message || strcmp(old_message, message ? message : "") != 0;
     if (!old || strcmp(old, st) != 0) {
         cJSON_DeleteItemFromObjectCaseSensitive(cnd, "lastTransitionTime");
         cJSON_AddStringToObject(cnd, "lastTransitionTime", now);
@@ -387,6 +391,7 @@ static void cond_set(struct es *e, const char *type, bool status, const char *re
     cJSON_AddStringToObject(cnd, "message", message ? message : "");
     cJSON_DeleteItemFromObjectCaseSensitive(cnd, "observedGeneration");
     cJSON_AddNumberToObject(cnd, "observedGeneration", (double)e->generation);
+    return changed;
 }
 
 struct es_ref {
@@ -523,6 +528,31 @@ static size_t ready_endpoints(const struct es *e, const char *port_name,
     informer_foreach(e->c->inf_slices, collect_ready, &w);
     *eps = w.eps;
     return w.n;
+}
+
+/*
+ * Services holdfast refuses to proxy: headless ones (clusterIP None: clients resolve the pods'
+ * own addresses, so a resolver EndpointSlice would not steer them) and ExternalName ones (no
+ * endpoints at all). True with the reason in why.
+ */
+static bool service_unsupported(const struct es *e, char *why, size_t len)
+{
+    const cJSON *spec = get(es_service(e), "spec");
+    const char *type = get_str(spec, "type");
+    const char *cip = get_str(spec, "clusterIP");
+    if (type && strcmp(type, "ExternalName") == 0) {
+        snprintf(why, len, "Service %s is of type ExternalName: it has no endpoints to steer",
+                 e->service);
+        return true;
+    }
+    if (cip && strcmp(cip, "None") == 0) {
+        snprintf(why, len,
+                 "Service %s is headless (clusterIP None): clients reach pods by their "
+                 "own addresses, so holdfast cannot hold their traffic",
+                 e->service);
+        return true;
+    }
+    return false;
 }
 
 static bool target_has_ready_endpoint(const struct es *e)
@@ -1039,12 +1069,12 @@ static void eval_finish(struct es *e)
     if (e->evals_pending > 0)
         return;
     e->busy = false;
-    if (e->eval_unhealthy)
-        cond_set(e, "TriggerHealthy", false, "PrometheusUnhealthy", e->eval_reason);
-    else
-        cond_set(e, "TriggerHealthy", true, "QueryOK", "");
+    bool changed = e->eval_unhealthy
+                       ? cond_set(e, "TriggerHealthy", false, "PrometheusUnhealthy", e->eval_reason)
+                       : cond_set(e, "TriggerHealthy", true, "QueryOK", "");
     if (e->eval_blocked) {
-        status_write(e, NULL);
+        if (changed) /* every polling interval otherwise: thousands of writes at scale */
+            status_write(e, NULL);
         return;
     }
     if (strcmp(e->mode, "proxy") == 0)
@@ -1149,10 +1179,10 @@ static void on_scale(const struct target_result *res, const struct kube_error *e
         return;
     e->busy = false;
     if (err) {
-        cond_set(e, "Ready", false,
-                 err->code == KUBE_ERR_NOT_FOUND ? "TargetNotFound" : "TargetUnreadable",
-                 err->message);
-        status_write(e, NULL);
+        if (cond_set(e, "Ready", false,
+                     err->code == KUBE_ERR_NOT_FOUND ? "TargetNotFound" : "TargetUnreadable",
+                     err->message))
+            status_write(e, NULL);
         return;
     }
     int replicas = res->scale.spec_replicas;
@@ -1209,7 +1239,9 @@ static void on_scale(const struct target_result *res, const struct kube_error *e
 
 static void es_check(struct es *e)
 {
-    if (e->busy || !e->c->leader || e->spec_error[0] || e->deleting || !e->target_ok)
+    char why[256];
+    if (e->busy || !e->c->leader || e->spec_error[0] || e->deleting || !e->target_ok ||
+        service_unsupported(e, why, sizeof(why)))
         return;
     struct es_ref *ref = es_ref_new(e);
     if (!ref)
@@ -1284,10 +1316,17 @@ static void es_reconcile(struct es *e)
     }
     if (c->leader && !e->has_finalizer)
         ensure_finalizer(e, obj);
+    /* Only a change is written: every status write comes back as an informer event, and an
+     * unconditional write here would chase its own echo. */
     if (e->spec_error[0]) {
         c->reconcile_errors++;
-        cond_set(e, "Ready", false, "InvalidSpec", e->spec_error);
-        if (c->leader)
+        if (cond_set(e, "Ready", false, "InvalidSpec", e->spec_error) && c->leader)
+            status_write(e, NULL);
+        return;
+    }
+    char why[256];
+    if (service_unsupported(e, why, sizeof(why))) {
+        if (cond_set(e, "Ready", false, "UnsupportedService", why) && c->leader)
             status_write(e, NULL);
         return;
     }

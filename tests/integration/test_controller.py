@@ -883,9 +883,6 @@ def test_long_service_name_fits_generated_names(sim, ns, holdfast):
     wait_mode(sim, ns, "serve", name=name)
 
 
-@pytest.mark.xfail(strict=True, reason="not implemented: the controller does not look at the Service's type "
-                   "or clusterIP (no 'headless' or 'ExternalName' anywhere in controller/); DESIGN.md says "
-                   "such Services are refused with a condition, not proxied")
 def test_headless_service_is_refused_with_a_condition(sim, ns, holdfast):
     holdfast.start()
     sim.create(wpath("Deployment", ns), workload("Deployment", "web", 0))
