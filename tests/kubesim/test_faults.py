@@ -28,6 +28,23 @@ def test_outage_refuse(sim):
              timeout=10, what="API back after the outage")
 
 
+def test_outage_refuse_drops_kept_alive_connections(sim):
+    """A client that reuses one TLS connection must not sail through an outage on it."""
+    import http.client
+    import ssl
+    ctx = ssl.create_default_context(cafile=sim.ca_file)
+    host, port = sim.api_url.split("//", 1)[1].rsplit(":", 1)
+    conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=5)
+    headers = {"Authorization": "Bearer " + sim.token}
+    conn.request("GET", "/api/v1/namespaces", headers=headers)
+    assert conn.getresponse().read() and True
+    sim.outage(1.5, mode="refuse")
+    with pytest.raises((OSError, http.client.HTTPException)):
+        conn.request("GET", "/api/v1/namespaces", headers=headers)
+        conn.getresponse().read()
+    conn.close()
+
+
 def test_outage_503(sim):
     core = client.CoreV1Api(sim.python_client())
     sim.outage(1.5, mode="503")

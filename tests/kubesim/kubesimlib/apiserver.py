@@ -146,19 +146,29 @@ class ApiServer:
     def _serve_conn(self, conn, addr):
         with self.conns_lock:
             self.conns.add(conn)
+        tls = None
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             tls = self.ctx.wrap_socket(conn, server_side=True)
+            # wrap_socket detaches `conn` (its fd now belongs to `tls`): an outage must shut
+            # down the TLS socket, or kept-alive connections would go on working through it.
+            with self.conns_lock:
+                self.conns.discard(conn)
+                self.conns.add(tls)
             Handler(tls, addr, self)
         except (OSError, ssl.SSLError):
             pass
         finally:
             with self.conns_lock:
                 self.conns.discard(conn)
-            try:
-                conn.close()
-            except OSError:
-                pass
+                if tls is not None:
+                    self.conns.discard(tls)
+            for s in (tls, conn):
+                try:
+                    if s is not None:
+                        s.close()
+                except OSError:
+                    pass
 
     def close_connections(self):
         with self.conns_lock:
