@@ -1,0 +1,451 @@
+"""helm/holdfast: the test-only renderer (each feature), the rendered manifests (kinds, RBAC,
+security, namespace-scoped variant, values documented, CRD copy) and kubesim accepting them.
+
+Run: /usr/bin/python3 -m pytest tests/chart"""
+import filecmp
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+CHART = os.path.join(ROOT, "helm", "holdfast")
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "kubesim"))
+
+import render  # noqa: E402
+from render import RenderError, render_chart, render_string  # noqa: E402
+from standins import REGROUP, STANDIN_CRDS  # noqa: E402
+
+NAMESPACED = os.path.join(CHART, "ci", "namespaced-values.yaml")
+HOLDFAST = os.environ.get("HOLDFAST_BIN") or os.path.join(ROOT, "build", "holdfast")
+
+
+def objects(docs):
+    return [yaml.safe_load(text) for _, text in docs]
+
+
+def by_kind(objs, kind):
+    return [o for o in objs if o["kind"] == kind]
+
+
+def one(objs, kind, name=None):
+    found = [o for o in by_kind(objs, kind) if name is None or o["metadata"]["name"] == name]
+    assert len(found) == 1, "%s %s: %d found" % (kind, name, len(found))
+    return found[0]
+
+
+# ------------------------------------------------------------------ the renderer, feature by feature
+
+def r(src, data=None, **kw):
+    return render_string(src, data if data is not None else {}, **kw)
+
+
+def test_fields_variables_and_literals():
+    d = {"Values": {"a": {"b": "x"}, "n": 3, "t": True}, "Release": {"Name": "rel"}}
+    assert r("{{ .Values.a.b }}-{{ .Release.Name }}-{{ .Values.n }}-{{ .Values.t }}", d) == "x-rel-3-true"
+    assert r("{{ $.Values.a.b }}{{ $x := .Values.n }}{{ $x }}", d) == "x3"
+    assert r('{{ "s\\"q" }} {{ `raw` }} {{ 42 }} {{ true }} {{ nil }}|', d) == 's"q raw 42 true |'
+
+
+def test_missing_keys_and_nil_fail_loudly():
+    with pytest.raises(RenderError, match="no entry for key"):
+        r("{{ .Values.nope }}", {"Values": {}})
+    with pytest.raises(RenderError, match="nil pointer"):
+        r("{{ .Values.a.b }}", {"Values": {"a": None}})
+    with pytest.raises(RenderError, match="use toYaml"):
+        r("{{ .Values }}", {"Values": {"a": 1}})
+
+
+def test_whitespace_trimming_and_comments():
+    assert r("a  \n  {{- 1 -}}  \n  b") == "a1b"
+    assert r("a {{ 1 }} b") == "a 1 b"
+    assert r("a\n{{- /* a comment */ -}}\nb") == "ab"
+    assert r("a{{/* c */}}b") == "ab"
+
+
+def test_if_else_if_else_and_truthiness():
+    t = "{{ if .a }}A{{ else if .b }}B{{ else }}C{{ end }}"
+    assert r(t, {"a": 1, "b": 1}) == "A"
+    assert r(t, {"a": 0, "b": "x"}) == "B"
+    for empty in (0, "", [], {}, None, False):
+        assert r(t, {"a": empty, "b": empty}) == "C"
+    assert r("{{ if .a }}A{{ end }}", {"a": [1]}) == "A"
+
+
+def test_range_over_lists_and_maps():
+    assert r("{{ range .l }}[{{ . }}]{{ end }}", {"l": ["a", "b"]}) == "[a][b]"
+    assert r("{{ range $i, $v := .l }}{{ $i }}={{ $v }};{{ end }}", {"l": ["a", "b"]}) == "0=a;1=b;"
+    assert r("{{ range $k, $v := .m }}{{ $k }}={{ $v }};{{ end }}", {"m": {"z": 1, "a": 2}}) == "a=2;z=1;"
+    assert r("{{ range $v := .m }}{{ $v }}{{ end }}", {"m": {"b": 1, "a": 2}}) == "21"
+    assert r("{{ range .l }}x{{ end }}", {"l": []}) == ""
+    assert r("{{ range .l }}{{ $.top }}{{ end }}", {"l": [1, 2], "top": "T"}) == "TT"
+
+
+def test_with_and_else():
+    assert r("{{ with .a }}{{ .b }}{{ else }}none{{ end }}", {"a": {"b": "in"}}) == "in"
+    assert r("{{ with .a }}{{ .b }}{{ else }}none{{ end }}", {"a": {}}) == "none"
+
+
+def test_define_include_nindent_indent():
+    src = '{{- define "x.l" -}}\na: {{ .n }}\nb: 2\n{{- end -}}\nm:\n  {{- include "x.l" . | nindent 2 }}\n'
+    assert r(src, {"n": 1}) == "m:\n  a: 1\n  b: 2\n"
+    assert r('{{ "a\\nb" | indent 3 }}') == "   a\n   b"
+    with pytest.raises(RenderError, match="no template"):
+        r('{{ include "missing" . }}')
+
+
+def test_sprig_functions():
+    d = {"s": "name-", "e": "", "l": ["x", {"k": "v"}], "m": {"b": 1, "a": [1, 2]}, "n": 5}
+    assert r('{{ .s | quote }} {{ quote "a\\"b" }} {{ .n | quote }}', d) == '"name-" "a\\"b" "5"'
+    assert r('{{ .e | default "d" }} {{ .s | default "d" }} {{ default "d" .n }}', d) == "d name- 5"
+    assert r("{{ toYaml .m }}", d) == "a:\n- 1\n- 2\nb: 1"
+    assert r("{{ toYaml .l }}", d) == "- x\n- k: v"
+    assert r('{{ .s | trunc 3 }} {{ trunc 63 .s }} {{ .s | trimSuffix "-" }}', d) == "nam name- name"
+    assert r('{{ printf "%s-%d-%v-%q %%" "a" 2 true "q" }}', d) == 'a-2-true-"q" %'
+    assert r('{{ eq .n 5 }} {{ eq .n 4 5 }} {{ ne .s "x" }} {{ eq "a" "b" }}', d) == "true true true false"
+    assert r('{{ and 1 "" 2 }}|{{ and 1 2 }}|{{ or "" 0 "x" }}|{{ or "" 0 }}|{{ not "" }}', d) == "|2|x|0|true"
+    assert r('{{ if and .n (not .e) }}y{{ end }}', d) == "y"
+    assert r('{{ printf "%s-%s" .s "x" | trunc 4 | trimSuffix "-" }}', d) == "name"
+
+
+def test_unsupported_features_fail_loudly():
+    for bad in ('{{ upper "a" }}', '{{ template "x" . }}', "{{ range .l }}{{ else }}{{ end }}",
+                '{{ printf "%x" 1 }}', "{{ .a", "{{ if .a }}", "{{ end }}", '{{ "\\x41" }}',
+                "{{ .n }}", "{{ toYaml .n }}"):
+        with pytest.raises(RenderError):
+            r(bad, {"a": 1, "l": [1], "n": 1000000})
+
+
+def test_values_overrides(tmp_path):
+    vals = {"a": {"b": 1, "c": "x"}, "l": [1]}
+    assert render.apply_set(vals, "a.b=2,a.d=true,e=s,f=null,g=01") == \
+        {"a": {"b": 2, "c": "x", "d": True}, "l": [1], "e": "s", "g": "01"}
+    assert render.apply_set(vals, "a.b=2", as_string=True)["a"]["b"] == "2"
+    assert render.apply_set(vals, "a.c=null") == {"a": {"b": 1}, "l": [1]}
+    assert render.apply_set(vals, r"x=a\,b") == dict(vals, x="a,b")
+    with pytest.raises(RenderError):
+        render.apply_set(vals, "l[0]=2")
+    assert render.deep_merge(vals, {"a": {"c": "y"}, "l": [2]}) == {"a": {"b": 1, "c": "y"}, "l": [2]}
+
+
+def test_cli_renders_with_values_file_and_set(tmp_path):
+    out = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "render.py"), CHART, "-n", "hf",
+                          "-f", NAMESPACED, "--set", "replicaCount=3", "--include-crds", "--no-hooks"],
+                         capture_output=True, text=True, check=True).stdout
+    objs = [o for o in yaml.safe_load_all(out) if o]
+    assert objs[0]["kind"] == "CustomResourceDefinition"
+    assert one(objs, "Deployment")["spec"]["replicas"] == 3
+    assert not by_kind(objs, "Job") and not by_kind(objs, "ClusterRole")
+    bad = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "render.py"), CHART, "--set", "image=x"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "render.py: error" in bad.stderr
+
+
+# ------------------------------------------------------------------ the chart
+
+@pytest.fixture(scope="module")
+def default():
+    return objects(render_chart(CHART, "holdfast", "holdfast-system"))
+
+
+@pytest.fixture(scope="module")
+def namespaced():
+    return objects(render_chart(CHART, "hf", "team-a", value_files=[NAMESPACED]))
+
+
+WATCH_RULES = {
+    ("elasti.truefoundry.com", "elastiservices"): {"list", "watch", "patch"},
+    ("elasti.truefoundry.com", "elastiservices/status"): {"patch"},
+    ("", "services"): {"list", "watch"},
+    ("discovery.k8s.io", "endpointslices"): {"list", "watch", "create", "update", "delete"},
+    ("apps", "deployments/scale"): {"get", "patch"},
+    ("apps", "statefulsets/scale"): {"get", "patch"},
+    ("argoproj.io", "rollouts/scale"): {"get", "patch"},
+    ("apps", "deployments"): {"get"},
+    ("apps", "statefulsets"): {"get"},
+    ("argoproj.io", "rollouts"): {"get"},
+    ("", "pods"): {"list"},
+    ("", "events"): {"list", "create", "patch"},
+    ("keda.sh", "scaledobjects"): {"patch"},
+}
+LEASE_RULES = {
+    ("coordination.k8s.io", "leases", ()): {"create"},
+    ("coordination.k8s.io", "leases", ("holdfast-leader",)): {"get", "update"},
+    ("discovery.k8s.io", "endpointslices", ()): {"list", "watch"},
+}
+
+
+def flatten(rules, names=False):
+    out = {}
+    for rule in rules:
+        assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule
+        for g in rule["apiGroups"]:
+            for res in rule["resources"]:
+                key = (g, res, tuple(rule.get("resourceNames") or ())) if names else (g, res)
+                assert not (set(out.get(key, ())) & set(rule["verbs"])), "verb granted twice: %s" % (key,)
+                out.setdefault(key, set()).update(rule["verbs"])
+    return out
+
+
+def check_no_wildcards_no_secrets(role):
+    for rule in role["rules"]:
+        for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+            for v in rule.get(field) or []:
+                assert "*" not in v, "wildcard in %s: %s" % (role["metadata"]["name"], rule)
+        assert "secrets" not in rule["resources"]
+        assert not rule.get("nonResourceURLs")
+
+
+def test_default_kinds_and_names(default):
+    kinds = sorted(o["kind"] for o in default)
+    assert kinds == sorted(["Deployment", "PodDisruptionBudget", "ClusterRole", "ClusterRoleBinding", "Role",
+                            "RoleBinding", "Job", "Service", "ServiceAccount"])
+    for o in default:
+        assert o["metadata"]["name"].startswith("holdfast")
+        if o["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            assert o["metadata"]["namespace"] == "holdfast-system"
+    objs = objects(render_chart(CHART, "prod", "x", sets=["serviceMonitor.enabled=true"]))
+    assert one(objs, "Deployment")["metadata"]["name"] == "prod-holdfast"
+    sm = one(objs, "ServiceMonitor")
+    assert sm["spec"]["endpoints"] == [{"port": "admin", "path": "/metrics", "interval": "30s"}]
+    objs = objects(render_chart(CHART, "prod", "x", sets=["restoreHook.enabled=false",
+                                                          "podDisruptionBudget.enabled=false"]))
+    assert not by_kind(objs, "Job") and not by_kind(objs, "PodDisruptionBudget")
+
+
+def test_default_rbac_is_exactly_what_holdfast_uses(default):
+    cr = one(default, "ClusterRole")
+    check_no_wildcards_no_secrets(cr)
+    assert flatten(cr["rules"]) == WATCH_RULES
+    lease = one(default, "Role")
+    check_no_wildcards_no_secrets(lease)
+    assert lease["metadata"]["namespace"] == "holdfast-system"
+    assert flatten(lease["rules"], names=True) == LEASE_RULES
+    sa = one(default, "ServiceAccount")["metadata"]["name"]
+    for b in by_kind(default, "ClusterRoleBinding") + by_kind(default, "RoleBinding"):
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": "holdfast-system"}]
+    assert one(default, "ClusterRoleBinding")["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cr["metadata"]["name"]}
+    assert one(default, "RoleBinding")["roleRef"]["name"] == lease["metadata"]["name"]
+
+
+def test_rbac_covers_every_resource_the_controller_defines(default):
+    """Guard against a new API call in controller/*.c without its RBAC rule: every kube_resource
+    (group, version, plural) there has a rule in the chart."""
+    defined = set()
+    for f in os.listdir(os.path.join(ROOT, "controller")):
+        if f.endswith(".c"):
+            with open(os.path.join(ROOT, "controller", f)) as fh:
+                src = fh.read()
+            for g, _v, plural in re.findall(r'\{\s*"([a-z0-9.]*)",\s*"(v[0-9a-z]+)",\s*"([a-z]+)"', src):
+                defined.add((g, plural))
+    assert ("apps", "deployments") in defined and ("coordination.k8s.io", "leases") in defined
+    granted = set(WATCH_RULES) | {(g, res) for g, res, _ in LEASE_RULES}
+    assert defined <= granted, "no RBAC rule for %s" % sorted(defined - granted)
+
+
+def test_security_context_and_resources(default):
+    for o in (one(default, "Deployment"), one(default, "Job")):
+        pod = o["spec"]["template"]["spec"]
+        assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                          "seccompProfile": {"type": "RuntimeDefault"}}
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 65532
+            assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert c["resources"]["requests"] and c["resources"]["limits"]
+            assert set(c["resources"]["limits"]) == {"cpu", "memory"}
+
+
+def test_deployment_shape(default):
+    d = one(default, "Deployment")
+    svc = one(default, "Service")
+    pod = d["spec"]["template"]
+    assert d["spec"]["replicas"] == 2
+    labels = pod["metadata"]["labels"]
+    assert all(labels[k] == v for k, v in svc["spec"]["selector"].items())
+    assert d["spec"]["selector"]["matchLabels"] == svc["spec"]["selector"]
+    term = pod["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == svc["spec"]["selector"]
+    assert pod["spec"]["serviceAccountName"] == one(default, "ServiceAccount")["metadata"]["name"]
+    (c,) = pod["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["HOLDFAST_RESOLVER_SERVICE"]["value"] == svc["metadata"]["name"]
+    for name, path in (("POD_IP", "status.podIP"), ("POD_NAME", "metadata.name"),
+                       ("POD_NAMESPACE", "metadata.namespace"), ("NODE_NAME", "spec.nodeName")):
+        assert env[name]["valueFrom"]["fieldRef"]["fieldPath"] == path
+    assert c["args"][0] == "run"
+    assert "--bind-address=$(POD_IP)" in c["args"] and "--admin-listen=$(POD_IP):8013" in c["args"]
+    assert "--shared-port=8012" in c["args"] and "--polling-interval=30s" in c["args"]
+    assert not any(a.startswith("--namespace") for a in c["args"])
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"shared": 8012, "admin": 8013}
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"shared": 8012, "admin": 8013}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    pdb = one(default, "PodDisruptionBudget")
+    assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": svc["spec"]["selector"]}}
+    args = one(objects(render_chart(CHART, "holdfast", "x", sets=[
+        "prometheusAddress=http://prom:9090,workers=2,drainTimeout=10"])), "Deployment")
+    args = args["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert {"--prometheus-address=http://prom:9090", "--workers=2", "--drain-timeout=10"} <= set(args)
+
+
+@pytest.mark.skipif(not os.access(HOLDFAST, os.X_OK), reason="no holdfast binary at %s" % HOLDFAST)
+def test_every_flag_the_chart_passes_exists(default):
+    help_text = subprocess.run([HOLDFAST, "run", "--help"], capture_output=True, text=True).stdout + \
+        subprocess.run([HOLDFAST, "run", "--help"], capture_output=True, text=True).stderr
+    objs = objects(render_chart(CHART, "holdfast", "x", value_files=[NAMESPACED], sets=[
+        "prometheusAddress=http://p:9090,workers=2,drainTimeout=5"]))
+    args = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"][1:]
+    args += one(objects(render_chart(CHART, "holdfast", "x")), "Job")["spec"]["template"]["spec"][
+        "containers"][0]["args"][1:]
+    for a in args:
+        flag = a.split("=", 1)[0]
+        assert flag in help_text, "%s is not in holdfast's usage" % flag
+
+
+def test_pre_delete_hook(default):
+    job = one(default, "Job")
+    ann = job["metadata"]["annotations"]
+    assert ann["helm.sh/hook"] == "pre-delete"
+    assert "hook-succeeded" in ann["helm.sh/hook-delete-policy"]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    # helm runs pre-delete hooks before deleting the release's resources: the main ServiceAccount
+    # and its RBAC (which are not hooks) still exist when the Job runs.
+    assert pod["serviceAccountName"] == one(default, "ServiceAccount")["metadata"]["name"]
+    for o in default:
+        if o is not job:
+            assert "helm.sh/hook" not in (o["metadata"].get("annotations") or {})
+    assert pod["containers"][0]["args"] == ["restore", "--all", "--timeout=300"]
+    # not part of the install when hooks are left out
+    assert not by_kind(objects(render_chart(CHART, "holdfast", "x", no_hooks=True)), "Job")
+
+
+def test_namespaced_variant(namespaced):
+    assert not by_kind(namespaced, "ClusterRole") and not by_kind(namespaced, "ClusterRoleBinding")
+    roles = {o["metadata"]["name"]: o for o in by_kind(namespaced, "Role")}
+    assert set(roles) == {"hf-holdfast", "hf-holdfast-lease"}
+    for role in roles.values():
+        check_no_wildcards_no_secrets(role)
+        assert role["metadata"]["namespace"] == "team-a"
+    assert flatten(roles["hf-holdfast"]["rules"]) == WATCH_RULES
+    assert flatten(roles["hf-holdfast-lease"]["rules"], names=True) == LEASE_RULES
+    for b in by_kind(namespaced, "RoleBinding"):
+        assert b["metadata"]["namespace"] == "team-a" and b["roleRef"]["kind"] == "Role"
+    args = one(namespaced, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args
+    assert one(namespaced, "Job")["spec"]["template"]["spec"]["containers"][0]["args"][:2] == \
+        ["restore", "--namespace=team-a"]
+    # another watched namespace: the watch Role goes there, the Lease Role stays with the pods
+    objs = objects(render_chart(CHART, "hf", "team-a", value_files=[NAMESPACED], sets=["watchNamespace=apps"]))
+    ns = {o["metadata"]["name"]: o["metadata"]["namespace"] for o in by_kind(objs, "Role") + by_kind(objs, "RoleBinding")}
+    assert ns == {"hf-holdfast": "apps", "hf-holdfast-lease": "team-a"}
+    assert "--namespace=apps" in one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def value_paths(v, prefix="", leaves_only=False):
+    out = set()
+    for k, x in v.items():
+        p = prefix + k
+        if isinstance(x, dict) and x:
+            out |= value_paths(x, p + ".", leaves_only)
+            if leaves_only:
+                continue
+        out.add(p)
+    return out
+
+
+def test_every_value_is_documented():
+    values = render.load_yaml_file(os.path.join(CHART, "values.yaml"))
+    with open(os.path.join(CHART, "README.md")) as f:
+        readme = f.read()
+    documented = set(re.findall(r"^\| `([A-Za-z0-9_.]+)` \|", readme, re.M))
+    missing = value_paths(values, leaves_only=True) - documented
+    assert not missing, "values not documented in helm/holdfast/README.md: %s" % sorted(missing)
+    # parents of documented maps are fine; anything documented must exist
+    assert documented <= value_paths(values), sorted(documented - value_paths(values))
+
+
+def test_chart_crd_is_the_repository_crd():
+    assert filecmp.cmp(os.path.join(ROOT, "crds", "elastiservice.yaml"),
+                       os.path.join(CHART, "crds", "elastiservice.yaml"), shallow=False), \
+        "helm/holdfast/crds/elastiservice.yaml differs from crds/elastiservice.yaml: copy it again"
+
+
+def test_chart_yaml():
+    meta = render.load_yaml_file(os.path.join(CHART, "Chart.yaml"))
+    assert meta["apiVersion"] == "v2" and meta["name"] == "holdfast"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", meta["version"]) and meta["appVersion"]
+
+
+# ------------------------------------------------------------------ kubesim accepts the manifests
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    from simctl import KubeSim
+    images = {}
+    if os.access(HOLDFAST, os.X_OK):
+        images["ghcr.io/holdfast/holdfast"] = {"argv": [HOLDFAST, "$@"]}
+    s = KubeSim(tmp_path_factory.mktemp("chart-sim"), image_map=images or None)
+    s.start()
+    # kubesim serves neither rbac.authorization.k8s.io, policy, batch nor the Prometheus
+    # Operator's kinds: stand-in CRDs with their real schemas (for the fields a chart can use)
+    # make kubectl's strict validation check those objects too.
+    s.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(STANDIN_CRDS))
+    s.kubectl("apply", "-f", os.path.join(CHART, "crds", "elastiservice.yaml"))
+    yield s
+    assert s.stop() == []
+
+
+def apply(sim, docs, *extra):
+    objs = objects(docs)
+    for o in objs:
+        o["apiVersion"] = REGROUP.get(o["apiVersion"], o["apiVersion"])
+    stream = yaml.safe_dump_all(objs)
+    p = sim.kubectl("apply", "-f", "-", *extra, input=stream, check=False)
+    assert p.returncode == 0, "kubectl apply failed:\n%s\n%s" % (p.stdout, p.stderr)
+    return p.stdout
+
+
+@pytest.mark.parametrize("variant", ["default", "namespaced"])
+def test_kubesim_accepts_the_rendered_chart(sim, variant):
+    ns = "hf-" + variant
+    sim.kubectl("create", "namespace", ns)
+    vals = [NAMESPACED] if variant == "namespaced" else []
+    env = os.path.join(sim.state_dir, "env-%s.yaml" % variant)
+    with open(env, "w") as f:
+        yaml.safe_dump({"extraEnv": [{"name": "KUBECONFIG", "value": str(sim.kubeconfig)}],
+                        "serviceMonitor": {"enabled": True}}, f)
+    docs = render_chart(CHART, "holdfast", ns, value_files=vals + [env], no_hooks=True)
+    out = apply(sim, docs)
+    kinds = {o["kind"] for o in objects(docs)}
+    assert len(out.strip().splitlines()) == len(docs), out
+    for kind in kinds:
+        assert kind.lower() + "." in out.lower() or kind.lower() + "/" in out.lower(), (kind, out)
+    # the hook Job is not part of the install; the API must accept it all the same
+    hooks = [d for d in render_chart(CHART, "holdfast", ns, value_files=vals + [env])
+             if "helm.sh/hook" in d[1]]
+    assert len(hooks) == 1
+    apply(sim, hooks, "--dry-run=server")
+    got = sim.kubectl("get", "deploy,svc,sa,poddisruptionbudgets,roles,rolebindings,servicemonitors", "-n", ns, "-o", "name").stdout
+    for want in ("deployment.apps/holdfast", "service/holdfast", "serviceaccount/holdfast",
+                 "role.rbac.authorization.k8s.io/holdfast-lease"):
+        assert want in got, got
+    clusterwide = sim.kubectl("get", "clusterrole,clusterrolebinding", "-o", "name").stdout
+    if variant == "default":
+        assert "clusterrole.rbac.authorization.k8s.io/holdfast" in clusterwide
+    if not os.access(HOLDFAST, os.X_OK):
+        return
+    # holdfast itself runs from the chart's pod spec: both replicas become Ready (/readyz) and
+    # the resolver Service lists them
+    sim.wait_ready_replicas(ns, "holdfast", 2, timeout=30)
+    sim.wait_service_endpoints(ns, "holdfast", 2, timeout=30)
