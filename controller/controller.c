@@ -96,6 +96,7 @@ struct es {
     bool awaiting_wake;
     bool status_dirty;      /* a status write failed: the next poll writes it again */
     bool wake_failed;       /* the last wake's scale call failed: on_wake_retry tries again */
+    bool scale_call_failed; /* not_ready_reason and ScaleUpFailed come from that failure */
     char *not_ready_reason; /* why the woken target has no ready pod, for 504s; or NULL */
     bool had_endpoints;     /* some port had ready endpoints in the last snapshot */
     int status_inflight;    /* status writes not yet answered: our mode/conditions are newer */
@@ -903,6 +904,21 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
         es_wake(e);
     }
     if (err) {
+        /* Say why where the operator and the held clients look: a condition, a Warning Event
+         * (both only when the reason changes) and the 504s' reason. An API that cannot be
+         * reached cannot take the condition either; the status_dirty retry writes it later. */
+        char why[1024];
+        snprintf(why, sizeof(why), "scaling %s %.250s up failed: %s: %s",
+                 target_kind_name(e->target.kind), e->target.name, err->reason, err->message);
+        if (cond_set(e, "ScaleUpFailed", true,
+                     err->code == KUBE_ERR_FORBIDDEN ? "Forbidden" : "ScaleCallFailed", why)) {
+            event_record(e, true, "ScaleUpFailed", why);
+            status_write(e, NULL);
+        }
+        free(e->not_ready_reason);
+        e->not_ready_reason = strdup(why);
+        e->scale_call_failed = true;
+        schedule_publish(e->c);
         e->wake_failed = true;
         struct timeval tv = {WAKE_REPEAT_MS / 1000, (WAKE_REPEAT_MS % 1000) * 1000};
         event_add(e->c->wake_retry_ev, &tv);
@@ -912,6 +928,14 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
     }
     e->awaiting_wake = false; /* the target is scaled up: ready endpoints now mean serve */
     e->wake_failed = false;
+    if (e->scale_call_failed) {
+        e->scale_call_failed = false;
+        free(e->not_ready_reason);
+        e->not_ready_reason = NULL;
+        if (cond_set(e, "ScaleUpFailed", false, "ScaleCallSucceeded", ""))
+            status_write(e, NULL);
+        schedule_publish(e->c);
+    }
     keda_set(e, false);
     if (!res->patched)
         return; /* already scaled up (by another replica, by hand, or a wake before) */

@@ -204,3 +204,59 @@ def test_restore_all_puts_every_service_back_in_serve_mode(sim, ns, replicas_of_
     assert r.returncode == 0, "a service already serving restores as a no-op: %s" % r.stderr
     r = subprocess.run([holdfast_bin(), "restore"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 2 and "--all" in r.stderr
+
+
+def test_forbidden_scale_call_is_a_condition_an_event_and_the_504_reason(tmp_path):
+    """A scale-up the API server refuses (RBAC) is said where people look, not only logged."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    import yaml
+    rules = {"tokens": {"limited": {"user": "system:serviceaccount:hf:hf", "rules": [
+        {"apiGroups": ["", "discovery.k8s.io", "elasti.truefoundry.com", "coordination.k8s.io",
+                       "events.k8s.io"], "resources": ["*"], "verbs": ["*"]},
+        {"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale"],
+         "verbs": ["get", "list", "watch"]}]}}}
+    rules_path = tmp_path / "rules.yaml"
+    rules_path.write_text(yaml.safe_dump(rules))
+    sim = KubeSim(tmp_path / "sim", image_map=IMAGES, rules=rules_path)
+    sim.start()
+    hf = None
+    try:
+        sim.kubectl("apply", "-f", CRD_FILE)
+        wait_for(lambda: sim.exists("/apis/elasti.truefoundry.com/v1alpha1"), what="CRD served")
+        ns = "forbid"
+        sim.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        make_app(sim, ns)
+        es_path = "/apis/elasti.truefoundry.com/v1alpha1/namespaces/%s/elastiservices/web" % ns
+        obj = sim.get(es_path)
+        obj["spec"]["holdTimeoutSeconds"] = 6
+        sim.update(es_path, obj)
+        kc = yaml.safe_load(open(sim.kubeconfig))
+        for u in kc["users"]:
+            u["user"] = {"token": "limited"}
+        limited = tmp_path / "limited.kubeconfig"
+        limited.write_text(yaml.safe_dump(kc))
+        hf = HoldfastK8s(sim, tmp_path / "hf", namespace=ns,
+                         extra_args=["--kubeconfig", str(limited), "--pod-name", "hf-a"])
+        hf.start()
+        scale(sim, ns, 0)  # by hand (admin): holdfast only reads the scale
+        wait_for(lambda: mode(sim, ns) == "proxy", timeout=20, what="proxy mode")
+        port = es(sim, ns)["status"]["ports"][0]["resolverPort"]
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen("http://%s:%d/" % (hf.ip, port), timeout=30)
+        assert e.value.code == 504
+        body = json.loads(e.value.read())
+        assert "Forbidden" in body["reason"] and "scaling Deployment web up failed" in body["reason"], body
+
+        def failed():
+            c = [c for c in es(sim, ns)["status"].get("conditions", []) if c["type"] == "ScaleUpFailed"]
+            return c and c[0]["status"] == "True" and c[0]["reason"] == "Forbidden" and c[0]
+        wait_for(failed, timeout=10, what="ScaleUpFailed=True, Forbidden")
+        events = sim.get("/api/v1/namespaces/%s/events" % ns)["items"]
+        assert any(ev["reason"] == "ScaleUpFailed" and ev["type"] == "Warning" for ev in events), events
+    finally:
+        if hf:
+            hf.stop()
+        sim.stop()
