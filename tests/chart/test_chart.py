@@ -392,10 +392,15 @@ def test_chart_yaml():
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     from simctl import KubeSim
-    images = {}
+    state = tmp_path_factory.mktemp("chart-sim")
+    images = {"kubesim/sleep": {"argv": ["/bin/sleep", "$@"]}}
     if os.access(HOLDFAST, os.X_OK):
         images["ghcr.io/holdfast/holdfast"] = {"argv": [HOLDFAST, "$@"]}
-    s = KubeSim(tmp_path_factory.mktemp("chart-sim"), image_map=images or None)
+    rules = os.path.join(str(state), "rules.yaml")
+    with open(rules, "w") as f:
+        yaml.safe_dump({"tokens": {}}, f)
+    s = KubeSim(state, image_map=images, rules=rules)
+    s.rules_path = rules
     s.start()
     # kubesim serves neither rbac.authorization.k8s.io, policy, batch nor the Prometheus
     # Operator's kinds: stand-in CRDs with their real schemas (for the fields a chart can use)
@@ -416,15 +421,51 @@ def apply(sim, docs, *extra):
     return p.stdout
 
 
+def grant_chart_rbac(sim, objs, token, sa_user):
+    """Give `token` exactly the rendered chart's RBAC (kubesim --rules) and return a kubeconfig
+    that uses it: the pods then run with nothing more than the chart grants."""
+    with open(sim.rules_path) as f:
+        current = yaml.safe_load(f)
+    rules = []
+    for role in by_kind(objs, "ClusterRole") + by_kind(objs, "Role"):
+        for rule in role["rules"]:
+            rule = dict(rule)
+            if role["kind"] == "Role":
+                rule["namespaces"] = [role["metadata"]["namespace"]]
+            rules.append(rule)
+    current["tokens"][token] = {"user": sa_user, "rules": rules}
+    with open(sim.rules_path + ".tmp", "w") as f:
+        yaml.safe_dump(current, f)
+    os.replace(sim.rules_path + ".tmp", sim.rules_path)
+    with open(sim.kubeconfig) as f:
+        kc = yaml.safe_load(f)
+    for u in kc["users"]:
+        u["user"] = {"token": token}
+    path = os.path.join(sim.state_dir, "kubeconfig-" + token)
+    with open(path, "w") as f:
+        yaml.safe_dump(kc, f)
+    # the rules file is re-read when it changes: wait until the token works
+    from simctl import wait_for
+    wait_for(lambda: sim.request("GET", "/api/v1/namespaces/x/pods", token=token)[0] != 401, timeout=10,
+             what="kubesim to load the rules")
+    return path
+
+
 @pytest.mark.parametrize("variant", ["default", "namespaced"])
 def test_kubesim_accepts_the_rendered_chart(sim, variant):
+    """kubectl apply of the rendered chart succeeds; with build/holdfast, its pods run with only
+    the chart's RBAC, become Ready, elect a leader and take a hand-scaled target through proxy
+    mode and back to serve mode."""
     ns = "hf-" + variant
     sim.kubectl("create", "namespace", ns)
     vals = [NAMESPACED] if variant == "namespaced" else []
+    plain = objects(render_chart(CHART, "holdfast", ns, value_files=vals))
+    kubeconfig = grant_chart_rbac(sim, plain, "hf-" + variant,
+                                  "system:serviceaccount:%s:holdfast" % ns)
     env = os.path.join(sim.state_dir, "env-%s.yaml" % variant)
     with open(env, "w") as f:
-        yaml.safe_dump({"extraEnv": [{"name": "KUBECONFIG", "value": str(sim.kubeconfig)}],
-                        "serviceMonitor": {"enabled": True}}, f)
+        yaml.safe_dump({"extraEnv": [{"name": "KUBECONFIG", "value": kubeconfig}],
+                        "serviceMonitor": {"enabled": True}, "pollingInterval": "1s"}, f)
     docs = render_chart(CHART, "holdfast", ns, value_files=vals + [env], no_hooks=True)
     out = apply(sim, docs)
     kinds = {o["kind"] for o in objects(docs)}
@@ -436,16 +477,53 @@ def test_kubesim_accepts_the_rendered_chart(sim, variant):
              if "helm.sh/hook" in d[1]]
     assert len(hooks) == 1
     apply(sim, hooks, "--dry-run=server")
-    got = sim.kubectl("get", "deploy,svc,sa,poddisruptionbudgets,roles,rolebindings,servicemonitors", "-n", ns, "-o", "name").stdout
+    got = sim.kubectl("get", "deploy,svc,sa,poddisruptionbudgets,roles,rolebindings,servicemonitors",
+                      "-n", ns, "-o", "name").stdout
     for want in ("deployment.apps/holdfast", "service/holdfast", "serviceaccount/holdfast",
                  "role.rbac.authorization.k8s.io/holdfast-lease"):
         assert want in got, got
-    clusterwide = sim.kubectl("get", "clusterrole,clusterrolebinding", "-o", "name").stdout
     if variant == "default":
-        assert "clusterrole.rbac.authorization.k8s.io/holdfast" in clusterwide
+        clusterwide = sim.kubectl("get", "clusterrole,clusterrolebinding", "-o", "name").stdout
+        assert "clusterrole.rbac.authorization.k8s.io/holdfast" in clusterwide, clusterwide
     if not os.access(HOLDFAST, os.X_OK):
         return
-    # holdfast itself runs from the chart's pod spec: both replicas become Ready (/readyz) and
-    # the resolver Service lists them
-    sim.wait_ready_replicas(ns, "holdfast", 2, timeout=30)
-    sim.wait_service_endpoints(ns, "holdfast", 2, timeout=30)
+    from simctl import wait_for
+    try:
+        sim.wait_ready_replicas(ns, "holdfast", 2, timeout=30)
+        sim.wait_service_endpoints(ns, "holdfast", 2, timeout=30)
+        lease = "/apis/coordination.k8s.io/v1/namespaces/%s/leases/holdfast-leader" % ns
+        wait_for(lambda: sim.exists(lease) and sim.get(lease)["spec"].get("holderIdentity"), timeout=20,
+                 what="a leader")
+        # a target at 0 by hand: proxy mode (resolver slice, status, Event), then up by hand: serve
+        app = ns if variant == "namespaced" else "app-" + variant
+        if app != ns:
+            sim.kubectl("create", "namespace", app)
+        sim.kubectl("apply", "-n", app, "-f", "-", input=yaml.safe_dump_all([
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+             "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
+                      "template": {"metadata": {"labels": {"app": "web"}},
+                                   "spec": {"containers": [{"name": "c", "image": "kubesim/sleep",
+                                                            "args": ["600"], "ports": [{"containerPort": 8080}]}]}}}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+             "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
+            {"apiVersion": "elasti.truefoundry.com/v1alpha1", "kind": "ElastiService", "metadata": {"name": "web"},
+             "spec": {"service": "web", "cooldownPeriod": 1, "minTargetReplicas": 1,
+                      "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}}]))
+        es = "/apis/elasti.truefoundry.com/v1alpha1/namespaces/%s/elastiservices/web" % app
+        slices = "/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices?labelSelector=%s" % (
+            app, "endpointslice.kubernetes.io/managed-by%3Dholdfast")
+        wait_for(lambda: (sim.get(es).get("status") or {}).get("mode") == "proxy"
+                 and sim.get(slices)["items"], timeout=20, what="proxy mode with a resolver slice")
+        sim.kubectl("scale", "-n", app, "deploy/web", "--replicas=1")
+        wait_for(lambda: (sim.get(es).get("status") or {}).get("mode") == "serve"
+                 and not sim.get(slices)["items"], timeout=20, what="serve mode, resolver slice gone")
+    finally:
+        logs = ""
+        pods_dir = os.path.join(sim.state_dir, "pods")
+        for f in sorted(os.listdir(pods_dir)) if os.path.isdir(pods_dir) else []:
+            if f.startswith(ns + "_holdfast"):
+                with open(os.path.join(pods_dir, f), errors="replace") as fh:
+                    logs += fh.read()
+        # one cluster-wide install at a time: stop this one before the next variant
+        sim.kubectl("scale", "-n", ns, "deploy/holdfast", "--replicas=0", check=False)
+    assert "forbidden" not in logs.lower() and '"code":403' not in logs.replace(" ", ""), logs[-3000:]
