@@ -1,0 +1,273 @@
+"""Helpers of the end-to-end suite: kubesim with the rendered chart installed, apps, waits and
+HTTP clients that classify every answer. See docs/e2e.md."""
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+for p in (os.path.join(ROOT, "tests", "kubesim"), os.path.join(ROOT, "tests", "chart")):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from simctl import KubeSim, wait_for  # noqa: E402,F401
+from render import render_chart  # noqa: E402
+from standins import STANDIN_CRDS  # noqa: E402
+# the chart test's helpers: render -> objects, kubectl apply with the stand-in groups, and a
+# kubeconfig holding exactly the chart's RBAC (kubesim --rules)
+from test_chart import apply, by_kind, grant_chart_rbac, objects  # noqa: E402
+
+PY = "/usr/bin/python3"
+CHART = os.path.join(ROOT, "helm", "holdfast")
+HOLDFAST = os.environ.get("HOLDFAST_BIN") or os.path.join(ROOT, "build", "holdfast")
+ECHO = os.path.join(HERE, "echo_server.py")
+PROXY_DELAY_MS = int(os.environ.get("E2E_PROXY_DELAY_MS", "700"))
+HF_NS = "holdfast"
+ES_API = "/apis/elasti.truefoundry.com/v1alpha1"
+IMAGES = {"kubesim/sleep": {"argv": ["/bin/sleep", "$@"]},
+          "kubesim/e2e-echo": {"argv": [PY, ECHO], "startDelayMs": 300},
+          "ghcr.io/holdfast/holdfast": {"argv": [HOLDFAST, "$@"]}}
+
+
+# ---------------------------------------------------------------- the cluster
+
+def start_cluster(state):
+    rules = os.path.join(str(state), "rules.yaml")
+    os.makedirs(str(state), exist_ok=True)
+    with open(rules, "w") as f:
+        yaml.safe_dump({"tokens": {}}, f)
+    sim = KubeSim(state, image_map=IMAGES, rules=rules, proxy_delay_ms=PROXY_DELAY_MS)
+    sim.rules_path = rules
+    sim.start()
+    sim.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(STANDIN_CRDS))
+    sim.kubectl("apply", "-f", os.path.join(CHART, "crds", "elastiservice.yaml"))
+    return sim
+
+
+def install_chart(sim):
+    """The chart with its default values (2 replicas, cluster-wide RBAC), pods running
+    build/holdfast with only the chart's RBAC; pollingInterval 1s so the suite is quick."""
+    sim.kubectl("create", "namespace", HF_NS)
+    plain = objects(render_chart(CHART, "holdfast", HF_NS))
+    kubeconfig = grant_chart_rbac(sim, plain, "hf-e2e", "system:serviceaccount:%s:holdfast" % HF_NS)
+    env = os.path.join(sim.state_dir, "e2e-values.yaml")
+    with open(env, "w") as f:
+        yaml.safe_dump({"extraEnv": [{"name": "KUBECONFIG", "value": kubeconfig}],
+                        "pollingInterval": "1s"}, f)
+    apply(sim, render_chart(CHART, "holdfast", HF_NS, value_files=[env], no_hooks=True))
+    sim.wait_ready_replicas(HF_NS, "holdfast", 2, timeout=40)
+    sim.wait_service_endpoints(HF_NS, "holdfast", 2, timeout=40)
+    wait_for(lambda: leader(sim), timeout=30, what="a holdfast leader")
+
+
+def leader(sim):
+    path = "/apis/coordination.k8s.io/v1/namespaces/%s/leases/holdfast-leader" % HF_NS
+    return sim.exists(path) and sim.get(path)["spec"].get("holderIdentity")
+
+
+def holdfast_pods(sim):
+    return [p for p in sim.get("/api/v1/namespaces/%s/pods" % HF_NS)["items"]
+            if not p["metadata"].get("deletionTimestamp")]
+
+
+def holdfast_logs(sim, tail=4000):
+    out = []
+    d = os.path.join(sim.state_dir, "pods")
+    for f in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        if f.startswith(HF_NS + "_"):
+            with open(os.path.join(d, f), errors="replace") as fh:
+                out.append("--- %s\n%s" % (f, fh.read()[-tail:]))
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- apps
+
+def make_app(sim, ns, replicas=1, name="web"):
+    """Deployment `web` (the echo server, readiness probe on /ready) + Service web:80 -> 8080."""
+    labels = {"app": name}
+    c = {"name": "app", "image": "kubesim/e2e-echo", "ports": [{"containerPort": 8080}],
+         "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1}}
+    sim.create("/apis/apps/v1/namespaces/%s/deployments" % ns, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [c]}}}})
+    sim.create("/api/v1/namespaces/%s/services" % ns, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
+    if replicas:
+        sim.wait_ready_replicas(ns, name, replicas, timeout=30)
+        sim.wait_service_endpoints(ns, name, replicas, timeout=30)
+
+
+def create_es(sim, ns, name="web", **spec):
+    """An ElastiService without triggers: only a hand scales the target down."""
+    s = {"service": name, "cooldownPeriod": 0, "minTargetReplicas": 1,
+         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}}
+    s.update(spec)
+    return sim.create("%s/namespaces/%s/elastiservices" % (ES_API, ns), {
+        "apiVersion": "elasti.truefoundry.com/v1alpha1", "kind": "ElastiService",
+        "metadata": {"name": name}, "spec": s})
+
+
+def es_path(ns, name="web"):
+    return "%s/namespaces/%s/elastiservices/%s" % (ES_API, ns, name)
+
+
+def status(sim, ns, name="web"):
+    return sim.get(es_path(ns, name)).get("status") or {}
+
+
+def replicas(sim, ns, name="web"):
+    return sim.get("/apis/apps/v1/namespaces/%s/deployments/%s" % (ns, name))["spec"].get("replicas", 0)
+
+
+def app_pods(sim, ns):
+    return sim.get("/api/v1/namespaces/%s/pods" % ns)["items"]
+
+
+def resolver_slices(sim, ns, svc="web"):
+    sl = sim.get("/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices?labelSelector="
+                 "kubernetes.io/service-name%%3D%s" % (ns, svc))["items"]
+    return [s for s in sl if s["metadata"].get("labels", {}).get("endpointslice.kubernetes.io/managed-by")
+            == "holdfast"]
+
+
+def resolver_ips(sim, ns, svc="web"):
+    return sorted(ep["addresses"][0] for s in resolver_slices(sim, ns, svc) for ep in s.get("endpoints") or []
+                  if (ep.get("conditions") or {}).get("ready", True))
+
+
+def wait_mode(sim, ns, mode, name="web", timeout=30):
+    return wait_for(lambda: status(sim, ns, name).get("mode") == mode, timeout=timeout, interval=0.1,
+                    what="%s/%s status.mode %s" % (ns, name, mode))
+
+
+def settle():
+    """kube-proxy applies a slice change PROXY_DELAY_MS after it happens."""
+    time.sleep(PROXY_DELAY_MS / 1000.0 + 0.4)
+
+
+def wait_proxy(sim, ns, name="web"):
+    """Proxy mode in effect: mode proxy, no app pod left, a resolver slice listing every ready
+    resolver pod, and kube-proxy has applied it."""
+    wait_mode(sim, ns, "proxy", name)
+    wait_for(lambda: not app_pods(sim, ns), timeout=30, interval=0.1, what="the app's pods gone")
+    wait_for(lambda: len(resolver_ips(sim, ns, name)) >= 1, timeout=15, interval=0.1, what="resolver slice")
+    settle()
+
+
+def wait_serve(sim, ns, name="web"):
+    wait_mode(sim, ns, "serve", name)
+    wait_for(lambda: not resolver_slices(sim, ns, name), timeout=15, interval=0.1,
+             what="resolver slice deleted")
+
+
+def to_zero(sim, ns, name="web"):
+    sim.kubectl("scale", "-n", ns, "deployment/" + name, "--replicas=0")
+    wait_proxy(sim, ns, name)
+
+
+# ---------------------------------------------------------------- HTTP
+
+class Result:
+    """Every answer a client got: ok (200 from an app pod), or a failure description."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.ok = 0
+        self.failures = []
+        self.pods = set()
+
+    def good(self, pod):
+        with self.lock:
+            self.ok += 1
+            self.pods.add(pod)
+
+    def bad(self, what):
+        with self.lock:
+            self.failures.append(what)
+
+    def check(self, status, body):
+        """A 200 whose JSON names an app pod (holdfast never answers that itself)."""
+        if status != 200:
+            self.bad("HTTP %d: %r" % (status, body[:200]))
+            return None
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            self.bad("not the pod's JSON: %r" % body[:200])
+            return None
+        if not str(obj.get("pod", "")).startswith("web-"):
+            self.bad("not answered by an app pod: %r" % body[:200])
+            return None
+        self.good(obj["pod"])
+        return obj
+
+    def summary(self):
+        return "%d ok, %d failed%s" % (self.ok, len(self.failures),
+                                       (": " + "; ".join(self.failures[:8])) if self.failures else "")
+
+
+def one_request(host, res, method="GET", path="/", body=None, headers=None, timeout=60):
+    """One request on a new connection (Connection: close). A refused or reset connection is a
+    failure: through the ClusterIP something must always answer."""
+    conn = http.client.HTTPConnection(host, 80, timeout=timeout)
+    try:
+        h = {"Connection": "close"}
+        h.update(headers or {})
+        conn.request(method, path, body=body, headers=h)
+        r = conn.getresponse()
+        return res.check(r.status, r.read().decode(errors="replace"))
+    except Exception as e:  # noqa: BLE001 - every error is a lost request
+        res.bad("%s %s: %r" % (method, path, e))
+        return None
+    finally:
+        conn.close()
+
+
+class KeepAlive:
+    """Requests on one keep-alive connection. A new connection is opened only after the server
+    announced the close (Connection: close); a connection dropped without that is a failure."""
+
+    def __init__(self, host, res, timeout=60):
+        self.host, self.res, self.timeout = host, res, timeout
+        self.conn = None
+        self.connections = 0
+
+    def get(self, path="/"):
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, 80, timeout=self.timeout)
+            self.connections += 1
+        try:
+            self.conn.request("GET", path)
+            r = self.conn.getresponse()
+            body = r.read().decode(errors="replace")
+            if r.will_close:
+                self.close()
+            return self.res.check(r.status, body)
+        except Exception as e:  # noqa: BLE001
+            self.res.bad("keep-alive GET %s (connection %d): %r" % (path, self.connections, e))
+            self.close()
+            return None
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def run_threads(fns, timeout):
+    """Start every fn in its own thread and join them all within `timeout` seconds."""
+    ts = [threading.Thread(target=f, daemon=True) for f in fns]
+    for t in ts:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in ts:
+        t.join(max(0.1, deadline - time.monotonic()))
+    alive = sum(t.is_alive() for t in ts)
+    assert not alive, "%d clients still waiting after %ss" % (alive, timeout)
