@@ -128,6 +128,7 @@ struct controller {
     size_t n_resolvers;
     struct addr *listening;  /* resolver port addresses open now */
     bool shared_port_failed; /* logged once */
+    bool routed;             /* a snapshot was published after every informer synced */
     size_t n_listening;
     uint64_t last_change_ns; /* when an informer last reported a Service/EndpointSlice change */
     uint64_t reconciles, reconcile_errors, prom_errors, wakes_sent, scale_downs, switches;
@@ -704,6 +705,11 @@ static void on_publish(evutil_socket_t fd, short what, void *arg)
         return;
     }
     route_table_publish(&c->dp->routes, snap);
+    if (!c->routed && informer_synced(c->inf_es) && informer_synced(c->inf_svc) &&
+        informer_synced(c->inf_slices) && (!c->inf_resolver || informer_synced(c->inf_resolver))) {
+        c->routed = true;
+        log_info("caches synced and routes published: ready for traffic", NULL);
+    }
     /* Addresses no longer listed: the workers drop theirs with this snapshot. */
     for (size_t i = 0; i < c->n_listening; i++) {
         bool kept = false;
@@ -1512,6 +1518,12 @@ static void on_res_delete(const cJSON *obj, void *arg)
     resolvers_changed(arg);
 }
 
+/* An informer synced (possibly with nothing in it): publish, so readiness can follow. */
+static void on_synced(void *arg)
+{
+    schedule_publish(arg);
+}
+
 static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct controller *c = arg;
@@ -1594,9 +1606,9 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     wakeq_set_notify(&dp->wakeq, c->wake_ev);
 
     struct informer_opts io = {.res = RES_ES, .ns = opts->namespace_, .name = "elastiservices"};
-    struct informer_handlers hes = {on_es_add, on_es_update, on_es_delete, NULL};
+    struct informer_handlers hes = {on_es_add, on_es_update, on_es_delete, on_synced};
     c->inf_es = informer_new(c->kube, &io, &hes, c);
-    struct informer_handlers hrel = {on_rel_add, on_rel_update, on_rel_delete, NULL};
+    struct informer_handlers hrel = {on_rel_add, on_rel_update, on_rel_delete, on_synced};
     io = (struct informer_opts){.res = RES_SVC, .ns = opts->namespace_, .name = "services"};
     c->inf_svc = informer_new(c->kube, &io, &hrel, c);
     io = (struct informer_opts){.res = RES_SLICE, .ns = opts->namespace_, .name = "endpointslices"};
@@ -1604,7 +1616,7 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     if (opts->resolver_service) {
         char sel[300];
         snprintf(sel, sizeof(sel), "%s=%s", LABEL_SERVICE_NAME, opts->resolver_service);
-        struct informer_handlers hres = {on_res_add, on_res_update, on_res_delete, NULL};
+        struct informer_handlers hres = {on_res_add, on_res_update, on_res_delete, on_synced};
         io = (struct informer_opts){.res = RES_SLICE,
                                     .ns = opts->resolver_namespace,
                                     .label_selector = sel,
@@ -1657,6 +1669,12 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
              opts->pod_ip ? opts->pod_ip : "(none)", c->opt.bind_address, c->opt.port_min,
              c->opt.port_max, c->opt.polling_interval_ms);
     return c;
+}
+
+bool controller_ready(void *arg)
+{
+    const struct controller *c = arg;
+    return c->routed;
 }
 
 void controller_metrics(struct mtext *out, void *arg)

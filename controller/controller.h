@@ -57,6 +57,13 @@ struct controller_opts {
 struct controller *controller_start(struct event_base *base, struct dataplane *dp,
                                     const struct controller_opts *opts, char *err, size_t errlen);
 
+/*
+ * True once every informer has synced and a route snapshot built from them was published: a
+ * replica that is Ready before that would be sent traffic for resolver ports it does not
+ * listen on yet (a rolling update, a restart). Control thread only (the admin endpoint).
+ */
+bool controller_ready(void *controller);
+
 /* Metric families of the controller (reconciles, Prometheus errors, leader status). */
 void controller_metrics(struct mtext *out, void *controller);
 

@@ -22,6 +22,8 @@ struct admin {
     admin_metrics_fn fns[ADMIN_MAX_PRODUCERS];
     void *args[ADMIN_MAX_PRODUCERS];
     size_t n_fns;
+    admin_ready_fn ready_fn; /* the control plane's own readiness, or NULL */
+    void *ready_arg;
 };
 
 /* One pass over the services per metric family: the text format wants families contiguous. */
@@ -177,7 +179,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     } else if (strcmp(path, "/healthz") == 0) {
         reply_text(req, 200, "OK", "text/plain; charset=utf-8", "ok\n", 3);
     } else if (strcmp(path, "/readyz") == 0) {
-        if (dataplane_ready(a->dp))
+        if (dataplane_ready(a->dp) && (!a->ready_fn || a->ready_fn(a->ready_arg)))
             reply_text(req, 200, "OK", "text/plain; charset=utf-8", "ready\n", 6);
         else
             reply_text(req, 503, "Service Unavailable", "text/plain; charset=utf-8", "not ready\n",
@@ -227,6 +229,12 @@ void admin_add_metrics(struct admin *a, admin_metrics_fn fn, void *arg)
         a->args[a->n_fns] = arg;
         a->n_fns++;
     }
+}
+
+void admin_set_ready_check(struct admin *a, admin_ready_fn fn, void *arg)
+{
+    a->ready_fn = fn;
+    a->ready_arg = arg;
 }
 
 void admin_free(struct admin *a)

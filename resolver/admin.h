@@ -6,6 +6,8 @@
 #ifndef HOLDFAST_ADMIN_H
 #define HOLDFAST_ADMIN_H
 
+#include <stdbool.h>
+
 #include "common/addr.h"
 #include "resolver/worker.h"
 
@@ -21,6 +23,10 @@ struct admin *admin_start(struct event_base *base, const struct addr *addr, stru
 
 /* Adds a producer of more metric families, called on every scrape. */
 void admin_add_metrics(struct admin *a, admin_metrics_fn fn, void *arg);
+
+/* The control plane's readiness, ANDed into /readyz (Kubernetes mode: caches synced and routed). */
+typedef bool (*admin_ready_fn)(void *arg);
+void admin_set_ready_check(struct admin *a, admin_ready_fn fn, void *arg);
 
 /* Writes the whole exposition (also used by tests and benchmarks). */
 void admin_render_metrics(struct admin *a, struct mtext *out);

@@ -472,6 +472,7 @@ static int cmd_run(int argc, char **argv)
             return EXIT_USAGE;
         }
         admin_add_metrics(admin, controller_metrics, ctl);
+        admin_set_ready_check(admin, controller_ready, ctl);
         p.ctl = ctl;
     }
     if (dataplane_start(p.dp, err, sizeof(err)) < 0) {

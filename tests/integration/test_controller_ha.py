@@ -260,3 +260,25 @@ def test_forbidden_scale_call_is_a_condition_an_event_and_the_504_reason(tmp_pat
         if hf:
             hf.stop()
         sim.stop()
+
+
+def test_not_ready_until_caches_synced_and_routed(sim, ns, tmp_path):
+    """A replica must not take traffic before it listens on the resolver ports: /readyz waits for
+    the informers' first sync (here: held back by an API outage at start)."""
+    from hfk8s import HoldfastError
+    make_app(sim, ns)
+    scale(sim, ns, 0)
+    hf = HoldfastK8s(sim, tmp_path / "hf", namespace=ns)
+    sim.outage(6, mode="refuse")
+    try:
+        with pytest.raises(HoldfastError):
+            hf.start(timeout=3)  # the API is down: caches cannot sync, so not ready
+        assert hf.alive()
+        wait_for(hf.ready, timeout=30, what="ready once the API is back")
+        # Ready means routed: an ElastiService in proxy mode has its resolver port open already.
+        wait_for(lambda: mode(sim, ns) == "proxy", timeout=20, what="proxy mode")
+        ready_lines = hf.log_lines("caches synced and routes published: ready for traffic")
+        assert len(ready_lines) == 1
+    finally:
+        sim.clear_faults()
+        hf.stop()
