@@ -40,6 +40,7 @@ struct run_options {
     enum log_level log_level;
     unsigned drain_timeout_s;
     struct controller_opts k8s; /* Kubernetes mode */
+    unsigned admin_port;        /* Kubernetes mode: admin on bind_address:admin_port (8013) */
     char bind_address[64];
 };
 
@@ -81,6 +82,7 @@ static void usage(FILE *out)
             "  --resolver-namespace NS [POD_NAMESPACE]\n"
             "  --pod-ip IP [POD_IP]  --pod-name NAME [POD_NAME]  --node-name NAME [NODE_NAME]\n"
             "  --bind-address IP [HOLDFAST_BIND_ADDRESS; default 0.0.0.0]\n"
+            "  --admin-port PORT (admin on the bind address; default 8013)\n"
             "  --proxy-port-range A-B [HOLDFAST_PROXY_PORT_RANGE; default 20000-29999]\n"
             "  --shared-port PORT [HOLDFAST_SHARED_PORT; default 8012, 0 = none]\n"
             "  --polling-interval DURATION [HOLDFAST_POLLING_INTERVAL; default 30s]\n"
@@ -167,8 +169,8 @@ static int finish_k8s_options(struct run_options *opt, const char *port_range, c
     if (addr_parse(text, &probe, err, sizeof(err)) < 0)
         return fail_usage("--bind-address: \"%s\" is not an IP address", opt->bind_address);
     if (!opt->admin_given) {
-        snprintf(text, sizeof(text), strchr(opt->bind_address, ':') ? "[%s]:8013" : "%s:8013",
-                 opt->bind_address);
+        snprintf(text, sizeof(text), strchr(opt->bind_address, ':') ? "[%s]:%u" : "%s:%u",
+                 opt->bind_address, opt->admin_port ? opt->admin_port : 8013);
         addr_parse(text, &opt->admin, err, sizeof(err));
     }
     if (!port_range)
@@ -228,6 +230,7 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
         O_PROMETHEUS,
         O_LEADER,
         O_INSECURE,
+        O_ADMIN_PORT,
     };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -249,6 +252,7 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
         {"prometheus-address", required_argument, NULL, O_PROMETHEUS},
         {"leader-elect", required_argument, NULL, O_LEADER},
         {"insecure-skip-tls-verify", no_argument, NULL, O_INSECURE},
+        {"admin-port", required_argument, NULL, O_ADMIN_PORT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -333,6 +337,11 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
             break;
         case O_INSECURE:
             opt->k8s.insecure_skip_tls_verify = true;
+            break;
+        case O_ADMIN_PORT:
+            if (parse_uint(optarg, 65535, &v) < 0 || v == 0)
+                return fail_usage("--admin-port: \"%s\" is not a port", optarg);
+            opt->admin_port = (unsigned)v;
             break;
         case 'h':
             usage(stdout);

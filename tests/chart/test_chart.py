@@ -283,7 +283,7 @@ def test_deployment_shape(default):
                        ("POD_NAMESPACE", "metadata.namespace"), ("NODE_NAME", "spec.nodeName")):
         assert env[name]["valueFrom"]["fieldRef"]["fieldPath"] == path
     assert c["args"][0] == "run"
-    assert "--bind-address=$(POD_IP)" in c["args"] and "--admin-listen=$(POD_IP):8013" in c["args"]
+    assert "--bind-address=$(POD_IP)" in c["args"] and "--admin-port=8013" in c["args"]
     assert "--shared-port=8012" in c["args"] and "--polling-interval=30s" in c["args"]
     assert not any(a.startswith("--namespace") for a in c["args"])
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"shared": 8012, "admin": 8013}
