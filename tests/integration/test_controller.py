@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
 from simctl import KubeSim, wait_for  # noqa: E402
+from thirdparty_crds import ROLLOUT_CRD, SCALEDOBJECT_CRD  # noqa: E402
 from promfix import Exporter, Prometheus, PromfixError, whole_second  # noqa: E402
 from hfk8s import HoldfastK8s, fresh_ip  # noqa: E402
 
@@ -42,32 +43,6 @@ CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
 ES_API = "/apis/elasti.truefoundry.com/v1alpha1"
 METRIC = "hf_load"
 FINALIZER = "elasti.truefoundry.com/finalizer"
-
-ROLLOUT_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "rollouts.argoproj.io"},
-    "spec": {"group": "argoproj.io", "scope": "Namespaced",
-             "names": {"plural": "rollouts", "singular": "rollout", "kind": "Rollout", "shortNames": ["ro"]},
-             "versions": [{"name": "v1alpha1", "served": True, "storage": True,
-                           "subresources": {"status": {}, "scale": {
-                               "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.HPAReplicas",
-                               "labelSelectorPath": ".status.selector"}},
-                           "schema": {"openAPIV3Schema": {"type": "object",
-                                                          "x-kubernetes-preserve-unknown-fields": True}}}]}}
-
-SCALEDOBJECT_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "scaledobjects.keda.sh"},
-    "spec": {"group": "keda.sh", "scope": "Namespaced",
-             "names": {"plural": "scaledobjects", "singular": "scaledobject", "kind": "ScaledObject",
-                       "shortNames": ["so"]},
-             "versions": [{"name": "v1alpha1", "served": True, "storage": True, "subresources": {"status": {}},
-                           "schema": {"openAPIV3Schema": {"type": "object",
-                                                          "x-kubernetes-preserve-unknown-fields": True}}}]}}
-
-
-# ---------------------------------------------------------------- fixtures
-
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):

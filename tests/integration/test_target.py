@@ -22,8 +22,10 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
 from simctl import KubeSim, wait_for  # noqa: E402
+from thirdparty_crds import ROLLOUT_CRD, SCALEDOBJECT_CRD  # noqa: E402
 
 _BUILD = os.path.dirname(os.environ["HOLDFAST_BIN"]) if os.environ.get("HOLDFAST_BIN") else os.path.join(REPO, "build")
 TOOLS = os.environ.get("HOLDFAST_TOOLS_DIR", os.path.join(_BUILD, "tests", "tools"))
@@ -31,30 +33,6 @@ PROBE = os.path.join(TOOLS, "target_probe")
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 IMAGES = {"kubesim/sleep": {"argv": ["/bin/sleep", "$@"]}, "kubesim/crash": {"argv": ["/bin/false"]}}
-
-ROLLOUT_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "rollouts.argoproj.io"},
-    "spec": {"group": "argoproj.io", "scope": "Namespaced",
-             "names": {"plural": "rollouts", "singular": "rollout", "kind": "Rollout", "shortNames": ["ro"]},
-             "versions": [{"name": "v1alpha1", "served": True, "storage": True,
-                           "subresources": {"status": {}, "scale": {
-                               "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.HPAReplicas",
-                               "labelSelectorPath": ".status.selector"}},
-                           "schema": {"openAPIV3Schema": {"type": "object",
-                                                          "x-kubernetes-preserve-unknown-fields": True}}}]}}
-
-# The part of KEDA's CRD that matters here: namespaced keda.sh/v1alpha1 scaledobjects.
-SCALEDOBJECT_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "scaledobjects.keda.sh"},
-    "spec": {"group": "keda.sh", "scope": "Namespaced",
-             "names": {"plural": "scaledobjects", "singular": "scaledobject", "kind": "ScaledObject",
-                       "shortNames": ["so"]},
-             "versions": [{"name": "v1alpha1", "served": True, "storage": True, "subresources": {"status": {}},
-                           "schema": {"openAPIV3Schema": {"type": "object",
-                                                          "x-kubernetes-preserve-unknown-fields": True}}}]}}
-
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
