@@ -31,6 +31,8 @@ HF_NS = "holdfast"
 ES_API = "/apis/elasti.truefoundry.com/v1alpha1"
 IMAGES = {"kubesim/sleep": {"argv": ["/bin/sleep", "$@"]},
           "kubesim/e2e-echo": {"argv": [PY, ECHO], "startDelayMs": 300},
+          # any Python app of the suite: the container's command/args name the script and its flags
+          "kubesim/python": {"argv": [PY, "$@"], "startDelayMs": 300},
           "ghcr.io/holdfast/holdfast": {"argv": [HOLDFAST, "$@"]}}
 
 
