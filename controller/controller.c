@@ -18,6 +18,7 @@
 
 #include "common/duration.h"
 #include "common/log.h"
+#include "common/strmap.h"
 #include "controller/cron.h"
 #include "controller/events.h"
 #include "controller/http.h"
@@ -53,12 +54,13 @@ struct port_map {
 
 /* One ElastiService, as parsed from its spec and status. */
 struct es {
-    struct es *next;
+    struct es *next, *prev; /* controller.list */
     struct controller *c;
     char *ns, *name, *key;
     char *uid; /* metadata.uid, for Events */
     /* spec */
     char *service;            /* the target Service */
+    char *service_key;        /* "ns/service" under which by_service lists it, or NULL */
     struct target_ref target; /* the workload to scale */
     bool target_ok;           /* target parsed */
     int min_replicas;
@@ -119,6 +121,13 @@ struct controller {
     struct http_client *http;
     struct informer *inf_es, *inf_svc, *inf_slices, *inf_resolver;
     struct es *list;
+    /* Indexes, so that nothing is linear in the number of ElastiServices or EndpointSlices
+     * per event (DESIGN: 10,000 ElastiServices): */
+    struct strmap by_name;       /* "ns/name" -> struct es */
+    struct strmap by_service;    /* "ns/service" -> struct es_set: ElastiServices of a Service */
+    struct strmap slices_by_svc; /* "ns/service" -> struct name_set: its EndpointSlices */
+    uint16_t *port_refs;         /* [65536]: how many ElastiServices hold each resolver port */
+    unsigned port_cursor;        /* where the search for a free resolver port resumes */
     struct event *publish_ev, *poll_ev, *wake_ev, *wake_retry_ev;
     bool leader; /* mirrors leader_is_leader, kept by the election's callbacks */
     struct leader *election;
@@ -131,6 +140,7 @@ struct controller {
     bool routed;             /* a snapshot was published after every informer synced */
     size_t n_listening;
     uint64_t last_change_ns; /* when an informer last reported a Service/EndpointSlice change */
+    uint64_t change_ns;      /* the oldest change not yet in a published snapshot, 0 none */
     uint64_t reconciles, reconcile_errors, prom_errors, wakes_sent, scale_downs, switches;
 };
 
@@ -181,13 +191,171 @@ static int64_t parse_time(const char *s)
     return (int64_t)timegm(&tm);
 }
 
+/* ---- indexes ---- */
+
+/* The ElastiServices of one Service (usually one), and the EndpointSlice names of one Service. */
+struct es_set {
+    struct es **v;
+    size_t n, cap;
+};
+
+struct name_set {
+    char **v;
+    size_t n, cap;
+};
+
+/* "ns/name": namespaces are at most 63 bytes and names 253, so 320 always fits. */
+#define KEY_MAX 320
+
+static void make_key(char *out, const char *ns, const char *name)
+{
+    snprintf(out, KEY_MAX, "%s/%s", ns, name);
+}
+
 static struct es *find_es(struct controller *c, const char *ns, const char *name)
 {
-    for (struct es *e = c->list; e; e = e->next) {
-        if (strcmp(e->ns, ns) == 0 && strcmp(e->name, name) == 0)
-            return e;
+    char key[KEY_MAX];
+    make_key(key, ns, name);
+    return strmap_get(&c->by_name, key);
+}
+
+static bool grow_array(void *arrp, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return true;
+    size_t ncap = *cap ? *cap * 2 : 2;
+    void *grown = realloc(*(void **)arrp, ncap * elem);
+    if (!grown)
+        return false;
+    *(void **)arrp = grown;
+    *cap = ncap;
+    return true;
+}
+
+static void es_set_add(struct strmap *m, const char *key, struct es *e)
+{
+    struct es_set *set = strmap_get(m, key);
+    if (!set) {
+        set = calloc(1, sizeof(*set));
+        if (!set || strmap_put(m, key, set) < 0) {
+            free(set);
+            log_error("out of memory indexing an ElastiService", "key=%s", key);
+            return;
+        }
     }
-    return NULL;
+    if (!grow_array(&set->v, &set->cap, set->n + 1, sizeof(*set->v))) {
+        log_error("out of memory indexing an ElastiService", "key=%s", key);
+        return;
+    }
+    set->v[set->n++] = e;
+}
+
+static void es_set_remove(struct strmap *m, const char *key, const struct es *e)
+{
+    struct es_set *set = strmap_get(m, key);
+    for (size_t i = 0; set && i < set->n; i++) {
+        if (set->v[i] == e) {
+            set->v[i] = set->v[--set->n];
+            break;
+        }
+    }
+    if (set && !set->n) {
+        strmap_del(m, key);
+        free(set->v);
+        free(set);
+    }
+}
+
+static void name_set_add(struct strmap *m, const char *key, const char *name)
+{
+    struct name_set *set = strmap_get(m, key);
+    if (!set) {
+        set = calloc(1, sizeof(*set));
+        if (!set || strmap_put(m, key, set) < 0) {
+            free(set);
+            log_error("out of memory indexing an EndpointSlice", "key=%s", key);
+            return;
+        }
+    }
+    for (size_t i = 0; i < set->n; i++) {
+        if (strcmp(set->v[i], name) == 0)
+            return;
+    }
+    char *copy = strdup(name);
+    if (!copy || !grow_array(&set->v, &set->cap, set->n + 1, sizeof(*set->v))) {
+        free(copy);
+        log_error("out of memory indexing an EndpointSlice", "key=%s", key);
+        return;
+    }
+    set->v[set->n++] = copy;
+}
+
+static void name_set_remove(struct strmap *m, const char *key, const char *name)
+{
+    struct name_set *set = strmap_get(m, key);
+    for (size_t i = 0; set && i < set->n; i++) {
+        if (strcmp(set->v[i], name) == 0) {
+            free(set->v[i]);
+            set->v[i] = set->v[--set->n];
+            break;
+        }
+    }
+    if (set && !set->n) {
+        strmap_del(m, key);
+        free(set->v);
+        free(set);
+    }
+}
+
+static void free_es_set(const char *key, void *value, void *arg)
+{
+    struct es_set *set = value;
+    free(set->v);
+    free(set);
+}
+
+static void free_name_set(const char *key, void *value, void *arg)
+{
+    struct name_set *set = value;
+    for (size_t i = 0; i < set->n; i++)
+        free(set->v[i]);
+    free(set->v);
+    free(set);
+}
+
+/* Counts the resolver ports of p[0..n) as held (delta 1) or released (-1). */
+static void ports_hold(struct controller *c, const struct port_map *p, size_t n, int delta)
+{
+    for (size_t i = 0; c->port_refs && i < n; i++) {
+        unsigned rp = p[i].resolver_port;
+        if (rp == 0 || rp > 65535)
+            continue;
+        if (delta > 0 && c->port_refs[rp] < UINT16_MAX)
+            c->port_refs[rp]++;
+        else if (delta < 0 && c->port_refs[rp] > 0)
+            c->port_refs[rp]--;
+    }
+}
+
+/* Files e under its Service in by_service (after its spec changed). */
+static void es_index_service(struct es *e)
+{
+    struct controller *c = e->c;
+    char key[KEY_MAX];
+    if (e->service)
+        make_key(key, e->ns, e->service);
+    if (e->service_key && e->service && strcmp(e->service_key, key) == 0)
+        return;
+    if (e->service_key) {
+        es_set_remove(&c->by_service, e->service_key, e);
+        free(e->service_key);
+        e->service_key = NULL;
+    }
+    if (e->service) {
+        e->service_key = strdup(key);
+        if (e->service_key)
+            es_set_add(&c->by_service, key, e);
+    }
 }
 
 static void es_clear_spec(struct es *e)
@@ -210,6 +378,10 @@ static void es_clear_spec(struct es *e)
 
 static void es_free(struct es *e)
 {
+    if (e->service_key)
+        es_set_remove(&e->c->by_service, e->service_key, e);
+    free(e->service_key);
+    ports_hold(e->c, e->ports, e->n_ports, -1);
     es_clear_spec(e);
     free(e->ports);
     free(e->not_ready_reason);
@@ -319,6 +491,7 @@ static void es_parse_status(struct es *e, const cJSON *obj)
     const cJSON *ports = get(status, "ports");
     size_t n = (size_t)cJSON_GetArraySize(ports);
     if (n) {
+        ports_hold(e->c, e->ports, e->n_ports, -1);
         free(e->ports);
         e->ports = NULL;
         e->n_ports = 0;
@@ -336,6 +509,27 @@ static void es_parse_status(struct es *e, const cJSON *obj)
                      get_str(p, "protocol") ? get_str(p, "protocol") : "TCP");
             m->port = cJSON_IsNumber(pp) ? (unsigned)pp->valueint : 0;
             m->resolver_port = (unsigned)rp->valueint;
+        }
+        ports_hold(e->c, e->ports, e->n_ports, 1);
+    }
+    /* A replica that does not lead learns why a woken target has no pod from the leader's
+     * ScaleUpFailed condition, so the 504s of the clients it holds say the same as the
+     * leader's (its own failed scale call, if any, says more and is kept). */
+    if (!e->c->leader && !e->scale_call_failed) {
+        const char *why = NULL;
+        const cJSON *cond;
+        cJSON_ArrayForEach(cond, get(status, "conditions"))
+        {
+            const char *type = get_str(cond, "type"), *st = get_str(cond, "status");
+            if (type && st && strcmp(type, "ScaleUpFailed") == 0 && strcmp(st, "True") == 0)
+                why = get_str(cond, "message");
+        }
+        if (why && !*why)
+            why = NULL;
+        if ((why == NULL) != (e->not_ready_reason == NULL) ||
+            (why && strcmp(why, e->not_ready_reason) != 0)) {
+            free(e->not_ready_reason);
+            e->not_ready_reason = why ? strdup(why) : NULL;
         }
     }
     if (ours_newer && e->conditions)
@@ -522,12 +716,29 @@ static void collect_resolver_slices(const cJSON *slice, void *arg)
         w->resolver_slices[w->n_resolver++] = slice;
 }
 
+/* Calls fn for every EndpointSlice of e's Service (through slices_by_svc). */
+static void foreach_slice_of(const struct es *e, void (*fn)(const cJSON *slice, void *arg),
+                             void *arg)
+{
+    const struct controller *c = e->c;
+    if (!e->service)
+        return;
+    char key[KEY_MAX];
+    make_key(key, e->ns, e->service);
+    const struct name_set *set = strmap_get(&c->slices_by_svc, key);
+    for (size_t i = 0; set && i < set->n; i++) {
+        const cJSON *slice = informer_get(c->inf_slices, e->ns, set->v[i]);
+        if (slice)
+            fn(slice, arg);
+    }
+}
+
 /* Ready pod endpoints of one Service port (caller frees *eps). */
 static size_t ready_endpoints(const struct es *e, const char *port_name,
                               struct ready_endpoint **eps)
 {
     struct slices_walk w = {.e = e, .port_name = port_name};
-    informer_foreach(e->c->inf_slices, collect_ready, &w);
+    foreach_slice_of(e, collect_ready, &w);
     *eps = w.eps;
     return w.n;
 }
@@ -612,6 +823,7 @@ static enum svc_protocol port_protocol(const cJSON *service, const char *port_na
 static void on_publish(evutil_socket_t fd, short what, void *arg)
 {
     struct controller *c = arg;
+    uint64_t started = now_ns();
     size_t n_services = 0, n_listeners = c->opt.shared_port ? 1 : 0;
     for (struct es *e = c->list; e; e = e->next) {
         if (e->n_ports && e->svc) {
@@ -704,6 +916,10 @@ static void on_publish(evutil_socket_t fd, short what, void *arg)
         schedule_publish(c);
         return;
     }
+    snap->cause_ns = c->change_ns;
+    c->change_ns = 0;
+    log_debug("route snapshot published", "services=%zu listeners=%zu build_ms=%f",
+              snap->n_services, snap->n_listeners, (double)(now_ns() - started) / 1e6);
     route_table_publish(&c->dp->routes, snap);
     if (!c->routed && informer_synced(c->inf_es) && informer_synced(c->inf_svc) &&
         informer_synced(c->inf_slices) && (!c->inf_resolver || informer_synced(c->inf_resolver))) {
@@ -711,12 +927,24 @@ static void on_publish(evutil_socket_t fd, short what, void *arg)
         log_info("caches synced and routes published: ready for traffic", NULL);
     }
     /* Addresses no longer listed: the workers drop theirs with this snapshot. */
-    for (size_t i = 0; i < c->n_listening; i++) {
-        bool kept = false;
-        for (size_t j = 0; j < li && !kept; j++)
-            kept = addr_equal(&c->listening[i], &want[j]);
-        if (!kept)
+    struct strmap wanted = {0};
+    bool indexed = true;
+    for (size_t j = 0; j < li && indexed; j++)
+        indexed = strmap_put(&wanted, want[j].text, &want[j]) == 0;
+    for (size_t i = 0; i < c->n_listening && indexed; i++) {
+        if (!strmap_get(&wanted, c->listening[i].text))
             dataplane_unlisten(c->dp, &c->listening[i]);
+    }
+    strmap_clear(&wanted);
+    if (!indexed) {
+        /* out of memory: keep every old listener (and its address) until the next snapshot */
+        log_error("out of memory comparing listeners; old ones kept until the next snapshot", NULL);
+        struct addr *all = realloc(want, (li + c->n_listening) * sizeof(*all));
+        if (all) {
+            memcpy(all + li, c->listening, c->n_listening * sizeof(*all));
+            want = all;
+            li += c->n_listening;
+        }
     }
     free(c->listening);
     c->listening = want;
@@ -725,6 +953,8 @@ static void on_publish(evutil_socket_t fd, short what, void *arg)
 
 static void schedule_publish(struct controller *c)
 {
+    if (!c->change_ns)
+        c->change_ns = now_ns();
     static const struct timeval now = {0, 0};
     event_add(c->publish_ev, &now);
 }
@@ -758,17 +988,19 @@ static bool allocate_ports(struct es *e)
             if (strcmp(e->ports[k].name, m->name) == 0)
                 m->resolver_port = e->ports[k].resolver_port; /* kept for the lifetime */
         }
-        for (unsigned cand = c->opt.port_min; !m->resolver_port && cand <= c->opt.port_max;
-             cand++) {
-            bool used = false;
-            for (struct es *o = c->list; o && !used; o = o->next) {
-                for (size_t k = 0; k < o->n_ports && !used; k++)
-                    used = o->ports[k].resolver_port == cand;
-            }
+        /* The search goes round the range from where the last one ended: a port given up
+         * by a deleted ElastiService is the last to be handed out again, so stragglers still
+         * sent to it are unlikely to reach another service. */
+        unsigned span = c->opt.port_max - c->opt.port_min + 1;
+        for (unsigned tries = 0; !m->resolver_port && tries < span && c->port_refs; tries++) {
+            unsigned cand = c->opt.port_min + (c->port_cursor + tries) % span;
+            bool used = c->port_refs[cand] > 0;
             for (size_t k = 0; k + 1 < i && !used; k++)
                 used = map[k].resolver_port == cand;
-            if (!used)
+            if (!used) {
                 m->resolver_port = cand;
+                c->port_cursor = (c->port_cursor + tries + 1) % span;
+            }
         }
         if (!m->resolver_port) {
             free(map);
@@ -777,9 +1009,11 @@ static bool allocate_ports(struct es *e)
             return false;
         }
     }
+    ports_hold(c, e->ports, e->n_ports, -1);
     free(e->ports);
     e->ports = map;
     e->n_ports = n;
+    ports_hold(c, e->ports, e->n_ports, 1);
     return true;
 }
 
@@ -825,7 +1059,7 @@ static void resolver_slices_apply(struct es *e)
         sp[i] = (struct slice_port){e->ports[i].name, e->ports[i].protocol, NULL,
                                     e->ports[i].resolver_port};
     struct slices_walk w = {.e = e};
-    informer_foreach(c->inf_slices, collect_resolver_slices, &w);
+    foreach_slice_of(e, collect_resolver_slices, &w);
     static const char *const families[] = {"IPv4", "IPv6"};
     for (size_t f = 0; f < 2; f++) {
         bool any = false;
@@ -864,7 +1098,7 @@ static void resolver_slices_apply(struct es *e)
 static void resolver_slices_delete(struct es *e)
 {
     struct slices_walk w = {.e = e};
-    informer_foreach(e->c->inf_slices, collect_resolver_slices, &w);
+    foreach_slice_of(e, collect_resolver_slices, &w);
     for (size_t k = 0; k < w.n_resolver; k++) {
         const char *name = get_str(get(w.resolver_slices[k], "metadata"), "name");
         if (name)
@@ -1389,10 +1623,19 @@ static void es_upsert(struct controller *c, const cJSON *obj)
         if (e->key)
             snprintf(e->key, klen, "%s/%s", ns, name);
         e->svc = svc_registry_get(&c->dp->registry, ns, name);
+        if (!e->ns || !e->name || !e->key || strmap_put(&c->by_name, e->key, e) < 0) {
+            log_error("out of memory adding an ElastiService; the next relist retries",
+                      "namespace=%s name=%s", ns, name);
+            es_free(e);
+            return;
+        }
         e->next = c->list;
+        if (c->list)
+            c->list->prev = e;
         c->list = e;
     }
     es_parse_spec(e, obj);
+    es_index_service(e);
     es_parse_status(e, obj); /* keeps our mode and conditions while our writes are in flight */
     es_reconcile(e);
     schedule_publish(c);
@@ -1415,13 +1658,16 @@ static void on_es_delete(const cJSON *obj, void *arg)
     struct controller *c = arg;
     const cJSON *md = get(obj, "metadata");
     const char *ns = get_str(md, "namespace"), *name = get_str(md, "name");
-    for (struct es **p = &c->list; *p; p = &(*p)->next) {
-        if (ns && name && strcmp((*p)->ns, ns) == 0 && strcmp((*p)->name, name) == 0) {
-            struct es *e = *p;
-            *p = e->next;
-            es_free(e); /* callbacks in flight look it up by name and will not find it */
-            break;
-        }
+    struct es *e = ns && name ? find_es(c, ns, name) : NULL;
+    if (e) {
+        strmap_del(&c->by_name, e->key);
+        if (e->prev)
+            e->prev->next = e->next;
+        else
+            c->list = e->next;
+        if (e->next)
+            e->next->prev = e->prev;
+        es_free(e); /* callbacks in flight look it up by name and will not find it */
     }
     schedule_publish(c);
 }
@@ -1435,11 +1681,56 @@ static void related_changed(struct controller *c, const cJSON *obj)
     const char *svc = get_str(get(md, "labels"), LABEL_SERVICE_NAME);
     if (!svc)
         svc = get_str(md, "name");
-    for (struct es *e = c->list; e && ns && svc; e = e->next) {
-        if (strcmp(e->ns, ns) == 0 && e->service && strcmp(e->service, svc) == 0)
-            es_reconcile(e);
+    if (ns && svc) {
+        char key[KEY_MAX];
+        make_key(key, ns, svc);
+        const struct es_set *set = strmap_get(&c->by_service, key);
+        for (size_t i = 0; set && i < set->n; i++)
+            es_reconcile(set->v[i]);
     }
     schedule_publish(c);
+}
+
+/* Files an EndpointSlice under its Service (label kubernetes.io/service-name), or removes it. */
+static void slice_index(struct controller *c, const cJSON *slice, bool add)
+{
+    const cJSON *md = get(slice, "metadata");
+    const char *ns = get_str(md, "namespace"), *name = get_str(md, "name");
+    const char *svc = get_str(get(md, "labels"), LABEL_SERVICE_NAME);
+    if (!ns || !name || !svc)
+        return;
+    char key[KEY_MAX];
+    make_key(key, ns, svc);
+    if (add)
+        name_set_add(&c->slices_by_svc, key, name);
+    else
+        name_set_remove(&c->slices_by_svc, key, name);
+}
+
+static void on_slice_add(const cJSON *obj, void *arg)
+{
+    slice_index(arg, obj, true);
+    related_changed(arg, obj);
+}
+
+static void on_slice_update(const cJSON *old, const cJSON *obj, void *arg)
+{
+    /* the service-name label may have changed: the slice then moves, and both Services hear */
+    const char *was = get_str(get(get(old, "metadata"), "labels"), LABEL_SERVICE_NAME);
+    const char *is = get_str(get(get(obj, "metadata"), "labels"), LABEL_SERVICE_NAME);
+    if (!was || !is || strcmp(was, is) != 0) {
+        slice_index(arg, old, false);
+        slice_index(arg, obj, true);
+        if (was)
+            related_changed(arg, old);
+    }
+    related_changed(arg, obj);
+}
+
+static void on_slice_delete(const cJSON *obj, void *arg)
+{
+    slice_index(arg, obj, false);
+    related_changed(arg, obj);
 }
 
 static void on_rel_add(const cJSON *obj, void *arg)
@@ -1573,6 +1864,12 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     }
     c->base = base;
     c->dp = dp;
+    c->port_refs = calloc(65536, sizeof(*c->port_refs));
+    if (!c->port_refs) {
+        snprintf(err, errlen, "out of memory");
+        free(c);
+        return NULL;
+    }
     c->opt = *opts;
     if (!c->opt.polling_interval_ms)
         c->opt.polling_interval_ms = 30000;
@@ -1612,7 +1909,8 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     io = (struct informer_opts){.res = RES_SVC, .ns = opts->namespace_, .name = "services"};
     c->inf_svc = informer_new(c->kube, &io, &hrel, c);
     io = (struct informer_opts){.res = RES_SLICE, .ns = opts->namespace_, .name = "endpointslices"};
-    c->inf_slices = informer_new(c->kube, &io, &hrel, c);
+    struct informer_handlers hslice = {on_slice_add, on_slice_update, on_slice_delete, on_synced};
+    c->inf_slices = informer_new(c->kube, &io, &hslice, c);
     if (opts->resolver_service) {
         char sel[300];
         snprintf(sel, sizeof(sel), "%s=%s", LABEL_SERVICE_NAME, opts->resolver_service);
@@ -1716,6 +2014,12 @@ void controller_free(struct controller *c)
         c->list = e->next;
         es_free(e);
     }
+    strmap_clear(&c->by_name);
+    strmap_each(&c->by_service, free_es_set, NULL);
+    strmap_clear(&c->by_service);
+    strmap_each(&c->slices_by_svc, free_name_set, NULL);
+    strmap_clear(&c->slices_by_svc);
+    free(c->port_refs);
     if (c->publish_ev)
         event_free(c->publish_ev);
     if (c->poll_ev)

@@ -142,6 +142,11 @@ void admin_render_metrics(struct admin *a, struct mtext *out)
     mtext_family(out, "holdfast_held_connections_all", "gauge",
                  "Connections held now, all services together.");
     mtext_sample(out, "holdfast_held_connections_all", NULL, (double)atomic_load(&dp->held_conns));
+    mtext_family(out, "holdfast_route_update_seconds", "histogram",
+                 "Time from a change the control plane saw (Service, EndpointSlice, "
+                 "ElastiService, wake) to the route snapshot carrying it applied by a worker "
+                 "(one observation per worker).");
+    mtext_hist(out, "holdfast_route_update_seconds", NULL, &dp->route_update_seconds);
     mtext_family(out, "holdfast_draining", "gauge", "1 while the process drains after SIGTERM.");
     mtext_sample(out, "holdfast_draining", NULL, atomic_load(&dp->draining) ? 1 : 0);
     for (size_t i = 0; i < a->n_fns; i++)

@@ -22,7 +22,7 @@ struct conn;
 /* A worker's own listening socket for one listener address. */
 struct wlistener {
     struct addr addr;
-    int fd;
+    struct dp_sock *sock; /* one reference; the socket is shared by every worker */
     struct event *ev;
     struct worker *w;
     const struct route_listener *route; /* in w->snap; refreshed on every snapshot */
@@ -33,11 +33,11 @@ struct worker {
     struct dataplane *dp;
     struct event_base *base;
     pthread_t thread;
-    struct event *snapshot_ev;   /* made active by route_table_publish */
-    struct event *control_ev;    /* made active by dataplane_drain/stop */
-    _Atomic int control;         /* WORKER_DRAIN | WORKER_STOP requests */
-    struct route_snapshot *snap; /* the snapshot this worker runs on (one reference) */
-    struct wlistener *listeners;
+    struct event *snapshot_ev;    /* made active by route_table_publish */
+    struct event *control_ev;     /* made active by dataplane_drain/stop */
+    _Atomic int control;          /* WORKER_DRAIN | WORKER_STOP requests */
+    struct route_snapshot *snap;  /* the snapshot this worker runs on (one reference) */
+    struct wlistener **listeners; /* each allocated alone: its event's argument stays put */
     size_t n_listeners;
     char *scratch; /* relay read buffer, one per worker */
     size_t scratch_len;

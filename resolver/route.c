@@ -16,6 +16,7 @@ void svc_registry_init(struct svc_registry *reg, int nworkers)
 {
     pthread_mutex_init(&reg->mu, NULL);
     reg->head = NULL;
+    reg->by_key = (struct strmap){0};
     reg->nworkers = nworkers;
 }
 
@@ -28,6 +29,7 @@ void svc_registry_destroy(struct svc_registry *reg)
         s = next;
     }
     reg->head = NULL;
+    strmap_clear(&reg->by_key);
     pthread_mutex_destroy(&reg->mu);
 }
 
@@ -60,19 +62,25 @@ static struct svc_state *svc_state_new(const char *ns, const char *name, int nwo
 
 struct svc_state *svc_registry_get(struct svc_registry *reg, const char *ns, const char *name)
 {
+    size_t klen = strlen(ns) + strlen(name) + 2;
+    char *key = malloc(klen);
+    if (!key)
+        return NULL;
+    snprintf(key, klen, "%s/%s", ns, name);
     pthread_mutex_lock(&reg->mu);
-    struct svc_state *s;
-    for (s = reg->head; s; s = s->next) {
-        if (strcmp(s->ns, ns) == 0 && strcmp(s->name, name) == 0)
-            break;
-    }
+    struct svc_state *s = strmap_get(&reg->by_key, key);
     if (!s) {
         s = svc_state_new(ns, name, reg->nworkers);
+        if (s && strmap_put(&reg->by_key, s->key, s) < 0) {
+            svc_state_unref(s);
+            s = NULL;
+        }
         if (s) {
             s->next = reg->head;
             reg->head = s;
         }
     }
+    free(key);
     if (s)
         svc_state_ref(s);
     pthread_mutex_unlock(&reg->mu);

@@ -27,6 +27,7 @@
 
 #include "common/addr.h"
 #include "common/metrics.h"
+#include "common/strmap.h"
 #include "resolver/config.h"
 #include "resolver/probe.h"
 
@@ -98,6 +99,7 @@ struct svc_state {
 struct svc_registry {
     pthread_mutex_t mu;
     struct svc_state *head;
+    struct strmap by_key; /* "ns/name" -> svc_state */
     int nworkers;
 };
 
@@ -161,6 +163,7 @@ struct route_listener {
 struct route_snapshot {
     _Atomic int refs;
     uint64_t generation; /* set by route_table_publish */
+    uint64_t cause_ns;   /* now_ns() of the change this snapshot carries out, 0 unknown */
     struct route_service *services;
     size_t n_services;
     struct route_listener *listeners;

@@ -56,9 +56,9 @@ static void listeners_enable(struct worker *w, bool on)
 {
     for (size_t i = 0; i < w->n_listeners; i++) {
         if (on)
-            event_add(w->listeners[i].ev, NULL);
+            event_add(w->listeners[i]->ev, NULL);
         else
-            event_del(w->listeners[i].ev);
+            event_del(w->listeners[i]->ev);
     }
 }
 
@@ -127,147 +127,148 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 
 /* ---- listeners follow the snapshot ---- */
 
+static void sock_release(struct dp_sock *s)
+{
+    if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+        close(s->fd);
+        free(s);
+    }
+}
+
 int dataplane_listen(struct dataplane *dp, const struct addr *addr, char *err, size_t errlen)
 {
     pthread_mutex_lock(&dp->listen_mu);
-    for (struct dp_listen *l = dp->listens; l; l = l->next) {
-        if (addr_equal(&l->addr, addr)) {
-            pthread_mutex_unlock(&dp->listen_mu);
-            return 0;
-        }
+    if (atomic_load(&dp->draining) || strmap_get(&dp->listens, addr->text)) {
+        pthread_mutex_unlock(&dp->listen_mu);
+        return 0;
     }
-    struct dp_listen *l = calloc(1, sizeof(*l));
-    int *fds = calloc((size_t)dp->nworkers, sizeof(*fds));
-    if (!l || !fds) {
-        free(l);
-        free(fds);
+    struct dp_sock *s = calloc(1, sizeof(*s));
+    if (!s) {
         pthread_mutex_unlock(&dp->listen_mu);
         snprintf(err, errlen, "%s: out of memory", addr->text);
         return -1;
     }
-    for (int i = 0; i < dp->nworkers; i++) {
-        fds[i] = listener_socket(addr, true, err, errlen);
-        if (fds[i] < 0) {
-            while (i-- > 0)
-                close(fds[i]);
-            free(fds);
-            free(l);
-            pthread_mutex_unlock(&dp->listen_mu);
-            return -1;
+    s->fd = listener_socket(addr, false, err, errlen);
+    atomic_init(&s->refs, 1); /* the table's */
+    if (s->fd < 0 || strmap_put(&dp->listens, addr->text, s) < 0) {
+        if (s->fd >= 0) {
+            close(s->fd);
+            snprintf(err, errlen, "%s: out of memory", addr->text);
         }
+        free(s);
+        pthread_mutex_unlock(&dp->listen_mu);
+        return -1;
     }
-    l->addr = *addr;
-    l->fds = fds;
-    l->next = dp->listens;
-    dp->listens = l;
     pthread_mutex_unlock(&dp->listen_mu);
     return 0;
-}
-
-static void dp_listen_free(struct dp_listen *l, int nworkers)
-{
-    for (int i = 0; i < nworkers; i++) {
-        if (l->fds[i] >= 0)
-            close(l->fds[i]);
-    }
-    free(l->fds);
-    free(l);
 }
 
 void dataplane_unlisten(struct dataplane *dp, const struct addr *addr)
 {
     pthread_mutex_lock(&dp->listen_mu);
-    for (struct dp_listen **p = &dp->listens; *p; p = &(*p)->next) {
-        if (addr_equal(&(*p)->addr, addr)) {
-            struct dp_listen *l = *p;
-            *p = l->next;
-            dp_listen_free(l, dp->nworkers);
-            break;
-        }
-    }
+    struct dp_sock *s = strmap_del(&dp->listens, addr->text);
+    pthread_mutex_unlock(&dp->listen_mu);
+    sock_release(s);
+}
+
+static void release_listen(const char *key, void *value, void *arg)
+{
+    sock_release(value);
+}
+
+/* Lets go of every socket of the table (drain, free): they close as workers let go too. */
+static void listens_release_all(struct dataplane *dp)
+{
+    pthread_mutex_lock(&dp->listen_mu);
+    strmap_each(&dp->listens, release_listen, NULL);
+    strmap_clear(&dp->listens);
     pthread_mutex_unlock(&dp->listen_mu);
 }
 
-/* Takes the worker's own socket of addr out of the table (the worker owns it from now on),
- * or returns -1. Only the owner may hold a socket of the group: a socket nobody accepts on
- * would get its share of connections and leave them hanging. */
-static int worker_listener_fd(struct worker *w, const struct addr *addr)
+/* A new reference to the socket of addr, or NULL. */
+static struct dp_sock *worker_listener_sock(struct worker *w, const struct addr *addr)
 {
-    int fd = -1;
     pthread_mutex_lock(&w->dp->listen_mu);
-    for (struct dp_listen *l = w->dp->listens; l; l = l->next) {
-        if (addr_equal(&l->addr, addr)) {
-            fd = l->fds[w->id];
-            l->fds[w->id] = -1;
-            break;
-        }
-    }
+    struct dp_sock *s = strmap_get(&w->dp->listens, addr->text);
+    if (s)
+        atomic_fetch_add(&s->refs, 1);
     pthread_mutex_unlock(&w->dp->listen_mu);
-    return fd;
+    return s;
 }
 
 static void close_listener(struct wlistener *l)
 {
-    event_free(l->ev);
-    close(l->fd);
+    if (l->ev)
+        event_free(l->ev);
+    sock_release(l->sock);
+    free(l);
 }
 
+/*
+ * The worker's listeners become the snapshot's: kept ones keep their socket and event (only
+ * their route changes), new ones take the table's socket, the rest are let go. Linear in the
+ * number of listeners, so a snapshot of 10,000 resolver ports costs no epoll_ctl for the ports
+ * that stay.
+ */
 static void listeners_reconcile(struct worker *w)
 {
     const struct route_snapshot *s = w->snap;
-    struct wlistener *next = calloc(s->n_listeners ? s->n_listeners : 1, sizeof(*next));
-    bool *kept = calloc(w->n_listeners ? w->n_listeners : 1, sizeof(*kept));
-    if (!next || !kept) {
+    size_t want = w->draining ? 0 : s->n_listeners;
+    struct wlistener **next = calloc(want ? want : 1, sizeof(*next));
+    struct strmap have = {0};
+    bool ok = next != NULL;
+    for (size_t j = 0; ok && j < w->n_listeners; j++)
+        ok = strmap_put(&have, w->listeners[j]->addr.text, w->listeners[j]) == 0;
+    if (!ok) {
         free(next);
-        free(kept);
-        log_error("out of memory applying listeners", "worker=%d", w->id);
+        strmap_clear(&have);
+        /* the old listeners' routes point into the old snapshot: they cannot stay */
+        log_error("out of memory applying listeners; none until the next snapshot", "worker=%d",
+                  w->id);
+        for (size_t j = 0; j < w->n_listeners; j++)
+            close_listener(w->listeners[j]);
+        free(w->listeners);
+        w->listeners = NULL;
+        w->n_listeners = 0;
         return;
     }
     size_t n = 0;
-    for (size_t i = 0; i < s->n_listeners && !w->draining; i++) {
+    for (size_t i = 0; i < want; i++) {
         const struct route_listener *rl = &s->listeners[i];
-        struct wlistener *found = NULL;
-        for (size_t j = 0; j < w->n_listeners; j++) {
-            if (!kept[j] && addr_equal(&w->listeners[j].addr, &rl->addr)) {
-                found = &w->listeners[j];
-                kept[j] = true;
-                break;
+        struct wlistener *l = strmap_del(&have, rl->addr.text);
+        if (!l) {
+            l = calloc(1, sizeof(*l));
+            if (l) {
+                l->addr = rl->addr;
+                l->w = w;
+                l->sock = worker_listener_sock(w, &rl->addr);
+                if (l->sock)
+                    l->ev = event_new(w->base, l->sock->fd, EV_READ | EV_PERSIST, on_accept, l);
             }
-        }
-        struct wlistener *l = &next[n];
-        if (found) {
-            *l = *found;
-        } else {
-            l->addr = rl->addr;
-            l->fd = worker_listener_fd(w, &rl->addr);
-            if (l->fd < 0) {
+            if (!l || !l->sock || !l->ev) {
                 counter_add(&w->dp->listen_errors, 1);
                 log_error("no listening socket for this address; it is skipped",
                           "worker=%d listener=%s", w->id, rl->addr.text);
+                if (l)
+                    close_listener(l);
                 continue;
             }
+            if (!w->accept_paused)
+                event_add(l->ev, NULL);
         }
-        l->w = w;
         l->route = rl;
-        n++;
+        next[n++] = l;
     }
+    /* what is left in `have` is no longer listed */
     for (size_t j = 0; j < w->n_listeners; j++) {
-        if (!kept[j])
-            close_listener(&w->listeners[j]);
+        struct wlistener *l = w->listeners[j];
+        if (strmap_get(&have, l->addr.text) == l)
+            close_listener(l);
     }
-    free(kept);
+    strmap_clear(&have);
     free(w->listeners);
     w->listeners = next;
     w->n_listeners = n;
-    /* The event's argument is the wlistener, whose address just changed: recreate events. */
-    for (size_t i = 0; i < n; i++) {
-        struct wlistener *l = &next[i];
-        if (l->ev)
-            event_free(l->ev);
-        l->ev = event_new(w->base, l->fd, EV_READ | EV_PERSIST, on_accept, l);
-        if (!w->accept_paused)
-            event_add(l->ev, NULL);
-    }
 }
 
 static void apply_snapshot(struct worker *w)
@@ -289,6 +290,15 @@ static void apply_snapshot(struct worker *w)
     conn_snapshot_applied(w, old);
     route_snapshot_unref(old);
     atomic_store(&w->applied_generation, s->generation);
+    if (s->cause_ns) {
+        uint64_t took = now_ns() - s->cause_ns;
+        hist_observe_ns(&w->dp->route_update_seconds, took);
+        log_debug("route snapshot applied",
+                  "worker=%d generation=%llu services=%zu listeners=%zu "
+                  "since_change_ms=%f",
+                  w->id, (unsigned long long)s->generation, s->n_services, s->n_listeners,
+                  (double)took / 1e6);
+    }
 }
 
 static void on_dispatch(evutil_socket_t fd, short what, void *arg)
@@ -308,7 +318,7 @@ static void on_control(evutil_socket_t fd, short what, void *arg)
     if ((ctl & WORKER_DRAIN) && !w->draining) {
         w->draining = true;
         for (size_t i = 0; i < w->n_listeners; i++)
-            close_listener(&w->listeners[i]);
+            close_listener(w->listeners[i]);
         free(w->listeners);
         w->listeners = NULL;
         w->n_listeners = 0;
@@ -429,6 +439,8 @@ static void control(struct dataplane *dp, int what)
 void dataplane_drain(struct dataplane *dp)
 {
     atomic_store(&dp->draining, true);
+    /* sockets no worker holds close now; the rest close as each worker drains */
+    listens_release_all(dp);
     control(dp, WORKER_DRAIN);
 }
 
@@ -451,7 +463,7 @@ void dataplane_free(struct dataplane *dp)
         if (!w)
             continue;
         for (size_t j = 0; j < w->n_listeners; j++)
-            close_listener(&w->listeners[j]);
+            close_listener(w->listeners[j]);
         free(w->listeners);
         if (w->snap) {
             for (size_t j = 0; j < w->snap->n_services; j++)
@@ -472,11 +484,7 @@ void dataplane_free(struct dataplane *dp)
         free(w);
     }
     free(dp->workers);
-    while (dp->listens) {
-        struct dp_listen *l = dp->listens;
-        dp->listens = l->next;
-        dp_listen_free(l, dp->nworkers);
-    }
+    listens_release_all(dp);
     pthread_mutex_destroy(&dp->listen_mu);
     route_table_destroy(&dp->routes);
     wakeq_destroy(&dp->wakeq);

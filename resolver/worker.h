@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/strmap.h"
 #include "resolver/config.h"
 #include "resolver/route.h"
 #include "resolver/wakeq.h"
@@ -41,19 +42,23 @@ struct dataplane {
     _Atomic uint64_t bad_requests;     /* 400/408/431 before a service was known */
     _Atomic uint64_t listen_errors;    /* a worker could not open a listener */
     _Atomic uint64_t regex_limit_hits; /* reserved for probe matching limits */
+    struct hist route_update_seconds;  /* a change's snapshot applied by a worker, from the
+                                          change (holdfast_route_update_seconds) */
 
     _Atomic bool draining; /* SIGTERM: listeners closed, finishing connections */
 
-    /* Listening sockets by address, opened by the control plane (dataplane_listen); each
-     * worker takes its own when its snapshot first lists the address. */
+    /* Listening sockets by address text (struct dp_sock), opened by the control plane
+     * (dataplane_listen); every worker accepts on the same socket once its snapshot lists the
+     * address. One socket per address, not one per worker: 10,000 resolver ports stay 10,000
+     * descriptors whatever the number of workers. */
     pthread_mutex_t listen_mu;
-    struct dp_listen *listens;
+    struct strmap listens;
 };
 
-struct dp_listen {
-    struct addr addr;
-    int *fds; /* [nworkers] */
-    struct dp_listen *next;
+/* A listening socket, closed when the table and every worker using it let go. */
+struct dp_sock {
+    int fd;
+    _Atomic int refs;
 };
 
 /* Creates the data plane with n workers (threads not started). NULL on failure. */
@@ -83,15 +88,16 @@ void dataplane_free(struct dataplane *dp);
 int listener_socket(const struct addr *addr, bool reuseport, char *err, size_t errlen);
 
 /*
- * Opens addr for every worker (one SO_REUSEPORT socket each, so the kernel spreads
- * connections), all or none. Call from the control plane before publishing a snapshot that
- * lists the address: a taken address is found here, synchronously, not in a worker. Opening
- * an address that is already open is a no-op. Returns 0, or -1 with a message in err.
+ * Opens addr for the workers: one listening socket that every worker accepts on (the worker
+ * that wins each accept takes the connection; each drains up to a batch per wake-up). Call
+ * from the control plane before publishing a snapshot that lists the address: a taken address
+ * is found here, synchronously, not in a worker. Opening an address that is already open is a
+ * no-op; while draining nothing is opened. Returns 0, or -1 with a message in err.
  */
 int dataplane_listen(struct dataplane *dp, const struct addr *addr, char *err, size_t errlen);
 
-/* Forgets addr: sockets no worker has taken yet are closed; a worker closes its own when its
- * snapshot no longer lists the address. Call after publishing a snapshot without it; call
+/* Forgets addr: the socket closes once no worker uses it either (a worker lets go when its
+ * snapshot no longer lists the address). Call after publishing a snapshot without it; call
  * dataplane_listen again before listing it anew. */
 void dataplane_unlisten(struct dataplane *dp, const struct addr *addr);
 

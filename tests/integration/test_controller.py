@@ -869,3 +869,43 @@ def test_headless_service_is_refused_with_a_condition(sim, ns, holdfast):
                  and condition(sim, ns, "Ready"), timeout=10, what="Ready False")
     assert "headless" in (c.get("message", "") + c.get("reason", "")).lower(), c
     hold_still(2, lambda: not resolver_slices(sim, ns), "a resolver slice for a headless Service")
+
+
+# ---------------------------------------------------------------- ports and route updates
+
+
+def test_resolver_port_of_a_deleted_elastiservice_is_not_handed_to_the_next_one(sim, ns, holdfast):
+    """Allocation goes round the range: the port a deleted ElastiService gave up is the last to be
+    reused, so stragglers still sent there do not reach another service."""
+    holdfast.start()
+    first = to_proxy_by_hand(sim, ns)["ports"][0]["resolverPort"]
+    sim.delete(es_path(ns))
+    wait_for(lambda: not sim.exists(es_path(ns)), timeout=20, what="the ElastiService gone")
+    make_app(sim, ns, name="api", replicas=0)
+    create_es(sim, ns, elastiservice(name="api"))
+    st = wait_mode(sim, ns, "proxy", name="api")
+    second = st["ports"][0]["resolverPort"]
+    assert second != first, "port %d reused at once" % first
+
+
+def metric_value(text, name):
+    m = re.search(r"^%s(?:\{\})? (\S+)$" % re.escape(name), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_route_update_latency_is_measured_per_change(sim, ns, holdfast):
+    """holdfast_route_update_seconds counts the snapshots that carried a change out, one
+    observation per worker, and the debug log says how long each took."""
+    hf = holdfast.start(workers=2)
+    make_app(sim, ns)
+    create_es(sim, ns, elastiservice())
+    wait_mode(sim, ns, "serve")
+    before = metric_value(hf.metrics_text(), "holdfast_route_update_seconds_count")
+    assert before is not None and before >= 2, before  # the first snapshots, both workers
+    sim.kubectl("scale", "-n", ns, "deployment/web", "--replicas=0")
+    wait_mode(sim, ns, "proxy")
+    wait_for(lambda: metric_value(hf.metrics_text(), "holdfast_route_update_seconds_count") >= before + 2,
+             timeout=10, what="the proxy-mode snapshot counted by both workers")
+    lines = hf.log_lines("route snapshot applied")
+    assert {str(entry["worker"]) for entry in lines} == {"0", "1"}, lines[-4:]
+    assert all(float(entry["since_change_ms"]) >= 0 for entry in lines)

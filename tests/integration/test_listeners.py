@@ -1,0 +1,95 @@
+"""Listening sockets: one per address, shared by every worker (docs/data-plane.md), so that
+10,000 resolver ports cost 10,000 descriptors whatever `--workers` says."""
+import os
+import socket
+import threading
+
+from hflib import Reader, connect, get_request, hp, service, wait_for
+
+
+def listening_sockets(pid):
+    """(host, port) of every TCP socket in LISTEN state that the process holds, one entry per
+    socket (an address listed twice is two sockets)."""
+    inodes = set()
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            link = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    out = []
+    with open("/proc/%d/net/tcp" % pid) as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            local, state, inode = cols[1], cols[3], cols[9]
+            if state != "0A" or inode not in inodes:
+                continue
+            hexip, hexport = local.split(":")
+            ip = socket.inet_ntoa(bytes.fromhex(hexip)[::-1])
+            out.append((ip, int(hexport, 16)))
+    return out
+
+
+def test_one_listening_socket_per_address_whatever_the_worker_count(holdfast, addrs, backend_cmd):
+    """Four workers, three services with two addresses each: six service sockets (plus the
+    admin listener), not twenty-four; and concurrent connections on every address, accepted by
+    workers racing on the same socket, are all served by the right backend."""
+    svcs, listens = [], []
+    for i in range(3):
+        a, b, back = addrs.listener(), addrs.listener(), addrs.backend()
+        listens += [a, b]
+        svcs.append(service("s%d" % i, [a, b], [back], backend_cmd("http", back, "b%d" % i)))
+    hf = holdfast.start({"services": svcs}, workers=4)
+    socks = listening_sockets(hf.pid)
+    for a in listens:
+        assert socks.count(a) == 1, "%s: %d listening sockets (%r)" % (hp(a), socks.count(a), socks)
+    assert len(socks) == len(listens) + 1, socks  # + the admin listener
+    # 60 concurrent connections spread over the six addresses: every one answered
+    answers, errors = [], []
+
+    def client(k):
+        a = listens[k % len(listens)]
+        try:
+            s = connect(a)
+            try:
+                s.sendall(get_request("/c/%d" % k))
+                r = Reader(s).read_response()
+                answers.append((k, r.status, r.json()["backend"]))
+            finally:
+                s.close()
+        except Exception as e:  # noqa: BLE001 - every error is a lost request
+            errors.append((k, repr(e)))
+    ts = [threading.Thread(target=client, args=(k,)) for k in range(60)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert not errors, errors[:5]
+    assert len(answers) == 60
+    for k, st, backend in answers:
+        assert st == 200 and backend == "b%d" % ((k % len(listens)) // 2), (k, st, backend)
+
+
+def test_sigterm_closes_the_shared_listening_sockets(holdfast, addrs, backend_cmd):
+    """Draining lets go of the shared sockets: new connections are refused at once (not left
+    in a backlog nobody accepts from) while the process finishes."""
+    a, back = addrs.listener(), addrs.backend()
+    hf = holdfast.start({"services": [service("s", [a], [back], backend_cmd("http", back, "b"))]},
+                        workers=3, drain_timeout=5)
+    # a held connection keeps the process draining for a while
+    held = connect(a)
+    held.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n")  # head never completed: stays open
+    hf.signal(15)
+    wait_for(lambda: a not in listening_sockets(hf.pid), timeout=10, what="the socket closed")
+
+    def refused():
+        try:
+            connect(a, timeout=1).close()
+            return False
+        except OSError:
+            return True
+    wait_for(refused, timeout=10, what="connections refused while draining")
+    held.close()
