@@ -1,5 +1,6 @@
 """holdfast end to end, beyond the Deployment target (issue 5, section 3): a StatefulSet target,
-an Argo Rollout target, and scale-down by a Prometheus trigger gated by the uptime filter. Same cluster as test_e2e.py (the chart's two pods on
+an Argo Rollout target, scale-down by a Prometheus trigger gated by the uptime filter, and a wake
+blocked by a ResourceQuota answered with the reason. Same cluster as test_e2e.py (the chart's two pods on
 kubesim, kube-proxy delay E2E_PROXY_DELAY_MS), one namespace per test, traffic through the
 Service's ClusterIP; a real Prometheus (tests/lib/promfix.py) on loopback, which the chart's pods
 reach through the trigger's serverAddress. Every wait and every loop is bounded; no timing is
@@ -14,8 +15,8 @@ import time
 
 import pytest
 
-from e2elib import (ROOT, Result, create_es, make_app, one_request, resolver_slices, run_threads, settle, status,
-                    wait_for, wait_proxy, wait_serve)
+from e2elib import (ROOT, Result, create_es, es_path, make_app, one_request, resolver_slices, run_threads,
+                    settle, status, wait_for, wait_proxy, wait_serve)
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 from promfix import Exporter, Prometheus, whole_second  # noqa: E402
@@ -262,3 +263,72 @@ def test_prometheus_uptime_filter_gates_scale_down(cluster, ns, prom, exporter):
     assert condition(cluster, ns, "ScaledToZero").get("reason") == "BelowThreshold"
     assert condition(cluster, ns, "TriggerHealthy").get("status") == "True"
     assert any(e["reason"] == "ScaledToZero" for e in es_events(cluster, ns))
+
+
+# ---------------------------------------------------------------- 5: a quota-blocked wake
+
+def raw_request(ip, path="/", timeout=60):
+    """GET on a new connection: (status, body text); (None, repr(error)) when there is no answer."""
+    import http.client
+    c = http.client.HTTPConnection(ip, 80, timeout=timeout)
+    try:
+        c.request("GET", path, headers={"Connection": "close"})
+        r = c.getresponse()
+        return r.status, r.read().decode(errors="replace")
+    except Exception as e:  # noqa: BLE001
+        return None, repr(e)
+    finally:
+        c.close()
+
+
+def test_quota_blocked_wake_answered_with_the_reason(cluster, ns):
+    """At zero, a ResourceQuota forbidding pods: held requests wake the target, the pod cannot be
+    created, and every client gets holdfast's 504 naming the quota (from whichever holdfast pod
+    held it); the ElastiService gets ScaleUpFailed (FailedCreate) and a Warning Event. With the
+    quota removed, the next request is answered by the pod."""
+    make_app(cluster, ns)
+    create_es(cluster, ns, holdTimeoutSeconds=6)
+    wait_serve(cluster, ns)
+    ip = cluster.cluster_ip(ns, "web")
+    cluster.kubectl("scale", "-n", ns, "deployment/web", "--replicas=0")
+    wait_proxy(cluster, ns)
+    quota = "/api/v1/namespaces/%s/resourcequotas" % ns
+    cluster.create(quota, {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods"},
+                           "spec": {"hard": {"pods": "0"}}})
+
+    # several clients on new connections, so both holdfast pods hold some
+    answers = []
+    lock = threading.Lock()
+
+    def client(i):
+        a = raw_request(ip, "/q-%d" % i, timeout=40)
+        with lock:
+            answers.append(a)
+    run_threads([lambda i=i: client(i) for i in range(6)], timeout=60)
+    assert len(answers) == 6
+    unnamed = []
+    for code, body in answers:
+        assert code == 504, (code, body)
+        ans = json.loads(body)
+        assert ans.get("service") == "%s/web" % ns, ans
+        if "exceeded quota" not in ans.get("reason", ""):
+            unnamed.append(ans)
+    assert cluster.get("/apis/apps/v1/namespaces/%s/deployments/web" % ns)["spec"]["replicas"] == 1, \
+        "the wake did not scale the target up"
+    assert app_pod_names(cluster, ns) == []
+
+    c = condition(cluster, ns, "ScaleUpFailed")
+    assert c.get("status") == "True" and c.get("reason") == "FailedCreate" and "exceeded quota" in c.get("message", ""), c
+    warnings = [e for e in es_events(cluster, ns) if e["type"] == "Warning" and e["reason"] == "FailedCreate"]
+    assert warnings and "exceeded quota" in warnings[0]["message"], es_events(cluster, ns)
+
+    # quota removed: the next request is held until the pod is ready, and answered by it
+    cluster.patch(es_path(ns), {"spec": {"holdTimeoutSeconds": 60}})
+    cluster.delete(quota + "/no-pods")
+    res = Result()
+    one_request(ip, res, path="/after-quota")
+    assert res.ok == 1 and not res.failures, res.summary()
+    wait_serve(cluster, ns)
+    wait_for(lambda: condition(cluster, ns, "ScaleUpFailed").get("status") == "False", timeout=15,
+             what="ScaleUpFailed False after a ready pod")
+    assert not unnamed, "%d of 6 504s do not name the quota: %r" % (len(unnamed), unnamed)
