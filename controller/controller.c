@@ -1255,6 +1255,29 @@ static void on_wake_retry(evutil_socket_t fd, short what, void *arg)
 }
 
 /* A woken target without a ready pod: find out why, for the 504s, a condition and an Event. */
+/*
+ * Two diagnoses say the same when they differ only inside double quotes: the API server names
+ * the pod a controller tried to create (`pods "web-6d4f9c-x2b7q" is forbidden: exceeded
+ * quota: ...`), a new generated name every attempt. Without this, every polling interval
+ * would write the status and record another Event for one unchanged cause.
+ */
+static bool same_diagnosis(const char *a, const char *b)
+{
+    while (*a && *b) {
+        if (*a == '"' && *b == '"') {
+            const char *ea = strchr(a + 1, '"'), *eb = strchr(b + 1, '"');
+            if (!ea || !eb)
+                return strcmp(a, b) == 0;
+            a = ea + 1;
+            b = eb + 1;
+            continue;
+        }
+        if (*a++ != *b++)
+            return false;
+    }
+    return *a == *b;
+}
+
 static void on_diagnosed(const struct target_result *res, const struct kube_error *err, void *arg)
 {
     struct es *e = es_ref_take(arg);
@@ -1262,7 +1285,7 @@ static void on_diagnosed(const struct target_result *res, const struct kube_erro
         return;
     const struct target_diagnosis *d = &res->diag;
     bool changed = (d->reason[0] != '\0') != (e->not_ready_reason != NULL) ||
-                   (e->not_ready_reason && strcmp(e->not_ready_reason, d->message) != 0);
+                   (e->not_ready_reason && !same_diagnosis(e->not_ready_reason, d->message));
     if (!changed)
         return;
     free(e->not_ready_reason);

@@ -649,6 +649,14 @@ def test_wake_that_cannot_succeed_answers_504_with_reason(sim, ns, holdfast, cau
         assert c["reason"] in ("ErrImagePull", "ImagePullBackOff"), c
     warnings = [e for e in es_events(sim, ns) if e["type"] == "Warning" and e["reason"] == c["reason"]]
     assert warnings, es_events(sim, ns)
+    if cause == "quota":
+        # Every pod creation the Deployment retries is refused under a new generated pod name
+        # (`pods "web-..." is forbidden`), as the real API server says it. One cause: the
+        # condition keeps its message and one Event stands for it, over several polls.
+        time.sleep(3.5)
+        assert condition(sim, ns, "ScaleUpFailed")["message"] == c["message"]
+        warnings = [e for e in es_events(sim, ns) if e["type"] == "Warning" and e["reason"] == c["reason"]]
+        assert len(warnings) == 1, [w["message"] for w in warnings]
 
 
 # ---------------------------------------------------------------- API faults
