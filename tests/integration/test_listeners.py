@@ -73,17 +73,16 @@ def test_one_listening_socket_per_address_whatever_the_worker_count(holdfast, ad
         assert st == 200 and backend == "b%d" % ((k % len(listens)) // 2), (k, st, backend)
 
 
-def test_sigterm_closes_the_shared_listening_sockets(holdfast, addrs, backend_cmd):
+def test_sigterm_closes_the_shared_listening_sockets(holdfast, addrs):
     """Draining lets go of the shared sockets: new connections are refused at once (not left
-    in a backlog nobody accepts from) while the process finishes."""
-    a, back = addrs.listener(), addrs.backend()
-    hf = holdfast.start({"services": [service("s", [a], [back], backend_cmd("http", back, "b"))]},
-                        workers=3, drain_timeout=5)
-    # a held connection keeps the process draining for a while
+    in a backlog nobody accepts from) while the process still finishes a held request."""
+    a, nowhere = addrs.listener(), addrs.backend()  # nothing ever listens on `nowhere`
+    hf = holdfast.start({"services": [service("s", [a], [nowhere])]}, workers=3, drain_timeout=8)
     held = connect(a)
-    held.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n")  # head never completed: stays open
+    held.sendall(get_request("/held"))  # held: no backend will be ready
+    wait_for(lambda: hf.metric("holdfast_held_connections", service="s") == 1, what="one held")
     hf.signal(15)
-    wait_for(lambda: a not in listening_sockets(hf.pid), timeout=10, what="the socket closed")
+    wait_for(lambda: a not in listening_sockets(hf.pid), timeout=5, what="the socket closed")
 
     def refused():
         try:
@@ -91,5 +90,6 @@ def test_sigterm_closes_the_shared_listening_sockets(holdfast, addrs, backend_cm
             return False
         except OSError:
             return True
-    wait_for(refused, timeout=10, what="connections refused while draining")
+    wait_for(refused, timeout=5, what="connections refused while draining")
+    assert hf.proc.poll() is None, "holdfast exited instead of draining the held request"
     held.close()
