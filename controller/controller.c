@@ -124,8 +124,8 @@ struct controller {
     /* Indexes, so that nothing is linear in the number of ElastiServices or EndpointSlices
      * per event (DESIGN: 10,000 ElastiServices): */
     struct strmap by_name;       /* "ns/name" -> struct es */
-    struct strmap by_service;    /* "ns/service" -> struct es_set: ElastiServices of a Service */
-    struct strmap slices_by_svc; /* "ns/service" -> struct name_set: its EndpointSlices */
+    struct strmap by_service;    /* "ns/service" -> struct pset of its ElastiServices */
+    struct strmap slices_by_svc; /* "ns/service" -> struct pset of its EndpointSlice names */
     uint16_t *port_refs;         /* [65536]: how many ElastiServices hold each resolver port */
     unsigned port_cursor;        /* where the search for a free resolver port resumes */
     struct event *publish_ev, *poll_ev, *wake_ev, *wake_retry_ev;
@@ -193,14 +193,13 @@ static int64_t parse_time(const char *s)
 
 /* ---- indexes ---- */
 
-/* The ElastiServices of one Service (usually one), and the EndpointSlice names of one Service. */
-struct es_set {
-    struct es **v;
-    size_t n, cap;
-};
-
-struct name_set {
-    char **v;
+/*
+ * A small set of pointers filed under a key of a strmap: the ElastiServices of one Service
+ * (usually one), or the EndpointSlice names of one Service (owned copies). An empty set leaves
+ * the map.
+ */
+struct pset {
+    void **v;
     size_t n, cap;
 };
 
@@ -219,44 +218,38 @@ static struct es *find_es(struct controller *c, const char *ns, const char *name
     return strmap_get(&c->by_name, key);
 }
 
-static bool grow_array(void *arrp, size_t *cap, size_t need, size_t elem)
+static bool pset_add(struct strmap *m, const char *key, void *item)
 {
-    if (need <= *cap)
-        return true;
-    size_t ncap = *cap ? *cap * 2 : 2;
-    void *grown = realloc(*(void **)arrp, ncap * elem);
-    if (!grown)
-        return false;
-    *(void **)arrp = grown;
-    *cap = ncap;
-    return true;
-}
-
-static void es_set_add(struct strmap *m, const char *key, struct es *e)
-{
-    struct es_set *set = strmap_get(m, key);
+    struct pset *set = strmap_get(m, key);
     if (!set) {
         set = calloc(1, sizeof(*set));
         if (!set || strmap_put(m, key, set) < 0) {
             free(set);
-            log_error("out of memory indexing an ElastiService", "key=%s", key);
-            return;
+            return false;
         }
     }
-    if (!grow_array(&set->v, &set->cap, set->n + 1, sizeof(*set->v))) {
-        log_error("out of memory indexing an ElastiService", "key=%s", key);
-        return;
+    if (set->n == set->cap) {
+        size_t ncap = set->cap ? set->cap * 2 : 2;
+        void **grown = realloc(set->v, ncap * sizeof(*grown));
+        if (!grown)
+            return false;
+        set->v = grown;
+        set->cap = ncap;
     }
-    set->v[set->n++] = e;
+    set->v[set->n++] = item;
+    return true;
 }
 
-static void es_set_remove(struct strmap *m, const char *key, const struct es *e)
+/* Takes out the first item `same` says is `like`, and returns it (NULL: none). */
+static void *pset_take(struct strmap *m, const char *key, bool (*same)(const void *, const void *),
+                       const void *like)
 {
-    struct es_set *set = strmap_get(m, key);
-    for (size_t i = 0; set && i < set->n; i++) {
-        if (set->v[i] == e) {
+    struct pset *set = strmap_get(m, key);
+    void *found = NULL;
+    for (size_t i = 0; set && i < set->n && !found; i++) {
+        if (same(set->v[i], like)) {
+            found = set->v[i];
             set->v[i] = set->v[--set->n];
-            break;
         }
     }
     if (set && !set->n) {
@@ -264,60 +257,37 @@ static void es_set_remove(struct strmap *m, const char *key, const struct es *e)
         free(set->v);
         free(set);
     }
+    return found;
+}
+
+static bool same_ptr(const void *a, const void *b)
+{
+    return a == b;
+}
+
+static bool same_str(const void *a, const void *b)
+{
+    return strcmp(a, b) == 0;
 }
 
 static void name_set_add(struct strmap *m, const char *key, const char *name)
 {
-    struct name_set *set = strmap_get(m, key);
-    if (!set) {
-        set = calloc(1, sizeof(*set));
-        if (!set || strmap_put(m, key, set) < 0) {
-            free(set);
-            log_error("out of memory indexing an EndpointSlice", "key=%s", key);
-            return;
-        }
-    }
-    for (size_t i = 0; i < set->n; i++) {
-        if (strcmp(set->v[i], name) == 0)
+    const struct pset *set = strmap_get(m, key);
+    for (size_t i = 0; set && i < set->n; i++) {
+        if (same_str(set->v[i], name))
             return;
     }
     char *copy = strdup(name);
-    if (!copy || !grow_array(&set->v, &set->cap, set->n + 1, sizeof(*set->v))) {
+    if (!copy || !pset_add(m, key, copy)) {
         free(copy);
         log_error("out of memory indexing an EndpointSlice", "key=%s", key);
-        return;
-    }
-    set->v[set->n++] = copy;
-}
-
-static void name_set_remove(struct strmap *m, const char *key, const char *name)
-{
-    struct name_set *set = strmap_get(m, key);
-    for (size_t i = 0; set && i < set->n; i++) {
-        if (strcmp(set->v[i], name) == 0) {
-            free(set->v[i]);
-            set->v[i] = set->v[--set->n];
-            break;
-        }
-    }
-    if (set && !set->n) {
-        strmap_del(m, key);
-        free(set->v);
-        free(set);
     }
 }
 
-static void free_es_set(const char *key, void *value, void *arg)
+static void free_pset(const char *key, void *value, void *owned)
 {
-    struct es_set *set = value;
-    free(set->v);
-    free(set);
-}
-
-static void free_name_set(const char *key, void *value, void *arg)
-{
-    struct name_set *set = value;
-    for (size_t i = 0; i < set->n; i++)
+    struct pset *set = value;
+    for (size_t i = 0; owned && i < set->n; i++)
         free(set->v[i]);
     free(set->v);
     free(set);
@@ -347,14 +317,14 @@ static void es_index_service(struct es *e)
     if (e->service_key && e->service && strcmp(e->service_key, key) == 0)
         return;
     if (e->service_key) {
-        es_set_remove(&c->by_service, e->service_key, e);
+        pset_take(&c->by_service, e->service_key, same_ptr, e);
         free(e->service_key);
         e->service_key = NULL;
     }
     if (e->service) {
         e->service_key = strdup(key);
-        if (e->service_key)
-            es_set_add(&c->by_service, key, e);
+        if (e->service_key && !pset_add(&c->by_service, key, e))
+            log_error("out of memory indexing an ElastiService", "key=%s", key);
     }
 }
 
@@ -379,7 +349,7 @@ static void es_clear_spec(struct es *e)
 static void es_free(struct es *e)
 {
     if (e->service_key)
-        es_set_remove(&e->c->by_service, e->service_key, e);
+        pset_take(&e->c->by_service, e->service_key, same_ptr, e);
     free(e->service_key);
     ports_hold(e->c, e->ports, e->n_ports, -1);
     es_clear_spec(e);
@@ -725,7 +695,7 @@ static void foreach_slice_of(const struct es *e, void (*fn)(const cJSON *slice, 
         return;
     char key[KEY_MAX];
     make_key(key, e->ns, e->service);
-    const struct name_set *set = strmap_get(&c->slices_by_svc, key);
+    const struct pset *set = strmap_get(&c->slices_by_svc, key);
     for (size_t i = 0; set && i < set->n; i++) {
         const cJSON *slice = informer_get(c->inf_slices, e->ns, set->v[i]);
         if (slice)
@@ -1707,7 +1677,7 @@ static void related_changed(struct controller *c, const cJSON *obj)
     if (ns && svc) {
         char key[KEY_MAX];
         make_key(key, ns, svc);
-        const struct es_set *set = strmap_get(&c->by_service, key);
+        const struct pset *set = strmap_get(&c->by_service, key);
         for (size_t i = 0; set && i < set->n; i++)
             es_reconcile(set->v[i]);
     }
@@ -1727,7 +1697,7 @@ static void slice_index(struct controller *c, const cJSON *slice, bool add)
     if (add)
         name_set_add(&c->slices_by_svc, key, name);
     else
-        name_set_remove(&c->slices_by_svc, key, name);
+        free(pset_take(&c->slices_by_svc, key, same_str, name));
 }
 
 static void on_slice_add(const cJSON *obj, void *arg)
@@ -2038,9 +2008,9 @@ void controller_free(struct controller *c)
         es_free(e);
     }
     strmap_clear(&c->by_name);
-    strmap_each(&c->by_service, free_es_set, NULL);
+    strmap_each(&c->by_service, free_pset, NULL);
     strmap_clear(&c->by_service);
-    strmap_each(&c->slices_by_svc, free_name_set, NULL);
+    strmap_each(&c->slices_by_svc, free_pset, c); /* names are owned */
     strmap_clear(&c->slices_by_svc);
     free(c->port_refs);
     if (c->publish_ev)
