@@ -1,0 +1,379 @@
+"""holdfast end to end through the chart's life cycle (issue 5, section 3): the release upgraded
+to 1, 2 and 1 resolver replicas the way `helm upgrade` does it, and the leader pod killed at
+zero (`helm uninstall` with its pre-delete hook is to come, once kubesim runs Jobs). Traffic goes
+through the Services' ClusterIPs; every wait and loop is bounded. docs/e2e.md lists what each
+test proves.
+
+Run: /usr/bin/python3 -m pytest tests/e2e/test_chart_lifecycle.py -s"""
+import http.client
+import json
+import os
+import re
+import threading
+import time
+import urllib.request
+
+import e2elib
+from e2elib import (CHART, HF_NS, Result, create_es, holdfast_pods, leader, make_app, objects, one_request,
+                    render_chart, replicas, resolver_ips, run_threads, settle, wait_for, wait_mode, wait_serve)
+
+# ---------------------------------------------------------------- helm upgrade, as Helm does it
+
+
+def e2e_values(sim):
+    """The values file the session's install used (KUBECONFIG with only the chart's RBAC,
+    pollingInterval 1s): an upgrade must render the same pod template, or it would roll the pods."""
+    path = os.path.join(sim.state_dir, "e2e-values.yaml")
+    assert os.path.exists(path), "install_chart wrote no %s" % path
+    return path
+
+
+def key(o):
+    md = o["metadata"]
+    return (o["apiVersion"].split("/")[0] if "/" in o["apiVersion"] else "", o["kind"],
+            md.get("namespace", ""), md["name"])
+
+
+def helm_upgrade(sim, sets=()):
+    """`helm upgrade holdfast helm/holdfast -f <the install's values> --set ...`: render (hooks
+    left out: the chart has none for upgrades), apply, and delete what the previous revision
+    rendered and this one does not (Helm's three-way diff removes those)."""
+    before = objects(render_chart(CHART, "holdfast", HF_NS, value_files=[e2e_values(sim)],
+                                  sets=getattr(sim, "_hf_sets", ()), no_hooks=True))
+    docs = render_chart(CHART, "holdfast", HF_NS, value_files=[e2e_values(sim)], sets=list(sets), no_hooks=True)
+    e2elib.apply(sim, docs)
+    now = {key(o) for o in objects(docs)}
+    for o in before:
+        if key(o) not in now:
+            delete_obj(sim, o)
+    sim._hf_sets = tuple(sets)  # this revision's --set values: the next upgrade's "before"
+    return one_kind(objects(docs), "Deployment")["spec"]["replicas"]
+
+
+def resource(o):
+    group = o["apiVersion"].split("/")[0] if "/" in o["apiVersion"] else ""
+    return o["kind"].lower() + ("." + group if group else "")
+
+
+def delete_obj(sim, o, wait=False):
+    args = ["delete", resource(o), o["metadata"]["name"], "--ignore-not-found", "--wait=%s" % str(wait).lower()]
+    if o["metadata"].get("namespace"):
+        args += ["-n", o["metadata"]["namespace"]]
+    sim.kubectl(*args, timeout=60)
+
+
+def one_kind(objs, kind):
+    found = [o for o in objs if o["kind"] == kind]
+    assert len(found) == 1, (kind, len(found))
+    return found[0]
+
+
+def pod_ready(p):
+    return not p["metadata"].get("deletionTimestamp") and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in (p.get("status") or {}).get("conditions") or [])
+
+
+def all_holdfast_pods(sim):
+    """Every holdfast pod object of the session's release, terminating ones included."""
+    return sim.get("/api/v1/namespaces/%s/pods?labelSelector=app.kubernetes.io%%2Fname%%3Dholdfast" % HF_NS)["items"]
+
+
+def ready_holdfast_ips(sim):
+    return sorted(p["status"]["podIP"] for p in all_holdfast_pods(sim) if pod_ready(p))
+
+
+def wait_release(sim, n, timeout=60):
+    """The Deployment at n ready replicas, no holdfast pod left terminating, the resolver Service
+    listing the n pods, and a leader among them."""
+    sim.wait_ready_replicas(HF_NS, "holdfast", n, timeout=timeout)
+    wait_for(lambda: len(all_holdfast_pods(sim)) == n and len(ready_holdfast_ips(sim)) == n, timeout=timeout,
+             what="exactly %d holdfast pods, all Ready, none terminating" % n)
+    sim.wait_service_endpoints(HF_NS, "holdfast", n, timeout=timeout)
+    names = {p["metadata"]["name"] for p in all_holdfast_pods(sim)}
+    wait_for(lambda: leader(sim) in names, timeout=timeout, what="a leader among the holdfast pods")
+
+
+def wait_slices_list_ready_pods(sim, ns, services, timeout=30):
+    """Every service's resolver slice lists exactly the ready holdfast pods."""
+    def ok():
+        want = ready_holdfast_ips(sim)
+        return want and all(resolver_ips(sim, ns, s) == want for s in services)
+    wait_for(ok, timeout=timeout, interval=0.1,
+             what="resolver slices of %s listing exactly the ready holdfast pods" % ", ".join(services))
+
+
+def restore_default_release(sim):
+    """Back to the chart's default values (2 replicas), Ready, leader elected: other test files
+    share this cluster."""
+    helm_upgrade(sim)
+    wait_release(sim, 2)
+
+
+def open_connections(ip):
+    """holdfast_open_connections of the pod at ip (its admin port)."""
+    with urllib.request.urlopen("http://%s:8013/metrics" % ip, timeout=5) as r:
+        text = r.read().decode()
+    m = re.search(r"^holdfast_open_connections(?:\{[^}]*\})? (\d+)", text, re.M)
+    assert m, "no holdfast_open_connections in %s's metrics" % ip
+    return int(m.group(1))
+
+
+def to_zero(sim, ns, name="web"):
+    """e2elib.to_zero for one app among several in a namespace: scaled to 0 by hand, proxy mode,
+    that app's pods gone, its resolver slice in place and applied by kube-proxy."""
+    sim.kubectl("scale", "-n", ns, "deployment/" + name, "--replicas=0")
+    wait_mode(sim, ns, "proxy", name)
+    wait_for(lambda: not sim.get("/api/v1/namespaces/%s/pods?labelSelector=app%%3D%s" % (ns, name))["items"],
+             timeout=30, interval=0.1, what="%s's pods gone" % name)
+    wait_for(lambda: resolver_ips(sim, ns, name), timeout=15, interval=0.1, what="%s's resolver slice" % name)
+    settle()
+
+
+# ---------------------------------------------------------------- traffic
+
+PROBES = [{"method": "GET", "path": {"type": "Exact", "value": "/healthz"},
+           "response": {"status": 200, "body": '{"status":"ok"}'}}]
+
+
+def wake_and_rezero(sim, ns, services):
+    """At zero: one request per service through its ClusterIP wakes the target and is answered
+    by its pod; then each service is scaled back to zero (proxy mode, resolver slice in place)."""
+    res = Result()
+    got = {}
+
+    def one(svc):
+        got[svc] = one_request(sim.cluster_ip(ns, svc), res, path="/wake-" + svc)
+    for s in services:
+        assert replicas(sim, ns, s) == 0
+    run_threads([lambda s=s: one(s) for s in services], timeout=90)
+    assert res.ok == len(services) and not res.failures, res.summary()
+    for s in services:
+        assert got[s]["pod"].startswith(s + "-"), (s, got[s]["pod"])
+        wait_serve(sim, ns, s)
+    for s in services:
+        to_zero(sim, ns, s)
+
+
+class ProbeDrip:
+    """GET /healthz (a probeResponse rule) every 50 ms on new connections through a ClusterIP of
+    a service at zero: each one is answered by a holdfast replica itself, so the drip goes
+    through the resolvers the whole time. Any refused/reset connection or other answer fails."""
+
+    def __init__(self, ip):
+        self.ip, self.ok, self.failures = ip, 0, []
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        end = time.monotonic() + 120  # bounded even if nobody stops it
+        n = 0
+        while not self.stop.is_set() and time.monotonic() < end:
+            c = http.client.HTTPConnection(self.ip, 80, timeout=20)
+            try:
+                c.request("GET", "/healthz", headers={"Connection": "close"})
+                r = c.getresponse()
+                body = r.read().decode(errors="replace")
+                if r.status == 200 and json.loads(body) == {"status": "ok"}:
+                    self.ok += 1
+                else:
+                    self.failures.append("probe %d: HTTP %d %r" % (n, r.status, body[:100]))
+            except Exception as e:  # noqa: BLE001 - every error is a lost request
+                self.failures.append("probe %d: %r" % (n, e))
+            finally:
+                c.close()
+            n += 1
+            self.stop.wait(0.05)
+
+    def start(self):
+        self.t.start()
+
+    def finish(self):
+        if self.t.is_alive():
+            self.stop.set()
+            self.t.join(30)
+            assert not self.t.is_alive(), "probe drip did not stop"
+
+
+class Streams:
+    """`n` long responses (24 chunks 250 ms apart, 6 s) through a ClusterIP, each on its own
+    connection; each must arrive whole from one app pod. `first` counts those whose first chunk
+    arrived (the connection is relayed to the pod by then)."""
+
+    def __init__(self, ip, n):
+        self.ip, self.res, self.first = ip, Result(), 0
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.one, args=(i,), daemon=True) for i in range(n)]
+
+    def one(self, k):
+        path = "/stream?n=24&ms=250&k=%d" % k
+        c = http.client.HTTPConnection(self.ip, 80, timeout=60)
+        try:
+            c.request("GET", path, headers={"Connection": "close"})
+            r = c.getresponse()
+            lines = [r.readline().decode()]
+            with self.lock:
+                self.first += 1
+            lines += r.read().decode().splitlines(True)
+            lines = [ln.strip() for ln in lines if ln.strip()]
+            pods = {ln.split()[0] for ln in lines}
+            if r.status == 200 and len(pods) == 1 and next(iter(pods)).startswith("web-") \
+                    and [ln.split()[1] for ln in lines] == [str(i) for i in range(24)]:
+                self.res.good(lines[0].split()[0])
+            else:
+                self.res.bad("stream %s: HTTP %d, %d lines: %r" % (path, r.status, len(lines), lines[:3]))
+        except Exception as e:  # noqa: BLE001
+            self.res.bad("stream %s: %r" % (path, e))
+        finally:
+            c.close()
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+
+    def alive(self):
+        return sum(t.is_alive() for t in self.threads)
+
+    def join(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+        assert not self.alive(), "streams still running after %ss" % timeout
+
+
+def scale_resolvers(sim, ns, n, app="web", probe_svc="web-p", streams=16, relayed=False):
+    """helm upgrade --set replicaCount=n while `app` and `probe_svc` are at zero.
+    Scale-down: `streams` long responses are started at zero through `app` first, spread by
+    kube-proxy over both replicas, so the one that terminates has some: with relayed, the upgrade
+    waits until every one is relayed to the woken pod (first chunk arrived); otherwise it starts
+    as soon as every connection is open at a replica (most are still held, waiting for the
+    wake). Every response must arrive whole: the terminating replica drains. Scale-up: a probe
+    drip through `probe_svc` runs for the whole upgrade and must never fail (a new replica takes
+    traffic only once it routes). New connections during a scale-down are not checked: a
+    replica closes its listeners at SIGTERM while kube-proxy still sends it new connections for
+    its propagation delay, and those are reset (a holdfast bug, reported)."""
+    before = {p["metadata"]["name"]: p["status"]["podIP"] for p in holdfast_pods(sim)}
+    down = n < len(before)
+    st = Streams(sim.cluster_ip(ns, app), streams if down else 0)
+    per_pod = {}
+    first_at_term = None
+    drip = ProbeDrip(sim.cluster_ip(ns, probe_svc))
+    if down:
+        st.start()
+        wait_for(lambda: sum(open_connections(i) for i in before.values()) >= streams, timeout=20, interval=0.05,
+                 what="%d streams open at the resolvers" % streams)
+        if relayed:
+            wait_for(lambda: st.first == streams, timeout=30, interval=0.05, what="every stream relayed")
+        per_pod = {name: open_connections(i) for name, i in before.items()}
+    else:
+        drip.start()
+    try:
+        assert helm_upgrade(sim, ["replicaCount=%d" % n]) == n
+        if down:
+            wait_for(lambda: [p for p in all_holdfast_pods(sim) if p["metadata"].get("deletionTimestamp")],
+                     timeout=20, interval=0.05, what="a holdfast pod terminating")
+            first_at_term = st.first
+            victims = [p["metadata"]["name"] for p in all_holdfast_pods(sim) if p["metadata"].get("deletionTimestamp")]
+            assert st.alive() == streams, "streams ended before the scale-down: they do not outlive it"
+            assert any(per_pod.get(v, 0) > 0 for v in victims), \
+                "no stream went through the terminating replica %s (open connections %s)" % (victims, per_pod)
+        wait_release(sim, n)
+        # `app` was woken by the streams (serve mode, no slice); `probe_svc` stayed at zero
+        wait_slices_list_ready_pods(sim, ns, [probe_svc] + ([] if down else [app]))
+        if not down:
+            settle()
+    finally:
+        drip.finish()
+    st.join(60)
+    assert not st.res.failures and st.res.ok == len(st.threads), "in-flight streams: " + st.res.summary()
+    if down:
+        print("replicaCount %d: %d streams through the scale-down arrived whole (open per replica before: %s; "
+              "%d of them relayed, the rest held, when the replica began terminating)"
+              % (n, streams, per_pod, first_at_term))
+        # the streams woke `app`: back to zero for the checks that follow
+        wait_serve(sim, ns, app)
+        to_zero(sim, ns, app)
+    else:
+        assert not drip.failures and drip.ok > 0, "probe drip during the upgrade to %d: %d ok, %d failed: %s" % (
+            n, drip.ok, len(drip.failures), "; ".join(drip.failures[:8]))
+        print("replicaCount %d: %d probes through the resolvers answered during the scale-up" % (n, drip.ok))
+
+
+# 1 ------------------------------------------------------------------------------------------
+
+def test_resolver_replicas_1_2_1_through_helm_upgrade(cluster, ns):
+    """helm upgrade (re-render with the session install's values and --set replicaCount, apply)
+    to 1, 2, then 1 holdfast replicas while two services are at zero. After each step every
+    resolver slice lists exactly the ready holdfast pods, and a request at zero through each
+    ClusterIP wakes the target and is answered by its pod (then back to zero). Through each
+    scale-down, 16 long responses started at zero arrive whole, some of them through the replica
+    that terminates: relayed ones in the first, (mostly) still held ones in the second (drain).
+    Through the scale-up, a probe drip through the resolvers never fails. The release is
+    upgraded back to the default values (2 replicas, Ready, a leader) before the test returns,
+    whatever happened: the other test files share this cluster."""
+    services = ["web", "web-p"]
+    make_app(cluster, ns, name="web")
+    make_app(cluster, ns, name="web-p")
+    create_es(cluster, ns, name="web")
+    create_es(cluster, ns, name="web-p", probeResponse=PROBES)
+    for s in services:
+        wait_serve(cluster, ns, s)
+        to_zero(cluster, ns, s)
+    wait_slices_list_ready_pods(cluster, ns, services)
+    assert len(ready_holdfast_ips(cluster)) == 2
+    try:
+        for n, relayed in ((1, True), (2, False), (1, False)):
+            scale_resolvers(cluster, ns, n, relayed=relayed)
+            assert len(ready_holdfast_ips(cluster)) == n
+            wait_slices_list_ready_pods(cluster, ns, services)
+            wake_and_rezero(cluster, ns, services)
+            wait_slices_list_ready_pods(cluster, ns, services)
+    finally:
+        restore_default_release(cluster)
+    wait_slices_list_ready_pods(cluster, ns, services)
+
+
+# 2 ------------------------------------------------------------------------------------------
+
+def test_leader_killed_at_zero_survivor_takes_the_lease(cluster, ns):
+    """The holdfast pod holding the leader Lease force-deleted (its process SIGKILLed, the Lease
+    not handed back) while the service is at zero: once the Lease expires a live replica holds it
+    (the survivor, or the pod the Deployment created in the dead one's place: either may win),
+    the resolver slice is rewritten without the dead pod (exactly the ready replicas), and 20
+    concurrent requests at zero through the ClusterIP wake the target and are all answered by its
+    pod; then serve mode follows (a leader's decision)."""
+    make_app(cluster, ns)
+    create_es(cluster, ns)
+    wait_serve(cluster, ns)
+    to_zero(cluster, ns)
+    ip = cluster.cluster_ip(ns, "web")
+    try:
+        pods = holdfast_pods(cluster)
+        assert len(pods) == 2
+        lead = leader(cluster)
+        victim = [p for p in pods if p["metadata"]["name"] == lead]
+        assert victim, "the leader %r is not a holdfast pod" % lead
+        victim_ip = victim[0]["status"]["podIP"]
+        survivor = [p["metadata"]["name"] for p in pods if p["metadata"]["name"] != lead][0]
+        wait_for(lambda: victim_ip in resolver_ips(cluster, ns), timeout=10, what="the leader in the slice")
+        cluster.kubectl("delete", "pod", "-n", HF_NS, lead, "--grace-period=0", "--force")
+        # the Lease expires (the dead leader never hands it back); then a live replica holds it:
+        # the survivor, or the pod the Deployment created in the dead one's place
+        def new_leader():
+            h = leader(cluster)
+            return h and h != lead and h in {p["metadata"]["name"] for p in holdfast_pods(cluster)} and h
+        took = wait_for(new_leader, timeout=45, interval=0.2, what="a live replica holding the Lease")
+        print("leader %s killed; the Lease went to %s (%s)" % (
+            lead, took, "the survivor" if took == survivor else "the replacement pod"))
+        wait_for(lambda: victim_ip not in resolver_ips(cluster, ns) and resolver_ips(cluster, ns), timeout=20,
+                 interval=0.1, what="the dead leader dropped from the resolver slice")
+        wait_slices_list_ready_pods(cluster, ns, ["web"])
+        assert victim_ip not in resolver_ips(cluster, ns)
+        settle()
+        assert replicas(cluster, ns) == 0
+        res = Result()
+        run_threads([lambda i=i: one_request(ip, res, path="/l-%d" % i) for i in range(20)], timeout=90)
+        assert res.ok == 20 and not res.failures, res.summary()
+        wait_serve(cluster, ns)
+    finally:
+        # the chart's Deployment replaces the pod: both Ready, a leader, before the next test
+        wait_release(cluster, 2)
