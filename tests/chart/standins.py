@@ -1,11 +1,10 @@
-"""Stand-in CRDs for the built-in kinds the chart uses that kubesim does not serve
-(rbac.authorization.k8s.io/v1, policy/v1 PodDisruptionBudget, batch/v1 Job; see REGROUP) and for
-the Prometheus Operator's ServiceMonitor. Their schemas follow the real API's types for every field a
-chart can set at that level (unknown fields are then rejected by kubectl's strict validation, as a
-real API server would); pod templates are left open (kubesim validates pod specs in Deployments)."""
+"""Stand-in CRD for the one kind the chart can render that kubesim does not serve: the Prometheus
+Operator's ServiceMonitor (a CRD in real clusters too). Its schema follows the operator's type
+for every field the chart can set at that level, so kubectl's strict validation rejects unknown
+fields as a real API server would. (rbac.authorization.k8s.io/v1, policy/v1 and batch/v1 are
+built-in kinds of kubesim: see docs/kubesim.md.)"""
 
 S = {"type": "string"}
-I = {"type": "integer"}
 B = {"type": "boolean"}
 STRS = {"type": "array", "items": S}
 MAP = {"type": "object", "additionalProperties": S}
@@ -15,14 +14,6 @@ LABEL_SELECTOR = {"type": "object", "properties": {
     "matchLabels": MAP,
     "matchExpressions": {"type": "array", "items": {"type": "object", "required": ["key", "operator"],
                                                     "properties": {"key": S, "operator": S, "values": STRS}}}}}
-
-POLICY_RULE = {"type": "object", "required": ["verbs"], "properties": {
-    "apiGroups": STRS, "resources": STRS, "verbs": STRS, "resourceNames": STRS, "nonResourceURLs": STRS}}
-ROLE_REF = {"type": "object", "required": ["apiGroup", "kind", "name"],
-            "properties": {"apiGroup": S, "kind": {"type": "string", "enum": ["Role", "ClusterRole"]}, "name": S}}
-SUBJECTS = {"type": "array", "items": {"type": "object", "required": ["kind", "name"], "properties": {
-    "kind": {"type": "string", "enum": ["ServiceAccount", "User", "Group"]}, "name": S, "namespace": S,
-    "apiGroup": S}}}
 
 
 def crd(group, version, kind, plural, scope, properties, required=(), status=False):
@@ -42,33 +33,7 @@ def crd(group, version, kind, plural, scope, properties, required=(), status=Fal
     }
 
 
-RBAC = "rbac.authorization.k8s.io"
-# kubesim (as a real API server) refuses CRD groups without a dot, so policy/v1 and batch/v1
-# objects are applied under these stand-in groups (same kind, same schema): REGROUP maps the
-# real apiVersion to the stand-in one.
-REGROUP = {"policy/v1": "policy.standin.kubesim/v1", "batch/v1": "batch.standin.kubesim/v1"}
 STANDIN_CRDS = [
-    crd(RBAC, "v1", "ClusterRole", "clusterroles", "Cluster",
-        {"rules": {"type": "array", "items": POLICY_RULE}, "aggregationRule": OPEN}),
-    crd(RBAC, "v1", "Role", "roles", "Namespaced", {"rules": {"type": "array", "items": POLICY_RULE}}),
-    crd(RBAC, "v1", "ClusterRoleBinding", "clusterrolebindings", "Cluster",
-        {"roleRef": ROLE_REF, "subjects": SUBJECTS}, required=["roleRef"]),
-    crd(RBAC, "v1", "RoleBinding", "rolebindings", "Namespaced",
-        {"roleRef": ROLE_REF, "subjects": SUBJECTS}, required=["roleRef"]),
-    crd("policy.standin.kubesim", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "Namespaced",
-        {"spec": {"type": "object", "properties": {
-            "minAvailable": INT_OR_STR, "maxUnavailable": INT_OR_STR, "selector": LABEL_SELECTOR,
-            "unhealthyPodEvictionPolicy": {"type": "string", "enum": ["IfHealthyBudget", "AlwaysAllow"]}}}},
-        status=True),
-    crd("batch.standin.kubesim", "v1", "Job", "jobs", "Namespaced",
-        {"spec": {"type": "object", "required": ["template"], "properties": {
-            "template": {"type": "object", "properties": {
-                "metadata": {"type": "object", "properties": {"labels": MAP, "annotations": MAP}},
-                "spec": OPEN}},
-            "backoffLimit": I, "activeDeadlineSeconds": I, "ttlSecondsAfterFinished": I,
-            "completions": I, "parallelism": I, "suspend": B, "selector": LABEL_SELECTOR,
-            "manualSelector": B}}},
-        status=True),
     crd("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors", "Namespaced",
         {"spec": {"type": "object", "required": ["selector"], "properties": {
             "selector": LABEL_SELECTOR, "jobLabel": S,

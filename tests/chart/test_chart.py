@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "kubesim"))
 
 import render  # noqa: E402
 from render import RenderError, render_chart, render_string  # noqa: E402
-from standins import REGROUP, STANDIN_CRDS  # noqa: E402
+from standins import STANDIN_CRDS  # noqa: E402
 
 NAMESPACED = os.path.join(CHART, "ci", "namespaced-values.yaml")
 HOLDFAST = os.environ.get("HOLDFAST_BIN") or os.path.join(ROOT, "build", "holdfast")
@@ -402,19 +402,30 @@ def sim(tmp_path_factory):
     s = KubeSim(state, image_map=images, rules=rules)
     s.rules_path = rules
     s.start()
-    # kubesim serves neither rbac.authorization.k8s.io, policy, batch nor the Prometheus
-    # Operator's kinds: stand-in CRDs with their real schemas (for the fields a chart can use)
-    # make kubectl's strict validation check those objects too.
+    # rbac.authorization.k8s.io, policy and batch are built-in kinds of kubesim; the Prometheus
+    # Operator's ServiceMonitor is a CRD (as in a real cluster), here with its real schema for the
+    # fields a chart can use, so kubectl's strict validation checks it too.
     s.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(STANDIN_CRDS))
     s.kubectl("apply", "-f", os.path.join(CHART, "crds", "elastiservice.yaml"))
     yield s
     assert s.stop() == []
 
 
+# Helm's InstallOrder (pkg/releaseutil/kind_sorter.go); kinds not listed go last
+HELM_INSTALL_ORDER = [
+    "PriorityClass", "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodSecurityPolicy",
+    "PodDisruptionBudget", "ServiceAccount", "Secret", "SecretList", "ConfigMap", "StorageClass",
+    "PersistentVolume", "PersistentVolumeClaim", "CustomResourceDefinition", "ClusterRole", "ClusterRoleList",
+    "ClusterRoleBinding", "ClusterRoleBindingList", "Role", "RoleList", "RoleBinding", "RoleBindingList",
+    "Service", "DaemonSet", "Pod", "ReplicationController", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler",
+    "StatefulSet", "Job", "CronJob", "IngressClass", "Ingress", "APIService"]
+
+
 def apply(sim, docs, *extra):
-    objs = objects(docs)
-    for o in objs:
-        o["apiVersion"] = REGROUP.get(o["apiVersion"], o["apiVersion"])
+    """kubectl apply of rendered documents in the order `helm install` creates them (RBAC before
+    the Deployment: its pods must not start before what authorizes them exists)."""
+    objs = sorted(objects(docs), key=lambda o: HELM_INSTALL_ORDER.index(o["kind"])
+                  if o["kind"] in HELM_INSTALL_ORDER else len(HELM_INSTALL_ORDER))
     stream = yaml.safe_dump_all(objs)
     p = sim.kubectl("apply", "-f", "-", *extra, input=stream, check=False)
     assert p.returncode == 0, "kubectl apply failed:\n%s\n%s" % (p.stdout, p.stderr)
@@ -451,6 +462,16 @@ def grant_chart_rbac(sim, objs, token, sa_user):
     return path
 
 
+def pod_logs(sim, ns, prefix):
+    logs = ""
+    pods_dir = os.path.join(sim.state_dir, "pods")
+    for f in sorted(os.listdir(pods_dir)) if os.path.isdir(pods_dir) else []:
+        if f.startswith("%s_%s" % (ns, prefix)):
+            with open(os.path.join(pods_dir, f), errors="replace") as fh:
+                logs += fh.read()
+    return logs
+
+
 @pytest.mark.parametrize("variant", ["default", "namespaced"])
 def test_kubesim_accepts_the_rendered_chart(sim, variant):
     """kubectl apply of the rendered chart succeeds; with build/holdfast, its pods run with only
@@ -460,8 +481,7 @@ def test_kubesim_accepts_the_rendered_chart(sim, variant):
     sim.kubectl("create", "namespace", ns)
     vals = [NAMESPACED] if variant == "namespaced" else []
     plain = objects(render_chart(CHART, "holdfast", ns, value_files=vals))
-    kubeconfig = grant_chart_rbac(sim, plain, "hf-" + variant,
-                                  "system:serviceaccount:%s:holdfast" % ns)
+    kubeconfig = grant_chart_rbac(sim, plain, "hf-" + variant, "system:serviceaccount:%s:holdfast" % ns)
     env = os.path.join(sim.state_dir, "env-%s.yaml" % variant)
     with open(env, "w") as f:
         yaml.safe_dump({"extraEnv": [{"name": "KUBECONFIG", "value": kubeconfig}],
@@ -491,6 +511,11 @@ def test_kubesim_accepts_the_rendered_chart(sim, variant):
     try:
         sim.wait_ready_replicas(ns, "holdfast", 2, timeout=30)
         sim.wait_service_endpoints(ns, "holdfast", 2, timeout=30)
+        # the PodDisruptionBudget selects the two pods: one of them may be disrupted
+        pdb = "/apis/policy/v1/namespaces/%s/poddisruptionbudgets/holdfast" % ns
+        wait_for(lambda: sim.get(pdb)["status"].get("currentHealthy") == 2, timeout=10, what="PDB status")
+        st = sim.get(pdb)["status"]
+        assert (st["desiredHealthy"], st["expectedPods"], st["disruptionsAllowed"]) == (1, 2, 1), st
         lease = "/apis/coordination.k8s.io/v1/namespaces/%s/leases/holdfast-leader" % ns
         wait_for(lambda: sim.exists(lease) and sim.get(lease)["spec"].get("holderIdentity"), timeout=20,
                  what="a leader")
@@ -518,12 +543,9 @@ def test_kubesim_accepts_the_rendered_chart(sim, variant):
         wait_for(lambda: (sim.get(es).get("status") or {}).get("mode") == "serve"
                  and not sim.get(slices)["items"], timeout=20, what="serve mode, resolver slice gone")
     finally:
-        logs = ""
-        pods_dir = os.path.join(sim.state_dir, "pods")
-        for f in sorted(os.listdir(pods_dir)) if os.path.isdir(pods_dir) else []:
-            if f.startswith(ns + "_holdfast"):
-                with open(os.path.join(pods_dir, f), errors="replace") as fh:
-                    logs += fh.read()
+        logs = pod_logs(sim, ns, "holdfast")
         # one cluster-wide install at a time: stop this one before the next variant
         sim.kubectl("scale", "-n", ns, "deploy/holdfast", "--replicas=0", check=False)
     assert "forbidden" not in logs.lower() and '"code":403' not in logs.replace(" ", ""), logs[-3000:]
+    assert 'cannot ' not in logs, logs[-3000:]
+

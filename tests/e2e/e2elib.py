@@ -18,9 +18,9 @@ for p in (os.path.join(ROOT, "tests", "kubesim"), os.path.join(ROOT, "tests", "c
 from simctl import KubeSim, wait_for  # noqa: E402,F401
 from render import render_chart  # noqa: E402
 from standins import STANDIN_CRDS  # noqa: E402
-# the chart test's helpers: render -> objects, kubectl apply with the stand-in groups, and a
+# the chart test's helpers: render -> objects, kubectl apply (in Helm's install order), and a
 # kubeconfig holding exactly the chart's RBAC (kubesim --rules)
-from test_chart import apply, by_kind, grant_chart_rbac, objects  # noqa: E402
+from test_chart import apply, by_kind, grant_chart_rbac, objects  # noqa: E402,F401
 
 PY = "/usr/bin/python3"
 CHART = os.path.join(ROOT, "helm", "holdfast")
@@ -39,6 +39,8 @@ IMAGES = {"kubesim/sleep": {"argv": ["/bin/sleep", "$@"]},
 # ---------------------------------------------------------------- the cluster
 
 def start_cluster(state):
+    """kubesim (kube-proxy delay PROXY_DELAY_MS) with the ElastiService CRD and the ServiceMonitor
+    CRD; RBAC, PodDisruptionBudgets and Jobs are kubesim's built-in kinds."""
     rules = os.path.join(str(state), "rules.yaml")
     os.makedirs(str(state), exist_ok=True)
     with open(rules, "w") as f:

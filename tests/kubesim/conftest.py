@@ -24,6 +24,7 @@ IMAGES = {
     "kubesim/http:slow": {"argv": [PY, HTTPSERVER], "startDelayMs": 400},
     "kubesim/http:stubborn": {"argv": [PY, HTTPSERVER], "env": {"IGNORE_SIGTERM": "1"}},
     "kubesim/sleep": {"argv": ["/bin/sleep", "$@"]},
+    "kubesim/sh": {"argv": ["/bin/sh", "$@"]},
 }
 
 

@@ -17,7 +17,7 @@ import urllib.parse
 
 import yaml
 
-from . import builtins, errors, openapi, patch as patchmod, selectors, tables
+from . import builtins, errors, openapi, patch as patchmod, protobuf, selectors, tables
 from .errors import ApiError
 from .util import get_path, set_path
 
@@ -240,7 +240,7 @@ class ApiServer:
             return self._serve(h, method, verb, req)
         except ApiError as e:
             h.send_json(e.code, e.status(), e.headers)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             h.close_connection = True
         except Exception as e:  # a kubesim bug must still answer like an API server would
             log.exception("internal error on %s %s", method, h.path)
@@ -403,14 +403,14 @@ class ApiServer:
         if verb == "create":
             if req.name is not None:
                 raise errors.method_not_allowed()
-            obj = self._decode(body, h)
+            obj = self._decode(body, h, res)
             self._check_kind(req, obj)
             if res is not sres:
                 builtins.validate_object(res, obj)
             out, warns = store.create(sres, self._to_storage(req, obj), ns, req.version, fv, dry)
             return h.send_json(201, self.present(req, out), _warn(warns))
         if verb == "update":
-            obj = self._decode(body, h)
+            obj = self._decode(body, h, None if req.sub else res)
             if req.sub == "scale":
                 return h.send_json(200, self._scale_write(req, sres, obj, dry))
             self._check_kind(req, obj)
@@ -427,6 +427,14 @@ class ApiServer:
             prop = opts.get("propagationPolicy") or req.q("propagationPolicy")
             if opts.get("orphanDependents") is True or req.q("orphanDependents") == "true":
                 prop = "Orphan"
+            warn = None
+            if prop is None and res.group == "batch" and res.plural == "jobs" and \
+                    opts.get("orphanDependents") is None and req.q("orphanDependents") is None:
+                # batch/v1 Jobs keep the old default: their pods are orphaned, with a warning
+                prop = "Orphan"
+                warn = _warn(["child pods are preserved by default when jobs are deleted; set "
+                              "propagationPolicy=Background to remove them or set propagationPolicy=Orphan to "
+                              "suppress this warning"])
             out, finished = store.delete(sres, ns, req.name, grace, prop, opts.get("preconditions"), dry)
             if finished and res.crd is not None:
                 md = out["metadata"]
@@ -434,7 +442,7 @@ class ApiServer:
                                          "status": "Success",
                                          "details": {"name": md["name"], "group": res.group,
                                                      "kind": res.plural, "uid": md["uid"]}})
-            return h.send_json(200 if finished else 202, self.present(req, out))
+            return h.send_json(200 if finished else 202, self.present(req, out), warn)
         if verb == "deletecollection":
             lreqs = selectors.parse_label_selector(req.q("labelSelector", ""))
             freqs = selectors.parse_field_selector(req.q("fieldSelector", ""), res.plural)
@@ -468,8 +476,11 @@ class ApiServer:
             data = b"".join(data.splitlines(True)[-int(tail):])
         return h.send_raw(200, data, "text/plain")
 
-    def _decode(self, body, h):
+    def _decode(self, body, h, res=None):
         ctype = (h.headers.get("Content-Type") or "application/json").split(";")[0].strip()
+        if ctype == "application/vnd.kubernetes.protobuf" and res is not None and \
+                (res.group, res.kind) in protobuf.DECODABLE:
+            return protobuf.decode(body, res.group, res.kind)
         if "protobuf" in ctype:
             raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
                            "accepted media types include: application/json, application/yaml")

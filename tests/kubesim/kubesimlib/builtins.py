@@ -1,8 +1,11 @@
 """Defaulting and validation of built-in kinds: only the fields kubesim and holdfast rely on,
 defaulted the way the real API server fills them so clients see the same objects."""
+import json
+import re
+
 from .errors import invalid
 from .selectors import labels_match, selector_from_labelselector
-from .util import valid_dns_label
+from .util import valid_dns_label, valid_dns_subdomain
 
 
 def _default_probe(p):
@@ -74,18 +77,24 @@ def _validate_workload(obj, errs):
         errs.append(("spec.template.metadata.labels", "FieldValueInvalid",
                      "Invalid value: %s: `selector` does not match template `labels`"
                      % _go_map(tmpl_labels)))
-    _validate_pod_spec((spec.get("template") or {}).get("spec") or {}, "spec.template.spec", errs)
+    tspec = (spec.get("template") or {}).get("spec") or {}
+    _validate_pod_spec(tspec, "spec.template.spec", errs)
+    rp = tspec.get("restartPolicy", "Always")
+    if rp != "Always":
+        errs.append(("spec.template.spec.restartPolicy", "FieldValueNotSupported",
+                     'Unsupported value: "%s": supported values: "Always"' % rp))
 
 
 def _go_map(m):
     return "map[string]string{%s}" % ", ".join('"%s":"%s"' % (k, v) for k, v in sorted(m.items()))
 
 
-def default_object(res, obj):
-    """Fill defaults on a built-in object (create and update)."""
+def default_object(res, obj, old=None):
+    """Fill defaults on a built-in object (create: old is None; update: old is the stored one)."""
     kind = res.kind
     spec = obj.setdefault("spec", {}) if kind in ("Service", "Deployment", "StatefulSet", "Pod",
-                                                  "Namespace", "ResourceQuota") else obj.get("spec")
+                                                  "Namespace", "ResourceQuota", "Job",
+                                                  "PodDisruptionBudget") else obj.get("spec")
     if kind == "Namespace":
         spec.setdefault("finalizers", ["kubernetes"])
         obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
@@ -131,7 +140,56 @@ def default_object(res, obj):
                 p.setdefault("protocol", "TCP")
     elif kind == "ResourceQuota":
         obj.setdefault("status", {})
+    elif kind in ("RoleBinding", "ClusterRoleBinding") and res.group == RBAC:
+        for sub in obj.get("subjects") or []:
+            if isinstance(sub, dict) and not sub.get("apiGroup"):
+                if sub.get("kind") == "ServiceAccount":
+                    sub.pop("apiGroup", None)
+                elif sub.get("kind") in ("User", "Group"):
+                    sub["apiGroup"] = RBAC
+    elif kind == "Job" and res.group == "batch":
+        _default_job(obj, spec, old)
+    elif kind == "PodDisruptionBudget" and res.group == "policy":
+        # Go's int32 fields without omitempty: a fresh PDB reads back with zeros
+        st = obj.setdefault("status", {})
+        for k in ("disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"):
+            st.setdefault(k, 0)
     return obj
+
+
+RBAC = "rbac.authorization.k8s.io"
+JOB_LABELS = ("batch.kubernetes.io/controller-uid", "batch.kubernetes.io/job-name", "controller-uid", "job-name")
+
+
+def _default_job(obj, spec, old):
+    """batch/v1 SetDefaults_Job, and on create what the Job strategy's PrepareForCreate adds: the
+    generated selector and the labels it selects (unless spec.manualSelector)."""
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+        spec["parallelism"] = 1
+    spec.setdefault("parallelism", 1)
+    if spec.get("backoffLimitPerIndex") is None:
+        spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    if not spec.get("podFailurePolicy"):
+        spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+    tmpl = spec.setdefault("template", {})
+    if not isinstance(tmpl, dict):
+        return
+    tmd = tmpl.setdefault("metadata", {})
+    tmd.setdefault("creationTimestamp", None)
+    default_pod_spec(tmpl.setdefault("spec", {}))
+    if old is None and not spec.get("manualSelector"):
+        md = obj["metadata"]
+        uid, name = md.get("uid", ""), md.get("name", "")
+        if spec.get("selector") is not None:
+            raise invalid("Job", "batch", name, [("spec.selector", "FieldValueInvalid", "Invalid value: %s: "
+                                                  "`selector` not auto-generated" % _ls(spec["selector"]))])
+        spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+        labels = tmd.setdefault("labels", {})
+        for k, v in zip(JOB_LABELS, (uid, name, uid, name)):
+            labels.setdefault(k, v)
 
 
 def validate_object(res, obj, old=None):
@@ -167,6 +225,12 @@ def validate_object(res, obj, old=None):
                          "Invalid value: %s: field is immutable" % _ls(spec.get("selector"))))
     elif kind == "Pod":
         _validate_pod_spec(spec, "spec", errs)
+    elif res.group == RBAC:
+        _validate_rbac(kind, obj, old, errs)
+    elif kind == "Job" and res.group == "batch":
+        _validate_job(obj, old, errs)
+    elif kind == "PodDisruptionBudget" and res.group == "policy":
+        _validate_pdb(spec, errs)
     elif kind == "EndpointSlice":
         at = obj.get("addressType")
         if at not in ("IPv4", "IPv6", "FQDN"):
@@ -228,6 +292,190 @@ def validate_object(res, obj, old=None):
                          "version marked as storage version" % [v.get("name") for v in versions]))
     if errs:
         raise invalid(kind, res.group, obj["metadata"].get("name", ""), errs)
+
+
+def rbac_name_errors(name):
+    """path.IsValidPathSegmentName: what RBAC object names (and roleRef.name) must satisfy."""
+    if name in (".", ".."):
+        return ["may not be '%s'" % name]
+    return ["may not contain '%s'" % c for c in ("/", "%") if c in name]
+
+
+def _validate_rules(rules, namespaced, errs):
+    if rules is not None and not isinstance(rules, list):
+        errs.append(("rules", "FieldValueInvalid", "Invalid value: must be a list"))
+        return
+    for i, rule in enumerate(rules or []):
+        p = "rules[%d]" % i
+        if not isinstance(rule, dict):
+            errs.append((p, "FieldValueInvalid", "Invalid value: must be an object"))
+            continue
+        if not rule.get("verbs"):
+            errs.append((p + ".verbs", "FieldValueRequired", "Required value: verbs must contain at least one value"))
+        urls = rule.get("nonResourceURLs") or []
+        if urls:
+            if namespaced:
+                errs.append((p + ".nonResourceURLs", "FieldValueInvalid", "Invalid value: %s: namespaced rules "
+                             "cannot apply to non-resource URLs" % _go_strs(urls)))
+            if rule.get("apiGroups") or rule.get("resources") or rule.get("resourceNames"):
+                errs.append((p + ".nonResourceURLs", "FieldValueInvalid", "Invalid value: %s: rules cannot "
+                             "apply to both regular resources and non-resource URLs" % _go_strs(urls)))
+            continue
+        if not rule.get("apiGroups"):
+            errs.append((p + ".apiGroups", "FieldValueRequired",
+                         "Required value: resource rules must supply at least one api group"))
+        if not rule.get("resources"):
+            errs.append((p + ".resources", "FieldValueRequired",
+                         "Required value: resource rules must supply at least one resource"))
+
+
+def _go_strs(lst):
+    return "[]string{%s}" % ", ".join('"%s"' % x for x in lst)
+
+
+def _go_roleref(ref):
+    ref = ref or {}
+    return 'rbac.RoleRef{APIGroup:"%s", Kind:"%s", Name:"%s"}' % (ref.get("apiGroup", ""), ref.get("kind", ""),
+                                                                ref.get("name", ""))
+
+
+def _validate_rbac(kind, obj, old, errs):
+    """pkg/apis/rbac/validation: names, rules, roleRef (immutable), subjects."""
+    for m in rbac_name_errors(obj["metadata"].get("name", "")):
+        errs.append(("metadata.name", "FieldValueInvalid", 'Invalid value: "%s": %s' % (obj["metadata"]["name"], m)))
+    if kind in ("Role", "ClusterRole"):
+        _validate_rules(obj.get("rules"), kind == "Role", errs)
+        agg = obj.get("aggregationRule")
+        if kind == "ClusterRole" and agg is not None and not (agg or {}).get("clusterRoleSelectors"):
+            errs.append(("aggregationRule.clusterRoleSelectors", "FieldValueRequired",
+                         "Required value: at least one clusterRoleSelector required if aggregationRule is non-nil"))
+        return
+    ref = obj.get("roleRef")
+    if not isinstance(ref, dict):
+        ref = {}
+    if ref.get("apiGroup") != RBAC:
+        errs.append(("roleRef.apiGroup", "FieldValueNotSupported", 'Unsupported value: "%s": supported values: "%s"'
+                     % (ref.get("apiGroup", ""), RBAC)))
+    kinds = ["Role", "ClusterRole"] if kind == "RoleBinding" else ["ClusterRole"]
+    if ref.get("kind") not in kinds:
+        errs.append(("roleRef.kind", "FieldValueNotSupported", 'Unsupported value: "%s": supported values: %s'
+                     % (ref.get("kind", ""), ", ".join('"%s"' % k for k in kinds))))
+    if not ref.get("name"):
+        errs.append(("roleRef.name", "FieldValueRequired", "Required value"))
+    else:
+        for m in rbac_name_errors(ref["name"]):
+            errs.append(("roleRef.name", "FieldValueInvalid", 'Invalid value: "%s": %s' % (ref["name"], m)))
+    for i, sub in enumerate(obj.get("subjects") or []):
+        p = "subjects[%d]" % i
+        if not isinstance(sub, dict):
+            errs.append((p, "FieldValueInvalid", "Invalid value: must be an object"))
+            continue
+        if not sub.get("name"):
+            errs.append((p + ".name", "FieldValueRequired", "Required value"))
+        sk = sub.get("kind")
+        if sk == "ServiceAccount":
+            if sub.get("name") and not valid_dns_subdomain(sub["name"]):
+                errs.append((p + ".name", "FieldValueInvalid", 'Invalid value: "%s": a lowercase RFC 1123 '
+                             "subdomain must consist of lower case alphanumeric characters, '-' or '.', and must "
+                             "start and end with an alphanumeric character" % sub["name"]))
+            if sub.get("apiGroup"):
+                errs.append((p + ".apiGroup", "FieldValueNotSupported",
+                             'Unsupported value: "%s": supported values: ""' % sub["apiGroup"]))
+            if kind == "ClusterRoleBinding" and not sub.get("namespace"):
+                errs.append((p + ".namespace", "FieldValueRequired", "Required value"))
+        elif sk in ("User", "Group"):
+            if sub.get("apiGroup") != RBAC:
+                errs.append((p + ".apiGroup", "FieldValueNotSupported", 'Unsupported value: "%s": supported '
+                             'values: "%s"' % (sub.get("apiGroup", ""), RBAC)))
+        else:
+            errs.append((p + ".kind", "FieldValueNotSupported", 'Unsupported value: "%s": supported values: '
+                         '"ServiceAccount", "User", "Group"' % (sk or "")))
+    if old is not None and (old.get("roleRef") or {}) != (obj.get("roleRef") or {}):
+        errs.append(("roleRef", "FieldValueInvalid", "Invalid value: %s: cannot change roleRef" % _go_roleref(ref)))
+
+
+def _nonneg(spec, field, path, errs):
+    v = spec.get(field)
+    if v is None:
+        return
+    if not isinstance(v, int) or isinstance(v, bool):
+        errs.append((path + field, "FieldValueInvalid", "Invalid value: %s: must be an integer" % json.dumps(v)))
+    elif v < 0:
+        errs.append((path + field, "FieldValueInvalid", "Invalid value: %d: must be greater than or equal to 0" % v))
+
+
+def _validate_job(obj, old, errs):
+    spec = obj.get("spec") or {}
+    for f in ("parallelism", "completions", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):
+        _nonneg(spec, f, "spec.", errs)
+    mode = spec.get("completionMode", "NonIndexed")
+    if mode not in ("NonIndexed", "Indexed"):
+        errs.append(("spec.completionMode", "FieldValueNotSupported",
+                     'Unsupported value: "%s": supported values: "NonIndexed", "Indexed"' % mode))
+    elif mode == "Indexed" and spec.get("completions") is None:
+        errs.append(("spec.completions", "FieldValueRequired", "Required value: when completion mode is Indexed"))
+    tmpl = spec.get("template")
+    if not isinstance(tmpl, dict) or not tmpl:
+        errs.append(("spec.template", "FieldValueRequired", "Required value"))
+        return
+    tspec = tmpl.get("spec") or {}
+    _validate_pod_spec(tspec, "spec.template.spec", errs)
+    rp = tspec.get("restartPolicy", "Always")
+    if rp not in ("OnFailure", "Never"):
+        errs.append(("spec.template.spec.restartPolicy", "FieldValueNotSupported",
+                     'Unsupported value: "%s": supported values: "OnFailure", "Never"' % rp))
+    sel = spec.get("selector")
+    tlabels = (tmpl.get("metadata") or {}).get("labels") or {}
+    if sel is None:
+        errs.append(("spec.selector", "FieldValueRequired", "Required value"))
+    else:
+        reqs = selector_from_labelselector(sel)
+        if not reqs:
+            errs.append(("spec.selector", "FieldValueInvalid", "Invalid value: %s: empty selector is invalid for "
+                         "job" % _ls(sel)))
+        elif not labels_match(reqs, tlabels):
+            errs.append(("spec.template.metadata.labels", "FieldValueInvalid",
+                         "Invalid value: %s: `selector` does not match template `labels`" % _go_map(tlabels)))
+    if old is not None:
+        ospec = old.get("spec") or {}
+        for f in ("selector", "template", "completionMode"):
+            if ospec.get(f) != spec.get(f):
+                shown = json.dumps(spec.get(f), sort_keys=True, separators=(",", ":"))
+                errs.append(("spec." + f, "FieldValueInvalid", "Invalid value: %s: field is immutable" % shown))
+
+
+def _int_or_percent(v, path, errs):
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        errs.append((path, "FieldValueInvalid", "Invalid value: %s: must be an integer or percentage" % json.dumps(v)))
+    elif isinstance(v, int):
+        if v < 0:
+            errs.append((path, "FieldValueInvalid", "Invalid value: %d: must be greater than or equal to 0" % v))
+    elif not re.fullmatch(r"[0-9]+%", v):
+        errs.append((path, "FieldValueInvalid", "Invalid value: \"%s\": a valid percent string must be a numeric "
+                     "string followed by an ending '%%' (e.g. '1%%',  or '93%%', regex used for validation is "
+                     "'[0-9]+%%')" % v))
+    elif int(v[:-1]) > 100:
+        errs.append((path, "FieldValueInvalid", 'Invalid value: "%s": must not be greater than 100%%' % v))
+
+
+def _validate_pdb(spec, errs):
+    if spec.get("minAvailable") is not None and spec.get("maxUnavailable") is not None:
+        errs.append(("spec", "FieldValueInvalid", "Invalid value: policy.PodDisruptionBudgetSpec{MinAvailable:%s, "
+                     "MaxUnavailable:%s}: minAvailable and maxUnavailable cannot be both set"
+                     % (json.dumps(spec["minAvailable"]), json.dumps(spec["maxUnavailable"]))))
+    for f in ("minAvailable", "maxUnavailable"):
+        if spec.get(f) is not None:
+            _int_or_percent(spec[f], "spec." + f, errs)
+    pol = spec.get("unhealthyPodEvictionPolicy")
+    if pol is not None and pol not in ("AlwaysAllow", "IfHealthyBudget"):
+        errs.append(("spec.unhealthyPodEvictionPolicy", "FieldValueNotSupported",
+                     'Unsupported value: "%s": supported values: "AlwaysAllow", "IfHealthyBudget"' % pol))
+    sel = spec.get("selector")
+    for i, e in enumerate((sel or {}).get("matchExpressions") or []):
+        op = e.get("operator")
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            errs.append(("spec.selector.matchExpressions[%d].operator" % i, "FieldValueInvalid",
+                         'Invalid value: "%s": not a valid selector operator' % op))
 
 
 def _ls(sel):

@@ -7,6 +7,14 @@
 - Garbage collector (ownerReferences; background, foreground and orphan propagation).
 - Namespace controller (deletes a terminating namespace's content, then the namespace).
 - ResourceQuota status.
+- Job controller (batch/v1): pods from the template with the job-tracking finalizer, status
+  (active, ready, terminating, succeeded, failed, startTime, completionTime, completedIndexes),
+  conditions as in 1.31 (SuccessCriteriaMet then Complete; FailureTarget then Failed with
+  BackoffLimitExceeded or DeadlineExceeded, the terminal one once no pod is left running),
+  backoffLimit (OnFailure: container restarts count), activeDeadlineSeconds, suspend, Indexed
+  completion, and the TTL-after-finished controller (foreground deletion of the Job).
+- Disruption controller: PodDisruptionBudget status from the selected pods.
+- ClusterRole aggregation, and the ServiceAccount controller's "default" account per namespace.
 
 Pods are created directly by the workload (no ReplicaSet objects); see docs/kubesim.md.
 
@@ -18,12 +26,15 @@ import threading
 import time
 
 from .errors import ApiError
-from .selectors import map_selector_match
-from .util import controller_of, deep, now_rfc3339, owner_ref
+from .selectors import labels_match, map_selector_match, selector_from_labelselector
+from .util import controller_of, deep, now_rfc3339, owner_ref, parse_time
 
 log = logging.getLogger("kubesim.controllers")
 
 SLICE_MANAGER = "endpointslice-controller.k8s.io"
+JOB_TRACKING = "batch.kubernetes.io/job-tracking"
+INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+RBAC = "rbac.authorization.k8s.io"
 
 
 def template_hash(template):
@@ -78,6 +89,8 @@ class Controllers:
         self.thread = None
         self.failures = {}          # workload uid -> (refusal message, monotonic time of next try)
         self.progress = {}          # workload uid -> (signature, monotonic time of last progress)
+        self.job_backoff = {}       # job uid -> monotonic time before which no pod is created
+        self.job_finished = {}      # job uid -> wall-clock time the terminal condition was set
         self.R = lambda g, v, p: registry.lookup(g, v, p)
 
     def start(self):
@@ -102,8 +115,9 @@ class Controllers:
             if self.stopping:
                 return
             last_full = time.monotonic()
-            for step in (self.namespaces, self.garbage_collect, self.workloads, self.endpoint_slices,
-                         self.quotas):
+            for step in (self.namespaces, self.service_accounts, self.garbage_collect, self.workloads,
+                         self.jobs, self.endpoint_slices, self.quotas, self.disruption_budgets,
+                         self.cluster_role_aggregation):
                 try:
                     step()
                 except Exception:
@@ -441,6 +455,317 @@ class Controllers:
             st["collisionCount"] = 0
         self.store.mutate(res, ns, name, set_status, subresource="status")
 
+    # ------------------------------------------------------------------ Jobs
+
+    def jobs(self):
+        jobs_res = self.R("batch", "v1", "jobs")
+        pods_res = self.R("", "v1", "pods")
+        live = {j["metadata"]["uid"]: j for j in self.store.list_raw(jobs_res)[0]
+                if not j["metadata"].get("deletionTimestamp")}
+        by_job = {}
+        for p in self.store.list_raw(pods_res)[0]:
+            ref = controller_of(p)
+            if not ref and JOB_TRACKING in (p["metadata"].get("finalizers") or []):
+                self._drop_finalizer(pods_res, p, JOB_TRACKING)     # orphaned (Job deleted with Orphan)
+                continue
+            if not ref or ref.get("kind") != "Job" or not str(ref.get("apiVersion", "")).startswith("batch/"):
+                continue
+            if ref.get("uid") in live:
+                by_job.setdefault(ref["uid"], []).append(p)
+            elif JOB_TRACKING in (p["metadata"].get("finalizers") or []):
+                self._drop_finalizer(pods_res, p, JOB_TRACKING)     # its Job is gone or going
+        for uid in list(self.job_backoff):
+            if uid not in live:
+                self.job_backoff.pop(uid, None)
+                self.job_finished.pop(uid, None)
+        for uid, j in live.items():
+            try:
+                self._job(jobs_res, pods_res, j, by_job.get(uid, []))
+                self._job_ttl(jobs_res, j)
+            except Exception:
+                log.exception("reconciling Job %s/%s", j["metadata"]["namespace"], j["metadata"]["name"])
+
+    def _job(self, jobs_res, pods_res, job, pods):
+        md, spec = job["metadata"], job.get("spec") or {}
+        ns, name, uid = md["namespace"], md["name"], md["uid"]
+        st = deep(job.get("status") or {})
+        conds = st.setdefault("conditions", [])
+        finished = _cond_true(conds, "Complete") or _cond_true(conds, "Failed")
+        indexed = spec.get("completionMode") == "Indexed"
+        completions = spec.get("completions")
+        parallelism = spec.get("parallelism", 1) if spec.get("parallelism") is not None else 1
+        backoff_limit = spec.get("backoffLimit", 6) if spec.get("backoffLimit") is not None else 6
+        suspended = bool(spec.get("suspend"))
+        # 1. count terminal pods that still carry the tracking finalizer (each exactly once)
+        counted = []
+        succeeded, failed = st.get("succeeded", 0), st.get("failed", 0)
+        done_idx = _parse_indexes(st.get("completedIndexes", ""))
+        new_failures = 0
+        for p in pods:
+            phase = (p.get("status") or {}).get("phase")
+            if JOB_TRACKING not in (p["metadata"].get("finalizers") or []) or phase not in ("Succeeded", "Failed"):
+                continue
+            counted.append(p)
+            if phase == "Succeeded":
+                idx = _pod_index(p) if indexed else None
+                if indexed and (idx is None or idx in done_idx or idx >= (completions or 0)):
+                    continue
+                if indexed:
+                    done_idx.add(idx)
+                succeeded += 1
+            else:
+                failed += 1
+                new_failures += 1
+        if new_failures:
+            self.job_backoff[uid] = time.monotonic() + min(10.0, 2.0 ** (min(failed, 5) - 1))
+
+        def alive(p):
+            return (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+        active = [p for p in pods if alive(p) and not p["metadata"].get("deletionTimestamp")]
+        now = now_rfc3339()
+        events = []
+        if not finished:
+            if st.get("startTime") is None and not suspended:
+                st["startTime"] = now
+            interim = next((c for c in conds if c["type"] in ("FailureTarget", "SuccessCriteriaMet")
+                            and c.get("status") == "True"), None)
+            if interim is None:
+                restarts = sum(cs.get("restartCount", 0) for p in active
+                               for cs in (p.get("status") or {}).get("containerStatuses") or [])
+                on_failure = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy") == "OnFailure"
+                start = parse_time(st.get("startTime"))
+                ads = spec.get("activeDeadlineSeconds")
+                if failed > backoff_limit or \
+                        (on_failure and (restarts > 0 if backoff_limit == 0 else restarts >= backoff_limit)):
+                    interim = _job_condition(conds, "FailureTarget", "BackoffLimitExceeded",
+                                             "Job has reached the specified backoff limit")
+                    events.append(("Warning", "BackoffLimitExceeded", "Job has reached the specified backoff limit"))
+                elif ads is not None and start is not None and not suspended and time.time() - start >= ads:
+                    interim = _job_condition(conds, "FailureTarget", "DeadlineExceeded",
+                                             "Job was active longer than specified deadline")
+                    events.append(("Warning", "DeadlineExceeded", "Job was active longer than specified deadline"))
+                elif (len(done_idx) >= completions if indexed else
+                      succeeded >= completions if completions is not None else succeeded > 0 and not active):
+                    interim = _job_condition(conds, "SuccessCriteriaMet", "CompletionsReached",
+                                             "Reached expected number of succeeded pods")
+            if interim is not None:
+                for p in active:
+                    self._delete_pod(pods_res, p)
+            elif suspended:
+                for p in active:
+                    self._delete_pod(pods_res, p)
+                if not _cond_true(conds, "Suspended"):
+                    _job_condition(conds, "Suspended", "JobSuspended", "Job suspended")
+                    events.append(("Normal", "Suspended", "Job suspended"))
+            else:
+                if _cond_true(conds, "Suspended"):
+                    _job_condition(conds, "Suspended", "JobResumed", "Job resumed", "False")
+                    st["startTime"] = now
+                    events.append(("Normal", "Resumed", "Job resumed"))
+                self._job_pods(pods_res, job, spec, active, succeeded, done_idx, completions, parallelism, indexed)
+        # 2. status from the pods as they are now
+        mine = [p for p in self.store.list_raw(pods_res, ns)[0] if (controller_of(p) or {}).get("uid") == uid]
+        active = [p for p in mine if alive(p) and not p["metadata"].get("deletionTimestamp")]
+        terminating = [p for p in mine if alive(p) and p["metadata"].get("deletionTimestamp")]
+        if not finished:
+            uncounted = [p for p in mine if not alive(p) and JOB_TRACKING in (p["metadata"].get("finalizers") or [])
+                         and p not in counted]
+            interim = next((c for c in conds if c["type"] in ("FailureTarget", "SuccessCriteriaMet")
+                            and c.get("status") == "True"), None)
+            if interim is not None and not active and not terminating and not uncounted:
+                if interim["type"] == "SuccessCriteriaMet":
+                    _job_condition(conds, "Complete", interim["reason"], interim["message"])
+                    st["completionTime"] = now
+                    events.append(("Normal", "Completed", "Job completed"))
+                else:
+                    _job_condition(conds, "Failed", interim["reason"], interim["message"])
+                self.job_finished[uid] = time.time()
+        for k, v in (("active", len(active)), ("succeeded", succeeded), ("failed", failed)):
+            if v:
+                st[k] = v
+            else:
+                st.pop(k, None)
+        st["ready"] = sum(1 for p in active if pod_ready(p))
+        st["terminating"] = len(terminating)
+        st["uncountedTerminatedPods"] = {}
+        if indexed and done_idx:
+            st["completedIndexes"] = _format_indexes(done_idx)
+        if not conds:
+            st.pop("conditions", None)
+
+        def set_status(o):
+            o["status"] = st
+        with self.store.lock:
+            if self.store.mutate(self.R("batch", "v1", "jobs"), ns, name, set_status, subresource="status") is None:
+                return
+            for p in counted:
+                self._drop_finalizer(pods_res, p, JOB_TRACKING)
+        for etype, reason, msg in events:
+            self.event(job, etype, reason, msg, "job-controller")
+
+    def _job_pods(self, pods_res, job, spec, active, succeeded, done_idx, completions, parallelism, indexed):
+        """Create the missing pods (after a failure, once its backoff has passed); delete extras."""
+        uid = job["metadata"]["uid"]
+        if indexed:
+            running = {_pod_index(p) for p in active}
+            todo = [i for i in range(completions) if i not in done_idx and i not in running]
+            want = max(0, min(parallelism, completions - len(done_idx)))
+            create = todo[:max(0, want - len(active))]
+        else:
+            if completions is None:
+                want = len(active) if succeeded > 0 else parallelism
+            else:
+                want = max(0, min(parallelism, completions - succeeded))
+            create = [None] * max(0, want - len(active))
+        if len(active) > want:
+            extra = sorted(active, key=lambda p: (pod_ready(p), p["metadata"]["creationTimestamp"]))
+            for p in extra[:len(active) - want]:
+                self._delete_pod(pods_res, p)
+        if not create or time.monotonic() < self.job_backoff.get(uid, 0):
+            return
+        for idx in create:
+            try:
+                pod, _ = self.store.create(pods_res, self._job_pod(job, spec, idx))
+            except ApiError as e:
+                self.job_backoff[uid] = time.monotonic() + 1.0
+                self.event(job, "Warning", "FailedCreate", "Error creating: " + e.message, "job-controller")
+                return
+            self.event(job, "Normal", "SuccessfulCreate", "Created pod: %s" % pod["metadata"]["name"],
+                       "job-controller")
+
+    def _job_pod(self, job, spec, idx):
+        name = job["metadata"]["name"]
+        tmpl = deep(spec.get("template") or {})
+        tmd = tmpl.get("metadata") or {}
+        md = {"generateName": "%s-" % name if idx is None else "%s-%d-" % (name, idx),
+              "namespace": job["metadata"]["namespace"], "labels": dict(tmd.get("labels") or {}),
+              "ownerReferences": [owner_ref(job)], "finalizers": [JOB_TRACKING]}
+        if tmd.get("annotations"):
+            md["annotations"] = dict(tmd["annotations"])
+        pspec = tmpl.get("spec") or {}
+        if idx is not None:
+            md["labels"][INDEX_KEY] = str(idx)
+            md.setdefault("annotations", {})[INDEX_KEY] = str(idx)
+            pspec.setdefault("hostname", "%s-%d" % (name, idx))
+            for c in pspec.get("containers") or []:
+                env = c.setdefault("env", [])
+                if not any(e.get("name") == "JOB_COMPLETION_INDEX" for e in env):
+                    env.insert(0, {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+                        "apiVersion": "v1", "fieldPath": "metadata.annotations['%s']" % INDEX_KEY}}})
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": md, "spec": pspec}
+
+    def _job_ttl(self, jobs_res, job):
+        """TTL-after-finished controller: delete a finished Job (foreground: its pods first)."""
+        ttl = (job.get("spec") or {}).get("ttlSecondsAfterFinished")
+        conds = (job.get("status") or {}).get("conditions") or []
+        fin = next((c for c in conds if c["type"] in ("Complete", "Failed") and c.get("status") == "True"), None)
+        if ttl is None or fin is None:
+            return
+        at = self.job_finished.get(job["metadata"]["uid"]) or parse_time(fin.get("lastTransitionTime"))
+        if at is not None and time.time() >= at + ttl:
+            try:
+                self.store.delete(jobs_res, job["metadata"]["namespace"], job["metadata"]["name"],
+                                  propagation="Foreground")
+            except ApiError:
+                pass
+
+    # ------------------------------------------------------------------ PodDisruptionBudgets
+
+    def disruption_budgets(self):
+        pdb_res = self.R("policy", "v1", "poddisruptionbudgets")
+        pods_res = self.R("", "v1", "pods")
+        for pdb in self.store.list_raw(pdb_res)[0]:
+            md, spec = pdb["metadata"], pdb.get("spec") or {}
+            ns = md["namespace"]
+            sel = spec.get("selector")
+            pods = []
+            if sel is not None:
+                reqs = selector_from_labelselector(sel)
+                pods = [p for p in self.store.list_raw(pods_res, ns)[0]
+                        if labels_match(reqs, p["metadata"].get("labels"))]
+            healthy = sum(1 for p in pods if not p["metadata"].get("deletionTimestamp") and pod_ready(p))
+            error = None
+            min_av, max_un = spec.get("minAvailable"), spec.get("maxUnavailable")
+            desired, expected = 0, 0
+            if isinstance(min_av, int):
+                desired, expected = min_av, len(pods)
+            elif min_av is not None or max_un is not None:
+                expected, error = self._expected_scale(pods)
+                if error is None:
+                    if max_un is not None:
+                        desired = max(0, expected - _resolve_int_or_percent(max_un, expected, True))
+                    else:
+                        desired = _resolve_int_or_percent(min_av, expected, True)
+            gen = md.get("generation", 1)
+
+            def f(o, healthy=healthy, desired=desired, expected=expected, error=error, gen=gen):
+                st = deep(o.get("status") or {})
+                conds = st.get("conditions") or []
+                allowed = 0 if error else max(0, healthy - desired)
+                st.update(observedGeneration=gen, disruptionsAllowed=allowed, currentHealthy=healthy,
+                          desiredHealthy=desired, expectedPods=expected)
+                if error:
+                    cond = ("False", "SyncFailed", error)
+                elif allowed > 0:
+                    cond = ("True", "SufficientPods", "")
+                else:
+                    cond = ("False", "InsufficientPods", "")
+                old = next((c for c in conds if c.get("type") == "DisruptionAllowed"), None)
+                ltt = old["lastTransitionTime"] if old and old.get("status") == cond[0] else now_rfc3339()
+                st["conditions"] = [{"type": "DisruptionAllowed", "status": cond[0], "observedGeneration": gen,
+                                     "lastTransitionTime": ltt, "reason": cond[1], "message": cond[2]}]
+                o["status"] = st
+            self.store.mutate(pdb_res, ns, md["name"], f, subresource="status")
+
+    def _expected_scale(self, pods):
+        """Sum of spec.replicas of the selected pods' controllers (each once), as the disruption
+        controller's getExpectedScale; an error when a pod has no scalable controller."""
+        seen, total = set(), 0
+        for p in pods:
+            ref = controller_of(p)
+            if ref is None:
+                return 0, 'found no controller ref for pod "%s"' % p["metadata"]["name"]
+            if ref.get("uid") in seen:
+                continue
+            seen.add(ref.get("uid"))
+            res = self.registry.by_kind(ref.get("apiVersion", ""), ref.get("kind", ""))
+            owner = self.store.peek(res, p["metadata"]["namespace"], ref.get("name")) if res is not None else None
+            if res is None or not res.scale or owner is None:
+                return 0, 'found no controllers for pod "%s"' % p["metadata"]["name"]
+            path = res.scale.get("specReplicasPath", ".spec.replicas").lstrip(".").split(".")
+            v = owner
+            for part in path:
+                v = v.get(part) if isinstance(v, dict) else None
+            total += v if isinstance(v, int) else 0
+        return total, None
+
+    # ------------------------------------------------------------------ RBAC, ServiceAccounts
+
+    def cluster_role_aggregation(self):
+        """ClusterRoles with an aggregationRule get the rules of the ClusterRoles it selects."""
+        cr_res = self.R(RBAC, "v1", "clusterroles")
+        roles = self.store.list_raw(cr_res)[0]
+        for cr in roles:
+            sels = (cr.get("aggregationRule") or {}).get("clusterRoleSelectors") or []
+            if not sels:
+                continue
+            rules = []
+            for other in roles:
+                if other is cr:
+                    continue
+                labels = other["metadata"].get("labels")
+                if any(labels_match(selector_from_labelselector(s), labels) for s in sels):
+                    for r in other.get("rules") or []:
+                        if r not in rules:
+                            rules.append(deep(r))
+            if (cr.get("rules") or []) != rules:
+                self.store.mutate(cr_res, None, cr["metadata"]["name"], lambda o, rules=rules: o.__setitem__("rules", rules))
+
+    def service_accounts(self):
+        for ns in self.store.list_raw(self.R("", "v1", "namespaces"))[0]:
+            if not ns["metadata"].get("deletionTimestamp"):
+                self.store.ensure_default_service_account(ns["metadata"]["name"])
+
     # ------------------------------------------------------------------ EndpointSlices
 
     def endpoint_slices(self):
@@ -551,6 +876,56 @@ class Controllers:
             def f(x):
                 x["status"] = {"hard": dict(hard), "used": used}
             self.store.mutate(q_res, ns, q["metadata"]["name"], f, subresource="status")
+
+
+def _cond_true(conds, ctype):
+    return any(c.get("type") == ctype and c.get("status") == "True" for c in conds)
+
+
+def _job_condition(conds, ctype, reason, message, status="True"):
+    """Set a JobCondition (lastProbeTime and lastTransitionTime as the Job controller writes them)."""
+    t = now_rfc3339()
+    for c in conds:
+        if c["type"] == ctype:
+            if (c.get("status"), c.get("reason"), c.get("message")) != (status, reason, message):
+                if c.get("status") != status:
+                    c["lastTransitionTime"] = t
+                c.update(status=status, reason=reason, message=message, lastProbeTime=t)
+            return c
+    c = {"type": ctype, "status": status, "lastProbeTime": t, "lastTransitionTime": t, "reason": reason,
+         "message": message}
+    conds.append(c)
+    return c
+
+
+def _pod_index(pod):
+    v = (pod["metadata"].get("annotations") or {}).get(INDEX_KEY)
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _parse_indexes(s):
+    out = set()
+    for part in (s or "").split(","):
+        if "-" in part:
+            a, b = part.split("-", 1)
+            out.update(range(int(a), int(b) + 1))
+        elif part.strip():
+            out.add(int(part))
+    return out
+
+
+def _format_indexes(idx):
+    """{1, 2, 3, 5, 7, 8} -> "1-3,5,7,8" (status.completedIndexes)."""
+    runs = []
+    for i in sorted(idx):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(str(a) if a == b else "%d,%d" % (a, b) if b == a + 1 else "%d-%d" % (a, b) for a, b in runs)
 
 
 def _selector_str(sel):

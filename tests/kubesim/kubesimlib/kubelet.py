@@ -211,6 +211,11 @@ class PodWorker(threading.Thread):
                 env[e["name"]] = _expand(str(e["value"]), env)
             elif ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath") in field_refs:
                 env[e["name"]] = field_refs[e["valueFrom"]["fieldRef"]["fieldPath"]]
+            else:
+                m = re.fullmatch(r"metadata\.(labels|annotations)\['([^']*)'\]",
+                                 ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath") or "")
+                if m:
+                    env[e["name"]] = (pod["metadata"].get(m.group(1)) or {}).get(m.group(2), "")
         return env, entry
 
     def _start(self, pod, c):
@@ -456,7 +461,8 @@ class PodWorker(threading.Thread):
                 c.state = {"terminated": term}
         cur = k.store.peek(k.pods_res, self.ns, self.name)
         if cur is not None:
-            self._write_status(cur, "Succeeded" if all(c.exit_code in (0, None) for c in self.containers) else "Failed")
+            # a container that never ran did not succeed (the real kubelet's terminal phase: Failed)
+            self._write_status(cur, "Succeeded" if all(c.exit_code == 0 for c in self.containers) else "Failed")
             try:
                 k.store.delete(k.pods_res, self.ns, self.name, grace=0)
             except ApiError:

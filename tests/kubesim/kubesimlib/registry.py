@@ -75,7 +75,16 @@ def builtin_resources():
           ["hpa"], status=True, categories=["all"]),
         R("apiextensions.k8s.io", ["v1"], "customresourcedefinitions", "CustomResourceDefinition",
           False, ["crd", "crds"], status=True, categories=["api-extensions"]),
+        R(RBAC, ["v1"], "clusterroles", "ClusterRole", False),
+        R(RBAC, ["v1"], "clusterrolebindings", "ClusterRoleBinding", False),
+        R(RBAC, ["v1"], "roles", "Role", True),
+        R(RBAC, ["v1"], "rolebindings", "RoleBinding", True),
+        R("policy", ["v1"], "poddisruptionbudgets", "PodDisruptionBudget", True, ["pdb"], status=True),
+        R("batch", ["v1"], "jobs", "Job", True, status=True, categories=["all"]),
     ]
+
+
+RBAC = "rbac.authorization.k8s.io"
 
 
 class Registry:

@@ -18,7 +18,9 @@ from .errors import ApiError
 from .selectors import fields_match, labels_match
 from .util import deep, new_uid, now_rfc3339, rand_suffix, valid_dns_subdomain
 
-GENERATION_KINDS = {"Deployment", "StatefulSet", "HorizontalPodAutoscaler", "CustomResourceDefinition"}
+GENERATION_KINDS = {"Deployment", "StatefulSet", "HorizontalPodAutoscaler", "CustomResourceDefinition", "Job",
+                    "PodDisruptionBudget"}
+RBAC = "rbac.authorization.k8s.io"
 
 
 class Watcher:
@@ -233,7 +235,7 @@ class Store:
             if errs:
                 raise errors.invalid(res.kind, res.group, obj["metadata"].get("name", ""), errs)
         else:
-            builtins.default_object(res, obj)
+            builtins.default_object(res, obj, old)
             builtins.validate_object(res, obj, old)
         return warnings
 
@@ -291,6 +293,8 @@ class Store:
             md.pop("namespace", None)
             ns = ""
         with self.lock:
+            if res.storage_key == "/pods" and ("", ns) in self.objs["/namespaces"]:
+                self._admit_service_account(obj, ns)   # admission, before the name is generated
             if not md.get("name") and md.get("generateName"):
                 for _ in range(20):
                     cand = md["generateName"] + rand_suffix()
@@ -301,7 +305,7 @@ class Store:
             if not name:
                 raise errors.invalid(res.kind, res.group, "", [("metadata.name", "FieldValueRequired",
                                      "Required value: name or generateName is required")])
-            if not valid_dns_subdomain(name):
+            if res.group != RBAC and not valid_dns_subdomain(name):   # RBAC names: path segments
                 raise errors.invalid(res.kind, res.group, name, [(
                     "metadata.name", "FieldValueInvalid",
                     'Invalid value: "%s": a lowercase RFC 1123 subdomain must consist of lower case '
@@ -316,13 +320,13 @@ class Store:
                 md.pop(k, None)
             if res.status and res.kind != "Node":
                 obj.pop("status", None)      # PrepareForCreate: status is the controllers' to write
+            md["uid"] = new_uid()            # before defaulting: a Job's generated selector uses it
             warnings = self._prepare(res, obj, None, version, field_validation)
             self._check_quota(res, obj, ns)
             if res.kind == "Service" and res.group == "" and self.clusterip_allocator:
                 self.clusterip_allocator.allocate(obj)
             if res.kind == "CustomResourceDefinition":
                 _crd_status(obj)
-            md["uid"] = new_uid()
             md["creationTimestamp"] = now_rfc3339()
             if res.crd is not None or res.kind in GENERATION_KINDS:
                 md["generation"] = 1
@@ -335,7 +339,34 @@ class Store:
             self._record("ADDED", res, obj, None)
             if res.kind == "CustomResourceDefinition" and self.crd_listener:
                 self.crd_listener("ADDED", obj)
+            if res.storage_key == "/namespaces":
+                self.ensure_default_service_account(name)
             return deep(obj), warnings
+
+    def ensure_default_service_account(self, ns):
+        """The ServiceAccount controller's "default" account. Created with the namespace (the real
+        controller does it a moment later; pods created in between would be refused)."""
+        sa_res = self.registry.lookup("", "v1", "serviceaccounts")
+        with self.lock:
+            if sa_res is None or (ns, "default") in self.objs[sa_res.storage_key]:
+                return
+            try:
+                self.create(sa_res, {"apiVersion": "v1", "kind": "ServiceAccount",
+                                     "metadata": {"name": "default", "namespace": ns}}, ns)
+            except ApiError:
+                pass     # namespace terminating
+
+    def _admit_service_account(self, pod, ns):
+        """The ServiceAccount admission plugin: serviceAccountName defaults to "default" and must exist."""
+        spec = pod.setdefault("spec", {})
+        sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        spec["serviceAccountName"] = sa
+        spec["serviceAccount"] = sa
+        if (ns, sa) not in self.objs["/serviceaccounts"]:
+            name = pod["metadata"].get("name") or pod["metadata"].get("generateName", "")
+            raise ApiError(403, "Forbidden", 'pods "%s" is forbidden: error looking up service account %s/%s: '
+                           'serviceaccount "%s" not found' % (name, ns, sa, sa),
+                           {"name": name, "kind": "pods"})
 
     def update(self, res, obj, ns, name, subresource=None, version=None, field_validation="Ignore",
                dry_run=False, allow_create=False, force=False):

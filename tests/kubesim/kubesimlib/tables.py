@@ -35,8 +35,12 @@ def _pod_cells(o):
     reason = st.get("phase", "Pending")
     for c in cs:
         w = (c.get("state") or {}).get("waiting")
+        t = (c.get("state") or {}).get("terminated")
         if w and w.get("reason"):
             reason = w["reason"]
+        elif t:   # as kubectl's printPod: Completed / Error / ExitCode:N
+            reason = t.get("reason") or ("Signal:%d" % t["signal"] if t.get("signal")
+                                         else "ExitCode:%d" % t.get("exitCode", 0))
     if o["metadata"].get("deletionTimestamp"):
         reason = "Terminating"
     restarts = sum(c.get("restartCount", 0) for c in cs)
@@ -58,7 +62,79 @@ def _slice_cells(o):
     return [o.get("addressType", ""), ports, shown or "<unset>"]
 
 
+def _duration(seconds):
+    return age_of(max(0, int(seconds)))
+
+
+def age_of(d):
+    if d < 120:
+        return "%ds" % d
+    m = d // 60
+    if m < 10:
+        return "%dm%ds" % (m, d % 60) if d % 60 else "%dm" % m
+    if m < 180:
+        return "%dm" % m
+    h = m // 60
+    return "%dh" % h if h < 48 else "%dd" % (h // 24)
+
+
+def _job_cells(o):
+    spec, st = o.get("spec") or {}, o.get("status") or {}
+    if spec.get("completions") is not None:
+        comp = "%d/%d" % (st.get("succeeded", 0), spec["completions"])
+    elif (spec.get("parallelism") or 1) > 1:
+        comp = "%d/1 of %d" % (st.get("succeeded", 0), spec["parallelism"])
+    else:
+        comp = "%d/1" % st.get("succeeded", 0)
+    start, end = parse_time(st.get("startTime")), parse_time(st.get("completionTime"))
+    dur = "" if start is None else _duration((end or time.time()) - start)
+    true = {c.get("type") for c in st.get("conditions") or [] if c.get("status") == "True"}
+    status = "Running"
+    for ctype, shown in (("Failed", "Failed"), ("Complete", "Complete"), ("FailureTarget", "FailureTarget"),
+                         ("SuccessCriteriaMet", "SuccessCriteriaMet"), ("Suspended", "Suspended")):
+        if ctype in true:
+            status = shown
+            break
+    else:
+        if o["metadata"].get("deletionTimestamp"):
+            status = "Terminating"
+    containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+    return [status, comp, dur, age(o["metadata"].get("creationTimestamp")),
+            ",".join(c.get("name", "") for c in containers), ",".join(c.get("image", "") for c in containers),
+            ",".join("%s=%s" % kv for kv in sorted(((spec.get("selector") or {}).get("matchLabels") or {}).items()))]
+
+
+def _pdb_cells(o):
+    spec = o.get("spec") or {}
+    return ["N/A" if spec.get("minAvailable") is None else str(spec["minAvailable"]),
+            "N/A" if spec.get("maxUnavailable") is None else str(spec["maxUnavailable"]),
+            (o.get("status") or {}).get("disruptionsAllowed", 0), age(o["metadata"].get("creationTimestamp"))]
+
+
+def _binding_cells(o):
+    ref = o.get("roleRef") or {}
+    subs = o.get("subjects") or []
+    users = ",".join(s.get("name", "") for s in subs if s.get("kind") == "User")
+    groups = ",".join(s.get("name", "") for s in subs if s.get("kind") == "Group")
+    sas = ",".join("%s/%s" % (s.get("namespace", ""), s.get("name", "")) for s in subs
+                   if s.get("kind") == "ServiceAccount")
+    return ["%s/%s" % (ref.get("kind", ""), ref.get("name", "")), age(o["metadata"].get("creationTimestamp")),
+            users, groups, sas]
+
+
+BINDING_COLS = [_col("Role"), _col("Age"), _col("Users", prio=1), _col("Groups", prio=1),
+                _col("ServiceAccounts", prio=1)]
+ROLE_COLS = ([_col("Created At", "date")], lambda o: [o["metadata"].get("creationTimestamp")])
+
 BUILTIN = {
+    "jobs": ([_col("Status"), _col("Completions"), _col("Duration"), _col("Age"), _col("Containers", prio=1),
+              _col("Images", prio=1), _col("Selector", prio=1)], _job_cells),
+    "poddisruptionbudgets": ([_col("Min Available"), _col("Max Unavailable"),
+                              _col("Allowed Disruptions", "integer"), _col("Age")], _pdb_cells),
+    "roles": ROLE_COLS,
+    "clusterroles": ROLE_COLS,
+    "rolebindings": (BINDING_COLS, _binding_cells),
+    "clusterrolebindings": (BINDING_COLS, _binding_cells),
     "pods": ([_col("Ready"), _col("Status"), _col("Restarts", "integer"), _col("Age"),
               _col("IP", prio=1), _col("Node", prio=1)], _pod_cells),
     "deployments": ([_col("Ready"), _col("Up-to-date", "integer"), _col("Available", "integer"), _col("Age")],
