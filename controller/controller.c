@@ -98,6 +98,7 @@ struct es {
     bool awaiting_wake;
     bool status_dirty;      /* a status write failed: the next poll writes it again */
     bool wake_failed;       /* the last wake's scale call failed: on_wake_retry tries again */
+    uint64_t next_check_ms; /* when on_poll next reads the target's /scale (mono_ms) */
     bool scale_call_failed; /* not_ready_reason and ScaleUpFailed come from that failure */
     char *not_ready_reason; /* why the woken target has no ready pod, for 504s; or NULL */
     bool had_endpoints;     /* some port had ready endpoints in the last snapshot */
@@ -132,6 +133,9 @@ struct controller {
     bool leader; /* mirrors leader_is_leader, kept by the election's callbacks */
     struct leader *election;
     struct kube_client *kube_lease; /* its own client: renewals never queue behind reconciles */
+    struct kube_client *kube_wake;  /* its own client: wakes never queue behind /scale polls */
+    struct es *poll_cursor;         /* where the next poll round resumes, NULL: the list head */
+    bool polls_behind;              /* logged once: the rate limit cannot keep the interval */
     struct events *events;
     struct resolver_ep *resolvers;
     size_t n_resolvers;
@@ -1182,7 +1186,7 @@ static void es_wake(struct es *e)
         return;
     }
     struct es_ref *ref = es_ref_new(e);
-    if (ref && target_wake(e->c->kube, &e->target, e->ns, e->min_replicas, on_wake_done, ref))
+    if (ref && target_wake(e->c->kube_wake, &e->target, e->ns, e->min_replicas, on_wake_done, ref))
         e->wake_inflight = true;
     else if (ref)
         es_ref_take(ref);
@@ -1654,6 +1658,8 @@ static void on_es_delete(const cJSON *obj, void *arg)
     struct es *e = ns && name ? find_es(c, ns, name) : NULL;
     if (e) {
         strmap_del(&c->by_name, e->key);
+        if (c->poll_cursor == e)
+            c->poll_cursor = e->next;
         if (e->prev)
             e->prev->next = e->next;
         else
@@ -1808,14 +1814,47 @@ static void on_synced(void *arg)
     schedule_publish(arg);
 }
 
+/*
+ * Reads the targets' /scale, each once per polling interval (jittered by up to a tenth, so
+ * services do not move in lockstep), paced: no more polls are queued for the API client's
+ * rate limiter than it hands out in a second, so a status or slice write waits behind a
+ * second's worth of polls at most, never behind one per ElastiService (10,000 of them at 20
+ * requests/s would be 500 s). A round that cannot be finished resumes where it stopped at the
+ * next tick; when the rate limit cannot keep the interval, that is logged once.
+ */
+#define POLL_TICK_MS 1000
+
 static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct controller *c = arg;
-    for (struct es *e = c->list; e; e = e->next)
-        es_check(e);
-    /* Jitter of up to a tenth keeps replicas and services from moving in lockstep. */
-    unsigned ms = c->opt.polling_interval_ms;
-    ms += (unsigned)(rand() % (int)(ms / 10 + 1));
+    uint64_t now = mono_ms();
+    unsigned interval = c->opt.polling_interval_ms;
+    double qps = c->opt.api_qps ? c->opt.api_qps : 20; /* kube.c's default */
+    size_t room = qps >= 1 ? (size_t)qps : 1;
+    struct es *start = c->poll_cursor ? c->poll_cursor : c->list;
+    struct es *e = start;
+    bool behind = false;
+    while (e) {
+        if (e->next_check_ms <= now) {
+            if (kube_client_queued(c->kube) >= room) {
+                behind = true;
+                break;
+            }
+            es_check(e);
+            e->next_check_ms = now + interval + (uint64_t)(rand() % (int)(interval / 10 + 1));
+        }
+        e = e->next ? e->next : c->list;
+        if (e == start)
+            break;
+    }
+    c->poll_cursor = behind ? e : NULL;
+    if (behind && e->next_check_ms + interval <= now && !c->polls_behind) {
+        c->polls_behind = true;
+        log_warn("the API rate limit cannot keep the polling interval: targets are read less "
+                 "often (raise --kube-api-qps, or the polling interval)",
+                 "elastiservices=%zu polling_interval_ms=%u", c->by_name.used, interval);
+    }
+    unsigned ms = interval < POLL_TICK_MS ? interval : POLL_TICK_MS;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
     event_add(c->poll_ev, &tv);
 }
@@ -1880,14 +1919,17 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     }
     if (opts->insecure_skip_tls_verify)
         c->kc->insecure = true; /* kube_client_new logs it, at every start */
-    struct kube_client_opts ko = {0};
+    struct kube_client_opts ko = {.qps = opts->api_qps, .burst = opts->api_burst};
     c->kube = kube_client_new(base, c->kc, &ko, err, errlen);
+    if (c->kube)
+        c->kube_wake = kube_client_new(base, c->kc, &ko, err, errlen);
     c->http = http_client_new(base);
     c->publish_ev = evtimer_new(base, on_publish, c);
     c->poll_ev = evtimer_new(base, on_poll, c);
     c->wake_ev = event_new(base, -1, EV_PERSIST, on_wake_queue, c);
     c->wake_retry_ev = evtimer_new(base, on_wake_retry, c);
-    if (!c->kube || !c->http || !c->publish_ev || !c->poll_ev || !c->wake_ev || !c->wake_retry_ev) {
+    if (!c->kube || !c->kube_wake || !c->http || !c->publish_ev || !c->poll_ev || !c->wake_ev ||
+        !c->wake_retry_ev) {
         if (!err[0])
             snprintf(err, errlen, "out of memory");
         controller_free(c);
@@ -1990,6 +2032,14 @@ void controller_metrics(struct mtext *out, void *arg)
     mtext_sample(out, "holdfast_serve_switches_total", NULL, (double)c->switches);
     mtext_family(out, "holdfast_leader", "gauge", "1 when this replica leads.");
     mtext_sample(out, "holdfast_leader", NULL, c->leader ? 1 : 0);
+    mtext_family(out, "holdfast_kube_api_queued", "gauge",
+                 "API calls waiting for a token of the client-side rate limiter, by client.");
+    mtext_sample(out, "holdfast_kube_api_queued", "client=\"main\"",
+                 (double)kube_client_queued(c->kube));
+    mtext_sample(out, "holdfast_kube_api_queued", "client=\"wake\"",
+                 (double)kube_client_queued(c->kube_wake));
+    mtext_sample(out, "holdfast_kube_api_queued", "client=\"lease\"",
+                 (double)kube_client_queued(c->kube_lease));
 }
 
 void controller_free(struct controller *c)
@@ -2025,6 +2075,7 @@ void controller_free(struct controller *c)
         event_free(c->wake_retry_ev);
     http_client_free(c->http);
     kube_client_free(c->kube_lease);
+    kube_client_free(c->kube_wake);
     kube_client_free(c->kube);
     kubeconfig_free(c->kc);
     free(c->resolvers);

@@ -45,6 +45,8 @@ struct controller_opts {
     unsigned port_min, port_max;    /* resolver port range, inclusive */
     unsigned shared_port;           /* Host-routed shared port on bind_address, 0 = none */
     unsigned polling_interval_ms;   /* scale-down checks (default 30000, jittered) */
+    double api_qps;                 /* API client rate limit, requests/s (0: default 20) */
+    int api_burst;                  /* and its burst (0: default 30) */
     const char *prometheus_address; /* default trigger serverAddress, or NULL */
     const char *prometheus_authorization; /* default trigger Authorization header, or NULL */
     bool leader_elect;                    /* false: this replica always leads */

@@ -86,6 +86,8 @@ static void usage(FILE *out)
             "  --proxy-port-range A-B [HOLDFAST_PROXY_PORT_RANGE; default 20000-29999]\n"
             "  --shared-port PORT [HOLDFAST_SHARED_PORT; default 8012, 0 = none]\n"
             "  --polling-interval DURATION [HOLDFAST_POLLING_INTERVAL; default 30s]\n"
+            "  --kube-api-qps N [HOLDFAST_KUBE_API_QPS; default 20]\n"
+            "  --kube-api-burst N [HOLDFAST_KUBE_API_BURST; default 30]\n"
             "  --prometheus-address URL [PROMETHEUS_TRIGGER_SERVER_ADDRESS]\n"
             "  --leader-elect=true|false [HOLDFAST_LEADER_ELECT; default true]\n"
             "  --insecure-skip-tls-verify (logged at every start)\n");
@@ -132,6 +134,18 @@ static int parse_bool(const char *s, bool *out)
         return 0;
     }
     return -1;
+}
+
+/* A request rate: a number from 0.1 to 10000. */
+static int parse_rate(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0.1 && v <= 10000))
+        return -1;
+    *out = v;
+    return 0;
 }
 
 /* Kubernetes-mode settings from flags (already in opt) and the environment. */
@@ -186,6 +200,17 @@ static int finish_k8s_options(struct run_options *opt, const char *port_range, c
         k->port_min = a;
         k->port_max = b;
     }
+    const char *qps = env_default("HOLDFAST_KUBE_API_QPS");
+    if (!k->api_qps && qps && parse_rate(qps, &k->api_qps) < 0)
+        return fail_usage("HOLDFAST_KUBE_API_QPS: \"%s\" is not a number from 0.1 to 10000", qps);
+    const char *burst = env_default("HOLDFAST_KUBE_API_BURST");
+    unsigned long bv;
+    if (!k->api_burst && burst) {
+        if (parse_uint(burst, 100000, &bv) < 0 || bv == 0)
+            return fail_usage("HOLDFAST_KUBE_API_BURST: \"%s\" is not a number from 1 to 100000",
+                              burst);
+        k->api_burst = (int)bv;
+    }
     if (!polling)
         polling = env_default("HOLDFAST_POLLING_INTERVAL");
     k->polling_interval_ms = 30000;
@@ -231,6 +256,8 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
         O_LEADER,
         O_INSECURE,
         O_ADMIN_PORT,
+        O_API_QPS,
+        O_API_BURST,
     };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -253,6 +280,8 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
         {"leader-elect", required_argument, NULL, O_LEADER},
         {"insecure-skip-tls-verify", no_argument, NULL, O_INSECURE},
         {"admin-port", required_argument, NULL, O_ADMIN_PORT},
+        {"kube-api-qps", required_argument, NULL, O_API_QPS},
+        {"kube-api-burst", required_argument, NULL, O_API_BURST},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -342,6 +371,17 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
             if (parse_uint(optarg, 65535, &v) < 0 || v == 0)
                 return fail_usage("--admin-port: \"%s\" is not a port", optarg);
             opt->admin_port = (unsigned)v;
+            break;
+        case O_API_QPS:
+            if (parse_rate(optarg, &opt->k8s.api_qps) < 0)
+                return fail_usage("--kube-api-qps: \"%s\" is not a number from 0.1 to 10000",
+                                  optarg);
+            break;
+        case O_API_BURST:
+            if (parse_uint(optarg, 100000, &v) < 0 || v == 0)
+                return fail_usage("--kube-api-burst: \"%s\" is not a number from 1 to 100000",
+                                  optarg);
+            opt->k8s.api_burst = (int)v;
             break;
         case 'h':
             usage(stdout);

@@ -38,7 +38,8 @@ from hfk8s import HoldfastK8s, fresh_ip  # noqa: E402
 PY = "/usr/bin/python3"
 HTTPSERVER = os.path.join(REPO, "tests", "kubesim", "testdata", "httpserver.py")
 IMAGES = {"kubesim/http:1": {"argv": [PY, HTTPSERVER]},
-          "kubesim/http:slow": {"argv": [PY, HTTPSERVER], "startDelayMs": 1500}}
+          "kubesim/http:slow": {"argv": [PY, HTTPSERVER], "startDelayMs": 1500},
+          "kubesim/sleep": {"argv": ["/bin/sleep", "$@"]}}
 CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
 ES_API = "/apis/elasti.truefoundry.com/v1alpha1"
 METRIC = "hf_load"
@@ -917,3 +918,39 @@ def test_route_update_latency_is_measured_per_change(sim, ns, holdfast):
     lines = hf.log_lines("route snapshot applied")
     assert {str(entry["worker"]) for entry in lines} == {"0", "1"}, lines[-4:]
     assert all(float(entry["since_change_ms"]) >= 0 for entry in lines)
+
+
+def test_target_reads_are_paced_under_the_api_rate_limit(sim, ns, holdfast):
+    """30 ElastiServices, --kube-api-qps 3, polling every 1 s: the /scale reads that cannot all go
+    within the rate limit are not all queued at once (at most a second's worth wait for a
+    token), so other calls never wait behind 30 of them; a request at zero meanwhile is woken
+    (through the wake client, whose queue stays empty) and answered."""
+    sleeper = [{"name": "main", "image": "kubesim/sleep", "args": ["600"]}]
+    names = ["w%d" % i for i in range(30)]
+    for name in names:
+        sim.create(wpath("Deployment", ns), workload("Deployment", name, 1, containers=sleeper))
+        sim.create("/api/v1/namespaces/%s/services" % ns, service(name))
+    hf = holdfast.start(extra_args=("--kube-api-qps", "3", "--kube-api-burst", "3"))
+    to_proxy_by_hand(sim, ns)  # `web`, at zero
+    for name in names:
+        obj = elastiservice(name=name)
+        obj["metadata"]["finalizers"] = [FINALIZER]
+        create_es(sim, ns, obj)
+    # their first reconciles write (status): let those through the 3/s limit first
+    wait_for(lambda: all(status(sim, ns, n).get("mode") == "serve" for n in names), timeout=60,
+             interval=0.5, what="the 30 ElastiServices in serve mode")
+
+    def queued(client):
+        m = re.search(r'^holdfast_kube_api_queued\{client="%s"\} (\S+)$' % client, hf.metrics_text(), re.M)
+        return float(m.group(1))
+    seen = []
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        seen.append(queued("main"))
+        time.sleep(0.1)
+    assert max(seen) <= 3 + 2, "queue reached %d (pacing keeps it near the 3/s limit)" % max(seen)
+    assert max(seen) >= 1, "the reads never waited: the test did not load the rate limiter"
+    # a wake meanwhile is not queued behind them
+    code, _, body = http_get(sim.cluster_ip(ns, "web"), 80, timeout=40)
+    assert code == 200 and body.startswith("web-"), (code, body)
+    assert queued("wake") == 0
