@@ -39,6 +39,7 @@ struct run_options {
     bool admin_given;
     enum log_level log_level;
     unsigned drain_timeout_s;
+    unsigned shutdown_delay_s;  /* SIGTERM -> listeners closed: still accepting meanwhile */
     struct controller_opts k8s; /* Kubernetes mode */
     unsigned admin_port;        /* Kubernetes mode: admin on bind_address:admin_port (8013) */
     char bind_address[64];
@@ -52,6 +53,7 @@ struct process {
     bool lease_done;        /* the leader Lease was handed back (or there was none) */
     struct run_options *opt;
     struct event *drain_poll;
+    struct event *drain_start; /* the end of the shutdown delay */
     struct event *ready_check;
     uint64_t drain_deadline_ns;
     uint64_t started_ns;
@@ -74,7 +76,8 @@ static void usage(FILE *out)
             "                        [--timeout SECONDS]  back to serve mode (uninstall hook)\n"
             "       holdfast version\n"
             "common flags: --workers N, --admin-listen HOST:PORT,\n"
-            "  --log-level debug|info|warn|error, --drain-timeout SECONDS\n"
+            "  --log-level debug|info|warn|error, --drain-timeout SECONDS,\n"
+            "  --shutdown-delay SECONDS (keep accepting after SIGTERM, not ready; default 0)\n"
             "kubernetes flags (environment variable in brackets):\n"
             "  --kubeconfig FILE [KUBECONFIG; default: in-cluster]\n"
             "  --namespace NS [HOLDFAST_NAMESPACE; default: all namespaces]\n"
@@ -265,6 +268,7 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
         {"admin-listen", required_argument, NULL, 'a'},
         {"log-level", required_argument, NULL, 'l'},
         {"drain-timeout", required_argument, NULL, 'd'},
+        {"shutdown-delay", required_argument, NULL, 'D'},
         {"kubeconfig", required_argument, NULL, O_KUBECONFIG},
         {"namespace", required_argument, NULL, O_NAMESPACE},
         {"resolver-service", required_argument, NULL, O_RESOLVER_SERVICE},
@@ -324,6 +328,12 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
                 return fail_usage("--drain-timeout: \"%s\" is not a number of seconds (0-86400)",
                                   optarg);
             opt->drain_timeout_s = (unsigned)v;
+            break;
+        case 'D':
+            if (parse_uint(optarg, 3600, &v) < 0)
+                return fail_usage("--shutdown-delay: \"%s\" is not a number of seconds (0-3600)",
+                                  optarg);
+            opt->shutdown_delay_s = (unsigned)v;
             break;
         case O_KUBECONFIG:
             opt->k8s.kubeconfig = optarg;
@@ -429,6 +439,17 @@ static void on_lease_released(bool released, void *arg)
         log_info("no leader Lease to hand back", NULL);
 }
 
+static void on_drain_start(evutil_socket_t fd, short what, void *arg)
+{
+    struct process *p = arg;
+    log_info("draining: listeners closed, finishing held and relayed connections",
+             "drain_timeout_s=%u open_connections=%ld", p->opt->drain_timeout_s,
+             dataplane_open_connections(p->dp));
+    dataplane_drain(p->dp);
+    p->drain_deadline_ns = mono_ns() + (uint64_t)p->opt->drain_timeout_s * 1000000000ull;
+    on_drain_poll(-1, 0, p);
+}
+
 static void on_term(evutil_socket_t sig, short what, void *arg)
 {
     struct process *p = arg;
@@ -438,16 +459,24 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
         return;
     }
     p->draining = true;
-    log_info("draining: listeners closed, finishing held and relayed connections",
-             "signal=%d drain_timeout_s=%u open_connections=%ld", (int)sig, p->opt->drain_timeout_s,
-             dataplane_open_connections(p->dp));
-    dataplane_drain(p->dp);
+    atomic_store(&p->dp->stopping, true); /* /readyz fails from now on */
     if (p->ctl)
         controller_stop_leading(p->ctl, on_lease_released, p); /* others take over at once */
     else
         p->lease_done = true;
-    p->drain_deadline_ns = mono_ns() + (uint64_t)p->opt->drain_timeout_s * 1000000000ull;
-    on_drain_poll(-1, 0, p);
+    if (p->opt->shutdown_delay_s) {
+        /* Until the endpoint removal reaches every kube-proxy (and every resolver slice is
+         * rewritten without this replica), new connections still arrive here: keep taking
+         * them, and close the listeners only after the delay. */
+        log_info("stopping: not ready; still accepting for the shutdown delay",
+                 "signal=%d "
+                 "shutdown_delay_s=%u",
+                 (int)sig, p->opt->shutdown_delay_s);
+        struct timeval tv = {(time_t)p->opt->shutdown_delay_s, 0};
+        event_add(p->drain_start, &tv);
+        return;
+    }
+    on_drain_start(-1, 0, p);
 }
 
 static void on_ready_check(evutil_socket_t fd, short what, void *arg)
@@ -531,6 +560,7 @@ static int cmd_run(int argc, char **argv)
     struct event *sigterm = evsignal_new(p.base, SIGTERM, on_term, &p);
     struct event *sigint = evsignal_new(p.base, SIGINT, on_term, &p);
     p.drain_poll = evtimer_new(p.base, on_drain_poll, &p);
+    p.drain_start = evtimer_new(p.base, on_drain_start, &p);
     p.ready_check = evtimer_new(p.base, on_ready_check, &p);
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
@@ -547,6 +577,7 @@ static int cmd_run(int argc, char **argv)
     event_free(sigterm);
     event_free(sigint);
     event_free(p.drain_poll);
+    event_free(p.drain_start);
     event_free(p.ready_check);
     standalone_free(sa);
     controller_free(ctl);

@@ -413,7 +413,7 @@ bool dataplane_ready(struct dataplane *dp)
     pthread_mutex_lock(&dp->routes.mu);
     uint64_t gen = dp->routes.generation;
     pthread_mutex_unlock(&dp->routes.mu);
-    if (gen == 0 || atomic_load(&dp->draining))
+    if (gen == 0 || atomic_load(&dp->draining) || atomic_load(&dp->stopping))
         return false;
     for (int i = 0; i < dp->nworkers; i++) {
         if (atomic_load(&dp->workers[i]->applied_generation) < gen)

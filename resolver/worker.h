@@ -46,6 +46,7 @@ struct dataplane {
                                           change (holdfast_route_update_seconds) */
 
     _Atomic bool draining; /* SIGTERM: listeners closed, finishing connections */
+    _Atomic bool stopping; /* SIGTERM: /readyz fails; listeners may still accept (shutdown delay) */
 
     /* Listening sockets by address text (struct dp_sock), opened by the control plane
      * (dataplane_listen); every worker accepts on the same socket once its snapshot lists the

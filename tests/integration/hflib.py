@@ -101,7 +101,7 @@ class Holdfast:
         self._stderr = None
         self.exit_code = None
 
-    def start(self, config, workers=2, drain_timeout=3, log_level="debug", wait_ready=True):
+    def start(self, config, workers=2, drain_timeout=3, log_level="debug", wait_ready=True, extra_args=()):
         self.admin = self.addrs.admin()
         self.config_path = self.tmp / "holdfast.json"
         self.config_path.write_text(json.dumps(config, indent=2))
@@ -113,7 +113,7 @@ class Holdfast:
         self.proc = subprocess.Popen(
             [holdfast_bin(), "run", "--config", str(self.config_path), "--admin-listen",
              hp(self.admin), "--workers", str(workers), "--log-level", log_level,
-             "--drain-timeout", str(drain_timeout)],
+             "--drain-timeout", str(drain_timeout)] + list(extra_args),
             stdout=subprocess.DEVNULL, stderr=self._stderr, env=env, cwd=str(self.tmp))
         if wait_ready:
             wait_for(self.ready, timeout=20, what="holdfast /readyz")

@@ -93,3 +93,30 @@ def test_sigterm_closes_the_shared_listening_sockets(holdfast, addrs):
     wait_for(refused, timeout=5, what="connections refused while draining")
     assert hf.proc.poll() is None, "holdfast exited instead of draining the held request"
     held.close()
+
+
+def test_shutdown_delay_keeps_accepting_while_not_ready(holdfast, addrs, backend_cmd):
+    """--shutdown-delay: after SIGTERM /readyz fails at once (so the replica leaves its
+    Service's endpoints), but connections that still arrive during the delay (kube-proxy has
+    not caught up yet) are accepted and answered; only then are the listeners closed and the
+    process drains and exits."""
+    a, back = addrs.listener(), addrs.backend()
+    hf = holdfast.start({"services": [service("s", [a], [back], backend_cmd("http", back, "b"))]},
+                        extra_args=("--shutdown-delay", "3"))
+    s = connect(a)
+    s.sendall(get_request("/before"))
+    assert Reader(s).read_response().status == 200
+    s.close()
+    hf.signal(15)
+    wait_for(lambda: not hf.ready(), timeout=5, what="/readyz failing after SIGTERM")
+    answered = 0
+    for i in range(5):  # still inside the 3 s delay: every new connection is served
+        c = connect(a, timeout=5)
+        c.sendall(get_request("/during-%d" % i))
+        r = Reader(c).read_response()
+        c.close()
+        assert r.status == 200 and r.json()["backend"] == "b", r
+        answered += 1
+    assert answered == 5 and hf.proc.poll() is None
+    hf.wait_log("draining: listeners closed, finishing held and relayed connections", timeout=10)
+    assert hf.wait_exit(10) == 0
