@@ -1,5 +1,7 @@
-"""kubesim's built-in rbac.authorization.k8s.io/v1, policy/v1 and batch/v1 kinds and the Job and
-disruption controllers, checked with the real kubectl and python3-kubernetes."""
+"""kubesim's built-in rbac.authorization.k8s.io/v1, policy/v1 and batch/v1 kinds, the Job and
+disruption controllers, ServiceAccount tokens from the TokenRequest API and RBAC authorization,
+checked with the real kubectl and python3-kubernetes."""
+import json
 import os
 import subprocess
 import time
@@ -97,13 +99,22 @@ def job_pods(sim, ns, name):
 def test_discovery_lists_the_new_kinds(cluster):
     out = kubectl_ok(cluster, "api-resources", "-o", "wide")
     for line in ("clusterrolebindings", "clusterroles", "rolebindings", "roles", "poddisruptionbudgets",
-                 "jobs"):
+                 "jobs", "selfsubjectaccessreviews", "selfsubjectrulesreviews", "subjectaccessreviews",
+                 "localsubjectaccessreviews", "selfsubjectreviews", "tokenreviews"):
         assert any(l.split()[0] == line for l in out.splitlines()), (line, out)
     pdb = next(l for l in out.splitlines() if l.startswith("poddisruptionbudgets"))
     assert "pdb" in pdb.split() and "policy/v1" in pdb
+    core = cluster.get("/api/v1")["resources"]
+    tok = next(r for r in core if r["name"] == "serviceaccounts/token")
+    assert (tok["group"], tok["version"], tok["kind"], tok["verbs"]) == ("authentication.k8s.io", "v1",
+                                                                        "TokenRequest", ["create"])
     index = cluster.get("/openapi/v3")["paths"]
     for gv in ("apis/rbac.authorization.k8s.io/v1", "apis/policy/v1", "apis/batch/v1"):
         assert gv in index, sorted(index)
+    # the bootstrap policy of a new cluster
+    crbs = kubectl_ok(cluster, "get", "clusterrolebindings", "-o", "name").split()
+    for name in ("cluster-admin", "system:discovery", "system:basic-user", "system:public-info-viewer"):
+        assert "clusterrolebinding.rbac.authorization.k8s.io/" + name in crbs
 
 
 # ------------------------------------------------------------------ RBAC objects
@@ -183,6 +194,228 @@ def test_cluster_role_aggregation(cluster, ns):
 
 
 # ------------------------------------------------------------------ tokens and RBAC
+
+def test_token_request_authenticates_the_service_account(cluster, ns):
+    kubectl_ok(cluster, "create", "sa", "bot", "-n", ns)
+    # new namespaces get their "default" ServiceAccount, as from the ServiceAccount controller
+    assert cluster.exists("/api/v1/namespaces/%s/serviceaccounts/default" % ns)
+    kc = TokenKubectl(cluster, sa_token(cluster, ns, "bot"), ns + "-bot")
+    who = kc("auth", "whoami", "-o", "json")
+    assert who.returncode == 0, who.stderr
+    info = json.loads(who.stdout)["status"]["userInfo"]
+    assert info["username"] == "system:serviceaccount:%s:bot" % ns
+    assert info["groups"] == ["system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"]
+    # authenticated, but granted nothing but discovery and self-reviews
+    r = kc("get", "pods", "-n", ns)
+    assert r.returncode == 1
+    assert ('Error from server (Forbidden): pods is forbidden: User "system:serviceaccount:%s:bot" cannot list '
+            'resource "pods" in API group "" in the namespace "%s"' % (ns, ns)) in r.stderr, r.stderr
+    code, st = cluster.request("GET", "/api/v1/namespaces/%s/pods/x" % ns, token=kc.token)
+    assert code == 403 and st["reason"] == "Forbidden" and st["details"] == {"name": "x", "kind": "pods"}, st
+    assert st["message"] == ('pods "x" is forbidden: User "system:serviceaccount:%s:bot" cannot get resource '
+                             '"pods" in API group "" in the namespace "%s"' % (ns, ns))
+    code, st = cluster.request("GET", "/apis", token=kc.token)
+    assert code == 200 and st["kind"] == "APIGroupList"
+    # the TokenRequest object
+    code, tr = cluster.request("POST", "/api/v1/namespaces/%s/serviceaccounts/bot/token" % ns,
+                               {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                "spec": {"expirationSeconds": 700}})
+    assert code == 201 and tr["kind"] == "TokenRequest" and tr["spec"]["expirationSeconds"] == 700, tr
+    assert tr["spec"]["audiences"] == ["https://kubernetes.default.svc.cluster.local"]
+    assert tr["status"]["token"].count(".") == 2 and tr["status"]["expirationTimestamp"].endswith("Z")
+    code, st = cluster.request("POST", "/api/v1/namespaces/%s/serviceaccounts/bot/token" % ns,
+                               {"spec": {"expirationSeconds": 60}})
+    assert code == 422 and "may not specify a duration less than 10 minutes" in st["message"], st
+    # the account must exist
+    err = kubectl_fail(cluster, "create", "token", "nobody", "-n", ns)
+    assert 'serviceaccounts "nobody" not found' in err, err
+    # a token for another audience is not one for the API server
+    other = sa_token(cluster, ns, "bot", "--audience", "vault")
+    assert cluster.request("GET", "/api/v1/namespaces/%s/pods" % ns, token=other)[0] == 401
+    # TokenReview
+    code, rev = cluster.request("POST", "/apis/authentication.k8s.io/v1/tokenreviews", {
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": kc.token}})
+    assert code == 201 and rev["status"]["authenticated"] is True
+    assert rev["status"]["user"]["username"] == "system:serviceaccount:%s:bot" % ns
+    # deleting the account invalidates its tokens
+    kubectl_ok(cluster, "delete", "sa", "bot", "-n", ns)
+    assert cluster.request("GET", "/apis", token=kc.token)[0] == 401
+    kubectl_ok(cluster, "create", "sa", "bot", "-n", ns)
+    assert cluster.request("GET", "/apis", token=kc.token)[0] == 401, "a new account of the same name"
+    assert cluster.request("GET", "/apis", token="not-a-token")[0] == 401
+
+
+def test_rbac_authorizes_service_account_tokens(cluster, ns):
+    other = ns + "-x"
+    kubectl_ok(cluster, "create", "namespace", other)
+    for n in (ns, other):
+        kubectl_ok(cluster, "create", "sa", "bot", "-n", n)
+    me = "system:serviceaccount:%s:bot" % ns
+    kc = TokenKubectl(cluster, sa_token(cluster, ns, "bot"), ns + "-rbac")
+
+    def can(*args):
+        return cluster.request(*args, token=kc.token)[0]
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "one"}, "data": {}}
+    for n in (ns, other):
+        cluster.create("/api/v1/namespaces/%s/configmaps" % n, cm)
+    cluster.create("/api/v1/namespaces/%s/configmaps" % ns, dict(cm, metadata={"name": "two"}))
+    assert can("GET", "/api/v1/namespaces/%s/configmaps" % ns) == 403
+    # a Role bound by a RoleBinding: that namespace only; resourceNames: those objects only
+    apply(cluster, ns, role("cm", [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"],
+                                    "resourceNames": ["one"]}]),
+          binding("cm", "Role", "cm", [sa_subject("bot")]))
+    wait_for(lambda: can("GET", "/api/v1/namespaces/%s/configmaps/one" % ns) == 200, what="the grant")
+    assert can("GET", "/api/v1/namespaces/%s/configmaps/two" % ns) == 403
+    assert can("GET", "/api/v1/namespaces/%s/configmaps/one" % other) == 403
+    assert can("GET", "/api/v1/namespaces/%s/configmaps" % ns) == 403           # a list names no object
+    # a list of one name (fieldSelector metadata.name=one) is authorized as a request for that name
+    assert can("GET", "/api/v1/namespaces/%s/configmaps?fieldSelector=metadata.name%%3Done" % ns) == 200
+    assert can("GET", "/api/v1/namespaces/%s/configmaps?fieldSelector=metadata.name%%3Dtwo" % ns) == 403
+    # a RoleBinding to a ClusterRole grants it in the binding's namespace only
+    kubectl_ok(cluster, "apply", "-f", "-", input=yaml.safe_dump(role(
+        "lister-" + ns, [{"apiGroups": ["", "apps"], "resources": ["configmaps", "deployments/scale"],
+                          "verbs": ["list", "get", "patch"]}], kind="ClusterRole")))
+    apply(cluster, other, binding("lister", "ClusterRole", "lister-" + ns, [sa_subject("bot", ns)]))
+    wait_for(lambda: can("GET", "/api/v1/namespaces/%s/configmaps" % other) == 200, what="the grant")
+    assert can("GET", "/api/v1/namespaces/%s/configmaps" % ns) == 403
+    assert can("GET", "/api/v1/configmaps") == 403                              # not cluster-wide
+    # subresources: deployments/scale is not deployments
+    cluster.create("/apis/apps/v1/namespaces/%s/deployments" % other, deployment("web", 0))
+    assert can("GET", "/apis/apps/v1/namespaces/%s/deployments/web/scale" % other) == 200
+    assert can("GET", "/apis/apps/v1/namespaces/%s/deployments/web" % other) == 403
+    code, body = cluster.request("PATCH", "/apis/apps/v1/namespaces/%s/deployments/web/scale" % other,
+                                 {"spec": {"replicas": 0}}, "application/merge-patch+json", token=kc.token)
+    assert code == 200, body
+    code, st = cluster.request("PATCH", "/apis/apps/v1/namespaces/%s/deployments/web" % other,
+                               {"spec": {"replicas": 0}}, "application/merge-patch+json", token=kc.token)
+    assert code == 403 and st["message"] == (
+        'deployments.apps "web" is forbidden: User "%s" cannot patch resource "deployments" in API group "apps" '
+        'in the namespace "%s"' % (me, other)), st
+    # a ClusterRoleBinding grants cluster-wide; "*" verbs and apiGroups, "*/status" subresources
+    kubectl_ok(cluster, "apply", "-f", "-", input=yaml.safe_dump_all([
+        role("star-" + ns, [{"apiGroups": ["*"], "resources": ["leases", "*/status"], "verbs": ["*"]},
+                            {"nonResourceURLs": ["/metrics", "/logs/*"], "verbs": ["get"]}], kind="ClusterRole"),
+        binding("star-" + ns, "ClusterRole", "star-" + ns, [sa_subject("bot", ns)], kind="ClusterRoleBinding")]))
+    wait_for(lambda: can("GET", "/apis/coordination.k8s.io/v1/leases") == 200, what="the cluster-wide grant")
+    assert can("GET", "/api/v1/namespaces/%s/pods/nope/status" % ns) == 404   # allowed, then not found
+    assert can("GET", "/api/v1/namespaces/%s/pods/nope" % ns) == 403
+    code, st = cluster.request("GET", "/openapi/v3", token=kc.token)
+    assert code == 200
+    kubectl_ok(cluster, "delete", "clusterrolebinding", "star-" + ns)
+    kubectl_ok(cluster, "delete", "clusterrole", "star-" + ns, "lister-" + ns)
+    wait_for(lambda: can("GET", "/apis/coordination.k8s.io/v1/leases") == 403, what="the grant withdrawn")
+    kubectl_ok(cluster, "delete", "namespace", other, "--wait=false")
+
+
+def test_bindings_that_do_not_grant(cluster, ns):
+    """What the stand-in --rules could not catch: a subject in the wrong namespace, a roleRef to a
+    role that does not exist, a Role of another namespace."""
+    other = ns + "-y"
+    kubectl_ok(cluster, "create", "namespace", other)
+    kubectl_ok(cluster, "create", "sa", "bot", "-n", ns)
+    kc = TokenKubectl(cluster, sa_token(cluster, ns, "bot"), ns + "-nogrant")
+    me = "system:serviceaccount:%s:bot" % ns
+    pods = "/api/v1/namespaces/%s/pods" % ns
+    r = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+    apply(cluster, ns, role("pods", r))
+    apply(cluster, other, role("pods-there", r))
+    # the subject names bot in another namespace
+    apply(cluster, ns, binding("elsewhere", "Role", "pods", [sa_subject("bot", other)]))
+    # a ServiceAccount subject without a namespace is the binding's namespace: here, the other one
+    apply(cluster, other, binding("implicit", "Role", "pods-there", [sa_subject("bot")]))
+    # the roleRef names a Role that is in another namespace (a RoleBinding refers to its own)
+    apply(cluster, ns, binding("ref-other-ns", "Role", "pods-there", [sa_subject("bot")]))
+    time.sleep(0.3)
+    code, st = cluster.request("GET", pods, token=kc.token)
+    assert code == 403, st
+    assert st["message"] == ('pods is forbidden: User "%s" cannot list resource "pods" in API group "" in the '
+                             'namespace "%s": RBAC: role.rbac.authorization.k8s.io "pods-there" not found'
+                             % (me, ns)), st
+    assert cluster.request("GET", "/api/v1/namespaces/%s/pods" % other, token=kc.token)[0] == 403
+    # the right binding
+    apply(cluster, ns, binding("right", "Role", "pods", [sa_subject("bot")]))
+    wait_for(lambda: cluster.request("GET", pods, token=kc.token)[0] == 200, what="the grant")
+    r2 = kc("auth", "can-i", "list", "pods", "-n", ns)
+    assert (r2.returncode, r2.stdout.strip()) == (0, "yes"), r2.stderr
+    kubectl_ok(cluster, "delete", "namespace", other, "--wait=false")
+
+
+def test_kubectl_auth_can_i_and_access_reviews(cluster, ns):
+    kubectl_ok(cluster, "create", "sa", "bot", "-n", ns)
+    me = "system:serviceaccount:%s:bot" % ns
+    apply(cluster, ns, role("scaler", [{"apiGroups": ["apps"], "resources": ["deployments/scale"],
+                                        "verbs": ["get", "patch"]}]),
+          binding("scaler", "Role", "scaler", [sa_subject("bot")]),
+          role("group", [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]),
+          binding("group", "Role", "group", [{"kind": "Group", "name": "team", "apiGroup": RBAC}]))
+
+    def can_i(*args):
+        r = cluster.kubectl("auth", "can-i", *args, check=False)
+        assert r.returncode in (0, 1), r.stderr
+        return (r.returncode, r.stdout.strip())
+    assert can_i("patch", "deployments.apps", "--subresource=scale", "-n", ns, "--as", me) == (0, "yes")
+    assert can_i("patch", "deployments.apps", "-n", ns, "--as", me) == (1, "no")
+    assert can_i("patch", "deployments.apps", "--subresource=scale", "-n", "default", "--as", me) == (1, "no")
+    assert can_i("get", "secrets", "-n", ns, "--as", "carol") == (1, "no")
+    assert can_i("get", "secrets", "-n", ns, "--as", "carol", "--as-group", "team") == (0, "yes")
+    assert can_i("delete", "nodes", "--as", "root", "--as-group", "system:masters") == (0, "yes")
+    assert can_i("get", "secrets", "-n", ns) == (0, "yes")          # the admin
+    out = kubectl_ok(cluster, "auth", "can-i", "--list", "-n", ns, "--as", me)
+    assert "deployments.apps/scale" in out and "[get patch]" in out, out
+    # with the account's own token: SelfSubjectAccessReview, impersonation refused
+    kc = TokenKubectl(cluster, sa_token(cluster, ns, "bot"), ns + "-cani")
+    r = kc("auth", "can-i", "get", "deployments.apps/web", "--subresource=scale", "-n", ns)
+    assert (r.returncode, r.stdout.strip()) == (0, "yes"), r.stderr
+    r = kc("auth", "can-i", "get", "secrets", "-n", ns)
+    assert (r.returncode, r.stdout.strip()) == (1, "no"), r.stderr
+    r = kc("get", "pods", "-n", ns, "--as", "system:admin")
+    assert r.returncode == 1 and ('users "system:admin" is forbidden: User "%s" cannot impersonate resource "users" '
+                                  'in API group "" at the cluster scope' % me) in r.stderr, r.stderr
+    # the review objects
+    code, rev = cluster.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", {
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"namespace": ns, "verb": "patch", "group": "apps",
+                                        "resource": "deployments", "subresource": "scale"}}}, token=kc.token)
+    assert code == 201 and rev["status"] == {
+        "allowed": True, "reason": 'RBAC: allowed by RoleBinding "scaler/%s" of Role "scaler" to ServiceAccount '
+                                   '"bot/%s"' % (ns, ns)}, rev
+    code, rev = cluster.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": "dave", "groups": ["team"], "resourceAttributes": {"namespace": ns, "verb": "get",
+                                                                             "resource": "secrets"}}})
+    assert code == 201 and rev["status"]["allowed"] is True, rev
+    code, rev = cluster.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": "dave", "resourceAttributes": {"namespace": ns, "verb": "get", "resource": "secrets"}}})
+    assert code == 201 and rev["status"] == {"allowed": False}, rev
+    code, st = cluster.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {"user": "dave"}},
+        token=kc.token)
+    assert code == 403 and "cannot create resource \"subjectaccessreviews\"" in st["message"], st
+    code, st = cluster.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", {
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {}})
+    assert code == 422 and "exactly one of nonResourceAttributes or resourceAttributes" in st["message"], st
+
+
+def test_rules_file_tokens_still_work_and_union_with_rbac(make_sim, tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"tokens": {"limited": {"user": "system:serviceaccount:hf:hf", "rules": [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"], "namespaces": ["default"]}]}}}))
+    sim = make_sim(rules=str(rules))
+    assert sim.request("GET", "/api/v1/namespaces/default/configmaps", token="limited")[0] == 200
+    code, st = sim.request("GET", "/api/v1/namespaces/kube-system/configmaps", token="limited")
+    assert code == 403 and st["message"] == (
+        'configmaps is forbidden: User "system:serviceaccount:hf:hf" cannot list resource "configmaps" in API '
+        'group "" in the namespace "kube-system"'), st
+    assert sim.request("GET", "/apis", token="limited")[0] == 200    # system:discovery, as any authenticated user
+    sim.kubectl("create", "namespace", "hf")
+    sim.kubectl("create", "rolebinding", "v", "-n", "kube-system", "--clusterrole=cr",
+                "--serviceaccount=hf:hf")
+    sim.kubectl("create", "clusterrole", "cr", "--verb=list", "--resource=configmaps")
+    wait_for(lambda: sim.request("GET", "/api/v1/namespaces/kube-system/configmaps", token="limited")[0] == 200,
+             what="RBAC grants a rules-file user too")
+    assert sim.request("GET", "/api/v1/namespaces/hf/configmaps", token="limited")[0] == 403
+
 
 # ------------------------------------------------------------------ Jobs
 
@@ -376,11 +609,12 @@ def test_pod_disruption_budget_status_and_validation(cluster, ns):
 
 # ------------------------------------------------------------------ python3-kubernetes
 
-def test_python_client_rbac_batch_policy(cluster, ns):
+def test_python_client_rbac_batch_policy_and_tokens(cluster, ns):
     from kubernetes import client
     api = cluster.python_client()
     core, rbac, batch, policy = (client.CoreV1Api(api), client.RbacAuthorizationV1Api(api), client.BatchV1Api(api),
                                  client.PolicyV1Api(api))
+    authz = client.AuthorizationV1Api(api)
     core.create_namespaced_service_account(ns, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="bot")))
     rbac.create_namespaced_role(ns, client.V1Role(
         metadata=client.V1ObjectMeta(name="jobs"),
@@ -390,18 +624,38 @@ def test_python_client_rbac_batch_policy(cluster, ns):
         role_ref=client.V1RoleRef(api_group=RBAC, kind="Role", name="jobs"),
         subjects=[client.V1Subject(kind="ServiceAccount", name="bot", namespace=ns)]))
     assert [b.metadata.name for b in rbac.list_namespaced_role_binding(ns).items] == ["jobs"]
+    assert rbac.read_cluster_role("cluster-admin").rules[0].verbs == ["*"]
     with pytest.raises(client.ApiException) as e:
         rbac.patch_namespaced_role_binding("jobs", ns, {"roleRef": {"apiGroup": RBAC, "kind": "ClusterRole",
                                                                     "name": "x"}})
     assert e.value.status == 422 and "cannot change roleRef" in e.value.body
-    batch.create_namespaced_job(ns, client.V1Job(
+    # a token for the account, from the TokenRequest API, used by another client
+    tr = core.create_namespaced_service_account_token("bot", ns, client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)))
+    cfg = client.Configuration()
+    cfg.host, cfg.ssl_ca_cert = cluster.api_url, cluster.ca_file
+    cfg.api_key = {"authorization": "Bearer " + tr.status.token}
+    bot = client.ApiClient(cfg)
+    bbatch = client.BatchV1Api(bot)
+    bbatch.create_namespaced_job(ns, client.V1Job(
         metadata=client.V1ObjectMeta(name="pyjob"),
         spec=client.V1JobSpec(backoff_limit=0, template=client.V1PodTemplateSpec(spec=client.V1PodSpec(
             restart_policy="Never", containers=[client.V1Container(name="c", image="kubesim/sh",
                                                                    args=["-c", "true"])])))))
+    with pytest.raises(client.ApiException) as e:
+        client.CoreV1Api(bot).list_namespaced_pod(ns)
+    assert e.value.status == 403 and json.loads(e.value.body)["reason"] == "Forbidden"
+    ssar = client.AuthorizationV1Api(bot).create_self_subject_access_review(client.V1SelfSubjectAccessReview(
+        spec=client.V1SelfSubjectAccessReviewSpec(resource_attributes=client.V1ResourceAttributes(
+            namespace=ns, verb="create", group="batch", resource="jobs"))))
+    assert ssar.status.allowed is True and "RoleBinding \"jobs/%s\"" % ns in ssar.status.reason
+    sar = authz.create_subject_access_review(client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
+        user="system:serviceaccount:%s:bot" % ns, resource_attributes=client.V1ResourceAttributes(
+            namespace=ns, verb="delete", group="batch", resource="jobs"))))
+    assert sar.status.allowed is False
 
     def complete():
-        j = batch.read_namespaced_job("pyjob", ns)
+        j = bbatch.read_namespaced_job("pyjob", ns)
         return j.status.succeeded == 1 and any(c.type == "Complete" and c.status == "True"
                                                for c in j.status.conditions or []) and j
     j = wait_for(complete, timeout=30, what="the Job complete")

@@ -17,9 +17,9 @@ import urllib.parse
 
 import yaml
 
-from . import builtins, errors, openapi, patch as patchmod, protobuf, selectors, tables
+from . import auth, builtins, errors, openapi, patch as patchmod, protobuf, selectors, tables
 from .errors import ApiError
-from .util import get_path, set_path
+from .util import get_path, now_rfc3339, set_path
 
 log = logging.getLogger("kubesim.api")
 
@@ -31,60 +31,90 @@ VERSION_INFO = {
 
 
 class Rules:
-    """Optional per-token authorization (RBAC-style allow rules), re-read when the file changes.
+    """Optional per-token authorization (a static token file with RBAC-style allow rules),
+    re-read when the file changes. Unioned with RBAC: a rules token is also granted whatever
+    RoleBindings and ClusterRoleBindings give its user and groups.
 
     File (YAML or JSON):
       tokens:
         <token>:
-          user: system:serviceaccount:ns:name     # used in 403 messages
+          user: system:serviceaccount:ns:name     # the user name (403 messages, RBAC subjects)
+          groups: [team-a]                        # optional; system:authenticated is always added
           rules:                                  # RBAC PolicyRules; whatever is not allowed is forbidden
             - apiGroups: ["apps"]
               resources: ["deployments/scale"]     # "*" and "<plural>/*" work as in RBAC
               verbs: ["get", "patch"]
               namespaces: ["demo"]                 # optional (kubesim extension; RBAC uses RoleBindings)
               resourceNames: ["web"]               # optional
+            - nonResourceURLs: ["/metrics"]        # optional, as in RBAC
+              verbs: ["get"]
     """
 
     def __init__(self, path):
         self.path = path
         self.mtime = None
         self.tokens = {}
+        self.lock = threading.Lock()
 
     def _load(self):
         if not self.path:
             return
-        try:
-            m = os.stat(self.path).st_mtime_ns
-        except OSError:
-            self.tokens = {}
-            return
-        if m != self.mtime:
-            with open(self.path) as f:
-                doc = yaml.safe_load(f) or {}
-            self.tokens = doc.get("tokens") or {}
-            self.mtime = m
+        with self.lock:
+            try:
+                m = os.stat(self.path).st_mtime_ns
+            except OSError:
+                self.tokens = {}
+                return
+            if m != self.mtime:
+                with open(self.path) as f:
+                    doc = yaml.safe_load(f) or {}
+                self.tokens = doc.get("tokens") or {}
+                self.mtime = m
 
     def user(self, token):
+        """The auth.User of a rules token, or None."""
         self._load()
         t = self.tokens.get(token)
-        return None if t is None else (t.get("user") or "kubesim-user")
+        if t is None:
+            return None
+        groups = [g for g in t.get("groups") or [] if g != "system:authenticated"] + ["system:authenticated"]
+        return auth.User(t.get("user") or "kubesim-user", groups, admin="system:masters" in groups, token=token)
 
-    def allowed(self, token, verb, group, resource, ns, name):
+    def allowed(self, token, a):
         self._load()
         for r in (self.tokens.get(token) or {}).get("rules") or []:
-            if not _match(r.get("verbs"), verb) or not _match(r.get("apiGroups"), group):
+            if not _match(r.get("verbs"), a.verb):
                 continue
+            if not a.resource_request:
+                if auth.rule_allows({"verbs": ["*"], "nonResourceURLs": r.get("nonResourceURLs")}, a):
+                    return True
+                continue
+            if not _match(r.get("apiGroups"), a.group):
+                continue
+            resource = a.combined()
             res_ok = any(x == "*" or x == resource or (x.endswith("/*") and resource.startswith(x[:-1]))
                          or (x.startswith("*/") and resource.endswith(x[1:]))
                          for x in r.get("resources") or [])
             if not res_ok:
                 continue
-            if r.get("namespaces") and ns not in r["namespaces"]:
+            if r.get("namespaces") and a.namespace not in r["namespaces"]:
                 continue
-            if r.get("resourceNames") and name not in r["resourceNames"]:
+            if r.get("resourceNames") and a.name not in r["resourceNames"]:
                 continue
             return True
         return False
+
+    def rules_for(self, token, namespace):
+        """The token's rules that apply in namespace, as SelfSubjectRulesReview lists them."""
+        self._load()
+        res_rules, nonres = [], []
+        for r in (self.tokens.get(token) or {}).get("rules") or []:
+            if r.get("nonResourceURLs"):
+                nonres.append({"verbs": list(r.get("verbs") or []), "nonResourceURLs": list(r["nonResourceURLs"])})
+            elif not r.get("namespaces") or namespace in r["namespaces"]:
+                out = {k: list(r[k]) for k in ("verbs", "apiGroups", "resources", "resourceNames") if r.get(k)}
+                res_rules.append(out)
+        return res_rules, nonres
 
 
 def _match(lst, v):
@@ -108,6 +138,8 @@ class ApiServer:
         self.registry = registry
         self.token = token
         self.rules = Rules(rules_file)
+        self.rbac = auth.RBACAuthorizer(store, registry)
+        self.tokens = auth.TokenIssuer(store, registry)
         self.base_latency = latency_ms / 1000.0
         self.extra_latency = 0.0
         self.extra_latency_until = 0.0
@@ -228,7 +260,11 @@ class ApiServer:
                 return h.send_raw(200, b"ok", "text/plain; charset=utf-8")
             if path == "/version":
                 return h.send_json(200, VERSION_INFO)
-            token = self._authenticate(h)
+            user = self._impersonate(h, self._authenticate(h))
+            if path.startswith("/openapi") or _is_discovery(path):
+                self._authorize(user, auth.Attributes(method.lower(), path=path))
+                if method != "GET":
+                    raise errors.method_not_allowed()
             if path.startswith("/openapi"):
                 return h.send_json(200, self._openapi(path))
             doc = self._discovery(path)
@@ -236,8 +272,8 @@ class ApiServer:
                 return h.send_json(200, doc)
             req = self._route(path, query)
             verb = self._verb(method, req)
-            self._authorize(token, verb, req)
-            return self._serve(h, method, verb, req)
+            self._authorize(user, self._attributes(verb, req))
+            return self._serve(h, method, verb, req, user)
         except ApiError as e:
             h.send_json(e.code, e.status(), e.headers)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
@@ -246,25 +282,79 @@ class ApiServer:
             log.exception("internal error on %s %s", method, h.path)
             h.send_json(500, errors.status_object(500, "InternalError", "Internal error occurred: %s" % e))
 
-    def _authenticate(self, h):
-        auth = h.headers.get("Authorization", "")
-        token = auth[7:].strip() if auth.startswith("Bearer ") else None
-        if token and (token == self.token or self.rules.user(token)):
-            return token
-        raise ApiError(401, "Unauthorized", "Unauthorized")
-
-    def _authorize(self, token, verb, req):
+    def authenticate_token(self, token):
+        """The auth.User a bearer token stands for, or None."""
+        if not token:
+            return None
         if token == self.token:
-            return
-        resource = req.res.plural + ("/" + req.sub if req.sub else "")
-        if self.rules.allowed(token, verb, req.res.group, resource, req.ns or "", req.name or ""):
-            return
-        user = self.rules.user(token)
-        where = ' in the namespace "%s"' % req.ns if req.ns else " at the cluster scope"
-        subject = '%s "%s"' % (errors.qualified(req.res), req.name) if req.name else errors.qualified(req.res)
-        raise ApiError(403, "Forbidden", '%s is forbidden: User "%s" cannot %s resource "%s" in API group "%s"%s'
-                       % (subject, user, verb, resource, req.res.group, where),
-                       {"name": req.name or "", "group": req.res.group, "kind": req.res.plural})
+            return auth.User(auth.ADMIN_USER, ["system:masters", "system:authenticated"], admin=True, token=token)
+        return self.rules.user(token) or self.tokens.verify(token)
+
+    def _authenticate(self, h):
+        auth_header = h.headers.get("Authorization", "")
+        token = auth_header[7:].strip() if auth_header.startswith("Bearer ") else None
+        user = self.authenticate_token(token)
+        if user is None:
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+        return user
+
+    def _impersonate(self, h, user):
+        """Impersonate-User / Impersonate-Group / Impersonate-Uid (kubectl --as, --as-group), each
+        authorized with the `impersonate` verb as the real impersonation filter does."""
+        name = h.headers.get("Impersonate-User")
+        groups = h.headers.get_all("Impersonate-Group") or []
+        uid = h.headers.get("Impersonate-Uid")
+        if name is None and not groups and uid is None:
+            return user
+        if not name:
+            raise ApiError(500, "InternalError", "Internal error occurred: requested %s without impersonating a user"
+                           % ("groups" if groups else "uid"))
+        checks = []
+        sa = auth.split_sa_username(name)
+        if sa:
+            checks.append(auth.Attributes("impersonate", "", "serviceaccounts", namespace=sa[0], name=sa[1]))
+        else:
+            checks.append(auth.Attributes("impersonate", "", "users", name=name))
+        checks += [auth.Attributes("impersonate", "", "groups", name=g) for g in groups]
+        if uid:
+            checks.append(auth.Attributes("impersonate", "authentication.k8s.io", "uids", name=uid))
+        for a in checks:
+            allowed, reason = self.authorize(user, a)
+            if not allowed:
+                raise ApiError(403, "Forbidden", auth.forbidden_message(user.name, a, reason),
+                               _details(a.name, a.group, a.resource))
+        if sa and not groups:
+            groups = auth.sa_groups(sa[0])
+        elif name != "system:anonymous" and not {"system:authenticated", "system:unauthenticated"} & set(groups):
+            groups = groups + ["system:authenticated"]
+        return auth.User(name, groups, uid or "", admin="system:masters" in groups)
+
+    def authorize(self, user, a):
+        """(allowed, reason): system:masters, then the --rules file, then RBAC (a union, as
+        kube-apiserver's authorizer chain)."""
+        if user.admin:
+            return True, ""
+        if user.token and self.rules.allowed(user.token, a):
+            return True, ""
+        return self.rbac.authorize(user, a)
+
+    def _authorize(self, user, a):
+        allowed, reason = self.authorize(user, a)
+        if not allowed:
+            raise ApiError(403, "Forbidden", auth.forbidden_message(user.name, a, reason),
+                           _details(a.name, a.group, a.resource))
+
+    def _attributes(self, verb, req):
+        name = req.name or ""
+        if verb in ("list", "watch") and not name:
+            # as the RequestInfo resolver: a list or watch of one name (fieldSelector
+            # metadata.name=x) is authorized as a request for that name
+            fs = [p.strip() for p in req.q("fieldSelector", "").split(",") if p.strip()]
+            if len(fs) == 1:
+                key, sep, val = fs[0].partition("==") if "==" in fs[0] else fs[0].partition("=")
+                if sep and key.strip() == "metadata.name" and not key.endswith("!"):
+                    name = val.strip()
+        return auth.Attributes(verb, req.res.group, req.res.plural, req.sub or "", req.ns or "", name)
 
     def _openapi(self, path):
         if path == "/openapi/v3":
@@ -324,7 +414,8 @@ class ApiServer:
         name = rest[1] if len(rest) > 1 else None
         sub = "/".join(rest[2:]) if len(rest) > 2 else None
         if sub and not ((sub == "status" and res.status) or (sub == "scale" and res.scale)
-                        or (sub == "log" and res.storage_key == "/pods")):
+                        or (sub == "log" and res.storage_key == "/pods")
+                        or (sub == "token" and res.storage_key == "/serviceaccounts")):
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         return Request(res, version, ns, name, sub, query)
 
@@ -378,8 +469,12 @@ class ApiServer:
 
     # ------------------------------------------------------------ verbs
 
-    def _serve(self, h, method, verb, req):
+    def _serve(self, h, method, verb, req, user):
         store, res = self.store, req.res
+        if res.virtual:
+            return self._review(h, verb, req, user)
+        if req.sub == "token":
+            return self._token_request(h, verb, req)
         sres = self.storage_res(res)
         ns = req.ns if res.namespaced else None
         if verb == "list":
@@ -457,6 +552,132 @@ class ApiServer:
             return h.send_json(200, {"kind": res.kind + "List", "apiVersion": res.api_version(req.version),
                                      "metadata": {"resourceVersion": str(store.rv)}, "items": out})
         raise errors.method_not_allowed()
+
+    # ------------------------------------------------------------ reviews and tokens
+
+    def _review(self, h, verb, req, user):
+        """The create-only types: access reviews, rules review, whoami, token review."""
+        res = req.res
+        if verb != "create" or req.name is not None:
+            raise errors.method_not_allowed()
+        obj = self._decode(h.read_body(), h)
+        self._check_kind(req, obj)
+        spec = obj.get("spec") or {}
+        out = {"kind": res.kind, "apiVersion": res.api_version(req.version),
+               "metadata": {"creationTimestamp": None}, "spec": spec}
+        if res.kind in ("SelfSubjectAccessReview", "SubjectAccessReview", "LocalSubjectAccessReview"):
+            ra, nra = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+            errs = []
+            if ra is not None and nra is not None:
+                errs.append(("spec.nonResourceAttributes", "FieldValueInvalid", "Invalid value: %s: cannot be "
+                             "specified in combination with resourceAttributes" % json.dumps(nra)))
+            if ra is None and nra is None:
+                errs.append(("spec.resourceAttributes", "FieldValueRequired", "Required value: exactly one of "
+                             "nonResourceAttributes or resourceAttributes must be specified"))
+            subject = user
+            if res.kind != "SelfSubjectAccessReview":
+                if not spec.get("user") and not spec.get("groups"):
+                    errs.append(("spec.user", "FieldValueInvalid",
+                                 'Invalid value: "": at least one of user or group must be specified'))
+                groups = list(spec.get("groups") or [])
+                subject = auth.User(spec.get("user") or "", groups, spec.get("uid") or "",
+                                    admin="system:masters" in groups)
+            if res.kind == "LocalSubjectAccessReview":
+                md_ns = (obj.get("metadata") or {}).get("namespace") or req.ns
+                if md_ns != req.ns:
+                    raise errors.bad_request("metadata.namespace must match the request namespace")
+                if nra is not None:
+                    errs.append(("spec.nonResourceAttributes", "FieldValueInvalid",
+                                 "Invalid value: %s: disallowed on this kind of request" % json.dumps(nra)))
+                if ra is not None and ra.get("namespace", req.ns) != req.ns:
+                    raise errors.bad_request("spec.resourceAttributes.namespace must match namespace: %s" % req.ns)
+                if ra is not None:
+                    ra["namespace"] = req.ns
+                out["metadata"]["namespace"] = req.ns
+            if errs:
+                raise errors.invalid(res.kind, res.group, "", errs)
+            if ra is not None:
+                a = auth.Attributes(ra.get("verb", ""), ra.get("group", ""), ra.get("resource", ""),
+                                    ra.get("subresource", ""), ra.get("namespace", ""), ra.get("name", ""))
+            else:
+                a = auth.Attributes(nra.get("verb", ""), path=nra.get("path", ""))
+            allowed, reason = self.authorize(subject, a)
+            out["status"] = {"allowed": allowed}
+            if reason:
+                out["status"]["reason"] = reason
+        elif res.kind == "SelfSubjectRulesReview":
+            ns = spec.get("namespace", "")
+            if not ns:
+                raise errors.invalid(res.kind, res.group, "", [("spec.namespace", "FieldValueRequired",
+                                                                "Required value")])
+            rr, nr, errs = self.rbac.rules_for(user, ns)
+            if user.token and not user.admin:
+                frr, fnr = self.rules.rules_for(user.token, ns)
+                rr, nr = frr + rr, fnr + nr
+            out["status"] = {"resourceRules": rr, "nonResourceRules": nr, "incomplete": bool(errs)}
+            if errs:
+                out["status"]["evaluationError"] = errs[0] if len(errs) == 1 else "[" + ", ".join(errs) + "]"
+        elif res.kind == "SelfSubjectReview":
+            out.pop("spec")
+            out["status"] = {"userInfo": user.info()}
+        elif res.kind == "TokenReview":
+            if not spec.get("token"):
+                raise errors.invalid(res.kind, res.group, "", [("spec.token", "FieldValueRequired", "Required value")])
+            auds = spec.get("audiences") or [auth.API_AUDIENCE]
+            who = None
+            for aud in auds:
+                who = (self.tokens.verify(spec["token"], aud) or
+                       (self.authenticate_token(spec["token"]) if aud == auth.API_AUDIENCE else None))
+                if who is not None:
+                    break
+            out["status"] = {"authenticated": True, "user": who.info(), "audiences": auds} if who else \
+                {"user": {}, "error": "[invalid bearer token, service account token has been invalidated]"}
+        return h.send_json(201, out)
+
+    def _token_request(self, h, verb, req):
+        """POST serviceaccounts/{name}/token (TokenRequest): a JWT for the account."""
+        if verb != "create":
+            raise errors.method_not_allowed()
+        sa = self.store.get(req.res, req.ns, req.name)
+        body = h.read_body()
+        obj = self._decode(body, h) if body.strip() else {}
+        if not isinstance(obj, dict):
+            raise errors.bad_request("Object 'Kind' is missing in '%s'" % json.dumps(obj))
+        spec = dict(obj.get("spec") or {})
+        exp = spec.get("expirationSeconds")
+        exp = 3600 if exp is None else exp
+        if not isinstance(exp, int) or exp < 600:
+            raise errors.invalid("TokenRequest", "authentication.k8s.io", req.name, [(
+                "spec.expirationSeconds", "FieldValueInvalid",
+                "Invalid value: %s: may not specify a duration less than 10 minutes" % json.dumps(exp))])
+        if exp > 2 ** 32:
+            raise errors.invalid("TokenRequest", "authentication.k8s.io", req.name, [(
+                "spec.expirationSeconds", "FieldValueInvalid",
+                "Invalid value: %d: may not specify a duration larger than 2^32 seconds" % exp)])
+        spec["expirationSeconds"] = exp
+        spec["audiences"] = list(spec.get("audiences") or [auth.API_AUDIENCE])
+        bound = None
+        ref = spec.get("boundObjectRef")
+        if ref:
+            plural = {"Pod": "pods", "Secret": "secrets", "Node": "nodes"}.get(ref.get("kind"))
+            if plural is None:
+                raise errors.invalid("TokenRequest", "authentication.k8s.io", req.name, [(
+                    "spec.boundObjectRef.kind", "FieldValueNotSupported",
+                    'Unsupported value: "%s": supported values: "Pod", "Secret", "Node"' % ref.get("kind", ""))])
+            target = self.store.get(self.registry.lookup("", "v1", plural), req.ns if plural != "nodes" else None,
+                                    ref.get("name"))
+            if ref.get("uid") and ref["uid"] != target["metadata"]["uid"]:
+                raise ApiError(409, "Conflict", 'the UID in the bound object reference (%s) does not match the UID '
+                               "in record. The object might have been deleted and then recreated" % ref["uid"])
+            bound = {"kind": ref["kind"], "name": ref["name"], "uid": target["metadata"]["uid"]}
+            spec["boundObjectRef"] = dict(ref, uid=bound["uid"])
+        else:
+            spec["boundObjectRef"] = None
+        token, exp_ts = self.tokens.issue(sa, spec, bound)
+        return h.send_json(201, {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                                 "metadata": {"name": req.name, "namespace": req.ns,
+                                              "creationTimestamp": now_rfc3339()},
+                                 "spec": spec, "status": {"token": token, "expirationTimestamp": exp_ts}})
 
     def _pod_log(self, h, req, pod):
         """pods/{name}/log: the container's output so far (no follow)."""
@@ -664,6 +885,15 @@ class ApiServer:
         set_path(cur, res.scale.get("specReplicasPath", ".spec.replicas"), reps)
         out, _ = self.store.update(sres, cur, req.ns, req.name, None, None, "Ignore", dry)
         return self._scale_view(res, out)
+
+
+def _is_discovery(path):
+    parts = path.split("/")
+    return path in ("/api", "/apis", "/api/v1") or (len(parts) in (3, 4) and parts[1] == "apis")
+
+
+def _details(name, group, kind):
+    return {k: v for k, v in (("name", name), ("group", group), ("kind", kind)) if v}
 
 
 def _warn(warnings):

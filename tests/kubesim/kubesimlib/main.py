@@ -59,7 +59,12 @@ def write_kubeconfig(path, server, ca_file, token):
 
 
 def bootstrap(store, registry):
-    """Objects a fresh cluster has: the four namespaces and one node."""
+    """Objects a fresh cluster has: the four namespaces (each with its "default" ServiceAccount),
+    one node, and the default RBAC policy (cluster-admin for system:masters, discovery and
+    self-reviews for every authenticated user)."""
+    from .auth import bootstrap_policy
+    for obj in bootstrap_policy():
+        store.create(registry.by_kind(obj["apiVersion"], obj["kind"]), obj)
     ns_res = registry.lookup("", "v1", "namespaces")
     for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
         store.create(ns_res, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})

@@ -10,7 +10,7 @@ class Resource:
 
     def __init__(self, group, versions, plural, kind, namespaced, short_names=(), singular=None,
                  status=False, scale=None, verbs=ALL_VERBS, categories=(), crd=None,
-                 storage_key=None, printer_columns=None):
+                 storage_key=None, printer_columns=None, virtual=False):
         self.group = group
         self.versions = list(versions)      # served versions, preferred (storage) first
         self.plural = plural
@@ -26,6 +26,8 @@ class Resource:
         # Two types may share storage (core/v1 and events.k8s.io/v1 Events): same storage_key.
         self.storage_key = storage_key or (group + "/" + plural)
         self.printer_columns = printer_columns  # {version: [additionalPrinterColumns]} for CRDs
+        # Create-only types that are answered, never stored (SelfSubjectAccessReview, TokenReview, ...).
+        self.virtual = virtual
 
     @property
     def key(self):
@@ -81,6 +83,18 @@ def builtin_resources():
         R(RBAC, ["v1"], "rolebindings", "RoleBinding", True),
         R("policy", ["v1"], "poddisruptionbudgets", "PodDisruptionBudget", True, ["pdb"], status=True),
         R("batch", ["v1"], "jobs", "Job", True, status=True, categories=["all"]),
+        R("authorization.k8s.io", ["v1"], "selfsubjectaccessreviews", "SelfSubjectAccessReview", False,
+          verbs=["create"], virtual=True),
+        R("authorization.k8s.io", ["v1"], "selfsubjectrulesreviews", "SelfSubjectRulesReview", False,
+          verbs=["create"], virtual=True),
+        R("authorization.k8s.io", ["v1"], "subjectaccessreviews", "SubjectAccessReview", False,
+          verbs=["create"], virtual=True),
+        R("authorization.k8s.io", ["v1"], "localsubjectaccessreviews", "LocalSubjectAccessReview", True,
+          verbs=["create"], virtual=True),
+        R("authentication.k8s.io", ["v1"], "selfsubjectreviews", "SelfSubjectReview", False,
+          verbs=["create"], virtual=True),
+        R("authentication.k8s.io", ["v1"], "tokenreviews", "TokenReview", False, verbs=["create"],
+          virtual=True),
     ]
 
 
@@ -202,6 +216,10 @@ class Registry:
             if r.storage_key == "/pods":
                 out.append({"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod",
                             "verbs": ["get"]})
+            if r.storage_key == "/serviceaccounts":
+                out.append({"name": "serviceaccounts/token", "singularName": "", "namespaced": True,
+                            "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest",
+                            "verbs": ["create"]})
             if r.scale:
                 out.append({"name": r.plural + "/scale", "singularName": "", "namespaced": r.namespaced,
                             "group": "autoscaling", "version": "v1", "kind": "Scale",
