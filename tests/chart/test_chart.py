@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -396,11 +397,7 @@ def sim(tmp_path_factory):
     images = {"kubesim/sleep": {"argv": ["/bin/sleep", "$@"]}}
     if os.access(HOLDFAST, os.X_OK):
         images["ghcr.io/holdfast/holdfast"] = {"argv": [HOLDFAST, "$@"]}
-    rules = os.path.join(str(state), "rules.yaml")
-    with open(rules, "w") as f:
-        yaml.safe_dump({"tokens": {}}, f)
-    s = KubeSim(state, image_map=images, rules=rules)
-    s.rules_path = rules
+    s = KubeSim(state, image_map=images)
     s.start()
     # rbac.authorization.k8s.io, policy and batch are built-in kinds of kubesim; the Prometheus
     # Operator's ServiceMonitor is a CRD (as in a real cluster), here with its real schema for the
@@ -432,34 +429,32 @@ def apply(sim, docs, *extra):
     return p.stdout
 
 
-def grant_chart_rbac(sim, objs, token, sa_user):
-    """Give `token` exactly the rendered chart's RBAC (kubesim --rules) and return a kubeconfig
-    that uses it: the pods then run with nothing more than the chart grants."""
-    with open(sim.rules_path) as f:
-        current = yaml.safe_load(f)
-    rules = []
-    for role in by_kind(objs, "ClusterRole") + by_kind(objs, "Role"):
-        for rule in role["rules"]:
-            rule = dict(rule)
-            if role["kind"] == "Role":
-                rule["namespaces"] = [role["metadata"]["namespace"]]
-            rules.append(rule)
-    current["tokens"][token] = {"user": sa_user, "rules": rules}
-    with open(sim.rules_path + ".tmp", "w") as f:
-        yaml.safe_dump(current, f)
-    os.replace(sim.rules_path + ".tmp", sim.rules_path)
+def sa_kubeconfig(sim, ns, sa, name=None, duration="24h"):
+    """A kubeconfig whose user is the ServiceAccount ns/sa, with a token from the TokenRequest API
+    (`kubectl create token`): kubesim authorizes it with the RBAC objects in the cluster only."""
+    token = sim.kubectl("create", "token", sa, "-n", ns, "--duration=" + duration).stdout.strip()
     with open(sim.kubeconfig) as f:
         kc = yaml.safe_load(f)
     for u in kc["users"]:
         u["user"] = {"token": token}
-    path = os.path.join(sim.state_dir, "kubeconfig-" + token)
-    with open(path, "w") as f:
+    path = os.path.join(sim.state_dir, "kubeconfig-" + (name or "%s-%s" % (ns, sa)))
+    with open(path + ".tmp", "w") as f:
         yaml.safe_dump(kc, f)
-    # the rules file is re-read when it changes: wait until the token works
-    from simctl import wait_for
-    wait_for(lambda: sim.request("GET", "/api/v1/namespaces/x/pods", token=token)[0] != 401, timeout=10,
-             what="kubesim to load the rules")
+    os.replace(path + ".tmp", path)
     return path
+
+
+def grant_chart_rbac(sim, objs, name, sa_user):
+    """A kubeconfig for the chart's pods: the ServiceAccount `sa_user` (system:serviceaccount:NS:SA)
+    as rendered in `objs` is applied, and a token for it requested from the TokenRequest API.
+    It is granted nothing but what the chart's own Roles and bindings grant once they are applied
+    (kubesim evaluates RBAC). `name` names the kubeconfig file."""
+    ns, sa = sa_user.split(":")[2:4]
+    mine = [o for o in by_kind(objs, "ServiceAccount")
+            if o["metadata"]["name"] == sa and o["metadata"].get("namespace") == ns]
+    assert len(mine) == 1, "no ServiceAccount %s/%s in the rendered chart" % (ns, sa)
+    apply(sim, [("serviceaccount.yaml", yaml.safe_dump(mine[0]))])
+    return sa_kubeconfig(sim, ns, sa, name)
 
 
 def pod_logs(sim, ns, prefix):
@@ -549,3 +544,101 @@ def test_kubesim_accepts_the_rendered_chart(sim, variant):
     assert "forbidden" not in logs.lower() and '"code":403' not in logs.replace(" ", ""), logs[-3000:]
     assert 'cannot ' not in logs, logs[-3000:]
 
+
+def can_i(sim, user, *args):
+    """`kubectl auth can-i ... --as user`: kubesim answers from the RBAC objects."""
+    r = sim.kubectl("auth", "can-i", *args, "--as", user, check=False)
+    assert r.returncode in (0, 1) and r.stdout.strip() in ("yes", "no"), (r.returncode, r.stdout, r.stderr)
+    return r.stdout.strip() == "yes"
+
+
+@pytest.mark.parametrize("variant", ["default", "namespaced"])
+def test_the_charts_rbac_as_kubesim_evaluates_it(sim, variant):
+    """The rendered RBAC objects, applied, grant the chart's ServiceAccount what holdfast uses,
+    where it uses it, and nothing else (kubesim evaluates them as the RBAC authorizer does)."""
+    ns = "rbac-" + variant
+    sim.kubectl("create", "namespace", ns)
+    vals = [NAMESPACED] if variant == "namespaced" else []
+    docs = render_chart(CHART, "rb", ns, value_files=vals, no_hooks=True)
+    apply(sim, [d for d in docs if yaml.safe_load(d[1])["kind"] in
+                ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")])
+    me = "system:serviceaccount:%s:rb-holdfast" % ns
+    elsewhere = ["-n", "default"] if variant == "namespaced" else ["-A"]
+    assert can_i(sim, me, "patch", "deployments.apps", "--subresource=scale", "-n", ns)
+    assert can_i(sim, me, "patch", "elastiservices.elasti.truefoundry.com", "--subresource=status", "-n", ns)
+    assert can_i(sim, me, "watch", "services", *elsewhere) == (variant == "default")
+    assert can_i(sim, me, "list", "endpointslices.discovery.k8s.io", "-n", ns)
+    assert can_i(sim, me, "create", "leases.coordination.k8s.io", "-n", ns)
+    assert can_i(sim, me, "update", "leases.coordination.k8s.io/holdfast-leader", "-n", ns)
+    assert not can_i(sim, me, "update", "leases.coordination.k8s.io/other", "-n", ns)
+    assert not can_i(sim, me, "create", "leases.coordination.k8s.io", "-n", "default")
+    for verb, what in (("get", "secrets"), ("update", "deployments.apps"), ("delete", "pods"),
+                       ("get", "configmaps"), ("create", "clusterrolebindings")):
+        assert not can_i(sim, me, verb, what, "-n", ns), (verb, what)
+    # the same answers for a token of the account itself (SelfSubjectAccessReview)
+    kc = sa_kubeconfig(sim, ns, "rb-holdfast")
+    r = subprocess.run(["kubectl", "--kubeconfig", kc, "--cache-dir", os.path.join(sim.state_dir, "kc-cache"),
+                        "auth", "can-i", "get", "deployments.apps/scale", "-n", ns], capture_output=True, text=True)
+    assert (r.returncode, r.stdout.strip()) == (0, "yes"), (r.stdout, r.stderr)
+    r = subprocess.run(["kubectl", "--kubeconfig", kc, "--cache-dir", os.path.join(sim.state_dir, "kc-cache"),
+                        "get", "secrets", "-n", ns], capture_output=True, text=True)
+    assert r.returncode == 1 and ('secrets is forbidden: User "%s" cannot list resource "secrets" in API group "" '
+                                  'in the namespace "%s"' % (me, ns)) in r.stderr, r.stderr
+
+
+def _drop_services_rule(objs):
+    role = one(objs, "ClusterRole")
+    role["rules"] = [r for r in role["rules"] if r["resources"] != ["services"]]
+
+
+def _subject_elsewhere(objs):
+    one(objs, "ClusterRoleBinding")["subjects"][0]["namespace"] = "default"
+
+
+def _rolebinding_to_clusterrole(objs):
+    crb = one(objs, "ClusterRoleBinding")
+    crb["kind"] = "RoleBinding"
+    crb["metadata"]["namespace"] = one(objs, "Deployment")["metadata"]["namespace"]
+
+
+BREAKAGES = {
+    # the ClusterRole without the Services rule: the Services informer is refused
+    "rule-removed": _drop_services_rule,
+    # the ClusterRoleBinding names a ServiceAccount of the same name in another namespace
+    "subject-elsewhere": _subject_elsewhere,
+    # a RoleBinding to the ClusterRole grants it in the release namespace only, not cluster-wide
+    "rolebinding-to-clusterrole": _rolebinding_to_clusterrole,
+}
+
+
+@pytest.mark.skipif(not os.access(HOLDFAST, os.X_OK), reason="no holdfast binary at %s" % HOLDFAST)
+@pytest.mark.parametrize("breakage", sorted(BREAKAGES))
+def test_holdfast_is_refused_without_every_piece_of_the_charts_rbac(sim, breakage):
+    """The chart's RBAC is least privilege and kubesim enforces it as a real cluster would: the
+    chart with one piece broken leaves holdfast's pod refused (403, Forbidden in its log) and not
+    Ready, since its informers never sync."""
+    ns = "lp-" + breakage
+    sim.kubectl("create", "namespace", ns)
+    plain = objects(render_chart(CHART, "lp", ns))
+    kubeconfig = grant_chart_rbac(sim, plain, ns, "system:serviceaccount:%s:lp-holdfast" % ns)
+    env = os.path.join(sim.state_dir, "env-%s.yaml" % ns)
+    with open(env, "w") as f:
+        yaml.safe_dump({"extraEnv": [{"name": "KUBECONFIG", "value": kubeconfig}], "replicaCount": 1,
+                        "pollingInterval": "1s"}, f)
+    objs = objects(render_chart(CHART, "lp", ns, value_files=[env], no_hooks=True))
+    BREAKAGES[breakage](objs)
+    apply(sim, [(o["kind"], yaml.safe_dump(o)) for o in objs])
+    from simctl import wait_for
+    try:
+        logs = wait_for(lambda: "forbidden" in pod_logs(sim, ns, "lp-holdfast").lower()
+                        and pod_logs(sim, ns, "lp-holdfast"), timeout=20, what="a 403 in holdfast's log")
+        assert '"http":403' in logs.replace(" ", ""), logs[-2000:]
+        time.sleep(2)
+        st = sim.get("/apis/apps/v1/namespaces/%s/deployments/lp-holdfast" % ns).get("status") or {}
+        assert not st.get("readyReplicas"), st
+        me = "system:serviceaccount:%s:lp-holdfast" % ns
+        assert not can_i(sim, me, "list", "services", "-A")
+        if breakage == "rolebinding-to-clusterrole":
+            assert can_i(sim, me, "list", "services", "-n", ns)   # granted, in that namespace only
+    finally:
+        sim.kubectl("delete", "-n", ns, "deploy/lp-holdfast", "--wait=false", check=False)

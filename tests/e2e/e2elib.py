@@ -18,9 +18,10 @@ for p in (os.path.join(ROOT, "tests", "kubesim"), os.path.join(ROOT, "tests", "c
 from simctl import KubeSim, wait_for  # noqa: E402,F401
 from render import render_chart  # noqa: E402
 from standins import STANDIN_CRDS  # noqa: E402
-# the chart test's helpers: render -> objects, kubectl apply (in Helm's install order), and a
-# kubeconfig holding exactly the chart's RBAC (kubesim --rules)
-from test_chart import apply, by_kind, grant_chart_rbac, objects  # noqa: E402,F401
+# the chart test's helpers: render -> objects, kubectl apply, and a kubeconfig for the chart's
+# ServiceAccount (a TokenRequest token: only the chart's RBAC objects, as kubesim evaluates them,
+# grant it anything)
+from test_chart import apply, by_kind, grant_chart_rbac, objects, sa_kubeconfig  # noqa: E402,F401
 
 PY = "/usr/bin/python3"
 CHART = os.path.join(ROOT, "helm", "holdfast")
@@ -41,12 +42,8 @@ IMAGES = {"kubesim/sleep": {"argv": ["/bin/sleep", "$@"]},
 def start_cluster(state):
     """kubesim (kube-proxy delay PROXY_DELAY_MS) with the ElastiService CRD and the ServiceMonitor
     CRD; RBAC, PodDisruptionBudgets and Jobs are kubesim's built-in kinds."""
-    rules = os.path.join(str(state), "rules.yaml")
     os.makedirs(str(state), exist_ok=True)
-    with open(rules, "w") as f:
-        yaml.safe_dump({"tokens": {}}, f)
-    sim = KubeSim(state, image_map=IMAGES, rules=rules, proxy_delay_ms=PROXY_DELAY_MS)
-    sim.rules_path = rules
+    sim = KubeSim(state, image_map=IMAGES, proxy_delay_ms=PROXY_DELAY_MS)
     sim.start()
     sim.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(STANDIN_CRDS))
     sim.kubectl("apply", "-f", os.path.join(CHART, "crds", "elastiservice.yaml"))
@@ -55,7 +52,8 @@ def start_cluster(state):
 
 def install_chart(sim):
     """The chart with its default values (2 replicas, cluster-wide RBAC), pods running
-    build/holdfast with only the chart's RBAC; pollingInterval 1s so the suite is quick."""
+    build/holdfast as the chart's ServiceAccount (a TokenRequest token, so only the chart's RBAC
+    grants them anything); pollingInterval 1s so the suite is quick."""
     sim.kubectl("create", "namespace", HF_NS)
     plain = objects(render_chart(CHART, "holdfast", HF_NS))
     kubeconfig = grant_chart_rbac(sim, plain, "hf-e2e", "system:serviceaccount:%s:holdfast" % HF_NS)
