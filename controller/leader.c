@@ -586,3 +586,93 @@ void leader_free(struct leader *l)
     free(l->name);
     free(l);
 }
+
+/* ---- taking the Lease over (holdfast restore --uninstall) ---- */
+
+struct takeover {
+    struct kube_client *client;
+    char ns[254], name[254], identity[256];
+    long duration_s;
+    int tries;
+    leader_takeover_fn done;
+    void *arg;
+};
+
+static void takeover_get(struct takeover *t);
+
+static void takeover_finish(struct takeover *t, const struct kube_error *err)
+{
+    t->done(err, t->arg);
+    free(t);
+}
+
+static void on_takeover_write(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct takeover *t = arg;
+    if (err && (err->code == KUBE_ERR_CONFLICT || err->code == KUBE_ERR_ALREADY_EXISTS) &&
+        ++t->tries < 5) {
+        takeover_get(t); /* a renewal slipped in between: read and write again */
+        return;
+    }
+    takeover_finish(t, err);
+}
+
+static void on_takeover_get(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct takeover *t = arg;
+    if (err && err->code != KUBE_ERR_NOT_FOUND) {
+        takeover_finish(t, err);
+        return;
+    }
+    char now[40];
+    now_microtime(now, sizeof(now));
+    cJSON *lease = err ? cJSON_CreateObject() : cJSON_Duplicate(obj, true);
+    if (err) {
+        cJSON_AddStringToObject(lease, "apiVersion", "coordination.k8s.io/v1");
+        cJSON_AddStringToObject(lease, "kind", "Lease");
+        cJSON *md = cJSON_AddObjectToObject(lease, "metadata");
+        cJSON_AddStringToObject(md, "name", t->name);
+        cJSON_AddStringToObject(md, "namespace", t->ns);
+    }
+    long transitions = err ? 0 : spec_num(obj, "leaseTransitions") + 1;
+    cJSON_DeleteItemFromObjectCaseSensitive(lease, "spec");
+    cJSON *spec = cJSON_AddObjectToObject(lease, "spec");
+    cJSON_AddStringToObject(spec, "holderIdentity", t->identity);
+    cJSON_AddNumberToObject(spec, "leaseDurationSeconds", (double)t->duration_s);
+    cJSON_AddStringToObject(spec, "acquireTime", now);
+    cJSON_AddStringToObject(spec, "renewTime", now);
+    cJSON_AddNumberToObject(spec, "leaseTransitions", (double)transitions);
+    struct kube_call *call =
+        err ? kube_create(t->client, &lease_res, t->ns, lease, on_takeover_write, t)
+            : kube_update(t->client, &lease_res, t->ns, t->name, NULL, lease, on_takeover_write, t);
+    cJSON_Delete(lease);
+    if (!call) {
+        struct kube_error e = {.code = KUBE_ERR_OTHER, .message = "cannot start the request"};
+        takeover_finish(t, &e);
+    }
+}
+
+static void takeover_get(struct takeover *t)
+{
+    if (!kube_get(t->client, &lease_res, t->ns, t->name, NULL, on_takeover_get, t)) {
+        struct kube_error e = {.code = KUBE_ERR_OTHER, .message = "cannot start the request"};
+        takeover_finish(t, &e);
+    }
+}
+
+bool leader_take_over(struct kube_client *client, const char *ns, const char *name,
+                      const char *identity, long duration_s, leader_takeover_fn done, void *arg)
+{
+    struct takeover *t = calloc(1, sizeof(*t));
+    if (!t)
+        return false;
+    t->client = client;
+    snprintf(t->ns, sizeof(t->ns), "%s", ns);
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    snprintf(t->identity, sizeof(t->identity), "%s", identity);
+    t->duration_s = duration_s;
+    t->done = done;
+    t->arg = arg;
+    takeover_get(t);
+    return true;
+}

@@ -99,4 +99,16 @@ void leader_free(struct leader *l);
  * when len is too small. */
 int leader_format_microtime(const struct timespec *t, char *buf, size_t len);
 
+/*
+ * Takes the Lease `ns/name` for `identity` at once, whoever holds it, for `duration_s` seconds
+ * (creating it when missing; a write that loses a race is retried). The replica that led sees a
+ * foreign holder at its next renewal (within its retry period) and stops leading; the others
+ * wait for the duration. For `holdfast restore --uninstall`: no replica reconciles while it
+ * restores. `done` runs once with NULL or the error. False when it could not start.
+ */
+struct kube_error;
+typedef void (*leader_takeover_fn)(const struct kube_error *err, void *arg);
+bool leader_take_over(struct kube_client *client, const char *ns, const char *name,
+                      const char *identity, long duration_s, leader_takeover_fn done, void *arg);
+
 #endif

@@ -12,12 +12,22 @@
 #include "common/log.h"
 #include "controller/kube.h"
 #include "controller/kubeconfig.h"
+#include "controller/leader.h"
 #include "controller/slices.h"
 #include "controller/target.h"
 
 static const struct kube_resource RES_ES = {"elasti.truefoundry.com", "v1alpha1", "elastiservices",
                                             true};
 static const struct kube_resource RES_SLICE = {"discovery.k8s.io", "v1", "endpointslices", true};
+
+#define FINALIZER "elasti.truefoundry.com/finalizer"
+#define RESTORE_IDENTITY "holdfast-restore"
+/* How long the Lease is held: past the uninstall's deletion of the Deployment, so no replica
+ * leads again meanwhile; a new install waits at most this long for its leader. */
+#define RESTORE_LEASE_S 60
+/* A replica that led renews within its retry period (2 s, jittered up to 2.2x by candidates):
+ * after this long it has seen the new holder and stopped. */
+#define RESTORE_SETTLE_MS 5000
 
 struct restore;
 
@@ -27,13 +37,17 @@ struct item {
     char ns[254], name[254], service[254], keda[254];
     struct target_ref target;
     int min_replicas;
-    int pending; /* writes in flight */
+    cJSON *keep_finalizers; /* uninstall: the finalizers other than ours, or NULL: none of ours */
+    bool invalid;           /* the spec cannot be restored (only the finalizer is removed) */
+    int pending;            /* writes in flight */
     bool failed;
 };
 
 struct restore {
     struct event_base *base;
     struct kube_client *kube;
+    const struct restore_opts *o;
+    struct event *settle;
     struct item *items;
     size_t n_items;
     int pending; /* items not finished, plus the list itself */
@@ -85,36 +99,54 @@ static void on_slices(cJSON *list, const struct kube_error *err, void *arg)
     item_step_done(it, "list resolver slices", err);
 }
 
+/* Starts every step of one item; each ends in item_step_done. */
 static void item_start(struct item *it)
 {
     struct restore *r = it->r;
-    it->pending = 3; /* wake, slice list, status */
-    if (!target_wake(r->kube, &it->target, it->ns, it->min_replicas, on_target, it))
-        item_step_done(it, "scale target", NULL);
-    if (it->keda[0]) {
+    it->pending = 1; /* until every step is started */
+    if (!it->invalid) {
         it->pending++;
-        if (!target_keda_resume(r->kube, it->ns, it->keda, on_target, it))
-            item_step_done(it, "resume KEDA", NULL);
+        if (!target_wake(r->kube, &it->target, it->ns, it->min_replicas, on_target, it))
+            item_step_done(it, "scale target", NULL);
+        if (it->keda[0]) {
+            it->pending++;
+            if (!target_keda_resume(r->kube, it->ns, it->keda, on_target, it))
+                item_step_done(it, "resume KEDA", NULL);
+        }
+        char sel[600];
+        snprintf(sel, sizeof(sel), "%s=%s,%s=%s", LABEL_SERVICE_NAME, it->service, LABEL_MANAGED_BY,
+                 SLICES_MANAGED_BY);
+        struct kube_list_opts lo = {.label_selector = sel};
+        it->pending++;
+        if (!kube_list(r->kube, &RES_SLICE, it->ns, &lo, on_slices, it))
+            item_step_done(it, "list resolver slices", NULL);
+        char now[32];
+        time_t t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        cJSON *patch = cJSON_CreateObject();
+        cJSON *st = cJSON_AddObjectToObject(patch, "status");
+        cJSON_AddStringToObject(st, "mode", "serve");
+        cJSON_AddStringToObject(st, "lastScaledUpTime", now);
+        it->pending++;
+        if (!kube_patch(r->kube, &RES_ES, it->ns, it->name, "status", KUBE_PATCH_MERGE, patch,
+                        on_kube, it))
+            item_step_done(it, "status", NULL);
+        cJSON_Delete(patch);
     }
-    char sel[600];
-    snprintf(sel, sizeof(sel), "%s=%s,%s=%s", LABEL_SERVICE_NAME, it->service, LABEL_MANAGED_BY,
-             SLICES_MANAGED_BY);
-    struct kube_list_opts lo = {.label_selector = sel};
-    if (!kube_list(r->kube, &RES_SLICE, it->ns, &lo, on_slices, it))
-        item_step_done(it, "list resolver slices", NULL);
-    char now[32];
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    cJSON *patch = cJSON_CreateObject();
-    cJSON *st = cJSON_AddObjectToObject(patch, "status");
-    cJSON_AddStringToObject(st, "mode", "serve");
-    cJSON_AddStringToObject(st, "lastScaledUpTime", now);
-    if (!kube_patch(r->kube, &RES_ES, it->ns, it->name, "status", KUBE_PATCH_MERGE, patch, on_kube,
-                    it))
-        item_step_done(it, "status", NULL);
-    cJSON_Delete(patch);
+    if (it->keep_finalizers) {
+        cJSON *fp = cJSON_CreateObject();
+        cJSON_AddItemToObject(cJSON_AddObjectToObject(fp, "metadata"), "finalizers",
+                              it->keep_finalizers);
+        it->keep_finalizers = NULL;
+        it->pending++;
+        if (!kube_patch(r->kube, &RES_ES, it->ns, it->name, NULL, KUBE_PATCH_MERGE, fp, on_kube,
+                        it))
+            item_step_done(it, "remove finalizer", NULL);
+        cJSON_Delete(fp);
+    }
+    item_step_done(it, "start", NULL);
 }
 
 static const char *str_at(const cJSON *o, const char *a, const char *b)
@@ -161,14 +193,35 @@ static void on_list(cJSON *list, const struct kube_error *err, void *arg)
         const char *as_name = str_at(as, "name", NULL);
         if (as_type && strcmp(as_type, "keda") == 0 && as_name)
             snprintf(it->keda, sizeof(it->keda), "%s", as_name);
+        const cJSON *fins = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(es, "metadata"), "finalizers");
+        bool ours = false;
+        cJSON *keep = cJSON_CreateArray();
+        const cJSON *f;
+        cJSON_ArrayForEach(f, fins)
+        {
+            if (cJSON_IsString(f) && strcmp(f->valuestring, FINALIZER) == 0)
+                ours = true;
+            else if (cJSON_IsString(f))
+                cJSON_AddItemToArray(keep, cJSON_CreateString(f->valuestring));
+        }
+        if (r->o->uninstall && ours)
+            it->keep_finalizers = keep;
+        else
+            cJSON_Delete(keep);
         char terr[300];
         if (target_ref_parse(cJSON_GetObjectItemCaseSensitive(spec, "scaleTargetRef"), &it->target,
                              terr, sizeof(terr)) < 0 ||
             !svc) {
             log_error("cannot restore: invalid spec", "namespace=%s elastiservice=%s error=%s",
                       it->ns, it->name, svc ? terr : "spec.service: required");
-            r->failed++;
-            continue;
+            if (!it->keep_finalizers) {
+                r->failed++;
+                continue;
+            }
+            /* uninstall: its finalizer still goes; counted failed when that is done */
+            it->invalid = true;
+            it->failed = true;
         }
         r->n_items++;
     }
@@ -178,6 +231,46 @@ static void on_list(cJSON *list, const struct kube_error *err, void *arg)
     }
     if (r->pending == 0)
         event_base_loopbreak(r->base);
+}
+
+static void list_elastiservices(struct restore *r)
+{
+    const struct restore_opts *o = r->o;
+    if (o->name) {
+        /* One object: list with a field selector, so the flow is the same. */
+        char sel[300];
+        snprintf(sel, sizeof(sel), "metadata.name=%s", o->name);
+        struct kube_list_opts lo = {.field_selector = sel};
+        kube_list(r->kube, &RES_ES, o->namespace_, &lo, on_list, r);
+    } else {
+        struct kube_list_opts lo = {0};
+        kube_list(r->kube, &RES_ES, o->namespace_, &lo, on_list, r);
+    }
+}
+
+static void on_settled(evutil_socket_t fd, short what, void *arg)
+{
+    list_elastiservices(arg);
+}
+
+static void on_lease_taken(const struct kube_error *err, void *arg)
+{
+    struct restore *r = arg;
+    if (err) {
+        /* Restoring the services matters more than the finalizers: go on, and say what may
+         * happen. */
+        log_warn("cannot take the leader Lease: a replica still running may add the finalizer "
+                 "back or act on a service meanwhile",
+                 "lease_namespace=%s lease=%s error=%s message=%s", r->o->lease_namespace,
+                 r->o->lease_name, err->reason, err->message);
+        list_elastiservices(r);
+        return;
+    }
+    log_info("leader Lease taken: no replica reconciles while restoring",
+             "lease_namespace=%s lease=%s held_s=%d", r->o->lease_namespace, r->o->lease_name,
+             RESTORE_LEASE_S);
+    struct timeval tv = {RESTORE_SETTLE_MS / 1000, (RESTORE_SETTLE_MS % 1000) * 1000};
+    event_add(r->settle, &tv);
 }
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
@@ -197,25 +290,25 @@ int restore_run(const struct restore_opts *o, char *err, size_t errlen)
         return 2;
     if (o->insecure_skip_tls_verify)
         kc->insecure = true;
-    struct restore r = {.base = event_base_new()};
+    struct restore_opts opts = *o;
+    if (!opts.lease_name)
+        opts.lease_name = "holdfast-leader";
+    if (!opts.lease_namespace)
+        opts.lease_namespace = "default";
+    struct restore r = {.base = event_base_new(), .o = &opts};
     struct kube_client_opts ko = {0};
     r.kube = r.base ? kube_client_new(r.base, kc, &ko, err, errlen) : NULL;
     struct event *timeout = r.base ? evtimer_new(r.base, on_timeout, &r) : NULL;
+    r.settle = r.base ? evtimer_new(r.base, on_settled, &r) : NULL;
     int result = 2;
-    if (r.kube && timeout) {
+    if (r.kube && timeout && r.settle) {
         struct timeval tv = {(time_t)(o->timeout_s ? o->timeout_s : 120), 0};
         event_add(timeout, &tv);
         r.pending = 1;
-        if (o->name) {
-            /* One object: list with a field selector, so the flow is the same. */
-            char sel[300];
-            snprintf(sel, sizeof(sel), "metadata.name=%s", o->name);
-            struct kube_list_opts lo = {.field_selector = sel};
-            kube_list(r.kube, &RES_ES, o->namespace_, &lo, on_list, &r);
-        } else {
-            struct kube_list_opts lo = {0};
-            kube_list(r.kube, &RES_ES, o->namespace_, &lo, on_list, &r);
-        }
+        if (!opts.uninstall ||
+            !leader_take_over(r.kube, opts.lease_namespace, opts.lease_name, RESTORE_IDENTITY,
+                              RESTORE_LEASE_S, on_lease_taken, &r))
+            list_elastiservices(&r);
         event_base_dispatch(r.base);
         result = r.failed ? 1 : 0;
         if (!result)
@@ -225,7 +318,11 @@ int restore_run(const struct restore_opts *o, char *err, size_t errlen)
     }
     if (timeout)
         event_free(timeout);
+    if (r.settle)
+        event_free(r.settle);
     kube_client_free(r.kube);
+    for (size_t i = 0; r.items && i < r.n_items; i++)
+        cJSON_Delete(r.items[i].keep_finalizers);
     free(r.items);
     if (r.base)
         event_base_free(r.base);

@@ -73,7 +73,10 @@ static void usage(FILE *out)
             "usage: holdfast run --config FILE [common flags]          standalone mode\n"
             "       holdfast run [kubernetes flags] [common flags]     Kubernetes mode\n"
             "       holdfast restore --all | --namespace NS [NAME]  [--kubeconfig FILE]\n"
-            "                        [--timeout SECONDS]  back to serve mode (uninstall hook)\n"
+            "                        [--timeout SECONDS]  back to serve mode\n"
+            "                        [--uninstall [--lease-name NAME] [--lease-namespace NS]]\n"
+            "                        (the uninstall hook: takes the leader Lease first, and\n"
+            "                        removes holdfast's finalizer from each ElastiService)\n"
             "       holdfast version\n"
             "common flags: --workers N, --admin-listen HOST:PORT,\n"
             "  --log-level debug|info|warn|error, --drain-timeout SECONDS,\n"
@@ -599,10 +602,13 @@ static int cmd_restore(int argc, char **argv)
         {"timeout", required_argument, NULL, 't'},
         {"insecure-skip-tls-verify", no_argument, NULL, 'i'},
         {"log-level", required_argument, NULL, 'l'},
+        {"uninstall", no_argument, NULL, 'U'},
+        {"lease-name", required_argument, NULL, 'L'},
+        {"lease-namespace", required_argument, NULL, 'N'},
         {NULL, 0, NULL, 0},
     };
     struct restore_opts o = {.timeout_s = 120};
-    bool all = false;
+    bool all = false, lease_flag = false;
     enum log_level level = LOG_INFO;
     opterr = 0;
     optind = 1;
@@ -627,6 +633,17 @@ static int cmd_restore(int argc, char **argv)
         case 'i':
             o.insecure_skip_tls_verify = true;
             break;
+        case 'U':
+            o.uninstall = true;
+            break;
+        case 'L':
+            o.lease_name = optarg;
+            lease_flag = true;
+            break;
+        case 'N':
+            o.lease_namespace = optarg;
+            lease_flag = true;
+            break;
         case 'l':
             if (log_parse_level(optarg, &level) < 0)
                 return fail_usage("--log-level: \"%s\" is not one of debug, info, warn, error",
@@ -646,6 +663,10 @@ static int cmd_restore(int argc, char **argv)
         return fail_usage("%s", "restore needs --all, or --namespace NS [NAME]");
     if (!o.kubeconfig)
         o.kubeconfig = env_default("KUBECONFIG");
+    if (!o.lease_namespace)
+        o.lease_namespace = env_default("POD_NAMESPACE");
+    if (lease_flag && !o.uninstall)
+        return fail_usage("%s", "--lease-name and --lease-namespace go with --uninstall");
     log_set_level(level);
     char err[1024] = "";
     int rc = restore_run(&o, err, sizeof(err));

@@ -287,6 +287,10 @@ def test_deployment_shape(default):
     assert "--bind-address=$(POD_IP)" in c["args"] and "--admin-port=8013" in c["args"]
     assert "--shared-port=8012" in c["args"] and "--polling-interval=30s" in c["args"]
     assert not any(a.startswith("--namespace") for a in c["args"])
+    # a terminating replica keeps accepting while its endpoint removal propagates, within the
+    # grace period; the API rate limit is holdfast's own unless set
+    assert "--shutdown-delay=5" in c["args"] and pod["spec"]["terminationGracePeriodSeconds"] >= 5 + 30
+    assert not any(a.startswith("--kube-api") for a in c["args"])
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"shared": 8012, "admin": 8013}
     assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"shared": 8012, "admin": 8013}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
@@ -326,7 +330,9 @@ def test_pre_delete_hook(default):
     for o in default:
         if o is not job:
             assert "helm.sh/hook" not in (o["metadata"].get("annotations") or {})
-    assert pod["containers"][0]["args"] == ["restore", "--all", "--timeout=300"]
+    assert pod["containers"][0]["args"] == ["restore", "--all", "--timeout=300", "--uninstall"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"  # the Lease's
     # not part of the install when hooks are left out
     assert not by_kind(objects(render_chart(CHART, "holdfast", "x", no_hooks=True)), "Job")
 

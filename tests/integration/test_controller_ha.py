@@ -206,6 +206,54 @@ def test_restore_all_puts_every_service_back_in_serve_mode(sim, ns, replicas_of_
     assert r.returncode == 2 and "--all" in r.stderr
 
 
+FINALIZER = "elasti.truefoundry.com/finalizer"
+
+
+def test_restore_uninstall_takes_the_lease_and_removes_the_finalizers(sim, ns, replicas_of_holdfast):
+    """The uninstall hook's restore runs while holdfast still runs (Helm deletes the Deployment
+    only after its pre-delete hooks): it takes the leader Lease, so the leader stops and adds no
+    finalizer back; every service is restored and holdfast's finalizer removed, so once holdfast
+    is gone the ElastiServices (and their namespace) delete at once."""
+    import time
+    make_app(sim, ns, "web")
+    make_app(sim, ns, "api")
+    replicas_of_holdfast(ns, "hf-a")
+    wait_for(lambda: lease_holder(sim, ns) == "hf-a", timeout=15, what="hf-a leading")
+    replicas_of_holdfast(ns, "hf-b")
+    for name in ("web", "api"):
+        scale(sim, ns, 0, name)
+    for name in ("web", "api"):
+        wait_for(lambda: mode(sim, ns, name) == "proxy" and resolver_slices(sim, ns, name)
+                 and FINALIZER in es(sim, ns, name)["metadata"].get("finalizers", []),
+                 timeout=20, what=name + " in proxy mode with the finalizer")
+    r = subprocess.run([holdfast_bin(), "restore", "--all", "--uninstall", "--lease-namespace", ns,
+                        "--kubeconfig", sim.kubeconfig], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert lease_holder(sim, ns) == "holdfast-restore"
+
+    def restored(name):
+        obj = es(sim, ns, name)
+        dep = sim.get("/apis/apps/v1/namespaces/%s/deployments/%s" % (ns, name))
+        return (dep["spec"]["replicas"] == 1 and not resolver_slices(sim, ns, name)
+                and obj.get("status", {}).get("mode") == "serve"
+                and FINALIZER not in obj["metadata"].get("finalizers", []))
+    for name in ("web", "api"):
+        assert restored(name), es(sim, ns, name)
+    # the replicas still running neither lead nor put anything back
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        assert lease_holder(sim, ns) == "holdfast-restore"
+        assert restored("web") and restored("api")
+        time.sleep(0.25)
+    # restore without --uninstall takes no Lease flags
+    r = subprocess.run([holdfast_bin(), "restore", "--all", "--lease-namespace", ns],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "--uninstall" in r.stderr
+    sim.delete("/apis/elasti.truefoundry.com/v1alpha1/namespaces/%s/elastiservices/web" % ns)
+    wait_for(lambda: not sim.exists("/apis/elasti.truefoundry.com/v1alpha1/namespaces/%s/elastiservices/web"
+                                    % ns), timeout=5, what="the ElastiService deleted (no finalizer)")
+
+
 def test_forbidden_scale_call_is_a_condition_an_event_and_the_504_reason(tmp_path):
     """A scale-up the API server refuses (RBAC) is said where people look, not only logged."""
     import json
