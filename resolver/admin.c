@@ -46,10 +46,41 @@ enum {
     F_SCALE_HIST,
 };
 
+static bool hist_used(const struct hist *h)
+{
+    if (atomic_load(&h->inf))
+        return true;
+    for (size_t i = 0; i < HIST_NBUCKETS; i++) {
+        if (atomic_load(&h->buckets[i]))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * A service's series appear once something happened to it (a request, a wake, a connection
+ * held, a retry), as a labelled child of a client library appears on first use. A cluster of
+ * 10,000 ElastiServices most of which never see traffic at zero would otherwise export 7.6 KB of
+ * zeros for each: 76 MB a scrape.
+ */
+static bool svc_used(struct svc_state *s)
+{
+    for (int o = 0; o < OUTCOME_COUNT; o++) {
+        if (counter_get(&s->requests[o]))
+            return true;
+    }
+    return counter_get(&s->wakes) || counter_get(&s->connect_retries) ||
+           atomic_load(&s->held_conns) || atomic_load(&s->held_bytes) ||
+           hist_used(&s->hold_seconds) || hist_used(&s->cold_start_seconds) ||
+           hist_used(&s->ready_to_first_byte_seconds) || hist_used(&s->wake_to_scale_seconds);
+}
+
 static void family_sample(struct svc_state *s, void *arg)
 {
     struct family_walk *f = arg;
     char labels[700];
+    if (!svc_used(s))
+        return;
     switch (f->which) {
     case F_REQUESTS:
         for (int o = 0; o < OUTCOME_COUNT; o++) {

@@ -103,6 +103,30 @@ def test_metrics_pass_promtool_check_after_traffic(holdfast, addrs, backend_cmd)
     assert out.stdout.strip() == "" and out.stderr.strip() == "", out.stdout + out.stderr
 
 
+def test_services_without_traffic_export_no_series(holdfast, addrs, backend_cmd):
+    """A service's series appear on first use (a request, a wake, a held connection), as a
+    labelled child does in client libraries: 10,000 idle ElastiServices cost no scrape size."""
+    listen, back = addrs.listener(), addrs.backend()
+    hf = holdfast.start({"services": [
+        service("used", [listen], [back], backend_cmd("http", back, "u")),
+        service("idle", [addrs.listener()], [addrs.backend()]),
+    ]})
+    families = ("holdfast_requests_total", "holdfast_held_connections", "holdfast_wakes_total",
+                "holdfast_hold_duration_seconds_count", "holdfast_cold_start_seconds_count",
+                "holdfast_wake_to_scale_seconds_count")
+
+    def series(text, svc):  # the data plane's families (standalone mode adds its own few)
+        return [f for f in families if '%s{namespace="default",service="%s"' % (f, svc) in text]
+    assert series(hf.metrics_text(), "idle") == [] and series(hf.metrics_text(), "used") == []
+    assert http_get(listen, "/x").status == 200
+    text = hf.metrics_text()
+    assert series(text, "idle") == []
+    assert series(text, "used") == list(families)
+    out = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 def run_holdfast(*args, timeout=30):
     return subprocess.run([holdfast_bin(), *args], capture_output=True, text=True,
                           timeout=timeout)
