@@ -1,8 +1,10 @@
 """holdfast end to end through the chart's life cycle (issue 5, section 3): the release upgraded
-to 1, 2 and 1 resolver replicas the way `helm upgrade` does it, the leader pod killed at zero,
-and (on a cluster of its own) `helm uninstall` with its pre-delete restore hook. Traffic goes
-through the Services' ClusterIPs; every wait and loop is bounded. docs/e2e.md lists what each
-test proves.
+to 1, 2 and 1 resolver replicas the way `helm upgrade` does it (new connections answered
+throughout, the terminating replica's included), the leader pod killed at zero, and (on a
+cluster of its own) `helm uninstall` with its pre-delete restore hook (services restored, the
+ElastiServices left without holdfast's finalizer, so they and their namespaces can be
+deleted). Traffic goes through the Services' ClusterIPs; every wait and loop is bounded.
+docs/e2e.md lists what each test proves.
 
 Run: /usr/bin/python3 -m pytest tests/e2e/test_chart_lifecycle.py -s"""
 import http.client
@@ -11,6 +13,7 @@ import os
 import re
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -112,13 +115,22 @@ def restore_default_release(sim):
     wait_release(sim, 2)
 
 
+def metrics(ip, timeout=5):
+    """The /metrics text of the holdfast pod at ip (its admin port)."""
+    with urllib.request.urlopen("http://%s:8013/metrics" % ip, timeout=timeout) as r:
+        return r.read().decode()
+
+
+def metric(text, name):
+    m = re.search(r"^%s(?:\{[^}]*\})? (\d+)" % re.escape(name), text, re.M)
+    return int(m.group(1)) if m else None
+
+
 def open_connections(ip):
-    """holdfast_open_connections of the pod at ip (its admin port)."""
-    with urllib.request.urlopen("http://%s:8013/metrics" % ip, timeout=5) as r:
-        text = r.read().decode()
-    m = re.search(r"^holdfast_open_connections(?:\{[^}]*\})? (\d+)", text, re.M)
-    assert m, "no holdfast_open_connections in %s's metrics" % ip
-    return int(m.group(1))
+    """holdfast_open_connections of the pod at ip."""
+    n = metric(metrics(ip), "holdfast_open_connections")
+    assert n is not None, "no holdfast_open_connections in %s's metrics" % ip
+    return n
 
 
 def to_zero(sim, ns, name="web"):
@@ -197,6 +209,60 @@ class ProbeDrip:
             assert not self.t.is_alive(), "probe drip did not stop"
 
 
+class TerminatingReplica:
+    """A terminating holdfast replica watched through its admin port until its process is gone:
+    once /readyz answers 503 (SIGTERM received: not ready from then on) the base of
+    holdfast_connections_accepted_total is read, then the counter is followed, so `accepted` is
+    how many data-plane connections it took after SIGTERM (the drip's: no other client opens
+    one then) and `in_delay` how many of them while holdfast_draining was 0, i.e. before its
+    listeners closed (its shutdown delay)."""
+
+    def __init__(self, ip):
+        self.ip = ip
+        self.base = None
+        self.accepted = self.in_delay = 0
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        end = time.monotonic() + 120  # bounded even if nobody stops it
+        while not self.stop.is_set() and time.monotonic() < end:
+            try:
+                if self.base is None:
+                    try:
+                        urllib.request.urlopen("http://%s:8013/readyz" % self.ip, timeout=2).close()
+                    except urllib.error.HTTPError as e:
+                        if e.code == 503:
+                            self.base = metric(metrics(self.ip, timeout=2), "holdfast_connections_accepted_total")
+                else:
+                    text = metrics(self.ip, timeout=2)
+                    self.accepted = metric(text, "holdfast_connections_accepted_total") - self.base
+                    if metric(text, "holdfast_draining") == 0:
+                        self.in_delay = self.accepted
+            except OSError:
+                pass  # not answering (yet, or any more: the process exited)
+            self.stop.wait(0.05)
+
+    def start(self):
+        self.t.start()
+
+    def finish(self):
+        self.stop.set()
+        self.t.join(30)
+        assert not self.t.is_alive(), "terminating replica watcher did not stop"
+
+
+def resolver_service_endpoint(sim, pod):
+    """The conditions of `pod`'s endpoint in the EndpointSlices of the holdfast Service (the
+    EndpointSlice controller's), or None if it is not listed."""
+    for s in sim.get("/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices?labelSelector="
+                     "kubernetes.io/service-name%%3Dholdfast" % HF_NS)["items"]:
+        for ep in s.get("endpoints") or []:
+            if (ep.get("targetRef") or {}).get("name") == pod:
+                return ep.get("conditions") or {}
+    return None
+
+
 class Streams:
     """`n` long responses (24 chunks 250 ms apart, 6 s) through a ClusterIP, each on its own
     connection; each must arrive whole from one app pod. `first` counts those whose first chunk
@@ -245,21 +311,30 @@ class Streams:
 
 def scale_resolvers(sim, ns, n, app="web", probe_svc="web-p", streams=16, relayed=False):
     """helm upgrade --set replicaCount=n while `app` and `probe_svc` are at zero.
+    Both ways, a probe drip through `probe_svc` (new connections every 50 ms, answered by the
+    replicas themselves) runs for the whole upgrade, until the Deployment is at n ready replicas
+    with no pod left terminating, the resolver slices list exactly those and kube-proxy has
+    applied them; every probe must be answered (no refused or reset connection, no other answer).
+    Scale-up: a new replica takes traffic only once it routes.
     Scale-down: `streams` long responses are started at zero through `app` first, spread by
     kube-proxy over both replicas, so the one that terminates has some: with relayed, the upgrade
     waits until every one is relayed to the woken pod (first chunk arrived); otherwise it starts
     as soon as every connection is open at a replica (most are still held, waiting for the
-    wake). Every response must arrive whole: the terminating replica drains. Scale-up: a probe
-    drip through `probe_svc` runs for the whole upgrade and must never fail (a new replica takes
-    traffic only once it routes). New connections during a scale-down are not checked: a
-    replica closes its listeners at SIGTERM while kube-proxy still sends it new connections for
-    its propagation delay, and those are reset (a holdfast bug, reported)."""
+    wake). Every response must arrive whole: the terminating replica drains. The terminating
+    replica must leave the holdfast Service's endpoints as the EndpointSlice controller does it
+    (listed ready=false, terminating=true while its process still runs), and the drip's new
+    connections that kube-proxy still sends it after SIGTERM, until the resolver slices are
+    rewritten without it and applied, must be answered: it keeps accepting for the chart's
+    shutdownDelay. Returns how many connections the terminating replica accepted after SIGTERM
+    (its holdfast_connections_accepted_total; all the drip's), 0 for a scale-up: the caller
+    checks that some did, or the check proved nothing."""
     before = {p["metadata"]["name"]: p["status"]["podIP"] for p in holdfast_pods(sim)}
     down = n < len(before)
     st = Streams(sim.cluster_ip(ns, app), streams if down else 0)
     per_pod = {}
     first_at_term = None
     drip = ProbeDrip(sim.cluster_ip(ns, probe_svc))
+    watch = None
     if down:
         st.start()
         wait_for(lambda: sum(open_connections(i) for i in before.values()) >= streams, timeout=20, interval=0.05,
@@ -267,8 +342,7 @@ def scale_resolvers(sim, ns, n, app="web", probe_svc="web-p", streams=16, relaye
         if relayed:
             wait_for(lambda: st.first == streams, timeout=30, interval=0.05, what="every stream relayed")
         per_pod = {name: open_connections(i) for name, i in before.items()}
-    else:
-        drip.start()
+    drip.start()
     try:
         assert helm_upgrade(sim, ["replicaCount=%d" % n]) == n
         if down:
@@ -276,29 +350,43 @@ def scale_resolvers(sim, ns, n, app="web", probe_svc="web-p", streams=16, relaye
                      timeout=20, interval=0.05, what="a holdfast pod terminating")
             first_at_term = st.first
             victims = [p["metadata"]["name"] for p in all_holdfast_pods(sim) if p["metadata"].get("deletionTimestamp")]
+            assert len(victims) == 1, victims
+            victim = victims[0]
+            watch = TerminatingReplica(before[victim])
+            watch.start()
             assert st.alive() == streams, "streams ended before the scale-down: they do not outlive it"
-            assert any(per_pod.get(v, 0) > 0 for v in victims), \
-                "no stream went through the terminating replica %s (open connections %s)" % (victims, per_pod)
+            assert per_pod.get(victim, 0) > 0, \
+                "no stream went through the terminating replica %s (open connections %s)" % (victim, per_pod)
+            # the EndpointSlice controller: a terminating pod is listed not ready, terminating
+            conds = wait_for(lambda: (lambda c: c and c.get("ready") is False and c.get("terminating") is True
+                                      and c)(resolver_service_endpoint(sim, victim)),
+                             timeout=10, interval=0.05,
+                             what="%s listed ready=false terminating=true by the holdfast Service" % victim)
         wait_release(sim, n)
         # `app` was woken by the streams (serve mode, no slice); `probe_svc` stayed at zero
         wait_slices_list_ready_pods(sim, ns, [probe_svc] + ([] if down else [app]))
-        if not down:
-            settle()
+        settle()  # kube-proxy applied them, with the drip still running
     finally:
         drip.finish()
+        if watch:
+            watch.finish()
+    assert not drip.failures and drip.ok > 0, "probe drip during the upgrade to %d: %d ok, %d failed: %s" % (
+        n, drip.ok, len(drip.failures), "; ".join(drip.failures[:8]))
     st.join(60)
     assert not st.res.failures and st.res.ok == len(st.threads), "in-flight streams: " + st.res.summary()
     if down:
-        print("replicaCount %d: %d streams through the scale-down arrived whole (open per replica before: %s; "
-              "%d of them relayed, the rest held, when the replica began terminating)"
-              % (n, streams, per_pod, first_at_term))
+        assert watch.base is not None, "%s never answered /readyz 503 (SIGTERM not seen)" % victim
+        print("replicaCount %d: %d probes on new connections answered through the scale-down, %d of them "
+              "accepted by the terminating replica after SIGTERM (%d before its listeners closed; its endpoint "
+              "went %s); %d streams arrived whole (open per replica before: %s; %d of them relayed, the rest "
+              "held, when the replica began terminating)"
+              % (n, drip.ok, watch.accepted, watch.in_delay, conds, streams, per_pod, first_at_term))
         # the streams woke `app`: back to zero for the checks that follow
         wait_serve(sim, ns, app)
         to_zero(sim, ns, app)
-    else:
-        assert not drip.failures and drip.ok > 0, "probe drip during the upgrade to %d: %d ok, %d failed: %s" % (
-            n, drip.ok, len(drip.failures), "; ".join(drip.failures[:8]))
-        print("replicaCount %d: %d probes through the resolvers answered during the scale-up" % (n, drip.ok))
+        return watch.accepted
+    print("replicaCount %d: %d probes through the resolvers answered during the scale-up" % (n, drip.ok))
+    return 0
 
 
 # 1 ------------------------------------------------------------------------------------------
@@ -309,10 +397,15 @@ def test_resolver_replicas_1_2_1_through_helm_upgrade(cluster, ns):
     resolver slice lists exactly the ready holdfast pods, and a request at zero through each
     ClusterIP wakes the target and is answered by its pod (then back to zero). Through each
     scale-down, 16 long responses started at zero arrive whole, some of them through the replica
-    that terminates: relayed ones in the first, (mostly) still held ones in the second (drain).
-    Through the scale-up, a probe drip through the resolvers never fails. The release is
-    upgraded back to the default values (2 replicas, Ready, a leader) before the test returns,
-    whatever happened: the other test files share this cluster."""
+    that terminates: relayed ones in the first, (mostly) still held ones in the second (drain);
+    the terminating replica is listed ready=false, terminating=true in the holdfast Service's
+    EndpointSlice, and new connections kube-proxy still sends it after SIGTERM are answered (its
+    shutdown delay). Through every step, a probe drip on new connections through the resolvers,
+    until the terminating replica is gone and the rewritten slices are applied, never fails
+    (no refused or reset connection), and some of those connections did reach a terminating
+    replica after its SIGTERM. The release is upgraded back to the default values (2 replicas,
+    Ready, a leader) before the test returns, whatever happened: the other test files share
+    this cluster."""
     services = ["web", "web-p"]
     make_app(cluster, ns, name="web")
     make_app(cluster, ns, name="web-p")
@@ -323,9 +416,10 @@ def test_resolver_replicas_1_2_1_through_helm_upgrade(cluster, ns):
         to_zero(cluster, ns, s)
     wait_slices_list_ready_pods(cluster, ns, services)
     assert len(ready_holdfast_ips(cluster)) == 2
+    after_sigterm = 0
     try:
         for n, relayed in ((1, True), (2, False), (1, False)):
-            scale_resolvers(cluster, ns, n, relayed=relayed)
+            after_sigterm += scale_resolvers(cluster, ns, n, relayed=relayed)
             assert len(ready_holdfast_ips(cluster)) == n
             wait_slices_list_ready_pods(cluster, ns, services)
             wake_and_rezero(cluster, ns, services)
@@ -333,6 +427,10 @@ def test_resolver_replicas_1_2_1_through_helm_upgrade(cluster, ns):
     finally:
         restore_default_release(cluster)
     wait_slices_list_ready_pods(cluster, ns, services)
+    # the drip's new connections did reach a terminating replica after its SIGTERM (about half
+    # of those in each ~1 s window until kube-proxy applies the rewritten slices)
+    assert after_sigterm > 0, "no drip connection reached a terminating replica after SIGTERM: " \
+        "the scale-down check proved nothing"
 
 
 # 2 ------------------------------------------------------------------------------------------
@@ -513,12 +611,21 @@ def apps_at_zero(sim, ns):
         wait_for(lambda: resolver_ips(sim, ns, name), timeout=15, interval=0.1, what="%s's resolver slice" % name)
 
 
+FINALIZER = "elasti.truefoundry.com/finalizer"
+
+
+def finalizers(o):
+    return o["metadata"].get("finalizers") or []
+
+
 def check_at_zero(sim, ns):
-    """Still managed: targets at 0, proxy mode, a resolver slice each."""
+    """Still managed: targets at 0, proxy mode, a resolver slice each, and holdfast's finalizer
+    on each ElastiService (the leader adds it)."""
     for name, _ in APPS:
         assert replicas(sim, ns, name) == 0
         assert e2elib.status(sim, ns, name).get("mode") == "proxy"
         assert resolver_ips(sim, ns, name), "%s/%s lost its resolver slice" % (ns, name)
+        assert FINALIZER in finalizers(sim.get(e2elib.es_path(ns, name))), "%s/%s has no %s" % (ns, name, FINALIZER)
 
 
 def check_restored(sim, ns):
@@ -541,6 +648,32 @@ def check_restored(sim, ns):
             if got:
                 assert got["pod"].startswith(name + "-"), got
     assert res.ok == 5 * len(APPS) and not res.failures, "%s: %s" % (ns, res.summary())
+
+
+def check_released(sim, ns):
+    """After the uninstall nothing waits for holdfast: no ElastiService of ns carries its
+    finalizer, deleting one completes at once (gone as soon as the API answered the delete;
+    bounded wait), and deleting the namespace completes (its content, the other ElastiService
+    and the app Deployments included, then the namespace itself; bounded wait)."""
+    left = {e["metadata"]["name"]: finalizers(e) for e in es_of(sim, ns) if FINALIZER in finalizers(e)}
+    assert not left, "ElastiServices of %s still carry %s after the uninstall: %s" % (ns, FINALIZER, left)
+    name = APPS[-1][0]
+    path = e2elib.es_path(ns, name)
+    sim.kubectl("delete", "elastiservices.elasti.truefoundry.com", name, "-n", ns, "--wait=false")
+    try:
+        wait_for(lambda: not sim.exists(path), timeout=10, interval=0.05,
+                 what="ElastiService %s/%s deleted" % (ns, name))
+    except AssertionError as e:
+        md = sim.get(path)["metadata"] if sim.exists(path) else {}
+        raise AssertionError("%s: deletionTimestamp %s, finalizers %s" % (
+            e, md.get("deletionTimestamp"), md.get("finalizers")))
+    sim.kubectl("delete", "namespace", ns, "--wait=false")
+    try:
+        wait_for(lambda: not sim.exists("/api/v1/namespaces/" + ns), timeout=60, interval=0.1,
+                 what="namespace %s deleted" % ns)
+    except AssertionError as e:
+        es = [(x["metadata"]["name"], x["metadata"].get("deletionTimestamp"), finalizers(x)) for x in es_of(sim, ns)]
+        raise AssertionError("%s: ElastiServices left (name, deletionTimestamp, finalizers): %s" % (e, es))
 
 
 @pytest.fixture
@@ -580,12 +713,15 @@ def test_uninstall_restores_every_service(own_cluster, variant):
     runs `holdfast restore --namespace NS` with the Role's rights only. Uninstalling team-a
     restores team-a's services and leaves team-b's at zero and served by team-b's release; then
     team-b is uninstalled.
+    Before each uninstall every ElastiService of the release carries holdfast's finalizer.
     After each uninstall (the hook Job completed and deleted, the release's pods gone): every
     target of the release is back at minTargetReplicas or more, in serve mode, no resolver slice
     is left (none re-created by a replica still running during the hook), and each Service
-    answers from its pods through its ClusterIP. Not checked: that the ElastiServices lose their
-    finalizer (restore leaves it, so deleting one or its namespace after the uninstall hangs;
-    reported, docs/install.md says so)."""
+    answers from its pods through its ClusterIP; no ElastiService of the release carries the
+    finalizer `elasti.truefoundry.com/finalizer` any more (the hook's `restore --uninstall`
+    removed it, and no replica still running during the hook added it back), deleting one
+    completes at once and deleting its namespace completes (bounded waits). In the namespaced
+    variant, team-b's ElastiServices keep their finalizer through team-a's uninstall."""
     sim = own_cluster
     if variant == "default":
         rel = Release(sim, "holdfast")
@@ -611,6 +747,7 @@ def test_uninstall_restores_every_service(own_cluster, variant):
         settle()
         for ns in namespaces:
             check_restored(sim, ns)
+            check_released(sim, ns)
         for later, later_namespaces in plan[i + 1:]:
             # another release's services: untouched, still at zero, and still woken through it
             for ns in later_namespaces:
