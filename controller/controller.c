@@ -2010,6 +2010,11 @@ bool controller_ready(void *arg)
     return c->routed;
 }
 
+bool controller_idle(const struct controller *c)
+{
+    return kube_client_pending(c->kube) == 0 && kube_client_pending(c->kube_wake) == 0;
+}
+
 void controller_metrics(struct mtext *out, void *arg)
 {
     struct controller *c = arg;

@@ -74,6 +74,10 @@ void controller_metrics(struct mtext *out, void *controller);
 void controller_stop_leading(struct controller *c, void (*done)(bool released, void *arg),
                              void *arg);
 
+/* No API call (status or slice write, target read, wake) is queued or in flight: a drain waits
+ * for this, so writes decided before the signal are made, and none is dropped at exit. */
+bool controller_idle(const struct controller *c);
+
 /* Stops everything and frees. */
 void controller_free(struct controller *c);
 

@@ -617,6 +617,14 @@ size_t kube_client_queued(const struct kube_client *c)
     return c->queued;
 }
 
+size_t kube_client_pending(const struct kube_client *c)
+{
+    size_t n = 0;
+    for (const struct kube_call *call = c->all; call; call = call->next)
+        n += call->on_event == NULL;
+    return n;
+}
+
 void kube_call_cancel(struct kube_call *call)
 {
     if (!call || call->in_done)

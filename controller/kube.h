@@ -178,6 +178,9 @@ struct event_base *kube_client_base(const struct kube_client *c);
 /* Calls waiting for a rate-limiter token right now (for tests and metrics). */
 size_t kube_client_queued(const struct kube_client *c);
 
+/* Calls not finished yet (queued or in flight), watches not counted: a drain waits for them. */
+size_t kube_client_pending(const struct kube_client *c);
+
 /* A short name for an error code ("NotFound", "Transport", ...). */
 const char *kube_err_name(enum kube_err code);
 

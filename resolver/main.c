@@ -420,7 +420,7 @@ static void on_drain_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct process *p = arg;
     long open = dataplane_open_connections(p->dp);
-    if (open == 0 && p->lease_done) {
+    if (open == 0 && p->lease_done && (!p->ctl || controller_idle(p->ctl))) {
         log_info("drained: every connection finished", NULL);
         event_base_loopbreak(p->base);
         return;
