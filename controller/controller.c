@@ -79,6 +79,8 @@ struct es {
     int64_t created, last_scaled_up;
     int64_t generation;
     bool deleting, has_finalizer;
+    bool finalizer_sent; /* our finalizer patch is on its way: until the informer shows it (or
+                            the patch fails), reconciles do not send it again */
     struct port_map *ports;
     size_t n_ports;
     cJSON *conditions; /* our copy of status.conditions, sent whole on every status write */
@@ -460,6 +462,8 @@ static void es_parse_status(struct es *e, const cJSON *obj)
         if (cJSON_IsString(f) && strcmp(f->valuestring, FINALIZER) == 0)
             e->has_finalizer = true;
     }
+    if (e->has_finalizer)
+        e->finalizer_sent = false;
     /* Resolver ports are kept for the ElastiService's lifetime: a status without them (an
      * older write, a hand edit) does not take them away. */
     const cJSON *ports = get(status, "ports");
@@ -1546,8 +1550,22 @@ static void es_finalize(struct es *e, const cJSON *obj)
     log_info("elastiservice deleted: target and Service restored", "elastiservice=%s", e->key);
 }
 
+static void on_finalizer_done(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct es *e = es_ref_take(arg);
+    if (err) {
+        log_warn("adding the finalizer failed; the next reconcile retries",
+                 "elastiservice=%s error=%s message=%s", e ? e->key : "?", err->reason,
+                 err->message);
+        if (e)
+            e->finalizer_sent = false;
+    }
+}
+
 static void ensure_finalizer(struct es *e, const cJSON *obj)
 {
+    if (e->finalizer_sent)
+        return;
     cJSON *patch = cJSON_CreateObject();
     cJSON *fins = cJSON_AddArrayToObject(cJSON_AddObjectToObject(patch, "metadata"), "finalizers");
     const cJSON *f;
@@ -1557,8 +1575,12 @@ static void ensure_finalizer(struct es *e, const cJSON *obj)
             cJSON_AddItemToArray(fins, cJSON_CreateString(f->valuestring));
     }
     cJSON_AddItemToArray(fins, cJSON_CreateString(FINALIZER));
-    kube_patch(e->c->kube, &RES_ES, e->ns, e->name, NULL, KUBE_PATCH_MERGE, patch, on_write_done,
-               "finalizer");
+    struct es_ref *ref = es_ref_new(e);
+    if (ref && kube_patch(e->c->kube, &RES_ES, e->ns, e->name, NULL, KUBE_PATCH_MERGE, patch,
+                          on_finalizer_done, ref))
+        e->finalizer_sent = true;
+    else if (ref)
+        es_ref_take(ref);
     cJSON_Delete(patch);
 }
 
