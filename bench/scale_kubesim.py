@@ -16,7 +16,9 @@ afresh, so a harness can cut the run into phases):
 Samples of a thread waiting for the GIL are counted where it waits, so the per-function figures
 are relative weights; the per-group CPU seconds are exact.
 
-Usage: same flags as tests/kubesim/kubesim; enabled only when KUBESIM_PROFILE_OUT is set.
+Usage: same flags as tests/kubesim/kubesim; the profiler is on only when KUBESIM_PROFILE_OUT is
+set (without it, this is tests/kubesim/kubesim under another name: bench/scale starts kubesim
+through a symlink to this file, so that no "kubesim" appears in its command line).
 """
 import collections
 import json
@@ -29,7 +31,7 @@ import threading
 import time
 import traceback
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))   # bench/scale runs it via a symlink
 sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
 
 from kubesimlib.main import main  # noqa: E402
