@@ -132,7 +132,8 @@ struct controller {
     uint16_t *port_refs;         /* [65536]: how many ElastiServices hold each resolver port */
     unsigned port_cursor;        /* where the search for a free resolver port resumes */
     struct event *publish_ev, *poll_ev, *wake_ev, *wake_retry_ev;
-    bool leader; /* mirrors leader_is_leader, kept by the election's callbacks */
+    struct event *relisten_ev; /* a resolver port could not be opened: publish again in 1 s */
+    bool leader;               /* mirrors leader_is_leader, kept by the election's callbacks */
     struct leader *election;
     struct kube_client *kube_lease; /* its own client: renewals never queue behind reconciles */
     struct kube_client *kube_wake;  /* its own client: wakes never queue behind /scale polls */
@@ -852,8 +853,14 @@ static void on_publish(evutil_socket_t fd, short what, void *arg)
                 continue;
             char lerr[256];
             if (dataplane_listen(c->dp, &want[li], lerr, sizeof(lerr)) < 0) {
-                log_error("cannot listen on a resolver port", "elastiservice=%s error=%s", e->key,
-                          lerr);
+                /* taken by another process, or not yet let go: try again every second (and
+                 * say so at most that often), not only when something else changes */
+                if (!evtimer_pending(c->relisten_ev, NULL)) {
+                    log_error("cannot listen on a resolver port; retrying every second",
+                              "elastiservice=%s error=%s", e->key, lerr);
+                    struct timeval tv = {1, 0};
+                    evtimer_add(c->relisten_ev, &tv);
+                }
                 continue;
             }
             snap->listeners[li].addr = want[li];
@@ -927,6 +934,11 @@ static void on_publish(evutil_socket_t fd, short what, void *arg)
     free(c->listening);
     c->listening = want;
     c->n_listening = li;
+}
+
+static void on_relisten(evutil_socket_t fd, short what, void *arg)
+{
+    schedule_publish(arg);
 }
 
 static void schedule_publish(struct controller *c)
@@ -1950,8 +1962,9 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     c->poll_ev = evtimer_new(base, on_poll, c);
     c->wake_ev = event_new(base, -1, EV_PERSIST, on_wake_queue, c);
     c->wake_retry_ev = evtimer_new(base, on_wake_retry, c);
+    c->relisten_ev = evtimer_new(base, on_relisten, c);
     if (!c->kube || !c->kube_wake || !c->http || !c->publish_ev || !c->poll_ev || !c->wake_ev ||
-        !c->wake_retry_ev) {
+        !c->wake_retry_ev || !c->relisten_ev) {
         if (!err[0])
             snprintf(err, errlen, "out of memory");
         controller_free(c);
@@ -2100,6 +2113,8 @@ void controller_free(struct controller *c)
     }
     if (c->wake_retry_ev)
         event_free(c->wake_retry_ev);
+    if (c->relisten_ev)
+        event_free(c->relisten_ev);
     http_client_free(c->http);
     kube_client_free(c->kube_lease);
     kube_client_free(c->kube_wake);

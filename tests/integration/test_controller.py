@@ -954,3 +954,31 @@ def test_target_reads_are_paced_under_the_api_rate_limit(sim, ns, holdfast):
     code, _, body = http_get(sim.cluster_ip(ns, "web"), 80, timeout=40)
     assert code == 200 and body.startswith("web-"), (code, body)
     assert queued("wake") == 0
+
+
+def test_resolver_port_taken_by_another_process_is_listened_on_once_freed(sim, ns, holdfast):
+    """The first resolver port of the range is held by another process when the service enters
+    proxy mode: holdfast says so, and retries by itself (nothing else changes meanwhile); once
+    the port is free it listens there, and a request at zero through the ClusterIP is held, wakes
+    the target and is answered."""
+    hf = holdfast.start()
+    squatter = socket.socket()
+    squatter.bind((hf.ip, hf.port_range[0]))
+    squatter.listen(1)
+    try:
+        st = to_proxy_by_hand(sim, ns)
+        assert st["ports"][0]["resolverPort"] == hf.port_range[0]
+        hf.wait_log("cannot listen on a resolver port; retrying every second")
+        time.sleep(1.5)  # the cluster is quiet: no informer event would publish again
+    finally:
+        squatter.close()
+
+    def listening():
+        try:
+            socket.create_connection((hf.ip, hf.port_range[0]), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    wait_for(listening, timeout=10, interval=0.2, what="holdfast listening on the freed port")
+    code, _, body = http_get(sim.cluster_ip(ns, "web"), 80, timeout=40)
+    assert code == 200 and body.startswith("web-"), (code, body)
