@@ -173,6 +173,9 @@ void admin_render_metrics(struct admin *a, struct mtext *out)
     mtext_family(out, "holdfast_held_connections_all", "gauge",
                  "Connections held now, all services together.");
     mtext_sample(out, "holdfast_held_connections_all", NULL, (double)atomic_load(&dp->held_conns));
+    mtext_family(out, "holdfast_held_bytes_all", "gauge",
+                 "Request bytes buffered for held connections now, all services together.");
+    mtext_sample(out, "holdfast_held_bytes_all", NULL, (double)atomic_load(&dp->held_bytes));
     mtext_family(out, "holdfast_route_update_seconds", "histogram",
                  "Time from a change the control plane saw (Service, EndpointSlice, "
                  "ElastiService, wake) to the route snapshot carrying it applied by a worker "

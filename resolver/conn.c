@@ -3,8 +3,13 @@
  * all in this file, and every timeout is armed in one place (conn_arm_timer).
  *
  * Memory per connection is bounded: request bytes are buffered up to the hold buffer size
- * (then reads stop and TCP backpressure does the rest), and a relay keeps at most one read's
- * worth of pending bytes per direction before it stops reading the other side.
+ * (then reads stop and TCP backpressure does the rest), held bytes are reserved under the
+ * service's and the resolver's limits before they are read, unsent answers stop the reading of
+ * further requests at OUT_LIMIT, and a relay keeps at most one read's worth of pending bytes
+ * per direction before it stops reading the other side.
+ *
+ * Any function may close the connection it works on (conn_close); it is freed only later, by
+ * conn_reap, so a caller that goes on only has to look at c->closing.
  */
 #include "resolver/conn.h"
 
@@ -48,6 +53,10 @@ struct buf {
 #define BACKOFF_MIN_MS 10
 #define BACKOFF_MAX_MS 500
 #define DISPATCH_BATCH 64
+/* Unsent answers a connection may have before holdfast stops reading its requests: a client
+ * that pipelines probes and never reads their answers is paused here, then ended by the head
+ * timeout, instead of growing its output without bound. */
+#define OUT_LIMIT (64 * 1024)
 
 /* Offsets (into the request's buffer) of what probe matching and Host routing need. */
 struct span {
@@ -65,6 +74,26 @@ struct head_spans {
     bool too_many;
 };
 
+/* What the validation of the current message has seen (every state that parses: the head of
+ * a request being decided, and every request after it on a held connection). llhttp is strict
+ * already; these are the checks RFC 9112 asks for that llhttp leaves to its user. */
+enum field_kind {
+    FIELD_OTHER,
+    FIELD_HOST,
+    FIELD_TRANSFER_ENCODING,
+};
+
+struct msg_check {
+    char name[24]; /* the current header name, lower-cased, while it fits */
+    size_t name_len;
+    enum field_kind kind;
+    char te[16]; /* the current Transfer-Encoding value, while it fits */
+    size_t te_len;
+    size_t value_pieces; /* pieces of the current header value seen so far */
+    unsigned hosts;      /* Host fields in this message's head */
+    bool in_trailers;
+};
+
 /* Why llhttp paused, set by the callbacks. */
 enum pause_reason {
     PAUSE_NONE,
@@ -74,6 +103,8 @@ enum pause_reason {
 
 struct conn {
     struct worker *w;
+    bool closing; /* closed: no more work, freed by conn_reap once the stack unwinds */
+    TAILQ_ENTRY(conn) close_link;
     struct svc_state *svc; /* one reference; NULL until known (shared port) */
     bool shared;           /* accepted on the shared Host-routed port */
     size_t port;           /* index of the service port the connection is for */
@@ -93,19 +124,24 @@ struct conn {
     struct head_spans *spans;
     size_t parse_off; /* bytes of `in` (from in.off) already fed to the parser */
     enum pause_reason pause;
-    bool deciding; /* the current request's head is not yet decided (probe/hold) */
+    struct msg_check check;
+    const char *bad_reason; /* a check of ours failed the message (static text) */
+    bool out_paused;        /* reads stopped until unsent answers drop below OUT_LIMIT */
+    bool deciding;          /* the current request's head is not yet decided (probe/hold) */
     const struct probe_response *probe; /* the current request is answered by this rule */
     bool probe_head;                    /* ... and it is a HEAD request */
     bool seen_request;                  /* a complete request head was seen on this connection */
     bool http1;                         /* the client speaks HTTP/1 (502 applies) */
-    bool raw;                           /* TLS, h2c, tcp, or ready at accept: never parsed */
-    bool sniffed;                       /* http1 was decided from the first bytes */
+    bool raw;           /* TLS, h2c, tcp, past an Upgrade, or ready at accept: not parsed (see
+                           validate_more for a ready one that ends up waiting) */
+    bool sniffed;       /* http1 was decided from the first bytes */
+    bool parse_if_held; /* HTTP port, ready at accept: parsed if it ends up waiting */
 
     /* Holding. */
     TAILQ_ENTRY(conn) hold_link;
     bool queued;          /* in svc->workers[w].held */
     bool held;            /* counted in the held gauges */
-    size_t held_bytes;    /* bytes counted in the held-bytes gauges */
+    size_t held_bytes;    /* bytes of `in` reserved in the held-bytes counters (hold_reserve) */
     uint64_t arrived_ns;  /* accept time */
     uint64_t held_ns;     /* when it was first held, 0 never */
     uint64_t deadline_ns; /* hold deadline, 0 none */
@@ -131,7 +167,7 @@ uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void conn_free(struct conn *c);
+static void conn_close(struct conn *c);
 static void conn_dispatch(struct conn *c);
 static void conn_hold(struct conn *c);
 static void conn_answer_error(struct conn *c, int status, const char *error, const char *reason,
@@ -290,18 +326,53 @@ static void count(struct conn *c, enum outcome o)
         counter_add(&c->svc->requests[o], 1);
 }
 
-/* Counts bytes that arrived while the connection is held against the held-bytes gauges. */
-static void account_held_bytes(struct conn *c)
+/*
+ * Takes up to `want` bytes from a held-bytes counter whose limit is `max` (several workers
+ * take from the same counters). Returns what was taken: the counter never passes max.
+ */
+static size_t counter_take(_Atomic long *ctr, size_t max, size_t want)
 {
-    if (!c->held)
-        return;
-    size_t now = buf_pending(&c->in);
-    long delta = (long)now - (long)c->held_bytes;
-    if (delta) {
-        atomic_fetch_add(&c->svc->held_bytes, delta);
-        atomic_fetch_add(&c->w->dp->held_bytes, delta);
-        c->held_bytes = now;
+    long cur = atomic_load(ctr);
+    for (;;) {
+        if (cur < 0 || (size_t)cur >= max)
+            return 0;
+        size_t can = max - (size_t)cur < want ? max - (size_t)cur : want;
+        if (atomic_compare_exchange_weak(ctr, &cur, cur + (long)can))
+            return can;
     }
+}
+
+/*
+ * Reserves up to `want` more held bytes for c, from its service's limit and the global one,
+ * before they are read: maxHeldBytes is a bound on memory, not a check made once. Returns the
+ * bytes reserved (added to c->held_bytes); with `all`, either want or nothing.
+ */
+static size_t hold_reserve(struct conn *c, size_t want, bool all)
+{
+    const struct route_service *r = conn_route(c);
+    struct dataplane *dp = c->w->dp;
+    size_t svc_max = r ? r->max_held_bytes : 0;
+    size_t got = counter_take(&c->svc->held_bytes, svc_max, want);
+    size_t all_got = counter_take(&dp->held_bytes, dp->limits.max_held_bytes, got);
+    if (all_got < got)
+        atomic_fetch_sub(&c->svc->held_bytes, (long)(got - all_got));
+    if (all && all_got < want) {
+        atomic_fetch_sub(&c->svc->held_bytes, (long)all_got);
+        atomic_fetch_sub(&dp->held_bytes, (long)all_got);
+        return 0;
+    }
+    c->held_bytes += all_got;
+    return all_got;
+}
+
+/* Gives back reserved bytes that were not used. */
+static void hold_release(struct conn *c, size_t n)
+{
+    if (!n)
+        return;
+    atomic_fetch_sub(&c->svc->held_bytes, (long)n);
+    atomic_fetch_sub(&c->w->dp->held_bytes, (long)n);
+    c->held_bytes -= n;
 }
 
 /* The connection stops being held (forwarded, cancelled, timed out, answered). */
@@ -399,9 +470,18 @@ static const struct addr *pick_endpoint(struct conn *c, const struct route_port 
 
 /* ---- close ---- */
 
-static void conn_free(struct conn *c)
+/*
+ * Closes c: it leaves its queues and gauges and gets no more events at once, and is freed by
+ * conn_reap when the loop turn's handlers have returned. Every function may therefore close
+ * the connection it works on; its callers only look at c->closing to stop working on it,
+ * and nothing is ever used after it was freed. The sockets stay open until then, so their
+ * numbers cannot be reused by another connection under a caller still holding c.
+ */
+static void conn_close(struct conn *c)
 {
-    struct worker *w = c->w;
+    if (c->closing)
+        return;
+    c->closing = true;
     if (c->svc)
         unhold(c);
     if (c->bound) {
@@ -414,8 +494,20 @@ static void conn_free(struct conn *c)
     if (c->bfd >= 0) {
         event_del(&c->brev);
         event_del(&c->bwev);
-        close(c->bfd);
     }
+    c->crev_on = c->cwev_on = c->brev_on = c->bwev_on = false;
+    TAILQ_INSERT_TAIL(&c->w->closing, c, close_link);
+    event_active(c->w->reap_ev, 0, 0);
+}
+
+static void conn_destroy(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (!c->closing)
+        conn_close(c);
+    TAILQ_REMOVE(&w->closing, c, close_link);
+    if (c->bfd >= 0)
+        close(c->bfd);
     close(c->cfd);
     buf_free(&c->in);
     buf_free(&c->out);
@@ -427,6 +519,15 @@ static void conn_free(struct conn *c)
     free(c);
     w->nconns--;
     atomic_fetch_sub(&w->dp->open_conns, 1);
+}
+
+void conn_reap(struct worker *w)
+{
+    if (TAILQ_EMPTY(&w->closing))
+        return;
+    struct conn *c;
+    while ((c = TAILQ_FIRST(&w->closing)))
+        conn_destroy(c);
     worker_conn_closed(w);
 }
 
@@ -501,6 +602,8 @@ static void answer_flush(struct conn *c);
 static void conn_answer_error(struct conn *c, int status, const char *error, const char *reason,
                               enum outcome outcome)
 {
+    if (c->closing)
+        return;
     count(c, outcome);
     if (c->svc)
         unhold(c);
@@ -508,7 +611,7 @@ static void conn_answer_error(struct conn *c, int status, const char *error, con
     free(c->parser);
     c->parser = NULL;
     if (!c->http1) {
-        conn_free(c); /* other protocols: holdfast has no words there, it closes */
+        conn_close(c); /* other protocols: holdfast has no words there, it closes */
         return;
     }
     size_t len;
@@ -524,7 +627,7 @@ static void conn_send_final(struct conn *c, char *msg, size_t len)
     c->parser = NULL;
     if (!msg || buf_append(&c->out, msg, len) < 0) {
         free(msg);
-        conn_free(c);
+        conn_close(c);
         return;
     }
     free(msg);
@@ -535,7 +638,7 @@ static void conn_send_final(struct conn *c, char *msg, size_t len)
 static void answer_flush(struct conn *c)
 {
     if (buf_flush(&c->out, c->cfd) < 0) {
-        conn_free(c);
+        conn_close(c);
         return;
     }
     if (buf_pending(&c->out)) {
@@ -579,8 +682,6 @@ void conn_accept(struct worker *w, int fd, const struct route_listener *l)
     if (l->kind == LISTENER_SHARED) {
         c->shared = true;
         c->proto = PROTO_HTTP;
-        c->http1 = true;
-        c->sniffed = true;
         set_state(c, CONN_HEAD);
         client_read(c, true);
         return;
@@ -594,6 +695,7 @@ void conn_accept(struct worker *w, int fd, const struct route_listener *l)
     if (conn_ready(c)) {
         /* Ready: connect at once; whatever the client sends meanwhile is buffered as is. */
         c->raw = true;
+        c->parse_if_held = c->proto == PROTO_HTTP;
         conn_dispatch(c);
     } else if (c->proto == PROTO_TCP) {
         c->raw = true;
@@ -605,6 +707,38 @@ void conn_accept(struct worker *w, int fd, const struct route_listener *l)
 
 /* ---- holding ---- */
 
+/*
+ * Counts c as held, within the service's and the resolver's limits on held connections and
+ * held bytes (the bytes it buffered so far are reserved). Returns false when a limit is
+ * reached: c is answered 503 (closed on other protocols).
+ */
+static bool hold_admit(struct conn *c, const struct route_service *r)
+{
+    struct dataplane *dp = c->w->dp;
+    const char *full = NULL;
+    size_t need = buf_pending(&c->in);
+    if (counter_take(&c->svc->held_conns, r->max_held_connections, 1) == 0) {
+        full = "hold queue of the service is full";
+    } else if (counter_take(&dp->held_conns, dp->limits.max_held_connections, 1) == 0) {
+        atomic_fetch_sub(&c->svc->held_conns, 1);
+        full = "hold queue of the resolver is full";
+    } else if (need && hold_reserve(c, need, true) == 0) {
+        atomic_fetch_sub(&c->svc->held_conns, 1);
+        atomic_fetch_sub(&dp->held_conns, 1);
+        full = (size_t)atomic_load(&c->svc->held_bytes) + need > r->max_held_bytes
+                   ? "held bytes of the service at the limit"
+                   : "held bytes of the resolver at the limit";
+    }
+    if (full) {
+        conn_answer_error(c, 503, "overloaded", full, OUTCOME_REJECTED);
+        return false;
+    }
+    c->held = true;
+    if (!c->held_ns)
+        c->held_ns = now_ns();
+    return true;
+}
+
 static void conn_hold(struct conn *c)
 {
     const struct route_service *r = conn_route(c);
@@ -614,31 +748,8 @@ static void conn_hold(struct conn *c)
         return;
     }
     note_first_bytes(c, c->in.data + c->in.off, buf_pending(&c->in));
-    if (!c->held) {
-        long svc_held = atomic_load(&c->svc->held_conns);
-        long all_held = atomic_load(&dp->held_conns);
-        long svc_bytes = atomic_load(&c->svc->held_bytes);
-        long all_bytes = atomic_load(&dp->held_bytes);
-        const char *full = NULL;
-        if ((size_t)svc_held >= r->max_held_connections)
-            full = "hold queue of the service is full";
-        else if ((size_t)all_held >= dp->limits.max_held_connections)
-            full = "hold queue of the resolver is full";
-        else if ((size_t)svc_bytes >= r->max_held_bytes)
-            full = "held bytes of the service at the limit";
-        else if ((size_t)all_bytes >= dp->limits.max_held_bytes)
-            full = "held bytes of the resolver at the limit";
-        if (full) {
-            conn_answer_error(c, 503, "overloaded", full, OUTCOME_REJECTED);
-            return;
-        }
-        c->held = true;
-        atomic_fetch_add(&c->svc->held_conns, 1);
-        atomic_fetch_add(&dp->held_conns, 1);
-        if (!c->held_ns)
-            c->held_ns = now_ns();
-        account_held_bytes(c);
-    }
+    if (!c->held && !hold_admit(c, r))
+        return;
     free(c->spans); /* the head is decided; only framing is still validated */
     c->spans = NULL;
     if (!c->queued) {
@@ -655,6 +766,15 @@ static void conn_hold(struct conn *c)
         c->queued = true;
     }
     set_state(c, CONN_HELD);
+    /* Bytes that came in the same read as the head (a body, pipelined requests) are validated
+     * now, not at a next read that may never come, and before waking anything: bad chunking
+     * sent with its head gets its 400 instead of a wake and a delivery after it. This may
+     * answer and close c. */
+    if (c->parser && c->parse_off < buf_pending(&c->in)) {
+        parse_more(c);
+        if (c->closing || c->state != CONN_HELD)
+            return;
+    }
     int64_t zero = 0;
     atomic_compare_exchange_strong(&c->svc->wake_started_ns, &zero, (int64_t)now_ns());
     if (wakeq_push_wake(&dp->wakeq, c->svc))
@@ -666,15 +786,37 @@ static void conn_hold(struct conn *c)
             client_read(c, true);
     }
     /* The service may have become ready while this connection was parsed. */
-    if (conn_ready(c)) {
+    if (conn_ready(c))
         conn_dispatch(c);
+}
+
+static bool sniff_raw(struct conn *c);
+static bool maybe_h2_preface(const struct conn *c);
+
+/*
+ * A connection waiting for a backend with nothing written to it: its HTTP/1 bytes are
+ * validated as they come, like those of every held request, whether it was held after its
+ * head was parsed or taken as ready at accept and held after its connect failed. TLS and h2c
+ * (found from the first bytes) and what follows an Upgrade are not HTTP/1 and stay unparsed.
+ * This may answer and close c.
+ */
+static void validate_more(struct conn *c)
+{
+    if (c->raw || c->proto != PROTO_HTTP)
         return;
+    if (!c->parser) {
+        if (buf_pending(&c->in) == 0 || maybe_h2_preface(c))
+            return; /* nothing yet, or the rest of a possible HTTP/2 preface to wait for */
+        if (sniff_raw(c)) {
+            c->raw = true;
+            c->http1 = false;
+            c->sniffed = true;
+            return;
+        }
+        c->http1 = true;
+        c->sniffed = true;
     }
-    /* Bytes that came in the same read as the head (a body, pipelined requests) are validated
-     * now, not at a next read that may never come: bad chunking sent with its head gets its 400
-     * instead of being delivered to the backend after the wake. This may answer and free c. */
-    if (c->parser && c->parse_off < buf_pending(&c->in))
-        parse_more(c);
+    parse_more(c);
 }
 
 /* ---- connecting ---- */
@@ -746,9 +888,26 @@ static void connect_failed(struct conn *c, int err)
     wakeq_push_failure(&c->w->dp->wakeq, c->svc, &c->backend);
     if (c->n_failed < MAX_FAILED)
         c->failed[c->n_failed++] = c->backend;
-    if (!c->deadline_ns) {
-        const struct route_service *r = conn_route(c);
+    const struct route_service *r = conn_route(c);
+    if (!c->deadline_ns)
         c->deadline_ns = c->arrived_ns + (uint64_t)(r ? r->hold_timeout_s : 600) * 1000000000ull;
+    if (!c->held && c->to_backend == 0) {
+        /* Taken as ready at accept, it now waits for a backend like a held connection: it is
+         * counted against the hold limits, and its HTTP/1 request is validated. */
+        if (!r) {
+            conn_answer_error(c, 503, "service unavailable", "service was removed",
+                              OUTCOME_REJECTED);
+            return;
+        }
+        if (!hold_admit(c, r))
+            return;
+        if (c->parse_if_held) {
+            c->parse_if_held = false;
+            c->raw = false;
+            validate_more(c);
+            if (c->closing)
+                return;
+        }
     }
     conn_dispatch(c);
 }
@@ -797,7 +956,10 @@ static void connected(struct conn *c)
         c->to_backend += before - buf_pending(&c->in);
         observe_cold_start(c);
     }
-    backend_read(c, true);
+    /* Probe answers still unsent go first: backend bytes wait until they are written. */
+    backend_read(c, !buf_pending(&c->out));
+    if (buf_pending(&c->out))
+        client_write(c, true);
     if (buf_pending(&c->in)) {
         backend_write(c, true);
         client_read(c, false);
@@ -817,7 +979,7 @@ static void connected(struct conn *c)
 static void relay_done_check(struct conn *c)
 {
     if (c->client_eof && c->backend_eof && !buf_pending(&c->in) && !buf_pending(&c->out))
-        conn_free(c);
+        conn_close(c);
 }
 
 /* The backend ended (EOF or error). 502 if it never answered what we sent on HTTP/1. */
@@ -829,7 +991,7 @@ static void backend_ended(struct conn *c, bool error)
         return;
     }
     if (error) {
-        conn_free(c);
+        conn_close(c);
         return;
     }
     c->backend_eof = true;
@@ -848,7 +1010,7 @@ static void relay_from_client(struct conn *c)
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return;
-        conn_free(c);
+        conn_close(c);
         return;
     }
     if (n == 0) {
@@ -874,7 +1036,7 @@ static void relay_from_client(struct conn *c)
     }
     if (wr < n) {
         if (buf_append(&c->in, w->scratch + wr, (size_t)(n - wr)) < 0) {
-            conn_free(c);
+            conn_close(c);
             return;
         }
         client_read(c, false);
@@ -899,17 +1061,17 @@ static void relay_from_backend(struct conn *c)
         return;
     }
     c->from_backend += (uint64_t)n;
-    ssize_t wr = send(c->cfd, w->scratch, (size_t)n, MSG_NOSIGNAL);
+    ssize_t wr = buf_pending(&c->out) ? 0 : send(c->cfd, w->scratch, (size_t)n, MSG_NOSIGNAL);
     if (wr < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            conn_free(c);
+            conn_close(c);
             return;
         }
         wr = 0;
     }
     if (wr < n) {
         if (buf_append(&c->out, w->scratch + wr, (size_t)(n - wr)) < 0) {
-            conn_free(c);
+            conn_close(c);
             return;
         }
         backend_read(c, false);
@@ -926,26 +1088,38 @@ static void relay_from_backend(struct conn *c)
  * request there is nothing to answer. An HTTP client that closes while held has gone away
  * (as Go's and nginx's servers judge it): cancelled. Otherwise (tcp, or a connection that was
  * never held) it may only have half-closed and wait for the answer: the close is relayed in
- * order once connected. Returns false when c was freed.
+ * order once connected. Returns false when c closed.
  */
 static bool client_ended_before_relay(struct conn *c)
 {
     c->client_eof = true;
     if (c->state == CONN_HEAD) {
-        conn_free(c);
+        if (buf_pending(&c->out) && !c->out_paused) {
+            /* Answers to requests it sent before closing its side are still owed: write
+             * them, then close (a health checker may pipeline, half-close and read). */
+            client_read(c, false);
+            set_state(c, CONN_ANSWER);
+            answer_flush(c);
+            return false;
+        }
+        conn_close(c);
         return false;
     }
     if (c->held && c->proto == PROTO_HTTP) {
         count(c, OUTCOME_CANCELLED);
         log_debug("held client went away", "service=%s", c->svc->key);
-        conn_free(c);
+        conn_close(c);
         return false;
     }
     client_read(c, false);
     return true;
 }
 
-/* Reads client bytes into `in` while not relaying. Returns false when c was freed. */
+/*
+ * Reads client bytes into `in` while not relaying. A held connection reads only what it could
+ * reserve under the held-bytes limits; at a limit it stops reading (the client's TCP window
+ * does the rest) and reads again once it is bound to a backend. Returns false when c closed.
+ */
 static bool read_into_in(struct conn *c)
 {
     size_t limit = in_limit(c);
@@ -959,7 +1133,18 @@ static bool read_into_in(struct conn *c)
     size_t want = limit - pending;
     if (want > c->w->scratch_len)
         want = c->w->scratch_len;
+    size_t reserved = 0;
+    if (c->held) {
+        reserved = hold_reserve(c, want, false);
+        if (reserved == 0) {
+            client_watch_close_only(c);
+            return true;
+        }
+        want = reserved;
+    }
     ssize_t n = recv(c->cfd, c->w->scratch, want, 0);
+    if (reserved)
+        hold_release(c, n > 0 ? reserved - (size_t)n : reserved);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return true;
@@ -968,11 +1153,9 @@ static bool read_into_in(struct conn *c)
     if (n == 0)
         return client_ended_before_relay(c);
     if (buf_append(&c->in, c->w->scratch, (size_t)n) < 0) {
-        conn_free(c);
+        conn_close(c);
         return false;
     }
-    if (c->state != CONN_HEAD && c->state != CONN_ANSWER && c->state != CONN_LINGER)
-        account_held_bytes(c);
     return true;
 }
 
@@ -1000,6 +1183,8 @@ static bool maybe_h2_preface(const struct conn *c)
 static void on_client_read(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
+    if (c->closing)
+        return;
     switch (c->state) {
     case CONN_RELAY:
         if (c->crev_closed_only) {
@@ -1012,7 +1197,7 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
         char drain[4096];
         ssize_t n = recv(c->cfd, drain, sizeof(drain), 0);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-            conn_free(c);
+            conn_close(c);
         return;
     }
     case CONN_ANSWER:
@@ -1038,6 +1223,14 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
                 c->raw = true;
                 c->http1 = false;
                 c->sniffed = true;
+                if (c->shared) {
+                    /* The shared port routes by an HTTP/1 Host header: TLS and HTTP/2 carry
+                     * none holdfast can read, and an HTTP/1 answer means nothing to them. */
+                    counter_add(&c->w->dp->bad_requests, 1);
+                    log_debug("not HTTP/1 on the shared port: closed", NULL);
+                    conn_close(c);
+                    return;
+                }
                 conn_hold(c);
                 return;
             }
@@ -1045,20 +1238,28 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
             c->sniffed = true;
         }
         parse_more(c);
-    } else if (c->parser) {
-        parse_more(c); /* held: keep validating framing so a smuggling attempt gets 400 */
+    } else {
+        validate_more(c); /* waiting: keep validating framing so a smuggling attempt gets 400 */
     }
 }
 
 static void on_client_write(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
+    if (c->closing)
+        return;
     if (c->state != CONN_RELAY) {
         answer_flush(c);
+        if (!c->closing && c->out_paused && buf_pending(&c->out) < OUT_LIMIT) {
+            /* The client read its answers: answer the requests it sent meanwhile, read on. */
+            c->out_paused = false;
+            client_read(c, true);
+            parse_more(c);
+        }
         return;
     }
     if (buf_flush(&c->out, c->cfd) < 0) {
-        conn_free(c);
+        conn_close(c);
         return;
     }
     if (buf_pending(&c->out))
@@ -1075,12 +1276,16 @@ static void on_client_write(evutil_socket_t fd, short what, void *arg)
 
 static void on_backend_read(evutil_socket_t fd, short what, void *arg)
 {
-    relay_from_backend(arg);
+    struct conn *c = arg;
+    if (!c->closing)
+        relay_from_backend(c);
 }
 
 static void on_backend_write(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
+    if (c->closing)
+        return;
     if (c->state == CONN_CONNECTING) {
         int err = 0;
         socklen_t len = sizeof(err);
@@ -1117,6 +1322,8 @@ static void on_backend_write(evutil_socket_t fd, short what, void *arg)
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
+    if (c->closing)
+        return;
     const struct route_service *r = conn_route(c);
     switch (c->state) {
     case CONN_HEAD:
@@ -1124,7 +1331,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
             conn_answer_error(c, 408, "request timeout", "no complete request head in time",
                               OUTCOME_BAD_REQUEST);
         else
-            conn_free(c); /* an idle keep-alive connection after probe answers */
+            conn_close(c); /* an idle keep-alive connection after probe answers */
         return;
     case CONN_HELD:
     case CONN_BACKOFF:
@@ -1152,11 +1359,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     case CONN_RELAY:
         log_debug("relay idle timeout", "service=%s", c->svc ? c->svc->key : NULL);
-        conn_free(c);
+        conn_close(c);
         return;
     case CONN_ANSWER:
     case CONN_LINGER:
-        conn_free(c);
+        conn_close(c);
         return;
     }
 }
@@ -1196,9 +1403,22 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* A check of ours failed: the message is refused (400) with this reason. */
+static int refuse(struct conn *c, const char *reason)
+{
+    c->bad_reason = reason;
+    return -1;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct conn *c = parser_conn(p);
+    struct msg_check *k = &c->check;
+    for (size_t i = 0; i < len; i++) {
+        if (k->name_len < sizeof(k->name))
+            k->name[k->name_len] = (char)(at[i] | 0x20); /* token chars: ASCII lower case */
+        k->name_len++;
+    }
     struct head_spans *h = c->spans;
     if (c->state != CONN_HEAD)
         return 0;
@@ -1218,9 +1438,46 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+static int on_header_field_complete(llhttp_t *p)
+{
+    struct conn *c = parser_conn(p);
+    struct msg_check *k = &c->check;
+    k->kind = FIELD_OTHER;
+    k->te_len = 0;
+    k->value_pieces = 0;
+    if (!k->in_trailers && k->name_len == 4 && !memcmp(k->name, "host", 4)) {
+        k->kind = FIELD_HOST;
+        k->hosts++;
+    } else if (!k->in_trailers && k->name_len == 17 && !memcmp(k->name, "transfer-encoding", 17)) {
+        k->kind = FIELD_TRANSFER_ENCODING;
+    }
+    k->name_len = 0;
+    return 0;
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct conn *c = parser_conn(p);
+    struct msg_check *k = &c->check;
+    /* llhttp joins an obs-fold continuation line to the value and leaves its CRLF out of the
+     * pieces: a value whose first piece is preceded by a line feed (and blanks), or a later
+     * piece that starts right after one, is folded. Every byte fed to llhttp is in `in`,
+     * contiguous, so the bytes before a piece are there to look at; the blanks before a
+     * value are looked at once. */
+    const char *b = at;
+    if (k->value_pieces++ == 0) {
+        while (b > c->in.data && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+    }
+    if (b > c->in.data && b[-1] == '\n')
+        return refuse(c, "obsolete line folding in a header field");
+    if (k->kind == FIELD_TRANSFER_ENCODING) {
+        for (size_t i = 0; i < len; i++) {
+            if (k->te_len < sizeof(k->te))
+                k->te[k->te_len] = (char)(at[i] | 0x20);
+            k->te_len++;
+        }
+    }
     struct head_spans *h = c->spans;
     if (c->state != CONN_HEAD || h->too_many)
         return 0;
@@ -1229,9 +1486,40 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+static int on_header_value_complete(llhttp_t *p)
+{
+    struct conn *c = parser_conn(p);
+    struct msg_check *k = &c->check;
+    if (k->kind == FIELD_TRANSFER_ENCODING) {
+        /* Only "chunked": a coding a backend might frame differently ("identity", a list)
+         * could make it read another request than holdfast validated. */
+        if (k->te_len > sizeof(k->te))
+            return refuse(c, "Transfer-Encoding other than chunked");
+        size_t b = 0, e = k->te_len;
+        while (b < e && (k->te[b] == ' ' || k->te[b] == '\t'))
+            b++;
+        while (e > b && (k->te[e - 1] == ' ' || k->te[e - 1] == '\t'))
+            e--;
+        if (e - b != 7 || memcmp(k->te + b, "chunked", 7) != 0)
+            return refuse(c, "Transfer-Encoding other than chunked");
+    }
+    k->kind = FIELD_OTHER;
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     struct conn *c = parser_conn(p);
+    struct msg_check *k = &c->check;
+    /* RFC 9112 3.2: a request with several Host fields, or an HTTP/1.1 one with none, is
+     * answered 400 (a backend might route by another Host than the one holdfast saw). */
+    if (p->http_major == 0)
+        return refuse(c, "HTTP/0.9 is not supported");
+    if (k->hosts > 1)
+        return refuse(c, "more than one Host header field");
+    if (k->hosts == 0 && p->http_major == 1 && p->http_minor >= 1)
+        return refuse(c, "HTTP/1.1 request without a Host header field");
+    k->in_trailers = true;
     if (c->state != CONN_HEAD)
         return 0;
     if (c->spans->in_value) {
@@ -1254,6 +1542,7 @@ static int on_message_complete(llhttp_t *p)
 static int on_message_begin(llhttp_t *p)
 {
     struct conn *c = parser_conn(p);
+    memset(&c->check, 0, sizeof(c->check));
     if (c->state == CONN_HEAD)
         memset(c->spans, 0, sizeof(*c->spans));
     return 0;
@@ -1270,6 +1559,8 @@ static void parser_settings_init(void)
     parser_settings.on_url = on_url;
     parser_settings.on_header_field = on_header_field;
     parser_settings.on_header_value = on_header_value;
+    parser_settings.on_header_field_complete = on_header_field_complete;
+    parser_settings.on_header_value_complete = on_header_value_complete;
     parser_settings.on_headers_complete = on_headers_complete;
     parser_settings.on_message_complete = on_message_complete;
 }
@@ -1357,7 +1648,7 @@ static bool route_by_host(struct conn *c)
 }
 
 /* The head of a request is complete and the service is not ready: probe, or hold. Returns
- * false when c changed state or was freed (parsing stops). */
+ * false when c changed state or closed (parsing stops). */
 static bool decide_after_head(struct conn *c)
 {
     c->seen_request = true;
@@ -1414,7 +1705,7 @@ static bool answer_probe(struct conn *c, size_t consumed)
     c->probe = NULL;
     if (!msg || buf_append(&c->out, msg, len) < 0) {
         free(msg);
-        conn_free(c);
+        conn_close(c);
         return false;
     }
     free(msg);
@@ -1430,7 +1721,7 @@ static bool answer_probe(struct conn *c, size_t consumed)
     }
     conn_arm_timer(c); /* the head timeout starts again for the next request */
     answer_flush(c);
-    return c->state == CONN_HEAD;
+    return !c->closing && c->state == CONN_HEAD;
 }
 
 static void parse_more(struct conn *c)
@@ -1440,7 +1731,7 @@ static void parse_more(struct conn *c)
         c->parser = malloc(sizeof(*c->parser));
         c->spans = calloc(1, sizeof(*c->spans));
         if (!c->parser || !c->spans) {
-            conn_free(c);
+            conn_close(c);
             return;
         }
         llhttp_init(c->parser, HTTP_REQUEST, &parser_settings);
@@ -1450,7 +1741,14 @@ static void parse_more(struct conn *c)
     /* After a pause the parser may have steps left that consume no byte (a bodyless
      * request's message-complete): it is run again even when every byte was fed. */
     bool resumed = false;
-    while (c->parser && (c->parse_off < buf_pending(&c->in) || resumed)) {
+    while (!c->closing && c->parser && (c->parse_off < buf_pending(&c->in) || resumed)) {
+        if (buf_pending(&c->out) >= OUT_LIMIT) {
+            /* The client does not read its answers: stop reading and answering its requests
+             * until it does (on_client_write resumes), or the head timeout ends it. */
+            c->out_paused = true;
+            client_read(c, false);
+            return;
+        }
         resumed = false;
         const char *base = c->in.data + c->in.off;
         c->pause = PAUSE_NONE;
@@ -1478,19 +1776,22 @@ static void parse_more(struct conn *c)
             /* Upgrade or CONNECT: what follows is not HTTP/1; stop parsing, hold the bytes. */
             free(c->parser);
             c->parser = NULL;
+            c->raw = true;
             if (c->state == CONN_HEAD)
                 conn_hold(c);
             return;
         }
         /* Malformed, or smuggling-ambiguous framing: refuse before anything is relayed. */
+        const char *reason = c->bad_reason ? c->bad_reason : llhttp_get_error_reason(c->parser);
         log_debug("bad request", "service=%s error=%s reason=%s", c->svc ? c->svc->key : NULL,
-                  llhttp_errno_name(err), llhttp_get_error_reason(c->parser));
+                  llhttp_errno_name(err), reason);
         if (!c->svc)
             counter_add(&c->w->dp->bad_requests, 1);
-        conn_answer_error(c, 400, "bad request", llhttp_get_error_reason(c->parser),
-                          OUTCOME_BAD_REQUEST);
+        conn_answer_error(c, 400, "bad request", reason, OUTCOME_BAD_REQUEST);
         return;
     }
+    if (c->closing)
+        return;
     if (c->state == CONN_HEAD && c->parser && !c->probe &&
         buf_pending(&c->in) > c->w->dp->limits.max_head_bytes) {
         if (!c->svc)
@@ -1561,5 +1862,5 @@ void conn_close_all(struct worker *w)
 {
     struct conn *c;
     while ((c = TAILQ_FIRST(&w->conns)))
-        conn_free(c);
+        conn_destroy(c);
 }

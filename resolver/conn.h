@@ -43,6 +43,10 @@ struct worker {
     size_t scratch_len;
     long nconns;
     TAILQ_HEAD(conn_list, conn) conns; /* every open connection, for stop */
+    /* Connections closed during this loop turn, freed by reap_ev once the handlers that
+     * closed them have returned (conn_reap): a connection is never freed under a caller. */
+    TAILQ_HEAD(conn_closing, conn) closing;
+    struct event *reap_ev;
     bool draining;
     bool accept_paused;             /* out of file descriptors: listeners disabled */
     bool fd_exhausted;              /* in an EMFILE episode, until an accept succeeds */
@@ -66,7 +70,10 @@ void conn_snapshot_applied(struct worker *w, struct route_snapshot *old_snap);
 /* Dispatches ready held connections, a batch per loop turn (continued by w->dispatch_ev). */
 void conn_dispatch_held(struct worker *w);
 
-/* Closes every connection of the worker at once (stop). */
+/* Frees the connections closed since the last call (w->reap_ev's callback). */
+void conn_reap(struct worker *w);
+
+/* Closes and frees every connection of the worker at once (stop). */
 void conn_close_all(struct worker *w);
 
 /* Called by conn when a connection closes, so the worker can resume accepting. */

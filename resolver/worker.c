@@ -306,6 +306,11 @@ static void on_dispatch(evutil_socket_t fd, short what, void *arg)
     conn_dispatch_held(arg);
 }
 
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    conn_reap(arg);
+}
+
 static void on_snapshot(evutil_socket_t fd, short what, void *arg)
 {
     apply_snapshot(arg);
@@ -376,6 +381,7 @@ struct dataplane *dataplane_new(int nworkers, const struct config_limits *limits
         w->id = i;
         w->dp = dp;
         TAILQ_INIT(&w->conns);
+        TAILQ_INIT(&w->closing);
         w->scratch_len = SCRATCH_BYTES;
         w->scratch = malloc(w->scratch_len);
         w->base = event_base_new();
@@ -385,7 +391,9 @@ struct dataplane *dataplane_new(int nworkers, const struct config_limits *limits
         w->control_ev = event_new(w->base, -1, 0, on_control, w);
         w->accept_resume_ev = event_new(w->base, -1, 0, on_accept_resume, w);
         w->dispatch_ev = event_new(w->base, -1, 0, on_dispatch, w);
-        if (!w->snapshot_ev || !w->control_ev || !w->accept_resume_ev || !w->dispatch_ev)
+        w->reap_ev = event_new(w->base, -1, 0, on_reap, w);
+        if (!w->snapshot_ev || !w->control_ev || !w->accept_resume_ev || !w->dispatch_ev ||
+            !w->reap_ev)
             goto fail;
         route_table_subscribe(&dp->routes, w->snapshot_ev);
     }
@@ -462,6 +470,9 @@ void dataplane_free(struct dataplane *dp)
         struct worker *w = dp->workers[i];
         if (!w)
             continue;
+        if (w->base)
+            conn_close_all(
+                w); /* none left after a stop; a data plane never started may have some */
         for (size_t j = 0; j < w->n_listeners; j++)
             close_listener(w->listeners[j]);
         free(w->listeners);
@@ -478,6 +489,8 @@ void dataplane_free(struct dataplane *dp)
             event_free(w->accept_resume_ev);
         if (w->dispatch_ev)
             event_free(w->dispatch_ev);
+        if (w->reap_ev)
+            event_free(w->reap_ev);
         if (w->base)
             event_base_free(w->base);
         free(w->scratch);
