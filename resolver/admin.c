@@ -23,6 +23,24 @@
 /* While accepting fails (out of descriptors), the listener is paused and tried again this often. */
 #define ADMIN_ACCEPT_RETRY_US 100000
 
+/*
+ * Bounds of one request. evhttp reads without limit unless told: one header line that never
+ * ends was read for as long as it came (tens of MB, rescanned for its end on every read). Past
+ * the head cap the answer is 400, past the body cap 413, and the connection is closed. Scrapers
+ * and probes send a few hundred bytes of head (a bearer token a few KiB) and no body.
+ */
+#define ADMIN_MAX_HEAD_BYTES 8192
+#define ADMIN_MAX_BODY_BYTES 1024
+
+/*
+ * evhttp's timeout is per read and per write (a bufferevent timeout), not per request: it ends
+ * an idle connection or a stalled one, while a client that keeps trickling is ended by the head
+ * cap above. Concurrent connections are not capped: libevent 2.1's evhttp has no such limit,
+ * and nothing of it sees a connection close before a first request is read, so there is
+ * nothing to count them with.
+ */
+#define ADMIN_IO_TIMEOUT_S 10
+
 struct admin {
     struct evhttp *http;
     struct evconnlistener *listener; /* evhttp's listener; owned by http */
@@ -342,7 +360,9 @@ struct admin *admin_start(struct event_base *base, const struct addr *addr, stru
     evhttp_set_bevcb(a->http, on_accepted, a);
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
     evhttp_set_gencb(a->http, on_request, a);
-    evhttp_set_timeout(a->http, 10);
+    evhttp_set_max_headers_size(a->http, ADMIN_MAX_HEAD_BYTES);
+    evhttp_set_max_body_size(a->http, ADMIN_MAX_BODY_BYTES);
+    evhttp_set_timeout(a->http, ADMIN_IO_TIMEOUT_S);
     a->next = admins;
     admins = a;
     return a;
