@@ -2,6 +2,10 @@
  * admin: the admin HTTP listener (default :8013) on the control thread's event base:
  * /metrics (Prometheus text format), /healthz (the process is alive), /readyz (every worker
  * runs the current route snapshot and the process is not draining).
+ *
+ * When the process runs out of file descriptors the listener pauses, as the data plane's do:
+ * it is tried again every 100 ms, each episode is logged once and counted as
+ * holdfast_accept_fd_exhausted_total{listener="admin"}.
  */
 #ifndef HOLDFAST_ADMIN_H
 #define HOLDFAST_ADMIN_H

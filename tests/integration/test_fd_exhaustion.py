@@ -10,6 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from hflib import hp
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("HOLDFAST_BIN", str(REPO / "build" / "holdfast"))
 LISTEN = ("127.0.3.201", 18301)
@@ -102,7 +104,8 @@ def test_out_of_descriptors_pauses_accept_counts_logs_once_and_recovers():
                      what="waiting clients to be served")
             for s in waiting:
                 s.close()
-            wait_for(lambda: (metric("holdfast_accept_fd_exhausted_total") or 0) >= 1,
+            wait_for(lambda: (metric('holdfast_accept_fd_exhausted_total{listener="data"}') or 0)
+                     >= 1,
                      what="fd exhaustion to be counted")
         finally:
             for s in clients:
@@ -118,3 +121,66 @@ def test_out_of_descriptors_pauses_accept_counts_logs_once_and_recovers():
         episodes = [l["msg"][:3] for l in lines if l in paused or l in resumed]
         assert all(a != b for a, b in zip(episodes, episodes[1:])), episodes
         assert proc.returncode == 0
+
+
+# ---- the admin listener (issue 9) ----
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def exhaustion_lines(path):
+    """stderr lines about running out of descriptors: holdfast's own JSON ones and any raw ones
+    an accept loop prints. Reads at most 4 MB: a spinning loop writes tens of MB a second."""
+    with open(path, "rb") as f:
+        text = f.read(4 << 20).decode(errors="replace")
+    return [l for l in text.splitlines()
+            if "Too many open files" in l or "out of file descriptors" in l]
+
+
+def test_admin_out_of_descriptors_pauses_accept_logs_once_counts_and_recovers(holdfast, addrs):
+    """The admin listener runs on the control thread's loop. When accept() fails for lack of
+    descriptors it pauses (not an accept/log loop on that thread), logs one warning for the
+    episode, counts it as holdfast_accept_fd_exhausted_total{listener="admin"}, and once
+    descriptors free up /healthz answers again and the recovery is logged."""
+    listen = addrs.listener()
+    hf = holdfast.start({"services": [{"namespace": "default", "name": "fdadmin",
+                                       "listen": [hp(listen)], "backends": [hp(addrs.backend())]}]},
+                        workers=1, log_level="info")
+    # A few descriptors to spare, then the admin listener's backlog holds the rest.
+    spare = 4
+    soft, hard = resource.prlimit(hf.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(hf.pid, resource.RLIMIT_NOFILE, (open_fds(hf.pid) + spare, hard))
+    clients = []
+    try:
+        for _ in range(spare + 8):
+            clients.append(socket.create_connection(hf.admin, timeout=5))
+        wait_for(lambda: exhaustion_lines(hf.stderr_path), what="admin fd exhaustion logged")
+        size_at_start = os.path.getsize(hf.stderr_path)
+        # The episode goes on (connections keep waiting in the backlog): no accept loop.
+        time.sleep(1.0)
+        assert hf.proc.poll() is None
+        grown = os.path.getsize(hf.stderr_path) - size_at_start
+        assert grown < 16384, f"stderr grew by {grown} bytes during one episode"
+        assert len(exhaustion_lines(hf.stderr_path)) == 1, exhaustion_lines(hf.stderr_path)[:5]
+    finally:
+        for s in clients:
+            s.close()
+    # Descriptors free up (the clients closed): the listener accepts again.
+    def healthz():
+        try:
+            return hf.admin_get("/healthz", timeout=2)[0] == 200
+        except OSError:
+            return False
+    wait_for(healthz, timeout=20, what="/healthz to answer again")
+    paused = [l for l in hf.logs() if l.get("msg", "").startswith("out of file descriptors")]
+    resumed = [l for l in hf.logs() if l.get("msg", "").startswith("admin listener accepting again")]
+    assert paused and resumed
+    assert all(l.get("listener") == hp(hf.admin) for l in paused), paused
+    # Logged once per episode: never twice without a recovery in between (connections still in
+    # the backlog when the clients closed may start a short episode or two more).
+    episodes = [l["msg"][:3] for l in hf.logs() if l in paused or l in resumed]
+    assert all(a != b for a, b in zip(episodes, episodes[1:])), episodes
+    assert hf.metric("holdfast_accept_fd_exhausted_total", listener="admin") == len(paused)
+    assert hf.metric("holdfast_accept_fd_exhausted_total", listener="data") == 0
+    resource.prlimit(hf.pid, resource.RLIMIT_NOFILE, (soft, hard))
