@@ -220,6 +220,9 @@ def test_requests_that_are_well_formed_edge_cases_are_held_and_forwarded(
     r = http_exchange(listen, b"GET /te HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n"
                               b"Connection: close\r\n\r\n")
     assert r.status == 200 and r.json()["path"] == "/te", r
+    r = http_exchange(listen, b"GET /te2 HTTP/1.1\r\nHost: x\r\nTE: identity, chunked\r\n"
+                              b"Connection: close\r\n\r\n")
+    assert r.status == 200 and r.json()["path"] == "/te2", r
     r = http_exchange(listen, b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                               b"Connection: close\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\n")
     assert r.status == 200 and r.json()["bytes"] == 5, r
