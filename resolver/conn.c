@@ -50,6 +50,10 @@ struct buf {
 #define MAX_HEADERS 128
 #define MAX_FAILED 4
 #define LINGER_MS 2000
+/* After its last answer holdfast reads and drops what the client still sends, so that closing
+ * does not reset the connection before the answer was read; a client that keeps sending is
+ * not read past this much (it is not reading its answer either): then the socket closes. */
+#define LINGER_MAX_BYTES (256 * 1024)
 #define BACKOFF_MIN_MS 10
 #define BACKOFF_MAX_MS 500
 #define DISPATCH_BATCH 64
@@ -154,6 +158,7 @@ struct conn {
     unsigned backoff_ms;
     uint64_t to_backend;
     uint64_t from_backend;
+    size_t lingered; /* bytes read and dropped in LINGER */
     bool client_eof, backend_eof;
     bool client_shut, backend_shut;
 
@@ -1194,9 +1199,11 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
         relay_from_client(c);
         return;
     case CONN_LINGER: {
-        char drain[4096];
-        ssize_t n = recv(c->cfd, drain, sizeof(drain), 0);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+        ssize_t n = recv(c->cfd, c->w->scratch, c->w->scratch_len, 0);
+        if (n > 0)
+            c->lingered += (size_t)n;
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
+            c->lingered > LINGER_MAX_BYTES)
             conn_close(c);
         return;
     }
@@ -1465,6 +1472,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
      * contiguous, so the bytes before a piece are there to look at; the blanks before a
      * value are looked at once. */
     const char *b = at;
+    if (len == 0)
+        return 0; /* an empty value: llhttp reports it after the line's CRLF */
     if (k->value_pieces++ == 0) {
         while (b > c->in.data && (b[-1] == ' ' || b[-1] == '\t'))
             b--;

@@ -223,10 +223,52 @@ def test_requests_that_are_well_formed_edge_cases_are_held_and_forwarded(
     r = http_exchange(listen, b"GET /te2 HTTP/1.1\r\nHost: x\r\nTE: identity, chunked\r\n"
                               b"Connection: close\r\n\r\n")
     assert r.status == 200 and r.json()["path"] == "/te2", r
+    # Empty header values (an empty Host with an absolute-form target) are no obs-fold.
+    r = http_exchange(listen, b"GET http://x/abs HTTP/1.1\r\nHost: \r\nX-Empty:\r\n"
+                              b"X-B: 1\r\nConnection: close\r\n\r\n")
+    assert r.status == 200 and r.json()["path"] == "http://x/abs", r  # bytes untouched
     r = http_exchange(listen, b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                               b"Connection: close\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\n")
     assert r.status == 200 and r.json()["bytes"] == 5, r
     assert hf.metric("holdfast_requests_total", service="svc", outcome="bad_request") == 0
+
+
+@pytest.mark.parametrize("raw", [
+    b"GET /healthz HTTP/1.1\r\nHost: \r\n\r\n",
+    b"GET http://lb/healthz HTTP/1.1\r\nHost:\r\nX-Empty: \r\nX-B: 1\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: lb\r\nX-Spaces: a   b  \r\n\r\n",
+])
+def test_empty_and_spaced_header_values_are_no_obs_fold(holdfast, addrs, tmp_path, raw):
+    # Parsed on a service that is not ready: answered by its probe rule, not refused.
+    listen, svc = probed(addrs, tmp_path)
+    hf = holdfast.start({"services": [svc]}, workers=1)
+    r = http_exchange(listen, raw)
+    assert r.status == 200 and r.json() == {"ok": True}, r
+    assert hf.metric("holdfast_requests_total", service="svc", outcome="bad_request") == 0
+
+
+def test_client_that_floods_after_an_error_answer_is_not_read_without_end(
+        holdfast, addrs, tmp_path):
+    # After an error answer holdfast reads and drops what the client still sends (so closing
+    # does not reset the answer away); a client that never stops is cut off, not drained.
+    listen, svc = probed(addrs, tmp_path)
+    hf = holdfast.start({"services": [svc]}, workers=1)
+    s = connect(listen)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n")  # 400: obs-fold
+    flood = b"x" * 65536
+    sent = 0
+    try:
+        while sent < 256 * 1024 * 1024:
+            sent += s.send(flood)
+    except (socket.timeout, BrokenPipeError, ConnectionResetError):
+        pass
+    s.close()
+    # Socket buffers on loopback hold a few MB; holdfast stopped reading well before 256 MB.
+    assert sent < 64 * 1024 * 1024, f"holdfast read {sent} bytes after its 400"
+    assert hf.metric("holdfast_requests_total", service="svc", outcome="bad_request") == 1
+    wait_for(lambda: hf.metric("holdfast_open_connections") == 0, what="connection closed")
 
 
 def test_tls_and_h2c_on_the_shared_port_are_closed_without_an_answer(holdfast, addrs, tmp_path):
