@@ -107,12 +107,12 @@ Test(config, full_file_round_trip)
     cr_assert_eq(s->max_held_connections, 500);
     cr_assert_eq(s->max_held_bytes, 1048576);
     cr_assert_eq(probe_rules_count(s->probes), 2);
-    struct probe_request req = {"GET", 3, "/healthz", 8, NULL, 0};
+    struct probe_request req = {"GET", 3, "/healthz", 8, NULL, 0, NULL};
     const struct probe_response *r = probe_match(s->probes, &req);
     cr_assert_not_null(r);
     cr_assert_eq(r->status, 204);
     cr_assert_str_eq(r->body, "{}");
-    req = (struct probe_request){"POST", 4, "/healthz", 8, NULL, 0};
+    req = (struct probe_request){"POST", 4, "/healthz", 8, NULL, 0, NULL};
     cr_assert_str_eq(probe_match(s->probes, &req)->body, "fallback");
 
     s = &cfg->services[1];
