@@ -95,8 +95,9 @@ cJSON *json_parse(const char *text, size_t len, const char **end, bool require_n
         mark(root, twin);
     cJSON_Delete(twin);
     free(copy);
-    if (!twin) { /* cannot happen (the same text but for string contents); refuse rather than guess
-                  */
+    /* The twin differs only inside strings, so it parses; if it ever did not, refuse rather
+     * than hand out unmarked strings. */
+    if (!twin) {
         cJSON_Delete(root);
         return NULL;
     }
