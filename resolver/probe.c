@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/json.h"
 #include "common/log.h"
 
 /* Limits from the ElastiService CRD (KubeElasti v0.1.30). Lengths count characters. */
@@ -481,6 +482,8 @@ struct probe_rules *probe_rules_parse(const cJSON *array, const char *path, char
     }
     if (!array || cJSON_IsNull(array))
         return set;
+    if (json_refuse_nul(array, path, err, errlen))
+        goto error;
     if (!cJSON_IsArray(array)) {
         fail(err, errlen, path, NULL, "must be an array");
         goto error;

@@ -90,7 +90,9 @@ struct probe_response {
  * On error returns NULL and writes one message naming the exact JSON path and what is wrong,
  * e.g. "services[1].probeResponse[0].path.type: must be one of Exact, PathPrefix,
  * RegularExpression", or for a regular expression that does not compile, the PCRE2 message
- * and offset. Unknown keys are rejected. The caller owns the result: probe_rules_free().
+ * and offset. Unknown keys are rejected. A string that held a NUL character (marked by
+ * json_parse, common/json.h) is refused with its path rather than read cut short. The caller
+ * owns the result: probe_rules_free().
  */
 struct probe_rules *probe_rules_parse(const cJSON *array, const char *path, char *err,
                                       size_t errlen);

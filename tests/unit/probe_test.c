@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "resolver/probe.h"
 
 #define MAX_TEST_HEADERS 8
@@ -816,6 +817,20 @@ Test(probe_match, threads_share_one_rule_set)
 Test(probe_parse, not_an_array)
 {
     cr_assert_str_eq(parse_error("{}"), "probeResponse: must be an array");
+}
+
+Test(probe_parse, a_string_holding_a_nul_is_refused_with_its_path)
+{
+    /* cJSON alone hands out "^/ok" for this pattern; json_parse marks it. */
+    const char *json = "[{\"response\": {}}, {\"path\": {\"type\": \"RegularExpression\", "
+                       "\"value\": \"^/ok\\u0000|\"}, \"response\": {}}]";
+    cJSON *array = json_parse(json, strlen(json) + 1, NULL, true);
+    cr_assert_not_null(array);
+    char err[512] = "";
+    cr_assert_null(probe_rules_parse(array, "probeResponse", err, sizeof(err)));
+    cr_assert_str_eq(err,
+                     "probeResponse[1].path.value: must not contain a NUL character (\\u0000)");
+    cJSON_Delete(array);
 }
 
 Test(probe_parse, too_many_rules)
