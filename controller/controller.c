@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/duration.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/strmap.h"
 #include "controller/cron.h"
@@ -373,13 +374,16 @@ static void es_free(struct es *e)
 
 /* ---- parsing an ElastiService ---- */
 
-/* Fills the spec fields of e from obj; a problem goes to e->spec_error (one message). */
+/*
+ * Fills the spec fields of e from obj; a problem goes to e->spec_error (one message). A spec
+ * string that held a NUL character (the API server keeps "web\u0000x" whole) is refused before
+ * any string is read: as a C string it would be "web", another Service than the spec names.
+ */
 static void es_parse_spec(struct es *e, const cJSON *obj)
 {
     struct controller *c = e->c;
     es_clear_spec(e);
     const cJSON *spec = get(obj, "spec");
-    e->service = dup_or_null(get_str(spec, "service"));
     const cJSON *min = get(spec, "minTargetReplicas");
     e->min_replicas = cJSON_IsNumber(min) && min->valueint > 0 ? min->valueint : 1;
     const cJSON *cd = get(spec, "cooldownPeriod");
@@ -390,6 +394,9 @@ static void es_parse_spec(struct es *e, const cJSON *obj)
         cJSON_IsNumber(ht) && ht->valueint > 0 ? (unsigned)ht->valueint : DEFAULT_HOLD_TIMEOUT_S;
     const cJSON *mh = get(spec, "maxHeldConnections");
     e->max_held = cJSON_IsNumber(mh) && mh->valueint > 0 ? (size_t)mh->valueint : DEFAULT_MAX_HELD;
+    if (json_refuse_nul(spec, "spec", e->spec_error, sizeof(e->spec_error)))
+        return;
+    e->service = dup_or_null(get_str(spec, "service"));
     const cJSON *period = get(spec, "enabledPeriod");
     if (cJSON_IsObject(period)) {
         e->has_period = true;

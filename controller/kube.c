@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "controller/http.h"
 #include "controller/kubeconfig.h"
@@ -457,7 +458,7 @@ static void on_http_done(struct http_request *req, const struct http_response *r
         }
         return;
     }
-    cJSON *obj = resp->body_len ? cJSON_ParseWithLength(resp->body, resp->body_len) : NULL;
+    cJSON *obj = resp->body_len ? json_parse(resp->body, resp->body_len, NULL, false) : NULL;
     if (resp->status < 200 || resp->status >= 300) {
         error_from_status(&err, resp->status, obj);
         if (resp->curl_code != 0 && !obj)
@@ -492,7 +493,7 @@ static void on_http_done(struct http_request *req, const struct http_response *r
 static void on_http_line(struct http_request *req, const char *line, size_t len, void *arg)
 {
     struct kube_call *call = arg;
-    cJSON *ev = cJSON_ParseWithLength(line, len);
+    cJSON *ev = json_parse(line, len, NULL, false);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(ev, "type");
     cJSON *object = cJSON_GetObjectItemCaseSensitive(ev, "object");
     if (!cJSON_IsString(type) || !cJSON_IsObject(object)) {

@@ -78,7 +78,9 @@ struct kube_client_opts {
 /* Called once when a call ends. On success `err` is NULL and `obj` is the decoded response (NULL
  * for an empty body); on failure `err` is set and `obj` is the decoded Status or NULL. `obj` is
  * owned by kube and freed when the callback returns; the callback may detach parts of it (e.g.
- * cJSON_DetachItemFromObject) to keep them. The call handle is gone once this returns. */
+ * cJSON_DetachItemFromObject) to keep them. The call handle is gone once this returns.
+ * Responses and watch events are decoded with json_parse (common/json.h): a string that held a
+ * NUL character is marked, for the reader to refuse (json_find_nul). */
 typedef void (*kube_done_fn)(cJSON *obj, const struct kube_error *err, void *arg);
 
 /* Called for each event of a watch: `type` is "ADDED", "MODIFIED", "DELETED", "BOOKMARK" or

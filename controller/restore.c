@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "controller/kube.h"
 #include "controller/kubeconfig.h"
@@ -210,11 +211,14 @@ static void on_list(cJSON *list, const struct kube_error *err, void *arg)
         else
             cJSON_Delete(keep);
         char terr[300];
-        if (target_ref_parse(cJSON_GetObjectItemCaseSensitive(spec, "scaleTargetRef"), &it->target,
+        /* A spec string with a NUL would name another object than the spec does. */
+        bool nul = json_refuse_nul(spec, "spec", terr, sizeof(terr));
+        if (nul ||
+            target_ref_parse(cJSON_GetObjectItemCaseSensitive(spec, "scaleTargetRef"), &it->target,
                              terr, sizeof(terr)) < 0 ||
             !svc) {
             log_error("cannot restore: invalid spec", "namespace=%s elastiservice=%s error=%s",
-                      it->ns, it->name, svc ? terr : "spec.service: required");
+                      it->ns, it->name, nul || svc ? terr : "spec.service: required");
             if (!it->keep_finalizers) {
                 r->failed++;
                 continue;

@@ -204,6 +204,11 @@ void admin_render_metrics(struct admin *a, struct mtext *out)
                  "Listener addresses a worker could not open.");
     mtext_sample(out, "holdfast_listen_errors_total", NULL,
                  (double)counter_get(&dp->listen_errors));
+    mtext_family(out, "holdfast_probe_regex_limit_total", "counter",
+                 "Requests whose probeResponse matching gave up (the request's work budget "
+                 "spent, or a PCRE2 limit): the conditions left counted as not holding.");
+    mtext_sample(out, "holdfast_probe_regex_limit_total", NULL,
+                 (double)counter_get(&dp->regex_limit_hits));
     mtext_family(out, "holdfast_held_connections_all", "gauge",
                  "Connections held now, all services together.");
     mtext_sample(out, "holdfast_held_connections_all", NULL, (double)atomic_load(&dp->held_conns));

@@ -5,7 +5,9 @@
  * Validation walks the JSON tree once, carrying the JSON path of the value in hand, so that
  * the first problem found is reported as "FILE: services[1].listen[0]: what is wrong" and the
  * operator can go straight to it. Every object rejects keys it does not know: a misspelt
- * option is an error, never a silently ignored setting.
+ * option is an error, never a silently ignored setting. Before that, any string of the file
+ * (a value or a key) that holds a NUL character is refused: read as a C string it would be
+ * cut short there, and "a\u0000b" would name a service "a".
  */
 #include "resolver/config.h"
 
@@ -15,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/json.h"
 
 #define JSON_PATH_MAX 256
 #define MSG_MAX 1024
@@ -562,8 +566,8 @@ int config_parse(const char *json, const char *source, struct config **out, char
     char msg[MSG_MAX];
     const char *end = NULL;
     *out = NULL;
-    /* ParseWithOpts reports where parsing stopped without cJSON_GetErrorPtr's global. */
-    cJSON *root = cJSON_ParseWithOpts(json, &end, true);
+    /* json_parse reports where parsing stopped without cJSON_GetErrorPtr's global. */
+    cJSON *root = json_parse(json, strlen(json) + 1, &end, true);
     if (!root) {
         size_t line, column;
         size_t offset = end ? (size_t)(end - json) : 0;
@@ -581,7 +585,7 @@ int config_parse(const char *json, const char *source, struct config **out, char
         return -1;
     }
     config_limits_default(&cfg->limits);
-    int rc = parse_root(root, cfg, msg);
+    int rc = json_refuse_nul(root, "", msg, MSG_MAX) ? -1 : parse_root(root, cfg, msg);
     cJSON_Delete(root);
     if (rc < 0) {
         snprintf(err, errlen, "%s: %s", source, msg);

@@ -1684,6 +1684,7 @@ static bool decide_after_head(struct conn *c)
             hdrs[i].value = span_ptr(c, h->values[i]);
             hdrs[i].value_len = h->values[i].len;
         }
+        struct probe_work work;
         struct probe_request req = {
             .method = span_ptr(c, h->method),
             .method_len = h->method.len,
@@ -1691,8 +1692,11 @@ static bool decide_after_head(struct conn *c)
             .target_len = h->url.len,
             .headers = hdrs,
             .n_headers = h->n_headers,
+            .work = &work,
         };
         const struct probe_response *resp = probe_match(r->probes->rules, &req);
+        if (work.gave_up)
+            counter_add(&c->w->dp->regex_limit_hits, 1);
         if (resp) {
             c->probe = resp;
             c->probe_head = span_eq_ci(c, h->method, "HEAD");

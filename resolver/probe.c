@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/json.h"
 #include "common/log.h"
 
 /* Limits from the ElastiService CRD (KubeElasti v0.1.30). Lengths count characters. */
@@ -34,8 +35,9 @@
 #define PROBE_MAX_PARAM_VALUE_CHARS 1024
 
 /*
- * PCRE2 backtracks where Go's RE2 does not, so every match runs under these limits: a
- * catastrophic pattern gives up after about a millisecond instead of stalling a worker.
+ * PCRE2 backtracks where Go's RE2 does not. These limits bound one attempt at one start
+ * position (PCRE2 counts them afresh at each), and the JIT stack; the work budget of the
+ * request (PROBE_WORK_BUDGET, counted by auto callouts) bounds everything together.
  */
 #define PROBE_MATCH_LIMIT 100000
 #define PROBE_DEPTH_LIMIT 1000
@@ -44,10 +46,12 @@
 
 /*
  * UTF as Go matches UTF-8 text; invalid UTF-8 in a request is matched, not an error; `$` only
- * at the very end, as in RE2; `\C` refused, as RE2 refuses it.
+ * at the very end, as in RE2; `\C` refused, as RE2 refuses it. Auto callouts (a call before
+ * each pattern item) are how the work of a match is counted: they change no result.
  */
 #define PROBE_PCRE2_OPTIONS                                                                        \
-    (PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_NEVER_BACKSLASH_C)
+    (PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_NEVER_BACKSLASH_C |        \
+     PCRE2_AUTO_CALLOUT)
 
 /* Decoded path and query pieces of one request live here unless the target is longer. */
 #define PROBE_STACK_SCRATCH 2048
@@ -70,6 +74,7 @@ enum path_type {
 /* A compiled regular expression, with where it was written for log lines. */
 struct probe_regex {
     pcre2_code *code;
+    char *source;    /* the pattern, to weigh its items while matching (item_weight) */
     char *json_path; /* "services[0].probeResponse[1].headers[0].value" */
 };
 
@@ -232,8 +237,9 @@ static int compile_regex(struct probe_regex *re, const char *pattern, const char
     }
     /* Without JIT support (some architectures) the interpreter runs, under the same limits. */
     pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE);
+    re->source = dup_string(pattern, NULL);
     re->json_path = dup_string(json_path, NULL);
-    if (!re->json_path)
+    if (!re->source || !re->json_path)
         return fail(err, errlen, json_path, NULL, "out of memory");
     return 0;
 }
@@ -241,6 +247,7 @@ static int compile_regex(struct probe_regex *re, const char *pattern, const char
 static void regex_free(struct probe_regex *re)
 {
     pcre2_code_free(re->code);
+    free(re->source);
     free(re->json_path);
 }
 
@@ -475,6 +482,8 @@ struct probe_rules *probe_rules_parse(const cJSON *array, const char *path, char
     }
     if (!array || cJSON_IsNull(array))
         return set;
+    if (json_refuse_nul(array, path, err, errlen))
+        goto error;
     if (!cJSON_IsArray(array)) {
         fail(err, errlen, path, NULL, "must be an array");
         goto error;
@@ -602,23 +611,124 @@ static struct regex_scratch *scratch_get(void)
     return s;
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* The work budget of one request                                                           */
+/* ---------------------------------------------------------------------------------------- */
+
 /*
- * Unanchored search, as Go's Regexp.MatchString. Any failure other than "no match" (a limit
- * hit by a catastrophic pattern, no memory) counts as no match and is logged once per rule.
+ * What one request may still spend (PROBE_WORK_BUDGET), threaded through every condition of
+ * every rule. PCRE2 counts its match limit afresh at each start position of a search, so a
+ * search that cannot match costs up to (start positions x limit): only a count kept here, across
+ * the attempts and the calls, bounds the request.
  */
-static bool regex_search(const struct probe_rules *set, size_t rule_index,
+struct work {
+    size_t left;  /* units still allowed */
+    bool spent;   /* the budget ran out: costly conditions no longer hold */
+    bool gave_up; /* the budget or a PCRE2 limit stopped a condition */
+    /* The search in progress, for regex_step. */
+    const struct probe_regex *re;
+    size_t pos; /* subject offset at its previous step */
+};
+
+/* Takes `units` from the budget. False when they are not all there: the budget is spent. */
+static bool work_take(struct work *w, size_t units)
+{
+    if (w->spent || units > w->left) {
+        w->left = 0;
+        w->spent = w->gave_up = true;
+        return false;
+    }
+    w->left -= units;
+    return true;
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/*
+ * Subject bytes a pattern item may compare before the next step can see it move: the
+ * minimum of a counted repeat (a{500} fails after comparing up to 499 bytes, and nothing is
+ * called back in between) or, for a backreference, the whole subject. 0 for other items,
+ * among them the end of a counted group ("){500}"), whose inside takes steps of its own.
+ * Reads the item's text; a misreading only changes what is charged, never a result.
+ */
+static size_t item_weight(const char *item, size_t len, size_t subject_len)
+{
+    if (len == 0 || item[0] == ')')
+        return 0;
+    if (len >= 2 && item[0] == '\\' &&
+        ((item[1] >= '1' && item[1] <= '9') || item[1] == 'g' || item[1] == 'k'))
+        return subject_len; /* \1, \g{-1}, \k<name> */
+    if (len >= 4 && memcmp(item, "(?P=", 4) == 0)
+        return subject_len;
+    if (len > 0 && (item[len - 1] == '+' || item[len - 1] == '?'))
+        len--; /* possessive or lazy */
+    if (len < 3 || item[len - 1] != '}')
+        return 0;
+    size_t open = len - 1;
+    while (open > 0 && item[open] != '{')
+        open--;
+    if (item[open] != '{' || open == 0 || !is_digit(item[open + 1]))
+        return 0;
+    /* \x{41}, \o{101}: a code point, not a repeat. */
+    if (open >= 2 && item[open - 2] == '\\' && (item[open - 1] == 'x' || item[open - 1] == 'o'))
+        return 0;
+    size_t min = 0;
+    for (size_t i = open + 1; i < len - 1 && is_digit(item[i]); i++)
+        min = min * 10 + (size_t)(item[i] - '0');
+    return min;
+}
+
+/*
+ * PCRE2 calls this before each pattern item it enters (auto callouts), in every attempt. One
+ * unit for the step, one per subject byte moved over since the previous step (a greedy scan,
+ * a skip to the next start position), and the item's weight. Returning a negative value ends
+ * the whole match with that value.
+ */
+static int regex_step(pcre2_callout_block *cb, void *arg)
+{
+    struct work *w = arg;
+    size_t pos = cb->current_position;
+    size_t moved = pos > w->pos ? pos - w->pos : w->pos - pos;
+    w->pos = pos;
+    size_t weight =
+        item_weight(w->re->source + cb->pattern_position, cb->next_item_length, cb->subject_length);
+    return work_take(w, 1 + moved + weight) ? 0 : PCRE2_ERROR_CALLOUT;
+}
+
+/*
+ * Unanchored search, as Go's Regexp.MatchString, within the request's budget: the call and the
+ * subject's bytes up front (PCRE2 scans the subject before and between attempts), then every
+ * step. Any failure other than "no match" (the budget spent, a PCRE2 limit, no memory) counts as
+ * no match and is logged once per rule.
+ */
+static bool regex_search(const struct probe_rules *set, size_t rule_index, struct work *w,
                          const struct probe_regex *re, const char *subject, size_t len)
 {
+    if (!work_take(w, PROBE_REGEX_CALL_COST + len))
+        return false;
     struct regex_scratch *s = scratch_get();
     int rc = PCRE2_ERROR_NOMEMORY;
-    if (s)
+    if (s) {
+        w->re = re;
+        w->pos = 0;
+        pcre2_set_callout(s->match_context, regex_step, w);
         rc = pcre2_match(re->code, (PCRE2_SPTR)subject, len, 0, 0, s->match_data, s->match_context);
+    }
     if (rc >= 0)
         return true;
-    if (rc != PCRE2_ERROR_NOMATCH &&
-        !atomic_exchange_explicit(&set->limit_logged[rule_index], true, memory_order_relaxed)) {
+    if (rc == PCRE2_ERROR_NOMATCH)
+        return false;
+    w->gave_up = true;
+    if (!atomic_exchange_explicit(&set->limit_logged[rule_index], true, memory_order_relaxed)) {
         PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(rc, msg, sizeof(msg));
+        if (rc == PCRE2_ERROR_CALLOUT)
+            snprintf((char *)msg, sizeof(msg), "work budget of the request (%d units) spent",
+                     PROBE_WORK_BUDGET);
+        else
+            pcre2_get_error_message(rc, msg, sizeof(msg));
         log_warn("probeResponse regular expression gave up on a request, counted as no match "
                  "(logged once per rule)",
                  "regex=%s error=%s subject_bytes=%zu", re->json_path, (const char *)msg, len);
@@ -753,12 +863,13 @@ static bool path_prefix_matches(const char *path, size_t len, const char *prefix
     return len == plen || prefix[plen - 1] == '/' || path[plen] == '/';
 }
 
-static bool value_matches(const struct probe_rules *set, size_t rule_index,
+/* A regular expression charges its own work; an exact comparison costs the value's length. */
+static bool value_matches(const struct probe_rules *set, size_t rule_index, struct work *w,
                           const struct probe_cond *c, const char *v, size_t len)
 {
     if (c->re.code)
-        return regex_search(set, rule_index, &c->re, v, len);
-    return bytes_equal(v, len, c->value, c->value_len);
+        return regex_search(set, rule_index, w, &c->re, v, len);
+    return work_take(w, len) && bytes_equal(v, len, c->value, c->value_len);
 }
 
 /* Go's textproto trims spaces and tabs around a header value. */
@@ -777,33 +888,38 @@ static bool name_is(const struct probe_header *h, const char *name, size_t len)
     return h->name_len == len && strncasecmp(h->name, name, len) == 0;
 }
 
-/* A header condition holds when any value of that header (it may repeat) matches. */
-static bool header_matches(const struct probe_rules *set, size_t rule_index,
+/* A header condition holds when any value of that header (it may repeat) matches. Each header
+ * looked at costs a unit. */
+static bool header_matches(const struct probe_rules *set, size_t rule_index, struct work *w,
                            const struct probe_cond *c, const struct probe_request *req)
 {
     bool present = false;
     for (size_t i = 0; i < req->n_headers; i++) {
         const struct probe_header *h = &req->headers[i];
+        if (!work_take(w, 1))
+            return false;
         if (!name_is(h, c->name, c->name_len))
             continue;
         const char *v = h->value;
         size_t len = h->value_len;
         trim_ows(&v, &len);
         present = true;
-        if (value_matches(set, rule_index, c, v, len))
+        if (value_matches(set, rule_index, w, c, v, len))
             return true;
     }
     /* Go's server gives a request with "Pragma: no-cache" and no Cache-Control one. */
     if (!present && c->name_len == 13 && strcasecmp(c->name, "cache-control") == 0) {
         for (size_t i = 0; i < req->n_headers; i++) {
             const struct probe_header *h = &req->headers[i];
+            if (!work_take(w, 1))
+                return false;
             if (!name_is(h, "pragma", 6))
                 continue;
             const char *v = h->value;
             size_t len = h->value_len;
             trim_ows(&v, &len);
             return bytes_equal(v, len, "no-cache", 8) &&
-                   value_matches(set, rule_index, c, "no-cache", 8);
+                   value_matches(set, rule_index, w, c, "no-cache", 8);
         }
     }
     return false;
@@ -813,9 +929,9 @@ static bool header_matches(const struct probe_rules *set, size_t rule_index,
  * A query parameter condition holds when any value of that parameter matches. Pairs are read
  * as Go's url.ParseQuery: split on '&'; a pair containing ';' or with a malformed escape in
  * its name or value is skipped; "k" alone has the value "". key_buf and value_buf have room
- * for the whole query.
+ * for the whole query. Each pair looked at costs a unit and its length (it is decoded).
  */
-static bool param_matches(const struct probe_rules *set, size_t rule_index,
+static bool param_matches(const struct probe_rules *set, size_t rule_index, struct work *w,
                           const struct probe_cond *c, const struct target *t, char *key_buf,
                           char *value_buf)
 {
@@ -827,6 +943,8 @@ static bool param_matches(const struct probe_rules *set, size_t rule_index,
         const char *amp = memchr(pair, '&', (size_t)(end - pair));
         pair_end = amp ? amp : end;
         size_t pair_len = (size_t)(pair_end - pair);
+        if (!work_take(w, 1 + pair_len))
+            return false;
         if (pair_len == 0 || memchr(pair, ';', pair_len))
             continue;
         const char *eq = memchr(pair, '=', pair_len);
@@ -836,15 +954,15 @@ static bool param_matches(const struct probe_rules *set, size_t rule_index,
             continue;
         const char *raw_value = eq ? eq + 1 : pair_end;
         long v = percent_decode(raw_value, (size_t)(pair_end - raw_value), value_buf, true);
-        if (v >= 0 && value_matches(set, rule_index, c, value_buf, (size_t)v))
+        if (v >= 0 && value_matches(set, rule_index, w, c, value_buf, (size_t)v))
             return true;
     }
     return false;
 }
 
-static bool rule_matches(const struct probe_rules *set, size_t i, const struct probe_request *req,
-                         const char *path, size_t path_len, const struct target *t, char *key_buf,
-                         char *value_buf)
+static bool rule_matches(const struct probe_rules *set, size_t i, struct work *w,
+                         const struct probe_request *req, const char *path, size_t path_len,
+                         const struct target *t, char *key_buf, char *value_buf)
 {
     const struct probe_rule *r = &set->rules[i];
     if (r->never)
@@ -862,18 +980,18 @@ static bool rule_matches(const struct probe_rules *set, size_t i, const struct p
         path_ok = path_prefix_matches(path, path_len, r->path, r->path_len);
         break;
     case PATH_REGEX:
-        path_ok = regex_search(set, i, &r->path_re, path, path_len);
+        path_ok = regex_search(set, i, w, &r->path_re, path, path_len);
         break;
     }
     if (!path_ok)
         return false;
 
     for (size_t h = 0; h < r->n_headers; h++) {
-        if (!header_matches(set, i, &r->headers[h], req))
+        if (!header_matches(set, i, w, &r->headers[h], req))
             return false;
     }
     for (size_t p = 0; p < r->n_params; p++) {
-        if (!param_matches(set, i, &r->params[p], t, key_buf, value_buf))
+        if (!param_matches(set, i, w, &r->params[p], t, key_buf, value_buf))
             return false;
     }
     return true;
@@ -882,6 +1000,8 @@ static bool rule_matches(const struct probe_rules *set, size_t i, const struct p
 const struct probe_response *probe_match(const struct probe_rules *rules,
                                          const struct probe_request *req)
 {
+    if (req->work)
+        *req->work = (struct probe_work){0};
     if (!rules || rules->n_rules == 0)
         return NULL;
     struct target t;
@@ -896,16 +1016,19 @@ const struct probe_response *probe_match(const struct probe_rules *rules,
         return NULL;
 
     const struct probe_response *found = NULL;
+    struct work w = {.left = PROBE_WORK_BUDGET};
     long path_len = percent_decode(t.path, t.path_len, buf, false);
     if (path_len >= 0) {
         char *key_buf = buf + t.path_len + PROBE_DECODE_PAD;
         char *value_buf = key_buf + t.query_len + PROBE_DECODE_PAD;
         for (size_t i = 0; i < rules->n_rules && !found; i++) {
-            if (rule_matches(rules, i, req, buf, (size_t)path_len, &t, key_buf, value_buf))
+            if (rule_matches(rules, i, &w, req, buf, (size_t)path_len, &t, key_buf, value_buf))
                 found = &rules->rules[i].response;
         }
     }
     if (buf != stack_buf)
         free(buf);
+    if (req->work)
+        *req->work = (struct probe_work){.used = PROBE_WORK_BUDGET - w.left, .gave_up = w.gave_up};
     return found;
 }

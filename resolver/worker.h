@@ -41,7 +41,8 @@ struct dataplane {
     _Atomic uint64_t unknown_host;     /* shared port: Host names no known service (404) */
     _Atomic uint64_t bad_requests;     /* 400/408/431 before a service was known */
     _Atomic uint64_t listen_errors;    /* a worker could not open a listener */
-    _Atomic uint64_t regex_limit_hits; /* reserved for probe matching limits */
+    _Atomic uint64_t regex_limit_hits; /* requests whose probe matching gave up (work budget
+                                          or a PCRE2 limit; holdfast_probe_regex_limit_total) */
     struct hist route_update_seconds;  /* a change's snapshot applied by a worker, from the
                                           change (holdfast_route_update_seconds) */
 

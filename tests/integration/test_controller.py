@@ -880,6 +880,20 @@ def test_headless_service_is_refused_with_a_condition(sim, ns, holdfast):
     hold_still(2, lambda: not resolver_slices(sim, ns), "a resolver slice for a headless Service")
 
 
+def test_nul_character_in_a_spec_string_is_refused_with_a_condition_naming_the_field(
+        sim, ns, holdfast):
+    """The API server keeps "web\\u0000x" whole; read as a C string it would be "web", and
+    holdfast would take over a Service the spec does not name."""
+    holdfast.start()
+    make_app(sim, ns, replicas=0)
+    create_es(sim, ns, elastiservice(svc="web\x00x"))
+    c = wait_for(lambda: (condition(sim, ns, "Ready") or {}).get("reason") == "InvalidSpec"
+                 and condition(sim, ns, "Ready"), timeout=10, what="Ready False InvalidSpec")
+    assert c["status"] == "False", c
+    assert c["message"] == "spec.service: must not contain a NUL character (\\u0000)", c
+    hold_still(2, lambda: not resolver_slices(sim, ns), "a resolver slice for the Service web")
+
+
 # ---------------------------------------------------------------- ports and route updates
 
 

@@ -206,6 +206,21 @@ def test_restore_all_puts_every_service_back_in_serve_mode(sim, ns, replicas_of_
     assert r.returncode == 2 and "--all" in r.stderr
 
 
+def test_restore_leaves_alone_an_elastiservice_whose_spec_string_holds_a_nul(sim, ns):
+    """spec.service "web\\u0000x" is not the Service web: restore must not act on web for it."""
+    make_app(sim, ns, "web")
+    sim.patch("/apis/elasti.truefoundry.com/v1alpha1/namespaces/%s/elastiservices/web" % ns,
+              {"spec": {"service": "web\x00x"}})
+    scale(sim, ns, 0, "web")
+    r = subprocess.run([holdfast_bin(), "restore", "--all", "--kubeconfig", sim.kubeconfig],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0, r.stderr
+    assert "spec.service: must not contain a NUL character" in r.stderr, r.stderr
+    dep = sim.get("/apis/apps/v1/namespaces/%s/deployments/web" % ns)
+    assert dep["spec"]["replicas"] == 0, "restored a workload for a spec it cannot read"
+    assert mode(sim, ns, "web") != "serve"
+
+
 FINALIZER = "elasti.truefoundry.com/finalizer"
 
 

@@ -161,6 +161,34 @@ def test_bad_config_exits_2_with_one_message_naming_file_and_json_path(tmp_path,
     assert out.returncode == 2 and "missing.json" in out.stderr, out
 
 
+def test_nul_character_in_a_config_string_exits_2_naming_file_and_json_path(tmp_path, addrs):
+    """"a\u0000b" must not run a service named "a": every string of the file is checked."""
+    listen = addrs.listener()
+
+    def svc(**extra):
+        s = {"name": "a", "listen": [hp(listen)], "backends": ["127.0.1.9:1"]}
+        s.update(extra)
+        return {"services": [s]}
+
+    cases = [
+        (svc(name="a\x00b"), "services[0].name"),
+        (svc(wake={"command": ["/bin/sh", "-c", "exit 0\x00; echo never"]}),
+         "services[0].wake.command[2]"),
+        (svc(probeResponse=[{"headers": [{"name": "X-LB", "value": "yes\x00"}],
+                             "response": {}}]),
+         "services[0].probeResponse[0].headers[0].value"),
+    ]
+    for i, (cfg, where) in enumerate(cases):
+        f = tmp_path / f"nul{i}.json"
+        f.write_text(json.dumps(cfg))  # json.dumps writes the NUL as \u0000
+        assert "\\u0000" in f.read_text()
+        out = run_holdfast("run", "--config", str(f), "--admin-listen", "127.0.0.1:0", timeout=10)
+        assert out.returncode == 2, out
+        lines = out.stderr.strip().splitlines()
+        assert lines == [f"holdfast: {f}: {where}: must not contain a NUL character (\\u0000)"], \
+            out.stderr
+
+
 def test_bad_flag_exits_2_with_a_message(tmp_path):
     for args, word in ((["run", "--workers", "0", "--config", "x"], "--workers"),
                        (["run", "--bogus"], "--bogus"),

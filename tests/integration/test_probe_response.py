@@ -137,6 +137,47 @@ def test_hostile_regular_expression_counts_as_no_match_and_worker_stays_responsi
     assert gave_up[0]["regex"] == "services[0].probeResponse[0].headers[0].value"
 
 
+def test_pathological_path_regex_stops_within_its_budget_so_one_worker_keeps_answering_probes(
+        holdfast, addrs, backend_cmd, tmp_path):
+    # Issue 9: (\w+\s?)+$ searched from every start position of a long path that it cannot
+    # match costs the square of the path's length: on one worker, four such requests, each
+    # tried by 31 rules, kept every other client waiting for tens of seconds.
+    listen, back = addrs.listener(), addrs.backend()
+    gate = tmp_path / "gate"
+    words = {"path": {"type": "RegularExpression", "value": r"(\w+\s?)+$"},
+             "response": {"body": '{"rule":"words"}'}}
+    ping = {"path": {"type": "Exact", "value": "/ping"}, "response": {"body": '{"rule":"ping"}'}}
+    hf = holdfast.start({"services": [service(
+        "pathological", [listen], [back], backend_cmd("http", back, "patient", gate=gate),
+        probeResponse=[ping] + [words] * 31)]}, workers=1)
+    target = "/" + "a%20" * 8000 + "!"
+    held = [connect(listen, timeout=60) for _ in range(4)]
+    try:
+        for s in held:
+            s.sendall(get_request(target))
+        # The only worker answers a trivial probe meanwhile (a bounded wait, like every wait
+        # here: before the budget it came after about 25 s of matching).
+        r = http_get(listen, "/ping", timeout=10)
+        assert (r.status, r.json()) == (200, {"rule": "ping"})
+        # Each pathological request gave up once (all its rules share one budget), counts
+        # as no match, and is held normally: a wake, then the backend's answer.
+        wait_for(lambda: hf.metric("holdfast_held_connections", service="pathological") == 4,
+                 what="the four pathological requests to be held")
+        assert hf.metric("holdfast_probe_regex_limit_total") == 4
+        assert hf.metric("holdfast_requests_total", service="pathological", outcome="probe") == 1
+        gate.write_text("go")
+        for s in held:
+            r = Reader(s).read_response()
+            assert r.status == 200 and r.json()["backend"] == "patient", r
+            assert r.json()["path"] == target
+    finally:
+        for s in held:
+            s.close()
+    gave_up = hf.log_lines("probeResponse regular expression gave up on a request, counted as "
+                           "no match (logged once per rule)")
+    assert [l["regex"] for l in gave_up] == ["services[0].probeResponse[1].path.value"]
+
+
 def test_probe_answers_and_held_requests_mixed_on_one_connection_stay_in_order(
         holdfast, addrs, backend_cmd):
     listen, back = addrs.listener(), addrs.backend()

@@ -107,12 +107,12 @@ Test(config, full_file_round_trip)
     cr_assert_eq(s->max_held_connections, 500);
     cr_assert_eq(s->max_held_bytes, 1048576);
     cr_assert_eq(probe_rules_count(s->probes), 2);
-    struct probe_request req = {"GET", 3, "/healthz", 8, NULL, 0};
+    struct probe_request req = {"GET", 3, "/healthz", 8, NULL, 0, NULL};
     const struct probe_response *r = probe_match(s->probes, &req);
     cr_assert_not_null(r);
     cr_assert_eq(r->status, 204);
     cr_assert_str_eq(r->body, "{}");
-    req = (struct probe_request){"POST", 4, "/healthz", 8, NULL, 0};
+    req = (struct probe_request){"POST", 4, "/healthz", 8, NULL, 0, NULL};
     cr_assert_str_eq(probe_match(s->probes, &req)->body, "fallback");
 
     s = &cfg->services[1];
@@ -515,6 +515,60 @@ Test(config_error, probe_response_needs_http)
         "test.json: services[0].probeResponse: needs \"protocol\": \"http\" (a tcp "
         "service is not parsed)");
     config_free(parse_ok(one_service("\"protocol\": \"tcp\", \"probeResponse\": []")));
+}
+
+/* ---- strings holding a NUL character --------------------------------------------------------- */
+
+/*
+ * JSON can carry a NUL inside a string (\u0000); holdfast's strings end at the first one, so
+ * "a\u0000b" would run a service named "a". Every string of the file is checked, the values
+ * holdfast reads and the keys, before anything else.
+ */
+Test(config_error, a_nul_character_in_any_string_is_refused_with_its_path)
+{
+    cr_assert_str_eq(parse_err("{\"services\": [{\"name\": \"a\\u0000b\", \"listen\": [\":1\"], "
+                               "\"backends\": [\"127.0.0.1:2\"]}]}"),
+                     "test.json: services[0].name: must not contain a NUL character (\\u0000)");
+    cr_assert_str_eq(ONE_SERVICE_ERR("\"namespace\": \"shop\\u0000\""),
+                     "test.json: services[0].namespace: must not contain a NUL character "
+                     "(\\u0000)");
+    cr_assert_str_eq(
+        parse_err(
+            "{\"services\": [{\"name\": \"a\", \"listen\": [\":1\", \"127.0.0.1:8\\u0000x\"], "
+            "\"backends\": [\"127.0.0.1:2\"]}]}"),
+        "test.json: services[0].listen[1]: must not contain a NUL character (\\u0000)");
+    cr_assert_str_eq(ONE_SERVICE_ERR("\"wake\": {\"command\": [\"sh\", \"-c\", \"run\\u0000 x\"]}"),
+                     "test.json: services[0].wake.command[2]: must not contain a NUL character "
+                     "(\\u0000)");
+    cr_assert_str_eq(ONE_SERVICE_ERR("\"readiness\": {\"httpGet\": {\"path\": \"/\\u0000\"}}"),
+                     "test.json: services[0].readiness.httpGet.path: must not contain a NUL "
+                     "character (\\u0000)");
+    cr_assert_str_eq(
+        ONE_SERVICE_ERR("\"probeResponse\": [{\"headers\": [{\"name\": \"X-Check\", "
+                        "\"value\": \"yes\\u0000no\"}], \"response\": {}}]"),
+        "test.json: services[0].probeResponse[0].headers[0].value: must not contain a NUL "
+        "character (\\u0000)");
+    cr_assert_str_eq(
+        ONE_SERVICE_ERR("\"probeResponse\": [{\"path\": {\"type\": \"RegularExpression\", "
+                        "\"value\": \"^/ok\\u0000|\"}, \"response\": {}}]"),
+        "test.json: services[0].probeResponse[0].path.value: must not contain a NUL character "
+        "(\\u0000)");
+    cr_assert_str_eq(parse_err("{" SERVICES ", \"shared\": {\"listen\": [\"\\u0000\"]}}"),
+                     "test.json: shared.listen[0]: must not contain a NUL character (\\u0000)");
+    /* A key: "name\u0000x" would read as "name". */
+    cr_assert_str_eq(
+        parse_err("{\"services\": [{\"name\\u0000x\": \"a\", \"listen\": [\":1\"], "
+                  "\"backends\": [\"127.0.0.1:2\"]}]}"),
+        "test.json: services[0]: the key \"name\" followed by a NUL character (\\u0000): keys "
+        "must not contain one");
+}
+
+Test(config, an_escaped_backslash_before_u0000_is_no_nul)
+{
+    struct config *cfg =
+        parse_ok(one_service("\"wake\": {\"command\": [\"echo\", \"a\\\\u0000b\"]}"));
+    cr_assert_str_eq(cfg->services[0].wake_argv[1], "a\\u0000b");
+    config_free(cfg);
 }
 
 /* ---- across services --------------------------------------------------------------------- */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "resolver/probe.h"
 
 #define MAX_TEST_HEADERS 8
@@ -42,8 +43,9 @@ static const char *parse_error(const char *json)
  * Matches a request given as method, target and "Name: value" header lines (NULL-ended, or
  * NULL for none). Returns the matching rule's response or NULL.
  */
-static const struct probe_response *match(const struct probe_rules *rules, const char *method,
-                                          const char *target, const char *const *lines)
+static const struct probe_response *match_work(const struct probe_rules *rules, const char *method,
+                                               const char *target, const char *const *lines,
+                                               struct probe_work *work)
 {
     struct probe_header headers[MAX_TEST_HEADERS];
     size_t n = 0;
@@ -65,8 +67,15 @@ static const struct probe_response *match(const struct probe_rules *rules, const
         .target_len = strlen(target),
         .headers = headers,
         .n_headers = n,
+        .work = work,
     };
     return probe_match(rules, &req);
+}
+
+static const struct probe_response *match(const struct probe_rules *rules, const char *method,
+                                          const char *target, const char *const *lines)
+{
+    return match_work(rules, method, target, lines, NULL);
 }
 
 /* The body of the rule that matches, or NULL: rules in these tests have distinct bodies. */
@@ -580,6 +589,185 @@ Test(probe_match, catastrophic_regex_on_path_and_query_counts_as_no_match)
     probe_rules_free(rules);
 }
 
+/* ---- the work budget of one request ---------------------------------------------------- */
+
+/* `unit` repeated n times between `head` and `tail`. The caller frees it. */
+static char *repeated(const char *head, const char *unit, size_t n, const char *tail)
+{
+    size_t hl = strlen(head), ul = strlen(unit), tl = strlen(tail);
+    char *s = malloc(hl + n * ul + tl + 1);
+    cr_assert_not_null(s);
+    memcpy(s, head, hl);
+    for (size_t i = 0; i < n; i++)
+        memcpy(s + hl + i * ul, unit, ul);
+    memcpy(s + hl + n * ul, tail, tl + 1);
+    return s;
+}
+
+/* Rules: `first` repeated n times, then `last`. The caller frees the result. */
+static struct probe_rules *rules_repeated(const char *first, size_t n, const char *last)
+{
+    char *json = repeated("[", first, n, last);
+    struct probe_rules *rules = rules_from(json);
+    free(json);
+    return rules;
+}
+
+/*
+ * Issue 9: an unanchored search that cannot match tries every start position, and for this
+ * pattern each try is linear: the cost grew with the square of the path (1 ms at 500 "a%20",
+ * about 250 ms at 8,000), each try well within PCRE2's per-try match limit.
+ */
+Test(probe_work, issue9_search_over_a_long_path_stops_within_the_budget)
+{
+    struct probe_rules *rules =
+        rules_from("[{\"path\": {\"type\": \"Exact\", \"value\": \"/ping\"},"
+                   "  \"response\": {\"body\": \"ping\"}},"
+                   " {\"path\": {\"type\": \"RegularExpression\", \"value\": \"(\\\\w+\\\\s?)+$\"},"
+                   "  \"response\": {\"body\": \"words\"}}]");
+    struct probe_work work;
+    char *hostile = repeated("/", "a%20", 8000, "!");
+    cr_assert_null(match_work(rules, "GET", hostile, NULL, &work));
+    cr_assert(work.gave_up);
+    cr_assert_leq(work.used, PROBE_WORK_BUDGET);
+
+    /* The same pattern, on the same long path that it does match: found at once. */
+    char *words = repeated("/", "a%20", 8000, "");
+    const struct probe_response *r = match_work(rules, "GET", words, NULL, &work);
+    cr_assert(r && strcmp(r->body, "words") == 0);
+    cr_assert_not(work.gave_up);
+    r = match_work(rules, "GET", "/ping", NULL, &work);
+    cr_assert(r && strcmp(r->body, "ping") == 0);
+    cr_assert_not(work.gave_up);
+    free(words);
+    free(hostile);
+    probe_rules_free(rules);
+}
+
+Test(probe_work, one_budget_for_all_rules_of_a_request_then_free_tests_still_apply)
+{
+    /* 31 rules that each would search the whole path, then a rule on the method alone. */
+    struct probe_rules *rules = rules_repeated(
+        "{\"path\": {\"type\": \"RegularExpression\", \"value\": \"(\\\\w+\\\\s?)+$\"},"
+        " \"response\": {\"body\": \"words\"}},",
+        31, "{\"method\": \"OPTIONS\", \"response\": {\"body\": \"options\"}}]");
+    struct probe_work work;
+    char *hostile = repeated("/", "a%20", 8000, "!");
+    cr_assert_null(match_work(rules, "GET", hostile, NULL, &work));
+    cr_assert(work.gave_up);
+    cr_assert_leq(work.used, PROBE_WORK_BUDGET);
+    /* Once the budget is spent, a rule that needs no work still answers. */
+    const struct probe_response *r = match_work(rules, "OPTIONS", hostile, NULL, &work);
+    cr_assert(r && strcmp(r->body, "options") == 0);
+    cr_assert(work.gave_up);
+    free(hostile);
+    probe_rules_free(rules);
+}
+
+Test(probe_work, query_conditions_of_every_rule_share_the_budget)
+{
+    /* Each condition reads all 8,000 pairs to find its value at the end: 31 rules x 16
+     * conditions would read the 32 KB query about 500 times. */
+    char *conds = repeated("{\"queryParams\": [", "{\"name\": \"q\", \"value\": \"b\"},", 15,
+                           "{\"name\": \"q\", \"value\": \"never\"}],"
+                           " \"response\": {\"body\": \"query\"}},");
+    char *json = repeated("[", conds, 31,
+                          "{\"path\": {\"type\": \"Exact\", \"value\": \"/x\"},"
+                          " \"response\": {\"body\": \"x\"}}]");
+    struct probe_rules *rules = rules_from(json);
+    struct probe_work work;
+    char *target = repeated("/x?", "q=a&", 8000, "q=b");
+    const struct probe_response *r = match_work(rules, "GET", target, NULL, &work);
+    cr_assert(r && strcmp(r->body, "x") == 0);
+    cr_assert(work.gave_up);
+    cr_assert_leq(work.used, PROBE_WORK_BUDGET);
+    free(target);
+    free(json);
+    free(conds);
+    probe_rules_free(rules);
+}
+
+Test(probe_work, a_counted_repeat_is_charged_for_the_bytes_it_compares)
+{
+    /* 2^12 ways through (x|x)*, each comparing a{2000} over 1,999 bytes before it fails: few
+     * steps, 8 million byte comparisons. */
+    struct probe_rules *rules = rules_from(
+        "[{\"path\": {\"type\": \"RegularExpression\", \"value\": \"^/(?:x|x)*a{2000}b\"},"
+        "  \"response\": {\"body\": \"repeat\"}}]");
+    char *xs = repeated("/", "x", 12, "");
+    char *target = repeated(xs, "a", 1999, "cb");
+    struct probe_work work;
+    cr_assert_null(match_work(rules, "GET", target, NULL, &work));
+    cr_assert(work.gave_up);
+    cr_assert_leq(work.used, PROBE_WORK_BUDGET);
+    free(target);
+    free(xs);
+    probe_rules_free(rules);
+}
+
+Test(probe_work, a_counted_group_is_charged_by_the_steps_inside_it)
+{
+    /* The steps of each turn of the group are counted as they happen: its count is no weight. */
+    struct probe_rules *rules =
+        rules_from("[{\"path\": {\"type\": \"RegularExpression\", \"value\": \"^/(?:ab){1000}$\"},"
+                   "  \"response\": {\"body\": \"group\"}}]");
+    char *target = repeated("/", "ab", 1000, "");
+    struct probe_work work;
+    const struct probe_response *r = match_work(rules, "GET", target, NULL, &work);
+    cr_assert(r && strcmp(r->body, "group") == 0);
+    cr_assert_not(work.gave_up);
+    free(target);
+    probe_rules_free(rules);
+}
+
+Test(probe_work, a_backreference_is_charged_for_the_bytes_it_compares)
+{
+    /* 2^12 ways through (x|x)*, each comparing \1 over 999 bytes before it fails. */
+    struct probe_rules *rules = rules_from(
+        "[{\"path\": {\"type\": \"RegularExpression\", \"value\": \"^/(a{1000})(?:x|x)*\\\\1b\"},"
+        "  \"response\": {\"body\": \"backref\"}}]");
+    char *as = repeated("/", "a", 1000, "");
+    char *xs = repeated(as, "x", 12, "");
+    char *target = repeated(xs, "a", 999, "cb");
+    struct probe_work work;
+    cr_assert_null(match_work(rules, "GET", target, NULL, &work));
+    cr_assert(work.gave_up);
+    cr_assert_leq(work.used, PROBE_WORK_BUDGET);
+    free(target);
+    free(xs);
+    free(as);
+    probe_rules_free(rules);
+}
+
+Test(probe_work, health_check_patterns_match_long_values_well_within_the_budget)
+{
+    struct probe_rules *rules =
+        rules_from("[{\"headers\": [{\"name\": \"User-Agent\", \"value\": \"Chrome/\\\\d+\","
+                   "   \"type\": \"RegularExpression\"}], \"response\": {\"body\": \"chrome\"}},"
+                   " {\"path\": {\"type\": \"RegularExpression\", \"value\": \"/items/[0-9]+$\"},"
+                   "  \"response\": {\"body\": \"items\"}},"
+                   " {\"queryParams\": [{\"name\": \"probe\", \"value\": \"^lb-[a-z]+$\","
+                   "   \"type\": \"RegularExpression\"}], \"response\": {\"body\": \"query\"}}]");
+    struct probe_work work;
+    char *ua = repeated("User-Agent: ", "Mozilla/5.0 (X11) ", 200, "Chrome/120.0");
+    const struct probe_response *r = match_work(rules, "GET", "/", HEADERS(ua), &work);
+    cr_assert(r && strcmp(r->body, "chrome") == 0);
+    cr_assert_not(work.gave_up);
+    char *path = repeated("/", "segment/", 500, "items/42");
+    r = match_work(rules, "GET", path, NULL, &work);
+    cr_assert(r && strcmp(r->body, "items") == 0);
+    cr_assert_not(work.gave_up);
+    char *query = repeated("/x?", "other=1&", 1000, "probe=lb-check");
+    r = match_work(rules, "GET", query, NULL, &work);
+    cr_assert(r && strcmp(r->body, "query") == 0);
+    cr_assert_not(work.gave_up);
+    cr_assert_gt(work.used, 0);
+    free(query);
+    free(path);
+    free(ua);
+    probe_rules_free(rules);
+}
+
 /* ---- threads ----------------------------------------------------------------------------- */
 
 struct thread_arg {
@@ -594,7 +782,7 @@ static void *match_many(void *p)
         const char *expect = i % 2 ? "re" : "plain";
         const char *target = i % 2 ? "/v1/items/42" : "/plain";
         const struct probe_header h = {"X-N", 3, "v-17", 4};
-        struct probe_request req = {"GET", 3, target, strlen(target), &h, 1};
+        struct probe_request req = {"GET", 3, target, strlen(target), &h, 1, NULL};
         const struct probe_response *r = probe_match(arg->rules, &req);
         if (!r || strcmp(r->body, expect) != 0)
             arg->failures++;
@@ -629,6 +817,20 @@ Test(probe_match, threads_share_one_rule_set)
 Test(probe_parse, not_an_array)
 {
     cr_assert_str_eq(parse_error("{}"), "probeResponse: must be an array");
+}
+
+Test(probe_parse, a_string_holding_a_nul_is_refused_with_its_path)
+{
+    /* cJSON alone hands out "^/ok" for this pattern; json_parse marks it. */
+    const char *json = "[{\"response\": {}}, {\"path\": {\"type\": \"RegularExpression\", "
+                       "\"value\": \"^/ok\\u0000|\"}, \"response\": {}}]";
+    cJSON *array = json_parse(json, strlen(json) + 1, NULL, true);
+    cr_assert_not_null(array);
+    char err[512] = "";
+    cr_assert_null(probe_rules_parse(array, "probeResponse", err, sizeof(err)));
+    cr_assert_str_eq(err,
+                     "probeResponse[1].path.value: must not contain a NUL character (\\u0000)");
+    cJSON_Delete(array);
 }
 
 Test(probe_parse, too_many_rules)
