@@ -153,9 +153,17 @@ static void finish(struct http_client *c, struct http_request *r, CURLcode res)
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_multi_remove_handle(c->multi, r->easy);
     r->added = false;
-    if (r->stream && res == CURLE_OK && r->len > 0 && !deliver_lines(r, true)) {
-        request_free(r);
-        return;
+    if (r->stream && res == CURLE_OK && r->len > 0) {
+        /* The last line may lack its '\n'. Its on_line may cancel the request (kube.c does on
+         * an undecodable line, informers on an ERROR event): as inside curl's callbacks, the
+         * cancel only marks it, and it is freed here, once, when on_line has returned. */
+        c->depth++;
+        bool alive = deliver_lines(r, true);
+        c->depth--;
+        if (!alive) {
+            request_free(r);
+            return;
+        }
     }
     if (r->stream)
         r->len = 0;
@@ -453,7 +461,8 @@ void http_request_cancel(struct http_request *r)
 {
     if (!r || r->in_done || r->cancelled)
         return;
-    if (r->c->depth > 0 && r->added) {
+    /* Inside a callback, only a request curl does not hold yet (pending) is freed at once. */
+    if (r->c->depth > 0 && !r->is_pending) {
         r->cancelled = true;
         return;
     }

@@ -20,6 +20,14 @@ static uint32_t fnv1a(const char *a, const char *b)
     return h;
 }
 
+/* Drops the '-' a name ends with: Kubernetes names must end with an alphanumeric. */
+static void trim_dashes(char *s)
+{
+    size_t len = strlen(s);
+    while (len > 0 && s[len - 1] == '-')
+        s[--len] = '\0';
+}
+
 void names_fit(char *out, size_t outlen, const char *base, const char *suffix, size_t max)
 {
     if (max > K8S_NAME_MAX)
@@ -29,6 +37,7 @@ void names_fit(char *out, size_t outlen, const char *base, const char *suffix, s
     size_t blen = strlen(base), slen = strlen(suffix);
     if (blen + 1 + slen <= max) {
         snprintf(out, outlen, "%s-%s", base, suffix);
+        trim_dashes(out); /* an empty suffix, or one ending in '-' */
         return;
     }
     /* "<cut base>-<8 hex>-<suffix>", the suffix cut too if it alone is too long. */
@@ -46,9 +55,7 @@ void names_fit(char *out, size_t outlen, const char *base, const char *suffix, s
         snprintf(out, outlen, "%.*s-%s-%.*s", (int)keep_base, base, hash, (int)keep_suffix, suffix);
     else
         snprintf(out, outlen, "%.*s-%s", (int)keep_base, base, hash);
-    size_t len = strlen(out);
-    while (len > 0 && out[len - 1] == '-')
-        out[--len] = '\0';
+    trim_dashes(out);
 }
 
 static const char *str_at(const cJSON *obj, const char *a, const char *b)

@@ -100,6 +100,10 @@ Test(slices, long_names_fit_63_characters_and_stay_unique)
     cr_assert_neq(a[strlen(a) - 1], '-');
     names_fit(a, sizeof(a), "web", "holdfast", 63);
     cr_assert_str_eq(a, "web-holdfast", "short names are left alone");
+    names_fit(a, sizeof(a), "web-abc12", "", 63); /* found by tests/fuzz kube_objects */
+    cr_assert_str_eq(a, "web-abc12", "no '-' last, even from an empty suffix");
+    names_fit(a, sizeof(a), "web", "x--", 63);
+    cr_assert_str_eq(a, "web-x");
     names_fit(a, sizeof(a), "x",
               "a-suffix-that-is-much-too-long-to-fit-in-sixty-three-characters-at-all", 63);
     cr_assert_leq(strlen(a), 63, "%s", a);
