@@ -1057,6 +1057,7 @@ class Run:
         self.failure = None
         self.active = {}                          # cid -> (start, plan)
         self.recent = collections.deque(maxlen=200)  # (start, end, plan)
+        self.failure_window = None
 
     def take(self, n):
         """Reserves n connections of the --max-connections budget."""
@@ -1067,18 +1068,22 @@ class Run:
             return True
 
     def fail(self, msg):
+        self.snapshot()
         with self.lock:
             if self.failure is None:
                 self.failure = msg
         self.stop.set()
 
-    def window(self, before=4.0):
-        """Plans running at the failure or ended shortly before it."""
+    def snapshot(self, before=4.0):
+        """Notes, once, the plans running when a failure is seen and those that ended shortly
+        before: [(start, end or None, plan)], oldest first, and the moment."""
         now = time.monotonic()
         with self.lock:
+            if self.failure_window is not None:
+                return
             plans = [(s, None, p) for s, p in self.active.values()]
             plans += [(s, e, p) for s, e, p in self.recent if e >= now - before]
-        return sorted(plans, key=lambda t: t[0])
+            self.failure_window = (now, sorted(plans, key=lambda t: t[0]))
 
 
 class Client:
@@ -1105,7 +1110,7 @@ class Client:
                 return
             start = time.monotonic()
             with run.lock:
-                run.active[cid] = (start, plan)
+                run.active[(cid, self.idx)] = (start, plan)
             try:
                 self.execute(plan)
             except Failure as e:
@@ -1115,7 +1120,7 @@ class Client:
                 raise
             finally:
                 with run.lock:
-                    run.active.pop(cid, None)
+                    run.active.pop((cid, self.idx), None)
                     run.recent.append((start, time.monotonic(), plan))
             run.stats.add("plans")
             run.stats.add("plan:" + plan.kind.split("+")[0])
@@ -1327,6 +1332,7 @@ def monitor(run, rig, deadline, interval_healthz=1.0, healthz_timeout=15.0):
         rig.check_alive()
         report = rig.sanitizer_report()
         if report:
+            run.snapshot()
             raise Failure(f"sanitizer report:\n{rig.full_report()}")
         rig.check_rss()
         if now >= next_health:
@@ -1360,7 +1366,7 @@ def save_artifacts(args, rig, run, msg, seed):
         src = os.path.join(rig.workdir, name)
         if os.path.exists(src):
             shutil.copy(src, dest)
-    window = run.window() if run else []
+    at, window = run.failure_window if run and run.failure_window else (time.monotonic(), [])
     with open(os.path.join(dest, "connections.txt"), "w") as f:
         f.write(f"# seed {seed}: connections running when the failure was seen, or ended in the "
                 f"4 s before it, oldest first\n\n")
@@ -1368,9 +1374,9 @@ def save_artifacts(args, rig, run, msg, seed):
             f.write(plan.describe() + "\n\n")
     # The connections most likely to have done it: those open at the failure, then those that
     # ended within the last second.
-    now = time.monotonic()
     likely = [p for _, e, p in window if e is None] + \
-        [p for _, e, p in reversed(window) if e is not None and e >= now - 1.0]
+        [p for _, e, p in sorted(window, key=lambda t: -(t[1] or 0))
+         if e is not None and e >= at - 1.0]
     ids = ",".join(p.cid for p in likely[:24])
     replay = (f"{PYTHON} {os.path.relpath(SELF, REPO)} --holdfast {args.holdfast} --seed {seed}"
               f" --seconds {args.seconds} --clients {args.clients}")
@@ -1381,6 +1387,25 @@ def save_artifacts(args, rig, run, msg, seed):
                     f"{os.path.relpath(SELF, REPO)} --holdfast {args.holdfast} --seed {seed} "
                     f"--conns {ids} --repeat 20\n")
     return dest, replay, ids
+
+
+def isolate(args, seed):
+    """Replays each of --conns alone against a fresh holdfast; prints which ones fail."""
+    failing = []
+    for cid in [c.strip() for c in args.conns.split(",") if c.strip()]:
+        cmd = [PYTHON, SELF, "--holdfast", args.holdfast, "--seed", str(seed), "--conns", cid,
+               "--repeat", str(args.repeat), "--copies", str(args.copies),
+               "--seconds", str(args.seconds),
+               "--artifacts", args.artifacts]
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           stdin=subprocess.DEVNULL, timeout=args.seconds + 120)
+        lines = r.stdout.decode(errors="replace").splitlines()
+        verdict = next((l for l in lines if "FAIL" in l or "PASS" in l), "no verdict")
+        print(f"sockfuzz: connection {cid}: {verdict[:300]}", flush=True)
+        if r.returncode != 0:
+            failing.append(cid)
+    print(f"sockfuzz: failing alone: {','.join(failing) or 'none'}")
+    return 1 if failing else 0
 
 
 def main(argv=None):
@@ -1400,7 +1425,13 @@ def main(argv=None):
     p.add_argument("--conns", help="replay only these connections (C:I,...) of --seed, "
                                    "concurrently, --repeat times")
     p.add_argument("--repeat", type=int, default=1, help="with --conns: rounds (default 1)")
+    p.add_argument("--copies", type=int, default=1,
+                   help="with --conns: run this many copies of each connection at once, so a "
+                        "race that needs a busy holdfast shows (default 1)")
     p.add_argument("--print-plans", action="store_true", help="with --conns: print the plans")
+    p.add_argument("--isolate", action="store_true",
+                   help="with --conns: replay each connection alone (a fresh holdfast each, "
+                        "--repeat rounds) and tell which ones fail")
     p.add_argument("--log-level", default="info", help="holdfast's --log-level (default info)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     # backend mode (what the wake commands and the relayed service's backend run)
@@ -1425,7 +1456,10 @@ def main(argv=None):
     args.seconds = min(max(args.seconds, 1.0), 3600.0)
     args.clients = min(max(args.clients, 1), 64)
     args.repeat = min(max(args.repeat, 1), 1000)
+    args.copies = min(max(args.copies, 1), 64)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
+    if args.isolate and args.conns:
+        return isolate(args, seed)
     print(f"sockfuzz: seed {seed} ({'replay' if args.conns else 'fuzz'}, {args.seconds:.0f} s, "
           f"{args.clients} clients, binary {args.holdfast})", flush=True)
 
@@ -1452,7 +1486,7 @@ def main(argv=None):
             end = time.monotonic() + args.seconds
             for rnd in range(args.repeat):
                 threads = [threading.Thread(target=Client(run, k).loop, args=([cid],), daemon=True)
-                           for k, cid in enumerate(ids)]
+                           for k, cid in enumerate(ids * args.copies)]
                 for t in threads:
                     t.start()
                 while any(t.is_alive() for t in threads):
@@ -1514,6 +1548,8 @@ def main(argv=None):
                                                         sorted(outcomes.items())))
         return 0
     except Failure as e:
+        if run:
+            run.snapshot()
         failure = str(e)
         found_at = time.monotonic() - t0
     except KeyboardInterrupt:
