@@ -77,6 +77,11 @@ RELAY_CHUNK = 65536   # one relay read per direction (worker scratch buffer)
 DRAIN_TIMEOUT = 5     # --drain-timeout given to holdfast
 MAX_BURST = 30        # connections a client opens at once, at most
 QUARANTINE_MB = 64    # ASan's quarantine of freed memory (counted in the RSS bound)
+# A client that never reads may get this much into holdfast's direction before its sends block:
+# both kernels' socket buffers (tcp_rmem's 32 MiB max on this kind of machine, autotuned) and
+# holdfast's bounded buffers. Past it, holdfast is reading without bound.
+FLOOD_LIMIT = 64 << 20
+FLOOD_MAX_BYTES = 128 << 20
 
 # probeResponse rules of the held services: (rule, status, body).
 PROBE_RULES = [
@@ -229,7 +234,10 @@ class Plan:
                + (f" x{self.burst}" if self.burst else "")
                + (f" rcvbuf={self.rcvbuf}" if self.rcvbuf else "")]
         for s in self.steps:
-            if s[0] == "send":
+            if s[0] == "flood":
+                out.append(f"flood {s[1]!r} repeated, up to {s[2] >> 20} MiB or "
+                           f"{s[3]:.1f} s, reading nothing")
+            elif s[0] == "send":
                 data = s[1]
                 shown = repr(data) if len(data) <= 600 else (
                     repr(data[:300]) + f" ...({len(data)} bytes)... " + repr(data[-100:]))
@@ -254,8 +262,9 @@ PATHS = [b"/", b"/index.html", b"/api/v1/items?id=3&x=%41", b"/healthzz", b"/pin
 class Gen:
     """Builds plans. Every choice comes from the plan's own RNG."""
 
-    def __init__(self, targets):
+    def __init__(self, targets, skip=()):
         self.targets = targets  # name -> weight
+        self.skip = set(skip)   # plan kinds not to generate
 
     # ---- pieces ----
 
@@ -492,7 +501,14 @@ class Gen:
     # ---- plans ----
 
     def plan(self, seed, cid):
-        rng = random.Random(f"{seed}/{cid}")
+        plan = self.draw(random.Random(f"{seed}/{cid}"), cid)
+        for attempt in range(1, 50):
+            if plan.kind.split("+")[0] not in self.skip:
+                break
+            plan = self.draw(random.Random(f"{seed}/{cid}/{attempt}"), cid)
+        return plan
+
+    def draw(self, rng, cid):
         names = list(self.targets)
         target = rng.choices(names, weights=[self.targets[n] for n in names])[0]
         r = rng.random()
@@ -510,7 +526,21 @@ class Gen:
             return self.plan_slow_head(rng, cid, target)
         if r < 0.92:
             return self.plan_silent(rng, cid, target)
+        if r < 0.935:
+            return self.plan_flood(rng, cid)
         return self.plan_garbage_stream(rng, cid, target)
+
+    def plan_flood(self, rng, cid):
+        """Pipelined probes streamed for seconds by a client that reads none of the answers:
+        holdfast must stop reading (backpressure), not buffer answers without bound."""
+        target = rng.choice(["held", "held", "shared", "flip"])
+        plan = Plan(cid, "probe-flood", target)
+        unit = b"".join(self.request(rng, target, True) for _ in range(rng.randrange(1, 8)))
+        unit = unit.replace(b"HTTP/1.0", b"HTTP/1.1").replace(b"Connection: close\r\n", b"")
+        plan.steps.append(("flood", unit, FLOOD_MAX_BYTES, rng.uniform(3, 8)))
+        plan.rcvbuf = 4096
+        plan.end = rng.choice([("close",), ("rst",), ("idle", 0.5)])
+        return plan
 
     def plan_pipelined(self, rng, cid, target):
         """Several requests in one write (mostly probes), maybe mutated, any ending."""
@@ -967,17 +997,73 @@ class Rig:
                       f"{last[0]:.0f}, held {last[1]:.0f} (per service {last[2]:.0f}), held bytes "
                       f"{last[3]:.0f} after {timeout:.0f} s")
 
-    def drain(self):
-        """SIGTERM: holdfast must exit 0, in time, with no sanitizer report."""
+    def drain_wave(self, gen, seed, n=40):
+        """Connections left open across the SIGTERM: held, relayed, half-sent heads, probe
+        keep-alives, uploads, silent ones. Returns the sockets."""
+        rng = random.Random(f"{seed}/drain")
+        socks = []
+        for i in range(n):
+            target = rng.choice(sorted(self.listeners))
+            try:
+                s = socket.create_connection(self.listeners[target], timeout=2)
+            except OSError:
+                continue
+            socks.append(s)
+            k = rng.randrange(6)
+            if k == 0:
+                data = gen.request(rng, target, False)
+            elif k == 1:
+                data = gen.request(rng, target, True)
+            elif k == 2:
+                data = gen.request(rng, target, False)[:rng.randrange(1, 30)]
+            elif k == 3:
+                data = b"POST /up HTTP/1.1\r\nHost: relay.fuzz\r\nContent-Length: 1000000\r\n\r\n" \
+                    + b"u" * 100000
+            elif k == 4:
+                data = gen.special(rng, target)
+            else:
+                data = b""
+            s.settimeout(0.5)
+            try:
+                s.sendall(data)
+            except OSError:
+                pass
+        return socks
+
+    def drain(self, socks=()):
+        """SIGTERM with connections open: holdfast must exit 0 within its drain timeout (and
+        a margin), with no sanitizer report. The clients read what comes meanwhile; some go
+        away during the drain."""
         self.check_alive()
         self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=DRAIN_TIMEOUT + 30)
-        except subprocess.TimeoutExpired:
+        rng = random.Random(len(socks))
+        pending = list(socks)
+        limit = DRAIN_TIMEOUT + 30
+        deadline = time.monotonic() + limit
+        rc = None
+        while time.monotonic() < deadline:
+            rc = self.proc.poll()
+            if rc is not None:
+                break
+            if pending:
+                r, _, _ = select.select(pending, [], [], 0.1)
+                for s in r:
+                    try:
+                        data = s.recv(65536)
+                    except OSError:
+                        data = b""
+                    if not data or rng.random() < 0.05:
+                        pending.remove(s)
+                        s.close()
+            else:
+                time.sleep(0.1)
+        for s in socks:
+            s.close()
+        if rc is None:
             self.proc.kill()
             self.proc.wait()
-            raise Failure(f"holdfast did not exit within {DRAIN_TIMEOUT + 30} s of SIGTERM "
-                          f"(drain timeout {DRAIN_TIMEOUT} s)")
+            raise Failure(f"holdfast did not exit within {limit} s of SIGTERM "
+                          f"(drain timeout {DRAIN_TIMEOUT} s, {len(socks)} connections open)")
         report = self.sanitizer_report(full=True)
         if report:
             raise Failure(f"sanitizer report at exit (status {rc}):\n{report}")
@@ -1129,6 +1215,7 @@ class Client:
         s = socket.socket()
         if plan.rcvbuf:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, plan.rcvbuf)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
         s.settimeout(3)
         try:
             s.connect(self.run.rig.addr(plan.target))
@@ -1160,6 +1247,8 @@ class Client:
                         break
                 elif step[0] == "peek":
                     self.peek(s, got, state)
+                elif step[0] == "flood":
+                    self.flood(s, plan, step, state)
             self.finish(s, plan.end, got, state)
         finally:
             s.close()
@@ -1179,6 +1268,28 @@ class Client:
         except OSError:
             state["reset"] = True
         return False
+
+    def flood(self, s, plan, step, state):
+        _, unit, max_bytes, seconds = step
+        unit = unit * max(1, 65536 // len(unit))
+        sent = 0
+        deadline = time.monotonic() + seconds
+        s.settimeout(1)
+        while sent < max_bytes and time.monotonic() < deadline and not self.run.stop.is_set():
+            try:
+                s.sendall(unit)
+            except socket.timeout:
+                self.run.stats.add("flood:blocked")
+                return  # backpressure: as it should be
+            except OSError:
+                state["reset"] = True
+                return
+            sent += len(unit)
+            if sent > FLOOD_LIMIT:
+                raise Failure(f"holdfast read {sent >> 20} MiB of pipelined requests on connection "
+                              f"{plan.cid} from a client that read none of the answers: it "
+                              f"buffers answers without bound instead of stopping to read")
+        self.run.stats.add("flood:unblocked")
 
     def peek(self, s, got, state):
         try:
@@ -1378,15 +1489,18 @@ def save_artifacts(args, rig, run, msg, seed):
         [p for _, e, p in sorted(window, key=lambda t: -(t[1] or 0))
          if e is not None and e >= at - 1.0]
     ids = ",".join(p.cid for p in likely[:24])
-    replay = (f"{PYTHON} {os.path.relpath(SELF, REPO)} --holdfast {args.holdfast} --seed {seed}"
-              f" --seconds {args.seconds} --clients {args.clients}")
+    replay = f"{replay_cmd(args, seed)} --seconds {args.seconds:g} --clients {args.clients}"
+    alone = f"{replay_cmd(args, seed)} --conns {ids} --isolate --repeat 20 --copies 8" if ids else ""
     with open(os.path.join(dest, "README"), "w") as f:
         f.write(f"{msg}\n\nseed: {seed}\nreplay the run: {replay}\n")
-        if ids:
-            f.write(f"replay the connections around the failure alone: {PYTHON} "
-                    f"{os.path.relpath(SELF, REPO)} --holdfast {args.holdfast} --seed {seed} "
-                    f"--conns {ids} --repeat 20\n")
-    return dest, replay, ids
+        if alone:
+            f.write(f"replay each connection around the failure alone: {alone}\n")
+    return dest, replay, alone
+
+
+def replay_cmd(args, seed):
+    cmd = f"{PYTHON} {os.path.relpath(SELF, REPO)} --holdfast {args.holdfast} --seed {seed}"
+    return cmd + (f" --skip {args.skip}" if args.skip else "")
 
 
 def isolate(args, seed):
@@ -1394,6 +1508,7 @@ def isolate(args, seed):
     failing = []
     for cid in [c.strip() for c in args.conns.split(",") if c.strip()]:
         cmd = [PYTHON, SELF, "--holdfast", args.holdfast, "--seed", str(seed), "--conns", cid,
+               "--skip", args.skip,
                "--repeat", str(args.repeat), "--copies", str(args.copies),
                "--seconds", str(args.seconds),
                "--artifacts", args.artifacts]
@@ -1432,6 +1547,10 @@ def main(argv=None):
     p.add_argument("--isolate", action="store_true",
                    help="with --conns: replay each connection alone (a fresh holdfast each, "
                         "--repeat rounds) and tell which ones fail")
+    p.add_argument("--skip", default="",
+                   help="plan kinds not to generate, comma-separated (burst, pipelined, "
+                        "probe-flood, probe-oracle, silent, single, slow-head, special, stream): "
+                        "to look past a known finding; the same --skip replays the same run")
     p.add_argument("--log-level", default="info", help="holdfast's --log-level (default info)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     # backend mode (what the wake commands and the relayed service's backend run)
@@ -1466,7 +1585,8 @@ def main(argv=None):
     token = f"{os.getpid()}-{random.SystemRandom().randrange(1 << 48):x}"
     workdir = tempfile.mkdtemp(prefix="sockfuzz-")
     rig = Rig(args, workdir, token)
-    gen = Gen({"held": 30, "shared": 20, "flip": 18, "relay": 12, "raw": 10, "tiny": 6})
+    gen = Gen({"held": 30, "shared": 20, "flip": 18, "relay": 12, "raw": 10, "tiny": 6},
+              skip=[k.strip() for k in args.skip.split(",") if k.strip()])
     run = None
     failure = None
     t0 = time.monotonic()
@@ -1528,7 +1648,8 @@ def main(argv=None):
         quiet = LIMITS["idleTimeoutSeconds"] + LIMITS["headTimeoutSeconds"] + LINGER_S + 10
         rig.wait_quiet(quiet)
         ms = rig.metrics()
-        rig.drain()
+        wave = [] if args.conns else rig.drain_wave(gen, seed)
+        rig.drain(wave)
         c = run.stats.c
         outcomes = collections.Counter()
         for (n, l), v in ms.items():
@@ -1538,7 +1659,8 @@ def main(argv=None):
                     outcomes[m.group(1)] += int(v)
         print(f"sockfuzz: PASS seed {seed}: {why} after {fuzz_s:.1f} s; {c['plans']} plans, "
               f"{c['connections']} connections; peak RSS {rig.peak_rss_kb} kB "
-              f"(bound {rig.rss_bound_kb} kB); drain exit 0", flush=True)
+              f"(bound {rig.rss_bound_kb} kB); drain with {len(wave)} connections open: "
+              f"exit 0", flush=True)
         print("sockfuzz: plans " + ", ".join(f"{k[5:]} {v}" for k, v in sorted(c.items())
                                              if k.startswith("plan:")))
         print("sockfuzz: client saw " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())
@@ -1559,16 +1681,15 @@ def main(argv=None):
             run.stop.set()
         rig.stop()
         if failure:
-            dest, replay, ids = save_artifacts(args, rig, run, failure, seed)
+            dest, replay, alone = save_artifacts(args, rig, run, failure, seed)
             print(f"sockfuzz: FAIL seed {seed} after {found_at or 0:.1f} s of fuzzing: {failure}",
                   file=sys.stderr)
             print(f"sockfuzz: log, config and the connections around the failure saved in {dest}",
                   file=sys.stderr)
-            print(f"sockfuzz: replay the run:   {replay}", file=sys.stderr)
-            if ids:
-                print(f"sockfuzz: replay the connections alone: {PYTHON} "
-                      f"{os.path.relpath(SELF, REPO)} --holdfast {args.holdfast} --seed {seed} "
-                      f"--conns {ids} --repeat 20", file=sys.stderr)
+            print(f"sockfuzz: replay the run: {replay}", file=sys.stderr)
+            if alone:
+                print(f"sockfuzz: replay each connection around it alone: {alone}",
+                      file=sys.stderr)
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
