@@ -37,10 +37,12 @@ Standard library only; Debian's /usr/bin/python3. Loopback only.
 """
 import argparse
 import collections
+import ctypes
 import json
 import os
 import random
 import re
+import resource
 import select
 import shutil
 import signal
@@ -76,6 +78,7 @@ LINGER_S = 2          # holdfast lingers this long after an error answer (conn.c
 RELAY_CHUNK = 65536   # one relay read per direction (worker scratch buffer)
 DRAIN_TIMEOUT = 5     # --drain-timeout given to holdfast
 MAX_BURST = 30        # connections a client opens at once, at most
+NOFILE = 128          # holdfast's open-file limit: bursts run it out of descriptors
 QUARANTINE_MB = 64    # ASan's quarantine of freed memory (counted in the RSS bound)
 # A client that never reads may get this much into holdfast's direction before its sends block:
 # both kernels' socket buffers (tcp_rmem's 32 MiB max on this kind of machine, autotuned) and
@@ -744,6 +747,7 @@ class Rig:
         self.rss_bound_kb = 0
         self.peak_rss_kb = 0
         self.base_rss_kb = 0
+        self.drain_s = 0.0
 
     def addr(self, name):
         return self.listeners[name]
@@ -815,9 +819,21 @@ class Rig:
         cmd = [self.args.holdfast, "run", "--config", os.path.join(self.workdir, "holdfast.json"),
                "--admin-listen", f"{self.admin[0]}:{self.admin[1]}", "--workers", "2",
                "--log-level", self.args.log_level, "--drain-timeout", str(DRAIN_TIMEOUT)]
+        nofile = self.args.nofile
+
+        def child_setup():
+            # holdfast raises its soft limit to the hard one: both are set. And it gets SIGTERM
+            # if this script dies, so a killed run leaves nothing behind.
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+            try:
+                ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            except (OSError, AttributeError):
+                pass
+
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=self.stderr_file,
-                                     cwd=self.workdir)
+                                     cwd=self.workdir, preexec_fn=child_setup)
         deadline = time.monotonic() + 30
         while True:
             self.check_alive()
@@ -849,14 +865,17 @@ class Rig:
 
     def compute_rss_bound(self):
         """RSS bound from the configured limits: what was resident at start, plus what every
-        connection the clients can have open at once may hold (its request buffer, capped by
-        holdBufferBytes / maxHeadBytes, and one relay read per direction, each grown by
-        doubling), plus the held-bytes limit, plus the ASan quarantine, all times a factor for
-        allocator overhead (redzones, size classes, fragmentation across 2 worker threads)."""
+        connection that can be open at once (no more than holdfast's open-file limit, nor than
+        the clients open) may hold (its request buffer, capped by holdBufferBytes and
+        maxHeadBytes, and one relay read per direction, each grown by doubling), plus the
+        held-bytes limit, twice over for allocator overhead (redzones, size classes,
+        fragmentation across 2 worker threads), plus the ASan quarantine and 32 MiB."""
         limits = self.config["limits"]
         req = max(limits["holdBufferBytes"], limits["maxHeadBytes"] + 1)
         per_conn = 2 * req + 2 * 2 * RELAY_CHUNK + 16384  # + conn, parser, spans, events
         conns = self.args.clients * (MAX_BURST + 1) + 50    # + lingering ones
+        if self.args.nofile:
+            conns = min(conns, self.args.nofile)  # a connection holds a descriptor at least
         dynamic_kb = (conns * per_conn + limits["maxHeldBytes"]) // 1024
         quarantine_kb = QUARANTINE_MB * 1024 if self.asan else 0
         return self.base_rss_kb + quarantine_kb + 2 * dynamic_kb + 32 * 1024
@@ -1036,6 +1055,7 @@ class Rig:
         away during the drain."""
         self.check_alive()
         self.proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
         rng = random.Random(len(socks))
         pending = list(socks)
         limit = DRAIN_TIMEOUT + 30
@@ -1069,6 +1089,7 @@ class Rig:
             raise Failure(f"sanitizer report at exit (status {rc}):\n{report}")
         if rc != 0:
             raise Failure(f"holdfast exited with status {rc} after SIGTERM (want 0)")
+        self.drain_s = time.monotonic() - t0
 
     def stop(self):
         """Ends everything this run started: holdfast, the backend, the wake commands."""
@@ -1551,6 +1572,9 @@ def main(argv=None):
                    help="plan kinds not to generate, comma-separated (burst, pipelined, "
                         "probe-flood, probe-oracle, silent, single, slow-head, special, stream): "
                         "to look past a known finding; the same --skip replays the same run")
+    p.add_argument("--nofile", type=int, default=NOFILE,
+                   help=f"holdfast's open-file limit (default {NOFILE}, below what the clients "
+                        f"can open at once, so accepting pauses; 0 leaves it)")
     p.add_argument("--log-level", default="info", help="holdfast's --log-level (default info)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     # backend mode (what the wake commands and the relayed service's backend run)
@@ -1609,7 +1633,10 @@ def main(argv=None):
                            for k, cid in enumerate(ids * args.copies)]
                 for t in threads:
                     t.start()
+                stuck = time.monotonic() + 60
                 while any(t.is_alive() for t in threads):
+                    if time.monotonic() > stuck:
+                        raise Failure("replayed connections did not end within 60 s (sockfuzz bug)")
                     rig.check_alive()
                     report = rig.sanitizer_report()
                     if report:
@@ -1660,14 +1687,20 @@ def main(argv=None):
         print(f"sockfuzz: PASS seed {seed}: {why} after {fuzz_s:.1f} s; {c['plans']} plans, "
               f"{c['connections']} connections; peak RSS {rig.peak_rss_kb} kB "
               f"(bound {rig.rss_bound_kb} kB); drain with {len(wave)} connections open: "
-              f"exit 0", flush=True)
+              f"exit 0 after {rig.drain_s:.1f} s", flush=True)
         print("sockfuzz: plans " + ", ".join(f"{k[5:]} {v}" for k, v in sorted(c.items())
                                              if k.startswith("plan:")))
         print("sockfuzz: client saw " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())
                                                   if not k.startswith("plan")
                                                   and k != "connections"))
-        print("sockfuzz: holdfast counted " + ", ".join(f"{k} {v}" for k, v in
-                                                        sorted(outcomes.items())))
+        extra = {k: int(sum(v for (n, _), v in ms.items() if n == name)) for k, name in (
+            ("fd-exhaustion episodes", "holdfast_accept_fd_exhausted_total"),
+            ("wake runs", "holdfast_wake_command_runs_total"),
+            ("connect retries", "holdfast_upstream_connect_retries_total"),
+            ("unknown hosts", "holdfast_unknown_host_total"))}
+        print("sockfuzz: holdfast counted " + ", ".join(
+            [f"{k} {v}" for k, v in sorted(outcomes.items())] +
+            [f"{k} {v}" for k, v in extra.items()]))
         return 0
     except Failure as e:
         if run:

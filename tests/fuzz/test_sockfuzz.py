@@ -3,8 +3,9 @@
     HOLDFAST_BIN=build-asan/holdfast /usr/bin/python3 -m pytest -p no:cacheprovider tests/fuzz
 
 SOCKFUZZ_SECONDS (default 45) sets the fuzzing time, SOCKFUZZ_SEED replays a seed,
-SOCKFUZZ_CLIENTS the client threads (default 12), SOCKFUZZ_ARTIFACTS where a failure's log,
-config and connections are kept (default: the test's tmp_path, printed)."""
+SOCKFUZZ_CLIENTS the client threads (default 12), SOCKFUZZ_SKIP plan kinds not to generate
+(sockfuzz.py --skip), SOCKFUZZ_ARTIFACTS where a failure's log, config and connections are kept
+(default: the test's tmp_path, printed)."""
 import os
 import subprocess
 import sys
@@ -26,6 +27,8 @@ def test_sockfuzz(tmp_path):
            "--artifacts", artifacts]
     if os.environ.get("SOCKFUZZ_SEED"):
         cmd += ["--seed", os.environ["SOCKFUZZ_SEED"]]
+    if os.environ.get("SOCKFUZZ_SKIP"):
+        cmd += ["--skip", os.environ["SOCKFUZZ_SKIP"]]
     # Fuzzing time, then at most: quiescence wait (~20 s), drain (~35 s), startup and stop.
     r = subprocess.run(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=seconds + 180)
