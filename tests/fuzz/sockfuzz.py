@@ -240,6 +240,10 @@ class Plan:
             if s[0] == "flood":
                 out.append(f"flood {s[1]!r} repeated, up to {s[2] >> 20} MiB or "
                            f"{s[3]:.1f} s, reading nothing")
+            elif s[0] == "duplex":
+                data = s[1]
+                out.append(f"send {len(data)} bytes while reading {s[2]} bytes every {s[3]} s: "
+                           f"{data[:300]!r}..., then shutdown(SHUT_WR) and read to the end")
             elif s[0] == "send":
                 data = s[1]
                 shown = repr(data) if len(data) <= 600 else (
@@ -531,7 +535,31 @@ class Gen:
             return self.plan_silent(rng, cid, target)
         if r < 0.935:
             return self.plan_flood(rng, cid)
+        if r < 0.95:
+            return self.plan_halfclose(rng, cid)
         return self.plan_garbage_stream(rng, cid, target)
+
+    def plan_halfclose(self, rng, cid):
+        """Many pipelined probes, then a half-close (SHUT_WR), by a client that reads the answers
+        slowly as it sends: every answer must arrive whole before holdfast closes."""
+        target = rng.choice(["held", "shared"])
+        plan = Plan(cid, "probe-halfclose", target)
+        n = rng.choice([20, 500, 5000, 30000, 60000])
+        host = b"held.fuzz" if target == "shared" else b"x"
+        kinds = []
+        for _ in range(rng.randrange(1, 4)):
+            method, path, extra = self.probe_request(rng)
+            if method == b"HEAD":
+                method, path = b"GET", b"/healthz"
+            kinds.append(b"\r\n".join([method + b" " + path + b" HTTP/1.1", b"Host: " + host] +
+                                      extra) + b"\r\n\r\n")
+        data = b"".join(kinds[i % len(kinds)] for i in range(n))
+        plan.steps.append(("duplex", data, rng.choice([512, 4096]), rng.choice([0.001, 0.005])))
+        plan.rcvbuf = 4096
+        plan.end = ("done",)
+        plan.expect = n
+        plan.holdfast_only = True
+        return plan
 
     def plan_flood(self, rng, cid):
         """Pipelined probes streamed for seconds by a client that reads none of the answers:
@@ -1270,6 +1298,8 @@ class Client:
                     self.peek(s, got, state)
                 elif step[0] == "flood":
                     self.flood(s, plan, step, state)
+                elif step[0] == "duplex":
+                    self.duplex(s, step, got, state)
             self.finish(s, plan.end, got, state)
         finally:
             s.close()
@@ -1289,6 +1319,40 @@ class Client:
         except OSError:
             state["reset"] = True
         return False
+
+    def duplex(self, s, step, got, state, timeout=20.0):
+        """Sends data while reading slowly, then half-closes and reads to EOF."""
+        _, data, chunk, pause = step
+        view = memoryview(data)
+        sent = 0
+        deadline = time.monotonic() + timeout
+        s.setblocking(False)
+        try:
+            while time.monotonic() < deadline and not self.run.stop.is_set():
+                want_write = [s] if sent < len(data) else []
+                r, w, _ = select.select([s], want_write, [], 0.25)
+                if w:
+                    try:
+                        sent += s.send(view[sent:sent + 65536])
+                    except BlockingIOError:
+                        pass
+                    if sent == len(data):
+                        s.shutdown(socket.SHUT_WR)
+                if r:
+                    try:
+                        d = s.recv(chunk)
+                    except BlockingIOError:
+                        continue
+                    if not d:
+                        state["eof"] = sent == len(data)
+                        return
+                    got += d
+                    if pause:
+                        time.sleep(pause)
+        except OSError:
+            state["reset"] = True
+        finally:
+            s.setblocking(True)
 
     def flood(self, s, plan, step, state):
         _, unit, max_bytes, seconds = step
@@ -1382,11 +1446,15 @@ class Client:
             try:
                 answers = parse_answers(got)
             except ValueError as e:
-                raise Failure(f"probe answers on connection {plan.cid} are not HTTP: {e}")
+                whole = len(_STATUS.findall(got))
+                raise Failure(f"probe answers on connection {plan.cid} are not HTTP after "
+                              f"{whole} answers of {plan.expect} ({len(got)} bytes, then a clean "
+                              f"EOF): {str(e)[:300]}")
             seen = [(st, body) for st, _, body in answers]
-            if len(seen) != plan.expect or any(a not in PROBE_ANSWERS for a in seen):
+            wrong = [a for a in seen if a not in PROBE_ANSWERS]
+            if len(seen) != plan.expect or wrong:
                 raise Failure(f"wrong probe answers on connection {plan.cid}: want {plan.expect} "
-                              f"rule answers, got {seen!r}")
+                              f"rule answers, got {len(seen)}: {(wrong or seen)[:6]!r}")
             for _, headers, _ in answers:
                 if not headers.get(b"content-type", b"").startswith(b"application/json"):
                     raise Failure(f"probe answer without JSON Content-Type: {headers!r}")
