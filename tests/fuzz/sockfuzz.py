@@ -137,19 +137,21 @@ def serve_backend(args):
 
     def conn_main(s):
         try:
-            s.settimeout(2)
-            behave = rng.random()
+            # The mirror never ends a connection first (within the longest plan); the others
+            # may drop an idle one.
+            s.settimeout(2 if args.kind != "mirror" else 30)
+            behave = rng.random() if args.kind != "mirror" else 1.0
             if behave < 0.04:
                 return  # close at once
             if behave < 0.08:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 return  # reset
-            deadline = time.monotonic() + 10
-            if args.kind == "echo":
-                if rng.random() < 0.2:
+            deadline = time.monotonic() + (10 if args.kind != "mirror" else 60)
+            if args.kind in ("echo", "mirror"):
+                if args.kind == "echo" and rng.random() < 0.2:
                     s.sendall(b"BANNER sockfuzz\r\n")
                 total = 0
-                while time.monotonic() < deadline and total < (4 << 20):
+                while time.monotonic() < deadline and total < (16 << 20):
                     data = s.recv(65536)
                     if not data:
                         s.shutdown(socket.SHUT_WR)
@@ -281,7 +283,7 @@ class Gen:
         return rng.choice([
             b"held.fuzz", b"held.fuzz.svc", b"held.fuzz.svc.cluster.local:80",
             b"relay.fuzz", b"relay.fuzz.svc:8080", b"flip.fuzz", b"flip.fuzz.svc.cluster.local",
-            b"tiny.fuzz", b"raw.fuzz", b"unknown.fuzz", b"held", b"held.", b".fuzz",
+            b"tiny.fuzz", b"raw.fuzz", b"mirror.fuzz", b"unknown.fuzz", b"held", b"held.", b".fuzz",
             b"held.fuzz.svc.cluster", b"held.fuzz:99999999999999", b"held.fuzz:", b":80",
             b"HELD.FUZZ", b"a" * 300 + b".fuzz", b"held.fuzz.svc.cluster.local.evil",
             b"held.fuzz\x00x", b"\xffheld.fuzz"])
@@ -537,7 +539,28 @@ class Gen:
             return self.plan_flood(rng, cid)
         if r < 0.95:
             return self.plan_halfclose(rng, cid)
+        if r < 0.98:
+            return self.plan_mirror(rng, cid)
         return self.plan_garbage_stream(rng, cid, target)
+
+    def plan_mirror(self, rng, cid):
+        """Anything, split anyhow, to the service whose backend echoes, then a half-close: what
+        comes back must be exactly what was sent (the relay is transparent, in order, and
+        passes the half-close on after the pending bytes)."""
+        plan = Plan(cid, "mirror", "mirror")
+        for _ in range(rng.randrange(1, 4)):
+            r = rng.random()
+            if r < 0.4:
+                data = self.request(rng, "mirror", rng.random() < 0.5)
+            elif r < 0.8:
+                data = self.special(rng, "mirror")
+            else:
+                data = self.mutate(rng, self.request(rng, "mirror", False))
+            self.split_sends(rng, plan, data)
+        plan.end = ("shutwr_read", 8.0)
+        if rng.random() < 0.2:
+            plan.rcvbuf = 4096
+        return plan
 
     def plan_halfclose(self, rng, cid):
         """Many pipelined probes, then a half-close (SHUT_WR), by a client that reads the answers
@@ -763,7 +786,7 @@ class Rig:
         self.workdir = workdir
         self.token = token
         self.proc = None
-        self.backend = None
+        self.backends = []
         self.stderr_path = os.path.join(workdir, "holdfast.stderr")
         self.stderr_file = None
         self._scan_off = 0
@@ -783,11 +806,11 @@ class Rig:
     def build_config(self):
         h = self.host
         port = {}
-        for name in ("held", "tiny", "relay", "flip", "raw", "shared", "admin",
-                     "relay_be", "flip_be", "raw_be", "dead_be"):
+        for name in ("held", "tiny", "relay", "mirror", "flip", "raw", "shared", "admin",
+                     "relay_be", "mirror_be", "flip_be", "raw_be", "dead_be"):
             port[name] = free_port(h)
-        self.listeners = {n: (h, port[n]) for n in ("held", "tiny", "relay", "flip", "raw",
-                                                   "shared")}
+        self.listeners = {n: (h, port[n]) for n in ("held", "tiny", "relay", "mirror", "flip",
+                                                   "raw", "shared")}
         self.admin = (h, port["admin"])
         env_mark = f"sockfuzz-{self.token}"
 
@@ -808,6 +831,7 @@ class Rig:
                     maxHeldConnections=3, maxHeldBytes=4096),
                 svc("relay", backends=[f"{h}:{port['relay_be']}"], holdTimeoutSeconds=3,
                     probeResponse=PROBE_RULES[:2]),
+                svc("mirror", backends=[f"{h}:{port['mirror_be']}"], holdTimeoutSeconds=3),
                 svc("flip", backends=[f"{h}:{port['flip_be']}"], holdTimeoutSeconds=4,
                     probeResponse=PROBE_RULES,
                     readiness={"httpGet": {"path": "/ready"}},
@@ -819,7 +843,10 @@ class Rig:
             "shared": {"listen": [f"{h}:{port['shared']}"]},
             "limits": dict(LIMITS),
         }
-        self.relay_cmd = backend_cmd("relay_be", "http", 0, self.args.seconds + 300, 1.0)
+        # Always up: the relayed service's backend, and the mirror's (an echo server that never
+        # misbehaves, so what comes back must be exactly what was sent).
+        self.backend_cmds = [backend_cmd("relay_be", "http", 0, self.args.seconds + 300, 1.0),
+                             backend_cmd("mirror_be", "mirror", 0, self.args.seconds + 300, 1.0)]
         # The flip service's readiness probe is a plain GET answered like any request; a
         # "close without answering" draw only fails one probe.
         with open(os.path.join(self.workdir, "holdfast.json"), "w") as f:
@@ -840,9 +867,10 @@ class Rig:
     def start(self):
         self.build_config()
         env = self.env()
-        self.backend = subprocess.Popen(self.relay_cmd, env=env, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True)
+        for bcmd in self.backend_cmds:
+            self.backends.append(subprocess.Popen(
+                bcmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True))
         self.stderr_file = open(self.stderr_path, "wb")
         cmd = [self.args.holdfast, "run", "--config", os.path.join(self.workdir, "holdfast.json"),
                "--admin-listen", f"{self.admin[0]}:{self.admin[1]}", "--workers", "2",
@@ -873,20 +901,22 @@ class Rig:
             if time.monotonic() > deadline:
                 raise Failure("holdfast did not become ready (/readyz) within 30 s")
             time.sleep(0.05)
-        # holdfast probes a backend only once a connection waits for it: one request wakes the
-        # relayed service, whose backend is already up.
-        try:
-            with socket.create_connection(self.listeners["relay"], timeout=10) as s:
-                s.sendall(b"GET / HTTP/1.1\r\nHost: warmup\r\nConnection: close\r\n\r\n")
-                s.recv(4096)
-        except OSError:
-            pass
-        deadline = time.monotonic() + 20
-        while self.metric("holdfast_backends_ready", service="relay") < 1:
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise Failure("the relayed service's backend never became ready")
-            time.sleep(0.05)
+        # holdfast probes a backend only once a connection waits for it: one request wakes each
+        # always-up service, whose backend is already listening.
+        for name in ("relay", "mirror"):
+            deadline = time.monotonic() + 20
+            while self.metric("holdfast_backends_ready", service=name) < 1:
+                self.check_alive()
+                if time.monotonic() > deadline:
+                    raise Failure(f"the {name} service's backend never became ready")
+                try:
+                    with socket.create_connection(self.listeners[name], timeout=2) as s:
+                        s.settimeout(2)
+                        s.sendall(b"GET / HTTP/1.1\r\nHost: warmup\r\nConnection: close\r\n\r\n")
+                        s.recv(4096)
+                except OSError:
+                    pass
+                time.sleep(0.1)
         time.sleep(0.3)
         self.base_rss_kb = self.status_kb("VmRSS")
         self.rss_bound_kb = self.compute_rss_bound()
@@ -1132,12 +1162,13 @@ class Rig:
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
                     self.proc.wait()
-        if self.backend and self.backend.poll() is None:
-            try:
-                os.killpg(self.backend.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            self.backend.wait()
+        for b in self.backends:
+            if b.poll() is None:
+                try:
+                    os.killpg(b.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                b.wait()
         # Wake commands (and their children) that outlived holdfast: found by this run's token
         # in their environment, ended by PID.
         for pid in self.own_processes():
@@ -1287,12 +1318,15 @@ class Client:
         try:
             for step in plan.steps:
                 if self.run.stop.is_set():
+                    state["cut"] = True
                     break
                 if step[0] == "send":
                     if not self.send(s, step[1], state):
+                        state["cut"] = True
                         break
                 elif step[0] == "pause":
                     if self.run.stop.wait(step[1]):
+                        state["cut"] = True
                         break
                 elif step[0] == "peek":
                     self.peek(s, got, state)
@@ -1377,9 +1411,11 @@ class Client:
         self.run.stats.add("flood:unblocked")
 
     def peek(self, s, got, state):
+        """Reads what has arrived, without waiting (a socket with a timeout would wait)."""
+        s.setblocking(False)
         try:
             while len(got) < (4 << 20):
-                chunk = s.recv(65536, socket.MSG_DONTWAIT)
+                chunk = s.recv(65536)
                 if not chunk:
                     return
                 got += chunk
@@ -1387,6 +1423,8 @@ class Client:
             pass
         except OSError:
             state["reset"] = True
+        finally:
+            s.setblocking(True)
 
     def read_until(self, s, got, state, timeout, chunk=65536, pause=0.0):
         """Reads until EOF, timeout, stop, or 4 MiB. Returns True at EOF."""
@@ -1460,6 +1498,22 @@ class Client:
                     raise Failure(f"probe answer without JSON Content-Type: {headers!r}")
             self.run.stats.add("oracle:probe-ok")
             return
+        if plan.target == "mirror" and clean and plan.end[0] == "shutwr_read" and \
+                not state.get("cut") and not state.get("send_blocked"):
+            sent = plan.payload()
+            if not got or got.startswith(b"HTTP/1.1 50"):
+                # Nothing relayed: holdfast could not reach the backend in time (out of
+                # descriptors, say) and closed or answered 502/503/504 itself.
+                self.run.stats.add("oracle:mirror-unreached")
+            elif bytes(got) != sent:
+                i = next((k for k in range(min(len(got), len(sent))) if got[k] != sent[k]),
+                         min(len(got), len(sent)))
+                raise Failure(f"the relay is not transparent on connection {plan.cid}: sent "
+                              f"{len(sent)} bytes and half-closed, the echo backend's answer "
+                              f"was {len(got)} bytes, first difference at byte {i}: sent "
+                              f"{sent[i:i + 40]!r}, got {bytes(got[i:i + 40])!r}")
+            else:
+                self.run.stats.add("oracle:mirror-ok")
         if plan.holdfast_only and clean and got:
             try:
                 parse_answers(got)
@@ -1677,7 +1731,8 @@ def main(argv=None):
     token = f"{os.getpid()}-{random.SystemRandom().randrange(1 << 48):x}"
     workdir = tempfile.mkdtemp(prefix="sockfuzz-")
     rig = Rig(args, workdir, token)
-    gen = Gen({"held": 30, "shared": 20, "flip": 18, "relay": 12, "raw": 10, "tiny": 6},
+    gen = Gen({"held": 30, "shared": 20, "flip": 18, "relay": 12, "raw": 10, "mirror": 8,
+               "tiny": 6},
               skip=[k.strip() for k in args.skip.split(",") if k.strip()])
     run = None
     failure = None
