@@ -2,38 +2,51 @@
 """sockfuzz: a socket-level fuzzer for holdfast's data plane.
 
 It starts holdfast (best the ASan+UBSan build) in standalone mode with a config made to reach
-every path of a connection's life: a held HTTP service with probeResponse rules whose wake never
-produces a backend, a tiny held service whose hold limits are reached at once, a relayed service
-(a ready backend this script starts), a service whose wake starts a backend after a short delay
-that exits again a few seconds later (so it flips between held and relayed), a `tcp` service
-that wakes only sometimes, and the shared Host-routed port. Limits are low so the bounds are
-reached. Then client threads open connections to random listeners and send generated inputs:
+every path of a connection's life: a held HTTP service with probeResponse rules (Exact,
+PathPrefix, RegularExpression, header and query matches) whose wake never produces a backend,
+a tiny held service whose hold limits are reached at once, a relayed service (a ready backend
+this script starts), a mirror service (its backend echoes), a service whose wake starts a
+backend after a short delay that exits again seconds later (so it flips between held and
+relayed), a `tcp` service that wakes only sometimes, and the shared Host-routed port. Limits are
+low so the bounds are reached (maxHeadBytes 2048, holdBufferBytes 4096, held connections and
+bytes per service and overall, a 2 s head timeout, 3 s hold timeouts, an open-file limit of
+128). Then client threads open connections to random listeners and send generated inputs:
 valid, pipelined and probe-matching requests, requests split at random byte boundaries with
-pauses, malformed and smuggling-shaped requests, huge heads, HTTP/0.9, TLS and h2c bytes,
-garbage; they half-close, close at once, reset (SO_LINGER 0), never read, or read slowly.
+pauses, malformed and smuggling-shaped requests (CL+TE, bad chunking, obs-fold, NULs, bare LF,
+duplicate headers), huge heads, HTTP/0.9, TLS and h2c bytes, upgrades, uploads, garbage, bursts
+of connections; they half-close, close at once, reset (SO_LINGER 0), never read, or read
+slowly. At the end, SIGTERM comes with 40 connections still open in every state.
 
 It fails (exit status 1, with the reason, the saved log and how to replay) on:
-  - a sanitizer report in holdfast's stderr (ASan, LSan, UBSan with halt_on_error=1);
+  - a sanitizer report in holdfast's stderr (ASan and LSan with detect_leaks=1, UBSan with
+    halt_on_error=1);
   - holdfast dying;
   - holdfast's RSS (VmRSS/VmHWM) above a bound derived from the configured limits;
-  - /healthz not answering 200;
-  - a wrong answer from holdfast itself: a probe-matching request on the service that is never
-    ready answered other than by its rule; bytes on that service's port that are not complete
-    HTTP/1.1 answers (every byte there comes from holdfast);
+  - /healthz not answering 200 for 15 s;
+  - a wrong answer from holdfast itself: probe-matching requests to the never-ready service
+    answered other than by their rules, or not all of them; bytes on that service's port that
+    are not complete HTTP/1.1 answers (every byte there comes from holdfast);
+  - a relay that is not transparent: what the mirror's backend echoes back after a half-close
+    differs from what was sent;
+  - holdfast reading a flood of pipelined probes without bound from a client that reads none
+    of the answers (past what socket buffers explain);
   - connections or held requests still counted once every client has gone;
   - after SIGTERM (drain), an exit status other than 0, no exit in time, or a sanitizer report
     (LeakSanitizer runs at exit).
 
 Every connection's input is generated from its own RNG seeded by (seed, client, index), so
-`--seed S` replays a run's inputs (timing differs), and `--conns C:I,...` replays chosen
-connections alone, `--repeat` times, to isolate a finding.
+`--seed S` replays a run's inputs (timing differs), and `--conns C:I,... --isolate` replays
+each chosen connection alone against a fresh holdfast (`--copies` at once, `--repeat` rounds)
+to tell which one does it. `--skip KIND,...` leaves out plan kinds, to look past a known
+finding.
 
 Usage:
   tests/fuzz/sockfuzz.py [--holdfast BIN] [--seed N] [--seconds 45] [--max-connections N]
-                         [--clients 12] [--artifacts DIR] [--conns C:I,...] [--repeat N]
+                         [--clients 12] [--artifacts DIR] [--skip KIND,...]
+  tests/fuzz/sockfuzz.py --seed N --conns C:I,... [--isolate] [--repeat N] [--copies N]
   HOLDFAST_BIN=build-asan/holdfast tests/fuzz/sockfuzz.py
 
-Standard library only; Debian's /usr/bin/python3. Loopback only.
+Standard library only; Debian's /usr/bin/python3. Loopback only (a 127.x.y.1 of its own).
 """
 import argparse
 import collections
@@ -260,6 +273,9 @@ class Plan:
             out.append(f"expect {self.expect}")
         return "\n".join(out)
 
+
+PLAN_KINDS = ("burst", "mirror", "pipelined", "probe-flood", "probe-halfclose", "probe-oracle",
+              "silent", "single", "slow-head", "special", "stream")
 
 METHODS = [b"GET", b"GET", b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH",
            b"get", b"CONNECT", b"TRACE", b"PRI", b"BREW", b"M-SEARCH"]
@@ -1677,9 +1693,11 @@ def main(argv=None):
     p.add_argument("--max-connections", type=int, default=100000,
                    help="stop after this many client connections (default 100000)")
     p.add_argument("--clients", type=int, default=12, help="client threads (default 12)")
-    p.add_argument("--artifacts", default=os.environ.get("SOCKFUZZ_ARTIFACTS", "sockfuzz-failures"),
+    default_artifacts = os.environ.get("SOCKFUZZ_ARTIFACTS") or \
+        os.path.join(tempfile.gettempdir(), "sockfuzz-failures")
+    p.add_argument("--artifacts", default=default_artifacts,
                    help="where a failure's log, config and connections are saved "
-                        "(default ./sockfuzz-failures or $SOCKFUZZ_ARTIFACTS)")
+                        "(default $SOCKFUZZ_ARTIFACTS, else /tmp/sockfuzz-failures)")
     p.add_argument("--conns", help="replay only these connections (C:I,...) of --seed, "
                                    "concurrently, --repeat times")
     p.add_argument("--repeat", type=int, default=1, help="with --conns: rounds (default 1)")
@@ -1691,8 +1709,9 @@ def main(argv=None):
                    help="with --conns: replay each connection alone (a fresh holdfast each, "
                         "--repeat rounds) and tell which ones fail")
     p.add_argument("--skip", default="",
-                   help="plan kinds not to generate, comma-separated (burst, pipelined, "
-                        "probe-flood, probe-oracle, silent, single, slow-head, special, stream): "
+                   help="plan kinds not to generate, comma-separated (burst, mirror, pipelined, "
+                        "probe-flood, probe-halfclose, probe-oracle, silent, single, slow-head, "
+                        "special, stream): "
                         "to look past a known finding; the same --skip replays the same run")
     p.add_argument("--nofile", type=int, default=NOFILE,
                    help=f"holdfast's open-file limit (default {NOFILE}, below what the clients "
@@ -1723,6 +1742,11 @@ def main(argv=None):
     args.repeat = min(max(args.repeat, 1), 1000)
     args.copies = min(max(args.copies, 1), 64)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
+    unknown = {k.strip() for k in args.skip.split(",") if k.strip()} - set(PLAN_KINDS)
+    if unknown:
+        print(f"sockfuzz: --skip: no plan kind {', '.join(sorted(unknown))} (kinds: "
+              f"{', '.join(PLAN_KINDS)})", file=sys.stderr)
+        return 2
     if args.isolate and args.conns:
         return isolate(args, seed)
     print(f"sockfuzz: seed {seed} ({'replay' if args.conns else 'fuzz'}, {args.seconds:.0f} s, "
