@@ -223,6 +223,16 @@ def serve_backend(args):
                 continue
             active[0] += 1
         threading.Thread(target=conn_main, args=(s,), daemon=True).start()
+    if args.kind == "mirror":
+        # Gone from the listening side (connects are refused, readiness fails), but the
+        # connections already relayed end as their clients end them (bounded).
+        ls.close()
+        stop = time.monotonic() + 65
+        while time.monotonic() < stop:
+            with lock:
+                if active[0] == 0:
+                    break
+            time.sleep(0.05)
     os._exit(0)
 
 
@@ -299,7 +309,7 @@ class Gen:
         return rng.choice([
             b"held.fuzz", b"held.fuzz.svc", b"held.fuzz.svc.cluster.local:80",
             b"relay.fuzz", b"relay.fuzz.svc:8080", b"flip.fuzz", b"flip.fuzz.svc.cluster.local",
-            b"tiny.fuzz", b"raw.fuzz", b"mirror.fuzz", b"unknown.fuzz", b"held", b"held.", b".fuzz",
+            b"tiny.fuzz", b"raw.fuzz", b"mirror.fuzz", b"tmirror.fuzz", b"unknown.fuzz", b"held", b"held.", b".fuzz",
             b"held.fuzz.svc.cluster", b"held.fuzz:99999999999999", b"held.fuzz:", b":80",
             b"HELD.FUZZ", b"a" * 300 + b".fuzz", b"held.fuzz.svc.cluster.local.evil",
             b"held.fuzz\x00x", b"\xffheld.fuzz"])
@@ -563,7 +573,7 @@ class Gen:
         """Anything, split anyhow, to the service whose backend echoes, then a half-close: what
         comes back must be exactly what was sent (the relay is transparent, in order, and
         passes the half-close on after the pending bytes)."""
-        plan = Plan(cid, "mirror", "mirror")
+        plan = Plan(cid, "mirror", rng.choice(["mirror", "tmirror"]))
         for _ in range(rng.randrange(1, 4)):
             r = rng.random()
             if r < 0.4:
@@ -822,11 +832,12 @@ class Rig:
     def build_config(self):
         h = self.host
         port = {}
-        for name in ("held", "tiny", "relay", "mirror", "flip", "raw", "shared", "admin",
-                     "relay_be", "mirror_be", "flip_be", "raw_be", "dead_be"):
+        for name in ("held", "tiny", "relay", "mirror", "tmirror", "flip", "raw", "shared",
+                     "admin", "relay_be", "mirror_be", "tmirror_be", "flip_be", "raw_be",
+                     "dead_be"):
             port[name] = free_port(h)
-        self.listeners = {n: (h, port[n]) for n in ("held", "tiny", "relay", "mirror", "flip",
-                                                   "raw", "shared")}
+        self.listeners = {n: (h, port[n]) for n in ("held", "tiny", "relay", "mirror", "tmirror",
+                                                   "flip", "raw", "shared")}
         self.admin = (h, port["admin"])
         env_mark = f"sockfuzz-{self.token}"
 
@@ -848,6 +859,11 @@ class Rig:
                 svc("relay", backends=[f"{h}:{port['relay_be']}"], holdTimeoutSeconds=3,
                     probeResponse=PROBE_RULES[:2]),
                 svc("mirror", backends=[f"{h}:{port['mirror_be']}"], holdTimeoutSeconds=3),
+                # tcp, woken on demand: an echo backend that lives 3 s, then stops listening
+                # and lets its connections finish, so the service flips.
+                svc("tmirror", backends=[f"{h}:{port['tmirror_be']}"], protocol="tcp",
+                    holdTimeoutSeconds=5, wake={"command": backend_cmd("tmirror_be", "mirror",
+                                                                        0.3, 3.0, 1.0)}),
                 svc("flip", backends=[f"{h}:{port['flip_be']}"], holdTimeoutSeconds=4,
                     probeResponse=PROBE_RULES,
                     readiness={"httpGet": {"path": "/ready"}},
@@ -1514,12 +1530,13 @@ class Client:
                     raise Failure(f"probe answer without JSON Content-Type: {headers!r}")
             self.run.stats.add("oracle:probe-ok")
             return
-        if plan.target == "mirror" and clean and plan.end[0] == "shutwr_read" and \
+        if plan.target in ("mirror", "tmirror") and clean and plan.end[0] == "shutwr_read" and \
                 not state.get("cut") and not state.get("send_blocked"):
             sent = plan.payload()
             if not got or got.startswith(b"HTTP/1.1 50"):
                 # Nothing relayed: holdfast could not reach the backend in time (out of
-                # descriptors, say) and closed or answered 502/503/504 itself.
+                # descriptors, not woken within the hold timeout, the hold queue full) and
+                # closed or answered 502/503/504 itself.
                 self.run.stats.add("oracle:mirror-unreached")
             elif bytes(got) != sent:
                 i = next((k for k in range(min(len(got), len(sent))) if got[k] != sent[k]),
@@ -1755,8 +1772,8 @@ def main(argv=None):
     token = f"{os.getpid()}-{random.SystemRandom().randrange(1 << 48):x}"
     workdir = tempfile.mkdtemp(prefix="sockfuzz-")
     rig = Rig(args, workdir, token)
-    gen = Gen({"held": 30, "shared": 20, "flip": 18, "relay": 12, "raw": 10, "mirror": 8,
-               "tiny": 6},
+    gen = Gen({"held": 30, "shared": 20, "flip": 18, "relay": 12, "raw": 10, "mirror": 6,
+               "tmirror": 6, "tiny": 6},
               skip=[k.strip() for k in args.skip.split(",") if k.strip()])
     run = None
     failure = None
