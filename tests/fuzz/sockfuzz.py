@@ -309,7 +309,8 @@ class Gen:
         return rng.choice([
             b"held.fuzz", b"held.fuzz.svc", b"held.fuzz.svc.cluster.local:80",
             b"relay.fuzz", b"relay.fuzz.svc:8080", b"flip.fuzz", b"flip.fuzz.svc.cluster.local",
-            b"tiny.fuzz", b"raw.fuzz", b"mirror.fuzz", b"tmirror.fuzz", b"unknown.fuzz", b"held", b"held.", b".fuzz",
+            b"tiny.fuzz", b"raw.fuzz", b"mirror.fuzz", b"tmirror.fuzz", b"unknown.fuzz",
+            b"held", b"held.", b".fuzz",
             b"held.fuzz.svc.cluster", b"held.fuzz:99999999999999", b"held.fuzz:", b":80",
             b"HELD.FUZZ", b"a" * 300 + b".fuzz", b"held.fuzz.svc.cluster.local.evil",
             b"held.fuzz\x00x", b"\xffheld.fuzz"])
@@ -419,9 +420,10 @@ class Gen:
             return b"POST /upload HTTP/1.1\r\n" + host + b"Content-Length: %d\r\n\r\n" % n + \
                 b"u" * n
         if k == 12:  # WebSocket upgrade, then frames
-            return b"GET /ws HTTP/1.1\r\n" + host + b"Upgrade: websocket\r\nConnection: Upgrade\r\n" \
-                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" + \
-                b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"
+            return b"GET /ws HTTP/1.1\r\n" + host + \
+                b"Upgrade: websocket\r\nConnection: Upgrade\r\n" \
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" \
+                b"\r\n\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"
         if k == 13:  # CONNECT
             return b"CONNECT 127.0.0.1:1 HTTP/1.1\r\n" + host + b"\r\nrawbytes"
         if k == 14:  # Expect: 100-continue with a body
@@ -1666,7 +1668,8 @@ def save_artifacts(args, rig, run, msg, seed):
          if e is not None and e >= at - 1.0]
     ids = ",".join(p.cid for p in likely[:24])
     replay = f"{replay_cmd(args, seed)} --seconds {args.seconds:g} --clients {args.clients}"
-    alone = f"{replay_cmd(args, seed)} --conns {ids} --isolate --repeat 20 --copies 8" if ids else ""
+    alone = f"{replay_cmd(args, seed)} --conns {ids} --isolate --repeat 20 --copies 8" \
+        if ids else ""
     with open(os.path.join(dest, "README"), "w") as f:
         f.write(f"{msg}\n\nseed: {seed}\nreplay the run: {replay}\n")
         if alone:
