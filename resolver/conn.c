@@ -51,8 +51,10 @@ struct buf {
 #define MAX_FAILED 4
 #define LINGER_MS 2000
 /* After its last answer holdfast reads and drops what the client still sends, so that closing
- * does not reset the connection before the answer was read; a client that keeps sending is
- * not read past this much (it is not reading its answer either): then the socket closes. */
+ * does not reset the connection before the answer was read. A client that keeps sending is
+ * not read past this much: reading stops and the socket closes when LINGER_MS is over (not
+ * before: closing with unread bytes sends a reset, which would drop the part of the answer
+ * the client has not received yet). */
 #define LINGER_MAX_BYTES (256 * 1024)
 #define BACKOFF_MIN_MS 10
 #define BACKOFF_MAX_MS 500
@@ -627,6 +629,7 @@ static void conn_answer_error(struct conn *c, int status, const char *error, con
 /* Sends msg (taking it; NULL means out of memory) as the connection's last words. */
 static void conn_send_final(struct conn *c, char *msg, size_t len)
 {
+    c->out_paused = false; /* nothing more is read or answered */
     c->in.off = c->in.len = 0;
     free(c->parser);
     c->parser = NULL;
@@ -1202,9 +1205,10 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
         ssize_t n = recv(c->cfd, c->w->scratch, c->w->scratch_len, 0);
         if (n > 0)
             c->lingered += (size_t)n;
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
-            c->lingered > LINGER_MAX_BYTES)
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
             conn_close(c);
+        else if (c->lingered > LINGER_MAX_BYTES)
+            client_read(c, false);
         return;
     }
     case CONN_ANSWER:
@@ -1257,7 +1261,8 @@ static void on_client_write(evutil_socket_t fd, short what, void *arg)
         return;
     if (c->state != CONN_RELAY) {
         answer_flush(c);
-        if (!c->closing && c->out_paused && buf_pending(&c->out) < OUT_LIMIT) {
+        if (!c->closing && c->out_paused && c->state == CONN_HEAD &&
+            buf_pending(&c->out) < OUT_LIMIT) {
             /* The client read its answers: answer the requests it sent meanwhile, read on. */
             c->out_paused = false;
             client_read(c, true);
@@ -1742,7 +1747,8 @@ static void parse_more(struct conn *c)
     if (!c->parser) {
         pthread_once(&parser_settings_once, parser_settings_init);
         c->parser = malloc(sizeof(*c->parser));
-        c->spans = calloc(1, sizeof(*c->spans));
+        if (!c->spans) /* kept when a parser was let go (an Upgrade, a final answer) */
+            c->spans = calloc(1, sizeof(*c->spans));
         if (!c->parser || !c->spans) {
             conn_close(c);
             return;
@@ -1755,7 +1761,7 @@ static void parse_more(struct conn *c)
      * request's message-complete): it is run again even when every byte was fed. */
     bool resumed = false;
     while (!c->closing && c->parser && (c->parse_off < buf_pending(&c->in) || resumed)) {
-        if (buf_pending(&c->out) >= OUT_LIMIT) {
+        if (c->state == CONN_HEAD && buf_pending(&c->out) >= OUT_LIMIT) {
             /* The client does not read its answers: stop reading and answering its requests
              * until it does (on_client_write resumes), or the head timeout ends it. */
             c->out_paused = true;

@@ -6,6 +6,7 @@ Every wait is bounded; nothing asserts a duration."""
 import hashlib
 import json
 import os
+import re
 import socket
 import struct
 import threading
@@ -93,6 +94,40 @@ def test_client_that_never_reads_probe_answers_is_paused_then_closed(holdfast, a
              what="the stalled connection closed")
     s.close()
     assert probe_answered(listen)
+
+
+def test_client_paused_for_output_that_reads_after_its_408_gets_every_answer(
+        holdfast, addrs, tmp_path):
+    # Paused with unsent probe answers, the connection gets its 408 at the head timeout; when
+    # the client then reads, it gets every answer written before it and the 408, in order, and
+    # nothing is parsed after the final answer (under ASan: no leak at exit either).
+    listen, svc = probed(addrs, tmp_path)
+    hf = holdfast.start({"services": [svc], "limits": {"headTimeoutSeconds": 1}}, workers=1)
+    s = connect(listen)
+    s.settimeout(0.5)  # blocked this long: holdfast stopped reading (it closes an answer
+    #                    nobody reads 2 s after its 408, so the reading must start before)
+    sent = 0
+    try:
+        while sent < 64 * 1024 * 1024:
+            sent += s.send(PROBE * 2000)
+    except socket.timeout:
+        pass
+    wait_for(lambda: hf.metric("holdfast_requests_total", service="svc",
+                               outcome="bad_request") == 1, what="the 408")
+    s.settimeout(30)
+    data = bytearray()
+    while True:  # raw reads: parsing megabytes of answers in Python is slower than the linger
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", bytes(data))
+    assert statuses[-1] == b"408" and len(statuses) > 100, statuses[-3:]
+    assert set(statuses[:-1]) == {b"200"}
+    assert len(statuses) - 1 == hf.metric("holdfast_requests_total", service="svc",
+                                          outcome="probe")
+    s.close()
+    wait_for(lambda: hf.metric("holdfast_open_connections") == 0, what="connection closed")
 
 
 # ---- 6. maxHeldBytes is a bound ----
