@@ -1221,7 +1221,13 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
         break;
     }
     if (c->crev_closed_only && (what & EV_CLOSED) && !(what & EV_READ)) {
-        client_ended_before_relay(c); /* buffer full, and the client hung up */
+        /* Reading had stopped (buffer or held bytes full) and the client hung up. A held HTTP
+         * client is gone (cancelled); any other may only have half-closed, with bytes still
+         * unread in the socket: they are read once relayed, and its end after them. */
+        if (c->state == CONN_HEAD || (c->held && c->proto == PROTO_HTTP))
+            client_ended_before_relay(c);
+        else
+            client_read(c, false);
         return;
     }
     if (!read_into_in(c))

@@ -323,6 +323,31 @@ def test_tls_and_h2c_on_the_shared_port_are_closed_without_an_answer(holdfast, a
     assert probe_answered(listen)
 
 
+def test_tcp_client_that_half_closes_past_the_hold_buffer_loses_nothing(
+        holdfast, addrs, backend_cmd):
+    # Held tcp: the buffer fills (holdBufferBytes), reading stops, and the client half-closes
+    # while bytes are still unread in the socket. They are relayed, then the close: the close
+    # seen by the kernel is not the end of the bytes (found by the socket fuzzer).
+    listen, back = addrs.listener(), addrs.backend()
+    hf = holdfast.start({"services": [service(
+        "tcp", [listen], [back], backend_cmd("banner", back, "t"), protocol="tcp",
+        readiness={"tcp": {}})], "limits": {"holdBufferBytes": 4096}})
+    lines = [b"line %05d " % i + b"x" * 50 for i in range(1500)]  # 91 KB, 22 x the buffer
+    with connect(listen, timeout=60) as s:
+        s.sendall(b"\r\n".join(lines) + b"\r\n")
+        s.shutdown(socket.SHUT_WR)
+        data = bytearray()
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    got = bytes(data).split(b"\r\n")
+    assert got[0] == b"BANNER t"
+    assert got[1:-1] == [b"t echo " + line for line in lines]
+    assert hf.metric("holdfast_requests_total", service="tcp", outcome="cancelled") == 0
+
+
 # ---- 9. a held connection is parsed whichever way it came to be held ----
 
 def test_connection_held_after_a_refused_connect_is_still_validated(
