@@ -109,6 +109,19 @@ struct es {
     char awaited_rv[64];    /* resourceVersion our last status write made; until the informer
                                shows it, older echoes must not undo our mode/conditions */
     uint64_t awaited_ms;    /* when it was set (given up after AWAIT_ECHO_MS) */
+    /* acknowledging and proving liveness */
+    int64_t status_gen;     /* status.observedGeneration as the informer shows it */
+    int64_t acked_gen;      /* the generation our last successful status write carried */
+    int64_t reconciled_at;  /* status.lastReconciledTime (wall seconds), 0 unknown */
+    uint64_t evaluated_ms;  /* when this replica last evaluated it (mono_ms), 0 never */
+    uint64_t busy_since_ms; /* when the evaluation in flight began */
+    const char *busy_what;  /* what it waits for: "reading /scale", "querying Prometheus" */
+    bool stuck_logged;      /* the evaluation in flight was logged as stuck */
+    char skip_reason[160];  /* why the last poll did not evaluate it ("" evaluated) */
+    char *target_key;       /* "plural/ns/name" under which by_target lists it, or NULL */
+    unsigned scale_epoch;   /* moves with every workload watch event acted on: a /scale
+                               read sent before one is older than what the watch said */
+    bool watch_zero;        /* the workload watch last showed spec.replicas 0 */
 };
 
 struct resolver_ep {
@@ -150,6 +163,20 @@ struct controller {
     uint64_t last_change_ns; /* when an informer last reported a Service/EndpointSlice change */
     uint64_t change_ns;      /* the oldest change not yet in a published snapshot, 0 none */
     uint64_t reconciles, reconcile_errors, prom_errors, wakes_sent, scale_downs, switches;
+    /* Liveness: a round is complete when every ElastiService was evaluated after it began. */
+    uint64_t round_start_ms, round_done_ms;
+    uint64_t evaluations; /* evaluations completed (a /scale read answered, or a skip) */
+    bool wedged_logged;   /* the round is past the liveness bound: logged once */
+    char wedged_why[512]; /* what /healthz says while it is */
+    /* The scale targets, watched (lean: name and spec.replicas only), so a hand scale to zero
+     * is seen at once rather than at the next poll; rollouts only once some ElastiService
+     * targets one (the CRD may not exist). */
+    struct informer *inf_deploy, *inf_sts, *inf_rollout;
+    struct strmap by_target; /* "plural/ns/name" -> struct pset of its ElastiServices */
+    struct workload_watch {
+        struct controller *c;
+        const char *resource;
+    } wl_deploy, wl_sts, wl_rollout;
 };
 
 static void schedule_publish(struct controller *c);
@@ -336,6 +363,38 @@ static void es_index_service(struct es *e)
     }
 }
 
+/* "plural/ns/name" of a workload. */
+#define TARGET_KEY_MAX (KEY_MAX + 32)
+static void make_target_key(char *out, const char *resource, const char *ns, const char *name)
+{
+    snprintf(out, TARGET_KEY_MAX, "%s/%s/%s", resource, ns, name);
+}
+
+static void start_rollout_watch(struct controller *c);
+
+/* Files e under its scale target in by_target (after its spec changed). */
+static void es_index_target(struct es *e)
+{
+    struct controller *c = e->c;
+    char key[TARGET_KEY_MAX] = "";
+    if (e->target_ok)
+        make_target_key(key, e->target.res.resource, e->ns, e->target.name);
+    if (e->target_key && strcmp(e->target_key, key) == 0)
+        return;
+    if (e->target_key) {
+        pset_take(&c->by_target, e->target_key, same_ptr, e);
+        free(e->target_key);
+        e->target_key = NULL;
+    }
+    if (!e->target_ok)
+        return;
+    e->target_key = strdup(key);
+    if (e->target_key && !pset_add(&c->by_target, key, e))
+        log_error("out of memory indexing an ElastiService", "key=%s", key);
+    if (e->target.kind == TARGET_ROLLOUT)
+        start_rollout_watch(c);
+}
+
 static void es_clear_spec(struct es *e)
 {
     free(e->service);
@@ -359,6 +418,9 @@ static void es_free(struct es *e)
     if (e->service_key)
         pset_take(&e->c->by_service, e->service_key, same_ptr, e);
     free(e->service_key);
+    if (e->target_key)
+        pset_take(&e->c->by_target, e->target_key, same_ptr, e);
+    free(e->target_key);
     ports_hold(e->c, e->ports, e->n_ports, -1);
     es_clear_spec(e);
     free(e->ports);
@@ -454,6 +516,9 @@ static void es_parse_status(struct es *e, const cJSON *obj)
     if (!ours_newer)
         snprintf(e->mode, sizeof(e->mode), "%s", mode ? mode : "");
     e->last_scaled_up = parse_time(get_str(status, "lastScaledUpTime"));
+    e->reconciled_at = parse_time(get_str(status, "lastReconciledTime"));
+    const cJSON *og = get(status, "observedGeneration");
+    e->status_gen = cJSON_IsNumber(og) ? (int64_t)og->valuedouble : 0;
     e->created = parse_time(get_str(md, "creationTimestamp"));
     const char *uid = get_str(md, "uid");
     if (uid && (!e->uid || strcmp(e->uid, uid) != 0)) {
@@ -473,10 +538,11 @@ static void es_parse_status(struct es *e, const cJSON *obj)
     if (e->has_finalizer)
         e->finalizer_sent = false;
     /* Resolver ports are kept for the ElastiService's lifetime: a status without them (an
-     * older write, a hand edit) does not take them away. */
+     * older write, a hand edit) does not take them away, and neither does an echo older than
+     * our own last write (which may have followed the Service's ports). */
     const cJSON *ports = get(status, "ports");
     size_t n = (size_t)cJSON_GetArraySize(ports);
-    if (n) {
+    if (n && (!ours_newer || !e->n_ports)) {
         ports_hold(e->c, e->ports, e->n_ports, -1);
         free(e->ports);
         e->ports = NULL;
@@ -579,6 +645,7 @@ static bool cond_set(struct es *e, const char *type, bool status, const char *re
 struct es_ref {
     struct controller *c;
     char *ns, *name;
+    int64_t generation; /* of a status write: what it acknowledges */
 };
 
 static struct es_ref *es_ref_new(const struct es *e)
@@ -610,10 +677,19 @@ static struct es *es_ref_take(struct es_ref *r)
 
 static void on_status_written(cJSON *obj, const struct kube_error *err, void *arg)
 {
+    int64_t generation = ((struct es_ref *)arg)->generation;
     struct es *e = es_ref_take(arg);
+    if (e && !err && generation > e->acked_gen)
+        e->acked_gen = generation;
+    if (e && !err)
+        e->reconciled_at = time(NULL); /* the write carried lastReconciledTime */
     if (e && e->status_inflight > 0)
         e->status_inflight--;
     const char *rv = get_str(get(obj, "metadata"), "resourceVersion");
+    const cJSON *cached = e ? informer_get(e->c->inf_es, e->ns, e->name) : NULL;
+    const char *cached_rv = get_str(get(cached, "metadata"), "resourceVersion");
+    if (cached_rv && rv && strcmp(cached_rv, rv) == 0)
+        rv = NULL; /* the watch delivered the echo before this answer: nothing to await */
     if (e && !err && rv) {
         snprintf(e->awaited_rv, sizeof(e->awaited_rv), "%s", rv);
         e->awaited_ms = mono_ms();
@@ -637,9 +713,18 @@ static void status_write(struct es *e, cJSON *fields)
     cJSON *status = fields ? fields : cJSON_CreateObject();
     cJSON_AddStringToObject(status, "lastReconciledTime", now);
     cJSON_AddNumberToObject(status, "observedGeneration", (double)e->generation);
+    /* Every condition was evaluated against this generation's spec: say so on each. */
+    cJSON *cnd;
+    cJSON_ArrayForEach(cnd, e->conditions)
+    {
+        cJSON_DeleteItemFromObjectCaseSensitive(cnd, "observedGeneration");
+        cJSON_AddNumberToObject(cnd, "observedGeneration", (double)e->generation);
+    }
     cJSON_AddItemToObject(status, "conditions", cJSON_Duplicate(e->conditions, 1));
     cJSON_AddItemToObject(patch, "status", status);
     struct es_ref *ref = es_ref_new(e);
+    if (ref)
+        ref->generation = e->generation;
     if (ref && kube_patch(e->c->kube, &RES_ES, e->ns, e->name, "status", KUBE_PATCH_MERGE, patch,
                           on_status_written, ref))
         e->status_inflight++;
@@ -1353,6 +1438,7 @@ static void eval_finish(struct es *e)
     if (e->evals_pending > 0)
         return;
     e->busy = false;
+    e->evaluated_ms = mono_ms();
     bool changed = e->eval_unhealthy
                        ? cond_set(e, "TriggerHealthy", false, "PrometheusUnhealthy", e->eval_reason)
                        : cond_set(e, "TriggerHealthy", true, "QueryOK", "");
@@ -1442,6 +1528,9 @@ static void scale_down_check(struct es *e)
     if (e->n_triggers == 0)
         return; /* nothing says the service is idle */
     e->busy = true;
+    e->busy_since_ms = mono_ms();
+    e->busy_what = "querying Prometheus";
+    e->stuck_logged = false;
     e->eval_blocked = e->eval_unhealthy = false;
     e->eval_reason[0] = '\0';
     e->evals_pending = 0;
@@ -1455,6 +1544,39 @@ static void scale_down_check(struct es *e)
     }
 }
 
+/*
+ * status.lastReconciledTime shows the evaluations without a write per poll: it is refreshed
+ * when older than the heartbeat (default the larger of 5 minutes, 10 polling intervals, and
+ * what keeps these writes under a quarter of the API rate limit). So it is never more than one
+ * heartbeat plus one polling interval old while this ElastiService is evaluated.
+ */
+static unsigned heartbeat_s(const struct controller *c)
+{
+    if (c->opt.status_heartbeat_s)
+        return c->opt.status_heartbeat_s;
+    double qps = c->opt.api_qps > 0 ? c->opt.api_qps : 20;
+    double paced = (double)c->by_name.used * 4 / qps;
+    double s = 300;
+    if (s < c->opt.polling_interval_ms / 100.0)
+        s = c->opt.polling_interval_ms / 100.0;
+    if (s < paced)
+        s = paced;
+    return (unsigned)s;
+}
+
+static void es_heartbeat(struct es *e)
+{
+    int64_t now = time(NULL);
+    bool awaiting = e->awaited_rv[0] && mono_ms() - e->awaited_ms <= AWAIT_ECHO_MS;
+    if (!e->c->leader || e->status_inflight > 0 || awaiting ||
+        now - e->reconciled_at < (int64_t)heartbeat_s(e->c))
+        return;
+    status_write(e, NULL);
+}
+
+static void on_scale_read(const struct target_result *res, const struct kube_error *err, void *arg);
+static void es_apply_scale(struct es *e, int replicas, bool poll);
+
 /* The target's current scale decides manual transitions and the scale-down check. */
 static void on_scale(const struct target_result *res, const struct kube_error *err, void *arg)
 {
@@ -1462,6 +1584,8 @@ static void on_scale(const struct target_result *res, const struct kube_error *e
     if (!e)
         return;
     e->busy = false;
+    e->evaluated_ms = mono_ms();
+    e->c->evaluations++;
     if (err) {
         if (cond_set(e, "Ready", false,
                      err->code == KUBE_ERR_NOT_FOUND ? "TargetNotFound" : "TargetUnreadable",
@@ -1469,7 +1593,15 @@ static void on_scale(const struct target_result *res, const struct kube_error *e
             status_write(e, NULL);
         return;
     }
-    int replicas = res->scale.spec_replicas;
+    es_apply_scale(e, res->scale.spec_replicas, true);
+}
+
+/*
+ * What the target's spec.replicas means, from a poll's /scale read or from the workload watch
+ * (poll false: no scale-down check, which runs once per polling interval only).
+ */
+static void es_apply_scale(struct es *e, int replicas, bool poll)
+{
     bool proxy = strcmp(e->mode, "proxy") == 0;
     if (replicas > 0)
         e->awaiting_wake = false; /* scaled up (a wake by another replica, a hand) */
@@ -1507,7 +1639,8 @@ static void on_scale(const struct target_result *res, const struct kube_error *e
     } else if (replicas > 0 && proxy && target_has_ready_endpoint(e)) {
         enter_serve(e);
     } else if (replicas > 0 && proxy) {
-        es_diagnose(e); /* woken, not ready yet: is something in the way? */
+        if (poll)
+            es_diagnose(e); /* woken, not ready yet: is something in the way? */
     } else if (replicas > 0) {
         if (e->mode[0] == '\0') {
             snprintf(e->mode, sizeof(e->mode), "serve");
@@ -1517,24 +1650,77 @@ static void on_scale(const struct target_result *res, const struct kube_error *e
             status_write(e, fields);
         }
         resolver_slices_delete(e); /* serving: none should be left (a failed delete) */
-        scale_down_check(e);
+        if (poll)
+            scale_down_check(e);
     }
+    if (poll)
+        es_heartbeat(e);
 }
 
+/*
+ * An ElastiService the poll did not evaluate, and why: that counts as looked at (its round
+ * goes on). A new reason is logged once; "not leading" is the replica's, logged by the
+ * election, not once per ElastiService.
+ */
+static void es_skip(struct es *e, const char *why)
+{
+    e->evaluated_ms = mono_ms();
+    e->c->evaluations++;
+    if (strcmp(e->skip_reason, why) == 0)
+        return;
+    snprintf(e->skip_reason, sizeof(e->skip_reason), "%s", why);
+    if (*why && strcmp(why, "not leading") != 0)
+        log_info("elastiservice not evaluated", "elastiservice=%s reason=%s", e->key, why);
+}
+
+/* The poll's evaluation: read the target's /scale (on_scale goes on from there). */
 static void es_check(struct es *e)
 {
     char why[256];
-    if (e->busy || !e->c->leader || e->spec_error[0] || e->deleting || !e->target_ok ||
-        service_unsupported(e, why, sizeof(why)))
-        return;
-    struct es_ref *ref = es_ref_new(e);
-    if (!ref)
-        return;
-    e->busy = true;
-    if (!target_get_scale(e->c->kube, &e->target, e->ns, on_scale, ref)) {
-        e->busy = false;
-        es_ref_take(ref);
+    if (e->busy)
+        return; /* still evaluating: not looked at again, so a stuck one holds its round */
+    if (!e->c->leader) {
+        es_skip(e, "not leading");
+    } else if (e->deleting) {
+        es_skip(e, "being deleted");
+    } else if (e->spec_error[0]) {
+        es_skip(e, "invalid spec (condition Ready=False InvalidSpec)");
+    } else if (!e->target_ok) {
+        es_skip(e, "no scale target");
+    } else if (service_unsupported(e, why, sizeof(why))) {
+        es_skip(e, "unsupported Service (condition Ready=False UnsupportedService)");
+    } else {
+        e->skip_reason[0] = '\0';
+        struct es_ref *ref = es_ref_new(e);
+        if (!ref)
+            return;
+        e->busy = true;
+        e->busy_since_ms = mono_ms();
+        e->busy_what = "reading the target's /scale";
+        e->stuck_logged = false;
+        ref->generation = e->scale_epoch;
+        if (!target_get_scale(e->c->kube, &e->target, e->ns, on_scale_read, ref)) {
+            e->busy = false;
+            es_ref_take(ref);
+        }
     }
+}
+
+/* A /scale read sent before a workload watch event is older than what that event said: the
+ * evaluation counts, its replicas do not. */
+static void on_scale_read(const struct target_result *res, const struct kube_error *err, void *arg)
+{
+    struct es_ref *ref = arg;
+    struct es *e = find_es(ref->c, ref->ns, ref->name);
+    if (e && !err && (unsigned)ref->generation != e->scale_epoch) {
+        es_ref_take(ref);
+        e->busy = false;
+        e->evaluated_ms = mono_ms();
+        e->c->evaluations++;
+        e->next_check_ms = 0; /* read again at the next tick */
+        return;
+    }
+    on_scale(res, err, ref);
 }
 
 /* ---- deletion ---- */
@@ -1605,7 +1791,68 @@ static void ensure_finalizer(struct es *e, const cJSON *obj)
 
 /* ---- reconcile ---- */
 
+/*
+ * Leader: a spec change that the status does not acknowledge yet gets a status write, which
+ * carries observedGeneration (so GitOps tools waiting for it go on). Not while a status write
+ * is in flight: that one carries the generation, or its failure is retried (status_dirty).
+ */
+static void es_acknowledge(struct es *e)
+{
+    if (!e->c->leader || e->deleting || e->generation <= 0 || e->status_inflight > 0)
+        return;
+    if (e->generation <= e->status_gen || e->generation <= e->acked_gen)
+        return;
+    status_write(e, NULL);
+}
+
+/* The Service's ports (name, number, protocol, in order) differ from e->ports. */
+static bool ports_differ(const struct es *e)
+{
+    const cJSON *ports = get(get(es_service(e), "spec"), "ports");
+    if (!cJSON_IsArray(ports))
+        return false; /* no Service (yet): keep what is allocated */
+    if ((size_t)cJSON_GetArraySize(ports) != e->n_ports)
+        return true;
+    size_t i = 0;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, ports)
+    {
+        const struct port_map *m = &e->ports[i++];
+        const char *pn = get_str(p, "name"), *proto = get_str(p, "protocol");
+        const cJSON *num = get(p, "port");
+        if (strcmp(m->name, pn ? pn : "") != 0 || strcmp(m->protocol, proto ? proto : "TCP") != 0 ||
+            !cJSON_IsNumber(num) || m->port != (unsigned)num->valueint)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Leader: status.ports follows the Service (a port added, removed, renamed or renumbered);
+ * a port keeps its resolver port by name. In proxy mode the resolver slices follow too
+ * (es_reconcile applies them).
+ */
+static void es_follow_ports(struct es *e)
+{
+    if (!e->n_ports || !ports_differ(e) || !allocate_ports(e))
+        return;
+    cJSON *fields = cJSON_CreateObject();
+    cJSON_AddItemToObject(fields, "ports", ports_json(e));
+    status_write(e, fields);
+    log_info("the Service's ports changed: status.ports follows", "elastiservice=%s ports=%zu",
+             e->key, e->n_ports);
+    schedule_publish(e->c);
+}
+
+static void es_reconcile_spec(struct es *e);
+
 static void es_reconcile(struct es *e)
+{
+    es_reconcile_spec(e);
+    es_acknowledge(e);
+}
+
+static void es_reconcile_spec(struct es *e)
 {
     struct controller *c = e->c;
     c->reconciles++;
@@ -1634,6 +1881,7 @@ static void es_reconcile(struct es *e)
     }
     if (!c->leader)
         return;
+    es_follow_ports(e);
     if (strcmp(e->mode, "proxy") == 0) {
         if (target_has_ready_endpoint(e) && !e->awaiting_wake)
             enter_serve(e);
@@ -1674,6 +1922,7 @@ static void es_upsert(struct controller *c, const cJSON *obj)
     }
     es_parse_spec(e, obj);
     es_index_service(e);
+    es_index_target(e);
     es_parse_status(e, obj); /* keeps our mode and conditions while our writes are in flight */
     es_reconcile(e);
     schedule_publish(c);
@@ -1856,14 +2105,75 @@ static void on_synced(void *arg)
 }
 
 /*
- * Reads the targets' /scale, each once per polling interval (jittered by up to a tenth, so
- * services do not move in lockstep), paced: no more polls are queued for the API client's
- * rate limiter than it hands out in a second, so a status or slice write waits behind a
- * second's worth of polls at most, never behind one per ElastiService (10,000 of them at 20
- * requests/s would be 500 s). A round that cannot be finished resumes where it stopped at the
- * next tick; when the rate limit cannot keep the interval, that is logged once.
+ * Reads the targets' /scale, each at least once per polling interval (the next read is due one
+ * interval less up to a tenth after this one, so services do not move in lockstep, and the
+ * timer is set for the earliest one due, so the interval is kept, not rounded up to a tick).
+ * Paced: no more polls are queued for the API client's rate limiter than it hands out in a
+ * second, so a status or slice write waits behind a second's worth of polls at most, never
+ * behind one per ElastiService (10,000 of them at 20 requests/s would be 500 s). A round that
+ * cannot be finished resumes where it stopped; when the rate limit cannot keep the interval,
+ * that is logged once.
  */
 #define POLL_TICK_MS 1000
+#define POLL_BEHIND_MS 100
+
+/* How long a round may take before /healthz fails: the longer of 5 polling intervals and 3
+ * times what the rate limit needs for one read per ElastiService, plus 2 API deadlines (a call
+ * that times out is an evaluation that failed, not a wedge). */
+static uint64_t liveness_bound_ms(const struct controller *c)
+{
+    if (c->opt.liveness_bound_ms)
+        return c->opt.liveness_bound_ms;
+    double qps = c->opt.api_qps > 0 ? c->opt.api_qps : 20;
+    double paced_ms = (double)c->by_name.used * 1000.0 / qps;
+    double ms = 5.0 * c->opt.polling_interval_ms;
+    if (ms < 3 * paced_ms)
+        ms = 3 * paced_ms;
+    long api = c->opt.api_timeout_ms > 0 ? c->opt.api_timeout_ms : 30000;
+    return (uint64_t)ms + 2 * (uint64_t)api;
+}
+
+/*
+ * Rounds: one completes when every ElastiService was evaluated (or skipped, with its reason)
+ * after the round began. An evaluation that never ends holds its round open: past the bound,
+ * that is logged at warn with the object and what it waits for, and /healthz fails.
+ */
+static void liveness_update(struct controller *c, uint64_t now)
+{
+    const struct es *oldest = NULL;
+    for (const struct es *e = c->list; e; e = e->next) {
+        if (!oldest || e->evaluated_ms < oldest->evaluated_ms)
+            oldest = e;
+        uint64_t bound = liveness_bound_ms(c);
+        if (e->busy && !e->stuck_logged && now - e->busy_since_ms > bound) {
+            ((struct es *)e)->stuck_logged = true;
+            log_warn("an evaluation is stuck", "elastiservice=%s waiting_for=%s seconds=%.1f",
+                     e->key, e->busy_what ? e->busy_what : "?",
+                     (double)(now - e->busy_since_ms) / 1000.0);
+        }
+    }
+    if (!oldest || oldest->evaluated_ms >= c->round_start_ms) {
+        c->round_done_ms = now;
+        c->round_start_ms = now;
+        if (c->wedged_logged)
+            log_info("evaluation rounds complete again", NULL);
+        c->wedged_logged = false;
+        c->wedged_why[0] = '\0';
+        return;
+    }
+    uint64_t age = now - c->round_done_ms, bound = liveness_bound_ms(c);
+    if (age <= bound)
+        return;
+    snprintf(c->wedged_why, sizeof(c->wedged_why),
+             "no evaluation round completed for %.0f s (bound %.0f s): elastiservice %s %s%s",
+             (double)age / 1000.0, (double)bound / 1000.0, oldest->key,
+             oldest->busy ? "waits for " : "was last evaluated long ago",
+             oldest->busy && oldest->busy_what ? oldest->busy_what : "");
+    if (!c->wedged_logged) {
+        c->wedged_logged = true;
+        log_warn("the control loop is wedged: /healthz fails", "why=%s", c->wedged_why);
+    }
+}
 
 static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
@@ -1882,7 +2192,7 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
                 break;
             }
             es_check(e);
-            e->next_check_ms = now + interval + (uint64_t)(rand() % (int)(interval / 10 + 1));
+            e->next_check_ms = now + interval - (uint64_t)(rand() % (int)(interval / 10 + 1));
         }
         e = e->next ? e->next : c->list;
         if (e == start)
@@ -1895,9 +2205,128 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
                  "often (raise --kube-api-qps, or the polling interval)",
                  "elastiservices=%zu polling_interval_ms=%u", c->by_name.used, interval);
     }
-    unsigned ms = interval < POLL_TICK_MS ? interval : POLL_TICK_MS;
+    liveness_update(c, now);
+    uint64_t next = now + POLL_TICK_MS;
+    for (const struct es *x = c->list; x && !behind; x = x->next) {
+        if (x->next_check_ms < next)
+            next = x->next_check_ms;
+    }
+    uint64_t ms = behind ? POLL_BEHIND_MS : next > now ? next - now : 1;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
     event_add(c->poll_ev, &tv);
+}
+
+/* ---- the scale targets, watched ---- */
+
+static const struct kube_resource RES_DEPLOY = {"apps", "v1", "deployments", true};
+static const struct kube_resource RES_STS = {"apps", "v1", "statefulsets", true};
+static const struct kube_resource RES_ROLLOUT = {"argoproj.io", "v1alpha1", "rollouts", true};
+
+/* Deletes every member of o not named in keep. */
+static void keep_only(cJSON *o, const char *const *keep)
+{
+    cJSON *it = o ? o->child : NULL;
+    while (it) {
+        cJSON *next = it->next;
+        bool kept = false;
+        for (size_t i = 0; keep[i] && !kept; i++)
+            kept = it->string && strcmp(it->string, keep[i]) == 0;
+        if (!kept)
+            cJSON_Delete(cJSON_DetachItemViaPointer(o, it));
+        it = next;
+    }
+}
+
+/* A cached workload keeps its identity and spec.replicas: a few hundred bytes, not its pod
+ * template and status. */
+static void lean_workload(cJSON *obj)
+{
+    static const char *const top[] = {"metadata", "spec", NULL};
+    static const char *const md[] = {"name", "namespace", "uid", "resourceVersion", NULL};
+    static const char *const spec[] = {"replicas", NULL};
+    keep_only(obj, top);
+    keep_only(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), md);
+    keep_only(cJSON_GetObjectItemCaseSensitive(obj, "spec"), spec);
+}
+
+/*
+ * The workload watch saw spec.replicas (leader). Zero is acted on at once: a hand scale to
+ * zero switches to proxy mode within the watch's latency, however short it lasts (a poll
+ * would see it only if it lasted past the next read). Replicas above zero are acted on only
+ * after the watch itself showed zero: then the event is newer than that zero, whatever the
+ * order of our own scale-down patch's answer and the watch (before it, an event still showing
+ * the old count would switch back to serve). The polls cover everything else.
+ */
+static void es_watch_scale(struct es *e, int replicas)
+{
+    char why[256];
+    if (!e->c->leader || e->deleting || e->spec_error[0] || !e->target_ok ||
+        service_unsupported(e, why, sizeof(why)))
+        return;
+    if (replicas == 0) {
+        if (!e->watch_zero)
+            e->scale_epoch++;
+        e->watch_zero = true;
+        if (strcmp(e->mode, "proxy") != 0) {
+            log_info("the target was scaled to 0 (seen by the workload watch)",
+                     "elastiservice=%s target=%s", e->key, e->target.name);
+            es_apply_scale(e, 0, false);
+        }
+    } else if (e->watch_zero) {
+        e->watch_zero = false;
+        e->scale_epoch++;
+        es_apply_scale(e, replicas, false);
+    }
+}
+
+static void workload_changed(const struct workload_watch *w, const cJSON *obj)
+{
+    const cJSON *md = get(obj, "metadata");
+    const char *ns = get_str(md, "namespace"), *name = get_str(md, "name");
+    if (!ns || !name)
+        return;
+    char key[TARGET_KEY_MAX];
+    make_target_key(key, w->resource, ns, name);
+    const struct pset *set = strmap_get(&w->c->by_target, key);
+    const cJSON *r = get(get(obj, "spec"), "replicas");
+    int replicas = cJSON_IsNumber(r) ? r->valueint : 1; /* the API server's default */
+    for (size_t i = 0; set && i < set->n; i++)
+        es_watch_scale(set->v[i], replicas);
+}
+
+static void on_wl_add(const cJSON *obj, void *arg)
+{
+    workload_changed(arg, obj);
+}
+
+static void on_wl_update(const cJSON *old, const cJSON *obj, void *arg)
+{
+    const cJSON *a = get(get(old, "spec"), "replicas"), *b = get(get(obj, "spec"), "replicas");
+    if (cJSON_IsNumber(a) && cJSON_IsNumber(b) && a->valueint == b->valueint)
+        return; /* the lean copy shows no other change worth a look */
+    workload_changed(arg, obj);
+}
+
+/* A deleted workload: the next poll reports TargetNotFound. */
+static const struct informer_handlers workload_handlers = {on_wl_add, on_wl_update, NULL, NULL};
+
+static struct informer *workload_informer(struct controller *c, struct workload_watch *w,
+                                          const struct kube_resource *res, const char *name)
+{
+    w->c = c;
+    w->resource = res->resource;
+    struct informer_opts io = {
+        .res = *res, .ns = c->opt.namespace_, .name = name, .transform = lean_workload};
+    return informer_new(c->kube, &io, &workload_handlers, w);
+}
+
+static void start_rollout_watch(struct controller *c)
+{
+    if (c->inf_rollout || c->opt.no_target_watch || !c->kube)
+        return;
+    c->inf_rollout = workload_informer(c, &c->wl_rollout, &RES_ROLLOUT, "rollouts");
+    if (c->inf_rollout)
+        informer_start(c->inf_rollout);
 }
 
 /* ---- leadership ---- */
@@ -1960,7 +2389,8 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     }
     if (opts->insecure_skip_tls_verify)
         c->kc->insecure = true; /* kube_client_new logs it, at every start */
-    struct kube_client_opts ko = {.qps = opts->api_qps, .burst = opts->api_burst};
+    struct kube_client_opts ko = {
+        .qps = opts->api_qps, .burst = opts->api_burst, .timeout_ms = opts->api_timeout_ms};
     c->kube = kube_client_new(base, c->kc, &ko, err, errlen);
     if (c->kube)
         c->kube_wake = kube_client_new(base, c->kc, &ko, err, errlen);
@@ -1998,8 +2428,13 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
                                     .name = "resolver-endpointslices"};
         c->inf_resolver = informer_new(c->kube, &io, &hres, c);
     }
+    if (!opts->no_target_watch) {
+        c->inf_deploy = workload_informer(c, &c->wl_deploy, &RES_DEPLOY, "deployments");
+        c->inf_sts = workload_informer(c, &c->wl_sts, &RES_STS, "statefulsets");
+    }
     if (!c->inf_es || !c->inf_svc || !c->inf_slices ||
-        (opts->resolver_service && !c->inf_resolver)) {
+        (opts->resolver_service && !c->inf_resolver) ||
+        (!opts->no_target_watch && (!c->inf_deploy || !c->inf_sts))) {
         snprintf(err, errlen, "out of memory");
         controller_free(c);
         return NULL;
@@ -2032,7 +2467,12 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     informer_start(c->inf_slices);
     if (c->inf_resolver)
         informer_start(c->inf_resolver);
+    if (c->inf_deploy)
+        informer_start(c->inf_deploy);
+    if (c->inf_sts)
+        informer_start(c->inf_sts);
     informer_start(c->inf_es);
+    c->round_start_ms = c->round_done_ms = mono_ms();
     schedule_publish(c);
     struct timeval first = {1, 0};
     event_add(c->poll_ev, &first);
@@ -2052,6 +2492,16 @@ bool controller_ready(void *arg)
     return c->routed;
 }
 
+bool controller_health(void *arg, char *why, size_t len)
+{
+    struct controller *c = arg;
+    liveness_update(c, mono_ms());
+    if (!c->wedged_why[0])
+        return true;
+    snprintf(why, len, "%s", c->wedged_why);
+    return false;
+}
+
 bool controller_idle(const struct controller *c)
 {
     return kube_client_pending(c->kube) == 0 && kube_client_pending(c->kube_wake) == 0;
@@ -2067,6 +2517,19 @@ void controller_metrics(struct mtext *out, void *arg)
                  "Reconciles that found an invalid spec.");
     mtext_sample(out, "holdfast_controller_reconcile_errors_total", NULL,
                  (double)c->reconcile_errors);
+    mtext_family(out, "holdfast_controller_evaluations_total", "counter",
+                 "ElastiService evaluations by the polls (the target's scale read, or a skip "
+                 "whose reason is logged).");
+    mtext_sample(out, "holdfast_controller_evaluations_total", NULL, (double)c->evaluations);
+    mtext_family(out, "holdfast_controller_round_age_seconds", "gauge",
+                 "Seconds since this replica last completed a full evaluation round (every "
+                 "ElastiService evaluated once).");
+    mtext_sample(out, "holdfast_controller_round_age_seconds", NULL,
+                 (double)(mono_ms() - c->round_done_ms) / 1000.0);
+    mtext_family(out, "holdfast_controller_liveness_bound_seconds", "gauge",
+                 "How old the last complete round may get before /healthz fails.");
+    mtext_sample(out, "holdfast_controller_liveness_bound_seconds", NULL,
+                 (double)liveness_bound_ms(c) / 1000.0);
     mtext_family(out, "holdfast_prometheus_query_errors_total", "counter",
                  "Prometheus queries that failed or gave no usable value.");
     mtext_sample(out, "holdfast_prometheus_query_errors_total", NULL, (double)c->prom_errors);
@@ -2099,6 +2562,9 @@ void controller_free(struct controller *c)
     informer_free(c->inf_svc);
     informer_free(c->inf_slices);
     informer_free(c->inf_resolver);
+    informer_free(c->inf_deploy);
+    informer_free(c->inf_sts);
+    informer_free(c->inf_rollout);
     while (c->list) {
         struct es *e = c->list;
         c->list = e->next;
@@ -2107,6 +2573,8 @@ void controller_free(struct controller *c)
     strmap_clear(&c->by_name);
     strmap_each(&c->by_service, free_pset, NULL);
     strmap_clear(&c->by_service);
+    strmap_each(&c->by_target, free_pset, NULL);
+    strmap_clear(&c->by_target);
     strmap_each(&c->slices_by_svc, free_pset, c); /* names are owned */
     strmap_clear(&c->slices_by_svc);
     free(c->port_refs);

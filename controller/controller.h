@@ -53,6 +53,13 @@ struct controller_opts {
     const char *lease_name;               /* default "holdfast-leader" */
     const char *lease_namespace;          /* default: resolver_namespace, else "default" */
     bool insecure_skip_tls_verify;        /* only when the user said so; logged at every start */
+    long api_timeout_ms;                  /* deadline of every API call (0: default 30 s) */
+    unsigned status_heartbeat_s;          /* refresh status.lastReconciledTime when it is older
+                                             (0: max(5 min, 10 polling intervals, paced)) */
+    unsigned liveness_bound_ms;           /* /healthz fails when no evaluation round completed
+                                             for this long (0: derived, see controller_health) */
+    bool no_target_watch; /* do not watch Deployments, StatefulSets and Rollouts: hand scaling
+                             is then seen only by the polls (within one polling interval) */
 };
 
 /* Starts watching and publishing. Returns NULL with a message in err (bad kubeconfig...). */
@@ -65,6 +72,13 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
  * listen on yet (a rolling update, a restart). Control thread only (the admin endpoint).
  */
 bool controller_ready(void *controller);
+
+/*
+ * Liveness, for /healthz: true while evaluation rounds complete (every ElastiService evaluated
+ * at least once per round) within the bound; otherwise false with what is stuck, and on which
+ * object, in why. Control thread only (the admin endpoint).
+ */
+bool controller_health(void *controller, char *why, size_t len);
 
 /* Metric families of the controller (reconciles, Prometheus errors, leader status). */
 void controller_metrics(struct mtext *out, void *controller);

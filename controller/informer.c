@@ -139,6 +139,7 @@ struct informer {
     long backoff_min_ms, backoff_max_ms;
     struct informer_handlers h;
     void *arg;
+    void (*transform)(cJSON *obj);
 
     struct store store;     /* the cache */
     struct store next;      /* a list in progress, page by page */
@@ -339,6 +340,8 @@ static void on_list_page(cJSON *list, const struct kube_error *err, void *arg)
     cJSON *items = cJSON_GetObjectItemCaseSensitive(list, "items");
     cJSON *item;
     while (cJSON_IsArray(items) && (item = cJSON_DetachItemFromArray(items, 0))) {
+        if (inf->transform)
+            inf->transform(item);
         char key[512];
         if (obj_key(item, key, sizeof(key)) != 0 || store_find(&inf->next, key)) {
             cJSON_Delete(item);
@@ -450,6 +453,8 @@ static void on_watch_event(const char *type, cJSON *obj, void *arg)
     const char *rv = obj_str(obj, "resourceVersion");
     if (rv && *rv)
         set_str(&inf->rv, rv);
+    if (inf->transform && strcmp(type, "BOOKMARK") != 0)
+        inf->transform(obj);
     if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0)
         upsert(inf, obj);
     else if (strcmp(type, "DELETED") == 0)
@@ -529,6 +534,7 @@ struct informer *informer_new(struct kube_client *kc, const struct informer_opts
     if (h)
         inf->h = *h;
     inf->arg = arg;
+    inf->transform = o->transform;
     inf->page_size = o->page_size > 0 ? o->page_size : 500;
     inf->watch_timeout_s = o->watch_timeout_s;
     inf->backoff_min_ms = o->backoff_min_ms > 0 ? o->backoff_min_ms : 200;

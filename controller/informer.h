@@ -51,6 +51,10 @@ struct informer_opts {
     long backoff_min_ms;        /* first retry delay (default 200) */
     long backoff_max_ms;        /* largest retry delay (default 30000) */
     const char *name;           /* for logs (default: the resource) */
+    /* Prunes each object in place before it is stored or handed to a handler, so the cache
+     * keeps only what its reader uses (as client-go's transform functions drop managedFields).
+     * It must keep metadata.name, namespace, uid and resourceVersion. NULL: keep all. */
+    void (*transform)(cJSON *obj);
 };
 
 /* A stopped informer; kc (borrowed) must outlive it. Returns NULL when out of memory or the

@@ -53,7 +53,9 @@ struct admin {
     admin_metrics_fn fns[ADMIN_MAX_PRODUCERS];
     void *args[ADMIN_MAX_PRODUCERS];
     size_t n_fns;
-    admin_ready_fn ready_fn; /* the control plane's own readiness, or NULL */
+    admin_ready_fn ready_fn;   /* the control plane's own readiness, or NULL */
+    admin_health_fn health_fn; /* the control plane's liveness, or NULL */
+    void *health_arg;
     void *ready_arg;
 };
 
@@ -255,7 +257,14 @@ static void on_request(struct evhttp_request *req, void *arg)
         reply_text(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", t.data, t.len);
         mtext_free(&t);
     } else if (strcmp(path, "/healthz") == 0) {
-        reply_text(req, 200, "OK", "text/plain; charset=utf-8", "ok\n", 3);
+        char why[600] = "";
+        if (!a->health_fn || a->health_fn(a->health_arg, why, sizeof(why) - 1)) {
+            reply_text(req, 200, "OK", "text/plain; charset=utf-8", "ok\n", 3);
+        } else {
+            strcat(why, "\n");
+            reply_text(req, 503, "Service Unavailable", "text/plain; charset=utf-8", why,
+                       strlen(why));
+        }
     } else if (strcmp(path, "/readyz") == 0) {
         if (dataplane_ready(a->dp) && (!a->ready_fn || a->ready_fn(a->ready_arg)))
             reply_text(req, 200, "OK", "text/plain; charset=utf-8", "ready\n", 6);
@@ -387,6 +396,12 @@ void admin_add_metrics(struct admin *a, admin_metrics_fn fn, void *arg)
         a->args[a->n_fns] = arg;
         a->n_fns++;
     }
+}
+
+void admin_set_health_check(struct admin *a, admin_health_fn fn, void *arg)
+{
+    a->health_fn = fn;
+    a->health_arg = arg;
 }
 
 void admin_set_ready_check(struct admin *a, admin_ready_fn fn, void *arg)

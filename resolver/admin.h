@@ -32,6 +32,11 @@ void admin_add_metrics(struct admin *a, admin_metrics_fn fn, void *arg);
 typedef bool (*admin_ready_fn)(void *arg);
 void admin_set_ready_check(struct admin *a, admin_ready_fn fn, void *arg);
 
+/* /healthz fails (503, with why in the body) while fn says false: the control loop is wedged,
+ * so the kubelet restarts the process. NULL: /healthz answers 200 while the loop runs. */
+typedef bool (*admin_health_fn)(void *arg, char *why, size_t len);
+void admin_set_health_check(struct admin *a, admin_health_fn fn, void *arg);
+
 /* Writes the whole exposition (also used by tests and benchmarks). */
 void admin_render_metrics(struct admin *a, struct mtext *out);
 

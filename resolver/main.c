@@ -96,6 +96,10 @@ static void usage(FILE *out)
             "  --kube-api-burst N [HOLDFAST_KUBE_API_BURST; default 30]\n"
             "  --prometheus-address URL [PROMETHEUS_TRIGGER_SERVER_ADDRESS]\n"
             "  --leader-elect=true|false [HOLDFAST_LEADER_ELECT; default true]\n"
+            "  --kube-api-timeout DURATION [HOLDFAST_KUBE_API_TIMEOUT; default 30s]\n"
+            "  --watch-targets=true|false [HOLDFAST_WATCH_TARGETS; default true]\n"
+            "  --status-heartbeat DURATION [HOLDFAST_STATUS_HEARTBEAT; default derived]\n"
+            "  --liveness-bound DURATION [HOLDFAST_LIVENESS_BOUND; default derived]\n"
             "  --insecure-skip-tls-verify (logged at every start)\n");
 }
 
@@ -155,6 +159,52 @@ static int parse_rate(const char *s, double *out)
 }
 
 /* Kubernetes-mode settings from flags (already in opt) and the environment. */
+/* A duration flag (or its variable) in milliseconds, min_ms..max_ms. */
+static int k8s_duration(const char *flag, const char *env, const char *value, uint64_t min_ms,
+                        uint64_t max_ms, uint64_t *out_ms)
+{
+    if (!value)
+        value = env_default(env);
+    if (!value)
+        return 0;
+    int64_t ns;
+    char err[256] = "";
+    if (duration_parse(value, &ns, err, sizeof(err)) < 0)
+        return fail_usage("%s: %s", flag, err);
+    if (ns < 0 || (uint64_t)ns / 1000000 < min_ms || (uint64_t)ns / 1000000 > max_ms)
+        return fail_usage("%s: \"%s\" is out of range (%llu ms to %llu s)", flag, value,
+                          (unsigned long long)min_ms, (unsigned long long)max_ms / 1000);
+    *out_ms = (uint64_t)ns / 1000000;
+    return 0;
+}
+
+/* The liveness flags: deadlines, the workload watch, the status heartbeat, /healthz's bound. */
+static int finish_liveness_options(struct controller_opts *k, const char *api_timeout,
+                                   const char *heartbeat, const char *bound, const char *watch)
+{
+    uint64_t ms = 0;
+    if (k8s_duration("--kube-api-timeout", "HOLDFAST_KUBE_API_TIMEOUT", api_timeout, 100, 3600000,
+                     &ms))
+        return EXIT_USAGE;
+    k->api_timeout_ms = (long)ms;
+    ms = 0;
+    if (k8s_duration("--status-heartbeat", "HOLDFAST_STATUS_HEARTBEAT", heartbeat, 1000, 86400000,
+                     &ms))
+        return EXIT_USAGE;
+    k->status_heartbeat_s = (unsigned)(ms / 1000);
+    ms = 0;
+    if (k8s_duration("--liveness-bound", "HOLDFAST_LIVENESS_BOUND", bound, 1000, 86400000, &ms))
+        return EXIT_USAGE;
+    k->liveness_bound_ms = (unsigned)ms;
+    if (!watch)
+        watch = env_default("HOLDFAST_WATCH_TARGETS");
+    bool on = true;
+    if (watch && parse_bool(watch, &on) < 0)
+        return fail_usage("--watch-targets: \"%s\" is not true or false", watch);
+    k->no_target_watch = !on;
+    return 0;
+}
+
 static int finish_k8s_options(struct run_options *opt, const char *port_range, const char *polling,
                               const char *shared, const char *leader)
 {
@@ -264,6 +314,10 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
         O_ADMIN_PORT,
         O_API_QPS,
         O_API_BURST,
+        O_API_TIMEOUT,
+        O_HEARTBEAT,
+        O_LIVENESS,
+        O_WATCH_TARGETS,
     };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -289,6 +343,10 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
         {"admin-port", required_argument, NULL, O_ADMIN_PORT},
         {"kube-api-qps", required_argument, NULL, O_API_QPS},
         {"kube-api-burst", required_argument, NULL, O_API_BURST},
+        {"kube-api-timeout", required_argument, NULL, O_API_TIMEOUT},
+        {"status-heartbeat", required_argument, NULL, O_HEARTBEAT},
+        {"liveness-bound", required_argument, NULL, O_LIVENESS},
+        {"watch-targets", required_argument, NULL, O_WATCH_TARGETS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -299,6 +357,7 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
     char err[256];
     addr_parse("0.0.0.0:8013", &opt->admin, err, sizeof(err));
     const char *port_range = NULL, *polling = NULL, *shared = NULL, *leader = NULL;
+    const char *api_timeout = NULL, *heartbeat = NULL, *bound = NULL, *watch = NULL;
     bool k8s_flag = false;
     opterr = 0;
     optind = 1;
@@ -396,6 +455,18 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
                                   optarg);
             opt->k8s.api_burst = (int)v;
             break;
+        case O_API_TIMEOUT:
+            api_timeout = optarg;
+            break;
+        case O_HEARTBEAT:
+            heartbeat = optarg;
+            break;
+        case O_LIVENESS:
+            bound = optarg;
+            break;
+        case O_WATCH_TARGETS:
+            watch = optarg;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -409,9 +480,12 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
         return fail_usage("unexpected argument \"%s\"", argv[optind]);
     if (opt->config_file && k8s_flag)
         return fail_usage("%s", "--config (standalone mode) does not take Kubernetes flags");
-    if (!opt->config_file)
-        return finish_k8s_options(opt, port_range, polling, shared, leader);
-    return 0;
+    if (opt->config_file)
+        return 0;
+    int rc = finish_k8s_options(opt, port_range, polling, shared, leader);
+    if (rc == 0)
+        rc = finish_liveness_options(&opt->k8s, api_timeout, heartbeat, bound, watch);
+    return rc;
 }
 
 /* ---- drain and readiness ---- */
@@ -554,6 +628,7 @@ static int cmd_run(int argc, char **argv)
         }
         admin_add_metrics(admin, controller_metrics, ctl);
         admin_set_ready_check(admin, controller_ready, ctl);
+        admin_set_health_check(admin, controller_health, ctl);
         p.ctl = ctl;
     }
     if (dataplane_start(p.dp, err, sizeof(err)) < 0) {

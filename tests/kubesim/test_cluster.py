@@ -97,6 +97,31 @@ def test_foreign_endpointslice_steers_traffic(cluster, ns):
     wait_for(lambda: refused(front_ip, 8081), what="refused once the slice is gone")
 
 
+def test_fault_kube_proxy_ignores_hand_made_slices(make_sim):
+    """As a mesh or CNI that ignores hand-made EndpointSlices: with the fault on, only the
+    EndpointSlice controller's slices carry traffic; cleared, hand-made ones do again."""
+    sim = make_sim()
+    sim.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "m"}})
+    sim.create("/apis/apps/v1/namespaces/m/deployments", deployment("backend", replicas=1))
+    sim.create("/api/v1/namespaces/m/services", service("backend"))
+    sim.create("/api/v1/namespaces/m/services", service("front", selector=False, port=8081))
+    sim.wait_service_endpoints("m", "backend", 1)
+    pod_ip = sim.ready_endpoints("m", "backend")[0]
+    front_ip, backend_ip = sim.cluster_ip("m", "front"), sim.cluster_ip("m", "backend")
+    sim.create("/apis/discovery.k8s.io/v1/namespaces/m/endpointslices", {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "front-hand", "labels": {"kubernetes.io/service-name": "front",
+                                                     "endpointslice.kubernetes.io/managed-by": "holdfast"}},
+        "addressType": "IPv4", "ports": [{"name": "http", "protocol": "TCP", "port": 8080}],
+        "endpoints": [{"addresses": [pod_ip]}]})
+    wait_for(lambda: not refused(front_ip, 8081), what="the hand-made slice carrying traffic")
+    assert sim.fault("ignore-unmanaged-slices", on=True) == {"ignoreUnmanagedSlices": True}
+    wait_for(lambda: refused(front_ip, 8081), what="the hand-made slice ignored")
+    assert http_get(backend_ip, 80)[0] == 200, "the controller's slices still count"
+    sim.clear_faults()
+    wait_for(lambda: not refused(front_ip, 8081), what="hand-made slices used again after clear")
+
+
 def test_proxy_delay_defers_changes(make_sim):
     sim = make_sim(proxy_delay_ms=1500)
     sim.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "d"}})

@@ -8,7 +8,9 @@
                               (for S seconds; omitted = until cleared; ms 0 clears)
   POST /faults/kill-pod       {"namespace", "name", "signal": "KILL"|"TERM"}  kill the pod's
                               processes (the kubelet restarts them, restartCount + 1)
-  POST /faults/clear          end any outage and extra latency now
+  POST /faults/ignore-unmanaged-slices {"on": true|false}  kube-proxy uses only the EndpointSlice
+                              controller's slices (a mesh or CNI that ignores hand-made ones)
+  POST /faults/clear          end any outage and extra latency now, and the fault above
 """
 import http.server
 import json
@@ -118,7 +120,16 @@ class ControlServer:
             if not ok:
                 raise KeyError("pod %s/%s" % (body["namespace"], body["name"]))
             return {"killed": "%s/%s" % (body["namespace"], body["name"]), "signal": sig.name}
+        if path == "/faults/ignore-unmanaged-slices":
+            if self.proxy is None:
+                raise KeyError("kube-proxy is not running")
+            self.proxy.ignore_unmanaged = bool(body.get("on", True))
+            self.proxy.loop.call_soon_threadsafe(self.proxy._schedule)
+            return {"ignoreUnmanagedSlices": self.proxy.ignore_unmanaged}
         if path == "/faults/clear":
+            if self.proxy is not None and self.proxy.ignore_unmanaged:
+                self.proxy.ignore_unmanaged = False
+                self.proxy.loop.call_soon_threadsafe(self.proxy._schedule)
             api.unavailable_until = 0
             api.extra_latency_until = 0
             api.resume()

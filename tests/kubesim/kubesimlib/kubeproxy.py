@@ -9,7 +9,8 @@ protocol; its number is taken from the slice. As the real kube-proxy:
   - duplicate addresses across slices count once.
 With no usable endpoint the listener is shut down (bound but not listening), so connections
 are refused, as a cluster answers with an ICMP reject. Changes apply after --proxy-delay-ms;
-connections already relayed keep going (conntrack)."""
+connections already relayed keep going (conntrack). A fault makes it ignore every slice not
+managed by the EndpointSlice controller, as some meshes and CNIs do with hand-made slices."""
 import asyncio
 import errno
 import ipaddress
@@ -160,6 +161,7 @@ class KubeProxy:
         self.listeners = {}            # (ip, port) -> Listener
         self.pending = False
         self.thread = None
+        self.ignore_unmanaged = False  # fault: only the EndpointSlice controller's slices count
         self.active = 0                # relayed connections now open
         self.relayed = 0               # relayed connections in total
         self.svc_res = registry.lookup("", "v1", "services")
@@ -209,7 +211,11 @@ class KubeProxy:
         slices = self.store.list_raw(self.es_res)[0]
         by_svc = {}
         for s in slices:
-            name = (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
+            labels = s["metadata"].get("labels") or {}
+            name = labels.get("kubernetes.io/service-name")
+            if self.ignore_unmanaged and labels.get("endpointslice.kubernetes.io/managed-by") \
+                    != "endpointslice-controller.k8s.io":
+                continue
             if name:
                 by_svc.setdefault((s["metadata"]["namespace"], name), []).append(s)
         table = {}
