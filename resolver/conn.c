@@ -76,7 +76,8 @@ struct head_spans {
     struct span names[MAX_HEADERS];
     struct span values[MAX_HEADERS];
     size_t n_headers;
-    bool in_value; /* the last callback was a header value */
+    bool in_value; /* the current field reached its value (an empty one too): the next name
+                      starts the next field */
     bool too_many;
 };
 
@@ -1524,6 +1525,10 @@ static int on_header_value_complete(llhttp_t *p)
             return refuse(c, "Transfer-Encoding other than chunked");
     }
     k->kind = FIELD_OTHER;
+    /* An empty value has no on_header_value: without this, the next field's name would be
+     * taken for the rest of this one's (and neither would be found by name). */
+    if (c->state == CONN_HEAD && !c->spans->too_many)
+        c->spans->in_value = true;
     return 0;
 }
 
