@@ -4,8 +4,14 @@ forwarded, matched against probeResponse rules or counted as a request, and wake
 leader sends it through a Service's ClusterIP before it removes the last replica
 (controller/pathprobe.h): only holdfast's echo of its nonce says kube-proxy routes the Service to
 a resolver.
+
+The last tests run tests/tools/pathprobe_send (directory from HOLDFAST_TOOLS_DIR, default
+tests/tools beside $HOLDFAST_BIN, else <repo>/build/tests/tools): the leader's client, against
+holdfast and against things that are not holdfast. It prints one JSON line per probe:
+{"nonce", "result": pathprobe_result_name, "status", "detail"}.
 """
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -13,8 +19,13 @@ import time
 
 import pytest
 
-from hflib import Reader, connect, http_get, service, wait_for
+from hflib import REPO, Reader, connect, http_get, service, wait_for
 
+_BUILD = (os.path.dirname(os.environ["HOLDFAST_BIN"]) if os.environ.get("HOLDFAST_BIN")
+          else os.path.join(REPO, "build"))
+TOOLS = os.environ.get("HOLDFAST_TOOLS_DIR", os.path.join(_BUILD, "tests", "tools"))
+SEND = os.path.join(TOOLS, "pathprobe_send")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 CLUSTER_IP_HOST = "10.96.0.10:80"  # what the leader writes in Host: the ClusterIP and port
 OUTCOMES = ("forwarded", "probe", "timeout", "rejected", "cancelled", "bad_request",
@@ -277,3 +288,72 @@ def test_tcp_ports_are_not_probed_the_request_is_relayed(
     assert "holdfast-probe" not in r.headers
     assert [q["headers"].get("holdfast-probe") for q in probes_seen(log)] == ["opaque"]
     assert hf.metric("holdfast_datapath_probes_total") == 0
+
+
+# ---- the leader's client (controller/pathprobe) ----
+
+def send_probes(ip, port, *args, timeout=30):
+    if not os.path.exists(SEND):
+        pytest.fail("%s is missing: build it (ninja -C build) or set HOLDFAST_TOOLS_DIR" % SEND)
+    # A proxy that refuses, in every variable curl reads: the probe must not use it.
+    env = dict(os.environ, http_proxy="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9",
+               ALL_PROXY="http://127.0.0.1:9", all_proxy="http://127.0.0.1:9", no_proxy="",
+               NO_PROXY="")
+    out = subprocess.run([SEND, ip, str(port)] + [str(a) for a in args], capture_output=True,
+                         text=True, timeout=timeout, env=env)
+    if any(m in out.stderr for m in SANITIZER_MARKERS):
+        pytest.fail("sanitizer report from pathprobe_send:\n" + out.stderr)
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    return out.returncode, lines
+
+
+def test_client_gets_holdfast_from_the_data_plane_at_zero_ready_and_on_the_shared_port(
+        holdfast, addrs, running_backend, tmp_path):
+    hf, listen, shared, log = ready_service(holdfast, addrs, running_backend, tmp_path)
+    # Ready: twenty at once, each with its own fresh nonce.
+    rc, answers = send_probes(*listen, "--count", 20)
+    assert rc == 0 and len(answers) == 20
+    assert {a["result"] for a in answers} == {"Holdfast"}, answers
+    assert {a["status"] for a in answers} == {204}
+    assert len({a["nonce"] for a in answers}) == 20
+    rc, answers = send_probes(*shared, "--nonce", "via-shared")
+    assert rc == 0 and answers[0]["result"] == "Holdfast", answers
+    assert probes_seen(log) == []
+    assert hf.metric("holdfast_datapath_probes_total") == 21
+    assert hf.metric("holdfast_requests_total", service="web", outcome="forwarded") == 0
+
+
+def test_client_at_zero_gets_holdfast_and_wakes_nothing(holdfast, addrs, backend_cmd, tmp_path):
+    listen, back = addrs.listener(), addrs.backend()
+    wakes = tmp_path / "wakes"
+    hf = holdfast.start({"services": [service(
+        "zero", [listen], [back], backend_cmd("http", back, "never", wake_file=wakes))]})
+    rc, answers = send_probes(*listen)
+    assert rc == 0 and answers[0]["result"] == "Holdfast", answers
+    assert f"{listen[0]}:{listen[1]} answered HTTP 204" in answers[0]["detail"]
+    assert hf.metric("holdfast_wakes_total", service="zero") == 0
+    assert not wakes.exists()
+
+
+def test_client_tells_a_pod_a_refused_port_and_a_silent_one_from_holdfast(
+        addrs, running_backend):
+    # The pod (no holdfast in the path): an ordinary answer, without the echo.
+    back = addrs.backend()
+    running_backend(back, "pod")
+    rc, answers = send_probes(*back)
+    assert rc == 0
+    assert (answers[0]["result"], answers[0]["status"]) == ("OtherAnswer", 200), answers
+    assert "without a Holdfast-Probe field" in answers[0]["detail"]
+    # Nobody listens: refused.
+    closed = addrs.backend()
+    rc, answers = send_probes(*closed)
+    assert answers[0]["result"] == "Refused", answers
+    # Accepted by the kernel, never answered: the deadline ends it.
+    with socket.socket() as silent:
+        silent.bind(addrs.backend())
+        silent.listen(8)
+        rc, answers = send_probes(*silent.getsockname(), "--timeout-ms", 300)
+    assert answers[0]["result"] == "Timeout", answers
+    # An invalid nonce is refused before anything is sent.
+    rc, answers = send_probes(*back, "--nonce", "not valid")
+    assert rc == 3 and answers[0]["result"] == "NotStarted"
