@@ -9,6 +9,7 @@
 #include "controller/http.h"
 
 #include <curl/curl.h>
+#include <curl/header.h>
 #include <event2/event.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,6 +48,7 @@ struct http_request {
     bool cancelled;    /* cancelled during a callback: removed in settle() */
     bool in_done;      /* on_done is running: cancel is a no-op */
     bool too_big;      /* body or line over HTTP_MAX_BODY */
+    bool head_done;    /* headers_only: the final response head is in, the transfer stopped */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -145,6 +147,26 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* headers_only: stops the transfer at the blank line that ends the final response head (a
+ * 1xx head is followed by another). curl reports the stop as a write error; finish() turns it
+ * back into a completion. */
+static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct http_request *r = ud;
+    size_t n = size * nmemb;
+    if (r->cancelled)
+        return 0;
+    if (n == 0 || ptr[0] == '\r' || ptr[0] == '\n') {
+        long status = 0;
+        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200) {
+            r->head_done = true;
+            return 0;
+        }
+    }
+    return n;
+}
+
 /* ---- completion ---- */
 
 static void finish(struct http_client *c, struct http_request *r, CURLcode res)
@@ -169,12 +191,18 @@ static void finish(struct http_client *c, struct http_request *r, CURLcode res)
         r->len = 0;
     if (res == CURLE_WRITE_ERROR && r->too_big)
         snprintf(r->errbuf, sizeof(r->errbuf), "response larger than %u bytes", HTTP_MAX_BODY);
+    if (res == CURLE_WRITE_ERROR && r->head_done)
+        res = CURLE_OK; /* headers_only: stopped on purpose once the head was in */
+    long os_errno = 0;
+    if (res != CURLE_OK)
+        curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &os_errno);
     struct http_response resp = {
         .status = status,
         .body = r->buf && !r->stream ? r->buf : "",
         .body_len = r->stream ? 0 : r->len,
         .curl_code = (int)res,
         .error = res == CURLE_OK ? "" : (r->errbuf[0] ? r->errbuf : curl_easy_strerror(res)),
+        .os_errno = (int)os_errno,
     };
     r->in_done = true;
     r->on_done(r, &resp, r->arg);
@@ -328,6 +356,20 @@ void http_client_free(struct http_client *c)
     free(c);
 }
 
+const char *http_response_header(struct http_request *req, const char *name, size_t *count)
+{
+    struct curl_header *h = NULL;
+    CURLHcode rc = curl_easy_header(req->easy, name, 0, CURLH_HEADER, -1, &h);
+    if (count)
+        *count = rc == CURLHE_OK ? h->amount : 0;
+    if (rc != CURLHE_OK)
+        return NULL;
+    if (h->amount > 1 &&
+        curl_easy_header(req->easy, name, h->amount - 1, CURLH_HEADER, -1, &h) != CURLHE_OK)
+        return NULL;
+    return h->value;
+}
+
 size_t http_client_active(const struct http_client *c)
 {
     return c->active;
@@ -382,8 +424,18 @@ static bool set_options(struct http_request *r, const struct http_request_opts *
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms);
-    if (!o->on_line)
+    if (!o->on_line && !o->headers_only)
         curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    if (o->no_proxy)
+        ok &= curl_easy_setopt(e, CURLOPT_PROXY, "") == CURLE_OK; /* "": no proxy at all */
+    if (o->fresh_connection) {
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+    }
+    if (o->headers_only) {
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    }
     if (o->body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
         ok &= curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, o->body) == CURLE_OK;

@@ -54,6 +54,8 @@ struct http_response {
     size_t body_len;   /* bytes at body, without the NUL */
     int curl_code;     /* CURLcode of the transfer: 0 (CURLE_OK) when it completed */
     const char *error; /* human message when curl_code != 0 (refused, TLS, timeout), else "" */
+    int os_errno;      /* errno of the failed connect or transfer (ECONNREFUSED, ECONNRESET),
+                          0 when none or unknown (CURLINFO_OS_ERRNO) */
 };
 
 /* Called once when the request ends (completed, failed or timed out); the request handle is
@@ -76,6 +78,12 @@ struct http_request_opts {
     const struct http_tls *tls; /* TLS settings for https URLs, or NULL for defaults */
     long connect_timeout_ms;    /* 0: curl's default (300 s) */
     long timeout_ms;            /* whole transfer, including a stream's life; 0: none */
+    bool no_proxy;              /* straight to the URL's host, whatever the environment's
+                                   http_proxy/HTTPS_PROXY/ALL_PROXY say */
+    bool fresh_connection;      /* a connection of its own: none from the cache, and it is
+                                   closed after (not kept for another request) */
+    bool headers_only;          /* the body is not wanted: the transfer ends as soon as the final
+                                   response head is in, and completes (curl_code 0, empty body) */
     http_line_fn on_line;       /* non-NULL: streaming request */
     http_done_fn on_done;       /* required */
     void *arg;                  /* passed to the callbacks */
@@ -99,6 +107,14 @@ struct http_request *http_request_start(struct http_client *c, const struct http
  * callback of any request, including its own on_line. Calling it from (or after) the request's
  * own on_done is a mistake: the handle is gone by then. */
 void http_request_cancel(struct http_request *r);
+
+/*
+ * The value of the response header field `name` (case-insensitive) of the final response
+ * (not a 1xx), for use inside the request's own on_done: the last field of that name, or NULL
+ * when there is none. *count (when not NULL) gets the number of fields of that name. The
+ * value is borrowed until on_done returns.
+ */
+const char *http_response_header(struct http_request *req, const char *name, size_t *count);
 
 /* Number of requests started and not yet finished or cancelled (for tests and metrics). */
 size_t http_client_active(const struct http_client *c);

@@ -211,6 +211,12 @@ void admin_render_metrics(struct admin *a, struct mtext *out)
                  "spent, or a PCRE2 limit): the conditions left counted as not holding.");
     mtext_sample(out, "holdfast_probe_regex_limit_total", NULL,
                  (double)counter_get(&dp->regex_limit_hits));
+    mtext_family(out, "holdfast_datapath_probes_total", "counter",
+                 "Data-path probes (a Holdfast-Probe request field with a valid nonce) this "
+                 "replica answered itself: the leader checking that a Service's traffic reaches "
+                 "holdfast before it removes the last replica.");
+    mtext_sample(out, "holdfast_datapath_probes_total", NULL,
+                 (double)counter_get(&dp->datapath_probes));
     mtext_family(out, "holdfast_held_connections_all", "gauge",
                  "Connections held now, all services together.");
     mtext_sample(out, "holdfast_held_connections_all", NULL, (double)atomic_load(&dp->held_conns));

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/pathprobe_nonce.h"
 #include "resolver/httpans.h"
 
 enum conn_state {
@@ -76,7 +77,8 @@ struct head_spans {
     struct span names[MAX_HEADERS];
     struct span values[MAX_HEADERS];
     size_t n_headers;
-    bool in_value; /* the last callback was a header value */
+    bool in_value; /* the current field reached its value (an empty one too): the next name
+                      starts the next field */
     bool too_many;
 };
 
@@ -142,6 +144,8 @@ struct conn {
                            validate_more for a ready one that ends up waiting) */
     bool sniffed;       /* http1 was decided from the first bytes */
     bool parse_if_held; /* HTTP port, ready at accept: parsed if it ends up waiting */
+    bool probe_check;   /* HTTP port, ready at accept: its first bytes are still to be looked at
+                           for a data-path probe (first_bytes_checked); counted forwarded after */
 
     /* Holding. */
     TAILQ_ENTRY(conn) hold_link;
@@ -382,8 +386,9 @@ static void hold_release(struct conn *c, size_t n)
     c->held_bytes -= n;
 }
 
-/* The connection stops being held (forwarded, cancelled, timed out, answered). */
-static void unhold(struct conn *c)
+/* The connection stops being held; `observe` counts the time it was in the hold duration
+ * histogram (everything but a data-path probe, which is never counted as held). */
+static void leave_hold(struct conn *c, bool observe)
 {
     if (c->queued) {
         TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
@@ -397,7 +402,14 @@ static void unhold(struct conn *c)
     atomic_fetch_sub(&c->w->dp->held_bytes, (long)c->held_bytes);
     c->held_bytes = 0;
     c->held = false;
-    hist_observe_ns(&c->svc->hold_seconds, now_ns() - c->held_ns);
+    if (observe)
+        hist_observe_ns(&c->svc->hold_seconds, now_ns() - c->held_ns);
+}
+
+/* The connection stops being held (forwarded, cancelled, timed out, answered). */
+static void unhold(struct conn *c)
+{
+    leave_hold(c, true);
 }
 
 /* How many request bytes this connection may buffer before reads stop. */
@@ -704,6 +716,7 @@ void conn_accept(struct worker *w, int fd, const struct route_listener *l)
         /* Ready: connect at once; whatever the client sends meanwhile is buffered as is. */
         c->raw = true;
         c->parse_if_held = c->proto == PROTO_HTTP;
+        c->probe_check = c->proto == PROTO_HTTP;
         conn_dispatch(c);
     } else if (c->proto == PROTO_TCP) {
         c->raw = true;
@@ -946,7 +959,8 @@ static void connected(struct conn *c)
     setsockopt(c->bfd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
     c->bound = true;
     ep_load_add(c, 1);
-    count(c, OUTCOME_FORWARDED);
+    if (!c->probe_check) /* else once its first bytes are known not to be a data-path probe */
+        count(c, OUTCOME_FORWARDED);
     unhold(c);
     free(c->parser);
     c->parser = NULL;
@@ -980,6 +994,80 @@ static void connected(struct conn *c)
             client_read(c, true);
         }
     }
+}
+
+/* ---- data-path probes on connections relayed unparsed ---- */
+
+/*
+ * Does the first request head in p[0, n) carry a Holdfast-Probe field? Looks at the start of
+ * each header line up to the head's end (or n), nothing more: this runs once on every
+ * connection that is relayed unparsed, so it must cost next to nothing. The leader sends a
+ * probe's whole head in one write; a head split so that the field comes in a later read is
+ * relayed like any request (the leader then sees another answer than holdfast's, and tries
+ * again: nothing is lost but time).
+ */
+static bool datapath_probe_in(const char *p, size_t n)
+{
+    static const char field[] = "holdfast-probe:";
+    const size_t flen = sizeof(field) - 1;
+    const char *end = p + n;
+    const char *nl = memchr(p, '\n', n); /* past the request line */
+    while (nl) {
+        const char *line = nl + 1;
+        size_t left = (size_t)(end - line);
+        if (left == 0 || line[0] == '\r' || line[0] == '\n')
+            return false; /* the end of the head: the field is not in it */
+        if ((line[0] | 0x20) == 'h' && left >= flen && strncasecmp(line, field, flen) == 0)
+            return true;
+        nl = memchr(line, '\n', left);
+    }
+    return false;
+}
+
+/*
+ * A connection taken as ready at accept sent a data-path probe: it must not reach the backend,
+ * and is answered like on every other path. The backend connection (nothing was written to
+ * it) is dropped, the connection leaves any hold uncounted (a connect that failed at once may
+ * have held it), and its head is parsed from the start: decide_after_head answers it, or 400
+ * for an invalid nonce. The probe's bytes are in c->in.
+ */
+static void answer_probe_instead_of_relay(struct conn *c)
+{
+    log_debug("data-path probe on a connection relayed unparsed: not forwarded", "service=%s",
+              c->svc ? c->svc->key : NULL);
+    close_backend(c);
+    if (c->svc)
+        leave_hold(c, false);
+    c->raw = false;
+    c->parse_if_held = false;
+    c->http1 = true;
+    c->sniffed = true;
+    set_state(c, CONN_HEAD);
+    client_read(c, true);
+    parse_more(c);
+}
+
+/*
+ * The first bytes p[0, n) of a connection taken as ready at accept on an HTTP port (in c->in
+ * when `buffered`, else still only in the worker's scratch buffer). Returns true when they are
+ * not a data-path probe (the connection goes on as it was, counted forwarded once bound), or
+ * false when they are: the connection was switched to answering it (it may have closed).
+ */
+static bool first_bytes_checked(struct conn *c, const char *p, size_t n, bool buffered)
+{
+    c->probe_check = false;
+    /* A backend that spoke or hung up first has had its say on this connection: relayed. */
+    if (c->from_backend > 0 || c->client_shut || !datapath_probe_in(p, n)) {
+        if (c->bound)
+            count(c, OUTCOME_FORWARDED);
+        return true;
+    }
+    if (!buffered && buf_append(&c->in, p, n) < 0) {
+        conn_close(c);
+        return false;
+    }
+    answer_probe_instead_of_relay(c);
+    return false;
 }
 
 /* ---- relay ---- */
@@ -1031,6 +1119,8 @@ static void relay_from_client(struct conn *c)
         relay_done_check(c);
         return;
     }
+    if (c->probe_check && !first_bytes_checked(c, w->scratch, (size_t)n, false))
+        return;
     if (c->to_backend == 0)
         note_first_bytes(c, w->scratch, (size_t)n);
     c->to_backend += (uint64_t)n;
@@ -1256,6 +1346,9 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
         }
         parse_more(c);
     } else {
+        if (c->probe_check && buf_pending(&c->in) > 0 &&
+            !first_bytes_checked(c, c->in.data + c->in.off, buf_pending(&c->in), true))
+            return;
         validate_more(c); /* waiting: keep validating framing so a smuggling attempt gets 400 */
     }
 }
@@ -1524,6 +1617,10 @@ static int on_header_value_complete(llhttp_t *p)
             return refuse(c, "Transfer-Encoding other than chunked");
     }
     k->kind = FIELD_OTHER;
+    /* An empty value has no on_header_value: without this, the next field's name would be
+     * taken for the rest of this one's (and neither would be found by name). */
+    if (c->state == CONN_HEAD && !c->spans->too_many)
+        c->spans->in_value = true;
     return 0;
 }
 
@@ -1667,11 +1764,64 @@ static bool route_by_host(struct conn *c)
     return true;
 }
 
+/*
+ * A data-path probe (common/pathprobe_nonce.h) is answered here, whatever the state of the
+ * service, on a service's HTTP port or the shared one (whatever its Host): 204 with the nonce
+ * echoed, then close. It is never held, forwarded, matched against probeResponse rules, or
+ * counted as a request; it wakes nothing. A Holdfast-Probe field without a valid nonce gets 400
+ * (counted as a bad request, like every request holdfast refuses). Returns false when the head
+ * carries no Holdfast-Probe field.
+ */
+static bool answer_datapath_probe(struct conn *c)
+{
+    struct head_spans *h = c->spans;
+    size_t found = 0;
+    struct span v = {0, 0};
+    for (size_t i = 0; i < h->n_headers; i++) {
+        if (span_eq_ci(c, h->names[i], PATHPROBE_HEADER)) {
+            found++;
+            v = h->values[i];
+        }
+    }
+    if (!found)
+        return false;
+    const char *nonce = span_ptr(c, v);
+    size_t len = v.len;
+    while (len > 0 && (nonce[len - 1] == ' ' || nonce[len - 1] == '\t'))
+        len--;
+    const char *bad = NULL;
+    if (found > 1)
+        bad = "Holdfast-Probe header field repeated";
+    else if (!pathprobe_nonce_valid(nonce, len))
+        bad = "Holdfast-Probe nonce must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'";
+    if (bad) {
+        log_debug("bad data-path probe", "service=%s reason=%s", c->svc ? c->svc->key : NULL, bad);
+        if (!c->svc)
+            counter_add(&c->w->dp->bad_requests, 1);
+        conn_answer_error(c, 400, "bad request", bad, OUTCOME_BAD_REQUEST);
+        return true;
+    }
+    counter_add(&c->w->dp->datapath_probes, 1);
+    if (log_enabled(LOG_DEBUG)) {
+        char text[PATHPROBE_NONCE_MAX + 1];
+        memcpy(text, nonce, len);
+        text[len] = '\0';
+        log_debug("data-path probe answered", "service=%s nonce=%s", c->svc ? c->svc->key : NULL,
+                  text);
+    }
+    size_t msg_len = 0;
+    char *msg = httpans_datapath_probe(nonce, len, &msg_len);
+    conn_send_final(c, msg, msg_len);
+    return true;
+}
+
 /* The head of a request is complete and the service is not ready: probe, or hold. Returns
  * false when c changed state or closed (parsing stops). */
 static bool decide_after_head(struct conn *c)
 {
     c->seen_request = true;
+    if (answer_datapath_probe(c))
+        return false;
     if (c->shared) {
         if (!route_by_host(c))
             return false;

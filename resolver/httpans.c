@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pathprobe_nonce.h"
+
 const char *httpans_reason_phrase(int status)
 {
     switch (status) {
@@ -77,6 +79,15 @@ char *httpans_probe(int status, const char *body, size_t body_len, bool head_req
     if (status == 204)
         body_len = 0;
     return build(status, NULL, body, body_len, !head_request, close, len);
+}
+
+char *httpans_datapath_probe(const char *nonce, size_t nonce_len, size_t *len)
+{
+    char extra[sizeof(PATHPROBE_HEADER) + PATHPROBE_NONCE_MAX + 8];
+    if (!pathprobe_nonce_valid(nonce, nonce_len))
+        return NULL; /* never echo what was not checked */
+    snprintf(extra, sizeof(extra), "%s: %.*s\r\n", PATHPROBE_HEADER, (int)nonce_len, nonce);
+    return build(204, extra, NULL, 0, false, true, len);
 }
 
 char *httpans_error(int status, const char *error, const char *service, const char *reason,

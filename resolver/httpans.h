@@ -21,6 +21,13 @@ char *httpans_probe(int status, const char *body, size_t body_len, bool head_req
                     size_t *len);
 
 /*
+ * Builds the answer to a data-path probe (common/pathprobe_nonce.h): 204, the nonce echoed in
+ * a Holdfast-Probe field, "Connection: close". nonce[0, nonce_len) must be valid
+ * (pathprobe_nonce_valid): it is written as is. Caller frees; NULL when out of memory.
+ */
+char *httpans_datapath_probe(const char *nonce, size_t nonce_len, size_t *len);
+
+/*
  * Builds an error answer with a JSON body {"error": error, "service": service, "reason":
  * reason} (service and reason omitted when NULL; `extra` adds more string fields, as pairs
  * terminated by NULL, e.g. "host", host, NULL). Always "Connection: close". 503 answers carry

@@ -43,6 +43,8 @@ struct dataplane {
     _Atomic uint64_t listen_errors;    /* a worker could not open a listener */
     _Atomic uint64_t regex_limit_hits; /* requests whose probe matching gave up (work budget
                                           or a PCRE2 limit; holdfast_probe_regex_limit_total) */
+    _Atomic uint64_t datapath_probes;  /* Holdfast-Probe requests answered (never forwarded,
+                                          held or counted as requests) */
     struct hist route_update_seconds;  /* a change's snapshot applied by a worker, from the
                                           change (holdfast_route_update_seconds) */
 

@@ -213,3 +213,20 @@ def test_probe_answers_and_held_requests_mixed_on_one_connection_stay_in_order(
         assert (r.json()["path"], r.json()["conn_seq"]) == ("/later", 1)
     assert len(hf.log_lines("wake command started", service="default/probed")) == 1
     assert len(hf.log_lines("wake command started", service="default/probed2")) == 1
+
+
+def test_header_conditions_hold_after_a_header_field_with_an_empty_value(
+        holdfast, addrs, backend_cmd, tmp_path):
+    # A field with an empty value ("X-Empty:") used to run into the next field's name, so
+    # that neither was found by name: the header rule below did not match, and the request
+    # was held and woke the service.
+    listen, back = addrs.listener(), addrs.backend()
+    wakes = tmp_path / "wakes"
+    hf = holdfast.start({"services": [probed_service(
+        listen, back, backend_cmd("http", back, "never", wake_file=wakes))]})
+    for extra in ("X-Empty:\r\nX-LB-Check: yes\r\n", "X-Empty: \r\nX-LB-Check: yes\r\n",
+                  "X-LB-Check: yes\r\nX-Empty:\r\n"):
+        r = http_exchange(listen, request_bytes("GET", "/x", extra, keep_alive=False))
+        assert (r.status, json.loads(r.body)) == (200, {"rule": "header"}), (extra, r)
+    assert hf.metric("holdfast_wakes_total", service="probed") == 0
+    assert not wakes.exists()

@@ -3,7 +3,8 @@
  * that answers one request with fixed bytes and closes: every line of a 2xx stream reaches
  * on_line, the last one even without its newline, and a request cancelled from on_line gets
  * no further callback (found by tests/fuzz kube_http: cancelling from the last line's on_line
- * freed the request under http.c's feet).
+ * freed the request under http.c's feet). And the options of one-shot requests (the data-path
+ * probe's): headers_only ends at the response head, header fields are read back by name.
  */
 #include <criterion/criterion.h>
 #include <event2/event.h>
@@ -20,6 +21,7 @@ struct server {
     int fd;
     unsigned port;
     const char *response;
+    bool keep_open; /* after the response, wait for the client to close (an endless body) */
     pthread_t thread;
 };
 
@@ -42,7 +44,8 @@ static void *serve_one(void *arg)
             break;
     }
     send(c, s->response, strlen(s->response), MSG_NOSIGNAL);
-    shutdown(c, SHUT_WR);
+    if (!s->keep_open)
+        shutdown(c, SHUT_WR);
     while (recv(c, buf, sizeof(buf), 0) > 0)
         ;
     close(c);
@@ -52,6 +55,7 @@ static void *serve_one(void *arg)
 static void server_start(struct server *s, const char *response)
 {
     s->response = response;
+    s->keep_open = false;
     s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(sin);
@@ -162,4 +166,94 @@ Test(http, cancel_from_an_earlier_line_stops_the_stream)
     cr_assert(st.cancelled);
     cr_assert_eq(st.n_lines, 1, "no line after the cancel");
     cr_assert_eq(st.dones, 0);
+}
+
+struct plain {
+    struct event_base *base;
+    int dones;
+    long status;
+    int curl_code;
+    size_t body_len;
+    const char *only;   /* http_response_header(X-Only) */
+    char last[32];      /* http_response_header(X-Twice) */
+    size_t twice, none; /* counts of X-Twice and X-None */
+};
+
+static void on_plain_done(struct http_request *req, const struct http_response *resp, void *arg)
+{
+    struct plain *p = arg;
+    p->dones++;
+    p->status = resp->status;
+    p->curl_code = resp->curl_code;
+    p->body_len = resp->body_len;
+    const char *v = http_response_header(req, "x-twice", &p->twice);
+    snprintf(p->last, sizeof(p->last), "%s", v ? v : "(none)");
+    p->only = http_response_header(req, "X-Only", NULL) ? "yes" : "no";
+    cr_assert_null(http_response_header(req, "X-None", &p->none));
+    event_base_loopbreak(p->base);
+}
+
+static void on_guard(evutil_socket_t fd, short what, void *arg)
+{
+    event_base_loopbreak(arg);
+}
+
+/* A plain GET with headers_only to a server that writes `response` (and keeps the connection
+ * open when keep_open); runs until on_done or a 10 s guard. */
+static void run_headers_only(const char *response, bool keep_open, struct plain *p)
+{
+    struct server s;
+    server_start(&s, response);
+    s.keep_open = keep_open;
+    memset(p, 0, sizeof(*p));
+    p->base = event_base_new();
+    struct http_client *c = http_client_new(p->base);
+    struct event *guard = evtimer_new(p->base, on_guard, p->base);
+    struct timeval ten = {10, 0};
+    evtimer_add(guard, &ten);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/", s.port);
+    struct http_request_opts o = {
+        .method = "GET",
+        .url = url,
+        .timeout_ms = 60000,
+        .no_proxy = true,
+        .fresh_connection = true,
+        .headers_only = true,
+        .on_done = on_plain_done,
+        .arg = p,
+    };
+    cr_assert_not_null(http_request_start(c, &o));
+    event_base_dispatch(p->base);
+    event_free(guard);
+    cr_assert_eq(http_client_active(c), 0, "the request is freed");
+    http_client_free(c); /* closes the connection: the server's thread ends */
+    event_base_free(p->base);
+    server_stop(&s);
+}
+
+Test(http, headers_only_completes_at_the_head_of_an_endless_body)
+{
+    struct plain p;
+    run_headers_only("HTTP/1.1 200 OK\r\nX-Only: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "5\r\nhello\r\n",
+                     true, &p);
+    cr_assert_eq(p.dones, 1, "answered before the 10 s guard, not at the 60 s deadline");
+    cr_assert_eq(p.status, 200);
+    cr_assert_eq(p.curl_code, 0, "stopping at the head is a completion");
+    cr_assert_eq(p.body_len, 0);
+    cr_assert_str_eq(p.only, "yes");
+}
+
+Test(http, response_header_gives_the_last_field_and_the_count)
+{
+    struct plain p;
+    run_headers_only("HTTP/1.1 204 No Content\r\nX-Twice: first\r\nx-twice: second\r\n\r\n", false,
+                     &p);
+    cr_assert_eq(p.dones, 1);
+    cr_assert_eq(p.status, 204);
+    cr_assert_eq(p.twice, 2);
+    cr_assert_str_eq(p.last, "second");
+    cr_assert_eq(p.none, 0);
+    cr_assert_str_eq(p.only, "no");
 }

@@ -15,6 +15,8 @@ Modes:
            --refuse-after-first SECONDS: accept one connection (the readiness probe), close the
            listening socket (connects are refused), answer the probe, reopen after SECONDS.
            --close-without-answer: read each request head, then close without a byte.
+           --request-log FILE: append one JSON line {method, path, headers} per request head
+           it reads (what reached the backend).
   ws       WebSocket echo server (python3-websockets): echoes "<name>:<message>".
   grpc     gRPC over h2c, generic service /holdfast.Echo/Say: answers b"<name>:" + request.
   h2c      minimal HTTP/2 prior-knowledge server: every request gets 200 with body
@@ -108,6 +110,15 @@ def make_http_handler(args, counter):
                 self.close_connection = True
                 return
             super().handle_one_request()
+
+        def parse_request(self):
+            ok = super().parse_request()
+            if ok and args.request_log:
+                line = json.dumps({"method": self.command, "path": self.path,
+                                   "headers": {k.lower(): v for k, v in self.headers.items()}})
+                with counter["lock"], open(args.request_log, "a") as f:
+                    f.write(line + "\n")
+            return ok
 
         def raw(self, u):
             """Answers written byte for byte, to check nothing re-frames them."""
@@ -330,6 +341,7 @@ def main():
     p.add_argument("--gate")
     p.add_argument("--refuse-after-first", type=float, default=0)
     p.add_argument("--close-without-answer", action="store_true")
+    p.add_argument("--request-log")
     args = p.parse_args()
     if args.wake_file:
         with open(args.wake_file, "a") as f:
