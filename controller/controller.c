@@ -8,6 +8,7 @@
  */
 #include "controller/controller.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #include "controller/kube.h"
 #include "controller/kubeconfig.h"
 #include "controller/leader.h"
+#include "controller/pathprobe.h"
 #include "controller/prom.h"
 #include "controller/slices.h"
 #include "controller/target.h"
@@ -122,6 +124,16 @@ struct es {
     unsigned scale_epoch;   /* moves with every workload watch event acted on: a /scale
                                read sent before one is older than what the watch said */
     bool watch_zero;        /* the workload watch last showed spec.replicas 0 */
+    /* the switch to zero; the data path first */
+    struct event *switch_ev; /* the next probe, or the end of the grace period */
+    struct pathprobe *probe; /* in flight */
+    bool switching;
+    uint64_t switch_started_ms;
+    uint64_t switch_retry_ms;   /* abandoned: no new attempt before this (mono_ms) */
+    unsigned switch_probes;     /* probes sent in this attempt */
+    char switch_why[256];       /* the ScaledToZero message once it is done */
+    char switch_last[256];      /* what the last probe found */
+    uint64_t slices_deleted_ms; /* when its resolver slices were last deleted (mono_ms) */
 };
 
 struct resolver_ep {
@@ -164,6 +176,8 @@ struct controller {
     uint64_t change_ns;      /* the oldest change not yet in a published snapshot, 0 none */
     uint64_t reconciles, reconcile_errors, prom_errors, wakes_sent, scale_downs, switches;
     /* Liveness: a round is complete when every ElastiService was evaluated after it began. */
+    uint64_t abandoned;      /* switches to zero given up: the data path never reached holdfast */
+    uint64_t propagation_ms; /* the longest a resolver slice took to reach the data path */
     uint64_t round_start_ms, round_done_ms;
     uint64_t evaluations; /* evaluations completed (a /scale read answered, or a skip) */
     bool wedged_logged;   /* the round is past the liveness bound: logged once */
@@ -413,8 +427,11 @@ static void es_clear_spec(struct es *e)
     e->spec_error[0] = '\0';
 }
 
+static void switch_cancel(struct es *e);
+
 static void es_free(struct es *e)
 {
+    switch_cancel(e);
     if (e->service_key)
         pset_take(&e->c->by_service, e->service_key, same_ptr, e);
     free(e->service_key);
@@ -1187,6 +1204,8 @@ static void resolver_slices_delete(struct es *e)
             kube_delete(e->c->kube, &RES_SLICE, e->ns, name, NULL, on_write_done,
                         "resolver slice delete");
     }
+    if (w.n_resolver)
+        e->slices_deleted_ms = mono_ms();
 }
 
 /* ---- KEDA, scale and wake (through controller/target) ---- */
@@ -1391,6 +1410,16 @@ static void es_diagnose(struct es *e)
 
 /* ---- mode transitions (leader) ---- */
 
+static void switch_begin(struct es *e, const char *why);
+static void switch_cancel(struct es *e);
+
+/*
+ * serve -> proxy. A hand scale to zero (scale_down false) cannot be preceded by anything: the
+ * resolver slice goes in at once. Holdfast's own scale-down first shows that the data path
+ * reaches holdfast (switch_begin), and only then removes the last replica (proxy_commit).
+ */
+static void proxy_commit(struct es *e, bool scale_down, const char *why);
+
 static void enter_proxy(struct es *e, bool scale_down, const char *why)
 {
     if (!allocate_ports(e)) {
@@ -1398,6 +1427,16 @@ static void enter_proxy(struct es *e, bool scale_down, const char *why)
         status_write(e, NULL);
         return;
     }
+    if (scale_down) {
+        switch_begin(e, why);
+        return;
+    }
+    switch_cancel(e); /* by hand meanwhile: nothing left to wait for */
+    proxy_commit(e, false, why);
+}
+
+static void proxy_commit(struct es *e, bool scale_down, const char *why)
+{
     e->awaiting_wake = true;
     resolver_slices_apply(e);
     keda_set(e, true);
@@ -1429,6 +1468,253 @@ static void enter_serve(struct es *e)
     status_write(e, fields);
     event_record(e, false, "SwitchedToServe", "the target has ready endpoints");
     e->c->switches++;
+}
+
+/* ---- the switch to zero: the data path first (leader) ---- */
+
+/*
+ * Holdfast removes the last replica only once the Service's traffic is shown to reach a holdfast
+ * replica; before, every request of the window between the scale call and kube-proxy routing
+ * to the resolver went to a pod on its way out (issue 10: 200 of 200 reset with kube-proxy at
+ * 800 ms). With the resolver slice written and the pods still up:
+ *
+ *   - a Service with an HTTP port: a probe through the ClusterIP every SWITCH_PROBE_EVERY_MS,
+ *     each with a fresh nonce (controller/pathprobe.h); a holdfast replica answers it itself,
+ *     a pod does not know the nonce. The first echo proves kube-proxy routes the Service to a
+ *     resolver (it programs a Service's endpoints as one set, every port at once);
+ *   - only opaque ports (tcp, tls, ...): nothing can be asked, so a grace period
+ *     (--scale-down-grace-period) from when the informer shows the resolver slice;
+ *   - neither within --scale-down-probe-timeout (a NetworkPolicy that keeps holdfast's probe
+ *     out, a mesh or CNI that ignores hand-made slices): the attempt is abandoned, the resolver
+ *     slice deleted, condition ScaledToZero=False DataPathUnverified, a Warning Event, and no
+ *     new attempt for max(10 polling intervals, 2 probe timeouts).
+ *
+ * While it waits: status.mode stays serve, condition ScaledToZero=False AwaitingDataPath, the
+ * pods stay up, and traffic that reaches holdfast is relayed to them.
+ */
+#define SWITCH_PROBE_EVERY_MS 100
+
+static uint64_t switch_timeout_ms(const struct controller *c)
+{
+    return c->opt.scale_down_probe_timeout_ms ? c->opt.scale_down_probe_timeout_ms : 30000;
+}
+
+static uint64_t switch_grace_ms(const struct controller *c)
+{
+    return c->opt.scale_down_grace_ms;
+}
+
+/* The Service's ClusterIP and its first HTTP port (by port_protocol), or false. */
+static bool switch_probe_target(const struct es *e, char *ip, size_t iplen, unsigned *port)
+{
+    const cJSON *svc = es_service(e);
+    const char *cip = get_str(get(svc, "spec"), "clusterIP");
+    if (!cip || !*cip || strcmp(cip, "None") == 0)
+        return false;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, get(get(svc, "spec"), "ports"))
+    {
+        const char *pn = get_str(p, "name"), *proto = get_str(p, "protocol");
+        const cJSON *num = get(p, "port");
+        if ((proto && strcmp(proto, "TCP") != 0) || !cJSON_IsNumber(num) ||
+            port_protocol(svc, pn ? pn : "") != PROTO_HTTP)
+            continue;
+        snprintf(ip, iplen, "%s", cip);
+        *port = (unsigned)num->valueint;
+        return true;
+    }
+    return false;
+}
+
+static void switch_arm(struct es *e, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    if (e->switch_ev)
+        evtimer_add(e->switch_ev, &tv);
+}
+
+/* Stops an attempt without a word (the leadership went, the ElastiService went, a hand). */
+static void switch_cancel(struct es *e)
+{
+    if (e->probe)
+        pathprobe_cancel(e->probe);
+    e->probe = NULL;
+    if (e->switch_ev)
+        event_free(e->switch_ev);
+    e->switch_ev = NULL;
+    e->switching = false;
+}
+
+static void switch_abandon(struct es *e)
+{
+    struct controller *c = e->c;
+    char msg[768];
+    snprintf(msg, sizeof(msg),
+             "scale to zero abandoned: after %.1f s and %u probes, the Service's traffic was not "
+             "shown to reach holdfast (last: %s); the pods stay up. A NetworkPolicy that keeps "
+             "the probe out, or a mesh or CNI that ignores hand-made EndpointSlices, does this. "
+             "Tried again later",
+             (double)(mono_ms() - e->switch_started_ms) / 1000.0, e->switch_probes,
+             e->switch_last[0] ? e->switch_last : "no probe answered");
+    unsigned probes = e->switch_probes;
+    switch_cancel(e);
+    uint64_t wait = 10 * (uint64_t)c->opt.polling_interval_ms;
+    if (wait < 2 * switch_timeout_ms(c))
+        wait = 2 * switch_timeout_ms(c);
+    e->switch_retry_ms = mono_ms() + wait;
+    resolver_slices_delete(e);
+    cond_set(e, "ScaledToZero", false, "DataPathUnverified", msg);
+    status_write(e, NULL);
+    event_record(e, true, "ScaleDownAbandoned", msg);
+    log_warn("scale to zero abandoned: the data path was not shown to reach holdfast",
+             "elastiservice=%s probes=%u last=%s retry_in_s=%.0f", e->key, probes, e->switch_last,
+             (double)wait / 1000.0);
+    c->abandoned++;
+}
+
+static void switch_done(struct es *e, const char *how)
+{
+    uint64_t waited = mono_ms() - e->switch_started_ms;
+    if (e->switch_probes > 1 && waited > e->c->propagation_ms)
+        e->c->propagation_ms = waited; /* a probe missed first: this measured the propagation */
+    char why[256];
+    snprintf(why, sizeof(why), "%s", e->switch_why);
+    unsigned probes = e->switch_probes;
+    switch_cancel(e);
+    log_info("data path reaches holdfast: removing the last replica",
+             "elastiservice=%s how=%s waited_ms=%llu probes=%u", e->key, how,
+             (unsigned long long)waited, probes);
+    proxy_commit(e, true, why);
+}
+
+static void on_switch_probe(const struct pathprobe_answer *a, void *arg)
+{
+    struct es *e = arg; /* switch_cancel (es_free, leadership, a hand) cancels the probe */
+    e->probe = NULL;
+    if (a->result == PATHPROBE_HOLDFAST) {
+        switch_done(e, "probe");
+        return;
+    }
+    snprintf(e->switch_last, sizeof(e->switch_last), "%s: %s", pathprobe_result_name(a->result),
+             a->detail ? a->detail : "");
+    if (mono_ms() - e->switch_started_ms >= switch_timeout_ms(e->c)) {
+        switch_abandon(e);
+        return;
+    }
+    switch_arm(e, SWITCH_PROBE_EVERY_MS);
+}
+
+static bool resolver_slice_cached(const struct es *e)
+{
+    struct slices_walk w = {.e = e};
+    foreach_slice_of(e, collect_resolver_slices, &w);
+    return w.n_resolver > 0;
+}
+
+static void on_switch_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct es *e = arg;
+    struct controller *c = e->c;
+    uint64_t now = mono_ms();
+    if (!c->leader) {
+        switch_cancel(e);
+        return;
+    }
+    char ip[64];
+    unsigned port = 0;
+    if (!switch_probe_target(e, ip, sizeof(ip), &port)) {
+        /* Only opaque ports: the grace period runs from when the slice is in the cache. */
+        if (!e->switch_probes && !resolver_slice_cached(e)) {
+            if (now - e->switch_started_ms >= switch_timeout_ms(c)) {
+                snprintf(e->switch_last, sizeof(e->switch_last),
+                         "the resolver EndpointSlice never reached the cache");
+                switch_abandon(e);
+            } else {
+                switch_arm(e, SWITCH_PROBE_EVERY_MS);
+            }
+            return;
+        }
+        if (!e->switch_probes) {
+            e->switch_probes = 1; /* marks the grace period as begun */
+            switch_arm(e, switch_grace_ms(c));
+            return;
+        }
+        switch_done(e, "grace period");
+        return;
+    }
+    if (now - e->switch_started_ms >= switch_timeout_ms(c)) {
+        switch_abandon(e);
+        return;
+    }
+    char nonce[PATHPROBE_NONCE_NEW_LEN + 1];
+    if (pathprobe_nonce_new(nonce, sizeof(nonce)) < 0) {
+        snprintf(e->switch_last, sizeof(e->switch_last), "no random nonce: %s", strerror(errno));
+        switch_arm(e, SWITCH_PROBE_EVERY_MS);
+        return;
+    }
+    long left = (long)(switch_timeout_ms(c) - (now - e->switch_started_ms));
+    e->probe =
+        pathprobe_send(c->http, ip, port, nonce,
+                       left < PATHPROBE_DEFAULT_TIMEOUT_MS ? left : PATHPROBE_DEFAULT_TIMEOUT_MS,
+                       on_switch_probe, e);
+    if (e->probe) {
+        e->switch_probes++;
+    } else {
+        snprintf(e->switch_last, sizeof(e->switch_last), "cannot send a probe to %s:%u", ip, port);
+        switch_arm(e, SWITCH_PROBE_EVERY_MS);
+    }
+}
+
+/*
+ * A resolver slice deleted a moment ago may still be in kube-proxy's rules: a probe would reach
+ * holdfast through it, and the last replica would go before the new slice is in, leaving a gap
+ * in which the Service routes only to pods on their way out. So a switch starts only once the
+ * last deletion had time to propagate: the grace period, or twice the longest propagation a
+ * probe measured, whichever is longer. With the default cooldown (15 minutes) this never
+ * waits.
+ */
+static bool switch_settled(const struct es *e)
+{
+    if (!e->slices_deleted_ms)
+        return true;
+    uint64_t settle = switch_grace_ms(e->c);
+    if (settle < 2 * e->c->propagation_ms)
+        settle = 2 * e->c->propagation_ms;
+    if (settle < 1000)
+        settle = 1000;
+    return mono_ms() - e->slices_deleted_ms >= settle;
+}
+
+static void switch_begin(struct es *e, const char *why)
+{
+    if (e->switching)
+        return;
+    if (e->switch_retry_ms && mono_ms() < e->switch_retry_ms)
+        return; /* abandoned a short while ago: the condition says why */
+    if (!switch_settled(e))
+        return; /* the next check begins it */
+    e->switch_ev = evtimer_new(e->c->base, on_switch_timer, e);
+    if (!e->switch_ev) {
+        log_error("out of memory starting a scale to zero; the next check retries",
+                  "elastiservice=%s", e->key);
+        return;
+    }
+    e->switching = true;
+    e->switch_started_ms = mono_ms();
+    e->switch_probes = 0;
+    e->switch_last[0] = '\0';
+    snprintf(e->switch_why, sizeof(e->switch_why), "%s", why);
+    resolver_slices_apply(e);
+    cJSON *fields = cJSON_CreateObject();
+    cJSON_AddItemToObject(fields, "ports", ports_json(e));
+    cond_set(e, "ScaledToZero", false, "AwaitingDataPath",
+             "the resolver EndpointSlice is written; the last replica is removed once the "
+             "Service's traffic is shown to reach holdfast");
+    status_write(e, fields);
+    schedule_publish(e->c); /* listen on the resolver ports now */
+    log_info("scale to zero: waiting for the data path to reach holdfast",
+             "elastiservice=%s why=%s", e->key, why);
+    switch_arm(e, 0);
 }
 
 /* ---- scale-down check (leader, every polling interval) ---- */
@@ -1649,9 +1935,11 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
             cond_set(e, "Ready", true, "Serving", "traffic goes to the target's pods");
             status_write(e, fields);
         }
-        resolver_slices_delete(e); /* serving: none should be left (a failed delete) */
-        if (poll)
-            scale_down_check(e);
+        if (!e->switching) {
+            resolver_slices_delete(e); /* serving: none should be left (a failed delete) */
+            if (poll)
+                scale_down_check(e);
+        }
     }
     if (poll)
         es_heartbeat(e);
@@ -1742,6 +2030,7 @@ static void remove_finalizer(struct es *e, const cJSON *obj)
 
 static void es_finalize(struct es *e, const cJSON *obj)
 {
+    switch_cancel(e); /* a scale to zero under way must not outlive the ElastiService */
     if (!e->c->leader || !e->has_finalizer)
         return;
     /* Restore: the target back to minTargetReplicas when it is at 0 (target_wake is a no-op
@@ -2345,6 +2634,8 @@ static void on_stopped_leading(void *arg)
 {
     struct controller *c = arg;
     c->leader = false;
+    for (struct es *e = c->list; e; e = e->next)
+        switch_cancel(e); /* the new leader finds serve mode and deletes the resolver slice */
     log_info("not leading any more: only wakes from here", NULL);
 }
 
@@ -2537,6 +2828,10 @@ void controller_metrics(struct mtext *out, void *arg)
     mtext_sample(out, "holdfast_scale_ups_total", NULL, (double)c->wakes_sent);
     mtext_family(out, "holdfast_scale_downs_total", "counter", "Services switched to proxy mode.");
     mtext_sample(out, "holdfast_scale_downs_total", NULL, (double)c->scale_downs);
+    mtext_family(out, "holdfast_scale_downs_abandoned_total", "counter",
+                 "Scale-downs given up because the Service's traffic was not shown to reach "
+                 "holdfast within the probe timeout.");
+    mtext_sample(out, "holdfast_scale_downs_abandoned_total", NULL, (double)c->abandoned);
     mtext_family(out, "holdfast_serve_switches_total", "counter",
                  "Services switched back to serve mode.");
     mtext_sample(out, "holdfast_serve_switches_total", NULL, (double)c->switches);

@@ -60,6 +60,10 @@ struct controller_opts {
                                              for this long (0: derived, see controller_health) */
     bool no_target_watch; /* do not watch Deployments, StatefulSets and Rollouts: hand scaling
                              is then seen only by the polls (within one polling interval) */
+    unsigned scale_down_probe_timeout_ms; /* the switch to zero gives up when the data path is
+                                             not shown to reach holdfast by then (0: 30 s) */
+    unsigned scale_down_grace_ms;         /* Services with no HTTP port: wait this long after the
+                                             resolver slice is cached (the flag's default: 5 s) */
 };
 
 /* Starts watching and publishing. Returns NULL with a message in err (bad kubeconfig...). */

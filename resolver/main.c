@@ -100,6 +100,8 @@ static void usage(FILE *out)
             "  --watch-targets=true|false [HOLDFAST_WATCH_TARGETS; default true]\n"
             "  --status-heartbeat DURATION [HOLDFAST_STATUS_HEARTBEAT; default derived]\n"
             "  --liveness-bound DURATION [HOLDFAST_LIVENESS_BOUND; default derived]\n"
+            "  --scale-down-probe-timeout DURATION [HOLDFAST_SCALE_DOWN_PROBE_TIMEOUT; 30s]\n"
+            "  --scale-down-grace-period DURATION [HOLDFAST_SCALE_DOWN_GRACE_PERIOD; 5s]\n"
             "  --insecure-skip-tls-verify (logged at every start)\n");
 }
 
@@ -180,7 +182,8 @@ static int k8s_duration(const char *flag, const char *env, const char *value, ui
 
 /* The liveness flags: deadlines, the workload watch, the status heartbeat, /healthz's bound. */
 static int finish_liveness_options(struct controller_opts *k, const char *api_timeout,
-                                   const char *heartbeat, const char *bound, const char *watch)
+                                   const char *heartbeat, const char *bound, const char *watch,
+                                   const char *probe_timeout, const char *grace)
 {
     uint64_t ms = 0;
     if (k8s_duration("--kube-api-timeout", "HOLDFAST_KUBE_API_TIMEOUT", api_timeout, 100, 3600000,
@@ -202,6 +205,16 @@ static int finish_liveness_options(struct controller_opts *k, const char *api_ti
     if (watch && parse_bool(watch, &on) < 0)
         return fail_usage("--watch-targets: \"%s\" is not true or false", watch);
     k->no_target_watch = !on;
+    ms = 0;
+    if (k8s_duration("--scale-down-probe-timeout", "HOLDFAST_SCALE_DOWN_PROBE_TIMEOUT",
+                     probe_timeout, 500, 3600000, &ms))
+        return EXIT_USAGE;
+    k->scale_down_probe_timeout_ms = (unsigned)ms;
+    ms = 5000; /* kube-proxy's 1 s minimum sync period, watch latency, a loaded node */
+    if (k8s_duration("--scale-down-grace-period", "HOLDFAST_SCALE_DOWN_GRACE_PERIOD", grace, 0,
+                     3600000, &ms))
+        return EXIT_USAGE;
+    k->scale_down_grace_ms = (unsigned)ms;
     return 0;
 }
 
@@ -318,6 +331,8 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
         O_HEARTBEAT,
         O_LIVENESS,
         O_WATCH_TARGETS,
+        O_PROBE_TIMEOUT,
+        O_GRACE,
     };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -347,6 +362,8 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
         {"status-heartbeat", required_argument, NULL, O_HEARTBEAT},
         {"liveness-bound", required_argument, NULL, O_LIVENESS},
         {"watch-targets", required_argument, NULL, O_WATCH_TARGETS},
+        {"scale-down-probe-timeout", required_argument, NULL, O_PROBE_TIMEOUT},
+        {"scale-down-grace-period", required_argument, NULL, O_GRACE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -358,6 +375,7 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
     addr_parse("0.0.0.0:8013", &opt->admin, err, sizeof(err));
     const char *port_range = NULL, *polling = NULL, *shared = NULL, *leader = NULL;
     const char *api_timeout = NULL, *heartbeat = NULL, *bound = NULL, *watch = NULL;
+    const char *probe_timeout = NULL, *grace = NULL;
     bool k8s_flag = false;
     opterr = 0;
     optind = 1;
@@ -467,6 +485,12 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
         case O_WATCH_TARGETS:
             watch = optarg;
             break;
+        case O_PROBE_TIMEOUT:
+            probe_timeout = optarg;
+            break;
+        case O_GRACE:
+            grace = optarg;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -484,7 +508,8 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
         return 0;
     int rc = finish_k8s_options(opt, port_range, polling, shared, leader);
     if (rc == 0)
-        rc = finish_liveness_options(&opt->k8s, api_timeout, heartbeat, bound, watch);
+        rc = finish_liveness_options(&opt->k8s, api_timeout, heartbeat, bound, watch, probe_timeout,
+                                     grace);
     return rc;
 }
 

@@ -286,6 +286,7 @@ def test_deployment_shape(default):
     assert c["args"][0] == "run"
     assert "--bind-address=$(POD_IP)" in c["args"] and "--admin-port=8013" in c["args"]
     assert "--shared-port=8012" in c["args"] and "--polling-interval=30s" in c["args"]
+    assert "--scale-down-grace-period=5s" in c["args"] and "--scale-down-probe-timeout=30s" in c["args"]
     assert not any(a.startswith("--namespace") for a in c["args"])
     # a terminating replica keeps accepting while its endpoint removal propagates, within the
     # grace period; the API rate limit is holdfast's own unless set

@@ -2,16 +2,24 @@
 """Pod program for kubesim tests: an HTTP server on $POD_IP:$PORT answering with its pod name.
 
 Env: LISTEN_DELAY_MS (wait before listening), IGNORE_SIGTERM=1 (keep running on SIGTERM),
+TERM_DELAY_MS (on SIGTERM keep serving that long, then exit: what a preStop sleep gives a pod),
 READY_FILE (GET /ready answers 200 only while this file exists)."""
 import http.server
 import os
 import signal
 import sys
+import threading
 import time
 
 time.sleep(int(os.environ.get("LISTEN_DELAY_MS", "0")) / 1000.0)
 if os.environ.get("IGNORE_SIGTERM") == "1":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+elif os.environ.get("TERM_DELAY_MS"):
+    def _later(*a):
+        t = threading.Timer(int(os.environ["TERM_DELAY_MS"]) / 1000.0, os._exit, (0,))
+        t.daemon = True
+        t.start()
+    signal.signal(signal.SIGTERM, _later)
 else:
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 
