@@ -23,7 +23,10 @@
  *     0x40  the service's hold queue is full (maxHeldConnections 0)
  *     0x80  the backend answers "200 ok" (else it closes without answering: 502)
  *   byte 1: piece sizes (bits 0-1: 1 to 16 bytes, 1 byte, 1 to 512 bytes, everything at once)
- *           and, bits 2-7, after which piece the mid-stream change happens
+ *           and, bits 2-7, after which piece the mid-stream change happens; 63 with 0x10 (and
+ *           not 0x20): the service is ready from the start, so the connection is taken as
+ *           ready at accept (connected at once, relayed unparsed, its first bytes looked at
+ *           for a data-path probe)
  *   bytes 2-3: seed of the piece sizes
  *
  * Checks: what holdfast writes to the client is a well-formed stream of HTTP/1.1 responses
@@ -58,6 +61,7 @@
 
 #define MAX_BACKENDS 8
 #define END_TURNS 64
+#define READY_AT_ACCEPT 63 /* change_at: ready from the start (with F_READY) */
 
 static const char rules_json[] =
     "[{\"method\":\"GET\",\"path\":{\"type\":\"Exact\",\"value\":\"/healthz\"},"
@@ -313,7 +317,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r.svc = svc_registry_get(&r.dp->registry, "default", "web");
     if (!r.svc)
         abort();
-    publish(&r, false, false);
+    bool ready_at_accept =
+        (r.flags & (F_READY | F_REMOVED)) == F_READY && change_at == READY_AT_ACCEPT;
+    publish(&r, ready_at_accept, false);
     event_base_loop(r.w->base, EVLOOP_NONBLOCK); /* the worker applies the snapshot */
     if (!r.w->snap)
         fuzz_fail("the worker did not apply the snapshot");
@@ -329,7 +335,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     conn_accept(r.w, sv[0], l);
 
     size_t piece = 0;
-    bool changed = false;
+    bool changed = ready_at_accept;
     while (size > 0 && !r.peer_gone) {
         size_t n = piece_size(mode, &seed, size);
         send_piece(&r, data, n);

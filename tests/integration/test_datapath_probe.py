@@ -204,6 +204,20 @@ def test_keepalive_requests_then_a_probe_on_a_relayed_connection_are_all_relayed
     assert hf.metric("holdfast_datapath_probes_total") == 0
 
 
+def test_a_probe_field_past_the_first_2_kib_of_a_relayed_connection_is_relayed(
+        holdfast, addrs, running_backend, tmp_path):
+    # The unparsed relay looks at the first 2 KiB only (the leader's head is under 300 bytes):
+    # past that, the request is an ordinary one, relayed.
+    hf, listen, _, log = ready_service(holdfast, addrs, running_backend, tmp_path)
+    padding = "X-Padding: " + "p" * 2100 + "\r\n"
+    far = (f"GET / HTTP/1.1\r\nHost: h\r\n{padding}Holdfast-Probe: far\r\n"
+           "Connection: close\r\n\r\n").encode()
+    r, _ = exchange(listen, far)
+    assert r.status == 200 and r.headers.get("x-backend") == "web", r
+    assert [q["headers"].get("holdfast-probe") for q in probes_seen(log)] == ["far"]
+    assert hf.metric("holdfast_datapath_probes_total") == 0
+
+
 def test_probe_held_after_a_refused_connect_is_answered_and_not_counted_held(
         holdfast, addrs, running_backend, tmp_path):
     # The backend passes its readiness probe, then refuses connections for a while: a

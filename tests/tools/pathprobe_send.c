@@ -73,10 +73,10 @@ int main(int argc, char **argv)
     const char *nonce = NULL;
     long timeout_ms = 0;
     unsigned long count = 1;
-    for (int i = 3; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v)
-            return usage();
+    if ((argc - 3) % 2 != 0)
+        return usage(); /* every option takes a value */
+    for (int i = 3; i < argc; i += 2) {
+        const char *v = argv[i + 1];
         if (!strcmp(argv[i], "--nonce")) {
             nonce = v;
         } else if (!strcmp(argv[i], "--timeout-ms")) {
@@ -90,7 +90,6 @@ int main(int argc, char **argv)
         } else {
             return usage();
         }
-        i++;
     }
     struct run run = {.base = event_base_new()};
     struct http_client *http = run.base ? http_client_new(run.base) : NULL;
