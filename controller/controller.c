@@ -175,9 +175,9 @@ struct controller {
     uint64_t last_change_ns; /* when an informer last reported a Service/EndpointSlice change */
     uint64_t change_ns;      /* the oldest change not yet in a published snapshot, 0 none */
     uint64_t reconciles, reconcile_errors, prom_errors, wakes_sent, scale_downs, switches;
-    /* Liveness: a round is complete when every ElastiService was evaluated after it began. */
     uint64_t abandoned;      /* switches to zero given up: the data path never reached holdfast */
     uint64_t propagation_ms; /* the longest a resolver slice took to reach the data path */
+    /* Liveness: a round is complete when every ElastiService was evaluated after it began. */
     uint64_t round_start_ms, round_done_ms;
     uint64_t evaluations; /* evaluations completed (a /scale read answered, or a skip) */
     bool wedged_logged;   /* the round is past the liveness bound: logged once */
@@ -1936,6 +1936,18 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
             status_write(e, fields);
         }
         if (!e->switching) {
+            /* a switch cut short (the leadership moved on, a restart) left its condition */
+            const cJSON *sc;
+            cJSON_ArrayForEach(sc, e->conditions)
+            {
+                const char *t = get_str(sc, "type"), *r = get_str(sc, "reason");
+                if (t && r && strcmp(t, "ScaledToZero") == 0 &&
+                    strcmp(r, "AwaitingDataPath") == 0) {
+                    cond_set(e, "ScaledToZero", false, "Serving", "the target has ready endpoints");
+                    status_write(e, NULL);
+                    break;
+                }
+            }
             resolver_slices_delete(e); /* serving: none should be left (a failed delete) */
             if (poll)
                 scale_down_check(e);
@@ -2430,12 +2442,12 @@ static uint64_t liveness_bound_ms(const struct controller *c)
 static void liveness_update(struct controller *c, uint64_t now)
 {
     const struct es *oldest = NULL;
-    for (const struct es *e = c->list; e; e = e->next) {
+    uint64_t bound = liveness_bound_ms(c);
+    for (struct es *e = c->list; e; e = e->next) {
         if (!oldest || e->evaluated_ms < oldest->evaluated_ms)
             oldest = e;
-        uint64_t bound = liveness_bound_ms(c);
         if (e->busy && !e->stuck_logged && now - e->busy_since_ms > bound) {
-            ((struct es *)e)->stuck_logged = true;
+            e->stuck_logged = true;
             log_warn("an evaluation is stuck", "elastiservice=%s waiting_for=%s seconds=%.1f",
                      e->key, e->busy_what ? e->busy_what : "?",
                      (double)(now - e->busy_since_ms) / 1000.0);
@@ -2450,7 +2462,7 @@ static void liveness_update(struct controller *c, uint64_t now)
         c->wedged_why[0] = '\0';
         return;
     }
-    uint64_t age = now - c->round_done_ms, bound = liveness_bound_ms(c);
+    uint64_t age = now - c->round_done_ms;
     if (age <= bound)
         return;
     snprintf(c->wedged_why, sizeof(c->wedged_why),
