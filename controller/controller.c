@@ -134,6 +134,10 @@ struct es {
     char switch_why[256];       /* the ScaledToZero message once it is done */
     char switch_last[256];      /* what the last probe found */
     uint64_t slices_deleted_ms; /* when its resolver slices were last deleted (mono_ms) */
+    /* deleted while it held connections: its route stays (c->lingering) until they are
+     * answered by the restored pods, or its hold timeout has passed */
+    bool lingering;
+    uint64_t linger_until_ms;
 };
 
 struct resolver_ep {
@@ -150,6 +154,7 @@ struct controller {
     struct http_client *http;
     struct informer *inf_es, *inf_svc, *inf_slices, *inf_resolver;
     struct es *list;
+    struct es *lingering; /* deleted, routes kept for their held connections (es.lingering) */
     /* Indexes, so that nothing is linear in the number of ElastiServices or EndpointSlices
      * per event (DESIGN: 10,000 ElastiServices): */
     struct strmap by_name;       /* "ns/name" -> struct es */
@@ -908,12 +913,25 @@ static enum svc_protocol port_protocol(const cJSON *service, const char *port_na
     return PROTO_HTTP;
 }
 
+/* Every ElastiService whose route is published: the live ones, then the lingering ones. */
+static struct es *routed_first(struct controller *c)
+{
+    return c->list ? c->list : c->lingering;
+}
+
+static struct es *routed_next(struct controller *c, struct es *e)
+{
+    if (e->next)
+        return e->next;
+    return e->lingering ? NULL : c->lingering;
+}
+
 static void on_publish(evutil_socket_t fd, short what, void *arg)
 {
     struct controller *c = arg;
     uint64_t started = now_ns();
     size_t n_services = 0, n_listeners = c->opt.shared_port ? 1 : 0;
-    for (struct es *e = c->list; e; e = e->next) {
+    for (struct es *e = routed_first(c); e; e = routed_next(c, e)) {
         if (e->n_ports && e->svc) {
             n_services++;
             n_listeners += e->n_ports;
@@ -927,7 +945,7 @@ static void on_publish(evutil_socket_t fd, short what, void *arg)
     }
     struct addr *want = calloc(n_listeners ? n_listeners : 1, sizeof(*want));
     size_t si = 0, li = 0;
-    for (struct es *e = c->list; e && want; e = e->next) {
+    for (struct es *e = routed_first(c); e && want; e = routed_next(c, e)) {
         if (!e->n_ports || !e->svc)
             continue;
         struct route_service *r = &snap->services[si];
@@ -2191,6 +2209,8 @@ static void es_reconcile_spec(struct es *e)
     }
 }
 
+static void linger_sweep(struct controller *c, const char *key);
+
 static void es_upsert(struct controller *c, const cJSON *obj)
 {
     const cJSON *md = get(obj, "metadata");
@@ -2220,6 +2240,7 @@ static void es_upsert(struct controller *c, const cJSON *obj)
         if (c->list)
             c->list->prev = e;
         c->list = e;
+        linger_sweep(c, e->key); /* the route of its deleted namesake goes now */
     }
     es_parse_spec(e, obj);
     es_index_service(e);
@@ -2241,6 +2262,65 @@ static void on_es_update(const cJSON *old, const cJSON *obj, void *arg)
     es_upsert(arg, obj);
 }
 
+/*
+ * A deleted ElastiService that still holds connections on this replica keeps its route: the
+ * leader restored its target before letting it go (es_finalize), so the held requests are
+ * relayed to the restored pods as soon as they are ready, instead of each getting a 503. Out of
+ * every index (no reconcile, no poll, no wake), freed by linger_sweep once nothing is held, or
+ * after its hold timeout (each held request has had its answer by then), or when an
+ * ElastiService of the same name is created again.
+ */
+static void es_linger(struct es *e)
+{
+    struct controller *c = e->c;
+    switch_cancel(e);
+    if (e->service_key)
+        pset_take(&c->by_service, e->service_key, same_ptr, e);
+    free(e->service_key);
+    e->service_key = NULL;
+    if (e->target_key)
+        pset_take(&c->by_target, e->target_key, same_ptr, e);
+    free(e->target_key);
+    e->target_key = NULL;
+    e->lingering = true;
+    e->linger_until_ms = mono_ms() + (uint64_t)e->hold_timeout_s * 1000 + 1000;
+    e->prev = NULL;
+    e->next = c->lingering;
+    if (c->lingering)
+        c->lingering->prev = e;
+    c->lingering = e;
+    log_info("elastiservice deleted while holding connections: its route stays until they are "
+             "answered",
+             "elastiservice=%s held=%ld", e->key, (long)atomic_load(&e->svc->held_conns));
+}
+
+static void linger_unlink(struct controller *c, struct es *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        c->lingering = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    es_free(e);
+    schedule_publish(c);
+}
+
+/* Frees lingering routes that are done, or all of those named key (a new ElastiService). */
+static void linger_sweep(struct controller *c, const char *key)
+{
+    uint64_t now = mono_ms();
+    struct es *e = c->lingering;
+    while (e) {
+        struct es *next = e->next;
+        bool done = key ? strcmp(e->key, key) == 0
+                        : atomic_load(&e->svc->held_conns) <= 0 || now >= e->linger_until_ms;
+        if (done)
+            linger_unlink(c, e);
+        e = next;
+    }
+}
+
 static void on_es_delete(const cJSON *obj, void *arg)
 {
     struct controller *c = arg;
@@ -2257,7 +2337,11 @@ static void on_es_delete(const cJSON *obj, void *arg)
             c->list = e->next;
         if (e->next)
             e->next->prev = e->prev;
-        es_free(e); /* callbacks in flight look it up by name and will not find it */
+        /* callbacks in flight look it up by name and will not find it */
+        if (e->svc && e->n_ports && atomic_load(&e->svc->held_conns) > 0)
+            es_linger(e);
+        else
+            es_free(e);
     }
     schedule_publish(c);
 }
@@ -2507,6 +2591,7 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
                  "elastiservices=%zu polling_interval_ms=%u", c->by_name.used, interval);
     }
     liveness_update(c, now);
+    linger_sweep(c, NULL);
     uint64_t next = now + POLL_TICK_MS;
     for (const struct es *x = c->list; x && !behind; x = x->next) {
         if (x->next_check_ms < next)
@@ -2875,6 +2960,11 @@ void controller_free(struct controller *c)
     while (c->list) {
         struct es *e = c->list;
         c->list = e->next;
+        es_free(e);
+    }
+    while (c->lingering) {
+        struct es *e = c->lingering;
+        c->lingering = e->next;
         es_free(e);
     }
     strmap_clear(&c->by_name);
