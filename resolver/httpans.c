@@ -50,13 +50,15 @@ const char *httpans_reason_phrase(int status)
 static char *build(int status, const char *extra_headers, const char *body, size_t body_len,
                    bool send_body, bool close, size_t *len)
 {
-    char head[512];
+    char head[512], length[48] = "";
+    /* RFC 9110 8.6: no Content-Length in a 204 (it has no content, and says so by its code) */
+    if (status != 204)
+        snprintf(length, sizeof(length), "Content-Length: %zu\r\n", body_len);
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\n"
                      "Content-Type: application/json; charset=utf-8\r\n"
-                     "Content-Length: %zu\r\n"
-                     "%s%s\r\n",
-                     status, httpans_reason_phrase(status), body_len,
+                     "%s%s%s\r\n",
+                     status, httpans_reason_phrase(status), length,
                      close ? "Connection: close\r\n" : "", extra_headers ? extra_headers : "");
     if (n < 0 || (size_t)n >= sizeof(head))
         return NULL;
