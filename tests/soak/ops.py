@@ -39,13 +39,13 @@ class Operations:
         k = app.key
         if n > 0:
             self.excuses.add(k, "pods removed by hand", start,
-                             until=lambda v: v["pods"].get(k, 0) <= n, cap=self.bound)
+                             until=lambda v: v["pods"].get(k, 0) <= n, due_from=start)
         else:
             self.excuses.add(k, "every pod removed by hand", start,
                              until=lambda v: v["pods"].get(k, 0) > 0 or any(
                                  e.get("addresses") for s in v["resolver"].get(k, [])
                                  for e in s.get("endpoints") or []),
-                             cap=self.bound)
+                             due_from=start)
 
     def op_scale(self):
         app = self.pick_app(need_es=True)
@@ -207,7 +207,7 @@ class Operations:
             if w is not None:
                 k = app.key
                 w.until = lambda v: self.checker.converged_at.get(k, 0) > t
-                w.cap = t - w.start + self.bound
+                w.due_from = t
 
     def op_svc_delete(self):
         app = self.pick_app()
@@ -244,7 +244,7 @@ class Operations:
                 # until it routes again: its pods' endpoints, or holdfast's slice for the new
                 # Service (checked by the convergence invariants)
                 w.until = lambda v: self.checker.converged_at.get(k, 0) > t
-                w.cap = t - w.start + self.bound
+                w.due_from = t
 
     def op_ns_delete(self):
         namespaces = sorted({a.ns for a in self.apps_snapshot() if not a.gone})
@@ -346,7 +346,7 @@ class Operations:
                              until=lambda v: not any(ip in (e.get("addresses") or [])
                                                      for sl in v["resolver"].values() for s in sl
                                                      for e in s.get("endpoints") or []),
-                             cap=self.lease_bound + self.bound)
+                             due_from=t)
             self.disrupt(t, t + (self.lease_bound if leader == r.name else 6), "%s SIGKILLed" % r.name)
         else:
             self.disrupt(t, t + 8, "%s SIGTERMed" % r.name)

@@ -76,7 +76,7 @@ class Soak(Operations):
         self.log_level = log_level
         self.t0 = time.monotonic()
         self.oplog = OpLog(self.t0)
-        self.excuses = Excuses(grace=PROXY_DELAY_MS / 1000.0 + 1.0)
+        self.excuses = Excuses(PROXY_DELAY_MS / 1000.0 + 1.0, self.deadline)
         self.violations = observe.Violations(self.oplog, seed, xfail, self.say)
         self.rng = random.Random(seed)                 # operations on apps
         self.infra_rng = random.Random(seed * 7919 + 1)  # cluster-wide disruptions
@@ -311,7 +311,7 @@ class Soak(Operations):
                 t, k = time.monotonic(), app.key
                 self.excuses.add(k, "app being created", t,
                                  until=lambda v: self.checker.converged_at.get(k, 0) > t,
-                                 cap=self.bound)
+                                 due_from=t)
                 self.traffic.add(app)
         self.oplog.end(op, "apps %s" % [a.name for a in made])
         if initial:

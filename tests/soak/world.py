@@ -166,25 +166,27 @@ class OpLog:
 
 
 class Window:
-    __slots__ = ("key", "reason", "start", "end", "until", "cap")
+    __slots__ = ("key", "reason", "start", "end", "until", "due_from")
 
-    def __init__(self, key, reason, start, end, until, cap):
+    def __init__(self, key, reason, start, end, until, due_from):
         self.key, self.reason, self.start, self.end = key, reason, start, end
-        self.until, self.cap = until, cap
+        self.until, self.due_from = until, due_from
 
 
 class Excuses:
     """Windows in which a failed request on an app (key) or on any app (key None) is explained.
     A window ends at a fixed time, or when `until(view)` first holds at a check (plus `grace`),
-    or at `cap` seconds after its start, whichever comes first."""
+    but no later than `deadline(due_from)`: the bound, pushed past the disruptions meanwhile
+    (Soak.deadline). A window with neither stays open (the app is gone for good)."""
 
-    def __init__(self, grace):
+    def __init__(self, grace, deadline):
         self.grace = grace
+        self.deadline = deadline
         self.lock = threading.Lock()
         self.windows = []
 
-    def add(self, key, reason, start, end=None, until=None, cap=None):
-        w = Window(key, reason, start, end, until, cap)
+    def add(self, key, reason, start, end=None, until=None, due_from=None):
+        w = Window(key, reason, start, end, until, due_from)
         with self.lock:
             self.windows.append(w)
         return w
@@ -199,8 +201,9 @@ class Excuses:
         with self.lock:
             open_ = [w for w in self.windows if w.end is None]
         for w in open_:
-            if w.cap is not None and now > w.start + w.cap:
-                w.end = w.start + w.cap
+            due = self.deadline(w.due_from) if w.due_from is not None else None
+            if due is not None and now > due:
+                w.end = due
             elif w.until is not None:
                 try:
                     if w.until(view):
