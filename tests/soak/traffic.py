@@ -1,0 +1,201 @@
+"""traffic: clients that send requests to every app all the time, through its Service's ClusterIP
+(kubesim's kube-proxy, on loopback), and classify every answer.
+
+Each app has two client threads: one opens a new connection for every request, the other keeps
+one keep-alive connection for as long as the far end does. A request on a reused keep-alive
+connection that fails before any byte of an answer arrived is sent again once on a new
+connection, as HTTP clients do for idempotent requests (Go's net/http, curl): the far end may
+close an idle connection at any time. Every request has a deadline; every loop ends when the
+soak says stop.
+
+An answer is good when it is
+  - 200 with the body of one of the app's own pods (`<deployment>-...`), or
+  - 200 with the probeResponse rule's body, for GET /healthz (holdfast answers it at zero), or
+  - one of holdfast's documented answers (docs/data-plane.md, "holdfast's own answers": 502
+    "bad gateway", 503 "overloaded", 504 "timeout", a JSON body naming the service): accepted,
+    counted apart and listed in the report.
+Anything else is a failure, recorded with its time: refused, reset, closed without an answer,
+timed out, a malformed answer, an answer that is not the app's (another app's pod, a status
+nobody documents), or one of holdfast's JSON answers that the documentation does not list.
+"""
+import http.client
+import json
+import random
+import socket
+import threading
+import time
+
+from world import PROBE_BODY
+
+# holdfast's own answers as docs/data-plane.md lists them: status -> the body's "error"
+DOCUMENTED = {502: "bad gateway", 503: "overloaded", 504: "timeout"}
+REQUEST_TIMEOUT = 45.0  # longer than any API outage plus a wake: held requests are slow, not lost
+
+
+class Failure:
+    __slots__ = ("t_start", "t_end", "app", "kind", "detail", "port", "path", "client", "verdict")
+
+    def __init__(self, t_start, t_end, app, kind, detail, port, path, client):
+        self.t_start, self.t_end, self.app, self.kind = t_start, t_end, app, kind
+        self.detail, self.port, self.path, self.client = detail, port, path, client
+        self.verdict = None  # set when classified: ("excused", reason) or ("violation", name)
+
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.counts = {}
+        self.failures = []
+        self.answers = []  # holdfast's documented answers: (time, app, status, body)
+
+    def count(self, what, n=1):
+        with self.lock:
+            self.counts[what] = self.counts.get(what, 0) + n
+
+    def fail(self, f):
+        with self.lock:
+            self.failures.append(f)
+            self.counts["failed"] = self.counts.get("failed", 0) + 1
+
+
+def _error_kind(e):
+    if isinstance(e, ConnectionRefusedError):
+        return "refused"
+    if isinstance(e, (ConnectionResetError, BrokenPipeError)):
+        return "reset"
+    if isinstance(e, http.client.RemoteDisconnected):
+        return "closed"  # the far end closed before any answer
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return "timeout"
+    if isinstance(e, http.client.HTTPException):
+        return "bad_http"
+    return "oserror"
+
+
+def judge(app_name, path, status, body):
+    """(good, what): what an answer means for a request to app `app_name`."""
+    if status == 200 and body.startswith(app_name + "-"):
+        return True, "pod"
+    if status == 200 and path == "/healthz" and body == PROBE_BODY:
+        return True, "probe"
+    if status in (502, 503, 504):
+        try:
+            j = json.loads(body)
+        except ValueError:
+            j = None
+        if isinstance(j, dict) and "error" in j and "service" in j:
+            if DOCUMENTED.get(status) == j["error"]:
+                return True, "holdfast_%d" % status
+            return False, "undocumented_answer"
+    return False, "wrong_answer"
+
+
+class Client(threading.Thread):
+    """One client of one app (see the module comment). `keepalive` picks the connection style."""
+
+    def __init__(self, app, keepalive, stats, stop, seed, pace, clock):
+        super().__init__(daemon=True, name="client-%s-%s" % (app.key, "ka" if keepalive else "new"))
+        self.app = app
+        self.keepalive = keepalive
+        self.stats = stats
+        self.stop_ev = stop
+        self.rng = random.Random(seed)
+        self.pace = pace
+        self.clock = clock
+        self.conn = None
+        self.conn_key = None
+        self.seq = 0
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            target = self.app.traffic_target()
+            if target is None:
+                self._drop()
+                if self.app.gone:
+                    return
+                self.stop_ev.wait(0.2)
+                continue
+            ip, ports = target
+            port = self.rng.choice(ports)
+            self.seq += 1
+            path = "/healthz" if self.rng.random() < 0.1 else "/soak/%d" % self.seq
+            self._one(ip, port, path)
+            self.stop_ev.wait(self.rng.uniform(*self.pace))
+        self._drop()
+
+    def _drop(self):
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None
+        self.conn_key = None
+
+    def _send(self, conn, path):
+        conn.request("GET", path, headers={"Host": "%s.%s" % (self.app.name, self.app.ns),
+                                           "Connection": "keep-alive" if self.keepalive else "close"})
+        r = conn.getresponse()
+        body = r.read().decode(errors="replace")
+        return r.status, body, r.will_close
+
+    def _one(self, ip, port, path):
+        t_start = time.monotonic()
+        key = (ip, port)
+        reused = self.keepalive and self.conn is not None and self.conn_key == key
+        if not reused:
+            self._drop()
+            self.conn = http.client.HTTPConnection(ip, port, timeout=REQUEST_TIMEOUT)
+            self.conn_key = key
+        try:
+            try:
+                status, body, will_close = self._send(self.conn, path)
+            except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+                if not reused:
+                    raise
+                # a stale keep-alive connection: once more on a new one
+                self.stats.count("keepalive_stale_retries")
+                self._drop()
+                self.conn = http.client.HTTPConnection(ip, port, timeout=REQUEST_TIMEOUT)
+                self.conn_key = key
+                status, body, will_close = self._send(self.conn, path)
+        except (OSError, http.client.HTTPException) as e:
+            self._drop()
+            kind = _error_kind(e)
+            self.stats.fail(Failure(t_start, time.monotonic(), self.app.key, kind,
+                                    "%s: %s" % (type(e).__name__, e), port, path, self.name))
+            return
+        if will_close or not self.keepalive:
+            self._drop()
+        good, what = judge(self.app.name, path, status, body)
+        if good:
+            self.stats.count(what)
+            if what.startswith("holdfast_"):
+                self.stats.count("holdfast_answers")
+                with self.stats.lock:
+                    self.stats.answers.append((time.monotonic(), self.app.key, status, body[:300]))
+            return
+        self.stats.fail(Failure(t_start, time.monotonic(), self.app.key, what,
+                                "HTTP %d %r" % (status, body[:200]), port, path, self.name))
+
+
+class Traffic:
+    """The client threads of every app; add() starts an app's clients, stop() ends them all."""
+
+    def __init__(self, seed, pace=(0.15, 0.45)):
+        self.stats = Stats()
+        self.stop_ev = threading.Event()
+        self.rng = random.Random(seed)
+        self.pace = pace
+        self.threads = []
+
+    def add(self, app):
+        for keepalive in (False, True):
+            c = Client(app, keepalive, self.stats, self.stop_ev, self.rng.randrange(1 << 30),
+                       self.pace, time.monotonic)
+            c.start()
+            self.threads.append(c)
+
+    def stop(self, timeout=REQUEST_TIMEOUT + 10):
+        self.stop_ev.set()
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+        return [t.name for t in self.threads if t.is_alive()]
