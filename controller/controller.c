@@ -1585,7 +1585,7 @@ static void switch_abandon(struct es *e)
     status_write(e, NULL);
     event_record(e, true, "ScaleDownAbandoned", msg);
     log_warn("scale to zero abandoned: the data path was not shown to reach holdfast",
-             "elastiservice=%s probes=%u last=%s retry_in_s=%.0f", e->key, probes, e->switch_last,
+             "elastiservice=%s probes=%u last=%s retry_in_s=%f", e->key, probes, e->switch_last,
              (double)wait / 1000.0);
     c->abandoned++;
 }
@@ -2523,8 +2523,10 @@ static uint64_t liveness_bound_ms(const struct controller *c)
  * after the round began. An evaluation that never ends holds its round open: past the bound,
  * that is logged at warn with the object and what it waits for, and /healthz fails.
  */
-static void liveness_update(struct controller *c, uint64_t now)
+static void liveness_update(struct controller *c)
 {
+    /* read now, not at the poll's start: an evaluation begun since then is younger than that */
+    uint64_t now = mono_ms();
     const struct es *oldest = NULL;
     uint64_t bound = liveness_bound_ms(c);
     for (struct es *e = c->list; e; e = e->next) {
@@ -2532,7 +2534,7 @@ static void liveness_update(struct controller *c, uint64_t now)
             oldest = e;
         if (e->busy && !e->stuck_logged && now - e->busy_since_ms > bound) {
             e->stuck_logged = true;
-            log_warn("an evaluation is stuck", "elastiservice=%s waiting_for=%s seconds=%.1f",
+            log_warn("an evaluation is stuck", "elastiservice=%s waiting_for=%s seconds=%f",
                      e->key, e->busy_what ? e->busy_what : "?",
                      (double)(now - e->busy_since_ms) / 1000.0);
         }
@@ -2590,7 +2592,7 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
                  "often (raise --kube-api-qps, or the polling interval)",
                  "elastiservices=%zu polling_interval_ms=%u", c->by_name.used, interval);
     }
-    liveness_update(c, now);
+    liveness_update(c);
     linger_sweep(c, NULL);
     uint64_t next = now + POLL_TICK_MS;
     for (const struct es *x = c->list; x && !behind; x = x->next) {
@@ -2883,7 +2885,7 @@ bool controller_ready(void *arg)
 bool controller_health(void *arg, char *why, size_t len)
 {
     struct controller *c = arg;
-    liveness_update(c, mono_ms());
+    liveness_update(c);
     if (!c->wedged_why[0])
         return true;
     snprintf(why, len, "%s", c->wedged_why);

@@ -176,6 +176,9 @@ def test_round_age_gauge_moves_and_healthz_passes_while_evaluating(sim, ns, hold
         code, body = healthz(hf)
         assert code == 200, body
         time.sleep(0.5)
+    assert not hf.log_lines("an evaluation is stuck"), "nothing is stuck: %s" % hf.log_lines(
+        "an evaluation is stuck")
+    assert not hf.log_lines("the control loop is wedged: /healthz fails")
 
 
 def test_wedged_api_call_fails_healthz_names_the_object_and_recovers(sim, ns, holdfast):
@@ -189,6 +192,7 @@ def test_wedged_api_call_fails_healthz_names_the_object_and_recovers(sim, ns, ho
     create_es(sim, ns, elastiservice())
     wait_mode(sim, ns, "serve")
     evals0 = metric_value(hf.metrics_text(), "holdfast_controller_evaluations_total")
+    assert not hf.log_lines("an evaluation is stuck"), "nothing was stuck before the fault"
     sim.fault("latency", ms=60000, seconds=8)
 
     def failing():
@@ -199,6 +203,7 @@ def test_wedged_api_call_fails_healthz_names_the_object_and_recovers(sim, ns, ho
     assert hf.log_lines("the control loop is wedged: /healthz fails")
     stuck = hf.wait_log("an evaluation is stuck", timeout=5)
     assert stuck[0]["elastiservice"] == "%s/web" % ns and "/scale" in stuck[0]["waiting_for"], stuck
+    assert 3 <= stuck[0]["seconds"] < 10, stuck
     # the deadline ends the wedged read (an evaluation that failed), without waiting 60 s
     wait_for(lambda: metric_value(hf.metrics_text(), "holdfast_controller_evaluations_total") > evals0,
              timeout=8, interval=0.2, what="the wedged read ended by its deadline")

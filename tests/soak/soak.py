@@ -266,6 +266,9 @@ class Soak(Operations):
                 "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                          "template": {"metadata": {"labels": labels}, "spec": {"containers": [{
                              "name": "main", "image": "soak/http:1", "ports": [{"containerPort": 8080}],
+                             # what docs/kubernetes.md asks of pods: serve past kube-proxy's
+                             # propagation after SIGTERM (a preStop sleep)
+                             "env": [{"name": "TERM_DELAY_MS", "value": str(PROXY_DELAY_MS + 700)}],
                              "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}}}
 
     def set_load(self, app, value):
