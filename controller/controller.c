@@ -1252,9 +1252,14 @@ static void scale_to(struct es *e, int replicas, const char *what)
 
 static void on_wake_done(const struct target_result *res, const struct kube_error *err, void *arg)
 {
+    struct controller *c = ((struct es_ref *)arg)->c;
     struct es *e = es_ref_take(arg);
-    if (!e)
+    if (!e) {
+        /* its ElastiService went meanwhile (a restore at deletion): the scale-up happened */
+        if (!err && res && res->patched)
+            c->wakes_sent++;
         return;
+    }
     e->wake_inflight = false;
     if (e->wake_again) {
         /* Asked for while this one was in flight: the target may have been read before it was
