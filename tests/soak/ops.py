@@ -330,30 +330,38 @@ class Operations:
         return self.infra_rng.choice(live) if live else None
 
     def infra_replica_stop(self, how, replace=True):
+        """SIGTERM or SIGKILL a replica; then (replace) a new pod 0.5-3 s later, or the same pod's
+        container restarted in place once the old process is gone (same identity and address)."""
         r = self.pick_replica()
         if not r:
             return
-        leader = self.lease_holder()
+        rng = self.infra_rng
+        leader = self.lease_holder() == r.pod
+        in_place = replace and rng.random() < 0.5
         op = self.oplog.start("hf_" + how.lower(), r.name, "%s%s" % (
-            "leader" if leader == r.name else "follower", "" if replace else ", not replaced"))
+            "leader" if leader else "follower",
+            ", restarted in place" if in_place else ", replaced" if replace else ", not replaced"))
         t = time.monotonic()
         if how == "KILL":
             # connections it held or relayed are lost with the process; kube-proxy sends it new
             # ones until the leader rewrites the resolver slices without it (a SIGKILLed leader:
-            # once its Lease expires and another replica leads)
+            # once its Lease expires and another replica leads) or it listens again
             ip = r.ip
             self.excuses.add(None, "holdfast replica %s SIGKILLed" % r.name, t,
                              until=lambda v: not any(ip in (e.get("addresses") or [])
                                                      for sl in v["resolver"].values() for s in sl
-                                                     for e in s.get("endpoints") or []),
+                                                     for e in s.get("endpoints") or [])
+                             or any(x.ip == ip and x.ready and (x.started_at or 0) > t
+                                    for x in self.replicas_snapshot()),
                              due_from=t)
-            self.disrupt(t, t + (self.lease_bound if leader == r.name else 6), "%s SIGKILLed" % r.name)
+            self.disrupt(t, t + (self.lease_bound if leader else 6), "%s SIGKILLed" % r.name)
         else:
             self.disrupt(t, t + 8, "%s SIGTERMed" % r.name)
         self.signal_replica(r, how)
         self.oplog.end(op)
-        if replace:
-            self.stop_all.wait(self.infra_rng.uniform(0.5, 3))
+        pause = rng.uniform(0.5, 3)
+        if replace and not in_place:
+            self.stop_all.wait(pause)
             self.start_replica()
         if how == "TERM":
             self.wait_exit(r, SHUTDOWN_DELAY + DRAIN_TIMEOUT + 15)
@@ -365,6 +373,11 @@ class Operations:
                                  end=r.exited_at + 0.5)
         else:
             self.wait_exit(r, 5)
+        if in_place:
+            self.stop_all.wait(pause)
+            t = time.monotonic()
+            self.disrupt(t, t + 6, "%s restarted in place" % r.pod)
+            self.start_replica(pod=r.pod, ip=r.ip)
 
     def infra_replicas(self):
         live = [r for r in self.replicas_snapshot() if r.alive() and not r.signalled]

@@ -88,6 +88,7 @@ class Soak(Operations):
         self.n_ns = 0
         self.n_apps = 0
         self.n_hf = 0
+        self.restarts = {}      # pod name -> containers restarted in place
         self.disruptions = []   # (start, end, what): holdfast cannot be expected to keep up
         self.outages = []       # (start, end incl. recovery)
         self.hand_zero = []     # (t0, app key): each must be seen in proxy mode
@@ -321,18 +322,24 @@ class Soak(Operations):
 
     # ------------------------------------------------------------------ replicas and membership
 
-    def start_replica(self):
+    def start_replica(self, pod=None, ip=None):
+        """A new holdfast process: a new pod (a new name and address), or, with `pod` and `ip`,
+        the same pod's container restarted (same identity and address, as a kubelet restarts a
+        container in place). Each process has a name of its own ("hf-3", "hf-3.1", ...)."""
         with self.lock:
-            self.n_hf += 1
-            name = "hf-%d" % self.n_hf
-        hf = HoldfastK8s(self.sim, os.path.join(self.workdir, name), ip=fresh_ip(), polling="1s",
-                         workers=2, log_level=self.log_level, pod_name=name, leader_elect=True,
+            if pod is None:
+                self.n_hf += 1
+                pod = name = "hf-%d" % self.n_hf
+            else:
+                self.restarts[pod] = self.restarts.get(pod, 0) + 1
+                name = "%s.%d" % (pod, self.restarts[pod])
+        hf = HoldfastK8s(self.sim, os.path.join(self.workdir, name), ip=ip or fresh_ip(), polling="1s",
+                         workers=2, log_level=self.log_level, pod_name=pod, leader_elect=True,
                          extra_args=["--resolver-service", RESOLVER_SVC, "--resolver-namespace",
                                      RESOLVER_NS, "--shutdown-delay", str(SHUTDOWN_DELAY),
                                      "--drain-timeout", str(DRAIN_TIMEOUT)])
         hf.port_range = self.port_range  # every replica listens on the ports the leader allocates
-        r = Replica(name, hf)
-        r.scan_pos = 0
+        r = Replica(name, pod, hf)
         op = self.oplog.start("hf_start", name, hf.ip)
         with self.lock:
             self.replicas.append(r)

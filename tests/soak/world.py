@@ -74,11 +74,15 @@ class App:
 
 
 class Replica:
-    """One holdfast process (hfk8s.HoldfastK8s) and what the soak did to it."""
+    """One holdfast process (hfk8s.HoldfastK8s) and what the soak did to it. `name` is the
+    process's own ("hf-3.1": pod hf-3's container restarted once); `pod` is the identity it
+    leads with (--pod-name)."""
 
-    def __init__(self, name, hf):
+    def __init__(self, name, pod, hf):
         self.name = name
+        self.pod = pod
         self.hf = hf
+        self.scan_pos = 0             # how much of its stderr was scanned for sanitizer reports
         self.started_at = None
         self.ready = False            # listed ready in the resolver Service's EndpointSlice
         self.terminating = False      # SIGTERM sent: listed ready=false, terminating=true
