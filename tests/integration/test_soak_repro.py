@@ -158,15 +158,15 @@ class Background:
 
 def test_request_held_when_its_elastiservice_is_deleted_is_answered_by_the_restored_pod(
         sim, ns, holdfast):
-    """Found by the soak, seed 4 (SOAK_SECONDS=240, t=204.6 s, invariant `answer`): two requests
-    held for soak-5/a8 got holdfast's 503 {"error": "service unavailable", "reason": "service
-    was removed"} when namespace soak-5, and so the ElastiService, was deleted. That 503 is not
-    among holdfast's documented answers (docs/data-plane.md: 503 only when a hold limit is
-    reached). The same happens when only the ElastiService is deleted, although the deletion
-    scales its target back up (docs/kubernetes.md, Deletion) and the pod answers moments later:
-    the request was accepted while the ElastiService existed, and should be relayed to the
-    restored pod like any held request (a deleted namespace, whose pods go too, would at least
-    need the answer documented).
+    """Found by the soak (invariant `answer`), seed 8 (SOAK_SECONDS=300, t=56.7 s): the
+    ElastiService soak-1/a2 was deleted with its target at zero, and the two requests held for
+    it got holdfast's 503 {"error": "service unavailable", "reason": "service was removed"},
+    although the deletion scales the target back up (docs/kubernetes.md, Deletion) and its pod
+    answers moments later. That 503 is not among holdfast's documented answers
+    (docs/data-plane.md: 503 only when a hold limit is reached). The request was accepted while
+    the ElastiService existed, and should be relayed to the restored pod like any held request.
+    Seed 4 (SOAK_SECONDS=240, t=204.6 s) shows the same answer when a whole namespace is
+    deleted (its pods go too: there the answer would at least need documenting).
 
     Cause: resolver/conn.c, conn_snapshot_applied answers every held connection of a service
     that a new route snapshot no longer lists with that 503; controller.c drops a deleted
