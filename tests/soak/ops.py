@@ -252,6 +252,11 @@ class Operations:
             return
         ns = self.rng.choice(namespaces)
         t = time.monotonic()
+        op = self.oplog.start("ns_delete", ns)
+        code, _ = self.api("DELETE", "/api/v1/namespaces/" + ns)
+        self.oplog.end(op, "ok" if code in (200, 202) else "error %s" % code)
+        if code not in (200, 202):
+            return
         for app in self.apps_snapshot():
             if app.ns == ns and not app.gone:
                 with app.lock:
@@ -260,9 +265,6 @@ class Operations:
                 if app.has_es:
                     with self.lock:
                         self.deletes.append([t, app.key, None, None])
-        op = self.oplog.start("ns_delete", ns)
-        code, _ = self.api("DELETE", "/api/v1/namespaces/" + ns)
-        self.oplog.end(op, "ok" if code in (200, 202) else "error %s" % code)
 
     def op_ns_create(self):
         live = [a for a in self.apps_snapshot() if not a.gone]
