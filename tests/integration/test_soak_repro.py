@@ -9,7 +9,6 @@ per test (tests/lib/hfk8s.py, its own loopback address, --polling-interval 1s), 
 the Service's ClusterIP, bounded waits, no sanitizer report allowed.
 """
 import http.client
-import json
 import os
 import re
 import sys
@@ -185,3 +184,57 @@ def test_request_held_when_its_elastiservice_is_deleted_is_answered_by_the_resto
     code, body = req.result()
     assert code == 200 and body.startswith("web-"), \
         "the held request got %d %s instead of the restored pod's answer" % (code, body)
+
+
+def lease_holder(sim, ns):
+    code, body = sim.request("GET", "/apis/coordination.k8s.io/v1/namespaces/%s/leases/holdfast-leader" % ns)
+    return body.get("spec", {}).get("holderIdentity") if code == 200 else None
+
+
+def test_follower_that_woke_a_service_sees_the_leaders_serve_switch(sim, ns, holdfast):
+    """Found by the soak (invariant `metrics`), seed 11 (SOAK_SECONDS=600, t=199.8 s): right after
+    the leader was SIGTERMed, the replica that took over counted two serve switches
+    (holdfast_serve_switches_total 0 -> 2) and recorded two SwitchedToServe Events, for soak-4/a5
+    and soak-4/a6, whose status.mode the API had shown as serve for seconds; no transition
+    happened. That replica, as a follower, had woken both services a little earlier.
+
+    Cause (controller.c, es_parse_status and on_status_written): a replica's status write (here
+    the follower's lastScaledUpTime after its wake) sets `awaited_rv` to the resourceVersion the
+    write produced once the write is answered. The informer often delivers that version before
+    the answer arrives (or it arrives while status_inflight > 0 and is skipped), so it never
+    comes again: for AWAIT_ECHO_MS (10 s) every later status the informer shows (the leader's
+    mode: serve) is ignored, and after that only the next event of that object would refresh
+    it. A follower that becomes leader meanwhile acts on the mode it had before: proxy, so it
+    "switches" to serve again (a counter, an Event and a status write for nothing); with a
+    stale serve it would take a target the leader had scaled to zero for one scaled to zero by
+    hand (ScaledToZero ... by hand, holdfast_scale_downs_total)."""
+    make_app(sim, ns)
+    create_es(sim, ns)
+    lease = ["--resolver-namespace", ns]
+    a = holdfast.start(pod_name="hf-a", leader_elect=True, extra_args=lease)
+    wait_for(lambda: lease_holder(sim, ns) == "hf-a", timeout=15, what="hf-a leading")
+    b = holdfast.start(pod_name="hf-b", leader_elect=True, extra_args=lease)
+    sim.kubectl("scale", "-n", ns, "deployment/web", "--replicas=0")
+    wait_for(lambda: status(sim, ns).get("mode") == "proxy" and resolver_slices(sim, ns), timeout=20,
+             what="proxy mode")
+    port = status(sim, ns)["ports"][0]["resolverPort"]
+    # a request held by the follower: it wakes the target and writes lastScaledUpTime; its watch
+    # shows that write before the answer to it comes (as a real API server may)
+    sim.slow_write_answers(300)
+    try:
+        req = Background(b.ip, port, "/through-the-follower")
+        code, body = req.result()
+        assert code == 200 and body.startswith("web-"), (code, body)
+        wait_for(lambda: status(sim, ns).get("mode") == "serve", timeout=20, what="serve mode (hf-a)")
+    finally:
+        sim.slow_write_answers(0)
+    assert metric(b, "holdfast_serve_switches_total") == 0
+    time.sleep(1)  # the follower has seen the serve status if it looks at it
+    a.stop()  # SIGTERM: the Lease is handed back, hf-b leads at once
+    wait_for(lambda: lease_holder(sim, ns) == "hf-b", timeout=15, what="hf-b leading")
+    wait_for(lambda: metric(b, "holdfast_leader") == 1, timeout=10, what="hf-b says it leads")
+    time.sleep(3)  # its first reconciles and polls
+    assert status(sim, ns).get("mode") == "serve"
+    switched = [e for e in b.log_lines("event") if e.get("reason") == "SwitchedToServe"]
+    assert metric(b, "holdfast_serve_switches_total") == 0 and not switched, \
+        "hf-b switched a service that was serving already: %s" % switched
