@@ -238,3 +238,29 @@ def test_follower_that_woke_a_service_sees_the_leaders_serve_switch(sim, ns, hol
     switched = [e for e in b.log_lines("event") if e.get("reason") == "SwitchedToServe"]
     assert metric(b, "holdfast_serve_switches_total") == 0 and not switched, \
         "hf-b switched a service that was serving already: %s" % switched
+
+
+def test_target_restored_when_its_elastiservice_is_deleted_is_counted_as_a_scale_up(sim, ns, holdfast):
+    """Found by the soak (invariant `metrics`), seed 12 (SOAK_SECONDS=60, t=65.0 s): deleting
+    the ElastiService soak-2/a4 at zero scaled its Deployment from 0 to 2 (the leader logged
+    "scaled the target up from zero"), yet no replica's holdfast_scale_ups_total moved
+    ("Targets scaled up from zero"; docs/operating.md: the wakes whose scale patch the replica
+    made), and no ScaledUp Event was recorded.
+
+    Cause (controller.c, es_finalize -> es_wake -> on_wake_done): the restore's scale call is
+    answered after the finalizer removal has let the ElastiService go, so on_wake_done finds no
+    `struct es` (es_ref_take returns NULL) and returns before counting wakes_sent."""
+    make_app(sim, ns, replicas=0)
+    hf = holdfast.start()
+    create_es(sim, ns)
+    wait_for(lambda: status(sim, ns).get("mode") == "proxy" and resolver_slices(sim, ns), timeout=20,
+             what="proxy mode")
+    assert metric(hf, "holdfast_scale_ups_total") == 0
+    sim.delete(es_path(ns))
+    wait_for(lambda: sim.get("/apis/apps/v1/namespaces/%s/deployments/web" % ns)["spec"]["replicas"] == 1,
+             timeout=20, what="the target restored to 1 replica")
+    wait_for(lambda: not sim.exists(es_path(ns)), timeout=10, what="the ElastiService gone")
+    time.sleep(1)
+    assert metric(hf, "holdfast_scale_ups_total") == 1, \
+        "the restore scaled the target from 0 to 1 but holdfast_scale_ups_total says %s" % \
+        metric(hf, "holdfast_scale_ups_total")
