@@ -138,10 +138,15 @@ class ModeHistory:
         self.key_uid = {}  # "ns/name" -> latest uid
         self.to_proxy = []  # (t, key, reason)
         self.to_serve = []  # (t, key)
+        self.deleted = []   # (t, key): the object removed from the API
 
     def on_event(self, t, etype, obj):
         uid = uid_of(obj)
-        if not uid or etype == "DELETED":
+        if not uid:
+            return
+        if etype == "DELETED":
+            with self.lock:
+                self.deleted.append((t, key_of(obj)))
             return
         st = obj.get("status") or {}
         mode = st.get("mode") or ""
@@ -161,6 +166,11 @@ class ModeHistory:
                 self.to_proxy.append((t, key, reason))
             elif mode == "serve" and prev == "proxy":
                 self.to_serve.append((t, key))
+
+    def deleted_after(self, key, t):
+        """When the watch showed ElastiService `key` removed after time t, or None."""
+        with self.lock:
+            return next((x[0] for x in self.deleted if x[1] == key and x[0] > t), None)
 
     def mode_at(self, key, t):
         with self.lock:
@@ -194,9 +204,12 @@ class ModeHistory:
                     and x[2] != "ScaledToZeroByHand"]
 
     def count(self, which, t0, t1):
+        return len(self.between(which, t0, t1))
+
+    def between(self, which, t0, t1):
         with self.lock:
             lst = self.to_proxy if which == "proxy" else self.to_serve
-            return sum(1 for x in lst if t0 < x[0] <= t1)
+            return [x for x in lst if t0 < x[0] <= t1]
 
 
 class WakeHistory:
@@ -224,6 +237,10 @@ class WakeHistory:
     def count(self, t0, t1):
         with self.lock:
             return sum(1 for x in self.wakes if t0 < x[0] <= t1)
+
+    def between(self, t0, t1):
+        with self.lock:
+            return [x for x in self.wakes if t0 < x[0] <= t1]
 
 
 # ---------------------------------------------------------------- convergence
@@ -505,7 +522,9 @@ class MetricsAuditor(threading.Thread):
         complete = True
         names = []
         for r in soak.replicas_snapshot():
-            if not r.alive() or r.signalled:
+            # a draining replica (SIGTERMed) still wakes services (docs/data-plane.md, Drain):
+            # its counters count until it exits
+            if not r.alive() or r.signalled == "KILL":
                 continue
             names.append(r.name)
             try:
@@ -594,20 +613,22 @@ class MetricsAuditor(threading.Thread):
         hist = soak.modes
         wakes = soak.wakes
         shown = {
-            "holdfast_scale_downs_total": lambda x, y: hist.count("proxy", x, y),
-            "holdfast_serve_switches_total": lambda x, y: hist.count("serve", x, y),
-            "holdfast_scale_ups_total": lambda x, y: wakes.count(x, y),
+            "holdfast_scale_downs_total": lambda x, y: hist.between("proxy", x, y),
+            "holdfast_serve_switches_total": lambda x, y: hist.between("serve", x, y),
+            "holdfast_scale_ups_total": lambda x, y: wakes.between(x, y),
         }
         for c in COUNTERS:
             delta = sum(b[2][n].get(c, 0) - a[2][n].get(c, 0) for n in b[2])
-            lo = shown[c](a[1] + self.slack, b[0])
-            hi = shown[c](a[0], b[1] + self.slack)
+            seen = shown[c](a[0], b[1] + self.slack)
+            lo = len(shown[c](a[1] + self.slack, b[0]))
+            hi = len(seen)
             soak.debug("metrics epoch t=%.1f-%.1f %s: counted %g, shown %d..%d" % (
                 soak.oplog.rel(a[1]), soak.oplog.rel(b[0]), c, delta, lo, hi))
             if not lo <= delta <= hi:
                 soak.violations.add(
                     "metrics", c, b[1],
                     "between t=%.1fs and t=%.1fs the replicas %s counted %g in %s; the API showed "
-                    "between %d and %d such transitions" % (
-                        soak.oplog.rel(a[1]), soak.oplog.rel(b[0]), sorted(b[2]), delta, c, lo, hi),
+                    "between %d and %d such transitions: %s" % (
+                        soak.oplog.rel(a[1]), soak.oplog.rel(b[0]), sorted(b[2]), delta, c, lo, hi,
+                        ["%s at t=%.1fs" % (x[1], soak.oplog.rel(x[0])) for x in seen]),
                     dedup=(c, a[0]), timeline_key="")

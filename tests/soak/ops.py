@@ -4,8 +4,8 @@ Two kinds, each drawn by its own seeded generator so a seed replays the same seq
   - operations on apps (app_ops, one at a time, every 0.3-1.2 s): scale by hand (to 0 and up, and
     short scales to zero), trigger values, spec edits, Service port changes, deleting and
     creating ElastiServices, Services and whole namespaces;
-  - cluster-wide disruptions (infra_ops, one at a time, every 4-10 s): API server outages,
-    Prometheus killed and restarted, holdfast replicas SIGTERMed or SIGKILLed (and replaced),
+  - cluster-wide disruptions (infra_ops, one at a time, every 4-10 s): API server outages, the
+    API answering writes late (after their watch events), Prometheus killed and restarted, holdfast replicas SIGTERMed or SIGKILLed (and replaced),
     resolver replicas added and removed.
 Each records itself in the operation log, and opens the excuse windows the documentation gives
 it (a failed request inside one is explained, see world.Excuses), and the disruption spans that
@@ -313,6 +313,20 @@ class Operations:
             time.sleep(0.2)
         self.oplog.end(op)
 
+    def infra_slow_answers(self):
+        """The API answers writes 100-300 ms after their watch events went out, for 5-15 s: every
+        client sees its own writes in its watches before the answers (a real API server can)."""
+        rng = self.infra_rng
+        ms, secs = rng.randint(100, 300), rng.uniform(5, 15)
+        op = self.oplog.start("api_slow_answers", "api", "%d ms for %.1fs" % (ms, secs))
+        try:
+            self.sim.slow_write_answers(ms, seconds=secs)
+        except OSError as e:
+            self.oplog.end(op, "error %r" % e)
+            return
+        self.stop_all.wait(secs)
+        self.oplog.end(op)
+
     def infra_prometheus(self):
         rng = self.infra_rng
         down = rng.uniform(2, 6)
@@ -372,7 +386,7 @@ class Operations:
             drain_end = r.signalled_at + SHUTDOWN_DELAY + DRAIN_TIMEOUT
             if r.exited_at >= drain_end - 0.5:
                 self.excuses.add(None, "drain timeout of %s" % r.name, drain_end - 0.5,
-                                 end=r.exited_at + 0.5)
+                                 end=r.exited_at + 0.5, kinds=("reset", "closed"))
         else:
             self.wait_exit(r, 5)
         if in_place:
@@ -397,7 +411,8 @@ class Operations:
                               % RESOLVER_NS)
         return body.get("spec", {}).get("holderIdentity") if code == 200 else None
 
-    INFRA_OPS = (("outage", 2), ("prometheus", 1.5), ("term", 2), ("kill", 1.5), ("replicas", 1.5))
+    INFRA_OPS = (("outage", 2), ("slow_answers", 1), ("prometheus", 1.5), ("term", 2), ("kill", 1.5),
+                 ("replicas", 1.5))
 
     def infra_ops(self, until):
         names = [n for n, _ in self.INFRA_OPS]
@@ -408,6 +423,8 @@ class Operations:
             try:
                 if what == "outage":
                     self.infra_outage()
+                elif what == "slow_answers":
+                    self.infra_slow_answers()
                 elif what == "prometheus":
                     self.infra_prometheus()
                 elif what == "term":

@@ -490,38 +490,41 @@ class Soak(Operations):
             self.hand_zero = keep + [x for x in self.hand_zero if x not in pending]
             deletes = list(self.deletes)
         view = self.checker.view if self.checker else None
-        if not view:
-            return
+        done = []
         for d in deletes:
             t, key, was_zero, gone = d
-            if view["t"] < t:
-                continue
             due = self.deadline(t) + self.bound
             if gone is None:
-                if key not in view["es"]:
-                    d[3] = view["t"]
-                elif now > due or final:
-                    es = view["es"][key]
+                gone = d[3] = self.modes.deleted_after(key, t)
+            if gone is None:
+                if now > due or final:
+                    es = (view or {}).get("es", {}).get(key) or {"metadata": {}}
                     self.violations.add("deletion", key, now,
                                         "deleted at t=%.2fs, still there %.1fs later (finalizers %s, "
                                         "deletionTimestamp %s)" % (
                                             self.rel(t), now - t, es["metadata"].get("finalizers"),
                                             es["metadata"].get("deletionTimestamp")),
                                         dedup=(key, t), timeline_key=key)
-                    d[3] = -1
-            if was_zero and d[3] and d[3] > 0:
-                hand = self.oplog.last_on(key, {"scale", "scale_blip", "es_create"}) or 0
-                dep = view["deploy"].get(key)
-                if hand > t or not dep:
-                    d[2] = False
-                elif (dep.get("spec") or {}).get("replicas", 0) > 0:
-                    d[2] = False
-                elif now > due or final:
-                    self.violations.add("delete_restores", key, now,
-                                        "ElastiService deleted at t=%.2fs with its target at zero; "
-                                        "the target is still at 0 %.1fs later" % (self.rel(t), now - t),
-                                        dedup=(key, t), timeline_key=key)
-                    d[2] = False
+                    done.append(d)
+                continue
+            if not was_zero:
+                done.append(d)
+                continue
+            # deleted with its target at zero: the target must be scaled back up
+            hand = self.oplog.last_on(key, {"scale", "scale_blip", "es_create"}) or 0
+            dep = (view or {}).get("deploy", {}).get(key)
+            if not view or view["t"] < gone:
+                continue
+            if hand > t or not dep or (dep.get("spec") or {}).get("replicas", 0) > 0:
+                done.append(d)
+            elif now > due or final:
+                self.violations.add("delete_restores", key, now,
+                                    "ElastiService deleted at t=%.2fs with its target at zero; "
+                                    "the target is still at 0 %.1fs later" % (self.rel(t), now - t),
+                                    dedup=(key, t), timeline_key=key)
+                done.append(d)
+        with self.lock:
+            self.deletes = [d for d in self.deletes if d not in done]
 
     def classify_failures(self, final=False):
         """Gives each recorded request failure its verdict once no window that could excuse it
@@ -537,7 +540,7 @@ class Soak(Operations):
             t = f.t_start if f.kind == "timeout" else f.t_end
             reason = None
             if f.kind in ("refused", "reset", "closed", "timeout", "oserror"):
-                reason = self.excuses.find(f.app, t)
+                reason = self.excuses.find(f.app, t, f.kind)
             if reason:
                 f.verdict = ("excused", reason)
                 stats.count("excused: " + reason.split(" replica ")[0])
@@ -613,7 +616,7 @@ class Soak(Operations):
             apps = [a for a in self.apps_snapshot()
                     if not a.gone and a.has_es and a.has_svc and a.has_deploy]
             if all(self.checker.converged_at.get(a.key, 0) > t_final + 1 for a in apps) and \
-                    not self.hand_zero:
+                    not self.hand_zero and not self.deletes:
                 break
             time.sleep(0.5)
         time.sleep(3)  # a few more sweeps and requests with everything settled
@@ -707,6 +710,14 @@ class Soak(Operations):
             f.write("\nholdfast's documented answers:\n")
             for (t, app, status, body) in self.traffic.stats.answers:
                 f.write("t=%.3f %s %d %s\n" % (self.rel(t), app, status, body))
+            f.write("\nstatus.mode transitions (as the ElastiService watch showed them):\n")
+            for (t, key, reason) in self.modes.to_proxy:
+                f.write("t=%.3f %s -> proxy (%s)\n" % (self.rel(t), key, reason))
+            for (t, key) in self.modes.to_serve:
+                f.write("t=%.3f %s proxy -> serve\n" % (self.rel(t), key))
+            f.write("\nDeployments scaled up from 0 not by the soak (wakes, restores):\n")
+            for (t, key) in self.wakes.wakes:
+                f.write("t=%.3f %s\n" % (self.rel(t), key))
             f.write("\noperations:\n")
             for op in self.oplog.ops:
                 f.write(self.oplog.fmt(op) + "\n")

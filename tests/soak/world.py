@@ -170,11 +170,11 @@ class OpLog:
 
 
 class Window:
-    __slots__ = ("key", "reason", "start", "end", "until", "due_from")
+    __slots__ = ("key", "reason", "start", "end", "until", "due_from", "kinds")
 
-    def __init__(self, key, reason, start, end, until, due_from):
+    def __init__(self, key, reason, start, end, until, due_from, kinds):
         self.key, self.reason, self.start, self.end = key, reason, start, end
-        self.until, self.due_from = until, due_from
+        self.until, self.due_from, self.kinds = until, due_from, kinds
 
 
 class Excuses:
@@ -189,8 +189,9 @@ class Excuses:
         self.lock = threading.Lock()
         self.windows = []
 
-    def add(self, key, reason, start, end=None, until=None, due_from=None):
-        w = Window(key, reason, start, end, until, due_from)
+    def add(self, key, reason, start, end=None, until=None, due_from=None, kinds=None):
+        """`kinds`: the failures it explains ("reset", "refused", ...), or None: every one."""
+        w = Window(key, reason, start, end, until, due_from, kinds)
         with self.lock:
             self.windows.append(w)
         return w
@@ -215,11 +216,12 @@ class Excuses:
                 except Exception:  # noqa: BLE001 - a view missing something is "not yet"
                     pass
 
-    def find(self, key, t):
-        """The reason of a window of `key` (or cluster-wide) covering time t, or None."""
+    def find(self, key, t, kind=None):
+        """The reason of a window of `key` (or cluster-wide) covering time t and explaining a
+        failure of this kind, or None."""
         with self.lock:
             for w in self.windows:
-                if w.key not in (None, key):
+                if w.key not in (None, key) or (w.kinds is not None and kind not in w.kinds):
                     continue
                 if w.start - 0.2 <= t and (w.end is None or t <= w.end):
                     return w.reason
