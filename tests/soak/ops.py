@@ -386,7 +386,7 @@ class Operations:
             drain_end = r.signalled_at + SHUTDOWN_DELAY + DRAIN_TIMEOUT
             if r.exited_at >= drain_end - 0.5:
                 self.excuses.add(None, "drain timeout of %s" % r.name, drain_end - 0.5,
-                                 end=r.exited_at + 0.5, kinds=("reset", "closed"))
+                                 end=r.exited_at + 0.5, kinds=("reset", "closed", "truncated"))
         else:
             self.wait_exit(r, 5)
         if in_place:

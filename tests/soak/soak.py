@@ -67,6 +67,9 @@ def is_sanitized(binary):
 
 
 class Soak(Operations):
+    """One run: set up (setup), operations and checks (run), settling (final), every process
+    stopped (teardown), the report (summary, write_failures). run_soak does all of it."""
+
     def __init__(self, seed, seconds, workdir, xfail=(), out=print, log_level="info"):
         self.seed = seed
         self.seconds = seconds
@@ -91,12 +94,11 @@ class Soak(Operations):
         self.restarts = {}      # pod name -> containers restarted in place
         self.disruptions = []   # (start, end, what): holdfast cannot be expected to keep up
         self.outages = []       # (start, end incl. recovery)
-        self.hand_zero = []     # (t0, app key): each must be seen in proxy mode
+        self.hand_zero = []     # (t0, app key, op): each scale to 0 by hand must be seen in proxy mode
         self.deletes = []       # [t0, app key, target was at zero, seen gone]
         self.stop_chaos = threading.Event()
         self.stop_all = threading.Event()
-        self.membership_rv = None
-        self.membership_last = None
+        self.membership_last = None  # the endpoints last written to the resolver Service's slice
         self.sim = self.exporter = self.prom = None
         self.traffic = None
         self.modes = observe.ModeHistory()
@@ -539,7 +541,7 @@ class Soak(Operations):
                 continue
             t = f.t_start if f.kind == "timeout" else f.t_end
             reason = None
-            if f.kind in ("refused", "reset", "closed", "timeout", "oserror"):
+            if f.kind in ("refused", "reset", "closed", "truncated", "timeout", "oserror"):
                 reason = self.excuses.find(f.app, t, f.kind)
             if reason:
                 f.verdict = ("excused", reason)
