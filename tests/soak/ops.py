@@ -369,7 +369,7 @@ class Operations:
                                                      for e in s.get("endpoints") or [])
                              or any(x.ip == ip and x.ready and (x.started_at or 0) > t
                                     for x in self.replicas_snapshot()),
-                             due_from=t)
+                             due_from=t, kinds=("reset", "closed", "truncated"))
             self.disrupt(t, t + (self.lease_bound if leader else 6), "%s SIGKILLed" % r.name)
         else:
             self.disrupt(t, t + 8, "%s SIGTERMed" % r.name)
