@@ -13,6 +13,7 @@
 
 Times are `time.monotonic()` seconds; reports show them relative to the soak's start.
 """
+import ipaddress
 import threading
 import time
 
@@ -66,9 +67,13 @@ class App:
         self.spec = {}                # the ElastiService spec knobs as last written
 
     def traffic_target(self):
-        """(cluster IP, [ports]) to send requests to, or None while there is no Service."""
+        """(cluster IP, [ports]) to send requests to, or None while there is no Service. The
+        soak's traffic stays on loopback (kubesim's ClusterIPs are loopback addresses): any
+        other address is never used."""
         with self.lock:
             if self.gone or not self.has_svc or not self.cluster_ip:
+                return None
+            if not ipaddress.ip_address(self.cluster_ip).is_loopback:
                 return None
             return self.cluster_ip, [p for _, p in self.ports]
 
