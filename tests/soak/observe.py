@@ -30,23 +30,22 @@ from world import ES_API, HAND_ANNOTATION, SLICE_API
 
 
 class Watcher(threading.Thread):
-    """List, then watch `path` (a collection across all namespaces) until stop(). `events` holds
-    (arrival time, type, object) for every ADDED/MODIFIED/DELETED, the list's objects included
-    as ADDED; `on_event` (if given) is called with the same, on this thread."""
+    """List, then watch `path` (a collection across all namespaces) until stop(), calling
+    on_event(arrival time, type, object) on this thread for every ADDED/MODIFIED/DELETED, the
+    list's objects included as ADDED. After an error it watches again from the last
+    resourceVersion (kubesim keeps the whole history: nothing in between is missed)."""
 
     def __init__(self, sim, path, name, on_event=None):
         super().__init__(daemon=True, name="watch-" + name)
         self.sim = sim
         self.path = path
         self.on_event = on_event
-        self.events = []
-        self.lock = threading.Lock()
+        self.n_events = 0
         self.rv = None
         self.stop_ev = threading.Event()
         self.conn = None
         self.reconnects = 0
         self.last_error = None
-        self.synced = threading.Event()
         u = urllib.parse.urlsplit(sim.api_url)
         self.host, self.port = u.hostname, u.port
         self.ctx = ssl.create_default_context(cafile=sim.ca_file)
@@ -58,11 +57,8 @@ class Watcher(threading.Thread):
         return conn, conn.getresponse()
 
     def _record(self, etype, obj):
-        ev = (time.monotonic(), etype, obj)
-        with self.lock:
-            self.events.append(ev)
-        if self.on_event:
-            self.on_event(*ev)
+        self.n_events += 1
+        self.on_event(time.monotonic(), etype, obj)
 
     def run(self):
         while not self.stop_ev.is_set():
@@ -76,7 +72,6 @@ class Watcher(threading.Thread):
                     for obj in body.get("items") or []:
                         self._record("ADDED", obj)
                     self.rv = body["metadata"]["resourceVersion"]
-                    self.synced.set()
                 q = urllib.parse.urlencode({"watch": "1", "resourceVersion": self.rv,
                                             "allowWatchBookmarks": "true", "timeoutSeconds": "30"})
                 self.conn, r = self._get(q, 45)
@@ -112,11 +107,6 @@ class Watcher(threading.Thread):
             except OSError:
                 pass
         self.join(5)
-
-    def snapshot(self):
-        with self.lock:
-            return list(self.events)
-
 
 def uid_of(obj):
     return (obj.get("metadata") or {}).get("uid")
@@ -171,16 +161,6 @@ class ModeHistory:
         """When the watch showed ElastiService `key` removed after time t, or None."""
         with self.lock:
             return next((x[0] for x in self.deleted if x[1] == key and x[0] > t), None)
-
-    def mode_at(self, key, t):
-        with self.lock:
-            hist = self.by_uid.get(self.key_uid.get(key), [])
-            m = ""
-            for (tt, mode, _) in hist:
-                if tt > t:
-                    break
-                m = mode
-            return m
 
     def proxy_between(self, key, t0, t1):
         """True when the ElastiService `key` was in proxy mode at some moment of [t0, t1]."""
