@@ -14,8 +14,8 @@ push the convergence bound.
 import time
 
 from promfix import PromfixError
-from world import (DRAIN_TIMEOUT, HAND_ANNOTATION, MAX_APPS, METRIC, PROXY_DELAY_MS, RESOLVER_NS,
-                   SHUTDOWN_DELAY, deploy_path, es_path, svc_path)
+from world import (CONNECTION_LOST, DRAIN_TIMEOUT, HAND_ANNOTATION, MAX_APPS, METRIC,
+                   PROXY_DELAY_MS, RESOLVER_NS, SHUTDOWN_DELAY, deploy_path, es_path, svc_path)
 
 
 class Operations:
@@ -39,13 +39,14 @@ class Operations:
         k = app.key
         if n > 0:
             self.excuses.add(k, "pods removed by hand", start,
-                             until=lambda v: v["pods"].get(k, 0) <= n, due_from=start)
+                             until=lambda v: v["pods"].get(k, 0) <= n, due_from=start,
+                             kinds=CONNECTION_LOST)
         else:
             self.excuses.add(k, "every pod removed by hand", start,
                              until=lambda v: v["pods"].get(k, 0) > 0 or any(
                                  e.get("addresses") for s in v["resolver"].get(k, [])
                                  for e in s.get("endpoints") or []),
-                             due_from=start)
+                             due_from=start, kinds=CONNECTION_LOST)
 
     def op_scale(self):
         app = self.pick_app(need_es=True)
@@ -167,8 +168,9 @@ class Operations:
         self.oplog.end(op, "ok" if code == 200 else "error %s" % code)
         # kube-proxy moves its listeners PROXY_DELAY_MS later: connections to the old or new
         # number meanwhile are refused, as with a real kube-proxy
+        # (a request held on a port the Service no longer has can wait for good: timeouts too)
         self.excuses.add(app.key, "Service ports changed", t, end=time.monotonic() +
-                         PROXY_DELAY_MS / 1000.0 + 1.5)
+                         PROXY_DELAY_MS / 1000.0 + 1.5, kinds=CONNECTION_LOST + ("timeout",))
 
     def op_es_delete(self):
         app = self.pick_app(need_es=True)

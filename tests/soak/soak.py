@@ -43,9 +43,9 @@ from simctl import KubeSim  # noqa: E402
 import observe  # noqa: E402
 from ops import Operations  # noqa: E402
 from traffic import Traffic  # noqa: E402
-from world import (BOUND, DRAIN_TIMEOUT, HAND_ANNOTATION, LEASE_BOUND, METRIC, PROBE_BODY,  # noqa: E402
-                   PROXY_DELAY_MS, RESOLVER_NS, RESOLVER_SVC, SHUTDOWN_DELAY, App, Excuses, OpLog,
-                   Replica, deploy_path, es_path, svc_path)
+from world import (BOUND, CONNECTION_LOST, DRAIN_TIMEOUT, HAND_ANNOTATION, LEASE_BOUND,  # noqa: E402
+                   METRIC, PROBE_BODY, PROXY_DELAY_MS, RESOLVER_NS, RESOLVER_SVC, SHUTDOWN_DELAY,
+                   App, Excuses, OpLog, Replica, deploy_path, es_path, svc_path)
 
 PY = "/usr/bin/python3"
 HTTPSERVER = os.path.join(REPO, "tests", "kubesim", "testdata", "httpserver.py")
@@ -314,7 +314,7 @@ class Soak(Operations):
                 t, k = time.monotonic(), app.key
                 self.excuses.add(k, "app being created", t,
                                  until=lambda v: self.checker.converged_at.get(k, 0) > t,
-                                 due_from=t)
+                                 due_from=t, kinds=CONNECTION_LOST)
                 self.traffic.add(app)
         self.oplog.end(op, "apps %s" % [a.name for a in made])
         if initial:

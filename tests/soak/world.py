@@ -174,6 +174,12 @@ class OpLog:
         return None
 
 
+# The failures a lost connection explains: refused (no endpoint), reset, closed before or inside
+# the answer. A request held and never answered (a timeout) is not among them: holdfast holds
+# what reaches it until a backend answers or its hold timeout does.
+CONNECTION_LOST = ("refused", "reset", "closed", "truncated", "oserror")
+
+
 class Window:
     __slots__ = ("key", "reason", "start", "end", "until", "due_from", "kinds")
 
