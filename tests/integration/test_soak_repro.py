@@ -264,3 +264,32 @@ def test_target_restored_when_its_elastiservice_is_deleted_is_counted_as_a_scale
     assert metric(hf, "holdfast_scale_ups_total") == 1, \
         "the restore scaled the target from 0 to 1 but holdfast_scale_ups_total says %s" % \
         metric(hf, "holdfast_scale_ups_total")
+
+
+def test_requests_held_when_the_target_is_scaled_to_zero_by_hand_after_their_wake_wake_it_again(
+        sim, ns, holdfast):
+    """Found by the soak (invariant `request`), seed 16 (SOAK_SECONDS=300, t=304.8 s): two requests
+    to soak-4/a8 were held at zero and woke the target (0 -> 1); 0.1 s later the target was
+    scaled to 0 by hand, before its pod was ready. Nothing woke it again: the requests stayed
+    held until the clients gave up 45 s later (they would have got a 504 at the hold timeout,
+    600 s by default), with the target at 0 and status.mode proxy all along.
+
+    Cause (controller.c): a service's held connections ask for one wake (the data plane queues a
+    wake per burst of held requests); es_wake's scale call succeeded, so nothing repeats it:
+    on_wake_retry re-wakes only after a failed scale call (wake_failed), and the leader's poll
+    (on_scale: replicas 0 in proxy mode) does nothing. Every replica holding connections for a
+    service whose target is at 0 should wake it again (target_wake is a no-op when it is up)."""
+    make_app(sim, ns, replicas=0, image="kubesim/http:slow")  # ~3 s from wake to a listening pod
+    hf = holdfast.start()
+    create_es(sim, ns, holdTimeoutSeconds=25)  # the defect's 504 after 25 s, not 600
+    wait_for(lambda: status(sim, ns).get("mode") == "proxy" and resolver_slices(sim, ns), timeout=20,
+             what="proxy mode with a resolver slice")
+    time.sleep(0.5)  # kube-proxy (200 ms) routes the ClusterIP to holdfast
+    req = Background(sim.cluster_ip(ns, "web"), 80, "/held", timeout=60)
+    deploy = "/apis/apps/v1/namespaces/%s/deployments/web" % ns
+    wait_for(lambda: sim.get(deploy)["spec"]["replicas"] == 1, timeout=10, what="the wake (0 -> 1)")
+    assert metric(hf, "holdfast_held_connections") == 1
+    sim.kubectl("scale", "-n", ns, "deployment/web", "--replicas=0")  # by hand, before the pod is ready
+    code, body = req.result(timeout=70)
+    assert code == 200 and body.startswith("web-"), \
+        "the held request got %d %s: nothing woke the target again" % (code, body)
