@@ -272,6 +272,10 @@ class KubeSim:
     def latency(self, ms, seconds=None):
         return self.fault("latency", ms=ms, seconds=seconds)
 
+    def slow_write_answers(self, ms, seconds=None):
+        """Answers to writes wait `ms` after the write is done and watchers were told (0 ends it)."""
+        return self.fault("slow-write-answers", ms=ms, seconds=seconds)
+
     def kill_pod(self, namespace, name, signal="KILL"):
         return self.fault("kill-pod", namespace=namespace, name=name, signal=signal)
 

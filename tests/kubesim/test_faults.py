@@ -119,3 +119,35 @@ def test_kill_pod(sim):
     assert sim.state()["pods"]["default/" + name]["pids"][0] != old_pid
     r = subprocess.run(["kill", "-0", str(old_pid)], capture_output=True)
     assert r.returncode != 0
+
+
+def test_slow_write_answers_reach_watchers_first(sim):
+    """A write's watch event goes out at once; its answer after the delay."""
+    import threading
+    path = "/api/v1/namespaces/default/configmaps"
+    seen = {}
+    w = sim.kubectl_popen("get", "configmaps", "-n", "default", "--watch-only", "-o", "name")
+    try:
+        def read():
+            for line in w.stdout:
+                if "slow" in line:
+                    seen["event"] = time.monotonic()
+                    return
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        time.sleep(1.0)  # kubectl's watch is open
+        sim.slow_write_answers(800)
+        t0 = time.monotonic()
+        sim.create(path, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "slow"}})
+        answered = time.monotonic()
+        t.join(5)
+        assert answered - t0 >= 0.8
+        assert seen.get("event") is not None and seen["event"] < answered, (seen, t0, answered)
+        sim.slow_write_answers(0)
+        t0 = time.monotonic()
+        sim.delete(path + "/slow")
+        assert time.monotonic() - t0 < 0.5
+    finally:
+        w.kill()
+        w.wait(5)
+        sim.clear_faults()

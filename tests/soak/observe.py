@@ -30,23 +30,22 @@ from world import ES_API, HAND_ANNOTATION, SLICE_API
 
 
 class Watcher(threading.Thread):
-    """List, then watch `path` (a collection across all namespaces) until stop(). `events` holds
-    (arrival time, type, object) for every ADDED/MODIFIED/DELETED, the list's objects included
-    as ADDED; `on_event` (if given) is called with the same, on this thread."""
+    """List, then watch `path` (a collection across all namespaces) until stop(), calling
+    on_event(arrival time, type, object) on this thread for every ADDED/MODIFIED/DELETED, the
+    list's objects included as ADDED. After an error it watches again from the last
+    resourceVersion (kubesim keeps the whole history: nothing in between is missed)."""
 
     def __init__(self, sim, path, name, on_event=None):
         super().__init__(daemon=True, name="watch-" + name)
         self.sim = sim
         self.path = path
         self.on_event = on_event
-        self.events = []
-        self.lock = threading.Lock()
+        self.n_events = 0
         self.rv = None
         self.stop_ev = threading.Event()
         self.conn = None
         self.reconnects = 0
         self.last_error = None
-        self.synced = threading.Event()
         u = urllib.parse.urlsplit(sim.api_url)
         self.host, self.port = u.hostname, u.port
         self.ctx = ssl.create_default_context(cafile=sim.ca_file)
@@ -58,11 +57,8 @@ class Watcher(threading.Thread):
         return conn, conn.getresponse()
 
     def _record(self, etype, obj):
-        ev = (time.monotonic(), etype, obj)
-        with self.lock:
-            self.events.append(ev)
-        if self.on_event:
-            self.on_event(*ev)
+        self.n_events += 1
+        self.on_event(time.monotonic(), etype, obj)
 
     def run(self):
         while not self.stop_ev.is_set():
@@ -76,7 +72,6 @@ class Watcher(threading.Thread):
                     for obj in body.get("items") or []:
                         self._record("ADDED", obj)
                     self.rv = body["metadata"]["resourceVersion"]
-                    self.synced.set()
                 q = urllib.parse.urlencode({"watch": "1", "resourceVersion": self.rv,
                                             "allowWatchBookmarks": "true", "timeoutSeconds": "30"})
                 self.conn, r = self._get(q, 45)
@@ -113,11 +108,6 @@ class Watcher(threading.Thread):
                 pass
         self.join(5)
 
-    def snapshot(self):
-        with self.lock:
-            return list(self.events)
-
-
 def uid_of(obj):
     return (obj.get("metadata") or {}).get("uid")
 
@@ -138,10 +128,15 @@ class ModeHistory:
         self.key_uid = {}  # "ns/name" -> latest uid
         self.to_proxy = []  # (t, key, reason)
         self.to_serve = []  # (t, key)
+        self.deleted = []   # (t, key): the object removed from the API
 
     def on_event(self, t, etype, obj):
         uid = uid_of(obj)
-        if not uid or etype == "DELETED":
+        if not uid:
+            return
+        if etype == "DELETED":
+            with self.lock:
+                self.deleted.append((t, key_of(obj)))
             return
         st = obj.get("status") or {}
         mode = st.get("mode") or ""
@@ -162,15 +157,10 @@ class ModeHistory:
             elif mode == "serve" and prev == "proxy":
                 self.to_serve.append((t, key))
 
-    def mode_at(self, key, t):
+    def deleted_after(self, key, t):
+        """When the watch showed ElastiService `key` removed after time t, or None."""
         with self.lock:
-            hist = self.by_uid.get(self.key_uid.get(key), [])
-            m = ""
-            for (tt, mode, _) in hist:
-                if tt > t:
-                    break
-                m = mode
-            return m
+            return next((x[0] for x in self.deleted if x[1] == key and x[0] > t), None)
 
     def proxy_between(self, key, t0, t1):
         """True when the ElastiService `key` was in proxy mode at some moment of [t0, t1]."""
@@ -194,9 +184,12 @@ class ModeHistory:
                     and x[2] != "ScaledToZeroByHand"]
 
     def count(self, which, t0, t1):
+        return len(self.between(which, t0, t1))
+
+    def between(self, which, t0, t1):
         with self.lock:
             lst = self.to_proxy if which == "proxy" else self.to_serve
-            return sum(1 for x in lst if t0 < x[0] <= t1)
+            return [x for x in lst if t0 < x[0] <= t1]
 
 
 class WakeHistory:
@@ -224,6 +217,10 @@ class WakeHistory:
     def count(self, t0, t1):
         with self.lock:
             return sum(1 for x in self.wakes if t0 < x[0] <= t1)
+
+    def between(self, t0, t1):
+        with self.lock:
+            return [x for x in self.wakes if t0 < x[0] <= t1]
 
 
 # ---------------------------------------------------------------- convergence
@@ -505,7 +502,9 @@ class MetricsAuditor(threading.Thread):
         complete = True
         names = []
         for r in soak.replicas_snapshot():
-            if not r.alive() or r.signalled:
+            # a draining replica (SIGTERMed) still wakes services (docs/data-plane.md, Drain):
+            # its counters count until it exits
+            if not r.alive() or r.signalled == "KILL":
                 continue
             names.append(r.name)
             try:
@@ -594,20 +593,22 @@ class MetricsAuditor(threading.Thread):
         hist = soak.modes
         wakes = soak.wakes
         shown = {
-            "holdfast_scale_downs_total": lambda x, y: hist.count("proxy", x, y),
-            "holdfast_serve_switches_total": lambda x, y: hist.count("serve", x, y),
-            "holdfast_scale_ups_total": lambda x, y: wakes.count(x, y),
+            "holdfast_scale_downs_total": lambda x, y: hist.between("proxy", x, y),
+            "holdfast_serve_switches_total": lambda x, y: hist.between("serve", x, y),
+            "holdfast_scale_ups_total": lambda x, y: wakes.between(x, y),
         }
         for c in COUNTERS:
             delta = sum(b[2][n].get(c, 0) - a[2][n].get(c, 0) for n in b[2])
-            lo = shown[c](a[1] + self.slack, b[0])
-            hi = shown[c](a[0], b[1] + self.slack)
+            seen = shown[c](a[0], b[1] + self.slack)
+            lo = len(shown[c](a[1] + self.slack, b[0]))
+            hi = len(seen)
             soak.debug("metrics epoch t=%.1f-%.1f %s: counted %g, shown %d..%d" % (
                 soak.oplog.rel(a[1]), soak.oplog.rel(b[0]), c, delta, lo, hi))
             if not lo <= delta <= hi:
                 soak.violations.add(
                     "metrics", c, b[1],
                     "between t=%.1fs and t=%.1fs the replicas %s counted %g in %s; the API showed "
-                    "between %d and %d such transitions" % (
-                        soak.oplog.rel(a[1]), soak.oplog.rel(b[0]), sorted(b[2]), delta, c, lo, hi),
+                    "between %d and %d such transitions: %s" % (
+                        soak.oplog.rel(a[1]), soak.oplog.rel(b[0]), sorted(b[2]), delta, c, lo, hi,
+                        ["%s at t=%.1fs" % (x[1], soak.oplog.rel(x[0])) for x in seen]),
                     dedup=(c, a[0]), timeline_key="")

@@ -4,8 +4,8 @@ Two kinds, each drawn by its own seeded generator so a seed replays the same seq
   - operations on apps (app_ops, one at a time, every 0.3-1.2 s): scale by hand (to 0 and up, and
     short scales to zero), trigger values, spec edits, Service port changes, deleting and
     creating ElastiServices, Services and whole namespaces;
-  - cluster-wide disruptions (infra_ops, one at a time, every 4-10 s): API server outages,
-    Prometheus killed and restarted, holdfast replicas SIGTERMed or SIGKILLed (and replaced),
+  - cluster-wide disruptions (infra_ops, one at a time, every 4-10 s): API server outages, the
+    API answering writes late (after their watch events), Prometheus killed and restarted, holdfast replicas SIGTERMed or SIGKILLed (and replaced),
     resolver replicas added and removed.
 Each records itself in the operation log, and opens the excuse windows the documentation gives
 it (a failed request inside one is explained, see world.Excuses), and the disruption spans that
@@ -14,8 +14,8 @@ push the convergence bound.
 import time
 
 from promfix import PromfixError
-from world import (DRAIN_TIMEOUT, HAND_ANNOTATION, MAX_APPS, METRIC, PROXY_DELAY_MS, RESOLVER_NS,
-                   SHUTDOWN_DELAY, deploy_path, es_path, svc_path)
+from world import (CONNECTION_LOST, DRAIN_TIMEOUT, HAND_ANNOTATION, MAX_APPS, METRIC,
+                   PROXY_DELAY_MS, RESOLVER_NS, SHUTDOWN_DELAY, deploy_path, es_path, svc_path)
 
 
 class Operations:
@@ -39,13 +39,14 @@ class Operations:
         k = app.key
         if n > 0:
             self.excuses.add(k, "pods removed by hand", start,
-                             until=lambda v: v["pods"].get(k, 0) <= n, due_from=start)
+                             until=lambda v: v["pods"].get(k, 0) <= n, due_from=start,
+                             kinds=CONNECTION_LOST)
         else:
             self.excuses.add(k, "every pod removed by hand", start,
                              until=lambda v: v["pods"].get(k, 0) > 0 or any(
                                  e.get("addresses") for s in v["resolver"].get(k, [])
                                  for e in s.get("endpoints") or []),
-                             due_from=start)
+                             due_from=start, kinds=CONNECTION_LOST)
 
     def op_scale(self):
         app = self.pick_app(need_es=True)
@@ -167,8 +168,9 @@ class Operations:
         self.oplog.end(op, "ok" if code == 200 else "error %s" % code)
         # kube-proxy moves its listeners PROXY_DELAY_MS later: connections to the old or new
         # number meanwhile are refused, as with a real kube-proxy
+        # (a request held on a port the Service no longer has can wait for good: timeouts too)
         self.excuses.add(app.key, "Service ports changed", t, end=time.monotonic() +
-                         PROXY_DELAY_MS / 1000.0 + 1.5)
+                         PROXY_DELAY_MS / 1000.0 + 1.5, kinds=CONNECTION_LOST + ("timeout",))
 
     def op_es_delete(self):
         app = self.pick_app(need_es=True)
@@ -252,6 +254,11 @@ class Operations:
             return
         ns = self.rng.choice(namespaces)
         t = time.monotonic()
+        op = self.oplog.start("ns_delete", ns)
+        code, _ = self.api("DELETE", "/api/v1/namespaces/" + ns)
+        self.oplog.end(op, "ok" if code in (200, 202) else "error %s" % code)
+        if code not in (200, 202):
+            return
         for app in self.apps_snapshot():
             if app.ns == ns and not app.gone:
                 with app.lock:
@@ -260,9 +267,6 @@ class Operations:
                 if app.has_es:
                     with self.lock:
                         self.deletes.append([t, app.key, None, None])
-        op = self.oplog.start("ns_delete", ns)
-        code, _ = self.api("DELETE", "/api/v1/namespaces/" + ns)
-        self.oplog.end(op, "ok" if code in (200, 202) else "error %s" % code)
 
     def op_ns_create(self):
         live = [a for a in self.apps_snapshot() if not a.gone]
@@ -311,6 +315,20 @@ class Operations:
             time.sleep(0.2)
         self.oplog.end(op)
 
+    def infra_slow_answers(self):
+        """The API answers writes 100-300 ms after their watch events went out, for 5-15 s: every
+        client sees its own writes in its watches before the answers (a real API server can)."""
+        rng = self.infra_rng
+        ms, secs = rng.randint(100, 300), rng.uniform(5, 15)
+        op = self.oplog.start("api_slow_answers", "api", "%d ms for %.1fs" % (ms, secs))
+        try:
+            self.sim.slow_write_answers(ms, seconds=secs)
+        except OSError as e:
+            self.oplog.end(op, "error %r" % e)
+            return
+        self.stop_all.wait(secs)
+        self.oplog.end(op)
+
     def infra_prometheus(self):
         rng = self.infra_rng
         down = rng.uniform(2, 6)
@@ -330,30 +348,38 @@ class Operations:
         return self.infra_rng.choice(live) if live else None
 
     def infra_replica_stop(self, how, replace=True):
+        """SIGTERM or SIGKILL a replica; then (replace) a new pod 0.5-3 s later, or the same pod's
+        container restarted in place once the old process is gone (same identity and address)."""
         r = self.pick_replica()
         if not r:
             return
-        leader = self.lease_holder()
+        rng = self.infra_rng
+        leader = self.lease_holder() == r.pod
+        in_place = replace and rng.random() < 0.5
         op = self.oplog.start("hf_" + how.lower(), r.name, "%s%s" % (
-            "leader" if leader == r.name else "follower", "" if replace else ", not replaced"))
+            "leader" if leader else "follower",
+            ", restarted in place" if in_place else ", replaced" if replace else ", not replaced"))
         t = time.monotonic()
         if how == "KILL":
             # connections it held or relayed are lost with the process; kube-proxy sends it new
             # ones until the leader rewrites the resolver slices without it (a SIGKILLed leader:
-            # once its Lease expires and another replica leads)
+            # once its Lease expires and another replica leads) or it listens again
             ip = r.ip
             self.excuses.add(None, "holdfast replica %s SIGKILLed" % r.name, t,
                              until=lambda v: not any(ip in (e.get("addresses") or [])
                                                      for sl in v["resolver"].values() for s in sl
-                                                     for e in s.get("endpoints") or []),
-                             due_from=t)
-            self.disrupt(t, t + (self.lease_bound if leader == r.name else 6), "%s SIGKILLed" % r.name)
+                                                     for e in s.get("endpoints") or [])
+                             or any(x.ip == ip and x.ready and (x.started_at or 0) > t
+                                    for x in self.replicas_snapshot()),
+                             due_from=t, kinds=("reset", "closed", "truncated"))
+            self.disrupt(t, t + (self.lease_bound if leader else 6), "%s SIGKILLed" % r.name)
         else:
             self.disrupt(t, t + 8, "%s SIGTERMed" % r.name)
         self.signal_replica(r, how)
         self.oplog.end(op)
-        if replace:
-            self.stop_all.wait(self.infra_rng.uniform(0.5, 3))
+        pause = rng.uniform(0.5, 3)
+        if replace and not in_place:
+            self.stop_all.wait(pause)
             self.start_replica()
         if how == "TERM":
             self.wait_exit(r, SHUTDOWN_DELAY + DRAIN_TIMEOUT + 15)
@@ -362,9 +388,14 @@ class Operations:
             drain_end = r.signalled_at + SHUTDOWN_DELAY + DRAIN_TIMEOUT
             if r.exited_at >= drain_end - 0.5:
                 self.excuses.add(None, "drain timeout of %s" % r.name, drain_end - 0.5,
-                                 end=r.exited_at + 0.5)
+                                 end=r.exited_at + 0.5, kinds=("reset", "closed", "truncated"))
         else:
             self.wait_exit(r, 5)
+        if in_place:
+            self.stop_all.wait(pause)
+            t = time.monotonic()
+            self.disrupt(t, t + 6, "%s restarted in place" % r.pod)
+            self.start_replica(pod=r.pod, ip=r.ip)
 
     def infra_replicas(self):
         live = [r for r in self.replicas_snapshot() if r.alive() and not r.signalled]
@@ -382,7 +413,8 @@ class Operations:
                               % RESOLVER_NS)
         return body.get("spec", {}).get("holderIdentity") if code == 200 else None
 
-    INFRA_OPS = (("outage", 2), ("prometheus", 1.5), ("term", 2), ("kill", 1.5), ("replicas", 1.5))
+    INFRA_OPS = (("outage", 2), ("slow_answers", 1), ("prometheus", 1.5), ("term", 2), ("kill", 1.5),
+                 ("replicas", 1.5))
 
     def infra_ops(self, until):
         names = [n for n, _ in self.INFRA_OPS]
@@ -393,6 +425,8 @@ class Operations:
             try:
                 if what == "outage":
                     self.infra_outage()
+                elif what == "slow_answers":
+                    self.infra_slow_answers()
                 elif what == "prometheus":
                     self.infra_prometheus()
                 elif what == "term":

@@ -43,9 +43,9 @@ from simctl import KubeSim  # noqa: E402
 import observe  # noqa: E402
 from ops import Operations  # noqa: E402
 from traffic import Traffic  # noqa: E402
-from world import (BOUND, DRAIN_TIMEOUT, HAND_ANNOTATION, LEASE_BOUND, METRIC, PROBE_BODY,  # noqa: E402
-                   PROXY_DELAY_MS, RESOLVER_NS, RESOLVER_SVC, SHUTDOWN_DELAY, App, Excuses, OpLog,
-                   Replica, deploy_path, es_path, svc_path)
+from world import (BOUND, CONNECTION_LOST, DRAIN_TIMEOUT, HAND_ANNOTATION, LEASE_BOUND,  # noqa: E402
+                   METRIC, PROBE_BODY, PROXY_DELAY_MS, RESOLVER_NS, RESOLVER_SVC, SHUTDOWN_DELAY,
+                   App, Excuses, OpLog, Replica, deploy_path, es_path, svc_path)
 
 PY = "/usr/bin/python3"
 HTTPSERVER = os.path.join(REPO, "tests", "kubesim", "testdata", "httpserver.py")
@@ -67,6 +67,9 @@ def is_sanitized(binary):
 
 
 class Soak(Operations):
+    """One run: set up (setup), operations and checks (run), settling (final), every process
+    stopped (teardown), the report (summary, write_failures). run_soak does all of it."""
+
     def __init__(self, seed, seconds, workdir, xfail=(), out=print, log_level="info"):
         self.seed = seed
         self.seconds = seconds
@@ -88,14 +91,14 @@ class Soak(Operations):
         self.n_ns = 0
         self.n_apps = 0
         self.n_hf = 0
+        self.restarts = {}      # pod name -> containers restarted in place
         self.disruptions = []   # (start, end, what): holdfast cannot be expected to keep up
         self.outages = []       # (start, end incl. recovery)
-        self.hand_zero = []     # (t0, app key): each must be seen in proxy mode
+        self.hand_zero = []     # (t0, app key, op): each scale to 0 by hand must be seen in proxy mode
         self.deletes = []       # [t0, app key, target was at zero, seen gone]
         self.stop_chaos = threading.Event()
         self.stop_all = threading.Event()
-        self.membership_rv = None
-        self.membership_last = None
+        self.membership_last = None  # the endpoints last written to the resolver Service's slice
         self.sim = self.exporter = self.prom = None
         self.traffic = None
         self.modes = observe.ModeHistory()
@@ -314,7 +317,7 @@ class Soak(Operations):
                 t, k = time.monotonic(), app.key
                 self.excuses.add(k, "app being created", t,
                                  until=lambda v: self.checker.converged_at.get(k, 0) > t,
-                                 due_from=t)
+                                 due_from=t, kinds=CONNECTION_LOST)
                 self.traffic.add(app)
         self.oplog.end(op, "apps %s" % [a.name for a in made])
         if initial:
@@ -324,18 +327,24 @@ class Soak(Operations):
 
     # ------------------------------------------------------------------ replicas and membership
 
-    def start_replica(self):
+    def start_replica(self, pod=None, ip=None):
+        """A new holdfast process: a new pod (a new name and address), or, with `pod` and `ip`,
+        the same pod's container restarted (same identity and address, as a kubelet restarts a
+        container in place). Each process has a name of its own ("hf-3", "hf-3.1", ...)."""
         with self.lock:
-            self.n_hf += 1
-            name = "hf-%d" % self.n_hf
-        hf = HoldfastK8s(self.sim, os.path.join(self.workdir, name), ip=fresh_ip(), polling="1s",
-                         workers=2, log_level=self.log_level, pod_name=name, leader_elect=True,
+            if pod is None:
+                self.n_hf += 1
+                pod = name = "hf-%d" % self.n_hf
+            else:
+                self.restarts[pod] = self.restarts.get(pod, 0) + 1
+                name = "%s.%d" % (pod, self.restarts[pod])
+        hf = HoldfastK8s(self.sim, os.path.join(self.workdir, name), ip=ip or fresh_ip(), polling="1s",
+                         workers=2, log_level=self.log_level, pod_name=pod, leader_elect=True,
                          extra_args=["--resolver-service", RESOLVER_SVC, "--resolver-namespace",
                                      RESOLVER_NS, "--shutdown-delay", str(SHUTDOWN_DELAY),
                                      "--drain-timeout", str(DRAIN_TIMEOUT)])
         hf.port_range = self.port_range  # every replica listens on the ports the leader allocates
-        r = Replica(name, hf)
-        r.scan_pos = 0
+        r = Replica(name, pod, hf)
         op = self.oplog.start("hf_start", name, hf.ip)
         with self.lock:
             self.replicas.append(r)
@@ -486,38 +495,41 @@ class Soak(Operations):
             self.hand_zero = keep + [x for x in self.hand_zero if x not in pending]
             deletes = list(self.deletes)
         view = self.checker.view if self.checker else None
-        if not view:
-            return
+        done = []
         for d in deletes:
             t, key, was_zero, gone = d
-            if view["t"] < t:
-                continue
             due = self.deadline(t) + self.bound
             if gone is None:
-                if key not in view["es"]:
-                    d[3] = view["t"]
-                elif now > due or final:
-                    es = view["es"][key]
+                gone = d[3] = self.modes.deleted_after(key, t)
+            if gone is None:
+                if now > due or final:
+                    es = (view or {}).get("es", {}).get(key) or {"metadata": {}}
                     self.violations.add("deletion", key, now,
                                         "deleted at t=%.2fs, still there %.1fs later (finalizers %s, "
                                         "deletionTimestamp %s)" % (
                                             self.rel(t), now - t, es["metadata"].get("finalizers"),
                                             es["metadata"].get("deletionTimestamp")),
                                         dedup=(key, t), timeline_key=key)
-                    d[3] = -1
-            if was_zero and d[3] and d[3] > 0:
-                hand = self.oplog.last_on(key, {"scale", "scale_blip", "es_create"}) or 0
-                dep = view["deploy"].get(key)
-                if hand > t or not dep:
-                    d[2] = False
-                elif (dep.get("spec") or {}).get("replicas", 0) > 0:
-                    d[2] = False
-                elif now > due or final:
-                    self.violations.add("delete_restores", key, now,
-                                        "ElastiService deleted at t=%.2fs with its target at zero; "
-                                        "the target is still at 0 %.1fs later" % (self.rel(t), now - t),
-                                        dedup=(key, t), timeline_key=key)
-                    d[2] = False
+                    done.append(d)
+                continue
+            if not was_zero:
+                done.append(d)
+                continue
+            # deleted with its target at zero: the target must be scaled back up
+            hand = self.oplog.last_on(key, {"scale", "scale_blip", "es_create"}) or 0
+            dep = (view or {}).get("deploy", {}).get(key)
+            if not view or view["t"] < gone:
+                continue
+            if hand > t or not dep or (dep.get("spec") or {}).get("replicas", 0) > 0:
+                done.append(d)
+            elif now > due or final:
+                self.violations.add("delete_restores", key, now,
+                                    "ElastiService deleted at t=%.2fs with its target at zero; "
+                                    "the target is still at 0 %.1fs later" % (self.rel(t), now - t),
+                                    dedup=(key, t), timeline_key=key)
+                done.append(d)
+        with self.lock:
+            self.deletes = [d for d in self.deletes if d not in done]
 
     def classify_failures(self, final=False):
         """Gives each recorded request failure its verdict once no window that could excuse it
@@ -532,8 +544,8 @@ class Soak(Operations):
                 continue
             t = f.t_start if f.kind == "timeout" else f.t_end
             reason = None
-            if f.kind in ("refused", "reset", "closed", "timeout", "oserror"):
-                reason = self.excuses.find(f.app, t)
+            if f.kind in ("refused", "reset", "closed", "truncated", "timeout", "oserror"):
+                reason = self.excuses.find(f.app, t, f.kind)
             if reason:
                 f.verdict = ("excused", reason)
                 stats.count("excused: " + reason.split(" replica ")[0])
@@ -609,7 +621,7 @@ class Soak(Operations):
             apps = [a for a in self.apps_snapshot()
                     if not a.gone and a.has_es and a.has_svc and a.has_deploy]
             if all(self.checker.converged_at.get(a.key, 0) > t_final + 1 for a in apps) and \
-                    not self.hand_zero:
+                    not self.hand_zero and not self.deletes:
                 break
             time.sleep(0.5)
         time.sleep(3)  # a few more sweeps and requests with everything settled
@@ -703,6 +715,14 @@ class Soak(Operations):
             f.write("\nholdfast's documented answers:\n")
             for (t, app, status, body) in self.traffic.stats.answers:
                 f.write("t=%.3f %s %d %s\n" % (self.rel(t), app, status, body))
+            f.write("\nstatus.mode transitions (as the ElastiService watch showed them):\n")
+            for (t, key, reason) in self.modes.to_proxy:
+                f.write("t=%.3f %s -> proxy (%s)\n" % (self.rel(t), key, reason))
+            for (t, key) in self.modes.to_serve:
+                f.write("t=%.3f %s proxy -> serve\n" % (self.rel(t), key))
+            f.write("\nDeployments scaled up from 0 not by the soak (wakes, restores):\n")
+            for (t, key) in self.wakes.wakes:
+                f.write("t=%.3f %s\n" % (self.rel(t), key))
             f.write("\noperations:\n")
             for op in self.oplog.ops:
                 f.write(self.oplog.fmt(op) + "\n")

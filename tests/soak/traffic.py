@@ -15,8 +15,9 @@ An answer is good when it is
     "bad gateway", 503 "overloaded", 504 "timeout", a JSON body naming the service): accepted,
     counted apart and listed in the report.
 Anything else is a failure, recorded with its time: refused, reset, closed without an answer,
-timed out, a malformed answer, an answer that is not the app's (another app's pod, a status
-nobody documents), or one of holdfast's JSON answers that the documentation does not list.
+closed inside the answer's body (truncated), timed out, a malformed answer, an answer that is
+not the app's (another app's pod, a status nobody documents), or one of holdfast's JSON answers
+that the documentation does not list.
 """
 import http.client
 import json
@@ -67,6 +68,8 @@ def _error_kind(e):
         return "closed"  # the far end closed before any answer
     if isinstance(e, (socket.timeout, TimeoutError)):
         return "timeout"
+    if isinstance(e, http.client.IncompleteRead):
+        return "truncated"  # the connection ended inside the answer's body
     if isinstance(e, http.client.HTTPException):
         return "bad_http"
     return "oserror"

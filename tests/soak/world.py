@@ -13,6 +13,7 @@
 
 Times are `time.monotonic()` seconds; reports show them relative to the soak's start.
 """
+import ipaddress
 import threading
 import time
 
@@ -66,19 +67,27 @@ class App:
         self.spec = {}                # the ElastiService spec knobs as last written
 
     def traffic_target(self):
-        """(cluster IP, [ports]) to send requests to, or None while there is no Service."""
+        """(cluster IP, [ports]) to send requests to, or None while there is no Service. The
+        soak's traffic stays on loopback (kubesim's ClusterIPs are loopback addresses): any
+        other address is never used."""
         with self.lock:
             if self.gone or not self.has_svc or not self.cluster_ip:
+                return None
+            if not ipaddress.ip_address(self.cluster_ip).is_loopback:
                 return None
             return self.cluster_ip, [p for _, p in self.ports]
 
 
 class Replica:
-    """One holdfast process (hfk8s.HoldfastK8s) and what the soak did to it."""
+    """One holdfast process (hfk8s.HoldfastK8s) and what the soak did to it. `name` is the
+    process's own ("hf-3.1": pod hf-3's container restarted once); `pod` is the identity it
+    leads with (--pod-name)."""
 
-    def __init__(self, name, hf):
+    def __init__(self, name, pod, hf):
         self.name = name
+        self.pod = pod
         self.hf = hf
+        self.scan_pos = 0             # how much of its stderr was scanned for sanitizer reports
         self.started_at = None
         self.ready = False            # listed ready in the resolver Service's EndpointSlice
         self.terminating = False      # SIGTERM sent: listed ready=false, terminating=true
@@ -165,12 +174,18 @@ class OpLog:
         return None
 
 
-class Window:
-    __slots__ = ("key", "reason", "start", "end", "until", "due_from")
+# The failures a lost connection explains: refused (no endpoint), reset, closed before or inside
+# the answer. A request held and never answered (a timeout) is not among them: holdfast holds
+# what reaches it until a backend answers or its hold timeout does.
+CONNECTION_LOST = ("refused", "reset", "closed", "truncated", "oserror")
 
-    def __init__(self, key, reason, start, end, until, due_from):
+
+class Window:
+    __slots__ = ("key", "reason", "start", "end", "until", "due_from", "kinds")
+
+    def __init__(self, key, reason, start, end, until, due_from, kinds):
         self.key, self.reason, self.start, self.end = key, reason, start, end
-        self.until, self.due_from = until, due_from
+        self.until, self.due_from, self.kinds = until, due_from, kinds
 
 
 class Excuses:
@@ -185,8 +200,9 @@ class Excuses:
         self.lock = threading.Lock()
         self.windows = []
 
-    def add(self, key, reason, start, end=None, until=None, due_from=None):
-        w = Window(key, reason, start, end, until, due_from)
+    def add(self, key, reason, start, end=None, until=None, due_from=None, kinds=None):
+        """`kinds`: the failures it explains ("reset", "refused", ...), or None: every one."""
+        w = Window(key, reason, start, end, until, due_from, kinds)
         with self.lock:
             self.windows.append(w)
         return w
@@ -211,11 +227,12 @@ class Excuses:
                 except Exception:  # noqa: BLE001 - a view missing something is "not yet"
                     pass
 
-    def find(self, key, t):
-        """The reason of a window of `key` (or cluster-wide) covering time t, or None."""
+    def find(self, key, t, kind=None):
+        """The reason of a window of `key` (or cluster-wide) covering time t and explaining a
+        failure of this kind, or None."""
         with self.lock:
             for w in self.windows:
-                if w.key not in (None, key):
+                if w.key not in (None, key) or (w.kinds is not None and kind not in w.kinds):
                     continue
                 if w.start - 0.2 <= t and (w.end is None or t <= w.end):
                     return w.reason

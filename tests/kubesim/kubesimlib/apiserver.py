@@ -144,6 +144,8 @@ class ApiServer:
         self.extra_latency = 0.0
         self.extra_latency_until = 0.0
         self.unavailable_until = 0.0      # 503 outage
+        self.write_answer_delay = 0.0     # slow-write-answers fault: seconds, until ..._until
+        self.write_answer_delay_until = 0.0
         self.bookmark_interval = bookmark_interval
         self.log_dir = None               # state dir, for pods/{name}/log
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -992,6 +994,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def send_raw(self, code, data, ctype, headers=None):
         self._drain()
+        if self.command in ("POST", "PUT", "PATCH", "DELETE") and \
+                time.monotonic() < self.api.write_answer_delay_until:
+            # the write is done and its watchers have it; its answer comes later (the
+            # slow-write-answers fault)
+            time.sleep(self.api.write_answer_delay)
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))

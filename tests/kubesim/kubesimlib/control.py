@@ -6,11 +6,15 @@
   POST /faults/compact        forget watch history: watches from older RVs get 410 Expired
   POST /faults/latency        {"ms": N, "seconds": S}  extra latency on every API request
                               (for S seconds; omitted = until cleared; ms 0 clears)
+  POST /faults/slow-write-answers  {"ms": N, "seconds": S}  the answer to every write
+                              (POST, PUT, PATCH, DELETE) waits N ms after the write is done and
+                              its watch events are sent (for S seconds; omitted = until cleared)
   POST /faults/kill-pod       {"namespace", "name", "signal": "KILL"|"TERM"}  kill the pod's
                               processes (the kubelet restarts them, restartCount + 1)
   POST /faults/ignore-unmanaged-slices {"on": true|false}  kube-proxy uses only the EndpointSlice
                               controller's slices (a mesh or CNI that ignores hand-made ones)
-  POST /faults/clear          end any outage and extra latency now, and the fault above
+  POST /faults/clear          end any outage, extra latency and slow write answers now, and
+                              the fault above
 """
 import http.server
 import json
@@ -114,6 +118,12 @@ class ControlServer:
             secs = body.get("seconds")
             api.extra_latency_until = time.monotonic() + (float(secs) if secs is not None else 1e9) if ms else 0
             return {"latencyMs": ms, "seconds": secs}
+        if path == "/faults/slow-write-answers":
+            ms = float(body["ms"])
+            secs = body.get("seconds")
+            api.write_answer_delay = ms / 1000.0
+            api.write_answer_delay_until = time.monotonic() + (float(secs) if secs is not None else 1e9) if ms else 0
+            return {"writeAnswerDelayMs": ms, "seconds": secs}
         if path == "/faults/kill-pod":
             sig = getattr(signal, "SIG" + body.get("signal", "KILL").upper().replace("SIG", ""))
             ok = self.kubelet.kill_pod(body["namespace"], body["name"], sig)
@@ -132,6 +142,7 @@ class ControlServer:
                 self.proxy.loop.call_soon_threadsafe(self.proxy._schedule)
             api.unavailable_until = 0
             api.extra_latency_until = 0
+            api.write_answer_delay_until = 0
             api.resume()
             return {"cleared": True}
         raise KeyError(path)

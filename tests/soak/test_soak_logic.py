@@ -1,0 +1,118 @@
+"""The soak's own judgement, without a cluster: that its invariants can fail (a soak whose checks
+never fire proves nothing) and do not fail on what is allowed. Runs in a second."""
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import soak  # noqa: E402,F401 - puts tests/kubesim and tests/lib on sys.path
+import observe  # noqa: E402
+from traffic import judge  # noqa: E402
+from world import Excuses, OpLog  # noqa: E402
+
+
+def es(uid, mode, reason=None, name="a1"):
+    conds = [{"type": "ScaledToZero", "status": "True", "reason": reason}] if reason else []
+    return {"metadata": {"uid": uid, "namespace": "soak-1", "name": name},
+            "status": {"mode": mode, "conditions": conds}}
+
+
+def test_judge_accepts_the_pod_the_probe_and_documented_answers_only():
+    assert judge("a1", "/x", 200, "a1-5d8f-xk2p\n") == (True, "pod")
+    assert judge("a1", "/healthz", 200, '{"soak":"probe"}') == (True, "probe")
+    assert judge("a1", "/x", 200, '{"soak":"probe"}')[0] is False  # the probe body off /healthz
+    assert judge("a1", "/x", 200, "a12-5d8f-xk2p\n")[0] is False   # another app's pod
+    for status, error in ((502, "bad gateway"), (503, "overloaded"), (504, "timeout")):
+        body = json.dumps({"error": error, "service": "soak-1/a1", "reason": "r"})
+        assert judge("a1", "/x", status, body) == (True, "holdfast_%d" % status)
+    body = json.dumps({"error": "service unavailable", "service": "soak-1/a1",
+                       "reason": "service was removed"})
+    assert judge("a1", "/x", 503, body) == (False, "undocumented_answer")
+    assert judge("a1", "/x", 403, "forbidden") == (False, "wrong_answer")
+
+
+def test_mode_history_counts_transitions_per_object_not_repeats():
+    h = observe.ModeHistory()
+    h.on_event(1.0, "ADDED", es("u1", ""))
+    h.on_event(2.0, "MODIFIED", es("u1", "serve"))      # the first mode: no switch
+    h.on_event(3.0, "MODIFIED", es("u1", "proxy", "BelowThreshold"))
+    h.on_event(3.5, "MODIFIED", es("u1", "proxy", "BelowThreshold"))  # a status rewrite
+    h.on_event(4.0, "MODIFIED", es("u1", "serve"))
+    h.on_event(5.0, "ADDED", es("u2", "proxy", "ScaledToZeroByHand"))  # re-created at zero
+    assert h.count("proxy", 0, 10) == 2 and h.count("serve", 0, 10) == 1
+    assert [x[0] for x in h.scale_downs_near("soak-1/a1", 3.0, 1, 1)] == [3.0]
+    assert h.scale_downs_near("soak-1/a1", 5.0, 1, 1) == []  # by hand: not holdfast's
+    assert h.proxy_between("soak-1/a1", 5.5, 6.0)  # u2 is the object now, in proxy since 5.0
+
+
+def test_wake_history_ignores_the_soaks_own_scales():
+    w = observe.WakeHistory()
+
+    def dep(replicas, hand):
+        return {"metadata": {"uid": "d1", "namespace": "n", "name": "a1",
+                             "annotations": {observe.HAND_ANNOTATION: hand}},
+                "spec": {"replicas": replicas}}
+    w.on_event(1, "ADDED", dep(1, "0"))
+    w.on_event(2, "MODIFIED", dep(0, "1"))  # the soak to 0
+    w.on_event(3, "MODIFIED", dep(1, "1"))  # a wake (annotation unchanged)
+    w.on_event(4, "MODIFIED", dep(0, "2"))
+    w.on_event(5, "MODIFIED", dep(2, "3"))  # the soak back up
+    assert w.count(0, 10) == 1
+
+
+def test_excuse_windows_end_on_their_condition_or_at_the_deadline():
+    x = Excuses(1.0, lambda t: t + 10)
+    now = time.monotonic()
+    cond = Excuses(1.0, lambda t: t + 10)
+    w = cond.add("k", "why", now, until=lambda v: v["ok"], due_from=now)
+    cond.update({"ok": False}, now + 1)
+    assert cond.find("k", now + 5) == "why" and cond.find("other", now + 5) is None
+    cond.update({"ok": True}, now + 2)
+    assert w.end == now + 3 and cond.find("k", now + 3.5) is None
+    w2 = x.add(None, "anyone", now, until=lambda v: False, due_from=now)
+    x.update({}, now + 11)
+    assert w2.end == now + 10 and x.find("k", now + 9) == "anyone" and x.find("k", now + 10.5) is None
+
+
+class FakeSoak:
+    """Just what MetricsAuditor.audit_epoch reads."""
+
+    def __init__(self):
+        self.oplog = OpLog(0)
+        self.modes = observe.ModeHistory()
+        self.wakes = observe.WakeHistory()
+        self.violations = observe.Violations(self.oplog, 1, (), lambda s: None)
+        self.debug = lambda s: None
+
+
+def sweep(t, downs, switches=0, ups=0):
+    m = {"holdfast_scale_downs_total": downs, "holdfast_serve_switches_total": switches,
+         "holdfast_scale_ups_total": ups}
+    return (t, t + 0.1, {"hf-1": m})
+
+
+def test_metrics_audit_fails_a_counter_that_does_not_move_with_the_mode():
+    s = FakeSoak()
+    a = observe.MetricsAuditor(s)
+    s.modes.on_event(5.0, "ADDED", es("u1", "serve"))
+    s.modes.on_event(10.0, "MODIFIED", es("u1", "proxy", "BelowThreshold"))
+    a.audit_epoch([sweep(0, 0), sweep(20, 1), sweep(40, 1)], end_reason_time=50)
+    assert s.violations.items == []  # counted once, shown once
+    a.audit_epoch([sweep(0, 0), sweep(20, 0), sweep(40, 0)], end_reason_time=50)
+    assert [v["object"] for v in s.violations.items] == ["holdfast_scale_downs_total"]  # never counted
+    s.violations.items.clear()
+    a.audit_epoch([sweep(1, 0), sweep(20, 3), sweep(40, 3)], end_reason_time=50)
+    assert [v["object"] for v in s.violations.items] == ["holdfast_scale_downs_total"]  # counted thrice
+
+
+def test_deadline_is_pushed_past_disruptions_that_began_before_it():
+    s = soak.Soak.__new__(soak.Soak)
+    s.bound = 10.0
+    s.lock = __import__("threading").RLock()
+    s.disruptions = [(5.0, 30.0, "outage"), (100.0, 110.0, "later")]
+    assert s.deadline(0.0) == 40.0    # pushed past the outage that began at 5
+    assert s.deadline(50.0) == 60.0   # the later disruption began after the deadline
+    assert s.deadline(95.0) == 120.0
