@@ -760,7 +760,8 @@ _STATUS = re.compile(rb"HTTP/1\.1 (\d{3}) [^\r\n]*\r\n")
 def parse_answers(data):
     """Splits bytes holdfast wrote into answers [(status, headers, body)]. Raises ValueError
     when they are not complete HTTP/1.1 responses with a Content-Length (every answer of
-    holdfast's own has one). HEAD answers are not told apart: callers avoid HEAD."""
+    holdfast's own has one, except a 204, which has no content and must not carry one: RFC
+    9110 8.6). HEAD answers are not told apart: callers avoid HEAD."""
     out = []
     i = 0
     while i < len(data):
@@ -779,9 +780,11 @@ def parse_answers(data):
             k, v = line.split(b":", 1)
             headers[k.strip().lower()] = v.strip()
         status = int(m.group(1))
-        if b"content-length" not in headers:
+        if status == 204 and b"content-length" in headers:
+            raise ValueError(f"answer 204 with a Content-Length: {data[i:end]!r}")
+        if status != 204 and b"content-length" not in headers:
             raise ValueError(f"answer {status} without Content-Length: {data[i:end]!r}")
-        n = int(headers[b"content-length"])
+        n = int(headers.get(b"content-length", b"0"))
         body_at = end + 4
         if status in (204, 304):
             n = 0
