@@ -2539,9 +2539,8 @@ static void liveness_update(struct controller *c)
             oldest = e;
         if (e->busy && !e->stuck_logged && now - e->busy_since_ms > bound) {
             e->stuck_logged = true;
-            log_warn("an evaluation is stuck", "elastiservice=%s waiting_for=%s seconds=%f",
-                     e->key, e->busy_what ? e->busy_what : "?",
-                     (double)(now - e->busy_since_ms) / 1000.0);
+            log_warn("an evaluation is stuck", "elastiservice=%s waiting_for=%s seconds=%f", e->key,
+                     e->busy_what ? e->busy_what : "?", (double)(now - e->busy_since_ms) / 1000.0);
         }
     }
     if (!oldest || oldest->evaluated_ms >= c->round_start_ms) {
@@ -2683,8 +2682,18 @@ static void workload_changed(const struct workload_watch *w, const cJSON *obj)
     const struct pset *set = strmap_get(&w->c->by_target, key);
     const cJSON *r = get(get(obj, "spec"), "replicas");
     int replicas = cJSON_IsNumber(r) ? r->valueint : 1; /* the API server's default */
-    for (size_t i = 0; set && i < set->n; i++)
-        es_watch_scale(set->v[i], replicas);
+    for (size_t i = 0; set && i < set->n; i++) {
+        struct es *e = set->v[i];
+        /* Any replica: requests it holds asked for the target, and someone scaled it back to
+         * zero before they were answered (a hand right after their wake): wake it again, or
+         * they wait for their hold timeout, since held clients send nothing more. */
+        if (replicas == 0 && e->svc && atomic_load(&e->svc->held_conns) > 0) {
+            log_info("the target went to 0 while requests are held: waking it again",
+                     "elastiservice=%s held=%ld", e->key, (long)atomic_load(&e->svc->held_conns));
+            es_wake(e);
+        }
+        es_watch_scale(e, replicas);
+    }
 }
 
 static void on_wl_add(const cJSON *obj, void *arg)
