@@ -1,7 +1,8 @@
 """The randomized soak (tests/soak/soak.py, tests/soak/README.md) as a pytest test, for CI:
 scripts/test runs it in its ASan pass, against the ASan+UBSan holdfast ($HOLDFAST_BIN).
 
-    SOAK_SEED=N        replay the sequence of operations of seed N (default: a new seed, printed)
+    SOAK_SEED=N        replay the sequence of operations of seed N (default, or "random": a new
+                       seed, printed; scripts/test passes 4 unless told otherwise)
     SOAK_SECONDS=N     seconds of operations (default 180); setting up and settling add about 40 s
     SOAK_XFAIL=a,b     invariants to report without failing (never set in CI)
 
@@ -27,7 +28,8 @@ def test_randomized_soak_keeps_every_invariant(tmp_path_factory):
     if not soak.is_sanitized(binary):
         pytest.fail("the soak runs against the ASan+UBSan holdfast: set HOLDFAST_BIN (e.g. "
                     "build-asan/holdfast; %s is not one)" % binary, pytrace=False)
-    seed = int(os.environ.get("SOAK_SEED") or random.SystemRandom().randrange(1, 1 << 31))
+    given = os.environ.get("SOAK_SEED", "")
+    seed = int(given) if given and given != "random" else random.SystemRandom().randrange(1, 1 << 31)
     seconds = int(os.environ.get("SOAK_SECONDS", "180"))
     xfail = soak.parse_xfail(os.environ.get("SOAK_XFAIL", ""))
     workdir = tmp_path_factory.mktemp("soak-%d" % seed)
