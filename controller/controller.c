@@ -1148,14 +1148,107 @@ static cJSON *ports_json(const struct es *e)
     return arr;
 }
 
-/* AlreadyExists: our own create raced with the informer (a reconcile before the slice reached
- * the cache); the informer's event reconciles it into shape. */
-static void on_slice_created(cJSON *obj, const struct kube_error *err, void *arg)
+/*
+ * A resolver slice write that the cache could not guide: a create that found the slice there
+ * (AlreadyExists) or an update with a stale resourceVersion (Conflict). The cache is behind
+ * (an EndpointSlice watch still in its backoff after an API outage, say) and its event may be
+ * seconds away, so the slice is read and rewritten now, not left to that event (found by the
+ * soak, seed 188701454: a renamed port refused for 2 s after an outage).
+ */
+struct slice_write {
+    struct controller *c;
+    char *ns, *name;
+    cJSON *endpoints, *ports, *labels;
+};
+
+static void slice_write_free(struct slice_write *w)
 {
-    if (err && err->code == KUBE_ERR_ALREADY_EXISTS)
-        log_debug("resolver slice already exists; reconciled from the informer", NULL);
-    else
-        on_write_done(obj, err, "resolver slice create");
+    free(w->ns);
+    free(w->name);
+    cJSON_Delete(w->endpoints);
+    cJSON_Delete(w->ports);
+    cJSON_Delete(w->labels);
+    free(w);
+}
+
+static struct slice_write *slice_write_new(struct controller *c, const char *ns, const cJSON *want)
+{
+    struct slice_write *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->c = c;
+    w->ns = strdup(ns);
+    w->name = dup_or_null(get_str(get(want, "metadata"), "name"));
+    w->endpoints = cJSON_Duplicate(get(want, "endpoints"), 1);
+    w->ports = cJSON_Duplicate(get(want, "ports"), 1);
+    w->labels = cJSON_Duplicate(get(get(want, "metadata"), "labels"), 1);
+    if (!w->ns || !w->name || !w->endpoints || !w->ports || !w->labels) {
+        slice_write_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+/* Our labels (which Service, managed by holdfast), endpoints and ports; other labels stay. */
+static int slice_mutate(cJSON *obj, void *arg)
+{
+    struct slice_write *w = arg;
+    cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
+    bool labels_ok = true;
+    const cJSON *l;
+    cJSON_ArrayForEach(l, w->labels)
+    {
+        const char *have = get_str(labels, l->string);
+        labels_ok = labels_ok && have && cJSON_IsString(l) && strcmp(have, l->valuestring) == 0;
+    }
+    if (labels_ok && cJSON_Compare(get(obj, "endpoints"), w->endpoints, 1) &&
+        cJSON_Compare(get(obj, "ports"), w->ports, 1))
+        return 1;
+    if (!md)
+        return -1;
+    if (!cJSON_IsObject(labels)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(md, "labels");
+        labels = cJSON_AddObjectToObject(md, "labels");
+    }
+    cJSON_ArrayForEach(l, w->labels)
+    {
+        cJSON_DeleteItemFromObjectCaseSensitive(labels, l->string);
+        cJSON_AddItemToObject(labels, l->string, cJSON_Duplicate(l, 1));
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, "endpoints");
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, "ports");
+    cJSON_AddItemToObject(obj, "endpoints", cJSON_Duplicate(w->endpoints, 1));
+    cJSON_AddItemToObject(obj, "ports", cJSON_Duplicate(w->ports, 1));
+    return 0;
+}
+
+static void on_slice_rewritten(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    slice_write_free(arg);
+    if (err)
+        on_write_done(obj, err, "resolver slice rewrite");
+}
+
+static void slice_rewrite(struct slice_write *w)
+{
+    if (!kube_update_retry(w->c->kube, &RES_SLICE, w->ns, w->name, NULL, 3, slice_mutate,
+                           on_slice_rewritten, w))
+        slice_write_free(w);
+}
+
+static void on_slice_written(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct slice_write *w = arg;
+    if (err && (err->code == KUBE_ERR_ALREADY_EXISTS || err->code == KUBE_ERR_CONFLICT)) {
+        log_info("resolver slice write found the cache behind; reading and writing it again",
+                 "namespace=%s name=%s error=%s", w->ns, w->name, err->reason);
+        slice_rewrite(w);
+        return;
+    }
+    slice_write_free(w);
+    if (err)
+        on_write_done(obj, err, "resolver slice write");
 }
 
 /* Creates or rewrites the resolver slices of e (leader, proxy mode). */
@@ -1196,7 +1289,9 @@ static void resolver_slices_apply(struct es *e)
             kube_delete(c->kube, &RES_SLICE, e->ns, name, NULL, on_write_done,
                         "resolver slice delete");
         } else if (any && !have) {
-            kube_create(c->kube, &RES_SLICE, e->ns, want, on_slice_created, NULL);
+            struct slice_write *sw = slice_write_new(c, e->ns, want);
+            if (sw && !kube_create(c->kube, &RES_SLICE, e->ns, want, on_slice_written, sw))
+                slice_write_free(sw);
         } else if (any && have) {
             bool same = cJSON_Compare(get(have, "endpoints"), get(want, "endpoints"), 1) &&
                         cJSON_Compare(get(have, "ports"), get(want, "ports"), 1);
@@ -1204,8 +1299,10 @@ static void resolver_slices_apply(struct es *e)
                 const char *rv = get_str(get(have, "metadata"), "resourceVersion");
                 cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(want, "metadata"),
                                         "resourceVersion", rv ? rv : "");
-                kube_update(c->kube, &RES_SLICE, e->ns, name, NULL, want, on_write_done,
-                            "resolver slice update");
+                struct slice_write *sw = slice_write_new(c, e->ns, want);
+                if (sw && !kube_update(c->kube, &RES_SLICE, e->ns, name, NULL, want,
+                                       on_slice_written, sw))
+                    slice_write_free(sw);
             }
         }
         cJSON_Delete(want);
@@ -2211,6 +2308,11 @@ static void es_reconcile_spec(struct es *e)
             enter_serve(e);
         else
             resolver_slices_apply(e);
+    } else if (e->switching) {
+        /* a scale to zero waits for the data path: its resolver slice follows the Service too
+         * (found by the soak: a port renamed meanwhile kept the old name, so the probe never
+         * reached holdfast and the pods took the resets of a replica killed meanwhile) */
+        resolver_slices_apply(e);
     }
 }
 

@@ -198,3 +198,27 @@ def test_service_with_only_opaque_ports_waits_a_grace_period(sim, prom, exporter
     wait_mode(sim, ns, "proxy", timeout=20)
     (done,) = hf.log_lines("data path reaches holdfast: removing the last replica")
     assert done["how"] == "grace period" and done["waited_ms"] >= 2000, done
+
+
+def test_port_renamed_while_the_switch_waits_is_followed_by_the_resolver_slice(sim, prom, exporter, ns, holdfast):
+    """Found by the soak (seed 188701454): a Service port renamed while a scale to zero waited
+    for the data path left the resolver slice with the old name, so kube-proxy never sent the
+    renamed port to holdfast, the probe never came back and the scale-down was abandoned. The
+    resolver slice follows the Service while the switch waits, as it does in proxy mode."""
+    make_app(sim, ns, containers=[GRACEFUL])
+    set_load(prom, exporter, ns, 0)
+    sim.fault("ignore-unmanaged-slices", on=True)  # keeps the switch waiting until cleared
+    routed(sim, ns)
+    hf = holdfast.start(polling="1s", extra_args=("--scale-down-probe-timeout", "20s"))
+    create_es(sim, ns, elastiservice(cooldown=1, triggers=[trigger(prom, ns)]))
+    wait_for(lambda: (condition(sim, ns, "ScaledToZero") or {}).get("reason") == "AwaitingDataPath",
+             timeout=20, interval=0.05, what="condition AwaitingDataPath")
+    sim.patch("/api/v1/namespaces/%s/services/web" % ns,
+              {"spec": {"ports": [{"name": "web", "port": 80, "targetPort": 8080}]}})
+
+    def names():
+        return [p["name"] for s in resolver_slices(sim, ns) for p in s.get("ports") or []]
+    wait_for(lambda: names() == ["web"], timeout=5, interval=0.05, what="the resolver slice renamed")
+    sim.clear_faults()
+    wait_mode(sim, ns, "proxy", timeout=15)
+    assert metric_value(hf.metrics_text(), "holdfast_scale_downs_abandoned_total") == 0
