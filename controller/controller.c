@@ -41,6 +41,11 @@
 #define DEFAULT_MAX_HELD 10000
 #define WAKE_REPEAT_MS 2000
 #define AWAIT_ECHO_MS 10000
+/* The informers retry a failed list or watch after at most this long (not 30 s): after an API
+ * outage every cache must come back within a couple of seconds, or whatever it feeds (a hand
+ * scale to zero, a resolver slice write) is blind meanwhile (found by the soak). A handful of
+ * informers retrying every 2 s through an outage is no load. */
+#define INFORMER_BACKOFF_MAX_MS 2000
 
 static const struct kube_resource RES_ES = {"elasti.truefoundry.com", "v1alpha1", "elastiservices",
                                             true};
@@ -2819,8 +2824,11 @@ static struct informer *workload_informer(struct controller *c, struct workload_
 {
     w->c = c;
     w->resource = res->resource;
-    struct informer_opts io = {
-        .res = *res, .ns = c->opt.namespace_, .name = name, .transform = lean_workload};
+    struct informer_opts io = {.res = *res,
+                               .ns = c->opt.namespace_,
+                               .name = name,
+                               .transform = lean_workload,
+                               .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
     return informer_new(c->kube, &io, &workload_handlers, w);
 }
 
@@ -2915,13 +2923,22 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     }
     wakeq_set_notify(&dp->wakeq, c->wake_ev);
 
-    struct informer_opts io = {.res = RES_ES, .ns = opts->namespace_, .name = "elastiservices"};
+    struct informer_opts io = {.res = RES_ES,
+                               .ns = opts->namespace_,
+                               .name = "elastiservices",
+                               .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
     struct informer_handlers hes = {on_es_add, on_es_update, on_es_delete, on_synced};
     c->inf_es = informer_new(c->kube, &io, &hes, c);
     struct informer_handlers hrel = {on_rel_add, on_rel_update, on_rel_delete, on_synced};
-    io = (struct informer_opts){.res = RES_SVC, .ns = opts->namespace_, .name = "services"};
+    io = (struct informer_opts){.res = RES_SVC,
+                                .ns = opts->namespace_,
+                                .name = "services",
+                                .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
     c->inf_svc = informer_new(c->kube, &io, &hrel, c);
-    io = (struct informer_opts){.res = RES_SLICE, .ns = opts->namespace_, .name = "endpointslices"};
+    io = (struct informer_opts){.res = RES_SLICE,
+                                .ns = opts->namespace_,
+                                .name = "endpointslices",
+                                .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
     struct informer_handlers hslice = {on_slice_add, on_slice_update, on_slice_delete, on_synced};
     c->inf_slices = informer_new(c->kube, &io, &hslice, c);
     if (opts->resolver_service) {
@@ -2931,7 +2948,8 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
         io = (struct informer_opts){.res = RES_SLICE,
                                     .ns = opts->resolver_namespace,
                                     .label_selector = sel,
-                                    .name = "resolver-endpointslices"};
+                                    .name = "resolver-endpointslices",
+                                    .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
         c->inf_resolver = informer_new(c->kube, &io, &hres, c);
     }
     if (!opts->no_target_watch) {
