@@ -163,7 +163,7 @@ WATCH_RULES = {
     ("elasti.truefoundry.com", "elastiservices"): {"list", "watch", "patch"},
     ("elasti.truefoundry.com", "elastiservices/status"): {"patch"},
     ("", "services"): {"list", "watch"},
-    ("discovery.k8s.io", "endpointslices"): {"list", "watch", "create", "update", "delete"},
+    ("discovery.k8s.io", "endpointslices"): {"get", "list", "watch", "create", "update", "delete"},
     ("apps", "deployments/scale"): {"get", "patch"},
     ("apps", "statefulsets/scale"): {"get", "patch"},
     ("argoproj.io", "rollouts/scale"): {"get", "patch"},
