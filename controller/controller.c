@@ -41,11 +41,13 @@
 #define DEFAULT_MAX_HELD 10000
 #define WAKE_REPEAT_MS 2000
 #define AWAIT_ECHO_MS 10000
-/* The informers retry a failed list or watch after at most this long (not 30 s): after an API
- * outage every cache must come back within a couple of seconds, or whatever it feeds (a hand
- * scale to zero, a resolver slice write) is blind meanwhile (found by the soak). A handful of
- * informers retrying every 2 s through an outage is no load. */
-#define INFORMER_BACKOFF_MAX_MS 2000
+/* The informers retry a failed list or watch after at most this long. After an API outage every
+ * cache must come back at once, or whatever it feeds (a hand scale to zero, a resolver slice
+ * write) is blind meanwhile (found by the soak): the first call of any client that the API server
+ * answers again retries every informer waiting out its backoff (on_api_back). The lease renews
+ * every 2 s, so that is within about 2 s; this cap bounds it when leader election is off and
+ * nothing else calls. */
+#define INFORMER_BACKOFF_MAX_MS 10000
 
 static const struct kube_resource RES_ES = {"elasti.truefoundry.com", "v1alpha1", "elastiservices",
                                             true};
@@ -702,6 +704,8 @@ static struct es *es_ref_take(struct es_ref *r)
     return e;
 }
 
+static void es_acknowledge(struct es *e);
+
 static void on_status_written(cJSON *obj, const struct kube_error *err, void *arg)
 {
     int64_t generation = ((struct es_ref *)arg)->generation;
@@ -723,6 +727,8 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
     }
     if (e && err)
         e->status_dirty = true; /* on_scale (every poll) writes it again */
+    if (e && !err)
+        es_acknowledge(e); /* a generation seen while this write was in flight */
     if (err)
         log_warn("status write failed; the next reconcile retries",
                  "elastiservice=%s error=%s "
@@ -2220,7 +2226,8 @@ static void ensure_finalizer(struct es *e, const cJSON *obj)
 /*
  * Leader: a spec change that the status does not acknowledge yet gets a status write, which
  * carries observedGeneration (so GitOps tools waiting for it go on). Not while a status write
- * is in flight: that one carries the generation, or its failure is retried (status_dirty).
+ * is in flight: its answer calls this again (it may carry an older generation, and its echo
+ * can come before its answer), or its failure is retried (status_dirty).
  */
 static void es_acknowledge(struct es *e)
 {
@@ -2870,6 +2877,21 @@ void controller_stop_leading(struct controller *c, void (*done)(bool released, v
 
 /* ---- life ---- */
 
+/* The API server answers again after an outage: every informer still waiting out its backoff
+ * lists or watches now, so no cache stays behind for the rest of its backoff. */
+static void on_api_back(void *arg)
+{
+    struct controller *c = arg;
+    struct informer *all[] = {c->inf_es,     c->inf_svc, c->inf_slices, c->inf_resolver,
+                              c->inf_deploy, c->inf_sts, c->inf_rollout};
+    unsigned n = 0;
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        n += all[i] && informer_retry_now(all[i]);
+    if (n)
+        log_info("the API server answers again: informers waiting out their backoff retry now",
+                 "informers=%u", n);
+}
+
 struct controller *controller_start(struct event_base *base, struct dataplane *dp,
                                     const struct controller_opts *opts, char *err, size_t errlen)
 {
@@ -2985,6 +3007,9 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
         controller_free(c);
         return NULL;
     }
+    kube_client_on_back(c->kube, on_api_back, c);
+    kube_client_on_back(c->kube_wake, on_api_back, c);
+    kube_client_on_back(c->kube_lease, on_api_back, c);
     resolvers_changed(c);
     leader_start(c->election);
     informer_start(c->inf_svc);

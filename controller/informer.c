@@ -575,6 +575,17 @@ int informer_start(struct informer *inf)
     return inf->call ? 0 : -1;
 }
 
+bool informer_retry_now(struct informer *inf)
+{
+    if (!inf->running || inf->call || !evtimer_pending(inf->retry, NULL))
+        return false;
+    evtimer_del(inf->retry);
+    inf->backoff_ms = inf->backoff_min_ms;
+    log_debug("informer: the API server answers again, retrying now", "informer=%s", inf->name);
+    on_retry(-1, 0, inf);
+    return true;
+}
+
 void informer_stop(struct informer *inf)
 {
     inf->running = false;

@@ -67,6 +67,10 @@ struct informer *informer_new(struct kube_client *kc, const struct informer_opts
  * then retries on its backoff anyway). */
 int informer_start(struct informer *inf);
 
+/* When the informer waits out a backoff, retries now, from the shortest backoff (the caller knows
+ * the API server answers again). Returns whether it did. */
+bool informer_retry_now(struct informer *inf);
+
 /* Cancels the list or watch in flight and any retry timer; the cache and its resourceVersion
  * are kept, and no handler runs until informer_start. */
 void informer_stop(struct informer *inf);

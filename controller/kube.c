@@ -38,6 +38,9 @@ struct kube_client {
     struct kube_call *qhead, *qtail; /* calls waiting for a token, FIFO */
     size_t queued;
     struct kube_call *all; /* every live call, doubly linked */
+    bool unreachable;      /* the last outcome was a transport failure or a 5xx */
+    void (*on_back)(void *arg);
+    void *on_back_arg;
 };
 
 enum call_phase {
@@ -337,9 +340,27 @@ static void call_free(struct kube_call *call)
     free(call);
 }
 
+/*
+ * Keeps c->unreachable: set by a transport failure or a 5xx, cleared by any answer of the API
+ * server's own (a 2xx, or a 4xx Status: the server is there and says no). Clearing it calls
+ * on_back, so that whatever waits out a backoff can try again at once.
+ */
+static void note_outcome(struct kube_client *c, const struct kube_error *err)
+{
+    bool down = err && (err->code == KUBE_ERR_TRANSPORT || err->code == KUBE_ERR_UNAVAILABLE);
+    if (down || !c->unreachable) {
+        c->unreachable = c->unreachable || down;
+        return;
+    }
+    c->unreachable = false;
+    if (c->on_back)
+        c->on_back(c->on_back_arg);
+}
+
 /* Hands the outcome to the caller and frees the call. Takes ownership of obj. */
 static void call_finish(struct kube_call *call, cJSON *obj, const struct kube_error *err)
 {
+    note_outcome(call->c, err);
     call->in_done = true;
     call->req = NULL;
     call->done(obj, err, call->arg);
@@ -505,6 +526,7 @@ static void on_http_line(struct http_request *req, const char *line, size_t len,
         return;
     }
     cJSON_DetachItemViaPointer(ev, object);
+    note_outcome(call->c, NULL);
     bool gone = false;
     call->gone = &gone;
     call->on_event(type->valuestring, object, call->arg);
@@ -594,6 +616,12 @@ struct kube_client *kube_client_new(struct event_base *base, struct kubeconfig *
                  "(insecure-skip-tls-verify): anyone on the path can impersonate it",
                  "server=%s source=%s", kc->server, kc->source);
     return c;
+}
+
+void kube_client_on_back(struct kube_client *c, void (*cb)(void *arg), void *arg)
+{
+    c->on_back = cb;
+    c->on_back_arg = arg;
 }
 
 void kube_client_free(struct kube_client *c)

@@ -115,6 +115,10 @@ enum kube_patch_type {
 struct kube_client *kube_client_new(struct event_base *base, struct kubeconfig *kc,
                                     const struct kube_client_opts *opts, char *err, size_t errlen);
 
+/* Calls cb(arg) when the API server answers again (any 2xx or 4xx) after a call failed without
+ * an answer (transport) or with a 5xx. It runs before the answering call's own callback. */
+void kube_client_on_back(struct kube_client *c, void (*cb)(void *arg), void *arg);
+
 /* Cancels every call in flight or waiting (no callbacks) and frees the client. */
 void kube_client_free(struct kube_client *c);
 

@@ -705,6 +705,44 @@ def test_api_outage_after_wake_patch_completes_when_api_returns(sim, ns, holdfas
     assert hf.log_lines("informer: list or watch failed, retrying with backoff"), "the outage was not seen"
 
 
+def test_every_cache_is_back_at_once_after_a_long_outage(sim, ns, holdfast):
+    """After 25 s of outage the informers wait out backoffs of 5 to 10 s. The first call the API
+    server answers again (a poll here; the lease renewal with leader election) retries every one
+    of them at once, so changes made right after the outage through four different watches
+    (ElastiService, Service, Deployment, EndpointSlice) are all seen within the next few
+    seconds, not each after its own backoff."""
+    hf = holdfast.start()
+    make_app(sim, ns, replicas=0)
+    make_app(sim, ns, name="api", replicas=1)
+    create_es(sim, ns, elastiservice(cooldown=600))
+    create_es(sim, ns, elastiservice(name="api", cooldown=600))
+    wait_mode(sim, ns, "proxy")
+    wait_mode(sim, ns, "serve", name="api")
+    sim.outage(25, mode="refuse")
+    time.sleep(24)
+    wait_api(sim)
+    t0 = time.monotonic()
+    gen = sim.patch(es_path(ns), {"spec": {"cooldownPeriod": 601}})["metadata"]["generation"]
+    sim.patch("/api/v1/namespaces/%s/services/web" % ns,
+              {"spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080},
+                                  {"name": "admin", "port": 81, "targetPort": 8080}]}})
+    sim.patch(wpath("Deployment", ns, "api"), {"spec": {"replicas": 0}})
+    seen = {}
+    deadline = t0 + 6
+    while time.monotonic() < deadline and len(seen) < 3:
+        st, st_api = status(sim, ns), status(sim, ns, "api")
+        if st.get("observedGeneration") == gen and "elastiservices" not in seen:
+            seen["elastiservices"] = time.monotonic() - t0
+        if len(st.get("ports") or []) == 2 and "services" not in seen:
+            seen["services"] = time.monotonic() - t0
+        if st_api.get("mode") == "proxy" and resolver_slices(sim, ns, "api") and "deployments+slices" not in seen:
+            seen["deployments+slices"] = time.monotonic() - t0
+        time.sleep(0.1)
+    assert len(seen) == 3, "seen within 6 s of the outage's end: %s; %s; %s" % (
+        seen, status(sim, ns), status(sim, ns, "api"))
+    assert hf.log_lines("the API server answers again: informers waiting out their backoff retry now")
+
+
 def test_forced_compaction_relists_and_controller_keeps_working(sim, ns, holdfast):
     hf = holdfast.start()
     to_proxy_by_hand(sim, ns)

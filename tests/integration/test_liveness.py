@@ -239,3 +239,33 @@ def test_resolver_slice_the_cache_does_not_show_is_read_and_rewritten(sim, ns, h
                 and [e["addresses"] for e in s["endpoints"]] == [[hf.ip]])
     wait_for(rewritten, timeout=5, interval=0.1, what="the resolver slice rewritten")
     assert hf.log_lines("resolver slice write found the cache behind; reading and writing it again")
+
+
+def test_generation_seen_while_a_status_write_is_in_flight_is_acknowledged(sim, ns, holdfast):
+    """A new generation that arrives while a status write of the old one is in flight, with that
+    write's own echo ahead of its answer (as a real API server can deliver them), used to go
+    unacknowledged until the next heartbeat: the write in flight was taken to carry it, and
+    nothing looked again when its answer came (found after an API outage, whose end brought a
+    failed status write's retry and a spec change together). Here the Service's ports change
+    (status.ports is written), and 0.3 s later the spec does, with every write answered 1.5 s
+    late; polling is 30 s, so only the write's answer can bring the acknowledgement."""
+    import threading
+    make_app(sim, ns, replicas=0)
+    holdfast.start(polling="30s")
+    create_es(sim, ns, elastiservice(cooldown=900))
+    wait_mode(sim, ns, "proxy")
+    sim.slow_write_answers(1500, seconds=20)
+    try:
+        svc = threading.Thread(target=sim.patch, args=("/api/v1/namespaces/%s/services/web" % ns, {
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080},
+                               {"name": "admin", "port": 81, "targetPort": 8080}]}}))
+        svc.start()
+        time.sleep(0.3)
+        spec = sim.patch("%s/namespaces/%s/elastiservices/web" % (ES_API, ns), {"spec": {"cooldownPeriod": 901}})
+        svc.join(10)
+    finally:
+        sim.slow_write_answers(0)
+    gen = spec["metadata"]["generation"]
+    wait_for(lambda: status(sim, ns).get("observedGeneration") == gen, timeout=6, interval=0.05,
+             what="status.observedGeneration == %d (the write in flight carried %d)" % (gen, gen - 1))
+    assert len(status(sim, ns)["ports"]) == 2
