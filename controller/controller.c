@@ -632,6 +632,26 @@ static void on_write_done(cJSON *obj, const struct kube_error *err, void *arg)
                  what, err->reason, err->message);
 }
 
+/* The condition of this type in e->conditions, or NULL. */
+static cJSON *cond_find(const struct es *e, const char *type)
+{
+    cJSON *cnd;
+    cJSON_ArrayForEach(cnd, e->conditions)
+    {
+        const char *t = get_str(cnd, "type");
+        if (t && strcmp(t, type) == 0)
+            return cnd;
+    }
+    return NULL;
+}
+
+/* Whether the condition of this type has this reason. */
+static bool cond_reason_is(const struct es *e, const char *type, const char *reason)
+{
+    const char *r = get_str(cond_find(e, type), "reason");
+    return r && strcmp(r, reason) == 0;
+}
+
 /* Sets one condition in e->conditions (lastTransitionTime moves only when status changes). */
 static bool cond_set(struct es *e, const char *type, bool status, const char *reason,
                      const char *message)
@@ -639,13 +659,7 @@ static bool cond_set(struct es *e, const char *type, bool status, const char *re
     char now[32];
     rfc3339(time(NULL), now, sizeof(now));
     const char *st = status ? "True" : "False";
-    cJSON *cnd;
-    cJSON_ArrayForEach(cnd, e->conditions)
-    {
-        const char *t = get_str(cnd, "type");
-        if (t && strcmp(t, type) == 0)
-            break;
-    }
+    cJSON *cnd = cond_find(e, type);
     if (!cnd) {
         cnd = cJSON_CreateObject();
         cJSON_AddStringToObject(cnd, "type", type);
@@ -674,7 +688,8 @@ static bool cond_set(struct es *e, const char *type, bool status, const char *re
 struct es_ref {
     struct controller *c;
     char *ns, *name;
-    int64_t generation; /* of a status write: what it acknowledges */
+    int64_t generation;   /* of a status write: what it acknowledges */
+    unsigned scale_epoch; /* of a /scale read: e->scale_epoch when it was sent */
 };
 
 static struct es_ref *es_ref_new(const struct es *e)
@@ -2029,19 +2044,12 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
      * test_api_outage_after_wake_patch_completes_when_api_returns: a serve switch during an
      * outage left status.mode "proxy" and the resolver slice in place for good.)
      */
-    const cJSON *cnd;
-    cJSON_ArrayForEach(cnd, e->conditions)
-    {
-        const char *t = get_str(cnd, "type"), *r = get_str(cnd, "reason");
-        bool unreadable =
-            r && (strcmp(r, "TargetUnreadable") == 0 || strcmp(r, "TargetNotFound") == 0);
-        if (t && strcmp(t, "Ready") == 0 && unreadable && e->mode[0]) {
-            cond_set(e, "Ready", true, proxy ? "Proxying" : "Serving",
-                     proxy ? "traffic goes to the resolver, which holds requests"
-                           : "traffic goes to the target's pods");
-            e->status_dirty = true;
-            break;
-        }
+    if (e->mode[0] && (cond_reason_is(e, "Ready", "TargetUnreadable") ||
+                       cond_reason_is(e, "Ready", "TargetNotFound"))) {
+        cond_set(e, "Ready", true, proxy ? "Proxying" : "Serving",
+                 proxy ? "traffic goes to the resolver, which holds requests"
+                       : "traffic goes to the target's pods");
+        e->status_dirty = true;
     }
     if (e->status_dirty && e->mode[0]) {
         e->status_dirty = false; /* set again if this write fails too */
@@ -2068,16 +2076,9 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
         }
         if (!e->switching) {
             /* a switch cut short (the leadership moved on, a restart) left its condition */
-            const cJSON *sc;
-            cJSON_ArrayForEach(sc, e->conditions)
-            {
-                const char *t = get_str(sc, "type"), *r = get_str(sc, "reason");
-                if (t && r && strcmp(t, "ScaledToZero") == 0 &&
-                    strcmp(r, "AwaitingDataPath") == 0) {
-                    cond_set(e, "ScaledToZero", false, "Serving", "the target has ready endpoints");
-                    status_write(e, NULL);
-                    break;
-                }
+            if (cond_reason_is(e, "ScaledToZero", "AwaitingDataPath")) {
+                cond_set(e, "ScaledToZero", false, "Serving", "the target has ready endpoints");
+                status_write(e, NULL);
             }
             resolver_slices_delete(e); /* serving: none should be left (a failed delete) */
             if (poll)
@@ -2129,7 +2130,7 @@ static void es_check(struct es *e)
         e->busy_since_ms = mono_ms();
         e->busy_what = "reading the target's /scale";
         e->stuck_logged = false;
-        ref->generation = e->scale_epoch;
+        ref->scale_epoch = e->scale_epoch;
         if (!target_get_scale(e->c->kube, &e->target, e->ns, on_scale_read, ref)) {
             e->busy = false;
             es_ref_take(ref);
@@ -2143,7 +2144,7 @@ static void on_scale_read(const struct target_result *res, const struct kube_err
 {
     struct es_ref *ref = arg;
     struct es *e = find_es(ref->c, ref->ns, ref->name);
-    if (e && !err && (unsigned)ref->generation != e->scale_epoch) {
+    if (e && !err && ref->scale_epoch != e->scale_epoch) {
         es_ref_take(ref);
         e->busy = false;
         e->evaluated_ms = mono_ms();

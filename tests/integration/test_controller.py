@@ -39,6 +39,7 @@ PY = "/usr/bin/python3"
 HTTPSERVER = os.path.join(REPO, "tests", "kubesim", "testdata", "httpserver.py")
 IMAGES = {"kubesim/http:1": {"argv": [PY, HTTPSERVER]},
           "kubesim/http:slow": {"argv": [PY, HTTPSERVER], "startDelayMs": 1500},
+          "kubesim/http:3s": {"argv": [PY, HTTPSERVER], "startDelayMs": 3000},
           "kubesim/sleep": {"argv": ["/bin/sleep", "$@"]}}
 CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
 ES_API = "/apis/elasti.truefoundry.com/v1alpha1"
