@@ -476,6 +476,9 @@ class MetricsAuditor(threading.Thread):
         self.soak = soak
         self.interval = interval
         self.slack = slack  # the longest a counted transition takes to show in a watch
+        # the longest a transition can show in a watch before the answer to its write (which is
+        # when it is counted) comes: the slow-write-answers operation delays answers <= 300 ms
+        self.lead = 1.0
         self.stop_ev = threading.Event()
         self.last = {}       # replica name -> metrics of its latest scrape
         self.epoch = []      # sweeps of the current epoch: (t_start, t_end, {name: metrics})
@@ -577,9 +580,12 @@ class MetricsAuditor(threading.Thread):
         summed over the replicas (delta) and the transitions the watches showed (W):
           lower bound: W(A_end + slack, B_start] <= delta (a transition shown then was counted
                        after A was scraped and before B was);
-          upper bound: delta <= W(A_start, B_end + slack] (a counted transition shows within the
-                       slack), with B a sweep at least `slack` before the epoch ended (a process
-                       killed right after counting may never have written the status).
+          upper bound: delta <= W(A_start - lead, B_end + slack] (a counted transition shows
+                       within the slack; and it may show up to `lead` before it is counted: a
+                       counter moves when the answer to the write comes, and a real API server,
+                       as kubesim's slow-write-answers fault, can send the watch event first),
+                       with B a sweep at least `slack` before the epoch ended (a process killed
+                       right after counting may never have written the status).
         scale downs: status.mode becoming proxy; serve switches: proxy -> serve; scale ups: a
         Deployment going from 0 replicas to more not by the soak's hand."""
         soak = self.soak
@@ -599,7 +605,7 @@ class MetricsAuditor(threading.Thread):
         }
         for c in COUNTERS:
             delta = sum(b[2][n].get(c, 0) - a[2][n].get(c, 0) for n in b[2])
-            seen = shown[c](a[0], b[1] + self.slack)
+            seen = shown[c](a[0] - self.lead, b[1] + self.slack)
             lo = len(shown[c](a[1] + self.slack, b[0]))
             hi = len(seen)
             soak.debug("metrics epoch t=%.1f-%.1f %s: counted %g, shown %d..%d" % (

@@ -88,6 +88,10 @@ class FakeSoak:
         self.debug = lambda s: None
 
 
+def deploy(uid, replicas):
+    return {"metadata": {"uid": uid, "namespace": "n", "name": "a1"}, "spec": {"replicas": replicas}}
+
+
 def sweep(t, downs, switches=0, ups=0):
     m = {"holdfast_scale_downs_total": downs, "holdfast_serve_switches_total": switches,
          "holdfast_scale_ups_total": ups}
@@ -106,6 +110,23 @@ def test_metrics_audit_fails_a_counter_that_does_not_move_with_the_mode():
     s.violations.items.clear()
     a.audit_epoch([sweep(1, 0), sweep(20, 3), sweep(40, 3)], end_reason_time=50)
     assert [v["object"] for v in s.violations.items] == ["holdfast_scale_downs_total"]  # counted thrice
+
+
+def test_metrics_audit_allows_a_wake_shown_just_before_the_answer_that_counts_it():
+    """Found by seed 188701454 with answers to writes 216 ms late: holdfast's wake PATCH made a
+    Deployment go from 0 to 1 (the watch showed it at t=185.45), the epoch's first sweep scraped
+    the replica at t=185.5, and the PATCH's answer, which is when holdfast_scale_ups_total moves,
+    came at t=185.67: counted inside the epoch, shown just before it. Not a double count."""
+    s = FakeSoak()
+    a = observe.MetricsAuditor(s)
+    s.wakes.on_event(1.0, "ADDED", deploy("u1", 0))
+    s.wakes.on_event(19.8, "MODIFIED", deploy("u1", 1))
+    a.audit_epoch([sweep(20, 0, ups=0), sweep(30, 0, ups=1), sweep(40, 0, ups=1)], end_reason_time=50)
+    assert s.violations.items == []
+    s.wakes.on_event(25.0, "MODIFIED", deploy("u1", 0))
+    s.wakes.on_event(25.5, "MODIFIED", deploy("u1", 1))
+    a.audit_epoch([sweep(20, 0, ups=0), sweep(30, 0, ups=3), sweep(40, 0, ups=3)], end_reason_time=50)
+    assert [v["object"] for v in s.violations.items] == ["holdfast_scale_ups_total"]  # two shown, three counted
 
 
 def test_deadline_is_pushed_past_disruptions_that_began_before_it():
