@@ -155,8 +155,14 @@ def test_data_path_that_never_reaches_holdfast_abandons_the_scale_down(sim, prom
     reaches the pod, so after --scale-down-probe-timeout the scale-down is abandoned, with a
     condition, a Warning Event and the resolver slice deleted, and the pods stay: nothing is
     lost. Without the probe the target went to zero and every request was refused. Once the
-    fault is gone, the next attempt (10 polling intervals later) scales to zero."""
-    make_app(sim, ns, containers=[GRACEFUL])
+    fault is gone, the next attempt (10 polling intervals later) scales to zero.
+
+    The pod answers 1.5 s late, so the second probe is still in flight at the 3 s deadline: it
+    gets its whole timeout (2 s), and the condition names what it got (OtherAnswer). Cut to what
+    was left of the deadline, it timed out and the message said "Timeout" (found by CI, under
+    load, with the last probe given 1 ms)."""
+    slow = dict(GRACEFUL, env=GRACEFUL["env"] + [{"name": "ANSWER_DELAY_MS", "value": "1500"}])
+    make_app(sim, ns, containers=[slow])
     set_load(prom, exporter, ns, 0)
     sim.fault("ignore-unmanaged-slices", on=True)
     routed(sim, ns)
