@@ -2387,7 +2387,8 @@ static void on_es_update(const cJSON *old, const cJSON *obj, void *arg)
  * leader restored its target before letting it go (es_finalize), so the held requests are
  * relayed to the restored pods as soon as they are ready, instead of each getting a 503. Out of
  * every index (no reconcile, no poll, no wake), freed by linger_sweep once nothing is held, or
- * after its hold timeout (each held request has had its answer by then), or when an
+ * after its hold timeout (each held request has had its answer by then), or when its Service
+ * is deleted too (the held requests get 503 "service was removed" then), or when an
  * ElastiService of the same name is created again.
  */
 static void es_linger(struct es *e)
@@ -2433,8 +2434,11 @@ static void linger_sweep(struct controller *c, const char *key)
     struct es *e = c->lingering;
     while (e) {
         struct es *next = e->next;
+        /* The Service gone too (its namespace is being deleted, say): nothing can relay the
+         * held requests any more, so they get their answer now, not at the hold timeout. */
         bool done = key ? strcmp(e->key, key) == 0
-                        : atomic_load(&e->svc->held_conns) <= 0 || now >= e->linger_until_ms;
+                        : atomic_load(&e->svc->held_conns) <= 0 || now >= e->linger_until_ms ||
+                              !es_service(e);
         if (done)
             linger_unlink(c, e);
         e = next;

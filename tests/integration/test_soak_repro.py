@@ -8,6 +8,7 @@ The set-up is test_controller.py's, imported: one kubesim per module (kube-proxy
 holdfast per test (tests/lib/hfk8s.py, its own loopback address, --polling-interval 1s), requests
 through the Service's ClusterIP, bounded waits, no sanitizer report allowed.
 """
+import json
 import re
 import time
 
@@ -71,6 +72,35 @@ def test_request_held_when_its_elastiservice_is_deleted_is_answered_by_the_resto
     code, body = result(req)
     assert code == 200 and body.startswith("web-"), \
         "the held request got %d %s instead of the restored pod's answer" % (code, body)
+
+
+def test_request_held_when_its_namespace_goes_is_answered_at_once(sim, ns, holdfast):
+    """Found by the soak (invariant `request_at_scale_down`), seed 188701454 (SOAK_SECONDS=180,
+    t=176.3-221.3 s): a request held for soak-5/a10 got no answer for 45 s (the client's
+    timeout). The namespace was deleted while it was held: the wake found no Deployment
+    (NotFound), the ElastiService went, and its route stayed for the held request (the
+    lingering route that lets a request held at an ElastiService's deletion reach the restored
+    pod), with nothing left that could ever answer it, until the hold timeout.
+
+    Here, with the target slow to start: a request is held, the ElastiService and then the
+    Service are deleted (as a namespace deletion does). The held request is answered at once
+    with the documented 503 "service was removed", not after holdTimeoutSeconds (25 s here)."""
+    make_app(sim, ns, replicas=0, image="kubesim/http:3s")
+    hf = holdfast.start()
+    create_es(sim, ns, holdTimeoutSeconds=25)
+    wait_for(lambda: status(sim, ns).get("mode") == "proxy" and resolver_slices(sim, ns), timeout=20,
+             what="proxy mode with a resolver slice")
+    time.sleep(0.5)  # kube-proxy (200 ms) routes the ClusterIP to holdfast
+    req = Background(sim.cluster_ip(ns, "web"), 80, "/held", timeout=60)
+    wait_for(lambda: metric(hf, "holdfast_held_connections") == 1, timeout=10, what="the request held")
+    sim.delete(es_path(ns))
+    wait_for(lambda: not sim.exists(es_path(ns)), timeout=10, what="the ElastiService gone")
+    sim.delete("/api/v1/namespaces/%s/services/web" % ns)
+    t0 = time.monotonic()
+    code, _, body = req.result(timeout=40)
+    waited = time.monotonic() - t0
+    assert code == 503 and json.loads(body).get("reason") == "service was removed", (code, body)
+    assert waited < 10, "answered %.1f s after the Service went (the hold timeout is 25 s)" % waited
 
 
 def lease_holder(sim, ns):

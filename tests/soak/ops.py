@@ -181,8 +181,10 @@ class Operations:
         was_zero = bool(dep) and (dep.get("spec") or {}).get("replicas", 1) == 0
         t = time.monotonic()
         # documented (docs/kubernetes.md, Deletion): the resolver slices are deleted as the
-        # target is scaled back up, so requests meanwhile find no endpoint
-        w = self.excuses.add(app.key, "ElastiService deleted", t)
+        # target is scaled back up, so requests meanwhile find no endpoint; requests already
+        # held go to the restored pod (a 503 "service was removed" is not excused)
+        w = self.excuses.add(app.key, "ElastiService deleted", t,
+                             kinds=CONNECTION_LOST + ("timeout",))
         app.es_window = w
         op = self.oplog.start("es_delete", app.key, "target at zero" if was_zero else "")
         code, _ = self.api("DELETE", es_path(app.ns, app.name))

@@ -544,7 +544,7 @@ class Soak(Operations):
                 continue
             t = f.t_start if f.kind == "timeout" else f.t_end
             reason = None
-            if f.kind in ("refused", "reset", "closed", "truncated", "timeout", "oserror"):
+            if f.kind in ("refused", "reset", "closed", "truncated", "timeout", "oserror", "removed"):
                 reason = self.excuses.find(f.app, t, f.kind)
             if reason:
                 f.verdict = ("excused", reason)

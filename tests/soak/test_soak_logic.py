@@ -30,6 +30,8 @@ def test_judge_accepts_the_pod_the_probe_and_documented_answers_only():
         assert judge("a1", "/x", status, body) == (True, "holdfast_%d" % status)
     body = json.dumps({"error": "service unavailable", "service": "soak-1/a1",
                        "reason": "service was removed"})
+    assert judge("a1", "/x", 503, body) == (False, "removed")  # excused only by a deletion
+    body = json.dumps({"error": "service unavailable", "service": "soak-1/a1", "reason": "other"})
     assert judge("a1", "/x", 503, body) == (False, "undocumented_answer")
     assert judge("a1", "/x", 403, "forbidden") == (False, "wrong_answer")
 

@@ -17,7 +17,9 @@ An answer is good when it is
 Anything else is a failure, recorded with its time: refused, reset, closed without an answer,
 closed inside the answer's body (truncated), timed out, a malformed answer, an answer that is
 not the app's (another app's pod, a status nobody documents), or one of holdfast's JSON answers
-that the documentation does not list.
+that the documentation does not list. holdfast's 503 "service was removed" is a failure that
+only the deletion of the app's Service or namespace excuses (not the ElastiService's alone: its
+held requests go to the restored pod).
 """
 import http.client
 import json
@@ -30,6 +32,9 @@ from world import PROBE_BODY
 
 # holdfast's own answers as docs/data-plane.md lists them: status -> the body's "error"
 DOCUMENTED = {502: "bad gateway", 503: "overloaded", 504: "timeout"}
+# documented too, but a failure unless the app's Service or namespace was deleted meanwhile (the
+# soak's excuse windows say): a request held when its service is removed for good
+REMOVED = (503, "service unavailable", "service was removed")
 REQUEST_TIMEOUT = 45.0  # longer than any API outage plus a wake: held requests are slow, not lost
 
 
@@ -89,6 +94,8 @@ def judge(app_name, path, status, body):
         if isinstance(j, dict) and "error" in j and "service" in j:
             if DOCUMENTED.get(status) == j["error"]:
                 return True, "holdfast_%d" % status
+            if (status, j["error"], j.get("reason")) == REMOVED:
+                return False, "removed"
             return False, "undocumented_answer"
     return False, "wrong_answer"
 
