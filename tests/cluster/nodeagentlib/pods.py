@@ -20,7 +20,7 @@ import threading
 import time
 
 from . import probes
-from .imagemap import command_argv
+from .imagemap import command_argv, strip_tag
 from .kubeapi import ApiError
 from .volumes import Volumes, field_value
 
@@ -147,7 +147,7 @@ class Container:
               "state": self.state, "lastState": self.last_state}
         if self.entry is not None:
             digest = hashlib.sha256(repr(sorted(self.entry.items())).encode()).hexdigest()
-            st["imageID"] = "%s@sha256:%s" % (image.split("@")[0], digest)
+            st["imageID"] = "%s@sha256:%s" % (strip_tag(image), digest)
         if self.cid:
             st["containerID"] = self.cid
         return st
