@@ -67,6 +67,16 @@ class Cluster:
         st = self.pod(ns, name).get("status") or {}
         return next((c for c in st.get("containerStatuses") or [] if c["name"] == container), None)
 
+    def netns_with_ip(self, ip):
+        """The pod namespaces whose eth0 has ip."""
+        out = []
+        for n in self.pod_netns():
+            r = subprocess.run(["ip", "-n", n, "-o", "-4", "addr", "show", "dev", "eth0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+            if " %s/" % ip in r.stdout:
+                out.append(n)
+        return out
+
     def pod_netns(self):
         return [n for n in standin.netns_list() if n.startswith(self.st.pod_prefix)]
 

@@ -96,6 +96,7 @@ class StandIn:
         self.kubeconfig = os.path.join(self.dir, "kubeconfig")
         self.node_kubeconfig = os.path.join(self.dir, "node", "kubeconfig")
         self.procs = {}
+        self.argv = {}
         self.bin = None
         self._host_ns = None
 
@@ -103,6 +104,7 @@ class StandIn:
         subprocess.run(["ip"] + list(args), check=True, stderr=subprocess.PIPE)
 
     def _start(self, name, argv):
+        self.argv[name] = argv
         log = open(os.path.join(self.dir, "logs", name + ".log"), "ab")
         p = subprocess.Popen(["ip", "netns", "exec", self.netns] + argv, stdin=subprocess.DEVNULL,
                              stdout=log, stderr=log, start_new_session=True)
@@ -161,20 +163,38 @@ class StandIn:
             "--authentication-kubeconfig", self.dir + "/scheduler.kubeconfig",
             "--authorization-kubeconfig", self.dir + "/scheduler.kubeconfig",
             "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", "0", "--profiling=false"])
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout):
+        """Waits for the API server's /readyz (and that every process still runs)."""
         deadline = time.monotonic() + timeout
         while True:
             for name, p in self.procs.items():
                 if p.poll() is not None:
                     raise RuntimeError("%s exited with %s; see %s/logs/%s.log" % (name, p.returncode, self.dir, name))
-            r = subprocess.run(["ip", "netns", "exec", self.netns, b + "/kubectl", "--kubeconfig", self.kubeconfig,
-                                "get", "--raw", "/readyz", "--request-timeout", "2s"],
+            r = subprocess.run(["ip", "netns", "exec", self.netns, self.bin + "/kubectl", "--kubeconfig",
+                                self.kubeconfig, "get", "--raw", "/readyz", "--request-timeout", "2s"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             if r.returncode == 0:
-                break
+                return
             if time.monotonic() > deadline:
                 raise RuntimeError("kube-apiserver not ready after %ds: %s" % (timeout, r.stdout[-300:]))
             time.sleep(0.5)
-        return self
+
+    def stop(self, name, timeout=15):
+        p = self.procs.pop(name)
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+
+    def restart(self, name):
+        self.stop(name)
+        self._start(name, self.argv[name])
 
     def enter(self):
         """Moves the calling thread (and the threads and processes it starts later) into hfn-ID,
@@ -195,15 +215,7 @@ class StandIn:
     def down(self):
         self.leave()
         for name in reversed(list(self.procs)):
-            p = self.procs[name]
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait(5)
-        self.procs.clear()
+            self.stop(name)
         left = [n for n in netns_list() if n.startswith(self.netns)]
         for n in left:
             subprocess.run(["ip", "netns", "del", n], stderr=subprocess.DEVNULL)

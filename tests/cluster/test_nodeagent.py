@@ -55,13 +55,15 @@ def test_deployment_pod_runs_from_the_image_map_gets_ready_and_answers_on_its_po
     envfile = tmp_path / "env.json"
     dump_env = "import json,os; json.dump(dict(os.environ), open(%r, 'w'))" % str(envfile)
     c = {"name": "main", "image": "hfc/http:1", "ports": [{"containerPort": 8080}],
-         "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
-         "env": [{"name": "GREETING", "value": "hello $(MY_POD)"},
-                 {"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                 {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-                 {"name": "MY_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]}
+         "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}}
     side = {"name": "env", "image": "hfc/python", "command": ["-c", dump_env + "; import time; time.sleep(3600)"],
-            "env": [{"name": "MEM_LIMIT_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory",
+            "env": [{"name": "EARLY", "value": "hello $(MY_POD)"},           # not yet defined: left as it is
+                    {"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "LATE", "value": "hello $(MY_POD) $$(MY_POD)"},
+                    {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    {"name": "MY_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                    {"name": "MY_APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                    {"name": "MEM_LIMIT_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory",
                                                                                "divisor": "1Mi"}}}],
             "resources": {"limits": {"memory": "64Mi"}}}
     dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
@@ -91,7 +93,10 @@ def test_deployment_pod_runs_from_the_image_map_gets_ready_and_answers_on_its_po
     env = wait_for(lambda: envfile.exists() and json.loads(envfile.read_text()), 20, "the env dump")
     assert env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1" and env["KUBERNETES_SERVICE_PORT"] == "443"
     assert env["POD_NAMESPACE"] == ns and env["POD_IP"] == st["podIP"]
+    name = pod["metadata"]["name"]
     assert env["MEM_LIMIT_MI"] == "64"
+    assert (env["EARLY"], env["LATE"]) == ("hello $(MY_POD)", "hello %s $(MY_POD)" % name)
+    assert (env["MY_POD"], env["MY_IP"], env["MY_NODE"], env["MY_APP"]) == (name, st["podIP"], "hfc-node", "web")
     assert not os.path.exists("/run/secrets/kubernetes.io"), "the token mount leaked into the host's files"
 
 
@@ -170,6 +175,8 @@ def test_deletion_runs_pre_stop_then_sigterm_then_sigkill_after_the_grace_period
         terminationGracePeriodSeconds=3)
     wait_for(lambda: trace.exists() and "started" in trace.read_text(), 30, "the container to start")
     pid = int((tmp_path / "trace.pid").read_text())
+    ip = cluster.pod(ns, "stubborn")["status"]["podIP"]
+    assert cluster.netns_with_ip(ip)
     t0 = time.monotonic()
     cluster.api.delete("/api/v1/namespaces/%s/pods/stubborn" % ns)
     wait_for(lambda: _gone(cluster, ns, "stubborn"), 20, "the pod object to be deleted")
@@ -177,6 +184,7 @@ def test_deletion_runs_pre_stop_then_sigterm_then_sigkill_after_the_grace_period
     assert trace.read_text().split() == ["started", "preStop", "TERM"]
     assert 3 <= took < 8, "the pod was gone %.1f s after deletion; the grace period is 3 s" % took
     assert not os.path.exists("/proc/%d" % pid), "the container ignoring SIGTERM still runs"
+    assert cluster.netns_with_ip(ip) == [], "the pod's network namespace outlived it"
 
 
 def test_service_account_token_authenticates_as_the_pods_service_account(cluster, ns, tmp_path):
@@ -216,6 +224,22 @@ def test_grpc_readiness_probe_follows_the_health_service(cluster, ns, tmp_path):
     wait_for(lambda: _cond(cluster.pod(ns, "grpc"), "Ready") == "True", 40, "Ready by the grpc probe")
     serving.unlink()
     wait_for(lambda: _cond(cluster.pod(ns, "grpc"), "Ready") == "False", 15, "not Ready once NOT_SERVING")
+
+
+def test_pods_keep_running_across_an_api_server_restart_and_the_watch_comes_back(cluster, ns):
+    cluster.create_pod(ns, "steady", [{"name": "main", "image": "hfc/http:1", "ports": [{"containerPort": 8080}],
+                                       "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}])
+    wait_for(lambda: _cond(cluster.pod(ns, "steady"), "Ready") == "True", 40, "Ready")
+    before = cluster.container_status(ns, "steady")
+    cluster.st.restart("kube-apiserver")
+    cluster.st.wait_ready(60)
+    # the pod ran on unharmed, and the agent's watch is back: it sees a new pod and a deletion
+    after = cluster.container_status(ns, "steady")
+    assert (after["containerID"], after["restartCount"], after["ready"]) == (before["containerID"], 0, True)
+    cluster.create_pod(ns, "later", [{"name": "main", "image": "hfc/sh", "command": ["-c", "exec sleep 3600"]}])
+    wait_for(lambda: cluster.pod(ns, "later")["status"].get("phase") == "Running", 40, "a pod made after the restart")
+    cluster.api.delete("/api/v1/namespaces/%s/pods/steady" % ns)
+    wait_for(lambda: _gone(cluster, ns, "steady"), 30, "the deleted pod to go")
 
 
 def test_agent_sigterm_stops_every_pod_and_leaves_no_pod_namespace(cluster, ns, tmp_path):

@@ -72,8 +72,15 @@ class PodNetworks:
             if name.startswith("hfv"):
                 _ip("link", "del", name, check=False)
 
-    def allocate(self, key, uid):
+    def allocate(self, key, uid, prefer=None):
+        """A free address and its slot; prefer (the pod IP an earlier agent gave the pod, which the
+        API server does not let change) if it is free."""
         with self.lock:
+            if prefer in self.pool and prefer not in self.used:
+                slot = self.pool.index(prefer) + 2
+                self.used[prefer] = {"slot": slot, "pod": key, "uid": uid}
+                self._save()
+                return prefer, slot
             for _ in range(len(self.pool)):
                 ip = self.pool[self.next % len(self.pool)]
                 self.next += 1

@@ -250,7 +250,8 @@ class PodWorker(threading.Thread):
         while not self._leaving():
             try:
                 if self.netns is None:
-                    self.ip, self.slot = self.a.networks.allocate("%s/%s" % (self.ns, self.name), self.uid)
+                    self.ip, self.slot = self.a.networks.allocate("%s/%s" % (self.ns, self.name), self.uid,
+                                                                  (self.pod.get("status") or {}).get("podIP"))
                     try:
                         self.netns = self.a.networks.create(self.ip, self.slot)
                     except OSError:
@@ -685,6 +686,12 @@ class PodWorker(threading.Thread):
         conds += [c for t, c in others.items() if t not in mine]      # PodScheduled, readiness gates, ...
         st = {"phase": phase, "conditions": conds, "hostIP": self.a.node_ip, "hostIPs": [{"ip": self.a.node_ip}],
               "startTime": self.start_time, "containerStatuses": [c.status() for c in self.containers]}
+        gen = self.pod["metadata"].get("generation")
+        if gen is not None:                  # PodObservedGenerationTracking: the kubelet reports what it saw
+            st["observedGeneration"] = gen
+            for c in conds:
+                if c["type"] != "PodScheduled":
+                    c["observedGeneration"] = gen
         if self.ip:
             st["podIP"] = self.ip
             st["podIPs"] = [{"ip": self.ip}]
