@@ -182,18 +182,18 @@ class StandIn:
                 raise RuntimeError("kube-apiserver not ready after %ds: %s" % (timeout, r.stdout[-300:]))
             time.sleep(0.5)
 
-    def stop(self, name, timeout=15):
+    def stop(self, name, timeout=15, sig=signal.SIGTERM):
         p = self.procs.pop(name)
         if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
+            os.killpg(p.pid, sig)
             try:
                 p.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(5)
 
-    def restart(self, name):
-        self.stop(name)
+    def restart(self, name, sig=signal.SIGTERM):
+        self.stop(name, sig=sig)
         self._start(name, self.argv[name])
 
     def enter(self):
@@ -215,7 +215,7 @@ class StandIn:
     def down(self):
         self.leave()
         for name in reversed(list(self.procs)):
-            self.stop(name)
+            self.stop(name, timeout=5)    # the API server would wait out open watches
         left = [n for n in netns_list() if n.startswith(self.netns)]
         for n in left:
             subprocess.run(["ip", "netns", "del", n], stderr=subprocess.DEVNULL)

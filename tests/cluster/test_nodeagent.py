@@ -4,9 +4,10 @@ import http.client
 import ipaddress
 import json
 import os
+import signal
 import time
 
-from conftest import stop_agent, wait_for
+from clusterfix import stop_agent, wait_for
 
 POD_CIDR = ipaddress.ip_network("10.88.0.0/24")
 
@@ -214,6 +215,45 @@ json.dump({"status": r.status, "body": json.loads(r.read()), "namespace": ns}, o
     assert not os.path.exists("/run/secrets/kubernetes.io")
 
 
+def test_init_container_runs_first_and_volumes_and_config_map_env_reach_the_containers(cluster, ns, tmp_path):
+    out = tmp_path / "out"
+    cluster.api.post("/api/v1/namespaces/%s/configmaps" % ns, {"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "cfg"}, "data": {"greeting": "hello", "color": "blue"}})
+    mounts = [{"name": "shared", "mountPath": "/run/hfc-shared"}]
+    cluster.create_pod(ns, "init", [{
+        "name": "main", "image": "hfc/sh", "volumeMounts": mounts,
+        "command": ["-c", "cat /run/hfc-shared/msg > %s; echo $COLOR >> %s; exec sleep 3600" % (out, out)],
+        "env": [{"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "color"}}}]}],
+        initContainers=[{"name": "setup", "image": "hfc/sh",
+                         "volumeMounts": mounts + [{"name": "cfg", "mountPath": "/etc/hfc-config", "readOnly": True}],
+                         "command": ["-c", "cat /etc/hfc-config/greeting > /run/hfc-shared/msg"]}],
+        volumes=[{"name": "shared", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "cfg"}}])
+    wait_for(lambda: out.exists() and out.read_text() == "helloblue\n", 40, "main to see what init wrote")
+    pod = cluster.pod(ns, "init")
+    assert _cond(pod, "Initialized") == "True"
+    init = pod["status"]["initContainerStatuses"][0]
+    assert init["state"]["terminated"]["reason"] == "Completed" and init["state"]["terminated"]["exitCode"] == 0
+    assert not os.path.exists("/run/hfc-shared") and not os.path.exists("/etc/hfc-config")
+
+
+def test_pod_logs_and_events_reach_the_api(cluster, ns):
+    cluster.create_pod(ns, "talk", [{"name": "main", "image": "hfc/sh",
+                                     "command": ["-c", "echo hello from $POD_NAME; exec sleep 3600"]}])
+    cluster.create_pod(ns, "crashy", [{"name": "main", "image": "hfc/sh",
+                                       "command": ["-c", "echo run; exit 3"]}])
+    log_path = "/api/v1/namespaces/%s/pods/talk/log" % ns
+    text = wait_for(lambda: cluster.api.request_text("GET", log_path), 40, "the pod's log")
+    assert text == "hello from talk\n"
+    wait_for(lambda: cluster.container_status(ns, "crashy")["restartCount"] >= 1, 40, "a restart")
+    prev = cluster.api.request_text("GET", "/api/v1/namespaces/%s/pods/crashy/log?previous=true" % ns)
+    assert prev == "run\n"
+
+    def reasons():
+        evs = cluster.api.get("/api/v1/namespaces/%s/events" % ns)["items"]
+        return {e["reason"] for e in evs if e["involvedObject"]["name"] == "talk"}
+    wait_for(lambda: {"Scheduled", "Pulled", "Created", "Started"} <= reasons(), 20, "the kubelet's events")
+
+
 def test_grpc_readiness_probe_follows_the_health_service(cluster, ns, tmp_path):
     serving = tmp_path / "serving"
     serving.write_text("")
@@ -231,7 +271,7 @@ def test_pods_keep_running_across_an_api_server_restart_and_the_watch_comes_back
                                        "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}])
     wait_for(lambda: _cond(cluster.pod(ns, "steady"), "Ready") == "True", 40, "Ready")
     before = cluster.container_status(ns, "steady")
-    cluster.st.restart("kube-apiserver")
+    cluster.st.restart("kube-apiserver", signal.SIGKILL)   # SIGTERM would wait out the open watches
     cluster.st.wait_ready(60)
     # the pod ran on unharmed, and the agent's watch is back: it sees a new pod and a deletion
     after = cluster.container_status(ns, "steady")

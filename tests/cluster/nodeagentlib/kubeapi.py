@@ -102,6 +102,19 @@ class Api:
             raise ApiError(resp.status, doc, method, path)
         return doc
 
+    def request_text(self, method, path):
+        """A request whose answer is not JSON (pods/log): the body as text; raises ApiError."""
+        conn = self._conn()
+        try:
+            conn.request(method, path, headers={"User-Agent": "hfc-nodeagent/1"})
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        if resp.status >= 400:
+            raise ApiError(resp.status, {"message": raw[:300].decode(errors="replace")}, method, path)
+        return raw.decode(errors="replace")
+
     def get(self, path, **params):
         return self.request("GET", path, params=params or None)
 

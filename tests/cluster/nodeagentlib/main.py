@@ -10,7 +10,8 @@ import signal
 import threading
 import time
 
-from . import podnet
+from . import podnet, server
+from .events import Recorder
 from .imagemap import ImageMap
 from .kubeapi import Api, ApiError
 from .pods import PodWorker, service_env
@@ -57,6 +58,7 @@ class Agent:
         self.backoff_initial, self.backoff_max = args.backoff_initial, args.backoff_max
         self.api = Api.from_kubeconfig(args.kubeconfig, os.path.join(self.state_dir, "credentials"))
         self.images = ImageMap(args.image_map)
+        self.events = Recorder(self.api, self.node_name)
         self.networks = podnet.PodNetworks(args.pod_cidr, args.bridge, args.netns_prefix, self.state_dir)
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
@@ -88,8 +90,9 @@ class Agent:
         return {
             "conditions": [{"type": t, "status": s, "reason": r, "message": m, "lastHeartbeatTime": now,
                             "lastTransitionTime": self._transition.setdefault(t, now)} for t, s, r, m in conds],
-            "addresses": [{"type": "InternalIP", "address": self.node_ip},
-                          {"type": "Hostname", "address": self.node_name}],
+            # No Hostname address: the API server would dial the first of its preferred types
+            # (Hostname first) to reach this node's port 10250, and "hfc-node" resolves nowhere.
+            "addresses": [{"type": "InternalIP", "address": self.node_ip}],
             "capacity": self.allocatable, "allocatable": self.allocatable,
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": {"machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": platform.release(),
@@ -205,6 +208,10 @@ class Agent:
             else:
                 w.update(pod)
 
+    def worker_by_name(self, ns, name):
+        with self.lock:
+            return next((w for w in self.workers.values() if w.ns == ns and w.name == name), None)
+
     def worker_done(self, w):
         with self.lock:
             if self.workers.get(w.uid) is w:
@@ -306,10 +313,13 @@ def main(argv):
     signal.signal(signal.SIGINT, on_signal)
 
     agent.networks.remove_stale()
+    srv = server.serve(agent, os.path.join(agent.state_dir, "serving"))
     if agent.register_node():
         threading.Thread(target=agent.heartbeat_loop, name="heartbeat", daemon=True).start()
         threading.Thread(target=agent.pod_loop, name="pods", daemon=True).start()
         while not stop.wait(1.0):
             pass
+    if srv is not None:
+        srv.shutdown()
     agent.shutdown()
     return 0

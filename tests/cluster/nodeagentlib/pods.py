@@ -7,7 +7,9 @@ what differs is what the real API server and a real network need.
 
 Container "images" are entries of the image map; a container is a process group started by
 podexec.py inside the pod's network namespace, with the pod's volumes mounted in a private
-mount namespace. Its stdout and stderr go to STATE/pods/<ns>_<name>_<uid>/<container>.log."""
+mount namespace. Its stdout and stderr go to STATE/pods/<ns>_<name>_<uid>/<container>-<n>.log,
+n being its restartCount then (what `kubectl logs` and `kubectl logs --previous` read). Events
+go to the API as the kubelet's do (events.py)."""
 import hashlib
 import logging
 import math
@@ -191,6 +193,17 @@ class PodWorker(threading.Thread):
         self.wake.wait(max(0.0, min(until - time.monotonic(), 5.0)))
         self.wake.clear()
 
+    def _event(self, c, etype, reason, message):
+        self.a.events.emit(self.pod, c, etype, reason, message)
+
+    def log_path(self, name, previous=False):
+        """The log file of container name's current (or previous) process, or None."""
+        c = next((c for c in self.all_containers() if c.name == name), None)
+        if c is None or c.instances == 0:
+            return None
+        n = c.instances - (2 if previous else 1)
+        return os.path.join(self.dir, "%s-%d.log" % (name, n)) if n >= 0 else None
+
     def _leaving(self):
         md = self.pod["metadata"]
         return self.stopping or self.gone or bool(md.get("deletionTimestamp"))
@@ -316,20 +329,25 @@ class PodWorker(threading.Thread):
         """The image map stands for the registry: an image not in it fails to pull."""
         image = c.spec.get("image", "")
         if c.pull_retry_at is not None and now < c.pull_retry_at:
-            if now >= c.pull_failed_at + ERR_IMAGE_PULL_SHOWN:
+            if now >= c.pull_failed_at + ERR_IMAGE_PULL_SHOWN and \
+                    (c.state.get("waiting") or {}).get("reason") != "ImagePullBackOff":
                 c.state = {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "%s"' % image}}
+                self._event(c, "Normal", "BackOff", 'Back-off pulling image "%s"' % image)
+                self._event(c, "Warning", "Failed", "Error: ImagePullBackOff")
             return False
         entry = self.a.images.lookup(image)
         if entry is None:
             c.pull_failed_at = now
             c.pull_backoff.next(now)
             c.pull_retry_at = now + c.pull_backoff.delay
-            c.state = {"waiting": {"reason": "ErrImagePull",
-                                   "message": 'failed to pull and unpack image "%s": not found in the node '
-                                              "agent's image map" % image}}
+            msg = 'failed to pull and unpack image "%s": not found in the node agent\'s image map' % image
+            c.state = {"waiting": {"reason": "ErrImagePull", "message": msg}}
+            self._event(c, "Warning", "Failed", 'Failed to pull image "%s": %s' % (image, msg))
+            self._event(c, "Warning", "Failed", "Error: ErrImagePull")
             return False
         c.entry, c.pulled_at = entry, now
         c.pull_retry_at = None
+        self._event(c, "Normal", "Pulled", 'Container image "%s" already present on machine' % image)
         return True
 
     def _start(self, c, now):
@@ -343,7 +361,7 @@ class PodWorker(threading.Thread):
         if c.instances > 0:
             c.backoff.next(now)
         c.instances += 1
-        c.log = os.path.join(self.dir, c.name + ".log")
+        c.log = os.path.join(self.dir, "%s-%d.log" % (c.name, c.instances - 1))
         stage = os.path.join(self.dir, "mnt", c.name)
         cmd = [sys.executable, PODEXEC, "--parent", str(os.getpid()), "--netns", self.netns, "--stage", stage,
                "--cwd", c.spec.get("workingDir") or self.dir]
@@ -372,6 +390,8 @@ class PodWorker(threading.Thread):
         for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
             c.due[kind] = now + (c.spec.get(kind) or {}).get("initialDelaySeconds", 0)
         log.info("pod %s/%s: container %s started, pid %d: %s", self.ns, self.name, c.name, c.proc.pid, argv)
+        self._event(c, "Normal", "Created", "Created container: %s" % c.name)
+        self._event(c, "Normal", "Started", "Started container %s" % c.name)
 
     def _exited(self, c, now):
         code = c.proc.returncode
@@ -404,6 +424,8 @@ class PodWorker(threading.Thread):
             c.state = {"waiting": {"reason": "CrashLoopBackOff",
                                    "message": "back-off %ds restarting failed container=%s pod=%s_%s(%s)"
                                               % (round(c.backoff.delay), c.name, self.name, self.ns, self.uid)}}
+            self._event(c, "Warning", "BackOff", "Back-off restarting failed container %s in pod %s_%s(%s)"
+                        % (c.name, self.name, self.ns, self.uid))
         else:
             c.restart_at = None
             c.state = {"waiting": {"reason": "ContainerCreating"}}
@@ -452,6 +474,7 @@ class PodWorker(threading.Thread):
         else:
             counts[0], counts[1] = 0, counts[1] + 1
             log.info("pod %s/%s: container %s: %s failed (%d): %s", self.ns, self.name, c.name, kind, counts[1], msg)
+            self._event(c, "Warning", "Unhealthy", "%s probe failed: %s" % (kind[:-5].capitalize(), msg))
         c.due[kind] = time.monotonic() + probe.get("periodSeconds", 10)
         return ok
 
@@ -486,6 +509,8 @@ class PodWorker(threading.Thread):
         """A failed liveness/startup probe: preStop, SIGTERM, SIGKILL after the grace period; the
         restart is then decided by restartPolicy when the process is seen gone."""
         log.info("pod %s/%s: container %s: %s, will be restarted", self.ns, self.name, c.name, why)
+        self._event(c, "Normal", "Killing", "Container %s failed %s probe, will be restarted"
+                    % (c.name, why.split()[0].lower()))
         deadline = time.monotonic() + self._grace(probe)
         self._pre_stop(c, deadline)
         self._signal(c, signal.SIGTERM)
@@ -500,6 +525,8 @@ class PodWorker(threading.Thread):
 
     def _stop_container(self, c, deadline):
         """Pod termination for one container: preStop within the grace period, then SIGTERM."""
+        if not self.stopping:
+            self._event(c, "Normal", "Killing", "Stopping container %s" % c.name)
         self._pre_stop(c, deadline)
         self._signal(c, signal.SIGTERM)
 
