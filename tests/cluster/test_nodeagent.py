@@ -206,7 +206,10 @@ json.dump({"status": r.status, "body": json.loads(r.read()), "namespace": ns}, o
                        restartPolicy="Never")
     wait_for(lambda: cluster.pod(ns, "whoami")["status"].get("phase") in ("Succeeded", "Failed"), 40,
              "the pod to finish")
-    assert cluster.pod(ns, "whoami")["status"]["phase"] == "Succeeded"
+    pod = cluster.pod(ns, "whoami")
+    assert pod["status"]["phase"] == "Succeeded"
+    # a finished pod keeps its object and status, but its network namespace goes, as a sandbox does
+    wait_for(lambda: cluster.netns_with_ip(pod["status"]["podIP"]) == [], 10, "the finished pod's namespace to go")
     r = json.loads(out.read_text())
     assert r["status"] == 201 and r["namespace"] == ns
     ui = r["body"]["status"]["userInfo"]
@@ -252,6 +255,17 @@ def test_pod_logs_and_events_reach_the_api(cluster, ns):
         evs = cluster.api.get("/api/v1/namespaces/%s/events" % ns)["items"]
         return {e["reason"] for e in evs if e["involvedObject"]["name"] == "talk"}
     wait_for(lambda: {"Scheduled", "Pulled", "Created", "Started"} <= reasons(), 20, "the kubelet's events")
+
+
+def test_host_network_pod_runs_in_the_nodes_namespace_with_the_node_ip(cluster, ns, tmp_path):
+    out = tmp_path / "ip"
+    cluster.create_pod(ns, "hostnet", [{"name": "main", "image": "hfc/sh",
+                                        "command": ["-c", "echo $POD_IP > %s; ip -o -4 addr show hfbr0 >> %s; "
+                                                          "exec sleep 3600" % (out, out)]}],
+                       hostNetwork=True)
+    text = wait_for(lambda: out.exists() and "hfbr0" in out.read_text() and out.read_text(), 30, "the pod to run")
+    assert text.splitlines()[0] == "10.88.0.1" and "10.88.0.1/24" in text
+    assert cluster.pod(ns, "hostnet")["status"]["podIP"] == "10.88.0.1"
 
 
 def test_grpc_readiness_probe_follows_the_health_service(cluster, ns, tmp_path):

@@ -167,6 +167,8 @@ class PodWorker(threading.Thread):
         self.stopping = False          # the agent is shutting down
         self.dir = os.path.join(agent.state_dir, "pods", "%s_%s_%s" % (self.ns, self.name, self.uid))
         self.ip = self.slot = self.netns = None
+        self.sandbox = False           # network ready (its own namespace, or the node's for hostNetwork)
+        self.stop_mono = None          # when the agent asked this worker to stop
         self.init_containers = []
         self.containers = []
         self.volumes = None
@@ -186,6 +188,7 @@ class PodWorker(threading.Thread):
         self.wake.set()
 
     def stop(self):
+        self.stop_mono = time.monotonic()
         self.stopping = True
         self.wake.set()
 
@@ -262,11 +265,15 @@ class PodWorker(threading.Thread):
         """Network namespace and volumes; retried every 2 s until they work or the pod goes."""
         while not self._leaving():
             try:
-                if self.netns is None:
+                if not self.sandbox and (self.pod.get("spec") or {}).get("hostNetwork"):
+                    self.ip, self.sandbox = self.a.node_ip, True      # the cluster namespace itself
+                    self._write_status("Pending")
+                if not self.sandbox:
                     self.ip, self.slot = self.a.networks.allocate("%s/%s" % (self.ns, self.name), self.uid,
                                                                   (self.pod.get("status") or {}).get("podIP"))
                     try:
                         self.netns = self.a.networks.create(self.ip, self.slot)
+                        self.sandbox = True
                     except OSError:
                         self.a.networks.release(self.ip)
                         self.ip = self.slot = None
@@ -293,7 +300,18 @@ class PodWorker(threading.Thread):
             self.volumes.refresh_at = time.monotonic() + 10.0
 
     def _wait_for_deletion(self):
-        """A pod in a terminal phase keeps its status until someone deletes it."""
+        """A pod in a terminal phase keeps its status until someone deletes it; its sandbox goes
+        at once, as the kubelet's does (the pod IP is free again; status keeps it)."""
+        for c in self.all_containers():
+            if c.pid is not None:
+                self._signal(c, signal.SIGTERM)
+                c.kill_deadline = time.monotonic() + 2.0
+        while any(c.pid is not None for c in self.all_containers()) and time.monotonic() < max(
+                c.kill_deadline or 0 for c in self.all_containers()):
+            self._sleep(time.monotonic() + 0.1)
+        for c in self.all_containers():
+            self._kill_now(c)
+        self._teardown()
         while not self._leaving():
             self._sleep(time.monotonic() + 5.0)
         return self._finish()
@@ -363,8 +381,10 @@ class PodWorker(threading.Thread):
         c.instances += 1
         c.log = os.path.join(self.dir, "%s-%d.log" % (c.name, c.instances - 1))
         stage = os.path.join(self.dir, "mnt", c.name)
-        cmd = [sys.executable, PODEXEC, "--parent", str(os.getpid()), "--netns", self.netns, "--stage", stage,
+        cmd = [sys.executable, PODEXEC, "--parent", str(os.getpid()), "--stage", stage,
                "--cwd", c.spec.get("workingDir") or self.dir]
+        if self.netns:
+            cmd += ["--netns", self.netns]
         for m in self.volumes.mounts(c.spec):
             cmd += ["--mount", m]
         logf = open(c.log, "ab")
@@ -524,10 +544,11 @@ class PodWorker(threading.Thread):
                      "done" if ok else "failed:", msg)
 
     def _stop_container(self, c, deadline):
-        """Pod termination for one container: preStop within the grace period, then SIGTERM."""
+        """Pod termination for one container: preStop within the grace period, then SIGTERM (the
+        agent stopping skips preStop: a kubelet that stops runs nothing)."""
         if not self.stopping:
             self._event(c, "Normal", "Killing", "Stopping container %s" % c.name)
-        self._pre_stop(c, deadline)
+            self._pre_stop(c, deadline)
         self._signal(c, signal.SIGTERM)
 
     def _finish(self):
@@ -552,6 +573,8 @@ class PodWorker(threading.Thread):
             g = self.pod["metadata"].get("deletionGracePeriodSeconds")
             if g is not None and not self.stopping:
                 deadline = min(deadline, start + g)    # a shorter grace period was asked for
+            if self.stopping:
+                deadline = min(deadline, self.stop_mono + 2.0)   # the agent stops meanwhile
             if time.monotonic() >= deadline or self.gone:
                 for c in running:
                     self._signal(c, signal.SIGKILL)
@@ -685,7 +708,7 @@ class PodWorker(threading.Thread):
         spec = self.pod.get("spec") or {}
         inited = all(c.done and c.exit_code == 0 for c in self.init_containers)
         ready = bool(self.containers) and all(c.ready for c in self.containers)
-        conds = [self._cond("PodReadyToStartContainers", "True" if self.netns else "False")]
+        conds = [self._cond("PodReadyToStartContainers", "True" if self.sandbox else "False")]
         if inited:
             conds.append(self._cond("Initialized", "True"))
         else:
