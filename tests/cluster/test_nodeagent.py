@@ -188,6 +188,19 @@ def test_deletion_runs_pre_stop_then_sigterm_then_sigkill_after_the_grace_period
     assert cluster.netns_with_ip(ip) == [], "the pod's network namespace outlived it"
 
 
+def test_force_deleted_pod_is_killed_within_two_seconds(cluster, ns, tmp_path):
+    pidfile = tmp_path / "pid"
+    cluster.create_pod(ns, "forced", [{"name": "main", "image": "hfc/sh",
+                                       "command": ["-c", "echo $$ > %s; trap '' TERM; while :; do sleep 0.1; done"
+                                                   % pidfile]}], terminationGracePeriodSeconds=60)
+    pid = wait_for(lambda: pidfile.exists() and int(pidfile.read_text()), 30, "the container to start")
+    ip = cluster.pod(ns, "forced")["status"]["podIP"]
+    cluster.api.delete("/api/v1/namespaces/%s/pods/forced" % ns, {"gracePeriodSeconds": 0})
+    assert _gone(cluster, ns, "forced")                       # the API server removed it at once
+    wait_for(lambda: not os.path.exists("/proc/%d" % pid), 5, "the process to be killed")
+    wait_for(lambda: cluster.netns_with_ip(ip) == [], 5, "the namespace to go")
+
+
 def test_service_account_token_authenticates_as_the_pods_service_account(cluster, ns, tmp_path):
     out = tmp_path / "review.json"
     script = """

@@ -169,6 +169,7 @@ class PodWorker(threading.Thread):
         self.ip = self.slot = self.netns = None
         self.sandbox = False           # network ready (its own namespace, or the node's for hostNetwork)
         self.stop_mono = None          # when the agent asked this worker to stop
+        self.gone_mono = None          # when the pod was seen gone from the API
         self.init_containers = []
         self.containers = []
         self.volumes = None
@@ -184,6 +185,7 @@ class PodWorker(threading.Thread):
         self.wake.set()
 
     def removed(self):
+        self.gone_mono = self.gone_mono or time.monotonic()
         self.gone = True
         self.wake.set()
 
@@ -575,7 +577,9 @@ class PodWorker(threading.Thread):
                 deadline = min(deadline, start + g)    # a shorter grace period was asked for
             if self.stopping:
                 deadline = min(deadline, self.stop_mono + 2.0)   # the agent stops meanwhile
-            if time.monotonic() >= deadline or self.gone:
+            if self.gone:
+                deadline = min(deadline, self.gone_mono + 2.0)   # force-deleted meanwhile
+            if time.monotonic() >= deadline:
                 for c in running:
                     self._signal(c, signal.SIGKILL)
                 break
@@ -755,7 +759,7 @@ class PodWorker(threading.Thread):
             self.written = st
         except ApiError as e:
             if e.status == 404:
-                self.gone = True
+                self.removed()
             else:
                 log.warning("pod %s/%s: status write failed (next loop tries again): %s", self.ns, self.name, e)
         except OSError as e:
