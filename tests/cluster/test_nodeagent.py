@@ -260,6 +260,13 @@ def test_pod_logs_and_events_reach_the_api(cluster, ns):
     log_path = "/api/v1/namespaces/%s/pods/talk/log" % ns
     text = wait_for(lambda: cluster.api.request_text("GET", log_path), 40, "the pod's log")
     assert text == "hello from talk\n"
+    conn = cluster.api._conn()                           # kubectl logs -f: the stream stays open
+    try:
+        conn.request("GET", log_path + "?follow=true")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.readline() == b"hello from talk\n"
+    finally:
+        conn.close()
     wait_for(lambda: cluster.container_status(ns, "crashy")["restartCount"] >= 1, 40, "a restart")
     prev = cluster.api.request_text("GET", "/api/v1/namespaces/%s/pods/crashy/log?previous=true" % ns)
     assert prev == "run\n"
