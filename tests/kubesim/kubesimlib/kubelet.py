@@ -23,7 +23,7 @@ from .errors import ApiError
 from .util import deep, now_rfc3339
 
 # The image map is shared with the node agent of the real-control-plane cluster (tests/cluster).
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cluster"))
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cluster"))
 from nodeagentlib.imagemap import ImageMap, command_argv, expand  # noqa: E402,F401
 
 log = logging.getLogger("kubesim.kubelet")
