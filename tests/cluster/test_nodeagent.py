@@ -90,6 +90,8 @@ def test_deployment_pod_runs_from_the_image_map_gets_ready_and_answers_on_its_po
     assert main["containerID"].startswith("hfc://") and "startedAt" in main["state"]["running"]
 
     assert _http_get(st["podIP"], 8080) == (200, pod["metadata"]["name"] + "\n")
+    ports = [line for line in os.popen("ip -d -o link show master hfbr0").read().splitlines() if ": hfv" in line]
+    assert ports and all("hairpin on" in line for line in ports), ports
 
     env = wait_for(lambda: envfile.exists() and json.loads(envfile.read_text()), 20, "the env dump")
     assert env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1" and env["KUBERNETES_SERVICE_PORT"] == "443"

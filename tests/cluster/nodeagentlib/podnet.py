@@ -1,6 +1,6 @@
 """Pod networks: one network namespace per pod, `<prefix>N`, with eth0 (a veth whose peer
-`hfvN` is attached to the node's bridge), the pod IP, a default route via the bridge's address,
-and lo up. Addresses come from the pod CIDR (.2 up; the gateway is the first host address)."""
+`hfvN` is attached to the node's bridge in hairpin mode), the pod IP, a default route via the
+bridge's address, and lo up. Addresses come from the pod CIDR (.2 up; the gateway is the first host address)."""
 import ipaddress
 import json
 import logging
@@ -114,6 +114,9 @@ class PodNetworks:
             _ip("netns", "add", ns)
             _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
             _ip("link", "set", veth, "master", self.bridge, "up")
+            # hairpin, as the CNI bridge plugin sets it: a pod reaching its own Service's ClusterIP
+            # is DNATed back to itself, out of the bridge port the packet came in by
+            _ip("link", "set", veth, "type", "bridge_slave", "hairpin", "on")
             _ip("-n", ns, "link", "set", "lo", "up")
             _ip("-n", ns, "addr", "add", "%s/%d" % (ip, self.net.prefixlen), "dev", "eth0")
             _ip("-n", ns, "link", "set", "eth0", "up")
