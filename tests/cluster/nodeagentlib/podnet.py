@@ -5,6 +5,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import subprocess
 import threading
 
@@ -69,7 +70,7 @@ class PodNetworks:
         links = _ip("-o", "link", "show", "master", self.bridge, check=False).stdout
         for line in links.splitlines():
             name = line.split(":")[1].strip().split("@")[0]
-            if name.startswith("hfv"):
+            if re.fullmatch(r"hfv[0-9]+", name):         # only the agent's own names
                 _ip("link", "del", name, check=False)
 
     def allocate(self, key, uid, prefer=None):
