@@ -8,7 +8,6 @@ thread with PR_SET_PDEATHSIG, so they die if kubesim is killed outright."""
 import ctypes
 import http.client
 import ipaddress
-import json
 import logging
 import os
 import random
@@ -16,11 +15,16 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
 from .errors import ApiError
 from .util import deep, now_rfc3339
+
+# The image map is shared with the node agent of the real-control-plane cluster (tests/cluster).
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cluster"))
+from nodeagentlib.imagemap import ImageMap, command_argv, expand  # noqa: E402,F401
 
 log = logging.getLogger("kubesim.kubelet")
 
@@ -30,45 +34,6 @@ PR_SET_PDEATHSIG = 1
 
 def _child_setup():
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-class ImageMap:
-    """image -> {"argv": [...], "startDelayMs": N, "env": {...}}, re-read when the file changes.
-
-    Values may be a bare argv list. Lookup tries the exact image, then the image without its
-    tag or digest."""
-
-    def __init__(self, path):
-        self.path = path
-        self.mtime = None
-        self.images = {}
-        self.lock = threading.Lock()
-
-    def lookup(self, image):
-        with self.lock:
-            if self.path:
-                try:
-                    m = os.stat(self.path).st_mtime_ns
-                    if m != self.mtime:
-                        with open(self.path) as f:
-                            doc = json.load(f)
-                        self.images = doc.get("images", doc) if isinstance(doc, dict) else {}
-                        self.mtime = m
-                except (OSError, ValueError) as e:
-                    log.warning("image map %s unreadable: %s", self.path, e)
-            for key in (image, image.split("@")[0], _strip_tag(image)):
-                if key in self.images:
-                    v = self.images[key]
-                    return {"argv": v} if isinstance(v, list) else v
-        return None
-
-
-def _strip_tag(image):
-    base = image.split("@")[0]
-    last = base.rsplit("/", 1)
-    if ":" in last[-1]:
-        return base[: len(base) - len(last[-1]) + last[-1].index(":")]
-    return base
 
 
 class IPAllocator:
@@ -208,7 +173,7 @@ class PodWorker(threading.Thread):
                       "metadata.uid": pod["metadata"]["uid"]}
         for e in c.spec.get("env") or []:
             if "value" in e:
-                env[e["name"]] = _expand(str(e["value"]), env)
+                env[e["name"]] = expand(str(e["value"]), env)
             elif ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath") in field_refs:
                 env[e["name"]] = field_refs[e["valueFrom"]["fieldRef"]["fieldPath"]]
             else:
@@ -222,12 +187,7 @@ class PodWorker(threading.Thread):
         ports = c.spec.get("ports") or []
         port = ports[0].get("containerPort") if ports else None
         env, entry = self._env(pod, c, port)
-        argv = []
-        for a in entry.get("argv") or []:
-            if a == "$@":
-                argv += [_expand(x, env) for x in (c.spec.get("command") or []) + (c.spec.get("args") or [])]
-            else:
-                argv.append(_expand(a, env))
+        argv = command_argv(entry, c.spec, env)
         os.makedirs(self.log_dir, exist_ok=True)
         logf = open(os.path.join(self.log_dir, "%s_%s_%s.log" % (self.ns, self.name, c.name)), "ab")
         try:
@@ -467,14 +427,6 @@ class PodWorker(threading.Thread):
                 k.store.delete(k.pods_res, self.ns, self.name, grace=0)
             except ApiError:
                 pass
-
-
-def _expand(s, env):
-    """$VAR, ${VAR} and $(VAR) from env; unknown names are left as they are."""
-    def rep(m):
-        name = m.group(1) or m.group(2) or m.group(3)
-        return env.get(name, m.group(0))
-    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", rep, s)
 
 
 def _port(cspec, p):

@@ -1,0 +1,20 @@
+#!/usr/bin/python3
+"""The node agent of the test cluster: the one simulated part of it, doing the kubelet's job for
+Node NAME against the real Kubernetes API server (see docs/test-cluster.md, "The node agent").
+
+    ip netns exec hfc-ID /usr/bin/python3 tests/cluster/nodeagent.py \\
+        --kubeconfig DIR/node/kubeconfig --node-name hfc-node --node-ip 10.88.0.1 \\
+        --pod-cidr 10.88.0.0/24 --bridge hfbr0 --netns-prefix hfc-ID-p- \\
+        --image-map DIR/image-map.json --state-dir DIR/node
+
+Runs in the foreground until SIGTERM; then stops every pod's processes, deletes every pod
+network namespace it made, and exits 0."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from nodeagentlib.main import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

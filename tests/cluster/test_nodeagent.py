@@ -1,0 +1,338 @@
+"""The node agent against the real API server: each test names the kubelet behaviour it proves.
+The agent runs as CONTRACT-cluster.md starts it (see conftest.py); the last test stops it."""
+import http.client
+import ipaddress
+import json
+import os
+import re
+import signal
+import time
+
+from clusterfix import stop_agent, wait_for
+
+POD_CIDR = ipaddress.ip_network("10.88.0.0/24")
+
+
+def _cond(pod, ctype):
+    return next((c["status"] for c in (pod.get("status") or {}).get("conditions") or [] if c["type"] == ctype), None)
+
+
+def _http_get(ip, port, path="/"):
+    conn = http.client.HTTPConnection(ip, port, timeout=3)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        conn.close()
+
+
+def _gone(cluster, ns, name):
+    try:
+        cluster.pod(ns, name)
+        return False
+    except Exception as e:  # noqa: BLE001
+        return getattr(e, "status", None) == 404
+
+
+def test_node_registers_ready_with_its_address_and_cidr_and_renews_its_lease(cluster):
+    node = wait_for(lambda: cluster.api.get("/api/v1/nodes/hfc-node"), 30, "Node hfc-node")
+    assert {"type": "InternalIP", "address": "10.88.0.1"} in node["status"]["addresses"]
+    assert node["spec"]["podCIDR"] == "10.88.0.0/24"
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.37.2"
+    wait_for(lambda: _cond(cluster.api.get("/api/v1/nodes/hfc-node"), "Ready") == "True", 30, "Node Ready")
+    # the node lifecycle controller lifts the not-ready taint once it sees the node Ready
+    wait_for(lambda: not any(t["key"] == "node.kubernetes.io/not-ready"
+                             for t in cluster.api.get("/api/v1/nodes/hfc-node")["spec"].get("taints") or []),
+             30, "the not-ready taint to go")
+    lease_path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/hfc-node"
+    lease = wait_for(lambda: cluster.api.get(lease_path), 30, "Lease hfc-node")
+    assert lease["spec"]["holderIdentity"] == "hfc-node"
+    assert lease["metadata"]["ownerReferences"][0]["name"] == "hfc-node"
+    first = lease["spec"]["renewTime"]
+    wait_for(lambda: cluster.api.get(lease_path)["spec"]["renewTime"] != first, 15, "the Lease to be renewed")
+
+
+def test_deployment_pod_runs_from_the_image_map_gets_ready_and_answers_on_its_pod_ip(cluster, ns, tmp_path):
+    envfile = tmp_path / "env.json"
+    dump_env = "import json,os; json.dump(dict(os.environ), open(%r, 'w'))" % str(envfile)
+    c = {"name": "main", "image": "hfc/http:1", "ports": [{"containerPort": 8080}],
+         "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}}
+    side = {"name": "env", "image": "hfc/python", "command": ["-c", dump_env + "; import time; time.sleep(3600)"],
+            "env": [{"name": "EARLY", "value": "hello $(MY_POD)"},           # not yet defined: left as it is
+                    {"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "LATE", "value": "hello $(MY_POD) $$(MY_POD)"},
+                    {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    {"name": "MY_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                    {"name": "MY_APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                    {"name": "MEM_LIMIT_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory",
+                                                                               "divisor": "1Mi"}}}],
+            "resources": {"limits": {"memory": "64Mi"}}}
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+           "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [c, side]}}}}
+    cluster.api.post("/apis/apps/v1/namespaces/%s/deployments" % ns, dep)
+
+    def ready_pod():
+        pods = cluster.api.get("/api/v1/namespaces/%s/pods" % ns)["items"]
+        return next((p for p in pods if _cond(p, "Ready") == "True"), None)
+    pod = wait_for(ready_pod, 60, "the Deployment's pod to be Ready")
+    st = pod["status"]
+    assert pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"      # the real controllers made it
+    assert st["phase"] == "Running"
+    assert ipaddress.ip_address(st["podIP"]) in POD_CIDR and st["podIP"] != "10.88.0.1"
+    assert st["podIPs"] == [{"ip": st["podIP"]}]
+    assert st["hostIP"] == "10.88.0.1" and st["startTime"]
+    for ctype in ("PodScheduled", "PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"):
+        assert _cond(pod, ctype) == "True", ctype
+    main = next(cs for cs in st["containerStatuses"] if cs["name"] == "main")
+    assert main["ready"] and main["started"] and main["restartCount"] == 0
+    assert main["image"] == "hfc/http:1" and main["imageID"].startswith("hfc/http@sha256:")
+    assert main["containerID"].startswith("hfc://") and "startedAt" in main["state"]["running"]
+
+    assert _http_get(st["podIP"], 8080) == (200, pod["metadata"]["name"] + "\n")
+    ports = [line for line in os.popen("ip -d -o link show master hfbr0").read().splitlines()
+             if re.search(r": hfv[0-9]+@", line)]
+    assert ports and all("hairpin on" in line for line in ports), ports
+
+    env = wait_for(lambda: envfile.exists() and json.loads(envfile.read_text()), 20, "the env dump")
+    assert env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1" and env["KUBERNETES_SERVICE_PORT"] == "443"
+    assert env["POD_NAMESPACE"] == ns and env["POD_IP"] == st["podIP"]
+    name = pod["metadata"]["name"]
+    assert env["MEM_LIMIT_MI"] == "64"
+    assert (env["EARLY"], env["LATE"]) == ("hello $(MY_POD)", "hello %s $(MY_POD)" % name)
+    assert (env["MY_POD"], env["MY_IP"], env["MY_NODE"], env["MY_APP"]) == (name, st["podIP"], "hfc-node", "web")
+    assert not os.path.exists("/run/secrets/kubernetes.io"), "the token mount leaked into the host's files"
+
+
+def test_startup_probe_holds_readiness_back_until_it_passes(cluster, ns, tmp_path):
+    started = tmp_path / "started"
+    cluster.create_pod(ns, "slow", [{
+        "name": "main", "image": "hfc/http:1", "ports": [{"containerPort": 8080}],
+        "startupProbe": {"exec": {"command": ["test", "-e", str(started)]}, "periodSeconds": 1,
+                         "failureThreshold": 60},
+        "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}])
+    cs = wait_for(lambda: (cluster.container_status(ns, "slow") or {}).get("state", {}).get("running") and
+                  cluster.container_status(ns, "slow"), 30, "the container to run")
+    time.sleep(3)                                   # the server listens by now; only the startup probe holds it
+    cs = cluster.container_status(ns, "slow")
+    assert "running" in cs["state"] and cs["started"] is False and cs["ready"] is False
+    assert _cond(cluster.pod(ns, "slow"), "Ready") == "False"
+    assert _http_get(cluster.pod(ns, "slow")["status"]["podIP"], 8080)[0] == 200
+    started.write_text("")
+    wait_for(lambda: _cond(cluster.pod(ns, "slow"), "Ready") == "True", 15, "Ready after the startup probe")
+    cs = cluster.container_status(ns, "slow")
+    assert cs["started"] is True and cs["restartCount"] == 0
+
+
+def test_failing_liveness_probe_restarts_the_container(cluster, ns):
+    cluster.create_pod(ns, "sick", [{
+        "name": "main", "image": "hfc/http:1", "ports": [{"containerPort": 8080}],
+        "env": [{"name": "READY_FILE", "value": "/nonexistent"}],          # GET /ready answers 503
+        "livenessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1, "failureThreshold": 2,
+                          "initialDelaySeconds": 1}}], terminationGracePeriodSeconds=2)
+    cs = wait_for(lambda: (cluster.container_status(ns, "sick") or {}).get("restartCount", 0) >= 1 and
+                  cluster.container_status(ns, "sick"), 40, "a restart after the liveness probe failed")
+    assert "terminated" in cs["lastState"]
+    assert cluster.pod(ns, "sick")["status"]["phase"] == "Running"
+
+
+def test_crashing_container_goes_to_crash_loop_back_off(cluster, ns):
+    cluster.create_pod(ns, "crash", [{"name": "main", "image": "hfc/sh", "command": ["-c", "exit 3"]}])
+    cs = wait_for(lambda: ((cluster.container_status(ns, "crash") or {}).get("state", {}).get("waiting") or {})
+                  .get("reason") == "CrashLoopBackOff" and cluster.container_status(ns, "crash"), 30,
+                  "CrashLoopBackOff")
+    assert cs["lastState"]["terminated"]["exitCode"] == 3
+    assert cs["lastState"]["terminated"]["reason"] == "Error"
+    assert cs["restartCount"] >= 1 and cs["ready"] is False
+    assert "back-off 2s restarting failed container=main" in cs["state"]["waiting"]["message"]
+    pod = cluster.pod(ns, "crash")
+    assert pod["status"]["phase"] == "Running"              # restartPolicy Always: the pod keeps running
+
+    cluster.create_pod(ns, "once", [{"name": "main", "image": "hfc/sh", "command": ["-c", "exit 4"]}],
+                       restartPolicy="Never")
+    wait_for(lambda: cluster.pod(ns, "once")["status"].get("phase") == "Failed", 30, "phase Failed")
+    cs = cluster.container_status(ns, "once")
+    assert cs["state"]["terminated"]["exitCode"] == 4 and cs["restartCount"] == 0
+
+
+def test_unknown_image_shows_err_image_pull_then_image_pull_back_off(cluster, ns):
+    cluster.create_pod(ns, "nope", [{"name": "main", "image": "example.invalid/nope:1"}])
+    seen = []
+
+    def reasons():
+        r = (((cluster.container_status(ns, "nope") or {}).get("state") or {}).get("waiting") or {}).get("reason")
+        if r and (not seen or seen[-1] != r):
+            seen.append(r)
+        return "ImagePullBackOff" in seen and "ErrImagePull" in seen
+    wait_for(reasons, 30, "ErrImagePull then ImagePullBackOff", interval=0.1)
+    assert seen.index("ErrImagePull") < seen.index("ImagePullBackOff"), seen
+    assert cluster.pod(ns, "nope")["status"]["phase"] == "Pending"
+
+
+def test_deletion_runs_pre_stop_then_sigterm_then_sigkill_after_the_grace_period(cluster, ns, tmp_path):
+    trace = tmp_path / "trace"
+    script = ("echo $$ > %(t)s.pid; trap 'echo TERM >> %(t)s' TERM; echo started >> %(t)s; "
+              "while :; do sleep 0.1; done") % {"t": trace}
+    cluster.create_pod(ns, "stubborn", [{
+        "name": "main", "image": "hfc/sh", "command": ["-c", script],
+        "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "echo preStop >> %s" % trace]}}}}],
+        terminationGracePeriodSeconds=3)
+    wait_for(lambda: trace.exists() and "started" in trace.read_text(), 30, "the container to start")
+    pid = int((tmp_path / "trace.pid").read_text())
+    ip = cluster.pod(ns, "stubborn")["status"]["podIP"]
+    assert cluster.netns_with_ip(ip)
+    t0 = time.monotonic()
+    cluster.api.delete("/api/v1/namespaces/%s/pods/stubborn" % ns)
+    wait_for(lambda: _gone(cluster, ns, "stubborn"), 20, "the pod object to be deleted")
+    took = time.monotonic() - t0
+    assert trace.read_text().split() == ["started", "preStop", "TERM"]
+    assert 3 <= took < 8, "the pod was gone %.1f s after deletion; the grace period is 3 s" % took
+    assert not os.path.exists("/proc/%d" % pid), "the container ignoring SIGTERM still runs"
+    assert cluster.netns_with_ip(ip) == [], "the pod's network namespace outlived it"
+
+
+def test_force_deleted_pod_is_killed_within_two_seconds(cluster, ns, tmp_path):
+    pidfile = tmp_path / "pid"
+    cluster.create_pod(ns, "forced", [{"name": "main", "image": "hfc/sh",
+                                       "command": ["-c", "echo $$ > %s; trap '' TERM; while :; do sleep 0.1; done"
+                                                   % pidfile]}], terminationGracePeriodSeconds=60)
+    pid = wait_for(lambda: pidfile.exists() and int(pidfile.read_text()), 30, "the container to start")
+    ip = cluster.pod(ns, "forced")["status"]["podIP"]
+    cluster.api.delete("/api/v1/namespaces/%s/pods/forced" % ns, {"gracePeriodSeconds": 0})
+    assert _gone(cluster, ns, "forced")                       # the API server removed it at once
+    wait_for(lambda: not os.path.exists("/proc/%d" % pid), 5, "the process to be killed")
+    wait_for(lambda: cluster.netns_with_ip(ip) == [], 5, "the namespace to go")
+
+
+def test_service_account_token_authenticates_as_the_pods_service_account(cluster, ns, tmp_path):
+    out = tmp_path / "review.json"
+    script = """
+import json, ssl, http.client
+d = "/var/run/secrets/kubernetes.io/serviceaccount/"
+token, ns = open(d + "token").read(), open(d + "namespace").read()
+ctx = ssl.create_default_context(cafile=d + "ca.crt")
+c = http.client.HTTPSConnection("10.88.0.1", 6443, context=ctx, timeout=10)
+c.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+          json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}),
+          {"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+r = c.getresponse()
+json.dump({"status": r.status, "body": json.loads(r.read()), "namespace": ns}, open(%r, "w"))
+""" % str(out)
+    cluster.create_pod(ns, "whoami", [{"name": "main", "image": "hfc/python", "command": ["-c", script]}],
+                       restartPolicy="Never")
+    wait_for(lambda: cluster.pod(ns, "whoami")["status"].get("phase") in ("Succeeded", "Failed"), 40,
+             "the pod to finish")
+    pod = cluster.pod(ns, "whoami")
+    assert pod["status"]["phase"] == "Succeeded"
+    # a finished pod keeps its object and status, but its network namespace goes, as a sandbox does
+    wait_for(lambda: cluster.netns_with_ip(pod["status"]["podIP"]) == [], 10, "the finished pod's namespace to go")
+    r = json.loads(out.read_text())
+    assert r["status"] == 201 and r["namespace"] == ns
+    ui = r["body"]["status"]["userInfo"]
+    assert ui["username"] == "system:serviceaccount:%s:default" % ns
+    assert ui["extra"]["authentication.kubernetes.io/pod-name"] == ["whoami"]
+    assert not os.path.exists("/run/secrets/kubernetes.io")
+
+
+def test_init_container_runs_first_and_volumes_and_config_map_env_reach_the_containers(cluster, ns, tmp_path):
+    out = tmp_path / "out"
+    cluster.api.post("/api/v1/namespaces/%s/configmaps" % ns, {"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "cfg"}, "data": {"greeting": "hello", "color": "blue"}})
+    mounts = [{"name": "shared", "mountPath": "/run/hfc-shared"}]
+    cluster.create_pod(ns, "init", [{
+        "name": "main", "image": "hfc/sh", "volumeMounts": mounts,
+        "command": ["-c", "cat /run/hfc-shared/msg > %s; echo $COLOR >> %s; exec sleep 3600" % (out, out)],
+        "env": [{"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "color"}}}]}],
+        initContainers=[{"name": "setup", "image": "hfc/sh",
+                         "volumeMounts": mounts + [{"name": "cfg", "mountPath": "/etc/hfc-config", "readOnly": True}],
+                         "command": ["-c", "cat /etc/hfc-config/greeting > /run/hfc-shared/msg"]}],
+        volumes=[{"name": "shared", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "cfg"}}])
+    wait_for(lambda: out.exists() and out.read_text() == "helloblue\n", 40, "main to see what init wrote")
+    pod = cluster.pod(ns, "init")
+    assert _cond(pod, "Initialized") == "True"
+    init = pod["status"]["initContainerStatuses"][0]
+    assert init["state"]["terminated"]["reason"] == "Completed" and init["state"]["terminated"]["exitCode"] == 0
+    assert not os.path.exists("/run/hfc-shared") and not os.path.exists("/etc/hfc-config")
+
+
+def test_pod_logs_and_events_reach_the_api(cluster, ns):
+    cluster.create_pod(ns, "talk", [{"name": "main", "image": "hfc/sh",
+                                     "command": ["-c", "echo hello from $POD_NAME; exec sleep 3600"]}])
+    cluster.create_pod(ns, "crashy", [{"name": "main", "image": "hfc/sh",
+                                       "command": ["-c", "echo run; exit 3"]}])
+    log_path = "/api/v1/namespaces/%s/pods/talk/log" % ns
+    text = wait_for(lambda: cluster.api.request_text("GET", log_path), 40, "the pod's log")
+    assert text == "hello from talk\n"
+    conn = cluster.api._conn()                           # kubectl logs -f: the stream stays open
+    try:
+        conn.request("GET", log_path + "?follow=true")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.readline() == b"hello from talk\n"
+    finally:
+        conn.close()
+    wait_for(lambda: cluster.container_status(ns, "crashy")["restartCount"] >= 1, 40, "a restart")
+    prev = cluster.api.request_text("GET", "/api/v1/namespaces/%s/pods/crashy/log?previous=true" % ns)
+    assert prev == "run\n"
+
+    def reasons():
+        evs = cluster.api.get("/api/v1/namespaces/%s/events" % ns)["items"]
+        return {e["reason"] for e in evs if e["involvedObject"]["name"] == "talk"}
+    wait_for(lambda: {"Scheduled", "Pulled", "Created", "Started"} <= reasons(), 20, "the kubelet's events")
+
+
+def test_host_network_pod_runs_in_the_nodes_namespace_with_the_node_ip(cluster, ns, tmp_path):
+    out = tmp_path / "ip"
+    cluster.create_pod(ns, "hostnet", [{"name": "main", "image": "hfc/sh",
+                                        "command": ["-c", "echo $POD_IP > %s; ip -o -4 addr show hfbr0 >> %s; "
+                                                          "exec sleep 3600" % (out, out)]}],
+                       hostNetwork=True)
+    text = wait_for(lambda: out.exists() and "hfbr0" in out.read_text() and out.read_text(), 30, "the pod to run")
+    assert text.splitlines()[0] == "10.88.0.1" and "10.88.0.1/24" in text
+    assert cluster.pod(ns, "hostnet")["status"]["podIP"] == "10.88.0.1"
+
+
+def test_grpc_readiness_probe_follows_the_health_service(cluster, ns, tmp_path):
+    serving = tmp_path / "serving"
+    serving.write_text("")
+    cluster.create_pod(ns, "grpc", [{
+        "name": "main", "image": "hfc/grpc-health", "ports": [{"containerPort": 9090}],
+        "env": [{"name": "SERVING_FILE", "value": str(serving)}],
+        "readinessProbe": {"grpc": {"port": 9090}, "periodSeconds": 1, "failureThreshold": 1}}])
+    wait_for(lambda: _cond(cluster.pod(ns, "grpc"), "Ready") == "True", 40, "Ready by the grpc probe")
+    serving.unlink()
+    wait_for(lambda: _cond(cluster.pod(ns, "grpc"), "Ready") == "False", 15, "not Ready once NOT_SERVING")
+
+
+def test_pods_keep_running_across_an_api_server_restart_and_the_watch_comes_back(cluster, ns):
+    cluster.create_pod(ns, "steady", [{"name": "main", "image": "hfc/http:1", "ports": [{"containerPort": 8080}],
+                                       "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}])
+    wait_for(lambda: _cond(cluster.pod(ns, "steady"), "Ready") == "True", 40, "Ready")
+    before = cluster.container_status(ns, "steady")
+    cluster.st.restart("kube-apiserver", signal.SIGKILL)   # SIGTERM would wait out the open watches
+    cluster.st.wait_ready(60)
+    # the pod ran on unharmed, and the agent's watch is back: it sees a new pod and a deletion
+    after = cluster.container_status(ns, "steady")
+    assert (after["containerID"], after["restartCount"], after["ready"]) == (before["containerID"], 0, True)
+    cluster.create_pod(ns, "later", [{"name": "main", "image": "hfc/sh", "command": ["-c", "exec sleep 3600"]}])
+    wait_for(lambda: cluster.pod(ns, "later")["status"].get("phase") == "Running", 40, "a pod made after the restart")
+    cluster.api.delete("/api/v1/namespaces/%s/pods/steady" % ns)
+    wait_for(lambda: _gone(cluster, ns, "steady"), 30, "the deleted pod to go")
+
+
+def test_agent_sigterm_stops_every_pod_and_leaves_no_pod_namespace(cluster, ns, tmp_path):
+    """Last: it stops the session's agent."""
+    for i in range(2):
+        cluster.create_pod(ns, "p%d" % i, [{"name": "main", "image": "hfc/sh",
+                                            "command": ["-c", "echo $$ > %s/pid%d; exec sleep 3600" % (tmp_path, i)]}])
+    pids = wait_for(lambda: all((tmp_path / ("pid%d" % i)).exists() for i in range(2)) and
+                    [int((tmp_path / ("pid%d" % i)).read_text()) for i in range(2)], 40, "both pods to run")
+    assert len(cluster.pod_netns()) >= 2
+    t0 = time.monotonic()
+    assert stop_agent(cluster.agent, timeout=30) == 0
+    assert time.monotonic() - t0 < 15
+    assert cluster.pod_netns() == []
+    for pid in pids:
+        assert not os.path.exists("/proc/%d" % pid), "pod process %d outlived the agent" % pid
+    links = os.popen("ip -o link show master hfbr0").read()
+    assert not re.search(r": hfv[0-9]+@", links), links

@@ -1,0 +1,97 @@
+"""Unit tests of the node agent's pure parts: no cluster, no namespaces."""
+import os
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from nodeagentlib import main as agentmain  # noqa: E402
+from nodeagentlib.kubeapi import ApiError  # noqa: E402
+from nodeagentlib.pods import Backoff, expand_k8s, parse_quantity, service_env  # noqa: E402
+
+
+def test_crash_loop_back_off_is_immediate_then_doubles_to_the_cap_and_is_forgotten():
+    b = Backoff(10, 300)
+    waits, t = [], 0.0
+    for _ in range(8):
+        w = b.wait(t, t)
+        waits.append(w)
+        t += w
+        b.next(t)
+    assert waits == [0, 10, 20, 40, 80, 160, 300, 300]
+    assert b.wait(t + 601, t + 601) == 0 and b.delay is None      # 2 x cap without a restart
+
+
+def test_env_values_expand_only_defined_parenthesised_names_and_double_dollar_escapes():
+    env = {"A": "x"}
+    assert expand_k8s("$(A)-$(B)-$$(A)-$A", env) == "x-$(B)-$(A)-$A"
+
+
+def test_service_env_gives_the_docker_link_variables():
+    svc = {"metadata": {"name": "kubernetes"},
+           "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}}
+    env = service_env(svc)
+    assert env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1" and env["KUBERNETES_SERVICE_PORT"] == "443"
+    assert env["KUBERNETES_SERVICE_PORT_HTTPS"] == "443"
+    assert env["KUBERNETES_PORT"] == env["KUBERNETES_PORT_443_TCP"] == "tcp://10.96.0.1:443"
+    assert service_env({"metadata": {"name": "h"}, "spec": {"clusterIP": "None", "ports": [{"port": 1}]}}) == {}
+
+
+def test_quantities():
+    assert parse_quantity("64Mi") == 64 * 1024 * 1024 and parse_quantity("250m") == 0.25
+
+
+class FakeApi:
+    """Lists return `lists` in turn; each watch plays the next script of events or raises."""
+
+    def __init__(self, lists, watches):
+        self.lists, self.watches, self.watched_from = list(lists), list(watches), []
+
+    def get(self, path, **kw):
+        return self.lists.pop(0)
+
+    def watch(self, path, rv, timeout_seconds=0, stop=None):
+        self.watched_from.append(rv)
+        script = self.watches.pop(0) if self.watches else "stop"
+        if script == "stop":
+            self.agent.stop_event.set()
+            return
+        if isinstance(script, Exception):
+            raise script
+        for ev in script:
+            yield ev
+
+
+def _pod(uid, rv):
+    return {"metadata": {"uid": uid, "resourceVersion": rv, "name": uid, "namespace": "d"}}
+
+
+def test_pod_watch_relists_on_410_resumes_after_a_drop_and_treats_vanished_pods_as_removed():
+    agent = agentmain.Agent.__new__(agentmain.Agent)
+    agent.node_name, agent.stop_event, agent.lock, agent.watch_conns = "n", threading.Event(), threading.Lock(), []
+    removed, seen = [], []
+
+    class W:
+        def __init__(self, uid):
+            self.uid = uid
+
+        def removed(self):
+            removed.append(self.uid)
+    agent.workers = {"old": W("old")}
+    agent._dispatch = lambda etype, pod: seen.append((etype, pod["metadata"]["uid"]))
+    api = FakeApi(lists=[{"metadata": {"resourceVersion": "10"}, "items": [_pod("a", "9")]},
+                         {"metadata": {"resourceVersion": "30"}, "items": [_pod("a", "25")]}],
+                  watches=[[("ADDED", _pod("b", "11"))],                     # then the server ends it
+                           OSError("connection reset"),
+                           [("ERROR", {"code": 410, "message": "too old"})],
+                           [("BOOKMARK", _pod("", "31"))]])
+    api.agent = agent
+    agent.api = api
+    agent.pod_loop()
+    assert api.watched_from == ["10", "11", "11", "30", "31"]
+    assert seen == [("MODIFIED", "a"), ("ADDED", "b"), ("MODIFIED", "a")]
+    assert removed == ["old", "old"]           # not in either list (the fake never drops it)
+
+
+def test_api_error_reason():
+    assert ApiError(410, {"reason": "Expired"}).reason == "Expired"
