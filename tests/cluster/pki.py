@@ -6,8 +6,8 @@ are the ones a kubeadm cluster gives its components, and the default RBAC bindin
 them unchanged. All keys are ECDSA P-256 (quick to make; Kubernetes takes them everywhere,
 service-account tokens are then signed ES256).
 
-Files (in DIR/pki): ca.{crt,key}, apiserver.{crt,key}, sa.{key,pub}, and NAME.{crt,key} for
-each client of CLIENTS.
+Files (in DIR/pki): ca.{crt,key}, apiserver.{crt,key}, sa.{key,pub}, NAME.{crt,key} for each
+client of CLIENTS, and front-proxy-ca.{crt,key} with front-proxy-client.{crt,key}.
 """
 import base64
 import os
@@ -45,16 +45,16 @@ def _key(path):
     os.chmod(path, 0o600)
 
 
-def _signed(pki, name, subject, extensions):
-    """NAME.key and NAME.crt signed by the CA, with the given v3 extension lines."""
+def _signed(pki, name, subject, extensions, ca="ca"):
+    """NAME.key and NAME.crt signed by CA, with the given v3 extension lines."""
     key, csr, crt = (os.path.join(pki, name + ext) for ext in (".key", ".csr", ".crt"))
     ext = os.path.join(pki, name + ".ext")
     _key(key)
     _openssl("req", "-new", "-key", key, "-subj", subject, "-out", csr)
     with open(ext, "w") as f:
         f.write("\n".join(extensions) + "\n")
-    _openssl("x509", "-req", "-in", csr, "-CA", os.path.join(pki, "ca.crt"),
-             "-CAkey", os.path.join(pki, "ca.key"), "-CAcreateserial", "-days", DAYS,
+    _openssl("x509", "-req", "-in", csr, "-CA", os.path.join(pki, ca + ".crt"),
+             "-CAkey", os.path.join(pki, ca + ".key"), "-CAcreateserial", "-days", DAYS,
              "-sha256", "-extfile", ext, "-out", crt)
     os.unlink(csr)
     os.unlink(ext)
@@ -64,15 +64,25 @@ def _subject(cn, orgs):
     return "".join("/O=%s" % o for o in orgs) + "/CN=%s" % cn
 
 
+def _ca(pki, name, cn):
+    key = os.path.join(pki, name + ".key")
+    _key(key)
+    _openssl("req", "-x509", "-new", "-key", key, "-subj", "/CN=" + cn, "-days", DAYS, "-sha256",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", os.path.join(pki, name + ".crt"))
+
+
 def make(pki):
     """Writes every key and certificate into the directory pki (created)."""
     os.makedirs(pki, exist_ok=True)
-    ca_key = os.path.join(pki, "ca.key")
-    _key(ca_key)
-    _openssl("req", "-x509", "-new", "-key", ca_key, "-subj", "/CN=holdfast-test-cluster-ca",
-             "-days", DAYS, "-sha256", "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-             "-out", os.path.join(pki, "ca.crt"))
+    _ca(pki, "ca", "holdfast-test-cluster-ca")
+    # The front proxy's own CA and client certificate: the API server publishes that CA in
+    # kube-system/extension-apiserver-authentication, where the controller-manager and the
+    # scheduler look for it (and log an error every few seconds when it is missing).
+    _ca(pki, "front-proxy-ca", "holdfast-test-front-proxy-ca")
+    _signed(pki, "front-proxy-client", "/CN=front-proxy-client",
+            ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
+             "extendedKeyUsage=clientAuth"], ca="front-proxy-ca")
     _signed(pki, "apiserver", "/CN=kube-apiserver",
             ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
              "extendedKeyUsage=serverAuth", "subjectAltName=" + ",".join(APISERVER_SANS)])
