@@ -183,7 +183,7 @@ class Cluster:
         try:
             self._up(image_map, proxy_delay_ms, step)
         except BaseException as e:
-            out("up: failed: %s" % e)
+            out("up: failed: %s" % (e or "interrupted"))
             for name, _, _ in self.daemons.recorded():
                 tail = _tail(self.daemons.log_path(name), 5)
                 if tail:
@@ -410,6 +410,7 @@ class Cluster:
                     out("down: %s %s" % (name, how))
                     did = True
         leftovers = self.daemons.kill_sessions()
+        self.daemons.reap()
         if leftovers:
             out("down: killed %d leftover process(es) of the cluster's sessions: %s" % (
                 len(leftovers), " ".join(map(str, leftovers))))

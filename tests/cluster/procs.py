@@ -50,6 +50,17 @@ def session_members(sid):
     return out
 
 
+def _reap(pid):
+    """Collects the exit status of pid if it is a child of this process (a daemon started by a
+    long-lived caller, such as a test that called up() itself), so that no zombie stays.
+    Returns False while pid is a child that has not finished exiting (a multi-threaded
+    program's main thread shows as a zombie before its other threads are gone)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:
+        return True
+
+
 class Daemons:
     """The daemons recorded in a state directory: PIDS/NAME.{pid,start}, LOGS/NAME.log."""
 
@@ -73,7 +84,8 @@ class Daemons:
             f.write("%d\n" % (start if start is not None else -1))
         with open(os.path.join(self.pids_dir, name + ".pid"), "w") as f:
             f.write("%d\n" % p.pid)
-        # Keep the Popen object from reaping or warning: the daemon outlives this process.
+        # The daemon outlives this process, so the Popen object must not warn about it;
+        # if this process lives longer than the daemon, `reap` collects it after a stop.
         p.returncode = 0
         return p.pid
 
@@ -147,7 +159,21 @@ class Daemons:
                 except ProcessLookupError:
                     pass
             result[name] = "killed after %gs" % grace
+        deadline = time.monotonic() + 5
+        while any(alive(pid, start) for pid, start in targets.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
         return result
+
+    def reap(self, timeout=5):
+        """Waits (bounded) for every recorded daemon that is a child of this process to finish
+        exiting, and collects it."""
+        pending = [pid for _, pid, _ in self.recorded()]
+        deadline = time.monotonic() + timeout
+        while True:
+            pending = [pid for pid in pending if not _reap(pid)]
+            if not pending or time.monotonic() >= deadline:
+                return
+            time.sleep(0.05)
 
     def kill_sessions(self):
         """SIGKILL to every live process left in a recorded daemon's session (its children),
