@@ -154,11 +154,6 @@ class Cluster:
         """kube-proxy's view of the world: iptables-save of the namespace's nat table."""
         return netns.in_ns(self.ns, ["iptables-save", "-t", "nat"]).stdout
 
-    def is_up(self):
-        """True if anything of this cluster exists: a recorded daemon alive, or its namespace."""
-        return bool(netns.with_prefix(self.ns)) or any(
-            procs.alive(pid, start) for _, pid, start in self.daemons.recorded())
-
     def _dead_component(self):
         for name, pid, start in self.daemons.recorded():
             if not procs.alive(pid, start):
@@ -170,9 +165,15 @@ class Cluster:
     def up(self, image_map=None, proxy_delay_ms=0, out=print):
         """Starts the cluster and returns once it is ready. Refuses if anything of it is there.
         On failure, stops what it started and raises ClusterError."""
-        if self.is_up():
-            raise ClusterError("a cluster is already up in %s (namespace %s); run `scripts/cluster "
-                               "down --state-dir %s` first" % (self.dir, self.ns, self.dir))
+        running = [name for name, pid, start in self.daemons.recorded() if procs.alive(pid, start)]
+        if running:
+            raise ClusterError("a cluster is already up in %s (namespace %s, running: %s); run "
+                               "`scripts/cluster down --state-dir %s` first" % (
+                                   self.dir, self.ns, " ".join(running), self.dir))
+        if netns.with_prefix(self.ns):
+            raise ClusterError("what an earlier cluster left in %s is still there (namespaces %s); "
+                               "run `scripts/cluster down --state-dir %s` first" % (
+                                   self.dir, " ".join(netns.with_prefix(self.ns)), self.dir))
         t0 = time.monotonic()
         steps = []
 
@@ -237,9 +238,7 @@ class Cluster:
 
         alive = self._dead_component
         self._start("etcd", self._etcd_argv())
-        wait_until("etcd /health", lambda: '"health":"true"' in netns.in_ns(
-            self.ns, ["curl", "-sS", "--max-time", "2", "http://127.0.0.1:2379/health"],
-            check=False).stdout, 30, alive=alive)
+        wait_until("etcd /health", self._etcd_healthy, 30, alive=alive)
         step("etcd healthy")
 
         self._start("kube-apiserver", self._apiserver_argv())
@@ -287,6 +286,10 @@ class Cluster:
         if not agent:
             step("no node: %s does not exist, so pods stay Pending" % os.path.relpath(NODE_AGENT, REPO))
 
+    def _etcd_healthy(self):
+        return '"health":"true"' in netns.in_ns(self.ns, [
+            "curl", "-sS", "--max-time", "2", "http://127.0.0.1:2379/health"], check=False).stdout
+
     def _node_ready(self):
         node = self.api_json("/api/v1/nodes/" + NODE_NAME)
         for c in (node or {}).get("status", {}).get("conditions", []):
@@ -301,6 +304,12 @@ class Cluster:
 
     def _start(self, name, argv):
         self.daemons.start(name, argv, self.ns, cwd=self.dir)
+
+    def _supervised(self, name, argv):
+        """argv run under supervise.py, which starts it again when it exits (PIDS/NAME.child
+        holds the program's own PID)."""
+        return [PYTHON, os.path.join(HERE, "supervise.py"), "--name", name, "--child-pid-file",
+                os.path.join(self.daemons.pids_dir, name + ".child"), "--"] + list(argv)
 
     def _b(self, name):
         return os.path.join(self.bin, name)
@@ -338,6 +347,10 @@ class Cluster:
                 "--requestheader-extra-headers-prefix", "X-Remote-Extra-",
                 "--proxy-client-cert-file", os.path.join(p, "front-proxy-client.crt"),
                 "--proxy-client-key-file", os.path.join(p, "front-proxy-client.key"),
+                # On SIGTERM: answer new requests 429 until those in flight are done, then
+                # close every connection within 2 s. Without it the server waits up to its
+                # request timeout (60 s) for the watches of connected clients to end.
+                "--shutdown-send-retry-after=true",
                 "--allow-privileged=true", "--profiling=false", "--v=1"]
 
     def _component_kubeconfig_flags(self, client):
@@ -346,7 +359,7 @@ class Cluster:
 
     def _controller_manager_argv(self):
         p = self.pki
-        return [self._b("kube-controller-manager")] + self._component_kubeconfig_flags(
+        return self._supervised("kube-controller-manager", [self._b("kube-controller-manager")] + self._component_kubeconfig_flags(
             "controller-manager") + [
                 "--bind-address", "127.0.0.1", "--leader-elect=true",
                 "--use-service-account-credentials=true",
@@ -356,11 +369,11 @@ class Cluster:
                 "--cluster-signing-key-file", os.path.join(p, "ca.key"),
                 # The node agent sets the Node's podCIDR itself.
                 "--allocate-node-cidrs=false",
-                "--cluster-name", "hfc", "--profiling=false", "--v=1"]
+                "--cluster-name", "hfc", "--profiling=false", "--v=1"])
 
     def _scheduler_argv(self):
-        return [self._b("kube-scheduler")] + self._component_kubeconfig_flags("scheduler") + [
-            "--bind-address", "127.0.0.1", "--leader-elect=true", "--profiling=false", "--v=1"]
+        return self._supervised("kube-scheduler", [self._b("kube-scheduler")] + self._component_kubeconfig_flags(
+            "scheduler") + ["--bind-address", "127.0.0.1", "--leader-elect=true", "--profiling=false", "--v=1"])
 
     def _kube_proxy_argv(self):
         config = {
@@ -390,9 +403,52 @@ class Cluster:
         path = os.path.join(self.config, "kube-proxy.yaml")
         with open(path, "w") as f:
             yaml.safe_dump(config, f, default_flow_style=False)
-        return [PYTHON, os.path.join(HERE, "supervise.py"), "--name", "kube-proxy",
-                "--child-pid-file", os.path.join(self.daemons.pids_dir, "kube-proxy.child"),
-                "--", self._b("kube-proxy"), "--config", path, "--v=1"]
+        return self._supervised("kube-proxy", [self._b("kube-proxy"), "--config", path, "--v=1"])
+
+    # ------------------------------------------------------------ faults
+
+    def stop_component(self, name, grace=15):
+        """Stops one component (SIGTERM, SIGKILL after grace seconds), as `down` would; the
+        rest of the cluster runs on. Returns how it ended."""
+        if self.daemons.get(name) is None:
+            raise ClusterError("no component %r in %s" % (name, self.dir))
+        how = self.daemons.stop([name], grace=grace)[name]
+        self.daemons.reap()
+        return how
+
+    def start_component(self, name, timeout=90):
+        """Starts a stopped component again with the argv it was first started with, and waits
+        until it serves (kube-apiserver: /readyz; etcd: /health; others: started)."""
+        if self.daemons.is_running(name):
+            raise ClusterError("%s is already running" % name)
+        self._start(name, self.daemons.argv(name))
+        if name == "kube-apiserver":
+            wait_until("kube-apiserver /readyz", lambda: self.api_get("/readyz")[0] == 200, timeout,
+                       alive=lambda: None if self.daemons.is_running(name) else name)
+        elif name == "etcd":
+            wait_until("etcd /health", self._etcd_healthy, timeout,
+                       alive=lambda: None if self.daemons.is_running(name) else name)
+
+    def child_pid(self, name):
+        """The supervised program's own PID (its supervisor's child), or None when it does not
+        run."""
+        sup = self.daemons.get(name)
+        try:
+            with open(os.path.join(self.daemons.pids_dir, name + ".child")) as f:
+                child = int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+        if sup is None or not procs.alive(*sup) or procs.parent(child) != sup[0]:
+            return None
+        return child
+
+    def pause_kube_proxy(self, paused=True):
+        """SIGSTOP (or SIGCONT) to kube-proxy: while paused it programs nothing, as a stuck or
+        starved kube-proxy. The supervisor does not notice (a stopped child has not exited)."""
+        pid = self.child_pid("kube-proxy")
+        if pid is None:
+            raise ClusterError("kube-proxy does not run")
+        os.kill(pid, signal.SIGSTOP if paused else signal.SIGCONT)
 
     # ------------------------------------------------------------ down
 
@@ -422,9 +478,9 @@ class Cluster:
             did = True
         for name in recorded:
             self.daemons.forget(name)
-        for extra in ("kube-proxy.child",):
+        for name in recorded:
             try:
-                os.unlink(os.path.join(self.daemons.pids_dir, extra))
+                os.unlink(os.path.join(self.daemons.pids_dir, name + ".child"))  # supervise.py's
             except FileNotFoundError:
                 pass
         left = netns.with_prefix(self.ns)

@@ -2,8 +2,8 @@
 
 Each daemon is started in a session of its own (setsid), inside a network namespace
 (`ip netns exec NS` execs the program, so the PID is the program's), with its output in
-LOGS/NAME.log. Its PID goes to PIDS/NAME.pid and its start time (clock ticks since boot, field 22
-of /proc/PID/stat) to PIDS/NAME.start.
+LOGS/NAME.log. Its PID goes to PIDS/NAME.pid, its start time (clock ticks since boot, field 22
+of /proc/PID/stat) to PIDS/NAME.start, its argv to PIDS/NAME.argv.
 
 This machine is shared, so a daemon is signalled only by PID, and only while that PID still
 has the recorded start time: a PID reused by somebody else's process is left alone. Processes
@@ -11,6 +11,7 @@ the daemon started (a supervised child, a pod's processes) share its session; `s
 finds them even after the daemon itself has died, since a session ID cannot be handed out
 again while any process of the session lives.
 """
+import json
 import os
 import signal
 import subprocess
@@ -30,6 +31,11 @@ def _stat(pid):
 def start_time(pid):
     fields = _stat(pid)
     return None if fields is None else int(fields[19])
+
+
+def parent(pid):
+    fields = _stat(pid)
+    return None if fields is None else int(fields[1])
 
 
 def alive(pid, start):
@@ -80,6 +86,8 @@ class Daemons:
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                  env=env, cwd=cwd)
         start = start_time(p.pid)
+        with open(os.path.join(self.pids_dir, name + ".argv"), "w") as f:
+            json.dump(list(argv), f)
         with open(os.path.join(self.pids_dir, name + ".start"), "w") as f:
             f.write("%d\n" % (start if start is not None else -1))
         with open(os.path.join(self.pids_dir, name + ".pid"), "w") as f:
@@ -111,6 +119,11 @@ class Daemons:
         out.sort(key=lambda r: r[3])
         return [(name, pid, start) for name, pid, start, _ in out]
 
+    def argv(self, name):
+        """The argv the daemon was started with (to start it again after a stop)."""
+        with open(os.path.join(self.pids_dir, name + ".argv")) as f:
+            return json.load(f)
+
     def get(self, name):
         for n, pid, start in self.recorded():
             if n == name:
@@ -122,7 +135,7 @@ class Daemons:
         return r is not None and alive(*r)
 
     def forget(self, name):
-        for ext in (".pid", ".start"):
+        for ext in (".pid", ".start", ".argv"):
             try:
                 os.unlink(os.path.join(self.pids_dir, name + ext))
             except FileNotFoundError:

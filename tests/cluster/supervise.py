@@ -1,14 +1,16 @@
 #!/usr/bin/python3
-"""Restarts a program when it exits, as the kubelet restarts a DaemonSet's pod.
+"""Restarts a program when it exits, as the kubelet restarts a static or DaemonSet pod.
 
     supervise.py --name kube-proxy --child-pid-file F [--max-restarts 30] -- PROGRAM ARGS...
 
-kube-proxy exits on purpose when its Node's addresses change or its Node is deleted, expecting
-to be started again; in a real cluster the kubelet does that. In the test cluster kube-proxy
-starts before the node agent registers the Node, and a test may delete the Node, so it runs
-under this. The child stays in this process's session and process group. Restarts back off
-(1 s doubling to 10 s) and stop after --max-restarts. SIGTERM goes on to the child; the
-supervisor exits when the child has (SIGKILL after 10 s).
+kube-proxy exits on purpose when its Node's addresses change or its Node is deleted, and the
+controller-manager and the scheduler exit when they lose their leader lease (an API server
+down for longer than the lease's renew deadline, 10 s): each expects to be started again, as
+the kubelet does in a real cluster. In the test cluster they run under this.
+
+The child stays in this process's session and process group. Restarts back off (1 s doubling
+to 10 s) and stop after --max-restarts. SIGTERM goes on to the child (with SIGCONT, in case it
+was paused); the supervisor exits when the child has (SIGKILL after 10 s).
 """
 import argparse
 import os
@@ -50,6 +52,7 @@ def main():
         state["stop_time"] = time.monotonic()
         if state["child"] is not None and state["child"].poll() is None:
             state["child"].send_signal(signum)
+            state["child"].send_signal(signal.SIGCONT)  # a paused child acts on it at once
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)

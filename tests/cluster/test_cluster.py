@@ -211,18 +211,72 @@ def test_proxy_delay_holds_kube_proxy_behind_the_api(cluster):
     events = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if "slice" not in events:
-            code, body = cluster.api_get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
-                                         "?labelSelector=kubernetes.io/service-name%3Dwitness")
-            if code == 200 and json.loads(body)["items"]:
-                events.append("slice")
-        rules = netns.in_ns(cluster.ns, ["iptables-save"]).stdout
-        if "-d %s/32" % ip in rules:
+        if "slice" not in events and _slice_for(cluster, "witness"):
+            events.append("slice")
+        if _rule_for(cluster, ip):
             events.append("rule")
             break
         time.sleep(0.05)
     assert events == ["slice", "rule"], "expected the controller's slice, then kube-proxy's rule: %s" % events
     cluster.kubectl("delete", "service", "witness")
+
+
+def _rule_for(cluster, ip):
+    return "-d %s/32" % ip in netns.in_ns(cluster.ns, ["iptables-save"]).stdout
+
+
+def _slice_for(cluster, service):
+    code, body = cluster.api_get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
+                                 "?labelSelector=kubernetes.io/service-name%3D" + service)
+    return code == 200 and json.loads(body)["items"]
+
+
+def test_a_paused_kube_proxy_programs_nothing_until_resumed(cluster):
+    cluster.pause_kube_proxy()
+    try:
+        cluster.kubectl("create", "service", "clusterip", "paused", "--tcp=80:8080")
+        ip = cluster.kubectl("get", "service", "paused", "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
+        wait_for("the controller's EndpointSlice", lambda: _slice_for(cluster, "paused"))
+        # Well past the proxy delay: a running kube-proxy would have its rule by now.
+        time.sleep(PROXY_DELAY_MS / 1000.0 + 1)
+        assert not _rule_for(cluster, ip)
+    finally:
+        cluster.pause_kube_proxy(False)
+    wait_for("kube-proxy's rule once resumed", lambda: _rule_for(cluster, ip))
+    cluster.kubectl("delete", "service", "paused")
+
+
+def test_api_server_stop_and_start_keeps_the_data(cluster):
+    cluster.kubectl("create", "configmap", "survivor", "--from-literal=k=v")
+    try:
+        assert cluster.stop_component("kube-apiserver") == "stopped"
+        r = cluster.kubectl("get", "--raw", "/readyz", check=False, timeout=30)
+        assert r.returncode != 0 and "refused" in r.stderr
+    finally:
+        if not cluster.daemons.is_running("kube-apiserver"):
+            cluster.start_component("kube-apiserver")
+    assert cluster.kubectl("get", "configmap", "survivor", "-o", "jsonpath={.data.k}").stdout == "v"
+
+
+def test_etcd_restart_makes_the_api_server_unready_then_ready(cluster):
+    try:
+        assert cluster.stop_component("etcd") == "stopped"
+        wait_for("/readyz to fail without etcd", lambda: cluster.api_get("/readyz")[0] not in (0, 200))
+    finally:
+        if not cluster.daemons.is_running("etcd"):
+            cluster.start_component("etcd")
+    wait_for("/readyz again", lambda: cluster.api_get("/readyz")[0] == 200, 60)
+    assert cluster.kubectl("get", "configmap", "survivor", "-o", "jsonpath={.data.k}").stdout == "v"
+
+
+def test_a_control_plane_program_that_exits_is_started_again(cluster):
+    first = cluster.child_pid("kube-scheduler")
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    second = wait_for("a new kube-scheduler", lambda: (lambda p: p if p not in (None, first) else None)(
+        cluster.child_pid("kube-scheduler")))
+    assert procs.parent(second) == cluster.daemons.get("kube-scheduler")[0]
+    assert "kube-scheduler exited with -9" in open(cluster.daemons.log_path("kube-scheduler")).read()
 
 
 def test_exec_runs_inside_the_namespace_and_passes_the_exit_status(cluster):
@@ -286,6 +340,8 @@ def test_down_cleans_up_after_up_was_killed_halfway(tmp_path):
         up.wait(10)
     recorded = c.daemons.recorded()
     assert netns.exists(c.ns) and any(procs.alive(pid, start) for _, pid, start in recorded)
+    r = cluster_cmd("up", "--state-dir", state)
+    assert r.returncode != 0 and "already up" in r.stderr
     r = cluster_cmd("down", "--state-dir", state)
     assert r.returncode == 0, r.stdout + r.stderr
     assert _leftovers(c, recorded) == []
