@@ -80,6 +80,13 @@ def attach_pod(node_ns, pod_ns, host_if, address):
     ip("-n", pod_ns, "route", "add", "default", "via", NODE_IP)
 
 
+def detach_pod(node_ns, pod_ns, host_if):
+    """Undoes attach_pod: deletes the veth first (at once; deleting a namespace destroys its
+    links a moment later, so the name host_if could still be taken right after), then pod_ns."""
+    ip("-n", node_ns, "link", "delete", host_if, check=False)
+    delete(pod_ns)
+
+
 def delete(ns):
     """Kills every process still inside ns (it is ours), then deletes it. Returns the PIDs
     killed."""

@@ -79,7 +79,7 @@ class PodNetns:
         return self
 
     def __exit__(self, *exc):
-        netns.delete(self.name)
+        netns.detach_pod(self.cluster.ns, self.name, self.host_if)
 
     def run(self, argv, timeout=30):
         return netns.in_ns(self.name, argv, check=False, timeout=timeout)
