@@ -7,9 +7,9 @@ when it exists. `scripts/cluster` is its command line; tests use the Cluster cla
     c.kubectl("get", "nodes")              # runs inside the cluster's namespace
     c.down()
 
-Everything derives from the state directory DIR (the interface with the node agent is fixed by
-the contract in docs/test-cluster.md): ID = the first 8 hex digits of sha256(realpath(DIR)),
-the cluster's namespace hfc-ID, pods' namespaces hfc-ID-*. In DIR: kubeconfig (admin), pki/,
+Everything derives from the state directory DIR (docs/test-cluster.md, "The cluster", says
+what the node agent can count on): ID = the first 8 hex digits of sha256(realpath(DIR)),
+the cluster's namespace hfc-ID, pods' namespaces hfc-ID-p-*. In DIR: kubeconfig (admin), pki/,
 config/ (the components' kubeconfigs and kube-proxy's configuration), etcd/ (data), logs/,
 pids/, node/ (the node agent's), image-map.json, cluster.json (what `up` started with).
 
@@ -151,7 +151,8 @@ class Cluster:
         return json.loads(body) if code == 200 else None
 
     def nat_rules(self):
-        """kube-proxy's view of the world: iptables-save of the namespace's nat table."""
+        """The nat table of the cluster's namespace (kube-proxy's DNAT rules), as iptables-save
+        prints it."""
         return netns.in_ns(self.ns, ["iptables-save", "-t", "nat"]).stdout
 
     def _dead_component(self):
