@@ -707,7 +707,7 @@ def test_api_outage_after_wake_patch_completes_when_api_returns(sim, ns, holdfas
 
 
 def test_every_cache_is_back_at_once_after_a_long_outage(sim, ns, holdfast):
-    """After 25 s of outage the informers wait out backoffs of 5 to 10 s. The first call the API
+    """After 18 s of outage the informers wait out backoffs of 5 to 10 s. The first call the API
     server answers again (a poll here; the lease renewal with leader election) retries every one
     of them at once, so changes made right after the outage through four different watches
     (ElastiService, Service, Deployment, EndpointSlice) are all seen within the next few
@@ -719,8 +719,8 @@ def test_every_cache_is_back_at_once_after_a_long_outage(sim, ns, holdfast):
     create_es(sim, ns, elastiservice(name="api", cooldown=600))
     wait_mode(sim, ns, "proxy")
     wait_mode(sim, ns, "serve", name="api")
-    sim.outage(25, mode="refuse")
-    time.sleep(24)
+    sim.outage(18, mode="refuse")
+    time.sleep(17)
     wait_api(sim)
     t0 = time.monotonic()
     gen = sim.patch(es_path(ns), {"spec": {"cooldownPeriod": 601}})["metadata"]["generation"]
