@@ -1,5 +1,5 @@
-"""helm/holdfast: the test-only renderer (each feature), the rendered manifests (kinds, RBAC,
-security, namespace-scoped variant, values documented, CRD copy) and kubesim accepting them.
+"""helm/holdfast: `helm lint`, the manifests `helm template` renders (kinds, RBAC, security,
+namespace-scoped variant, values documented, CRD copy) and kubesim accepting them.
 
 Run: /usr/bin/python3 -m pytest tests/chart"""
 import filecmp
@@ -18,12 +18,16 @@ CHART = os.path.join(ROOT, "helm", "holdfast")
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "kubesim"))
 
-import render  # noqa: E402
-from render import RenderError, render_chart, render_string  # noqa: E402
+from helmchart import render_chart, run_helm, template_args  # noqa: E402
 from standins import STANDIN_CRDS  # noqa: E402
 
 NAMESPACED = os.path.join(CHART, "ci", "namespaced-values.yaml")
 HOLDFAST = os.environ.get("HOLDFAST_BIN") or os.path.join(ROOT, "build", "holdfast")
+
+
+def load_yaml(path):
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
 
 
 def objects(docs):
@@ -40,111 +44,24 @@ def one(objs, kind, name=None):
     return found[0]
 
 
-# ------------------------------------------------------------------ the renderer, feature by feature
+# ------------------------------------------------------------------ Helm's own checks
 
-def r(src, data=None, **kw):
-    return render_string(src, data if data is not None else {}, **kw)
-
-
-def test_fields_variables_and_literals():
-    d = {"Values": {"a": {"b": "x"}, "n": 3, "t": True}, "Release": {"Name": "rel"}}
-    assert r("{{ .Values.a.b }}-{{ .Release.Name }}-{{ .Values.n }}-{{ .Values.t }}", d) == "x-rel-3-true"
-    assert r("{{ $.Values.a.b }}{{ $x := .Values.n }}{{ $x }}", d) == "x3"
-    assert r('{{ "s\\"q" }} {{ `raw` }} {{ 42 }} {{ true }} {{ nil }}|', d) == 's"q raw 42 true |'
+def test_helm_lint_passes_strictly_for_each_values_file():
+    """`helm lint --strict` (warnings are errors) with the defaults and with each ci/ values file."""
+    for extra in ([], ["--values", NAMESPACED]):
+        code, out, err = run_helm("lint", "--strict", CHART, *extra, check=False)
+        assert code == 0 and "1 chart(s) linted, 0 chart(s) failed" in out, out + err
 
 
-def test_missing_keys_and_nil_fail_loudly():
-    with pytest.raises(RenderError, match="no entry for key"):
-        r("{{ .Values.nope }}", {"Values": {}})
-    with pytest.raises(RenderError, match="nil pointer"):
-        r("{{ .Values.a.b }}", {"Values": {"a": None}})
-    with pytest.raises(RenderError, match="use toYaml"):
-        r("{{ .Values }}", {"Values": {"a": 1}})
-
-
-def test_whitespace_trimming_and_comments():
-    assert r("a  \n  {{- 1 -}}  \n  b") == "a1b"
-    assert r("a {{ 1 }} b") == "a 1 b"
-    assert r("a\n{{- /* a comment */ -}}\nb") == "ab"
-    assert r("a{{/* c */}}b") == "ab"
-
-
-def test_if_else_if_else_and_truthiness():
-    t = "{{ if .a }}A{{ else if .b }}B{{ else }}C{{ end }}"
-    assert r(t, {"a": 1, "b": 1}) == "A"
-    assert r(t, {"a": 0, "b": "x"}) == "B"
-    for empty in (0, "", [], {}, None, False):
-        assert r(t, {"a": empty, "b": empty}) == "C"
-    assert r("{{ if .a }}A{{ end }}", {"a": [1]}) == "A"
-
-
-def test_range_over_lists_and_maps():
-    assert r("{{ range .l }}[{{ . }}]{{ end }}", {"l": ["a", "b"]}) == "[a][b]"
-    assert r("{{ range $i, $v := .l }}{{ $i }}={{ $v }};{{ end }}", {"l": ["a", "b"]}) == "0=a;1=b;"
-    assert r("{{ range $k, $v := .m }}{{ $k }}={{ $v }};{{ end }}", {"m": {"z": 1, "a": 2}}) == "a=2;z=1;"
-    assert r("{{ range $v := .m }}{{ $v }}{{ end }}", {"m": {"b": 1, "a": 2}}) == "21"
-    assert r("{{ range .l }}x{{ end }}", {"l": []}) == ""
-    assert r("{{ range .l }}{{ $.top }}{{ end }}", {"l": [1, 2], "top": "T"}) == "TT"
-
-
-def test_with_and_else():
-    assert r("{{ with .a }}{{ .b }}{{ else }}none{{ end }}", {"a": {"b": "in"}}) == "in"
-    assert r("{{ with .a }}{{ .b }}{{ else }}none{{ end }}", {"a": {}}) == "none"
-
-
-def test_define_include_nindent_indent():
-    src = '{{- define "x.l" -}}\na: {{ .n }}\nb: 2\n{{- end -}}\nm:\n  {{- include "x.l" . | nindent 2 }}\n'
-    assert r(src, {"n": 1}) == "m:\n  a: 1\n  b: 2\n"
-    assert r('{{ "a\\nb" | indent 3 }}') == "   a\n   b"
-    with pytest.raises(RenderError, match="no template"):
-        r('{{ include "missing" . }}')
-
-
-def test_sprig_functions():
-    d = {"s": "name-", "e": "", "l": ["x", {"k": "v"}], "m": {"b": 1, "a": [1, 2]}, "n": 5}
-    assert r('{{ .s | quote }} {{ quote "a\\"b" }} {{ .n | quote }}', d) == '"name-" "a\\"b" "5"'
-    assert r('{{ .e | default "d" }} {{ .s | default "d" }} {{ default "d" .n }}', d) == "d name- 5"
-    assert r("{{ toYaml .m }}", d) == "a:\n- 1\n- 2\nb: 1"
-    assert r("{{ toYaml .l }}", d) == "- x\n- k: v"
-    assert r('{{ .s | trunc 3 }} {{ trunc 63 .s }} {{ .s | trimSuffix "-" }}', d) == "nam name- name"
-    assert r('{{ printf "%s-%d-%v-%q %%" "a" 2 true "q" }}', d) == 'a-2-true-"q" %'
-    assert r('{{ eq .n 5 }} {{ eq .n 4 5 }} {{ ne .s "x" }} {{ eq "a" "b" }}', d) == "true true true false"
-    assert r('{{ and 1 "" 2 }}|{{ and 1 2 }}|{{ or "" 0 "x" }}|{{ or "" 0 }}|{{ not "" }}', d) == "|2|x|0|true"
-    assert r('{{ if and .n (not .e) }}y{{ end }}', d) == "y"
-    assert r('{{ printf "%s-%s" .s "x" | trunc 4 | trimSuffix "-" }}', d) == "name"
-
-
-def test_unsupported_features_fail_loudly():
-    for bad in ('{{ upper "a" }}', '{{ template "x" . }}', "{{ range .l }}{{ else }}{{ end }}",
-                '{{ printf "%x" 1 }}', "{{ .a", "{{ if .a }}", "{{ end }}", '{{ "\\x41" }}',
-                "{{ .n }}", "{{ toYaml .n }}"):
-        with pytest.raises(RenderError):
-            r(bad, {"a": 1, "l": [1], "n": 1000000})
-
-
-def test_values_overrides(tmp_path):
-    vals = {"a": {"b": 1, "c": "x"}, "l": [1]}
-    assert render.apply_set(vals, "a.b=2,a.d=true,e=s,f=null,g=01") == \
-        {"a": {"b": 2, "c": "x", "d": True}, "l": [1], "e": "s", "g": "01"}
-    assert render.apply_set(vals, "a.b=2", as_string=True)["a"]["b"] == "2"
-    assert render.apply_set(vals, "a.c=null") == {"a": {"b": 1}, "l": [1]}
-    assert render.apply_set(vals, r"x=a\,b") == dict(vals, x="a,b")
-    with pytest.raises(RenderError):
-        render.apply_set(vals, "l[0]=2")
-    assert render.deep_merge(vals, {"a": {"c": "y"}, "l": [2]}) == {"a": {"b": 1, "c": "y"}, "l": [2]}
-
-
-def test_cli_renders_with_values_file_and_set(tmp_path):
-    out = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "render.py"), CHART, "-n", "hf",
-                          "-f", NAMESPACED, "--set", "replicaCount=3", "--include-crds", "--no-hooks"],
-                         capture_output=True, text=True, check=True).stdout
+def test_helm_template_cli_with_values_file_set_crds_and_no_hooks():
+    _, out, _ = run_helm(*template_args(CHART, "hf", "hf", value_files=[NAMESPACED],
+                                        sets=["replicaCount=3"], include_crds=True, no_hooks=True))
     objs = [o for o in yaml.safe_load_all(out) if o]
     assert objs[0]["kind"] == "CustomResourceDefinition"
     assert one(objs, "Deployment")["spec"]["replicas"] == 3
     assert not by_kind(objs, "Job") and not by_kind(objs, "ClusterRole")
-    bad = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "render.py"), CHART, "--set", "image=x"],
-                         capture_output=True, text=True)
-    assert bad.returncode == 1 and "render.py: error" in bad.stderr
+    code, _, err = run_helm("template", "hf", CHART, "--set", "image=x", check=False)
+    assert code != 0 and "image" in err, err  # a value of the wrong shape fails, loudly
 
 
 # ------------------------------------------------------------------ the chart
@@ -373,7 +290,7 @@ def value_paths(v, prefix="", leaves_only=False):
 
 
 def test_every_value_is_documented():
-    values = render.load_yaml_file(os.path.join(CHART, "values.yaml"))
+    values = load_yaml(os.path.join(CHART, "values.yaml"))
     with open(os.path.join(CHART, "README.md")) as f:
         readme = f.read()
     documented = set(re.findall(r"^\| `([A-Za-z0-9_.]+)` \|", readme, re.M))
@@ -390,7 +307,7 @@ def test_chart_crd_is_the_repository_crd():
 
 
 def test_chart_yaml():
-    meta = render.load_yaml_file(os.path.join(CHART, "Chart.yaml"))
+    meta = load_yaml(os.path.join(CHART, "Chart.yaml"))
     assert meta["apiVersion"] == "v2" and meta["name"] == "holdfast"
     assert re.fullmatch(r"\d+\.\d+\.\d+", meta["version"]) and meta["appVersion"]
 

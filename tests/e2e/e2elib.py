@@ -16,7 +16,7 @@ for p in (os.path.join(ROOT, "tests", "kubesim"), os.path.join(ROOT, "tests", "c
         sys.path.insert(0, p)
 
 from simctl import KubeSim, wait_for  # noqa: E402,F401
-from render import render_chart  # noqa: E402
+from helmchart import render_chart  # noqa: E402
 from standins import STANDIN_CRDS  # noqa: E402
 # the chart test's helpers: render -> objects, kubectl apply, and a kubeconfig for the chart's
 # ServiceAccount (a TokenRequest token: only the chart's RBAC objects, as kubesim evaluates them,
