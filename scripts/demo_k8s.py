@@ -1,30 +1,36 @@
 #!/usr/bin/python3
-"""The demo on a simulated cluster (tests/kubesim), with a real Prometheus.
+"""The demo on the test cluster (scripts/cluster: upstream etcd, kube-apiserver,
+controller-manager, scheduler and kube-proxy, with a node agent running the pods), holdfast
+installed with Helm, and a real Prometheus.
 
-A Deployment + Service + ElastiService; holdfast runs in Kubernetes mode beside the cluster.
-The request rate that the ElastiService's trigger reads (from a small exporter scraped by
-Prometheus) drops to 0: holdfast scales the Deployment to zero and steers the Service to
-itself. A request to the Service's ClusterIP is then held, the Deployment woken, and the
-request answered by the new pod. Everything stops by itself; nothing outside 127.0.0.0/8.
+A Deployment + Service + ElastiService. The request rate that the ElastiService's trigger reads
+(from a small exporter scraped by Prometheus) drops to 0: holdfast scales the Deployment to zero
+and steers the Service to itself. A request to the Service's ClusterIP is then held, the
+Deployment woken, and the request answered by the new pod. Everything runs inside the cluster's
+network namespace (the part after the cluster is up re-runs this script there, with --inside)
+and stops by itself.
 """
 import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
+sys.path.insert(0, os.path.join(REPO, "tests", "cluster"))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
 import promfix  # noqa: E402
-import simctl  # noqa: E402
-from hfk8s import HoldfastK8s  # noqa: E402
+from clusterlib import Cluster  # noqa: E402
 
 NS = "demo"
 COOLDOWN_S = 5
-
+NODE_IP = "10.88.0.1"  # the cluster's node address, reachable from its pods
+HOLDFAST = os.path.join(REPO, "build", "holdfast")
+CHART = os.path.join(REPO, "helm", "holdfast")
 MANIFESTS = """
 apiVersion: apps/v1
 kind: Deployment
@@ -70,87 +76,127 @@ spec:
 
 
 def say(msg):
-    print(msg, flush=True)
+    """Prints; a reader that went away (`scripts/demo | head`) must not stop the clean-up."""
+    try:
+        print(msg, flush=True)
+    except (BrokenPipeError, OSError):
+        pass
 
 
 def wait(pred, timeout, what):
-    simctl.wait_for(pred, timeout=timeout, what=what)
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise SystemExit("demo: timed out after %ds waiting for %s" % (timeout, what))
+        time.sleep(0.2)
 
 
-def kubectl(sim, *args):
-    return sim.kubectl(*args).stdout.strip()
+def sh(*argv, timeout=120):
+    """A client inside the cluster's namespace (KUBECONFIG and PATH set by `scripts/cluster`)."""
+    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise SystemExit("demo: %s failed (exit %d): %s" % (" ".join(argv), r.returncode,
+                                                           (r.stderr or r.stdout).strip()))
+    return r.stdout.strip()
 
 
-def main():
-    work = tempfile.mkdtemp(prefix="holdfast-demo-")
-    images = os.path.join(work, "images.json")
-    with open(images, "w") as f:
-        json.dump({"demo/web": {"argv": ["/usr/bin/python3", "-m", "http.server", "--bind",
-                                         "$POD_IP", "$PORT"], "startDelayMs": 300}}, f)
-    sim = simctl.KubeSim(os.path.join(work, "sim"), image_map=images, proxy_delay_ms=200)
+def kubectl(*args):
+    return sh("kubectl", *args)
+
+
+def inside(work):
+    """The demo proper, inside the cluster's network namespace."""
     exporter = promfix.Exporter()
-    prom = hf = None
+    prom = None
     try:
-        say("== starting a simulated cluster (tests/kubesim) and a real Prometheus")
-        sim.start()
+        say("== a real Prometheus on the node's address %s" % NODE_IP)
         exporter.set("demo_requests_per_second", 5)
-        prom = promfix.Prometheus(exporter=exporter, workdir=os.path.join(work, "prom"))
-        kubectl(sim, "apply", "-f", os.path.join(REPO, "crds", "elastiservice.yaml"))
-        kubectl(sim, "create", "namespace", NS)
+        prom = promfix.Prometheus(exporter=exporter, workdir=os.path.join(work, "prom"), host=NODE_IP)
+        say("\n== helm install holdfast (2 replicas, the chart's RBAC, pods running build/holdfast)")
+        say(sh("helm", "install", "holdfast", CHART, "-n", "holdfast", "--create-namespace",
+               "--set", "pollingInterval=1s", "--wait", "--timeout", "90s"))
+        say(kubectl("get", "-n", "holdfast", "pods", "-o", "wide"))
+        kubectl("create", "namespace", NS)
         path = os.path.join(work, "app.yaml")
         with open(path, "w") as f:
             f.write(MANIFESTS % {"cooldown": COOLDOWN_S, "prometheus": prom.url})
-        say(kubectl(sim, "apply", "-f", path))
-        sim.wait_ready_replicas(NS, "web", 1)
-        hf = HoldfastK8s(sim, os.path.join(work, "holdfast"), namespace=NS, log_level="info")
-        hf.start()
-        cip = kubectl(sim, "get", "-n", NS, "svc", "web", "-o", "jsonpath={.spec.clusterIP}")
-        say("== holdfast runs in Kubernetes mode (%s); the Service's ClusterIP is %s" %
-            (hf.ip, cip))
-        say(kubectl(sim, "get", "-n", NS, "elastiservice,deploy"))
+        say(kubectl("apply", "-f", path))
+        kubectl("rollout", "status", "-n", NS, "deploy/web", "--timeout=60s")
+        cip = kubectl("get", "-n", NS, "svc", "web", "-o", "jsonpath={.spec.clusterIP}")
+        say("the Service's ClusterIP is %s" % cip)
+        wait(lambda: kubectl("get", "-n", NS, "elastiservice", "web", "-o",
+                             "jsonpath={.status.mode}") == "serve", 30, "serve mode")
+        say(kubectl("get", "-n", NS, "elastiservice,deploy"))
 
         say("\n== the request rate drops to 0 (cooldown %ds)" % COOLDOWN_S)
         exporter.set("demo_requests_per_second", 0)
         start = time.monotonic()
-        wait(lambda: kubectl(sim, "get", "-n", NS, "elastiservice", "web", "-o",
-                             "jsonpath={.status.mode}") == "proxy", 60, "proxy mode")
-        wait(lambda: kubectl(sim, "get", "-n", NS, "deploy", "web", "-o",
-                             "jsonpath={.spec.replicas}") == "0", 30, "scale to zero")
-        say("scaled to zero after %.1f s" % (time.monotonic() - start))
-        say(kubectl(sim, "get", "-n", NS, "elastiservice,deploy,endpointslices"))
+        wait(lambda: kubectl("get", "-n", NS, "deploy", "web", "-o",
+                             "jsonpath={.spec.replicas}") == "0", 90, "scale to zero")
+        wait(lambda: kubectl("get", "-n", NS, "elastiservice", "web", "-o",
+                             "jsonpath={.status.mode}") == "proxy", 30, "proxy mode")
+        say("scaled to zero after %.1f s (holdfast first proved kube-proxy sends the Service's "
+            "traffic to it)" % (time.monotonic() - start))
+        say(kubectl("get", "-n", NS, "elastiservice,deploy,endpointslices"))
 
         say("\n== a health check at zero: answered by holdfast's probeResponse rule, no wake")
         with urllib.request.urlopen("http://%s/healthz" % cip, timeout=10) as r:
             say("GET /healthz -> %d %s" % (r.status, r.read().decode()))
-        say("replicas: %s" % kubectl(sim, "get", "-n", NS, "deploy", "web", "-o",
-                                      "jsonpath={.spec.replicas}"))
+        say("replicas: %s" % kubectl("get", "-n", NS, "deploy", "web", "-o", "jsonpath={.spec.replicas}"))
 
         say("\n== a real request at zero: held, the Deployment woken, answered by the new pod")
         start = time.monotonic()
         with urllib.request.urlopen("http://%s/" % cip, timeout=60) as r:
             body = r.read()
-        say("GET / -> %d (%d bytes) after %.2f s (cold start: wake, pod start, readiness)" %
-            (r.status, len(body), time.monotonic() - start))
-        wait(lambda: kubectl(sim, "get", "-n", NS, "elastiservice", "web", "-o",
+        say("GET / -> %d (%d bytes) after %.2f s (cold start: wake, scheduling, pod start, "
+            "readiness)" % (r.status, len(body), time.monotonic() - start))
+        wait(lambda: kubectl("get", "-n", NS, "elastiservice", "web", "-o",
                              "jsonpath={.status.mode}") == "serve", 30, "serve mode")
-        say(kubectl(sim, "get", "-n", NS, "elastiservice,deploy,endpointslices"))
+        say(kubectl("get", "-n", NS, "elastiservice,deploy,endpointslices"))
         say("\n== Events")
-        say(kubectl(sim, "get", "events", "-n", NS, "--field-selector",
-                    "involvedObject.kind=ElastiService"))
-        say("\n== holdfast's metrics (excerpt)")
-        for line in hf.metrics_text().splitlines():
-            if line.startswith(("holdfast_cold_start_seconds_sum", "holdfast_cold_start_seconds_count",
-                                "holdfast_scale_downs_total", "holdfast_scale_ups_total",
-                                "holdfast_serve_switches_total")) or \
-                    (line.startswith("holdfast_requests_total") and not line.endswith(" 0")):
-                say(line)
+        say(kubectl("get", "events", "-n", NS, "--field-selector", "involvedObject.kind=ElastiService"))
+        say("\n== holdfast's metrics (excerpt, both replicas)")
+        for ip in kubectl("get", "-n", "holdfast", "pods", "-o",
+                          "jsonpath={.items[*].status.podIP}").split():
+            with urllib.request.urlopen("http://%s:8013/metrics" % ip, timeout=10) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith(("holdfast_cold_start_seconds_sum", "holdfast_cold_start_seconds_count",
+                                        "holdfast_scale_downs_total", "holdfast_scale_ups_total",
+                                        "holdfast_serve_switches_total", "holdfast_leader ")) or \
+                            (line.startswith("holdfast_requests_total") and not line.endswith(" 0")):
+                        say("%s  %s" % (ip, line))
+        say("\n== helm uninstall: the pre-delete hook restores every ElastiService's target")
+        say(sh("helm", "uninstall", "holdfast", "-n", "holdfast", "--wait", "--timeout", "90s"))
+        say(kubectl("get", "-n", NS, "deploy,endpointslices"))
     finally:
-        if hf:
-            hf.stop()
         if prom:
             prom.stop()
         exporter.close()
-        sim.stop()
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--inside":
+        inside(sys.argv[2])
+        return
+    work = tempfile.mkdtemp(prefix="holdfast-demo-")
+    images = os.path.join(work, "images.json")
+    with open(images, "w") as f:
+        json.dump({"ghcr.io/holdfast/holdfast": {"argv": [HOLDFAST, "$@"]},
+                   "demo/web": {"argv": ["/usr/bin/python3", "-m", "http.server", "--bind",
+                                         "$POD_IP", "$PORT"], "startDelayMs": 300}}, f)
+    cluster = Cluster(os.path.join(work, "cluster"))
+    say("== starting the test cluster (scripts/cluster up: the upstream Kubernetes control plane, "
+        "a node agent for the pods)")
+    try:
+        cluster.up(image_map=images, proxy_delay_ms=200, out=say)
+        argv, env = cluster.exec_argv(["/usr/bin/python3", os.path.abspath(__file__), "--inside", work])
+        rc = subprocess.run(argv, env=env).returncode
+    finally:
+        say("\n== stopping the cluster")
+        cluster.down(out=say)
+        shutil.rmtree(work, ignore_errors=True)
+    if rc != 0:
+        sys.exit(rc)
     say("\n== done: everything stopped")
 
 
