@@ -150,18 +150,22 @@ def test_scale_down_cycles_under_continuous_traffic_lose_nothing(sim, prom, expo
     assert clients.ok >= cycles * 10, clients.ok
 
 
-def test_data_path_that_never_reaches_holdfast_abandons_the_scale_down(sim, prom, exporter, ns, holdfast):
+def test_data_path_that_never_reaches_holdfast_abandons_the_scale_down(sim, prom, exporter, ns, holdfast,
+                                                                      tmp_path):
     """A mesh or CNI that ignores hand-made EndpointSlices (kubesim's fault): the probe only ever
     reaches the pod, so after --scale-down-probe-timeout the scale-down is abandoned, with a
     condition, a Warning Event and the resolver slice deleted, and the pods stay: nothing is
     lost. Without the probe the target went to zero and every request was refused. Once the
     fault is gone, the next attempt (10 polling intervals later) scales to zero.
 
-    The pod answers 1.5 s late, so the second probe is still in flight at the 3 s deadline: it
+    The pod answers 1.5 s late while the fault lasts, so the second probe is still in flight at the 3 s deadline: it
     gets its whole timeout (2 s), and the condition names what it got (OtherAnswer). Cut to what
     was left of the deadline, it timed out and the message said "Timeout" (found by CI, under
     load, with the last probe given 1 ms)."""
-    slow = dict(GRACEFUL, env=GRACEFUL["env"] + [{"name": "ANSWER_DELAY_MS", "value": "1500"}])
+    slow_file = tmp_path / "slow"
+    slow_file.write_text("")
+    slow = dict(GRACEFUL, env=GRACEFUL["env"] + [{"name": "ANSWER_DELAY_MS", "value": "1500"},
+                                                 {"name": "SLOW_FILE", "value": str(slow_file)}])
     make_app(sim, ns, containers=[slow])
     set_load(prom, exporter, ns, 0)
     sim.fault("ignore-unmanaged-slices", on=True)
@@ -183,6 +187,9 @@ def test_data_path_that_never_reaches_holdfast_abandons_the_scale_down(sim, prom
         wait_for(lambda: not resolver_slices(sim, ns), timeout=5, what="resolver slice deleted")
         assert metric_value(hf.metrics_text(), "holdfast_scale_downs_abandoned_total") == 1
         assert metric_value(hf.metrics_text(), "holdfast_scale_downs_total") == 0
+        # the pod answers at once again (a probe that meets it takes ms, not 1.5 s), and the
+        # data path follows hand-made slices: the next attempt finds holdfast
+        slow_file.unlink()
         sim.clear_faults()
         wait_mode(sim, ns, "proxy", timeout=30)
     finally:

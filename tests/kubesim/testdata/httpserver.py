@@ -4,7 +4,7 @@
 Env: LISTEN_DELAY_MS (wait before listening), IGNORE_SIGTERM=1 (keep running on SIGTERM),
 TERM_DELAY_MS (on SIGTERM keep serving that long, then exit: what a preStop sleep gives a pod),
 READY_FILE (GET /ready answers 200 only while this file exists), ANSWER_DELAY_MS (wait that long
-before each answer)."""
+before each answer; with SLOW_FILE, only while that file exists)."""
 import http.server
 import os
 import signal
@@ -29,7 +29,8 @@ class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        time.sleep(int(os.environ.get("ANSWER_DELAY_MS", "0")) / 1000.0)
+        if not os.environ.get("SLOW_FILE") or os.path.exists(os.environ["SLOW_FILE"]):
+            time.sleep(int(os.environ.get("ANSWER_DELAY_MS", "0")) / 1000.0)
         if self.path == "/ready" and os.environ.get("READY_FILE") and not os.path.exists(os.environ["READY_FILE"]):
             code, body = 503, b"not ready\n"
         else:
