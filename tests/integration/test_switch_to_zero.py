@@ -158,10 +158,10 @@ def test_data_path_that_never_reaches_holdfast_abandons_the_scale_down(sim, prom
     lost. Without the probe the target went to zero and every request was refused. Once the
     fault is gone, the next attempt (10 polling intervals later) scales to zero.
 
-    The pod answers 1.5 s late while the fault lasts, so the second probe is still in flight at the 3 s deadline: it
-    gets its whole timeout (2 s), and the condition names what it got (OtherAnswer). Cut to what
-    was left of the deadline, it timed out and the message said "Timeout" (found by CI, under
-    load, with the last probe given 1 ms)."""
+    The pod answers 1.5 s late while the fault lasts, so the second probe is still in flight at
+    the 3 s deadline: it gets its whole timeout (2 s), and the condition names what it got
+    (OtherAnswer). Cut to what was left of the deadline, it timed out and the message said
+    "Timeout" (found by CI, under load, with the last probe given 1 ms)."""
     slow_file = tmp_path / "slow"
     slow_file.write_text("")
     slow = dict(GRACEFUL, env=GRACEFUL["env"] + [{"name": "ANSWER_DELAY_MS", "value": "1500"},
