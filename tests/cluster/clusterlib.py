@@ -260,7 +260,7 @@ class Cluster:
             self._start("nodeagent", [
                 PYTHON, NODE_AGENT, "--kubeconfig", os.path.join(self.node_dir, "kubeconfig"),
                 "--node-name", NODE_NAME, "--node-ip", netns.NODE_IP, "--pod-cidr", netns.POD_CIDR,
-                "--bridge", netns.BRIDGE, "--netns-prefix", self.ns + "-p-",
+                "--pod-ip-range", netns.POD_IP_RANGE, "--bridge", netns.BRIDGE, "--netns-prefix", self.ns + "-p-",
                 "--image-map", self.path("image-map.json"), "--state-dir", self.node_dir])
         step("started kube-controller-manager, kube-scheduler, kube-proxy%s%s" % (
             " (behind a %d ms delay relay)" % proxy_delay_ms if proxy_delay_ms else "",

@@ -38,6 +38,8 @@ def parse_args(argv):
     p.add_argument("--node-name", default="hfc-node")
     p.add_argument("--node-ip", default="10.88.0.1")
     p.add_argument("--pod-cidr", default="10.88.0.0/24")
+    p.add_argument("--pod-ip-range", metavar="FIRST-LAST",
+                   help="pod IPs come from here (default: the pod CIDR's hosts after the gateway)")
     p.add_argument("--bridge", default="hfbr0")
     p.add_argument("--netns-prefix", required=True, help="pod network namespaces are PREFIX<N>")
     p.add_argument("--image-map", help="image -> argv (JSON), re-read when it changes")
@@ -59,7 +61,8 @@ class Agent:
         self.api = Api.from_kubeconfig(args.kubeconfig, os.path.join(self.state_dir, "credentials"))
         self.images = ImageMap(args.image_map)
         self.events = Recorder(self.api, self.node_name)
-        self.networks = podnet.PodNetworks(args.pod_cidr, args.bridge, args.netns_prefix, self.state_dir)
+        self.networks = podnet.PodNetworks(args.pod_cidr, args.bridge, args.netns_prefix, self.state_dir,
+                                           args.pod_ip_range)
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
         self.workers = {}          # pod UID -> PodWorker

@@ -1,6 +1,7 @@
 """Pod networks: one network namespace per pod, `<prefix>N`, with eth0 (a veth whose peer
 `hfvN` is attached to the node's bridge in hairpin mode), the pod IP, a default route via the
-bridge's address, and lo up. Addresses come from the pod CIDR (.2 up; the gateway is the first host address)."""
+bridge's address, and lo up. Addresses come from the pod CIDR (.2 up; the gateway is the first host
+address), or from a part of it (--pod-ip-range)."""
 import ipaddress
 import json
 import logging
@@ -49,11 +50,17 @@ class PodNetworks:
     """Allocates pod IPs and slot numbers N, makes and deletes pod namespaces. Thread-safe.
     The allocations are written to state_dir/ips.json for whoever debugs."""
 
-    def __init__(self, cidr, bridge, prefix, state_dir):
+    def __init__(self, cidr, bridge, prefix, state_dir, ip_range=None):
         self.net = ipaddress.ip_network(cidr)
         hosts = list(self.net.hosts())
         self.gateway = str(hosts[0])
         self.pool = [str(h) for h in hosts[1:]]
+        if ip_range:
+            first, _, last = ip_range.partition("-")
+            first, last = ipaddress.ip_address(first.strip()), ipaddress.ip_address(last.strip())
+            self.pool = [str(h) for h in hosts[1:] if first <= h <= last]
+            if not self.pool:
+                raise ValueError("pod IP range %s has no address of %s but the gateway" % (ip_range, cidr))
         self.bridge = bridge
         self.prefix = prefix
         self.state_file = os.path.join(state_dir, "ips.json")
@@ -78,7 +85,7 @@ class PodNetworks:
         API server does not let change) if it is free."""
         with self.lock:
             if prefer in self.pool and prefer not in self.used:
-                slot = self.pool.index(prefer) + 2
+                slot = self._slot(prefer)
                 self.used[prefer] = {"slot": slot, "pod": key, "uid": uid}
                 self._save()
                 return prefer, slot
@@ -86,11 +93,15 @@ class PodNetworks:
                 ip = self.pool[self.next % len(self.pool)]
                 self.next += 1
                 if ip not in self.used:
-                    slot = self.pool.index(ip) + 2
+                    slot = self._slot(ip)
                     self.used[ip] = {"slot": slot, "pod": key, "uid": uid}
                     self._save()
                     return ip, slot
         raise OSError("pod CIDR %s exhausted" % self.net)
+
+    def _slot(self, ip):
+        """N of the namespace and the bridge port: the address's offset in the CIDR (.7 -> 7)."""
+        return int(ipaddress.ip_address(ip)) - int(self.net.network_address)
 
     def release(self, ip):
         with self.lock:
