@@ -163,9 +163,12 @@ class Cluster:
 
     # ------------------------------------------------------------ up
 
-    def up(self, image_map=None, proxy_delay_ms=0, out=print):
+    def up(self, image_map=None, proxy_delay_ms=0, out=print, node_backoff_initial=None,
+           node_backoff_max=None):
         """Starts the cluster and returns once it is ready. Refuses if anything of it is there.
-        On failure, stops what it started and raises ClusterError."""
+        On failure, stops what it started and raises ClusterError. node_backoff_initial and
+        node_backoff_max (seconds) go to the node agent's --backoff-initial and --backoff-max
+        (CrashLoopBackOff and ImagePullBackOff; the kubelet's 10 and 300 when None)."""
         running = [name for name, pid, start in self.daemons.recorded() if procs.alive(pid, start)]
         if running:
             raise ClusterError("a cluster is already up in %s (namespace %s, running: %s); run "
@@ -183,7 +186,7 @@ class Cluster:
             out("up: %5.1fs  %s" % (time.monotonic() - t0, msg))
 
         try:
-            self._up(image_map, proxy_delay_ms, step)
+            self._up(image_map, proxy_delay_ms, step, (node_backoff_initial, node_backoff_max))
         except BaseException as e:
             out("up: failed: %s" % (e or "interrupted"))
             for name, _, _ in self.daemons.recorded():
@@ -201,7 +204,7 @@ class Cluster:
             "kubectl get nodes" % (time.monotonic() - t0, self.kubeconfig, self.dir))
         return steps
 
-    def _up(self, image_map, proxy_delay_ms, step):
+    def _up(self, image_map, proxy_delay_ms, step, node_backoff):
         os.makedirs(self.dir, exist_ok=True)
         for name in GENERATED:
             p = self.path(name)
@@ -212,7 +215,7 @@ class Cluster:
         self._bin = bin_dir()
         with open(self.path("cluster.json"), "w") as f:
             json.dump({"bin": self._bin, "namespace": self.ns, "proxy_delay_ms": proxy_delay_ms,
-                       "node_agent": os.path.exists(NODE_AGENT)}, f, indent=1)
+                       "node_agent": os.path.exists(NODE_AGENT), "node_backoff": list(node_backoff)}, f, indent=1)
         step("binaries in %s" % self._bin)
 
         images = {}
@@ -257,11 +260,7 @@ class Cluster:
         agent = os.path.exists(NODE_AGENT)
         if agent:
             os.makedirs(self.node_dir, exist_ok=True)
-            self._start("nodeagent", [
-                PYTHON, NODE_AGENT, "--kubeconfig", os.path.join(self.node_dir, "kubeconfig"),
-                "--node-name", NODE_NAME, "--node-ip", netns.NODE_IP, "--pod-cidr", netns.POD_CIDR,
-                "--pod-ip-range", netns.POD_IP_RANGE, "--bridge", netns.BRIDGE, "--netns-prefix", self.ns + "-p-",
-                "--image-map", self.path("image-map.json"), "--state-dir", self.node_dir])
+            self._start("nodeagent", self._node_agent_argv(*node_backoff))
         step("started kube-controller-manager, kube-scheduler, kube-proxy%s%s" % (
             " (behind a %d ms delay relay)" % proxy_delay_ms if proxy_delay_ms else "",
             ", node agent" if agent else ""))
@@ -314,6 +313,18 @@ class Cluster:
 
     def _b(self, name):
         return os.path.join(self.bin, name)
+
+    def _node_agent_argv(self, backoff_initial=None, backoff_max=None):
+        argv = [PYTHON, NODE_AGENT, "--kubeconfig", os.path.join(self.node_dir, "kubeconfig"),
+                "--node-name", NODE_NAME, "--node-ip", netns.NODE_IP, "--pod-cidr", netns.POD_CIDR,
+                "--pod-ip-range", netns.POD_IP_RANGE, "--bridge", netns.BRIDGE,
+                "--netns-prefix", self.ns + "-p-", "--image-map", self.path("image-map.json"),
+                "--state-dir", self.node_dir]
+        if backoff_initial is not None:
+            argv += ["--backoff-initial", "%g" % backoff_initial]
+        if backoff_max is not None:
+            argv += ["--backoff-max", "%g" % backoff_max]
+        return argv
 
     def _etcd_argv(self):
         return [self._b("etcd"), "--name", "hfc", "--data-dir", self.path("etcd"),
@@ -552,6 +563,11 @@ def main(argv=None):
     up.add_argument("--image-map", help="JSON: image -> argv (kubesim's format)")
     up.add_argument("--proxy-delay-ms", type=int, default=0,
                     help="kube-proxy sees every API change this many ms late")
+    up.add_argument("--node-backoff-initial", type=float, metavar="S",
+                    help="the node agent's first CrashLoopBackOff/ImagePullBackOff delay "
+                         "(default: the kubelet's 10 s)")
+    up.add_argument("--node-backoff-max", type=float, metavar="S",
+                    help="the node agent's longest back-off (default: the kubelet's 300 s)")
     for name, text in (("down", "stop everything and remove every namespace"),
                        ("status", "print what runs")):
         s = sub.add_parser(name, help=text)
@@ -566,9 +582,14 @@ def main(argv=None):
         if args.command == "up":
             if args.proxy_delay_ms < 0:
                 p.error("--proxy-delay-ms must be >= 0")
+            for flag in ("node_backoff_initial", "node_backoff_max"):
+                if getattr(args, flag) is not None and getattr(args, flag) <= 0:
+                    p.error("--%s must be > 0" % flag.replace("_", "-"))
             # A SIGTERM while starting stops what was started, as a failure does.
             signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-            c.up(image_map=args.image_map, proxy_delay_ms=args.proxy_delay_ms)
+            c.up(image_map=args.image_map, proxy_delay_ms=args.proxy_delay_ms,
+                 node_backoff_initial=args.node_backoff_initial,
+                 node_backoff_max=args.node_backoff_max)
         elif args.command == "down":
             c.down()
         elif args.command == "status":
