@@ -1,13 +1,13 @@
 """The test cluster: upstream etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
 kube-proxy in a network namespace of their own, plus the node agent (tests/cluster/nodeagent.py)
-when it exists. `scripts/cluster` is its command line; tests use the Cluster class.
+in the kubelet's place. `scripts/cluster` is its command line; tests use the Cluster class.
 
     c = Cluster("/tmp/c")
     c.up(image_map="images.json", proxy_delay_ms=700)
     c.kubectl("get", "nodes")              # runs inside the cluster's namespace
     c.down()
 
-Everything derives from the state directory DIR (docs/test-cluster.md, "The cluster", says
+Everything derives from the state directory DIR (docs/test-cluster.md, "The contract", says
 what the node agent can count on): ID = the first 8 hex digits of sha256(realpath(DIR)),
 the cluster's namespace hfc-ID, pods' namespaces hfc-ID-p-*. In DIR: kubeconfig (admin), pki/,
 config/ (the components' kubeconfigs and kube-proxy's configuration), etcd/ (data), logs/,
@@ -215,7 +215,7 @@ class Cluster:
         self._bin = bin_dir()
         with open(self.path("cluster.json"), "w") as f:
             json.dump({"bin": self._bin, "namespace": self.ns, "proxy_delay_ms": proxy_delay_ms,
-                       "node_agent": os.path.exists(NODE_AGENT), "node_backoff": list(node_backoff)}, f, indent=1)
+                       "node_backoff": list(node_backoff)}, f, indent=1)
         step("binaries in %s" % self._bin)
 
         images = {}
@@ -257,13 +257,10 @@ class Cluster:
                                        "127.0.0.1:%d" % RELAY_PORT, "--upstream", "127.0.0.1:6443",
                                        "--delay-ms", str(proxy_delay_ms)])
         self._start("kube-proxy", self._kube_proxy_argv())
-        agent = os.path.exists(NODE_AGENT)
-        if agent:
-            os.makedirs(self.node_dir, exist_ok=True)
-            self._start("nodeagent", self._node_agent_argv(*node_backoff))
-        step("started kube-controller-manager, kube-scheduler, kube-proxy%s%s" % (
-            " (behind a %d ms delay relay)" % proxy_delay_ms if proxy_delay_ms else "",
-            ", node agent" if agent else ""))
+        os.makedirs(self.node_dir, exist_ok=True)
+        self._start("nodeagent", self._node_agent_argv(*node_backoff))
+        step("started kube-controller-manager, kube-scheduler, kube-proxy%s, node agent" % (
+            " (behind a %d ms delay relay)" % proxy_delay_ms if proxy_delay_ms else ""))
 
         wait_until("namespace default", lambda: self.api_get("/api/v1/namespaces/default")[0] == 200,
                    30, alive=alive)
@@ -276,15 +273,13 @@ class Cluster:
                 "spec", {}).get("holderIdentity"), 60, alive=alive)
         step("namespace default, Service kubernetes, controller-manager and scheduler leases held")
 
-        if agent:
-            wait_until("Node %s Ready" % NODE_NAME, self._node_ready, 60, alive=alive)
-            step("Node %s Ready" % NODE_NAME)
-        # Without a Node, kube-proxy waits 30 s for one before it programs anything.
+        wait_until("Node %s Ready" % NODE_NAME, self._node_ready, 60, alive=alive)
+        step("Node %s Ready" % NODE_NAME)
+        # kube-proxy waits (up to 30 s) for its Node to have an address before it programs
+        # anything.
         wait_until("kube-proxy rules for %s" % KUBERNETES_CLUSTER_IP, self._proxy_synced,
                    60 + proxy_delay_ms * 10 / 1000.0, interval=0.3, alive=alive)
         step("kube-proxy synced (rules for the kubernetes Service %s:443)" % KUBERNETES_CLUSTER_IP)
-        if not agent:
-            step("no node: %s does not exist, so pods stay Pending" % os.path.relpath(NODE_AGENT, REPO))
 
     def _etcd_healthy(self):
         return '"health":"true"' in netns.in_ns(self.ns, [
@@ -303,7 +298,9 @@ class Cluster:
                    for line in self.nat_rules().splitlines())
 
     def _start(self, name, argv):
-        self.daemons.start(name, argv, self.ns, cwd=self.dir)
+        # The node agent adds the pods' network namespaces: it must share the host's mount
+        # namespace, where /run/netns is, so that `ip netns list` and `down` see them.
+        self.daemons.start(name, argv, self.ns, cwd=self.dir, host_mounts=name == "nodeagent")
 
     def _supervised(self, name, argv):
         """argv run under supervise.py, which starts it again when it exits (PIDS/NAME.child

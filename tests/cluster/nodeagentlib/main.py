@@ -300,8 +300,6 @@ def main(argv):
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.makedirs(args.state_dir, exist_ok=True)
-    if podnet.join_parent_mount_namespace():        # before any thread exists
-        log.info("joined the parent's mount namespace, so pod namespaces are visible outside")
     agent = Agent(args)
     stop = agent.stop_event
 

@@ -1,7 +1,11 @@
 """Pod networks: one network namespace per pod, `<prefix>N`, with eth0 (a veth whose peer
 `hfvN` is attached to the node's bridge in hairpin mode), the pod IP, a default route via the
 bridge's address, and lo up. Addresses come from the pod CIDR (.2 up; the gateway is the first host
-address), or from a part of it (--pod-ip-range)."""
+address), or from a part of it (--pod-ip-range).
+
+The agent must run in the host's mount namespace (`nsenter --net=/run/netns/NODE`, not `ip netns
+exec NODE`, which gives it one of its own): `ip netns add` names a namespace by a bind mount under
+/run/netns, and one made in a private mount namespace is seen by nobody else."""
 import ipaddress
 import json
 import logging
@@ -10,28 +14,8 @@ import re
 import subprocess
 import threading
 
-from . import nsutil
 
 log = logging.getLogger("nodeagent.podnet")
-
-
-def join_parent_mount_namespace():
-    """`ip netns exec` runs the agent in a mount namespace of its own, a slave of the host's:
-    network namespaces the agent names there (`ip netns add` bind-mounts them under /run/netns)
-    would be seen by nobody else, and `ip netns list` or `scripts/cluster down` outside would
-    find only empty files. So the agent, while it is still single-threaded, joins its parent's
-    mount namespace (the one `ip netns exec` was started from); the network namespace stays."""
-    try:
-        mine = os.readlink("/proc/self/ns/mnt")
-        theirs = os.readlink("/proc/%d/ns/mnt" % os.getppid())
-    except OSError as e:
-        log.warning("cannot compare mount namespaces with the parent (%s); pod namespaces may be "
-                    "visible only to this agent", e)
-        return False
-    if mine == theirs:
-        return False
-    nsutil.setns_path("/proc/%d/ns/mnt" % os.getppid(), nsutil.CLONE_NEWNS)
-    return True
 
 
 def _ip(*args, check=True):
