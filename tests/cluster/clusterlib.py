@@ -340,6 +340,9 @@ class Cluster:
                 "--etcd-servers", "http://127.0.0.1:2379",
                 "--bind-address", "0.0.0.0", "--secure-port", "6443",
                 "--advertise-address", netns.NODE_IP,
+                # logs (and exec, port-forward) dial the Node's InternalIP, the node agent's
+                # 10250; the default tries its Hostname first, which resolves nowhere here.
+                "--kubelet-preferred-address-types", "InternalIP",
                 "--tls-cert-file", os.path.join(p, "apiserver.crt"),
                 "--tls-private-key-file", os.path.join(p, "apiserver.key"),
                 "--client-ca-file", os.path.join(p, "ca.crt"),

@@ -37,7 +37,9 @@ def _gone(cluster, ns, name):
 
 def test_node_registers_ready_with_its_address_and_cidr_and_renews_its_lease(cluster):
     node = wait_for(lambda: cluster.api.get("/api/v1/nodes/hfc-node"), 30, "Node hfc-node")
-    assert {"type": "InternalIP", "address": "10.88.0.1"} in node["status"]["addresses"]
+    # as a kubelet reports them; the API server dials the InternalIP (logs, below)
+    assert node["status"]["addresses"] == [{"type": "InternalIP", "address": "10.88.0.1"},
+                                           {"type": "Hostname", "address": "hfc-node"}]
     assert node["spec"]["podCIDR"] == "10.88.0.0/24"
     assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.37.2"
     wait_for(lambda: _cond(cluster.api.get("/api/v1/nodes/hfc-node"), "Ready") == "True", 30, "Node Ready")

@@ -93,9 +93,12 @@ class Agent:
         return {
             "conditions": [{"type": t, "status": s, "reason": r, "message": m, "lastHeartbeatTime": now,
                             "lastTransitionTime": self._transition.setdefault(t, now)} for t, s, r, m in conds],
-            # No Hostname address: the API server would dial the first of its preferred types
-            # (Hostname first) to reach this node's port 10250, and "hfc-node" resolves nowhere.
-            "addresses": [{"type": "InternalIP", "address": self.node_ip}],
+            # As a kubelet reports them. The same at every write: kube-proxy exits when its
+            # Node's IPs change (it reads only the InternalIP and ExternalIP ones). The API
+            # server must run with --kubelet-preferred-address-types=InternalIP to reach this
+            # agent's port 10250: its default dials the Hostname first, which resolves nowhere.
+            "addresses": [{"type": "InternalIP", "address": self.node_ip},
+                          {"type": "Hostname", "address": self.node_name}],
             "capacity": self.allocatable, "allocatable": self.allocatable,
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": {"machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": platform.release(),
