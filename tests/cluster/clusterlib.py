@@ -36,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(HERE, "tools", "build")
 NODE_AGENT = os.path.join(HERE, "nodeagent.py")
+GO_BIN = "/usr/local/go/bin"    # where the machines have Go, when it is not on PATH
 PYTHON = "/usr/bin/python3"
 
 NODE_NAME = "hfc-node"
@@ -65,7 +66,10 @@ def cluster_id(state_dir):
 
 def bin_dir():
     """The directory of the upstream binaries, built first if the cache does not have them."""
-    r = subprocess.run([BUILD], stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ)
+    if shutil.which("go", path=env.get("PATH")) is None and os.path.exists(GO_BIN):
+        env["PATH"] = env.get("PATH", "/usr/bin:/bin") + os.pathsep + GO_BIN
+    r = subprocess.run([BUILD], stdout=subprocess.PIPE, text=True, env=env)
     if r.returncode != 0:
         raise ClusterError("%s failed (exit %d)" % (BUILD, r.returncode))
     return r.stdout.strip().splitlines()[-1]
