@@ -276,6 +276,13 @@ class Cluster:
                 "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/" + lease) or {}).get(
                 "spec", {}).get("holderIdentity"), 60, alive=alive)
         step("namespace default, Service kubernetes, controller-manager and scheduler leases held")
+        # What a pod in `default` needs before it can be created (ServiceAccount admission) and
+        # run (its token volume): without them a Deployment made right after `up` waits for
+        # the ReplicaSet controller's back-off.
+        for what, path in (("ServiceAccount default/default", "/api/v1/namespaces/default/serviceaccounts/default"),
+                           ("ConfigMap default/kube-root-ca.crt", "/api/v1/namespaces/default/configmaps/kube-root-ca.crt")):
+            wait_until(what, lambda: self.api_get(path)[0] == 200, 60, alive=alive)
+        step("ServiceAccount default/default and ConfigMap kube-root-ca.crt made by the controllers")
 
         wait_until("Node %s Ready" % NODE_NAME, self._node_ready, 60, alive=alive)
         step("Node %s Ready" % NODE_NAME)
