@@ -2,6 +2,7 @@
 shared cluster, the Cluster the tests get (clusterlib's, plus a REST client of the API and pod
 helpers), entering its network namespace, bounded waits."""
 import ctypes
+import datetime
 import os
 import shutil
 import subprocess
@@ -127,3 +128,21 @@ class Cluster(clusterlib.Cluster):
 
     def wait_node_ready(self, timeout=60):
         wait_for(self._node_ready, timeout, "Node %s Ready" % clusterlib.NODE_NAME)
+
+    def wait_healthy(self, timeout=90):
+        """Waits until the controller-manager and the scheduler hold live leases (renewed in the
+        last 5 s; a leader renews every 2 s) and the Node is Ready. A test on the shared cluster
+        calls it first (the `cluster` fixture), so that it does not pay for an earlier test's
+        fault: a program that lost its lease in an API server or etcd outage exited, was started
+        again, and takes the lease only once the old one has expired, up to 15 s later. Uses the
+        API client: call it inside the namespace."""
+        def live(lease):
+            spec = self.api.get("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/" + lease)["spec"]
+            renewed = datetime.datetime.strptime(spec["renewTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+            return time.time() - renewed < 5
+        for lease in ("kube-controller-manager", "kube-scheduler"):
+            wait_for(lambda: live(lease), timeout, "a live holder of lease kube-system/%s" % lease)
+        wait_for(lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in self.api.get(
+            "/api/v1/nodes/" + clusterlib.NODE_NAME)["status"]["conditions"]), timeout,
+            "Node %s Ready" % clusterlib.NODE_NAME)

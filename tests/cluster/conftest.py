@@ -4,9 +4,10 @@
   clusterfix.IMAGES, kube-proxy 1.5 s behind, the node agent's back-offs shortened), brought
   down by `scripts/cluster down` at the end. Every test that does not need a cluster of its own
   uses it; a test that stops a component starts it again.
-- cluster: the shared cluster, with the test's main thread inside its network namespace for the
-  test's duration (so the test reaches 10.88.0.1:6443 and pod IPs; nothing is sent from the
-  host's namespace).
+- cluster: the shared cluster, once its control plane holds its leases and its Node is Ready
+  (an earlier test's fault may have restarted them; not waited for a test marked no_settle), with the test's main thread inside its
+  network namespace for the test's duration (so the test reaches 10.88.0.1:6443 and pod IPs;
+  nothing is sent from the host's namespace).
 - ns: a fresh namespace whose default ServiceAccount exists.
 
 A cold binary cache makes the first `up` build the binaries (about 12 minutes;
@@ -50,9 +51,11 @@ def shared_cluster(tmp_path_factory):
 
 
 @pytest.fixture
-def cluster(shared_cluster):
+def cluster(shared_cluster, request):
     shared_cluster.enter()
     try:
+        if request.node.get_closest_marker("no_settle") is None:
+            shared_cluster.wait_healthy()
         yield shared_cluster
     finally:
         shared_cluster.leave()
