@@ -13,6 +13,7 @@ settle again while the clusters of their own run, not while a test waits.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,10 @@ from clusterfix import PROXY_DELAY_MS, SCRIPT, cluster_cmd, need_root  # noqa: E
 CLIENT_IP = "10.88.0.254"
 SERVER_IP = "10.88.0.253"
 assert {CLIENT_IP, SERVER_IP} <= set(netns.TEST_IPS)
+
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("nsenter") is None,
+                                reason="needs root, iproute2 and nsenter (network namespaces)")
 
 
 def wait_for(what, predicate, timeout=30, interval=0.2):
