@@ -1,7 +1,10 @@
-"""Helpers of the node agent's tests (conftest.py has the fixtures): the image map they use,
-starting and stopping the agent as CONTRACT-cluster.md starts it, bounded waits."""
+"""Helpers of the tests of tests/cluster (conftest.py has the fixtures): the image map of the
+shared cluster, the Cluster the tests get (clusterlib's, plus a REST client of the API and pod
+helpers), entering its network namespace, bounded waits."""
+import ctypes
+import datetime
 import os
-import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -11,10 +14,12 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import standin  # noqa: E402
-from nodeagentlib.kubeapi import ApiError  # noqa: E402
+import clusterlib  # noqa: E402
+import netns  # noqa: E402
+from nodeagentlib.kubeapi import Api, ApiError  # noqa: E402
 
 PY = "/usr/bin/python3"
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(HERE)), "scripts", "cluster")
 TESTDATA = os.path.join(HERE, "testdata")
 HTTPSERVER = os.path.join(HERE, "..", "kubesim", "testdata", "httpserver.py")
 
@@ -23,9 +28,27 @@ IMAGES = {
     "hfc/sh": {"argv": ["/bin/sh", "$@"]},
     "hfc/python": {"argv": [PY, "$@"]},
     "hfc/grpc-health": {"argv": [PY, os.path.join(TESTDATA, "grpchealth.py")]},
+    "hfc-test/sleep": ["/bin/sleep", "3600"],
 }
+# kube-proxy sees every change this late (test_cluster.py's delay tests need it well above the
+# EndpointSlice controller's round trip).
+PROXY_DELAY_MS = 1500
 # Short back-offs, so CrashLoopBackOff and ImagePullBackOff show in seconds, not minutes.
-BACKOFF = ["--backoff-initial", "2", "--backoff-max", "8"]
+BACKOFF_INITIAL, BACKOFF_MAX = 2, 8
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def need_root():
+    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("nsenter") is None:
+        pytest.skip("needs root, iproute2 and nsenter (network namespaces)")
+
+
+def cluster_cmd(*args, timeout=900):
+    """scripts/cluster ARGS..., output captured (900 s: a cold cache builds the binaries first)."""
+    return subprocess.run([SCRIPT] + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def wait_for(fn, timeout, what, interval=0.2):
@@ -44,9 +67,38 @@ def wait_for(fn, timeout, what, interval=0.2):
         time.sleep(interval)
 
 
-class Cluster:
-    def __init__(self, st, agent, api):
-        self.st, self.agent, self.api = st, agent, api
+def _setns(fd):
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, "setns: " + os.strerror(e))
+
+
+class Cluster(clusterlib.Cluster):
+    """clusterlib's Cluster with what the node agent's tests use: `api`, a REST client as admin,
+    and pod helpers. Its calls reach 10.88.0.1 and pod IPs only from inside the cluster's
+    namespace: between enter() and leave()."""
+
+    def __init__(self, state_dir):
+        super().__init__(state_dir)
+        self.api = Api.from_kubeconfig(self.kubeconfig, self.path("test-credentials"))
+        self._host_ns = None
+
+    def enter(self):
+        """Moves the calling thread (and the threads and processes it starts later) into the
+        cluster's network namespace; leave() goes back. The mount namespace stays the host's."""
+        assert self._host_ns is None, "already inside"
+        self._host_ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        fd = os.open("/run/netns/" + self.ns, os.O_RDONLY)
+        try:
+            _setns(fd)
+        finally:
+            os.close(fd)
+
+    def leave(self):
+        if self._host_ns is not None:
+            _setns(self._host_ns)
+            os.close(self._host_ns)
+            self._host_ns = None
 
     def pod(self, ns, name):
         return self.api.get("/api/v1/namespaces/%s/pods/%s" % (ns, name))
@@ -71,29 +123,26 @@ class Cluster:
         return out
 
     def pod_netns(self):
-        return [n for n in standin.netns_list() if n.startswith(self.st.pod_prefix)]
+        """The node agent's pod namespaces, as `ip netns list` shows them."""
+        return netns.with_prefix(self.ns + "-p-")
 
+    def wait_node_ready(self, timeout=60):
+        wait_for(self._node_ready, timeout, "Node %s Ready" % clusterlib.NODE_NAME)
 
-def start_agent(st, extra=()):
-    log = open(os.path.join(st.dir, "logs", "nodeagent.log"), "ab")
-    argv = ["ip", "netns", "exec", st.netns, PY, os.path.join(HERE, "nodeagent.py"),
-            "--kubeconfig", st.node_kubeconfig, "--node-name", "hfc-node", "--node-ip", "10.88.0.1",
-            "--pod-cidr", "10.88.0.0/24", "--bridge", "hfbr0", "--netns-prefix", st.pod_prefix,
-            "--image-map", os.path.join(st.dir, "image-map.json"), "--state-dir", os.path.join(st.dir, "node")]
-    p = subprocess.Popen(argv + list(extra), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    log.close()
-    return p
-
-
-def stop_agent(p, timeout=30):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            return p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
-            return None
-    return p.returncode
-
-
+    def wait_healthy(self, timeout=90):
+        """Waits until the controller-manager and the scheduler hold live leases (renewed in the
+        last 5 s; a leader renews every 2 s) and the Node is Ready. A test on the shared cluster
+        calls it first (the `cluster` fixture), so that it does not pay for an earlier test's
+        fault: a program that lost its lease in an API server or etcd outage exited, was started
+        again, and takes the lease only once the old one has expired, up to 15 s later. Uses the
+        API client: call it inside the namespace."""
+        def live(lease):
+            spec = self.api.get("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/" + lease)["spec"]
+            renewed = datetime.datetime.strptime(spec["renewTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+            return time.time() - renewed < 5
+        for lease in ("kube-controller-manager", "kube-scheduler"):
+            wait_for(lambda: live(lease), timeout, "a live holder of lease kube-system/%s" % lease)
+        wait_for(lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in self.api.get(
+            "/api/v1/nodes/" + clusterlib.NODE_NAME)["status"]["conditions"]), timeout,
+            "Node %s Ready" % clusterlib.NODE_NAME)

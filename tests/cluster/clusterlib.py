@@ -1,13 +1,13 @@
 """The test cluster: upstream etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
 kube-proxy in a network namespace of their own, plus the node agent (tests/cluster/nodeagent.py)
-when it exists. `scripts/cluster` is its command line; tests use the Cluster class.
+in the kubelet's place. `scripts/cluster` is its command line; tests use the Cluster class.
 
     c = Cluster("/tmp/c")
     c.up(image_map="images.json", proxy_delay_ms=700)
     c.kubectl("get", "nodes")              # runs inside the cluster's namespace
     c.down()
 
-Everything derives from the state directory DIR (docs/test-cluster.md, "The cluster", says
+Everything derives from the state directory DIR (docs/test-cluster.md, "The contract", says
 what the node agent can count on): ID = the first 8 hex digits of sha256(realpath(DIR)),
 the cluster's namespace hfc-ID, pods' namespaces hfc-ID-p-*. In DIR: kubeconfig (admin), pki/,
 config/ (the components' kubeconfigs and kube-proxy's configuration), etcd/ (data), logs/,
@@ -36,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(HERE, "tools", "build")
 NODE_AGENT = os.path.join(HERE, "nodeagent.py")
+GO_BIN = "/usr/local/go/bin"    # where the machines have Go, when it is not on PATH
 PYTHON = "/usr/bin/python3"
 
 NODE_NAME = "hfc-node"
@@ -65,7 +66,10 @@ def cluster_id(state_dir):
 
 def bin_dir():
     """The directory of the upstream binaries, built first if the cache does not have them."""
-    r = subprocess.run([BUILD], stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ)
+    if shutil.which("go", path=env.get("PATH")) is None and os.path.exists(GO_BIN):
+        env["PATH"] = env.get("PATH", "/usr/bin:/bin") + os.pathsep + GO_BIN
+    r = subprocess.run([BUILD], stdout=subprocess.PIPE, text=True, env=env)
     if r.returncode != 0:
         raise ClusterError("%s failed (exit %d)" % (BUILD, r.returncode))
     return r.stdout.strip().splitlines()[-1]
@@ -163,9 +167,12 @@ class Cluster:
 
     # ------------------------------------------------------------ up
 
-    def up(self, image_map=None, proxy_delay_ms=0, out=print):
+    def up(self, image_map=None, proxy_delay_ms=0, out=print, node_backoff_initial=None,
+           node_backoff_max=None):
         """Starts the cluster and returns once it is ready. Refuses if anything of it is there.
-        On failure, stops what it started and raises ClusterError."""
+        On failure, stops what it started and raises ClusterError. node_backoff_initial and
+        node_backoff_max (seconds) go to the node agent's --backoff-initial and --backoff-max
+        (CrashLoopBackOff and ImagePullBackOff; the kubelet's 10 and 300 when None)."""
         running = [name for name, pid, start in self.daemons.recorded() if procs.alive(pid, start)]
         if running:
             raise ClusterError("a cluster is already up in %s (namespace %s, running: %s); run "
@@ -183,7 +190,7 @@ class Cluster:
             out("up: %5.1fs  %s" % (time.monotonic() - t0, msg))
 
         try:
-            self._up(image_map, proxy_delay_ms, step)
+            self._up(image_map, proxy_delay_ms, step, (node_backoff_initial, node_backoff_max))
         except BaseException as e:
             out("up: failed: %s" % (e or "interrupted"))
             for name, _, _ in self.daemons.recorded():
@@ -201,7 +208,7 @@ class Cluster:
             "kubectl get nodes" % (time.monotonic() - t0, self.kubeconfig, self.dir))
         return steps
 
-    def _up(self, image_map, proxy_delay_ms, step):
+    def _up(self, image_map, proxy_delay_ms, step, node_backoff):
         os.makedirs(self.dir, exist_ok=True)
         for name in GENERATED:
             p = self.path(name)
@@ -212,7 +219,7 @@ class Cluster:
         self._bin = bin_dir()
         with open(self.path("cluster.json"), "w") as f:
             json.dump({"bin": self._bin, "namespace": self.ns, "proxy_delay_ms": proxy_delay_ms,
-                       "node_agent": os.path.exists(NODE_AGENT)}, f, indent=1)
+                       "node_backoff": list(node_backoff)}, f, indent=1)
         step("binaries in %s" % self._bin)
 
         images = {}
@@ -254,17 +261,10 @@ class Cluster:
                                        "127.0.0.1:%d" % RELAY_PORT, "--upstream", "127.0.0.1:6443",
                                        "--delay-ms", str(proxy_delay_ms)])
         self._start("kube-proxy", self._kube_proxy_argv())
-        agent = os.path.exists(NODE_AGENT)
-        if agent:
-            os.makedirs(self.node_dir, exist_ok=True)
-            self._start("nodeagent", [
-                PYTHON, NODE_AGENT, "--kubeconfig", os.path.join(self.node_dir, "kubeconfig"),
-                "--node-name", NODE_NAME, "--node-ip", netns.NODE_IP, "--pod-cidr", netns.POD_CIDR,
-                "--bridge", netns.BRIDGE, "--netns-prefix", self.ns + "-p-",
-                "--image-map", self.path("image-map.json"), "--state-dir", self.node_dir])
-        step("started kube-controller-manager, kube-scheduler, kube-proxy%s%s" % (
-            " (behind a %d ms delay relay)" % proxy_delay_ms if proxy_delay_ms else "",
-            ", node agent" if agent else ""))
+        os.makedirs(self.node_dir, exist_ok=True)
+        self._start("nodeagent", self._node_agent_argv(*node_backoff))
+        step("started kube-controller-manager, kube-scheduler, kube-proxy%s, node agent" % (
+            " (behind a %d ms delay relay)" % proxy_delay_ms if proxy_delay_ms else ""))
 
         wait_until("namespace default", lambda: self.api_get("/api/v1/namespaces/default")[0] == 200,
                    30, alive=alive)
@@ -276,16 +276,21 @@ class Cluster:
                 "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/" + lease) or {}).get(
                 "spec", {}).get("holderIdentity"), 60, alive=alive)
         step("namespace default, Service kubernetes, controller-manager and scheduler leases held")
+        # What a pod in `default` needs before it can be created (ServiceAccount admission) and
+        # run (its token volume): without them a Deployment made right after `up` waits for
+        # the ReplicaSet controller's back-off.
+        for what, path in (("ServiceAccount default/default", "/api/v1/namespaces/default/serviceaccounts/default"),
+                           ("ConfigMap default/kube-root-ca.crt", "/api/v1/namespaces/default/configmaps/kube-root-ca.crt")):
+            wait_until(what, lambda: self.api_get(path)[0] == 200, 60, alive=alive)
+        step("ServiceAccount default/default and ConfigMap kube-root-ca.crt made by the controllers")
 
-        if agent:
-            wait_until("Node %s Ready" % NODE_NAME, self._node_ready, 60, alive=alive)
-            step("Node %s Ready" % NODE_NAME)
-        # Without a Node, kube-proxy waits 30 s for one before it programs anything.
+        wait_until("Node %s Ready" % NODE_NAME, self._node_ready, 60, alive=alive)
+        step("Node %s Ready" % NODE_NAME)
+        # kube-proxy waits (up to 30 s) for its Node to have an address before it programs
+        # anything.
         wait_until("kube-proxy rules for %s" % KUBERNETES_CLUSTER_IP, self._proxy_synced,
                    60 + proxy_delay_ms * 10 / 1000.0, interval=0.3, alive=alive)
         step("kube-proxy synced (rules for the kubernetes Service %s:443)" % KUBERNETES_CLUSTER_IP)
-        if not agent:
-            step("no node: %s does not exist, so pods stay Pending" % os.path.relpath(NODE_AGENT, REPO))
 
     def _etcd_healthy(self):
         return '"health":"true"' in netns.in_ns(self.ns, [
@@ -304,7 +309,9 @@ class Cluster:
                    for line in self.nat_rules().splitlines())
 
     def _start(self, name, argv):
-        self.daemons.start(name, argv, self.ns, cwd=self.dir)
+        # The node agent adds the pods' network namespaces: it must share the host's mount
+        # namespace, where /run/netns is, so that `ip netns list` and `down` see them.
+        self.daemons.start(name, argv, self.ns, cwd=self.dir, host_mounts=name == "nodeagent")
 
     def _supervised(self, name, argv):
         """argv run under supervise.py, which starts it again when it exits (PIDS/NAME.child
@@ -314,6 +321,18 @@ class Cluster:
 
     def _b(self, name):
         return os.path.join(self.bin, name)
+
+    def _node_agent_argv(self, backoff_initial=None, backoff_max=None):
+        argv = [PYTHON, NODE_AGENT, "--kubeconfig", os.path.join(self.node_dir, "kubeconfig"),
+                "--node-name", NODE_NAME, "--node-ip", netns.NODE_IP, "--pod-cidr", netns.POD_CIDR,
+                "--pod-ip-range", netns.POD_IP_RANGE, "--bridge", netns.BRIDGE,
+                "--netns-prefix", self.ns + "-p-", "--image-map", self.path("image-map.json"),
+                "--state-dir", self.node_dir]
+        if backoff_initial is not None:
+            argv += ["--backoff-initial", "%g" % backoff_initial]
+        if backoff_max is not None:
+            argv += ["--backoff-max", "%g" % backoff_max]
+        return argv
 
     def _etcd_argv(self):
         return [self._b("etcd"), "--name", "hfc", "--data-dir", self.path("etcd"),
@@ -332,6 +351,9 @@ class Cluster:
                 "--etcd-servers", "http://127.0.0.1:2379",
                 "--bind-address", "0.0.0.0", "--secure-port", "6443",
                 "--advertise-address", netns.NODE_IP,
+                # logs (and exec, port-forward) dial the Node's InternalIP, the node agent's
+                # 10250; the default tries its Hostname first, which resolves nowhere here.
+                "--kubelet-preferred-address-types", "InternalIP",
                 "--tls-cert-file", os.path.join(p, "apiserver.crt"),
                 "--tls-private-key-file", os.path.join(p, "apiserver.key"),
                 "--client-ca-file", os.path.join(p, "ca.crt"),
@@ -552,6 +574,11 @@ def main(argv=None):
     up.add_argument("--image-map", help="JSON: image -> argv (kubesim's format)")
     up.add_argument("--proxy-delay-ms", type=int, default=0,
                     help="kube-proxy sees every API change this many ms late")
+    up.add_argument("--node-backoff-initial", type=float, metavar="S",
+                    help="the node agent's first CrashLoopBackOff/ImagePullBackOff delay "
+                         "(default: the kubelet's 10 s)")
+    up.add_argument("--node-backoff-max", type=float, metavar="S",
+                    help="the node agent's longest back-off (default: the kubelet's 300 s)")
     for name, text in (("down", "stop everything and remove every namespace"),
                        ("status", "print what runs")):
         s = sub.add_parser(name, help=text)
@@ -566,9 +593,14 @@ def main(argv=None):
         if args.command == "up":
             if args.proxy_delay_ms < 0:
                 p.error("--proxy-delay-ms must be >= 0")
+            for flag in ("node_backoff_initial", "node_backoff_max"):
+                if getattr(args, flag) is not None and getattr(args, flag) <= 0:
+                    p.error("--%s must be > 0" % flag.replace("_", "-"))
             # A SIGTERM while starting stops what was started, as a failure does.
             signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-            c.up(image_map=args.image_map, proxy_delay_ms=args.proxy_delay_ms)
+            c.up(image_map=args.image_map, proxy_delay_ms=args.proxy_delay_ms,
+                 node_backoff_initial=args.node_backoff_initial,
+                 node_backoff_max=args.node_backoff_max)
         elif args.command == "down":
             c.down()
         elif args.command == "status":

@@ -1,10 +1,17 @@
-"""Fixtures for the node agent's tests.
+"""Fixtures of tests/cluster.
 
-- cluster: for the whole session, a control plane and one node agent started as
-  CONTRACT-cluster.md starts it. The control plane is standin.py's, a STAND-IN until
-  `scripts/cluster up` lands. The test process's main thread is moved into the cluster's network
-  namespace (so the tests reach 10.88.0.1:6443 and pod IPs; nothing is sent from the host's).
-- ns: a fresh namespace whose default ServiceAccount exists."""
+- shared_cluster: for the whole session, one cluster started by `scripts/cluster up` (image map
+  clusterfix.IMAGES, kube-proxy 1.5 s behind, the node agent's back-offs shortened), brought
+  down by `scripts/cluster down` at the end. Every test that does not need a cluster of its own
+  uses it; a test that stops a component starts it again.
+- cluster: the shared cluster, once its control plane holds its leases and its Node is Ready
+  (an earlier test's fault may have restarted them; not waited for a test marked no_settle), with the test's main thread inside its
+  network namespace for the test's duration (so the test reaches 10.88.0.1:6443 and pod IPs;
+  nothing is sent from the host's namespace).
+- ns: a fresh namespace whose default ServiceAccount exists.
+
+A cold binary cache makes the first `up` build the binaries (about 12 minutes;
+docs/test-cluster.md)."""
 import itertools
 import json
 import os
@@ -14,29 +21,44 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import standin  # noqa: E402
-from clusterfix import BACKOFF, IMAGES, Cluster, start_agent, stop_agent, wait_for  # noqa: E402
-from nodeagentlib.kubeapi import Api, ApiError  # noqa: E402
+import netns  # noqa: E402
+from clusterfix import (BACKOFF_INITIAL, BACKOFF_MAX, IMAGES, PROXY_DELAY_MS, Cluster, cluster_cmd,  # noqa: E402
+                        need_root, wait_for)
+from nodeagentlib.kubeapi import ApiError  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory):
-    st = standin.StandIn(str(tmp_path_factory.mktemp("hfn")))
-    agent = None
+def shared_cluster(tmp_path_factory):
+    need_root()
+    state = tmp_path_factory.mktemp("cluster")
+    images = tmp_path_factory.mktemp("images") / "images.json"
+    images.write_text(json.dumps(IMAGES))
+    r = cluster_cmd("up", "--state-dir", state, "--image-map", images, "--proxy-delay-ms", PROXY_DELAY_MS,
+                    "--node-backoff-initial", BACKOFF_INITIAL, "--node-backoff-max", BACKOFF_MAX)
+    print(r.stdout + r.stderr)
+    if r.returncode != 0:
+        cluster_cmd("down", "--state-dir", state)
+        pytest.fail("scripts/cluster up failed (%d):\n%s%s" % (r.returncode, r.stdout, r.stderr))
+    c = Cluster(state)
     try:
-        st.up()
-        with open(os.path.join(st.dir, "image-map.json"), "w") as f:
-            json.dump(IMAGES, f)
-        agent = start_agent(st, BACKOFF)
-        st.enter()
-        api = Api.from_kubeconfig(st.kubeconfig, os.path.join(st.dir, "test-credentials"))
-        yield Cluster(st, agent, api)
+        yield c
     finally:
-        st.leave()
-        if agent is not None:
-            stop_agent(agent)
-        left = st.down()
-        assert left == [st.netns], "namespaces left after the agent stopped: %s" % left
+        c.leave()
+        r = cluster_cmd("down", "--state-dir", state, timeout=300)
+        print(r.stdout + r.stderr)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert netns.with_prefix(c.ns) == []
+
+
+@pytest.fixture
+def cluster(shared_cluster, request):
+    shared_cluster.enter()
+    try:
+        if request.node.get_closest_marker("no_settle") is None:
+            shared_cluster.wait_healthy()
+        yield shared_cluster
+    finally:
+        shared_cluster.leave()
 
 
 _counter = itertools.count()

@@ -12,6 +12,11 @@ import time
 BRIDGE = "hfbr0"
 NODE_IP = "10.88.0.1"
 POD_CIDR = "10.88.0.0/24"
+# The node agent gives pods .2 to .239 (--pod-ip-range); .240 to .254 are the tests' own, for
+# throwaway namespaces attached to the bridge as a pod's is (attach_pod), so they never meet a
+# pod's address.
+POD_IP_RANGE = "10.88.0.2-10.88.0.239"
+TEST_IPS = ["10.88.0.%d" % n for n in range(240, 255)]
 SERVICE_CIDR = "10.96.0.0/24"
 
 

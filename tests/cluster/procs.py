@@ -1,7 +1,8 @@
 """The test cluster's daemons: how they are started, recognised and stopped.
 
 Each daemon is started in a session of its own (setsid), inside a network namespace
-(`ip netns exec NS` execs the program, so the PID is the program's), with its output in
+(`ip netns exec NS`, or `nsenter --net=/run/netns/NS` for one that must share the host's mount
+namespace; both exec the program, so the PID is the program's), with its output in
 LOGS/NAME.log. Its PID goes to PIDS/NAME.pid, its start time (clock ticks since boot, field 22
 of /proc/PID/stat) to PIDS/NAME.start, its argv to PIDS/NAME.argv.
 
@@ -77,12 +78,19 @@ class Daemons:
     def log_path(self, name):
         return os.path.join(self.logs_dir, name + ".log")
 
-    def start(self, name, argv, netns, env=None, cwd=None):
-        """Starts argv inside netns in a new session; returns its PID."""
+    def start(self, name, argv, netns, env=None, cwd=None, host_mounts=False):
+        """Starts argv inside netns in a new session; returns its PID.
+
+        `ip netns exec` (the default) also gives the program a mount namespace of its own, with
+        /sys of netns mounted; host_mounts=True uses `nsenter --net` instead, which changes only
+        the network namespace, so the network namespaces the program adds (bind mounts under
+        /run/netns) are seen by everyone, as the node agent's pod namespaces must be."""
         os.makedirs(self.pids_dir, exist_ok=True)
         os.makedirs(self.logs_dir, exist_ok=True)
+        enter = (["nsenter", "--net=/run/netns/" + netns] if host_mounts
+                 else ["ip", "netns", "exec", netns])
         with open(self.log_path(name), "ab") as log:
-            p = subprocess.Popen(["ip", "netns", "exec", netns] + list(argv), stdin=subprocess.DEVNULL,
+            p = subprocess.Popen(enter + list(argv), stdin=subprocess.DEVNULL,
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                  env=env, cwd=cwd)
         start = start_time(p.pid)

@@ -6,8 +6,10 @@ Run as root (it makes network namespaces), with Debian's python3:
 
     /usr/bin/python3 -m pytest tests/cluster
 
-One cluster serves the module; the last tests bring it down and check what is left. A cold
-binary cache makes the first `up` build them (about 12 minutes; docs/test-cluster.md).
+Most tests use the session's shared cluster (conftest.py); the last ones start clusters of their
+own, since they refuse an `up`, bring a cluster down or kill an `up` halfway. The faults come
+just before those (and are marked no_settle: they need only the API), so that the controllers
+settle again while the clusters of their own run, not while a test waits.
 """
 import json
 import os
@@ -20,28 +22,21 @@ import time
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-SCRIPT = os.path.join(REPO, "scripts", "cluster")
 sys.path.insert(0, HERE)
 
 import clusterlib  # noqa: E402
 import netns  # noqa: E402
 import procs  # noqa: E402
+from clusterfix import PROXY_DELAY_MS, SCRIPT, cluster_cmd, need_root  # noqa: E402
 
-PROXY_DELAY_MS = 1500
-IMAGES = {
-    "hfc-test/sleep": ["/bin/sleep", "3600"],
-}
-CLIENT_IP = "10.88.0.254"   # test "pods" take the top of the pod range, the node agent the bottom
+# Test "pods" take addresses the node agent never gives (netns.TEST_IPS: .240 and up).
+CLIENT_IP = "10.88.0.254"
 SERVER_IP = "10.88.0.253"
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
-                                reason="needs root and iproute2 (network namespaces)")
+assert {CLIENT_IP, SERVER_IP} <= set(netns.TEST_IPS)
 
 
-def cluster_cmd(*args, timeout=900):
-    return subprocess.run([SCRIPT] + [str(a) for a in args], capture_output=True, text=True,
-                          timeout=timeout)
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("nsenter") is None,
+                                reason="needs root, iproute2 and nsenter (network namespaces)")
 
 
 def wait_for(what, predicate, timeout=30, interval=0.2):
@@ -49,19 +44,20 @@ def wait_for(what, predicate, timeout=30, interval=0.2):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    state = tmp_path_factory.mktemp("cluster")
-    images = tmp_path_factory.mktemp("images") / "images.json"
-    images.write_text(json.dumps(IMAGES))
-    r = cluster_cmd("up", "--state-dir", state, "--image-map", images,
-                    "--proxy-delay-ms", PROXY_DELAY_MS)
-    print(r.stdout + r.stderr)
+def private_cluster(tmp_path_factory):
+    """A cluster of this module's own, for the tests that refuse an `up` on it and bring it
+    down (the shared one must stay up)."""
+    need_root()
+    state = tmp_path_factory.mktemp("private")
+    images = state.parent / "private-images.json"
+    images.write_text(json.dumps({"hfc-test/sleep": ["/bin/sleep", "3600"]}))
+    r = cluster_cmd("up", "--state-dir", state, "--image-map", images)
     if r.returncode != 0:
         cluster_cmd("down", "--state-dir", state)
         pytest.fail("scripts/cluster up failed (%d):\n%s%s" % (r.returncode, r.stdout, r.stderr))
     c = clusterlib.Cluster(state)
     yield c
-    print(cluster_cmd("down", "--state-dir", state).stdout)
+    cluster_cmd("down", "--state-dir", state)
 
 
 class PodNetns:
@@ -108,10 +104,11 @@ def test_status_reports_every_component_and_the_leases_are_held(cluster):
     r = cluster_cmd("status", "--state-dir", cluster.dir)
     assert r.returncode == 0, r.stdout + r.stderr
     for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-                 "kube-proxy", "delayrelay"):
+                 "kube-proxy", "delayrelay", "nodeagent"):
         line = [x for x in r.stdout.splitlines() if x.split()[:1] == [name]]
         assert line and "running" in line[0], r.stdout
     assert "/readyz: ok" in r.stdout
+    assert "node hfc-node Ready=True" in r.stdout
     for lease in ("kube-controller-manager", "kube-scheduler"):
         holder = cluster.kubectl("get", "lease", "-n", "kube-system", lease,
                                  "-o", "jsonpath={.spec.holderIdentity}").stdout
@@ -140,14 +137,10 @@ def test_deployment_makes_a_replicaset_and_its_pods(cluster):
     for pod in wait_for("2 pods", pods):
         assert pod["metadata"]["ownerReferences"][0]["name"] == rs["metadata"]["name"]
 
-    if os.path.exists(clusterlib.NODE_AGENT):
-        wait_for("2 pods Running", lambda: all(p["status"].get("phase") == "Running" for p in pods()), 60)
-    else:
-        def unschedulable(pod):
-            return any(c["type"] == "PodScheduled" and c["status"] == "False" and c.get("reason") == "Unschedulable"
-                       for c in pod["status"].get("conditions", []))
-        wait_for("the scheduler to find no node for either pod",
-                 lambda: all(p["status"]["phase"] == "Pending" and unschedulable(p) for p in pods()))
+    wait_for("2 pods Running", lambda: all(p["status"].get("phase") == "Running" for p in pods()), 60)
+    for pod in pods():
+        assert pod["spec"]["nodeName"] == "hfc-node"
+        assert pod["status"]["podIP"] not in netns.TEST_IPS
     cluster.kubectl("delete", "deployment", "sleeper", "--wait=false")
 
 
@@ -246,6 +239,7 @@ def test_a_paused_kube_proxy_programs_nothing_until_resumed(cluster):
     cluster.kubectl("delete", "service", "paused")
 
 
+@pytest.mark.no_settle
 def test_api_server_stop_and_start_keeps_the_data(cluster):
     cluster.kubectl("create", "configmap", "survivor", "--from-literal=k=v")
     try:
@@ -258,6 +252,20 @@ def test_api_server_stop_and_start_keeps_the_data(cluster):
     assert cluster.kubectl("get", "configmap", "survivor", "-o", "jsonpath={.data.k}").stdout == "v"
 
 
+@pytest.mark.no_settle
+def test_a_control_plane_program_that_exits_is_started_again(cluster):
+    first = cluster.child_pid("kube-scheduler")
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    second = wait_for("a new kube-scheduler", lambda: (lambda p: p if p not in (None, first) else None)(
+        cluster.child_pid("kube-scheduler")))
+    assert procs.parent(second) == cluster.daemons.get("kube-scheduler")[0]
+    assert "kube-scheduler exited with -9" in open(cluster.daemons.log_path("kube-scheduler")).read()
+    # The new scheduler takes the lease once the old one's has expired (up to 15 s later); the
+    # next test that needs it waits for that (conftest.py, `cluster`), not this one.
+
+
+@pytest.mark.no_settle
 def test_etcd_restart_makes_the_api_server_unready_then_ready(cluster):
     try:
         assert cluster.stop_component("etcd") == "stopped"
@@ -269,16 +277,7 @@ def test_etcd_restart_makes_the_api_server_unready_then_ready(cluster):
     assert cluster.kubectl("get", "configmap", "survivor", "-o", "jsonpath={.data.k}").stdout == "v"
 
 
-def test_a_control_plane_program_that_exits_is_started_again(cluster):
-    first = cluster.child_pid("kube-scheduler")
-    assert first is not None
-    os.kill(first, signal.SIGKILL)
-    second = wait_for("a new kube-scheduler", lambda: (lambda p: p if p not in (None, first) else None)(
-        cluster.child_pid("kube-scheduler")))
-    assert procs.parent(second) == cluster.daemons.get("kube-scheduler")[0]
-    assert "kube-scheduler exited with -9" in open(cluster.daemons.log_path("kube-scheduler")).read()
-
-
+@pytest.mark.no_settle
 def test_exec_runs_inside_the_namespace_and_passes_the_exit_status(cluster):
     assert cluster_cmd("exec", "--state-dir", cluster.dir, "--", "sh", "-c", "exit 7").returncode == 7
     r = cluster_cmd("exec", "--state-dir", cluster.dir, "--", "sh", "-c",
@@ -293,7 +292,8 @@ def test_exec_runs_inside_the_namespace_and_passes_the_exit_status(cluster):
     assert (r.returncode, r.stdout.strip()) == (0, "namespace/kube-system"), r.stderr
 
 
-def test_up_twice_refuses_and_changes_nothing(cluster):
+def test_up_twice_refuses_and_changes_nothing(private_cluster):
+    cluster = private_cluster
     before = cluster.daemons.recorded()
     r = cluster_cmd("up", "--state-dir", cluster.dir)
     assert r.returncode != 0
@@ -312,12 +312,16 @@ def _leftovers(cluster, recorded):
     return left
 
 
-def test_down_leaves_no_namespace_or_process_behind(cluster):
+def test_down_leaves_no_namespace_or_process_behind(private_cluster):
+    cluster = private_cluster
+    # A pod of the node agent's, and a process left running in a test pod's namespace (as a
+    # crashed node agent would leave one).
+    cluster.kubectl("create", "deployment", "sleeper", "--image=hfc-test/sleep")
+    wait_for("the node agent's pod", lambda: len(netns.with_prefix(cluster.ns + "-p-")) == 1, 60)
     with PodNetns(cluster, "3", SERVER_IP) as pod:
-        # A process left running in a pod's namespace (as a crashed node agent would leave).
         pod.popen(["sleep", "300"])
         recorded = cluster.daemons.recorded()
-        assert {name for name, _, _ in recorded} >= {"etcd", "kube-apiserver", "kube-proxy"}
+        assert {name for name, _, _ in recorded} >= {"etcd", "kube-apiserver", "kube-proxy", "nodeagent"}
         r = cluster_cmd("down", "--state-dir", cluster.dir)
         assert r.returncode == 0, r.stdout + r.stderr
         assert _leftovers(cluster, recorded) == []

@@ -1,14 +1,14 @@
 """The node agent against the real API server: each test names the kubelet behaviour it proves.
-The agent runs as CONTRACT-cluster.md starts it (see conftest.py); the last test stops it."""
+The agent is the shared cluster's (conftest.py), started by `scripts/cluster up` with short
+back-offs; the last test stops it and starts it again."""
 import http.client
 import ipaddress
 import json
 import os
 import re
-import signal
 import time
 
-from clusterfix import stop_agent, wait_for
+from clusterfix import BACKOFF_INITIAL, wait_for
 
 POD_CIDR = ipaddress.ip_network("10.88.0.0/24")
 
@@ -37,7 +37,9 @@ def _gone(cluster, ns, name):
 
 def test_node_registers_ready_with_its_address_and_cidr_and_renews_its_lease(cluster):
     node = wait_for(lambda: cluster.api.get("/api/v1/nodes/hfc-node"), 30, "Node hfc-node")
-    assert {"type": "InternalIP", "address": "10.88.0.1"} in node["status"]["addresses"]
+    # as a kubelet reports them; the API server dials the InternalIP (logs, below)
+    assert node["status"]["addresses"] == [{"type": "InternalIP", "address": "10.88.0.1"},
+                                           {"type": "Hostname", "address": "hfc-node"}]
     assert node["spec"]["podCIDR"] == "10.88.0.0/24"
     assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.37.2"
     wait_for(lambda: _cond(cluster.api.get("/api/v1/nodes/hfc-node"), "Ready") == "True", 30, "Node Ready")
@@ -51,6 +53,16 @@ def test_node_registers_ready_with_its_address_and_cidr_and_renews_its_lease(clu
     assert lease["metadata"]["ownerReferences"][0]["name"] == "hfc-node"
     first = lease["spec"]["renewTime"]
     wait_for(lambda: cluster.api.get(lease_path)["spec"]["renewTime"] != first, 15, "the Lease to be renewed")
+
+
+def test_agent_shares_the_hosts_mount_namespace_so_its_pod_namespaces_show_everywhere(cluster, ns):
+    agent = cluster.daemons.get("nodeagent")[0]
+    assert os.readlink("/proc/%d/ns/mnt" % agent) == os.readlink("/proc/self/ns/mnt")
+    assert os.readlink("/proc/%d/ns/net" % agent) == os.readlink("/proc/thread-self/ns/net")   # the cluster's
+    cluster.create_pod(ns, "seen", [{"name": "main", "image": "hfc/sh", "command": ["-c", "exec sleep 3600"]}])
+    ip = wait_for(lambda: cluster.pod(ns, "seen")["status"].get("podIP"), 30, "a pod IP")
+    names = os.popen("ip netns list").read().split()
+    assert [n for n in cluster.netns_with_ip(ip) if n in names], names
 
 
 def test_deployment_pod_runs_from_the_image_map_gets_ready_and_answers_on_its_pod_ip(cluster, ns, tmp_path):
@@ -145,7 +157,8 @@ def test_crashing_container_goes_to_crash_loop_back_off(cluster, ns):
     assert cs["lastState"]["terminated"]["exitCode"] == 3
     assert cs["lastState"]["terminated"]["reason"] == "Error"
     assert cs["restartCount"] >= 1 and cs["ready"] is False
-    assert "back-off 2s restarting failed container=main" in cs["state"]["waiting"]["message"]
+    # scripts/cluster up --node-backoff-initial reached the agent
+    assert "back-off %ds restarting failed container=main" % BACKOFF_INITIAL in cs["state"]["waiting"]["message"]
     pod = cluster.pod(ns, "crash")
     assert pod["status"]["phase"] == "Running"              # restartPolicy Always: the pod keeps running
 
@@ -309,8 +322,9 @@ def test_pods_keep_running_across_an_api_server_restart_and_the_watch_comes_back
                                        "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}])
     wait_for(lambda: _cond(cluster.pod(ns, "steady"), "Ready") == "True", 40, "Ready")
     before = cluster.container_status(ns, "steady")
-    cluster.st.restart("kube-apiserver", signal.SIGKILL)   # SIGTERM would wait out the open watches
-    cluster.st.wait_ready(60)
+    # killed, as a crash would (test_cluster.py stops it gently): no time to close the watches
+    assert cluster.stop_component("kube-apiserver", grace=0) == "killed after 0s"
+    cluster.start_component("kube-apiserver")
     # the pod ran on unharmed, and the agent's watch is back: it sees a new pod and a deletion
     after = cluster.container_status(ns, "steady")
     assert (after["containerID"], after["restartCount"], after["ready"]) == (before["containerID"], 0, True)
@@ -321,7 +335,7 @@ def test_pods_keep_running_across_an_api_server_restart_and_the_watch_comes_back
 
 
 def test_agent_sigterm_stops_every_pod_and_leaves_no_pod_namespace(cluster, ns, tmp_path):
-    """Last: it stops the session's agent."""
+    """Last: it stops the session's agent, and starts it again for whatever runs next."""
     for i in range(2):
         cluster.create_pod(ns, "p%d" % i, [{"name": "main", "image": "hfc/sh",
                                             "command": ["-c", "echo $$ > %s/pid%d; exec sleep 3600" % (tmp_path, i)]}])
@@ -329,10 +343,19 @@ def test_agent_sigterm_stops_every_pod_and_leaves_no_pod_namespace(cluster, ns, 
                     [int((tmp_path / ("pid%d" % i)).read_text()) for i in range(2)], 40, "both pods to run")
     assert len(cluster.pod_netns()) >= 2
     t0 = time.monotonic()
-    assert stop_agent(cluster.agent, timeout=30) == 0
-    assert time.monotonic() - t0 < 15
-    assert cluster.pod_netns() == []
-    for pid in pids:
-        assert not os.path.exists("/proc/%d" % pid), "pod process %d outlived the agent" % pid
-    links = os.popen("ip -o link show master hfbr0").read()
-    assert not re.search(r": hfv[0-9]+@", links), links
+    try:
+        assert cluster.stop_component("nodeagent", grace=30) == "stopped"
+        assert time.monotonic() - t0 < 15
+        assert cluster.pod_netns() == []
+        for pid in pids:
+            assert not os.path.exists("/proc/%d" % pid), "pod process %d outlived the agent" % pid
+        links = os.popen("ip -o link show master hfbr0").read()
+        assert not re.search(r": hfv[0-9]+@", links), links
+        with open(cluster.daemons.log_path("nodeagent")) as f:
+            assert re.search(r"stopped: \d+ pods", f.read())
+    finally:
+        if not cluster.daemons.is_running("nodeagent"):
+            cluster.start_component("nodeagent")
+    # the new agent takes the Node over, and runs the pods bound to it again
+    cluster.wait_node_ready()
+    wait_for(lambda: len(cluster.pod_netns()) >= 2, 40, "the pods running again under the new agent")

@@ -3,10 +3,13 @@ import os
 import sys
 import threading
 
+import pytest
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from nodeagentlib import main as agentmain  # noqa: E402
 from nodeagentlib.kubeapi import ApiError  # noqa: E402
+from nodeagentlib.podnet import PodNetworks  # noqa: E402
 from nodeagentlib.pods import Backoff, expand_k8s, parse_quantity, service_env  # noqa: E402
 
 
@@ -35,6 +38,20 @@ def test_service_env_gives_the_docker_link_variables():
     assert env["KUBERNETES_SERVICE_PORT_HTTPS"] == "443"
     assert env["KUBERNETES_PORT"] == env["KUBERNETES_PORT_443_TCP"] == "tcp://10.96.0.1:443"
     assert service_env({"metadata": {"name": "h"}, "spec": {"clusterIP": "None", "ports": [{"port": 1}]}}) == {}
+
+
+def test_pod_ips_come_only_from_the_range_and_name_their_slot(tmp_path):
+    # scripts/cluster keeps .240 and up for the tests' own namespaces (docs/test-cluster.md)
+    nets = PodNetworks("10.88.0.0/24", "hfbr0", "p-", str(tmp_path), "10.88.0.2-10.88.0.239")
+    got = [nets.allocate("d/p%d" % i, str(i)) for i in range(238)]
+    assert got[0] == ("10.88.0.2", 2) and got[-1] == ("10.88.0.239", 239)
+    with pytest.raises(OSError, match="exhausted"):
+        nets.allocate("d/one-more", "x")
+    nets.release("10.88.0.7")
+    assert nets.allocate("d/again", "y", prefer="10.88.0.250") == ("10.88.0.7", 7)   # not outside the range
+    assert PodNetworks("10.88.0.0/24", "b", "p-", str(tmp_path)).allocate("d/p", "z") == ("10.88.0.2", 2)
+    with pytest.raises(ValueError):
+        PodNetworks("10.88.0.0/24", "b", "p-", str(tmp_path), "10.88.1.2-10.88.1.9")
 
 
 def test_quantities():

@@ -38,6 +38,8 @@ def parse_args(argv):
     p.add_argument("--node-name", default="hfc-node")
     p.add_argument("--node-ip", default="10.88.0.1")
     p.add_argument("--pod-cidr", default="10.88.0.0/24")
+    p.add_argument("--pod-ip-range", metavar="FIRST-LAST",
+                   help="pod IPs come from here (default: the pod CIDR's hosts after the gateway)")
     p.add_argument("--bridge", default="hfbr0")
     p.add_argument("--netns-prefix", required=True, help="pod network namespaces are PREFIX<N>")
     p.add_argument("--image-map", help="image -> argv (JSON), re-read when it changes")
@@ -59,7 +61,8 @@ class Agent:
         self.api = Api.from_kubeconfig(args.kubeconfig, os.path.join(self.state_dir, "credentials"))
         self.images = ImageMap(args.image_map)
         self.events = Recorder(self.api, self.node_name)
-        self.networks = podnet.PodNetworks(args.pod_cidr, args.bridge, args.netns_prefix, self.state_dir)
+        self.networks = podnet.PodNetworks(args.pod_cidr, args.bridge, args.netns_prefix, self.state_dir,
+                                           args.pod_ip_range)
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
         self.workers = {}          # pod UID -> PodWorker
@@ -90,9 +93,12 @@ class Agent:
         return {
             "conditions": [{"type": t, "status": s, "reason": r, "message": m, "lastHeartbeatTime": now,
                             "lastTransitionTime": self._transition.setdefault(t, now)} for t, s, r, m in conds],
-            # No Hostname address: the API server would dial the first of its preferred types
-            # (Hostname first) to reach this node's port 10250, and "hfc-node" resolves nowhere.
-            "addresses": [{"type": "InternalIP", "address": self.node_ip}],
+            # As a kubelet reports them. The same at every write: kube-proxy exits when its
+            # Node's IPs change (it reads only the InternalIP and ExternalIP ones). The API
+            # server must run with --kubelet-preferred-address-types=InternalIP to reach this
+            # agent's port 10250: its default dials the Hostname first, which resolves nowhere.
+            "addresses": [{"type": "InternalIP", "address": self.node_ip},
+                          {"type": "Hostname", "address": self.node_name}],
             "capacity": self.allocatable, "allocatable": self.allocatable,
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": {"machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": platform.release(),
@@ -297,8 +303,6 @@ def main(argv):
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.makedirs(args.state_dir, exist_ok=True)
-    if podnet.join_parent_mount_namespace():        # before any thread exists
-        log.info("joined the parent's mount namespace, so pod namespaces are visible outside")
     agent = Agent(args)
     stop = agent.stop_event
 

@@ -1,6 +1,11 @@
 """Pod networks: one network namespace per pod, `<prefix>N`, with eth0 (a veth whose peer
 `hfvN` is attached to the node's bridge in hairpin mode), the pod IP, a default route via the
-bridge's address, and lo up. Addresses come from the pod CIDR (.2 up; the gateway is the first host address)."""
+bridge's address, and lo up. Addresses come from the pod CIDR (.2 up; the gateway is the first host
+address), or from a part of it (--pod-ip-range).
+
+The agent must run in the host's mount namespace (`nsenter --net=/run/netns/NODE`, not `ip netns
+exec NODE`, which gives it one of its own): `ip netns add` names a namespace by a bind mount under
+/run/netns, and one made in a private mount namespace is seen by nobody else."""
 import ipaddress
 import json
 import logging
@@ -9,28 +14,8 @@ import re
 import subprocess
 import threading
 
-from . import nsutil
 
 log = logging.getLogger("nodeagent.podnet")
-
-
-def join_parent_mount_namespace():
-    """`ip netns exec` runs the agent in a mount namespace of its own, a slave of the host's:
-    network namespaces the agent names there (`ip netns add` bind-mounts them under /run/netns)
-    would be seen by nobody else, and `ip netns list` or `scripts/cluster down` outside would
-    find only empty files. So the agent, while it is still single-threaded, joins its parent's
-    mount namespace (the one `ip netns exec` was started from); the network namespace stays."""
-    try:
-        mine = os.readlink("/proc/self/ns/mnt")
-        theirs = os.readlink("/proc/%d/ns/mnt" % os.getppid())
-    except OSError as e:
-        log.warning("cannot compare mount namespaces with the parent (%s); pod namespaces may be "
-                    "visible only to this agent", e)
-        return False
-    if mine == theirs:
-        return False
-    nsutil.setns_path("/proc/%d/ns/mnt" % os.getppid(), nsutil.CLONE_NEWNS)
-    return True
 
 
 def _ip(*args, check=True):
@@ -49,11 +34,17 @@ class PodNetworks:
     """Allocates pod IPs and slot numbers N, makes and deletes pod namespaces. Thread-safe.
     The allocations are written to state_dir/ips.json for whoever debugs."""
 
-    def __init__(self, cidr, bridge, prefix, state_dir):
+    def __init__(self, cidr, bridge, prefix, state_dir, ip_range=None):
         self.net = ipaddress.ip_network(cidr)
         hosts = list(self.net.hosts())
         self.gateway = str(hosts[0])
         self.pool = [str(h) for h in hosts[1:]]
+        if ip_range:
+            first, _, last = ip_range.partition("-")
+            first, last = ipaddress.ip_address(first.strip()), ipaddress.ip_address(last.strip())
+            self.pool = [str(h) for h in hosts[1:] if first <= h <= last]
+            if not self.pool:
+                raise ValueError("pod IP range %s has no address of %s but the gateway" % (ip_range, cidr))
         self.bridge = bridge
         self.prefix = prefix
         self.state_file = os.path.join(state_dir, "ips.json")
@@ -78,7 +69,7 @@ class PodNetworks:
         API server does not let change) if it is free."""
         with self.lock:
             if prefer in self.pool and prefer not in self.used:
-                slot = self.pool.index(prefer) + 2
+                slot = self._slot(prefer)
                 self.used[prefer] = {"slot": slot, "pod": key, "uid": uid}
                 self._save()
                 return prefer, slot
@@ -86,11 +77,15 @@ class PodNetworks:
                 ip = self.pool[self.next % len(self.pool)]
                 self.next += 1
                 if ip not in self.used:
-                    slot = self.pool.index(ip) + 2
+                    slot = self._slot(ip)
                     self.used[ip] = {"slot": slot, "pod": key, "uid": uid}
                     self._save()
                     return ip, slot
         raise OSError("pod CIDR %s exhausted" % self.net)
+
+    def _slot(self, ip):
+        """N of the namespace and the bridge port: the address's offset in the CIDR (.7 -> 7)."""
+        return int(ipaddress.ip_address(ip)) - int(self.net.network_address)
 
     def release(self, ip):
         with self.lock:
