@@ -34,6 +34,7 @@ from simctl import KubeSim, wait_for  # noqa: E402
 from thirdparty_crds import ROLLOUT_CRD, SCALEDOBJECT_CRD  # noqa: E402
 from promfix import Exporter, Prometheus, PromfixError, whole_second  # noqa: E402
 from hfk8s import HoldfastK8s, fresh_ip  # noqa: E402
+from testcluster import kubesim_only, new_cluster, node_name, real  # noqa: E402,F401
 
 PY = "/usr/bin/python3"
 HTTPSERVER = os.path.join(REPO, "tests", "kubesim", "testdata", "httpserver.py")
@@ -48,7 +49,8 @@ FINALIZER = "elasti.truefoundry.com/finalizer"
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    s = KubeSim(tmp_path_factory.mktemp("kubesim"), image_map=IMAGES, proxy_delay_ms=200)
+    """kubesim, or the real cluster (HOLDFAST_TEST_CLUSTER=real: tests/lib/testcluster.py)."""
+    s = new_cluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES, proxy_delay_ms=200)
     s.start()
     try:
         s.kubectl("apply", "-f", CRD_FILE)
@@ -60,11 +62,13 @@ def sim(tmp_path_factory):
         yield s
     finally:
         leftovers = s.stop()
-    assert leftovers == [], "pod processes outlived kubesim: %s" % leftovers
+    assert leftovers == [], "left behind by the cluster: %s" % leftovers
 
 
 @pytest.fixture(scope="module")
-def exporter():
+def exporter(sim):
+    """After sim: on the real cluster the exporter (and Prometheus, which scrapes it and which
+    holdfast asks) must live in the cluster's namespace, which sim's start() enters."""
     with Exporter() as exp:
         yield exp
 

@@ -26,7 +26,8 @@ from test_controller import (  # noqa: F401 - fixtures are used by name
     ES_API, IMAGES, CRD_FILE, condition, create_es, elastiservice, es_events, exporter, holdfast,
     make_app, metric_value, ns, prom, replicas, resolver_slices, set_load, status, trigger,
     wait_event, wait_mode, wait_replicas)
-from simctl import KubeSim, wait_for
+from simctl import wait_for
+from testcluster import new_cluster
 
 PROXY_DELAY_MS = 800
 GRACEFUL = {"name": "main", "image": "kubesim/http:1", "ports": [{"containerPort": 8080}],
@@ -36,7 +37,7 @@ GRACEFUL = {"name": "main", "image": "kubesim/http:1", "ports": [{"containerPort
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    s = KubeSim(tmp_path_factory.mktemp("kubesim"), image_map=IMAGES, proxy_delay_ms=PROXY_DELAY_MS)
+    s = new_cluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES, proxy_delay_ms=PROXY_DELAY_MS)
     s.start()
     try:
         s.kubectl("apply", "-f", CRD_FILE)
@@ -44,7 +45,7 @@ def sim(tmp_path_factory):
         yield s
     finally:
         leftovers = s.stop()
-    assert leftovers == [], "pod processes outlived kubesim: %s" % leftovers
+    assert leftovers == [], "left behind by the cluster: %s" % leftovers
 
 
 class Clients:
