@@ -141,7 +141,12 @@ def test_scale_down_cycles_under_continuous_traffic_lose_nothing(sim, prom, expo
     finally:
         clients.stop()
     done = hf.log_lines("data path reaches holdfast: removing the last replica")
-    assert len(done) >= cycles and all(d["how"] == "probe" and d["probes"] >= 1 for d in done), done[:3]
+    by_hand = hf.log_lines("the target was scaled to 0 (seen by the workload watch)")
+    assert len(done) >= cycles and all(d["how"] == "probe" and d["probes"] >= 1 for d in done), \
+        "%d of %d scale-downs removed the last replica after a probe, %d were taken for a scale to " \
+        "0 by hand; clients: %d answered, other answers %s, %d lost, first lost %s; %s" % (
+            len(done), cycles, len(by_hand), clients.ok, clients.answers, len(clients.failures),
+            clients.report(), done[:3])
     waited = sorted(d["waited_ms"] for d in done)
     assert waited[len(waited) // 2] >= PROXY_DELAY_MS / 2, \
         "the last replica waited for kube-proxy (%d ms): median %s ms" % (PROXY_DELAY_MS, waited[len(waited) // 2])
@@ -165,8 +170,8 @@ def test_data_path_that_never_reaches_holdfast_abandons_the_scale_down(sim, prom
     slow = dict(GRACEFUL, env=GRACEFUL["env"] + [{"name": "ANSWER_DELAY_MS", "value": "1500"}])
     make_app(sim, ns, containers=[slow])
     set_load(prom, exporter, ns, 0)
+    routed(sim, ns)  # first: on the real cluster the fault pauses kube-proxy, which routes nothing new
     sim.fault("ignore-unmanaged-slices", on=True)
-    routed(sim, ns)
     hf = holdfast.start(polling="1s", extra_args=("--scale-down-probe-timeout", "3s"))
     clients = Clients(cluster_ip(sim, ns), 80, seconds=120)
     try:
@@ -214,8 +219,8 @@ def test_port_renamed_while_the_switch_waits_is_followed_by_the_resolver_slice(s
     resolver slice follows the Service while the switch waits, as it does in proxy mode."""
     make_app(sim, ns, containers=[GRACEFUL])
     set_load(prom, exporter, ns, 0)
+    routed(sim, ns)  # first: on the real cluster the fault pauses kube-proxy, which routes nothing new
     sim.fault("ignore-unmanaged-slices", on=True)  # keeps the switch waiting until cleared
-    routed(sim, ns)
     hf = holdfast.start(polling="1s", extra_args=("--scale-down-probe-timeout", "20s"))
     create_es(sim, ns, elastiservice(cooldown=1, triggers=[trigger(prom, ns)]))
     wait_for(lambda: (condition(sim, ns, "ScaledToZero") or {}).get("reason") == "AwaitingDataPath",
