@@ -13,6 +13,7 @@ sanitizer report; a failing test shows holdfast's log tail (conftest's hook read
 fixture, which this module overrides).
 """
 import datetime
+import errno
 import http.client
 import json
 import os
@@ -255,7 +256,9 @@ def hold_still(seconds, check, what):
 def http_get(host, port, path="/", timeout=40, connect_retry=15):
     """GET through kube-proxy: (status, headers, body). A refused connect (kube-proxy has no
     usable endpoint yet, or has not applied the latest slice) is retried for `connect_retry` s;
-    anything else is an answer or an error."""
+    anything else is an answer or an error. kubesim's kube-proxy refuses (ECONNREFUSED); the
+    real one (iptables mode) rejects a Service without endpoints with ICMP host unreachable
+    (EHOSTUNREACH): both mean the same here."""
     deadline = time.monotonic() + connect_retry
     while True:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -263,7 +266,9 @@ def http_get(host, port, path="/", timeout=40, connect_retry=15):
             conn.request("GET", path, headers={"Connection": "close"})
             r = conn.getresponse()
             return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode(errors="replace")
-        except ConnectionRefusedError:
+        except OSError as e:
+            if not isinstance(e, ConnectionRefusedError) and e.errno != errno.EHOSTUNREACH:
+                raise
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
@@ -569,7 +574,9 @@ def test_deleting_elastiservice_at_zero_restores_target_and_service(sim, ns, hol
 # ---------------------------------------------------------------- targets and ports
 
 
-@pytest.mark.parametrize("kind", ["StatefulSet", "Rollout"])
+@pytest.mark.parametrize("kind", ["StatefulSet", pytest.param("Rollout", marks=kubesim_only(
+    "no Argo Rollouts controller runs on the real cluster (kubesim simulates one), so a Rollout "
+    "gets no pods"))])
 def test_target_kind_scales_to_zero_and_wakes(sim, prom, exporter, ns, holdfast, kind):
     make_app(sim, ns, kind=kind)
     set_load(prom, exporter, ns, 0)
@@ -674,8 +681,9 @@ def test_api_outage_during_wake_completes_when_api_returns(sim, ns, holdfast):
     ip = sim.cluster_ip(ns, "web")
     time.sleep(0.5)  # kube-proxy has applied the resolver slice
     # every API request answers 503 when the request arrives: the wake's scale patch fails
-    # (refuse mode would still serve holdfast's kept-alive connection)
-    sim.outage(4, mode="503")
+    # (kubesim's refuse mode would still serve holdfast's kept-alive connection; the real API
+    # server, stopped, closes every connection and refuses new ones, which fails it the same way)
+    sim.outage(4, mode="refuse" if real() else "503")
     req = Background(ip, 80, "/during-outage", timeout=60)
     code, _, body = req.result(timeout=70)
     assert code == 200 and body.startswith("web-"), (code, body)
@@ -796,7 +804,7 @@ def test_resolver_replicas_followed_by_every_resolver_slice(sim, ns, holdfast):
     """--resolver-service: the resolver's own Service's ready endpoints (here a hand-made slice,
     as the EndpointSlice controller would write for resolver pods) are the endpoints of every
     resolver slice, 1 -> 2 -> 1 replicas."""
-    ip1, ip2 = fresh_ip(), fresh_ip()
+    ip1, ip2 = (getattr(sim, "fresh_ip", fresh_ip)() for _ in range(2))  # the cluster's, if it has them
     sim.create("/api/v1/namespaces/%s/services" % ns, {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "hf"},
         "spec": {"ports": [{"name": "admin", "port": 8013}]}})
@@ -807,7 +815,7 @@ def test_resolver_replicas_followed_by_every_resolver_slice(sim, ns, holdfast):
                "metadata": {"name": "hf-pods", "labels": {"kubernetes.io/service-name": "hf",
                                                           "endpointslice.kubernetes.io/managed-by": "test"}},
                "ports": [{"name": "admin", "port": 8013, "protocol": "TCP"}],
-               "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": "kubesim-node"}
+               "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": node_name(sim)}
                              for ip in ips]}
         if sim.exists(rs + "/hf-pods"):
             sim.patch(rs + "/hf-pods", {"endpoints": obj["endpoints"]})
@@ -828,7 +836,7 @@ def test_resolver_replicas_followed_by_every_resolver_slice(sim, ns, holdfast):
         wait_mode(sim, ns, "proxy", name=svc)
         wait_for(lambda: endpoints_of(svc) == [ip1], timeout=10, what="%s's resolver slice lists 1 resolver" % svc)
     ep = resolver_slices(sim, ns, "web")[0]["endpoints"][0]
-    assert ep.get("nodeName") == "kubesim-node", ep  # else externalTrafficPolicy: Local drops it
+    assert ep.get("nodeName") == node_name(sim), ep  # else externalTrafficPolicy: Local drops it
 
     set_resolvers([ip1, ip2])
     for svc in ("web", "api"):

@@ -31,12 +31,12 @@ raise NoRealEquivalent, so a test that needs one fails loudly unless it is marke
 | ------------------------------------- | --------------------------------------------------------- |
 | outage(s, mode="refuse")              | kube-apiserver stopped (SIGTERM: 429s for up to 2 s, then every connection closed and refused) and started again s seconds after the call; starting takes 3-5 s more, so the API is away longer than s |
 | outage(s, mode="503")                 | none (a real API server answers 429 only while it shuts down) |
-| drop_watches()                        | kube-apiserver stopped and started: every watch (and every other connection) ends; returns once /readyz passes |
+| drop_watches()                        | kube-apiserver stopped and started: every watch (and every other connection) ends; returns once /readyz passes and the Deployment controller acts again (wait_controllers) |
 | latency(ms, seconds) with ms >= seconds*1000 | kube-apiserver SIGSTOPped for `seconds`: connections are accepted by the kernel and nothing is answered; SIGCONT afterwards (or at clear_faults) |
 | latency(ms, seconds), shorter         | none                                                      |
 | slow_write_answers(ms, ...)           | none (the real server answers a write as soon as it is stored) |
 | fault("ignore-unmanaged-slices", on=) | kube-proxy paused (SIGSTOP) / resumed: the data path does not follow holdfast's resolver slices, nor any other change meanwhile, so make the Service routed first |
-| compact()                             | none yet                                                  |
+| compact()                             | etcd compacted at its current revision; with a restart of kube-apiserver after it (drop_watches), watches from older resourceVersions get 410 |
 | clear_faults()                        | ends all of the above now                                 |
 """
 import json
@@ -315,11 +315,41 @@ class RealCluster:
 
     def drop_watches(self):
         """Every watch ends: kube-apiserver stopped and started (every other connection ends
-        too). Returns once it serves again."""
+        too). Returns once it serves again and the controller-manager acts again
+        (wait_controllers)."""
         self._clear()
         self.cluster.stop_component("kube-apiserver")
         self._start_apiserver()
+        self.wait_controllers()
         return {}
+
+    CANARY = "/apis/apps/v1/namespaces/kube-system/deployments/hf-test-canary"
+
+    def wait_controllers(self, timeout=120):
+        """Waits (bounded) until kube-controller-manager's Deployment controller acts on a change
+        again: a canary Deployment (0 replicas, in kube-system) gets a new generation and its
+        status.observedGeneration must follow. After an API server restart the controllers'
+        informers come back only after client-go's back-off (0.8 s doubling to 30 s), and the
+        ReplicaSet and EndpointSlice controllers refuse to act while their cache is older than
+        what they wrote ("read version ... is not as new as written version"): measured here,
+        tens of seconds with no scale-up, which kubesim, whose controllers live in the API
+        server, never shows. Returns the seconds waited."""
+        t0 = time.monotonic()
+        if not self.exists(self.CANARY):
+            labels = {"app": "hf-test-canary"}
+            self.create(self.CANARY.rsplit("/", 1)[0], {
+                "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hf-test-canary"},
+                "spec": {"replicas": 0, "selector": {"matchLabels": labels}, "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "main", "image": "hf-test/canary"}]}}}})
+        cur = self.get(self.CANARY)
+        gen = self.patch(self.CANARY, {"spec": {"minReadySeconds": 1 - cur["spec"].get("minReadySeconds", 0)}})[
+            "metadata"]["generation"]
+        wait_for(lambda: (self.get(self.CANARY).get("status") or {}).get("observedGeneration", 0) >= gen,
+                 timeout=timeout, interval=0.2, what="the Deployment controller acting again (canary)")
+        waited = time.monotonic() - t0
+        self._out("controllers act again after %.1fs" % waited)
+        return waited
 
     def latency(self, ms, seconds=None):
         """An API server that accepts and never answers for `seconds`: SIGSTOP, then SIGCONT."""
@@ -364,7 +394,20 @@ class RealCluster:
         return {"on": on}
 
     def compact(self):
-        raise NoRealEquivalent("compact: not mapped to etcd's compaction yet")
+        """etcd compacted at its current revision (through its HTTP gateway on 127.0.0.1:2379 in
+        the cluster's namespace): the history is gone. The API server's watch cache still
+        serves what it holds; the next drop_watches() (a restart) starts the cache at the
+        current revision, so a watch from an older resourceVersion gets 410 Expired. Returns
+        the revision."""
+        def etcd(path, body):
+            req = urllib.request.Request("http://127.0.0.1:2379" + path, data=json.dumps(body).encode(),
+                                         method="POST", headers={"Content-Type": "application/json"})
+            with urllib.request.build_opener(*_opener_handlers).open(req, timeout=10) as r:
+                return json.loads(r.read())
+        rev = int(etcd("/v3/kv/range", {"key": "AA==", "limit": 1})["header"]["revision"])
+        etcd("/v3/kv/compaction", {"revision": str(rev), "physical": True})
+        self._out("fault: etcd compacted at revision %d" % rev)
+        return rev
 
     def kill_pod(self, namespace, name, signal="KILL"):
         raise NoRealEquivalent("kill_pod: the node agent offers no way to kill a pod's process")
