@@ -5,7 +5,8 @@ port changes never reached status.ports, and nothing told a quiet controller fro
 
 Each test acts while holdfast is busy and checks against a bound stated in docs/kubernetes.md;
 none of them waits for the cluster to go quiet first. Same harness as test_controller.py (one
-kubesim per module, one holdfast process per test, in the test's own namespace).
+cluster per module, kubesim or the real one, one holdfast process per test, in the test's own
+namespace).
 """
 import time
 import urllib.error

@@ -8,7 +8,8 @@ carrying a fresh nonce, is answered by holdfast (an HTTP port), or a grace perio
 since the resolver slice reached the cache (only opaque ports); if neither happens in time the
 scale-down is abandoned and the pods stay.
 
-Here kubesim's kube-proxy applies every change 800 ms late, and clients fire continuously
+Here kube-proxy applies every change 800 ms late (kubesim's, or on the real cluster, upstream's
+behind the cluster's delay relay: tests/lib/testcluster.py), and clients fire continuously
 through the scale-down decision itself: nothing waits for the cluster to settle. The pods keep
 serving for 1.5 s after SIGTERM, which is what a preStop sleep gives them (docs/kubernetes.md:
 a pod that exits at once on SIGTERM is lost to requests kube-proxy still sends it, whoever
