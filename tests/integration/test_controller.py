@@ -787,8 +787,9 @@ def test_forced_compaction_relists_and_controller_keeps_working(sim, ns, holdfas
     create_es(sim, ns, elastiservice(name="api"))
     wait_mode(sim, ns, "proxy", name="api")
     wait_for(lambda: resolver_slices(sim, ns, "api"), timeout=10, what="resolver slice of api")
-    # ... a wake reaches serve mode (EndpointSlice watch) ...
-    code, _, body = http_get(sim.cluster_ip(ns, "web"), 80)
+    # ... a wake reaches serve mode (EndpointSlice watch); after the API server's restart, held
+    # as long as a request held through an outage may be (HELD_THROUGH_OUTAGE_S) ...
+    code, _, body = http_get(sim.cluster_ip(ns, "web"), 80, timeout=HELD_THROUGH_OUTAGE_S)
     assert code == 200 and body.startswith("web-")
     wait_mode(sim, ns, "serve")
     # ... and a later manual scale to 0 is noticed
