@@ -11,8 +11,15 @@ serve the module. Each test has its own namespace and its own holdfast process
 holdfast while the target is at zero. Every wait is bounded; holdfast's stderr must hold no
 sanitizer report; a failing test shows holdfast's log tail (conftest's hook reads the `holdfast`
 fixture, which this module overrides).
+
+HOLDFAST_TEST_CLUSTER=real runs the module on the real control plane instead of kubesim
+(tests/lib/testcluster.py, tests/lib/realcluster.py; docs/test-cluster.md, "Running the
+integration tests on the real cluster"): the test process then lives in the cluster's network
+namespace, holdfast gets an address on the node's bridge, and a test that needs what only
+kubesim can do is skipped with the reason.
 """
 import datetime
+import errno
 import http.client
 import json
 import os
@@ -34,6 +41,7 @@ from simctl import KubeSim, wait_for  # noqa: E402
 from thirdparty_crds import ROLLOUT_CRD, SCALEDOBJECT_CRD  # noqa: E402
 from promfix import Exporter, Prometheus, PromfixError, whole_second  # noqa: E402
 from hfk8s import HoldfastK8s, fresh_ip  # noqa: E402
+from testcluster import kubesim_only, new_cluster, node_name, real  # noqa: E402,F401
 
 PY = "/usr/bin/python3"
 HTTPSERVER = os.path.join(REPO, "tests", "kubesim", "testdata", "httpserver.py")
@@ -48,7 +56,8 @@ FINALIZER = "elasti.truefoundry.com/finalizer"
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    s = KubeSim(tmp_path_factory.mktemp("kubesim"), image_map=IMAGES, proxy_delay_ms=200)
+    """kubesim, or the real cluster (HOLDFAST_TEST_CLUSTER=real: tests/lib/testcluster.py)."""
+    s = new_cluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES, proxy_delay_ms=200)
     s.start()
     try:
         s.kubectl("apply", "-f", CRD_FILE)
@@ -60,11 +69,13 @@ def sim(tmp_path_factory):
         yield s
     finally:
         leftovers = s.stop()
-    assert leftovers == [], "pod processes outlived kubesim: %s" % leftovers
+    assert leftovers == [], "left behind by the cluster: %s" % leftovers
 
 
 @pytest.fixture(scope="module")
-def exporter():
+def exporter(sim):
+    """After sim: on the real cluster the exporter (and Prometheus, which scrapes it and which
+    holdfast asks) must live in the cluster's namespace, which sim's start() enters."""
     with Exporter() as exp:
         yield exp
 
@@ -251,7 +262,9 @@ def hold_still(seconds, check, what):
 def http_get(host, port, path="/", timeout=40, connect_retry=15):
     """GET through kube-proxy: (status, headers, body). A refused connect (kube-proxy has no
     usable endpoint yet, or has not applied the latest slice) is retried for `connect_retry` s;
-    anything else is an answer or an error."""
+    anything else is an answer or an error. kubesim's kube-proxy refuses (ECONNREFUSED); the
+    real one (iptables mode) rejects a Service without endpoints with ICMP host unreachable
+    (EHOSTUNREACH): both mean the same here."""
     deadline = time.monotonic() + connect_retry
     while True:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -259,7 +272,9 @@ def http_get(host, port, path="/", timeout=40, connect_retry=15):
             conn.request("GET", path, headers={"Connection": "close"})
             r = conn.getresponse()
             return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode(errors="replace")
-        except ConnectionRefusedError:
+        except OSError as e:
+            if not isinstance(e, ConnectionRefusedError) and e.errno != errno.EHOSTUNREACH:
+                raise
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
@@ -565,7 +580,9 @@ def test_deleting_elastiservice_at_zero_restores_target_and_service(sim, ns, hol
 # ---------------------------------------------------------------- targets and ports
 
 
-@pytest.mark.parametrize("kind", ["StatefulSet", "Rollout"])
+@pytest.mark.parametrize("kind", ["StatefulSet", pytest.param("Rollout", marks=kubesim_only(
+    "no Argo Rollouts controller runs on the real cluster (kubesim simulates one), so a Rollout "
+    "gets no pods"))])
 def test_target_kind_scales_to_zero_and_wakes(sim, prom, exporter, ns, holdfast, kind):
     make_app(sim, ns, kind=kind)
     set_load(prom, exporter, ns, 0)
@@ -664,16 +681,26 @@ def test_wake_that_cannot_succeed_answers_504_with_reason(sim, ns, holdfast, cau
 # ---------------------------------------------------------------- API faults
 
 
+# How long a request held through an API outage may wait for its answer. kubesim's controllers
+# live in the API server and are back with it. The real kube-controller-manager's informers come
+# back after client-go's reflector back-off (0.8 s doubling to 30 s, with jitter), which grows
+# over outages close together: after the outages of these tests, measured from 18 s (a canary
+# Deployment acted on again) to more than 50 s (a pod woken during the outage still not in its
+# Service's endpoints, which holdfast waits for).
+HELD_THROUGH_OUTAGE_S = 150 if real() else 60
+
+
 def test_api_outage_during_wake_completes_when_api_returns(sim, ns, holdfast):
     hf = holdfast.start()
     to_proxy_by_hand(sim, ns)
     ip = sim.cluster_ip(ns, "web")
     time.sleep(0.5)  # kube-proxy has applied the resolver slice
     # every API request answers 503 when the request arrives: the wake's scale patch fails
-    # (refuse mode would still serve holdfast's kept-alive connection)
-    sim.outage(4, mode="503")
-    req = Background(ip, 80, "/during-outage", timeout=60)
-    code, _, body = req.result(timeout=70)
+    # (kubesim's refuse mode would still serve holdfast's kept-alive connection; the real API
+    # server, stopped, closes every connection and refuses new ones, which fails it the same way)
+    sim.outage(4, mode="refuse" if real() else "503")
+    req = Background(ip, 80, "/during-outage", timeout=HELD_THROUGH_OUTAGE_S)
+    code, _, body = req.result(timeout=HELD_THROUGH_OUTAGE_S + 10)
     assert code == 200 and body.startswith("web-"), (code, body)
     wait_api(sim)
     assert replicas(sim, ns) == 1
@@ -693,10 +720,10 @@ def test_api_outage_after_wake_patch_completes_when_api_returns(sim, ns, holdfas
     wait_for(lambda: resolver_slices(sim, ns), timeout=10, what="resolver slice")
     ip = sim.cluster_ip(ns, "web")
     time.sleep(0.5)
-    req = Background(ip, 80, "/then-outage", timeout=60)
+    req = Background(ip, 80, "/then-outage", timeout=HELD_THROUGH_OUTAGE_S)
     wait_for(lambda: replicas(sim, ns) == 1, timeout=10, interval=0.02, what="the wake patch")
     sim.outage(5, mode="refuse")  # the watches that would report the ready pod are cut
-    code, _, body = req.result(timeout=70)
+    code, _, body = req.result(timeout=HELD_THROUGH_OUTAGE_S + 10)
     assert code == 200 and body.startswith("web-"), (code, body)
     wait_api(sim)
     wait_mode(sim, ns, "serve", timeout=20)
@@ -760,8 +787,9 @@ def test_forced_compaction_relists_and_controller_keeps_working(sim, ns, holdfas
     create_es(sim, ns, elastiservice(name="api"))
     wait_mode(sim, ns, "proxy", name="api")
     wait_for(lambda: resolver_slices(sim, ns, "api"), timeout=10, what="resolver slice of api")
-    # ... a wake reaches serve mode (EndpointSlice watch) ...
-    code, _, body = http_get(sim.cluster_ip(ns, "web"), 80)
+    # ... a wake reaches serve mode (EndpointSlice watch); after the API server's restart, held
+    # as long as a request held through an outage may be (HELD_THROUGH_OUTAGE_S) ...
+    code, _, body = http_get(sim.cluster_ip(ns, "web"), 80, timeout=HELD_THROUGH_OUTAGE_S)
     assert code == 200 and body.startswith("web-")
     wait_mode(sim, ns, "serve")
     # ... and a later manual scale to 0 is noticed
@@ -792,7 +820,7 @@ def test_resolver_replicas_followed_by_every_resolver_slice(sim, ns, holdfast):
     """--resolver-service: the resolver's own Service's ready endpoints (here a hand-made slice,
     as the EndpointSlice controller would write for resolver pods) are the endpoints of every
     resolver slice, 1 -> 2 -> 1 replicas."""
-    ip1, ip2 = fresh_ip(), fresh_ip()
+    ip1, ip2 = (getattr(sim, "fresh_ip", fresh_ip)() for _ in range(2))  # the cluster's, if it has them
     sim.create("/api/v1/namespaces/%s/services" % ns, {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "hf"},
         "spec": {"ports": [{"name": "admin", "port": 8013}]}})
@@ -803,7 +831,7 @@ def test_resolver_replicas_followed_by_every_resolver_slice(sim, ns, holdfast):
                "metadata": {"name": "hf-pods", "labels": {"kubernetes.io/service-name": "hf",
                                                           "endpointslice.kubernetes.io/managed-by": "test"}},
                "ports": [{"name": "admin", "port": 8013, "protocol": "TCP"}],
-               "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": "kubesim-node"}
+               "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": node_name(sim)}
                              for ip in ips]}
         if sim.exists(rs + "/hf-pods"):
             sim.patch(rs + "/hf-pods", {"endpoints": obj["endpoints"]})
@@ -824,7 +852,7 @@ def test_resolver_replicas_followed_by_every_resolver_slice(sim, ns, holdfast):
         wait_mode(sim, ns, "proxy", name=svc)
         wait_for(lambda: endpoints_of(svc) == [ip1], timeout=10, what="%s's resolver slice lists 1 resolver" % svc)
     ep = resolver_slices(sim, ns, "web")[0]["endpoints"][0]
-    assert ep.get("nodeName") == "kubesim-node", ep  # else externalTrafficPolicy: Local drops it
+    assert ep.get("nodeName") == node_name(sim), ep  # else externalTrafficPolicy: Local drops it
 
     set_resolvers([ip1, ip2])
     for svc in ("web", "api"):

@@ -5,7 +5,8 @@ port changes never reached status.ports, and nothing told a quiet controller fro
 
 Each test acts while holdfast is busy and checks against a bound stated in docs/kubernetes.md;
 none of them waits for the cluster to go quiet first. Same harness as test_controller.py (one
-kubesim per module, one holdfast process per test, in the test's own namespace).
+cluster per module, kubesim or the real one, one holdfast process per test, in the test's own
+namespace).
 """
 import time
 import urllib.error
@@ -14,6 +15,7 @@ from test_controller import (  # noqa: F401 - fixtures are used by name
     ES_API, condition, create_es, elastiservice, es_events, es_get, holdfast, make_app,
     metric_value, ns, replicas, resolver_slices, sim, status, wait_event, wait_mode, wait_replicas)
 from simctl import wait_for
+from testcluster import kubesim_only
 
 
 def healthz(hf):
@@ -241,6 +243,9 @@ def test_resolver_slice_the_cache_does_not_show_is_read_and_rewritten(sim, ns, h
     assert hf.log_lines("resolver slice write found the cache behind; reading and writing it again")
 
 
+@kubesim_only("the write answers held back 1.5 s after their watch events went out "
+              "(slow_write_answers): a real API server answers a write as soon as it is stored, and "
+              "a relay could only tell writes from watches by terminating TLS")
 def test_generation_seen_while_a_status_write_is_in_flight_is_acknowledged(sim, ns, holdfast):
     """A new generation that arrives while a status write of the old one is in flight, with that
     write's own echo ahead of its answer (as a real API server can deliver them), used to go

@@ -11,6 +11,11 @@ own loopback IP and a random resolver port range keep its listeners apart from a
 the machine, `--shared-port 0`, `--polling-interval 1s`, `--leader-elect=false` unless
 leader_elect=True (then the Lease is `holdfast-leader` in --resolver-namespace, else "default").
 The binary is $HOLDFAST_BIN, else <repo>/build/holdfast.
+
+On the real test cluster (tests/lib/realcluster.py) the cluster says where holdfast runs: its
+address comes from `sim.fresh_ip()` (one on the node's bridge, which pods and kube-proxy reach
+and the API server accepts in an EndpointSlice) and its argv is prefixed with `sim.exec_prefix`
+(nsenter into the cluster's network namespace). kubesim has neither: a loopback address, no prefix.
 """
 import itertools
 import json
@@ -58,7 +63,7 @@ class HoldfastK8s:
         self.namespace = namespace
         self.pod_name = pod_name
         self.leader_elect = leader_elect
-        self.ip = ip or fresh_ip()
+        self.ip = ip or getattr(sim, "fresh_ip", fresh_ip)()
         base = random.randrange(30000, 59000, 50)
         self.port_range = (base, base + 49)
         self.polling = polling
@@ -92,7 +97,7 @@ class HoldfastK8s:
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         env.update(self.extra_env)
-        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(list(getattr(self.sim, "exec_prefix", [])) + self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=self._stderr, env=env, cwd=self.workdir)
         deadline = time.monotonic() + timeout
         while not self.ready():
