@@ -625,6 +625,8 @@ static void es_parse_status(struct es *e, const cJSON *obj)
 static void on_write_done(cJSON *obj, const struct kube_error *err, void *arg)
 {
     const char *what = arg;
+    if (err && err->code == KUBE_ERR_NOT_FOUND && strstr(what, " delete"))
+        return; /* already gone (another replica, the namespace, a write before): done */
     if (err)
         log_warn("kubernetes write failed; the next reconcile retries",
                  "what=%s error=%s "
@@ -1368,11 +1370,6 @@ static void keda_set(struct es *e, bool pause)
         target_keda_resume(e->c->kube, e->ns, e->keda, on_target_done, "keda resume");
 }
 
-static void scale_to(struct es *e, int replicas, const char *what)
-{
-    target_scale_to(e->c->kube, &e->target, e->ns, replicas, on_target_done, (void *)what);
-}
-
 static void on_wake_done(const struct target_result *res, const struct kube_error *err, void *arg)
 {
     struct controller *c = ((struct es_ref *)arg)->c;
@@ -1581,13 +1578,33 @@ static void enter_proxy(struct es *e, bool scale_down, const char *why)
     proxy_commit(e, false, why);
 }
 
+/*
+ * The answer to holdfast's own scale to zero. A /scale read sent before it may still show the
+ * old count, and the terminating pods are still ready endpoints for a moment: acted on, that
+ * read switched straight back to serve, and the watch's zero then looked like a hand scale (found
+ * on the real control plane, 2 of 50 cycles; kubesim removed the pods with the scale). So the
+ * epoch moves when the patch is sent and again when it is answered: only reads sent after the
+ * answer count. A failed patch is retried by the next read, which shows the pods still wanted.
+ */
+static void on_scaled_down(const struct target_result *res, const struct kube_error *err, void *arg)
+{
+    struct es *e = es_ref_take(arg);
+    if (e)
+        e->scale_epoch++;
+    on_target_done(res, err, "scale to zero");
+}
+
 static void proxy_commit(struct es *e, bool scale_down, const char *why)
 {
     e->awaiting_wake = true;
     resolver_slices_apply(e);
     keda_set(e, true);
-    if (scale_down)
-        scale_to(e, 0, "scale to zero");
+    if (scale_down) {
+        e->scale_epoch++;
+        struct es_ref *ref = es_ref_new(e);
+        if (ref && !target_scale_to(e->c->kube, &e->target, e->ns, 0, on_scaled_down, ref))
+            es_ref_take(ref);
+    }
     snprintf(e->mode, sizeof(e->mode), "proxy");
     cJSON *fields = cJSON_CreateObject();
     cJSON_AddStringToObject(fields, "mode", "proxy");

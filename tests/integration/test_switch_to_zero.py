@@ -24,11 +24,11 @@ import http.client
 import pytest
 
 from test_controller import (  # noqa: F401 - fixtures are used by name
-    ES_API, IMAGES, CRD_FILE, condition, create_es, elastiservice, es_events, exporter, holdfast,
+    ES_API, IMAGES, CRD_FILE, condition, create_es, elastiservice, es_events, exporter, holdfast, http_get,
     make_app, metric_value, ns, prom, replicas, resolver_slices, set_load, status, trigger,
     wait_event, wait_mode, wait_replicas)
 from simctl import wait_for
-from testcluster import new_cluster
+from testcluster import kubesim_only, new_cluster
 
 PROXY_DELAY_MS = 800
 GRACEFUL = {"name": "main", "image": "kubesim/http:1", "ports": [{"containerPort": 8080}],
@@ -242,3 +242,39 @@ def test_port_renamed_while_the_switch_waits_is_followed_by_the_resolver_slice(s
     sim.clear_faults()
     wait_mode(sim, ns, "proxy", timeout=15)
     assert metric_value(hf.metrics_text(), "holdfast_scale_downs_abandoned_total") == 0
+
+
+@kubesim_only("needs every API call answered 450 ms late (kubesim's latency fault); the real "
+              "control plane showed the defect by itself in 2 of 50 cycles")
+def test_own_scale_down_is_not_undone_by_a_scale_read_sent_before_it(sim, prom, exporter, ns, holdfast):
+    """Found on the real control plane (the cycle test, 2 of 50 cycles): right after removing the
+    last replica itself, holdfast switched back to serve ("the target has ready endpoints") and
+    then took the watch's zero for a scale to zero by hand: an extra SwitchedToServe and
+    ScaledToZero, the scale-down counted twice. A /scale read sent just before the scale-down's
+    patch came back with the old count while the pod was still a ready endpoint (kubesim removes
+    the pods with the scale; a real ReplicaSet controller and EndpointSlice controller take a
+    moment). Here every API call is answered 450 ms late and holdfast reads every second, so
+    about every other scale-down meets a read in flight; over 5 cycles, no hand scale is seen."""
+    make_app(sim, ns, containers=[GRACEFUL])
+    set_load(prom, exporter, ns, 0)
+    routed(sim, ns)
+    hf = holdfast.start(polling="1s", extra_args=("--scale-down-grace-period", "1s"))
+    create_es(sim, ns, elastiservice(cooldown=1, triggers=[trigger(prom, ns)]))
+    wait_mode(sim, ns, "serve")
+    sim.latency(450)
+    try:
+        for i in range(5):
+            wait_for(lambda: metric_value(hf.metrics_text(), "holdfast_scale_downs_total") >= i + 1,
+                     timeout=40, interval=0.1, what="scale-down %d" % (i + 1))
+            time.sleep(1.5)  # a read in flight at the scale-down has its answer by now
+            code, _, body = http_get(cluster_ip(sim, ns), 80, timeout=40)
+            assert code == 200 and body.startswith("web-"), (code, body)
+            wait_for(lambda: status(sim, ns).get("mode") == "serve", timeout=30, interval=0.1,
+                     what="serve after wake %d" % (i + 1))
+    finally:
+        sim.latency(0)
+    hand = [e for e in es_events(sim, ns, "ScaledToZero") if "by hand" in e.get("message", "")]
+    assert not hand, "holdfast's own scale-down taken for a hand scale: %s" % [e["message"] for e in hand]
+    assert not hf.log_lines("the target was scaled to 0 (seen by the workload watch)")
+    assert metric_value(hf.metrics_text(), "holdfast_scale_downs_total") == \
+        metric_value(hf.metrics_text(), "holdfast_scale_ups_total")
