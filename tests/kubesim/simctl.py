@@ -53,7 +53,39 @@ class ApiError(Exception):
         self.body = body        # the decoded Status object (or raw text)
 
 
-class KubeSim:
+class RestVerbs:
+    """The API's verbs over `self.request(method, path, body, content_type, ...) -> (code, obj)`:
+    kubesim's client and the real cluster's (tests/lib/realcluster.py) share them."""
+
+    def _ok(self, method, path, body=None, content_type="application/json"):
+        code, obj = self.request(method, path, body, content_type)
+        if code >= 300:
+            raise ApiError(code, obj)
+        return obj
+
+    def get(self, path):
+        return self._ok("GET", path)
+
+    def create(self, path, obj):
+        return self._ok("POST", path, obj)
+
+    def update(self, path, obj):
+        return self._ok("PUT", path, obj)
+
+    def patch(self, path, patch, kind="merge"):
+        ctype = {"merge": "application/merge-patch+json", "json": "application/json-patch+json",
+                 "strategic": "application/strategic-merge-patch+json"}[kind]
+        return self._ok("PATCH", path, patch, ctype)
+
+    def delete(self, path, body=None):
+        return self._ok("DELETE", path, body)
+
+    def exists(self, path):
+        code, _ = self.request("GET", path)
+        return code == 200
+
+
+class KubeSim(RestVerbs):
     """One kubesim process. state_dir is created if needed; everything it writes goes there."""
 
     def __init__(self, state_dir, image_map=None, proxy_delay_ms=0, api_latency_ms=0, rules=None,
@@ -186,32 +218,6 @@ class KubeSim:
         except urllib.error.HTTPError as e:
             return e.code, _decode(e.read())
 
-    def _ok(self, method, path, body=None, content_type="application/json"):
-        code, obj = self.request(method, path, body, content_type)
-        if code >= 300:
-            raise ApiError(code, obj)
-        return obj
-
-    def get(self, path):
-        return self._ok("GET", path)
-
-    def create(self, path, obj):
-        return self._ok("POST", path, obj)
-
-    def update(self, path, obj):
-        return self._ok("PUT", path, obj)
-
-    def patch(self, path, patch, kind="merge"):
-        ctype = {"merge": "application/merge-patch+json", "json": "application/json-patch+json",
-                 "strategic": "application/strategic-merge-patch+json"}[kind]
-        return self._ok("PATCH", path, patch, ctype)
-
-    def delete(self, path, body=None):
-        return self._ok("DELETE", path, body)
-
-    def exists(self, path):
-        code, _ = self.request("GET", path)
-        return code == 200
 
     # ------------------------------------------------------------ kubectl
 

@@ -57,7 +57,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
 
 import clusterlib  # noqa: E402
 import procs  # noqa: E402
-from simctl import ApiError, _decode, wait_for  # noqa: E402
+from simctl import RestVerbs, _decode, wait_for  # noqa: E402
 
 HOLDFAST_IPS = ["10.88.0.%d" % i for i in range(241, 250)]
 _opener_handlers = [urllib.request.ProxyHandler({})]  # never a proxy
@@ -77,7 +77,7 @@ def _setns(fd):
         raise OSError(e, "setns: " + os.strerror(e))
 
 
-class RealCluster:
+class RealCluster(RestVerbs):
     """One real test cluster, in state_dir, with the client API of KubeSim."""
 
     node_name = clusterlib.NODE_NAME
@@ -199,32 +199,6 @@ class RealCluster:
         except urllib.error.HTTPError as e:
             return e.code, _decode(e.read())
 
-    def _ok(self, method, path, body=None, content_type="application/json"):
-        code, obj = self.request(method, path, body, content_type)
-        if code >= 300:
-            raise ApiError(code, obj)
-        return obj
-
-    def get(self, path):
-        return self._ok("GET", path)
-
-    def create(self, path, obj):
-        return self._ok("POST", path, obj)
-
-    def update(self, path, obj):
-        return self._ok("PUT", path, obj)
-
-    def patch(self, path, patch, kind="merge"):
-        ctype = {"merge": "application/merge-patch+json", "json": "application/json-patch+json",
-                 "strategic": "application/strategic-merge-patch+json"}[kind]
-        return self._ok("PATCH", path, patch, ctype)
-
-    def delete(self, path, body=None):
-        return self._ok("DELETE", path, body)
-
-    def exists(self, path):
-        code, _ = self.request("GET", path)
-        return code == 200
 
     def kubectl(self, *args, input=None, check=True, timeout=60):
         """The upstream kubectl, as admin, inside the cluster's namespace."""
