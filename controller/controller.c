@@ -625,13 +625,17 @@ static void es_parse_status(struct es *e, const cJSON *obj)
 static void on_write_done(cJSON *obj, const struct kube_error *err, void *arg)
 {
     const char *what = arg;
-    if (err && err->code == KUBE_ERR_NOT_FOUND && strstr(what, " delete"))
-        return; /* already gone (another replica, the namespace, a write before): done */
     if (err)
         log_warn("kubernetes write failed; the next reconcile retries",
                  "what=%s error=%s "
                  "message=%s",
                  what, err->reason, err->message);
+}
+
+/* A delete that finds the object gone (another replica, the namespace, a delete before) is done. */
+static void on_delete_done(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    on_write_done(obj, err && err->code == KUBE_ERR_NOT_FOUND ? NULL : err, arg);
 }
 
 /* The condition of this type in e->conditions, or NULL. */
@@ -1314,7 +1318,7 @@ static void resolver_slices_apply(struct es *e)
                 have = w.resolver_slices[k];
         }
         if (!any && have) {
-            kube_delete(c->kube, &RES_SLICE, e->ns, name, NULL, on_write_done,
+            kube_delete(c->kube, &RES_SLICE, e->ns, name, NULL, on_delete_done,
                         "resolver slice delete");
         } else if (any && !have) {
             struct slice_write *sw = slice_write_new(c, e->ns, want);
@@ -1344,7 +1348,7 @@ static void resolver_slices_delete(struct es *e)
     for (size_t k = 0; k < w.n_resolver; k++) {
         const char *name = get_str(get(w.resolver_slices[k], "metadata"), "name");
         if (name)
-            kube_delete(e->c->kube, &RES_SLICE, e->ns, name, NULL, on_write_done,
+            kube_delete(e->c->kube, &RES_SLICE, e->ns, name, NULL, on_delete_done,
                         "resolver slice delete");
     }
     if (w.n_resolver)
