@@ -16,12 +16,15 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <limits.h>
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,7 +65,8 @@ struct buf {
 #define DISPATCH_BATCH 64
 /* Unsent answers a connection may have before holdfast stops reading its requests: a client
  * that pipelines probes and never reads their answers is paused here, then ended by the head
- * timeout, instead of growing its output without bound. */
+ * timeout, instead of growing its output without bound. A paused client that keeps reading
+ * keeps its connection: see paused_client_read. */
 #define OUT_LIMIT (64 * 1024)
 
 /* Offsets (into the request's buffer) of what probe matching and Host routing need. */
@@ -135,6 +139,7 @@ struct conn {
     struct msg_check check;
     const char *bad_reason; /* a check of ours failed the message (static text) */
     bool out_paused;        /* reads stopped until unsent answers drop below OUT_LIMIT */
+    int paused_outq;        /* while paused: the kernel's unacknowledged bytes at the last look */
     bool deciding;          /* the current request's head is not yet decided (probe/hold) */
     const struct probe_response *probe; /* the current request is answered by this rule */
     bool probe_head;                    /* ... and it is a HEAD request */
@@ -605,6 +610,25 @@ static void conn_arm_timer(struct conn *c)
     struct timeval tv = {.tv_sec = (time_t)(d / 1000000000ull),
                          .tv_usec = (suseconds_t)((d % 1000000000ull) / 1000)};
     event_add(&c->timer, &tv);
+}
+
+/*
+ * A connection paused at OUT_LIMIT waits for its client to read. The kernel reports the socket
+ * writable again only once a good part of its send queue has drained (a third, by default),
+ * and for a queue the kernel grew to megabytes that is seconds of steady reading: the head
+ * timeout alone would end a client that reads all along. So when it fires on a paused
+ * connection, this looks at the client's progress instead: true when the bytes the client has
+ * not yet acknowledged went down since the last look (taken when it paused, at each write
+ * and at each of these calls).
+ */
+static bool paused_client_read(struct conn *c)
+{
+    int q = 0;
+    if (ioctl(c->cfd, SIOCOUTQ, &q) < 0)
+        return false;
+    bool read = q < c->paused_outq;
+    c->paused_outq = q;
+    return read;
 }
 
 static void set_state(struct conn *c, enum conn_state s)
@@ -1366,13 +1390,19 @@ static void on_client_write(evutil_socket_t fd, short what, void *arg)
     if (c->closing)
         return;
     if (c->state != CONN_RELAY) {
+        size_t unsent = buf_pending(&c->out);
         answer_flush(c);
-        if (!c->closing && c->out_paused && c->state == CONN_HEAD &&
-            buf_pending(&c->out) < OUT_LIMIT) {
+        if (c->closing || !c->out_paused || c->state != CONN_HEAD)
+            return;
+        if (buf_pending(&c->out) < OUT_LIMIT) {
             /* The client read its answers: answer the requests it sent meanwhile, read on. */
             c->out_paused = false;
             client_read(c, true);
             parse_more(c);
+        } else if (buf_pending(&c->out) < unsent) {
+            /* Still paused, but the client read: its wait starts again. */
+            paused_client_read(c);
+            conn_arm_timer(c);
         }
         return;
     }
@@ -1445,6 +1475,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     const struct route_service *r = conn_route(c);
     switch (c->state) {
     case CONN_HEAD:
+        if (c->out_paused && paused_client_read(c)) {
+            conn_arm_timer(c); /* not a slow head: a client still reading its answers */
+            return;
+        }
         if (!c->seen_request || buf_pending(&c->in) > 0)
             conn_answer_error(c, 408, "request timeout", "no complete request head in time",
                               OUTCOME_BAD_REQUEST);
@@ -1928,6 +1962,8 @@ static void parse_more(struct conn *c)
             /* The client does not read its answers: stop reading and answering its requests
              * until it does (on_client_write resumes), or the head timeout ends it. */
             c->out_paused = true;
+            c->paused_outq = INT_MAX;
+            paused_client_read(c);
             client_read(c, false);
             return;
         }

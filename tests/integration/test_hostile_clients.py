@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import select
 import socket
 import struct
 import threading
@@ -94,6 +95,59 @@ def test_client_that_never_reads_probe_answers_is_paused_then_closed(holdfast, a
              what="the stalled connection closed")
     s.close()
     assert probe_answered(listen)
+
+
+def test_client_paused_for_output_that_keeps_reading_slowly_gets_every_answer(
+        holdfast, addrs, tmp_path):
+    # Found by the socket fuzzer (seed 2208128171, connection 4:29): a client pipelines tens of
+    # thousands of probes while reading the answers slowly, then half-closes. Paused at
+    # OUT_LIMIT, holdfast writes again only when the kernel says the socket is writable, which
+    # for a send queue the kernel grew to megabytes is after a third of it has drained: seconds
+    # with the client reading all along. The head timeout ran on through that wait and answered
+    # 408 "no complete request head in time" to a client that was only waiting to be read.
+    # (These limits and this rule are the fuzzer's: with them it fails every time on the old
+    # code, after about 26,000 answers.)
+    listen, back = addrs.listener(), addrs.backend()
+    rules = [{"path": {"type": "RegularExpression", "value": "^/ready(z)?$"},
+              "response": {"status": 503, "body": '{"ready":false}'}}]
+    svc = service("svc", [listen], [back], ["/bin/sh", "-c", f"echo woke >> {tmp_path}/w"],
+                  probeResponse=rules)
+    hf = holdfast.start({"services": [svc], "limits": {"headTimeoutSeconds": 2,
+                                                        "holdBufferBytes": 4096}}, workers=2)
+    n = 30000
+    data = b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n" * n
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    s.connect(listen)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.setblocking(False)
+    got = bytearray()
+    sent = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r, w, _ = select.select([s], [s] if sent < len(data) else [], [], 0.25)
+        if w:
+            try:
+                sent += s.send(data[sent:sent + 65536])
+            except BlockingIOError:
+                pass
+            if sent == len(data):
+                s.shutdown(socket.SHUT_WR)
+        if r:
+            try:
+                d = s.recv(512)
+            except BlockingIOError:
+                continue
+            if not d:
+                break
+            got += d
+            time.sleep(0.001)  # about 450 KB/s: slow, never stopped
+    s.close()
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", bytes(got))
+    assert sent == len(data), f"sent {sent} of {len(data)} bytes in 60 s"
+    assert b"408" not in statuses, f"408 after {statuses.index(b'408')} answers of {n}"
+    assert statuses == [b"503"] * n, f"{len(statuses)} answers of {n}"
 
 
 def test_client_paused_for_output_that_reads_after_its_408_gets_every_answer(
