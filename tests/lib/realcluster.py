@@ -85,6 +85,11 @@ class RealCluster(RestVerbs):
     def __init__(self, state_dir, image_map=None, proxy_delay_ms=0):
         self.state_dir = os.path.realpath(str(state_dir))
         os.makedirs(self.state_dir, exist_ok=True)
+        if isinstance(image_map, (str, os.PathLike)):  # a file, as kubesim also takes
+            with open(image_map) as f:
+                image_map = json.load(f)
+        if not isinstance(image_map or {}, dict):
+            raise TypeError("image_map: expected a dict or the path of a JSON file, got %r" % (image_map,))
         self.image_map = image_map or {}
         self.proxy_delay_ms = proxy_delay_ms
         self.cluster = clusterlib.Cluster(self.state_dir)
