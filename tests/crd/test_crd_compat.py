@@ -1,6 +1,12 @@
 """The ElastiService CRD (crds/elastiservice.yaml) accepts everything KubeElasti v0.1.30's CRD
 accepts, with the same meaning and defaults, and holdfast's additions are all optional.
 
+Manifests are validated three ways: by a small structural validator here ("local"), by
+kubesim's, and by a real kube-apiserver ("kube-apiserver": the test cluster of
+docs/test-cluster.md, started once for this module, with both CRDs installed; needs root and
+the binaries scripts/setup builds). The real server is the judge: it defaults, prunes (here
+refused, with fieldValidation=Strict) and validates as every cluster does.
+
 KubeElasti's CRD is read from ../shared/fixtures/kubeelasti/elastiservice-crd.yaml (relative to
 the repository root); it is never copied into this repository. When it is absent the comparison
 tests fail and say where they looked.
@@ -370,7 +376,110 @@ def _kubesim_process():
     return process
 
 
-VALIDATORS = {"local": local_process}
+class _ApiServer:
+    """A real kube-apiserver as a validator: the test cluster (tests/lib/realcluster.py), with our
+    CRD installed as it is and KubeElasti's under another group (THEIR_GROUP; nothing else
+    changed), so both can be asked side by side. Started at its first use, stopped when this
+    module ends (the fixture below); the test process's main thread lives in the cluster's
+    network namespace meanwhile."""
+
+    THEIR_GROUP = "kubeelasti.holdfast.test"
+    NAMESPACE = "crd"
+
+    def __init__(self):
+        self.cluster = None
+        self.state_dir = None
+        self.names = 0
+
+    def started(self):
+        if self.cluster is None:
+            assert self.state_dir, "the kube-apiserver validator is used outside this module's tests"
+            sys.path.insert(0, str(REPO / "tests" / "lib"))
+            from realcluster import RealCluster
+            cluster = RealCluster(self.state_dir)
+            cluster.start()
+            try:
+                cluster.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", ours())
+                renamed = copy.deepcopy(theirs())
+                renamed["spec"]["group"] = self.THEIR_GROUP
+                renamed["metadata"] = {"name": "%s.%s" % (renamed["spec"]["names"]["plural"], self.THEIR_GROUP)}
+                cluster.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", renamed)
+                cluster.create("/api/v1/namespaces", {"metadata": {"name": self.NAMESPACE}})
+                for group in ("elasti.truefoundry.com", self.THEIR_GROUP):
+                    path = "/apis/%s/v1alpha1/namespaces/%s/elastiservices" % (group, self.NAMESPACE)
+                    _wait(lambda: cluster.request("GET", path)[0] == 200, "%s served" % path)
+            except BaseException:
+                cluster.stop()
+                raise
+            self.cluster = cluster
+        return self.cluster
+
+    def stop(self):
+        if self.cluster is not None:
+            left = self.cluster.stop()
+            self.cluster = None
+            assert left == [], "the test cluster left %s behind" % (left,)
+
+    def process(self, obj, schema):
+        """Creates obj (then writes its status, if it has one) on the real server, reads back what
+        was stored into obj (spec and status: the defaults), and deletes it. Returns the server's
+        refusals; an unknown field is one (fieldValidation=Strict), as local_process reports it."""
+        if schema is schema_of(ours()):
+            group = "elasti.truefoundry.com"
+        elif schema is schema_of(theirs()):
+            group = self.THEIR_GROUP
+        else:
+            raise AssertionError("the kube-apiserver validator knows only our CRD and KubeElasti's")
+        cluster = self.started()
+        self.names += 1
+        name = "m%d" % self.names
+        base = "/apis/%s/v1alpha1/namespaces/%s/elastiservices" % (group, self.NAMESPACE)
+        body = copy.deepcopy(obj)
+        status = body.pop("status", None)
+        body["apiVersion"] = group + "/v1alpha1"
+        body["metadata"] = {"name": name, "namespace": self.NAMESPACE}
+        code, stored = cluster.request("POST", base + "?fieldValidation=Strict", body)
+        if code != 201:
+            return ["create: %d %s" % (code, _message(stored))]
+        try:
+            if status is not None:
+                stored["status"] = status
+                code, stored = cluster.request("PUT", "%s/%s/status?fieldValidation=Strict" % (base, name),
+                                               stored)
+                if code != 200:
+                    return ["status: %d %s" % (code, _message(stored))]
+            obj["spec"] = stored["spec"]
+            if status is not None:
+                obj["status"] = stored["status"]
+            return []
+        finally:
+            code, answer = cluster.request("DELETE", "%s/%s" % (base, name))
+            assert code == 200, "deleting %s: %d %s" % (name, code, _message(answer))
+
+
+def _message(answer):
+    return answer.get("message", answer) if isinstance(answer, dict) else answer
+
+
+def _wait(pred, what, timeout=30):
+    import time
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.1)
+
+
+_API = _ApiServer()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _api_server(tmp_path_factory):
+    _API.state_dir = str(tmp_path_factory.mktemp("crd-cluster"))
+    yield
+    _API.stop()
+
+
+VALIDATORS = {"local": local_process, "kube-apiserver": _API.process}
 _KUBESIM = _kubesim_process()
 if _KUBESIM is not None:
     VALIDATORS["kubesim"] = _KUBESIM
@@ -558,12 +667,12 @@ def test_holdfast_fields_valid(name, validator):
 
 
 # kubesim's validator (tests/kubesim/kubesimlib/schema.py) does not enforce the uniqueness of
-# x-kubernetes-list-type: map keys, which a real API server does; those cases use ours alone.
-LOCAL_ONLY = {"condition-duplicate"}
+# x-kubernetes-list-type: map keys, which a real API server does; those cases skip kubesim's.
+NOT_KUBESIM = {"condition-duplicate"}
 
 
 @pytest.mark.parametrize("name,validator", [(n, v) for n in sorted(INVALID) for v in sorted(VALIDATORS)
-                                            if v == "local" or n not in LOCAL_ONLY])
+                                            if v != "kubesim" or n not in NOT_KUBESIM])
 def test_invalid_manifests_rejected(name, validator):
     obj, kubeelasti_rejects = INVALID[name]
     process = VALIDATORS[validator]
