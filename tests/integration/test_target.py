@@ -1,4 +1,4 @@
-"""The scale target (controller/target) against kubesim: /scale of Deployments, StatefulSets and
+"""The scale target (controller/target) against the API server: /scale of Deployments, StatefulSets and
 Argo Rollouts, the wake (0 -> minReplicas once, a no-op otherwise, safe when two race), kind
 aliases, KEDA ScaledObject pause/resume, and the diagnosis of a wake that produces no ready pod
 (quota -> FailedCreate, missing image -> ImagePullBackOff).
@@ -8,8 +8,10 @@ default tests/tools beside $HOLDFAST_BIN, else <repo>/build/tests/tools), which 
 operation named on its command line at once and prints one JSON line per operation (see the
 probe's header comment). What the probe did is checked against the API server's state.
 
-One kubesim serves the module; each test has its own namespace. Every wait is bounded polling;
-the probe's stderr must hold no sanitizer report.
+One cluster serves the module: kubesim, or the real control plane with HOLDFAST_TEST_CLUSTER=real
+(tests/lib/testcluster.py; the probe then runs inside the cluster's network namespace). Each
+test has its own namespace. Every wait is bounded polling; the probe's stderr must hold no
+sanitizer report.
 """
 import json
 import os
@@ -24,7 +26,8 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
-from simctl import KubeSim, wait_for  # noqa: E402
+from simctl import wait_for  # noqa: E402
+from testcluster import kubesim_only, new_cluster  # noqa: E402
 from thirdparty_crds import ROLLOUT_CRD, SCALEDOBJECT_CRD  # noqa: E402
 
 _BUILD = os.path.dirname(os.environ["HOLDFAST_BIN"]) if os.environ.get("HOLDFAST_BIN") else os.path.join(REPO, "build")
@@ -36,15 +39,17 @@ IMAGES = {"kubesim/sleep": {"argv": ["/bin/sleep", "$@"]}, "kubesim/crash": {"ar
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    s = KubeSim(tmp_path_factory.mktemp("kubesim"), image_map=IMAGES)
+    s = new_cluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES)
     s.start()
-    for crd, group in ((ROLLOUT_CRD, "argoproj.io/v1alpha1"), (SCALEDOBJECT_CRD, "keda.sh/v1alpha1")):
-        code, body = s.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
-        assert code in (201, 409), body
-        wait_for(lambda: s.exists("/apis/" + group), what=group + " served")
-    yield s
-    leftovers = s.stop()
-    assert leftovers == [], "pod processes outlived kubesim: %s" % leftovers
+    try:
+        for crd, group in ((ROLLOUT_CRD, "argoproj.io/v1alpha1"), (SCALEDOBJECT_CRD, "keda.sh/v1alpha1")):
+            code, body = s.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+            assert code in (201, 409), body
+            wait_for(lambda: s.exists("/apis/" + group), what=group + " served")
+        yield s
+    finally:
+        leftovers = s.stop()
+    assert leftovers == [], "left behind by the cluster: %s" % leftovers
 
 
 _ns_counter = iter(range(1, 1 << 30))
@@ -72,7 +77,7 @@ class Runner:
         self.stderrs = []
 
     def run(self, ns, ref, *ops, expect_rc=0):
-        args = [PROBE, "--kubeconfig", self.sim.kubeconfig, "--namespace", ns, "--log-level", "debug"]
+        args = list(getattr(self.sim, "exec_prefix", [])) + [PROBE, "--kubeconfig", self.sim.kubeconfig, "--namespace", ns, "--log-level", "debug"]
         if ref is not None:
             args += ["--ref", json.dumps(ref)]
         r = subprocess.run(args + list(ops), capture_output=True, text=True, timeout=60)
@@ -147,7 +152,12 @@ def spec_replicas(sim, kind, ns, name):
 # ---------------------------------------------------------------- scale
 
 
-@pytest.mark.parametrize("kind", ["Deployment", "StatefulSet", "Rollout"])
+NO_ROLLOUT_CONTROLLER = kubesim_only("no Argo Rollouts controller runs on the real cluster: a "
+                                     "Rollout never gets pods, so its status never counts one")
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "StatefulSet",
+                                  pytest.param("Rollout", marks=NO_ROLLOUT_CONTROLLER)])
 def test_get_and_patch_scale(sim, ns, probe, kind):
     create(sim, kind, ns, "web", 1)
     sim.wait_ready_replicas(ns, "web", 1, kind=PLURAL[kind],
@@ -179,13 +189,14 @@ def test_scale_of_a_missing_workload_is_not_found(sim, ns, probe):
 
 def test_wake_from_zero_patches_once_then_is_a_no_op(sim, ns, probe):
     create(sim, "Deployment", ns, "web", 0)
-    # Two wakes at once, each read held up by API latency so both see 0: the patch carries the
-    # resourceVersion read, so the second gets 409, reads 2 and leaves it alone.
-    sim.latency(150)
+    # Two wakes at once, each read held up by the API server (not answering for 1.5 s) so both
+    # see 0: the patch carries the resourceVersion read, so the second gets 409, reads 2 and
+    # leaves it alone.
+    sim.latency(1500, 1.5)
     try:
         lines, stderr = probe.run(ns, ref("Deployment", "web"), "wake=2", "wake=2")
     finally:
-        sim.latency(0)
+        sim.clear_faults()
     assert all(x["ok"] for x in lines), lines
     assert sorted(x["patched"] for x in lines) == [False, True], lines
     assert [x["spec_replicas"] for x in lines] == [2, 2], lines
@@ -319,8 +330,11 @@ def test_diagnose_crashing_container_is_crash_loop_backoff_with_exit_code(sim, n
     create(sim, "Deployment", ns, "web", 1, image="kubesim/crash")
     diag = wait_for(lambda: (lambda d: d if d["reason"] == "CrashLoopBackOff" else None)(
         probe.one(ns, ref("Deployment", "web"), "diagnose")), what="CrashLoopBackOff")
-    assert re.match(r"^CrashLoopBackOff: back-off \d+s restarting failed container=main pod=web-[a-z0-9-]+ "
-                    r"\(pod web-[a-z0-9-]+, container main, last exit code 1 Error\)$", diag["message"]), diag
+    # the kubelet's own words (pod=NAME_NAMESPACE(UID); kubesim's say pod=NAME), then holdfast's
+    assert re.match(r"^CrashLoopBackOff: back-off \d+s restarting failed container=main "
+                    r"pod=web-[a-z0-9-]+(_%s\([0-9a-f-]+\))? "
+                    r"\(pod web-[a-z0-9-]+, container main, last exit code 1 Error\)$" % re.escape(ns),
+                    diag["message"]), diag
 
 
 def test_diagnose_missing_target_is_target_not_found(sim, ns, probe):
