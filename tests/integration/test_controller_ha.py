@@ -1,7 +1,8 @@
 """Kubernetes mode with several replicas, and the way back out: leader failover, resolver slices
 that follow the resolver's own pods, and `holdfast restore --all` (the chart's uninstall hook).
 
-Each test runs holdfast processes beside kubesim (tests/kubesim) with leader election on.
+Each test runs holdfast processes beside kubesim (tests/kubesim), or the real control plane
+with HOLDFAST_TEST_CLUSTER=real (tests/lib/testcluster.py), with leader election on.
 """
 import os
 import subprocess
@@ -16,6 +17,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
 from hfk8s import HoldfastK8s, fresh_ip, holdfast_bin  # noqa: E402
 from simctl import KubeSim, wait_for  # noqa: E402
+from testcluster import new_cluster, real  # noqa: E402
 
 CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
 IMAGES = {"ha/http:1": {"argv": ["/usr/bin/python3", "-m", "http.server", "--bind", "$POD_IP", "$PORT"]}}
@@ -23,7 +25,7 @@ IMAGES = {"ha/http:1": {"argv": ["/usr/bin/python3", "-m", "http.server", "--bin
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    s = KubeSim(tmp_path_factory.mktemp("kubesim"), image_map=IMAGES, proxy_delay_ms=100)
+    s = new_cluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES, proxy_delay_ms=100)
     s.start()
     try:
         s.kubectl("apply", "-f", CRD_FILE)
@@ -31,7 +33,13 @@ def sim(tmp_path_factory):
         yield s
     finally:
         leftovers = s.stop()
-    assert leftovers == [], "pod processes outlived kubesim: %s" % leftovers
+    assert leftovers == [], "left behind by the cluster: %s" % leftovers
+
+
+def run_holdfast(sim, *args, timeout=60):
+    """holdfast's other commands (restore), where the cluster's API server is reachable."""
+    return subprocess.run(list(getattr(sim, "exec_prefix", [])) + [holdfast_bin()] + list(args),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 _counter = iter(range(1, 1000))
@@ -147,7 +155,8 @@ def test_resolver_slices_follow_the_resolver_pods(sim, ns, replicas_of_holdfast)
     sim.create("/api/v1/namespaces/%s/services" % ns, {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "holdfast"},
         "spec": {"ports": [{"name": "shared", "port": 8012}]}})
-    pods = [fresh_ip(), fresh_ip()]
+    # addresses the API server takes in a slice (the real one refuses loopback)
+    pods = [getattr(sim, "fresh_ip", fresh_ip)(), getattr(sim, "fresh_ip", fresh_ip)()]
 
     def resolver_pods(ips):
         body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -190,8 +199,7 @@ def test_restore_all_puts_every_service_back_in_serve_mode(sim, ns, replicas_of_
                  timeout=20, what=name + " in proxy mode")
     hf.proc.kill()  # gone without cleaning up, as after an uninstall
     hf.proc.wait(10)
-    r = subprocess.run([holdfast_bin(), "restore", "--all", "--kubeconfig", sim.kubeconfig],
-                       capture_output=True, text=True, timeout=60)
+    r = run_holdfast(sim, "restore", "--all", "--kubeconfig", sim.kubeconfig)
     assert r.returncode == 0, r.stderr
     for name in ("web", "api"):
         dep = sim.get("/apis/apps/v1/namespaces/%s/deployments/%s" % (ns, name))
@@ -199,8 +207,7 @@ def test_restore_all_puts_every_service_back_in_serve_mode(sim, ns, replicas_of_
         assert resolver_slices(sim, ns, name) == [], name
         assert mode(sim, ns, name) == "serve", name
     sim.wait_ready_replicas(ns, "web", 1)
-    r = subprocess.run([holdfast_bin(), "restore", "--namespace", ns, "web", "--kubeconfig", sim.kubeconfig],
-                       capture_output=True, text=True, timeout=60)
+    r = run_holdfast(sim, "restore", "--namespace", ns, "web", "--kubeconfig", sim.kubeconfig)
     assert r.returncode == 0, "a service already serving restores as a no-op: %s" % r.stderr
     r = subprocess.run([holdfast_bin(), "restore"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 2 and "--all" in r.stderr
@@ -212,8 +219,7 @@ def test_restore_leaves_alone_an_elastiservice_whose_spec_string_holds_a_nul(sim
     sim.patch("/apis/elasti.truefoundry.com/v1alpha1/namespaces/%s/elastiservices/web" % ns,
               {"spec": {"service": "web\x00x"}})
     scale(sim, ns, 0, "web")
-    r = subprocess.run([holdfast_bin(), "restore", "--all", "--kubeconfig", sim.kubeconfig],
-                       capture_output=True, text=True, timeout=60)
+    r = run_holdfast(sim, "restore", "--all", "--kubeconfig", sim.kubeconfig)
     assert r.returncode != 0, r.stderr
     assert "spec.service: must not contain a NUL character" in r.stderr, r.stderr
     dep = sim.get("/apis/apps/v1/namespaces/%s/deployments/web" % ns)
@@ -241,8 +247,8 @@ def test_restore_uninstall_takes_the_lease_and_removes_the_finalizers(sim, ns, r
         wait_for(lambda: mode(sim, ns, name) == "proxy" and resolver_slices(sim, ns, name)
                  and FINALIZER in es(sim, ns, name)["metadata"].get("finalizers", []),
                  timeout=20, what=name + " in proxy mode with the finalizer")
-    r = subprocess.run([holdfast_bin(), "restore", "--all", "--uninstall", "--lease-namespace", ns,
-                        "--kubeconfig", sim.kubeconfig], capture_output=True, text=True, timeout=60)
+    r = run_holdfast(sim, "restore", "--all", "--uninstall", "--lease-namespace", ns,
+                     "--kubeconfig", sim.kubeconfig)
     assert r.returncode == 0, r.stderr
     assert lease_holder(sim, ns) == "holdfast-restore"
 
@@ -269,38 +275,73 @@ def test_restore_uninstall_takes_the_lease_and_removes_the_finalizers(sim, ns, r
                                     % ns), timeout=5, what="the ElastiService deleted (no finalizer)")
 
 
-def test_forbidden_scale_call_is_a_condition_an_event_and_the_504_reason(tmp_path):
-    """A scale-up the API server refuses (RBAC) is said where people look, not only logged."""
-    import json
-    import urllib.error
-    import urllib.request
+# What the limited identity may do: everything holdfast needs, except scaling Deployments.
+LIMITED_RULES = [
+    {"apiGroups": ["", "discovery.k8s.io", "elasti.truefoundry.com", "coordination.k8s.io",
+                   "events.k8s.io"], "resources": ["*"], "verbs": ["*"]},
+    {"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale"],
+     "verbs": ["get", "list", "watch"]}]
 
+
+def limited_kubeconfig(sim, ns, tmp_path, token):
     import yaml
-    rules = {"tokens": {"limited": {"user": "system:serviceaccount:hf:hf", "rules": [
-        {"apiGroups": ["", "discovery.k8s.io", "elasti.truefoundry.com", "coordination.k8s.io",
-                       "events.k8s.io"], "resources": ["*"], "verbs": ["*"]},
-        {"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale"],
-         "verbs": ["get", "list", "watch"]}]}}}
+    kc = yaml.safe_load(open(sim.kubeconfig))
+    for u in kc["users"]:
+        u["user"] = {"token": token}
+    path = tmp_path / "limited.kubeconfig"
+    path.write_text(yaml.safe_dump(kc))
+    return path
+
+
+def test_forbidden_scale_call_is_a_condition_an_event_and_the_504_reason(tmp_path, request):
+    """A scale-up the API server refuses (RBAC) is said where people look, not only logged."""
+    import yaml
+    if real():
+        # A ServiceAccount bound to LIMITED_RULES by a ClusterRole, its token from TokenRequest:
+        # the real API server's RBAC refuses the patch.
+        sim, ns = request.getfixturevalue("sim"), request.getfixturevalue("ns")
+        sim.create("/api/v1/namespaces/%s/serviceaccounts" % ns, {"metadata": {"name": "hf"}})
+        role = "hf-limited-" + ns
+        sim.create("/apis/rbac.authorization.k8s.io/v1/clusterroles",
+                   {"metadata": {"name": role}, "rules": LIMITED_RULES})
+        sim.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+            "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "hf", "namespace": ns}]})
+        request.addfinalizer(lambda: [sim.request("DELETE", "/apis/rbac.authorization.k8s.io/v1/%s/%s"
+                                                  % (kind, role))
+                                      for kind in ("clusterrolebindings", "clusterroles")])
+        tok = sim.create("/api/v1/namespaces/%s/serviceaccounts/hf/token" % ns,
+                         {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                          "spec": {"expirationSeconds": 3600}})["status"]["token"]
+        forbidden_case(sim, ns, limited_kubeconfig(sim, ns, tmp_path, tok), tmp_path)
+        return
+    rules = {"tokens": {"limited": {"user": "system:serviceaccount:hf:hf", "rules": LIMITED_RULES}}}
     rules_path = tmp_path / "rules.yaml"
     rules_path.write_text(yaml.safe_dump(rules))
     sim = KubeSim(tmp_path / "sim", image_map=IMAGES, rules=rules_path)
     sim.start()
-    hf = None
     try:
         sim.kubectl("apply", "-f", CRD_FILE)
         wait_for(lambda: sim.exists("/apis/elasti.truefoundry.com/v1alpha1"), what="CRD served")
         ns = "forbid"
         sim.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        forbidden_case(sim, ns, limited_kubeconfig(sim, ns, tmp_path, "limited"), tmp_path)
+    finally:
+        sim.stop()
+
+
+def forbidden_case(sim, ns, limited, tmp_path):
+    import json
+    import urllib.error
+    import urllib.request
+    hf = None
+    try:
         make_app(sim, ns)
         es_path = "/apis/elasti.truefoundry.com/v1alpha1/namespaces/%s/elastiservices/web" % ns
         obj = sim.get(es_path)
         obj["spec"]["holdTimeoutSeconds"] = 6
         sim.update(es_path, obj)
-        kc = yaml.safe_load(open(sim.kubeconfig))
-        for u in kc["users"]:
-            u["user"] = {"token": "limited"}
-        limited = tmp_path / "limited.kubeconfig"
-        limited.write_text(yaml.safe_dump(kc))
         hf = HoldfastK8s(sim, tmp_path / "hf", namespace=ns,
                          extra_args=["--kubeconfig", str(limited), "--pod-name", "hf-a"])
         hf.start()
@@ -322,17 +363,17 @@ def test_forbidden_scale_call_is_a_condition_an_event_and_the_504_reason(tmp_pat
     finally:
         if hf:
             hf.stop()
-        sim.stop()
 
 
 def test_not_ready_until_caches_synced_and_routed(sim, ns, tmp_path):
     """A replica must not take traffic before it listens on the resolver ports: /readyz waits for
-    the informers' first sync (here: held back by an API outage at start)."""
+    the informers' first sync (here: held back at start by an API server that answers nothing
+    for 6 s; the real one is SIGSTOPped, as stopping it takes longer than the outage would)."""
     from hfk8s import HoldfastError
     make_app(sim, ns)
     scale(sim, ns, 0)
     hf = HoldfastK8s(sim, tmp_path / "hf", namespace=ns)
-    sim.outage(6, mode="refuse")
+    sim.latency(6000, 6)
     try:
         with pytest.raises(HoldfastError):
             hf.start(timeout=3)  # the API is down: caches cannot sync, so not ready
