@@ -1,4 +1,6 @@
-"""Leader election (controller/leader) and Kubernetes Events (controller/events) against kubesim.
+"""Leader election (controller/leader) and Kubernetes Events (controller/events) against kubesim,
+or the real control plane with HOLDFAST_TEST_CLUSTER=real (tests/lib/testcluster.py; the probes
+then run inside the cluster's network namespace).
 
 The C drivers tests/tools/leader_probe and tests/tools/events_probe (built by meson; directory
 from HOLDFAST_TOOLS_DIR, default tests/tools beside $HOLDFAST_BIN, else <repo>/build/tests/tools)
@@ -24,8 +26,10 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
-from simctl import KubeSim, wait_for  # noqa: E402
+from simctl import wait_for  # noqa: E402
+from testcluster import new_cluster, real  # noqa: E402
 
 _BUILD = os.path.dirname(os.environ["HOLDFAST_BIN"]) if os.environ.get("HOLDFAST_BIN") else os.path.join(REPO, "build")
 TOOLS = os.environ.get("HOLDFAST_TOOLS_DIR", os.path.join(_BUILD, "tests", "tools"))
@@ -38,14 +42,14 @@ LEASE = "holdfast-leader"
 class Proc:
     """A probe process: JSON lines read by a thread; commands by id (events_probe)."""
 
-    def __init__(self, tmp_path, tool, args, tag):
+    def __init__(self, tmp_path, tool, args, tag, prefix=()):
         path = os.path.join(TOOLS, tool)
         if not os.path.exists(path):
             pytest.fail("%s is missing: build it (ninja -C build) or set HOLDFAST_TOOLS_DIR" % path)
         self.tag = tag
         self.stderr_path = os.path.join(str(tmp_path), "%s.stderr" % tag)
         self._stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen([path] + list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(list(prefix) + [path] + list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self._stderr, text=True, bufsize=1)
         self.lines = []
         self.answers = {}
@@ -153,10 +157,25 @@ class Proc:
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    s = KubeSim(tmp_path_factory.mktemp("kubesim"))
+    s = new_cluster(tmp_path_factory.mktemp("cluster"))
     s.start()
-    yield s
-    s.stop()
+    try:
+        yield s
+    finally:
+        leftovers = s.stop()
+    assert leftovers == [], "left behind by the cluster: %s" % leftovers
+
+
+def api_away(sim, seconds):
+    """The API server unusable for `seconds` from now. kubesim answers every request 503 (its
+    "refuse" mode leaves kept-alive TLS connections working: its close_connections shuts down
+    the raw socket wrap_socket detached, so a client that renews every 0.3 s on one connection
+    would never notice). The real kube-apiserver is SIGSTOPped: connections are accepted and
+    nothing is answered, as across a network partition (stopping it takes longer than these
+    outages last)."""
+    if real():
+        return sim.latency(seconds * 1000, seconds)
+    return sim.outage(seconds, mode="503")
 
 
 _ns_counter = iter(range(1, 1 << 30))
@@ -219,7 +238,8 @@ def election(sim, ns, tmp_path):
             p = Proc(tmp_path, "leader_probe",
                      ["--kubeconfig", sim.kubeconfig, "--identity", identity, "--namespace", ns,
                       "--name", LEASE, "--lease-ms", str(lease), "--renew-ms", str(renew),
-                      "--retry-ms", str(retry), "--log-level", "debug"] + list(extra), identity)
+                      "--retry-ms", str(retry), "--log-level", "debug"] + list(extra), identity,
+                     prefix=getattr(sim, "exec_prefix", ()))
             self.procs.append(p)
             p.wait_event("ready")
             return p
@@ -327,10 +347,7 @@ def test_graceful_stop_releases_and_the_other_takes_over_at_once(sim, ns, electi
 def test_outage_longer_than_renew_deadline_steps_down_then_reacquires(sim, ns, election):
     a = election.candidate("pod-a")
     a.wait_event("started_leading", timeout=10)
-    # 503 on every request: kubesim's "refuse" mode leaves kept-alive TLS connections working
-    # (its close_connections shuts down the raw socket wrap_socket detached), so a client that
-    # renews every 0.3 s on one connection would never notice the outage.
-    sim.outage(4, mode="503")
+    api_away(sim, 4)
     t0 = time.monotonic()
     stopped = a.wait_event("stopped_leading", timeout=8)
     # Within the renew deadline after the last renewal: before the 2 s lease can expire for others.
@@ -392,7 +409,7 @@ def recorder(sim, tmp_path):
 
     def start(*extra):
         p = Proc(tmp_path, "events_probe", ["--kubeconfig", sim.kubeconfig, "--instance", "holdfast-7d9f-x2"]
-                 + list(extra), "events%d" % len(procs))
+                 + list(extra), "events%d" % len(procs), prefix=getattr(sim, "exec_prefix", ()))
         procs.append(p)
         p.wait_event("ready")
         return p
@@ -497,7 +514,13 @@ def test_long_object_name_fits_and_outage_is_survived(sim, ns, recorder):
     ev = kubectl_events(sim, ns)[0]
     assert len(ev["metadata"]["name"]) <= 253 and ev["involvedObject"]["name"] == name
     # With the API down, records return at once (fire and forget) and failures are logged once.
-    sim.outage(3, mode="503")  # "refuse" would leave the kept-alive connection working
+    # (An API server that fails requests: kubesim's 503s, or the real one stopped, which
+    # returns once it has exited and closed every connection; a SIGSTOPped one would only delay
+    # the records, and they would all succeed.)
+    if real():
+        sim.outage(3)
+    else:
+        sim.outage(3, mode="503")
     t0 = time.monotonic()
     for i in range(20):
         assert p.cmd("record", {"object": obj, "type": "Warning", "reason": "Failed", "message": "x%d" % i})["ok"]
