@@ -1,4 +1,7 @@
-"""The Kubernetes client (controller/http, kubeconfig, kube, informer) against kubesim.
+"""The Kubernetes client (controller/http, kubeconfig, kube, informer) against kubesim, or the
+real control plane with HOLDFAST_TEST_CLUSTER=real (tests/lib/testcluster.py: the probe then
+runs inside the cluster's network namespace, the token is a ServiceAccount's bound to
+cluster-admin, a dropped watch is an API server restart, and a compaction is followed by one).
 
 Each test runs tests/tools/kubeclient_probe (built by meson; directory from HOLDFAST_TOOLS_DIR,
 default tests/tools beside $HOLDFAST_BIN, else <repo>/build/tests/tools), which prints one JSON line per informer handler call and
@@ -22,8 +25,10 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
-from simctl import KubeSim, wait_for  # noqa: E402
+from simctl import wait_for  # noqa: E402
+from testcluster import kubesim_only, new_cluster, real  # noqa: E402
 
 # Beside the binary under test when HOLDFAST_BIN names one (scripts/test --sanitize: the ASan build).
 _BUILD = os.path.dirname(os.environ["HOLDFAST_BIN"]) if os.environ.get("HOLDFAST_BIN") else os.path.join(REPO, "build")
@@ -35,12 +40,12 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime
 class Probe:
     """One kubeclient_probe process: events and answers read by a thread, commands by id."""
 
-    def __init__(self, tmp_path, args):
+    def __init__(self, tmp_path, args, prefix=()):
         if not os.path.exists(PROBE):
             pytest.fail("%s is missing: build it (ninja -C build) or set HOLDFAST_TOOLS_DIR" % PROBE)
         self.stderr_path = os.path.join(str(tmp_path), "probe-%d.stderr" % id(self))
         self._stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen([PROBE] + list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(list(prefix) + [PROBE] + list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self._stderr, text=True, bufsize=1)
         self.lines = []          # every JSON line, in order
         self.answers = {}        # id -> answer
@@ -129,10 +134,53 @@ class Probe:
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    s = KubeSim(tmp_path_factory.mktemp("kubesim"), extra_args=["--bookmark-interval", "1"])
+    if real():
+        s = new_cluster(tmp_path_factory.mktemp("cluster"))
+    else:
+        from simctl import KubeSim
+        s = KubeSim(tmp_path_factory.mktemp("kubesim"), extra_args=["--bookmark-interval", "1"])
     s.start()
-    yield s
-    s.stop()
+    try:
+        yield s
+    finally:
+        leftovers = s.stop()
+    assert leftovers == [], "left behind by the cluster: %s" % leftovers
+
+
+def ca_file(sim):
+    return os.path.join(sim.cluster.pki, "ca.crt") if real() else sim.ca_file
+
+
+_tokens = {}
+
+
+def token(sim):
+    """A bearer token the API server takes as an administrator: kubesim's own, or on the real
+    cluster a ServiceAccount's (kube-system/probe-admin, bound to cluster-admin) from TokenRequest."""
+    if not real():
+        return sim.token
+    if sim not in _tokens:
+        sa = "/api/v1/namespaces/kube-system/serviceaccounts"
+        if not sim.exists(sa + "/probe-admin"):
+            sim.create(sa, {"metadata": {"name": "probe-admin"}})
+            sim.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+                "metadata": {"name": "probe-admin"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": "cluster-admin"},
+                "subjects": [{"kind": "ServiceAccount", "name": "probe-admin", "namespace": "kube-system"}]})
+        _tokens[sim] = sim.create(sa + "/probe-admin/token", {
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600}})["status"]["token"]
+    return _tokens[sim]
+
+
+def python_client(sim):
+    if not real():
+        return sim.python_client()
+    import kubernetes
+    cfg = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(config_file=sim.kubeconfig, client_configuration=cfg)
+    return kubernetes.client.ApiClient(cfg)
 
 
 _ns_counter = iter(range(1, 1 << 30))
@@ -144,17 +192,29 @@ def ns(sim, request):
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
     name = "kc%d-%s" % (next(_ns_counter), slug)
     sim.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    if real():
+        # The controller-manager publishes the cluster's CA into every namespace as a ConfigMap:
+        # waited for here, so it is there before the test starts (the tests leave it out).
+        wait_for(lambda: sim.exists(cm_path(name, ROOT_CA)), what="%s/%s" % (name, ROOT_CA))
     yield name
     sim.clear_faults()
     sim.request("DELETE", "/api/v1/namespaces/" + name)
 
 
+ROOT_CA = "kube-root-ca.crt"
+
+
+def mine(keys):
+    """keys (ns/name or name) without the root CA ConfigMap of a real cluster's namespaces."""
+    return [k for k in keys if k.rsplit("/", 1)[-1] != ROOT_CA]
+
+
 @pytest.fixture
-def probe(tmp_path):
+def probe(sim, tmp_path):
     probes = []
 
     def start(*args):
-        p = Probe(tmp_path, args)
+        p = Probe(tmp_path, args, prefix=getattr(sim, "exec_prefix", ()))
         probes.append(p)
         p.wait_event(lambda e: e["event"] in ("ready", "config_error"), what="probe ready")
         return p
@@ -204,7 +264,7 @@ def test_informer_sees_adds_updates_deletes(sim, ns, probe, tmp_path):
     sim.create(cm_path(ns), cm("before", k="0"))
     p = watching(sim, probe, ns)
     p.wait_event(lambda e: e["event"] == "synced", what="synced")
-    assert [e["key"] for e in p.events("add")] == [ns + "/before"]
+    assert mine(e["key"] for e in p.events("add")) == [ns + "/before"]
 
     manifest = tmp_path / "cm.yaml"
     manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: by-kubectl, namespace: %s}\n"
@@ -213,7 +273,7 @@ def test_informer_sees_adds_updates_deletes(sim, ns, probe, tmp_path):
     p.wait_event(lambda e: e["event"] == "add" and e["key"] == ns + "/by-kubectl", what="kubectl add")
 
     from kubernetes import client
-    core = client.CoreV1Api(sim.python_client())
+    core = client.CoreV1Api(python_client(sim))
     core.patch_namespaced_config_map("by-kubectl", ns, {"data": {"k": "v2"}})
     upd = p.wait_event(lambda e: e["event"] == "update" and e["key"] == ns + "/by-kubectl",
                        what="python-client update")
@@ -236,7 +296,7 @@ def test_informer_label_selector_and_pagination(sim, ns, probe):
     assert synced["count"] == 4
     assert sorted(e["key"] for e in p.events("add")) == ["%s/cm%d" % (ns, i) for i in (0, 2, 4, 6)]
     listed = p.cmd("list", ns, "3")
-    assert listed["ok"] and listed["pages"] == 3 and sorted(listed["names"]) == ["cm%d" % i for i in range(7)]
+    assert listed["ok"] and listed["pages"] == 3 and sorted(mine(listed["names"])) == ["cm%d" % i for i in range(7)]
 
 
 def test_compaction_410_relists_without_losing_or_duplicating(sim, ns, probe):
@@ -252,11 +312,15 @@ def test_compaction_410_relists_without_losing_or_duplicating(sim, ns, probe):
     sim.delete(cm_path(ns, "recreated"))
     sim.create(cm_path(ns), cm("recreated", v="2"))
     sim.compact()
+    if real():
+        # the real API server's watch cache still serves what it holds: restarted, it starts
+        # from the compacted revision, and a watch from an older one gets 410
+        sim.drop_watches()
     before = len(p.lines)
     assert p.cmd("start")["ok"]
     wait_for(lambda: p.logs("relisted"), what="a relist")
     wait_for(lambda: cache_matches_server(p, sim, ns), what="cache == server after the relist")
-    after = [e for e in p.lines[before:] if "event" in e]
+    after = [e for e in p.lines[before:] if "event" in e and mine([e.get("key", "")])]
     got = sorted((e["event"], e["key"]) for e in after)
     assert got == sorted([("add", ns + "/new"), ("update", ns + "/change"), ("delete", ns + "/gone"),
                           ("delete", ns + "/recreated"), ("add", ns + "/recreated")]), after
@@ -272,7 +336,8 @@ def test_dropped_watch_reconnects(sim, ns, probe):
     p.wait_event(lambda e: e["event"] == "synced", what="synced")
     for i in range(3):
         watch_open(sim, p, ns)
-        assert sim.drop_watches()["droppedWatches"] >= 1
+        dropped = sim.drop_watches()  # the real cluster: its API server restarted
+        assert real() or dropped["droppedWatches"] >= 1
         sim.create(cm_path(ns), cm("after-drop-%d" % i))
         p.wait_event(lambda e: e["event"] == "add" and e["key"] == "%s/after-drop-%d" % (ns, i),
                      what="add after drop %d" % i)
@@ -281,7 +346,8 @@ def test_dropped_watch_reconnects(sim, ns, probe):
     wait_for(lambda: cache_matches_server(p, sim, ns), what="cache == server")
 
 
-@pytest.mark.parametrize("mode", ["refuse", "503"])
+@pytest.mark.parametrize("mode", ["refuse", pytest.param("503", marks=kubesim_only(
+    "a real API server answers 503 to nothing on demand (only 429 while it shuts down)"))])
 def test_api_outage_is_survived(sim, ns, probe, mode):
     sim.create(cm_path(ns), cm("a", v="1"))
     p = watching(sim, probe, ns)
@@ -292,8 +358,11 @@ def test_api_outage_is_survived(sim, ns, probe, mode):
     # Commands during the outage fail as transport / 503 errors, they are not lost.
     ans = p.cmd("get", ns, "a")
     assert not ans["ok"] and ans["code"] in ("Transport", "ServiceUnavailable"), ans
-    wait_for(lambda: not sim.state()["apiUnavailable"] and sim.state()["apiListening"], timeout=15,
-             what="the outage to end")
+    if real():
+        sim.wait_outage(timeout=60)
+    else:
+        wait_for(lambda: not sim.state()["apiUnavailable"] and sim.state()["apiListening"], timeout=15,
+                 what="the outage to end")
     wait_for(lambda: sim.request("GET", cm_path(ns, "a"))[0] == 200, what="API back")
     sim.patch(cm_path(ns, "a"), {"data": {"v": "2"}})
     sim.create(cm_path(ns), cm("b", v="1"))
@@ -389,7 +458,7 @@ def b64_file(path):
 
 
 def test_kubeconfig_ca_data_and_token_work(sim, ns, probe, tmp_path):
-    kc = write_kubeconfig(tmp_path / "good", sim.api_url, b64_file(sim.ca_file), sim.token)
+    kc = write_kubeconfig(tmp_path / "good", sim.api_url, b64_file(ca_file(sim)), token(sim))
     p = probe("--kubeconfig", kc, "--watch", "--namespace", ns)
     p.wait_event(lambda e: e["event"] == "synced", what="synced")
     assert p.cmd("create", ns, cm("tls-ok"))["ok"]
@@ -400,7 +469,7 @@ def test_wrong_ca_is_refused(sim, ns, probe, tmp_path):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "k"),
                     "-out", str(tmp_path / "wrong-ca.pem"), "-days", "1", "-subj", "/CN=wrong-ca"],
                    check=True, capture_output=True)
-    kc = write_kubeconfig(tmp_path / "wrongca", sim.api_url, b64_file(tmp_path / "wrong-ca.pem"), sim.token)
+    kc = write_kubeconfig(tmp_path / "wrongca", sim.api_url, b64_file(tmp_path / "wrong-ca.pem"), token(sim))
     p = probe("--kubeconfig", kc)
     ans = p.cmd("get", ns, "anything")
     assert not ans["ok"] and ans["code"] == "Transport" and ans["http"] == 0, ans
@@ -408,14 +477,14 @@ def test_wrong_ca_is_refused(sim, ns, probe, tmp_path):
 
 
 def test_wrong_token_is_unauthorized(sim, ns, probe, tmp_path):
-    kc = write_kubeconfig(tmp_path / "badtoken", sim.api_url, b64_file(sim.ca_file), "not-the-token")
+    kc = write_kubeconfig(tmp_path / "badtoken", sim.api_url, b64_file(ca_file(sim)), "not-the-token")
     p = probe("--kubeconfig", kc)
     ans = p.cmd("get", ns, "anything")
     assert not ans["ok"] and ans["code"] == "Unauthorized" and ans["http"] == 401, ans
 
 
 def test_insecure_skip_verify_works_and_is_logged(sim, ns, probe, tmp_path):
-    kc = write_kubeconfig(tmp_path / "insecure", sim.api_url, None, sim.token, insecure=True)
+    kc = write_kubeconfig(tmp_path / "insecure", sim.api_url, None, token(sim), insecure=True)
     p = probe("--kubeconfig", kc)
     assert p.cmd("create", ns, cm("insecure"))["ok"]
     warn = p.logs("TLS verification of the Kubernetes API server is OFF")
@@ -436,14 +505,14 @@ def test_in_cluster_token_rotation(sim, ns, probe, tmp_path, monkeypatch):
     sa = tmp_path / "sa"
     sa.mkdir()
     (sa / "token").write_text("stale-token\n")
-    (sa / "ca.crt").write_bytes(open(sim.ca_file, "rb").read())
+    (sa / "ca.crt").write_bytes(open(ca_file(sim), "rb").read())
     (sa / "namespace").write_text(ns)
     host, port = sim.api_url.split("//")[1].rsplit(":", 1)
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
     p = probe("--in-cluster", str(sa))
     assert p.cmd("get", ns, "x")["code"] == "Unauthorized"
-    (sa / "token.new").write_text(sim.token + "\n")
+    (sa / "token.new").write_text(token(sim) + "\n")
     os.replace(sa / "token.new", sa / "token")  # as the kubelet does: a new file, atomically
     wait_for(lambda: p.cmd("get", ns, "x")["code"] == "NotFound", timeout=10,
              what="the rotated token to be used")
