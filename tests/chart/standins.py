@@ -1,8 +1,7 @@
-"""Stand-in CRD for the one kind the chart can render that kubesim does not serve: the Prometheus
-Operator's ServiceMonitor (a CRD in real clusters too). Its schema follows the operator's type
-for every field the chart can set at that level, so kubectl's strict validation rejects unknown
-fields as a real API server would. (rbac.authorization.k8s.io/v1, policy/v1 and batch/v1 are
-built-in kinds of kubesim: see docs/kubesim.md.)"""
+"""Stand-in CRD for the one kind the chart can render that the test cluster's API server does not
+serve by itself: the Prometheus Operator's ServiceMonitor (a CRD in real clusters too, installed
+with the operator). Its schema follows the operator's type for every field the chart can set at
+that level, so strict validation rejects unknown fields as the operator's CRD would."""
 
 S = {"type": "string"}
 B = {"type": "boolean"}

@@ -1,7 +1,10 @@
 """helm/holdfast: `helm lint`, the manifests `helm template` renders (kinds, RBAC, security,
-namespace-scoped variant, values documented, CRD copy) and kubesim accepting them.
+namespace-scoped variant, values documented, CRD copy), and the real control plane (the test
+cluster of docs/test-cluster.md: kube-apiserver with RBAC, the controllers, the node agent)
+accepting them, running them, and enforcing their RBAC.
 
-Run: /usr/bin/python3 -m pytest tests/chart"""
+Run: /usr/bin/python3 -m pytest tests/chart   (the cluster half needs root and scripts/setup's
+binaries)"""
 import filecmp
 import os
 import re
@@ -17,6 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 CHART = os.path.join(ROOT, "helm", "holdfast")
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "kubesim"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 from helmchart import render_chart, run_helm, template_args  # noqa: E402
 from standins import STANDIN_CRDS  # noqa: E402
@@ -312,24 +316,44 @@ def test_chart_yaml():
     assert re.fullmatch(r"\d+\.\d+\.\d+", meta["version"]) and meta["appVersion"]
 
 
-# ------------------------------------------------------------------ kubesim accepts the manifests
+# ------------------------------------------------------------------ the real control plane
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    from simctl import KubeSim
-    state = tmp_path_factory.mktemp("chart-sim")
-    images = {"kubesim/sleep": {"argv": ["/bin/sleep", "$@"]}}
+    """The test cluster; the test's main thread lives in its network namespace meanwhile."""
+    from realcluster import RealCluster
+    state = tmp_path_factory.mktemp("chart-cluster")
+    images = {"test/sleep": {"argv": ["/bin/sleep", "$@"]}}
     if os.access(HOLDFAST, os.X_OK):
         images["ghcr.io/holdfast/holdfast"] = {"argv": [HOLDFAST, "$@"]}
-    s = KubeSim(state, image_map=images)
+    s = RealCluster(state, image_map=images)
     s.start()
-    # rbac.authorization.k8s.io, policy and batch are built-in kinds of kubesim; the Prometheus
-    # Operator's ServiceMonitor is a CRD (as in a real cluster), here with its real schema for the
-    # fields a chart can use, so kubectl's strict validation checks it too.
-    s.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(STANDIN_CRDS))
-    s.kubectl("apply", "-f", os.path.join(CHART, "crds", "elastiservice.yaml"))
-    yield s
-    assert s.stop() == []
+    try:
+        # The Prometheus Operator's ServiceMonitor is a CRD in real clusters too; here with its
+        # real schema for the fields a chart can use, so strict validation checks it.
+        s.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(STANDIN_CRDS))
+        s.kubectl("apply", "-f", os.path.join(CHART, "crds", "elastiservice.yaml"))
+        yield s
+    finally:
+        left = s.stop()
+    assert left == [], "left behind by the cluster: %s" % left
+
+
+def new_namespace(sim, ns):
+    """A namespace, once the controller-manager has given it its `default` ServiceAccount and
+    `kube-root-ca.crt` (a pod created before is refused, or waits for the projected CA)."""
+    from simctl import wait_for
+    sim.kubectl("create", "namespace", ns)
+    wait_for(lambda: sim.exists("/api/v1/namespaces/%s/serviceaccounts/default" % ns)
+             and sim.exists("/api/v1/namespaces/%s/configmaps/kube-root-ca.crt" % ns),
+             timeout=30, what="namespace %s usable" % ns)
+
+
+def kubectl_as(sim, kubeconfig, *args):
+    """The cluster's kubectl with another kubeconfig (the calling thread is in its namespace)."""
+    return subprocess.run([os.path.join(sim.cluster.bin, "kubectl"), "--kubeconfig", kubeconfig,
+                           "--cache-dir", os.path.join(sim.state_dir, "kc-cache")] + list(args),
+                          capture_output=True, text=True, timeout=60)
 
 
 # Helm's InstallOrder (pkg/releaseutil/kind_sorter.go); kinds not listed go last
@@ -355,7 +379,7 @@ def apply(sim, docs, *extra):
 
 def sa_kubeconfig(sim, ns, sa, name=None, duration="24h"):
     """A kubeconfig whose user is the ServiceAccount ns/sa, with a token from the TokenRequest API
-    (`kubectl create token`): kubesim authorizes it with the RBAC objects in the cluster only."""
+    (`kubectl create token`): the API server authorizes it with the RBAC objects only."""
     token = sim.kubectl("create", "token", sa, "-n", ns, "--duration=" + duration).stdout.strip()
     with open(sim.kubeconfig) as f:
         kc = yaml.safe_load(f)
@@ -368,43 +392,31 @@ def sa_kubeconfig(sim, ns, sa, name=None, duration="24h"):
     return path
 
 
-def grant_chart_rbac(sim, objs, name, sa_user):
-    """A kubeconfig for the chart's pods: the ServiceAccount `sa_user` (system:serviceaccount:NS:SA)
-    as rendered in `objs` is applied, and a token for it requested from the TokenRequest API.
-    It is granted nothing but what the chart's own Roles and bindings grant once they are applied
-    (kubesim evaluates RBAC). `name` names the kubeconfig file."""
-    ns, sa = sa_user.split(":")[2:4]
-    mine = [o for o in by_kind(objs, "ServiceAccount")
-            if o["metadata"]["name"] == sa and o["metadata"].get("namespace") == ns]
-    assert len(mine) == 1, "no ServiceAccount %s/%s in the rendered chart" % (ns, sa)
-    apply(sim, [("serviceaccount.yaml", yaml.safe_dump(mine[0]))])
-    return sa_kubeconfig(sim, ns, sa, name)
-
-
 def pod_logs(sim, ns, prefix):
+    """The containers' output of the pods ns/prefix*, as the node agent keeps it
+    (DIR/node/pods/<ns>_<name>_<uid>/<container>-<restart>.log)."""
     logs = ""
-    pods_dir = os.path.join(sim.state_dir, "pods")
-    for f in sorted(os.listdir(pods_dir)) if os.path.isdir(pods_dir) else []:
-        if f.startswith("%s_%s" % (ns, prefix)):
-            with open(os.path.join(pods_dir, f), errors="replace") as fh:
-                logs += fh.read()
+    pods_dir = os.path.join(sim.state_dir, "node", "pods")
+    for pod in sorted(os.listdir(pods_dir)) if os.path.isdir(pods_dir) else []:
+        if pod.startswith("%s_%s" % (ns, prefix)):
+            for f in sorted(os.listdir(os.path.join(pods_dir, pod))):
+                if f.endswith(".log"):
+                    with open(os.path.join(pods_dir, pod, f), errors="replace") as fh:
+                        logs += fh.read()
     return logs
 
 
 @pytest.mark.parametrize("variant", ["default", "namespaced"])
-def test_kubesim_accepts_the_rendered_chart(sim, variant):
+def test_the_rendered_chart_is_accepted_and_runs(sim, variant):
     """kubectl apply of the rendered chart succeeds; with build/holdfast, its pods run with only
-    the chart's RBAC, become Ready, elect a leader and take a hand-scaled target through proxy
-    mode and back to serve mode."""
+    the chart's RBAC (their projected ServiceAccount token), become Ready, elect a leader and take
+    a hand-scaled target through proxy mode and back to serve mode."""
     ns = "hf-" + variant
-    sim.kubectl("create", "namespace", ns)
+    new_namespace(sim, ns)
     vals = [NAMESPACED] if variant == "namespaced" else []
-    plain = objects(render_chart(CHART, "holdfast", ns, value_files=vals))
-    kubeconfig = grant_chart_rbac(sim, plain, "hf-" + variant, "system:serviceaccount:%s:holdfast" % ns)
     env = os.path.join(sim.state_dir, "env-%s.yaml" % variant)
     with open(env, "w") as f:
-        yaml.safe_dump({"extraEnv": [{"name": "KUBECONFIG", "value": kubeconfig}],
-                        "serviceMonitor": {"enabled": True}, "pollingInterval": "1s"}, f)
+        yaml.safe_dump({"serviceMonitor": {"enabled": True}, "pollingInterval": "1s"}, f)
     docs = render_chart(CHART, "holdfast", ns, value_files=vals + [env], no_hooks=True)
     out = apply(sim, docs)
     kinds = {o["kind"] for o in objects(docs)}
@@ -441,12 +453,12 @@ def test_kubesim_accepts_the_rendered_chart(sim, variant):
         # a target at 0 by hand: proxy mode (resolver slice, status, Event), then up by hand: serve
         app = ns if variant == "namespaced" else "app-" + variant
         if app != ns:
-            sim.kubectl("create", "namespace", app)
+            new_namespace(sim, app)
         sim.kubectl("apply", "-n", app, "-f", "-", input=yaml.safe_dump_all([
             {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
              "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
                       "template": {"metadata": {"labels": {"app": "web"}},
-                                   "spec": {"containers": [{"name": "c", "image": "kubesim/sleep",
+                                   "spec": {"containers": [{"name": "c", "image": "test/sleep",
                                                             "args": ["600"], "ports": [{"containerPort": 8080}]}]}}}},
             {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
              "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
@@ -457,10 +469,10 @@ def test_kubesim_accepts_the_rendered_chart(sim, variant):
         slices = "/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices?labelSelector=%s" % (
             app, "endpointslice.kubernetes.io/managed-by%3Dholdfast")
         wait_for(lambda: (sim.get(es).get("status") or {}).get("mode") == "proxy"
-                 and sim.get(slices)["items"], timeout=20, what="proxy mode with a resolver slice")
+                 and sim.get(slices)["items"], timeout=30, what="proxy mode with a resolver slice")
         sim.kubectl("scale", "-n", app, "deploy/web", "--replicas=1")
         wait_for(lambda: (sim.get(es).get("status") or {}).get("mode") == "serve"
-                 and not sim.get(slices)["items"], timeout=20, what="serve mode, resolver slice gone")
+                 and not sim.get(slices)["items"], timeout=30, what="serve mode, resolver slice gone")
     finally:
         logs = pod_logs(sim, ns, "holdfast")
         # one cluster-wide install at a time: stop this one before the next variant
@@ -470,18 +482,18 @@ def test_kubesim_accepts_the_rendered_chart(sim, variant):
 
 
 def can_i(sim, user, *args):
-    """`kubectl auth can-i ... --as user`: kubesim answers from the RBAC objects."""
+    """`kubectl auth can-i ... --as user`: the API server answers from the RBAC objects."""
     r = sim.kubectl("auth", "can-i", *args, "--as", user, check=False)
     assert r.returncode in (0, 1) and r.stdout.strip() in ("yes", "no"), (r.returncode, r.stdout, r.stderr)
     return r.stdout.strip() == "yes"
 
 
 @pytest.mark.parametrize("variant", ["default", "namespaced"])
-def test_the_charts_rbac_as_kubesim_evaluates_it(sim, variant):
+def test_the_charts_rbac_as_the_api_server_evaluates_it(sim, variant):
     """The rendered RBAC objects, applied, grant the chart's ServiceAccount what holdfast uses,
-    where it uses it, and nothing else (kubesim evaluates them as the RBAC authorizer does)."""
+    where it uses it, and nothing else (kube-apiserver's RBAC authorizer)."""
     ns = "rbac-" + variant
-    sim.kubectl("create", "namespace", ns)
+    new_namespace(sim, ns)
     vals = [NAMESPACED] if variant == "namespaced" else []
     docs = render_chart(CHART, "rb", ns, value_files=vals, no_hooks=True)
     apply(sim, [d for d in docs if yaml.safe_load(d[1])["kind"] in
@@ -501,11 +513,9 @@ def test_the_charts_rbac_as_kubesim_evaluates_it(sim, variant):
         assert not can_i(sim, me, verb, what, "-n", ns), (verb, what)
     # the same answers for a token of the account itself (SelfSubjectAccessReview)
     kc = sa_kubeconfig(sim, ns, "rb-holdfast")
-    r = subprocess.run(["kubectl", "--kubeconfig", kc, "--cache-dir", os.path.join(sim.state_dir, "kc-cache"),
-                        "auth", "can-i", "get", "deployments.apps/scale", "-n", ns], capture_output=True, text=True)
+    r = kubectl_as(sim, kc, "auth", "can-i", "get", "deployments.apps/scale", "-n", ns)
     assert (r.returncode, r.stdout.strip()) == (0, "yes"), (r.stdout, r.stderr)
-    r = subprocess.run(["kubectl", "--kubeconfig", kc, "--cache-dir", os.path.join(sim.state_dir, "kc-cache"),
-                        "get", "secrets", "-n", ns], capture_output=True, text=True)
+    r = kubectl_as(sim, kc, "get", "secrets", "-n", ns)
     assert r.returncode == 1 and ('secrets is forbidden: User "%s" cannot list resource "secrets" in API group "" '
                                   'in the namespace "%s"' % (me, ns)) in r.stderr, r.stderr
 
@@ -538,17 +548,14 @@ BREAKAGES = {
 @pytest.mark.skipif(not os.access(HOLDFAST, os.X_OK), reason="no holdfast binary at %s" % HOLDFAST)
 @pytest.mark.parametrize("breakage", sorted(BREAKAGES))
 def test_holdfast_is_refused_without_every_piece_of_the_charts_rbac(sim, breakage):
-    """The chart's RBAC is least privilege and kubesim enforces it as a real cluster would: the
-    chart with one piece broken leaves holdfast's pod refused (403, Forbidden in its log) and not
-    Ready, since its informers never sync."""
+    """The chart's RBAC is least privilege and the API server enforces it: the chart with one
+    piece broken leaves holdfast's pod refused (403, Forbidden in its log) and not Ready, since
+    its informers never sync."""
     ns = "lp-" + breakage
-    sim.kubectl("create", "namespace", ns)
-    plain = objects(render_chart(CHART, "lp", ns))
-    kubeconfig = grant_chart_rbac(sim, plain, ns, "system:serviceaccount:%s:lp-holdfast" % ns)
+    new_namespace(sim, ns)
     env = os.path.join(sim.state_dir, "env-%s.yaml" % ns)
     with open(env, "w") as f:
-        yaml.safe_dump({"extraEnv": [{"name": "KUBECONFIG", "value": kubeconfig}], "replicaCount": 1,
-                        "pollingInterval": "1s"}, f)
+        yaml.safe_dump({"replicaCount": 1, "pollingInterval": "1s"}, f)
     objs = objects(render_chart(CHART, "lp", ns, value_files=[env], no_hooks=True))
     BREAKAGES[breakage](objs)
     apply(sim, [(o["kind"], yaml.safe_dump(o)) for o in objs])
