@@ -2,7 +2,8 @@
 
 The exported metrics are read from the real binary ($HOLDFAST_BIN, else <repo>/build/holdfast):
 standalone mode on a loopback port for the data plane's families, and Kubernetes mode against
-kubesim for the controller's (holdfast_leader, holdfast_scale_ups_total, ...). A histogram family
+the test cluster's real API server for the controller's (holdfast_leader,
+holdfast_scale_ups_total, ...; docs/test-cluster.md, needs root). A histogram family
 `x` covers `x_bucket`, `x_sum` and `x_count`.
 
 Run with Debian's python3: /usr/bin/python3 -m pytest tests/docs
@@ -24,7 +25,6 @@ sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
 from hfk8s import HoldfastK8s, fresh_ip, free_port, holdfast_bin  # noqa: E402
-from simctl import KubeSim  # noqa: E402
 
 DASHBOARD = os.path.join(REPO, "docs", "grafana", "holdfast-dashboard.json")
 ALERTS = os.path.join(REPO, "docs", "alerts.yaml")
@@ -98,8 +98,9 @@ def standalone_metrics(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def kubernetes_metrics(tmp_path_factory):
-    sim = KubeSim(tmp_path_factory.mktemp("kubesim"))
-    sim.start()
+    from realcluster import RealCluster
+    sim = RealCluster(tmp_path_factory.mktemp("cluster"))
+    sim.start()  # this thread, and holdfast, in the cluster's network namespace until stop()
     try:
         sim.kubectl("apply", "-f", CRD_FILE)
         hf = HoldfastK8s(sim, tmp_path_factory.mktemp("holdfast"), namespace="default")
@@ -109,7 +110,8 @@ def kubernetes_metrics(tmp_path_factory):
         finally:
             hf.stop()
     finally:
-        sim.stop()
+        left = sim.stop()
+        assert left == [], "left behind by the cluster: %s" % left
 
 
 @pytest.fixture(scope="module")
