@@ -182,10 +182,14 @@ class ApiProxy:
             threading.Thread(target=back, daemon=True, name="apiproxy-refuse").start()
         return {"mode": mode, "seconds": seconds, "ms": ms}
 
-    def clear(self):
+    def clear(self, mode=None):
+        """Ends fault `mode` now, or every fault."""
         with self.lock:
-            refused = "refuse" in self.faults
-            self.faults.clear()
+            refused = "refuse" in self.faults and mode in (None, "refuse")
+            if mode is None:
+                self.faults.clear()
+            else:
+                self.faults.pop(mode, None)
             listening = self.listener is not None
         if refused and not listening and not self.stopped.is_set():
             self._listen()
@@ -241,6 +245,8 @@ class ApiProxy:
                 head, buf = _read_until(client, buf, b"\r\n\r\n")
                 first, hdrs = _headers(head)
                 n = int(_get(hdrs, "content-length") or 0)
+                if (_get(hdrs, "expect") or "").lower() == "100-continue" and n and not buf:
+                    client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")  # the body comes after it
                 body, buf = _read_exact(client, buf, n)
                 method, target = first.split(" ")[0], first.split(" ")[1]
                 with self.lock:
@@ -262,8 +268,8 @@ class ApiProxy:
                     up = self._upstream(hdrs)
                 out = [first]
                 for k, v in hdrs:
-                    if k.lower().startswith("impersonate-"):
-                        continue  # only what the client's certificate says
+                    if k.lower().startswith("impersonate-") or k.lower() == "expect":
+                        continue  # only what the client's certificate says; 100 Continue done
                     out.append("%s: %s" % (k, v))
                 if identity and identity[0] != ADMIN_CN and _get(hdrs, "authorization") is None:
                     out.append("Impersonate-User: %s" % identity[0])
@@ -303,8 +309,11 @@ class ApiProxy:
     def _relay_answer(self, up, client, hold_ms):
         """Relays one answer; with hold_ms, the whole answer is read first, then held back."""
         buf = b""
-        head, buf = _read_until(up, buf, b"\r\n\r\n")
-        first, hdrs = _headers(head)
+        while True:
+            head, buf = _read_until(up, buf, b"\r\n\r\n")
+            first, hdrs = _headers(head)
+            if not first.split(" ")[1].startswith("1"):
+                break  # an interim answer (1xx) is not relayed
         parts = [head]
 
         def send(data):

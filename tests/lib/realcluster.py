@@ -23,18 +23,25 @@ holdfast process gets one of 10.88.0.241-249, added (as /32) to the node's bridg
 hfc-ID. The top of the pod range (.240-.254) is left to tests by the node agent, which
 hands out pod addresses from .2 up; .250-.254 are other tests'.
 
-Faults. A fault is offered only where the real control plane has an equivalent; the others
-raise NoRealEquivalent, so a test that needs one fails loudly unless it is marked kubesim-only
-(tests/lib/testcluster.py, kubesim_only):
+The API proxy. `kubeconfig` (what holdfast and the tests' probes are given) points at
+tests/lib/apiproxy.py on 10.88.0.1:6445, a proxy in front of kube-apiserver run by this
+process, which injects the faults a real API server cannot be asked for (503s, short latency,
+write answers held back). The test's own REST calls (request, get, create, ...) and `kubectl`
+go to kube-apiserver directly, and so do the cluster's components: those faults hit only the
+clients given `kubeconfig`, and the cluster goes on working underneath.
+
+Faults. A fault is offered only where the real control plane, or the proxy, has an equivalent;
+the others raise NoRealEquivalent, so a test that needs one fails loudly unless it is marked
+kubesim-only (tests/lib/testcluster.py, kubesim_only):
 
 | kubesim fault                         | here                                                      |
 | ------------------------------------- | --------------------------------------------------------- |
 | outage(s, mode="refuse")              | kube-apiserver stopped (SIGTERM: 429s for up to 2 s, then every connection closed and refused) and started again s seconds after the call; starting takes 3-5 s more, so the API is away longer than s |
-| outage(s, mode="503")                 | none (a real API server answers 429 only while it shuts down) |
+| outage(s, mode="503")                 | the API proxy answers every request 503 for s seconds (kept-alive connections through it cut) |
 | drop_watches()                        | kube-apiserver stopped and started: every watch (and every other connection) ends; returns once /readyz passes and the Deployment controller acts again (wait_controllers) |
 | latency(ms, seconds) with ms >= seconds*1000 | kube-apiserver SIGSTOPped for `seconds`: connections are accepted by the kernel and nothing is answered; SIGCONT afterwards (or at clear_faults) |
-| latency(ms, seconds), shorter         | none                                                      |
-| slow_write_answers(ms, ...)           | none (the real server answers a write as soon as it is stored) |
+| latency(ms, seconds), shorter         | the API proxy forwards each request ms late for `seconds` (until latency(0) or clear_faults when None) |
+| slow_write_answers(ms, seconds)       | the API proxy holds each write's answer ms after kube-apiserver answered it (its watch events are out by then), for `seconds` (until cleared when None) |
 | fault("ignore-unmanaged-slices", on=) | kube-proxy paused (SIGSTOP) / resumed: the data path does not follow holdfast's resolver slices, nor any other change meanwhile, so make the Service routed first |
 | compact()                             | etcd compacted at its current revision; with a restart of kube-apiserver after it (drop_watches), watches from older resourceVersions get 410 |
 | clear_faults()                        | ends all of the above now                                 |
@@ -55,6 +62,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "cluster"))
 sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
 
+import apiproxy  # noqa: E402
 import clusterlib  # noqa: E402
 import procs  # noqa: E402
 from simctl import RestVerbs, _decode, wait_for  # noqa: E402
@@ -104,6 +112,7 @@ class RealCluster(RestVerbs):
         self._apiserver_stopped = None  # (pid, start) of a SIGSTOPped kube-apiserver
         self._cont_timer = None
         self._proxy_paused = False
+        self.api_proxy = None
         self._log = open(os.path.join(self.state_dir, "realcluster.log"), "a")
 
     # ------------------------------------------------------------ lifecycle
@@ -123,6 +132,9 @@ class RealCluster(RestVerbs):
             self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self._ctx),
                                                        *_opener_handlers)
             self._enter()
+            # in the cluster's namespace (this thread is there now): its threads live there too
+            self.api_proxy = apiproxy.ApiProxy(pki).start()
+            self.api_proxy.write_kubeconfig(os.path.join(self.state_dir, "proxy.kubeconfig"))
         except BaseException:
             self.stop()
             raise
@@ -134,6 +146,9 @@ class RealCluster(RestVerbs):
         try:
             self._clear()
         finally:
+            if self.api_proxy is not None:
+                self.api_proxy.stop()
+                self.api_proxy = None
             self._leave()
             try:
                 self.cluster.down(out=self._out)
@@ -169,7 +184,8 @@ class RealCluster(RestVerbs):
 
     @property
     def kubeconfig(self):
-        return self.cluster.kubeconfig
+        """The admin's kubeconfig through the API proxy (see the module's doc)."""
+        return os.path.join(self.state_dir, "proxy.kubeconfig")
 
     @property
     def api_url(self):
@@ -254,11 +270,16 @@ class RealCluster(RestVerbs):
         raise NoRealEquivalent("kubesim's fault %r has no equivalent on the real cluster" % fault_name)
 
     def outage(self, seconds, mode="refuse"):
-        """kube-apiserver stopped now (returns once it has exited) and started again `seconds`
-        after the call, by a thread; clear_faults() or wait_outage() wait for it."""
+        """refuse: kube-apiserver stopped now (returns once it has exited) and started again
+        `seconds` after the call, by a thread; clear_faults() or wait_outage() wait for it.
+        503: the API proxy answers every request 503 for `seconds` (returns at once)."""
+        if mode == "503":
+            self._clear()
+            self._out("fault: the API proxy answers 503 for %ss" % seconds)
+            return self.api_proxy.fault("503", seconds=seconds)
         if mode != "refuse":
-            raise NoRealEquivalent("outage mode %r: a real API server answers nothing like it "
-                                   "(only 429 while it shuts down)" % mode)
+            raise NoRealEquivalent("outage mode %r: neither the real API server nor the API proxy "
+                                   "answers like it" % mode)
         self._clear()
         t0 = time.monotonic()
         self._out("fault: stopping kube-apiserver for %ss" % seconds)
@@ -331,10 +352,15 @@ class RealCluster(RestVerbs):
         return waited
 
     def latency(self, ms, seconds=None):
-        """An API server that accepts and never answers for `seconds`: SIGSTOP, then SIGCONT."""
+        """ms >= seconds * 1000: an API server that accepts and never answers for `seconds`
+        (SIGSTOP, then SIGCONT). Shorter: the API proxy forwards each request `ms` late for
+        `seconds` (None: until latency(0) or clear_faults)."""
         if seconds is None or ms < seconds * 1000:
-            raise NoRealEquivalent("latency of %s ms for %s s: the real API server can only be "
-                                   "made to answer nothing for a while (SIGSTOP)" % (ms, seconds))
+            if ms == 0:
+                self.api_proxy.clear("latency")
+                return {}
+            self._out("fault: the API proxy delays each request %d ms for %ss" % (ms, seconds))
+            return self.api_proxy.fault("latency", seconds=1e9 if seconds is None else seconds, ms=ms)
         self._clear()
         r = self.cluster.daemons.get("kube-apiserver")
         assert r is not None and procs.alive(*r), "kube-apiserver does not run"
@@ -354,10 +380,13 @@ class RealCluster(RestVerbs):
             self._out("fault: kube-apiserver SIGCONTed")
 
     def slow_write_answers(self, ms, seconds=None):
+        """The API proxy holds each write's answer `ms` after kube-apiserver answered it (its
+        watch events went out before), for `seconds` (None: until cleared); 0 ends it."""
         if ms == 0:
+            self.api_proxy.clear("slow-write-answers")
             return {}
-        raise NoRealEquivalent("slow write answers: the real API server answers a write as soon "
-                               "as it is stored, and cannot be told to hold the answer back")
+        self._out("fault: the API proxy holds write answers %d ms for %ss" % (ms, seconds))
+        return self.api_proxy.fault("slow-write-answers", seconds=1e9 if seconds is None else seconds, ms=ms)
 
     def pause_data_path(self, on=True):
         """kube-proxy paused (on) or resumed: while paused the ClusterIPs keep the routes they
@@ -398,6 +427,8 @@ class RealCluster(RestVerbs):
         return {}
 
     def _clear(self):
+        if self.api_proxy is not None:
+            self.api_proxy.clear()
         if self._cont_timer is not None:
             self._cont_timer.cancel()
             self._cont_timer = None
