@@ -1,7 +1,7 @@
-"""holdfast end to end (issue 5, section 3): the chart's pods on kubesim (kube-proxy delay
-500-1000 ms), an app Deployment + Service + ElastiService per test in its own namespace, traffic
-through the Service's ClusterIP. Every wait and every load is bounded. docs/e2e.md lists what
-each test proves.
+"""holdfast end to end (issue 5, section 3): the chart's pods, installed by Helm, on the real test
+cluster (kube-proxy delay E2E_PROXY_DELAY_MS), an app Deployment + Service + ElastiService per
+test in its own namespace, traffic through the Service's ClusterIP. Every wait and every load is
+bounded. docs/e2e.md lists what each test proves.
 
 Run: /usr/bin/python3 -m pytest tests/e2e   (E2E_CYCLES / E2E_CLIENTS size the load test)"""
 import json
@@ -252,6 +252,62 @@ def test_resolver_pod_killed_at_zero_survivor_takes_the_traffic(cluster, ns):
 
 
 # 8 ------------------------------------------------------------------------------------------
+
+def container_started(pod):
+    """The app container runs and its startup probe has passed (the kubelet's `started`)."""
+    return any(c.get("started") for c in (pod.get("status") or {}).get("containerStatuses") or [])
+
+
+def container_running(pod):
+    return any("running" in (c.get("state") or {}) for c in (pod.get("status") or {}).get("containerStatuses") or [])
+
+
+def test_hand_scale_up_stays_in_proxy_until_the_startup_probe_passes(cluster, ns):
+    """KubeElasti's e2e scenario 08 (resolver-multiple-endpoints): at zero, the app gets a
+    startupProbe that holds its pods for 8 s (initialDelaySeconds), then is scaled to 1 by
+    hand. While the new pod runs but has not passed its startup probe (so it is not ready and no
+    endpoint of the Service is), the service stays in proxy mode with its resolver slice, and a
+    request sent then is held and answered by that pod once it is ready; then serve mode.
+    Scaled to 2 by hand (the second pod waits for its own startup probe): still serve, both
+    pods ready, the hand's count kept. Needs a kubelet that runs startup probes (the node
+    agent does; kubesim's does not, and its pods were ready at once)."""
+    ip = ready_app_at_zero(cluster, ns)
+    probe = {"tcpSocket": {"port": 8080}, "initialDelaySeconds": 8, "periodSeconds": 1}
+    template = {"spec": {"containers": [{"name": "app", "startupProbe": probe}]}}
+    cluster.kubectl("patch", "-n", ns, "deployment/web", "-p", json.dumps({"spec": {"template": template}}))
+    res = Result()
+    held = threading.Thread(target=lambda: one_request(ip, res, path="/during-startup"), daemon=True)
+    cluster.kubectl("scale", "-n", ns, "deployment/web", "--replicas=1")
+    held.start()
+    checked = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        # mode and slice read first: if the pod, read after them, had not started yet, it had
+        # not when they were read either
+        mode, slice_ips = status(cluster, ns).get("mode"), resolver_ips(cluster, ns)
+        pods = app_pods(cluster, ns)
+        if pods and all(container_started(p) for p in pods):
+            break
+        if pods and all(container_running(p) for p in pods):
+            assert mode == "proxy" and slice_ips, \
+                "mode %r, resolver slice %r while the target's pod has not passed its startup probe" % (mode, slice_ips)
+            assert held.is_alive(), "the request was answered before the pod passed its startup probe: %s" % \
+                res.summary()
+            checked += 1
+        time.sleep(0.2)
+    assert checked >= 5, "the pod's startup probe never held it running and not started: nothing was checked"
+    held.join(60)
+    assert not held.is_alive() and res.ok == 1 and not res.failures, res.summary()
+    wait_serve(cluster, ns)
+    # KubeElasti's step 07: scaled to 2 by hand, both ready (after their startup probes): serve
+    cluster.kubectl("scale", "-n", ns, "deployment/web", "--replicas=2")
+    cluster.wait_ready_replicas(ns, "web", 2, timeout=60)
+    assert status(cluster, ns).get("mode") == "serve" and not resolver_slices(cluster, ns)
+    assert replicas(cluster, ns) == 2
+    print("startup probe: proxy mode checked %d times while the pod ran unstarted" % checked)
+
+
+# 9 ------------------------------------------------------------------------------------------
 
 def test_zero_loss_under_load(cluster, ns):
     """E2E_CYCLES wake cycles (default 50, issue 5's size) x E2E_CLIENTS concurrent clients
