@@ -133,9 +133,9 @@ def holdfast_logs(sim, tail=4000):
 
 def wait_namespace_usable(sim, ns, timeout=30):
     """A new namespace gets its `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap from
-    the controller-manager a moment later; until then the ReplicaSet controller's pods are
-    refused (ServiceAccount admission) and retried with back-off, and the node agent waits for
-    the ConfigMap. The tests start their apps once both exist."""
+    the controller-manager a moment later; a pod created before would be refused (ServiceAccount
+    admission) and retried with the ReplicaSet controller's back-off, and the node agent waits
+    for the ConfigMap. kubesim had them at once. The tests start their apps once both exist."""
     wait_for(lambda: sim.exists("/api/v1/namespaces/%s/serviceaccounts/default" % ns)
              and sim.exists("/api/v1/namespaces/%s/configmaps/kube-root-ca.crt" % ns),
              timeout=timeout, interval=0.1, what="namespace %s's default ServiceAccount and kube-root-ca.crt" % ns)

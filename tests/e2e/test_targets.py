@@ -303,9 +303,10 @@ def test_quota_blocked_wake_answered_with_the_reason(cluster, ns):
     quota = "/api/v1/namespaces/%s/resourcequotas" % ns
     cluster.create(quota, {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods"},
                            "spec": {"hard": {"pods": "0"}}})
-    # the quota admits nothing by its name until the controller-manager's quota controller has
-    # written its status (before that a pod is refused with "status unknown for quota", which
-    # names no exceeded quota): the state a wake meets once the quota has been there a while
+    # a real API server refuses a pod with "status unknown for quota" (no "exceeded quota") until
+    # the controller-manager's quota controller has written the quota's status; kubesim had no
+    # such window. In practice the status is there long before the wake (not seen otherwise
+    # here), but the test's subject is a quota in force, so it starts from one
     wait_for(lambda: (cluster.get(quota + "/no-pods").get("status") or {}).get("hard", {}).get("pods") == "0",
              timeout=30, interval=0.1, what="the quota's status written by the quota controller")
 
