@@ -42,7 +42,7 @@ def pod_ready(p):
 
 
 def all_holdfast_pods(sim):
-    """Every holdfast pod object of the session's release, terminating ones included."""
+    """Every holdfast pod object of the package cluster's release, terminating ones included."""
     return sim.get("/api/v1/namespaces/%s/pods?labelSelector=app.kubernetes.io%%2Fname%%3Dholdfast" % HF_NS)["items"]
 
 
@@ -354,7 +354,7 @@ def scale_resolvers(sim, ns, n, app="web", probe_svc="web-p", streams=16, relaye
 # 1 ------------------------------------------------------------------------------------------
 
 def test_resolver_replicas_1_2_1_through_helm_upgrade(cluster, ns):
-    """helm upgrade (re-render with the session install's values and --set replicaCount, apply)
+    """`helm upgrade --set replicaCount=N` (with the install's other values), not waited for,
     to 1, 2, then 1 holdfast replicas while two services are at zero. After each step every
     resolver slice lists exactly the ready holdfast pods, and a request at zero through each
     ClusterIP wakes the target and is answered by its pod (then back to zero). Through each
@@ -451,8 +451,8 @@ NAMESPACED = os.path.join(CHART, "ci", "namespaced-values.yaml")
 
 class Release:
     """One release of the chart (name "holdfast") in namespace `ns`, installed by `helm install`
-    as the session's is (its pods run holdfast with only the chart's RBAC, pollingInterval 1s)
-    and removed by `helm uninstall`."""
+    as the package cluster's is (its pods run holdfast with only the chart's RBAC,
+    pollingInterval 1s) and removed by `helm uninstall`."""
 
     def __init__(self, sim, ns, value_files=()):
         self.sim, self.ns, self.value_files = sim, ns, list(value_files)
