@@ -131,6 +131,26 @@ def holdfast_logs(sim, tail=4000):
     return pod_logs(sim, HF_NS + "_", tail)
 
 
+def holdfast_log(sim):
+    """Every JSON log line of every holdfast pod of the package's release (all its containers'
+    runs), parsed."""
+    out = []
+    d = os.path.join(sim.state_dir, "node", "pods")
+    for pod in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        if not pod.startswith(HF_NS + "_"):
+            continue
+        for f in sorted(os.listdir(os.path.join(d, pod))):
+            if f.endswith(".log"):
+                with open(os.path.join(d, pod, f), errors="replace") as fh:
+                    for line in fh:
+                        if line.startswith("{"):
+                            try:
+                                out.append(json.loads(line))
+                            except ValueError:
+                                pass
+    return out
+
+
 def wait_namespace_usable(sim, ns, timeout=30):
     """A new namespace gets its `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap from
     the controller-manager a moment later; a pod created before would be refused (ServiceAccount
