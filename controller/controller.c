@@ -92,7 +92,8 @@ struct es {
     bool finalizer_sent; /* our finalizer patch is on its way: until the informer shows it (or
                             the patch fails), reconciles do not send it again */
     bool finalize_sent;  /* being deleted: restored and the finalizer's removal sent; until that
-                            fails, later reconciles (the restore's own status echo) do nothing */
+                            fails, later reconciles (woken by the restore's own scale-up or
+                            status write) do nothing */
     struct port_map *ports;
     size_t n_ports;
     cJSON *conditions; /* our copy of status.conditions, sent whole on every status write */
