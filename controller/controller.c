@@ -91,6 +91,9 @@ struct es {
     bool deleting, has_finalizer;
     bool finalizer_sent; /* our finalizer patch is on its way: until the informer shows it (or
                             the patch fails), reconciles do not send it again */
+    bool finalize_sent;  /* being deleted: restored and the finalizer's removal sent; until that
+                            fails, later reconciles (woken by the restore's own scale-up or
+                            status write) do nothing */
     struct port_map *ports;
     size_t n_ports;
     cJSON *conditions; /* our copy of status.conditions, sent whole on every status write */
@@ -750,7 +753,9 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
         e->status_dirty = true; /* on_scale (every poll) writes it again */
     if (e && !err)
         es_acknowledge(e); /* a generation seen while this write was in flight */
-    if (err)
+    /* An ElastiService deleted meanwhile (its finalizer removed while a restore's status write
+     * was on its way) has no status left to write. */
+    if (err && !(err->code == KUBE_ERR_NOT_FOUND && (!e || e->deleting)))
         log_warn("status write failed; the next reconcile retries",
                  "elastiservice=%s error=%s "
                  "message=%s",
@@ -2178,7 +2183,22 @@ static void on_scale_read(const struct target_result *res, const struct kube_err
 
 /* ---- deletion ---- */
 
-static void remove_finalizer(struct es *e, const cJSON *obj)
+/* A removal that finds the ElastiService gone is done: the finalizer went with it. Otherwise
+ * the next reconcile restores and removes again. */
+static void on_finalizer_removed(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    struct es *e = es_ref_take(arg);
+    if (err && err->code == KUBE_ERR_NOT_FOUND)
+        return;
+    if (err) {
+        log_warn("kubernetes write failed; the next reconcile retries",
+                 "what=%s error=%s message=%s", "finalizer removal", err->reason, err->message);
+        if (e)
+            e->finalize_sent = false;
+    }
+}
+
+static bool remove_finalizer(struct es *e, const cJSON *obj)
 {
     cJSON *patch = cJSON_CreateObject();
     cJSON *fins = cJSON_AddArrayToObject(cJSON_AddObjectToObject(patch, "metadata"), "finalizers");
@@ -2188,15 +2208,19 @@ static void remove_finalizer(struct es *e, const cJSON *obj)
         if (cJSON_IsString(f) && strcmp(f->valuestring, FINALIZER) != 0)
             cJSON_AddItemToArray(fins, cJSON_CreateString(f->valuestring));
     }
-    kube_patch(e->c->kube, &RES_ES, e->ns, e->name, NULL, KUBE_PATCH_MERGE, patch, on_write_done,
-               "finalizer removal");
+    struct es_ref *ref = es_ref_new(e);
+    bool sent = ref && kube_patch(e->c->kube, &RES_ES, e->ns, e->name, NULL, KUBE_PATCH_MERGE,
+                                  patch, on_finalizer_removed, ref);
+    if (ref && !sent)
+        es_ref_take(ref);
     cJSON_Delete(patch);
+    return sent;
 }
 
 static void es_finalize(struct es *e, const cJSON *obj)
 {
     switch_cancel(e); /* a scale to zero under way must not outlive the ElastiService */
-    if (!e->c->leader || !e->has_finalizer)
+    if (!e->c->leader || !e->has_finalizer || e->finalize_sent)
         return;
     /* Restore: the target back to minTargetReplicas when it is at 0 (target_wake is a no-op
      * otherwise), KEDA resumed, the Service's traffic back to its pods. */
@@ -2205,7 +2229,7 @@ static void es_finalize(struct es *e, const cJSON *obj)
     }
     keda_set(e, false);
     resolver_slices_delete(e);
-    remove_finalizer(e, obj);
+    e->finalize_sent = remove_finalizer(e, obj);
     log_info("elastiservice deleted: target and Service restored", "elastiservice=%s", e->key);
 }
 

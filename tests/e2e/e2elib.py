@@ -1,27 +1,21 @@
-"""Helpers of the end-to-end suite: kubesim with the rendered chart installed, apps, waits and
-HTTP clients that classify every answer. See docs/e2e.md."""
+"""Helpers of the end-to-end suite: the real test cluster (upstream control plane, the node agent
+as kubelet) with the chart installed by Helm, apps, waits and HTTP clients that classify every
+answer. See docs/e2e.md."""
 import http.client
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
 
-import yaml
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-for p in (os.path.join(ROOT, "tests", "kubesim"), os.path.join(ROOT, "tests", "chart")):
+for p in (os.path.join(ROOT, "tests", "lib"), os.path.join(ROOT, "tests", "cluster")):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from simctl import KubeSim, wait_for  # noqa: E402,F401
-from helmchart import render_chart  # noqa: E402
-from standins import STANDIN_CRDS  # noqa: E402
-# the chart test's helpers: render -> objects, kubectl apply, and a kubeconfig for the chart's
-# ServiceAccount (a TokenRequest token: only the chart's RBAC objects, as kubesim evaluates them,
-# grant it anything)
-from test_chart import apply, by_kind, grant_chart_rbac, objects, sa_kubeconfig  # noqa: E402,F401
+from realcluster import RealCluster  # noqa: E402
 
 PY = "/usr/bin/python3"
 CHART = os.path.join(ROOT, "helm", "holdfast")
@@ -30,45 +24,86 @@ ECHO = os.path.join(HERE, "echo_server.py")
 PROXY_DELAY_MS = int(os.environ.get("E2E_PROXY_DELAY_MS", "700"))
 HF_NS = "holdfast"
 ES_API = "/apis/elasti.truefoundry.com/v1alpha1"
-IMAGES = {"kubesim/sleep": {"argv": ["/bin/sleep", "$@"]},
-          "kubesim/e2e-echo": {"argv": [PY, ECHO], "startDelayMs": 300},
+# the image map: which command each image runs on the node agent
+IMAGES = {"e2e/echo": {"argv": [PY, ECHO], "startDelayMs": 300},
           # any Python app of the suite: the container's command/args name the script and its flags
-          "kubesim/python": {"argv": [PY, "$@"], "startDelayMs": 300},
+          "e2e/python": {"argv": [PY, "$@"], "startDelayMs": 300},
           "ghcr.io/holdfast/holdfast": {"argv": [HOLDFAST, "$@"]}}
+# the values every release of the suite is installed with (besides a test's own)
+INSTALL_SETS = ["pollingInterval=1s"]
+
+
+class WaitTimeout(AssertionError):
+    pass
+
+
+def wait_for(predicate, timeout=20.0, interval=0.05, what="condition"):
+    """Poll predicate() until it returns a truthy value (returned) or raise WaitTimeout.
+    Exceptions raised by predicate count as 'not yet' (the last one is reported)."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            v = predicate()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - any failure is 'not yet'
+            last_exc = e
+        if time.monotonic() >= deadline:
+            raise WaitTimeout("timed out after %.1fs waiting for %s%s" % (
+                timeout, what, "" if last_exc is None else " (last error: %r)" % (last_exc,)))
+        time.sleep(interval)
 
 
 # ---------------------------------------------------------------- the cluster
 
+def can_run():
+    """None if this machine can run the suite, else why not."""
+    if not os.access(HOLDFAST, os.X_OK):
+        return "no holdfast binary at %s (build it, or set HOLDFAST_BIN)" % HOLDFAST
+    if os.geteuid() != 0:
+        return "the real test cluster needs root (network namespaces)"
+    return None
+
+
 def start_cluster(state):
-    """kubesim (kube-proxy delay PROXY_DELAY_MS) with the ElastiService CRD and the ServiceMonitor
-    CRD; RBAC, PodDisruptionBudgets and Jobs are kubesim's built-in kinds."""
-    os.makedirs(str(state), exist_ok=True)
-    sim = KubeSim(state, image_map=IMAGES, proxy_delay_ms=PROXY_DELAY_MS)
-    sim.start()
-    sim.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(STANDIN_CRDS))
-    sim.kubectl("apply", "-f", os.path.join(CHART, "crds", "elastiservice.yaml"))
-    return sim
+    """`scripts/cluster up` (kube-proxy delay PROXY_DELAY_MS) with the suite's image map; the
+    calling thread (pytest's main thread) moves into the cluster's network namespace, so every
+    client the tests start runs there."""
+    return RealCluster(str(state), image_map=IMAGES, proxy_delay_ms=PROXY_DELAY_MS).start()
 
 
-def install_chart(sim):
-    """The chart with its default values (2 replicas, cluster-wide RBAC), pods running
-    build/holdfast as the chart's ServiceAccount (a TokenRequest token, so only the chart's RBAC
-    grants them anything); pollingInterval 1s so the suite is quick."""
-    sim.kubectl("create", "namespace", HF_NS)
-    plain = objects(render_chart(CHART, "holdfast", HF_NS))
-    kubeconfig = grant_chart_rbac(sim, plain, "hf-e2e", "system:serviceaccount:%s:holdfast" % HF_NS)
-    env = os.path.join(sim.state_dir, "e2e-values.yaml")
-    with open(env, "w") as f:
-        yaml.safe_dump({"extraEnv": [{"name": "KUBECONFIG", "value": kubeconfig}],
-                        "pollingInterval": "1s"}, f)
-    apply(sim, render_chart(CHART, "holdfast", HF_NS, value_files=[env], no_hooks=True))
-    sim.wait_ready_replicas(HF_NS, "holdfast", 2, timeout=40)
-    sim.wait_service_endpoints(HF_NS, "holdfast", 2, timeout=40)
-    wait_for(lambda: leader(sim), timeout=30, what="a holdfast leader")
+def helm(sim, *args, check=True, timeout=180):
+    """The upstream helm, as admin, inside the cluster's namespace (the calling thread is
+    there), with caches of the cluster's own."""
+    env = sim.cluster.env()
+    for k in ("CACHE", "CONFIG", "DATA"):
+        env["HELM_%s_HOME" % k] = os.path.join(sim.state_dir, "helm", k.lower())
+    r = subprocess.run([os.path.join(sim.cluster.bin, "helm")] + list(args), capture_output=True, text=True,
+                       env=env, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError("helm %s: exit %d\n%s%s" % (" ".join(args), r.returncode, r.stdout, r.stderr))
+    return r
 
 
-def leader(sim):
-    path = "/apis/coordination.k8s.io/v1/namespaces/%s/leases/holdfast-leader" % HF_NS
+def install_chart(sim, ns=HF_NS, value_files=(), sets=(), replicas=2):
+    """`helm install holdfast helm/holdfast` in `ns` with the chart's values (default: 2 replicas,
+    cluster-wide RBAC) and pollingInterval 1s so the suite is quick; --wait, then the resolver
+    Service's endpoints and a leader. The pods run build/holdfast with the ServiceAccount token
+    the node agent projects: the chart's RBAC is all they have."""
+    args = ["install", "holdfast", CHART, "-n", ns, "--create-namespace", "--wait", "--timeout", "120s"]
+    for f in value_files:
+        args += ["-f", f]
+    for s in INSTALL_SETS + list(sets):
+        args += ["--set", s]
+    helm(sim, *args)
+    sim.wait_ready_replicas(ns, "holdfast", replicas, timeout=60)
+    sim.wait_service_endpoints(ns, "holdfast", replicas, timeout=60)
+    wait_for(lambda: leader(sim, ns), timeout=30, what="a holdfast leader in %s" % ns)
+
+
+def leader(sim, ns=HF_NS):
+    path = "/apis/coordination.k8s.io/v1/namespaces/%s/leases/holdfast-leader" % ns
     return sim.exists(path) and sim.get(path)["spec"].get("holderIdentity")
 
 
@@ -77,14 +112,53 @@ def holdfast_pods(sim):
             if not p["metadata"].get("deletionTimestamp")]
 
 
-def holdfast_logs(sim, tail=4000):
+def pod_logs(sim, prefix, tail=4000, skip=()):
+    """The containers' output of the pods whose "<namespace>_<name>" starts with prefix, as the
+    node agent keeps it (DIR/node/pods/<ns>_<name>_<uid>/<container>-<restart>.log)."""
     out = []
-    d = os.path.join(sim.state_dir, "pods")
-    for f in sorted(os.listdir(d)) if os.path.isdir(d) else []:
-        if f.startswith(HF_NS + "_"):
-            with open(os.path.join(d, f), errors="replace") as fh:
-                out.append("--- %s\n%s" % (f, fh.read()[-tail:]))
+    d = os.path.join(sim.state_dir, "node", "pods")
+    for pod in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        if not pod.startswith(prefix) or any(s in pod for s in skip):
+            continue
+        for f in sorted(os.listdir(os.path.join(d, pod))):
+            if f.endswith(".log"):
+                with open(os.path.join(d, pod, f), errors="replace") as fh:
+                    out.append("--- %s/%s\n%s" % (pod, f, fh.read()[-tail:]))
     return "\n".join(out)
+
+
+def holdfast_logs(sim, tail=4000):
+    return pod_logs(sim, HF_NS + "_", tail)
+
+
+def holdfast_log(sim):
+    """Every JSON log line of every holdfast pod of the package's release (all its containers'
+    runs), parsed."""
+    out = []
+    d = os.path.join(sim.state_dir, "node", "pods")
+    for pod in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        if not pod.startswith(HF_NS + "_"):
+            continue
+        for f in sorted(os.listdir(os.path.join(d, pod))):
+            if f.endswith(".log"):
+                with open(os.path.join(d, pod, f), errors="replace") as fh:
+                    for line in fh:
+                        if line.startswith("{"):
+                            try:
+                                out.append(json.loads(line))
+                            except ValueError:
+                                pass
+    return out
+
+
+def wait_namespace_usable(sim, ns, timeout=30):
+    """A new namespace gets its `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap from
+    the controller-manager a moment later; a pod created before would be refused (ServiceAccount
+    admission) and retried with the ReplicaSet controller's back-off, and the node agent waits
+    for the ConfigMap. kubesim had them at once. The tests start their apps once both exist."""
+    wait_for(lambda: sim.exists("/api/v1/namespaces/%s/serviceaccounts/default" % ns)
+             and sim.exists("/api/v1/namespaces/%s/configmaps/kube-root-ca.crt" % ns),
+             timeout=timeout, interval=0.1, what="namespace %s's default ServiceAccount and kube-root-ca.crt" % ns)
 
 
 # ---------------------------------------------------------------- apps
@@ -92,7 +166,7 @@ def holdfast_logs(sim, tail=4000):
 def make_app(sim, ns, replicas=1, name="web"):
     """Deployment `web` (the echo server, readiness probe on /ready) + Service web:80 -> 8080."""
     labels = {"app": name}
-    c = {"name": "app", "image": "kubesim/e2e-echo", "ports": [{"containerPort": 8080}],
+    c = {"name": "app", "image": "e2e/echo", "ports": [{"containerPort": 8080}],
          "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1}}
     sim.create("/apis/apps/v1/namespaces/%s/deployments" % ns, {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Pod program of the e2e suite's app (image kubesim/e2e-echo): an HTTP/1.1 server on
+"""Pod program of the e2e suite's app (image e2e/echo): an HTTP/1.1 server on
 $POD_IP:$PORT.
 
 - GET /ready: 200 (readiness probe).

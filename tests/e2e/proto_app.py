@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Pod program of tests/e2e/test_protocols.py (image kubesim/python: the container's args are
+"""Pod program of tests/e2e/test_protocols.py (image e2e/python: the container's args are
 this script's path, a mode and its flags). Every answer names the pod ($POD_NAME), so a test
 can tell the pod's answer from anything holdfast could make up. Listens on $POD_IP.
 
@@ -29,7 +29,7 @@ import time
 
 POD = os.environ.get("POD_NAME", "?")
 IP = os.environ.get("POD_IP", "127.0.0.1")
-# SIGTERM (kubesim deleting the pod): exit at once, whatever threads grpc/asyncio still run
+# SIGTERM (the pod deleted): exit at once, whatever threads grpc/asyncio still run
 signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
 
 

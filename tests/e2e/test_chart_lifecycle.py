@@ -1,10 +1,10 @@
-"""holdfast end to end through the chart's life cycle (issue 5, section 3): the release upgraded
-to 1, 2 and 1 resolver replicas the way `helm upgrade` does it (new connections answered
-throughout, the terminating replica's included), the leader pod killed at zero, and (on a
-cluster of its own) `helm uninstall` with its pre-delete restore hook (services restored, the
-ElastiServices left without holdfast's finalizer, so they and their namespaces can be
-deleted). Traffic goes through the Services' ClusterIPs; every wait and loop is bounded.
-docs/e2e.md lists what each test proves.
+"""holdfast end to end through the chart's life cycle (issue 5, section 3), with Helm itself on
+the real test cluster: the release upgraded to 1, 2 and 1 resolver replicas by `helm upgrade`
+(new connections answered throughout, the terminating replica's included), the leader pod killed
+at zero, and (on a cluster of its own) `helm uninstall` running the pre-delete restore hook
+(services restored, the ElastiServices left without holdfast's finalizer, so they and their
+namespaces can be deleted). Traffic goes through the Services' ClusterIPs; every wait and loop
+is bounded. docs/e2e.md lists what each test proves.
 
 Run: /usr/bin/python3 -m pytest tests/e2e/test_chart_lifecycle.py -s"""
 import http.client
@@ -17,61 +17,23 @@ import urllib.error
 import urllib.request
 
 import pytest
-import yaml
 
 import e2elib
-from e2elib import (CHART, HF_NS, Result, create_es, holdfast_pods, leader, make_app, objects, one_request,
-                    render_chart, replicas, resolver_ips, run_threads, settle, wait_for, wait_mode, wait_serve)
+from e2elib import (CHART, HF_NS, Result, create_es, holdfast_pods, leader, make_app, one_request, replicas,
+                    resolver_ips, run_threads, settle, wait_for, wait_mode, wait_serve)
 
-# ---------------------------------------------------------------- helm upgrade, as Helm does it
-
-
-def e2e_values(sim):
-    """The values file the session's install used (KUBECONFIG with only the chart's RBAC,
-    pollingInterval 1s): an upgrade must render the same pod template, or it would roll the pods."""
-    path = os.path.join(sim.state_dir, "e2e-values.yaml")
-    assert os.path.exists(path), "install_chart wrote no %s" % path
-    return path
-
-
-def key(o):
-    md = o["metadata"]
-    return (o["apiVersion"].split("/")[0] if "/" in o["apiVersion"] else "", o["kind"],
-            md.get("namespace", ""), md["name"])
+# ---------------------------------------------------------------- helm upgrade
 
 
 def helm_upgrade(sim, sets=()):
-    """`helm upgrade holdfast helm/holdfast -f <the install's values> --set ...`: render (hooks
-    left out: the chart has none for upgrades), apply, and delete what the previous revision
-    rendered and this one does not (Helm's three-way diff removes those)."""
-    before = objects(render_chart(CHART, "holdfast", HF_NS, value_files=[e2e_values(sim)],
-                                  sets=getattr(sim, "_hf_sets", ()), no_hooks=True))
-    docs = render_chart(CHART, "holdfast", HF_NS, value_files=[e2e_values(sim)], sets=list(sets), no_hooks=True)
-    e2elib.apply(sim, docs)
-    now = {key(o) for o in objects(docs)}
-    for o in before:
-        if key(o) not in now:
-            delete_obj(sim, o)
-    sim._hf_sets = tuple(sets)  # this revision's --set values: the next upgrade's "before"
-    return one_kind(objects(docs), "Deployment")["spec"]["replicas"]
-
-
-def resource(o):
-    group = o["apiVersion"].split("/")[0] if "/" in o["apiVersion"] else ""
-    return o["kind"].lower() + ("." + group if group else "")
-
-
-def delete_obj(sim, o, wait=False):
-    args = ["delete", resource(o), o["metadata"]["name"], "--ignore-not-found", "--wait=%s" % str(wait).lower()]
-    if o["metadata"].get("namespace"):
-        args += ["-n", o["metadata"]["namespace"]]
-    sim.kubectl(*args, timeout=60)
-
-
-def one_kind(objs, kind):
-    found = [o for o in objs if o["kind"] == kind]
-    assert len(found) == 1, (kind, len(found))
-    return found[0]
+    """`helm upgrade holdfast helm/holdfast --reset-values --set <the install's> --set ...`,
+    not waited for (the test watches the pods itself). Only replicaCount changes, so the pod
+    template stays as installed and nothing rolls. Returns the Deployment's replicas."""
+    args = ["upgrade", "holdfast", CHART, "-n", HF_NS, "--reset-values"]
+    for v in e2elib.INSTALL_SETS + list(sets):
+        args += ["--set", v]
+    e2elib.helm(sim, *args)
+    return sim.get("/apis/apps/v1/namespaces/%s/deployments/holdfast" % HF_NS)["spec"]["replicas"]
 
 
 def pod_ready(p):
@@ -80,7 +42,7 @@ def pod_ready(p):
 
 
 def all_holdfast_pods(sim):
-    """Every holdfast pod object of the session's release, terminating ones included."""
+    """Every holdfast pod object of the package cluster's release, terminating ones included."""
     return sim.get("/api/v1/namespaces/%s/pods?labelSelector=app.kubernetes.io%%2Fname%%3Dholdfast" % HF_NS)["items"]
 
 
@@ -392,7 +354,7 @@ def scale_resolvers(sim, ns, n, app="web", probe_svc="web-p", streams=16, relaye
 # 1 ------------------------------------------------------------------------------------------
 
 def test_resolver_replicas_1_2_1_through_helm_upgrade(cluster, ns):
-    """helm upgrade (re-render with the session install's values and --set replicaCount, apply)
+    """`helm upgrade --set replicaCount=N` (with the install's other values), not waited for,
     to 1, 2, then 1 holdfast replicas while two services are at zero. After each step every
     resolver slice lists exactly the ready holdfast pods, and a request at zero through each
     ClusterIP wakes the target and is answered by its pod (then back to zero). Through each
@@ -481,111 +443,40 @@ def test_leader_killed_at_zero_survivor_takes_the_lease(cluster, ns):
 
 
 # 3 ------------------------------------------------------------------------------------------
-# helm uninstall on a cluster of its own: the pre-delete hook, then the release's objects.
+# helm uninstall on a cluster of its own: Helm runs the pre-delete hook, then deletes the
+# release's objects.
 
 NAMESPACED = os.path.join(CHART, "ci", "namespaced-values.yaml")
-# Helm's UninstallOrder (pkg/releaseutil/kind_sorter.go), for the kinds the chart renders
-UNINSTALL_ORDER = ["Service", "Job", "Deployment", "RoleBinding", "Role", "ClusterRoleBinding", "ClusterRole",
-                   "ServiceAccount", "PodDisruptionBudget", "ServiceMonitor"]
-
-
-def hook_of(o):
-    return ((o["metadata"].get("annotations") or {}).get("helm.sh/hook") or "")
 
 
 class Release:
-    """One release of the chart (name "holdfast") in namespace `ns`, installed as e2elib's
-    install_chart does it (its pods run holdfast with only the chart's RBAC, pollingInterval 1s)
-    and uninstalled as `helm uninstall` does it."""
+    """One release of the chart (name "holdfast") in namespace `ns`, installed by `helm install`
+    as the package cluster's is (its pods run holdfast with only the chart's RBAC,
+    pollingInterval 1s) and removed by `helm uninstall`."""
 
     def __init__(self, sim, ns, value_files=()):
         self.sim, self.ns, self.value_files = sim, ns, list(value_files)
 
-    def render(self, no_hooks):
-        return render_chart(CHART, "holdfast", self.ns, value_files=self.value_files + [self.env],
-                            no_hooks=no_hooks)
-
     def install(self):
-        sim = self.sim
-        sim.kubectl("create", "namespace", self.ns, check=False)
-        plain = objects(render_chart(CHART, "holdfast", self.ns, value_files=self.value_files))
-        kubeconfig = e2elib.grant_chart_rbac(sim, plain, "hf-" + self.ns, "system:serviceaccount:%s:holdfast" % self.ns)
-        self.env = os.path.join(sim.state_dir, "values-%s.yaml" % self.ns)
-        with open(self.env, "w") as f:
-            yaml.safe_dump({"extraEnv": [{"name": "KUBECONFIG", "value": kubeconfig}], "pollingInterval": "1s"}, f)
-        e2elib.apply(sim, self.render(no_hooks=True))
-        self.wait_up()
+        e2elib.install_chart(self.sim, self.ns, value_files=self.value_files)
 
     def pods(self):
         """The release's pods: the Deployment's and the hook Job's."""
         return sim_pods(self.sim, self.ns, "app.kubernetes.io/instance%3Dholdfast")
 
-    def wait_up(self):
-        sim = self.sim
-        sim.wait_ready_replicas(self.ns, "holdfast", 2, timeout=40)
-        sim.wait_service_endpoints(self.ns, "holdfast", 2, timeout=40)
-        lease = "/apis/coordination.k8s.io/v1/namespaces/%s/leases/holdfast-leader" % self.ns
-        wait_for(lambda: sim.exists(lease) and sim.get(lease)["spec"].get("holderIdentity"), timeout=30,
-                 what="a holdfast leader in %s" % self.ns)
-
     def uninstall(self):
-        """helm uninstall: the pre-delete hooks in weight order (an existing one deleted first
-        when before-hook-creation; a Job waited for until it completes, and the uninstall stops
-        if it fails), hooks with hook-succeeded deleted, then every release object in Helm's
-        uninstall order (background cascade, not waited for). The CRD stays."""
-        sim = self.sim
-        objs = objects(self.render(no_hooks=False))
-        hooks = sorted([o for o in objs if "pre-delete" in hook_of(o).split(",")],
-                       key=lambda o: (int(o["metadata"]["annotations"].get("helm.sh/hook-weight", "0")),
-                                      o["kind"], o["metadata"]["name"]))
-        assert [h["kind"] for h in hooks] == ["Job"], "the chart's pre-delete hooks: %s" % hooks
-        for h in hooks:
-            policies = h["metadata"]["annotations"].get("helm.sh/hook-delete-policy", "before-hook-creation")
-            if "before-hook-creation" in policies:
-                delete_obj(sim, h, wait=True)
-            run_job(sim, h)
-        for h in hooks:
-            if "hook-succeeded" in h["metadata"]["annotations"].get("helm.sh/hook-delete-policy", ""):
-                delete_obj(sim, h, wait=True)  # Helm waits for a hook's deletion
-        rest = [o for o in objs if not hook_of(o)]
-        rest.sort(key=lambda o: UNINSTALL_ORDER.index(o["kind"]))
-        for o in rest:
-            delete_obj(sim, o)
-        return hooks
+        """helm uninstall --wait: Helm creates the pre-delete hook Job and waits until it
+        completes (a failed one stops the uninstall: its logs are shown), deletes it
+        (hook-succeeded), then deletes the release's objects and waits for them to be gone. The
+        CRD stays."""
+        r = e2elib.helm(self.sim, "uninstall", "holdfast", "-n", self.ns, "--wait", "--timeout", "120s",
+                        check=False)
+        assert r.returncode == 0, "helm uninstall in %s: exit %d\n%s%s\n%s" % (
+            self.ns, r.returncode, r.stdout, r.stderr, e2elib.pod_logs(self.sim, self.ns + "_holdfast-restore"))
 
 
 def sim_pods(sim, ns, selector):
     return sim.get("/api/v1/namespaces/%s/pods?labelSelector=%s" % (ns, selector))["items"]
-
-
-def run_job(sim, job, timeout=60):
-    """Create the hook Job and wait until it completes (as Helm does); a failed Job fails the
-    uninstall, with its pods' logs."""
-    ns = job["metadata"]["namespace"]
-    path = "/apis/batch/v1/namespaces/%s/jobs" % ns
-    sim.create(path, job)
-    name = job["metadata"]["name"]
-
-    def finished():
-        st = sim.get("%s/%s" % (path, name)).get("status") or {}
-        conds = {c["type"]: c["status"] for c in st.get("conditions") or []}
-        return (conds.get("Complete") == "True" or conds.get("Failed") == "True") and (conds, st)
-    try:
-        conds, st = wait_for(finished, timeout=timeout, interval=0.1, what="hook Job %s/%s finished" % (ns, name))
-    except AssertionError as e:
-        raise AssertionError("%s\n%s" % (e, job_logs(sim, ns, name)))
-    assert conds.get("Complete") == "True", "hook Job %s/%s failed (the uninstall stops): %s\n%s" % (
-        ns, name, st, job_logs(sim, ns, name))
-
-
-def job_logs(sim, ns, name):
-    d = os.path.join(sim.state_dir, "pods")
-    out = []
-    for f in sorted(os.listdir(d)) if os.path.isdir(d) else []:
-        if f.startswith("%s_%s-" % (ns, name)):
-            with open(os.path.join(d, f), errors="replace") as fh:
-                out.append("--- %s\n%s" % (f, fh.read()[-3000:]))
-    return "\n".join(out)
 
 
 def es_of(sim, ns):
@@ -678,34 +569,27 @@ def check_released(sim, ns):
 
 @pytest.fixture
 def own_cluster(tmp_path, request):
-    """A kubesim of the test's own (the shared one keeps its release): started as the session's
-    (e2elib.start_cluster), nothing installed; its pods' logs printed when the test fails."""
-    if not os.access(e2elib.HOLDFAST, os.X_OK):
-        pytest.skip("no holdfast binary at %s (build it, or set HOLDFAST_BIN)" % e2elib.HOLDFAST)
-    sim = e2elib.start_cluster(tmp_path / "sim")
+    """A test cluster of the test's own (the shared one keeps its release), started as the
+    package's (e2elib.start_cluster), nothing installed; its holdfast pods' logs printed when the
+    test fails. It runs beside the package's; the test's thread is in its namespace meanwhile."""
+    why = e2elib.can_run()
+    if why:
+        pytest.skip(why)
+    sim = e2elib.start_cluster(tmp_path / "c")
     try:
         yield sim
         rep = getattr(request.node, "rep_call", None)
         if rep is not None and rep.failed:
-            print("\n===== holdfast pod logs (tail) =====\n" + pod_logs(sim, "holdfast") + pod_logs(sim, "team-"))
+            print("\n===== holdfast pod logs (tail) =====\n" + e2elib.pod_logs(sim, "holdfast_", 3000)
+                  + e2elib.pod_logs(sim, "team-", 3000, skip=("_web",)))
     finally:
         left = sim.stop()
-    assert left == [], "pod processes survived kubesim"
-
-
-def pod_logs(sim, prefix, tail=3000):
-    d = os.path.join(sim.state_dir, "pods")
-    out = []
-    for f in sorted(os.listdir(d)) if os.path.isdir(d) else []:
-        if f.startswith(prefix) and "_web" not in f:
-            with open(os.path.join(d, f), errors="replace") as fh:
-                out.append("--- %s\n%s" % (f, fh.read()[-tail:]))
-    return "\n".join(out)
+    assert left == [], "network namespaces of the cluster left behind: %s" % left
 
 
 @pytest.mark.parametrize("variant", ["default", "namespaced"])
 def test_uninstall_restores_every_service(own_cluster, variant):
-    """helm uninstall with services at zero, on a kubesim of its own.
+    """helm uninstall with services at zero, on a test cluster of its own.
     default: the chart's default values (cluster-wide RBAC) in namespace holdfast, two
     ElastiServices in each of two app namespaces; the hook runs `holdfast restore --all`.
     namespaced: the namespace-scoped values (ci/namespaced-values.yaml) as two releases, in
@@ -729,6 +613,7 @@ def test_uninstall_restores_every_service(own_cluster, variant):
         plan = [(rel, ["app-a", "app-b"])]
         for ns in plan[0][1]:
             sim.kubectl("create", "namespace", ns)
+            e2elib.wait_namespace_usable(sim, ns)
     else:
         plan = [(Release(sim, "team-a", [NAMESPACED]), ["team-a"]), (Release(sim, "team-b", [NAMESPACED]), ["team-b"])]
         for rel, _ in plan:

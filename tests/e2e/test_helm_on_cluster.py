@@ -25,7 +25,7 @@ CHART = os.path.join(ROOT, "helm", "holdfast")
 HOLDFAST = os.environ.get("HOLDFAST_BIN") or os.path.join(ROOT, "build", "holdfast")
 PY = "/usr/bin/python3"
 IMAGES = {"ghcr.io/holdfast/holdfast": {"argv": [HOLDFAST, "$@"]},
-          "kubesim/e2e-echo": {"argv": [PY, os.path.join(HERE, "echo_server.py")], "startDelayMs": 300}}
+          "e2e/echo": {"argv": [PY, os.path.join(HERE, "echo_server.py")], "startDelayMs": 300}}
 HF_NS = "holdfast"
 APP = """
 apiVersion: apps/v1
@@ -39,7 +39,7 @@ spec:
     spec:
       containers:
       - name: app
-        image: kubesim/e2e-echo
+        image: e2e/echo
         ports: [{containerPort: 8080}]
         readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
 ---

@@ -2,11 +2,11 @@
 streaming), WebSocket, TLS passthrough, a two-port Service and arbitrary Host headers, each
 started while the target is at zero and carried through the wake and the switch to serve mode.
 
-Same frame as test_e2e.py (the chart's pods on kubesim, kube-proxy delay E2E_PROXY_DELAY_MS, all
-traffic through the Service's ClusterIP); the app is tests/e2e/proto_app.py (image
-kubesim/python) or the suite's echo server. An answer counts only if it names an app pod that
-did not exist before the scale to zero: a pod the wake started. Every wait and every load is
-bounded; no timing is asserted."""
+Same frame as test_e2e.py (the chart's pods on the real test cluster, kube-proxy delay
+E2E_PROXY_DELAY_MS, all traffic through the Service's ClusterIP); the app is
+tests/e2e/proto_app.py (image e2e/python) or the suite's echo server. An answer counts only if
+it names an app pod that did not exist before the scale to zero: a pod the wake started. Every
+wait and every load is bounded; no timing is asserted."""
 import base64
 import hashlib
 import json
@@ -31,7 +31,7 @@ def deploy(sim, ns, args, container_ports, svc_ports, probe):
     """Deployment `web` running proto_app.py with `args`, its Service `web` with `svc_ports`."""
     labels = {"app": "web"}
     probe = dict(probe, periodSeconds=1)
-    c = {"name": "app", "image": "kubesim/python", "args": [APP] + args,
+    c = {"name": "app", "image": "e2e/python", "args": [APP] + args,
          "ports": [{"containerPort": p} for p in container_ports], "readinessProbe": probe}
     sim.create("/apis/apps/v1/namespaces/%s/deployments" % ns, {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},

@@ -1,9 +1,10 @@
 """holdfast end to end, beyond the Deployment target (issue 5, section 3): a StatefulSet target,
 an Argo Rollout target, scale-down by a Prometheus trigger gated by the uptime filter, and a wake
-blocked by a ResourceQuota answered with the reason. Same cluster as test_e2e.py (the chart's two pods on
-kubesim, kube-proxy delay E2E_PROXY_DELAY_MS), one namespace per test, traffic through the
-Service's ClusterIP; a real Prometheus (tests/lib/promfix.py) on loopback, which the chart's pods
-reach through the trigger's serverAddress. Every wait and every loop is bounded; no timing is
+blocked by a ResourceQuota answered with the reason. Same cluster as test_e2e.py (the chart's two
+pods on the real test cluster, kube-proxy delay E2E_PROXY_DELAY_MS), one namespace per test,
+traffic through the Service's ClusterIP; a real Prometheus (tests/lib/promfix.py) on the node's
+address (10.88.0.1, inside the cluster's network namespace), which the chart's pods reach through
+the trigger's serverAddress. Every wait and every loop is bounded; no timing is
 asserted. docs/e2e.md lists what each test proves.
 
 Run: /usr/bin/python3 -m pytest tests/e2e/test_targets.py -s"""
@@ -21,6 +22,7 @@ from e2elib import (ROOT, Result, create_es, es_path, make_app, one_request, res
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 from promfix import Exporter, Prometheus, whole_second  # noqa: E402
 from thirdparty_crds import ROLLOUT_CRD  # noqa: E402
+from netns import NODE_IP  # noqa: E402
 
 POLL_S = 1.0  # the chart's pollingInterval in this suite (e2elib.install_chart)
 GROUP = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Rollout": "argoproj.io/v1alpha1"}
@@ -39,7 +41,7 @@ def make_workload(sim, ns, kind, replicas=1, name="web"):
     """e2elib.make_app for any kind: the echo server (readiness probe on /ready) as a StatefulSet
     or an Argo Rollout named `web`, and the Service web:80 -> 8080."""
     labels = {"app": name}
-    c = {"name": "app", "image": "kubesim/e2e-echo", "ports": [{"containerPort": 8080}],
+    c = {"name": "app", "image": "e2e/echo", "ports": [{"containerPort": 8080}],
          "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1}}
     spec = {"replicas": replicas, "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels}, "spec": {"containers": [c]}}}
@@ -106,7 +108,9 @@ def rollout_crd(cluster):
 
 
 @pytest.fixture(scope="module")
-def exporter():
+def exporter(cluster):
+    """On 127.0.0.1 of the cluster's namespace (the calling thread is there): only Prometheus,
+    beside it, scrapes it."""
     with Exporter() as exp:
         yield exp
 
@@ -114,8 +118,9 @@ def exporter():
 @pytest.fixture(scope="module")
 def prom(exporter, tmp_path_factory):
     """A real Prometheus scraping the exporter and itself (label container="prometheus": the
-    uptime filter's default finds it), on a loopback port the chart's pods reach."""
-    with Prometheus(exporter=exporter, workdir=tmp_path_factory.mktemp("prom")) as p:
+    uptime filter's default finds it), listening on the node's address in the cluster's
+    namespace: the chart's pods reach it over the bridge, as a pod reaches its node."""
+    with Prometheus(exporter=exporter, workdir=tmp_path_factory.mktemp("prom"), host=NODE_IP) as p:
         yield p
 
 
@@ -165,6 +170,9 @@ def test_statefulset_target_wakes_from_zero(cluster, ns, cleanup):
     print("StatefulSet: %s" % res.summary())
 
 
+@pytest.mark.skip(reason="no Argo Rollouts controller on the real test cluster: a Rollout gets no "
+                  "ReplicaSet and no pods (the Rollout target is covered on kubesim by "
+                  "tests/integration/test_controller.py)")
 def test_rollout_target_wakes_from_zero(cluster, ns, cleanup, rollout_crd):
     res = wake_cycle(cluster, ns, "Rollout")
     pods = app_pod_names(cluster, ns)
@@ -295,6 +303,12 @@ def test_quota_blocked_wake_answered_with_the_reason(cluster, ns):
     quota = "/api/v1/namespaces/%s/resourcequotas" % ns
     cluster.create(quota, {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods"},
                            "spec": {"hard": {"pods": "0"}}})
+    # a real API server refuses a pod with "status unknown for quota" (no "exceeded quota") until
+    # the controller-manager's quota controller has written the quota's status; kubesim had no
+    # such window. In practice the status is there long before the wake (not seen otherwise
+    # here), but the test's subject is a quota in force, so it starts from one
+    wait_for(lambda: (cluster.get(quota + "/no-pods").get("status") or {}).get("hard", {}).get("pods") == "0",
+             timeout=30, interval=0.1, what="the quota's status written by the quota controller")
 
     # several clients on new connections, so both holdfast pods hold some
     answers = []
