@@ -244,6 +244,63 @@ def test_port_renamed_while_the_switch_waits_is_followed_by_the_resolver_slice(s
     assert metric_value(hf.metrics_text(), "holdfast_scale_downs_abandoned_total") == 0
 
 
+SLICE_CONTROLLER_BINDING = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/system:controller:endpointslice-controller"
+
+
+def pods(sim, ns):
+    return sim.get("/api/v1/namespaces/%s/pods?labelSelector=app%%3Dweb" % ns)["items"]
+
+
+@pytest.mark.skipif(not real(), reason="real control plane only: needs the EndpointSlice controller held "
+                    "back while the ReplicaSet controller acts (kubesim removes the pods with the scale)")
+def test_wake_before_the_old_pod_is_listed_terminating_does_not_switch_back_to_it(sim, prom, exporter, ns,
+                                                                                   holdfast):
+    """Found while explaining the abandoned-switch test's lost request: a wake answered after
+    holdfast's own scale-down but before the EndpointSlice controller had listed the old pod as
+    terminating found that pod still a ready endpoint and switched straight back to serve,
+    deleting the resolver slice: kube-proxy was left with the old pod only. Holdfast holds (and
+    so wakes) only once relaying to the listed pods fails, so this takes a pod that exits before
+    the controller catches up (one that exits at once on SIGTERM, with the controller a moment
+    late). Here the EndpointSlice controller is held back (its ClusterRoleBinding removed) from
+    before the scale-down until the wake has made a new pod: the old pod exits after its 1.5 s,
+    the relayed requests fail, the held ones wake the target, and the old pod is still listed
+    ready when the wake is answered, every time. The switch back to serve must wait for a pod
+    that was not on its way out. (While the controller is held back kube-proxy itself sends new
+    connections to the old pod, whatever holdfast does: the clients' failures here are not
+    counted.)"""
+    make_app(sim, ns, containers=[GRACEFUL])
+    set_load(prom, exporter, ns, 0)
+    routed(sim, ns)
+    old_ips = sim.ready_endpoints(ns, "web")
+    old_pods = {p["metadata"]["name"] for p in pods(sim, ns)}
+    hf = holdfast.start(polling="1s", extra_args=("--scale-down-grace-period", "1s"))
+    create_es(sim, ns, elastiservice(cooldown=1, triggers=[trigger(prom, ns)]))
+    wait_mode(sim, ns, "serve")
+    binding = sim.get(SLICE_CONTROLLER_BINDING)
+    saved = {k: binding[k] for k in ("apiVersion", "kind", "roleRef", "subjects")}
+    saved["metadata"] = {"name": binding["metadata"]["name"], "labels": binding["metadata"].get("labels") or {},
+                         "annotations": binding["metadata"].get("annotations") or {}}
+    sim.delete(SLICE_CONTROLLER_BINDING)
+    clients = None
+    try:
+        try:
+            clients = Clients(cluster_ip(sim, ns), 80, seconds=120)
+            wait_for(lambda: metric_value(hf.metrics_text(), "holdfast_scale_downs_total") >= 1,
+                     timeout=30, interval=0.05, what="the scale-down")
+            hf.wait_log("woken: target scaled up", timeout=20)
+            wait_for(lambda: [p for p in pods(sim, ns) if p["metadata"]["name"] not in old_pods],
+                     timeout=20, interval=0.05, what="a new pod made by the wake")
+        finally:
+            sim.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", saved)
+        wait_mode(sim, ns, "serve", timeout=60)
+    finally:
+        if clients:
+            clients.stop()
+    switch = hf.log_lines("switching to serve")[0]  # the first: the one the wake led to
+    assert switch["endpoint"].rsplit(":", 1)[0] not in old_ips, \
+        "switched back to serve on %s, the pod holdfast had just removed (%s)" % (switch["endpoint"], old_ips)
+
+
 @pytest.mark.skipif(not real(), reason="real control plane only: kubesim's kube-proxy is a user-space relay, "
                     "without conntrack")
 def test_a_connect_before_the_service_is_routed_leaves_no_entry_for_a_later_one(sim, ns):
