@@ -187,6 +187,10 @@ def test_data_path_that_never_reaches_holdfast_abandons_the_scale_down(sim, prom
         assert resolver_slices(sim, ns), "the resolver slice is written first"
         ev = wait_event(sim, ns, "ScaleDownAbandoned", timeout=15)
         assert ev[0]["type"] == "Warning" and "mesh or CNI" in ev[0]["message"], ev
+        # the condition and the Event are separate writes: the Event may be stored first (seen on
+        # the real control plane under load)
+        wait_for(lambda: (condition(sim, ns, "ScaledToZero") or {}).get("reason") == "DataPathUnverified",
+                 timeout=5, interval=0.05, what="condition DataPathUnverified")
         c = condition(sim, ns, "ScaledToZero")
         assert c["status"] == "False" and c["reason"] == "DataPathUnverified", c
         assert "OtherAnswer" in c["message"], "the last probe reached the pod: %s" % c["message"]
