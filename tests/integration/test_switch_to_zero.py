@@ -196,7 +196,9 @@ def test_data_path_that_never_reaches_holdfast_abandons_the_scale_down(sim, prom
         assert "OtherAnswer" in c["message"], "the last probe reached the pod: %s" % c["message"]
         assert status(sim, ns).get("mode") == "serve" and replicas(sim, ns) == 1
         wait_for(lambda: not resolver_slices(sim, ns), timeout=5, what="resolver slice deleted")
-        assert metric_value(hf.metrics_text(), "holdfast_scale_downs_abandoned_total") == 1
+        # >= 1: the next attempt comes 10 s after the first was abandoned and is abandoned too while
+        # the fault lasts (the real control plane's pass, on a loaded machine, got this far after it)
+        assert metric_value(hf.metrics_text(), "holdfast_scale_downs_abandoned_total") >= 1
         assert metric_value(hf.metrics_text(), "holdfast_scale_downs_total") == 0
         # the pod answers at once again (a probe that meets it takes ms, not 1.5 s), and the
         # data path follows hand-made slices: the next attempt finds holdfast
