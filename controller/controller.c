@@ -41,6 +41,11 @@
 #define DEFAULT_MAX_HELD 10000
 #define WAKE_REPEAT_MS 2000
 #define AWAIT_ECHO_MS 10000
+/* How long the pods listed ready when proxy mode began keep not counting for the serve switch
+ * (struct es, leaving): the EndpointSlice controller lists a deleted pod as terminating within
+ * ms, or seconds after an API outage; a pod still listed ready after this long stays (a wake
+ * answered before the ReplicaSet controller acted on the scale to zero). */
+#define LEAVING_MAX_MS 30000
 /* The informers retry a failed list or watch after at most this long. After an API outage every
  * cache must come back at once, or whatever it feeds (a hand scale to zero, a resolver slice
  * write) is blind meanwhile (found by the soak): the first call of any client that the API server
@@ -111,6 +116,16 @@ struct es {
      * patch is not applied yet), not a reason for the serve switch. Without it, es_reconcile
      * switched back to serve 2 ms after every trigger scale-down (test_controller.py). */
     bool awaiting_wake;
+    /* The addresses of the pods that were ready endpoints when proxy mode began: they are on
+     * their way out and do not count for the serve switch until leaving_until_ms (mono_ms,
+     * LEAVING_MAX_MS on). A wake answered before the EndpointSlice controller listed them as
+     * terminating found one still ready and switched straight back to serve, deleting the
+     * resolver slice: kube-proxy had only that pod left, which had exited (holdfast holds, and
+     * so wakes, once relaying to it fails). A new pod gets another address: the old one is still
+     * its pod's while it is listed. Malloc'd, freed by es_free. */
+    char (*leaving)[64];
+    size_t n_leaving;
+    uint64_t leaving_until_ms;
     bool status_dirty;      /* a status write failed: the next poll writes it again */
     bool wake_failed;       /* the last wake's scale call failed: on_wake_retry tries again */
     uint64_t next_check_ms; /* when on_poll next reads the target's /scale (mono_ms) */
@@ -457,6 +472,7 @@ static void es_free(struct es *e)
     es_clear_spec(e);
     free(e->ports);
     free(e->not_ready_reason);
+    free(e->leaving);
     cJSON_Delete(e->conditions);
     svc_state_unref(e->svc);
     free(e->ns);
@@ -898,7 +914,21 @@ static bool service_unsupported(const struct es *e, char *why, size_t len)
     return false;
 }
 
-static bool target_has_ready_endpoint(const struct es *e)
+static bool endpoint_leaving(const struct es *e, const char *ip)
+{
+    if (mono_ms() >= e->leaving_until_ms)
+        return false;
+    for (size_t i = 0; i < e->n_leaving; i++)
+        if (strcmp(e->leaving[i], ip) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * Whether some port of the target's Service has a ready endpoint that is not one of the pods on
+ * their way out (e->leaving); the first one found goes to `first` ("ip:port") when not NULL.
+ */
+static bool target_has_ready_endpoint(const struct es *e, char *first, size_t len)
 {
     const cJSON *svc = es_service(e);
     const cJSON *p;
@@ -907,11 +937,41 @@ static bool target_has_ready_endpoint(const struct es *e)
         const char *pn = get_str(p, "name");
         struct ready_endpoint *eps = NULL;
         size_t n = ready_endpoints(e, pn ? pn : "", &eps);
-        free(eps);
-        if (n)
+        for (size_t i = 0; i < n; i++) {
+            if (endpoint_leaving(e, eps[i].ip))
+                continue;
+            if (first)
+                snprintf(first, len, "%s:%u", eps[i].ip, eps[i].port);
+            free(eps);
             return true;
+        }
+        free(eps);
     }
     return false;
+}
+
+/* Remembers the pods listed as ready endpoints now as on their way out (proxy mode begins). */
+static void leaving_record(struct es *e)
+{
+    e->n_leaving = 0;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, get(get(es_service(e), "spec"), "ports"))
+    {
+        const char *pn = get_str(p, "name");
+        struct ready_endpoint *eps = NULL;
+        size_t n = ready_endpoints(e, pn ? pn : "", &eps);
+        for (size_t i = 0; i < n; i++) {
+            if (endpoint_leaving(e, eps[i].ip))
+                continue; /* already listed (another port) */
+            char(*grown)[64] = realloc(e->leaving, (e->n_leaving + 1) * sizeof(*grown));
+            if (!grown)
+                break; /* that pod counts for the serve switch: the race this guards is rare */
+            e->leaving = grown;
+            snprintf(e->leaving[e->n_leaving++], sizeof(*grown), "%s", eps[i].ip);
+            e->leaving_until_ms = mono_ms() + LEAVING_MAX_MS;
+        }
+        free(eps);
+    }
 }
 
 /* ---- route snapshots ---- */
@@ -1598,14 +1658,18 @@ static void enter_proxy(struct es *e, bool scale_down, const char *why)
 static void on_scaled_down(const struct target_result *res, const struct kube_error *err, void *arg)
 {
     struct es *e = es_ref_take(arg);
-    if (e)
+    if (e) {
         e->scale_epoch++;
+        if (err)
+            e->n_leaving = 0; /* the pods stay: the read that retries it may switch back to them */
+    }
     on_target_done(res, err, "scale to zero");
 }
 
 static void proxy_commit(struct es *e, bool scale_down, const char *why)
 {
     e->awaiting_wake = true;
+    leaving_record(e);
     resolver_slices_apply(e);
     keda_set(e, true);
     if (scale_down) {
@@ -1628,6 +1692,10 @@ static void proxy_commit(struct es *e, bool scale_down, const char *why)
 
 static void enter_serve(struct es *e)
 {
+    char endpoint[96] = "";
+    target_has_ready_endpoint(e, endpoint, sizeof(endpoint));
+    log_info("switching to serve", "elastiservice=%s endpoint=%s", e->key, endpoint);
+    e->n_leaving = 0;
     resolver_slices_delete(e);
     free(e->not_ready_reason);
     e->not_ready_reason = NULL;
@@ -2087,7 +2155,7 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
     }
     if (replicas == 0 && !proxy) {
         enter_proxy(e, false, "the target was scaled to 0 by hand");
-    } else if (replicas > 0 && proxy && target_has_ready_endpoint(e)) {
+    } else if (replicas > 0 && proxy && target_has_ready_endpoint(e, NULL, 0)) {
         enter_serve(e);
     } else if (replicas > 0 && proxy) {
         if (poll)
@@ -2362,7 +2430,7 @@ static void es_reconcile_spec(struct es *e)
         return;
     es_follow_ports(e);
     if (strcmp(e->mode, "proxy") == 0) {
-        if (target_has_ready_endpoint(e) && !e->awaiting_wake)
+        if (target_has_ready_endpoint(e, NULL, 0) && !e->awaiting_wake)
             enter_serve(e);
         else
             resolver_slices_apply(e);

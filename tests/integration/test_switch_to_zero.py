@@ -28,7 +28,7 @@ from test_controller import (  # noqa: F401 - fixtures are used by name
     make_app, metric_value, ns, prom, replicas, resolver_slices, set_load, status, trigger,
     wait_event, wait_mode, wait_replicas)
 from simctl import wait_for
-from testcluster import kubesim_only, new_cluster
+from testcluster import kubesim_only, new_cluster, real
 
 PROXY_DELAY_MS = 800
 GRACEFUL = {"name": "main", "image": "kubesim/http:1", "ports": [{"containerPort": 8080}],
@@ -80,7 +80,7 @@ class Clients:
                         self.ok += 1
                     else:
                         self.answers[r.status] = self.answers.get(r.status, 0) + 1
-            except OSError as e:
+            except (OSError, http.client.HTTPException) as e:  # a cut answer is lost too
                 with self.lock:
                     self.failures.append((t0, time.monotonic(), repr(e)))
                 time.sleep(0.01)
@@ -187,12 +187,18 @@ def test_data_path_that_never_reaches_holdfast_abandons_the_scale_down(sim, prom
         assert resolver_slices(sim, ns), "the resolver slice is written first"
         ev = wait_event(sim, ns, "ScaleDownAbandoned", timeout=15)
         assert ev[0]["type"] == "Warning" and "mesh or CNI" in ev[0]["message"], ev
+        # the condition and the Event are separate writes: the Event may be stored first (seen on
+        # the real control plane under load)
+        wait_for(lambda: (condition(sim, ns, "ScaledToZero") or {}).get("reason") == "DataPathUnverified",
+                 timeout=5, interval=0.05, what="condition DataPathUnverified")
         c = condition(sim, ns, "ScaledToZero")
         assert c["status"] == "False" and c["reason"] == "DataPathUnverified", c
         assert "OtherAnswer" in c["message"], "the last probe reached the pod: %s" % c["message"]
         assert status(sim, ns).get("mode") == "serve" and replicas(sim, ns) == 1
         wait_for(lambda: not resolver_slices(sim, ns), timeout=5, what="resolver slice deleted")
-        assert metric_value(hf.metrics_text(), "holdfast_scale_downs_abandoned_total") == 1
+        # >= 1: the next attempt comes 10 s after the first was abandoned and is abandoned too while
+        # the fault lasts (the real control plane's pass, on a loaded machine, got this far after it)
+        assert metric_value(hf.metrics_text(), "holdfast_scale_downs_abandoned_total") >= 1
         assert metric_value(hf.metrics_text(), "holdfast_scale_downs_total") == 0
         # the pod answers at once again (a probe that meets it takes ms, not 1.5 s), and the
         # data path follows hand-made slices: the next attempt finds holdfast
@@ -242,6 +248,101 @@ def test_port_renamed_while_the_switch_waits_is_followed_by_the_resolver_slice(s
     sim.clear_faults()
     wait_mode(sim, ns, "proxy", timeout=15)
     assert metric_value(hf.metrics_text(), "holdfast_scale_downs_abandoned_total") == 0
+
+
+SLICE_CONTROLLER_BINDING = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/system:controller:endpointslice-controller"
+
+
+def pods(sim, ns):
+    return sim.get("/api/v1/namespaces/%s/pods?labelSelector=app%%3Dweb" % ns)["items"]
+
+
+@pytest.mark.skipif(not real(), reason="real control plane only: needs the EndpointSlice controller held "
+                    "back while the ReplicaSet controller acts (kubesim removes the pods with the scale)")
+def test_wake_before_the_old_pod_is_listed_terminating_does_not_switch_back_to_it(sim, prom, exporter, ns,
+                                                                                   holdfast):
+    """Found while explaining the abandoned-switch test's lost request: a wake answered after
+    holdfast's own scale-down but before the EndpointSlice controller had listed the old pod as
+    terminating found that pod still a ready endpoint and switched straight back to serve,
+    deleting the resolver slice: kube-proxy was left with the old pod only. Holdfast holds (and
+    so wakes) only once relaying to the listed pods fails, so this takes a pod that exits before
+    the controller catches up (one that exits at once on SIGTERM, with the controller a moment
+    late). Here the EndpointSlice controller is held back (its ClusterRoleBinding removed) from
+    before the scale-down until the wake has made a new pod: the old pod exits after its 1.5 s,
+    the relayed requests fail, the held ones wake the target, and the old pod is still listed
+    ready when the wake is answered, every time. The switch back to serve must wait for a pod
+    that was not on its way out. (While the controller is held back kube-proxy itself sends new
+    connections to the old pod, whatever holdfast does: the clients' failures here are not
+    counted.)"""
+    make_app(sim, ns, containers=[GRACEFUL])
+    set_load(prom, exporter, ns, 0)
+    routed(sim, ns)
+    old_ips = sim.ready_endpoints(ns, "web")
+    old_pods = {p["metadata"]["name"] for p in pods(sim, ns)}
+    hf = holdfast.start(polling="1s", extra_args=("--scale-down-grace-period", "1s"))
+    create_es(sim, ns, elastiservice(cooldown=1, triggers=[trigger(prom, ns)]))
+    wait_mode(sim, ns, "serve")
+    binding = sim.get(SLICE_CONTROLLER_BINDING)
+    saved = {k: binding[k] for k in ("apiVersion", "kind", "roleRef", "subjects")}
+    saved["metadata"] = {"name": binding["metadata"]["name"], "labels": binding["metadata"].get("labels") or {},
+                         "annotations": binding["metadata"].get("annotations") or {}}
+    sim.delete(SLICE_CONTROLLER_BINDING)
+    clients = None
+    try:
+        try:
+            clients = Clients(cluster_ip(sim, ns), 80, seconds=120)
+            wait_for(lambda: metric_value(hf.metrics_text(), "holdfast_scale_downs_total") >= 1,
+                     timeout=30, interval=0.05, what="the scale-down")
+            hf.wait_log("woken: target scaled up", timeout=20)
+            wait_for(lambda: [p for p in pods(sim, ns) if p["metadata"]["name"] not in old_pods],
+                     timeout=20, interval=0.05, what="a new pod made by the wake")
+        finally:
+            sim.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", saved)
+        wait_mode(sim, ns, "serve", timeout=60)
+    finally:
+        if clients:
+            clients.stop()
+    switch = hf.log_lines("switching to serve")[0]  # the first: the one the wake led to
+    assert switch["endpoint"].rsplit(":", 1)[0] not in old_ips, \
+        "switched back to serve on %s, the pod holdfast had just removed (%s)" % (switch["endpoint"], old_ips)
+
+
+@pytest.mark.skipif(not real(), reason="real control plane only: kubesim's kube-proxy is a user-space relay, "
+                    "without conntrack")
+def test_a_connect_before_the_service_is_routed_leaves_no_entry_for_a_later_one(sim, ns):
+    """The abandoned-switch test's lost request (its first CI run on the real control plane: 1 of
+    25,512, sent 14 s in, its connect hung and ended with "No route to host"): routed() had
+    connected to the new Service before kube-proxy programmed it. That SYN, not DNATed, went to
+    the ClusterIP itself on the node's bridge and left a conntrack entry without NAT (SYN_SENT:
+    120 s). The clients open about 1,000 connections a second and the kernel hands out the
+    ephemeral ports in turn, so within seconds one of them had the same source port: conntrack
+    took its SYN for a retransmission of the old one, kept it un-DNATed, and ARP for the
+    ClusterIP failed (found with the neighbour table: the ClusterIP INCOMPLETE each time a
+    client failed, the pod alive and listed). A node whose kube-proxy is late has the same
+    hazard; the test cluster rejects un-DNATed traffic to the service CIDR before conntrack
+    keeps it (tests/lib/realcluster.py). Here: one connect from a fixed source port while
+    kube-proxy is paused, then, once routed, another from the same port is answered."""
+    sim.fault("ignore-unmanaged-slices", on=True)  # kube-proxy paused: the new Service is not routed
+    try:
+        make_app(sim, ns, containers=[GRACEFUL])
+        ip = cluster_ip(sim, ns)
+        port = 20000 + os.getpid() % 10000  # below the ephemeral range: no other socket takes it
+
+        def connect():
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", port))
+            s.settimeout(2)
+            s.connect((ip, 80))
+            return s
+        with pytest.raises(OSError):
+            connect().close()
+    finally:
+        sim.clear_faults()
+    routed(sim, ns)
+    with connect() as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200"), "the second connect from that port reached the pod"
 
 
 @kubesim_only("needs every API call answered 450 ms late (kubesim's latency fault); the real "
