@@ -28,7 +28,7 @@ from test_controller import (  # noqa: F401 - fixtures are used by name
     make_app, metric_value, ns, prom, replicas, resolver_slices, set_load, status, trigger,
     wait_event, wait_mode, wait_replicas)
 from simctl import wait_for
-from testcluster import kubesim_only, new_cluster, real
+from testcluster import new_cluster, real
 
 PROXY_DELAY_MS = 800
 GRACEFUL = {"name": "main", "image": "kubesim/http:1", "ports": [{"containerPort": 8080}],
@@ -345,8 +345,6 @@ def test_a_connect_before_the_service_is_routed_leaves_no_entry_for_a_later_one(
         assert s.recv(4096).startswith(b"HTTP/1.1 200"), "the second connect from that port reached the pod"
 
 
-@kubesim_only("needs every API call answered 450 ms late (kubesim's latency fault); the real "
-              "control plane showed the defect by itself in 2 of 50 cycles")
 def test_own_scale_down_is_not_undone_by_a_scale_read_sent_before_it(sim, prom, exporter, ns, holdfast):
     """Found on the real control plane (the cycle test, 2 of 50 cycles): right after removing the
     last replica itself, holdfast switched back to serve ("the target has ready endpoints") and
@@ -354,8 +352,9 @@ def test_own_scale_down_is_not_undone_by_a_scale_read_sent_before_it(sim, prom, 
     ScaledToZero, the scale-down counted twice. A /scale read sent just before the scale-down's
     patch came back with the old count while the pod was still a ready endpoint (kubesim removes
     the pods with the scale; a real ReplicaSet controller and EndpointSlice controller take a
-    moment). Here every API call is answered 450 ms late and holdfast reads every second, so
-    about every other scale-down meets a read in flight; over 5 cycles, no hand scale is seen."""
+    moment). Here every API call is answered 450 ms late (on the real cluster: holdfast's, by the
+    API proxy) and holdfast reads every second, so about every other scale-down meets a read in
+    flight; over 5 cycles, no hand scale is seen."""
     make_app(sim, ns, containers=[GRACEFUL])
     set_load(prom, exporter, ns, 0)
     routed(sim, ns)
