@@ -34,7 +34,8 @@ def test_randomized_soak_keeps_every_invariant(tmp_path_factory):
     xfail = soak.parse_xfail(os.environ.get("SOAK_XFAIL", ""))
     workdir = tmp_path_factory.mktemp("soak-%d" % seed)
     print("soak seed %d (replay: SOAK_SEED=%d SOAK_SECONDS=%d)" % (seed, seed, seconds))
-    ok, run = soak.run_soak(seed, seconds, workdir, xfail)
+    ok, run = soak.run_soak(seed, seconds, workdir, xfail,
+                            log_level=os.environ.get("SOAK_LOG_LEVEL", "info"))
     if ok:
         shutil.rmtree(str(workdir), ignore_errors=True)
         return

@@ -21,6 +21,7 @@ that the documentation does not list. holdfast's 503 "service was removed" is a 
 only the deletion of the app's Service or namespace excuses (not the ElastiService's alone: its
 held requests go to the restored pod).
 """
+import errno
 import http.client
 import json
 import random
@@ -66,6 +67,10 @@ class Stats:
 
 def _error_kind(e):
     if isinstance(e, ConnectionRefusedError):
+        return "refused"
+    if isinstance(e, OSError) and e.errno == errno.EHOSTUNREACH:
+        # a real kube-proxy rejects a connection to a Service without a usable endpoint with
+        # ICMP host unreachable (kubesim's refuses it): the same failure
         return "refused"
     if isinstance(e, (ConnectionResetError, BrokenPipeError)):
         return "reset"
