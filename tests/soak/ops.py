@@ -5,8 +5,10 @@ Two kinds, each drawn by its own seeded generator so a seed replays the same seq
     short scales to zero), trigger values, spec edits, Service port changes, deleting and
     creating ElastiServices, Services and whole namespaces;
   - cluster-wide disruptions (infra_ops, one at a time, every 4-10 s): API server outages, the
-    API answering writes late (after their watch events), Prometheus killed and restarted, holdfast replicas SIGTERMed or SIGKILLed (and replaced),
-    resolver replicas added and removed.
+    API answering writes late (after their watch events; kubesim only), Prometheus killed and
+    restarted, holdfast replicas SIGTERMed or SIGKILLed (and replaced), resolver replicas added
+    and removed. On the real cluster (self.real) each is its real equivalent, and those it has
+    none for are not drawn (README.md, "On the real control plane").
 Each records itself in the operation log, and opens the excuse windows the documentation gives
 it (a failed request inside one is explained, see world.Excuses), and the disruption spans that
 push the convergence bound.
