@@ -340,8 +340,10 @@ class Checker(threading.Thread):
         # predecessor of the same name, which kube-proxy (going by the service-name label)
         # routes the new Service to until the garbage collector removes them (on the real
         # cluster that waits for the controller-manager after an API server restart)
+        # slice_ports: the port names in the Service's own slices and holdfast's (kube-proxy
+        # routes a Service port only to endpoints of a slice that has it)
         view = {"t": t_seen, "es": {}, "deploy": {}, "svc": {}, "resolver": {}, "pods": {},
-                "own_pods": {}, "stale": {}}
+                "own_pods": {}, "stale": {}, "slice_ports": {}}
         for o in sim_es:
             view["es"][key_of(o)] = o
         for o in deps:
@@ -354,6 +356,8 @@ class Checker(threading.Thread):
             k = "%s/%s" % (md["namespace"], labels.get("kubernetes.io/service-name"))
             if labels.get("endpointslice.kubernetes.io/managed-by") == "holdfast":
                 view["resolver"].setdefault(k, []).append(s)
+                view["slice_ports"].setdefault(k, set()).update(
+                    (p.get("name") or "") for p in s.get("ports") or [])
             elif labels.get("endpointslice.kubernetes.io/managed-by") == \
                     "endpointslice-controller.k8s.io":
                 n = sum(1 for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready"))
@@ -364,6 +368,8 @@ class Checker(threading.Thread):
                     view["stale"][k] = view["stale"].get(k, 0) + 1
                 else:
                     view["own_pods"][k] = view["own_pods"].get(k, 0) + n
+                    view["slice_ports"].setdefault(k, set()).update(
+                        (p.get("name") or "") for p in s.get("ports") or [])
         self.view = view
         self.sweeps += 1
         self.soak.excuses.update(view, t_seen)

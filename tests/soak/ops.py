@@ -171,9 +171,16 @@ class Operations:
         self.oplog.end(op, "ok" if code == 200 else "error %s" % code)
         # kube-proxy moves its listeners PROXY_DELAY_MS later: connections to the old or new
         # number meanwhile are refused, as with a real kube-proxy
-        # (a request held on a port the Service no longer has can wait for good: timeouts too)
-        self.excuses.add(app.key, "Service ports changed", t, end=time.monotonic() +
-                         PROXY_DELAY_MS / 1000.0 + 1.5, kinds=CONNECTION_LOST + ("timeout",))
+        # (a request held on a port the Service no longer has can wait for good: timeouts too).
+        # A port added or renamed routes only once an EndpointSlice of the Service has it (the
+        # EndpointSlice controller's, or holdfast's resolver slice): on the real cluster, while
+        # the controller-manager is away after an API server restart, not for tens of seconds
+        k, names = app.key, {n for n, _ in ports}
+        soonest = time.monotonic() + PROXY_DELAY_MS / 1000.0 + 1.5 - self.excuses.grace
+        self.excuses.add(k, "Service ports changed", t,
+                         until=lambda v: time.monotonic() >= soonest and
+                         names <= v["slice_ports"].get(k, set()),
+                         due_from=t, kinds=CONNECTION_LOST + ("timeout",))
 
     def op_es_delete(self):
         app = self.pick_app(need_es=True)

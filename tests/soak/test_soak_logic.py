@@ -191,6 +191,17 @@ def test_a_predecessors_endpointslices_do_not_route_a_recreated_service():
                                slice_("soak-1", "a2", 1, managed="holdfast")]
     c.sweep(time.monotonic())
     assert routed(views[-1], "soak-1/a2")  # holdfast's resolver slice routes it too
+    # seed 7: a port added while the controller-manager was away had no slice with it, and
+    # kube-proxy refused it for 13 s: the port window waits for a slice that has the port
+    own = slice_("soak-1", "a2", 1, "new")
+    own["ports"] = [{"name": "http", "port": 8080}]
+    lists["endpointslices"] = [own, slice_("soak-1", "a2", 1, "old")]
+    lists["endpointslices"][1]["ports"] = [{"name": "admin", "port": 8080}]
+    c.sweep(time.monotonic())
+    assert views[-1]["slice_ports"]["soak-1/a2"] == {"http"}  # not the predecessor's
+    own["ports"].append({"name": "admin", "port": 8080})
+    c.sweep(time.monotonic())
+    assert views[-1]["slice_ports"]["soak-1/a2"] == {"http", "admin"}
 
 
 class FakeFailure:
