@@ -45,7 +45,7 @@ from testcluster import new_cluster, node_name, real  # noqa: E402
 
 import observe  # noqa: E402
 from ops import Operations  # noqa: E402
-from traffic import Traffic  # noqa: E402
+from traffic import REAL_REQUEST_TIMEOUT, REQUEST_TIMEOUT, Traffic  # noqa: E402
 from world import (BOUND, CONNECTION_LOST, DRAIN_TIMEOUT, HAND_ANNOTATION, LEASE_BOUND,  # noqa: E402
                    METRIC, PROBE_BODY, PROXY_DELAY_MS, RESOLVER_NS, RESOLVER_SVC, SHUTDOWN_DELAY,
                    App, Excuses, OpLog, Replica, deploy_path, es_path, routed, svc_path)
@@ -221,7 +221,8 @@ class Soak(Operations):
                                          self.wakes.on_event)
         self.es_watch.start()
         self.dep_watch.start()
-        self.traffic = Traffic(self.seed * 31 + 7)
+        self.traffic = Traffic(self.seed * 31 + 7,
+                               timeout=REAL_REQUEST_TIMEOUT if self.real else REQUEST_TIMEOUT)
         for _ in range(2):
             self.new_namespace(apps=2, initial=True)
         for _ in range(2):
