@@ -237,3 +237,38 @@ def test_a_refused_connect_is_judged_when_it_began():
     s.classify_failures(final=True)
     assert late.verdict == ("excused", "Service deleted")
     assert reset.verdict == ("violation", "request")
+
+
+def test_an_api_server_restart_pushes_the_bound_until_the_controllers_act_again():
+    """Seed 11 on the real cluster: the ReplicaSet controller acted again 58 s after an API
+    server restart began, long after the API and holdfast's informers were back. Until the
+    canary shows the controllers acting, the restart's disruption stays open (a woken target
+    has no pod to be ready); then it ends when they did (or at the informers' end if later)."""
+    import threading
+    s = soak.Soak.__new__(soak.Soak)
+    s.bound = 10.0
+    s.lock = threading.RLock()
+    s.disruptions, s.outages = [], []
+    s.oplog = OpLog(time.monotonic())
+    seen = {}
+
+    class Sim:
+        def outage(self, secs):
+            pass
+
+        def wait_outage(self, timeout):
+            pass
+
+        def wait_controllers(self, timeout):
+            # the API is back, the controllers not yet: anything due now is not due yet
+            now = time.monotonic()
+            seen["during"] = s.deadline(now) - now
+            time.sleep(0.05)
+    s.sim = Sim()
+    t = time.monotonic()
+    op = s.oplog.start("api_outage", "api")
+    s.real_api_stop(op, t, 3.0)
+    assert seen["during"] > 60          # still open while the controllers were away
+    (start, end, _), = s.disruptions
+    assert start == t and time.monotonic() - 0.5 < end <= time.monotonic() + 3.1  # informers' end
+    assert s.outages[0][1] <= end and "controllers acting again" in op.result
