@@ -17,6 +17,7 @@
 """
 import http.client
 import json
+import os
 import re
 import ssl
 import threading
@@ -29,11 +30,24 @@ from world import ES_API, HAND_ANNOTATION, SLICE_API
 # ---------------------------------------------------------------- watch
 
 
+def api_credentials(sim):
+    """(TLS context, headers) for a client of the cluster's API: kubesim's bearer token, or the
+    real cluster's admin client certificate (tests/lib/realcluster.py)."""
+    token = getattr(sim, "token", None)
+    if token:
+        return ssl.create_default_context(cafile=sim.ca_file), {"Authorization": "Bearer " + token}
+    pki = sim.cluster.pki
+    ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.crt"))
+    ctx.load_cert_chain(os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key"))
+    return ctx, {}
+
+
 class Watcher(threading.Thread):
     """List, then watch `path` (a collection across all namespaces) until stop(), calling
     on_event(arrival time, type, object) on this thread for every ADDED/MODIFIED/DELETED, the
     list's objects included as ADDED. After an error it watches again from the last
-    resourceVersion (kubesim keeps the whole history: nothing in between is missed)."""
+    resourceVersion (kubesim keeps the whole history: nothing in between is missed; a real API server
+started again answers an older resourceVersion with 410, and the watcher lists again)."""
 
     def __init__(self, sim, path, name, on_event=None):
         super().__init__(daemon=True, name="watch-" + name)
@@ -48,12 +62,11 @@ class Watcher(threading.Thread):
         self.last_error = None
         u = urllib.parse.urlsplit(sim.api_url)
         self.host, self.port = u.hostname, u.port
-        self.ctx = ssl.create_default_context(cafile=sim.ca_file)
+        self.ctx, self.auth = api_credentials(sim)
 
     def _get(self, query, timeout):
         conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=timeout)
-        conn.request("GET", self.path + "?" + query, headers={
-            "Authorization": "Bearer " + self.sim.token, "Accept": "application/json"})
+        conn.request("GET", self.path + "?" + query, headers=dict(self.auth, Accept="application/json"))
         return conn, conn.getresponse()
 
     def _record(self, etype, obj):
@@ -75,6 +88,9 @@ class Watcher(threading.Thread):
                 q = urllib.parse.urlencode({"watch": "1", "resourceVersion": self.rv,
                                             "allowWatchBookmarks": "true", "timeoutSeconds": "30"})
                 self.conn, r = self._get(q, 45)
+                if r.status == 410:
+                    self.rv = None  # expired: list again
+                    raise OSError("watch: HTTP 410")
                 if r.status != 200:
                     raise OSError("watch: HTTP %d" % r.status)
                 while not self.stop_ev.is_set():
@@ -319,7 +335,15 @@ class Checker(threading.Thread):
         svcs = self._list("/api/v1/services")
         slices = self._list(SLICE_API + "/endpointslices")
         t_seen = time.monotonic()
-        view = {"t": t_seen, "es": {}, "deploy": {}, "svc": {}, "resolver": {}, "pods": {}}
+        # pods: ready pod endpoints in the EndpointSlice controller's slices of a Service name;
+        # own_pods: those in slices owned by the Service now there; stale: slices of a deleted
+        # predecessor of the same name, which kube-proxy (going by the service-name label)
+        # routes the new Service to until the garbage collector removes them (on the real
+        # cluster that waits for the controller-manager after an API server restart)
+        # slice_ports: the port names in the Service's own slices and holdfast's (kube-proxy
+        # routes a Service port only to endpoints of a slice that has it)
+        view = {"t": t_seen, "es": {}, "deploy": {}, "svc": {}, "resolver": {}, "pods": {},
+                "own_pods": {}, "stale": {}, "slice_ports": {}}
         for o in sim_es:
             view["es"][key_of(o)] = o
         for o in deps:
@@ -332,10 +356,20 @@ class Checker(threading.Thread):
             k = "%s/%s" % (md["namespace"], labels.get("kubernetes.io/service-name"))
             if labels.get("endpointslice.kubernetes.io/managed-by") == "holdfast":
                 view["resolver"].setdefault(k, []).append(s)
+                view["slice_ports"].setdefault(k, set()).update(
+                    (p.get("name") or "") for p in s.get("ports") or [])
             elif labels.get("endpointslice.kubernetes.io/managed-by") == \
                     "endpointslice-controller.k8s.io":
                 n = sum(1 for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready"))
                 view["pods"][k] = view["pods"].get(k, 0) + n
+                owners = [o.get("uid") for o in md.get("ownerReferences") or [] if o.get("kind") == "Service"]
+                svc_uid = uid_of(view["svc"].get(k) or {})
+                if owners and owners[0] != svc_uid:
+                    view["stale"][k] = view["stale"].get(k, 0) + 1
+                else:
+                    view["own_pods"][k] = view["own_pods"].get(k, 0) + n
+                    view["slice_ports"].setdefault(k, set()).update(
+                        (p.get("name") or "") for p in s.get("ports") or [])
         self.view = view
         self.sweeps += 1
         self.soak.excuses.update(view, t_seen)

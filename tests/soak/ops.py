@@ -5,8 +5,10 @@ Two kinds, each drawn by its own seeded generator so a seed replays the same seq
     short scales to zero), trigger values, spec edits, Service port changes, deleting and
     creating ElastiServices, Services and whole namespaces;
   - cluster-wide disruptions (infra_ops, one at a time, every 4-10 s): API server outages, the
-    API answering writes late (after their watch events), Prometheus killed and restarted, holdfast replicas SIGTERMed or SIGKILLed (and replaced),
-    resolver replicas added and removed.
+    API answering writes late (after their watch events; kubesim only), Prometheus killed and
+    restarted, holdfast replicas SIGTERMed or SIGKILLed (and replaced), resolver replicas added
+    and removed. On the real cluster (self.real) each is its real equivalent, and those it has
+    none for are not drawn (README.md, "On the real control plane").
 Each records itself in the operation log, and opens the excuse windows the documentation gives
 it (a failed request inside one is explained, see world.Excuses), and the disruption spans that
 push the convergence bound.
@@ -15,7 +17,8 @@ import time
 
 from promfix import PromfixError
 from world import (CONNECTION_LOST, DRAIN_TIMEOUT, HAND_ANNOTATION, MAX_APPS, METRIC,
-                   PROXY_DELAY_MS, RESOLVER_NS, SHUTDOWN_DELAY, deploy_path, es_path, svc_path)
+                   PROXY_DELAY_MS, RESOLVER_NS, SHUTDOWN_DELAY, deploy_path, es_path, routed,
+                   svc_path)
 
 
 class Operations:
@@ -168,9 +171,16 @@ class Operations:
         self.oplog.end(op, "ok" if code == 200 else "error %s" % code)
         # kube-proxy moves its listeners PROXY_DELAY_MS later: connections to the old or new
         # number meanwhile are refused, as with a real kube-proxy
-        # (a request held on a port the Service no longer has can wait for good: timeouts too)
-        self.excuses.add(app.key, "Service ports changed", t, end=time.monotonic() +
-                         PROXY_DELAY_MS / 1000.0 + 1.5, kinds=CONNECTION_LOST + ("timeout",))
+        # (a request held on a port the Service no longer has can wait for good: timeouts too).
+        # A port added or renamed routes only once an EndpointSlice of the Service has it (the
+        # EndpointSlice controller's, or holdfast's resolver slice): on the real cluster, while
+        # the controller-manager is away after an API server restart, not for tens of seconds
+        k, names = app.key, {n for n, _ in ports}
+        soonest = time.monotonic() + PROXY_DELAY_MS / 1000.0 + 1.5 - self.excuses.grace
+        self.excuses.add(k, "Service ports changed", t,
+                         until=lambda v: time.monotonic() >= soonest and
+                         names <= v["slice_ports"].get(k, set()),
+                         due_from=t, kinds=CONNECTION_LOST + ("timeout",))
 
     def op_es_delete(self):
         app = self.pick_app(need_es=True)
@@ -210,7 +220,7 @@ class Operations:
             w = getattr(app, "es_window", None)
             if w is not None:
                 k = app.key
-                w.until = lambda v: self.checker.converged_at.get(k, 0) > t
+                w.until = lambda v: self.checker.converged_at.get(k, 0) > t and routed(v, k)
                 w.due_from = t
 
     def op_svc_delete(self):
@@ -246,8 +256,13 @@ class Operations:
             if w is not None:
                 k = app.key
                 # until it routes again: its pods' endpoints, or holdfast's slice for the new
-                # Service (checked by the convergence invariants)
-                w.until = lambda v: self.checker.converged_at.get(k, 0) > t
+                # Service (world.routed), it agrees, and the old Service's EndpointSlices are
+                # gone (while they are there kube-proxy routes the new one by them, and their
+                # removal can leave it without an endpoint for a moment: on the real cluster
+                # the EndpointSlice controller replaced them 6 s after a re-creation, once the
+                # controller-manager was back from an API server restart)
+                w.until = lambda v: self.checker.converged_at.get(k, 0) > t and routed(v, k) and \
+                    not v["stale"].get(k)
                 w.due_from = t
 
     def op_ns_delete(self):
@@ -298,16 +313,23 @@ class Operations:
     def infra_outage(self):
         rng = self.infra_rng
         secs = rng.uniform(2, 5)
-        mode = rng.choice(("refuse", "503"))
+        # the real cluster has no 503 mode: its second kind is an API server that accepts and
+        # answers nothing (SIGSTOPped), where kubesim's answers 503
+        mode = rng.choice(("refuse", "stall") if self.real else ("refuse", "503"))
         op = self.oplog.start("api_outage", "api", "%.1fs %s" % (secs, mode))
         t = time.monotonic()
+        if self.real and mode == "refuse":
+            return self.real_api_stop(op, t, secs)
         # holdfast's informers come back after a jittered backoff that doubles up to the outage
         # length (200 ms, doubling): allow as much again, then the bound
         with self.lock:
             self.outages.append((t, t + 2 * secs + 3))
         self.disrupt(t, t + 2 * secs + 3, "API outage")
         try:
-            self.sim.outage(secs, mode=mode)
+            if mode == "stall":
+                self.sim.latency(int(secs * 1000) + 1, secs)
+            else:
+                self.sim.outage(secs, mode=mode)
         except OSError as e:
             self.oplog.end(op, "error %r" % e)
             return
@@ -316,6 +338,47 @@ class Operations:
         while time.monotonic() < deadline and self.api("GET", "/version")[0] != 200:
             time.sleep(0.2)
         self.oplog.end(op)
+
+    def real_api_stop(self, op, t, secs):
+        """The real cluster's refusing outage: kube-apiserver stopped (that alone takes seconds:
+        it answers 429 while it shuts down, then every connection is closed and refused) and
+        started again `secs` after the call, so the API is away longer than `secs`. Its
+        informers' backoff counts from the time it was away; and the controller-manager acts
+        again only later (its informers' own backoff, a lost leader lease: up to ~50 s,
+        docs/test-cluster.md): pods are neither started nor removed, endpoints not updated,
+        namespaces not emptied until then, which is what a user of a real cluster sees after
+        an API server restart. Both push the bound, measured, not guessed: the Deployment
+        controller acting on a canary again (RealCluster.wait_controllers)."""
+        span = (t, t + 600, "API outage")  # until measured below
+        with self.lock:
+            self.outages.append(span[:2])
+            self.disruptions.append(span)
+        err = None
+        try:
+            self.sim.outage(secs)
+            self.sim.wait_outage(timeout=120)
+        except (OSError, AssertionError) as e:
+            err = e
+        back = time.monotonic()
+        informers = back + (back - t) + 3
+        with self.lock:
+            # the API's own outage is known now; the disruption stays open until the
+            # controllers are seen acting again (seed 11: closing it at the informers' end
+            # judged a target woken while the ReplicaSet controller still could not act)
+            self.outages[self.outages.index(span[:2])] = (t, informers)
+        ctrl = None
+        if err is None:
+            try:
+                self.sim.wait_controllers(timeout=120)
+                ctrl = time.monotonic()
+            except (OSError, AssertionError) as e:
+                err = e
+        end = max(informers, ctrl or time.monotonic())
+        with self.lock:
+            self.disruptions[self.disruptions.index(span)] = (t, end, "API outage")
+        self.oplog.end(op, "away %.1fs, controllers acting again %s%s" % (
+            back - t, "after %.1fs" % (ctrl - t) if ctrl else "not seen",
+            "; error %r" % (err,) if err else ""))
 
     def infra_slow_answers(self):
         """The API answers writes 100-300 ms after their watch events went out, for 5-15 s: every
@@ -367,13 +430,16 @@ class Operations:
             # ones until the leader rewrites the resolver slices without it (a SIGKILLed leader:
             # once its Lease expires and another replica leads) or it listens again
             ip = r.ip
+            # (on the real cluster its address stays on the node's bridge: the kernel refuses
+            # what is sent to it)
             self.excuses.add(None, "holdfast replica %s SIGKILLed" % r.name, t,
                              until=lambda v: not any(ip in (e.get("addresses") or [])
                                                      for sl in v["resolver"].values() for s in sl
                                                      for e in s.get("endpoints") or [])
                              or any(x.ip == ip and x.ready and (x.started_at or 0) > t
                                     for x in self.replicas_snapshot()),
-                             due_from=t, kinds=("reset", "closed", "truncated"))
+                             due_from=t, kinds=("reset", "closed", "truncated") + (
+                                 ("refused",) if self.real else ()))
             self.disrupt(t, t + (self.lease_bound if leader else 6), "%s SIGKILLed" % r.name)
         else:
             self.disrupt(t, t + 8, "%s SIGTERMed" % r.name)
@@ -417,10 +483,13 @@ class Operations:
 
     INFRA_OPS = (("outage", 2), ("slow_answers", 1), ("prometheus", 1.5), ("term", 2), ("kill", 1.5),
                  ("replicas", 1.5))
+    # the real control plane cannot hold write answers back (realcluster: NoRealEquivalent)
+    INFRA_OPS_REAL = tuple(x for x in INFRA_OPS if x[0] != "slow_answers")
 
     def infra_ops(self, until):
-        names = [n for n, _ in self.INFRA_OPS]
-        weights = [w for _, w in self.INFRA_OPS]
+        table = self.INFRA_OPS_REAL if self.real else self.INFRA_OPS
+        names = [n for n, _ in table]
+        weights = [w for _, w in table]
         self.stop_chaos.wait(self.infra_rng.uniform(3, 8))
         while not self.stop_chaos.is_set() and time.monotonic() < until:
             what = self.infra_rng.choices(names, weights)[0]

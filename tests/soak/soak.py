@@ -5,7 +5,9 @@ invariants while it runs. See tests/soak/README.md.
     /usr/bin/python3 tests/soak/soak.py --seed 1234 --seconds 180 [--workdir DIR]
     SOAK_SEED=1234 SOAK_SECONDS=600 /usr/bin/python3 -m pytest tests/soak     # the same, in pytest
 
-It starts kubesim (tests/kubesim), an Exporter and a real Prometheus (tests/lib/promfix.py), and
+It starts kubesim (tests/kubesim), or with HOLDFAST_TEST_CLUSTER=real the real control plane
+(tests/lib/realcluster.py; this thread then runs inside the cluster's network namespace, and so
+does everything it starts), an Exporter and a real Prometheus (tests/lib/promfix.py), and
 holdfast replicas ($HOLDFAST_BIN, the ASan+UBSan build in CI) with leader election and a
 resolver Service whose EndpointSlice the soak keeps as the EndpointSlice controller would (the
 ready replicas; a SIGTERMed one as terminating). Then, for the given time, it mixes random
@@ -22,6 +24,7 @@ Exit status: 0 when no invariant failed (those listed in SOAK_XFAIL / --xfail ar
 but do not fail), 1 otherwise.
 """
 import argparse
+import ipaddress
 import os
 import random
 import signal
@@ -38,18 +41,19 @@ for p in (HERE, os.path.join(REPO, "tests", "kubesim"), os.path.join(REPO, "test
 
 from hfk8s import SANITIZER_MARKERS, HoldfastError, HoldfastK8s, fresh_ip, holdfast_bin  # noqa: E402
 from promfix import Exporter, Prometheus, PromfixError  # noqa: E402
-from simctl import KubeSim  # noqa: E402
+from testcluster import new_cluster, node_name, real  # noqa: E402
 
 import observe  # noqa: E402
 from ops import Operations  # noqa: E402
-from traffic import Traffic  # noqa: E402
+from traffic import REAL_REQUEST_TIMEOUT, REQUEST_TIMEOUT, Traffic  # noqa: E402
 from world import (BOUND, CONNECTION_LOST, DRAIN_TIMEOUT, HAND_ANNOTATION, LEASE_BOUND,  # noqa: E402
                    METRIC, PROBE_BODY, PROXY_DELAY_MS, RESOLVER_NS, RESOLVER_SVC, SHUTDOWN_DELAY,
-                   App, Excuses, OpLog, Replica, deploy_path, es_path, svc_path)
+                   App, Excuses, OpLog, Replica, deploy_path, es_path, routed, svc_path)
 
 PY = "/usr/bin/python3"
 HTTPSERVER = os.path.join(REPO, "tests", "kubesim", "testdata", "httpserver.py")
 CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
+REAL_TERM_DELAY_MS = 3000
 IMAGES = {"soak/http:1": {"argv": [PY, HTTPSERVER]}}
 KNOWN_INVARIANTS = ("mode", "observed_generation", "resolver_slice", "ports", "hand_zero_seen",
                     "request", "request_at_scale_down", "request_ports_stale", "answer", "crash",
@@ -100,6 +104,13 @@ class Soak(Operations):
         self.stop_all = threading.Event()
         self.membership_last = None  # the endpoints last written to the resolver Service's slice
         self.sim = self.exporter = self.prom = None
+        self.real = real()      # HOLDFAST_TEST_CLUSTER=real: the real control plane
+        # how long a pod serves after SIGTERM (its preStop sleep): longer than the propagation of
+        # its removal to kube-proxy, as docs/kubernetes.md asks. kubesim: kube-proxy's delay
+        # + 0.7 s. The real cluster: the ReplicaSet controller, the node agent's SIGTERM, the
+        # EndpointSlice controller, kube-proxy's delay and its iptables sync: measured there,
+        # a new connection still went to a pod 1.5 s after holdfast removed it, so 3 s
+        self.term_delay_ms = REAL_TERM_DELAY_MS if self.real else PROXY_DELAY_MS + 700
         self.traffic = None
         self.modes = observe.ModeHistory()
         self.wakes = observe.WakeHistory()
@@ -180,9 +191,14 @@ class Soak(Operations):
     def setup(self):
         self.say("seed %d, %ds of operations, holdfast %s, work directory %s" % (
             self.seed, self.seconds, holdfast_bin(), self.workdir))
-        self.sim = KubeSim(os.path.join(self.workdir, "kubesim"), image_map=IMAGES,
-                           proxy_delay_ms=PROXY_DELAY_MS)
-        self.sim.start()
+        self.sim = new_cluster(os.path.join(self.workdir, "cluster" if self.real else "kubesim"),
+                               image_map=IMAGES, proxy_delay_ms=PROXY_DELAY_MS)
+        self.sim.start()  # the real one: this thread is in the cluster's network namespace now
+        if self.real:
+            import netns  # tests/cluster, on the path once realcluster is imported
+            App.service_net = ipaddress.ip_network(netns.SERVICE_CIDR)
+            self.say("on the real control plane: cluster %s, Services in %s" % (
+                self.sim.ns, netns.SERVICE_CIDR))
         self.sim.kubectl("apply", "-f", CRD_FILE)
         deadline = time.monotonic() + 20
         while not self.sim.exists("/apis/elasti.truefoundry.com/v1alpha1"):
@@ -205,7 +221,8 @@ class Soak(Operations):
                                          self.wakes.on_event)
         self.es_watch.start()
         self.dep_watch.start()
-        self.traffic = Traffic(self.seed * 31 + 7)
+        self.traffic = Traffic(self.seed * 31 + 7,
+                               timeout=REAL_REQUEST_TIMEOUT if self.real else REQUEST_TIMEOUT)
         for _ in range(2):
             self.new_namespace(apps=2, initial=True)
         for _ in range(2):
@@ -271,7 +288,7 @@ class Soak(Operations):
                              "name": "main", "image": "soak/http:1", "ports": [{"containerPort": 8080}],
                              # what docs/kubernetes.md asks of pods: serve past kube-proxy's
                              # propagation after SIGTERM (a preStop sleep)
-                             "env": [{"name": "TERM_DELAY_MS", "value": str(PROXY_DELAY_MS + 700)}],
+                             "env": [{"name": "TERM_DELAY_MS", "value": str(self.term_delay_ms)}],
                              "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}}}
 
     def set_load(self, app, value):
@@ -315,8 +332,10 @@ class Soak(Operations):
             if not initial:
                 # its pods start (or holdfast takes it over at zero) while its clients begin
                 t, k = time.monotonic(), app.key
+                # until it agrees and something serves it: a ready pod, or holdfast's resolver
+                # slice (a real cluster starts a pod in a new namespace in a second or more)
                 self.excuses.add(k, "app being created", t,
-                                 until=lambda v: self.checker.converged_at.get(k, 0) > t,
+                                 until=lambda v: self.checker.converged_at.get(k, 0) > t and routed(v, k),
                                  due_from=t, kinds=CONNECTION_LOST)
                 self.traffic.add(app)
         self.oplog.end(op, "apps %s" % [a.name for a in made])
@@ -338,7 +357,7 @@ class Soak(Operations):
             else:
                 self.restarts[pod] = self.restarts.get(pod, 0) + 1
                 name = "%s.%d" % (pod, self.restarts[pod])
-        hf = HoldfastK8s(self.sim, os.path.join(self.workdir, name), ip=ip or fresh_ip(), polling="1s",
+        hf = HoldfastK8s(self.sim, os.path.join(self.workdir, name), ip=ip or self.replica_ip(), polling="1s",
                          workers=2, log_level=self.log_level, pod_name=pod, leader_elect=True,
                          extra_args=["--resolver-service", RESOLVER_SVC, "--resolver-namespace",
                                      RESOLVER_NS, "--shutdown-delay", str(SHUTDOWN_DELAY),
@@ -361,11 +380,25 @@ class Soak(Operations):
         self.oplog.end(op)
         return r
 
+    def replica_ip(self):
+        """An address for a new replica: a loopback one of its own on kubesim; on the real
+        cluster one of the node bridge's (realcluster.HOLDFAST_IPS) that no live replica uses,
+        since every replica listens on the same resolver ports."""
+        if not self.real:
+            return fresh_ip()
+        used = {r.ip for r in self.replicas_snapshot() if r.hf.proc is None or r.alive()}
+        for _ in range(20):
+            ip = self.sim.fresh_ip()
+            if ip not in used:
+                return ip
+        raise RuntimeError("no free holdfast address (in use: %s)" % sorted(used))
+
     def membership(self):
         """The EndpointSlice controller of the resolver's own Service, and the crash and
         sanitizer watch of every replica: every 0.2 s."""
         path = "/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices" % RESOLVER_NS
         last_scan = 0.0
+        node = node_name(self.sim)
         while not self.stop_all.is_set():
             now = time.monotonic()
             eps = []
@@ -383,7 +416,7 @@ class Soak(Operations):
                 if r.signalled == "TERM":
                     r.terminating = True
                     r.ready = False
-                    eps.append({"addresses": [r.ip], "nodeName": "kubesim-node",
+                    eps.append({"addresses": [r.ip], "nodeName": node,
                                 "conditions": {"ready": False, "serving": True, "terminating": True}})
                     continue
                 if not r.ready and r.started_at is not None:
@@ -392,7 +425,7 @@ class Soak(Operations):
                     except OSError:
                         pass
                 if r.ready:
-                    eps.append({"addresses": [r.ip], "nodeName": "kubesim-node",
+                    eps.append({"addresses": [r.ip], "nodeName": node,
                                 "conditions": {"ready": True, "serving": True, "terminating": False}})
             if eps != self.membership_last:
                 body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -542,7 +575,10 @@ class Soak(Operations):
         for f in todo:
             if not final and f.t_end > horizon:
                 continue
-            t = f.t_start if f.kind == "timeout" else f.t_end
+            # a timeout, and a connection refused (on the real cluster a connect to an address
+            # kube-proxy has no rule for yet, or one that is gone, fails with "No route to host"
+            # only after ARP gives up, seconds later), are judged when the request began
+            t = f.t_start if f.kind in ("timeout", "refused") else f.t_end
             reason = None
             if f.kind in ("refused", "reset", "closed", "truncated", "timeout", "oserror", "removed"):
                 reason = self.excuses.find(f.app, t, f.kind)
@@ -600,7 +636,8 @@ class Soak(Operations):
                 self.classify_failures()
         self.stop_chaos.set()
         app_thread.join(30)
-        infra.join(SHUTDOWN_DELAY + DRAIN_TIMEOUT + 60)
+        # (a real API server's restart ends when the controllers act again: up to 4 min)
+        infra.join(SHUTDOWN_DELAY + DRAIN_TIMEOUT + 60 + (240 if self.real else 0))
         self.say("operations stopped; settling (bound %.0fs)" % self.bound)
         self.final()
 
@@ -660,7 +697,7 @@ class Soak(Operations):
         if self.sim:
             left = self.sim.stop()
             if left:
-                self.say("pod processes outlived kubesim (killed): %s" % left)
+                self.say("left behind by the cluster (killed or removed): %s" % (left,))
 
     # ------------------------------------------------------------------ report
 

@@ -5,10 +5,13 @@ scripts/test runs it in its ASan pass, against the ASan+UBSan holdfast ($HOLDFAS
                        seed, printed; scripts/test passes 4 unless told otherwise)
     SOAK_SECONDS=N     seconds of operations (default 180); setting up and settling add about 40 s
     SOAK_XFAIL=a,b     invariants to report without failing (never set in CI)
+    SOAK_LOG_LEVEL=L   holdfast's --log-level (default info)
+    HOLDFAST_TEST_CLUSTER=real   on the real control plane instead of kubesim (as root;
+                       README.md, "On the real control plane")
 
 The seed is printed first, in every violation and in the failure message; the work directory
 (kept when the test fails) holds the report, every failed request, the operation log, and the
-logs of kubesim, Prometheus and every holdfast replica.
+logs of kubesim (or the real cluster's), Prometheus and every holdfast replica.
 """
 import os
 import random
@@ -34,7 +37,8 @@ def test_randomized_soak_keeps_every_invariant(tmp_path_factory):
     xfail = soak.parse_xfail(os.environ.get("SOAK_XFAIL", ""))
     workdir = tmp_path_factory.mktemp("soak-%d" % seed)
     print("soak seed %d (replay: SOAK_SEED=%d SOAK_SECONDS=%d)" % (seed, seed, seconds))
-    ok, run = soak.run_soak(seed, seconds, workdir, xfail)
+    ok, run = soak.run_soak(seed, seconds, workdir, xfail,
+                            log_level=os.environ.get("SOAK_LOG_LEVEL", "info"))
     if ok:
         shutil.rmtree(str(workdir), ignore_errors=True)
         return

@@ -139,3 +139,136 @@ def test_deadline_is_pushed_past_disruptions_that_began_before_it():
     assert s.deadline(0.0) == 40.0    # pushed past the outage that began at 5
     assert s.deadline(50.0) == 60.0   # the later disruption began after the deadline
     assert s.deadline(95.0) == 120.0
+
+
+def test_a_connect_the_real_kube_proxy_rejects_is_a_refusal():
+    """A real kube-proxy rejects a connection to a Service without a usable endpoint with ICMP
+    host unreachable (kubesim refuses it), and a connect to an address nothing answers ARP for
+    ends the same way: both are "refused", which the excuse windows know."""
+    import errno
+    from traffic import _error_kind
+    assert _error_kind(OSError(errno.EHOSTUNREACH, "No route to host")) == "refused"
+    assert _error_kind(ConnectionRefusedError(errno.ECONNREFUSED, "refused")) == "refused"
+    assert _error_kind(OSError(errno.ENETUNREACH, "unreachable")) == "oserror"
+
+
+def slice_(ns, svc, ready, owner_uid=None, managed="endpointslice-controller.k8s.io"):
+    md = {"namespace": ns, "name": "%s-x" % svc, "labels": {
+        "kubernetes.io/service-name": svc, "endpointslice.kubernetes.io/managed-by": managed}}
+    if owner_uid:
+        md["ownerReferences"] = [{"kind": "Service", "uid": owner_uid}]
+    return {"metadata": md, "endpoints": [{"addresses": ["10.88.0.%d" % (i + 2)],
+                                           "conditions": {"ready": True}} for i in range(ready)]}
+
+
+def test_a_predecessors_endpointslices_do_not_route_a_recreated_service():
+    """Seed 4 on the real cluster: a Service re-created while the controller-manager was away
+    (an API server restart) kept its deleted predecessor's EndpointSlice (same service-name
+    label, owned by the old Service) until the controllers were back; kube-proxy routed the new
+    Service by it, then had no endpoint for a moment when it was replaced. The view tells them
+    apart, and the re-created Service's window stays open while they are there."""
+    c = observe.Checker.__new__(observe.Checker)
+    svc = {"metadata": {"uid": "new", "namespace": "soak-1", "name": "a2"}}
+    lists = {"elastiservices": [], "deployments": [], "services": [svc],
+             "endpointslices": [slice_("soak-1", "a2", 1, "old")]}
+    c._list = lambda path: lists[path.rsplit("/", 1)[-1]]
+    views = []
+
+    class S:
+        excuses = Excuses(1.0, lambda t: t + 10)
+    c.soak = S()
+    c.sweeps = 0
+    c.check = lambda view, t: views.append(view)
+    c.sweep(time.monotonic())
+    v = views[-1]
+    from world import routed
+    assert v["pods"]["soak-1/a2"] == 1 and v["stale"]["soak-1/a2"] == 1 and not routed(v, "soak-1/a2")
+    lists["endpointslices"] = [slice_("soak-1", "a2", 1, "new")]
+    c.sweep(time.monotonic())
+    v = views[-1]
+    assert not v["stale"].get("soak-1/a2") and routed(v, "soak-1/a2")
+    lists["endpointslices"] = [slice_("soak-1", "a2", 0, "new"),
+                               slice_("soak-1", "a2", 1, managed="holdfast")]
+    c.sweep(time.monotonic())
+    assert routed(views[-1], "soak-1/a2")  # holdfast's resolver slice routes it too
+    # seed 7: a port added while the controller-manager was away had no slice with it, and
+    # kube-proxy refused it for 13 s: the port window waits for a slice that has the port
+    own = slice_("soak-1", "a2", 1, "new")
+    own["ports"] = [{"name": "http", "port": 8080}]
+    lists["endpointslices"] = [own, slice_("soak-1", "a2", 1, "old")]
+    lists["endpointslices"][1]["ports"] = [{"name": "admin", "port": 8080}]
+    c.sweep(time.monotonic())
+    assert views[-1]["slice_ports"]["soak-1/a2"] == {"http"}  # not the predecessor's
+    own["ports"].append({"name": "admin", "port": 8080})
+    c.sweep(time.monotonic())
+    assert views[-1]["slice_ports"]["soak-1/a2"] == {"http", "admin"}
+
+
+class FakeFailure:
+    def __init__(self, kind, t_start, t_end):
+        self.kind, self.t_start, self.t_end, self.app = kind, t_start, t_end, "soak-1/a1"
+        self.verdict = None
+        self.port, self.path, self.client, self.detail = 80, "/x", "c-new", ""
+
+
+def test_a_refused_connect_is_judged_when_it_began():
+    """On the real cluster a connect sent before kube-proxy had a rule for a new ClusterIP (or to
+    a pod address that is gone) fails with "No route to host" only when ARP gives up, 3 s and
+    more later: the window that explains it may have closed by then."""
+    s = soak.Soak.__new__(soak.Soak)
+    s.t0 = 0.0
+    s.lease_bound, s.bound = 25.0, 10.0
+    now = time.monotonic()
+    s.excuses = Excuses(1.0, lambda t: t + 10)
+    s.excuses.add("soak-1/a1", "Service deleted", now - 100, end=now - 97)
+    import traffic
+    s.traffic = traffic.Traffic(1)
+    late = FakeFailure("refused", now - 99, now - 95)      # begun inside, failed after
+    reset = FakeFailure("reset", now - 99, now - 95)       # a reset is judged when it happened
+    s.traffic.stats.failures = [late, reset]
+    s.modes = observe.ModeHistory()
+
+    class C:
+        def disagreed(self, *a):
+            return False
+    s.checker = C()
+    s.violations = observe.Violations(OpLog(0), 1, (), lambda x: None)
+    s.oplog = OpLog(0)
+    s.classify_failures(final=True)
+    assert late.verdict == ("excused", "Service deleted")
+    assert reset.verdict == ("violation", "request")
+
+
+def test_an_api_server_restart_pushes_the_bound_until_the_controllers_act_again():
+    """Seed 11 on the real cluster: the ReplicaSet controller acted again 58 s after an API
+    server restart began, long after the API and holdfast's informers were back. Until the
+    canary shows the controllers acting, the restart's disruption stays open (a woken target
+    has no pod to be ready); then it ends when they did (or at the informers' end if later)."""
+    import threading
+    s = soak.Soak.__new__(soak.Soak)
+    s.bound = 10.0
+    s.lock = threading.RLock()
+    s.disruptions, s.outages = [], []
+    s.oplog = OpLog(time.monotonic())
+    seen = {}
+
+    class Sim:
+        def outage(self, secs):
+            pass
+
+        def wait_outage(self, timeout):
+            pass
+
+        def wait_controllers(self, timeout):
+            # the API is back, the controllers not yet: anything due now is not due yet
+            now = time.monotonic()
+            seen["during"] = s.deadline(now) - now
+            time.sleep(0.05)
+    s.sim = Sim()
+    t = time.monotonic()
+    op = s.oplog.start("api_outage", "api")
+    s.real_api_stop(op, t, 3.0)
+    assert seen["during"] > 60          # still open while the controllers were away
+    (start, end, _), = s.disruptions
+    assert start == t and time.monotonic() - 0.5 < end <= time.monotonic() + 3.1  # informers' end
+    assert s.outages[0][1] <= end and "controllers acting again" in op.result
