@@ -136,6 +136,9 @@ struct es {
     char awaited_rv[64];    /* resourceVersion our last status write made; until the informer
                                shows it, older echoes must not undo our mode/conditions */
     uint64_t awaited_ms;    /* when it was set (given up after AWAIT_ECHO_MS) */
+    char seen_rv[3][24];    /* the last resourceVersions the informer showed (a ring; a longer
+                               one is not kept): was a write's echo already delivered? */
+    unsigned seen_next;     /* the ring's next slot */
     /* acknowledging and proving liveness */
     int64_t status_gen;     /* status.observedGeneration as the informer shows it */
     int64_t acked_gen;      /* the generation our last successful status write carried */
@@ -551,12 +554,26 @@ static void es_parse_spec(struct es *e, const cJSON *obj)
     e->probes = route_probes_new(rules);
 }
 
+/* True when the informer showed resourceVersion `rv` among its last few versions. */
+static bool es_seen_rv(const struct es *e, const char *rv)
+{
+    for (size_t i = 0; i < sizeof(e->seen_rv) / sizeof(e->seen_rv[0]); i++)
+        if (e->seen_rv[i][0] && strcmp(e->seen_rv[i], rv) == 0)
+            return true;
+    return false;
+}
+
 static void es_parse_status(struct es *e, const cJSON *obj)
 {
     const cJSON *md = get(obj, "metadata");
     const cJSON *status = get(obj, "status");
     const char *mode = get_str(status, "mode");
     const char *rv = get_str(md, "resourceVersion");
+    if (rv && strlen(rv) < sizeof(e->seen_rv[0]) && !es_seen_rv(e, rv)) {
+        size_t n = sizeof(e->seen_rv) / sizeof(e->seen_rv[0]);
+        snprintf(e->seen_rv[e->seen_next % n], sizeof(e->seen_rv[0]), "%s", rv);
+        e->seen_next++;
+    }
     if (e->awaited_rv[0] &&
         ((rv && strcmp(rv, e->awaited_rv) == 0) || mono_ms() - e->awaited_ms > AWAIT_ECHO_MS))
         e->awaited_rv[0] = '\0'; /* the informer caught up with our last write */
@@ -745,6 +762,7 @@ static struct es *es_ref_take(struct es_ref *r)
 }
 
 static void es_acknowledge(struct es *e);
+static void es_upsert(struct controller *c, const cJSON *obj);
 
 static void on_status_written(cJSON *obj, const struct kube_error *err, void *arg)
 {
@@ -759,8 +777,19 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
     const char *rv = get_str(get(obj, "metadata"), "resourceVersion");
     const cJSON *cached = e ? informer_get(e->c->inf_es, e->ns, e->name) : NULL;
     const char *cached_rv = get_str(get(cached, "metadata"), "resourceVersion");
-    if (cached_rv && rv && strcmp(cached_rv, rv) == 0)
+    bool newer_cached = false;
+    if (cached_rv && rv && strcmp(cached_rv, rv) == 0) {
         rv = NULL; /* the watch delivered the echo before this answer: nothing to await */
+    } else if (e && cached_rv && rv && es_seen_rv(e, rv)) {
+        /* The watch delivered the echo and then a later version (another replica's write, a
+         * hand edit), both while this write was in flight, when our mode counted as newer and
+         * theirs was not taken. Neither comes again: awaiting the echo would hide the later
+         * status for AWAIT_ECHO_MS, and a replica that leads meanwhile would act on its stale
+         * mode (found by the soak: a follower that woke a service "switched" it to serve again
+         * when it took over). The cached version is the newest: it is taken below. */
+        rv = NULL;
+        newer_cached = true;
+    }
     if (e && !err && rv) {
         snprintf(e->awaited_rv, sizeof(e->awaited_rv), "%s", rv);
         e->awaited_ms = mono_ms();
@@ -769,6 +798,8 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
         e->status_dirty = true; /* on_scale (every poll) writes it again */
     if (e && !err)
         es_acknowledge(e); /* a generation seen while this write was in flight */
+    if (e && !err && newer_cached && e->status_inflight == 0 && !e->lingering)
+        es_upsert(e->c, cached);
     /* An ElastiService deleted meanwhile (its finalizer removed while a restore's status write
      * was on its way) has no status left to write. */
     if (err && !(err->code == KUBE_ERR_NOT_FOUND && (!e || e->deleting)))
