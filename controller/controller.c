@@ -969,18 +969,23 @@ static enum svc_protocol port_protocol(const cJSON *service, const char *port_na
  * what a route is built from goes through here: the ElastiService (spec, status.ports), its
  * Service, its EndpointSlices, the reason its target is not ready.
  */
-static void route_changed(struct es *e)
+static void route_mark(struct es *e)
 {
     struct controller *c = e->c;
-    if (!e->route_dirty) {
-        e->route_dirty = true;
-        e->dirty_prev = NULL;
-        e->dirty_next = c->dirty;
-        if (c->dirty)
-            c->dirty->dirty_prev = e;
-        c->dirty = e;
-    }
-    schedule_publish(c);
+    if (e->route_dirty)
+        return;
+    e->route_dirty = true;
+    e->dirty_prev = NULL;
+    e->dirty_next = c->dirty;
+    if (c->dirty)
+        c->dirty->dirty_prev = e;
+    c->dirty = e;
+}
+
+static void route_changed(struct es *e)
+{
+    route_mark(e);
+    schedule_publish(e->c);
 }
 
 static void dirty_unlink(struct es *e)
@@ -1188,7 +1193,10 @@ static void on_publish(evutil_socket_t fd, short what, void *arg)
         slot_release(c, c->gone[i].slot);
     }
     c->n_gone = kept;
-    struct es *retry = NULL; /* built with a listener missing, or out of memory: again later */
+    /* built with a listener missing (again when relisten_ev fires), or out of memory (again
+     * at once): marked again once this publish is done */
+    struct es *retry = NULL;
+    bool oom = false;
     size_t built = 0;
     struct es *e;
     while ((e = c->dirty)) {
@@ -1196,6 +1204,7 @@ static void on_publish(evutil_socket_t fd, short what, void *arg)
         bool again = false;
         struct route_service *r = es_route_build(c, e, &again);
         built += r != NULL;
+        oom = oom || (again && !evtimer_pending(c->relisten_ev, NULL));
         if (again) {
             e->dirty_next = retry;
             retry = e;
@@ -1210,6 +1219,7 @@ static void on_publish(evutil_socket_t fd, short what, void *arg)
             log_error("out of memory publishing a route; retrying", "elastiservice=%s", e->key);
             struct route_service *lost = r;
             routes_release(c, &lost, 1);
+            oom = true;
             if (!again) {
                 e->dirty_next = retry;
                 retry = e;
@@ -1225,9 +1235,10 @@ static void on_publish(evutil_socket_t fd, short what, void *arg)
     }
     while ((e = retry)) {
         retry = e->dirty_next;
-        route_changed(e);
+        e->dirty_next = NULL;
+        route_mark(e);
     }
-    if (c->n_gone)
+    if (c->n_gone || oom)
         schedule_publish(c);
     if (c->opt.shared_port) {
         /* The shared port routes by Host (KubeElasti's way), for every service in proxy mode. */
@@ -1793,6 +1804,7 @@ static void enter_serve(struct es *e)
     resolver_slices_delete(e);
     free(e->not_ready_reason);
     e->not_ready_reason = NULL;
+    route_changed(e);
     cond_set(e, "ScaleUpFailed", false, "Serving", "");
     snprintf(e->mode, sizeof(e->mode), "serve");
     cJSON *fields = cJSON_CreateObject();
@@ -2674,6 +2686,12 @@ static void related_changed(struct controller *c, const cJSON *obj)
         for (size_t i = 0; set && i < set->n; i++) {
             route_changed(set->v[i]);
             es_reconcile(set->v[i]);
+        }
+        /* A lingering route follows its Service too: its held requests go to the restored
+         * pods once they are ready (out of by_service; a handful at most). */
+        for (struct es *l = c->lingering; l; l = l->next) {
+            if (l->service && strcmp(l->ns, ns) == 0 && strcmp(l->service, svc) == 0)
+                route_changed(l);
         }
     }
     schedule_publish(c);

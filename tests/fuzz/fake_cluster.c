@@ -29,7 +29,7 @@ struct fake_cluster {
     struct controller *c;
     unsigned port_base;
     char *bind; /* the controller keeps a pointer to it */
-    struct http_request *svc_watch, *slice_watch;
+    struct http_request *svc_watch, *slice_watch, *es_watch;
     unsigned rv; /* the next resourceVersion */
 };
 
@@ -252,9 +252,9 @@ struct fake_cluster *fake_cluster_start(struct event_base *base, struct dataplan
     fc->slice_watch = answer_list(fc, "/endpointslices?", body, len);
     free(body);
     body = list_json(ES, count, port_base, &len);
-    struct http_request *es_watch = answer_list(fc, "/elastiservices?", body, len);
+    fc->es_watch = answer_list(fc, "/elastiservices?", body, len);
     free(body);
-    if (!fc->svc_watch || !fc->slice_watch || !es_watch) {
+    if (!fc->svc_watch || !fc->slice_watch || !fc->es_watch) {
         snprintf(err, errlen, "the informers did not list and watch as expected");
         fake_cluster_free(fc);
         return NULL;
@@ -276,10 +276,10 @@ struct controller *fake_cluster_controller(const struct fake_cluster *fc)
     return fc->c;
 }
 
-static void send_event(struct http_request *watch, struct text *obj)
+static void send_event(struct http_request *watch, const char *type, struct text *obj)
 {
     struct text ev = {0};
-    text_add(&ev, "{\"type\":\"MODIFIED\",\"object\":%s}\n", obj->p);
+    text_add(&ev, "{\"type\":\"%s\",\"object\":%s}\n", type, obj->p);
     fake_http_answer(watch, 200, ev.p, ev.len, true, false);
     free(ev.p);
     free(obj->p);
@@ -289,14 +289,21 @@ void fake_cluster_set_ready(struct fake_cluster *fc, int i, bool ready)
 {
     struct text obj = {0};
     slice_json(&obj, i, ready, fc->rv++);
-    send_event(fc->slice_watch, &obj);
+    send_event(fc->slice_watch, "MODIFIED", &obj);
 }
 
 void fake_cluster_set_port_name(struct fake_cluster *fc, int i, const char *port_name)
 {
     struct text obj = {0};
     svc_json(&obj, i, port_name, fc->rv++);
-    send_event(fc->svc_watch, &obj);
+    send_event(fc->svc_watch, "MODIFIED", &obj);
+}
+
+void fake_cluster_delete_es(struct fake_cluster *fc, int i)
+{
+    struct text obj = {0};
+    es_json(&obj, i, fc->port_base);
+    send_event(fc->es_watch, "DELETED", &obj);
 }
 
 double fake_cluster_services_built(const struct fake_cluster *fc)

@@ -41,6 +41,9 @@ void fake_cluster_set_ready(struct fake_cluster *fc, int i, bool ready);
 /* Sends a MODIFIED event of service i's Service, its port renamed to `port_name`. */
 void fake_cluster_set_port_name(struct fake_cluster *fc, int i, const char *port_name);
 
+/* Sends a DELETED event of ElastiService i through the watch. */
+void fake_cluster_delete_es(struct fake_cluster *fc, int i);
+
 /* Runs the control loop until nothing is active (bounded). */
 void fake_cluster_settle(struct fake_cluster *fc);
 

@@ -8,6 +8,7 @@
  * process's own (127.0.14.x, from the pid).
  */
 #include <criterion/criterion.h>
+#include <stdatomic.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <string.h>
@@ -133,4 +134,89 @@ Test(controller_routes, repeated_changes_build_one_route_each)
         gen = publish_and_apply(gen);
     }
     cr_assert_eq(fake_cluster_services_built(fc) - built, 20);
+}
+
+static const struct route_service *current_route_of(int i)
+{
+    struct route_snapshot *s = route_table_acquire(&dp->routes);
+    const struct route_service *r = route_of(s, i);
+    route_snapshot_unref(s); /* the controller's reference keeps r while nothing is published */
+    return r;
+}
+
+Test(controller_routes, a_lingering_route_follows_its_endpointslices)
+{
+    /* deleted while it holds a connection: its route stays, and the held requests must reach
+     * the restored pods once they are ready */
+    struct svc_state *svc = svc_registry_get(&dp->registry, "bench", "svc-42");
+    cr_assert_not_null(svc);
+    atomic_store(&svc->held_conns, 1);
+    unsigned long long gen = fake_cluster_generation(dp);
+    fake_cluster_delete_es(fc, 42);
+    gen = publish_and_apply(gen);
+    cr_assert_not_null(current_route_of(42), "the route of a deleted, holding service stays");
+    cr_assert_eq(current_route_of(42)->ports[0].n_endpoints, 0);
+    double built = fake_cluster_services_built(fc);
+    fake_cluster_set_ready(fc, 42, true);
+    publish_and_apply(gen);
+    cr_assert_eq(fake_cluster_services_built(fc) - built, 1);
+    cr_assert_eq(current_route_of(42)->ports[0].n_endpoints, 1);
+    atomic_store(&svc->held_conns, 0);
+    svc_state_unref(svc);
+}
+
+/* ---- a resolver port taken by another socket ---- */
+
+static int blocker = -1;
+static char bind_ip[32];
+
+static void setup_taken(void)
+{
+    log_set_level(LOG_ERROR);
+    struct config_limits limits;
+    config_limits_default(&limits);
+    dp = dataplane_new(2, &limits);
+    base = event_base_new();
+    cr_assert(dp && base);
+    char err[512] = "";
+    cr_assert_eq(dataplane_start(dp, err, sizeof(err)), 0, "%s", err);
+    snprintf(bind_ip, sizeof(bind_ip), "127.0.15.%d", (int)(getpid() % 250) + 1);
+    struct addr a;
+    char text[64];
+    snprintf(text, sizeof(text), "%s:%d", bind_ip, 42005);
+    cr_assert_eq(addr_parse(text, &a, err, sizeof(err)), 0, "%s", err);
+    blocker = listener_socket(&a, false, err, sizeof(err));
+    cr_assert_geq(blocker, 0, "%s", err);
+    fc = fake_cluster_start(base, dp, N, bind_ip, 42000, err, sizeof(err));
+    cr_assert_not_null(fc, "%s", err);
+}
+
+static void teardown_taken(void)
+{
+    if (blocker >= 0)
+        close(blocker);
+    teardown();
+}
+
+TestSuite(controller_routes_taken, .init = setup_taken, .fini = teardown_taken, .timeout = 60);
+
+Test(controller_routes_taken, a_taken_resolver_port_is_retried_by_its_timer_not_in_a_loop)
+{
+    cr_assert_eq(current_route_of(5)->n_listeners, 0, "svc-5's port is taken");
+    double built = fake_cluster_services_built(fc);
+    /* every loop turn runs what is due: a retry at once would build svc-5 each time */
+    for (int i = 0; i < 200; i++)
+        fake_cluster_settle(fc);
+    cr_assert_lt(fake_cluster_services_built(fc) - built, 20,
+                 "svc-5 was built %.0f times in 200 loop turns",
+                 fake_cluster_services_built(fc) - built);
+    /* the port is let go: the relisten timer (1 s) builds svc-5 again, with its listener */
+    close(blocker);
+    blocker = -1;
+    for (int i = 0; i < 2000 && current_route_of(5)->n_listeners == 0; i++) {
+        fake_cluster_settle(fc);
+        nanosleep(&(struct timespec){0, 5000000}, NULL);
+    }
+    cr_assert_eq(current_route_of(5)->n_listeners, 1);
+    cr_assert_eq(current_route_of(6)->n_listeners, 1);
 }
