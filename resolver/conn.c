@@ -2054,6 +2054,8 @@ void conn_dispatch_held(struct worker *w)
         }
     }
 out:
+    if (!done)
+        return;
     for (size_t i = 0; i < done; i++)
         svc_state_unref(w->dispatch[i]);
     memmove(w->dispatch, w->dispatch + done, (w->n_dispatch - done) * sizeof(*w->dispatch));
