@@ -166,6 +166,12 @@ struct es {
      * answered by the restored pods, or its hold timeout has passed */
     bool lingering;
     uint64_t linger_until_ms;
+    /* its route in the published snapshots (built again only when marked: route_changed) */
+    struct route_service *route; /* one reference, or NULL: none */
+    size_t route_slot;           /* its slot in the snapshots, while route_slotted */
+    bool route_slotted;
+    bool route_dirty;                   /* in c->dirty: built again at the next publish */
+    struct es *dirty_prev, *dirty_next; /* c->dirty */
 };
 
 struct resolver_ep {
@@ -201,12 +207,23 @@ struct controller {
     struct events *events;
     struct resolver_ep *resolvers;
     size_t n_resolvers;
-    struct addr *listening;  /* resolver port addresses open now */
-    bool shared_port_failed; /* logged once */
-    bool routed;             /* a snapshot was published after every informer synced */
-    size_t n_listening;
-    uint64_t last_change_ns; /* when an informer last reported a Service/EndpointSlice change */
-    uint64_t change_ns;      /* the oldest change not yet in a published snapshot, 0 none */
+    /* Route snapshots, built incrementally: only the ElastiServices in `dirty` are built
+     * again, the routes of the rest are shared with the snapshot before. */
+    struct route_snapshot *snap;     /* the last one published (one reference), or NULL */
+    struct es *dirty;                /* whose route must be built again (es.route_dirty) */
+    struct route_gone {              /* routes of freed ElastiServices, emptied at the next */
+        size_t slot;                 /* publish */
+        struct route_service *route; /* one reference, or NULL */
+    } * gone;
+    size_t n_gone, cap_gone;
+    size_t *free_slots; /* slots no ElastiService holds, below next_slot */
+    size_t n_free_slots, cap_free_slots, next_slot;
+    struct strmap listen_refs; /* resolver port address -> how many published routes list it */
+    uint64_t routes_built;     /* route_services built (holdfast_route_services_built_total) */
+    bool shared_port_failed;   /* logged once */
+    bool routed;               /* a snapshot was published after every informer synced */
+    uint64_t last_change_ns;   /* when an informer last reported a Service/EndpointSlice change */
+    uint64_t change_ns;        /* the oldest change not yet in a published snapshot, 0 none */
     uint64_t reconciles, reconcile_errors, prom_errors, wakes_sent, scale_downs, switches;
     uint64_t abandoned;      /* switches to zero given up: the data path never reached holdfast */
     uint64_t propagation_ms; /* the longest a resolver slice took to reach the data path */
@@ -461,10 +478,12 @@ static void es_clear_spec(struct es *e)
 }
 
 static void switch_cancel(struct es *e);
+static void route_forget(struct es *e);
 
 static void es_free(struct es *e)
 {
     switch_cancel(e);
+    route_forget(e);
     if (e->service_key)
         pset_take(&e->c->by_service, e->service_key, same_ptr, e);
     free(e->service_key);
@@ -1041,154 +1060,312 @@ static enum svc_protocol port_protocol(const cJSON *service, const char *port_na
     return PROTO_HTTP;
 }
 
-/* Every ElastiService whose route is published: the live ones, then the lingering ones. */
-static struct es *routed_first(struct controller *c)
+/*
+ * Marks e's route to be built again at the next publish, and schedules it. Every change to
+ * what a route is built from goes through here: the ElastiService (spec, status.ports), its
+ * Service, its EndpointSlices, the reason its target is not ready.
+ */
+static void route_mark(struct es *e)
 {
-    return c->list ? c->list : c->lingering;
+    struct controller *c = e->c;
+    if (e->route_dirty)
+        return;
+    e->route_dirty = true;
+    e->dirty_prev = NULL;
+    e->dirty_next = c->dirty;
+    if (c->dirty)
+        c->dirty->dirty_prev = e;
+    c->dirty = e;
 }
 
-static struct es *routed_next(struct controller *c, struct es *e)
+static void route_changed(struct es *e)
 {
-    if (e->next)
-        return e->next;
-    return e->lingering ? NULL : c->lingering;
+    route_mark(e);
+    schedule_publish(e->c);
 }
 
+static void dirty_unlink(struct es *e)
+{
+    struct controller *c = e->c;
+    if (!e->route_dirty)
+        return;
+    if (e->dirty_prev)
+        e->dirty_prev->dirty_next = e->dirty_next;
+    else
+        c->dirty = e->dirty_next;
+    if (e->dirty_next)
+        e->dirty_next->dirty_prev = e->dirty_prev;
+    e->dirty_prev = e->dirty_next = NULL;
+    e->route_dirty = false;
+}
+
+/* e is freed: its route leaves the snapshots at the next publish. */
+static void route_forget(struct es *e)
+{
+    struct controller *c = e->c;
+    dirty_unlink(e);
+    if (!e->route_slotted) {
+        route_service_unref(e->route);
+        e->route = NULL;
+        return;
+    }
+    if (c->n_gone == c->cap_gone) {
+        size_t ncap = c->cap_gone ? c->cap_gone * 2 : 16;
+        struct route_gone *grown = realloc(c->gone, ncap * sizeof(*grown));
+        if (!grown) {
+            /* out of memory: the route stays published (its service's held connections are
+             * answered at their hold timeout), and its slot is not used again */
+            log_error("out of memory removing a route; it stays until restart", "elastiservice=%s",
+                      e->key);
+            route_service_unref(e->route);
+            e->route = NULL;
+            return;
+        }
+        c->gone = grown;
+        c->cap_gone = ncap;
+    }
+    c->gone[c->n_gone++] = (struct route_gone){e->route_slot, e->route};
+    e->route = NULL;
+    e->route_slotted = false;
+    if (c->publish_ev)
+        schedule_publish(c);
+}
+
+static void slot_release(struct controller *c, size_t slot)
+{
+    if (c->n_free_slots == c->cap_free_slots) {
+        size_t ncap = c->cap_free_slots ? c->cap_free_slots * 2 : 64;
+        size_t *grown = realloc(c->free_slots, ncap * sizeof(*grown));
+        if (!grown)
+            return; /* the slot is not used again */
+        c->free_slots = grown;
+        c->cap_free_slots = ncap;
+    }
+    c->free_slots[c->n_free_slots++] = slot;
+}
+
+static size_t slot_take(struct controller *c)
+{
+    return c->n_free_slots ? c->free_slots[--c->n_free_slots] : c->next_slot++;
+}
+
+/* One more published route lists addr (opened already). */
+static void listen_hold(struct controller *c, const struct addr *addr)
+{
+    uintptr_t n = (uintptr_t)strmap_get(&c->listen_refs, addr->text);
+    if (strmap_put(&c->listen_refs, addr->text, (void *)(n + 1)) < 0)
+        log_error("out of memory counting a listener; it stays open until restart", "address=%s",
+                  addr->text);
+}
+
+/* One route fewer lists addr: the last one lets the data plane close it. Call after publishing
+ * a snapshot without that route. */
+static void listen_release(struct controller *c, const struct addr *addr)
+{
+    uintptr_t n = (uintptr_t)strmap_get(&c->listen_refs, addr->text);
+    if (n > 1) {
+        strmap_put(&c->listen_refs, addr->text, (void *)(n - 1)); /* the key exists: no OOM */
+        return;
+    }
+    if (n == 1)
+        strmap_del(&c->listen_refs, addr->text);
+    dataplane_unlisten(c->dp, addr);
+}
+
+/*
+ * Builds e's route from the caches: its ports, their protocol and ready endpoints, its limits
+ * and reason, and a listener for every resolver port that could be opened (the rest: *retry
+ * set, and the relisten timer runs). NULL when e has no route (no ports yet, or no service
+ * state), or when out of memory (*retry set).
+ */
+static struct route_service *es_route_build(struct controller *c, struct es *e, bool *retry)
+{
+    *retry = false;
+    if (!e->n_ports || !e->svc)
+        return NULL;
+    c->routes_built++;
+    struct route_service *r = route_service_new(svc_state_ref(e->svc), e->n_ports, e->n_ports);
+    if (!r) {
+        *retry = true;
+        return NULL;
+    }
+    r->probes = route_probes_ref(e->probes);
+    r->hold_timeout_s = e->hold_timeout_s;
+    r->max_held_connections = e->max_held;
+    r->max_held_bytes = c->dp->limits.max_held_bytes;
+    r->reason = e->not_ready_reason ? strdup(e->not_ready_reason) : NULL;
+    size_t li = 0;
+    for (size_t p = 0; p < r->n_ports; p++) {
+        struct route_port *rp = &r->ports[p];
+        rp->name = strdup(e->ports[p].name);
+        rp->protocol = port_protocol(es_service(e), e->ports[p].name);
+        rp->number = e->ports[p].port;
+        struct ready_endpoint *eps = NULL;
+        size_t n = ready_endpoints(e, e->ports[p].name, &eps);
+        rp->endpoints = calloc(n ? n : 1, sizeof(*rp->endpoints));
+        for (size_t k = 0; rp->endpoints && k < n; k++) {
+            char text[96], err[128];
+            snprintf(text, sizeof(text), strchr(eps[k].ip, ':') ? "[%s]:%u" : "%s:%u", eps[k].ip,
+                     eps[k].port);
+            if (addr_parse(text, &rp->endpoints[rp->n_endpoints], err, sizeof(err)) == 0)
+                rp->n_endpoints++;
+        }
+        free(eps);
+        struct route_listener *rl = &r->listeners[li];
+        char ltext[96], err[128];
+        snprintf(ltext, sizeof(ltext), strchr(c->opt.bind_address, ':') ? "[%s]:%u" : "%s:%u",
+                 c->opt.bind_address, e->ports[p].resolver_port);
+        if (addr_parse(ltext, &rl->addr, err, sizeof(err)) < 0)
+            continue;
+        char lerr[256];
+        if (dataplane_listen(c->dp, &rl->addr, lerr, sizeof(lerr)) < 0) {
+            /* taken by another process, or not yet let go: try again every second (and
+             * say so at most that often), not only when something else changes */
+            *retry = true;
+            if (!evtimer_pending(c->relisten_ev, NULL)) {
+                log_error("cannot listen on a resolver port; retrying every second",
+                          "elastiservice=%s error=%s", e->key, lerr);
+                struct timeval tv = {1, 0};
+                evtimer_add(c->relisten_ev, &tv);
+            }
+            continue;
+        }
+        listen_hold(c, &rl->addr);
+        rl->port = p;
+        li++;
+    }
+    r->n_listeners = li;
+    /* Ready endpoints appeared for a service with held connections: the data plane measures
+     * from the informer's event to the first held byte written. */
+    bool has_endpoints = false;
+    for (size_t p = 0; p < r->n_ports; p++)
+        has_endpoints = has_endpoints || r->ports[p].n_endpoints > 0;
+    if (has_endpoints && !e->had_endpoints && atomic_load(&e->svc->held_conns) > 0)
+        atomic_store(&e->svc->ready_since_ns, (int64_t)c->last_change_ns);
+    e->had_endpoints = has_endpoints;
+    return r;
+}
+
+/* Lets go of routes no longer published: their listeners (the last route listing an address
+ * closes it), then the routes. */
+static void routes_release(struct controller *c, struct route_service **old, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; old[i] && k < old[i]->n_listeners; k++)
+            listen_release(c, &old[i]->listeners[k].addr);
+        route_service_unref(old[i]);
+    }
+}
+
+/*
+ * Publishes a snapshot derived from the last one: the routes of freed ElastiServices leave,
+ * those marked by route_changed are built again, every other route is shared as it is. The
+ * cost is O(changed routes), plus O(N / ROUTE_CHUNK) to share the rest.
+ */
 static void on_publish(evutil_socket_t fd, short what, void *arg)
 {
     struct controller *c = arg;
     uint64_t started = now_ns();
-    size_t n_services = 0, n_listeners = c->opt.shared_port ? 1 : 0;
-    for (struct es *e = routed_first(c); e; e = routed_next(c, e)) {
-        if (e->n_ports && e->svc) {
-            n_services++;
-            n_listeners += e->n_ports;
-        }
-    }
-    struct route_snapshot *snap = route_snapshot_new(n_services, n_listeners);
-    if (!snap) {
+    struct route_snapshot *snap = route_snapshot_derive(c->snap);
+    size_t n_old = 0, cap_old = c->n_gone;
+    for (struct es *e = c->dirty; e; e = e->dirty_next)
+        cap_old++;
+    struct route_service **old = calloc(cap_old ? cap_old : 1, sizeof(*old));
+    if (!snap || !old) {
+        route_snapshot_unref(snap);
+        free(old);
         log_error("out of memory building a route snapshot; retrying", NULL);
         schedule_publish(c);
         return;
     }
-    struct addr *want = calloc(n_listeners ? n_listeners : 1, sizeof(*want));
-    size_t si = 0, li = 0;
-    for (struct es *e = routed_first(c); e && want; e = routed_next(c, e)) {
-        if (!e->n_ports || !e->svc)
+    size_t n_gone = c->n_gone, kept = 0;
+    for (size_t i = 0; i < n_gone; i++) {
+        if (route_snapshot_put(snap, c->gone[i].slot, NULL) < 0) {
+            /* the chunk could not be copied: this one stays for the next publish */
+            c->gone[kept++] = c->gone[i];
             continue;
-        struct route_service *r = &snap->services[si];
-        r->svc = svc_state_ref(e->svc);
-        r->probes = route_probes_ref(e->probes);
-        r->hold_timeout_s = e->hold_timeout_s;
-        r->max_held_connections = e->max_held;
-        r->max_held_bytes = c->dp->limits.max_held_bytes;
-        r->reason = e->not_ready_reason ? strdup(e->not_ready_reason) : NULL;
-        r->ports = calloc(e->n_ports, sizeof(*r->ports));
-        r->n_ports = r->ports ? e->n_ports : 0;
-        for (size_t p = 0; p < r->n_ports; p++) {
-            struct route_port *rp = &r->ports[p];
-            rp->name = strdup(e->ports[p].name);
-            rp->protocol = port_protocol(es_service(e), e->ports[p].name);
-            rp->number = e->ports[p].port;
-            struct ready_endpoint *eps = NULL;
-            size_t n = ready_endpoints(e, e->ports[p].name, &eps);
-            rp->endpoints = calloc(n ? n : 1, sizeof(*rp->endpoints));
-            for (size_t k = 0; rp->endpoints && k < n; k++) {
-                char text[96], err[128];
-                snprintf(text, sizeof(text), strchr(eps[k].ip, ':') ? "[%s]:%u" : "%s:%u",
-                         eps[k].ip, eps[k].port);
-                if (addr_parse(text, &rp->endpoints[rp->n_endpoints], err, sizeof(err)) == 0)
-                    rp->n_endpoints++;
-            }
-            free(eps);
-            char ltext[96], err[128];
-            snprintf(ltext, sizeof(ltext), strchr(c->opt.bind_address, ':') ? "[%s]:%u" : "%s:%u",
-                     c->opt.bind_address, e->ports[p].resolver_port);
-            if (addr_parse(ltext, &want[li], err, sizeof(err)) < 0)
-                continue;
-            char lerr[256];
-            if (dataplane_listen(c->dp, &want[li], lerr, sizeof(lerr)) < 0) {
-                /* taken by another process, or not yet let go: try again every second (and
-                 * say so at most that often), not only when something else changes */
-                if (!evtimer_pending(c->relisten_ev, NULL)) {
-                    log_error("cannot listen on a resolver port; retrying every second",
-                              "elastiservice=%s error=%s", e->key, lerr);
-                    struct timeval tv = {1, 0};
-                    evtimer_add(c->relisten_ev, &tv);
-                }
-                continue;
-            }
-            snap->listeners[li].addr = want[li];
-            snap->listeners[li].kind = LISTENER_SERVICE;
-            snap->listeners[li].service = si;
-            snap->listeners[li].port = p;
-            li++;
         }
-        /* Ready endpoints appeared for a service with held connections: the data plane measures
-         * from the informer's event to the first held byte written. */
-        bool has_endpoints = false;
-        for (size_t p = 0; p < r->n_ports; p++)
-            has_endpoints = has_endpoints || r->ports[p].n_endpoints > 0;
-        if (has_endpoints && !e->had_endpoints && atomic_load(&e->svc->held_conns) > 0)
-            atomic_store(&e->svc->ready_since_ns, (int64_t)c->last_change_ns);
-        e->had_endpoints = has_endpoints;
-        si++;
+        old[n_old++] = c->gone[i].route;
+        slot_release(c, c->gone[i].slot);
     }
-    if (c->opt.shared_port && want) {
+    c->n_gone = kept;
+    /* built with a listener missing (again when relisten_ev fires), or out of memory (again
+     * at once): marked again once this publish is done */
+    struct es *retry = NULL;
+    bool oom = false;
+    size_t built = 0;
+    struct es *e;
+    while ((e = c->dirty)) {
+        dirty_unlink(e);
+        bool again = false;
+        struct route_service *r = es_route_build(c, e, &again);
+        built += r != NULL;
+        oom = oom || (again && !evtimer_pending(c->relisten_ev, NULL));
+        if (again) {
+            e->dirty_next = retry;
+            retry = e;
+        }
+        if (!r && !e->route_slotted)
+            continue;
+        if (!e->route_slotted) {
+            e->route_slot = slot_take(c);
+            e->route_slotted = true;
+        }
+        if (route_snapshot_put(snap, e->route_slot, route_service_ref(r)) < 0) {
+            log_error("out of memory publishing a route; retrying", "elastiservice=%s", e->key);
+            struct route_service *lost = r;
+            routes_release(c, &lost, 1);
+            oom = true;
+            if (!again) {
+                e->dirty_next = retry;
+                retry = e;
+            }
+            continue;
+        }
+        old[n_old++] = e->route;
+        e->route = r;
+        if (!r) {
+            slot_release(c, e->route_slot);
+            e->route_slotted = false;
+        }
+    }
+    while ((e = retry)) {
+        retry = e->dirty_next;
+        e->dirty_next = NULL;
+        route_mark(e);
+    }
+    if (c->n_gone || oom)
+        schedule_publish(c);
+    if (c->opt.shared_port) {
         /* The shared port routes by Host (KubeElasti's way), for every service in proxy mode. */
         char ltext[96], err[128], lerr[256];
+        struct addr shared;
         snprintf(ltext, sizeof(ltext), strchr(c->opt.bind_address, ':') ? "[%s]:%u" : "%s:%u",
                  c->opt.bind_address, c->opt.shared_port);
-        if (addr_parse(ltext, &want[li], err, sizeof(err)) == 0 &&
-            dataplane_listen(c->dp, &want[li], lerr, sizeof(lerr)) == 0) {
-            snap->listeners[li].addr = want[li];
-            snap->listeners[li].kind = LISTENER_SHARED;
-            li++;
+        if (addr_parse(ltext, &shared, err, sizeof(err)) == 0 &&
+            dataplane_listen(c->dp, &shared, lerr, sizeof(lerr)) == 0) {
+            if (route_snapshot_add_shared(snap, &shared) < 0)
+                log_error("out of memory listing the shared port; retrying", NULL);
         } else if (!c->shared_port_failed) {
             c->shared_port_failed = true;
             log_error("cannot listen on the shared port", "address=%s", ltext);
         }
     }
-    snap->n_listeners = li;
-    if (route_snapshot_seal(snap) < 0) {
-        route_snapshot_unref(snap);
-        free(want);
-        schedule_publish(c);
-        return;
-    }
     snap->cause_ns = c->change_ns;
     c->change_ns = 0;
-    log_debug("route snapshot published", "services=%zu listeners=%zu build_ms=%f",
-              snap->n_services, snap->n_listeners, (double)(now_ns() - started) / 1e6);
+    log_debug("route snapshot published", "services=%zu built=%zu removed=%zu build_ms=%f",
+              snap->n_services, built, n_gone, (double)(now_ns() - started) / 1e6);
+    route_snapshot_unref(c->snap);
+    c->snap = route_snapshot_ref(snap);
     route_table_publish(&c->dp->routes, snap);
     if (!c->routed && informer_synced(c->inf_es) && informer_synced(c->inf_svc) &&
         informer_synced(c->inf_slices) && (!c->inf_resolver || informer_synced(c->inf_resolver))) {
         c->routed = true;
         log_info("caches synced and routes published: ready for traffic", NULL);
     }
-    /* Addresses no longer listed: the workers drop theirs with this snapshot. */
-    struct strmap wanted = {0};
-    bool indexed = true;
-    for (size_t j = 0; j < li && indexed; j++)
-        indexed = strmap_put(&wanted, want[j].text, &want[j]) == 0;
-    for (size_t i = 0; i < c->n_listening && indexed; i++) {
-        if (!strmap_get(&wanted, c->listening[i].text))
-            dataplane_unlisten(c->dp, &c->listening[i]);
-    }
-    strmap_clear(&wanted);
-    if (!indexed) {
-        /* out of memory: keep every old listener (and its address) until the next snapshot */
-        log_error("out of memory comparing listeners; old ones kept until the next snapshot", NULL);
-        struct addr *all = realloc(want, (li + c->n_listening) * sizeof(*all));
-        if (all) {
-            memcpy(all + li, c->listening, c->n_listening * sizeof(*all));
-            want = all;
-            li += c->n_listening;
-        }
-    }
-    free(c->listening);
-    c->listening = want;
-    c->n_listening = li;
+    /* The routes this snapshot replaced: the workers drop their listeners with it. */
+    routes_release(c, old, n_old);
+    free(old);
 }
 
 static void on_relisten(evutil_socket_t fd, short what, void *arg)
@@ -1259,6 +1436,7 @@ static bool allocate_ports(struct es *e)
     e->ports = map;
     e->n_ports = n;
     ports_hold(c, e->ports, e->n_ports, 1);
+    route_changed(e);
     return true;
 }
 
@@ -1502,7 +1680,7 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
         free(e->not_ready_reason);
         e->not_ready_reason = strdup(why);
         e->scale_call_failed = true;
-        schedule_publish(e->c);
+        route_changed(e);
         e->wake_failed = true;
         struct timeval tv = {WAKE_REPEAT_MS / 1000, (WAKE_REPEAT_MS % 1000) * 1000};
         event_add(e->c->wake_retry_ev, &tv);
@@ -1518,7 +1696,7 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
         e->not_ready_reason = NULL;
         if (cond_set(e, "ScaleUpFailed", false, "ScaleCallSucceeded", ""))
             status_write(e, NULL);
-        schedule_publish(e->c);
+        route_changed(e);
     }
     keda_set(e, false);
     if (!res->patched)
@@ -1574,7 +1752,7 @@ static void on_wake_queue(evutil_socket_t fd, short what, void *arg)
         if (e && m->kind == WAKE_NEEDED)
             es_wake(e);
         else if (e)
-            schedule_publish(c); /* a backend refused: refresh the endpoints from the caches */
+            route_changed(e); /* a backend refused: refresh the endpoints from the caches */
         wake_msg_free(m);
         m = next;
     }
@@ -1641,7 +1819,7 @@ static void on_diagnosed(const struct target_result *res, const struct kube_erro
         cond_set(e, "ScaleUpFailed", false, "NoProblemFound", "");
     }
     status_write(e, NULL);
-    schedule_publish(e->c);
+    route_changed(e);
 }
 
 static void es_diagnose(struct es *e)
@@ -1718,7 +1896,7 @@ static void proxy_commit(struct es *e, bool scale_down, const char *why)
     status_write(e, fields);
     event_record(e, false, "ScaledToZero", why);
     e->c->scale_downs++;
-    schedule_publish(e->c);
+    route_changed(e);
 }
 
 static void enter_serve(struct es *e)
@@ -1730,6 +1908,7 @@ static void enter_serve(struct es *e)
     resolver_slices_delete(e);
     free(e->not_ready_reason);
     e->not_ready_reason = NULL;
+    route_changed(e);
     cond_set(e, "ScaleUpFailed", false, "Serving", "");
     snprintf(e->mode, sizeof(e->mode), "serve");
     cJSON *fields = cJSON_CreateObject();
@@ -1982,7 +2161,7 @@ static void switch_begin(struct es *e, const char *why)
              "the resolver EndpointSlice is written; the last replica is removed once the "
              "Service's traffic is shown to reach holdfast");
     status_write(e, fields);
-    schedule_publish(e->c); /* listen on the resolver ports now */
+    route_changed(e); /* listen on the resolver ports now */
     log_info("scale to zero: waiting for the data path to reach holdfast",
              "elastiservice=%s why=%s", e->key, why);
     switch_arm(e, 0);
@@ -2419,7 +2598,7 @@ static void es_follow_ports(struct es *e)
     status_write(e, fields);
     log_info("the Service's ports changed: status.ports follows", "elastiservice=%s ports=%zu",
              e->key, e->n_ports);
-    schedule_publish(e->c);
+    route_changed(e);
 }
 
 static void es_reconcile_spec(struct es *e);
@@ -2511,7 +2690,7 @@ static void es_upsert(struct controller *c, const cJSON *obj)
     es_index_target(e);
     es_parse_status(e, obj); /* keeps our mode and conditions while our writes are in flight */
     es_reconcile(e);
-    schedule_publish(c);
+    route_changed(e);
 }
 
 /* ---- informer handlers ---- */
@@ -2627,8 +2806,16 @@ static void related_changed(struct controller *c, const cJSON *obj)
         char key[KEY_MAX];
         make_key(key, ns, svc);
         const struct pset *set = strmap_get(&c->by_service, key);
-        for (size_t i = 0; set && i < set->n; i++)
+        for (size_t i = 0; set && i < set->n; i++) {
+            route_changed(set->v[i]);
             es_reconcile(set->v[i]);
+        }
+        /* A lingering route follows its Service too: its held requests go to the restored
+         * pods once they are ready (out of by_service; a handful at most). */
+        for (struct es *l = c->lingering; l; l = l->next) {
+            if (l->service && strcmp(l->ns, ns) == 0 && strcmp(l->service, svc) == 0)
+                route_changed(l);
+        }
     }
     schedule_publish(c);
 }
@@ -3228,6 +3415,11 @@ void controller_metrics(struct mtext *out, void *arg)
                  "How old the last complete round may get before /healthz fails.");
     mtext_sample(out, "holdfast_controller_liveness_bound_seconds", NULL,
                  (double)liveness_bound_ms(c) / 1000.0);
+    mtext_family(out, "holdfast_route_services_built_total", "counter",
+                 "Service routes built for route snapshots: one per ElastiService whose "
+                 "ElastiService, Service, EndpointSlices or not-ready reason changed; the rest "
+                 "are shared with the snapshot before.");
+    mtext_sample(out, "holdfast_route_services_built_total", NULL, (double)c->routes_built);
     mtext_family(out, "holdfast_prometheus_query_errors_total", "counter",
                  "Prometheus queries that failed or gave no usable value.");
     mtext_sample(out, "holdfast_prometheus_query_errors_total", NULL, (double)c->prom_errors);
@@ -3303,6 +3495,11 @@ void controller_free(struct controller *c)
     kube_client_free(c->kube);
     kubeconfig_free(c->kc);
     free(c->resolvers);
-    free(c->listening);
+    for (size_t i = 0; i < c->n_gone; i++)
+        route_service_unref(c->gone[i].route);
+    free(c->gone);
+    free(c->free_slots);
+    strmap_clear(&c->listen_refs);
+    route_snapshot_unref(c->snap);
     free(c);
 }

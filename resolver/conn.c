@@ -730,7 +730,7 @@ void conn_accept(struct worker *w, int fd, const struct route_listener *l)
         client_read(c, true);
         return;
     }
-    const struct route_service *r = &w->snap->services[l->service];
+    const struct route_service *r = l->service;
     c->svc = svc_state_ref(r->svc);
     c->port = l->port;
     c->proto = conn_port(c) ? conn_port(c)->protocol : PROTO_HTTP;
@@ -2027,20 +2027,35 @@ static void parse_more(struct conn *c)
 
 /* ---- worker hooks ---- */
 
-void conn_snapshot_applied(struct worker *w, struct route_snapshot *old_snap)
+void conn_snapshot_applied(struct worker *w, const struct route_change *changes, size_t n)
 {
-    /* Services that disappeared: their held connections are answered. */
-    if (old_snap) {
-        for (size_t i = 0; i < old_snap->n_services; i++) {
-            struct svc_state *svc = old_snap->services[i].svc;
-            struct svc_worker *sw = &svc->workers[w->id];
-            if (sw->route)
-                continue;
+    for (size_t i = 0; i < n; i++) {
+        /* A service that disappeared: its held connections are answered. */
+        if (changes[i].was && !changes[i].was->svc->workers[w->id].route) {
+            struct svc_worker *sw = &changes[i].was->svc->workers[w->id];
             struct conn *c;
             while ((c = TAILQ_FIRST(&sw->held)))
                 conn_answer_error(c, 503, "service unavailable", "service was removed",
                                   OUTCOME_REJECTED);
         }
+        /* A service whose route changed: its held connections may be ready now (nothing
+         * else makes a queued connection ready). */
+        struct svc_state *svc = changes[i].is ? changes[i].is->svc : NULL;
+        if (!svc || TAILQ_EMPTY(&svc->workers[w->id].held))
+            continue;
+        if (w->n_dispatch == w->cap_dispatch) {
+            size_t ncap = w->cap_dispatch ? w->cap_dispatch * 2 : 16;
+            struct svc_state **grown = realloc(w->dispatch, ncap * sizeof(*grown));
+            if (!grown) {
+                log_error("out of memory queueing held connections for dispatch; they wait for "
+                          "the next snapshot or their hold timeout",
+                          "worker=%d service=%s", w->id, svc->key);
+                continue;
+            }
+            w->dispatch = grown;
+            w->cap_dispatch = ncap;
+        }
+        w->dispatch[w->n_dispatch++] = svc_state_ref(svc);
     }
     conn_dispatch_held(w);
 }
@@ -2052,11 +2067,11 @@ void conn_dispatch_held(struct worker *w)
      * are still being connected (9,000 connects in one go would delay every first byte by
      * the time of all of them). A connection that goes back to the queue (its connect failed
      * at once and the port has no endpoint left) is not ready any more, so it is not visited
-     * twice in vain. */
+     * twice in vain. Only services whose route changed are visited (w->dispatch). */
     size_t budget = DISPATCH_BATCH;
-    for (size_t i = 0; i < w->snap->n_services; i++) {
-        const struct route_service *r = &w->snap->services[i];
-        struct svc_worker *sw = &r->svc->workers[w->id];
+    size_t done = 0;
+    for (; done < w->n_dispatch; done++) {
+        struct svc_worker *sw = &w->dispatch[done]->workers[w->id];
         struct conn *c = TAILQ_FIRST(&sw->held);
         while (c) {
             struct conn *next = TAILQ_NEXT(c, hold_link);
@@ -2066,7 +2081,7 @@ void conn_dispatch_held(struct worker *w)
                      * turn, a timeout only after the next poll for I/O. */
                     static const struct timeval next_turn = {0, 0};
                     event_add(w->dispatch_ev, &next_turn);
-                    return;
+                    goto out;
                 }
                 conn_dispatch(c);
                 budget--;
@@ -2074,6 +2089,13 @@ void conn_dispatch_held(struct worker *w)
             c = next;
         }
     }
+out:
+    if (!done)
+        return;
+    for (size_t i = 0; i < done; i++)
+        svc_state_unref(w->dispatch[i]);
+    memmove(w->dispatch, w->dispatch + done, (w->n_dispatch - done) * sizeof(*w->dispatch));
+    w->n_dispatch -= done;
 }
 
 void conn_close_all(struct worker *w)

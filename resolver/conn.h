@@ -25,7 +25,8 @@ struct wlistener {
     struct dp_sock *sock; /* one reference; the socket is shared by every worker */
     struct event *ev;
     struct worker *w;
-    const struct route_listener *route; /* in w->snap; refreshed on every snapshot */
+    const struct route_listener *route; /* in w->snap (a service's, or a shared one); moved
+                                           when a snapshot changes its service */
 };
 
 struct worker {
@@ -33,12 +34,16 @@ struct worker {
     struct dataplane *dp;
     struct event_base *base;
     pthread_t thread;
-    struct event *snapshot_ev;    /* made active by route_table_publish */
-    struct event *control_ev;     /* made active by dataplane_drain/stop */
-    _Atomic int control;          /* WORKER_DRAIN | WORKER_STOP requests */
-    struct route_snapshot *snap;  /* the snapshot this worker runs on (one reference) */
-    struct wlistener **listeners; /* each allocated alone: its event's argument stays put */
-    size_t n_listeners;
+    struct event *snapshot_ev;   /* made active by route_table_publish */
+    struct event *control_ev;    /* made active by dataplane_drain/stop */
+    _Atomic int control;         /* WORKER_DRAIN | WORKER_STOP requests */
+    struct route_snapshot *snap; /* the snapshot this worker runs on (one reference) */
+    struct strmap listens;       /* address text -> struct wlistener (each allocated alone: its
+                                    event's argument stays put), kept across snapshots */
+    /* Services whose held connections may be ready (their route changed), not yet gone
+     * through by conn_dispatch_held; one reference each. */
+    struct svc_state **dispatch;
+    size_t n_dispatch, cap_dispatch;
     char *scratch; /* relay read buffer, one per worker */
     size_t scratch_len;
     long nconns;
@@ -63,11 +68,13 @@ enum {
 /* Takes an accepted, non-blocking socket of listener l and starts its life. */
 void conn_accept(struct worker *w, int fd, const struct route_listener *l);
 
-/* The worker switched snapshots: dispatch held connections of services that became ready,
- * and answer those of services that disappeared. Called after every svc_worker.route is set. */
-void conn_snapshot_applied(struct worker *w, struct route_snapshot *old_snap);
+/* The worker switched snapshots, and these slots changed: answer the held connections of
+ * services that disappeared, and dispatch those of services that became ready. Called after
+ * every svc_worker.route is set. O(changes), not O(services). */
+void conn_snapshot_applied(struct worker *w, const struct route_change *changes, size_t n);
 
-/* Dispatches ready held connections, a batch per loop turn (continued by w->dispatch_ev). */
+/* Dispatches the ready held connections of the services in w->dispatch, a batch per loop turn
+ * (continued by w->dispatch_ev). */
 void conn_dispatch_held(struct worker *w);
 
 /* Frees the connections closed since the last call (w->reap_ev's callback). */

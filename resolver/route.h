@@ -8,9 +8,14 @@
  *                         its counters and limits accounting (atomics, any thread), and one
  *                         slot per worker (hold queue, endpoint load) that only that worker
  *                         touches. Refcounted; found through the svc_registry.
+ *   struct route_service  one service's route: its listeners, protocol, probe rules, ready
+ *                         endpoints, limits and the last error the controller knows.
+ *                         Immutable and refcounted: snapshots share the ones that did not
+ *                         change.
  *   struct route_snapshot an immutable picture published by the control plane: every
- *                         service's listeners, protocol, probe rules, ready endpoints, limits
- *                         and the last error the controller knows. Refcounted.
+ *                         service's route, in slots of a persistent array that shares its
+ *                         unchanged chunks with the snapshot before, so publishing a change
+ *                         to k services costs O(k) builds, not O(N). Refcounted.
  *   struct route_table    the publication point: the control plane publishes a snapshot,
  *                         every worker is notified (event_active on its own base) and picks
  *                         it up; nobody blocks on anybody beyond one short mutex.
@@ -136,52 +141,122 @@ struct route_port {
     size_t n_endpoints;
 };
 
-/* One service in a snapshot. */
+enum listener_kind {
+    LISTENER_SERVICE, /* a port that belongs to one service */
+    LISTENER_SHARED,  /* the shared port: the Host header names the service */
+};
+
+struct route_service;
+
+/* An address the workers accept on, and where its connections go. */
+struct route_listener {
+    struct addr addr;
+    enum listener_kind kind;
+    const struct route_service *service; /* the service it belongs to (LISTENER_SERVICE) */
+    size_t port;                         /* index into that service's ports (LISTENER_SERVICE) */
+};
+
+/*
+ * One service's route: immutable once put in a snapshot, and refcounted, so that a snapshot
+ * shares every service that did not change with the one before it. A change to one service
+ * builds one route_service; the rest are reused as they are.
+ */
 struct route_service {
-    struct svc_state *svc;       /* one reference, owned by the snapshot */
-    struct route_probes *probes; /* one reference, owned by the snapshot; may be NULL */
+    _Atomic int refs;
+    struct svc_state *svc;       /* one reference, owned */
+    struct route_probes *probes; /* one reference, owned; may be NULL */
     struct route_port *ports;    /* at least one; owned */
     size_t n_ports;
+    struct route_listener *listeners; /* its resolver ports (kind LISTENER_SERVICE); owned */
+    size_t n_listeners;
     unsigned hold_timeout_s;
     size_t max_held_connections;
     size_t max_held_bytes;
     char *reason; /* why it is not ready, when the control plane knows; owned */
 };
 
-enum listener_kind {
-    LISTENER_SERVICE, /* a port that belongs to one service */
-    LISTENER_SHARED,  /* the shared port: the Host header names the service */
+/* A service with room for n_ports ports and n_listeners listeners (zeroed; each listener's
+ * `service` already points at it). Takes the caller's reference to svc. NULL when out of
+ * memory (svc is released then). */
+struct route_service *route_service_new(struct svc_state *svc, size_t n_ports, size_t n_listeners);
+struct route_service *route_service_ref(struct route_service *r);
+void route_service_unref(struct route_service *r);
+
+/*
+ * A persistent array: ROUTE_CHUNK entries per chunk, chunks refcounted and shared between
+ * snapshots. Changing an entry copies only its chunk (when another snapshot shares it), so
+ * deriving a snapshot and changing k entries costs O(n / ROUTE_CHUNK + k), and two snapshots
+ * are compared chunk by chunk.
+ */
+#define ROUTE_CHUNK 64
+struct route_chunk;
+struct route_vec {
+    struct route_chunk **chunks; /* NULL: a chunk of empty entries; each one reference */
+    size_t n_chunks;
 };
 
-struct route_listener {
-    struct addr addr;
-    enum listener_kind kind;
-    size_t service; /* index into services, for LISTENER_SERVICE */
-    size_t port;    /* index into that service's ports, for LISTENER_SERVICE */
-};
-
+/*
+ * An immutable picture of every service, published by the control plane. Services sit in
+ * slots the publisher chooses and keeps (a service keeps its slot while it exists), so that
+ * two snapshots are compared slot by slot. Built with route_snapshot_derive and
+ * route_snapshot_put on the publisher's thread; immutable once published.
+ */
 struct route_snapshot {
     _Atomic int refs;
-    uint64_t generation; /* set by route_table_publish */
-    uint64_t cause_ns;   /* now_ns() of the change this snapshot carries out, 0 unknown */
-    struct route_service *services;
-    size_t n_services;
-    struct route_listener *listeners;
+    uint64_t generation;    /* set by route_table_publish */
+    uint64_t cause_ns;      /* now_ns() of the change this snapshot carries out, 0 unknown */
+    struct route_vec slots; /* slot -> struct route_service (each chunk holds a reference) */
+    size_t n_slots;         /* slots 0..n_slots-1 may be taken */
+    size_t n_services;      /* slots taken */
+    struct route_vec index; /* "ns/name" hash table (open addressing): slot + 1, 0 empty */
+    size_t index_size;      /* a power of two (or 0 before the first service) */
+    size_t index_used;      /* entries taken, deleted ones included */
+    struct route_listener *listeners; /* the shared port's listeners (LISTENER_SHARED); owned */
     size_t n_listeners;
-    /* Index of services by "ns/name" (open addressing), built by route_snapshot_seal. */
-    uint32_t *index; /* slot -> service index + 1, 0 = empty */
-    size_t index_size;
 };
 
-/* Allocates a snapshot with room for the given counts (zeroed). Returns NULL on OOM. */
-struct route_snapshot *route_snapshot_new(size_t n_services, size_t n_listeners);
+/*
+ * A new snapshot holding every service of prev (NULL: none), sharing its chunks: O(n_slots /
+ * ROUTE_CHUNK). prev's shared listeners are not carried over. NULL when out of memory.
+ */
+struct route_snapshot *route_snapshot_derive(const struct route_snapshot *prev);
 
-/* Builds the name index; call once every service is filled in, before publishing. */
-int route_snapshot_seal(struct route_snapshot *s);
+/*
+ * Puts r in slot (r NULL: empties it) of a snapshot not yet published, taking the caller's
+ * reference to r; what was there is released. O(1) but for the name index, which is rebuilt
+ * (O(n)) when it grows. Returns 0, or -1 when out of memory (r released; the snapshot may then
+ * be published but lacks r: the publisher should try again).
+ */
+int route_snapshot_put(struct route_snapshot *s, size_t slot, struct route_service *r);
+
+/* Adds a shared-port listener to a snapshot not yet published. Returns 0 or -1 (OOM). */
+int route_snapshot_add_shared(struct route_snapshot *s, const struct addr *addr);
+
+/* The service in slot, or NULL. */
+const struct route_service *route_snapshot_slot(const struct route_snapshot *s, size_t slot);
+
+/* The first service at a slot >= *slot (which it sets), or NULL when none: for
+ * `for (size_t i = 0; (r = route_snapshot_next(s, &i)); i++)`. */
+const struct route_service *route_snapshot_next(const struct route_snapshot *s, size_t *slot);
 
 /* Looks a service up by namespace and name. */
 const struct route_service *route_snapshot_find(const struct route_snapshot *s, const char *ns,
                                                 size_t ns_len, const char *name, size_t name_len);
+
+/* A slot whose service differs between two snapshots. */
+struct route_change {
+    size_t slot;
+    const struct route_service *was; /* in the older snapshot, or NULL */
+    const struct route_service *is;  /* in the newer one, or NULL */
+};
+
+/*
+ * The slots whose service differs from a (NULL: an empty snapshot) to b, in *out (caller
+ * frees; NULL when none). Chunks both share are skipped: O(chunks + changed chunks *
+ * ROUTE_CHUNK). Returns the count, or -1 when out of memory.
+ */
+long route_snapshot_diff(const struct route_snapshot *a, const struct route_snapshot *b,
+                         struct route_change **out);
 
 struct route_snapshot *route_snapshot_ref(struct route_snapshot *s);
 void route_snapshot_unref(struct route_snapshot *s);

@@ -82,53 +82,40 @@ static bool any_ready(const struct sa_service *s)
 
 /* ---- snapshots ---- */
 
+/* Every service is built anew (a handful: standalone configurations are small). */
 static void publish(struct standalone *sa)
 {
     const struct config *cfg = sa->cfg;
-    size_t n_listeners = cfg->n_shared_listen;
-    for (size_t i = 0; i < cfg->n_services; i++)
-        n_listeners += cfg->services[i].n_listen;
-    struct route_snapshot *snap = route_snapshot_new(cfg->n_services, n_listeners);
-    if (!snap) {
-        log_error("out of memory building a route snapshot; the previous one stays", NULL);
-        return;
-    }
-    size_t li = 0;
-    for (size_t i = 0; i < cfg->n_services; i++) {
+    struct route_snapshot *snap = route_snapshot_derive(NULL);
+    bool ok = snap != NULL;
+    for (size_t i = 0; ok && i < cfg->n_services; i++) {
         struct sa_service *s = &sa->services[i];
-        struct route_service *r = &snap->services[i];
-        r->svc = svc_state_ref(s->svc);
+        /* Standalone services have one port: every listen address goes to the backends. */
+        struct route_service *r = route_service_new(svc_state_ref(s->svc), 1, s->cfg->n_listen);
+        if (!r) {
+            ok = false;
+            break;
+        }
         r->probes = route_probes_ref(s->probes);
         r->hold_timeout_s = s->cfg->hold_timeout_s;
         r->max_held_connections = s->cfg->max_held_connections;
         r->max_held_bytes = s->cfg->max_held_bytes;
         r->reason = s->reason ? strdup(s->reason) : NULL;
-        /* Standalone services have one port: every listen address goes to the backends. */
-        r->ports = calloc(1, sizeof(*r->ports));
-        if (r->ports) {
-            r->n_ports = 1;
-            r->ports[0].name = strdup("");
-            r->ports[0].protocol = s->cfg->protocol;
-            r->ports[0].endpoints = calloc(s->cfg->n_backends, sizeof(struct addr));
-            for (size_t b = 0; r->ports[0].endpoints && b < s->cfg->n_backends; b++) {
-                if (s->backends[b].ready)
-                    r->ports[0].endpoints[r->ports[0].n_endpoints++] = s->backends[b].addr;
-            }
+        r->ports[0].name = strdup("");
+        r->ports[0].protocol = s->cfg->protocol;
+        r->ports[0].endpoints =
+            calloc(s->cfg->n_backends ? s->cfg->n_backends : 1, sizeof(struct addr));
+        for (size_t b = 0; r->ports[0].endpoints && b < s->cfg->n_backends; b++) {
+            if (s->backends[b].ready)
+                r->ports[0].endpoints[r->ports[0].n_endpoints++] = s->backends[b].addr;
         }
-        for (size_t l = 0; l < s->cfg->n_listen; l++) {
-            snap->listeners[li].addr = s->cfg->listen[l];
-            snap->listeners[li].kind = LISTENER_SERVICE;
-            snap->listeners[li].service = i;
-            snap->listeners[li].port = 0;
-            li++;
-        }
+        for (size_t l = 0; l < s->cfg->n_listen; l++)
+            r->listeners[l].addr = s->cfg->listen[l];
+        ok = route_snapshot_put(snap, i, r) == 0;
     }
-    for (size_t l = 0; l < cfg->n_shared_listen; l++) {
-        snap->listeners[li].addr = cfg->shared_listen[l];
-        snap->listeners[li].kind = LISTENER_SHARED;
-        li++;
-    }
-    if (route_snapshot_seal(snap) < 0) {
+    for (size_t l = 0; ok && l < cfg->n_shared_listen; l++)
+        ok = route_snapshot_add_shared(snap, &cfg->shared_listen[l]) == 0;
+    if (!ok) {
         route_snapshot_unref(snap);
         log_error("out of memory building a route snapshot; the previous one stays", NULL);
         return;

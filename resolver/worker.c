@@ -52,14 +52,18 @@ int listener_socket(const struct addr *addr, bool reuseport, char *err, size_t e
 
 /* ---- accepting ---- */
 
+static void listener_enable(const char *key, void *value, void *on)
+{
+    struct wlistener *l = value;
+    if (on)
+        event_add(l->ev, NULL);
+    else
+        event_del(l->ev);
+}
+
 static void listeners_enable(struct worker *w, bool on)
 {
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        if (on)
-            event_add(w->listeners[i]->ev, NULL);
-        else
-            event_del(w->listeners[i]->ev);
-    }
+    strmap_each(&w->listens, listener_enable, on ? w : NULL);
 }
 
 static void accept_pause(struct worker *w)
@@ -204,71 +208,93 @@ static void close_listener(struct wlistener *l)
     free(l);
 }
 
-/*
- * The worker's listeners become the snapshot's: kept ones keep their socket and event (only
- * their route changes), new ones take the table's socket, the rest are let go. Linear in the
- * number of listeners, so a snapshot of 10,000 resolver ports costs no epoll_ctl for the ports
- * that stay.
- */
-static void listeners_reconcile(struct worker *w)
+static void close_listener_cb(const char *key, void *value, void *arg)
 {
-    const struct route_snapshot *s = w->snap;
-    size_t want = w->draining ? 0 : s->n_listeners;
-    struct wlistener **next = calloc(want ? want : 1, sizeof(*next));
-    struct strmap have = {0};
-    bool ok = next != NULL;
-    for (size_t j = 0; ok && j < w->n_listeners; j++)
-        ok = strmap_put(&have, w->listeners[j]->addr.text, w->listeners[j]) == 0;
-    if (!ok) {
-        free(next);
-        strmap_clear(&have);
-        /* the old listeners' routes point into the old snapshot: they cannot stay */
-        log_error("out of memory applying listeners; none until the next snapshot", "worker=%d",
-                  w->id);
-        for (size_t j = 0; j < w->n_listeners; j++)
-            close_listener(w->listeners[j]);
-        free(w->listeners);
-        w->listeners = NULL;
-        w->n_listeners = 0;
+    close_listener(value);
+}
+
+/* Closes every listener of the worker (drain, stop, or out of memory). */
+static void listeners_close_all(struct worker *w)
+{
+    strmap_each(&w->listens, close_listener_cb, NULL);
+    strmap_clear(&w->listens);
+}
+
+/* The listener of rl's address, opened when the worker has none yet; its route becomes rl. */
+static void listener_want(struct worker *w, const struct route_listener *rl)
+{
+    struct wlistener *l = strmap_get(&w->listens, rl->addr.text);
+    if (l) {
+        l->route = rl;
         return;
     }
-    size_t n = 0;
-    for (size_t i = 0; i < want; i++) {
-        const struct route_listener *rl = &s->listeners[i];
-        struct wlistener *l = strmap_del(&have, rl->addr.text);
-        if (!l) {
-            l = calloc(1, sizeof(*l));
-            if (l) {
-                l->addr = rl->addr;
-                l->w = w;
-                l->sock = worker_listener_sock(w, &rl->addr);
-                if (l->sock)
-                    l->ev = event_new(w->base, l->sock->fd, EV_READ | EV_PERSIST, on_accept, l);
-            }
-            if (!l || !l->sock || !l->ev) {
-                counter_add(&w->dp->listen_errors, 1);
-                log_error("no listening socket for this address; it is skipped",
-                          "worker=%d listener=%s", w->id, rl->addr.text);
-                if (l)
-                    close_listener(l);
-                continue;
-            }
-            if (!w->accept_paused)
-                event_add(l->ev, NULL);
-        }
+    l = calloc(1, sizeof(*l));
+    if (l) {
+        l->addr = rl->addr;
+        l->w = w;
         l->route = rl;
-        next[n++] = l;
+        l->sock = worker_listener_sock(w, &rl->addr);
+        if (l->sock)
+            l->ev = event_new(w->base, l->sock->fd, EV_READ | EV_PERSIST, on_accept, l);
     }
-    /* what is left in `have` is no longer listed */
-    for (size_t j = 0; j < w->n_listeners; j++) {
-        struct wlistener *l = w->listeners[j];
-        if (strmap_get(&have, l->addr.text) == l)
+    if (!l || !l->sock || !l->ev || strmap_put(&w->listens, l->addr.text, l) < 0) {
+        counter_add(&w->dp->listen_errors, 1);
+        log_error("no listening socket for this address; it is skipped", "worker=%d listener=%s",
+                  w->id, rl->addr.text);
+        if (l)
             close_listener(l);
+        return;
     }
-    strmap_clear(&have);
-    free(w->listeners);
-    w->listeners = next;
-    w->n_listeners = n;
+    if (!w->accept_paused)
+        event_add(l->ev, NULL);
+}
+
+/* rl's listener loses its route when it still points at rl (another route may have it now). */
+static void listener_unroute(struct worker *w, const struct route_listener *rl)
+{
+    struct wlistener *l = strmap_get(&w->listens, rl->addr.text);
+    if (l && l->route == rl)
+        l->route = NULL;
+}
+
+/* rl's listener closes when no route of the new snapshot took it. */
+static void listener_drop_unrouted(struct worker *w, const struct route_listener *rl)
+{
+    struct wlistener *l = strmap_get(&w->listens, rl->addr.text);
+    if (l && !l->route) {
+        strmap_del(&w->listens, rl->addr.text);
+        close_listener(l);
+    }
+}
+
+/*
+ * The worker's listeners follow the services that changed (and the shared ones): kept ones
+ * keep their socket and event (only their route moves), new ones take the table's socket,
+ * the rest are let go. O(changes + shared listeners), not O(listeners): the worker keeps its
+ * listener index across snapshots.
+ */
+static void listeners_follow(struct worker *w, const struct route_snapshot *old,
+                             const struct route_change *ch, size_t n)
+{
+    const struct route_snapshot *s = w->snap;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; ch[i].was && k < ch[i].was->n_listeners; k++)
+            listener_unroute(w, &ch[i].was->listeners[k]);
+    }
+    for (size_t k = 0; old && k < old->n_listeners; k++)
+        listener_unroute(w, &old->listeners[k]);
+    for (size_t i = 0; i < n && !w->draining; i++) {
+        for (size_t k = 0; ch[i].is && k < ch[i].is->n_listeners; k++)
+            listener_want(w, &ch[i].is->listeners[k]);
+    }
+    for (size_t k = 0; k < s->n_listeners && !w->draining; k++)
+        listener_want(w, &s->listeners[k]);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; ch[i].was && k < ch[i].was->n_listeners; k++)
+            listener_drop_unrouted(w, &ch[i].was->listeners[k]);
+    }
+    for (size_t k = 0; old && k < old->n_listeners; k++)
+        listener_drop_unrouted(w, &old->listeners[k]);
 }
 
 static void apply_snapshot(struct worker *w)
@@ -279,24 +305,37 @@ static void apply_snapshot(struct worker *w)
         return;
     }
     struct route_snapshot *old = w->snap;
-    if (old) {
-        for (size_t i = 0; i < old->n_services; i++)
-            old->services[i].svc->workers[w->id].route = NULL;
+    struct route_change *ch = NULL;
+    long n = route_snapshot_diff(old, s, &ch);
+    if (n < 0) {
+        /* out of memory: stay on the old snapshot; the next publish (or this one, at the next
+         * notification) tries again */
+        log_error("out of memory comparing route snapshots; the worker stays on its old one",
+                  "worker=%d", w->id);
+        route_snapshot_unref(s);
+        return;
     }
-    for (size_t i = 0; i < s->n_services; i++)
-        s->services[i].svc->workers[w->id].route = &s->services[i];
+    for (long i = 0; i < n; i++) {
+        if (ch[i].was)
+            ch[i].was->svc->workers[w->id].route = NULL;
+    }
+    for (long i = 0; i < n; i++) {
+        if (ch[i].is)
+            ch[i].is->svc->workers[w->id].route = ch[i].is;
+    }
     w->snap = s;
-    listeners_reconcile(w);
-    conn_snapshot_applied(w, old);
+    listeners_follow(w, old, ch, (size_t)n);
+    conn_snapshot_applied(w, ch, (size_t)n);
+    free(ch);
     route_snapshot_unref(old);
     atomic_store(&w->applied_generation, s->generation);
     if (s->cause_ns) {
         uint64_t took = now_ns() - s->cause_ns;
         hist_observe_ns(&w->dp->route_update_seconds, took);
         log_debug("route snapshot applied",
-                  "worker=%d generation=%llu services=%zu listeners=%zu "
+                  "worker=%d generation=%llu services=%zu changed=%ld listeners=%zu "
                   "since_change_ms=%f",
-                  w->id, (unsigned long long)s->generation, s->n_services, s->n_listeners,
+                  w->id, (unsigned long long)s->generation, s->n_services, n, w->listens.used,
                   (double)took / 1e6);
     }
 }
@@ -322,11 +361,7 @@ static void on_control(evutil_socket_t fd, short what, void *arg)
     int ctl = atomic_exchange(&w->control, 0);
     if ((ctl & WORKER_DRAIN) && !w->draining) {
         w->draining = true;
-        for (size_t i = 0; i < w->n_listeners; i++)
-            close_listener(w->listeners[i]);
-        free(w->listeners);
-        w->listeners = NULL;
-        w->n_listeners = 0;
+        listeners_close_all(w);
         event_del(w->accept_resume_ev);
     }
     if (ctl & WORKER_STOP) {
@@ -473,14 +508,14 @@ void dataplane_free(struct dataplane *dp)
         if (w->base)
             conn_close_all(
                 w); /* none left after a stop; a data plane never started may have some */
-        for (size_t j = 0; j < w->n_listeners; j++)
-            close_listener(w->listeners[j]);
-        free(w->listeners);
-        if (w->snap) {
-            for (size_t j = 0; j < w->snap->n_services; j++)
-                w->snap->services[j].svc->workers[w->id].route = NULL;
-        }
+        listeners_close_all(w);
+        const struct route_service *r;
+        for (size_t j = 0; (r = route_snapshot_next(w->snap, &j)); j++)
+            r->svc->workers[w->id].route = NULL;
         route_snapshot_unref(w->snap);
+        for (size_t j = 0; j < w->n_dispatch; j++)
+            svc_state_unref(w->dispatch[j]);
+        free(w->dispatch);
         if (w->snapshot_ev)
             event_free(w->snapshot_ev);
         if (w->control_ev)

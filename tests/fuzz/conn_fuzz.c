@@ -122,45 +122,36 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 /* A snapshot: default/web (unless `removed`), ready with the backend when `ready`. */
 static void publish(struct run *r, bool ready, bool removed)
 {
-    struct route_snapshot *s = route_snapshot_new(removed ? 0 : 1, 2);
+    struct route_snapshot *s = route_snapshot_derive(NULL);
     if (!s)
         abort();
-    size_t li = 0;
+    char err[64];
     if (!removed) {
-        struct route_service *rs = &s->services[0];
-        rs->svc = svc_state_ref(r->svc);
+        struct route_service *rs = route_service_new(svc_state_ref(r->svc), 1, 1);
+        if (!rs)
+            abort();
         rs->probes = route_probes_ref(probes);
         rs->hold_timeout_s = 600;
         rs->max_held_connections = (r->flags & F_FULL) ? 0 : 10000;
         rs->max_held_bytes = 1 << 20;
         rs->reason = strdup("FailedCreate: exceeded quota");
-        rs->ports = calloc(1, sizeof(*rs->ports));
-        if (!rs->ports || !rs->reason)
-            abort();
-        rs->n_ports = 1;
         rs->ports[0].name = strdup("http");
         rs->ports[0].protocol = PROTO_HTTP;
         rs->ports[0].number = 80;
         rs->ports[0].endpoints = calloc(1, sizeof(struct addr));
-        if (!rs->ports[0].name || !rs->ports[0].endpoints)
+        if (!rs->reason || !rs->ports[0].name || !rs->ports[0].endpoints)
             abort();
         if (ready) {
             rs->ports[0].endpoints[0] = backend_addr;
             rs->ports[0].n_endpoints = 1;
         }
-        char err[64];
-        addr_parse("127.0.0.1:1", &s->listeners[li].addr, err, sizeof(err));
-        s->listeners[li].kind = LISTENER_SERVICE;
-        s->listeners[li].service = 0;
-        s->listeners[li].port = 0;
-        li++;
+        addr_parse("127.0.0.1:1", &rs->listeners[0].addr, err, sizeof(err));
+        if (route_snapshot_put(s, 0, rs) < 0)
+            abort();
     }
-    char err[64];
-    addr_parse("127.0.0.1:2", &s->listeners[li].addr, err, sizeof(err));
-    s->listeners[li].kind = LISTENER_SHARED;
-    li++;
-    s->n_listeners = li;
-    if (route_snapshot_seal(s) < 0)
+    struct addr shared;
+    addr_parse("127.0.0.1:2", &shared, err, sizeof(err));
+    if (route_snapshot_add_shared(s, &shared) < 0)
         abort();
     route_table_publish(&r->dp->routes, s);
 }
@@ -331,7 +322,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         abort();
     r.client = sv[1];
-    const struct route_listener *l = &r.w->snap->listeners[(r.flags & F_SHARED) ? 1 : 0];
+    const struct route_listener *l = (r.flags & F_SHARED)
+                                         ? &r.w->snap->listeners[0]
+                                         : &route_snapshot_slot(r.w->snap, 0)->listeners[0];
     conn_accept(r.w, sv[0], l);
 
     size_t piece = 0;

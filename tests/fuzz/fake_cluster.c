@@ -1,0 +1,331 @@
+/*
+ * fake_cluster: synthetic ElastiServices over fake_http. See fake_cluster.h.
+ */
+#include "tests/fuzz/fake_cluster.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/metrics.h"
+#include "controller/controller.h"
+#include "tests/fuzz/fake_http.h"
+#include "resolver/conn.h"
+#include "resolver/worker.h"
+
+#define NS "bench"
+
+struct fake_cluster {
+    struct event_base *base;
+    struct dataplane *dp;
+    struct controller *c;
+    unsigned port_base;
+    char *bind; /* the controller keeps a pointer to it */
+    struct http_request *svc_watch, *slice_watch, *es_watch;
+    unsigned rv; /* the next resourceVersion */
+};
+
+/* ---- growing text ---- */
+
+struct text {
+    char *p;
+    size_t len, cap;
+};
+
+static void text_add(struct text *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void text_add(struct text *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            abort();
+        if (b->p && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t ncap = b->cap ? b->cap * 2 : 65536;
+        while (ncap < b->len + (size_t)n + 1)
+            ncap *= 2;
+        b->p = realloc(b->p, ncap);
+        if (!b->p)
+            abort();
+        b->cap = ncap;
+    }
+}
+
+/* ---- synthetic objects ---- */
+
+static void es_json(struct text *b, int i, unsigned port_base)
+{
+    text_add(b,
+             "{\"apiVersion\":\"elasti.truefoundry.com/v1alpha1\",\"kind\":\"ElastiService\","
+             "\"metadata\":{\"name\":\"svc-%d\",\"namespace\":\"" NS "\",\"uid\":\"es-%d\","
+             "\"resourceVersion\":\"1\",\"generation\":1,\"creationTimestamp\":"
+             "\"2026-01-01T00:00:00Z\",\"finalizers\":[\"elasti.truefoundry.com/finalizer\"]},"
+             "\"spec\":{\"service\":\"svc-%d\",\"minTargetReplicas\":1,\"cooldownPeriod\":300,"
+             "\"scaleTargetRef\":{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\","
+             "\"name\":\"svc-%d\"}},"
+             "\"status\":{\"mode\":\"proxy\",\"observedGeneration\":1,\"ports\":[{\"name\":"
+             "\"http\",\"port\":80,\"protocol\":\"TCP\",\"resolverPort\":%u}]}}",
+             i, i, i, i, port_base + (unsigned)i);
+}
+
+static void svc_json(struct text *b, int i, const char *port_name, unsigned rv)
+{
+    text_add(b,
+             "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"svc-%d\","
+             "\"namespace\":\"" NS "\",\"uid\":\"svc-%d\",\"resourceVersion\":\"%u\"},"
+             "\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"10.96.%d.%d\",\"ports\":[{"
+             "\"name\":\"%s\",\"port\":80,\"protocol\":\"TCP\",\"targetPort\":8080}]}}",
+             i, i, rv, (i / 250) % 250, i % 250 + 1, port_name);
+}
+
+static void slice_json(struct text *b, int i, bool ready, unsigned rv)
+{
+    text_add(b,
+             "{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\","
+             "\"metadata\":{\"name\":\"svc-%d-abcde\",\"namespace\":\"" NS "\","
+             "\"uid\":\"slice-%d\",\"resourceVersion\":\"%u\",\"labels\":{"
+             "\"kubernetes.io/service-name\":\"svc-%d\",\"endpointslice.kubernetes.io/"
+             "managed-by\":\"endpointslice-controller.k8s.io\"}},\"addressType\":\"IPv4\","
+             "\"ports\":[{\"name\":\"http\",\"port\":8080,\"protocol\":\"TCP\"}],"
+             "\"endpoints\":[",
+             i, i, rv, i);
+    if (ready)
+        text_add(b,
+                 "{\"addresses\":[\"10.244.%d.%d\"],\"conditions\":{\"ready\":true,"
+                 "\"serving\":true,\"terminating\":false}}",
+                 (i / 250) % 250, i % 250 + 1);
+    text_add(b, "]}");
+}
+
+enum kind { ES, SVC, SLICE };
+
+static char *list_json(enum kind kind, int n, unsigned port_base, size_t *len)
+{
+    static const char *const kinds[] = {"ElastiServiceList", "ServiceList", "EndpointSliceList"};
+    struct text b = {0};
+    text_add(&b,
+             "{\"kind\":\"%s\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"1\"},"
+             "\"items\":[",
+             kinds[kind]);
+    for (int i = 0; i < n; i++) {
+        if (i)
+            text_add(&b, ",");
+        if (kind == ES)
+            es_json(&b, i, port_base);
+        else if (kind == SVC)
+            svc_json(&b, i, "http", 1);
+        else
+            slice_json(&b, i, false, 1);
+    }
+    text_add(&b, "]}");
+    *len = b.len;
+    return b.p;
+}
+
+/* ---- driving the loop ---- */
+
+void fake_cluster_settle(struct fake_cluster *fc)
+{
+    for (int i = 0; i < 64; i++) {
+        event_base_loop(fc->base, EVLOOP_NONBLOCK);
+        if (event_base_get_num_events(fc->base, EVENT_BASE_COUNT_ACTIVE) == 0)
+            break;
+    }
+}
+
+/* The pending request whose "METHOD URL" contains both needles, or NULL. */
+static struct http_request *pending(const char *a, const char *b)
+{
+    struct http_request *r = fake_http_pick(a, strlen(a));
+    if (!r)
+        return NULL;
+    const char *what = fake_http_what(r);
+    return strstr(what, a) && strstr(what, b) ? r : NULL;
+}
+
+/* Answers the list of `resource` with body; returns the watch that follows, or NULL. */
+static struct http_request *answer_list(struct fake_cluster *fc, const char *resource,
+                                        const char *body, size_t len)
+{
+    struct http_request *r = NULL;
+    for (int i = 0; i < 1000 && !(r = pending(resource, "limit=")); i++)
+        fake_cluster_settle(fc);
+    if (!r)
+        return NULL;
+    fake_http_answer(r, 200, body, len, false, false);
+    fake_cluster_settle(fc);
+    struct http_request *w = NULL;
+    for (int i = 0; i < 1000 && !(w = pending(resource, "watch=true")); i++)
+        fake_cluster_settle(fc);
+    return w;
+}
+
+unsigned long long fake_cluster_generation(struct dataplane *dp)
+{
+    pthread_mutex_lock(&dp->routes.mu);
+    unsigned long long g = dp->routes.generation;
+    pthread_mutex_unlock(&dp->routes.mu);
+    return g;
+}
+
+bool fake_cluster_applied(struct dataplane *dp, unsigned long long gen)
+{
+    for (int i = 0; i < dp->nworkers; i++) {
+        if (atomic_load(&dp->workers[i]->applied_generation) < gen)
+            return false;
+    }
+    return true;
+}
+
+struct fake_cluster *fake_cluster_start(struct event_base *base, struct dataplane *dp, int count,
+                                        const char *bind, unsigned port_base, char *err,
+                                        size_t errlen)
+{
+    char dir[] = "/tmp/holdfast-fake-cluster.XXXXXX";
+    if (!mkdtemp(dir)) {
+        snprintf(err, errlen, "cannot make a temporary directory: %s", strerror(errno));
+        return NULL;
+    }
+    char kubeconfig[PATH_MAX];
+    snprintf(kubeconfig, sizeof(kubeconfig), "%s/kubeconfig", dir);
+    FILE *f = fopen(kubeconfig, "w");
+    if (!f) {
+        snprintf(err, errlen, "cannot write %s: %s", kubeconfig, strerror(errno));
+        rmdir(dir);
+        return NULL;
+    }
+    fputs("clusters:\n- name: c\n  cluster: {server: 'https://kube.invalid:6443'}\n"
+          "contexts:\n- name: x\n  context: {cluster: c, user: u, namespace: default}\n"
+          "current-context: x\nusers:\n- name: u\n  user: {token: fake}\n",
+          f);
+    fclose(f);
+    struct fake_cluster *fc = calloc(1, sizeof(*fc));
+    if (!fc)
+        abort();
+    fc->base = base;
+    fc->dp = dp;
+    fc->port_base = port_base;
+    fc->rv = 2;
+    fc->bind = strdup(bind);
+    if (!fc->bind)
+        abort();
+    struct controller_opts opts = {
+        .kubeconfig = kubeconfig,
+        .pod_name = "holdfast-fake",
+        .pod_ip = "10.0.0.7",
+        .bind_address = fc->bind,
+        .port_min = port_base,
+        .port_max = port_base + (unsigned)count,
+        .polling_interval_ms = 3600000,
+        .api_qps = 1e9,
+        .api_burst = 1000000,
+        .leader_elect = true, /* the Lease is never answered: this replica only routes */
+        .no_target_watch = true,
+    };
+    fc->c = controller_start(base, dp, &opts, err, errlen);
+    unlink(kubeconfig);
+    rmdir(dir);
+    if (!fc->c) {
+        free(fc->bind);
+        free(fc);
+        return NULL;
+    }
+    fake_cluster_settle(fc);
+    size_t len;
+    char *body = list_json(SVC, count, port_base, &len);
+    fc->svc_watch = answer_list(fc, "/services?", body, len);
+    free(body);
+    body = list_json(SLICE, count, port_base, &len);
+    fc->slice_watch = answer_list(fc, "/endpointslices?", body, len);
+    free(body);
+    body = list_json(ES, count, port_base, &len);
+    fc->es_watch = answer_list(fc, "/elastiservices?", body, len);
+    free(body);
+    if (!fc->svc_watch || !fc->slice_watch || !fc->es_watch) {
+        snprintf(err, errlen, "the informers did not list and watch as expected");
+        fake_cluster_free(fc);
+        return NULL;
+    }
+    for (int i = 0; i < 100000 && !(controller_ready(fc->c) && dataplane_ready(dp)); i++) {
+        fake_cluster_settle(fc);
+        nanosleep(&(struct timespec){0, 10000}, NULL);
+    }
+    if (!controller_ready(fc->c) || !dataplane_ready(dp)) {
+        snprintf(err, errlen, "the routes of the synthetic objects were never applied");
+        fake_cluster_free(fc);
+        return NULL;
+    }
+    return fc;
+}
+
+struct controller *fake_cluster_controller(const struct fake_cluster *fc)
+{
+    return fc->c;
+}
+
+static void send_event(struct http_request *watch, const char *type, struct text *obj)
+{
+    struct text ev = {0};
+    text_add(&ev, "{\"type\":\"%s\",\"object\":%s}\n", type, obj->p);
+    fake_http_answer(watch, 200, ev.p, ev.len, true, false);
+    free(ev.p);
+    free(obj->p);
+}
+
+void fake_cluster_set_ready(struct fake_cluster *fc, int i, bool ready)
+{
+    struct text obj = {0};
+    slice_json(&obj, i, ready, fc->rv++);
+    send_event(fc->slice_watch, "MODIFIED", &obj);
+}
+
+void fake_cluster_set_port_name(struct fake_cluster *fc, int i, const char *port_name)
+{
+    struct text obj = {0};
+    svc_json(&obj, i, port_name, fc->rv++);
+    send_event(fc->svc_watch, "MODIFIED", &obj);
+}
+
+void fake_cluster_delete_es(struct fake_cluster *fc, int i)
+{
+    struct text obj = {0};
+    es_json(&obj, i, fc->port_base);
+    send_event(fc->es_watch, "DELETED", &obj);
+}
+
+double fake_cluster_services_built(const struct fake_cluster *fc)
+{
+    struct mtext out;
+    mtext_init(&out);
+    controller_metrics(&out, fc->c);
+    const char *key = "\nholdfast_route_services_built_total ";
+    const char *at = out.data ? strstr(out.data, key) : NULL;
+    double v = at ? strtod(at + strlen(key), NULL) : -1;
+    mtext_free(&out);
+    return v;
+}
+
+void fake_cluster_free(struct fake_cluster *fc)
+{
+    struct http_request *r;
+    for (int i = 0; i < 100000 && (r = fake_http_pick_plain()); i++) {
+        fake_http_answer(r, 0, "", 0, false, false);
+        fake_cluster_settle(fc);
+    }
+    controller_free(fc->c);
+    free(fc->bind);
+    free(fc);
+}

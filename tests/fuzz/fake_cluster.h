@@ -1,0 +1,63 @@
+/*
+ * fake_cluster: the control plane over fake_http, fed N synthetic ElastiServices without an
+ * API server, for bench/route and the controller's route tests.
+ *
+ * ElastiService i is `bench/svc-<i>`: mode proxy, one port "http" (80) whose resolver port
+ * (port_base + i) is already in status; its Service has that port, and its one EndpointSlice
+ * (managed by the EndpointSlice controller) starts with no ready endpoint. The replica never
+ * leads (leader election on, the Lease read never answered), so it only watches and publishes
+ * routes, as every replica does. Listeners are real sockets on `bind`.
+ *
+ * Thread model: the caller's thread runs the control loop (the event_base it passes); the
+ * data plane's workers run their own threads.
+ */
+#ifndef HOLDFAST_FAKE_CLUSTER_H
+#define HOLDFAST_FAKE_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct event_base;
+struct dataplane;
+struct controller;
+struct fake_cluster;
+
+/*
+ * Starts the controller on base for dp (started by the caller), answers the informers' lists
+ * with `count` ElastiServices, Services and EndpointSlices, and runs the loop until the routes
+ * are published and every worker applied them. NULL with a message in err on failure.
+ */
+struct fake_cluster *fake_cluster_start(struct event_base *base, struct dataplane *dp, int count,
+                                        const char *bind, unsigned port_base, char *err,
+                                        size_t errlen);
+
+struct controller *fake_cluster_controller(const struct fake_cluster *fc);
+
+/* Sends a MODIFIED event of service i's EndpointSlice (a ready endpoint, or none) through the
+ * watch; the informer and the controller's handlers run before this returns (the publish is
+ * scheduled on the loop). */
+void fake_cluster_set_ready(struct fake_cluster *fc, int i, bool ready);
+
+/* Sends a MODIFIED event of service i's Service, its port renamed to `port_name`. */
+void fake_cluster_set_port_name(struct fake_cluster *fc, int i, const char *port_name);
+
+/* Sends a DELETED event of ElastiService i through the watch. */
+void fake_cluster_delete_es(struct fake_cluster *fc, int i);
+
+/* Runs the control loop until nothing is active (bounded). */
+void fake_cluster_settle(struct fake_cluster *fc);
+
+/* The published generation of the route table. */
+unsigned long long fake_cluster_generation(struct dataplane *dp);
+
+/* True once every worker of dp applied generation gen. */
+bool fake_cluster_applied(struct dataplane *dp, unsigned long long gen);
+
+/* The controller's holdfast_route_services_built_total, or -1 when it does not report it. */
+double fake_cluster_services_built(const struct fake_cluster *fc);
+
+/* Fails the API calls still in flight (as with the API server gone), frees the controller and
+ * every request. The data plane is the caller's. */
+void fake_cluster_free(struct fake_cluster *fc);
+
+#endif

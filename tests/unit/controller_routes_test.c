@@ -1,0 +1,222 @@
+/*
+ * controller routes: a change to one service builds one route, however many services there
+ * are, and the workers apply it; the routes of the others are shared with the snapshot before.
+ * The work is counted (holdfast_route_services_built_total), not timed.
+ *
+ * The real controller and data plane, the informers fed by the scripted HTTP stand-in of
+ * tests/fuzz (fake_cluster.h); listeners are real sockets on a loopback address of this
+ * process's own (127.0.14.x, from the pid).
+ */
+#include <criterion/criterion.h>
+#include <stdatomic.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "controller/controller.h"
+#include "resolver/conn.h"
+#include "resolver/worker.h"
+#include "tests/fuzz/fake_cluster.h"
+
+#define N 300
+
+static struct dataplane *dp;
+static struct event_base *base;
+static struct fake_cluster *fc;
+
+static void setup(void)
+{
+    log_set_level(LOG_ERROR);
+    struct config_limits limits;
+    config_limits_default(&limits);
+    dp = dataplane_new(2, &limits);
+    base = event_base_new();
+    cr_assert(dp && base);
+    char err[512] = "";
+    cr_assert_eq(dataplane_start(dp, err, sizeof(err)), 0, "%s", err);
+    char bind[32];
+    snprintf(bind, sizeof(bind), "127.0.14.%d", (int)(getpid() % 250) + 1);
+    fc = fake_cluster_start(base, dp, N, bind, 41000, err, sizeof(err));
+    cr_assert_not_null(fc, "%s", err);
+}
+
+static void teardown(void)
+{
+    fake_cluster_free(fc);
+    dataplane_stop(dp);
+    dataplane_free(dp);
+    event_base_free(base);
+}
+
+TestSuite(controller_routes, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Runs the control loop until a snapshot newer than gen is published and every worker
+ * applied it; returns its generation. */
+static unsigned long long publish_and_apply(unsigned long long gen)
+{
+    for (int i = 0; i < 100000 && fake_cluster_generation(dp) <= gen; i++)
+        fake_cluster_settle(fc);
+    unsigned long long now = fake_cluster_generation(dp);
+    cr_assert_gt(now, gen, "no snapshot was published");
+    for (int i = 0; i < 100000 && !fake_cluster_applied(dp, now); i++)
+        nanosleep(&(struct timespec){0, 20000}, NULL);
+    cr_assert(fake_cluster_applied(dp, now), "the workers did not apply generation %llu", now);
+    return now;
+}
+
+static const struct route_service *route_of(struct route_snapshot *s, int i)
+{
+    char name[32];
+    snprintf(name, sizeof(name), "svc-%d", i);
+    return route_snapshot_find(s, "bench", 5, name, strlen(name));
+}
+
+Test(controller_routes, every_service_is_routed_after_the_lists)
+{
+    struct route_snapshot *s = route_table_acquire(&dp->routes);
+    cr_assert_eq(s->n_services, N);
+    for (int i = 0; i < N; i++) {
+        const struct route_service *r = route_of(s, i);
+        cr_assert_not_null(r, "svc-%d", i);
+        cr_assert_eq(r->n_listeners, 1);
+        cr_assert_eq(r->ports[0].n_endpoints, 0);
+    }
+    route_snapshot_unref(s);
+    cr_assert_eq(fake_cluster_services_built(fc), N);
+}
+
+Test(controller_routes, one_endpointslice_change_builds_exactly_one_route)
+{
+    struct route_snapshot *before = route_table_acquire(&dp->routes);
+    double built = fake_cluster_services_built(fc);
+    cr_assert_geq(built, 0, "the controller does not count the routes it builds");
+    fake_cluster_set_ready(fc, 123, true);
+    publish_and_apply(before->generation);
+    cr_assert_eq(fake_cluster_services_built(fc) - built, 1);
+
+    struct route_snapshot *after = route_table_acquire(&dp->routes);
+    cr_assert_eq(route_of(after, 123)->ports[0].n_endpoints, 1);
+    cr_assert_eq(route_of(before, 123)->ports[0].n_endpoints, 0); /* the old one is untouched */
+    /* every other service's route is the very same object */
+    for (int i = 0; i < N; i++) {
+        if (i != 123)
+            cr_assert_eq(route_of(after, i), route_of(before, i), "svc-%d", i);
+    }
+    struct route_change *ch = NULL;
+    cr_assert_eq(route_snapshot_diff(before, after, &ch), 1);
+    free(ch);
+    /* every worker routes svc-123's connections by the new one */
+    for (int w = 0; w < dp->nworkers; w++)
+        cr_assert_eq(route_of(after, 123)->svc->workers[w].route, route_of(after, 123));
+    route_snapshot_unref(before);
+    route_snapshot_unref(after);
+}
+
+Test(controller_routes, one_service_change_builds_exactly_one_route)
+{
+    struct route_snapshot *before = route_table_acquire(&dp->routes);
+    double built = fake_cluster_services_built(fc);
+    fake_cluster_set_port_name(fc, 7, "web");
+    publish_and_apply(before->generation);
+    cr_assert_eq(fake_cluster_services_built(fc) - built, 1);
+    route_snapshot_unref(before);
+}
+
+Test(controller_routes, repeated_changes_build_one_route_each)
+{
+    unsigned long long gen = fake_cluster_generation(dp);
+    double built = fake_cluster_services_built(fc);
+    for (int k = 0; k < 20; k++) {
+        fake_cluster_set_ready(fc, (k * 37) % N, k % 2 == 0);
+        gen = publish_and_apply(gen);
+    }
+    cr_assert_eq(fake_cluster_services_built(fc) - built, 20);
+}
+
+static const struct route_service *current_route_of(int i)
+{
+    struct route_snapshot *s = route_table_acquire(&dp->routes);
+    const struct route_service *r = route_of(s, i);
+    route_snapshot_unref(s); /* the controller's reference keeps r while nothing is published */
+    return r;
+}
+
+Test(controller_routes, a_lingering_route_follows_its_endpointslices)
+{
+    /* deleted while it holds a connection: its route stays, and the held requests must reach
+     * the restored pods once they are ready */
+    struct svc_state *svc = svc_registry_get(&dp->registry, "bench", "svc-42");
+    cr_assert_not_null(svc);
+    atomic_store(&svc->held_conns, 1);
+    unsigned long long gen = fake_cluster_generation(dp);
+    fake_cluster_delete_es(fc, 42);
+    gen = publish_and_apply(gen);
+    cr_assert_not_null(current_route_of(42), "the route of a deleted, holding service stays");
+    cr_assert_eq(current_route_of(42)->ports[0].n_endpoints, 0);
+    double built = fake_cluster_services_built(fc);
+    fake_cluster_set_ready(fc, 42, true);
+    publish_and_apply(gen);
+    cr_assert_eq(fake_cluster_services_built(fc) - built, 1);
+    cr_assert_eq(current_route_of(42)->ports[0].n_endpoints, 1);
+    atomic_store(&svc->held_conns, 0);
+    svc_state_unref(svc);
+}
+
+/* ---- a resolver port taken by another socket ---- */
+
+static int blocker = -1;
+static char bind_ip[32];
+
+static void setup_taken(void)
+{
+    log_set_level(LOG_ERROR);
+    struct config_limits limits;
+    config_limits_default(&limits);
+    dp = dataplane_new(2, &limits);
+    base = event_base_new();
+    cr_assert(dp && base);
+    char err[512] = "";
+    cr_assert_eq(dataplane_start(dp, err, sizeof(err)), 0, "%s", err);
+    snprintf(bind_ip, sizeof(bind_ip), "127.0.15.%d", (int)(getpid() % 250) + 1);
+    struct addr a;
+    char text[64];
+    snprintf(text, sizeof(text), "%s:%d", bind_ip, 42005);
+    cr_assert_eq(addr_parse(text, &a, err, sizeof(err)), 0, "%s", err);
+    blocker = listener_socket(&a, false, err, sizeof(err));
+    cr_assert_geq(blocker, 0, "%s", err);
+    fc = fake_cluster_start(base, dp, N, bind_ip, 42000, err, sizeof(err));
+    cr_assert_not_null(fc, "%s", err);
+}
+
+static void teardown_taken(void)
+{
+    if (blocker >= 0)
+        close(blocker);
+    teardown();
+}
+
+TestSuite(controller_routes_taken, .init = setup_taken, .fini = teardown_taken, .timeout = 60);
+
+Test(controller_routes_taken, a_taken_resolver_port_is_retried_by_its_timer_not_in_a_loop)
+{
+    cr_assert_eq(current_route_of(5)->n_listeners, 0, "svc-5's port is taken");
+    double built = fake_cluster_services_built(fc);
+    /* every loop turn runs what is due: a retry at once would build svc-5 each time */
+    for (int i = 0; i < 200; i++)
+        fake_cluster_settle(fc);
+    cr_assert_lt(fake_cluster_services_built(fc) - built, 20,
+                 "svc-5 was built %.0f times in 200 loop turns",
+                 fake_cluster_services_built(fc) - built);
+    /* the port is let go: the relisten timer (1 s) builds svc-5 again, with its listener */
+    close(blocker);
+    blocker = -1;
+    for (int i = 0; i < 2000 && current_route_of(5)->n_listeners == 0; i++) {
+        fake_cluster_settle(fc);
+        nanosleep(&(struct timespec){0, 5000000}, NULL);
+    }
+    cr_assert_eq(current_route_of(5)->n_listeners, 1);
+    cr_assert_eq(current_route_of(6)->n_listeners, 1);
+}
