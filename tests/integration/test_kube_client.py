@@ -244,8 +244,8 @@ def cache_matches_server(p, sim, ns):
     return cache["objects"] == server_state(sim, ns)
 
 
-def watching(sim, p, ns, *extra):
-    return p("--kubeconfig", sim.kubeconfig, "--watch", "--namespace", ns, *extra)
+def watching(sim, p, ns, *extra, kubeconfig=None):
+    return p("--kubeconfig", kubeconfig or sim.kubeconfig, "--watch", "--namespace", ns, *extra)
 
 
 _sentinels = iter(range(1, 1 << 30))
@@ -351,7 +351,8 @@ def test_dropped_watch_reconnects(sim, ns, probe):
 @pytest.mark.parametrize("mode", ["refuse", "503"])
 def test_api_outage_is_survived(sim, ns, probe, mode):
     sim.create(cm_path(ns), cm("a", v="1"))
-    p = watching(sim, probe, ns)
+    # on the real cluster through the API proxy, which makes these outages
+    p = watching(sim, probe, ns, kubeconfig=getattr(sim, "proxy_kubeconfig", None))
     p.wait_event(lambda e: e["event"] == "synced", what="synced")
     watch_open(sim, p, ns)
     if real() and mode == "refuse":

@@ -254,7 +254,8 @@ def test_generation_seen_while_a_status_write_is_in_flight_is_acknowledged(sim, 
     straight to kube-apiserver.)"""
     import threading
     make_app(sim, ns, replicas=0)
-    holdfast.start(polling="30s")
+    # on the real cluster through the API proxy, which holds the write answers back
+    holdfast.start(polling="30s", extra_args=("--kubeconfig", getattr(sim, "proxy_kubeconfig", sim.kubeconfig)))
     create_es(sim, ns, elastiservice(cooldown=900))
     wait_mode(sim, ns, "proxy")
     sim.slow_write_answers(1500, seconds=20)

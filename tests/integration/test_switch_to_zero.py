@@ -358,7 +358,9 @@ def test_own_scale_down_is_not_undone_by_a_scale_read_sent_before_it(sim, prom, 
     make_app(sim, ns, containers=[GRACEFUL])
     set_load(prom, exporter, ns, 0)
     routed(sim, ns)
-    hf = holdfast.start(polling="1s", extra_args=("--scale-down-grace-period", "1s"))
+    # on the real cluster through the API proxy, which delays its calls
+    hf = holdfast.start(polling="1s", extra_args=("--scale-down-grace-period", "1s", "--kubeconfig",
+                                                  getattr(sim, "proxy_kubeconfig", sim.kubeconfig)))
     create_es(sim, ns, elastiservice(cooldown=1, triggers=[trigger(prom, ns)]))
     wait_mode(sim, ns, "serve")
     sim.latency(450)

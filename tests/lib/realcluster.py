@@ -33,12 +33,12 @@ service CIDR that no DNAT rule took, in the filter table (after kube-proxy's DNA
 conntrack keeps the entry: such a connect fails at once, as kube-proxy's own reject of a
 Service without endpoints does, and leaves nothing behind.
 
-The API proxy. `kubeconfig` (what holdfast and the tests' probes are given) points at
-tests/lib/apiproxy.py on 10.88.0.1:6445, a proxy in front of kube-apiserver run by this
-process, which injects the faults a real API server cannot be asked for (503s, short latency,
-write answers held back). The test's own REST calls (request, get, create, ...) and `kubectl`
-go to kube-apiserver directly, and so do the cluster's components: those faults hit only the
-clients given `kubeconfig`, and the cluster goes on working underneath.
+The API proxy. tests/lib/apiproxy.py on 10.88.0.1:6445, a proxy in front of kube-apiserver run
+by this process, injects the faults a real API server cannot be asked for (503s, short latency,
+write answers held back). Only the clients given `proxy_kubeconfig` go through it (a test that
+needs those faults starts holdfast or its probe with it); `kubeconfig`, the test's own REST
+calls and `kubectl` go to kube-apiserver directly, and so do the cluster's components: those
+faults hit only the proxy's clients, and the cluster goes on working underneath.
 
 Faults. A fault is offered only where the real control plane, or the proxy, has an equivalent;
 the others raise NoRealEquivalent, so a test that needs one fails loudly unless it is marked
@@ -199,6 +199,10 @@ class RealCluster(RestVerbs):
 
     @property
     def kubeconfig(self):
+        return self.cluster.kubeconfig
+
+    @property
+    def proxy_kubeconfig(self):
         """The admin's kubeconfig through the API proxy (see the module's doc)."""
         return os.path.join(self.state_dir, "proxy.kubeconfig")
 
