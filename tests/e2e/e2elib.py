@@ -16,6 +16,7 @@ for p in (os.path.join(ROOT, "tests", "lib"), os.path.join(ROOT, "tests", "clust
         sys.path.insert(0, p)
 
 from realcluster import RealCluster  # noqa: E402
+from simctl import wait_for  # noqa: E402,F401 - the one poller; realcluster uses it too
 
 PY = "/usr/bin/python3"
 CHART = os.path.join(ROOT, "helm", "holdfast")
@@ -31,28 +32,6 @@ IMAGES = {"e2e/echo": {"argv": [PY, ECHO], "startDelayMs": 300},
           "ghcr.io/holdfast/holdfast": {"argv": [HOLDFAST, "$@"]}}
 # the values every release of the suite is installed with (besides a test's own)
 INSTALL_SETS = ["pollingInterval=1s"]
-
-
-class WaitTimeout(AssertionError):
-    pass
-
-
-def wait_for(predicate, timeout=20.0, interval=0.05, what="condition"):
-    """Poll predicate() until it returns a truthy value (returned) or raise WaitTimeout.
-    Exceptions raised by predicate count as 'not yet' (the last one is reported)."""
-    deadline = time.monotonic() + timeout
-    last_exc = None
-    while True:
-        try:
-            v = predicate()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001 - any failure is 'not yet'
-            last_exc = e
-        if time.monotonic() >= deadline:
-            raise WaitTimeout("timed out after %.1fs waiting for %s%s" % (
-                timeout, what, "" if last_exc is None else " (last error: %r)" % (last_exc,)))
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------- the cluster

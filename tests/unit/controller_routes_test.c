@@ -27,7 +27,8 @@ static struct dataplane *dp;
 static struct event_base *base;
 static struct fake_cluster *fc;
 
-static void setup(void)
+/* A started data plane of 2 workers and an event base, for both fixtures. */
+static void start_dataplane(void)
 {
     log_set_level(LOG_ERROR);
     struct config_limits limits;
@@ -37,6 +38,12 @@ static void setup(void)
     cr_assert(dp && base);
     char err[512] = "";
     cr_assert_eq(dataplane_start(dp, err, sizeof(err)), 0, "%s", err);
+}
+
+static void setup(void)
+{
+    start_dataplane();
+    char err[512] = "";
     char bind[32];
     snprintf(bind, sizeof(bind), "127.0.14.%d", (int)(getpid() % 250) + 1);
     fc = fake_cluster_start(base, dp, N, bind, 41000, err, sizeof(err));
@@ -172,14 +179,8 @@ static char bind_ip[32];
 
 static void setup_taken(void)
 {
-    log_set_level(LOG_ERROR);
-    struct config_limits limits;
-    config_limits_default(&limits);
-    dp = dataplane_new(2, &limits);
-    base = event_base_new();
-    cr_assert(dp && base);
+    start_dataplane();
     char err[512] = "";
-    cr_assert_eq(dataplane_start(dp, err, sizeof(err)), 0, "%s", err);
     snprintf(bind_ip, sizeof(bind_ip), "127.0.15.%d", (int)(getpid() % 250) + 1);
     struct addr a;
     char text[64];
