@@ -62,7 +62,17 @@ def make_node_network(ns):
     """Creates ns with lo up and the bridge hfbr0 (10.88.0.1/24, the node's address and the
     pods' gateway), a route sending the service CIDR to the bridge (so that traffic to a
     ClusterIP from the node itself has a route for kube-proxy's DNAT to act on; no default
-    route: nothing can leave), forwarding on and bridged traffic through iptables."""
+    route: nothing can leave), forwarding on and bridged traffic through iptables.
+
+    And TCP to the service CIDR that no DNAT rule took is rejected, from the node itself
+    (OUTPUT) and from pods (FORWARD). A SYN to a ClusterIP that kube-proxy has not programmed
+    yet is otherwise not DNATed: it goes to the ClusterIP itself on the bridge, and conntrack
+    keeps its entry, without NAT, for 120 s (SYN_SENT). A later connection that gets the same
+    source port (clients cycle through the ephemeral ports in about 14,000 connections) is
+    taken for a retransmission of it, stays un-DNATed and fails with "No route to host" after
+    ARP gives up. In the filter table (after kube-proxy's DNAT) such a connect fails (once the
+    ICMP error is back), as kube-proxy's own reject of a Service without endpoints does, and
+    leaves no conntrack entry."""
     ip("netns", "add", ns)
     ip("-n", ns, "link", "set", "lo", "up")
     ip("-n", ns, "link", "add", BRIDGE, "type", "bridge")
@@ -71,6 +81,9 @@ def make_node_network(ns):
     ip("-n", ns, "route", "add", SERVICE_CIDR, "dev", BRIDGE)
     in_ns(ns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
                "net.bridge.bridge-nf-call-iptables=1"])
+    for chain in ("OUTPUT", "FORWARD"):
+        in_ns(ns, ["iptables", "-w", "5", "-A", chain, "-d", SERVICE_CIDR, "-p", "tcp",
+                   "-j", "REJECT", "--reject-with", "icmp-host-unreachable"])
 
 
 def attach_pod(node_ns, pod_ns, host_if, address):

@@ -320,7 +320,7 @@ def test_a_connect_before_the_service_is_routed_leaves_no_entry_for_a_later_one(
     ClusterIP failed (found with the neighbour table: the ClusterIP INCOMPLETE each time a
     client failed, the pod alive and listed). A node whose kube-proxy is late has the same
     hazard; the test cluster rejects un-DNATed traffic to the service CIDR before conntrack
-    keeps it (tests/lib/realcluster.py). Here: one connect from a fixed source port while
+    keeps it (tests/cluster/netns.py, make_node_network). Here: one connect from a fixed source port while
     kube-proxy is paused, then, once routed, another from the same port is answered."""
     sim.fault("ignore-unmanaged-slices", on=True)  # kube-proxy paused: the new Service is not routed
     try:

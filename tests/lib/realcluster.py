@@ -28,10 +28,10 @@ not programmed yet is not DNATed: it goes to the ClusterIP itself on the bridge,
 keeps its entry, without NAT, for 120 s (SYN_SENT). A later connection that gets the same
 source port (the tests' clients cycle through the ephemeral ports in about 14,000 connections)
 is taken for a retransmission of it, stays un-DNATed and fails with "No route to host" after
-ARP gives up (the switch test's lost request). So start() makes the node reject traffic to the
-service CIDR that no DNAT rule took, in the filter table (after kube-proxy's DNAT), before
-conntrack keeps the entry: such a connect fails at once, as kube-proxy's own reject of a
-Service without endpoints does, and leaves nothing behind.
+ARP gives up (the switch test's lost request). So every test cluster's node rejects traffic to
+the service CIDR that no DNAT rule took, before conntrack keeps the entry
+(tests/cluster/netns.py, make_node_network): such a connect fails at once, as kube-proxy's own
+reject of a Service without endpoints does, and leaves nothing behind.
 
 The API proxy. tests/lib/apiproxy.py on 10.88.0.1:6445, a proxy in front of kube-apiserver run
 by this process, injects the faults a real API server cannot be asked for (503s, short latency,
@@ -135,11 +135,6 @@ class RealCluster(RestVerbs):
         try:
             for ip in HOLDFAST_IPS:
                 subprocess.run(["ip", "-n", self.ns, "addr", "add", ip + "/32", "dev", "hfbr0"],
-                               check=True, capture_output=True, timeout=10)
-            for chain in ("OUTPUT", "FORWARD"):  # from the node itself, from pods
-                subprocess.run(["ip", "netns", "exec", self.ns, "iptables", "-w", "5", "-A", chain, "-d",
-                                clusterlib.netns.SERVICE_CIDR, "-p", "tcp", "-j", "REJECT",
-                                "--reject-with", "icmp-host-unreachable"],
                                check=True, capture_output=True, timeout=10)
             pki = self.cluster.pki
             self._ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.crt"))
