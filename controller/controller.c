@@ -1381,6 +1381,22 @@ static void schedule_publish(struct controller *c)
     event_add(c->publish_ev, &now);
 }
 
+/*
+ * Publishes e's marked route now, not on the loop's next turn: holdfast listens on a resolver
+ * port before any write names it (a resolver EndpointSlice, status.ports). The sockets are
+ * bound and listening when this returns; a connection that comes before a worker applies the
+ * snapshot waits in the listen backlog. (Found on the real control plane: status and slice
+ * were written on one turn, the route published on the next, the thread was preempted 47 ms
+ * in between, and a connection that followed the slice was refused.)
+ */
+static void publish_now(struct es *e)
+{
+    if (!e->route_dirty || !e->c->publish_ev)
+        return;
+    event_del(e->c->publish_ev);
+    on_publish(-1, 0, e->c);
+}
+
 /* ---- resolver slices ---- */
 
 /* Allocates a resolver port for every Service port that has none (leader). */
@@ -1564,6 +1580,7 @@ static void resolver_slices_apply(struct es *e)
     const cJSON *svc = es_service(e);
     if (!svc || !e->n_ports)
         return;
+    publish_now(e); /* listening on every port the slice names before it is written */
     struct resolver_endpoint eps[64];
     size_t n = 0;
     for (size_t i = 0; i < c->n_resolvers && n < 64; i++)
@@ -1879,6 +1896,7 @@ static void proxy_commit(struct es *e, bool scale_down, const char *why)
 {
     e->awaiting_wake = true;
     leaving_record(e);
+    route_changed(e); /* published by resolver_slices_apply before the slice is written */
     resolver_slices_apply(e);
     keda_set(e, true);
     if (scale_down) {
@@ -1896,7 +1914,6 @@ static void proxy_commit(struct es *e, bool scale_down, const char *why)
     status_write(e, fields);
     event_record(e, false, "ScaledToZero", why);
     e->c->scale_downs++;
-    route_changed(e);
 }
 
 static void enter_serve(struct es *e)
@@ -2154,6 +2171,7 @@ static void switch_begin(struct es *e, const char *why)
     e->switch_probes = 0;
     e->switch_last[0] = '\0';
     snprintf(e->switch_why, sizeof(e->switch_why), "%s", why);
+    route_changed(e); /* listen on the resolver ports now: before the slice names them */
     resolver_slices_apply(e);
     cJSON *fields = cJSON_CreateObject();
     cJSON_AddItemToObject(fields, "ports", ports_json(e));
@@ -2161,7 +2179,6 @@ static void switch_begin(struct es *e, const char *why)
              "the resolver EndpointSlice is written; the last replica is removed once the "
              "Service's traffic is shown to reach holdfast");
     status_write(e, fields);
-    route_changed(e); /* listen on the resolver ports now */
     log_info("scale to zero: waiting for the data path to reach holdfast",
              "elastiservice=%s why=%s", e->key, why);
     switch_arm(e, 0);
@@ -2361,6 +2378,7 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
         cJSON_AddStringToObject(fields, "mode", e->mode);
         if (e->n_ports)
             cJSON_AddItemToObject(fields, "ports", ports_json(e));
+        publish_now(e);
         status_write(e, fields);
     }
     if (replicas == 0 && !proxy) {
@@ -2593,12 +2611,13 @@ static void es_follow_ports(struct es *e)
 {
     if (!e->n_ports || !ports_differ(e) || !allocate_ports(e))
         return;
+    route_changed(e);
+    publish_now(e); /* listening on the new ports before status.ports names them */
     cJSON *fields = cJSON_CreateObject();
     cJSON_AddItemToObject(fields, "ports", ports_json(e));
     status_write(e, fields);
     log_info("the Service's ports changed: status.ports follows", "elastiservice=%s ports=%zu",
              e->key, e->n_ports);
-    route_changed(e);
 }
 
 static void es_reconcile_spec(struct es *e);

@@ -30,7 +30,8 @@ struct fake_cluster {
     unsigned port_base;
     char *bind; /* the controller keeps a pointer to it */
     struct http_request *svc_watch, *slice_watch, *es_watch;
-    unsigned rv; /* the next resourceVersion */
+    unsigned rv;  /* the next resourceVersion */
+    bool leading; /* fake_cluster_start_leading: ElastiServices in serve mode, no ports yet */
 };
 
 /* ---- growing text ---- */
@@ -66,8 +67,21 @@ static void text_add(struct text *b, const char *fmt, ...)
 
 /* ---- synthetic objects ---- */
 
-static void es_json(struct text *b, int i, unsigned port_base)
+static void es_json(struct text *b, int i, unsigned port_base, bool serve)
 {
+    if (serve) {
+        text_add(b,
+                 "{\"apiVersion\":\"elasti.truefoundry.com/v1alpha1\",\"kind\":\"ElastiService\","
+                 "\"metadata\":{\"name\":\"svc-%d\",\"namespace\":\"" NS "\",\"uid\":\"es-%d\","
+                 "\"resourceVersion\":\"1\",\"generation\":1,\"creationTimestamp\":"
+                 "\"2026-01-01T00:00:00Z\",\"finalizers\":[\"elasti.truefoundry.com/finalizer\"]},"
+                 "\"spec\":{\"service\":\"svc-%d\",\"minTargetReplicas\":1,\"cooldownPeriod\":300,"
+                 "\"scaleTargetRef\":{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\","
+                 "\"name\":\"svc-%d\"}},"
+                 "\"status\":{\"mode\":\"serve\",\"observedGeneration\":1}}",
+                 i, i, i, i);
+        return;
+    }
     text_add(b,
              "{\"apiVersion\":\"elasti.truefoundry.com/v1alpha1\",\"kind\":\"ElastiService\","
              "\"metadata\":{\"name\":\"svc-%d\",\"namespace\":\"" NS "\",\"uid\":\"es-%d\","
@@ -112,7 +126,7 @@ static void slice_json(struct text *b, int i, bool ready, unsigned rv)
 
 enum kind { ES, SVC, SLICE };
 
-static char *list_json(enum kind kind, int n, unsigned port_base, size_t *len)
+static char *list_json(enum kind kind, int n, unsigned port_base, bool serve, size_t *len)
 {
     static const char *const kinds[] = {"ElastiServiceList", "ServiceList", "EndpointSliceList"};
     struct text b = {0};
@@ -124,7 +138,7 @@ static char *list_json(enum kind kind, int n, unsigned port_base, size_t *len)
         if (i)
             text_add(&b, ",");
         if (kind == ES)
-            es_json(&b, i, port_base);
+            es_json(&b, i, port_base, serve);
         else if (kind == SVC)
             svc_json(&b, i, "http", 1);
         else
@@ -190,9 +204,9 @@ bool fake_cluster_applied(struct dataplane *dp, unsigned long long gen)
     return true;
 }
 
-struct fake_cluster *fake_cluster_start(struct event_base *base, struct dataplane *dp, int count,
-                                        const char *bind, unsigned port_base, char *err,
-                                        size_t errlen)
+static struct fake_cluster *start(struct event_base *base, struct dataplane *dp, int count,
+                                  const char *bind, unsigned port_base, bool leading, char *err,
+                                  size_t errlen)
 {
     char dir[] = "/tmp/holdfast-fake-cluster.XXXXXX";
     if (!mkdtemp(dir)) {
@@ -219,6 +233,7 @@ struct fake_cluster *fake_cluster_start(struct event_base *base, struct dataplan
     fc->dp = dp;
     fc->port_base = port_base;
     fc->rv = 2;
+    fc->leading = leading;
     fc->bind = strdup(bind);
     if (!fc->bind)
         abort();
@@ -232,7 +247,8 @@ struct fake_cluster *fake_cluster_start(struct event_base *base, struct dataplan
         .polling_interval_ms = 3600000,
         .api_qps = 1e9,
         .api_burst = 1000000,
-        .leader_elect = true, /* the Lease is never answered: this replica only routes */
+        /* following: the Lease is never answered, so this replica only routes */
+        .leader_elect = !leading,
         .no_target_watch = true,
     };
     fc->c = controller_start(base, dp, &opts, err, errlen);
@@ -245,13 +261,13 @@ struct fake_cluster *fake_cluster_start(struct event_base *base, struct dataplan
     }
     fake_cluster_settle(fc);
     size_t len;
-    char *body = list_json(SVC, count, port_base, &len);
+    char *body = list_json(SVC, count, port_base, false, &len);
     fc->svc_watch = answer_list(fc, "/services?", body, len);
     free(body);
-    body = list_json(SLICE, count, port_base, &len);
+    body = list_json(SLICE, count, port_base, false, &len);
     fc->slice_watch = answer_list(fc, "/endpointslices?", body, len);
     free(body);
-    body = list_json(ES, count, port_base, &len);
+    body = list_json(ES, count, port_base, leading, &len);
     fc->es_watch = answer_list(fc, "/elastiservices?", body, len);
     free(body);
     if (!fc->svc_watch || !fc->slice_watch || !fc->es_watch) {
@@ -269,6 +285,20 @@ struct fake_cluster *fake_cluster_start(struct event_base *base, struct dataplan
         return NULL;
     }
     return fc;
+}
+
+struct fake_cluster *fake_cluster_start(struct event_base *base, struct dataplane *dp, int count,
+                                        const char *bind, unsigned port_base, char *err,
+                                        size_t errlen)
+{
+    return start(base, dp, count, bind, port_base, false, err, errlen);
+}
+
+struct fake_cluster *fake_cluster_start_leading(struct event_base *base, struct dataplane *dp,
+                                                int count, const char *bind, unsigned port_base,
+                                                char *err, size_t errlen)
+{
+    return start(base, dp, count, bind, port_base, true, err, errlen);
 }
 
 struct controller *fake_cluster_controller(const struct fake_cluster *fc)
@@ -302,7 +332,7 @@ void fake_cluster_set_port_name(struct fake_cluster *fc, int i, const char *port
 void fake_cluster_delete_es(struct fake_cluster *fc, int i)
 {
     struct text obj = {0};
-    es_json(&obj, i, fc->port_base);
+    es_json(&obj, i, fc->port_base, fc->leading);
     send_event(fc->es_watch, "DELETED", &obj);
 }
 

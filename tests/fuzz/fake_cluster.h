@@ -31,6 +31,15 @@ struct fake_cluster *fake_cluster_start(struct event_base *base, struct dataplan
                                         const char *bind, unsigned port_base, char *err,
                                         size_t errlen);
 
+/*
+ * As fake_cluster_start, but the replica leads at once (leader election off) and ElastiService
+ * i is in serve mode with no ports in its status yet: its target's /scale reads are left
+ * pending for the caller to answer (a 0 is a scale to zero by hand).
+ */
+struct fake_cluster *fake_cluster_start_leading(struct event_base *base, struct dataplane *dp,
+                                                int count, const char *bind, unsigned port_base,
+                                                char *err, size_t errlen);
+
 struct controller *fake_cluster_controller(const struct fake_cluster *fc);
 
 /* Sends a MODIFIED event of service i's EndpointSlice (a ready endpoint, or none) through the

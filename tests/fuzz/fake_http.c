@@ -33,6 +33,14 @@ struct http_request {
 
 static struct http_request *head, *tail;
 static bool tracing;
+static void (*on_start)(const char *what, const char *body, void *arg);
+static void *on_start_arg;
+
+void fake_http_on_start(void (*fn)(const char *what, const char *body, void *arg), void *arg)
+{
+    on_start = fn;
+    on_start_arg = arg;
+}
 
 void fake_http_trace(bool on)
 {
@@ -118,6 +126,8 @@ struct http_request *http_request_start(struct http_client *c, const struct http
     c->active++;
     if (tracing)
         printf("http: start %s %s\n", r->what, r->body);
+    if (on_start)
+        on_start(r->what, r->body, on_start_arg);
     return r;
 }
 

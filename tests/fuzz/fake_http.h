@@ -42,6 +42,10 @@ const char *fake_http_body(const struct http_request *r);
 void fake_http_answer(struct http_request *r, long status, const char *body, size_t len,
                       bool keep_open, bool broken);
 
+/* Calls fn with "METHOD URL" and the body of each request as it starts (inside
+ * http_request_start, so before the caller's next step); NULL stops it. */
+void fake_http_on_start(void (*fn)(const char *what, const char *body, void *arg), void *arg);
+
 /* Prints each request started and answered on stdout (FUZZ_TRACE=1 turns it on). */
 void fake_http_trace(bool on);
 

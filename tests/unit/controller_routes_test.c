@@ -7,11 +7,16 @@
  * tests/fuzz (fake_cluster.h); listeners are real sockets on a loopback address of this
  * process's own (127.0.14.x, from the pid).
  */
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <event2/event.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +25,7 @@
 #include "resolver/conn.h"
 #include "resolver/worker.h"
 #include "tests/fuzz/fake_cluster.h"
+#include "tests/fuzz/fake_http.h"
 
 #define N 300
 
@@ -220,4 +226,107 @@ Test(controller_routes_taken, a_taken_resolver_port_is_retried_by_its_timer_not_
     }
     cr_assert_eq(current_route_of(5)->n_listeners, 1);
     cr_assert_eq(current_route_of(6)->n_listeners, 1);
+}
+
+/* ---- holdfast listens on a resolver port before anything names it ---- */
+
+struct named {
+    int checked, refused;
+    char first_refused[256];
+};
+
+static struct named named;
+
+/* Connects to bind_ip:port as a client would once the write is in: refused means nothing
+ * listened there when holdfast named the port. */
+static void check_port(int port, const char *what)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, bind_ip, &sa.sin_addr);
+    named.checked++;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && named.refused++ == 0)
+        snprintf(named.first_refused, sizeof(named.first_refused), "%s (port %d)", what, port);
+    close(fd);
+}
+
+/* At the start of each write that names resolver ports: a resolver EndpointSlice (its
+ * ports[].port) and a status with status.ports[].resolverPort. */
+static void on_write_start(const char *what, const char *body, void *arg)
+{
+    (void)arg;
+    if (strncmp(what, "GET ", 4) == 0 || strncmp(what, "DELETE ", 7) == 0)
+        return;
+    cJSON *obj = cJSON_Parse(body);
+    if (!obj)
+        return;
+    const cJSON *ports = NULL;
+    const char *key = NULL;
+    if (strstr(what, "/endpointslices")) {
+        ports = cJSON_GetObjectItem(obj, "ports");
+        key = "port";
+    } else if (strstr(what, "/elastiservices/")) {
+        ports = cJSON_GetObjectItem(cJSON_GetObjectItem(obj, "status"), "ports");
+        key = "resolverPort";
+    }
+    const cJSON *p;
+    cJSON_ArrayForEach(p, ports)
+    {
+        const cJSON *n = cJSON_GetObjectItem(p, key);
+        if (cJSON_IsNumber(n))
+            check_port(n->valueint, what);
+    }
+    cJSON_Delete(obj);
+}
+
+static void setup_leading(void)
+{
+    start_dataplane();
+    char err[512] = "";
+    snprintf(bind_ip, sizeof(bind_ip), "127.0.16.%d", (int)(getpid() % 250) + 1);
+    fc = fake_cluster_start_leading(base, dp, 1, bind_ip, 43000, err, sizeof(err));
+    cr_assert_not_null(fc, "%s", err);
+    memset(&named, 0, sizeof(named));
+    fake_http_on_start(on_write_start, NULL);
+    fake_http_trace(getenv("FUZZ_TRACE") != NULL);
+    setvbuf(stdout, NULL, _IONBF, 0);
+}
+
+static void teardown_leading(void)
+{
+    fake_http_on_start(NULL, NULL);
+    teardown();
+}
+
+TestSuite(controller_switch, .init = setup_leading, .fini = teardown_leading, .timeout = 60);
+
+/*
+ * Found on the real control plane (test_controller's two-port test, one CI run): status.mode
+ * was proxy and the resolver slice written while nothing listened on the resolver ports yet
+ * (the route was published on the next turn of the loop, and the loop's thread was preempted
+ * for 47 ms in between), so a connection that followed the slice was refused. A scale to zero
+ * by hand: every write that names a resolver port starts after holdfast listens on it.
+ */
+Test(controller_switch, a_resolver_port_listens_before_any_write_names_it)
+{
+    struct http_request *r = NULL;
+    for (int i = 0; i < 5000; i++) { /* the first poll is 1 s after the start */
+        fake_cluster_settle(fc);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+        r = fake_http_pick("/deployments/svc-0/scale", strlen("/deployments/svc-0/scale"));
+        if (r && strstr(fake_http_what(r), "/deployments/svc-0/scale"))
+            break;
+        r = NULL;
+    }
+    cr_assert_not_null(r, "the leader never read svc-0's scale");
+    static const char scale[] = "{\"kind\":\"Scale\",\"apiVersion\":\"autoscaling/v1\","
+                                "\"metadata\":{\"name\":\"svc-0\",\"namespace\":\"bench\"},"
+                                "\"spec\":{\"replicas\":0},\"status\":{\"replicas\":0}}";
+    fake_http_answer(r, 200, scale, strlen(scale), false, false);
+    for (int i = 0; i < 100; i++)
+        fake_cluster_settle(fc);
+    cr_assert_geq(named.checked, 2, "no resolver slice and status naming a resolver port (%d)",
+                  named.checked);
+    cr_assert_eq(named.refused, 0, "%d of %d: first %s", named.refused, named.checked,
+                 named.first_refused);
 }
