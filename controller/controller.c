@@ -44,7 +44,8 @@
 /* How long the pods listed ready when proxy mode began keep not counting for the serve switch
  * (struct es, leaving): the EndpointSlice controller lists a deleted pod as terminating within
  * ms, or seconds after an API outage; a pod still listed ready after this long stays (a wake
- * answered before the ReplicaSet controller acted on the scale to zero). */
+ * answered before the ReplicaSet controller acted on the scale to zero). The workload's status
+ * says so sooner when it can (workload_seen). */
 #define LEAVING_MAX_MS 30000
 /* The informers retry a failed list or watch after at most this long. After an API outage every
  * cache must come back at once, or whatever it feeds (a hand scale to zero, a resolver slice
@@ -126,6 +127,12 @@ struct es {
     char (*leaving)[64];
     size_t n_leaving;
     uint64_t leaving_until_ms;
+    /* The target's metadata.generation last shown by the workload watch (0: none yet), and its
+     * value when proxy mode began: a status observed at a newer generation that shows a ready
+     * replica and none terminating says the leaving pods stay (a scale to zero undone before
+     * the ReplicaSet controller removed them, found by the soak: the serve switch waited the
+     * whole LEAVING_MAX_MS). */
+    long long wl_generation, leaving_generation;
     bool status_dirty;      /* a status write failed: the next poll writes it again */
     bool wake_failed;       /* the last wake's scale call failed: on_wake_retry tries again */
     uint64_t next_check_ms; /* when on_poll next reads the target's /scale (mono_ms) */
@@ -1004,6 +1011,7 @@ static bool target_has_ready_endpoint(const struct es *e, char *first, size_t le
 static void leaving_record(struct es *e)
 {
     e->n_leaving = 0;
+    e->leaving_generation = e->wl_generation;
     const cJSON *p;
     cJSON_ArrayForEach(p, get(get(es_service(e), "spec"), "ports"))
     {
@@ -3102,12 +3110,34 @@ static void keep_only(cJSON *o, const char *const *keep)
  * template and status. */
 static void lean_workload(cJSON *obj)
 {
-    static const char *const top[] = {"metadata", "spec", NULL};
-    static const char *const md[] = {"name", "namespace", "uid", "resourceVersion", NULL};
+    static const char *const top[] = {"metadata", "spec", "status", NULL};
+    static const char *const md[] = {"name",       "namespace", "uid", "resourceVersion",
+                                     "generation", NULL};
     static const char *const spec[] = {"replicas", NULL};
+    static const char *const status[] = {"observedGeneration", "readyReplicas",
+                                         "terminatingReplicas", NULL};
     keep_only(obj, top);
     keep_only(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), md);
     keep_only(cJSON_GetObjectItemCaseSensitive(obj, "spec"), spec);
+    keep_only(cJSON_GetObjectItemCaseSensitive(obj, "status"), status);
+}
+
+/*
+ * Whether the workload's controller has acted on its latest spec and shows a ready replica and
+ * none terminating (status.terminatingReplicas, Kubernetes 1.33 on; without it, ready replicas
+ * only). *generation is metadata.generation (0 when absent). A Rollout's observedGeneration is
+ * not a number: never steady, so its leaving pods wait LEAVING_MAX_MS.
+ */
+static bool workload_steady(const cJSON *obj, long long *generation)
+{
+    const cJSON *g = get(get(obj, "metadata"), "generation");
+    const cJSON *st = get(obj, "status");
+    const cJSON *seen = get(st, "observedGeneration"), *ready = get(st, "readyReplicas");
+    const cJSON *term = get(st, "terminatingReplicas"), *r = get(get(obj, "spec"), "replicas");
+    *generation = cJSON_IsNumber(g) ? (long long)g->valuedouble : 0;
+    return *generation > 0 && cJSON_IsNumber(seen) && seen->valuedouble >= g->valuedouble &&
+           (!cJSON_IsNumber(r) || r->valueint >= 1) && cJSON_IsNumber(ready) &&
+           ready->valueint >= 1 && (!cJSON_IsNumber(term) || term->valueint == 0);
 }
 
 /*
@@ -3140,15 +3170,54 @@ static void es_watch_scale(struct es *e, int replicas)
     }
 }
 
-static void workload_changed(const struct workload_watch *w, const cJSON *obj)
+/* The ElastiServices whose target obj is, or NULL. */
+static const struct pset *workload_users(const struct workload_watch *w, const cJSON *obj)
 {
     const cJSON *md = get(obj, "metadata");
     const char *ns = get_str(md, "namespace"), *name = get_str(md, "name");
     if (!ns || !name)
-        return;
+        return NULL;
     char key[TARGET_KEY_MAX];
     make_target_key(key, w->resource, ns, name);
-    const struct pset *set = strmap_get(&w->c->by_target, key);
+    return strmap_get(&w->c->by_target, key);
+}
+
+/*
+ * Every event of the workload watch: its generation, and whether the pods listed when proxy
+ * mode began stay after all (the workload steady at a generation newer than proxy mode's: a
+ * scale to zero undone before the ReplicaSet controller acted). Then they count for the serve
+ * switch at once, not only after LEAVING_MAX_MS.
+ */
+static void workload_seen(const struct workload_watch *w, const cJSON *obj)
+{
+    const struct pset *set = workload_users(w, obj);
+    long long generation;
+    bool steady = workload_steady(obj, &generation);
+    const cJSON *r = get(get(obj, "spec"), "replicas");
+    int replicas = cJSON_IsNumber(r) ? r->valueint : 1;
+    for (size_t i = 0; set && i < set->n; i++) {
+        struct es *e = set->v[i];
+        if (generation > e->wl_generation)
+            e->wl_generation = generation;
+        if (!steady || !e->n_leaving || generation <= e->leaving_generation ||
+            mono_ms() >= e->leaving_until_ms)
+            continue;
+        e->n_leaving = 0;
+        char why[256];
+        if (!e->c->leader || e->deleting || e->spec_error[0] || !e->target_ok ||
+            strcmp(e->mode, "proxy") != 0 || service_unsupported(e, why, sizeof(why)))
+            continue;
+        log_info("the pods listed when proxy mode began stay: the workload is steady with a "
+                 "ready replica",
+                 "elastiservice=%s generation=%lld", e->key, generation);
+        es_apply_scale(e, replicas, false);
+    }
+}
+
+static void workload_changed(const struct workload_watch *w, const cJSON *obj)
+{
+    workload_seen(w, obj);
+    const struct pset *set = workload_users(w, obj);
     const cJSON *r = get(get(obj, "spec"), "replicas");
     int replicas = cJSON_IsNumber(r) ? r->valueint : 1; /* the API server's default */
     for (size_t i = 0; set && i < set->n; i++) {
@@ -3173,8 +3242,10 @@ static void on_wl_add(const cJSON *obj, void *arg)
 static void on_wl_update(const cJSON *old, const cJSON *obj, void *arg)
 {
     const cJSON *a = get(get(old, "spec"), "replicas"), *b = get(get(obj, "spec"), "replicas");
-    if (cJSON_IsNumber(a) && cJSON_IsNumber(b) && a->valueint == b->valueint)
-        return; /* the lean copy shows no other change worth a look */
+    if (cJSON_IsNumber(a) && cJSON_IsNumber(b) && a->valueint == b->valueint) {
+        workload_seen(arg, obj); /* its generation and status only */
+        return;
+    }
     workload_changed(arg, obj);
 }
 

@@ -307,6 +307,48 @@ def test_wake_before_the_old_pod_is_listed_terminating_does_not_switch_back_to_i
         "switched back to serve on %s, the pod holdfast had just removed (%s)" % (switch["endpoint"], old_ips)
 
 
+REPLICASET_CONTROLLER_BINDING = ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/"
+                                 "system:controller:replicaset-controller")
+
+
+@pytest.mark.skipif(not real(), reason="real control plane only: needs the ReplicaSet controller held back "
+                    "while the Deployment controller acts (kubesim removes the pods with the scale)")
+def test_a_scale_to_zero_undone_before_the_pod_went_switches_back_to_serve_on_that_pod(sim, ns, holdfast):
+    """Found by the soak on the real control plane (seed 4): holdfast scaled a service to zero,
+    a follower's wake scaled it back up at once, and an API outage meanwhile kept the ReplicaSet
+    controller from ever removing the pod. The pod stayed, ready, but it was one of the pods
+    listed when proxy mode began, which do not count for the serve switch (they are on their way
+    out: test_wake_before_the_old_pod_is_listed_terminating_does_not_switch_back_to_it), so
+    the mode stayed proxy for the whole 30 s bound, every request through holdfast. Once the
+    Deployment's status, observed at a generation newer than proxy mode's, shows a ready replica
+    and none terminating, that pod stays: the switch back to serve is made on it then. Here the
+    ReplicaSet controller is held back (its ClusterRoleBinding removed) while the target is
+    scaled to 0 and back to 1 by hand, so the pod is never removed."""
+    make_app(sim, ns, containers=[GRACEFUL])
+    routed(sim, ns)
+    old_ips = sim.ready_endpoints(ns, "web")
+    old_pods = {p["metadata"]["name"] for p in pods(sim, ns)}
+    hf = holdfast.start(polling="1s")
+    create_es(sim, ns, elastiservice())
+    wait_mode(sim, ns, "serve")
+    binding = sim.get(REPLICASET_CONTROLLER_BINDING)
+    saved = {k: binding[k] for k in ("apiVersion", "kind", "roleRef", "subjects")}
+    saved["metadata"] = {"name": binding["metadata"]["name"], "labels": binding["metadata"].get("labels") or {},
+                         "annotations": binding["metadata"].get("annotations") or {}}
+    sim.delete(REPLICASET_CONTROLLER_BINDING)
+    try:
+        sim.kubectl("scale", "-n", ns, "deploy/web", "--replicas=0")
+        wait_mode(sim, ns, "proxy", timeout=10)
+        sim.kubectl("scale", "-n", ns, "deploy/web", "--replicas=1")
+        # bounded well below the 30 s the pods listed at proxy mode's start are kept out for
+        wait_mode(sim, ns, "serve", timeout=15)
+    finally:
+        sim.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", saved)
+    assert {p["metadata"]["name"] for p in pods(sim, ns)} == old_pods, "the pod was never removed"
+    switch = hf.log_lines("switching to serve")[-1]
+    assert switch["endpoint"].rsplit(":", 1)[0] in old_ips, switch
+
+
 @pytest.mark.skipif(not real(), reason="real control plane only: kubesim's kube-proxy is a user-space relay, "
                     "without conntrack")
 def test_a_connect_before_the_service_is_routed_leaves_no_entry_for_a_later_one(sim, ns):
