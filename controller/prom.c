@@ -366,6 +366,7 @@ struct prom_entry {
     char **headers; /* a copy of the trigger's, NULL-terminated */
     enum entry_state state;
     uint64_t sent_ms;                 /* when the last query was sent (mono ms) */
+    uint64_t queued_ms;               /* when it was queued (mono ms), while queued */
     struct prom_server *server;       /* while queued or in flight */
     struct http_request *req;         /* while in flight */
     struct prom_entry *qnext;         /* server's queue */
@@ -388,6 +389,8 @@ struct prom_hub {
     struct prom_entry *oldest, *newest;
     struct prom_ask *ready_head, **ready_tail; /* answered, to be delivered by ready_ev */
     struct event *ready_ev;
+    uint64_t queue_max_ms;  /* a query not sent by then is answered PROM_UNREACHABLE */
+    struct event *queue_ev; /* armed while some query is queued */
     struct prom_hub_stats stats;
 };
 
@@ -576,6 +579,87 @@ static void server_pump(struct prom_hub *h, struct prom_server *sv)
     }
 }
 
+static void queue_arm(struct prom_hub *h, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    event_add(h->queue_ev, &tv);
+}
+
+struct expiry {
+    struct prom_hub *h;
+    uint64_t now, next; /* the earliest deadline left, UINT64_MAX none */
+    struct prom_server **expired;
+    size_t n, cap;
+};
+
+static void collect_expired(const char *key, void *value, void *arg)
+{
+    (void)key;
+    struct expiry *x = arg;
+    struct prom_server *sv = value;
+    if (!sv->qhead)
+        return;
+    uint64_t deadline = sv->qhead->queued_ms + x->h->queue_max_ms;
+    if (deadline > x->now) {
+        if (deadline < x->next)
+            x->next = deadline;
+        return;
+    }
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 8;
+        struct prom_server **m = realloc(x->expired, cap * sizeof(*m));
+        if (!m)
+            return; /* tried again at the next tick */
+        x->expired = m;
+        x->cap = cap;
+    }
+    x->expired[x->n++] = sv;
+}
+
+/*
+ * Queries that waited queue_max_ms for a slot (the server's max_inflight queries all that time
+ * in flight: a slow or hanging Prometheus) are not sent: their askers get PROM_UNREACHABLE,
+ * so no evaluation waits much longer than it did when each query had its own 5 s deadline.
+ */
+static void on_queue_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct prom_hub *h = arg;
+    struct expiry x = {.h = h, .now = hub_now_ms(), .next = UINT64_MAX};
+    strmap_each(&h->servers, collect_expired, &x);
+    for (size_t i = 0; i < x.n; i++) {
+        struct prom_server *sv = x.expired[i];
+        unsigned inflight = sv->inflight;
+        while (sv->qhead && sv->qhead->queued_ms + h->queue_max_ms <= x.now) {
+            struct prom_entry *en = sv->qhead;
+            sv->qhead = en->qnext;
+            if (!sv->qhead)
+                sv->qtail = NULL;
+            en->qnext = NULL;
+            en->server = NULL;
+            h->stats.queued--;
+            char reason[256];
+            snprintf(reason, sizeof(reason),
+                     "no answer from Prometheus: not sent within %llu ms, while %u queries to "
+                     "this server were in flight (--prometheus-max-concurrent)",
+                     (unsigned long long)h->queue_max_ms, inflight);
+            en->sent_ms = x.now; /* shared like an answer, so not asked again at once */
+            list_unlink(h, en);
+            list_append(h, en);
+            entry_answered(en, PROM_UNREACHABLE, 0, reason);
+        }
+        if (sv->qhead && sv->qhead->queued_ms + h->queue_max_ms < x.next)
+            x.next = sv->qhead->queued_ms + h->queue_max_ms;
+        server_pump(h, sv); /* frees it when it has no work left */
+    }
+    free(x.expired);
+    if (x.next != UINT64_MAX)
+        queue_arm(h, x.next > x.now ? x.next - x.now : 1);
+    else if (h->stats.queued)
+        queue_arm(h, h->queue_max_ms); /* some expiry could not be collected */
+}
+
 static int entry_queue(struct prom_hub *h, struct prom_entry *en)
 {
     struct prom_server *sv = strmap_get(&h->servers, en->address);
@@ -591,6 +675,9 @@ static int entry_queue(struct prom_hub *h, struct prom_entry *en)
     }
     en->state = ENTRY_QUEUED;
     en->server = sv;
+    en->queued_ms = hub_now_ms();
+    if (!evtimer_pending(h->queue_ev, NULL))
+        queue_arm(h, h->queue_max_ms);
     if (sv->qtail)
         sv->qtail->qnext = en;
     else
@@ -630,8 +717,12 @@ struct prom_hub *prom_hub_new(struct event_base *base, struct http_client *http,
     h->share_ms = share_ms;
     h->drop = drop;
     h->ready_tail = &h->ready_head;
+    h->queue_max_ms = PROM_TIMEOUT_MS;
     h->ready_ev = event_new(base, -1, 0, on_ready, h);
-    if (!h->ready_ev) {
+    h->queue_ev = evtimer_new(base, on_queue_timer, h);
+    if (!h->ready_ev || !h->queue_ev) {
+        if (h->ready_ev)
+            event_free(h->ready_ev);
         free(h);
         return NULL;
     }
@@ -676,7 +767,13 @@ void prom_hub_free(struct prom_hub *h)
     strmap_each(&h->servers, free_server, NULL);
     strmap_clear(&h->servers);
     event_free(h->ready_ev);
+    event_free(h->queue_ev);
     free(h);
+}
+
+void prom_hub_set_queue_max(struct prom_hub *h, uint64_t ms)
+{
+    h->queue_max_ms = ms;
 }
 
 struct prom_ask *prom_hub_ask(struct prom_hub *h, const struct prom_trigger *t, const char *query,

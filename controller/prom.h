@@ -111,7 +111,9 @@ void prom_query_cancel(struct prom_call *call);
  * could have seen). Every answer, errors included, is shared the same way.
  *
  * At most `max_inflight` queries are in flight to one server address; the rest wait in order
- * of asking (each in-flight query ends within PROM_TIMEOUT_MS).
+ * of asking (each in-flight query ends within PROM_TIMEOUT_MS). A query that waited
+ * PROM_TIMEOUT_MS for a slot is not sent: its askers get PROM_UNREACHABLE ("not sent within
+ * ..."), so an evaluation still ends within about twice PROM_TIMEOUT_MS however slow the server.
  */
 struct prom_hub;
 struct prom_ask;
@@ -143,5 +145,8 @@ struct prom_hub_stats {
 };
 
 void prom_hub_stats(const struct prom_hub *h, struct prom_hub_stats *out);
+
+/* How long a query may wait for a slot (default PROM_TIMEOUT_MS); for tests. */
+void prom_hub_set_queue_max(struct prom_hub *h, uint64_t ms);
 
 #endif

@@ -269,3 +269,33 @@ Test(prom_hub, freeing_drops_every_waiting_ask_without_answering_it)
     cr_assert_eq(fake_http_pending(), 0, "the query in flight is cancelled");
     prom_trigger_clear(&t);
 }
+
+Test(prom_hub, a_query_that_waits_too_long_for_a_slot_is_not_sent_and_its_askers_are_told)
+{
+    struct prom_hub *h = prom_hub_new(base, http, 1, 30000, on_drop);
+    prom_hub_set_queue_max(h, 200);
+    struct prom_trigger t = trig("http://prom:9090", NULL);
+    struct answer held = {0}, a = {0}, b = {0};
+    prom_hub_ask(h, &t, "hangs", 0, on_done, &held); /* takes the only slot, never answered */
+    prom_hub_ask(h, &t, "waits", 0, on_done, &a);
+    prom_hub_ask(h, &t, "waits", 0, on_done, &b);
+    cr_assert_eq(fake_http_pending(), 1);
+    for (int i = 0; i < 50 && !(a.calls && b.calls); i++)
+        event_base_loop(base, EVLOOP_ONCE);
+    cr_assert_eq(a.calls, 1);
+    cr_assert_eq(b.calls, 1);
+    cr_assert_eq(a.st, PROM_UNREACHABLE);
+    cr_assert(strstr(a.reason, "not sent within 200 ms, while 1 queries to this server were in "
+                               "flight"),
+              "%s", a.reason);
+    cr_assert_str_eq(a.reason, b.reason);
+    cr_assert_eq(held.calls, 0);
+    cr_assert_eq(fake_http_pending(), 1, "the waiting query was never sent");
+    struct prom_hub_stats s;
+    prom_hub_stats(h, &s);
+    cr_assert_eq(s.queued, 0);
+    cr_assert_eq(s.sent, 1);
+    prom_hub_free(h);
+    cr_assert_eq(dropped, 1, "the held one's asker, at free");
+    prom_trigger_clear(&t);
+}
