@@ -244,6 +244,11 @@ def test_max_concurrent_flag_refuses_a_bad_value(tmp_path):
                            capture_output=True, text=True, timeout=10)
         assert r.returncode != 0
         assert '--prometheus-max-concurrent: "%s" is not a number from 1 to 1000' % bad in r.stderr, r.stderr
+    env = dict(os.environ, HOLDFAST_PROMETHEUS_MAX_CONCURRENT="-3")
+    r = subprocess.run([hb, "run", "--kubeconfig", "/nonexistent"], capture_output=True, text=True,
+                       timeout=10, env=env)
+    assert r.returncode != 0
+    assert 'HOLDFAST_PROMETHEUS_MAX_CONCURRENT: "-3" is not a number from 1 to 1000' in r.stderr, r.stderr
 
 
 def fnv1a(text):
