@@ -397,10 +397,10 @@ struct prom_hub {
 /* "<len>:<address><n headers>:<len>:<header>...<len>:<query>": no two queries share a key. */
 static char *entry_key(const struct prom_trigger *t, const char *query)
 {
-    size_t len = strlen(t->server_address) + strlen(query) + 64;
+    size_t len = strlen(t->server_address) + strlen(query) + 3 * 24;
     size_t n = 0;
     for (char **hp = t->headers; hp && *hp; hp++, n++)
-        len += strlen(*hp) + 24;
+        len += strlen(*hp) + 24; /* room for every "<len>:" */
     char *key = malloc(len);
     if (!key)
         return NULL;
@@ -448,12 +448,15 @@ static void entry_free(struct prom_entry *en)
     free(en);
 }
 
+/* A new entry under key (taken: freed on failure), not queued yet. */
 static struct prom_entry *entry_new(struct prom_hub *h, char *key, const struct prom_trigger *t,
                                     const char *query)
 {
     struct prom_entry *en = calloc(1, sizeof(*en));
-    if (!en)
+    if (!en) {
+        free(key);
         return NULL;
+    }
     en->hub = h;
     en->key = key;
     en->address = strdup(t->server_address);
