@@ -194,11 +194,15 @@ def test_distinct_queries_and_headers_are_judged_apart(sim, ns, holdfast, fake):
              what="idle (below its threshold) in proxy mode")
     wait_for(lambda: replicas(sim, ns, "idle") == 0, timeout=30, interval=0.2, what="idle at 0 replicas")
     for name in ("busy", "tenant-b"):
-        assert condition(sim, ns, name).get("status") == "True", (name, condition(sim, ns, name))
-        assert status(sim, ns, name).get("mode") == "serve", name
-        assert replicas(sim, ns, name) == 1, name
+        wait_for(lambda: condition(sim, ns, name).get("status") == "True", timeout=30, interval=0.2,
+                 what="%s evaluated, TriggerHealthy True" % name)
+    # each tenant's idle_load was asked with its own header: one query each, not one shared
     tenants = {tuple(r.header("X-Scope-OrgID")) for r in fake.requests if r.query.get("query") == "idle_load"}
     assert tenants == {("tenant-a",), ("tenant-b",)}, tenants
+    for name in ("busy", "tenant-b"):
+        assert status(sim, ns, name).get("mode") == "serve", name
+        assert not condition(sim, ns, name, "ScaledToZero"), (name, condition(sim, ns, name, "ScaledToZero"))
+        assert replicas(sim, ns, name) == 1, name
 
 
 def test_a_failing_query_marks_every_elastiservice_asking_it_unhealthy(sim, ns, holdfast, fake):
