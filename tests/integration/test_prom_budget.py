@@ -172,7 +172,9 @@ def test_elastiservices_sharing_a_query_send_it_once_per_round(sim, ns, holdfast
     assert 1 <= queries <= rounds + 2, "%d queries in %.1f rounds of %d ElastiServices" % (queries, rounds, n)
     assert 1 <= uptime <= rounds + 2, "%d uptime checks in %.1f rounds" % (uptime, rounds)
     assert metric(hf, "holdfast_prometheus_answers_shared_total") > 0
-    assert metric(hf, "holdfast_prometheus_queries_total") == len(fake.requests)
+    # the counter is what Prometheus received (equal between two queries: none in transit)
+    wait_for(lambda: metric(hf, "holdfast_prometheus_queries_total") == len(fake.requests), timeout=10,
+             interval=0.05, what="holdfast_prometheus_queries_total == the requests received")
     for name in names:
         assert replicas(sim, ns, name) == 1 and status(sim, ns, name).get("mode") == "serve", name
 
