@@ -105,9 +105,11 @@ struct es {
     cJSON *conditions; /* our copy of status.conditions, sent whole on every status write */
     /* runtime */
     struct svc_state *svc;
-    bool busy;         /* a transition is in flight */
-    int evals_pending; /* Prometheus answers still awaited in this check */
-    bool eval_blocked; /* some trigger or the uptime check said no */
+    bool busy;             /* a transition is in flight */
+    int evals_pending;     /* Prometheus answers still awaited in this check */
+    uint64_t eval_done_ms; /* when the last scale-down check had all its answers (mono_ms), 0
+                              never: the next takes only answers to queries sent after that */
+    bool eval_blocked;     /* some trigger or the uptime check said no */
     char eval_reason[512];
     bool eval_unhealthy; /* ... because Prometheus could not answer properly */
     bool wake_inflight;  /* a target_wake is in flight */
@@ -193,6 +195,7 @@ struct controller {
     struct kubeconfig *kc;
     struct kube_client *kube;
     struct http_client *http;
+    struct prom_hub *prom; /* trigger queries: shared within a polling interval, paced */
     struct informer *inf_es, *inf_svc, *inf_slices, *inf_resolver;
     struct es *list;
     struct es *lingering; /* deleted, routes kept for their held connections (es.lingering) */
@@ -2200,6 +2203,7 @@ static void eval_finish(struct es *e)
         return;
     e->busy = false;
     e->evaluated_ms = mono_ms();
+    e->eval_done_ms = e->evaluated_ms;
     bool changed = e->eval_unhealthy
                        ? cond_set(e, "TriggerHealthy", false, "PrometheusUnhealthy", e->eval_reason)
                        : cond_set(e, "TriggerHealthy", true, "QueryOK", "");
@@ -2224,6 +2228,7 @@ static void on_eval(enum prom_status st, double value, const char *reason, void 
     struct eval_ctx *x = arg;
     struct es *e = es_ref_take(x->ref);
     if (e && x->trigger < e->n_triggers) {
+        /* an answer shared with other ElastiServices is judged for each, as its own */
         e->evals_pending--;
         const struct prom_trigger *t = &e->triggers[x->trigger];
         if (st != PROM_OK) {
@@ -2246,7 +2251,19 @@ static void on_eval(enum prom_status st, double value, const char *reason, void 
     free(x);
 }
 
-static void eval_send(struct es *e, size_t i, bool uptime)
+/* For prom_hub_free: an ask never answered (the controller stops). */
+static void eval_drop(void *arg)
+{
+    struct eval_ctx *x = arg;
+    free(x->ref->ns);
+    free(x->ref->name);
+    free(x->ref);
+    free(x);
+}
+
+/* Asks for trigger i's query or its uptime check: the answer may be one shared with other
+ * ElastiServices asking the same (prom_hub), if sent since fresh_after. */
+static void eval_send(struct es *e, size_t i, bool uptime, uint64_t fresh_after)
 {
     struct eval_ctx *x = calloc(1, sizeof(*x));
     if (!x || !(x->ref = es_ref_new(e))) {
@@ -2256,11 +2273,12 @@ static void eval_send(struct es *e, size_t i, bool uptime)
     }
     x->trigger = i;
     x->uptime = uptime;
-    char *q = uptime ? prom_uptime_query(e->triggers[i].uptime_filter, e->cooldown_s)
-                     : strdup(e->triggers[i].query);
-    struct prom_call *call = q ? prom_query(e->c->http, &e->triggers[i], q, on_eval, x) : NULL;
+    char *q = uptime ? prom_uptime_query(e->triggers[i].uptime_filter, e->cooldown_s) : NULL;
+    const char *query = uptime ? q : e->triggers[i].query;
+    struct prom_ask *ask =
+        query ? prom_hub_ask(e->c->prom, &e->triggers[i], query, fresh_after, on_eval, x) : NULL;
     free(q);
-    if (!call) {
+    if (!ask) {
         es_ref_take(x->ref);
         free(x);
         e->eval_blocked = true;
@@ -2295,9 +2313,10 @@ static void scale_down_check(struct es *e)
     e->eval_blocked = e->eval_unhealthy = false;
     e->eval_reason[0] = '\0';
     e->evals_pending = 0;
+    uint64_t fresh_after = e->eval_done_ms;
     for (size_t i = 0; i < e->n_triggers; i++) {
-        eval_send(e, i, true);
-        eval_send(e, i, false);
+        eval_send(e, i, true, fresh_after);
+        eval_send(e, i, false, fresh_after);
     }
     if (e->evals_pending == 0) {
         e->busy = false;
@@ -3043,6 +3062,22 @@ static void liveness_update(struct controller *c)
     }
 }
 
+/*
+ * When an ElastiService checked at `now` is checked next: at its own phase of the interval
+ * (from a hash of its name, so the same on every replica and after a restart), so the
+ * checks, and the Prometheus queries they lead to, are spread over the interval instead of
+ * coming all at once (every ElastiService is due at once after a start or a relist). The gap
+ * is between half an interval and one interval: never longer than before, and phase is
+ * reached by the second check.
+ */
+static uint64_t next_check_at(const struct es *e, uint64_t now, unsigned interval)
+{
+    uint64_t phase = strmap_hash(STRMAP_SEED, e->key, strlen(e->key)) % interval;
+    uint64_t at = now + interval;
+    uint64_t past = (at + interval - phase) % interval; /* how far `at` is past the phase */
+    return past <= interval / 2 ? at - past : now + interval / 2;
+}
+
 static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct controller *c = arg;
@@ -3060,7 +3095,7 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
                 break;
             }
             es_check(e);
-            e->next_check_ms = now + interval - (uint64_t)(rand() % (int)(interval / 10 + 1));
+            e->next_check_ms = next_check_at(e, now, interval);
         }
         e = e->next ? e->next : c->list;
         if (e == start)
@@ -3357,13 +3392,16 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     if (c->kube)
         c->kube_wake = kube_client_new(base, c->kc, &ko, err, errlen);
     c->http = http_client_new(base);
+    c->prom = c->http ? prom_hub_new(base, c->http, opts->prometheus_max_inflight,
+                                     c->opt.polling_interval_ms, eval_drop)
+                      : NULL;
     c->publish_ev = evtimer_new(base, on_publish, c);
     c->poll_ev = evtimer_new(base, on_poll, c);
     c->wake_ev = event_new(base, -1, EV_PERSIST, on_wake_queue, c);
     c->wake_retry_ev = evtimer_new(base, on_wake_retry, c);
     c->relisten_ev = evtimer_new(base, on_relisten, c);
-    if (!c->kube || !c->kube_wake || !c->http || !c->publish_ev || !c->poll_ev || !c->wake_ev ||
-        !c->wake_retry_ev || !c->relisten_ev) {
+    if (!c->kube || !c->kube_wake || !c->http || !c->prom || !c->publish_ev || !c->poll_ev ||
+        !c->wake_ev || !c->wake_retry_ev || !c->relisten_ev) {
         if (!err[0])
             snprintf(err, errlen, "out of memory");
         controller_free(c);
@@ -3513,6 +3551,20 @@ void controller_metrics(struct mtext *out, void *arg)
     mtext_family(out, "holdfast_prometheus_query_errors_total", "counter",
                  "Prometheus queries that failed or gave no usable value.");
     mtext_sample(out, "holdfast_prometheus_query_errors_total", NULL, (double)c->prom_errors);
+    struct prom_hub_stats ps;
+    prom_hub_stats(c->prom, &ps);
+    mtext_family(out, "holdfast_prometheus_queries_total", "counter",
+                 "Queries sent to Prometheus (trigger queries and uptime checks): one per "
+                 "distinct query per polling interval, however many ElastiServices ask it.");
+    mtext_sample(out, "holdfast_prometheus_queries_total", NULL, (double)ps.sent);
+    mtext_family(out, "holdfast_prometheus_answers_shared_total", "counter",
+                 "Trigger queries and uptime checks of an ElastiService answered by a query "
+                 "sent for another (or for one of its other triggers).");
+    mtext_sample(out, "holdfast_prometheus_answers_shared_total", NULL, (double)ps.shared);
+    mtext_family(out, "holdfast_prometheus_queries_queued", "gauge",
+                 "Queries waiting because --prometheus-max-concurrent are in flight to their "
+                 "server.");
+    mtext_sample(out, "holdfast_prometheus_queries_queued", NULL, (double)ps.queued);
     mtext_family(out, "holdfast_scale_ups_total", "counter", "Targets scaled up from zero.");
     mtext_sample(out, "holdfast_scale_ups_total", NULL, (double)c->wakes_sent);
     mtext_family(out, "holdfast_scale_downs_total", "counter", "Services switched to proxy mode.");
@@ -3579,6 +3631,7 @@ void controller_free(struct controller *c)
         event_free(c->wake_retry_ev);
     if (c->relisten_ev)
         event_free(c->relisten_ev);
+    prom_hub_free(c->prom); /* before its http client */
     http_client_free(c->http);
     kube_client_free(c->kube_lease);
     kube_client_free(c->kube_wake);

@@ -49,6 +49,8 @@ struct controller_opts {
     int api_burst;                  /* and its burst (0: default 30) */
     const char *prometheus_address; /* default trigger serverAddress, or NULL */
     const char *prometheus_authorization; /* default trigger Authorization header, or NULL */
+    unsigned prometheus_max_inflight;     /* queries in flight to one Prometheus server at a
+                                             time (0: PROM_DEFAULT_MAX_INFLIGHT, 8) */
     bool leader_elect;                    /* false: this replica always leads */
     const char *lease_name;               /* default "holdfast-leader" */
     const char *lease_namespace;          /* default: resolver_namespace, else "default" */

@@ -19,12 +19,15 @@
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
+struct event_base;
 struct http_client;
 
 #define PROM_DEFAULT_UPTIME_FILTER "container=\"prometheus\""
 #define PROM_TIMEOUT_MS 5000
+#define PROM_DEFAULT_MAX_INFLIGHT 8 /* queries in flight to one Prometheus server at a time */
 
 /* One parsed trigger. Every string is owned; free with prom_trigger_clear. */
 struct prom_trigger {
@@ -94,5 +97,56 @@ struct prom_call *prom_query(struct http_client *http, const struct prom_trigger
 
 /* Stops a call in flight; `done` is never called. Not from within its own `done`. */
 void prom_query_cancel(struct prom_call *call);
+
+/*
+ * prom_hub: the controller's queries, shared and paced (issue 13, "Prometheus budget").
+ *
+ * A query is identified by its server address, its request headers and its text (the
+ * trigger's query, or an uptime query, which carries the filter and the cooldown). An ask for
+ * a query that is queued or in flight waits for that query's answer; an ask for a query whose
+ * answer is fresh enough gets that answer; only otherwise is a query sent. "Fresh enough": the
+ * query was sent less than `share_ms` ago (the controller passes its polling interval) and
+ * after the asker's `fresh_after_ms` (the controller passes when that ElastiService's previous
+ * evaluation had all its answers, so no evaluation is decided on an answer its previous one
+ * could have seen). Every answer, errors included, is shared the same way.
+ *
+ * At most `max_inflight` queries are in flight to one server address; the rest wait in order
+ * of asking (each in-flight query ends within PROM_TIMEOUT_MS). A query that waited
+ * PROM_TIMEOUT_MS for a slot is not sent: its askers get PROM_UNREACHABLE ("not sent within
+ * ..."), so an evaluation still ends within about twice PROM_TIMEOUT_MS however slow the server.
+ */
+struct prom_hub;
+struct prom_ask;
+
+/* Called for each ask still waiting when the hub is freed: frees what `arg` holds. */
+typedef void (*prom_drop_fn)(void *arg);
+
+struct prom_hub *prom_hub_new(struct event_base *base, struct http_client *http,
+                              unsigned max_inflight, uint64_t share_ms, prom_drop_fn drop);
+
+/* Cancels every query (no `done` runs; `drop` is called for each waiting ask) and frees. */
+void prom_hub_free(struct prom_hub *h);
+
+/*
+ * Asks for `query` with t's server address and headers (see above). `done` is called once,
+ * later (never from inside this call), with the judged answer. `fresh_after_ms` is a
+ * CLOCK_MONOTONIC time in ms (0: any answer younger than share_ms). Returns NULL when out of
+ * memory (then `done` is not called).
+ */
+struct prom_ask *prom_hub_ask(struct prom_hub *h, const struct prom_trigger *t, const char *query,
+                              uint64_t fresh_after_ms, prom_done_fn done, void *arg);
+
+struct prom_hub_stats {
+    uint64_t sent;   /* queries sent to Prometheus (holdfast_prometheus_queries_total) */
+    uint64_t shared; /* asks answered by a query sent for another ask
+                        (holdfast_prometheus_answers_shared_total) */
+    size_t queued;   /* queries waiting for a free slot under max_inflight */
+    size_t inflight; /* queries in flight, over every server */
+};
+
+void prom_hub_stats(const struct prom_hub *h, struct prom_hub_stats *out);
+
+/* How long a query may wait for a slot (default PROM_TIMEOUT_MS); for tests. */
+void prom_hub_set_queue_max(struct prom_hub *h, uint64_t ms);
 
 #endif

@@ -95,6 +95,8 @@ static void usage(FILE *out)
             "  --kube-api-qps N [HOLDFAST_KUBE_API_QPS; default 20]\n"
             "  --kube-api-burst N [HOLDFAST_KUBE_API_BURST; default 30]\n"
             "  --prometheus-address URL [PROMETHEUS_TRIGGER_SERVER_ADDRESS]\n"
+            "  --prometheus-max-concurrent N [HOLDFAST_PROMETHEUS_MAX_CONCURRENT; default 8]\n"
+            "    (trigger queries in flight to one Prometheus server at a time)\n"
             "  --leader-elect=true|false [HOLDFAST_LEADER_ELECT; default true]\n"
             "  --kube-api-timeout DURATION [HOLDFAST_KUBE_API_TIMEOUT; default 30s]\n"
             "  --watch-targets=true|false [HOLDFAST_WATCH_TARGETS; default true]\n"
@@ -280,6 +282,14 @@ static int finish_k8s_options(struct run_options *opt, const char *port_range, c
                               burst);
         k->api_burst = (int)bv;
     }
+    const char *prom_max = env_default("HOLDFAST_PROMETHEUS_MAX_CONCURRENT");
+    if (!k->prometheus_max_inflight && prom_max) {
+        if (parse_uint(prom_max, 1000, &bv) < 0 || bv == 0)
+            return fail_usage("HOLDFAST_PROMETHEUS_MAX_CONCURRENT: \"%s\" is not a number from "
+                              "1 to 1000",
+                              prom_max);
+        k->prometheus_max_inflight = (unsigned)bv;
+    }
     if (!polling)
         polling = env_default("HOLDFAST_POLLING_INTERVAL");
     k->polling_interval_ms = 30000;
@@ -321,6 +331,7 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
         O_PORT_RANGE,
         O_SHARED_PORT,
         O_POLLING,
+        O_PROM_MAX,
         O_PROMETHEUS,
         O_LEADER,
         O_INSECURE,
@@ -353,6 +364,7 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
         {"shared-port", required_argument, NULL, O_SHARED_PORT},
         {"polling-interval", required_argument, NULL, O_POLLING},
         {"prometheus-address", required_argument, NULL, O_PROMETHEUS},
+        {"prometheus-max-concurrent", required_argument, NULL, O_PROM_MAX},
         {"leader-elect", required_argument, NULL, O_LEADER},
         {"insecure-skip-tls-verify", no_argument, NULL, O_INSECURE},
         {"admin-port", required_argument, NULL, O_ADMIN_PORT},
@@ -450,6 +462,13 @@ static int parse_run_options(int argc, char **argv, struct run_options *opt)
             break;
         case O_PROMETHEUS:
             opt->k8s.prometheus_address = optarg;
+            break;
+        case O_PROM_MAX:
+            if (parse_uint(optarg, 1000, &v) < 0 || v == 0)
+                return fail_usage("--prometheus-max-concurrent: \"%s\" is not a number from 1 "
+                                  "to 1000",
+                                  optarg);
+            opt->k8s.prometheus_max_inflight = (unsigned)v;
             break;
         case O_LEADER:
             leader = optarg;

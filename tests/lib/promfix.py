@@ -269,13 +269,14 @@ def vector_answer(*samples, ts=None):
 
 class Request:
     """One request FakePrometheus received. `headers` keeps every line in order as (name, value)
-    pairs; header() looks one up case-insensitively."""
+    pairs; header() looks one up case-insensitively; `at` is when it arrived (time.monotonic)."""
 
     def __init__(self, method, target, headers):
         self.method = method
         parts = urllib.parse.urlsplit(target)
         self.path = parts.path
         self.query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+        self.at = time.monotonic()  # when it arrived
         self.headers = list(headers)
 
     def header(self, name):
@@ -293,22 +294,48 @@ class _FakeHandler(_QuietHandler):
         with fake._lock:
             fake.requests.append(req)
             status, body, delay = fake._status, fake._body, fake._delay
-        if delay:
-            time.sleep(delay)
-        self._send(status, body if isinstance(body, str) else json.dumps(body), "application/json")
+            for (query, header), canned in fake._by_query.items():
+                if req.query.get("query") == query and (
+                        header is None or header[1] in req.header(header[0])):
+                    status, body, delay = canned
+                    break
+            fake.inflight += 1
+            fake.max_inflight = max(fake.max_inflight, fake.inflight)
+        try:
+            if delay:
+                time.sleep(delay)
+            self._send(status, body if isinstance(body, str) else json.dumps(body), "application/json")
+        finally:
+            with fake._lock:
+                fake.inflight -= 1
 
     do_POST = do_GET
 
 
 class FakePrometheus(_Server):
     """Records requests and answers every one with the canned (status, body): by default one
-    series of value 0.25. `requests` is the list of `Request`s received."""
+    series of value 0.25. `requests` is the list of `Request`s received; `inflight` how many are
+    being answered now, `max_inflight` the most at once so far."""
 
     def __init__(self, host="127.0.0.1"):
         self._lock = threading.Lock()
         self.requests = []
         self._status, self._body, self._delay = 200, vector_answer(0.25), 0
+        self._by_query = {}  # (query text, (header, value) or None) -> (status, body, delay)
+        self.inflight = self.max_inflight = 0
         super().__init__(_FakeHandler, host)
+
+    def answer_query(self, query, body, status=200, delay=0, header=None):
+        """Answers later requests for the query text `query` (and, when header is a (name,
+        value) pair, only those carrying that header) this way instead; the first match, in the
+        order set, wins."""
+        with self._lock:
+            self._by_query[(query, header)] = (status, body, delay)
+
+    def count(self, query):
+        """How many requests asked the query text `query` so far."""
+        with self._lock:
+            return sum(1 for r in self.requests if r.query.get("query") == query)
 
     def answer(self, body, status=200, delay=0):
         """Answers later requests with `body` (a dict sent as JSON, or a str sent as is) and
