@@ -210,16 +210,19 @@ static void slice_json(struct text *b, int i, bool ready, unsigned rv)
 
 enum kind { ES, SVC, SLICE };
 
-static char *list_json(enum kind kind, int n, unsigned port_base, bool serve, size_t *len)
+/* Items [from, to) of a list of n, with the continue token of the next page when to < n. */
+static char *list_json(enum kind kind, int from, int to, int n, unsigned port_base, bool serve,
+                       size_t *len)
 {
     static const char *const kinds[] = {"ElastiServiceList", "ServiceList", "EndpointSliceList"};
     struct text b = {0};
-    text_add(&b,
-             "{\"kind\":\"%s\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"1\"},"
-             "\"items\":[",
+    text_add(&b, "{\"kind\":\"%s\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"1\"",
              kinds[kind]);
-    for (int i = 0; i < n; i++) {
-        if (i)
+    if (to < n)
+        text_add(&b, ",\"continue\":\"page-%d\"", to);
+    text_add(&b, "},\"items\":[");
+    for (int i = from; i < to; i++) {
+        if (i > from)
             text_add(&b, ",");
         if (kind == ES)
             es_json(&b, i, port_base, serve);
@@ -254,17 +257,32 @@ static struct http_request *pending(const char *a, const char *b)
     return strstr(what, a) && strstr(what, b) ? r : NULL;
 }
 
-/* Answers the list of `resource` with body; returns the watch that follows, or NULL. */
+/*
+ * Answers the list of `resource` (count objects of `kind`) in the pages its requests ask for
+ * (limit=, continue=), as an API server does, so the informer holds one page's decoded objects
+ * at a time, not the whole list; returns the watch that follows, or NULL.
+ */
 static struct http_request *answer_list(struct fake_cluster *fc, const char *resource,
-                                        const char *body, size_t len)
+                                        enum kind kind, int count)
 {
-    struct http_request *r = NULL;
-    for (int i = 0; i < 1000 && !(r = pending(resource, "limit=")); i++)
+    int from = 0;
+    do {
+        struct http_request *r = NULL;
+        for (int i = 0; i < 1000 && !(r = pending(resource, "limit=")); i++)
+            fake_cluster_settle(fc);
+        if (!r)
+            return NULL;
+        const char *what = fake_http_what(r);
+        const char *lim = strstr(what, "limit=");
+        int limit = lim ? atoi(lim + strlen("limit=")) : 0;
+        int to = limit > 0 && count - from > limit ? from + limit : count;
+        size_t len;
+        char *body = list_json(kind, from, to, count, fc->port_base, fc->leading, &len);
+        fake_http_answer(r, 200, body, len, false, false);
+        free(body);
         fake_cluster_settle(fc);
-    if (!r)
-        return NULL;
-    fake_http_answer(r, 200, body, len, false, false);
-    fake_cluster_settle(fc);
+        from = to;
+    } while (from < count);
     struct http_request *w = NULL;
     for (int i = 0; i < 1000 && !(w = pending(resource, "watch=true")); i++)
         fake_cluster_settle(fc);
@@ -344,16 +362,9 @@ static struct fake_cluster *start(struct event_base *base, struct dataplane *dp,
         return NULL;
     }
     fake_cluster_settle(fc);
-    size_t len;
-    char *body = list_json(SVC, count, port_base, false, &len);
-    fc->svc_watch = answer_list(fc, "/services?", body, len);
-    free(body);
-    body = list_json(SLICE, count, port_base, false, &len);
-    fc->slice_watch = answer_list(fc, "/endpointslices?", body, len);
-    free(body);
-    body = list_json(ES, count, port_base, leading, &len);
-    fc->es_watch = answer_list(fc, "/elastiservices?", body, len);
-    free(body);
+    fc->svc_watch = answer_list(fc, "/services?", SVC, count);
+    fc->slice_watch = answer_list(fc, "/endpointslices?", SLICE, count);
+    fc->es_watch = answer_list(fc, "/elastiservices?", ES, count);
     if (!fc->svc_watch || !fc->slice_watch || !fc->es_watch) {
         snprintf(err, errlen, "the informers did not list and watch as expected");
         fake_cluster_free(fc);
