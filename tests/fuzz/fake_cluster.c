@@ -236,6 +236,18 @@ static char *list_json(enum kind kind, int from, int to, int n, unsigned port_ba
     return b.p;
 }
 
+char *fake_cluster_object_json(const char *resource, int i)
+{
+    struct text b = {0};
+    if (strcmp(resource, "elastiservices") == 0)
+        es_json(&b, i, 40000, false);
+    else if (strcmp(resource, "services") == 0)
+        svc_json(&b, i, "http", 1);
+    else if (strcmp(resource, "endpointslices") == 0)
+        slice_json(&b, i, true, 1);
+    return b.p;
+}
+
 /* ---- driving the loop ---- */
 
 void fake_cluster_settle(struct fake_cluster *fc)

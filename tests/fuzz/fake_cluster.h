@@ -68,6 +68,10 @@ bool fake_cluster_applied(struct dataplane *dp, unsigned long long gen);
  * holdfast reads. */
 void fake_cluster_full_objects(bool on);
 
+/* The JSON text (malloc'd) of synthetic object i of `resource` ("elastiservices": in proxy mode;
+ * "services"; "endpointslices": one ready endpoint), as the lists carry it, or NULL. */
+char *fake_cluster_object_json(const char *resource, int i);
+
 /* Sends a MODIFIED event of ElastiService i (a new resourceVersion) with metadata.generation
  * `generation` and spec.cooldownPeriod `cooldown_s` (the lists carry generation 1 and 300). */
 void fake_cluster_modify_es(struct fake_cluster *fc, int i, long generation, unsigned cooldown_s);

@@ -294,3 +294,38 @@ Test(lean_caches, a_spec_is_parsed_once_per_generation)
     fake_cluster_settle(fc);
     cr_expect_eq(spec_parses(), N + 1);
 }
+
+/* The member names the table knows are shared, not allocated per object; the rest (a spec's
+ * unknown fields) stay the object's own; copies and deletes work on both. */
+Test(lean, known_member_names_are_shared)
+{
+    cJSON *o = parse("{\"metadata\":{\"name\":\"a\",\"namespace\":\"n\",\"uid\":\"u\","
+                     "\"resourceVersion\":\"1\",\"generation\":1},\"spec\":{\"service\":\"a\","
+                     "\"somethingNew\":{\"port\":1}},\"status\":{\"conditions\":[{\"type\":"
+                     "\"Ready\",\"status\":\"True\"}]}}");
+    lean_elastiservice(o);
+    const cJSON *md = at(o, "metadata");
+    cr_expect(md->type & cJSON_StringIsConst, "metadata's name was not shared");
+    cr_expect(at(o, "metadata.name")->type & cJSON_StringIsConst);
+    cr_expect(at(o, "status.conditions.0.type")->type & cJSON_StringIsConst);
+    const cJSON *unknown = at(o, "spec.somethingNew");
+    cr_expect_not_null(unknown);
+    cr_expect_not(unknown->type & cJSON_StringIsConst, "an unknown name was shared");
+    cr_expect(at(o, "spec.somethingNew.port")->type & cJSON_StringIsConst);
+    cr_expect(cJSON_IsObject(md) && cJSON_IsString(at(o, "metadata.name")));
+    /* a copy compares equal and lives on after the original is deleted */
+    cJSON *copy = cJSON_Duplicate(at(o, "status.conditions"), 1);
+    cJSON *again = parse("[{\"type\":\"Ready\",\"status\":\"True\"}]");
+    cr_expect(cJSON_Compare(copy, again, 1));
+    cJSON_Delete(o);
+    cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetArrayItem(copy, 0), "type");
+    cJSON_AddStringToObject(cJSON_GetArrayItem(copy, 0), "type", "Other");
+    cr_expect_str_eq(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(copy, 0), "type")->valuestring,
+        "Other");
+    char *text = cJSON_PrintUnformatted(copy);
+    cr_expect_str_eq(text, "[{\"status\":\"True\",\"type\":\"Other\"}]");
+    free(text);
+    cJSON_Delete(copy);
+    cJSON_Delete(again);
+}
