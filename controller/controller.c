@@ -2740,6 +2740,25 @@ static void es_upsert(struct controller *c, const cJSON *obj)
 
 /* ---- informer handlers ---- */
 
+/*
+ * The stored ElastiService, once es_upsert parsed its spec into struct es: the spec leaves the
+ * cache, since nothing reads it there again (a new generation comes in a new object, the only
+ * one es_spec_changed parses). Kept when the generation is unknown (then every event parses),
+ * or when this generation's spec was not parsed (the ElastiService could not be added).
+ */
+static void es_kept(cJSON *obj, void *arg)
+{
+    struct controller *c = arg;
+    const cJSON *md = get(obj, "metadata");
+    const char *ns = get_str(md, "namespace"), *name = get_str(md, "name");
+    const char *uid = get_str(md, "uid");
+    const cJSON *g = get(md, "generation");
+    struct es *e = ns && name ? find_es(c, ns, name) : NULL;
+    if (e && e->spec_gen >= 1 && cJSON_IsNumber(g) && (int64_t)g->valuedouble == e->spec_gen &&
+        uid && e->uid && strcmp(uid, e->uid) == 0)
+        cJSON_DeleteItemFromObjectCaseSensitive(obj, "spec");
+}
+
 static void on_es_add(const cJSON *obj, void *arg)
 {
     es_upsert(arg, obj);
@@ -3303,6 +3322,7 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
                                .ns = opts->namespace_,
                                .name = "elastiservices",
                                .transform = lean_elastiservice,
+                               .kept = es_kept,
                                .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
     struct informer_handlers hes = {on_es_add, on_es_update, on_es_delete, on_synced};
     c->inf_es = informer_new(c->kube, &io, &hes, c);
