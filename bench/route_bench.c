@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <limits.h>
+#include <malloc.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -36,6 +37,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "controller/controller.h"
+#include "controller/lean.h"
 #include "resolver/conn.h"
 #include "resolver/worker.h"
 #include "tests/fuzz/fake_cluster.h"
@@ -75,6 +77,77 @@ static double rss_mb(void)
     return kb / 1024.0;
 }
 
+/* Bytes the heap hands out now (malloc'd and not freed), in MiB. */
+static double heap_mb(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return (double)(mi.uordblks + mi.hblkhd) / (1024.0 * 1024.0);
+}
+
+/* ---- --cache-bytes: what one cached object costs ---- */
+
+/* cJSON's allocations, counted with malloc's own size and its 8-byte chunk header. */
+static size_t hook_bytes, hook_allocs;
+
+static void *count_malloc(size_t n)
+{
+    void *p = malloc(n);
+    if (p) {
+        hook_bytes += malloc_usable_size(p) + 8;
+        hook_allocs++;
+    }
+    return p;
+}
+
+static void count_free(void *p)
+{
+    if (p) {
+        hook_bytes -= malloc_usable_size(p) + 8;
+        hook_allocs--;
+    }
+    free(p);
+}
+
+/* Bytes and allocations of one decoded object of each kind, as decoded, after the informer's
+ * transform, and as cached (an ElastiService without its spec once parsed), for the synthetic
+ * objects and for them as an API server sends them. */
+static void cache_bytes(void)
+{
+    static const struct {
+        const char *resource;
+        void (*transform)(cJSON *);
+    } kinds[] = {{"elastiservices", lean_elastiservice},
+                 {"services", lean_service},
+                 {"endpointslices", lean_endpointslice}};
+    cJSON_InitHooks(&(cJSON_Hooks){count_malloc, count_free});
+    for (int full = 0; full < 2; full++) {
+        fake_cluster_full_objects(full);
+        for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+            char *text = fake_cluster_object_json(kinds[k].resource, 1234);
+            size_t b0 = hook_bytes, a0 = hook_allocs;
+            cJSON *o = cJSON_Parse(text);
+            if (!o)
+                die("%s", "a synthetic object does not parse");
+            size_t decoded = hook_bytes - b0, decoded_allocs = hook_allocs - a0;
+            kinds[k].transform(o);
+            size_t kept = hook_bytes - b0, kept_allocs = hook_allocs - a0;
+            /* an ElastiService's spec leaves the cache once parsed (controller.c's es_kept) */
+            if (k == 0)
+                cJSON_DeleteItemFromObjectCaseSensitive(o, "spec");
+            size_t stored = hook_bytes - b0, stored_allocs = hook_allocs - a0;
+            printf("{\"objects\":\"%s\",\"resource\":\"%s\",\"json_bytes\":%zu,"
+                   "\"decoded_bytes\":%zu,\"decoded_allocs\":%zu,\"transformed_bytes\":%zu,"
+                   "\"transformed_allocs\":%zu,\"cached_bytes\":%zu,\"cached_allocs\":%zu}\n",
+                   full ? "full" : "synthetic", kinds[k].resource, strlen(text), decoded,
+                   decoded_allocs, kept, kept_allocs, stored, stored_allocs);
+            cJSON_Delete(o);
+            free(text);
+        }
+    }
+    fake_cluster_full_objects(false);
+    cJSON_InitHooks(NULL);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -89,9 +162,15 @@ static double pct(const double *sorted, size_t n, double p)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: route_bench --count N [--updates K] [--workers W] [--bind IP]\n"
-                    "  N ElastiServices (1..20000), K one-service updates (default 200), W data "
-                    "plane workers (default 2),\n  listeners on IP (default 127.0.13.1)\n");
+    fprintf(stderr,
+            "usage: route_bench --count N [--updates K] [--workers W] [--bind IP] "
+            "[--full-objects]\n       route_bench --cache-bytes\n"
+            "  N ElastiServices (1..20000), K one-service updates (default 200), W data "
+            "plane workers (default 2),\n  listeners on IP (default 127.0.13.1), "
+            "--full-objects: the objects as an API server sends them\n  "
+            "(managedFields, last-applied-configuration, ...)\n  --cache-bytes: the bytes one "
+            "decoded object of each kind takes, before and after its informer's "
+            "transform\n");
     exit(2);
 }
 
@@ -101,6 +180,14 @@ int main(int argc, char **argv)
     const char *bind = "127.0.13.1";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (strcmp(a, "--cache-bytes") == 0) {
+            cache_bytes();
+            return 0;
+        }
+        if (strcmp(a, "--full-objects") == 0) {
+            fake_cluster_full_objects(true);
+            continue;
+        }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
             usage();
@@ -186,9 +273,9 @@ int main(int argc, char **argv)
     printf("{\"count\":%d,\"workers\":%d,\"updates\":%d,\"startup_ms\":%.1f,"
            "\"route_update_p50_ms\":%.3f,\"route_update_p99_ms\":%.3f,"
            "\"route_update_max_ms\":%.3f,\"publish_p50_ms\":%.3f,\"publish_p99_ms\":%.3f,"
-           "\"rss_mb\":%.1f,\"services_built_per_update\":%s}\n",
+           "\"rss_mb\":%.1f,\"heap_mb\":%.1f,\"services_built_per_update\":%s}\n",
            count, workers, done, startup_ms, p50, p99, lat[done - 1], pct(pub, (size_t)done, 0.5),
-           pct(pub, (size_t)done, 0.99), rss, built);
+           pct(pub, (size_t)done, 0.99), rss, heap_mb(), built);
     fflush(stdout);
     /* Exit without the orderly shutdown: the point was measured, and the process ends. */
     _exit(0);

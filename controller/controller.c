@@ -27,6 +27,7 @@
 #include "controller/informer.h"
 #include "controller/kube.h"
 #include "controller/kubeconfig.h"
+#include "controller/lean.h"
 #include "controller/leader.h"
 #include "controller/pathprobe.h"
 #include "controller/prom.h"
@@ -90,6 +91,7 @@ struct es {
     size_t max_held;
     char *keda; /* KEDA ScaledObject name, or NULL */
     char spec_error[512];
+    int64_t spec_gen; /* metadata.generation of the spec parsed above, 0: parse at every event */
     /* status and metadata */
     char mode[8];
     int64_t created, last_scaled_up;
@@ -230,6 +232,7 @@ struct controller {
     size_t n_free_slots, cap_free_slots, next_slot;
     struct strmap listen_refs; /* resolver port address -> how many published routes list it */
     uint64_t routes_built;     /* route_services built (holdfast_route_services_built_total) */
+    uint64_t spec_parses;      /* specs parsed (holdfast_controller_spec_parses_total) */
     bool shared_port_failed;   /* logged once */
     bool routed;               /* a snapshot was published after every informer synced */
     uint64_t last_change_ns;   /* when an informer last reported a Service/EndpointSlice change */
@@ -2700,6 +2703,27 @@ static void es_reconcile_spec(struct es *e)
 
 static void linger_sweep(struct controller *c, const char *key);
 
+/*
+ * Whether obj's spec must be parsed: its metadata.generation moved (the API server bumps it on
+ * every spec change, and not on status or metadata writes, so the echoes of our own status
+ * writes, finalizer patches and label edits are not parsed again, nor are their trigger
+ * queries and probe rules rebuilt), or it has none, or the object was recreated under the same
+ * name (another uid). Counts the parses.
+ */
+static bool es_spec_changed(struct es *e, const cJSON *obj)
+{
+    const cJSON *md = get(obj, "metadata");
+    const cJSON *g = get(md, "generation");
+    int64_t gen = cJSON_IsNumber(g) && g->valuedouble >= 1 ? (int64_t)g->valuedouble : 0;
+    const char *uid = get_str(md, "uid");
+    bool recreated = uid && e->uid && strcmp(uid, e->uid) != 0;
+    if (gen && gen == e->spec_gen && !recreated)
+        return false;
+    e->spec_gen = gen;
+    e->c->spec_parses++;
+    return true;
+}
+
 static void es_upsert(struct controller *c, const cJSON *obj)
 {
     const cJSON *md = get(obj, "metadata");
@@ -2731,15 +2755,36 @@ static void es_upsert(struct controller *c, const cJSON *obj)
         c->list = e;
         linger_sweep(c, e->key); /* the route of its deleted namesake goes now */
     }
-    es_parse_spec(e, obj);
-    es_index_service(e);
-    es_index_target(e);
+    if (es_spec_changed(e, obj)) {
+        es_parse_spec(e, obj);
+        es_index_service(e);
+        es_index_target(e);
+    }
     es_parse_status(e, obj); /* keeps our mode and conditions while our writes are in flight */
     es_reconcile(e);
     route_changed(e);
 }
 
 /* ---- informer handlers ---- */
+
+/*
+ * The stored ElastiService, once es_upsert parsed its spec into struct es: the spec leaves the
+ * cache, since nothing reads it there again (a new generation comes in a new object, the only
+ * one es_spec_changed parses). Kept when the generation is unknown (then every event parses),
+ * or when this generation's spec was not parsed (the ElastiService could not be added).
+ */
+static void es_kept(cJSON *obj, void *arg)
+{
+    struct controller *c = arg;
+    const cJSON *md = get(obj, "metadata");
+    const char *ns = get_str(md, "namespace"), *name = get_str(md, "name");
+    const char *uid = get_str(md, "uid");
+    const cJSON *g = get(md, "generation");
+    struct es *e = ns && name ? find_es(c, ns, name) : NULL;
+    if (e && e->spec_gen >= 1 && cJSON_IsNumber(g) && (int64_t)g->valuedouble == e->spec_gen &&
+        uid && e->uid && strcmp(uid, e->uid) == 0)
+        cJSON_DeleteItemFromObjectCaseSensitive(obj, "spec");
+}
 
 static void on_es_add(const cJSON *obj, void *arg)
 {
@@ -3126,37 +3171,6 @@ static const struct kube_resource RES_DEPLOY = {"apps", "v1", "deployments", tru
 static const struct kube_resource RES_STS = {"apps", "v1", "statefulsets", true};
 static const struct kube_resource RES_ROLLOUT = {"argoproj.io", "v1alpha1", "rollouts", true};
 
-/* Deletes every member of o not named in keep. */
-static void keep_only(cJSON *o, const char *const *keep)
-{
-    cJSON *it = o ? o->child : NULL;
-    while (it) {
-        cJSON *next = it->next;
-        bool kept = false;
-        for (size_t i = 0; keep[i] && !kept; i++)
-            kept = it->string && strcmp(it->string, keep[i]) == 0;
-        if (!kept)
-            cJSON_Delete(cJSON_DetachItemViaPointer(o, it));
-        it = next;
-    }
-}
-
-/* A cached workload keeps its identity and spec.replicas: a few hundred bytes, not its pod
- * template and status. */
-static void lean_workload(cJSON *obj)
-{
-    static const char *const top[] = {"metadata", "spec", "status", NULL};
-    static const char *const md[] = {"name",       "namespace", "uid", "resourceVersion",
-                                     "generation", NULL};
-    static const char *const spec[] = {"replicas", NULL};
-    static const char *const status[] = {"observedGeneration", "readyReplicas",
-                                         "terminatingReplicas", NULL};
-    keep_only(obj, top);
-    keep_only(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), md);
-    keep_only(cJSON_GetObjectItemCaseSensitive(obj, "spec"), spec);
-    keep_only(cJSON_GetObjectItemCaseSensitive(obj, "status"), status);
-}
-
 /*
  * Whether the workload's controller has acted on its latest spec and shows a ready replica and
  * none terminating (status.terminatingReplicas, Kubernetes 1.33 on; without it, ready replicas
@@ -3412,6 +3426,8 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     struct informer_opts io = {.res = RES_ES,
                                .ns = opts->namespace_,
                                .name = "elastiservices",
+                               .transform = lean_elastiservice,
+                               .kept = es_kept,
                                .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
     struct informer_handlers hes = {on_es_add, on_es_update, on_es_delete, on_synced};
     c->inf_es = informer_new(c->kube, &io, &hes, c);
@@ -3419,11 +3435,13 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     io = (struct informer_opts){.res = RES_SVC,
                                 .ns = opts->namespace_,
                                 .name = "services",
+                                .transform = lean_service,
                                 .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
     c->inf_svc = informer_new(c->kube, &io, &hrel, c);
     io = (struct informer_opts){.res = RES_SLICE,
                                 .ns = opts->namespace_,
                                 .name = "endpointslices",
+                                .transform = lean_endpointslice,
                                 .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
     struct informer_handlers hslice = {on_slice_add, on_slice_update, on_slice_delete, on_synced};
     c->inf_slices = informer_new(c->kube, &io, &hslice, c);
@@ -3435,6 +3453,7 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
                                     .ns = opts->resolver_namespace,
                                     .label_selector = sel,
                                     .name = "resolver-endpointslices",
+                                    .transform = lean_endpointslice,
                                     .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
         c->inf_resolver = informer_new(c->kube, &io, &hres, c);
     }
@@ -3548,6 +3567,10 @@ void controller_metrics(struct mtext *out, void *arg)
                  "ElastiService, Service, EndpointSlices or not-ready reason changed; the rest "
                  "are shared with the snapshot before.");
     mtext_sample(out, "holdfast_route_services_built_total", NULL, (double)c->routes_built);
+    mtext_family(out, "holdfast_controller_spec_parses_total", "counter",
+                 "ElastiService specs parsed (triggers and probe rules built): once per "
+                 "generation of each, not per informer event.");
+    mtext_sample(out, "holdfast_controller_spec_parses_total", NULL, (double)c->spec_parses);
     mtext_family(out, "holdfast_prometheus_query_errors_total", "counter",
                  "Prometheus queries that failed or gave no usable value.");
     mtext_sample(out, "holdfast_prometheus_query_errors_total", NULL, (double)c->prom_errors);
@@ -3586,6 +3609,16 @@ void controller_metrics(struct mtext *out, void *arg)
                  (double)kube_client_queued(c->kube_wake));
     mtext_sample(out, "holdfast_kube_api_queued", "client=\"lease\"",
                  (double)kube_client_queued(c->kube_lease));
+}
+
+const struct cJSON *controller_cached(const struct controller *c, const char *resource,
+                                      const char *ns, const char *name)
+{
+    const struct informer *inf = strcmp(resource, "elastiservices") == 0   ? c->inf_es
+                                 : strcmp(resource, "services") == 0       ? c->inf_svc
+                                 : strcmp(resource, "endpointslices") == 0 ? c->inf_slices
+                                                                           : NULL;
+    return inf ? informer_get(inf, ns, name) : NULL;
 }
 
 void controller_free(struct controller *c)

@@ -140,6 +140,7 @@ struct informer {
     struct informer_handlers h;
     void *arg;
     void (*transform)(cJSON *obj);
+    void (*kept)(cJSON *obj, void *arg);
 
     struct store store;     /* the cache */
     struct store next;      /* a list in progress, page by page */
@@ -252,6 +253,8 @@ static void apply_list(struct informer *inf)
                 added++;
                 if (ne && inf->h.on_add)
                     inf->h.on_add(ne->obj, inf->arg);
+                if (ne && inf->kept)
+                    inf->kept(ne->obj, inf->arg);
                 continue;
             }
             const char *orv = obj_str(cur->obj, "resourceVersion");
@@ -277,6 +280,8 @@ static void apply_list(struct informer *inf)
                 if (inf->h.on_update)
                     inf->h.on_update(old, obj, inf->arg);
             }
+            if (inf->kept)
+                inf->kept(obj, inf->arg);
             cJSON_Delete(old);
         }
     }
@@ -393,6 +398,8 @@ static void upsert(struct informer *inf, cJSON *obj)
         struct entry *e = store_insert(&inf->store, key, obj);
         if (e && inf->h.on_add)
             inf->h.on_add(e->obj, inf->arg);
+        if (e && inf->kept)
+            inf->kept(e->obj, inf->arg);
         return;
     }
     const char *orv = obj_str(cur->obj, "resourceVersion");
@@ -405,6 +412,8 @@ static void upsert(struct informer *inf, cJSON *obj)
     cur->obj = obj;
     if (inf->h.on_update)
         inf->h.on_update(old, obj, inf->arg);
+    if (inf->kept)
+        inf->kept(obj, inf->arg);
     cJSON_Delete(old);
 }
 
@@ -535,6 +544,7 @@ struct informer *informer_new(struct kube_client *kc, const struct informer_opts
         inf->h = *h;
     inf->arg = arg;
     inf->transform = o->transform;
+    inf->kept = o->kept;
     inf->page_size = o->page_size > 0 ? o->page_size : 500;
     inf->watch_timeout_s = o->watch_timeout_s;
     inf->backoff_min_ms = o->backoff_min_ms > 0 ? o->backoff_min_ms : 200;

@@ -55,6 +55,10 @@ struct informer_opts {
      * keeps only what its reader uses (as client-go's transform functions drop managedFields).
      * It must keep metadata.name, namespace, uid and resourceVersion. NULL: keep all. */
     void (*transform)(cJSON *obj);
+    /* Called with the stored object once the handlers of its add or update returned (with the
+     * handlers' arg): it may prune what a handler consumed and nothing reads from the cache
+     * again. The same rules as transform. NULL: nothing. */
+    void (*kept)(cJSON *obj, void *arg);
 };
 
 /* A stopped informer; kc (borrowed) must outlive it. Returns NULL when out of memory or the

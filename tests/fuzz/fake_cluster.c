@@ -67,75 +67,162 @@ static void text_add(struct text *b, const char *fmt, ...)
 
 /* ---- synthetic objects ---- */
 
-static void es_json(struct text *b, int i, unsigned port_base, bool serve)
+/* Set by fake_cluster_full_objects: the objects carry what an API server sends besides. */
+static bool full_objects;
+
+void fake_cluster_full_objects(bool on)
 {
-    if (serve) {
+    full_objects = on;
+}
+
+/* managedFields as the API server keeps them (one entry per field manager), abridged. */
+static void managed_fields(struct text *b, const char *manager, const char *fields)
+{
+    text_add(b,
+             "\"managedFields\":[{\"manager\":\"%s\",\"operation\":\"Update\",\"apiVersion\":"
+             "\"v1\",\"time\":\"2026-01-01T00:00:00Z\",\"fieldsType\":\"FieldsV1\","
+             "\"fieldsV1\":%s}],",
+             manager, fields);
+}
+
+static void es_json_gen(struct text *b, int i, unsigned port_base, bool serve, long generation,
+                        unsigned cooldown_s)
+{
+    text_add(b, "{\"apiVersion\":\"elasti.truefoundry.com/v1alpha1\",\"kind\":\"ElastiService\","
+                "\"metadata\":{");
+    if (full_objects) {
+        managed_fields(b, "kubectl-client-side-apply",
+                       "{\"f:metadata\":{\"f:annotations\":{\".\":{},\"f:kubectl.kubernetes.io/"
+                       "last-applied-configuration\":{}},\"f:labels\":{\".\":{},\"f:app\":{}}},"
+                       "\"f:spec\":{\".\":{},\"f:cooldownPeriod\":{},\"f:minTargetReplicas\":{},"
+                       "\"f:scaleTargetRef\":{\".\":{},\"f:apiVersion\":{},\"f:kind\":{},"
+                       "\"f:name\":{}},\"f:service\":{}}}");
         text_add(b,
-                 "{\"apiVersion\":\"elasti.truefoundry.com/v1alpha1\",\"kind\":\"ElastiService\","
-                 "\"metadata\":{\"name\":\"svc-%d\",\"namespace\":\"" NS "\",\"uid\":\"es-%d\","
-                 "\"resourceVersion\":\"1\",\"generation\":1,\"creationTimestamp\":"
-                 "\"2026-01-01T00:00:00Z\",\"finalizers\":[\"elasti.truefoundry.com/finalizer\"]},"
-                 "\"spec\":{\"service\":\"svc-%d\",\"minTargetReplicas\":1,\"cooldownPeriod\":300,"
-                 "\"scaleTargetRef\":{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\","
-                 "\"name\":\"svc-%d\"}},"
-                 "\"status\":{\"mode\":\"serve\",\"observedGeneration\":1}}",
-                 i, i, i, i);
-        return;
+                 "\"labels\":{\"app\":\"svc-%d\"},\"annotations\":{\"kubectl.kubernetes.io/"
+                 "last-applied-configuration\":\"{\\\"apiVersion\\\":\\\"elasti.truefoundry.com/"
+                 "v1alpha1\\\",\\\"kind\\\":\\\"ElastiService\\\",\\\"metadata\\\":{"
+                 "\\\"annotations\\\":{},\\\"labels\\\":{\\\"app\\\":\\\"svc-%d\\\"},\\\"name\\\":"
+                 "\\\"svc-%d\\\",\\\"namespace\\\":\\\"" NS "\\\"},\\\"spec\\\":{"
+                 "\\\"cooldownPeriod\\\":300,\\\"minTargetReplicas\\\":1,\\\"scaleTargetRef\\\":{"
+                 "\\\"apiVersion\\\":\\\"apps/v1\\\",\\\"kind\\\":\\\"Deployment\\\",\\\"name\\\":"
+                 "\\\"svc-%d\\\"},\\\"service\\\":\\\"svc-%d\\\"}}\\n\"},",
+                 i, i, i, i, i);
     }
     text_add(b,
-             "{\"apiVersion\":\"elasti.truefoundry.com/v1alpha1\",\"kind\":\"ElastiService\","
-             "\"metadata\":{\"name\":\"svc-%d\",\"namespace\":\"" NS "\",\"uid\":\"es-%d\","
-             "\"resourceVersion\":\"1\",\"generation\":1,\"creationTimestamp\":"
+             "\"name\":\"svc-%d\",\"namespace\":\"" NS "\",\"uid\":\"es-%d\","
+             "\"resourceVersion\":\"1\",\"generation\":%ld,\"creationTimestamp\":"
              "\"2026-01-01T00:00:00Z\",\"finalizers\":[\"elasti.truefoundry.com/finalizer\"]},"
-             "\"spec\":{\"service\":\"svc-%d\",\"minTargetReplicas\":1,\"cooldownPeriod\":300,"
+             "\"spec\":{\"service\":\"svc-%d\",\"minTargetReplicas\":1,\"cooldownPeriod\":%u,"
              "\"scaleTargetRef\":{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\","
-             "\"name\":\"svc-%d\"}},"
-             "\"status\":{\"mode\":\"proxy\",\"observedGeneration\":1,\"ports\":[{\"name\":"
-             "\"http\",\"port\":80,\"protocol\":\"TCP\",\"resolverPort\":%u}]}}",
-             i, i, i, i, port_base + (unsigned)i);
+             "\"name\":\"svc-%d\"}},",
+             i, i, generation, i, cooldown_s, i);
+    if (serve)
+        text_add(b, "\"status\":{\"mode\":\"serve\",\"observedGeneration\":1}}");
+    else
+        text_add(b,
+                 "\"status\":{\"mode\":\"proxy\",\"observedGeneration\":1,\"ports\":[{\"name\":"
+                 "\"http\",\"port\":80,\"protocol\":\"TCP\",\"resolverPort\":%u}]}}",
+                 port_base + (unsigned)i);
+}
+
+static void es_json(struct text *b, int i, unsigned port_base, bool serve)
+{
+    es_json_gen(b, i, port_base, serve, 1, 300);
 }
 
 static void svc_json(struct text *b, int i, const char *port_name, unsigned rv)
 {
+    text_add(b, "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{");
+    if (full_objects) {
+        managed_fields(b, "kubectl-client-side-apply",
+                       "{\"f:metadata\":{\"f:labels\":{\".\":{},\"f:app\":{}}},\"f:spec\":{"
+                       "\"f:internalTrafficPolicy\":{},\"f:ports\":{\".\":{},"
+                       "\"k:{\\\"port\\\":80,\\\"protocol\\\":\\\"TCP\\\"}\":{\".\":{},"
+                       "\"f:name\":{},\"f:port\":{},\"f:protocol\":{},\"f:targetPort\":{}}},"
+                       "\"f:selector\":{},\"f:sessionAffinity\":{},\"f:type\":{}}}");
+        text_add(b,
+                 "\"labels\":{\"app\":\"svc-%d\"},\"creationTimestamp\":"
+                 "\"2026-01-01T00:00:00Z\",",
+                 i);
+    }
     text_add(b,
-             "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"svc-%d\","
-             "\"namespace\":\"" NS "\",\"uid\":\"svc-%d\",\"resourceVersion\":\"%u\"},"
-             "\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"10.96.%d.%d\",\"ports\":[{"
-             "\"name\":\"%s\",\"port\":80,\"protocol\":\"TCP\",\"targetPort\":8080}]}}",
-             i, i, rv, (i / 250) % 250, i % 250 + 1, port_name);
+             "\"name\":\"svc-%d\",\"namespace\":\"" NS "\",\"uid\":\"svc-%d\",\"resourceVersion\":"
+             "\"%u\"},\"spec\":{",
+             i, i, rv);
+    if (full_objects)
+        text_add(b,
+                 "\"selector\":{\"app\":\"svc-%d\"},\"clusterIPs\":[\"10.96.%d.%d\"],"
+                 "\"sessionAffinity\":\"None\",\"ipFamilies\":[\"IPv4\"],\"ipFamilyPolicy\":"
+                 "\"SingleStack\",\"internalTrafficPolicy\":\"Cluster\",",
+                 i, (i / 250) % 250, i % 250 + 1);
+    text_add(b,
+             "\"type\":\"ClusterIP\",\"clusterIP\":\"10.96.%d.%d\",\"ports\":[{"
+             "\"name\":\"%s\",\"port\":80,\"protocol\":\"TCP\",\"targetPort\":8080}]}",
+             (i / 250) % 250, i % 250 + 1, port_name);
+    text_add(b, full_objects ? ",\"status\":{\"loadBalancer\":{}}}" : "}");
 }
 
 static void slice_json(struct text *b, int i, bool ready, unsigned rv)
 {
+    text_add(b, "{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\","
+                "\"metadata\":{");
+    if (full_objects) {
+        managed_fields(b, "kube-controller-manager",
+                       "{\"f:addressType\":{},\"f:endpoints\":{},\"f:metadata\":{\"f:"
+                       "generateName\":{},\"f:labels\":{\".\":{},\"f:endpointslice.kubernetes.io/"
+                       "managed-by\":{},\"f:kubernetes.io/service-name\":{}},\"f:ownerReferences\":"
+                       "{\".\":{},\"k:{\\\"uid\\\":\\\"svc\\\"}\":{}}},\"f:ports\":{}}");
+        text_add(b,
+                 "\"generateName\":\"svc-%d-\",\"generation\":1,\"creationTimestamp\":"
+                 "\"2026-01-01T00:00:00Z\",\"annotations\":{\"endpoints.kubernetes.io/"
+                 "last-change-trigger-time\":\"2026-01-01T00:00:00Z\"},\"ownerReferences\":[{"
+                 "\"apiVersion\":\"v1\",\"kind\":\"Service\",\"name\":\"svc-%d\",\"uid\":"
+                 "\"svc-%d\",\"controller\":true,\"blockOwnerDeletion\":true}],",
+                 i, i, i);
+    }
     text_add(b,
-             "{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\","
-             "\"metadata\":{\"name\":\"svc-%d-abcde\",\"namespace\":\"" NS "\","
-             "\"uid\":\"slice-%d\",\"resourceVersion\":\"%u\",\"labels\":{"
+             "\"name\":\"svc-%d-abcde\",\"namespace\":\"" NS "\","
+             "\"uid\":\"slice-%d\",\"resourceVersion\":\"%u\",\"labels\":{",
+             i, i, rv);
+    if (full_objects)
+        text_add(b, "\"app\":\"svc-%d\",", i);
+    text_add(b,
              "\"kubernetes.io/service-name\":\"svc-%d\",\"endpointslice.kubernetes.io/"
              "managed-by\":\"endpointslice-controller.k8s.io\"}},\"addressType\":\"IPv4\","
              "\"ports\":[{\"name\":\"http\",\"port\":8080,\"protocol\":\"TCP\"}],"
              "\"endpoints\":[",
-             i, i, rv, i);
-    if (ready)
+             i);
+    if (ready) {
         text_add(b,
                  "{\"addresses\":[\"10.244.%d.%d\"],\"conditions\":{\"ready\":true,"
-                 "\"serving\":true,\"terminating\":false}}",
+                 "\"serving\":true,\"terminating\":false}",
                  (i / 250) % 250, i % 250 + 1);
+        if (full_objects)
+            text_add(b,
+                     ",\"nodeName\":\"node-1\",\"zone\":\"zone-a\",\"targetRef\":{\"kind\":"
+                     "\"Pod\",\"namespace\":\"" NS "\",\"name\":\"svc-%d-5d9c7b6f4-x2x7q\","
+                     "\"uid\":\"pod-%d\"}",
+                     i, i);
+        text_add(b, "}");
+    }
     text_add(b, "]}");
 }
 
 enum kind { ES, SVC, SLICE };
 
-static char *list_json(enum kind kind, int n, unsigned port_base, bool serve, size_t *len)
+/* Items [from, to) of a list of n, with the continue token of the next page when to < n. */
+static char *list_json(enum kind kind, int from, int to, int n, unsigned port_base, bool serve,
+                       size_t *len)
 {
     static const char *const kinds[] = {"ElastiServiceList", "ServiceList", "EndpointSliceList"};
     struct text b = {0};
-    text_add(&b,
-             "{\"kind\":\"%s\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"1\"},"
-             "\"items\":[",
+    text_add(&b, "{\"kind\":\"%s\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"1\"",
              kinds[kind]);
-    for (int i = 0; i < n; i++) {
-        if (i)
+    if (to < n)
+        text_add(&b, ",\"continue\":\"page-%d\"", to);
+    text_add(&b, "},\"items\":[");
+    for (int i = from; i < to; i++) {
+        if (i > from)
             text_add(&b, ",");
         if (kind == ES)
             es_json(&b, i, port_base, serve);
@@ -146,6 +233,18 @@ static char *list_json(enum kind kind, int n, unsigned port_base, bool serve, si
     }
     text_add(&b, "]}");
     *len = b.len;
+    return b.p;
+}
+
+char *fake_cluster_object_json(const char *resource, int i)
+{
+    struct text b = {0};
+    if (strcmp(resource, "elastiservices") == 0)
+        es_json(&b, i, 40000, false);
+    else if (strcmp(resource, "services") == 0)
+        svc_json(&b, i, "http", 1);
+    else if (strcmp(resource, "endpointslices") == 0)
+        slice_json(&b, i, true, 1);
     return b.p;
 }
 
@@ -170,17 +269,32 @@ static struct http_request *pending(const char *a, const char *b)
     return strstr(what, a) && strstr(what, b) ? r : NULL;
 }
 
-/* Answers the list of `resource` with body; returns the watch that follows, or NULL. */
+/*
+ * Answers the list of `resource` (count objects of `kind`) in the pages its requests ask for
+ * (limit=, continue=), as an API server does, so the informer holds one page's decoded objects
+ * at a time, not the whole list; returns the watch that follows, or NULL.
+ */
 static struct http_request *answer_list(struct fake_cluster *fc, const char *resource,
-                                        const char *body, size_t len)
+                                        enum kind kind, int count)
 {
-    struct http_request *r = NULL;
-    for (int i = 0; i < 1000 && !(r = pending(resource, "limit=")); i++)
+    int from = 0;
+    do {
+        struct http_request *r = NULL;
+        for (int i = 0; i < 1000 && !(r = pending(resource, "limit=")); i++)
+            fake_cluster_settle(fc);
+        if (!r)
+            return NULL;
+        const char *what = fake_http_what(r);
+        const char *lim = strstr(what, "limit=");
+        int limit = lim ? atoi(lim + strlen("limit=")) : 0;
+        int to = limit > 0 && count - from > limit ? from + limit : count;
+        size_t len;
+        char *body = list_json(kind, from, to, count, fc->port_base, fc->leading, &len);
+        fake_http_answer(r, 200, body, len, false, false);
+        free(body);
         fake_cluster_settle(fc);
-    if (!r)
-        return NULL;
-    fake_http_answer(r, 200, body, len, false, false);
-    fake_cluster_settle(fc);
+        from = to;
+    } while (from < count);
     struct http_request *w = NULL;
     for (int i = 0; i < 1000 && !(w = pending(resource, "watch=true")); i++)
         fake_cluster_settle(fc);
@@ -260,16 +374,9 @@ static struct fake_cluster *start(struct event_base *base, struct dataplane *dp,
         return NULL;
     }
     fake_cluster_settle(fc);
-    size_t len;
-    char *body = list_json(SVC, count, port_base, false, &len);
-    fc->svc_watch = answer_list(fc, "/services?", body, len);
-    free(body);
-    body = list_json(SLICE, count, port_base, false, &len);
-    fc->slice_watch = answer_list(fc, "/endpointslices?", body, len);
-    free(body);
-    body = list_json(ES, count, port_base, leading, &len);
-    fc->es_watch = answer_list(fc, "/elastiservices?", body, len);
-    free(body);
+    fc->svc_watch = answer_list(fc, "/services?", SVC, count);
+    fc->slice_watch = answer_list(fc, "/endpointslices?", SLICE, count);
+    fc->es_watch = answer_list(fc, "/elastiservices?", ES, count);
     if (!fc->svc_watch || !fc->slice_watch || !fc->es_watch) {
         snprintf(err, errlen, "the informers did not list and watch as expected");
         fake_cluster_free(fc);
@@ -336,16 +443,40 @@ void fake_cluster_delete_es(struct fake_cluster *fc, int i)
     send_event(fc->es_watch, "DELETED", &obj);
 }
 
-double fake_cluster_services_built(const struct fake_cluster *fc)
+void fake_cluster_modify_es(struct fake_cluster *fc, int i, long generation, unsigned cooldown_s)
+{
+    struct text obj = {0};
+    es_json_gen(&obj, i, fc->port_base, fc->leading, generation, cooldown_s);
+    /* a new resourceVersion, as every write gets */
+    char *rv = strstr(obj.p, "\"resourceVersion\":\"1\"");
+    if (rv) {
+        char tail[64];
+        snprintf(tail, sizeof(tail), "\"resourceVersion\":\"%u\"", fc->rv++);
+        struct text b = {0};
+        text_add(&b, "%.*s%s%s", (int)(rv - obj.p), obj.p, tail,
+                 rv + strlen("\"resourceVersion\":\"1\""));
+        free(obj.p);
+        obj = b;
+    }
+    send_event(fc->es_watch, "MODIFIED", &obj);
+}
+
+double fake_cluster_metric(const struct fake_cluster *fc, const char *name)
 {
     struct mtext out;
     mtext_init(&out);
     controller_metrics(&out, fc->c);
-    const char *key = "\nholdfast_route_services_built_total ";
+    char key[256];
+    snprintf(key, sizeof(key), "\n%s ", name);
     const char *at = out.data ? strstr(out.data, key) : NULL;
     double v = at ? strtod(at + strlen(key), NULL) : -1;
     mtext_free(&out);
     return v;
+}
+
+double fake_cluster_services_built(const struct fake_cluster *fc)
+{
+    return fake_cluster_metric(fc, "holdfast_route_services_built_total");
 }
 
 void fake_cluster_free(struct fake_cluster *fc)

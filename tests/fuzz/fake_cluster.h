@@ -62,6 +62,23 @@ unsigned long long fake_cluster_generation(struct dataplane *dp);
 /* True once every worker of dp applied generation gen. */
 bool fake_cluster_applied(struct dataplane *dp, unsigned long long gen);
 
+/* Objects as an API server sends them (for the fake_cluster_start calls that follow, process
+ * wide): managedFields, kubectl's last-applied-configuration, labels, a Service's selector and
+ * status, an EndpointSlice's owner and its endpoints' targetRef and zone. Off: only what
+ * holdfast reads. */
+void fake_cluster_full_objects(bool on);
+
+/* The JSON text (malloc'd) of synthetic object i of `resource` ("elastiservices": in proxy mode;
+ * "services"; "endpointslices": one ready endpoint), as the lists carry it, or NULL. */
+char *fake_cluster_object_json(const char *resource, int i);
+
+/* Sends a MODIFIED event of ElastiService i (a new resourceVersion) with metadata.generation
+ * `generation` and spec.cooldownPeriod `cooldown_s` (the lists carry generation 1 and 300). */
+void fake_cluster_modify_es(struct fake_cluster *fc, int i, long generation, unsigned cooldown_s);
+
+/* The value of the controller's unlabelled metric `name`, or -1 when it does not report it. */
+double fake_cluster_metric(const struct fake_cluster *fc, const char *name);
+
 /* The controller's holdfast_route_services_built_total, or -1 when it does not report it. */
 double fake_cluster_services_built(const struct fake_cluster *fc);
 

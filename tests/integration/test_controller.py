@@ -1063,3 +1063,49 @@ def test_resolver_port_taken_by_another_process_is_listened_on_once_freed(sim, n
     wait_for(listening, timeout=10, interval=0.2, what="holdfast listening on the freed port")
     code, _, body = http_get(sim.cluster_ip(ns, "web"), 80, timeout=40)
     assert code == 200 and body.startswith("web-"), (code, body)
+
+
+# ---------------------------------------------------------------- lean caches
+
+
+def test_status_writes_keep_what_the_lean_cache_drops(sim, ns, holdfast):
+    """holdfast caches an ElastiService without its labels, annotations and managedFields, and
+    parses its spec only when the generation moves. Its status writes still leave everything
+    else on the API server as it was: the spec, labels, annotations, and a condition another
+    controller wrote (whole: conditions are written back as an array). A label-only edit (no new
+    generation) changes nothing; a spec change (a new generation) is acted on."""
+    make_app(sim, ns, replicas=0)
+    es = elastiservice(minTargetReplicas=2, holdTimeoutSeconds=45, maxHeldConnections=7)
+    es["metadata"]["labels"] = {"team": "a"}
+    es["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": json.dumps(es, sort_keys=True),
+        "example.com/owner": "platform"}
+    create_es(sim, ns, es)
+    theirs = {"type": "ExternalCheck", "status": "True", "reason": "Checked",
+              "message": "written by another controller", "lastTransitionTime": "2026-01-01T00:00:00Z",
+              "observedGeneration": 1}
+    sim.patch(es_path(ns) + "/status", {"status": {"conditions": [theirs]}})
+    before = es_get(sim, ns)
+    holdfast.start()
+    wait_mode(sim, ns, "proxy")
+    wait_for(lambda: condition(sim, ns, "Ready"), timeout=10, what="Ready condition written")
+    after = es_get(sim, ns)
+    assert after["spec"] == before["spec"]
+    assert after["metadata"]["labels"] == before["metadata"]["labels"]
+    assert after["metadata"]["annotations"] == before["metadata"]["annotations"]
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert condition(sim, ns, "ExternalCheck") == theirs
+    assert after["status"]["observedGeneration"] == before["metadata"]["generation"]
+
+    # a label edit: no new generation; the status stays acknowledged and nothing else moves
+    sim.patch(es_path(ns), {"metadata": {"labels": {"team": "b"}}})
+    # a spec change: parsed (apps/v1 does not serve a Rollout: InvalidSpec) and acknowledged
+    gen = sim.patch(es_path(ns), {"spec": {"scaleTargetRef": {"kind": "Rollout"}}})["metadata"]["generation"]
+    assert gen == before["metadata"]["generation"] + 1
+    wait_for(lambda: (condition(sim, ns, "Ready") or {}).get("reason") == "InvalidSpec"
+             and status(sim, ns).get("observedGeneration") == gen, timeout=10,
+             what="the new generation parsed: Ready False InvalidSpec, observedGeneration %d" % gen)
+    last = es_get(sim, ns)
+    assert last["metadata"]["labels"] == {"team": "b"}
+    assert last["metadata"]["annotations"] == before["metadata"]["annotations"]
+    assert condition(sim, ns, "ExternalCheck") == dict(theirs, observedGeneration=gen)

@@ -1,0 +1,41 @@
+/*
+ * lean: the informers' transforms. Each prunes a decoded object in place, before the informer
+ * stores it or hands it to a handler, so the caches keep only the fields holdfast reads (as
+ * client-go's transform functions drop managedFields). What each keeps, and who reads it:
+ *
+ *   ElastiService  metadata: name, namespace, uid, resourceVersion (the informer, Events),
+ *                  generation (spec parsing, observedGeneration), creationTimestamp,
+ *                  deletionTimestamp, finalizers (finalizer handling); spec and status whole
+ *                  (the spec is parsed whole; status.conditions are copied and written back
+ *                  whole by every status write). Once the controller parsed a generation's
+ *                  spec, the spec leaves the cached copy (controller.c's es_kept). Dropped:
+ * apiVersion, kind, managedFields, labels, annotations (kubectl's last-applied-configuration),
+ * ownerReferences. Service        metadata: name, namespace, uid (the resolver slices' owner),
+ * resourceVersion; spec: type, clusterIP, ports (name, port, protocol, appProtocol). Dropped:
+ *                  everything else (status, selector, clusterIPs, ipFamilies, targetPort, ...).
+ *   EndpointSlice  metadata: name, namespace, uid, resourceVersion, and the labels
+ *                  kubernetes.io/service-name and endpointslice.kubernetes.io/managed-by;
+ *                  ports whole; endpoints: addresses, conditions, nodeName. A resolver slice
+ *                  (managed by holdfast) keeps its endpoints whole: they are compared whole with
+ *                  what holdfast would write. Dropped: apiVersion, kind, addressType,
+ *                  managedFields, other labels, annotations, ownerReferences, the endpoints'
+ *                  targetRef, zone, hints.
+ *   workloads      metadata: name, namespace, uid, resourceVersion, generation;
+ *                  spec.replicas; status: observedGeneration, readyReplicas,
+ *                  terminatingReplicas (whether the pods listed when proxy mode began stay).
+ *
+ * The cached objects are never written back: status writes are merge patches of the fields
+ * holdfast sets, finalizer patches carry metadata.finalizers only, and resolver slices are
+ * built afresh (or read afresh before an update).
+ */
+#ifndef HOLDFAST_LEAN_H
+#define HOLDFAST_LEAN_H
+
+#include <cjson/cJSON.h>
+
+void lean_elastiservice(cJSON *obj);
+void lean_service(cJSON *obj);
+void lean_endpointslice(cJSON *obj);
+void lean_workload(cJSON *obj);
+
+#endif

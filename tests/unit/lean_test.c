@@ -1,0 +1,339 @@
+/*
+ * lean: the informers keep only what holdfast reads. The transforms over objects as an API
+ * server sends them (controller/lean.h), and the real controller's caches after its lists and
+ * watches (over the scripted HTTP stand-in of tests/fuzz, objects with managedFields and
+ * kubectl's last-applied-configuration): the dropped fields are gone, the read ones are there.
+ * And an ElastiService's spec is parsed once per generation, not on every informer event:
+ * counted (holdfast_controller_spec_parses_total), not timed.
+ */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "controller/controller.h"
+#include "controller/lean.h"
+#include "resolver/worker.h"
+#include "tests/fuzz/fake_cluster.h"
+
+#define N 20
+
+static cJSON *parse(const char *text)
+{
+    cJSON *o = cJSON_Parse(text);
+    cr_assert_not_null(o, "bad test JSON: %s", text);
+    return o;
+}
+
+static const cJSON *at(const cJSON *o, const char *path)
+{
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k && o;
+         k = strtok_r(NULL, ".", &save)) {
+        char *end;
+        long i = strtol(k, &end, 10);
+        o = *end == '\0' ? cJSON_GetArrayItem(o, (int)i) : cJSON_GetObjectItemCaseSensitive(o, k);
+    }
+    return o;
+}
+
+static void has(const cJSON *o, const char *path)
+{
+    cr_expect_not_null(at(o, path), "%s was dropped", path);
+}
+
+static void gone(const cJSON *o, const char *path)
+{
+    cr_expect_null(at(o, path), "%s was kept", path);
+}
+
+/* metadata.labels[key] (label keys hold dots) */
+static const cJSON *label(const cJSON *o, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(at(o, "metadata.labels"), key);
+}
+
+Test(lean, elastiservice_keeps_identity_finalizers_spec_and_status_whole)
+{
+    cJSON *o = parse(
+        "{\"apiVersion\":\"elasti.truefoundry.com/v1alpha1\",\"kind\":\"ElastiService\","
+        "\"metadata\":{\"name\":\"a\",\"namespace\":\"n\",\"uid\":\"u\",\"resourceVersion\":\"7\","
+        "\"generation\":3,\"creationTimestamp\":\"2026-01-01T00:00:00Z\",\"deletionTimestamp\":"
+        "\"2026-01-02T00:00:00Z\",\"finalizers\":[\"x\"],\"labels\":{\"app\":\"a\"},"
+        "\"annotations\":{\"kubectl.kubernetes.io/last-applied-configuration\":\"{}\"},"
+        "\"managedFields\":[{\"manager\":\"kubectl\"}],\"ownerReferences\":[{\"name\":\"o\"}]},"
+        "\"spec\":{\"service\":\"a\",\"triggers\":[{\"type\":\"prometheus\"}],\"probeResponse\":"
+        "{\"x\":1},\"somethingNew\":true},"
+        "\"status\":{\"mode\":\"proxy\",\"ports\":[{\"name\":\"http\",\"resolverPort\":1}],"
+        "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"r\",\"message\":"
+        "\"m\",\"lastTransitionTime\":\"t\",\"observedGeneration\":3}],\"other\":1}}");
+    lean_elastiservice(o);
+    for (const char *const *k =
+             (const char *const[]){"metadata.name", "metadata.namespace", "metadata.uid",
+                                   "metadata.resourceVersion", "metadata.generation",
+                                   "metadata.creationTimestamp", "metadata.deletionTimestamp",
+                                   "metadata.finalizers.0", NULL};
+         *k; k++)
+        has(o, *k);
+    gone(o, "apiVersion");
+    gone(o, "kind");
+    gone(o, "metadata.labels");
+    gone(o, "metadata.annotations");
+    gone(o, "metadata.managedFields");
+    gone(o, "metadata.ownerReferences");
+    /* spec and status whole: the spec is parsed whole, the conditions written back whole */
+    cJSON *want_spec = parse("{\"service\":\"a\",\"triggers\":[{\"type\":\"prometheus\"}],"
+                             "\"probeResponse\":{\"x\":1},\"somethingNew\":true}");
+    cr_expect(cJSON_Compare(at(o, "spec"), want_spec, 1));
+    has(o, "status.conditions.0.lastTransitionTime");
+    has(o, "status.conditions.0.observedGeneration");
+    has(o, "status.ports.0.resolverPort");
+    has(o, "status.other");
+    cJSON_Delete(want_spec);
+    cJSON_Delete(o);
+}
+
+Test(lean, service_keeps_type_cluster_ip_and_ports)
+{
+    cJSON *o = parse(
+        "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"a\",\"namespace\":"
+        "\"n\",\"uid\":\"u\",\"resourceVersion\":\"7\",\"labels\":{\"app\":\"a\"},"
+        "\"annotations\":{\"kubectl.kubernetes.io/last-applied-configuration\":\"{}\"},"
+        "\"managedFields\":[{\"manager\":\"kubectl\"}],\"creationTimestamp\":\"t\"},"
+        "\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"None\",\"clusterIPs\":[\"None\"],"
+        "\"selector\":{\"app\":\"a\"},\"ports\":[{\"name\":\"http\",\"port\":80,\"protocol\":"
+        "\"TCP\",\"appProtocol\":\"h2c\",\"targetPort\":8080,\"nodePort\":30000}]},"
+        "\"status\":{\"loadBalancer\":{}}}");
+    lean_service(o);
+    has(o, "metadata.name");
+    has(o, "metadata.namespace");
+    has(o, "metadata.uid"); /* the resolver slices' ownerReference */
+    has(o, "metadata.resourceVersion");
+    has(o, "spec.type");
+    has(o, "spec.clusterIP");
+    has(o, "spec.ports.0.name");
+    has(o, "spec.ports.0.port");
+    has(o, "spec.ports.0.protocol");
+    has(o, "spec.ports.0.appProtocol");
+    gone(o, "apiVersion");
+    gone(o, "metadata.labels");
+    gone(o, "metadata.annotations");
+    gone(o, "metadata.managedFields");
+    gone(o, "metadata.creationTimestamp");
+    gone(o, "spec.clusterIPs");
+    gone(o, "spec.selector");
+    gone(o, "spec.ports.0.targetPort");
+    gone(o, "spec.ports.0.nodePort");
+    gone(o, "status");
+    cJSON_Delete(o);
+}
+
+static const char *const slice_text =
+    "{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\",\"addressType\":\"IPv4\","
+    "\"metadata\":{\"name\":\"a-x\",\"namespace\":\"n\",\"uid\":\"u\",\"resourceVersion\":\"7\","
+    "\"generateName\":\"a-\",\"labels\":{\"kubernetes.io/service-name\":\"a\","
+    "\"endpointslice.kubernetes.io/managed-by\":\"%s\",\"app\":\"a\"},"
+    "\"annotations\":{\"endpoints.kubernetes.io/last-change-trigger-time\":\"t\"},"
+    "\"managedFields\":[{\"manager\":\"kcm\"}],\"ownerReferences\":[{\"name\":\"a\"}]},"
+    "\"ports\":[{\"name\":\"http\",\"port\":8080,\"protocol\":\"TCP\",\"appProtocol\":\"h2c\"}],"
+    "\"endpoints\":[{\"addresses\":[\"10.0.0.1\"],\"conditions\":{\"ready\":true,\"serving\":"
+    "true,\"terminating\":false},\"nodeName\":\"n1\",\"zone\":\"z\",\"hints\":{\"forZones\":[]},"
+    "\"targetRef\":{\"kind\":\"Pod\",\"name\":\"p\",\"uid\":\"pu\"}}]}";
+
+Test(lean, endpointslice_keeps_its_service_endpoints_and_ports)
+{
+    char text[2048];
+    snprintf(text, sizeof(text), slice_text, "endpointslice-controller.k8s.io");
+    cJSON *o = parse(text);
+    lean_endpointslice(o);
+    has(o, "metadata.name");
+    has(o, "metadata.uid");
+    has(o, "metadata.resourceVersion");
+    cr_expect_not_null(label(o, "kubernetes.io/service-name"),
+                       "label kubernetes.io/service-name was dropped");
+    cr_expect_not_null(label(o, "endpointslice.kubernetes.io/managed-by"),
+                       "label endpointslice.kubernetes.io/managed-by was dropped");
+    has(o, "ports.0.appProtocol");
+    has(o, "endpoints.0.addresses.0");
+    has(o, "endpoints.0.conditions.ready");
+    has(o, "endpoints.0.conditions.terminating");
+    has(o, "endpoints.0.nodeName"); /* the resolver's own pods: their node */
+    gone(o, "apiVersion");
+    gone(o, "addressType");
+    gone(o, "metadata.generateName");
+    cr_expect_null(label(o, "app"), "label app was kept");
+    gone(o, "metadata.annotations");
+    gone(o, "metadata.managedFields");
+    gone(o, "metadata.ownerReferences");
+    gone(o, "endpoints.0.zone");
+    gone(o, "endpoints.0.hints");
+    gone(o, "endpoints.0.targetRef");
+    cJSON_Delete(o);
+}
+
+/* holdfast compares its resolver slices' endpoints whole with what it would write: a field
+ * someone added by hand must still show as a difference, so they are kept whole. */
+Test(lean, a_resolver_slice_keeps_its_endpoints_whole)
+{
+    char text[2048];
+    snprintf(text, sizeof(text), slice_text, "holdfast");
+    cJSON *o = parse(text);
+    lean_endpointslice(o);
+    has(o, "endpoints.0.zone");
+    has(o, "endpoints.0.targetRef");
+    gone(o, "metadata.managedFields");
+    cr_expect_null(label(o, "app"), "label app was kept");
+    cJSON_Delete(o);
+}
+
+Test(lean, workload_keeps_identity_replicas_and_what_says_it_is_steady)
+{
+    cJSON *o = parse("{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{"
+                     "\"name\":\"a\",\"namespace\":\"n\",\"uid\":\"u\",\"resourceVersion\":\"7\","
+                     "\"generation\":4,\"managedFields\":[{}]},\"spec\":{\"replicas\":0,"
+                     "\"template\":{}},\"status\":{\"replicas\":1,\"observedGeneration\":4,"
+                     "\"readyReplicas\":1,\"terminatingReplicas\":0,\"conditions\":[{}]}}");
+    lean_workload(o);
+    has(o, "metadata.uid");
+    has(o, "metadata.generation");
+    has(o, "spec.replicas");
+    has(o, "status.observedGeneration");
+    has(o, "status.readyReplicas");
+    has(o, "status.terminatingReplicas");
+    gone(o, "metadata.managedFields");
+    gone(o, "spec.template");
+    gone(o, "status.replicas");
+    gone(o, "status.conditions");
+    cJSON_Delete(o);
+}
+
+/* ---- the real controller's caches ---- */
+
+static struct dataplane *dp;
+static struct event_base *base;
+static struct fake_cluster *fc;
+
+static void setup(void)
+{
+    log_set_level(LOG_ERROR);
+    struct config_limits limits;
+    config_limits_default(&limits);
+    dp = dataplane_new(2, &limits);
+    base = event_base_new();
+    cr_assert(dp && base);
+    char err[512] = "";
+    cr_assert_eq(dataplane_start(dp, err, sizeof(err)), 0, "%s", err);
+    char bind[32];
+    snprintf(bind, sizeof(bind), "127.0.15.%d", (int)(getpid() % 250) + 1);
+    fake_cluster_full_objects(true);
+    fc = fake_cluster_start(base, dp, N, bind, 42000, err, sizeof(err));
+    cr_assert_not_null(fc, "%s", err);
+}
+
+static void teardown(void)
+{
+    fake_cluster_free(fc);
+    fake_cluster_full_objects(false);
+    dataplane_stop(dp);
+    dataplane_free(dp);
+    event_base_free(base);
+}
+
+TestSuite(lean_caches, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(lean_caches, the_informers_cache_only_what_holdfast_reads)
+{
+    struct controller *c = fake_cluster_controller(fc);
+    fake_cluster_set_ready(fc, 3, true); /* a watch event goes through the transform too */
+    fake_cluster_settle(fc);
+    const cJSON *es = (const cJSON *)controller_cached(c, "elastiservices", "bench", "svc-3");
+    const cJSON *svc = (const cJSON *)controller_cached(c, "services", "bench", "svc-3");
+    const cJSON *slice =
+        (const cJSON *)controller_cached(c, "endpointslices", "bench", "svc-3-abcde");
+    cr_assert(es && svc && slice, "not cached");
+    has(es, "metadata.generation");
+    has(es, "metadata.finalizers.0");
+    /* parsed into the controller's own struct: the cached copy drops it */
+    gone(es, "spec");
+    has(es, "status.mode");
+    has(es, "status.ports.0.resolverPort");
+    gone(es, "metadata.managedFields");
+    gone(es, "metadata.annotations");
+    gone(es, "metadata.labels");
+    has(svc, "metadata.uid");
+    has(svc, "spec.ports.0.port");
+    gone(svc, "metadata.managedFields");
+    gone(svc, "spec.selector");
+    gone(svc, "status");
+    cr_expect_not_null(label(slice, "kubernetes.io/service-name"),
+                       "label kubernetes.io/service-name was dropped");
+    has(slice, "endpoints.0.addresses.0");
+    has(slice, "endpoints.0.conditions.ready");
+    gone(slice, "metadata.managedFields");
+    gone(slice, "metadata.ownerReferences");
+    gone(slice, "endpoints.0.targetRef");
+    gone(slice, "endpoints.0.zone");
+}
+
+static double spec_parses(void)
+{
+    return fake_cluster_metric(fc, "holdfast_controller_spec_parses_total");
+}
+
+Test(lean_caches, a_spec_is_parsed_once_per_generation)
+{
+    cr_assert_eq(spec_parses(), N, "the lists parse each spec once");
+    /* an echo of a status write (or a label edit): same generation, new resourceVersion */
+    for (int k = 0; k < 5; k++) {
+        fake_cluster_modify_es(fc, 4, 1, 300);
+        fake_cluster_settle(fc);
+    }
+    cr_expect_eq(spec_parses(), N, "an event without a new generation parsed the spec again");
+    /* a spec change: the API server moved the generation */
+    fake_cluster_modify_es(fc, 4, 2, 60);
+    fake_cluster_settle(fc);
+    cr_expect_eq(spec_parses(), N + 1, "a new generation was not parsed");
+    fake_cluster_modify_es(fc, 4, 2, 60);
+    fake_cluster_settle(fc);
+    cr_expect_eq(spec_parses(), N + 1);
+}
+
+/* The member names the table knows are shared, not allocated per object; the rest (a spec's
+ * unknown fields) stay the object's own; copies and deletes work on both. */
+Test(lean, known_member_names_are_shared)
+{
+    cJSON *o = parse("{\"metadata\":{\"name\":\"a\",\"namespace\":\"n\",\"uid\":\"u\","
+                     "\"resourceVersion\":\"1\",\"generation\":1},\"spec\":{\"service\":\"a\","
+                     "\"somethingNew\":{\"port\":1}},\"status\":{\"conditions\":[{\"type\":"
+                     "\"Ready\",\"status\":\"True\"}]}}");
+    lean_elastiservice(o);
+    const cJSON *md = at(o, "metadata");
+    cr_expect(md->type & cJSON_StringIsConst, "metadata's name was not shared");
+    cr_expect(at(o, "metadata.name")->type & cJSON_StringIsConst);
+    cr_expect(at(o, "status.conditions.0.type")->type & cJSON_StringIsConst);
+    const cJSON *unknown = at(o, "spec.somethingNew");
+    cr_expect_not_null(unknown);
+    cr_expect_not(unknown->type & cJSON_StringIsConst, "an unknown name was shared");
+    cr_expect(at(o, "spec.somethingNew.port")->type & cJSON_StringIsConst);
+    cr_expect(cJSON_IsObject(md) && cJSON_IsString(at(o, "metadata.name")));
+    /* a copy compares equal and lives on after the original is deleted */
+    cJSON *copy = cJSON_Duplicate(at(o, "status.conditions"), 1);
+    cJSON *again = parse("[{\"type\":\"Ready\",\"status\":\"True\"}]");
+    cr_expect(cJSON_Compare(copy, again, 1));
+    cJSON_Delete(o);
+    cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetArrayItem(copy, 0), "type");
+    cJSON_AddStringToObject(cJSON_GetArrayItem(copy, 0), "type", "Other");
+    cr_expect_str_eq(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(copy, 0), "type")->valuestring,
+        "Other");
+    char *text = cJSON_PrintUnformatted(copy);
+    cr_expect_str_eq(text, "[{\"status\":\"True\",\"type\":\"Other\"}]");
+    free(text);
+    cJSON_Delete(copy);
+    cJSON_Delete(again);
+}
