@@ -48,6 +48,13 @@
  * answered before the ReplicaSet controller acted on the scale to zero). The workload's status
  * says so sooner when it can (workload_seen). */
 #define LEAVING_MAX_MS 30000
+/* No scale to zero begins this long after holdfast's own API calls failed (an outage, 5xx):
+ * the cluster's other watchers (the EndpointSlice controller, kube-proxy) come back later than
+ * holdfast's informers, which retry at once, and a pod removed meanwhile stayed a kube-proxy
+ * endpoint after it exited (the soak on the real control plane: the controllers acted again
+ * 20 s after a 9 s outage; connections refused, "No route to host"). A scale to zero is never
+ * urgent. */
+#define API_SETTLE_MS 30000
 /* The informers retry a failed list or watch after at most this long. After an API outage every
  * cache must come back at once, or whatever it feeds (a hand scale to zero, a resolver slice
  * write) is blind meanwhile (found by the soak): the first call of any client that the API server
@@ -164,6 +171,7 @@ struct es {
     uint64_t busy_since_ms; /* when the evaluation in flight began */
     const char *busy_what;  /* what it waits for: "reading /scale", "querying Prometheus" */
     bool stuck_logged;      /* the evaluation in flight was logged as stuck */
+    bool settle_logged;     /* a scale to zero waiting out API_SETTLE_MS was logged */
     char skip_reason[160];  /* why the last poll did not evaluate it ("" evaluated) */
     char *target_key;       /* "plural/ns/name" under which by_target lists it, or NULL */
     unsigned scale_epoch;   /* moves with every workload watch event acted on: a /scale
@@ -246,6 +254,7 @@ struct controller {
     uint64_t reconciles, reconcile_errors, prom_errors, wakes_sent, scale_downs, switches;
     uint64_t abandoned;      /* switches to zero given up: the data path never reached holdfast */
     uint64_t propagation_ms; /* the longest a resolver slice took to reach the data path */
+    uint64_t api_back_ms;    /* mono_ms when the API server answered again after failing */
     /* Liveness: a round is complete when every ElastiService was evaluated after it began. */
     uint64_t round_start_ms, round_done_ms;
     uint64_t evaluations; /* evaluations completed (a /scale read answered, or a skip) */
@@ -2205,6 +2214,18 @@ static void switch_begin(struct es *e, const char *why)
         return; /* abandoned a short while ago: the condition says why */
     if (!switch_settled(e))
         return; /* the next check begins it */
+    uint64_t since_back = mono_ms() - e->c->api_back_ms;
+    if (e->c->api_back_ms && since_back < API_SETTLE_MS) {
+        if (!e->settle_logged)
+            log_info("scale to zero waits: the API server answered again only a moment ago, and "
+                     "the cluster's controllers and kube-proxy catch up first",
+                     "elastiservice=%s api_back_ms_ago=%llu wait_ms=%llu", e->key,
+                     (unsigned long long)since_back,
+                     (unsigned long long)(API_SETTLE_MS - since_back));
+        e->settle_logged = true;
+        return; /* the next check begins it */
+    }
+    e->settle_logged = false;
     e->switch_ev = evtimer_new(e->c->base, on_switch_timer, e);
     if (!e->switch_ev) {
         log_error("out of memory starting a scale to zero; the next check retries",
@@ -3388,6 +3409,7 @@ void controller_stop_leading(struct controller *c, void (*done)(bool released, v
 static void on_api_back(void *arg)
 {
     struct controller *c = arg;
+    c->api_back_ms = mono_ms();
     struct informer *all[] = {c->inf_es,     c->inf_svc, c->inf_slices, c->inf_resolver,
                               c->inf_deploy, c->inf_sts, c->inf_rollout};
     unsigned n = 0;
@@ -3396,6 +3418,9 @@ static void on_api_back(void *arg)
     if (n)
         log_info("the API server answers again: informers waiting out their backoff retry now",
                  "informers=%u", n);
+    log_info("the API server answers again: no scale to zero begins for a while, the cluster "
+             "catches up first",
+             "settle_ms=%u", (unsigned)API_SETTLE_MS);
 }
 
 struct controller *controller_start(struct event_base *base, struct dataplane *dp,

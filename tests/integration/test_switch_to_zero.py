@@ -307,6 +307,43 @@ def test_wake_before_the_old_pod_is_listed_terminating_does_not_switch_back_to_i
         "switched back to serve on %s, the pod holdfast had just removed (%s)" % (switch["endpoint"], old_ips)
 
 
+def test_no_scale_to_zero_begins_right_after_an_api_outage(sim, prom, exporter, ns, holdfast):
+    """Found by the soak on the real control plane (seed 4): holdfast removed a service's last
+    replica 5 s after a 9 s API outage ended; its probe through the ClusterIP reached holdfast,
+    but the EndpointSlice controller and kube-proxy were still catching up (the controllers acted
+    again 20 s after the outage began), and kube-proxy sent new connections to the pod after it
+    had exited ("No route to host"). holdfast's informers come back within about 2 s of an
+    outage, the cluster's other watchers later: no scale to zero begins within 30 s of the API
+    server answering holdfast again. Here the triggers fall below their threshold right after
+    an outage: the mode stays serve (sampled every 200 ms) for 20 s after holdfast saw the API
+    back, then the scale to zero follows."""
+    make_app(sim, ns, containers=[GRACEFUL])
+    set_load(prom, exporter, ns, 5)
+    hf = holdfast.start(polling="1s")
+    create_es(sim, ns, elastiservice(cooldown=1, triggers=[trigger(prom, ns)]))
+    wait_mode(sim, ns, "serve")
+    sim.outage(3)
+
+    def api_answers():
+        try:
+            return status(sim, ns)
+        except OSError:
+            return None
+    time.sleep(1)
+    wait_for(api_answers, timeout=30, interval=0.1, what="the API server back")
+    back = time.monotonic()
+    hf.wait_log("the API server answers again: no scale to zero begins for a while, the cluster "
+                "catches up first", timeout=30)
+    set_load(prom, exporter, ns, 0)
+    while time.monotonic() < back + 20:
+        assert status(sim, ns).get("mode") == "serve" and replicas(sim, ns) == 1, \
+            "scaled to zero %.1f s after the API was back" % (time.monotonic() - back)
+        time.sleep(0.2)
+    hf.wait_log("scale to zero waits: the API server answered again only a moment ago, and the "
+                "cluster's controllers and kube-proxy catch up first", timeout=5)
+    wait_mode(sim, ns, "proxy", timeout=60)
+
+
 REPLICASET_CONTROLLER_BINDING = ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/"
                                  "system:controller:replicaset-controller")
 
