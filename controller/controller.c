@@ -3249,11 +3249,17 @@ static bool workload_steady(const cJSON *obj, long long *generation)
  * order of our own scale-down patch's answer and the watch (before it, an event still showing
  * the old count would switch back to serve). The polls cover everything else.
  */
-static void es_watch_scale(struct es *e, int replicas)
+/* Whether this replica acts on what the workload watch shows for e (it leads, e is managed). */
+static bool es_follows_workload(const struct es *e)
 {
     char why[256];
-    if (!e->c->leader || e->deleting || e->spec_error[0] || !e->target_ok ||
-        service_unsupported(e, why, sizeof(why)))
+    return e->c->leader && !e->deleting && !e->spec_error[0] && e->target_ok &&
+           !service_unsupported(e, why, sizeof(why));
+}
+
+static void es_watch_scale(struct es *e, int replicas)
+{
+    if (!es_follows_workload(e))
         return;
     if (replicas == 0) {
         if (!e->watch_zero)
@@ -3304,9 +3310,7 @@ static void workload_seen(const struct workload_watch *w, const cJSON *obj)
             mono_ms() >= e->leaving_until_ms)
             continue;
         e->n_leaving = 0;
-        char why[256];
-        if (!e->c->leader || e->deleting || e->spec_error[0] || !e->target_ok ||
-            strcmp(e->mode, "proxy") != 0 || service_unsupported(e, why, sizeof(why)))
+        if (strcmp(e->mode, "proxy") != 0 || !es_follows_workload(e))
             continue;
         log_info("the pods listed when proxy mode began stay: the workload is steady with a "
                  "ready replica",

@@ -277,46 +277,64 @@ struct prom_call {
     void *arg;
 };
 
+/* Starts the instant query `query` at `address` with `headers` (NULL when out of memory). */
+static struct http_request *query_start(struct http_client *http, const char *address,
+                                        char *const *headers, const char *query,
+                                        http_done_fn on_done, void *arg)
+{
+    char *url = prom_query_url(address, query, time(NULL));
+    if (!url)
+        return NULL;
+    struct http_request_opts o = {
+        .method = "GET",
+        .url = url,
+        .headers = (const char *const *)headers,
+        .timeout_ms = PROM_TIMEOUT_MS,
+        .connect_timeout_ms = PROM_TIMEOUT_MS,
+        .on_done = on_done,
+        .arg = arg,
+    };
+    struct http_request *req = http_request_start(http, &o);
+    free(url);
+    return req;
+}
+
+/* What a query's HTTP outcome says: the value, or why not in reason ("" when PROM_OK). */
+static enum prom_status query_outcome(const struct http_response *resp, double *value, char *reason,
+                                      size_t len)
+{
+    *value = 0;
+    reason[0] = '\0';
+    if (resp->curl_code != 0) {
+        snprintf(reason, len, "no answer from Prometheus: %s", resp->error);
+        return PROM_UNREACHABLE;
+    }
+    enum prom_status st =
+        prom_parse_response(resp->status, resp->body, resp->body_len, value, reason, len);
+    if (st == PROM_OK)
+        reason[0] = '\0';
+    return st;
+}
+
 static void on_query_done(struct http_request *req, const struct http_response *resp, void *arg)
 {
     struct prom_call *call = arg;
-    double value = 0;
+    double value;
     char reason[512];
-    enum prom_status st;
-    if (resp->curl_code != 0) {
-        snprintf(reason, sizeof(reason), "no answer from Prometheus: %s", resp->error);
-        st = PROM_UNREACHABLE;
-    } else {
-        st = prom_parse_response(resp->status, resp->body, resp->body_len, &value, reason,
-                                 sizeof(reason));
-    }
-    call->done(st, value, st == PROM_OK ? "" : reason, call->arg);
+    enum prom_status st = query_outcome(resp, &value, reason, sizeof(reason));
+    call->done(st, value, reason, call->arg);
     free(call);
 }
 
 struct prom_call *prom_query(struct http_client *http, const struct prom_trigger *t,
                              const char *query, prom_done_fn done, void *arg)
 {
-    char *url = prom_query_url(t->server_address, query, time(NULL));
     struct prom_call *call = calloc(1, sizeof(*call));
-    if (!url || !call) {
-        free(url);
-        free(call);
+    if (!call)
         return NULL;
-    }
     call->done = done;
     call->arg = arg;
-    struct http_request_opts o = {
-        .method = "GET",
-        .url = url,
-        .headers = (const char *const *)t->headers,
-        .timeout_ms = PROM_TIMEOUT_MS,
-        .connect_timeout_ms = PROM_TIMEOUT_MS,
-        .on_done = on_query_done,
-        .arg = call,
-    };
-    call->req = http_request_start(http, &o);
-    free(url);
+    call->req = query_start(http, t->server_address, t->headers, query, on_query_done, call);
     if (!call->req) {
         free(call);
         return NULL;
@@ -522,21 +540,14 @@ static void on_entry_done(struct http_request *req, const struct http_response *
     struct prom_entry *en = arg;
     struct prom_hub *h = en->hub;
     struct prom_server *sv = en->server;
-    double value = 0;
+    double value;
     char reason[512];
-    enum prom_status st;
-    if (resp->curl_code != 0) {
-        snprintf(reason, sizeof(reason), "no answer from Prometheus: %s", resp->error);
-        st = PROM_UNREACHABLE;
-    } else {
-        st = prom_parse_response(resp->status, resp->body, resp->body_len, &value, reason,
-                                 sizeof(reason));
-    }
+    enum prom_status st = query_outcome(resp, &value, reason, sizeof(reason));
     en->req = NULL;
     en->server = NULL;
     sv->inflight--;
     h->stats.inflight--;
-    entry_answered(en, st, value, st == PROM_OK ? "" : reason);
+    entry_answered(en, st, value, reason);
     server_pump(h, sv);
 }
 
@@ -550,18 +561,7 @@ static void server_pump(struct prom_hub *h, struct prom_server *sv)
             sv->qtail = NULL;
         en->qnext = NULL;
         h->stats.queued--;
-        char *url = prom_query_url(en->address, en->query, time(NULL));
-        struct http_request_opts o = {
-            .method = "GET",
-            .url = url,
-            .headers = (const char *const *)en->headers,
-            .timeout_ms = PROM_TIMEOUT_MS,
-            .connect_timeout_ms = PROM_TIMEOUT_MS,
-            .on_done = on_entry_done,
-            .arg = en,
-        };
-        en->req = url ? http_request_start(h->http, &o) : NULL;
-        free(url);
+        en->req = query_start(h->http, en->address, en->headers, en->query, on_entry_done, en);
         en->sent_ms = hub_now_ms();
         list_unlink(h, en);
         list_append(h, en);

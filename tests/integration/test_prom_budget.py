@@ -29,8 +29,8 @@ sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
 from simctl import wait_for  # noqa: E402
 from promfix import FakePrometheus, vector_answer  # noqa: E402
-from hfk8s import HoldfastK8s  # noqa: E402
 from testcluster import new_cluster  # noqa: E402
+from test_controller import holdfast, ns  # noqa: E402,F401 - fixtures, used by name (they take this module's sim)
 
 PY = "/usr/bin/python3"
 HTTPSERVER = os.path.join(REPO, "tests", "kubesim", "testdata", "httpserver.py")
@@ -54,41 +54,6 @@ def sim(tmp_path_factory):
     finally:
         leftovers = s.stop()
     assert leftovers == [], "left behind by the cluster: %s" % leftovers
-
-
-_ns_counter = iter(range(1, 1 << 30))
-
-
-@pytest.fixture
-def ns(sim, request):
-    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
-    name = "pb%d-%s" % (next(_ns_counter), slug)
-    sim.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    sim.request("DELETE", "/api/v1/namespaces/" + name)
-
-
-@pytest.fixture
-def holdfast(sim, ns, tmp_path):
-    """Same name as conftest's factory: its failure hook shows our logs."""
-    class Factory:
-        instances = []
-
-        def start(self, **kw):
-            h = HoldfastK8s(sim, tmp_path / ("hf%d" % len(self.instances)), namespace=ns, **kw)
-            self.instances.append(h)
-            return h.start()
-
-    f = Factory()
-    yield f
-    reports = []
-    for h in f.instances:
-        h.stop()
-        rep = h.sanitizer_report()
-        if rep:
-            reports.append(rep)
-    if reports:
-        pytest.fail("holdfast's stderr holds a sanitizer report:\n" + "\n".join(reports), pytrace=False)
 
 
 @pytest.fixture
