@@ -43,7 +43,7 @@ def test_namespace_apply_scale_watch_patch_delete(cluster):
     try:
         read_lines_until(watch, lambda l: l.startswith("1/"))
         assert "scaled" in cluster.kubectl("scale", "deployment/web", "-n", name, "--replicas=3").stdout
-        read_lines_until(watch, lambda l: l.strip() == "3/3")
+        read_lines_until(watch, lambda l: l.strip() == "3/3", timeout=60)  # 3 pods start; 20 s was short under a full CI load (3/2 at 20 s once)
     finally:
         watch.kill()
         watch.wait()
