@@ -113,13 +113,19 @@ def test_out_of_descriptors_pauses_accept_counts_logs_once_and_recovers():
             proc.terminate()
             proc.wait(timeout=10)
         lines = [json.loads(l) for l in log_path.read_text().splitlines() if l.startswith("{")]
-        paused = [l for l in lines if l["msg"].startswith("out of file descriptors")]
+        # The data worker's lines; the admin listener has its own episodes, asserted below.
+        worker = [l for l in lines if "worker" in l]
+        paused = [l for l in worker if l["msg"].startswith("out of file descriptors")]
         assert len(paused) >= 1
-        resumed = [l for l in lines if l["msg"].startswith("accepting again")]
+        resumed = [l for l in worker if l["msg"].startswith("accepting again")]
         assert len(resumed) >= 1
-        # Logged once per episode: never twice without a recovery in between.
-        episodes = [l["msg"][:3] for l in lines if l in paused or l in resumed]
+        # Logged once per episode: never twice without a recovery in between, for each source.
+        episodes = ["out" if l in paused else "acc" for l in worker if l in paused or l in resumed]
         assert all(a != b for a, b in zip(episodes, episodes[1:])), episodes
+        admin = [l for l in lines if "listener" in l and ("out of file descriptors" in l["msg"]
+                                                          or "accepting again" in l["msg"])]
+        admin_episodes = ["out" if l["msg"].startswith("out") else "acc" for l in admin]
+        assert all(a != b for a, b in zip(admin_episodes, admin_episodes[1:])), admin_episodes
         assert proc.returncode == 0
 
 
