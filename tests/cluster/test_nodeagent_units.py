@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nodeagentlib import main as agentmain  # noqa: E402
 from nodeagentlib.kubeapi import ApiError  # noqa: E402
 from nodeagentlib.podnet import PodNetworks  # noqa: E402
-from nodeagentlib.pods import Backoff, expand_k8s, parse_quantity, service_env  # noqa: E402
+from nodeagentlib.pods import Backoff, PodWorker, expand_k8s, parse_quantity, service_env  # noqa: E402
 
 
 def test_crash_loop_back_off_is_immediate_then_doubles_to_the_cap_and_is_forgotten():
@@ -112,3 +112,35 @@ def test_pod_watch_relists_on_410_resumes_after_a_drop_and_treats_vanished_pods_
 
 def test_api_error_reason():
     assert ApiError(410, {"reason": "Expired"}).reason == "Expired"
+
+
+def test_a_pods_final_delete_is_tried_again_while_the_api_server_is_away():
+    """Found by the soak on the real cluster: the delete after the containers exited raised
+    'Connection refused' during an API server restart and the pod worker died (the pod stayed
+    until a later resync)."""
+    calls = []
+
+    class Api:
+        def delete(self, path, body):
+            calls.append(path)
+            if len(calls) == 1:
+                raise ConnectionRefusedError(111, "Connection refused")
+            if len(calls) == 2:
+                raise ApiError(503, {"reason": "ServiceUnavailable"})
+            return {}
+
+    w = PodWorker.__new__(PodWorker)
+    threading.Thread.__init__(w)
+    w.ns, w.name, w.uid = "d", "p", "u1"
+    w.a = type("A", (), {"api": Api(), "stop_event": threading.Event()})()
+    w._delete_from_api(retry_s=0.01)
+    assert calls == ["/api/v1/namespaces/d/pods/p"] * 3
+
+    class Gone(Api):
+        def delete(self, path, body):
+            calls.append(path)
+            raise ApiError(404, {"reason": "NotFound"})
+    calls.clear()
+    w.a.api = Gone()
+    w._delete_from_api(retry_s=0.01)
+    assert len(calls) == 1

@@ -411,7 +411,8 @@ class PodWorker(threading.Thread):
         c.started = not c.spec.get("startupProbe")
         for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
             c.due[kind] = now + (c.spec.get(kind) or {}).get("initialDelaySeconds", 0)
-        log.info("pod %s/%s: container %s started, pid %d: %s", self.ns, self.name, c.name, c.proc.pid, argv)
+        log.info("pod %s/%s: container %s started, pid %d, pod IP %s: %s", self.ns, self.name, c.name,
+                 c.proc.pid, self.ip, argv)
         self._event(c, "Normal", "Created", "Created container: %s" % c.name)
         self._event(c, "Normal", "Started", "Started container %s" % c.name)
 
@@ -602,14 +603,35 @@ class PodWorker(threading.Thread):
             phase = prev
         self._write_status(phase)
         self._teardown()
-        try:
-            self.a.api.delete("/api/v1/namespaces/%s/pods/%s" % (self.ns, self.name),
-                              {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
-                               "preconditions": {"uid": self.uid}})
-            log.info("pod %s/%s: deleted", self.ns, self.name)
-        except ApiError as e:
-            if e.status not in (404, 409):
-                log.warning("pod %s/%s: delete failed: %s", self.ns, self.name, e)
+        self._delete_from_api()
+
+    def _delete_from_api(self, retry_s=0.5, give_up_s=300.0):
+        """The pod's final delete, once its containers are gone. Like the kubelet's, it is tried
+        again while the API server does not answer (an outage: the pod would stay Terminating
+        forever) or answers 429/5xx, until the agent stops or give_up_s; a 404 or 409 means
+        the pod is gone or replaced already."""
+        deadline = time.monotonic() + give_up_s
+        while True:
+            try:
+                self.a.api.delete("/api/v1/namespaces/%s/pods/%s" % (self.ns, self.name),
+                                  {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                                   "preconditions": {"uid": self.uid}})
+                log.info("pod %s/%s: deleted", self.ns, self.name)
+                return
+            except ApiError as e:
+                if e.status in (404, 409):
+                    return
+                if e.status != 429 and e.status < 500:
+                    log.warning("pod %s/%s: delete failed: %s", self.ns, self.name, e)
+                    return
+                err = e
+            except OSError as e:
+                err = e
+            if time.monotonic() >= deadline or self.a.stop_event.wait(retry_s):
+                log.warning("pod %s/%s: delete failed, given up: %s", self.ns, self.name, err)
+                return
+            log.warning("pod %s/%s: delete failed (tried again in %.1f s): %s", self.ns, self.name,
+                        retry_s, err)
 
     def _teardown(self):
         with self.lock:
