@@ -222,7 +222,8 @@ class Soak(Operations):
         self.es_watch.start()
         self.dep_watch.start()
         self.traffic = Traffic(self.seed * 31 + 7,
-                               timeout=REAL_REQUEST_TIMEOUT if self.real else REQUEST_TIMEOUT)
+                               timeout=REAL_REQUEST_TIMEOUT if self.real else REQUEST_TIMEOUT,
+                               where=self.real)
         for _ in range(2):
             self.new_namespace(apps=2, initial=True)
         for _ in range(2):

@@ -272,3 +272,56 @@ def test_an_api_server_restart_pushes_the_bound_until_the_controllers_act_again(
     (start, end, _), = s.disruptions
     assert start == t and time.monotonic() - 0.5 < end <= time.monotonic() + 3.1  # informers' end
     assert s.outages[0][1] <= end and "controllers acting again" in op.result
+
+
+def test_a_failed_connection_says_where_the_dnat_sent_it():
+    """On the real cluster a refused or reset connection names where kube-proxy sent it, read
+    from conntrack's events by its local port: here a DNAT rule in a network namespace of the test's own
+    sends a 'ClusterIP' to an address where nothing listens (refused), then to a listener."""
+    import subprocess
+    import pytest
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a network namespace and a DNAT rule")
+    ns = "hf-soakwhere-%d" % os.getpid()
+    client = r'''
+import socket, sys
+sys.path.insert(0, %r)
+import traffic
+ct = traffic.ConnTracker()
+ct.start()
+import time; time.sleep(0.3)  # conntrack subscribed
+c = traffic._Conn("10.96.7.9", 80, timeout=3)
+try:
+    c.connect()
+    print("connected", ct.where("10.96.7.9", 80, c.local_port))
+except OSError as e:
+    print(type(e).__name__, ct.where("10.96.7.9", 80, c.local_port))
+ct.stop()
+''' % HERE
+
+    def run(*argv, check=True):
+        return subprocess.run(["ip", "netns", "exec", ns] + list(argv), capture_output=True,
+                              text=True, timeout=20, check=check)
+
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        run("ip", "link", "set", "lo", "up")
+        run("ip", "addr", "add", "10.96.7.9/32", "dev", "lo")
+        run("ip", "addr", "add", "10.1.7.2/32", "dev", "lo")
+        run("iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", "10.96.7.9",
+            "--dport", "80", "-j", "DNAT", "--to-destination", "10.1.7.2:8080")
+        out = run("/usr/bin/python3", "-c", client).stdout.split()
+        assert out == ["ConnectionRefusedError", "10.1.7.2:8080"], out
+        server = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c",
+                                   "import socket,time; s=socket.socket(); "
+                                   "s.bind(('10.1.7.2', 8080)); s.listen(); print('up', flush=True); "
+                                   "time.sleep(20)"], stdout=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout.readline().strip() == "up"
+            out = run("/usr/bin/python3", "-c", client).stdout.split()
+            assert out == ["connected", "10.1.7.2:8080"], out
+        finally:
+            server.kill()
+            server.wait()
+    finally:
+        subprocess.run(["ip", "netns", "del", ns])

@@ -17,7 +17,9 @@ An answer is good when it is
 Anything else is a failure, recorded with its time: refused, reset, closed without an answer,
 closed inside the answer's body (truncated), timed out, a malformed answer, an answer that is
 not the app's (another app's pod, a status nobody documents), or one of holdfast's JSON answers
-that the documentation does not list. holdfast's 503 "service was removed" is a failure that
+that the documentation does not list. On the real cluster a failed connection also says where
+kube-proxy sent it ("to 10.88.0.29:8080": a pod or a holdfast replica), read from the kernel's
+connection tracking (`conntrack -E`, followed from the start) by its local port. holdfast's 503 "service was removed" is a failure that
 only the deletion of the app's Service or namespace excuses (not the ElastiService's alone: its
 held requests go to the restored pod).
 """
@@ -25,7 +27,9 @@ import errno
 import http.client
 import json
 import random
+import re
 import socket
+import subprocess
 import threading
 import time
 
@@ -67,6 +71,69 @@ class Stats:
         with self.lock:
             self.failures.append(f)
             self.counts["failed"] = self.counts.get("failed", 0) + 1
+
+
+class _Conn(http.client.HTTPConnection):
+    """An HTTPConnection that remembers its local port, also when connect() fails (the socket
+    keeps the port it was given), so the connection can be looked up afterwards."""
+    local_port = None
+
+    def connect(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect((self.host, self.port))
+        except OSError:
+            self.local_port = s.getsockname()[1] or None
+            s.close()
+            raise
+        self.local_port = s.getsockname()[1]
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = s
+
+
+_NEW = re.compile(r"src=\S+ dst=(\S+) sport=(\d+) dport=(\d+) .*?src=(\S+) dst=\S+ sport=(\d+)")
+
+
+class ConnTracker(threading.Thread):
+    """Where the kernel sent each new TCP connection (kube-proxy's DNAT of a ClusterIP to a pod
+    or a holdfast replica), from conntrack's NEW events (`conntrack -E`), which carry the
+    translated reply tuple. A refused connection's entry is gone as soon as the RST comes back,
+    so the events are followed from the start instead of listing entries afterwards. Runs
+    `conntrack` in the caller's network namespace; stop() ends it."""
+
+    def __init__(self):
+        super().__init__(daemon=True, name="conntrack")
+        self.lock = threading.Lock()
+        self.dest = {}  # (ClusterIP, port, local port) -> "ADDR:PORT", the latest
+        self.proc = subprocess.Popen(["conntrack", "-E", "-e", "NEW", "-p", "tcp"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True)
+
+    def run(self):
+        for line in self.proc.stdout:
+            m = _NEW.search(line)
+            if m:
+                with self.lock:
+                    self.dest[(m.group(1), int(m.group(3)), int(m.group(2)))] = \
+                        "%s:%s" % (m.group(4), m.group(5))
+
+    def where(self, ip, port, local_port, wait=1.0):
+        """"ADDR:PORT" the connection from local_port to ip:port went to, or None (waits up to
+        `wait` seconds for the event, which the kernel sends asynchronously)."""
+        if not local_port:
+            return None
+        deadline = time.monotonic() + wait
+        while True:
+            with self.lock:
+                d = self.dest.get((ip, port, local_port))
+            if d or time.monotonic() >= deadline:
+                return d
+            time.sleep(0.05)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
 
 
 def _error_kind(e):
@@ -112,7 +179,8 @@ def judge(app_name, path, status, body):
 class Client(threading.Thread):
     """One client of one app (see the module comment). `keepalive` picks the connection style."""
 
-    def __init__(self, app, keepalive, stats, stop, seed, pace, clock, timeout=REQUEST_TIMEOUT):
+    def __init__(self, app, keepalive, stats, stop, seed, pace, clock, timeout=REQUEST_TIMEOUT,
+                 where=None):
         super().__init__(daemon=True, name="client-%s-%s" % (app.key, "ka" if keepalive else "new"))
         self.app = app
         self.keepalive = keepalive
@@ -122,6 +190,7 @@ class Client(threading.Thread):
         self.pace = pace
         self.clock = clock
         self.timeout = timeout
+        self.where = where  # a ConnTracker on the real cluster: where a failed connection went
         self.conn = None
         self.conn_key = None
         self.seq = 0
@@ -162,7 +231,7 @@ class Client(threading.Thread):
         reused = self.keepalive and self.conn is not None and self.conn_key == key
         if not reused:
             self._drop()
-            self.conn = http.client.HTTPConnection(ip, port, timeout=self.timeout)
+            self.conn = _Conn(ip, port, timeout=self.timeout)
             self.conn_key = key
         try:
             try:
@@ -173,14 +242,19 @@ class Client(threading.Thread):
                 # a stale keep-alive connection: once more on a new one
                 self.stats.count("keepalive_stale_retries")
                 self._drop()
-                self.conn = http.client.HTTPConnection(ip, port, timeout=self.timeout)
+                self.conn = _Conn(ip, port, timeout=self.timeout)
                 self.conn_key = key
                 status, body, will_close = self._send(self.conn, path)
         except (OSError, http.client.HTTPException) as e:
+            t_end = time.monotonic()
+            detail = "%s: %s" % (type(e).__name__, e)
+            dest = self.where.where(ip, port, self.conn.local_port) if self.where else None
+            if dest:
+                detail += " (to %s)" % dest
             self._drop()
             kind = _error_kind(e)
-            self.stats.fail(Failure(t_start, time.monotonic(), self.app.key, kind,
-                                    "%s: %s" % (type(e).__name__, e), port, path, self.name))
+            self.stats.fail(Failure(t_start, t_end, self.app.key, kind, detail, port, path,
+                                    self.name))
             return
         if will_close or not self.keepalive:
             self._drop()
@@ -199,18 +273,23 @@ class Client(threading.Thread):
 class Traffic:
     """The client threads of every app; add() starts an app's clients, stop() ends them all."""
 
-    def __init__(self, seed, pace=(0.15, 0.45), timeout=REQUEST_TIMEOUT):
+    def __init__(self, seed, pace=(0.15, 0.45), timeout=REQUEST_TIMEOUT, where=False):
+        """where: follow conntrack's events, so a failed connection says where it went (the real
+        cluster, where kube-proxy is iptables in the caller's network namespace)."""
         self.stats = Stats()
         self.stop_ev = threading.Event()
         self.rng = random.Random(seed)
         self.pace = pace
         self.timeout = timeout  # each request's deadline
+        self.where = ConnTracker() if where else None
+        if self.where:
+            self.where.start()
         self.threads = []
 
     def add(self, app):
         for keepalive in (False, True):
             c = Client(app, keepalive, self.stats, self.stop_ev, self.rng.randrange(1 << 30),
-                       self.pace, time.monotonic, self.timeout)
+                       self.pace, time.monotonic, self.timeout, self.where)
             c.start()
             self.threads.append(c)
 
@@ -221,4 +300,6 @@ class Traffic:
         deadline = time.monotonic() + timeout
         for t in self.threads:
             t.join(max(0.1, deadline - time.monotonic()))
+        if self.where:
+            self.where.stop()
         return [t.name for t in self.threads if t.is_alive()]
