@@ -2484,7 +2484,12 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
                 cond_set(e, "ScaledToZero", false, "Serving", "the target has ready endpoints");
                 status_write(e, NULL);
             }
-            resolver_slices_delete(e); /* serving: none should be left (a failed delete) */
+            /* serving: none should be left (a failed delete, or a leader gone between its
+             * slice write and its status write). Only once a pod serves: before, the slice is
+             * the Service's only usable endpoint (found by the soak: a new leader deleted it
+             * while the pods of a hand scale-up were starting, and kube-proxy refused). */
+            if (target_has_ready_endpoint(e, NULL, 0))
+                resolver_slices_delete(e);
             if (poll)
                 scale_down_check(e);
         }

@@ -24,7 +24,8 @@ import http.client
 import pytest
 
 from test_controller import (  # noqa: F401 - fixtures are used by name
-    ES_API, IMAGES, CRD_FILE, condition, create_es, elastiservice, es_events, exporter, holdfast, http_get,
+    ES_API, IMAGES, CRD_FILE, condition, create_es, elastiservice, es_events, es_path, exporter, holdfast,
+    http_get,
     make_app, metric_value, ns, prom, replicas, resolver_slices, set_load, status, trigger,
     wait_event, wait_mode, wait_replicas)
 from simctl import wait_for
@@ -384,6 +385,60 @@ def test_a_scale_to_zero_undone_before_the_pod_went_switches_back_to_serve_on_th
     assert {p["metadata"]["name"] for p in pods(sim, ns)} == old_pods, "the pod was never removed"
     switch = hf.log_lines("switching to serve")[-1]
     assert switch["endpoint"].rsplit(":", 1)[0] in old_ips, switch
+
+
+def pod_endpoints(sim, ns, svc="web"):
+    """Ready addresses in the Service's own EndpointSlices (the EndpointSlice controller's, not
+    holdfast's resolver slice)."""
+    sl = sim.get("/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices?labelSelector="
+                 "kubernetes.io/service-name%%3D%s" % (ns, svc))["items"]
+    return [ep["addresses"][0] for s in sl
+            if s["metadata"].get("labels", {}).get("endpointslice.kubernetes.io/managed-by")
+            == "endpointslice-controller.k8s.io"
+            for ep in s.get("endpoints") or [] if (ep.get("conditions") or {}).get("ready")]
+
+
+def test_a_leader_killed_before_its_proxy_mode_was_written_keeps_the_resolver_slice_until_pods_serve(
+        sim, ns, holdfast):
+    """Found by the soak on the real control plane (seed 4, session 8): the leader wrote the
+    resolver slice and removed the last replica, and was SIGKILLed before its status write
+    (mode proxy) was sent; the target was scaled up by hand at once. The next leader found mode
+    serve, replicas above zero and a resolver slice, took the slice for a leftover ("serving:
+    none should be left") and deleted it at its first poll, while the new pods were not ready
+    yet: the Service had no usable endpoint and kube-proxy refused new connections until a pod
+    was. A leftover resolver slice goes only once the target has a ready endpoint. Here: proxy
+    mode by a hand scale to zero, holdfast SIGKILLed, status.mode put back to serve (the write
+    that never happened), the target scaled to 1 with a pod that listens 6 s after it starts,
+    holdfast restarted in place: until the pod is a ready endpoint the slice must stay."""
+    slow = dict(GRACEFUL, env=GRACEFUL["env"] + [{"name": "LISTEN_DELAY_MS", "value": "6000"}])
+    make_app(sim, ns, containers=[slow])
+    hf = holdfast.start(polling="1s")
+    create_es(sim, ns, elastiservice())
+    wait_mode(sim, ns, "serve")
+    sim.kubectl("scale", "-n", ns, "deploy/web", "--replicas=0")
+    wait_mode(sim, ns, "proxy", timeout=15)
+    wait_for(lambda: resolver_slices(sim, ns), timeout=10, what="the resolver slice")
+    wait_for(lambda: not pod_endpoints(sim, ns) and not pods(sim, ns), timeout=30, what="the pod gone")
+    hf.proc.kill()
+    hf.proc.wait(10)
+    assert resolver_slices(sim, ns), "the resolver slice outlived its writer"
+    sim.patch(es_path(ns) + "/status", {"status": {"mode": "serve"}})
+    sim.kubectl("scale", "-n", ns, "deploy/web", "--replicas=1")
+    hf.start()
+    lost = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if pod_endpoints(sim, ns):
+            break
+        if not resolver_slices(sim, ns):
+            lost = time.monotonic()
+            break
+        time.sleep(0.1)
+    assert lost is None, "the resolver slice was deleted while the target had no ready endpoint"
+    assert pod_endpoints(sim, ns), "the pod never became ready"
+    # once the pod serves, the leftover goes
+    wait_for(lambda: not resolver_slices(sim, ns), timeout=15, what="the leftover resolver slice deleted")
+    wait_mode(sim, ns, "serve")
 
 
 @pytest.mark.skipif(not real(), reason="real control plane only: kubesim's kube-proxy is a user-space relay, "
