@@ -3599,6 +3599,30 @@ bool controller_idle(const struct controller *c)
     return kube_client_pending(c->kube) == 0 && kube_client_pending(c->kube_wake) == 0;
 }
 
+/* holdfast_kube_api_requests_total: every request sent, by client, verb and resource (a fixed
+ * set: at most 3 x 7 x 15 series, only those seen). */
+static void kube_requests_metric(struct mtext *out, const struct controller *c)
+{
+    static const char *const names[] = {"main", "wake", "lease"};
+    const struct kube_client *clients[] = {c->kube, c->kube_wake, c->kube_lease};
+    mtext_family(out, "holdfast_kube_api_requests_total", "counter",
+                 "Kubernetes API requests sent, by client, verb and resource (a watch counts "
+                 "when it connects).");
+    for (size_t k = 0; k < 3; k++) {
+        for (int v = 0; v < KUBE_VERB_COUNT; v++) {
+            for (int r = 0; r < KUBE_RES_COUNT; r++) {
+                unsigned long long n = kube_client_requests(clients[k], v, r);
+                if (!n)
+                    continue;
+                char labels[160];
+                snprintf(labels, sizeof(labels), "client=\"%s\",verb=\"%s\",resource=\"%s\"",
+                         names[k], kube_verb_name(v), kube_counted_name(r));
+                mtext_sample(out, "holdfast_kube_api_requests_total", labels, (double)n);
+            }
+        }
+    }
+}
+
 void controller_metrics(struct mtext *out, void *arg)
 {
     struct controller *c = arg;
@@ -3669,6 +3693,7 @@ void controller_metrics(struct mtext *out, void *arg)
                  (double)kube_client_queued(c->kube_wake));
     mtext_sample(out, "holdfast_kube_api_queued", "client=\"lease\"",
                  (double)kube_client_queued(c->kube_lease));
+    kube_requests_metric(out, c);
 }
 
 const struct cJSON *controller_cached(const struct controller *c, const char *resource,
