@@ -383,6 +383,8 @@ Test(controller_switch, a_status_write_waits_for_the_one_in_flight)
 struct api_log {
     int n, events;
     char calls[64][160];
+    int n_reads;          /* /scale reads */
+    uint64_t reads[4096]; /* when each was sent, ms (CLOCK_MONOTONIC) */
 };
 
 static struct api_log api_log;
@@ -395,6 +397,11 @@ static void on_api_start(const char *what, const char *body, void *arg)
         return;
     if (strstr(what, "/events"))
         api_log.events++;
+    if (strncmp(what, "GET ", 4) == 0 && strstr(what, "/scale") && api_log.n_reads < 4096) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        api_log.reads[api_log.n_reads++] = (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
     const char *path = strstr(what, "://");
     path = path ? strchr(path + 3, '/') : NULL;
     if (api_log.n < 64)
@@ -638,4 +645,67 @@ Test(controller_api_budget, a_wake_without_a_ready_pod_gets_lastscaleduptime_fro
     }
     cr_assert(scaled_up_written(), "status.lastScaledUpTime was never written");
     cr_assert_str_eq(es_mode(), "proxy");
+}
+
+/* ---- the polls' /scale reads, paced over the interval ---- */
+
+#define PACED 16
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void setup_paced(void)
+{
+    start_dataplane();
+    char err[512] = "";
+    snprintf(bind_ip, sizeof(bind_ip), "127.0.18.%d", (int)(getpid() % 250) + 1);
+    struct fake_cluster_api_opts o = {
+        .count = PACED, .es_listed = true, .replicas = 0, .polling_interval_ms = 1000};
+    fc = fake_cluster_start_api(base, dp, &o, bind_ip, 45000, err, sizeof(err));
+    cr_assert_not_null(fc, "%s", err);
+    memset(&api_log, 0, sizeof(api_log));
+    fake_http_on_start(on_api_start, NULL);
+}
+
+/*
+ * Every ElastiService's /scale read is due at once after a start; from then on each is read at
+ * its own phase of the interval (controller.c's next_check_at: a hash of its name), so a round's
+ * reads are spread over the interval, not sent at its start. Counted: the reads sent in each
+ * quarter of the interval, over two intervals from the third check on (the second moves each
+ * to its phase). At their phases these 16 names fall 3, 5, 4 and 4 to the quarters of a 1 s
+ * interval; sent together, one quarter would hold all 16. (A stall of the loop may move a
+ * quarter's reads into the next one: at most 10 is allowed.)
+ */
+Test(controller_api_budget, the_polls_scale_reads_are_spread_over_the_interval, .init = setup_paced,
+     .timeout = 60)
+{
+    for (int i = 0; i < 5000 && api_log.n_reads < PACED; i++) {
+        fake_cluster_serve(fc);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    cr_assert_geq(api_log.n_reads, PACED, "the first round reads every target");
+    uint64_t start = api_log.reads[0];
+    for (uint64_t end = start + 4200; now_ms() < end;) {
+        fake_cluster_serve(fc);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    int slice[8] = {0}, total = 0;
+    for (int i = 0; i < api_log.n_reads; i++) {
+        uint64_t at = api_log.reads[i] - start;
+        if (at >= 2000 && at < 4000) {
+            slice[(at - 2000) / 250]++;
+            total++;
+        }
+    }
+    fprintf(stderr,
+            "/scale reads per quarter of the interval, 2 intervals: %d %d %d %d %d %d %d %d\n",
+            slice[0], slice[1], slice[2], slice[3], slice[4], slice[5], slice[6], slice[7]);
+    cr_assert_geq(total, PACED, "every target is read once per interval (%d reads)", total);
+    for (int k = 0; k < 8; k++)
+        cr_assert_leq(slice[k], 10, "%d of %d reads in one quarter of the interval", slice[k],
+                      PACED);
 }
