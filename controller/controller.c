@@ -2877,11 +2877,8 @@ static void es_first_look(struct es *e)
     if (!es_follows_workload(e) || e->evaluated_ms)
         return;
     const cJSON *r = get(get(es_cached_workload(e), "spec"), "replicas");
-    if (!cJSON_IsNumber(r) || r->valueint != 0)
-        return;
-    e->evaluated_ms = mono_ms();
-    e->next_check_ms = next_check_at(e, e->evaluated_ms, e->c->opt.polling_interval_ms);
-    es_watch_scale(e, 0);
+    if (cJSON_IsNumber(r) && r->valueint == 0)
+        es_watch_scale(e, 0);
 }
 
 static void es_upsert(struct controller *c, const cJSON *obj)
@@ -3380,6 +3377,12 @@ static void es_watch_scale(struct es *e, int replicas)
         if (strcmp(e->mode, "proxy") != 0) {
             log_info("the target was scaled to 0 (seen by the workload watch)",
                      "elastiservice=%s target=%s", e->key, e->target.name);
+            if (!e->evaluated_ms) {
+                /* a new ElastiService: its first /scale read would only repeat this; it waits
+                 * for its phase of the interval (es_first_look) */
+                e->evaluated_ms = mono_ms();
+                e->next_check_ms = next_check_at(e, e->evaluated_ms, e->c->opt.polling_interval_ms);
+            }
             es_apply_scale(e, 0, false);
         }
     } else if (e->watch_zero) {
