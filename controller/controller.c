@@ -1629,18 +1629,16 @@ static void es_reconcile(struct es *e);
  * A resolver slice write of e's answered. One at a time per ElastiService: another one asked
  * for meanwhile (an echo of the ElastiService's own writes reconciles it, while the slice is not
  * in the cache yet) would create the same slice twice (AlreadyExists, then a read). It is made
- * now if the write failed, or if the slice's watch event came before this answer; otherwise
- * that event, on its way, reconciles e with the slice in the cache.
+ * now if the write failed, or if the cache holds the slice (an update's, or a create whose
+ * watch event came before this answer; a version older than ours costs a 409 and a read);
+ * otherwise the create's watch event, on its way, reconciles e with the slice in the cache.
  */
-static void slice_write_done(struct slice_write *w, const cJSON *obj, bool ok)
+static void slice_write_done(struct slice_write *w, bool ok)
 {
     struct es *e = w->es ? find_es(w->c, w->es->ns, w->es->name) : NULL;
     if (!e || e->slice_writes == 0 || --e->slice_writes > 0 || !e->slices_again)
         return;
-    const char *rv = get_str(get(obj, "metadata"), "resourceVersion");
-    const cJSON *cached = informer_get(w->c->inf_slices, w->ns, w->name);
-    const char *cached_rv = get_str(get(cached, "metadata"), "resourceVersion");
-    if (!ok || (rv && cached_rv && strcmp(rv, cached_rv) == 0)) {
+    if (!ok || informer_get(w->c->inf_slices, w->ns, w->name)) {
         e->slices_again = false;
         es_reconcile(e);
     }
@@ -1648,7 +1646,7 @@ static void slice_write_done(struct slice_write *w, const cJSON *obj, bool ok)
 
 static void on_slice_rewritten(cJSON *obj, const struct kube_error *err, void *arg)
 {
-    slice_write_done(arg, obj, !err);
+    slice_write_done(arg, !err);
     slice_write_free(arg);
     if (err)
         on_write_done(obj, err, "resolver slice rewrite");
@@ -1670,7 +1668,7 @@ static void on_slice_written(cJSON *obj, const struct kube_error *err, void *arg
         slice_rewrite(w);
         return;
     }
-    slice_write_done(w, obj, !err);
+    slice_write_done(w, !err);
     slice_write_free(w);
     if (err)
         on_write_done(obj, err, "resolver slice write");
