@@ -102,6 +102,9 @@ struct es {
     /* status and metadata */
     char mode[8];
     int64_t created, last_scaled_up;
+    int64_t scaled_up_unwritten; /* a wake's lastScaledUpTime the status does not carry yet */
+    int slice_writes;            /* resolver slice creates and updates in flight */
+    bool slices_again;           /* resolver_slices_apply was asked for meanwhile */
     int64_t generation;
     bool deleting, has_finalizer;
     bool finalizer_sent; /* our finalizer patch is on its way: until the informer shows it (or
@@ -629,6 +632,8 @@ static void es_parse_status(struct es *e, const cJSON *obj)
     if (!ours_newer)
         snprintf(e->mode, sizeof(e->mode), "%s", mode ? mode : "");
     e->last_scaled_up = parse_time(get_str(status, "lastScaledUpTime"));
+    if (e->last_scaled_up < e->scaled_up_unwritten)
+        e->last_scaled_up = e->scaled_up_unwritten; /* on its way */
     e->reconciled_at = parse_time(get_str(status, "lastReconciledTime"));
     const cJSON *og = get(status, "observedGeneration");
     e->status_gen = cJSON_IsNumber(og) ? (int64_t)og->valuedouble : 0;
@@ -780,6 +785,7 @@ struct es_ref {
     char *ns, *name;
     int64_t generation;   /* of a status write: what it acknowledges */
     unsigned scale_epoch; /* of a /scale read: e->scale_epoch when it was sent */
+    int64_t scaled_up;    /* of a status write: the lastScaledUpTime it carries, or 0 */
 };
 
 static struct es_ref *es_ref_new(const struct es *e)
@@ -811,13 +817,19 @@ static struct es *es_ref_take(struct es_ref *r)
 
 static void es_acknowledge(struct es *e);
 static void es_upsert(struct controller *c, const cJSON *obj);
+static bool es_follows_workload(const struct es *e);
+static void es_watch_scale(struct es *e, int replicas);
+static uint64_t next_check_at(const struct es *e, uint64_t now, unsigned interval);
 
 static void status_write(struct es *e, cJSON *fields);
 
 static void on_status_written(cJSON *obj, const struct kube_error *err, void *arg)
 {
     int64_t generation = ((struct es_ref *)arg)->generation;
+    int64_t scaled_up = ((struct es_ref *)arg)->scaled_up;
     struct es *e = es_ref_take(arg);
+    if (e && !err && scaled_up && scaled_up == e->scaled_up_unwritten)
+        e->scaled_up_unwritten = 0;
     if (e && !err && generation > e->acked_gen)
         e->acked_gen = generation;
     if (e && !err)
@@ -891,6 +903,11 @@ static void status_write(struct es *e, cJSON *fields)
     cJSON *status = fields ? fields : cJSON_CreateObject();
     cJSON_AddStringToObject(status, "lastReconciledTime", now);
     cJSON_AddNumberToObject(status, "observedGeneration", (double)e->generation);
+    if (e->scaled_up_unwritten && !cJSON_GetObjectItemCaseSensitive(status, "lastScaledUpTime")) {
+        char up[32];
+        rfc3339(e->scaled_up_unwritten, up, sizeof(up));
+        cJSON_AddStringToObject(status, "lastScaledUpTime", up);
+    }
     /* Every condition was evaluated against this generation's spec: say so on each. */
     cJSON *cnd;
     cJSON_ArrayForEach(cnd, e->conditions)
@@ -901,8 +918,10 @@ static void status_write(struct es *e, cJSON *fields)
     cJSON_AddItemToObject(status, "conditions", cJSON_Duplicate(e->conditions, 1));
     cJSON_AddItemToObject(patch, "status", status);
     struct es_ref *ref = es_ref_new(e);
-    if (ref)
+    if (ref) {
         ref->generation = e->generation;
+        ref->scaled_up = e->scaled_up_unwritten;
+    }
     if (ref && kube_patch(e->c->kube, &RES_ES, e->ns, e->name, "status", KUBE_PATCH_MERGE, patch,
                           on_status_written, ref))
         e->status_inflight++;
@@ -1535,10 +1554,13 @@ struct slice_write {
     struct controller *c;
     char *ns, *name;
     cJSON *endpoints, *ports, *labels;
+    struct es_ref *es; /* whose slice it is (its slice_writes counts this one), or NULL */
 };
 
 static void slice_write_free(struct slice_write *w)
 {
+    if (w->es)
+        es_ref_take(w->es);
     free(w->ns);
     free(w->name);
     cJSON_Delete(w->endpoints);
@@ -1547,18 +1569,20 @@ static void slice_write_free(struct slice_write *w)
     free(w);
 }
 
-static struct slice_write *slice_write_new(struct controller *c, const char *ns, const cJSON *want)
+static struct slice_write *slice_write_new(struct controller *c, const struct es *e,
+                                           const cJSON *want)
 {
     struct slice_write *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
     w->c = c;
-    w->ns = strdup(ns);
+    w->es = es_ref_new(e);
+    w->ns = strdup(e->ns);
     w->name = dup_or_null(get_str(get(want, "metadata"), "name"));
     w->endpoints = cJSON_Duplicate(get(want, "endpoints"), 1);
     w->ports = cJSON_Duplicate(get(want, "ports"), 1);
     w->labels = cJSON_Duplicate(get(get(want, "metadata"), "labels"), 1);
-    if (!w->ns || !w->name || !w->endpoints || !w->ports || !w->labels) {
+    if (!w->es || !w->ns || !w->name || !w->endpoints || !w->ports || !w->labels) {
         slice_write_free(w);
         return NULL;
     }
@@ -1599,8 +1623,30 @@ static int slice_mutate(cJSON *obj, void *arg)
     return 0;
 }
 
+static void es_reconcile(struct es *e);
+
+/*
+ * A resolver slice write of e's answered. One at a time per ElastiService: another one asked
+ * for meanwhile (an echo of the ElastiService's own writes reconciles it, while the slice is not
+ * in the cache yet) would create the same slice twice (AlreadyExists, then a read). It is made
+ * now if the write failed, or if the cache holds the slice (an update's, or a create whose
+ * watch event came before this answer; a version older than ours costs a 409 and a read);
+ * otherwise the create's watch event, on its way, reconciles e with the slice in the cache.
+ */
+static void slice_write_done(struct slice_write *w, bool ok)
+{
+    struct es *e = w->es ? find_es(w->c, w->es->ns, w->es->name) : NULL;
+    if (!e || e->slice_writes == 0 || --e->slice_writes > 0 || !e->slices_again)
+        return;
+    if (!ok || informer_get(w->c->inf_slices, w->ns, w->name)) {
+        e->slices_again = false;
+        es_reconcile(e);
+    }
+}
+
 static void on_slice_rewritten(cJSON *obj, const struct kube_error *err, void *arg)
 {
+    slice_write_done(arg, !err);
     slice_write_free(arg);
     if (err)
         on_write_done(obj, err, "resolver slice rewrite");
@@ -1622,6 +1668,7 @@ static void on_slice_written(cJSON *obj, const struct kube_error *err, void *arg
         slice_rewrite(w);
         return;
     }
+    slice_write_done(w, !err);
     slice_write_free(w);
     if (err)
         on_write_done(obj, err, "resolver slice write");
@@ -1634,6 +1681,11 @@ static void resolver_slices_apply(struct es *e)
     const cJSON *svc = es_service(e);
     if (!svc || !e->n_ports)
         return;
+    if (e->slice_writes > 0) {
+        e->slices_again = true; /* slice_write_done */
+        return;
+    }
+    e->slices_again = false;
     publish_now(e); /* listening on every port the slice names before it is written */
     struct resolver_endpoint eps[64];
     size_t n = 0;
@@ -1666,9 +1718,11 @@ static void resolver_slices_apply(struct es *e)
             kube_delete(c->kube, &RES_SLICE, e->ns, name, NULL, on_delete_done,
                         "resolver slice delete");
         } else if (any && !have) {
-            struct slice_write *sw = slice_write_new(c, e->ns, want);
+            struct slice_write *sw = slice_write_new(c, e, want);
             if (sw && !kube_create(c->kube, &RES_SLICE, e->ns, want, on_slice_written, sw))
                 slice_write_free(sw);
+            else if (sw)
+                e->slice_writes++;
         } else if (any && have) {
             bool same = cJSON_Compare(get(have, "endpoints"), get(want, "endpoints"), 1) &&
                         cJSON_Compare(get(have, "ports"), get(want, "ports"), 1);
@@ -1676,10 +1730,12 @@ static void resolver_slices_apply(struct es *e)
                 const char *rv = get_str(get(have, "metadata"), "resourceVersion");
                 cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(want, "metadata"),
                                         "resourceVersion", rv ? rv : "");
-                struct slice_write *sw = slice_write_new(c, e->ns, want);
+                struct slice_write *sw = slice_write_new(c, e, want);
                 if (sw && !kube_update(c->kube, &RES_SLICE, e->ns, name, NULL, want,
                                        on_slice_written, sw))
                     slice_write_free(sw);
+                else if (sw)
+                    e->slice_writes++;
             }
         }
         cJSON_Delete(want);
@@ -1717,6 +1773,19 @@ static void keda_set(struct es *e, bool pause)
         target_keda_pause(e->c->kube, e->ns, e->keda, on_target_done, "keda pause");
     else
         target_keda_resume(e->c->kube, e->ns, e->keda, on_target_done, "keda resume");
+}
+
+/* The scale target as the workload watch caches it (name, resourceVersion, spec.replicas, ...),
+ * or NULL: not watched (--watch-targets=false), not seen yet, or gone. */
+static const cJSON *es_cached_workload(const struct es *e)
+{
+    const struct controller *c = e->c;
+    if (!e->target_ok)
+        return NULL;
+    const struct informer *inf = e->target.kind == TARGET_DEPLOYMENT    ? c->inf_deploy
+                                 : e->target.kind == TARGET_STATEFULSET ? c->inf_sts
+                                                                        : c->inf_rollout;
+    return inf ? informer_get(inf, e->ns, e->target.name) : NULL;
 }
 
 static void on_wake_done(const struct target_result *res, const struct kube_error *err, void *arg)
@@ -1782,11 +1851,15 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
     snprintf(msg, sizeof(msg), "scaled %s %s from 0 to %d: a request arrived",
              target_kind_name(e->target.kind), e->target.name, e->min_replicas);
     event_record(e, false, "ScaledUp", msg);
-    char now[32];
-    rfc3339(time(NULL), now, sizeof(now));
-    cJSON *fields = cJSON_CreateObject();
-    cJSON_AddStringToObject(fields, "lastScaledUpTime", now);
-    status_write(e, fields);
+    /* The leader writes lastScaledUpTime with the serve switch's status write, which follows
+     * as soon as the pod is ready (or with any other status write before it, or the next poll's
+     * at the latest): one write instead of two. Only the cooldown of a service in serve mode
+     * reads it. A replica that does not lead writes it at once. */
+    e->scaled_up_unwritten = time(NULL);
+    e->last_scaled_up = e->scaled_up_unwritten;
+    if (e->c->leader && strcmp(e->mode, "proxy") == 0 && !e->deleting)
+        return;
+    status_write(e, NULL);
 }
 
 /*
@@ -1804,8 +1877,16 @@ static void es_wake(struct es *e)
         e->wake_again = true;
         return;
     }
+    /* The workload watch's cache shows the zero: patch at once, on the condition that the
+     * workload is still the version cached (a 409 reads and decides again). */
+    const cJSON *wl = es_cached_workload(e);
+    const cJSON *r = get(get(wl, "spec"), "replicas");
+    const char *rv = cJSON_IsNumber(r) && r->valueint == 0
+                         ? get_str(get(wl, "metadata"), "resourceVersion")
+                         : NULL;
     struct es_ref *ref = es_ref_new(e);
-    if (ref && target_wake(e->c->kube_wake, &e->target, e->ns, e->min_replicas, on_wake_done, ref))
+    if (ref &&
+        target_wake_at(e->c->kube_wake, &e->target, e->ns, e->min_replicas, rv, on_wake_done, ref))
         e->wake_inflight = true;
     else if (ref)
         es_ref_take(ref);
@@ -2494,7 +2575,9 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
                 scale_down_check(e);
         }
     }
-    if (poll)
+    if (poll && e->scaled_up_unwritten && e->status_inflight == 0)
+        status_write(e, NULL); /* a wake's lastScaledUpTime, no serve switch since */
+    else if (poll)
         es_heartbeat(e);
 }
 
@@ -2664,6 +2747,11 @@ static void es_acknowledge(struct es *e)
         return;
     if (e->generation <= e->status_gen || e->generation <= e->acked_gen)
         return;
+    /* A new ElastiService (no mode yet) that is evaluated: its first evaluation, due at once,
+     * writes the status (its mode, or why it has none), and that write carries
+     * observedGeneration. One write instead of two. */
+    if (!e->mode[0] && e->evaluated_ms == 0 && es_follows_workload(e))
+        return;
     status_write(e, NULL);
 }
 
@@ -2781,6 +2869,21 @@ static bool es_spec_changed(struct es *e, const cJSON *obj)
     return true;
 }
 
+/*
+ * A new ElastiService, seen by the leader: when the workload watch's cache shows its target at
+ * 0 replicas, that is acted on at once, as the watch's event would have been (proxy mode, the
+ * resolver slice), and the first /scale read waits for the ElastiService's phase of the
+ * interval instead of being sent at once: the read would only say what the cache says.
+ */
+static void es_first_look(struct es *e)
+{
+    if (!es_follows_workload(e) || e->evaluated_ms)
+        return;
+    const cJSON *r = get(get(es_cached_workload(e), "spec"), "replicas");
+    if (cJSON_IsNumber(r) && r->valueint == 0)
+        es_watch_scale(e, 0);
+}
+
 static void es_upsert(struct controller *c, const cJSON *obj)
 {
     const cJSON *md = get(obj, "metadata");
@@ -2788,6 +2891,7 @@ static void es_upsert(struct controller *c, const cJSON *obj)
     if (!ns || !name)
         return;
     struct es *e = find_es(c, ns, name);
+    bool created = false;
     if (!e) {
         e = calloc(1, sizeof(*e));
         if (!e)
@@ -2811,6 +2915,7 @@ static void es_upsert(struct controller *c, const cJSON *obj)
             c->list->prev = e;
         c->list = e;
         linger_sweep(c, e->key); /* the route of its deleted namesake goes now */
+        created = true;
     }
     if (es_spec_changed(e, obj)) {
         es_parse_spec(e, obj);
@@ -2819,6 +2924,8 @@ static void es_upsert(struct controller *c, const cJSON *obj)
     }
     es_parse_status(e, obj); /* keeps our mode and conditions while our writes are in flight */
     es_reconcile(e);
+    if (created)
+        es_first_look(e);
     route_changed(e);
 }
 
@@ -3273,6 +3380,12 @@ static void es_watch_scale(struct es *e, int replicas)
         if (strcmp(e->mode, "proxy") != 0) {
             log_info("the target was scaled to 0 (seen by the workload watch)",
                      "elastiservice=%s target=%s", e->key, e->target.name);
+            if (!e->evaluated_ms) {
+                /* a new ElastiService: its first /scale read would only repeat this; it waits
+                 * for its phase of the interval (es_first_look) */
+                e->evaluated_ms = mono_ms();
+                e->next_check_ms = next_check_at(e, e->evaluated_ms, e->c->opt.polling_interval_ms);
+            }
             es_apply_scale(e, 0, false);
         }
     } else if (e->watch_zero) {
@@ -3400,8 +3513,11 @@ static void on_stopped_leading(void *arg)
 {
     struct controller *c = arg;
     c->leader = false;
-    for (struct es *e = c->list; e; e = e->next)
+    for (struct es *e = c->list; e; e = e->next) {
         switch_cancel(e); /* the new leader finds serve mode and deletes the resolver slice */
+        if (e->scaled_up_unwritten)
+            status_write(e, NULL); /* the new leader's cooldown reads it */
+    }
     log_info("not leading any more: only wakes from here", NULL);
 }
 
@@ -3604,6 +3720,30 @@ bool controller_idle(const struct controller *c)
     return kube_client_pending(c->kube) == 0 && kube_client_pending(c->kube_wake) == 0;
 }
 
+/* holdfast_kube_api_requests_total: every request sent, by client, verb and resource (a fixed
+ * set: at most 3 x 7 x 15 series, only those seen). */
+static void kube_requests_metric(struct mtext *out, const struct controller *c)
+{
+    static const char *const names[] = {"main", "wake", "lease"};
+    const struct kube_client *clients[] = {c->kube, c->kube_wake, c->kube_lease};
+    mtext_family(out, "holdfast_kube_api_requests_total", "counter",
+                 "Kubernetes API requests sent, by client, verb and resource (a watch counts "
+                 "when it connects).");
+    for (size_t k = 0; k < 3; k++) {
+        for (int v = 0; v < KUBE_VERB_COUNT; v++) {
+            for (int r = 0; r < KUBE_RES_COUNT; r++) {
+                unsigned long long n = kube_client_requests(clients[k], v, r);
+                if (!n)
+                    continue;
+                char labels[160];
+                snprintf(labels, sizeof(labels), "client=\"%s\",verb=\"%s\",resource=\"%s\"",
+                         names[k], kube_verb_name(v), kube_counted_name(r));
+                mtext_sample(out, "holdfast_kube_api_requests_total", labels, (double)n);
+            }
+        }
+    }
+}
+
 void controller_metrics(struct mtext *out, void *arg)
 {
     struct controller *c = arg;
@@ -3674,6 +3814,7 @@ void controller_metrics(struct mtext *out, void *arg)
                  (double)kube_client_queued(c->kube_wake));
     mtext_sample(out, "holdfast_kube_api_queued", "client=\"lease\"",
                  (double)kube_client_queued(c->kube_lease));
+    kube_requests_metric(out, c);
 }
 
 const struct cJSON *controller_cached(const struct controller *c, const char *resource,

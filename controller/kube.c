@@ -41,6 +41,7 @@ struct kube_client {
     bool unreachable;      /* the last outcome was a transport failure or a 5xx */
     void (*on_back)(void *arg);
     void *on_back_arg;
+    unsigned long long sent[KUBE_VERB_COUNT][KUBE_RES_COUNT]; /* requests dispatched */
 };
 
 enum call_phase {
@@ -58,6 +59,8 @@ struct kube_call {
     bool in_done; /* the done callback is running */
     bool *gone;   /* set to true when the call is freed (during on_event) */
     enum call_phase phase;
+    bool collection;           /* a list (GET of the collection) */
+    enum kube_counted counted; /* its resource, as the request counter names it */
     char method[8];
     char *url;
     char *body; /* request body, or NULL */
@@ -95,6 +98,79 @@ const char *kube_err_name(enum kube_err code)
     if ((size_t)code < sizeof(err_names) / sizeof(err_names[0]) && err_names[code])
         return err_names[code];
     return "Other";
+}
+
+/* ---- request accounting ---- */
+
+static const char *const verb_names[KUBE_VERB_COUNT] = {
+    [KUBE_VERB_GET] = "get",       [KUBE_VERB_LIST] = "list",     [KUBE_VERB_WATCH] = "watch",
+    [KUBE_VERB_CREATE] = "create", [KUBE_VERB_UPDATE] = "update", [KUBE_VERB_PATCH] = "patch",
+    [KUBE_VERB_DELETE] = "delete",
+};
+
+static const char *const counted_names[KUBE_RES_COUNT] = {
+    [KUBE_RES_ELASTISERVICES] = "elastiservices",
+    [KUBE_RES_ELASTISERVICES_STATUS] = "elastiservices/status",
+    [KUBE_RES_SERVICES] = "services",
+    [KUBE_RES_ENDPOINTSLICES] = "endpointslices",
+    [KUBE_RES_DEPLOYMENTS] = "deployments",
+    [KUBE_RES_DEPLOYMENTS_SCALE] = "deployments/scale",
+    [KUBE_RES_STATEFULSETS] = "statefulsets",
+    [KUBE_RES_STATEFULSETS_SCALE] = "statefulsets/scale",
+    [KUBE_RES_ROLLOUTS] = "rollouts",
+    [KUBE_RES_ROLLOUTS_SCALE] = "rollouts/scale",
+    [KUBE_RES_SCALEDOBJECTS] = "scaledobjects",
+    [KUBE_RES_PODS] = "pods",
+    [KUBE_RES_EVENTS] = "events",
+    [KUBE_RES_LEASES] = "leases",
+    [KUBE_RES_OTHER] = "other",
+};
+
+const char *kube_verb_name(enum kube_verb verb)
+{
+    return (unsigned)verb < KUBE_VERB_COUNT ? verb_names[verb] : "other";
+}
+
+const char *kube_counted_name(enum kube_counted res)
+{
+    return (unsigned)res < KUBE_RES_COUNT ? counted_names[res] : "other";
+}
+
+/* The counted name of (resource, subresource): one of the fixed set, else other. */
+static enum kube_counted counted_of(const struct kube_resource *res, const char *subresource)
+{
+    char name[96];
+    int n = snprintf(name, sizeof(name), "%s%s%s", res && res->resource ? res->resource : "",
+                     subresource ? "/" : "", subresource ? subresource : "");
+    if (n < 0 || (size_t)n >= sizeof(name))
+        return KUBE_RES_OTHER;
+    for (int i = 0; i < KUBE_RES_OTHER; i++)
+        if (strcmp(name, counted_names[i]) == 0)
+            return (enum kube_counted)i;
+    return KUBE_RES_OTHER;
+}
+
+static enum kube_verb verb_of(const struct kube_call *call)
+{
+    if (call->phase == PHASE_WATCH)
+        return KUBE_VERB_WATCH;
+    if (strcmp(call->method, "GET") == 0)
+        return call->collection ? KUBE_VERB_LIST : KUBE_VERB_GET;
+    if (strcmp(call->method, "POST") == 0)
+        return KUBE_VERB_CREATE;
+    if (strcmp(call->method, "PUT") == 0)
+        return KUBE_VERB_UPDATE;
+    if (strcmp(call->method, "PATCH") == 0)
+        return KUBE_VERB_PATCH;
+    return KUBE_VERB_DELETE;
+}
+
+unsigned long long kube_client_requests(const struct kube_client *c, enum kube_verb verb,
+                                        enum kube_counted res)
+{
+    if (!c || (unsigned)verb >= KUBE_VERB_COUNT || (unsigned)res >= KUBE_RES_COUNT)
+        return 0;
+    return c->sent[verb][res];
 }
 
 /* ---- errors ---- */
@@ -403,6 +479,8 @@ static void dispatch(struct kube_call *call)
         .arg = call,
     };
     call->req = http_request_start(c->http, &o);
+    if (call->req)
+        c->sent[verb_of(call)][call->counted]++;
     if (!call->req) {
         /* Report from the loop, never from inside the caller's kube_* call. */
         if (!call->fail_ev)
@@ -668,8 +746,10 @@ struct kube_call *kube_get(struct kube_client *c, const struct kube_resource *re
     if (!name || kube_path(res, ns, name, subresource, path, sizeof(path)) != 0)
         return NULL;
     struct kube_call *call = call_new(c, PHASE_PLAIN, "GET", path, NULL, done, arg);
-    if (call)
+    if (call) {
+        call->counted = counted_of(res, subresource);
         enqueue(call);
+    }
     return call;
 }
 
@@ -717,8 +797,11 @@ struct kube_call *kube_list(struct kube_client *c, const struct kube_resource *r
     if (list_url(c, res, ns, opts, false, url, sizeof(url)) != 0)
         return NULL;
     struct kube_call *call = call_new(c, PHASE_PLAIN, "GET", NULL, url, done, arg);
-    if (call)
+    if (call) {
+        call->collection = true;
+        call->counted = counted_of(res, NULL);
         enqueue(call);
+    }
     return call;
 }
 
@@ -733,6 +816,7 @@ struct kube_call *kube_watch(struct kube_client *c, const struct kube_resource *
     if (!call)
         return NULL;
     call->on_event = on_event;
+    call->counted = counted_of(res, NULL);
     long secs = opts && opts->timeout_seconds > 0 ? opts->timeout_seconds : 300;
     /* The server ends the stream after timeoutSeconds; ours is only a backstop. */
     call->timeout_ms = (secs + 30) * 1000;
@@ -751,6 +835,7 @@ static struct kube_call *write_call(struct kube_client *c, const char *method,
     struct kube_call *call = call_new(c, PHASE_PLAIN, method, path, NULL, done, arg);
     if (!call)
         return NULL;
+    call->counted = counted_of(res, subresource);
     if (obj && call_set_body(call, obj, content_type) != 0) {
         call_free(call);
         return NULL;
@@ -811,6 +896,7 @@ struct kube_call *kube_update_retry(struct kube_client *c, const struct kube_res
     if (!call)
         return NULL;
     call->mutate = mutate;
+    call->counted = counted_of(res, subresource);
     call->attempts_left = attempts > 0 ? attempts : 1;
     enqueue(call);
     return call;

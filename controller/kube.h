@@ -187,6 +187,50 @@ size_t kube_client_queued(const struct kube_client *c);
 /* Calls not finished yet (queued or in flight), watches not counted: a drain waits for them. */
 size_t kube_client_pending(const struct kube_client *c);
 
+/* What a request sent did (holdfast_kube_api_requests_total's `verb`). */
+enum kube_verb {
+    KUBE_VERB_GET,
+    KUBE_VERB_LIST,
+    KUBE_VERB_WATCH,
+    KUBE_VERB_CREATE,
+    KUBE_VERB_UPDATE,
+    KUBE_VERB_PATCH,
+    KUBE_VERB_DELETE,
+    KUBE_VERB_COUNT
+};
+
+/* The resources requests are counted by (holdfast_kube_api_requests_total's `resource`): a small
+ * fixed set, "resource" or "resource/subresource"; anything else counts as "other". */
+enum kube_counted {
+    KUBE_RES_ELASTISERVICES,
+    KUBE_RES_ELASTISERVICES_STATUS,
+    KUBE_RES_SERVICES,
+    KUBE_RES_ENDPOINTSLICES,
+    KUBE_RES_DEPLOYMENTS,
+    KUBE_RES_DEPLOYMENTS_SCALE,
+    KUBE_RES_STATEFULSETS,
+    KUBE_RES_STATEFULSETS_SCALE,
+    KUBE_RES_ROLLOUTS,
+    KUBE_RES_ROLLOUTS_SCALE,
+    KUBE_RES_SCALEDOBJECTS,
+    KUBE_RES_PODS,
+    KUBE_RES_EVENTS,
+    KUBE_RES_LEASES,
+    KUBE_RES_OTHER,
+    KUBE_RES_COUNT
+};
+
+/* "get", "list", "watch", "create", "update", "patch", "delete". */
+const char *kube_verb_name(enum kube_verb verb);
+
+/* "elastiservices", "elastiservices/status", "deployments/scale", ..., "other". */
+const char *kube_counted_name(enum kube_counted res);
+
+/* Requests this client sent (each one handed to HTTP: a kube_update_retry's GET and PUT count
+ * apart, a watch counts when it connects), by verb and resource. */
+unsigned long long kube_client_requests(const struct kube_client *c, enum kube_verb verb,
+                                        enum kube_counted res);
+
 /* A short name for an error code ("NotFound", "Transport", ...). */
 const char *kube_err_name(enum kube_err code);
 

@@ -624,6 +624,32 @@ struct target_op *target_wake(struct kube_client *c, const struct target_ref *re
     return op;
 }
 
+struct target_op *target_wake_at(struct kube_client *c, const struct target_ref *ref,
+                                 const char *ns, int min_replicas, const char *resource_version,
+                                 target_done_fn done, void *arg)
+{
+    if (!resource_version || !*resource_version)
+        return target_wake(c, ref, ns, min_replicas, done, arg);
+    if (!ref_ok(ref))
+        return NULL;
+    struct target_op *op = op_new(OP_WAKE, c, ns, done, arg);
+    if (!op)
+        return NULL;
+    op->ref = *ref;
+    op->replicas = min_replicas < 1 ? 1 : min_replicas;
+    op->reads = 0; /* a 409 (the version is stale) reads, then decides as target_wake does */
+    cJSON *patch = replicas_patch(op->replicas, resource_version);
+    op->call = patch ? kube_patch(c, &op->ref.res, op->ns, op->ref.name, "scale", KUBE_PATCH_MERGE,
+                                  patch, on_wake_patched, op)
+                     : NULL;
+    cJSON_Delete(patch);
+    if (!op->call) {
+        op_free(op);
+        return NULL;
+    }
+    return op;
+}
+
 /* ---- KEDA ---- */
 
 static void on_keda(cJSON *obj, const struct kube_error *err, void *arg)

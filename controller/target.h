@@ -24,6 +24,7 @@
  * - target_wake: only when spec.replicas is 0, patch it to minReplicas; otherwise nothing. The
  *   patch carries the resourceVersion read, so two replicas (or a user, or KEDA) racing cannot
  *   be overwritten: a 409 Conflict re-reads and decides again. Reports whether it patched.
+ *   target_wake_at skips the first read when a cache already shows the zero and its version.
  * - target_keda_pause / target_keda_resume: merge-PATCH the keda.sh/v1alpha1 ScaledObject's
  *   annotations: pause sets `autoscaling.keda.sh/paused-replicas: "0"`, resume removes it and
  *   `autoscaling.keda.sh/paused`. A ScaledObject that does not exist is not an error: the result
@@ -117,6 +118,14 @@ struct target_op *target_scale_to(struct kube_client *c, const struct target_ref
 /* min_replicas below 1 counts as 1 (KubeElasti does the same). Up to 5 reads on conflicts. */
 struct target_op *target_wake(struct kube_client *c, const struct target_ref *ref, const char *ns,
                               int min_replicas, target_done_fn done, void *arg);
+
+/* target_wake without its first read, when a cache (the workload watch) shows spec.replicas 0 at
+ * `resource_version` (the workload's, which its /scale carries): the patch goes at once with that
+ * version, so it applies only if nothing changed since; a 409 reads and decides as target_wake
+ * does. NULL or "" resource_version: target_wake. */
+struct target_op *target_wake_at(struct kube_client *c, const struct target_ref *ref,
+                                 const char *ns, int min_replicas, const char *resource_version,
+                                 target_done_fn done, void *arg);
 
 struct target_op *target_keda_pause(struct kube_client *c, const char *ns,
                                     const char *scaled_object, target_done_fn done, void *arg);

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "common/metrics.h"
 #include "controller/controller.h"
 #include "tests/fuzz/fake_http.h"
@@ -22,6 +24,7 @@
 #include "resolver/worker.h"
 
 #define NS "bench"
+#define FAKE_API_MAX 16
 
 struct fake_cluster {
     struct event_base *base;
@@ -32,6 +35,14 @@ struct fake_cluster {
     struct http_request *svc_watch, *slice_watch, *es_watch;
     unsigned rv;  /* the next resourceVersion */
     bool leading; /* fake_cluster_start_leading: ElastiServices in serve mode, no ports yet */
+    /* fake_cluster_start_api: the objects the fake API server keeps (see fake_cluster_serve) */
+    bool api;
+    int count;
+    struct http_request *deploy_watch, *sts_watch;
+    cJSON *es[FAKE_API_MAX];    /* ElastiService i as stored, or NULL */
+    int replicas[FAKE_API_MAX]; /* Deployment i's spec.replicas */
+    unsigned deploy_rv[FAKE_API_MAX];
+    cJSON *slices; /* resolver EndpointSlices written by holdfast (an array) */
 };
 
 /* ---- growing text ---- */
@@ -208,13 +219,28 @@ static void slice_json(struct text *b, int i, bool ready, unsigned rv)
     text_add(b, "]}");
 }
 
-enum kind { ES, SVC, SLICE };
+enum kind { ES, SVC, SLICE, DEPLOY, STS };
+
+/* fake_cluster_start_api's Deployments: spec.replicas of each, for the list (process wide, set
+ * by the start). */
+static int api_replicas;
+
+static void deploy_json(struct text *b, int i, int replicas, unsigned rv)
+{
+    text_add(b,
+             "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":"
+             "\"svc-%d\",\"namespace\":\"" NS "\",\"uid\":\"dep-%d\",\"resourceVersion\":"
+             "\"%u\",\"generation\":%u},\"spec\":{\"replicas\":%d},\"status\":{"
+             "\"observedGeneration\":%u,\"readyReplicas\":%d}}",
+             i, i, rv, rv, replicas, rv, replicas);
+}
 
 /* Items [from, to) of a list of n, with the continue token of the next page when to < n. */
 static char *list_json(enum kind kind, int from, int to, int n, unsigned port_base, bool serve,
                        size_t *len)
 {
-    static const char *const kinds[] = {"ElastiServiceList", "ServiceList", "EndpointSliceList"};
+    static const char *const kinds[] = {"ElastiServiceList", "ServiceList", "EndpointSliceList",
+                                        "DeploymentList", "StatefulSetList"};
     struct text b = {0};
     text_add(&b, "{\"kind\":\"%s\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"1\"",
              kinds[kind]);
@@ -228,6 +254,8 @@ static char *list_json(enum kind kind, int from, int to, int n, unsigned port_ba
             es_json(&b, i, port_base, serve);
         else if (kind == SVC)
             svc_json(&b, i, "http", 1);
+        else if (kind == DEPLOY)
+            deploy_json(&b, i, api_replicas, 1);
         else
             slice_json(&b, i, false, 1);
     }
@@ -289,7 +317,7 @@ static struct http_request *answer_list(struct fake_cluster *fc, const char *res
         int limit = lim ? atoi(lim + strlen("limit=")) : 0;
         int to = limit > 0 && count - from > limit ? from + limit : count;
         size_t len;
-        char *body = list_json(kind, from, to, count, fc->port_base, fc->leading, &len);
+        char *body = list_json(kind, from, to, count, fc->port_base, fc->leading && !fc->api, &len);
         fake_http_answer(r, 200, body, len, false, false);
         free(body);
         fake_cluster_settle(fc);
@@ -319,8 +347,8 @@ bool fake_cluster_applied(struct dataplane *dp, unsigned long long gen)
 }
 
 static struct fake_cluster *start(struct event_base *base, struct dataplane *dp, int count,
-                                  const char *bind, unsigned port_base, bool leading, char *err,
-                                  size_t errlen)
+                                  const char *bind, unsigned port_base, bool leading,
+                                  const struct fake_cluster_api_opts *api, char *err, size_t errlen)
 {
     char dir[] = "/tmp/holdfast-fake-cluster.XXXXXX";
     if (!mkdtemp(dir)) {
@@ -348,6 +376,8 @@ static struct fake_cluster *start(struct event_base *base, struct dataplane *dp,
     fc->port_base = port_base;
     fc->rv = 2;
     fc->leading = leading;
+    fc->api = api != NULL;
+    fc->count = count;
     fc->bind = strdup(bind);
     if (!fc->bind)
         abort();
@@ -358,12 +388,12 @@ static struct fake_cluster *start(struct event_base *base, struct dataplane *dp,
         .bind_address = fc->bind,
         .port_min = port_base,
         .port_max = port_base + (unsigned)count,
-        .polling_interval_ms = 3600000,
+        .polling_interval_ms = api && api->polling_interval_ms ? api->polling_interval_ms : 3600000,
         .api_qps = 1e9,
         .api_burst = 1000000,
         /* following: the Lease is never answered, so this replica only routes */
         .leader_elect = !leading,
-        .no_target_watch = true,
+        .no_target_watch = !api,
     };
     fc->c = controller_start(base, dp, &opts, err, errlen);
     unlink(kubeconfig);
@@ -376,8 +406,25 @@ static struct fake_cluster *start(struct event_base *base, struct dataplane *dp,
     fake_cluster_settle(fc);
     fc->svc_watch = answer_list(fc, "/services?", SVC, count);
     fc->slice_watch = answer_list(fc, "/endpointslices?", SLICE, count);
-    fc->es_watch = answer_list(fc, "/elastiservices?", ES, count);
-    if (!fc->svc_watch || !fc->slice_watch || !fc->es_watch) {
+    fc->es_watch = answer_list(fc, "/elastiservices?", ES, api && !api->es_listed ? 0 : count);
+    if (api) {
+        api_replicas = api->replicas;
+        fc->deploy_watch = answer_list(fc, "/deployments?", DEPLOY, count);
+        fc->sts_watch = answer_list(fc, "/statefulsets?", STS, 0);
+        for (int i = 0; i < count && i < FAKE_API_MAX; i++) {
+            fc->replicas[i] = api->replicas;
+            fc->deploy_rv[i] = 1;
+            if (api->es_listed) {
+                struct text b = {0};
+                es_json(&b, i, port_base, false);
+                fc->es[i] = cJSON_Parse(b.p);
+                free(b.p);
+            }
+        }
+        fc->slices = cJSON_CreateArray();
+    }
+    if (!fc->svc_watch || !fc->slice_watch || !fc->es_watch ||
+        (api && (!fc->deploy_watch || !fc->sts_watch))) {
         snprintf(err, errlen, "the informers did not list and watch as expected");
         fake_cluster_free(fc);
         return NULL;
@@ -398,14 +445,26 @@ struct fake_cluster *fake_cluster_start(struct event_base *base, struct dataplan
                                         const char *bind, unsigned port_base, char *err,
                                         size_t errlen)
 {
-    return start(base, dp, count, bind, port_base, false, err, errlen);
+    return start(base, dp, count, bind, port_base, false, NULL, err, errlen);
+}
+
+struct fake_cluster *fake_cluster_start_api(struct event_base *base, struct dataplane *dp,
+                                            const struct fake_cluster_api_opts *o, const char *bind,
+                                            unsigned port_base, char *err, size_t errlen)
+{
+    if (o->count < 1 || o->count > FAKE_API_MAX) {
+        snprintf(err, errlen, "fake_cluster_start_api: count %d is not 1 to %d", o->count,
+                 FAKE_API_MAX);
+        return NULL;
+    }
+    return start(base, dp, o->count, bind, port_base, true, o, err, errlen);
 }
 
 struct fake_cluster *fake_cluster_start_leading(struct event_base *base, struct dataplane *dp,
                                                 int count, const char *bind, unsigned port_base,
                                                 char *err, size_t errlen)
 {
-    return start(base, dp, count, bind, port_base, true, err, errlen);
+    return start(base, dp, count, bind, port_base, true, NULL, err, errlen);
 }
 
 struct controller *fake_cluster_controller(const struct fake_cluster *fc)
@@ -487,6 +546,266 @@ void fake_cluster_free(struct fake_cluster *fc)
         fake_cluster_settle(fc);
     }
     controller_free(fc->c);
+    for (int i = 0; i < FAKE_API_MAX; i++)
+        cJSON_Delete(fc->es[i]);
+    cJSON_Delete(fc->slices);
     free(fc->bind);
     free(fc);
+}
+
+/* ---- the fake API server (fake_cluster_start_api) ---- */
+
+/* RFC 7386 merge patch of target by patch (both cJSON objects); target changed in place. */
+static void merge_patch(cJSON *target, const cJSON *patch)
+{
+    const cJSON *p;
+    cJSON_ArrayForEach(p, patch)
+    {
+        if (cJSON_IsNull(p)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(target, p->string);
+        } else if (cJSON_IsObject(p)) {
+            cJSON *t = cJSON_GetObjectItemCaseSensitive(target, p->string);
+            if (!cJSON_IsObject(t)) {
+                cJSON_DeleteItemFromObjectCaseSensitive(target, p->string);
+                t = cJSON_AddObjectToObject(target, p->string);
+            }
+            merge_patch(t, p);
+        } else {
+            cJSON_DeleteItemFromObjectCaseSensitive(target, p->string);
+            cJSON_AddItemToObject(target, p->string, cJSON_Duplicate(p, 1));
+        }
+    }
+}
+
+static void set_rv(cJSON *obj, unsigned rv)
+{
+    cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    if (!cJSON_IsObject(md))
+        md = cJSON_AddObjectToObject(obj, "metadata");
+    char text[32];
+    snprintf(text, sizeof(text), "%u", rv);
+    cJSON_DeleteItemFromObjectCaseSensitive(md, "resourceVersion");
+    cJSON_AddStringToObject(md, "resourceVersion", text);
+}
+
+static void answer_json(struct http_request *r, long status, const cJSON *obj)
+{
+    char *body = cJSON_PrintUnformatted(obj);
+    if (!body)
+        abort();
+    fake_http_answer(r, status, body, strlen(body), false, false);
+    free(body);
+}
+
+static void answer_status(struct http_request *r, long code, const char *reason)
+{
+    char body[256];
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"reason\":"
+             "\"%s\",\"code\":%ld,\"message\":\"%s (fake)\"}",
+             reason, code, reason);
+    fake_http_answer(r, code, body, strlen(body), false, false);
+}
+
+static void send_json_event(struct http_request *watch, const char *type, const cJSON *obj)
+{
+    if (!watch)
+        return;
+    char *text = cJSON_PrintUnformatted(obj);
+    struct text b = {0};
+    text_add(&b, "%s", text);
+    free(text);
+    send_event(watch, type, &b);
+}
+
+/* The index i of "svc-<i>" right after `prefix` in url, or -1. */
+static int index_after(const char *url, const char *prefix)
+{
+    const char *at = strstr(url, prefix);
+    if (!at)
+        return -1;
+    char *end;
+    long i = strtol(at + strlen(prefix), &end, 10);
+    return end != at + strlen(prefix) && i >= 0 && i < FAKE_API_MAX ? (int)i : -1;
+}
+
+static void deploy_event(struct fake_cluster *fc, int i)
+{
+    struct text b = {0};
+    fc->deploy_rv[i] = fc->rv++;
+    deploy_json(&b, i, fc->replicas[i], fc->deploy_rv[i]);
+    send_event(fc->deploy_watch, "MODIFIED", &b);
+}
+
+static void answer_scale(struct fake_cluster *fc, struct http_request *r, int i, bool patch)
+{
+    if (patch) {
+        cJSON *body = cJSON_Parse(fake_http_body(r));
+        const cJSON *md = cJSON_GetObjectItemCaseSensitive(body, "metadata");
+        const cJSON *rv = cJSON_GetObjectItemCaseSensitive(md, "resourceVersion");
+        const cJSON *n =
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItem(body, "spec"), "replicas");
+        char have[32];
+        snprintf(have, sizeof(have), "%u", fc->deploy_rv[i]);
+        if (cJSON_IsString(rv) && strcmp(rv->valuestring, have) != 0) {
+            cJSON_Delete(body);
+            answer_status(r, 409, "Conflict");
+            return;
+        }
+        if (cJSON_IsNumber(n) && n->valueint != fc->replicas[i]) {
+            fc->replicas[i] = n->valueint;
+            deploy_event(fc, i);
+        }
+        cJSON_Delete(body);
+    }
+    struct text b = {0};
+    text_add(&b,
+             "{\"kind\":\"Scale\",\"apiVersion\":\"autoscaling/v1\",\"metadata\":{\"name\":"
+             "\"svc-%d\",\"namespace\":\"" NS "\",\"resourceVersion\":\"%u\"},\"spec\":{",
+             i, fc->deploy_rv[i]);
+    if (fc->replicas[i]) /* Scale omits a zero */
+        text_add(&b, "\"replicas\":%d", fc->replicas[i]);
+    text_add(&b, "},\"status\":{\"replicas\":%d,\"selector\":\"app=svc-%d\"}}", fc->replicas[i], i);
+    fake_http_answer(r, 200, b.p, b.len, false, false);
+    free(b.p);
+}
+
+static cJSON *slice_find(struct fake_cluster *fc, const char *name, int *at)
+{
+    int k = 0;
+    cJSON *s;
+    cJSON_ArrayForEach(s, fc->slices)
+    {
+        const cJSON *n = cJSON_GetObjectItem(cJSON_GetObjectItem(s, "metadata"), "name");
+        if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0) {
+            if (at)
+                *at = k;
+            return s;
+        }
+        k++;
+    }
+    return NULL;
+}
+
+/* Answers r as an API server holding fc's objects would, and sends the write's watch event. */
+static void api_answer(struct fake_cluster *fc, struct http_request *r)
+{
+    const char *what = fake_http_what(r);
+    bool get = strncmp(what, "GET ", 4) == 0, patch = strncmp(what, "PATCH ", 6) == 0;
+    bool post = strncmp(what, "POST ", 5) == 0, put = strncmp(what, "PUT ", 4) == 0;
+    bool del = strncmp(what, "DELETE ", 7) == 0;
+    int i;
+    if ((i = index_after(what, "/elastiservices/svc-")) >= 0 && patch && fc->es[i]) {
+        cJSON *body = cJSON_Parse(fake_http_body(r));
+        if (strstr(what, "/status"))
+            merge_patch(fc->es[i], cJSON_GetObjectItem(body, "status") ? body : NULL);
+        else
+            merge_patch(fc->es[i], cJSON_GetObjectItem(body, "metadata") ? body : NULL);
+        cJSON_Delete(body);
+        set_rv(fc->es[i], fc->rv++);
+        answer_json(r, 200, fc->es[i]);
+        send_json_event(fc->es_watch, "MODIFIED", fc->es[i]);
+    } else if ((i = index_after(what, "/deployments/svc-")) >= 0 && strstr(what, "/scale") &&
+               (get || patch)) {
+        answer_scale(fc, r, i, patch);
+    } else if (strstr(what, "/endpointslices") && post) {
+        cJSON *obj = cJSON_Parse(fake_http_body(r));
+        const cJSON *n = cJSON_GetObjectItem(cJSON_GetObjectItem(obj, "metadata"), "name");
+        if (!cJSON_IsString(n) || slice_find(fc, n->valuestring, NULL)) {
+            cJSON_Delete(obj);
+            answer_status(r, 409, "AlreadyExists");
+            return;
+        }
+        set_rv(obj, fc->rv++);
+        cJSON_AddItemToArray(fc->slices, obj);
+        answer_json(r, 201, obj);
+        send_json_event(fc->slice_watch, "ADDED", obj);
+    } else if (strstr(what, "/endpointslices/") && (get || put || del)) {
+        const char *name = strstr(what, "/endpointslices/") + strlen("/endpointslices/");
+        int at = -1;
+        cJSON *have = slice_find(fc, name, &at);
+        if (!have) {
+            answer_status(r, 404, "NotFound");
+        } else if (get) {
+            answer_json(r, 200, have);
+        } else if (put) {
+            cJSON *obj = cJSON_Parse(fake_http_body(r));
+            set_rv(obj, fc->rv++);
+            cJSON_ReplaceItemInArray(fc->slices, at, obj);
+            answer_json(r, 200, obj);
+            send_json_event(fc->slice_watch, "MODIFIED", obj);
+        } else {
+            cJSON *gone = cJSON_DetachItemFromArray(fc->slices, at);
+            static const char ok[] = "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":"
+                                     "\"Success\"}";
+            fake_http_answer(r, 200, ok, strlen(ok), false, false);
+            send_json_event(fc->slice_watch, "DELETED", gone);
+            cJSON_Delete(gone);
+        }
+    } else if (strstr(what, "/events") && (post || patch)) {
+        cJSON *obj = cJSON_Parse(fake_http_body(r));
+        set_rv(obj, fc->rv++);
+        answer_json(r, post ? 201 : 200, obj);
+        cJSON_Delete(obj);
+    } else {
+        answer_status(r, 404, "NotFound");
+    }
+}
+
+int fake_cluster_serve(struct fake_cluster *fc)
+{
+    int n = 0;
+    for (int k = 0; k < 100000; k++) {
+        fake_cluster_settle(fc);
+        struct http_request *r = fake_http_pick_plain();
+        if (!r)
+            break;
+        api_answer(fc, r);
+        n++;
+    }
+    return n;
+}
+
+void fake_cluster_create_es(struct fake_cluster *fc, int i)
+{
+    if (i < 0 || i >= FAKE_API_MAX)
+        return;
+    struct text b = {0};
+    text_add(&b,
+             "{\"apiVersion\":\"elasti.truefoundry.com/v1alpha1\",\"kind\":\"ElastiService\","
+             "\"metadata\":{\"name\":\"svc-%d\",\"namespace\":\"" NS "\",\"uid\":\"es-%d\","
+             "\"resourceVersion\":\"%u\",\"generation\":1,\"creationTimestamp\":"
+             "\"2026-01-01T00:00:00Z\"},\"spec\":{\"service\":\"svc-%d\",\"minTargetReplicas\":1,"
+             "\"cooldownPeriod\":300,\"scaleTargetRef\":{\"apiVersion\":\"apps/v1\",\"kind\":"
+             "\"Deployment\",\"name\":\"svc-%d\"}}}",
+             i, i, fc->rv++, i, i);
+    cJSON_Delete(fc->es[i]);
+    fc->es[i] = cJSON_Parse(b.p);
+    send_event(fc->es_watch, "ADDED", &b);
+}
+
+const cJSON *fake_cluster_api_es(const struct fake_cluster *fc, int i)
+{
+    return i >= 0 && i < FAKE_API_MAX ? fc->es[i] : NULL;
+}
+
+int fake_cluster_api_slices(const struct fake_cluster *fc)
+{
+    return cJSON_GetArraySize(fc->slices);
+}
+
+int fake_cluster_api_replicas(const struct fake_cluster *fc, int i)
+{
+    return i >= 0 && i < FAKE_API_MAX ? fc->replicas[i] : -1;
+}
+
+void fake_cluster_api_set_replicas(struct fake_cluster *fc, int i, int replicas, bool event)
+{
+    if (i < 0 || i >= FAKE_API_MAX)
+        return;
+    fc->replicas[i] = replicas;
+    if (event)
+        deploy_event(fc, i);
+    else
+        fc->deploy_rv[i] = fc->rv++;
 }

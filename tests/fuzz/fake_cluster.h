@@ -21,6 +21,7 @@ struct event_base;
 struct dataplane;
 struct controller;
 struct fake_cluster;
+struct cJSON;
 
 /*
  * Starts the controller on base for dp (started by the caller), answers the informers' lists
@@ -39,6 +40,49 @@ struct fake_cluster *fake_cluster_start(struct event_base *base, struct dataplan
 struct fake_cluster *fake_cluster_start_leading(struct event_base *base, struct dataplane *dp,
                                                 int count, const char *bind, unsigned port_base,
                                                 char *err, size_t errlen);
+
+/* fake_cluster_start_api's cluster. */
+struct fake_cluster_api_opts {
+    int count;      /* Services (with one EndpointSlice each) and Deployments, 1 to 16 */
+    bool es_listed; /* ElastiService i exists at the start, in proxy mode (its resolver port in
+                     * status, its finalizer set); false: none until fake_cluster_create_es */
+    int replicas;   /* every Deployment's spec.replicas */
+    unsigned polling_interval_ms; /* 0: an hour (no poll but the first) */
+};
+
+/*
+ * A small API server for counting the controller's calls: the replica leads at once, watches
+ * the targets (Deployments, and StatefulSets: none), and every plain request (not a watch) is
+ * left pending until fake_cluster_serve answers it as an API server holding these objects
+ * would: ElastiService patches (main resource and status, merge patches applied), the
+ * Deployments' /scale (read, and patched with or without a resourceVersion precondition: 409
+ * when stale), EndpointSlices holdfast creates, updates, reads and deletes, and Events. Each
+ * write's watch event follows its answer, as the API server's does. Anything else is 404.
+ */
+struct fake_cluster *fake_cluster_start_api(struct event_base *base, struct dataplane *dp,
+                                            const struct fake_cluster_api_opts *o, const char *bind,
+                                            unsigned port_base, char *err, size_t errlen);
+
+/* Answers every pending plain request (and those their answers lead to) until none is left,
+ * running the loop in between; returns how many it answered. */
+int fake_cluster_serve(struct fake_cluster *fc);
+
+/* Sends ADDED of ElastiService i as kubectl creates it (generation 1, no status, no finalizer)
+ * through the watch (fake_cluster_start_api). */
+void fake_cluster_create_es(struct fake_cluster *fc, int i);
+
+/* ElastiService i as the fake API server stores it, or NULL (fake_cluster_start_api). */
+const struct cJSON *fake_cluster_api_es(const struct fake_cluster *fc, int i);
+
+/* Deployment i's spec.replicas as the fake API server stores it (fake_cluster_start_api). */
+int fake_cluster_api_replicas(const struct fake_cluster *fc, int i);
+
+/* Sets Deployment i's spec.replicas (a new resourceVersion), as a hand would; the watch event
+ * follows only when `event` (without it, the controller's cache is left behind). */
+void fake_cluster_api_set_replicas(struct fake_cluster *fc, int i, int replicas, bool event);
+
+/* Resolver EndpointSlices the fake API server stores (fake_cluster_start_api). */
+int fake_cluster_api_slices(const struct fake_cluster *fc);
 
 struct controller *fake_cluster_controller(const struct fake_cluster *fc);
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "controller/controller.h"
 #include "resolver/conn.h"
 #include "resolver/worker.h"
@@ -370,4 +371,341 @@ Test(controller_switch, a_status_write_waits_for_the_one_in_flight)
     struct http_request *second = fake_http_pick("/elastiservices/svc-0/status", 28);
     cr_assert(second && strstr(fake_http_what(second), "/elastiservices/svc-0/status"));
     cr_assert(strstr(fake_http_body(second), "\"name\":\"web\""), "%s", fake_http_body(second));
+}
+
+/* ---- the API calls of a transition, counted (issue 13's budget) ---- */
+
+/*
+ * Every request the controller sends (watches aside) from a transition's start until it has
+ * settled, as the fake API server of fake_cluster_start_api receives them; the controller's own
+ * count (holdfast_kube_api_requests_total) must say the same.
+ */
+struct api_log {
+    int n, events;
+    char calls[64][160];
+    int n_reads;          /* /scale reads */
+    uint64_t reads[4096]; /* when each was sent, ms (CLOCK_MONOTONIC) */
+};
+
+static struct api_log api_log;
+
+static void on_api_start(const char *what, const char *body, void *arg)
+{
+    (void)body;
+    (void)arg;
+    if (strstr(what, "watch=true"))
+        return;
+    if (strstr(what, "/events"))
+        api_log.events++;
+    if (strncmp(what, "GET ", 4) == 0 && strstr(what, "/scale") && api_log.n_reads < 4096) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        api_log.reads[api_log.n_reads++] = (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
+    const char *path = strstr(what, "://");
+    path = path ? strchr(path + 3, '/') : NULL;
+    if (api_log.n < 64)
+        snprintf(api_log.calls[api_log.n], sizeof(api_log.calls[0]), "%.*s%s",
+                 (int)(strchr(what, ' ') - what + 1), what, path ? path : what);
+    api_log.n++;
+}
+
+/* The sum of holdfast_kube_api_requests_total's samples, watches aside. */
+static double requests_sent(void)
+{
+    struct mtext out;
+    mtext_init(&out);
+    controller_metrics(&out, fake_cluster_controller(fc));
+    double sum = 0;
+    const char *key = "\nholdfast_kube_api_requests_total{";
+    for (const char *at = out.data ? strstr(out.data, key) : NULL; at; at = strstr(at + 1, key)) {
+        const char *end = strchr(at + 1, '}');
+        if (end && !memmem(at, (size_t)(end - at), "verb=\"watch\"", 12))
+            sum += strtod(end + 1, NULL);
+    }
+    mtext_free(&out);
+    return sum;
+}
+
+static void api_setup(bool es_listed, unsigned polling_interval_ms)
+{
+    start_dataplane();
+    char err[512] = "";
+    snprintf(bind_ip, sizeof(bind_ip), "127.0.17.%d", (int)(getpid() % 250) + 1);
+    struct fake_cluster_api_opts o = {.count = 1,
+                                      .es_listed = es_listed,
+                                      .replicas = 0,
+                                      .polling_interval_ms = polling_interval_ms};
+    fc = fake_cluster_start_api(base, dp, &o, bind_ip, 44000, err, sizeof(err));
+    cr_assert_not_null(fc, "%s", err);
+    /* what the start leads to (a listed proxy-mode service's resolver slice, its first poll) */
+    for (int i = 0; i < 5000; i++) {
+        fake_cluster_serve(fc);
+        if (!es_listed || fake_cluster_metric(fc, "holdfast_controller_evaluations_total") >= 1)
+            break;
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    fake_cluster_serve(fc);
+    memset(&api_log, 0, sizeof(api_log));
+    fake_http_on_start(on_api_start, NULL);
+}
+
+static void api_teardown(void)
+{
+    fake_http_on_start(NULL, NULL);
+    teardown();
+}
+
+static const char *es_mode(void)
+{
+    const cJSON *st = cJSON_GetObjectItem(fake_cluster_api_es(fc, 0), "status");
+    const cJSON *m = cJSON_GetObjectItem(st, "mode");
+    return cJSON_IsString(m) ? m->valuestring : "";
+}
+
+/* Answers the controller's calls until done() holds (5 s at most), then for 2.5 s more: two
+ * ticks of the poll, so a call a tick would still send is counted too. */
+static void serve_until(bool (*done)(void), const char *what)
+{
+    for (int i = 0; i < 5000 && !done(); i++) {
+        fake_cluster_serve(fc);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    cr_assert(done(), "%s never happened", what);
+    for (int i = 0; i < 250; i++) {
+        fake_cluster_serve(fc);
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+}
+
+static void api_log_print(const char *title)
+{
+    fprintf(stderr, "%s: %d calls (%d of them Events)\n", title, api_log.n, api_log.events);
+    for (int i = 0; i < api_log.n && i < 64; i++)
+        fprintf(stderr, "  %s\n", api_log.calls[i]);
+}
+
+static bool in_proxy(void)
+{
+    return strcmp(es_mode(), "proxy") == 0 && fake_cluster_api_slices(fc) == 1;
+}
+
+static void setup_created(void)
+{
+    api_setup(false, 0);
+}
+
+TestSuite(controller_api_budget, .fini = api_teardown, .timeout = 60);
+
+/*
+ * An ElastiService created for a target at 0 replicas, to proxy mode. The calls it needs: its
+ * finalizer (main resource: a status write cannot carry it), the resolver EndpointSlice, one
+ * status write (mode, ports, conditions, observedGeneration); and the ScaledToZero Event the
+ * docs promise, counted apart. The target's replicas come from the workload watch's cache.
+ */
+Test(controller_api_budget, a_new_elastiservice_enters_proxy_mode_in_3_calls, .init = setup_created)
+{
+    double sent = requests_sent();
+    fake_cluster_create_es(fc, 0);
+    serve_until(in_proxy, "proxy mode (status.mode and the resolver slice)");
+    api_log_print("ElastiService created, target at 0 -> proxy mode");
+    cr_assert_eq(requests_sent() - sent, api_log.n,
+                 "holdfast_kube_api_requests_total counted %.0f, the API server received %d",
+                 requests_sent() - sent, api_log.n);
+    cr_assert_eq(api_log.events, 1, "the ScaledToZero Event");
+    cr_assert_leq(api_log.n - api_log.events, 3, "%d calls besides the Event",
+                  api_log.n - api_log.events);
+}
+
+static bool scaled_up(void)
+{
+    return fake_cluster_api_replicas(fc, 0) == 1;
+}
+
+static void wake_svc0(void);
+
+static bool in_serve(void)
+{
+    return strcmp(es_mode(), "serve") == 0 && fake_cluster_api_slices(fc) == 0;
+}
+
+static void setup_proxy(void)
+{
+    api_setup(true, 0);
+}
+
+/*
+ * A wake: the first held request -> the scale call -> the pod ready -> serve mode. The calls it
+ * needs: the scale patch (conditional on the resourceVersion the workload watch cached, so it
+ * never lowers a count someone raised), the resolver slice's delete, one status write (mode
+ * serve, lastScaledUpTime, conditions); and the Events ScaledUp and SwitchedToServe, counted
+ * apart.
+ */
+Test(controller_api_budget, a_wake_to_serve_mode_in_3_calls, .init = setup_proxy)
+{
+    cr_assert(in_proxy(), "the listed ElastiService is in proxy mode with its resolver slice");
+    double sent = requests_sent();
+    wake_svc0();
+    serve_until(scaled_up, "the scale call");
+    fake_cluster_set_ready(fc, 0, true); /* the pod is a ready endpoint */
+    serve_until(in_serve, "serve mode (status.mode, the resolver slice deleted)");
+    api_log_print("wake -> scale call -> pod ready -> serve mode");
+    cr_assert_eq(requests_sent() - sent, api_log.n,
+                 "holdfast_kube_api_requests_total counted %.0f, the API server received %d",
+                 requests_sent() - sent, api_log.n);
+    cr_assert_eq(api_log.events, 2, "the ScaledUp and SwitchedToServe Events");
+    cr_assert_not_null(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(fake_cluster_api_es(fc, 0), "status"),
+                            "lastScaledUpTime"),
+        "status.lastScaledUpTime is written (with the serve switch)");
+    cr_assert_leq(api_log.n - api_log.events, 3, "%d calls besides the Events",
+                  api_log.n - api_log.events);
+}
+
+/* As the data plane does for the first held request of svc-0. */
+static void wake_svc0(void)
+{
+    struct svc_state *svc = svc_registry_get(&dp->registry, "bench", "svc-0");
+    cr_assert_not_null(svc);
+    atomic_store(&svc->wake_started_ns, 1);
+    wakeq_push_wake(&dp->wakeq, svc);
+    svc_state_unref(svc);
+}
+
+static bool three_calls(void)
+{
+    return api_log.n >= 3;
+}
+
+/*
+ * The workload watch's cache is behind: the target was scaled to 3 by hand, and the wake's
+ * patch carries the version cached at 0. The API server refuses it (409), the wake reads the
+ * target and leaves the 3 alone: a wake never lowers a count someone raised.
+ */
+Test(controller_api_budget, a_wake_on_a_stale_cache_never_lowers_a_raised_count,
+     .init = setup_proxy)
+{
+    fake_cluster_api_set_replicas(fc, 0, 3, false);
+    wake_svc0();
+    for (int i = 0; i < 5000 && api_log.n < 2; i++) {
+        fake_cluster_serve(fc);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    fake_cluster_serve(fc);
+    api_log_print("wake on a stale cache, target raised to 3 meanwhile");
+    cr_assert_eq(api_log.n, 2, "the conditional patch and the read after its 409");
+    cr_assert(strstr(api_log.calls[0], "PATCH ") && strstr(api_log.calls[0], "/scale"));
+    cr_assert(strstr(api_log.calls[1], "GET ") && strstr(api_log.calls[1], "/scale"));
+    cr_assert_eq(fake_cluster_api_replicas(fc, 0), 3);
+}
+
+/* The cache is behind but the target is still at 0 (another write moved its version): the
+ * 409 leads to a read and a patch with the version read, as a wake without a cache does. */
+Test(controller_api_budget, a_wake_on_a_stale_cache_at_zero_reads_and_scales, .init = setup_proxy)
+{
+    fake_cluster_api_set_replicas(fc, 0, 0, false);
+    wake_svc0();
+    for (int i = 0; i < 5000 && !three_calls(); i++) {
+        fake_cluster_serve(fc);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    fake_cluster_serve(fc);
+    api_log_print("wake on a stale cache, target still at 0");
+    cr_assert_eq(fake_cluster_api_replicas(fc, 0), 1);
+    cr_assert(strstr(api_log.calls[0], "PATCH ") && strstr(api_log.calls[0], "/scale"));
+    cr_assert(strstr(api_log.calls[1], "GET ") && strstr(api_log.calls[1], "/scale"));
+    cr_assert(strstr(api_log.calls[2], "PATCH ") && strstr(api_log.calls[2], "/scale"));
+}
+
+static void setup_proxy_polling(void)
+{
+    api_setup(true, 1000);
+}
+
+static bool scaled_up_written(void)
+{
+    const cJSON *st = cJSON_GetObjectItem(fake_cluster_api_es(fc, 0), "status");
+    return cJSON_GetObjectItem(st, "lastScaledUpTime") != NULL;
+}
+
+/* The leader keeps a wake's lastScaledUpTime for the serve switch's status write; when no pod
+ * gets ready, the next poll writes it. */
+Test(controller_api_budget, a_wake_without_a_ready_pod_gets_lastscaleduptime_from_the_poll,
+     .init = setup_proxy_polling)
+{
+    wake_svc0();
+    for (int i = 0; i < 5000 && fake_cluster_api_replicas(fc, 0) != 1; i++) {
+        fake_cluster_serve(fc);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    cr_assert_eq(fake_cluster_api_replicas(fc, 0), 1, "the wake scaled the target");
+    for (int i = 0; i < 5000 && !scaled_up_written(); i++) {
+        fake_cluster_serve(fc);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    cr_assert(scaled_up_written(), "status.lastScaledUpTime was never written");
+    cr_assert_str_eq(es_mode(), "proxy");
+}
+
+/* ---- the polls' /scale reads, paced over the interval ---- */
+
+#define PACED 16
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void setup_paced(void)
+{
+    start_dataplane();
+    char err[512] = "";
+    snprintf(bind_ip, sizeof(bind_ip), "127.0.18.%d", (int)(getpid() % 250) + 1);
+    struct fake_cluster_api_opts o = {
+        .count = PACED, .es_listed = true, .replicas = 0, .polling_interval_ms = 1000};
+    fc = fake_cluster_start_api(base, dp, &o, bind_ip, 45000, err, sizeof(err));
+    cr_assert_not_null(fc, "%s", err);
+    memset(&api_log, 0, sizeof(api_log));
+    fake_http_on_start(on_api_start, NULL);
+}
+
+/*
+ * Every ElastiService's /scale read is due at once after a start; from then on each is read at
+ * its own phase of the interval (controller.c's next_check_at: a hash of its name), so a round's
+ * reads are spread over the interval, not sent at its start. Counted: the reads sent in each
+ * quarter of the interval, over two intervals from the third check on (the second moves each
+ * to its phase). At their phases these 16 names fall 3, 5, 4 and 4 to the quarters of a 1 s
+ * interval; sent together, one quarter would hold all 16. (A stall of the loop may move a
+ * quarter's reads into the next one: at most 10 is allowed.)
+ */
+Test(controller_api_budget, the_polls_scale_reads_are_spread_over_the_interval, .init = setup_paced,
+     .timeout = 60)
+{
+    for (int i = 0; i < 5000 && api_log.n_reads < PACED; i++) {
+        fake_cluster_serve(fc);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    cr_assert_geq(api_log.n_reads, PACED, "the first round reads every target");
+    uint64_t start = api_log.reads[0];
+    for (uint64_t end = start + 4200; now_ms() < end;) {
+        fake_cluster_serve(fc);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    int slice[8] = {0}, total = 0;
+    for (int i = 0; i < api_log.n_reads; i++) {
+        uint64_t at = api_log.reads[i] - start;
+        if (at >= 2000 && at < 4000) {
+            slice[(at - 2000) / 250]++;
+            total++;
+        }
+    }
+    fprintf(stderr,
+            "/scale reads per quarter of the interval, 2 intervals: %d %d %d %d %d %d %d %d\n",
+            slice[0], slice[1], slice[2], slice[3], slice[4], slice[5], slice[6], slice[7]);
+    cr_assert_geq(total, PACED, "every target is read once per interval (%d reads)", total);
+    for (int k = 0; k < 8; k++)
+        cr_assert_leq(slice[k], 10, "%d of %d reads in one quarter of the interval", slice[k],
+                      PACED);
 }
