@@ -9,6 +9,7 @@
 #include "controller/controller.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,48 @@ struct port_map {
     unsigned resolver_port;
 };
 
+/*
+ * The texts of a struct es that are empty for almost every ElastiService (a spec error, why an
+ * evaluation was blocked, a scale to zero's probe results, an awaited resourceVersion) are owned
+ * strings, NULL while unset, not fixed buffers: 10,000 ElastiServices held 1.8 KB of empty
+ * buffers each (bench/RESULTS.md, 7b). es_text reads one ("" when unset); es_text_setf sets one
+ * to at most cap - 1 bytes (the size of the buffer it replaced), "" clears it. Out of memory it
+ * still reads as set ("out of memory"): a spec error must not read as none.
+ */
+static char es_text_oom[] = "out of memory";
+
+static const char *es_text(const char *t)
+{
+    return t ? t : "";
+}
+
+static void es_text_clear(char **t)
+{
+    if (*t != es_text_oom)
+        free(*t);
+    *t = NULL;
+}
+
+static void es_text_setf(char **t, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void es_text_setf(char **t, size_t cap, const char *fmt, ...)
+{
+    char buf[768];
+    if (cap > sizeof(buf))
+        cap = sizeof(buf);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    es_text_clear(t);
+    if (buf[0]) {
+        *t = strdup(buf);
+        if (!*t)
+            *t = es_text_oom;
+    }
+}
+
 /* One ElastiService, as parsed from its spec and status. */
 struct es {
     struct es *next, *prev; /* controller.list */
@@ -97,7 +140,8 @@ struct es {
     unsigned hold_timeout_s;
     size_t max_held;
     char *keda; /* KEDA ScaledObject name, or NULL */
-    char spec_error[512];
+    /* why the spec is refused (es_text, at most 511 bytes), NULL: valid */
+    char *spec_error;
     int64_t spec_gen; /* metadata.generation of the spec parsed above, 0: parse at every event */
     /* status and metadata */
     char mode[8];
@@ -119,7 +163,8 @@ struct es {
     uint64_t eval_done_ms; /* when the last scale-down check had all its answers (mono_ms), 0
                               never: the next takes only answers to queries sent after that */
     bool eval_blocked;     /* some trigger or the uptime check said no */
-    char eval_reason[512];
+    /* why it is unhealthy (es_text, at most 511 bytes), or NULL */
+    char *eval_reason;
     bool eval_unhealthy; /* ... because Prometheus could not answer properly */
     bool wake_inflight;  /* a target_wake is in flight */
     bool wake_again;     /* another wake was asked for meanwhile: one more runs after it */
@@ -157,12 +202,17 @@ struct es {
      * good (test_controller's long-outage test, about 1 run in 18: {mode: serve} from a /scale
      * read and {mode: proxy} from the workload watch, sent 1 ms apart). */
     cJSON *status_queued;
-    char awaited_rv[64]; /* resourceVersion our last status write made; until the informer
-                            shows it, older echoes must not undo our mode/conditions */
+    char *awaited_rv;    /* resourceVersion our last status write made (es_text, at most 63
+                            bytes), or NULL; until the informer shows it, older echoes must not
+                            undo our mode/conditions */
     uint64_t awaited_ms; /* when it was set (given up after AWAIT_ECHO_MS) */
-    char seen_rv[3][24]; /* the last resourceVersions the informer showed (a ring; a longer
-                            one is not kept): was a write's echo already delivered? */
-    unsigned seen_next;  /* the ring's next slot */
+    /* The last resourceVersions the informer showed while a status write was in flight (a
+     * ring; a longer one is not kept): was the write's echo already delivered? Its echo can only
+     * come while it is in flight or after its answer, so the ring is kept only meanwhile:
+     * malloc'd by es_parse_status, freed when the last write in flight is answered, NULL
+     * otherwise. */
+    char (*seen_rv)[24];
+    unsigned seen_next; /* the ring's next slot */
     /* acknowledging and proving liveness */
     int64_t status_gen;     /* status.observedGeneration as the informer shows it */
     int64_t acked_gen;      /* the generation our last successful status write carried */
@@ -172,11 +222,13 @@ struct es {
     const char *busy_what;  /* what it waits for: "reading /scale", "querying Prometheus" */
     bool stuck_logged;      /* the evaluation in flight was logged as stuck */
     bool settle_logged;     /* a scale to zero waiting out API_SETTLE_MS was logged */
-    char skip_reason[160];  /* why the last poll did not evaluate it ("" evaluated) */
-    char *target_key;       /* "plural/ns/name" under which by_target lists it, or NULL */
-    unsigned scale_epoch;   /* moves with every workload watch event acted on: a /scale
-                               read sent before one is older than what the watch said */
-    bool watch_zero;        /* the workload watch last showed spec.replicas 0 */
+    /* why the last poll did not evaluate it (a string literal, es_skip takes only those),
+     * NULL: evaluated */
+    const char *skip_reason;
+    char *target_key;     /* "plural/ns/name" under which by_target lists it, or NULL */
+    unsigned scale_epoch; /* moves with every workload watch event acted on: a /scale
+                             read sent before one is older than what the watch said */
+    bool watch_zero;      /* the workload watch last showed spec.replicas 0 */
     /* the switch to zero; the data path first */
     struct event *switch_ev; /* the next probe, or the end of the grace period */
     struct pathprobe *probe; /* in flight */
@@ -184,8 +236,8 @@ struct es {
     uint64_t switch_started_ms;
     uint64_t switch_retry_ms;   /* abandoned: no new attempt before this (mono_ms) */
     unsigned switch_probes;     /* probes sent in this attempt */
-    char switch_why[256];       /* the ScaledToZero message once it is done */
-    char switch_last[256];      /* what the last probe found */
+    char *switch_why;           /* the ScaledToZero message once it is done (es_text, <= 255) */
+    char *switch_last;          /* what the last probe found (es_text, at most 255 bytes) */
     uint64_t slices_deleted_ms; /* when its resolver slices were last deleted (mono_ms) */
     /* deleted while it held connections: its route stays (c->lingering) until they are
      * answered by the restored pods, or its hold timeout has passed */
@@ -502,7 +554,7 @@ static void es_clear_spec(struct es *e)
     e->n_triggers = 0;
     e->probes = NULL;
     e->target_ok = false;
-    e->spec_error[0] = '\0';
+    es_text_clear(&e->spec_error);
 }
 
 static void switch_cancel(struct es *e);
@@ -524,6 +576,11 @@ static void es_free(struct es *e)
     free(e->ports);
     free(e->not_ready_reason);
     free(e->leaving);
+    es_text_clear(&e->eval_reason);
+    es_text_clear(&e->awaited_rv);
+    free(e->seen_rv);
+    es_text_clear(&e->switch_why);
+    es_text_clear(&e->switch_last);
     cJSON_Delete(e->conditions);
     svc_state_unref(e->svc);
     free(e->ns);
@@ -555,8 +612,11 @@ static void es_parse_spec(struct es *e, const cJSON *obj)
         cJSON_IsNumber(ht) && ht->valueint > 0 ? (unsigned)ht->valueint : DEFAULT_HOLD_TIMEOUT_S;
     const cJSON *mh = get(spec, "maxHeldConnections");
     e->max_held = cJSON_IsNumber(mh) && mh->valueint > 0 ? (size_t)mh->valueint : DEFAULT_MAX_HELD;
-    if (json_refuse_nul(spec, "spec", e->spec_error, sizeof(e->spec_error)))
+    char err[512];
+    if (json_refuse_nul(spec, "spec", err, sizeof(err))) {
+        es_text_setf(&e->spec_error, sizeof(err), "%s", err);
         return;
+    }
     e->service = dup_or_null(get_str(spec, "service"));
     const cJSON *period = get(spec, "enabledPeriod");
     if (cJSON_IsObject(period)) {
@@ -572,12 +632,13 @@ static void es_parse_spec(struct es *e, const cJSON *obj)
         e->keda = dup_or_null(get_str(as, "name"));
 
     if (!e->service) {
-        snprintf(e->spec_error, sizeof(e->spec_error), "spec.service: required");
+        es_text_setf(&e->spec_error, sizeof(err), "spec.service: required");
         return;
     }
-    if (target_ref_parse(get(spec, "scaleTargetRef"), &e->target, e->spec_error,
-                         sizeof(e->spec_error)) < 0)
+    if (target_ref_parse(get(spec, "scaleTargetRef"), &e->target, err, sizeof(err)) < 0) {
+        es_text_setf(&e->spec_error, sizeof(err), "%s", err);
         return;
+    }
     e->target_ok = true;
     const cJSON *triggers = get(spec, "triggers");
     size_t n = (size_t)cJSON_GetArraySize(triggers);
@@ -587,25 +648,27 @@ static void es_parse_spec(struct es *e, const cJSON *obj)
         snprintf(path, sizeof(path), "spec.triggers[%zu]", i);
         if (prom_trigger_parse(cJSON_GetArrayItem(triggers, (int)i), path,
                                c->opt.prometheus_address, c->opt.prometheus_authorization,
-                               &e->triggers[e->n_triggers], e->spec_error,
-                               sizeof(e->spec_error)) < 0)
+                               &e->triggers[e->n_triggers], err, sizeof(err)) < 0) {
+            es_text_setf(&e->spec_error, sizeof(err), "%s", err);
             return;
+        }
         e->n_triggers++;
     }
-    char err[512];
     struct probe_rules *rules =
         probe_rules_parse(get(spec, "probeResponse"), "spec.probeResponse", err, sizeof(err));
     if (!rules) {
-        snprintf(e->spec_error, sizeof(e->spec_error), "%s", err);
+        es_text_setf(&e->spec_error, sizeof(err), "%s", err);
         return;
     }
     e->probes = route_probes_new(rules);
 }
 
 /* True when the informer showed resourceVersion `rv` among its last few versions. */
+#define SEEN_RV_RING 3
+
 static bool es_seen_rv(const struct es *e, const char *rv)
 {
-    for (size_t i = 0; i < sizeof(e->seen_rv) / sizeof(e->seen_rv[0]); i++)
+    for (size_t i = 0; e->seen_rv && i < SEEN_RV_RING; i++)
         if (e->seen_rv[i][0] && strcmp(e->seen_rv[i], rv) == 0)
             return true;
     return false;
@@ -617,15 +680,16 @@ static void es_parse_status(struct es *e, const cJSON *obj)
     const cJSON *status = get(obj, "status");
     const char *mode = get_str(status, "mode");
     const char *rv = get_str(md, "resourceVersion");
-    if (rv && strlen(rv) < sizeof(e->seen_rv[0]) && !es_seen_rv(e, rv)) {
-        size_t n = sizeof(e->seen_rv) / sizeof(e->seen_rv[0]);
-        snprintf(e->seen_rv[e->seen_next % n], sizeof(e->seen_rv[0]), "%s", rv);
+    if (e->status_inflight > 0 && !e->seen_rv)
+        e->seen_rv = calloc(SEEN_RV_RING, sizeof(e->seen_rv[0]));
+    if (e->seen_rv && rv && strlen(rv) < sizeof(e->seen_rv[0]) && !es_seen_rv(e, rv)) {
+        snprintf(e->seen_rv[e->seen_next % SEEN_RV_RING], sizeof(e->seen_rv[0]), "%s", rv);
         e->seen_next++;
     }
-    if (e->awaited_rv[0] &&
+    if (e->awaited_rv &&
         ((rv && strcmp(rv, e->awaited_rv) == 0) || mono_ms() - e->awaited_ms > AWAIT_ECHO_MS))
-        e->awaited_rv[0] = '\0'; /* the informer caught up with our last write */
-    bool ours_newer = e->status_inflight > 0 || e->busy || e->awaited_rv[0];
+        es_text_clear(&e->awaited_rv); /* the informer caught up with our last write */
+    bool ours_newer = e->status_inflight > 0 || e->busy || e->awaited_rv;
     if (!ours_newer)
         snprintf(e->mode, sizeof(e->mode), "%s", mode ? mode : "");
     e->last_scaled_up = parse_time(get_str(status, "lastScaledUpTime"));
@@ -840,8 +904,12 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
         rv = NULL;
         newer_cached = true;
     }
+    if (e && e->status_inflight == 0) {
+        free(e->seen_rv); /* no write in flight: no echo to look for */
+        e->seen_rv = NULL;
+    }
     if (e && !err && rv) {
-        snprintf(e->awaited_rv, sizeof(e->awaited_rv), "%s", rv);
+        es_text_setf(&e->awaited_rv, 64, "%s", rv);
         e->awaited_ms = mono_ms();
     }
     if (e && err)
@@ -1496,8 +1564,8 @@ static bool allocate_ports(struct es *e)
         }
         if (!m->resolver_port) {
             free(map);
-            snprintf(e->spec_error, sizeof(e->spec_error), "no free resolver port in %u-%u",
-                     c->opt.port_min, c->opt.port_max);
+            es_text_setf(&e->spec_error, 512, "no free resolver port in %u-%u", c->opt.port_min,
+                         c->opt.port_max);
             return false;
         }
     }
@@ -1798,7 +1866,7 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
  */
 static void es_wake(struct es *e)
 {
-    if (!e->target_ok || e->spec_error[0])
+    if (!e->target_ok || e->spec_error)
         return;
     if (e->wake_inflight) {
         e->wake_again = true;
@@ -1915,7 +1983,7 @@ static void proxy_commit(struct es *e, bool scale_down, const char *why);
 static void enter_proxy(struct es *e, bool scale_down, const char *why)
 {
     if (!allocate_ports(e)) {
-        cond_set(e, "Ready", false, "PortAllocationFailed", e->spec_error);
+        cond_set(e, "Ready", false, "PortAllocationFailed", es_text(e->spec_error));
         status_write(e, NULL);
         return;
     }
@@ -2076,7 +2144,7 @@ static void switch_abandon(struct es *e)
              "the probe out, or a mesh or CNI that ignores hand-made EndpointSlices, does this. "
              "Tried again later",
              (double)(mono_ms() - e->switch_started_ms) / 1000.0, e->switch_probes,
-             e->switch_last[0] ? e->switch_last : "no probe answered");
+             e->switch_last ? e->switch_last : "no probe answered");
     unsigned probes = e->switch_probes;
     switch_cancel(e);
     uint64_t wait = 10 * (uint64_t)c->opt.polling_interval_ms;
@@ -2088,8 +2156,8 @@ static void switch_abandon(struct es *e)
     status_write(e, NULL);
     event_record(e, true, "ScaleDownAbandoned", msg);
     log_warn("scale to zero abandoned: the data path was not shown to reach holdfast",
-             "elastiservice=%s probes=%u last=%s retry_in_s=%f", e->key, probes, e->switch_last,
-             (double)wait / 1000.0);
+             "elastiservice=%s probes=%u last=%s retry_in_s=%f", e->key, probes,
+             es_text(e->switch_last), (double)wait / 1000.0);
     c->abandoned++;
 }
 
@@ -2099,7 +2167,7 @@ static void switch_done(struct es *e, const char *how)
     if (e->switch_probes > 1 && waited > e->c->propagation_ms)
         e->c->propagation_ms = waited; /* a probe missed first: this measured the propagation */
     char why[256];
-    snprintf(why, sizeof(why), "%s", e->switch_why);
+    snprintf(why, sizeof(why), "%s", es_text(e->switch_why));
     unsigned probes = e->switch_probes;
     switch_cancel(e);
     log_info("data path reaches holdfast: removing the last replica",
@@ -2116,8 +2184,8 @@ static void on_switch_probe(const struct pathprobe_answer *a, void *arg)
         switch_done(e, "probe");
         return;
     }
-    snprintf(e->switch_last, sizeof(e->switch_last), "%s: %s", pathprobe_result_name(a->result),
-             a->detail ? a->detail : "");
+    es_text_setf(&e->switch_last, 256, "%s: %s", pathprobe_result_name(a->result),
+                 a->detail ? a->detail : "");
     if (mono_ms() - e->switch_started_ms >= switch_timeout_ms(e->c)) {
         switch_abandon(e);
         return;
@@ -2147,8 +2215,8 @@ static void on_switch_timer(evutil_socket_t fd, short what, void *arg)
         /* Only opaque ports: the grace period runs from when the slice is in the cache. */
         if (!e->switch_probes && !resolver_slice_cached(e)) {
             if (now - e->switch_started_ms >= switch_timeout_ms(c)) {
-                snprintf(e->switch_last, sizeof(e->switch_last),
-                         "the resolver EndpointSlice never reached the cache");
+                es_text_setf(&e->switch_last, 256,
+                             "the resolver EndpointSlice never reached the cache");
                 switch_abandon(e);
             } else {
                 switch_arm(e, SWITCH_PROBE_EVERY_MS);
@@ -2169,7 +2237,7 @@ static void on_switch_timer(evutil_socket_t fd, short what, void *arg)
     }
     char nonce[PATHPROBE_NONCE_NEW_LEN + 1];
     if (pathprobe_nonce_new(nonce, sizeof(nonce)) < 0) {
-        snprintf(e->switch_last, sizeof(e->switch_last), "no random nonce: %s", strerror(errno));
+        es_text_setf(&e->switch_last, 256, "no random nonce: %s", strerror(errno));
         switch_arm(e, SWITCH_PROBE_EVERY_MS);
         return;
     }
@@ -2181,7 +2249,7 @@ static void on_switch_timer(evutil_socket_t fd, short what, void *arg)
     if (e->probe) {
         e->switch_probes++;
     } else {
-        snprintf(e->switch_last, sizeof(e->switch_last), "cannot send a probe to %s:%u", ip, port);
+        es_text_setf(&e->switch_last, 256, "cannot send a probe to %s:%u", ip, port);
         switch_arm(e, SWITCH_PROBE_EVERY_MS);
     }
 }
@@ -2235,8 +2303,8 @@ static void switch_begin(struct es *e, const char *why)
     e->switching = true;
     e->switch_started_ms = mono_ms();
     e->switch_probes = 0;
-    e->switch_last[0] = '\0';
-    snprintf(e->switch_why, sizeof(e->switch_why), "%s", why);
+    es_text_clear(&e->switch_last);
+    es_text_setf(&e->switch_why, 256, "%s", why);
     route_changed(e); /* listen on the resolver ports now: before the slice names them */
     resolver_slices_apply(e);
     cJSON *fields = cJSON_CreateObject();
@@ -2259,9 +2327,9 @@ static void eval_finish(struct es *e)
     e->busy = false;
     e->evaluated_ms = mono_ms();
     e->eval_done_ms = e->evaluated_ms;
-    bool changed = e->eval_unhealthy
-                       ? cond_set(e, "TriggerHealthy", false, "PrometheusUnhealthy", e->eval_reason)
-                       : cond_set(e, "TriggerHealthy", true, "QueryOK", "");
+    bool changed = e->eval_unhealthy ? cond_set(e, "TriggerHealthy", false, "PrometheusUnhealthy",
+                                                es_text(e->eval_reason))
+                                     : cond_set(e, "TriggerHealthy", true, "QueryOK", "");
     if (e->eval_blocked) {
         if (changed) /* every polling interval otherwise: thousands of writes at scale */
             status_write(e, NULL);
@@ -2290,14 +2358,14 @@ static void on_eval(enum prom_status st, double value, const char *reason, void 
             e->c->prom_errors++;
             e->eval_blocked = true;
             e->eval_unhealthy = true;
-            snprintf(e->eval_reason, sizeof(e->eval_reason), "%s: %s", prom_status_reason(st),
-                     reason);
+            es_text_setf(&e->eval_reason, 512, "%s: %s", prom_status_reason(st), reason);
         } else if (x->uptime && value != 1) {
             e->eval_blocked = true;
             e->eval_unhealthy = true;
-            snprintf(e->eval_reason, sizeof(e->eval_reason),
-                     "Prometheus was not up for the whole cooldown (uptime check %g, filter %s)",
-                     value, t->uptime_filter);
+            es_text_setf(
+                &e->eval_reason, 512,
+                "Prometheus was not up for the whole cooldown (uptime check %g, filter %s)", value,
+                t->uptime_filter);
         } else if (!x->uptime && !(value < t->threshold)) {
             e->eval_blocked = true;
         }
@@ -2366,7 +2434,7 @@ static void scale_down_check(struct es *e)
     e->busy_what = "querying Prometheus";
     e->stuck_logged = false;
     e->eval_blocked = e->eval_unhealthy = false;
-    e->eval_reason[0] = '\0';
+    es_text_clear(&e->eval_reason);
     e->evals_pending = 0;
     uint64_t fresh_after = e->eval_done_ms;
     for (size_t i = 0; i < e->n_triggers; i++) {
@@ -2402,7 +2470,7 @@ static unsigned heartbeat_s(const struct controller *c)
 static void es_heartbeat(struct es *e)
 {
     int64_t now = time(NULL);
-    bool awaiting = e->awaited_rv[0] && mono_ms() - e->awaited_ms <= AWAIT_ECHO_MS;
+    bool awaiting = e->awaited_rv && mono_ms() - e->awaited_ms <= AWAIT_ECHO_MS;
     if (!e->c->leader || e->status_inflight > 0 || awaiting ||
         now - e->reconciled_at < (int64_t)heartbeat_s(e->c))
         return;
@@ -2502,9 +2570,9 @@ static void es_skip(struct es *e, const char *why)
 {
     e->evaluated_ms = mono_ms();
     e->c->evaluations++;
-    if (strcmp(e->skip_reason, why) == 0)
+    if (e->skip_reason && strcmp(e->skip_reason, why) == 0)
         return;
-    snprintf(e->skip_reason, sizeof(e->skip_reason), "%s", why);
+    e->skip_reason = why;
     if (*why && strcmp(why, "not leading") != 0)
         log_info("elastiservice not evaluated", "elastiservice=%s reason=%s", e->key, why);
 }
@@ -2519,14 +2587,14 @@ static void es_check(struct es *e)
         es_skip(e, "not leading");
     } else if (e->deleting) {
         es_skip(e, "being deleted");
-    } else if (e->spec_error[0]) {
+    } else if (e->spec_error) {
         es_skip(e, "invalid spec (condition Ready=False InvalidSpec)");
     } else if (!e->target_ok) {
         es_skip(e, "no scale target");
     } else if (service_unsupported(e, why, sizeof(why))) {
         es_skip(e, "unsupported Service (condition Ready=False UnsupportedService)");
     } else {
-        e->skip_reason[0] = '\0';
+        e->skip_reason = NULL;
         struct es_ref *ref = es_ref_new(e);
         if (!ref)
             return;
@@ -2725,7 +2793,7 @@ static void es_reconcile_spec(struct es *e)
         ensure_finalizer(e, obj);
     /* Only a change is written: every status write comes back as an informer event, and an
      * unconditional write here would chase its own echo. */
-    if (e->spec_error[0]) {
+    if (e->spec_error) {
         c->reconcile_errors++;
         if (cond_set(e, "Ready", false, "InvalidSpec", e->spec_error) && c->leader)
             status_write(e, NULL);
@@ -3253,7 +3321,7 @@ static bool workload_steady(const cJSON *obj, long long *generation)
 static bool es_follows_workload(const struct es *e)
 {
     char why[256];
-    return e->c->leader && !e->deleting && !e->spec_error[0] && e->target_ok &&
+    return e->c->leader && !e->deleting && !e->spec_error && e->target_ok &&
            !service_unsupported(e, why, sizeof(why));
 }
 
