@@ -111,39 +111,40 @@ static bool svc_used(struct svc_state *s)
 static void family_sample(struct svc_state *s, void *arg)
 {
     struct family_walk *f = arg;
-    char labels[700];
+    char svc_labels[SVC_LABELS_MAX], labels[700];
     if (!svc_used(s))
         return;
+    svc_state_labels(s, svc_labels, sizeof(svc_labels));
     switch (f->which) {
     case F_REQUESTS:
         for (int o = 0; o < OUTCOME_COUNT; o++) {
-            snprintf(labels, sizeof(labels), "%s,outcome=\"%s\"", s->labels, outcome_names[o]);
+            snprintf(labels, sizeof(labels), "%s,outcome=\"%s\"", svc_labels, outcome_names[o]);
             mtext_sample(f->out, f->name, labels, (double)counter_get(&s->requests[o]));
         }
         break;
     case F_HELD:
-        mtext_sample(f->out, f->name, s->labels, (double)atomic_load(&s->held_conns));
+        mtext_sample(f->out, f->name, svc_labels, (double)atomic_load(&s->held_conns));
         break;
     case F_HELD_BYTES:
-        mtext_sample(f->out, f->name, s->labels, (double)atomic_load(&s->held_bytes));
+        mtext_sample(f->out, f->name, svc_labels, (double)atomic_load(&s->held_bytes));
         break;
     case F_WAKES:
-        mtext_sample(f->out, f->name, s->labels, (double)counter_get(&s->wakes));
+        mtext_sample(f->out, f->name, svc_labels, (double)counter_get(&s->wakes));
         break;
     case F_RETRIES:
-        mtext_sample(f->out, f->name, s->labels, (double)counter_get(&s->connect_retries));
+        mtext_sample(f->out, f->name, svc_labels, (double)counter_get(&s->connect_retries));
         break;
     case F_HOLD_HIST:
-        mtext_hist(f->out, f->name, s->labels, &s->hold_seconds);
+        mtext_hist(f->out, f->name, svc_labels, &s->hold_seconds);
         break;
     case F_COLD_HIST:
-        mtext_hist(f->out, f->name, s->labels, &s->cold_start_seconds);
+        mtext_hist(f->out, f->name, svc_labels, &s->cold_start_seconds);
         break;
     case F_READY_HIST:
-        mtext_hist(f->out, f->name, s->labels, &s->ready_to_first_byte_seconds);
+        mtext_hist(f->out, f->name, svc_labels, &s->ready_to_first_byte_seconds);
         break;
     case F_SCALE_HIST:
-        mtext_hist(f->out, f->name, s->labels, &s->wake_to_scale_seconds);
+        mtext_hist(f->out, f->name, svc_labels, &s->wake_to_scale_seconds);
         break;
     }
 }

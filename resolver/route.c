@@ -52,12 +52,16 @@ static struct svc_state *svc_state_new(const char *ns, const char *name, int nwo
         return NULL;
     }
     snprintf(s->key, klen, "%s/%s", ns, name);
-    metrics_service_labels(s->labels, sizeof(s->labels), ns, name);
     s->nworkers = nworkers;
     for (int i = 0; i < nworkers; i++)
         TAILQ_INIT(&s->workers[i].held);
     atomic_init(&s->refs, 1);
     return s;
+}
+
+void svc_state_labels(const struct svc_state *s, char *buf, size_t len)
+{
+    metrics_service_labels(buf, len, s->ns, s->name);
 }
 
 struct svc_state *svc_registry_get(struct svc_registry *reg, const char *ns, const char *name)

@@ -70,10 +70,9 @@ struct svc_worker {
 
 struct svc_state {
     _Atomic int refs;
-    char *ns;         /* namespace */
-    char *name;       /* service name */
-    char *key;        /* "ns/name" */
-    char labels[600]; /* `namespace="..",service=".."`, prebuilt for /metrics */
+    char *ns;   /* namespace */
+    char *name; /* service name */
+    char *key;  /* "ns/name" */
 
     /* Limits accounting, all workers together. */
     _Atomic long held_conns;
@@ -99,6 +98,16 @@ struct svc_state {
     int nworkers;
     struct svc_state *next; /* registry list */
 };
+
+/* The room the /metrics label text of a service takes (svc_state_labels). */
+#define SVC_LABELS_MAX 600
+
+/*
+ * Writes the service's /metrics label text, `namespace="..",service=".."` (escaped), into buf
+ * (at most len - 1 bytes; SVC_LABELS_MAX holds any). Built for each /metrics page, not kept:
+ * 10,000 services held 600 bytes of it each (bench/RESULTS.md, 7b and 7c).
+ */
+void svc_state_labels(const struct svc_state *s, char *buf, size_t len);
 
 /* Every svc_state of the process. The registry holds one reference to each. */
 struct svc_registry {

@@ -73,7 +73,14 @@ Test(wakeq, registry_returns_the_same_state_for_the_same_name)
     cr_assert_eq(a1, a2);
     cr_assert_neq(a1, other);
     cr_assert_str_eq(a1->key, "ns/a");
-    cr_assert_str_eq(a1->labels, "namespace=\"ns\",service=\"a\"");
+    char labels[SVC_LABELS_MAX];
+    svc_state_labels(a1, labels, sizeof(labels));
+    cr_assert_str_eq(labels, "namespace=\"ns\",service=\"a\"");
+    /* built from the name on each call, escaped as /metrics needs */
+    struct svc_state *weird = svc_registry_get(&reg, "ns", "we\"ird\\");
+    svc_state_labels(weird, labels, sizeof(labels));
+    cr_assert_str_eq(labels, "namespace=\"ns\",service=\"we\\\"ird\\\\\"");
+    svc_state_unref(weird);
     svc_state_unref(a1);
     svc_state_unref(a2);
     svc_state_unref(other);
