@@ -1006,36 +1006,33 @@ struct slices_walk {
     const char *port_name;
     struct ready_endpoint *eps;
     size_t n;
-    const cJSON *resolver_slices[4];
+    const struct slice_cached *resolver_slices[4];
     size_t n_resolver;
 };
 
-static bool slice_of(const cJSON *slice, const char *ns, const char *service)
+static bool slice_of(const struct slice_cached *slice, const char *ns, const char *service)
 {
-    const cJSON *md = get(slice, "metadata");
-    const char *sns = get_str(md, "namespace");
-    const char *svc = get_str(get(md, "labels"), LABEL_SERVICE_NAME);
-    return sns && svc && strcmp(sns, ns) == 0 && strcmp(svc, service) == 0;
+    return slice->service && strcmp(slice->ns, ns) == 0 && strcmp(slice->service, service) == 0;
 }
 
-static void collect_ready(const cJSON *slice, void *arg)
+static void collect_ready(const struct slice_cached *slice, void *arg)
 {
     struct slices_walk *w = arg;
-    if (slices_is_controller_slice(slice) && slice_of(slice, w->e->ns, w->e->service))
-        slices_ready_endpoints(slice, w->port_name, &w->eps, &w->n);
+    if (slice->manager == SLICE_CONTROLLER && slice_of(slice, w->e->ns, w->e->service))
+        slices_cached_ready_endpoints(slice, w->port_name, &w->eps, &w->n);
 }
 
-static void collect_resolver_slices(const cJSON *slice, void *arg)
+static void collect_resolver_slices(const struct slice_cached *slice, void *arg)
 {
     struct slices_walk *w = arg;
-    if (slices_is_resolver_slice(slice) && slice_of(slice, w->e->ns, w->e->service) &&
+    if (slice->manager == SLICE_HOLDFAST && slice_of(slice, w->e->ns, w->e->service) &&
         w->n_resolver < 4)
         w->resolver_slices[w->n_resolver++] = slice;
 }
 
 /* Calls fn for every EndpointSlice of e's Service (through slices_by_svc). */
-static void foreach_slice_of(const struct es *e, void (*fn)(const cJSON *slice, void *arg),
-                             void *arg)
+static void foreach_slice_of(const struct es *e,
+                             void (*fn)(const struct slice_cached *slice, void *arg), void *arg)
 {
     const struct controller *c = e->c;
     if (!e->service)
@@ -1044,7 +1041,7 @@ static void foreach_slice_of(const struct es *e, void (*fn)(const cJSON *slice, 
     make_key(key, e->ns, e->service);
     const struct pset *set = strmap_get(&c->slices_by_svc, key);
     for (size_t i = 0; set && i < set->n; i++) {
-        const cJSON *slice = informer_get(c->inf_slices, e->ns, set->v[i]);
+        const struct slice_cached *slice = informer_get_item(c->inf_slices, e->ns, set->v[i]);
         if (slice)
             fn(slice, arg);
     }
@@ -1724,10 +1721,9 @@ static void resolver_slices_apply(struct es *e)
         if (!want)
             continue;
         const char *name = get_str(get(want, "metadata"), "name");
-        const cJSON *have = NULL;
+        const struct slice_cached *have = NULL;
         for (size_t k = 0; k < w.n_resolver; k++) {
-            const char *hn = get_str(get(w.resolver_slices[k], "metadata"), "name");
-            if (hn && strcmp(hn, name) == 0)
+            if (strcmp(w.resolver_slices[k]->name, name) == 0)
                 have = w.resolver_slices[k];
         }
         if (!any && have) {
@@ -1738,10 +1734,10 @@ static void resolver_slices_apply(struct es *e)
             if (sw && !kube_create(c->kube, &RES_SLICE, e->ns, want, on_slice_written, sw))
                 slice_write_free(sw);
         } else if (any && have) {
-            bool same = cJSON_Compare(get(have, "endpoints"), get(want, "endpoints"), 1) &&
-                        cJSON_Compare(get(have, "ports"), get(want, "ports"), 1);
+            bool same = cJSON_Compare(have->endpoints, get(want, "endpoints"), 1) &&
+                        cJSON_Compare(have->ports_json, get(want, "ports"), 1);
             if (!same) {
-                const char *rv = get_str(get(have, "metadata"), "resourceVersion");
+                const char *rv = have->resource_version;
                 cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(want, "metadata"),
                                         "resourceVersion", rv ? rv : "");
                 struct slice_write *sw = slice_write_new(c, e->ns, want);
@@ -1758,12 +1754,9 @@ static void resolver_slices_delete(struct es *e)
 {
     struct slices_walk w = {.e = e};
     foreach_slice_of(e, collect_resolver_slices, &w);
-    for (size_t k = 0; k < w.n_resolver; k++) {
-        const char *name = get_str(get(w.resolver_slices[k], "metadata"), "name");
-        if (name)
-            kube_delete(e->c->kube, &RES_SLICE, e->ns, name, NULL, on_delete_done,
-                        "resolver slice delete");
-    }
+    for (size_t k = 0; k < w.n_resolver; k++)
+        kube_delete(e->c->kube, &RES_SLICE, e->ns, w.resolver_slices[k]->name, NULL, on_delete_done,
+                    "resolver slice delete");
     if (w.n_resolver)
         e->slices_deleted_ms = mono_ms();
 }
@@ -3004,15 +2997,11 @@ static void on_es_delete(const cJSON *obj, void *arg)
     schedule_publish(c);
 }
 
-/* A Service or an EndpointSlice changed: routes, and possibly the serve switch. */
-static void related_changed(struct controller *c, const cJSON *obj)
+/* A Service or an EndpointSlice changed (its namespace and the Service it names, its
+ * service-name label or else its name): routes, and possibly the serve switch. */
+static void related_changed(struct controller *c, const char *ns, const char *svc)
 {
     c->last_change_ns = now_ns();
-    const cJSON *md = get(obj, "metadata");
-    const char *ns = get_str(md, "namespace");
-    const char *svc = get_str(get(md, "labels"), LABEL_SERVICE_NAME);
-    if (!svc)
-        svc = get_str(md, "name");
     if (ns && svc) {
         char key[KEY_MAX];
         make_key(key, ns, svc);
@@ -3031,61 +3020,92 @@ static void related_changed(struct controller *c, const cJSON *obj)
     schedule_publish(c);
 }
 
-/* Files an EndpointSlice under its Service (label kubernetes.io/service-name), or removes it. */
-static void slice_index(struct controller *c, const cJSON *slice, bool add)
+/* The EndpointSlice cache is compact (struct slice_cached): its informer's codec. */
+static void *slices_decode_item(const cJSON *obj, char *err, size_t errlen)
 {
-    const cJSON *md = get(slice, "metadata");
-    const char *ns = get_str(md, "namespace"), *name = get_str(md, "name");
-    const char *svc = get_str(get(md, "labels"), LABEL_SERVICE_NAME);
-    if (!ns || !name || !svc)
+    return slices_decode(obj, err, errlen);
+}
+
+static void slices_free_item(void *item)
+{
+    slices_cached_free(item);
+}
+
+static const char *slice_rv(const void *item)
+{
+    return ((const struct slice_cached *)item)->resource_version;
+}
+
+static const char *slice_uid(const void *item)
+{
+    return ((const struct slice_cached *)item)->uid;
+}
+
+/* An EndpointSlice changed: its Service's routes (the slice's name when it names none). */
+static void slice_changed(struct controller *c, const struct slice_cached *slice)
+{
+    related_changed(c, slice->ns, slice->service ? slice->service : slice->name);
+}
+
+/* Files an EndpointSlice under its Service (label kubernetes.io/service-name), or removes it. */
+static void slice_index(struct controller *c, const struct slice_cached *slice, bool add)
+{
+    if (!slice->service)
         return;
     char key[KEY_MAX];
-    make_key(key, ns, svc);
+    make_key(key, slice->ns, slice->service);
     if (add)
-        name_set_add(&c->slices_by_svc, key, name);
+        name_set_add(&c->slices_by_svc, key, slice->name);
     else
-        free(pset_take(&c->slices_by_svc, key, same_str, name));
+        free(pset_take(&c->slices_by_svc, key, same_str, slice->name));
 }
 
-static void on_slice_add(const cJSON *obj, void *arg)
+static void on_slice_add(const void *obj, void *arg)
 {
     slice_index(arg, obj, true);
-    related_changed(arg, obj);
+    slice_changed(arg, obj);
 }
 
-static void on_slice_update(const cJSON *old, const cJSON *obj, void *arg)
+static void on_slice_update(const void *old_item, const void *item, void *arg)
 {
+    const struct slice_cached *old = old_item, *obj = item;
     /* the service-name label may have changed: the slice then moves, and both Services hear */
-    const char *was = get_str(get(get(old, "metadata"), "labels"), LABEL_SERVICE_NAME);
-    const char *is = get_str(get(get(obj, "metadata"), "labels"), LABEL_SERVICE_NAME);
-    if (!was || !is || strcmp(was, is) != 0) {
+    if (!old->service || !obj->service || strcmp(old->service, obj->service) != 0) {
         slice_index(arg, old, false);
         slice_index(arg, obj, true);
-        if (was)
-            related_changed(arg, old);
+        if (old->service)
+            slice_changed(arg, old);
     }
-    related_changed(arg, obj);
+    slice_changed(arg, obj);
 }
 
-static void on_slice_delete(const cJSON *obj, void *arg)
+static void on_slice_delete(const void *obj, void *arg)
 {
     slice_index(arg, obj, false);
-    related_changed(arg, obj);
+    slice_changed(arg, obj);
+}
+
+/* A Service changed. */
+static void service_changed(struct controller *c, const cJSON *obj)
+{
+    const cJSON *md = get(obj, "metadata");
+    const char *svc = get_str(get(md, "labels"), LABEL_SERVICE_NAME);
+    related_changed(c, get_str(md, "namespace"), svc ? svc : get_str(md, "name"));
 }
 
 static void on_rel_add(const cJSON *obj, void *arg)
 {
-    related_changed(arg, obj);
+    service_changed(arg, obj);
 }
 
 static void on_rel_update(const cJSON *old, const cJSON *obj, void *arg)
 {
-    related_changed(arg, obj);
+    service_changed(arg, obj);
 }
 
 static void on_rel_delete(const cJSON *obj, void *arg)
 {
-    related_changed(arg, obj);
+    service_changed(arg, obj);
 }
 
 /* The resolver's own pods changed: every resolver slice follows (leader). */
@@ -3571,8 +3591,11 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
                                 .name = "endpointslices",
                                 .transform = lean_endpointslice,
                                 .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
-    struct informer_handlers hslice = {on_slice_add, on_slice_update, on_slice_delete, on_synced};
-    c->inf_slices = informer_new(c->kube, &io, &hslice, c);
+    static const struct informer_codec slice_codec = {slices_decode_item, slices_free_item,
+                                                      slice_rv, slice_uid};
+    struct informer_item_handlers hslice = {on_slice_add, on_slice_update, on_slice_delete,
+                                            on_synced};
+    c->inf_slices = informer_new_compact(c->kube, &io, &slice_codec, &hslice, c);
     if (opts->resolver_service) {
         char sel[300];
         snprintf(sel, sizeof(sel), "%s=%s", LABEL_SERVICE_NAME, opts->resolver_service);
@@ -3739,13 +3762,14 @@ void controller_metrics(struct mtext *out, void *arg)
                  (double)kube_client_queued(c->kube_lease));
 }
 
-const struct cJSON *controller_cached(const struct controller *c, const char *resource,
-                                      const char *ns, const char *name)
+const void *controller_cached(const struct controller *c, const char *resource, const char *ns,
+                              const char *name)
 {
-    const struct informer *inf = strcmp(resource, "elastiservices") == 0   ? c->inf_es
-                                 : strcmp(resource, "services") == 0       ? c->inf_svc
-                                 : strcmp(resource, "endpointslices") == 0 ? c->inf_slices
-                                                                           : NULL;
+    if (strcmp(resource, "endpointslices") == 0)
+        return informer_get_item(c->inf_slices, ns, name);
+    const struct informer *inf = strcmp(resource, "elastiservices") == 0 ? c->inf_es
+                                 : strcmp(resource, "services") == 0     ? c->inf_svc
+                                                                         : NULL;
     return inf ? informer_get(inf, ns, name) : NULL;
 }
 

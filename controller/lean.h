@@ -19,7 +19,8 @@
  *                  (managed by holdfast) keeps its endpoints whole: they are compared whole with
  *                  what holdfast would write. Dropped: apiVersion, kind, addressType,
  *                  managedFields, other labels, annotations, ownerReferences, the endpoints'
- *                  targetRef, zone, hints.
+ *                  targetRef, zone, hints. The informer then decodes what is left into a
+ *                  struct slice_cached (controller/slices.h) and keeps that, not the tree.
  *   workloads      metadata: name, namespace, uid, resourceVersion, generation;
  *                  spec.replicas; status: observedGeneration, readyReplicas,
  *                  terminatingReplicas (whether the pods listed when proxy mode began stay).
