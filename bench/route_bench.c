@@ -38,6 +38,7 @@
 #include "common/metrics.h"
 #include "controller/controller.h"
 #include "controller/lean.h"
+#include "controller/service.h"
 #include "controller/slices.h"
 #include "resolver/conn.h"
 #include "resolver/worker.h"
@@ -136,7 +137,16 @@ static void cache_bytes(void)
             if (k == 0)
                 cJSON_DeleteItemFromObjectCaseSensitive(o, "spec");
             size_t stored = hook_bytes - b0, stored_allocs = hook_allocs - a0;
-            /* an EndpointSlice is cached compact (struct slice_cached), one allocation */
+            /* a Service and an EndpointSlice are cached compact, one allocation each */
+            if (k == 1) {
+                char err[256];
+                struct service_cached *sc = service_decode(o, err, sizeof(err));
+                if (!sc)
+                    die("%s", err);
+                stored = malloc_usable_size(sc) + 8;
+                stored_allocs = 1;
+                service_cached_free(sc);
+            }
             if (k == 2) {
                 char err[256];
                 struct slice_cached *sc = slices_decode(o, err, sizeof(err));

@@ -32,6 +32,7 @@
 #include "controller/leader.h"
 #include "controller/pathprobe.h"
 #include "controller/prom.h"
+#include "controller/service.h"
 #include "controller/slices.h"
 #include "controller/target.h"
 #include "resolver/conn.h"
@@ -996,9 +997,9 @@ static void event_record(struct es *e, bool warning, const char *reason, const c
 
 /* ---- what the informers know ---- */
 
-static const cJSON *es_service(const struct es *e)
+static const struct service_cached *es_service(const struct es *e)
 {
-    return informer_get(e->c->inf_svc, e->ns, e->service);
+    return e->service ? informer_get_item(e->c->inf_svc, e->ns, e->service) : NULL;
 }
 
 struct slices_walk {
@@ -1064,9 +1065,9 @@ static size_t ready_endpoints(const struct es *e, const char *port_name,
  */
 static bool service_unsupported(const struct es *e, char *why, size_t len)
 {
-    const cJSON *spec = get(es_service(e), "spec");
-    const char *type = get_str(spec, "type");
-    const char *cip = get_str(spec, "clusterIP");
+    const struct service_cached *svc = es_service(e);
+    const char *type = svc ? svc->type : NULL;
+    const char *cip = svc ? svc->cluster_ip : NULL;
     if (type && strcmp(type, "ExternalName") == 0) {
         snprintf(why, len, "Service %s is of type ExternalName: it has no endpoints to steer",
                  e->service);
@@ -1098,11 +1099,9 @@ static bool endpoint_leaving(const struct es *e, const char *ip)
  */
 static bool target_has_ready_endpoint(const struct es *e, char *first, size_t len)
 {
-    const cJSON *svc = es_service(e);
-    const cJSON *p;
-    cJSON_ArrayForEach(p, get(get(svc, "spec"), "ports"))
-    {
-        const char *pn = get_str(p, "name");
+    const struct service_cached *svc = es_service(e);
+    for (size_t k = 0; svc && k < svc->n_ports; k++) {
+        const char *pn = svc->ports[k].name;
         struct ready_endpoint *eps = NULL;
         size_t n = ready_endpoints(e, pn ? pn : "", &eps);
         for (size_t i = 0; i < n; i++) {
@@ -1123,10 +1122,9 @@ static void leaving_record(struct es *e)
 {
     e->n_leaving = 0;
     e->leaving_generation = e->wl_generation;
-    const cJSON *p;
-    cJSON_ArrayForEach(p, get(get(es_service(e), "spec"), "ports"))
-    {
-        const char *pn = get_str(p, "name");
+    const struct service_cached *svc = es_service(e);
+    for (size_t k = 0; svc && k < svc->n_ports; k++) {
+        const char *pn = svc->ports[k].name;
         struct ready_endpoint *eps = NULL;
         size_t n = ready_endpoints(e, pn ? pn : "", &eps);
         for (size_t i = 0; i < n; i++) {
@@ -1157,18 +1155,16 @@ static bool has_prefix(const char *s, const char *prefix)
  * still detected) unless its appProtocol, or else its name's prefix, says the bytes are not
  * HTTP (Istio's port naming convention): then they are held opaque and woken on accept.
  */
-static enum svc_protocol port_protocol(const cJSON *service, const char *port_name)
+static enum svc_protocol port_protocol(const struct service_cached *service, const char *port_name)
 {
     static const char *const opaque[] = {
         "tcp",   "tls",     "https", "mysql", "postgres",          "postgresql", "redis",
         "mongo", "mongodb", "amqp",  "kafka", "kubernetes.io/wss", "udp",        NULL};
-    const cJSON *p;
-    cJSON_ArrayForEach(p, get(get(service, "spec"), "ports"))
-    {
-        const char *pn = get_str(p, "name");
+    for (size_t k = 0; service && k < service->n_ports; k++) {
+        const char *pn = service->ports[k].name;
         if (strcmp(pn ? pn : "", port_name) != 0)
             continue;
-        const char *app = get_str(p, "appProtocol");
+        const char *app = service->ports[k].app_protocol;
         const char *what = app && *app ? app : port_name;
         for (size_t i = 0; opaque[i]; i++) {
             if (has_prefix(what, opaque[i]))
@@ -1522,25 +1518,22 @@ static void publish_now(struct es *e)
 static bool allocate_ports(struct es *e)
 {
     struct controller *c = e->c;
-    const cJSON *svc = es_service(e);
-    const cJSON *ports = get(get(svc, "spec"), "ports");
-    size_t n = (size_t)cJSON_GetArraySize(ports);
+    const struct service_cached *svc = es_service(e);
+    size_t n = svc ? svc->n_ports : 0;
     if (!n)
         return false;
     struct port_map *map = calloc(n, sizeof(*map));
     if (!map)
         return false;
     size_t i = 0;
-    const cJSON *p;
-    cJSON_ArrayForEach(p, ports)
-    {
-        const char *pn = get_str(p, "name");
-        const char *proto = get_str(p, "protocol");
-        const cJSON *num = get(p, "port");
+    for (size_t pi = 0; pi < n; pi++) {
+        const struct service_port *p = &svc->ports[pi];
+        const char *pn = p->name;
+        const char *proto = p->protocol;
         struct port_map *m = &map[i++];
         snprintf(m->name, sizeof(m->name), "%s", pn ? pn : "");
         snprintf(m->protocol, sizeof(m->protocol), "%s", proto ? proto : "TCP");
-        m->port = cJSON_IsNumber(num) ? (unsigned)num->valueint : 0;
+        m->port = p->has_port ? p->port : 0;
         for (size_t k = 0; k < e->n_ports; k++) {
             if (strcmp(e->ports[k].name, m->name) == 0)
                 m->resolver_port = e->ports[k].resolver_port; /* kept for the lifetime */
@@ -1696,10 +1689,17 @@ static void on_slice_written(cJSON *obj, const struct kube_error *err, void *arg
 static void resolver_slices_apply(struct es *e)
 {
     struct controller *c = e->c;
-    const cJSON *svc = es_service(e);
+    const struct service_cached *svc = es_service(e);
     if (!svc || !e->n_ports)
         return;
     publish_now(e); /* listening on every port the slice names before it is written */
+    /* the slice's owner: the Service's identity (what slices_resolver_slice reads of it) */
+    cJSON *owner = cJSON_CreateObject();
+    cJSON *owner_md = cJSON_AddObjectToObject(owner, "metadata");
+    cJSON_AddStringToObject(owner_md, "name", svc->name);
+    cJSON_AddStringToObject(owner_md, "namespace", svc->ns);
+    if (svc->uid)
+        cJSON_AddStringToObject(owner_md, "uid", svc->uid);
     struct resolver_endpoint eps[64];
     size_t n = 0;
     for (size_t i = 0; i < c->n_resolvers && n < 64; i++)
@@ -1717,7 +1717,7 @@ static void resolver_slices_apply(struct es *e)
         bool any = false;
         for (size_t i = 0; i < n; i++)
             any = any || ((strchr(eps[i].ip, ':') != NULL) == (f == 1));
-        cJSON *want = slices_resolver_slice(svc, families[f], eps, n, sp, np);
+        cJSON *want = slices_resolver_slice(owner, families[f], eps, n, sp, np);
         if (!want)
             continue;
         const char *name = get_str(get(want, "metadata"), "name");
@@ -1748,6 +1748,7 @@ static void resolver_slices_apply(struct es *e)
         }
         cJSON_Delete(want);
     }
+    cJSON_Delete(owner);
 }
 
 static void resolver_slices_delete(struct es *e)
@@ -2089,20 +2090,18 @@ static uint64_t switch_grace_ms(const struct controller *c)
 /* The Service's ClusterIP and its first HTTP port (by port_protocol), or false. */
 static bool switch_probe_target(const struct es *e, char *ip, size_t iplen, unsigned *port)
 {
-    const cJSON *svc = es_service(e);
-    const char *cip = get_str(get(svc, "spec"), "clusterIP");
+    const struct service_cached *svc = es_service(e);
+    const char *cip = svc ? svc->cluster_ip : NULL;
     if (!cip || !*cip || strcmp(cip, "None") == 0)
         return false;
-    const cJSON *p;
-    cJSON_ArrayForEach(p, get(get(svc, "spec"), "ports"))
-    {
-        const char *pn = get_str(p, "name"), *proto = get_str(p, "protocol");
-        const cJSON *num = get(p, "port");
-        if ((proto && strcmp(proto, "TCP") != 0) || !cJSON_IsNumber(num) ||
+    for (size_t k = 0; k < svc->n_ports; k++) {
+        const struct service_port *p = &svc->ports[k];
+        const char *pn = p->name, *proto = p->protocol;
+        if ((proto && strcmp(proto, "TCP") != 0) || !p->has_port ||
             port_protocol(svc, pn ? pn : "") != PROTO_HTTP)
             continue;
         snprintf(ip, iplen, "%s", cip);
-        *port = (unsigned)num->valueint;
+        *port = p->port;
         return true;
     }
     return false;
@@ -2726,20 +2725,17 @@ static void es_acknowledge(struct es *e)
 /* The Service's ports (name, number, protocol, in order) differ from e->ports. */
 static bool ports_differ(const struct es *e)
 {
-    const cJSON *ports = get(get(es_service(e), "spec"), "ports");
-    if (!cJSON_IsArray(ports))
+    const struct service_cached *svc = es_service(e);
+    if (!svc || !svc->ports_is_array)
         return false; /* no Service (yet): keep what is allocated */
-    if ((size_t)cJSON_GetArraySize(ports) != e->n_ports)
+    if (svc->n_ports != e->n_ports)
         return true;
-    size_t i = 0;
-    const cJSON *p;
-    cJSON_ArrayForEach(p, ports)
-    {
-        const struct port_map *m = &e->ports[i++];
-        const char *pn = get_str(p, "name"), *proto = get_str(p, "protocol");
-        const cJSON *num = get(p, "port");
+    for (size_t i = 0; i < svc->n_ports; i++) {
+        const struct port_map *m = &e->ports[i];
+        const struct service_port *p = &svc->ports[i];
+        const char *pn = p->name, *proto = p->protocol;
         if (strcmp(m->name, pn ? pn : "") != 0 || strcmp(m->protocol, proto ? proto : "TCP") != 0 ||
-            !cJSON_IsNumber(num) || m->port != (unsigned)num->valueint)
+            !p->has_port || m->port != p->port)
             return true;
     }
     return false;
@@ -3085,27 +3081,42 @@ static void on_slice_delete(const void *obj, void *arg)
     slice_changed(arg, obj);
 }
 
-/* A Service changed. */
-static void service_changed(struct controller *c, const cJSON *obj)
+/* The Service cache is compact too (struct service_cached): its codec. */
+static void *service_decode_item(const cJSON *obj, char *err, size_t errlen)
 {
-    const cJSON *md = get(obj, "metadata");
-    const char *svc = get_str(get(md, "labels"), LABEL_SERVICE_NAME);
-    related_changed(c, get_str(md, "namespace"), svc ? svc : get_str(md, "name"));
+    return service_decode(obj, err, errlen);
 }
 
-static void on_rel_add(const cJSON *obj, void *arg)
+static void service_free_item(void *item)
 {
-    service_changed(arg, obj);
+    service_cached_free(item);
 }
 
-static void on_rel_update(const cJSON *old, const cJSON *obj, void *arg)
+static const char *service_rv(const void *item)
 {
-    service_changed(arg, obj);
+    return ((const struct service_cached *)item)->resource_version;
 }
 
-static void on_rel_delete(const cJSON *obj, void *arg)
+static const char *service_uid(const void *item)
 {
-    service_changed(arg, obj);
+    return ((const struct service_cached *)item)->uid;
+}
+
+/* A Service changed: its ElastiServices' routes. */
+static void on_svc_add(const void *obj, void *arg)
+{
+    const struct service_cached *svc = obj;
+    related_changed(arg, svc->ns, svc->name);
+}
+
+static void on_svc_update(const void *old, const void *obj, void *arg)
+{
+    on_svc_add(obj, arg);
+}
+
+static void on_svc_delete(const void *obj, void *arg)
+{
+    on_svc_add(obj, arg);
 }
 
 /* The resolver's own pods changed: every resolver slice follows (leader). */
@@ -3579,13 +3590,15 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
                                .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
     struct informer_handlers hes = {on_es_add, on_es_update, on_es_delete, on_synced};
     c->inf_es = informer_new(c->kube, &io, &hes, c);
-    struct informer_handlers hrel = {on_rel_add, on_rel_update, on_rel_delete, on_synced};
+    static const struct informer_codec svc_codec = {service_decode_item, service_free_item,
+                                                    service_rv, service_uid};
+    struct informer_item_handlers hsvc = {on_svc_add, on_svc_update, on_svc_delete, on_synced};
     io = (struct informer_opts){.res = RES_SVC,
                                 .ns = opts->namespace_,
                                 .name = "services",
                                 .transform = lean_service,
                                 .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
-    c->inf_svc = informer_new(c->kube, &io, &hrel, c);
+    c->inf_svc = informer_new_compact(c->kube, &io, &svc_codec, &hsvc, c);
     io = (struct informer_opts){.res = RES_SLICE,
                                 .ns = opts->namespace_,
                                 .name = "endpointslices",
@@ -3767,10 +3780,9 @@ const void *controller_cached(const struct controller *c, const char *resource, 
 {
     if (strcmp(resource, "endpointslices") == 0)
         return informer_get_item(c->inf_slices, ns, name);
-    const struct informer *inf = strcmp(resource, "elastiservices") == 0 ? c->inf_es
-                                 : strcmp(resource, "services") == 0     ? c->inf_svc
-                                                                         : NULL;
-    return inf ? informer_get(inf, ns, name) : NULL;
+    if (strcmp(resource, "services") == 0)
+        return informer_get_item(c->inf_svc, ns, name);
+    return strcmp(resource, "elastiservices") == 0 ? informer_get(c->inf_es, ns, name) : NULL;
 }
 
 void controller_free(struct controller *c)

@@ -13,6 +13,8 @@
  * ownerReferences. Service        metadata: name, namespace, uid (the resolver slices' owner),
  * resourceVersion; spec: type, clusterIP, ports (name, port, protocol, appProtocol). Dropped:
  *                  everything else (status, selector, clusterIPs, ipFamilies, targetPort, ...).
+ *                  The informer then decodes what is left into a struct service_cached
+ *                  (controller/service.h) and keeps that, not the tree.
  *   EndpointSlice  metadata: name, namespace, uid, resourceVersion, and the labels
  *                  kubernetes.io/service-name and endpointslice.kubernetes.io/managed-by;
  *                  ports whole; endpoints: addresses, conditions, nodeName. A resolver slice

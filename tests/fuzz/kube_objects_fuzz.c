@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "controller/prom.h"
+#include "controller/service.h"
 #include "controller/slices.h"
 #include "controller/target.h"
 #include "fuzz_util.h"
@@ -176,6 +177,16 @@ static void slices(const cJSON *doc)
 /* The doc as a Service: its resolver slices, one per family, from its own ports. */
 static void resolver_slices(const cJSON *doc)
 {
+    /* the controller's compact form keeps every member of spec.ports, in order */
+    char err[256] = "";
+    struct service_cached *sc = service_decode(doc, err, sizeof(err));
+    const cJSON *sports = get(get(doc, "spec"), "ports");
+    if (sc && sc->n_ports != (size_t)cJSON_GetArraySize(sports))
+        fuzz_fail("a decoded Service has %zu ports, the object %d", sc->n_ports,
+                  cJSON_GetArraySize(sports));
+    if (!sc && strncmp(err, "Service ", 8) != 0)
+        fuzz_fail("a refused Service's error does not name it: %s", err);
+    service_cached_free(sc);
     const cJSON *md = get(doc, "metadata");
     const char *name = get_str(md, "name"), *ns = get_str(md, "namespace");
     if (name && ns)
