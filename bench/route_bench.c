@@ -111,8 +111,10 @@ static void count_free(void *p)
 }
 
 /* Bytes and allocations of one decoded object of each kind, as decoded, after the informer's
- * transform, and as cached (an ElastiService without its spec once parsed), for the synthetic
- * objects and for them as an API server sends them. */
+ * transform, and as cached (an ElastiService without its spec once parsed; a Service and an
+ * EndpointSlice as the compact structs their informers keep: malloc's size of the one
+ * allocation plus its header), for the synthetic objects and for them as an API server sends
+ * them. */
 static void cache_bytes(void)
 {
     static const struct {
