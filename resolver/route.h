@@ -68,6 +68,14 @@ struct svc_worker {
     unsigned rr; /* round-robin cursor among least-loaded endpoints */
 };
 
+/* The data plane's latency histograms of a service (svc_state_hists). */
+struct svc_hists {
+    struct hist hold_seconds;
+    struct hist cold_start_seconds;
+    /* from the control plane's ready_since_ns to the first held byte written */
+    struct hist ready_to_first_byte_seconds;
+};
+
 struct svc_state {
     _Atomic int refs;
     char *ns;   /* namespace */
@@ -85,19 +93,27 @@ struct svc_state {
     _Atomic uint64_t requests[OUTCOME_COUNT];
     _Atomic uint64_t wakes;
     _Atomic uint64_t connect_retries;
-    struct hist hold_seconds;
-    struct hist cold_start_seconds;
+    /* Allocated on the first observation (svc_state_hists), freed with the state: most
+     * services never hold a request, and at 10,000 services three empty histograms were
+     * 4.3 MB (bench/RESULTS.md, 7c). */
+    _Atomic(struct svc_hists *) hists;
     /* Wake latency, in two halves. The control plane sets ready_since_ns (monotonic) when it
      * learns that a held service has a ready endpoint; the first held byte written after that
      * observes ready_to_first_byte. The control plane observes wake_to_scale itself. */
     _Atomic int64_t ready_since_ns;
-    struct hist ready_to_first_byte_seconds;
     struct hist wake_to_scale_seconds;
 
     struct svc_worker *workers; /* [nworkers] */
     int nworkers;
     struct svc_state *next; /* registry list */
 };
+
+/* The service's data-plane histograms, allocated by the first call (from any thread: the first
+ * one published wins); NULL only when out of memory (the caller drops its observation). */
+struct svc_hists *svc_state_hists(struct svc_state *s);
+
+/* The histograms if any was observed yet, else NULL (for readers: /metrics). */
+const struct svc_hists *svc_state_hists_peek(const struct svc_state *s);
 
 /* The room the /metrics label text of a service takes (svc_state_labels). */
 #define SVC_LABELS_MAX 600
