@@ -38,6 +38,8 @@
 #include "common/metrics.h"
 #include "controller/controller.h"
 #include "controller/lean.h"
+#include "controller/service.h"
+#include "controller/slices.h"
 #include "resolver/conn.h"
 #include "resolver/worker.h"
 #include "tests/fuzz/fake_cluster.h"
@@ -109,8 +111,10 @@ static void count_free(void *p)
 }
 
 /* Bytes and allocations of one decoded object of each kind, as decoded, after the informer's
- * transform, and as cached (an ElastiService without its spec once parsed), for the synthetic
- * objects and for them as an API server sends them. */
+ * transform, and as cached (an ElastiService without its spec once parsed; a Service and an
+ * EndpointSlice as the compact structs their informers keep: malloc's size of the one
+ * allocation plus its header), for the synthetic objects and for them as an API server sends
+ * them. */
 static void cache_bytes(void)
 {
     static const struct {
@@ -135,6 +139,25 @@ static void cache_bytes(void)
             if (k == 0)
                 cJSON_DeleteItemFromObjectCaseSensitive(o, "spec");
             size_t stored = hook_bytes - b0, stored_allocs = hook_allocs - a0;
+            /* a Service and an EndpointSlice are cached compact, one allocation each */
+            if (k == 1) {
+                char err[256];
+                struct service_cached *sc = service_decode(o, err, sizeof(err));
+                if (!sc)
+                    die("%s", err);
+                stored = malloc_usable_size(sc) + 8;
+                stored_allocs = 1;
+                service_cached_free(sc);
+            }
+            if (k == 2) {
+                char err[256];
+                struct slice_cached *sc = slices_decode(o, err, sizeof(err));
+                if (!sc)
+                    die("%s", err);
+                stored = malloc_usable_size(sc) + 8;
+                stored_allocs = 1;
+                slices_cached_free(sc);
+            }
             printf("{\"objects\":\"%s\",\"resource\":\"%s\",\"json_bytes\":%zu,"
                    "\"decoded_bytes\":%zu,\"decoded_allocs\":%zu,\"transformed_bytes\":%zu,"
                    "\"transformed_allocs\":%zu,\"cached_bytes\":%zu,\"cached_allocs\":%zu}\n",

@@ -9,6 +9,7 @@
 #include "controller/controller.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@
 #include "controller/leader.h"
 #include "controller/pathprobe.h"
 #include "controller/prom.h"
+#include "controller/service.h"
 #include "controller/slices.h"
 #include "controller/target.h"
 #include "resolver/conn.h"
@@ -76,6 +78,48 @@ struct port_map {
     unsigned resolver_port;
 };
 
+/*
+ * The texts of a struct es that are empty for almost every ElastiService (a spec error, why an
+ * evaluation was blocked, a scale to zero's probe results, an awaited resourceVersion) are owned
+ * strings, NULL while unset, not fixed buffers: 10,000 ElastiServices held 1.8 KB of empty
+ * buffers each (bench/RESULTS.md, 7b). es_text reads one ("" when unset); es_text_setf sets one
+ * to at most cap - 1 bytes (the size of the buffer it replaced), "" clears it. Out of memory it
+ * still reads as set ("out of memory"): a spec error must not read as none.
+ */
+static char es_text_oom[] = "out of memory";
+
+static const char *es_text(const char *t)
+{
+    return t ? t : "";
+}
+
+static void es_text_clear(char **t)
+{
+    if (*t != es_text_oom)
+        free(*t);
+    *t = NULL;
+}
+
+static void es_text_setf(char **t, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void es_text_setf(char **t, size_t cap, const char *fmt, ...)
+{
+    char buf[768];
+    if (cap > sizeof(buf))
+        cap = sizeof(buf);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    es_text_clear(t);
+    if (buf[0]) {
+        *t = strdup(buf);
+        if (!*t)
+            *t = es_text_oom;
+    }
+}
+
 /* One ElastiService, as parsed from its spec and status. */
 struct es {
     struct es *next, *prev; /* controller.list */
@@ -97,7 +141,8 @@ struct es {
     unsigned hold_timeout_s;
     size_t max_held;
     char *keda; /* KEDA ScaledObject name, or NULL */
-    char spec_error[512];
+    /* why the spec is refused (es_text, at most 511 bytes), NULL: valid */
+    char *spec_error;
     int64_t spec_gen; /* metadata.generation of the spec parsed above, 0: parse at every event */
     /* status and metadata */
     char mode[8];
@@ -122,7 +167,8 @@ struct es {
     uint64_t eval_done_ms; /* when the last scale-down check had all its answers (mono_ms), 0
                               never: the next takes only answers to queries sent after that */
     bool eval_blocked;     /* some trigger or the uptime check said no */
-    char eval_reason[512];
+    /* why it is unhealthy (es_text, at most 511 bytes), or NULL */
+    char *eval_reason;
     bool eval_unhealthy; /* ... because Prometheus could not answer properly */
     bool wake_inflight;  /* a target_wake is in flight */
     bool wake_again;     /* another wake was asked for meanwhile: one more runs after it */
@@ -160,12 +206,17 @@ struct es {
      * good (test_controller's long-outage test, about 1 run in 18: {mode: serve} from a /scale
      * read and {mode: proxy} from the workload watch, sent 1 ms apart). */
     cJSON *status_queued;
-    char awaited_rv[64]; /* resourceVersion our last status write made; until the informer
-                            shows it, older echoes must not undo our mode/conditions */
+    char *awaited_rv;    /* resourceVersion our last status write made (es_text, at most 63
+                            bytes), or NULL; until the informer shows it, older echoes must not
+                            undo our mode/conditions */
     uint64_t awaited_ms; /* when it was set (given up after AWAIT_ECHO_MS) */
-    char seen_rv[3][24]; /* the last resourceVersions the informer showed (a ring; a longer
-                            one is not kept): was a write's echo already delivered? */
-    unsigned seen_next;  /* the ring's next slot */
+    /* The last resourceVersions the informer showed while a status write was in flight (a
+     * ring; a longer one is not kept): was the write's echo already delivered? Its echo can only
+     * come while it is in flight or after its answer, so the ring is kept only meanwhile:
+     * malloc'd by es_parse_status, freed when the last write in flight is answered, NULL
+     * otherwise. */
+    char (*seen_rv)[24];
+    unsigned seen_next; /* the ring's next slot */
     /* acknowledging and proving liveness */
     int64_t status_gen;     /* status.observedGeneration as the informer shows it */
     int64_t acked_gen;      /* the generation our last successful status write carried */
@@ -175,11 +226,13 @@ struct es {
     const char *busy_what;  /* what it waits for: "reading /scale", "querying Prometheus" */
     bool stuck_logged;      /* the evaluation in flight was logged as stuck */
     bool settle_logged;     /* a scale to zero waiting out API_SETTLE_MS was logged */
-    char skip_reason[160];  /* why the last poll did not evaluate it ("" evaluated) */
-    char *target_key;       /* "plural/ns/name" under which by_target lists it, or NULL */
-    unsigned scale_epoch;   /* moves with every workload watch event acted on: a /scale
-                               read sent before one is older than what the watch said */
-    bool watch_zero;        /* the workload watch last showed spec.replicas 0 */
+    /* why the last poll did not evaluate it (a string literal, es_skip takes only those),
+     * NULL: evaluated */
+    const char *skip_reason;
+    char *target_key;     /* "plural/ns/name" under which by_target lists it, or NULL */
+    unsigned scale_epoch; /* moves with every workload watch event acted on: a /scale
+                             read sent before one is older than what the watch said */
+    bool watch_zero;      /* the workload watch last showed spec.replicas 0 */
     /* the switch to zero; the data path first */
     struct event *switch_ev; /* the next probe, or the end of the grace period */
     struct pathprobe *probe; /* in flight */
@@ -187,8 +240,8 @@ struct es {
     uint64_t switch_started_ms;
     uint64_t switch_retry_ms;   /* abandoned: no new attempt before this (mono_ms) */
     unsigned switch_probes;     /* probes sent in this attempt */
-    char switch_why[256];       /* the ScaledToZero message once it is done */
-    char switch_last[256];      /* what the last probe found */
+    char *switch_why;           /* the ScaledToZero message once it is done (es_text, <= 255) */
+    char *switch_last;          /* what the last probe found (es_text, at most 255 bytes) */
     uint64_t slices_deleted_ms; /* when its resolver slices were last deleted (mono_ms) */
     /* deleted while it held connections: its route stays (c->lingering) until they are
      * answered by the restored pods, or its hold timeout has passed */
@@ -505,7 +558,7 @@ static void es_clear_spec(struct es *e)
     e->n_triggers = 0;
     e->probes = NULL;
     e->target_ok = false;
-    e->spec_error[0] = '\0';
+    es_text_clear(&e->spec_error);
 }
 
 static void switch_cancel(struct es *e);
@@ -527,6 +580,11 @@ static void es_free(struct es *e)
     free(e->ports);
     free(e->not_ready_reason);
     free(e->leaving);
+    es_text_clear(&e->eval_reason);
+    es_text_clear(&e->awaited_rv);
+    free(e->seen_rv);
+    es_text_clear(&e->switch_why);
+    es_text_clear(&e->switch_last);
     cJSON_Delete(e->conditions);
     svc_state_unref(e->svc);
     free(e->ns);
@@ -558,8 +616,11 @@ static void es_parse_spec(struct es *e, const cJSON *obj)
         cJSON_IsNumber(ht) && ht->valueint > 0 ? (unsigned)ht->valueint : DEFAULT_HOLD_TIMEOUT_S;
     const cJSON *mh = get(spec, "maxHeldConnections");
     e->max_held = cJSON_IsNumber(mh) && mh->valueint > 0 ? (size_t)mh->valueint : DEFAULT_MAX_HELD;
-    if (json_refuse_nul(spec, "spec", e->spec_error, sizeof(e->spec_error)))
+    char err[512];
+    if (json_refuse_nul(spec, "spec", err, sizeof(err))) {
+        es_text_setf(&e->spec_error, sizeof(err), "%s", err);
         return;
+    }
     e->service = dup_or_null(get_str(spec, "service"));
     const cJSON *period = get(spec, "enabledPeriod");
     if (cJSON_IsObject(period)) {
@@ -575,12 +636,13 @@ static void es_parse_spec(struct es *e, const cJSON *obj)
         e->keda = dup_or_null(get_str(as, "name"));
 
     if (!e->service) {
-        snprintf(e->spec_error, sizeof(e->spec_error), "spec.service: required");
+        es_text_setf(&e->spec_error, sizeof(err), "spec.service: required");
         return;
     }
-    if (target_ref_parse(get(spec, "scaleTargetRef"), &e->target, e->spec_error,
-                         sizeof(e->spec_error)) < 0)
+    if (target_ref_parse(get(spec, "scaleTargetRef"), &e->target, err, sizeof(err)) < 0) {
+        es_text_setf(&e->spec_error, sizeof(err), "%s", err);
         return;
+    }
     e->target_ok = true;
     const cJSON *triggers = get(spec, "triggers");
     size_t n = (size_t)cJSON_GetArraySize(triggers);
@@ -590,25 +652,27 @@ static void es_parse_spec(struct es *e, const cJSON *obj)
         snprintf(path, sizeof(path), "spec.triggers[%zu]", i);
         if (prom_trigger_parse(cJSON_GetArrayItem(triggers, (int)i), path,
                                c->opt.prometheus_address, c->opt.prometheus_authorization,
-                               &e->triggers[e->n_triggers], e->spec_error,
-                               sizeof(e->spec_error)) < 0)
+                               &e->triggers[e->n_triggers], err, sizeof(err)) < 0) {
+            es_text_setf(&e->spec_error, sizeof(err), "%s", err);
             return;
+        }
         e->n_triggers++;
     }
-    char err[512];
     struct probe_rules *rules =
         probe_rules_parse(get(spec, "probeResponse"), "spec.probeResponse", err, sizeof(err));
     if (!rules) {
-        snprintf(e->spec_error, sizeof(e->spec_error), "%s", err);
+        es_text_setf(&e->spec_error, sizeof(err), "%s", err);
         return;
     }
     e->probes = route_probes_new(rules);
 }
 
 /* True when the informer showed resourceVersion `rv` among its last few versions. */
+#define SEEN_RV_RING 3
+
 static bool es_seen_rv(const struct es *e, const char *rv)
 {
-    for (size_t i = 0; i < sizeof(e->seen_rv) / sizeof(e->seen_rv[0]); i++)
+    for (size_t i = 0; e->seen_rv && i < SEEN_RV_RING; i++)
         if (e->seen_rv[i][0] && strcmp(e->seen_rv[i], rv) == 0)
             return true;
     return false;
@@ -620,15 +684,16 @@ static void es_parse_status(struct es *e, const cJSON *obj)
     const cJSON *status = get(obj, "status");
     const char *mode = get_str(status, "mode");
     const char *rv = get_str(md, "resourceVersion");
-    if (rv && strlen(rv) < sizeof(e->seen_rv[0]) && !es_seen_rv(e, rv)) {
-        size_t n = sizeof(e->seen_rv) / sizeof(e->seen_rv[0]);
-        snprintf(e->seen_rv[e->seen_next % n], sizeof(e->seen_rv[0]), "%s", rv);
+    if (e->status_inflight > 0 && !e->seen_rv)
+        e->seen_rv = calloc(SEEN_RV_RING, sizeof(e->seen_rv[0]));
+    if (e->seen_rv && rv && strlen(rv) < sizeof(e->seen_rv[0]) && !es_seen_rv(e, rv)) {
+        snprintf(e->seen_rv[e->seen_next % SEEN_RV_RING], sizeof(e->seen_rv[0]), "%s", rv);
         e->seen_next++;
     }
-    if (e->awaited_rv[0] &&
+    if (e->awaited_rv &&
         ((rv && strcmp(rv, e->awaited_rv) == 0) || mono_ms() - e->awaited_ms > AWAIT_ECHO_MS))
-        e->awaited_rv[0] = '\0'; /* the informer caught up with our last write */
-    bool ours_newer = e->status_inflight > 0 || e->busy || e->awaited_rv[0];
+        es_text_clear(&e->awaited_rv); /* the informer caught up with our last write */
+    bool ours_newer = e->status_inflight > 0 || e->busy || e->awaited_rv;
     if (!ours_newer)
         snprintf(e->mode, sizeof(e->mode), "%s", mode ? mode : "");
     e->last_scaled_up = parse_time(get_str(status, "lastScaledUpTime"));
@@ -852,8 +917,12 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
         rv = NULL;
         newer_cached = true;
     }
+    if (e && e->status_inflight == 0) {
+        free(e->seen_rv); /* no write in flight: no echo to look for */
+        e->seen_rv = NULL;
+    }
     if (e && !err && rv) {
-        snprintf(e->awaited_rv, sizeof(e->awaited_rv), "%s", rv);
+        es_text_setf(&e->awaited_rv, 64, "%s", rv);
         e->awaited_ms = mono_ms();
     }
     if (e && err)
@@ -947,9 +1016,9 @@ static void event_record(struct es *e, bool warning, const char *reason, const c
 
 /* ---- what the informers know ---- */
 
-static const cJSON *es_service(const struct es *e)
+static const struct service_cached *es_service(const struct es *e)
 {
-    return informer_get(e->c->inf_svc, e->ns, e->service);
+    return e->service ? informer_get_item(e->c->inf_svc, e->ns, e->service) : NULL;
 }
 
 struct slices_walk {
@@ -957,36 +1026,33 @@ struct slices_walk {
     const char *port_name;
     struct ready_endpoint *eps;
     size_t n;
-    const cJSON *resolver_slices[4];
+    const struct slice_cached *resolver_slices[4];
     size_t n_resolver;
 };
 
-static bool slice_of(const cJSON *slice, const char *ns, const char *service)
+static bool slice_of(const struct slice_cached *slice, const char *ns, const char *service)
 {
-    const cJSON *md = get(slice, "metadata");
-    const char *sns = get_str(md, "namespace");
-    const char *svc = get_str(get(md, "labels"), LABEL_SERVICE_NAME);
-    return sns && svc && strcmp(sns, ns) == 0 && strcmp(svc, service) == 0;
+    return slice->service && strcmp(slice->ns, ns) == 0 && strcmp(slice->service, service) == 0;
 }
 
-static void collect_ready(const cJSON *slice, void *arg)
+static void collect_ready(const struct slice_cached *slice, void *arg)
 {
     struct slices_walk *w = arg;
-    if (slices_is_controller_slice(slice) && slice_of(slice, w->e->ns, w->e->service))
-        slices_ready_endpoints(slice, w->port_name, &w->eps, &w->n);
+    if (slice->manager == SLICE_CONTROLLER && slice_of(slice, w->e->ns, w->e->service))
+        slices_cached_ready_endpoints(slice, w->port_name, &w->eps, &w->n);
 }
 
-static void collect_resolver_slices(const cJSON *slice, void *arg)
+static void collect_resolver_slices(const struct slice_cached *slice, void *arg)
 {
     struct slices_walk *w = arg;
-    if (slices_is_resolver_slice(slice) && slice_of(slice, w->e->ns, w->e->service) &&
+    if (slice->manager == SLICE_HOLDFAST && slice_of(slice, w->e->ns, w->e->service) &&
         w->n_resolver < 4)
         w->resolver_slices[w->n_resolver++] = slice;
 }
 
 /* Calls fn for every EndpointSlice of e's Service (through slices_by_svc). */
-static void foreach_slice_of(const struct es *e, void (*fn)(const cJSON *slice, void *arg),
-                             void *arg)
+static void foreach_slice_of(const struct es *e,
+                             void (*fn)(const struct slice_cached *slice, void *arg), void *arg)
 {
     const struct controller *c = e->c;
     if (!e->service)
@@ -995,7 +1061,7 @@ static void foreach_slice_of(const struct es *e, void (*fn)(const cJSON *slice, 
     make_key(key, e->ns, e->service);
     const struct pset *set = strmap_get(&c->slices_by_svc, key);
     for (size_t i = 0; set && i < set->n; i++) {
-        const cJSON *slice = informer_get(c->inf_slices, e->ns, set->v[i]);
+        const struct slice_cached *slice = informer_get_item(c->inf_slices, e->ns, set->v[i]);
         if (slice)
             fn(slice, arg);
     }
@@ -1018,9 +1084,9 @@ static size_t ready_endpoints(const struct es *e, const char *port_name,
  */
 static bool service_unsupported(const struct es *e, char *why, size_t len)
 {
-    const cJSON *spec = get(es_service(e), "spec");
-    const char *type = get_str(spec, "type");
-    const char *cip = get_str(spec, "clusterIP");
+    const struct service_cached *svc = es_service(e);
+    const char *type = svc ? svc->type : NULL;
+    const char *cip = svc ? svc->cluster_ip : NULL;
     if (type && strcmp(type, "ExternalName") == 0) {
         snprintf(why, len, "Service %s is of type ExternalName: it has no endpoints to steer",
                  e->service);
@@ -1052,11 +1118,9 @@ static bool endpoint_leaving(const struct es *e, const char *ip)
  */
 static bool target_has_ready_endpoint(const struct es *e, char *first, size_t len)
 {
-    const cJSON *svc = es_service(e);
-    const cJSON *p;
-    cJSON_ArrayForEach(p, get(get(svc, "spec"), "ports"))
-    {
-        const char *pn = get_str(p, "name");
+    const struct service_cached *svc = es_service(e);
+    for (size_t k = 0; svc && k < svc->n_ports; k++) {
+        const char *pn = svc->ports[k].name;
         struct ready_endpoint *eps = NULL;
         size_t n = ready_endpoints(e, pn ? pn : "", &eps);
         for (size_t i = 0; i < n; i++) {
@@ -1077,10 +1141,9 @@ static void leaving_record(struct es *e)
 {
     e->n_leaving = 0;
     e->leaving_generation = e->wl_generation;
-    const cJSON *p;
-    cJSON_ArrayForEach(p, get(get(es_service(e), "spec"), "ports"))
-    {
-        const char *pn = get_str(p, "name");
+    const struct service_cached *svc = es_service(e);
+    for (size_t k = 0; svc && k < svc->n_ports; k++) {
+        const char *pn = svc->ports[k].name;
         struct ready_endpoint *eps = NULL;
         size_t n = ready_endpoints(e, pn ? pn : "", &eps);
         for (size_t i = 0; i < n; i++) {
@@ -1111,18 +1174,16 @@ static bool has_prefix(const char *s, const char *prefix)
  * still detected) unless its appProtocol, or else its name's prefix, says the bytes are not
  * HTTP (Istio's port naming convention): then they are held opaque and woken on accept.
  */
-static enum svc_protocol port_protocol(const cJSON *service, const char *port_name)
+static enum svc_protocol port_protocol(const struct service_cached *service, const char *port_name)
 {
     static const char *const opaque[] = {
         "tcp",   "tls",     "https", "mysql", "postgres",          "postgresql", "redis",
         "mongo", "mongodb", "amqp",  "kafka", "kubernetes.io/wss", "udp",        NULL};
-    const cJSON *p;
-    cJSON_ArrayForEach(p, get(get(service, "spec"), "ports"))
-    {
-        const char *pn = get_str(p, "name");
+    for (size_t k = 0; service && k < service->n_ports; k++) {
+        const char *pn = service->ports[k].name;
         if (strcmp(pn ? pn : "", port_name) != 0)
             continue;
-        const char *app = get_str(p, "appProtocol");
+        const char *app = service->ports[k].app_protocol;
         const char *what = app && *app ? app : port_name;
         for (size_t i = 0; opaque[i]; i++) {
             if (has_prefix(what, opaque[i]))
@@ -1476,25 +1537,22 @@ static void publish_now(struct es *e)
 static bool allocate_ports(struct es *e)
 {
     struct controller *c = e->c;
-    const cJSON *svc = es_service(e);
-    const cJSON *ports = get(get(svc, "spec"), "ports");
-    size_t n = (size_t)cJSON_GetArraySize(ports);
+    const struct service_cached *svc = es_service(e);
+    size_t n = svc ? svc->n_ports : 0;
     if (!n)
         return false;
     struct port_map *map = calloc(n, sizeof(*map));
     if (!map)
         return false;
     size_t i = 0;
-    const cJSON *p;
-    cJSON_ArrayForEach(p, ports)
-    {
-        const char *pn = get_str(p, "name");
-        const char *proto = get_str(p, "protocol");
-        const cJSON *num = get(p, "port");
+    for (size_t pi = 0; pi < n; pi++) {
+        const struct service_port *p = &svc->ports[pi];
+        const char *pn = p->name;
+        const char *proto = p->protocol;
         struct port_map *m = &map[i++];
         snprintf(m->name, sizeof(m->name), "%s", pn ? pn : "");
         snprintf(m->protocol, sizeof(m->protocol), "%s", proto ? proto : "TCP");
-        m->port = cJSON_IsNumber(num) ? (unsigned)num->valueint : 0;
+        m->port = p->has_port ? p->port : 0;
         for (size_t k = 0; k < e->n_ports; k++) {
             if (strcmp(e->ports[k].name, m->name) == 0)
                 m->resolver_port = e->ports[k].resolver_port; /* kept for the lifetime */
@@ -1515,8 +1573,8 @@ static bool allocate_ports(struct es *e)
         }
         if (!m->resolver_port) {
             free(map);
-            snprintf(e->spec_error, sizeof(e->spec_error), "no free resolver port in %u-%u",
-                     c->opt.port_min, c->opt.port_max);
+            es_text_setf(&e->spec_error, 512, "no free resolver port in %u-%u", c->opt.port_min,
+                         c->opt.port_max);
             return false;
         }
     }
@@ -1638,7 +1696,7 @@ static void slice_write_done(struct slice_write *w, bool ok)
     struct es *e = w->es ? find_es(w->c, w->es->ns, w->es->name) : NULL;
     if (!e || e->slice_writes == 0 || --e->slice_writes > 0 || !e->slices_again)
         return;
-    if (!ok || informer_get(w->c->inf_slices, w->ns, w->name)) {
+    if (!ok || informer_get_item(w->c->inf_slices, w->ns, w->name)) {
         e->slices_again = false;
         es_reconcile(e);
     }
@@ -1678,7 +1736,7 @@ static void on_slice_written(cJSON *obj, const struct kube_error *err, void *arg
 static void resolver_slices_apply(struct es *e)
 {
     struct controller *c = e->c;
-    const cJSON *svc = es_service(e);
+    const struct service_cached *svc = es_service(e);
     if (!svc || !e->n_ports)
         return;
     if (e->slice_writes > 0) {
@@ -1687,6 +1745,13 @@ static void resolver_slices_apply(struct es *e)
     }
     e->slices_again = false;
     publish_now(e); /* listening on every port the slice names before it is written */
+    /* the slice's owner: the Service's identity (what slices_resolver_slice reads of it) */
+    cJSON *owner = cJSON_CreateObject();
+    cJSON *owner_md = cJSON_AddObjectToObject(owner, "metadata");
+    cJSON_AddStringToObject(owner_md, "name", svc->name);
+    cJSON_AddStringToObject(owner_md, "namespace", svc->ns);
+    if (svc->uid)
+        cJSON_AddStringToObject(owner_md, "uid", svc->uid);
     struct resolver_endpoint eps[64];
     size_t n = 0;
     for (size_t i = 0; i < c->n_resolvers && n < 64; i++)
@@ -1704,14 +1769,13 @@ static void resolver_slices_apply(struct es *e)
         bool any = false;
         for (size_t i = 0; i < n; i++)
             any = any || ((strchr(eps[i].ip, ':') != NULL) == (f == 1));
-        cJSON *want = slices_resolver_slice(svc, families[f], eps, n, sp, np);
+        cJSON *want = slices_resolver_slice(owner, families[f], eps, n, sp, np);
         if (!want)
             continue;
         const char *name = get_str(get(want, "metadata"), "name");
-        const cJSON *have = NULL;
+        const struct slice_cached *have = NULL;
         for (size_t k = 0; k < w.n_resolver; k++) {
-            const char *hn = get_str(get(w.resolver_slices[k], "metadata"), "name");
-            if (hn && strcmp(hn, name) == 0)
+            if (strcmp(w.resolver_slices[k]->name, name) == 0)
                 have = w.resolver_slices[k];
         }
         if (!any && have) {
@@ -1724,10 +1788,10 @@ static void resolver_slices_apply(struct es *e)
             else if (sw)
                 e->slice_writes++;
         } else if (any && have) {
-            bool same = cJSON_Compare(get(have, "endpoints"), get(want, "endpoints"), 1) &&
-                        cJSON_Compare(get(have, "ports"), get(want, "ports"), 1);
+            bool same = cJSON_Compare(have->endpoints, get(want, "endpoints"), 1) &&
+                        cJSON_Compare(have->ports_json, get(want, "ports"), 1);
             if (!same) {
-                const char *rv = get_str(get(have, "metadata"), "resourceVersion");
+                const char *rv = have->resource_version;
                 cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(want, "metadata"),
                                         "resourceVersion", rv ? rv : "");
                 struct slice_write *sw = slice_write_new(c, e, want);
@@ -1740,18 +1804,16 @@ static void resolver_slices_apply(struct es *e)
         }
         cJSON_Delete(want);
     }
+    cJSON_Delete(owner);
 }
 
 static void resolver_slices_delete(struct es *e)
 {
     struct slices_walk w = {.e = e};
     foreach_slice_of(e, collect_resolver_slices, &w);
-    for (size_t k = 0; k < w.n_resolver; k++) {
-        const char *name = get_str(get(w.resolver_slices[k], "metadata"), "name");
-        if (name)
-            kube_delete(e->c->kube, &RES_SLICE, e->ns, name, NULL, on_delete_done,
-                        "resolver slice delete");
-    }
+    for (size_t k = 0; k < w.n_resolver; k++)
+        kube_delete(e->c->kube, &RES_SLICE, e->ns, w.resolver_slices[k]->name, NULL, on_delete_done,
+                    "resolver slice delete");
     if (w.n_resolver)
         e->slices_deleted_ms = mono_ms();
 }
@@ -1871,7 +1933,7 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
  */
 static void es_wake(struct es *e)
 {
-    if (!e->target_ok || e->spec_error[0])
+    if (!e->target_ok || e->spec_error)
         return;
     if (e->wake_inflight) {
         e->wake_again = true;
@@ -1996,7 +2058,7 @@ static void proxy_commit(struct es *e, bool scale_down, const char *why);
 static void enter_proxy(struct es *e, bool scale_down, const char *why)
 {
     if (!allocate_ports(e)) {
-        cond_set(e, "Ready", false, "PortAllocationFailed", e->spec_error);
+        cond_set(e, "Ready", false, "PortAllocationFailed", es_text(e->spec_error));
         status_write(e, NULL);
         return;
     }
@@ -2109,20 +2171,18 @@ static uint64_t switch_grace_ms(const struct controller *c)
 /* The Service's ClusterIP and its first HTTP port (by port_protocol), or false. */
 static bool switch_probe_target(const struct es *e, char *ip, size_t iplen, unsigned *port)
 {
-    const cJSON *svc = es_service(e);
-    const char *cip = get_str(get(svc, "spec"), "clusterIP");
+    const struct service_cached *svc = es_service(e);
+    const char *cip = svc ? svc->cluster_ip : NULL;
     if (!cip || !*cip || strcmp(cip, "None") == 0)
         return false;
-    const cJSON *p;
-    cJSON_ArrayForEach(p, get(get(svc, "spec"), "ports"))
-    {
-        const char *pn = get_str(p, "name"), *proto = get_str(p, "protocol");
-        const cJSON *num = get(p, "port");
-        if ((proto && strcmp(proto, "TCP") != 0) || !cJSON_IsNumber(num) ||
+    for (size_t k = 0; k < svc->n_ports; k++) {
+        const struct service_port *p = &svc->ports[k];
+        const char *pn = p->name, *proto = p->protocol;
+        if ((proto && strcmp(proto, "TCP") != 0) || !p->has_port ||
             port_protocol(svc, pn ? pn : "") != PROTO_HTTP)
             continue;
         snprintf(ip, iplen, "%s", cip);
-        *port = (unsigned)num->valueint;
+        *port = p->port;
         return true;
     }
     return false;
@@ -2157,7 +2217,7 @@ static void switch_abandon(struct es *e)
              "the probe out, or a mesh or CNI that ignores hand-made EndpointSlices, does this. "
              "Tried again later",
              (double)(mono_ms() - e->switch_started_ms) / 1000.0, e->switch_probes,
-             e->switch_last[0] ? e->switch_last : "no probe answered");
+             e->switch_last ? e->switch_last : "no probe answered");
     unsigned probes = e->switch_probes;
     switch_cancel(e);
     uint64_t wait = 10 * (uint64_t)c->opt.polling_interval_ms;
@@ -2169,8 +2229,8 @@ static void switch_abandon(struct es *e)
     status_write(e, NULL);
     event_record(e, true, "ScaleDownAbandoned", msg);
     log_warn("scale to zero abandoned: the data path was not shown to reach holdfast",
-             "elastiservice=%s probes=%u last=%s retry_in_s=%f", e->key, probes, e->switch_last,
-             (double)wait / 1000.0);
+             "elastiservice=%s probes=%u last=%s retry_in_s=%f", e->key, probes,
+             es_text(e->switch_last), (double)wait / 1000.0);
     c->abandoned++;
 }
 
@@ -2180,7 +2240,7 @@ static void switch_done(struct es *e, const char *how)
     if (e->switch_probes > 1 && waited > e->c->propagation_ms)
         e->c->propagation_ms = waited; /* a probe missed first: this measured the propagation */
     char why[256];
-    snprintf(why, sizeof(why), "%s", e->switch_why);
+    snprintf(why, sizeof(why), "%s", es_text(e->switch_why));
     unsigned probes = e->switch_probes;
     switch_cancel(e);
     log_info("data path reaches holdfast: removing the last replica",
@@ -2197,8 +2257,8 @@ static void on_switch_probe(const struct pathprobe_answer *a, void *arg)
         switch_done(e, "probe");
         return;
     }
-    snprintf(e->switch_last, sizeof(e->switch_last), "%s: %s", pathprobe_result_name(a->result),
-             a->detail ? a->detail : "");
+    es_text_setf(&e->switch_last, 256, "%s: %s", pathprobe_result_name(a->result),
+                 a->detail ? a->detail : "");
     if (mono_ms() - e->switch_started_ms >= switch_timeout_ms(e->c)) {
         switch_abandon(e);
         return;
@@ -2228,8 +2288,8 @@ static void on_switch_timer(evutil_socket_t fd, short what, void *arg)
         /* Only opaque ports: the grace period runs from when the slice is in the cache. */
         if (!e->switch_probes && !resolver_slice_cached(e)) {
             if (now - e->switch_started_ms >= switch_timeout_ms(c)) {
-                snprintf(e->switch_last, sizeof(e->switch_last),
-                         "the resolver EndpointSlice never reached the cache");
+                es_text_setf(&e->switch_last, 256,
+                             "the resolver EndpointSlice never reached the cache");
                 switch_abandon(e);
             } else {
                 switch_arm(e, SWITCH_PROBE_EVERY_MS);
@@ -2250,7 +2310,7 @@ static void on_switch_timer(evutil_socket_t fd, short what, void *arg)
     }
     char nonce[PATHPROBE_NONCE_NEW_LEN + 1];
     if (pathprobe_nonce_new(nonce, sizeof(nonce)) < 0) {
-        snprintf(e->switch_last, sizeof(e->switch_last), "no random nonce: %s", strerror(errno));
+        es_text_setf(&e->switch_last, 256, "no random nonce: %s", strerror(errno));
         switch_arm(e, SWITCH_PROBE_EVERY_MS);
         return;
     }
@@ -2262,7 +2322,7 @@ static void on_switch_timer(evutil_socket_t fd, short what, void *arg)
     if (e->probe) {
         e->switch_probes++;
     } else {
-        snprintf(e->switch_last, sizeof(e->switch_last), "cannot send a probe to %s:%u", ip, port);
+        es_text_setf(&e->switch_last, 256, "cannot send a probe to %s:%u", ip, port);
         switch_arm(e, SWITCH_PROBE_EVERY_MS);
     }
 }
@@ -2316,8 +2376,8 @@ static void switch_begin(struct es *e, const char *why)
     e->switching = true;
     e->switch_started_ms = mono_ms();
     e->switch_probes = 0;
-    e->switch_last[0] = '\0';
-    snprintf(e->switch_why, sizeof(e->switch_why), "%s", why);
+    es_text_clear(&e->switch_last);
+    es_text_setf(&e->switch_why, 256, "%s", why);
     route_changed(e); /* listen on the resolver ports now: before the slice names them */
     resolver_slices_apply(e);
     cJSON *fields = cJSON_CreateObject();
@@ -2340,9 +2400,9 @@ static void eval_finish(struct es *e)
     e->busy = false;
     e->evaluated_ms = mono_ms();
     e->eval_done_ms = e->evaluated_ms;
-    bool changed = e->eval_unhealthy
-                       ? cond_set(e, "TriggerHealthy", false, "PrometheusUnhealthy", e->eval_reason)
-                       : cond_set(e, "TriggerHealthy", true, "QueryOK", "");
+    bool changed = e->eval_unhealthy ? cond_set(e, "TriggerHealthy", false, "PrometheusUnhealthy",
+                                                es_text(e->eval_reason))
+                                     : cond_set(e, "TriggerHealthy", true, "QueryOK", "");
     if (e->eval_blocked) {
         if (changed) /* every polling interval otherwise: thousands of writes at scale */
             status_write(e, NULL);
@@ -2371,14 +2431,14 @@ static void on_eval(enum prom_status st, double value, const char *reason, void 
             e->c->prom_errors++;
             e->eval_blocked = true;
             e->eval_unhealthy = true;
-            snprintf(e->eval_reason, sizeof(e->eval_reason), "%s: %s", prom_status_reason(st),
-                     reason);
+            es_text_setf(&e->eval_reason, 512, "%s: %s", prom_status_reason(st), reason);
         } else if (x->uptime && value != 1) {
             e->eval_blocked = true;
             e->eval_unhealthy = true;
-            snprintf(e->eval_reason, sizeof(e->eval_reason),
-                     "Prometheus was not up for the whole cooldown (uptime check %g, filter %s)",
-                     value, t->uptime_filter);
+            es_text_setf(
+                &e->eval_reason, 512,
+                "Prometheus was not up for the whole cooldown (uptime check %g, filter %s)", value,
+                t->uptime_filter);
         } else if (!x->uptime && !(value < t->threshold)) {
             e->eval_blocked = true;
         }
@@ -2447,7 +2507,7 @@ static void scale_down_check(struct es *e)
     e->busy_what = "querying Prometheus";
     e->stuck_logged = false;
     e->eval_blocked = e->eval_unhealthy = false;
-    e->eval_reason[0] = '\0';
+    es_text_clear(&e->eval_reason);
     e->evals_pending = 0;
     uint64_t fresh_after = e->eval_done_ms;
     for (size_t i = 0; i < e->n_triggers; i++) {
@@ -2483,7 +2543,7 @@ static unsigned heartbeat_s(const struct controller *c)
 static void es_heartbeat(struct es *e)
 {
     int64_t now = time(NULL);
-    bool awaiting = e->awaited_rv[0] && mono_ms() - e->awaited_ms <= AWAIT_ECHO_MS;
+    bool awaiting = e->awaited_rv && mono_ms() - e->awaited_ms <= AWAIT_ECHO_MS;
     if (!e->c->leader || e->status_inflight > 0 || awaiting ||
         now - e->reconciled_at < (int64_t)heartbeat_s(e->c))
         return;
@@ -2590,9 +2650,9 @@ static void es_skip(struct es *e, const char *why)
 {
     e->evaluated_ms = mono_ms();
     e->c->evaluations++;
-    if (strcmp(e->skip_reason, why) == 0)
+    if (e->skip_reason && strcmp(e->skip_reason, why) == 0)
         return;
-    snprintf(e->skip_reason, sizeof(e->skip_reason), "%s", why);
+    e->skip_reason = why;
     if (*why && strcmp(why, "not leading") != 0)
         log_info("elastiservice not evaluated", "elastiservice=%s reason=%s", e->key, why);
 }
@@ -2607,14 +2667,14 @@ static void es_check(struct es *e)
         es_skip(e, "not leading");
     } else if (e->deleting) {
         es_skip(e, "being deleted");
-    } else if (e->spec_error[0]) {
+    } else if (e->spec_error) {
         es_skip(e, "invalid spec (condition Ready=False InvalidSpec)");
     } else if (!e->target_ok) {
         es_skip(e, "no scale target");
     } else if (service_unsupported(e, why, sizeof(why))) {
         es_skip(e, "unsupported Service (condition Ready=False UnsupportedService)");
     } else {
-        e->skip_reason[0] = '\0';
+        e->skip_reason = NULL;
         struct es_ref *ref = es_ref_new(e);
         if (!ref)
             return;
@@ -2758,20 +2818,17 @@ static void es_acknowledge(struct es *e)
 /* The Service's ports (name, number, protocol, in order) differ from e->ports. */
 static bool ports_differ(const struct es *e)
 {
-    const cJSON *ports = get(get(es_service(e), "spec"), "ports");
-    if (!cJSON_IsArray(ports))
+    const struct service_cached *svc = es_service(e);
+    if (!svc || !svc->ports_is_array)
         return false; /* no Service (yet): keep what is allocated */
-    if ((size_t)cJSON_GetArraySize(ports) != e->n_ports)
+    if (svc->n_ports != e->n_ports)
         return true;
-    size_t i = 0;
-    const cJSON *p;
-    cJSON_ArrayForEach(p, ports)
-    {
-        const struct port_map *m = &e->ports[i++];
-        const char *pn = get_str(p, "name"), *proto = get_str(p, "protocol");
-        const cJSON *num = get(p, "port");
+    for (size_t i = 0; i < svc->n_ports; i++) {
+        const struct port_map *m = &e->ports[i];
+        const struct service_port *p = &svc->ports[i];
+        const char *pn = p->name, *proto = p->protocol;
         if (strcmp(m->name, pn ? pn : "") != 0 || strcmp(m->protocol, proto ? proto : "TCP") != 0 ||
-            !cJSON_IsNumber(num) || m->port != (unsigned)num->valueint)
+            !p->has_port || m->port != p->port)
             return true;
     }
     return false;
@@ -2818,7 +2875,7 @@ static void es_reconcile_spec(struct es *e)
         ensure_finalizer(e, obj);
     /* Only a change is written: every status write comes back as an informer event, and an
      * unconditional write here would chase its own echo. */
-    if (e->spec_error[0]) {
+    if (e->spec_error) {
         c->reconcile_errors++;
         if (cond_set(e, "Ready", false, "InvalidSpec", e->spec_error) && c->leader)
             status_write(e, NULL);
@@ -3048,15 +3105,11 @@ static void on_es_delete(const cJSON *obj, void *arg)
     schedule_publish(c);
 }
 
-/* A Service or an EndpointSlice changed: routes, and possibly the serve switch. */
-static void related_changed(struct controller *c, const cJSON *obj)
+/* A Service or an EndpointSlice changed (its namespace and the Service it names, its
+ * service-name label or else its name): routes, and possibly the serve switch. */
+static void related_changed(struct controller *c, const char *ns, const char *svc)
 {
     c->last_change_ns = now_ns();
-    const cJSON *md = get(obj, "metadata");
-    const char *ns = get_str(md, "namespace");
-    const char *svc = get_str(get(md, "labels"), LABEL_SERVICE_NAME);
-    if (!svc)
-        svc = get_str(md, "name");
     if (ns && svc) {
         char key[KEY_MAX];
         make_key(key, ns, svc);
@@ -3075,61 +3128,107 @@ static void related_changed(struct controller *c, const cJSON *obj)
     schedule_publish(c);
 }
 
-/* Files an EndpointSlice under its Service (label kubernetes.io/service-name), or removes it. */
-static void slice_index(struct controller *c, const cJSON *slice, bool add)
+/* The EndpointSlice cache is compact (struct slice_cached): its informer's codec. */
+static void *slices_decode_item(const cJSON *obj, char *err, size_t errlen)
 {
-    const cJSON *md = get(slice, "metadata");
-    const char *ns = get_str(md, "namespace"), *name = get_str(md, "name");
-    const char *svc = get_str(get(md, "labels"), LABEL_SERVICE_NAME);
-    if (!ns || !name || !svc)
+    return slices_decode(obj, err, errlen);
+}
+
+static void slices_free_item(void *item)
+{
+    slices_cached_free(item);
+}
+
+static const char *slice_rv(const void *item)
+{
+    return ((const struct slice_cached *)item)->resource_version;
+}
+
+static const char *slice_uid(const void *item)
+{
+    return ((const struct slice_cached *)item)->uid;
+}
+
+/* An EndpointSlice changed: its Service's routes (the slice's name when it names none). */
+static void slice_changed(struct controller *c, const struct slice_cached *slice)
+{
+    related_changed(c, slice->ns, slice->service ? slice->service : slice->name);
+}
+
+/* Files an EndpointSlice under its Service (label kubernetes.io/service-name), or removes it. */
+static void slice_index(struct controller *c, const struct slice_cached *slice, bool add)
+{
+    if (!slice->service)
         return;
     char key[KEY_MAX];
-    make_key(key, ns, svc);
+    make_key(key, slice->ns, slice->service);
     if (add)
-        name_set_add(&c->slices_by_svc, key, name);
+        name_set_add(&c->slices_by_svc, key, slice->name);
     else
-        free(pset_take(&c->slices_by_svc, key, same_str, name));
+        free(pset_take(&c->slices_by_svc, key, same_str, slice->name));
 }
 
-static void on_slice_add(const cJSON *obj, void *arg)
+static void on_slice_add(const void *obj, void *arg)
 {
     slice_index(arg, obj, true);
-    related_changed(arg, obj);
+    slice_changed(arg, obj);
 }
 
-static void on_slice_update(const cJSON *old, const cJSON *obj, void *arg)
+static void on_slice_update(const void *old_item, const void *item, void *arg)
 {
+    const struct slice_cached *old = old_item, *obj = item;
     /* the service-name label may have changed: the slice then moves, and both Services hear */
-    const char *was = get_str(get(get(old, "metadata"), "labels"), LABEL_SERVICE_NAME);
-    const char *is = get_str(get(get(obj, "metadata"), "labels"), LABEL_SERVICE_NAME);
-    if (!was || !is || strcmp(was, is) != 0) {
+    if (!old->service || !obj->service || strcmp(old->service, obj->service) != 0) {
         slice_index(arg, old, false);
         slice_index(arg, obj, true);
-        if (was)
-            related_changed(arg, old);
+        if (old->service)
+            slice_changed(arg, old);
     }
-    related_changed(arg, obj);
+    slice_changed(arg, obj);
 }
 
-static void on_slice_delete(const cJSON *obj, void *arg)
+static void on_slice_delete(const void *obj, void *arg)
 {
     slice_index(arg, obj, false);
-    related_changed(arg, obj);
+    slice_changed(arg, obj);
 }
 
-static void on_rel_add(const cJSON *obj, void *arg)
+/* The Service cache is compact too (struct service_cached): its codec. */
+static void *service_decode_item(const cJSON *obj, char *err, size_t errlen)
 {
-    related_changed(arg, obj);
+    return service_decode(obj, err, errlen);
 }
 
-static void on_rel_update(const cJSON *old, const cJSON *obj, void *arg)
+static void service_free_item(void *item)
 {
-    related_changed(arg, obj);
+    service_cached_free(item);
 }
 
-static void on_rel_delete(const cJSON *obj, void *arg)
+static const char *service_rv(const void *item)
 {
-    related_changed(arg, obj);
+    return ((const struct service_cached *)item)->resource_version;
+}
+
+static const char *service_uid(const void *item)
+{
+    return ((const struct service_cached *)item)->uid;
+}
+
+/* A Service changed: its ElastiServices' routes. */
+static void on_svc_add(const void *obj, void *arg)
+{
+    const struct service_cached *svc = obj;
+    related_changed(arg, svc->ns, svc->name);
+}
+
+static void on_svc_update(const void *old, const void *obj, void *arg)
+{
+    on_svc_add(obj, arg);
+}
+
+static void on_svc_delete(const void *obj, void *arg)
+{
+    on_svc_add(obj, arg);
 }
 
 /* The resolver's own pods changed: every resolver slice follows (leader). */
@@ -3365,7 +3464,7 @@ static bool workload_steady(const cJSON *obj, long long *generation)
 static bool es_follows_workload(const struct es *e)
 {
     char why[256];
-    return e->c->leader && !e->deleting && !e->spec_error[0] && e->target_ok &&
+    return e->c->leader && !e->deleting && !e->spec_error && e->target_ok &&
            !service_unsupported(e, why, sizeof(why));
 }
 
@@ -3612,20 +3711,25 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
                                .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
     struct informer_handlers hes = {on_es_add, on_es_update, on_es_delete, on_synced};
     c->inf_es = informer_new(c->kube, &io, &hes, c);
-    struct informer_handlers hrel = {on_rel_add, on_rel_update, on_rel_delete, on_synced};
+    static const struct informer_codec svc_codec = {service_decode_item, service_free_item,
+                                                    service_rv, service_uid};
+    struct informer_item_handlers hsvc = {on_svc_add, on_svc_update, on_svc_delete, on_synced};
     io = (struct informer_opts){.res = RES_SVC,
                                 .ns = opts->namespace_,
                                 .name = "services",
                                 .transform = lean_service,
                                 .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
-    c->inf_svc = informer_new(c->kube, &io, &hrel, c);
+    c->inf_svc = informer_new_compact(c->kube, &io, &svc_codec, &hsvc, c);
     io = (struct informer_opts){.res = RES_SLICE,
                                 .ns = opts->namespace_,
                                 .name = "endpointslices",
                                 .transform = lean_endpointslice,
                                 .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
-    struct informer_handlers hslice = {on_slice_add, on_slice_update, on_slice_delete, on_synced};
-    c->inf_slices = informer_new(c->kube, &io, &hslice, c);
+    static const struct informer_codec slice_codec = {slices_decode_item, slices_free_item,
+                                                      slice_rv, slice_uid};
+    struct informer_item_handlers hslice = {on_slice_add, on_slice_update, on_slice_delete,
+                                            on_synced};
+    c->inf_slices = informer_new_compact(c->kube, &io, &slice_codec, &hslice, c);
     if (opts->resolver_service) {
         char sel[300];
         snprintf(sel, sizeof(sel), "%s=%s", LABEL_SERVICE_NAME, opts->resolver_service);
@@ -3817,14 +3921,14 @@ void controller_metrics(struct mtext *out, void *arg)
     kube_requests_metric(out, c);
 }
 
-const struct cJSON *controller_cached(const struct controller *c, const char *resource,
-                                      const char *ns, const char *name)
+const void *controller_cached(const struct controller *c, const char *resource, const char *ns,
+                              const char *name)
 {
-    const struct informer *inf = strcmp(resource, "elastiservices") == 0   ? c->inf_es
-                                 : strcmp(resource, "services") == 0       ? c->inf_svc
-                                 : strcmp(resource, "endpointslices") == 0 ? c->inf_slices
-                                                                           : NULL;
-    return inf ? informer_get(inf, ns, name) : NULL;
+    if (strcmp(resource, "endpointslices") == 0)
+        return informer_get_item(c->inf_slices, ns, name);
+    if (strcmp(resource, "services") == 0)
+        return informer_get_item(c->inf_svc, ns, name);
+    return strcmp(resource, "elastiservices") == 0 ? informer_get(c->inf_es, ns, name) : NULL;
 }
 
 void controller_free(struct controller *c)

@@ -98,12 +98,12 @@ void controller_stop_leading(struct controller *c, void (*done)(bool released, v
  * for this, so writes decided before the signal are made, and none is dropped at exit. */
 bool controller_idle(const struct controller *c);
 
-/* The object an informer caches, as its transform left it (controller/lean.h): `resource` is
- * "elastiservices", "services" or "endpointslices". Borrowed (until control returns to the
- * loop), or NULL. For tests. */
-struct cJSON;
-const struct cJSON *controller_cached(const struct controller *c, const char *resource,
-                                      const char *ns, const char *name);
+/* The object an informer caches: `resource` "elastiservices", a cJSON object as its transform
+ * left it (controller/lean.h); "services", a struct service_cached (controller/service.h);
+ * "endpointslices", a struct slice_cached (controller/slices.h). Borrowed (until control
+ * returns to the loop), or NULL. For tests. */
+const void *controller_cached(const struct controller *c, const char *resource, const char *ns,
+                              const char *name);
 
 /* Stops everything and frees. */
 void controller_free(struct controller *c);

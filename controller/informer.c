@@ -25,8 +25,16 @@
 struct entry {
     struct entry *next;
     char *key;
-    cJSON *obj; /* owned */
+    void *obj; /* owned: a cJSON object, or a compact cache's item */
 };
+
+/* How a store frees what it holds: cJSON_Delete, or a codec's free. */
+typedef void (*item_free_fn)(void *item);
+
+static void json_free(void *obj)
+{
+    cJSON_Delete(obj);
+}
 
 struct store {
     struct entry **buckets;
@@ -79,16 +87,16 @@ static int store_grow(struct store *s)
 }
 
 /* Inserts a new key (must be absent). Takes obj. Returns the entry, or NULL (obj freed). */
-static struct entry *store_insert(struct store *s, const char *key, cJSON *obj)
+static struct entry *store_insert(struct store *s, const char *key, void *obj, item_free_fn fr)
 {
     if (s->count >= s->nbuckets && store_grow(s) != 0) {
-        cJSON_Delete(obj);
+        fr(obj);
         return NULL;
     }
     struct entry *e = calloc(1, sizeof(*e));
     if (!e || !(e->key = strdup(key))) {
         free(e);
-        cJSON_Delete(obj);
+        fr(obj);
         return NULL;
     }
     e->obj = obj;
@@ -100,7 +108,7 @@ static struct entry *store_insert(struct store *s, const char *key, cJSON *obj)
 }
 
 /* Unlinks key's entry and returns its object (the caller owns it), or NULL. */
-static cJSON *store_take(struct store *s, const char *key)
+static void *store_take(struct store *s, const char *key)
 {
     struct entry **pp = store_slot(s, key);
     if (!pp || !*pp)
@@ -108,18 +116,19 @@ static cJSON *store_take(struct store *s, const char *key)
     struct entry *e = *pp;
     *pp = e->next;
     s->count--;
-    cJSON *obj = e->obj;
+    void *obj = e->obj;
     free(e->key);
     free(e);
     return obj;
 }
 
-static void store_clear(struct store *s)
+static void store_clear(struct store *s, item_free_fn fr)
 {
     for (size_t i = 0; i < s->nbuckets; i++) {
         for (struct entry *e = s->buckets[i], *next; e; e = next) {
             next = e->next;
-            cJSON_Delete(e->obj);
+            if (e->obj)
+                fr(e->obj);
             free(e->key);
             free(e);
         }
@@ -138,6 +147,9 @@ struct informer {
     long watch_timeout_s; /* 0: jittered default */
     long backoff_min_ms, backoff_max_ms;
     struct informer_handlers h;
+    bool compact;                     /* items decoded by codec, handlers hi */
+    struct informer_codec codec;      /* compact only */
+    struct informer_item_handlers hi; /* compact only */
     void *arg;
     void (*transform)(cJSON *obj);
     void (*kept)(cJSON *obj, void *arg);
@@ -196,6 +208,76 @@ static double since_s(const struct timespec *t)
     return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
 }
 
+/* ---- what the store holds: cJSON objects, or a compact cache's items ---- */
+
+static void item_free(const struct informer *inf, void *item)
+{
+    if (item)
+        (inf->compact ? inf->codec.free : json_free)(item);
+}
+
+static item_free_fn item_free_of(const struct informer *inf)
+{
+    return inf->compact ? inf->codec.free : json_free;
+}
+
+static const char *item_rv(const struct informer *inf, const void *item)
+{
+    return inf->compact ? inf->codec.resource_version(item) : obj_str(item, "resourceVersion");
+}
+
+static const char *item_uid(const struct informer *inf, const void *item)
+{
+    return inf->compact ? inf->codec.uid(item) : obj_str(item, "uid");
+}
+
+/*
+ * What the store keeps of obj (taken): obj itself, or its compact item (obj freed). NULL when
+ * it cannot be decoded: logged, naming the object, and not cached.
+ */
+static void *item_of(const struct informer *inf, cJSON *obj, const char *key)
+{
+    if (!inf->compact)
+        return obj;
+    char err[256] = "";
+    void *item = inf->codec.decode(obj, err, sizeof(err));
+    if (!item)
+        log_warn("informer: object not cached: it could not be decoded",
+                 "informer=%s object=%s error=%s", inf->name, key, err[0] ? err : "out of memory");
+    cJSON_Delete(obj);
+    return item;
+}
+
+static void call_add(const struct informer *inf, const void *item)
+{
+    if (inf->compact && inf->hi.on_add)
+        inf->hi.on_add(item, inf->arg);
+    else if (!inf->compact && inf->h.on_add)
+        inf->h.on_add(item, inf->arg);
+}
+
+static void call_update(const struct informer *inf, const void *old, const void *item)
+{
+    if (inf->compact && inf->hi.on_update)
+        inf->hi.on_update(old, item, inf->arg);
+    else if (!inf->compact && inf->h.on_update)
+        inf->h.on_update(old, item, inf->arg);
+}
+
+static void call_delete(const struct informer *inf, const void *item)
+{
+    if (inf->compact && inf->hi.on_delete)
+        inf->hi.on_delete(item, inf->arg);
+    else if (!inf->compact && inf->h.on_delete)
+        inf->h.on_delete(item, inf->arg);
+}
+
+static void call_kept(const struct informer *inf, void *item)
+{
+    if (inf->kept) /* never set for a compact cache */
+        inf->kept(item, inf->arg);
+}
+
 /* Marks the end of a failing streak, once. */
 static void recovered(struct informer *inf)
 {
@@ -245,44 +327,40 @@ static void apply_list(struct informer *inf)
     bool first = !inf->synced;
     for (size_t i = 0; i < inf->next.nbuckets; i++) {
         for (struct entry *e = inf->next.buckets[i]; e; e = e->next) {
-            cJSON *obj = e->obj;
+            void *obj = e->obj;
             e->obj = NULL; /* the key stays in `next` as the set of names listed */
             struct entry *cur = store_find(&inf->store, e->key);
             if (!cur) {
-                struct entry *ne = store_insert(&inf->store, e->key, obj);
+                struct entry *ne = store_insert(&inf->store, e->key, obj, item_free_of(inf));
                 added++;
-                if (ne && inf->h.on_add)
-                    inf->h.on_add(ne->obj, inf->arg);
-                if (ne && inf->kept)
-                    inf->kept(ne->obj, inf->arg);
+                if (ne)
+                    call_add(inf, ne->obj);
+                if (ne)
+                    call_kept(inf, ne->obj);
                 continue;
             }
-            const char *orv = obj_str(cur->obj, "resourceVersion");
-            const char *nrv = obj_str(obj, "resourceVersion");
+            const char *orv = item_rv(inf, cur->obj);
+            const char *nrv = item_rv(inf, obj);
             if (orv && nrv && strcmp(orv, nrv) == 0) {
-                cJSON_Delete(obj);
+                item_free(inf, obj);
                 continue;
             }
-            cJSON *old = cur->obj;
+            void *old = cur->obj;
             cur->obj = obj;
-            const char *ouid = obj_str(old, "uid"), *nuid = obj_str(obj, "uid");
+            const char *ouid = item_uid(inf, old), *nuid = item_uid(inf, obj);
             if (ouid && nuid && strcmp(ouid, nuid) != 0) {
                 /* Deleted and created again under the same name while we were not watching:
                  * handlers see what happened, not an update across two objects. */
                 deleted++;
                 added++;
-                if (inf->h.on_delete)
-                    inf->h.on_delete(old, inf->arg);
-                if (inf->h.on_add)
-                    inf->h.on_add(obj, inf->arg);
+                call_delete(inf, old);
+                call_add(inf, obj);
             } else {
                 updated++;
-                if (inf->h.on_update)
-                    inf->h.on_update(old, obj, inf->arg);
+                call_update(inf, old, obj);
             }
-            if (inf->kept)
-                inf->kept(obj, inf->arg);
-            cJSON_Delete(old);
+            call_kept(inf, obj);
+            item_free(inf, old);
         }
     }
     for (size_t i = 0; i < inf->store.nbuckets; i++) {
@@ -296,14 +374,13 @@ static void apply_list(struct informer *inf)
             *pp = e->next;
             inf->store.count--;
             deleted++;
-            if (inf->h.on_delete)
-                inf->h.on_delete(e->obj, inf->arg);
-            cJSON_Delete(e->obj);
+            call_delete(inf, e->obj);
+            item_free(inf, e->obj);
             free(e->key);
             free(e);
         }
     }
-    store_clear(&inf->next);
+    store_clear(&inf->next, item_free_of(inf));
     set_str(&inf->rv, inf->list_rv);
     inf->stats.lists++;
     inf->need_list = false;
@@ -311,8 +388,9 @@ static void apply_list(struct informer *inf)
         inf->synced = true;
         log_info("informer synced", "informer=%s objects=%zu rv=%s", inf->name, inf->store.count,
                  inf->rv);
-        if (inf->h.on_synced)
-            inf->h.on_synced(inf->arg);
+        void (*synced)(void *) = inf->compact ? inf->hi.on_synced : inf->h.on_synced;
+        if (synced)
+            synced(inf->arg);
     } else {
         log_info("informer relisted",
                  "informer=%s objects=%zu added=%lu updated=%lu "
@@ -327,7 +405,7 @@ static void on_list_page(cJSON *list, const struct kube_error *err, void *arg)
     struct informer *inf = arg;
     inf->call = NULL;
     if (err) {
-        store_clear(&inf->next);
+        store_clear(&inf->next, item_free_of(inf));
         if (err->code == KUBE_ERR_GONE && inf->cont) {
             /* The continue token expired mid-list: start the list over. */
             log_info("informer: list continue token expired, listing again", "informer=%s",
@@ -352,7 +430,9 @@ static void on_list_page(cJSON *list, const struct kube_error *err, void *arg)
             cJSON_Delete(item);
             continue;
         }
-        store_insert(&inf->next, key, item);
+        void *kept = item_of(inf, item, key);
+        if (kept)
+            store_insert(&inf->next, key, kept, item_free_of(inf));
     }
     const char *cont = obj_str(list, "continue");
     set_str(&inf->cont, cont && *cont ? cont : NULL);
@@ -368,7 +448,7 @@ static void on_list_page(cJSON *list, const struct kube_error *err, void *arg)
 static void begin_list(struct informer *inf)
 {
     if (!inf->cont)
-        store_clear(&inf->next);
+        store_clear(&inf->next, item_free_of(inf));
     struct kube_list_opts o = {
         .label_selector = inf->label,
         .field_selector = inf->field,
@@ -386,50 +466,56 @@ static void begin_list(struct informer *inf)
 }
 
 /* The stored object `obj` replaces (or joins) the store; handlers told. Takes obj. */
-static void upsert(struct informer *inf, cJSON *obj)
+static void upsert(struct informer *inf, cJSON *json)
 {
     char key[512];
-    if (obj_key(obj, key, sizeof(key)) != 0) {
-        cJSON_Delete(obj);
+    if (obj_key(json, key, sizeof(key)) != 0) {
+        cJSON_Delete(json);
         return;
     }
+    void *obj = item_of(inf, json, key);
+    if (!obj)
+        return;
     struct entry *cur = store_find(&inf->store, key);
     if (!cur) {
-        struct entry *e = store_insert(&inf->store, key, obj);
-        if (e && inf->h.on_add)
-            inf->h.on_add(e->obj, inf->arg);
-        if (e && inf->kept)
-            inf->kept(e->obj, inf->arg);
+        struct entry *e = store_insert(&inf->store, key, obj, item_free_of(inf));
+        if (e)
+            call_add(inf, e->obj);
+        if (e)
+            call_kept(inf, e->obj);
         return;
     }
-    const char *orv = obj_str(cur->obj, "resourceVersion");
-    const char *nrv = obj_str(obj, "resourceVersion");
+    const char *orv = item_rv(inf, cur->obj);
+    const char *nrv = item_rv(inf, obj);
     if (orv && nrv && strcmp(orv, nrv) == 0) {
-        cJSON_Delete(obj); /* replayed after a reconnect: nothing new */
+        item_free(inf, obj); /* replayed after a reconnect: nothing new */
         return;
     }
-    cJSON *old = cur->obj;
+    void *old = cur->obj;
     cur->obj = obj;
-    if (inf->h.on_update)
-        inf->h.on_update(old, obj, inf->arg);
-    if (inf->kept)
-        inf->kept(obj, inf->arg);
-    cJSON_Delete(old);
+    call_update(inf, old, obj);
+    call_kept(inf, obj);
+    item_free(inf, old);
 }
 
-static void remove_obj(struct informer *inf, cJSON *obj)
+static void remove_obj(struct informer *inf, cJSON *json)
 {
     char key[512];
-    if (obj_key(obj, key, sizeof(key)) == 0) {
-        cJSON *old = store_take(&inf->store, key);
-        if (old) {
-            /* The final state is the DELETED event's object: it carries the deletion RV. */
-            if (inf->h.on_delete)
-                inf->h.on_delete(obj, inf->arg);
-            cJSON_Delete(old);
-        }
+    if (obj_key(json, key, sizeof(key)) != 0) {
+        cJSON_Delete(json);
+        return;
     }
-    cJSON_Delete(obj);
+    void *old = store_take(&inf->store, key);
+    if (!old) {
+        cJSON_Delete(json);
+        return;
+    }
+    /* The final state is the DELETED event's object: it carries the deletion RV (the stored
+     * one when a compact cache cannot decode it). */
+    void *obj = item_of(inf, json, key);
+    call_delete(inf, obj ? obj : old);
+    item_free(inf, obj);
+    item_free(inf, old);
 }
 
 static void on_watch_event(const char *type, cJSON *obj, void *arg)
@@ -571,6 +657,23 @@ struct informer *informer_new(struct kube_client *kc, const struct informer_opts
     return inf;
 }
 
+struct informer *informer_new_compact(struct kube_client *kc, const struct informer_opts *opts,
+                                      const struct informer_codec *codec,
+                                      const struct informer_item_handlers *h, void *arg)
+{
+    if (!codec || !codec->decode || !codec->free || !codec->resource_version || !codec->uid ||
+        !opts || opts->kept)
+        return NULL;
+    struct informer *inf = informer_new(kc, opts, NULL, arg);
+    if (!inf)
+        return NULL;
+    inf->compact = true;
+    inf->codec = *codec;
+    if (h)
+        inf->hi = *h;
+    return inf;
+}
+
 int informer_start(struct informer *inf)
 {
     if (inf->running)
@@ -604,7 +707,7 @@ void informer_stop(struct informer *inf)
     inf->call = NULL;
     if (inf->retry)
         evtimer_del(inf->retry);
-    store_clear(&inf->next);
+    store_clear(&inf->next, item_free_of(inf));
     set_str(&inf->cont, NULL);
 }
 
@@ -615,7 +718,7 @@ void informer_free(struct informer *inf)
     informer_stop(inf);
     if (inf->retry)
         event_free(inf->retry);
-    store_clear(&inf->store);
+    store_clear(&inf->store, item_free_of(inf));
     free(inf->ns);
     free(inf->label);
     free(inf->field);
@@ -631,14 +734,25 @@ bool informer_synced(const struct informer *inf)
     return inf->synced;
 }
 
-const cJSON *informer_get(const struct informer *inf, const char *ns, const char *name)
+static const struct entry *find_named(const struct informer *inf, const char *ns, const char *name)
 {
     char key[512];
     int n = ns && *ns ? snprintf(key, sizeof(key), "%s/%s", ns, name)
                       : snprintf(key, sizeof(key), "%s", name);
     if (n < 0 || (size_t)n >= sizeof(key))
         return NULL;
-    struct entry *e = store_find(&inf->store, key);
+    return store_find(&inf->store, key);
+}
+
+const cJSON *informer_get(const struct informer *inf, const char *ns, const char *name)
+{
+    const struct entry *e = inf->compact ? NULL : find_named(inf, ns, name);
+    return e ? e->obj : NULL;
+}
+
+const void *informer_get_item(const struct informer *inf, const char *ns, const char *name)
+{
+    const struct entry *e = find_named(inf, ns, name);
     return e ? e->obj : NULL;
 }
 
@@ -650,7 +764,7 @@ size_t informer_count(const struct informer *inf)
 void informer_foreach(const struct informer *inf, void (*fn)(const cJSON *obj, void *arg),
                       void *arg)
 {
-    for (size_t i = 0; i < inf->store.nbuckets; i++)
+    for (size_t i = 0; !inf->compact && i < inf->store.nbuckets; i++)
         for (struct entry *e = inf->store.buckets[i]; e; e = e->next)
             fn(e->obj, arg);
 }

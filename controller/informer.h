@@ -15,7 +15,8 @@
  *       (200 ms doubling to 30 s by default); a watch that stayed up a while resets it
  * Transitions (synced, relist, watch failing, recovered) are logged once each as JSON.
  *
- * Ownership: the informer owns the stored cJSON objects. Handlers and informer_get get borrowed
+ * Ownership: the informer owns the stored cJSON objects (or, for a compact cache, the items its
+ * codec decoded). Handlers and informer_get get borrowed
  * pointers: valid during the handler call, or until control returns to the event loop. Handlers
  * may call informer_get/informer_foreach and start kube calls; they must not free the informer.
  *
@@ -66,6 +67,36 @@ struct informer_opts {
 struct informer *informer_new(struct kube_client *kc, const struct informer_opts *opts,
                               const struct informer_handlers *h, void *arg);
 
+/*
+ * A compact cache: the informer keeps, instead of each object's cJSON tree, the kind's own
+ * struct holding exactly what its readers use (a cJSON node costs 64 bytes plus its strings per
+ * member: 10,000 EndpointSlices took ~22 MB as trees). decode builds it from the object as the
+ * transform left it; every list item and watch event goes through it, the tree is then freed.
+ */
+struct informer_codec {
+    /* The compact form of obj (borrowed), owned by the informer, or NULL with a message in
+     * err naming what is wrong: the object is then not cached (logged with its name). */
+    void *(*decode)(const cJSON *obj, char *err, size_t errlen);
+    void (*free)(void *item);
+    /* Its metadata.resourceVersion and uid (borrowed), or NULL when it has none. */
+    const char *(*resource_version)(const void *item);
+    const char *(*uid)(const void *item);
+};
+
+/* The handlers of a compact cache: the same calls as informer_handlers, given decoded items. */
+struct informer_item_handlers {
+    void (*on_add)(const void *item, void *arg);
+    void (*on_update)(const void *old, const void *item, void *arg);
+    void (*on_delete)(const void *item, void *arg); /* the last state known */
+    void (*on_synced)(void *arg);
+};
+
+/* As informer_new, for a compact cache decoded by `codec` (copied). opts->kept must be NULL.
+ * informer_get and informer_foreach return nothing for it: read it with informer_get_item. */
+struct informer *informer_new_compact(struct kube_client *kc, const struct informer_opts *opts,
+                                      const struct informer_codec *codec,
+                                      const struct informer_item_handlers *h, void *arg);
+
 /* Starts (or restarts after informer_stop): lists when it never synced, else watches from the
  * stored resourceVersion (410 then relists). Returns 0, or -1 when it cannot start a call (it
  * then retries on its backoff anyway). */
@@ -88,6 +119,9 @@ bool informer_synced(const struct informer *inf);
 
 /* The stored object `ns`/`name` (ns "" or NULL for cluster-scoped), borrowed, or NULL. */
 const cJSON *informer_get(const struct informer *inf, const char *ns, const char *name);
+
+/* The item `ns`/`name` of a compact cache (borrowed, as informer_get), or NULL. */
+const void *informer_get_item(const struct informer *inf, const char *ns, const char *name);
 
 /* Number of objects stored. */
 size_t informer_count(const struct informer *inf);

@@ -13,13 +13,16 @@
  * ownerReferences. Service        metadata: name, namespace, uid (the resolver slices' owner),
  * resourceVersion; spec: type, clusterIP, ports (name, port, protocol, appProtocol). Dropped:
  *                  everything else (status, selector, clusterIPs, ipFamilies, targetPort, ...).
+ *                  The informer then decodes what is left into a struct service_cached
+ *                  (controller/service.h) and keeps that, not the tree.
  *   EndpointSlice  metadata: name, namespace, uid, resourceVersion, and the labels
  *                  kubernetes.io/service-name and endpointslice.kubernetes.io/managed-by;
  *                  ports whole; endpoints: addresses, conditions, nodeName. A resolver slice
  *                  (managed by holdfast) keeps its endpoints whole: they are compared whole with
  *                  what holdfast would write. Dropped: apiVersion, kind, addressType,
  *                  managedFields, other labels, annotations, ownerReferences, the endpoints'
- *                  targetRef, zone, hints.
+ *                  targetRef, zone, hints. The informer then decodes what is left into a
+ *                  struct slice_cached (controller/slices.h) and keeps that, not the tree.
  *   workloads      metadata: name, namespace, uid, resourceVersion, generation;
  *                  spec.replicas; status: observedGeneration, readyReplicas,
  *                  terminatingReplicas (whether the pods listed when proxy mode began stay).

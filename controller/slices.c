@@ -195,3 +195,153 @@ int slices_ready_endpoints(const cJSON *slice, const char *port_name, struct rea
     }
     return 0;
 }
+
+/* ---- the compact form the controller's cache keeps ---- */
+
+static const char *json_str(const cJSON *obj, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* The address slices_ready_endpoints would take from endpoint e, or NULL. */
+static const char *ready_address(const cJSON *e)
+{
+    if (!condition(e, "ready", true) || condition(e, "terminating", false))
+        return NULL;
+    const cJSON *addr = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(e, "addresses"), 0);
+    if (!cJSON_IsString(addr) ||
+        strlen(addr->valuestring) >= sizeof(((struct ready_endpoint *)0)->ip))
+        return NULL;
+    return addr->valuestring;
+}
+
+/* Bump allocation inside the one block of a slice_cached. */
+struct block {
+    char *at;
+};
+
+static const char *block_str(struct block *b, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    memcpy(b->at, s, n);
+    const char *out = b->at;
+    b->at += n;
+    return out;
+}
+
+struct slice_cached *slices_decode(const cJSON *slice, char *err, size_t errlen)
+{
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(slice, "metadata");
+    const char *name = json_str(md, "name"), *ns = json_str(md, "namespace");
+    if (!name || !ns) {
+        snprintf(err, errlen, "EndpointSlice %s/%s: metadata.%s is not a string", ns ? ns : "?",
+                 name ? name : "?", name ? "namespace" : "name");
+        return NULL;
+    }
+    const char *uid = json_str(md, "uid"), *rv = json_str(md, "resourceVersion");
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
+    const char *service = json_str(labels, LABEL_SERVICE_NAME);
+    const cJSON *ports = cJSON_GetObjectItemCaseSensitive(slice, "ports");
+    const cJSON *endpoints = cJSON_GetObjectItemCaseSensitive(slice, "endpoints");
+    /* the sizes first: one block holds the struct, its arrays and its strings */
+    size_t n_ports = 0, n_ready = 0, strings = 0;
+    const char *const texts[] = {name, ns, uid, rv, service};
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+        strings += texts[i] ? strlen(texts[i]) + 1 : 0;
+    const cJSON *p, *e;
+    cJSON_ArrayForEach(p, ports)
+    {
+        if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(p, "port"))) {
+            const char *pn = json_str(p, "name");
+            strings += (pn ? strlen(pn) : 0) + 1;
+            n_ports++;
+        }
+    }
+    cJSON_ArrayForEach(e, endpoints)
+    {
+        const char *a = ready_address(e);
+        if (a) {
+            strings += strlen(a) + 1;
+            n_ready++;
+        }
+    }
+    size_t size = sizeof(struct slice_cached) + n_ports * sizeof(struct slice_cached_port) +
+                  n_ready * sizeof(char *) + strings;
+    struct slice_cached *s = calloc(1, size);
+    if (!s) {
+        snprintf(err, errlen, "EndpointSlice %s/%s: out of memory", ns, name);
+        return NULL;
+    }
+    struct slice_cached_port *sp = (struct slice_cached_port *)(s + 1);
+    const char **ready = (const char **)(sp + n_ports);
+    struct block b = {(char *)(ready + n_ready)};
+    s->name = block_str(&b, name);
+    s->ns = block_str(&b, ns);
+    s->uid = block_str(&b, uid);
+    s->resource_version = block_str(&b, rv);
+    s->service = block_str(&b, service);
+    s->manager = slices_is_resolver_slice(slice)     ? SLICE_HOLDFAST
+                 : slices_is_controller_slice(slice) ? SLICE_CONTROLLER
+                                                     : SLICE_OTHER;
+    cJSON_ArrayForEach(p, ports)
+    {
+        const cJSON *num = cJSON_GetObjectItemCaseSensitive(p, "port");
+        if (cJSON_IsNumber(num)) {
+            const char *pn = json_str(p, "name");
+            sp[s->n_ports].name = block_str(&b, pn ? pn : "");
+            sp[s->n_ports].port = (unsigned)num->valueint;
+            s->n_ports++;
+        }
+    }
+    cJSON_ArrayForEach(e, endpoints)
+    {
+        const char *a = ready_address(e);
+        if (a)
+            ready[s->n_ready++] = block_str(&b, a);
+    }
+    s->ports = sp;
+    s->ready = ready;
+    if (s->manager == SLICE_HOLDFAST) {
+        s->endpoints = cJSON_Duplicate(endpoints, 1);
+        s->ports_json = cJSON_Duplicate(ports, 1);
+        if ((endpoints && !s->endpoints) || (ports && !s->ports_json)) {
+            slices_cached_free(s);
+            snprintf(err, errlen, "EndpointSlice %s/%s: out of memory", ns, name);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+void slices_cached_free(struct slice_cached *s)
+{
+    if (!s)
+        return;
+    cJSON_Delete(s->endpoints);
+    cJSON_Delete(s->ports_json);
+    free(s);
+}
+
+int slices_cached_ready_endpoints(const struct slice_cached *s, const char *port_name,
+                                  struct ready_endpoint **out, size_t *n)
+{
+    const struct slice_cached_port *port = NULL;
+    for (size_t i = 0; i < s->n_ports && !port; i++)
+        if (strcmp(s->ports[i].name, port_name) == 0)
+            port = &s->ports[i];
+    if (!port || !s->n_ready)
+        return 0;
+    struct ready_endpoint *grown = realloc(*out, (*n + s->n_ready) * sizeof(**out));
+    if (!grown)
+        return -1;
+    *out = grown;
+    for (size_t i = 0; i < s->n_ready; i++) {
+        snprintf(grown[*n].ip, sizeof(grown[*n].ip), "%s", s->ready[i]);
+        grown[*n].port = port->port;
+        (*n)++;
+    }
+    return 0;
+}

@@ -96,54 +96,61 @@ static bool hist_used(const struct hist *h)
  * 10,000 ElastiServices most of which never see traffic at zero would otherwise export 7.6 KB of
  * zeros for each: 76 MB a scrape.
  */
+/* What a histogram not allocated yet reads as (svc_state_hists_peek): all zeros. */
+static const struct hist no_hist;
+
 static bool svc_used(struct svc_state *s)
 {
+    const struct svc_hists *h = svc_state_hists_peek(s);
     for (int o = 0; o < OUTCOME_COUNT; o++) {
         if (counter_get(&s->requests[o]))
             return true;
     }
     return counter_get(&s->wakes) || counter_get(&s->connect_retries) ||
            atomic_load(&s->held_conns) || atomic_load(&s->held_bytes) ||
-           hist_used(&s->hold_seconds) || hist_used(&s->cold_start_seconds) ||
-           hist_used(&s->ready_to_first_byte_seconds) || hist_used(&s->wake_to_scale_seconds);
+           (h && (hist_used(&h->hold_seconds) || hist_used(&h->cold_start_seconds) ||
+                  hist_used(&h->ready_to_first_byte_seconds))) ||
+           hist_used(&s->wake_to_scale_seconds);
 }
 
 static void family_sample(struct svc_state *s, void *arg)
 {
     struct family_walk *f = arg;
-    char labels[700];
+    char svc_labels[SVC_LABELS_MAX], labels[700];
     if (!svc_used(s))
         return;
+    svc_state_labels(s, svc_labels, sizeof(svc_labels));
+    const struct svc_hists *h = svc_state_hists_peek(s);
     switch (f->which) {
     case F_REQUESTS:
         for (int o = 0; o < OUTCOME_COUNT; o++) {
-            snprintf(labels, sizeof(labels), "%s,outcome=\"%s\"", s->labels, outcome_names[o]);
+            snprintf(labels, sizeof(labels), "%s,outcome=\"%s\"", svc_labels, outcome_names[o]);
             mtext_sample(f->out, f->name, labels, (double)counter_get(&s->requests[o]));
         }
         break;
     case F_HELD:
-        mtext_sample(f->out, f->name, s->labels, (double)atomic_load(&s->held_conns));
+        mtext_sample(f->out, f->name, svc_labels, (double)atomic_load(&s->held_conns));
         break;
     case F_HELD_BYTES:
-        mtext_sample(f->out, f->name, s->labels, (double)atomic_load(&s->held_bytes));
+        mtext_sample(f->out, f->name, svc_labels, (double)atomic_load(&s->held_bytes));
         break;
     case F_WAKES:
-        mtext_sample(f->out, f->name, s->labels, (double)counter_get(&s->wakes));
+        mtext_sample(f->out, f->name, svc_labels, (double)counter_get(&s->wakes));
         break;
     case F_RETRIES:
-        mtext_sample(f->out, f->name, s->labels, (double)counter_get(&s->connect_retries));
+        mtext_sample(f->out, f->name, svc_labels, (double)counter_get(&s->connect_retries));
         break;
     case F_HOLD_HIST:
-        mtext_hist(f->out, f->name, s->labels, &s->hold_seconds);
+        mtext_hist(f->out, f->name, svc_labels, h ? &h->hold_seconds : &no_hist);
         break;
     case F_COLD_HIST:
-        mtext_hist(f->out, f->name, s->labels, &s->cold_start_seconds);
+        mtext_hist(f->out, f->name, svc_labels, h ? &h->cold_start_seconds : &no_hist);
         break;
     case F_READY_HIST:
-        mtext_hist(f->out, f->name, s->labels, &s->ready_to_first_byte_seconds);
+        mtext_hist(f->out, f->name, svc_labels, h ? &h->ready_to_first_byte_seconds : &no_hist);
         break;
     case F_SCALE_HIST:
-        mtext_hist(f->out, f->name, s->labels, &s->wake_to_scale_seconds);
+        mtext_hist(f->out, f->name, svc_labels, &s->wake_to_scale_seconds);
         break;
     }
 }

@@ -407,8 +407,9 @@ static void leave_hold(struct conn *c, bool observe)
     atomic_fetch_sub(&c->w->dp->held_bytes, (long)c->held_bytes);
     c->held_bytes = 0;
     c->held = false;
-    if (observe)
-        hist_observe_ns(&c->svc->hold_seconds, now_ns() - c->held_ns);
+    struct svc_hists *hists = observe ? svc_state_hists(c->svc) : NULL;
+    if (hists)
+        hist_observe_ns(&hists->hold_seconds, now_ns() - c->held_ns);
 }
 
 /* The connection stops being held (forwarded, cancelled, timed out, answered). */
@@ -963,11 +964,13 @@ static void observe_cold_start(struct conn *c)
         return;
     uint64_t now = now_ns();
     int64_t started = atomic_exchange(&c->svc->wake_started_ns, 0);
-    if (started > 0)
-        hist_observe_ns(&c->svc->cold_start_seconds, now - (uint64_t)started);
     int64_t ready = atomic_exchange(&c->svc->ready_since_ns, 0);
-    if (ready > 0 && now >= (uint64_t)ready)
-        hist_observe_ns(&c->svc->ready_to_first_byte_seconds, now - (uint64_t)ready);
+    struct svc_hists *hists =
+        started > 0 || (ready > 0 && now >= (uint64_t)ready) ? svc_state_hists(c->svc) : NULL;
+    if (hists && started > 0)
+        hist_observe_ns(&hists->cold_start_seconds, now - (uint64_t)started);
+    if (hists && ready > 0 && now >= (uint64_t)ready)
+        hist_observe_ns(&hists->ready_to_first_byte_seconds, now - (uint64_t)ready);
     if (started > 0)
         log_info("cold start: first held byte written",
                  "service=%s backend=%s cold_start_ms=%f "

@@ -52,12 +52,36 @@ static struct svc_state *svc_state_new(const char *ns, const char *name, int nwo
         return NULL;
     }
     snprintf(s->key, klen, "%s/%s", ns, name);
-    metrics_service_labels(s->labels, sizeof(s->labels), ns, name);
     s->nworkers = nworkers;
     for (int i = 0; i < nworkers; i++)
         TAILQ_INIT(&s->workers[i].held);
     atomic_init(&s->refs, 1);
     return s;
+}
+
+struct svc_hists *svc_state_hists(struct svc_state *s)
+{
+    struct svc_hists *h = atomic_load_explicit(&s->hists, memory_order_acquire);
+    if (h)
+        return h;
+    struct svc_hists *fresh = calloc(1, sizeof(*fresh));
+    if (!fresh)
+        return NULL;
+    if (atomic_compare_exchange_strong_explicit(&s->hists, &h, fresh, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return fresh;
+    free(fresh); /* another thread published its own first: h is that one */
+    return h;
+}
+
+const struct svc_hists *svc_state_hists_peek(const struct svc_state *s)
+{
+    return atomic_load_explicit(&((struct svc_state *)s)->hists, memory_order_acquire);
+}
+
+void svc_state_labels(const struct svc_state *s, char *buf, size_t len)
+{
+    metrics_service_labels(buf, len, s->ns, s->name);
 }
 
 struct svc_state *svc_registry_get(struct svc_registry *reg, const char *ns, const char *name)
@@ -109,6 +133,7 @@ void svc_state_unref(struct svc_state *svc)
     for (int i = 0; i < svc->nworkers; i++)
         free(svc->workers[i].loads);
     free(svc->workers);
+    free(atomic_load(&svc->hists));
     free(svc->ns);
     free(svc->name);
     free(svc->key);

@@ -68,12 +68,19 @@ struct svc_worker {
     unsigned rr; /* round-robin cursor among least-loaded endpoints */
 };
 
+/* The data plane's latency histograms of a service (svc_state_hists). */
+struct svc_hists {
+    struct hist hold_seconds;
+    struct hist cold_start_seconds;
+    /* from the control plane's ready_since_ns to the first held byte written */
+    struct hist ready_to_first_byte_seconds;
+};
+
 struct svc_state {
     _Atomic int refs;
-    char *ns;         /* namespace */
-    char *name;       /* service name */
-    char *key;        /* "ns/name" */
-    char labels[600]; /* `namespace="..",service=".."`, prebuilt for /metrics */
+    char *ns;   /* namespace */
+    char *name; /* service name */
+    char *key;  /* "ns/name" */
 
     /* Limits accounting, all workers together. */
     _Atomic long held_conns;
@@ -86,19 +93,37 @@ struct svc_state {
     _Atomic uint64_t requests[OUTCOME_COUNT];
     _Atomic uint64_t wakes;
     _Atomic uint64_t connect_retries;
-    struct hist hold_seconds;
-    struct hist cold_start_seconds;
+    /* Allocated on the first observation (svc_state_hists), freed with the state: most
+     * services never hold a request, and at 10,000 services three empty histograms were
+     * 4.3 MB (bench/RESULTS.md, 7c). */
+    _Atomic(struct svc_hists *) hists;
     /* Wake latency, in two halves. The control plane sets ready_since_ns (monotonic) when it
      * learns that a held service has a ready endpoint; the first held byte written after that
      * observes ready_to_first_byte. The control plane observes wake_to_scale itself. */
     _Atomic int64_t ready_since_ns;
-    struct hist ready_to_first_byte_seconds;
     struct hist wake_to_scale_seconds;
 
     struct svc_worker *workers; /* [nworkers] */
     int nworkers;
     struct svc_state *next; /* registry list */
 };
+
+/* The service's data-plane histograms, allocated by the first call (from any thread: the first
+ * one published wins); NULL only when out of memory (the caller drops its observation). */
+struct svc_hists *svc_state_hists(struct svc_state *s);
+
+/* The histograms if any was observed yet, else NULL (for readers: /metrics). */
+const struct svc_hists *svc_state_hists_peek(const struct svc_state *s);
+
+/* The room the /metrics label text of a service takes (svc_state_labels). */
+#define SVC_LABELS_MAX 600
+
+/*
+ * Writes the service's /metrics label text, `namespace="..",service=".."` (escaped), into buf
+ * (at most len - 1 bytes; SVC_LABELS_MAX holds any). Built for each /metrics page, not kept:
+ * 10,000 services held 600 bytes of it each (bench/RESULTS.md, 7b and 7c).
+ */
+void svc_state_labels(const struct svc_state *s, char *buf, size_t len);
 
 /* Every svc_state of the process. The registry holds one reference to each. */
 struct svc_registry {

@@ -510,7 +510,9 @@ void standalone_metrics(struct mtext *out, void *arg)
         for (size_t i = 0; i < sa->cfg->n_services; i++) {
             const struct sa_service *s = &sa->services[i];
             uint64_t v = *(const uint64_t *)((const char *)s + fams[f].offset);
-            mtext_sample(out, fams[f].name, s->svc->labels, (double)v);
+            char labels[SVC_LABELS_MAX];
+            svc_state_labels(s->svc, labels, sizeof(labels));
+            mtext_sample(out, fams[f].name, labels, (double)v);
         }
     }
     mtext_family(out, "holdfast_backends_ready", "gauge", "Backends passing readiness now.");
@@ -519,7 +521,9 @@ void standalone_metrics(struct mtext *out, void *arg)
         size_t n = 0;
         for (size_t b = 0; b < s->cfg->n_backends; b++)
             n += s->backends[b].ready;
-        mtext_sample(out, "holdfast_backends_ready", s->svc->labels, (double)n);
+        char labels[SVC_LABELS_MAX];
+        svc_state_labels(s->svc, labels, sizeof(labels));
+        mtext_sample(out, "holdfast_backends_ready", labels, (double)n);
     }
 }
 

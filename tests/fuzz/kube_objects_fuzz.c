@@ -2,7 +2,8 @@
  * kube_objects_fuzz: the pure readers of Kubernetes objects, one JSON document at a time:
  * /scale (target_scale_parse), scaleTargetRef (target_ref_parse), LabelSelectors
  * (target_label_selector), pods, workloads and events (target_pod_problem,
- * target_diagnose_objects), EndpointSlices (slices_ready_endpoints, slices_is_*), the resolver
+ * target_diagnose_objects), EndpointSlices (slices_ready_endpoints, slices_is_*, and the
+ * controller's compact form of them, slices_decode, which must read the same), the resolver
  * slice built from a Service (slices_resolver_slice, names_fit), and an ElastiService's spec
  * triggers and probeResponse (prom_trigger_parse, probe_rules_parse).
  *
@@ -21,6 +22,7 @@
 #include <string.h>
 
 #include "controller/prom.h"
+#include "controller/service.h"
 #include "controller/slices.h"
 #include "controller/target.h"
 #include "fuzz_util.h"
@@ -113,10 +115,38 @@ static void check_name(const char *base, const char *suffix)
         fuzz_fail("names_fit overran a small buffer");
 }
 
+/* The controller's compact form of the slice reads as the object does (slices_decode). */
+static void same_as_decoded(const struct slice_cached *s, const cJSON *doc, const char *port,
+                            const struct ready_endpoint *eps, size_t n)
+{
+    if (!s)
+        return;
+    struct ready_endpoint *got = NULL;
+    size_t m = 0;
+    if (slices_cached_ready_endpoints(s, port, &got, &m) < 0)
+        fuzz_fail("slices_cached_ready_endpoints ran out of memory");
+    if (m != n)
+        fuzz_fail("port \"%s\": %zu ready endpoints decoded, %zu from the object", port, m, n);
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(got[k].ip, eps[k].ip) != 0 || got[k].port != eps[k].port)
+            fuzz_fail("port \"%s\": decoded endpoint %zu is %s:%u, the object's %s:%u", port, k,
+                      got[k].ip, got[k].port, eps[k].ip, eps[k].port);
+    free(got);
+    (void)doc;
+}
+
 static void slices(const cJSON *doc)
 {
-    (void)slices_is_resolver_slice(doc);
-    (void)slices_is_controller_slice(doc);
+    char err[256] = "";
+    struct slice_cached *s = slices_decode(doc, err, sizeof(err));
+    const cJSON *md = get(doc, "metadata");
+    if (!s && get_str(md, "name") && get_str(md, "namespace"))
+        fuzz_fail("a slice with a name and namespace was not decoded: %s", err);
+    if (!s && strncmp(err, "EndpointSlice ", 14) != 0)
+        fuzz_fail("a refused slice's error does not name it: %s", err);
+    if (s && (slices_is_resolver_slice(doc) != (s->manager == SLICE_HOLDFAST) ||
+              slices_is_controller_slice(doc) != (s->manager == SLICE_CONTROLLER)))
+        fuzz_fail("the decoded slice's manager differs from its label");
     static const char *const fixed[] = {"", "http", "grpc"};
     for (size_t i = 0; i < 3; i++) {
         struct ready_endpoint *eps = NULL;
@@ -126,6 +156,7 @@ static void slices(const cJSON *doc)
         for (size_t k = 0; k < n; k++)
             if (!memchr(eps[k].ip, '\0', sizeof(eps[k].ip)))
                 fuzz_fail("a ready endpoint's IP is not NUL-terminated");
+        same_as_decoded(s, doc, fixed[i], eps, n);
         free(eps);
     }
     const cJSON *p;
@@ -137,13 +168,25 @@ static void slices(const cJSON *doc)
         struct ready_endpoint *eps = NULL;
         size_t n = 0;
         slices_ready_endpoints(doc, name, &eps, &n);
+        same_as_decoded(s, doc, name, eps, n);
         free(eps);
     }
+    slices_cached_free(s);
 }
 
 /* The doc as a Service: its resolver slices, one per family, from its own ports. */
 static void resolver_slices(const cJSON *doc)
 {
+    /* the controller's compact form keeps every member of spec.ports, in order */
+    char err[256] = "";
+    struct service_cached *sc = service_decode(doc, err, sizeof(err));
+    const cJSON *sports = get(get(doc, "spec"), "ports");
+    if (sc && sc->n_ports != (size_t)cJSON_GetArraySize(sports))
+        fuzz_fail("a decoded Service has %zu ports, the object %d", sc->n_ports,
+                  cJSON_GetArraySize(sports));
+    if (!sc && strncmp(err, "Service ", 8) != 0)
+        fuzz_fail("a refused Service's error does not name it: %s", err);
+    service_cached_free(sc);
     const cJSON *md = get(doc, "metadata");
     const char *name = get_str(md, "name"), *ns = get_str(md, "namespace");
     if (name && ns)

@@ -1,5 +1,7 @@
 /* wakeq: wakes deduplicated per service until taken; failures always queued; order kept. */
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include "resolver/route.h"
 #include "resolver/wakeq.h"
@@ -73,8 +75,64 @@ Test(wakeq, registry_returns_the_same_state_for_the_same_name)
     cr_assert_eq(a1, a2);
     cr_assert_neq(a1, other);
     cr_assert_str_eq(a1->key, "ns/a");
-    cr_assert_str_eq(a1->labels, "namespace=\"ns\",service=\"a\"");
+    char labels[SVC_LABELS_MAX];
+    svc_state_labels(a1, labels, sizeof(labels));
+    cr_assert_str_eq(labels, "namespace=\"ns\",service=\"a\"");
+    /* built from the name on each call, escaped as /metrics needs */
+    struct svc_state *weird = svc_registry_get(&reg, "ns", "we\"ird\\");
+    svc_state_labels(weird, labels, sizeof(labels));
+    cr_assert_str_eq(labels, "namespace=\"ns\",service=\"we\\\"ird\\\\\"");
+    svc_state_unref(weird);
     svc_state_unref(a1);
     svc_state_unref(a2);
     svc_state_unref(other);
+}
+
+/* A service's data-plane histograms exist once something is observed: 10,000 services that
+ * never hold a request do not carry three empty ones each. */
+Test(wakeq, a_service_has_no_histograms_until_one_is_observed)
+{
+    struct svc_state *s = svc_registry_get(&reg, "ns", "quiet");
+    cr_assert_null(svc_state_hists_peek(s), "allocated before any observation");
+    struct svc_hists *h = svc_state_hists(s);
+    cr_assert_not_null(h);
+    hist_observe_ns(&h->hold_seconds, 1000000);
+    cr_assert_eq(svc_state_hists(s), h, "the first one stays");
+    cr_assert_eq(svc_state_hists_peek(s), h);
+    cr_assert_eq(atomic_load(&svc_state_hists_peek(s)->hold_seconds.sum_ns), 1000000);
+    svc_state_unref(s);
+}
+
+struct race {
+    struct svc_state *s;
+    struct svc_hists *got;
+};
+
+static void *first_observer(void *arg)
+{
+    struct race *r = arg;
+    r->got = svc_state_hists(r->s);
+    return NULL;
+}
+
+/* Workers observe from their own threads: racing first observations publish one set (the
+ * loser's is freed: ASan's leak check runs the unit tests). */
+Test(wakeq, racing_first_observations_share_one_set_of_histograms)
+{
+    for (int round = 0; round < 50; round++) {
+        struct svc_state *s = svc_registry_get(&reg, "ns", "race");
+        struct race r[4];
+        pthread_t t[4];
+        for (int i = 0; i < 4; i++) {
+            r[i] = (struct race){.s = s};
+            cr_assert_eq(pthread_create(&t[i], NULL, first_observer, &r[i]), 0);
+        }
+        for (int i = 0; i < 4; i++)
+            pthread_join(t[i], NULL);
+        for (int i = 0; i < 4; i++)
+            cr_assert_eq(r[i].got, svc_state_hists_peek(s), "thread %d got another set", i);
+        svc_state_unref(s);
+        svc_registry_destroy(&reg); /* the registry's reference: the state goes, a new one next */
+        svc_registry_init(&reg, 2);
+    }
 }
