@@ -7,6 +7,7 @@
  */
 #include "controller/informer.h"
 
+#include <assert.h>
 #include <event2/event.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -746,6 +747,7 @@ static const struct entry *find_named(const struct informer *inf, const char *ns
 
 const cJSON *informer_get(const struct informer *inf, const char *ns, const char *name)
 {
+    assert(!inf->compact); /* its items are not cJSON: informer_get_item (a merge once missed it) */
     const struct entry *e = inf->compact ? NULL : find_named(inf, ns, name);
     return e ? e->obj : NULL;
 }
@@ -764,6 +766,7 @@ size_t informer_count(const struct informer *inf)
 void informer_foreach(const struct informer *inf, void (*fn)(const cJSON *obj, void *arg),
                       void *arg)
 {
+    assert(!inf->compact);
     for (size_t i = 0; !inf->compact && i < inf->store.nbuckets; i++)
         for (struct entry *e = inf->store.buckets[i]; e; e = e->next)
             fn(e->obj, arg);

@@ -92,7 +92,8 @@ struct informer_item_handlers {
 };
 
 /* As informer_new, for a compact cache decoded by `codec` (copied). opts->kept must be NULL.
- * informer_get and informer_foreach return nothing for it: read it with informer_get_item. */
+ * Its items are not cJSON: read it with informer_get_item (informer_get and informer_foreach
+ * assert on it, and return nothing without assertions). */
 struct informer *informer_new_compact(struct kube_client *kc, const struct informer_opts *opts,
                                       const struct informer_codec *codec,
                                       const struct informer_item_handlers *h, void *arg);
