@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import yaml
 
@@ -464,6 +465,25 @@ class Cluster:
         if sup is None or not procs.alive(*sup) or procs.parent(child) != sup[0]:
             return None
         return child
+
+    def kill_pod(self, namespace, name, signal="KILL"):
+        """Sends a signal (a name: KILL, TERM, ...) to every running container of a pod, through
+        the node agent's fault POST /faults/killPod (nodeagentlib/server.py); the containers
+        restart per restartPolicy. Returns the agent's answer: {"killed": "NS/NAME", "signal":
+        "SIGKILL", "containers": {container: pid}}. Raises ClusterError with the agent's reason
+        when it refuses (no such pod on the node, no container running, unknown signal)."""
+        url = "https://%s:10250/faults/killPod/%s/%s?signal=%s" % (
+            netns.NODE_IP, urllib.parse.quote(namespace, safe=""), urllib.parse.quote(name, safe=""),
+            urllib.parse.quote(signal, safe=""))
+        r = netns.in_ns(self.ns, [
+            "curl", "-sS", "--max-time", "10", "-X", "POST", "-o", "-", "-w", "\n%{http_code}",
+            "--cacert", os.path.join(self.node_dir, "serving", "kubelet.crt"), url],
+            check=False, timeout=20)
+        body, _, code = r.stdout.rpartition("\n")
+        if code != "200":
+            raise ClusterError("kill_pod %s/%s (signal %s): the node agent answered %s: %s" % (
+                namespace, name, signal, code or "nothing", (body or r.stderr).strip()))
+        return json.loads(body)
 
     def pause_kube_proxy(self, paused=True):
         """SIGSTOP (or SIGCONT) to kube-proxy: while paused it programs nothing, as a stuck or

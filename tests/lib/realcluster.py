@@ -54,6 +54,7 @@ kubesim-only (tests/lib/testcluster.py, kubesim_only):
 | slow_write_answers(ms, seconds)       | the API proxy holds each write's answer ms after kube-apiserver answered it (its watch events are out by then), for `seconds` (until cleared when None) |
 | fault("ignore-unmanaged-slices", on=) | kube-proxy paused (SIGSTOP) / resumed: the data path does not follow holdfast's resolver slices, nor any other change meanwhile, so make the Service routed first |
 | compact()                             | etcd compacted at its current revision; with a restart of kube-apiserver after it (drop_watches), watches from older resourceVersions get 410 |
+| kill_pod(ns, name, signal)            | the node agent signals the process group of each running container of the pod (its POST /faults/killPod); restarts follow restartPolicy |
 | clear_faults()                        | ends all of the above now                                 |
 """
 import json
@@ -432,7 +433,12 @@ class RealCluster(RestVerbs):
         return rev
 
     def kill_pod(self, namespace, name, signal="KILL"):
-        raise NoRealEquivalent("kill_pod: the node agent offers no way to kill a pod's process")
+        """The signal (KILL, TERM, ...) to every running container of the pod, by the node agent
+        (its fault POST /faults/killPod): as kubesim's, the containers exit and are restarted
+        per restartPolicy (restartCount, lastState.terminated: exit code 137 for KILL)."""
+        r = self.cluster.kill_pod(namespace, name, signal)
+        self._out("fault: %s sent to pod %s/%s: %s" % (r["signal"], namespace, name, r["containers"]))
+        return r
 
     def clear_faults(self):
         """Ends every fault now: kube-proxy resumed, kube-apiserver continued or started again
