@@ -5,6 +5,7 @@ controllers, the scheduler and kube-proxy, with the node agent running the pods.
 
     rc = RealCluster(state_dir, image_map=IMAGES, proxy_delay_ms=800)
     rc.start()          # scripts/cluster up; the calling thread moves into the cluster's netns
+    rc.start_rollouts() # the Argo Rollouts controller (or RealCluster(..., rollouts=True))
     rc.get(path); rc.create(path, obj); rc.patch(path, patch); rc.kubectl("scale", ...)
     rc.fresh_ip()       # an address on the node's bridge for one holdfast process
     rc.exec_prefix      # argv prefix that runs a program in the cluster's namespace
@@ -101,7 +102,7 @@ class RealCluster(RestVerbs):
 
     node_name = clusterlib.NODE_NAME
 
-    def __init__(self, state_dir, image_map=None, proxy_delay_ms=0):
+    def __init__(self, state_dir, image_map=None, proxy_delay_ms=0, rollouts=False):
         self.state_dir = os.path.realpath(str(state_dir))
         os.makedirs(self.state_dir, exist_ok=True)
         if isinstance(image_map, (str, os.PathLike)):  # a file, as kubesim also takes
@@ -111,6 +112,7 @@ class RealCluster(RestVerbs):
             raise TypeError("image_map: expected a dict or the path of a JSON file, got %r" % (image_map,))
         self.image_map = image_map or {}
         self.proxy_delay_ms = proxy_delay_ms
+        self.rollouts = rollouts
         self.cluster = clusterlib.Cluster(self.state_dir)
         self.ns = self.cluster.ns
         self.exec_prefix = ["nsenter", "--net=/run/netns/" + self.ns]
@@ -132,7 +134,7 @@ class RealCluster(RestVerbs):
         path = os.path.join(self.state_dir, "images.json")
         with open(path, "w") as f:
             json.dump(self.image_map, f)
-        self.cluster.up(image_map=path, proxy_delay_ms=self.proxy_delay_ms, out=self._out)
+        self.cluster.up(image_map=path, proxy_delay_ms=self.proxy_delay_ms, out=self._out, rollouts=self.rollouts)
         try:
             for ip in HOLDFAST_IPS:
                 subprocess.run(["ip", "-n", self.ns, "addr", "add", ip + "/32", "dev", "hfbr0"],
@@ -150,6 +152,13 @@ class RealCluster(RestVerbs):
             self.stop()
             raise
         return self
+
+    def start_rollouts(self):
+        """The upstream Argo Rollouts controller on this running cluster, with its own CRDs
+        (clusterlib.Cluster.start_rollouts); a no-op once it runs. Returns the seconds taken."""
+        took = self.cluster.start_rollouts(step=lambda m: self._out("rollouts: " + m))
+        self._out("Argo Rollouts controller running (%.1fs)" % took)
+        return took
 
     def stop(self):
         """Ends every fault, leaves the cluster's namespace, runs `down`. Returns what is left
