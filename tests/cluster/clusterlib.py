@@ -89,8 +89,9 @@ def bin_dir():
 
 
 def rollouts_dir():
-    """(bin directory, CRD directory) of the Argo Rollouts controller, built first if the cache
-    does not have it (tools/rollouts/build)."""
+    """(bin directory, manifests directory) of the Argo Rollouts controller, built first if the
+    cache does not have it (tools/rollouts/build, which copies the module's manifests/ beside
+    bin/)."""
     env = dict(os.environ)
     if shutil.which("go", path=env.get("PATH")) is None and os.path.exists(GO_BIN):
         env["PATH"] = env.get("PATH", "/usr/bin:/bin") + os.pathsep + GO_BIN
@@ -98,9 +99,7 @@ def rollouts_dir():
     if r.returncode != 0:
         raise ClusterError("%s failed (exit %d)" % (ROLLOUTS_BUILD, r.returncode))
     bindir = r.stdout.strip().splitlines()[-1]
-    with open(os.path.join(os.path.dirname(bindir), "manifest")) as f:
-        crds = next(line.split(" ", 1)[1].strip() for line in f if line.startswith("crds "))
-    return bindir, crds
+    return bindir, os.path.join(os.path.dirname(bindir), "manifests")
 
 
 def wait_until(what, predicate, timeout, interval=0.2, alive=None):
@@ -336,8 +335,8 @@ class Cluster:
         step = step or (lambda msg: None)
         if self.daemons.is_running("argo-rollouts"):
             return 0.0
-        bindir, crds = rollouts_dir()
-        manifests = os.path.dirname(crds)
+        bindir, manifests = rollouts_dir()
+        crds = os.path.join(manifests, "crds")
         files = sorted(os.path.join(crds, f) for f in os.listdir(crds) if f.endswith("-crd.yaml"))
         if not files:
             raise ClusterError("no *-crd.yaml in %s" % crds)
