@@ -1,7 +1,8 @@
 """The scale target (controller/target) against the API server: /scale of Deployments, StatefulSets and
 Argo Rollouts, the wake (0 -> minReplicas once, a no-op otherwise, safe when two race), kind
 aliases, KEDA ScaledObject pause/resume, and the diagnosis of a wake that produces no ready pod
-(quota -> FailedCreate, missing image -> ImagePullBackOff).
+(quota -> FailedCreate, missing image -> ImagePullBackOff). Also that the clusters' kill_pod
+fault means the same on kubesim and on the real cluster.
 
 Each test runs tests/tools/target_probe (built by meson; directory from HOLDFAST_TOOLS_DIR,
 default tests/tools beside $HOLDFAST_BIN, else <repo>/build/tests/tools), which starts every
@@ -320,6 +321,23 @@ def test_diagnose_quota_blocked_statefulset_from_its_event(sim, ns, probe):
         probe.one(ns, ref("StatefulSet", "db"), "diagnose")), what="a diagnosis")
     assert diag["reason"] == "FailedCreate" and diag["object"] == "StatefulSet/db", diag
     assert 'pods "db-0" is forbidden: exceeded quota: q' in diag["message"], diag
+
+
+def test_kill_pod_fault_means_the_same_on_either_cluster(sim, ns):
+    """The test clusters' kill_pod fault, which tests here may use: kubesim's kubelet and the
+    real cluster's node agent both SIGKILL the pod's container, which restarts (restartCount 1,
+    lastState exit code 137) and is ready again."""
+    create(sim, "Deployment", ns, "web", 1)
+    sim.wait_ready_replicas(ns, "web", 1)
+    pod = sim.get("/api/v1/namespaces/%s/pods" % ns)["items"][0]["metadata"]["name"]
+    r = sim.kill_pod(ns, pod)
+    assert (r["killed"], r["signal"]) == ("%s/%s" % (ns, pod), "SIGKILL"), r
+
+    def restarted():
+        cs = sim.get("/api/v1/namespaces/%s/pods/%s" % (ns, pod))["status"]["containerStatuses"][0]
+        return cs["restartCount"] == 1 and cs["ready"] and cs
+    cs = wait_for(restarted, timeout=40, what="the killed container restarted and ready")
+    assert cs["lastState"]["terminated"]["exitCode"] == 137, cs
 
 
 def test_diagnose_missing_image_is_image_pull_backoff(sim, ns, probe):
