@@ -308,10 +308,15 @@ class Background:
 
 
 def wait_api(sim, timeout=30):
-    """Until the API answers again after an outage."""
+    """Until the API answers again after an outage, ElastiServices included: a restarted
+    kube-apiserver answers /version before it has installed its CRDs' paths, and answers those
+    503 ("the request has been made before all known HTTP paths have been installed") for a
+    while, the longer the more CRDs it has (the five of Argo Rollouts, 3 MB, once a test has
+    started its controller)."""
     def up():
         try:
-            return sim.request("GET", "/version", timeout=2)[0] == 200
+            return (sim.request("GET", "/version", timeout=2)[0] == 200 and
+                    sim.request("GET", ES_API + "/elastiservices?limit=1", timeout=2)[0] == 200)
         except OSError:
             return False
     wait_for(up, timeout=timeout, interval=0.2, what="the API back")
