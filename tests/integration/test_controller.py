@@ -5,8 +5,8 @@ pass merely because nothing ever scales down.
 
 One kubesim (kube-proxy delay 200 ms; the ElastiService and KEDA ScaledObject CRDs applied, and
 the Argo Rollout one for the test that asks for a Rollout controller: testcluster.start_rollouts,
-which on the real cluster starts the upstream controller) and one Prometheus (scraping an Exporter whose gauge `hf_load{ns=...}` each test sets)
-serve the module. Each test has its own namespace and its own holdfast process
+which on the real cluster starts the upstream controller) and one Prometheus (scraping an
+Exporter whose gauge `hf_load{ns=...}` each test sets) serve the module. Each test has its own namespace and its own holdfast process
 (tests/lib/hfk8s.py: --namespace <ns>, --pod-ip == --bind-address a loopback address of its own,
 --polling-interval 1s, --leader-elect=false), so kube-proxy relays the Service's ClusterIP to
 holdfast while the target is at zero. Every wait is bounded; holdfast's stderr must hold no
