@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import yaml
 
@@ -35,6 +36,7 @@ import procs
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(HERE, "tools", "build")
+ROLLOUTS_BUILD = os.path.join(HERE, "tools", "rollouts", "build")
 NODE_AGENT = os.path.join(HERE, "nodeagent.py")
 GO_BIN = "/usr/local/go/bin"    # where the machines have Go, when it is not on PATH
 PYTHON = "/usr/bin/python3"
@@ -43,11 +45,22 @@ NODE_NAME = "hfc-node"
 APISERVER = "https://%s:6443" % netns.NODE_IP
 RELAY_PORT = 6444
 KUBERNETES_CLUSTER_IP = "10.96.0.1"
+# The Argo Rollouts controller (up(rollouts=True) or start_rollouts()): its namespace and
+# ServiceAccount, as upstream's install manifests name them.
+ROLLOUTS_NS = "argo-rollouts"
+ROLLOUTS_SA = "argo-rollouts"
+# What start_rollouts applies from the module's manifests/: every CRD the controller watches (it
+# waits for all of their informers before it acts), then its ServiceAccount, ConfigMap,
+# ClusterRole and ClusterRoleBinding. Not the Deployment: the controller runs beside the
+# control plane, not as a pod.
+ROLLOUTS_RBAC = ["base/argo-rollouts-sa.yaml", "base/argo-rollouts-config.yaml",
+                 "role/argo-rollouts-clusterrole.yaml", "cluster-install/argo-rollouts-clusterrolebinding.yaml"]
 
 # The order `down` stops them in, each wave with its grace period before SIGKILL: the node
 # agent first (it stops its pods while the API is there), the API server before etcd (it
 # shuts down cleanly only while etcd answers).
-STOP_WAVES = [["nodeagent"], ["kube-proxy", "delayrelay", "kube-scheduler", "kube-controller-manager"],
+STOP_WAVES = [["nodeagent"], ["kube-proxy", "delayrelay", "kube-scheduler", "kube-controller-manager",
+                              "argo-rollouts"],
               ["kube-apiserver"], ["etcd"]]
 STOP_GRACE = [30, 10, 15, 10]
 
@@ -73,6 +86,20 @@ def bin_dir():
     if r.returncode != 0:
         raise ClusterError("%s failed (exit %d)" % (BUILD, r.returncode))
     return r.stdout.strip().splitlines()[-1]
+
+
+def rollouts_dir():
+    """(bin directory, manifests directory) of the Argo Rollouts controller, built first if the
+    cache does not have it (tools/rollouts/build, which copies the module's manifests/ beside
+    bin/)."""
+    env = dict(os.environ)
+    if shutil.which("go", path=env.get("PATH")) is None and os.path.exists(GO_BIN):
+        env["PATH"] = env.get("PATH", "/usr/bin:/bin") + os.pathsep + GO_BIN
+    r = subprocess.run([ROLLOUTS_BUILD], stdout=subprocess.PIPE, text=True, env=env)
+    if r.returncode != 0:
+        raise ClusterError("%s failed (exit %d)" % (ROLLOUTS_BUILD, r.returncode))
+    bindir = r.stdout.strip().splitlines()[-1]
+    return bindir, os.path.join(os.path.dirname(bindir), "manifests")
 
 
 def wait_until(what, predicate, timeout, interval=0.2, alive=None):
@@ -168,11 +195,12 @@ class Cluster:
     # ------------------------------------------------------------ up
 
     def up(self, image_map=None, proxy_delay_ms=0, out=print, node_backoff_initial=None,
-           node_backoff_max=None):
+           node_backoff_max=None, rollouts=False):
         """Starts the cluster and returns once it is ready. Refuses if anything of it is there.
         On failure, stops what it started and raises ClusterError. node_backoff_initial and
         node_backoff_max (seconds) go to the node agent's --backoff-initial and --backoff-max
-        (CrashLoopBackOff and ImagePullBackOff; the kubelet's 10 and 300 when None)."""
+        (CrashLoopBackOff and ImagePullBackOff; the kubelet's 10 and 300 when None). rollouts:
+        the Argo Rollouts controller too (start_rollouts)."""
         running = [name for name, pid, start in self.daemons.recorded() if procs.alive(pid, start)]
         if running:
             raise ClusterError("a cluster is already up in %s (namespace %s, running: %s); run "
@@ -191,6 +219,8 @@ class Cluster:
 
         try:
             self._up(image_map, proxy_delay_ms, step, (node_backoff_initial, node_backoff_max))
+            if rollouts:
+                self.start_rollouts(step=step)
         except BaseException as e:
             out("up: failed: %s" % (e or "interrupted"))
             for name, _, _ in self.daemons.recorded():
@@ -291,6 +321,69 @@ class Cluster:
         wait_until("kube-proxy rules for %s" % KUBERNETES_CLUSTER_IP, self._proxy_synced,
                    60 + proxy_delay_ms * 10 / 1000.0, interval=0.3, alive=alive)
         step("kube-proxy synced (rules for the kubernetes Service %s:443)" % KUBERNETES_CLUSTER_IP)
+
+    # ------------------------------------------------------------ Argo Rollouts
+
+    def start_rollouts(self, step=None, timeout=120):
+        """Starts the Argo Rollouts controller on a running cluster (idempotent: returns at once
+        if it runs) and returns once it acts: its CRDs and RBAC applied from the module's own
+        manifests (rollouts_dir), a token of its ServiceAccount argo-rollouts/argo-rollouts in
+        DIR/config/argo-rollouts.kubeconfig, the controller supervised in the cluster's
+        namespace, its informers synced ("Started controller" in logs/argo-rollouts.log).
+        Returns the seconds it took."""
+        t0 = time.monotonic()
+        step = step or (lambda msg: None)
+        if self.daemons.is_running("argo-rollouts"):
+            return 0.0
+        bindir, manifests = rollouts_dir()
+        crds = os.path.join(manifests, "crds")
+        files = sorted(os.path.join(crds, f) for f in os.listdir(crds) if f.endswith("-crd.yaml"))
+        if not files:
+            raise ClusterError("no *-crd.yaml in %s" % crds)
+        # Server-side: the CRDs are too big for client-side apply's last-applied annotation.
+        apply = ["apply", "--server-side", "--force-conflicts", "--field-manager", "hfc-cluster"]
+        self._kubectl_ok(*apply, *sum((["-f", f] for f in files), []))
+        self._kubectl_ok("wait", "--for", "condition=Established", "--timeout", "60s",
+                         *sum((["-f", f] for f in files), []), timeout=70)
+        step("Argo Rollouts: %d CRDs from %s established" % (len(files), crds))
+        self._kubectl_ok(*apply, "-f", "-", input=json.dumps(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ROLLOUTS_NS}}))
+        self._kubectl_ok(*apply, "-n", ROLLOUTS_NS,
+                         *sum((["-f", os.path.join(manifests, f)] for f in ROLLOUTS_RBAC), []))
+        token = self._kubectl_ok("create", "token", ROLLOUTS_SA, "-n", ROLLOUTS_NS,
+                                 "--duration", "87600h").stdout.strip()
+        kubeconfig = os.path.join(self.config, "argo-rollouts.kubeconfig")
+        pki.write_token_kubeconfig(kubeconfig, self.pki, "system:serviceaccount:%s:%s" % (
+            ROLLOUTS_NS, ROLLOUTS_SA), token, APISERVER, namespace=ROLLOUTS_NS)
+        log = self.daemons.log_path("argo-rollouts")
+        offset = os.path.getsize(log) if os.path.exists(log) else 0
+        # --metricsPort 0 and --healthzPort 0: it serves them on 0.0.0.0 with no way to turn
+        # them off or to bind elsewhere; in the cluster's namespace, on ports the kernel picks,
+        # so that they take no port anything else of the cluster or a test might want.
+        self._start("argo-rollouts", self._supervised("argo-rollouts", [
+            os.path.join(bindir, "rollouts-controller"), "--kubeconfig", kubeconfig,
+            "--leader-elect=false", "--metricsPort", "0", "--healthzPort", "0", "--loglevel", "info"]))
+
+        def started():
+            with open(log, errors="replace") as f:
+                f.seek(offset)
+                return 'msg="Started controller"' in f.read()
+        wait_until("the Argo Rollouts controller's caches synced (%s)" % log, started, timeout,
+                   alive=self._dead_component)
+        with open(self.path("cluster.json")) as f:
+            info = json.load(f)
+        info["rollouts"] = bindir
+        with open(self.path("cluster.json"), "w") as f:
+            json.dump(info, f, indent=1)
+        step("Argo Rollouts controller started (%s)" % bindir)
+        return time.monotonic() - t0
+
+    def _kubectl_ok(self, *args, input=None, timeout=60):
+        r = self.kubectl(*args, check=False, input=input, timeout=timeout)
+        if r.returncode != 0:
+            raise ClusterError("kubectl %s failed (%d): %s" % (" ".join(args[:3]), r.returncode,
+                                                               (r.stderr or r.stdout).strip()[-2000:]))
+        return r
 
     def _etcd_healthy(self):
         return '"health":"true"' in netns.in_ns(self.ns, [
@@ -465,6 +558,25 @@ class Cluster:
             return None
         return child
 
+    def kill_pod(self, namespace, name, signal="KILL"):
+        """Sends a signal (a name: KILL, TERM, ...) to every running container of a pod, through
+        the node agent's fault POST /faults/killPod (nodeagentlib/server.py); the containers
+        restart per restartPolicy. Returns the agent's answer: {"killed": "NS/NAME", "signal":
+        "SIGKILL", "containers": {container: pid}}. Raises ClusterError with the agent's reason
+        when it refuses (no such pod on the node, no container running, unknown signal)."""
+        url = "https://%s:10250/faults/killPod/%s/%s?signal=%s" % (
+            netns.NODE_IP, urllib.parse.quote(namespace, safe=""), urllib.parse.quote(name, safe=""),
+            urllib.parse.quote(signal, safe=""))
+        r = netns.in_ns(self.ns, [
+            "curl", "-sS", "--max-time", "10", "-X", "POST", "-o", "-", "-w", "\n%{http_code}",
+            "--cacert", os.path.join(self.node_dir, "serving", "kubelet.crt"), url],
+            check=False, timeout=20)
+        body, _, code = r.stdout.rpartition("\n")
+        if code != "200":
+            raise ClusterError("kill_pod %s/%s (signal %s): the node agent answered %s: %s" % (
+                namespace, name, signal, code or "nothing", (body or r.stderr).strip()))
+        return json.loads(body)
+
     def pause_kube_proxy(self, paused=True):
         """SIGSTOP (or SIGCONT) to kube-proxy: while paused it programs nothing, as a stuck or
         starved kube-proxy. The supervisor does not notice (a stopped child has not exited)."""
@@ -579,6 +691,9 @@ def main(argv=None):
                          "(default: the kubelet's 10 s)")
     up.add_argument("--node-backoff-max", type=float, metavar="S",
                     help="the node agent's longest back-off (default: the kubelet's 300 s)")
+    up.add_argument("--rollouts", action="store_true",
+                    help="run the Argo Rollouts controller too (its CRDs installed; adds seconds "
+                         "to up: docs/test-cluster.md)")
     for name, text in (("down", "stop everything and remove every namespace"),
                        ("status", "print what runs")):
         s = sub.add_parser(name, help=text)
@@ -600,7 +715,7 @@ def main(argv=None):
             signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
             c.up(image_map=args.image_map, proxy_delay_ms=args.proxy_delay_ms,
                  node_backoff_initial=args.node_backoff_initial,
-                 node_backoff_max=args.node_backoff_max)
+                 node_backoff_max=args.node_backoff_max, rollouts=args.rollouts)
         elif args.command == "down":
             c.down()
         elif args.command == "status":

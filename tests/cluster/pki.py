@@ -101,10 +101,20 @@ def _b64(path):
         return base64.b64encode(f.read()).decode()
 
 
+def write_token_kubeconfig(path, pki, user, token, server, namespace=None):
+    """A kubeconfig for a bearer token (a ServiceAccount's), the cluster's CA embedded."""
+    _write_config(path, pki, user, {"token": token}, server, namespace)
+
+
 def write_kubeconfig(path, pki, client, server, namespace=None):
     """A kubeconfig for the client certificate pki/CLIENT.{crt,key}, everything embedded so the
     file stands alone."""
-    user = CLIENTS[client][0]
+    _write_config(path, pki, CLIENTS[client][0], {
+        "client-certificate-data": _b64(os.path.join(pki, client + ".crt")),
+        "client-key-data": _b64(os.path.join(pki, client + ".key"))}, server, namespace)
+
+
+def _write_config(path, pki, user, credentials, server, namespace):
     context = {"cluster": "hfc", "user": user}
     if namespace:
         context["namespace"] = namespace
@@ -113,9 +123,7 @@ def write_kubeconfig(path, pki, client, server, namespace=None):
         "kind": "Config",
         "clusters": [{"name": "hfc", "cluster": {
             "server": server, "certificate-authority-data": _b64(os.path.join(pki, "ca.crt"))}}],
-        "users": [{"name": user, "user": {
-            "client-certificate-data": _b64(os.path.join(pki, client + ".crt")),
-            "client-key-data": _b64(os.path.join(pki, client + ".key"))}}],
+        "users": [{"name": user, "user": credentials}],
         "contexts": [{"name": "hfc", "context": context}],
         "current-context": "hfc",
     }

@@ -46,12 +46,14 @@ def wait_for(what, predicate, timeout=30, interval=0.2):
 @pytest.fixture(scope="module")
 def private_cluster(tmp_path_factory):
     """A cluster of this module's own, for the tests that refuse an `up` on it and bring it
-    down (the shared one must stay up)."""
+    down (the shared one must stay up), started with --rollouts: the Argo Rollouts controller
+    too, which the shared one does not run."""
     need_root()
     state = tmp_path_factory.mktemp("private")
     images = state.parent / "private-images.json"
     images.write_text(json.dumps({"hfc-test/sleep": ["/bin/sleep", "3600"]}))
-    r = cluster_cmd("up", "--state-dir", state, "--image-map", images)
+    r = cluster_cmd("up", "--state-dir", state, "--image-map", images, "--rollouts")
+    print(r.stdout + r.stderr)
     if r.returncode != 0:
         cluster_cmd("down", "--state-dir", state)
         pytest.fail("scripts/cluster up failed (%d):\n%s%s" % (r.returncode, r.stdout, r.stderr))
@@ -312,6 +314,61 @@ def test_exec_runs_inside_the_namespace_and_passes_the_exit_status(cluster):
     assert (r.returncode, r.stdout.strip()) == (0, "namespace/kube-system"), r.stderr
 
 
+def test_up_rollouts_runs_the_argo_rollouts_controller_inside_the_namespace(private_cluster):
+    cluster = private_cluster
+    r = cluster_cmd("status", "--state-dir", cluster.dir)
+    assert r.returncode == 0, r.stdout + r.stderr
+    line = [x for x in r.stdout.splitlines() if x.split()[:1] == ["argo-rollouts"]]
+    assert line and "running" in line[0] and "supervised" in line[0], r.stdout
+    # the upstream binary, stamped with its release
+    pid = cluster.child_pid("argo-rollouts")
+    assert pid is not None
+    exe = os.readlink("/proc/%d/exe" % pid)
+    assert subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip() == "v1.10.1+unknown", exe
+    # in the cluster's network namespace, its two listeners (metrics, healthz) on ports the
+    # kernel picked there, not upstream's 8090 and 8080
+    assert os.stat("/proc/%d/ns/net" % pid).st_ino == os.stat("/run/netns/" + cluster.ns).st_ino
+    listening = netns.in_ns(cluster.ns, ["ss", "-Hltnp"]).stdout
+    mine = [x.split()[3] for x in listening.splitlines() if "pid=%d," % pid in x]
+    assert len(mine) == 2 and not {a.rsplit(":", 1)[1] for a in mine} & {"8080", "8090"}, listening
+    # its CRDs are upstream's (a schema, not thirdparty_crds' stand-in), all five of them
+    crds = json.loads(cluster.kubectl("get", "crd", "-o", "json").stdout)["items"]
+    argo = {c["metadata"]["name"]: c for c in crds if c["spec"]["group"] == "argoproj.io"}
+    assert sorted(argo) == ["analysisruns.argoproj.io", "analysistemplates.argoproj.io",
+                            "clusteranalysistemplates.argoproj.io", "experiments.argoproj.io",
+                            "rollouts.argoproj.io"]
+    schema = argo["rollouts.argoproj.io"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert "spec" in schema["properties"] and "strategy" in schema["properties"]["spec"]["properties"]
+    # it authenticates as its ServiceAccount, bound to upstream's ClusterRole
+    argv = cluster.daemons.argv("argo-rollouts")
+    kubeconfig = argv[argv.index("--kubeconfig") + 1]
+    who = cluster.run([os.path.join(cluster.bin, "kubectl"), "--kubeconfig", kubeconfig, "auth", "whoami",
+                       "-o", "jsonpath={.status.userInfo.username}"]).stdout
+    assert who == "system:serviceaccount:argo-rollouts:argo-rollouts"
+
+    # a Rollout gets a ReplicaSet of its own and pods the node agent runs; /scale moves it
+    rollout = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+               "metadata": {"name": "ro", "namespace": "default"},
+               "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "ro"}}, "strategy": {"canary": {}},
+                        "template": {"metadata": {"labels": {"app": "ro"}},
+                                     "spec": {"containers": [{"name": "main", "image": "hfc-test/sleep"}]}}}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(rollout))
+
+    def status():
+        return json.loads(cluster.kubectl("get", "rollout", "ro", "-o", "json").stdout).get("status") or {}
+    wait_for("the Rollout's 2 replicas ready", lambda: status().get("readyReplicas") == 2, 90)
+    rs = json.loads(cluster.kubectl("get", "rs", "-l", "app=ro", "-o", "json").stdout)["items"]
+    assert len(rs) == 1
+    owner = rs[0]["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"]) == ("Rollout", "ro")
+    pods = json.loads(cluster.kubectl("get", "pods", "-l", "app=ro", "-o", "json").stdout)["items"]
+    assert {p["metadata"]["ownerReferences"][0]["name"] for p in pods} == {rs[0]["metadata"]["name"]}
+    assert status()["selector"] == "app=ro"
+    cluster.kubectl("scale", "rollout", "ro", "--replicas=0")
+    wait_for("the Rollout scaled to 0, its pods gone", lambda: status().get("HPAReplicas", 0) == 0 and not json.loads(
+        cluster.kubectl("get", "pods", "-l", "app=ro", "-o", "json").stdout)["items"], 90)
+
+
 def test_up_twice_refuses_and_changes_nothing(private_cluster):
     cluster = private_cluster
     before = cluster.daemons.recorded()
@@ -341,7 +398,8 @@ def test_down_leaves_no_namespace_or_process_behind(private_cluster):
     with PodNetns(cluster, "3", SERVER_IP) as pod:
         pod.popen(["sleep", "300"])
         recorded = cluster.daemons.recorded()
-        assert {name for name, _, _ in recorded} >= {"etcd", "kube-apiserver", "kube-proxy", "nodeagent"}
+        assert {name for name, _, _ in recorded} >= {"etcd", "kube-apiserver", "kube-proxy", "nodeagent",
+                                                      "argo-rollouts"}
         r = cluster_cmd("down", "--state-dir", cluster.dir)
         assert r.returncode == 0, r.stdout + r.stderr
         assert _leftovers(cluster, recorded) == []

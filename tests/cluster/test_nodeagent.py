@@ -8,6 +8,9 @@ import os
 import re
 import time
 
+import pytest
+
+import clusterlib
 from clusterfix import BACKOFF_INITIAL, wait_for
 
 POD_CIDR = ipaddress.ip_network("10.88.0.0/24")
@@ -315,6 +318,58 @@ def test_grpc_readiness_probe_follows_the_health_service(cluster, ns, tmp_path):
     wait_for(lambda: _cond(cluster.pod(ns, "grpc"), "Ready") == "True", 40, "Ready by the grpc probe")
     serving.unlink()
     wait_for(lambda: _cond(cluster.pod(ns, "grpc"), "Ready") == "False", 15, "not Ready once NOT_SERVING")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_kill_pod_fault_kills_the_container_which_restarts_per_restart_policy(cluster, ns):
+    cluster.create_pod(ns, "victim", [{"name": "main", "image": "hfc/sh", "command": ["-c", "exec sleep 3600"]},
+                                      {"name": "side", "image": "hfc/sh", "command": ["-c", "exec sleep 3600"]}])
+    wait_for(lambda: all(cluster.container_status(ns, "victim", c) and cluster.container_status(ns, "victim", c)[
+        "ready"] for c in ("main", "side")), 30, "both containers ready")
+    first = cluster.container_status(ns, "victim")["containerID"]
+    r = cluster.kill_pod(ns, "victim")
+    assert r["killed"] == "%s/victim" % ns and r["signal"] == "SIGKILL"
+    assert sorted(r["containers"]) == ["main", "side"]           # every container, as kubesim's
+    wait_for(lambda: not any(_alive(p) for p in r["containers"].values()), 10, "the killed processes gone")
+
+    def restarted(c):
+        cs = cluster.container_status(ns, "victim", c)
+        return cs["restartCount"] == 1 and cs["ready"] and "running" in cs["state"] and cs
+    cs = wait_for(lambda: restarted("main"), 30, "main restarted after the kill")
+    term = cs["lastState"]["terminated"]
+    assert term["exitCode"] == 137 and term["reason"] == "Error"  # 128 + SIGKILL, as a runtime reports it
+    assert term["containerID"] == first and cs["containerID"] != first
+    wait_for(lambda: restarted("side"), 30, "side restarted after the kill")
+    assert cluster.pod(ns, "victim")["status"]["phase"] == "Running"
+
+    # restartPolicy Never: a SIGTERM ends the container for good and the pod fails
+    cluster.create_pod(ns, "once", [{"name": "main", "image": "hfc/sh", "command": ["-c", "exec sleep 3600"]}],
+                       restartPolicy="Never")
+    wait_for(lambda: (cluster.container_status(ns, "once") or {}).get("ready"), 30, "once ready")
+    assert cluster.kill_pod(ns, "once", "TERM")["signal"] == "SIGTERM"
+    wait_for(lambda: cluster.pod(ns, "once")["status"].get("phase") == "Failed", 30, "phase Failed")
+    cs = cluster.container_status(ns, "once")
+    assert cs["state"]["terminated"]["exitCode"] == 143 and cs["restartCount"] == 0
+    # nothing runs now: the agent says so rather than doing nothing
+    with pytest.raises(clusterlib.ClusterError, match="none of its containers runs"):
+        cluster.kill_pod(ns, "once")
+
+
+def test_kill_pod_fault_refuses_an_unknown_pod_or_signal_naming_it(cluster, ns):
+    with pytest.raises(clusterlib.ClusterError, match="pod %s/nosuch does not run on this node" % ns):
+        cluster.kill_pod(ns, "nosuch")
+    cluster.create_pod(ns, "calm", [{"name": "main", "image": "hfc/sh", "command": ["-c", "exec sleep 3600"]}])
+    wait_for(lambda: (cluster.container_status(ns, "calm") or {}).get("ready"), 30, "calm ready")
+    with pytest.raises(clusterlib.ClusterError, match="signal 'BOGUS': not a signal name"):
+        cluster.kill_pod(ns, "calm", "BOGUS")
+    assert cluster.container_status(ns, "calm")["restartCount"] == 0
 
 
 def test_pods_keep_running_across_an_api_server_restart_and_the_watch_comes_back(cluster, ns):

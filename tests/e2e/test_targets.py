@@ -21,7 +21,6 @@ from e2elib import (ROOT, Result, create_es, es_path, make_app, one_request, res
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 from promfix import Exporter, Prometheus, whole_second  # noqa: E402
-from thirdparty_crds import ROLLOUT_CRD  # noqa: E402
 from netns import NODE_IP  # noqa: E402
 
 POLL_S = 1.0  # the chart's pollingInterval in this suite (e2elib.install_chart)
@@ -101,9 +100,10 @@ def cleanup(cluster, ns):
 
 
 @pytest.fixture(scope="module")
-def rollout_crd(cluster):
-    """Argo Rollouts' CRD with the scale subresource (cluster-scoped; apply is idempotent)."""
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(ROLLOUT_CRD))
+def rollouts(cluster):
+    """The upstream Argo Rollouts controller on the suite's cluster, with its own CRDs
+    (realcluster.start_rollouts: started by the first test that asks, then left running)."""
+    cluster.start_rollouts()
     wait_for(lambda: cluster.exists("/apis/argoproj.io/v1alpha1"), timeout=20, what="argoproj.io/v1alpha1 served")
 
 
@@ -170,15 +170,16 @@ def test_statefulset_target_wakes_from_zero(cluster, ns, cleanup):
     print("StatefulSet: %s" % res.summary())
 
 
-@pytest.mark.skip(reason="no Argo Rollouts controller on the real test cluster: a Rollout gets no "
-                  "ReplicaSet and no pods (the Rollout target is covered on kubesim by "
-                  "tests/integration/test_controller.py)")
-def test_rollout_target_wakes_from_zero(cluster, ns, cleanup, rollout_crd):
+def test_rollout_target_wakes_from_zero(cluster, ns, cleanup, rollouts):
     res = wake_cycle(cluster, ns, "Rollout")
     pods = app_pod_names(cluster, ns)
     assert len(pods) == 1 and res.pods == set(pods), (res.pods, pods)
+    # the Rollout's own pod: made by a ReplicaSet that the Argo Rollouts controller made for it
     owner = cluster.get("/api/v1/namespaces/%s/pods/%s" % (ns, pods[0]))["metadata"]["ownerReferences"][0]
-    assert (owner["kind"], owner["name"]) == ("Rollout", "web"), owner
+    assert owner["kind"] == "ReplicaSet", owner
+    rs = cluster.get("/apis/apps/v1/namespaces/%s/replicasets/%s" % (ns, owner["name"]))
+    rs_owner = rs["metadata"]["ownerReferences"][0]
+    assert (rs_owner["apiVersion"], rs_owner["kind"], rs_owner["name"]) == ("argoproj.io/v1alpha1", "Rollout", "web")
     print("Rollout: %s" % res.summary())
 
 

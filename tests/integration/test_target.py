@@ -1,7 +1,8 @@
 """The scale target (controller/target) against the API server: /scale of Deployments, StatefulSets and
 Argo Rollouts, the wake (0 -> minReplicas once, a no-op otherwise, safe when two race), kind
 aliases, KEDA ScaledObject pause/resume, and the diagnosis of a wake that produces no ready pod
-(quota -> FailedCreate, missing image -> ImagePullBackOff).
+(quota -> FailedCreate, missing image -> ImagePullBackOff). Also that the clusters' kill_pod
+fault means the same on kubesim and on the real cluster.
 
 Each test runs tests/tools/target_probe (built by meson; directory from HOLDFAST_TOOLS_DIR,
 default tests/tools beside $HOLDFAST_BIN, else <repo>/build/tests/tools), which starts every
@@ -27,8 +28,8 @@ sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
 from simctl import wait_for  # noqa: E402
-from testcluster import kubesim_only, new_cluster  # noqa: E402
-from thirdparty_crds import ROLLOUT_CRD, SCALEDOBJECT_CRD  # noqa: E402
+from testcluster import new_cluster, start_rollouts  # noqa: E402
+from thirdparty_crds import SCALEDOBJECT_CRD  # noqa: E402
 
 _BUILD = os.path.dirname(os.environ["HOLDFAST_BIN"]) if os.environ.get("HOLDFAST_BIN") else os.path.join(REPO, "build")
 TOOLS = os.environ.get("HOLDFAST_TOOLS_DIR", os.path.join(_BUILD, "tests", "tools"))
@@ -42,14 +43,21 @@ def sim(tmp_path_factory):
     s = new_cluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES)
     s.start()
     try:
-        for crd, group in ((ROLLOUT_CRD, "argoproj.io/v1alpha1"), (SCALEDOBJECT_CRD, "keda.sh/v1alpha1")):
-            code, body = s.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
-            assert code in (201, 409), body
-            wait_for(lambda: s.exists("/apis/" + group), what=group + " served")
+        code, body = s.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", SCALEDOBJECT_CRD)
+        assert code in (201, 409), body
+        wait_for(lambda: s.exists("/apis/keda.sh/v1alpha1"), what="keda.sh/v1alpha1 served")
         yield s
     finally:
         leftovers = s.stop()
     assert leftovers == [], "left behind by the cluster: %s" % leftovers
+
+
+@pytest.fixture(scope="module")
+def rollouts(sim):
+    """Rollouts that get ReplicaSets and pods: kubesim's simulated controller, or the upstream
+    Argo Rollouts controller on the real cluster (testcluster.start_rollouts; started once, by
+    the first test that asks)."""
+    return start_rollouts(sim)
 
 
 _ns_counter = iter(range(1, 1 << 30))
@@ -125,6 +133,8 @@ def workload(kind, name, replicas, image="kubesim/sleep", labels=None):
                          "spec": {"containers": [{"name": "main", "image": image, "args": ["600"]}]}}}
     if kind == "StatefulSet":
         spec["serviceName"] = name
+    if kind == "Rollout":
+        spec["strategy"] = {"canary": {}}        # Argo Rollouts refuses a Rollout without one
     return {"apiVersion": api, "kind": kind, "metadata": {"name": name}, "spec": spec}
 
 
@@ -152,13 +162,10 @@ def spec_replicas(sim, kind, ns, name):
 # ---------------------------------------------------------------- scale
 
 
-NO_ROLLOUT_CONTROLLER = kubesim_only("no Argo Rollouts controller runs on the real cluster: a "
-                                     "Rollout never gets pods, so its status never counts one")
-
-
-@pytest.mark.parametrize("kind", ["Deployment", "StatefulSet",
-                                  pytest.param("Rollout", marks=NO_ROLLOUT_CONTROLLER)])
-def test_get_and_patch_scale(sim, ns, probe, kind):
+@pytest.mark.parametrize("kind", ["Deployment", "StatefulSet", "Rollout"])
+def test_get_and_patch_scale(sim, ns, probe, kind, request):
+    if kind == "Rollout":
+        request.getfixturevalue("rollouts")
     create(sim, kind, ns, "web", 1)
     sim.wait_ready_replicas(ns, "web", 1, kind=PLURAL[kind],
                             group="argoproj.io/v1alpha1" if kind == "Rollout" else "apps/v1")
@@ -213,7 +220,7 @@ def test_wake_from_zero_patches_once_then_is_a_no_op(sim, ns, probe):
     assert spec_replicas(sim, "Deployment", ns, "web") == 1
 
 
-def test_wake_a_statefulset_and_a_rollout(sim, ns, probe):
+def test_wake_a_statefulset_and_a_rollout(sim, ns, probe, rollouts):
     create(sim, "StatefulSet", ns, "db", 0)
     create(sim, "Rollout", ns, "canary", 0)
     for kind, name in (("StatefulSet", "db"), ("Rollout", "canary")):
@@ -226,7 +233,7 @@ def test_wake_a_statefulset_and_a_rollout(sim, ns, probe):
 # ---------------------------------------------------------------- kinds
 
 
-def test_aliases_reach_the_same_workloads(sim, ns, probe):
+def test_aliases_reach_the_same_workloads(sim, ns, probe, rollouts):
     create(sim, "Deployment", ns, "web", 2)
     create(sim, "Rollout", ns, "canary", 3)
     for r, want in ((ref("deployments", "web", "apps/v1"), 2),
@@ -316,6 +323,23 @@ def test_diagnose_quota_blocked_statefulset_from_its_event(sim, ns, probe):
     assert 'pods "db-0" is forbidden: exceeded quota: q' in diag["message"], diag
 
 
+def test_kill_pod_fault_means_the_same_on_either_cluster(sim, ns):
+    """The test clusters' kill_pod fault, which tests here may use: kubesim's kubelet and the
+    real cluster's node agent both SIGKILL the pod's container, which restarts (restartCount 1,
+    lastState exit code 137) and is ready again."""
+    create(sim, "Deployment", ns, "web", 1)
+    sim.wait_ready_replicas(ns, "web", 1)
+    pod = sim.get("/api/v1/namespaces/%s/pods" % ns)["items"][0]["metadata"]["name"]
+    r = sim.kill_pod(ns, pod)
+    assert (r["killed"], r["signal"]) == ("%s/%s" % (ns, pod), "SIGKILL"), r
+
+    def restarted():
+        cs = sim.get("/api/v1/namespaces/%s/pods/%s" % (ns, pod))["status"]["containerStatuses"][0]
+        return cs["restartCount"] == 1 and cs["ready"] and cs
+    cs = wait_for(restarted, timeout=40, what="the killed container restarted and ready")
+    assert cs["lastState"]["terminated"]["exitCode"] == 137, cs
+
+
 def test_diagnose_missing_image_is_image_pull_backoff(sim, ns, probe):
     create(sim, "Deployment", ns, "web", 0, image="example/missing:1")
     assert probe.one(ns, ref("Deployment", "web"), "wake=1")["patched"] is True
@@ -337,7 +361,7 @@ def test_diagnose_crashing_container_is_crash_loop_backoff_with_exit_code(sim, n
                     diag["message"]), diag
 
 
-def test_diagnose_missing_target_is_target_not_found(sim, ns, probe):
+def test_diagnose_missing_target_is_target_not_found(sim, ns, probe, rollouts):
     diag = probe.one(ns, ref("Rollout", "gone"), "diagnose")
     assert diag["ok"] and diag["reason"] == "TargetNotFound", diag
     assert diag["message"] == 'TargetNotFound: Rollout "gone" not found in namespace "%s"' % ns

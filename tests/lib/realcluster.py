@@ -5,6 +5,7 @@ controllers, the scheduler and kube-proxy, with the node agent running the pods.
 
     rc = RealCluster(state_dir, image_map=IMAGES, proxy_delay_ms=800)
     rc.start()          # scripts/cluster up; the calling thread moves into the cluster's netns
+    rc.start_rollouts() # the Argo Rollouts controller (or RealCluster(..., rollouts=True))
     rc.get(path); rc.create(path, obj); rc.patch(path, patch); rc.kubectl("scale", ...)
     rc.fresh_ip()       # an address on the node's bridge for one holdfast process
     rc.exec_prefix      # argv prefix that runs a program in the cluster's namespace
@@ -54,6 +55,7 @@ kubesim-only (tests/lib/testcluster.py, kubesim_only):
 | slow_write_answers(ms, seconds)       | the API proxy holds each write's answer ms after kube-apiserver answered it (its watch events are out by then), for `seconds` (until cleared when None) |
 | fault("ignore-unmanaged-slices", on=) | kube-proxy paused (SIGSTOP) / resumed: the data path does not follow holdfast's resolver slices, nor any other change meanwhile, so make the Service routed first |
 | compact()                             | etcd compacted at its current revision; with a restart of kube-apiserver after it (drop_watches), watches from older resourceVersions get 410 |
+| kill_pod(ns, name, signal)            | the node agent signals the process group of each running container of the pod (its POST /faults/killPod); restarts follow restartPolicy |
 | clear_faults()                        | ends all of the above now                                 |
 """
 import json
@@ -100,7 +102,7 @@ class RealCluster(RestVerbs):
 
     node_name = clusterlib.NODE_NAME
 
-    def __init__(self, state_dir, image_map=None, proxy_delay_ms=0):
+    def __init__(self, state_dir, image_map=None, proxy_delay_ms=0, rollouts=False):
         self.state_dir = os.path.realpath(str(state_dir))
         os.makedirs(self.state_dir, exist_ok=True)
         if isinstance(image_map, (str, os.PathLike)):  # a file, as kubesim also takes
@@ -110,6 +112,7 @@ class RealCluster(RestVerbs):
             raise TypeError("image_map: expected a dict or the path of a JSON file, got %r" % (image_map,))
         self.image_map = image_map or {}
         self.proxy_delay_ms = proxy_delay_ms
+        self.rollouts = rollouts
         self.cluster = clusterlib.Cluster(self.state_dir)
         self.ns = self.cluster.ns
         self.exec_prefix = ["nsenter", "--net=/run/netns/" + self.ns]
@@ -131,7 +134,7 @@ class RealCluster(RestVerbs):
         path = os.path.join(self.state_dir, "images.json")
         with open(path, "w") as f:
             json.dump(self.image_map, f)
-        self.cluster.up(image_map=path, proxy_delay_ms=self.proxy_delay_ms, out=self._out)
+        self.cluster.up(image_map=path, proxy_delay_ms=self.proxy_delay_ms, out=self._out, rollouts=self.rollouts)
         try:
             for ip in HOLDFAST_IPS:
                 subprocess.run(["ip", "-n", self.ns, "addr", "add", ip + "/32", "dev", "hfbr0"],
@@ -149,6 +152,13 @@ class RealCluster(RestVerbs):
             self.stop()
             raise
         return self
+
+    def start_rollouts(self):
+        """The upstream Argo Rollouts controller on this running cluster, with its own CRDs
+        (clusterlib.Cluster.start_rollouts); a no-op once it runs. Returns the seconds taken."""
+        took = self.cluster.start_rollouts(step=lambda m: self._out("rollouts: " + m))
+        self._out("Argo Rollouts controller running (%.1fs)" % took)
+        return took
 
     def stop(self):
         """Ends every fault, leaves the cluster's namespace, runs `down`. Returns what is left
@@ -432,7 +442,12 @@ class RealCluster(RestVerbs):
         return rev
 
     def kill_pod(self, namespace, name, signal="KILL"):
-        raise NoRealEquivalent("kill_pod: the node agent offers no way to kill a pod's process")
+        """The signal (KILL, TERM, ...) to every running container of the pod, by the node agent
+        (its fault POST /faults/killPod): as kubesim's, the containers exit and are restarted
+        per restartPolicy (restartCount, lastState.terminated: exit code 137 for KILL)."""
+        r = self.cluster.kill_pod(namespace, name, signal)
+        self._out("fault: %s sent to pod %s/%s: %s" % (r["signal"], namespace, name, r["containers"]))
+        return r
 
     def clear_faults(self):
         """Ends every fault now: kube-proxy resumed, kube-apiserver continued or started again

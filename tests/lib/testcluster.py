@@ -8,6 +8,8 @@
     s = new_cluster(state_dir, image_map=IMAGES, proxy_delay_ms=200)
     s.start(); ...; leftovers = s.stop()       # the same calls on either
 
+    start_rollouts(s)                          # a Rollout controller: kubesim's, or upstream's
+
     @kubesim_only("why the real cluster cannot do what this test needs")
     def test_...
 
@@ -42,6 +44,22 @@ def new_cluster(state_dir, image_map=None, proxy_delay_ms=0):
         return RealCluster(state_dir, image_map=image_map, proxy_delay_ms=proxy_delay_ms)
     from simctl import KubeSim
     return KubeSim(state_dir, image_map=image_map, proxy_delay_ms=proxy_delay_ms)
+
+
+def start_rollouts(sim):
+    """Makes Rollouts (argoproj.io/v1alpha1) work on sim, once its start() has run; idempotent.
+    kubesim simulates the Rollout controller and needs only the CRD (thirdparty_crds.ROLLOUT_CRD,
+    with the scale subresource); the real cluster starts the upstream Argo Rollouts controller,
+    which brings its own CRDs (realcluster.start_rollouts)."""
+    if real():
+        sim.start_rollouts()
+    else:
+        from simctl import wait_for
+        from thirdparty_crds import ROLLOUT_CRD
+        code, body = sim.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", ROLLOUT_CRD)
+        assert code in (201, 409), body
+        wait_for(lambda: sim.exists("/apis/argoproj.io/v1alpha1"), what="argoproj.io/v1alpha1 served")
+    return sim
 
 
 def kubesim_only(reason):

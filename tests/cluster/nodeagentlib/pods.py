@@ -510,6 +510,27 @@ class PodWorker(threading.Thread):
             except (ProcessLookupError, PermissionError):
                 pass
 
+    def kill(self, sig):
+        """Fault injection (the node agent's POST /faults/killPod): sig to the process group of
+        every running container of the pod, as kubesim's kill_pod. The restart follows from
+        restartPolicy when the worker sees the process gone, as for any exit. Returns
+        [(container, pid)] of the processes signalled."""
+        hit = []
+        for c in list(self.containers):
+            proc = c.proc
+            if proc is None or proc.poll() is not None:
+                continue
+            try:
+                os.killpg(proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                continue
+            hit.append((c.name, proc.pid))
+        if hit:
+            log.info("pod %s/%s: fault: %s sent to %s", self.ns, self.name, signal.Signals(sig).name,
+                     ", ".join("%s (pid %d)" % h for h in hit))
+        self.wake.set()
+        return hit
+
     def _kill_now(self, c):
         """SIGKILL the container's whole process group and reap it."""
         if c.proc is None:

@@ -2,13 +2,22 @@
 forwards pods/log there (GET /containerLogs/NS/POD/CONTAINER with follow, previous, tailLines,
 limitBytes). Also /healthz. No exec, attach or port-forward.
 
+One fault for tests, which no kubelet has: POST /faults/killPod/NS/POD?signal=NAME (KILL when
+not given; TERM, INT, ... or SIGTERM) sends the signal to the process group of every running
+container of the pod, as kubesim's kill-pod fault; the container then exits and is restarted per
+restartPolicy, as any exited container. Answers 200 with JSON {"killed": "NS/POD", "signal":
+"SIGKILL", "containers": {"NAME": PID...}}, 404 if no such pod runs on this node, 409 if none of
+its containers runs, 400 for an unknown signal.
+
 The serving certificate is self-signed, made by openssl at start (the API server does not verify
 a kubelet's certificate unless it is given --kubelet-certificate-authority). There is no client
 authentication; instead only connections from the node's own address are served, which inside
 the cluster's network namespace means the API server (and other cluster processes), not pods."""
 import http.server
+import json
 import logging
 import os
+import signal
 import ssl
 import subprocess
 import threading
@@ -18,6 +27,13 @@ import urllib.parse
 log = logging.getLogger("nodeagent.server")
 
 PORT = 10250
+
+
+def parse_signal(name):
+    """signal.Signals for "KILL", "SIGKILL", "kill"; None for anything else."""
+    n = name.upper()
+    n = n if n.startswith("SIG") else "SIG" + n
+    return getattr(signal.Signals, n, None) if n.isalnum() else None
 
 
 def make_cert(directory, ip):
@@ -57,6 +73,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if len(parts) == 4 and parts[0] == "containerLogs":
             return self._logs(parts[1], parts[2], parts[3], q)
         return self._reply(404, "not found: %s\n" % u.path)
+
+    def do_POST(self):
+        if self.client_address[0] != self.agent.node_ip:
+            return self._reply(403, "only the node's own address is served\n")
+        u = urllib.parse.urlsplit(self.path)
+        q = {k: v[-1] for k, v in urllib.parse.parse_qs(u.query).items()}
+        parts = [urllib.parse.unquote(p) for p in u.path.strip("/").split("/")]
+        n = int(self.headers.get("Content-Length") or 0)
+        if n:
+            self.rfile.read(n)
+        if len(parts) == 4 and parts[:2] == ["faults", "killPod"]:
+            return self._kill_pod(parts[2], parts[3], q.get("signal", "KILL"))
+        return self._reply(404, "not found: POST %s\n" % u.path)
+
+    def _kill_pod(self, ns, name, signame):
+        sig = parse_signal(signame)
+        if sig is None:
+            return self._reply(400, "signal %r: not a signal name (KILL, TERM, SIGINT, ...)\n" % signame)
+        w = self.agent.worker_by_name(ns, name)
+        if w is None:
+            return self._reply(404, "pod %s/%s does not run on this node\n" % (ns, name))
+        hit = w.kill(sig)
+        if not hit:
+            return self._reply(409, "pod %s/%s: none of its containers runs\n" % (ns, name))
+        body = {"killed": "%s/%s" % (ns, name), "signal": sig.name, "containers": dict(hit)}
+        return self._reply(200, json.dumps(body) + "\n", "application/json")
 
     def _logs(self, ns, name, container, q):
         w = self.agent.worker_by_name(ns, name)
