@@ -176,6 +176,25 @@ class RealCluster(RestVerbs):
                 self._log.close()
         return clusterlib.netns.with_prefix(self.ns)
 
+    def restart_component(self, name, extra_args):
+        """Stops one component and starts it again with extra_args after the flags it was
+        started with (the later of two equal flags wins); start_component (a fault's restart)
+        keeps them. For a benchmark that needs, e.g., kube-controller-manager's client rate
+        limit raised (its --kube-api-qps, upstream's default 20/s, bounds how fast 10,000
+        Deployments get their ReplicaSets)."""
+        self.cluster.stop_component(name)
+        argv = self.cluster.daemons.argv(name) + list(extra_args)
+        self._out("restarting %s with %s" % (name, " ".join(extra_args)))
+        self.cluster._start(name, argv)
+
+    def component_pid(self, name):
+        """The PID of the component's own program (under its supervisor, if any), or None."""
+        child = self.cluster.child_pid(name)
+        if child:
+            return child
+        r = self.cluster.daemons.get(name)
+        return r[0] if r and procs.alive(*r) else None
+
     def _out(self, msg):
         self._log.write("%s %s\n" % (time.strftime("%H:%M:%S"), msg))
         self._log.flush()
