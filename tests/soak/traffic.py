@@ -19,9 +19,9 @@ closed inside the answer's body (truncated), timed out, a malformed answer, an a
 not the app's (another app's pod, a status nobody documents), or one of holdfast's JSON answers
 that the documentation does not list. On the real cluster a failed connection also says where
 kube-proxy sent it ("to 10.88.0.29:8080": a pod or a holdfast replica), read from the kernel's
-connection tracking (`conntrack -E`, followed from the start) by its local port. holdfast's 503 "service was removed" is a failure that
-only the deletion of the app's Service or namespace excuses (not the ElastiService's alone: its
-held requests go to the restored pod).
+connection tracking (`conntrack -E`, followed from the start) by its local port. holdfast's
+503 "service was removed" is a failure that only the deletion of the app's Service or namespace
+excuses (not the ElastiService's alone: its held requests go to the restored pod).
 """
 import errno
 import http.client
