@@ -421,6 +421,7 @@ def test_a_leader_killed_before_its_proxy_mode_was_written_keeps_the_resolver_sl
     wait_for(lambda: not pod_endpoints(sim, ns) and not pods(sim, ns), timeout=30, what="the pod gone")
     hf.proc.kill()
     hf.proc.wait(10)
+    hf.stop()  # closes its log; the process is gone already
     assert resolver_slices(sim, ns), "the resolver slice outlived its writer"
     sim.patch(es_path(ns) + "/status", {"status": {"mode": "serve"}})
     sim.kubectl("scale", "-n", ns, "deploy/web", "--replicas=1")
