@@ -158,6 +158,12 @@ const cJSON *json_find_nul(const cJSON *item, const char *prefix, char *path, si
     return found;
 }
 
+const char *json_str(const cJSON *obj, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
 bool json_refuse_nul(const cJSON *item, const char *prefix, char *msg, size_t msglen)
 {
     char where[512];

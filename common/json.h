@@ -32,6 +32,10 @@
  */
 cJSON *json_parse(const char *text, size_t len, const char **end, bool require_null_terminated);
 
+/* The string member `name` of object `obj`, or NULL (no such member, not a string, not an
+ * object). */
+const char *json_str(const cJSON *obj, const char *name);
+
 /* True when the string value of `item` held a NUL: valuestring is only what came before it. */
 bool json_value_has_nul(const cJSON *item);
 

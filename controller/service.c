@@ -2,16 +2,11 @@
  * service: a Service as the controller's cache keeps it. See service.h.
  */
 #include "controller/service.h"
+#include "common/json.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *json_str(const cJSON *obj, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
 
 static size_t str_size(const char *s)
 {

@@ -2,6 +2,7 @@
  * slices: EndpointSlices as holdfast reads and writes them. See slices.h.
  */
 #include "controller/slices.h"
+#include "common/json.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -197,12 +198,6 @@ int slices_ready_endpoints(const cJSON *slice, const char *port_name, struct rea
 }
 
 /* ---- the compact form the controller's cache keeps ---- */
-
-static const char *json_str(const cJSON *obj, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
 
 /* The address slices_ready_endpoints would take from endpoint e, or NULL. */
 static const char *ready_address(const cJSON *e)

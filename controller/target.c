@@ -527,14 +527,18 @@ struct target_op *target_get_scale(struct kube_client *c, const struct target_re
     return op;
 }
 
-/* {"spec":{"replicas":N}}, with metadata.resourceVersion when rv is set (a precondition). */
-static cJSON *replicas_patch(int replicas, const char *rv)
+/* Sends op's /scale patch {"spec":{"replicas":op->replicas}}, with metadata.resourceVersion when
+ * rv is set (a precondition); op->call is the call, or NULL when it could not be sent. */
+static struct kube_call *scale_patch_send(struct target_op *op, const char *rv, kube_done_fn done)
 {
     cJSON *p = cJSON_CreateObject();
     if (rv && *rv)
         cJSON_AddStringToObject(cJSON_AddObjectToObject(p, "metadata"), "resourceVersion", rv);
-    cJSON_AddNumberToObject(cJSON_AddObjectToObject(p, "spec"), "replicas", replicas);
-    return p;
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(p, "spec"), "replicas", op->replicas);
+    op->call = kube_patch(op->client, &op->ref.res, op->ns, op->ref.name, "scale", KUBE_PATCH_MERGE,
+                          p, done, op);
+    cJSON_Delete(p);
+    return op->call;
 }
 
 struct target_op *target_scale_to(struct kube_client *c, const struct target_ref *ref,
@@ -547,12 +551,7 @@ struct target_op *target_scale_to(struct kube_client *c, const struct target_ref
         return NULL;
     op->ref = *ref;
     op->replicas = replicas;
-    cJSON *patch = replicas_patch(replicas, NULL);
-    op->call = patch ? kube_patch(c, &op->ref.res, op->ns, op->ref.name, "scale", KUBE_PATCH_MERGE,
-                                  patch, on_scale, op)
-                     : NULL;
-    cJSON_Delete(patch);
-    if (!op->call) {
+    if (!scale_patch_send(op, NULL, on_scale)) {
         op_free(op);
         return NULL;
     }
@@ -596,12 +595,7 @@ static void on_wake_read(cJSON *obj, const struct kube_error *err, void *arg)
         finish(op, NULL); /* already asked to run: nothing to do */
         return;
     }
-    cJSON *patch = replicas_patch(op->replicas, op->res.scale.resource_version);
-    op->call = patch ? kube_patch(op->client, &op->ref.res, op->ns, op->ref.name, "scale",
-                                  KUBE_PATCH_MERGE, patch, on_wake_patched, op)
-                     : NULL;
-    cJSON_Delete(patch);
-    if (!op->call)
+    if (!scale_patch_send(op, op->res.scale.resource_version, on_wake_patched))
         finish_unstarted(op, "the scale patch");
 }
 
@@ -638,12 +632,7 @@ struct target_op *target_wake_at(struct kube_client *c, const struct target_ref 
     op->ref = *ref;
     op->replicas = min_replicas < 1 ? 1 : min_replicas;
     op->reads = 0; /* a 409 (the version is stale) reads, then decides as target_wake does */
-    cJSON *patch = replicas_patch(op->replicas, resource_version);
-    op->call = patch ? kube_patch(c, &op->ref.res, op->ns, op->ref.name, "scale", KUBE_PATCH_MERGE,
-                                  patch, on_wake_patched, op)
-                     : NULL;
-    cJSON_Delete(patch);
-    if (!op->call) {
+    if (!scale_patch_send(op, resource_version, on_wake_patched)) {
         op_free(op);
         return NULL;
     }
