@@ -77,28 +77,28 @@ def cluster_id(state_dir):
     return hashlib.sha256(os.path.realpath(state_dir).encode()).hexdigest()[:8]
 
 
-def bin_dir():
-    """The directory of the upstream binaries, built first if the cache does not have them."""
+def _built(script):
+    """Runs a build script (built first if the cache does not have its key; Go on PATH) and
+    returns the directory it prints last."""
     env = dict(os.environ)
     if shutil.which("go", path=env.get("PATH")) is None and os.path.exists(GO_BIN):
         env["PATH"] = env.get("PATH", "/usr/bin:/bin") + os.pathsep + GO_BIN
-    r = subprocess.run([BUILD], stdout=subprocess.PIPE, text=True, env=env)
+    r = subprocess.run([script], stdout=subprocess.PIPE, text=True, env=env)
     if r.returncode != 0:
-        raise ClusterError("%s failed (exit %d)" % (BUILD, r.returncode))
+        raise ClusterError("%s failed (exit %d)" % (script, r.returncode))
     return r.stdout.strip().splitlines()[-1]
+
+
+def bin_dir():
+    """The directory of the upstream binaries, built first if the cache does not have them."""
+    return _built(BUILD)
 
 
 def rollouts_dir():
     """(bin directory, manifests directory) of the Argo Rollouts controller, built first if the
     cache does not have it (tools/rollouts/build, which copies the module's manifests/ beside
     bin/)."""
-    env = dict(os.environ)
-    if shutil.which("go", path=env.get("PATH")) is None and os.path.exists(GO_BIN):
-        env["PATH"] = env.get("PATH", "/usr/bin:/bin") + os.pathsep + GO_BIN
-    r = subprocess.run([ROLLOUTS_BUILD], stdout=subprocess.PIPE, text=True, env=env)
-    if r.returncode != 0:
-        raise ClusterError("%s failed (exit %d)" % (ROLLOUTS_BUILD, r.returncode))
-    bindir = r.stdout.strip().splitlines()[-1]
+    bindir = _built(ROLLOUTS_BUILD)
     return bindir, os.path.join(os.path.dirname(bindir), "manifests")
 
 
