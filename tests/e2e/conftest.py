@@ -29,10 +29,10 @@ def cluster(tmp_path_factory):
         e2elib.install_chart(sim)
     except BaseException:
         print(e2elib.holdfast_logs(sim))
-        sim.stop()
+        e2elib.stop_cluster(sim)
         raise
     yield sim
-    assert sim.stop() == [], "network namespaces of the cluster left behind"
+    assert e2elib.stop_cluster(sim) == [], "network namespaces of the cluster left behind"
 
 
 @pytest.fixture

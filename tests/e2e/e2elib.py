@@ -1,7 +1,6 @@
 """Helpers of the end-to-end suite: the real test cluster (upstream control plane, the node agent
 as kubelet) with the chart installed by Helm, apps, waits and HTTP clients that classify every
 answer. See docs/e2e.md."""
-import http.client
 import json
 import os
 import subprocess
@@ -15,6 +14,7 @@ for p in (os.path.join(ROOT, "tests", "lib"), os.path.join(ROOT, "tests", "clust
     if p not in sys.path:
         sys.path.insert(0, p)
 
+from conntrace import ConnTracker, TracedConnection  # noqa: E402
 from realcluster import RealCluster  # noqa: E402
 from simctl import wait_for  # noqa: E402,F401 - the one poller; realcluster uses it too
 
@@ -45,11 +45,39 @@ def can_run():
     return None
 
 
+# where the kernel sent each client connection (conntrace), one follower per cluster up, the
+# latest (whose namespace the test's thread is in) last: a failed request says where it went
+_trackers = []  # [(cluster, ConnTracker)]
+
+
 def start_cluster(state):
     """`scripts/cluster up` (kube-proxy delay PROXY_DELAY_MS) with the suite's image map; the
     calling thread (pytest's main thread) moves into the cluster's network namespace, so every
-    client the tests start runs there."""
-    return RealCluster(str(state), image_map=IMAGES, proxy_delay_ms=PROXY_DELAY_MS).start()
+    client the tests start runs there, and so does the conntrack follower that names where a
+    failed connection went."""
+    sim = RealCluster(str(state), image_map=IMAGES, proxy_delay_ms=PROXY_DELAY_MS).start()
+    t = ConnTracker()
+    t.start()
+    _trackers.append((sim, t))
+    return sim
+
+
+def stop_cluster(sim):
+    """Stops the cluster's conntrack follower and the cluster; returns what is left of the
+    cluster (RealCluster.stop)."""
+    for i, (s, t) in enumerate(_trackers):
+        if s is sim:
+            del _trackers[i]
+            t.stop()
+            break
+    return sim.stop()
+
+
+def _where(host, conn):
+    """" (to 10.88.0.5:8080)" or " (no new conntrack entry; ...)" for a failed request's
+    connection, when the follower runs and the connection got a local port."""
+    w = _trackers[-1][1].explain(host, conn.port, conn.local_port) if _trackers else None
+    return " (%s)" % w if w else ""
 
 
 def helm(sim, *args, check=True, timeout=180):
@@ -271,7 +299,7 @@ class Result:
 def one_request(host, res, method="GET", path="/", body=None, headers=None, timeout=60):
     """One request on a new connection (Connection: close). A refused or reset connection is a
     failure: through the ClusterIP something must always answer."""
-    conn = http.client.HTTPConnection(host, 80, timeout=timeout)
+    conn = TracedConnection(host, 80, timeout=timeout)
     try:
         h = {"Connection": "close"}
         h.update(headers or {})
@@ -279,7 +307,7 @@ def one_request(host, res, method="GET", path="/", body=None, headers=None, time
         r = conn.getresponse()
         return res.check(r.status, r.read().decode(errors="replace"))
     except Exception as e:  # noqa: BLE001 - every error is a lost request
-        res.bad("%s %s: %r" % (method, path, e))
+        res.bad("%s %s: %r%s" % (method, path, e, _where(host, conn)))
         return None
     finally:
         conn.close()
@@ -296,7 +324,7 @@ class KeepAlive:
 
     def get(self, path="/"):
         if self.conn is None:
-            self.conn = http.client.HTTPConnection(self.host, 80, timeout=self.timeout)
+            self.conn = TracedConnection(self.host, 80, timeout=self.timeout)
             self.connections += 1
         try:
             self.conn.request("GET", path)
@@ -306,7 +334,8 @@ class KeepAlive:
                 self.close()
             return self.res.check(r.status, body)
         except Exception as e:  # noqa: BLE001
-            self.res.bad("keep-alive GET %s (connection %d): %r" % (path, self.connections, e))
+            self.res.bad("keep-alive GET %s (connection %d): %r%s" % (path, self.connections, e,
+                                                                     _where(self.host, self.conn)))
             self.close()
             return None
 

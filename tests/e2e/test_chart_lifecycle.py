@@ -583,7 +583,7 @@ def own_cluster(tmp_path, request):
             print("\n===== holdfast pod logs (tail) =====\n" + e2elib.pod_logs(sim, "holdfast_", 3000)
                   + e2elib.pod_logs(sim, "team-", 3000, skip=("_web",)))
     finally:
-        left = sim.stop()
+        left = e2elib.stop_cluster(sim)
     assert left == [], "network namespaces of the cluster left behind: %s" % left
 
 

@@ -274,54 +274,120 @@ def test_an_api_server_restart_pushes_the_bound_until_the_controllers_act_again(
     assert s.outages[0][1] <= end and "controllers acting again" in op.result
 
 
-def test_a_failed_connection_says_where_the_dnat_sent_it():
-    """On the real cluster a refused or reset connection names where kube-proxy sent it, read
-    from conntrack's events by its local port: here a DNAT rule in a network namespace of the test's own
-    sends a 'ClusterIP' to an address where nothing listens (refused), then to a listener."""
-    import subprocess
+class _DnatNamespace:
+    """A network namespace of the test's own with a 'ClusterIP' 10.96.7.9:80 DNATed to
+    10.1.7.2:8080 (kube-proxy's rule, in miniature), and the local addresses 10.1.7.2/3."""
+
+    def __init__(self):
+        self.ns = "hf-conntrace-%d" % os.getpid()
+
+    def __enter__(self):
+        import subprocess
+        subprocess.run(["ip", "netns", "add", self.ns], check=True)
+        self.run("ip", "link", "set", "lo", "up")
+        for a in ("10.96.7.9", "10.1.7.2", "10.1.7.3"):
+            self.run("ip", "addr", "add", a + "/32", "dev", "lo")
+        self.dnat("10.1.7.2")
+        return self
+
+    def dnat(self, to):
+        self.run("iptables", "-t", "nat", "-F", "OUTPUT")
+        self.run("iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", "10.96.7.9",
+                 "--dport", "80", "-j", "DNAT", "--to-destination", to + ":8080")
+
+    def run(self, *argv, check=True, timeout=20):
+        import subprocess
+        return subprocess.run(["ip", "netns", "exec", self.ns] + list(argv), capture_output=True,
+                              text=True, timeout=timeout, check=check)
+
+    def __exit__(self, *exc):
+        import subprocess
+        subprocess.run(["ip", "netns", "del", self.ns])
+
+
+def _needs_root():
     import pytest
     if os.geteuid() != 0:
         pytest.skip("needs root: a network namespace and a DNAT rule")
-    ns = "hf-soakwhere-%d" % os.getpid()
-    client = r'''
-import socket, sys
+
+
+_CLIENT = r"""
+import sys, time
 sys.path.insert(0, %r)
-import traffic
-ct = traffic.ConnTracker()
+import conntrace
+ct = conntrace.ConnTracker()
 ct.start()
-import time; time.sleep(0.3)  # conntrack subscribed
-c = traffic._Conn("10.96.7.9", 80, timeout=3)
+time.sleep(0.3)  # conntrack subscribed
+c = conntrace.TracedConnection("10.96.7.9", 80, timeout=3)
 try:
     c.connect()
-    print("connected", ct.where("10.96.7.9", 80, c.local_port))
+    print("connected|" + ct.explain("10.96.7.9", 80, c.local_port))
 except OSError as e:
-    print(type(e).__name__, ct.where("10.96.7.9", 80, c.local_port))
+    print(type(e).__name__ + "|" + ct.explain("10.96.7.9", 80, c.local_port))
 ct.stop()
-''' % HERE
+""" % os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "lib")
 
-    def run(*argv, check=True):
-        return subprocess.run(["ip", "netns", "exec", ns] + list(argv), capture_output=True,
-                              text=True, timeout=20, check=check)
 
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        run("ip", "link", "set", "lo", "up")
-        run("ip", "addr", "add", "10.96.7.9/32", "dev", "lo")
-        run("ip", "addr", "add", "10.1.7.2/32", "dev", "lo")
-        run("iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", "10.96.7.9",
-            "--dport", "80", "-j", "DNAT", "--to-destination", "10.1.7.2:8080")
-        out = run("/usr/bin/python3", "-c", client).stdout.split()
-        assert out == ["ConnectionRefusedError", "10.1.7.2:8080"], out
-        server = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c",
+def test_a_failed_connection_says_where_the_dnat_sent_it():
+    """On the real cluster a refused or reset connection names where kube-proxy sent it, read
+    from conntrack's events by its local port: here a DNAT rule in a network namespace of the
+    test's own sends a 'ClusterIP' to an address where nothing listens (refused), then to a
+    listener."""
+    import subprocess
+    _needs_root()
+    with _DnatNamespace() as n:
+        out = n.run("/usr/bin/python3", "-c", _CLIENT).stdout.strip()
+        assert out == "ConnectionRefusedError|to 10.1.7.2:8080", out
+        server = subprocess.Popen(["ip", "netns", "exec", n.ns, "/usr/bin/python3", "-c",
                                    "import socket,time; s=socket.socket(); "
                                    "s.bind(('10.1.7.2', 8080)); s.listen(); print('up', flush=True); "
                                    "time.sleep(20)"], stdout=subprocess.PIPE, text=True)
         try:
             assert server.stdout.readline().strip() == "up"
-            out = run("/usr/bin/python3", "-c", client).stdout.split()
-            assert out == ["connected", "10.1.7.2:8080"], out
+            out = n.run("/usr/bin/python3", "-c", _CLIENT).stdout.strip()
+            assert out == "connected|to 10.1.7.2:8080", out
         finally:
             server.kill()
             server.wait()
-    finally:
-        subprocess.run(["ip", "netns", "del", ns])
+
+
+def test_a_connect_that_reuses_a_stale_entrys_local_port_is_named_with_that_entry():
+    """The kernel keeps an entry for a connection whose far end vanished before it closed (the
+    pod's address gone: nothing answers the client's FIN). A new connection from the same local
+    port to the same ClusterIP matches that entry, so its SYN goes to the vanished address, not
+    through the DNAT rule as it is now: the connect times out. conntrace says so (no NEW event,
+    the old entry named) instead of a bare timeout."""
+    _needs_root()
+    script = r"""
+import socket, subprocess, sys, time
+sys.path.insert(0, %r)
+import conntrace
+def listener(ip):
+    s = socket.socket(); s.bind((ip, 8080)); s.listen(); return s
+a, b = listener("10.1.7.2"), listener("10.1.7.3")
+c = socket.socket(); c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+c.bind(("0.0.0.0", 0)); port = c.getsockname()[1]
+c.connect(("10.96.7.9", 80)); a.accept()
+for chain, flag in (("OUTPUT", "-s"), ("INPUT", "-d")):   # the pod vanishes: nothing answers
+    subprocess.run(["iptables", "-A", chain, flag, "10.1.7.2", "-j", "DROP"], check=True)
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 500)  # the client gives up soon
+c.close()
+time.sleep(2)                                            # its socket is gone, the entry is not
+subprocess.run(["iptables", "-t", "nat", "-F", "OUTPUT"], check=True)   # kube-proxy moves on
+subprocess.run(["iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", "10.96.7.9", "--dport",
+                "80", "-j", "DNAT", "--to-destination", "10.1.7.3:8080"], check=True)
+ct = conntrace.ConnTracker(); ct.start(); time.sleep(0.3)
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))  # the same local port again, as an ephemeral port comes round
+s.settimeout(2)
+try:
+    s.connect(("10.96.7.9", 80)); print("connected")
+except OSError as e:
+    print(type(e).__name__ + "|" + ct.explain("10.96.7.9", 80, port))
+ct.stop()
+""" % os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "lib")
+    with _DnatNamespace() as n:
+        out = n.run("/usr/bin/python3", "-c", script, timeout=30).stdout.strip()
+    kind, _, why = out.partition("|")
+    assert kind == "TimeoutError", out
+    assert why.startswith("no new conntrack entry; existing: ") and why.endswith(" to 10.1.7.2:8080"), out

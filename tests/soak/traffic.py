@@ -27,12 +27,11 @@ import errno
 import http.client
 import json
 import random
-import re
 import socket
-import subprocess
 import threading
 import time
 
+from conntrace import ConnTracker, TracedConnection
 from world import PROBE_BODY
 
 # holdfast's own answers as docs/data-plane.md lists them: status -> the body's "error"
@@ -71,69 +70,6 @@ class Stats:
         with self.lock:
             self.failures.append(f)
             self.counts["failed"] = self.counts.get("failed", 0) + 1
-
-
-class _Conn(http.client.HTTPConnection):
-    """An HTTPConnection that remembers its local port, also when connect() fails (the socket
-    keeps the port it was given), so the connection can be looked up afterwards."""
-    local_port = None
-
-    def connect(self):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        try:
-            s.connect((self.host, self.port))
-        except OSError:
-            self.local_port = s.getsockname()[1] or None
-            s.close()
-            raise
-        self.local_port = s.getsockname()[1]
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = s
-
-
-_NEW = re.compile(r"src=\S+ dst=(\S+) sport=(\d+) dport=(\d+) .*?src=(\S+) dst=\S+ sport=(\d+)")
-
-
-class ConnTracker(threading.Thread):
-    """Where the kernel sent each new TCP connection (kube-proxy's DNAT of a ClusterIP to a pod
-    or a holdfast replica), from conntrack's NEW events (`conntrack -E`), which carry the
-    translated reply tuple. A refused connection's entry is gone as soon as the RST comes back,
-    so the events are followed from the start instead of listing entries afterwards. Runs
-    `conntrack` in the caller's network namespace; stop() ends it."""
-
-    def __init__(self):
-        super().__init__(daemon=True, name="conntrack")
-        self.lock = threading.Lock()
-        self.dest = {}  # (ClusterIP, port, local port) -> "ADDR:PORT", the latest
-        self.proc = subprocess.Popen(["conntrack", "-E", "-e", "NEW", "-p", "tcp"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True)
-
-    def run(self):
-        for line in self.proc.stdout:
-            m = _NEW.search(line)
-            if m:
-                with self.lock:
-                    self.dest[(m.group(1), int(m.group(3)), int(m.group(2)))] = \
-                        "%s:%s" % (m.group(4), m.group(5))
-
-    def where(self, ip, port, local_port, wait=1.0):
-        """"ADDR:PORT" the connection from local_port to ip:port went to, or None (waits up to
-        `wait` seconds for the event, which the kernel sends asynchronously)."""
-        if not local_port:
-            return None
-        deadline = time.monotonic() + wait
-        while True:
-            with self.lock:
-                d = self.dest.get((ip, port, local_port))
-            if d or time.monotonic() >= deadline:
-                return d
-            time.sleep(0.05)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
 
 
 def _error_kind(e):
@@ -231,7 +167,7 @@ class Client(threading.Thread):
         reused = self.keepalive and self.conn is not None and self.conn_key == key
         if not reused:
             self._drop()
-            self.conn = _Conn(ip, port, timeout=self.timeout)
+            self.conn = TracedConnection(ip, port, timeout=self.timeout)
             self.conn_key = key
         try:
             try:
@@ -242,15 +178,15 @@ class Client(threading.Thread):
                 # a stale keep-alive connection: once more on a new one
                 self.stats.count("keepalive_stale_retries")
                 self._drop()
-                self.conn = _Conn(ip, port, timeout=self.timeout)
+                self.conn = TracedConnection(ip, port, timeout=self.timeout)
                 self.conn_key = key
                 status, body, will_close = self._send(self.conn, path)
         except (OSError, http.client.HTTPException) as e:
             t_end = time.monotonic()
             detail = "%s: %s" % (type(e).__name__, e)
-            dest = self.where.where(ip, port, self.conn.local_port) if self.where else None
+            dest = self.where.explain(ip, port, self.conn.local_port) if self.where else None
             if dest:
-                detail += " (to %s)" % dest
+                detail += " (%s)" % dest
             self._drop()
             kind = _error_kind(e)
             self.stats.fail(Failure(t_start, t_end, self.app.key, kind, detail, port, path,
