@@ -414,3 +414,44 @@ def test_agent_sigterm_stops_every_pod_and_leaves_no_pod_namespace(cluster, ns, 
     # the new agent takes the Node over, and runs the pods bound to it again
     cluster.wait_node_ready()
     wait_for(lambda: len(cluster.pod_netns()) >= 2, 40, "the pods running again under the new agent")
+
+
+def test_a_deleted_pods_open_connections_are_closed_before_its_network_goes(cluster, ns):
+    """A container's exit closes its sockets: the kernel sends a FIN on each open connection
+    (a reset where a request was unread), and the client learns the connection is over, as
+    with a real kubelet, which kills the containers before it tears down the pod's network.
+    Torn down first, the pod's address is gone before those packets leave, and a client's
+    keep-alive connection is left open towards nothing: its next request waits for its whole
+    timeout."""
+    import socket
+    cluster.create_pod(ns, "closer", [{
+        "name": "main", "image": "hfc/http:1", "ports": [{"containerPort": 8080}],
+        "env": [{"name": "PORT", "value": "8080"}, {"name": "TERM_DELAY_MS", "value": "300"}],
+        "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}}])
+    wait_for(lambda: _cond(cluster.pod(ns, "closer"), "Ready") == "True", 60, "the pod to be Ready")
+    ip = cluster.pod(ns, "closer")["status"]["podIP"]
+    conns = []
+    for _ in range(20):
+        s = socket.create_connection((ip, 8080), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: closer\r\n\r\n")
+        got = b""
+        while not got.endswith(b"closer\n"):
+            chunk = s.recv(4096)
+            assert chunk, "the pod closed a keep-alive connection after one answer"
+            got += chunk
+        conns.append(s)
+    cluster.api.delete("/api/v1/namespaces/%s/pods/closer" % ns)
+    ended, left = 0, []
+    for s in conns:
+        s.settimeout(15)
+        try:
+            ended += s.recv(4096) == b""
+        except ConnectionResetError:
+            ended += 1
+        except socket.timeout:
+            left.append(s.getsockname()[1])
+        finally:
+            s.close()
+    assert not left, "%d of %d keep-alive connections got neither a FIN nor a reset from the deleted pod" % (
+        len(left), len(conns))
+    assert ended == len(conns)
