@@ -404,6 +404,8 @@ class Soak(Operations):
             now = time.monotonic()
             eps = []
             for r in self.replicas_snapshot():
+                if r.hf.proc is None:
+                    continue  # listed by start_replica, its process not started yet
                 if r.exited_at is None and not r.alive():
                     r.exited_at = now
                     if r.signalled is None:
