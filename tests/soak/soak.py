@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -57,7 +58,7 @@ REAL_TERM_DELAY_MS = 3000
 IMAGES = {"soak/http:1": {"argv": [PY, HTTPSERVER]}}
 KNOWN_INVARIANTS = ("mode", "observed_generation", "resolver_slice", "ports", "hand_zero_seen",
                     "request", "request_at_scale_down", "request_ports_stale", "answer", "crash",
-                    "sanitizer", "metrics", "leader", "deletion", "delete_restores")
+                    "sanitizer", "metrics", "leader", "deletion", "delete_restores", "harness")
 
 
 def is_sanitized(binary):
@@ -245,7 +246,16 @@ class Soak(Operations):
             len(self.apps), self.n_ns, [r.name for r in self.replicas]))
 
     def _thread(self, fn, name):
-        t = threading.Thread(target=fn, name=name, daemon=True)
+        """Runs fn in a thread of the soak's; an exception that ends it is a `harness` violation:
+        a soak whose own machinery stopped (the clients, the checker, the resolver's endpoints)
+        proves nothing from then on."""
+        def run():
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - reported, whatever it is
+                self.violations.add("harness", name, time.monotonic(), "the soak's %s thread raised:\n%s"
+                                    % (name, traceback.format_exc()[-3000:]), timeline_key="")
+        t = threading.Thread(target=run, name=name, daemon=True)
         t.start()
         self.threads.append(t)
         return t

@@ -391,3 +391,20 @@ ct.stop()
     kind, _, why = out.partition("|")
     assert kind == "TimeoutError", out
     assert why.startswith("no new conntrack entry; existing: ") and why.endswith(" to 10.1.7.2:8080"), out
+
+
+def test_a_soak_thread_that_raises_is_a_harness_violation():
+    """A soak thread that dies (here: the way the resolver's endpoint keeper died on a replica
+    listed before its process started) fails the run instead of leaving it half blind."""
+    s = soak.Soak.__new__(soak.Soak)
+    s.threads = []
+    s.violations = observe.Violations(OpLog(0), 1, (), lambda *a: None)
+
+    def broken():
+        return None.returncode
+    s._thread(broken, "membership").join(5)
+    s._thread(lambda: None, "quiet").join(5)
+    (v,) = s.violations.items
+    assert (v["invariant"], v["object"]) == ("harness", "membership")
+    assert "AttributeError" in v["detail"]
+    assert not any(t.is_alive() for t in s.threads)
