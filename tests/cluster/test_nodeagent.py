@@ -455,3 +455,70 @@ def test_a_deleted_pods_open_connections_are_closed_before_its_network_goes(clus
     assert not left, "%d of %d keep-alive connections got neither a FIN nor a reset from the deleted pod" % (
         len(left), len(conns))
     assert ended == len(conns)
+
+
+def test_requests_racing_a_deleted_pods_exit_through_its_cluster_ip_never_hang(cluster, ns):
+    """Keep-alive clients of a Service's ClusterIP send requests every few milliseconds while its
+    only pod is deleted (it serves 0.3 s after SIGTERM, then exits): each request is answered,
+    or its connection ends (FIN or reset) at once. None waits: whatever the client sends
+    around the exit, the pod's kernel answers it before the node agent removes the pod's
+    network."""
+    import socket
+    import threading
+    cluster.create_pod(ns, "racer", [{
+        "name": "main", "image": "hfc/http:1", "ports": [{"containerPort": 8080}],
+        "env": [{"name": "PORT", "value": "8080"}, {"name": "TERM_DELAY_MS", "value": "300"}],
+        "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}}],
+        terminationGracePeriodSeconds=5)
+    cluster.api.post("/api/v1/namespaces/%s/services" % ns, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "racer"},
+        "spec": {"selector": {"app": "racer"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+    cluster.api.patch("/api/v1/namespaces/%s/pods/racer" % ns, {"metadata": {"labels": {"app": "racer"}}})
+    ip = cluster.api.get("/api/v1/namespaces/%s/services/racer" % ns)["spec"]["clusterIP"]
+
+    def answers():
+        try:
+            return _http_get(ip, 80)[0] == 200
+        except OSError:
+            return False
+    wait_for(answers, 60, "the ClusterIP to answer")
+    hung, ended, answered, lock = [], [], [0], threading.Lock()
+    stop_at = time.monotonic() + 20
+
+    def client(k):
+        s = socket.create_connection((ip, 80), timeout=10)
+        try:
+            while time.monotonic() < stop_at:
+                try:
+                    s.sendall(b"GET /%d HTTP/1.1\r\nHost: racer\r\n\r\n" % k)
+                    got = b""
+                    while not got.endswith(b"racer\n"):
+                        chunk = s.recv(4096)
+                        if not chunk:
+                            raise ConnectionResetError("FIN")
+                        got += chunk
+                    with lock:
+                        answered[0] += 1
+                except (ConnectionResetError, BrokenPipeError):
+                    with lock:
+                        ended.append(k)
+                    return
+                except socket.timeout:
+                    with lock:
+                        hung.append(s.getsockname()[1])
+                    return
+                time.sleep(0.005 * (k % 7))
+        finally:
+            s.close()
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(24)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    cluster.api.delete("/api/v1/namespaces/%s/pods/racer" % ns)
+    for t in threads:
+        t.join(40)
+    assert not any(t.is_alive() for t in threads)
+    assert answered[0] > 0
+    assert not hung, "requests from local ports %s got no answer, FIN or reset within 10 s" % hung
+    assert len(ended) == len(threads), "%d of %d connections outlived the pod" % (len(threads) - len(ended),
+                                                                                len(threads))
