@@ -217,6 +217,7 @@ class WakeHistory:
         self.lock = threading.Lock()
         self.last = {}  # uid -> (replicas, hand annotation)
         self.wakes = []  # (t, key)
+        self.downs = []  # (t, key): spec.replicas going to 0 not by the soak's hand (holdfast's)
 
     def on_event(self, t, etype, obj):
         uid = uid_of(obj)
@@ -229,6 +230,8 @@ class WakeHistory:
             self.last[uid] = (reps, hand)
             if prev and prev[0] == 0 and reps > 0 and prev[1] == hand:
                 self.wakes.append((t, key_of(obj)))
+            elif prev and prev[0] > 0 and reps == 0 and prev[1] == hand:
+                self.downs.append((t, key_of(obj)))
 
     def count(self, t0, t1):
         with self.lock:
@@ -237,6 +240,11 @@ class WakeHistory:
     def between(self, t0, t1):
         with self.lock:
             return [x for x in self.wakes if t0 < x[0] <= t1]
+
+    def downs_between(self, key, t0, t1):
+        """When the watch showed holdfast scale `key` to 0 within [t0, t1]."""
+        with self.lock:
+            return [x[0] for x in self.downs if x[1] == key and t0 <= x[0] <= t1]
 
 
 # ---------------------------------------------------------------- convergence

@@ -27,6 +27,7 @@ import argparse
 import ipaddress
 import os
 import random
+import re
 import signal
 import sys
 import tempfile
@@ -162,6 +163,27 @@ class Soak(Operations):
             if s <= d and e + self.bound > d and e >= t:
                 d = e + self.bound
         return d
+
+    def removed_as_the_api_went_away(self, f, t):
+        """A reason when failure f (at time t) is Kubernetes' loss, not holdfast's: holdfast
+        scaled f's app to 0 (the Deployment watch showed it) between 1 s before an API server
+        restart began and the controllers acting again. The ReplicaSet controller removed the
+        pods as the API went away, and the EndpointSlice controller, away too, could not take
+        them out of the Service's slices: kube-proxy sent new connections to pods that had
+        exited until the controllers came back (the real cluster only; a pod whose preStop
+        outlasts the outage loses nothing, docs/kubernetes.md). Only until the bound after the
+        controllers acted again, and never for a connection that went to a holdfast replica."""
+        if not self.real:
+            return None
+        with self.lock:
+            outages = [(s, e) for (s, e, why) in self.disruptions if why == "API outage"]
+        dest = re.findall(r"\bto (\d+\.\d+\.\d+\.\d+):\d+", f.detail)
+        if dest and any(r.ip == dest[-1] for r in self.replicas_snapshot()):
+            return None
+        for (s, e) in outages:
+            if s - 1.0 <= t <= self.deadline(e) and self.wakes.downs_between(f.app, s - 1.0, e):
+                return "pods removed by holdfast as the API went away"
+        return None
 
     def in_disruption(self, t):
         with self.lock:
@@ -595,6 +617,8 @@ class Soak(Operations):
             reason = None
             if f.kind in ("refused", "reset", "closed", "truncated", "timeout", "oserror", "removed"):
                 reason = self.excuses.find(f.app, t, f.kind)
+            if not reason and f.kind in CONNECTION_LOST:
+                reason = self.removed_as_the_api_went_away(f, t)
             if reason:
                 f.verdict = ("excused", reason)
                 stats.count("excused: " + reason.split(" replica ")[0])

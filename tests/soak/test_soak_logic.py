@@ -217,6 +217,7 @@ def test_a_refused_connect_is_judged_when_it_began():
     more later: the window that explains it may have closed by then."""
     s = soak.Soak.__new__(soak.Soak)
     s.t0 = 0.0
+    s.real = False
     s.lease_bound, s.bound = 25.0, 10.0
     now = time.monotonic()
     s.excuses = Excuses(1.0, lambda t: t + 10)
@@ -408,3 +409,37 @@ def test_a_soak_thread_that_raises_is_a_harness_violation():
     assert (v["invariant"], v["object"]) == ("harness", "membership")
     assert "AttributeError" in v["detail"]
     assert not any(t.is_alive() for t in s.threads)
+
+
+def test_a_connection_lost_to_pods_holdfast_removed_as_the_api_went_away_is_excused_only_then():
+    """On the real cluster, pods removed just as the API server restarts stay in their Service's
+    slices until the controllers act again (kube-proxy keeps sending to them): a lost
+    connection of that app in that span is Kubernetes', and excused. Not one of another app, or
+    before the outage, or once the controllers are back and the bound has passed, or one that
+    went to a holdfast replica."""
+    import threading
+    from traffic import Failure
+    from world import Replica
+    s = soak.Soak.__new__(soak.Soak)
+    s.real, s.bound, s.lock = True, 10.0, threading.RLock()
+    s.disruptions = [(100.0, 130.0, "API outage")]
+    s.wakes = observe.WakeHistory()
+
+    class Hf:
+        ip = "10.88.0.241"
+    s.replicas = [Replica("hf-1", "hf-1", Hf())]
+    for t, n in ((50.0, 3), (100.5, 0)):   # holdfast's scale to zero, as the API goes away
+        s.wakes.on_event(t, "MODIFIED", {"metadata": {"uid": "u1", "namespace": "soak-1", "name": "a1"},
+                                         "spec": {"replicas": n}})
+
+    def lost(app, t, to="10.88.0.65:8080"):
+        return s.removed_as_the_api_went_away(
+            Failure(t, t + 3, app, "refused", "OSError: No route to host (to %s)" % to, 80, "/", "c"), t)
+    assert lost("soak-1/a1", 104.0) == "pods removed by holdfast as the API went away"
+    assert lost("soak-1/a1", 139.0)                        # within the bound after the controllers
+    assert lost("soak-1/a1", 141.0) is None                # past it
+    assert lost("soak-1/a1", 98.0) is None                 # before the outage
+    assert lost("soak-2/a3", 104.0) is None                # another app
+    assert lost("soak-1/a1", 104.0, to="10.88.0.241:20000") is None   # holdfast's own address
+    s.real = False
+    assert lost("soak-1/a1", 104.0) is None                # kubesim removes endpoints with pods
