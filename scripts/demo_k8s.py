@@ -10,6 +10,7 @@ Deployment woken, and the request answered by the new pod. Everything runs insid
 network namespace (the part after the cluster is up re-runs this script there, with --inside)
 and stops by itself.
 """
+import http.client
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "cluster"))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
+import conntrace  # noqa: E402
 import promfix  # noqa: E402
 from clusterlib import Cluster  # noqa: E402
 
@@ -104,9 +106,34 @@ def kubectl(*args):
     return sh("kubectl", *args)
 
 
+def get(tracker, ip, path, timeout):
+    """GET http://ip/path through the ClusterIP: (status, body). A failure stops the demo with
+    where the kernel sent the connection (a holdfast pod or an app pod, from conntrack) and the
+    tail of holdfast's logs."""
+    c = conntrace.TracedConnection(ip, 80, timeout=timeout)
+    start = time.monotonic()
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read()
+    except (OSError, http.client.HTTPException) as e:
+        where = tracker.explain(ip, 80, c.local_port) or "local port unknown"
+        logs = subprocess.run(["kubectl", "logs", "-n", "holdfast", "-l", "app.kubernetes.io/name=holdfast",
+                               "--tail", "40", "--prefix"], capture_output=True, text=True, timeout=30)
+        raise SystemExit("demo: GET http://%s%s failed after %.1f s: %r (%s)\nholdfast's logs:\n%s"
+                         % (ip, path, time.monotonic() - start, e, where, logs.stdout + logs.stderr))
+    finally:
+        c.close()
+    if r.status != 200:
+        raise SystemExit("demo: GET http://%s%s answered %d: %r" % (ip, path, r.status, body[:300]))
+    return r.status, body
+
+
 def inside(work):
     """The demo proper, inside the cluster's network namespace."""
     exporter = promfix.Exporter()
+    tracker = conntrace.ConnTracker()  # where each connection went, for a failure's message
+    tracker.start()
     prom = None
     try:
         say("== a real Prometheus on the node's address %s" % NODE_IP)
@@ -140,16 +167,15 @@ def inside(work):
         say(kubectl("get", "-n", NS, "elastiservice,deploy,endpointslices"))
 
         say("\n== a health check at zero: answered by holdfast's probeResponse rule, no wake")
-        with urllib.request.urlopen("http://%s/healthz" % cip, timeout=10) as r:
-            say("GET /healthz -> %d %s" % (r.status, r.read().decode()))
+        status, body = get(tracker, cip, "/healthz", 10)
+        say("GET /healthz -> %d %s" % (status, body.decode()))
         say("replicas: %s" % kubectl("get", "-n", NS, "deploy", "web", "-o", "jsonpath={.spec.replicas}"))
 
         say("\n== a real request at zero: held, the Deployment woken, answered by the new pod")
         start = time.monotonic()
-        with urllib.request.urlopen("http://%s/" % cip, timeout=60) as r:
-            body = r.read()
+        status, body = get(tracker, cip, "/", 60)
         say("GET / -> %d (%d bytes) after %.2f s (cold start: wake, scheduling, pod start, "
-            "readiness)" % (r.status, len(body), time.monotonic() - start))
+            "readiness)" % (status, len(body), time.monotonic() - start))
         wait(lambda: kubectl("get", "-n", NS, "elastiservice", "web", "-o",
                              "jsonpath={.status.mode}") == "serve", 30, "serve mode")
         say(kubectl("get", "-n", NS, "elastiservice,deploy,endpointslices"))
@@ -172,6 +198,7 @@ def inside(work):
         if prom:
             prom.stop()
         exporter.close()
+        tracker.stop()
 
 
 def main():
