@@ -193,6 +193,10 @@ struct es {
      * the ReplicaSet controller removed them, found by the soak: the serve switch waited the
      * whole LEAVING_MAX_MS). */
     long long wl_generation, leaving_generation;
+    /* A pod list in flight that tells which leaving pods stay (leaving_check), and the proxy
+     * episode it is for: leaving_record starts a new one. */
+    bool leaving_check_inflight;
+    unsigned leaving_epoch;
     bool status_dirty;      /* a status write failed: the next poll writes it again */
     bool wake_failed;       /* the last wake's scale call failed: on_wake_retry tries again */
     uint64_t next_check_ms; /* when on_poll next reads the target's /scale (mono_ms) */
@@ -849,8 +853,10 @@ struct es_ref {
     struct controller *c;
     char *ns, *name;
     int64_t generation;   /* of a status write: what it acknowledges */
-    unsigned scale_epoch; /* of a /scale read: e->scale_epoch when it was sent */
+    unsigned scale_epoch; /* of a /scale read: e->scale_epoch when it was sent; of a leaving
+                             check: e->leaving_epoch */
     int64_t scaled_up;    /* of a status write: the lastScaledUpTime it carries, or 0 */
+    int replicas;         /* of a leaving check: the workload's spec.replicas then */
 };
 
 static struct es_ref *es_ref_new(const struct es *e)
@@ -1140,6 +1146,7 @@ static bool target_has_ready_endpoint(const struct es *e, char *first, size_t le
 static void leaving_record(struct es *e)
 {
     e->n_leaving = 0;
+    e->leaving_epoch++;
     e->leaving_generation = e->wl_generation;
     const struct service_cached *svc = es_service(e);
     for (size_t k = 0; svc && k < svc->n_ports; k++) {
@@ -3506,11 +3513,107 @@ static const struct pset *workload_users(const struct workload_watch *w, const c
     return strmap_get(&w->c->by_target, key);
 }
 
+/* The pod among `pods` (a PodList) whose address is ip, or NULL. */
+static const cJSON *pod_with_ip(const cJSON *pods, const char *ip)
+{
+    const cJSON *p;
+    cJSON_ArrayForEach(p, get(pods, "items"))
+    {
+        const cJSON *st = get(p, "status"), *a;
+        const char *one = get_str(st, "podIP");
+        if (one && strcmp(one, ip) == 0)
+            return p;
+        cJSON_ArrayForEach(a, get(st, "podIPs"))
+        {
+            one = get_str(a, "ip");
+            if (one && strcmp(one, ip) == 0)
+                return p;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * The answer of leaving_check's pod list: a leaving address that is still a pod's which is not
+ * being deleted and has not ended stays, and counts for the serve switch from now on. The others
+ * stay leaving (until the EndpointSlice controller drops them, or LEAVING_MAX_MS).
+ */
+static void on_leaving_pods(cJSON *obj, const struct kube_error *err, void *arg)
+{
+    unsigned epoch = ((struct es_ref *)arg)->scale_epoch;
+    int replicas = ((struct es_ref *)arg)->replicas;
+    struct es *e = es_ref_take(arg);
+    if (!e)
+        return;
+    e->leaving_check_inflight = false;
+    if (epoch != e->leaving_epoch || !e->n_leaving)
+        return; /* another proxy episode began, or the pods were settled meanwhile */
+    if (err) {
+        log_warn("cannot list the target's pods to tell whether the pods listed when proxy mode "
+                 "began stay; they count for the serve switch once they are gone or after the "
+                 "usual wait",
+                 "elastiservice=%s error=%s message=%s", e->key, err->reason, err->message);
+        return;
+    }
+    size_t kept = 0, stay = 0;
+    for (size_t i = 0; i < e->n_leaving; i++) {
+        const cJSON *pod = pod_with_ip(obj, e->leaving[i]);
+        const char *phase = get_str(get(pod, "status"), "phase");
+        if (pod && !get(get(pod, "metadata"), "deletionTimestamp") &&
+            !(phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0))) {
+            stay++;
+            continue;
+        }
+        memmove(e->leaving[kept++], e->leaving[i], sizeof(e->leaving[i]));
+    }
+    e->n_leaving = kept;
+    if (!stay) {
+        log_info("the pods listed when proxy mode began are gone or going: the serve switch waits "
+                 "for another",
+                 "elastiservice=%s leaving=%zu", e->key, kept);
+        return;
+    }
+    if (strcmp(e->mode, "proxy") != 0 || !es_follows_workload(e))
+        return;
+    log_info("the pods listed when proxy mode began stay: their pods are not being deleted",
+             "elastiservice=%s stay=%zu", e->key, stay);
+    es_apply_scale(e, replicas, false);
+}
+
+/*
+ * The workload is steady with a ready replica at a generation newer than proxy mode's: either
+ * the scale to zero was undone before the ReplicaSet controller removed the pods (they stay),
+ * or the pods went and a wake made new ones. Its status cannot tell which (a wake's new pod is
+ * the ready replica as well; CI caught the switch back to serve on the pod that had gone while
+ * the EndpointSlice controller was behind), so the pods themselves are asked: one list of the
+ * workload's pods, answered by on_leaving_pods.
+ */
+static void leaving_check(struct es *e, const cJSON *workload, int replicas)
+{
+    static const struct kube_resource pods_res = {"", "v1", "pods", true};
+    char sel[2048];
+    if (e->leaving_check_inflight)
+        return;
+    if (target_label_selector(get(get(workload, "spec"), "selector"), sel, sizeof(sel)) != 0)
+        return; /* the leaving pods count after LEAVING_MAX_MS, or once the slices drop them */
+    struct es_ref *ref = es_ref_new(e);
+    if (!ref)
+        return;
+    ref->scale_epoch = e->leaving_epoch;
+    ref->replicas = replicas;
+    struct kube_list_opts lo = {.label_selector = sel};
+    if (!kube_list(e->c->kube, &pods_res, e->ns, &lo, on_leaving_pods, ref)) {
+        es_ref_take(ref);
+        return;
+    }
+    e->leaving_check_inflight = true;
+}
+
 /*
  * Every event of the workload watch: its generation, and whether the pods listed when proxy
- * mode began stay after all (the workload steady at a generation newer than proxy mode's: a
- * scale to zero undone before the ReplicaSet controller acted). Then they count for the serve
- * switch at once, not only after LEAVING_MAX_MS.
+ * mode began may stay after all (the workload steady at a generation newer than proxy mode's).
+ * leaving_check then asks their pods; those that stay count for the serve switch at once, not
+ * only after LEAVING_MAX_MS.
  */
 static void workload_seen(const struct workload_watch *w, const cJSON *obj)
 {
@@ -3526,13 +3629,9 @@ static void workload_seen(const struct workload_watch *w, const cJSON *obj)
         if (!steady || !e->n_leaving || generation <= e->leaving_generation ||
             mono_ms() >= e->leaving_until_ms)
             continue;
-        e->n_leaving = 0;
         if (strcmp(e->mode, "proxy") != 0 || !es_follows_workload(e))
             continue;
-        log_info("the pods listed when proxy mode began stay: the workload is steady with a "
-                 "ready replica",
-                 "elastiservice=%s generation=%lld", e->key, generation);
-        es_apply_scale(e, replicas, false);
+        leaving_check(e, obj, replicas);
     }
 }
 

@@ -207,7 +207,8 @@ void lean_workload(cJSON *obj)
     static const char *const top[] = {"metadata", "spec", "status", NULL};
     static const char *const md[] = {"name",       "namespace", "uid", "resourceVersion",
                                      "generation", NULL};
-    static const char *const spec[] = {"replicas", NULL};
+    /* selector: leaving_check lists the workload's pods by it */
+    static const char *const spec[] = {"replicas", "selector", NULL};
     static const char *const status[] = {"observedGeneration", "readyReplicas",
                                          "terminatingReplicas", NULL};
     keep_only(obj, top);

@@ -24,8 +24,9 @@
  *                  targetRef, zone, hints. The informer then decodes what is left into a
  *                  struct slice_cached (controller/slices.h) and keeps that, not the tree.
  *   workloads      metadata: name, namespace, uid, resourceVersion, generation;
- *                  spec.replicas; status: observedGeneration, readyReplicas,
- *                  terminatingReplicas (whether the pods listed when proxy mode began stay).
+ *                  spec.replicas, spec.selector (the pods leaving_check lists); status:
+ *                  observedGeneration, readyReplicas, terminatingReplicas (whether the pods
+ *                  listed when proxy mode began may stay).
  *
  * The cached objects are never written back: status writes are merge patches of the fields
  * holdfast sets, finalizer patches carry metadata.finalizers only, and resolver slices are

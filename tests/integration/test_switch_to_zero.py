@@ -295,8 +295,16 @@ def test_wake_before_the_old_pod_is_listed_terminating_does_not_switch_back_to_i
             wait_for(lambda: metric_value(hf.metrics_text(), "holdfast_scale_downs_total") >= 1,
                      timeout=30, interval=0.05, what="the scale-down")
             hf.wait_log("woken: target scaled up", timeout=20)
-            wait_for(lambda: [p for p in pods(sim, ns) if p["metadata"]["name"] not in old_pods],
-                     timeout=20, interval=0.05, what="a new pod made by the wake")
+            # Until the new pod is Ready: the Deployment is then steady with a ready replica
+            # (the new pod) while the Service's slice still lists the old pod only (CI on the
+            # real control plane lost that race once, and holdfast switched to serve on the
+            # old pod; the pods themselves tell the two apart).
+            wait_for(lambda: [p for p in pods(sim, ns) if p["metadata"]["name"] not in old_pods
+                              and any(c["type"] == "Ready" and c["status"] == "True"
+                                      for c in (p.get("status") or {}).get("conditions") or [])],
+                     timeout=30, interval=0.05, what="a new pod made by the wake, Ready")
+            wait_for(lambda: sim.get("/apis/apps/v1/namespaces/%s/deployments/web" % ns)["status"].get(
+                "readyReplicas") == 1, timeout=10, interval=0.05, what="the Deployment steady with it")
         finally:
             sim.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", saved)
         wait_mode(sim, ns, "serve", timeout=60)

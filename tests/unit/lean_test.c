@@ -193,17 +193,19 @@ Test(lean, a_resolver_slice_keeps_its_endpoints_whole)
     cJSON_Delete(o);
 }
 
-Test(lean, workload_keeps_identity_replicas_and_what_says_it_is_steady)
+Test(lean, workload_keeps_identity_replicas_selector_and_what_says_it_is_steady)
 {
     cJSON *o = parse("{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{"
                      "\"name\":\"a\",\"namespace\":\"n\",\"uid\":\"u\",\"resourceVersion\":\"7\","
                      "\"generation\":4,\"managedFields\":[{}]},\"spec\":{\"replicas\":0,"
-                     "\"template\":{}},\"status\":{\"replicas\":1,\"observedGeneration\":4,"
+                     "\"selector\":{\"matchLabels\":{\"app\":\"a\"}},\"template\":{}},\"status\":{"
+                     "\"replicas\":1,\"observedGeneration\":4,"
                      "\"readyReplicas\":1,\"terminatingReplicas\":0,\"conditions\":[{}]}}");
     lean_workload(o);
     has(o, "metadata.uid");
     has(o, "metadata.generation");
     has(o, "spec.replicas");
+    has(o, "spec.selector.matchLabels.app");
     has(o, "status.observedGeneration");
     has(o, "status.readyReplicas");
     has(o, "status.terminatingReplicas");
