@@ -215,3 +215,18 @@ def test_python_client_lists_pages_watches_and_scales(cluster, ns):
         assert e.value.status == 422
     finally:
         api.close()
+
+
+def test_realcluster_refuses_holdfast_test_cluster_kubesim_naming_the_variable(tmp_path, monkeypatch):
+    """The tests' client of the cluster (tests/lib/realcluster.py) refuses the kubesim value a
+    run may still carry from before issue 11, naming the variable and what to do, instead of
+    running on the real cluster as if asked."""
+    sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+    from realcluster import RealCluster
+    monkeypatch.setenv("HOLDFAST_TEST_CLUSTER", "kubesim")
+    with pytest.raises(RuntimeError) as e:
+        RealCluster(tmp_path / "c")
+    assert "HOLDFAST_TEST_CLUSTER='kubesim'" in str(e.value) and "set it to real" in str(e.value)
+    assert not (tmp_path / "c").exists()  # refused before anything was made
+    monkeypatch.setenv("HOLDFAST_TEST_CLUSTER", "real")
+    assert RealCluster(tmp_path / "c").state_dir == str(tmp_path / "c")
