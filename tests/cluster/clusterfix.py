@@ -21,7 +21,7 @@ from nodeagentlib.kubeapi import Api, ApiError  # noqa: E402
 PY = "/usr/bin/python3"
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(HERE)), "scripts", "cluster")
 TESTDATA = os.path.join(HERE, "testdata")
-HTTPSERVER = os.path.join(HERE, "..", "kubesim", "testdata", "httpserver.py")
+HTTPSERVER = os.path.join(HERE, "..", "lib", "apps", "httpserver.py")
 
 IMAGES = {
     "hfc/http:1": {"argv": [PY, HTTPSERVER]},

@@ -683,7 +683,7 @@ def main(argv=None):
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start a cluster; returns once it is ready")
     up.add_argument("--state-dir", required=True)
-    up.add_argument("--image-map", help="JSON: image -> argv (kubesim's format)")
+    up.add_argument("--image-map", help="JSON: image -> argv (docs/test-cluster.md, 'The image map')")
     up.add_argument("--proxy-delay-ms", type=int, default=0,
                     help="kube-proxy sees every API change this many ms late")
     up.add_argument("--node-backoff-initial", type=float, metavar="S",

@@ -1,8 +1,8 @@
 """The ElastiService CRD (crds/elastiservice.yaml) accepts everything KubeElasti v0.1.30's CRD
 accepts, with the same meaning and defaults, and holdfast's additions are all optional.
 
-Manifests are validated three ways: by a small structural validator here ("local"), by
-kubesim's, and by a real kube-apiserver ("kube-apiserver": the test cluster of
+Manifests are validated two ways: by a small structural validator here ("local"), and by a
+real kube-apiserver ("kube-apiserver": the test cluster of
 docs/test-cluster.md, started once for this module, with both CRDs installed; needs root and
 the binaries scripts/setup builds). The real server is the judge: it defaults, prunes (here
 refused, with fieldValidation=Strict) and validates as every cluster does.
@@ -281,7 +281,7 @@ def test_printer_columns():
 
 
 # --------------------------------------------------------------------------------------------
-# validating manifests: a small structural validator, and kubesim's when it is importable
+# validating manifests: a small structural validator, and a real kube-apiserver
 
 _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool}
 
@@ -359,21 +359,6 @@ def local_process(obj, schema):
     default(obj, schema)
     check(obj, schema, "", root=True)
     return errs
-
-
-def _kubesim_process():
-    try:
-        sys.path.insert(0, str(REPO / "tests" / "kubesim"))
-        from kubesimlib import schema as kschema  # noqa: E402
-    except Exception:  # kubesim not there (yet): the local validator alone
-        return None
-    finally:
-        sys.path.pop(0)
-
-    def process(obj, schema):
-        errs, dropped = kschema.process(obj, schema)
-        return ["%s: %s" % (p, msg) for p, _, msg in errs] + ["%s: unknown field (pruned)" % d for d in dropped]
-    return process
 
 
 class _ApiServer:
@@ -480,9 +465,6 @@ def _api_server(tmp_path_factory):
 
 
 VALIDATORS = {"local": local_process, "kube-apiserver": _API.process}
-_KUBESIM = _kubesim_process()
-if _KUBESIM is not None:
-    VALIDATORS["kubesim"] = _KUBESIM
 
 
 def es(spec, name="web", namespace="default", status=None):
@@ -666,13 +648,7 @@ def test_holdfast_fields_valid(name, validator):
         assert obj["status"]["ports"][1]["protocol"] == "TCP"  # defaulted
 
 
-# kubesim's validator (tests/kubesim/kubesimlib/schema.py) does not enforce the uniqueness of
-# x-kubernetes-list-type: map keys, which a real API server does; those cases skip kubesim's.
-NOT_KUBESIM = {"condition-duplicate"}
-
-
-@pytest.mark.parametrize("name,validator", [(n, v) for n in sorted(INVALID) for v in sorted(VALIDATORS)
-                                            if v != "kubesim" or n not in NOT_KUBESIM])
+@pytest.mark.parametrize("name,validator", [(n, v) for n in sorted(INVALID) for v in sorted(VALIDATORS)])
 def test_invalid_manifests_rejected(name, validator):
     obj, kubeelasti_rejects = INVALID[name]
     process = VALIDATORS[validator]

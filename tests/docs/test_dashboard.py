@@ -21,7 +21,6 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
 from hfk8s import HoldfastK8s, fresh_ip, free_port, holdfast_bin  # noqa: E402

@@ -16,7 +16,7 @@ for p in (os.path.join(ROOT, "tests", "lib"), os.path.join(ROOT, "tests", "clust
 
 from conntrace import ConnTracker, TracedConnection  # noqa: E402
 from realcluster import RealCluster  # noqa: E402
-from simctl import wait_for  # noqa: E402,F401 - the one poller; realcluster uses it too
+from kubeclient import wait_for  # noqa: E402,F401 - the one poller; realcluster uses it too
 
 PY = "/usr/bin/python3"
 CHART = os.path.join(ROOT, "helm", "holdfast")
@@ -162,7 +162,7 @@ def wait_namespace_usable(sim, ns, timeout=30):
     """A new namespace gets its `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap from
     the controller-manager a moment later; a pod created before would be refused (ServiceAccount
     admission) and retried with the ReplicaSet controller's back-off, and the node agent waits
-    for the ConfigMap. kubesim had them at once. The tests start their apps once both exist."""
+    for the ConfigMap. The tests start their apps once both exist."""
     wait_for(lambda: sim.exists("/api/v1/namespaces/%s/serviceaccounts/default" % ns)
              and sim.exists("/api/v1/namespaces/%s/configmaps/kube-root-ca.crt" % ns),
              timeout=timeout, interval=0.1, what="namespace %s's default ServiceAccount and kube-root-ca.crt" % ns)

@@ -1,23 +1,23 @@
-"""The controller (holdfast run in Kubernetes mode) against kubesim and a real Prometheus: issue 4,
+"""The controller (holdfast run in Kubernetes mode) against the real control plane and a real
+Prometheus: issue 4,
 section 5. Each test names the behaviour it checks and fails without it; the "no scale-down"
 tests end with a control (the blocking cause removed -> the scale-down happens), so they cannot
 pass merely because nothing ever scales down.
 
-One kubesim (kube-proxy delay 200 ms; the ElastiService and KEDA ScaledObject CRDs applied, and
-the Argo Rollout one for the test that asks for a Rollout controller: testcluster.start_rollouts,
-which on the real cluster starts the upstream controller) and one Prometheus (scraping an
+One test cluster (tests/lib/realcluster.py: upstream etcd, kube-apiserver, controllers,
+scheduler and kube-proxy, with the node agent; kube-proxy delay 200 ms; the ElastiService and
+KEDA ScaledObject CRDs applied, and the upstream Argo Rollouts controller started for the test
+that asks for a Rollout controller) and one Prometheus (scraping an
 Exporter whose gauge `hf_load{ns=...}` each test sets) serve the module. Each test has its own namespace and its own holdfast process
-(tests/lib/hfk8s.py: --namespace <ns>, --pod-ip == --bind-address a loopback address of its own,
---polling-interval 1s, --leader-elect=false), so kube-proxy relays the Service's ClusterIP to
+(tests/lib/hfk8s.py: --namespace <ns>, --pod-ip == --bind-address an address of its own on the
+node's bridge, --polling-interval 1s, --leader-elect=false), so kube-proxy sends the Service's
+ClusterIP to
 holdfast while the target is at zero. Every wait is bounded; holdfast's stderr must hold no
 sanitizer report; a failing test shows holdfast's log tail (conftest's hook reads the `holdfast`
 fixture, which this module overrides).
 
-HOLDFAST_TEST_CLUSTER=real runs the module on the real control plane instead of kubesim
-(tests/lib/testcluster.py, tests/lib/realcluster.py; docs/test-cluster.md, "Running the
-integration tests on the real cluster"): the test process then lives in the cluster's network
-namespace, holdfast gets an address on the node's bridge, and a test that needs what only
-kubesim can do is skipped with the reason.
+It needs root (docs/test-cluster.md, "Running the integration tests"): the test process lives
+in the cluster's network namespace.
 """
 import datetime
 import errno
@@ -35,21 +35,20 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
-from simctl import KubeSim, wait_for  # noqa: E402
+from kubeclient import wait_for  # noqa: E402
 from thirdparty_crds import SCALEDOBJECT_CRD  # noqa: E402
 from promfix import Exporter, Prometheus, PromfixError, whole_second  # noqa: E402
-from hfk8s import HoldfastK8s, fresh_ip  # noqa: E402
-from testcluster import kubesim_only, new_cluster, node_name, real, start_rollouts  # noqa: E402,F401
+from hfk8s import HoldfastK8s  # noqa: E402
+from realcluster import RealCluster  # noqa: E402
 
 PY = "/usr/bin/python3"
-HTTPSERVER = os.path.join(REPO, "tests", "kubesim", "testdata", "httpserver.py")
-IMAGES = {"kubesim/http:1": {"argv": [PY, HTTPSERVER]},
-          "kubesim/http:slow": {"argv": [PY, HTTPSERVER], "startDelayMs": 1500},
-          "kubesim/http:3s": {"argv": [PY, HTTPSERVER], "startDelayMs": 3000},
-          "kubesim/sleep": {"argv": ["/bin/sleep", "$@"]}}
+HTTPSERVER = os.path.join(REPO, "tests", "lib", "apps", "httpserver.py")
+IMAGES = {"test/http:1": {"argv": [PY, HTTPSERVER]},
+          "test/http:slow": {"argv": [PY, HTTPSERVER], "startDelayMs": 1500},
+          "test/http:3s": {"argv": [PY, HTTPSERVER], "startDelayMs": 3000},
+          "test/sleep": {"argv": ["/bin/sleep", "$@"]}}
 CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
 ES_API = "/apis/elasti.truefoundry.com/v1alpha1"
 METRIC = "hf_load"
@@ -57,8 +56,8 @@ FINALIZER = "elasti.truefoundry.com/finalizer"
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    """kubesim, or the real cluster (HOLDFAST_TEST_CLUSTER=real: tests/lib/testcluster.py)."""
-    s = new_cluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES, proxy_delay_ms=200)
+    """The real test cluster (tests/lib/realcluster.py)."""
+    s = RealCluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES, proxy_delay_ms=200)
     s.start()
     try:
         s.kubectl("apply", "-f", CRD_FILE)
@@ -130,7 +129,7 @@ def holdfast(sim, ns, tmp_path):
 # ---------------------------------------------------------------- builders
 
 
-def workload(kind, name, replicas, image="kubesim/http:1", containers=None):
+def workload(kind, name, replicas, image="test/http:1", containers=None):
     labels = {"app": name}
     if containers is None:
         containers = [{"name": "main", "image": image, "ports": [{"containerPort": 8080}],
@@ -264,9 +263,9 @@ def hold_still(seconds, check, what):
 def http_get(host, port, path="/", timeout=40, connect_retry=15):
     """GET through kube-proxy: (status, headers, body). A refused connect (kube-proxy has no
     usable endpoint yet, or has not applied the latest slice) is retried for `connect_retry` s;
-    anything else is an answer or an error. kubesim's kube-proxy refuses (ECONNREFUSED); the
-    real one (iptables mode) rejects a Service without endpoints with ICMP host unreachable
-    (EHOSTUNREACH): both mean the same here."""
+    anything else is an answer or an error. kube-proxy (iptables mode) rejects a Service without
+    endpoints with ICMP host unreachable (EHOSTUNREACH), and a refusal (ECONNREFUSED) means the
+    same here."""
     deadline = time.monotonic() + connect_retry
     while True:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -590,7 +589,7 @@ def test_deleting_elastiservice_at_zero_restores_target_and_service(sim, ns, hol
 @pytest.mark.parametrize("kind", ["StatefulSet", "Rollout"])
 def test_target_kind_scales_to_zero_and_wakes(sim, prom, exporter, ns, holdfast, kind):
     if kind == "Rollout":
-        start_rollouts(sim)     # kubesim's simulated controller, or upstream's on the real cluster
+        sim.start_rollouts()    # the upstream Argo Rollouts controller
     make_app(sim, ns, kind=kind)
     set_load(prom, exporter, ns, 0)
     holdfast.start()
@@ -609,9 +608,9 @@ def test_target_kind_scales_to_zero_and_wakes(sim, prom, exporter, ns, holdfast,
 
 def test_two_port_service_each_port_has_its_resolver_port_and_works_after_wake(sim, ns, holdfast):
     containers = [
-        {"name": "main", "image": "kubesim/http:1", "ports": [{"containerPort": 8080}],
+        {"name": "main", "image": "test/http:1", "ports": [{"containerPort": 8080}],
          "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}},
-        {"name": "admin", "image": "kubesim/http:1", "ports": [{"containerPort": 8081}],
+        {"name": "admin", "image": "test/http:1", "ports": [{"containerPort": 8081}],
          "env": [{"name": "POD_NAME", "value": "admin-container"}],
          "readinessProbe": {"tcpSocket": {"port": 8081}, "periodSeconds": 1}}]
     hf = holdfast.start()
@@ -654,7 +653,7 @@ def test_wake_that_cannot_succeed_answers_504_with_reason(sim, ns, holdfast, cau
         make_app(sim, ns, replicas=0)
         want = ["exceeded quota"]
     else:
-        make_app(sim, ns, replicas=0, image="kubesim/no-such-image:1")
+        make_app(sim, ns, replicas=0, image="test/no-such-image:1")
         want = ["ImagePull", "ErrImagePull"]
     holdfast.start()
     create_es(sim, ns, elastiservice(holdTimeoutSeconds=8))
@@ -688,13 +687,13 @@ def test_wake_that_cannot_succeed_answers_504_with_reason(sim, ns, holdfast, cau
 # ---------------------------------------------------------------- API faults
 
 
-# How long a request held through an API outage may wait for its answer. kubesim's controllers
-# live in the API server and are back with it. The real kube-controller-manager's informers come
+# How long a request held through an API outage may wait for its answer. kube-controller-manager's
+# informers come
 # back after client-go's reflector back-off (0.8 s doubling to 30 s, with jitter), which grows
 # over outages close together: after the outages of these tests, measured from 18 s (a canary
 # Deployment acted on again) to more than 50 s (a pod woken during the outage still not in its
 # Service's endpoints, which holdfast waits for).
-HELD_THROUGH_OUTAGE_S = 150 if real() else 60
+HELD_THROUGH_OUTAGE_S = 150
 
 
 def test_api_outage_during_wake_completes_when_api_returns(sim, ns, holdfast):
@@ -702,10 +701,9 @@ def test_api_outage_during_wake_completes_when_api_returns(sim, ns, holdfast):
     to_proxy_by_hand(sim, ns)
     ip = sim.cluster_ip(ns, "web")
     time.sleep(0.5)  # kube-proxy has applied the resolver slice
-    # every API request answers 503 when the request arrives: the wake's scale patch fails
-    # (kubesim's refuse mode would still serve holdfast's kept-alive connection; the real API
-    # server, stopped, closes every connection and refuses new ones, which fails it the same way)
-    sim.outage(4, mode="refuse" if real() else "503")
+    # the API server stopped when the request arrives: it closes every connection and refuses
+    # new ones, so the wake's scale patch fails
+    sim.outage(4, mode="refuse")
     req = Background(ip, 80, "/during-outage", timeout=HELD_THROUGH_OUTAGE_S)
     code, _, body = req.result(timeout=HELD_THROUGH_OUTAGE_S + 10)
     assert code == 200 and body.startswith("web-"), (code, body)
@@ -721,7 +719,7 @@ def test_api_outage_after_wake_patch_completes_when_api_returns(sim, ns, holdfas
     request is answered, and once the API is back the status says serve and the resolver slice
     is gone (the failed writes are made again)."""
     hf = holdfast.start()
-    make_app(sim, ns, replicas=0, image="kubesim/http:slow")
+    make_app(sim, ns, replicas=0, image="test/http:slow")
     create_es(sim, ns, elastiservice())
     wait_mode(sim, ns, "proxy")
     wait_for(lambda: resolver_slices(sim, ns), timeout=10, what="resolver slice")
@@ -827,7 +825,7 @@ def test_resolver_replicas_followed_by_every_resolver_slice(sim, ns, holdfast):
     """--resolver-service: the resolver's own Service's ready endpoints (here a hand-made slice,
     as the EndpointSlice controller would write for resolver pods) are the endpoints of every
     resolver slice, 1 -> 2 -> 1 replicas."""
-    ip1, ip2 = (getattr(sim, "fresh_ip", fresh_ip)() for _ in range(2))  # the cluster's, if it has them
+    ip1, ip2 = (sim.fresh_ip() for _ in range(2))  # on the node's bridge
     sim.create("/api/v1/namespaces/%s/services" % ns, {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "hf"},
         "spec": {"ports": [{"name": "admin", "port": 8013}]}})
@@ -838,7 +836,7 @@ def test_resolver_replicas_followed_by_every_resolver_slice(sim, ns, holdfast):
                "metadata": {"name": "hf-pods", "labels": {"kubernetes.io/service-name": "hf",
                                                           "endpointslice.kubernetes.io/managed-by": "test"}},
                "ports": [{"name": "admin", "port": 8013, "protocol": "TCP"}],
-               "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": node_name(sim)}
+               "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": sim.node_name}
                              for ip in ips]}
         if sim.exists(rs + "/hf-pods"):
             sim.patch(rs + "/hf-pods", {"endpoints": obj["endpoints"]})
@@ -859,7 +857,7 @@ def test_resolver_replicas_followed_by_every_resolver_slice(sim, ns, holdfast):
         wait_mode(sim, ns, "proxy", name=svc)
         wait_for(lambda: endpoints_of(svc) == [ip1], timeout=10, what="%s's resolver slice lists 1 resolver" % svc)
     ep = resolver_slices(sim, ns, "web")[0]["endpoints"][0]
-    assert ep.get("nodeName") == node_name(sim), ep  # else externalTrafficPolicy: Local drops it
+    assert ep.get("nodeName") == sim.node_name, ep  # else externalTrafficPolicy: Local drops it
 
     set_resolvers([ip1, ip2])
     for svc in ("web", "api"):
@@ -1013,7 +1011,7 @@ def test_target_reads_are_paced_under_the_api_rate_limit(sim, ns, holdfast):
     within the rate limit are not all queued at once (at most a second's worth wait for a
     token), so other calls never wait behind 30 of them; a request at zero meanwhile is woken
     (through the wake client, whose queue stays empty) and answered."""
-    sleeper = [{"name": "main", "image": "kubesim/sleep", "args": ["600"]}]
+    sleeper = [{"name": "main", "image": "test/sleep", "args": ["600"]}]
     names = ["w%d" % i for i in range(30)]
     for name in names:
         sim.create(wpath("Deployment", ns), workload("Deployment", name, 1, containers=sleeper))

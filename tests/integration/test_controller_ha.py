@@ -1,8 +1,8 @@
 """Kubernetes mode with several replicas, and the way back out: leader failover, resolver slices
 that follow the resolver's own pods, and `holdfast restore --all` (the chart's uninstall hook).
 
-Each test runs holdfast processes beside kubesim (tests/kubesim), or the real control plane
-with HOLDFAST_TEST_CLUSTER=real (tests/lib/testcluster.py), with leader election on.
+Each test runs holdfast processes beside the real control plane (tests/lib/realcluster.py;
+root), with leader election on.
 """
 import os
 import subprocess
@@ -12,12 +12,11 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
-from hfk8s import HoldfastK8s, fresh_ip, holdfast_bin  # noqa: E402
-from simctl import KubeSim, wait_for  # noqa: E402
-from testcluster import new_cluster, real  # noqa: E402
+from hfk8s import HoldfastK8s, holdfast_bin  # noqa: E402
+from kubeclient import wait_for  # noqa: E402
+from realcluster import RealCluster  # noqa: E402
 
 CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
 IMAGES = {"ha/http:1": {"argv": ["/usr/bin/python3", "-m", "http.server", "--bind", "$POD_IP", "$PORT"]}}
@@ -25,7 +24,7 @@ IMAGES = {"ha/http:1": {"argv": ["/usr/bin/python3", "-m", "http.server", "--bin
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    s = new_cluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES, proxy_delay_ms=100)
+    s = RealCluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES, proxy_delay_ms=100)
     s.start()
     try:
         s.kubectl("apply", "-f", CRD_FILE)
@@ -156,7 +155,7 @@ def test_resolver_slices_follow_the_resolver_pods(sim, ns, replicas_of_holdfast)
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "holdfast"},
         "spec": {"ports": [{"name": "shared", "port": 8012}]}})
     # addresses the API server takes in a slice (the real one refuses loopback)
-    pods = [getattr(sim, "fresh_ip", fresh_ip)(), getattr(sim, "fresh_ip", fresh_ip)()]
+    pods = [sim.fresh_ip(), sim.fresh_ip()]
 
     def resolver_pods(ips):
         body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -295,40 +294,24 @@ def limited_kubeconfig(sim, ns, tmp_path, token):
 
 def test_forbidden_scale_call_is_a_condition_an_event_and_the_504_reason(tmp_path, request):
     """A scale-up the API server refuses (RBAC) is said where people look, not only logged."""
-    import yaml
-    if real():
-        # A ServiceAccount bound to LIMITED_RULES by a ClusterRole, its token from TokenRequest:
-        # the real API server's RBAC refuses the patch.
-        sim, ns = request.getfixturevalue("sim"), request.getfixturevalue("ns")
-        sim.create("/api/v1/namespaces/%s/serviceaccounts" % ns, {"metadata": {"name": "hf"}})
-        role = "hf-limited-" + ns
-        sim.create("/apis/rbac.authorization.k8s.io/v1/clusterroles",
-                   {"metadata": {"name": role}, "rules": LIMITED_RULES})
-        sim.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
-            "metadata": {"name": role},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"kind": "ServiceAccount", "name": "hf", "namespace": ns}]})
-        request.addfinalizer(lambda: [sim.request("DELETE", "/apis/rbac.authorization.k8s.io/v1/%s/%s"
-                                                  % (kind, role))
-                                      for kind in ("clusterrolebindings", "clusterroles")])
-        tok = sim.create("/api/v1/namespaces/%s/serviceaccounts/hf/token" % ns,
-                         {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                          "spec": {"expirationSeconds": 3600}})["status"]["token"]
-        forbidden_case(sim, ns, limited_kubeconfig(sim, ns, tmp_path, tok), tmp_path)
-        return
-    rules = {"tokens": {"limited": {"user": "system:serviceaccount:hf:hf", "rules": LIMITED_RULES}}}
-    rules_path = tmp_path / "rules.yaml"
-    rules_path.write_text(yaml.safe_dump(rules))
-    sim = KubeSim(tmp_path / "sim", image_map=IMAGES, rules=rules_path)
-    sim.start()
-    try:
-        sim.kubectl("apply", "-f", CRD_FILE)
-        wait_for(lambda: sim.exists("/apis/elasti.truefoundry.com/v1alpha1"), what="CRD served")
-        ns = "forbid"
-        sim.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-        forbidden_case(sim, ns, limited_kubeconfig(sim, ns, tmp_path, "limited"), tmp_path)
-    finally:
-        sim.stop()
+    # A ServiceAccount bound to LIMITED_RULES by a ClusterRole, its token from TokenRequest:
+    # the API server's RBAC refuses the patch.
+    sim, ns = request.getfixturevalue("sim"), request.getfixturevalue("ns")
+    sim.create("/api/v1/namespaces/%s/serviceaccounts" % ns, {"metadata": {"name": "hf"}})
+    role = "hf-limited-" + ns
+    sim.create("/apis/rbac.authorization.k8s.io/v1/clusterroles",
+               {"metadata": {"name": role}, "rules": LIMITED_RULES})
+    sim.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+        "metadata": {"name": role},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": "hf", "namespace": ns}]})
+    request.addfinalizer(lambda: [sim.request("DELETE", "/apis/rbac.authorization.k8s.io/v1/%s/%s"
+                                              % (kind, role))
+                                  for kind in ("clusterrolebindings", "clusterroles")])
+    tok = sim.create("/api/v1/namespaces/%s/serviceaccounts/hf/token" % ns,
+                     {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                      "spec": {"expirationSeconds": 3600}})["status"]["token"]
+    forbidden_case(sim, ns, limited_kubeconfig(sim, ns, tmp_path, tok), tmp_path)
 
 
 def forbidden_case(sim, ns, limited, tmp_path):

@@ -1,14 +1,14 @@
-"""The Kubernetes client (controller/http, kubeconfig, kube, informer) against kubesim, or the
-real control plane with HOLDFAST_TEST_CLUSTER=real (tests/lib/testcluster.py: the probe then
-runs inside the cluster's network namespace, the token is a ServiceAccount's bound to
-cluster-admin, a dropped watch is an API server restart, and a compaction is followed by one).
+"""The Kubernetes client (controller/http, kubeconfig, kube, informer) against the real control
+plane (tests/lib/realcluster.py; root: the probe runs inside the cluster's network namespace,
+the token is a ServiceAccount's bound to cluster-admin, a dropped watch is an API server
+restart, and a compaction is followed by one).
 
 Each test runs tests/tools/kubeclient_probe (built by meson; directory from HOLDFAST_TOOLS_DIR,
 default tests/tools beside $HOLDFAST_BIN, else <repo>/build/tests/tools), which prints one JSON line per informer handler call and
 answers commands given on stdin (see the probe's header comment). Writes come from kubectl, the
-python kubernetes client, kubesim's REST helper, or the probe itself.
+python kubernetes client, the test cluster's REST helper, or the probe itself.
 
-One kubesim serves the module (bookmarks every second); each test has its own namespace. Fault
+One test cluster serves the module; each test has its own namespace. Fault
 tests (drop watches, outage, compaction) run one at a time, as pytest runs this file in order.
 Every wait is bounded polling; the probe's stderr must hold no sanitizer report.
 """
@@ -24,11 +24,10 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
-from simctl import wait_for  # noqa: E402
-from testcluster import new_cluster, real  # noqa: E402
+from kubeclient import wait_for  # noqa: E402
+from realcluster import RealCluster  # noqa: E402
 
 # Beside the binary under test when HOLDFAST_BIN names one (scripts/test --sanitize: the ASan build).
 _BUILD = os.path.dirname(os.environ["HOLDFAST_BIN"]) if os.environ.get("HOLDFAST_BIN") else os.path.join(REPO, "build")
@@ -134,11 +133,7 @@ class Probe:
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    if real():
-        s = new_cluster(tmp_path_factory.mktemp("cluster"))
-    else:
-        from simctl import KubeSim
-        s = KubeSim(tmp_path_factory.mktemp("kubesim"), extra_args=["--bookmark-interval", "1"])
+    s = RealCluster(tmp_path_factory.mktemp("cluster"))
     s.start()
     try:
         yield s
@@ -148,17 +143,15 @@ def sim(tmp_path_factory):
 
 
 def ca_file(sim):
-    return os.path.join(sim.cluster.pki, "ca.crt") if real() else sim.ca_file
+    return os.path.join(sim.cluster.pki, "ca.crt")
 
 
 _tokens = {}
 
 
 def token(sim):
-    """A bearer token the API server takes as an administrator: kubesim's own, or on the real
-    cluster a ServiceAccount's (kube-system/probe-admin, bound to cluster-admin) from TokenRequest."""
-    if not real():
-        return sim.token
+    """A bearer token the API server takes as an administrator: a ServiceAccount's
+    (kube-system/probe-admin, bound to cluster-admin) from TokenRequest."""
     if sim not in _tokens:
         sa = "/api/v1/namespaces/kube-system/serviceaccounts"
         if not sim.exists(sa + "/probe-admin"):
@@ -175,8 +168,6 @@ def token(sim):
 
 
 def python_client(sim):
-    if not real():
-        return sim.python_client()
     import kubernetes
     cfg = kubernetes.client.Configuration()
     kubernetes.config.load_kube_config(config_file=sim.kubeconfig, client_configuration=cfg)
@@ -192,12 +183,11 @@ def ns(sim, request):
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
     name = "kc%d-%s" % (next(_ns_counter), slug)
     sim.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    if real():
-        # The controller-manager publishes the cluster's CA into every namespace as a ConfigMap:
-        # waited for here, so it is there before the test starts (the tests leave it out). After
-        # an earlier test restarted the API server the controller-manager may take a minute to
-        # act again (docs/test-cluster.md).
-        wait_for(lambda: sim.exists(cm_path(name, ROOT_CA)), timeout=120, what="%s/%s" % (name, ROOT_CA))
+    # The controller-manager publishes the cluster's CA into every namespace as a ConfigMap:
+    # waited for here, so it is there before the test starts (the tests leave it out). After
+    # an earlier test restarted the API server the controller-manager may take a minute to
+    # act again (docs/test-cluster.md).
+    wait_for(lambda: sim.exists(cm_path(name, ROOT_CA)), timeout=120, what="%s/%s" % (name, ROOT_CA))
     yield name
     sim.clear_faults()
     sim.request("DELETE", "/api/v1/namespaces/" + name)
@@ -314,10 +304,9 @@ def test_compaction_410_relists_without_losing_or_duplicating(sim, ns, probe):
     sim.delete(cm_path(ns, "recreated"))
     sim.create(cm_path(ns), cm("recreated", v="2"))
     sim.compact()
-    if real():
-        # the real API server's watch cache still serves what it holds: restarted, it starts
-        # from the compacted revision, and a watch from an older one gets 410
-        sim.drop_watches()
+    # the API server's watch cache still serves what it holds: restarted, it starts from the
+    # compacted revision, and a watch from an older one gets 410
+    sim.drop_watches()
     before = len(p.lines)
     assert p.cmd("start")["ok"]
     wait_for(lambda: p.logs("relisted"), what="a relist")
@@ -338,8 +327,7 @@ def test_dropped_watch_reconnects(sim, ns, probe):
     p.wait_event(lambda e: e["event"] == "synced", what="synced")
     for i in range(3):
         watch_open(sim, p, ns)
-        dropped = sim.drop_watches()  # the real cluster: its API server restarted
-        assert real() or dropped["droppedWatches"] >= 1
+        sim.drop_watches()  # its API server restarted
         sim.create(cm_path(ns), cm("after-drop-%d" % i))
         p.wait_event(lambda e: e["event"] == "add" and e["key"] == "%s/after-drop-%d" % (ns, i),
                      what="add after drop %d" % i)
@@ -351,11 +339,11 @@ def test_dropped_watch_reconnects(sim, ns, probe):
 @pytest.mark.parametrize("mode", ["refuse", "503"])
 def test_api_outage_is_survived(sim, ns, probe, mode):
     sim.create(cm_path(ns), cm("a", v="1"))
-    # on the real cluster through the API proxy, which makes these outages
-    p = watching(sim, probe, ns, kubeconfig=getattr(sim, "proxy_kubeconfig", None))
+    # through the API proxy, which makes these outages
+    p = watching(sim, probe, ns, kubeconfig=sim.proxy_kubeconfig)
     p.wait_event(lambda e: e["event"] == "synced", what="synced")
     watch_open(sim, p, ns)
-    if real() and mode == "refuse":
+    if mode == "refuse":
         # the API proxy refuses for exactly 2 s; a real API server's stop and start take seconds
         # each, so the probe's command below could land after it is back (test_dropped_watch_
         # reconnects restarts it)
@@ -366,11 +354,7 @@ def test_api_outage_is_survived(sim, ns, probe, mode):
     # Commands during the outage fail as transport / 503 errors, they are not lost.
     ans = p.cmd("get", ns, "a")
     assert not ans["ok"] and ans["code"] in ("Transport", "ServiceUnavailable"), ans
-    if real():
-        sim.wait_outage(timeout=60)
-    else:
-        wait_for(lambda: not sim.state()["apiUnavailable"] and sim.state()["apiListening"], timeout=15,
-                 what="the outage to end")
+    sim.wait_outage(timeout=60)
     wait_for(lambda: sim.request("GET", cm_path(ns, "a"))[0] == 200, what="API back")
     sim.patch(cm_path(ns, "a"), {"data": {"v": "2"}})
     sim.create(cm_path(ns), cm("b", v="1"))

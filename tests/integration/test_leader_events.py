@@ -1,6 +1,6 @@
-"""Leader election (controller/leader) and Kubernetes Events (controller/events) against kubesim,
-or the real control plane with HOLDFAST_TEST_CLUSTER=real (tests/lib/testcluster.py; the probes
-then run inside the cluster's network namespace).
+"""Leader election (controller/leader) and Kubernetes Events (controller/events) against the real
+control plane (tests/lib/realcluster.py; root; the probes run inside the cluster's network
+namespace).
 
 The C drivers tests/tools/leader_probe and tests/tools/events_probe (built by meson; directory
 from HOLDFAST_TOOLS_DIR, default tests/tools beside $HOLDFAST_BIN, else <repo>/build/tests/tools)
@@ -25,11 +25,10 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
-from simctl import wait_for  # noqa: E402
-from testcluster import new_cluster, real  # noqa: E402
+from kubeclient import wait_for  # noqa: E402
+from realcluster import RealCluster  # noqa: E402
 
 _BUILD = os.path.dirname(os.environ["HOLDFAST_BIN"]) if os.environ.get("HOLDFAST_BIN") else os.path.join(REPO, "build")
 TOOLS = os.environ.get("HOLDFAST_TOOLS_DIR", os.path.join(_BUILD, "tests", "tools"))
@@ -157,7 +156,7 @@ class Proc:
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    s = new_cluster(tmp_path_factory.mktemp("cluster"))
+    s = RealCluster(tmp_path_factory.mktemp("cluster"))
     s.start()
     try:
         yield s
@@ -167,15 +166,10 @@ def sim(tmp_path_factory):
 
 
 def api_away(sim, seconds):
-    """The API server unusable for `seconds` from now. kubesim answers every request 503 (its
-    "refuse" mode leaves kept-alive TLS connections working: its close_connections shuts down
-    the raw socket wrap_socket detached, so a client that renews every 0.3 s on one connection
-    would never notice). The real kube-apiserver is SIGSTOPped: connections are accepted and
-    nothing is answered, as across a network partition (stopping it takes longer than these
-    outages last)."""
-    if real():
-        return sim.latency(seconds * 1000, seconds)
-    return sim.outage(seconds, mode="503")
+    """The API server unusable for `seconds` from now: kube-apiserver is SIGSTOPped, connections
+    are accepted and nothing is answered, as across a network partition (stopping it takes longer
+    than these outages last)."""
+    return sim.latency(seconds * 1000, seconds)
 
 
 _ns_counter = iter(range(1, 1 << 30))
@@ -524,13 +518,10 @@ def test_long_object_name_fits_and_outage_is_survived(sim, ns, recorder):
     ev = kubectl_events(sim, ns)[0]
     assert len(ev["metadata"]["name"]) <= 253 and ev["involvedObject"]["name"] == name
     # With the API down, records return at once (fire and forget) and failures are logged once.
-    # (An API server that fails requests: kubesim's 503s, or the real one stopped, which
-    # returns once it has exited and closed every connection; a SIGSTOPped one would only delay
-    # the records, and they would all succeed.)
-    if real():
-        sim.outage(3)
-    else:
-        sim.outage(3, mode="503")
+    # (An API server that fails requests: stopped, which returns once it has exited and closed
+    # every connection; a SIGSTOPped one would only delay the records, and they would all
+    # succeed.)
+    sim.outage(3)
     t0 = time.monotonic()
     for i in range(20):
         assert p.cmd("record", {"object": obj, "type": "Warning", "reason": "Failed", "message": "x%d" % i})["ok"]

@@ -5,7 +5,7 @@ port changes never reached status.ports, and nothing told a quiet controller fro
 
 Each test acts while holdfast is busy and checks against a bound stated in docs/kubernetes.md;
 none of them waits for the cluster to go quiet first. Same harness as test_controller.py (one
-cluster per module, kubesim or the real one, one holdfast process per test, in the test's own
+cluster per module, the real control plane, one holdfast process per test, in the test's own
 namespace).
 """
 import time
@@ -14,7 +14,7 @@ import urllib.error
 from test_controller import (  # noqa: F401 - fixtures are used by name
     ES_API, condition, create_es, elastiservice, es_events, es_get, holdfast, make_app,
     metric_value, ns, replicas, resolver_slices, sim, status, wait_event, wait_mode, wait_replicas)
-from simctl import wait_for
+from kubeclient import wait_for
 
 
 def healthz(hf):

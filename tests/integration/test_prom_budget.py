@@ -1,6 +1,7 @@
-"""The load holdfast puts on Prometheus (issue 13, "Prometheus budget"), against kubesim and a
-FakePrometheus (tests/lib/promfix.py) that counts the requests, answers each query text as the
-test says, and records how many it answered at once.
+"""The load holdfast puts on Prometheus (issue 13, "Prometheus budget"), against the real control
+plane (tests/lib/realcluster.py; root) and a FakePrometheus (tests/lib/promfix.py) that counts
+the requests, answers each query text as the test says, and records how many it answered at
+once.
 
 - ElastiServices that ask the same query of the same server (same headers) cause one query per
   polling round, and one uptime check, not one (or two) per ElastiService;
@@ -24,28 +25,27 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
-from simctl import wait_for  # noqa: E402
+from kubeclient import wait_for  # noqa: E402
 from promfix import FakePrometheus, vector_answer  # noqa: E402
-from testcluster import new_cluster  # noqa: E402
+from realcluster import RealCluster  # noqa: E402
 from test_controller import holdfast, ns  # noqa: E402,F401 - fixtures, used by name (they take this module's sim)
 
 PY = "/usr/bin/python3"
-HTTPSERVER = os.path.join(REPO, "tests", "kubesim", "testdata", "httpserver.py")
-IMAGES = {"kubesim/http:1": {"argv": [PY, HTTPSERVER]},
-          "kubesim/sleep": {"argv": ["/bin/sleep", "$@"]}}
+HTTPSERVER = os.path.join(REPO, "tests", "lib", "apps", "httpserver.py")
+IMAGES = {"test/http:1": {"argv": [PY, HTTPSERVER]},
+          "test/sleep": {"argv": ["/bin/sleep", "$@"]}}
 CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
 ES_API = "/apis/elasti.truefoundry.com/v1alpha1"
 COOLDOWN = 2
 UPTIME = 'min_over_time((max(up{container="prometheus"}) or vector(0))[%ds:])' % COOLDOWN
-SLEEPER = [{"name": "main", "image": "kubesim/sleep", "args": ["600"]}]
+SLEEPER = [{"name": "main", "image": "test/sleep", "args": ["600"]}]
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    s = new_cluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES, proxy_delay_ms=200)
+    s = RealCluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES, proxy_delay_ms=200)
     s.start()
     try:
         s.kubectl("apply", "-f", CRD_FILE)
@@ -67,7 +67,7 @@ def app(sim, ns, name, http=False):
     """A Deployment and its Service: an HTTP server (it can be scaled to zero and woken) or a
     sleeper (cheaper: these tests only need it evaluated)."""
     labels = {"app": name}
-    containers = ([{"name": "main", "image": "kubesim/http:1", "ports": [{"containerPort": 8080}]}]
+    containers = ([{"name": "main", "image": "test/http:1", "ports": [{"containerPort": 8080}]}]
                   if http else SLEEPER)
     sim.create("/apis/apps/v1/namespaces/%s/deployments" % ns, {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},

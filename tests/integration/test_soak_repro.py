@@ -4,8 +4,9 @@ Every test here is marked `reproduction`: it fails until its defect is fixed, th
 regression test. Each docstring names the soak seed that showed it, the symptom, and where in
 the code the cause seems to be. Deselect them with `-m "not reproduction"`.
 
-The set-up is test_controller.py's, imported: one kubesim per module (kube-proxy delay 200 ms), one
-holdfast per test (tests/lib/hfk8s.py, its own loopback address, --polling-interval 1s), requests
+The set-up is test_controller.py's, imported: one real test cluster per module (kube-proxy delay
+200 ms), one holdfast per test (tests/lib/hfk8s.py, its own address on the node's bridge,
+--polling-interval 1s), requests
 through the Service's ClusterIP, bounded waits, no sanitizer report allowed.
 """
 import json
@@ -17,12 +18,12 @@ import pytest
 from test_controller import (  # noqa: F401 - fixtures are used by name
     Background, create_es as create_es_obj, elastiservice, es_path, holdfast, make_app as make_app_kind,
     ns, resolver_slices, sim, status)
-from simctl import wait_for
+from kubeclient import wait_for
 
 pytestmark = pytest.mark.reproduction
 
 
-def make_app(sim, ns, name="web", replicas=1, image="kubesim/http:1"):
+def make_app(sim, ns, name="web", replicas=1, image="test/http:1"):
     make_app_kind(sim, ns, name=name, replicas=replicas, image=image)
 
 
@@ -59,7 +60,7 @@ def test_request_held_when_its_elastiservice_is_deleted_is_answered_by_the_resto
     that a new route snapshot no longer lists with that 503; controller.c drops a deleted
     ElastiService from the snapshot as soon as its finalizer is removed (es_finalize, then
     on_es_delete), without waiting for the target it restores to have a ready endpoint."""
-    make_app(sim, ns, replicas=0, image="kubesim/http:3s")  # ~3 s from wake to a listening pod
+    make_app(sim, ns, replicas=0, image="test/http:3s")  # ~3 s from wake to a listening pod
     hf = holdfast.start()
     create_es(sim, ns)
     wait_for(lambda: status(sim, ns).get("mode") == "proxy" and resolver_slices(sim, ns), timeout=20,
@@ -85,7 +86,7 @@ def test_request_held_when_its_namespace_goes_is_answered_at_once(sim, ns, holdf
     Here, with the target slow to start: a request is held, the ElastiService and then the
     Service are deleted (as a namespace deletion does). The held request is answered at once
     with the documented 503 "service was removed", not after holdTimeoutSeconds (25 s here)."""
-    make_app(sim, ns, replicas=0, image="kubesim/http:3s")
+    make_app(sim, ns, replicas=0, image="test/http:3s")
     hf = holdfast.start()
     create_es(sim, ns, holdTimeoutSeconds=25)
     wait_for(lambda: status(sim, ns).get("mode") == "proxy" and resolver_slices(sim, ns), timeout=20,
@@ -196,7 +197,7 @@ def test_requests_held_when_the_target_is_scaled_to_zero_by_hand_after_their_wak
     on_wake_retry re-wakes only after a failed scale call (wake_failed), and the leader's poll
     (on_scale: replicas 0 in proxy mode) does nothing. Every replica holding connections for a
     service whose target is at 0 should wake it again (target_wake is a no-op when it is up)."""
-    make_app(sim, ns, replicas=0, image="kubesim/http:3s")  # ~3 s from wake to a listening pod
+    make_app(sim, ns, replicas=0, image="test/http:3s")  # ~3 s from wake to a listening pod
     hf = holdfast.start()
     create_es(sim, ns, holdTimeoutSeconds=25)  # the defect's 504 after 25 s, not 600
     wait_for(lambda: status(sim, ns).get("mode") == "proxy" and resolver_slices(sim, ns), timeout=20,

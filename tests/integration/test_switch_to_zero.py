@@ -8,8 +8,8 @@ carrying a fresh nonce, is answered by holdfast (an HTTP port), or a grace perio
 since the resolver slice reached the cache (only opaque ports); if neither happens in time the
 scale-down is abandoned and the pods stay.
 
-Here kube-proxy applies every change 800 ms late (kubesim's, or on the real cluster, upstream's
-behind the cluster's delay relay: tests/lib/testcluster.py), and clients fire continuously
+Here kube-proxy applies every change 800 ms late (upstream's, behind the test cluster's delay
+relay: tests/cluster/delayrelay.py), and clients fire continuously
 through the scale-down decision itself: nothing waits for the cluster to settle. The pods keep
 serving for 1.5 s after SIGTERM, which is what a preStop sleep gives them (docs/kubernetes.md:
 a pod that exits at once on SIGTERM is lost to requests kube-proxy still sends it, whoever
@@ -28,18 +28,18 @@ from test_controller import (  # noqa: F401 - fixtures are used by name
     http_get,
     make_app, metric_value, ns, prom, replicas, resolver_slices, set_load, status, trigger,
     wait_event, wait_mode, wait_replicas)
-from simctl import wait_for
-from testcluster import new_cluster, real
+from kubeclient import wait_for
+from realcluster import RealCluster
 
 PROXY_DELAY_MS = 800
-GRACEFUL = {"name": "main", "image": "kubesim/http:1", "ports": [{"containerPort": 8080}],
+GRACEFUL = {"name": "main", "image": "test/http:1", "ports": [{"containerPort": 8080}],
             "env": [{"name": "TERM_DELAY_MS", "value": "1500"}],
             "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    s = new_cluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES, proxy_delay_ms=PROXY_DELAY_MS)
+    s = RealCluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES, proxy_delay_ms=PROXY_DELAY_MS)
     s.start()
     try:
         s.kubectl("apply", "-f", CRD_FILE)
@@ -160,7 +160,7 @@ def test_scale_down_cycles_under_continuous_traffic_lose_nothing(sim, prom, expo
 
 def test_data_path_that_never_reaches_holdfast_abandons_the_scale_down(sim, prom, exporter, ns, holdfast,
                                                                       tmp_path):
-    """A mesh or CNI that ignores hand-made EndpointSlices (kubesim's fault): the probe only ever
+    """A mesh or CNI that ignores hand-made EndpointSlices (here kube-proxy paused): the probe only ever
     reaches the pod, so after --scale-down-probe-timeout the scale-down is abandoned, with a
     condition, a Warning Event and the resolver slice deleted, and the pods stay: nothing is
     lost. Without the probe the target went to zero and every request was refused. Once the
@@ -258,8 +258,6 @@ def pods(sim, ns):
     return sim.get("/api/v1/namespaces/%s/pods?labelSelector=app%%3Dweb" % ns)["items"]
 
 
-@pytest.mark.skipif(not real(), reason="real control plane only: needs the EndpointSlice controller held "
-                    "back while the ReplicaSet controller acts (kubesim removes the pods with the scale)")
 def test_wake_before_the_old_pod_is_listed_terminating_does_not_switch_back_to_it(sim, prom, exporter, ns,
                                                                                    holdfast):
     """Found while explaining the abandoned-switch test's lost request: a wake answered after
@@ -357,8 +355,6 @@ REPLICASET_CONTROLLER_BINDING = ("/apis/rbac.authorization.k8s.io/v1/clusterrole
                                  "system:controller:replicaset-controller")
 
 
-@pytest.mark.skipif(not real(), reason="real control plane only: needs the ReplicaSet controller held back "
-                    "while the Deployment controller acts (kubesim removes the pods with the scale)")
 def test_a_scale_to_zero_undone_before_the_pod_went_switches_back_to_serve_on_that_pod(sim, ns, holdfast):
     """Found by the soak on the real control plane (seed 4): holdfast scaled a service to zero,
     a follower's wake scaled it back up at once, and an API outage meanwhile kept the ReplicaSet
@@ -450,8 +446,6 @@ def test_a_leader_killed_before_its_proxy_mode_was_written_keeps_the_resolver_sl
     wait_mode(sim, ns, "serve")
 
 
-@pytest.mark.skipif(not real(), reason="real control plane only: kubesim's kube-proxy is a user-space relay, "
-                    "without conntrack")
 def test_a_connect_before_the_service_is_routed_leaves_no_entry_for_a_later_one(sim, ns):
     """The abandoned-switch test's lost request (its first CI run on the real control plane: 1 of
     25,512, sent 14 s in, its connect hung and ended with "No route to host"): routed() had
@@ -493,10 +487,9 @@ def test_own_scale_down_is_not_undone_by_a_scale_read_sent_before_it(sim, prom, 
     last replica itself, holdfast switched back to serve ("the target has ready endpoints") and
     then took the watch's zero for a scale to zero by hand: an extra SwitchedToServe and
     ScaledToZero, the scale-down counted twice. A /scale read sent just before the scale-down's
-    patch came back with the old count while the pod was still a ready endpoint (kubesim removes
-    the pods with the scale; a real ReplicaSet controller and EndpointSlice controller take a
-    moment). Here every API call is answered 450 ms late (on the real cluster: holdfast's, by the
-    API proxy) and holdfast reads every second, so about every other scale-down meets a read in
+    patch came back with the old count while the pod was still a ready endpoint (the ReplicaSet
+    controller and the EndpointSlice controller take a moment). Here every API call of holdfast's
+    is answered 450 ms late (by the API proxy) and holdfast reads every second, so about every other scale-down meets a read in
     flight; over 5 cycles, no hand scale is seen."""
     make_app(sim, ns, containers=[GRACEFUL])
     set_load(prom, exporter, ns, 0)

@@ -1,16 +1,16 @@
 """The scale target (controller/target) against the API server: /scale of Deployments, StatefulSets and
 Argo Rollouts, the wake (0 -> minReplicas once, a no-op otherwise, safe when two race), kind
 aliases, KEDA ScaledObject pause/resume, and the diagnosis of a wake that produces no ready pod
-(quota -> FailedCreate, missing image -> ImagePullBackOff). Also that the clusters' kill_pod
-fault means the same on kubesim and on the real cluster.
+(quota -> FailedCreate, missing image -> ImagePullBackOff). Also what the test cluster's
+kill_pod fault does, which tests may use.
 
 Each test runs tests/tools/target_probe (built by meson; directory from HOLDFAST_TOOLS_DIR,
 default tests/tools beside $HOLDFAST_BIN, else <repo>/build/tests/tools), which starts every
 operation named on its command line at once and prints one JSON line per operation (see the
 probe's header comment). What the probe did is checked against the API server's state.
 
-One cluster serves the module: kubesim, or the real control plane with HOLDFAST_TEST_CLUSTER=real
-(tests/lib/testcluster.py; the probe then runs inside the cluster's network namespace). Each
+One real test cluster serves the module (tests/lib/realcluster.py; root; the probe runs inside
+the cluster's network namespace). Each
 test has its own namespace. Every wait is bounded polling; the probe's stderr must hold no
 sanitizer report.
 """
@@ -24,11 +24,10 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
-from simctl import wait_for  # noqa: E402
-from testcluster import new_cluster, start_rollouts  # noqa: E402
+from kubeclient import wait_for  # noqa: E402
+from realcluster import RealCluster  # noqa: E402
 from thirdparty_crds import SCALEDOBJECT_CRD  # noqa: E402
 
 _BUILD = os.path.dirname(os.environ["HOLDFAST_BIN"]) if os.environ.get("HOLDFAST_BIN") else os.path.join(REPO, "build")
@@ -36,11 +35,11 @@ TOOLS = os.environ.get("HOLDFAST_TOOLS_DIR", os.path.join(_BUILD, "tests", "tool
 PROBE = os.path.join(TOOLS, "target_probe")
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
-IMAGES = {"kubesim/sleep": {"argv": ["/bin/sleep", "$@"]}, "kubesim/crash": {"argv": ["/bin/false"]}}
+IMAGES = {"test/sleep": {"argv": ["/bin/sleep", "$@"]}, "test/crash": {"argv": ["/bin/false"]}}
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    s = new_cluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES)
+    s = RealCluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES)
     s.start()
     try:
         code, body = s.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", SCALEDOBJECT_CRD)
@@ -54,10 +53,10 @@ def sim(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rollouts(sim):
-    """Rollouts that get ReplicaSets and pods: kubesim's simulated controller, or the upstream
-    Argo Rollouts controller on the real cluster (testcluster.start_rollouts; started once, by
-    the first test that asks)."""
-    return start_rollouts(sim)
+    """Rollouts that get ReplicaSets and pods: the upstream Argo Rollouts controller
+    (RealCluster.start_rollouts; started once, by the first test that asks)."""
+    sim.start_rollouts()
+    return sim
 
 
 _ns_counter = iter(range(1, 1 << 30))
@@ -125,7 +124,7 @@ def logs(stderr, msg_part):
     return out
 
 
-def workload(kind, name, replicas, image="kubesim/sleep", labels=None):
+def workload(kind, name, replicas, image="test/sleep", labels=None):
     labels = labels or {"app": name}
     api = "argoproj.io/v1alpha1" if kind == "Rollout" else "apps/v1"
     spec = {"replicas": replicas, "selector": {"matchLabels": labels},
@@ -323,10 +322,10 @@ def test_diagnose_quota_blocked_statefulset_from_its_event(sim, ns, probe):
     assert 'pods "db-0" is forbidden: exceeded quota: q' in diag["message"], diag
 
 
-def test_kill_pod_fault_means_the_same_on_either_cluster(sim, ns):
-    """The test clusters' kill_pod fault, which tests here may use: kubesim's kubelet and the
-    real cluster's node agent both SIGKILL the pod's container, which restarts (restartCount 1,
-    lastState exit code 137) and is ready again."""
+def test_kill_pod_fault_kills_the_container_which_restarts(sim, ns):
+    """The test cluster's kill_pod fault, which tests here may use: the node agent SIGKILLs the
+    pod's container, which restarts (restartCount 1, lastState exit code 137) and is ready
+    again."""
     create(sim, "Deployment", ns, "web", 1)
     sim.wait_ready_replicas(ns, "web", 1)
     pod = sim.get("/api/v1/namespaces/%s/pods" % ns)["items"][0]["metadata"]["name"]
@@ -351,12 +350,12 @@ def test_diagnose_missing_image_is_image_pull_backoff(sim, ns, probe):
 
 
 def test_diagnose_crashing_container_is_crash_loop_backoff_with_exit_code(sim, ns, probe):
-    create(sim, "Deployment", ns, "web", 1, image="kubesim/crash")
+    create(sim, "Deployment", ns, "web", 1, image="test/crash")
     diag = wait_for(lambda: (lambda d: d if d["reason"] == "CrashLoopBackOff" else None)(
         probe.one(ns, ref("Deployment", "web"), "diagnose")), what="CrashLoopBackOff")
-    # the kubelet's own words (pod=NAME_NAMESPACE(UID); kubesim's say pod=NAME), then holdfast's
+    # the kubelet's own words (pod=NAME_NAMESPACE(UID)), then holdfast's
     assert re.match(r"^CrashLoopBackOff: back-off \d+s restarting failed container=main "
-                    r"pod=web-[a-z0-9-]+(_%s\([0-9a-f-]+\))? "
+                    r"pod=web-[a-z0-9-]+_%s\([0-9a-f-]+\) "
                     r"\(pod web-[a-z0-9-]+, container main, last exit code 1 Error\)$" % re.escape(ns),
                     diag["message"]), diag
 

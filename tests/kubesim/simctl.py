@@ -9,80 +9,27 @@
         sim.compact()                      # next watch from an old RV gets 410
 
 Only the Python standard library is needed (the kubernetes client is optional: `python_client`).
-See docs/kubesim.md for the whole API."""
+Kept, with the simulator, only for the soak's kubesim mode (tests/soak, through
+tests/lib/testcluster.py) until the soak moves onto the real control plane: every test runs on
+the real one (docs/test-cluster.md)."""
 import json
 import os
 import signal
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+
+from kubeclient import ApiError, RestVerbs, WaitTimeout, wait_for  # noqa: E402,F401
+from kubeclient import decode as _decode  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 KUBESIM = os.path.join(HERE, "kubesim")
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
-
-
-class WaitTimeout(AssertionError):
-    pass
-
-
-def wait_for(predicate, timeout=20.0, interval=0.05, what="condition"):
-    """Poll predicate() until it returns a truthy value (returned) or raise WaitTimeout.
-    Exceptions raised by predicate count as 'not yet' (the last one is reported)."""
-    deadline = time.monotonic() + timeout
-    last_exc = None
-    while True:
-        try:
-            v = predicate()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001 - any failure is 'not yet'
-            last_exc = e
-        if time.monotonic() >= deadline:
-            raise WaitTimeout("timed out after %.1fs waiting for %s%s" % (
-                timeout, what, "" if last_exc is None else " (last error: %r)" % (last_exc,)))
-        time.sleep(interval)
-
-
-class ApiError(Exception):
-    def __init__(self, code, body):
-        super().__init__("HTTP %d: %s" % (code, body))
-        self.code = code
-        self.body = body        # the decoded Status object (or raw text)
-
-
-class RestVerbs:
-    """The API's verbs over `self.request(method, path, body, content_type, ...) -> (code, obj)`:
-    kubesim's client and the real cluster's (tests/lib/realcluster.py) share them."""
-
-    def _ok(self, method, path, body=None, content_type="application/json"):
-        code, obj = self.request(method, path, body, content_type)
-        if code >= 300:
-            raise ApiError(code, obj)
-        return obj
-
-    def get(self, path):
-        return self._ok("GET", path)
-
-    def create(self, path, obj):
-        return self._ok("POST", path, obj)
-
-    def update(self, path, obj):
-        return self._ok("PUT", path, obj)
-
-    def patch(self, path, patch, kind="merge"):
-        ctype = {"merge": "application/merge-patch+json", "json": "application/json-patch+json",
-                 "strategic": "application/strategic-merge-patch+json"}[kind]
-        return self._ok("PATCH", path, patch, ctype)
-
-    def delete(self, path, body=None):
-        return self._ok("DELETE", path, body)
-
-    def exists(self, path):
-        code, _ = self.request("GET", path)
-        return code == 200
 
 
 class KubeSim(RestVerbs):
@@ -309,10 +256,3 @@ class KubeSim(RestVerbs):
 
     def cluster_ip(self, namespace, service):
         return self.get("/api/v1/namespaces/%s/services/%s" % (namespace, service))["spec"]["clusterIP"]
-
-
-def _decode(data):
-    try:
-        return json.loads(data)
-    except ValueError:
-        return data.decode(errors="replace")

@@ -1,4 +1,5 @@
-"""hfk8s: holdfast in Kubernetes mode beside kubesim, for integration tests (standard library only).
+"""hfk8s: holdfast in Kubernetes mode beside a test cluster, for integration tests (standard
+library only).
 
     hf = HoldfastK8s(sim, workdir, namespace="demo", ip="127.0.6.7")
     hf.start()                    # waits for /readyz on the admin address
@@ -15,7 +16,8 @@ The binary is $HOLDFAST_BIN, else <repo>/build/holdfast.
 On the real test cluster (tests/lib/realcluster.py) the cluster says where holdfast runs: its
 address comes from `sim.fresh_ip()` (one on the node's bridge, which pods and kube-proxy reach
 and the API server accepts in an EndpointSlice) and its argv is prefixed with `sim.exec_prefix`
-(nsenter into the cluster's network namespace). kubesim has neither: a loopback address, no prefix.
+(nsenter into the cluster's network namespace). A cluster with neither (the soak's kubesim mode,
+until the soak moves) gets a loopback address and no prefix.
 """
 import itertools
 import json

@@ -1,7 +1,7 @@
-"""realcluster: the real test cluster (tests/cluster/clusterlib.py, docs/test-cluster.md) behind
-the part of kubesim's client (tests/kubesim/simctl.py, class KubeSim) that the integration tests
-use, so a test written against kubesim runs unchanged on upstream kube-apiserver, etcd, the
-controllers, the scheduler and kube-proxy, with the node agent running the pods.
+"""realcluster: the real test cluster (tests/cluster/clusterlib.py, docs/test-cluster.md) as the
+integration tests' client: upstream kube-apiserver, etcd, the controllers, the scheduler and
+kube-proxy, with the node agent running the pods. (Its calls are those kubesim's client had, the
+simulator the tests ran on before issue 11.)
 
     rc = RealCluster(state_dir, image_map=IMAGES, proxy_delay_ms=800)
     rc.start()          # scripts/cluster up; the calling thread moves into the cluster's netns
@@ -41,11 +41,11 @@ needs those faults starts holdfast or its probe with it); `kubeconfig`, the test
 calls and `kubectl` go to kube-apiserver directly, and so do the cluster's components: those
 faults hit only the proxy's clients, and the cluster goes on working underneath.
 
-Faults. A fault is offered only where the real control plane, or the proxy, has an equivalent;
-the others raise NoRealEquivalent, so a test that needs one fails loudly unless it is marked
-kubesim-only (tests/lib/testcluster.py, kubesim_only):
+Faults. A fault is offered only where the real control plane, or the proxy, has an equivalent
+(the names are kubesim's, whose faults the tests asked for first); the others raise
+NoRealEquivalent, so a test that asks for one fails loudly:
 
-| kubesim fault                         | here                                                      |
+| fault                                 | here                                                      |
 | ------------------------------------- | --------------------------------------------------------- |
 | outage(s, mode="refuse")              | kube-apiserver stopped (SIGTERM: 429s for up to 2 s, then every connection closed and refused) and started again s seconds after the call; starting takes 3-5 s more, so the API is away longer than s |
 | outage(s, mode="503")                 | the API proxy answers every request 503 for s seconds (kept-alive connections through it cut) |
@@ -72,12 +72,13 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "cluster"))
-sys.path.insert(0, os.path.join(REPO, "tests", "kubesim"))
+sys.path.insert(0, HERE)
 
 import apiproxy  # noqa: E402
 import clusterlib  # noqa: E402
 import procs  # noqa: E402
-from simctl import RestVerbs, _decode, wait_for  # noqa: E402
+from kubeclient import RestVerbs, wait_for  # noqa: E402
+from kubeclient import decode as _decode  # noqa: E402
 
 HOLDFAST_IPS = ["10.88.0.%d" % i for i in range(241, 250)]
 _opener_handlers = [urllib.request.ProxyHandler({})]  # never a proxy
@@ -85,8 +86,7 @@ CLONE_NEWNET = 0x40000000
 
 
 class NoRealEquivalent(AssertionError):
-    """A kubesim fault the real control plane has no equivalent for: the test that asks for it
-    must be marked kubesim-only (testcluster.kubesim_only) with the reason."""
+    """A fault the real control plane has no equivalent for: the test that asks for it fails."""
 
 
 def _setns(fd):
@@ -103,9 +103,14 @@ class RealCluster(RestVerbs):
     node_name = clusterlib.NODE_NAME
 
     def __init__(self, state_dir, image_map=None, proxy_delay_ms=0, rollouts=False):
+        if os.environ.get("HOLDFAST_TEST_CLUSTER", "real") != "real":
+            raise RuntimeError("HOLDFAST_TEST_CLUSTER=%r: the tests run on the real control plane "
+                               "only (issue 11: kubesim is gone but for the soak's kubesim mode, "
+                               "tests/lib/testcluster.py); unset it or set it to real"
+                               % os.environ["HOLDFAST_TEST_CLUSTER"])
         self.state_dir = os.path.realpath(str(state_dir))
         os.makedirs(self.state_dir, exist_ok=True)
-        if isinstance(image_map, (str, os.PathLike)):  # a file, as kubesim also takes
+        if isinstance(image_map, (str, os.PathLike)):  # a file, as scripts/cluster up --image-map
             with open(image_map) as f:
                 image_map = json.load(f)
         if not isinstance(image_map or {}, dict):
@@ -310,7 +315,7 @@ class RealCluster(RestVerbs):
             return self.pause_data_path(body.get("on", True))
         if fault_name == "clear":
             return self.clear_faults()
-        raise NoRealEquivalent("kubesim's fault %r has no equivalent on the real cluster" % fault_name)
+        raise NoRealEquivalent("fault %r has no equivalent on the real cluster" % fault_name)
 
     def outage(self, seconds, mode="refuse"):
         """refuse: kube-apiserver stopped now (returns once it has exited) and started again
@@ -375,8 +380,8 @@ class RealCluster(RestVerbs):
         informers come back only after client-go's back-off (0.8 s doubling to 30 s), and the
         ReplicaSet and EndpointSlice controllers refuse to act while their cache is older than
         what they wrote ("read version ... is not as new as written version"): measured here,
-        tens of seconds with no scale-up, which kubesim, whose controllers live in the API
-        server, never shows. Returns the seconds waited."""
+        tens of seconds with no scale-up, which kubesim (the simulator before issue 11), whose
+        controllers lived in its API server, never showed. Returns the seconds waited."""
         t0 = time.monotonic()
         if not self.exists(self.CANARY):
             labels = {"app": "hf-test-canary"}
@@ -462,7 +467,7 @@ class RealCluster(RestVerbs):
 
     def kill_pod(self, namespace, name, signal="KILL"):
         """The signal (KILL, TERM, ...) to every running container of the pod, by the node agent
-        (its fault POST /faults/killPod): as kubesim's, the containers exit and are restarted
+        (its fault POST /faults/killPod): the containers exit and are restarted
         per restartPolicy (restartCount, lastState.terminated: exit code 137 for KILL)."""
         r = self.cluster.kill_pod(namespace, name, signal)
         self._out("fault: %s sent to pod %s/%s: %s" % (r["signal"], namespace, name, r["containers"]))

@@ -1,26 +1,20 @@
-"""testcluster: which cluster the Kubernetes integration tests run on, decided in one place.
+"""testcluster: the soak's cluster switch, and nothing else's (issue 11).
 
-    HOLDFAST_TEST_CLUSTER=kubesim (the default): tests/kubesim, the Python stand-in
-    HOLDFAST_TEST_CLUSTER=real: the real control plane (tests/lib/realcluster.py: upstream
-        etcd, kube-apiserver, controller-manager, scheduler, kube-proxy, with the node agent);
-        needs root, and runs the test process's main thread inside the cluster's namespace
+Every test runs on the real control plane (tests/lib/realcluster.py: upstream etcd,
+kube-apiserver, controller-manager, scheduler, kube-proxy, with the node agent; needs root) and
+builds its RealCluster itself. Only the randomized soak (tests/soak/soak.py) still picks its
+cluster here, because CI replays it on kubesim until its runs on the real control plane stop
+finding Kubernetes-side losses (tests/soak/README.md):
 
-    s = new_cluster(state_dir, image_map=IMAGES, proxy_delay_ms=200)
-    s.start(); ...; leftovers = s.stop()       # the same calls on either
+    HOLDFAST_TEST_CLUSTER=kubesim (the soak's default): tests/kubesim, the Python stand-in,
+        kept in place for the soak alone
+    HOLDFAST_TEST_CLUSTER=real: the real control plane
 
-    start_rollouts(s)                          # a Rollout controller: kubesim's, or upstream's
-
-    @kubesim_only("why the real cluster cannot do what this test needs")
-    def test_...
-
-A test that needs a kubesim fault without a real equivalent is marked kubesim_only: on the
-real cluster it is reported as skipped with the reason (pytest -ra lists it), never run as if
-it passed. An unmarked test that asks for such a fault fails (realcluster.NoRealEquivalent).
+This module, tests/kubesim and HOLDFAST_TEST_CLUSTER go when the soak moves onto the real
+control plane.
 """
 import os
 import sys
-
-import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -44,27 +38,6 @@ def new_cluster(state_dir, image_map=None, proxy_delay_ms=0):
         return RealCluster(state_dir, image_map=image_map, proxy_delay_ms=proxy_delay_ms)
     from simctl import KubeSim
     return KubeSim(state_dir, image_map=image_map, proxy_delay_ms=proxy_delay_ms)
-
-
-def start_rollouts(sim):
-    """Makes Rollouts (argoproj.io/v1alpha1) work on sim, once its start() has run; idempotent.
-    kubesim simulates the Rollout controller and needs only the CRD (thirdparty_crds.ROLLOUT_CRD,
-    with the scale subresource); the real cluster starts the upstream Argo Rollouts controller,
-    which brings its own CRDs (realcluster.start_rollouts)."""
-    if real():
-        sim.start_rollouts()
-    else:
-        from simctl import wait_for
-        from thirdparty_crds import ROLLOUT_CRD
-        code, body = sim.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", ROLLOUT_CRD)
-        assert code in (201, 409), body
-        wait_for(lambda: sim.exists("/apis/argoproj.io/v1alpha1"), what="argoproj.io/v1alpha1 served")
-    return sim
-
-
-def kubesim_only(reason):
-    """Marks a test that only kubesim can run, with the reason."""
-    return pytest.mark.skipif(real(), reason="kubesim only: " + reason)
 
 
 def node_name(sim):

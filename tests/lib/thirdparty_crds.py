@@ -1,21 +1,10 @@
-"""The parts of third-party CRDs holdfast's tests need on kubesim (standard library only).
+"""The parts of third-party CRDs holdfast's tests apply themselves (standard library only).
 
-ROLLOUT_CRD: Argo Rollouts' argoproj.io/v1alpha1 rollouts with the scale subresource.
 SCALEDOBJECT_CRD: KEDA's keda.sh/v1alpha1 scaledobjects (namespaced; holdfast only patches its
-annotations). Both keep unknown fields, as only their shape matters to the tests.
+annotations; KEDA itself does not run on the test cluster). It keeps unknown fields, as only its
+shape matters to the tests. (Argo Rollouts' CRDs come with the upstream controller the test
+cluster starts: tests/lib/realcluster.py, start_rollouts.)
 """
-
-ROLLOUT_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "rollouts.argoproj.io"},
-    "spec": {"group": "argoproj.io", "scope": "Namespaced",
-             "names": {"plural": "rollouts", "singular": "rollout", "kind": "Rollout", "shortNames": ["ro"]},
-             "versions": [{"name": "v1alpha1", "served": True, "storage": True,
-                           "subresources": {"status": {}, "scale": {
-                               "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.HPAReplicas",
-                               "labelSelectorPath": ".status.selector"}},
-                           "schema": {"openAPIV3Schema": {"type": "object",
-                                                          "x-kubernetes-preserve-unknown-fields": True}}}]}}
 
 SCALEDOBJECT_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",

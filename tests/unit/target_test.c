@@ -132,7 +132,7 @@ Test(target, label_selector_from_match_labels_and_expressions)
                  "does not fit");
 }
 
-/* A Deployment as kubesim and the real controller write it. */
+/* A Deployment as the real Deployment controller writes it. */
 static cJSON *deployment(int replicas, const char *conditions)
 {
     char buf[4096];

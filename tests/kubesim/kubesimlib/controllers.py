@@ -16,7 +16,7 @@
 - Disruption controller: PodDisruptionBudget status from the selected pods.
 - ClusterRole aggregation, and the ServiceAccount controller's "default" account per namespace.
 
-Pods are created directly by the workload (no ReplicaSet objects); see docs/kubesim.md.
+Pods are created directly by the workload (no ReplicaSet objects).
 
 All loops run in one thread that wakes on every store change and at least every 200 ms."""
 import hashlib
