@@ -104,6 +104,43 @@ def test_request_held_when_its_namespace_goes_is_answered_at_once(sim, ns, holdf
     assert waited < 10, "answered %.1f s after the Service went (the hold timeout is 25 s)" % waited
 
 
+def test_request_held_when_the_service_of_a_staying_elastiservice_goes_waits_for_it(sim, ns, holdfast):
+    """Found by the soak on the real control plane (seed 1724839928, SOAK_SECONDS=180,
+    t=183.8-333.9 s): two requests held for soak-5/a10 timed out at their client (150 s). The
+    app's Service was deleted 1.5 s after the first was held, the ElastiService stayed, and the
+    API server restart that followed kept the Service from being created again. holdfast finds
+    the target's pods through the Service's EndpointSlices, so nothing could relay them; the
+    request is not lost by holdfast (docs/kubernetes.md, "The Service deleted"): it waits for
+    the Service, as the soak now judges it.
+
+    Here: a request held at zero, the Service deleted while the target's pod starts (3 s). The
+    request stays held (no 503, no reset) with the pod ready and no Service; once the Service
+    is created again and lists the pod, the request is relayed to it."""
+    make_app(sim, ns, replicas=0, image="test/http:3s")
+    hf = holdfast.start()
+    create_es(sim, ns, holdTimeoutSeconds=120)
+    wait_for(lambda: status(sim, ns).get("mode") == "proxy" and resolver_slices(sim, ns), timeout=20,
+             what="proxy mode with a resolver slice")
+    time.sleep(0.5)  # kube-proxy (200 ms) routes the ClusterIP to holdfast
+    svc_path = "/api/v1/namespaces/%s/services/web" % ns
+    svc = sim.get(svc_path)
+    req = Background(sim.cluster_ip(ns, "web"), 80, "/held", timeout=110)
+    wait_for(lambda: metric(hf, "holdfast_held_connections") == 1, timeout=10, what="the request held")
+    sim.delete(svc_path)
+    wait_for(lambda: [p for p in sim.get("/api/v1/namespaces/%s/pods" % ns)["items"]
+                      if any(c["type"] == "Ready" and c["status"] == "True"
+                             for c in (p.get("status") or {}).get("conditions") or [])],
+             timeout=30, what="the woken pod Ready")
+    time.sleep(2)  # beyond the Ready pod's slice and kube-proxy, were the Service still there
+    assert req.t.is_alive(), "the held request ended without its Service: %r" % ((req.out, req.err),)
+    assert metric(hf, "holdfast_held_connections") == 1
+    sim.create("/api/v1/namespaces/%s/services" % ns, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "labels": svc["metadata"].get("labels")},
+        "spec": {"selector": svc["spec"]["selector"], "ports": svc["spec"]["ports"]}})
+    code, body = result(req, timeout=60)
+    assert code == 200 and body.startswith("web-"), (code, body)
+
+
 def lease_holder(sim, ns):
     code, body = sim.request("GET", "/apis/coordination.k8s.io/v1/namespaces/%s/leases/holdfast-leader" % ns)
     return body.get("spec", {}).get("holderIdentity") if code == 200 else None

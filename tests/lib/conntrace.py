@@ -82,16 +82,19 @@ class ConnTracker(threading.Thread):
 
     def explain(self, ip, port, local_port, since=None):
         """A phrase for a failed connection: "to ADDR:PORT" from its NEW event; or, when there
-        was none (the SYN matched an entry an older connection from the same local port left,
-        which keeps that connection's destination), the entries there are now; None when the
-        local port is unknown."""
+        was none, the entries there are now (the SYN matched an entry an older connection from
+        the same local port left, which keeps that connection's destination), or that there are
+        none (a rule rejected it); None when the local port is unknown."""
         if not local_port:
             return None
         d = self.where(ip, port, local_port)
         if d:
             return "to " + d
-        return "no new conntrack entry; existing: " + (", ".join(
-            "%s to %s" % e for e in entries(ip, port, local_port)) or "none")
+        old = entries(ip, port, local_port)
+        if not old:
+            return "no conntrack entry (a connection a rule rejected, as kube-proxy's for a Service " \
+                   "with no endpoint, leaves none)"
+        return "no new conntrack entry; existing: " + ", ".join("%s to %s" % e for e in old)
 
     def stop(self):
         self.proc.terminate()

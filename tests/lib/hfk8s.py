@@ -1,25 +1,23 @@
 """hfk8s: holdfast in Kubernetes mode beside a test cluster, for integration tests (standard
 library only).
 
-    hf = HoldfastK8s(sim, workdir, namespace="demo", ip="127.0.6.7")
+    hf = HoldfastK8s(sim, workdir, namespace="demo")
     hf.start()                    # waits for /readyz on the admin address
     hf.ip, hf.port_range          # where resolver ports are bound (--pod-ip == --bind-address)
     hf.logs(); hf.log_lines(msg); hf.wait_log(msg); hf.metrics_text()
     hf.stop()                     # SIGTERM (again, then SIGKILL); idempotent
 
-One process per test: `--namespace` keeps it to the test's namespace (a namespace-scoped run), its
-own loopback IP and a random resolver port range keep its listeners apart from anything else on
-the machine, `--shared-port 0`, `--polling-interval 1s`, `--leader-elect=false` unless
+One process per test: `--namespace` keeps it to the test's namespace (a namespace-scoped run), an
+address of its own and a random resolver port range keep its listeners apart from anything else,
+`--shared-port 0`, `--polling-interval 1s`, `--leader-elect=false` unless
 leader_elect=True (then the Lease is `holdfast-leader` in --resolver-namespace, else "default").
 The binary is $HOLDFAST_BIN, else <repo>/build/holdfast.
 
-On the real test cluster (tests/lib/realcluster.py) the cluster says where holdfast runs: its
-address comes from `sim.fresh_ip()` (one on the node's bridge, which pods and kube-proxy reach
-and the API server accepts in an EndpointSlice) and its argv is prefixed with `sim.exec_prefix`
-(nsenter into the cluster's network namespace). A cluster with neither (the soak's kubesim mode,
-until the soak moves) gets a loopback address and no prefix.
+The test cluster (tests/lib/realcluster.py) says where holdfast runs: its address comes from
+`sim.fresh_ip()` (one on the node's bridge, which pods and kube-proxy reach and the API server
+accepts in an EndpointSlice) and its argv is prefixed with `sim.exec_prefix` (nsenter into the
+cluster's network namespace).
 """
-import itertools
 import json
 import os
 import random
@@ -34,16 +32,10 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "WARNING: ThreadSanitizer")
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-_ip_counter = itertools.count((os.getpid() * 7) % 200)
 
 
 def holdfast_bin():
     return os.environ.get("HOLDFAST_BIN", os.path.join(REPO, "build", "holdfast"))
-
-
-def fresh_ip():
-    """A loopback address of its own (127.0.6.2-251): no port of it is used by anything else."""
-    return "127.0.6.%d" % (next(_ip_counter) % 250 + 2)
 
 
 def free_port(host):
@@ -65,7 +57,7 @@ class HoldfastK8s:
         self.namespace = namespace
         self.pod_name = pod_name
         self.leader_elect = leader_elect
-        self.ip = ip or getattr(sim, "fresh_ip", fresh_ip)()
+        self.ip = ip or sim.fresh_ip()
         base = random.randrange(30000, 59000, 50)
         self.port_range = (base, base + 49)
         self.polling = polling
@@ -99,7 +91,7 @@ class HoldfastK8s:
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         env.update(self.extra_env)
-        self.proc = subprocess.Popen(list(getattr(self.sim, "exec_prefix", [])) + self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(list(self.sim.exec_prefix) + self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=self._stderr, env=env, cwd=self.workdir)
         deadline = time.monotonic() + timeout
         while not self.ready():

@@ -31,11 +31,8 @@ from world import ES_API, HAND_ANNOTATION, SLICE_API
 
 
 def api_credentials(sim):
-    """(TLS context, headers) for a client of the cluster's API: kubesim's bearer token, or the
-    real cluster's admin client certificate (tests/lib/realcluster.py)."""
-    token = getattr(sim, "token", None)
-    if token:
-        return ssl.create_default_context(cafile=sim.ca_file), {"Authorization": "Bearer " + token}
+    """(TLS context, headers) for a client of the cluster's API: its admin client certificate
+    (tests/lib/realcluster.py)."""
     pki = sim.cluster.pki
     ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.crt"))
     ctx.load_cert_chain(os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key"))
@@ -46,8 +43,8 @@ class Watcher(threading.Thread):
     """List, then watch `path` (a collection across all namespaces) until stop(), calling
     on_event(arrival time, type, object) on this thread for every ADDED/MODIFIED/DELETED, the
     list's objects included as ADDED. After an error it watches again from the last
-    resourceVersion (kubesim keeps the whole history: nothing in between is missed; a real API server
-started again answers an older resourceVersion with 410, and the watcher lists again)."""
+    resourceVersion (an API server started again answers an older resourceVersion with 410, and
+    the watcher lists again)."""
 
     def __init__(self, sim, path, name, on_event=None):
         super().__init__(daemon=True, name="watch-" + name)
@@ -100,7 +97,7 @@ started again answers an older resourceVersion with 410, and the watcher lists a
                     ev = json.loads(line)
                     obj = ev.get("object") or {}
                     if ev.get("type") == "ERROR":
-                        self.rv = None  # 410: list again (kubesim keeps the history: rare)
+                        self.rv = None  # 410: list again
                         break
                     self.rv = (obj.get("metadata") or {}).get("resourceVersion", self.rv)
                     if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
@@ -624,8 +621,8 @@ class MetricsAuditor(threading.Thread):
                        after A was scraped and before B was);
           upper bound: delta <= W(A_start - lead, B_end + slack] (a counted transition shows
                        within the slack; and it may show up to `lead` before it is counted: a
-                       counter moves when the answer to the write comes, and a real API server,
-                       as kubesim's slow-write-answers fault, can send the watch event first),
+                       counter moves when the answer to the write comes, and an API server can
+                       send the watch event first),
                        with B a sweep at least `slack` before the epoch ended (a process killed
                        right after counting may never have written the status).
         scale downs: status.mode becoming proxy; serve switches: proxy -> serve; scale ups: a

@@ -4,11 +4,10 @@ Two kinds, each drawn by its own seeded generator so a seed replays the same seq
   - operations on apps (app_ops, one at a time, every 0.3-1.2 s): scale by hand (to 0 and up, and
     short scales to zero), trigger values, spec edits, Service port changes, deleting and
     creating ElastiServices, Services and whole namespaces;
-  - cluster-wide disruptions (infra_ops, one at a time, every 4-10 s): API server outages, the
-    API answering writes late (after their watch events; kubesim only), Prometheus killed and
-    restarted, holdfast replicas SIGTERMed or SIGKILLed (and replaced), resolver replicas added
-    and removed. On the real cluster (self.real) each is its real equivalent, and those it has
-    none for are not drawn (README.md, "On the real control plane").
+  - cluster-wide disruptions (infra_ops, one at a time, every 4-10 s): API server outages (the
+    kube-apiserver stopped and started again, or SIGSTOPped: README.md, "Disruptions"),
+    Prometheus killed and restarted, holdfast replicas SIGTERMed or SIGKILLed (and replaced),
+    resolver replicas added and removed.
 Each records itself in the operation log, and opens the excuse windows the documentation gives
 it (a failed request inside one is explained, see world.Excuses), and the disruption spans that
 push the convergence bound.
@@ -313,12 +312,12 @@ class Operations:
     def infra_outage(self):
         rng = self.infra_rng
         secs = rng.uniform(2, 5)
-        # the real cluster has no 503 mode: its second kind is an API server that accepts and
-        # answers nothing (SIGSTOPped), where kubesim's answers 503
-        mode = rng.choice(("refuse", "stall") if self.real else ("refuse", "503"))
+        # a refusing outage (kube-apiserver stopped and started again), or an API server that
+        # accepts and answers nothing (SIGSTOPped)
+        mode = rng.choice(("refuse", "stall"))
         op = self.oplog.start("api_outage", "api", "%.1fs %s" % (secs, mode))
         t = time.monotonic()
-        if self.real and mode == "refuse":
+        if mode == "refuse":
             return self.real_api_stop(op, t, secs)
         # holdfast's informers come back after a jittered backoff that doubles up to the outage
         # length (200 ms, doubling): allow as much again, then the bound
@@ -326,10 +325,7 @@ class Operations:
             self.outages.append((t, t + 2 * secs + 3))
         self.disrupt(t, t + 2 * secs + 3, "API outage")
         try:
-            if mode == "stall":
-                self.sim.latency(int(secs * 1000) + 1, secs)
-            else:
-                self.sim.outage(secs, mode=mode)
+            self.sim.latency(int(secs * 1000) + 1, secs)  # the stall
         except OSError as e:
             self.oplog.end(op, "error %r" % e)
             return
@@ -380,20 +376,6 @@ class Operations:
             back - t, "after %.1fs" % (ctrl - t) if ctrl else "not seen",
             "; error %r" % (err,) if err else ""))
 
-    def infra_slow_answers(self):
-        """The API answers writes 100-300 ms after their watch events went out, for 5-15 s: every
-        client sees its own writes in its watches before the answers (a real API server can)."""
-        rng = self.infra_rng
-        ms, secs = rng.randint(100, 300), rng.uniform(5, 15)
-        op = self.oplog.start("api_slow_answers", "api", "%d ms for %.1fs" % (ms, secs))
-        try:
-            self.sim.slow_write_answers(ms, seconds=secs)
-        except OSError as e:
-            self.oplog.end(op, "error %r" % e)
-            return
-        self.stop_all.wait(secs)
-        self.oplog.end(op)
-
     def infra_prometheus(self):
         rng = self.infra_rng
         down = rng.uniform(2, 6)
@@ -438,8 +420,7 @@ class Operations:
                                                      for e in s.get("endpoints") or [])
                              or any(x.ip == ip and x.ready and (x.started_at or 0) > t
                                     for x in self.replicas_snapshot()),
-                             due_from=t, kinds=("reset", "closed", "truncated") + (
-                                 ("refused",) if self.real else ()))
+                             due_from=t, kinds=("reset", "closed", "truncated", "refused"))
             self.disrupt(t, t + (self.lease_bound if leader else 6), "%s SIGKILLed" % r.name)
         else:
             self.disrupt(t, t + 8, "%s SIGTERMed" % r.name)
@@ -481,13 +462,10 @@ class Operations:
                               % RESOLVER_NS)
         return body.get("spec", {}).get("holderIdentity") if code == 200 else None
 
-    INFRA_OPS = (("outage", 2), ("slow_answers", 1), ("prometheus", 1.5), ("term", 2), ("kill", 1.5),
-                 ("replicas", 1.5))
-    # the real control plane cannot hold write answers back (realcluster: NoRealEquivalent)
-    INFRA_OPS_REAL = tuple(x for x in INFRA_OPS if x[0] != "slow_answers")
+    INFRA_OPS = (("outage", 2), ("prometheus", 1.5), ("term", 2), ("kill", 1.5), ("replicas", 1.5))
 
     def infra_ops(self, until):
-        table = self.INFRA_OPS_REAL if self.real else self.INFRA_OPS
+        table = self.INFRA_OPS
         names = [n for n, _ in table]
         weights = [w for _, w in table]
         self.stop_chaos.wait(self.infra_rng.uniform(3, 8))
@@ -496,8 +474,6 @@ class Operations:
             try:
                 if what == "outage":
                     self.infra_outage()
-                elif what == "slow_answers":
-                    self.infra_slow_answers()
                 elif what == "prometheus":
                     self.infra_prometheus()
                 elif what == "term":

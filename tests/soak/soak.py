@@ -5,9 +5,10 @@ invariants while it runs. See tests/soak/README.md.
     /usr/bin/python3 tests/soak/soak.py --seed 1234 --seconds 180 [--workdir DIR]
     SOAK_SEED=1234 SOAK_SECONDS=600 /usr/bin/python3 -m pytest tests/soak     # the same, in pytest
 
-It starts kubesim (tests/kubesim), or with HOLDFAST_TEST_CLUSTER=real the real control plane
-(tests/lib/realcluster.py; this thread then runs inside the cluster's network namespace, and so
-does everything it starts), an Exporter and a real Prometheus (tests/lib/promfix.py), and
+It starts the real control plane (tests/lib/realcluster.py: upstream etcd, kube-apiserver,
+controllers, scheduler, kube-proxy, the node agent for pods; root; this thread then runs inside
+the cluster's network namespace, and so does everything it starts), an Exporter and a real
+Prometheus (tests/lib/promfix.py), and
 holdfast replicas ($HOLDFAST_BIN, the ASan+UBSan build in CI) with leader election and a
 resolver Service whose EndpointSlice the soak keeps as the EndpointSlice controller would (the
 ready replicas; a SIGTERMed one as terminating). Then, for the given time, it mixes random
@@ -37,25 +38,25 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-for p in (HERE, os.path.join(REPO, "tests", "kubesim"), os.path.join(REPO, "tests", "lib")):
+for p in (HERE, os.path.join(REPO, "tests", "lib")):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from hfk8s import SANITIZER_MARKERS, HoldfastError, HoldfastK8s, fresh_ip, holdfast_bin  # noqa: E402
+from hfk8s import SANITIZER_MARKERS, HoldfastError, HoldfastK8s, holdfast_bin  # noqa: E402
 from promfix import Exporter, Prometheus, PromfixError  # noqa: E402
-from testcluster import new_cluster, node_name, real  # noqa: E402
+from realcluster import RealCluster  # noqa: E402
 
 import observe  # noqa: E402
 from ops import Operations  # noqa: E402
-from traffic import REAL_REQUEST_TIMEOUT, REQUEST_TIMEOUT, Traffic  # noqa: E402
+from traffic import REQUEST_TIMEOUT, Traffic  # noqa: E402
 from world import (BOUND, CONNECTION_LOST, DRAIN_TIMEOUT, HAND_ANNOTATION, LEASE_BOUND,  # noqa: E402
                    METRIC, PROBE_BODY, PROXY_DELAY_MS, RESOLVER_NS, RESOLVER_SVC, SHUTDOWN_DELAY,
                    App, Excuses, OpLog, Replica, deploy_path, es_path, routed, svc_path)
 
 PY = "/usr/bin/python3"
-HTTPSERVER = os.path.join(REPO, "tests", "kubesim", "testdata", "httpserver.py")
+HTTPSERVER = os.path.join(REPO, "tests", "lib", "apps", "httpserver.py")
 CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
-REAL_TERM_DELAY_MS = 3000
+TERM_DELAY_MS = 3000
 IMAGES = {"soak/http:1": {"argv": [PY, HTTPSERVER]}}
 KNOWN_INVARIANTS = ("mode", "observed_generation", "resolver_slice", "ports", "hand_zero_seen",
                     "request", "request_at_scale_down", "request_ports_stale", "answer", "crash",
@@ -106,13 +107,12 @@ class Soak(Operations):
         self.stop_all = threading.Event()
         self.membership_last = None  # the endpoints last written to the resolver Service's slice
         self.sim = self.exporter = self.prom = None
-        self.real = real()      # HOLDFAST_TEST_CLUSTER=real: the real control plane
         # how long a pod serves after SIGTERM (its preStop sleep): longer than the propagation of
-        # its removal to kube-proxy, as docs/kubernetes.md asks. kubesim: kube-proxy's delay
-        # + 0.7 s. The real cluster: the ReplicaSet controller, the node agent's SIGTERM, the
-        # EndpointSlice controller, kube-proxy's delay and its iptables sync: measured there,
-        # a new connection still went to a pod 1.5 s after holdfast removed it, so 3 s
-        self.term_delay_ms = REAL_TERM_DELAY_MS if self.real else PROXY_DELAY_MS + 700
+        # its removal to kube-proxy, as docs/kubernetes.md asks: the ReplicaSet controller, the
+        # node agent's SIGTERM, the EndpointSlice controller, kube-proxy's delay and its
+        # iptables sync. Measured, a new connection still went to a pod 1.5 s after holdfast
+        # removed it, so 3 s
+        self.term_delay_ms = TERM_DELAY_MS
         self.traffic = None
         self.modes = observe.ModeHistory()
         self.wakes = observe.WakeHistory()
@@ -170,11 +170,9 @@ class Soak(Operations):
         restart began and the controllers acting again. The ReplicaSet controller removed the
         pods as the API went away, and the EndpointSlice controller, away too, could not take
         them out of the Service's slices: kube-proxy sent new connections to pods that had
-        exited until the controllers came back (the real cluster only; a pod whose preStop
-        outlasts the outage loses nothing, docs/kubernetes.md). Only until the bound after the
-        controllers acted again, and never for a connection that went to a holdfast replica."""
-        if not self.real:
-            return None
+        exited until the controllers came back (a pod whose preStop outlasts the outage loses
+        nothing, docs/kubernetes.md). Only until the bound after the controllers acted again,
+        and never for a connection that went to a holdfast replica."""
         with self.lock:
             outages = [(s, e) for (s, e, why) in self.disruptions if why == "API outage"]
         dest = re.findall(r"\bto (\d+\.\d+\.\d+\.\d+):\d+", f.detail)
@@ -214,14 +212,13 @@ class Soak(Operations):
     def setup(self):
         self.say("seed %d, %ds of operations, holdfast %s, work directory %s" % (
             self.seed, self.seconds, holdfast_bin(), self.workdir))
-        self.sim = new_cluster(os.path.join(self.workdir, "cluster" if self.real else "kubesim"),
-                               image_map=IMAGES, proxy_delay_ms=PROXY_DELAY_MS)
-        self.sim.start()  # the real one: this thread is in the cluster's network namespace now
-        if self.real:
-            import netns  # tests/cluster, on the path once realcluster is imported
-            App.service_net = ipaddress.ip_network(netns.SERVICE_CIDR)
-            self.say("on the real control plane: cluster %s, Services in %s" % (
-                self.sim.ns, netns.SERVICE_CIDR))
+        self.sim = RealCluster(os.path.join(self.workdir, "cluster"), image_map=IMAGES,
+                               proxy_delay_ms=PROXY_DELAY_MS)
+        self.sim.start()  # this thread is in the cluster's network namespace now
+        import netns  # tests/cluster, on the path once realcluster is imported
+        App.service_net = ipaddress.ip_network(netns.SERVICE_CIDR)
+        self.say("on the real control plane: cluster %s, Services in %s" % (
+            self.sim.ns, netns.SERVICE_CIDR))
         self.sim.kubectl("apply", "-f", CRD_FILE)
         deadline = time.monotonic() + 20
         while not self.sim.exists("/apis/elasti.truefoundry.com/v1alpha1"):
@@ -244,9 +241,7 @@ class Soak(Operations):
                                          self.wakes.on_event)
         self.es_watch.start()
         self.dep_watch.start()
-        self.traffic = Traffic(self.seed * 31 + 7,
-                               timeout=REAL_REQUEST_TIMEOUT if self.real else REQUEST_TIMEOUT,
-                               where=self.real)
+        self.traffic = Traffic(self.seed * 31 + 7, timeout=REQUEST_TIMEOUT, where=True)
         for _ in range(2):
             self.new_namespace(apps=2, initial=True)
         for _ in range(2):
@@ -414,11 +409,8 @@ class Soak(Operations):
         return r
 
     def replica_ip(self):
-        """An address for a new replica: a loopback one of its own on kubesim; on the real
-        cluster one of the node bridge's (realcluster.HOLDFAST_IPS) that no live replica uses,
-        since every replica listens on the same resolver ports."""
-        if not self.real:
-            return fresh_ip()
+        """An address for a new replica: one of the node bridge's (realcluster.HOLDFAST_IPS)
+        that no live replica uses, since every replica listens on the same resolver ports."""
         used = {r.ip for r in self.replicas_snapshot() if r.hf.proc is None or r.alive()}
         for _ in range(20):
             ip = self.sim.fresh_ip()
@@ -431,7 +423,7 @@ class Soak(Operations):
         sanitizer watch of every replica: every 0.2 s."""
         path = "/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices" % RESOLVER_NS
         last_scan = 0.0
-        node = node_name(self.sim)
+        node = self.sim.node_name
         while not self.stop_all.is_set():
             now = time.monotonic()
             eps = []
@@ -619,6 +611,14 @@ class Soak(Operations):
                 reason = self.excuses.find(f.app, t, f.kind)
             if not reason and f.kind in CONNECTION_LOST:
                 reason = self.removed_as_the_api_went_away(f, t)
+            if not reason and f.kind == "timeout":
+                # held when its Service went: it stays held until the Service is back and routes
+                # to a ready pod, or holdTimeoutSeconds (docs/kubernetes.md, "The Service
+                # deleted"); the client gave up first
+                gone = self.excuses.began_between(f.app, ("Service deleted", "namespace deleted"),
+                                                  f.t_start, f.t_end)
+                if gone:
+                    reason = gone + " while the request was held"
             if reason:
                 f.verdict = ("excused", reason)
                 stats.count("excused: " + reason.split(" replica ")[0])
@@ -674,7 +674,7 @@ class Soak(Operations):
         self.stop_chaos.set()
         app_thread.join(30)
         # (a real API server's restart ends when the controllers act again: up to 4 min)
-        infra.join(SHUTDOWN_DELAY + DRAIN_TIMEOUT + 60 + (240 if self.real else 0))
+        infra.join(SHUTDOWN_DELAY + DRAIN_TIMEOUT + 60 + 240)
         self.say("operations stopped; settling (bound %.0fs)" % self.bound)
         self.final()
 

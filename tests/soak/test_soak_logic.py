@@ -8,7 +8,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import soak  # noqa: E402,F401 - puts tests/kubesim and tests/lib on sys.path
+import soak  # noqa: E402,F401 - puts tests/lib on sys.path
 import observe  # noqa: E402
 from traffic import judge  # noqa: E402
 from world import Excuses, OpLog  # noqa: E402
@@ -143,7 +143,7 @@ def test_deadline_is_pushed_past_disruptions_that_began_before_it():
 
 def test_a_connect_the_real_kube_proxy_rejects_is_a_refusal():
     """A real kube-proxy rejects a connection to a Service without a usable endpoint with ICMP
-    host unreachable (kubesim refuses it), and a connect to an address nothing answers ARP for
+    host unreachable, and a connect to an address nothing answers ARP for
     ends the same way: both are "refused", which the excuse windows know."""
     import errno
     from traffic import _error_kind
@@ -217,7 +217,8 @@ def test_a_refused_connect_is_judged_when_it_began():
     more later: the window that explains it may have closed by then."""
     s = soak.Soak.__new__(soak.Soak)
     s.t0 = 0.0
-    s.real = False
+    s.lock = __import__("threading").RLock()
+    s.disruptions, s.replicas, s.wakes = [], [], observe.WakeHistory()  # no outage here
     s.lease_bound, s.bound = 25.0, 10.0
     now = time.monotonic()
     s.excuses = Excuses(1.0, lambda t: t + 10)
@@ -238,6 +239,18 @@ def test_a_refused_connect_is_judged_when_it_began():
     s.classify_failures(final=True)
     assert late.verdict == ("excused", "Service deleted")
     assert reset.verdict == ("violation", "request")
+    # a request held (a timeout) across its Service's deletion waits for the Service: excused;
+    # one that timed out before the deletion, or with no deletion of its app, is not
+    s.excuses.add("soak-1/a1", "Service deleted", now - 50, end=now - 49)
+    held = FakeFailure("timeout", now - 52, now - 2)
+    before = FakeFailure("timeout", now - 80, now - 60)
+    other = FakeFailure("timeout", now - 52, now - 2)
+    other.app = "soak-2/a3"
+    s.traffic.stats.failures = [held, before, other]
+    s.classify_failures(final=True)
+    assert held.verdict == ("excused", "Service deleted while the request was held")
+    assert before.verdict == ("violation", "request")
+    assert other.verdict == ("violation", "request")
 
 
 def test_an_api_server_restart_pushes_the_bound_until_the_controllers_act_again():
@@ -421,7 +434,7 @@ def test_a_connection_lost_to_pods_holdfast_removed_as_the_api_went_away_is_excu
     from traffic import Failure
     from world import Replica
     s = soak.Soak.__new__(soak.Soak)
-    s.real, s.bound, s.lock = True, 10.0, threading.RLock()
+    s.bound, s.lock = 10.0, threading.RLock()
     s.disruptions = [(100.0, 130.0, "API outage")]
     s.wakes = observe.WakeHistory()
 
@@ -441,5 +454,3 @@ def test_a_connection_lost_to_pods_holdfast_removed_as_the_api_went_away_is_excu
     assert lost("soak-1/a1", 98.0) is None                 # before the outage
     assert lost("soak-2/a3", 104.0) is None                # another app
     assert lost("soak-1/a1", 104.0, to="10.88.0.241:20000") is None   # holdfast's own address
-    s.real = False
-    assert lost("soak-1/a1", 104.0) is None                # kubesim removes endpoints with pods

@@ -1,5 +1,5 @@
 """traffic: clients that send requests to every app all the time, through its Service's ClusterIP
-(kubesim's kube-proxy, on loopback), and classify every answer.
+(kube-proxy's rules, in the cluster's network namespace), and classify every answer.
 
 Each app has two client threads: one opens a new connection for every request, the other keeps
 one keep-alive connection for as long as the far end does. A request on a reused keep-alive
@@ -17,8 +17,7 @@ An answer is good when it is
 Anything else is a failure, recorded with its time: refused, reset, closed without an answer,
 closed inside the answer's body (truncated), timed out, a malformed answer, an answer that is
 not the app's (another app's pod, a status nobody documents), or one of holdfast's JSON answers
-that the documentation does not list. On the real cluster a failed connection also says where
-kube-proxy sent it ("to 10.88.0.29:8080": a pod or a holdfast replica), read from the kernel's
+that the documentation does not list. A failed connection also says where kube-proxy sent it ("to 10.88.0.29:8080": a pod or a holdfast replica), read from the kernel's
 connection tracking (`conntrack -E`, followed from the start) by its local port. holdfast's
 503 "service was removed" is a failure that only the deletion of the app's Service or namespace
 excuses (not the ElastiService's alone: its held requests go to the restored pod).
@@ -39,11 +38,11 @@ DOCUMENTED = {502: "bad gateway", 503: "overloaded", 504: "timeout"}
 # documented too, but a failure unless the app's Service or namespace was deleted meanwhile (the
 # soak's excuse windows say): a request held when its service is removed for good
 REMOVED = (503, "service unavailable", "service was removed")
-REQUEST_TIMEOUT = 45.0  # longer than any API outage plus a wake: held requests are slow, not lost
-# on the real cluster a wake held through an API server restart also waits for the
-# controller-manager to act again (58 s after the restart began in a run of seed 11; the
-# integration tests allow 150 s, docs/test-cluster.md)
-REAL_REQUEST_TIMEOUT = 150.0
+# each request's deadline: longer than any API outage plus a wake (held requests are slow, not
+# lost). A wake held through an API server restart also waits for the controller-manager to act
+# again (58 s after the restart began in a run of seed 11; the integration tests allow 150 s,
+# docs/test-cluster.md)
+REQUEST_TIMEOUT = 150.0
 
 
 class Failure:
@@ -76,8 +75,9 @@ def _error_kind(e):
     if isinstance(e, ConnectionRefusedError):
         return "refused"
     if isinstance(e, OSError) and e.errno == errno.EHOSTUNREACH:
-        # a real kube-proxy rejects a connection to a Service without a usable endpoint with
-        # ICMP host unreachable (kubesim's refuses it): the same failure
+        # kube-proxy rejects a connection to a Service without a usable endpoint with ICMP host
+        # unreachable, and a connect to a pod address that is gone ends so once ARP gives up:
+        # a refusal
         return "refused"
     if isinstance(e, (ConnectionResetError, BrokenPipeError)):
         return "reset"

@@ -3,8 +3,8 @@
 - `App`: one workload under test (Deployment + Service + ElastiService, all named `name` in
   namespace `ns`), with what the soak last wrote for it (Service ports, trigger value, the
   ElastiService's spec knobs) and whether each object should exist.
-- `Replica`: one holdfast process (a "pod": its own name and IP, loopback on kubesim, one of the
-  node bridge's 10.88.0.241-249 on the real cluster).
+- `Replica`: one holdfast process (a "pod": its own name and IP, one of the node bridge's
+  10.88.0.241-249).
 - `OpLog`: every operation the soak made, with start and end times, so that a failure can be
   shown with the operations around it.
 - `Excuses`: time windows in which a failed request is explained by something the soak did and
@@ -66,20 +66,18 @@ class App:
         self.replicas = 1             # spec.replicas as the soak last set it by hand
         self.spec = {}                # the ElastiService spec knobs as last written
 
-    # where the soak's traffic may go: None, loopback only (kubesim's ClusterIPs are loopback
-    # addresses); on the real cluster its Service range, 10.96.0.0/24, which exists only inside
-    # the cluster's network namespace, where the clients run (soak.Soak.setup sets it)
+    # where the soak's traffic may go: the cluster's Service range, 10.96.0.0/24, which exists
+    # only inside the cluster's network namespace, where the clients run (soak.Soak.setup sets
+    # it; None: nowhere)
     service_net = None
 
     def traffic_target(self):
         """(cluster IP, [ports]) to send requests to, or None while there is no Service. The
-        soak's traffic stays on loopback, or in the real cluster's Service range: any other
-        address is never used."""
+        soak's traffic stays in the cluster's Service range: any other address is never used."""
         with self.lock:
-            if self.gone or not self.has_svc or not self.cluster_ip:
+            if self.gone or not self.has_svc or not self.cluster_ip or self.service_net is None:
                 return None
-            ip = ipaddress.ip_address(self.cluster_ip)
-            if not (ip in self.service_net if self.service_net is not None else ip.is_loopback):
+            if ipaddress.ip_address(self.cluster_ip) not in self.service_net:
                 return None
             return self.cluster_ip, [p for _, p in self.ports]
 
@@ -183,8 +181,8 @@ class OpLog:
 def routed(view, key):
     """True when something serves app `key` in the checker's view: a ready pod in its Service's
     own EndpointSlices (not a deleted predecessor's), or an address in holdfast's resolver slice. A new Service routes only once
-    the EndpointSlice controller (or holdfast) wrote its slice: on kubesim at once, on the real
-    cluster when the controller-manager gets to it (tens of seconds after an API server restart)."""
+    the EndpointSlice controller (or holdfast) wrote its slice: when the controller-manager gets
+    to it (tens of seconds after an API server restart)."""
     return view["own_pods"].get(key, 0) > 0 or any(
         e.get("addresses") for s in view["resolver"].get(key, []) for e in s.get("endpoints") or [])
 
@@ -250,6 +248,15 @@ class Excuses:
                 if w.key not in (None, key) or (w.kinds is not None and kind not in w.kinds):
                     continue
                 if w.start - 0.2 <= t and (w.end is None or t <= w.end):
+                    return w.reason
+        return None
+
+    def began_between(self, key, reasons, t0, t1):
+        """The reason of a window of `key` with one of `reasons` that began within [t0, t1], or
+        None."""
+        with self.lock:
+            for w in self.windows:
+                if w.key == key and w.reason in reasons and t0 <= w.start <= t1:
                     return w.reason
         return None
 

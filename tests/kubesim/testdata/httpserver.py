@@ -1,1 +1,0 @@
-../../lib/apps/httpserver.py
