@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
-from hfk8s import HoldfastK8s, fresh_ip, free_port, holdfast_bin  # noqa: E402
+from hfk8s import HoldfastK8s, free_port, holdfast_bin  # noqa: E402
 
 DASHBOARD = os.path.join(REPO, "docs", "grafana", "holdfast-dashboard.json")
 ALERTS = os.path.join(REPO, "docs", "alerts.yaml")
@@ -65,7 +65,7 @@ def _get(url, timeout=2):
 @pytest.fixture(scope="module")
 def standalone_metrics(tmp_path_factory):
     work = tmp_path_factory.mktemp("standalone")
-    ip = fresh_ip()
+    ip = "127.0.6.%d" % (os.getpid() % 250 + 2)  # a loopback address of its own
     backend = "%s:%d" % (ip, free_port(ip))
     cfg = work / "hf.json"
     cfg.write_text(json.dumps({"services": [
