@@ -105,8 +105,7 @@ class RealCluster(RestVerbs):
     def __init__(self, state_dir, image_map=None, proxy_delay_ms=0, rollouts=False):
         if os.environ.get("HOLDFAST_TEST_CLUSTER", "real") != "real":
             raise RuntimeError("HOLDFAST_TEST_CLUSTER=%r: the tests run on the real control plane "
-                               "only (issue 11: kubesim is gone but for the soak's kubesim mode, "
-                               "tests/lib/testcluster.py); unset it or set it to real"
+                               "only (kubesim, the stand-in, is gone); unset it or set it to real"
                                % os.environ["HOLDFAST_TEST_CLUSTER"])
         self.state_dir = os.path.realpath(str(state_dir))
         os.makedirs(self.state_dir, exist_ok=True)

@@ -2,8 +2,8 @@
 sandbox (network namespace, volumes) -> init containers -> containers (image "pull" from the
 image map, start, probes, restarts with back-off) -> termination (preStop, SIGTERM, grace period,
 SIGKILL, sandbox removed, pod object deleted with grace period 0), and writing pods/status as the
-kubelet writes it. The logic follows kubesim's kubelet (tests/kubesim/kubesimlib/kubelet.py);
-what differs is what the real API server and a real network need.
+kubelet writes it. The logic grew out of kubesim's kubelet (the stand-in the tests ran on
+before; docs/test-cluster.md, "What kubesim was"), for the real API server and a real network.
 
 Container "images" are entries of the image map; a container is a process group started by
 podexec.py inside the pod's network namespace, with the pod's volumes mounted in a private
