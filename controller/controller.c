@@ -227,6 +227,7 @@ struct es {
     int64_t reconciled_at;  /* status.lastReconciledTime (wall seconds), 0 unknown */
     uint64_t evaluated_ms;  /* when this replica last evaluated it (mono_ms), 0 never */
     uint64_t busy_since_ms; /* when the evaluation in flight began */
+    double busy_throttled;  /* kube_client_throttled_seconds then (an API call), or -1 (none) */
     const char *busy_what;  /* what it waits for: "reading /scale", "querying Prometheus" */
     bool stuck_logged;      /* the evaluation in flight was logged as stuck */
     bool settle_logged;     /* a scale to zero waiting out API_SETTLE_MS was logged */
@@ -317,9 +318,10 @@ struct controller {
     uint64_t api_back_ms;    /* mono_ms when the API server answered again after failing */
     /* Liveness: a round is complete when every ElastiService was evaluated after it began. */
     uint64_t round_start_ms, round_done_ms;
-    uint64_t evaluations; /* evaluations completed (a /scale read answered, or a skip) */
-    bool wedged_logged;   /* the round is past the liveness bound: logged once */
-    char wedged_why[512]; /* what /healthz says while it is */
+    double round_throttled; /* kube_client_throttled_seconds when the round began */
+    uint64_t evaluations;   /* evaluations completed (a /scale read answered, or a skip) */
+    bool wedged_logged;     /* the round is past the liveness bound: logged once */
+    char wedged_why[512];   /* what /healthz says while it is */
     /* The scale targets, watched (lean: name and spec.replicas only), so a hand scale to zero
      * is seen at once rather than at the next poll; rollouts only once some ElastiService
      * targets one (the CRD may not exist). */
@@ -2512,6 +2514,7 @@ static void scale_down_check(struct es *e)
     e->busy = true;
     e->busy_since_ms = mono_ms();
     e->busy_what = "querying Prometheus";
+    e->busy_throttled = -1; /* Prometheus is not behind the API rate limit */
     e->stuck_logged = false;
     e->eval_blocked = e->eval_unhealthy = false;
     es_text_clear(&e->eval_reason);
@@ -2688,6 +2691,7 @@ static void es_check(struct es *e)
         e->busy = true;
         e->busy_since_ms = mono_ms();
         e->busy_what = "reading the target's /scale";
+        e->busy_throttled = kube_client_throttled_seconds(e->c->kube);
         e->stuck_logged = false;
         ref->scale_epoch = e->scale_epoch;
         if (!target_get_scale(e->c->kube, &e->target, e->ns, on_scale_read, ref)) {
@@ -3334,21 +3338,38 @@ static uint64_t liveness_bound_ms(const struct controller *c)
     return (uint64_t)ms + 2 * (uint64_t)api;
 }
 
+/* Of the time since kube_client_throttled_seconds read `since`, the milliseconds the main
+ * client's rate limiter accounts for (its pace, spent on calls that waited for a token and were
+ * answered). */
+static double throttled_ms(const struct controller *c, double since)
+{
+    return since < 0 ? 0 : (kube_client_throttled_seconds(c->kube) - since) * 1000.0;
+}
+
 /*
  * Rounds: one completes when every ElastiService was evaluated (or skipped, with its reason)
  * after the round began. An evaluation that never ends holds its round open: past the bound,
  * that is logged at warn with the object and what it waits for, and /healthz fails.
+ *
+ * A round waiting on the API rate limiter is slow, not wedged: the time the limiter accounts
+ * for since the round (or the evaluation) began (calls that waited for a token and were
+ * answered, 1/qps each) does not count against the bound. The first round after a start with
+ * thousands of ElastiServices queues several writes for each (finalizer, resolver slice,
+ * status, Event); at 20/s that is minutes, all of it progress. A round that makes none (no
+ * answers: an API server that accepts and never answers, an evaluation that never ends while
+ * the limiter is idle) still fails /healthz past the bound.
  */
 static void liveness_update(struct controller *c)
 {
     /* read now, not at the poll's start: an evaluation begun since then is younger than that */
     uint64_t now = mono_ms();
     const struct es *oldest = NULL;
-    uint64_t bound = liveness_bound_ms(c);
+    double bound = (double)liveness_bound_ms(c);
     for (struct es *e = c->list; e; e = e->next) {
         if (!oldest || e->evaluated_ms < oldest->evaluated_ms)
             oldest = e;
-        if (e->busy && !e->stuck_logged && now - e->busy_since_ms > bound) {
+        if (e->busy && !e->stuck_logged &&
+            (double)(now - e->busy_since_ms) - throttled_ms(c, e->busy_throttled) > bound) {
             e->stuck_logged = true;
             log_warn("an evaluation is stuck", "elastiservice=%s waiting_for=%s seconds=%f", e->key,
                      e->busy_what ? e->busy_what : "?", (double)(now - e->busy_since_ms) / 1000.0);
@@ -3357,18 +3378,21 @@ static void liveness_update(struct controller *c)
     if (!oldest || oldest->evaluated_ms >= c->round_start_ms) {
         c->round_done_ms = now;
         c->round_start_ms = now;
+        c->round_throttled = kube_client_throttled_seconds(c->kube);
         if (c->wedged_logged)
             log_info("evaluation rounds complete again", NULL);
         c->wedged_logged = false;
         c->wedged_why[0] = '\0';
         return;
     }
-    uint64_t age = now - c->round_done_ms;
-    if (age <= bound)
+    double age = (double)(now - c->round_done_ms);
+    double throttled = throttled_ms(c, c->round_throttled);
+    if (age - throttled <= bound)
         return;
     snprintf(c->wedged_why, sizeof(c->wedged_why),
-             "no evaluation round completed for %.0f s (bound %.0f s): elastiservice %s %s%s",
-             (double)age / 1000.0, (double)bound / 1000.0, oldest->key,
+             "no evaluation round completed for %.0f s (bound %.0f s beyond the %.0f s the API "
+             "rate limit accounts for): elastiservice %s %s%s",
+             age / 1000.0, bound / 1000.0, throttled / 1000.0, oldest->key,
              oldest->busy ? "waits for " : "was last evaluated long ago",
              oldest->busy && oldest->busy_what ? oldest->busy_what : "");
     if (!c->wedged_logged) {
@@ -3889,6 +3913,7 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
         informer_start(c->inf_sts);
     informer_start(c->inf_es);
     c->round_start_ms = c->round_done_ms = mono_ms();
+    c->round_throttled = kube_client_throttled_seconds(c->kube);
     schedule_publish(c);
     struct timeval first = {1, 0};
     event_add(c->poll_ev, &first);
@@ -3966,8 +3991,15 @@ void controller_metrics(struct mtext *out, void *arg)
                  "ElastiService evaluated once).");
     mtext_sample(out, "holdfast_controller_round_age_seconds", NULL,
                  (double)(mono_ms() - c->round_done_ms) / 1000.0);
+    mtext_family(out, "holdfast_controller_round_throttled_seconds", "gauge",
+                 "Of holdfast_controller_round_age_seconds, the seconds the API rate limiter "
+                 "accounts for (calls that waited for a token and were answered, 1/qps each): "
+                 "they do not count against the liveness bound.");
+    mtext_sample(out, "holdfast_controller_round_throttled_seconds", NULL,
+                 throttled_ms(c, c->round_throttled) / 1000.0);
     mtext_family(out, "holdfast_controller_liveness_bound_seconds", "gauge",
-                 "How old the last complete round may get before /healthz fails.");
+                 "How much older than holdfast_controller_round_throttled_seconds the last "
+                 "complete round may get before /healthz fails.");
     mtext_sample(out, "holdfast_controller_liveness_bound_seconds", NULL,
                  (double)liveness_bound_ms(c) / 1000.0);
     mtext_family(out, "holdfast_route_services_built_total", "counter",

@@ -455,6 +455,7 @@ static void begin_list(struct informer *inf)
         .field_selector = inf->field,
         .limit = inf->page_size,
         .cont = inf->cont,
+        .cache_read = true,
     };
     inf->need_list = true;
     inf->call = kube_list(inf->kc, &inf->res, inf->ns, &o, on_list_page, inf);
@@ -604,6 +605,7 @@ static void begin_watch(struct informer *inf)
         .field_selector = inf->field,
         .resource_version = inf->rv,
         .timeout_seconds = inf->watch_secs,
+        .cache_read = true,
     };
     clock_gettime(CLOCK_MONOTONIC, &inf->watch_started);
     inf->stats.watches++;

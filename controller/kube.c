@@ -36,7 +36,9 @@ struct kube_client {
     struct timespec refilled;        /* when tokens was last brought up to date */
     struct event *limiter;           /* fires when the head of the queue can have a token */
     struct kube_call *qhead, *qtail; /* calls waiting for a token, FIFO */
+    struct kube_call *qcache_tail;   /* the last cache read of the queue (they lead it), or NULL */
     size_t queued;
+    double throttled_s;    /* kube_client_throttled_seconds */
     struct kube_call *all; /* every live call, doubly linked */
     bool unreachable;      /* the last outcome was a transport failure or a 5xx */
     void (*on_back)(void *arg);
@@ -56,8 +58,10 @@ struct kube_call {
     struct kube_call *prev, *next; /* in c->all */
     struct kube_call *qnext;       /* in the limiter queue */
     bool queued;
-    bool in_done; /* the done callback is running */
-    bool *gone;   /* set to true when the call is freed (during on_event) */
+    bool cache_read; /* kube_list_opts.cache_read: waits ahead of the other calls */
+    bool waited;     /* its token came from the limiter's timer: counted when answered */
+    bool in_done;    /* the done callback is running */
+    bool *gone;      /* set to true when the call is freed (during on_event) */
     enum call_phase phase;
     bool collection;           /* a list (GET of the collection) */
     enum kube_counted counted; /* its resource, as the request counter names it */
@@ -339,8 +343,9 @@ static void refill(struct kube_client *c)
 
 static void dispatch(struct kube_call *call);
 
-/* Gives tokens to waiting calls in order; arms the timer for the next one. */
-static void pump(struct kube_client *c)
+/* Gives tokens to waiting calls in order; arms the timer for the next one. `waited`: called by
+ * the timer, so the calls given a token now waited for it. */
+static void pump(struct kube_client *c, bool waited)
 {
     refill(c);
     while (c->qhead && c->tokens >= 1.0) {
@@ -348,6 +353,9 @@ static void pump(struct kube_client *c)
         c->qhead = call->qnext;
         if (!c->qhead)
             c->qtail = NULL;
+        if (c->qcache_tail == call)
+            c->qcache_tail = NULL;
+        call->waited = waited;
         call->qnext = NULL;
         call->queued = false;
         c->queued--;
@@ -364,22 +372,33 @@ static void pump(struct kube_client *c)
 
 static void on_limiter(evutil_socket_t fd, short what, void *arg)
 {
-    pump(arg);
+    pump(arg, true);
 }
 
+/* Queues a call for a token: at the end, or a cache read after the cache reads that lead the
+ * queue (FIFO among them). */
 static void enqueue(struct kube_call *call)
 {
     struct kube_client *c = call->c;
     call->queued = true;
     call->qnext = NULL;
-    if (c->qtail)
-        c->qtail->qnext = call;
-    else
-        c->qhead = call;
-    c->qtail = call;
+    if (call->cache_read) {
+        struct kube_call **at = c->qcache_tail ? &c->qcache_tail->qnext : &c->qhead;
+        call->qnext = *at;
+        *at = call;
+        c->qcache_tail = call;
+        if (!call->qnext)
+            c->qtail = call;
+    } else {
+        if (c->qtail)
+            c->qtail->qnext = call;
+        else
+            c->qhead = call;
+        c->qtail = call;
+    }
     c->queued++;
     if (c->queued == 1)
-        pump(c);
+        pump(c, false);
 }
 
 /* ---- call life ---- */
@@ -399,6 +418,8 @@ static void call_free(struct kube_call *call)
         *pp = call->qnext;
         if (c->qtail == call)
             c->qtail = prev;
+        if (c->qcache_tail == call)
+            c->qcache_tail = prev; /* the cache reads lead the queue: prev is one, or NULL */
         c->queued--;
     }
     if (call->req)
@@ -542,6 +563,9 @@ static void on_http_done(struct http_request *req, const struct http_response *r
 {
     struct kube_call *call = arg;
     call->req = NULL;
+    if (call->waited && resp->status != 0)
+        call->c->throttled_s += 1.0 / call->c->qps;
+    call->waited = false;
     struct kube_error err;
     if (resp->curl_code != 0 && resp->status == 0) {
         error_simple(&err, KUBE_ERR_TRANSPORT, 0, "Transport", resp->error);
@@ -724,6 +748,11 @@ size_t kube_client_queued(const struct kube_client *c)
     return c->queued;
 }
 
+double kube_client_throttled_seconds(const struct kube_client *c)
+{
+    return c->throttled_s;
+}
+
 size_t kube_client_pending(const struct kube_client *c)
 {
     size_t n = 0;
@@ -799,6 +828,7 @@ struct kube_call *kube_list(struct kube_client *c, const struct kube_resource *r
     struct kube_call *call = call_new(c, PHASE_PLAIN, "GET", NULL, url, done, arg);
     if (call) {
         call->collection = true;
+        call->cache_read = opts && opts->cache_read;
         call->counted = counted_of(res, NULL);
         enqueue(call);
     }
@@ -816,6 +846,7 @@ struct kube_call *kube_watch(struct kube_client *c, const struct kube_resource *
     if (!call)
         return NULL;
     call->on_event = on_event;
+    call->cache_read = opts && opts->cache_read;
     call->counted = counted_of(res, NULL);
     long secs = opts && opts->timeout_seconds > 0 ? opts->timeout_seconds : 300;
     /* The server ends the stream after timeoutSeconds; ours is only a backstop. */

@@ -11,7 +11,10 @@
  *
  * A client-side rate limiter (token bucket: `qps` tokens a second, up to `burst` saved) delays
  * requests, never drops them: a call waits in FIFO order until it gets a token. Watches take one
- * token when they (re)connect.
+ * token when they (re)connect. Cache reads (an informer's list pages and watches, marked with
+ * kube_list_opts.cache_read) wait in a lane ahead of the other calls: they take tokens of the
+ * same bucket (the total stays at qps), but never wait behind a backlog of writes, so the caches
+ * sync and keep up however many writes are queued.
  *
  * Retrying a write on 409 Conflict after a fresh read is the caller's decision (the reconciler
  * knows what it meant to change); kube_update_retry does the common "get, modify, put, retry on
@@ -102,6 +105,7 @@ struct kube_list_opts {
     const char *resource_version; /* list: resourceVersion; watch: start after this RV */
     long timeout_seconds;         /* watch: server-side timeoutSeconds (default 300) */
     bool no_bookmarks;            /* watch: do not ask for allowWatchBookmarks */
+    bool cache_read;              /* feeds a cache (an informer): ahead of other waiting calls */
 };
 
 enum kube_patch_type {
@@ -183,6 +187,12 @@ struct event_base *kube_client_base(const struct kube_client *c);
 
 /* Calls waiting for a rate-limiter token right now (for tests and metrics). */
 size_t kube_client_queued(const struct kube_client *c);
+
+/* Seconds of the rate limiter's pace spent on calls that waited for a token and were answered:
+ * each counts 1/qps when its answer (any HTTP status) comes. It grows about as fast as the clock
+ * while the limiter holds calls back and the API server answers them, and not while calls get a
+ * token at once, none are made, or none are answered (a transport failure or timeout). */
+double kube_client_throttled_seconds(const struct kube_client *c);
 
 /* Calls not finished yet (queued or in flight), watches not counted: a drain waits for them. */
 size_t kube_client_pending(const struct kube_client *c);

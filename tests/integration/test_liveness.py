@@ -13,7 +13,8 @@ import urllib.error
 
 from test_controller import (  # noqa: F401 - fixtures are used by name
     ES_API, condition, create_es, elastiservice, es_events, es_get, holdfast, make_app,
-    metric_value, ns, replicas, resolver_slices, sim, status, wait_event, wait_mode, wait_replicas)
+    metric_value, ns, replicas, resolver_slices, service, sim, status, wait_event, wait_mode,
+    wait_replicas, workload, wpath)
 from kubeclient import wait_for
 
 
@@ -212,6 +213,84 @@ def test_wedged_api_call_fails_healthz_names_the_object_and_recovers(sim, ns, ho
     wait_for(lambda: healthz(hf)[0] == 200, timeout=15, interval=0.2,
              what="/healthz passing again")
     assert hf.log_lines("evaluation rounds complete again")
+
+
+def test_first_round_waiting_on_the_rate_limit_is_slow_not_wedged(sim, ns, holdfast):
+    """bench/RESULTS.md 5b: a fresh start with thousands of ElastiServices spends its first round
+    on the writes that bring each one to its mode (finalizer, resolver slice, status, Event, and
+    the /scale read: about 5 calls each), all queued for the API client's rate limiter. That round
+    outlasted the liveness bound, so /healthz failed ("the control loop is wedged") 90-100 s before
+    convergence, and the chart's probe would restart the replica mid-convergence, over and over.
+    A round waiting on the rate limiter is slow, not wedged. Here 30 ElastiServices at zero,
+    --kube-api-qps 6 (burst 1): about 150 calls, some 25 s of rate limit, against a bound of 5 s.
+    /healthz is asked throughout, while they converge, and answers 200 every time; no wedged or
+    stuck line. (A round that makes no progress still fails it:
+    test_wedged_api_call_fails_healthz_names_the_object_and_recovers.)"""
+    names = ["w%d" % i for i in range(30)]
+    for name in names:
+        sim.create(wpath("Deployment", ns), workload("Deployment", name, 0))
+        sim.create("/api/v1/namespaces/%s/services" % ns, service(name))
+        create_es(sim, ns, elastiservice(name=name))
+    hf = holdfast.start(polling="30s", extra_args=("--kube-api-qps", "6", "--kube-api-burst", "1",
+                                                   "--liveness-bound", "5s"))
+
+    def in_proxy():
+        items = sim.get("%s/namespaces/%s/elastiservices" % (ES_API, ns))["items"]
+        return sum(1 for o in items if (o.get("status") or {}).get("mode") == "proxy")
+    ages, throttled = [], []
+    deadline = time.monotonic() + 150
+    while True:
+        code, body = healthz(hf)
+        assert code == 200, "/healthz failed with %d of 30 in proxy mode: %s" % (in_proxy(), body)
+        text = hf.metrics_text()
+        ages.append(metric_value(text, "holdfast_controller_round_age_seconds"))
+        throttled.append(metric_value(text, "holdfast_controller_round_throttled_seconds"))
+        if in_proxy() == len(names):
+            break
+        assert time.monotonic() < deadline, "only %d of 30 in proxy mode" % in_proxy()
+        time.sleep(0.25)
+    assert max(ages) > 5, "the first round never outlasted the bound (the test did not load the " \
+        "rate limiter): round age at most %s s" % max(ages)
+    assert max(throttled) > 5, "the rate limiter accounted for %s s of a round" % max(throttled)
+    assert not hf.log_lines("the control loop is wedged: /healthz fails")
+    assert not hf.log_lines("an evaluation is stuck")
+
+
+def test_no_answers_under_a_write_backlog_is_wedged(sim, ns, holdfast):
+    """The rate limiter's share of a round counts calls that waited for a token and were
+    answered, not tokens handed out: the same 30 ElastiServices at 6/s, and once the first of them
+    are in proxy mode, with some 100 calls still queued, an API server that accepts and never
+    answers (SIGSTOPped for 15 s). The limiter keeps handing the queued writes tokens (some 17 s
+    of them at 6/s), none is answered: /healthz fails past the bound (5 s) and says what waits;
+    once the API answers again, the backlog drains and /healthz passes."""
+    names = ["w%d" % i for i in range(30)]
+    for name in names:
+        sim.create(wpath("Deployment", ns), workload("Deployment", name, 0))
+        sim.create("/api/v1/namespaces/%s/services" % ns, service(name))
+        create_es(sim, ns, elastiservice(name=name))
+    hf = holdfast.start(polling="30s", extra_args=("--kube-api-qps", "6", "--kube-api-burst", "1",
+                                                   "--liveness-bound", "5s",
+                                                   "--kube-api-timeout", "20s"))
+
+    def in_proxy():
+        items = sim.get("%s/namespaces/%s/elastiservices" % (ES_API, ns))["items"]
+        return sum(1 for o in items if (o.get("status") or {}).get("mode") == "proxy")
+    wait_for(lambda: in_proxy() >= 2, timeout=30, interval=0.2, what="the first in proxy mode")
+    assert healthz(hf)[0] == 200, "slow, not wedged, before the fault"
+    sim.fault("latency", ms=60000, seconds=15)
+
+    def failing():
+        code, body = healthz(hf)
+        return code == 503 and body
+    text = wait_for(failing, timeout=12, interval=0.2,
+                    what="/healthz failing while no call is answered (the backlog drains into the "
+                         "stopped API server for some 17 s)")
+    assert "no evaluation round completed" in text, text
+    assert hf.log_lines("the control loop is wedged: /healthz fails")
+    wait_for(lambda: healthz(hf)[0] == 200, timeout=90, interval=0.5,
+             what="/healthz passing again once the API answers")
+    wait_for(lambda: in_proxy() == len(names), timeout=90, interval=0.5,
+             what="all 30 in proxy mode")
 
 
 def test_resolver_slice_the_cache_does_not_show_is_read_and_rewritten(sim, ns, holdfast):
