@@ -1942,8 +1942,9 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
     e->c->wakes_sent++;
     int64_t held_since = atomic_load(&e->svc->wake_started_ns);
     double ms = held_since > 0 ? (double)(now_ns() - (uint64_t)held_since) / 1e6 : -1.0;
-    if (held_since > 0)
-        hist_observe_ns(&e->svc->wake_to_scale_seconds, now_ns() - (uint64_t)held_since);
+    struct svc_hists *hists = held_since > 0 ? svc_state_hists(e->svc) : NULL;
+    if (hists)
+        hist_observe_ns(&hists->wake_to_scale_seconds, now_ns() - (uint64_t)held_since);
     log_info("woken: target scaled up", "elastiservice=%s wake_to_scale_ms=%f", e->key, ms);
     char msg[512];
     snprintf(msg, sizeof(msg), "scaled %s %s from 0 to %d: a request arrived",
