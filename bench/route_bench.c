@@ -37,6 +37,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "controller/controller.h"
+#include "controller/escached.h"
 #include "controller/lean.h"
 #include "controller/service.h"
 #include "controller/slices.h"
@@ -111,8 +112,7 @@ static void count_free(void *p)
 }
 
 /* Bytes and allocations of one decoded object of each kind, as decoded, after the informer's
- * transform, and as cached (an ElastiService without its spec once parsed; a Service and an
- * EndpointSlice as the compact structs their informers keep: malloc's size of the one
+ * transform, and as cached (the compact structs the informers keep: malloc's size of the one
  * allocation plus its header), for the synthetic objects and for them as an API server sends
  * them. */
 static void cache_bytes(void)
@@ -135,11 +135,17 @@ static void cache_bytes(void)
             size_t decoded = hook_bytes - b0, decoded_allocs = hook_allocs - a0;
             kinds[k].transform(o);
             size_t kept = hook_bytes - b0, kept_allocs = hook_allocs - a0;
-            /* an ElastiService's spec leaves the cache once parsed (controller.c's es_kept) */
-            if (k == 0)
-                cJSON_DeleteItemFromObjectCaseSensitive(o, "spec");
-            size_t stored = hook_bytes - b0, stored_allocs = hook_allocs - a0;
-            /* a Service and an EndpointSlice are cached compact, one allocation each */
+            size_t stored = 0, stored_allocs = 0;
+            /* each kind is cached compact, one allocation each */
+            if (k == 0) {
+                char err[256];
+                struct es_cached *ec = es_cached_decode(o, err, sizeof(err));
+                if (!ec)
+                    die("%s", err);
+                stored = malloc_usable_size(ec) + 8;
+                stored_allocs = 1;
+                es_cached_free(ec);
+            }
             if (k == 1) {
                 char err[256];
                 struct service_cached *sc = service_decode(o, err, sizeof(err));

@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "common/strmap.h"
 #include "controller/cron.h"
+#include "controller/escached.h"
 #include "controller/events.h"
 #include "controller/http.h"
 #include "controller/informer.h"
@@ -221,6 +222,11 @@ struct es {
      * otherwise. */
     char (*seen_rv)[24];
     unsigned seen_next; /* the ring's next slot */
+    /* The last ElastiService the informer showed while a status write was in flight (its
+     * metadata and status; its spec too when it has no generation), kept only meanwhile, as
+     * seen_rv: when the write's answer finds a later version came after its echo, that version
+     * is taken from here (the cache keeps only struct es_cached). Freed with seen_rv. */
+    cJSON *seen_last;
     /* acknowledging and proving liveness */
     int64_t status_gen;     /* status.observedGeneration as the informer shows it */
     int64_t acked_gen;      /* the generation our last successful status write carried */
@@ -589,6 +595,7 @@ static void es_free(struct es *e)
     es_text_clear(&e->eval_reason);
     es_text_clear(&e->awaited_rv);
     free(e->seen_rv);
+    cJSON_Delete(e->seen_last);
     es_text_clear(&e->switch_why);
     es_text_clear(&e->switch_last);
     cJSON_Delete(e->conditions);
@@ -684,6 +691,28 @@ static bool es_seen_rv(const struct es *e, const char *rv)
     return false;
 }
 
+/* Keeps what es_upsert reads of obj (borrowed) in e->seen_last: its metadata and status, and
+ * its spec when it has no generation (es_spec_changed then parses it). Out of memory: none. */
+static void es_keep_last(struct es *e, const cJSON *obj)
+{
+    cJSON_Delete(e->seen_last);
+    e->seen_last = cJSON_CreateObject();
+    const cJSON *md = get(obj, "metadata");
+    const cJSON *g = get(md, "generation");
+    static const char *const keep[] = {"metadata", "status", "spec"};
+    for (size_t i = 0; e->seen_last && i < sizeof(keep) / sizeof(keep[0]); i++) {
+        const cJSON *v = get(obj, keep[i]);
+        if (!v || (i == 2 && cJSON_IsNumber(g) && g->valuedouble >= 1))
+            continue;
+        cJSON *copy = cJSON_Duplicate(v, 1);
+        if (!copy || !cJSON_AddItemToObject(e->seen_last, keep[i], copy)) {
+            cJSON_Delete(copy);
+            cJSON_Delete(e->seen_last);
+            e->seen_last = NULL;
+        }
+    }
+}
+
 static void es_parse_status(struct es *e, const cJSON *obj)
 {
     const cJSON *md = get(obj, "metadata");
@@ -696,6 +725,8 @@ static void es_parse_status(struct es *e, const cJSON *obj)
         snprintf(e->seen_rv[e->seen_next % SEEN_RV_RING], sizeof(e->seen_rv[0]), "%s", rv);
         e->seen_next++;
     }
+    if (e->seen_rv && obj != e->seen_last)
+        es_keep_last(e, obj);
     if (e->awaited_rv &&
         ((rv && strcmp(rv, e->awaited_rv) == 0) || mono_ms() - e->awaited_ms > AWAIT_ECHO_MS))
         es_text_clear(&e->awaited_rv); /* the informer caught up with our last write */
@@ -910,8 +941,8 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
     if (e && e->status_inflight > 0)
         e->status_inflight--;
     const char *rv = get_str(get(obj, "metadata"), "resourceVersion");
-    const cJSON *cached = e ? informer_get(e->c->inf_es, e->ns, e->name) : NULL;
-    const char *cached_rv = get_str(get(cached, "metadata"), "resourceVersion");
+    const struct es_cached *cached = e ? informer_get_item(e->c->inf_es, e->ns, e->name) : NULL;
+    const char *cached_rv = cached ? cached->resource_version : NULL;
     bool newer_cached = false;
     if (cached_rv && rv && strcmp(cached_rv, rv) == 0) {
         rv = NULL; /* the watch delivered the echo before this answer: nothing to await */
@@ -925,9 +956,13 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
         rv = NULL;
         newer_cached = true;
     }
+    /* the version the informer showed last (after the echo: while this write was in flight) */
+    cJSON *last = NULL;
     if (e && e->status_inflight == 0) {
         free(e->seen_rv); /* no write in flight: no echo to look for */
         e->seen_rv = NULL;
+        last = e->seen_last;
+        e->seen_last = NULL;
     }
     if (e && !err && rv) {
         es_text_setf(&e->awaited_rv, 64, "%s", rv);
@@ -937,8 +972,9 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
         e->status_dirty = true; /* on_scale (every poll) writes it again */
     if (e && !err)
         es_acknowledge(e); /* a generation seen while this write was in flight */
-    if (e && !err && newer_cached && e->status_inflight == 0 && !e->lingering)
-        es_upsert(e->c, cached);
+    if (e && !err && newer_cached && e->status_inflight == 0 && !e->lingering && last)
+        es_upsert(e->c, last);
+    cJSON_Delete(last);
     /* An ElastiService deleted meanwhile (its finalizer removed while a restore's status write
      * was on its way) has no status left to write. */
     if (err && !(err->code == KUBE_ERR_NOT_FOUND && (!e || e->deleting)))
@@ -1915,8 +1951,9 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
     e->c->wakes_sent++;
     int64_t held_since = atomic_load(&e->svc->wake_started_ns);
     double ms = held_since > 0 ? (double)(now_ns() - (uint64_t)held_since) / 1e6 : -1.0;
-    if (held_since > 0)
-        hist_observe_ns(&e->svc->wake_to_scale_seconds, now_ns() - (uint64_t)held_since);
+    struct svc_hists *hists = held_since > 0 ? svc_state_hists(e->svc) : NULL;
+    if (hists)
+        hist_observe_ns(&hists->wake_to_scale_seconds, now_ns() - (uint64_t)held_since);
     log_info("woken: target scaled up", "elastiservice=%s wake_to_scale_ms=%f", e->key, ms);
     char msg[512];
     snprintf(msg, sizeof(msg), "scaled %s %s from 0 to %d: a request arrived",
@@ -2735,15 +2772,13 @@ static void on_finalizer_removed(cJSON *obj, const struct kube_error *err, void 
     }
 }
 
-static bool remove_finalizer(struct es *e, const cJSON *obj)
+static bool remove_finalizer(struct es *e, const struct es_cached *obj)
 {
     cJSON *patch = cJSON_CreateObject();
     cJSON *fins = cJSON_AddArrayToObject(cJSON_AddObjectToObject(patch, "metadata"), "finalizers");
-    const cJSON *f;
-    cJSON_ArrayForEach(f, get(get(obj, "metadata"), "finalizers"))
-    {
-        if (cJSON_IsString(f) && strcmp(f->valuestring, FINALIZER) != 0)
-            cJSON_AddItemToArray(fins, cJSON_CreateString(f->valuestring));
+    for (size_t i = 0; i < obj->n_finalizers; i++) {
+        if (strcmp(obj->finalizers[i], FINALIZER) != 0)
+            cJSON_AddItemToArray(fins, cJSON_CreateString(obj->finalizers[i]));
     }
     struct es_ref *ref = es_ref_new(e);
     bool sent = ref && kube_patch(e->c->kube, &RES_ES, e->ns, e->name, NULL, KUBE_PATCH_MERGE,
@@ -2754,7 +2789,7 @@ static bool remove_finalizer(struct es *e, const cJSON *obj)
     return sent;
 }
 
-static void es_finalize(struct es *e, const cJSON *obj)
+static void es_finalize(struct es *e, const struct es_cached *obj)
 {
     switch_cancel(e); /* a scale to zero under way must not outlive the ElastiService */
     if (!e->c->leader || !e->has_finalizer || e->finalize_sent)
@@ -2782,18 +2817,14 @@ static void on_finalizer_done(cJSON *obj, const struct kube_error *err, void *ar
     }
 }
 
-static void ensure_finalizer(struct es *e, const cJSON *obj)
+static void ensure_finalizer(struct es *e, const struct es_cached *obj)
 {
     if (e->finalizer_sent)
         return;
     cJSON *patch = cJSON_CreateObject();
     cJSON *fins = cJSON_AddArrayToObject(cJSON_AddObjectToObject(patch, "metadata"), "finalizers");
-    const cJSON *f;
-    cJSON_ArrayForEach(f, get(get(obj, "metadata"), "finalizers"))
-    {
-        if (cJSON_IsString(f))
-            cJSON_AddItemToArray(fins, cJSON_CreateString(f->valuestring));
-    }
+    for (size_t i = 0; i < obj->n_finalizers; i++)
+        cJSON_AddItemToArray(fins, cJSON_CreateString(obj->finalizers[i]));
     cJSON_AddItemToArray(fins, cJSON_CreateString(FINALIZER));
     struct es_ref *ref = es_ref_new(e);
     if (ref && kube_patch(e->c->kube, &RES_ES, e->ns, e->name, NULL, KUBE_PATCH_MERGE, patch,
@@ -2875,7 +2906,7 @@ static void es_reconcile_spec(struct es *e)
 {
     struct controller *c = e->c;
     c->reconciles++;
-    const cJSON *obj = informer_get(c->inf_es, e->ns, e->name);
+    const struct es_cached *obj = informer_get_item(c->inf_es, e->ns, e->name);
     if (!obj)
         return;
     if (e->deleting) {
@@ -3000,30 +3031,35 @@ static void es_upsert(struct controller *c, const cJSON *obj)
 /* ---- informer handlers ---- */
 
 /*
- * The stored ElastiService, once es_upsert parsed its spec into struct es: the spec leaves the
- * cache, since nothing reads it there again (a new generation comes in a new object, the only
- * one es_spec_changed parses). Kept when the generation is unknown (then every event parses),
- * or when this generation's spec was not parsed (the ElastiService could not be added).
+ * The ElastiService cache is compact (struct es_cached): its codec. Its handlers get each
+ * event's tree, which es_upsert parses into struct es (the spec when its generation moved).
  */
-static void es_kept(cJSON *obj, void *arg)
+static void *es_decode_item(const cJSON *obj, char *err, size_t errlen)
 {
-    struct controller *c = arg;
-    const cJSON *md = get(obj, "metadata");
-    const char *ns = get_str(md, "namespace"), *name = get_str(md, "name");
-    const char *uid = get_str(md, "uid");
-    const cJSON *g = get(md, "generation");
-    struct es *e = ns && name ? find_es(c, ns, name) : NULL;
-    if (e && e->spec_gen >= 1 && cJSON_IsNumber(g) && (int64_t)g->valuedouble == e->spec_gen &&
-        uid && e->uid && strcmp(uid, e->uid) == 0)
-        cJSON_DeleteItemFromObjectCaseSensitive(obj, "spec");
+    return es_cached_decode(obj, err, errlen);
 }
 
-static void on_es_add(const cJSON *obj, void *arg)
+static void es_free_item(void *item)
+{
+    es_cached_free(item);
+}
+
+static const char *es_rv(const void *item)
+{
+    return ((const struct es_cached *)item)->resource_version;
+}
+
+static const char *es_uid(const void *item)
+{
+    return ((const struct es_cached *)item)->uid;
+}
+
+static void on_es_add(const void *item, const cJSON *obj, void *arg)
 {
     es_upsert(arg, obj);
 }
 
-static void on_es_update(const cJSON *old, const cJSON *obj, void *arg)
+static void on_es_update(const void *old, const void *item, const cJSON *obj, void *arg)
 {
     es_upsert(arg, obj);
 }
@@ -3091,12 +3127,11 @@ static void linger_sweep(struct controller *c, const char *key)
     }
 }
 
-static void on_es_delete(const cJSON *obj, void *arg)
+static void on_es_delete(const void *item, void *arg)
 {
     struct controller *c = arg;
-    const cJSON *md = get(obj, "metadata");
-    const char *ns = get_str(md, "namespace"), *name = get_str(md, "name");
-    struct es *e = ns && name ? find_es(c, ns, name) : NULL;
+    const struct es_cached *obj = item;
+    struct es *e = find_es(c, obj->ns, obj->name);
     if (e) {
         strmap_del(&c->by_name, e->key);
         if (c->poll_cursor == e)
@@ -3830,13 +3865,17 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
                                .ns = opts->namespace_,
                                .name = "elastiservices",
                                .transform = lean_elastiservice,
-                               .kept = es_kept,
                                .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
-    struct informer_handlers hes = {on_es_add, on_es_update, on_es_delete, on_synced};
-    c->inf_es = informer_new(c->kube, &io, &hes, c);
+    static const struct informer_codec es_codec = {es_decode_item, es_free_item, es_rv, es_uid};
+    struct informer_item_handlers hes = {.on_delete = on_es_delete,
+                                         .on_synced = on_synced,
+                                         .on_add_obj = on_es_add,
+                                         .on_update_obj = on_es_update};
+    c->inf_es = informer_new_compact(c->kube, &io, &es_codec, &hes, c);
     static const struct informer_codec svc_codec = {service_decode_item, service_free_item,
                                                     service_rv, service_uid};
-    struct informer_item_handlers hsvc = {on_svc_add, on_svc_update, on_svc_delete, on_synced};
+    struct informer_item_handlers hsvc = {on_svc_add, on_svc_update, on_svc_delete,
+                                          on_synced,  NULL,          NULL};
     io = (struct informer_opts){.res = RES_SVC,
                                 .ns = opts->namespace_,
                                 .name = "services",
@@ -3850,8 +3889,8 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
                                 .backoff_max_ms = INFORMER_BACKOFF_MAX_MS};
     static const struct informer_codec slice_codec = {slices_decode_item, slices_free_item,
                                                       slice_rv, slice_uid};
-    struct informer_item_handlers hslice = {on_slice_add, on_slice_update, on_slice_delete,
-                                            on_synced};
+    struct informer_item_handlers hslice = {
+        on_slice_add, on_slice_update, on_slice_delete, on_synced, NULL, NULL};
     c->inf_slices = informer_new_compact(c->kube, &io, &slice_codec, &hslice, c);
     if (opts->resolver_service) {
         char sel[300];
@@ -4059,7 +4098,7 @@ const void *controller_cached(const struct controller *c, const char *resource, 
         return informer_get_item(c->inf_slices, ns, name);
     if (strcmp(resource, "services") == 0)
         return informer_get_item(c->inf_svc, ns, name);
-    return strcmp(resource, "elastiservices") == 0 ? informer_get(c->inf_es, ns, name) : NULL;
+    return strcmp(resource, "elastiservices") == 0 ? informer_get_item(c->inf_es, ns, name) : NULL;
 }
 
 void controller_free(struct controller *c)

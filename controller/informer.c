@@ -151,6 +151,7 @@ struct informer {
     bool compact;                     /* items decoded by codec, handlers hi */
     struct informer_codec codec;      /* compact only */
     struct informer_item_handlers hi; /* compact only */
+    bool trees; /* compact, and its handlers get each object's tree: `next` holds trees */
     void *arg;
     void (*transform)(cJSON *obj);
     void (*kept)(cJSON *obj, void *arg);
@@ -232,6 +233,25 @@ static const char *item_uid(const struct informer *inf, const void *item)
     return inf->compact ? inf->codec.uid(item) : obj_str(item, "uid");
 }
 
+/* How the list in progress (`next`) frees what it holds: the objects' trees when the handlers
+ * get them (they are decoded as the list is applied), else what the store would keep. */
+static item_free_fn next_free_of(const struct informer *inf)
+{
+    return inf->trees ? json_free : item_free_of(inf);
+}
+
+/* A compact cache's item for obj (borrowed), or NULL when it cannot be decoded: logged, naming
+ * the object, and not cached. */
+static void *decode_item(const struct informer *inf, const cJSON *obj, const char *key)
+{
+    char err[256] = "";
+    void *item = inf->codec.decode(obj, err, sizeof(err));
+    if (!item)
+        log_warn("informer: object not cached: it could not be decoded",
+                 "informer=%s object=%s error=%s", inf->name, key, err[0] ? err : "out of memory");
+    return item;
+}
+
 /*
  * What the store keeps of obj (taken): obj itself, or its compact item (obj freed). NULL when
  * it cannot be decoded: logged, naming the object, and not cached.
@@ -240,26 +260,28 @@ static void *item_of(const struct informer *inf, cJSON *obj, const char *key)
 {
     if (!inf->compact)
         return obj;
-    char err[256] = "";
-    void *item = inf->codec.decode(obj, err, sizeof(err));
-    if (!item)
-        log_warn("informer: object not cached: it could not be decoded",
-                 "informer=%s object=%s error=%s", inf->name, key, err[0] ? err : "out of memory");
+    void *item = decode_item(inf, obj, key);
     cJSON_Delete(obj);
     return item;
 }
 
-static void call_add(const struct informer *inf, const void *item)
+/* tree: the object item was decoded from (a compact cache whose handlers get it), or NULL. */
+static void call_add(const struct informer *inf, const void *item, const cJSON *tree)
 {
-    if (inf->compact && inf->hi.on_add)
+    if (inf->compact && tree && inf->hi.on_add_obj)
+        inf->hi.on_add_obj(item, tree, inf->arg);
+    else if (inf->compact && inf->hi.on_add)
         inf->hi.on_add(item, inf->arg);
     else if (!inf->compact && inf->h.on_add)
         inf->h.on_add(item, inf->arg);
 }
 
-static void call_update(const struct informer *inf, const void *old, const void *item)
+static void call_update(const struct informer *inf, const void *old, const void *item,
+                        const cJSON *tree)
 {
-    if (inf->compact && inf->hi.on_update)
+    if (inf->compact && tree && inf->hi.on_update_obj)
+        inf->hi.on_update_obj(old, item, tree, inf->arg);
+    else if (inf->compact && inf->hi.on_update)
         inf->hi.on_update(old, item, inf->arg);
     else if (!inf->compact && inf->h.on_update)
         inf->h.on_update(old, item, inf->arg);
@@ -331,19 +353,33 @@ static void apply_list(struct informer *inf)
             void *obj = e->obj;
             e->obj = NULL; /* the key stays in `next` as the set of names listed */
             struct entry *cur = store_find(&inf->store, e->key);
+            cJSON *tree = NULL; /* the handlers get it: decoded here, freed once they returned */
+            if (inf->trees) {
+                tree = obj;
+                const char *orv = cur ? item_rv(inf, cur->obj) : NULL;
+                const char *nrv = obj_str(tree, "resourceVersion");
+                /* unchanged, or undecodable (the last known state stays cached): next one */
+                obj = orv && nrv && strcmp(orv, nrv) == 0 ? NULL : decode_item(inf, tree, e->key);
+                if (!obj) {
+                    cJSON_Delete(tree);
+                    continue;
+                }
+            }
             if (!cur) {
                 struct entry *ne = store_insert(&inf->store, e->key, obj, item_free_of(inf));
                 added++;
                 if (ne)
-                    call_add(inf, ne->obj);
+                    call_add(inf, ne->obj, tree);
                 if (ne)
                     call_kept(inf, ne->obj);
+                cJSON_Delete(tree);
                 continue;
             }
             const char *orv = item_rv(inf, cur->obj);
             const char *nrv = item_rv(inf, obj);
             if (orv && nrv && strcmp(orv, nrv) == 0) {
                 item_free(inf, obj);
+                cJSON_Delete(tree);
                 continue;
             }
             void *old = cur->obj;
@@ -355,13 +391,14 @@ static void apply_list(struct informer *inf)
                 deleted++;
                 added++;
                 call_delete(inf, old);
-                call_add(inf, obj);
+                call_add(inf, obj, tree);
             } else {
                 updated++;
-                call_update(inf, old, obj);
+                call_update(inf, old, obj, tree);
             }
             call_kept(inf, obj);
             item_free(inf, old);
+            cJSON_Delete(tree);
         }
     }
     for (size_t i = 0; i < inf->store.nbuckets; i++) {
@@ -381,7 +418,7 @@ static void apply_list(struct informer *inf)
             free(e);
         }
     }
-    store_clear(&inf->next, item_free_of(inf));
+    store_clear(&inf->next, next_free_of(inf));
     set_str(&inf->rv, inf->list_rv);
     inf->stats.lists++;
     inf->need_list = false;
@@ -406,7 +443,7 @@ static void on_list_page(cJSON *list, const struct kube_error *err, void *arg)
     struct informer *inf = arg;
     inf->call = NULL;
     if (err) {
-        store_clear(&inf->next, item_free_of(inf));
+        store_clear(&inf->next, next_free_of(inf));
         if (err->code == KUBE_ERR_GONE && inf->cont) {
             /* The continue token expired mid-list: start the list over. */
             log_info("informer: list continue token expired, listing again", "informer=%s",
@@ -431,9 +468,9 @@ static void on_list_page(cJSON *list, const struct kube_error *err, void *arg)
             cJSON_Delete(item);
             continue;
         }
-        void *kept = item_of(inf, item, key);
+        void *kept = inf->trees ? item : item_of(inf, item, key);
         if (kept)
-            store_insert(&inf->next, key, kept, item_free_of(inf));
+            store_insert(&inf->next, key, kept, next_free_of(inf));
     }
     const char *cont = obj_str(list, "continue");
     set_str(&inf->cont, cont && *cont ? cont : NULL);
@@ -449,7 +486,7 @@ static void on_list_page(cJSON *list, const struct kube_error *err, void *arg)
 static void begin_list(struct informer *inf)
 {
     if (!inf->cont)
-        store_clear(&inf->next, item_free_of(inf));
+        store_clear(&inf->next, next_free_of(inf));
     struct kube_list_opts o = {
         .label_selector = inf->label,
         .field_selector = inf->field,
@@ -475,29 +512,36 @@ static void upsert(struct informer *inf, cJSON *json)
         cJSON_Delete(json);
         return;
     }
-    void *obj = item_of(inf, json, key);
-    if (!obj)
+    /* the handlers get the tree (freed once they returned), or only what is cached */
+    cJSON *tree = inf->trees ? json : NULL;
+    void *obj = tree ? decode_item(inf, tree, key) : item_of(inf, json, key);
+    if (!obj) {
+        cJSON_Delete(tree);
         return;
+    }
     struct entry *cur = store_find(&inf->store, key);
     if (!cur) {
         struct entry *e = store_insert(&inf->store, key, obj, item_free_of(inf));
         if (e)
-            call_add(inf, e->obj);
+            call_add(inf, e->obj, tree);
         if (e)
             call_kept(inf, e->obj);
+        cJSON_Delete(tree);
         return;
     }
     const char *orv = item_rv(inf, cur->obj);
     const char *nrv = item_rv(inf, obj);
     if (orv && nrv && strcmp(orv, nrv) == 0) {
         item_free(inf, obj); /* replayed after a reconnect: nothing new */
+        cJSON_Delete(tree);
         return;
     }
     void *old = cur->obj;
     cur->obj = obj;
-    call_update(inf, old, obj);
+    call_update(inf, old, obj, tree);
     call_kept(inf, obj);
     item_free(inf, old);
+    cJSON_Delete(tree);
 }
 
 static void remove_obj(struct informer *inf, cJSON *json)
@@ -674,6 +718,7 @@ struct informer *informer_new_compact(struct kube_client *kc, const struct infor
     inf->codec = *codec;
     if (h)
         inf->hi = *h;
+    inf->trees = inf->hi.on_add_obj || inf->hi.on_update_obj;
     return inf;
 }
 
@@ -710,7 +755,7 @@ void informer_stop(struct informer *inf)
     inf->call = NULL;
     if (inf->retry)
         evtimer_del(inf->retry);
-    store_clear(&inf->next, item_free_of(inf));
+    store_clear(&inf->next, next_free_of(inf));
     set_str(&inf->cont, NULL);
 }
 

@@ -89,6 +89,14 @@ struct informer_item_handlers {
     void (*on_update)(const void *old, const void *item, void *arg);
     void (*on_delete)(const void *item, void *arg); /* the last state known */
     void (*on_synced)(void *arg);
+    /* Instead of on_add and on_update (either may be NULL), for a kind whose handlers read more
+     * than its compact form keeps (an ElastiService's spec): also given the object the item was
+     * decoded from, as the transform left it (borrowed for the call: freed when it returns).
+     * A list then keeps its pages as trees until it is complete, and decodes each as it is
+     * applied (as informer_new's lists hold their trees); one that cannot be decoded leaves
+     * its last known state cached. */
+    void (*on_add_obj)(const void *item, const cJSON *obj, void *arg);
+    void (*on_update_obj)(const void *old, const void *item, const cJSON *obj, void *arg);
 };
 
 /* As informer_new, for a compact cache decoded by `codec` (copied). opts->kept must be NULL.

@@ -7,10 +7,12 @@
  *                  generation (spec parsing, observedGeneration), creationTimestamp,
  *                  deletionTimestamp, finalizers (finalizer handling); spec and status whole
  *                  (the spec is parsed whole; status.conditions are copied and written back
- *                  whole by every status write). Once the controller parsed a generation's
- *                  spec, the spec leaves the cached copy (controller.c's es_kept). Dropped:
- * apiVersion, kind, managedFields, labels, annotations (kubectl's last-applied-configuration),
- * ownerReferences. Service        metadata: name, namespace, uid (the resolver slices' owner),
+ *                  whole by every status write). Dropped: apiVersion, kind, managedFields,
+ *                  labels, annotations (kubectl's last-applied-configuration),
+ *                  ownerReferences. The handlers get what is left (the spec parsed when its
+ *                  generation moved); the informer then keeps a struct es_cached
+ *                  (controller/escached.h), not the tree.
+ *   Service        metadata: name, namespace, uid (the resolver slices' owner),
  * resourceVersion; spec: type, clusterIP, ports (name, port, protocol, appProtocol). Dropped:
  *                  everything else (status, selector, clusterIPs, ipFamilies, targetPort, ...).
  *                  The informer then decodes what is left into a struct service_cached

@@ -108,9 +108,9 @@ static bool svc_used(struct svc_state *s)
     }
     return counter_get(&s->wakes) || counter_get(&s->connect_retries) ||
            atomic_load(&s->held_conns) || atomic_load(&s->held_bytes) ||
-           (h && (hist_used(&h->hold_seconds) || hist_used(&h->cold_start_seconds) ||
-                  hist_used(&h->ready_to_first_byte_seconds))) ||
-           hist_used(&s->wake_to_scale_seconds);
+           (h &&
+            (hist_used(&h->hold_seconds) || hist_used(&h->cold_start_seconds) ||
+             hist_used(&h->ready_to_first_byte_seconds) || hist_used(&h->wake_to_scale_seconds)));
 }
 
 static void family_sample(struct svc_state *s, void *arg)
@@ -150,7 +150,7 @@ static void family_sample(struct svc_state *s, void *arg)
         mtext_hist(f->out, f->name, svc_labels, h ? &h->ready_to_first_byte_seconds : &no_hist);
         break;
     case F_SCALE_HIST:
-        mtext_hist(f->out, f->name, svc_labels, &s->wake_to_scale_seconds);
+        mtext_hist(f->out, f->name, svc_labels, h ? &h->wake_to_scale_seconds : &no_hist);
         break;
     }
 }

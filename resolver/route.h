@@ -68,12 +68,14 @@ struct svc_worker {
     unsigned rr; /* round-robin cursor among least-loaded endpoints */
 };
 
-/* The data plane's latency histograms of a service (svc_state_hists). */
+/* The latency histograms of a service (svc_state_hists). */
 struct svc_hists {
     struct hist hold_seconds;
     struct hist cold_start_seconds;
     /* from the control plane's ready_since_ns to the first held byte written */
     struct hist ready_to_first_byte_seconds;
+    /* the control plane's: from the first held request to the scale-up call answered */
+    struct hist wake_to_scale_seconds;
 };
 
 struct svc_state {
@@ -94,14 +96,13 @@ struct svc_state {
     _Atomic uint64_t wakes;
     _Atomic uint64_t connect_retries;
     /* Allocated on the first observation (svc_state_hists), freed with the state: most
-     * services never hold a request, and at 10,000 services three empty histograms were
-     * 4.3 MB (bench/RESULTS.md, 7c). */
+     * services never hold a request, and at 10,000 services four empty histograms were
+     * 5.7 MB (bench/RESULTS.md, 7c and 7d). */
     _Atomic(struct svc_hists *) hists;
     /* Wake latency, in two halves. The control plane sets ready_since_ns (monotonic) when it
      * learns that a held service has a ready endpoint; the first held byte written after that
      * observes ready_to_first_byte. The control plane observes wake_to_scale itself. */
     _Atomic int64_t ready_since_ns;
-    struct hist wake_to_scale_seconds;
 
     struct svc_worker *workers; /* [nworkers] */
     int nworkers;

@@ -472,7 +472,7 @@ def test_no_scale_down_when_prometheus_unhealthy(sim, prom, exporter, ns, holdfa
 def test_request_at_zero_wakes_target_and_switches_to_serve(sim, prom, exporter, ns, holdfast):
     make_app(sim, ns)
     set_load(prom, exporter, ns, 0)
-    holdfast.start()
+    hf = holdfast.start()
     create_es(sim, ns, elastiservice(triggers=[trigger(prom, ns)]))
     wait_mode(sim, ns, "proxy")
     set_load(prom, exporter, ns, 5)  # busy from now on: no second scale-down after the wake
@@ -493,6 +493,10 @@ def test_request_at_zero_wakes_target_and_switches_to_serve(sim, prom, exporter,
     assert wait_event(sim, ns, "ScaledUp")[0]["type"] == "Normal"
     wait_event(sim, ns, "SwitchedToServe")
     assert st["ports"][0]["resolverPort"]  # kept for the ElastiService's lifetime
+    # the controller observed the wake (its histogram allocated on this first observation)
+    m = re.search(r'^holdfast_wake_to_scale_seconds_count\{namespace="%s",[^}]*\} (\S+)$' % ns,
+                  hf.metrics_text(), re.M)
+    assert m and float(m.group(1)) == 1, hf.metrics_text()
     # after the switch the Service's own endpoints answer
     code, _, body = http_get(sim.cluster_ip(ns, "web"), 80, "/again")
     assert code == 200 and body.startswith("web-")

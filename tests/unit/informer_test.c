@@ -4,7 +4,9 @@
  * handlers get decoded items, and the informer's own rules (a replayed resourceVersion is no
  * event, a DELETED event hands over its last state, a relist emits only the differences, an
  * object recreated under its name is a delete then an add) hold as they do for cJSON caches. An
- * object the codec refuses is not cached, and the rest are.
+ * object the codec refuses is not cached, and the rest are. With handlers that take the tree
+ * (on_add_obj, on_update_obj) they get each event's whole object besides the item, the cache
+ * still keeps only the item.
  */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -144,12 +146,34 @@ static void answer(struct http_request *r, const char *body, bool keep_open)
     settle();
 }
 
+/* The tree handlers: the item and what only the tree holds (data.other, dropped by the codec). */
+static void note_tree(const cJSON *obj)
+{
+    const cJSON *o =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(obj, "data"), "other");
+    size_t n = strlen(seen);
+    snprintf(seen + n, sizeof(seen) - n, " other=%s", cJSON_IsString(o) ? o->valuestring : "-");
+}
+
+static void on_add_obj(const void *item, const cJSON *obj, void *arg)
+{
+    note("add", item);
+    note_tree(obj);
+}
+
+static void on_update_obj(const void *old, const void *item, const cJSON *obj, void *arg)
+{
+    note("update-from", old);
+    note("to", item);
+    note_tree(obj);
+}
+
 #define THING(name, uid, rv, value)                                                                \
     "{\"metadata\":{\"name\":\"" name "\",\"namespace\":\"ns\",\"uid\":\"" uid                     \
     "\",\"resourceVersion\":\"" rv "\",\"managedFields\":[{\"manager\":\"kubectl\"}]},"            \
     "\"data\":{\"value\":\"" value "\",\"other\":\"dropped\"}}"
 
-static void setup_client(double qps, int burst)
+static void setup_with(double qps, int burst, bool trees)
 {
     log_set_level(LOG_ERROR);
     base = event_base_new();
@@ -169,7 +193,12 @@ static void setup_client(double qps, int burst)
     client = kube_client_new(base, kc, &ko, err, sizeof(err));
     cr_assert_not_null(client, "%s", err);
     struct informer_opts io = {.res = {"", "v1", "configmaps", true}, .ns = "ns"};
-    struct informer_item_handlers h = {on_add, on_update, on_delete, on_synced};
+    struct informer_item_handlers h = {on_add, on_update, on_delete, on_synced, NULL, NULL};
+    if (trees)
+        h = (struct informer_item_handlers){.on_delete = on_delete,
+                                            .on_synced = on_synced,
+                                            .on_add_obj = on_add_obj,
+                                            .on_update_obj = on_update_obj};
     inf = informer_new_compact(client, &io, &codec, &h, NULL);
     cr_assert_not_null(inf);
     seen[0] = '\0';
@@ -179,7 +208,12 @@ static void setup_client(double qps, int burst)
 
 static void setup(void)
 {
-    setup_client(1e9, 1000000);
+    setup_with(1e9, 1000000, false);
+}
+
+static void setup_trees(void)
+{
+    setup_with(1e9, 1000000, true);
 }
 
 static void teardown(void)
@@ -275,7 +309,7 @@ Test(informer_compact, a_relist_emits_only_the_differences)
  */
 static void setup_limited(void)
 {
-    setup_client(5, 1);
+    setup_with(5, 1, false);
 }
 
 static void write_done(cJSON *obj, const struct kube_error *err, void *arg) {}
@@ -328,4 +362,50 @@ Test(informer_rate_limited, list_and_watch_go_ahead_of_a_write_backlog)
     cr_expect_geq(kube_client_queued(client), 28,
                   "the watch went ahead of the writes: %zu of them still wait",
                   kube_client_queued(client));
+}
+
+/* ---- handlers given the tree ---- */
+
+TestSuite(informer_trees, .init = setup_trees, .fini = teardown, .timeout = 30);
+
+Test(informer_trees, the_handlers_get_the_whole_object_and_the_cache_keeps_the_item)
+{
+    struct http_request *w = list_ab();
+    cr_assert(synced);
+    cr_expect_str_eq(seen, "add a=one other=dropped; add b=two other=dropped");
+    cr_expect_eq(informer_count(inf), 2, "the refused object is not cached, the others are");
+    cr_expect_str_eq(((const struct thing *)informer_get_item(inf, "ns", "a"))->value, "one");
+    cr_expect_null(informer_get_item(inf, "ns", "bad"));
+    seen[0] = '\0';
+    answer(w,
+           "{\"type\":\"MODIFIED\",\"object\":" THING(
+               "a", "ua", "2", "uno") "}\n"
+                                      "{\"type\":\"MODIFIED\",\"object\":" THING(
+                                          "a", "ua", "2",
+                                          "replayed") "}\n"
+                                                      "{\"type\":\"DELETED\",\"object\":" THING(
+                                                          "b", "ub", "3", "last") "}\n",
+           true);
+    cr_expect_str_eq(seen, "update-from a=one; to a=uno other=dropped; delete b=last",
+                     "a replayed resourceVersion is no event; a deletion hands over its last "
+                     "state");
+    cr_expect_eq(informer_count(inf), 1);
+    cr_expect_str_eq(((const struct thing *)informer_get_item(inf, "ns", "a"))->value, "uno");
+}
+
+Test(informer_trees, a_relist_hands_the_trees_of_the_differences_only)
+{
+    struct http_request *w = list_ab();
+    seen[0] = '\0';
+    answer(w, "{\"type\":\"ERROR\",\"object\":{\"code\":410,\"message\":\"too old\"}}\n", true);
+    /* a unchanged, b recreated under its name (new uid), c new; nothing else */
+    answer(pending("GET", "configmaps"),
+           "{\"metadata\":{\"resourceVersion\":\"20\"},\"items\":[" THING(
+               "a", "ua", "1", "one") "," THING("b", "ub2", "15",
+                                                "new-b") "," THING("c", "uc", "16", "three") "]}",
+           false);
+    cr_expect(strstr(seen, "delete b=two; add b=new-b other=dropped") != NULL, "%s", seen);
+    cr_expect(strstr(seen, "add c=three other=dropped") != NULL, "%s", seen);
+    cr_expect(strstr(seen, " a=") == NULL && strncmp(seen, "add a", 5) != 0, "%s", seen);
+    cr_expect_eq(informer_count(inf), 3);
 }

@@ -88,18 +88,23 @@ Test(wakeq, registry_returns_the_same_state_for_the_same_name)
     svc_state_unref(other);
 }
 
-/* A service's data-plane histograms exist once something is observed: 10,000 services that
- * never hold a request do not carry three empty ones each. */
+/* A service's histograms (the data plane's and the controller's wake_to_scale) exist once
+ * something is observed: 10,000 services that never hold a request do not carry four empty
+ * ones each. Counted in bytes: the state itself holds none (it is smaller than two). */
 Test(wakeq, a_service_has_no_histograms_until_one_is_observed)
 {
+    cr_expect_lt(sizeof(struct svc_state), 2 * sizeof(struct hist), "svc_state is %zu bytes",
+                 sizeof(struct svc_state));
     struct svc_state *s = svc_registry_get(&reg, "ns", "quiet");
     cr_assert_null(svc_state_hists_peek(s), "allocated before any observation");
     struct svc_hists *h = svc_state_hists(s);
     cr_assert_not_null(h);
     hist_observe_ns(&h->hold_seconds, 1000000);
+    hist_observe_ns(&h->wake_to_scale_seconds, 2000000);
     cr_assert_eq(svc_state_hists(s), h, "the first one stays");
     cr_assert_eq(svc_state_hists_peek(s), h);
     cr_assert_eq(atomic_load(&svc_state_hists_peek(s)->hold_seconds.sum_ns), 1000000);
+    cr_assert_eq(atomic_load(&svc_state_hists_peek(s)->wake_to_scale_seconds.sum_ns), 2000000);
     svc_state_unref(s);
 }
 
