@@ -14,15 +14,31 @@
  * to the informer to the moment every worker has applied the snapshot that carries it: the
  * same informer -> cache -> route build -> publish -> worker apply path as production.
  *
+ * With --wakes K instead, K services one after another (distinct while K <= N; at N < K each is
+ * woken again, as a new cold start) get one HTTP request each on their resolver port, held
+ * (no ready endpoint), and the time is taken from the data plane's held timestamp (the one the
+ * controller's wake_to_scale_seconds starts from), and from the request's last byte written, to
+ * the moment the fake transport takes the wake's first /scale call (the read: the replica does
+ * not watch the targets). Every replica wakes, leader or not. The bench then answers that read
+ * (0 replicas) and the patch that follows (1), so each wake completes, and the Event that follows
+ * (with what it sent); the ElastiService status write stays pending (one in flight per
+ * ElastiService, later ones wait behind it; wakes have a client of their own).
+ *
  * Listening sockets are real (one per resolver port, on --bind, loopback only).
  *
  * Output: a line per phase, and as the last line one JSON object: count, workers, updates,
  * startup_ms, route_update_p50_ms, route_update_p99_ms, route_update_max_ms, rss_mb,
  * services_built_per_update (from holdfast_route_services_built_total, when the build
- * reports it).
+ * reports it); with --wakes: count, workers, wakes, startup_ms, wake_to_scale_sent_p50_ms,
+ * _p99_ms, _max_ms (from the held timestamp), written_to_scale_sent_p50_ms, _p99_ms, _max_ms,
+ * rss_mb.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <limits.h>
 #include <malloc.h>
 #include <sched.h>
@@ -44,6 +60,7 @@
 #include "resolver/conn.h"
 #include "resolver/worker.h"
 #include "tests/fuzz/fake_cluster.h"
+#include "tests/fuzz/fake_http.h"
 
 #define PORT_BASE 40000
 
@@ -189,13 +206,167 @@ static double pct(const double *sorted, size_t n, double p)
     return sorted[i < n ? i : n - 1];
 }
 
+/* ---- --wakes: a held request -> the wake's scale call sent ---- */
+
+/* The first /scale call started for the service being woken, timed as the fake transport
+ * takes it (inside http_request_start, on the control thread). */
+static char scale_needle[64];
+static uint64_t scale_sent_ns;
+
+static void on_call_start(const char *what, const char *body, void *arg)
+{
+    (void)body;
+    (void)arg;
+    if (!scale_sent_ns && scale_needle[0] && strstr(what, scale_needle))
+        scale_sent_ns = mono_ns();
+}
+
+static void on_guard(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+/* Answers the pending /scale calls of service i as an API server holding its Deployment at 0
+ * would (the read: 0 replicas; the patch: scaled to 1), so each wake completes. */
+static void answer_scale_calls(struct fake_cluster *fc, int i)
+{
+    char needle[64];
+    snprintf(needle, sizeof(needle), "/deployments/svc-%d/scale", i);
+    for (int k = 0; k < 1000; k++) {
+        fake_cluster_settle(fc);
+        struct http_request *r = fake_http_pick(needle, strlen(needle));
+        if (!r || !strstr(fake_http_what(r), needle))
+            return;
+        bool patch = strncmp(fake_http_what(r), "PATCH ", 6) == 0;
+        char b[512];
+        int n = snprintf(b, sizeof(b),
+                         "{\"kind\":\"Scale\",\"apiVersion\":\"autoscaling/v1\",\"metadata\":{"
+                         "\"name\":\"svc-%d\",\"namespace\":\"bench\",\"resourceVersion\":\"%d\"},"
+                         "\"spec\":{%s},\"status\":{\"replicas\":%d,\"selector\":\"app=svc-%d\"}}",
+                         i, 2 + k, patch ? "\"replicas\":1" : "", patch ? 1 : 0, i);
+        fake_http_answer(r, 200, b, (size_t)n, false, false);
+    }
+}
+
+/* Answers the pending Event writes (each with what it sent), so the recorder's writes in flight
+ * do not pile up to its bound (it drops Events past it). */
+static void answer_events(struct fake_cluster *fc)
+{
+    static const char needle[] = "/namespaces/bench/events";
+    for (int k = 0; k < 1000; k++) {
+        fake_cluster_settle(fc);
+        struct http_request *r = fake_http_pick(needle, strlen(needle));
+        if (!r || !strstr(fake_http_what(r), needle))
+            return;
+        bool post = strncmp(fake_http_what(r), "POST ", 5) == 0;
+        char *body = strdup(fake_http_body(r));
+        if (!body)
+            die("%s", "out of memory");
+        fake_http_answer(r, post ? 201 : 200, body, strlen(body), false, false);
+        free(body);
+    }
+}
+
+/*
+ * K wakes, one service after another (distinct while K <= N): a TCP connection to the
+ * service's resolver port, one HTTP request (held: no ready endpoint), and the time from the
+ * data plane's held timestamp (svc_state.wake_started_ns, the one controller's
+ * wake_to_scale_seconds starts from) and from the request's last byte written to the moment the
+ * fake transport takes the wake's first /scale call. The control loop blocks in its own
+ * event_base_loop meanwhile, as in production.
+ */
+static void run_wakes(struct fake_cluster *fc, struct dataplane *dp, struct event_base *base,
+                      int count, int wakes, const char *bind, int workers, double startup_ms)
+{
+    double *held = calloc((size_t)wakes, sizeof(*held));
+    double *written = calloc((size_t)wakes, sizeof(*written));
+    struct event *guard = event_new(base, -1, EV_PERSIST, on_guard, NULL);
+    if (!held || !written || !guard)
+        die("%s", "out of memory");
+    /* bounds each blocking loop turn: the loop wakes at least every 50 ms */
+    event_add(guard, &(struct timeval){0, 50000});
+    fake_http_on_start(on_call_start, NULL);
+    uint64_t deadline = mono_ns() + 60ull * 1000000000ull; /* bounded: 60 s of wakes at most */
+    int done = 0;
+    for (; done < wakes && mono_ns() < deadline; done++) {
+        int i = (int)(((unsigned)done * 7919u) % (unsigned)count);
+        char name[32];
+        snprintf(name, sizeof(name), "svc-%d", i);
+        struct svc_state *svc = svc_registry_get(&dp->registry, "bench", name);
+        if (!svc)
+            die("%s", "out of memory");
+        /* a cold start of its own each time (at N < K a service is woken more than once) */
+        atomic_store(&svc->wake_started_ns, 0);
+        snprintf(scale_needle, sizeof(scale_needle), "/deployments/%s/scale", name);
+        scale_sent_ns = 0;
+
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(PORT_BASE + i)};
+        inet_pton(AF_INET, bind, &sa.sin_addr); /* checked by main */
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+            die("connecting to %s:%d: %s", bind, PORT_BASE + i, strerror(errno));
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        char req[128];
+        int n = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: svc-%d.bench\r\n\r\n", i);
+        if (send(fd, req, (size_t)n, 0) != n)
+            die("sending to %s:%d: %s", bind, PORT_BASE + i, strerror(errno));
+        uint64_t sent = mono_ns();
+        while (!scale_sent_ns && mono_ns() - sent < 5000000000ull)
+            event_base_loop(base, EVLOOP_ONCE);
+        if (!scale_sent_ns)
+            die("no scale call for %s within 5 s of its held request", name);
+        int64_t at = atomic_load(&svc->wake_started_ns);
+        if (at <= 0 || (uint64_t)at > scale_sent_ns)
+            die("%s: no held timestamp before its scale call", name);
+        held[done] = (double)(scale_sent_ns - (uint64_t)at) / 1e6;
+        written[done] = (double)(scale_sent_ns - sent) / 1e6;
+        answer_scale_calls(fc, i);
+        answer_events(fc);
+        close(fd);
+        /* the next connection of this service must be a new burst: wait until the data plane
+         * let this one go (bounded) */
+        for (int k = 0; k < 100000 && atomic_load(&svc->held_conns) > 0; k++) {
+            fake_cluster_settle(fc);
+            nanosleep(&(struct timespec){0, 20000}, NULL);
+        }
+        svc_state_unref(svc);
+    }
+    fake_http_on_start(NULL, NULL);
+    event_free(guard);
+    if (!done)
+        die("%s", "no wake within the time bound");
+    qsort(held, (size_t)done, sizeof(*held), cmp_double);
+    qsort(written, (size_t)done, sizeof(*written), cmp_double);
+    double rss = rss_mb();
+    printf("count=%d: %d wakes, first held request -> scale call sent: p50 %.3f ms, p99 %.3f ms, "
+           "max %.3f ms (from the request's last byte written: p50 %.3f ms, p99 %.3f ms, max "
+           "%.3f ms); rss %.1f MiB\n",
+           count, done, pct(held, (size_t)done, 0.5), pct(held, (size_t)done, 0.99), held[done - 1],
+           pct(written, (size_t)done, 0.5), pct(written, (size_t)done, 0.99), written[done - 1],
+           rss);
+    printf("{\"count\":%d,\"workers\":%d,\"wakes\":%d,\"startup_ms\":%.1f,"
+           "\"wake_to_scale_sent_p50_ms\":%.3f,\"wake_to_scale_sent_p99_ms\":%.3f,"
+           "\"wake_to_scale_sent_max_ms\":%.3f,\"written_to_scale_sent_p50_ms\":%.3f,"
+           "\"written_to_scale_sent_p99_ms\":%.3f,\"written_to_scale_sent_max_ms\":%.3f,"
+           "\"rss_mb\":%.1f}\n",
+           count, workers, done, startup_ms, pct(held, (size_t)done, 0.5),
+           pct(held, (size_t)done, 0.99), held[done - 1], pct(written, (size_t)done, 0.5),
+           pct(written, (size_t)done, 0.99), written[done - 1], rss);
+    fflush(stdout);
+}
+
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: route_bench --count N [--updates K] [--workers W] [--bind IP] "
+            "usage: route_bench --count N [--updates K | --wakes K] [--workers W] [--bind IP] "
             "[--full-objects]\n       route_bench --cache-bytes\n"
             "  N ElastiServices (1..20000), K one-service updates (default 200), W data "
-            "plane workers (default 2),\n  listeners on IP (default 127.0.13.1), "
+            "plane workers (default 2),\n  --wakes K: "
+            "instead of updates, K held requests, each to the next service, timed to their "
+            "wake's scale call,\n  listeners on IP (default 127.0.13.1), "
             "--full-objects: the objects as an API server sends them\n  "
             "(managedFields, last-applied-configuration, ...)\n  --cache-bytes: the bytes one "
             "decoded object of each kind takes, before and after its informer's "
@@ -205,7 +376,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    int count = 0, updates = 200, workers = 2;
+    int count = 0, updates = 200, workers = 2, wakes = 0;
     const char *bind = "127.0.13.1";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -224,6 +395,8 @@ int main(int argc, char **argv)
             count = atoi(v);
         else if (strcmp(a, "--updates") == 0)
             updates = atoi(v);
+        else if (strcmp(a, "--wakes") == 0)
+            wakes = atoi(v);
         else if (strcmp(a, "--workers") == 0)
             workers = atoi(v);
         else if (strcmp(a, "--bind") == 0)
@@ -232,9 +405,12 @@ int main(int argc, char **argv)
             usage();
         i++;
     }
-    if (count < 1 || count > 20000 || updates < 1 || updates > 100000 || workers < 1 ||
-        workers > 64)
+    if (count < 1 || count > 20000 || updates < 1 || updates > 100000 || wakes < 0 ||
+        wakes > 100000 || workers < 1 || workers > 64)
         usage();
+    struct in_addr bind_ip;
+    if (wakes > 0 && inet_pton(AF_INET, bind, &bind_ip) != 1)
+        die("--bind %s: not an IPv4 address (--wakes connects to it)", bind);
     log_set_level(LOG_WARN);
 
     struct config_limits limits;
@@ -256,6 +432,10 @@ int main(int argc, char **argv)
            "rss %.1f MiB\n",
            count, workers, startup_ms, rss_mb());
     fflush(stdout);
+    if (wakes > 0) {
+        run_wakes(fc, dp, base, count, wakes, bind, workers, startup_ms);
+        _exit(0);
+    }
 
     double *lat = calloc((size_t)updates, sizeof(*lat));
     double *pub = calloc((size_t)updates, sizeof(*pub)); /* up to the publish, this thread */
