@@ -3,27 +3,11 @@
  */
 #include "controller/escached.h"
 #include "common/json.h"
+#include "common/strblock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static size_t str_size(const char *s)
-{
-    return s ? strlen(s) + 1 : 0;
-}
-
-/* Copies s into the block at *at (bump allocation), or NULL for NULL. */
-static const char *block_str(char **at, const char *s)
-{
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    memcpy(*at, s, n);
-    const char *out = *at;
-    *at += n;
-    return out;
-}
 
 struct es_cached *es_cached_decode(const cJSON *es, char *err, size_t errlen)
 {
@@ -37,12 +21,13 @@ struct es_cached *es_cached_decode(const cJSON *es, char *err, size_t errlen)
     const char *uid = json_str(md, "uid"), *rv = json_str(md, "resourceVersion");
     const cJSON *fins = cJSON_GetObjectItemCaseSensitive(md, "finalizers");
     size_t n_fins = 0;
-    size_t strings = str_size(name) + str_size(ns) + str_size(uid) + str_size(rv);
+    size_t strings =
+        strblock_size(name) + strblock_size(ns) + strblock_size(uid) + strblock_size(rv);
     const cJSON *f;
     cJSON_ArrayForEach(f, fins)
     {
         if (cJSON_IsString(f)) {
-            strings += str_size(f->valuestring);
+            strings += strblock_size(f->valuestring);
             n_fins++;
         }
     }
@@ -53,14 +38,14 @@ struct es_cached *es_cached_decode(const cJSON *es, char *err, size_t errlen)
     }
     const char **fv = (const char **)(e + 1);
     char *at = (char *)(fv + n_fins);
-    e->name = block_str(&at, name);
-    e->ns = block_str(&at, ns);
-    e->uid = block_str(&at, uid);
-    e->resource_version = block_str(&at, rv);
+    e->name = strblock_copy(&at, name);
+    e->ns = strblock_copy(&at, ns);
+    e->uid = strblock_copy(&at, uid);
+    e->resource_version = strblock_copy(&at, rv);
     cJSON_ArrayForEach(f, fins)
     {
         if (cJSON_IsString(f))
-            fv[e->n_finalizers++] = block_str(&at, f->valuestring);
+            fv[e->n_finalizers++] = strblock_copy(&at, f->valuestring);
     }
     e->finalizers = fv;
     return e;

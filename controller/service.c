@@ -3,27 +3,11 @@
  */
 #include "controller/service.h"
 #include "common/json.h"
+#include "common/strblock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static size_t str_size(const char *s)
-{
-    return s ? strlen(s) + 1 : 0;
-}
-
-/* Copies s into the block at *at (bump allocation), or NULL for NULL. */
-static const char *block_str(char **at, const char *s)
-{
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    memcpy(*at, s, n);
-    const char *out = *at;
-    *at += n;
-    return out;
-}
 
 struct service_cached *service_decode(const cJSON *service, char *err, size_t errlen)
 {
@@ -39,13 +23,13 @@ struct service_cached *service_decode(const cJSON *service, char *err, size_t er
     const char *uid = json_str(md, "uid"), *rv = json_str(md, "resourceVersion");
     const char *type = json_str(spec, "type"), *cip = json_str(spec, "clusterIP");
     size_t n_ports = 0;
-    size_t strings = str_size(name) + str_size(ns) + str_size(uid) + str_size(rv) + str_size(type) +
-                     str_size(cip);
+    size_t strings = strblock_size(name) + strblock_size(ns) + strblock_size(uid) +
+                     strblock_size(rv) + strblock_size(type) + strblock_size(cip);
     const cJSON *p;
     cJSON_ArrayForEach(p, ports)
     {
-        strings += str_size(json_str(p, "name")) + str_size(json_str(p, "protocol")) +
-                   str_size(json_str(p, "appProtocol"));
+        strings += strblock_size(json_str(p, "name")) + strblock_size(json_str(p, "protocol")) +
+                   strblock_size(json_str(p, "appProtocol"));
         n_ports++;
     }
     struct service_cached *s =
@@ -56,19 +40,19 @@ struct service_cached *service_decode(const cJSON *service, char *err, size_t er
     }
     struct service_port *sp = (struct service_port *)(s + 1);
     char *at = (char *)(sp + n_ports);
-    s->name = block_str(&at, name);
-    s->ns = block_str(&at, ns);
-    s->uid = block_str(&at, uid);
-    s->resource_version = block_str(&at, rv);
-    s->type = block_str(&at, type);
-    s->cluster_ip = block_str(&at, cip);
+    s->name = strblock_copy(&at, name);
+    s->ns = strblock_copy(&at, ns);
+    s->uid = strblock_copy(&at, uid);
+    s->resource_version = strblock_copy(&at, rv);
+    s->type = strblock_copy(&at, type);
+    s->cluster_ip = strblock_copy(&at, cip);
     s->ports_is_array = cJSON_IsArray(ports);
     cJSON_ArrayForEach(p, ports)
     {
         struct service_port *q = &sp[s->n_ports++];
-        q->name = block_str(&at, json_str(p, "name"));
-        q->protocol = block_str(&at, json_str(p, "protocol"));
-        q->app_protocol = block_str(&at, json_str(p, "appProtocol"));
+        q->name = strblock_copy(&at, json_str(p, "name"));
+        q->protocol = strblock_copy(&at, json_str(p, "protocol"));
+        q->app_protocol = strblock_copy(&at, json_str(p, "appProtocol"));
         const cJSON *num = cJSON_GetObjectItemCaseSensitive(p, "port");
         q->has_port = cJSON_IsNumber(num);
         q->port = q->has_port ? (unsigned)num->valueint : 0;

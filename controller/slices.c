@@ -3,6 +3,7 @@
  */
 #include "controller/slices.h"
 #include "common/json.h"
+#include "common/strblock.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -211,22 +212,6 @@ static const char *ready_address(const cJSON *e)
     return addr->valuestring;
 }
 
-/* Bump allocation inside the one block of a slice_cached. */
-struct block {
-    char *at;
-};
-
-static const char *block_str(struct block *b, const char *s)
-{
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    memcpy(b->at, s, n);
-    const char *out = b->at;
-    b->at += n;
-    return out;
-}
-
 struct slice_cached *slices_decode(const cJSON *slice, char *err, size_t errlen)
 {
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(slice, "metadata");
@@ -245,7 +230,7 @@ struct slice_cached *slices_decode(const cJSON *slice, char *err, size_t errlen)
     size_t n_ports = 0, n_ready = 0, strings = 0;
     const char *const texts[] = {name, ns, uid, rv, service};
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
-        strings += texts[i] ? strlen(texts[i]) + 1 : 0;
+        strings += strblock_size(texts[i]);
     const cJSON *p, *e;
     cJSON_ArrayForEach(p, ports)
     {
@@ -272,12 +257,12 @@ struct slice_cached *slices_decode(const cJSON *slice, char *err, size_t errlen)
     }
     struct slice_cached_port *sp = (struct slice_cached_port *)(s + 1);
     const char **ready = (const char **)(sp + n_ports);
-    struct block b = {(char *)(ready + n_ready)};
-    s->name = block_str(&b, name);
-    s->ns = block_str(&b, ns);
-    s->uid = block_str(&b, uid);
-    s->resource_version = block_str(&b, rv);
-    s->service = block_str(&b, service);
+    char *at = (char *)(ready + n_ready); /* the strings, copied by strblock_copy */
+    s->name = strblock_copy(&at, name);
+    s->ns = strblock_copy(&at, ns);
+    s->uid = strblock_copy(&at, uid);
+    s->resource_version = strblock_copy(&at, rv);
+    s->service = strblock_copy(&at, service);
     s->manager = slices_is_resolver_slice(slice)     ? SLICE_HOLDFAST
                  : slices_is_controller_slice(slice) ? SLICE_CONTROLLER
                                                      : SLICE_OTHER;
@@ -286,7 +271,7 @@ struct slice_cached *slices_decode(const cJSON *slice, char *err, size_t errlen)
         const cJSON *num = cJSON_GetObjectItemCaseSensitive(p, "port");
         if (cJSON_IsNumber(num)) {
             const char *pn = json_str(p, "name");
-            sp[s->n_ports].name = block_str(&b, pn ? pn : "");
+            sp[s->n_ports].name = strblock_copy(&at, pn ? pn : "");
             sp[s->n_ports].port = (unsigned)num->valueint;
             s->n_ports++;
         }
@@ -295,7 +280,7 @@ struct slice_cached *slices_decode(const cJSON *slice, char *err, size_t errlen)
     {
         const char *a = ready_address(e);
         if (a)
-            ready[s->n_ready++] = block_str(&b, a);
+            ready[s->n_ready++] = strblock_copy(&at, a);
     }
     s->ports = sp;
     s->ready = ready;
