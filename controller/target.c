@@ -599,8 +599,10 @@ static void on_wake_read(cJSON *obj, const struct kube_error *err, void *arg)
         finish_unstarted(op, "the scale patch");
 }
 
-struct target_op *target_wake(struct kube_client *c, const struct target_ref *ref, const char *ns,
-                              int min_replicas, target_done_fn done, void *arg)
+/* A wake of ref to min_replicas (at least 1), not sent yet; NULL for a bad ref or no memory. */
+static struct target_op *wake_op_new(struct kube_client *c, const struct target_ref *ref,
+                                     const char *ns, int min_replicas, target_done_fn done,
+                                     void *arg)
 {
     if (!ref_ok(ref))
         return NULL;
@@ -609,6 +611,15 @@ struct target_op *target_wake(struct kube_client *c, const struct target_ref *re
         return NULL;
     op->ref = *ref;
     op->replicas = min_replicas < 1 ? 1 : min_replicas;
+    return op;
+}
+
+struct target_op *target_wake(struct kube_client *c, const struct target_ref *ref, const char *ns,
+                              int min_replicas, target_done_fn done, void *arg)
+{
+    struct target_op *op = wake_op_new(c, ref, ns, min_replicas, done, arg);
+    if (!op)
+        return NULL;
     op->reads = 1;
     op->call = kube_get(c, &op->ref.res, op->ns, op->ref.name, "scale", on_wake_read, op);
     if (!op->call) {
@@ -624,13 +635,9 @@ struct target_op *target_wake_at(struct kube_client *c, const struct target_ref 
 {
     if (!resource_version || !*resource_version)
         return target_wake(c, ref, ns, min_replicas, done, arg);
-    if (!ref_ok(ref))
-        return NULL;
-    struct target_op *op = op_new(OP_WAKE, c, ns, done, arg);
+    struct target_op *op = wake_op_new(c, ref, ns, min_replicas, done, arg);
     if (!op)
         return NULL;
-    op->ref = *ref;
-    op->replicas = min_replicas < 1 ? 1 : min_replicas;
     op->reads = 0; /* a 409 (the version is stale) reads, then decides as target_wake does */
     if (!scale_patch_send(op, resource_version, on_wake_patched)) {
         op_free(op);
