@@ -215,6 +215,24 @@ def test_wedged_api_call_fails_healthz_names_the_object_and_recovers(sim, ns, ho
     assert hf.log_lines("evaluation rounds complete again")
 
 
+BACKLOG = 30  # ElastiServices at zero whose first round's writes queue for the rate limiter
+
+
+def backlog(sim, ns):
+    """BACKLOG apps at zero (Deployment, Service, ElastiService), created before holdfast starts."""
+    for i in range(BACKLOG):
+        name = "w%d" % i
+        sim.create(wpath("Deployment", ns), workload("Deployment", name, 0))
+        sim.create("/api/v1/namespaces/%s/services" % ns, service(name))
+        create_es(sim, ns, elastiservice(name=name))
+
+
+def in_proxy(sim, ns):
+    """How many of the namespace's ElastiServices are in proxy mode."""
+    items = sim.get("%s/namespaces/%s/elastiservices" % (ES_API, ns))["items"]
+    return sum(1 for o in items if (o.get("status") or {}).get("mode") == "proxy")
+
+
 def test_first_round_waiting_on_the_rate_limit_is_slow_not_wedged(sim, ns, holdfast):
     """bench/RESULTS.md 5b: a fresh start with thousands of ElastiServices spends its first round
     on the writes that bring each one to its mode (finalizer, resolver slice, status, Event, and
@@ -226,28 +244,21 @@ def test_first_round_waiting_on_the_rate_limit_is_slow_not_wedged(sim, ns, holdf
     /healthz is asked throughout, while they converge, and answers 200 every time; no wedged or
     stuck line. (A round that makes no progress still fails it:
     test_wedged_api_call_fails_healthz_names_the_object_and_recovers.)"""
-    names = ["w%d" % i for i in range(30)]
-    for name in names:
-        sim.create(wpath("Deployment", ns), workload("Deployment", name, 0))
-        sim.create("/api/v1/namespaces/%s/services" % ns, service(name))
-        create_es(sim, ns, elastiservice(name=name))
+    backlog(sim, ns)
     hf = holdfast.start(polling="30s", extra_args=("--kube-api-qps", "6", "--kube-api-burst", "1",
                                                    "--liveness-bound", "5s"))
 
-    def in_proxy():
-        items = sim.get("%s/namespaces/%s/elastiservices" % (ES_API, ns))["items"]
-        return sum(1 for o in items if (o.get("status") or {}).get("mode") == "proxy")
     ages, throttled = [], []
     deadline = time.monotonic() + 150
     while True:
         code, body = healthz(hf)
-        assert code == 200, "/healthz failed with %d of 30 in proxy mode: %s" % (in_proxy(), body)
+        assert code == 200, "/healthz failed with %d of 30 in proxy mode: %s" % (in_proxy(sim, ns), body)
         text = hf.metrics_text()
         ages.append(metric_value(text, "holdfast_controller_round_age_seconds"))
         throttled.append(metric_value(text, "holdfast_controller_round_throttled_seconds"))
-        if in_proxy() == len(names):
+        if in_proxy(sim, ns) == BACKLOG:
             break
-        assert time.monotonic() < deadline, "only %d of 30 in proxy mode" % in_proxy()
+        assert time.monotonic() < deadline, "only %d of 30 in proxy mode" % in_proxy(sim, ns)
         time.sleep(0.25)
     assert max(ages) > 5, "the first round never outlasted the bound (the test did not load the " \
         "rate limiter): round age at most %s s" % max(ages)
@@ -263,19 +274,12 @@ def test_no_answers_under_a_write_backlog_is_wedged(sim, ns, holdfast):
     answers (SIGSTOPped for 15 s). The limiter keeps handing the queued writes tokens (some 17 s
     of them at 6/s), none is answered: /healthz fails past the bound (5 s) and says what waits;
     once the API answers again, the backlog drains and /healthz passes."""
-    names = ["w%d" % i for i in range(30)]
-    for name in names:
-        sim.create(wpath("Deployment", ns), workload("Deployment", name, 0))
-        sim.create("/api/v1/namespaces/%s/services" % ns, service(name))
-        create_es(sim, ns, elastiservice(name=name))
+    backlog(sim, ns)
     hf = holdfast.start(polling="30s", extra_args=("--kube-api-qps", "6", "--kube-api-burst", "1",
                                                    "--liveness-bound", "5s",
                                                    "--kube-api-timeout", "20s"))
 
-    def in_proxy():
-        items = sim.get("%s/namespaces/%s/elastiservices" % (ES_API, ns))["items"]
-        return sum(1 for o in items if (o.get("status") or {}).get("mode") == "proxy")
-    wait_for(lambda: in_proxy() >= 2, timeout=30, interval=0.2, what="the first in proxy mode")
+    wait_for(lambda: in_proxy(sim, ns) >= 2, timeout=30, interval=0.2, what="the first in proxy mode")
     assert healthz(hf)[0] == 200, "slow, not wedged, before the fault"
     sim.fault("latency", ms=60000, seconds=15)
 
@@ -289,7 +293,7 @@ def test_no_answers_under_a_write_backlog_is_wedged(sim, ns, holdfast):
     assert hf.log_lines("the control loop is wedged: /healthz fails")
     wait_for(lambda: healthz(hf)[0] == 200, timeout=90, interval=0.5,
              what="/healthz passing again once the API answers")
-    wait_for(lambda: in_proxy() == len(names), timeout=90, interval=0.5,
+    wait_for(lambda: in_proxy(sim, ns) == BACKLOG, timeout=90, interval=0.5,
              what="all 30 in proxy mode")
 
 
