@@ -34,7 +34,7 @@
 
 #include "common/log.h"
 #include "common/strmap.h"
-#include "controller/http.h"
+#include "controller/kube/http.h"
 #include "controller/prom.h"
 #include "tests/fuzz/fake_http.h"
 

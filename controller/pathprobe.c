@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "controller/http.h"
+#include "controller/kube/http.h"
 
 struct pathprobe {
     struct http_request *req;

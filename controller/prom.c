@@ -12,7 +12,7 @@
 #include <strings.h>
 
 #include "common/strmap.h"
-#include "controller/http.h"
+#include "controller/kube/http.h"
 
 void prom_trigger_clear(struct prom_trigger *t)
 {

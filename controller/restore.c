@@ -11,9 +11,9 @@
 
 #include "common/json.h"
 #include "common/log.h"
-#include "controller/kube.h"
-#include "controller/kubeconfig.h"
-#include "controller/leader.h"
+#include "controller/kube/kube.h"
+#include "controller/kube/kubeconfig.h"
+#include "controller/kube/leader.h"
 #include "controller/slices.h"
 #include "controller/target.h"
 

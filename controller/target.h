@@ -42,7 +42,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "controller/kube.h"
+#include "controller/kube/kube.h"
 
 #define TARGET_KEDA_PAUSED_REPLICAS "autoscaling.keda.sh/paused-replicas"
 #define TARGET_KEDA_PAUSED "autoscaling.keda.sh/paused"

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "common/strmap.h"
-#include "resolver/config.h"
+#include "standalone/config.h"
 #include "resolver/route.h"
 #include "resolver/wakeq.h"
 

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "resolver/config.h"
+#include "standalone/config.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

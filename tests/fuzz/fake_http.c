@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "controller/http.h"
+#include "controller/kube/http.h"
 
 struct http_client {
     struct event_base *base;

@@ -28,8 +28,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "controller/kube.h"
-#include "controller/kubeconfig.h"
+#include "controller/kube/kube.h"
+#include "controller/kube/kubeconfig.h"
 #include "controller/target.h"
 #include "fuzz_util.h"
 

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "controller/kubeconfig.h"
+#include "controller/kube/kubeconfig.h"
 #include "fuzz_util.h"
 
 static char dir[PATH_MAX];

@@ -20,9 +20,9 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "controller/events.h"
-#include "controller/kube.h"
-#include "controller/kubeconfig.h"
+#include "controller/kube/events.h"
+#include "controller/kube/kube.h"
+#include "controller/kube/kubeconfig.h"
 
 struct probe {
     struct event_base *base;

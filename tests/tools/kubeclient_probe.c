@@ -27,9 +27,9 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "controller/informer.h"
-#include "controller/kube.h"
-#include "controller/kubeconfig.h"
+#include "controller/kube/informer.h"
+#include "controller/kube/kube.h"
+#include "controller/kube/kubeconfig.h"
 
 struct probe {
     struct event_base *base;

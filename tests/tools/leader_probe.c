@@ -21,9 +21,9 @@
 #include <time.h>
 
 #include "common/log.h"
-#include "controller/kube.h"
-#include "controller/kubeconfig.h"
-#include "controller/leader.h"
+#include "controller/kube/kube.h"
+#include "controller/kube/kubeconfig.h"
+#include "controller/kube/leader.h"
 
 struct probe {
     struct event_base *base;

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "controller/http.h"
+#include "controller/kube/http.h"
 #include "controller/pathprobe.h"
 
 struct run {

@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "controller/http.h"
+#include "controller/kube/http.h"
 #include "controller/prom.h"
 
 struct probe {

@@ -22,8 +22,8 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "controller/kube.h"
-#include "controller/kubeconfig.h"
+#include "controller/kube/kube.h"
+#include "controller/kube/kubeconfig.h"
 #include "controller/target.h"
 
 struct job {

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "resolver/config.h"
+#include "standalone/config.h"
 
 static struct config *parse_ok(const char *json)
 {

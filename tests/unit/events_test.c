@@ -7,8 +7,8 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "controller/events.h"
-#include "controller/leader.h"
+#include "controller/kube/events.h"
+#include "controller/kube/leader.h"
 
 Test(events, name_is_object_dot_16_hex)
 {

@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "controller/http.h"
+#include "controller/kube/http.h"
 
 struct server {
     int fd;

@@ -18,9 +18,9 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "controller/informer.h"
-#include "controller/kube.h"
-#include "controller/kubeconfig.h"
+#include "controller/kube/informer.h"
+#include "controller/kube/kube.h"
+#include "controller/kube/kubeconfig.h"
 #include "tests/fuzz/fake_http.h"
 
 /* The test kind: a ConfigMap-like object, of which the cache keeps data.value only. */

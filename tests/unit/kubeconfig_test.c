@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "controller/kubeconfig.h"
+#include "controller/kube/kubeconfig.h"
 
 static char dir[256];
 

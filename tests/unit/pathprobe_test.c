@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "controller/http.h"
+#include "controller/kube/http.h"
 #include "controller/pathprobe.h"
 
 #define NONCE "t3st-Nonce_42"

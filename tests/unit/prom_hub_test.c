@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "controller/http.h"
+#include "controller/kube/http.h"
 #include "controller/prom.h"
 #include "tests/fuzz/fake_http.h"
 

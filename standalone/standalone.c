@@ -2,7 +2,7 @@
  * standalone: wake commands, readiness probes and snapshots without Kubernetes. See
  * standalone.h.
  */
-#include "resolver/standalone.h"
+#include "standalone/standalone.h"
 
 #include <errno.h>
 #include <event2/buffer.h>

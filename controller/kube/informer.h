@@ -29,7 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "controller/kube.h"
+#include "controller/kube/kube.h"
 
 struct informer;
 

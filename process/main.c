@@ -21,9 +21,9 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "resolver/admin.h"
-#include "resolver/config.h"
-#include "resolver/standalone.h"
+#include "process/admin.h"
+#include "standalone/config.h"
+#include "standalone/standalone.h"
 #include "resolver/worker.h"
 #include "common/duration.h"
 #include "controller/controller.h"

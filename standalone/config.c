@@ -9,7 +9,7 @@
  * (a value or a key) that holds a NUL character is refused: read as a C string it would be
  * cut short there, and "a\u0000b" would name a service "a".
  */
-#include "resolver/config.h"
+#include "standalone/config.h"
 
 #include <errno.h>
 #include <stdarg.h>

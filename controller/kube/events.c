@@ -6,7 +6,7 @@
  * write in flight is an `ev_op`; an entry evicted while its write is in flight leaves the op
  * orphaned (op->entry NULL), and the answer is then only counted.
  */
-#include "controller/events.h"
+#include "controller/kube/events.h"
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "controller/kube.h"
+#include "controller/kube/kube.h"
 
 #define EVENTS_MAX_IN_FLIGHT 256
 #define EVENTS_LOG_INTERVAL_MS 10000

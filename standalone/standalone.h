@@ -17,7 +17,7 @@
 #include <stddef.h>
 
 #include "common/metrics.h"
-#include "resolver/config.h"
+#include "standalone/config.h"
 #include "resolver/worker.h"
 
 struct event_base;

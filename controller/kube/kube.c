@@ -5,7 +5,7 @@
  * an http request -> done (decoded and handed to the caller) -> freed. kube_update_retry loops
  * through that life several times (GET, PUT, on 409 GET again) in the same call.
  */
-#include "controller/kube.h"
+#include "controller/kube/kube.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -16,8 +16,8 @@
 
 #include "common/json.h"
 #include "common/log.h"
-#include "controller/http.h"
-#include "controller/kubeconfig.h"
+#include "controller/kube/http.h"
+#include "controller/kube/kubeconfig.h"
 
 #define KUBE_PATH_MAX 1024
 #define KUBE_URL_MAX 4096

@@ -1,7 +1,7 @@
 /*
  * admin: /metrics, /healthz, /readyz with libevent's evhttp. See admin.h.
  */
-#include "resolver/admin.h"
+#include "process/admin.h"
 
 #include <errno.h>
 #include <event2/buffer.h>

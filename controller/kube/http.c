@@ -6,7 +6,7 @@
  * starting a request only queues it (`pending`), and cancelling one only marks it; both are
  * settled in settle() once curl has returned.
  */
-#include "controller/http.h"
+#include "controller/kube/http.h"
 
 #include <curl/curl.h>
 #include <curl/header.h>

@@ -5,7 +5,7 @@
  * (410) LISTING, (error) WAITING on the backoff timer -> LISTING or WATCHING. `need_list` says
  * which one a retry goes back to.
  */
-#include "controller/informer.h"
+#include "controller/kube/informer.h"
 
 #include <assert.h>
 #include <event2/event.h>

@@ -4,7 +4,7 @@
  * The file is loaded with libyaml's document API (a node tree) and walked by key; every error
  * carries the path of the offending field, e.g. "clusters[prod].cluster.server".
  */
-#include "controller/kubeconfig.h"
+#include "controller/kube/kubeconfig.h"
 
 #include <errno.h>
 #include <stdarg.h>

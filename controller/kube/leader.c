@@ -3,7 +3,7 @@
  * read (GET) followed by a write, or, while leading, a write over the object we wrote last. Two
  * timers: `tick` schedules the next try, `deadline` ends leadership when renewals stop working.
  */
-#include "controller/leader.h"
+#include "controller/kube/leader.h"
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "controller/kube.h"
+#include "controller/kube/kube.h"
 
 static const struct kube_resource lease_res = {"coordination.k8s.io", "v1", "leases", true};
 
