@@ -413,8 +413,8 @@ int main(int argc, char **argv)
         die("--bind %s: not an IPv4 address (--wakes connects to it)", bind);
     log_set_level(LOG_WARN);
 
-    struct config_limits limits;
-    config_limits_default(&limits);
+    struct dp_limits limits;
+    dp_limits_default(&limits);
     struct dataplane *dp = dataplane_new(workers, &limits);
     struct event_base *base = event_base_new();
     char err[512] = "";

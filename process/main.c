@@ -632,8 +632,8 @@ static int cmd_run(int argc, char **argv)
     struct process p = {.opt = &opt, .started_ns = mono_ns()};
     char err[1024] = "";
     struct config *cfg = NULL;
-    struct config_limits limits;
-    config_limits_default(&limits);
+    struct dp_limits limits;
+    dp_limits_default(&limits);
     if (opt.config_file) {
         if (config_load(opt.config_file, &cfg, err, sizeof(err)) < 0) {
             fprintf(stderr, "holdfast: %s\n", err);

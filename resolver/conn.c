@@ -421,7 +421,7 @@ static void unhold(struct conn *c)
 /* How many request bytes this connection may buffer before reads stop. */
 static size_t in_limit(const struct conn *c)
 {
-    const struct config_limits *l = &c->w->dp->limits;
+    const struct dp_limits *l = &c->w->dp->limits;
     if (c->state == CONN_HEAD && !c->seen_request)
         return l->max_head_bytes + 1; /* one more byte tells "too large" from "exactly full" */
     return l->hold_buffer_bytes > l->max_head_bytes ? l->hold_buffer_bytes : l->max_head_bytes + 1;
@@ -575,7 +575,7 @@ static void close_backend(struct conn *c)
 
 static void conn_arm_timer(struct conn *c)
 {
-    const struct config_limits *l = &c->w->dp->limits;
+    const struct dp_limits *l = &c->w->dp->limits;
     uint64_t now = now_ns();
     uint64_t at = 0;
     switch (c->state) {

@@ -33,7 +33,7 @@
 #include "common/addr.h"
 #include "common/metrics.h"
 #include "common/strmap.h"
-#include "standalone/config.h"
+#include "resolver/limits.h"
 #include "resolver/probe.h"
 
 struct conn;

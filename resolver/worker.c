@@ -390,7 +390,7 @@ static void use_pthreads(void)
     evthread_use_pthreads();
 }
 
-struct dataplane *dataplane_new(int nworkers, const struct config_limits *limits)
+struct dataplane *dataplane_new(int nworkers, const struct dp_limits *limits)
 {
     /* libevent's locking must be on before any base exists: bases are poked across threads. */
     static pthread_once_t threads_once = PTHREAD_ONCE_INIT;

@@ -16,14 +16,14 @@
 #include <stdint.h>
 
 #include "common/strmap.h"
-#include "standalone/config.h"
+#include "resolver/limits.h"
 #include "resolver/route.h"
 #include "resolver/wakeq.h"
 
 struct worker;
 
 struct dataplane {
-    struct config_limits limits;
+    struct dp_limits limits;
     int nworkers;
     struct worker **workers;
     struct route_table routes;
@@ -66,7 +66,7 @@ struct dp_sock {
 };
 
 /* Creates the data plane with n workers (threads not started). NULL on failure. */
-struct dataplane *dataplane_new(int nworkers, const struct config_limits *limits);
+struct dataplane *dataplane_new(int nworkers, const struct dp_limits *limits);
 
 /* Starts the worker threads. Returns 0, or -1 with a message in err. */
 int dataplane_start(struct dataplane *dp, char *err, size_t errlen);

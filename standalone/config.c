@@ -384,7 +384,7 @@ static int parse_service(const cJSON *svc, const char *json_path, struct config_
     return 0;
 }
 
-static int parse_limits(const cJSON *root, struct config_limits *l, char *msg)
+static int parse_limits(const cJSON *root, struct dp_limits *l, char *msg)
 {
     static const char *const keys[] = {
         "maxHeldConnections", "maxHeldBytes",       "holdBufferBytes",  "maxHeadBytes",
@@ -547,19 +547,6 @@ static void line_column(const char *text, size_t offset, size_t *line, size_t *c
     }
 }
 
-void config_limits_default(struct config_limits *limits)
-{
-    *limits = (struct config_limits){
-        .max_held_connections = 50000,
-        .max_held_bytes = 256 * 1024 * 1024,
-        .hold_buffer_bytes = 64 * 1024,
-        .max_head_bytes = 32 * 1024,
-        .head_timeout_s = 30,
-        .idle_timeout_s = 0,
-        .connect_timeout_ms = 2000,
-    };
-}
-
 int config_parse(const char *json, const char *source, struct config **out, char *err,
                  size_t errlen)
 {
@@ -584,7 +571,7 @@ int config_parse(const char *json, const char *source, struct config **out, char
         snprintf(err, errlen, "%s: out of memory", source);
         return -1;
     }
-    config_limits_default(&cfg->limits);
+    dp_limits_default(&cfg->limits);
     int rc = json_refuse_nul(root, "", msg, MSG_MAX) ? -1 : parse_root(root, cfg, msg);
     cJSON_Delete(root);
     if (rc < 0) {

@@ -34,7 +34,7 @@ static void check(const struct config *cfg)
             if (strlen(*a) > 1u << 20)
                 fuzz_fail("services[%zu]: absurd wake argument", i);
     }
-    const struct config_limits *l = &cfg->limits;
+    const struct dp_limits *l = &cfg->limits;
     if (l->max_head_bytes < 1024 || l->hold_buffer_bytes < 1024 || l->head_timeout_s == 0 ||
         l->connect_timeout_ms == 0)
         fuzz_fail("limits out of range were accepted");

@@ -297,8 +297,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t k = 0; k < MAX_BACKENDS; k++)
         r.backends[k] = -1;
 
-    struct config_limits limits;
-    config_limits_default(&limits);
+    struct dp_limits limits;
+    dp_limits_default(&limits);
     limits.max_head_bytes = 1024; /* small, so 431 and backpressure are within reach */
     limits.hold_buffer_bytes = 4096;
     r.dp = dataplane_new(1, &limits);

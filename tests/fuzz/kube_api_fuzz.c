@@ -161,8 +161,8 @@ static void answer(const uint8_t *selector, size_t sel_len, const uint8_t *statu
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct config_limits limits;
-    config_limits_default(&limits);
+    struct dp_limits limits;
+    dp_limits_default(&limits);
     struct dataplane *dp = dataplane_new(1, &limits); /* first: it turns libevent's locks on */
     struct event_base *base = event_base_new();
     if (!base || !dp)

@@ -156,8 +156,8 @@ Test(config, omitted_fields_take_their_defaults)
     cr_assert_eq(cfg->n_shared_listen, 0);
     cr_assert_null(cfg->shared_listen);
 
-    struct config_limits d;
-    config_limits_default(&d);
+    struct dp_limits d;
+    dp_limits_default(&d);
     cr_assert_eq(d.max_held_connections, 50000);
     cr_assert_eq(d.max_held_bytes, 256 * 1024 * 1024);
     cr_assert_eq(d.hold_buffer_bytes, 64 * 1024);
@@ -165,7 +165,7 @@ Test(config, omitted_fields_take_their_defaults)
     cr_assert_eq(d.head_timeout_s, 30);
     cr_assert_eq(d.idle_timeout_s, 0);
     cr_assert_eq(d.connect_timeout_ms, 2000);
-    const struct config_limits *l = &cfg->limits;
+    const struct dp_limits *l = &cfg->limits;
     cr_assert_eq(l->max_held_connections, d.max_held_connections);
     cr_assert_eq(l->max_held_bytes, d.max_held_bytes);
     cr_assert_eq(l->hold_buffer_bytes, d.hold_buffer_bytes);

@@ -38,8 +38,8 @@ static struct fake_cluster *fc;
 static void start_dataplane(void)
 {
     log_set_level(LOG_ERROR);
-    struct config_limits limits;
-    config_limits_default(&limits);
+    struct dp_limits limits;
+    dp_limits_default(&limits);
     dp = dataplane_new(2, &limits);
     base = event_base_new();
     cr_assert(dp && base);
