@@ -22,6 +22,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/strmap.h"
+#include "controller/defaults.h"
 #include "controller/cron.h"
 #include "controller/escached.h"
 #include "controller/kube/events.h"
@@ -2206,7 +2207,8 @@ static void enter_serve(struct es *e)
 
 static uint64_t switch_timeout_ms(const struct controller *c)
 {
-    return c->opt.scale_down_probe_timeout_ms ? c->opt.scale_down_probe_timeout_ms : 30000;
+    return c->opt.scale_down_probe_timeout_ms ? c->opt.scale_down_probe_timeout_ms
+                                              : CONTROLLER_DEFAULT_SCALE_DOWN_PROBE_TIMEOUT_MS;
 }
 
 static uint64_t switch_grace_ms(const struct controller *c)
@@ -2577,7 +2579,7 @@ static unsigned heartbeat_s(const struct controller *c)
 {
     if (c->opt.status_heartbeat_s)
         return c->opt.status_heartbeat_s;
-    double qps = c->opt.api_qps > 0 ? c->opt.api_qps : 20;
+    double qps = c->opt.api_qps > 0 ? c->opt.api_qps : CONTROLLER_DEFAULT_API_QPS;
     double paced = (double)c->by_name.used * 4 / qps;
     double s = 300;
     if (s < c->opt.polling_interval_ms / 100.0)
@@ -3364,12 +3366,13 @@ static uint64_t liveness_bound_ms(const struct controller *c)
 {
     if (c->opt.liveness_bound_ms)
         return c->opt.liveness_bound_ms;
-    double qps = c->opt.api_qps > 0 ? c->opt.api_qps : 20;
+    double qps = c->opt.api_qps > 0 ? c->opt.api_qps : CONTROLLER_DEFAULT_API_QPS;
     double paced_ms = (double)c->by_name.used * 1000.0 / qps;
     double ms = 5.0 * c->opt.polling_interval_ms;
     if (ms < 3 * paced_ms)
         ms = 3 * paced_ms;
-    long api = c->opt.api_timeout_ms > 0 ? c->opt.api_timeout_ms : 30000;
+    long api =
+        c->opt.api_timeout_ms > 0 ? c->opt.api_timeout_ms : CONTROLLER_DEFAULT_API_TIMEOUT_MS;
     return (uint64_t)ms + 2 * (uint64_t)api;
 }
 
@@ -3457,7 +3460,7 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     struct controller *c = arg;
     uint64_t now = mono_ms();
     unsigned interval = c->opt.polling_interval_ms;
-    double qps = c->opt.api_qps ? c->opt.api_qps : 20; /* kube.c's default */
+    double qps = c->opt.api_qps ? c->opt.api_qps : CONTROLLER_DEFAULT_API_QPS;
     size_t room = qps >= 1 ? (size_t)qps : 1;
     struct es *start = c->poll_cursor ? c->poll_cursor : c->list;
     struct es *e = start;
@@ -3823,12 +3826,12 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     }
     c->opt = *opts;
     if (!c->opt.polling_interval_ms)
-        c->opt.polling_interval_ms = 30000;
+        c->opt.polling_interval_ms = CONTROLLER_DEFAULT_POLLING_INTERVAL_MS;
     if (!c->opt.bind_address)
-        c->opt.bind_address = "0.0.0.0";
+        c->opt.bind_address = CONTROLLER_DEFAULT_BIND_ADDRESS;
     if (!c->opt.port_min) {
-        c->opt.port_min = 20000;
-        c->opt.port_max = 29999;
+        c->opt.port_min = CONTROLLER_DEFAULT_PORT_MIN;
+        c->opt.port_max = CONTROLLER_DEFAULT_PORT_MAX;
     }
     int rc = opts->kubeconfig ? kubeconfig_load_file(opts->kubeconfig, NULL, &c->kc, err, errlen)
                               : kubeconfig_load_incluster(NULL, &c->kc, err, errlen);
@@ -3925,7 +3928,7 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
         .ns = opts->lease_namespace      ? opts->lease_namespace
               : opts->resolver_namespace ? opts->resolver_namespace
                                          : "default",
-        .name = opts->lease_name ? opts->lease_name : "holdfast-leader",
+        .name = opts->lease_name ? opts->lease_name : CONTROLLER_DEFAULT_LEASE_NAME,
         .disabled = !opts->leader_elect,
     };
     struct leader_callbacks lcb = {on_started_leading, on_stopped_leading, NULL, c};

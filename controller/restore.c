@@ -11,6 +11,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "controller/defaults.h"
 #include "controller/kube/kube.h"
 #include "controller/kube/kubeconfig.h"
 #include "controller/kube/leader.h"
@@ -296,7 +297,7 @@ int restore_run(const struct restore_opts *o, char *err, size_t errlen)
         kc->insecure = true;
     struct restore_opts opts = *o;
     if (!opts.lease_name)
-        opts.lease_name = "holdfast-leader";
+        opts.lease_name = CONTROLLER_DEFAULT_LEASE_NAME;
     if (!opts.lease_namespace)
         opts.lease_namespace = "default";
     struct restore r = {.base = event_base_new(), .o = &opts};

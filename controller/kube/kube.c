@@ -693,11 +693,11 @@ struct kube_client *kube_client_new(struct event_base *base, struct kubeconfig *
         kube_client_free(c);
         return NULL;
     }
-    c->qps = opts->qps > 0 ? opts->qps : 20.0;
-    c->burst = opts->burst > 0 ? opts->burst : 30;
+    c->qps = opts->qps > 0 ? opts->qps : KUBE_DEFAULT_QPS;
+    c->burst = opts->burst > 0 ? opts->burst : KUBE_DEFAULT_BURST;
     c->tokens = c->burst;
     clock_gettime(CLOCK_MONOTONIC, &c->refilled);
-    c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 30000;
+    c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : KUBE_DEFAULT_TIMEOUT_MS;
     c->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 10000;
     snprintf(c->ua_header, sizeof(c->ua_header), "User-Agent: %s",
              opts->user_agent ? opts->user_agent : "holdfast/" HOLDFAST_VERSION);

@@ -69,11 +69,16 @@ struct kube_resource {
     bool namespaced;      /* false for cluster-scoped kinds (namespaces, nodes) */
 };
 
+/* The defaults of struct kube_client_opts. Whole numbers: a caller may show them as text. */
+#define KUBE_DEFAULT_QPS 20
+#define KUBE_DEFAULT_BURST 30
+#define KUBE_DEFAULT_TIMEOUT_MS 30000
+
 /* Client settings; zero fields take the defaults. */
 struct kube_client_opts {
-    double qps;              /* rate limit, tokens per second (default 20) */
-    int burst;               /* bucket size (default 30) */
-    long timeout_ms;         /* per non-watch request (default 30000) */
+    double qps;              /* rate limit, tokens per second (default KUBE_DEFAULT_QPS) */
+    int burst;               /* bucket size (default KUBE_DEFAULT_BURST) */
+    long timeout_ms;         /* per non-watch request (default KUBE_DEFAULT_TIMEOUT_MS) */
     long connect_timeout_ms; /* TCP + TLS connect (default 10000) */
     const char *user_agent;  /* default "holdfast/<version>" */
 };
