@@ -3808,6 +3808,18 @@ static void on_api_back(void *arg)
              "settle_ms=%u", (unsigned)API_SETTLE_MS);
 }
 
+/* The resources holdfast_kube_api_requests_total counts requests by; any other is "other". */
+static const char *const counted_resources[] = {
+    "elastiservices", "elastiservices/status",
+    "services",       "endpointslices",
+    "deployments",    "deployments/scale",
+    "statefulsets",   "statefulsets/scale",
+    "rollouts",       "rollouts/scale",
+    "scaledobjects",  "pods",
+    "events",         "leases",
+};
+#define N_COUNTED (sizeof(counted_resources) / sizeof(counted_resources[0]))
+
 struct controller *controller_start(struct event_base *base, struct dataplane *dp,
                                     const struct controller_opts *opts, char *err, size_t errlen)
 {
@@ -3841,8 +3853,11 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     }
     if (opts->insecure_skip_tls_verify)
         c->kc->insecure = true; /* kube_client_new logs it, at every start */
-    struct kube_client_opts ko = {
-        .qps = opts->api_qps, .burst = opts->api_burst, .timeout_ms = opts->api_timeout_ms};
+    struct kube_client_opts ko = {.qps = opts->api_qps,
+                                  .burst = opts->api_burst,
+                                  .timeout_ms = opts->api_timeout_ms,
+                                  .counted = counted_resources,
+                                  .n_counted = N_COUNTED};
     c->kube = kube_client_new(base, c->kc, &ko, err, errlen);
     if (c->kube)
         c->kube_wake = kube_client_new(base, c->kc, &ko, err, errlen);
@@ -4001,13 +4016,14 @@ static void kube_requests_metric(struct mtext *out, const struct controller *c)
                  "when it connects).");
     for (size_t k = 0; k < 3; k++) {
         for (int v = 0; v < KUBE_VERB_COUNT; v++) {
-            for (int r = 0; r < KUBE_RES_COUNT; r++) {
+            for (size_t r = 0; r <= N_COUNTED; r++) {
                 unsigned long long n = kube_client_requests(clients[k], v, r);
                 if (!n)
                     continue;
                 char labels[160];
                 snprintf(labels, sizeof(labels), "client=\"%s\",verb=\"%s\",resource=\"%s\"",
-                         names[k], kube_verb_name(v), kube_counted_name(r));
+                         names[k], kube_verb_name(v),
+                         r < N_COUNTED ? counted_resources[r] : "other");
                 mtext_sample(out, "holdfast_kube_api_requests_total", labels, (double)n);
             }
         }

@@ -522,9 +522,8 @@ void events_get_stats(const struct events *ev, struct events_stats *out)
 
 struct events *events_new(struct kube_client *c, const struct events_opts *o)
 {
-    struct events_opts def = {0};
-    if (!o)
-        o = &def;
+    if (!o || !o->component || !o->component[0])
+        return NULL;
     struct events *ev = calloc(1, sizeof(*ev));
     if (!ev)
         return NULL;
@@ -535,11 +534,10 @@ struct events *events_new(struct kube_client *c, const struct events_opts *o)
     }
     ev->client = c;
     ev->base = kube_client_base(c);
-    ev->component = strdup(o->component && o->component[0] ? o->component : "holdfast");
+    ev->component = strdup(o->component);
     ev->controller =
         strdup(o->reporting_controller && o->reporting_controller[0] ? o->reporting_controller
-               : ev->component                                       ? ev->component
-                                                                     : "holdfast");
+                                                                     : o->component);
     ev->instance = strdup(o->instance && o->instance[0] ? o->instance : host);
     ev->capacity = o->cache_size > 0 ? o->cache_size : 4096;
     ev->window_ms = (o->window_s > 0 ? o->window_s : 600) * 1000LL;

@@ -1,6 +1,6 @@
 /*
  * events: Kubernetes Events (core/v1 `events`, the form `kubectl describe` and `kubectl get
- * events` show) about the objects holdfast acts on: ScaledToZero, ScaledUp, ScaleUpFailed...
+ * events` show) about the objects a controller acts on: ScaledToZero, ScaledUp, ScaleUpFailed...
  *
  * Recording never blocks and never fails the caller: events_record builds the Event and hands it
  * to the kube client; failures are logged (at most one warning per 10 s, with the number left
@@ -51,9 +51,9 @@ struct events_object {
     const char *resource_version; /* metadata.resourceVersion, or NULL */
 };
 
-/* Settings. Strings are copied by events_new. Zero fields take the defaults. */
+/* Settings. Strings are copied by events_new. Zero fields take the defaults, but for component. */
 struct events_opts {
-    const char *component;            /* source.component (default "holdfast") */
+    const char *component;            /* source.component: the controller's name (required) */
     const char *reporting_controller; /* reportingComponent (default: the component) */
     const char *instance;             /* source.host and reportingInstance: the pod name
                                        * (default: the host name) */
@@ -76,7 +76,8 @@ struct events_stats {
  * false when writes were still in flight. */
 typedef void (*events_flushed_fn)(bool drained, void *arg);
 
-/* A recorder on `c` (borrowed; it must outlive the recorder). NULL when out of memory. */
+/* A recorder on `c` (borrowed; it must outlive the recorder). NULL when out of memory or
+ * without opts->component. */
 struct events *events_new(struct kube_client *c, const struct events_opts *opts);
 
 /* Records one occurrence: creates the Event or bumps the count of the same Event recorded within

@@ -43,7 +43,9 @@ struct kube_client {
     bool unreachable;      /* the last outcome was a transport failure or a 5xx */
     void (*on_back)(void *arg);
     void *on_back_arg;
-    unsigned long long sent[KUBE_VERB_COUNT][KUBE_RES_COUNT]; /* requests dispatched */
+    const char *const *counted; /* kube_client_opts.counted (borrowed) */
+    size_t n_counted;
+    unsigned long long sent[KUBE_VERB_COUNT][KUBE_COUNTED_MAX + 1]; /* requests dispatched */
 };
 
 enum call_phase {
@@ -63,8 +65,8 @@ struct kube_call {
     bool in_done;    /* the done callback is running */
     bool *gone;      /* set to true when the call is freed (during on_event) */
     enum call_phase phase;
-    bool collection;           /* a list (GET of the collection) */
-    enum kube_counted counted; /* its resource, as the request counter names it */
+    bool collection; /* a list (GET of the collection) */
+    size_t counted;  /* its resource's index in the client's counted names (n_counted: other) */
     char method[8];
     char *url;
     char *body; /* request body, or NULL */
@@ -112,46 +114,24 @@ static const char *const verb_names[KUBE_VERB_COUNT] = {
     [KUBE_VERB_DELETE] = "delete",
 };
 
-static const char *const counted_names[KUBE_RES_COUNT] = {
-    [KUBE_RES_ELASTISERVICES] = "elastiservices",
-    [KUBE_RES_ELASTISERVICES_STATUS] = "elastiservices/status",
-    [KUBE_RES_SERVICES] = "services",
-    [KUBE_RES_ENDPOINTSLICES] = "endpointslices",
-    [KUBE_RES_DEPLOYMENTS] = "deployments",
-    [KUBE_RES_DEPLOYMENTS_SCALE] = "deployments/scale",
-    [KUBE_RES_STATEFULSETS] = "statefulsets",
-    [KUBE_RES_STATEFULSETS_SCALE] = "statefulsets/scale",
-    [KUBE_RES_ROLLOUTS] = "rollouts",
-    [KUBE_RES_ROLLOUTS_SCALE] = "rollouts/scale",
-    [KUBE_RES_SCALEDOBJECTS] = "scaledobjects",
-    [KUBE_RES_PODS] = "pods",
-    [KUBE_RES_EVENTS] = "events",
-    [KUBE_RES_LEASES] = "leases",
-    [KUBE_RES_OTHER] = "other",
-};
-
 const char *kube_verb_name(enum kube_verb verb)
 {
     return (unsigned)verb < KUBE_VERB_COUNT ? verb_names[verb] : "other";
 }
 
-const char *kube_counted_name(enum kube_counted res)
-{
-    return (unsigned)res < KUBE_RES_COUNT ? counted_names[res] : "other";
-}
-
-/* The counted name of (resource, subresource): one of the fixed set, else other. */
-static enum kube_counted counted_of(const struct kube_resource *res, const char *subresource)
+/* The index of (resource, subresource) in the client's counted names, else n_counted. */
+static size_t counted_of(const struct kube_client *c, const struct kube_resource *res,
+                         const char *subresource)
 {
     char name[96];
     int n = snprintf(name, sizeof(name), "%s%s%s", res && res->resource ? res->resource : "",
                      subresource ? "/" : "", subresource ? subresource : "");
     if (n < 0 || (size_t)n >= sizeof(name))
-        return KUBE_RES_OTHER;
-    for (int i = 0; i < KUBE_RES_OTHER; i++)
-        if (strcmp(name, counted_names[i]) == 0)
-            return (enum kube_counted)i;
-    return KUBE_RES_OTHER;
+        return c->n_counted;
+    for (size_t i = 0; i < c->n_counted; i++)
+        if (strcmp(name, c->counted[i]) == 0)
+            return i;
+    return c->n_counted;
 }
 
 static enum kube_verb verb_of(const struct kube_call *call)
@@ -170,11 +150,11 @@ static enum kube_verb verb_of(const struct kube_call *call)
 }
 
 unsigned long long kube_client_requests(const struct kube_client *c, enum kube_verb verb,
-                                        enum kube_counted res)
+                                        size_t counted)
 {
-    if (!c || (unsigned)verb >= KUBE_VERB_COUNT || (unsigned)res >= KUBE_RES_COUNT)
+    if (!c || (unsigned)verb >= KUBE_VERB_COUNT || counted > c->n_counted)
         return 0;
-    return c->sent[verb][res];
+    return c->sent[verb][counted];
 }
 
 /* ---- errors ---- */
@@ -693,6 +673,10 @@ struct kube_client *kube_client_new(struct event_base *base, struct kubeconfig *
         kube_client_free(c);
         return NULL;
     }
+    c->counted = opts->counted;
+    c->n_counted = opts->counted ? opts->n_counted : 0;
+    if (c->n_counted > KUBE_COUNTED_MAX)
+        c->n_counted = KUBE_COUNTED_MAX;
     c->qps = opts->qps > 0 ? opts->qps : KUBE_DEFAULT_QPS;
     c->burst = opts->burst > 0 ? opts->burst : KUBE_DEFAULT_BURST;
     c->tokens = c->burst;
@@ -776,7 +760,7 @@ struct kube_call *kube_get(struct kube_client *c, const struct kube_resource *re
         return NULL;
     struct kube_call *call = call_new(c, PHASE_PLAIN, "GET", path, NULL, done, arg);
     if (call) {
-        call->counted = counted_of(res, subresource);
+        call->counted = counted_of(c, res, subresource);
         enqueue(call);
     }
     return call;
@@ -829,7 +813,7 @@ struct kube_call *kube_list(struct kube_client *c, const struct kube_resource *r
     if (call) {
         call->collection = true;
         call->cache_read = opts && opts->cache_read;
-        call->counted = counted_of(res, NULL);
+        call->counted = counted_of(c, res, NULL);
         enqueue(call);
     }
     return call;
@@ -847,7 +831,7 @@ struct kube_call *kube_watch(struct kube_client *c, const struct kube_resource *
         return NULL;
     call->on_event = on_event;
     call->cache_read = opts && opts->cache_read;
-    call->counted = counted_of(res, NULL);
+    call->counted = counted_of(c, res, NULL);
     long secs = opts && opts->timeout_seconds > 0 ? opts->timeout_seconds : 300;
     /* The server ends the stream after timeoutSeconds; ours is only a backstop. */
     call->timeout_ms = (secs + 30) * 1000;
@@ -866,7 +850,7 @@ static struct kube_call *write_call(struct kube_client *c, const char *method,
     struct kube_call *call = call_new(c, PHASE_PLAIN, method, path, NULL, done, arg);
     if (!call)
         return NULL;
-    call->counted = counted_of(res, subresource);
+    call->counted = counted_of(c, res, subresource);
     if (obj && call_set_body(call, obj, content_type) != 0) {
         call_free(call);
         return NULL;
@@ -927,7 +911,7 @@ struct kube_call *kube_update_retry(struct kube_client *c, const struct kube_res
     if (!call)
         return NULL;
     call->mutate = mutate;
-    call->counted = counted_of(res, subresource);
+    call->counted = counted_of(c, res, subresource);
     call->attempts_left = attempts > 0 ? attempts : 1;
     enqueue(call);
     return call;

@@ -73,6 +73,7 @@ struct kube_resource {
 #define KUBE_DEFAULT_QPS 20
 #define KUBE_DEFAULT_BURST 30
 #define KUBE_DEFAULT_TIMEOUT_MS 30000
+#define KUBE_COUNTED_MAX 32 /* resources a client counts requests by (kube_client_requests) */
 
 /* Client settings; zero fields take the defaults. */
 struct kube_client_opts {
@@ -81,6 +82,11 @@ struct kube_client_opts {
     long timeout_ms;         /* per non-watch request (default KUBE_DEFAULT_TIMEOUT_MS) */
     long connect_timeout_ms; /* TCP + TLS connect (default 10000) */
     const char *user_agent;  /* default "holdfast/<version>" */
+    /* The resources requests are counted by (kube_client_requests): "resource" or
+     * "resource/subresource", borrowed (static strings), at most KUBE_COUNTED_MAX; NULL: none,
+     * every request counts as another resource. */
+    const char *const *counted;
+    size_t n_counted;
 };
 
 /* Called once when a call ends. On success `err` is NULL and `obj` is the decoded response (NULL
@@ -202,7 +208,7 @@ double kube_client_throttled_seconds(const struct kube_client *c);
 /* Calls not finished yet (queued or in flight), watches not counted: a drain waits for them. */
 size_t kube_client_pending(const struct kube_client *c);
 
-/* What a request sent did (holdfast_kube_api_requests_total's `verb`). */
+/* What a request sent did (kube_client_requests). */
 enum kube_verb {
     KUBE_VERB_GET,
     KUBE_VERB_LIST,
@@ -214,37 +220,14 @@ enum kube_verb {
     KUBE_VERB_COUNT
 };
 
-/* The resources requests are counted by (holdfast_kube_api_requests_total's `resource`): a small
- * fixed set, "resource" or "resource/subresource"; anything else counts as "other". */
-enum kube_counted {
-    KUBE_RES_ELASTISERVICES,
-    KUBE_RES_ELASTISERVICES_STATUS,
-    KUBE_RES_SERVICES,
-    KUBE_RES_ENDPOINTSLICES,
-    KUBE_RES_DEPLOYMENTS,
-    KUBE_RES_DEPLOYMENTS_SCALE,
-    KUBE_RES_STATEFULSETS,
-    KUBE_RES_STATEFULSETS_SCALE,
-    KUBE_RES_ROLLOUTS,
-    KUBE_RES_ROLLOUTS_SCALE,
-    KUBE_RES_SCALEDOBJECTS,
-    KUBE_RES_PODS,
-    KUBE_RES_EVENTS,
-    KUBE_RES_LEASES,
-    KUBE_RES_OTHER,
-    KUBE_RES_COUNT
-};
-
 /* "get", "list", "watch", "create", "update", "patch", "delete". */
 const char *kube_verb_name(enum kube_verb verb);
 
-/* "elastiservices", "elastiservices/status", "deployments/scale", ..., "other". */
-const char *kube_counted_name(enum kube_counted res);
-
 /* Requests this client sent (each one handed to HTTP: a kube_update_retry's GET and PUT count
- * apart, a watch counts when it connects), by verb and resource. */
+ * apart, a watch counts when it connects), by verb and by resource: `counted` indexes the
+ * client's kube_client_opts.counted, and n_counted counts every other resource. */
 unsigned long long kube_client_requests(const struct kube_client *c, enum kube_verb verb,
-                                        enum kube_counted res);
+                                        size_t counted);
 
 /* A short name for an error code ("NotFound", "Transport", ...). */
 const char *kube_err_name(enum kube_err code);

@@ -134,7 +134,7 @@ static void on_stdin(evutil_socket_t fd, short what, void *arg)
 int main(int argc, char **argv)
 {
     const char *kubeconfig = NULL;
-    struct events_opts eo = {0};
+    struct events_opts eo = {.component = "holdfast"}; /* as the controller names itself */
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
         if (!strcmp(a, "--kubeconfig")) {
