@@ -163,7 +163,8 @@ static void service_family(struct admin *a, struct mtext *out, const char *name,
     svc_registry_each(&a->dp->registry, family_sample, &f);
 }
 
-void admin_render_metrics(struct admin *a, struct mtext *out)
+/* The whole exposition: the data plane's families, then each module's. */
+static void admin_render_metrics(struct admin *a, struct mtext *out)
 {
     struct dataplane *dp = a->dp;
     service_family(a, out, "holdfast_requests_total", "counter",

@@ -37,9 +37,6 @@ void admin_set_ready_check(struct admin *a, admin_ready_fn fn, void *arg);
 typedef bool (*admin_health_fn)(void *arg, char *why, size_t len);
 void admin_set_health_check(struct admin *a, admin_health_fn fn, void *arg);
 
-/* Writes the whole exposition (also used by tests and benchmarks). */
-void admin_render_metrics(struct admin *a, struct mtext *out);
-
 void admin_free(struct admin *a);
 
 #endif

@@ -116,7 +116,8 @@ void http_request_cancel(struct http_request *r);
  */
 const char *http_response_header(struct http_request *req, const char *name, size_t *count);
 
-/* Number of requests started and not yet finished or cancelled (for tests and metrics). */
+/* Number of requests started and not yet finished or cancelled: the unit tests check with it
+ * that every request is freed. */
 size_t http_client_active(const struct http_client *c);
 
 #endif

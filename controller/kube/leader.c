@@ -564,11 +564,6 @@ bool leader_is_leader(const struct leader *l)
     return atomic_load(&((struct leader *)l)->leading);
 }
 
-const char *leader_holder(const struct leader *l)
-{
-    return l->holder;
-}
-
 void leader_free(struct leader *l)
 {
     if (!l)

@@ -83,10 +83,6 @@ int leader_start(struct leader *l);
 /* True while this replica leads (always in disabled mode). Any thread. */
 bool leader_is_leader(const struct leader *l);
 
-/* The holder last observed ("" when none yet or released); owned by l, valid until the next
- * loop turn. Our own identity in disabled mode. */
-const char *leader_holder(const struct leader *l);
-
 /* Ends the election for shutdown: stops trying; if we lead, runs on_stopped_leading, then hands
  * the Lease back. `done` (may be NULL) runs once, from the loop, within renew_deadline. Call at
  * most once; leader_free afterwards. */
