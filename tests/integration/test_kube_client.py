@@ -1,4 +1,4 @@
-"""The Kubernetes client (controller/http, kubeconfig, kube, informer) against the real control
+"""The Kubernetes client (controller/kube/http, kubeconfig, kube, informer) against the real control
 plane (tests/lib/realcluster.py; root: the probe runs inside the cluster's network namespace,
 the token is a ServiceAccount's bound to cluster-admin, a dropped watch is an API server
 restart, and a compaction is followed by one).

@@ -1,4 +1,4 @@
-"""Leader election (controller/leader) and Kubernetes Events (controller/events) against the real
+"""Leader election (controller/kube/leader) and Kubernetes Events (controller/kube/events) against the real
 control plane (tests/lib/realcluster.py; root; the probes run inside the cluster's network
 namespace).
 
