@@ -1,7 +1,7 @@
 /*
  * main: the `holdfast` commands and the wiring of one process: the data plane's workers, one
- * control plane (standalone/ with --config, else controller/), the admin endpoint, and on the
- * control thread's event loop the signals, the shutdown delay and the graceful drain.
+ * control plane (standalone/ with --config, else controller/) and the admin endpoint on the
+ * control thread's event loop, and the signals, shutdown delay and drain (process/lifecycle.c).
  *
  *   holdfast run --config FILE [flags]     standalone mode
  *   holdfast run [flags]                   Kubernetes mode
@@ -24,112 +24,10 @@
 #include "controller/restore.h"
 #include "process/admin.h"
 #include "process/flags.h"
+#include "process/lifecycle.h"
 #include "resolver/worker.h"
 #include "standalone/config.h"
 #include "standalone/standalone.h"
-
-#define DRAIN_POLL_MS 50
-
-/* The running process, as the control thread's callbacks see it. */
-struct process {
-    struct event_base *base;
-    struct dataplane *dp;
-    struct controller *ctl; /* Kubernetes mode, else NULL */
-    bool lease_done;        /* the leader Lease was handed back (or there was none) */
-    struct options *opt;
-    struct event *drain_poll;
-    struct event *drain_start; /* the end of the shutdown delay */
-    struct event *ready_check;
-    uint64_t drain_deadline_ns;
-    uint64_t started_ns;
-    bool draining;
-};
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* ---- drain and readiness ---- */
-
-static void on_drain_poll(evutil_socket_t fd, short what, void *arg)
-{
-    struct process *p = arg;
-    long open = dataplane_open_connections(p->dp);
-    if (open == 0 && p->lease_done && (!p->ctl || controller_idle(p->ctl))) {
-        log_info("drained: every connection finished", NULL);
-        event_base_loopbreak(p->base);
-        return;
-    }
-    if (mono_ns() >= p->drain_deadline_ns) {
-        log_warn("drain timeout: closing the connections left", "open_connections=%ld", open);
-        event_base_loopbreak(p->base);
-        return;
-    }
-    struct timeval tv = {0, DRAIN_POLL_MS * 1000};
-    event_add(p->drain_poll, &tv);
-}
-
-static void on_lease_released(bool released, void *arg)
-{
-    struct process *p = arg;
-    p->lease_done = true;
-    if (!released)
-        log_info("no leader Lease to hand back", NULL);
-}
-
-static void on_drain_start(evutil_socket_t fd, short what, void *arg)
-{
-    struct process *p = arg;
-    log_info("draining: listeners closed, finishing held and relayed connections",
-             "drain_timeout_s=%u open_connections=%ld", p->opt->drain_timeout_s,
-             dataplane_open_connections(p->dp));
-    dataplane_drain(p->dp);
-    p->drain_deadline_ns = mono_ns() + (uint64_t)p->opt->drain_timeout_s * 1000000000ull;
-    on_drain_poll(-1, 0, p);
-}
-
-static void on_term(evutil_socket_t sig, short what, void *arg)
-{
-    struct process *p = arg;
-    if (p->draining) {
-        log_warn("second signal: stopping now", "signal=%d", (int)sig);
-        event_base_loopbreak(p->base);
-        return;
-    }
-    p->draining = true;
-    atomic_store(&p->dp->stopping, true); /* /readyz fails from now on */
-    if (p->ctl)
-        controller_stop_leading(p->ctl, on_lease_released, p); /* others take over at once */
-    else
-        p->lease_done = true;
-    if (p->opt->shutdown_delay_s) {
-        /* Until the endpoint removal reaches every kube-proxy (and every resolver slice is
-         * rewritten without this replica), new connections still arrive here: keep taking
-         * them, and close the listeners only after the delay. */
-        log_info("stopping: not ready; still accepting for the shutdown delay",
-                 "signal=%d "
-                 "shutdown_delay_s=%u",
-                 (int)sig, p->opt->shutdown_delay_s);
-        struct timeval tv = {(time_t)p->opt->shutdown_delay_s, 0};
-        event_add(p->drain_start, &tv);
-        return;
-    }
-    on_drain_start(-1, 0, p);
-}
-
-static void on_ready_check(evutil_socket_t fd, short what, void *arg)
-{
-    struct process *p = arg;
-    if (dataplane_ready(p->dp)) {
-        log_info("ready", "startup_ms=%f", (double)(mono_ns() - p->started_ns) / 1e6);
-        return;
-    }
-    struct timeval tv = {0, 1000};
-    event_add(p->ready_check, &tv);
-}
 
 static int raise_fd_limit(void)
 {
@@ -149,7 +47,9 @@ static int cmd_run(int argc, char **argv)
         return rc;
     log_set_level(opt.log_level);
 
-    struct process p = {.opt = &opt, .started_ns = mono_ns()};
+    uint64_t started_ns = lifecycle_now_ns();
+    struct event_base *base = NULL;
+    struct dataplane *dp = NULL;
     char err[1024] = "";
     struct config *cfg = NULL;
     struct dp_limits limits;
@@ -164,13 +64,13 @@ static int cmd_run(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     int fds = raise_fd_limit();
 
-    p.dp = dataplane_new(opt.workers, &limits);
-    p.base = event_base_new();
-    if (!p.dp || !p.base) {
+    dp = dataplane_new(opt.workers, &limits);
+    base = event_base_new();
+    if (!dp || !base) {
         fprintf(stderr, "holdfast: out of memory starting up\n");
         return 1;
     }
-    struct admin *admin = admin_start(p.base, &opt.admin, p.dp, err, sizeof(err));
+    struct admin *admin = admin_start(base, &opt.admin, dp, err, sizeof(err));
     if (!admin) {
         fprintf(stderr, "holdfast: --admin-listen %s\n", err);
         return EXIT_USAGE;
@@ -178,14 +78,14 @@ static int cmd_run(int argc, char **argv)
     struct standalone *sa = NULL;
     struct controller *ctl = NULL;
     if (cfg) {
-        sa = standalone_start(p.base, p.dp, cfg, err, sizeof(err));
+        sa = standalone_start(base, dp, cfg, err, sizeof(err));
         if (!sa) {
             fprintf(stderr, "holdfast: %s: %s\n", opt.config_file, err);
             return EXIT_USAGE;
         }
         admin_add_metrics(admin, standalone_metrics, sa);
     } else {
-        ctl = controller_start(p.base, p.dp, &opt.k8s, err, sizeof(err));
+        ctl = controller_start(base, dp, &opt.k8s, err, sizeof(err));
         if (!ctl) {
             fprintf(stderr, "holdfast: %s\n", err);
             return EXIT_USAGE;
@@ -193,39 +93,33 @@ static int cmd_run(int argc, char **argv)
         admin_add_metrics(admin, controller_metrics, ctl);
         admin_set_ready_check(admin, controller_ready, ctl);
         admin_set_health_check(admin, controller_health, ctl);
-        p.ctl = ctl;
     }
-    if (dataplane_start(p.dp, err, sizeof(err)) < 0) {
+    if (dataplane_start(dp, err, sizeof(err)) < 0) {
         fprintf(stderr, "holdfast: %s\n", err);
         return 1;
     }
-    struct event *sigterm = evsignal_new(p.base, SIGTERM, on_term, &p);
-    struct event *sigint = evsignal_new(p.base, SIGINT, on_term, &p);
-    p.drain_poll = evtimer_new(p.base, on_drain_poll, &p);
-    p.drain_start = evtimer_new(p.base, on_drain_start, &p);
-    p.ready_check = evtimer_new(p.base, on_ready_check, &p);
-    evsignal_add(sigterm, NULL);
-    evsignal_add(sigint, NULL);
+    struct lifecycle *life =
+        lifecycle_new(base, dp, ctl, opt.shutdown_delay_s, opt.drain_timeout_s);
+    if (!life) {
+        fprintf(stderr, "holdfast: out of memory starting up\n");
+        return 1;
+    }
     log_info("holdfast starting",
              "version=%s mode=%s config=%s workers=%d admin=%s "
              "open_files_limit=%d",
              HOLDFAST_VERSION, cfg ? "standalone" : "kubernetes", opt.config_file, opt.workers,
              opt.admin.text, fds);
-    on_ready_check(-1, 0, &p);
+    lifecycle_log_ready(life, started_ns);
 
-    event_base_dispatch(p.base);
+    event_base_dispatch(base);
 
-    dataplane_stop(p.dp);
-    event_free(sigterm);
-    event_free(sigint);
-    event_free(p.drain_poll);
-    event_free(p.drain_start);
-    event_free(p.ready_check);
+    dataplane_stop(dp);
+    lifecycle_free(life);
     standalone_free(sa);
     controller_free(ctl);
     admin_free(admin);
-    dataplane_free(p.dp);
-    event_base_free(p.base);
+    dataplane_free(dp);
+    event_base_free(base);
     config_free(cfg);
     log_info("stopped", NULL);
     return 0;
