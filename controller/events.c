@@ -15,9 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "controller/kube.h"
 
@@ -81,22 +81,6 @@ struct events {
     void *flush_arg;
 };
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int events_format_time(long long unix_s, char *buf, size_t len)
-{
-    struct tm tm;
-    time_t s = (time_t)unix_s;
-    if (!gmtime_r(&s, &tm))
-        return -1;
-    return strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0 ? -1 : 0;
-}
-
 int events_name(const char *name, unsigned long long unique, char *buf, size_t len)
 {
     const size_t suffix = 17; /* ".%016llx" */
@@ -141,7 +125,7 @@ static void log_failure(struct events *ev, const char *what, const char *name,
                         const struct kube_error *err)
 {
     ev->st.failed += err ? 1 : 0;
-    long long now = mono_ms();
+    long long now = (long long)clock_mono_ms();
     if (ev->last_log_ms && now - ev->last_log_ms < EVENTS_LOG_INTERVAL_MS) {
         ev->unlogged++;
         return;
@@ -282,10 +266,7 @@ static struct ev_op *op_start(struct events *ev, struct ev_entry *e, enum ev_op_
 
 static unsigned long long unique_suffix(struct events *ev)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    unsigned long long u =
-        (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec;
+    unsigned long long u = clock_wall_ns();
     if (u <= ev->last_unique)
         u = ev->last_unique + 1;
     ev->last_unique = u;
@@ -295,10 +276,10 @@ static unsigned long long unique_suffix(struct events *ev)
 /* Gives e->body a fresh name, count 1 and first/last timestamps of the last occurrence. */
 static void renew_body(struct events *ev, struct ev_entry *e, const char *object_name)
 {
-    char name[EVENTS_NAME_MAX + 1], ts[32];
+    char name[EVENTS_NAME_MAX + 1], ts[CLOCK_RFC3339_MAX];
     if (events_name(object_name, unique_suffix(ev), name, sizeof(name)) != 0)
         name[0] = '\0';
-    events_format_time(e->last_unix, ts, sizeof(ts));
+    clock_rfc3339_format(ts, sizeof(ts), e->last_unix, 0, 0);
     cJSON *md = cJSON_GetObjectItemCaseSensitive(e->body, "metadata");
     cJSON_ReplaceItemInObjectCaseSensitive(md, "name", cJSON_CreateString(name));
     cJSON_ReplaceItemInObjectCaseSensitive(e->body, "firstTimestamp", cJSON_CreateString(ts));
@@ -326,8 +307,8 @@ static int send_create(struct events *ev, struct ev_entry *e)
 
 static int send_patch(struct events *ev, struct ev_entry *e)
 {
-    char ts[32];
-    events_format_time(e->last_unix, ts, sizeof(ts));
+    char ts[CLOCK_RFC3339_MAX];
+    clock_rfc3339_format(ts, sizeof(ts), e->last_unix, 0, 0);
     cJSON *patch = cJSON_CreateObject();
     cJSON_AddNumberToObject(patch, "count", (double)e->count);
     cJSON_AddStringToObject(patch, "lastTimestamp", ts);
@@ -451,7 +432,7 @@ int events_record(struct events *ev, const struct events_object *obj, enum event
         snprintf(key, klen, "%s/%s/%s\n%s\n%s\n%s", obj->kind, obj->ns ? obj->ns : "", obj->name,
                  tname, reason, message);
     uint64_t h = fnv1a(key);
-    long long now = mono_ms();
+    long long now = (long long)clock_mono_ms();
     struct ev_entry *e = cache_find(ev, key, h);
     if (e && now - e->last_ms < ev->window_ms) {
         free(key);
@@ -459,7 +440,7 @@ int events_record(struct events *ev, const struct events_object *obj, enum event
         lru_push(ev, e);
         e->count++;
         e->last_ms = now;
-        e->last_unix = (long long)time(NULL);
+        e->last_unix = clock_wall_s();
         if (e->op) {
             e->dirty = true;
             return 0;
@@ -486,7 +467,7 @@ int events_record(struct events *ev, const struct events_object *obj, enum event
     }
     e->body = build_event(ev, obj, tname, reason, message);
     e->last_ms = now;
-    e->last_unix = (long long)time(NULL);
+    e->last_unix = clock_wall_s();
     renew_body(ev, e, obj->name);
     if (send_create(ev, e) != 0) {
         cache_remove(ev, e);

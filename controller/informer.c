@@ -13,9 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 /* A watch that lived this long was healthy: the next failure starts the backoff afresh. */
@@ -156,22 +156,22 @@ struct informer {
     void (*transform)(cJSON *obj);
     void (*kept)(cJSON *obj, void *arg);
 
-    struct store store;     /* the cache */
-    struct store next;      /* a list in progress, page by page */
-    char *list_rv;          /* resourceVersion of the list in progress */
-    char *cont;             /* continue token of the next page */
-    char *rv;               /* where the next watch starts */
-    struct kube_call *call; /* the list page or watch in flight */
-    struct event *retry;    /* backoff timer */
-    struct timespec watch_started;
-    long watch_secs;   /* timeoutSeconds of the watch in flight */
-    long backoff_ms;   /* the next delay, before jitter */
-    unsigned int seed; /* jitter */
-    bool running;      /* between informer_start and informer_stop */
-    bool synced;       /* the first list was delivered */
-    bool need_list;    /* a retry lists (never synced, or 410) rather than watches */
-    bool relisting;    /* the list in progress follows a 410 */
-    bool failing;      /* the last list/watch failed: "recovered" is logged once */
+    struct store store;        /* the cache */
+    struct store next;         /* a list in progress, page by page */
+    char *list_rv;             /* resourceVersion of the list in progress */
+    char *cont;                /* continue token of the next page */
+    char *rv;                  /* where the next watch starts */
+    struct kube_call *call;    /* the list page or watch in flight */
+    struct event *retry;       /* backoff timer */
+    uint64_t watch_started_ns; /* monotonic */
+    long watch_secs;           /* timeoutSeconds of the watch in flight */
+    long backoff_ms;           /* the next delay, before jitter */
+    unsigned int seed;         /* jitter */
+    bool running;              /* between informer_start and informer_stop */
+    bool synced;               /* the first list was delivered */
+    bool need_list;            /* a retry lists (never synced, or 410) rather than watches */
+    bool relisting;            /* the list in progress follows a 410 */
+    bool failing;              /* the last list/watch failed: "recovered" is logged once */
     struct informer_stats stats;
 };
 
@@ -201,13 +201,6 @@ static void set_str(char **dst, const char *src)
     char *s = src ? strdup(src) : NULL;
     free(*dst);
     *dst = s;
-}
-
-static double since_s(const struct timespec *t)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
 }
 
 /* ---- what the store holds: cJSON objects, or a compact cache's items ---- */
@@ -608,7 +601,7 @@ static void on_watch_done(cJSON *obj, const struct kube_error *err, void *arg)
 {
     struct informer *inf = arg;
     inf->call = NULL;
-    double lived = since_s(&inf->watch_started);
+    double lived = (double)(clock_mono_ns() - inf->watch_started_ns) / 1e9;
     if (err && err->code == KUBE_ERR_GONE) {
         log_info("informer: watch expired (410), relisting", "informer=%s rv=%s", inf->name,
                  inf->rv);
@@ -651,7 +644,7 @@ static void begin_watch(struct informer *inf)
         .timeout_seconds = inf->watch_secs,
         .cache_read = true,
     };
-    clock_gettime(CLOCK_MONOTONIC, &inf->watch_started);
+    inf->watch_started_ns = clock_mono_ns();
     inf->stats.watches++;
     inf->call = kube_watch(inf->kc, &inf->res, inf->ns, &o, on_watch_event, on_watch_done, inf);
     if (!inf->call) {
@@ -685,7 +678,7 @@ struct informer *informer_new(struct kube_client *kc, const struct informer_opts
     if (inf->backoff_max_ms < inf->backoff_min_ms)
         inf->backoff_max_ms = inf->backoff_min_ms;
     inf->backoff_ms = inf->backoff_min_ms;
-    inf->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)inf ^ (unsigned)getpid();
+    inf->seed = (unsigned)clock_wall_s() ^ (unsigned)(uintptr_t)inf ^ (unsigned)getpid();
     inf->need_list = true;
     char defname[256];
     snprintf(defname, sizeof(defname), "%s%s%s%s%s", o->res.resource,

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 /* Token, CA and key files are small; anything bigger is a mistake, not a credential. */
@@ -27,13 +28,6 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errl
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-static time_t mono_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
 }
 
 /* Reads a whole (small) file. Returns a malloc'd NUL-terminated buffer, or NULL with errno. */
@@ -135,7 +129,7 @@ static int read_token(struct kubeconfig *kc)
     free(kc->token);
     kc->token = tok;
     kc->token_mtime = st.st_mtim;
-    kc->token_read = kc->token_checked = mono_seconds();
+    kc->token_read = kc->token_checked = (time_t)(clock_mono_ms() / 1000);
     return 0;
 }
 
@@ -143,7 +137,7 @@ const char *kubeconfig_token(struct kubeconfig *kc)
 {
     if (!kc->token_file)
         return kc->token;
-    time_t now = mono_seconds();
+    time_t now = (time_t)(clock_mono_ms() / 1000);
     if (now == kc->token_checked)
         return kc->token;
     kc->token_checked = now;

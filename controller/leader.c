@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "controller/kube.h"
 
@@ -55,31 +56,11 @@ struct leader {
     bool release_reread; /* the release got 409 and read the Lease again */
 };
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int leader_format_microtime(const struct timespec *t, char *buf, size_t len)
-{
-    struct tm tm;
-    time_t s = t->tv_sec;
-    if (!gmtime_r(&s, &tm))
-        return -1;
-    char day[32];
-    if (strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-        return -1;
-    int n = snprintf(buf, len, "%s.%06ldZ", day, t->tv_nsec / 1000);
-    return n < 0 || (size_t)n >= len ? -1 : 0;
-}
-
+/* Now as a Lease's MicroTime: "2026-11-22T14:00:00.123456Z". */
 static void now_microtime(char *buf, size_t len)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (leader_format_microtime(&ts, buf, len) != 0)
+    uint64_t ns = clock_wall_ns();
+    if (clock_rfc3339_format(buf, len, (int64_t)(ns / 1000000000), (long)(ns % 1000000000), 6) != 0)
         snprintf(buf, len, "1970-01-01T00:00:00.000000Z");
 }
 
@@ -128,7 +109,7 @@ static void observe(struct leader *l, cJSON *lease)
 {
     char *record = cJSON_PrintUnformatted(spec_of(lease) ? spec_of(lease) : lease);
     if (!l->observed_record || !record || strcmp(record, l->observed_record) != 0) {
-        l->observed_ms = mono_ms();
+        l->observed_ms = (long long)clock_mono_ms();
         free(l->observed_record);
         l->observed_record = record;
     } else {
@@ -291,7 +272,8 @@ static void on_get(cJSON *obj, const struct kube_error *err, void *arg)
     const char *holder = l->holder;
     long dur_s = spec_num(obj, "leaseDurationSeconds");
     long long dur_ms = dur_s > 0 ? dur_s * 1000LL : l->lease_ms;
-    if (holder[0] && strcmp(holder, l->identity) != 0 && l->observed_ms + dur_ms > mono_ms()) {
+    if (holder[0] && strcmp(holder, l->identity) != 0 &&
+        l->observed_ms + dur_ms > (long long)clock_mono_ms()) {
         try_succeeded(l);
         if (l->state == LS_LEADING)
             stop_leading(l, LOG_WARN, "the Lease is held by another replica");
@@ -524,11 +506,10 @@ struct leader *leader_new(struct kube_client *c, const struct leader_opts *o,
     atomic_init(&l->leading, o->disabled);
     if (o->disabled)
         l->state = LS_DISABLED;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t wall_ns = clock_wall_ns();
     /* Never 0: xorshift would stay at 0. */
-    l->rng = (((unsigned long long)ts.tv_nsec << 20) ^ (unsigned long long)getpid() ^
-              (unsigned long long)ts.tv_sec) |
+    l->rng = (((unsigned long long)(wall_ns % 1000000000) << 20) ^ (unsigned long long)getpid() ^
+              (unsigned long long)(wall_ns / 1000000000)) |
              1ULL;
     l->tick = evtimer_new(l->base, on_tick, l);
     l->deadline = evtimer_new(l->base, on_deadline, l);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/clock.h"
 #include "common/strmap.h"
 #include "controller/http.h"
 
@@ -173,10 +174,8 @@ char *prom_query_url(const char *server_address, const char *query, time_t now)
     char *escaped = curl_easy_escape(NULL, query, 0);
     if (!escaped)
         return NULL;
-    struct tm tm;
-    char ts[32];
-    gmtime_r(&now, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char ts[CLOCK_RFC3339_MAX];
+    clock_rfc3339_format(ts, sizeof(ts), (int64_t)now, 0, 0);
     size_t len = strlen(server_address) + strlen(escaped) + 64;
     char *url = malloc(len);
     if (url)
@@ -282,7 +281,7 @@ static struct http_request *query_start(struct http_client *http, const char *ad
                                         char *const *headers, const char *query,
                                         http_done_fn on_done, void *arg)
 {
-    char *url = prom_query_url(address, query, time(NULL));
+    char *url = prom_query_url(address, query, (time_t)clock_wall_s());
     if (!url)
         return NULL;
     struct http_request_opts o = {
@@ -351,13 +350,6 @@ void prom_query_cancel(struct prom_call *call)
 }
 
 /* ---- prom_hub ---- */
-
-static uint64_t hub_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 enum entry_state { ENTRY_QUEUED, ENTRY_INFLIGHT, ENTRY_ANSWERED };
 
@@ -562,7 +554,7 @@ static void server_pump(struct prom_hub *h, struct prom_server *sv)
         en->qnext = NULL;
         h->stats.queued--;
         en->req = query_start(h->http, en->address, en->headers, en->query, on_entry_done, en);
-        en->sent_ms = hub_now_ms();
+        en->sent_ms = clock_mono_ms();
         list_unlink(h, en);
         list_append(h, en);
         if (!en->req) {
@@ -629,7 +621,7 @@ static void on_queue_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct prom_hub *h = arg;
-    struct expiry x = {.h = h, .now = hub_now_ms(), .next = UINT64_MAX};
+    struct expiry x = {.h = h, .now = clock_mono_ms(), .next = UINT64_MAX};
     strmap_each(&h->servers, collect_expired, &x);
     for (size_t i = 0; i < x.n; i++) {
         struct prom_server *sv = x.expired[i];
@@ -678,7 +670,7 @@ static int entry_queue(struct prom_hub *h, struct prom_entry *en)
     }
     en->state = ENTRY_QUEUED;
     en->server = sv;
-    en->queued_ms = hub_now_ms();
+    en->queued_ms = clock_mono_ms();
     if (!evtimer_pending(h->queue_ev, NULL))
         queue_arm(h, h->queue_max_ms);
     if (sv->qtail)
@@ -782,7 +774,7 @@ void prom_hub_set_queue_max(struct prom_hub *h, uint64_t ms)
 struct prom_ask *prom_hub_ask(struct prom_hub *h, const struct prom_trigger *t, const char *query,
                               uint64_t fresh_after_ms, prom_done_fn done, void *arg)
 {
-    uint64_t now = hub_now_ms();
+    uint64_t now = clock_mono_ms();
     hub_sweep(h, now);
     struct prom_ask *a = calloc(1, sizeof(*a));
     char *key = entry_key(t, query);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "controller/kube.h"
@@ -121,11 +122,8 @@ static void item_start(struct item *it)
         it->pending++;
         if (!kube_list(r->kube, &RES_SLICE, it->ns, &lo, on_slices, it))
             item_step_done(it, "list resolver slices", NULL);
-        char now[32];
-        time_t t = time(NULL);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        char now[CLOCK_RFC3339_MAX];
+        clock_rfc3339_format(now, sizeof(now), clock_wall_s(), 0, 0);
         cJSON *patch = cJSON_CreateObject();
         cJSON *st = cJSON_AddObjectToObject(patch, "status");
         cJSON_AddStringToObject(st, "mode", "serve");
