@@ -1,7 +1,7 @@
 /*
  * events: Kubernetes Event recorder with client-go style aggregation (see events.h).
  *
- * The cache is a hash table (chained, FNV-1a on the aggregation key) threaded on an LRU list.
+ * The cache is a strmap on the aggregation key, its entries threaded on an LRU list.
  * Each entry keeps the Event as created, so a patch answered NotFound can create it again. A
  * write in flight is an `ev_op`; an entry evicted while its write is in flight leaves the op
  * orphaned (op->entry NULL), and the answer is then only counted.
@@ -19,6 +19,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/strmap.h"
 #include "controller/kube.h"
 
 #define EVENTS_MAX_IN_FLIGHT 256
@@ -31,8 +32,6 @@ struct ev_op;
 /* One Event written (or being written), keyed by (object, type, reason, message). */
 struct ev_entry {
     char *key;              /* the aggregation key */
-    uint64_t hash;          /* FNV-1a of key */
-    struct ev_entry *hnext; /* next in the hash bucket */
     struct ev_entry *newer; /* LRU neighbours: newer toward head */
     struct ev_entry *older; /* ... older toward tail (evicted first) */
     cJSON *body;            /* the Event as created (name, namespace, first timestamp) */
@@ -67,8 +66,7 @@ struct events {
     char *instance;
     size_t capacity;                /* cache entries at most */
     long long window_ms;            /* aggregation window */
-    struct ev_entry **buckets;      /* hash table */
-    size_t nbuckets;                /* a power of two */
+    struct strmap index;            /* aggregation key -> struct ev_entry */
     struct ev_entry *newest;        /* LRU head */
     struct ev_entry *oldest;        /* LRU tail */
     struct ev_op *ops;              /* writes in flight */
@@ -107,16 +105,6 @@ size_t events_truncate_utf8(char *s, size_t max)
         n--;
     s[n] = '\0';
     return n;
-}
-
-static uint64_t fnv1a(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
 }
 
 /* At most one warning per EVENTS_LOG_INTERVAL_MS; the others are counted and reported with the
@@ -163,14 +151,6 @@ static void lru_push(struct events *ev, struct ev_entry *e)
         ev->oldest = e;
 }
 
-static struct ev_entry *cache_find(struct events *ev, const char *key, uint64_t h)
-{
-    for (struct ev_entry *e = ev->buckets[h & (ev->nbuckets - 1)]; e; e = e->hnext)
-        if (e->hash == h && strcmp(e->key, key) == 0)
-            return e;
-    return NULL;
-}
-
 static void entry_free(struct ev_entry *e)
 {
     if (e->op)
@@ -182,28 +162,25 @@ static void entry_free(struct ev_entry *e)
 
 static void cache_remove(struct events *ev, struct ev_entry *e)
 {
-    struct ev_entry **pp = &ev->buckets[e->hash & (ev->nbuckets - 1)];
-    while (*pp && *pp != e)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = e->hnext;
+    strmap_del(&ev->index, e->key);
     lru_unlink(ev, e);
     ev->st.cached--;
     entry_free(e);
 }
 
-static struct ev_entry *cache_add(struct events *ev, char *key, uint64_t h)
+/* Takes key (freed with the entry); on failure the caller keeps it. */
+static struct ev_entry *cache_add(struct events *ev, char *key)
 {
     if (ev->st.cached >= ev->capacity && ev->oldest)
         cache_remove(ev, ev->oldest);
     struct ev_entry *e = calloc(1, sizeof(*e));
     if (!e)
         return NULL;
+    if (strmap_put(&ev->index, key, e) != 0) {
+        free(e);
+        return NULL;
+    }
     e->key = key;
-    e->hash = h;
-    size_t b = h & (ev->nbuckets - 1);
-    e->hnext = ev->buckets[b];
-    ev->buckets[b] = e;
     lru_push(ev, e);
     ev->st.cached++;
     return e;
@@ -431,9 +408,8 @@ int events_record(struct events *ev, const struct events_object *obj, enum event
     else
         snprintf(key, klen, "%s/%s/%s\n%s\n%s\n%s", obj->kind, obj->ns ? obj->ns : "", obj->name,
                  tname, reason, message);
-    uint64_t h = fnv1a(key);
     long long now = (long long)clock_mono_ms();
-    struct ev_entry *e = cache_find(ev, key, h);
+    struct ev_entry *e = strmap_get(&ev->index, key);
     if (e && now - e->last_ms < ev->window_ms) {
         free(key);
         lru_unlink(ev, e);
@@ -458,7 +434,7 @@ int events_record(struct events *ev, const struct events_object *obj, enum event
         lru_unlink(ev, e);
         lru_push(ev, e);
     } else {
-        e = cache_add(ev, key, h);
+        e = cache_add(ev, key);
         if (!e) {
             free(key);
             ev->st.dropped++;
@@ -524,12 +500,8 @@ struct events *events_new(struct kube_client *c, const struct events_opts *o)
     ev->instance = strdup(o->instance && o->instance[0] ? o->instance : host);
     ev->capacity = o->cache_size > 0 ? o->cache_size : 4096;
     ev->window_ms = (o->window_s > 0 ? o->window_s : 600) * 1000LL;
-    ev->nbuckets = 16;
-    while (ev->nbuckets < ev->capacity)
-        ev->nbuckets <<= 1;
-    ev->buckets = calloc(ev->nbuckets, sizeof(*ev->buckets));
     ev->flush_timer = evtimer_new(ev->base, on_flush_timer, ev);
-    if (!ev->component || !ev->controller || !ev->instance || !ev->buckets || !ev->flush_timer) {
+    if (!ev->component || !ev->controller || !ev->instance || !ev->flush_timer) {
         events_free(ev);
         return NULL;
     }
@@ -554,7 +526,7 @@ void events_free(struct events *ev)
     }
     if (ev->flush_timer)
         event_free(ev->flush_timer);
-    free(ev->buckets);
+    strmap_clear(&ev->index);
     free(ev->component);
     free(ev->controller);
     free(ev->instance);

@@ -2,6 +2,7 @@
  * route: service state, snapshots and their publication. See route.h.
  */
 #include "resolver/route.h"
+#include "common/strmap.h"
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -317,13 +318,9 @@ static int vec_set(struct route_vec *v, size_t i, void *p, bool services)
 /* FNV-1a over "ns/name" without building the string. */
 static uint32_t name_hash(const char *ns, size_t ns_len, const char *name, size_t name_len)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < ns_len; i++)
-        h = (h ^ (unsigned char)ns[i]) * 16777619u;
-    h = (h ^ '/') * 16777619u;
-    for (size_t i = 0; i < name_len; i++)
-        h = (h ^ (unsigned char)name[i]) * 16777619u;
-    return h;
+    uint32_t h = strmap_hash(STRMAP_SEED, ns, ns_len);
+    h = strmap_hash(h, "/", 1);
+    return strmap_hash(h, name, name_len);
 }
 
 static uint32_t svc_hash(const struct svc_state *svc)
