@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/strmap.h"
 
@@ -147,9 +148,7 @@ static void begin_watch(struct informer *inf);
 
 static const char *obj_str(const cJSON *obj, const char *field)
 {
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, field);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
+    return json_str(json_get(obj, "metadata"), field);
 }
 
 /* "namespace/name" (or "name" when cluster-scoped) into buf; -1 when the object has no name. */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "controller/kube.h"
 
@@ -88,14 +89,13 @@ static cJSON *spec_of(const cJSON *lease)
 
 static const char *spec_str(const cJSON *lease, const char *field)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(spec_of(lease), field);
-    return cJSON_IsString(v) ? v->valuestring : "";
+    const char *s = json_str(spec_of(lease), field);
+    return s ? s : "";
 }
 
 static long spec_num(const cJSON *lease, const char *field)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(spec_of(lease), field);
-    return cJSON_IsNumber(v) ? (long)v->valuedouble : 0;
+    return (long)json_num(spec_of(lease), field, 0);
 }
 
 static void set_leading(struct leader *l, bool on)

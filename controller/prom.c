@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "common/clock.h"
+#include "common/json.h"
 #include "common/strmap.h"
 #include "controller/http.h"
 
@@ -30,13 +31,6 @@ static int fail(char *err, size_t errlen, const char *path, const char *what, co
 {
     snprintf(err, errlen, "%s.%s%s", path, what, detail);
     return -1;
-}
-
-/* Reads a required or optional string member; returns its value, or NULL. */
-static const char *string_member(const cJSON *obj, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 static int parse_threshold(const cJSON *v, const char *path, double *out, char *err, size_t errlen)
@@ -86,17 +80,17 @@ int prom_trigger_parse(const cJSON *trigger, const char *path, const char *defau
                        size_t errlen)
 {
     memset(out, 0, sizeof(*out));
-    const char *type = string_member(trigger, "type");
+    const char *type = json_str(trigger, "type");
     if (!type || strcmp(type, "prometheus") != 0)
         return fail(err, errlen, path, "type", ": must be \"prometheus\"");
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(trigger, "metadata");
     if (!cJSON_IsObject(md))
         return fail(err, errlen, path, "metadata", ": required, an object");
 
-    const char *query = string_member(md, "query");
+    const char *query = json_str(md, "query");
     if (!query || !*query)
         return fail(err, errlen, path, "metadata.query", ": required, a PromQL expression");
-    const char *server = string_member(md, "serverAddress");
+    const char *server = json_str(md, "serverAddress");
     if (!server || !*server)
         server = default_server;
     if (!server || !*server)
@@ -113,7 +107,7 @@ int prom_trigger_parse(const cJSON *trigger, const char *path, const char *defau
     if (parse_threshold(cJSON_GetObjectItemCaseSensitive(md, "threshold"), path, &threshold, err,
                         errlen) < 0)
         return -1;
-    const char *filter = string_member(md, "uptimeFilter");
+    const char *filter = json_str(md, "uptimeFilter");
 
     out->server_address = strdup(server);
     out->query = strdup(query);
@@ -239,7 +233,7 @@ enum prom_status prom_parse_response(long http_status, const char *body, size_t 
     }
     cJSON *root = cJSON_ParseWithLength(body, body_len);
     if (http_status != 200) {
-        const char *perr = root ? string_member(root, "error") : NULL;
+        const char *perr = root ? json_str(root, "error") : NULL;
         snprintf(reason, reason_len, "Prometheus answered HTTP %ld%s%.200s", http_status,
                  perr ? ": " : "", perr ? perr : "");
         cJSON_Delete(root);
@@ -247,7 +241,7 @@ enum prom_status prom_parse_response(long http_status, const char *body, size_t 
     }
     enum prom_status st = PROM_BAD_RESPONSE;
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
-    const char *rtype = string_member(data, "resultType");
+    const char *rtype = json_str(data, "resultType");
     const cJSON *result = cJSON_GetObjectItemCaseSensitive(data, "result");
     if (!root || !rtype || !result) {
         snprintf(reason, reason_len, "the answer is not a Prometheus query result");

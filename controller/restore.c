@@ -148,14 +148,6 @@ static void item_start(struct item *it)
     item_step_done(it, "start", NULL);
 }
 
-static const char *str_at(const cJSON *o, const char *a, const char *b)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, a);
-    if (b)
-        v = cJSON_GetObjectItemCaseSensitive(v, b);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 static void on_list(cJSON *list, const struct kube_error *err, void *arg)
 {
     struct restore *r = arg;
@@ -178,9 +170,9 @@ static void on_list(cJSON *list, const struct kube_error *err, void *arg)
     {
         struct item *it = &r->items[r->n_items];
         it->r = r;
-        const char *ns = str_at(es, "metadata", "namespace");
-        const char *name = str_at(es, "metadata", "name");
-        const char *svc = str_at(es, "spec", "service");
+        const char *ns = json_str(json_get(es, "metadata"), "namespace");
+        const char *name = json_str(json_get(es, "metadata"), "name");
+        const char *svc = json_str(json_get(es, "spec"), "service");
         const cJSON *spec = cJSON_GetObjectItemCaseSensitive(es, "spec");
         snprintf(it->ns, sizeof(it->ns), "%s", ns ? ns : "");
         snprintf(it->name, sizeof(it->name), "%s", name ? name : "");
@@ -188,8 +180,8 @@ static void on_list(cJSON *list, const struct kube_error *err, void *arg)
         const cJSON *min = cJSON_GetObjectItemCaseSensitive(spec, "minTargetReplicas");
         it->min_replicas = cJSON_IsNumber(min) && min->valueint > 0 ? min->valueint : 1;
         const cJSON *as = cJSON_GetObjectItemCaseSensitive(spec, "autoscaler");
-        const char *as_type = str_at(as, "type", NULL);
-        const char *as_name = str_at(as, "name", NULL);
+        const char *as_type = json_str(as, "type");
+        const char *as_name = json_str(as, "name");
         if (as_type && strcmp(as_type, "keda") == 0 && as_name)
             snprintf(it->keda, sizeof(it->keda), "%s", as_name);
         const cJSON *fins = cJSON_GetObjectItemCaseSensitive(

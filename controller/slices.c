@@ -57,14 +57,6 @@ void names_fit(char *out, size_t outlen, const char *base, const char *suffix, s
     trim_dashes(out);
 }
 
-static const char *str_at(const cJSON *obj, const char *a, const char *b)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, a);
-    if (b)
-        v = cJSON_GetObjectItemCaseSensitive(v, b);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 static bool ip_is_v6(const char *ip)
 {
     return strchr(ip, ':') != NULL;
@@ -74,9 +66,9 @@ cJSON *slices_resolver_slice(const cJSON *service, const char *address_type,
                              const struct resolver_endpoint *eps, size_t n_eps,
                              const struct slice_port *ports, size_t n_ports)
 {
-    const char *name = str_at(service, "metadata", "name");
-    const char *ns = str_at(service, "metadata", "namespace");
-    const char *uid = str_at(service, "metadata", "uid");
+    const char *name = json_str(json_get(service, "metadata"), "name");
+    const char *ns = json_str(json_get(service, "metadata"), "namespace");
+    const char *uid = json_str(json_get(service, "metadata"), "uid");
     if (!name || !ns || !uid)
         return NULL;
     bool v6 = strcmp(address_type, "IPv6") == 0;
