@@ -17,6 +17,7 @@
 
 #include "common/clock.h"
 #include "common/json.h"
+#include "common/key.h"
 #include "common/log.h"
 #include "common/strmap.h"
 
@@ -158,8 +159,7 @@ static int obj_key(const cJSON *obj, char *buf, size_t len)
     const char *ns = obj_str(obj, "namespace");
     if (!name)
         return -1;
-    int n = ns && *ns ? snprintf(buf, len, "%s/%s", ns, name) : snprintf(buf, len, "%s", name);
-    return n < 0 || (size_t)n >= len ? -1 : 0;
+    return key_make(buf, len, ns, name);
 }
 
 static void set_str(char **dst, const char *src)
@@ -734,9 +734,7 @@ bool informer_synced(const struct informer *inf)
 static void *find_named(const struct informer *inf, const char *ns, const char *name)
 {
     char key[512];
-    int n = ns && *ns ? snprintf(key, sizeof(key), "%s/%s", ns, name)
-                      : snprintf(key, sizeof(key), "%s", name);
-    if (n < 0 || (size_t)n >= sizeof(key))
+    if (key_make(key, sizeof(key), ns, name) != 0)
         return NULL;
     return strmap_get(&inf->store, key);
 }

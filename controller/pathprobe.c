@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/addr.h"
 #include "controller/http.h"
 
 struct pathprobe {
@@ -150,7 +151,7 @@ struct pathprobe *pathprobe_send(struct http_client *http, const char *ip, unsig
     /* The address as inet_ntop writes it: one spelling in the URL, Host and messages. */
     char text[INET6_ADDRSTRLEN];
     inet_ntop(v6 ? AF_INET6 : AF_INET, v6 ? (void *)&a6 : (void *)&a4, text, sizeof(text));
-    snprintf(p->target, sizeof(p->target), v6 ? "[%s]:%u" : "%s:%u", text, port);
+    addr_format(p->target, sizeof(p->target), text, port);
 
     char url[sizeof(p->target) + 16];
     char host[sizeof(p->target) + 8];

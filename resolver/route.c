@@ -2,6 +2,7 @@
  * route: service state, snapshots and their publication. See route.h.
  */
 #include "resolver/route.h"
+#include "common/key.h"
 #include "common/strmap.h"
 
 #include <event2/event.h>
@@ -52,7 +53,7 @@ static struct svc_state *svc_state_new(const char *ns, const char *name, int nwo
         free(s);
         return NULL;
     }
-    snprintf(s->key, klen, "%s/%s", ns, name);
+    key_make(s->key, klen, ns, name);
     s->nworkers = nworkers;
     for (int i = 0; i < nworkers; i++)
         TAILQ_INIT(&s->workers[i].held);
@@ -91,7 +92,7 @@ struct svc_state *svc_registry_get(struct svc_registry *reg, const char *ns, con
     char *key = malloc(klen);
     if (!key)
         return NULL;
-    snprintf(key, klen, "%s/%s", ns, name);
+    key_make(key, klen, ns, name);
     pthread_mutex_lock(&reg->mu);
     struct svc_state *s = strmap_get(&reg->by_key, key);
     if (!s) {
