@@ -20,6 +20,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/strmap.h"
+#include "common/xalloc.h"
 #include "controller/kube.h"
 
 #define EVENTS_MAX_IN_FLIGHT 256
@@ -173,9 +174,7 @@ static struct ev_entry *cache_add(struct events *ev, char *key)
 {
     if (ev->st.cached >= ev->capacity && ev->oldest)
         cache_remove(ev, ev->oldest);
-    struct ev_entry *e = calloc(1, sizeof(*e));
-    if (!e)
-        return NULL;
+    struct ev_entry *e = xcalloc(1, sizeof(*e));
     if (strmap_put(&ev->index, key, e) != 0) {
         free(e);
         return NULL;
@@ -214,9 +213,7 @@ static struct ev_op *op_start(struct events *ev, struct ev_entry *e, enum ev_op_
 {
     if (ev->st.in_flight >= EVENTS_MAX_IN_FLIGHT)
         return NULL;
-    struct ev_op *op = calloc(1, sizeof(*op));
-    if (!op)
-        return NULL;
+    struct ev_op *op = xcalloc(1, sizeof(*op));
     op->ev = ev;
     op->entry = e;
     op->kind = kind;
@@ -482,9 +479,7 @@ struct events *events_new(struct kube_client *c, const struct events_opts *o)
     struct events_opts def = {0};
     if (!o)
         o = &def;
-    struct events *ev = calloc(1, sizeof(*ev));
-    if (!ev)
-        return NULL;
+    struct events *ev = xcalloc(1, sizeof(*ev));
     char host[256] = "";
     if (!o->instance || !o->instance[0]) {
         if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
@@ -492,16 +487,16 @@ struct events *events_new(struct kube_client *c, const struct events_opts *o)
     }
     ev->client = c;
     ev->base = kube_client_base(c);
-    ev->component = strdup(o->component && o->component[0] ? o->component : "holdfast");
+    ev->component = xstrdup(o->component && o->component[0] ? o->component : "holdfast");
     ev->controller =
-        strdup(o->reporting_controller && o->reporting_controller[0] ? o->reporting_controller
-               : ev->component                                       ? ev->component
-                                                                     : "holdfast");
-    ev->instance = strdup(o->instance && o->instance[0] ? o->instance : host);
+        xstrdup(o->reporting_controller && o->reporting_controller[0] ? o->reporting_controller
+                : ev->component                                       ? ev->component
+                                                                      : "holdfast");
+    ev->instance = xstrdup(o->instance && o->instance[0] ? o->instance : host);
     ev->capacity = o->cache_size > 0 ? o->cache_size : 4096;
     ev->window_ms = (o->window_s > 0 ? o->window_s : 600) * 1000LL;
     ev->flush_timer = evtimer_new(ev->base, on_flush_timer, ev);
-    if (!ev->component || !ev->controller || !ev->instance || !ev->flush_timer) {
+    if (!ev->flush_timer) {
         events_free(ev);
         return NULL;
     }

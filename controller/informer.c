@@ -20,6 +20,7 @@
 #include "common/key.h"
 #include "common/log.h"
 #include "common/strmap.h"
+#include "common/xalloc.h"
 
 /* A watch that lived this long was healthy: the next failure starts the backoff afresh. */
 #define INFORMER_HEALTHY_S 5
@@ -617,9 +618,7 @@ struct informer *informer_new(struct kube_client *kc, const struct informer_opts
 {
     if (!kc || !o || !o->res.resource || !o->res.version)
         return NULL;
-    struct informer *inf = calloc(1, sizeof(*inf));
-    if (!inf)
-        return NULL;
+    struct informer *inf = xcalloc(1, sizeof(*inf));
     inf->kc = kc;
     inf->res = o->res;
     if (h)

@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/xalloc.h"
 #include "controller/http.h"
 #include "controller/kubeconfig.h"
 
@@ -515,9 +516,7 @@ static struct kube_call *call_new(struct kube_client *c, enum call_phase phase, 
 {
     if (!done)
         return NULL;
-    struct kube_call *call = calloc(1, sizeof(*call));
-    if (!call)
-        return NULL;
+    struct kube_call *call = xcalloc(1, sizeof(*call));
     call->c = c;
     call->phase = phase;
     snprintf(call->method, sizeof(call->method), "%s", method);
@@ -673,11 +672,7 @@ struct kube_client *kube_client_new(struct event_base *base, struct kubeconfig *
     struct kube_client_opts none = {0};
     if (!opts)
         opts = &none;
-    struct kube_client *c = calloc(1, sizeof(*c));
-    if (!c) {
-        snprintf(err, errlen, "kube client: out of memory");
-        return NULL;
-    }
+    struct kube_client *c = xcalloc(1, sizeof(*c));
     c->base = base;
     c->kc = kc;
     c->http = http_client_new(base);

@@ -17,6 +17,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/xalloc.h"
 
 /* Token, CA and key files are small; anything bigger is a mistake, not a credential. */
 #define KC_MAX_FILE (1u << 20)
@@ -168,11 +169,7 @@ int kubeconfig_load_incluster(const char *sa_dir, struct kubeconfig **out, char 
                 "(not running in a pod? use --kubeconfig)");
         return -1;
     }
-    struct kubeconfig *kc = calloc(1, sizeof(*kc));
-    if (!kc) {
-        set_err(err, errlen, "in-cluster: out of memory");
-        return -1;
-    }
+    struct kubeconfig *kc = xcalloc(1, sizeof(*kc));
     bool v6 = strchr(host, ':') != NULL;
     if (asprintf(&kc->source, "in-cluster %s", sa_dir) < 0 ||
         asprintf(&kc->server, v6 ? "https://[%s]:%s" : "https://%s:%s", host, port) < 0 ||

@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/xalloc.h"
 #include "controller/kube.h"
 
 static const struct kube_resource lease_res = {"coordination.k8s.io", "v1", "leases", true};
@@ -487,16 +488,12 @@ struct leader *leader_new(struct kube_client *c, const struct leader_opts *o,
                  lease, renew, retry);
         return NULL;
     }
-    struct leader *l = calloc(1, sizeof(*l));
-    if (!l) {
-        snprintf(err, errlen, "leader election: out of memory");
-        return NULL;
-    }
+    struct leader *l = xcalloc(1, sizeof(*l));
     l->client = c;
     l->base = kube_client_base(c);
-    l->identity = strdup(o->identity);
-    l->ns = strdup(o->ns ? o->ns : "");
-    l->name = strdup(o->name ? o->name : "");
+    l->identity = xstrdup(o->identity);
+    l->ns = xstrdup(o->ns ? o->ns : "");
+    l->name = xstrdup(o->name ? o->name : "");
     l->lease_ms = lease;
     l->renew_ms = renew;
     l->retry_ms = retry;
@@ -513,7 +510,7 @@ struct leader *leader_new(struct kube_client *c, const struct leader_opts *o,
              1ULL;
     l->tick = evtimer_new(l->base, on_tick, l);
     l->deadline = evtimer_new(l->base, on_deadline, l);
-    if (!l->identity || !l->ns || !l->name || !l->tick || !l->deadline) {
+    if (!l->tick || !l->deadline) {
         leader_free(l);
         snprintf(err, errlen, "leader election: out of memory");
         return NULL;
@@ -644,9 +641,7 @@ static void takeover_get(struct takeover *t)
 bool leader_take_over(struct kube_client *client, const char *ns, const char *name,
                       const char *identity, long duration_s, leader_takeover_fn done, void *arg)
 {
-    struct takeover *t = calloc(1, sizeof(*t));
-    if (!t)
-        return false;
+    struct takeover *t = xcalloc(1, sizeof(*t));
     t->client = client;
     snprintf(t->ns, sizeof(t->ns), "%s", ns);
     snprintf(t->name, sizeof(t->name), "%s", name);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/addr.h"
+#include "common/xalloc.h"
 #include "controller/http.h"
 
 struct pathprobe {
@@ -141,9 +142,7 @@ struct pathprobe *pathprobe_send(struct http_client *http, const char *ip, unsig
     bool v6 = inet_pton(AF_INET6, ip, &a6) == 1;
     if (!v6 && inet_pton(AF_INET, ip, &a4) != 1)
         return NULL;
-    struct pathprobe *p = calloc(1, sizeof(*p));
-    if (!p)
-        return NULL;
+    struct pathprobe *p = xcalloc(1, sizeof(*p));
     p->done = done;
     p->arg = arg;
     p->timeout_ms = timeout_ms > 0 ? timeout_ms : PATHPROBE_DEFAULT_TIMEOUT_MS;

@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/json.h"
 #include "common/strmap.h"
+#include "common/xalloc.h"
 #include "controller/http.h"
 
 void prom_trigger_clear(struct prom_trigger *t)
@@ -322,9 +323,7 @@ static void on_query_done(struct http_request *req, const struct http_response *
 struct prom_call *prom_query(struct http_client *http, const struct prom_trigger *t,
                              const char *query, prom_done_fn done, void *arg)
 {
-    struct prom_call *call = calloc(1, sizeof(*call));
-    if (!call)
-        return NULL;
+    struct prom_call *call = xcalloc(1, sizeof(*call));
     call->done = done;
     call->arg = arg;
     call->req = query_start(http, t->server_address, t->headers, query, on_query_done, call);
@@ -697,9 +696,7 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
 struct prom_hub *prom_hub_new(struct event_base *base, struct http_client *http,
                               unsigned max_inflight, uint64_t share_ms, prom_drop_fn drop)
 {
-    struct prom_hub *h = calloc(1, sizeof(*h));
-    if (!h)
-        return NULL;
+    struct prom_hub *h = xcalloc(1, sizeof(*h));
     h->base = base;
     h->http = http;
     h->max_inflight = max_inflight ? max_inflight : PROM_DEFAULT_MAX_INFLIGHT;

@@ -12,6 +12,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/xalloc.h"
 
 #define WAKE_MAX_READS 5
 #define DIAG_POD_LIMIT 500
@@ -439,9 +440,7 @@ static struct target_op *op_new(enum op_type type, struct kube_client *c, const 
 {
     if (!c || !ns || !*ns || strlen(ns) >= sizeof(((struct target_op *)0)->ns) || !done)
         return NULL;
-    struct target_op *op = calloc(1, sizeof(*op));
-    if (!op)
-        return NULL;
+    struct target_op *op = xcalloc(1, sizeof(*op));
     op->type = type;
     op->client = c;
     snprintf(op->ns, sizeof(op->ns), "%s", ns);
