@@ -334,14 +334,6 @@ struct prom_call *prom_query(struct http_client *http, const struct prom_trigger
     return call;
 }
 
-void prom_query_cancel(struct prom_call *call)
-{
-    if (!call)
-        return;
-    http_request_cancel(call->req);
-    free(call);
-}
-
 /* ---- prom_hub ---- */
 
 enum entry_state { ENTRY_QUEUED, ENTRY_INFLIGHT, ENTRY_ANSWERED };

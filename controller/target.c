@@ -473,15 +473,6 @@ static void finish_unstarted(struct target_op *op, const char *what)
     finish(op, &e);
 }
 
-void target_op_cancel(struct target_op *op)
-{
-    if (!op)
-        return;
-    if (op->call)
-        kube_call_cancel(op->call);
-    op_free(op);
-}
-
 static void on_scale(cJSON *obj, const struct kube_error *err, void *arg)
 {
     struct target_op *op = arg;
