@@ -452,8 +452,9 @@ void leader_release(struct leader *l, leader_released_fn done, void *arg)
     /* Stop leader work before anyone else can take over. */
     stop_leading(l, LOG_INFO, "shutting down");
     l->state = LS_RELEASING;
-    send_release(l, l->observed);
-    if (!l->call) {
+    if (send_release(l, l->observed) != 0) {
+        log_warn("lease release could not start; a successor waits for the lease to expire",
+                 "lease_namespace=%s lease=%s identity=%s", l->ns, l->name, l->identity);
         l->state = LS_DONE;
         arm(l->tick, 0);
         return;

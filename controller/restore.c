@@ -230,15 +230,15 @@ static void on_list(cJSON *list, const struct kube_error *err, void *arg)
 static void list_elastiservices(struct restore *r)
 {
     const struct restore_opts *o = r->o;
-    if (o->name) {
-        /* One object: list with a field selector, so the flow is the same. */
-        char sel[300];
+    /* One object: list with a field selector, so the flow is the same. */
+    char sel[300] = "";
+    if (o->name)
         snprintf(sel, sizeof(sel), "metadata.name=%s", o->name);
-        struct kube_list_opts lo = {.field_selector = sel};
-        kube_list(r->kube, &RES_ES, o->namespace_, &lo, on_list, r);
-    } else {
-        struct kube_list_opts lo = {0};
-        kube_list(r->kube, &RES_ES, o->namespace_, &lo, on_list, r);
+    struct kube_list_opts lo = {.field_selector = o->name ? sel : NULL};
+    if (!kube_list(r->kube, &RES_ES, o->namespace_, &lo, on_list, r)) {
+        struct kube_error e = {.code = KUBE_ERR_OTHER, .reason = "Internal"};
+        snprintf(e.message, sizeof(e.message), "cannot start the list request");
+        on_list(NULL, &e, r);
     }
 }
 
