@@ -9,17 +9,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void addr_format(struct addr *a)
+int addr_format(char *buf, size_t len, const char *ip, unsigned port)
+{
+    int n = snprintf(buf, len, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* Fills a->text from a->ss. */
+static void addr_set_text(struct addr *a)
 {
     char ip[INET6_ADDRSTRLEN];
     if (a->ss.ss_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
         inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
-        snprintf(a->text, sizeof(a->text), "[%s]:%u", ip, ntohs(s6->sin6_port));
+        addr_format(a->text, sizeof(a->text), ip, ntohs(s6->sin6_port));
     } else {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->ss;
         inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
-        snprintf(a->text, sizeof(a->text), "%s:%u", ip, ntohs(s4->sin_port));
+        addr_format(a->text, sizeof(a->text), ip, ntohs(s4->sin_port));
     }
 }
 
@@ -95,7 +102,7 @@ int addr_parse(const char *text, struct addr *out, char *err, size_t errlen)
             return -1;
         }
     }
-    addr_format(out);
+    addr_set_text(out);
     return 0;
 }
 
@@ -106,7 +113,7 @@ void addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, struct addr *o
         len = sizeof(out->ss);
     memcpy(&out->ss, sa, len);
     out->len = len;
-    addr_format(out);
+    addr_set_text(out);
 }
 
 bool addr_equal(const struct addr *a, const struct addr *b)

@@ -32,4 +32,11 @@ bool addr_equal(const struct addr *a, const struct addr *b);
 /* The port in host byte order. */
 unsigned addr_port(const struct addr *a);
 
+/*
+ * Writes a numeric IP and a port as operators write them: "10.0.0.1:80", or "[fd00::1]:80" when
+ * ip is IPv6 (holds a ':'). Returns 0, or -1 when len is too small (buf holds what fitted).
+ * ADDR_TEXT_MAX bytes hold any.
+ */
+int addr_format(char *buf, size_t len, const char *ip, unsigned port);
+
 #endif

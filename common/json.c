@@ -158,10 +158,91 @@ const cJSON *json_find_nul(const cJSON *item, const char *prefix, char *path, si
     return found;
 }
 
+const cJSON *json_get(const cJSON *obj, const char *name)
+{
+    return cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, name) : NULL;
+}
+
 const char *json_str(const cJSON *obj, const char *name)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    const cJSON *v = json_get(obj, name);
     return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+const cJSON *json_obj(const cJSON *obj, const char *name)
+{
+    const cJSON *v = json_get(obj, name);
+    return cJSON_IsObject(v) ? v : NULL;
+}
+
+const cJSON *json_arr(const cJSON *obj, const char *name)
+{
+    const cJSON *v = json_get(obj, name);
+    return cJSON_IsArray(v) ? v : NULL;
+}
+
+double json_num(const cJSON *obj, const char *name, double dflt)
+{
+    const cJSON *v = json_get(obj, name);
+    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+int json_int(const cJSON *obj, const char *name, int dflt)
+{
+    const cJSON *v = json_get(obj, name);
+    return cJSON_IsNumber(v) ? v->valueint : dflt;
+}
+
+bool json_bool(const cJSON *obj, const char *name, bool dflt)
+{
+    const cJSON *v = json_get(obj, name);
+    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
+}
+
+const char *json_type_name(const cJSON *item)
+{
+    if (cJSON_IsString(item))
+        return "a string";
+    if (cJSON_IsNumber(item))
+        return "a number";
+    if (cJSON_IsBool(item))
+        return "a boolean";
+    if (cJSON_IsNull(item))
+        return "null";
+    if (cJSON_IsArray(item))
+        return "an array";
+    return "an object";
+}
+
+const cJSON *json_check_keys(const cJSON *obj, const char *const *allowed, bool *repeated)
+{
+    for (const cJSON *item = obj ? obj->child : NULL; item; item = item->next) {
+        bool known = false;
+        for (const char *const *k = allowed; *k && !known; k++)
+            known = strcmp(item->string, *k) == 0;
+        if (!known) {
+            *repeated = false;
+            return item;
+        }
+        for (const cJSON *prev = obj->child; prev != item; prev = prev->next) {
+            if (strcmp(prev->string, item->string) == 0) {
+                *repeated = true;
+                return item;
+            }
+        }
+    }
+    return NULL;
+}
+
+void json_keys_join(const char *const *keys, char *buf, size_t len)
+{
+    if (len == 0)
+        return;
+    buf[0] = '\0';
+    for (const char *const *k = keys; *k; k++) {
+        strncat(buf, k == keys ? "" : ", ", len - strlen(buf) - 1);
+        strncat(buf, *k, len - strlen(buf) - 1);
+    }
 }
 
 bool json_refuse_nul(const cJSON *item, const char *prefix, char *msg, size_t msglen)

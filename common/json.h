@@ -15,6 +15,12 @@
  * The marks are bits of cJSON's item->type above the ones cJSON uses (its type tests mask the
  * low 8 bits; 256 and 512 are its own flags). cJSON_Detach*, cJSON_Duplicate and cJSON_Delete
  * keep or ignore them; an item built later by hand carries none.
+ *
+ * Then the one family of getters that reads members: each takes a NULL or non-object `obj` as
+ * having no members, so lookups chain without checks: json_str(json_get(o, "metadata"), "name").
+ * They borrow from the tree (nothing to free) and never fail: a missing member or one of another
+ * type reads as NULL or the default given. Parsers that must say what is wrong with a member
+ * look it up with json_get and name its type with json_type_name.
  */
 #ifndef HOLDFAST_JSON_H
 #define HOLDFAST_JSON_H
@@ -32,9 +38,36 @@
  */
 cJSON *json_parse(const char *text, size_t len, const char **end, bool require_null_terminated);
 
+/* The member `name` of object `obj` (case-sensitive), or NULL. */
+const cJSON *json_get(const cJSON *obj, const char *name);
+
 /* The string member `name` of object `obj`, or NULL (no such member, not a string, not an
  * object). */
 const char *json_str(const cJSON *obj, const char *name);
+
+/* The member `name` if it is an object / an array, or NULL. */
+const cJSON *json_obj(const cJSON *obj, const char *name);
+const cJSON *json_arr(const cJSON *obj, const char *name);
+
+/* The number member `name`, or dflt: as a double, or as cJSON's int (valueint: saturated). */
+double json_num(const cJSON *obj, const char *name, double dflt);
+int json_int(const cJSON *obj, const char *name, int dflt);
+
+/* The boolean member `name`, or dflt. */
+bool json_bool(const cJSON *obj, const char *name, bool dflt);
+
+/* "a string", "a number", "a boolean", "null", "an array" or "an object": for messages. */
+const char *json_type_name(const cJSON *item);
+
+/*
+ * Checks the keys of object `obj` against `allowed` (NULL-terminated). Returns NULL when each is
+ * allowed and none repeats; otherwise the first member that is not allowed or repeats an earlier
+ * key, with *repeated telling which. The caller words the message.
+ */
+const cJSON *json_check_keys(const cJSON *obj, const char *const *allowed, bool *repeated);
+
+/* Writes the NULL-terminated `keys` as "a, b, c" into buf (cut short if len is small). */
+void json_keys_join(const char *const *keys, char *buf, size_t len);
 
 /* True when the string value of `item` held a NUL: valuestring is only what came before it. */
 bool json_value_has_nul(const cJSON *item);

@@ -1,6 +1,7 @@
 /*
  * log: JSON lines on stderr. See log.h for the field format.
  */
+#include "common/clock.h"
 #include "common/log.h"
 
 #include <cjson/cJSON.h>
@@ -9,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /* The one process-wide setting: written by main() before threads start, read everywhere. */
@@ -73,13 +73,9 @@ static void add_field(cJSON *obj, const char *key, const char *conv, va_list *ap
 
 static void add_timestamp(cJSON *obj)
 {
-    struct timespec ts;
-    struct tm tm;
-    char buf[40];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, sizeof(buf) - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    uint64_t ns = clock_wall_ns();
+    char buf[CLOCK_RFC3339_MAX];
+    clock_rfc3339_format(buf, sizeof(buf), (int64_t)(ns / 1000000000), (long)(ns % 1000000000), 3);
     cJSON_AddStringToObject(obj, "ts", buf);
 }
 

@@ -108,6 +108,20 @@ void *strmap_del(struct strmap *m, const char *key)
     return v;
 }
 
+bool strmap_next(const struct strmap *m, size_t *pos, const char **key, void **value)
+{
+    for (size_t i = *pos; i < m->size; i++) {
+        if (live(&m->slots[i])) {
+            *pos = i + 1;
+            *key = m->slots[i].key;
+            *value = m->slots[i].value;
+            return true;
+        }
+    }
+    *pos = m->size;
+    return false;
+}
+
 void strmap_each(const struct strmap *m, void (*fn)(const char *key, void *value, void *arg),
                  void *arg)
 {

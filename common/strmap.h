@@ -8,6 +8,7 @@
 #ifndef HOLDFAST_STRMAP_H
 #define HOLDFAST_STRMAP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,7 +25,11 @@ struct strmap {
     size_t dead; /* tombstones */
 };
 
-/* FNV-1a over n bytes, continuing from h (start with STRMAP_SEED). */
+/*
+ * FNV-1a (32 bits) over n bytes, continuing from h (start with STRMAP_SEED): the project's one
+ * FNV. Besides this map it names resolver EndpointSlices (slices.c names_fit) and indexes route
+ * snapshots, so its output must never change: a changed hash renames objects in clusters.
+ */
 #define STRMAP_SEED 2166136261u
 uint32_t strmap_hash(uint32_t h, const void *data, size_t n);
 
@@ -36,6 +41,18 @@ int strmap_put(struct strmap *m, const char *key, void *value);
 
 /* Removes key; returns its value, or NULL when absent. */
 void *strmap_del(struct strmap *m, const char *key);
+
+/*
+ * Walks the map without a callback, in no particular order:
+ *
+ *     const char *key; void *value;
+ *     for (size_t pos = 0; strmap_next(m, &pos, &key, &value);) ...
+ *
+ * Returns false at the end. During a walk, putting a key that is present (a new value) and
+ * deleting the key just returned are allowed (key is freed then: use it first); adding a key is
+ * not (the table may grow).
+ */
+bool strmap_next(const struct strmap *m, size_t *pos, const char **key, void **value);
 
 /* Calls fn for every key and value, in no particular order. fn must not change the map. */
 void strmap_each(const struct strmap *m, void (*fn)(const char *key, void *value, void *arg),

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/addr.h"
+#include "common/xalloc.h"
 #include "controller/kube/http.h"
 
 struct pathprobe {
@@ -140,9 +142,7 @@ struct pathprobe *pathprobe_send(struct http_client *http, const char *ip, unsig
     bool v6 = inet_pton(AF_INET6, ip, &a6) == 1;
     if (!v6 && inet_pton(AF_INET, ip, &a4) != 1)
         return NULL;
-    struct pathprobe *p = calloc(1, sizeof(*p));
-    if (!p)
-        return NULL;
+    struct pathprobe *p = xcalloc(1, sizeof(*p));
     p->done = done;
     p->arg = arg;
     p->timeout_ms = timeout_ms > 0 ? timeout_ms : PATHPROBE_DEFAULT_TIMEOUT_MS;
@@ -150,7 +150,7 @@ struct pathprobe *pathprobe_send(struct http_client *http, const char *ip, unsig
     /* The address as inet_ntop writes it: one spelling in the URL, Host and messages. */
     char text[INET6_ADDRSTRLEN];
     inet_ntop(v6 ? AF_INET6 : AF_INET, v6 ? (void *)&a6 : (void *)&a4, text, sizeof(text));
-    snprintf(p->target, sizeof(p->target), v6 ? "[%s]:%u" : "%s:%u", text, port);
+    addr_format(p->target, sizeof(p->target), text, port);
 
     char url[sizeof(p->target) + 16];
     char host[sizeof(p->target) + 8];

@@ -11,7 +11,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/clock.h"
+#include "common/json.h"
 #include "common/strmap.h"
+#include "common/xalloc.h"
 #include "controller/kube/http.h"
 
 void prom_trigger_clear(struct prom_trigger *t)
@@ -29,13 +32,6 @@ static int fail(char *err, size_t errlen, const char *path, const char *what, co
 {
     snprintf(err, errlen, "%s.%s%s", path, what, detail);
     return -1;
-}
-
-/* Reads a required or optional string member; returns its value, or NULL. */
-static const char *string_member(const cJSON *obj, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 static int parse_threshold(const cJSON *v, const char *path, double *out, char *err, size_t errlen)
@@ -85,17 +81,17 @@ int prom_trigger_parse(const cJSON *trigger, const char *path, const char *defau
                        size_t errlen)
 {
     memset(out, 0, sizeof(*out));
-    const char *type = string_member(trigger, "type");
+    const char *type = json_str(trigger, "type");
     if (!type || strcmp(type, "prometheus") != 0)
         return fail(err, errlen, path, "type", ": must be \"prometheus\"");
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(trigger, "metadata");
     if (!cJSON_IsObject(md))
         return fail(err, errlen, path, "metadata", ": required, an object");
 
-    const char *query = string_member(md, "query");
+    const char *query = json_str(md, "query");
     if (!query || !*query)
         return fail(err, errlen, path, "metadata.query", ": required, a PromQL expression");
-    const char *server = string_member(md, "serverAddress");
+    const char *server = json_str(md, "serverAddress");
     if (!server || !*server)
         server = default_server;
     if (!server || !*server)
@@ -112,7 +108,7 @@ int prom_trigger_parse(const cJSON *trigger, const char *path, const char *defau
     if (parse_threshold(cJSON_GetObjectItemCaseSensitive(md, "threshold"), path, &threshold, err,
                         errlen) < 0)
         return -1;
-    const char *filter = string_member(md, "uptimeFilter");
+    const char *filter = json_str(md, "uptimeFilter");
 
     out->server_address = strdup(server);
     out->query = strdup(query);
@@ -173,10 +169,8 @@ char *prom_query_url(const char *server_address, const char *query, time_t now)
     char *escaped = curl_easy_escape(NULL, query, 0);
     if (!escaped)
         return NULL;
-    struct tm tm;
-    char ts[32];
-    gmtime_r(&now, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char ts[CLOCK_RFC3339_MAX];
+    clock_rfc3339_format(ts, sizeof(ts), (int64_t)now, 0, 0);
     size_t len = strlen(server_address) + strlen(escaped) + 64;
     char *url = malloc(len);
     if (url)
@@ -240,7 +234,7 @@ enum prom_status prom_parse_response(long http_status, const char *body, size_t 
     }
     cJSON *root = cJSON_ParseWithLength(body, body_len);
     if (http_status != 200) {
-        const char *perr = root ? string_member(root, "error") : NULL;
+        const char *perr = root ? json_str(root, "error") : NULL;
         snprintf(reason, reason_len, "Prometheus answered HTTP %ld%s%.200s", http_status,
                  perr ? ": " : "", perr ? perr : "");
         cJSON_Delete(root);
@@ -248,7 +242,7 @@ enum prom_status prom_parse_response(long http_status, const char *body, size_t 
     }
     enum prom_status st = PROM_BAD_RESPONSE;
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
-    const char *rtype = string_member(data, "resultType");
+    const char *rtype = json_str(data, "resultType");
     const cJSON *result = cJSON_GetObjectItemCaseSensitive(data, "result");
     if (!root || !rtype || !result) {
         snprintf(reason, reason_len, "the answer is not a Prometheus query result");
@@ -282,7 +276,7 @@ static struct http_request *query_start(struct http_client *http, const char *ad
                                         char *const *headers, const char *query,
                                         http_done_fn on_done, void *arg)
 {
-    char *url = prom_query_url(address, query, time(NULL));
+    char *url = prom_query_url(address, query, (time_t)clock_wall_s());
     if (!url)
         return NULL;
     struct http_request_opts o = {
@@ -329,9 +323,7 @@ static void on_query_done(struct http_request *req, const struct http_response *
 struct prom_call *prom_query(struct http_client *http, const struct prom_trigger *t,
                              const char *query, prom_done_fn done, void *arg)
 {
-    struct prom_call *call = calloc(1, sizeof(*call));
-    if (!call)
-        return NULL;
+    struct prom_call *call = xcalloc(1, sizeof(*call));
     call->done = done;
     call->arg = arg;
     call->req = query_start(http, t->server_address, t->headers, query, on_query_done, call);
@@ -342,22 +334,7 @@ struct prom_call *prom_query(struct http_client *http, const struct prom_trigger
     return call;
 }
 
-void prom_query_cancel(struct prom_call *call)
-{
-    if (!call)
-        return;
-    http_request_cancel(call->req);
-    free(call);
-}
-
 /* ---- prom_hub ---- */
-
-static uint64_t hub_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 enum entry_state { ENTRY_QUEUED, ENTRY_INFLIGHT, ENTRY_ANSWERED };
 
@@ -562,7 +539,7 @@ static void server_pump(struct prom_hub *h, struct prom_server *sv)
         en->qnext = NULL;
         h->stats.queued--;
         en->req = query_start(h->http, en->address, en->headers, en->query, on_entry_done, en);
-        en->sent_ms = hub_now_ms();
+        en->sent_ms = clock_mono_ms();
         list_unlink(h, en);
         list_append(h, en);
         if (!en->req) {
@@ -629,7 +606,7 @@ static void on_queue_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct prom_hub *h = arg;
-    struct expiry x = {.h = h, .now = hub_now_ms(), .next = UINT64_MAX};
+    struct expiry x = {.h = h, .now = clock_mono_ms(), .next = UINT64_MAX};
     strmap_each(&h->servers, collect_expired, &x);
     for (size_t i = 0; i < x.n; i++) {
         struct prom_server *sv = x.expired[i];
@@ -678,7 +655,7 @@ static int entry_queue(struct prom_hub *h, struct prom_entry *en)
     }
     en->state = ENTRY_QUEUED;
     en->server = sv;
-    en->queued_ms = hub_now_ms();
+    en->queued_ms = clock_mono_ms();
     if (!evtimer_pending(h->queue_ev, NULL))
         queue_arm(h, h->queue_max_ms);
     if (sv->qtail)
@@ -711,9 +688,7 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
 struct prom_hub *prom_hub_new(struct event_base *base, struct http_client *http,
                               unsigned max_inflight, uint64_t share_ms, prom_drop_fn drop)
 {
-    struct prom_hub *h = calloc(1, sizeof(*h));
-    if (!h)
-        return NULL;
+    struct prom_hub *h = xcalloc(1, sizeof(*h));
     h->base = base;
     h->http = http;
     h->max_inflight = max_inflight ? max_inflight : PROM_DEFAULT_MAX_INFLIGHT;
@@ -782,7 +757,7 @@ void prom_hub_set_queue_max(struct prom_hub *h, uint64_t ms)
 struct prom_ask *prom_hub_ask(struct prom_hub *h, const struct prom_trigger *t, const char *query,
                               uint64_t fresh_after_ms, prom_done_fn done, void *arg)
 {
-    uint64_t now = hub_now_ms();
+    uint64_t now = clock_mono_ms();
     hub_sweep(h, now);
     struct prom_ask *a = calloc(1, sizeof(*a));
     char *key = entry_key(t, query);

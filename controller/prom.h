@@ -95,9 +95,6 @@ struct prom_call; /* one query in flight */
 struct prom_call *prom_query(struct http_client *http, const struct prom_trigger *t,
                              const char *query, prom_done_fn done, void *arg);
 
-/* Stops a call in flight; `done` is never called. Not from within its own `done`. */
-void prom_query_cancel(struct prom_call *call);
-
 /*
  * prom_hub: the controller's queries, shared and paced (issue 13, "Prometheus budget").
  *

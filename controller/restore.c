@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "controller/defaults.h"
@@ -122,11 +123,8 @@ static void item_start(struct item *it)
         it->pending++;
         if (!kube_list(r->kube, &RES_SLICE, it->ns, &lo, on_slices, it))
             item_step_done(it, "list resolver slices", NULL);
-        char now[32];
-        time_t t = time(NULL);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        char now[CLOCK_RFC3339_MAX];
+        clock_rfc3339_format(now, sizeof(now), clock_wall_s(), 0, 0);
         cJSON *patch = cJSON_CreateObject();
         cJSON *st = cJSON_AddObjectToObject(patch, "status");
         cJSON_AddStringToObject(st, "mode", "serve");
@@ -151,14 +149,6 @@ static void item_start(struct item *it)
     item_step_done(it, "start", NULL);
 }
 
-static const char *str_at(const cJSON *o, const char *a, const char *b)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, a);
-    if (b)
-        v = cJSON_GetObjectItemCaseSensitive(v, b);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 static void on_list(cJSON *list, const struct kube_error *err, void *arg)
 {
     struct restore *r = arg;
@@ -181,9 +171,9 @@ static void on_list(cJSON *list, const struct kube_error *err, void *arg)
     {
         struct item *it = &r->items[r->n_items];
         it->r = r;
-        const char *ns = str_at(es, "metadata", "namespace");
-        const char *name = str_at(es, "metadata", "name");
-        const char *svc = str_at(es, "spec", "service");
+        const char *ns = json_str(json_get(es, "metadata"), "namespace");
+        const char *name = json_str(json_get(es, "metadata"), "name");
+        const char *svc = json_str(json_get(es, "spec"), "service");
         const cJSON *spec = cJSON_GetObjectItemCaseSensitive(es, "spec");
         snprintf(it->ns, sizeof(it->ns), "%s", ns ? ns : "");
         snprintf(it->name, sizeof(it->name), "%s", name ? name : "");
@@ -191,8 +181,8 @@ static void on_list(cJSON *list, const struct kube_error *err, void *arg)
         const cJSON *min = cJSON_GetObjectItemCaseSensitive(spec, "minTargetReplicas");
         it->min_replicas = cJSON_IsNumber(min) && min->valueint > 0 ? min->valueint : 1;
         const cJSON *as = cJSON_GetObjectItemCaseSensitive(spec, "autoscaler");
-        const char *as_type = str_at(as, "type", NULL);
-        const char *as_name = str_at(as, "name", NULL);
+        const char *as_type = json_str(as, "type");
+        const char *as_name = json_str(as, "name");
         if (as_type && strcmp(as_type, "keda") == 0 && as_name)
             snprintf(it->keda, sizeof(it->keda), "%s", as_name);
         const cJSON *fins = cJSON_GetObjectItemCaseSensitive(
@@ -241,15 +231,15 @@ static void on_list(cJSON *list, const struct kube_error *err, void *arg)
 static void list_elastiservices(struct restore *r)
 {
     const struct restore_opts *o = r->o;
-    if (o->name) {
-        /* One object: list with a field selector, so the flow is the same. */
-        char sel[300];
+    /* One object: list with a field selector, so the flow is the same. */
+    char sel[300] = "";
+    if (o->name)
         snprintf(sel, sizeof(sel), "metadata.name=%s", o->name);
-        struct kube_list_opts lo = {.field_selector = sel};
-        kube_list(r->kube, &RES_ES, o->namespace_, &lo, on_list, r);
-    } else {
-        struct kube_list_opts lo = {0};
-        kube_list(r->kube, &RES_ES, o->namespace_, &lo, on_list, r);
+    struct kube_list_opts lo = {.field_selector = o->name ? sel : NULL};
+    if (!kube_list(r->kube, &RES_ES, o->namespace_, &lo, on_list, r)) {
+        struct kube_error e = {.code = KUBE_ERR_OTHER, .reason = "Internal"};
+        snprintf(e.message, sizeof(e.message), "cannot start the list request");
+        on_list(NULL, &e, r);
     }
 }
 

@@ -4,22 +4,19 @@
 #include "controller/slices.h"
 #include "common/json.h"
 #include "common/strblock.h"
+#include "common/strmap.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* FNV-1a, 32 bits: a short, stable hash for names. */
-static uint32_t fnv1a(const char *a, const char *b)
+/* FNV-1a of "<a>-<b>": a short, stable hash for names (its bytes must never change). */
+static uint32_t names_hash(const char *a, const char *b)
 {
-    uint32_t h = 2166136261u;
-    for (const char *p = a; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    h = (h ^ '-') * 16777619u;
-    for (const char *p = b; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    return h;
+    uint32_t h = strmap_hash(STRMAP_SEED, a, strlen(a));
+    h = strmap_hash(h, "-", 1);
+    return strmap_hash(h, b, strlen(b));
 }
 
 /* Drops the '-' a name ends with: Kubernetes names must end with an alphanumeric. */
@@ -44,7 +41,7 @@ void names_fit(char *out, size_t outlen, const char *base, const char *suffix, s
     }
     /* "<cut base>-<8 hex>-<suffix>", the suffix cut too if it alone is too long. */
     char hash[9];
-    snprintf(hash, sizeof(hash), "%08x", fnv1a(base, suffix));
+    snprintf(hash, sizeof(hash), "%08x", names_hash(base, suffix));
     size_t keep_suffix = slen;
     if (keep_suffix + 10 > max)
         keep_suffix = max > 20 ? max - 20 : 0;
@@ -60,14 +57,6 @@ void names_fit(char *out, size_t outlen, const char *base, const char *suffix, s
     trim_dashes(out);
 }
 
-static const char *str_at(const cJSON *obj, const char *a, const char *b)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, a);
-    if (b)
-        v = cJSON_GetObjectItemCaseSensitive(v, b);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 static bool ip_is_v6(const char *ip)
 {
     return strchr(ip, ':') != NULL;
@@ -77,9 +66,9 @@ cJSON *slices_resolver_slice(const cJSON *service, const char *address_type,
                              const struct resolver_endpoint *eps, size_t n_eps,
                              const struct slice_port *ports, size_t n_ports)
 {
-    const char *name = str_at(service, "metadata", "name");
-    const char *ns = str_at(service, "metadata", "namespace");
-    const char *uid = str_at(service, "metadata", "uid");
+    const char *name = json_str(json_get(service, "metadata"), "name");
+    const char *ns = json_str(json_get(service, "metadata"), "namespace");
+    const char *uid = json_str(json_get(service, "metadata"), "uid");
     if (!name || !ns || !uid)
         return NULL;
     bool v6 = strcmp(address_type, "IPv6") == 0;

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/log.h"
+#include "common/xalloc.h"
 
 #define WAKE_MAX_READS 5
 #define DIAG_POD_LIMIT 500
@@ -58,27 +60,16 @@ struct target_op {
 
 /* ---- small JSON and text helpers ---- */
 
-static const cJSON *field(const cJSON *o, const char *k)
-{
-    return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
-}
-
 /* A string member, or "" */
 static const char *sfield(const cJSON *o, const char *k)
 {
-    const cJSON *v = field(o, k);
-    return cJSON_IsString(v) && v->valuestring ? v->valuestring : "";
+    const char *s = json_str(o, k);
+    return s ? s : "";
 }
 
 static const char *meta(const cJSON *o, const char *k)
 {
-    return sfield(field(o, "metadata"), k);
-}
-
-static int ifield(const cJSON *o, const char *k, int dflt)
-{
-    const cJSON *v = field(o, k);
-    return cJSON_IsNumber(v) ? v->valueint : dflt;
+    return sfield(json_get(o, "metadata"), k);
 }
 
 /* Cuts a string that snprintf truncated back to the last whole UTF-8 character, so the text can
@@ -130,7 +121,8 @@ int target_ref_parse(const cJSON *ref, struct target_ref *out, char *err, size_t
         snprintf(err, errlen, "spec.scaleTargetRef: required, an object");
         return -1;
     }
-    const cJSON *av = field(ref, "apiVersion"), *kv = field(ref, "kind"), *nv = field(ref, "name");
+    const cJSON *av = json_get(ref, "apiVersion"), *kv = json_get(ref, "kind"),
+                *nv = json_get(ref, "name");
     if (!cJSON_IsString(kv) || !kv->valuestring[0]) {
         snprintf(err, errlen,
                  "spec.scaleTargetRef.kind: required (Deployment, StatefulSet, Rollout)");
@@ -198,9 +190,9 @@ int target_scale_parse(const cJSON *scale, struct target_scale *out)
     memset(out, 0, sizeof(*out));
     if (!cJSON_IsObject(scale))
         return -1;
-    out->spec_replicas = ifield(field(scale, "spec"), "replicas", 0);
-    out->status_replicas = ifield(field(scale, "status"), "replicas", 0);
-    const char *sel = sfield(field(scale, "status"), "selector");
+    out->spec_replicas = json_int(json_get(scale, "spec"), "replicas", 0);
+    out->status_replicas = json_int(json_get(scale, "status"), "replicas", 0);
+    const char *sel = sfield(json_get(scale, "status"), "selector");
     if (strlen(sel) < sizeof(out->selector))
         snprintf(out->selector, sizeof(out->selector), "%s", sel);
     snprintf(out->resource_version, sizeof(out->resource_version), "%s",
@@ -229,7 +221,7 @@ int target_label_selector(const cJSON *selector, char *buf, size_t len)
     size_t at = 0;
     int terms = 0;
     const cJSON *kv;
-    cJSON_ArrayForEach(kv, field(selector, "matchLabels"))
+    cJSON_ArrayForEach(kv, json_get(selector, "matchLabels"))
     {
         if (!cJSON_IsString(kv) || !kv->string)
             return -1;
@@ -238,7 +230,7 @@ int target_label_selector(const cJSON *selector, char *buf, size_t len)
             return -1;
     }
     const cJSON *e;
-    cJSON_ArrayForEach(e, field(selector, "matchExpressions"))
+    cJSON_ArrayForEach(e, json_get(selector, "matchExpressions"))
     {
         const char *key = sfield(e, "key"), *op = sfield(e, "operator");
         if (!*key || (terms++ && append(buf, len, &at, ",")))
@@ -250,7 +242,7 @@ int target_label_selector(const cJSON *selector, char *buf, size_t len)
             if (append(buf, len, &at, "!") || append(buf, len, &at, key))
                 return -1;
         } else if (!strcmp(op, "In") || !strcmp(op, "NotIn")) {
-            const cJSON *vals = field(e, "values");
+            const cJSON *vals = json_get(e, "values");
             if (cJSON_GetArraySize(vals) < 1 || append(buf, len, &at, key) ||
                 append(buf, len, &at, !strcmp(op, "In") ? " in (" : " notin ("))
                 return -1;
@@ -274,7 +266,7 @@ int target_label_selector(const cJSON *selector, char *buf, size_t len)
 static const cJSON *condition(const cJSON *obj, const char *type)
 {
     const cJSON *c;
-    cJSON_ArrayForEach(c, field(field(obj, "status"), "conditions"))
+    cJSON_ArrayForEach(c, json_get(json_get(obj, "status"), "conditions"))
     {
         if (!strcmp(sfield(c, "type"), type))
             return c;
@@ -300,14 +292,14 @@ static bool container_problem(const cJSON *statuses, const char *pod, bool init,
     const cJSON *cs;
     cJSON_ArrayForEach(cs, statuses)
     {
-        const cJSON *waiting = field(field(cs, "state"), "waiting");
+        const cJSON *waiting = json_get(json_get(cs, "state"), "waiting");
         const char *reason = sfield(waiting, "reason");
         if (!waiting || benign_waiting(reason))
             continue;
         char detail[900], last[128] = "";
-        const cJSON *term = field(field(cs, "lastState"), "terminated");
+        const cJSON *term = json_get(json_get(cs, "lastState"), "terminated");
         if (term && !strcmp(reason, "CrashLoopBackOff"))
-            text(last, sizeof(last), ", last exit code %d%s%s", ifield(term, "exitCode", 0),
+            text(last, sizeof(last), ", last exit code %d%s%s", json_int(term, "exitCode", 0),
                  *sfield(term, "reason") ? " " : "", sfield(term, "reason"));
         const char *msg = sfield(waiting, "message");
         text(detail, sizeof(detail), "%s%s(pod %s, %scontainer %s%s)", msg, *msg ? " " : "", pod,
@@ -323,7 +315,7 @@ bool target_pod_problem(const cJSON *pod, struct target_diagnosis *out)
     if (!cJSON_IsObject(pod) || *meta(pod, "deletionTimestamp"))
         return false;
     const char *name = meta(pod, "name");
-    const cJSON *st = field(pod, "status");
+    const cJSON *st = json_get(pod, "status");
     char detail[900];
     bool found = false;
     if (!strcmp(sfield(st, "phase"), "Failed")) {
@@ -338,8 +330,8 @@ bool target_pod_problem(const cJSON *pod, struct target_diagnosis *out)
         set_reason(out, "Unschedulable", detail);
         found = true;
     } else {
-        found = container_problem(field(st, "initContainerStatuses"), name, true, out) ||
-                container_problem(field(st, "containerStatuses"), name, false, out);
+        found = container_problem(json_get(st, "initContainerStatuses"), name, true, out) ||
+                container_problem(json_get(st, "containerStatuses"), name, false, out);
     }
     if (found)
         text(out->object, sizeof(out->object), "Pod/%s", name);
@@ -358,7 +350,7 @@ static const char *event_time(const cJSON *ev)
 static void count_pods(const cJSON *pods, struct target_diagnosis *out)
 {
     const cJSON *p;
-    cJSON_ArrayForEach(p, field(pods, "items"))
+    cJSON_ArrayForEach(p, json_get(pods, "items"))
     {
         if (*meta(p, "deletionTimestamp"))
             continue;
@@ -392,7 +384,7 @@ bool target_diagnose_objects(const cJSON *workload, const cJSON *pods, const cJS
     /* 2. The newest pod with a problem: the one made from the current template. */
     const cJSON *p, *newest = NULL;
     struct target_diagnosis tmp;
-    cJSON_ArrayForEach(p, field(pods, "items"))
+    cJSON_ArrayForEach(p, json_get(pods, "items"))
     {
         memset(&tmp, 0, sizeof(tmp));
         if (target_pod_problem(p, &tmp) &&
@@ -409,12 +401,12 @@ bool target_diagnose_objects(const cJSON *workload, const cJSON *pods, const cJS
     }
 
     /* 3. Pods are missing and the controller said why only in an event (StatefulSets). */
-    const cJSON *spec_replicas = field(field(workload, "spec"), "replicas");
+    const cJSON *spec_replicas = json_get(json_get(workload, "spec"), "replicas");
     int want = cJSON_IsNumber(spec_replicas) ? spec_replicas->valueint : 1;
-    int have = pods ? out->pods : ifield(field(workload, "status"), "replicas", 0);
+    int have = pods ? out->pods : json_int(json_get(workload, "status"), "replicas", 0);
     if (have < want) {
         const cJSON *ev, *latest = NULL;
-        cJSON_ArrayForEach(ev, field(events, "items"))
+        cJSON_ArrayForEach(ev, json_get(events, "items"))
         {
             if (strcmp(sfield(ev, "type"), "Warning") != 0 ||
                 strcmp(sfield(ev, "reason"), "FailedCreate") != 0)
@@ -448,9 +440,7 @@ static struct target_op *op_new(enum op_type type, struct kube_client *c, const 
 {
     if (!c || !ns || !*ns || strlen(ns) >= sizeof(((struct target_op *)0)->ns) || !done)
         return NULL;
-    struct target_op *op = calloc(1, sizeof(*op));
-    if (!op)
-        return NULL;
+    struct target_op *op = xcalloc(1, sizeof(*op));
     op->type = type;
     op->client = c;
     snprintf(op->ns, sizeof(op->ns), "%s", ns);
@@ -481,15 +471,6 @@ static void finish_unstarted(struct target_op *op, const char *what)
     snprintf(e.reason, sizeof(e.reason), "Start");
     snprintf(e.message, sizeof(e.message), "could not start %s", what);
     finish(op, &e);
-}
-
-void target_op_cancel(struct target_op *op)
-{
-    if (!op)
-        return;
-    if (op->call)
-        kube_call_cancel(op->call);
-    op_free(op);
 }
 
 static void on_scale(cJSON *obj, const struct kube_error *err, void *arg)
@@ -732,11 +713,11 @@ static void on_diag_events(cJSON *obj, const struct kube_error *err, void *arg)
 /* Events are read only when pods are missing: only then can they say more than the pods. */
 static void diag_events_or_decide(struct target_op *op)
 {
-    const cJSON *spec_replicas = field(field(op->workload, "spec"), "replicas");
+    const cJSON *spec_replicas = json_get(json_get(op->workload, "spec"), "replicas");
     int want = cJSON_IsNumber(spec_replicas) ? spec_replicas->valueint : 1;
     struct target_diagnosis counted = {0};
     count_pods(op->pods, &counted);
-    int have = op->pods ? counted.pods : ifield(field(op->workload, "status"), "replicas", 0);
+    int have = op->pods ? counted.pods : json_int(json_get(op->workload, "status"), "replicas", 0);
     const char *uid = meta(op->workload, "uid");
     if (have >= want || !*uid) {
         diag_decide(op, NULL);
@@ -787,13 +768,13 @@ static void on_diag_workload(cJSON *obj, const struct kube_error *err, void *arg
         return;
     }
     /* Custom resources carry kind; make sure built-ins name themselves the same way. */
-    if (!cJSON_IsString(field(op->workload, "kind"))) {
+    if (!cJSON_IsString(json_get(op->workload, "kind"))) {
         cJSON_DeleteItemFromObjectCaseSensitive(op->workload, "kind");
         cJSON_AddStringToObject(op->workload, "kind", target_kind_name(op->ref.kind));
     }
     char sel[2048];
-    if (target_label_selector(field(field(op->workload, "spec"), "selector"), sel, sizeof(sel)) !=
-        0) {
+    if (target_label_selector(json_get(json_get(op->workload, "spec"), "selector"), sel,
+                              sizeof(sel)) != 0) {
         log_warn("the target's spec.selector cannot be used to find its pods",
                  "namespace=%s name=%s", op->ns, op->ref.name);
         op->call = NULL;

@@ -137,9 +137,6 @@ struct target_op *target_keda_resume(struct kube_client *c, const char *ns,
 struct target_op *target_diagnose(struct kube_client *c, const struct target_ref *ref,
                                   const char *ns, target_done_fn done, void *arg);
 
-/* Stops an operation; its callback will not run. Not from its own done callback. */
-void target_op_cancel(struct target_op *op);
-
 /* ---- pure parts (unit-tested) ---- */
 
 /* Reads an autoscaling/v1 Scale. Returns 0, or -1 when scale is not an object. */

@@ -157,19 +157,14 @@ static size_t utf8_chars(const char *s)
 static int check_keys(const cJSON *obj, const char *json_path, const char *const *allowed,
                       const char *expected, char *err, size_t errlen)
 {
-    for (const cJSON *item = obj->child; item; item = item->next) {
-        bool known = false;
-        for (const char *const *k = allowed; *k; k++)
-            known = known || strcmp(item->string, *k) == 0;
-        if (!known)
-            return fail(err, errlen, json_path, NULL, "unknown key \"%s\" (expected %s)",
-                        item->string, expected);
-        for (const cJSON *prev = obj->child; prev != item; prev = prev->next) {
-            if (strcmp(prev->string, item->string) == 0)
-                return fail(err, errlen, json_path, NULL, "key \"%s\" appears twice", item->string);
-        }
-    }
-    return 0;
+    bool repeated;
+    const cJSON *item = json_check_keys(obj, allowed, &repeated);
+    if (!item)
+        return 0;
+    if (repeated)
+        return fail(err, errlen, json_path, NULL, "key \"%s\" appears twice", item->string);
+    return fail(err, errlen, json_path, NULL, "unknown key \"%s\" (expected %s)", item->string,
+                expected);
 }
 
 /*
@@ -179,7 +174,7 @@ static int check_keys(const cJSON *obj, const char *json_path, const char *const
 static int get_string(const cJSON *obj, const char *key, const char *json_path, size_t max_chars,
                       const char **out, char *err, size_t errlen)
 {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *item = json_get(obj, key);
     if (!item || cJSON_IsNull(item))
         return 0;
     if (!cJSON_IsString(item) || !item->valuestring)
@@ -194,7 +189,7 @@ static int get_string(const cJSON *obj, const char *key, const char *json_path, 
 static const cJSON *get_array(const cJSON *obj, const char *key, const char *json_path,
                               size_t max_items, bool *bad, char *err, size_t errlen)
 {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *item = json_get(obj, key);
     *bad = false;
     if (!item || cJSON_IsNull(item))
         return NULL;
@@ -351,7 +346,7 @@ static int parse_path(const cJSON *rule, const char *json_path, struct probe_rul
                       size_t errlen)
 {
     static const char *const keys[] = {"type", "value", NULL};
-    const cJSON *obj = cJSON_GetObjectItemCaseSensitive(rule, "path");
+    const cJSON *obj = json_get(rule, "path");
     const char *type = NULL, *value = NULL;
     char sub[JSON_PATH_MAX];
     path_printf(sub, "%s.path", json_path);
@@ -394,7 +389,7 @@ static int parse_response(const cJSON *rule, const char *json_path, struct probe
 {
     static const char *const keys[] = {"status", "body", NULL};
     static const int allowed[] = {200, 204, 400, 401, 403, 404, 500, 502, 503, 504};
-    const cJSON *obj = cJSON_GetObjectItemCaseSensitive(rule, "response");
+    const cJSON *obj = json_get(rule, "response");
     const char *body = "";
     char sub[JSON_PATH_MAX];
     path_printf(sub, "%s.response", json_path);
@@ -411,7 +406,7 @@ static int parse_response(const cJSON *rule, const char *json_path, struct probe
      * omitted status and an empty body for an omitted body: we accept both omissions.
      */
     r->response.status = 200;
-    const cJSON *status = cJSON_GetObjectItemCaseSensitive(obj, "status");
+    const cJSON *status = json_get(obj, "status");
     if (status && !cJSON_IsNull(status)) {
         bool ok = false;
         if (!cJSON_IsNumber(status))

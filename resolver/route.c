@@ -2,6 +2,8 @@
  * route: service state, snapshots and their publication. See route.h.
  */
 #include "resolver/route.h"
+#include "common/key.h"
+#include "common/strmap.h"
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -51,7 +53,7 @@ static struct svc_state *svc_state_new(const char *ns, const char *name, int nwo
         free(s);
         return NULL;
     }
-    snprintf(s->key, klen, "%s/%s", ns, name);
+    key_make(s->key, klen, ns, name);
     s->nworkers = nworkers;
     for (int i = 0; i < nworkers; i++)
         TAILQ_INIT(&s->workers[i].held);
@@ -90,7 +92,7 @@ struct svc_state *svc_registry_get(struct svc_registry *reg, const char *ns, con
     char *key = malloc(klen);
     if (!key)
         return NULL;
-    snprintf(key, klen, "%s/%s", ns, name);
+    key_make(key, klen, ns, name);
     pthread_mutex_lock(&reg->mu);
     struct svc_state *s = strmap_get(&reg->by_key, key);
     if (!s) {
@@ -317,13 +319,9 @@ static int vec_set(struct route_vec *v, size_t i, void *p, bool services)
 /* FNV-1a over "ns/name" without building the string. */
 static uint32_t name_hash(const char *ns, size_t ns_len, const char *name, size_t name_len)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < ns_len; i++)
-        h = (h ^ (unsigned char)ns[i]) * 16777619u;
-    h = (h ^ '/') * 16777619u;
-    for (size_t i = 0; i < name_len; i++)
-        h = (h ^ (unsigned char)name[i]) * 16777619u;
-    return h;
+    uint32_t h = strmap_hash(STRMAP_SEED, ns, ns_len);
+    h = strmap_hash(h, "/", 1);
+    return strmap_hash(h, name, name_len);
 }
 
 static uint32_t svc_hash(const struct svc_state *svc)

@@ -55,51 +55,26 @@ static int fail(char *msg, const char *json_path, const char *key, const char *f
 static int check_keys(const cJSON *obj, const char *json_path, const char *const *allowed,
                       char *msg)
 {
-    for (const cJSON *item = obj->child; item; item = item->next) {
-        bool known = false;
-        for (const char *const *k = allowed; *k; k++)
-            known = known || strcmp(item->string, *k) == 0;
-        if (!known) {
-            char expected[256] = "";
-            for (const char *const *k = allowed; *k; k++) {
-                strncat(expected, k == allowed ? "" : ", ",
-                        sizeof(expected) - strlen(expected) - 1);
-                strncat(expected, *k, sizeof(expected) - strlen(expected) - 1);
-            }
-            return fail(msg, json_path, NULL, "unknown key \"%s\" (expected one of %s)",
-                        item->string, expected);
-        }
-        for (const cJSON *prev = obj->child; prev != item; prev = prev->next) {
-            if (strcmp(prev->string, item->string) == 0)
-                return fail(msg, json_path, NULL, "key \"%s\" appears twice", item->string);
-        }
-    }
-    return 0;
-}
-
-static const char *type_name(const cJSON *item)
-{
-    if (cJSON_IsString(item))
-        return "a string";
-    if (cJSON_IsNumber(item))
-        return "a number";
-    if (cJSON_IsBool(item))
-        return "a boolean";
-    if (cJSON_IsNull(item))
-        return "null";
-    if (cJSON_IsArray(item))
-        return "an array";
-    return "an object";
+    bool repeated;
+    const cJSON *item = json_check_keys(obj, allowed, &repeated);
+    if (!item)
+        return 0;
+    if (repeated)
+        return fail(msg, json_path, NULL, "key \"%s\" appears twice", item->string);
+    char expected[256];
+    json_keys_join(allowed, expected, sizeof(expected));
+    return fail(msg, json_path, NULL, "unknown key \"%s\" (expected one of %s)", item->string,
+                expected);
 }
 
 /* The member `key` of `obj` if it is an object (NULL when absent), or sets *bad. */
 static const cJSON *get_object(const cJSON *obj, const char *key, const char *json_path, bool *bad,
                                char *msg)
 {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *item = json_get(obj, key);
     *bad = item && !cJSON_IsObject(item);
     if (*bad)
-        fail(msg, json_path, key, "must be an object, not %s", type_name(item));
+        fail(msg, json_path, key, "must be an object, not %s", json_type_name(item));
     return *bad ? NULL : item;
 }
 
@@ -107,11 +82,11 @@ static const cJSON *get_object(const cJSON *obj, const char *key, const char *js
 static int get_string(const cJSON *obj, const char *key, const char *json_path, const char **out,
                       char *msg)
 {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *item = json_get(obj, key);
     if (!item)
         return 0;
     if (!cJSON_IsString(item) || !item->valuestring)
-        return fail(msg, json_path, key, "must be a string, not %s", type_name(item));
+        return fail(msg, json_path, key, "must be a string, not %s", json_type_name(item));
     *out = item->valuestring;
     return 1;
 }
@@ -123,11 +98,11 @@ static int get_string(const cJSON *obj, const char *key, const char *json_path, 
 static int get_int(const cJSON *obj, const struct int_field *f, const char *json_path,
                    unsigned long long *out, char *msg)
 {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, f->key);
+    const cJSON *item = json_get(obj, f->key);
     if (!item)
         return 0;
     if (!cJSON_IsNumber(item))
-        return fail(msg, json_path, f->key, "must be an integer, not %s", type_name(item));
+        return fail(msg, json_path, f->key, "must be an integer, not %s", json_type_name(item));
     double v = item->valuedouble;
     if (v < (double)f->min || v > (double)f->max || v != (double)(unsigned long long)v)
         return fail(msg, json_path, f->key, "must be an integer from %llu to %llu", f->min, f->max);
@@ -203,14 +178,14 @@ static int get_dns_label(const cJSON *obj, const char *key, const char *json_pat
 static int get_addrs(const cJSON *obj, const char *key, const char *json_path, bool required,
                      bool is_backend, struct addr **out, size_t *n_out, char *msg)
 {
-    const cJSON *array = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *array = json_get(obj, key);
     char sub[JSON_PATH_MAX];
     snprintf(sub, sizeof(sub), "%s%s%s", json_path, *json_path ? "." : "", key);
     if (!array)
         return required ? fail(msg, sub, NULL, "is required") : 0;
     if (!cJSON_IsArray(array))
         return fail(msg, sub, NULL, "must be an array of \"HOST:PORT\" strings, not %s",
-                    type_name(array));
+                    json_type_name(array));
     size_t n = (size_t)cJSON_GetArraySize(array);
     if (n == 0)
         return required ? fail(msg, sub, NULL, "must not be empty") : 0;
@@ -221,7 +196,8 @@ static int get_addrs(const cJSON *obj, const char *key, const char *json_path, b
         char at[JSON_PATH_MAX + 32];
         snprintf(at, sizeof(at), "%s[%zu]", sub, *n_out);
         if (!cJSON_IsString(item))
-            return fail(msg, at, NULL, "must be a \"HOST:PORT\" string, not %s", type_name(item));
+            return fail(msg, at, NULL, "must be a \"HOST:PORT\" string, not %s",
+                        json_type_name(item));
         char why[256];
         struct addr *a = &(*out)[*n_out];
         if (addr_parse(item->valuestring, a, why, sizeof(why)) < 0)
@@ -247,7 +223,7 @@ static int parse_wake(const cJSON *svc, const char *json_path, struct config_ser
     snprintf(sub, sizeof(sub), "%s.wake", json_path);
     if (check_keys(wake, sub, keys, msg) < 0)
         return -1;
-    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(wake, "command");
+    const cJSON *cmd = json_get(wake, "command");
     if (!cmd)
         return fail(msg, sub, "command", "is required");
     if (!cJSON_IsArray(cmd) || cJSON_GetArraySize(cmd) == 0)
@@ -263,7 +239,7 @@ static int parse_wake(const cJSON *svc, const char *json_path, struct config_ser
         char at[JSON_PATH_MAX + 32];
         snprintf(at, sizeof(at), "%s[%zu]", sub, i);
         if (!cJSON_IsString(item))
-            return fail(msg, at, NULL, "must be a string, not %s", type_name(item));
+            return fail(msg, at, NULL, "must be a string, not %s", json_type_name(item));
         if (i == 0 && item->valuestring[0] == '\0')
             return fail(msg, at, NULL, "the program must not be empty");
         s->wake_argv[i] = dup_string(item->valuestring);
@@ -346,7 +322,7 @@ static int parse_service(const cJSON *svc, const char *json_path, struct config_
     s->protocol = PROTO_HTTP;
 
     if (!cJSON_IsObject(svc))
-        return fail(msg, json_path, NULL, "must be an object, not %s", type_name(svc));
+        return fail(msg, json_path, NULL, "must be an object, not %s", json_type_name(svc));
     if (check_keys(svc, json_path, keys, msg) < 0)
         return -1;
     if (get_dns_label(svc, "namespace", json_path, "default", &s->namespace_, msg) < 0 ||
@@ -375,8 +351,7 @@ static int parse_service(const cJSON *svc, const char *json_path, struct config_
 
     char sub[JSON_PATH_MAX];
     snprintf(sub, sizeof(sub), "%s.probeResponse", json_path);
-    s->probes = probe_rules_parse(cJSON_GetObjectItemCaseSensitive(svc, "probeResponse"), sub, msg,
-                                  MSG_MAX);
+    s->probes = probe_rules_parse(json_get(svc, "probeResponse"), sub, msg, MSG_MAX);
     if (!s->probes)
         return -1;
     if (s->protocol == PROTO_TCP && probe_rules_count(s->probes) > 0)
@@ -506,15 +481,15 @@ static int parse_root(const cJSON *root, struct config *cfg, char *msg)
 {
     static const char *const keys[] = {"services", "shared", "limits", NULL};
     if (!cJSON_IsObject(root))
-        return fail(msg, "", NULL, "the top level must be an object, not %s", type_name(root));
+        return fail(msg, "", NULL, "the top level must be an object, not %s", json_type_name(root));
     if (check_keys(root, "", keys, msg) < 0)
         return -1;
 
-    const cJSON *services = cJSON_GetObjectItemCaseSensitive(root, "services");
+    const cJSON *services = json_get(root, "services");
     if (!services)
         return fail(msg, "services", NULL, "is required");
     if (!cJSON_IsArray(services))
-        return fail(msg, "services", NULL, "must be an array, not %s", type_name(services));
+        return fail(msg, "services", NULL, "must be an array, not %s", json_type_name(services));
     size_t n = (size_t)cJSON_GetArraySize(services);
     if (n == 0)
         return fail(msg, "services", NULL, "must not be empty");

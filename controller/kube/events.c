@@ -1,7 +1,7 @@
 /*
  * events: Kubernetes Event recorder with client-go style aggregation (see events.h).
  *
- * The cache is a hash table (chained, FNV-1a on the aggregation key) threaded on an LRU list.
+ * The cache is a strmap on the aggregation key, its entries threaded on an LRU list.
  * Each entry keeps the Event as created, so a patch answered NotFound can create it again. A
  * write in flight is an `ev_op`; an entry evicted while its write is in flight leaves the op
  * orphaned (op->entry NULL), and the answer is then only counted.
@@ -15,10 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
+#include "common/strmap.h"
+#include "common/xalloc.h"
 #include "controller/kube/kube.h"
 
 #define EVENTS_MAX_IN_FLIGHT 256
@@ -31,8 +33,6 @@ struct ev_op;
 /* One Event written (or being written), keyed by (object, type, reason, message). */
 struct ev_entry {
     char *key;              /* the aggregation key */
-    uint64_t hash;          /* FNV-1a of key */
-    struct ev_entry *hnext; /* next in the hash bucket */
     struct ev_entry *newer; /* LRU neighbours: newer toward head */
     struct ev_entry *older; /* ... older toward tail (evicted first) */
     cJSON *body;            /* the Event as created (name, namespace, first timestamp) */
@@ -67,8 +67,7 @@ struct events {
     char *instance;
     size_t capacity;                /* cache entries at most */
     long long window_ms;            /* aggregation window */
-    struct ev_entry **buckets;      /* hash table */
-    size_t nbuckets;                /* a power of two */
+    struct strmap index;            /* aggregation key -> struct ev_entry */
     struct ev_entry *newest;        /* LRU head */
     struct ev_entry *oldest;        /* LRU tail */
     struct ev_op *ops;              /* writes in flight */
@@ -80,22 +79,6 @@ struct events {
     events_flushed_fn flush_cb;
     void *flush_arg;
 };
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int events_format_time(long long unix_s, char *buf, size_t len)
-{
-    struct tm tm;
-    time_t s = (time_t)unix_s;
-    if (!gmtime_r(&s, &tm))
-        return -1;
-    return strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0 ? -1 : 0;
-}
 
 int events_name(const char *name, unsigned long long unique, char *buf, size_t len)
 {
@@ -125,23 +108,13 @@ size_t events_truncate_utf8(char *s, size_t max)
     return n;
 }
 
-static uint64_t fnv1a(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 /* At most one warning per EVENTS_LOG_INTERVAL_MS; the others are counted and reported with the
  * next one, so a dead API server does not flood the log. */
 static void log_failure(struct events *ev, const char *what, const char *name,
                         const struct kube_error *err)
 {
     ev->st.failed += err ? 1 : 0;
-    long long now = mono_ms();
+    long long now = (long long)clock_mono_ms();
     if (ev->last_log_ms && now - ev->last_log_ms < EVENTS_LOG_INTERVAL_MS) {
         ev->unlogged++;
         return;
@@ -179,14 +152,6 @@ static void lru_push(struct events *ev, struct ev_entry *e)
         ev->oldest = e;
 }
 
-static struct ev_entry *cache_find(struct events *ev, const char *key, uint64_t h)
-{
-    for (struct ev_entry *e = ev->buckets[h & (ev->nbuckets - 1)]; e; e = e->hnext)
-        if (e->hash == h && strcmp(e->key, key) == 0)
-            return e;
-    return NULL;
-}
-
 static void entry_free(struct ev_entry *e)
 {
     if (e->op)
@@ -198,28 +163,23 @@ static void entry_free(struct ev_entry *e)
 
 static void cache_remove(struct events *ev, struct ev_entry *e)
 {
-    struct ev_entry **pp = &ev->buckets[e->hash & (ev->nbuckets - 1)];
-    while (*pp && *pp != e)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = e->hnext;
+    strmap_del(&ev->index, e->key);
     lru_unlink(ev, e);
     ev->st.cached--;
     entry_free(e);
 }
 
-static struct ev_entry *cache_add(struct events *ev, char *key, uint64_t h)
+/* Takes key (freed with the entry); on failure the caller keeps it. */
+static struct ev_entry *cache_add(struct events *ev, char *key)
 {
     if (ev->st.cached >= ev->capacity && ev->oldest)
         cache_remove(ev, ev->oldest);
-    struct ev_entry *e = calloc(1, sizeof(*e));
-    if (!e)
+    struct ev_entry *e = xcalloc(1, sizeof(*e));
+    if (strmap_put(&ev->index, key, e) != 0) {
+        free(e);
         return NULL;
+    }
     e->key = key;
-    e->hash = h;
-    size_t b = h & (ev->nbuckets - 1);
-    e->hnext = ev->buckets[b];
-    ev->buckets[b] = e;
     lru_push(ev, e);
     ev->st.cached++;
     return e;
@@ -253,9 +213,7 @@ static struct ev_op *op_start(struct events *ev, struct ev_entry *e, enum ev_op_
 {
     if (ev->st.in_flight >= EVENTS_MAX_IN_FLIGHT)
         return NULL;
-    struct ev_op *op = calloc(1, sizeof(*op));
-    if (!op)
-        return NULL;
+    struct ev_op *op = xcalloc(1, sizeof(*op));
     op->ev = ev;
     op->entry = e;
     op->kind = kind;
@@ -282,10 +240,7 @@ static struct ev_op *op_start(struct events *ev, struct ev_entry *e, enum ev_op_
 
 static unsigned long long unique_suffix(struct events *ev)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    unsigned long long u =
-        (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec;
+    unsigned long long u = clock_wall_ns();
     if (u <= ev->last_unique)
         u = ev->last_unique + 1;
     ev->last_unique = u;
@@ -295,10 +250,10 @@ static unsigned long long unique_suffix(struct events *ev)
 /* Gives e->body a fresh name, count 1 and first/last timestamps of the last occurrence. */
 static void renew_body(struct events *ev, struct ev_entry *e, const char *object_name)
 {
-    char name[EVENTS_NAME_MAX + 1], ts[32];
+    char name[EVENTS_NAME_MAX + 1], ts[CLOCK_RFC3339_MAX];
     if (events_name(object_name, unique_suffix(ev), name, sizeof(name)) != 0)
         name[0] = '\0';
-    events_format_time(e->last_unix, ts, sizeof(ts));
+    clock_rfc3339_format(ts, sizeof(ts), e->last_unix, 0, 0);
     cJSON *md = cJSON_GetObjectItemCaseSensitive(e->body, "metadata");
     cJSON_ReplaceItemInObjectCaseSensitive(md, "name", cJSON_CreateString(name));
     cJSON_ReplaceItemInObjectCaseSensitive(e->body, "firstTimestamp", cJSON_CreateString(ts));
@@ -326,8 +281,8 @@ static int send_create(struct events *ev, struct ev_entry *e)
 
 static int send_patch(struct events *ev, struct ev_entry *e)
 {
-    char ts[32];
-    events_format_time(e->last_unix, ts, sizeof(ts));
+    char ts[CLOCK_RFC3339_MAX];
+    clock_rfc3339_format(ts, sizeof(ts), e->last_unix, 0, 0);
     cJSON *patch = cJSON_CreateObject();
     cJSON_AddNumberToObject(patch, "count", (double)e->count);
     cJSON_AddStringToObject(patch, "lastTimestamp", ts);
@@ -450,16 +405,15 @@ int events_record(struct events *ev, const struct events_object *obj, enum event
     else
         snprintf(key, klen, "%s/%s/%s\n%s\n%s\n%s", obj->kind, obj->ns ? obj->ns : "", obj->name,
                  tname, reason, message);
-    uint64_t h = fnv1a(key);
-    long long now = mono_ms();
-    struct ev_entry *e = cache_find(ev, key, h);
+    long long now = (long long)clock_mono_ms();
+    struct ev_entry *e = strmap_get(&ev->index, key);
     if (e && now - e->last_ms < ev->window_ms) {
         free(key);
         lru_unlink(ev, e);
         lru_push(ev, e);
         e->count++;
         e->last_ms = now;
-        e->last_unix = (long long)time(NULL);
+        e->last_unix = clock_wall_s();
         if (e->op) {
             e->dirty = true;
             return 0;
@@ -477,7 +431,7 @@ int events_record(struct events *ev, const struct events_object *obj, enum event
         lru_unlink(ev, e);
         lru_push(ev, e);
     } else {
-        e = cache_add(ev, key, h);
+        e = cache_add(ev, key);
         if (!e) {
             free(key);
             ev->st.dropped++;
@@ -486,7 +440,7 @@ int events_record(struct events *ev, const struct events_object *obj, enum event
     }
     e->body = build_event(ev, obj, tname, reason, message);
     e->last_ms = now;
-    e->last_unix = (long long)time(NULL);
+    e->last_unix = clock_wall_s();
     renew_body(ev, e, obj->name);
     if (send_create(ev, e) != 0) {
         cache_remove(ev, e);
@@ -524,9 +478,7 @@ struct events *events_new(struct kube_client *c, const struct events_opts *o)
 {
     if (!o || !o->component || !o->component[0])
         return NULL;
-    struct events *ev = calloc(1, sizeof(*ev));
-    if (!ev)
-        return NULL;
+    struct events *ev = xcalloc(1, sizeof(*ev));
     char host[256] = "";
     if (!o->instance || !o->instance[0]) {
         if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
@@ -534,19 +486,15 @@ struct events *events_new(struct kube_client *c, const struct events_opts *o)
     }
     ev->client = c;
     ev->base = kube_client_base(c);
-    ev->component = strdup(o->component);
+    ev->component = xstrdup(o->component);
     ev->controller =
-        strdup(o->reporting_controller && o->reporting_controller[0] ? o->reporting_controller
-                                                                     : o->component);
-    ev->instance = strdup(o->instance && o->instance[0] ? o->instance : host);
+        xstrdup(o->reporting_controller && o->reporting_controller[0] ? o->reporting_controller
+                                                                      : o->component);
+    ev->instance = xstrdup(o->instance && o->instance[0] ? o->instance : host);
     ev->capacity = o->cache_size > 0 ? o->cache_size : 4096;
     ev->window_ms = (o->window_s > 0 ? o->window_s : 600) * 1000LL;
-    ev->nbuckets = 16;
-    while (ev->nbuckets < ev->capacity)
-        ev->nbuckets <<= 1;
-    ev->buckets = calloc(ev->nbuckets, sizeof(*ev->buckets));
     ev->flush_timer = evtimer_new(ev->base, on_flush_timer, ev);
-    if (!ev->component || !ev->controller || !ev->instance || !ev->buckets || !ev->flush_timer) {
+    if (!ev->flush_timer) {
         events_free(ev);
         return NULL;
     }
@@ -571,7 +519,7 @@ void events_free(struct events *ev)
     }
     if (ev->flush_timer)
         event_free(ev->flush_timer);
-    free(ev->buckets);
+    strmap_clear(&ev->index);
     free(ev->component);
     free(ev->controller);
     free(ev->instance);

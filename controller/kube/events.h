@@ -108,7 +108,4 @@ int events_name(const char *name, unsigned long long unique, char *buf, size_t l
  * length. */
 size_t events_truncate_utf8(char *s, size_t max);
 
-/* Writes a Kubernetes Time (RFC 3339 UTC, seconds): "2026-11-22T14:00:00Z". Returns 0 or -1. */
-int events_format_time(long long unix_s, char *buf, size_t len);
-
 #endif

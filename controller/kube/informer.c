@@ -13,21 +13,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/json.h"
+#include "common/key.h"
 #include "common/log.h"
+#include "common/strmap.h"
+#include "common/xalloc.h"
 
 /* A watch that lived this long was healthy: the next failure starts the backoff afresh. */
 #define INFORMER_HEALTHY_S 5
 
 /* ---- the store: a chained hash table of "namespace/name" -> object ---- */
-
-struct entry {
-    struct entry *next;
-    char *key;
-    void *obj; /* owned: a cJSON object, or a compact cache's item */
-};
 
 /* How a store frees what it holds: cJSON_Delete, or a codec's free. */
 typedef void (*item_free_fn)(void *item);
@@ -37,105 +35,77 @@ static void json_free(void *obj)
     cJSON_Delete(obj);
 }
 
-struct store {
-    struct entry **buckets;
-    size_t nbuckets;
-    size_t count;
-};
+/* The store: a strmap from "ns/name" (or "name") to the object it owns, a cJSON object or a
+ * compact cache's item. */
 
-static uint64_t hash_key(const char *s)
+/* Inserts a new key (must be absent). Takes obj. Returns 0, or -1 (obj freed). */
+static int store_insert(struct strmap *s, const char *key, void *obj, item_free_fn fr)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-static struct entry **store_slot(const struct store *s, const char *key)
-{
-    if (!s->nbuckets)
-        return NULL;
-    struct entry **pp = &s->buckets[hash_key(key) & (s->nbuckets - 1)];
-    while (*pp && strcmp((*pp)->key, key) != 0)
-        pp = &(*pp)->next;
-    return pp;
-}
-
-static struct entry *store_find(const struct store *s, const char *key)
-{
-    struct entry **pp = store_slot(s, key);
-    return pp ? *pp : NULL;
-}
-
-static int store_grow(struct store *s)
-{
-    size_t n = s->nbuckets ? s->nbuckets * 2 : 64;
-    struct entry **b = calloc(n, sizeof(*b));
-    if (!b)
+    if (strmap_put(s, key, obj) != 0) {
+        fr(obj);
         return -1;
-    for (size_t i = 0; i < s->nbuckets; i++) {
-        for (struct entry *e = s->buckets[i], *next; e; e = next) {
-            next = e->next;
-            size_t j = hash_key(e->key) & (n - 1);
-            e->next = b[j];
-            b[j] = e;
-        }
     }
-    free(s->buckets);
-    s->buckets = b;
-    s->nbuckets = n;
     return 0;
 }
 
-/* Inserts a new key (must be absent). Takes obj. Returns the entry, or NULL (obj freed). */
-static struct entry *store_insert(struct store *s, const char *key, void *obj, item_free_fn fr)
+static void store_clear(struct strmap *s, item_free_fn fr)
 {
-    if (s->count >= s->nbuckets && store_grow(s) != 0) {
+    const char *key;
+    void *obj;
+    for (size_t pos = 0; strmap_next(s, &pos, &key, &obj);)
         fr(obj);
-        return NULL;
-    }
-    struct entry *e = calloc(1, sizeof(*e));
-    if (!e || !(e->key = strdup(key))) {
-        free(e);
-        fr(obj);
-        return NULL;
-    }
-    e->obj = obj;
-    struct entry **b = &s->buckets[hash_key(key) & (s->nbuckets - 1)];
-    e->next = *b;
-    *b = e;
-    s->count++;
-    return e;
+    strmap_clear(s);
 }
 
-/* Unlinks key's entry and returns its object (the caller owns it), or NULL. */
-static void *store_take(struct store *s, const char *key)
-{
-    struct entry **pp = store_slot(s, key);
-    if (!pp || !*pp)
-        return NULL;
-    struct entry *e = *pp;
-    *pp = e->next;
-    s->count--;
-    void *obj = e->obj;
-    free(e->key);
-    free(e);
-    return obj;
-}
+/* A list in progress, page by page: its objects in the order the API server listed them (so
+ * apply_list hands them to the handlers in that order), and the set of their keys. */
+struct listing {
+    struct strmap keys; /* key -> the item's index + 1 */
+    struct listed {
+        char *key;
+        void *obj; /* owned; NULL once apply_list took it */
+    } * items;
+    size_t n, cap;
+};
 
-static void store_clear(struct store *s, item_free_fn fr)
+/* Appends key (must be absent) and takes obj. Returns 0, or -1 (obj freed). */
+static int listing_add(struct listing *l, const char *key, void *obj, item_free_fn fr)
 {
-    for (size_t i = 0; i < s->nbuckets; i++) {
-        for (struct entry *e = s->buckets[i], *next; e; e = next) {
-            next = e->next;
-            if (e->obj)
-                fr(e->obj);
-            free(e->key);
-            free(e);
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        struct listed *items = realloc(l->items, cap * sizeof(*items));
+        if (!items) {
+            fr(obj);
+            return -1;
         }
+        l->items = items;
+        l->cap = cap;
     }
-    free(s->buckets);
-    memset(s, 0, sizeof(*s));
+    char *copy = strdup(key);
+    if (!copy || strmap_put(&l->keys, key, (void *)(uintptr_t)(l->n + 1)) != 0) {
+        free(copy);
+        fr(obj);
+        return -1;
+    }
+    l->items[l->n++] = (struct listed){.key = copy, .obj = obj};
+    return 0;
+}
+
+static bool listing_has(const struct listing *l, const char *key)
+{
+    return strmap_get(&l->keys, key) != NULL;
+}
+
+static void listing_clear(struct listing *l, item_free_fn fr)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->items[i].obj)
+            fr(l->items[i].obj);
+        free(l->items[i].key);
+    }
+    free(l->items);
+    strmap_clear(&l->keys);
+    *l = (struct listing){0};
 }
 
 /* ---- the informer ---- */
@@ -156,22 +126,22 @@ struct informer {
     void (*transform)(cJSON *obj);
     void (*kept)(cJSON *obj, void *arg);
 
-    struct store store;     /* the cache */
-    struct store next;      /* a list in progress, page by page */
-    char *list_rv;          /* resourceVersion of the list in progress */
-    char *cont;             /* continue token of the next page */
-    char *rv;               /* where the next watch starts */
-    struct kube_call *call; /* the list page or watch in flight */
-    struct event *retry;    /* backoff timer */
-    struct timespec watch_started;
-    long watch_secs;   /* timeoutSeconds of the watch in flight */
-    long backoff_ms;   /* the next delay, before jitter */
-    unsigned int seed; /* jitter */
-    bool running;      /* between informer_start and informer_stop */
-    bool synced;       /* the first list was delivered */
-    bool need_list;    /* a retry lists (never synced, or 410) rather than watches */
-    bool relisting;    /* the list in progress follows a 410 */
-    bool failing;      /* the last list/watch failed: "recovered" is logged once */
+    struct strmap store;       /* the cache */
+    struct listing next;       /* a list in progress, page by page */
+    char *list_rv;             /* resourceVersion of the list in progress */
+    char *cont;                /* continue token of the next page */
+    char *rv;                  /* where the next watch starts */
+    struct kube_call *call;    /* the list page or watch in flight */
+    struct event *retry;       /* backoff timer */
+    uint64_t watch_started_ns; /* monotonic */
+    long watch_secs;           /* timeoutSeconds of the watch in flight */
+    long backoff_ms;           /* the next delay, before jitter */
+    unsigned int seed;         /* jitter */
+    bool running;              /* between informer_start and informer_stop */
+    bool synced;               /* the first list was delivered */
+    bool need_list;            /* a retry lists (never synced, or 410) rather than watches */
+    bool relisting;            /* the list in progress follows a 410 */
+    bool failing;              /* the last list/watch failed: "recovered" is logged once */
     struct informer_stats stats;
 };
 
@@ -180,9 +150,7 @@ static void begin_watch(struct informer *inf);
 
 static const char *obj_str(const cJSON *obj, const char *field)
 {
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(md, field);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
+    return json_str(json_get(obj, "metadata"), field);
 }
 
 /* "namespace/name" (or "name" when cluster-scoped) into buf; -1 when the object has no name. */
@@ -192,8 +160,7 @@ static int obj_key(const cJSON *obj, char *buf, size_t len)
     const char *ns = obj_str(obj, "namespace");
     if (!name)
         return -1;
-    int n = ns && *ns ? snprintf(buf, len, "%s/%s", ns, name) : snprintf(buf, len, "%s", name);
-    return n < 0 || (size_t)n >= len ? -1 : 0;
+    return key_make(buf, len, ns, name);
 }
 
 static void set_str(char **dst, const char *src)
@@ -201,13 +168,6 @@ static void set_str(char **dst, const char *src)
     char *s = src ? strdup(src) : NULL;
     free(*dst);
     *dst = s;
-}
-
-static double since_s(const struct timespec *t)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
 }
 
 /* ---- what the store holds: cJSON objects, or a compact cache's items ---- */
@@ -348,83 +308,74 @@ static void apply_list(struct informer *inf)
 {
     unsigned long added = 0, updated = 0, deleted = 0;
     bool first = !inf->synced;
-    for (size_t i = 0; i < inf->next.nbuckets; i++) {
-        for (struct entry *e = inf->next.buckets[i]; e; e = e->next) {
-            void *obj = e->obj;
-            e->obj = NULL; /* the key stays in `next` as the set of names listed */
-            struct entry *cur = store_find(&inf->store, e->key);
-            cJSON *tree = NULL; /* the handlers get it: decoded here, freed once they returned */
-            if (inf->trees) {
-                tree = obj;
-                const char *orv = cur ? item_rv(inf, cur->obj) : NULL;
-                const char *nrv = obj_str(tree, "resourceVersion");
-                /* unchanged, or undecodable (the last known state stays cached): next one */
-                obj = orv && nrv && strcmp(orv, nrv) == 0 ? NULL : decode_item(inf, tree, e->key);
-                if (!obj) {
-                    cJSON_Delete(tree);
-                    continue;
-                }
-            }
-            if (!cur) {
-                struct entry *ne = store_insert(&inf->store, e->key, obj, item_free_of(inf));
-                added++;
-                if (ne)
-                    call_add(inf, ne->obj, tree);
-                if (ne)
-                    call_kept(inf, ne->obj);
+    for (size_t i = 0; i < inf->next.n; i++) {
+        const char *key = inf->next.items[i].key;
+        void *obj = inf->next.items[i].obj;
+        inf->next.items[i].obj = NULL; /* the key stays in `next` as the set of names listed */
+        void *cur = strmap_get(&inf->store, key);
+        cJSON *tree = NULL; /* the handlers get it: decoded here, freed once they returned */
+        if (inf->trees) {
+            tree = obj;
+            const char *orv = cur ? item_rv(inf, cur) : NULL;
+            const char *nrv = obj_str(tree, "resourceVersion");
+            /* unchanged, or undecodable (the last known state stays cached): next one */
+            obj = orv && nrv && strcmp(orv, nrv) == 0 ? NULL : decode_item(inf, tree, key);
+            if (!obj) {
                 cJSON_Delete(tree);
                 continue;
             }
-            const char *orv = item_rv(inf, cur->obj);
-            const char *nrv = item_rv(inf, obj);
-            if (orv && nrv && strcmp(orv, nrv) == 0) {
-                item_free(inf, obj);
-                cJSON_Delete(tree);
-                continue;
-            }
-            void *old = cur->obj;
-            cur->obj = obj;
-            const char *ouid = item_uid(inf, old), *nuid = item_uid(inf, obj);
-            if (ouid && nuid && strcmp(ouid, nuid) != 0) {
-                /* Deleted and created again under the same name while we were not watching:
-                 * handlers see what happened, not an update across two objects. */
-                deleted++;
-                added++;
-                call_delete(inf, old);
+        }
+        if (!cur) {
+            added++;
+            if (store_insert(&inf->store, key, obj, item_free_of(inf)) == 0) {
                 call_add(inf, obj, tree);
-            } else {
-                updated++;
-                call_update(inf, old, obj, tree);
+                call_kept(inf, obj);
             }
-            call_kept(inf, obj);
-            item_free(inf, old);
             cJSON_Delete(tree);
+            continue;
         }
-    }
-    for (size_t i = 0; i < inf->store.nbuckets; i++) {
-        struct entry **pp = &inf->store.buckets[i];
-        while (*pp) {
-            struct entry *e = *pp;
-            if (store_find(&inf->next, e->key)) {
-                pp = &e->next;
-                continue;
-            }
-            *pp = e->next;
-            inf->store.count--;
+        const char *orv = item_rv(inf, cur);
+        const char *nrv = item_rv(inf, obj);
+        if (orv && nrv && strcmp(orv, nrv) == 0) {
+            item_free(inf, obj);
+            cJSON_Delete(tree);
+            continue;
+        }
+        void *old = cur;
+        strmap_put(&inf->store, key, obj); /* present: cannot fail */
+        const char *ouid = item_uid(inf, old), *nuid = item_uid(inf, obj);
+        if (ouid && nuid && strcmp(ouid, nuid) != 0) {
+            /* Deleted and created again under the same name while we were not watching:
+             * handlers see what happened, not an update across two objects. */
             deleted++;
-            call_delete(inf, e->obj);
-            item_free(inf, e->obj);
-            free(e->key);
-            free(e);
+            added++;
+            call_delete(inf, old);
+            call_add(inf, obj, tree);
+        } else {
+            updated++;
+            call_update(inf, old, obj, tree);
         }
+        call_kept(inf, obj);
+        item_free(inf, old);
+        cJSON_Delete(tree);
     }
-    store_clear(&inf->next, next_free_of(inf));
+    const char *key;
+    void *obj;
+    for (size_t pos = 0; strmap_next(&inf->store, &pos, &key, &obj);) {
+        if (listing_has(&inf->next, key))
+            continue;
+        strmap_del(&inf->store, key);
+        deleted++;
+        call_delete(inf, obj);
+        item_free(inf, obj);
+    }
+    listing_clear(&inf->next, next_free_of(inf));
     set_str(&inf->rv, inf->list_rv);
     inf->stats.lists++;
     inf->need_list = false;
     if (first) {
         inf->synced = true;
-        log_info("informer synced", "informer=%s objects=%zu rv=%s", inf->name, inf->store.count,
+        log_info("informer synced", "informer=%s objects=%zu rv=%s", inf->name, inf->store.used,
                  inf->rv);
         void (*synced)(void *) = inf->compact ? inf->hi.on_synced : inf->h.on_synced;
         if (synced)
@@ -433,7 +384,7 @@ static void apply_list(struct informer *inf)
         log_info("informer relisted",
                  "informer=%s objects=%zu added=%lu updated=%lu "
                  "deleted=%lu rv=%s",
-                 inf->name, inf->store.count, added, updated, deleted, inf->rv);
+                 inf->name, inf->store.used, added, updated, deleted, inf->rv);
     }
     inf->relisting = false;
 }
@@ -443,7 +394,7 @@ static void on_list_page(cJSON *list, const struct kube_error *err, void *arg)
     struct informer *inf = arg;
     inf->call = NULL;
     if (err) {
-        store_clear(&inf->next, next_free_of(inf));
+        listing_clear(&inf->next, next_free_of(inf));
         if (err->code == KUBE_ERR_GONE && inf->cont) {
             /* The continue token expired mid-list: start the list over. */
             log_info("informer: list continue token expired, listing again", "informer=%s",
@@ -464,13 +415,13 @@ static void on_list_page(cJSON *list, const struct kube_error *err, void *arg)
         if (inf->transform)
             inf->transform(item);
         char key[512];
-        if (obj_key(item, key, sizeof(key)) != 0 || store_find(&inf->next, key)) {
+        if (obj_key(item, key, sizeof(key)) != 0 || listing_has(&inf->next, key)) {
             cJSON_Delete(item);
             continue;
         }
         void *kept = inf->trees ? item : item_of(inf, item, key);
         if (kept)
-            store_insert(&inf->next, key, kept, next_free_of(inf));
+            listing_add(&inf->next, key, kept, next_free_of(inf));
     }
     const char *cont = obj_str(list, "continue");
     set_str(&inf->cont, cont && *cont ? cont : NULL);
@@ -486,7 +437,7 @@ static void on_list_page(cJSON *list, const struct kube_error *err, void *arg)
 static void begin_list(struct informer *inf)
 {
     if (!inf->cont)
-        store_clear(&inf->next, next_free_of(inf));
+        listing_clear(&inf->next, next_free_of(inf));
     struct kube_list_opts o = {
         .label_selector = inf->label,
         .field_selector = inf->field,
@@ -519,25 +470,24 @@ static void upsert(struct informer *inf, cJSON *json)
         cJSON_Delete(tree);
         return;
     }
-    struct entry *cur = store_find(&inf->store, key);
+    void *cur = strmap_get(&inf->store, key);
     if (!cur) {
-        struct entry *e = store_insert(&inf->store, key, obj, item_free_of(inf));
-        if (e)
-            call_add(inf, e->obj, tree);
-        if (e)
-            call_kept(inf, e->obj);
+        if (store_insert(&inf->store, key, obj, item_free_of(inf)) == 0) {
+            call_add(inf, obj, tree);
+            call_kept(inf, obj);
+        }
         cJSON_Delete(tree);
         return;
     }
-    const char *orv = item_rv(inf, cur->obj);
+    const char *orv = item_rv(inf, cur);
     const char *nrv = item_rv(inf, obj);
     if (orv && nrv && strcmp(orv, nrv) == 0) {
         item_free(inf, obj); /* replayed after a reconnect: nothing new */
         cJSON_Delete(tree);
         return;
     }
-    void *old = cur->obj;
-    cur->obj = obj;
+    void *old = cur;
+    strmap_put(&inf->store, key, obj); /* present: cannot fail */
     call_update(inf, old, obj, tree);
     call_kept(inf, obj);
     item_free(inf, old);
@@ -551,7 +501,7 @@ static void remove_obj(struct informer *inf, cJSON *json)
         cJSON_Delete(json);
         return;
     }
-    void *old = store_take(&inf->store, key);
+    void *old = strmap_del(&inf->store, key);
     if (!old) {
         cJSON_Delete(json);
         return;
@@ -608,7 +558,7 @@ static void on_watch_done(cJSON *obj, const struct kube_error *err, void *arg)
 {
     struct informer *inf = arg;
     inf->call = NULL;
-    double lived = since_s(&inf->watch_started);
+    double lived = (double)(clock_mono_ns() - inf->watch_started_ns) / 1e9;
     if (err && err->code == KUBE_ERR_GONE) {
         log_info("informer: watch expired (410), relisting", "informer=%s rv=%s", inf->name,
                  inf->rv);
@@ -651,7 +601,7 @@ static void begin_watch(struct informer *inf)
         .timeout_seconds = inf->watch_secs,
         .cache_read = true,
     };
-    clock_gettime(CLOCK_MONOTONIC, &inf->watch_started);
+    inf->watch_started_ns = clock_mono_ns();
     inf->stats.watches++;
     inf->call = kube_watch(inf->kc, &inf->res, inf->ns, &o, on_watch_event, on_watch_done, inf);
     if (!inf->call) {
@@ -668,9 +618,7 @@ struct informer *informer_new(struct kube_client *kc, const struct informer_opts
 {
     if (!kc || !o || !o->res.resource || !o->res.version)
         return NULL;
-    struct informer *inf = calloc(1, sizeof(*inf));
-    if (!inf)
-        return NULL;
+    struct informer *inf = xcalloc(1, sizeof(*inf));
     inf->kc = kc;
     inf->res = o->res;
     if (h)
@@ -685,7 +633,7 @@ struct informer *informer_new(struct kube_client *kc, const struct informer_opts
     if (inf->backoff_max_ms < inf->backoff_min_ms)
         inf->backoff_max_ms = inf->backoff_min_ms;
     inf->backoff_ms = inf->backoff_min_ms;
-    inf->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)inf ^ (unsigned)getpid();
+    inf->seed = (unsigned)clock_wall_s() ^ (unsigned)(uintptr_t)inf ^ (unsigned)getpid();
     inf->need_list = true;
     char defname[256];
     snprintf(defname, sizeof(defname), "%s%s%s%s%s", o->res.resource,
@@ -755,7 +703,7 @@ void informer_stop(struct informer *inf)
     inf->call = NULL;
     if (inf->retry)
         evtimer_del(inf->retry);
-    store_clear(&inf->next, next_free_of(inf));
+    listing_clear(&inf->next, next_free_of(inf));
     set_str(&inf->cont, NULL);
 }
 
@@ -782,41 +730,38 @@ bool informer_synced(const struct informer *inf)
     return inf->synced;
 }
 
-static const struct entry *find_named(const struct informer *inf, const char *ns, const char *name)
+static void *find_named(const struct informer *inf, const char *ns, const char *name)
 {
     char key[512];
-    int n = ns && *ns ? snprintf(key, sizeof(key), "%s/%s", ns, name)
-                      : snprintf(key, sizeof(key), "%s", name);
-    if (n < 0 || (size_t)n >= sizeof(key))
+    if (key_make(key, sizeof(key), ns, name) != 0)
         return NULL;
-    return store_find(&inf->store, key);
+    return strmap_get(&inf->store, key);
 }
 
 const cJSON *informer_get(const struct informer *inf, const char *ns, const char *name)
 {
     assert(!inf->compact); /* its items are not cJSON: informer_get_item (a merge once missed it) */
-    const struct entry *e = inf->compact ? NULL : find_named(inf, ns, name);
-    return e ? e->obj : NULL;
+    return inf->compact ? NULL : find_named(inf, ns, name);
 }
 
 const void *informer_get_item(const struct informer *inf, const char *ns, const char *name)
 {
-    const struct entry *e = find_named(inf, ns, name);
-    return e ? e->obj : NULL;
+    return find_named(inf, ns, name);
 }
 
 size_t informer_count(const struct informer *inf)
 {
-    return inf->store.count;
+    return inf->store.used;
 }
 
 void informer_foreach(const struct informer *inf, void (*fn)(const cJSON *obj, void *arg),
                       void *arg)
 {
     assert(!inf->compact);
-    for (size_t i = 0; !inf->compact && i < inf->store.nbuckets; i++)
-        for (struct entry *e = inf->store.buckets[i]; e; e = e->next)
-            fn(e->obj, arg);
+    const char *key;
+    void *obj;
+    for (size_t pos = 0; !inf->compact && strmap_next(&inf->store, &pos, &key, &obj);)
+        fn(obj, arg);
 }
 
 const char *informer_resource_version(const struct informer *inf)

@@ -12,10 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/clock.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/xalloc.h"
 #include "controller/kube/http.h"
 #include "controller/kube/kubeconfig.h"
 
@@ -33,7 +34,7 @@ struct kube_client {
     long connect_timeout_ms;
     char ua_header[160];             /* "User-Agent: ..." */
     double tokens;                   /* rate-limiter tokens available now */
-    struct timespec refilled;        /* when tokens was last brought up to date */
+    uint64_t refilled_ns;            /* when tokens was last brought up to date (monotonic) */
     struct event *limiter;           /* fires when the head of the queue can have a token */
     struct kube_call *qhead, *qtail; /* calls waiting for a token, FIFO */
     struct kube_call *qcache_tail;   /* the last cache read of the queue (they lead it), or NULL */
@@ -306,19 +307,13 @@ static int add_query(char *url, size_t len, const char *key, const char *value)
 
 /* ---- the rate limiter ---- */
 
-static double elapsed_s(const struct timespec *a, const struct timespec *b)
-{
-    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
-}
-
 static void refill(struct kube_client *c)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    c->tokens += elapsed_s(&c->refilled, &now) * c->qps;
+    uint64_t now = clock_mono_ns();
+    c->tokens += (double)(now - c->refilled_ns) / 1e9 * c->qps;
     if (c->tokens > c->burst)
         c->tokens = c->burst;
-    c->refilled = now;
+    c->refilled_ns = now;
 }
 
 static void dispatch(struct kube_call *call);
@@ -501,9 +496,7 @@ static struct kube_call *call_new(struct kube_client *c, enum call_phase phase, 
 {
     if (!done)
         return NULL;
-    struct kube_call *call = calloc(1, sizeof(*call));
-    if (!call)
-        return NULL;
+    struct kube_call *call = xcalloc(1, sizeof(*call));
     call->c = c;
     call->phase = phase;
     snprintf(call->method, sizeof(call->method), "%s", method);
@@ -659,11 +652,7 @@ struct kube_client *kube_client_new(struct event_base *base, struct kubeconfig *
     struct kube_client_opts none = {0};
     if (!opts)
         opts = &none;
-    struct kube_client *c = calloc(1, sizeof(*c));
-    if (!c) {
-        snprintf(err, errlen, "kube client: out of memory");
-        return NULL;
-    }
+    struct kube_client *c = xcalloc(1, sizeof(*c));
     c->base = base;
     c->kc = kc;
     c->http = http_client_new(base);
@@ -680,7 +669,7 @@ struct kube_client *kube_client_new(struct event_base *base, struct kubeconfig *
     c->qps = opts->qps > 0 ? opts->qps : KUBE_DEFAULT_QPS;
     c->burst = opts->burst > 0 ? opts->burst : KUBE_DEFAULT_BURST;
     c->tokens = c->burst;
-    clock_gettime(CLOCK_MONOTONIC, &c->refilled);
+    c->refilled_ns = clock_mono_ns();
     c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : KUBE_DEFAULT_TIMEOUT_MS;
     c->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 10000;
     snprintf(c->ua_header, sizeof(c->ua_header), "User-Agent: %s",

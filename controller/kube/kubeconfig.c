@@ -15,7 +15,9 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "common/clock.h"
 #include "common/log.h"
+#include "common/xalloc.h"
 
 /* Token, CA and key files are small; anything bigger is a mistake, not a credential. */
 #define KC_MAX_FILE (1u << 20)
@@ -27,13 +29,6 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errl
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-static time_t mono_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
 }
 
 /* Reads a whole (small) file. Returns a malloc'd NUL-terminated buffer, or NULL with errno. */
@@ -135,7 +130,7 @@ static int read_token(struct kubeconfig *kc)
     free(kc->token);
     kc->token = tok;
     kc->token_mtime = st.st_mtim;
-    kc->token_read = kc->token_checked = mono_seconds();
+    kc->token_read = kc->token_checked = (time_t)(clock_mono_ms() / 1000);
     return 0;
 }
 
@@ -143,7 +138,7 @@ const char *kubeconfig_token(struct kubeconfig *kc)
 {
     if (!kc->token_file)
         return kc->token;
-    time_t now = mono_seconds();
+    time_t now = (time_t)(clock_mono_ms() / 1000);
     if (now == kc->token_checked)
         return kc->token;
     kc->token_checked = now;
@@ -174,11 +169,7 @@ int kubeconfig_load_incluster(const char *sa_dir, struct kubeconfig **out, char 
                 "(not running in a pod? use --kubeconfig)");
         return -1;
     }
-    struct kubeconfig *kc = calloc(1, sizeof(*kc));
-    if (!kc) {
-        set_err(err, errlen, "in-cluster: out of memory");
-        return -1;
-    }
+    struct kubeconfig *kc = xcalloc(1, sizeof(*kc));
     bool v6 = strchr(host, ':') != NULL;
     if (asprintf(&kc->source, "in-cluster %s", sa_dir) < 0 ||
         asprintf(&kc->server, v6 ? "https://[%s]:%s" : "https://%s:%s", host, port) < 0 ||

@@ -13,7 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/json.h"
 #include "common/log.h"
+#include "common/xalloc.h"
 #include "controller/kube/kube.h"
 
 static const struct kube_resource lease_res = {"coordination.k8s.io", "v1", "leases", true};
@@ -55,31 +58,11 @@ struct leader {
     bool release_reread; /* the release got 409 and read the Lease again */
 };
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int leader_format_microtime(const struct timespec *t, char *buf, size_t len)
-{
-    struct tm tm;
-    time_t s = t->tv_sec;
-    if (!gmtime_r(&s, &tm))
-        return -1;
-    char day[32];
-    if (strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-        return -1;
-    int n = snprintf(buf, len, "%s.%06ldZ", day, t->tv_nsec / 1000);
-    return n < 0 || (size_t)n >= len ? -1 : 0;
-}
-
+/* Now as a Lease's MicroTime: "2026-11-22T14:00:00.123456Z". */
 static void now_microtime(char *buf, size_t len)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (leader_format_microtime(&ts, buf, len) != 0)
+    uint64_t ns = clock_wall_ns();
+    if (clock_rfc3339_format(buf, len, (int64_t)(ns / 1000000000), (long)(ns % 1000000000), 6) != 0)
         snprintf(buf, len, "1970-01-01T00:00:00.000000Z");
 }
 
@@ -107,14 +90,13 @@ static cJSON *spec_of(const cJSON *lease)
 
 static const char *spec_str(const cJSON *lease, const char *field)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(spec_of(lease), field);
-    return cJSON_IsString(v) ? v->valuestring : "";
+    const char *s = json_str(spec_of(lease), field);
+    return s ? s : "";
 }
 
 static long spec_num(const cJSON *lease, const char *field)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(spec_of(lease), field);
-    return cJSON_IsNumber(v) ? (long)v->valuedouble : 0;
+    return (long)json_num(spec_of(lease), field, 0);
 }
 
 static void set_leading(struct leader *l, bool on)
@@ -128,7 +110,7 @@ static void observe(struct leader *l, cJSON *lease)
 {
     char *record = cJSON_PrintUnformatted(spec_of(lease) ? spec_of(lease) : lease);
     if (!l->observed_record || !record || strcmp(record, l->observed_record) != 0) {
-        l->observed_ms = mono_ms();
+        l->observed_ms = (long long)clock_mono_ms();
         free(l->observed_record);
         l->observed_record = record;
     } else {
@@ -291,7 +273,8 @@ static void on_get(cJSON *obj, const struct kube_error *err, void *arg)
     const char *holder = l->holder;
     long dur_s = spec_num(obj, "leaseDurationSeconds");
     long long dur_ms = dur_s > 0 ? dur_s * 1000LL : l->lease_ms;
-    if (holder[0] && strcmp(holder, l->identity) != 0 && l->observed_ms + dur_ms > mono_ms()) {
+    if (holder[0] && strcmp(holder, l->identity) != 0 &&
+        l->observed_ms + dur_ms > (long long)clock_mono_ms()) {
         try_succeeded(l);
         if (l->state == LS_LEADING)
             stop_leading(l, LOG_WARN, "the Lease is held by another replica");
@@ -469,8 +452,9 @@ void leader_release(struct leader *l, leader_released_fn done, void *arg)
     /* Stop leader work before anyone else can take over. */
     stop_leading(l, LOG_INFO, "shutting down");
     l->state = LS_RELEASING;
-    send_release(l, l->observed);
-    if (!l->call) {
+    if (send_release(l, l->observed) != 0) {
+        log_warn("lease release could not start; a successor waits for the lease to expire",
+                 "lease_namespace=%s lease=%s identity=%s", l->ns, l->name, l->identity);
         l->state = LS_DONE;
         arm(l->tick, 0);
         return;
@@ -505,16 +489,12 @@ struct leader *leader_new(struct kube_client *c, const struct leader_opts *o,
                  lease, renew, retry);
         return NULL;
     }
-    struct leader *l = calloc(1, sizeof(*l));
-    if (!l) {
-        snprintf(err, errlen, "leader election: out of memory");
-        return NULL;
-    }
+    struct leader *l = xcalloc(1, sizeof(*l));
     l->client = c;
     l->base = kube_client_base(c);
-    l->identity = strdup(o->identity);
-    l->ns = strdup(o->ns ? o->ns : "");
-    l->name = strdup(o->name ? o->name : "");
+    l->identity = xstrdup(o->identity);
+    l->ns = xstrdup(o->ns ? o->ns : "");
+    l->name = xstrdup(o->name ? o->name : "");
     l->lease_ms = lease;
     l->renew_ms = renew;
     l->retry_ms = retry;
@@ -524,15 +504,14 @@ struct leader *leader_new(struct kube_client *c, const struct leader_opts *o,
     atomic_init(&l->leading, o->disabled);
     if (o->disabled)
         l->state = LS_DISABLED;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t wall_ns = clock_wall_ns();
     /* Never 0: xorshift would stay at 0. */
-    l->rng = (((unsigned long long)ts.tv_nsec << 20) ^ (unsigned long long)getpid() ^
-              (unsigned long long)ts.tv_sec) |
+    l->rng = (((unsigned long long)(wall_ns % 1000000000) << 20) ^ (unsigned long long)getpid() ^
+              (unsigned long long)(wall_ns / 1000000000)) |
              1ULL;
     l->tick = evtimer_new(l->base, on_tick, l);
     l->deadline = evtimer_new(l->base, on_deadline, l);
-    if (!l->identity || !l->ns || !l->name || !l->tick || !l->deadline) {
+    if (!l->tick || !l->deadline) {
         leader_free(l);
         snprintf(err, errlen, "leader election: out of memory");
         return NULL;
@@ -658,9 +637,7 @@ static void takeover_get(struct takeover *t)
 bool leader_take_over(struct kube_client *client, const char *ns, const char *name,
                       const char *identity, long duration_s, leader_takeover_fn done, void *arg)
 {
-    struct takeover *t = calloc(1, sizeof(*t));
-    if (!t)
-        return false;
+    struct takeover *t = xcalloc(1, sizeof(*t));
     t->client = client;
     snprintf(t->ns, sizeof(t->ns), "%s", ns);
     snprintf(t->name, sizeof(t->name), "%s", name);

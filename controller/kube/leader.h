@@ -40,7 +40,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <time.h>
 
 struct kube_client;
 struct leader;
@@ -90,10 +89,6 @@ void leader_release(struct leader *l, leader_released_fn done, void *arg);
 
 /* Cancels everything in flight (no callbacks run) and frees l. Does not release the Lease. */
 void leader_free(struct leader *l);
-
-/* Writes `t` as a MicroTime: "2026-11-22T14:00:00.123456Z" (27 characters). Returns 0, or -1
- * when len is too small. */
-int leader_format_microtime(const struct timespec *t, char *buf, size_t len);
 
 /*
  * Takes the Lease `ns/name` for `identity` at once, whoever holds it, for `duration_s` seconds

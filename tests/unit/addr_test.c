@@ -62,3 +62,16 @@ Test(addr, equality_is_family_ip_and_port)
     cr_assert(addr_equal(&a, &d));
     cr_assert_str_eq(d.text, "127.0.0.1:80");
 }
+
+Test(addr, format_brackets_ipv6_only)
+{
+    char buf[ADDR_TEXT_MAX];
+    cr_assert_eq(addr_format(buf, sizeof(buf), "10.0.0.1", 80), 0);
+    cr_assert_str_eq(buf, "10.0.0.1:80");
+    cr_assert_eq(addr_format(buf, sizeof(buf), "fd00::1", 8080), 0);
+    cr_assert_str_eq(buf, "[fd00::1]:8080");
+    cr_assert_eq(
+        addr_format(buf, sizeof(buf), "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255", 65535), 0,
+        "ADDR_TEXT_MAX holds the longest");
+    cr_assert_eq(addr_format(buf, 8, "10.0.0.1", 80), -1);
+}

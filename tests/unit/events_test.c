@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "controller/kube/events.h"
-#include "controller/kube/leader.h"
 
 Test(events, name_is_object_dot_16_hex)
 {
@@ -62,23 +61,4 @@ Test(events, truncate_keeps_utf8_whole)
     strcpy(s, "short");
     cr_assert_eq(events_truncate_utf8(s, 100), 5);
     cr_assert_str_eq(s, "short");
-}
-
-Test(events, time_is_rfc3339_seconds)
-{
-    char buf[32];
-    cr_assert_eq(events_format_time(1795356000LL, buf, sizeof(buf)), 0);
-    cr_assert_str_eq(buf, "2026-11-22T14:00:00Z");
-}
-
-Test(leader, microtime_has_six_fraction_digits)
-{
-    char buf[40];
-    struct timespec t = {1795356000, 123456789};
-    cr_assert_eq(leader_format_microtime(&t, buf, sizeof(buf)), 0);
-    cr_assert_str_eq(buf, "2026-11-22T14:00:00.123456Z");
-    t.tv_nsec = 1000;
-    cr_assert_eq(leader_format_microtime(&t, buf, sizeof(buf)), 0);
-    cr_assert_str_eq(buf, "2026-11-22T14:00:00.000001Z");
-    cr_assert_eq(leader_format_microtime(&t, buf, 27), -1);
 }

@@ -1,8 +1,10 @@
 /*
  * json_test: json_parse marks every string value and key that held a NUL character, and
- * json_find_nul names where the first one is.
+ * json_find_nul names where the first one is; the getters read members by type, and
+ * json_check_keys finds unknown and repeated keys.
  */
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,4 +144,56 @@ Test(json, refuse_nul_writes_one_message_naming_the_path)
     cr_assert_not(json_refuse_nul(root, "", msg, sizeof(msg)));
     cr_assert_str_eq(msg, "untouched");
     cJSON_Delete(root);
+}
+
+Test(json, getters_read_members_by_type_and_chain_through_null)
+{
+    cJSON *o = cJSON_Parse("{\"metadata\":{\"name\":\"a\",\"n\":3,\"b\":true},\"list\":[1],"
+                           "\"big\":1e12,\"s\":\"x\"}");
+    cr_assert_not_null(o);
+    cr_assert_str_eq(json_str(json_get(o, "metadata"), "name"), "a");
+    cr_assert_null(json_str(json_get(o, "nothing"), "name"));
+    cr_assert_null(json_get(json_arr(o, "list"), "name"), "an array has no members");
+    cr_assert_null(json_str(o, "metadata"), "an object is not a string");
+    cr_assert_not_null(json_obj(o, "metadata"));
+    cr_assert_null(json_obj(o, "list"));
+    cr_assert_not_null(json_arr(o, "list"));
+    cr_assert_null(json_arr(o, "metadata"));
+    const cJSON *md = json_get(o, "metadata");
+    cr_assert_eq(json_int(md, "n", -1), 3);
+    cr_assert_eq(json_int(md, "name", -1), -1);
+    cr_assert_eq(json_int(o, "big", 0), INT_MAX, "cJSON's valueint saturates");
+    cr_assert_eq(json_num(o, "big", 0), 1e12);
+    cr_assert_eq(json_num(NULL, "big", 7.5), 7.5);
+    cr_assert_eq(json_bool(md, "b", false), true);
+    cr_assert_eq(json_bool(md, "n", false), false);
+    cr_assert_str_eq(json_type_name(json_get(o, "s")), "a string");
+    cr_assert_str_eq(json_type_name(json_get(o, "list")), "an array");
+    cr_assert_str_eq(json_type_name(md), "an object");
+    cJSON_Delete(o);
+}
+
+Test(json, check_keys_finds_the_first_unknown_or_repeated_key)
+{
+    static const char *const allowed[] = {"a", "b", NULL};
+    bool repeated = true;
+    cJSON *ok = cJSON_Parse("{\"b\":1,\"a\":2}");
+    cr_assert_null(json_check_keys(ok, allowed, &repeated));
+    cJSON *unknown = cJSON_Parse("{\"a\":1,\"c\":2,\"a\":3}");
+    const cJSON *bad = json_check_keys(unknown, allowed, &repeated);
+    cr_assert_str_eq(bad->string, "c");
+    cr_assert_eq(repeated, false);
+    cJSON *twice = cJSON_Parse("{\"a\":1,\"b\":2,\"a\":3}");
+    bad = json_check_keys(twice, allowed, &repeated);
+    cr_assert_str_eq(bad->string, "a");
+    cr_assert_eq(repeated, true);
+    cr_assert_eq(bad, twice->child->next->next);
+    char buf[64];
+    json_keys_join(allowed, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "a, b");
+    json_keys_join(allowed, buf, 3);
+    cr_assert_str_eq(buf, "a,");
+    cJSON_Delete(ok);
+    cJSON_Delete(unknown);
+    cJSON_Delete(twice);
 }
