@@ -31,7 +31,9 @@
 
 #include "common/log.h"
 #include "common/pathprobe_nonce.h"
+#include "resolver/hold.h"
 #include "resolver/httpans.h"
+#include "resolver/pick.h"
 
 enum conn_state {
     CONN_HEAD,       /* reading and parsing the request head (HTTP, service not ready) */
@@ -60,8 +62,6 @@ struct buf {
  * before: closing with unread bytes sends a reset, which would drop the part of the answer
  * the client has not received yet). */
 #define LINGER_MAX_BYTES (256 * 1024)
-#define BACKOFF_MIN_MS 10
-#define BACKOFF_MAX_MS 500
 #define DISPATCH_BATCH 64
 /* Unsent answers a connection may have before holdfast stops reading its requests: a client
  * that pipelines probes and never reads their answers is paused here, then ended by the head
@@ -140,7 +140,6 @@ struct conn {
     const char *bad_reason; /* a check of ours failed the message (static text) */
     bool out_paused;        /* reads stopped until unsent answers drop below OUT_LIMIT */
     int paused_outq;        /* while paused: the kernel's unacknowledged bytes at the last look */
-    bool deciding;          /* the current request's head is not yet decided (probe/hold) */
     const struct probe_response *probe; /* the current request is answered by this rule */
     bool probe_head;                    /* ... and it is a HEAD request */
     bool seen_request;                  /* a complete request head was seen on this connection */
@@ -171,7 +170,7 @@ struct conn {
     uint64_t from_backend;
     size_t lingered; /* bytes read and dropped in LINGER */
     bool client_eof, backend_eof;
-    bool client_shut, backend_shut;
+    bool client_shut; /* our write side to the client is shut (the backend ended first) */
 
     TAILQ_ENTRY(conn) all_link;
 };
@@ -342,52 +341,18 @@ static void count(struct conn *c, enum outcome o)
         counter_add(&c->svc->requests[o], 1);
 }
 
-/*
- * Takes up to `want` bytes from a held-bytes counter whose limit is `max` (several workers
- * take from the same counters). Returns what was taken: the counter never passes max.
- */
-static size_t counter_take(_Atomic long *ctr, size_t max, size_t want)
+/* Reserves up to `want` more held bytes for c (hold_reserve), added to c->held_bytes. */
+static size_t conn_reserve(struct conn *c, size_t want, bool all)
 {
-    long cur = atomic_load(ctr);
-    for (;;) {
-        if (cur < 0 || (size_t)cur >= max)
-            return 0;
-        size_t can = max - (size_t)cur < want ? max - (size_t)cur : want;
-        if (atomic_compare_exchange_weak(ctr, &cur, cur + (long)can))
-            return can;
-    }
-}
-
-/*
- * Reserves up to `want` more held bytes for c, from its service's limit and the global one,
- * before they are read: maxHeldBytes is a bound on memory, not a check made once. Returns the
- * bytes reserved (added to c->held_bytes); with `all`, either want or nothing.
- */
-static size_t hold_reserve(struct conn *c, size_t want, bool all)
-{
-    const struct route_service *r = conn_route(c);
-    struct dataplane *dp = c->w->dp;
-    size_t svc_max = r ? r->max_held_bytes : 0;
-    size_t got = counter_take(&c->svc->held_bytes, svc_max, want);
-    size_t all_got = counter_take(&dp->held_bytes, dp->limits.max_held_bytes, got);
-    if (all_got < got)
-        atomic_fetch_sub(&c->svc->held_bytes, (long)(got - all_got));
-    if (all && all_got < want) {
-        atomic_fetch_sub(&c->svc->held_bytes, (long)all_got);
-        atomic_fetch_sub(&dp->held_bytes, (long)all_got);
-        return 0;
-    }
-    c->held_bytes += all_got;
-    return all_got;
+    size_t got = hold_reserve(c->svc, conn_route(c), c->w->dp, want, all);
+    c->held_bytes += got;
+    return got;
 }
 
 /* Gives back reserved bytes that were not used. */
-static void hold_release(struct conn *c, size_t n)
+static void conn_release(struct conn *c, size_t n)
 {
-    if (!n)
-        return;
-    atomic_fetch_sub(&c->svc->held_bytes, (long)n);
-    atomic_fetch_sub(&c->w->dp->held_bytes, (long)n);
+    hold_give_back(c->svc, c->w->dp, 0, n);
     c->held_bytes -= n;
 }
 
@@ -401,10 +366,7 @@ static void leave_hold(struct conn *c, bool observe)
     }
     if (!c->held)
         return;
-    atomic_fetch_sub(&c->svc->held_conns, 1);
-    atomic_fetch_sub(&c->w->dp->held_conns, 1);
-    atomic_fetch_sub(&c->svc->held_bytes, (long)c->held_bytes);
-    atomic_fetch_sub(&c->w->dp->held_bytes, (long)c->held_bytes);
+    hold_give_back(c->svc, c->w->dp, 1, c->held_bytes);
     c->held_bytes = 0;
     c->held = false;
     struct svc_hists *hists = observe ? svc_state_hists(c->svc) : NULL;
@@ -427,70 +389,10 @@ static size_t in_limit(const struct conn *c)
     return l->hold_buffer_bytes > l->max_head_bytes ? l->hold_buffer_bytes : l->max_head_bytes + 1;
 }
 
-static void ep_load_add(struct conn *c, int delta)
+/* The connection's service's per-worker state: its hold queue, loads and cursor. */
+static struct svc_worker *conn_sw(const struct conn *c)
 {
-    struct svc_worker *sw = &c->svc->workers[c->w->id];
-    for (size_t i = 0; i < sw->n_loads; i++) {
-        if (addr_equal(&sw->loads[i].addr, &c->backend)) {
-            sw->loads[i].inflight += (unsigned)delta;
-            return;
-        }
-    }
-    if (delta < 0)
-        return;
-    if (sw->n_loads == sw->cap_loads) {
-        size_t cap = sw->cap_loads ? sw->cap_loads * 2 : 4;
-        struct ep_load *p = realloc(sw->loads, cap * sizeof(*p));
-        if (!p)
-            return; /* balancing gets coarser; nothing breaks */
-        sw->loads = p;
-        sw->cap_loads = cap;
-    }
-    sw->loads[sw->n_loads].addr = c->backend;
-    sw->loads[sw->n_loads].inflight = (unsigned)delta;
-    sw->n_loads++;
-}
-
-static unsigned ep_inflight(const struct svc_worker *sw, const struct addr *a)
-{
-    for (size_t i = 0; i < sw->n_loads; i++) {
-        if (addr_equal(&sw->loads[i].addr, a))
-            return sw->loads[i].inflight;
-    }
-    return 0;
-}
-
-static bool failed_before(const struct conn *c, const struct addr *a)
-{
-    for (size_t i = 0; i < c->n_failed; i++) {
-        if (addr_equal(&c->failed[i], a))
-            return true;
-    }
-    return false;
-}
-
-/*
- * Least in-flight among the ready endpoints this connection has not failed on, round-robin
- * among equals. Returns NULL when every endpoint failed for this connection already.
- */
-static const struct addr *pick_endpoint(struct conn *c, const struct route_port *r)
-{
-    struct svc_worker *sw = &c->svc->workers[c->w->id];
-    const struct addr *best = NULL;
-    unsigned best_load = 0;
-    size_t n = r->n_endpoints;
-    for (size_t k = 0; k < n; k++) {
-        const struct addr *a = &r->endpoints[(sw->rr + k) % n];
-        if (failed_before(c, a))
-            continue;
-        unsigned load = ep_inflight(sw, a);
-        if (!best || load < best_load) {
-            best = a;
-            best_load = load;
-        }
-    }
-    sw->rr++;
-    return best;
+    return &c->svc->workers[c->w->id];
 }
 
 /* ---- close ---- */
@@ -510,7 +412,7 @@ static void conn_close(struct conn *c)
     if (c->svc)
         unhold(c);
     if (c->bound) {
-        ep_load_add(c, -1);
+        pick_load_add(conn_sw(c), &c->backend, -1);
         c->bound = false;
     }
     event_del(&c->crev);
@@ -566,7 +468,7 @@ static void close_backend(struct conn *c)
     close(c->bfd);
     c->bfd = -1;
     if (c->bound) {
-        ep_load_add(c, -1);
+        pick_load_add(conn_sw(c), &c->backend, -1);
         c->bound = false;
     }
 }
@@ -758,27 +660,15 @@ void conn_accept(struct worker *w, int fd, const struct route_listener *l)
  * held bytes (the bytes it buffered so far are reserved). Returns false when a limit is
  * reached: c is answered 503 (closed on other protocols).
  */
-static bool hold_admit(struct conn *c, const struct route_service *r)
+static bool conn_admit(struct conn *c, const struct route_service *r)
 {
-    struct dataplane *dp = c->w->dp;
-    const char *full = NULL;
     size_t need = buf_pending(&c->in);
-    if (counter_take(&c->svc->held_conns, r->max_held_connections, 1) == 0) {
-        full = "hold queue of the service is full";
-    } else if (counter_take(&dp->held_conns, dp->limits.max_held_connections, 1) == 0) {
-        atomic_fetch_sub(&c->svc->held_conns, 1);
-        full = "hold queue of the resolver is full";
-    } else if (need && hold_reserve(c, need, true) == 0) {
-        atomic_fetch_sub(&c->svc->held_conns, 1);
-        atomic_fetch_sub(&dp->held_conns, 1);
-        full = (size_t)atomic_load(&c->svc->held_bytes) + need > r->max_held_bytes
-                   ? "held bytes of the service at the limit"
-                   : "held bytes of the resolver at the limit";
-    }
+    const char *full = hold_admit(c->svc, r, c->w->dp, need);
     if (full) {
         conn_answer_error(c, 503, "overloaded", full, OUTCOME_REJECTED);
         return false;
     }
+    c->held_bytes += need;
     c->held = true;
     if (!c->held_ns)
         c->held_ns = now_ns();
@@ -794,7 +684,7 @@ static void conn_hold(struct conn *c)
         return;
     }
     note_first_bytes(c, c->in.data + c->in.off, buf_pending(&c->in));
-    if (!c->held && !hold_admit(c, r))
+    if (!c->held && !conn_admit(c, r))
         return;
     free(c->spans); /* the head is decided; only framing is still validated */
     c->spans = NULL;
@@ -881,7 +771,7 @@ static void conn_dispatch(struct conn *c)
                           OUTCOME_TIMEOUT);
         return;
     }
-    const struct addr *a = pick_endpoint(c, conn_port(c));
+    const struct addr *a = pick_endpoint(conn_sw(c), conn_port(c), c->failed, c->n_failed);
     if (!a) {
         /* Every endpoint failed for this connection: wait, then try them all again, and tell
          * the control plane (a target that went away while its endpoints were still listed is
@@ -893,9 +783,7 @@ static void conn_dispatch(struct conn *c)
             TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
             c->queued = false;
         }
-        c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
-        if (c->backoff_ms > BACKOFF_MAX_MS)
-            c->backoff_ms = BACKOFF_MAX_MS;
+        c->backoff_ms = pick_backoff_next(c->backoff_ms);
         set_state(c, CONN_BACKOFF);
         return;
     }
@@ -907,9 +795,7 @@ static void conn_dispatch(struct conn *c)
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         /* Out of descriptors is ours, not the backend's: back off without blaming it. */
-        c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
-        if (c->backoff_ms > BACKOFF_MAX_MS)
-            c->backoff_ms = BACKOFF_MAX_MS;
+        c->backoff_ms = pick_backoff_next(c->backoff_ms);
         set_state(c, CONN_BACKOFF);
         return;
     }
@@ -945,7 +831,7 @@ static void connect_failed(struct conn *c, int err)
                               OUTCOME_REJECTED);
             return;
         }
-        if (!hold_admit(c, r))
+        if (!conn_admit(c, r))
             return;
         if (c->parse_if_held) {
             c->parse_if_held = false;
@@ -985,7 +871,7 @@ static void connected(struct conn *c)
     setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(c->bfd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
     c->bound = true;
-    ep_load_add(c, 1);
+    pick_load_add(conn_sw(c), &c->backend, 1);
     if (!c->probe_check) /* else once its first bytes are known not to be a data-path probe */
         count(c, OUTCOME_FORWARDED);
     unhold(c);
@@ -1014,12 +900,10 @@ static void connected(struct conn *c)
         client_read(c, false);
     } else {
         backend_write(c, false);
-        if (c->client_eof) {
+        if (c->client_eof)
             shutdown(c->bfd, SHUT_WR);
-            c->backend_shut = true;
-        } else {
+        else
             client_read(c, true);
-        }
     }
 }
 
@@ -1146,10 +1030,8 @@ static void relay_from_client(struct conn *c)
     if (n == 0) {
         c->client_eof = true;
         client_read(c, false);
-        if (!buf_pending(&c->in)) {
+        if (!buf_pending(&c->in))
             shutdown(c->bfd, SHUT_WR);
-            c->backend_shut = true;
-        }
         relay_done_check(c);
         return;
     }
@@ -1267,7 +1149,7 @@ static bool read_into_in(struct conn *c)
         want = c->w->scratch_len;
     size_t reserved = 0;
     if (c->held) {
-        reserved = hold_reserve(c, want, false);
+        reserved = conn_reserve(c, want, false);
         if (reserved == 0) {
             client_watch_close_only(c);
             return true;
@@ -1276,7 +1158,7 @@ static bool read_into_in(struct conn *c)
     }
     ssize_t n = recv(c->cfd, c->w->scratch, want, 0);
     if (reserved)
-        hold_release(c, n > 0 ? reserved - (size_t)n : reserved);
+        conn_release(c, n > 0 ? reserved - (size_t)n : reserved);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return true;
@@ -1463,7 +1345,6 @@ static void on_backend_write(evutil_socket_t fd, short what, void *arg)
     backend_write(c, false);
     if (c->client_eof) {
         shutdown(c->bfd, SHUT_WR);
-        c->backend_shut = true;
         relay_done_check(c);
     } else {
         client_read(c, true);
