@@ -17,7 +17,6 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <limits.h>
-#include <llhttp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -31,6 +30,7 @@
 
 #include "common/log.h"
 #include "common/pathprobe_nonce.h"
+#include "resolver/head.h"
 #include "resolver/hold.h"
 #include "resolver/httpans.h"
 #include "resolver/pick.h"
@@ -53,7 +53,6 @@ struct buf {
     size_t cap;
 };
 
-#define MAX_HEADERS 128
 #define MAX_FAILED 4
 #define LINGER_MS 2000
 /* After its last answer holdfast reads and drops what the client still sends, so that closing
@@ -68,50 +67,6 @@ struct buf {
  * timeout, instead of growing its output without bound. A paused client that keeps reading
  * keeps its connection: see paused_client_read. */
 #define OUT_LIMIT (64 * 1024)
-
-/* Offsets (into the request's buffer) of what probe matching and Host routing need. */
-struct span {
-    size_t off;
-    size_t len;
-};
-
-struct head_spans {
-    struct span method;
-    struct span url;
-    struct span names[MAX_HEADERS];
-    struct span values[MAX_HEADERS];
-    size_t n_headers;
-    bool in_value; /* the current field reached its value (an empty one too): the next name
-                      starts the next field */
-    bool too_many;
-};
-
-/* What the validation of the current message has seen (every state that parses: the head of
- * a request being decided, and every request after it on a held connection). llhttp is strict
- * already; these are the checks RFC 9112 asks for that llhttp leaves to its user. */
-enum field_kind {
-    FIELD_OTHER,
-    FIELD_HOST,
-    FIELD_TRANSFER_ENCODING,
-};
-
-struct msg_check {
-    char name[24]; /* the current header name, lower-cased, while it fits */
-    size_t name_len;
-    enum field_kind kind;
-    char te[16]; /* the current Transfer-Encoding value, while it fits */
-    size_t te_len;
-    size_t value_pieces; /* pieces of the current header value seen so far */
-    unsigned hosts;      /* Host fields in this message's head */
-    bool in_trailers;
-};
-
-/* Why llhttp paused, set by the callbacks. */
-enum pause_reason {
-    PAUSE_NONE,
-    PAUSE_HEAD_DONE,
-    PAUSE_MESSAGE_DONE,
-};
 
 struct conn {
     struct worker *w;
@@ -132,14 +87,11 @@ struct conn {
     struct buf out; /* -> client (our answers, backend bytes), not yet written */
 
     /* HTTP/1 parsing, only while not bound to a backend. */
-    llhttp_t *parser;
-    struct head_spans *spans;
-    size_t parse_off; /* bytes of `in` (from in.off) already fed to the parser */
-    enum pause_reason pause;
-    struct msg_check check;
-    const char *bad_reason; /* a check of ours failed the message (static text) */
-    bool out_paused;        /* reads stopped until unsent answers drop below OUT_LIMIT */
-    int paused_outq;        /* while paused: the kernel's unacknowledged bytes at the last look */
+    struct head_parser *parser; /* NULL while not parsing */
+    struct head *head;          /* the captured head; kept when a parser is let go */
+    size_t parse_off;           /* bytes of `in` (from in.off) already fed to the parser */
+    bool out_paused;            /* reads stopped until unsent answers drop below OUT_LIMIT */
+    int paused_outq; /* while paused: the kernel's unacknowledged bytes at the last look */
     const struct probe_response *probe; /* the current request is answered by this rule */
     bool probe_head;                    /* ... and it is a HEAD request */
     bool seen_request;                  /* a complete request head was seen on this connection */
@@ -202,6 +154,9 @@ static size_t buf_pending(const struct buf *b)
 {
     return b->len - b->off;
 }
+
+/* The first pending byte of c's request buffer. */
+#define in_ptr(c) ((c)->in.data + (c)->in.off)
 
 static int buf_append(struct buf *b, const char *data, size_t n)
 {
@@ -439,7 +394,7 @@ static void conn_destroy(struct conn *c)
     buf_free(&c->in);
     buf_free(&c->out);
     free(c->parser);
-    free(c->spans);
+    free(c->head);
     if (c->svc)
         svc_state_unref(c->svc);
     TAILQ_REMOVE(&w->conns, c, all_link);
@@ -686,8 +641,8 @@ static void conn_hold(struct conn *c)
     note_first_bytes(c, c->in.data + c->in.off, buf_pending(&c->in));
     if (!c->held && !conn_admit(c, r))
         return;
-    free(c->spans); /* the head is decided; only framing is still validated */
-    c->spans = NULL;
+    free(c->head); /* the head is decided; only framing is still validated */
+    c->head = NULL;
     if (!c->queued) {
         /* FIFO by arrival: a connection coming back after failed connects goes before any
          * that arrived after it. */
@@ -726,9 +681,6 @@ static void conn_hold(struct conn *c)
         conn_dispatch(c);
 }
 
-static bool sniff_raw(struct conn *c);
-static bool maybe_h2_preface(const struct conn *c);
-
 /*
  * A connection waiting for a backend with nothing written to it: its HTTP/1 bytes are
  * validated as they come, like those of every held request, whether it was held after its
@@ -741,9 +693,9 @@ static void validate_more(struct conn *c)
     if (c->raw || c->proto != PROTO_HTTP)
         return;
     if (!c->parser) {
-        if (buf_pending(&c->in) == 0 || maybe_h2_preface(c))
+        if (buf_pending(&c->in) == 0 || head_maybe_h2_preface(in_ptr(c), buf_pending(&c->in)))
             return; /* nothing yet, or the rest of a possible HTTP/2 preface to wait for */
-        if (sniff_raw(c)) {
+        if (head_sniff_raw(in_ptr(c), buf_pending(&c->in))) {
             c->raw = true;
             c->http1 = false;
             c->sniffed = true;
@@ -877,8 +829,8 @@ static void connected(struct conn *c)
     unhold(c);
     free(c->parser);
     c->parser = NULL;
-    free(c->spans);
-    c->spans = NULL;
+    free(c->head);
+    c->head = NULL;
     c->backoff_ms = 0;
     set_state(c, CONN_RELAY);
     if (buf_pending(&c->in)) {
@@ -908,39 +860,6 @@ static void connected(struct conn *c)
 }
 
 /* ---- data-path probes on connections relayed unparsed ---- */
-
-/* Bytes of a relayed connection's first read that are looked at for a Holdfast-Probe field:
- * the leader's whole probe head is under 300 bytes; the bound keeps the look at a few
- * microseconds even for a first read of 64 KiB of two-byte lines (about 200 us unbounded). */
-#define PROBE_SCAN_MAX 2048
-
-/*
- * Does the first request head in p[0, n) carry a Holdfast-Probe field? Looks at the start of
- * each header line up to the head's end (or PROBE_SCAN_MAX), nothing more: this runs once on
- * every connection that is relayed unparsed, so it must cost next to nothing (15-30 ns for a
- * curl-like head, about 100 ns for a browser's, 6 us at worst). The leader sends a probe's whole
- * head in one
- * write; a head split so that the field comes in a later read, or past the bound, is relayed
- * like any request (the leader then sees another answer than holdfast's, and tries again:
- * nothing is lost but time).
- */
-static bool datapath_probe_in(const char *p, size_t n)
-{
-    static const char field[] = "holdfast-probe:";
-    const size_t flen = sizeof(field) - 1;
-    const char *end = p + (n < PROBE_SCAN_MAX ? n : PROBE_SCAN_MAX);
-    const char *nl = memchr(p, '\n', (size_t)(end - p)); /* past the request line */
-    while (nl) {
-        const char *line = nl + 1;
-        size_t left = (size_t)(end - line);
-        if (left == 0 || line[0] == '\r' || line[0] == '\n')
-            return false; /* the end of the head: the field is not in it */
-        if ((line[0] | 0x20) == 'h' && left >= flen && strncasecmp(line, field, flen) == 0)
-            return true;
-        nl = memchr(line, '\n', left);
-    }
-    return false;
-}
 
 /*
  * A connection taken as ready at accept sent a data-path probe: it must not reach the backend,
@@ -975,7 +894,7 @@ static bool first_bytes_checked(struct conn *c, const char *p, size_t n, bool bu
 {
     c->probe_check = false;
     /* A backend that spoke or hung up first has had its say on this connection: relayed. */
-    if (c->from_backend > 0 || c->client_shut || !datapath_probe_in(p, n)) {
+    if (c->from_backend > 0 || c->client_shut || !head_has_probe_field(p, n)) {
         if (c->bound)
             count(c, OUTCOME_FORWARDED);
         return true;
@@ -1173,27 +1092,6 @@ static bool read_into_in(struct conn *c)
     return true;
 }
 
-/* Looks at the first bytes on an HTTP port: TLS and h2c prior knowledge are held raw. */
-static bool sniff_raw(struct conn *c)
-{
-    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    const char *p = c->in.data + c->in.off;
-    size_t n = buf_pending(&c->in);
-    if (n == 0)
-        return false;
-    if ((unsigned char)p[0] == 0x16)
-        return true;
-    size_t m = n < sizeof(preface) - 1 ? n : sizeof(preface) - 1;
-    return memcmp(p, preface, m) == 0 && m == sizeof(preface) - 1;
-}
-
-static bool maybe_h2_preface(const struct conn *c)
-{
-    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    size_t n = buf_pending(&c->in);
-    return n < sizeof(preface) - 1 && memcmp(c->in.data + c->in.off, preface, n) == 0;
-}
-
 static void on_client_read(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
@@ -1240,9 +1138,9 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
         return;
     if (c->state == CONN_HEAD) {
         if (!c->parser && !c->raw) {
-            if (maybe_h2_preface(c) && buf_pending(&c->in) > 0)
+            if (head_maybe_h2_preface(in_ptr(c), buf_pending(&c->in)) && buf_pending(&c->in) > 0)
                 return; /* wait for the rest of a possible HTTP/2 preface */
-            if (sniff_raw(c)) {
+            if (head_sniff_raw(in_ptr(c), buf_pending(&c->in))) {
                 c->raw = true;
                 c->http1 = false;
                 c->sniffed = true;
@@ -1406,285 +1304,24 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- HTTP/1 parsing (not ready: probes, holding, validation) ---- */
 
-static struct conn *parser_conn(llhttp_t *p)
-{
-    return p->data;
-}
-
-static size_t span_off(struct conn *c, const char *at)
-{
-    return (size_t)(at - (c->in.data + c->in.off));
-}
-
-static void span_extend(struct conn *c, struct span *s, const char *at, size_t len)
-{
-    if (s->len == 0)
-        s->off = span_off(c, at);
-    s->len += len; /* pieces are contiguous: every byte of the head stays in `in` */
-}
-
-static int on_method(llhttp_t *p, const char *at, size_t len)
-{
-    struct conn *c = parser_conn(p);
-    if (c->state == CONN_HEAD)
-        span_extend(c, &c->spans->method, at, len);
-    return 0;
-}
-
-static int on_url(llhttp_t *p, const char *at, size_t len)
-{
-    struct conn *c = parser_conn(p);
-    if (c->state == CONN_HEAD)
-        span_extend(c, &c->spans->url, at, len);
-    return 0;
-}
-
-/* A check of ours failed: the message is refused (400) with this reason. */
-static int refuse(struct conn *c, const char *reason)
-{
-    c->bad_reason = reason;
-    return -1;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-    struct conn *c = parser_conn(p);
-    struct msg_check *k = &c->check;
-    for (size_t i = 0; i < len; i++) {
-        if (k->name_len < sizeof(k->name))
-            k->name[k->name_len] = (char)(at[i] | 0x20); /* token chars: ASCII lower case */
-        k->name_len++;
-    }
-    struct head_spans *h = c->spans;
-    if (c->state != CONN_HEAD)
-        return 0;
-    if (h->in_value || (h->n_headers == 0 && h->names[0].len == 0)) {
-        if (h->in_value)
-            h->n_headers++;
-        h->in_value = false;
-        if (h->n_headers >= MAX_HEADERS) {
-            h->too_many = true;
-            return 0;
-        }
-        h->names[h->n_headers] = (struct span){0, 0};
-        h->values[h->n_headers] = (struct span){0, 0};
-    }
-    if (!h->too_many)
-        span_extend(c, &h->names[h->n_headers], at, len);
-    return 0;
-}
-
-static int on_header_field_complete(llhttp_t *p)
-{
-    struct conn *c = parser_conn(p);
-    struct msg_check *k = &c->check;
-    k->kind = FIELD_OTHER;
-    k->te_len = 0;
-    k->value_pieces = 0;
-    if (!k->in_trailers && k->name_len == 4 && !memcmp(k->name, "host", 4)) {
-        k->kind = FIELD_HOST;
-        k->hosts++;
-    } else if (!k->in_trailers && k->name_len == 17 && !memcmp(k->name, "transfer-encoding", 17)) {
-        k->kind = FIELD_TRANSFER_ENCODING;
-    }
-    k->name_len = 0;
-    return 0;
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
-{
-    struct conn *c = parser_conn(p);
-    struct msg_check *k = &c->check;
-    /* llhttp joins an obs-fold continuation line to the value and leaves its CRLF out of the
-     * pieces: a value whose first piece is preceded by a line feed (and blanks), or a later
-     * piece that starts right after one, is folded. Every byte fed to llhttp is in `in`,
-     * contiguous, so the bytes before a piece are there to look at; the blanks before a
-     * value are looked at once. */
-    const char *b = at;
-    if (len == 0)
-        return 0; /* an empty value: llhttp reports it after the line's CRLF */
-    if (k->value_pieces++ == 0) {
-        while (b > c->in.data && (b[-1] == ' ' || b[-1] == '\t'))
-            b--;
-    }
-    if (b > c->in.data && b[-1] == '\n')
-        return refuse(c, "obsolete line folding in a header field");
-    if (k->kind == FIELD_TRANSFER_ENCODING) {
-        for (size_t i = 0; i < len; i++) {
-            if (k->te_len < sizeof(k->te))
-                k->te[k->te_len] = (char)(at[i] | 0x20);
-            k->te_len++;
-        }
-    }
-    struct head_spans *h = c->spans;
-    if (c->state != CONN_HEAD || h->too_many)
-        return 0;
-    h->in_value = true;
-    span_extend(c, &h->values[h->n_headers], at, len);
-    return 0;
-}
-
-static int on_header_value_complete(llhttp_t *p)
-{
-    struct conn *c = parser_conn(p);
-    struct msg_check *k = &c->check;
-    if (k->kind == FIELD_TRANSFER_ENCODING) {
-        /* Only "chunked": a coding a backend might frame differently ("identity", a list)
-         * could make it read another request than holdfast validated. */
-        if (k->te_len > sizeof(k->te))
-            return refuse(c, "Transfer-Encoding other than chunked");
-        size_t b = 0, e = k->te_len;
-        while (b < e && (k->te[b] == ' ' || k->te[b] == '\t'))
-            b++;
-        while (e > b && (k->te[e - 1] == ' ' || k->te[e - 1] == '\t'))
-            e--;
-        if (e - b != 7 || memcmp(k->te + b, "chunked", 7) != 0)
-            return refuse(c, "Transfer-Encoding other than chunked");
-    }
-    k->kind = FIELD_OTHER;
-    /* An empty value has no on_header_value: without this, the next field's name would be
-     * taken for the rest of this one's (and neither would be found by name). */
-    if (c->state == CONN_HEAD && !c->spans->too_many)
-        c->spans->in_value = true;
-    return 0;
-}
-
-static int on_headers_complete(llhttp_t *p)
-{
-    struct conn *c = parser_conn(p);
-    struct msg_check *k = &c->check;
-    /* RFC 9112 3.2: a request with several Host fields, or an HTTP/1.1 one with none, is
-     * answered 400 (a backend might route by another Host than the one holdfast saw). */
-    if (p->http_major == 0)
-        return refuse(c, "HTTP/0.9 is not supported");
-    if (k->hosts > 1)
-        return refuse(c, "more than one Host header field");
-    if (k->hosts == 0 && p->http_major == 1 && p->http_minor >= 1)
-        return refuse(c, "HTTP/1.1 request without a Host header field");
-    k->in_trailers = true;
-    if (c->state != CONN_HEAD)
-        return 0;
-    if (c->spans->in_value) {
-        c->spans->n_headers++;
-        c->spans->in_value = false;
-    }
-    c->pause = PAUSE_HEAD_DONE;
-    return HPE_PAUSED;
-}
-
-static int on_message_complete(llhttp_t *p)
-{
-    struct conn *c = parser_conn(p);
-    if (c->state != CONN_HEAD || !c->probe)
-        return 0;
-    c->pause = PAUSE_MESSAGE_DONE;
-    return HPE_PAUSED;
-}
-
-static int on_message_begin(llhttp_t *p)
-{
-    struct conn *c = parser_conn(p);
-    memset(&c->check, 0, sizeof(c->check));
-    if (c->state == CONN_HEAD)
-        memset(c->spans, 0, sizeof(*c->spans));
-    return 0;
-}
-
-static llhttp_settings_t parser_settings;
-static pthread_once_t parser_settings_once = PTHREAD_ONCE_INIT;
-
-static void parser_settings_init(void)
-{
-    llhttp_settings_init(&parser_settings);
-    parser_settings.on_message_begin = on_message_begin;
-    parser_settings.on_method = on_method;
-    parser_settings.on_url = on_url;
-    parser_settings.on_header_field = on_header_field;
-    parser_settings.on_header_value = on_header_value;
-    parser_settings.on_header_field_complete = on_header_field_complete;
-    parser_settings.on_header_value_complete = on_header_value_complete;
-    parser_settings.on_headers_complete = on_headers_complete;
-    parser_settings.on_message_complete = on_message_complete;
-}
-
-static const char *span_ptr(const struct conn *c, struct span s)
-{
-    return c->in.data + c->in.off + s.off;
-}
-
-static bool span_eq_ci(const struct conn *c, struct span s, const char *lit)
-{
-    size_t n = strlen(lit);
-    return s.len == n && strncasecmp(span_ptr(c, s), lit, n) == 0;
-}
-
-/*
- * Shared port: the Host header names the service as name.namespace[.svc[.cluster.local]]
- * with an optional port. Returns false (and answers 404) when it names none.
- */
+/* Shared port: the Host header names the service (head_route_by_host). Returns false (and
+ * answers 404) when it names none. */
 static bool route_by_host(struct conn *c)
 {
-    struct head_spans *h = c->spans;
-    const char *host = NULL;
-    size_t host_len = 0;
-    for (size_t i = 0; i < h->n_headers; i++) {
-        if (span_eq_ci(c, h->names[i], "host")) {
-            host = span_ptr(c, h->values[i]);
-            host_len = h->values[i].len;
-            break;
-        }
-    }
-    char hostbuf[256] = "";
-    if (host) {
-        size_t n = host_len < sizeof(hostbuf) - 1 ? host_len : sizeof(hostbuf) - 1;
-        memcpy(hostbuf, host, n);
-        hostbuf[n] = '\0';
-    }
-    const struct route_service *r = NULL;
-    if (host) {
-        size_t len = host_len;
-        const char *colon = memchr(host, ':', len);
-        if (colon)
-            len = (size_t)(colon - host);
-        const char *dot = memchr(host, '.', len);
-        if (dot) {
-            const char *name = host;
-            size_t name_len = (size_t)(dot - host);
-            const char *ns = dot + 1;
-            size_t rest = len - name_len - 1;
-            const char *dot2 = memchr(ns, '.', rest);
-            size_t ns_len = dot2 ? (size_t)(dot2 - ns) : rest;
-            const char *suffix = dot2 ? dot2 : ns + ns_len;
-            size_t suffix_len = (size_t)(host + len - suffix);
-            bool suffix_ok = suffix_len == 0 ||
-                             (suffix_len == 4 && !strncasecmp(suffix, ".svc", 4)) ||
-                             (suffix_len == 18 && !strncasecmp(suffix, ".svc.cluster.local", 18));
-            if (suffix_ok)
-                r = route_snapshot_find(c->w->snap, ns, ns_len, name, name_len);
-        }
-    }
+    char host[256];
+    size_t port = 0;
+    const struct route_service *r =
+        head_route_by_host(c->head, in_ptr(c), c->w->snap, &port, host, sizeof(host));
     if (!r) {
         counter_add(&c->w->dp->unknown_host, 1);
         size_t len;
-        char *msg =
-            httpans_error(404, "unknown service", NULL, NULL, 0, &len, "host", hostbuf, NULL);
+        char *msg = httpans_error(404, "unknown service", NULL, NULL, 0, &len, "host", host, NULL);
         conn_send_final(c, msg, len);
         return false;
     }
     c->svc = svc_state_ref(r->svc);
     c->shared = false;
-    /* ":port" picks the service port with that number; without it, the first port. */
-    c->port = 0;
-    const char *colon = host ? memchr(host, ':', host_len) : NULL;
-    if (colon) {
-        unsigned number = 0;
-        for (const char *d = colon + 1; d < host + host_len && *d >= '0' && *d <= '9'; d++)
-            number = number * 10 + (unsigned)(*d - '0');
-        for (size_t i = 0; i < r->n_ports; i++) {
-            if (r->ports[i].number == number)
-                c->port = i;
-        }
-    }
+    c->port = port;
     c->deadline_ns = c->arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
     return true;
 }
@@ -1699,18 +1336,11 @@ static bool route_by_host(struct conn *c)
  */
 static bool answer_datapath_probe(struct conn *c)
 {
-    struct head_spans *h = c->spans;
-    size_t found = 0;
-    struct span v = {0, 0};
-    for (size_t i = 0; i < h->n_headers; i++) {
-        if (span_eq_ci(c, h->names[i], PATHPROBE_HEADER)) {
-            found++;
-            v = h->values[i];
-        }
-    }
+    struct head_span v = {0, 0};
+    size_t found = head_find(c->head, in_ptr(c), PATHPROBE_HEADER, &v);
     if (!found)
         return false;
-    const char *nonce = span_ptr(c, v);
+    const char *nonce = head_ptr(in_ptr(c), v);
     size_t len = v.len;
     while (len > 0 && (nonce[len - 1] == ' ' || nonce[len - 1] == '\t'))
         len--;
@@ -1756,36 +1386,23 @@ static bool decide_after_head(struct conn *c)
         conn_dispatch(c); /* ready: the head and everything after it goes to the backend */
         return false;
     }
-    struct head_spans *h = c->spans;
+    struct head *h = c->head;
     if (h->too_many) {
         conn_answer_error(c, 431, "request header fields too large", "too many header fields",
                           OUTCOME_BAD_REQUEST);
         return false;
     }
     if (r && r->probes && r->probes->rules && probe_rules_count(r->probes->rules) > 0) {
-        struct probe_header hdrs[MAX_HEADERS];
-        for (size_t i = 0; i < h->n_headers; i++) {
-            hdrs[i].name = span_ptr(c, h->names[i]);
-            hdrs[i].name_len = h->names[i].len;
-            hdrs[i].value = span_ptr(c, h->values[i]);
-            hdrs[i].value_len = h->values[i].len;
-        }
+        struct probe_header hdrs[HEAD_MAX_FIELDS];
         struct probe_work work;
-        struct probe_request req = {
-            .method = span_ptr(c, h->method),
-            .method_len = h->method.len,
-            .target = span_ptr(c, h->url),
-            .target_len = h->url.len,
-            .headers = hdrs,
-            .n_headers = h->n_headers,
-            .work = &work,
-        };
+        struct probe_request req = {.work = &work};
+        head_probe_request(h, in_ptr(c), hdrs, &req);
         const struct probe_response *resp = probe_match(r->probes->rules, &req);
         if (work.gave_up)
             counter_add(&c->w->dp->regex_limit_hits, 1);
         if (resp) {
             c->probe = resp;
-            c->probe_head = span_eq_ci(c, h->method, "HEAD");
+            c->probe_head = head_span_eq(in_ptr(c), h->method, "HEAD");
             return true; /* answered when the message (and any body) is complete */
         }
     }
@@ -1796,7 +1413,7 @@ static bool decide_after_head(struct conn *c)
 /* A probe-matched request is complete: answer it and drop its bytes. */
 static bool answer_probe(struct conn *c, size_t consumed)
 {
-    bool keep_alive = llhttp_should_keep_alive(c->parser);
+    bool keep_alive = llhttp_should_keep_alive(&c->parser->http);
     size_t len;
     char *msg = httpans_probe(c->probe->status, c->probe->body, c->probe->body_len, c->probe_head,
                               !keep_alive, &len);
@@ -1826,16 +1443,14 @@ static bool answer_probe(struct conn *c, size_t consumed)
 static void parse_more(struct conn *c)
 {
     if (!c->parser) {
-        pthread_once(&parser_settings_once, parser_settings_init);
         c->parser = malloc(sizeof(*c->parser));
-        if (!c->spans) /* kept when a parser was let go (an Upgrade, a final answer) */
-            c->spans = calloc(1, sizeof(*c->spans));
-        if (!c->parser || !c->spans) {
+        if (!c->head) /* kept when a parser was let go (an Upgrade, a final answer) */
+            c->head = calloc(1, sizeof(*c->head));
+        if (!c->parser || !c->head) {
             conn_close(c);
             return;
         }
-        llhttp_init(c->parser, HTTP_REQUEST, &parser_settings);
-        c->parser->data = c;
+        head_parser_init(c->parser);
         c->parse_off = 0;
     }
     /* After a pause the parser may have steps left that consume no byte (a bodyless
@@ -1853,22 +1468,24 @@ static void parse_more(struct conn *c)
         }
         resumed = false;
         const char *base = c->in.data + c->in.off;
-        c->pause = PAUSE_NONE;
-        llhttp_errno_t err =
-            llhttp_execute(c->parser, base + c->parse_off, buf_pending(&c->in) - c->parse_off);
+        c->parser->head = c->head;
+        c->parser->capture = c->state == CONN_HEAD;
+        c->parser->pause_at_end = c->probe != NULL;
+        llhttp_errno_t err = head_execute(c->parser, c->in.data, base, c->parse_off,
+                                          buf_pending(&c->in) - c->parse_off);
         if (err == HPE_OK) {
             c->parse_off = buf_pending(&c->in);
             break;
         }
-        size_t pos = (size_t)(llhttp_get_error_pos(c->parser) - base);
+        size_t pos = (size_t)(llhttp_get_error_pos(&c->parser->http) - base);
         if (err == HPE_PAUSED) {
             c->parse_off = pos;
-            llhttp_resume(c->parser);
+            llhttp_resume(&c->parser->http);
             resumed = true;
-            if (c->pause == PAUSE_HEAD_DONE) {
+            if (c->parser->pause == HEAD_PAUSE_HEAD_DONE) {
                 if (!decide_after_head(c))
                     return;
-            } else if (c->pause == PAUSE_MESSAGE_DONE) {
+            } else if (c->parser->pause == HEAD_PAUSE_MESSAGE_DONE) {
                 if (!answer_probe(c, pos))
                     return;
             }
@@ -1884,7 +1501,7 @@ static void parse_more(struct conn *c)
             return;
         }
         /* Malformed, or smuggling-ambiguous framing: refuse before anything is relayed. */
-        const char *reason = c->bad_reason ? c->bad_reason : llhttp_get_error_reason(c->parser);
+        const char *reason = head_error_reason(c->parser);
         log_debug("bad request", "service=%s error=%s reason=%s", c->svc ? c->svc->key : NULL,
                   llhttp_errno_name(err), reason);
         if (!c->svc)
