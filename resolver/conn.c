@@ -8,8 +8,9 @@
  * further requests at OUT_LIMIT, and a relay keeps at most one read's worth of pending bytes
  * per direction before it stops reading the other side.
  *
- * Any function may close the connection it works on (conn_close); it is freed only later, by
- * conn_reap, so a caller that goes on only has to look at c->closing.
+ * Any step may answer, hold, connect or close the connection it works on; its caller then
+ * stops (moved_on). Closing only marks the connection (conn_close): it is freed in one place,
+ * free_closed, once the libevent callback that closed it has returned.
  */
 #include "resolver/conn.h"
 
@@ -101,7 +102,7 @@ struct conn {
     bool sniffed;       /* http1 was decided from the first bytes */
     bool parse_if_held; /* HTTP port, ready at accept: parsed if it ends up waiting */
     bool probe_check;   /* HTTP port, ready at accept: its first bytes are still to be looked at
-                           for a data-path probe (first_bytes_checked); counted forwarded after */
+                           for a data-path probe (check_first_bytes); counted forwarded after */
 
     /* Holding. */
     TAILQ_ENTRY(conn) hold_link;
@@ -382,35 +383,44 @@ static void conn_close(struct conn *c)
     event_active(c->w->reap_ev, 0, 0);
 }
 
-static void conn_destroy(struct conn *c)
+/* Frees the connections marked closed: the one place a connection is freed. Returns how
+ * many. */
+static size_t free_closed(struct worker *w)
 {
-    struct worker *w = c->w;
-    if (!c->closing)
-        conn_close(c);
-    TAILQ_REMOVE(&w->closing, c, close_link);
-    if (c->bfd >= 0)
-        close(c->bfd);
-    close(c->cfd);
-    buf_free(&c->in);
-    buf_free(&c->out);
-    free(c->parser);
-    free(c->head);
-    if (c->svc)
-        svc_state_unref(c->svc);
-    TAILQ_REMOVE(&w->conns, c, all_link);
-    free(c);
-    w->nconns--;
-    atomic_fetch_sub(&w->dp->open_conns, 1);
+    size_t n = 0;
+    struct conn *c;
+    while ((c = TAILQ_FIRST(&w->closing))) {
+        TAILQ_REMOVE(&w->closing, c, close_link);
+        if (c->bfd >= 0)
+            close(c->bfd);
+        close(c->cfd);
+        buf_free(&c->in);
+        buf_free(&c->out);
+        free(c->parser);
+        free(c->head);
+        if (c->svc)
+            svc_state_unref(c->svc);
+        TAILQ_REMOVE(&w->conns, c, all_link);
+        free(c);
+        w->nconns--;
+        atomic_fetch_sub(&w->dp->open_conns, 1);
+        n++;
+    }
+    return n;
 }
 
 void conn_reap(struct worker *w)
 {
-    if (TAILQ_EMPTY(&w->closing))
-        return;
+    if (free_closed(w))
+        worker_conn_closed(w);
+}
+
+void conn_close_all(struct worker *w)
+{
     struct conn *c;
-    while ((c = TAILQ_FIRST(&w->closing)))
-        conn_destroy(c);
-    worker_conn_closed(w);
+    TAILQ_FOREACH(c, &w->conns, all_link)
+    conn_close(c);
+    free_closed(w);
 }
 
 static void close_backend(struct conn *c)
@@ -493,6 +503,18 @@ static void set_state(struct conn *c, enum conn_state s)
 {
     c->state = s;
     conn_arm_timer(c);
+}
+
+/*
+ * A step (reading, parsing, deciding, answering, connecting) may answer c, hold it, connect
+ * it or close it. Its caller, which worked on c in state `was`, goes on only when none of
+ * that happened: this is the one check every caller makes, and no step returns a "c is gone"
+ * flag. Nothing is freed under a caller (conn_close only marks c; free_closed frees it once
+ * the handler has returned), so looking at c here is always safe.
+ */
+static bool moved_on(const struct conn *c, enum conn_state was)
+{
+    return c->closing || c->state != was;
 }
 
 /* ---- holdfast's own answers ---- */
@@ -612,22 +634,21 @@ void conn_accept(struct worker *w, int fd, const struct route_listener *l)
 
 /*
  * Counts c as held, within the service's and the resolver's limits on held connections and
- * held bytes (the bytes it buffered so far are reserved). Returns false when a limit is
- * reached: c is answered 503 (closed on other protocols).
+ * held bytes (the bytes it buffered so far are reserved): c->held. At a limit c is answered
+ * 503 (closed on other protocols) instead.
  */
-static bool conn_admit(struct conn *c, const struct route_service *r)
+static void conn_admit(struct conn *c, const struct route_service *r)
 {
     size_t need = buf_pending(&c->in);
     const char *full = hold_admit(c->svc, r, c->w->dp, need);
     if (full) {
         conn_answer_error(c, 503, "overloaded", full, OUTCOME_REJECTED);
-        return false;
+        return;
     }
     c->held_bytes += need;
     c->held = true;
     if (!c->held_ns)
         c->held_ns = now_ns();
-    return true;
 }
 
 static void conn_hold(struct conn *c)
@@ -639,8 +660,11 @@ static void conn_hold(struct conn *c)
         return;
     }
     note_first_bytes(c, c->in.data + c->in.off, buf_pending(&c->in));
-    if (!c->held && !conn_admit(c, r))
-        return;
+    if (!c->held) {
+        conn_admit(c, r);
+        if (!c->held)
+            return;
+    }
     free(c->head); /* the head is decided; only framing is still validated */
     c->head = NULL;
     if (!c->queued) {
@@ -783,7 +807,8 @@ static void connect_failed(struct conn *c, int err)
                               OUTCOME_REJECTED);
             return;
         }
-        if (!conn_admit(c, r))
+        conn_admit(c, r);
+        if (!c->held)
             return;
         if (c->parse_if_held) {
             c->parse_if_held = false;
@@ -886,25 +911,24 @@ static void answer_probe_instead_of_relay(struct conn *c)
 
 /*
  * The first bytes p[0, n) of a connection taken as ready at accept on an HTTP port (in c->in
- * when `buffered`, else still only in the worker's scratch buffer). Returns true when they are
- * not a data-path probe (the connection goes on as it was, counted forwarded once bound), or
- * false when they are: the connection was switched to answering it (it may have closed).
+ * when `buffered`, else still only in the worker's scratch buffer). When they are not a
+ * data-path probe the connection goes on as it was (counted forwarded once bound); when they
+ * are, it is switched to answering it (moved_on).
  */
-static bool first_bytes_checked(struct conn *c, const char *p, size_t n, bool buffered)
+static void check_first_bytes(struct conn *c, const char *p, size_t n, bool buffered)
 {
     c->probe_check = false;
     /* A backend that spoke or hung up first has had its say on this connection: relayed. */
     if (c->from_backend > 0 || c->client_shut || !head_has_probe_field(p, n)) {
         if (c->bound)
             count(c, OUTCOME_FORWARDED);
-        return true;
+        return;
     }
     if (!buffered && buf_append(&c->in, p, n) < 0) {
         conn_close(c);
-        return false;
+        return;
     }
     answer_probe_instead_of_relay(c);
-    return false;
 }
 
 /* ---- relay ---- */
@@ -954,8 +978,11 @@ static void relay_from_client(struct conn *c)
         relay_done_check(c);
         return;
     }
-    if (c->probe_check && !first_bytes_checked(c, w->scratch, (size_t)n, false))
-        return;
+    if (c->probe_check) {
+        check_first_bytes(c, w->scratch, (size_t)n, false);
+        if (moved_on(c, CONN_RELAY))
+            return;
+    }
     if (c->to_backend == 0)
         note_first_bytes(c, w->scratch, (size_t)n);
     c->to_backend += (uint64_t)n;
@@ -1021,9 +1048,9 @@ static void relay_from_backend(struct conn *c)
  * request there is nothing to answer. An HTTP client that closes while held has gone away
  * (as Go's and nginx's servers judge it): cancelled. Otherwise (tcp, or a connection that was
  * never held) it may only have half-closed and wait for the answer: the close is relayed in
- * order once connected. Returns false when c closed.
+ * order once connected.
  */
-static bool client_ended_before_relay(struct conn *c)
+static void client_ended_before_relay(struct conn *c)
 {
     c->client_eof = true;
     if (c->state == CONN_HEAD) {
@@ -1033,33 +1060,32 @@ static bool client_ended_before_relay(struct conn *c)
             client_read(c, false);
             set_state(c, CONN_ANSWER);
             answer_flush(c);
-            return false;
+            return;
         }
         conn_close(c);
-        return false;
+        return;
     }
     if (c->held && c->proto == PROTO_HTTP) {
         count(c, OUTCOME_CANCELLED);
         log_debug("held client went away", "service=%s", c->svc->key);
         conn_close(c);
-        return false;
+        return;
     }
     client_read(c, false);
-    return true;
 }
 
 /*
  * Reads client bytes into `in` while not relaying. A held connection reads only what it could
  * reserve under the held-bytes limits; at a limit it stops reading (the client's TCP window
- * does the rest) and reads again once it is bound to a backend. Returns false when c closed.
+ * does the rest) and reads again once it is bound to a backend.
  */
-static bool read_into_in(struct conn *c)
+static void read_into_in(struct conn *c)
 {
     size_t limit = in_limit(c);
     size_t pending = buf_pending(&c->in);
     if (pending >= limit) {
         client_watch_close_only(c);
-        return true;
+        return;
     }
     /* Read into the worker's scratch buffer and keep exactly what came: a held connection
      * costs the size of its request, not the size of a read. */
@@ -1071,7 +1097,7 @@ static bool read_into_in(struct conn *c)
         reserved = conn_reserve(c, want, false);
         if (reserved == 0) {
             client_watch_close_only(c);
-            return true;
+            return;
         }
         want = reserved;
     }
@@ -1080,16 +1106,15 @@ static bool read_into_in(struct conn *c)
         conn_release(c, n > 0 ? reserved - (size_t)n : reserved);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-            return true;
+            return;
         n = 0; /* reset: the client is gone, same as EOF below */
     }
-    if (n == 0)
-        return client_ended_before_relay(c);
-    if (buf_append(&c->in, c->w->scratch, (size_t)n) < 0) {
-        conn_close(c);
-        return false;
+    if (n == 0) {
+        client_ended_before_relay(c);
+        return;
     }
-    return true;
+    if (buf_append(&c->in, c->w->scratch, (size_t)n) < 0)
+        conn_close(c);
 }
 
 static void on_client_read(evutil_socket_t fd, short what, void *arg)
@@ -1134,7 +1159,9 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
             client_read(c, false);
         return;
     }
-    if (!read_into_in(c))
+    enum conn_state was = c->state;
+    read_into_in(c);
+    if (moved_on(c, was))
         return;
     if (c->state == CONN_HEAD) {
         if (!c->parser && !c->raw) {
@@ -1160,9 +1187,11 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
         }
         parse_more(c);
     } else {
-        if (c->probe_check && buf_pending(&c->in) > 0 &&
-            !first_bytes_checked(c, c->in.data + c->in.off, buf_pending(&c->in), true))
-            return;
+        if (c->probe_check && buf_pending(&c->in) > 0) {
+            check_first_bytes(c, in_ptr(c), buf_pending(&c->in), true);
+            if (moved_on(c, was))
+                return;
+        }
         validate_more(c); /* waiting: keep validating framing so a smuggling attempt gets 400 */
     }
 }
@@ -1304,9 +1333,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- HTTP/1 parsing (not ready: probes, holding, validation) ---- */
 
-/* Shared port: the Host header names the service (head_route_by_host). Returns false (and
- * answers 404) when it names none. */
-static bool route_by_host(struct conn *c)
+/* Shared port: the Host header names the service (head_route_by_host): c->svc. When it names
+ * none, c is answered 404 instead. */
+static void route_by_host(struct conn *c)
 {
     char host[256];
     size_t port = 0;
@@ -1317,13 +1346,12 @@ static bool route_by_host(struct conn *c)
         size_t len;
         char *msg = httpans_error(404, "unknown service", NULL, NULL, 0, &len, "host", host, NULL);
         conn_send_final(c, msg, len);
-        return false;
+        return;
     }
     c->svc = svc_state_ref(r->svc);
     c->shared = false;
     c->port = port;
     c->deadline_ns = c->arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
-    return true;
 }
 
 /*
@@ -1331,15 +1359,15 @@ static bool route_by_host(struct conn *c)
  * service, on a service's HTTP port or the shared one (whatever its Host): 204 with the nonce
  * echoed, then close. It is never held, forwarded, matched against probeResponse rules, or
  * counted as a request; it wakes nothing. A Holdfast-Probe field without a valid nonce gets 400
- * (counted as a bad request, like every request holdfast refuses). Returns false when the head
- * carries no Holdfast-Probe field.
+ * (counted as a bad request, like every request holdfast refuses). A head without a
+ * Holdfast-Probe field is left alone.
  */
-static bool answer_datapath_probe(struct conn *c)
+static void answer_datapath_probe(struct conn *c)
 {
     struct head_span v = {0, 0};
     size_t found = head_find(c->head, in_ptr(c), PATHPROBE_HEADER, &v);
     if (!found)
-        return false;
+        return;
     const char *nonce = head_ptr(in_ptr(c), v);
     size_t len = v.len;
     while (len > 0 && (nonce[len - 1] == ' ' || nonce[len - 1] == '\t'))
@@ -1354,7 +1382,7 @@ static bool answer_datapath_probe(struct conn *c)
         if (!c->svc)
             counter_add(&c->w->dp->bad_requests, 1);
         conn_answer_error(c, 400, "bad request", bad, OUTCOME_BAD_REQUEST);
-        return true;
+        return;
     }
     counter_add(&c->w->dp->datapath_probes, 1);
     if (log_enabled(LOG_DEBUG)) {
@@ -1367,30 +1395,33 @@ static bool answer_datapath_probe(struct conn *c)
     size_t msg_len = 0;
     char *msg = httpans_datapath_probe(nonce, len, &msg_len);
     conn_send_final(c, msg, msg_len);
-    return true;
 }
 
-/* The head of a request is complete and the service is not ready: probe, or hold. Returns
- * false when c changed state or closed (parsing stops). */
-static bool decide_after_head(struct conn *c)
+/* The head of a request is complete: a data-path probe is answered, the shared port routes by
+ * Host, a ready service is connected to, a probeResponse rule answers (once the message is
+ * complete: c->probe), anything else is held. Parsing goes on only for a probe-matched
+ * request (not moved_on). */
+static void decide_after_head(struct conn *c)
 {
     c->seen_request = true;
-    if (answer_datapath_probe(c))
-        return false;
+    answer_datapath_probe(c);
+    if (moved_on(c, CONN_HEAD))
+        return;
     if (c->shared) {
-        if (!route_by_host(c))
-            return false;
+        route_by_host(c);
+        if (!c->svc)
+            return;
     }
     const struct route_service *r = conn_route(c);
     if (conn_ready(c)) {
         conn_dispatch(c); /* ready: the head and everything after it goes to the backend */
-        return false;
+        return;
     }
     struct head *h = c->head;
     if (h->too_many) {
         conn_answer_error(c, 431, "request header fields too large", "too many header fields",
                           OUTCOME_BAD_REQUEST);
-        return false;
+        return;
     }
     if (r && r->probes && r->probes->rules && probe_rules_count(r->probes->rules) > 0) {
         struct probe_header hdrs[HEAD_MAX_FIELDS];
@@ -1403,15 +1434,15 @@ static bool decide_after_head(struct conn *c)
         if (resp) {
             c->probe = resp;
             c->probe_head = head_span_eq(in_ptr(c), h->method, "HEAD");
-            return true; /* answered when the message (and any body) is complete */
+            return; /* answered when the message (and any body) is complete */
         }
     }
     conn_hold(c);
-    return false;
 }
 
-/* A probe-matched request is complete: answer it and drop its bytes. */
-static bool answer_probe(struct conn *c, size_t consumed)
+/* A probe-matched request is complete: answer it and drop its bytes. Parsing goes on only on
+ * a kept-alive connection (not moved_on). */
+static void answer_probe(struct conn *c, size_t consumed)
 {
     bool keep_alive = llhttp_should_keep_alive(&c->parser->http);
     size_t len;
@@ -1422,7 +1453,7 @@ static bool answer_probe(struct conn *c, size_t consumed)
     if (!msg || buf_append(&c->out, msg, len) < 0) {
         free(msg);
         conn_close(c);
-        return false;
+        return;
     }
     free(msg);
     c->in.off += consumed;
@@ -1433,11 +1464,10 @@ static bool answer_probe(struct conn *c, size_t consumed)
         c->in.off = c->in.len = 0;
         set_state(c, CONN_ANSWER);
         answer_flush(c);
-        return false;
+        return;
     }
     conn_arm_timer(c); /* the head timeout starts again for the next request */
     answer_flush(c);
-    return !c->closing && c->state == CONN_HEAD;
 }
 
 static void parse_more(struct conn *c)
@@ -1483,10 +1513,12 @@ static void parse_more(struct conn *c)
             llhttp_resume(&c->parser->http);
             resumed = true;
             if (c->parser->pause == HEAD_PAUSE_HEAD_DONE) {
-                if (!decide_after_head(c))
+                decide_after_head(c);
+                if (moved_on(c, CONN_HEAD))
                     return;
             } else if (c->parser->pause == HEAD_PAUSE_MESSAGE_DONE) {
-                if (!answer_probe(c, pos))
+                answer_probe(c, pos);
+                if (moved_on(c, CONN_HEAD))
                     return;
             }
             continue;
@@ -1597,11 +1629,4 @@ out:
         svc_state_unref(w->dispatch[i]);
     memmove(w->dispatch, w->dispatch + done, (w->n_dispatch - done) * sizeof(*w->dispatch));
     w->n_dispatch -= done;
-}
-
-void conn_close_all(struct worker *w)
-{
-    struct conn *c;
-    while ((c = TAILQ_FIRST(&w->conns)))
-        conn_destroy(c);
 }
