@@ -1,6 +1,13 @@
 /*
- * conn: the life of one client connection. See conn.h for the states; the transitions are
- * all in this file, and every timeout is armed in one place (conn_arm_timer).
+ * conn: the life of one client connection, in the order it is lived:
+ *
+ *   1. accept -> 2. head (read, parse) -> 3. decide: probe answer | hold -> 4. connect
+ *   -> 5. relay -> 6. close
+ *
+ * The states are enum conn_state; set_state is the one transition and conn_arm_timer the one
+ * place a deadline is derived from the state. The parts that are not about one connection's
+ * life are modules of their own: head.h (HTTP/1 heads, Host routing), hold.h (the hold
+ * limits) and pick.h (endpoint choice).
  *
  * Memory per connection is bounded: request bytes are buffered up to the hold buffer size
  * (then reads stop and TCP backpressure does the rest), held bytes are reserved under the
@@ -55,14 +62,18 @@ struct buf {
 };
 
 #define MAX_FAILED 4
+
 #define LINGER_MS 2000
+
 /* After its last answer holdfast reads and drops what the client still sends, so that closing
  * does not reset the connection before the answer was read. A client that keeps sending is
  * not read past this much: reading stops and the socket closes when LINGER_MS is over (not
  * before: closing with unread bytes sends a reset, which would drop the part of the answer
  * the client has not received yet). */
 #define LINGER_MAX_BYTES (256 * 1024)
+
 #define DISPATCH_BATCH 64
+
 /* Unsent answers a connection may have before holdfast stops reading its requests: a client
  * that pipelines probes and never reads their answers is paused here, then ended by the head
  * timeout, instead of growing its output without bound. A paused client that keeps reading
@@ -135,19 +146,99 @@ uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void conn_close(struct conn *c);
-static void conn_dispatch(struct conn *c);
-static void conn_hold(struct conn *c);
+/* The steps, in the order they are defined below. */
+static void conn_arm_timer(struct conn *c);
+static void on_client_read(evutil_socket_t fd, short what, void *arg);
+static void parse_more(struct conn *c);
+static bool paused_client_read(struct conn *c);
+static void decide_after_head(struct conn *c);
+static void answer_datapath_probe(struct conn *c);
+static void route_by_host(struct conn *c);
+static void answer_probe(struct conn *c, size_t consumed);
 static void conn_answer_error(struct conn *c, int status, const char *error, const char *reason,
                               enum outcome outcome);
-static void conn_arm_timer(struct conn *c);
 static void conn_send_final(struct conn *c, char *msg, size_t len);
-static void parse_more(struct conn *c);
-static void on_client_read(evutil_socket_t fd, short what, void *arg);
+static void answer_flush(struct conn *c);
+static size_t conn_reserve(struct conn *c, size_t want, bool all);
+static void conn_release(struct conn *c, size_t n);
+static void unhold(struct conn *c);
+static void conn_hold(struct conn *c);
+static void validate_more(struct conn *c);
+static void conn_dispatch(struct conn *c);
+static void connect_failed(struct conn *c, int err);
+static void close_backend(struct conn *c);
+static void connected(struct conn *c);
+static void check_first_bytes(struct conn *c, const char *p, size_t n, bool buffered);
+static void answer_probe_instead_of_relay(struct conn *c);
+static void relay_from_client(struct conn *c);
+static void backend_ended(struct conn *c, bool error);
+static void relay_done_check(struct conn *c);
 static void on_client_write(evutil_socket_t fd, short what, void *arg);
 static void on_backend_read(evutil_socket_t fd, short what, void *arg);
 static void on_backend_write(evutil_socket_t fd, short what, void *arg);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
+static void conn_close(struct conn *c);
+static size_t free_closed(struct worker *w);
+
+/* ---- state: the one transition, and the one place deadlines are derived ---- */
+
+static void set_state(struct conn *c, enum conn_state s)
+{
+    c->state = s;
+    conn_arm_timer(c);
+}
+
+/*
+ * A step (reading, parsing, deciding, answering, connecting) may answer c, hold it, connect
+ * it or close it. Its caller, which worked on c in state `was`, goes on only when none of
+ * that happened: this is the one check every caller makes, and no step returns a "c is gone"
+ * flag. Nothing is freed under a caller (conn_close only marks c; free_closed frees it once
+ * the handler has returned), so looking at c here is always safe.
+ */
+static bool moved_on(const struct conn *c, enum conn_state was)
+{
+    return c->closing || c->state != was;
+}
+
+static void conn_arm_timer(struct conn *c)
+{
+    const struct config_limits *l = &c->w->dp->limits;
+    uint64_t now = now_ns();
+    uint64_t at = 0;
+    switch (c->state) {
+    case CONN_HEAD:
+        at = now + (uint64_t)l->head_timeout_s * 1000000000ull;
+        break;
+    case CONN_HELD:
+        at = c->deadline_ns;
+        break;
+    case CONN_CONNECTING: {
+        uint64_t ct = now + (uint64_t)l->connect_timeout_ms * 1000000ull;
+        at = (c->deadline_ns && c->deadline_ns < ct) ? c->deadline_ns : ct;
+        break;
+    }
+    case CONN_BACKOFF: {
+        uint64_t bt = now + (uint64_t)c->backoff_ms * 1000000ull;
+        at = (c->deadline_ns && c->deadline_ns < bt) ? c->deadline_ns : bt;
+        break;
+    }
+    case CONN_RELAY:
+        if (l->idle_timeout_s)
+            at = now + (uint64_t)l->idle_timeout_s * 1000000000ull;
+        break;
+    case CONN_ANSWER:
+    case CONN_LINGER:
+        at = now + (uint64_t)LINGER_MS * 1000000ull;
+        break;
+    }
+    event_del(&c->timer);
+    if (!at)
+        return;
+    uint64_t d = at > now ? at - now : 0;
+    struct timeval tv = {.tv_sec = (time_t)(d / 1000000000ull),
+                         .tv_usec = (suseconds_t)((d % 1000000000ull) / 1000)};
+    event_add(&c->timer, &tv);
+}
 
 /* ---- buffers ---- */
 
@@ -260,7 +351,7 @@ static void backend_write(struct conn *c, bool want)
     watch(&c->bwev, &c->bwev_on, want, NULL);
 }
 
-/* ---- accounting ---- */
+/* ---- the connection's service ---- */
 
 static const struct route_service *conn_route(const struct conn *c)
 {
@@ -280,6 +371,18 @@ static bool conn_ready(const struct conn *c)
     return p && p->n_endpoints > 0;
 }
 
+/* The connection's service's per-worker state: its hold queue, loads and cursor. */
+static struct svc_worker *conn_sw(const struct conn *c)
+{
+    return &c->svc->workers[c->w->id];
+}
+
+static void count(struct conn *c, enum outcome o)
+{
+    if (c->svc)
+        counter_add(&c->svc->requests[o], 1);
+}
+
 /* Unparsed connections on HTTP ports: do the first bytes look like HTTP/1 (so a backend that
  * closes without answering gets a 502), or like TLS / HTTP/2 (where we only close)? */
 static void note_first_bytes(struct conn *c, const char *p, size_t n)
@@ -291,51 +394,6 @@ static void note_first_bytes(struct conn *c, const char *p, size_t n)
                !(n >= 4 && memcmp(p, "PRI ", 4) == 0);
 }
 
-static void count(struct conn *c, enum outcome o)
-{
-    if (c->svc)
-        counter_add(&c->svc->requests[o], 1);
-}
-
-/* Reserves up to `want` more held bytes for c (hold_reserve), added to c->held_bytes. */
-static size_t conn_reserve(struct conn *c, size_t want, bool all)
-{
-    size_t got = hold_reserve(c->svc, conn_route(c), c->w->dp, want, all);
-    c->held_bytes += got;
-    return got;
-}
-
-/* Gives back reserved bytes that were not used. */
-static void conn_release(struct conn *c, size_t n)
-{
-    hold_give_back(c->svc, c->w->dp, 0, n);
-    c->held_bytes -= n;
-}
-
-/* The connection stops being held; `observe` counts the time it was in the hold duration
- * histogram (everything but a data-path probe, which is never counted as held). */
-static void leave_hold(struct conn *c, bool observe)
-{
-    if (c->queued) {
-        TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
-        c->queued = false;
-    }
-    if (!c->held)
-        return;
-    hold_give_back(c->svc, c->w->dp, 1, c->held_bytes);
-    c->held_bytes = 0;
-    c->held = false;
-    struct svc_hists *hists = observe ? svc_state_hists(c->svc) : NULL;
-    if (hists)
-        hist_observe_ns(&hists->hold_seconds, now_ns() - c->held_ns);
-}
-
-/* The connection stops being held (forwarded, cancelled, timed out, answered). */
-static void unhold(struct conn *c)
-{
-    leave_hold(c, true);
-}
-
 /* How many request bytes this connection may buffer before reads stop. */
 static size_t in_limit(const struct conn *c)
 {
@@ -345,241 +403,7 @@ static size_t in_limit(const struct conn *c)
     return l->hold_buffer_bytes > l->max_head_bytes ? l->hold_buffer_bytes : l->max_head_bytes + 1;
 }
 
-/* The connection's service's per-worker state: its hold queue, loads and cursor. */
-static struct svc_worker *conn_sw(const struct conn *c)
-{
-    return &c->svc->workers[c->w->id];
-}
-
-/* ---- close ---- */
-
-/*
- * Closes c: it leaves its queues and gauges and gets no more events at once, and is freed by
- * conn_reap when the loop turn's handlers have returned. Every function may therefore close
- * the connection it works on; its callers only look at c->closing to stop working on it,
- * and nothing is ever used after it was freed. The sockets stay open until then, so their
- * numbers cannot be reused by another connection under a caller still holding c.
- */
-static void conn_close(struct conn *c)
-{
-    if (c->closing)
-        return;
-    c->closing = true;
-    if (c->svc)
-        unhold(c);
-    if (c->bound) {
-        pick_load_add(conn_sw(c), &c->backend, -1);
-        c->bound = false;
-    }
-    event_del(&c->crev);
-    event_del(&c->cwev);
-    event_del(&c->timer);
-    if (c->bfd >= 0) {
-        event_del(&c->brev);
-        event_del(&c->bwev);
-    }
-    c->crev_on = c->cwev_on = c->brev_on = c->bwev_on = false;
-    TAILQ_INSERT_TAIL(&c->w->closing, c, close_link);
-    event_active(c->w->reap_ev, 0, 0);
-}
-
-/* Frees the connections marked closed: the one place a connection is freed. Returns how
- * many. */
-static size_t free_closed(struct worker *w)
-{
-    size_t n = 0;
-    struct conn *c;
-    while ((c = TAILQ_FIRST(&w->closing))) {
-        TAILQ_REMOVE(&w->closing, c, close_link);
-        if (c->bfd >= 0)
-            close(c->bfd);
-        close(c->cfd);
-        buf_free(&c->in);
-        buf_free(&c->out);
-        free(c->parser);
-        free(c->head);
-        if (c->svc)
-            svc_state_unref(c->svc);
-        TAILQ_REMOVE(&w->conns, c, all_link);
-        free(c);
-        w->nconns--;
-        atomic_fetch_sub(&w->dp->open_conns, 1);
-        n++;
-    }
-    return n;
-}
-
-void conn_reap(struct worker *w)
-{
-    if (free_closed(w))
-        worker_conn_closed(w);
-}
-
-void conn_close_all(struct worker *w)
-{
-    struct conn *c;
-    TAILQ_FOREACH(c, &w->conns, all_link)
-    conn_close(c);
-    free_closed(w);
-}
-
-static void close_backend(struct conn *c)
-{
-    if (c->bfd < 0)
-        return;
-    event_del(&c->brev);
-    event_del(&c->bwev);
-    c->brev_on = c->bwev_on = false;
-    close(c->bfd);
-    c->bfd = -1;
-    if (c->bound) {
-        pick_load_add(conn_sw(c), &c->backend, -1);
-        c->bound = false;
-    }
-}
-
-/* ---- timers: the one place that decides which deadline the timer watches ---- */
-
-static void conn_arm_timer(struct conn *c)
-{
-    const struct config_limits *l = &c->w->dp->limits;
-    uint64_t now = now_ns();
-    uint64_t at = 0;
-    switch (c->state) {
-    case CONN_HEAD:
-        at = now + (uint64_t)l->head_timeout_s * 1000000000ull;
-        break;
-    case CONN_HELD:
-        at = c->deadline_ns;
-        break;
-    case CONN_CONNECTING: {
-        uint64_t ct = now + (uint64_t)l->connect_timeout_ms * 1000000ull;
-        at = (c->deadline_ns && c->deadline_ns < ct) ? c->deadline_ns : ct;
-        break;
-    }
-    case CONN_BACKOFF: {
-        uint64_t bt = now + (uint64_t)c->backoff_ms * 1000000ull;
-        at = (c->deadline_ns && c->deadline_ns < bt) ? c->deadline_ns : bt;
-        break;
-    }
-    case CONN_RELAY:
-        if (l->idle_timeout_s)
-            at = now + (uint64_t)l->idle_timeout_s * 1000000000ull;
-        break;
-    case CONN_ANSWER:
-    case CONN_LINGER:
-        at = now + (uint64_t)LINGER_MS * 1000000ull;
-        break;
-    }
-    event_del(&c->timer);
-    if (!at)
-        return;
-    uint64_t d = at > now ? at - now : 0;
-    struct timeval tv = {.tv_sec = (time_t)(d / 1000000000ull),
-                         .tv_usec = (suseconds_t)((d % 1000000000ull) / 1000)};
-    event_add(&c->timer, &tv);
-}
-
-/*
- * A connection paused at OUT_LIMIT waits for its client to read. The kernel reports the socket
- * writable again only once a good part of its send queue has drained (a third, by default),
- * and for a queue the kernel grew to megabytes that is seconds of steady reading: the head
- * timeout alone would end a client that reads all along. So when it fires on a paused
- * connection, this looks at the client's progress instead: true when the bytes the client has
- * not yet acknowledged went down since the last look (taken when it paused, at each write
- * and at each of these calls).
- */
-static bool paused_client_read(struct conn *c)
-{
-    int q = 0;
-    if (ioctl(c->cfd, SIOCOUTQ, &q) < 0)
-        return false;
-    bool read = q < c->paused_outq;
-    c->paused_outq = q;
-    return read;
-}
-
-static void set_state(struct conn *c, enum conn_state s)
-{
-    c->state = s;
-    conn_arm_timer(c);
-}
-
-/*
- * A step (reading, parsing, deciding, answering, connecting) may answer c, hold it, connect
- * it or close it. Its caller, which worked on c in state `was`, goes on only when none of
- * that happened: this is the one check every caller makes, and no step returns a "c is gone"
- * flag. Nothing is freed under a caller (conn_close only marks c; free_closed frees it once
- * the handler has returned), so looking at c here is always safe.
- */
-static bool moved_on(const struct conn *c, enum conn_state was)
-{
-    return c->closing || c->state != was;
-}
-
-/* ---- holdfast's own answers ---- */
-
-static void answer_flush(struct conn *c);
-
-/* Queues a final answer on an HTTP/1 connection, then closes (after lingering). */
-static void conn_answer_error(struct conn *c, int status, const char *error, const char *reason,
-                              enum outcome outcome)
-{
-    if (c->closing)
-        return;
-    count(c, outcome);
-    if (c->svc)
-        unhold(c);
-    close_backend(c);
-    free(c->parser);
-    c->parser = NULL;
-    if (!c->http1) {
-        conn_close(c); /* other protocols: holdfast has no words there, it closes */
-        return;
-    }
-    size_t len;
-    char *msg = httpans_error(status, error, c->svc ? c->svc->key : NULL, reason, 1, &len, NULL);
-    conn_send_final(c, msg, len);
-}
-
-/* Sends msg (taking it; NULL means out of memory) as the connection's last words. */
-static void conn_send_final(struct conn *c, char *msg, size_t len)
-{
-    c->out_paused = false; /* nothing more is read or answered */
-    c->in.off = c->in.len = 0;
-    free(c->parser);
-    c->parser = NULL;
-    if (!msg || buf_append(&c->out, msg, len) < 0) {
-        free(msg);
-        conn_close(c);
-        return;
-    }
-    free(msg);
-    set_state(c, CONN_ANSWER);
-    answer_flush(c);
-}
-
-static void answer_flush(struct conn *c)
-{
-    if (buf_flush(&c->out, c->cfd) < 0) {
-        conn_close(c);
-        return;
-    }
-    if (buf_pending(&c->out)) {
-        client_write(c, true);
-        return;
-    }
-    client_write(c, false);
-    if (c->state == CONN_ANSWER) {
-        /* Shut our side and read what the client still sends, so closing does not reset the
-         * connection before the client has read the answer. */
-        shutdown(c->cfd, SHUT_WR);
-        set_state(c, CONN_LINGER);
-        client_read(c, true);
-    }
-}
-
-/* ---- accept ---- */
+/* ---- 1. accept ---- */
 
 void conn_accept(struct worker *w, int fd, const struct route_listener *l)
 {
@@ -630,418 +454,7 @@ void conn_accept(struct worker *w, int fd, const struct route_listener *l)
     }
 }
 
-/* ---- holding ---- */
-
-/*
- * Counts c as held, within the service's and the resolver's limits on held connections and
- * held bytes (the bytes it buffered so far are reserved): c->held. At a limit c is answered
- * 503 (closed on other protocols) instead.
- */
-static void conn_admit(struct conn *c, const struct route_service *r)
-{
-    size_t need = buf_pending(&c->in);
-    const char *full = hold_admit(c->svc, r, c->w->dp, need);
-    if (full) {
-        conn_answer_error(c, 503, "overloaded", full, OUTCOME_REJECTED);
-        return;
-    }
-    c->held_bytes += need;
-    c->held = true;
-    if (!c->held_ns)
-        c->held_ns = now_ns();
-}
-
-static void conn_hold(struct conn *c)
-{
-    const struct route_service *r = conn_route(c);
-    struct dataplane *dp = c->w->dp;
-    if (!r) {
-        conn_answer_error(c, 503, "service unavailable", "service was removed", OUTCOME_REJECTED);
-        return;
-    }
-    note_first_bytes(c, c->in.data + c->in.off, buf_pending(&c->in));
-    if (!c->held) {
-        conn_admit(c, r);
-        if (!c->held)
-            return;
-    }
-    free(c->head); /* the head is decided; only framing is still validated */
-    c->head = NULL;
-    if (!c->queued) {
-        /* FIFO by arrival: a connection coming back after failed connects goes before any
-         * that arrived after it. */
-        struct svc_worker *sw = &c->svc->workers[c->w->id];
-        struct conn *after = TAILQ_LAST(&sw->held, hold_q);
-        while (after && after->arrived_ns > c->arrived_ns)
-            after = TAILQ_PREV(after, hold_q, hold_link);
-        if (after)
-            TAILQ_INSERT_AFTER(&sw->held, after, c, hold_link);
-        else
-            TAILQ_INSERT_HEAD(&sw->held, c, hold_link);
-        c->queued = true;
-    }
-    set_state(c, CONN_HELD);
-    /* Bytes that came in the same read as the head (a body, pipelined requests) are validated
-     * now, not at a next read that may never come, and before waking anything: bad chunking
-     * sent with its head gets its 400 instead of a wake and a delivery after it. This may
-     * answer and close c. */
-    if (c->parser && c->parse_off < buf_pending(&c->in)) {
-        parse_more(c);
-        if (c->closing || c->state != CONN_HELD)
-            return;
-    }
-    int64_t zero = 0;
-    atomic_compare_exchange_strong(&c->svc->wake_started_ns, &zero, (int64_t)now_ns());
-    if (wakeq_push_wake(&dp->wakeq, c->svc))
-        counter_add(&c->svc->wakes, 1);
-    if (!c->client_eof) {
-        if (buf_pending(&c->in) >= in_limit(c))
-            client_watch_close_only(c);
-        else
-            client_read(c, true);
-    }
-    /* The service may have become ready while this connection was parsed. */
-    if (conn_ready(c))
-        conn_dispatch(c);
-}
-
-/*
- * A connection waiting for a backend with nothing written to it: its HTTP/1 bytes are
- * validated as they come, like those of every held request, whether it was held after its
- * head was parsed or taken as ready at accept and held after its connect failed. TLS and h2c
- * (found from the first bytes) and what follows an Upgrade are not HTTP/1 and stay unparsed.
- * This may answer and close c.
- */
-static void validate_more(struct conn *c)
-{
-    if (c->raw || c->proto != PROTO_HTTP)
-        return;
-    if (!c->parser) {
-        if (buf_pending(&c->in) == 0 || head_maybe_h2_preface(in_ptr(c), buf_pending(&c->in)))
-            return; /* nothing yet, or the rest of a possible HTTP/2 preface to wait for */
-        if (head_sniff_raw(in_ptr(c), buf_pending(&c->in))) {
-            c->raw = true;
-            c->http1 = false;
-            c->sniffed = true;
-            return;
-        }
-        c->http1 = true;
-        c->sniffed = true;
-    }
-    parse_more(c);
-}
-
-/* ---- connecting ---- */
-
-static void connect_failed(struct conn *c, int err);
-
-static void conn_dispatch(struct conn *c)
-{
-    const struct route_service *r = conn_route(c);
-    if (!conn_ready(c)) {
-        conn_hold(c);
-        return;
-    }
-    if (c->deadline_ns && now_ns() >= c->deadline_ns) {
-        conn_answer_error(c, 504, "timeout", r->reason ? r->reason : "no ready backend in time",
-                          OUTCOME_TIMEOUT);
-        return;
-    }
-    const struct addr *a = pick_endpoint(conn_sw(c), conn_port(c), c->failed, c->n_failed);
-    if (!a) {
-        /* Every endpoint failed for this connection: wait, then try them all again, and tell
-         * the control plane (a target that went away while its endpoints were still listed is
-         * woken; a wake of a running target does nothing). */
-        if (wakeq_push_wake(&c->w->dp->wakeq, c->svc))
-            counter_add(&c->svc->wakes, 1);
-        c->n_failed = 0;
-        if (c->queued) {
-            TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
-            c->queued = false;
-        }
-        c->backoff_ms = pick_backoff_next(c->backoff_ms);
-        set_state(c, CONN_BACKOFF);
-        return;
-    }
-    if (c->queued) {
-        TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
-        c->queued = false;
-    }
-    c->backend = *a;
-    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        /* Out of descriptors is ours, not the backend's: back off without blaming it. */
-        c->backoff_ms = pick_backoff_next(c->backoff_ms);
-        set_state(c, CONN_BACKOFF);
-        return;
-    }
-    c->bfd = fd;
-    event_assign(&c->brev, c->w->base, fd, EV_READ | EV_PERSIST, on_backend_read, c);
-    event_assign(&c->bwev, c->w->base, fd, EV_WRITE | EV_PERSIST, on_backend_write, c);
-    set_state(c, CONN_CONNECTING);
-    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
-        connect_failed(c, errno);
-        return;
-    }
-    backend_write(c, true);
-}
-
-/* A connect attempt failed with nothing written: try another endpoint, or wait and retry. */
-static void connect_failed(struct conn *c, int err)
-{
-    log_debug("backend connect failed", "service=%s backend=%s error=%s", c->svc->key,
-              c->backend.text, strerror(err));
-    close_backend(c);
-    counter_add(&c->svc->connect_retries, 1);
-    wakeq_push_failure(&c->w->dp->wakeq, c->svc, &c->backend);
-    if (c->n_failed < MAX_FAILED)
-        c->failed[c->n_failed++] = c->backend;
-    const struct route_service *r = conn_route(c);
-    if (!c->deadline_ns)
-        c->deadline_ns = c->arrived_ns + (uint64_t)(r ? r->hold_timeout_s : 600) * 1000000000ull;
-    if (!c->held && c->to_backend == 0) {
-        /* Taken as ready at accept, it now waits for a backend like a held connection: it is
-         * counted against the hold limits, and its HTTP/1 request is validated. */
-        if (!r) {
-            conn_answer_error(c, 503, "service unavailable", "service was removed",
-                              OUTCOME_REJECTED);
-            return;
-        }
-        conn_admit(c, r);
-        if (!c->held)
-            return;
-        if (c->parse_if_held) {
-            c->parse_if_held = false;
-            c->raw = false;
-            validate_more(c);
-            if (c->closing)
-                return;
-        }
-    }
-    conn_dispatch(c);
-}
-
-static void observe_cold_start(struct conn *c)
-{
-    if (!c->held_ns)
-        return;
-    uint64_t now = now_ns();
-    int64_t started = atomic_exchange(&c->svc->wake_started_ns, 0);
-    int64_t ready = atomic_exchange(&c->svc->ready_since_ns, 0);
-    struct svc_hists *hists =
-        started > 0 || (ready > 0 && now >= (uint64_t)ready) ? svc_state_hists(c->svc) : NULL;
-    if (hists && started > 0)
-        hist_observe_ns(&hists->cold_start_seconds, now - (uint64_t)started);
-    if (hists && ready > 0 && now >= (uint64_t)ready)
-        hist_observe_ns(&hists->ready_to_first_byte_seconds, now - (uint64_t)ready);
-    if (started > 0)
-        log_info("cold start: first held byte written",
-                 "service=%s backend=%s cold_start_ms=%f "
-                 "ready_to_first_byte_ms=%f",
-                 c->svc->key, c->backend.text, (double)(now - (uint64_t)started) / 1e6,
-                 ready > 0 ? (double)(now - (uint64_t)ready) / 1e6 : -1.0);
-}
-
-static void connected(struct conn *c)
-{
-    int one = 1;
-    setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    setsockopt(c->bfd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-    c->bound = true;
-    pick_load_add(conn_sw(c), &c->backend, 1);
-    if (!c->probe_check) /* else once its first bytes are known not to be a data-path probe */
-        count(c, OUTCOME_FORWARDED);
-    unhold(c);
-    free(c->parser);
-    c->parser = NULL;
-    free(c->head);
-    c->head = NULL;
-    c->backoff_ms = 0;
-    set_state(c, CONN_RELAY);
-    if (buf_pending(&c->in)) {
-        size_t before = buf_pending(&c->in);
-        note_first_bytes(c, c->in.data + c->in.off, before);
-        if (buf_flush(&c->in, c->bfd) < 0) {
-            connect_failed(c, errno);
-            return;
-        }
-        c->to_backend += before - buf_pending(&c->in);
-        observe_cold_start(c);
-    }
-    /* Probe answers still unsent go first: backend bytes wait until they are written. */
-    backend_read(c, !buf_pending(&c->out));
-    if (buf_pending(&c->out))
-        client_write(c, true);
-    if (buf_pending(&c->in)) {
-        backend_write(c, true);
-        client_read(c, false);
-    } else {
-        backend_write(c, false);
-        if (c->client_eof)
-            shutdown(c->bfd, SHUT_WR);
-        else
-            client_read(c, true);
-    }
-}
-
-/* ---- data-path probes on connections relayed unparsed ---- */
-
-/*
- * A connection taken as ready at accept sent a data-path probe: it must not reach the backend,
- * and is answered like on every other path. The backend connection (nothing was written to
- * it) is dropped, the connection leaves any hold uncounted (a connect that failed at once may
- * have held it), and its head is parsed from the start: decide_after_head answers it, or 400
- * for an invalid nonce. The probe's bytes are in c->in.
- */
-static void answer_probe_instead_of_relay(struct conn *c)
-{
-    log_debug("data-path probe on a connection relayed unparsed: not forwarded", "service=%s",
-              c->svc ? c->svc->key : NULL);
-    close_backend(c);
-    if (c->svc)
-        leave_hold(c, false);
-    c->raw = false;
-    c->parse_if_held = false;
-    c->http1 = true;
-    c->sniffed = true;
-    set_state(c, CONN_HEAD);
-    client_read(c, true);
-    parse_more(c);
-}
-
-/*
- * The first bytes p[0, n) of a connection taken as ready at accept on an HTTP port (in c->in
- * when `buffered`, else still only in the worker's scratch buffer). When they are not a
- * data-path probe the connection goes on as it was (counted forwarded once bound); when they
- * are, it is switched to answering it (moved_on).
- */
-static void check_first_bytes(struct conn *c, const char *p, size_t n, bool buffered)
-{
-    c->probe_check = false;
-    /* A backend that spoke or hung up first has had its say on this connection: relayed. */
-    if (c->from_backend > 0 || c->client_shut || !head_has_probe_field(p, n)) {
-        if (c->bound)
-            count(c, OUTCOME_FORWARDED);
-        return;
-    }
-    if (!buffered && buf_append(&c->in, p, n) < 0) {
-        conn_close(c);
-        return;
-    }
-    answer_probe_instead_of_relay(c);
-}
-
-/* ---- relay ---- */
-
-static void relay_done_check(struct conn *c)
-{
-    if (c->client_eof && c->backend_eof && !buf_pending(&c->in) && !buf_pending(&c->out))
-        conn_close(c);
-}
-
-/* The backend ended (EOF or error). 502 if it never answered what we sent on HTTP/1. */
-static void backend_ended(struct conn *c, bool error)
-{
-    if (c->http1 && c->from_backend == 0 && c->to_backend > 0 && !buf_pending(&c->out)) {
-        conn_answer_error(c, 502, "bad gateway", "backend closed the connection before answering",
-                          OUTCOME_UPSTREAM_ERROR);
-        return;
-    }
-    if (error) {
-        conn_close(c);
-        return;
-    }
-    c->backend_eof = true;
-    backend_read(c, false);
-    if (!buf_pending(&c->out)) {
-        shutdown(c->cfd, SHUT_WR);
-        c->client_shut = true;
-    }
-    relay_done_check(c);
-}
-
-static void relay_from_client(struct conn *c)
-{
-    struct worker *w = c->w;
-    ssize_t n = recv(c->cfd, w->scratch, w->scratch_len, 0);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-            return;
-        conn_close(c);
-        return;
-    }
-    if (n == 0) {
-        c->client_eof = true;
-        client_read(c, false);
-        if (!buf_pending(&c->in))
-            shutdown(c->bfd, SHUT_WR);
-        relay_done_check(c);
-        return;
-    }
-    if (c->probe_check) {
-        check_first_bytes(c, w->scratch, (size_t)n, false);
-        if (moved_on(c, CONN_RELAY))
-            return;
-    }
-    if (c->to_backend == 0)
-        note_first_bytes(c, w->scratch, (size_t)n);
-    c->to_backend += (uint64_t)n;
-    ssize_t wr = send(c->bfd, w->scratch, (size_t)n, MSG_NOSIGNAL);
-    if (wr < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            backend_ended(c, true);
-            return;
-        }
-        wr = 0;
-    }
-    if (wr < n) {
-        if (buf_append(&c->in, w->scratch + wr, (size_t)(n - wr)) < 0) {
-            conn_close(c);
-            return;
-        }
-        client_read(c, false);
-        backend_write(c, true);
-    }
-    if (w->dp->limits.idle_timeout_s)
-        conn_arm_timer(c);
-}
-
-static void relay_from_backend(struct conn *c)
-{
-    struct worker *w = c->w;
-    ssize_t n = recv(c->bfd, w->scratch, w->scratch_len, 0);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-            return;
-        backend_ended(c, true);
-        return;
-    }
-    if (n == 0) {
-        backend_ended(c, false);
-        return;
-    }
-    c->from_backend += (uint64_t)n;
-    ssize_t wr = buf_pending(&c->out) ? 0 : send(c->cfd, w->scratch, (size_t)n, MSG_NOSIGNAL);
-    if (wr < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            conn_close(c);
-            return;
-        }
-        wr = 0;
-    }
-    if (wr < n) {
-        if (buf_append(&c->out, w->scratch + wr, (size_t)(n - wr)) < 0) {
-            conn_close(c);
-            return;
-        }
-        backend_read(c, false);
-        client_write(c, true);
-    }
-    if (w->dp->limits.idle_timeout_s)
-        conn_arm_timer(c);
-}
-
-/* ---- event handlers ---- */
+/* ---- 2. head: read the request, parse its head (head.h) ---- */
 
 /*
  * The client closed its side before the connection was bound to a backend. Before a complete
@@ -1196,280 +609,6 @@ static void on_client_read(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void on_client_write(evutil_socket_t fd, short what, void *arg)
-{
-    struct conn *c = arg;
-    if (c->closing)
-        return;
-    if (c->state != CONN_RELAY) {
-        size_t unsent = buf_pending(&c->out);
-        answer_flush(c);
-        if (c->closing || !c->out_paused || c->state != CONN_HEAD)
-            return;
-        if (buf_pending(&c->out) < OUT_LIMIT) {
-            /* The client read its answers: answer the requests it sent meanwhile, read on. */
-            c->out_paused = false;
-            client_read(c, true);
-            parse_more(c);
-        } else if (buf_pending(&c->out) < unsent) {
-            /* Still paused, but the client read: its wait starts again. */
-            paused_client_read(c);
-            conn_arm_timer(c);
-        }
-        return;
-    }
-    if (buf_flush(&c->out, c->cfd) < 0) {
-        conn_close(c);
-        return;
-    }
-    if (buf_pending(&c->out))
-        return;
-    client_write(c, false);
-    if (c->backend_eof) {
-        shutdown(c->cfd, SHUT_WR);
-        c->client_shut = true;
-        relay_done_check(c);
-    } else {
-        backend_read(c, true);
-    }
-}
-
-static void on_backend_read(evutil_socket_t fd, short what, void *arg)
-{
-    struct conn *c = arg;
-    if (!c->closing)
-        relay_from_backend(c);
-}
-
-static void on_backend_write(evutil_socket_t fd, short what, void *arg)
-{
-    struct conn *c = arg;
-    if (c->closing)
-        return;
-    if (c->state == CONN_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (getsockopt(c->bfd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-            err = errno;
-        if (err) {
-            connect_failed(c, err);
-            return;
-        }
-        backend_write(c, false);
-        connected(c);
-        return;
-    }
-    size_t before = buf_pending(&c->in);
-    if (buf_flush(&c->in, c->bfd) < 0) {
-        backend_ended(c, true);
-        return;
-    }
-    if (before && c->to_backend == 0)
-        observe_cold_start(c);
-    c->to_backend += before - buf_pending(&c->in);
-    if (buf_pending(&c->in))
-        return;
-    backend_write(c, false);
-    if (c->client_eof) {
-        shutdown(c->bfd, SHUT_WR);
-        relay_done_check(c);
-    } else {
-        client_read(c, true);
-    }
-}
-
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct conn *c = arg;
-    if (c->closing)
-        return;
-    const struct route_service *r = conn_route(c);
-    switch (c->state) {
-    case CONN_HEAD:
-        if (c->out_paused && paused_client_read(c)) {
-            conn_arm_timer(c); /* not a slow head: a client still reading its answers */
-            return;
-        }
-        if (!c->seen_request || buf_pending(&c->in) > 0)
-            conn_answer_error(c, 408, "request timeout", "no complete request head in time",
-                              OUTCOME_BAD_REQUEST);
-        else
-            conn_close(c); /* an idle keep-alive connection after probe answers */
-        return;
-    case CONN_HELD:
-    case CONN_BACKOFF:
-    case CONN_CONNECTING:
-        if (c->deadline_ns && now_ns() >= c->deadline_ns) {
-            char reason[300];
-            snprintf(reason, sizeof(reason), "%s",
-                     r && r->reason ? r->reason : "no ready backend within the hold timeout");
-            log_info("held request timed out", "service=%s reason=%s", c->svc->key, reason);
-            conn_answer_error(c, 504, "timeout", reason, OUTCOME_TIMEOUT);
-            return;
-        }
-        if (c->state == CONN_CONNECTING) {
-            connect_failed(c, ETIMEDOUT);
-            return;
-        }
-        if (c->state == CONN_BACKOFF) {
-            conn_dispatch(c);
-            return;
-        }
-        /* Held, and the timer fired a little before the deadline (libevent schedules from its
-         * cached clock, in whole microseconds): watch the deadline again, or the connection
-         * would never get its 504. */
-        conn_arm_timer(c);
-        return;
-    case CONN_RELAY:
-        log_debug("relay idle timeout", "service=%s", c->svc ? c->svc->key : NULL);
-        conn_close(c);
-        return;
-    case CONN_ANSWER:
-    case CONN_LINGER:
-        conn_close(c);
-        return;
-    }
-}
-
-/* ---- HTTP/1 parsing (not ready: probes, holding, validation) ---- */
-
-/* Shared port: the Host header names the service (head_route_by_host): c->svc. When it names
- * none, c is answered 404 instead. */
-static void route_by_host(struct conn *c)
-{
-    char host[256];
-    size_t port = 0;
-    const struct route_service *r =
-        head_route_by_host(c->head, in_ptr(c), c->w->snap, &port, host, sizeof(host));
-    if (!r) {
-        counter_add(&c->w->dp->unknown_host, 1);
-        size_t len;
-        char *msg = httpans_error(404, "unknown service", NULL, NULL, 0, &len, "host", host, NULL);
-        conn_send_final(c, msg, len);
-        return;
-    }
-    c->svc = svc_state_ref(r->svc);
-    c->shared = false;
-    c->port = port;
-    c->deadline_ns = c->arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
-}
-
-/*
- * A data-path probe (common/pathprobe_nonce.h) is answered here, whatever the state of the
- * service, on a service's HTTP port or the shared one (whatever its Host): 204 with the nonce
- * echoed, then close. It is never held, forwarded, matched against probeResponse rules, or
- * counted as a request; it wakes nothing. A Holdfast-Probe field without a valid nonce gets 400
- * (counted as a bad request, like every request holdfast refuses). A head without a
- * Holdfast-Probe field is left alone.
- */
-static void answer_datapath_probe(struct conn *c)
-{
-    struct head_span v = {0, 0};
-    size_t found = head_find(c->head, in_ptr(c), PATHPROBE_HEADER, &v);
-    if (!found)
-        return;
-    const char *nonce = head_ptr(in_ptr(c), v);
-    size_t len = v.len;
-    while (len > 0 && (nonce[len - 1] == ' ' || nonce[len - 1] == '\t'))
-        len--;
-    const char *bad = NULL;
-    if (found > 1)
-        bad = "Holdfast-Probe header field repeated";
-    else if (!pathprobe_nonce_valid(nonce, len))
-        bad = "Holdfast-Probe nonce must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'";
-    if (bad) {
-        log_debug("bad data-path probe", "service=%s reason=%s", c->svc ? c->svc->key : NULL, bad);
-        if (!c->svc)
-            counter_add(&c->w->dp->bad_requests, 1);
-        conn_answer_error(c, 400, "bad request", bad, OUTCOME_BAD_REQUEST);
-        return;
-    }
-    counter_add(&c->w->dp->datapath_probes, 1);
-    if (log_enabled(LOG_DEBUG)) {
-        char text[PATHPROBE_NONCE_MAX + 1];
-        memcpy(text, nonce, len);
-        text[len] = '\0';
-        log_debug("data-path probe answered", "service=%s nonce=%s", c->svc ? c->svc->key : NULL,
-                  text);
-    }
-    size_t msg_len = 0;
-    char *msg = httpans_datapath_probe(nonce, len, &msg_len);
-    conn_send_final(c, msg, msg_len);
-}
-
-/* The head of a request is complete: a data-path probe is answered, the shared port routes by
- * Host, a ready service is connected to, a probeResponse rule answers (once the message is
- * complete: c->probe), anything else is held. Parsing goes on only for a probe-matched
- * request (not moved_on). */
-static void decide_after_head(struct conn *c)
-{
-    c->seen_request = true;
-    answer_datapath_probe(c);
-    if (moved_on(c, CONN_HEAD))
-        return;
-    if (c->shared) {
-        route_by_host(c);
-        if (!c->svc)
-            return;
-    }
-    const struct route_service *r = conn_route(c);
-    if (conn_ready(c)) {
-        conn_dispatch(c); /* ready: the head and everything after it goes to the backend */
-        return;
-    }
-    struct head *h = c->head;
-    if (h->too_many) {
-        conn_answer_error(c, 431, "request header fields too large", "too many header fields",
-                          OUTCOME_BAD_REQUEST);
-        return;
-    }
-    if (r && r->probes && r->probes->rules && probe_rules_count(r->probes->rules) > 0) {
-        struct probe_header hdrs[HEAD_MAX_FIELDS];
-        struct probe_work work;
-        struct probe_request req = {.work = &work};
-        head_probe_request(h, in_ptr(c), hdrs, &req);
-        const struct probe_response *resp = probe_match(r->probes->rules, &req);
-        if (work.gave_up)
-            counter_add(&c->w->dp->regex_limit_hits, 1);
-        if (resp) {
-            c->probe = resp;
-            c->probe_head = head_span_eq(in_ptr(c), h->method, "HEAD");
-            return; /* answered when the message (and any body) is complete */
-        }
-    }
-    conn_hold(c);
-}
-
-/* A probe-matched request is complete: answer it and drop its bytes. Parsing goes on only on
- * a kept-alive connection (not moved_on). */
-static void answer_probe(struct conn *c, size_t consumed)
-{
-    bool keep_alive = llhttp_should_keep_alive(&c->parser->http);
-    size_t len;
-    char *msg = httpans_probe(c->probe->status, c->probe->body, c->probe->body_len, c->probe_head,
-                              !keep_alive, &len);
-    count(c, OUTCOME_PROBE);
-    c->probe = NULL;
-    if (!msg || buf_append(&c->out, msg, len) < 0) {
-        free(msg);
-        conn_close(c);
-        return;
-    }
-    free(msg);
-    c->in.off += consumed;
-    c->parse_off = 0;
-    if (!keep_alive) {
-        free(c->parser);
-        c->parser = NULL;
-        c->in.off = c->in.len = 0;
-        set_state(c, CONN_ANSWER);
-        answer_flush(c);
-        return;
-    }
-    conn_arm_timer(c); /* the head timeout starts again for the next request */
-    answer_flush(c);
-}
-
 static void parse_more(struct conn *c)
 {
     if (!c->parser) {
@@ -1558,7 +697,363 @@ static void parse_more(struct conn *c)
     }
 }
 
-/* ---- worker hooks ---- */
+/*
+ * A connection paused at OUT_LIMIT waits for its client to read. The kernel reports the socket
+ * writable again only once a good part of its send queue has drained (a third, by default),
+ * and for a queue the kernel grew to megabytes that is seconds of steady reading: the head
+ * timeout alone would end a client that reads all along. So when it fires on a paused
+ * connection, this looks at the client's progress instead: true when the bytes the client has
+ * not yet acknowledged went down since the last look (taken when it paused, at each write
+ * and at each of these calls).
+ */
+static bool paused_client_read(struct conn *c)
+{
+    int q = 0;
+    if (ioctl(c->cfd, SIOCOUTQ, &q) < 0)
+        return false;
+    bool read = q < c->paused_outq;
+    c->paused_outq = q;
+    return read;
+}
+
+/* ---- 3. decide: data-path probe, Host routing, ready, probeResponse rule, or hold ---- */
+
+/* The head of a request is complete: a data-path probe is answered, the shared port routes by
+ * Host, a ready service is connected to, a probeResponse rule answers (once the message is
+ * complete: c->probe), anything else is held. Parsing goes on only for a probe-matched
+ * request (not moved_on). */
+static void decide_after_head(struct conn *c)
+{
+    c->seen_request = true;
+    answer_datapath_probe(c);
+    if (moved_on(c, CONN_HEAD))
+        return;
+    if (c->shared) {
+        route_by_host(c);
+        if (!c->svc)
+            return;
+    }
+    const struct route_service *r = conn_route(c);
+    if (conn_ready(c)) {
+        conn_dispatch(c); /* ready: the head and everything after it goes to the backend */
+        return;
+    }
+    struct head *h = c->head;
+    if (h->too_many) {
+        conn_answer_error(c, 431, "request header fields too large", "too many header fields",
+                          OUTCOME_BAD_REQUEST);
+        return;
+    }
+    if (r && r->probes && r->probes->rules && probe_rules_count(r->probes->rules) > 0) {
+        struct probe_header hdrs[HEAD_MAX_FIELDS];
+        struct probe_work work;
+        struct probe_request req = {.work = &work};
+        head_probe_request(h, in_ptr(c), hdrs, &req);
+        const struct probe_response *resp = probe_match(r->probes->rules, &req);
+        if (work.gave_up)
+            counter_add(&c->w->dp->regex_limit_hits, 1);
+        if (resp) {
+            c->probe = resp;
+            c->probe_head = head_span_eq(in_ptr(c), h->method, "HEAD");
+            return; /* answered when the message (and any body) is complete */
+        }
+    }
+    conn_hold(c);
+}
+
+/*
+ * A data-path probe (common/pathprobe_nonce.h) is answered here, whatever the state of the
+ * service, on a service's HTTP port or the shared one (whatever its Host): 204 with the nonce
+ * echoed, then close. It is never held, forwarded, matched against probeResponse rules, or
+ * counted as a request; it wakes nothing. A Holdfast-Probe field without a valid nonce gets 400
+ * (counted as a bad request, like every request holdfast refuses). A head without a
+ * Holdfast-Probe field is left alone.
+ */
+static void answer_datapath_probe(struct conn *c)
+{
+    struct head_span v = {0, 0};
+    size_t found = head_find(c->head, in_ptr(c), PATHPROBE_HEADER, &v);
+    if (!found)
+        return;
+    const char *nonce = head_ptr(in_ptr(c), v);
+    size_t len = v.len;
+    while (len > 0 && (nonce[len - 1] == ' ' || nonce[len - 1] == '\t'))
+        len--;
+    const char *bad = NULL;
+    if (found > 1)
+        bad = "Holdfast-Probe header field repeated";
+    else if (!pathprobe_nonce_valid(nonce, len))
+        bad = "Holdfast-Probe nonce must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'";
+    if (bad) {
+        log_debug("bad data-path probe", "service=%s reason=%s", c->svc ? c->svc->key : NULL, bad);
+        if (!c->svc)
+            counter_add(&c->w->dp->bad_requests, 1);
+        conn_answer_error(c, 400, "bad request", bad, OUTCOME_BAD_REQUEST);
+        return;
+    }
+    counter_add(&c->w->dp->datapath_probes, 1);
+    if (log_enabled(LOG_DEBUG)) {
+        char text[PATHPROBE_NONCE_MAX + 1];
+        memcpy(text, nonce, len);
+        text[len] = '\0';
+        log_debug("data-path probe answered", "service=%s nonce=%s", c->svc ? c->svc->key : NULL,
+                  text);
+    }
+    size_t msg_len = 0;
+    char *msg = httpans_datapath_probe(nonce, len, &msg_len);
+    conn_send_final(c, msg, msg_len);
+}
+
+/* Shared port: the Host header names the service (head_route_by_host): c->svc. When it names
+ * none, c is answered 404 instead. */
+static void route_by_host(struct conn *c)
+{
+    char host[256];
+    size_t port = 0;
+    const struct route_service *r =
+        head_route_by_host(c->head, in_ptr(c), c->w->snap, &port, host, sizeof(host));
+    if (!r) {
+        counter_add(&c->w->dp->unknown_host, 1);
+        size_t len;
+        char *msg = httpans_error(404, "unknown service", NULL, NULL, 0, &len, "host", host, NULL);
+        conn_send_final(c, msg, len);
+        return;
+    }
+    c->svc = svc_state_ref(r->svc);
+    c->shared = false;
+    c->port = port;
+    c->deadline_ns = c->arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
+}
+
+/* A probe-matched request is complete: answer it and drop its bytes. Parsing goes on only on
+ * a kept-alive connection (not moved_on). */
+static void answer_probe(struct conn *c, size_t consumed)
+{
+    bool keep_alive = llhttp_should_keep_alive(&c->parser->http);
+    size_t len;
+    char *msg = httpans_probe(c->probe->status, c->probe->body, c->probe->body_len, c->probe_head,
+                              !keep_alive, &len);
+    count(c, OUTCOME_PROBE);
+    c->probe = NULL;
+    if (!msg || buf_append(&c->out, msg, len) < 0) {
+        free(msg);
+        conn_close(c);
+        return;
+    }
+    free(msg);
+    c->in.off += consumed;
+    c->parse_off = 0;
+    if (!keep_alive) {
+        free(c->parser);
+        c->parser = NULL;
+        c->in.off = c->in.len = 0;
+        set_state(c, CONN_ANSWER);
+        answer_flush(c);
+        return;
+    }
+    conn_arm_timer(c); /* the head timeout starts again for the next request */
+    answer_flush(c);
+}
+
+/* ---- 3a. holdfast's own answers (then LINGER) ---- */
+
+/* Queues a final answer on an HTTP/1 connection, then closes (after lingering). */
+static void conn_answer_error(struct conn *c, int status, const char *error, const char *reason,
+                              enum outcome outcome)
+{
+    if (c->closing)
+        return;
+    count(c, outcome);
+    if (c->svc)
+        unhold(c);
+    close_backend(c);
+    free(c->parser);
+    c->parser = NULL;
+    if (!c->http1) {
+        conn_close(c); /* other protocols: holdfast has no words there, it closes */
+        return;
+    }
+    size_t len;
+    char *msg = httpans_error(status, error, c->svc ? c->svc->key : NULL, reason, 1, &len, NULL);
+    conn_send_final(c, msg, len);
+}
+
+/* Sends msg (taking it; NULL means out of memory) as the connection's last words. */
+static void conn_send_final(struct conn *c, char *msg, size_t len)
+{
+    c->out_paused = false; /* nothing more is read or answered */
+    c->in.off = c->in.len = 0;
+    free(c->parser);
+    c->parser = NULL;
+    if (!msg || buf_append(&c->out, msg, len) < 0) {
+        free(msg);
+        conn_close(c);
+        return;
+    }
+    free(msg);
+    set_state(c, CONN_ANSWER);
+    answer_flush(c);
+}
+
+static void answer_flush(struct conn *c)
+{
+    if (buf_flush(&c->out, c->cfd) < 0) {
+        conn_close(c);
+        return;
+    }
+    if (buf_pending(&c->out)) {
+        client_write(c, true);
+        return;
+    }
+    client_write(c, false);
+    if (c->state == CONN_ANSWER) {
+        /* Shut our side and read what the client still sends, so closing does not reset the
+         * connection before the client has read the answer. */
+        shutdown(c->cfd, SHUT_WR);
+        set_state(c, CONN_LINGER);
+        client_read(c, true);
+    }
+}
+
+/* ---- 3b. hold: admitted under the limits (hold.h), queued oldest first ---- */
+
+/*
+ * Counts c as held, within the service's and the resolver's limits on held connections and
+ * held bytes (the bytes it buffered so far are reserved): c->held. At a limit c is answered
+ * 503 (closed on other protocols) instead.
+ */
+static void conn_admit(struct conn *c, const struct route_service *r)
+{
+    size_t need = buf_pending(&c->in);
+    const char *full = hold_admit(c->svc, r, c->w->dp, need);
+    if (full) {
+        conn_answer_error(c, 503, "overloaded", full, OUTCOME_REJECTED);
+        return;
+    }
+    c->held_bytes += need;
+    c->held = true;
+    if (!c->held_ns)
+        c->held_ns = now_ns();
+}
+
+/* Reserves up to `want` more held bytes for c (hold_reserve), added to c->held_bytes. */
+static size_t conn_reserve(struct conn *c, size_t want, bool all)
+{
+    size_t got = hold_reserve(c->svc, conn_route(c), c->w->dp, want, all);
+    c->held_bytes += got;
+    return got;
+}
+
+/* Gives back reserved bytes that were not used. */
+static void conn_release(struct conn *c, size_t n)
+{
+    hold_give_back(c->svc, c->w->dp, 0, n);
+    c->held_bytes -= n;
+}
+
+/* The connection stops being held; `observe` counts the time it was in the hold duration
+ * histogram (everything but a data-path probe, which is never counted as held). */
+static void leave_hold(struct conn *c, bool observe)
+{
+    if (c->queued) {
+        TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
+        c->queued = false;
+    }
+    if (!c->held)
+        return;
+    hold_give_back(c->svc, c->w->dp, 1, c->held_bytes);
+    c->held_bytes = 0;
+    c->held = false;
+    struct svc_hists *hists = observe ? svc_state_hists(c->svc) : NULL;
+    if (hists)
+        hist_observe_ns(&hists->hold_seconds, now_ns() - c->held_ns);
+}
+
+/* The connection stops being held (forwarded, cancelled, timed out, answered). */
+static void unhold(struct conn *c)
+{
+    leave_hold(c, true);
+}
+
+static void conn_hold(struct conn *c)
+{
+    const struct route_service *r = conn_route(c);
+    struct dataplane *dp = c->w->dp;
+    if (!r) {
+        conn_answer_error(c, 503, "service unavailable", "service was removed", OUTCOME_REJECTED);
+        return;
+    }
+    note_first_bytes(c, c->in.data + c->in.off, buf_pending(&c->in));
+    if (!c->held) {
+        conn_admit(c, r);
+        if (!c->held)
+            return;
+    }
+    free(c->head); /* the head is decided; only framing is still validated */
+    c->head = NULL;
+    if (!c->queued) {
+        /* FIFO by arrival: a connection coming back after failed connects goes before any
+         * that arrived after it. */
+        struct svc_worker *sw = &c->svc->workers[c->w->id];
+        struct conn *after = TAILQ_LAST(&sw->held, hold_q);
+        while (after && after->arrived_ns > c->arrived_ns)
+            after = TAILQ_PREV(after, hold_q, hold_link);
+        if (after)
+            TAILQ_INSERT_AFTER(&sw->held, after, c, hold_link);
+        else
+            TAILQ_INSERT_HEAD(&sw->held, c, hold_link);
+        c->queued = true;
+    }
+    set_state(c, CONN_HELD);
+    /* Bytes that came in the same read as the head (a body, pipelined requests) are validated
+     * now, not at a next read that may never come, and before waking anything: bad chunking
+     * sent with its head gets its 400 instead of a wake and a delivery after it. This may
+     * answer and close c. */
+    if (c->parser && c->parse_off < buf_pending(&c->in)) {
+        parse_more(c);
+        if (c->closing || c->state != CONN_HELD)
+            return;
+    }
+    int64_t zero = 0;
+    atomic_compare_exchange_strong(&c->svc->wake_started_ns, &zero, (int64_t)now_ns());
+    if (wakeq_push_wake(&dp->wakeq, c->svc))
+        counter_add(&c->svc->wakes, 1);
+    if (!c->client_eof) {
+        if (buf_pending(&c->in) >= in_limit(c))
+            client_watch_close_only(c);
+        else
+            client_read(c, true);
+    }
+    /* The service may have become ready while this connection was parsed. */
+    if (conn_ready(c))
+        conn_dispatch(c);
+}
+
+/*
+ * A connection waiting for a backend with nothing written to it: its HTTP/1 bytes are
+ * validated as they come, like those of every held request, whether it was held after its
+ * head was parsed or taken as ready at accept and held after its connect failed. TLS and h2c
+ * (found from the first bytes) and what follows an Upgrade are not HTTP/1 and stay unparsed.
+ * This may answer and close c.
+ */
+static void validate_more(struct conn *c)
+{
+    if (c->raw || c->proto != PROTO_HTTP)
+        return;
+    if (!c->parser) {
+        if (buf_pending(&c->in) == 0 || head_maybe_h2_preface(in_ptr(c), buf_pending(&c->in)))
+            return; /* nothing yet, or the rest of a possible HTTP/2 preface to wait for */
+        if (head_sniff_raw(in_ptr(c), buf_pending(&c->in))) {
+            c->raw = true;
+            c->http1 = false;
+            c->sniffed = true;
+            return;
+        }
+        c->http1 = true;
+        c->sniffed = true;
+    }
+    parse_more(c);
+}
 
 void conn_snapshot_applied(struct worker *w, const struct route_change *changes, size_t n)
 {
@@ -1629,4 +1124,534 @@ out:
         svc_state_unref(w->dispatch[i]);
     memmove(w->dispatch, w->dispatch + done, (w->n_dispatch - done) * sizeof(*w->dispatch));
     w->n_dispatch -= done;
+}
+
+/* ---- 4. connect: pick an endpoint (pick.h), back off when every one failed ---- */
+
+static void conn_dispatch(struct conn *c)
+{
+    const struct route_service *r = conn_route(c);
+    if (!conn_ready(c)) {
+        conn_hold(c);
+        return;
+    }
+    if (c->deadline_ns && now_ns() >= c->deadline_ns) {
+        conn_answer_error(c, 504, "timeout", r->reason ? r->reason : "no ready backend in time",
+                          OUTCOME_TIMEOUT);
+        return;
+    }
+    const struct addr *a = pick_endpoint(conn_sw(c), conn_port(c), c->failed, c->n_failed);
+    if (!a) {
+        /* Every endpoint failed for this connection: wait, then try them all again, and tell
+         * the control plane (a target that went away while its endpoints were still listed is
+         * woken; a wake of a running target does nothing). */
+        if (wakeq_push_wake(&c->w->dp->wakeq, c->svc))
+            counter_add(&c->svc->wakes, 1);
+        c->n_failed = 0;
+        if (c->queued) {
+            TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
+            c->queued = false;
+        }
+        c->backoff_ms = pick_backoff_next(c->backoff_ms);
+        set_state(c, CONN_BACKOFF);
+        return;
+    }
+    if (c->queued) {
+        TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
+        c->queued = false;
+    }
+    c->backend = *a;
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        /* Out of descriptors is ours, not the backend's: back off without blaming it. */
+        c->backoff_ms = pick_backoff_next(c->backoff_ms);
+        set_state(c, CONN_BACKOFF);
+        return;
+    }
+    c->bfd = fd;
+    event_assign(&c->brev, c->w->base, fd, EV_READ | EV_PERSIST, on_backend_read, c);
+    event_assign(&c->bwev, c->w->base, fd, EV_WRITE | EV_PERSIST, on_backend_write, c);
+    set_state(c, CONN_CONNECTING);
+    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
+        connect_failed(c, errno);
+        return;
+    }
+    backend_write(c, true);
+}
+
+/* A connect attempt failed with nothing written: try another endpoint, or wait and retry. */
+static void connect_failed(struct conn *c, int err)
+{
+    log_debug("backend connect failed", "service=%s backend=%s error=%s", c->svc->key,
+              c->backend.text, strerror(err));
+    close_backend(c);
+    counter_add(&c->svc->connect_retries, 1);
+    wakeq_push_failure(&c->w->dp->wakeq, c->svc, &c->backend);
+    if (c->n_failed < MAX_FAILED)
+        c->failed[c->n_failed++] = c->backend;
+    const struct route_service *r = conn_route(c);
+    if (!c->deadline_ns)
+        c->deadline_ns = c->arrived_ns + (uint64_t)(r ? r->hold_timeout_s : 600) * 1000000000ull;
+    if (!c->held && c->to_backend == 0) {
+        /* Taken as ready at accept, it now waits for a backend like a held connection: it is
+         * counted against the hold limits, and its HTTP/1 request is validated. */
+        if (!r) {
+            conn_answer_error(c, 503, "service unavailable", "service was removed",
+                              OUTCOME_REJECTED);
+            return;
+        }
+        conn_admit(c, r);
+        if (!c->held)
+            return;
+        if (c->parse_if_held) {
+            c->parse_if_held = false;
+            c->raw = false;
+            validate_more(c);
+            if (c->closing)
+                return;
+        }
+    }
+    conn_dispatch(c);
+}
+
+static void close_backend(struct conn *c)
+{
+    if (c->bfd < 0)
+        return;
+    event_del(&c->brev);
+    event_del(&c->bwev);
+    c->brev_on = c->bwev_on = false;
+    close(c->bfd);
+    c->bfd = -1;
+    if (c->bound) {
+        pick_load_add(conn_sw(c), &c->backend, -1);
+        c->bound = false;
+    }
+}
+
+static void observe_cold_start(struct conn *c)
+{
+    if (!c->held_ns)
+        return;
+    uint64_t now = now_ns();
+    int64_t started = atomic_exchange(&c->svc->wake_started_ns, 0);
+    int64_t ready = atomic_exchange(&c->svc->ready_since_ns, 0);
+    struct svc_hists *hists =
+        started > 0 || (ready > 0 && now >= (uint64_t)ready) ? svc_state_hists(c->svc) : NULL;
+    if (hists && started > 0)
+        hist_observe_ns(&hists->cold_start_seconds, now - (uint64_t)started);
+    if (hists && ready > 0 && now >= (uint64_t)ready)
+        hist_observe_ns(&hists->ready_to_first_byte_seconds, now - (uint64_t)ready);
+    if (started > 0)
+        log_info("cold start: first held byte written",
+                 "service=%s backend=%s cold_start_ms=%f "
+                 "ready_to_first_byte_ms=%f",
+                 c->svc->key, c->backend.text, (double)(now - (uint64_t)started) / 1e6,
+                 ready > 0 ? (double)(now - (uint64_t)ready) / 1e6 : -1.0);
+}
+
+static void connected(struct conn *c)
+{
+    int one = 1;
+    setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(c->bfd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    c->bound = true;
+    pick_load_add(conn_sw(c), &c->backend, 1);
+    if (!c->probe_check) /* else once its first bytes are known not to be a data-path probe */
+        count(c, OUTCOME_FORWARDED);
+    unhold(c);
+    free(c->parser);
+    c->parser = NULL;
+    free(c->head);
+    c->head = NULL;
+    c->backoff_ms = 0;
+    set_state(c, CONN_RELAY);
+    if (buf_pending(&c->in)) {
+        size_t before = buf_pending(&c->in);
+        note_first_bytes(c, c->in.data + c->in.off, before);
+        if (buf_flush(&c->in, c->bfd) < 0) {
+            connect_failed(c, errno);
+            return;
+        }
+        c->to_backend += before - buf_pending(&c->in);
+        observe_cold_start(c);
+    }
+    /* Probe answers still unsent go first: backend bytes wait until they are written. */
+    backend_read(c, !buf_pending(&c->out));
+    if (buf_pending(&c->out))
+        client_write(c, true);
+    if (buf_pending(&c->in)) {
+        backend_write(c, true);
+        client_read(c, false);
+    } else {
+        backend_write(c, false);
+        if (c->client_eof)
+            shutdown(c->bfd, SHUT_WR);
+        else
+            client_read(c, true);
+    }
+}
+
+/* ---- 5. relay ---- */
+
+/*
+ * The first bytes p[0, n) of a connection taken as ready at accept on an HTTP port (in c->in
+ * when `buffered`, else still only in the worker's scratch buffer). When they are not a
+ * data-path probe the connection goes on as it was (counted forwarded once bound); when they
+ * are, it is switched to answering it (moved_on).
+ */
+static void check_first_bytes(struct conn *c, const char *p, size_t n, bool buffered)
+{
+    c->probe_check = false;
+    /* A backend that spoke or hung up first has had its say on this connection: relayed. */
+    if (c->from_backend > 0 || c->client_shut || !head_has_probe_field(p, n)) {
+        if (c->bound)
+            count(c, OUTCOME_FORWARDED);
+        return;
+    }
+    if (!buffered && buf_append(&c->in, p, n) < 0) {
+        conn_close(c);
+        return;
+    }
+    answer_probe_instead_of_relay(c);
+}
+
+/*
+ * A connection taken as ready at accept sent a data-path probe: it must not reach the backend,
+ * and is answered like on every other path. The backend connection (nothing was written to
+ * it) is dropped, the connection leaves any hold uncounted (a connect that failed at once may
+ * have held it), and its head is parsed from the start: decide_after_head answers it, or 400
+ * for an invalid nonce. The probe's bytes are in c->in.
+ */
+static void answer_probe_instead_of_relay(struct conn *c)
+{
+    log_debug("data-path probe on a connection relayed unparsed: not forwarded", "service=%s",
+              c->svc ? c->svc->key : NULL);
+    close_backend(c);
+    if (c->svc)
+        leave_hold(c, false);
+    c->raw = false;
+    c->parse_if_held = false;
+    c->http1 = true;
+    c->sniffed = true;
+    set_state(c, CONN_HEAD);
+    client_read(c, true);
+    parse_more(c);
+}
+
+static void relay_from_client(struct conn *c)
+{
+    struct worker *w = c->w;
+    ssize_t n = recv(c->cfd, w->scratch, w->scratch_len, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        conn_close(c);
+        return;
+    }
+    if (n == 0) {
+        c->client_eof = true;
+        client_read(c, false);
+        if (!buf_pending(&c->in))
+            shutdown(c->bfd, SHUT_WR);
+        relay_done_check(c);
+        return;
+    }
+    if (c->probe_check) {
+        check_first_bytes(c, w->scratch, (size_t)n, false);
+        if (moved_on(c, CONN_RELAY))
+            return;
+    }
+    if (c->to_backend == 0)
+        note_first_bytes(c, w->scratch, (size_t)n);
+    c->to_backend += (uint64_t)n;
+    ssize_t wr = send(c->bfd, w->scratch, (size_t)n, MSG_NOSIGNAL);
+    if (wr < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            backend_ended(c, true);
+            return;
+        }
+        wr = 0;
+    }
+    if (wr < n) {
+        if (buf_append(&c->in, w->scratch + wr, (size_t)(n - wr)) < 0) {
+            conn_close(c);
+            return;
+        }
+        client_read(c, false);
+        backend_write(c, true);
+    }
+    if (w->dp->limits.idle_timeout_s)
+        conn_arm_timer(c);
+}
+
+static void relay_from_backend(struct conn *c)
+{
+    struct worker *w = c->w;
+    ssize_t n = recv(c->bfd, w->scratch, w->scratch_len, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        backend_ended(c, true);
+        return;
+    }
+    if (n == 0) {
+        backend_ended(c, false);
+        return;
+    }
+    c->from_backend += (uint64_t)n;
+    ssize_t wr = buf_pending(&c->out) ? 0 : send(c->cfd, w->scratch, (size_t)n, MSG_NOSIGNAL);
+    if (wr < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            conn_close(c);
+            return;
+        }
+        wr = 0;
+    }
+    if (wr < n) {
+        if (buf_append(&c->out, w->scratch + wr, (size_t)(n - wr)) < 0) {
+            conn_close(c);
+            return;
+        }
+        backend_read(c, false);
+        client_write(c, true);
+    }
+    if (w->dp->limits.idle_timeout_s)
+        conn_arm_timer(c);
+}
+
+/* The backend ended (EOF or error). 502 if it never answered what we sent on HTTP/1. */
+static void backend_ended(struct conn *c, bool error)
+{
+    if (c->http1 && c->from_backend == 0 && c->to_backend > 0 && !buf_pending(&c->out)) {
+        conn_answer_error(c, 502, "bad gateway", "backend closed the connection before answering",
+                          OUTCOME_UPSTREAM_ERROR);
+        return;
+    }
+    if (error) {
+        conn_close(c);
+        return;
+    }
+    c->backend_eof = true;
+    backend_read(c, false);
+    if (!buf_pending(&c->out)) {
+        shutdown(c->cfd, SHUT_WR);
+        c->client_shut = true;
+    }
+    relay_done_check(c);
+}
+
+static void relay_done_check(struct conn *c)
+{
+    if (c->client_eof && c->backend_eof && !buf_pending(&c->in) && !buf_pending(&c->out))
+        conn_close(c);
+}
+
+static void on_client_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (c->closing)
+        return;
+    if (c->state != CONN_RELAY) {
+        size_t unsent = buf_pending(&c->out);
+        answer_flush(c);
+        if (c->closing || !c->out_paused || c->state != CONN_HEAD)
+            return;
+        if (buf_pending(&c->out) < OUT_LIMIT) {
+            /* The client read its answers: answer the requests it sent meanwhile, read on. */
+            c->out_paused = false;
+            client_read(c, true);
+            parse_more(c);
+        } else if (buf_pending(&c->out) < unsent) {
+            /* Still paused, but the client read: its wait starts again. */
+            paused_client_read(c);
+            conn_arm_timer(c);
+        }
+        return;
+    }
+    if (buf_flush(&c->out, c->cfd) < 0) {
+        conn_close(c);
+        return;
+    }
+    if (buf_pending(&c->out))
+        return;
+    client_write(c, false);
+    if (c->backend_eof) {
+        shutdown(c->cfd, SHUT_WR);
+        c->client_shut = true;
+        relay_done_check(c);
+    } else {
+        backend_read(c, true);
+    }
+}
+
+static void on_backend_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (!c->closing)
+        relay_from_backend(c);
+}
+
+static void on_backend_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (c->closing)
+        return;
+    if (c->state == CONN_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(c->bfd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        if (err) {
+            connect_failed(c, err);
+            return;
+        }
+        backend_write(c, false);
+        connected(c);
+        return;
+    }
+    size_t before = buf_pending(&c->in);
+    if (buf_flush(&c->in, c->bfd) < 0) {
+        backend_ended(c, true);
+        return;
+    }
+    if (before && c->to_backend == 0)
+        observe_cold_start(c);
+    c->to_backend += before - buf_pending(&c->in);
+    if (buf_pending(&c->in))
+        return;
+    backend_write(c, false);
+    if (c->client_eof) {
+        shutdown(c->bfd, SHUT_WR);
+        relay_done_check(c);
+    } else {
+        client_read(c, true);
+    }
+}
+
+/* ---- deadlines: what happens when the timer fires, per state ---- */
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (c->closing)
+        return;
+    const struct route_service *r = conn_route(c);
+    switch (c->state) {
+    case CONN_HEAD:
+        if (c->out_paused && paused_client_read(c)) {
+            conn_arm_timer(c); /* not a slow head: a client still reading its answers */
+            return;
+        }
+        if (!c->seen_request || buf_pending(&c->in) > 0)
+            conn_answer_error(c, 408, "request timeout", "no complete request head in time",
+                              OUTCOME_BAD_REQUEST);
+        else
+            conn_close(c); /* an idle keep-alive connection after probe answers */
+        return;
+    case CONN_HELD:
+    case CONN_BACKOFF:
+    case CONN_CONNECTING:
+        if (c->deadline_ns && now_ns() >= c->deadline_ns) {
+            char reason[300];
+            snprintf(reason, sizeof(reason), "%s",
+                     r && r->reason ? r->reason : "no ready backend within the hold timeout");
+            log_info("held request timed out", "service=%s reason=%s", c->svc->key, reason);
+            conn_answer_error(c, 504, "timeout", reason, OUTCOME_TIMEOUT);
+            return;
+        }
+        if (c->state == CONN_CONNECTING) {
+            connect_failed(c, ETIMEDOUT);
+            return;
+        }
+        if (c->state == CONN_BACKOFF) {
+            conn_dispatch(c);
+            return;
+        }
+        /* Held, and the timer fired a little before the deadline (libevent schedules from its
+         * cached clock, in whole microseconds): watch the deadline again, or the connection
+         * would never get its 504. */
+        conn_arm_timer(c);
+        return;
+    case CONN_RELAY:
+        log_debug("relay idle timeout", "service=%s", c->svc ? c->svc->key : NULL);
+        conn_close(c);
+        return;
+    case CONN_ANSWER:
+    case CONN_LINGER:
+        conn_close(c);
+        return;
+    }
+}
+
+/* ---- 6. close: mark now, free in one place once the callback has returned ---- */
+
+/*
+ * Closes c: it leaves its queues and gauges and gets no more events at once, and is freed by
+ * conn_reap when the loop turn's handlers have returned. Every function may therefore close
+ * the connection it works on; its callers only look at c->closing to stop working on it,
+ * and nothing is ever used after it was freed. The sockets stay open until then, so their
+ * numbers cannot be reused by another connection under a caller still holding c.
+ */
+static void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (c->svc)
+        unhold(c);
+    if (c->bound) {
+        pick_load_add(conn_sw(c), &c->backend, -1);
+        c->bound = false;
+    }
+    event_del(&c->crev);
+    event_del(&c->cwev);
+    event_del(&c->timer);
+    if (c->bfd >= 0) {
+        event_del(&c->brev);
+        event_del(&c->bwev);
+    }
+    c->crev_on = c->cwev_on = c->brev_on = c->bwev_on = false;
+    TAILQ_INSERT_TAIL(&c->w->closing, c, close_link);
+    event_active(c->w->reap_ev, 0, 0);
+}
+
+/* Frees the connections marked closed: the one place a connection is freed. Returns how
+ * many. */
+static size_t free_closed(struct worker *w)
+{
+    size_t n = 0;
+    struct conn *c;
+    while ((c = TAILQ_FIRST(&w->closing))) {
+        TAILQ_REMOVE(&w->closing, c, close_link);
+        if (c->bfd >= 0)
+            close(c->bfd);
+        close(c->cfd);
+        buf_free(&c->in);
+        buf_free(&c->out);
+        free(c->parser);
+        free(c->head);
+        if (c->svc)
+            svc_state_unref(c->svc);
+        TAILQ_REMOVE(&w->conns, c, all_link);
+        free(c);
+        w->nconns--;
+        atomic_fetch_sub(&w->dp->open_conns, 1);
+        n++;
+    }
+    return n;
+}
+
+void conn_reap(struct worker *w)
+{
+    if (free_closed(w))
+        worker_conn_closed(w);
+}
+
+void conn_close_all(struct worker *w)
+{
+    struct conn *c;
+    TAILQ_FOREACH(c, &w->conns, all_link)
+    conn_close(c);
+    free_closed(w);
 }

@@ -4,7 +4,9 @@
  *
  *   accept -> HEAD (parse the request head) -> probe answer | HELD -> CONNECTING -> RELAY
  *
- * with BACKOFF between connect attempts and ANSWER/LINGER for holdfast's own answers.
+ * with BACKOFF between connect attempts and ANSWER/LINGER for holdfast's own answers, then
+ * close. A connection is closed by marking it; it is freed only when the libevent callback
+ * that closed it has returned (conn_reap), never under a caller.
  */
 #ifndef HOLDFAST_CONN_H
 #define HOLDFAST_CONN_H
