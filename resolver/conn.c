@@ -1204,11 +1204,12 @@ static void connect_failed(struct conn *c, int err)
         if (!c->held)
             return;
         if (c->parse_if_held) {
+            enum conn_state was = c->state;
             c->parse_if_held = false;
             c->raw = false;
             validate_more(c);
-            if (c->closing)
-                return;
+            if (moved_on(c, was))
+                return; /* refused (400): answered, not connected again */
         }
     }
     conn_dispatch(c);
