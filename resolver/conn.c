@@ -1589,9 +1589,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /*
  * Closes c: it leaves its queues and gauges and gets no more events at once, and is freed by
- * conn_reap when the loop turn's handlers have returned. Every function may therefore close
- * the connection it works on; its callers only look at c->closing to stop working on it,
- * and nothing is ever used after it was freed. The sockets stay open until then, so their
+ * free_closed (from conn_reap) when the loop turn's handlers have returned. Every step may
+ * therefore close the connection it works on; its callers stop on moved_on, and nothing is
+ * ever used after it was freed. The sockets stay open until then, so their
  * numbers cannot be reused by another connection under a caller still holding c.
  */
 static void conn_close(struct conn *c)
