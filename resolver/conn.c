@@ -25,6 +25,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <limits.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -116,13 +117,11 @@ struct conn {
                            for a data-path probe (check_first_bytes); counted forwarded after */
 
     /* Holding. */
-    TAILQ_ENTRY(conn) hold_link;
-    bool queued;          /* in svc->workers[w].held */
-    bool held;            /* counted in the held gauges */
-    size_t held_bytes;    /* bytes of `in` reserved in the held-bytes counters (hold_reserve) */
-    uint64_t arrived_ns;  /* accept time */
-    uint64_t held_ns;     /* when it was first held, 0 never */
-    uint64_t deadline_ns; /* hold deadline, 0 none */
+    struct hold_entry hold; /* in svc->workers[w].held while queued; accept time */
+    bool held;              /* counted in the held gauges */
+    size_t held_bytes;      /* bytes of `in` reserved in the held-bytes counters (hold_reserve) */
+    uint64_t held_ns;       /* when it was first held, 0 never */
+    uint64_t deadline_ns;   /* hold deadline, 0 none */
 
     /* Backend. */
     struct addr backend;
@@ -179,6 +178,12 @@ static void on_backend_write(evutil_socket_t fd, short what, void *arg);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
 static void conn_close(struct conn *c);
 static size_t free_closed(struct worker *w);
+
+/* The connection whose hold queue entry is e. */
+static struct conn *conn_of(struct hold_entry *e)
+{
+    return (struct conn *)((char *)e - offsetof(struct conn, hold));
+}
 
 /* ---- state: the one transition, and the one place deadlines are derived ---- */
 
@@ -415,7 +420,7 @@ void conn_accept(struct worker *w, int fd, const struct route_listener *l)
     c->w = w;
     c->cfd = fd;
     c->bfd = -1;
-    c->arrived_ns = now_ns();
+    c->hold.arrived_ns = now_ns();
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
@@ -438,7 +443,7 @@ void conn_accept(struct worker *w, int fd, const struct route_listener *l)
     c->svc = svc_state_ref(r->svc);
     c->port = l->port;
     c->proto = conn_port(c) ? conn_port(c)->protocol : PROTO_HTTP;
-    c->deadline_ns = c->arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
+    c->deadline_ns = c->hold.arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
     client_read(c, true);
     if (conn_ready(c)) {
         /* Ready: connect at once; whatever the client sends meanwhile is buffered as is. */
@@ -822,7 +827,7 @@ static void route_by_host(struct conn *c)
     c->svc = svc_state_ref(r->svc);
     c->shared = false;
     c->port = port;
-    c->deadline_ns = c->arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
+    c->deadline_ns = c->hold.arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
 }
 
 /* A probe-matched request is complete: answer it and drop its bytes. Parsing goes on only on
@@ -955,10 +960,7 @@ static void conn_release(struct conn *c, size_t n)
  * histogram (everything but a data-path probe, which is never counted as held). */
 static void leave_hold(struct conn *c, bool observe)
 {
-    if (c->queued) {
-        TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
-        c->queued = false;
-    }
+    hold_dequeue(&conn_sw(c)->held, &c->hold);
     if (!c->held)
         return;
     hold_give_back(c->svc, c->w->dp, 1, c->held_bytes);
@@ -991,19 +993,9 @@ static void conn_hold(struct conn *c)
     }
     free(c->head); /* the head is decided; only framing is still validated */
     c->head = NULL;
-    if (!c->queued) {
-        /* FIFO by arrival: a connection coming back after failed connects goes before any
-         * that arrived after it. */
-        struct svc_worker *sw = &c->svc->workers[c->w->id];
-        struct conn *after = TAILQ_LAST(&sw->held, hold_q);
-        while (after && after->arrived_ns > c->arrived_ns)
-            after = TAILQ_PREV(after, hold_q, hold_link);
-        if (after)
-            TAILQ_INSERT_AFTER(&sw->held, after, c, hold_link);
-        else
-            TAILQ_INSERT_HEAD(&sw->held, c, hold_link);
-        c->queued = true;
-    }
+    /* FIFO by arrival: a connection coming back after failed connects goes before any that
+     * arrived after it. */
+    hold_enqueue(&conn_sw(c)->held, &c->hold);
     set_state(c, CONN_HELD);
     /* Bytes that came in the same read as the head (a body, pipelined requests) are validated
      * now, not at a next read that may never come, and before waking anything: bad chunking
@@ -1011,7 +1003,7 @@ static void conn_hold(struct conn *c)
      * answer and close c. */
     if (c->parser && c->parse_off < buf_pending(&c->in)) {
         parse_more(c);
-        if (c->closing || c->state != CONN_HELD)
+        if (moved_on(c, CONN_HELD))
             return;
     }
     int64_t zero = 0;
@@ -1061,9 +1053,9 @@ void conn_snapshot_applied(struct worker *w, const struct route_change *changes,
         /* A service that disappeared: its held connections are answered. */
         if (changes[i].was && !changes[i].was->svc->workers[w->id].route) {
             struct svc_worker *sw = &changes[i].was->svc->workers[w->id];
-            struct conn *c;
-            while ((c = TAILQ_FIRST(&sw->held)))
-                conn_answer_error(c, 503, "service unavailable", "service was removed",
+            struct hold_entry *e;
+            while ((e = TAILQ_FIRST(&sw->held)))
+                conn_answer_error(conn_of(e), 503, "service unavailable", "service was removed",
                                   OUTCOME_REJECTED);
         }
         /* A service whose route changed: its held connections may be ready now (nothing
@@ -1100,9 +1092,10 @@ void conn_dispatch_held(struct worker *w)
     size_t done = 0;
     for (; done < w->n_dispatch; done++) {
         struct svc_worker *sw = &w->dispatch[done]->workers[w->id];
-        struct conn *c = TAILQ_FIRST(&sw->held);
-        while (c) {
-            struct conn *next = TAILQ_NEXT(c, hold_link);
+        struct hold_entry *e = TAILQ_FIRST(&sw->held);
+        while (e) {
+            struct hold_entry *next = TAILQ_NEXT(e, link);
+            struct conn *c = conn_of(e);
             if (conn_ready(c)) {
                 if (budget == 0) {
                     /* A zero timeout, not event_active: active events run in this same loop
@@ -1114,7 +1107,7 @@ void conn_dispatch_held(struct worker *w)
                 conn_dispatch(c);
                 budget--;
             }
-            c = next;
+            e = next;
         }
     }
 out:
@@ -1148,18 +1141,12 @@ static void conn_dispatch(struct conn *c)
         if (wakeq_push_wake(&c->w->dp->wakeq, c->svc))
             counter_add(&c->svc->wakes, 1);
         c->n_failed = 0;
-        if (c->queued) {
-            TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
-            c->queued = false;
-        }
+        hold_dequeue(&conn_sw(c)->held, &c->hold);
         c->backoff_ms = pick_backoff_next(c->backoff_ms);
         set_state(c, CONN_BACKOFF);
         return;
     }
-    if (c->queued) {
-        TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
-        c->queued = false;
-    }
+    hold_dequeue(&conn_sw(c)->held, &c->hold);
     c->backend = *a;
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -1191,7 +1178,8 @@ static void connect_failed(struct conn *c, int err)
         c->failed[c->n_failed++] = c->backend;
     const struct route_service *r = conn_route(c);
     if (!c->deadline_ns)
-        c->deadline_ns = c->arrived_ns + (uint64_t)(r ? r->hold_timeout_s : 600) * 1000000000ull;
+        c->deadline_ns =
+            c->hold.arrived_ns + (uint64_t)(r ? r->hold_timeout_s : 600) * 1000000000ull;
     if (!c->held && c->to_backend == 0) {
         /* Taken as ready at accept, it now waits for a backend like a held connection: it is
          * counted against the hold limits, and its HTTP/1 request is validated. */

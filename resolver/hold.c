@@ -62,3 +62,25 @@ void hold_give_back(struct svc_state *svc, struct dataplane *dp, long conns, siz
         atomic_fetch_sub(&dp->held_bytes, (long)bytes);
     }
 }
+
+void hold_enqueue(struct hold_q *q, struct hold_entry *e)
+{
+    if (e->queued)
+        return;
+    struct hold_entry *after = TAILQ_LAST(q, hold_q);
+    while (after && after->arrived_ns > e->arrived_ns)
+        after = TAILQ_PREV(after, hold_q, link);
+    if (after)
+        TAILQ_INSERT_AFTER(q, after, e, link);
+    else
+        TAILQ_INSERT_HEAD(q, e, link);
+    e->queued = true;
+}
+
+void hold_dequeue(struct hold_q *q, struct hold_entry *e)
+{
+    if (!e->queued)
+        return;
+    TAILQ_REMOVE(q, e, link);
+    e->queued = false;
+}

@@ -9,8 +9,9 @@
  * maxHeldBytes bounds memory, it is not a check made once. Bytes are reserved before they are
  * read, and what a read did not use is given back.
  *
- * The hold queue itself (per service, per worker, oldest arrival first) is svc_worker's
- * `held` list, kept by conn.c (conn_hold, conn_unhold).
+ * The hold queue: per service and per worker (svc_worker's `held`, worker-local, no locking),
+ * oldest arrival first. A connection that comes back after failed connects goes before every
+ * one that arrived after it. Its entry is embedded in the connection (struct conn's `hold`).
  */
 #ifndef HOLDFAST_HOLD_H
 #define HOLDFAST_HOLD_H
@@ -18,9 +19,24 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
 
 #include "resolver/route.h"
 #include "resolver/worker.h"
+
+/* A connection's place in its service's hold queue. */
+struct hold_entry {
+    TAILQ_ENTRY(hold_entry) link;
+    uint64_t arrived_ns; /* accept time: the queue's order (and the start of the hold deadline) */
+    bool queued;         /* in a queue now */
+};
+
+/* Queues e by arrival (after every entry that arrived at or before it). No-op when queued. */
+void hold_enqueue(struct hold_q *q, struct hold_entry *e);
+
+/* Takes e out of q. No-op when not queued. */
+void hold_dequeue(struct hold_q *q, struct hold_entry *e);
 
 /* Takes up to `want` from counter ctr whose limit is max. Returns what was taken (0 when the
  * counter is at or past max): the counter never passes max. */

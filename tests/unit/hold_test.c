@@ -87,3 +87,41 @@ Test(hold, given_back_can_be_taken_again)
     cr_assert_eq(atomic_load(&dp.held_bytes), 0);
     cr_assert_null(hold_admit(svc, &r, &dp, 100));
 }
+
+/* The queue's order, as arrival times. */
+static size_t order(struct hold_q *q, uint64_t *out, size_t max)
+{
+    size_t n = 0;
+    struct hold_entry *e;
+    TAILQ_FOREACH(e, q, link)
+    {
+        if (n < max)
+            out[n] = e->arrived_ns;
+        n++;
+    }
+    return n;
+}
+
+Test(hold, queue_is_oldest_arrival_first_and_a_comeback_keeps_its_place)
+{
+    struct hold_q q;
+    TAILQ_INIT(&q);
+    struct hold_entry e[4] = {
+        {.arrived_ns = 10}, {.arrived_ns = 30}, {.arrived_ns = 20}, {.arrived_ns = 40}};
+    hold_enqueue(&q, &e[0]);
+    hold_enqueue(&q, &e[1]);
+    hold_enqueue(&q, &e[3]);
+    hold_enqueue(&q, &e[2]); /* came back after failed connects: before the later arrivals */
+    hold_enqueue(&q, &e[2]); /* already queued: no-op */
+    uint64_t got[8];
+    cr_assert_eq(order(&q, got, 8), 4);
+    cr_assert_arr_eq(got, ((uint64_t[]){10, 20, 30, 40}), 4 * sizeof(uint64_t));
+    hold_dequeue(&q, &e[0]);
+    hold_dequeue(&q, &e[0]); /* not queued: no-op */
+    cr_assert_not(e[0].queued);
+    cr_assert_eq(order(&q, got, 8), 3);
+    cr_assert_eq(got[0], 20);
+    hold_enqueue(&q, &e[0]); /* the oldest goes first again */
+    cr_assert_eq(order(&q, got, 8), 4);
+    cr_assert_eq(got[0], 10);
+}
