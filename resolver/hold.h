@@ -1,5 +1,5 @@
 /*
- * hold: the limits on held connections and held bytes, and their accounting.
+ * hold: the hold queue, and the limits on held connections and held bytes.
  *
  * A connection waiting for a ready backend is "held". It counts one held connection and the
  * bytes of its request it buffered, in two sets of counters: its service's (struct svc_state
