@@ -253,7 +253,10 @@ static size_t buf_pending(const struct buf *b)
 }
 
 /* The first pending byte of c's request buffer. */
-#define in_ptr(c) ((c)->in.data + (c)->in.off)
+static const char *in_ptr(const struct conn *c)
+{
+    return c->in.data + c->in.off;
+}
 
 static int buf_append(struct buf *b, const char *data, size_t n)
 {
