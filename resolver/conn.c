@@ -1,6 +1,13 @@
 /*
- * conn: the life of one client connection. See conn.h for the states; the transitions are
- * all in this file, and every timeout is armed in one place (conn_arm_timer).
+ * conn: the life of one client connection, in the order it is lived:
+ *
+ *   1. accept -> 2. head (read, parse) -> 3. decide: probe answer | hold -> 4. connect
+ *   -> 5. relay -> 6. close
+ *
+ * The states are enum conn_state; set_state is the one transition and conn_arm_timer the one
+ * place a deadline is derived from the state. The parts that are not about one connection's
+ * life are modules of their own: head.h (HTTP/1 heads, Host routing), hold.h (the hold
+ * limits) and pick.h (endpoint choice).
  *
  * Memory per connection is bounded: request bytes are buffered up to the hold buffer size
  * (then reads stop and TCP backpressure does the rest), held bytes are reserved under the
@@ -8,8 +15,9 @@
  * further requests at OUT_LIMIT, and a relay keeps at most one read's worth of pending bytes
  * per direction before it stops reading the other side.
  *
- * Any function may close the connection it works on (conn_close); it is freed only later, by
- * conn_reap, so a caller that goes on only has to look at c->closing.
+ * Any step may answer, hold, connect or close the connection it works on; its caller then
+ * stops (moved_on). Closing only marks the connection (conn_close): it is freed in one place,
+ * free_closed, once the libevent callback that closed it has returned.
  */
 #include "resolver/conn.h"
 
@@ -17,7 +25,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <limits.h>
-#include <llhttp.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -31,7 +39,10 @@
 
 #include "common/log.h"
 #include "common/pathprobe_nonce.h"
+#include "resolver/head.h"
+#include "resolver/hold.h"
 #include "resolver/httpans.h"
+#include "resolver/pick.h"
 
 enum conn_state {
     CONN_HEAD,       /* reading and parsing the request head (HTTP, service not ready) */
@@ -51,67 +62,24 @@ struct buf {
     size_t cap;
 };
 
-#define MAX_HEADERS 128
 #define MAX_FAILED 4
+
 #define LINGER_MS 2000
+
 /* After its last answer holdfast reads and drops what the client still sends, so that closing
  * does not reset the connection before the answer was read. A client that keeps sending is
  * not read past this much: reading stops and the socket closes when LINGER_MS is over (not
  * before: closing with unread bytes sends a reset, which would drop the part of the answer
  * the client has not received yet). */
 #define LINGER_MAX_BYTES (256 * 1024)
-#define BACKOFF_MIN_MS 10
-#define BACKOFF_MAX_MS 500
+
 #define DISPATCH_BATCH 64
+
 /* Unsent answers a connection may have before holdfast stops reading its requests: a client
  * that pipelines probes and never reads their answers is paused here, then ended by the head
  * timeout, instead of growing its output without bound. A paused client that keeps reading
  * keeps its connection: see paused_client_read. */
 #define OUT_LIMIT (64 * 1024)
-
-/* Offsets (into the request's buffer) of what probe matching and Host routing need. */
-struct span {
-    size_t off;
-    size_t len;
-};
-
-struct head_spans {
-    struct span method;
-    struct span url;
-    struct span names[MAX_HEADERS];
-    struct span values[MAX_HEADERS];
-    size_t n_headers;
-    bool in_value; /* the current field reached its value (an empty one too): the next name
-                      starts the next field */
-    bool too_many;
-};
-
-/* What the validation of the current message has seen (every state that parses: the head of
- * a request being decided, and every request after it on a held connection). llhttp is strict
- * already; these are the checks RFC 9112 asks for that llhttp leaves to its user. */
-enum field_kind {
-    FIELD_OTHER,
-    FIELD_HOST,
-    FIELD_TRANSFER_ENCODING,
-};
-
-struct msg_check {
-    char name[24]; /* the current header name, lower-cased, while it fits */
-    size_t name_len;
-    enum field_kind kind;
-    char te[16]; /* the current Transfer-Encoding value, while it fits */
-    size_t te_len;
-    size_t value_pieces; /* pieces of the current header value seen so far */
-    unsigned hosts;      /* Host fields in this message's head */
-    bool in_trailers;
-};
-
-/* Why llhttp paused, set by the callbacks. */
-enum pause_reason {
-    PAUSE_NONE,
-    PAUSE_HEAD_DONE,
-    PAUSE_MESSAGE_DONE,
-};
 
 struct conn {
     struct worker *w;
@@ -132,15 +100,11 @@ struct conn {
     struct buf out; /* -> client (our answers, backend bytes), not yet written */
 
     /* HTTP/1 parsing, only while not bound to a backend. */
-    llhttp_t *parser;
-    struct head_spans *spans;
-    size_t parse_off; /* bytes of `in` (from in.off) already fed to the parser */
-    enum pause_reason pause;
-    struct msg_check check;
-    const char *bad_reason; /* a check of ours failed the message (static text) */
-    bool out_paused;        /* reads stopped until unsent answers drop below OUT_LIMIT */
-    int paused_outq;        /* while paused: the kernel's unacknowledged bytes at the last look */
-    bool deciding;          /* the current request's head is not yet decided (probe/hold) */
+    struct head_parser *parser; /* NULL while not parsing */
+    struct head *head;          /* the captured head; kept when a parser is let go */
+    size_t parse_off;           /* bytes of `in` (from in.off) already fed to the parser */
+    bool out_paused;            /* reads stopped until unsent answers drop below OUT_LIMIT */
+    int paused_outq; /* while paused: the kernel's unacknowledged bytes at the last look */
     const struct probe_response *probe; /* the current request is answered by this rule */
     bool probe_head;                    /* ... and it is a HEAD request */
     bool seen_request;                  /* a complete request head was seen on this connection */
@@ -150,16 +114,14 @@ struct conn {
     bool sniffed;       /* http1 was decided from the first bytes */
     bool parse_if_held; /* HTTP port, ready at accept: parsed if it ends up waiting */
     bool probe_check;   /* HTTP port, ready at accept: its first bytes are still to be looked at
-                           for a data-path probe (first_bytes_checked); counted forwarded after */
+                           for a data-path probe (check_first_bytes); counted forwarded after */
 
     /* Holding. */
-    TAILQ_ENTRY(conn) hold_link;
-    bool queued;          /* in svc->workers[w].held */
-    bool held;            /* counted in the held gauges */
-    size_t held_bytes;    /* bytes of `in` reserved in the held-bytes counters (hold_reserve) */
-    uint64_t arrived_ns;  /* accept time */
-    uint64_t held_ns;     /* when it was first held, 0 never */
-    uint64_t deadline_ns; /* hold deadline, 0 none */
+    struct hold_entry hold; /* in svc->workers[w].held while queued; accept time */
+    bool held;              /* counted in the held gauges */
+    size_t held_bytes;      /* bytes of `in` reserved in the held-bytes counters (hold_reserve) */
+    uint64_t held_ns;       /* when it was first held, 0 never */
+    uint64_t deadline_ns;   /* hold deadline, 0 none */
 
     /* Backend. */
     struct addr backend;
@@ -171,7 +133,7 @@ struct conn {
     uint64_t from_backend;
     size_t lingered; /* bytes read and dropped in LINGER */
     bool client_eof, backend_eof;
-    bool client_shut, backend_shut;
+    bool client_shut; /* our write side to the client is shut (the backend ended first) */
 
     TAILQ_ENTRY(conn) all_link;
 };
@@ -183,25 +145,117 @@ uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void conn_close(struct conn *c);
-static void conn_dispatch(struct conn *c);
-static void conn_hold(struct conn *c);
+/* The steps, in the order they are defined below. */
+static void conn_arm_timer(struct conn *c);
+static void on_client_read(evutil_socket_t fd, short what, void *arg);
+static void parse_more(struct conn *c);
+static bool paused_client_read(struct conn *c);
+static void decide_after_head(struct conn *c);
+static void answer_datapath_probe(struct conn *c);
+static void route_by_host(struct conn *c);
+static void answer_probe(struct conn *c, size_t consumed);
 static void conn_answer_error(struct conn *c, int status, const char *error, const char *reason,
                               enum outcome outcome);
-static void conn_arm_timer(struct conn *c);
 static void conn_send_final(struct conn *c, char *msg, size_t len);
-static void parse_more(struct conn *c);
-static void on_client_read(evutil_socket_t fd, short what, void *arg);
+static void answer_flush(struct conn *c);
+static size_t conn_reserve(struct conn *c, size_t want, bool all);
+static void conn_release(struct conn *c, size_t n);
+static void unhold(struct conn *c);
+static void conn_hold(struct conn *c);
+static void validate_more(struct conn *c);
+static void conn_dispatch(struct conn *c);
+static void connect_failed(struct conn *c, int err);
+static void close_backend(struct conn *c);
+static void connected(struct conn *c);
+static void check_first_bytes(struct conn *c, const char *p, size_t n, bool buffered);
+static void answer_probe_instead_of_relay(struct conn *c);
+static void relay_from_client(struct conn *c);
+static void backend_ended(struct conn *c, bool error);
+static void relay_done_check(struct conn *c);
 static void on_client_write(evutil_socket_t fd, short what, void *arg);
 static void on_backend_read(evutil_socket_t fd, short what, void *arg);
 static void on_backend_write(evutil_socket_t fd, short what, void *arg);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
+static void conn_close(struct conn *c);
+static size_t free_closed(struct worker *w);
+
+/* The connection whose hold queue entry is e. */
+static struct conn *conn_of(struct hold_entry *e)
+{
+    return (struct conn *)((char *)e - offsetof(struct conn, hold));
+}
+
+/* ---- state: the one transition, and the one place deadlines are derived ---- */
+
+static void set_state(struct conn *c, enum conn_state s)
+{
+    c->state = s;
+    conn_arm_timer(c);
+}
+
+/*
+ * A step (reading, parsing, deciding, answering, connecting) may answer c, hold it, connect
+ * it or close it. Its caller, which worked on c in state `was`, goes on only when none of
+ * that happened: this is the one check every caller makes, and no step returns a "c is gone"
+ * flag. Nothing is freed under a caller (conn_close only marks c; free_closed frees it once
+ * the handler has returned), so looking at c here is always safe.
+ */
+static bool moved_on(const struct conn *c, enum conn_state was)
+{
+    return c->closing || c->state != was;
+}
+
+static void conn_arm_timer(struct conn *c)
+{
+    const struct dp_limits *l = &c->w->dp->limits;
+    uint64_t now = now_ns();
+    uint64_t at = 0;
+    switch (c->state) {
+    case CONN_HEAD:
+        at = now + (uint64_t)l->head_timeout_s * 1000000000ull;
+        break;
+    case CONN_HELD:
+        at = c->deadline_ns;
+        break;
+    case CONN_CONNECTING: {
+        uint64_t ct = now + (uint64_t)l->connect_timeout_ms * 1000000ull;
+        at = (c->deadline_ns && c->deadline_ns < ct) ? c->deadline_ns : ct;
+        break;
+    }
+    case CONN_BACKOFF: {
+        uint64_t bt = now + (uint64_t)c->backoff_ms * 1000000ull;
+        at = (c->deadline_ns && c->deadline_ns < bt) ? c->deadline_ns : bt;
+        break;
+    }
+    case CONN_RELAY:
+        if (l->idle_timeout_s)
+            at = now + (uint64_t)l->idle_timeout_s * 1000000000ull;
+        break;
+    case CONN_ANSWER:
+    case CONN_LINGER:
+        at = now + (uint64_t)LINGER_MS * 1000000ull;
+        break;
+    }
+    event_del(&c->timer);
+    if (!at)
+        return;
+    uint64_t d = at > now ? at - now : 0;
+    struct timeval tv = {.tv_sec = (time_t)(d / 1000000000ull),
+                         .tv_usec = (suseconds_t)((d % 1000000000ull) / 1000)};
+    event_add(&c->timer, &tv);
+}
 
 /* ---- buffers ---- */
 
 static size_t buf_pending(const struct buf *b)
 {
     return b->len - b->off;
+}
+
+/* The first pending byte of c's request buffer. */
+static const char *in_ptr(const struct conn *c)
+{
+    return c->in.data + c->in.off;
 }
 
 static int buf_append(struct buf *b, const char *data, size_t n)
@@ -305,7 +359,7 @@ static void backend_write(struct conn *c, bool want)
     watch(&c->bwev, &c->bwev_on, want, NULL);
 }
 
-/* ---- accounting ---- */
+/* ---- the connection's service ---- */
 
 static const struct route_service *conn_route(const struct conn *c)
 {
@@ -325,6 +379,18 @@ static bool conn_ready(const struct conn *c)
     return p && p->n_endpoints > 0;
 }
 
+/* The connection's service's per-worker state: its hold queue, loads and cursor. */
+static struct svc_worker *conn_sw(const struct conn *c)
+{
+    return &c->svc->workers[c->w->id];
+}
+
+static void count(struct conn *c, enum outcome o)
+{
+    if (c->svc)
+        counter_add(&c->svc->requests[o], 1);
+}
+
 /* Unparsed connections on HTTP ports: do the first bytes look like HTTP/1 (so a backend that
  * closes without answering gets a 502), or like TLS / HTTP/2 (where we only close)? */
 static void note_first_bytes(struct conn *c, const char *p, size_t n)
@@ -336,88 +402,6 @@ static void note_first_bytes(struct conn *c, const char *p, size_t n)
                !(n >= 4 && memcmp(p, "PRI ", 4) == 0);
 }
 
-static void count(struct conn *c, enum outcome o)
-{
-    if (c->svc)
-        counter_add(&c->svc->requests[o], 1);
-}
-
-/*
- * Takes up to `want` bytes from a held-bytes counter whose limit is `max` (several workers
- * take from the same counters). Returns what was taken: the counter never passes max.
- */
-static size_t counter_take(_Atomic long *ctr, size_t max, size_t want)
-{
-    long cur = atomic_load(ctr);
-    for (;;) {
-        if (cur < 0 || (size_t)cur >= max)
-            return 0;
-        size_t can = max - (size_t)cur < want ? max - (size_t)cur : want;
-        if (atomic_compare_exchange_weak(ctr, &cur, cur + (long)can))
-            return can;
-    }
-}
-
-/*
- * Reserves up to `want` more held bytes for c, from its service's limit and the global one,
- * before they are read: maxHeldBytes is a bound on memory, not a check made once. Returns the
- * bytes reserved (added to c->held_bytes); with `all`, either want or nothing.
- */
-static size_t hold_reserve(struct conn *c, size_t want, bool all)
-{
-    const struct route_service *r = conn_route(c);
-    struct dataplane *dp = c->w->dp;
-    size_t svc_max = r ? r->max_held_bytes : 0;
-    size_t got = counter_take(&c->svc->held_bytes, svc_max, want);
-    size_t all_got = counter_take(&dp->held_bytes, dp->limits.max_held_bytes, got);
-    if (all_got < got)
-        atomic_fetch_sub(&c->svc->held_bytes, (long)(got - all_got));
-    if (all && all_got < want) {
-        atomic_fetch_sub(&c->svc->held_bytes, (long)all_got);
-        atomic_fetch_sub(&dp->held_bytes, (long)all_got);
-        return 0;
-    }
-    c->held_bytes += all_got;
-    return all_got;
-}
-
-/* Gives back reserved bytes that were not used. */
-static void hold_release(struct conn *c, size_t n)
-{
-    if (!n)
-        return;
-    atomic_fetch_sub(&c->svc->held_bytes, (long)n);
-    atomic_fetch_sub(&c->w->dp->held_bytes, (long)n);
-    c->held_bytes -= n;
-}
-
-/* The connection stops being held; `observe` counts the time it was in the hold duration
- * histogram (everything but a data-path probe, which is never counted as held). */
-static void leave_hold(struct conn *c, bool observe)
-{
-    if (c->queued) {
-        TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
-        c->queued = false;
-    }
-    if (!c->held)
-        return;
-    atomic_fetch_sub(&c->svc->held_conns, 1);
-    atomic_fetch_sub(&c->w->dp->held_conns, 1);
-    atomic_fetch_sub(&c->svc->held_bytes, (long)c->held_bytes);
-    atomic_fetch_sub(&c->w->dp->held_bytes, (long)c->held_bytes);
-    c->held_bytes = 0;
-    c->held = false;
-    struct svc_hists *hists = observe ? svc_state_hists(c->svc) : NULL;
-    if (hists)
-        hist_observe_ns(&hists->hold_seconds, now_ns() - c->held_ns);
-}
-
-/* The connection stops being held (forwarded, cancelled, timed out, answered). */
-static void unhold(struct conn *c)
-{
-    leave_hold(c, true);
-}
-
 /* How many request bytes this connection may buffer before reads stop. */
 static size_t in_limit(const struct conn *c)
 {
@@ -427,190 +411,298 @@ static size_t in_limit(const struct conn *c)
     return l->hold_buffer_bytes > l->max_head_bytes ? l->hold_buffer_bytes : l->max_head_bytes + 1;
 }
 
-static void ep_load_add(struct conn *c, int delta)
+/* ---- 1. accept ---- */
+
+void conn_accept(struct worker *w, int fd, const struct route_listener *l)
 {
-    struct svc_worker *sw = &c->svc->workers[c->w->id];
-    for (size_t i = 0; i < sw->n_loads; i++) {
-        if (addr_equal(&sw->loads[i].addr, &c->backend)) {
-            sw->loads[i].inflight += (unsigned)delta;
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->w = w;
+    c->cfd = fd;
+    c->bfd = -1;
+    c->hold.arrived_ns = now_ns();
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    event_assign(&c->crev, w->base, fd, EV_READ | EV_PERSIST, on_client_read, c);
+    event_assign(&c->cwev, w->base, fd, EV_WRITE | EV_PERSIST, on_client_write, c);
+    event_assign(&c->timer, w->base, -1, 0, on_timer, c);
+    TAILQ_INSERT_TAIL(&w->conns, c, all_link);
+    w->nconns++;
+    atomic_fetch_add(&w->dp->open_conns, 1);
+    counter_add(&w->dp->accepted, 1);
+
+    if (l->kind == LISTENER_SHARED) {
+        c->shared = true;
+        c->proto = PROTO_HTTP;
+        set_state(c, CONN_HEAD);
+        client_read(c, true);
+        return;
+    }
+    const struct route_service *r = l->service;
+    c->svc = svc_state_ref(r->svc);
+    c->port = l->port;
+    c->proto = conn_port(c) ? conn_port(c)->protocol : PROTO_HTTP;
+    c->deadline_ns = c->hold.arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
+    client_read(c, true);
+    if (conn_ready(c)) {
+        /* Ready: connect at once; whatever the client sends meanwhile is buffered as is. */
+        c->raw = true;
+        c->parse_if_held = c->proto == PROTO_HTTP;
+        c->probe_check = c->proto == PROTO_HTTP;
+        conn_dispatch(c);
+    } else if (c->proto == PROTO_TCP) {
+        c->raw = true;
+        conn_hold(c); /* the server may speak first: wake now */
+    } else {
+        set_state(c, CONN_HEAD);
+    }
+}
+
+/* ---- 2. head: read the request, parse its head (head.h) ---- */
+
+/*
+ * The client closed its side before the connection was bound to a backend. Before a complete
+ * request there is nothing to answer. An HTTP client that closes while held has gone away
+ * (as Go's and nginx's servers judge it): cancelled. Otherwise (tcp, or a connection that was
+ * never held) it may only have half-closed and wait for the answer: the close is relayed in
+ * order once connected.
+ */
+static void client_ended_before_relay(struct conn *c)
+{
+    c->client_eof = true;
+    if (c->state == CONN_HEAD) {
+        if (buf_pending(&c->out) && !c->out_paused) {
+            /* Answers to requests it sent before closing its side are still owed: write
+             * them, then close (a health checker may pipeline, half-close and read). */
+            client_read(c, false);
+            set_state(c, CONN_ANSWER);
+            answer_flush(c);
             return;
         }
-    }
-    if (delta < 0)
+        conn_close(c);
         return;
-    if (sw->n_loads == sw->cap_loads) {
-        size_t cap = sw->cap_loads ? sw->cap_loads * 2 : 4;
-        struct ep_load *p = realloc(sw->loads, cap * sizeof(*p));
-        if (!p)
-            return; /* balancing gets coarser; nothing breaks */
-        sw->loads = p;
-        sw->cap_loads = cap;
     }
-    sw->loads[sw->n_loads].addr = c->backend;
-    sw->loads[sw->n_loads].inflight = (unsigned)delta;
-    sw->n_loads++;
-}
-
-static unsigned ep_inflight(const struct svc_worker *sw, const struct addr *a)
-{
-    for (size_t i = 0; i < sw->n_loads; i++) {
-        if (addr_equal(&sw->loads[i].addr, a))
-            return sw->loads[i].inflight;
+    if (c->held && c->proto == PROTO_HTTP) {
+        count(c, OUTCOME_CANCELLED);
+        log_debug("held client went away", "service=%s", c->svc->key);
+        conn_close(c);
+        return;
     }
-    return 0;
-}
-
-static bool failed_before(const struct conn *c, const struct addr *a)
-{
-    for (size_t i = 0; i < c->n_failed; i++) {
-        if (addr_equal(&c->failed[i], a))
-            return true;
-    }
-    return false;
+    client_read(c, false);
 }
 
 /*
- * Least in-flight among the ready endpoints this connection has not failed on, round-robin
- * among equals. Returns NULL when every endpoint failed for this connection already.
+ * Reads client bytes into `in` while not relaying. A held connection reads only what it could
+ * reserve under the held-bytes limits; at a limit it stops reading (the client's TCP window
+ * does the rest) and reads again once it is bound to a backend.
  */
-static const struct addr *pick_endpoint(struct conn *c, const struct route_port *r)
+static void read_into_in(struct conn *c)
 {
-    struct svc_worker *sw = &c->svc->workers[c->w->id];
-    const struct addr *best = NULL;
-    unsigned best_load = 0;
-    size_t n = r->n_endpoints;
-    for (size_t k = 0; k < n; k++) {
-        const struct addr *a = &r->endpoints[(sw->rr + k) % n];
-        if (failed_before(c, a))
-            continue;
-        unsigned load = ep_inflight(sw, a);
-        if (!best || load < best_load) {
-            best = a;
-            best_load = load;
+    size_t limit = in_limit(c);
+    size_t pending = buf_pending(&c->in);
+    if (pending >= limit) {
+        client_watch_close_only(c);
+        return;
+    }
+    /* Read into the worker's scratch buffer and keep exactly what came: a held connection
+     * costs the size of its request, not the size of a read. */
+    size_t want = limit - pending;
+    if (want > c->w->scratch_len)
+        want = c->w->scratch_len;
+    size_t reserved = 0;
+    if (c->held) {
+        reserved = conn_reserve(c, want, false);
+        if (reserved == 0) {
+            client_watch_close_only(c);
+            return;
         }
+        want = reserved;
     }
-    sw->rr++;
-    return best;
+    ssize_t n = recv(c->cfd, c->w->scratch, want, 0);
+    if (reserved)
+        conn_release(c, n > 0 ? reserved - (size_t)n : reserved);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        n = 0; /* reset: the client is gone, same as EOF below */
+    }
+    if (n == 0) {
+        client_ended_before_relay(c);
+        return;
+    }
+    if (buf_append(&c->in, c->w->scratch, (size_t)n) < 0)
+        conn_close(c);
 }
 
-/* ---- close ---- */
-
-/*
- * Closes c: it leaves its queues and gauges and gets no more events at once, and is freed by
- * conn_reap when the loop turn's handlers have returned. Every function may therefore close
- * the connection it works on; its callers only look at c->closing to stop working on it,
- * and nothing is ever used after it was freed. The sockets stay open until then, so their
- * numbers cannot be reused by another connection under a caller still holding c.
- */
-static void conn_close(struct conn *c)
+static void on_client_read(evutil_socket_t fd, short what, void *arg)
 {
+    struct conn *c = arg;
     if (c->closing)
         return;
-    c->closing = true;
-    if (c->svc)
-        unhold(c);
-    if (c->bound) {
-        ep_load_add(c, -1);
-        c->bound = false;
-    }
-    event_del(&c->crev);
-    event_del(&c->cwev);
-    event_del(&c->timer);
-    if (c->bfd >= 0) {
-        event_del(&c->brev);
-        event_del(&c->bwev);
-    }
-    c->crev_on = c->cwev_on = c->brev_on = c->bwev_on = false;
-    TAILQ_INSERT_TAIL(&c->w->closing, c, close_link);
-    event_active(c->w->reap_ev, 0, 0);
-}
-
-static void conn_destroy(struct conn *c)
-{
-    struct worker *w = c->w;
-    if (!c->closing)
-        conn_close(c);
-    TAILQ_REMOVE(&w->closing, c, close_link);
-    if (c->bfd >= 0)
-        close(c->bfd);
-    close(c->cfd);
-    buf_free(&c->in);
-    buf_free(&c->out);
-    free(c->parser);
-    free(c->spans);
-    if (c->svc)
-        svc_state_unref(c->svc);
-    TAILQ_REMOVE(&w->conns, c, all_link);
-    free(c);
-    w->nconns--;
-    atomic_fetch_sub(&w->dp->open_conns, 1);
-}
-
-void conn_reap(struct worker *w)
-{
-    if (TAILQ_EMPTY(&w->closing))
-        return;
-    struct conn *c;
-    while ((c = TAILQ_FIRST(&w->closing)))
-        conn_destroy(c);
-    worker_conn_closed(w);
-}
-
-static void close_backend(struct conn *c)
-{
-    if (c->bfd < 0)
-        return;
-    event_del(&c->brev);
-    event_del(&c->bwev);
-    c->brev_on = c->bwev_on = false;
-    close(c->bfd);
-    c->bfd = -1;
-    if (c->bound) {
-        ep_load_add(c, -1);
-        c->bound = false;
-    }
-}
-
-/* ---- timers: the one place that decides which deadline the timer watches ---- */
-
-static void conn_arm_timer(struct conn *c)
-{
-    const struct dp_limits *l = &c->w->dp->limits;
-    uint64_t now = now_ns();
-    uint64_t at = 0;
     switch (c->state) {
-    case CONN_HEAD:
-        at = now + (uint64_t)l->head_timeout_s * 1000000000ull;
-        break;
-    case CONN_HELD:
-        at = c->deadline_ns;
-        break;
-    case CONN_CONNECTING: {
-        uint64_t ct = now + (uint64_t)l->connect_timeout_ms * 1000000ull;
-        at = (c->deadline_ns && c->deadline_ns < ct) ? c->deadline_ns : ct;
-        break;
-    }
-    case CONN_BACKOFF: {
-        uint64_t bt = now + (uint64_t)c->backoff_ms * 1000000ull;
-        at = (c->deadline_ns && c->deadline_ns < bt) ? c->deadline_ns : bt;
-        break;
-    }
     case CONN_RELAY:
-        if (l->idle_timeout_s)
-            at = now + (uint64_t)l->idle_timeout_s * 1000000000ull;
-        break;
+        if (c->crev_closed_only) {
+            client_read(c, true);
+            return;
+        }
+        relay_from_client(c);
+        return;
+    case CONN_LINGER: {
+        ssize_t n = recv(c->cfd, c->w->scratch, c->w->scratch_len, 0);
+        if (n > 0)
+            c->lingered += (size_t)n;
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            conn_close(c);
+        else if (c->lingered > LINGER_MAX_BYTES)
+            client_read(c, false);
+        return;
+    }
     case CONN_ANSWER:
-    case CONN_LINGER:
-        at = now + (uint64_t)LINGER_MS * 1000000ull;
+        client_read(c, false);
+        return;
+    case CONN_HEAD:
+    case CONN_HELD:
+    case CONN_CONNECTING:
+    case CONN_BACKOFF:
         break;
     }
-    event_del(&c->timer);
-    if (!at)
+    if (c->crev_closed_only && (what & EV_CLOSED) && !(what & EV_READ)) {
+        /* Reading had stopped (buffer or held bytes full) and the client hung up. A held HTTP
+         * client is gone (cancelled); any other may only have half-closed, with bytes still
+         * unread in the socket: they are read once relayed, and its end after them. */
+        if (c->state == CONN_HEAD || (c->held && c->proto == PROTO_HTTP))
+            client_ended_before_relay(c);
+        else
+            client_read(c, false);
         return;
-    uint64_t d = at > now ? at - now : 0;
-    struct timeval tv = {.tv_sec = (time_t)(d / 1000000000ull),
-                         .tv_usec = (suseconds_t)((d % 1000000000ull) / 1000)};
-    event_add(&c->timer, &tv);
+    }
+    enum conn_state was = c->state;
+    read_into_in(c);
+    if (moved_on(c, was))
+        return;
+    if (c->state == CONN_HEAD) {
+        if (!c->parser && !c->raw) {
+            if (head_maybe_h2_preface(in_ptr(c), buf_pending(&c->in)) && buf_pending(&c->in) > 0)
+                return; /* wait for the rest of a possible HTTP/2 preface */
+            if (head_sniff_raw(in_ptr(c), buf_pending(&c->in))) {
+                c->raw = true;
+                c->http1 = false;
+                c->sniffed = true;
+                if (c->shared) {
+                    /* The shared port routes by an HTTP/1 Host header: TLS and HTTP/2 carry
+                     * none holdfast can read, and an HTTP/1 answer means nothing to them. */
+                    counter_add(&c->w->dp->bad_requests, 1);
+                    log_debug("not HTTP/1 on the shared port: closed", NULL);
+                    conn_close(c);
+                    return;
+                }
+                conn_hold(c);
+                return;
+            }
+            c->http1 = true;
+            c->sniffed = true;
+        }
+        parse_more(c);
+    } else {
+        if (c->probe_check && buf_pending(&c->in) > 0) {
+            check_first_bytes(c, in_ptr(c), buf_pending(&c->in), true);
+            if (moved_on(c, was))
+                return;
+        }
+        validate_more(c); /* waiting: keep validating framing so a smuggling attempt gets 400 */
+    }
+}
+
+static void parse_more(struct conn *c)
+{
+    if (!c->parser) {
+        c->parser = malloc(sizeof(*c->parser));
+        if (!c->head) /* kept when a parser was let go (an Upgrade, a final answer) */
+            c->head = calloc(1, sizeof(*c->head));
+        if (!c->parser || !c->head) {
+            conn_close(c);
+            return;
+        }
+        head_parser_init(c->parser);
+        c->parse_off = 0;
+    }
+    /* After a pause the parser may have steps left that consume no byte (a bodyless
+     * request's message-complete): it is run again even when every byte was fed. */
+    bool resumed = false;
+    while (!c->closing && c->parser && (c->parse_off < buf_pending(&c->in) || resumed)) {
+        if (c->state == CONN_HEAD && buf_pending(&c->out) >= OUT_LIMIT) {
+            /* The client does not read its answers: stop reading and answering its requests
+             * until it does (on_client_write resumes), or the head timeout ends it. */
+            c->out_paused = true;
+            c->paused_outq = INT_MAX;
+            paused_client_read(c);
+            client_read(c, false);
+            return;
+        }
+        resumed = false;
+        const char *base = c->in.data + c->in.off;
+        c->parser->head = c->head;
+        c->parser->capture = c->state == CONN_HEAD;
+        c->parser->pause_at_end = c->probe != NULL;
+        llhttp_errno_t err = head_execute(c->parser, c->in.data, base, c->parse_off,
+                                          buf_pending(&c->in) - c->parse_off);
+        if (err == HPE_OK) {
+            c->parse_off = buf_pending(&c->in);
+            break;
+        }
+        size_t pos = (size_t)(llhttp_get_error_pos(&c->parser->http) - base);
+        if (err == HPE_PAUSED) {
+            c->parse_off = pos;
+            llhttp_resume(&c->parser->http);
+            resumed = true;
+            if (c->parser->pause == HEAD_PAUSE_HEAD_DONE) {
+                decide_after_head(c);
+                if (moved_on(c, CONN_HEAD))
+                    return;
+            } else if (c->parser->pause == HEAD_PAUSE_MESSAGE_DONE) {
+                answer_probe(c, pos);
+                if (moved_on(c, CONN_HEAD))
+                    return;
+            }
+            continue;
+        }
+        if (err == HPE_PAUSED_UPGRADE) {
+            /* Upgrade or CONNECT: what follows is not HTTP/1; stop parsing, hold the bytes. */
+            free(c->parser);
+            c->parser = NULL;
+            c->raw = true;
+            if (c->state == CONN_HEAD)
+                conn_hold(c);
+            return;
+        }
+        /* Malformed, or smuggling-ambiguous framing: refuse before anything is relayed. */
+        const char *reason = head_error_reason(c->parser);
+        log_debug("bad request", "service=%s error=%s reason=%s", c->svc ? c->svc->key : NULL,
+                  llhttp_errno_name(err), reason);
+        if (!c->svc)
+            counter_add(&c->w->dp->bad_requests, 1);
+        conn_answer_error(c, 400, "bad request", reason, OUTCOME_BAD_REQUEST);
+        return;
+    }
+    if (c->closing)
+        return;
+    if (c->state == CONN_HEAD && c->parser && !c->probe &&
+        buf_pending(&c->in) > c->w->dp->limits.max_head_bytes) {
+        if (!c->svc)
+            counter_add(&c->w->dp->bad_requests, 1);
+        conn_answer_error(c, 431, "request header fields too large",
+                          "request head larger than the limit", OUTCOME_BAD_REQUEST);
+        return;
+    }
+    if (c->state == CONN_HEAD && c->probe && c->parser) {
+        /* A probe's body needs no keeping: drop what was parsed. */
+        c->in.off += c->parse_off;
+        c->parse_off = 0;
+    }
 }
 
 /*
@@ -632,15 +724,146 @@ static bool paused_client_read(struct conn *c)
     return read;
 }
 
-static void set_state(struct conn *c, enum conn_state s)
+/* ---- 3. decide: data-path probe, Host routing, ready, probeResponse rule, or hold ---- */
+
+/* The head of a request is complete: a data-path probe is answered, the shared port routes by
+ * Host, a ready service is connected to, a probeResponse rule answers (once the message is
+ * complete: c->probe), anything else is held. Parsing goes on only for a probe-matched
+ * request (not moved_on). */
+static void decide_after_head(struct conn *c)
 {
-    c->state = s;
-    conn_arm_timer(c);
+    c->seen_request = true;
+    answer_datapath_probe(c);
+    if (moved_on(c, CONN_HEAD))
+        return;
+    if (c->shared) {
+        route_by_host(c);
+        if (!c->svc)
+            return;
+    }
+    const struct route_service *r = conn_route(c);
+    if (conn_ready(c)) {
+        conn_dispatch(c); /* ready: the head and everything after it goes to the backend */
+        return;
+    }
+    struct head *h = c->head;
+    if (h->too_many) {
+        conn_answer_error(c, 431, "request header fields too large", "too many header fields",
+                          OUTCOME_BAD_REQUEST);
+        return;
+    }
+    if (r && r->probes && r->probes->rules && probe_rules_count(r->probes->rules) > 0) {
+        struct probe_header hdrs[HEAD_MAX_FIELDS];
+        struct probe_work work;
+        struct probe_request req = {.work = &work};
+        head_probe_request(h, in_ptr(c), hdrs, &req);
+        const struct probe_response *resp = probe_match(r->probes->rules, &req);
+        if (work.gave_up)
+            counter_add(&c->w->dp->regex_limit_hits, 1);
+        if (resp) {
+            c->probe = resp;
+            c->probe_head = head_span_eq(in_ptr(c), h->method, "HEAD");
+            return; /* answered when the message (and any body) is complete */
+        }
+    }
+    conn_hold(c);
 }
 
-/* ---- holdfast's own answers ---- */
+/*
+ * A data-path probe (common/pathprobe_nonce.h) is answered here, whatever the state of the
+ * service, on a service's HTTP port or the shared one (whatever its Host): 204 with the nonce
+ * echoed, then close. It is never held, forwarded, matched against probeResponse rules, or
+ * counted as a request; it wakes nothing. A Holdfast-Probe field without a valid nonce gets 400
+ * (counted as a bad request, like every request holdfast refuses). A head without a
+ * Holdfast-Probe field is left alone.
+ */
+static void answer_datapath_probe(struct conn *c)
+{
+    struct head_span v = {0, 0};
+    size_t found = head_find(c->head, in_ptr(c), PATHPROBE_HEADER, &v);
+    if (!found)
+        return;
+    const char *nonce = head_ptr(in_ptr(c), v);
+    size_t len = v.len;
+    while (len > 0 && (nonce[len - 1] == ' ' || nonce[len - 1] == '\t'))
+        len--;
+    const char *bad = NULL;
+    if (found > 1)
+        bad = "Holdfast-Probe header field repeated";
+    else if (!pathprobe_nonce_valid(nonce, len))
+        bad = "Holdfast-Probe nonce must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'";
+    if (bad) {
+        log_debug("bad data-path probe", "service=%s reason=%s", c->svc ? c->svc->key : NULL, bad);
+        if (!c->svc)
+            counter_add(&c->w->dp->bad_requests, 1);
+        conn_answer_error(c, 400, "bad request", bad, OUTCOME_BAD_REQUEST);
+        return;
+    }
+    counter_add(&c->w->dp->datapath_probes, 1);
+    if (log_enabled(LOG_DEBUG)) {
+        char text[PATHPROBE_NONCE_MAX + 1];
+        memcpy(text, nonce, len);
+        text[len] = '\0';
+        log_debug("data-path probe answered", "service=%s nonce=%s", c->svc ? c->svc->key : NULL,
+                  text);
+    }
+    size_t msg_len = 0;
+    char *msg = httpans_datapath_probe(nonce, len, &msg_len);
+    conn_send_final(c, msg, msg_len);
+}
 
-static void answer_flush(struct conn *c);
+/* Shared port: the Host header names the service (head_route_by_host): c->svc. When it names
+ * none, c is answered 404 instead. */
+static void route_by_host(struct conn *c)
+{
+    char host[256];
+    size_t port = 0;
+    const struct route_service *r =
+        head_route_by_host(c->head, in_ptr(c), c->w->snap, &port, host, sizeof(host));
+    if (!r) {
+        counter_add(&c->w->dp->unknown_host, 1);
+        size_t len;
+        char *msg = httpans_error(404, "unknown service", NULL, NULL, 0, &len, "host", host, NULL);
+        conn_send_final(c, msg, len);
+        return;
+    }
+    c->svc = svc_state_ref(r->svc);
+    c->shared = false;
+    c->port = port;
+    c->deadline_ns = c->hold.arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
+}
+
+/* A probe-matched request is complete: answer it and drop its bytes. Parsing goes on only on
+ * a kept-alive connection (not moved_on). */
+static void answer_probe(struct conn *c, size_t consumed)
+{
+    bool keep_alive = llhttp_should_keep_alive(&c->parser->http);
+    size_t len;
+    char *msg = httpans_probe(c->probe->status, c->probe->body, c->probe->body_len, c->probe_head,
+                              !keep_alive, &len);
+    count(c, OUTCOME_PROBE);
+    c->probe = NULL;
+    if (!msg || buf_append(&c->out, msg, len) < 0) {
+        free(msg);
+        conn_close(c);
+        return;
+    }
+    free(msg);
+    c->in.off += consumed;
+    c->parse_off = 0;
+    if (!keep_alive) {
+        free(c->parser);
+        c->parser = NULL;
+        c->in.off = c->in.len = 0;
+        set_state(c, CONN_ANSWER);
+        answer_flush(c);
+        return;
+    }
+    conn_arm_timer(c); /* the head timeout starts again for the next request */
+    answer_flush(c);
+}
+
+/* ---- 3a. holdfast's own answers (then LINGER) ---- */
 
 /* Queues a final answer on an HTTP/1 connection, then closes (after lingering). */
 static void conn_answer_error(struct conn *c, int status, const char *error, const char *reason,
@@ -700,89 +923,61 @@ static void answer_flush(struct conn *c)
     }
 }
 
-/* ---- accept ---- */
-
-void conn_accept(struct worker *w, int fd, const struct route_listener *l)
-{
-    struct conn *c = calloc(1, sizeof(*c));
-    if (!c) {
-        close(fd);
-        return;
-    }
-    c->w = w;
-    c->cfd = fd;
-    c->bfd = -1;
-    c->arrived_ns = now_ns();
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-    event_assign(&c->crev, w->base, fd, EV_READ | EV_PERSIST, on_client_read, c);
-    event_assign(&c->cwev, w->base, fd, EV_WRITE | EV_PERSIST, on_client_write, c);
-    event_assign(&c->timer, w->base, -1, 0, on_timer, c);
-    TAILQ_INSERT_TAIL(&w->conns, c, all_link);
-    w->nconns++;
-    atomic_fetch_add(&w->dp->open_conns, 1);
-    counter_add(&w->dp->accepted, 1);
-
-    if (l->kind == LISTENER_SHARED) {
-        c->shared = true;
-        c->proto = PROTO_HTTP;
-        set_state(c, CONN_HEAD);
-        client_read(c, true);
-        return;
-    }
-    const struct route_service *r = l->service;
-    c->svc = svc_state_ref(r->svc);
-    c->port = l->port;
-    c->proto = conn_port(c) ? conn_port(c)->protocol : PROTO_HTTP;
-    c->deadline_ns = c->arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
-    client_read(c, true);
-    if (conn_ready(c)) {
-        /* Ready: connect at once; whatever the client sends meanwhile is buffered as is. */
-        c->raw = true;
-        c->parse_if_held = c->proto == PROTO_HTTP;
-        c->probe_check = c->proto == PROTO_HTTP;
-        conn_dispatch(c);
-    } else if (c->proto == PROTO_TCP) {
-        c->raw = true;
-        conn_hold(c); /* the server may speak first: wake now */
-    } else {
-        set_state(c, CONN_HEAD);
-    }
-}
-
-/* ---- holding ---- */
+/* ---- 3b. hold: admitted under the limits (hold.h), queued oldest first ---- */
 
 /*
  * Counts c as held, within the service's and the resolver's limits on held connections and
- * held bytes (the bytes it buffered so far are reserved). Returns false when a limit is
- * reached: c is answered 503 (closed on other protocols).
+ * held bytes (the bytes it buffered so far are reserved): c->held. At a limit c is answered
+ * 503 (closed on other protocols) instead.
  */
-static bool hold_admit(struct conn *c, const struct route_service *r)
+static void conn_admit(struct conn *c, const struct route_service *r)
 {
-    struct dataplane *dp = c->w->dp;
-    const char *full = NULL;
     size_t need = buf_pending(&c->in);
-    if (counter_take(&c->svc->held_conns, r->max_held_connections, 1) == 0) {
-        full = "hold queue of the service is full";
-    } else if (counter_take(&dp->held_conns, dp->limits.max_held_connections, 1) == 0) {
-        atomic_fetch_sub(&c->svc->held_conns, 1);
-        full = "hold queue of the resolver is full";
-    } else if (need && hold_reserve(c, need, true) == 0) {
-        atomic_fetch_sub(&c->svc->held_conns, 1);
-        atomic_fetch_sub(&dp->held_conns, 1);
-        full = (size_t)atomic_load(&c->svc->held_bytes) + need > r->max_held_bytes
-                   ? "held bytes of the service at the limit"
-                   : "held bytes of the resolver at the limit";
-    }
+    const char *full = hold_admit(c->svc, r, c->w->dp, need);
     if (full) {
         conn_answer_error(c, 503, "overloaded", full, OUTCOME_REJECTED);
-        return false;
+        return;
     }
+    c->held_bytes += need;
     c->held = true;
     if (!c->held_ns)
         c->held_ns = now_ns();
-    return true;
+}
+
+/* Reserves up to `want` more held bytes for c (hold_reserve), added to c->held_bytes. */
+static size_t conn_reserve(struct conn *c, size_t want, bool all)
+{
+    size_t got = hold_reserve(c->svc, conn_route(c), c->w->dp, want, all);
+    c->held_bytes += got;
+    return got;
+}
+
+/* Gives back reserved bytes that were not used. */
+static void conn_release(struct conn *c, size_t n)
+{
+    hold_give_back(c->svc, c->w->dp, 0, n);
+    c->held_bytes -= n;
+}
+
+/* The connection stops being held; `observe` counts the time it was in the hold duration
+ * histogram (everything but a data-path probe, which is never counted as held). */
+static void leave_hold(struct conn *c, bool observe)
+{
+    hold_dequeue(&conn_sw(c)->held, &c->hold);
+    if (!c->held)
+        return;
+    hold_give_back(c->svc, c->w->dp, 1, c->held_bytes);
+    c->held_bytes = 0;
+    c->held = false;
+    struct svc_hists *hists = observe ? svc_state_hists(c->svc) : NULL;
+    if (hists)
+        hist_observe_ns(&hists->hold_seconds, now_ns() - c->held_ns);
+}
+
+/* The connection stops being held (forwarded, cancelled, timed out, answered). */
+static void unhold(struct conn *c)
+{
+    leave_hold(c, true);
 }
 
 static void conn_hold(struct conn *c)
@@ -794,23 +989,16 @@ static void conn_hold(struct conn *c)
         return;
     }
     note_first_bytes(c, c->in.data + c->in.off, buf_pending(&c->in));
-    if (!c->held && !hold_admit(c, r))
-        return;
-    free(c->spans); /* the head is decided; only framing is still validated */
-    c->spans = NULL;
-    if (!c->queued) {
-        /* FIFO by arrival: a connection coming back after failed connects goes before any
-         * that arrived after it. */
-        struct svc_worker *sw = &c->svc->workers[c->w->id];
-        struct conn *after = TAILQ_LAST(&sw->held, hold_q);
-        while (after && after->arrived_ns > c->arrived_ns)
-            after = TAILQ_PREV(after, hold_q, hold_link);
-        if (after)
-            TAILQ_INSERT_AFTER(&sw->held, after, c, hold_link);
-        else
-            TAILQ_INSERT_HEAD(&sw->held, c, hold_link);
-        c->queued = true;
+    if (!c->held) {
+        conn_admit(c, r);
+        if (!c->held)
+            return;
     }
+    free(c->head); /* the head is decided; only framing is still validated */
+    c->head = NULL;
+    /* FIFO by arrival: a connection coming back after failed connects goes before any that
+     * arrived after it. */
+    hold_enqueue(&conn_sw(c)->held, &c->hold);
     set_state(c, CONN_HELD);
     /* Bytes that came in the same read as the head (a body, pipelined requests) are validated
      * now, not at a next read that may never come, and before waking anything: bad chunking
@@ -818,7 +1006,7 @@ static void conn_hold(struct conn *c)
      * answer and close c. */
     if (c->parser && c->parse_off < buf_pending(&c->in)) {
         parse_more(c);
-        if (c->closing || c->state != CONN_HELD)
+        if (moved_on(c, CONN_HELD))
             return;
     }
     int64_t zero = 0;
@@ -836,9 +1024,6 @@ static void conn_hold(struct conn *c)
         conn_dispatch(c);
 }
 
-static bool sniff_raw(struct conn *c);
-static bool maybe_h2_preface(const struct conn *c);
-
 /*
  * A connection waiting for a backend with nothing written to it: its HTTP/1 bytes are
  * validated as they come, like those of every held request, whether it was held after its
@@ -851,9 +1036,9 @@ static void validate_more(struct conn *c)
     if (c->raw || c->proto != PROTO_HTTP)
         return;
     if (!c->parser) {
-        if (buf_pending(&c->in) == 0 || maybe_h2_preface(c))
+        if (buf_pending(&c->in) == 0 || head_maybe_h2_preface(in_ptr(c), buf_pending(&c->in)))
             return; /* nothing yet, or the rest of a possible HTTP/2 preface to wait for */
-        if (sniff_raw(c)) {
+        if (head_sniff_raw(in_ptr(c), buf_pending(&c->in))) {
             c->raw = true;
             c->http1 = false;
             c->sniffed = true;
@@ -865,9 +1050,79 @@ static void validate_more(struct conn *c)
     parse_more(c);
 }
 
-/* ---- connecting ---- */
+void conn_snapshot_applied(struct worker *w, const struct route_change *changes, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        /* A service that disappeared: its held connections are answered. */
+        if (changes[i].was && !changes[i].was->svc->workers[w->id].route) {
+            struct svc_worker *sw = &changes[i].was->svc->workers[w->id];
+            struct hold_entry *e;
+            while ((e = TAILQ_FIRST(&sw->held)))
+                conn_answer_error(conn_of(e), 503, "service unavailable", "service was removed",
+                                  OUTCOME_REJECTED);
+        }
+        /* A service whose route changed: its held connections may be ready now (nothing
+         * else makes a queued connection ready). */
+        struct svc_state *svc = changes[i].is ? changes[i].is->svc : NULL;
+        if (!svc || TAILQ_EMPTY(&svc->workers[w->id].held))
+            continue;
+        if (w->n_dispatch == w->cap_dispatch) {
+            size_t ncap = w->cap_dispatch ? w->cap_dispatch * 2 : 16;
+            struct svc_state **grown = realloc(w->dispatch, ncap * sizeof(*grown));
+            if (!grown) {
+                log_error("out of memory queueing held connections for dispatch; they wait for "
+                          "the next snapshot or their hold timeout",
+                          "worker=%d service=%s", w->id, svc->key);
+                continue;
+            }
+            w->dispatch = grown;
+            w->cap_dispatch = ncap;
+        }
+        w->dispatch[w->n_dispatch++] = svc_state_ref(svc);
+    }
+    conn_dispatch_held(w);
+}
 
-static void connect_failed(struct conn *c, int err);
+void conn_dispatch_held(struct worker *w)
+{
+    /* Every held connection whose service port has ready endpoints goes, oldest first, at
+     * most DISPATCH_BATCH per loop turn: the first ones' requests are written while the rest
+     * are still being connected (9,000 connects in one go would delay every first byte by
+     * the time of all of them). A connection that goes back to the queue (its connect failed
+     * at once and the port has no endpoint left) is not ready any more, so it is not visited
+     * twice in vain. Only services whose route changed are visited (w->dispatch). */
+    size_t budget = DISPATCH_BATCH;
+    size_t done = 0;
+    for (; done < w->n_dispatch; done++) {
+        struct svc_worker *sw = &w->dispatch[done]->workers[w->id];
+        struct hold_entry *e = TAILQ_FIRST(&sw->held);
+        while (e) {
+            struct hold_entry *next = TAILQ_NEXT(e, link);
+            struct conn *c = conn_of(e);
+            if (conn_ready(c)) {
+                if (budget == 0) {
+                    /* A zero timeout, not event_active: active events run in this same loop
+                     * turn, a timeout only after the next poll for I/O. */
+                    static const struct timeval next_turn = {0, 0};
+                    event_add(w->dispatch_ev, &next_turn);
+                    goto out;
+                }
+                conn_dispatch(c);
+                budget--;
+            }
+            e = next;
+        }
+    }
+out:
+    if (!done)
+        return;
+    for (size_t i = 0; i < done; i++)
+        svc_state_unref(w->dispatch[i]);
+    memmove(w->dispatch, w->dispatch + done, (w->n_dispatch - done) * sizeof(*w->dispatch));
+    w->n_dispatch -= done;
+}
+
+/* ---- 4. connect: pick an endpoint (pick.h), back off when every one failed ---- */
 
 static void conn_dispatch(struct conn *c)
 {
@@ -881,7 +1136,7 @@ static void conn_dispatch(struct conn *c)
                           OUTCOME_TIMEOUT);
         return;
     }
-    const struct addr *a = pick_endpoint(c, conn_port(c));
+    const struct addr *a = pick_endpoint(conn_sw(c), conn_port(c), c->failed, c->n_failed);
     if (!a) {
         /* Every endpoint failed for this connection: wait, then try them all again, and tell
          * the control plane (a target that went away while its endpoints were still listed is
@@ -889,27 +1144,17 @@ static void conn_dispatch(struct conn *c)
         if (wakeq_push_wake(&c->w->dp->wakeq, c->svc))
             counter_add(&c->svc->wakes, 1);
         c->n_failed = 0;
-        if (c->queued) {
-            TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
-            c->queued = false;
-        }
-        c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
-        if (c->backoff_ms > BACKOFF_MAX_MS)
-            c->backoff_ms = BACKOFF_MAX_MS;
+        hold_dequeue(&conn_sw(c)->held, &c->hold);
+        c->backoff_ms = pick_backoff_next(c->backoff_ms);
         set_state(c, CONN_BACKOFF);
         return;
     }
-    if (c->queued) {
-        TAILQ_REMOVE(&c->svc->workers[c->w->id].held, c, hold_link);
-        c->queued = false;
-    }
+    hold_dequeue(&conn_sw(c)->held, &c->hold);
     c->backend = *a;
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         /* Out of descriptors is ours, not the backend's: back off without blaming it. */
-        c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
-        if (c->backoff_ms > BACKOFF_MAX_MS)
-            c->backoff_ms = BACKOFF_MAX_MS;
+        c->backoff_ms = pick_backoff_next(c->backoff_ms);
         set_state(c, CONN_BACKOFF);
         return;
     }
@@ -936,7 +1181,8 @@ static void connect_failed(struct conn *c, int err)
         c->failed[c->n_failed++] = c->backend;
     const struct route_service *r = conn_route(c);
     if (!c->deadline_ns)
-        c->deadline_ns = c->arrived_ns + (uint64_t)(r ? r->hold_timeout_s : 600) * 1000000000ull;
+        c->deadline_ns =
+            c->hold.arrived_ns + (uint64_t)(r ? r->hold_timeout_s : 600) * 1000000000ull;
     if (!c->held && c->to_backend == 0) {
         /* Taken as ready at accept, it now waits for a backend like a held connection: it is
          * counted against the hold limits, and its HTTP/1 request is validated. */
@@ -945,17 +1191,34 @@ static void connect_failed(struct conn *c, int err)
                               OUTCOME_REJECTED);
             return;
         }
-        if (!hold_admit(c, r))
+        conn_admit(c, r);
+        if (!c->held)
             return;
         if (c->parse_if_held) {
+            enum conn_state was = c->state;
             c->parse_if_held = false;
             c->raw = false;
             validate_more(c);
-            if (c->closing)
-                return;
+            if (moved_on(c, was))
+                return; /* refused (400): answered, not connected again */
         }
     }
     conn_dispatch(c);
+}
+
+static void close_backend(struct conn *c)
+{
+    if (c->bfd < 0)
+        return;
+    event_del(&c->brev);
+    event_del(&c->bwev);
+    c->brev_on = c->bwev_on = false;
+    close(c->bfd);
+    c->bfd = -1;
+    if (c->bound) {
+        pick_load_add(conn_sw(c), &c->backend, -1);
+        c->bound = false;
+    }
 }
 
 static void observe_cold_start(struct conn *c)
@@ -985,14 +1248,14 @@ static void connected(struct conn *c)
     setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(c->bfd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
     c->bound = true;
-    ep_load_add(c, 1);
+    pick_load_add(conn_sw(c), &c->backend, 1);
     if (!c->probe_check) /* else once its first bytes are known not to be a data-path probe */
         count(c, OUTCOME_FORWARDED);
     unhold(c);
     free(c->parser);
     c->parser = NULL;
-    free(c->spans);
-    c->spans = NULL;
+    free(c->head);
+    c->head = NULL;
     c->backoff_ms = 0;
     set_state(c, CONN_RELAY);
     if (buf_pending(&c->in)) {
@@ -1014,48 +1277,35 @@ static void connected(struct conn *c)
         client_read(c, false);
     } else {
         backend_write(c, false);
-        if (c->client_eof) {
+        if (c->client_eof)
             shutdown(c->bfd, SHUT_WR);
-            c->backend_shut = true;
-        } else {
+        else
             client_read(c, true);
-        }
     }
 }
 
-/* ---- data-path probes on connections relayed unparsed ---- */
-
-/* Bytes of a relayed connection's first read that are looked at for a Holdfast-Probe field:
- * the leader's whole probe head is under 300 bytes; the bound keeps the look at a few
- * microseconds even for a first read of 64 KiB of two-byte lines (about 200 us unbounded). */
-#define PROBE_SCAN_MAX 2048
+/* ---- 5. relay ---- */
 
 /*
- * Does the first request head in p[0, n) carry a Holdfast-Probe field? Looks at the start of
- * each header line up to the head's end (or PROBE_SCAN_MAX), nothing more: this runs once on
- * every connection that is relayed unparsed, so it must cost next to nothing (15-30 ns for a
- * curl-like head, about 100 ns for a browser's, 6 us at worst). The leader sends a probe's whole
- * head in one
- * write; a head split so that the field comes in a later read, or past the bound, is relayed
- * like any request (the leader then sees another answer than holdfast's, and tries again:
- * nothing is lost but time).
+ * The first bytes p[0, n) of a connection taken as ready at accept on an HTTP port (in c->in
+ * when `buffered`, else still only in the worker's scratch buffer). When they are not a
+ * data-path probe the connection goes on as it was (counted forwarded once bound); when they
+ * are, it is switched to answering it (moved_on).
  */
-static bool datapath_probe_in(const char *p, size_t n)
+static void check_first_bytes(struct conn *c, const char *p, size_t n, bool buffered)
 {
-    static const char field[] = "holdfast-probe:";
-    const size_t flen = sizeof(field) - 1;
-    const char *end = p + (n < PROBE_SCAN_MAX ? n : PROBE_SCAN_MAX);
-    const char *nl = memchr(p, '\n', (size_t)(end - p)); /* past the request line */
-    while (nl) {
-        const char *line = nl + 1;
-        size_t left = (size_t)(end - line);
-        if (left == 0 || line[0] == '\r' || line[0] == '\n')
-            return false; /* the end of the head: the field is not in it */
-        if ((line[0] | 0x20) == 'h' && left >= flen && strncasecmp(line, field, flen) == 0)
-            return true;
-        nl = memchr(line, '\n', left);
+    c->probe_check = false;
+    /* A backend that spoke or hung up first has had its say on this connection: relayed. */
+    if (c->from_backend > 0 || c->client_shut || !head_has_probe_field(p, n)) {
+        if (c->bound)
+            count(c, OUTCOME_FORWARDED);
+        return;
     }
-    return false;
+    if (!buffered && buf_append(&c->in, p, n) < 0) {
+        conn_close(c);
+        return;
+    }
+    answer_probe_instead_of_relay(c);
 }
 
 /*
@@ -1081,58 +1331,6 @@ static void answer_probe_instead_of_relay(struct conn *c)
     parse_more(c);
 }
 
-/*
- * The first bytes p[0, n) of a connection taken as ready at accept on an HTTP port (in c->in
- * when `buffered`, else still only in the worker's scratch buffer). Returns true when they are
- * not a data-path probe (the connection goes on as it was, counted forwarded once bound), or
- * false when they are: the connection was switched to answering it (it may have closed).
- */
-static bool first_bytes_checked(struct conn *c, const char *p, size_t n, bool buffered)
-{
-    c->probe_check = false;
-    /* A backend that spoke or hung up first has had its say on this connection: relayed. */
-    if (c->from_backend > 0 || c->client_shut || !datapath_probe_in(p, n)) {
-        if (c->bound)
-            count(c, OUTCOME_FORWARDED);
-        return true;
-    }
-    if (!buffered && buf_append(&c->in, p, n) < 0) {
-        conn_close(c);
-        return false;
-    }
-    answer_probe_instead_of_relay(c);
-    return false;
-}
-
-/* ---- relay ---- */
-
-static void relay_done_check(struct conn *c)
-{
-    if (c->client_eof && c->backend_eof && !buf_pending(&c->in) && !buf_pending(&c->out))
-        conn_close(c);
-}
-
-/* The backend ended (EOF or error). 502 if it never answered what we sent on HTTP/1. */
-static void backend_ended(struct conn *c, bool error)
-{
-    if (c->http1 && c->from_backend == 0 && c->to_backend > 0 && !buf_pending(&c->out)) {
-        conn_answer_error(c, 502, "bad gateway", "backend closed the connection before answering",
-                          OUTCOME_UPSTREAM_ERROR);
-        return;
-    }
-    if (error) {
-        conn_close(c);
-        return;
-    }
-    c->backend_eof = true;
-    backend_read(c, false);
-    if (!buf_pending(&c->out)) {
-        shutdown(c->cfd, SHUT_WR);
-        c->client_shut = true;
-    }
-    relay_done_check(c);
-}
-
 static void relay_from_client(struct conn *c)
 {
     struct worker *w = c->w;
@@ -1146,15 +1344,16 @@ static void relay_from_client(struct conn *c)
     if (n == 0) {
         c->client_eof = true;
         client_read(c, false);
-        if (!buf_pending(&c->in)) {
+        if (!buf_pending(&c->in))
             shutdown(c->bfd, SHUT_WR);
-            c->backend_shut = true;
-        }
         relay_done_check(c);
         return;
     }
-    if (c->probe_check && !first_bytes_checked(c, w->scratch, (size_t)n, false))
-        return;
+    if (c->probe_check) {
+        check_first_bytes(c, w->scratch, (size_t)n, false);
+        if (moved_on(c, CONN_RELAY))
+            return;
+    }
     if (c->to_backend == 0)
         note_first_bytes(c, w->scratch, (size_t)n);
     c->to_backend += (uint64_t)n;
@@ -1213,178 +1412,31 @@ static void relay_from_backend(struct conn *c)
         conn_arm_timer(c);
 }
 
-/* ---- event handlers ---- */
-
-/*
- * The client closed its side before the connection was bound to a backend. Before a complete
- * request there is nothing to answer. An HTTP client that closes while held has gone away
- * (as Go's and nginx's servers judge it): cancelled. Otherwise (tcp, or a connection that was
- * never held) it may only have half-closed and wait for the answer: the close is relayed in
- * order once connected. Returns false when c closed.
- */
-static bool client_ended_before_relay(struct conn *c)
+/* The backend ended (EOF or error). 502 if it never answered what we sent on HTTP/1. */
+static void backend_ended(struct conn *c, bool error)
 {
-    c->client_eof = true;
-    if (c->state == CONN_HEAD) {
-        if (buf_pending(&c->out) && !c->out_paused) {
-            /* Answers to requests it sent before closing its side are still owed: write
-             * them, then close (a health checker may pipeline, half-close and read). */
-            client_read(c, false);
-            set_state(c, CONN_ANSWER);
-            answer_flush(c);
-            return false;
-        }
+    if (c->http1 && c->from_backend == 0 && c->to_backend > 0 && !buf_pending(&c->out)) {
+        conn_answer_error(c, 502, "bad gateway", "backend closed the connection before answering",
+                          OUTCOME_UPSTREAM_ERROR);
+        return;
+    }
+    if (error) {
         conn_close(c);
-        return false;
+        return;
     }
-    if (c->held && c->proto == PROTO_HTTP) {
-        count(c, OUTCOME_CANCELLED);
-        log_debug("held client went away", "service=%s", c->svc->key);
+    c->backend_eof = true;
+    backend_read(c, false);
+    if (!buf_pending(&c->out)) {
+        shutdown(c->cfd, SHUT_WR);
+        c->client_shut = true;
+    }
+    relay_done_check(c);
+}
+
+static void relay_done_check(struct conn *c)
+{
+    if (c->client_eof && c->backend_eof && !buf_pending(&c->in) && !buf_pending(&c->out))
         conn_close(c);
-        return false;
-    }
-    client_read(c, false);
-    return true;
-}
-
-/*
- * Reads client bytes into `in` while not relaying. A held connection reads only what it could
- * reserve under the held-bytes limits; at a limit it stops reading (the client's TCP window
- * does the rest) and reads again once it is bound to a backend. Returns false when c closed.
- */
-static bool read_into_in(struct conn *c)
-{
-    size_t limit = in_limit(c);
-    size_t pending = buf_pending(&c->in);
-    if (pending >= limit) {
-        client_watch_close_only(c);
-        return true;
-    }
-    /* Read into the worker's scratch buffer and keep exactly what came: a held connection
-     * costs the size of its request, not the size of a read. */
-    size_t want = limit - pending;
-    if (want > c->w->scratch_len)
-        want = c->w->scratch_len;
-    size_t reserved = 0;
-    if (c->held) {
-        reserved = hold_reserve(c, want, false);
-        if (reserved == 0) {
-            client_watch_close_only(c);
-            return true;
-        }
-        want = reserved;
-    }
-    ssize_t n = recv(c->cfd, c->w->scratch, want, 0);
-    if (reserved)
-        hold_release(c, n > 0 ? reserved - (size_t)n : reserved);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-            return true;
-        n = 0; /* reset: the client is gone, same as EOF below */
-    }
-    if (n == 0)
-        return client_ended_before_relay(c);
-    if (buf_append(&c->in, c->w->scratch, (size_t)n) < 0) {
-        conn_close(c);
-        return false;
-    }
-    return true;
-}
-
-/* Looks at the first bytes on an HTTP port: TLS and h2c prior knowledge are held raw. */
-static bool sniff_raw(struct conn *c)
-{
-    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    const char *p = c->in.data + c->in.off;
-    size_t n = buf_pending(&c->in);
-    if (n == 0)
-        return false;
-    if ((unsigned char)p[0] == 0x16)
-        return true;
-    size_t m = n < sizeof(preface) - 1 ? n : sizeof(preface) - 1;
-    return memcmp(p, preface, m) == 0 && m == sizeof(preface) - 1;
-}
-
-static bool maybe_h2_preface(const struct conn *c)
-{
-    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    size_t n = buf_pending(&c->in);
-    return n < sizeof(preface) - 1 && memcmp(c->in.data + c->in.off, preface, n) == 0;
-}
-
-static void on_client_read(evutil_socket_t fd, short what, void *arg)
-{
-    struct conn *c = arg;
-    if (c->closing)
-        return;
-    switch (c->state) {
-    case CONN_RELAY:
-        if (c->crev_closed_only) {
-            client_read(c, true);
-            return;
-        }
-        relay_from_client(c);
-        return;
-    case CONN_LINGER: {
-        ssize_t n = recv(c->cfd, c->w->scratch, c->w->scratch_len, 0);
-        if (n > 0)
-            c->lingered += (size_t)n;
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-            conn_close(c);
-        else if (c->lingered > LINGER_MAX_BYTES)
-            client_read(c, false);
-        return;
-    }
-    case CONN_ANSWER:
-        client_read(c, false);
-        return;
-    case CONN_HEAD:
-    case CONN_HELD:
-    case CONN_CONNECTING:
-    case CONN_BACKOFF:
-        break;
-    }
-    if (c->crev_closed_only && (what & EV_CLOSED) && !(what & EV_READ)) {
-        /* Reading had stopped (buffer or held bytes full) and the client hung up. A held HTTP
-         * client is gone (cancelled); any other may only have half-closed, with bytes still
-         * unread in the socket: they are read once relayed, and its end after them. */
-        if (c->state == CONN_HEAD || (c->held && c->proto == PROTO_HTTP))
-            client_ended_before_relay(c);
-        else
-            client_read(c, false);
-        return;
-    }
-    if (!read_into_in(c))
-        return;
-    if (c->state == CONN_HEAD) {
-        if (!c->parser && !c->raw) {
-            if (maybe_h2_preface(c) && buf_pending(&c->in) > 0)
-                return; /* wait for the rest of a possible HTTP/2 preface */
-            if (sniff_raw(c)) {
-                c->raw = true;
-                c->http1 = false;
-                c->sniffed = true;
-                if (c->shared) {
-                    /* The shared port routes by an HTTP/1 Host header: TLS and HTTP/2 carry
-                     * none holdfast can read, and an HTTP/1 answer means nothing to them. */
-                    counter_add(&c->w->dp->bad_requests, 1);
-                    log_debug("not HTTP/1 on the shared port: closed", NULL);
-                    conn_close(c);
-                    return;
-                }
-                conn_hold(c);
-                return;
-            }
-            c->http1 = true;
-            c->sniffed = true;
-        }
-        parse_more(c);
-    } else {
-        if (c->probe_check && buf_pending(&c->in) > 0 &&
-            !first_bytes_checked(c, c->in.data + c->in.off, buf_pending(&c->in), true))
-            return;
-        validate_more(c); /* waiting: keep validating framing so a smuggling attempt gets 400 */
-    }
 }
 
 static void on_client_write(evutil_socket_t fd, short what, void *arg)
@@ -1463,12 +1515,13 @@ static void on_backend_write(evutil_socket_t fd, short what, void *arg)
     backend_write(c, false);
     if (c->client_eof) {
         shutdown(c->bfd, SHUT_WR);
-        c->backend_shut = true;
         relay_done_check(c);
     } else {
         client_read(c, true);
     }
 }
+
+/* ---- deadlines: what happens when the timer fires, per state ---- */
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -1523,587 +1576,74 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* ---- HTTP/1 parsing (not ready: probes, holding, validation) ---- */
-
-static struct conn *parser_conn(llhttp_t *p)
-{
-    return p->data;
-}
-
-static size_t span_off(struct conn *c, const char *at)
-{
-    return (size_t)(at - (c->in.data + c->in.off));
-}
-
-static void span_extend(struct conn *c, struct span *s, const char *at, size_t len)
-{
-    if (s->len == 0)
-        s->off = span_off(c, at);
-    s->len += len; /* pieces are contiguous: every byte of the head stays in `in` */
-}
-
-static int on_method(llhttp_t *p, const char *at, size_t len)
-{
-    struct conn *c = parser_conn(p);
-    if (c->state == CONN_HEAD)
-        span_extend(c, &c->spans->method, at, len);
-    return 0;
-}
-
-static int on_url(llhttp_t *p, const char *at, size_t len)
-{
-    struct conn *c = parser_conn(p);
-    if (c->state == CONN_HEAD)
-        span_extend(c, &c->spans->url, at, len);
-    return 0;
-}
-
-/* A check of ours failed: the message is refused (400) with this reason. */
-static int refuse(struct conn *c, const char *reason)
-{
-    c->bad_reason = reason;
-    return -1;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-    struct conn *c = parser_conn(p);
-    struct msg_check *k = &c->check;
-    for (size_t i = 0; i < len; i++) {
-        if (k->name_len < sizeof(k->name))
-            k->name[k->name_len] = (char)(at[i] | 0x20); /* token chars: ASCII lower case */
-        k->name_len++;
-    }
-    struct head_spans *h = c->spans;
-    if (c->state != CONN_HEAD)
-        return 0;
-    if (h->in_value || (h->n_headers == 0 && h->names[0].len == 0)) {
-        if (h->in_value)
-            h->n_headers++;
-        h->in_value = false;
-        if (h->n_headers >= MAX_HEADERS) {
-            h->too_many = true;
-            return 0;
-        }
-        h->names[h->n_headers] = (struct span){0, 0};
-        h->values[h->n_headers] = (struct span){0, 0};
-    }
-    if (!h->too_many)
-        span_extend(c, &h->names[h->n_headers], at, len);
-    return 0;
-}
-
-static int on_header_field_complete(llhttp_t *p)
-{
-    struct conn *c = parser_conn(p);
-    struct msg_check *k = &c->check;
-    k->kind = FIELD_OTHER;
-    k->te_len = 0;
-    k->value_pieces = 0;
-    if (!k->in_trailers && k->name_len == 4 && !memcmp(k->name, "host", 4)) {
-        k->kind = FIELD_HOST;
-        k->hosts++;
-    } else if (!k->in_trailers && k->name_len == 17 && !memcmp(k->name, "transfer-encoding", 17)) {
-        k->kind = FIELD_TRANSFER_ENCODING;
-    }
-    k->name_len = 0;
-    return 0;
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
-{
-    struct conn *c = parser_conn(p);
-    struct msg_check *k = &c->check;
-    /* llhttp joins an obs-fold continuation line to the value and leaves its CRLF out of the
-     * pieces: a value whose first piece is preceded by a line feed (and blanks), or a later
-     * piece that starts right after one, is folded. Every byte fed to llhttp is in `in`,
-     * contiguous, so the bytes before a piece are there to look at; the blanks before a
-     * value are looked at once. */
-    const char *b = at;
-    if (len == 0)
-        return 0; /* an empty value: llhttp reports it after the line's CRLF */
-    if (k->value_pieces++ == 0) {
-        while (b > c->in.data && (b[-1] == ' ' || b[-1] == '\t'))
-            b--;
-    }
-    if (b > c->in.data && b[-1] == '\n')
-        return refuse(c, "obsolete line folding in a header field");
-    if (k->kind == FIELD_TRANSFER_ENCODING) {
-        for (size_t i = 0; i < len; i++) {
-            if (k->te_len < sizeof(k->te))
-                k->te[k->te_len] = (char)(at[i] | 0x20);
-            k->te_len++;
-        }
-    }
-    struct head_spans *h = c->spans;
-    if (c->state != CONN_HEAD || h->too_many)
-        return 0;
-    h->in_value = true;
-    span_extend(c, &h->values[h->n_headers], at, len);
-    return 0;
-}
-
-static int on_header_value_complete(llhttp_t *p)
-{
-    struct conn *c = parser_conn(p);
-    struct msg_check *k = &c->check;
-    if (k->kind == FIELD_TRANSFER_ENCODING) {
-        /* Only "chunked": a coding a backend might frame differently ("identity", a list)
-         * could make it read another request than holdfast validated. */
-        if (k->te_len > sizeof(k->te))
-            return refuse(c, "Transfer-Encoding other than chunked");
-        size_t b = 0, e = k->te_len;
-        while (b < e && (k->te[b] == ' ' || k->te[b] == '\t'))
-            b++;
-        while (e > b && (k->te[e - 1] == ' ' || k->te[e - 1] == '\t'))
-            e--;
-        if (e - b != 7 || memcmp(k->te + b, "chunked", 7) != 0)
-            return refuse(c, "Transfer-Encoding other than chunked");
-    }
-    k->kind = FIELD_OTHER;
-    /* An empty value has no on_header_value: without this, the next field's name would be
-     * taken for the rest of this one's (and neither would be found by name). */
-    if (c->state == CONN_HEAD && !c->spans->too_many)
-        c->spans->in_value = true;
-    return 0;
-}
-
-static int on_headers_complete(llhttp_t *p)
-{
-    struct conn *c = parser_conn(p);
-    struct msg_check *k = &c->check;
-    /* RFC 9112 3.2: a request with several Host fields, or an HTTP/1.1 one with none, is
-     * answered 400 (a backend might route by another Host than the one holdfast saw). */
-    if (p->http_major == 0)
-        return refuse(c, "HTTP/0.9 is not supported");
-    if (k->hosts > 1)
-        return refuse(c, "more than one Host header field");
-    if (k->hosts == 0 && p->http_major == 1 && p->http_minor >= 1)
-        return refuse(c, "HTTP/1.1 request without a Host header field");
-    k->in_trailers = true;
-    if (c->state != CONN_HEAD)
-        return 0;
-    if (c->spans->in_value) {
-        c->spans->n_headers++;
-        c->spans->in_value = false;
-    }
-    c->pause = PAUSE_HEAD_DONE;
-    return HPE_PAUSED;
-}
-
-static int on_message_complete(llhttp_t *p)
-{
-    struct conn *c = parser_conn(p);
-    if (c->state != CONN_HEAD || !c->probe)
-        return 0;
-    c->pause = PAUSE_MESSAGE_DONE;
-    return HPE_PAUSED;
-}
-
-static int on_message_begin(llhttp_t *p)
-{
-    struct conn *c = parser_conn(p);
-    memset(&c->check, 0, sizeof(c->check));
-    if (c->state == CONN_HEAD)
-        memset(c->spans, 0, sizeof(*c->spans));
-    return 0;
-}
-
-static llhttp_settings_t parser_settings;
-static pthread_once_t parser_settings_once = PTHREAD_ONCE_INIT;
-
-static void parser_settings_init(void)
-{
-    llhttp_settings_init(&parser_settings);
-    parser_settings.on_message_begin = on_message_begin;
-    parser_settings.on_method = on_method;
-    parser_settings.on_url = on_url;
-    parser_settings.on_header_field = on_header_field;
-    parser_settings.on_header_value = on_header_value;
-    parser_settings.on_header_field_complete = on_header_field_complete;
-    parser_settings.on_header_value_complete = on_header_value_complete;
-    parser_settings.on_headers_complete = on_headers_complete;
-    parser_settings.on_message_complete = on_message_complete;
-}
-
-static const char *span_ptr(const struct conn *c, struct span s)
-{
-    return c->in.data + c->in.off + s.off;
-}
-
-static bool span_eq_ci(const struct conn *c, struct span s, const char *lit)
-{
-    size_t n = strlen(lit);
-    return s.len == n && strncasecmp(span_ptr(c, s), lit, n) == 0;
-}
+/* ---- 6. close: mark now, free in one place once the callback has returned ---- */
 
 /*
- * Shared port: the Host header names the service as name.namespace[.svc[.cluster.local]]
- * with an optional port. Returns false (and answers 404) when it names none.
+ * Closes c: it leaves its queues and gauges and gets no more events at once, and is freed by
+ * free_closed (from conn_reap) when the loop turn's handlers have returned. Every step may
+ * therefore close the connection it works on; its callers stop on moved_on, and nothing is
+ * ever used after it was freed. The sockets stay open until then, so their
+ * numbers cannot be reused by another connection under a caller still holding c.
  */
-static bool route_by_host(struct conn *c)
+static void conn_close(struct conn *c)
 {
-    struct head_spans *h = c->spans;
-    const char *host = NULL;
-    size_t host_len = 0;
-    for (size_t i = 0; i < h->n_headers; i++) {
-        if (span_eq_ci(c, h->names[i], "host")) {
-            host = span_ptr(c, h->values[i]);
-            host_len = h->values[i].len;
-            break;
-        }
-    }
-    char hostbuf[256] = "";
-    if (host) {
-        size_t n = host_len < sizeof(hostbuf) - 1 ? host_len : sizeof(hostbuf) - 1;
-        memcpy(hostbuf, host, n);
-        hostbuf[n] = '\0';
-    }
-    const struct route_service *r = NULL;
-    if (host) {
-        size_t len = host_len;
-        const char *colon = memchr(host, ':', len);
-        if (colon)
-            len = (size_t)(colon - host);
-        const char *dot = memchr(host, '.', len);
-        if (dot) {
-            const char *name = host;
-            size_t name_len = (size_t)(dot - host);
-            const char *ns = dot + 1;
-            size_t rest = len - name_len - 1;
-            const char *dot2 = memchr(ns, '.', rest);
-            size_t ns_len = dot2 ? (size_t)(dot2 - ns) : rest;
-            const char *suffix = dot2 ? dot2 : ns + ns_len;
-            size_t suffix_len = (size_t)(host + len - suffix);
-            bool suffix_ok = suffix_len == 0 ||
-                             (suffix_len == 4 && !strncasecmp(suffix, ".svc", 4)) ||
-                             (suffix_len == 18 && !strncasecmp(suffix, ".svc.cluster.local", 18));
-            if (suffix_ok)
-                r = route_snapshot_find(c->w->snap, ns, ns_len, name, name_len);
-        }
-    }
-    if (!r) {
-        counter_add(&c->w->dp->unknown_host, 1);
-        size_t len;
-        char *msg =
-            httpans_error(404, "unknown service", NULL, NULL, 0, &len, "host", hostbuf, NULL);
-        conn_send_final(c, msg, len);
-        return false;
-    }
-    c->svc = svc_state_ref(r->svc);
-    c->shared = false;
-    /* ":port" picks the service port with that number; without it, the first port. */
-    c->port = 0;
-    const char *colon = host ? memchr(host, ':', host_len) : NULL;
-    if (colon) {
-        unsigned number = 0;
-        for (const char *d = colon + 1; d < host + host_len && *d >= '0' && *d <= '9'; d++)
-            number = number * 10 + (unsigned)(*d - '0');
-        for (size_t i = 0; i < r->n_ports; i++) {
-            if (r->ports[i].number == number)
-                c->port = i;
-        }
-    }
-    c->deadline_ns = c->arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
-    return true;
-}
-
-/*
- * A data-path probe (common/pathprobe_nonce.h) is answered here, whatever the state of the
- * service, on a service's HTTP port or the shared one (whatever its Host): 204 with the nonce
- * echoed, then close. It is never held, forwarded, matched against probeResponse rules, or
- * counted as a request; it wakes nothing. A Holdfast-Probe field without a valid nonce gets 400
- * (counted as a bad request, like every request holdfast refuses). Returns false when the head
- * carries no Holdfast-Probe field.
- */
-static bool answer_datapath_probe(struct conn *c)
-{
-    struct head_spans *h = c->spans;
-    size_t found = 0;
-    struct span v = {0, 0};
-    for (size_t i = 0; i < h->n_headers; i++) {
-        if (span_eq_ci(c, h->names[i], PATHPROBE_HEADER)) {
-            found++;
-            v = h->values[i];
-        }
-    }
-    if (!found)
-        return false;
-    const char *nonce = span_ptr(c, v);
-    size_t len = v.len;
-    while (len > 0 && (nonce[len - 1] == ' ' || nonce[len - 1] == '\t'))
-        len--;
-    const char *bad = NULL;
-    if (found > 1)
-        bad = "Holdfast-Probe header field repeated";
-    else if (!pathprobe_nonce_valid(nonce, len))
-        bad = "Holdfast-Probe nonce must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'";
-    if (bad) {
-        log_debug("bad data-path probe", "service=%s reason=%s", c->svc ? c->svc->key : NULL, bad);
-        if (!c->svc)
-            counter_add(&c->w->dp->bad_requests, 1);
-        conn_answer_error(c, 400, "bad request", bad, OUTCOME_BAD_REQUEST);
-        return true;
-    }
-    counter_add(&c->w->dp->datapath_probes, 1);
-    if (log_enabled(LOG_DEBUG)) {
-        char text[PATHPROBE_NONCE_MAX + 1];
-        memcpy(text, nonce, len);
-        text[len] = '\0';
-        log_debug("data-path probe answered", "service=%s nonce=%s", c->svc ? c->svc->key : NULL,
-                  text);
-    }
-    size_t msg_len = 0;
-    char *msg = httpans_datapath_probe(nonce, len, &msg_len);
-    conn_send_final(c, msg, msg_len);
-    return true;
-}
-
-/* The head of a request is complete and the service is not ready: probe, or hold. Returns
- * false when c changed state or closed (parsing stops). */
-static bool decide_after_head(struct conn *c)
-{
-    c->seen_request = true;
-    if (answer_datapath_probe(c))
-        return false;
-    if (c->shared) {
-        if (!route_by_host(c))
-            return false;
-    }
-    const struct route_service *r = conn_route(c);
-    if (conn_ready(c)) {
-        conn_dispatch(c); /* ready: the head and everything after it goes to the backend */
-        return false;
-    }
-    struct head_spans *h = c->spans;
-    if (h->too_many) {
-        conn_answer_error(c, 431, "request header fields too large", "too many header fields",
-                          OUTCOME_BAD_REQUEST);
-        return false;
-    }
-    if (r && r->probes && r->probes->rules && probe_rules_count(r->probes->rules) > 0) {
-        struct probe_header hdrs[MAX_HEADERS];
-        for (size_t i = 0; i < h->n_headers; i++) {
-            hdrs[i].name = span_ptr(c, h->names[i]);
-            hdrs[i].name_len = h->names[i].len;
-            hdrs[i].value = span_ptr(c, h->values[i]);
-            hdrs[i].value_len = h->values[i].len;
-        }
-        struct probe_work work;
-        struct probe_request req = {
-            .method = span_ptr(c, h->method),
-            .method_len = h->method.len,
-            .target = span_ptr(c, h->url),
-            .target_len = h->url.len,
-            .headers = hdrs,
-            .n_headers = h->n_headers,
-            .work = &work,
-        };
-        const struct probe_response *resp = probe_match(r->probes->rules, &req);
-        if (work.gave_up)
-            counter_add(&c->w->dp->regex_limit_hits, 1);
-        if (resp) {
-            c->probe = resp;
-            c->probe_head = span_eq_ci(c, h->method, "HEAD");
-            return true; /* answered when the message (and any body) is complete */
-        }
-    }
-    conn_hold(c);
-    return false;
-}
-
-/* A probe-matched request is complete: answer it and drop its bytes. */
-static bool answer_probe(struct conn *c, size_t consumed)
-{
-    bool keep_alive = llhttp_should_keep_alive(c->parser);
-    size_t len;
-    char *msg = httpans_probe(c->probe->status, c->probe->body, c->probe->body_len, c->probe_head,
-                              !keep_alive, &len);
-    count(c, OUTCOME_PROBE);
-    c->probe = NULL;
-    if (!msg || buf_append(&c->out, msg, len) < 0) {
-        free(msg);
-        conn_close(c);
-        return false;
-    }
-    free(msg);
-    c->in.off += consumed;
-    c->parse_off = 0;
-    if (!keep_alive) {
-        free(c->parser);
-        c->parser = NULL;
-        c->in.off = c->in.len = 0;
-        set_state(c, CONN_ANSWER);
-        answer_flush(c);
-        return false;
-    }
-    conn_arm_timer(c); /* the head timeout starts again for the next request */
-    answer_flush(c);
-    return !c->closing && c->state == CONN_HEAD;
-}
-
-static void parse_more(struct conn *c)
-{
-    if (!c->parser) {
-        pthread_once(&parser_settings_once, parser_settings_init);
-        c->parser = malloc(sizeof(*c->parser));
-        if (!c->spans) /* kept when a parser was let go (an Upgrade, a final answer) */
-            c->spans = calloc(1, sizeof(*c->spans));
-        if (!c->parser || !c->spans) {
-            conn_close(c);
-            return;
-        }
-        llhttp_init(c->parser, HTTP_REQUEST, &parser_settings);
-        c->parser->data = c;
-        c->parse_off = 0;
-    }
-    /* After a pause the parser may have steps left that consume no byte (a bodyless
-     * request's message-complete): it is run again even when every byte was fed. */
-    bool resumed = false;
-    while (!c->closing && c->parser && (c->parse_off < buf_pending(&c->in) || resumed)) {
-        if (c->state == CONN_HEAD && buf_pending(&c->out) >= OUT_LIMIT) {
-            /* The client does not read its answers: stop reading and answering its requests
-             * until it does (on_client_write resumes), or the head timeout ends it. */
-            c->out_paused = true;
-            c->paused_outq = INT_MAX;
-            paused_client_read(c);
-            client_read(c, false);
-            return;
-        }
-        resumed = false;
-        const char *base = c->in.data + c->in.off;
-        c->pause = PAUSE_NONE;
-        llhttp_errno_t err =
-            llhttp_execute(c->parser, base + c->parse_off, buf_pending(&c->in) - c->parse_off);
-        if (err == HPE_OK) {
-            c->parse_off = buf_pending(&c->in);
-            break;
-        }
-        size_t pos = (size_t)(llhttp_get_error_pos(c->parser) - base);
-        if (err == HPE_PAUSED) {
-            c->parse_off = pos;
-            llhttp_resume(c->parser);
-            resumed = true;
-            if (c->pause == PAUSE_HEAD_DONE) {
-                if (!decide_after_head(c))
-                    return;
-            } else if (c->pause == PAUSE_MESSAGE_DONE) {
-                if (!answer_probe(c, pos))
-                    return;
-            }
-            continue;
-        }
-        if (err == HPE_PAUSED_UPGRADE) {
-            /* Upgrade or CONNECT: what follows is not HTTP/1; stop parsing, hold the bytes. */
-            free(c->parser);
-            c->parser = NULL;
-            c->raw = true;
-            if (c->state == CONN_HEAD)
-                conn_hold(c);
-            return;
-        }
-        /* Malformed, or smuggling-ambiguous framing: refuse before anything is relayed. */
-        const char *reason = c->bad_reason ? c->bad_reason : llhttp_get_error_reason(c->parser);
-        log_debug("bad request", "service=%s error=%s reason=%s", c->svc ? c->svc->key : NULL,
-                  llhttp_errno_name(err), reason);
-        if (!c->svc)
-            counter_add(&c->w->dp->bad_requests, 1);
-        conn_answer_error(c, 400, "bad request", reason, OUTCOME_BAD_REQUEST);
-        return;
-    }
     if (c->closing)
         return;
-    if (c->state == CONN_HEAD && c->parser && !c->probe &&
-        buf_pending(&c->in) > c->w->dp->limits.max_head_bytes) {
-        if (!c->svc)
-            counter_add(&c->w->dp->bad_requests, 1);
-        conn_answer_error(c, 431, "request header fields too large",
-                          "request head larger than the limit", OUTCOME_BAD_REQUEST);
-        return;
+    c->closing = true;
+    if (c->svc)
+        unhold(c);
+    if (c->bound) {
+        pick_load_add(conn_sw(c), &c->backend, -1);
+        c->bound = false;
     }
-    if (c->state == CONN_HEAD && c->probe && c->parser) {
-        /* A probe's body needs no keeping: drop what was parsed. */
-        c->in.off += c->parse_off;
-        c->parse_off = 0;
+    event_del(&c->crev);
+    event_del(&c->cwev);
+    event_del(&c->timer);
+    if (c->bfd >= 0) {
+        event_del(&c->brev);
+        event_del(&c->bwev);
     }
+    c->crev_on = c->cwev_on = c->brev_on = c->bwev_on = false;
+    TAILQ_INSERT_TAIL(&c->w->closing, c, close_link);
+    event_active(c->w->reap_ev, 0, 0);
 }
 
-/* ---- worker hooks ---- */
-
-void conn_snapshot_applied(struct worker *w, const struct route_change *changes, size_t n)
+/* Frees the connections marked closed: the one place a connection is freed. Returns how
+ * many. */
+static size_t free_closed(struct worker *w)
 {
-    for (size_t i = 0; i < n; i++) {
-        /* A service that disappeared: its held connections are answered. */
-        if (changes[i].was && !changes[i].was->svc->workers[w->id].route) {
-            struct svc_worker *sw = &changes[i].was->svc->workers[w->id];
-            struct conn *c;
-            while ((c = TAILQ_FIRST(&sw->held)))
-                conn_answer_error(c, 503, "service unavailable", "service was removed",
-                                  OUTCOME_REJECTED);
-        }
-        /* A service whose route changed: its held connections may be ready now (nothing
-         * else makes a queued connection ready). */
-        struct svc_state *svc = changes[i].is ? changes[i].is->svc : NULL;
-        if (!svc || TAILQ_EMPTY(&svc->workers[w->id].held))
-            continue;
-        if (w->n_dispatch == w->cap_dispatch) {
-            size_t ncap = w->cap_dispatch ? w->cap_dispatch * 2 : 16;
-            struct svc_state **grown = realloc(w->dispatch, ncap * sizeof(*grown));
-            if (!grown) {
-                log_error("out of memory queueing held connections for dispatch; they wait for "
-                          "the next snapshot or their hold timeout",
-                          "worker=%d service=%s", w->id, svc->key);
-                continue;
-            }
-            w->dispatch = grown;
-            w->cap_dispatch = ncap;
-        }
-        w->dispatch[w->n_dispatch++] = svc_state_ref(svc);
+    size_t n = 0;
+    struct conn *c;
+    while ((c = TAILQ_FIRST(&w->closing))) {
+        TAILQ_REMOVE(&w->closing, c, close_link);
+        if (c->bfd >= 0)
+            close(c->bfd);
+        close(c->cfd);
+        buf_free(&c->in);
+        buf_free(&c->out);
+        free(c->parser);
+        free(c->head);
+        if (c->svc)
+            svc_state_unref(c->svc);
+        TAILQ_REMOVE(&w->conns, c, all_link);
+        free(c);
+        w->nconns--;
+        atomic_fetch_sub(&w->dp->open_conns, 1);
+        n++;
     }
-    conn_dispatch_held(w);
+    return n;
 }
 
-void conn_dispatch_held(struct worker *w)
+void conn_reap(struct worker *w)
 {
-    /* Every held connection whose service port has ready endpoints goes, oldest first, at
-     * most DISPATCH_BATCH per loop turn: the first ones' requests are written while the rest
-     * are still being connected (9,000 connects in one go would delay every first byte by
-     * the time of all of them). A connection that goes back to the queue (its connect failed
-     * at once and the port has no endpoint left) is not ready any more, so it is not visited
-     * twice in vain. Only services whose route changed are visited (w->dispatch). */
-    size_t budget = DISPATCH_BATCH;
-    size_t done = 0;
-    for (; done < w->n_dispatch; done++) {
-        struct svc_worker *sw = &w->dispatch[done]->workers[w->id];
-        struct conn *c = TAILQ_FIRST(&sw->held);
-        while (c) {
-            struct conn *next = TAILQ_NEXT(c, hold_link);
-            if (conn_ready(c)) {
-                if (budget == 0) {
-                    /* A zero timeout, not event_active: active events run in this same loop
-                     * turn, a timeout only after the next poll for I/O. */
-                    static const struct timeval next_turn = {0, 0};
-                    event_add(w->dispatch_ev, &next_turn);
-                    goto out;
-                }
-                conn_dispatch(c);
-                budget--;
-            }
-            c = next;
-        }
-    }
-out:
-    if (!done)
-        return;
-    for (size_t i = 0; i < done; i++)
-        svc_state_unref(w->dispatch[i]);
-    memmove(w->dispatch, w->dispatch + done, (w->n_dispatch - done) * sizeof(*w->dispatch));
-    w->n_dispatch -= done;
+    if (free_closed(w))
+        worker_conn_closed(w);
 }
 
 void conn_close_all(struct worker *w)
 {
     struct conn *c;
-    while ((c = TAILQ_FIRST(&w->conns)))
-        conn_destroy(c);
+    TAILQ_FOREACH(c, &w->conns, all_link)
+    conn_close(c);
+    free_closed(w);
 }

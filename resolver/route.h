@@ -61,7 +61,8 @@ struct ep_load {
 
 /* The part of a service that belongs to one worker thread. Only that worker touches it. */
 struct svc_worker {
-    TAILQ_HEAD(hold_q, conn) held;     /* held connections, oldest first */
+    /* held connections, oldest first (struct hold_entry of each conn: hold.h) */
+    TAILQ_HEAD(hold_q, hold_entry) held;
     const struct route_service *route; /* the service in the worker's current snapshot */
     struct ep_load *loads;             /* in-flight count per backend address */
     size_t n_loads, cap_loads;

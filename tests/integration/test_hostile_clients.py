@@ -437,6 +437,9 @@ def test_connection_held_after_a_refused_connect_is_still_validated(
         assert_answer(exchange_then_closed(listen, cl_te), 400, "bad request")
         assert hf.metric("holdfast_upstream_connect_retries_total", service="svc") >= 1
         assert hf.metric("holdfast_requests_total", service="svc", outcome="forwarded") == 0
+        # Answered means done: the connection closes, it is not connected again behind the 400.
+        wait_for(lambda: hf.metric("holdfast_open_connections") == 0, timeout=5,
+                 what="the refused connection closed")
     finally:
         backend.terminate()
         backend.wait(10)
