@@ -6,22 +6,20 @@ import datetime
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
-import clusterlib  # noqa: E402
-import netns  # noqa: E402
-from nodeagentlib.kubeapi import Api, ApiError  # noqa: E402
+import clusterlib
+import netns
+from nodeagentlib.kubeapi import Api, ApiError
 
 PY = "/usr/bin/python3"
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(HERE)), "scripts", "cluster")
 TESTDATA = os.path.join(HERE, "testdata")
-HTTPSERVER = os.path.join(HERE, "..", "lib", "apps", "httpserver.py")
+HTTPSERVER = os.path.join(HERE, "..", "hftest", "apps", "httpserver.py")
 
 IMAGES = {
     "hfc/http:1": {"argv": [PY, HTTPSERVER]},

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 
@@ -21,9 +20,8 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 
-from hfk8s import HoldfastK8s, free_port, holdfast_bin  # noqa: E402
+from hftest.hfk8s import HoldfastK8s, free_port, holdfast_bin
 
 DASHBOARD = os.path.join(REPO, "docs", "grafana", "holdfast-dashboard.json")
 ALERTS = os.path.join(REPO, "docs", "alerts.yaml")
@@ -97,7 +95,7 @@ def standalone_metrics(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def kubernetes_metrics(tmp_path_factory):
-    from realcluster import RealCluster
+    from hftest.realcluster import RealCluster
     sim = RealCluster(tmp_path_factory.mktemp("cluster"))
     sim.start()  # this thread, and holdfast, in the cluster's network namespace until stop()
     try:

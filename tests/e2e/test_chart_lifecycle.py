@@ -18,8 +18,8 @@ import urllib.request
 
 import pytest
 
-import e2elib
-from e2elib import (CHART, HF_NS, Result, create_es, holdfast_pods, leader, make_app, one_request, replicas,
+from e2e import e2elib
+from e2e.e2elib import (CHART, HF_NS, Result, create_es, holdfast_pods, leader, make_app, one_request, replicas,
                     resolver_ips, run_threads, settle, wait_for, wait_mode, wait_serve)
 
 # ---------------------------------------------------------------- helm upgrade

@@ -9,7 +9,6 @@ the chart's ServiceAccount token projected by the node agent, so the chart's RBA
 have. Every client (kubectl, helm, curl) runs inside the cluster's network namespace."""
 import json
 import os
-import sys
 import time
 
 import pytest
@@ -17,9 +16,8 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
 
-from clusterlib import Cluster  # noqa: E402
+from clusterlib import Cluster
 
 CHART = os.path.join(ROOT, "helm", "holdfast")
 HOLDFAST = os.environ.get("HOLDFAST_BIN") or os.path.join(ROOT, "build", "holdfast")

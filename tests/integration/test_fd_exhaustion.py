@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from hflib import hp
+from hftest.net import hp
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("HOLDFAST_BIN", str(REPO / "build" / "holdfast"))

@@ -32,7 +32,7 @@ from world import ES_API, HAND_ANNOTATION, SLICE_API
 
 def api_credentials(sim):
     """(TLS context, headers) for a client of the cluster's API: its admin client certificate
-    (tests/lib/realcluster.py)."""
+    (tests/hftest/realcluster.py)."""
     pki = sim.cluster.pki
     ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.crt"))
     ctx.load_cert_chain(os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key"))

@@ -1,6 +1,6 @@
 """kubeclient: what every test client of a Kubernetes API server shares (standard library only):
 the one poller (wait_for), the API's verbs over a `request` method (RestVerbs) and the error
-they raise (ApiError). tests/lib/realcluster.py builds its client of the test cluster on them.
+they raise (ApiError). tests/hftest/realcluster.py builds its client of the test cluster on them.
 
     from kubeclient import wait_for
     wait_for(lambda: sim.get(path)["status"].get("readyReplicas") == 2, what="2 ready")
