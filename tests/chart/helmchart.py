@@ -9,10 +9,10 @@ import subprocess
 
 import yaml
 
+from clusterlib import bin_dir
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-
-from clusterlib import bin_dir
 
 _helm = None
 

@@ -14,12 +14,12 @@ import time
 import pytest
 import yaml
 
+from helmchart import render_chart, run_helm, template_args
+from standins import STANDIN_CRDS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CHART = os.path.join(ROOT, "helm", "holdfast")
-
-from helmchart import render_chart, run_helm, template_args
-from standins import STANDIN_CRDS
 
 NAMESPACED = os.path.join(CHART, "ci", "namespaced-values.yaml")
 HOLDFAST = os.environ.get("HOLDFAST_BIN") or os.path.join(ROOT, "build", "holdfast")

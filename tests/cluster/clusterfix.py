@@ -10,11 +10,12 @@ import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 import clusterlib
 import netns
+from hftest import kubeclient
 from nodeagentlib.kubeapi import Api, ApiError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 PY = "/usr/bin/python3"
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(HERE)), "scripts", "cluster")
@@ -50,19 +51,9 @@ def cluster_cmd(*args, timeout=900):
 
 
 def wait_for(fn, timeout, what, interval=0.2):
-    """Calls fn until it returns something true; returns that, or fails the test after timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            last = fn()
-            if last:
-                return last
-        except (ApiError, OSError) as e:
-            last = e
-        if time.monotonic() >= deadline:
-            pytest.fail("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
-        time.sleep(interval)
+    """Calls fn until it returns something true; returns that, or fails the test after timeout
+    (kubeclient.wait_for; an API or socket error counts as 'not yet')."""
+    return kubeclient.wait_for(fn, timeout, interval, what, retry_on=(ApiError, OSError), error=pytest.fail)
 
 
 def _setns(fd):

@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 from hftest import apiproxy
 from clusterfix import wait_for
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ import time
 import pytest
 import yaml
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 from clusterfix import wait_for
 from nodeagentlib.kubeapi import ApiError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 REPO = os.path.dirname(os.path.dirname(HERE))
 ELASTI_CRD = os.path.join(REPO, "crds", "elastiservice.yaml")

@@ -20,12 +20,12 @@ import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 import clusterlib
 import netns
 import procs
 from clusterfix import PROXY_DELAY_MS, SCRIPT, cluster_cmd, need_root
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Test "pods" take addresses the node agent never gives (netns.TEST_IPS: .240 and up).
 CLIENT_IP = "10.88.0.254"

@@ -445,11 +445,8 @@ def _message(answer):
 
 
 def _wait(pred, what, timeout=30):
-    import time
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "timed out waiting for " + what
-        time.sleep(0.1)
+    from hftest.kubeclient import wait_for
+    wait_for(pred, timeout, 0.1, what, retry_on=(), error=AssertionError)
 
 
 _API = _ApiServer()

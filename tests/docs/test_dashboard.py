@@ -18,10 +18,11 @@ import urllib.request
 
 import pytest
 
+from hftest import promtext
+from hftest.hfk8s import HoldfastK8s, free_port, holdfast_bin
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-
-from hftest.hfk8s import HoldfastK8s, free_port, holdfast_bin
 
 DASHBOARD = os.path.join(REPO, "docs", "grafana", "holdfast-dashboard.json")
 ALERTS = os.path.join(REPO, "docs", "alerts.yaml")
@@ -34,14 +35,7 @@ _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # ---------------------------------------------------------------- what holdfast exports
 
 
-def families(text):
-    """{family: type} from the # TYPE lines of a /metrics page."""
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"# TYPE (\S+) (\S+)$", line)
-        if m:
-            out[m.group(1)] = m.group(2)
-    return out
+families = promtext.families  # {family: type} from the # TYPE lines of a /metrics page
 
 
 def series_names(fams):

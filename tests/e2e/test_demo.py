@@ -5,10 +5,10 @@ import os
 import re
 import subprocess
 
+import netns
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-
-import netns
 
 
 def test_demo_scales_to_zero_wakes_and_cleans_up():

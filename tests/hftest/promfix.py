@@ -62,6 +62,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from . import kubeclient
+
 PROMETHEUS_BIN = os.environ.get("HOLDFAST_PROMETHEUS", "/usr/bin/prometheus")
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -75,16 +77,9 @@ class PromfixError(Exception):
 
 
 def wait_for(pred, timeout, interval=0.1, what="condition"):
-    """Polls pred() until it returns something truthy, which is returned; PromfixError after
-    `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise PromfixError("timed out after %.1fs waiting for %s" % (timeout, what))
-        time.sleep(interval)
+    """kubeclient.wait_for with the fixtures' failure: PromfixError after `timeout` seconds; an
+    exception of pred propagates."""
+    return kubeclient.wait_for(pred, timeout, interval, what, retry_on=(), error=PromfixError)
 
 
 def whole_second():

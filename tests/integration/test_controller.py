@@ -32,14 +32,15 @@ import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-
 from hftest.kubeclient import wait_for
 from hftest.thirdparty_crds import SCALEDOBJECT_CRD
+from hftest.promtext import value as metric_value
 from hftest.promfix import Exporter, Prometheus, PromfixError, whole_second
 from hftest.hfk8s import HoldfastK8s
 from hftest.realcluster import RealCluster
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
 
 PY = "/usr/bin/python3"
 HTTPSERVER = os.path.join(REPO, "tests", "hftest", "apps", "httpserver.py")
@@ -983,11 +984,6 @@ def test_resolver_port_of_a_deleted_elastiservice_is_not_handed_to_the_next_one(
     st = wait_mode(sim, ns, "proxy", name="api")
     second = st["ports"][0]["resolverPort"]
     assert second != first, "port %d reused at once" % first
-
-
-def metric_value(text, name):
-    m = re.search(r"^%s(?:\{\})? (\S+)$" % re.escape(name), text, re.M)
-    return float(m.group(1)) if m else None
 
 
 def test_route_update_latency_is_measured_per_change(sim, ns, holdfast):

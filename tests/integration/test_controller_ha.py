@@ -9,12 +9,12 @@ import subprocess
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-
 from hftest.hfk8s import HoldfastK8s, holdfast_bin
 from hftest.kubeclient import wait_for
 from hftest.realcluster import RealCluster
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
 
 CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
 IMAGES = {"ha/http:1": {"argv": ["/usr/bin/python3", "-m", "http.server", "--bind", "$POD_IP", "$PORT"]}}

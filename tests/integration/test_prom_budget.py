@@ -17,18 +17,18 @@ ElastiService per round), not timed. Every wait is bounded; holdfast's stderr mu
 sanitizer report.
 """
 import os
-import re
 import subprocess
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-
+from hftest import promtext
 from hftest.kubeclient import wait_for
 from hftest.promfix import FakePrometheus, vector_answer
 from hftest.realcluster import RealCluster
 from test_controller import holdfast, ns  # noqa: F401 - fixtures, used by name (they take this module's sim)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
 
 PY = "/usr/bin/python3"
 HTTPSERVER = os.path.join(REPO, "tests", "hftest", "apps", "httpserver.py")
@@ -107,9 +107,9 @@ def replicas(sim, ns, name):
 
 
 def metric(hf, name):
-    m = re.search(r"^%s (\S+)$" % re.escape(name), hf.metrics_text(), re.M)
-    assert m, "no %s in /metrics" % name
-    return float(m.group(1))
+    v = promtext.value(hf.metrics_text(), name)
+    assert v is not None, "no %s in /metrics" % name
+    return v
 
 
 def test_elastiservices_sharing_a_query_send_it_once_per_round(sim, ns, holdfast, fake):

@@ -19,9 +19,9 @@ import shutil
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 import soak
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def test_randomized_soak_keeps_every_invariant(tmp_path_factory):

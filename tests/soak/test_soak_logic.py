@@ -4,12 +4,12 @@ import json
 import os
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-import soak  # noqa: F401 - the module under test (its pure parts)
+import soak
 import observe
 from traffic import judge
 from world import Excuses, OpLog
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def es(uid, mode, reason=None, name="a1"):
