@@ -19,7 +19,9 @@ import urllib.request
 import pytest
 
 from hftest import promtext
-from hftest.hfk8s import HoldfastK8s, free_port, holdfast_bin
+from hftest.hfk8s import HoldfastK8s
+from hftest.holdfast import holdfast_bin
+from hftest.net import free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))

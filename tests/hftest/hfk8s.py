@@ -24,8 +24,8 @@ import signal
 import subprocess
 import time
 
-from .holdfast import SANITIZER_MARKERS, HoldfastProcess, child_env, holdfast_bin  # noqa: F401 - re-exported
-from .net import free_port  # noqa: F401 - re-exported
+from .holdfast import HoldfastProcess, child_env, holdfast_bin
+from .net import free_port
 
 
 class HoldfastError(AssertionError):

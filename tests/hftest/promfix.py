@@ -53,7 +53,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -63,6 +62,7 @@ import urllib.parse
 import urllib.request
 
 from . import kubeclient
+from .net import free_port
 
 PROMETHEUS_BIN = os.environ.get("HOLDFAST_PROMETHEUS", "/usr/bin/prometheus")
 
@@ -85,13 +85,6 @@ def wait_for(pred, timeout, interval=0.1, what="condition"):
 def whole_second():
     """Now, truncated to the second: the `time=` holdfast sends with a query."""
     return float(int(time.time()))
-
-
-def free_port(host="127.0.0.1"):
-    """A TCP port free on `host` right now (another process may still take it: retry)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def prometheus_version(binary=PROMETHEUS_BIN):

@@ -33,6 +33,7 @@ import time
 import pytest
 
 from hftest.kubeclient import wait_for
+from hftest.net import free_port
 from hftest.thirdparty_crds import SCALEDOBJECT_CRD
 from hftest.promtext import value as metric_value
 from hftest.promfix import Exporter, Prometheus, PromfixError, whole_second
@@ -446,9 +447,7 @@ def test_no_scale_down_when_prometheus_unhealthy(sim, prom, exporter, ns, holdfa
     if why == "uptime-filter":
         bad = trigger(prom, ns, uptimeFilter='container="no-such-container"')
     else:
-        with socket.socket() as s:  # a port nothing listens on
-            s.bind(("127.0.0.1", 0))
-            closed = s.getsockname()[1]
+        closed = free_port("127.0.0.1")  # a port nothing listens on
         bad = trigger(prom, ns, serverAddress="http://127.0.0.1:%d" % closed)
     create_es(sim, ns, elastiservice(triggers=[bad]))
     c = wait_for(lambda: (condition(sim, ns, "TriggerHealthy") or {}).get("status") == "False"

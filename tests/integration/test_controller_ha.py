@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from hftest.hfk8s import HoldfastK8s, holdfast_bin
+from hftest.hfk8s import HoldfastK8s
+from hftest.holdfast import holdfast_bin
 from hftest.kubeclient import wait_for
 from hftest.realcluster import RealCluster
 

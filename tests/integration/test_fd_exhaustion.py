@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from hftest import procfs, promtext
+from hftest.holdfast import json_lines
 from hftest.kubeclient import wait_for
 from hftest.net import hp
 
@@ -97,7 +98,7 @@ def test_out_of_descriptors_pauses_accept_counts_logs_once_and_recovers():
                 s.close()
             proc.terminate()
             proc.wait(timeout=10)
-        lines = [json.loads(l) for l in log_path.read_text().splitlines() if l.startswith("{")]
+        lines = json_lines(log_path.read_text().splitlines())
         # The data worker's lines; the admin listener has its own episodes, asserted below.
         worker = [l for l in lines if "worker" in l]
         paused = [l for l in worker if l["msg"].startswith("out of file descriptors")]

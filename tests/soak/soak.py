@@ -39,7 +39,8 @@ import traceback
 import _path  # noqa: F401 - hftest on sys.path when run by itself
 
 from hftest import REPO
-from hftest.hfk8s import SANITIZER_MARKERS, HoldfastError, HoldfastK8s, holdfast_bin
+from hftest.hfk8s import HoldfastError, HoldfastK8s
+from hftest.holdfast import SANITIZER_MARKERS, holdfast_bin
 from hftest.promfix import Exporter, Prometheus, PromfixError
 from hftest.realcluster import RealCluster
 

@@ -309,8 +309,9 @@ class _DnatNamespace:
 
     def run(self, *argv, check=True, timeout=20):
         import subprocess
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))  # tests/: the helpers import hftest
         return subprocess.run(["ip", "netns", "exec", self.ns] + list(argv), capture_output=True,
-                              text=True, timeout=timeout, check=check)
+                              text=True, timeout=timeout, check=check, env=env)
 
     def __exit__(self, *exc):
         import subprocess
@@ -324,8 +325,7 @@ def _needs_root():
 
 
 _CLIENT = r"""
-import sys, time
-sys.path.insert(0, %r)
+import time
 from hftest import conntrace
 ct = conntrace.ConnTracker()
 ct.start()
@@ -337,7 +337,7 @@ try:
 except OSError as e:
     print(type(e).__name__ + "|" + ct.explain("10.96.7.9", 80, c.local_port))
 ct.stop()
-""" % os.path.dirname(HERE)
+"""
 
 
 def test_a_failed_connection_says_where_the_dnat_sent_it():
@@ -371,8 +371,7 @@ def test_a_connect_that_reuses_a_stale_entrys_local_port_is_named_with_that_entr
     the old entry named) instead of a bare timeout."""
     _needs_root()
     script = r"""
-import socket, subprocess, sys, time
-sys.path.insert(0, %r)
+import socket, subprocess, time
 from hftest import conntrace
 def listener(ip):
     s = socket.socket(); s.bind((ip, 8080)); s.listen(); return s
@@ -397,7 +396,7 @@ try:
 except OSError as e:
     print(type(e).__name__ + "|" + ct.explain("10.96.7.9", 80, port))
 ct.stop()
-""" % os.path.dirname(HERE)
+"""
     with _DnatNamespace() as n:
         out = n.run("/usr/bin/python3", "-c", script, timeout=30).stdout.strip()
     kind, _, why = out.partition("|")
