@@ -17,7 +17,6 @@ import json
 
 import pytest
 
-
 import netns
 from clusterfix import (BACKOFF_INITIAL, BACKOFF_MAX, IMAGES, PROXY_DELAY_MS, Cluster, cluster_cmd,
                         need_root, wait_for)

@@ -20,7 +20,6 @@ from clusterfix import wait_for
 from nodeagentlib.kubeapi import ApiError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
 REPO = os.path.dirname(os.path.dirname(HERE))
 ELASTI_CRD = os.path.join(REPO, "crds", "elastiservice.yaml")
 ES_API = "/apis/elasti.truefoundry.com/v1alpha1"

@@ -3,7 +3,6 @@ import threading
 
 import pytest
 
-
 from nodeagentlib import main as agentmain
 from nodeagentlib.kubeapi import ApiError
 from nodeagentlib.podnet import PodNetworks
