@@ -2,7 +2,7 @@
 the one poller (wait_for), the API's verbs over a `request` method (RestVerbs) and the error
 they raise (ApiError). tests/hftest/realcluster.py builds its client of the test cluster on them.
 
-    from kubeclient import wait_for
+    from hftest.kubeclient import wait_for
     wait_for(lambda: sim.get(path)["status"].get("readyReplicas") == 2, what="2 ready")
 """
 import json
