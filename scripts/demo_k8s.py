@@ -20,13 +20,11 @@ import tempfile
 import time
 import urllib.request
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests", "cluster"))
-sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+import _path  # noqa: F401 - hftest and tests/cluster on sys.path
+from clusterlib import Cluster
+from hftest import conntrace, promfix
 
-import conntrace  # noqa: E402
-import promfix  # noqa: E402
-from clusterlib import Cluster  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NS = "demo"
 COOLDOWN_S = 5

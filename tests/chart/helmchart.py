@@ -6,15 +6,13 @@ them (Helm's install order; hooks last), `source` being the `# Source:` line."""
 import os
 import re
 import subprocess
-import sys
 
 import yaml
 
+from clusterlib import bin_dir
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
-
-from clusterlib import bin_dir  # noqa: E402
 
 _helm = None
 

@@ -9,20 +9,17 @@ import filecmp
 import os
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 import yaml
 
+from helmchart import render_chart, run_helm, template_args
+from standins import STANDIN_CRDS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CHART = os.path.join(ROOT, "helm", "holdfast")
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-
-from helmchart import render_chart, run_helm, template_args  # noqa: E402
-from standins import STANDIN_CRDS  # noqa: E402
 
 NAMESPACED = os.path.join(CHART, "ci", "namespaced-values.yaml")
 HOLDFAST = os.environ.get("HOLDFAST_BIN") or os.path.join(ROOT, "build", "holdfast")
@@ -320,7 +317,7 @@ def test_chart_yaml():
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     """The test cluster; the test's main thread lives in its network namespace meanwhile."""
-    from realcluster import RealCluster
+    from hftest.realcluster import RealCluster
     state = tmp_path_factory.mktemp("chart-cluster")
     images = {"test/sleep": {"argv": ["/bin/sleep", "$@"]}}
     if os.access(HOLDFAST, os.X_OK):
@@ -341,7 +338,7 @@ def sim(tmp_path_factory):
 def new_namespace(sim, ns):
     """A namespace, once the controller-manager has given it its `default` ServiceAccount and
     `kube-root-ca.crt` (a pod created before is refused, or waits for the projected CA)."""
-    from kubeclient import wait_for
+    from hftest.kubeclient import wait_for
     sim.kubectl("create", "namespace", ns)
     wait_for(lambda: sim.exists("/api/v1/namespaces/%s/serviceaccounts/default" % ns)
              and sim.exists("/api/v1/namespaces/%s/configmaps/kube-root-ca.crt" % ns),
@@ -437,7 +434,7 @@ def test_the_rendered_chart_is_accepted_and_runs(sim, variant):
         assert "clusterrole.rbac.authorization.k8s.io/holdfast" in clusterwide, clusterwide
     if not os.access(HOLDFAST, os.X_OK):
         return
-    from kubeclient import wait_for
+    from hftest.kubeclient import wait_for
     try:
         sim.wait_ready_replicas(ns, "holdfast", 2, timeout=30)
         sim.wait_service_endpoints(ns, "holdfast", 2, timeout=30)
@@ -558,7 +555,7 @@ def test_holdfast_is_refused_without_every_piece_of_the_charts_rbac(sim, breakag
     objs = objects(render_chart(CHART, "lp", ns, value_files=[env], no_hooks=True))
     BREAKAGES[breakage](objs)
     apply(sim, [(o["kind"], yaml.safe_dump(o)) for o in objs])
-    from kubeclient import wait_for
+    from hftest.kubeclient import wait_for
     try:
         logs = wait_for(lambda: "forbidden" in pod_logs(sim, ns, "lp-holdfast").lower()
                         and pod_logs(sim, ns, "lp-holdfast"), timeout=20, what="a 403 in holdfast's log")

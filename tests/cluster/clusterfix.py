@@ -6,22 +6,21 @@ import datetime
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+import clusterlib
+import netns
+from hftest import kubeclient
+from nodeagentlib.kubeapi import Api, ApiError
 
-import clusterlib  # noqa: E402
-import netns  # noqa: E402
-from nodeagentlib.kubeapi import Api, ApiError  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 PY = "/usr/bin/python3"
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(HERE)), "scripts", "cluster")
 TESTDATA = os.path.join(HERE, "testdata")
-HTTPSERVER = os.path.join(HERE, "..", "lib", "apps", "httpserver.py")
+HTTPSERVER = os.path.join(HERE, "..", "hftest", "apps", "httpserver.py")
 
 IMAGES = {
     "hfc/http:1": {"argv": [PY, HTTPSERVER]},
@@ -52,19 +51,9 @@ def cluster_cmd(*args, timeout=900):
 
 
 def wait_for(fn, timeout, what, interval=0.2):
-    """Calls fn until it returns something true; returns that, or fails the test after timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            last = fn()
-            if last:
-                return last
-        except (ApiError, OSError) as e:
-            last = e
-        if time.monotonic() >= deadline:
-            pytest.fail("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
-        time.sleep(interval)
+    """Calls fn until it returns something true; returns that, or fails the test after timeout
+    (kubeclient.wait_for; an API or socket error counts as 'not yet')."""
+    return kubeclient.wait_for(fn, timeout, interval, what, retry_on=(ApiError, OSError), error=pytest.fail)
 
 
 def _setns(fd):

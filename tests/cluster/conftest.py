@@ -14,17 +14,13 @@ A cold binary cache makes the first `up` build the binaries (about 12 minutes;
 docs/test-cluster.md)."""
 import itertools
 import json
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import netns  # noqa: E402
-from clusterfix import (BACKOFF_INITIAL, BACKOFF_MAX, IMAGES, PROXY_DELAY_MS, Cluster, cluster_cmd,  # noqa: E402
+import netns
+from clusterfix import (BACKOFF_INITIAL, BACKOFF_MAX, IMAGES, PROXY_DELAY_MS, Cluster, cluster_cmd,
                         need_root, wait_for)
-from nodeagentlib.kubeapi import ApiError  # noqa: E402
+from nodeagentlib.kubeapi import ApiError
 
 
 @pytest.fixture(scope="session")

@@ -13,12 +13,9 @@ contract")
 
 Runs in the foreground until SIGTERM; then stops every pod's processes, deletes every pod
 network namespace it made, and exits 0."""
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from nodeagentlib.main import main  # noqa: E402
+from nodeagentlib.main import main  # beside this script: its folder is first on sys.path
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

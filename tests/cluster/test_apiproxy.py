@@ -1,4 +1,4 @@
-"""tests/lib/apiproxy.py, the fault-injecting proxy in front of the test cluster's API server:
+"""tests/hftest/apiproxy.py, the fault-injecting proxy in front of the test cluster's API server:
 it relays requests, answers and watch streams unchanged, passes on who the client is, and
 injects each fault it offers (503s, refused connections, latency, write answers held back after
 their watch events, dropped watches) only for the clients that use it.
@@ -10,17 +10,15 @@ import json
 import os
 import ssl
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
+from hftest import apiproxy
+from clusterfix import wait_for
 
-import apiproxy  # noqa: E402
-from clusterfix import wait_for  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture

@@ -11,18 +11,15 @@ import json
 import os
 import select
 import subprocess
-import sys
 import time
 
 import pytest
 import yaml
 
+from clusterfix import wait_for
+from nodeagentlib.kubeapi import ApiError
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from clusterfix import wait_for  # noqa: E402
-from nodeagentlib.kubeapi import ApiError  # noqa: E402
-
 REPO = os.path.dirname(os.path.dirname(HERE))
 ELASTI_CRD = os.path.join(REPO, "crds", "elastiservice.yaml")
 ES_API = "/apis/elasti.truefoundry.com/v1alpha1"
@@ -218,11 +215,10 @@ def test_python_client_lists_pages_watches_and_scales(cluster, ns):
 
 
 def test_realcluster_refuses_holdfast_test_cluster_kubesim_naming_the_variable(tmp_path, monkeypatch):
-    """The tests' client of the cluster (tests/lib/realcluster.py) refuses the kubesim value a
+    """The tests' client of the cluster (tests/hftest/realcluster.py) refuses the kubesim value a
     run may still carry from before issue 11, naming the variable and what to do, instead of
     running on the real cluster as if asked."""
-    sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
-    from realcluster import RealCluster
+    from hftest.realcluster import RealCluster
     monkeypatch.setenv("HOLDFAST_TEST_CLUSTER", "kubesim")
     with pytest.raises(RuntimeError) as e:
         RealCluster(tmp_path / "c")

@@ -16,18 +16,16 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+import clusterlib
+import netns
+import procs
+from clusterfix import PROXY_DELAY_MS, SCRIPT, cluster_cmd, need_root
 
-import clusterlib  # noqa: E402
-import netns  # noqa: E402
-import procs  # noqa: E402
-from clusterfix import PROXY_DELAY_MS, SCRIPT, cluster_cmd, need_root  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Test "pods" take addresses the node agent never gives (netns.TEST_IPS: .240 and up).
 CLIENT_IP = "10.88.0.254"

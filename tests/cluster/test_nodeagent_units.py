@@ -1,16 +1,12 @@
 """Unit tests of the node agent's pure parts: no cluster, no namespaces."""
-import os
-import sys
 import threading
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from nodeagentlib import main as agentmain  # noqa: E402
-from nodeagentlib.kubeapi import ApiError  # noqa: E402
-from nodeagentlib.podnet import PodNetworks  # noqa: E402
-from nodeagentlib.pods import Backoff, PodWorker, expand_k8s, parse_quantity, service_env  # noqa: E402
+from nodeagentlib import main as agentmain
+from nodeagentlib.kubeapi import ApiError
+from nodeagentlib.podnet import PodNetworks
+from nodeagentlib.pods import Backoff, PodWorker, expand_k8s, parse_quantity, service_env
 
 
 def test_crash_loop_back_off_is_immediate_then_doubles_to_the_cap_and_is_forgotten():

@@ -19,7 +19,6 @@ import json
 import os
 import pathlib
 import re
-import sys
 
 import pytest
 import yaml
@@ -362,7 +361,7 @@ def local_process(obj, schema):
 
 
 class _ApiServer:
-    """A real kube-apiserver as a validator: the test cluster (tests/lib/realcluster.py), with our
+    """A real kube-apiserver as a validator: the test cluster (tests/hftest/realcluster.py), with our
     CRD installed as it is and KubeElasti's under another group (THEIR_GROUP; nothing else
     changed), so both can be asked side by side. Started at its first use, stopped when this
     module ends (the fixture below); the test process's main thread lives in the cluster's
@@ -379,8 +378,7 @@ class _ApiServer:
     def started(self):
         if self.cluster is None:
             assert self.state_dir, "the kube-apiserver validator is used outside this module's tests"
-            sys.path.insert(0, str(REPO / "tests" / "lib"))
-            from realcluster import RealCluster
+            from hftest.realcluster import RealCluster
             cluster = RealCluster(self.state_dir)
             cluster.start()
             try:
@@ -447,11 +445,8 @@ def _message(answer):
 
 
 def _wait(pred, what, timeout=30):
-    import time
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "timed out waiting for " + what
-        time.sleep(0.1)
+    from hftest.kubeclient import wait_for
+    wait_for(pred, timeout, 0.1, what, retry_on=(), error=AssertionError)
 
 
 _API = _ApiServer()

@@ -13,17 +13,18 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
+from hftest import promtext
+from hftest.hfk8s import HoldfastK8s
+from hftest.holdfast import holdfast_bin
+from hftest.net import free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
-
-from hfk8s import HoldfastK8s, free_port, holdfast_bin  # noqa: E402
 
 DASHBOARD = os.path.join(REPO, "docs", "grafana", "holdfast-dashboard.json")
 ALERTS = os.path.join(REPO, "docs", "alerts.yaml")
@@ -36,14 +37,7 @@ _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # ---------------------------------------------------------------- what holdfast exports
 
 
-def families(text):
-    """{family: type} from the # TYPE lines of a /metrics page."""
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"# TYPE (\S+) (\S+)$", line)
-        if m:
-            out[m.group(1)] = m.group(2)
-    return out
+families = promtext.families  # {family: type} from the # TYPE lines of a /metrics page
 
 
 def series_names(fams):
@@ -97,7 +91,7 @@ def standalone_metrics(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def kubernetes_metrics(tmp_path_factory):
-    from realcluster import RealCluster
+    from hftest.realcluster import RealCluster
     sim = RealCluster(tmp_path_factory.mktemp("cluster"))
     sim.start()  # this thread, and holdfast, in the cluster's network namespace until stop()
     try:

@@ -6,13 +6,10 @@ $HOLDFAST_BIN, only the chart's RBAC), a fresh namespace per test, and holdfast'
 when a test fails. pytest's main thread runs inside the cluster's network namespace while the
 cluster is up, so every client of the tests does too; nothing is sent from the host namespace."""
 import itertools
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import e2elib  # noqa: E402
+from e2e import e2elib
 
 _count = itertools.count()
 

@@ -4,19 +4,16 @@ answer. See docs/e2e.md."""
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-for p in (os.path.join(ROOT, "tests", "lib"), os.path.join(ROOT, "tests", "cluster")):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+from hftest import REPO as ROOT
+from hftest.conntrace import ConnTracker, TracedConnection
+from hftest.holdfast import json_lines
+from hftest.kubeclient import wait_for  # noqa: F401 - the one poller; realcluster uses it too
+from hftest.realcluster import RealCluster
 
-from conntrace import ConnTracker, TracedConnection  # noqa: E402
-from realcluster import RealCluster  # noqa: E402
-from kubeclient import wait_for  # noqa: E402,F401 - the one poller; realcluster uses it too
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 PY = "/usr/bin/python3"
 CHART = os.path.join(ROOT, "helm", "holdfast")
@@ -119,18 +116,26 @@ def holdfast_pods(sim):
             if not p["metadata"].get("deletionTimestamp")]
 
 
-def pod_logs(sim, prefix, tail=4000, skip=()):
-    """The containers' output of the pods whose "<namespace>_<name>" starts with prefix, as the
-    node agent keeps it (DIR/node/pods/<ns>_<name>_<uid>/<container>-<restart>.log)."""
-    out = []
+def pod_log_files(sim, prefix, skip=()):
+    """(pod dir name, log file name, path) of the containers' logs of the pods whose
+    "<namespace>_<name>" starts with prefix, as the node agent keeps them
+    (DIR/node/pods/<ns>_<name>_<uid>/<container>-<restart>.log)."""
     d = os.path.join(sim.state_dir, "node", "pods")
     for pod in sorted(os.listdir(d)) if os.path.isdir(d) else []:
         if not pod.startswith(prefix) or any(s in pod for s in skip):
             continue
         for f in sorted(os.listdir(os.path.join(d, pod))):
             if f.endswith(".log"):
-                with open(os.path.join(d, pod, f), errors="replace") as fh:
-                    out.append("--- %s/%s\n%s" % (pod, f, fh.read()[-tail:]))
+                yield pod, f, os.path.join(d, pod, f)
+
+
+def pod_logs(sim, prefix, tail=4000, skip=()):
+    """The containers' output of the pods whose "<namespace>_<name>" starts with prefix, the
+    last `tail` characters of each log."""
+    out = []
+    for pod, f, path in pod_log_files(sim, prefix, skip):
+        with open(path, errors="replace") as fh:
+            out.append("--- %s/%s\n%s" % (pod, f, fh.read()[-tail:]))
     return "\n".join(out)
 
 
@@ -142,19 +147,9 @@ def holdfast_log(sim):
     """Every JSON log line of every holdfast pod of the package's release (all its containers'
     runs), parsed."""
     out = []
-    d = os.path.join(sim.state_dir, "node", "pods")
-    for pod in sorted(os.listdir(d)) if os.path.isdir(d) else []:
-        if not pod.startswith(HF_NS + "_"):
-            continue
-        for f in sorted(os.listdir(os.path.join(d, pod))):
-            if f.endswith(".log"):
-                with open(os.path.join(d, pod, f), errors="replace") as fh:
-                    for line in fh:
-                        if line.startswith("{"):
-                            try:
-                                out.append(json.loads(line))
-                            except ValueError:
-                                pass
+    for _, _, path in pod_log_files(sim, HF_NS + "_"):
+        with open(path, errors="replace") as fh:
+            out += json_lines(fh)
     return out
 
 

@@ -10,7 +10,6 @@ Run: /usr/bin/python3 -m pytest tests/e2e/test_chart_lifecycle.py -s"""
 import http.client
 import json
 import os
-import re
 import threading
 import time
 import urllib.error
@@ -18,8 +17,9 @@ import urllib.request
 
 import pytest
 
-import e2elib
-from e2elib import (CHART, HF_NS, Result, create_es, holdfast_pods, leader, make_app, one_request, replicas,
+from e2e import e2elib
+from hftest import promtext
+from e2e.e2elib import (CHART, HF_NS, Result, create_es, holdfast_pods, leader, make_app, one_request, replicas,
                     resolver_ips, run_threads, settle, wait_for, wait_mode, wait_serve)
 
 # ---------------------------------------------------------------- helm upgrade
@@ -84,8 +84,8 @@ def metrics(ip, timeout=5):
 
 
 def metric(text, name):
-    m = re.search(r"^%s(?:\{[^}]*\})? (\d+)" % re.escape(name), text, re.M)
-    return int(m.group(1)) if m else None
+    v = promtext.value(text, name)
+    return None if v is None else int(v)
 
 
 def open_connections(ip):

@@ -4,13 +4,11 @@ checked by what it prints and by what it leaves behind (nothing)."""
 import os
 import re
 import subprocess
-import sys
+
+import netns
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
-
-import netns  # noqa: E402
 
 
 def test_demo_scales_to_zero_wakes_and_cleans_up():

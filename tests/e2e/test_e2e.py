@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from e2elib import (KeepAlive, Result, create_es, es_path, holdfast_log, holdfast_pods, leader, make_app, one_request,
+from e2e.e2elib import (KeepAlive, Result, create_es, es_path, holdfast_log, holdfast_pods, leader, make_app, one_request,
                     replicas, resolver_ips, resolver_slices, run_threads, settle, status, to_zero, wait_for,
                     wait_mode, wait_proxy, wait_serve, HF_NS, app_pods)
 

@@ -9,17 +9,15 @@ the chart's ServiceAccount token projected by the node agent, so the chart's RBA
 have. Every client (kubectl, helm, curl) runs inside the cluster's network namespace."""
 import json
 import os
-import sys
-import time
 
 import pytest
 import yaml
 
+from clusterlib import Cluster
+from hftest import kubeclient
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
-
-from clusterlib import Cluster  # noqa: E402
 
 CHART = os.path.join(ROOT, "helm", "holdfast")
 HOLDFAST = os.environ.get("HOLDFAST_BIN") or os.path.join(ROOT, "build", "holdfast")
@@ -62,14 +60,7 @@ spec:
 
 
 def wait_for(what, fn, timeout=30, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(interval)
+    return kubeclient.wait_for(fn, timeout, interval, what, retry_on=(), error=AssertionError)
 
 
 @pytest.fixture(scope="module")

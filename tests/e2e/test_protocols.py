@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from e2elib import (HERE, app_pods, create_es, make_app, replicas, resolver_slices, run_threads, settle, status,
+from e2e.e2elib import (HERE, app_pods, create_es, make_app, replicas, resolver_slices, run_threads, settle, status,
                     to_zero, wait_for, wait_serve)
 
 APP = os.path.join(HERE, "proto_app.py")

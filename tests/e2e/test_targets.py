@@ -2,26 +2,23 @@
 an Argo Rollout target, scale-down by a Prometheus trigger gated by the uptime filter, and a wake
 blocked by a ResourceQuota answered with the reason. Same cluster as test_e2e.py (the chart's two
 pods on the real test cluster, kube-proxy delay E2E_PROXY_DELAY_MS), one namespace per test,
-traffic through the Service's ClusterIP; a real Prometheus (tests/lib/promfix.py) on the node's
+traffic through the Service's ClusterIP; a real Prometheus (tests/hftest/promfix.py) on the node's
 address (10.88.0.1, inside the cluster's network namespace), which the chart's pods reach through
 the trigger's serverAddress. Every wait and every loop is bounded; no timing is
 asserted. docs/e2e.md lists what each test proves.
 
 Run: /usr/bin/python3 -m pytest tests/e2e/test_targets.py -s"""
 import json
-import os
-import sys
 import threading
 import time
 
 import pytest
 
-from e2elib import (ROOT, Result, create_es, es_path, make_app, one_request, resolver_slices, run_threads,
+from e2e.e2elib import (Result, create_es, es_path, make_app, one_request, resolver_slices, run_threads,
                     settle, status, wait_for, wait_proxy, wait_serve)
 
-sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-from promfix import Exporter, Prometheus, whole_second  # noqa: E402
-from netns import NODE_IP  # noqa: E402
+from hftest.promfix import Exporter, Prometheus, whole_second
+from netns import NODE_IP
 
 POLL_S = 1.0  # the chart's pollingInterval in this suite (e2elib.install_chart)
 GROUP = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Rollout": "argoproj.io/v1alpha1"}

@@ -13,7 +13,10 @@ Every wait is bounded polling (`wait_for`); nothing asserts a duration.
 """
 import pytest
 
-from hflib import BACKEND, PYTHON, Addrs, Holdfast, hp
+from hftest import PYTHON
+from hftest.holdfast import Holdfast
+from hftest.net import Addrs, hp
+from hflib import BACKEND
 
 
 @pytest.fixture

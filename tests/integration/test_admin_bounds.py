@@ -5,7 +5,9 @@ import socket
 
 import pytest
 
-from hflib import Reader, connect, hp, wait_for
+from hftest.http1 import Reader, connect
+from hftest.kubeclient import wait_for
+from hftest.net import hp
 
 HEAD_CAP = 8192
 STREAM_LIMIT = 16 << 20  # what a test sends at most; the current cap stops it far earlier

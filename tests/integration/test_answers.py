@@ -3,7 +3,9 @@ JSON body {"error", "service", "reason"}, and the connection closed after it."""
 import json
 import socket
 
-from hflib import Reader, connect, get_request, http_exchange, service, wait_for
+from hftest.http1 import Reader, connect, get_request, http_exchange
+from hftest.kubeclient import wait_for
+from hflib import service
 
 JSON_TYPE = "application/json; charset=utf-8"
 

@@ -4,12 +4,12 @@ section 5. Each test names the behaviour it checks and fails without it; the "no
 tests end with a control (the blocking cause removed -> the scale-down happens), so they cannot
 pass merely because nothing ever scales down.
 
-One test cluster (tests/lib/realcluster.py: upstream etcd, kube-apiserver, controllers,
+One test cluster (tests/hftest/realcluster.py: upstream etcd, kube-apiserver, controllers,
 scheduler and kube-proxy, with the node agent; kube-proxy delay 200 ms; the ElastiService and
 KEDA ScaledObject CRDs applied, and the upstream Argo Rollouts controller started for the test
 that asks for a Rollout controller) and one Prometheus (scraping an
 Exporter whose gauge `hf_load{ns=...}` each test sets) serve the module. Each test has its own namespace and its own holdfast process
-(tests/lib/hfk8s.py: --namespace <ns>, --pod-ip == --bind-address an address of its own on the
+(tests/hftest/hfk8s.py: --namespace <ns>, --pod-ip == --bind-address an address of its own on the
 node's bridge, --polling-interval 1s, --leader-elect=false), so kube-proxy sends the Service's
 ClusterIP to
 holdfast while the target is at zero. Every wait is bounded; holdfast's stderr must hold no
@@ -27,24 +27,24 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
+from hftest.kubeclient import wait_for
+from hftest.net import free_port
+from hftest.thirdparty_crds import SCALEDOBJECT_CRD
+from hftest.promtext import value as metric_value
+from hftest.promfix import Exporter, Prometheus, PromfixError, whole_second
+from hftest.hfk8s import HoldfastK8s
+from hftest.realcluster import RealCluster
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
-
-from kubeclient import wait_for  # noqa: E402
-from thirdparty_crds import SCALEDOBJECT_CRD  # noqa: E402
-from promfix import Exporter, Prometheus, PromfixError, whole_second  # noqa: E402
-from hfk8s import HoldfastK8s  # noqa: E402
-from realcluster import RealCluster  # noqa: E402
 
 PY = "/usr/bin/python3"
-HTTPSERVER = os.path.join(REPO, "tests", "lib", "apps", "httpserver.py")
+HTTPSERVER = os.path.join(REPO, "tests", "hftest", "apps", "httpserver.py")
 IMAGES = {"test/http:1": {"argv": [PY, HTTPSERVER]},
           "test/http:slow": {"argv": [PY, HTTPSERVER], "startDelayMs": 1500},
           "test/http:3s": {"argv": [PY, HTTPSERVER], "startDelayMs": 3000},
@@ -56,7 +56,7 @@ FINALIZER = "elasti.truefoundry.com/finalizer"
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    """The real test cluster (tests/lib/realcluster.py)."""
+    """The real test cluster (tests/hftest/realcluster.py)."""
     s = RealCluster(tmp_path_factory.mktemp("cluster"), image_map=IMAGES, proxy_delay_ms=200)
     s.start()
     try:
@@ -447,9 +447,7 @@ def test_no_scale_down_when_prometheus_unhealthy(sim, prom, exporter, ns, holdfa
     if why == "uptime-filter":
         bad = trigger(prom, ns, uptimeFilter='container="no-such-container"')
     else:
-        with socket.socket() as s:  # a port nothing listens on
-            s.bind(("127.0.0.1", 0))
-            closed = s.getsockname()[1]
+        closed = free_port("127.0.0.1")  # a port nothing listens on
         bad = trigger(prom, ns, serverAddress="http://127.0.0.1:%d" % closed)
     create_es(sim, ns, elastiservice(triggers=[bad]))
     c = wait_for(lambda: (condition(sim, ns, "TriggerHealthy") or {}).get("status") == "False"
@@ -985,11 +983,6 @@ def test_resolver_port_of_a_deleted_elastiservice_is_not_handed_to_the_next_one(
     st = wait_mode(sim, ns, "proxy", name="api")
     second = st["ports"][0]["resolverPort"]
     assert second != first, "port %d reused at once" % first
-
-
-def metric_value(text, name):
-    m = re.search(r"^%s(?:\{\})? (\S+)$" % re.escape(name), text, re.M)
-    return float(m.group(1)) if m else None
 
 
 def test_route_update_latency_is_measured_per_change(sim, ns, holdfast):

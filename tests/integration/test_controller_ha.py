@@ -1,22 +1,21 @@
 """Kubernetes mode with several replicas, and the way back out: leader failover, resolver slices
 that follow the resolver's own pods, and `holdfast restore --all` (the chart's uninstall hook).
 
-Each test runs holdfast processes beside the real control plane (tests/lib/realcluster.py;
+Each test runs holdfast processes beside the real control plane (tests/hftest/realcluster.py;
 root), with leader election on.
 """
 import os
 import subprocess
-import sys
 
 import pytest
 
+from hftest.hfk8s import HoldfastK8s
+from hftest.holdfast import holdfast_bin
+from hftest.kubeclient import wait_for
+from hftest.realcluster import RealCluster
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
-
-from hfk8s import HoldfastK8s, holdfast_bin  # noqa: E402
-from kubeclient import wait_for  # noqa: E402
-from realcluster import RealCluster  # noqa: E402
 
 CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
 IMAGES = {"ha/http:1": {"argv": ["/usr/bin/python3", "-m", "http.server", "--bind", "$POD_IP", "$PORT"]}}
@@ -354,7 +353,7 @@ def test_not_ready_until_caches_synced_and_routed(sim, ns, tmp_path):
     """A replica must not take traffic before it listens on the resolver ports: /readyz waits for
     the informers' first sync (here: held back at start by an API server that answers nothing
     for 6 s; the real one is SIGSTOPped, as stopping it takes longer than the outage would)."""
-    from hfk8s import HoldfastError
+    from hftest.hfk8s import HoldfastError
     make_app(sim, ns)
     scale(sim, ns, 0)
     hf = HoldfastK8s(sim, tmp_path / "hf", namespace=ns)

@@ -19,7 +19,10 @@ import time
 
 import pytest
 
-from hflib import REPO, Reader, connect, http_get, service, wait_for
+from hftest import REPO
+from hftest.http1 import Reader, connect, http_get
+from hftest.kubeclient import wait_for
+from hflib import service
 
 _BUILD = (os.path.dirname(os.environ["HOLDFAST_BIN"]) if os.environ.get("HOLDFAST_BIN")
           else os.path.join(REPO, "build"))

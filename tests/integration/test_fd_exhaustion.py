@@ -10,7 +10,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from hflib import hp
+from hftest import procfs, promtext
+from hftest.holdfast import json_lines
+from hftest.kubeclient import wait_for
+from hftest.net import hp
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("HOLDFAST_BIN", str(REPO / "build" / "holdfast"))
@@ -20,30 +23,13 @@ FD_LIMIT = 48
 PROBE = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-def wait_for(cond, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def metric(name):
+def metric(name, **labels):
     try:
         with urllib.request.urlopen(f"http://{ADMIN[0]}:{ADMIN[1]}/metrics", timeout=5) as r:
             text = r.read().decode()
     except OSError:
         return None
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
-
-
-def cpu_seconds(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return promtext.value(text, name, **labels)
 
 
 def answered(sock):
@@ -78,24 +64,24 @@ def test_out_of_descriptors_pauses_accept_counts_logs_once_and_recovers():
                 stderr=log, preexec_fn=limit)
         clients = []
         try:
-            wait_for(lambda: metric("holdfast_open_connections") is not None, what="admin")
+            wait_for(lambda: metric("holdfast_open_connections") is not None, timeout=10, what="admin")
             # More clients than descriptors: the kernel queues the rest in the backlog.
             for _ in range(FD_LIMIT + 20):
                 s = socket.create_connection(LISTEN, timeout=5)
                 s.sendall(PROBE)
                 clients.append(s)
             # The admin endpoint needs a descriptor too, so the log tells first.
-            wait_for(lambda: "out of file descriptors" in log_path.read_text(),
+            wait_for(lambda: "out of file descriptors" in log_path.read_text(), timeout=10,
                      what="fd exhaustion to be logged")
             served = [s for s in clients if answered(s)]
             waiting = [s for s in clients if s not in served]
             assert served and waiting, "some served, the rest waiting in the backlog"
 
             # Exhausted for a while: the process stays alive and does not spin.
-            cpu_before = cpu_seconds(proc.pid)
+            cpu_before = procfs.cpu_seconds([proc.pid])
             time.sleep(1.5)
             assert proc.poll() is None
-            assert cpu_seconds(proc.pid) - cpu_before < 0.5, "accept must not busy-loop"
+            assert procfs.cpu_seconds([proc.pid]) - cpu_before < 0.5, "accept must not busy-loop"
 
             # Free descriptors: every waiting client is accepted and answered.
             for s in served:
@@ -104,15 +90,15 @@ def test_out_of_descriptors_pauses_accept_counts_logs_once_and_recovers():
                      what="waiting clients to be served")
             for s in waiting:
                 s.close()
-            wait_for(lambda: (metric('holdfast_accept_fd_exhausted_total{listener="data"}') or 0)
-                     >= 1,
+            wait_for(lambda: (metric("holdfast_accept_fd_exhausted_total", listener="data") or 0)
+                     >= 1, timeout=10,
                      what="fd exhaustion to be counted")
         finally:
             for s in clients:
                 s.close()
             proc.terminate()
             proc.wait(timeout=10)
-        lines = [json.loads(l) for l in log_path.read_text().splitlines() if l.startswith("{")]
+        lines = json_lines(log_path.read_text().splitlines())
         # The data worker's lines; the admin listener has its own episodes, asserted below.
         worker = [l for l in lines if "worker" in l]
         paused = [l for l in worker if l["msg"].startswith("out of file descriptors")]
@@ -161,7 +147,7 @@ def test_admin_out_of_descriptors_pauses_accept_logs_once_counts_and_recovers(ho
     try:
         for _ in range(spare + 8):
             clients.append(socket.create_connection(hf.admin, timeout=5))
-        wait_for(lambda: exhaustion_lines(hf.stderr_path), what="admin fd exhaustion logged")
+        wait_for(lambda: exhaustion_lines(hf.stderr_path), timeout=10, what="admin fd exhaustion logged")
         size_at_start = os.path.getsize(hf.stderr_path)
         # The episode goes on (connections keep waiting in the backlog): no accept loop.
         time.sleep(1.0)

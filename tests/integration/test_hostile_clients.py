@@ -15,7 +15,9 @@ import time
 
 import pytest
 
-from hflib import Reader, connect, get_request, http_exchange, service, wait_for
+from hftest.http1 import Reader, connect, get_request, http_exchange
+from hftest.kubeclient import wait_for
+from hflib import service
 from test_answers import assert_answer, exchange_then_closed
 
 PROBE = b"GET /healthz HTTP/1.1\r\nHost: lb\r\n\r\n"

@@ -1,5 +1,5 @@
 """The Kubernetes client (controller/kube/http, kubeconfig, kube, informer) against the real control
-plane (tests/lib/realcluster.py; root: the probe runs inside the cluster's network namespace,
+plane (tests/hftest/realcluster.py; root: the probe runs inside the cluster's network namespace,
 the token is a ServiceAccount's bound to cluster-admin, a dropped watch is an API server
 restart, and a compaction is followed by one).
 
@@ -16,18 +16,16 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
+from hftest.kubeclient import wait_for
+from hftest.realcluster import RealCluster
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
-
-from kubeclient import wait_for  # noqa: E402
-from realcluster import RealCluster  # noqa: E402
 
 # Beside the binary under test when HOLDFAST_BIN names one (scripts/test --sanitize: the ASan build).
 _BUILD = os.path.dirname(os.environ["HOLDFAST_BIN"]) if os.environ.get("HOLDFAST_BIN") else os.path.join(REPO, "build")

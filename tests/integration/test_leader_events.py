@@ -1,5 +1,5 @@
 """Leader election (controller/kube/leader) and Kubernetes Events (controller/kube/events) against the real
-control plane (tests/lib/realcluster.py; root; the probes run inside the cluster's network
+control plane (tests/hftest/realcluster.py; root; the probes run inside the cluster's network
 namespace).
 
 The C drivers tests/tools/leader_probe and tests/tools/events_probe (built by meson; directory
@@ -17,18 +17,16 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
+from hftest.kubeclient import wait_for
+from hftest.realcluster import RealCluster
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
-
-from kubeclient import wait_for  # noqa: E402
-from realcluster import RealCluster  # noqa: E402
 
 _BUILD = os.path.dirname(os.environ["HOLDFAST_BIN"]) if os.environ.get("HOLDFAST_BIN") else os.path.join(REPO, "build")
 TOOLS = os.environ.get("HOLDFAST_TOOLS_DIR", os.path.join(_BUILD, "tests", "tools"))

@@ -3,8 +3,11 @@ import json
 import signal
 import subprocess
 
-from hflib import (Reader, connect, get_request, holdfast_bin, hp, http_get, service,
-                   wait_for)
+from hftest.holdfast import holdfast_bin
+from hftest.http1 import Reader, connect, get_request, http_get
+from hftest.kubeclient import wait_for
+from hftest.net import hp
+from hflib import service
 
 
 def test_client_disconnecting_while_held_is_counted_cancelled_and_others_unaffected(

@@ -4,7 +4,10 @@ import os
 import socket
 import threading
 
-from hflib import Reader, connect, get_request, hp, service, wait_for
+from hftest.http1 import Reader, connect, get_request
+from hftest.kubeclient import wait_for
+from hftest.net import hp
+from hflib import service
 
 
 def listening_sockets(pid):

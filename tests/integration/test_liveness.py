@@ -15,7 +15,7 @@ from test_controller import (  # noqa: F401 - fixtures are used by name
     ES_API, condition, create_es, elastiservice, es_events, es_get, holdfast, make_app,
     metric_value, ns, replicas, resolver_slices, service, sim, status, wait_event, wait_mode,
     wait_replicas, workload, wpath)
-from kubeclient import wait_for
+from hftest.kubeclient import wait_for
 
 
 def healthz(hf):

@@ -2,7 +2,9 @@
 itself (load-balancer health checks) and never wake it; everything else is held and woken."""
 import json
 
-from hflib import Reader, connect, get_request, http_exchange, http_get, service, wait_for
+from hftest.http1 import Reader, connect, get_request, http_exchange, http_get
+from hftest.kubeclient import wait_for
+from hflib import service
 
 JSON_TYPE = "application/json; charset=utf-8"
 

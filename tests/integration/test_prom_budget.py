@@ -1,5 +1,5 @@
 """The load holdfast puts on Prometheus (issue 13, "Prometheus budget"), against the real control
-plane (tests/lib/realcluster.py; root) and a FakePrometheus (tests/lib/promfix.py) that counts
+plane (tests/hftest/realcluster.py; root) and a FakePrometheus (tests/hftest/promfix.py) that counts
 the requests, answers each query text as the test says, and records how many it answered at
 once.
 
@@ -12,28 +12,26 @@ once.
   at once after a start.
 
 Each test has its own namespace and holdfast (--polling-interval 1s, --leader-elect=false:
-tests/lib/hfk8s.py). Rounds are counted with holdfast_controller_evaluations_total (one per
+tests/hftest/hfk8s.py). Rounds are counted with holdfast_controller_evaluations_total (one per
 ElastiService per round), not timed. Every wait is bounded; holdfast's stderr must hold no
 sanitizer report.
 """
 import os
-import re
 import subprocess
-import sys
 
 import pytest
 
+from hftest import promtext
+from hftest.kubeclient import wait_for
+from hftest.promfix import FakePrometheus, vector_answer
+from hftest.realcluster import RealCluster
+from test_controller import holdfast, ns  # noqa: F401 - fixtures, used by name (they take this module's sim)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
-
-from kubeclient import wait_for  # noqa: E402
-from promfix import FakePrometheus, vector_answer  # noqa: E402
-from realcluster import RealCluster  # noqa: E402
-from test_controller import holdfast, ns  # noqa: E402,F401 - fixtures, used by name (they take this module's sim)
 
 PY = "/usr/bin/python3"
-HTTPSERVER = os.path.join(REPO, "tests", "lib", "apps", "httpserver.py")
+HTTPSERVER = os.path.join(REPO, "tests", "hftest", "apps", "httpserver.py")
 IMAGES = {"test/http:1": {"argv": [PY, HTTPSERVER]},
           "test/sleep": {"argv": ["/bin/sleep", "$@"]}}
 CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
@@ -109,9 +107,9 @@ def replicas(sim, ns, name):
 
 
 def metric(hf, name):
-    m = re.search(r"^%s (\S+)$" % re.escape(name), hf.metrics_text(), re.M)
-    assert m, "no %s in /metrics" % name
-    return float(m.group(1))
+    v = promtext.value(hf.metrics_text(), name)
+    assert v is not None, "no %s in /metrics" % name
+    return v
 
 
 def test_elastiservices_sharing_a_query_send_it_once_per_round(sim, ns, holdfast, fake):

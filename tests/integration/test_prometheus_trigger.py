@@ -8,24 +8,22 @@ line per answer: {"kind", "query", "status": prom_status_reason, "value", "reaso
 One Prometheus serves the module (`prom`, scraping itself as container="prometheus" and an
 Exporter whose gauges the tests set); tests about a dead, frozen or restarted Prometheus start
 their own (`spare`). Header tests use a FakePrometheus that records requests. Fixtures live in
-tests/lib/promfix.py. Every wait is bounded polling; the probe's stderr must hold no sanitizer
+tests/hftest/promfix.py. Every wait is bounded polling; the probe's stderr must hold no sanitizer
 report.
 """
 import datetime
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
+from hftest.promfix import (FakePrometheus, Exporter, Prometheus, PromfixError,
+                     prometheus_version, vector_answer, wait_for, whole_second)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
-
-from promfix import (FakePrometheus, Exporter, Prometheus, PromfixError,  # noqa: E402
-                     prometheus_version, vector_answer, wait_for, whole_second)
 
 _BUILD = os.path.dirname(os.environ["HOLDFAST_BIN"]) if os.environ.get("HOLDFAST_BIN") else os.path.join(REPO, "build")
 TOOLS = os.environ.get("HOLDFAST_TOOLS_DIR", os.path.join(_BUILD, "tests", "tools"))

@@ -9,7 +9,9 @@ import subprocess
 
 import pytest
 
-from hflib import connect, hp, service
+from hftest.http1 import connect
+from hftest.net import hp
+from hflib import service
 
 
 def test_websocket_upgrade_held_across_wake_echoes_through_backend(holdfast, addrs, backend_cmd):

@@ -5,12 +5,11 @@ regression test. Each docstring names the soak seed that showed it, the symptom,
 the code the cause seems to be. Deselect them with `-m "not reproduction"`.
 
 The set-up is test_controller.py's, imported: one real test cluster per module (kube-proxy delay
-200 ms), one holdfast per test (tests/lib/hfk8s.py, its own address on the node's bridge,
+200 ms), one holdfast per test (tests/hftest/hfk8s.py, its own address on the node's bridge,
 --polling-interval 1s), requests
 through the Service's ClusterIP, bounded waits, no sanitizer report allowed.
 """
 import json
-import re
 import time
 
 import pytest
@@ -18,7 +17,8 @@ import pytest
 from test_controller import (  # noqa: F401 - fixtures are used by name
     Background, create_es as create_es_obj, elastiservice, es_path, holdfast, make_app as make_app_kind,
     ns, resolver_slices, sim, status)
-from kubeclient import wait_for
+from hftest import promtext
+from hftest.kubeclient import wait_for
 
 pytestmark = pytest.mark.reproduction
 
@@ -34,8 +34,7 @@ def create_es(sim, ns, name="web", **spec):
 
 
 def metric(hf, name):
-    m = re.search(r"^%s(?:\{[^}]*\})? (\S+)$" % re.escape(name), hf.metrics_text(), re.M)
-    return float(m.group(1)) if m else None
+    return promtext.value(hf.metrics_text(), name)
 
 
 def result(req, timeout=60):

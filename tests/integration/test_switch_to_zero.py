@@ -28,8 +28,8 @@ from test_controller import (  # noqa: F401 - fixtures are used by name
     http_get,
     make_app, metric_value, ns, prom, replicas, resolver_slices, set_load, status, trigger,
     wait_event, wait_mode, wait_replicas)
-from kubeclient import wait_for
-from realcluster import RealCluster
+from hftest.kubeclient import wait_for
+from hftest.realcluster import RealCluster
 
 PROXY_DELAY_MS = 800
 GRACEFUL = {"name": "main", "image": "test/http:1", "ports": [{"containerPort": 8080}],

@@ -9,7 +9,7 @@ default tests/tools beside $HOLDFAST_BIN, else <repo>/build/tests/tools), which 
 operation named on its command line at once and prints one JSON line per operation (see the
 probe's header comment). What the probe did is checked against the API server's state.
 
-One real test cluster serves the module (tests/lib/realcluster.py; root; the probe runs inside
+One real test cluster serves the module (tests/hftest/realcluster.py; root; the probe runs inside
 the cluster's network namespace). Each
 test has its own namespace. Every wait is bounded polling; the probe's stderr must hold no
 sanitizer report.
@@ -18,17 +18,15 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
+from hftest.kubeclient import wait_for
+from hftest.realcluster import RealCluster
+from hftest.thirdparty_crds import SCALEDOBJECT_CRD
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
-
-from kubeclient import wait_for  # noqa: E402
-from realcluster import RealCluster  # noqa: E402
-from thirdparty_crds import SCALEDOBJECT_CRD  # noqa: E402
 
 _BUILD = os.path.dirname(os.environ["HOLDFAST_BIN"]) if os.environ.get("HOLDFAST_BIN") else os.path.join(REPO, "build")
 TOOLS = os.environ.get("HOLDFAST_TOOLS_DIR", os.path.join(_BUILD, "tests", "tools"))

@@ -5,7 +5,9 @@ import hashlib
 import os
 import threading
 
-from hflib import Reader, connect, get_request, http_get, service, wait_for
+from hftest.http1 import Reader, connect, get_request, http_get
+from hftest.kubeclient import wait_for
+from hflib import service
 
 
 def count_lines(path):

@@ -18,12 +18,12 @@
 import http.client
 import json
 import os
-import re
 import ssl
 import threading
 import time
 import urllib.parse
 
+from hftest import promtext
 from world import ES_API, HAND_ANNOTATION, SLICE_API
 
 
@@ -32,7 +32,7 @@ from world import ES_API, HAND_ANNOTATION, SLICE_API
 
 def api_credentials(sim):
     """(TLS context, headers) for a client of the cluster's API: its admin client certificate
-    (tests/lib/realcluster.py)."""
+    (tests/hftest/realcluster.py)."""
     pki = sim.cluster.pki
     ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.crt"))
     ctx.load_cert_chain(os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key"))
@@ -495,13 +495,13 @@ class Checker(threading.Thread):
 # ---------------------------------------------------------------- metrics
 
 
-_SAMPLE = re.compile(r"^(holdfast_(?:scale_downs_total|serve_switches_total|scale_ups_total|leader))"
-                     r"(?:\{\})? (\S+)$", re.M)
 COUNTERS = ("holdfast_scale_downs_total", "holdfast_serve_switches_total", "holdfast_scale_ups_total")
 
 
 def parse_metrics(text):
-    return {m.group(1): float(m.group(2)) for m in _SAMPLE.finditer(text)}
+    """{name: value} of the counters and holdfast_leader, those present."""
+    got = {n: promtext.value(text, n) for n in COUNTERS + ("holdfast_leader",)}
+    return {n: v for n, v in got.items() if v is not None}
 
 
 class MetricsAuditor(threading.Thread):

@@ -14,7 +14,7 @@ push the convergence bound.
 """
 import time
 
-from promfix import PromfixError
+from hftest.promfix import PromfixError
 from world import (CONNECTION_LOST, DRAIN_TIMEOUT, HAND_ANNOTATION, MAX_APPS, METRIC,
                    PROXY_DELAY_MS, RESOLVER_NS, SHUTDOWN_DELAY, deploy_path, es_path, routed,
                    svc_path)

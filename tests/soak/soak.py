@@ -5,10 +5,10 @@ invariants while it runs. See tests/soak/README.md.
     /usr/bin/python3 tests/soak/soak.py --seed 1234 --seconds 180 [--workdir DIR]
     SOAK_SEED=1234 SOAK_SECONDS=600 /usr/bin/python3 -m pytest tests/soak     # the same, in pytest
 
-It starts the real control plane (tests/lib/realcluster.py: upstream etcd, kube-apiserver,
+It starts the real control plane (tests/hftest/realcluster.py: upstream etcd, kube-apiserver,
 controllers, scheduler, kube-proxy, the node agent for pods; root; this thread then runs inside
 the cluster's network namespace, and so does everything it starts), an Exporter and a real
-Prometheus (tests/lib/promfix.py), and
+Prometheus (tests/hftest/promfix.py), and
 holdfast replicas ($HOLDFAST_BIN, the ASan+UBSan build in CI) with leader election and a
 resolver Service whose EndpointSlice the soak keeps as the EndpointSlice controller would (the
 ready replicas; a SIGTERMed one as terminating). Then, for the given time, it mixes random
@@ -36,25 +36,23 @@ import threading
 import time
 import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-for p in (HERE, os.path.join(REPO, "tests", "lib")):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+import _path  # noqa: F401 - hftest on sys.path when run by itself
 
-from hfk8s import SANITIZER_MARKERS, HoldfastError, HoldfastK8s, holdfast_bin  # noqa: E402
-from promfix import Exporter, Prometheus, PromfixError  # noqa: E402
-from realcluster import RealCluster  # noqa: E402
+from hftest import REPO
+from hftest.hfk8s import HoldfastError, HoldfastK8s
+from hftest.holdfast import SANITIZER_MARKERS, holdfast_bin
+from hftest.promfix import Exporter, Prometheus, PromfixError
+from hftest.realcluster import RealCluster
 
-import observe  # noqa: E402
-from ops import Operations  # noqa: E402
-from traffic import REQUEST_TIMEOUT, Traffic  # noqa: E402
-from world import (BOUND, CONNECTION_LOST, DRAIN_TIMEOUT, HAND_ANNOTATION, LEASE_BOUND,  # noqa: E402
+import observe
+from ops import Operations
+from traffic import REQUEST_TIMEOUT, Traffic
+from world import (BOUND, CONNECTION_LOST, DRAIN_TIMEOUT, HAND_ANNOTATION, LEASE_BOUND,
                    METRIC, PROBE_BODY, PROXY_DELAY_MS, RESOLVER_NS, RESOLVER_SVC, SHUTDOWN_DELAY,
                    App, Excuses, OpLog, Replica, deploy_path, es_path, routed, svc_path)
 
 PY = "/usr/bin/python3"
-HTTPSERVER = os.path.join(REPO, "tests", "lib", "apps", "httpserver.py")
+HTTPSERVER = os.path.join(REPO, "tests", "hftest", "apps", "httpserver.py")
 CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
 TERM_DELAY_MS = 3000
 IMAGES = {"soak/http:1": {"argv": [PY, HTTPSERVER]}}
@@ -215,7 +213,7 @@ class Soak(Operations):
         self.sim = RealCluster(os.path.join(self.workdir, "cluster"), image_map=IMAGES,
                                proxy_delay_ms=PROXY_DELAY_MS)
         self.sim.start()  # this thread is in the cluster's network namespace now
-        import netns  # tests/cluster, on the path once realcluster is imported
+        import netns  # tests/cluster, the test cluster's own program
         App.service_net = ipaddress.ip_network(netns.SERVICE_CIDR)
         self.say("on the real control plane: cluster %s, Services in %s" % (
             self.sim.ns, netns.SERVICE_CIDR))

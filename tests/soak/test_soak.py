@@ -16,14 +16,12 @@ logs of the cluster's components and pods, Prometheus and every holdfast replica
 import os
 import random
 import shutil
-import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+import soak
 
-import soak  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def test_randomized_soak_keeps_every_invariant(tmp_path_factory):

@@ -2,16 +2,14 @@
 never fire proves nothing) and do not fail on what is allowed. Runs in a second."""
 import json
 import os
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+import soak
+import observe
+from traffic import judge
+from world import Excuses, OpLog
 
-import soak  # noqa: E402,F401 - puts tests/lib on sys.path
-import observe  # noqa: E402
-from traffic import judge  # noqa: E402
-from world import Excuses, OpLog  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def es(uid, mode, reason=None, name="a1"):
@@ -311,8 +309,9 @@ class _DnatNamespace:
 
     def run(self, *argv, check=True, timeout=20):
         import subprocess
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))  # tests/: the helpers import hftest
         return subprocess.run(["ip", "netns", "exec", self.ns] + list(argv), capture_output=True,
-                              text=True, timeout=timeout, check=check)
+                              text=True, timeout=timeout, check=check, env=env)
 
     def __exit__(self, *exc):
         import subprocess
@@ -326,9 +325,8 @@ def _needs_root():
 
 
 _CLIENT = r"""
-import sys, time
-sys.path.insert(0, %r)
-import conntrace
+import time
+from hftest import conntrace
 ct = conntrace.ConnTracker()
 ct.start()
 time.sleep(0.3)  # conntrack subscribed
@@ -339,7 +337,7 @@ try:
 except OSError as e:
     print(type(e).__name__ + "|" + ct.explain("10.96.7.9", 80, c.local_port))
 ct.stop()
-""" % os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "lib")
+"""
 
 
 def test_a_failed_connection_says_where_the_dnat_sent_it():
@@ -373,9 +371,8 @@ def test_a_connect_that_reuses_a_stale_entrys_local_port_is_named_with_that_entr
     the old entry named) instead of a bare timeout."""
     _needs_root()
     script = r"""
-import socket, subprocess, sys, time
-sys.path.insert(0, %r)
-import conntrace
+import socket, subprocess, time
+from hftest import conntrace
 def listener(ip):
     s = socket.socket(); s.bind((ip, 8080)); s.listen(); return s
 a, b = listener("10.1.7.2"), listener("10.1.7.3")
@@ -399,7 +396,7 @@ try:
 except OSError as e:
     print(type(e).__name__ + "|" + ct.explain("10.96.7.9", 80, port))
 ct.stop()
-""" % os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "lib")
+"""
     with _DnatNamespace() as n:
         out = n.run("/usr/bin/python3", "-c", script, timeout=30).stdout.strip()
     kind, _, why = out.partition("|")

@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 
-from conntrace import ConnTracker, TracedConnection
+from hftest.conntrace import ConnTracker, TracedConnection
 from world import PROBE_BODY
 
 # holdfast's own answers as docs/data-plane.md lists them: status -> the body's "error"

@@ -15,9 +15,7 @@ which the agent writes to the container's log."""
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from nodeagentlib import nsutil  # noqa: E402
+import nsutil  # beside this script (run by itself: its folder is first on sys.path)
 
 
 def cover(anc, stage):

@@ -13,42 +13,26 @@ address of its own and a random resolver port range keep its listeners apart fro
 leader_elect=True (then the Lease is `holdfast-leader` in --resolver-namespace, else "default").
 The binary is $HOLDFAST_BIN, else <repo>/build/holdfast.
 
-The test cluster (tests/lib/realcluster.py) says where holdfast runs: its address comes from
+The test cluster (tests/hftest/realcluster.py) says where holdfast runs: its address comes from
 `sim.fresh_ip()` (one on the node's bridge, which pods and kube-proxy reach and the API server
 accepts in an EndpointSlice) and its argv is prefixed with `sim.exec_prefix` (nsenter into the
 cluster's network namespace).
 """
-import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import time
-import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                     "WARNING: ThreadSanitizer")
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def holdfast_bin():
-    return os.environ.get("HOLDFAST_BIN", os.path.join(REPO, "build", "holdfast"))
-
-
-def free_port(host):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+from .holdfast import HoldfastProcess, child_env, holdfast_bin
+from .net import free_port
 
 
 class HoldfastError(AssertionError):
     pass
 
 
-class HoldfastK8s:
+class HoldfastK8s(HoldfastProcess):
     def __init__(self, sim, workdir, namespace=None, ip=None, polling="1s", workers=2,
                  log_level="debug", extra_args=(), env=None, pod_name="holdfast-test", leader_elect=False):
         self.sim = sim
@@ -85,11 +69,9 @@ class HoldfastK8s:
     def start(self, timeout=20):
         self.admin = (self.ip, free_port(self.ip))
         self._stderr = open(self.stderr_path, "ab")
-        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}  # curl honours them
+        env = child_env()
         for k in ("KUBECONFIG", "POD_IP", "POD_NAME", "POD_NAMESPACE", "HOLDFAST_NAMESPACE"):
             env.pop(k, None)
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         env.update(self.extra_env)
         self.proc = subprocess.Popen(list(self.sim.exec_prefix) + self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=self._stderr, env=env, cwd=self.workdir)
@@ -102,10 +84,6 @@ class HoldfastK8s:
 
     # ---- admin endpoints
 
-    def admin_get(self, path, timeout=5):
-        with _opener.open("http://%s:%d%s" % (self.admin[0], self.admin[1], path), timeout=timeout) as r:
-            return r.status, r.read().decode()
-
     def ready(self):
         if self.proc.poll() is not None:
             raise HoldfastError("holdfast exited with %s:\n%s" % (self.proc.returncode, self.stderr_text()[-5000:]))
@@ -113,9 +91,6 @@ class HoldfastK8s:
             return self.admin_get("/readyz", timeout=1)[0] == 200
         except OSError:
             return False
-
-    def metrics_text(self):
-        return self.admin_get("/metrics")[1]
 
     def kill(self):
         """SIGKILL: a replica that dies without handing its Lease back."""
@@ -128,27 +103,6 @@ class HoldfastK8s:
 
     # ---- logs
 
-    def stderr_text(self):
-        try:
-            with open(self.stderr_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-    def logs(self):
-        out = []
-        for line in self.stderr_text().splitlines():
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    pass
-        return out
-
-    def log_lines(self, msg, **fields):
-        return [entry for entry in self.logs() if entry.get("msg") == msg and
-                all(entry.get(k) == v for k, v in fields.items())]
-
     def wait_log(self, msg, timeout=20, **fields):
         deadline = time.monotonic() + timeout
         while True:
@@ -158,14 +112,6 @@ class HoldfastK8s:
             if time.monotonic() > deadline:
                 raise HoldfastError("no log line %r %s within %ss" % (msg, fields, timeout))
             time.sleep(0.1)
-
-    def sanitizer_report(self):
-        text = self.stderr_text()
-        for marker in SANITIZER_MARKERS:
-            i = text.find(marker)
-            if i >= 0:
-                return text[max(0, i - 200):i + 6000]
-        return None
 
     # ---- life
 

@@ -53,7 +53,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -61,6 +60,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from . import kubeclient
+from .net import free_port
 
 PROMETHEUS_BIN = os.environ.get("HOLDFAST_PROMETHEUS", "/usr/bin/prometheus")
 
@@ -75,28 +77,14 @@ class PromfixError(Exception):
 
 
 def wait_for(pred, timeout, interval=0.1, what="condition"):
-    """Polls pred() until it returns something truthy, which is returned; PromfixError after
-    `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise PromfixError("timed out after %.1fs waiting for %s" % (timeout, what))
-        time.sleep(interval)
+    """kubeclient.wait_for with the fixtures' failure: PromfixError after `timeout` seconds; an
+    exception of pred propagates."""
+    return kubeclient.wait_for(pred, timeout, interval, what, retry_on=(), error=PromfixError)
 
 
 def whole_second():
     """Now, truncated to the second: the `time=` holdfast sends with a query."""
     return float(int(time.time()))
-
-
-def free_port(host="127.0.0.1"):
-    """A TCP port free on `host` right now (another process may still take it: retry)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def prometheus_version(binary=PROMETHEUS_BIN):

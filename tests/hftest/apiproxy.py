@@ -152,10 +152,7 @@ class ApiProxy:
             pass
 
     def write_kubeconfig(self, path, namespace="default"):
-        import sys
-        here = os.path.dirname(os.path.abspath(__file__))
-        sys.path.insert(0, os.path.join(os.path.dirname(here), "cluster"))
-        import pki
+        import pki  # tests/cluster, the test cluster's own program
         pki.write_kubeconfig(path, self.pki, "admin", self.url, namespace=namespace)
         return path
 

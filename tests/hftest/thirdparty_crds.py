@@ -3,7 +3,7 @@
 SCALEDOBJECT_CRD: KEDA's keda.sh/v1alpha1 scaledobjects (namespaced; holdfast only patches its
 annotations; KEDA itself does not run on the test cluster). It keeps unknown fields, as only its
 shape matters to the tests. (Argo Rollouts' CRDs come with the upstream controller the test
-cluster starts: tests/lib/realcluster.py, start_rollouts.)
+cluster starts: tests/hftest/realcluster.py, start_rollouts.)
 """
 
 SCALEDOBJECT_CRD = {

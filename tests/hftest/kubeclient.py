@@ -1,8 +1,8 @@
 """kubeclient: what every test client of a Kubernetes API server shares (standard library only):
 the one poller (wait_for), the API's verbs over a `request` method (RestVerbs) and the error
-they raise (ApiError). tests/lib/realcluster.py builds its client of the test cluster on them.
+they raise (ApiError). tests/hftest/realcluster.py builds its client of the test cluster on them.
 
-    from kubeclient import wait_for
+    from hftest.kubeclient import wait_for
     wait_for(lambda: sim.get(path)["status"].get("readyReplicas") == 2, what="2 ready")
 """
 import json
@@ -13,9 +13,12 @@ class WaitTimeout(AssertionError):
     pass
 
 
-def wait_for(predicate, timeout=20.0, interval=0.05, what="condition"):
-    """Poll predicate() until it returns a truthy value (returned) or raise WaitTimeout.
-    Exceptions raised by predicate count as 'not yet' (the last one is reported)."""
+def wait_for(predicate, timeout=20.0, interval=0.05, what="condition", retry_on=(Exception,),
+             error=WaitTimeout):
+    """Poll predicate() until it returns a truthy value (returned) or raise error(message) after
+    `timeout` seconds. Exceptions of the classes in retry_on raised by predicate count as 'not
+    yet' (the last one is reported); any other propagates at once (retry_on=() for none).
+    error is WaitTimeout unless the caller's own failure fits better (pytest.fail works too)."""
     deadline = time.monotonic() + timeout
     last_exc = None
     while True:
@@ -23,10 +26,10 @@ def wait_for(predicate, timeout=20.0, interval=0.05, what="condition"):
             v = predicate()
             if v:
                 return v
-        except Exception as e:  # noqa: BLE001 - any failure is 'not yet'
+        except retry_on as e:
             last_exc = e
         if time.monotonic() >= deadline:
-            raise WaitTimeout("timed out after %.1fs waiting for %s%s" % (
+            raise error("timed out after %.1fs waiting for %s%s" % (
                 timeout, what, "" if last_exc is None else " (last error: %r)" % (last_exc,)))
         time.sleep(interval)
 

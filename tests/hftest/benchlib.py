@@ -1,4 +1,5 @@
-"""Shared helpers for the holdfast benchmarks (bench/relay, bench/hold, bench/idle).
+"""What the holdfast benchmarks share (bench/relay, bench/hold, bench/idle); /proc readings are
+hftest.procfs's.
 
 Every process a benchmark starts goes through Procs.start(): it runs in its own session, and
 Procs.stop_all() (registered with atexit and on SIGINT/SIGTERM/SIGHUP) kills exactly those
@@ -17,9 +18,7 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+from . import REPO
 
 
 def die(msg):
@@ -96,49 +95,6 @@ class Procs:
                 self.stop(p, timeout=3.0)
             except Exception:  # noqa: BLE001 - best effort on the way out
                 pass
-
-
-def tree_pids(pid):
-    """pid and all its descendants (via /proc/*/stat ppid)."""
-    children = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                s = f.read()
-        except OSError:
-            continue
-        ppid = int(s[s.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def cpu_seconds(pids):
-    """utime+stime (all threads) of the given processes, in seconds."""
-    total = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                s = f.read()
-        except OSError:
-            continue
-        fields = s[s.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    return total / CLK_TCK
-
-
-def proc_status_kb(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return None
 
 
 def wait_tcp(host, port, timeout=10.0):

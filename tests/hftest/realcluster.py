@@ -34,7 +34,7 @@ the service CIDR that no DNAT rule took, before conntrack keeps the entry
 (tests/cluster/netns.py, make_node_network): such a connect fails at once, as kube-proxy's own
 reject of a Service without endpoints does, and leaves nothing behind.
 
-The API proxy. tests/lib/apiproxy.py on 10.88.0.1:6445, a proxy in front of kube-apiserver run
+The API proxy. tests/hftest/apiproxy.py on 10.88.0.1:6445, a proxy in front of kube-apiserver run
 by this process, injects the faults a real API server cannot be asked for (503s, short latency,
 write answers held back). Only the clients given `proxy_kubeconfig` go through it (a test that
 needs those faults starts holdfast or its probe with it); `kubeconfig`, the test's own REST
@@ -63,22 +63,19 @@ import os
 import signal
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "cluster"))
-sys.path.insert(0, HERE)
+import clusterlib  # tests/cluster, the test cluster's own program (hftest/__init__.py)
+import procs
 
-import apiproxy  # noqa: E402
-import clusterlib  # noqa: E402
-import procs  # noqa: E402
-from kubeclient import RestVerbs, wait_for  # noqa: E402
-from kubeclient import decode as _decode  # noqa: E402
+from . import apiproxy
+from .kubeclient import RestVerbs, wait_for
+from .kubeclient import decode as _decode
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 HOLDFAST_IPS = ["10.88.0.%d" % i for i in range(241, 250)]
 _opener_handlers = [urllib.request.ProxyHandler({})]  # never a proxy
