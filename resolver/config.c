@@ -375,11 +375,11 @@ static int parse_service(const cJSON *svc, const char *json_path, struct config_
 
     char sub[JSON_PATH_MAX];
     snprintf(sub, sizeof(sub), "%s.probeResponse", json_path);
-    s->probes = probe_rules_parse(cJSON_GetObjectItemCaseSensitive(svc, "probeResponse"), sub, msg,
-                                  MSG_MAX);
+    s->probes = route_probes_parse(cJSON_GetObjectItemCaseSensitive(svc, "probeResponse"), sub, msg,
+                                   MSG_MAX);
     if (!s->probes)
         return -1;
-    if (s->protocol == PROTO_TCP && probe_rules_count(s->probes) > 0)
+    if (s->protocol == PROTO_TCP && route_probes_count(s->probes) > 0)
         return fail(msg, sub, NULL, "needs \"protocol\": \"http\" (a tcp service is not parsed)");
     return 0;
 }
@@ -547,19 +547,6 @@ static void line_column(const char *text, size_t offset, size_t *line, size_t *c
     }
 }
 
-void config_limits_default(struct config_limits *limits)
-{
-    *limits = (struct config_limits){
-        .max_held_connections = 50000,
-        .max_held_bytes = 256 * 1024 * 1024,
-        .hold_buffer_bytes = 64 * 1024,
-        .max_head_bytes = 32 * 1024,
-        .head_timeout_s = 30,
-        .idle_timeout_s = 0,
-        .connect_timeout_ms = 2000,
-    };
-}
-
 int config_parse(const char *json, const char *source, struct config **out, char *err,
                  size_t errlen)
 {
@@ -639,7 +626,7 @@ void config_free(struct config *cfg)
             free(*a);
         free(s->wake_argv);
         free(s->readiness_path);
-        probe_rules_free(s->probes);
+        route_probes_unref(s->probes);
     }
     free(cfg->services);
     free(cfg->shared_listen);

@@ -29,27 +29,11 @@
 
 #include <stddef.h>
 #include "common/addr.h"
-#include "resolver/probe.h"
-
-enum svc_protocol {
-    PROTO_HTTP, /* HTTP/1.x parsed for probes; h2c and TLS detected and held raw */
-    PROTO_TCP,  /* opaque bytes; the wake is queued on accept (server-speaks-first works) */
-};
+#include "resolver/dataplane.h"
 
 enum readiness_kind {
     READINESS_TCP,      /* a backend is ready when a TCP connect succeeds (the default) */
     READINESS_HTTP_GET, /* ready when GET path answers 200-399, as the kubelet decides */
-};
-
-/* Limits that hold across all services, and per-connection sizes. */
-struct config_limits {
-    size_t max_held_connections; /* all services together; default 50000 */
-    size_t max_held_bytes;       /* all services together; default 256 MiB */
-    size_t hold_buffer_bytes;    /* per held connection, then reads stop; default 64 KiB */
-    size_t max_head_bytes;       /* request head limit, 431 past it; default 32 KiB */
-    unsigned head_timeout_s;     /* complete head within this, else 408; default 30 */
-    unsigned idle_timeout_s;     /* relayed connection idle timeout, 0 = none (default) */
-    unsigned connect_timeout_ms; /* one backend connect attempt; default 2000 */
 };
 
 struct config_service {
@@ -67,8 +51,8 @@ struct config_service {
     unsigned hold_timeout_s;      /* default 600 */
     size_t max_held_connections;  /* default 10000 */
     size_t max_held_bytes;        /* default 64 MiB */
-    struct probe_rules *probes;   /* never NULL after config_load (may be empty); standalone
-                                   * mode moves it into a shared route_probes (then NULL) */
+    struct route_probes *probes;  /* never NULL after config_load (may hold no rule); one
+                                   * reference, which the routes share */
 };
 
 struct config {
@@ -78,9 +62,6 @@ struct config {
     size_t n_shared_listen;
     struct config_limits limits;
 };
-
-/* Fills `limits` with the defaults above. */
-void config_limits_default(struct config_limits *limits);
 
 /*
  * Reads and validates FILE. Returns 0 and a config the caller frees with config_free(), or -1

@@ -24,7 +24,7 @@
 #include "resolver/admin.h"
 #include "resolver/config.h"
 #include "resolver/standalone.h"
-#include "resolver/worker.h"
+#include "resolver/dataplane.h"
 #include "common/duration.h"
 #include "controller/controller.h"
 #include "controller/restore.h"
@@ -580,7 +580,7 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
         return;
     }
     p->draining = true;
-    atomic_store(&p->dp->stopping, true); /* /readyz fails from now on */
+    dataplane_set_stopping(p->dp); /* /readyz fails from now on */
     if (p->ctl)
         controller_stop_leading(p->ctl, on_lease_released, p); /* others take over at once */
     else

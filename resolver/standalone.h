@@ -18,7 +18,7 @@
 
 #include "common/metrics.h"
 #include "resolver/config.h"
-#include "resolver/worker.h"
+#include "resolver/dataplane.h"
 
 struct event_base;
 struct standalone;
