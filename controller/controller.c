@@ -37,8 +37,7 @@
 #include "controller/service.h"
 #include "controller/slices.h"
 #include "controller/target.h"
-#include "resolver/conn.h"
-#include "resolver/wakeq.h"
+#include "resolver/conn.h" /* now_ns, until common/clock.h */
 
 #define FINALIZER "elasti.truefoundry.com/finalizer"
 #define DEFAULT_COOLDOWN_S 900
@@ -312,13 +311,12 @@ struct controller {
     size_t n_gone, cap_gone;
     size_t *free_slots; /* slots no ElastiService holds, below next_slot */
     size_t n_free_slots, cap_free_slots, next_slot;
-    struct strmap listen_refs; /* resolver port address -> how many published routes list it */
-    uint64_t routes_built;     /* route_services built (holdfast_route_services_built_total) */
-    uint64_t spec_parses;      /* specs parsed (holdfast_controller_spec_parses_total) */
-    bool shared_port_failed;   /* logged once */
-    bool routed;               /* a snapshot was published after every informer synced */
-    uint64_t last_change_ns;   /* when an informer last reported a Service/EndpointSlice change */
-    uint64_t change_ns;        /* the oldest change not yet in a published snapshot, 0 none */
+    uint64_t routes_built;   /* route_services built (holdfast_route_services_built_total) */
+    uint64_t spec_parses;    /* specs parsed (holdfast_controller_spec_parses_total) */
+    bool shared_port_failed; /* logged once */
+    bool routed;             /* a snapshot was published after every informer synced */
+    uint64_t last_change_ns; /* when an informer last reported a Service/EndpointSlice change */
+    uint64_t change_ns;      /* the oldest change not yet in a published snapshot, 0 none */
     uint64_t reconciles, reconcile_errors, prom_errors, wakes_sent, scale_downs, switches;
     uint64_t abandoned;      /* switches to zero given up: the data path never reached holdfast */
     uint64_t propagation_ms; /* the longest a resolver slice took to reach the data path */
@@ -672,13 +670,10 @@ static void es_parse_spec(struct es *e, const cJSON *obj)
         }
         e->n_triggers++;
     }
-    struct probe_rules *rules =
-        probe_rules_parse(get(spec, "probeResponse"), "spec.probeResponse", err, sizeof(err));
-    if (!rules) {
+    e->probes =
+        route_probes_parse(get(spec, "probeResponse"), "spec.probeResponse", err, sizeof(err));
+    if (!e->probes)
         es_text_setf(&e->spec_error, sizeof(err), "%s", err);
-        return;
-    }
-    e->probes = route_probes_new(rules);
 }
 
 /* True when the informer showed resourceVersion `rv` among its last few versions. */
@@ -1329,34 +1324,11 @@ static size_t slot_take(struct controller *c)
     return c->n_free_slots ? c->free_slots[--c->n_free_slots] : c->next_slot++;
 }
 
-/* One more published route lists addr (opened already). */
-static void listen_hold(struct controller *c, const struct addr *addr)
-{
-    uintptr_t n = (uintptr_t)strmap_get(&c->listen_refs, addr->text);
-    if (strmap_put(&c->listen_refs, addr->text, (void *)(n + 1)) < 0)
-        log_error("out of memory counting a listener; it stays open until restart", "address=%s",
-                  addr->text);
-}
-
-/* One route fewer lists addr: the last one lets the data plane close it. Call after publishing
- * a snapshot without that route. */
-static void listen_release(struct controller *c, const struct addr *addr)
-{
-    uintptr_t n = (uintptr_t)strmap_get(&c->listen_refs, addr->text);
-    if (n > 1) {
-        strmap_put(&c->listen_refs, addr->text, (void *)(n - 1)); /* the key exists: no OOM */
-        return;
-    }
-    if (n == 1)
-        strmap_del(&c->listen_refs, addr->text);
-    dataplane_unlisten(c->dp, addr);
-}
-
 /*
  * Builds e's route from the caches: its ports, their protocol and ready endpoints, its limits
- * and reason, and a listener for every resolver port that could be opened (the rest: *retry
- * set, and the relisten timer runs). NULL when e has no route (no ports yet, or no service
- * state), or when out of memory (*retry set).
+ * and reason, and a listener for every resolver port (opened when the snapshot is published).
+ * NULL when e has no route (no ports yet, or no service state), or when out of memory (*retry
+ * set).
  */
 static struct route_service *es_route_build(struct controller *c, struct es *e, bool *retry)
 {
@@ -1365,76 +1337,86 @@ static struct route_service *es_route_build(struct controller *c, struct es *e, 
         return NULL;
     c->routes_built++;
     struct route_service *r = route_service_new(svc_state_ref(e->svc), e->n_ports, e->n_ports);
-    if (!r) {
+    if (!r || route_service_set_reason(r, e->not_ready_reason) < 0) {
+        route_service_unref(r);
         *retry = true;
         return NULL;
     }
-    r->probes = route_probes_ref(e->probes);
-    r->hold_timeout_s = e->hold_timeout_s;
-    r->max_held_connections = e->max_held;
-    r->max_held_bytes = c->dp->limits.max_held_bytes;
-    r->reason = e->not_ready_reason ? strdup(e->not_ready_reason) : NULL;
-    size_t li = 0;
-    for (size_t p = 0; p < r->n_ports; p++) {
-        struct route_port *rp = &r->ports[p];
-        rp->name = strdup(e->ports[p].name);
-        rp->protocol = port_protocol(es_service(e), e->ports[p].name);
-        rp->number = e->ports[p].port;
+    route_service_set_probes(r, e->probes);
+    route_service_set_limits(r, e->hold_timeout_s, e->max_held, dataplane_max_held_bytes(c->dp));
+    for (size_t p = 0; p < e->n_ports; p++) {
         struct ready_endpoint *eps = NULL;
         size_t n = ready_endpoints(e, e->ports[p].name, &eps);
-        rp->endpoints = calloc(n ? n : 1, sizeof(*rp->endpoints));
-        for (size_t k = 0; rp->endpoints && k < n; k++) {
+        struct addr *addrs = calloc(n ? n : 1, sizeof(*addrs));
+        size_t n_addrs = 0;
+        for (size_t k = 0; addrs && k < n; k++) {
             char text[96], err[128];
             snprintf(text, sizeof(text), strchr(eps[k].ip, ':') ? "[%s]:%u" : "%s:%u", eps[k].ip,
                      eps[k].port);
-            if (addr_parse(text, &rp->endpoints[rp->n_endpoints], err, sizeof(err)) == 0)
-                rp->n_endpoints++;
+            if (addr_parse(text, &addrs[n_addrs], err, sizeof(err)) == 0)
+                n_addrs++;
         }
         free(eps);
-        struct route_listener *rl = &r->listeners[li];
+        int rc = addrs ? route_service_set_port(r, p, e->ports[p].name,
+                                                port_protocol(es_service(e), e->ports[p].name),
+                                                e->ports[p].port, addrs, n_addrs)
+                       : -1;
+        free(addrs);
+        if (rc < 0) {
+            route_service_unref(r);
+            *retry = true;
+            return NULL;
+        }
         char ltext[96], err[128];
+        struct addr listen;
         snprintf(ltext, sizeof(ltext), strchr(c->opt.bind_address, ':') ? "[%s]:%u" : "%s:%u",
                  c->opt.bind_address, e->ports[p].resolver_port);
-        if (addr_parse(ltext, &rl->addr, err, sizeof(err)) < 0)
-            continue;
-        char lerr[256];
-        if (dataplane_listen(c->dp, &rl->addr, lerr, sizeof(lerr)) < 0) {
-            /* taken by another process, or not yet let go: try again every second (and
-             * say so at most that often), not only when something else changes */
-            *retry = true;
-            if (!evtimer_pending(c->relisten_ev, NULL)) {
-                log_error("cannot listen on a resolver port; retrying every second",
-                          "elastiservice=%s error=%s", e->key, lerr);
-                struct timeval tv = {1, 0};
-                evtimer_add(c->relisten_ev, &tv);
-            }
-            continue;
-        }
-        listen_hold(c, &rl->addr);
-        rl->port = p;
-        li++;
+        if (addr_parse(ltext, &listen, err, sizeof(err)) == 0)
+            route_service_add_listener(r, p, &listen);
     }
-    r->n_listeners = li;
     /* Ready endpoints appeared for a service with held connections: the data plane measures
      * from the informer's event to the first held byte written. */
-    bool has_endpoints = false;
-    for (size_t p = 0; p < r->n_ports; p++)
-        has_endpoints = has_endpoints || r->ports[p].n_endpoints > 0;
-    if (has_endpoints && !e->had_endpoints && atomic_load(&e->svc->held_conns) > 0)
-        atomic_store(&e->svc->ready_since_ns, (int64_t)c->last_change_ns);
+    bool has_endpoints = route_service_has_endpoints(r);
+    if (has_endpoints && !e->had_endpoints)
+        svc_state_mark_ready(e->svc, c->last_change_ns);
     e->had_endpoints = has_endpoints;
     return r;
 }
 
-/* Lets go of routes no longer published: their listeners (the last route listing an address
- * closes it), then the routes. */
+/* Lets go of routes no longer published (the data plane closes the listeners no published
+ * route names any more). */
 static void routes_release(struct controller *c, struct route_service **old, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        for (size_t k = 0; old[i] && k < old[i]->n_listeners; k++)
-            listen_release(c, &old[i]->listeners[k].addr);
+    for (size_t i = 0; i < n; i++)
         route_service_unref(old[i]);
+}
+
+/*
+ * Listeners the last publish could not open (taken by another process, or not yet let go):
+ * their routes are built again, and so opened again, every second (said at most that often),
+ * not only when something else changes. The shared port is said once.
+ */
+static void listen_errors(struct controller *c, struct dataplane_listen_error *errs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!errs[i].svc) {
+            if (!c->shared_port_failed)
+                log_error("cannot listen on the shared port", "error=%s", errs[i].why);
+            c->shared_port_failed = true;
+            continue;
+        }
+        struct es *e = find_es(c, svc_state_ns(errs[i].svc), svc_state_name(errs[i].svc));
+        if (e)
+            route_mark(e);
+        if (!evtimer_pending(c->relisten_ev, NULL)) {
+            log_error("cannot listen on a resolver port; retrying every second",
+                      "elastiservice=%s error=%s", e ? e->key : svc_state_key(errs[i].svc),
+                      errs[i].why);
+            struct timeval tv = {1, 0};
+            evtimer_add(c->relisten_ev, &tv);
+        }
     }
+    dataplane_listen_errors_free(errs, n);
 }
 
 /*
@@ -1518,26 +1500,24 @@ static void on_publish(evutil_socket_t fd, short what, void *arg)
         schedule_publish(c);
     if (c->opt.shared_port) {
         /* The shared port routes by Host (KubeElasti's way), for every service in proxy mode. */
-        char ltext[96], err[128], lerr[256];
+        char ltext[96], err[128];
         struct addr shared;
         snprintf(ltext, sizeof(ltext), strchr(c->opt.bind_address, ':') ? "[%s]:%u" : "%s:%u",
                  c->opt.bind_address, c->opt.shared_port);
-        if (addr_parse(ltext, &shared, err, sizeof(err)) == 0 &&
-            dataplane_listen(c->dp, &shared, lerr, sizeof(lerr)) == 0) {
-            if (route_snapshot_add_shared(snap, &shared) < 0)
-                log_error("out of memory listing the shared port; retrying", NULL);
-        } else if (!c->shared_port_failed) {
-            c->shared_port_failed = true;
-            log_error("cannot listen on the shared port", "address=%s", ltext);
-        }
+        if (addr_parse(ltext, &shared, err, sizeof(err)) < 0 ||
+            route_snapshot_add_shared(snap, &shared) < 0)
+            log_error("cannot list the shared port", "address=%s", ltext);
     }
-    snap->cause_ns = c->change_ns;
+    uint64_t cause_ns = c->change_ns;
     c->change_ns = 0;
     log_debug("route snapshot published", "services=%zu built=%zu removed=%zu build_ms=%f",
-              snap->n_services, built, n_gone, (double)(now_ns() - started) / 1e6);
+              route_snapshot_services(snap), built, n_gone, (double)(now_ns() - started) / 1e6);
     route_snapshot_unref(c->snap);
     c->snap = route_snapshot_ref(snap);
-    route_table_publish(&c->dp->routes, snap);
+    struct dataplane_listen_error *errs;
+    size_t n_errs;
+    dataplane_publish(c->dp, snap, cause_ns, &errs, &n_errs);
+    listen_errors(c, errs, n_errs);
     if (!c->routed && informer_synced(c->inf_es) && informer_synced(c->inf_svc) &&
         informer_synced(c->inf_slices) && (!c->inf_resolver || informer_synced(c->inf_resolver))) {
         c->routed = true;
@@ -1950,11 +1930,10 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
     if (!res->patched)
         return; /* already scaled up (by another replica, by hand, or a wake before) */
     e->c->wakes_sent++;
-    int64_t held_since = atomic_load(&e->svc->wake_started_ns);
-    double ms = held_since > 0 ? (double)(now_ns() - (uint64_t)held_since) / 1e6 : -1.0;
-    struct svc_hists *hists = held_since > 0 ? svc_state_hists(e->svc) : NULL;
-    if (hists)
-        hist_observe_ns(&hists->wake_to_scale_seconds, now_ns() - (uint64_t)held_since);
+    uint64_t held_since = svc_state_wake_started_ns(e->svc);
+    double ms = held_since ? (double)(now_ns() - held_since) / 1e6 : -1.0;
+    if (held_since)
+        svc_state_observe_wake_to_scale(e->svc, now_ns() - held_since);
     log_info("woken: target scaled up", "elastiservice=%s wake_to_scale_ms=%f", e->key, ms);
     char msg[512];
     snprintf(msg, sizeof(msg), "scaled %s %s from 0 to %d: a request arrived",
@@ -2006,10 +1985,10 @@ static void es_wake(struct es *e)
 static void on_wake_queue(evutil_socket_t fd, short what, void *arg)
 {
     struct controller *c = arg;
-    struct wake_msg *m = wakeq_take_all(&c->dp->wakeq);
+    struct wake_msg *m = dataplane_wakes_take(c->dp);
     while (m) {
         struct wake_msg *next = m->next;
-        struct es *e = find_es(c, m->svc->ns, m->svc->name);
+        struct es *e = find_es(c, svc_state_ns(m->svc), svc_state_name(m->svc));
         if (e && m->kind == WAKE_NEEDED)
             es_wake(e);
         else if (e)
@@ -2032,7 +2011,7 @@ static void on_wake_retry(evutil_socket_t fd, short what, void *arg)
         if (!e->wake_failed)
             continue;
         e->wake_failed = false; /* set again (and the timer re-armed) if this one fails too */
-        if (e->svc && atomic_load(&e->svc->held_conns) > 0)
+        if (e->svc && svc_state_held(e->svc) > 0)
             es_wake(e);
     }
 }
@@ -3004,7 +2983,7 @@ static void es_upsert(struct controller *c, const cJSON *obj)
         e->key = malloc(klen);
         if (e->key)
             snprintf(e->key, klen, "%s/%s", ns, name);
-        e->svc = svc_registry_get(&c->dp->registry, ns, name);
+        e->svc = dataplane_service(c->dp, ns, name);
         if (!e->ns || !e->name || !e->key || strmap_put(&c->by_name, e->key, e) < 0) {
             log_error("out of memory adding an ElastiService; the next relist retries",
                       "namespace=%s name=%s", ns, name);
@@ -3096,7 +3075,7 @@ static void es_linger(struct es *e)
     c->lingering = e;
     log_info("elastiservice deleted while holding connections: its route stays until they are "
              "answered",
-             "elastiservice=%s held=%ld", e->key, (long)atomic_load(&e->svc->held_conns));
+             "elastiservice=%s held=%ld", e->key, (long)svc_state_held(e->svc));
 }
 
 static void linger_unlink(struct controller *c, struct es *e)
@@ -3120,9 +3099,9 @@ static void linger_sweep(struct controller *c, const char *key)
         struct es *next = e->next;
         /* The Service gone too (its namespace is being deleted, say): nothing can relay the
          * held requests any more, so they get their answer now, not at the hold timeout. */
-        bool done = key ? strcmp(e->key, key) == 0
-                        : atomic_load(&e->svc->held_conns) <= 0 || now >= e->linger_until_ms ||
-                              !es_service(e);
+        bool done =
+            key ? strcmp(e->key, key) == 0
+                : svc_state_held(e->svc) <= 0 || now >= e->linger_until_ms || !es_service(e);
         if (done)
             linger_unlink(c, e);
         e = next;
@@ -3145,7 +3124,7 @@ static void on_es_delete(const void *item, void *arg)
         if (e->next)
             e->next->prev = e->prev;
         /* callbacks in flight look it up by name and will not find it */
-        if (e->svc && e->n_ports && atomic_load(&e->svc->held_conns) > 0)
+        if (e->svc && e->n_ports && svc_state_held(e->svc) > 0)
             es_linger(e);
         else
             es_free(e);
@@ -3708,9 +3687,9 @@ static void workload_changed(const struct workload_watch *w, const cJSON *obj)
         /* Any replica: requests it holds asked for the target, and someone scaled it back to
          * zero before they were answered (a hand right after their wake): wake it again, or
          * they wait for their hold timeout, since held clients send nothing more. */
-        if (replicas == 0 && e->svc && atomic_load(&e->svc->held_conns) > 0) {
+        if (replicas == 0 && e->svc && svc_state_held(e->svc) > 0) {
             log_info("the target went to 0 while requests are held: waking it again",
-                     "elastiservice=%s held=%ld", e->key, (long)atomic_load(&e->svc->held_conns));
+                     "elastiservice=%s held=%ld", e->key, (long)svc_state_held(e->svc));
             es_wake(e);
         }
         es_watch_scale(e, replicas);
@@ -3877,7 +3856,7 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
         controller_free(c);
         return NULL;
     }
-    wakeq_set_notify(&dp->wakeq, c->wake_ev);
+    dataplane_wake_notify(dp, c->wake_ev);
 
     struct informer_opts io = {.res = RES_ES,
                                .ns = opts->namespace_,
@@ -4156,7 +4135,7 @@ void controller_free(struct controller *c)
     if (c->poll_ev)
         event_free(c->poll_ev);
     if (c->wake_ev) {
-        wakeq_set_notify(&c->dp->wakeq, NULL);
+        dataplane_wake_notify(c->dp, NULL);
         event_free(c->wake_ev);
     }
     if (c->wake_retry_ev)
@@ -4174,7 +4153,6 @@ void controller_free(struct controller *c)
         route_service_unref(c->gone[i].route);
     free(c->gone);
     free(c->free_slots);
-    strmap_clear(&c->listen_refs);
     route_snapshot_unref(c->snap);
     free(c);
 }

@@ -27,7 +27,7 @@
 
 #include "common/addr.h"
 #include "common/metrics.h"
-#include "resolver/worker.h"
+#include "resolver/dataplane.h"
 
 struct event_base;
 struct controller;

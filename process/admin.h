@@ -13,7 +13,7 @@
 #include <stdbool.h>
 
 #include "common/addr.h"
-#include "resolver/worker.h"
+#include "resolver/dataplane.h"
 
 struct event_base;
 struct admin;

@@ -188,7 +188,7 @@ struct route_service *route_service_new(struct svc_state *svc, size_t n_ports, s
     atomic_init(&r->refs, 1);
     r->svc = svc;
     r->n_ports = n_ports;
-    r->n_listeners = n_listeners;
+    r->cap_listeners = n_listeners;
     for (size_t i = 0; i < n_listeners; i++) {
         r->listeners[i].kind = LISTENER_SERVICE;
         r->listeners[i].service = r;

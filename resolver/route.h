@@ -33,7 +33,7 @@
 #include "common/addr.h"
 #include "common/metrics.h"
 #include "common/strmap.h"
-#include "resolver/limits.h"
+#include "resolver/dataplane.h"
 #include "resolver/probe.h"
 
 struct conn;
@@ -117,15 +117,11 @@ struct svc_hists *svc_state_hists(struct svc_state *s);
 /* The histograms if any was observed yet, else NULL (for readers: /metrics). */
 const struct svc_hists *svc_state_hists_peek(const struct svc_state *s);
 
-/* The room the /metrics label text of a service takes (svc_state_labels). */
-#define SVC_LABELS_MAX 600
-
 /*
  * Writes the service's /metrics label text, `namespace="..",service=".."` (escaped), into buf
  * (at most len - 1 bytes; SVC_LABELS_MAX holds any). Built for each /metrics page, not kept:
  * 10,000 services held 600 bytes of it each (bench/RESULTS.md, 7b and 7c).
  */
-void svc_state_labels(const struct svc_state *s, char *buf, size_t len);
 
 /* Every svc_state of the process. The registry holds one reference to each. */
 struct svc_registry {
@@ -145,9 +141,6 @@ struct svc_state *svc_registry_get(struct svc_registry *reg, const char *ns, con
 /* Calls fn for each service, under the registry lock (fn must not call back into it). */
 void svc_registry_each(struct svc_registry *reg, void (*fn)(struct svc_state *, void *), void *arg);
 
-struct svc_state *svc_state_ref(struct svc_state *svc);
-void svc_state_unref(struct svc_state *svc);
-
 /* A refcounted, immutable probe rule set, so snapshots can share it. */
 struct route_probes {
     _Atomic int refs;
@@ -156,8 +149,6 @@ struct route_probes {
 
 /* Takes ownership of rules (NULL allowed: no rules). Returns NULL when out of memory. */
 struct route_probes *route_probes_new(struct probe_rules *rules);
-struct route_probes *route_probes_ref(struct route_probes *p);
-void route_probes_unref(struct route_probes *p);
 
 /* One port of a service: where connections that arrive for it go. */
 struct route_port {
@@ -194,20 +185,13 @@ struct route_service {
     struct route_probes *probes; /* one reference, owned; may be NULL */
     struct route_port *ports;    /* at least one; owned */
     size_t n_ports;
-    struct route_listener *listeners; /* its resolver ports (kind LISTENER_SERVICE); owned */
-    size_t n_listeners;
+    struct route_listener *listeners;  /* its resolver ports (kind LISTENER_SERVICE); owned */
+    size_t n_listeners, cap_listeners; /* listed; room for (route_service_add_listener) */
     unsigned hold_timeout_s;
     size_t max_held_connections;
     size_t max_held_bytes;
     char *reason; /* why it is not ready, when the control plane knows; owned */
 };
-
-/* A service with room for n_ports ports and n_listeners listeners (zeroed; each listener's
- * `service` already points at it). Takes the caller's reference to svc. NULL when out of
- * memory (svc is released then). */
-struct route_service *route_service_new(struct svc_state *svc, size_t n_ports, size_t n_listeners);
-struct route_service *route_service_ref(struct route_service *r);
-void route_service_unref(struct route_service *r);
 
 /*
  * A persistent array: ROUTE_CHUNK entries per chunk, chunks refcounted and shared between
@@ -246,7 +230,6 @@ struct route_snapshot {
  * A new snapshot holding every service of prev (NULL: none), sharing its chunks: O(n_slots /
  * ROUTE_CHUNK). prev's shared listeners are not carried over. NULL when out of memory.
  */
-struct route_snapshot *route_snapshot_derive(const struct route_snapshot *prev);
 
 /*
  * Puts r in slot (r NULL: empties it) of a snapshot not yet published, taking the caller's
@@ -254,10 +237,8 @@ struct route_snapshot *route_snapshot_derive(const struct route_snapshot *prev);
  * (O(n)) when it grows. Returns 0, or -1 when out of memory (r released; the snapshot may then
  * be published but lacks r: the publisher should try again).
  */
-int route_snapshot_put(struct route_snapshot *s, size_t slot, struct route_service *r);
 
 /* Adds a shared-port listener to a snapshot not yet published. Returns 0 or -1 (OOM). */
-int route_snapshot_add_shared(struct route_snapshot *s, const struct addr *addr);
 
 /* The service in slot, or NULL. */
 const struct route_service *route_snapshot_slot(const struct route_snapshot *s, size_t slot);
@@ -284,9 +265,6 @@ struct route_change {
  */
 long route_snapshot_diff(const struct route_snapshot *a, const struct route_snapshot *b,
                          struct route_change **out);
-
-struct route_snapshot *route_snapshot_ref(struct route_snapshot *s);
-void route_snapshot_unref(struct route_snapshot *s);
 
 #define ROUTE_MAX_SUBSCRIBERS 256
 

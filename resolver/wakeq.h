@@ -12,21 +12,10 @@
 #include <stdbool.h>
 
 #include "common/addr.h"
+#include "resolver/dataplane.h"
 #include "resolver/route.h"
 
 struct event;
-
-enum wake_kind {
-    WAKE_NEEDED,         /* a connection is held for this service */
-    WAKE_BACKEND_FAILED, /* connecting to `backend` failed: it is not ready after all */
-};
-
-struct wake_msg {
-    struct wake_msg *next;
-    enum wake_kind kind;
-    struct svc_state *svc; /* one reference, released by wake_msg_free */
-    struct addr backend;   /* for WAKE_BACKEND_FAILED */
-};
 
 struct wakeq {
     pthread_mutex_t mu;
@@ -49,7 +38,5 @@ void wakeq_push_failure(struct wakeq *q, struct svc_state *svc, const struct add
 /* Takes every queued message, oldest first; the caller frees each with wake_msg_free. A wake
  * taken here clears the service's pending flag, so the next wake is queued again. */
 struct wake_msg *wakeq_take_all(struct wakeq *q);
-
-void wake_msg_free(struct wake_msg *m);
 
 #endif

@@ -533,6 +533,7 @@ void dataplane_free(struct dataplane *dp)
     }
     free(dp->workers);
     listens_release_all(dp);
+    strmap_clear(&dp->listen_routes);
     pthread_mutex_destroy(&dp->listen_mu);
     route_table_destroy(&dp->routes);
     wakeq_destroy(&dp->wakeq);

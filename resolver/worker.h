@@ -17,7 +17,7 @@
 #include <sys/queue.h>
 
 #include "common/strmap.h"
-#include "resolver/limits.h"
+#include "resolver/dataplane.h"
 #include "resolver/route.h"
 #include "resolver/wakeq.h"
 
@@ -60,6 +60,9 @@ struct dataplane {
      * descriptors whatever the number of workers. */
     pthread_mutex_t listen_mu;
     struct strmap listens;
+    /* Address -> how many routes of the published snapshot name it (dataplane_publish; the
+     * control thread only): the last to let go calls dataplane_unlisten. */
+    struct strmap listen_routes;
 };
 
 /* A listening socket, closed when the table and every worker using it let go. */
@@ -116,32 +119,6 @@ enum {
 
 /* Called by conn when a connection closes, so the worker can resume accepting. */
 void worker_conn_closed(struct worker *w);
-
-/* Creates the data plane with n workers (threads not started). NULL on failure. */
-struct dataplane *dataplane_new(int nworkers, const struct dp_limits *limits);
-
-/* Starts the worker threads. Returns 0, or -1 with a message in err. */
-int dataplane_start(struct dataplane *dp, char *err, size_t errlen);
-
-/* True once every worker has applied the current snapshot (for /readyz). */
-bool dataplane_ready(struct dataplane *dp);
-
-/* Connections open now across all workers. */
-long dataplane_open_connections(struct dataplane *dp);
-
-/* Asks every worker to close its listeners and finish its connections (SIGTERM). */
-void dataplane_drain(struct dataplane *dp);
-
-/* Asks every worker to close everything and stop, then joins the threads. */
-void dataplane_stop(struct dataplane *dp);
-
-void dataplane_free(struct dataplane *dp);
-
-/*
- * Opens a listening TCP socket (backlog 4096, non-blocking) bound to addr, with SO_REUSEPORT
- * when `reuseport`. Returns the fd, or -1 with a message naming the address in err.
- */
-int listener_socket(const struct addr *addr, bool reuseport, char *err, size_t errlen);
 
 /*
  * Opens addr for the workers: one listening socket that every worker accepts on (the worker

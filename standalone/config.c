@@ -351,10 +351,10 @@ static int parse_service(const cJSON *svc, const char *json_path, struct config_
 
     char sub[JSON_PATH_MAX];
     snprintf(sub, sizeof(sub), "%s.probeResponse", json_path);
-    s->probes = probe_rules_parse(json_get(svc, "probeResponse"), sub, msg, MSG_MAX);
+    s->probes = route_probes_parse(json_get(svc, "probeResponse"), sub, msg, MSG_MAX);
     if (!s->probes)
         return -1;
-    if (s->protocol == PROTO_TCP && probe_rules_count(s->probes) > 0)
+    if (s->protocol == PROTO_TCP && route_probes_count(s->probes) > 0)
         return fail(msg, sub, NULL, "needs \"protocol\": \"http\" (a tcp service is not parsed)");
     return 0;
 }
@@ -601,7 +601,7 @@ void config_free(struct config *cfg)
             free(*a);
         free(s->wake_argv);
         free(s->readiness_path);
-        probe_rules_free(s->probes);
+        route_probes_unref(s->probes);
     }
     free(cfg->services);
     free(cfg->shared_listen);

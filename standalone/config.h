@@ -29,8 +29,7 @@
 
 #include <stddef.h>
 #include "common/addr.h"
-#include "resolver/limits.h"
-#include "resolver/probe.h"
+#include "resolver/dataplane.h"
 
 enum readiness_kind {
     READINESS_TCP,      /* a backend is ready when a TCP connect succeeds (the default) */
@@ -52,8 +51,8 @@ struct config_service {
     unsigned hold_timeout_s;      /* default 600 */
     size_t max_held_connections;  /* default 10000 */
     size_t max_held_bytes;        /* default 64 MiB */
-    struct probe_rules *probes;   /* never NULL after config_load (may be empty); standalone
-                                   * mode moves it into a shared route_probes (then NULL) */
+    struct route_probes *probes;  /* never NULL after config_load (may hold no rule); one
+                                   * reference, which the routes share */
 };
 
 struct config {

@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "resolver/conn.h"
-#include "resolver/wakeq.h"
+#include "common/clock.h"
+#include "resolver/dataplane.h"
 
 extern char **environ;
 
@@ -62,7 +62,7 @@ struct standalone {
     struct event *wake_ev; /* the wake queue's notification */
 };
 
-static void publish(struct standalone *sa);
+static int publish(struct standalone *sa, char *err, size_t errlen);
 static void probe_start(struct sa_backend *b);
 
 static void set_reason(struct sa_service *s, const char *reason)
@@ -82,8 +82,31 @@ static bool any_ready(const struct sa_service *s)
 
 /* ---- snapshots ---- */
 
+/* Names the configuration's listen entry of a listener that could not be opened. */
+static void listen_error_where(const struct standalone *sa, const struct dataplane_listen_error *e,
+                               char *err, size_t errlen)
+{
+    const struct config *cfg = sa->cfg;
+    for (size_t i = 0; i < cfg->n_services; i++) {
+        for (size_t l = 0; l < cfg->services[i].n_listen; l++) {
+            if (e->svc == sa->services[i].svc &&
+                addr_equal(&cfg->services[i].listen[l], &e->addr)) {
+                snprintf(err, errlen, "services[%zu].listen[%zu]: %s", i, l, e->why);
+                return;
+            }
+        }
+    }
+    for (size_t l = 0; l < cfg->n_shared_listen; l++) {
+        if (!e->svc && addr_equal(&cfg->shared_listen[l], &e->addr)) {
+            snprintf(err, errlen, "shared.listen[%zu]: %s", l, e->why);
+            return;
+        }
+    }
+    snprintf(err, errlen, "%s", e->why);
+}
+
 /* Every service is built anew (a handful: standalone configurations are small). */
-static void publish(struct standalone *sa)
+static int publish(struct standalone *sa, char *err, size_t errlen)
 {
     const struct config *cfg = sa->cfg;
     struct route_snapshot *snap = route_snapshot_derive(NULL);
@@ -92,25 +115,24 @@ static void publish(struct standalone *sa)
         struct sa_service *s = &sa->services[i];
         /* Standalone services have one port: every listen address goes to the backends. */
         struct route_service *r = route_service_new(svc_state_ref(s->svc), 1, s->cfg->n_listen);
-        if (!r) {
-            ok = false;
+        struct addr *ready = calloc(s->cfg->n_backends ? s->cfg->n_backends : 1, sizeof(*ready));
+        size_t n_ready = 0;
+        for (size_t b = 0; ready && b < s->cfg->n_backends; b++) {
+            if (s->backends[b].ready)
+                ready[n_ready++] = s->backends[b].addr;
+        }
+        ok = r && ready && route_service_set_reason(r, s->reason) == 0 &&
+             route_service_set_port(r, 0, "", s->cfg->protocol, 0, ready, n_ready) == 0;
+        free(ready);
+        if (!ok) {
+            route_service_unref(r);
             break;
         }
-        r->probes = route_probes_ref(s->probes);
-        r->hold_timeout_s = s->cfg->hold_timeout_s;
-        r->max_held_connections = s->cfg->max_held_connections;
-        r->max_held_bytes = s->cfg->max_held_bytes;
-        r->reason = s->reason ? strdup(s->reason) : NULL;
-        r->ports[0].name = strdup("");
-        r->ports[0].protocol = s->cfg->protocol;
-        r->ports[0].endpoints =
-            calloc(s->cfg->n_backends ? s->cfg->n_backends : 1, sizeof(struct addr));
-        for (size_t b = 0; r->ports[0].endpoints && b < s->cfg->n_backends; b++) {
-            if (s->backends[b].ready)
-                r->ports[0].endpoints[r->ports[0].n_endpoints++] = s->backends[b].addr;
-        }
+        route_service_set_probes(r, s->probes);
+        route_service_set_limits(r, s->cfg->hold_timeout_s, s->cfg->max_held_connections,
+                                 s->cfg->max_held_bytes);
         for (size_t l = 0; l < s->cfg->n_listen; l++)
-            r->listeners[l].addr = s->cfg->listen[l];
+            route_service_add_listener(r, 0, &s->cfg->listen[l]);
         ok = route_snapshot_put(snap, i, r) == 0;
     }
     for (size_t l = 0; ok && l < cfg->n_shared_listen; l++)
@@ -118,9 +140,19 @@ static void publish(struct standalone *sa)
     if (!ok) {
         route_snapshot_unref(snap);
         log_error("out of memory building a route snapshot; the previous one stays", NULL);
-        return;
+        if (err)
+            snprintf(err, errlen, "out of memory");
+        return -1;
     }
-    route_table_publish(&sa->dp->routes, snap);
+    struct dataplane_listen_error *errs;
+    size_t n_errs;
+    dataplane_publish(sa->dp, snap, 0, &errs, &n_errs);
+    for (size_t k = 0; k < n_errs; k++)
+        log_error("cannot listen; the address is left out", "error=%s", errs[k].why);
+    if (err && n_errs)
+        listen_error_where(sa, &errs[0], err, errlen);
+    dataplane_listen_errors_free(errs, n_errs);
+    return n_errs ? -1 : 0;
 }
 
 static void backend_set_ready(struct sa_backend *b, bool ready)
@@ -129,11 +161,11 @@ static void backend_set_ready(struct sa_backend *b, bool ready)
         return;
     b->ready = ready;
     struct sa_service *s = b->svc;
-    log_info(ready ? "backend ready" : "backend not ready", "service=%s backend=%s", s->svc->key,
-             b->addr.text);
+    log_info(ready ? "backend ready" : "backend not ready", "service=%s backend=%s",
+             svc_state_key(s->svc), b->addr.text);
     if (ready)
         set_reason(s, NULL);
-    publish(s->sa);
+    publish(s->sa, NULL, 0);
 }
 
 /* ---- readiness probes ---- */
@@ -149,8 +181,8 @@ static void probe_done(struct sa_backend *b, bool ok, const char *why)
         s->probes_ok++;
     } else {
         s->probes_failed++;
-        log_debug("readiness probe failed", "service=%s backend=%s reason=%s", s->svc->key,
-                  b->addr.text, why);
+        log_debug("readiness probe failed", "service=%s backend=%s reason=%s",
+                  svc_state_key(s->svc), b->addr.text, why);
     }
     backend_set_ready(b, ok);
 }
@@ -222,7 +254,7 @@ static bool probing_wanted(const struct sa_service *s)
         all_ready = all_ready && s->backends[i].ready;
     if (all_ready)
         return false;
-    return atomic_load(&s->svc->held_conns) > 0 || now_ns() - s->last_wake_ns < PROBE_LINGER_NS;
+    return svc_state_held(s->svc) > 0 || clock_mono_ns() - s->last_wake_ns < PROBE_LINGER_NS;
 }
 
 static void on_probe_timer(evutil_socket_t fd, short what, void *arg)
@@ -257,7 +289,7 @@ static void on_wake_output(evutil_socket_t fd, short what, void *arg)
     char *line;
     size_t len;
     while ((line = evbuffer_readln(s->wake_line, &len, EVBUFFER_EOL_LF))) {
-        log_info("wake command output", "service=%s line=%s", s->svc->key, line);
+        log_info("wake command output", "service=%s line=%s", svc_state_key(s->svc), line);
         free(line);
     }
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
@@ -267,7 +299,7 @@ static void on_wake_output(evutil_socket_t fd, short what, void *arg)
             if (tail) {
                 evbuffer_remove(s->wake_line, tail, rest);
                 tail[rest] = '\0';
-                log_info("wake command output", "service=%s line=%s", s->svc->key, tail);
+                log_info("wake command output", "service=%s line=%s", svc_state_key(s->svc), tail);
                 free(tail);
             }
         }
@@ -284,7 +316,7 @@ static void wake_run(struct sa_service *s)
         return;
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
-        log_error("cannot run the wake command", "service=%s error=%s", s->svc->key,
+        log_error("cannot run the wake command", "service=%s error=%s", svc_state_key(s->svc),
                   strerror(errno));
         return;
     }
@@ -318,14 +350,14 @@ static void wake_run(struct sa_service *s)
         snprintf(reason, sizeof(reason), "wake command could not start: %s", strerror(rc));
         set_reason(s, reason);
         s->wake_failures++;
-        log_error("wake command could not start", "service=%s command=%s error=%s", s->svc->key,
-                  s->cfg->wake_argv[0], strerror(rc));
-        publish(s->sa);
+        log_error("wake command could not start", "service=%s command=%s error=%s",
+                  svc_state_key(s->svc), s->cfg->wake_argv[0], strerror(rc));
+        publish(s->sa, NULL, 0);
         return;
     }
     s->wake_pid = pid;
     s->wake_runs++;
-    log_info("wake command started", "service=%s pid=%d", s->svc->key, (int)pid);
+    log_info("wake command started", "service=%s pid=%d", svc_state_key(s->svc), (int)pid);
     if (s->wake_out_ev) { /* output of an earlier run still open (a daemon kept it) */
         event_free(s->wake_out_ev);
         close(s->wake_out_fd);
@@ -351,13 +383,13 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
             s->wake_pid = 0;
             char reason[200];
             if (WIFEXITED(status)) {
-                log_info("wake command exited", "service=%s pid=%d status=%d", s->svc->key,
-                         (int)pid, WEXITSTATUS(status));
+                log_info("wake command exited", "service=%s pid=%d status=%d",
+                         svc_state_key(s->svc), (int)pid, WEXITSTATUS(status));
                 snprintf(reason, sizeof(reason), "wake command exited with status %d",
                          WEXITSTATUS(status));
             } else {
-                log_info("wake command killed", "service=%s pid=%d signal=%d", s->svc->key,
-                         (int)pid, WTERMSIG(status));
+                log_info("wake command killed", "service=%s pid=%d signal=%d",
+                         svc_state_key(s->svc), (int)pid, WTERMSIG(status));
                 snprintf(reason, sizeof(reason), "wake command killed by signal %d",
                          WTERMSIG(status));
             }
@@ -365,7 +397,7 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
                 s->wake_failures++;
                 if (!any_ready(s)) {
                     set_reason(s, reason);
-                    publish(sa);
+                    publish(sa, NULL, 0);
                 }
             }
         }
@@ -385,7 +417,7 @@ static struct sa_service *find_service(struct standalone *sa, const struct svc_s
 
 void standalone_on_wake(struct standalone *sa)
 {
-    struct wake_msg *m = wakeq_take_all(&sa->dp->wakeq);
+    struct wake_msg *m = dataplane_wakes_take(sa->dp);
     while (m) {
         struct wake_msg *next = m->next;
         struct sa_service *s = find_service(sa, m->svc);
@@ -396,7 +428,7 @@ void standalone_on_wake(struct standalone *sa)
                         backend_set_ready(&s->backends[i], false);
                 }
             }
-            s->last_wake_ns = now_ns();
+            s->last_wake_ns = clock_mono_ns();
             if (!any_ready(s))
                 wake_run(s);
             probing_start(s);
@@ -435,10 +467,9 @@ struct standalone *standalone_start(struct event_base *base, struct dataplane *d
         s->sa = sa;
         s->cfg = &cfg->services[i];
         s->wake_out_fd = -1;
-        s->svc = svc_registry_get(&dp->registry, s->cfg->namespace_, s->cfg->name);
+        s->svc = dataplane_service(dp, s->cfg->namespace_, s->cfg->name);
         /* The rules move from the config to a refcounted wrapper the snapshots share. */
-        s->probes = route_probes_new(cfg->services[i].probes);
-        cfg->services[i].probes = NULL;
+        s->probes = route_probes_ref(cfg->services[i].probes);
         s->backends = calloc(s->cfg->n_backends, sizeof(*s->backends));
         s->wake_line = evbuffer_new();
         s->probe_timer = event_new(base, -1, 0, on_probe_timer, s);
@@ -451,22 +482,6 @@ struct standalone *standalone_start(struct event_base *base, struct dataplane *d
             s->backends[b].addr = s->cfg->backends[b];
             s->backends[b].svc = s;
         }
-        for (size_t l = 0; l < s->cfg->n_listen; l++) {
-            char why[300];
-            if (dataplane_listen(dp, &s->cfg->listen[l], why, sizeof(why)) < 0) {
-                snprintf(err, errlen, "services[%zu].listen[%zu]: %s", i, l, why);
-                standalone_free(sa);
-                return NULL;
-            }
-        }
-    }
-    for (size_t l = 0; l < cfg->n_shared_listen; l++) {
-        char why[300];
-        if (dataplane_listen(dp, &cfg->shared_listen[l], why, sizeof(why)) < 0) {
-            snprintf(err, errlen, "shared.listen[%zu]: %s", l, why);
-            standalone_free(sa);
-            return NULL;
-        }
     }
     sa->wake_ev = event_new(base, -1, EV_PERSIST, on_wake_event, sa);
     sa->sigchld = evsignal_new(base, SIGCHLD, on_sigchld, sa);
@@ -476,8 +491,12 @@ struct standalone *standalone_start(struct event_base *base, struct dataplane *d
         return NULL;
     }
     evsignal_add(sa->sigchld, NULL);
-    wakeq_set_notify(&dp->wakeq, sa->wake_ev);
-    publish(sa);
+    dataplane_wake_notify(dp, sa->wake_ev);
+    /* Every address is opened here, before anything runs: one that is taken fails the start. */
+    if (publish(sa, err, errlen) < 0) {
+        standalone_free(sa);
+        return NULL;
+    }
     /* Backends already running are found at once, without waiting for a request. */
     for (size_t i = 0; i < cfg->n_services; i++) {
         struct sa_service *s = &sa->services[i];
@@ -534,8 +553,8 @@ void standalone_free(struct standalone *sa)
     for (size_t i = 0; sa->services && i < sa->cfg->n_services; i++) {
         struct sa_service *s = &sa->services[i];
         if (s->wake_pid > 0) {
-            log_info("stopping wake process group", "service=%s pid=%d", s->svc ? s->svc->key : "",
-                     (int)s->wake_pid);
+            log_info("stopping wake process group", "service=%s pid=%d",
+                     s->svc ? svc_state_key(s->svc) : "", (int)s->wake_pid);
             kill(-s->wake_pid, SIGTERM);
             for (int t = 0; t < 50 && waitpid(s->wake_pid, NULL, WNOHANG) == 0; t++)
                 usleep(20000);
@@ -562,7 +581,7 @@ void standalone_free(struct standalone *sa)
     if (sa->sigchld)
         event_free(sa->sigchld);
     if (sa->wake_ev) {
-        wakeq_set_notify(&sa->dp->wakeq, NULL);
+        dataplane_wake_notify(sa->dp, NULL);
         event_free(sa->wake_ev);
     }
     free(sa->services);

@@ -17,8 +17,8 @@
 #include <stddef.h>
 
 #include "common/metrics.h"
+#include "resolver/dataplane.h"
 #include "standalone/config.h"
-#include "resolver/worker.h"
 
 struct event_base;
 struct standalone;

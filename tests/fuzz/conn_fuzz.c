@@ -145,7 +145,9 @@ static void publish(struct run *r, bool ready, bool removed)
             rs->ports[0].endpoints[0] = backend_addr;
             rs->ports[0].n_endpoints = 1;
         }
-        addr_parse("127.0.0.1:1", &rs->listeners[0].addr, err, sizeof(err));
+        struct addr laddr;
+        addr_parse("127.0.0.1:1", &laddr, err, sizeof(err));
+        route_service_add_listener(rs, 0, &laddr);
         if (route_snapshot_put(s, 0, rs) < 0)
             abort();
     }

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "resolver/probe.h"
+#include "resolver/route.h"
 #include "standalone/config.h"
 
 static struct config *parse_ok(const char *json)
@@ -106,14 +108,14 @@ Test(config, full_file_round_trip)
     cr_assert_eq(s->hold_timeout_s, 30);
     cr_assert_eq(s->max_held_connections, 500);
     cr_assert_eq(s->max_held_bytes, 1048576);
-    cr_assert_eq(probe_rules_count(s->probes), 2);
+    cr_assert_eq(probe_rules_count(s->probes->rules), 2);
     struct probe_request req = {"GET", 3, "/healthz", 8, NULL, 0, NULL};
-    const struct probe_response *r = probe_match(s->probes, &req);
+    const struct probe_response *r = probe_match(s->probes->rules, &req);
     cr_assert_not_null(r);
     cr_assert_eq(r->status, 204);
     cr_assert_str_eq(r->body, "{}");
     req = (struct probe_request){"POST", 4, "/healthz", 8, NULL, 0, NULL};
-    cr_assert_str_eq(probe_match(s->probes, &req)->body, "fallback");
+    cr_assert_str_eq(probe_match(s->probes->rules, &req)->body, "fallback");
 
     s = &cfg->services[1];
     cr_assert_str_eq(s->namespace_, "default");
@@ -152,7 +154,7 @@ Test(config, omitted_fields_take_their_defaults)
     cr_assert_eq(s->max_held_connections, 10000);
     cr_assert_eq(s->max_held_bytes, 64 * 1024 * 1024);
     cr_assert_not_null(s->probes);
-    cr_assert_eq(probe_rules_count(s->probes), 0);
+    cr_assert_eq(probe_rules_count(s->probes->rules), 0);
     cr_assert_eq(cfg->n_shared_listen, 0);
     cr_assert_null(cfg->shared_listen);
 
