@@ -3835,6 +3835,7 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     struct kube_client_opts ko = {.qps = opts->api_qps,
                                   .burst = opts->api_burst,
                                   .timeout_ms = opts->api_timeout_ms,
+                                  .user_agent = CONTROLLER_USER_AGENT,
                                   .counted = counted_resources,
                                   .n_counted = N_COUNTED};
     c->kube = kube_client_new(base, c->kc, &ko, err, errlen);

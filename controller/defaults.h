@@ -22,5 +22,6 @@
 /* kube-proxy's 1 s minimum sync period, watch latency, a loaded node */
 #define CONTROLLER_DEFAULT_SCALE_DOWN_GRACE_MS 5000
 #define CONTROLLER_DEFAULT_LEASE_NAME "holdfast-leader"
+#define CONTROLLER_USER_AGENT "holdfast/" HOLDFAST_VERSION /* of every API request */
 
 #endif

@@ -291,7 +291,7 @@ int restore_run(const struct restore_opts *o, char *err, size_t errlen)
     if (!opts.lease_namespace)
         opts.lease_namespace = "default";
     struct restore r = {.base = event_base_new(), .o = &opts};
-    struct kube_client_opts ko = {0};
+    struct kube_client_opts ko = {.user_agent = CONTROLLER_USER_AGENT};
     r.kube = r.base ? kube_client_new(r.base, kc, &ko, err, errlen) : NULL;
     struct event *timeout = r.base ? evtimer_new(r.base, on_timeout, &r) : NULL;
     r.settle = r.base ? evtimer_new(r.base, on_settled, &r) : NULL;

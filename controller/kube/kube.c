@@ -673,7 +673,7 @@ struct kube_client *kube_client_new(struct event_base *base, struct kubeconfig *
     c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : KUBE_DEFAULT_TIMEOUT_MS;
     c->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 10000;
     snprintf(c->ua_header, sizeof(c->ua_header), "User-Agent: %s",
-             opts->user_agent ? opts->user_agent : "holdfast/" HOLDFAST_VERSION);
+             opts->user_agent ? opts->user_agent : KUBE_DEFAULT_USER_AGENT);
     c->tls = (struct http_tls){
         .ca_file = kc->ca_file,
         .ca_data = kc->ca_data,

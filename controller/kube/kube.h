@@ -73,6 +73,7 @@ struct kube_resource {
 #define KUBE_DEFAULT_QPS 20
 #define KUBE_DEFAULT_BURST 30
 #define KUBE_DEFAULT_TIMEOUT_MS 30000
+#define KUBE_DEFAULT_USER_AGENT "kube-client"
 #define KUBE_COUNTED_MAX 32 /* resources a client counts requests by (kube_client_requests) */
 
 /* Client settings; zero fields take the defaults. */
@@ -81,7 +82,7 @@ struct kube_client_opts {
     int burst;               /* bucket size (default KUBE_DEFAULT_BURST) */
     long timeout_ms;         /* per non-watch request (default KUBE_DEFAULT_TIMEOUT_MS) */
     long connect_timeout_ms; /* TCP + TLS connect (default 10000) */
-    const char *user_agent;  /* default "holdfast/<version>" */
+    const char *user_agent;  /* default KUBE_DEFAULT_USER_AGENT */
     /* The resources requests are counted by (kube_client_requests): "resource" or
      * "resource/subresource", borrowed (static strings), at most KUBE_COUNTED_MAX; NULL: none,
      * every request counts as another resource. */

@@ -561,7 +561,7 @@ void leader_free(struct leader *l)
     free(l);
 }
 
-/* ---- taking the Lease over (holdfast restore --uninstall) ---- */
+/* ---- taking the Lease over (leader_take_over) ---- */
 
 struct takeover {
     struct kube_client *client;

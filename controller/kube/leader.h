@@ -1,9 +1,9 @@
 /*
  * leader: leader election on a coordination.k8s.io/v1 Lease, with client-go's semantics.
  *
- * Several holdfast replicas run; every one proxies and wakes, but only the one holding the Lease
- * scales down and switches traffic. Each replica is a candidate named by its identity (the pod
- * name, written as spec.holderIdentity).
+ * Several replicas of a controller run; only the one holding the Lease acts as the leader (in
+ * holdfast: scales down and switches traffic). Each replica is a candidate named by its
+ * identity (the pod name, written as spec.holderIdentity).
  *
  * A candidate tries every retry period (jittered by up to 1.2x, as client-go's JitterFactor) to
  * get the Lease:
@@ -94,8 +94,8 @@ void leader_free(struct leader *l);
  * Takes the Lease `ns/name` for `identity` at once, whoever holds it, for `duration_s` seconds
  * (creating it when missing; a write that loses a race is retried). The replica that led sees a
  * foreign holder at its next renewal (within its retry period) and stops leading; the others
- * wait for the duration. For `holdfast restore --uninstall`: no replica reconciles while it
- * restores. `done` runs once with NULL or the error. False when it could not start.
+ * wait for the duration. So a one-off job (holdfast's `restore --uninstall`) can act while
+ * no replica reconciles. `done` runs once with NULL or the error. False when it could not start.
  */
 struct kube_error;
 typedef void (*leader_takeover_fn)(const struct kube_error *err, void *arg);
