@@ -10,9 +10,10 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "controller/controller.h"
-#include "resolver/worker.h"
+#include "resolver/dataplane.h"
 
 #define DRAIN_POLL_MS 50
 
@@ -32,13 +33,6 @@ struct lifecycle {
     bool draining;
 };
 
-uint64_t lifecycle_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void on_drain_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct lifecycle *p = arg;
@@ -48,7 +42,7 @@ static void on_drain_poll(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(p->base);
         return;
     }
-    if (lifecycle_now_ns() >= p->drain_deadline_ns) {
+    if (clock_mono_ns() >= p->drain_deadline_ns) {
         log_warn("drain timeout: closing the connections left", "open_connections=%ld", open);
         event_base_loopbreak(p->base);
         return;
@@ -72,7 +66,7 @@ static void on_drain_start(evutil_socket_t fd, short what, void *arg)
              "drain_timeout_s=%u open_connections=%ld", p->drain_timeout_s,
              dataplane_open_connections(p->dp));
     dataplane_drain(p->dp);
-    p->drain_deadline_ns = lifecycle_now_ns() + (uint64_t)p->drain_timeout_s * 1000000000ull;
+    p->drain_deadline_ns = clock_mono_ns() + (uint64_t)p->drain_timeout_s * 1000000000ull;
     on_drain_poll(-1, 0, p);
 }
 
@@ -85,7 +79,7 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
         return;
     }
     p->draining = true;
-    atomic_store(&p->dp->stopping, true); /* /readyz fails from now on */
+    dataplane_set_stopping(p->dp); /* /readyz fails from now on */
     if (p->ctl)
         controller_stop_leading(p->ctl, on_lease_released, p); /* others take over at once */
     else
@@ -109,7 +103,7 @@ static void on_ready_check(evutil_socket_t fd, short what, void *arg)
 {
     struct lifecycle *p = arg;
     if (dataplane_ready(p->dp)) {
-        log_info("ready", "startup_ms=%f", (double)(lifecycle_now_ns() - p->started_ns) / 1e6);
+        log_info("ready", "startup_ms=%f", (double)(clock_mono_ns() - p->started_ns) / 1e6);
         return;
     }
     struct timeval tv = {0, 1000};

@@ -23,11 +23,8 @@ struct lifecycle *lifecycle_new(struct event_base *base, struct dataplane *dp,
                                 struct controller *ctl, unsigned shutdown_delay_s,
                                 unsigned drain_timeout_s);
 
-/* Logs "ready" with the time since started_ns (lifecycle_now_ns) once the data plane is ready. */
+/* Logs "ready" with the time since started_ns (clock_mono_ns) once the data plane is ready. */
 void lifecycle_log_ready(struct lifecycle *l, uint64_t started_ns);
-
-/* CLOCK_MONOTONIC in ns, the clock of started_ns and of the drain deadline. */
-uint64_t lifecycle_now_ns(void);
 
 void lifecycle_free(struct lifecycle *l);
 

@@ -19,13 +19,14 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "controller/controller.h"
 #include "controller/restore.h"
 #include "process/admin.h"
 #include "process/flags.h"
 #include "process/lifecycle.h"
-#include "resolver/worker.h"
+#include "resolver/dataplane.h"
 #include "standalone/config.h"
 #include "standalone/standalone.h"
 
@@ -47,7 +48,7 @@ static int cmd_run(int argc, char **argv)
         return rc;
     log_set_level(opt.log_level);
 
-    uint64_t started_ns = lifecycle_now_ns();
+    uint64_t started_ns = clock_mono_ns();
     struct event_base *base = NULL;
     struct dataplane *dp = NULL;
     char err[1024] = "";
