@@ -37,7 +37,7 @@
 #include "controller/service.h"
 #include "controller/slices.h"
 #include "controller/target.h"
-#include "resolver/conn.h" /* now_ns, until common/clock.h */
+#include "common/clock.h"
 
 #define FINALIZER "elasti.truefoundry.com/finalizer"
 #define DEFAULT_COOLDOWN_S 900
@@ -1427,7 +1427,7 @@ static void listen_errors(struct controller *c, struct dataplane_listen_error *e
 static void on_publish(evutil_socket_t fd, short what, void *arg)
 {
     struct controller *c = arg;
-    uint64_t started = now_ns();
+    uint64_t started = clock_mono_ns();
     struct route_snapshot *snap = route_snapshot_derive(c->snap);
     size_t n_old = 0, cap_old = c->n_gone;
     for (struct es *e = c->dirty; e; e = e->dirty_next)
@@ -1511,7 +1511,7 @@ static void on_publish(evutil_socket_t fd, short what, void *arg)
     uint64_t cause_ns = c->change_ns;
     c->change_ns = 0;
     log_debug("route snapshot published", "services=%zu built=%zu removed=%zu build_ms=%f",
-              route_snapshot_services(snap), built, n_gone, (double)(now_ns() - started) / 1e6);
+              route_snapshot_services(snap), built, n_gone, (double)(clock_mono_ns() - started) / 1e6);
     route_snapshot_unref(c->snap);
     c->snap = route_snapshot_ref(snap);
     struct dataplane_listen_error *errs;
@@ -1536,7 +1536,7 @@ static void on_relisten(evutil_socket_t fd, short what, void *arg)
 static void schedule_publish(struct controller *c)
 {
     if (!c->change_ns)
-        c->change_ns = now_ns();
+        c->change_ns = clock_mono_ns();
     static const struct timeval now = {0, 0};
     event_add(c->publish_ev, &now);
 }
@@ -1931,9 +1931,9 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
         return; /* already scaled up (by another replica, by hand, or a wake before) */
     e->c->wakes_sent++;
     uint64_t held_since = svc_state_wake_started_ns(e->svc);
-    double ms = held_since ? (double)(now_ns() - held_since) / 1e6 : -1.0;
+    double ms = held_since ? (double)(clock_mono_ns() - held_since) / 1e6 : -1.0;
     if (held_since)
-        svc_state_observe_wake_to_scale(e->svc, now_ns() - held_since);
+        svc_state_observe_wake_to_scale(e->svc, clock_mono_ns() - held_since);
     log_info("woken: target scaled up", "elastiservice=%s wake_to_scale_ms=%f", e->key, ms);
     char msg[512];
     snprintf(msg, sizeof(msg), "scaled %s %s from 0 to %d: a request arrived",
@@ -3136,7 +3136,7 @@ static void on_es_delete(const void *item, void *arg)
  * service-name label or else its name): routes, and possibly the serve switch. */
 static void related_changed(struct controller *c, const char *ns, const char *svc)
 {
-    c->last_change_ns = now_ns();
+    c->last_change_ns = clock_mono_ns();
     if (ns && svc) {
         char key[KEY_MAX];
         make_key(key, ns, svc);

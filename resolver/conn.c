@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/pathprobe_nonce.h"
 #include "resolver/head.h"
@@ -138,13 +139,6 @@ struct conn {
     TAILQ_ENTRY(conn) all_link;
 };
 
-uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* The steps, in the order they are defined below. */
 static void conn_arm_timer(struct conn *c);
 static void on_client_read(evutil_socket_t fd, short what, void *arg);
@@ -208,7 +202,7 @@ static bool moved_on(const struct conn *c, enum conn_state was)
 static void conn_arm_timer(struct conn *c)
 {
     const struct dp_limits *l = &c->w->dp->limits;
-    uint64_t now = now_ns();
+    uint64_t now = clock_mono_ns();
     uint64_t at = 0;
     switch (c->state) {
     case CONN_HEAD:
@@ -423,7 +417,7 @@ void conn_accept(struct worker *w, int fd, const struct route_listener *l)
     c->w = w;
     c->cfd = fd;
     c->bfd = -1;
-    c->hold.arrived_ns = now_ns();
+    c->hold.arrived_ns = clock_mono_ns();
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
@@ -941,7 +935,7 @@ static void conn_admit(struct conn *c, const struct route_service *r)
     c->held_bytes += need;
     c->held = true;
     if (!c->held_ns)
-        c->held_ns = now_ns();
+        c->held_ns = clock_mono_ns();
 }
 
 /* Reserves up to `want` more held bytes for c (hold_reserve), added to c->held_bytes. */
@@ -971,7 +965,7 @@ static void leave_hold(struct conn *c, bool observe)
     c->held = false;
     struct svc_hists *hists = observe ? svc_state_hists(c->svc) : NULL;
     if (hists)
-        hist_observe_ns(&hists->hold_seconds, now_ns() - c->held_ns);
+        hist_observe_ns(&hists->hold_seconds, clock_mono_ns() - c->held_ns);
 }
 
 /* The connection stops being held (forwarded, cancelled, timed out, answered). */
@@ -1010,7 +1004,7 @@ static void conn_hold(struct conn *c)
             return;
     }
     int64_t zero = 0;
-    atomic_compare_exchange_strong(&c->svc->wake_started_ns, &zero, (int64_t)now_ns());
+    atomic_compare_exchange_strong(&c->svc->wake_started_ns, &zero, (int64_t)clock_mono_ns());
     if (wakeq_push_wake(&dp->wakeq, c->svc))
         counter_add(&c->svc->wakes, 1);
     if (!c->client_eof) {
@@ -1131,7 +1125,7 @@ static void conn_dispatch(struct conn *c)
         conn_hold(c);
         return;
     }
-    if (c->deadline_ns && now_ns() >= c->deadline_ns) {
+    if (c->deadline_ns && clock_mono_ns() >= c->deadline_ns) {
         conn_answer_error(c, 504, "timeout", r->reason ? r->reason : "no ready backend in time",
                           OUTCOME_TIMEOUT);
         return;
@@ -1225,7 +1219,7 @@ static void observe_cold_start(struct conn *c)
 {
     if (!c->held_ns)
         return;
-    uint64_t now = now_ns();
+    uint64_t now = clock_mono_ns();
     int64_t started = atomic_exchange(&c->svc->wake_started_ns, 0);
     int64_t ready = atomic_exchange(&c->svc->ready_since_ns, 0);
     struct svc_hists *hists =
@@ -1544,7 +1538,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     case CONN_HELD:
     case CONN_BACKOFF:
     case CONN_CONNECTING:
-        if (c->deadline_ns && now_ns() >= c->deadline_ns) {
+        if (c->deadline_ns && clock_mono_ns() >= c->deadline_ns) {
             char reason[300];
             snprintf(reason, sizeof(reason), "%s",
                      r && r->reason ? r->reason : "no ready backend within the hold timeout");

@@ -35,7 +35,4 @@ void conn_reap(struct worker *w);
 /* Closes and frees every connection of the worker at once (stop). */
 void conn_close_all(struct worker *w);
 
-/* Monotonic clock, nanoseconds. */
-uint64_t now_ns(void);
-
 #endif

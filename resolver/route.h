@@ -215,7 +215,7 @@ struct route_vec {
 struct route_snapshot {
     _Atomic int refs;
     uint64_t generation;    /* set by route_table_publish */
-    uint64_t cause_ns;      /* now_ns() of the change this snapshot carries out, 0 unknown */
+    uint64_t cause_ns;      /* clock_mono_ns() of the change this snapshot carries out, 0 unknown */
     struct route_vec slots; /* slot -> struct route_service (each chunk holds a reference) */
     size_t n_slots;         /* slots 0..n_slots-1 may be taken */
     size_t n_services;      /* slots taken */

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "resolver/conn.h"
 
@@ -330,7 +331,7 @@ static void apply_snapshot(struct worker *w)
     route_snapshot_unref(old);
     atomic_store(&w->applied_generation, s->generation);
     if (s->cause_ns) {
-        uint64_t took = now_ns() - s->cause_ns;
+        uint64_t took = clock_mono_ns() - s->cause_ns;
         hist_observe_ns(&w->dp->route_update_seconds, took);
         log_debug("route snapshot applied",
                   "worker=%d generation=%llu services=%zu changed=%ld listeners=%zu "
