@@ -213,7 +213,7 @@ static int set_bind_address(struct options *o, const char *value, const char *na
     struct addr probe;
     snprintf(o->bind_address, sizeof(o->bind_address), "%s", value);
     o->k8s.bind_address = o->bind_address;
-    snprintf(text, sizeof(text), strchr(o->bind_address, ':') ? "[%s]:0" : "%s:0", o->bind_address);
+    addr_format(text, sizeof(text), o->bind_address, 0);
     if (addr_parse(text, &probe, err, sizeof(err)) < 0)
         return fail_usage("%s: \"%s\" is not an IP address", name, o->bind_address);
     return 0;
@@ -637,8 +637,8 @@ int flags_parse_run(int argc, char **argv, struct options *opt)
         char err[256], text[96];
         const char *bind =
             opt->bind_address[0] ? opt->bind_address : CONTROLLER_DEFAULT_BIND_ADDRESS;
-        snprintf(text, sizeof(text), strchr(bind, ':') ? "[%s]:%u" : "%s:%u", bind,
-                 opt->admin_port ? opt->admin_port : ADMIN_DEFAULT_PORT);
+        addr_format(text, sizeof(text), bind,
+                    opt->admin_port ? opt->admin_port : ADMIN_DEFAULT_PORT);
         addr_parse(text, &opt->admin, err, sizeof(err));
     }
     return 0;
