@@ -32,17 +32,16 @@
 #include "controller/lean.h"
 #include "controller/leader.h"
 #include "controller/pathprobe.h"
+#include "controller/ports.h"
 #include "controller/prom.h"
 #include "controller/service.h"
 #include "controller/slices.h"
+#include "controller/spec.h"
 #include "controller/target.h"
 #include "resolver/conn.h"
 #include "resolver/wakeq.h"
 
 #define FINALIZER "elasti.truefoundry.com/finalizer"
-#define DEFAULT_COOLDOWN_S 900
-#define DEFAULT_HOLD_TIMEOUT_S 600
-#define DEFAULT_MAX_HELD 10000
 #define WAKE_REPEAT_MS 2000
 #define AWAIT_ECHO_MS 10000
 /* How long the pods listed ready when proxy mode began keep not counting for the serve switch
@@ -70,14 +69,6 @@ static const struct kube_resource RES_ES = {"elasti.truefoundry.com", "v1alpha1"
                                             true};
 static const struct kube_resource RES_SVC = {"", "v1", "services", true};
 static const struct kube_resource RES_SLICE = {"discovery.k8s.io", "v1", "endpointslices", true};
-
-/* A Service port and the resolver port allocated for it (status.ports). */
-struct port_map {
-    char name[64];
-    char protocol[8]; /* TCP, UDP, SCTP */
-    unsigned port;
-    unsigned resolver_port;
-};
 
 /*
  * The texts of a struct es that are empty for almost every ElastiService (a spec error, why an
@@ -128,20 +119,8 @@ struct es {
     char *ns, *name, *key;
     char *uid; /* metadata.uid, for Events */
     /* spec */
-    char *service;            /* the target Service */
-    char *service_key;        /* "ns/service" under which by_service lists it, or NULL */
-    struct target_ref target; /* the workload to scale */
-    bool target_ok;           /* target parsed */
-    int min_replicas;
-    unsigned cooldown_s;
-    struct prom_trigger *triggers;
-    size_t n_triggers;
-    char *schedule, *duration; /* enabledPeriod, or NULL */
-    bool has_period;
-    struct route_probes *probes;
-    unsigned hold_timeout_s;
-    size_t max_held;
-    char *keda; /* KEDA ScaledObject name, or NULL */
+    struct es_spec spec; /* parsed when metadata.generation moves (es_spec_changed) */
+    char *service_key;   /* "ns/service" under which by_service lists it, or NULL */
     /* why the spec is refused (es_text, at most 511 bytes), NULL: valid */
     char *spec_error;
     int64_t spec_gen; /* metadata.generation of the spec parsed above, 0: parse at every event */
@@ -287,8 +266,7 @@ struct controller {
     struct strmap by_name;       /* "ns/name" -> struct es */
     struct strmap by_service;    /* "ns/service" -> struct pset of its ElastiServices */
     struct strmap slices_by_svc; /* "ns/service" -> struct pset of its EndpointSlice names */
-    uint16_t *port_refs;         /* [65536]: how many ElastiServices hold each resolver port */
-    unsigned port_cursor;        /* where the search for a free resolver port resumes */
+    struct ports ports;          /* the resolver ports the ElastiServices hold */
     struct event *publish_ev, *poll_ev, *wake_ev, *wake_retry_ev;
     struct event *relisten_ev; /* a resolver port could not be opened: publish again in 1 s */
     bool leader;               /* mirrors leader_is_leader, kept by the election's callbacks */
@@ -488,35 +466,21 @@ static void free_pset(const char *key, void *value, void *owned)
     free(set);
 }
 
-/* Counts the resolver ports of p[0..n) as held (delta 1) or released (-1). */
-static void ports_hold(struct controller *c, const struct port_map *p, size_t n, int delta)
-{
-    for (size_t i = 0; c->port_refs && i < n; i++) {
-        unsigned rp = p[i].resolver_port;
-        if (rp == 0 || rp > 65535)
-            continue;
-        if (delta > 0 && c->port_refs[rp] < UINT16_MAX)
-            c->port_refs[rp]++;
-        else if (delta < 0 && c->port_refs[rp] > 0)
-            c->port_refs[rp]--;
-    }
-}
-
 /* Files e under its Service in by_service (after its spec changed). */
 static void es_index_service(struct es *e)
 {
     struct controller *c = e->c;
     char key[KEY_MAX];
-    if (e->service)
-        make_key(key, e->ns, e->service);
-    if (e->service_key && e->service && strcmp(e->service_key, key) == 0)
+    if (e->spec.service)
+        make_key(key, e->ns, e->spec.service);
+    if (e->service_key && e->spec.service && strcmp(e->service_key, key) == 0)
         return;
     if (e->service_key) {
         pset_take(&c->by_service, e->service_key, same_ptr, e);
         free(e->service_key);
         e->service_key = NULL;
     }
-    if (e->service) {
+    if (e->spec.service) {
         e->service_key = strdup(key);
         if (e->service_key && !pset_add(&c->by_service, key, e))
             log_error("out of memory indexing an ElastiService", "key=%s", key);
@@ -537,8 +501,8 @@ static void es_index_target(struct es *e)
 {
     struct controller *c = e->c;
     char key[TARGET_KEY_MAX] = "";
-    if (e->target_ok)
-        make_target_key(key, e->target.res.resource, e->ns, e->target.name);
+    if (e->spec.target_ok)
+        make_target_key(key, e->spec.target.res.resource, e->ns, e->spec.target.name);
     if (e->target_key && strcmp(e->target_key, key) == 0)
         return;
     if (e->target_key) {
@@ -546,30 +510,18 @@ static void es_index_target(struct es *e)
         free(e->target_key);
         e->target_key = NULL;
     }
-    if (!e->target_ok)
+    if (!e->spec.target_ok)
         return;
     e->target_key = strdup(key);
     if (e->target_key && !pset_add(&c->by_target, key, e))
         log_error("out of memory indexing an ElastiService", "key=%s", key);
-    if (e->target.kind == TARGET_ROLLOUT)
+    if (e->spec.target.kind == TARGET_ROLLOUT)
         start_rollout_watch(c);
 }
 
 static void es_clear_spec(struct es *e)
 {
-    free(e->service);
-    for (size_t i = 0; i < e->n_triggers; i++)
-        prom_trigger_clear(&e->triggers[i]);
-    free(e->triggers);
-    free(e->schedule);
-    free(e->duration);
-    free(e->keda);
-    route_probes_unref(e->probes);
-    e->service = e->schedule = e->duration = e->keda = NULL;
-    e->triggers = NULL;
-    e->n_triggers = 0;
-    e->probes = NULL;
-    e->target_ok = false;
+    spec_clear(&e->spec);
     es_text_clear(&e->spec_error);
 }
 
@@ -587,7 +539,7 @@ static void es_free(struct es *e)
     if (e->target_key)
         pset_take(&e->c->by_target, e->target_key, same_ptr, e);
     free(e->target_key);
-    ports_hold(e->c, e->ports, e->n_ports, -1);
+    ports_hold(&e->c->ports, e->ports, e->n_ports, -1);
     es_clear_spec(e);
     free(e->ports);
     free(e->not_ready_reason);
@@ -609,75 +561,15 @@ static void es_free(struct es *e)
 
 /* ---- parsing an ElastiService ---- */
 
-/*
- * Fills the spec fields of e from obj; a problem goes to e->spec_error (one message). A spec
- * string that held a NUL character (the API server keeps "web\u0000x" whole) is refused before
- * any string is read: as a C string it would be "web", another Service than the spec names.
- */
+/* Fills e->spec from obj; a problem goes to e->spec_error (one message). */
 static void es_parse_spec(struct es *e, const cJSON *obj)
 {
     struct controller *c = e->c;
     es_clear_spec(e);
-    const cJSON *spec = get(obj, "spec");
-    const cJSON *min = get(spec, "minTargetReplicas");
-    e->min_replicas = cJSON_IsNumber(min) && min->valueint > 0 ? min->valueint : 1;
-    const cJSON *cd = get(spec, "cooldownPeriod");
-    e->cooldown_s =
-        cJSON_IsNumber(cd) && cd->valueint >= 0 ? (unsigned)cd->valueint : DEFAULT_COOLDOWN_S;
-    const cJSON *ht = get(spec, "holdTimeoutSeconds");
-    e->hold_timeout_s =
-        cJSON_IsNumber(ht) && ht->valueint > 0 ? (unsigned)ht->valueint : DEFAULT_HOLD_TIMEOUT_S;
-    const cJSON *mh = get(spec, "maxHeldConnections");
-    e->max_held = cJSON_IsNumber(mh) && mh->valueint > 0 ? (size_t)mh->valueint : DEFAULT_MAX_HELD;
     char err[512];
-    if (json_refuse_nul(spec, "spec", err, sizeof(err))) {
+    if (spec_parse(get(obj, "spec"), c->opt.prometheus_address, c->opt.prometheus_authorization,
+                   &e->spec, err, sizeof(err)) < 0)
         es_text_setf(&e->spec_error, sizeof(err), "%s", err);
-        return;
-    }
-    e->service = dup_or_null(get_str(spec, "service"));
-    const cJSON *period = get(spec, "enabledPeriod");
-    if (cJSON_IsObject(period)) {
-        e->has_period = true;
-        e->schedule = dup_or_null(get_str(period, "schedule"));
-        e->duration = dup_or_null(get_str(period, "duration"));
-    } else {
-        e->has_period = false;
-    }
-    const cJSON *as = get(spec, "autoscaler");
-    const char *as_type = get_str(as, "type");
-    if (as_type && strcmp(as_type, "keda") == 0)
-        e->keda = dup_or_null(get_str(as, "name"));
-
-    if (!e->service) {
-        es_text_setf(&e->spec_error, sizeof(err), "spec.service: required");
-        return;
-    }
-    if (target_ref_parse(get(spec, "scaleTargetRef"), &e->target, err, sizeof(err)) < 0) {
-        es_text_setf(&e->spec_error, sizeof(err), "%s", err);
-        return;
-    }
-    e->target_ok = true;
-    const cJSON *triggers = get(spec, "triggers");
-    size_t n = (size_t)cJSON_GetArraySize(triggers);
-    e->triggers = calloc(n ? n : 1, sizeof(*e->triggers));
-    for (size_t i = 0; e->triggers && i < n; i++) {
-        char path[64];
-        snprintf(path, sizeof(path), "spec.triggers[%zu]", i);
-        if (prom_trigger_parse(cJSON_GetArrayItem(triggers, (int)i), path,
-                               c->opt.prometheus_address, c->opt.prometheus_authorization,
-                               &e->triggers[e->n_triggers], err, sizeof(err)) < 0) {
-            es_text_setf(&e->spec_error, sizeof(err), "%s", err);
-            return;
-        }
-        e->n_triggers++;
-    }
-    struct probe_rules *rules =
-        probe_rules_parse(get(spec, "probeResponse"), "spec.probeResponse", err, sizeof(err));
-    if (!rules) {
-        es_text_setf(&e->spec_error, sizeof(err), "%s", err);
-        return;
-    }
-    e->probes = route_probes_new(rules);
 }
 
 /* True when the informer showed resourceVersion `rv` among its last few versions. */
@@ -763,7 +655,7 @@ static void es_parse_status(struct es *e, const cJSON *obj)
     const cJSON *ports = get(status, "ports");
     size_t n = (size_t)cJSON_GetArraySize(ports);
     if (n && (!ours_newer || !e->n_ports)) {
-        ports_hold(e->c, e->ports, e->n_ports, -1);
+        ports_hold(&e->c->ports, e->ports, e->n_ports, -1);
         free(e->ports);
         e->ports = NULL;
         e->n_ports = 0;
@@ -782,7 +674,7 @@ static void es_parse_status(struct es *e, const cJSON *obj)
             m->port = cJSON_IsNumber(pp) ? (unsigned)pp->valueint : 0;
             m->resolver_port = (unsigned)rp->valueint;
         }
-        ports_hold(e->c, e->ports, e->n_ports, 1);
+        ports_hold(&e->c->ports, e->ports, e->n_ports, 1);
     }
     /* A replica that does not lead learns why a woken target has no pod from the leader's
      * ScaleUpFailed condition, so the 504s of the clients it holds say the same as the
@@ -1062,7 +954,7 @@ static void event_record(struct es *e, bool warning, const char *reason, const c
 
 static const struct service_cached *es_service(const struct es *e)
 {
-    return e->service ? informer_get_item(e->c->inf_svc, e->ns, e->service) : NULL;
+    return e->spec.service ? informer_get_item(e->c->inf_svc, e->ns, e->spec.service) : NULL;
 }
 
 struct slices_walk {
@@ -1082,14 +974,14 @@ static bool slice_of(const struct slice_cached *slice, const char *ns, const cha
 static void collect_ready(const struct slice_cached *slice, void *arg)
 {
     struct slices_walk *w = arg;
-    if (slice->manager == SLICE_CONTROLLER && slice_of(slice, w->e->ns, w->e->service))
+    if (slice->manager == SLICE_CONTROLLER && slice_of(slice, w->e->ns, w->e->spec.service))
         slices_cached_ready_endpoints(slice, w->port_name, &w->eps, &w->n);
 }
 
 static void collect_resolver_slices(const struct slice_cached *slice, void *arg)
 {
     struct slices_walk *w = arg;
-    if (slice->manager == SLICE_HOLDFAST && slice_of(slice, w->e->ns, w->e->service) &&
+    if (slice->manager == SLICE_HOLDFAST && slice_of(slice, w->e->ns, w->e->spec.service) &&
         w->n_resolver < 4)
         w->resolver_slices[w->n_resolver++] = slice;
 }
@@ -1099,10 +991,10 @@ static void foreach_slice_of(const struct es *e,
                              void (*fn)(const struct slice_cached *slice, void *arg), void *arg)
 {
     const struct controller *c = e->c;
-    if (!e->service)
+    if (!e->spec.service)
         return;
     char key[KEY_MAX];
-    make_key(key, e->ns, e->service);
+    make_key(key, e->ns, e->spec.service);
     const struct pset *set = strmap_get(&c->slices_by_svc, key);
     for (size_t i = 0; set && i < set->n; i++) {
         const struct slice_cached *slice = informer_get_item(c->inf_slices, e->ns, set->v[i]);
@@ -1133,14 +1025,14 @@ static bool service_unsupported(const struct es *e, char *why, size_t len)
     const char *cip = svc ? svc->cluster_ip : NULL;
     if (type && strcmp(type, "ExternalName") == 0) {
         snprintf(why, len, "Service %s is of type ExternalName: it has no endpoints to steer",
-                 e->service);
+                 e->spec.service);
         return true;
     }
     if (cip && strcmp(cip, "None") == 0) {
         snprintf(why, len,
                  "Service %s is headless (clusterIP None): clients reach pods by their "
                  "own addresses, so holdfast cannot hold their traffic",
-                 e->service);
+                 e->spec.service);
         return true;
     }
     return false;
@@ -1368,9 +1260,9 @@ static struct route_service *es_route_build(struct controller *c, struct es *e, 
         *retry = true;
         return NULL;
     }
-    r->probes = route_probes_ref(e->probes);
-    r->hold_timeout_s = e->hold_timeout_s;
-    r->max_held_connections = e->max_held;
+    r->probes = route_probes_ref(e->spec.probes);
+    r->hold_timeout_s = e->spec.hold_timeout_s;
+    r->max_held_connections = e->spec.max_held;
     r->max_held_bytes = c->dp->limits.max_held_bytes;
     r->reason = e->not_ready_reason ? strdup(e->not_ready_reason) : NULL;
     size_t li = 0;
@@ -1589,45 +1481,26 @@ static bool allocate_ports(struct es *e)
     struct port_map *map = calloc(n, sizeof(*map));
     if (!map)
         return false;
-    size_t i = 0;
-    for (size_t pi = 0; pi < n; pi++) {
-        const struct service_port *p = &svc->ports[pi];
+    for (size_t i = 0; i < n; i++) {
+        const struct service_port *p = &svc->ports[i];
         const char *pn = p->name;
         const char *proto = p->protocol;
-        struct port_map *m = &map[i++];
+        struct port_map *m = &map[i];
         snprintf(m->name, sizeof(m->name), "%s", pn ? pn : "");
         snprintf(m->protocol, sizeof(m->protocol), "%s", proto ? proto : "TCP");
         m->port = p->has_port ? p->port : 0;
-        for (size_t k = 0; k < e->n_ports; k++) {
-            if (strcmp(e->ports[k].name, m->name) == 0)
-                m->resolver_port = e->ports[k].resolver_port; /* kept for the lifetime */
-        }
-        /* The search goes round the range from where the last one ended: a port given up
-         * by a deleted ElastiService is the last to be handed out again, so stragglers still
-         * sent to it are unlikely to reach another service. */
-        unsigned span = c->opt.port_max - c->opt.port_min + 1;
-        for (unsigned tries = 0; !m->resolver_port && tries < span && c->port_refs; tries++) {
-            unsigned cand = c->opt.port_min + (c->port_cursor + tries) % span;
-            bool used = c->port_refs[cand] > 0;
-            for (size_t k = 0; k + 1 < i && !used; k++)
-                used = map[k].resolver_port == cand;
-            if (!used) {
-                m->resolver_port = cand;
-                c->port_cursor = (c->port_cursor + tries + 1) % span;
-            }
-        }
-        if (!m->resolver_port) {
-            free(map);
-            es_text_setf(&e->spec_error, 512, "no free resolver port in %u-%u", c->opt.port_min,
-                         c->opt.port_max);
-            return false;
-        }
     }
-    ports_hold(c, e->ports, e->n_ports, -1);
+    char err[512];
+    if (ports_allocate(&c->ports, map, n, e->ports, e->n_ports, err, sizeof(err)) < 0) {
+        free(map);
+        es_text_setf(&e->spec_error, sizeof(err), "%s", err);
+        return false;
+    }
+    ports_hold(&c->ports, e->ports, e->n_ports, -1);
     free(e->ports);
     e->ports = map;
     e->n_ports = n;
-    ports_hold(c, e->ports, e->n_ports, 1);
+    ports_hold(&c->ports, e->ports, e->n_ports, 1);
     route_changed(e);
     return true;
 }
@@ -1874,12 +1747,12 @@ static void on_target_done(const struct target_result *res, const struct kube_er
 
 static void keda_set(struct es *e, bool pause)
 {
-    if (!e->keda)
+    if (!e->spec.keda)
         return;
     if (pause)
-        target_keda_pause(e->c->kube, e->ns, e->keda, on_target_done, "keda pause");
+        target_keda_pause(e->c->kube, e->ns, e->spec.keda, on_target_done, "keda pause");
     else
-        target_keda_resume(e->c->kube, e->ns, e->keda, on_target_done, "keda resume");
+        target_keda_resume(e->c->kube, e->ns, e->spec.keda, on_target_done, "keda resume");
 }
 
 /* The scale target as the workload watch caches it (name, resourceVersion, spec.replicas, ...),
@@ -1887,12 +1760,12 @@ static void keda_set(struct es *e, bool pause)
 static const cJSON *es_cached_workload(const struct es *e)
 {
     const struct controller *c = e->c;
-    if (!e->target_ok)
+    if (!e->spec.target_ok)
         return NULL;
-    const struct informer *inf = e->target.kind == TARGET_DEPLOYMENT    ? c->inf_deploy
-                                 : e->target.kind == TARGET_STATEFULSET ? c->inf_sts
-                                                                        : c->inf_rollout;
-    return inf ? informer_get(inf, e->ns, e->target.name) : NULL;
+    const struct informer *inf = e->spec.target.kind == TARGET_DEPLOYMENT    ? c->inf_deploy
+                                 : e->spec.target.kind == TARGET_STATEFULSET ? c->inf_sts
+                                                                             : c->inf_rollout;
+    return inf ? informer_get(inf, e->ns, e->spec.target.name) : NULL;
 }
 
 static void on_wake_done(const struct target_result *res, const struct kube_error *err, void *arg)
@@ -1918,7 +1791,8 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
          * reached cannot take the condition either; the status_dirty retry writes it later. */
         char why[1024];
         snprintf(why, sizeof(why), "scaling %s %.250s up failed: %s: %s",
-                 target_kind_name(e->target.kind), e->target.name, err->reason, err->message);
+                 target_kind_name(e->spec.target.kind), e->spec.target.name, err->reason,
+                 err->message);
         if (cond_set(e, "ScaleUpFailed", true,
                      err->code == KUBE_ERR_FORBIDDEN ? "Forbidden" : "ScaleCallFailed", why)) {
             event_record(e, true, "ScaleUpFailed", why);
@@ -1957,7 +1831,7 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
     log_info("woken: target scaled up", "elastiservice=%s wake_to_scale_ms=%f", e->key, ms);
     char msg[512];
     snprintf(msg, sizeof(msg), "scaled %s %s from 0 to %d: a request arrived",
-             target_kind_name(e->target.kind), e->target.name, e->min_replicas);
+             target_kind_name(e->spec.target.kind), e->spec.target.name, e->spec.min_replicas);
     event_record(e, false, "ScaledUp", msg);
     /* The leader writes lastScaledUpTime with the serve switch's status write, which follows
      * as soon as the pod is ready (or with any other status write before it, or the next poll's
@@ -1979,7 +1853,7 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
  */
 static void es_wake(struct es *e)
 {
-    if (!e->target_ok || e->spec_error)
+    if (!e->spec.target_ok || e->spec_error)
         return;
     if (e->wake_inflight) {
         e->wake_again = true;
@@ -1993,13 +1867,13 @@ static void es_wake(struct es *e)
                          ? get_str(get(wl, "metadata"), "resourceVersion")
                          : NULL;
     struct es_ref *ref = es_ref_new(e);
-    if (ref &&
-        target_wake_at(e->c->kube_wake, &e->target, e->ns, e->min_replicas, rv, on_wake_done, ref))
+    if (ref && target_wake_at(e->c->kube_wake, &e->spec.target, e->ns, e->spec.min_replicas, rv,
+                              on_wake_done, ref))
         e->wake_inflight = true;
     else if (ref)
         es_ref_take(ref);
     log_info("wake: scaling the target up from zero", "elastiservice=%s target=%s replicas=%d",
-             e->key, e->target.name, e->min_replicas);
+             e->key, e->spec.target.name, e->spec.min_replicas);
 }
 
 static void on_wake_queue(evutil_socket_t fd, short what, void *arg)
@@ -2085,7 +1959,7 @@ static void on_diagnosed(const struct target_result *res, const struct kube_erro
 static void es_diagnose(struct es *e)
 {
     struct es_ref *ref = es_ref_new(e);
-    if (ref && !target_diagnose(e->c->kube, &e->target, e->ns, on_diagnosed, ref))
+    if (ref && !target_diagnose(e->c->kube, &e->spec.target, e->ns, on_diagnosed, ref))
         es_ref_take(ref);
 }
 
@@ -2145,7 +2019,7 @@ static void proxy_commit(struct es *e, bool scale_down, const char *why)
     if (scale_down) {
         e->scale_epoch++;
         struct es_ref *ref = es_ref_new(e);
-        if (ref && !target_scale_to(e->c->kube, &e->target, e->ns, 0, on_scaled_down, ref))
+        if (ref && !target_scale_to(e->c->kube, &e->spec.target, e->ns, 0, on_scaled_down, ref))
             es_ref_take(ref);
     }
     snprintf(e->mode, sizeof(e->mode), "proxy");
@@ -2469,10 +2343,10 @@ static void on_eval(enum prom_status st, double value, const char *reason, void 
 {
     struct eval_ctx *x = arg;
     struct es *e = es_ref_take(x->ref);
-    if (e && x->trigger < e->n_triggers) {
+    if (e && x->trigger < e->spec.n_triggers) {
         /* an answer shared with other ElastiServices is judged for each, as its own */
         e->evals_pending--;
-        const struct prom_trigger *t = &e->triggers[x->trigger];
+        const struct prom_trigger *t = &e->spec.triggers[x->trigger];
         if (st != PROM_OK) {
             e->c->prom_errors++;
             e->eval_blocked = true;
@@ -2515,10 +2389,12 @@ static void eval_send(struct es *e, size_t i, bool uptime, uint64_t fresh_after)
     }
     x->trigger = i;
     x->uptime = uptime;
-    char *q = uptime ? prom_uptime_query(e->triggers[i].uptime_filter, e->cooldown_s) : NULL;
-    const char *query = uptime ? q : e->triggers[i].query;
+    char *q =
+        uptime ? prom_uptime_query(e->spec.triggers[i].uptime_filter, e->spec.cooldown_s) : NULL;
+    const char *query = uptime ? q : e->spec.triggers[i].query;
     struct prom_ask *ask =
-        query ? prom_hub_ask(e->c->prom, &e->triggers[i], query, fresh_after, on_eval, x) : NULL;
+        query ? prom_hub_ask(e->c->prom, &e->spec.triggers[i], query, fresh_after, on_eval, x)
+              : NULL;
     free(q);
     if (!ask) {
         es_ref_take(x->ref);
@@ -2533,12 +2409,13 @@ static void scale_down_check(struct es *e)
 {
     int64_t now = time(NULL);
     int64_t since = e->last_scaled_up > e->created ? e->last_scaled_up : e->created;
-    if (now - since < (int64_t)e->cooldown_s)
+    if (now - since < (int64_t)e->spec.cooldown_s)
         return;
-    if (e->has_period) {
+    if (e->spec.has_period) {
         bool active = true;
         char err[256];
-        if (cron_enabled_period(e->schedule, e->duration, now, &active, err, sizeof(err)) < 0) {
+        if (cron_enabled_period(e->spec.schedule, e->spec.duration, now, &active, err,
+                                sizeof(err)) < 0) {
             log_warn("enabledPeriod invalid: scale-to-zero stays enabled (fail open)",
                      "elastiservice=%s error=%s", e->key, err);
             active = true;
@@ -2546,7 +2423,7 @@ static void scale_down_check(struct es *e)
         if (!active)
             return;
     }
-    if (e->n_triggers == 0)
+    if (e->spec.n_triggers == 0)
         return; /* nothing says the service is idle */
     e->busy = true;
     e->busy_since_ms = mono_ms();
@@ -2557,7 +2434,7 @@ static void scale_down_check(struct es *e)
     es_text_clear(&e->eval_reason);
     e->evals_pending = 0;
     uint64_t fresh_after = e->eval_done_ms;
-    for (size_t i = 0; i < e->n_triggers; i++) {
+    for (size_t i = 0; i < e->spec.n_triggers; i++) {
         eval_send(e, i, true, fresh_after);
         eval_send(e, i, false, fresh_after);
     }
@@ -2716,7 +2593,7 @@ static void es_check(struct es *e)
         es_skip(e, "being deleted");
     } else if (e->spec_error) {
         es_skip(e, "invalid spec (condition Ready=False InvalidSpec)");
-    } else if (!e->target_ok) {
+    } else if (!e->spec.target_ok) {
         es_skip(e, "no scale target");
     } else if (service_unsupported(e, why, sizeof(why))) {
         es_skip(e, "unsupported Service (condition Ready=False UnsupportedService)");
@@ -2731,7 +2608,7 @@ static void es_check(struct es *e)
         e->busy_throttled = kube_client_throttled_seconds(e->c->kube);
         e->stuck_logged = false;
         ref->scale_epoch = e->scale_epoch;
-        if (!target_get_scale(e->c->kube, &e->target, e->ns, on_scale_read, ref)) {
+        if (!target_get_scale(e->c->kube, &e->spec.target, e->ns, on_scale_read, ref)) {
             e->busy = false;
             es_ref_take(ref);
         }
@@ -2796,7 +2673,7 @@ static void es_finalize(struct es *e, const struct es_cached *obj)
         return;
     /* Restore: the target back to minTargetReplicas when it is at 0 (target_wake is a no-op
      * otherwise), KEDA resumed, the Service's traffic back to its pods. */
-    if (e->target_ok) {
+    if (e->spec.target_ok) {
         es_wake(e);
     }
     keda_set(e, false);
@@ -3086,7 +2963,7 @@ static void es_linger(struct es *e)
     free(e->target_key);
     e->target_key = NULL;
     e->lingering = true;
-    e->linger_until_ms = mono_ms() + (uint64_t)e->hold_timeout_s * 1000 + 1000;
+    e->linger_until_ms = mono_ms() + (uint64_t)e->spec.hold_timeout_s * 1000 + 1000;
     e->prev = NULL;
     e->next = c->lingering;
     if (c->lingering)
@@ -3167,7 +3044,7 @@ static void related_changed(struct controller *c, const char *ns, const char *sv
         /* A lingering route follows its Service too: its held requests go to the restored
          * pods once they are ready (out of by_service; a handful at most). */
         for (struct es *l = c->lingering; l; l = l->next) {
-            if (l->service && strcmp(l->ns, ns) == 0 && strcmp(l->service, svc) == 0)
+            if (l->spec.service && strcmp(l->ns, ns) == 0 && strcmp(l->spec.service, svc) == 0)
                 route_changed(l);
         }
     }
@@ -3530,7 +3407,7 @@ static bool workload_steady(const cJSON *obj, long long *generation)
 static bool es_follows_workload(const struct es *e)
 {
     char why[256];
-    return e->c->leader && !e->deleting && !e->spec_error && e->target_ok &&
+    return e->c->leader && !e->deleting && !e->spec_error && e->spec.target_ok &&
            !service_unsupported(e, why, sizeof(why));
 }
 
@@ -3544,7 +3421,7 @@ static void es_watch_scale(struct es *e, int replicas)
         e->watch_zero = true;
         if (strcmp(e->mode, "proxy") != 0) {
             log_info("the target was scaled to 0 (seen by the workload watch)",
-                     "elastiservice=%s target=%s", e->key, e->target.name);
+                     "elastiservice=%s target=%s", e->key, e->spec.target.name);
             if (!e->evaluated_ms) {
                 /* a new ElastiService: its first /scale read would only repeat this; it waits
                  * for its phase of the interval (es_first_look) */
@@ -3815,12 +3692,6 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     }
     c->base = base;
     c->dp = dp;
-    c->port_refs = calloc(65536, sizeof(*c->port_refs));
-    if (!c->port_refs) {
-        snprintf(err, errlen, "out of memory");
-        free(c);
-        return NULL;
-    }
     c->opt = *opts;
     if (!c->opt.polling_interval_ms)
         c->opt.polling_interval_ms = 30000;
@@ -3830,9 +3701,15 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
         c->opt.port_min = 20000;
         c->opt.port_max = 29999;
     }
+    if (ports_init(&c->ports, c->opt.port_min, c->opt.port_max) < 0) {
+        snprintf(err, errlen, "out of memory");
+        free(c);
+        return NULL;
+    }
     int rc = opts->kubeconfig ? kubeconfig_load_file(opts->kubeconfig, NULL, &c->kc, err, errlen)
                               : kubeconfig_load_incluster(NULL, &c->kc, err, errlen);
     if (rc < 0) {
+        ports_free(&c->ports);
         free(c);
         return NULL;
     }
@@ -4131,7 +4008,7 @@ void controller_free(struct controller *c)
     strmap_clear(&c->by_target);
     strmap_each(&c->slices_by_svc, free_pset, c); /* names are owned */
     strmap_clear(&c->slices_by_svc);
-    free(c->port_refs);
+    ports_free(&c->ports);
     if (c->publish_ev)
         event_free(c->publish_ev);
     if (c->poll_ev)
