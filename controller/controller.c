@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "common/strmap.h"
 #include "controller/cron.h"
+#include "controller/decide.h"
 #include "controller/escached.h"
 #include "controller/events.h"
 #include "controller/http.h"
@@ -50,13 +51,6 @@
  * answered before the ReplicaSet controller acted on the scale to zero). The workload's status
  * says so sooner when it can (workload_seen). */
 #define LEAVING_MAX_MS 30000
-/* No scale to zero begins this long after holdfast's own API calls failed (an outage, 5xx):
- * the cluster's other watchers (the EndpointSlice controller, kube-proxy) come back later than
- * holdfast's informers, which retry at once, and a pod removed meanwhile stayed a kube-proxy
- * endpoint after it exited (the soak on the real control plane: the controllers acted again
- * 20 s after a 9 s outage; connections refused, "No route to host"). A scale to zero is never
- * urgent. */
-#define API_SETTLE_MS 30000
 /* The informers retry a failed list or watch after at most this long. After an API outage every
  * cache must come back at once, or whatever it feeds (a hand scale to zero, a resolver slice
  * write) is blind meanwhile (found by the soak): the first call of any client that the API server
@@ -215,7 +209,7 @@ struct es {
     double busy_throttled;  /* kube_client_throttled_seconds then (an API call), or -1 (none) */
     const char *busy_what;  /* what it waits for: "reading /scale", "querying Prometheus" */
     bool stuck_logged;      /* the evaluation in flight was logged as stuck */
-    bool settle_logged;     /* a scale to zero waiting out API_SETTLE_MS was logged */
+    bool settle_logged;     /* a scale to zero waiting out DECIDE_API_SETTLE_MS was logged */
     /* why the last poll did not evaluate it (a string literal, es_skip takes only those),
      * NULL: evaluated */
     const char *skip_reason;
@@ -1040,12 +1034,8 @@ static bool service_unsupported(const struct es *e, char *why, size_t len)
 
 static bool endpoint_leaving(const struct es *e, const char *ip)
 {
-    if (mono_ms() >= e->leaving_until_ms)
-        return false;
-    for (size_t i = 0; i < e->n_leaving; i++)
-        if (strcmp(e->leaving[i], ip) == 0)
-            return true;
-    return false;
+    return decide_leaving(ip, (const char(*)[64])e->leaving, e->n_leaving, e->leaving_until_ms,
+                          mono_ms());
 }
 
 /*
@@ -2247,45 +2237,33 @@ static void on_switch_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/*
- * A resolver slice deleted a moment ago may still be in kube-proxy's rules: a probe would reach
- * holdfast through it, and the last replica would go before the new slice is in, leaving a gap
- * in which the Service routes only to pods on their way out. So a switch starts only once the
- * last deletion had time to propagate: the grace period, or twice the longest propagation a
- * probe measured, whichever is longer. With the default cooldown (15 minutes) this never
- * waits.
- */
-static bool switch_settled(const struct es *e)
-{
-    if (!e->slices_deleted_ms)
-        return true;
-    uint64_t settle = switch_grace_ms(e->c);
-    if (settle < 2 * e->c->propagation_ms)
-        settle = 2 * e->c->propagation_ms;
-    if (settle < 1000)
-        settle = 1000;
-    return mono_ms() - e->slices_deleted_ms >= settle;
-}
-
 static void switch_begin(struct es *e, const char *why)
 {
-    if (e->switching)
-        return;
-    if (e->switch_retry_ms && mono_ms() < e->switch_retry_ms)
-        return; /* abandoned a short while ago: the condition says why */
-    if (!switch_settled(e))
-        return; /* the next check begins it */
-    uint64_t since_back = mono_ms() - e->c->api_back_ms;
-    if (e->c->api_back_ms && since_back < API_SETTLE_MS) {
+    struct decide_switch_in in = {
+        .now_ms = mono_ms(),
+        .switching = e->switching,
+        .retry_ms = e->switch_retry_ms,
+        .slices_deleted_ms = e->slices_deleted_ms,
+        .grace_ms = switch_grace_ms(e->c),
+        .propagation_ms = e->c->propagation_ms,
+        .api_back_ms = e->c->api_back_ms,
+    };
+    const char *not_now;
+    enum decide_switch verdict = decide_switch(&in, &not_now);
+    /* not begun: the next check asks again (an abandoned attempt's condition says why) */
+    if (verdict == DECIDE_SWITCH_API_BACK) {
+        uint64_t since_back = in.now_ms - in.api_back_ms;
         if (!e->settle_logged)
             log_info("scale to zero waits: the API server answered again only a moment ago, and "
                      "the cluster's controllers and kube-proxy catch up first",
                      "elastiservice=%s api_back_ms_ago=%llu wait_ms=%llu", e->key,
                      (unsigned long long)since_back,
-                     (unsigned long long)(API_SETTLE_MS - since_back));
+                     (unsigned long long)(DECIDE_API_SETTLE_MS - since_back));
         e->settle_logged = true;
-        return; /* the next check begins it */
+        return;
     }
+    if (verdict != DECIDE_SWITCH_BEGIN)
+        return;
     e->settle_logged = false;
     e->switch_ev = evtimer_new(e->c->base, on_switch_timer, e);
     if (!e->switch_ev) {
@@ -2347,19 +2325,16 @@ static void on_eval(enum prom_status st, double value, const char *reason, void 
         /* an answer shared with other ElastiServices is judged for each, as its own */
         e->evals_pending--;
         const struct prom_trigger *t = &e->spec.triggers[x->trigger];
-        if (st != PROM_OK) {
+        char why[512];
+        enum decide_answer a = decide_answer(st, value, reason, x->uptime, t->threshold,
+                                             t->uptime_filter, why, sizeof(why));
+        if (st != PROM_OK)
             e->c->prom_errors++;
+        if (a == DECIDE_ANSWER_UNHEALTHY) {
             e->eval_blocked = true;
             e->eval_unhealthy = true;
-            es_text_setf(&e->eval_reason, 512, "%s: %s", prom_status_reason(st), reason);
-        } else if (x->uptime && value != 1) {
-            e->eval_blocked = true;
-            e->eval_unhealthy = true;
-            es_text_setf(
-                &e->eval_reason, 512,
-                "Prometheus was not up for the whole cooldown (uptime check %g, filter %s)", value,
-                t->uptime_filter);
-        } else if (!x->uptime && !(value < t->threshold)) {
+            es_text_setf(&e->eval_reason, sizeof(why), "%s", why);
+        } else if (a == DECIDE_ANSWER_BUSY) {
             e->eval_blocked = true;
         }
         eval_finish(e);
@@ -2407,24 +2382,24 @@ static void eval_send(struct es *e, size_t i, bool uptime, uint64_t fresh_after)
 
 static void scale_down_check(struct es *e)
 {
-    int64_t now = time(NULL);
-    int64_t since = e->last_scaled_up > e->created ? e->last_scaled_up : e->created;
-    if (now - since < (int64_t)e->spec.cooldown_s)
+    struct decide_check_in in = {
+        .now = time(NULL),
+        .created = e->created,
+        .last_scaled_up = e->last_scaled_up,
+        .cooldown_s = e->spec.cooldown_s,
+        .has_period = e->spec.has_period,
+        .schedule = e->spec.schedule,
+        .duration = e->spec.duration,
+        .n_triggers = e->spec.n_triggers,
+    };
+    const char *why;
+    char err[256];
+    enum decide_check verdict = decide_check(&in, &why, err, sizeof(err));
+    if (err[0])
+        log_warn("enabledPeriod invalid: scale-to-zero stays enabled (fail open)",
+                 "elastiservice=%s error=%s", e->key, err);
+    if (verdict != DECIDE_CHECK_QUERY)
         return;
-    if (e->spec.has_period) {
-        bool active = true;
-        char err[256];
-        if (cron_enabled_period(e->spec.schedule, e->spec.duration, now, &active, err,
-                                sizeof(err)) < 0) {
-            log_warn("enabledPeriod invalid: scale-to-zero stays enabled (fail open)",
-                     "elastiservice=%s error=%s", e->key, err);
-            active = true;
-        }
-        if (!active)
-            return;
-    }
-    if (e->spec.n_triggers == 0)
-        return; /* nothing says the service is idle */
     e->busy = true;
     e->busy_since_ms = mono_ms();
     e->busy_what = "querying Prometheus";
@@ -2528,14 +2503,21 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
         publish_now(e);
         status_write(e, fields);
     }
-    if (replicas == 0 && !proxy) {
+    bool ready = replicas > 0 && proxy && target_has_ready_endpoint(e, NULL, 0);
+    switch (decide_scale(replicas, proxy, ready)) {
+    case DECIDE_SCALE_TO_PROXY:
         enter_proxy(e, false, "the target was scaled to 0 by hand");
-    } else if (replicas > 0 && proxy && target_has_ready_endpoint(e, NULL, 0)) {
+        break;
+    case DECIDE_SCALE_TO_SERVE:
         enter_serve(e);
-    } else if (replicas > 0 && proxy) {
+        break;
+    case DECIDE_SCALE_WAKING:
         if (poll)
             es_diagnose(e); /* woken, not ready yet: is something in the way? */
-    } else if (replicas > 0) {
+        break;
+    case DECIDE_SCALE_NOTHING:
+        break;
+    case DECIDE_SCALE_SERVING:
         if (e->mode[0] == '\0') {
             snprintf(e->mode, sizeof(e->mode), "serve");
             cJSON *fields = cJSON_CreateObject();
@@ -2558,6 +2540,7 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
             if (poll)
                 scale_down_check(e);
         }
+        break;
     }
     if (poll && e->scaled_up_unwritten && e->status_inflight == 0)
         status_write(e, NULL); /* a wake's lastScaledUpTime, no serve switch since */
@@ -3679,7 +3662,7 @@ static void on_api_back(void *arg)
                  "informers=%u", n);
     log_info("the API server answers again: no scale to zero begins for a while, the cluster "
              "catches up first",
-             "settle_ms=%u", (unsigned)API_SETTLE_MS);
+             "settle_ms=%u", (unsigned)DECIDE_API_SETTLE_MS);
 }
 
 struct controller *controller_start(struct event_base *base, struct dataplane *dp,
