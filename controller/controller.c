@@ -38,13 +38,13 @@
 #include "controller/service.h"
 #include "controller/slices.h"
 #include "controller/spec.h"
+#include "controller/status.h"
 #include "controller/target.h"
 #include "resolver/conn.h"
 #include "resolver/wakeq.h"
 
 #define FINALIZER "elasti.truefoundry.com/finalizer"
 #define WAKE_REPEAT_MS 2000
-#define AWAIT_ECHO_MS 10000
 /* How long the pods listed ready when proxy mode began keep not counting for the serve switch
  * (struct es, leaving): the EndpointSlice controller lists a deleted pod as terminating within
  * ms, or seconds after an API outage; a pod still listed ready after this long stays (a wake
@@ -187,13 +187,13 @@ struct es {
     char *awaited_rv;    /* resourceVersion our last status write made (es_text, at most 63
                             bytes), or NULL; until the informer shows it, older echoes must not
                             undo our mode/conditions */
-    uint64_t awaited_ms; /* when it was set (given up after AWAIT_ECHO_MS) */
+    uint64_t awaited_ms; /* when it was set (given up after STATUS_AWAIT_ECHO_MS) */
     /* The last resourceVersions the informer showed while a status write was in flight (a
      * ring; a longer one is not kept): was the write's echo already delivered? Its echo can only
      * come while it is in flight or after its answer, so the ring is kept only meanwhile:
      * malloc'd by es_parse_status, freed when the last write in flight is answered, NULL
      * otherwise. */
-    char (*seen_rv)[24];
+    status_rv *seen_rv;
     unsigned seen_next; /* the ring's next slot */
     /* The last ElastiService the informer showed while a status write was in flight (its
      * metadata and status; its spec too when it has no generation), kept only meanwhile, as
@@ -338,14 +338,6 @@ static const char *get_str(const cJSON *o, const char *k)
 static char *dup_or_null(const char *s)
 {
     return s ? strdup(s) : NULL;
-}
-
-static void rfc3339(int64_t t, char *buf, size_t len)
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 static int64_t parse_time(const char *s)
@@ -566,17 +558,6 @@ static void es_parse_spec(struct es *e, const cJSON *obj)
         es_text_setf(&e->spec_error, sizeof(err), "%s", err);
 }
 
-/* True when the informer showed resourceVersion `rv` among its last few versions. */
-#define SEEN_RV_RING 3
-
-static bool es_seen_rv(const struct es *e, const char *rv)
-{
-    for (size_t i = 0; e->seen_rv && i < SEEN_RV_RING; i++)
-        if (e->seen_rv[i][0] && strcmp(e->seen_rv[i], rv) == 0)
-            return true;
-    return false;
-}
-
 /* Keeps what es_upsert reads of obj (borrowed) in e->seen_last: its metadata and status, and
  * its spec when it has no generation (es_spec_changed then parses it). Out of memory: none. */
 static void es_keep_last(struct es *e, const cJSON *obj)
@@ -606,15 +587,11 @@ static void es_parse_status(struct es *e, const cJSON *obj)
     const char *mode = get_str(status, "mode");
     const char *rv = get_str(md, "resourceVersion");
     if (e->status_inflight > 0 && !e->seen_rv)
-        e->seen_rv = calloc(SEEN_RV_RING, sizeof(e->seen_rv[0]));
-    if (e->seen_rv && rv && strlen(rv) < sizeof(e->seen_rv[0]) && !es_seen_rv(e, rv)) {
-        snprintf(e->seen_rv[e->seen_next % SEEN_RV_RING], sizeof(e->seen_rv[0]), "%s", rv);
-        e->seen_next++;
-    }
+        e->seen_rv = calloc(STATUS_SEEN_RV_RING, sizeof(e->seen_rv[0]));
+    status_seen_add(e->seen_rv, &e->seen_next, rv);
     if (e->seen_rv && obj != e->seen_last)
         es_keep_last(e, obj);
-    if (e->awaited_rv &&
-        ((rv && strcmp(rv, e->awaited_rv) == 0) || mono_ms() - e->awaited_ms > AWAIT_ECHO_MS))
+    if (status_echo_arrived(e->awaited_rv, e->awaited_ms, rv, mono_ms()))
         es_text_clear(&e->awaited_rv); /* the informer caught up with our last write */
     bool ours_newer = e->status_inflight > 0 || e->busy || e->awaited_rv;
     if (!ours_newer)
@@ -715,57 +692,17 @@ static void on_delete_done(cJSON *obj, const struct kube_error *err, void *arg)
     on_write_done(obj, err && err->code == KUBE_ERR_NOT_FOUND ? NULL : err, arg);
 }
 
-/* The condition of this type in e->conditions, or NULL. */
-static cJSON *cond_find(const struct es *e, const char *type)
-{
-    cJSON *cnd;
-    cJSON_ArrayForEach(cnd, e->conditions)
-    {
-        const char *t = get_str(cnd, "type");
-        if (t && strcmp(t, type) == 0)
-            return cnd;
-    }
-    return NULL;
-}
-
 /* Whether the condition of this type has this reason. */
 static bool cond_reason_is(const struct es *e, const char *type, const char *reason)
 {
-    const char *r = get_str(cond_find(e, type), "reason");
-    return r && strcmp(r, reason) == 0;
+    return status_cond_reason_is(e->conditions, type, reason);
 }
 
-/* Sets one condition in e->conditions (lastTransitionTime moves only when status changes). */
+/* Sets one condition in e->conditions; true when it changed (a status write is due). */
 static bool cond_set(struct es *e, const char *type, bool status, const char *reason,
                      const char *message)
 {
-    char now[32];
-    rfc3339(time(NULL), now, sizeof(now));
-    const char *st = status ? "True" : "False";
-    cJSON *cnd = cond_find(e, type);
-    if (!cnd) {
-        cnd = cJSON_CreateObject();
-        cJSON_AddStringToObject(cnd, "type", type);
-        cJSON_AddItemToArray(e->conditions, cnd);
-    }
-    const char *old = get_str(cnd, "status");
-    const char *old_reason = get_str(cnd, "reason");
-    const char *old_message = get_str(cnd, "message");
-    bool changed = !old || strcmp(old, st) != 0 || !old_reason || strcmp(old_reason, reason) != 0 ||
-                   !old_message || strcmp(old_message, message ? message : "") != 0;
-    if (!old || strcmp(old, st) != 0) {
-        cJSON_DeleteItemFromObjectCaseSensitive(cnd, "lastTransitionTime");
-        cJSON_AddStringToObject(cnd, "lastTransitionTime", now);
-    }
-    cJSON_DeleteItemFromObjectCaseSensitive(cnd, "status");
-    cJSON_AddStringToObject(cnd, "status", st);
-    cJSON_DeleteItemFromObjectCaseSensitive(cnd, "reason");
-    cJSON_AddStringToObject(cnd, "reason", reason);
-    cJSON_DeleteItemFromObjectCaseSensitive(cnd, "message");
-    cJSON_AddStringToObject(cnd, "message", message ? message : "");
-    cJSON_DeleteItemFromObjectCaseSensitive(cnd, "observedGeneration");
-    cJSON_AddNumberToObject(cnd, "observedGeneration", (double)e->generation);
-    return changed;
+    return status_cond_set(e->conditions, type, status, reason, message, e->generation, time(NULL));
 }
 
 struct es_ref {
@@ -829,18 +766,18 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
     const char *rv = get_str(get(obj, "metadata"), "resourceVersion");
     const struct es_cached *cached = e ? informer_get_item(e->c->inf_es, e->ns, e->name) : NULL;
     const char *cached_rv = cached ? cached->resource_version : NULL;
-    bool newer_cached = false;
-    if (cached_rv && rv && strcmp(cached_rv, rv) == 0) {
+    enum status_echo echo = status_echo(rv, cached_rv, e && status_seen_has(e->seen_rv, rv));
+    bool newer_cached = echo == STATUS_ECHO_SUPERSEDED;
+    if (echo == STATUS_ECHO_DELIVERED) {
         rv = NULL; /* the watch delivered the echo before this answer: nothing to await */
-    } else if (e && cached_rv && rv && es_seen_rv(e, rv)) {
+    } else if (echo == STATUS_ECHO_SUPERSEDED) {
         /* The watch delivered the echo and then a later version (another replica's write, a
          * hand edit), both while this write was in flight, when our mode counted as newer and
          * theirs was not taken. Neither comes again: awaiting the echo would hide the later
-         * status for AWAIT_ECHO_MS, and a replica that leads meanwhile would act on its stale
-         * mode (found by the soak: a follower that woke a service "switched" it to serve again
-         * when it took over). The cached version is the newest: it is taken below. */
+         * status for STATUS_AWAIT_ECHO_MS, and a replica that leads meanwhile would act on its
+         * stale mode (found by the soak: a follower that woke a service "switched" it to serve
+         * again when it took over). The cached version is the newest: it is taken below. */
         rv = NULL;
-        newer_cached = true;
     }
     /* the version the informer showed last (after the echo: while this write was in flight) */
     cJSON *last = NULL;
@@ -881,41 +818,13 @@ static void status_write(struct es *e, cJSON *fields)
 {
     if (e->status_inflight > 0) {
         /* one at a time: merged into the next, sent when this one is answered */
-        if (!e->status_queued)
-            e->status_queued = cJSON_CreateObject();
-        cJSON *f = fields ? fields->child : NULL;
-        while (f && e->status_queued) {
-            cJSON *next = f->next;
-            cJSON_DeleteItemFromObjectCaseSensitive(e->status_queued, f->string);
-            cJSON_AddItemToObject(e->status_queued, f->string,
-                                  cJSON_DetachItemViaPointer(fields, f));
-            f = next;
-        }
-        cJSON_Delete(fields);
+        e->status_queued = status_merge(e->status_queued, fields);
         if (!e->status_queued)
             e->status_dirty = true; /* out of memory: the next poll writes it */
         return;
     }
-    char now[32];
-    rfc3339(time(NULL), now, sizeof(now));
-    cJSON *patch = cJSON_CreateObject();
-    cJSON *status = fields ? fields : cJSON_CreateObject();
-    cJSON_AddStringToObject(status, "lastReconciledTime", now);
-    cJSON_AddNumberToObject(status, "observedGeneration", (double)e->generation);
-    if (e->scaled_up_unwritten && !cJSON_GetObjectItemCaseSensitive(status, "lastScaledUpTime")) {
-        char up[32];
-        rfc3339(e->scaled_up_unwritten, up, sizeof(up));
-        cJSON_AddStringToObject(status, "lastScaledUpTime", up);
-    }
-    /* Every condition was evaluated against this generation's spec: say so on each. */
-    cJSON *cnd;
-    cJSON_ArrayForEach(cnd, e->conditions)
-    {
-        cJSON_DeleteItemFromObjectCaseSensitive(cnd, "observedGeneration");
-        cJSON_AddNumberToObject(cnd, "observedGeneration", (double)e->generation);
-    }
-    cJSON_AddItemToObject(status, "conditions", cJSON_Duplicate(e->conditions, 1));
-    cJSON_AddItemToObject(patch, "status", status);
+    cJSON *patch =
+        status_patch(fields, e->conditions, e->generation, e->scaled_up_unwritten, time(NULL));
     struct es_ref *ref = es_ref_new(e);
     if (ref) {
         ref->generation = e->generation;
@@ -2442,7 +2351,7 @@ static unsigned heartbeat_s(const struct controller *c)
 static void es_heartbeat(struct es *e)
 {
     int64_t now = time(NULL);
-    bool awaiting = e->awaited_rv && mono_ms() - e->awaited_ms <= AWAIT_ECHO_MS;
+    bool awaiting = e->awaited_rv && mono_ms() - e->awaited_ms <= STATUS_AWAIT_ECHO_MS;
     if (!e->c->leader || e->status_inflight > 0 || awaiting ||
         now - e->reconciled_at < (int64_t)heartbeat_s(e->c))
         return;
