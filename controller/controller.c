@@ -106,6 +106,18 @@ static void es_text_setf(char **t, size_t cap, const char *fmt, ...)
     }
 }
 
+/*
+ * An ElastiService's mode, status.mode. The switch to zero in flight (es.switching) is serve
+ * still, and a woken target not ready yet (es.awaiting_wake false) is proxy still: neither is
+ * written to status.
+ */
+enum es_mode {
+    ES_MODE_NONE,  /* no status.mode yet: the first evaluation writes one */
+    ES_MODE_SERVE, /* "serve": traffic goes to the target's pods */
+    ES_MODE_PROXY, /* "proxy": traffic goes to the resolver, which holds requests */
+    ES_MODE_OTHER, /* another text (a hand edit): treated as serving, written back as read */
+};
+
 /* One ElastiService, as parsed from its spec and status. */
 struct es {
     struct es *next, *prev; /* controller.list */
@@ -119,7 +131,8 @@ struct es {
     char *spec_error;
     int64_t spec_gen; /* metadata.generation of the spec parsed above, 0: parse at every event */
     /* status and metadata */
-    char mode[8];
+    enum es_mode mode; /* status.mode as this replica knows it (es_set_mode, es_adopt_mode) */
+    char *mode_other;  /* the text of ES_MODE_OTHER (es_text, at most 7 bytes), or NULL */
     int64_t created, last_scaled_up;
     int64_t scaled_up_unwritten; /* a wake's lastScaledUpTime the status does not carry yet */
     int slice_writes;            /* resolver slice creates and updates in flight */
@@ -536,6 +549,7 @@ static void es_free(struct es *e)
     cJSON_Delete(e->seen_last);
     es_text_clear(&e->switch_why);
     es_text_clear(&e->switch_last);
+    es_text_clear(&e->mode_other);
     cJSON_Delete(e->conditions);
     svc_state_unref(e->svc);
     free(e->ns);
@@ -556,6 +570,75 @@ static void es_parse_spec(struct es *e, const cJSON *obj)
     if (spec_parse(get(obj, "spec"), c->opt.prometheus_address, c->opt.prometheus_authorization,
                    &e->spec, err, sizeof(err)) < 0)
         es_text_setf(&e->spec_error, sizeof(err), "%s", err);
+}
+
+/* ---- mode ---- */
+
+static const char *es_mode_name(const struct es *e)
+{
+    switch (e->mode) {
+    case ES_MODE_SERVE:
+        return "serve";
+    case ES_MODE_PROXY:
+        return "proxy";
+    case ES_MODE_OTHER:
+        return es_text(e->mode_other);
+    case ES_MODE_NONE:
+        break;
+    }
+    return "";
+}
+
+static void mode_trace(const struct es *e, const char *old, const char *why)
+{
+    log_debug("mode", "elastiservice=%s from=%s to=%s why=%s", e->key, *old ? old : "(none)",
+              *es_mode_name(e) ? es_mode_name(e) : "(none)", why);
+}
+
+/*
+ * The one place the leader changes the mode (status.mode is written by the caller, with the
+ * conditions that go with it), with its entry actions:
+ *   proxy: the woken wait (awaiting_wake) begins, and the pods ready now are recorded as on
+ *          their way out (leaving_record), so they are no reason to switch back to serve;
+ *   serve, from proxy: no pod is on its way out any more, and no woken target is unready.
+ */
+static void leaving_record(struct es *e);
+
+static void es_set_mode(struct es *e, enum es_mode mode, const char *why)
+{
+    char old[8];
+    snprintf(old, sizeof(old), "%s", es_mode_name(e));
+    enum es_mode from = e->mode;
+    e->mode = mode;
+    es_text_clear(&e->mode_other);
+    if (mode == ES_MODE_PROXY) {
+        e->awaiting_wake = true;
+        leaving_record(e);
+    } else if (mode == ES_MODE_SERVE && from == ES_MODE_PROXY) {
+        e->n_leaving = 0;
+        free(e->not_ready_reason);
+        e->not_ready_reason = NULL;
+    }
+    mode_trace(e, old, why);
+}
+
+/* The mode status.mode shows (NULL: none), taken as it is when no write of ours is newer: no
+ * transition of this replica, so no entry action; traced when it differs. */
+static void es_adopt_mode(struct es *e, const char *text)
+{
+    char old[8];
+    snprintf(old, sizeof(old), "%s", es_mode_name(e));
+    enum es_mode mode = !text || !*text              ? ES_MODE_NONE
+                        : strcmp(text, "serve") == 0 ? ES_MODE_SERVE
+                        : strcmp(text, "proxy") == 0 ? ES_MODE_PROXY
+                                                     : ES_MODE_OTHER;
+    e->mode = mode;
+    if (mode == ES_MODE_OTHER)
+        es_text_setf(&e->mode_other, 8, "%s", text);
+    else
+        es_text_clear(&e->mode_other);
+    if (strcmp(old, es_mode_name(e)) != 0)
+        mode_trace(e, old, "status.mode as the informer shows it");
 }
 
 /* Keeps what es_upsert reads of obj (borrowed) in e->seen_last: its metadata and status, and
@@ -595,7 +678,7 @@ static void es_parse_status(struct es *e, const cJSON *obj)
         es_text_clear(&e->awaited_rv); /* the informer caught up with our last write */
     bool ours_newer = e->status_inflight > 0 || e->busy || e->awaited_rv;
     if (!ours_newer)
-        snprintf(e->mode, sizeof(e->mode), "%s", mode ? mode : "");
+        es_adopt_mode(e, mode);
     e->last_scaled_up = parse_time(get_str(status, "lastScaledUpTime"));
     if (e->last_scaled_up < e->scaled_up_unwritten)
         e->last_scaled_up = e->scaled_up_unwritten; /* on its way */
@@ -1738,7 +1821,7 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
      * reads it. A replica that does not lead writes it at once. */
     e->scaled_up_unwritten = time(NULL);
     e->last_scaled_up = e->scaled_up_unwritten;
-    if (e->c->leader && strcmp(e->mode, "proxy") == 0 && !e->deleting)
+    if (e->c->leader && e->mode == ES_MODE_PROXY && !e->deleting)
         return;
     status_write(e, NULL);
 }
@@ -1910,8 +1993,7 @@ static void on_scaled_down(const struct target_result *res, const struct kube_er
 
 static void proxy_commit(struct es *e, bool scale_down, const char *why)
 {
-    e->awaiting_wake = true;
-    leaving_record(e);
+    es_set_mode(e, ES_MODE_PROXY, why);
     route_changed(e); /* published by resolver_slices_apply before the slice is written */
     resolver_slices_apply(e);
     keda_set(e, true);
@@ -1921,7 +2003,6 @@ static void proxy_commit(struct es *e, bool scale_down, const char *why)
         if (ref && !target_scale_to(e->c->kube, &e->spec.target, e->ns, 0, on_scaled_down, ref))
             es_ref_take(ref);
     }
-    snprintf(e->mode, sizeof(e->mode), "proxy");
     cJSON *fields = cJSON_CreateObject();
     cJSON_AddStringToObject(fields, "mode", "proxy");
     cJSON_AddItemToObject(fields, "ports", ports_json(e));
@@ -1937,13 +2018,10 @@ static void enter_serve(struct es *e)
     char endpoint[96] = "";
     target_has_ready_endpoint(e, endpoint, sizeof(endpoint));
     log_info("switching to serve", "elastiservice=%s endpoint=%s", e->key, endpoint);
-    e->n_leaving = 0;
+    es_set_mode(e, ES_MODE_SERVE, "the target has ready endpoints");
     resolver_slices_delete(e);
-    free(e->not_ready_reason);
-    e->not_ready_reason = NULL;
     route_changed(e);
     cond_set(e, "ScaleUpFailed", false, "Serving", "");
-    snprintf(e->mode, sizeof(e->mode), "serve");
     cJSON *fields = cJSON_CreateObject();
     cJSON_AddStringToObject(fields, "mode", "serve");
     cond_set(e, "ScaledToZero", false, "Serving", "the target has ready endpoints");
@@ -2215,7 +2293,7 @@ static void eval_finish(struct es *e)
             status_write(e, NULL);
         return;
     }
-    if (strcmp(e->mode, "proxy") == 0)
+    if (e->mode == ES_MODE_PROXY)
         return;
     enter_proxy(e, true, "every trigger stayed below its threshold for the cooldown period");
 }
@@ -2386,7 +2464,7 @@ static void on_scale(const struct target_result *res, const struct kube_error *e
  */
 static void es_apply_scale(struct es *e, int replicas, bool poll)
 {
-    bool proxy = strcmp(e->mode, "proxy") == 0;
+    bool proxy = e->mode == ES_MODE_PROXY;
     if (replicas > 0)
         e->awaiting_wake = false; /* scaled up (a wake by another replica, a hand) */
     /*
@@ -2396,17 +2474,17 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
      * test_api_outage_after_wake_patch_completes_when_api_returns: a serve switch during an
      * outage left status.mode "proxy" and the resolver slice in place for good.)
      */
-    if (e->mode[0] && (cond_reason_is(e, "Ready", "TargetUnreadable") ||
-                       cond_reason_is(e, "Ready", "TargetNotFound"))) {
+    if (e->mode != ES_MODE_NONE && (cond_reason_is(e, "Ready", "TargetUnreadable") ||
+                                    cond_reason_is(e, "Ready", "TargetNotFound"))) {
         cond_set(e, "Ready", true, proxy ? "Proxying" : "Serving",
                  proxy ? "traffic goes to the resolver, which holds requests"
                        : "traffic goes to the target's pods");
         e->status_dirty = true;
     }
-    if (e->status_dirty && e->mode[0]) {
+    if (e->status_dirty && e->mode != ES_MODE_NONE) {
         e->status_dirty = false; /* set again if this write fails too */
         cJSON *fields = cJSON_CreateObject();
-        cJSON_AddStringToObject(fields, "mode", e->mode);
+        cJSON_AddStringToObject(fields, "mode", es_mode_name(e));
         if (e->n_ports)
             cJSON_AddItemToObject(fields, "ports", ports_json(e));
         publish_now(e);
@@ -2427,8 +2505,8 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
     case DECIDE_SCALE_NOTHING:
         break;
     case DECIDE_SCALE_SERVING:
-        if (e->mode[0] == '\0') {
-            snprintf(e->mode, sizeof(e->mode), "serve");
+        if (e->mode == ES_MODE_NONE) {
+            es_set_mode(e, ES_MODE_SERVE, "the target has replicas");
             cJSON *fields = cJSON_CreateObject();
             cJSON_AddStringToObject(fields, "mode", "serve");
             cond_set(e, "Ready", true, "Serving", "traffic goes to the target's pods");
@@ -2621,7 +2699,7 @@ static void es_acknowledge(struct es *e)
     /* A new ElastiService (no mode yet) that is evaluated: its first evaluation, due at once,
      * writes the status (its mode, or why it has none), and that write carries
      * observedGeneration. One write instead of two. */
-    if (!e->mode[0] && e->evaluated_ms == 0 && es_follows_workload(e))
+    if (e->mode == ES_MODE_NONE && e->evaluated_ms == 0 && es_follows_workload(e))
         return;
     status_write(e, NULL);
 }
@@ -2701,7 +2779,7 @@ static void es_reconcile_spec(struct es *e)
     if (!c->leader)
         return;
     es_follow_ports(e);
-    if (strcmp(e->mode, "proxy") == 0) {
+    if (e->mode == ES_MODE_PROXY) {
         if (target_has_ready_endpoint(e, NULL, 0) && !e->awaiting_wake)
             enter_serve(e);
         else
@@ -3087,7 +3165,7 @@ static void resolvers_changed(struct controller *c)
         }
     }
     for (struct es *e = c->list; e && c->leader; e = e->next) {
-        if (strcmp(e->mode, "proxy") == 0)
+        if (e->mode == ES_MODE_PROXY)
             resolver_slices_apply(e);
     }
 }
@@ -3311,7 +3389,7 @@ static void es_watch_scale(struct es *e, int replicas)
         if (!e->watch_zero)
             e->scale_epoch++;
         e->watch_zero = true;
-        if (strcmp(e->mode, "proxy") != 0) {
+        if (e->mode != ES_MODE_PROXY) {
             log_info("the target was scaled to 0 (seen by the workload watch)",
                      "elastiservice=%s target=%s", e->key, e->spec.target.name);
             if (!e->evaluated_ms) {
@@ -3401,7 +3479,7 @@ static void on_leaving_pods(cJSON *obj, const struct kube_error *err, void *arg)
                  "elastiservice=%s leaving=%zu", e->key, kept);
         return;
     }
-    if (strcmp(e->mode, "proxy") != 0 || !es_follows_workload(e))
+    if (e->mode != ES_MODE_PROXY || !es_follows_workload(e))
         return;
     log_info("the pods listed when proxy mode began stay: their pods are not being deleted",
              "elastiservice=%s stay=%zu", e->key, stay);
@@ -3457,7 +3535,7 @@ static void workload_seen(const struct workload_watch *w, const cJSON *obj)
         if (!steady || !e->n_leaving || generation <= e->leaving_generation ||
             mono_ms() >= e->leaving_until_ms)
             continue;
-        if (strcmp(e->mode, "proxy") != 0 || !es_follows_workload(e))
+        if (e->mode != ES_MODE_PROXY || !es_follows_workload(e))
             continue;
         leaving_check(e, obj, replicas);
     }
