@@ -47,7 +47,6 @@ void es_text_setf(char **t, size_t cap, const char *fmt, ...)
     }
 }
 
-static void schedule_publish(struct controller *c);
 static void es_reconcile(struct es *e);
 static void es_wake(struct es *e);
 
@@ -230,13 +229,12 @@ static void es_clear_spec(struct es *e)
 }
 
 static void switch_cancel(struct es *e);
-static void route_forget(struct es *e);
 
 static void es_free(struct es *e)
 {
     cJSON_Delete(e->status_queued);
     switch_cancel(e);
-    route_forget(e);
+    routes_forget(e);
     if (e->service_key)
         pset_take(&e->c->by_service, e->service_key, same_ptr, e);
     free(e->service_key);
@@ -643,7 +641,7 @@ static void event_record(struct es *e, bool warning, const char *reason, const c
 
 /* ---- what the informers know ---- */
 
-static const struct service_cached *es_service(const struct es *e)
+const struct service_cached *es_service(const struct es *e)
 {
     return e->spec.service ? informer_get_item(e->c->inf_svc, e->ns, e->spec.service) : NULL;
 }
@@ -695,8 +693,7 @@ static void foreach_slice_of(const struct es *e,
 }
 
 /* Ready pod endpoints of one Service port (caller frees *eps). */
-static size_t ready_endpoints(const struct es *e, const char *port_name,
-                              struct ready_endpoint **eps)
+size_t es_ready_endpoints(const struct es *e, const char *port_name, struct ready_endpoint **eps)
 {
     struct slices_walk w = {.e = e, .port_name = port_name};
     foreach_slice_of(e, collect_ready, &w);
@@ -745,7 +742,7 @@ static bool target_has_ready_endpoint(const struct es *e, char *first, size_t le
     for (size_t k = 0; svc && k < svc->n_ports; k++) {
         const char *pn = svc->ports[k].name;
         struct ready_endpoint *eps = NULL;
-        size_t n = ready_endpoints(e, pn ? pn : "", &eps);
+        size_t n = es_ready_endpoints(e, pn ? pn : "", &eps);
         for (size_t i = 0; i < n; i++) {
             if (endpoint_leaving(e, eps[i].ip))
                 continue;
@@ -769,7 +766,7 @@ static void leaving_record(struct es *e)
     for (size_t k = 0; svc && k < svc->n_ports; k++) {
         const char *pn = svc->ports[k].name;
         struct ready_endpoint *eps = NULL;
-        size_t n = ready_endpoints(e, pn ? pn : "", &eps);
+        size_t n = es_ready_endpoints(e, pn ? pn : "", &eps);
         for (size_t i = 0; i < n; i++) {
             if (endpoint_leaving(e, eps[i].ip))
                 continue; /* already listed (another port) */
@@ -782,377 +779,6 @@ static void leaving_record(struct es *e)
         }
         free(eps);
     }
-}
-
-/* ---- route snapshots ---- */
-
-/* Starts with `prefix` followed by nothing or a '-' ("tcp", "tcp-db"), case-insensitive. */
-static bool has_prefix(const char *s, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    return strncasecmp(s, prefix, n) == 0 && (s[n] == '\0' || s[n] == '-');
-}
-
-/*
- * How a Service port's held connections are treated: HTTP/1 (probes answered; h2c and TLS
- * still detected) unless its appProtocol, or else its name's prefix, says the bytes are not
- * HTTP (Istio's port naming convention): then they are held opaque and woken on accept.
- */
-static enum svc_protocol port_protocol(const struct service_cached *service, const char *port_name)
-{
-    static const char *const opaque[] = {
-        "tcp",   "tls",     "https", "mysql", "postgres",          "postgresql", "redis",
-        "mongo", "mongodb", "amqp",  "kafka", "kubernetes.io/wss", "udp",        NULL};
-    for (size_t k = 0; service && k < service->n_ports; k++) {
-        const char *pn = service->ports[k].name;
-        if (strcmp(pn ? pn : "", port_name) != 0)
-            continue;
-        const char *app = service->ports[k].app_protocol;
-        const char *what = app && *app ? app : port_name;
-        for (size_t i = 0; opaque[i]; i++) {
-            if (has_prefix(what, opaque[i]))
-                return PROTO_TCP;
-        }
-        return PROTO_HTTP;
-    }
-    return PROTO_HTTP;
-}
-
-/*
- * Marks e's route to be built again at the next publish, and schedules it. Every change to
- * what a route is built from goes through here: the ElastiService (spec, status.ports), its
- * Service, its EndpointSlices, the reason its target is not ready.
- */
-static void route_mark(struct es *e)
-{
-    struct controller *c = e->c;
-    if (e->route_dirty)
-        return;
-    e->route_dirty = true;
-    e->dirty_prev = NULL;
-    e->dirty_next = c->dirty;
-    if (c->dirty)
-        c->dirty->dirty_prev = e;
-    c->dirty = e;
-}
-
-static void route_changed(struct es *e)
-{
-    route_mark(e);
-    schedule_publish(e->c);
-}
-
-static void dirty_unlink(struct es *e)
-{
-    struct controller *c = e->c;
-    if (!e->route_dirty)
-        return;
-    if (e->dirty_prev)
-        e->dirty_prev->dirty_next = e->dirty_next;
-    else
-        c->dirty = e->dirty_next;
-    if (e->dirty_next)
-        e->dirty_next->dirty_prev = e->dirty_prev;
-    e->dirty_prev = e->dirty_next = NULL;
-    e->route_dirty = false;
-}
-
-/* e is freed: its route leaves the snapshots at the next publish. */
-static void route_forget(struct es *e)
-{
-    struct controller *c = e->c;
-    dirty_unlink(e);
-    if (!e->route_slotted) {
-        route_service_unref(e->route);
-        e->route = NULL;
-        return;
-    }
-    if (c->n_gone == c->cap_gone) {
-        size_t ncap = c->cap_gone ? c->cap_gone * 2 : 16;
-        struct route_gone *grown = realloc(c->gone, ncap * sizeof(*grown));
-        if (!grown) {
-            /* out of memory: the route stays published (its service's held connections are
-             * answered at their hold timeout), and its slot is not used again */
-            log_error("out of memory removing a route; it stays until restart", "elastiservice=%s",
-                      e->key);
-            route_service_unref(e->route);
-            e->route = NULL;
-            return;
-        }
-        c->gone = grown;
-        c->cap_gone = ncap;
-    }
-    c->gone[c->n_gone++] = (struct route_gone){e->route_slot, e->route};
-    e->route = NULL;
-    e->route_slotted = false;
-    if (c->publish_ev)
-        schedule_publish(c);
-}
-
-static void slot_release(struct controller *c, size_t slot)
-{
-    if (c->n_free_slots == c->cap_free_slots) {
-        size_t ncap = c->cap_free_slots ? c->cap_free_slots * 2 : 64;
-        size_t *grown = realloc(c->free_slots, ncap * sizeof(*grown));
-        if (!grown)
-            return; /* the slot is not used again */
-        c->free_slots = grown;
-        c->cap_free_slots = ncap;
-    }
-    c->free_slots[c->n_free_slots++] = slot;
-}
-
-static size_t slot_take(struct controller *c)
-{
-    return c->n_free_slots ? c->free_slots[--c->n_free_slots] : c->next_slot++;
-}
-
-/* One more published route lists addr (opened already). */
-static void listen_hold(struct controller *c, const struct addr *addr)
-{
-    uintptr_t n = (uintptr_t)strmap_get(&c->listen_refs, addr->text);
-    if (strmap_put(&c->listen_refs, addr->text, (void *)(n + 1)) < 0)
-        log_error("out of memory counting a listener; it stays open until restart", "address=%s",
-                  addr->text);
-}
-
-/* One route fewer lists addr: the last one lets the data plane close it. Call after publishing
- * a snapshot without that route. */
-static void listen_release(struct controller *c, const struct addr *addr)
-{
-    uintptr_t n = (uintptr_t)strmap_get(&c->listen_refs, addr->text);
-    if (n > 1) {
-        strmap_put(&c->listen_refs, addr->text, (void *)(n - 1)); /* the key exists: no OOM */
-        return;
-    }
-    if (n == 1)
-        strmap_del(&c->listen_refs, addr->text);
-    dataplane_unlisten(c->dp, addr);
-}
-
-/*
- * Builds e's route from the caches: its ports, their protocol and ready endpoints, its limits
- * and reason, and a listener for every resolver port that could be opened (the rest: *retry
- * set, and the relisten timer runs). NULL when e has no route (no ports yet, or no service
- * state), or when out of memory (*retry set).
- */
-static struct route_service *es_route_build(struct controller *c, struct es *e, bool *retry)
-{
-    *retry = false;
-    if (!e->n_ports || !e->svc)
-        return NULL;
-    c->routes_built++;
-    struct route_service *r = route_service_new(svc_state_ref(e->svc), e->n_ports, e->n_ports);
-    if (!r) {
-        *retry = true;
-        return NULL;
-    }
-    r->probes = route_probes_ref(e->spec.probes);
-    r->hold_timeout_s = e->spec.hold_timeout_s;
-    r->max_held_connections = e->spec.max_held;
-    r->max_held_bytes = c->dp->limits.max_held_bytes;
-    r->reason = e->not_ready_reason ? strdup(e->not_ready_reason) : NULL;
-    size_t li = 0;
-    for (size_t p = 0; p < r->n_ports; p++) {
-        struct route_port *rp = &r->ports[p];
-        rp->name = strdup(e->ports[p].name);
-        rp->protocol = port_protocol(es_service(e), e->ports[p].name);
-        rp->number = e->ports[p].port;
-        struct ready_endpoint *eps = NULL;
-        size_t n = ready_endpoints(e, e->ports[p].name, &eps);
-        rp->endpoints = calloc(n ? n : 1, sizeof(*rp->endpoints));
-        for (size_t k = 0; rp->endpoints && k < n; k++) {
-            char text[96], err[128];
-            snprintf(text, sizeof(text), strchr(eps[k].ip, ':') ? "[%s]:%u" : "%s:%u", eps[k].ip,
-                     eps[k].port);
-            if (addr_parse(text, &rp->endpoints[rp->n_endpoints], err, sizeof(err)) == 0)
-                rp->n_endpoints++;
-        }
-        free(eps);
-        struct route_listener *rl = &r->listeners[li];
-        char ltext[96], err[128];
-        snprintf(ltext, sizeof(ltext), strchr(c->opt.bind_address, ':') ? "[%s]:%u" : "%s:%u",
-                 c->opt.bind_address, e->ports[p].resolver_port);
-        if (addr_parse(ltext, &rl->addr, err, sizeof(err)) < 0)
-            continue;
-        char lerr[256];
-        if (dataplane_listen(c->dp, &rl->addr, lerr, sizeof(lerr)) < 0) {
-            /* taken by another process, or not yet let go: try again every second (and
-             * say so at most that often), not only when something else changes */
-            *retry = true;
-            if (!evtimer_pending(c->relisten_ev, NULL)) {
-                log_error("cannot listen on a resolver port; retrying every second",
-                          "elastiservice=%s error=%s", e->key, lerr);
-                struct timeval tv = {1, 0};
-                evtimer_add(c->relisten_ev, &tv);
-            }
-            continue;
-        }
-        listen_hold(c, &rl->addr);
-        rl->port = p;
-        li++;
-    }
-    r->n_listeners = li;
-    /* Ready endpoints appeared for a service with held connections: the data plane measures
-     * from the informer's event to the first held byte written. */
-    bool has_endpoints = false;
-    for (size_t p = 0; p < r->n_ports; p++)
-        has_endpoints = has_endpoints || r->ports[p].n_endpoints > 0;
-    if (has_endpoints && !e->had_endpoints && atomic_load(&e->svc->held_conns) > 0)
-        atomic_store(&e->svc->ready_since_ns, (int64_t)c->last_change_ns);
-    e->had_endpoints = has_endpoints;
-    return r;
-}
-
-/* Lets go of routes no longer published: their listeners (the last route listing an address
- * closes it), then the routes. */
-static void routes_release(struct controller *c, struct route_service **old, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        for (size_t k = 0; old[i] && k < old[i]->n_listeners; k++)
-            listen_release(c, &old[i]->listeners[k].addr);
-        route_service_unref(old[i]);
-    }
-}
-
-/*
- * Publishes a snapshot derived from the last one: the routes of freed ElastiServices leave,
- * those marked by route_changed are built again, every other route is shared as it is. The
- * cost is O(changed routes), plus O(N / ROUTE_CHUNK) to share the rest.
- */
-static void on_publish(evutil_socket_t fd, short what, void *arg)
-{
-    struct controller *c = arg;
-    uint64_t started = now_ns();
-    struct route_snapshot *snap = route_snapshot_derive(c->snap);
-    size_t n_old = 0, cap_old = c->n_gone;
-    for (struct es *e = c->dirty; e; e = e->dirty_next)
-        cap_old++;
-    struct route_service **old = calloc(cap_old ? cap_old : 1, sizeof(*old));
-    if (!snap || !old) {
-        route_snapshot_unref(snap);
-        free(old);
-        log_error("out of memory building a route snapshot; retrying", NULL);
-        schedule_publish(c);
-        return;
-    }
-    size_t n_gone = c->n_gone, kept = 0;
-    for (size_t i = 0; i < n_gone; i++) {
-        if (route_snapshot_put(snap, c->gone[i].slot, NULL) < 0) {
-            /* the chunk could not be copied: this one stays for the next publish */
-            c->gone[kept++] = c->gone[i];
-            continue;
-        }
-        old[n_old++] = c->gone[i].route;
-        slot_release(c, c->gone[i].slot);
-    }
-    c->n_gone = kept;
-    /* built with a listener missing (again when relisten_ev fires), or out of memory (again
-     * at once): marked again once this publish is done */
-    struct es *retry = NULL;
-    bool oom = false;
-    size_t built = 0;
-    struct es *e;
-    while ((e = c->dirty)) {
-        dirty_unlink(e);
-        bool again = false;
-        struct route_service *r = es_route_build(c, e, &again);
-        built += r != NULL;
-        oom = oom || (again && !evtimer_pending(c->relisten_ev, NULL));
-        if (again) {
-            e->dirty_next = retry;
-            retry = e;
-        }
-        if (!r && !e->route_slotted)
-            continue;
-        if (!e->route_slotted) {
-            e->route_slot = slot_take(c);
-            e->route_slotted = true;
-        }
-        if (route_snapshot_put(snap, e->route_slot, route_service_ref(r)) < 0) {
-            log_error("out of memory publishing a route; retrying", "elastiservice=%s", e->key);
-            struct route_service *lost = r;
-            routes_release(c, &lost, 1);
-            oom = true;
-            if (!again) {
-                e->dirty_next = retry;
-                retry = e;
-            }
-            continue;
-        }
-        old[n_old++] = e->route;
-        e->route = r;
-        if (!r) {
-            slot_release(c, e->route_slot);
-            e->route_slotted = false;
-        }
-    }
-    while ((e = retry)) {
-        retry = e->dirty_next;
-        e->dirty_next = NULL;
-        route_mark(e);
-    }
-    if (c->n_gone || oom)
-        schedule_publish(c);
-    if (c->opt.shared_port) {
-        /* The shared port routes by Host (KubeElasti's way), for every service in proxy mode. */
-        char ltext[96], err[128], lerr[256];
-        struct addr shared;
-        snprintf(ltext, sizeof(ltext), strchr(c->opt.bind_address, ':') ? "[%s]:%u" : "%s:%u",
-                 c->opt.bind_address, c->opt.shared_port);
-        if (addr_parse(ltext, &shared, err, sizeof(err)) == 0 &&
-            dataplane_listen(c->dp, &shared, lerr, sizeof(lerr)) == 0) {
-            if (route_snapshot_add_shared(snap, &shared) < 0)
-                log_error("out of memory listing the shared port; retrying", NULL);
-        } else if (!c->shared_port_failed) {
-            c->shared_port_failed = true;
-            log_error("cannot listen on the shared port", "address=%s", ltext);
-        }
-    }
-    snap->cause_ns = c->change_ns;
-    c->change_ns = 0;
-    log_debug("route snapshot published", "services=%zu built=%zu removed=%zu build_ms=%f",
-              snap->n_services, built, n_gone, (double)(now_ns() - started) / 1e6);
-    route_snapshot_unref(c->snap);
-    c->snap = route_snapshot_ref(snap);
-    route_table_publish(&c->dp->routes, snap);
-    if (!c->routed && informer_synced(c->inf_es) && informer_synced(c->inf_svc) &&
-        informer_synced(c->inf_slices) && (!c->inf_resolver || informer_synced(c->inf_resolver))) {
-        c->routed = true;
-        log_info("caches synced and routes published: ready for traffic", NULL);
-    }
-    /* The routes this snapshot replaced: the workers drop their listeners with it. */
-    routes_release(c, old, n_old);
-    free(old);
-}
-
-static void on_relisten(evutil_socket_t fd, short what, void *arg)
-{
-    schedule_publish(arg);
-}
-
-static void schedule_publish(struct controller *c)
-{
-    if (!c->change_ns)
-        c->change_ns = now_ns();
-    static const struct timeval now = {0, 0};
-    event_add(c->publish_ev, &now);
-}
-
-/*
- * Publishes e's marked route now, not on the loop's next turn: holdfast listens on a resolver
- * port before any write names it (a resolver EndpointSlice, status.ports). The sockets are
- * bound and listening when this returns; a connection that comes before a worker applies the
- * snapshot waits in the listen backlog. (Found on the real control plane: status and slice
- * were written on one turn, the route published on the next, the thread was preempted 47 ms
- * in between, and a connection that followed the slice was refused.)
- */
-static void publish_now(struct es *e)
-{
-    if (!e->route_dirty || !e->c->publish_ev)
-        return;
-    event_del(e->c->publish_ev);
-    on_publish(-1, 0, e->c);
 }
 
 /* ---- resolver slices ---- */
@@ -1188,7 +814,7 @@ static bool allocate_ports(struct es *e)
     e->ports = map;
     e->n_ports = n;
     ports_hold(&c->ports, e->ports, e->n_ports, 1);
-    route_changed(e);
+    routes_changed(e);
     return true;
 }
 
@@ -1349,7 +975,7 @@ static void resolver_slices_apply(struct es *e)
         return;
     }
     e->slices_again = false;
-    publish_now(e); /* listening on every port the slice names before it is written */
+    routes_publish_now(e); /* listening on every port the slice names before it is written */
     /* the slice's owner: the Service's identity (what slices_resolver_slice reads of it) */
     cJSON *owner = cJSON_CreateObject();
     cJSON *owner_md = cJSON_AddObjectToObject(owner, "metadata");
@@ -1488,7 +1114,7 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
         free(e->not_ready_reason);
         e->not_ready_reason = strdup(why);
         e->scale_call_failed = true;
-        route_changed(e);
+        routes_changed(e);
         e->wake_failed = true;
         struct timeval tv = {WAKE_REPEAT_MS / 1000, (WAKE_REPEAT_MS % 1000) * 1000};
         event_add(e->c->wake_retry_ev, &tv);
@@ -1504,7 +1130,7 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
         e->not_ready_reason = NULL;
         if (cond_set(e, "ScaleUpFailed", false, "ScaleCallSucceeded", ""))
             status_write(e, NULL);
-        route_changed(e);
+        routes_changed(e);
     }
     keda_set(e, false);
     if (!res->patched)
@@ -1573,7 +1199,7 @@ static void on_wake_queue(evutil_socket_t fd, short what, void *arg)
         if (e && m->kind == WAKE_NEEDED)
             es_wake(e);
         else if (e)
-            route_changed(e); /* a backend refused: refresh the endpoints from the caches */
+            routes_changed(e); /* a backend refused: refresh the endpoints from the caches */
         wake_msg_free(m);
         m = next;
     }
@@ -1640,7 +1266,7 @@ static void on_diagnosed(const struct target_result *res, const struct kube_erro
         cond_set(e, "ScaleUpFailed", false, "NoProblemFound", "");
     }
     status_write(e, NULL);
-    route_changed(e);
+    routes_changed(e);
 }
 
 static void es_diagnose(struct es *e)
@@ -1699,7 +1325,7 @@ static void on_scaled_down(const struct target_result *res, const struct kube_er
 static void proxy_commit(struct es *e, bool scale_down, const char *why)
 {
     es_set_mode(e, ES_MODE_PROXY, why);
-    route_changed(e); /* published by resolver_slices_apply before the slice is written */
+    routes_changed(e); /* published by resolver_slices_apply before the slice is written */
     resolver_slices_apply(e);
     keda_set(e, true);
     if (scale_down) {
@@ -1725,7 +1351,7 @@ static void enter_serve(struct es *e)
     log_info("switching to serve", "elastiservice=%s endpoint=%s", e->key, endpoint);
     es_set_mode(e, ES_MODE_SERVE, "the target has ready endpoints");
     resolver_slices_delete(e);
-    route_changed(e);
+    routes_changed(e);
     cond_set(e, "ScaleUpFailed", false, "Serving", "");
     cJSON *fields = cJSON_CreateObject();
     cJSON_AddStringToObject(fields, "mode", "serve");
@@ -1770,7 +1396,7 @@ static uint64_t switch_grace_ms(const struct controller *c)
     return c->opt.scale_down_grace_ms;
 }
 
-/* The Service's ClusterIP and its first HTTP port (by port_protocol), or false. */
+/* The Service's ClusterIP and its first HTTP port (by routes_port_protocol), or false. */
 static bool switch_probe_target(const struct es *e, char *ip, size_t iplen, unsigned *port)
 {
     const struct service_cached *svc = es_service(e);
@@ -1781,7 +1407,7 @@ static bool switch_probe_target(const struct es *e, char *ip, size_t iplen, unsi
         const struct service_port *p = &svc->ports[k];
         const char *pn = p->name, *proto = p->protocol;
         if ((proto && strcmp(proto, "TCP") != 0) || !p->has_port ||
-            port_protocol(svc, pn ? pn : "") != PROTO_HTTP)
+            routes_port_protocol(svc, pn ? pn : "") != PROTO_HTTP)
             continue;
         snprintf(ip, iplen, "%s", cip);
         *port = p->port;
@@ -1968,7 +1594,7 @@ static void switch_begin(struct es *e, const char *why)
     e->switch_probes = 0;
     es_text_clear(&e->switch_last);
     es_text_setf(&e->switch_why, 256, "%s", why);
-    route_changed(e); /* listen on the resolver ports now: before the slice names them */
+    routes_changed(e); /* listen on the resolver ports now: before the slice names them */
     resolver_slices_apply(e);
     cJSON *fields = cJSON_CreateObject();
     cJSON_AddItemToObject(fields, "ports", ports_json(e));
@@ -2192,7 +1818,7 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
         cJSON_AddStringToObject(fields, "mode", es_mode_name(e));
         if (e->n_ports)
             cJSON_AddItemToObject(fields, "ports", ports_json(e));
-        publish_now(e);
+        routes_publish_now(e);
         status_write(e, fields);
     }
     bool ready = replicas > 0 && proxy && target_has_ready_endpoint(e, NULL, 0);
@@ -2437,8 +2063,8 @@ static void es_follow_ports(struct es *e)
 {
     if (!e->n_ports || !ports_differ(e) || !allocate_ports(e))
         return;
-    route_changed(e);
-    publish_now(e); /* listening on the new ports before status.ports names them */
+    routes_changed(e);
+    routes_publish_now(e); /* listening on the new ports before status.ports names them */
     cJSON *fields = cJSON_CreateObject();
     cJSON_AddItemToObject(fields, "ports", ports_json(e));
     status_write(e, fields);
@@ -2577,7 +2203,7 @@ static void es_upsert(struct controller *c, const cJSON *obj)
     es_reconcile(e);
     if (created)
         es_first_look(e);
-    route_changed(e);
+    routes_changed(e);
 }
 
 /* ---- informer handlers ---- */
@@ -2658,7 +2284,7 @@ static void linger_unlink(struct controller *c, struct es *e)
     if (e->next)
         e->next->prev = e->prev;
     es_free(e);
-    schedule_publish(c);
+    routes_schedule(c);
 }
 
 /* Frees lingering routes that are done, or all of those named key (a new ElastiService). */
@@ -2700,7 +2326,7 @@ static void on_es_delete(const void *item, void *arg)
         else
             es_free(e);
     }
-    schedule_publish(c);
+    routes_schedule(c);
 }
 
 /* A Service or an EndpointSlice changed (its namespace and the Service it names, its
@@ -2713,17 +2339,17 @@ static void related_changed(struct controller *c, const char *ns, const char *sv
         make_key(key, ns, svc);
         const struct pset *set = strmap_get(&c->by_service, key);
         for (size_t i = 0; set && i < set->n; i++) {
-            route_changed(set->v[i]);
+            routes_changed(set->v[i]);
             es_reconcile(set->v[i]);
         }
         /* A lingering route follows its Service too: its held requests go to the restored
          * pods once they are ready (out of by_service; a handful at most). */
         for (struct es *l = c->lingering; l; l = l->next) {
             if (l->spec.service && strcmp(l->ns, ns) == 0 && strcmp(l->spec.service, svc) == 0)
-                route_changed(l);
+                routes_changed(l);
         }
     }
-    schedule_publish(c);
+    routes_schedule(c);
 }
 
 /* The EndpointSlice cache is compact (struct slice_cached): its informer's codec. */
@@ -2893,7 +2519,7 @@ static void on_res_delete(const cJSON *obj, void *arg)
 /* An informer synced (possibly with nothing in it): publish, so readiness can follow. */
 static void on_synced(void *arg)
 {
-    schedule_publish(arg);
+    routes_schedule(arg);
 }
 
 /*
@@ -3399,11 +3025,11 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     c->prom = c->http ? prom_hub_new(base, c->http, opts->prometheus_max_inflight,
                                      c->opt.polling_interval_ms, eval_drop)
                       : NULL;
-    c->publish_ev = evtimer_new(base, on_publish, c);
+    c->publish_ev = evtimer_new(base, routes_on_publish, c);
     c->poll_ev = evtimer_new(base, on_poll, c);
     c->wake_ev = event_new(base, -1, EV_PERSIST, on_wake_queue, c);
     c->wake_retry_ev = evtimer_new(base, on_wake_retry, c);
-    c->relisten_ev = evtimer_new(base, on_relisten, c);
+    c->relisten_ev = evtimer_new(base, routes_on_relisten, c);
     if (!c->kube || !c->kube_wake || !c->http || !c->prom || !c->publish_ev || !c->poll_ev ||
         !c->wake_ev || !c->wake_retry_ev || !c->relisten_ev) {
         if (!err[0])
@@ -3505,7 +3131,7 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     informer_start(c->inf_es);
     c->round_start_ms = c->round_done_ms = mono_ms();
     c->round_throttled = kube_client_throttled_seconds(c->kube);
-    schedule_publish(c);
+    routes_schedule(c);
     struct timeval first = {1, 0};
     event_add(c->poll_ev, &first);
     log_info("controller started",

@@ -218,7 +218,7 @@ struct es {
      * answered by the restored pods, or its hold timeout has passed */
     bool lingering;
     uint64_t linger_until_ms;
-    /* its route in the published snapshots (built again only when marked: route_changed) */
+    /* its route in the published snapshots (built again only when marked: routes_changed) */
     struct route_service *route; /* one reference, or NULL: none */
     size_t route_slot;           /* its slot in the snapshots, while route_slotted */
     bool route_slotted;
@@ -317,5 +317,44 @@ static inline const char *get_str(const cJSON *o, const char *k)
     const cJSON *v = get(o, k);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
+
+/* ---- controller.c: what the informers know ---- */
+
+/* e's Service as the informer caches it (borrowed until control returns to the loop), or
+ * NULL. */
+const struct service_cached *es_service(const struct es *e);
+
+/* Ready pod endpoints of one of e's Service ports, by name (caller frees *eps). */
+size_t es_ready_endpoints(const struct es *e, const char *port_name, struct ready_endpoint **eps);
+
+/* ---- routes.c: route snapshots ---- */
+
+/*
+ * How a Service port's held connections are treated: HTTP/1 (probes answered; h2c and TLS
+ * still detected) unless its appProtocol, or else its name's prefix, says the bytes are not
+ * HTTP (Istio's port naming convention): then they are held opaque and woken on accept.
+ */
+enum svc_protocol routes_port_protocol(const struct service_cached *service, const char *port_name);
+
+/* e's route must be built again: marked, and a publish scheduled. Every change to what a route
+ * is built from goes through here: the ElastiService (spec, status.ports, mode), its Service,
+ * its EndpointSlices, the reason its target is not ready. */
+void routes_changed(struct es *e);
+
+/* e is freed: its route leaves the snapshots at the next publish. */
+void routes_forget(struct es *e);
+
+/* Schedules a publish on the loop's next turn (c->publish_ev). */
+void routes_schedule(struct controller *c);
+
+/* Publishes e's marked route now, not on the loop's next turn: holdfast listens on a resolver
+ * port before any write names it (a resolver EndpointSlice, status.ports). */
+void routes_publish_now(struct es *e);
+
+/* c->publish_ev's callback: builds the marked routes and publishes a snapshot. */
+void routes_on_publish(evutil_socket_t fd, short what, void *arg);
+
+/* c->relisten_ev's callback: a resolver port could not be opened, publish again. */
+void routes_on_relisten(evutil_socket_t fd, short what, void *arg);
 
 #endif
