@@ -228,7 +228,6 @@ static void es_clear_spec(struct es *e)
     es_text_clear(&e->spec_error);
 }
 
-static void switch_cancel(struct es *e);
 
 static void es_free(struct es *e)
 {
@@ -307,7 +306,7 @@ static void mode_trace(const struct es *e, const char *old, const char *why)
  */
 static void leaving_record(struct es *e);
 
-static void es_set_mode(struct es *e, enum es_mode mode, const char *why)
+void es_set_mode(struct es *e, enum es_mode mode, const char *why)
 {
     char old[8];
     snprintf(old, sizeof(old), "%s", es_mode_name(e));
@@ -479,29 +478,19 @@ static void on_delete_done(cJSON *obj, const struct kube_error *err, void *arg)
 }
 
 /* Whether the condition of this type has this reason. */
-static bool cond_reason_is(const struct es *e, const char *type, const char *reason)
+static bool es_cond_reason_is(const struct es *e, const char *type, const char *reason)
 {
     return status_cond_reason_is(e->conditions, type, reason);
 }
 
 /* Sets one condition in e->conditions; true when it changed (a status write is due). */
-static bool cond_set(struct es *e, const char *type, bool status, const char *reason,
-                     const char *message)
+bool es_cond_set(struct es *e, const char *type, bool status, const char *reason,
+                 const char *message)
 {
     return status_cond_set(e->conditions, type, status, reason, message, e->generation, time(NULL));
 }
 
-struct es_ref {
-    struct controller *c;
-    char *ns, *name;
-    int64_t generation;   /* of a status write: what it acknowledges */
-    unsigned scale_epoch; /* of a /scale read: e->scale_epoch when it was sent; of a leaving
-                             check: e->leaving_epoch */
-    int64_t scaled_up;    /* of a status write: the lastScaledUpTime it carries, or 0 */
-    int replicas;         /* of a leaving check: the workload's spec.replicas then */
-};
-
-static struct es_ref *es_ref_new(const struct es *e)
+struct es_ref *es_ref_new(const struct es *e)
 {
     struct es_ref *r = calloc(1, sizeof(*r));
     if (!r)
@@ -519,7 +508,7 @@ static struct es_ref *es_ref_new(const struct es *e)
 }
 
 /* The ElastiService a callback was for, if it still exists; frees the reference. */
-static struct es *es_ref_take(struct es_ref *r)
+struct es *es_ref_take(struct es_ref *r)
 {
     struct es *e = find_es(r->c, r->ns, r->name);
     free(r->ns);
@@ -533,8 +522,6 @@ static void es_upsert(struct controller *c, const cJSON *obj);
 static bool es_follows_workload(const struct es *e);
 static void es_watch_scale(struct es *e, int replicas);
 static uint64_t next_check_at(const struct es *e, uint64_t now, unsigned interval);
-
-static void status_write(struct es *e, cJSON *fields);
 
 static void on_status_written(cJSON *obj, const struct kube_error *err, void *arg)
 {
@@ -594,13 +581,13 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
     if (e && e->status_inflight == 0 && e->status_queued) {
         cJSON *queued = e->status_queued;
         e->status_queued = NULL;
-        status_write(e, queued);
+        es_status_write(e, queued);
     }
 }
 
 /* Merge-patches the status with `fields` (taken) plus conditions, observedGeneration and
  * lastReconciledTime. */
-static void status_write(struct es *e, cJSON *fields)
+void es_status_write(struct es *e, cJSON *fields)
 {
     if (e->status_inflight > 0) {
         /* one at a time: merged into the next, sent when this one is answered */
@@ -624,7 +611,7 @@ static void status_write(struct es *e, cJSON *fields)
     cJSON_Delete(patch);
 }
 
-static void event_record(struct es *e, bool warning, const char *reason, const char *message)
+void es_event(struct es *e, bool warning, const char *reason, const char *message)
 {
     struct events_object obj = {
         .api_version = "elasti.truefoundry.com/v1alpha1",
@@ -736,7 +723,7 @@ static bool endpoint_leaving(const struct es *e, const char *ip)
  * Whether some port of the target's Service has a ready endpoint that is not one of the pods on
  * their way out (e->leaving); the first one found goes to `first` ("ip:port") when not NULL.
  */
-static bool target_has_ready_endpoint(const struct es *e, char *first, size_t len)
+bool es_has_ready_endpoint(const struct es *e, char *first, size_t len)
 {
     const struct service_cached *svc = es_service(e);
     for (size_t k = 0; svc && k < svc->n_ports; k++) {
@@ -781,10 +768,18 @@ static void leaving_record(struct es *e)
     }
 }
 
+/* Whether the informer caches a resolver EndpointSlice of e's Service. */
+bool es_resolver_slice_cached(const struct es *e)
+{
+    struct slices_walk w = {.e = e};
+    foreach_slice_of(e, collect_resolver_slices, &w);
+    return w.n_resolver > 0;
+}
+
 /* ---- resolver slices ---- */
 
 /* Allocates a resolver port for every Service port that has none (leader). */
-static bool allocate_ports(struct es *e)
+bool es_allocate_ports(struct es *e)
 {
     struct controller *c = e->c;
     const struct service_cached *svc = es_service(e);
@@ -818,7 +813,7 @@ static bool allocate_ports(struct es *e)
     return true;
 }
 
-static cJSON *ports_json(const struct es *e)
+cJSON *es_ports_json(const struct es *e)
 {
     cJSON *arr = cJSON_CreateArray();
     for (size_t i = 0; i < e->n_ports; i++) {
@@ -964,7 +959,7 @@ static void on_slice_written(cJSON *obj, const struct kube_error *err, void *arg
 }
 
 /* Creates or rewrites the resolver slices of e (leader, proxy mode). */
-static void resolver_slices_apply(struct es *e)
+void resolver_slices_apply(struct es *e)
 {
     struct controller *c = e->c;
     const struct service_cached *svc = es_service(e);
@@ -1038,7 +1033,7 @@ static void resolver_slices_apply(struct es *e)
     cJSON_Delete(owner);
 }
 
-static void resolver_slices_delete(struct es *e)
+void resolver_slices_delete(struct es *e)
 {
     struct slices_walk w = {.e = e};
     foreach_slice_of(e, collect_resolver_slices, &w);
@@ -1051,21 +1046,21 @@ static void resolver_slices_delete(struct es *e)
 
 /* ---- KEDA, scale and wake (through controller/target) ---- */
 
-static void on_target_done(const struct target_result *res, const struct kube_error *err, void *arg)
+void es_on_target_done(const struct target_result *res, const struct kube_error *err, void *arg)
 {
     if (err)
         log_warn("scale target operation failed; the next reconcile retries",
                  "what=%s error=%s message=%s", (const char *)arg, err->reason, err->message);
 }
 
-static void keda_set(struct es *e, bool pause)
+void es_keda_set(struct es *e, bool pause)
 {
     if (!e->spec.keda)
         return;
     if (pause)
-        target_keda_pause(e->c->kube, e->ns, e->spec.keda, on_target_done, "keda pause");
+        target_keda_pause(e->c->kube, e->ns, e->spec.keda, es_on_target_done, "keda pause");
     else
-        target_keda_resume(e->c->kube, e->ns, e->spec.keda, on_target_done, "keda resume");
+        target_keda_resume(e->c->kube, e->ns, e->spec.keda, es_on_target_done, "keda resume");
 }
 
 /* The scale target as the workload watch caches it (name, resourceVersion, spec.replicas, ...),
@@ -1106,10 +1101,10 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
         snprintf(why, sizeof(why), "scaling %s %.250s up failed: %s: %s",
                  target_kind_name(e->spec.target.kind), e->spec.target.name, err->reason,
                  err->message);
-        if (cond_set(e, "ScaleUpFailed", true,
-                     err->code == KUBE_ERR_FORBIDDEN ? "Forbidden" : "ScaleCallFailed", why)) {
-            event_record(e, true, "ScaleUpFailed", why);
-            status_write(e, NULL);
+        if (es_cond_set(e, "ScaleUpFailed", true,
+                        err->code == KUBE_ERR_FORBIDDEN ? "Forbidden" : "ScaleCallFailed", why)) {
+            es_event(e, true, "ScaleUpFailed", why);
+            es_status_write(e, NULL);
         }
         free(e->not_ready_reason);
         e->not_ready_reason = strdup(why);
@@ -1128,11 +1123,11 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
         e->scale_call_failed = false;
         free(e->not_ready_reason);
         e->not_ready_reason = NULL;
-        if (cond_set(e, "ScaleUpFailed", false, "ScaleCallSucceeded", ""))
-            status_write(e, NULL);
+        if (es_cond_set(e, "ScaleUpFailed", false, "ScaleCallSucceeded", ""))
+            es_status_write(e, NULL);
         routes_changed(e);
     }
-    keda_set(e, false);
+    es_keda_set(e, false);
     if (!res->patched)
         return; /* already scaled up (by another replica, by hand, or a wake before) */
     e->c->wakes_sent++;
@@ -1145,7 +1140,7 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
     char msg[512];
     snprintf(msg, sizeof(msg), "scaled %s %s from 0 to %d: a request arrived",
              target_kind_name(e->spec.target.kind), e->spec.target.name, e->spec.min_replicas);
-    event_record(e, false, "ScaledUp", msg);
+    es_event(e, false, "ScaledUp", msg);
     /* The leader writes lastScaledUpTime with the serve switch's status write, which follows
      * as soon as the pod is ready (or with any other status write before it, or the next poll's
      * at the latest): one write instead of two. Only the cooldown of a service in serve mode
@@ -1154,7 +1149,7 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
     e->last_scaled_up = e->scaled_up_unwritten;
     if (e->c->leader && e->mode == ES_MODE_PROXY && !e->deleting)
         return;
-    status_write(e, NULL);
+    es_status_write(e, NULL);
 }
 
 /*
@@ -1260,12 +1255,12 @@ static void on_diagnosed(const struct target_result *res, const struct kube_erro
     free(e->not_ready_reason);
     e->not_ready_reason = d->reason[0] ? strdup(d->message) : NULL;
     if (d->reason[0]) {
-        cond_set(e, "ScaleUpFailed", true, d->reason, d->message);
-        event_record(e, true, d->reason, d->message);
+        es_cond_set(e, "ScaleUpFailed", true, d->reason, d->message);
+        es_event(e, true, d->reason, d->message);
     } else {
-        cond_set(e, "ScaleUpFailed", false, "NoProblemFound", "");
+        es_cond_set(e, "ScaleUpFailed", false, "NoProblemFound", "");
     }
-    status_write(e, NULL);
+    es_status_write(e, NULL);
     routes_changed(e);
 }
 
@@ -1274,337 +1269,6 @@ static void es_diagnose(struct es *e)
     struct es_ref *ref = es_ref_new(e);
     if (ref && !target_diagnose(e->c->kube, &e->spec.target, e->ns, on_diagnosed, ref))
         es_ref_take(ref);
-}
-
-/* ---- mode transitions (leader) ---- */
-
-static void switch_begin(struct es *e, const char *why);
-static void switch_cancel(struct es *e);
-
-/*
- * serve -> proxy. A hand scale to zero (scale_down false) cannot be preceded by anything: the
- * resolver slice goes in at once. Holdfast's own scale-down first shows that the data path
- * reaches holdfast (switch_begin), and only then removes the last replica (proxy_commit).
- */
-static void proxy_commit(struct es *e, bool scale_down, const char *why);
-
-static void enter_proxy(struct es *e, bool scale_down, const char *why)
-{
-    if (!allocate_ports(e)) {
-        cond_set(e, "Ready", false, "PortAllocationFailed", es_text(e->spec_error));
-        status_write(e, NULL);
-        return;
-    }
-    if (scale_down) {
-        switch_begin(e, why);
-        return;
-    }
-    switch_cancel(e); /* by hand meanwhile: nothing left to wait for */
-    proxy_commit(e, false, why);
-}
-
-/*
- * The answer to holdfast's own scale to zero. A /scale read sent before it may still show the
- * old count, and the terminating pods are still ready endpoints for a moment: acted on, that
- * read switched straight back to serve, and the watch's zero then looked like a hand scale (found
- * on the real control plane, 2 of 50 cycles; kubesim removed the pods with the scale). So the
- * epoch moves when the patch is sent and again when it is answered: only reads sent after the
- * answer count. A failed patch is retried by the next read, which shows the pods still wanted.
- */
-static void on_scaled_down(const struct target_result *res, const struct kube_error *err, void *arg)
-{
-    struct es *e = es_ref_take(arg);
-    if (e) {
-        e->scale_epoch++;
-        if (err)
-            e->n_leaving = 0; /* the pods stay: the read that retries it may switch back to them */
-    }
-    on_target_done(res, err, "scale to zero");
-}
-
-static void proxy_commit(struct es *e, bool scale_down, const char *why)
-{
-    es_set_mode(e, ES_MODE_PROXY, why);
-    routes_changed(e); /* published by resolver_slices_apply before the slice is written */
-    resolver_slices_apply(e);
-    keda_set(e, true);
-    if (scale_down) {
-        e->scale_epoch++;
-        struct es_ref *ref = es_ref_new(e);
-        if (ref && !target_scale_to(e->c->kube, &e->spec.target, e->ns, 0, on_scaled_down, ref))
-            es_ref_take(ref);
-    }
-    cJSON *fields = cJSON_CreateObject();
-    cJSON_AddStringToObject(fields, "mode", "proxy");
-    cJSON_AddItemToObject(fields, "ports", ports_json(e));
-    cond_set(e, "ScaledToZero", true, scale_down ? "BelowThreshold" : "ScaledToZeroByHand", why);
-    cond_set(e, "Ready", true, "Proxying", "traffic goes to the resolver, which holds requests");
-    status_write(e, fields);
-    event_record(e, false, "ScaledToZero", why);
-    e->c->scale_downs++;
-}
-
-static void enter_serve(struct es *e)
-{
-    char endpoint[96] = "";
-    target_has_ready_endpoint(e, endpoint, sizeof(endpoint));
-    log_info("switching to serve", "elastiservice=%s endpoint=%s", e->key, endpoint);
-    es_set_mode(e, ES_MODE_SERVE, "the target has ready endpoints");
-    resolver_slices_delete(e);
-    routes_changed(e);
-    cond_set(e, "ScaleUpFailed", false, "Serving", "");
-    cJSON *fields = cJSON_CreateObject();
-    cJSON_AddStringToObject(fields, "mode", "serve");
-    cond_set(e, "ScaledToZero", false, "Serving", "the target has ready endpoints");
-    cond_set(e, "Ready", true, "Serving", "traffic goes to the target's pods");
-    status_write(e, fields);
-    event_record(e, false, "SwitchedToServe", "the target has ready endpoints");
-    e->c->switches++;
-}
-
-/* ---- the switch to zero: the data path first (leader) ---- */
-
-/*
- * Holdfast removes the last replica only once the Service's traffic is shown to reach a holdfast
- * replica; before, every request of the window between the scale call and kube-proxy routing
- * to the resolver went to a pod on its way out (issue 10: 200 of 200 reset with kube-proxy at
- * 800 ms). With the resolver slice written and the pods still up:
- *
- *   - a Service with an HTTP port: a probe through the ClusterIP every SWITCH_PROBE_EVERY_MS,
- *     each with a fresh nonce (controller/pathprobe.h); a holdfast replica answers it itself,
- *     a pod does not know the nonce. The first echo proves kube-proxy routes the Service to a
- *     resolver (it programs a Service's endpoints as one set, every port at once);
- *   - only opaque ports (tcp, tls, ...): nothing can be asked, so a grace period
- *     (--scale-down-grace-period) from when the informer shows the resolver slice;
- *   - neither within --scale-down-probe-timeout (a NetworkPolicy that keeps holdfast's probe
- *     out, a mesh or CNI that ignores hand-made slices): the attempt is abandoned, the resolver
- *     slice deleted, condition ScaledToZero=False DataPathUnverified, a Warning Event, and no
- *     new attempt for max(10 polling intervals, 2 probe timeouts).
- *
- * While it waits: status.mode stays serve, condition ScaledToZero=False AwaitingDataPath, the
- * pods stay up, and traffic that reaches holdfast is relayed to them.
- */
-#define SWITCH_PROBE_EVERY_MS 100
-
-static uint64_t switch_timeout_ms(const struct controller *c)
-{
-    return c->opt.scale_down_probe_timeout_ms ? c->opt.scale_down_probe_timeout_ms : 30000;
-}
-
-static uint64_t switch_grace_ms(const struct controller *c)
-{
-    return c->opt.scale_down_grace_ms;
-}
-
-/* The Service's ClusterIP and its first HTTP port (by routes_port_protocol), or false. */
-static bool switch_probe_target(const struct es *e, char *ip, size_t iplen, unsigned *port)
-{
-    const struct service_cached *svc = es_service(e);
-    const char *cip = svc ? svc->cluster_ip : NULL;
-    if (!cip || !*cip || strcmp(cip, "None") == 0)
-        return false;
-    for (size_t k = 0; k < svc->n_ports; k++) {
-        const struct service_port *p = &svc->ports[k];
-        const char *pn = p->name, *proto = p->protocol;
-        if ((proto && strcmp(proto, "TCP") != 0) || !p->has_port ||
-            routes_port_protocol(svc, pn ? pn : "") != PROTO_HTTP)
-            continue;
-        snprintf(ip, iplen, "%s", cip);
-        *port = p->port;
-        return true;
-    }
-    return false;
-}
-
-static void switch_arm(struct es *e, uint64_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    if (e->switch_ev)
-        evtimer_add(e->switch_ev, &tv);
-}
-
-/* Stops an attempt without a word (the leadership went, the ElastiService went, a hand). */
-static void switch_cancel(struct es *e)
-{
-    if (e->probe)
-        pathprobe_cancel(e->probe);
-    e->probe = NULL;
-    if (e->switch_ev)
-        event_free(e->switch_ev);
-    e->switch_ev = NULL;
-    e->switching = false;
-}
-
-static void switch_abandon(struct es *e)
-{
-    struct controller *c = e->c;
-    char msg[768];
-    snprintf(msg, sizeof(msg),
-             "scale to zero abandoned: after %.1f s and %u probes, the Service's traffic was not "
-             "shown to reach holdfast (last: %s); the pods stay up. A NetworkPolicy that keeps "
-             "the probe out, or a mesh or CNI that ignores hand-made EndpointSlices, does this. "
-             "Tried again later",
-             (double)(mono_ms() - e->switch_started_ms) / 1000.0, e->switch_probes,
-             e->switch_last ? e->switch_last : "no probe answered");
-    unsigned probes = e->switch_probes;
-    switch_cancel(e);
-    uint64_t wait = 10 * (uint64_t)c->opt.polling_interval_ms;
-    if (wait < 2 * switch_timeout_ms(c))
-        wait = 2 * switch_timeout_ms(c);
-    e->switch_retry_ms = mono_ms() + wait;
-    resolver_slices_delete(e);
-    cond_set(e, "ScaledToZero", false, "DataPathUnverified", msg);
-    status_write(e, NULL);
-    event_record(e, true, "ScaleDownAbandoned", msg);
-    log_warn("scale to zero abandoned: the data path was not shown to reach holdfast",
-             "elastiservice=%s probes=%u last=%s retry_in_s=%f", e->key, probes,
-             es_text(e->switch_last), (double)wait / 1000.0);
-    c->abandoned++;
-}
-
-static void switch_done(struct es *e, const char *how)
-{
-    uint64_t waited = mono_ms() - e->switch_started_ms;
-    if (e->switch_probes > 1 && waited > e->c->propagation_ms)
-        e->c->propagation_ms = waited; /* a probe missed first: this measured the propagation */
-    char why[256];
-    snprintf(why, sizeof(why), "%s", es_text(e->switch_why));
-    unsigned probes = e->switch_probes;
-    switch_cancel(e);
-    log_info("data path reaches holdfast: removing the last replica",
-             "elastiservice=%s how=%s waited_ms=%llu probes=%u", e->key, how,
-             (unsigned long long)waited, probes);
-    proxy_commit(e, true, why);
-}
-
-static void on_switch_probe(const struct pathprobe_answer *a, void *arg)
-{
-    struct es *e = arg; /* switch_cancel (es_free, leadership, a hand) cancels the probe */
-    e->probe = NULL;
-    if (a->result == PATHPROBE_HOLDFAST) {
-        switch_done(e, "probe");
-        return;
-    }
-    es_text_setf(&e->switch_last, 256, "%s: %s", pathprobe_result_name(a->result),
-                 a->detail ? a->detail : "");
-    if (mono_ms() - e->switch_started_ms >= switch_timeout_ms(e->c)) {
-        switch_abandon(e);
-        return;
-    }
-    switch_arm(e, SWITCH_PROBE_EVERY_MS);
-}
-
-static bool resolver_slice_cached(const struct es *e)
-{
-    struct slices_walk w = {.e = e};
-    foreach_slice_of(e, collect_resolver_slices, &w);
-    return w.n_resolver > 0;
-}
-
-static void on_switch_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct es *e = arg;
-    struct controller *c = e->c;
-    uint64_t now = mono_ms();
-    if (!c->leader) {
-        switch_cancel(e);
-        return;
-    }
-    char ip[64];
-    unsigned port = 0;
-    if (!switch_probe_target(e, ip, sizeof(ip), &port)) {
-        /* Only opaque ports: the grace period runs from when the slice is in the cache. */
-        if (!e->switch_probes && !resolver_slice_cached(e)) {
-            if (now - e->switch_started_ms >= switch_timeout_ms(c)) {
-                es_text_setf(&e->switch_last, 256,
-                             "the resolver EndpointSlice never reached the cache");
-                switch_abandon(e);
-            } else {
-                switch_arm(e, SWITCH_PROBE_EVERY_MS);
-            }
-            return;
-        }
-        if (!e->switch_probes) {
-            e->switch_probes = 1; /* marks the grace period as begun */
-            switch_arm(e, switch_grace_ms(c));
-            return;
-        }
-        switch_done(e, "grace period");
-        return;
-    }
-    if (now - e->switch_started_ms >= switch_timeout_ms(c)) {
-        switch_abandon(e);
-        return;
-    }
-    char nonce[PATHPROBE_NONCE_NEW_LEN + 1];
-    if (pathprobe_nonce_new(nonce, sizeof(nonce)) < 0) {
-        es_text_setf(&e->switch_last, 256, "no random nonce: %s", strerror(errno));
-        switch_arm(e, SWITCH_PROBE_EVERY_MS);
-        return;
-    }
-    /* Every probe gets its whole timeout, the last one too: cut to what is left of the switch's
-     * deadline, it timed out under load after a millisecond and the condition's message named
-     * that instead of what the data path answered (found by CI). */
-    e->probe =
-        pathprobe_send(c->http, ip, port, nonce, PATHPROBE_DEFAULT_TIMEOUT_MS, on_switch_probe, e);
-    if (e->probe) {
-        e->switch_probes++;
-    } else {
-        es_text_setf(&e->switch_last, 256, "cannot send a probe to %s:%u", ip, port);
-        switch_arm(e, SWITCH_PROBE_EVERY_MS);
-    }
-}
-
-static void switch_begin(struct es *e, const char *why)
-{
-    struct decide_switch_in in = {
-        .now_ms = mono_ms(),
-        .switching = e->switching,
-        .retry_ms = e->switch_retry_ms,
-        .slices_deleted_ms = e->slices_deleted_ms,
-        .grace_ms = switch_grace_ms(e->c),
-        .propagation_ms = e->c->propagation_ms,
-        .api_back_ms = e->c->api_back_ms,
-    };
-    const char *not_now;
-    enum decide_switch verdict = decide_switch(&in, &not_now);
-    /* not begun: the next check asks again (an abandoned attempt's condition says why) */
-    if (verdict == DECIDE_SWITCH_API_BACK) {
-        uint64_t since_back = in.now_ms - in.api_back_ms;
-        if (!e->settle_logged)
-            log_info("scale to zero waits: the API server answered again only a moment ago, and "
-                     "the cluster's controllers and kube-proxy catch up first",
-                     "elastiservice=%s api_back_ms_ago=%llu wait_ms=%llu", e->key,
-                     (unsigned long long)since_back,
-                     (unsigned long long)(DECIDE_API_SETTLE_MS - since_back));
-        e->settle_logged = true;
-        return;
-    }
-    if (verdict != DECIDE_SWITCH_BEGIN)
-        return;
-    e->settle_logged = false;
-    e->switch_ev = evtimer_new(e->c->base, on_switch_timer, e);
-    if (!e->switch_ev) {
-        log_error("out of memory starting a scale to zero; the next check retries",
-                  "elastiservice=%s", e->key);
-        return;
-    }
-    e->switching = true;
-    e->switch_started_ms = mono_ms();
-    e->switch_probes = 0;
-    es_text_clear(&e->switch_last);
-    es_text_setf(&e->switch_why, 256, "%s", why);
-    routes_changed(e); /* listen on the resolver ports now: before the slice names them */
-    resolver_slices_apply(e);
-    cJSON *fields = cJSON_CreateObject();
-    cJSON_AddItemToObject(fields, "ports", ports_json(e));
-    cond_set(e, "ScaledToZero", false, "AwaitingDataPath",
-             "the resolver EndpointSlice is written; the last replica is removed once the "
-             "Service's traffic is shown to reach holdfast");
-    status_write(e, fields);
-    log_info("scale to zero: waiting for the data path to reach holdfast",
-             "elastiservice=%s why=%s", e->key, why);
-    switch_arm(e, 0);
 }
 
 /* ---- scale-down check (leader, every polling interval) ---- */
@@ -1616,17 +1280,17 @@ static void eval_finish(struct es *e)
     e->busy = false;
     e->evaluated_ms = mono_ms();
     e->eval_done_ms = e->evaluated_ms;
-    bool changed = e->eval_unhealthy ? cond_set(e, "TriggerHealthy", false, "PrometheusUnhealthy",
-                                                es_text(e->eval_reason))
-                                     : cond_set(e, "TriggerHealthy", true, "QueryOK", "");
+    bool changed = e->eval_unhealthy ? es_cond_set(e, "TriggerHealthy", false,
+                                                   "PrometheusUnhealthy", es_text(e->eval_reason))
+                                     : es_cond_set(e, "TriggerHealthy", true, "QueryOK", "");
     if (e->eval_blocked) {
         if (changed) /* every polling interval otherwise: thousands of writes at scale */
-            status_write(e, NULL);
+            es_status_write(e, NULL);
         return;
     }
     if (e->mode == ES_MODE_PROXY)
         return;
-    enter_proxy(e, true, "every trigger stayed below its threshold for the cooldown period");
+    switch_enter_proxy(e, true, "every trigger stayed below its threshold for the cooldown period");
 }
 
 struct eval_ctx {
@@ -1764,7 +1428,7 @@ static void es_heartbeat(struct es *e)
     if (!e->c->leader || e->status_inflight > 0 || awaiting ||
         now - e->reconciled_at < (int64_t)heartbeat_s(e->c))
         return;
-    status_write(e, NULL);
+    es_status_write(e, NULL);
 }
 
 static void on_scale_read(const struct target_result *res, const struct kube_error *err, void *arg);
@@ -1780,10 +1444,10 @@ static void on_scale(const struct target_result *res, const struct kube_error *e
     e->evaluated_ms = mono_ms();
     e->c->evaluations++;
     if (err) {
-        if (cond_set(e, "Ready", false,
-                     err->code == KUBE_ERR_NOT_FOUND ? "TargetNotFound" : "TargetUnreadable",
-                     err->message))
-            status_write(e, NULL);
+        if (es_cond_set(e, "Ready", false,
+                        err->code == KUBE_ERR_NOT_FOUND ? "TargetNotFound" : "TargetUnreadable",
+                        err->message))
+            es_status_write(e, NULL);
         return;
     }
     es_apply_scale(e, res->scale.spec_replicas, true);
@@ -1805,11 +1469,11 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
      * test_api_outage_after_wake_patch_completes_when_api_returns: a serve switch during an
      * outage left status.mode "proxy" and the resolver slice in place for good.)
      */
-    if (e->mode != ES_MODE_NONE && (cond_reason_is(e, "Ready", "TargetUnreadable") ||
-                                    cond_reason_is(e, "Ready", "TargetNotFound"))) {
-        cond_set(e, "Ready", true, proxy ? "Proxying" : "Serving",
-                 proxy ? "traffic goes to the resolver, which holds requests"
-                       : "traffic goes to the target's pods");
+    if (e->mode != ES_MODE_NONE && (es_cond_reason_is(e, "Ready", "TargetUnreadable") ||
+                                    es_cond_reason_is(e, "Ready", "TargetNotFound"))) {
+        es_cond_set(e, "Ready", true, proxy ? "Proxying" : "Serving",
+                    proxy ? "traffic goes to the resolver, which holds requests"
+                          : "traffic goes to the target's pods");
         e->status_dirty = true;
     }
     if (e->status_dirty && e->mode != ES_MODE_NONE) {
@@ -1817,17 +1481,17 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
         cJSON *fields = cJSON_CreateObject();
         cJSON_AddStringToObject(fields, "mode", es_mode_name(e));
         if (e->n_ports)
-            cJSON_AddItemToObject(fields, "ports", ports_json(e));
+            cJSON_AddItemToObject(fields, "ports", es_ports_json(e));
         routes_publish_now(e);
-        status_write(e, fields);
+        es_status_write(e, fields);
     }
-    bool ready = replicas > 0 && proxy && target_has_ready_endpoint(e, NULL, 0);
+    bool ready = replicas > 0 && proxy && es_has_ready_endpoint(e, NULL, 0);
     switch (decide_scale(replicas, proxy, ready)) {
     case DECIDE_SCALE_TO_PROXY:
-        enter_proxy(e, false, "the target was scaled to 0 by hand");
+        switch_enter_proxy(e, false, "the target was scaled to 0 by hand");
         break;
     case DECIDE_SCALE_TO_SERVE:
-        enter_serve(e);
+        switch_enter_serve(e);
         break;
     case DECIDE_SCALE_WAKING:
         if (poll)
@@ -1840,20 +1504,20 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
             es_set_mode(e, ES_MODE_SERVE, "the target has replicas");
             cJSON *fields = cJSON_CreateObject();
             cJSON_AddStringToObject(fields, "mode", "serve");
-            cond_set(e, "Ready", true, "Serving", "traffic goes to the target's pods");
-            status_write(e, fields);
+            es_cond_set(e, "Ready", true, "Serving", "traffic goes to the target's pods");
+            es_status_write(e, fields);
         }
         if (!e->switching) {
             /* a switch cut short (the leadership moved on, a restart) left its condition */
-            if (cond_reason_is(e, "ScaledToZero", "AwaitingDataPath")) {
-                cond_set(e, "ScaledToZero", false, "Serving", "the target has ready endpoints");
-                status_write(e, NULL);
+            if (es_cond_reason_is(e, "ScaledToZero", "AwaitingDataPath")) {
+                es_cond_set(e, "ScaledToZero", false, "Serving", "the target has ready endpoints");
+                es_status_write(e, NULL);
             }
             /* serving: none should be left (a failed delete, or a leader gone between its
              * slice write and its status write). Only once a pod serves: before, the slice is
              * the Service's only usable endpoint (found by the soak: a new leader deleted it
              * while the pods of a hand scale-up were starting, and kube-proxy refused). */
-            if (target_has_ready_endpoint(e, NULL, 0))
+            if (es_has_ready_endpoint(e, NULL, 0))
                 resolver_slices_delete(e);
             if (poll)
                 scale_down_check(e);
@@ -1861,7 +1525,7 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
         break;
     }
     if (poll && e->scaled_up_unwritten && e->status_inflight == 0)
-        status_write(e, NULL); /* a wake's lastScaledUpTime, no serve switch since */
+        es_status_write(e, NULL); /* a wake's lastScaledUpTime, no serve switch since */
     else if (poll)
         es_heartbeat(e);
 }
@@ -1977,7 +1641,7 @@ static void es_finalize(struct es *e, const struct es_cached *obj)
     if (e->spec.target_ok) {
         es_wake(e);
     }
-    keda_set(e, false);
+    es_keda_set(e, false);
     resolver_slices_delete(e);
     e->finalize_sent = remove_finalizer(e, obj);
     log_info("elastiservice deleted: target and Service restored", "elastiservice=%s", e->key);
@@ -2032,7 +1696,7 @@ static void es_acknowledge(struct es *e)
      * observedGeneration. One write instead of two. */
     if (e->mode == ES_MODE_NONE && e->evaluated_ms == 0 && es_follows_workload(e))
         return;
-    status_write(e, NULL);
+    es_status_write(e, NULL);
 }
 
 /* The Service's ports (name, number, protocol, in order) differ from e->ports. */
@@ -2061,13 +1725,13 @@ static bool ports_differ(const struct es *e)
  */
 static void es_follow_ports(struct es *e)
 {
-    if (!e->n_ports || !ports_differ(e) || !allocate_ports(e))
+    if (!e->n_ports || !ports_differ(e) || !es_allocate_ports(e))
         return;
     routes_changed(e);
     routes_publish_now(e); /* listening on the new ports before status.ports names them */
     cJSON *fields = cJSON_CreateObject();
-    cJSON_AddItemToObject(fields, "ports", ports_json(e));
-    status_write(e, fields);
+    cJSON_AddItemToObject(fields, "ports", es_ports_json(e));
+    es_status_write(e, fields);
     log_info("the Service's ports changed: status.ports follows", "elastiservice=%s ports=%zu",
              e->key, e->n_ports);
 }
@@ -2097,22 +1761,22 @@ static void es_reconcile_spec(struct es *e)
      * unconditional write here would chase its own echo. */
     if (e->spec_error) {
         c->reconcile_errors++;
-        if (cond_set(e, "Ready", false, "InvalidSpec", e->spec_error) && c->leader)
-            status_write(e, NULL);
+        if (es_cond_set(e, "Ready", false, "InvalidSpec", e->spec_error) && c->leader)
+            es_status_write(e, NULL);
         return;
     }
     char why[256];
     if (service_unsupported(e, why, sizeof(why))) {
-        if (cond_set(e, "Ready", false, "UnsupportedService", why) && c->leader)
-            status_write(e, NULL);
+        if (es_cond_set(e, "Ready", false, "UnsupportedService", why) && c->leader)
+            es_status_write(e, NULL);
         return;
     }
     if (!c->leader)
         return;
     es_follow_ports(e);
     if (e->mode == ES_MODE_PROXY) {
-        if (target_has_ready_endpoint(e, NULL, 0) && !e->awaiting_wake)
-            enter_serve(e);
+        if (es_has_ready_endpoint(e, NULL, 0) && !e->awaiting_wake)
+            switch_enter_serve(e);
         else
             resolver_slices_apply(e);
     } else if (e->switching) {
@@ -2951,7 +2615,7 @@ static void on_stopped_leading(void *arg)
     for (struct es *e = c->list; e; e = e->next) {
         switch_cancel(e); /* the new leader finds serve mode and deletes the resolver slice */
         if (e->scaled_up_unwritten)
-            status_write(e, NULL); /* the new leader's cooldown reads it */
+            es_status_write(e, NULL); /* the new leader's cooldown reads it */
     }
     log_info("not leading any more: only wakes from here", NULL);
 }

@@ -298,6 +298,20 @@ struct controller {
     } wl_deploy, wl_sts, wl_rollout;
 };
 
+/*
+ * What an API call's callback needs to find its ElastiService again (es_ref_take), as it may
+ * be gone by then; what the call was sent with.
+ */
+struct es_ref {
+    struct controller *c;
+    char *ns, *name;
+    int64_t generation;   /* of a status write: what it acknowledges */
+    unsigned scale_epoch; /* of a /scale read: e->scale_epoch when it was sent; of a leaving
+                             check: e->leaving_epoch */
+    int64_t scaled_up;    /* of a status write: the lastScaledUpTime it carries, or 0 */
+    int replicas;         /* of a leaving check: the workload's spec.replicas then */
+};
+
 /* ---- small helpers (controller.c) ---- */
 
 static inline uint64_t mono_ms(void)
@@ -356,5 +370,76 @@ void routes_on_publish(evutil_socket_t fd, short what, void *arg);
 
 /* c->relisten_ev's callback: a resolver port could not be opened, publish again. */
 void routes_on_relisten(evutil_socket_t fd, short what, void *arg);
+
+/* ---- controller.c: shared with the other files ---- */
+
+/* Allocates a resolver port for every Service port that has none (leader). */
+bool es_allocate_ports(struct es *e);
+
+/* Sets one condition in e->conditions; true when it changed (a status write is due). */
+bool es_cond_set(struct es *e, const char *type, bool status, const char *reason,
+                 const char *message);
+
+/* Merge-patches the status with `fields` (taken) plus conditions, observedGeneration and
+ * lastReconciledTime. */
+void es_status_write(struct es *e, cJSON *fields);
+
+/* A reference to e for an API call's callback (es_ref_take frees it), or NULL when out of
+ * memory. */
+struct es_ref *es_ref_new(const struct es *e);
+
+/* The ElastiService a callback was for, if it still exists; frees the reference. */
+struct es *es_ref_take(struct es_ref *r);
+
+/* A target call's callback that only logs a failure (`arg`: what it was, a string literal);
+ * the next reconcile retries. */
+void es_on_target_done(const struct target_result *res, const struct kube_error *err, void *arg);
+
+/*
+ * The one place the leader changes e's mode (status.mode is written by the caller, with the
+ * conditions that go with it), running the entry actions and tracing old -> new (why) at
+ * debug: proxy: awaiting_wake and the pods ready now recorded as on their way out; serve,
+ * from proxy: those cleared, and the reason a woken target is not ready.
+ */
+void es_set_mode(struct es *e, enum es_mode mode, const char *why);
+
+/* Creates or rewrites the resolver slices of e (leader, proxy mode). */
+void resolver_slices_apply(struct es *e);
+
+/* Deletes the resolver slices of e (serve mode, an abandoned switch, a deletion). */
+void resolver_slices_delete(struct es *e);
+
+/* Pauses (proxy mode) or resumes e's KEDA ScaledObject, when its spec names one. */
+void es_keda_set(struct es *e, bool pause);
+
+/* status.ports of e (a new array; NULL when out of memory). */
+cJSON *es_ports_json(const struct es *e);
+
+/* Records a Kubernetes Event on e (and logs it). */
+void es_event(struct es *e, bool warning, const char *reason, const char *message);
+
+/*
+ * Whether some port of the target's Service has a ready endpoint that is not one of the pods on
+ * their way out (e->leaving); the first one found goes to `first` ("ip:port") when not NULL.
+ */
+bool es_has_ready_endpoint(const struct es *e, char *first, size_t len);
+
+/* Whether the informer caches a resolver EndpointSlice of e's Service. */
+bool es_resolver_slice_cached(const struct es *e);
+
+/* ---- switch.c: the traffic switches ---- */
+
+/*
+ * serve -> proxy. A hand scale to zero (scale_down false) cannot be preceded by anything: the
+ * resolver slice goes in at once. Holdfast's own scale-down first shows that the data path
+ * reaches holdfast (the switch to zero), and only then removes the last replica.
+ */
+void switch_enter_proxy(struct es *e, bool scale_down, const char *why);
+
+/* proxy -> serve: the target has a ready endpoint (leader). */
+void switch_enter_serve(struct es *e);
+
+/* Stops an attempt without a word (the leadership went, the ElastiService went, a hand). */
+void switch_cancel(struct es *e);
 
 #endif
