@@ -48,7 +48,6 @@ void es_text_setf(char **t, size_t cap, const char *fmt, ...)
 }
 
 static void es_reconcile(struct es *e);
-static void es_wake(struct es *e);
 
 /* ---- small helpers ---- */
 
@@ -87,7 +86,7 @@ static void make_key(char *out, const char *ns, const char *name)
     snprintf(out, KEY_MAX, "%s/%s", ns, name);
 }
 
-static struct es *find_es(struct controller *c, const char *ns, const char *name)
+struct es *es_find(struct controller *c, const char *ns, const char *name)
 {
     char key[KEY_MAX];
     make_key(key, ns, name);
@@ -227,7 +226,6 @@ static void es_clear_spec(struct es *e)
     spec_clear(&e->spec);
     es_text_clear(&e->spec_error);
 }
-
 
 static void es_free(struct es *e)
 {
@@ -510,7 +508,7 @@ struct es_ref *es_ref_new(const struct es *e)
 /* The ElastiService a callback was for, if it still exists; frees the reference. */
 struct es *es_ref_take(struct es_ref *r)
 {
-    struct es *e = find_es(r->c, r->ns, r->name);
+    struct es *e = es_find(r->c, r->ns, r->name);
     free(r->ns);
     free(r->name);
     free(r);
@@ -919,7 +917,7 @@ static void es_reconcile(struct es *e);
  */
 static void slice_write_done(struct slice_write *w, bool ok)
 {
-    struct es *e = w->es ? find_es(w->c, w->es->ns, w->es->name) : NULL;
+    struct es *e = w->es ? es_find(w->c, w->es->ns, w->es->name) : NULL;
     if (!e || e->slice_writes == 0 || --e->slice_writes > 0 || !e->slices_again)
         return;
     if (!ok || informer_get_item(w->c->inf_slices, w->ns, w->name)) {
@@ -1065,7 +1063,7 @@ void es_keda_set(struct es *e, bool pause)
 
 /* The scale target as the workload watch caches it (name, resourceVersion, spec.replicas, ...),
  * or NULL: not watched (--watch-targets=false), not seen yet, or gone. */
-static const cJSON *es_cached_workload(const struct es *e)
+const cJSON *es_cached_workload(const struct es *e)
 {
     const struct controller *c = e->c;
     if (!e->spec.target_ok)
@@ -1074,201 +1072,6 @@ static const cJSON *es_cached_workload(const struct es *e)
                                  : e->spec.target.kind == TARGET_STATEFULSET ? c->inf_sts
                                                                              : c->inf_rollout;
     return inf ? informer_get(inf, e->ns, e->spec.target.name) : NULL;
-}
-
-static void on_wake_done(const struct target_result *res, const struct kube_error *err, void *arg)
-{
-    struct controller *c = ((struct es_ref *)arg)->c;
-    struct es *e = es_ref_take(arg);
-    if (!e) {
-        /* its ElastiService went meanwhile (a restore at deletion): the scale-up happened */
-        if (!err && res && res->patched)
-            c->wakes_sent++;
-        return;
-    }
-    e->wake_inflight = false;
-    if (e->wake_again) {
-        /* Asked for while this one was in flight: the target may have been read before it was
-         * scaled down again, so one more wake now. */
-        e->wake_again = false;
-        es_wake(e);
-    }
-    if (err) {
-        /* Say why where the operator and the held clients look: a condition, a Warning Event
-         * (both only when the reason changes) and the 504s' reason. An API that cannot be
-         * reached cannot take the condition either; the status_dirty retry writes it later. */
-        char why[1024];
-        snprintf(why, sizeof(why), "scaling %s %.250s up failed: %s: %s",
-                 target_kind_name(e->spec.target.kind), e->spec.target.name, err->reason,
-                 err->message);
-        if (es_cond_set(e, "ScaleUpFailed", true,
-                        err->code == KUBE_ERR_FORBIDDEN ? "Forbidden" : "ScaleCallFailed", why)) {
-            es_event(e, true, "ScaleUpFailed", why);
-            es_status_write(e, NULL);
-        }
-        free(e->not_ready_reason);
-        e->not_ready_reason = strdup(why);
-        e->scale_call_failed = true;
-        routes_changed(e);
-        e->wake_failed = true;
-        struct timeval tv = {WAKE_REPEAT_MS / 1000, (WAKE_REPEAT_MS % 1000) * 1000};
-        event_add(e->c->wake_retry_ev, &tv);
-        log_warn("wake: scaling the target failed", "elastiservice=%s error=%s message=%s", e->key,
-                 err->reason, err->message);
-        return;
-    }
-    e->awaiting_wake = false; /* the target is scaled up: ready endpoints now mean serve */
-    e->wake_failed = false;
-    if (e->scale_call_failed) {
-        e->scale_call_failed = false;
-        free(e->not_ready_reason);
-        e->not_ready_reason = NULL;
-        if (es_cond_set(e, "ScaleUpFailed", false, "ScaleCallSucceeded", ""))
-            es_status_write(e, NULL);
-        routes_changed(e);
-    }
-    es_keda_set(e, false);
-    if (!res->patched)
-        return; /* already scaled up (by another replica, by hand, or a wake before) */
-    e->c->wakes_sent++;
-    int64_t held_since = atomic_load(&e->svc->wake_started_ns);
-    double ms = held_since > 0 ? (double)(now_ns() - (uint64_t)held_since) / 1e6 : -1.0;
-    struct svc_hists *hists = held_since > 0 ? svc_state_hists(e->svc) : NULL;
-    if (hists)
-        hist_observe_ns(&hists->wake_to_scale_seconds, now_ns() - (uint64_t)held_since);
-    log_info("woken: target scaled up", "elastiservice=%s wake_to_scale_ms=%f", e->key, ms);
-    char msg[512];
-    snprintf(msg, sizeof(msg), "scaled %s %s from 0 to %d: a request arrived",
-             target_kind_name(e->spec.target.kind), e->spec.target.name, e->spec.min_replicas);
-    es_event(e, false, "ScaledUp", msg);
-    /* The leader writes lastScaledUpTime with the serve switch's status write, which follows
-     * as soon as the pod is ready (or with any other status write before it, or the next poll's
-     * at the latest): one write instead of two. Only the cooldown of a service in serve mode
-     * reads it. A replica that does not lead writes it at once. */
-    e->scaled_up_unwritten = time(NULL);
-    e->last_scaled_up = e->scaled_up_unwritten;
-    if (e->c->leader && e->mode == ES_MODE_PROXY && !e->deleting)
-        return;
-    es_status_write(e, NULL);
-}
-
-/*
- * Any replica: scale the target from 0 to minTargetReplicas (target_wake reads the scale and
- * patches with its resourceVersion, so replicas waking at once scale once, and a wake never
- * lowers a count someone raised). One wake per service is in flight at a time; wakes asked for
- * meanwhile fold into one more after it, never into none: the data plane asks once per burst
- * of held requests, so a wake dropped here would leave them held until their timeout.
- */
-static void es_wake(struct es *e)
-{
-    if (!e->spec.target_ok || e->spec_error)
-        return;
-    if (e->wake_inflight) {
-        e->wake_again = true;
-        return;
-    }
-    /* The workload watch's cache shows the zero: patch at once, on the condition that the
-     * workload is still the version cached (a 409 reads and decides again). */
-    const cJSON *wl = es_cached_workload(e);
-    const cJSON *r = get(get(wl, "spec"), "replicas");
-    const char *rv = cJSON_IsNumber(r) && r->valueint == 0
-                         ? get_str(get(wl, "metadata"), "resourceVersion")
-                         : NULL;
-    struct es_ref *ref = es_ref_new(e);
-    if (ref && target_wake_at(e->c->kube_wake, &e->spec.target, e->ns, e->spec.min_replicas, rv,
-                              on_wake_done, ref))
-        e->wake_inflight = true;
-    else if (ref)
-        es_ref_take(ref);
-    log_info("wake: scaling the target up from zero", "elastiservice=%s target=%s replicas=%d",
-             e->key, e->spec.target.name, e->spec.min_replicas);
-}
-
-static void on_wake_queue(evutil_socket_t fd, short what, void *arg)
-{
-    struct controller *c = arg;
-    struct wake_msg *m = wakeq_take_all(&c->dp->wakeq);
-    while (m) {
-        struct wake_msg *next = m->next;
-        struct es *e = find_es(c, m->svc->ns, m->svc->name);
-        if (e && m->kind == WAKE_NEEDED)
-            es_wake(e);
-        else if (e)
-            routes_changed(e); /* a backend refused: refresh the endpoints from the caches */
-        wake_msg_free(m);
-        m = next;
-    }
-}
-
-/*
- * A wake whose scale call failed (API unreachable, 503, ...) is retried every WAKE_REPEAT_MS
- * while the service still holds connections: held clients send nothing more, so no new wake
- * would come. (Bug found by test_controller.py's API-outage test: the wake was lost and the
- * held request waited for its hold timeout although the API was back.)
- */
-static void on_wake_retry(evutil_socket_t fd, short what, void *arg)
-{
-    struct controller *c = arg;
-    for (struct es *e = c->list; e; e = e->next) {
-        if (!e->wake_failed)
-            continue;
-        e->wake_failed = false; /* set again (and the timer re-armed) if this one fails too */
-        if (e->svc && atomic_load(&e->svc->held_conns) > 0)
-            es_wake(e);
-    }
-}
-
-/* A woken target without a ready pod: find out why, for the 504s, a condition and an Event. */
-/*
- * Two diagnoses say the same when they differ only inside double quotes: the API server names
- * the pod a controller tried to create (`pods "web-6d4f9c-x2b7q" is forbidden: exceeded
- * quota: ...`), a new generated name every attempt. Without this, every polling interval
- * would write the status and record another Event for one unchanged cause.
- */
-static bool same_diagnosis(const char *a, const char *b)
-{
-    while (*a && *b) {
-        if (*a == '"' && *b == '"') {
-            const char *ea = strchr(a + 1, '"'), *eb = strchr(b + 1, '"');
-            if (!ea || !eb)
-                return strcmp(a, b) == 0;
-            a = ea + 1;
-            b = eb + 1;
-            continue;
-        }
-        if (*a++ != *b++)
-            return false;
-    }
-    return *a == *b;
-}
-
-static void on_diagnosed(const struct target_result *res, const struct kube_error *err, void *arg)
-{
-    struct es *e = es_ref_take(arg);
-    if (!e || err)
-        return;
-    const struct target_diagnosis *d = &res->diag;
-    bool changed = (d->reason[0] != '\0') != (e->not_ready_reason != NULL) ||
-                   (e->not_ready_reason && !same_diagnosis(e->not_ready_reason, d->message));
-    if (!changed)
-        return;
-    free(e->not_ready_reason);
-    e->not_ready_reason = d->reason[0] ? strdup(d->message) : NULL;
-    if (d->reason[0]) {
-        es_cond_set(e, "ScaleUpFailed", true, d->reason, d->message);
-        es_event(e, true, d->reason, d->message);
-    } else {
-        es_cond_set(e, "ScaleUpFailed", false, "NoProblemFound", "");
-    }
-    es_status_write(e, NULL);
-    routes_changed(e);
-}
-
-static void es_diagnose(struct es *e)
-{
-    struct es_ref *ref = es_ref_new(e);
-    if (ref && !target_diagnose(e->c->kube, &e->spec.target, e->ns, on_diagnosed, ref))
-        es_ref_take(ref);
 }
 
 /* ---- scale-down check (leader, every polling interval) ---- */
@@ -1495,7 +1298,7 @@ static void es_apply_scale(struct es *e, int replicas, bool poll)
         break;
     case DECIDE_SCALE_WAKING:
         if (poll)
-            es_diagnose(e); /* woken, not ready yet: is something in the way? */
+            wake_diagnose(e); /* woken, not ready yet: is something in the way? */
         break;
     case DECIDE_SCALE_NOTHING:
         break;
@@ -1585,7 +1388,7 @@ static void es_check(struct es *e)
 static void on_scale_read(const struct target_result *res, const struct kube_error *err, void *arg)
 {
     struct es_ref *ref = arg;
-    struct es *e = find_es(ref->c, ref->ns, ref->name);
+    struct es *e = es_find(ref->c, ref->ns, ref->name);
     if (e && !err && ref->scale_epoch != e->scale_epoch) {
         es_ref_take(ref);
         e->busy = false;
@@ -1639,7 +1442,7 @@ static void es_finalize(struct es *e, const struct es_cached *obj)
     /* Restore: the target back to minTargetReplicas when it is at 0 (target_wake is a no-op
      * otherwise), KEDA resumed, the Service's traffic back to its pods. */
     if (e->spec.target_ok) {
-        es_wake(e);
+        wake_target(e);
     }
     es_keda_set(e, false);
     resolver_slices_delete(e);
@@ -1831,7 +1634,7 @@ static void es_upsert(struct controller *c, const cJSON *obj)
     const char *ns = get_str(md, "namespace"), *name = get_str(md, "name");
     if (!ns || !name)
         return;
-    struct es *e = find_es(c, ns, name);
+    struct es *e = es_find(c, ns, name);
     bool created = false;
     if (!e) {
         e = calloc(1, sizeof(*e));
@@ -1973,7 +1776,7 @@ static void on_es_delete(const void *item, void *arg)
 {
     struct controller *c = arg;
     const struct es_cached *obj = item;
-    struct es *e = find_es(c, obj->ns, obj->name);
+    struct es *e = es_find(c, obj->ns, obj->name);
     if (e) {
         strmap_del(&c->by_name, e->key);
         if (c->poll_cursor == e)
@@ -2550,7 +2353,7 @@ static void workload_changed(const struct workload_watch *w, const cJSON *obj)
         if (replicas == 0 && e->svc && atomic_load(&e->svc->held_conns) > 0) {
             log_info("the target went to 0 while requests are held: waking it again",
                      "elastiservice=%s held=%ld", e->key, (long)atomic_load(&e->svc->held_conns));
-            es_wake(e);
+            wake_target(e);
         }
         es_watch_scale(e, replicas);
     }
@@ -2691,8 +2494,8 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
                       : NULL;
     c->publish_ev = evtimer_new(base, routes_on_publish, c);
     c->poll_ev = evtimer_new(base, on_poll, c);
-    c->wake_ev = event_new(base, -1, EV_PERSIST, on_wake_queue, c);
-    c->wake_retry_ev = evtimer_new(base, on_wake_retry, c);
+    c->wake_ev = event_new(base, -1, EV_PERSIST, wake_on_queue, c);
+    c->wake_retry_ev = evtimer_new(base, wake_on_retry, c);
     c->relisten_ev = evtimer_new(base, routes_on_relisten, c);
     if (!c->kube || !c->kube_wake || !c->http || !c->prom || !c->publish_ev || !c->poll_ev ||
         !c->wake_ev || !c->wake_retry_ev || !c->relisten_ev) {

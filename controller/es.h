@@ -159,7 +159,7 @@ struct es {
     bool leaving_check_inflight;
     unsigned leaving_epoch;
     bool status_dirty;      /* a status write failed: the next poll writes it again */
-    bool wake_failed;       /* the last wake's scale call failed: on_wake_retry tries again */
+    bool wake_failed;       /* the last wake's scale call failed: wake_on_retry tries again */
     uint64_t next_check_ms; /* when on_poll next reads the target's /scale (mono_ms) */
     bool scale_call_failed; /* not_ready_reason and ScaleUpFailed come from that failure */
     char *not_ready_reason; /* why the woken target has no ready pod, for 504s; or NULL */
@@ -441,5 +441,39 @@ void switch_enter_serve(struct es *e);
 
 /* Stops an attempt without a word (the leadership went, the ElastiService went, a hand). */
 void switch_cancel(struct es *e);
+
+/* ---- controller.c: the caches ---- */
+
+/* The ElastiService ns/name (by_name), or NULL. */
+struct es *es_find(struct controller *c, const char *ns, const char *name);
+
+/* The scale target as the workload watch caches it (name, resourceVersion, spec.replicas, ...),
+ * or NULL: not watched (--watch-targets=false), not seen yet, or gone. */
+const cJSON *es_cached_workload(const struct es *e);
+
+/* ---- wake.c: the wake consumer ---- */
+
+/*
+ * Any replica: scale the target from 0 to minTargetReplicas (target_wake reads the scale and
+ * patches with its resourceVersion, so replicas waking at once scale once, and a wake never
+ * lowers a count someone raised). One wake per service is in flight at a time; wakes asked for
+ * meanwhile fold into one more after it, never into none: the data plane asks once per burst
+ * of held requests, so a wake dropped here would leave them held until their timeout.
+ */
+void wake_target(struct es *e);
+
+/* c->wake_ev's callback: the data plane queued wakes (resolver/wakeq.h); each is acted on. */
+void wake_on_queue(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * A wake whose scale call failed (API unreachable, 503, ...) is retried every WAKE_REPEAT_MS
+ * while the service still holds connections: held clients send nothing more, so no new wake
+ * would come. (Bug found by test_controller.py's API-outage test: the wake was lost and the
+ * held request waited for its hold timeout although the API was back.)
+ */
+void wake_on_retry(evutil_socket_t fd, short what, void *arg);
+
+/* A woken target without a ready pod: find out why, for the 504s, a condition and an Event. */
+void wake_diagnose(struct es *e);
 
 #endif
