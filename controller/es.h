@@ -476,4 +476,33 @@ void wake_on_retry(evutil_socket_t fd, short what, void *arg);
 /* A woken target without a ready pod: find out why, for the 504s, a condition and an Event. */
 void wake_diagnose(struct es *e);
 
+/* ---- controller.c: conditions, mode, the Service ---- */
+
+/* Whether the condition of this type has this reason. */
+bool es_cond_reason_is(const struct es *e, const char *type, const char *reason);
+
+/* status.mode's text for e's mode ("" for none). */
+const char *es_mode_name(const struct es *e);
+
+/*
+ * Services holdfast refuses to proxy: headless ones (clusterIP None: clients resolve the pods'
+ * own addresses, so a resolver EndpointSlice would not steer them) and ExternalName ones (no
+ * endpoints at all). True with the reason in why.
+ */
+bool es_service_unsupported(const struct es *e, char *why, size_t len);
+
+/* ---- evaluate.c: every polling interval (leader) ---- */
+
+/* The poll's evaluation: read the target's /scale (on_scale goes on from there). */
+void evaluate_check(struct es *e);
+
+/*
+ * What the target's spec.replicas means, from a poll's /scale read or from the workload watch
+ * (poll false: no scale-down check, which runs once per polling interval only).
+ */
+void evaluate_apply_scale(struct es *e, int replicas, bool poll);
+
+/* For prom_hub_free: an ask never answered (the controller stops). */
+void evaluate_drop(void *arg);
+
 #endif

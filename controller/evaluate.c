@@ -1,0 +1,340 @@
+/*
+ * evaluate: what the leader does with each ElastiService every polling interval. evaluate_check
+ * reads the target's /scale (or the workload watch says it); evaluate_apply_scale acts on what the
+ * replica count means (a hand scale to zero, a serve switch, a diagnosis) and, serving, runs
+ * the scale-down check: cooldown, enabled period, then every trigger's query and uptime check
+ * through the shared Prometheus hub; all below their thresholds and healthy begins the switch
+ * to zero. The decisions themselves are controller/decide.h; this file gathers their inputs
+ * and acts on the verdicts. A skipped evaluation (es_skip) still counts for liveness.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "controller/es.h"
+
+/* ---- scale-down check (leader, every polling interval) ---- */
+
+static void eval_finish(struct es *e)
+{
+    if (e->evals_pending > 0)
+        return;
+    e->busy = false;
+    e->evaluated_ms = mono_ms();
+    e->eval_done_ms = e->evaluated_ms;
+    bool changed = e->eval_unhealthy ? es_cond_set(e, "TriggerHealthy", false,
+                                                   "PrometheusUnhealthy", es_text(e->eval_reason))
+                                     : es_cond_set(e, "TriggerHealthy", true, "QueryOK", "");
+    if (e->eval_blocked) {
+        if (changed) /* every polling interval otherwise: thousands of writes at scale */
+            es_status_write(e, NULL);
+        return;
+    }
+    if (e->mode == ES_MODE_PROXY)
+        return;
+    switch_enter_proxy(e, true, "every trigger stayed below its threshold for the cooldown period");
+}
+
+struct eval_ctx {
+    struct es_ref *ref;
+    size_t trigger;
+    bool uptime;
+};
+
+static void on_eval(enum prom_status st, double value, const char *reason, void *arg)
+{
+    struct eval_ctx *x = arg;
+    struct es *e = es_ref_take(x->ref);
+    if (e && x->trigger < e->spec.n_triggers) {
+        /* an answer shared with other ElastiServices is judged for each, as its own */
+        e->evals_pending--;
+        const struct prom_trigger *t = &e->spec.triggers[x->trigger];
+        char why[512];
+        enum decide_answer a = decide_answer(st, value, reason, x->uptime, t->threshold,
+                                             t->uptime_filter, why, sizeof(why));
+        if (st != PROM_OK)
+            e->c->prom_errors++;
+        if (a == DECIDE_ANSWER_UNHEALTHY) {
+            e->eval_blocked = true;
+            e->eval_unhealthy = true;
+            es_text_setf(&e->eval_reason, sizeof(why), "%s", why);
+        } else if (a == DECIDE_ANSWER_BUSY) {
+            e->eval_blocked = true;
+        }
+        eval_finish(e);
+    }
+    free(x);
+}
+
+/* For prom_hub_free: an ask never answered (the controller stops). */
+void evaluate_drop(void *arg)
+{
+    struct eval_ctx *x = arg;
+    free(x->ref->ns);
+    free(x->ref->name);
+    free(x->ref);
+    free(x);
+}
+
+/* Asks for trigger i's query or its uptime check: the answer may be one shared with other
+ * ElastiServices asking the same (prom_hub), if sent since fresh_after. */
+static void eval_send(struct es *e, size_t i, bool uptime, uint64_t fresh_after)
+{
+    struct eval_ctx *x = calloc(1, sizeof(*x));
+    if (!x || !(x->ref = es_ref_new(e))) {
+        free(x);
+        e->eval_blocked = true;
+        return;
+    }
+    x->trigger = i;
+    x->uptime = uptime;
+    char *q =
+        uptime ? prom_uptime_query(e->spec.triggers[i].uptime_filter, e->spec.cooldown_s) : NULL;
+    const char *query = uptime ? q : e->spec.triggers[i].query;
+    struct prom_ask *ask =
+        query ? prom_hub_ask(e->c->prom, &e->spec.triggers[i], query, fresh_after, on_eval, x)
+              : NULL;
+    free(q);
+    if (!ask) {
+        es_ref_take(x->ref);
+        free(x);
+        e->eval_blocked = true;
+        return;
+    }
+    e->evals_pending++;
+}
+
+static void scale_down_check(struct es *e)
+{
+    struct decide_check_in in = {
+        .now = time(NULL),
+        .created = e->created,
+        .last_scaled_up = e->last_scaled_up,
+        .cooldown_s = e->spec.cooldown_s,
+        .has_period = e->spec.has_period,
+        .schedule = e->spec.schedule,
+        .duration = e->spec.duration,
+        .n_triggers = e->spec.n_triggers,
+    };
+    const char *why;
+    char err[256];
+    enum decide_check verdict = decide_check(&in, &why, err, sizeof(err));
+    if (err[0])
+        log_warn("enabledPeriod invalid: scale-to-zero stays enabled (fail open)",
+                 "elastiservice=%s error=%s", e->key, err);
+    if (verdict != DECIDE_CHECK_QUERY)
+        return;
+    e->busy = true;
+    e->busy_since_ms = mono_ms();
+    e->busy_what = "querying Prometheus";
+    e->busy_throttled = -1; /* Prometheus is not behind the API rate limit */
+    e->stuck_logged = false;
+    e->eval_blocked = e->eval_unhealthy = false;
+    es_text_clear(&e->eval_reason);
+    e->evals_pending = 0;
+    uint64_t fresh_after = e->eval_done_ms;
+    for (size_t i = 0; i < e->spec.n_triggers; i++) {
+        eval_send(e, i, true, fresh_after);
+        eval_send(e, i, false, fresh_after);
+    }
+    if (e->evals_pending == 0) {
+        e->busy = false;
+        return;
+    }
+}
+
+/*
+ * status.lastReconciledTime shows the evaluations without a write per poll: it is refreshed
+ * when older than the heartbeat (default the larger of 5 minutes, 10 polling intervals, and
+ * what keeps these writes under a quarter of the API rate limit). So it is never more than one
+ * heartbeat plus one polling interval old while this ElastiService is evaluated.
+ */
+static unsigned heartbeat_s(const struct controller *c)
+{
+    if (c->opt.status_heartbeat_s)
+        return c->opt.status_heartbeat_s;
+    double qps = c->opt.api_qps > 0 ? c->opt.api_qps : 20;
+    double paced = (double)c->by_name.used * 4 / qps;
+    double s = 300;
+    if (s < c->opt.polling_interval_ms / 100.0)
+        s = c->opt.polling_interval_ms / 100.0;
+    if (s < paced)
+        s = paced;
+    return (unsigned)s;
+}
+
+static void es_heartbeat(struct es *e)
+{
+    int64_t now = time(NULL);
+    bool awaiting = e->awaited_rv && mono_ms() - e->awaited_ms <= STATUS_AWAIT_ECHO_MS;
+    if (!e->c->leader || e->status_inflight > 0 || awaiting ||
+        now - e->reconciled_at < (int64_t)heartbeat_s(e->c))
+        return;
+    es_status_write(e, NULL);
+}
+
+static void on_scale_read(const struct target_result *res, const struct kube_error *err, void *arg);
+
+/* The target's current scale decides manual transitions and the scale-down check. */
+static void on_scale(const struct target_result *res, const struct kube_error *err, void *arg)
+{
+    struct es *e = es_ref_take(arg);
+    if (!e)
+        return;
+    e->busy = false;
+    e->evaluated_ms = mono_ms();
+    e->c->evaluations++;
+    if (err) {
+        if (es_cond_set(e, "Ready", false,
+                        err->code == KUBE_ERR_NOT_FOUND ? "TargetNotFound" : "TargetUnreadable",
+                        err->message))
+            es_status_write(e, NULL);
+        return;
+    }
+    evaluate_apply_scale(e, res->scale.spec_replicas, true);
+}
+
+/*
+ * What the target's spec.replicas means, from a poll's /scale read or from the workload watch
+ * (poll false: no scale-down check, which runs once per polling interval only).
+ */
+void evaluate_apply_scale(struct es *e, int replicas, bool poll)
+{
+    bool proxy = e->mode == ES_MODE_PROXY;
+    if (replicas > 0)
+        e->awaiting_wake = false; /* scaled up (a wake by another replica, a hand) */
+    /*
+     * Writes of a transition that failed (API outage) are made again here, every poll: the
+     * status (mode, ports, conditions; Ready back from TargetUnreadable once /scale answers),
+     * and, below, the delete of resolver slices left behind in serve mode. (Bug found by
+     * test_api_outage_after_wake_patch_completes_when_api_returns: a serve switch during an
+     * outage left status.mode "proxy" and the resolver slice in place for good.)
+     */
+    if (e->mode != ES_MODE_NONE && (es_cond_reason_is(e, "Ready", "TargetUnreadable") ||
+                                    es_cond_reason_is(e, "Ready", "TargetNotFound"))) {
+        es_cond_set(e, "Ready", true, proxy ? "Proxying" : "Serving",
+                    proxy ? "traffic goes to the resolver, which holds requests"
+                          : "traffic goes to the target's pods");
+        e->status_dirty = true;
+    }
+    if (e->status_dirty && e->mode != ES_MODE_NONE) {
+        e->status_dirty = false; /* set again if this write fails too */
+        cJSON *fields = cJSON_CreateObject();
+        cJSON_AddStringToObject(fields, "mode", es_mode_name(e));
+        if (e->n_ports)
+            cJSON_AddItemToObject(fields, "ports", es_ports_json(e));
+        routes_publish_now(e);
+        es_status_write(e, fields);
+    }
+    bool ready = replicas > 0 && proxy && es_has_ready_endpoint(e, NULL, 0);
+    switch (decide_scale(replicas, proxy, ready)) {
+    case DECIDE_SCALE_TO_PROXY:
+        switch_enter_proxy(e, false, "the target was scaled to 0 by hand");
+        break;
+    case DECIDE_SCALE_TO_SERVE:
+        switch_enter_serve(e);
+        break;
+    case DECIDE_SCALE_WAKING:
+        if (poll)
+            wake_diagnose(e); /* woken, not ready yet: is something in the way? */
+        break;
+    case DECIDE_SCALE_NOTHING:
+        break;
+    case DECIDE_SCALE_SERVING:
+        if (e->mode == ES_MODE_NONE) {
+            es_set_mode(e, ES_MODE_SERVE, "the target has replicas");
+            cJSON *fields = cJSON_CreateObject();
+            cJSON_AddStringToObject(fields, "mode", "serve");
+            es_cond_set(e, "Ready", true, "Serving", "traffic goes to the target's pods");
+            es_status_write(e, fields);
+        }
+        if (!e->switching) {
+            /* a switch cut short (the leadership moved on, a restart) left its condition */
+            if (es_cond_reason_is(e, "ScaledToZero", "AwaitingDataPath")) {
+                es_cond_set(e, "ScaledToZero", false, "Serving", "the target has ready endpoints");
+                es_status_write(e, NULL);
+            }
+            /* serving: none should be left (a failed delete, or a leader gone between its
+             * slice write and its status write). Only once a pod serves: before, the slice is
+             * the Service's only usable endpoint (found by the soak: a new leader deleted it
+             * while the pods of a hand scale-up were starting, and kube-proxy refused). */
+            if (es_has_ready_endpoint(e, NULL, 0))
+                resolver_slices_delete(e);
+            if (poll)
+                scale_down_check(e);
+        }
+        break;
+    }
+    if (poll && e->scaled_up_unwritten && e->status_inflight == 0)
+        es_status_write(e, NULL); /* a wake's lastScaledUpTime, no serve switch since */
+    else if (poll)
+        es_heartbeat(e);
+}
+
+/*
+ * An ElastiService the poll did not evaluate, and why: that counts as looked at (its round
+ * goes on). A new reason is logged once; "not leading" is the replica's, logged by the
+ * election, not once per ElastiService.
+ */
+static void es_skip(struct es *e, const char *why)
+{
+    e->evaluated_ms = mono_ms();
+    e->c->evaluations++;
+    if (e->skip_reason && strcmp(e->skip_reason, why) == 0)
+        return;
+    e->skip_reason = why;
+    if (*why && strcmp(why, "not leading") != 0)
+        log_info("elastiservice not evaluated", "elastiservice=%s reason=%s", e->key, why);
+}
+
+/* The poll's evaluation: read the target's /scale (on_scale goes on from there). */
+void evaluate_check(struct es *e)
+{
+    char why[256];
+    if (e->busy)
+        return; /* still evaluating: not looked at again, so a stuck one holds its round */
+    if (!e->c->leader) {
+        es_skip(e, "not leading");
+    } else if (e->deleting) {
+        es_skip(e, "being deleted");
+    } else if (e->spec_error) {
+        es_skip(e, "invalid spec (condition Ready=False InvalidSpec)");
+    } else if (!e->spec.target_ok) {
+        es_skip(e, "no scale target");
+    } else if (es_service_unsupported(e, why, sizeof(why))) {
+        es_skip(e, "unsupported Service (condition Ready=False UnsupportedService)");
+    } else {
+        e->skip_reason = NULL;
+        struct es_ref *ref = es_ref_new(e);
+        if (!ref)
+            return;
+        e->busy = true;
+        e->busy_since_ms = mono_ms();
+        e->busy_what = "reading the target's /scale";
+        e->busy_throttled = kube_client_throttled_seconds(e->c->kube);
+        e->stuck_logged = false;
+        ref->scale_epoch = e->scale_epoch;
+        if (!target_get_scale(e->c->kube, &e->spec.target, e->ns, on_scale_read, ref)) {
+            e->busy = false;
+            es_ref_take(ref);
+        }
+    }
+}
+
+/* A /scale read sent before a workload watch event is older than what that event said: the
+ * evaluation counts, its replicas do not. */
+static void on_scale_read(const struct target_result *res, const struct kube_error *err, void *arg)
+{
+    struct es_ref *ref = arg;
+    struct es *e = es_find(ref->c, ref->ns, ref->name);
+    if (e && !err && ref->scale_epoch != e->scale_epoch) {
+        es_ref_take(ref);
+        e->busy = false;
+        e->evaluated_ms = mono_ms();
+        e->c->evaluations++;
+        e->next_check_ms = 0; /* read again at the next tick */
+        return;
+    }
+    on_scale(res, err, ref);
+}
