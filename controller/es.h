@@ -16,6 +16,7 @@
 #include "controller/controller.h"
 
 #include <event2/event.h>
+#include <string.h>
 #include <time.h>
 
 #include "common/duration.h"
@@ -332,6 +333,11 @@ static inline const char *get_str(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+static inline char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
 /* ---- controller.c: what the informers know ---- */
 
 /* e's Service as the informer caches it (borrowed until control returns to the loop), or
@@ -427,6 +433,12 @@ bool es_has_ready_endpoint(const struct es *e, char *first, size_t len);
 /* Whether the informer caches a resolver EndpointSlice of e's Service. */
 bool es_resolver_slice_cached(const struct es *e);
 
+/* The resolver EndpointSlices of e's Service the informer caches (borrowed until control
+ * returns to the loop), at most ES_RESOLVER_SLICES_MAX (one per IP family, and room to spare):
+ * their number. */
+#define ES_RESOLVER_SLICES_MAX 4
+size_t es_resolver_slices(const struct es *e, const struct slice_cached **out);
+
 /* ---- switch.c: the traffic switches ---- */
 
 /*
@@ -504,5 +516,19 @@ void evaluate_apply_scale(struct es *e, int replicas, bool poll);
 
 /* For prom_hub_free: an ask never answered (the controller stops). */
 void evaluate_drop(void *arg);
+
+/* ---- controller.c: writes and reconcile ---- */
+
+/* A kube write's callback that only logs a failure (`arg`: what it was, a string literal);
+ * the next reconcile retries. */
+void es_on_write_done(cJSON *obj, const struct kube_error *err, void *arg);
+
+/* A delete that finds the object gone (another replica, the namespace, a delete before) is done. */
+void es_on_delete_done(cJSON *obj, const struct kube_error *err, void *arg);
+
+/* Brings e's cluster objects in line with its spec, the caches and its mode (finalizer,
+ * conditions, status.ports, resolver slices, the serve switch), then acknowledges a new
+ * generation. Called on every change and every poll. */
+void es_reconcile(struct es *e);
 
 #endif
