@@ -512,7 +512,6 @@ static void es_acknowledge(struct es *e);
 static void es_upsert(struct controller *c, const cJSON *obj);
 static bool es_follows_workload(const struct es *e);
 static void es_watch_scale(struct es *e, int replicas);
-static uint64_t next_check_at(const struct es *e, uint64_t now, unsigned interval);
 
 static void on_status_written(cJSON *obj, const struct kube_error *err, void *arg)
 {
@@ -998,8 +997,6 @@ static void es_reconcile_spec(struct es *e)
     }
 }
 
-static void linger_sweep(struct controller *c, const char *key);
-
 /*
  * Whether obj's spec must be parsed: its metadata.generation moved (the API server bumps it on
  * every spec change, and not on status or metadata writes, so the echoes of our own status
@@ -1066,7 +1063,7 @@ static void es_upsert(struct controller *c, const cJSON *obj)
         if (c->list)
             c->list->prev = e;
         c->list = e;
-        linger_sweep(c, e->key); /* the route of its deleted namesake goes now */
+        es_linger_sweep(c, e->key); /* the route of its deleted namesake goes now */
         created = true;
     }
     if (es_spec_changed(e, obj)) {
@@ -1121,7 +1118,7 @@ static void on_es_update(const void *old, const void *item, const cJSON *obj, vo
  * A deleted ElastiService that still holds connections on this replica keeps its route: the
  * leader restored its target before letting it go (es_finalize), so the held requests are
  * relayed to the restored pods as soon as they are ready, instead of each getting a 503. Out of
- * every index (no reconcile, no poll, no wake), freed by linger_sweep once nothing is held, or
+ * every index (no reconcile, no poll, no wake), freed by es_linger_sweep once nothing is held, or
  * after its hold timeout (each held request has had its answer by then), or when its Service
  * is deleted too (the held requests get 503 "service was removed" then), or when an
  * ElastiService of the same name is created again.
@@ -1163,7 +1160,7 @@ static void linger_unlink(struct controller *c, struct es *e)
 }
 
 /* Frees lingering routes that are done, or all of those named key (a new ElastiService). */
-static void linger_sweep(struct controller *c, const char *key)
+void es_linger_sweep(struct controller *c, const char *key)
 {
     uint64_t now = mono_ms();
     struct es *e = c->lingering;
@@ -1397,156 +1394,6 @@ static void on_synced(void *arg)
     routes_schedule(arg);
 }
 
-/*
- * Reads the targets' /scale, each at least once per polling interval (the next read is due one
- * interval less up to a tenth after this one, so services do not move in lockstep, and the
- * timer is set for the earliest one due, so the interval is kept, not rounded up to a tick).
- * Paced: no more polls are queued for the API client's rate limiter than it hands out in a
- * second, so a status or slice write waits behind a second's worth of polls at most, never
- * behind one per ElastiService (10,000 of them at 20 requests/s would be 500 s). A round that
- * cannot be finished resumes where it stopped; when the rate limit cannot keep the interval,
- * that is logged once.
- */
-#define POLL_TICK_MS 1000
-#define POLL_BEHIND_MS 100
-
-/* How long a round may take before /healthz fails: the longer of 5 polling intervals and 3
- * times what the rate limit needs for one read per ElastiService, plus 2 API deadlines (a call
- * that times out is an evaluation that failed, not a wedge). */
-static uint64_t liveness_bound_ms(const struct controller *c)
-{
-    if (c->opt.liveness_bound_ms)
-        return c->opt.liveness_bound_ms;
-    double qps = c->opt.api_qps > 0 ? c->opt.api_qps : 20;
-    double paced_ms = (double)c->by_name.used * 1000.0 / qps;
-    double ms = 5.0 * c->opt.polling_interval_ms;
-    if (ms < 3 * paced_ms)
-        ms = 3 * paced_ms;
-    long api = c->opt.api_timeout_ms > 0 ? c->opt.api_timeout_ms : 30000;
-    return (uint64_t)ms + 2 * (uint64_t)api;
-}
-
-/* Of the time since kube_client_throttled_seconds read `since`, the milliseconds the main
- * client's rate limiter accounts for (its pace, spent on calls that waited for a token and were
- * answered). */
-static double throttled_ms(const struct controller *c, double since)
-{
-    return since < 0 ? 0 : (kube_client_throttled_seconds(c->kube) - since) * 1000.0;
-}
-
-/*
- * Rounds: one completes when every ElastiService was evaluated (or skipped, with its reason)
- * after the round began. An evaluation that never ends holds its round open: past the bound,
- * that is logged at warn with the object and what it waits for, and /healthz fails.
- *
- * A round waiting on the API rate limiter is slow, not wedged: the time the limiter accounts
- * for since the round (or the evaluation) began (calls that waited for a token and were
- * answered, 1/qps each) does not count against the bound. The first round after a start with
- * thousands of ElastiServices queues several writes for each (finalizer, resolver slice,
- * status, Event); at 20/s that is minutes, all of it progress. A round that makes none (no
- * answers: an API server that accepts and never answers, an evaluation that never ends while
- * the limiter is idle) still fails /healthz past the bound.
- */
-static void liveness_update(struct controller *c)
-{
-    /* read now, not at the poll's start: an evaluation begun since then is younger than that */
-    uint64_t now = mono_ms();
-    const struct es *oldest = NULL;
-    double bound = (double)liveness_bound_ms(c);
-    for (struct es *e = c->list; e; e = e->next) {
-        if (!oldest || e->evaluated_ms < oldest->evaluated_ms)
-            oldest = e;
-        if (e->busy && !e->stuck_logged &&
-            (double)(now - e->busy_since_ms) - throttled_ms(c, e->busy_throttled) > bound) {
-            e->stuck_logged = true;
-            log_warn("an evaluation is stuck", "elastiservice=%s waiting_for=%s seconds=%f", e->key,
-                     e->busy_what ? e->busy_what : "?", (double)(now - e->busy_since_ms) / 1000.0);
-        }
-    }
-    if (!oldest || oldest->evaluated_ms >= c->round_start_ms) {
-        c->round_done_ms = now;
-        c->round_start_ms = now;
-        c->round_throttled = kube_client_throttled_seconds(c->kube);
-        if (c->wedged_logged)
-            log_info("evaluation rounds complete again", NULL);
-        c->wedged_logged = false;
-        c->wedged_why[0] = '\0';
-        return;
-    }
-    double age = (double)(now - c->round_done_ms);
-    double throttled = throttled_ms(c, c->round_throttled);
-    if (age - throttled <= bound)
-        return;
-    snprintf(c->wedged_why, sizeof(c->wedged_why),
-             "no evaluation round completed for %.0f s (bound %.0f s beyond the %.0f s the API "
-             "rate limit accounts for): elastiservice %s %s%s",
-             age / 1000.0, bound / 1000.0, throttled / 1000.0, oldest->key,
-             oldest->busy ? "waits for " : "was last evaluated long ago",
-             oldest->busy && oldest->busy_what ? oldest->busy_what : "");
-    if (!c->wedged_logged) {
-        c->wedged_logged = true;
-        log_warn("the control loop is wedged: /healthz fails", "why=%s", c->wedged_why);
-    }
-}
-
-/*
- * When an ElastiService checked at `now` is checked next: at its own phase of the interval
- * (from a hash of its name, so the same on every replica and after a restart), so the
- * checks, and the Prometheus queries they lead to, are spread over the interval instead of
- * coming all at once (every ElastiService is due at once after a start or a relist). The gap
- * is between half an interval and one interval: never longer than before, and phase is
- * reached by the second check.
- */
-static uint64_t next_check_at(const struct es *e, uint64_t now, unsigned interval)
-{
-    uint64_t phase = strmap_hash(STRMAP_SEED, e->key, strlen(e->key)) % interval;
-    uint64_t at = now + interval;
-    uint64_t past = (at + interval - phase) % interval; /* how far `at` is past the phase */
-    return past <= interval / 2 ? at - past : now + interval / 2;
-}
-
-static void on_poll(evutil_socket_t fd, short what, void *arg)
-{
-    struct controller *c = arg;
-    uint64_t now = mono_ms();
-    unsigned interval = c->opt.polling_interval_ms;
-    double qps = c->opt.api_qps ? c->opt.api_qps : 20; /* kube.c's default */
-    size_t room = qps >= 1 ? (size_t)qps : 1;
-    struct es *start = c->poll_cursor ? c->poll_cursor : c->list;
-    struct es *e = start;
-    bool behind = false;
-    while (e) {
-        if (e->next_check_ms <= now) {
-            if (kube_client_queued(c->kube) >= room) {
-                behind = true;
-                break;
-            }
-            evaluate_check(e);
-            e->next_check_ms = next_check_at(e, now, interval);
-        }
-        e = e->next ? e->next : c->list;
-        if (e == start)
-            break;
-    }
-    c->poll_cursor = behind ? e : NULL;
-    if (behind && e->next_check_ms + interval <= now && !c->polls_behind) {
-        c->polls_behind = true;
-        log_warn("the API rate limit cannot keep the polling interval: targets are read less "
-                 "often (raise --kube-api-qps, or the polling interval)",
-                 "elastiservices=%zu polling_interval_ms=%u", c->by_name.used, interval);
-    }
-    liveness_update(c);
-    linger_sweep(c, NULL);
-    uint64_t next = now + POLL_TICK_MS;
-    for (const struct es *x = c->list; x && !behind; x = x->next) {
-        if (x->next_check_ms < next)
-            next = x->next_check_ms;
-    }
-    uint64_t ms = behind ? POLL_BEHIND_MS : next > now ? next - now : 1;
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    event_add(c->poll_ev, &tv);
-}
-
 /* ---- the scale targets, watched ---- */
 
 static const struct kube_resource RES_DEPLOY = {"apps", "v1", "deployments", true};
@@ -1602,7 +1449,8 @@ static void es_watch_scale(struct es *e, int replicas)
                 /* a new ElastiService: its first /scale read would only repeat this; it waits
                  * for its phase of the interval (es_first_look) */
                 e->evaluated_ms = mono_ms();
-                e->next_check_ms = next_check_at(e, e->evaluated_ms, e->c->opt.polling_interval_ms);
+                e->next_check_ms =
+                    evaluate_next_check_at(e, e->evaluated_ms, e->c->opt.polling_interval_ms);
             }
             evaluate_apply_scale(e, 0, false);
         }
@@ -1901,7 +1749,7 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
                                      c->opt.polling_interval_ms, evaluate_drop)
                       : NULL;
     c->publish_ev = evtimer_new(base, routes_on_publish, c);
-    c->poll_ev = evtimer_new(base, on_poll, c);
+    c->poll_ev = evtimer_new(base, evaluate_on_poll, c);
     c->wake_ev = event_new(base, -1, EV_PERSIST, wake_on_queue, c);
     c->wake_retry_ev = evtimer_new(base, wake_on_retry, c);
     c->relisten_ev = evtimer_new(base, routes_on_relisten, c);
@@ -2028,7 +1876,7 @@ bool controller_ready(void *arg)
 bool controller_health(void *arg, char *why, size_t len)
 {
     struct controller *c = arg;
-    liveness_update(c);
+    evaluate_liveness_update(c);
     if (!c->wedged_why[0])
         return true;
     snprintf(why, len, "%s", c->wedged_why);
@@ -2088,12 +1936,12 @@ void controller_metrics(struct mtext *out, void *arg)
                  "accounts for (calls that waited for a token and were answered, 1/qps each): "
                  "they do not count against the liveness bound.");
     mtext_sample(out, "holdfast_controller_round_throttled_seconds", NULL,
-                 throttled_ms(c, c->round_throttled) / 1000.0);
+                 evaluate_throttled_ms(c, c->round_throttled) / 1000.0);
     mtext_family(out, "holdfast_controller_liveness_bound_seconds", "gauge",
                  "How much older than holdfast_controller_round_throttled_seconds the last "
                  "complete round may get before /healthz fails.");
     mtext_sample(out, "holdfast_controller_liveness_bound_seconds", NULL,
-                 (double)liveness_bound_ms(c) / 1000.0);
+                 (double)evaluate_liveness_bound_ms(c) / 1000.0);
     mtext_family(out, "holdfast_route_services_built_total", "counter",
                  "Service routes built for route snapshots: one per ElastiService whose "
                  "ElastiService, Service, EndpointSlices or not-ready reason changed; the rest "

@@ -161,7 +161,7 @@ struct es {
     unsigned leaving_epoch;
     bool status_dirty;      /* a status write failed: the next poll writes it again */
     bool wake_failed;       /* the last wake's scale call failed: wake_on_retry tries again */
-    uint64_t next_check_ms; /* when on_poll next reads the target's /scale (mono_ms) */
+    uint64_t next_check_ms; /* when evaluate_on_poll next reads the target's /scale (mono_ms) */
     bool scale_call_failed; /* not_ready_reason and ScaleUpFailed come from that failure */
     char *not_ready_reason; /* why the woken target has no ready pod, for 504s; or NULL */
     bool had_endpoints;     /* some port had ready endpoints in the last snapshot */
@@ -530,5 +530,51 @@ void es_on_delete_done(cJSON *obj, const struct kube_error *err, void *arg);
  * conditions, status.ports, resolver slices, the serve switch), then acknowledges a new
  * generation. Called on every change and every poll. */
 void es_reconcile(struct es *e);
+
+/* ---- evaluate.c: polling and liveness ---- */
+
+/* c->poll_ev's callback: evaluates the ElastiServices due, paced by the API rate limit, and
+ * keeps the liveness rounds (see evaluate.c). */
+void evaluate_on_poll(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * Rounds: one completes when every ElastiService was evaluated (or skipped, with its reason)
+ * after the round began. An evaluation that never ends holds its round open: past the bound,
+ * that is logged at warn with the object and what it waits for, and /healthz fails.
+ *
+ * A round waiting on the API rate limiter is slow, not wedged: the time the limiter accounts
+ * for since the round (or the evaluation) began (calls that waited for a token and were
+ * answered, 1/qps each) does not count against the bound. The first round after a start with
+ * thousands of ElastiServices queues several writes for each (finalizer, resolver slice,
+ * status, Event); at 20/s that is minutes, all of it progress. A round that makes none (no
+ * answers: an API server that accepts and never answers, an evaluation that never ends while
+ * the limiter is idle) still fails /healthz past the bound.
+ */
+void evaluate_liveness_update(struct controller *c);
+
+/* Of the time since kube_client_throttled_seconds read `since`, the milliseconds the main
+ * client's rate limiter accounts for (its pace, spent on calls that waited for a token and were
+ * answered). */
+double evaluate_throttled_ms(const struct controller *c, double since);
+
+/* How long a round may take before /healthz fails: the longer of 5 polling intervals and 3
+ * times what the rate limit needs for one read per ElastiService, plus 2 API deadlines (a call
+ * that times out is an evaluation that failed, not a wedge). */
+uint64_t evaluate_liveness_bound_ms(const struct controller *c);
+
+/*
+ * When an ElastiService checked at `now` is checked next: at its own phase of the interval
+ * (from a hash of its name, so the same on every replica and after a restart), so the
+ * checks, and the Prometheus queries they lead to, are spread over the interval instead of
+ * coming all at once (every ElastiService is due at once after a start or a relist). The gap
+ * is between half an interval and one interval: never longer than before, and phase is
+ * reached by the second check.
+ */
+uint64_t evaluate_next_check_at(const struct es *e, uint64_t now, unsigned interval);
+
+/* ---- controller.c: deleted ElastiServices ---- */
+
+/* Frees lingering routes that are done, or all of those named key (a new ElastiService). */
+void es_linger_sweep(struct controller *c, const char *key);
 
 #endif

@@ -338,3 +338,156 @@ static void on_scale_read(const struct target_result *res, const struct kube_err
     }
     on_scale(res, err, ref);
 }
+
+/* ---- polling and liveness ---- */
+
+/*
+ * Reads the targets' /scale, each at least once per polling interval (the next read is due one
+ * interval less up to a tenth after this one, so services do not move in lockstep, and the
+ * timer is set for the earliest one due, so the interval is kept, not rounded up to a tick).
+ * Paced: no more polls are queued for the API client's rate limiter than it hands out in a
+ * second, so a status or slice write waits behind a second's worth of polls at most, never
+ * behind one per ElastiService (10,000 of them at 20 requests/s would be 500 s). A round that
+ * cannot be finished resumes where it stopped; when the rate limit cannot keep the interval,
+ * that is logged once.
+ */
+#define POLL_TICK_MS 1000
+#define POLL_BEHIND_MS 100
+
+/* How long a round may take before /healthz fails: the longer of 5 polling intervals and 3
+ * times what the rate limit needs for one read per ElastiService, plus 2 API deadlines (a call
+ * that times out is an evaluation that failed, not a wedge). */
+uint64_t evaluate_liveness_bound_ms(const struct controller *c)
+{
+    if (c->opt.liveness_bound_ms)
+        return c->opt.liveness_bound_ms;
+    double qps = c->opt.api_qps > 0 ? c->opt.api_qps : 20;
+    double paced_ms = (double)c->by_name.used * 1000.0 / qps;
+    double ms = 5.0 * c->opt.polling_interval_ms;
+    if (ms < 3 * paced_ms)
+        ms = 3 * paced_ms;
+    long api = c->opt.api_timeout_ms > 0 ? c->opt.api_timeout_ms : 30000;
+    return (uint64_t)ms + 2 * (uint64_t)api;
+}
+
+/* Of the time since kube_client_throttled_seconds read `since`, the milliseconds the main
+ * client's rate limiter accounts for (its pace, spent on calls that waited for a token and were
+ * answered). */
+double evaluate_throttled_ms(const struct controller *c, double since)
+{
+    return since < 0 ? 0 : (kube_client_throttled_seconds(c->kube) - since) * 1000.0;
+}
+
+/*
+ * Rounds: one completes when every ElastiService was evaluated (or skipped, with its reason)
+ * after the round began. An evaluation that never ends holds its round open: past the bound,
+ * that is logged at warn with the object and what it waits for, and /healthz fails.
+ *
+ * A round waiting on the API rate limiter is slow, not wedged: the time the limiter accounts
+ * for since the round (or the evaluation) began (calls that waited for a token and were
+ * answered, 1/qps each) does not count against the bound. The first round after a start with
+ * thousands of ElastiServices queues several writes for each (finalizer, resolver slice,
+ * status, Event); at 20/s that is minutes, all of it progress. A round that makes none (no
+ * answers: an API server that accepts and never answers, an evaluation that never ends while
+ * the limiter is idle) still fails /healthz past the bound.
+ */
+void evaluate_liveness_update(struct controller *c)
+{
+    /* read now, not at the poll's start: an evaluation begun since then is younger than that */
+    uint64_t now = mono_ms();
+    const struct es *oldest = NULL;
+    double bound = (double)evaluate_liveness_bound_ms(c);
+    for (struct es *e = c->list; e; e = e->next) {
+        if (!oldest || e->evaluated_ms < oldest->evaluated_ms)
+            oldest = e;
+        if (e->busy && !e->stuck_logged &&
+            (double)(now - e->busy_since_ms) - evaluate_throttled_ms(c, e->busy_throttled) >
+                bound) {
+            e->stuck_logged = true;
+            log_warn("an evaluation is stuck", "elastiservice=%s waiting_for=%s seconds=%f", e->key,
+                     e->busy_what ? e->busy_what : "?", (double)(now - e->busy_since_ms) / 1000.0);
+        }
+    }
+    if (!oldest || oldest->evaluated_ms >= c->round_start_ms) {
+        c->round_done_ms = now;
+        c->round_start_ms = now;
+        c->round_throttled = kube_client_throttled_seconds(c->kube);
+        if (c->wedged_logged)
+            log_info("evaluation rounds complete again", NULL);
+        c->wedged_logged = false;
+        c->wedged_why[0] = '\0';
+        return;
+    }
+    double age = (double)(now - c->round_done_ms);
+    double throttled = evaluate_throttled_ms(c, c->round_throttled);
+    if (age - throttled <= bound)
+        return;
+    snprintf(c->wedged_why, sizeof(c->wedged_why),
+             "no evaluation round completed for %.0f s (bound %.0f s beyond the %.0f s the API "
+             "rate limit accounts for): elastiservice %s %s%s",
+             age / 1000.0, bound / 1000.0, throttled / 1000.0, oldest->key,
+             oldest->busy ? "waits for " : "was last evaluated long ago",
+             oldest->busy && oldest->busy_what ? oldest->busy_what : "");
+    if (!c->wedged_logged) {
+        c->wedged_logged = true;
+        log_warn("the control loop is wedged: /healthz fails", "why=%s", c->wedged_why);
+    }
+}
+
+/*
+ * When an ElastiService checked at `now` is checked next: at its own phase of the interval
+ * (from a hash of its name, so the same on every replica and after a restart), so the
+ * checks, and the Prometheus queries they lead to, are spread over the interval instead of
+ * coming all at once (every ElastiService is due at once after a start or a relist). The gap
+ * is between half an interval and one interval: never longer than before, and phase is
+ * reached by the second check.
+ */
+uint64_t evaluate_next_check_at(const struct es *e, uint64_t now, unsigned interval)
+{
+    uint64_t phase = strmap_hash(STRMAP_SEED, e->key, strlen(e->key)) % interval;
+    uint64_t at = now + interval;
+    uint64_t past = (at + interval - phase) % interval; /* how far `at` is past the phase */
+    return past <= interval / 2 ? at - past : now + interval / 2;
+}
+
+void evaluate_on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct controller *c = arg;
+    uint64_t now = mono_ms();
+    unsigned interval = c->opt.polling_interval_ms;
+    double qps = c->opt.api_qps ? c->opt.api_qps : 20; /* kube.c's default */
+    size_t room = qps >= 1 ? (size_t)qps : 1;
+    struct es *start = c->poll_cursor ? c->poll_cursor : c->list;
+    struct es *e = start;
+    bool behind = false;
+    while (e) {
+        if (e->next_check_ms <= now) {
+            if (kube_client_queued(c->kube) >= room) {
+                behind = true;
+                break;
+            }
+            evaluate_check(e);
+            e->next_check_ms = evaluate_next_check_at(e, now, interval);
+        }
+        e = e->next ? e->next : c->list;
+        if (e == start)
+            break;
+    }
+    c->poll_cursor = behind ? e : NULL;
+    if (behind && e->next_check_ms + interval <= now && !c->polls_behind) {
+        c->polls_behind = true;
+        log_warn("the API rate limit cannot keep the polling interval: targets are read less "
+                 "often (raise --kube-api-qps, or the polling interval)",
+                 "elastiservices=%zu polling_interval_ms=%u", c->by_name.used, interval);
+    }
+    evaluate_liveness_update(c);
+    es_linger_sweep(c, NULL);
+    uint64_t next = now + POLL_TICK_MS;
+    for (const struct es *x = c->list; x && !behind; x = x->next) {
+        if (x->next_check_ms < next)
+            next = x->next_check_ms;
+    }
+    uint64_t ms = behind ? POLL_BEHIND_MS : next > now ? next - now : 1;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    event_add(c->poll_ev, &tv);
+}
