@@ -1,10 +1,16 @@
 /*
- * controller: ElastiService reconciliation and the traffic switch. See controller.h.
+ * controller: the Kubernetes control plane's wiring and the ElastiService's life. See
+ * controller.h for the contract and es.h for how the controller's files divide the work.
  *
  * Everything runs on the control thread. State comes from informers (their caches are the
  * truth); the per-ElastiService `struct es` keeps only what is parsed from the spec and what
  * is in flight. Writes are asynchronous kube calls; a write that fails is retried by the next
  * reconcile (every change, and every polling interval), never in a tight loop.
+ *
+ * This file: start and free, informer handlers, the indexes, reading an ElastiService (its
+ * spec through spec.h when metadata.generation moves, its status), the mode (es_set_mode),
+ * status writes and their echoes (rules in status.h), Events, reconcile, finalizers and
+ * deletion (lingering routes), the workload watch, leadership, metrics.
  */
 #include "controller/controller.h"
 

@@ -1,14 +1,24 @@
 /*
- * es: the controller's private header, included by the .c files of controller/ only. `struct es` is
- * one ElastiService as the controller knows it (its parsed spec, what its status says, what is in
- * flight); `struct controller` is the control plane's state (informers, indexes, route
- * snapshots, resolver ports, timers, counters). Below them, what the files of the controller
- * share, by file:
+ * es: the controller's private header, included by the .c files of controller/ only. `struct
+ * es` is one ElastiService as the controller knows it (its parsed spec, what its status says,
+ * what is in flight); `struct controller` is the control plane's state (informers, indexes,
+ * route snapshots, resolver ports, timers, counters). Below them, what the controller's files
+ * share, grouped by the file that defines it:
  *
- *   controller.c  wiring, life, informer handlers, indexes, reconcile, status writes, metrics
- *   routes.c      route snapshots built from the caches and published to the data plane
- *   (the rest of the ElastiService logic is in controller.c; the pure parts are spec.h,
- *   ports.h, decide.h and status.h)
+ *   controller.c       wiring and life, informer handlers, indexes, reading an ElastiService
+ *                      (spec when its generation moves, status), the mode, status writes,
+ *                      Events, reconcile, finalizers and deletion, the workload watch,
+ *                      leadership, metrics
+ *   routes.c           route snapshots published to the data plane
+ *   resolver_slices.c  status.ports, port allocation, the resolver EndpointSlices
+ *   wake.c             the wake consumer, its retries, the diagnosis of a woken target
+ *   switch.c           serve <-> proxy, and the switch to zero (the data path first)
+ *   evaluate.c         every polling interval: the /scale read, the scale-down check,
+ *                      pacing, liveness rounds
+ *
+ * The pure parts have headers of their own, each with a unit test: spec.h (spec parsing),
+ * ports.h (resolver port allocation), decide.h (the scale-down and switch decisions), status.h
+ * (what a status write sends, and echoes).
  */
 #ifndef HOLDFAST_CONTROLLER_ES_H
 #define HOLDFAST_CONTROLLER_ES_H
