@@ -9,8 +9,8 @@
  *
  * This file: start and free, informer handlers, the indexes, reading an ElastiService (its
  * spec through spec.h when metadata.generation moves, its status), the mode (es_set_mode),
- * status writes and their echoes (rules in status.h), Events, reconcile, finalizers and
- * deletion (lingering routes), the workload watch, leadership, metrics.
+ * status writes and their echoes (rules in status.h), Events, reconcile, deletion (lingering
+ * routes), the workload watch, leadership, metrics.
  */
 #include "controller/controller.h"
 
@@ -813,86 +813,6 @@ const cJSON *es_cached_workload(const struct es *e)
     return inf ? informer_get(inf, e->ns, e->spec.target.name) : NULL;
 }
 
-/* ---- deletion ---- */
-
-/* A removal that finds the ElastiService gone is done: the finalizer went with it. Otherwise
- * the next reconcile restores and removes again. */
-static void on_finalizer_removed(cJSON *obj, const struct kube_error *err, void *arg)
-{
-    struct es *e = es_ref_take(arg);
-    if (err && err->code == KUBE_ERR_NOT_FOUND)
-        return;
-    if (err) {
-        log_warn("kubernetes write failed; the next reconcile retries",
-                 "what=%s error=%s message=%s", "finalizer removal", err->reason, err->message);
-        if (e)
-            e->finalize_sent = false;
-    }
-}
-
-static bool remove_finalizer(struct es *e, const struct es_cached *obj)
-{
-    cJSON *patch = cJSON_CreateObject();
-    cJSON *fins = cJSON_AddArrayToObject(cJSON_AddObjectToObject(patch, "metadata"), "finalizers");
-    for (size_t i = 0; i < obj->n_finalizers; i++) {
-        if (strcmp(obj->finalizers[i], FINALIZER) != 0)
-            cJSON_AddItemToArray(fins, cJSON_CreateString(obj->finalizers[i]));
-    }
-    struct es_ref *ref = es_ref_new(e);
-    bool sent = ref && kube_patch(e->c->kube, &RES_ES, e->ns, e->name, NULL, KUBE_PATCH_MERGE,
-                                  patch, on_finalizer_removed, ref);
-    if (ref && !sent)
-        es_ref_take(ref);
-    cJSON_Delete(patch);
-    return sent;
-}
-
-static void es_finalize(struct es *e, const struct es_cached *obj)
-{
-    switch_cancel(e); /* a scale to zero under way must not outlive the ElastiService */
-    if (!e->c->leader || !e->has_finalizer || e->finalize_sent)
-        return;
-    /* Restore: the target back to minTargetReplicas when it is at 0 (target_wake is a no-op
-     * otherwise), KEDA resumed, the Service's traffic back to its pods. */
-    if (e->spec.target_ok) {
-        wake_target(e);
-    }
-    es_keda_set(e, false);
-    resolver_slices_delete(e);
-    e->finalize_sent = remove_finalizer(e, obj);
-    log_info("elastiservice deleted: target and Service restored", "elastiservice=%s", e->key);
-}
-
-static void on_finalizer_done(cJSON *obj, const struct kube_error *err, void *arg)
-{
-    struct es *e = es_ref_take(arg);
-    if (err) {
-        log_warn("adding the finalizer failed; the next reconcile retries",
-                 "elastiservice=%s error=%s message=%s", e ? e->key : "?", err->reason,
-                 err->message);
-        if (e)
-            e->finalizer_sent = false;
-    }
-}
-
-static void ensure_finalizer(struct es *e, const struct es_cached *obj)
-{
-    if (e->finalizer_sent)
-        return;
-    cJSON *patch = cJSON_CreateObject();
-    cJSON *fins = cJSON_AddArrayToObject(cJSON_AddObjectToObject(patch, "metadata"), "finalizers");
-    for (size_t i = 0; i < obj->n_finalizers; i++)
-        cJSON_AddItemToArray(fins, cJSON_CreateString(obj->finalizers[i]));
-    cJSON_AddItemToArray(fins, cJSON_CreateString(FINALIZER));
-    struct es_ref *ref = es_ref_new(e);
-    if (ref && kube_patch(e->c->kube, &RES_ES, e->ns, e->name, NULL, KUBE_PATCH_MERGE, patch,
-                          on_finalizer_done, ref))
-        e->finalizer_sent = true;
-    else if (ref)
-        es_ref_take(ref);
-    cJSON_Delete(patch);
-}
-
 /* ---- reconcile ---- */
 
 /*
@@ -968,11 +888,11 @@ static void es_reconcile_spec(struct es *e)
     if (!obj)
         return;
     if (e->deleting) {
-        es_finalize(e, obj);
+        finalize_deleted(e, obj);
         return;
     }
     if (c->leader && !e->has_finalizer)
-        ensure_finalizer(e, obj);
+        finalize_ensure(e, obj);
     /* Only a change is written: every status write comes back as an informer event, and an
      * unconditional write here would chase its own echo. */
     if (e->spec_error) {
@@ -1122,7 +1042,7 @@ static void on_es_update(const void *old, const void *item, const cJSON *obj, vo
 
 /*
  * A deleted ElastiService that still holds connections on this replica keeps its route: the
- * leader restored its target before letting it go (es_finalize), so the held requests are
+ * leader restored its target before letting it go (finalize_deleted), so the held requests are
  * relayed to the restored pods as soon as they are ready, instead of each getting a 503. Out of
  * every index (no reconcile, no poll, no wake), freed by es_linger_sweep once nothing is held, or
  * after its hold timeout (each held request has had its answer by then), or when its Service

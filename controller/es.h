@@ -7,8 +7,9 @@
  *
  *   controller.c       wiring and life, informer handlers, indexes, reading an ElastiService
  *                      (spec when its generation moves, status), the mode, status writes,
- *                      Events, reconcile, finalizers and deletion, the workload watch,
+ *                      Events, reconcile, deletion (lingering routes), the workload watch,
  *                      leadership, metrics
+ *   finalize.c         holdfast's finalizer: added, and removed after the restore
  *   routes.c           route snapshots published to the data plane
  *   resolver_slices.c  status.ports, port allocation, the resolver EndpointSlices
  *   wake.c             the wake consumer, its retries, the diagnosis of a woken target
@@ -586,5 +587,13 @@ uint64_t evaluate_next_check_at(const struct es *e, uint64_t now, unsigned inter
 
 /* Frees lingering routes that are done, or all of those named key (a new ElastiService). */
 void es_linger_sweep(struct controller *c, const char *key);
+
+/* ---- finalize.c: holdfast's finalizer ---- */
+
+/* Being deleted (leader): restore, then remove the finalizer. */
+void finalize_deleted(struct es *e, const struct es_cached *obj);
+
+/* Adds the finalizer when obj lacks it (leader). */
+void finalize_ensure(struct es *e, const struct es_cached *obj);
 
 #endif
