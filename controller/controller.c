@@ -1,10 +1,16 @@
 /*
- * controller: ElastiService reconciliation and the traffic switch. See controller.h.
+ * controller: the Kubernetes control plane's wiring and the ElastiService's life. See
+ * controller.h for the contract and es.h for how the controller's files divide the work.
  *
  * Everything runs on the control thread. State comes from informers (their caches are the
  * truth); the per-ElastiService `struct es` keeps only what is parsed from the spec and what
  * is in flight. Writes are asynchronous kube calls; a write that fails is retried by the next
  * reconcile (every change, and every polling interval), never in a tight loop.
+ *
+ * This file: start and free, informer handlers, the indexes, reading an ElastiService (its
+ * spec through spec.h when metadata.generation moves, its status), the mode (es_set_mode),
+ * status writes and their echoes (rules in status.h), Events, reconcile, deletion (lingering
+ * routes), the workload watch, leadership, metrics.
  */
 #include "controller/controller.h"
 
@@ -18,93 +24,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/duration.h"
-#include "common/json.h"
-#include "common/log.h"
-#include "common/strmap.h"
-#include "controller/defaults.h"
-#include "controller/cron.h"
-#include "controller/escached.h"
-#include "controller/kube/events.h"
-#include "controller/kube/http.h"
-#include "controller/kube/informer.h"
-#include "controller/kube/kube.h"
-#include "controller/kube/kubeconfig.h"
-#include "controller/lean.h"
-#include "controller/kube/leader.h"
-#include "controller/pathprobe.h"
-#include "controller/prom.h"
-#include "controller/service.h"
-#include "controller/slices.h"
-#include "controller/target.h"
-#include "common/clock.h"
+#include "controller/es.h"
 
-#define FINALIZER "elasti.truefoundry.com/finalizer"
-#define DEFAULT_COOLDOWN_S 900
-#define DEFAULT_HOLD_TIMEOUT_S 600
-#define DEFAULT_MAX_HELD 10000
-#define WAKE_REPEAT_MS 2000
-#define AWAIT_ECHO_MS 10000
-/* How long the pods listed ready when proxy mode began keep not counting for the serve switch
- * (struct es, leaving): the EndpointSlice controller lists a deleted pod as terminating within
- * ms, or seconds after an API outage; a pod still listed ready after this long stays (a wake
- * answered before the ReplicaSet controller acted on the scale to zero). The workload's status
- * says so sooner when it can (workload_seen). */
-#define LEAVING_MAX_MS 30000
-/* No scale to zero begins this long after holdfast's own API calls failed (an outage, 5xx):
- * the cluster's other watchers (the EndpointSlice controller, kube-proxy) come back later than
- * holdfast's informers, which retry at once, and a pod removed meanwhile stayed a kube-proxy
- * endpoint after it exited (the soak on the real control plane: the controllers acted again
- * 20 s after a 9 s outage; connections refused, "No route to host"). A scale to zero is never
- * urgent. */
-#define API_SETTLE_MS 30000
-/* The informers retry a failed list or watch after at most this long. After an API outage every
- * cache must come back at once, or whatever it feeds (a hand scale to zero, a resolver slice
- * write) is blind meanwhile (found by the soak): the first call of any client that the API server
- * answers again retries every informer waiting out its backoff (on_api_back). The lease renews
- * every 2 s, so that is within about 2 s; this cap bounds it when leader election is off and
- * nothing else calls. */
-#define INFORMER_BACKOFF_MAX_MS 10000
-
-static const struct kube_resource RES_ES = {"elasti.truefoundry.com", "v1alpha1", "elastiservices",
-                                            true};
-static const struct kube_resource RES_SVC = {"", "v1", "services", true};
-static const struct kube_resource RES_SLICE = {"discovery.k8s.io", "v1", "endpointslices", true};
-
-/* A Service port and the resolver port allocated for it (status.ports). */
-struct port_map {
-    char name[64];
-    char protocol[8]; /* TCP, UDP, SCTP */
-    unsigned port;
-    unsigned resolver_port;
-};
-
-/*
- * The texts of a struct es that are empty for almost every ElastiService (a spec error, why an
- * evaluation was blocked, a scale to zero's probe results, an awaited resourceVersion) are owned
- * strings, NULL while unset, not fixed buffers: 10,000 ElastiServices held 1.8 KB of empty
- * buffers each (bench/RESULTS.md, 7b). es_text reads one ("" when unset); es_text_setf sets one
- * to at most cap - 1 bytes (the size of the buffer it replaced), "" clears it. Out of memory it
- * still reads as set ("out of memory"): a spec error must not read as none.
- */
+/* What a text of struct es reads as when it could not be stored. */
 static char es_text_oom[] = "out of memory";
 
-static const char *es_text(const char *t)
-{
-    return t ? t : "";
-}
-
-static void es_text_clear(char **t)
+void es_text_clear(char **t)
 {
     if (*t != es_text_oom)
         free(*t);
     *t = NULL;
 }
 
-static void es_text_setf(char **t, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void es_text_setf(char **t, size_t cap, const char *fmt, ...)
+void es_text_setf(char **t, size_t cap, const char *fmt, ...)
 {
     char buf[768];
     if (cap > sizeof(buf))
@@ -121,268 +53,13 @@ static void es_text_setf(char **t, size_t cap, const char *fmt, ...)
     }
 }
 
-/* One ElastiService, as parsed from its spec and status. */
-struct es {
-    struct es *next, *prev; /* controller.list */
-    struct controller *c;
-    char *ns, *name, *key;
-    char *uid; /* metadata.uid, for Events */
-    /* spec */
-    char *service;            /* the target Service */
-    char *service_key;        /* "ns/service" under which by_service lists it, or NULL */
-    struct target_ref target; /* the workload to scale */
-    bool target_ok;           /* target parsed */
-    int min_replicas;
-    unsigned cooldown_s;
-    struct prom_trigger *triggers;
-    size_t n_triggers;
-    char *schedule, *duration; /* enabledPeriod, or NULL */
-    bool has_period;
-    struct route_probes *probes;
-    unsigned hold_timeout_s;
-    size_t max_held;
-    char *keda; /* KEDA ScaledObject name, or NULL */
-    /* why the spec is refused (es_text, at most 511 bytes), NULL: valid */
-    char *spec_error;
-    int64_t spec_gen; /* metadata.generation of the spec parsed above, 0: parse at every event */
-    /* status and metadata */
-    char mode[8];
-    int64_t created, last_scaled_up;
-    int64_t scaled_up_unwritten; /* a wake's lastScaledUpTime the status does not carry yet */
-    int slice_writes;            /* resolver slice creates and updates in flight */
-    bool slices_again;           /* resolver_slices_apply was asked for meanwhile */
-    int64_t generation;
-    bool deleting, has_finalizer;
-    bool finalizer_sent; /* our finalizer patch is on its way: until the informer shows it (or
-                            the patch fails), reconciles do not send it again */
-    bool finalize_sent;  /* being deleted: restored and the finalizer's removal sent; until that
-                            fails, later reconciles (woken by the restore's own scale-up or
-                            status write) do nothing */
-    struct port_map *ports;
-    size_t n_ports;
-    cJSON *conditions; /* our copy of status.conditions, sent whole on every status write */
-    /* runtime */
-    struct svc_state *svc;
-    bool busy;             /* a transition is in flight */
-    int evals_pending;     /* Prometheus answers still awaited in this check */
-    uint64_t eval_done_ms; /* when the last scale-down check had all its answers (mono_ms), 0
-                              never: the next takes only answers to queries sent after that */
-    bool eval_blocked;     /* some trigger or the uptime check said no */
-    /* why it is unhealthy (es_text, at most 511 bytes), or NULL */
-    char *eval_reason;
-    bool eval_unhealthy; /* ... because Prometheus could not answer properly */
-    bool wake_inflight;  /* a target_wake is in flight */
-    bool wake_again;     /* another wake was asked for meanwhile: one more runs after it */
-    /* Set when entering proxy mode, cleared by a wake or a /scale read with replicas > 0: until
-     * then the ready endpoints still listed are the old pods on their way out (the scale-to-0
-     * patch is not applied yet), not a reason for the serve switch. Without it, es_reconcile
-     * switched back to serve 2 ms after every trigger scale-down (test_controller.py). */
-    bool awaiting_wake;
-    /* The addresses of the pods that were ready endpoints when proxy mode began: they are on
-     * their way out and do not count for the serve switch until leaving_until_ms (mono_ms,
-     * LEAVING_MAX_MS on). A wake answered before the EndpointSlice controller listed them as
-     * terminating found one still ready and switched straight back to serve, deleting the
-     * resolver slice: kube-proxy had only that pod left, which had exited (holdfast holds, and
-     * so wakes, once relaying to it fails). A new pod gets another address: the old one is still
-     * its pod's while it is listed. Malloc'd, freed by es_free. */
-    char (*leaving)[64];
-    size_t n_leaving;
-    uint64_t leaving_until_ms;
-    /* The target's metadata.generation last shown by the workload watch (0: none yet), and its
-     * value when proxy mode began: a status observed at a newer generation that shows a ready
-     * replica and none terminating says the leaving pods stay (a scale to zero undone before
-     * the ReplicaSet controller removed them, found by the soak: the serve switch waited the
-     * whole LEAVING_MAX_MS). */
-    long long wl_generation, leaving_generation;
-    /* A pod list in flight that tells which leaving pods stay (leaving_check), and the proxy
-     * episode it is for: leaving_record starts a new one. */
-    bool leaving_check_inflight;
-    unsigned leaving_epoch;
-    bool status_dirty;      /* a status write failed: the next poll writes it again */
-    bool wake_failed;       /* the last wake's scale call failed: on_wake_retry tries again */
-    uint64_t next_check_ms; /* when on_poll next reads the target's /scale (mono_ms) */
-    bool scale_call_failed; /* not_ready_reason and ScaleUpFailed come from that failure */
-    char *not_ready_reason; /* why the woken target has no ready pod, for 504s; or NULL */
-    bool had_endpoints;     /* some port had ready endpoints in the last snapshot */
-    int status_inflight;    /* status writes not yet answered: our mode/conditions are newer */
-    /* The fields of status writes asked for while one was in flight, merged (later ones win):
-     * sent when it is answered. Two merge patches in flight at once can be applied in either
-     * order (separate connections), and the older one applied last left status.mode wrong for
-     * good (test_controller's long-outage test, about 1 run in 18: {mode: serve} from a /scale
-     * read and {mode: proxy} from the workload watch, sent 1 ms apart). */
-    cJSON *status_queued;
-    char *awaited_rv;    /* resourceVersion our last status write made (es_text, at most 63
-                            bytes), or NULL; until the informer shows it, older echoes must not
-                            undo our mode/conditions */
-    uint64_t awaited_ms; /* when it was set (given up after AWAIT_ECHO_MS) */
-    /* The last resourceVersions the informer showed while a status write was in flight (a
-     * ring; a longer one is not kept): was the write's echo already delivered? Its echo can only
-     * come while it is in flight or after its answer, so the ring is kept only meanwhile:
-     * malloc'd by es_parse_status, freed when the last write in flight is answered, NULL
-     * otherwise. */
-    char (*seen_rv)[24];
-    unsigned seen_next; /* the ring's next slot */
-    /* The last ElastiService the informer showed while a status write was in flight (its
-     * metadata and status; its spec too when it has no generation), kept only meanwhile, as
-     * seen_rv: when the write's answer finds a later version came after its echo, that version
-     * is taken from here (the cache keeps only struct es_cached). Freed with seen_rv. */
-    cJSON *seen_last;
-    /* acknowledging and proving liveness */
-    int64_t status_gen;     /* status.observedGeneration as the informer shows it */
-    int64_t acked_gen;      /* the generation our last successful status write carried */
-    int64_t reconciled_at;  /* status.lastReconciledTime (wall seconds), 0 unknown */
-    uint64_t evaluated_ms;  /* when this replica last evaluated it (mono_ms), 0 never */
-    uint64_t busy_since_ms; /* when the evaluation in flight began */
-    double busy_throttled;  /* kube_client_throttled_seconds then (an API call), or -1 (none) */
-    const char *busy_what;  /* what it waits for: "reading /scale", "querying Prometheus" */
-    bool stuck_logged;      /* the evaluation in flight was logged as stuck */
-    bool settle_logged;     /* a scale to zero waiting out API_SETTLE_MS was logged */
-    /* why the last poll did not evaluate it (a string literal, es_skip takes only those),
-     * NULL: evaluated */
-    const char *skip_reason;
-    char *target_key;     /* "plural/ns/name" under which by_target lists it, or NULL */
-    unsigned scale_epoch; /* moves with every workload watch event acted on: a /scale
-                             read sent before one is older than what the watch said */
-    bool watch_zero;      /* the workload watch last showed spec.replicas 0 */
-    /* the switch to zero; the data path first */
-    struct event *switch_ev; /* the next probe, or the end of the grace period */
-    struct pathprobe *probe; /* in flight */
-    bool switching;
-    uint64_t switch_started_ms;
-    uint64_t switch_retry_ms;   /* abandoned: no new attempt before this (mono_ms) */
-    unsigned switch_probes;     /* probes sent in this attempt */
-    char *switch_why;           /* the ScaledToZero message once it is done (es_text, <= 255) */
-    char *switch_last;          /* what the last probe found (es_text, at most 255 bytes) */
-    uint64_t slices_deleted_ms; /* when its resolver slices were last deleted (mono_ms) */
-    /* deleted while it held connections: its route stays (c->lingering) until they are
-     * answered by the restored pods, or its hold timeout has passed */
-    bool lingering;
-    uint64_t linger_until_ms;
-    /* its route in the published snapshots (built again only when marked: route_changed) */
-    struct route_service *route; /* one reference, or NULL: none */
-    size_t route_slot;           /* its slot in the snapshots, while route_slotted */
-    bool route_slotted;
-    bool route_dirty;                   /* in c->dirty: built again at the next publish */
-    struct es *dirty_prev, *dirty_next; /* c->dirty */
-};
-
-struct resolver_ep {
-    char ip[64];
-    char node[256];
-};
-
-struct controller {
-    struct event_base *base;
-    struct dataplane *dp;
-    struct controller_opts opt;
-    struct kubeconfig *kc;
-    struct kube_client *kube;
-    struct http_client *http;
-    struct prom_hub *prom; /* trigger queries: shared within a polling interval, paced */
-    struct informer *inf_es, *inf_svc, *inf_slices, *inf_resolver;
-    struct es *list;
-    struct es *lingering; /* deleted, routes kept for their held connections (es.lingering) */
-    /* Indexes, so that nothing is linear in the number of ElastiServices or EndpointSlices
-     * per event (DESIGN: 10,000 ElastiServices): */
-    struct strmap by_name;       /* "ns/name" -> struct es */
-    struct strmap by_service;    /* "ns/service" -> struct pset of its ElastiServices */
-    struct strmap slices_by_svc; /* "ns/service" -> struct pset of its EndpointSlice names */
-    uint16_t *port_refs;         /* [65536]: how many ElastiServices hold each resolver port */
-    unsigned port_cursor;        /* where the search for a free resolver port resumes */
-    struct event *publish_ev, *poll_ev, *wake_ev, *wake_retry_ev;
-    struct event *relisten_ev; /* a resolver port could not be opened: publish again in 1 s */
-    bool leader;               /* mirrors leader_is_leader, kept by the election's callbacks */
-    struct leader *election;
-    struct kube_client *kube_lease; /* its own client: renewals never queue behind reconciles */
-    struct kube_client *kube_wake;  /* its own client: wakes never queue behind /scale polls */
-    struct es *poll_cursor;         /* where the next poll round resumes, NULL: the list head */
-    bool polls_behind;              /* logged once: the rate limit cannot keep the interval */
-    struct events *events;
-    struct resolver_ep *resolvers;
-    size_t n_resolvers;
-    /* Route snapshots, built incrementally: only the ElastiServices in `dirty` are built
-     * again, the routes of the rest are shared with the snapshot before. */
-    struct route_snapshot *snap;     /* the last one published (one reference), or NULL */
-    struct es *dirty;                /* whose route must be built again (es.route_dirty) */
-    struct route_gone {              /* routes of freed ElastiServices, emptied at the next */
-        size_t slot;                 /* publish */
-        struct route_service *route; /* one reference, or NULL */
-    } * gone;
-    size_t n_gone, cap_gone;
-    size_t *free_slots; /* slots no ElastiService holds, below next_slot */
-    size_t n_free_slots, cap_free_slots, next_slot;
-    uint64_t routes_built;   /* route_services built (holdfast_route_services_built_total) */
-    uint64_t spec_parses;    /* specs parsed (holdfast_controller_spec_parses_total) */
-    bool shared_port_failed; /* logged once */
-    bool routed;             /* a snapshot was published after every informer synced */
-    uint64_t last_change_ns; /* when an informer last reported a Service/EndpointSlice change */
-    uint64_t change_ns;      /* the oldest change not yet in a published snapshot, 0 none */
-    uint64_t reconciles, reconcile_errors, prom_errors, wakes_sent, scale_downs, switches;
-    uint64_t abandoned;      /* switches to zero given up: the data path never reached holdfast */
-    uint64_t propagation_ms; /* the longest a resolver slice took to reach the data path */
-    uint64_t api_back_ms;    /* mono_ms when the API server answered again after failing */
-    /* Liveness: a round is complete when every ElastiService was evaluated after it began. */
-    uint64_t round_start_ms, round_done_ms;
-    double round_throttled; /* kube_client_throttled_seconds when the round began */
-    uint64_t evaluations;   /* evaluations completed (a /scale read answered, or a skip) */
-    bool wedged_logged;     /* the round is past the liveness bound: logged once */
-    char wedged_why[512];   /* what /healthz says while it is */
-    /* The scale targets, watched (lean: name and spec.replicas only), so a hand scale to zero
-     * is seen at once rather than at the next poll; rollouts only once some ElastiService
-     * targets one (the CRD may not exist). */
-    struct informer *inf_deploy, *inf_sts, *inf_rollout;
-    struct strmap by_target; /* "plural/ns/name" -> struct pset of its ElastiServices */
-    struct workload_watch {
-        struct controller *c;
-        const char *resource;
-    } wl_deploy, wl_sts, wl_rollout;
-};
-
-static void schedule_publish(struct controller *c);
-static void es_reconcile(struct es *e);
-static void es_wake(struct es *e);
-
 /* ---- small helpers ---- */
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static const cJSON *get(const cJSON *o, const char *k)
-{
-    return cJSON_GetObjectItemCaseSensitive(o, k);
-}
-
-static const char *get_str(const cJSON *o, const char *k)
-{
-    const cJSON *v = get(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static char *dup_or_null(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
-
-static void rfc3339(int64_t t, char *buf, size_t len)
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
+/* An RFC 3339 time in Unix seconds; 0 when absent or not a time. */
 static int64_t parse_time(const char *s)
 {
-    if (!s)
-        return 0;
-    struct tm tm = {0};
-    if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
-        return 0;
-    return (int64_t)timegm(&tm);
+    int64_t t = 0;
+    return clock_rfc3339_parse(s, &t) == 0 ? t : 0;
 }
 
 /* ---- indexes ---- */
@@ -397,15 +74,12 @@ struct pset {
     size_t n, cap;
 };
 
-/* "ns/name": namespaces are at most 63 bytes and names 253, so 320 always fits. */
-#define KEY_MAX 320
-
 static void make_key(char *out, const char *ns, const char *name)
 {
-    snprintf(out, KEY_MAX, "%s/%s", ns, name);
+    key_make(out, KEY_MAX, ns, name);
 }
 
-static struct es *find_es(struct controller *c, const char *ns, const char *name)
+struct es *es_find(struct controller *c, const char *ns, const char *name)
 {
     char key[KEY_MAX];
     make_key(key, ns, name);
@@ -487,35 +161,21 @@ static void free_pset(const char *key, void *value, void *owned)
     free(set);
 }
 
-/* Counts the resolver ports of p[0..n) as held (delta 1) or released (-1). */
-static void ports_hold(struct controller *c, const struct port_map *p, size_t n, int delta)
-{
-    for (size_t i = 0; c->port_refs && i < n; i++) {
-        unsigned rp = p[i].resolver_port;
-        if (rp == 0 || rp > 65535)
-            continue;
-        if (delta > 0 && c->port_refs[rp] < UINT16_MAX)
-            c->port_refs[rp]++;
-        else if (delta < 0 && c->port_refs[rp] > 0)
-            c->port_refs[rp]--;
-    }
-}
-
 /* Files e under its Service in by_service (after its spec changed). */
 static void es_index_service(struct es *e)
 {
     struct controller *c = e->c;
     char key[KEY_MAX];
-    if (e->service)
-        make_key(key, e->ns, e->service);
-    if (e->service_key && e->service && strcmp(e->service_key, key) == 0)
+    if (e->spec.service)
+        make_key(key, e->ns, e->spec.service);
+    if (e->service_key && e->spec.service && strcmp(e->service_key, key) == 0)
         return;
     if (e->service_key) {
         pset_take(&c->by_service, e->service_key, same_ptr, e);
         free(e->service_key);
         e->service_key = NULL;
     }
-    if (e->service) {
+    if (e->spec.service) {
         e->service_key = strdup(key);
         if (e->service_key && !pset_add(&c->by_service, key, e))
             log_error("out of memory indexing an ElastiService", "key=%s", key);
@@ -536,8 +196,8 @@ static void es_index_target(struct es *e)
 {
     struct controller *c = e->c;
     char key[TARGET_KEY_MAX] = "";
-    if (e->target_ok)
-        make_target_key(key, e->target.res.resource, e->ns, e->target.name);
+    if (e->spec.target_ok)
+        make_target_key(key, e->spec.target.res.resource, e->ns, e->spec.target.name);
     if (e->target_key && strcmp(e->target_key, key) == 0)
         return;
     if (e->target_key) {
@@ -545,48 +205,33 @@ static void es_index_target(struct es *e)
         free(e->target_key);
         e->target_key = NULL;
     }
-    if (!e->target_ok)
+    if (!e->spec.target_ok)
         return;
     e->target_key = strdup(key);
     if (e->target_key && !pset_add(&c->by_target, key, e))
         log_error("out of memory indexing an ElastiService", "key=%s", key);
-    if (e->target.kind == TARGET_ROLLOUT)
+    if (e->spec.target.kind == TARGET_ROLLOUT)
         start_rollout_watch(c);
 }
 
 static void es_clear_spec(struct es *e)
 {
-    free(e->service);
-    for (size_t i = 0; i < e->n_triggers; i++)
-        prom_trigger_clear(&e->triggers[i]);
-    free(e->triggers);
-    free(e->schedule);
-    free(e->duration);
-    free(e->keda);
-    route_probes_unref(e->probes);
-    e->service = e->schedule = e->duration = e->keda = NULL;
-    e->triggers = NULL;
-    e->n_triggers = 0;
-    e->probes = NULL;
-    e->target_ok = false;
+    spec_clear(&e->spec);
     es_text_clear(&e->spec_error);
 }
-
-static void switch_cancel(struct es *e);
-static void route_forget(struct es *e);
 
 static void es_free(struct es *e)
 {
     cJSON_Delete(e->status_queued);
     switch_cancel(e);
-    route_forget(e);
+    routes_forget(e);
     if (e->service_key)
         pset_take(&e->c->by_service, e->service_key, same_ptr, e);
     free(e->service_key);
     if (e->target_key)
         pset_take(&e->c->by_target, e->target_key, same_ptr, e);
     free(e->target_key);
-    ports_hold(e->c, e->ports, e->n_ports, -1);
+    ports_hold(&e->c->ports, e->ports, e->n_ports, -1);
     es_clear_spec(e);
     free(e->ports);
     free(e->not_ready_reason);
@@ -597,6 +242,7 @@ static void es_free(struct es *e)
     cJSON_Delete(e->seen_last);
     es_text_clear(&e->switch_why);
     es_text_clear(&e->switch_last);
+    es_text_clear(&e->mode_other);
     cJSON_Delete(e->conditions);
     svc_state_unref(e->svc);
     free(e->ns);
@@ -608,83 +254,84 @@ static void es_free(struct es *e)
 
 /* ---- parsing an ElastiService ---- */
 
-/*
- * Fills the spec fields of e from obj; a problem goes to e->spec_error (one message). A spec
- * string that held a NUL character (the API server keeps "web\u0000x" whole) is refused before
- * any string is read: as a C string it would be "web", another Service than the spec names.
- */
+/* Fills e->spec from obj; a problem goes to e->spec_error (one message). */
 static void es_parse_spec(struct es *e, const cJSON *obj)
 {
     struct controller *c = e->c;
     es_clear_spec(e);
-    const cJSON *spec = get(obj, "spec");
-    const cJSON *min = get(spec, "minTargetReplicas");
-    e->min_replicas = cJSON_IsNumber(min) && min->valueint > 0 ? min->valueint : 1;
-    const cJSON *cd = get(spec, "cooldownPeriod");
-    e->cooldown_s =
-        cJSON_IsNumber(cd) && cd->valueint >= 0 ? (unsigned)cd->valueint : DEFAULT_COOLDOWN_S;
-    const cJSON *ht = get(spec, "holdTimeoutSeconds");
-    e->hold_timeout_s =
-        cJSON_IsNumber(ht) && ht->valueint > 0 ? (unsigned)ht->valueint : DEFAULT_HOLD_TIMEOUT_S;
-    const cJSON *mh = get(spec, "maxHeldConnections");
-    e->max_held = cJSON_IsNumber(mh) && mh->valueint > 0 ? (size_t)mh->valueint : DEFAULT_MAX_HELD;
     char err[512];
-    if (json_refuse_nul(spec, "spec", err, sizeof(err))) {
-        es_text_setf(&e->spec_error, sizeof(err), "%s", err);
-        return;
-    }
-    e->service = dup_or_null(get_str(spec, "service"));
-    const cJSON *period = get(spec, "enabledPeriod");
-    if (cJSON_IsObject(period)) {
-        e->has_period = true;
-        e->schedule = dup_or_null(get_str(period, "schedule"));
-        e->duration = dup_or_null(get_str(period, "duration"));
-    } else {
-        e->has_period = false;
-    }
-    const cJSON *as = get(spec, "autoscaler");
-    const char *as_type = get_str(as, "type");
-    if (as_type && strcmp(as_type, "keda") == 0)
-        e->keda = dup_or_null(get_str(as, "name"));
-
-    if (!e->service) {
-        es_text_setf(&e->spec_error, sizeof(err), "spec.service: required");
-        return;
-    }
-    if (target_ref_parse(get(spec, "scaleTargetRef"), &e->target, err, sizeof(err)) < 0) {
-        es_text_setf(&e->spec_error, sizeof(err), "%s", err);
-        return;
-    }
-    e->target_ok = true;
-    const cJSON *triggers = get(spec, "triggers");
-    size_t n = (size_t)cJSON_GetArraySize(triggers);
-    e->triggers = calloc(n ? n : 1, sizeof(*e->triggers));
-    for (size_t i = 0; e->triggers && i < n; i++) {
-        char path[64];
-        snprintf(path, sizeof(path), "spec.triggers[%zu]", i);
-        if (prom_trigger_parse(cJSON_GetArrayItem(triggers, (int)i), path,
-                               c->opt.prometheus_address, c->opt.prometheus_authorization,
-                               &e->triggers[e->n_triggers], err, sizeof(err)) < 0) {
-            es_text_setf(&e->spec_error, sizeof(err), "%s", err);
-            return;
-        }
-        e->n_triggers++;
-    }
-    e->probes =
-        route_probes_parse(get(spec, "probeResponse"), "spec.probeResponse", err, sizeof(err));
-    if (!e->probes)
+    if (spec_parse(json_get(obj, "spec"), c->opt.prometheus_address, c->opt.prometheus_authorization,
+                   &e->spec, err, sizeof(err)) < 0)
         es_text_setf(&e->spec_error, sizeof(err), "%s", err);
 }
 
-/* True when the informer showed resourceVersion `rv` among its last few versions. */
-#define SEEN_RV_RING 3
+/* ---- mode ---- */
 
-static bool es_seen_rv(const struct es *e, const char *rv)
+const char *es_mode_name(const struct es *e)
 {
-    for (size_t i = 0; e->seen_rv && i < SEEN_RV_RING; i++)
-        if (e->seen_rv[i][0] && strcmp(e->seen_rv[i], rv) == 0)
-            return true;
-    return false;
+    switch (e->mode) {
+    case ES_MODE_SERVE:
+        return "serve";
+    case ES_MODE_PROXY:
+        return "proxy";
+    case ES_MODE_OTHER:
+        return es_text(e->mode_other);
+    case ES_MODE_NONE:
+        break;
+    }
+    return "";
+}
+
+static void mode_trace(const struct es *e, const char *old, const char *why)
+{
+    log_debug("mode", "elastiservice=%s from=%s to=%s why=%s", e->key, *old ? old : "(none)",
+              *es_mode_name(e) ? es_mode_name(e) : "(none)", why);
+}
+
+/*
+ * The one place the leader changes the mode (status.mode is written by the caller, with the
+ * conditions that go with it), with its entry actions:
+ *   proxy: the woken wait (awaiting_wake) begins, and the pods ready now are recorded as on
+ *          their way out (leaving_record), so they are no reason to switch back to serve;
+ *   serve, from proxy: no pod is on its way out any more, and no woken target is unready.
+ */
+static void leaving_record(struct es *e);
+
+void es_set_mode(struct es *e, enum es_mode mode, const char *why)
+{
+    char old[8];
+    snprintf(old, sizeof(old), "%s", es_mode_name(e));
+    enum es_mode from = e->mode;
+    e->mode = mode;
+    es_text_clear(&e->mode_other);
+    if (mode == ES_MODE_PROXY) {
+        e->awaiting_wake = true;
+        leaving_record(e);
+    } else if (mode == ES_MODE_SERVE && from == ES_MODE_PROXY) {
+        e->n_leaving = 0;
+        free(e->not_ready_reason);
+        e->not_ready_reason = NULL;
+    }
+    mode_trace(e, old, why);
+}
+
+/* The mode status.mode shows (NULL: none), taken as it is when no write of ours is newer: no
+ * transition of this replica, so no entry action; traced when it differs. */
+static void es_adopt_mode(struct es *e, const char *text)
+{
+    char old[8];
+    snprintf(old, sizeof(old), "%s", es_mode_name(e));
+    enum es_mode mode = !text || !*text              ? ES_MODE_NONE
+                        : strcmp(text, "serve") == 0 ? ES_MODE_SERVE
+                        : strcmp(text, "proxy") == 0 ? ES_MODE_PROXY
+                                                     : ES_MODE_OTHER;
+    e->mode = mode;
+    if (mode == ES_MODE_OTHER)
+        es_text_setf(&e->mode_other, 8, "%s", text);
+    else
+        es_text_clear(&e->mode_other);
+    if (strcmp(old, es_mode_name(e)) != 0)
+        mode_trace(e, old, "status.mode as the informer shows it");
 }
 
 /* Keeps what es_upsert reads of obj (borrowed) in e->seen_last: its metadata and status, and
@@ -693,11 +340,11 @@ static void es_keep_last(struct es *e, const cJSON *obj)
 {
     cJSON_Delete(e->seen_last);
     e->seen_last = cJSON_CreateObject();
-    const cJSON *md = get(obj, "metadata");
-    const cJSON *g = get(md, "generation");
+    const cJSON *md = json_get(obj, "metadata");
+    const cJSON *g = json_get(md, "generation");
     static const char *const keep[] = {"metadata", "status", "spec"};
     for (size_t i = 0; e->seen_last && i < sizeof(keep) / sizeof(keep[0]); i++) {
-        const cJSON *v = get(obj, keep[i]);
+        const cJSON *v = json_get(obj, keep[i]);
         if (!v || (i == 2 && cJSON_IsNumber(g) && g->valuedouble >= 1))
             continue;
         cJSON *copy = cJSON_Duplicate(v, 1);
@@ -711,42 +358,38 @@ static void es_keep_last(struct es *e, const cJSON *obj)
 
 static void es_parse_status(struct es *e, const cJSON *obj)
 {
-    const cJSON *md = get(obj, "metadata");
-    const cJSON *status = get(obj, "status");
-    const char *mode = get_str(status, "mode");
-    const char *rv = get_str(md, "resourceVersion");
+    const cJSON *md = json_get(obj, "metadata");
+    const cJSON *status = json_get(obj, "status");
+    const char *mode = json_str(status, "mode");
+    const char *rv = json_str(md, "resourceVersion");
     if (e->status_inflight > 0 && !e->seen_rv)
-        e->seen_rv = calloc(SEEN_RV_RING, sizeof(e->seen_rv[0]));
-    if (e->seen_rv && rv && strlen(rv) < sizeof(e->seen_rv[0]) && !es_seen_rv(e, rv)) {
-        snprintf(e->seen_rv[e->seen_next % SEEN_RV_RING], sizeof(e->seen_rv[0]), "%s", rv);
-        e->seen_next++;
-    }
+        e->seen_rv = calloc(STATUS_SEEN_RV_RING, sizeof(e->seen_rv[0]));
+    status_seen_add(e->seen_rv, &e->seen_next, rv);
     if (e->seen_rv && obj != e->seen_last)
         es_keep_last(e, obj);
-    if (e->awaited_rv &&
-        ((rv && strcmp(rv, e->awaited_rv) == 0) || mono_ms() - e->awaited_ms > AWAIT_ECHO_MS))
+    if (status_echo_arrived(e->awaited_rv, e->awaited_ms, rv, clock_mono_ms()))
         es_text_clear(&e->awaited_rv); /* the informer caught up with our last write */
     bool ours_newer = e->status_inflight > 0 || e->busy || e->awaited_rv;
     if (!ours_newer)
-        snprintf(e->mode, sizeof(e->mode), "%s", mode ? mode : "");
-    e->last_scaled_up = parse_time(get_str(status, "lastScaledUpTime"));
+        es_adopt_mode(e, mode);
+    e->last_scaled_up = parse_time(json_str(status, "lastScaledUpTime"));
     if (e->last_scaled_up < e->scaled_up_unwritten)
         e->last_scaled_up = e->scaled_up_unwritten; /* on its way */
-    e->reconciled_at = parse_time(get_str(status, "lastReconciledTime"));
-    const cJSON *og = get(status, "observedGeneration");
+    e->reconciled_at = parse_time(json_str(status, "lastReconciledTime"));
+    const cJSON *og = json_get(status, "observedGeneration");
     e->status_gen = cJSON_IsNumber(og) ? (int64_t)og->valuedouble : 0;
-    e->created = parse_time(get_str(md, "creationTimestamp"));
-    const char *uid = get_str(md, "uid");
+    e->created = parse_time(json_str(md, "creationTimestamp"));
+    const char *uid = json_str(md, "uid");
     if (uid && (!e->uid || strcmp(e->uid, uid) != 0)) {
         free(e->uid);
         e->uid = strdup(uid);
     }
-    const cJSON *gen = get(md, "generation");
+    const cJSON *gen = json_get(md, "generation");
     e->generation = cJSON_IsNumber(gen) ? (int64_t)gen->valuedouble : 0;
-    e->deleting = get_str(md, "deletionTimestamp") != NULL;
+    e->deleting = json_str(md, "deletionTimestamp") != NULL;
     e->has_finalizer = false;
     const cJSON *f;
-    cJSON_ArrayForEach(f, get(md, "finalizers"))
+    cJSON_ArrayForEach(f, json_get(md, "finalizers"))
     {
         if (cJSON_IsString(f) && strcmp(f->valuestring, FINALIZER) == 0)
             e->has_finalizer = true;
@@ -756,10 +399,10 @@ static void es_parse_status(struct es *e, const cJSON *obj)
     /* Resolver ports are kept for the ElastiService's lifetime: a status without them (an
      * older write, a hand edit) does not take them away, and neither does an echo older than
      * our own last write (which may have followed the Service's ports). */
-    const cJSON *ports = get(status, "ports");
+    const cJSON *ports = json_get(status, "ports");
     size_t n = (size_t)cJSON_GetArraySize(ports);
     if (n && (!ours_newer || !e->n_ports)) {
-        ports_hold(e->c, e->ports, e->n_ports, -1);
+        ports_hold(&e->c->ports, e->ports, e->n_ports, -1);
         free(e->ports);
         e->ports = NULL;
         e->n_ports = 0;
@@ -767,18 +410,18 @@ static void es_parse_status(struct es *e, const cJSON *obj)
         const cJSON *p;
         cJSON_ArrayForEach(p, ports)
         {
-            const cJSON *rp = get(p, "resolverPort");
-            const cJSON *pp = get(p, "port");
+            const cJSON *rp = json_get(p, "resolverPort");
+            const cJSON *pp = json_get(p, "port");
             if (!e->ports || !cJSON_IsNumber(rp))
                 continue;
             struct port_map *m = &e->ports[e->n_ports++];
-            snprintf(m->name, sizeof(m->name), "%s", get_str(p, "name") ? get_str(p, "name") : "");
+            snprintf(m->name, sizeof(m->name), "%s", json_str(p, "name") ? json_str(p, "name") : "");
             snprintf(m->protocol, sizeof(m->protocol), "%s",
-                     get_str(p, "protocol") ? get_str(p, "protocol") : "TCP");
+                     json_str(p, "protocol") ? json_str(p, "protocol") : "TCP");
             m->port = cJSON_IsNumber(pp) ? (unsigned)pp->valueint : 0;
             m->resolver_port = (unsigned)rp->valueint;
         }
-        ports_hold(e->c, e->ports, e->n_ports, 1);
+        ports_hold(&e->c->ports, e->ports, e->n_ports, 1);
     }
     /* A replica that does not lead learns why a woken target has no pod from the leader's
      * ScaleUpFailed condition, so the 504s of the clients it holds say the same as the
@@ -786,11 +429,11 @@ static void es_parse_status(struct es *e, const cJSON *obj)
     if (!e->c->leader && !e->scale_call_failed) {
         const char *why = NULL;
         const cJSON *cond;
-        cJSON_ArrayForEach(cond, get(status, "conditions"))
+        cJSON_ArrayForEach(cond, json_get(status, "conditions"))
         {
-            const char *type = get_str(cond, "type"), *st = get_str(cond, "status");
+            const char *type = json_str(cond, "type"), *st = json_str(cond, "status");
             if (type && st && strcmp(type, "ScaleUpFailed") == 0 && strcmp(st, "True") == 0)
-                why = get_str(cond, "message");
+                why = json_str(cond, "message");
         }
         if (why && !*why)
             why = NULL;
@@ -803,13 +446,13 @@ static void es_parse_status(struct es *e, const cJSON *obj)
     if (ours_newer && e->conditions)
         return;
     cJSON_Delete(e->conditions);
-    const cJSON *conds = get(status, "conditions");
+    const cJSON *conds = json_get(status, "conditions");
     e->conditions = cJSON_IsArray(conds) ? cJSON_Duplicate(conds, 1) : cJSON_CreateArray();
 }
 
 /* ---- status, conditions, events ---- */
 
-static void on_write_done(cJSON *obj, const struct kube_error *err, void *arg)
+void es_on_write_done(cJSON *obj, const struct kube_error *err, void *arg)
 {
     const char *what = arg;
     if (err)
@@ -820,75 +463,25 @@ static void on_write_done(cJSON *obj, const struct kube_error *err, void *arg)
 }
 
 /* A delete that finds the object gone (another replica, the namespace, a delete before) is done. */
-static void on_delete_done(cJSON *obj, const struct kube_error *err, void *arg)
+void es_on_delete_done(cJSON *obj, const struct kube_error *err, void *arg)
 {
-    on_write_done(obj, err && err->code == KUBE_ERR_NOT_FOUND ? NULL : err, arg);
-}
-
-/* The condition of this type in e->conditions, or NULL. */
-static cJSON *cond_find(const struct es *e, const char *type)
-{
-    cJSON *cnd;
-    cJSON_ArrayForEach(cnd, e->conditions)
-    {
-        const char *t = get_str(cnd, "type");
-        if (t && strcmp(t, type) == 0)
-            return cnd;
-    }
-    return NULL;
+    es_on_write_done(obj, err && err->code == KUBE_ERR_NOT_FOUND ? NULL : err, arg);
 }
 
 /* Whether the condition of this type has this reason. */
-static bool cond_reason_is(const struct es *e, const char *type, const char *reason)
+bool es_cond_reason_is(const struct es *e, const char *type, const char *reason)
 {
-    const char *r = get_str(cond_find(e, type), "reason");
-    return r && strcmp(r, reason) == 0;
+    return status_cond_reason_is(e->conditions, type, reason);
 }
 
-/* Sets one condition in e->conditions (lastTransitionTime moves only when status changes). */
-static bool cond_set(struct es *e, const char *type, bool status, const char *reason,
-                     const char *message)
+/* Sets one condition in e->conditions; true when it changed (a status write is due). */
+bool es_cond_set(struct es *e, const char *type, bool status, const char *reason,
+                 const char *message)
 {
-    char now[32];
-    rfc3339(time(NULL), now, sizeof(now));
-    const char *st = status ? "True" : "False";
-    cJSON *cnd = cond_find(e, type);
-    if (!cnd) {
-        cnd = cJSON_CreateObject();
-        cJSON_AddStringToObject(cnd, "type", type);
-        cJSON_AddItemToArray(e->conditions, cnd);
-    }
-    const char *old = get_str(cnd, "status");
-    const char *old_reason = get_str(cnd, "reason");
-    const char *old_message = get_str(cnd, "message");
-    bool changed = !old || strcmp(old, st) != 0 || !old_reason || strcmp(old_reason, reason) != 0 ||
-                   !old_message || strcmp(old_message, message ? message : "") != 0;
-    if (!old || strcmp(old, st) != 0) {
-        cJSON_DeleteItemFromObjectCaseSensitive(cnd, "lastTransitionTime");
-        cJSON_AddStringToObject(cnd, "lastTransitionTime", now);
-    }
-    cJSON_DeleteItemFromObjectCaseSensitive(cnd, "status");
-    cJSON_AddStringToObject(cnd, "status", st);
-    cJSON_DeleteItemFromObjectCaseSensitive(cnd, "reason");
-    cJSON_AddStringToObject(cnd, "reason", reason);
-    cJSON_DeleteItemFromObjectCaseSensitive(cnd, "message");
-    cJSON_AddStringToObject(cnd, "message", message ? message : "");
-    cJSON_DeleteItemFromObjectCaseSensitive(cnd, "observedGeneration");
-    cJSON_AddNumberToObject(cnd, "observedGeneration", (double)e->generation);
-    return changed;
+    return status_cond_set(e->conditions, type, status, reason, message, e->generation, clock_wall_s());
 }
 
-struct es_ref {
-    struct controller *c;
-    char *ns, *name;
-    int64_t generation;   /* of a status write: what it acknowledges */
-    unsigned scale_epoch; /* of a /scale read: e->scale_epoch when it was sent; of a leaving
-                             check: e->leaving_epoch */
-    int64_t scaled_up;    /* of a status write: the lastScaledUpTime it carries, or 0 */
-    int replicas;         /* of a leaving check: the workload's spec.replicas then */
-};
-
-static struct es_ref *es_ref_new(const struct es *e)
+struct es_ref *es_ref_new(const struct es *e)
 {
     struct es_ref *r = calloc(1, sizeof(*r));
     if (!r)
@@ -906,9 +499,9 @@ static struct es_ref *es_ref_new(const struct es *e)
 }
 
 /* The ElastiService a callback was for, if it still exists; frees the reference. */
-static struct es *es_ref_take(struct es_ref *r)
+struct es *es_ref_take(struct es_ref *r)
 {
-    struct es *e = find_es(r->c, r->ns, r->name);
+    struct es *e = es_find(r->c, r->ns, r->name);
     free(r->ns);
     free(r->name);
     free(r);
@@ -919,9 +512,6 @@ static void es_acknowledge(struct es *e);
 static void es_upsert(struct controller *c, const cJSON *obj);
 static bool es_follows_workload(const struct es *e);
 static void es_watch_scale(struct es *e, int replicas);
-static uint64_t next_check_at(const struct es *e, uint64_t now, unsigned interval);
-
-static void status_write(struct es *e, cJSON *fields);
 
 static void on_status_written(cJSON *obj, const struct kube_error *err, void *arg)
 {
@@ -933,24 +523,24 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
     if (e && !err && generation > e->acked_gen)
         e->acked_gen = generation;
     if (e && !err)
-        e->reconciled_at = time(NULL); /* the write carried lastReconciledTime */
+        e->reconciled_at = clock_wall_s(); /* the write carried lastReconciledTime */
     if (e && e->status_inflight > 0)
         e->status_inflight--;
-    const char *rv = get_str(get(obj, "metadata"), "resourceVersion");
+    const char *rv = json_str(json_get(obj, "metadata"), "resourceVersion");
     const struct es_cached *cached = e ? informer_get_item(e->c->inf_es, e->ns, e->name) : NULL;
     const char *cached_rv = cached ? cached->resource_version : NULL;
-    bool newer_cached = false;
-    if (cached_rv && rv && strcmp(cached_rv, rv) == 0) {
+    enum status_echo echo = status_echo(rv, cached_rv, e && status_seen_has(e->seen_rv, rv));
+    bool newer_cached = echo == STATUS_ECHO_SUPERSEDED;
+    if (echo == STATUS_ECHO_DELIVERED) {
         rv = NULL; /* the watch delivered the echo before this answer: nothing to await */
-    } else if (e && cached_rv && rv && es_seen_rv(e, rv)) {
+    } else if (echo == STATUS_ECHO_SUPERSEDED) {
         /* The watch delivered the echo and then a later version (another replica's write, a
          * hand edit), both while this write was in flight, when our mode counted as newer and
          * theirs was not taken. Neither comes again: awaiting the echo would hide the later
-         * status for AWAIT_ECHO_MS, and a replica that leads meanwhile would act on its stale
-         * mode (found by the soak: a follower that woke a service "switched" it to serve again
-         * when it took over). The cached version is the newest: it is taken below. */
+         * status for STATUS_AWAIT_ECHO_MS, and a replica that leads meanwhile would act on its
+         * stale mode (found by the soak: a follower that woke a service "switched" it to serve
+         * again when it took over). The cached version is the newest: it is taken below. */
         rv = NULL;
-        newer_cached = true;
     }
     /* the version the informer showed last (after the echo: while this write was in flight) */
     cJSON *last = NULL;
@@ -962,7 +552,7 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
     }
     if (e && !err && rv) {
         es_text_setf(&e->awaited_rv, 64, "%s", rv);
-        e->awaited_ms = mono_ms();
+        e->awaited_ms = clock_mono_ms();
     }
     if (e && err)
         e->status_dirty = true; /* on_scale (every poll) writes it again */
@@ -981,51 +571,23 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
     if (e && e->status_inflight == 0 && e->status_queued) {
         cJSON *queued = e->status_queued;
         e->status_queued = NULL;
-        status_write(e, queued);
+        es_status_write(e, queued);
     }
 }
 
 /* Merge-patches the status with `fields` (taken) plus conditions, observedGeneration and
  * lastReconciledTime. */
-static void status_write(struct es *e, cJSON *fields)
+void es_status_write(struct es *e, cJSON *fields)
 {
     if (e->status_inflight > 0) {
         /* one at a time: merged into the next, sent when this one is answered */
-        if (!e->status_queued)
-            e->status_queued = cJSON_CreateObject();
-        cJSON *f = fields ? fields->child : NULL;
-        while (f && e->status_queued) {
-            cJSON *next = f->next;
-            cJSON_DeleteItemFromObjectCaseSensitive(e->status_queued, f->string);
-            cJSON_AddItemToObject(e->status_queued, f->string,
-                                  cJSON_DetachItemViaPointer(fields, f));
-            f = next;
-        }
-        cJSON_Delete(fields);
+        e->status_queued = status_merge(e->status_queued, fields);
         if (!e->status_queued)
             e->status_dirty = true; /* out of memory: the next poll writes it */
         return;
     }
-    char now[32];
-    rfc3339(time(NULL), now, sizeof(now));
-    cJSON *patch = cJSON_CreateObject();
-    cJSON *status = fields ? fields : cJSON_CreateObject();
-    cJSON_AddStringToObject(status, "lastReconciledTime", now);
-    cJSON_AddNumberToObject(status, "observedGeneration", (double)e->generation);
-    if (e->scaled_up_unwritten && !cJSON_GetObjectItemCaseSensitive(status, "lastScaledUpTime")) {
-        char up[32];
-        rfc3339(e->scaled_up_unwritten, up, sizeof(up));
-        cJSON_AddStringToObject(status, "lastScaledUpTime", up);
-    }
-    /* Every condition was evaluated against this generation's spec: say so on each. */
-    cJSON *cnd;
-    cJSON_ArrayForEach(cnd, e->conditions)
-    {
-        cJSON_DeleteItemFromObjectCaseSensitive(cnd, "observedGeneration");
-        cJSON_AddNumberToObject(cnd, "observedGeneration", (double)e->generation);
-    }
-    cJSON_AddItemToObject(status, "conditions", cJSON_Duplicate(e->conditions, 1));
-    cJSON_AddItemToObject(patch, "status", status);
+    cJSON *patch =
+        status_patch(fields, e->conditions, e->generation, e->scaled_up_unwritten, clock_wall_s());
     struct es_ref *ref = es_ref_new(e);
     if (ref) {
         ref->generation = e->generation;
@@ -1039,7 +601,7 @@ static void status_write(struct es *e, cJSON *fields)
     cJSON_Delete(patch);
 }
 
-static void event_record(struct es *e, bool warning, const char *reason, const char *message)
+void es_event(struct es *e, bool warning, const char *reason, const char *message)
 {
     struct events_object obj = {
         .api_version = "elasti.truefoundry.com/v1alpha1",
@@ -1056,9 +618,9 @@ static void event_record(struct es *e, bool warning, const char *reason, const c
 
 /* ---- what the informers know ---- */
 
-static const struct service_cached *es_service(const struct es *e)
+const struct service_cached *es_service(const struct es *e)
 {
-    return e->service ? informer_get_item(e->c->inf_svc, e->ns, e->service) : NULL;
+    return e->spec.service ? informer_get_item(e->c->inf_svc, e->ns, e->spec.service) : NULL;
 }
 
 struct slices_walk {
@@ -1066,7 +628,7 @@ struct slices_walk {
     const char *port_name;
     struct ready_endpoint *eps;
     size_t n;
-    const struct slice_cached *resolver_slices[4];
+    const struct slice_cached *resolver_slices[ES_RESOLVER_SLICES_MAX];
     size_t n_resolver;
 };
 
@@ -1078,15 +640,15 @@ static bool slice_of(const struct slice_cached *slice, const char *ns, const cha
 static void collect_ready(const struct slice_cached *slice, void *arg)
 {
     struct slices_walk *w = arg;
-    if (slice->manager == SLICE_CONTROLLER && slice_of(slice, w->e->ns, w->e->service))
+    if (slice->manager == SLICE_CONTROLLER && slice_of(slice, w->e->ns, w->e->spec.service))
         slices_cached_ready_endpoints(slice, w->port_name, &w->eps, &w->n);
 }
 
 static void collect_resolver_slices(const struct slice_cached *slice, void *arg)
 {
     struct slices_walk *w = arg;
-    if (slice->manager == SLICE_HOLDFAST && slice_of(slice, w->e->ns, w->e->service) &&
-        w->n_resolver < 4)
+    if (slice->manager == SLICE_HOLDFAST && slice_of(slice, w->e->ns, w->e->spec.service) &&
+        w->n_resolver < ES_RESOLVER_SLICES_MAX)
         w->resolver_slices[w->n_resolver++] = slice;
 }
 
@@ -1095,10 +657,10 @@ static void foreach_slice_of(const struct es *e,
                              void (*fn)(const struct slice_cached *slice, void *arg), void *arg)
 {
     const struct controller *c = e->c;
-    if (!e->service)
+    if (!e->spec.service)
         return;
     char key[KEY_MAX];
-    make_key(key, e->ns, e->service);
+    make_key(key, e->ns, e->spec.service);
     const struct pset *set = strmap_get(&c->slices_by_svc, key);
     for (size_t i = 0; set && i < set->n; i++) {
         const struct slice_cached *slice = informer_get_item(c->inf_slices, e->ns, set->v[i]);
@@ -1108,8 +670,7 @@ static void foreach_slice_of(const struct es *e,
 }
 
 /* Ready pod endpoints of one Service port (caller frees *eps). */
-static size_t ready_endpoints(const struct es *e, const char *port_name,
-                              struct ready_endpoint **eps)
+size_t es_ready_endpoints(const struct es *e, const char *port_name, struct ready_endpoint **eps)
 {
     struct slices_walk w = {.e = e, .port_name = port_name};
     foreach_slice_of(e, collect_ready, &w);
@@ -1122,21 +683,21 @@ static size_t ready_endpoints(const struct es *e, const char *port_name,
  * own addresses, so a resolver EndpointSlice would not steer them) and ExternalName ones (no
  * endpoints at all). True with the reason in why.
  */
-static bool service_unsupported(const struct es *e, char *why, size_t len)
+bool es_service_unsupported(const struct es *e, char *why, size_t len)
 {
     const struct service_cached *svc = es_service(e);
     const char *type = svc ? svc->type : NULL;
     const char *cip = svc ? svc->cluster_ip : NULL;
     if (type && strcmp(type, "ExternalName") == 0) {
         snprintf(why, len, "Service %s is of type ExternalName: it has no endpoints to steer",
-                 e->service);
+                 e->spec.service);
         return true;
     }
     if (cip && strcmp(cip, "None") == 0) {
         snprintf(why, len,
                  "Service %s is headless (clusterIP None): clients reach pods by their "
                  "own addresses, so holdfast cannot hold their traffic",
-                 e->service);
+                 e->spec.service);
         return true;
     }
     return false;
@@ -1144,25 +705,21 @@ static bool service_unsupported(const struct es *e, char *why, size_t len)
 
 static bool endpoint_leaving(const struct es *e, const char *ip)
 {
-    if (mono_ms() >= e->leaving_until_ms)
-        return false;
-    for (size_t i = 0; i < e->n_leaving; i++)
-        if (strcmp(e->leaving[i], ip) == 0)
-            return true;
-    return false;
+    return decide_leaving(ip, (const char(*)[64])e->leaving, e->n_leaving, e->leaving_until_ms,
+                          clock_mono_ms());
 }
 
 /*
  * Whether some port of the target's Service has a ready endpoint that is not one of the pods on
  * their way out (e->leaving); the first one found goes to `first` ("ip:port") when not NULL.
  */
-static bool target_has_ready_endpoint(const struct es *e, char *first, size_t len)
+bool es_has_ready_endpoint(const struct es *e, char *first, size_t len)
 {
     const struct service_cached *svc = es_service(e);
     for (size_t k = 0; svc && k < svc->n_ports; k++) {
         const char *pn = svc->ports[k].name;
         struct ready_endpoint *eps = NULL;
-        size_t n = ready_endpoints(e, pn ? pn : "", &eps);
+        size_t n = es_ready_endpoints(e, pn ? pn : "", &eps);
         for (size_t i = 0; i < n; i++) {
             if (endpoint_leaving(e, eps[i].ip))
                 continue;
@@ -1186,7 +743,7 @@ static void leaving_record(struct es *e)
     for (size_t k = 0; svc && k < svc->n_ports; k++) {
         const char *pn = svc->ports[k].name;
         struct ready_endpoint *eps = NULL;
-        size_t n = ready_endpoints(e, pn ? pn : "", &eps);
+        size_t n = es_ready_endpoints(e, pn ? pn : "", &eps);
         for (size_t i = 0; i < n; i++) {
             if (endpoint_leaving(e, eps[i].ip))
                 continue; /* already listed (another port) */
@@ -1195,1625 +752,59 @@ static void leaving_record(struct es *e)
                 break; /* that pod counts for the serve switch: the race this guards is rare */
             e->leaving = grown;
             snprintf(e->leaving[e->n_leaving++], sizeof(*grown), "%s", eps[i].ip);
-            e->leaving_until_ms = mono_ms() + LEAVING_MAX_MS;
+            e->leaving_until_ms = clock_mono_ms() + LEAVING_MAX_MS;
         }
         free(eps);
     }
 }
 
-/* ---- route snapshots ---- */
-
-/* Starts with `prefix` followed by nothing or a '-' ("tcp", "tcp-db"), case-insensitive. */
-static bool has_prefix(const char *s, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    return strncasecmp(s, prefix, n) == 0 && (s[n] == '\0' || s[n] == '-');
-}
-
-/*
- * How a Service port's held connections are treated: HTTP/1 (probes answered; h2c and TLS
- * still detected) unless its appProtocol, or else its name's prefix, says the bytes are not
- * HTTP (Istio's port naming convention): then they are held opaque and woken on accept.
- */
-static enum svc_protocol port_protocol(const struct service_cached *service, const char *port_name)
-{
-    static const char *const opaque[] = {
-        "tcp",   "tls",     "https", "mysql", "postgres",          "postgresql", "redis",
-        "mongo", "mongodb", "amqp",  "kafka", "kubernetes.io/wss", "udp",        NULL};
-    for (size_t k = 0; service && k < service->n_ports; k++) {
-        const char *pn = service->ports[k].name;
-        if (strcmp(pn ? pn : "", port_name) != 0)
-            continue;
-        const char *app = service->ports[k].app_protocol;
-        const char *what = app && *app ? app : port_name;
-        for (size_t i = 0; opaque[i]; i++) {
-            if (has_prefix(what, opaque[i]))
-                return PROTO_TCP;
-        }
-        return PROTO_HTTP;
-    }
-    return PROTO_HTTP;
-}
-
-/*
- * Marks e's route to be built again at the next publish, and schedules it. Every change to
- * what a route is built from goes through here: the ElastiService (spec, status.ports), its
- * Service, its EndpointSlices, the reason its target is not ready.
- */
-static void route_mark(struct es *e)
-{
-    struct controller *c = e->c;
-    if (e->route_dirty)
-        return;
-    e->route_dirty = true;
-    e->dirty_prev = NULL;
-    e->dirty_next = c->dirty;
-    if (c->dirty)
-        c->dirty->dirty_prev = e;
-    c->dirty = e;
-}
-
-static void route_changed(struct es *e)
-{
-    route_mark(e);
-    schedule_publish(e->c);
-}
-
-static void dirty_unlink(struct es *e)
-{
-    struct controller *c = e->c;
-    if (!e->route_dirty)
-        return;
-    if (e->dirty_prev)
-        e->dirty_prev->dirty_next = e->dirty_next;
-    else
-        c->dirty = e->dirty_next;
-    if (e->dirty_next)
-        e->dirty_next->dirty_prev = e->dirty_prev;
-    e->dirty_prev = e->dirty_next = NULL;
-    e->route_dirty = false;
-}
-
-/* e is freed: its route leaves the snapshots at the next publish. */
-static void route_forget(struct es *e)
-{
-    struct controller *c = e->c;
-    dirty_unlink(e);
-    if (!e->route_slotted) {
-        route_service_unref(e->route);
-        e->route = NULL;
-        return;
-    }
-    if (c->n_gone == c->cap_gone) {
-        size_t ncap = c->cap_gone ? c->cap_gone * 2 : 16;
-        struct route_gone *grown = realloc(c->gone, ncap * sizeof(*grown));
-        if (!grown) {
-            /* out of memory: the route stays published (its service's held connections are
-             * answered at their hold timeout), and its slot is not used again */
-            log_error("out of memory removing a route; it stays until restart", "elastiservice=%s",
-                      e->key);
-            route_service_unref(e->route);
-            e->route = NULL;
-            return;
-        }
-        c->gone = grown;
-        c->cap_gone = ncap;
-    }
-    c->gone[c->n_gone++] = (struct route_gone){e->route_slot, e->route};
-    e->route = NULL;
-    e->route_slotted = false;
-    if (c->publish_ev)
-        schedule_publish(c);
-}
-
-static void slot_release(struct controller *c, size_t slot)
-{
-    if (c->n_free_slots == c->cap_free_slots) {
-        size_t ncap = c->cap_free_slots ? c->cap_free_slots * 2 : 64;
-        size_t *grown = realloc(c->free_slots, ncap * sizeof(*grown));
-        if (!grown)
-            return; /* the slot is not used again */
-        c->free_slots = grown;
-        c->cap_free_slots = ncap;
-    }
-    c->free_slots[c->n_free_slots++] = slot;
-}
-
-static size_t slot_take(struct controller *c)
-{
-    return c->n_free_slots ? c->free_slots[--c->n_free_slots] : c->next_slot++;
-}
-
-/*
- * Builds e's route from the caches: its ports, their protocol and ready endpoints, its limits
- * and reason, and a listener for every resolver port (opened when the snapshot is published).
- * NULL when e has no route (no ports yet, or no service state), or when out of memory (*retry
- * set).
- */
-static struct route_service *es_route_build(struct controller *c, struct es *e, bool *retry)
-{
-    *retry = false;
-    if (!e->n_ports || !e->svc)
-        return NULL;
-    c->routes_built++;
-    struct route_service *r = route_service_new(svc_state_ref(e->svc), e->n_ports, e->n_ports);
-    if (!r || route_service_set_reason(r, e->not_ready_reason) < 0) {
-        route_service_unref(r);
-        *retry = true;
-        return NULL;
-    }
-    route_service_set_probes(r, e->probes);
-    route_service_set_limits(r, e->hold_timeout_s, e->max_held, dataplane_max_held_bytes(c->dp));
-    for (size_t p = 0; p < e->n_ports; p++) {
-        struct ready_endpoint *eps = NULL;
-        size_t n = ready_endpoints(e, e->ports[p].name, &eps);
-        struct addr *addrs = calloc(n ? n : 1, sizeof(*addrs));
-        size_t n_addrs = 0;
-        for (size_t k = 0; addrs && k < n; k++) {
-            char text[96], err[128];
-            snprintf(text, sizeof(text), strchr(eps[k].ip, ':') ? "[%s]:%u" : "%s:%u", eps[k].ip,
-                     eps[k].port);
-            if (addr_parse(text, &addrs[n_addrs], err, sizeof(err)) == 0)
-                n_addrs++;
-        }
-        free(eps);
-        int rc = addrs ? route_service_set_port(r, p, e->ports[p].name,
-                                                port_protocol(es_service(e), e->ports[p].name),
-                                                e->ports[p].port, addrs, n_addrs)
-                       : -1;
-        free(addrs);
-        if (rc < 0) {
-            route_service_unref(r);
-            *retry = true;
-            return NULL;
-        }
-        char ltext[96], err[128];
-        struct addr listen;
-        snprintf(ltext, sizeof(ltext), strchr(c->opt.bind_address, ':') ? "[%s]:%u" : "%s:%u",
-                 c->opt.bind_address, e->ports[p].resolver_port);
-        if (addr_parse(ltext, &listen, err, sizeof(err)) == 0)
-            route_service_add_listener(r, p, &listen);
-    }
-    /* Ready endpoints appeared for a service with held connections: the data plane measures
-     * from the informer's event to the first held byte written. */
-    bool has_endpoints = route_service_has_endpoints(r);
-    if (has_endpoints && !e->had_endpoints)
-        svc_state_mark_ready(e->svc, c->last_change_ns);
-    e->had_endpoints = has_endpoints;
-    return r;
-}
-
-/* Lets go of routes no longer published (the data plane closes the listeners no published
- * route names any more). */
-static void routes_release(struct controller *c, struct route_service **old, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        route_service_unref(old[i]);
-}
-
-/*
- * Listeners the last publish could not open (taken by another process, or not yet let go):
- * their routes are built again, and so opened again, every second (said at most that often),
- * not only when something else changes. The shared port is said once.
- */
-static void listen_errors(struct controller *c, struct dataplane_listen_error *errs, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (!errs[i].svc) {
-            if (!c->shared_port_failed)
-                log_error("cannot listen on the shared port", "error=%s", errs[i].why);
-            c->shared_port_failed = true;
-            continue;
-        }
-        struct es *e = find_es(c, svc_state_ns(errs[i].svc), svc_state_name(errs[i].svc));
-        if (e)
-            route_mark(e);
-        if (!evtimer_pending(c->relisten_ev, NULL)) {
-            log_error("cannot listen on a resolver port; retrying every second",
-                      "elastiservice=%s error=%s", e ? e->key : svc_state_key(errs[i].svc),
-                      errs[i].why);
-            struct timeval tv = {1, 0};
-            evtimer_add(c->relisten_ev, &tv);
-        }
-    }
-    dataplane_listen_errors_free(errs, n);
-}
-
-/*
- * Publishes a snapshot derived from the last one: the routes of freed ElastiServices leave,
- * those marked by route_changed are built again, every other route is shared as it is. The
- * cost is O(changed routes), plus O(N / ROUTE_CHUNK) to share the rest.
- */
-static void on_publish(evutil_socket_t fd, short what, void *arg)
-{
-    struct controller *c = arg;
-    uint64_t started = clock_mono_ns();
-    struct route_snapshot *snap = route_snapshot_derive(c->snap);
-    size_t n_old = 0, cap_old = c->n_gone;
-    for (struct es *e = c->dirty; e; e = e->dirty_next)
-        cap_old++;
-    struct route_service **old = calloc(cap_old ? cap_old : 1, sizeof(*old));
-    if (!snap || !old) {
-        route_snapshot_unref(snap);
-        free(old);
-        log_error("out of memory building a route snapshot; retrying", NULL);
-        schedule_publish(c);
-        return;
-    }
-    size_t n_gone = c->n_gone, kept = 0;
-    for (size_t i = 0; i < n_gone; i++) {
-        if (route_snapshot_put(snap, c->gone[i].slot, NULL) < 0) {
-            /* the chunk could not be copied: this one stays for the next publish */
-            c->gone[kept++] = c->gone[i];
-            continue;
-        }
-        old[n_old++] = c->gone[i].route;
-        slot_release(c, c->gone[i].slot);
-    }
-    c->n_gone = kept;
-    /* built with a listener missing (again when relisten_ev fires), or out of memory (again
-     * at once): marked again once this publish is done */
-    struct es *retry = NULL;
-    bool oom = false;
-    size_t built = 0;
-    struct es *e;
-    while ((e = c->dirty)) {
-        dirty_unlink(e);
-        bool again = false;
-        struct route_service *r = es_route_build(c, e, &again);
-        built += r != NULL;
-        oom = oom || (again && !evtimer_pending(c->relisten_ev, NULL));
-        if (again) {
-            e->dirty_next = retry;
-            retry = e;
-        }
-        if (!r && !e->route_slotted)
-            continue;
-        if (!e->route_slotted) {
-            e->route_slot = slot_take(c);
-            e->route_slotted = true;
-        }
-        if (route_snapshot_put(snap, e->route_slot, route_service_ref(r)) < 0) {
-            log_error("out of memory publishing a route; retrying", "elastiservice=%s", e->key);
-            struct route_service *lost = r;
-            routes_release(c, &lost, 1);
-            oom = true;
-            if (!again) {
-                e->dirty_next = retry;
-                retry = e;
-            }
-            continue;
-        }
-        old[n_old++] = e->route;
-        e->route = r;
-        if (!r) {
-            slot_release(c, e->route_slot);
-            e->route_slotted = false;
-        }
-    }
-    while ((e = retry)) {
-        retry = e->dirty_next;
-        e->dirty_next = NULL;
-        route_mark(e);
-    }
-    if (c->n_gone || oom)
-        schedule_publish(c);
-    if (c->opt.shared_port) {
-        /* The shared port routes by Host (KubeElasti's way), for every service in proxy mode. */
-        char ltext[96], err[128];
-        struct addr shared;
-        snprintf(ltext, sizeof(ltext), strchr(c->opt.bind_address, ':') ? "[%s]:%u" : "%s:%u",
-                 c->opt.bind_address, c->opt.shared_port);
-        if (addr_parse(ltext, &shared, err, sizeof(err)) < 0 ||
-            route_snapshot_add_shared(snap, &shared) < 0)
-            log_error("cannot list the shared port", "address=%s", ltext);
-    }
-    uint64_t cause_ns = c->change_ns;
-    c->change_ns = 0;
-    log_debug("route snapshot published", "services=%zu built=%zu removed=%zu build_ms=%f",
-              route_snapshot_services(snap), built, n_gone, (double)(clock_mono_ns() - started) / 1e6);
-    route_snapshot_unref(c->snap);
-    c->snap = route_snapshot_ref(snap);
-    struct dataplane_listen_error *errs;
-    size_t n_errs;
-    dataplane_publish(c->dp, snap, cause_ns, &errs, &n_errs);
-    listen_errors(c, errs, n_errs);
-    if (!c->routed && informer_synced(c->inf_es) && informer_synced(c->inf_svc) &&
-        informer_synced(c->inf_slices) && (!c->inf_resolver || informer_synced(c->inf_resolver))) {
-        c->routed = true;
-        log_info("caches synced and routes published: ready for traffic", NULL);
-    }
-    /* The routes this snapshot replaced: the workers drop their listeners with it. */
-    routes_release(c, old, n_old);
-    free(old);
-}
-
-static void on_relisten(evutil_socket_t fd, short what, void *arg)
-{
-    schedule_publish(arg);
-}
-
-static void schedule_publish(struct controller *c)
-{
-    if (!c->change_ns)
-        c->change_ns = clock_mono_ns();
-    static const struct timeval now = {0, 0};
-    event_add(c->publish_ev, &now);
-}
-
-/*
- * Publishes e's marked route now, not on the loop's next turn: holdfast listens on a resolver
- * port before any write names it (a resolver EndpointSlice, status.ports). The sockets are
- * bound and listening when this returns; a connection that comes before a worker applies the
- * snapshot waits in the listen backlog. (Found on the real control plane: status and slice
- * were written on one turn, the route published on the next, the thread was preempted 47 ms
- * in between, and a connection that followed the slice was refused.)
- */
-static void publish_now(struct es *e)
-{
-    if (!e->route_dirty || !e->c->publish_ev)
-        return;
-    event_del(e->c->publish_ev);
-    on_publish(-1, 0, e->c);
-}
-
-/* ---- resolver slices ---- */
-
-/* Allocates a resolver port for every Service port that has none (leader). */
-static bool allocate_ports(struct es *e)
-{
-    struct controller *c = e->c;
-    const struct service_cached *svc = es_service(e);
-    size_t n = svc ? svc->n_ports : 0;
-    if (!n)
-        return false;
-    struct port_map *map = calloc(n, sizeof(*map));
-    if (!map)
-        return false;
-    size_t i = 0;
-    for (size_t pi = 0; pi < n; pi++) {
-        const struct service_port *p = &svc->ports[pi];
-        const char *pn = p->name;
-        const char *proto = p->protocol;
-        struct port_map *m = &map[i++];
-        snprintf(m->name, sizeof(m->name), "%s", pn ? pn : "");
-        snprintf(m->protocol, sizeof(m->protocol), "%s", proto ? proto : "TCP");
-        m->port = p->has_port ? p->port : 0;
-        for (size_t k = 0; k < e->n_ports; k++) {
-            if (strcmp(e->ports[k].name, m->name) == 0)
-                m->resolver_port = e->ports[k].resolver_port; /* kept for the lifetime */
-        }
-        /* The search goes round the range from where the last one ended: a port given up
-         * by a deleted ElastiService is the last to be handed out again, so stragglers still
-         * sent to it are unlikely to reach another service. */
-        unsigned span = c->opt.port_max - c->opt.port_min + 1;
-        for (unsigned tries = 0; !m->resolver_port && tries < span && c->port_refs; tries++) {
-            unsigned cand = c->opt.port_min + (c->port_cursor + tries) % span;
-            bool used = c->port_refs[cand] > 0;
-            for (size_t k = 0; k + 1 < i && !used; k++)
-                used = map[k].resolver_port == cand;
-            if (!used) {
-                m->resolver_port = cand;
-                c->port_cursor = (c->port_cursor + tries + 1) % span;
-            }
-        }
-        if (!m->resolver_port) {
-            free(map);
-            es_text_setf(&e->spec_error, 512, "no free resolver port in %u-%u", c->opt.port_min,
-                         c->opt.port_max);
-            return false;
-        }
-    }
-    ports_hold(c, e->ports, e->n_ports, -1);
-    free(e->ports);
-    e->ports = map;
-    e->n_ports = n;
-    ports_hold(c, e->ports, e->n_ports, 1);
-    route_changed(e);
-    return true;
-}
-
-static cJSON *ports_json(const struct es *e)
-{
-    cJSON *arr = cJSON_CreateArray();
-    for (size_t i = 0; i < e->n_ports; i++) {
-        cJSON *p = cJSON_CreateObject();
-        cJSON_AddStringToObject(p, "name", e->ports[i].name);
-        cJSON_AddNumberToObject(p, "port", e->ports[i].port);
-        cJSON_AddStringToObject(p, "protocol", e->ports[i].protocol);
-        cJSON_AddNumberToObject(p, "resolverPort", e->ports[i].resolver_port);
-        cJSON_AddItemToArray(arr, p);
-    }
-    return arr;
-}
-
-/*
- * A resolver slice write that the cache could not guide: a create that found the slice there
- * (AlreadyExists) or an update with a stale resourceVersion (Conflict). The cache is behind
- * (an EndpointSlice watch still in its backoff after an API outage, say) and its event may be
- * seconds away, so the slice is read and rewritten now, not left to that event (found by the
- * soak, seed 188701454: a renamed port refused for 2 s after an outage).
- */
-struct slice_write {
-    struct controller *c;
-    char *ns, *name;
-    cJSON *endpoints, *ports, *labels;
-    struct es_ref *es; /* whose slice it is (its slice_writes counts this one), or NULL */
-};
-
-static void slice_write_free(struct slice_write *w)
-{
-    if (w->es)
-        es_ref_take(w->es);
-    free(w->ns);
-    free(w->name);
-    cJSON_Delete(w->endpoints);
-    cJSON_Delete(w->ports);
-    cJSON_Delete(w->labels);
-    free(w);
-}
-
-static struct slice_write *slice_write_new(struct controller *c, const struct es *e,
-                                           const cJSON *want)
-{
-    struct slice_write *w = calloc(1, sizeof(*w));
-    if (!w)
-        return NULL;
-    w->c = c;
-    w->es = es_ref_new(e);
-    w->ns = strdup(e->ns);
-    w->name = dup_or_null(get_str(get(want, "metadata"), "name"));
-    w->endpoints = cJSON_Duplicate(get(want, "endpoints"), 1);
-    w->ports = cJSON_Duplicate(get(want, "ports"), 1);
-    w->labels = cJSON_Duplicate(get(get(want, "metadata"), "labels"), 1);
-    if (!w->es || !w->ns || !w->name || !w->endpoints || !w->ports || !w->labels) {
-        slice_write_free(w);
-        return NULL;
-    }
-    return w;
-}
-
-/* Our labels (which Service, managed by holdfast), endpoints and ports; other labels stay. */
-static int slice_mutate(cJSON *obj, void *arg)
-{
-    struct slice_write *w = arg;
-    cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
-    cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
-    bool labels_ok = true;
-    const cJSON *l;
-    cJSON_ArrayForEach(l, w->labels)
-    {
-        const char *have = get_str(labels, l->string);
-        labels_ok = labels_ok && have && cJSON_IsString(l) && strcmp(have, l->valuestring) == 0;
-    }
-    if (labels_ok && cJSON_Compare(get(obj, "endpoints"), w->endpoints, 1) &&
-        cJSON_Compare(get(obj, "ports"), w->ports, 1))
-        return 1;
-    if (!md)
-        return -1;
-    if (!cJSON_IsObject(labels)) {
-        cJSON_DeleteItemFromObjectCaseSensitive(md, "labels");
-        labels = cJSON_AddObjectToObject(md, "labels");
-    }
-    cJSON_ArrayForEach(l, w->labels)
-    {
-        cJSON_DeleteItemFromObjectCaseSensitive(labels, l->string);
-        cJSON_AddItemToObject(labels, l->string, cJSON_Duplicate(l, 1));
-    }
-    cJSON_DeleteItemFromObjectCaseSensitive(obj, "endpoints");
-    cJSON_DeleteItemFromObjectCaseSensitive(obj, "ports");
-    cJSON_AddItemToObject(obj, "endpoints", cJSON_Duplicate(w->endpoints, 1));
-    cJSON_AddItemToObject(obj, "ports", cJSON_Duplicate(w->ports, 1));
-    return 0;
-}
-
-static void es_reconcile(struct es *e);
-
-/*
- * A resolver slice write of e's answered. One at a time per ElastiService: another one asked
- * for meanwhile (an echo of the ElastiService's own writes reconciles it, while the slice is not
- * in the cache yet) would create the same slice twice (AlreadyExists, then a read). It is made
- * now if the write failed, or if the cache holds the slice (an update's, or a create whose
- * watch event came before this answer; a version older than ours costs a 409 and a read);
- * otherwise the create's watch event, on its way, reconciles e with the slice in the cache.
- */
-static void slice_write_done(struct slice_write *w, bool ok)
-{
-    struct es *e = w->es ? find_es(w->c, w->es->ns, w->es->name) : NULL;
-    if (!e || e->slice_writes == 0 || --e->slice_writes > 0 || !e->slices_again)
-        return;
-    if (!ok || informer_get_item(w->c->inf_slices, w->ns, w->name)) {
-        e->slices_again = false;
-        es_reconcile(e);
-    }
-}
-
-static void on_slice_rewritten(cJSON *obj, const struct kube_error *err, void *arg)
-{
-    slice_write_done(arg, !err);
-    slice_write_free(arg);
-    if (err)
-        on_write_done(obj, err, "resolver slice rewrite");
-}
-
-static void slice_rewrite(struct slice_write *w)
-{
-    if (!kube_update_retry(w->c->kube, &RES_SLICE, w->ns, w->name, NULL, 3, slice_mutate,
-                           on_slice_rewritten, w))
-        slice_write_free(w);
-}
-
-static void on_slice_written(cJSON *obj, const struct kube_error *err, void *arg)
-{
-    struct slice_write *w = arg;
-    if (err && (err->code == KUBE_ERR_ALREADY_EXISTS || err->code == KUBE_ERR_CONFLICT)) {
-        log_info("resolver slice write found the cache behind; reading and writing it again",
-                 "namespace=%s name=%s error=%s", w->ns, w->name, err->reason);
-        slice_rewrite(w);
-        return;
-    }
-    slice_write_done(w, !err);
-    slice_write_free(w);
-    if (err)
-        on_write_done(obj, err, "resolver slice write");
-}
-
-/* Creates or rewrites the resolver slices of e (leader, proxy mode). */
-static void resolver_slices_apply(struct es *e)
-{
-    struct controller *c = e->c;
-    const struct service_cached *svc = es_service(e);
-    if (!svc || !e->n_ports)
-        return;
-    if (e->slice_writes > 0) {
-        e->slices_again = true; /* slice_write_done */
-        return;
-    }
-    e->slices_again = false;
-    publish_now(e); /* listening on every port the slice names before it is written */
-    /* the slice's owner: the Service's identity (what slices_resolver_slice reads of it) */
-    cJSON *owner = cJSON_CreateObject();
-    cJSON *owner_md = cJSON_AddObjectToObject(owner, "metadata");
-    cJSON_AddStringToObject(owner_md, "name", svc->name);
-    cJSON_AddStringToObject(owner_md, "namespace", svc->ns);
-    if (svc->uid)
-        cJSON_AddStringToObject(owner_md, "uid", svc->uid);
-    struct resolver_endpoint eps[64];
-    size_t n = 0;
-    for (size_t i = 0; i < c->n_resolvers && n < 64; i++)
-        eps[n++] = (struct resolver_endpoint){
-            c->resolvers[i].ip, c->resolvers[i].node[0] ? c->resolvers[i].node : NULL};
-    struct slice_port sp[64];
-    size_t np = e->n_ports < 64 ? e->n_ports : 64;
-    for (size_t i = 0; i < np; i++)
-        sp[i] = (struct slice_port){e->ports[i].name, e->ports[i].protocol, NULL,
-                                    e->ports[i].resolver_port};
-    struct slices_walk w = {.e = e};
-    foreach_slice_of(e, collect_resolver_slices, &w);
-    static const char *const families[] = {"IPv4", "IPv6"};
-    for (size_t f = 0; f < 2; f++) {
-        bool any = false;
-        for (size_t i = 0; i < n; i++)
-            any = any || ((strchr(eps[i].ip, ':') != NULL) == (f == 1));
-        cJSON *want = slices_resolver_slice(owner, families[f], eps, n, sp, np);
-        if (!want)
-            continue;
-        const char *name = get_str(get(want, "metadata"), "name");
-        const struct slice_cached *have = NULL;
-        for (size_t k = 0; k < w.n_resolver; k++) {
-            if (strcmp(w.resolver_slices[k]->name, name) == 0)
-                have = w.resolver_slices[k];
-        }
-        if (!any && have) {
-            kube_delete(c->kube, &RES_SLICE, e->ns, name, NULL, on_delete_done,
-                        "resolver slice delete");
-        } else if (any && !have) {
-            struct slice_write *sw = slice_write_new(c, e, want);
-            if (sw && !kube_create(c->kube, &RES_SLICE, e->ns, want, on_slice_written, sw))
-                slice_write_free(sw);
-            else if (sw)
-                e->slice_writes++;
-        } else if (any && have) {
-            bool same = cJSON_Compare(have->endpoints, get(want, "endpoints"), 1) &&
-                        cJSON_Compare(have->ports_json, get(want, "ports"), 1);
-            if (!same) {
-                const char *rv = have->resource_version;
-                cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(want, "metadata"),
-                                        "resourceVersion", rv ? rv : "");
-                struct slice_write *sw = slice_write_new(c, e, want);
-                if (sw && !kube_update(c->kube, &RES_SLICE, e->ns, name, NULL, want,
-                                       on_slice_written, sw))
-                    slice_write_free(sw);
-                else if (sw)
-                    e->slice_writes++;
-            }
-        }
-        cJSON_Delete(want);
-    }
-    cJSON_Delete(owner);
-}
-
-static void resolver_slices_delete(struct es *e)
-{
-    struct slices_walk w = {.e = e};
-    foreach_slice_of(e, collect_resolver_slices, &w);
-    for (size_t k = 0; k < w.n_resolver; k++)
-        kube_delete(e->c->kube, &RES_SLICE, e->ns, w.resolver_slices[k]->name, NULL, on_delete_done,
-                    "resolver slice delete");
-    if (w.n_resolver)
-        e->slices_deleted_ms = mono_ms();
-}
-
-/* ---- KEDA, scale and wake (through controller/target) ---- */
-
-static void on_target_done(const struct target_result *res, const struct kube_error *err, void *arg)
-{
-    if (err)
-        log_warn("scale target operation failed; the next reconcile retries",
-                 "what=%s error=%s message=%s", (const char *)arg, err->reason, err->message);
-}
-
-static void keda_set(struct es *e, bool pause)
-{
-    if (!e->keda)
-        return;
-    if (pause)
-        target_keda_pause(e->c->kube, e->ns, e->keda, on_target_done, "keda pause");
-    else
-        target_keda_resume(e->c->kube, e->ns, e->keda, on_target_done, "keda resume");
-}
-
-/* The scale target as the workload watch caches it (name, resourceVersion, spec.replicas, ...),
- * or NULL: not watched (--watch-targets=false), not seen yet, or gone. */
-static const cJSON *es_cached_workload(const struct es *e)
-{
-    const struct controller *c = e->c;
-    if (!e->target_ok)
-        return NULL;
-    const struct informer *inf = e->target.kind == TARGET_DEPLOYMENT    ? c->inf_deploy
-                                 : e->target.kind == TARGET_STATEFULSET ? c->inf_sts
-                                                                        : c->inf_rollout;
-    return inf ? informer_get(inf, e->ns, e->target.name) : NULL;
-}
-
-static void on_wake_done(const struct target_result *res, const struct kube_error *err, void *arg)
-{
-    struct controller *c = ((struct es_ref *)arg)->c;
-    struct es *e = es_ref_take(arg);
-    if (!e) {
-        /* its ElastiService went meanwhile (a restore at deletion): the scale-up happened */
-        if (!err && res && res->patched)
-            c->wakes_sent++;
-        return;
-    }
-    e->wake_inflight = false;
-    if (e->wake_again) {
-        /* Asked for while this one was in flight: the target may have been read before it was
-         * scaled down again, so one more wake now. */
-        e->wake_again = false;
-        es_wake(e);
-    }
-    if (err) {
-        /* Say why where the operator and the held clients look: a condition, a Warning Event
-         * (both only when the reason changes) and the 504s' reason. An API that cannot be
-         * reached cannot take the condition either; the status_dirty retry writes it later. */
-        char why[1024];
-        snprintf(why, sizeof(why), "scaling %s %.250s up failed: %s: %s",
-                 target_kind_name(e->target.kind), e->target.name, err->reason, err->message);
-        if (cond_set(e, "ScaleUpFailed", true,
-                     err->code == KUBE_ERR_FORBIDDEN ? "Forbidden" : "ScaleCallFailed", why)) {
-            event_record(e, true, "ScaleUpFailed", why);
-            status_write(e, NULL);
-        }
-        free(e->not_ready_reason);
-        e->not_ready_reason = strdup(why);
-        e->scale_call_failed = true;
-        route_changed(e);
-        e->wake_failed = true;
-        struct timeval tv = {WAKE_REPEAT_MS / 1000, (WAKE_REPEAT_MS % 1000) * 1000};
-        event_add(e->c->wake_retry_ev, &tv);
-        log_warn("wake: scaling the target failed", "elastiservice=%s error=%s message=%s", e->key,
-                 err->reason, err->message);
-        return;
-    }
-    e->awaiting_wake = false; /* the target is scaled up: ready endpoints now mean serve */
-    e->wake_failed = false;
-    if (e->scale_call_failed) {
-        e->scale_call_failed = false;
-        free(e->not_ready_reason);
-        e->not_ready_reason = NULL;
-        if (cond_set(e, "ScaleUpFailed", false, "ScaleCallSucceeded", ""))
-            status_write(e, NULL);
-        route_changed(e);
-    }
-    keda_set(e, false);
-    if (!res->patched)
-        return; /* already scaled up (by another replica, by hand, or a wake before) */
-    e->c->wakes_sent++;
-    uint64_t held_since = svc_state_wake_started_ns(e->svc);
-    double ms = held_since ? (double)(clock_mono_ns() - held_since) / 1e6 : -1.0;
-    if (held_since)
-        svc_state_observe_wake_to_scale(e->svc, clock_mono_ns() - held_since);
-    log_info("woken: target scaled up", "elastiservice=%s wake_to_scale_ms=%f", e->key, ms);
-    char msg[512];
-    snprintf(msg, sizeof(msg), "scaled %s %s from 0 to %d: a request arrived",
-             target_kind_name(e->target.kind), e->target.name, e->min_replicas);
-    event_record(e, false, "ScaledUp", msg);
-    /* The leader writes lastScaledUpTime with the serve switch's status write, which follows
-     * as soon as the pod is ready (or with any other status write before it, or the next poll's
-     * at the latest): one write instead of two. Only the cooldown of a service in serve mode
-     * reads it. A replica that does not lead writes it at once. */
-    e->scaled_up_unwritten = time(NULL);
-    e->last_scaled_up = e->scaled_up_unwritten;
-    if (e->c->leader && strcmp(e->mode, "proxy") == 0 && !e->deleting)
-        return;
-    status_write(e, NULL);
-}
-
-/*
- * Any replica: scale the target from 0 to minTargetReplicas (target_wake reads the scale and
- * patches with its resourceVersion, so replicas waking at once scale once, and a wake never
- * lowers a count someone raised). One wake per service is in flight at a time; wakes asked for
- * meanwhile fold into one more after it, never into none: the data plane asks once per burst
- * of held requests, so a wake dropped here would leave them held until their timeout.
- */
-static void es_wake(struct es *e)
-{
-    if (!e->target_ok || e->spec_error)
-        return;
-    if (e->wake_inflight) {
-        e->wake_again = true;
-        return;
-    }
-    /* The workload watch's cache shows the zero: patch at once, on the condition that the
-     * workload is still the version cached (a 409 reads and decides again). */
-    const cJSON *wl = es_cached_workload(e);
-    const cJSON *r = get(get(wl, "spec"), "replicas");
-    const char *rv = cJSON_IsNumber(r) && r->valueint == 0
-                         ? get_str(get(wl, "metadata"), "resourceVersion")
-                         : NULL;
-    struct es_ref *ref = es_ref_new(e);
-    if (ref &&
-        target_wake_at(e->c->kube_wake, &e->target, e->ns, e->min_replicas, rv, on_wake_done, ref))
-        e->wake_inflight = true;
-    else if (ref)
-        es_ref_take(ref);
-    log_info("wake: scaling the target up from zero", "elastiservice=%s target=%s replicas=%d",
-             e->key, e->target.name, e->min_replicas);
-}
-
-static void on_wake_queue(evutil_socket_t fd, short what, void *arg)
-{
-    struct controller *c = arg;
-    struct wake_msg *m = dataplane_wakes_take(c->dp);
-    while (m) {
-        struct wake_msg *next = m->next;
-        struct es *e = find_es(c, svc_state_ns(m->svc), svc_state_name(m->svc));
-        if (e && m->kind == WAKE_NEEDED)
-            es_wake(e);
-        else if (e)
-            route_changed(e); /* a backend refused: refresh the endpoints from the caches */
-        wake_msg_free(m);
-        m = next;
-    }
-}
-
-/*
- * A wake whose scale call failed (API unreachable, 503, ...) is retried every WAKE_REPEAT_MS
- * while the service still holds connections: held clients send nothing more, so no new wake
- * would come. (Bug found by test_controller.py's API-outage test: the wake was lost and the
- * held request waited for its hold timeout although the API was back.)
- */
-static void on_wake_retry(evutil_socket_t fd, short what, void *arg)
-{
-    struct controller *c = arg;
-    for (struct es *e = c->list; e; e = e->next) {
-        if (!e->wake_failed)
-            continue;
-        e->wake_failed = false; /* set again (and the timer re-armed) if this one fails too */
-        if (e->svc && svc_state_held(e->svc) > 0)
-            es_wake(e);
-    }
-}
-
-/* A woken target without a ready pod: find out why, for the 504s, a condition and an Event. */
-/*
- * Two diagnoses say the same when they differ only inside double quotes: the API server names
- * the pod a controller tried to create (`pods "web-6d4f9c-x2b7q" is forbidden: exceeded
- * quota: ...`), a new generated name every attempt. Without this, every polling interval
- * would write the status and record another Event for one unchanged cause.
- */
-static bool same_diagnosis(const char *a, const char *b)
-{
-    while (*a && *b) {
-        if (*a == '"' && *b == '"') {
-            const char *ea = strchr(a + 1, '"'), *eb = strchr(b + 1, '"');
-            if (!ea || !eb)
-                return strcmp(a, b) == 0;
-            a = ea + 1;
-            b = eb + 1;
-            continue;
-        }
-        if (*a++ != *b++)
-            return false;
-    }
-    return *a == *b;
-}
-
-static void on_diagnosed(const struct target_result *res, const struct kube_error *err, void *arg)
-{
-    struct es *e = es_ref_take(arg);
-    if (!e || err)
-        return;
-    const struct target_diagnosis *d = &res->diag;
-    bool changed = (d->reason[0] != '\0') != (e->not_ready_reason != NULL) ||
-                   (e->not_ready_reason && !same_diagnosis(e->not_ready_reason, d->message));
-    if (!changed)
-        return;
-    free(e->not_ready_reason);
-    e->not_ready_reason = d->reason[0] ? strdup(d->message) : NULL;
-    if (d->reason[0]) {
-        cond_set(e, "ScaleUpFailed", true, d->reason, d->message);
-        event_record(e, true, d->reason, d->message);
-    } else {
-        cond_set(e, "ScaleUpFailed", false, "NoProblemFound", "");
-    }
-    status_write(e, NULL);
-    route_changed(e);
-}
-
-static void es_diagnose(struct es *e)
-{
-    struct es_ref *ref = es_ref_new(e);
-    if (ref && !target_diagnose(e->c->kube, &e->target, e->ns, on_diagnosed, ref))
-        es_ref_take(ref);
-}
-
-/* ---- mode transitions (leader) ---- */
-
-static void switch_begin(struct es *e, const char *why);
-static void switch_cancel(struct es *e);
-
-/*
- * serve -> proxy. A hand scale to zero (scale_down false) cannot be preceded by anything: the
- * resolver slice goes in at once. Holdfast's own scale-down first shows that the data path
- * reaches holdfast (switch_begin), and only then removes the last replica (proxy_commit).
- */
-static void proxy_commit(struct es *e, bool scale_down, const char *why);
-
-static void enter_proxy(struct es *e, bool scale_down, const char *why)
-{
-    if (!allocate_ports(e)) {
-        cond_set(e, "Ready", false, "PortAllocationFailed", es_text(e->spec_error));
-        status_write(e, NULL);
-        return;
-    }
-    if (scale_down) {
-        switch_begin(e, why);
-        return;
-    }
-    switch_cancel(e); /* by hand meanwhile: nothing left to wait for */
-    proxy_commit(e, false, why);
-}
-
-/*
- * The answer to holdfast's own scale to zero. A /scale read sent before it may still show the
- * old count, and the terminating pods are still ready endpoints for a moment: acted on, that
- * read switched straight back to serve, and the watch's zero then looked like a hand scale (found
- * on the real control plane, 2 of 50 cycles; kubesim removed the pods with the scale). So the
- * epoch moves when the patch is sent and again when it is answered: only reads sent after the
- * answer count. A failed patch is retried by the next read, which shows the pods still wanted.
- */
-static void on_scaled_down(const struct target_result *res, const struct kube_error *err, void *arg)
-{
-    struct es *e = es_ref_take(arg);
-    if (e) {
-        e->scale_epoch++;
-        if (err)
-            e->n_leaving = 0; /* the pods stay: the read that retries it may switch back to them */
-    }
-    on_target_done(res, err, "scale to zero");
-}
-
-static void proxy_commit(struct es *e, bool scale_down, const char *why)
-{
-    e->awaiting_wake = true;
-    leaving_record(e);
-    route_changed(e); /* published by resolver_slices_apply before the slice is written */
-    resolver_slices_apply(e);
-    keda_set(e, true);
-    if (scale_down) {
-        e->scale_epoch++;
-        struct es_ref *ref = es_ref_new(e);
-        if (ref && !target_scale_to(e->c->kube, &e->target, e->ns, 0, on_scaled_down, ref))
-            es_ref_take(ref);
-    }
-    snprintf(e->mode, sizeof(e->mode), "proxy");
-    cJSON *fields = cJSON_CreateObject();
-    cJSON_AddStringToObject(fields, "mode", "proxy");
-    cJSON_AddItemToObject(fields, "ports", ports_json(e));
-    cond_set(e, "ScaledToZero", true, scale_down ? "BelowThreshold" : "ScaledToZeroByHand", why);
-    cond_set(e, "Ready", true, "Proxying", "traffic goes to the resolver, which holds requests");
-    status_write(e, fields);
-    event_record(e, false, "ScaledToZero", why);
-    e->c->scale_downs++;
-}
-
-static void enter_serve(struct es *e)
-{
-    char endpoint[96] = "";
-    target_has_ready_endpoint(e, endpoint, sizeof(endpoint));
-    log_info("switching to serve", "elastiservice=%s endpoint=%s", e->key, endpoint);
-    e->n_leaving = 0;
-    resolver_slices_delete(e);
-    free(e->not_ready_reason);
-    e->not_ready_reason = NULL;
-    route_changed(e);
-    cond_set(e, "ScaleUpFailed", false, "Serving", "");
-    snprintf(e->mode, sizeof(e->mode), "serve");
-    cJSON *fields = cJSON_CreateObject();
-    cJSON_AddStringToObject(fields, "mode", "serve");
-    cond_set(e, "ScaledToZero", false, "Serving", "the target has ready endpoints");
-    cond_set(e, "Ready", true, "Serving", "traffic goes to the target's pods");
-    status_write(e, fields);
-    event_record(e, false, "SwitchedToServe", "the target has ready endpoints");
-    e->c->switches++;
-}
-
-/* ---- the switch to zero: the data path first (leader) ---- */
-
-/*
- * Holdfast removes the last replica only once the Service's traffic is shown to reach a holdfast
- * replica; before, every request of the window between the scale call and kube-proxy routing
- * to the resolver went to a pod on its way out (issue 10: 200 of 200 reset with kube-proxy at
- * 800 ms). With the resolver slice written and the pods still up:
- *
- *   - a Service with an HTTP port: a probe through the ClusterIP every SWITCH_PROBE_EVERY_MS,
- *     each with a fresh nonce (controller/pathprobe.h); a holdfast replica answers it itself,
- *     a pod does not know the nonce. The first echo proves kube-proxy routes the Service to a
- *     resolver (it programs a Service's endpoints as one set, every port at once);
- *   - only opaque ports (tcp, tls, ...): nothing can be asked, so a grace period
- *     (--scale-down-grace-period) from when the informer shows the resolver slice;
- *   - neither within --scale-down-probe-timeout (a NetworkPolicy that keeps holdfast's probe
- *     out, a mesh or CNI that ignores hand-made slices): the attempt is abandoned, the resolver
- *     slice deleted, condition ScaledToZero=False DataPathUnverified, a Warning Event, and no
- *     new attempt for max(10 polling intervals, 2 probe timeouts).
- *
- * While it waits: status.mode stays serve, condition ScaledToZero=False AwaitingDataPath, the
- * pods stay up, and traffic that reaches holdfast is relayed to them.
- */
-#define SWITCH_PROBE_EVERY_MS 100
-
-static uint64_t switch_timeout_ms(const struct controller *c)
-{
-    return c->opt.scale_down_probe_timeout_ms ? c->opt.scale_down_probe_timeout_ms
-                                              : CONTROLLER_DEFAULT_SCALE_DOWN_PROBE_TIMEOUT_MS;
-}
-
-static uint64_t switch_grace_ms(const struct controller *c)
-{
-    return c->opt.scale_down_grace_ms;
-}
-
-/* The Service's ClusterIP and its first HTTP port (by port_protocol), or false. */
-static bool switch_probe_target(const struct es *e, char *ip, size_t iplen, unsigned *port)
-{
-    const struct service_cached *svc = es_service(e);
-    const char *cip = svc ? svc->cluster_ip : NULL;
-    if (!cip || !*cip || strcmp(cip, "None") == 0)
-        return false;
-    for (size_t k = 0; k < svc->n_ports; k++) {
-        const struct service_port *p = &svc->ports[k];
-        const char *pn = p->name, *proto = p->protocol;
-        if ((proto && strcmp(proto, "TCP") != 0) || !p->has_port ||
-            port_protocol(svc, pn ? pn : "") != PROTO_HTTP)
-            continue;
-        snprintf(ip, iplen, "%s", cip);
-        *port = p->port;
-        return true;
-    }
-    return false;
-}
-
-static void switch_arm(struct es *e, uint64_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    if (e->switch_ev)
-        evtimer_add(e->switch_ev, &tv);
-}
-
-/* Stops an attempt without a word (the leadership went, the ElastiService went, a hand). */
-static void switch_cancel(struct es *e)
-{
-    if (e->probe)
-        pathprobe_cancel(e->probe);
-    e->probe = NULL;
-    if (e->switch_ev)
-        event_free(e->switch_ev);
-    e->switch_ev = NULL;
-    e->switching = false;
-}
-
-static void switch_abandon(struct es *e)
-{
-    struct controller *c = e->c;
-    char msg[768];
-    snprintf(msg, sizeof(msg),
-             "scale to zero abandoned: after %.1f s and %u probes, the Service's traffic was not "
-             "shown to reach holdfast (last: %s); the pods stay up. A NetworkPolicy that keeps "
-             "the probe out, or a mesh or CNI that ignores hand-made EndpointSlices, does this. "
-             "Tried again later",
-             (double)(mono_ms() - e->switch_started_ms) / 1000.0, e->switch_probes,
-             e->switch_last ? e->switch_last : "no probe answered");
-    unsigned probes = e->switch_probes;
-    switch_cancel(e);
-    uint64_t wait = 10 * (uint64_t)c->opt.polling_interval_ms;
-    if (wait < 2 * switch_timeout_ms(c))
-        wait = 2 * switch_timeout_ms(c);
-    e->switch_retry_ms = mono_ms() + wait;
-    resolver_slices_delete(e);
-    cond_set(e, "ScaledToZero", false, "DataPathUnverified", msg);
-    status_write(e, NULL);
-    event_record(e, true, "ScaleDownAbandoned", msg);
-    log_warn("scale to zero abandoned: the data path was not shown to reach holdfast",
-             "elastiservice=%s probes=%u last=%s retry_in_s=%f", e->key, probes,
-             es_text(e->switch_last), (double)wait / 1000.0);
-    c->abandoned++;
-}
-
-static void switch_done(struct es *e, const char *how)
-{
-    uint64_t waited = mono_ms() - e->switch_started_ms;
-    if (e->switch_probes > 1 && waited > e->c->propagation_ms)
-        e->c->propagation_ms = waited; /* a probe missed first: this measured the propagation */
-    char why[256];
-    snprintf(why, sizeof(why), "%s", es_text(e->switch_why));
-    unsigned probes = e->switch_probes;
-    switch_cancel(e);
-    log_info("data path reaches holdfast: removing the last replica",
-             "elastiservice=%s how=%s waited_ms=%llu probes=%u", e->key, how,
-             (unsigned long long)waited, probes);
-    proxy_commit(e, true, why);
-}
-
-static void on_switch_probe(const struct pathprobe_answer *a, void *arg)
-{
-    struct es *e = arg; /* switch_cancel (es_free, leadership, a hand) cancels the probe */
-    e->probe = NULL;
-    if (a->result == PATHPROBE_HOLDFAST) {
-        switch_done(e, "probe");
-        return;
-    }
-    es_text_setf(&e->switch_last, 256, "%s: %s", pathprobe_result_name(a->result),
-                 a->detail ? a->detail : "");
-    if (mono_ms() - e->switch_started_ms >= switch_timeout_ms(e->c)) {
-        switch_abandon(e);
-        return;
-    }
-    switch_arm(e, SWITCH_PROBE_EVERY_MS);
-}
-
-static bool resolver_slice_cached(const struct es *e)
+/* Whether the informer caches a resolver EndpointSlice of e's Service. */
+bool es_resolver_slice_cached(const struct es *e)
 {
     struct slices_walk w = {.e = e};
     foreach_slice_of(e, collect_resolver_slices, &w);
     return w.n_resolver > 0;
 }
 
-static void on_switch_timer(evutil_socket_t fd, short what, void *arg)
+size_t es_resolver_slices(const struct es *e, const struct slice_cached **out)
 {
-    struct es *e = arg;
-    struct controller *c = e->c;
-    uint64_t now = mono_ms();
-    if (!c->leader) {
-        switch_cancel(e);
-        return;
-    }
-    char ip[64];
-    unsigned port = 0;
-    if (!switch_probe_target(e, ip, sizeof(ip), &port)) {
-        /* Only opaque ports: the grace period runs from when the slice is in the cache. */
-        if (!e->switch_probes && !resolver_slice_cached(e)) {
-            if (now - e->switch_started_ms >= switch_timeout_ms(c)) {
-                es_text_setf(&e->switch_last, 256,
-                             "the resolver EndpointSlice never reached the cache");
-                switch_abandon(e);
-            } else {
-                switch_arm(e, SWITCH_PROBE_EVERY_MS);
-            }
-            return;
-        }
-        if (!e->switch_probes) {
-            e->switch_probes = 1; /* marks the grace period as begun */
-            switch_arm(e, switch_grace_ms(c));
-            return;
-        }
-        switch_done(e, "grace period");
-        return;
-    }
-    if (now - e->switch_started_ms >= switch_timeout_ms(c)) {
-        switch_abandon(e);
-        return;
-    }
-    char nonce[PATHPROBE_NONCE_NEW_LEN + 1];
-    if (pathprobe_nonce_new(nonce, sizeof(nonce)) < 0) {
-        es_text_setf(&e->switch_last, 256, "no random nonce: %s", strerror(errno));
-        switch_arm(e, SWITCH_PROBE_EVERY_MS);
-        return;
-    }
-    /* Every probe gets its whole timeout, the last one too: cut to what is left of the switch's
-     * deadline, it timed out under load after a millisecond and the condition's message named
-     * that instead of what the data path answered (found by CI). */
-    e->probe =
-        pathprobe_send(c->http, ip, port, nonce, PATHPROBE_DEFAULT_TIMEOUT_MS, on_switch_probe, e);
-    if (e->probe) {
-        e->switch_probes++;
-    } else {
-        es_text_setf(&e->switch_last, 256, "cannot send a probe to %s:%u", ip, port);
-        switch_arm(e, SWITCH_PROBE_EVERY_MS);
-    }
+    struct slices_walk w = {.e = e};
+    foreach_slice_of(e, collect_resolver_slices, &w);
+    for (size_t k = 0; k < w.n_resolver; k++)
+        out[k] = w.resolver_slices[k];
+    return w.n_resolver;
 }
 
-/*
- * A resolver slice deleted a moment ago may still be in kube-proxy's rules: a probe would reach
- * holdfast through it, and the last replica would go before the new slice is in, leaving a gap
- * in which the Service routes only to pods on their way out. So a switch starts only once the
- * last deletion had time to propagate: the grace period, or twice the longest propagation a
- * probe measured, whichever is longer. With the default cooldown (15 minutes) this never
- * waits.
- */
-static bool switch_settled(const struct es *e)
+/* ---- KEDA, scale and wake (through controller/target) ---- */
+
+void es_on_target_done(const struct target_result *res, const struct kube_error *err, void *arg)
 {
-    if (!e->slices_deleted_ms)
-        return true;
-    uint64_t settle = switch_grace_ms(e->c);
-    if (settle < 2 * e->c->propagation_ms)
-        settle = 2 * e->c->propagation_ms;
-    if (settle < 1000)
-        settle = 1000;
-    return mono_ms() - e->slices_deleted_ms >= settle;
+    if (err)
+        log_warn("scale target operation failed; the next reconcile retries",
+                 "what=%s error=%s message=%s", (const char *)arg, err->reason, err->message);
 }
 
-static void switch_begin(struct es *e, const char *why)
+void es_keda_set(struct es *e, bool pause)
 {
-    if (e->switching)
+    if (!e->spec.keda)
         return;
-    if (e->switch_retry_ms && mono_ms() < e->switch_retry_ms)
-        return; /* abandoned a short while ago: the condition says why */
-    if (!switch_settled(e))
-        return; /* the next check begins it */
-    uint64_t since_back = mono_ms() - e->c->api_back_ms;
-    if (e->c->api_back_ms && since_back < API_SETTLE_MS) {
-        if (!e->settle_logged)
-            log_info("scale to zero waits: the API server answered again only a moment ago, and "
-                     "the cluster's controllers and kube-proxy catch up first",
-                     "elastiservice=%s api_back_ms_ago=%llu wait_ms=%llu", e->key,
-                     (unsigned long long)since_back,
-                     (unsigned long long)(API_SETTLE_MS - since_back));
-        e->settle_logged = true;
-        return; /* the next check begins it */
-    }
-    e->settle_logged = false;
-    e->switch_ev = evtimer_new(e->c->base, on_switch_timer, e);
-    if (!e->switch_ev) {
-        log_error("out of memory starting a scale to zero; the next check retries",
-                  "elastiservice=%s", e->key);
-        return;
-    }
-    e->switching = true;
-    e->switch_started_ms = mono_ms();
-    e->switch_probes = 0;
-    es_text_clear(&e->switch_last);
-    es_text_setf(&e->switch_why, 256, "%s", why);
-    route_changed(e); /* listen on the resolver ports now: before the slice names them */
-    resolver_slices_apply(e);
-    cJSON *fields = cJSON_CreateObject();
-    cJSON_AddItemToObject(fields, "ports", ports_json(e));
-    cond_set(e, "ScaledToZero", false, "AwaitingDataPath",
-             "the resolver EndpointSlice is written; the last replica is removed once the "
-             "Service's traffic is shown to reach holdfast");
-    status_write(e, fields);
-    log_info("scale to zero: waiting for the data path to reach holdfast",
-             "elastiservice=%s why=%s", e->key, why);
-    switch_arm(e, 0);
+    if (pause)
+        target_keda_pause(e->c->kube, e->ns, e->spec.keda, es_on_target_done, "keda pause");
+    else
+        target_keda_resume(e->c->kube, e->ns, e->spec.keda, es_on_target_done, "keda resume");
 }
 
-/* ---- scale-down check (leader, every polling interval) ---- */
-
-static void eval_finish(struct es *e)
+/* The scale target as the workload watch caches it (name, resourceVersion, spec.replicas, ...),
+ * or NULL: not watched (--watch-targets=false), not seen yet, or gone. */
+const cJSON *es_cached_workload(const struct es *e)
 {
-    if (e->evals_pending > 0)
-        return;
-    e->busy = false;
-    e->evaluated_ms = mono_ms();
-    e->eval_done_ms = e->evaluated_ms;
-    bool changed = e->eval_unhealthy ? cond_set(e, "TriggerHealthy", false, "PrometheusUnhealthy",
-                                                es_text(e->eval_reason))
-                                     : cond_set(e, "TriggerHealthy", true, "QueryOK", "");
-    if (e->eval_blocked) {
-        if (changed) /* every polling interval otherwise: thousands of writes at scale */
-            status_write(e, NULL);
-        return;
-    }
-    if (strcmp(e->mode, "proxy") == 0)
-        return;
-    enter_proxy(e, true, "every trigger stayed below its threshold for the cooldown period");
-}
-
-struct eval_ctx {
-    struct es_ref *ref;
-    size_t trigger;
-    bool uptime;
-};
-
-static void on_eval(enum prom_status st, double value, const char *reason, void *arg)
-{
-    struct eval_ctx *x = arg;
-    struct es *e = es_ref_take(x->ref);
-    if (e && x->trigger < e->n_triggers) {
-        /* an answer shared with other ElastiServices is judged for each, as its own */
-        e->evals_pending--;
-        const struct prom_trigger *t = &e->triggers[x->trigger];
-        if (st != PROM_OK) {
-            e->c->prom_errors++;
-            e->eval_blocked = true;
-            e->eval_unhealthy = true;
-            es_text_setf(&e->eval_reason, 512, "%s: %s", prom_status_reason(st), reason);
-        } else if (x->uptime && value != 1) {
-            e->eval_blocked = true;
-            e->eval_unhealthy = true;
-            es_text_setf(
-                &e->eval_reason, 512,
-                "Prometheus was not up for the whole cooldown (uptime check %g, filter %s)", value,
-                t->uptime_filter);
-        } else if (!x->uptime && !(value < t->threshold)) {
-            e->eval_blocked = true;
-        }
-        eval_finish(e);
-    }
-    free(x);
-}
-
-/* For prom_hub_free: an ask never answered (the controller stops). */
-static void eval_drop(void *arg)
-{
-    struct eval_ctx *x = arg;
-    free(x->ref->ns);
-    free(x->ref->name);
-    free(x->ref);
-    free(x);
-}
-
-/* Asks for trigger i's query or its uptime check: the answer may be one shared with other
- * ElastiServices asking the same (prom_hub), if sent since fresh_after. */
-static void eval_send(struct es *e, size_t i, bool uptime, uint64_t fresh_after)
-{
-    struct eval_ctx *x = calloc(1, sizeof(*x));
-    if (!x || !(x->ref = es_ref_new(e))) {
-        free(x);
-        e->eval_blocked = true;
-        return;
-    }
-    x->trigger = i;
-    x->uptime = uptime;
-    char *q = uptime ? prom_uptime_query(e->triggers[i].uptime_filter, e->cooldown_s) : NULL;
-    const char *query = uptime ? q : e->triggers[i].query;
-    struct prom_ask *ask =
-        query ? prom_hub_ask(e->c->prom, &e->triggers[i], query, fresh_after, on_eval, x) : NULL;
-    free(q);
-    if (!ask) {
-        es_ref_take(x->ref);
-        free(x);
-        e->eval_blocked = true;
-        return;
-    }
-    e->evals_pending++;
-}
-
-static void scale_down_check(struct es *e)
-{
-    int64_t now = time(NULL);
-    int64_t since = e->last_scaled_up > e->created ? e->last_scaled_up : e->created;
-    if (now - since < (int64_t)e->cooldown_s)
-        return;
-    if (e->has_period) {
-        bool active = true;
-        char err[256];
-        if (cron_enabled_period(e->schedule, e->duration, now, &active, err, sizeof(err)) < 0) {
-            log_warn("enabledPeriod invalid: scale-to-zero stays enabled (fail open)",
-                     "elastiservice=%s error=%s", e->key, err);
-            active = true;
-        }
-        if (!active)
-            return;
-    }
-    if (e->n_triggers == 0)
-        return; /* nothing says the service is idle */
-    e->busy = true;
-    e->busy_since_ms = mono_ms();
-    e->busy_what = "querying Prometheus";
-    e->busy_throttled = -1; /* Prometheus is not behind the API rate limit */
-    e->stuck_logged = false;
-    e->eval_blocked = e->eval_unhealthy = false;
-    es_text_clear(&e->eval_reason);
-    e->evals_pending = 0;
-    uint64_t fresh_after = e->eval_done_ms;
-    for (size_t i = 0; i < e->n_triggers; i++) {
-        eval_send(e, i, true, fresh_after);
-        eval_send(e, i, false, fresh_after);
-    }
-    if (e->evals_pending == 0) {
-        e->busy = false;
-        return;
-    }
-}
-
-/*
- * status.lastReconciledTime shows the evaluations without a write per poll: it is refreshed
- * when older than the heartbeat (default the larger of 5 minutes, 10 polling intervals, and
- * what keeps these writes under a quarter of the API rate limit). So it is never more than one
- * heartbeat plus one polling interval old while this ElastiService is evaluated.
- */
-static unsigned heartbeat_s(const struct controller *c)
-{
-    if (c->opt.status_heartbeat_s)
-        return c->opt.status_heartbeat_s;
-    double qps = c->opt.api_qps > 0 ? c->opt.api_qps : CONTROLLER_DEFAULT_API_QPS;
-    double paced = (double)c->by_name.used * 4 / qps;
-    double s = 300;
-    if (s < c->opt.polling_interval_ms / 100.0)
-        s = c->opt.polling_interval_ms / 100.0;
-    if (s < paced)
-        s = paced;
-    return (unsigned)s;
-}
-
-static void es_heartbeat(struct es *e)
-{
-    int64_t now = time(NULL);
-    bool awaiting = e->awaited_rv && mono_ms() - e->awaited_ms <= AWAIT_ECHO_MS;
-    if (!e->c->leader || e->status_inflight > 0 || awaiting ||
-        now - e->reconciled_at < (int64_t)heartbeat_s(e->c))
-        return;
-    status_write(e, NULL);
-}
-
-static void on_scale_read(const struct target_result *res, const struct kube_error *err, void *arg);
-static void es_apply_scale(struct es *e, int replicas, bool poll);
-
-/* The target's current scale decides manual transitions and the scale-down check. */
-static void on_scale(const struct target_result *res, const struct kube_error *err, void *arg)
-{
-    struct es *e = es_ref_take(arg);
-    if (!e)
-        return;
-    e->busy = false;
-    e->evaluated_ms = mono_ms();
-    e->c->evaluations++;
-    if (err) {
-        if (cond_set(e, "Ready", false,
-                     err->code == KUBE_ERR_NOT_FOUND ? "TargetNotFound" : "TargetUnreadable",
-                     err->message))
-            status_write(e, NULL);
-        return;
-    }
-    es_apply_scale(e, res->scale.spec_replicas, true);
-}
-
-/*
- * What the target's spec.replicas means, from a poll's /scale read or from the workload watch
- * (poll false: no scale-down check, which runs once per polling interval only).
- */
-static void es_apply_scale(struct es *e, int replicas, bool poll)
-{
-    bool proxy = strcmp(e->mode, "proxy") == 0;
-    if (replicas > 0)
-        e->awaiting_wake = false; /* scaled up (a wake by another replica, a hand) */
-    /*
-     * Writes of a transition that failed (API outage) are made again here, every poll: the
-     * status (mode, ports, conditions; Ready back from TargetUnreadable once /scale answers),
-     * and, below, the delete of resolver slices left behind in serve mode. (Bug found by
-     * test_api_outage_after_wake_patch_completes_when_api_returns: a serve switch during an
-     * outage left status.mode "proxy" and the resolver slice in place for good.)
-     */
-    if (e->mode[0] && (cond_reason_is(e, "Ready", "TargetUnreadable") ||
-                       cond_reason_is(e, "Ready", "TargetNotFound"))) {
-        cond_set(e, "Ready", true, proxy ? "Proxying" : "Serving",
-                 proxy ? "traffic goes to the resolver, which holds requests"
-                       : "traffic goes to the target's pods");
-        e->status_dirty = true;
-    }
-    if (e->status_dirty && e->mode[0]) {
-        e->status_dirty = false; /* set again if this write fails too */
-        cJSON *fields = cJSON_CreateObject();
-        cJSON_AddStringToObject(fields, "mode", e->mode);
-        if (e->n_ports)
-            cJSON_AddItemToObject(fields, "ports", ports_json(e));
-        publish_now(e);
-        status_write(e, fields);
-    }
-    if (replicas == 0 && !proxy) {
-        enter_proxy(e, false, "the target was scaled to 0 by hand");
-    } else if (replicas > 0 && proxy && target_has_ready_endpoint(e, NULL, 0)) {
-        enter_serve(e);
-    } else if (replicas > 0 && proxy) {
-        if (poll)
-            es_diagnose(e); /* woken, not ready yet: is something in the way? */
-    } else if (replicas > 0) {
-        if (e->mode[0] == '\0') {
-            snprintf(e->mode, sizeof(e->mode), "serve");
-            cJSON *fields = cJSON_CreateObject();
-            cJSON_AddStringToObject(fields, "mode", "serve");
-            cond_set(e, "Ready", true, "Serving", "traffic goes to the target's pods");
-            status_write(e, fields);
-        }
-        if (!e->switching) {
-            /* a switch cut short (the leadership moved on, a restart) left its condition */
-            if (cond_reason_is(e, "ScaledToZero", "AwaitingDataPath")) {
-                cond_set(e, "ScaledToZero", false, "Serving", "the target has ready endpoints");
-                status_write(e, NULL);
-            }
-            /* serving: none should be left (a failed delete, or a leader gone between its
-             * slice write and its status write). Only once a pod serves: before, the slice is
-             * the Service's only usable endpoint (found by the soak: a new leader deleted it
-             * while the pods of a hand scale-up were starting, and kube-proxy refused). */
-            if (target_has_ready_endpoint(e, NULL, 0))
-                resolver_slices_delete(e);
-            if (poll)
-                scale_down_check(e);
-        }
-    }
-    if (poll && e->scaled_up_unwritten && e->status_inflight == 0)
-        status_write(e, NULL); /* a wake's lastScaledUpTime, no serve switch since */
-    else if (poll)
-        es_heartbeat(e);
-}
-
-/*
- * An ElastiService the poll did not evaluate, and why: that counts as looked at (its round
- * goes on). A new reason is logged once; "not leading" is the replica's, logged by the
- * election, not once per ElastiService.
- */
-static void es_skip(struct es *e, const char *why)
-{
-    e->evaluated_ms = mono_ms();
-    e->c->evaluations++;
-    if (e->skip_reason && strcmp(e->skip_reason, why) == 0)
-        return;
-    e->skip_reason = why;
-    if (*why && strcmp(why, "not leading") != 0)
-        log_info("elastiservice not evaluated", "elastiservice=%s reason=%s", e->key, why);
-}
-
-/* The poll's evaluation: read the target's /scale (on_scale goes on from there). */
-static void es_check(struct es *e)
-{
-    char why[256];
-    if (e->busy)
-        return; /* still evaluating: not looked at again, so a stuck one holds its round */
-    if (!e->c->leader) {
-        es_skip(e, "not leading");
-    } else if (e->deleting) {
-        es_skip(e, "being deleted");
-    } else if (e->spec_error) {
-        es_skip(e, "invalid spec (condition Ready=False InvalidSpec)");
-    } else if (!e->target_ok) {
-        es_skip(e, "no scale target");
-    } else if (service_unsupported(e, why, sizeof(why))) {
-        es_skip(e, "unsupported Service (condition Ready=False UnsupportedService)");
-    } else {
-        e->skip_reason = NULL;
-        struct es_ref *ref = es_ref_new(e);
-        if (!ref)
-            return;
-        e->busy = true;
-        e->busy_since_ms = mono_ms();
-        e->busy_what = "reading the target's /scale";
-        e->busy_throttled = kube_client_throttled_seconds(e->c->kube);
-        e->stuck_logged = false;
-        ref->scale_epoch = e->scale_epoch;
-        if (!target_get_scale(e->c->kube, &e->target, e->ns, on_scale_read, ref)) {
-            e->busy = false;
-            es_ref_take(ref);
-        }
-    }
-}
-
-/* A /scale read sent before a workload watch event is older than what that event said: the
- * evaluation counts, its replicas do not. */
-static void on_scale_read(const struct target_result *res, const struct kube_error *err, void *arg)
-{
-    struct es_ref *ref = arg;
-    struct es *e = find_es(ref->c, ref->ns, ref->name);
-    if (e && !err && ref->scale_epoch != e->scale_epoch) {
-        es_ref_take(ref);
-        e->busy = false;
-        e->evaluated_ms = mono_ms();
-        e->c->evaluations++;
-        e->next_check_ms = 0; /* read again at the next tick */
-        return;
-    }
-    on_scale(res, err, ref);
-}
-
-/* ---- deletion ---- */
-
-/* A removal that finds the ElastiService gone is done: the finalizer went with it. Otherwise
- * the next reconcile restores and removes again. */
-static void on_finalizer_removed(cJSON *obj, const struct kube_error *err, void *arg)
-{
-    struct es *e = es_ref_take(arg);
-    if (err && err->code == KUBE_ERR_NOT_FOUND)
-        return;
-    if (err) {
-        log_warn("kubernetes write failed; the next reconcile retries",
-                 "what=%s error=%s message=%s", "finalizer removal", err->reason, err->message);
-        if (e)
-            e->finalize_sent = false;
-    }
-}
-
-static bool remove_finalizer(struct es *e, const struct es_cached *obj)
-{
-    cJSON *patch = cJSON_CreateObject();
-    cJSON *fins = cJSON_AddArrayToObject(cJSON_AddObjectToObject(patch, "metadata"), "finalizers");
-    for (size_t i = 0; i < obj->n_finalizers; i++) {
-        if (strcmp(obj->finalizers[i], FINALIZER) != 0)
-            cJSON_AddItemToArray(fins, cJSON_CreateString(obj->finalizers[i]));
-    }
-    struct es_ref *ref = es_ref_new(e);
-    bool sent = ref && kube_patch(e->c->kube, &RES_ES, e->ns, e->name, NULL, KUBE_PATCH_MERGE,
-                                  patch, on_finalizer_removed, ref);
-    if (ref && !sent)
-        es_ref_take(ref);
-    cJSON_Delete(patch);
-    return sent;
-}
-
-static void es_finalize(struct es *e, const struct es_cached *obj)
-{
-    switch_cancel(e); /* a scale to zero under way must not outlive the ElastiService */
-    if (!e->c->leader || !e->has_finalizer || e->finalize_sent)
-        return;
-    /* Restore: the target back to minTargetReplicas when it is at 0 (target_wake is a no-op
-     * otherwise), KEDA resumed, the Service's traffic back to its pods. */
-    if (e->target_ok) {
-        es_wake(e);
-    }
-    keda_set(e, false);
-    resolver_slices_delete(e);
-    e->finalize_sent = remove_finalizer(e, obj);
-    log_info("elastiservice deleted: target and Service restored", "elastiservice=%s", e->key);
-}
-
-static void on_finalizer_done(cJSON *obj, const struct kube_error *err, void *arg)
-{
-    struct es *e = es_ref_take(arg);
-    if (err) {
-        log_warn("adding the finalizer failed; the next reconcile retries",
-                 "elastiservice=%s error=%s message=%s", e ? e->key : "?", err->reason,
-                 err->message);
-        if (e)
-            e->finalizer_sent = false;
-    }
-}
-
-static void ensure_finalizer(struct es *e, const struct es_cached *obj)
-{
-    if (e->finalizer_sent)
-        return;
-    cJSON *patch = cJSON_CreateObject();
-    cJSON *fins = cJSON_AddArrayToObject(cJSON_AddObjectToObject(patch, "metadata"), "finalizers");
-    for (size_t i = 0; i < obj->n_finalizers; i++)
-        cJSON_AddItemToArray(fins, cJSON_CreateString(obj->finalizers[i]));
-    cJSON_AddItemToArray(fins, cJSON_CreateString(FINALIZER));
-    struct es_ref *ref = es_ref_new(e);
-    if (ref && kube_patch(e->c->kube, &RES_ES, e->ns, e->name, NULL, KUBE_PATCH_MERGE, patch,
-                          on_finalizer_done, ref))
-        e->finalizer_sent = true;
-    else if (ref)
-        es_ref_take(ref);
-    cJSON_Delete(patch);
+    const struct controller *c = e->c;
+    if (!e->spec.target_ok)
+        return NULL;
+    const struct informer *inf = e->spec.target.kind == TARGET_DEPLOYMENT    ? c->inf_deploy
+                                 : e->spec.target.kind == TARGET_STATEFULSET ? c->inf_sts
+                                                                             : c->inf_rollout;
+    return inf ? informer_get(inf, e->ns, e->spec.target.name) : NULL;
 }
 
 /* ---- reconcile ---- */
@@ -2833,9 +824,9 @@ static void es_acknowledge(struct es *e)
     /* A new ElastiService (no mode yet) that is evaluated: its first evaluation, due at once,
      * writes the status (its mode, or why it has none), and that write carries
      * observedGeneration. One write instead of two. */
-    if (!e->mode[0] && e->evaluated_ms == 0 && es_follows_workload(e))
+    if (e->mode == ES_MODE_NONE && e->evaluated_ms == 0 && es_follows_workload(e))
         return;
-    status_write(e, NULL);
+    es_status_write(e, NULL);
 }
 
 /* The Service's ports (name, number, protocol, in order) differ from e->ports. */
@@ -2864,20 +855,20 @@ static bool ports_differ(const struct es *e)
  */
 static void es_follow_ports(struct es *e)
 {
-    if (!e->n_ports || !ports_differ(e) || !allocate_ports(e))
+    if (!e->n_ports || !ports_differ(e) || !es_allocate_ports(e))
         return;
-    route_changed(e);
-    publish_now(e); /* listening on the new ports before status.ports names them */
+    routes_changed(e);
+    routes_publish_now(e); /* listening on the new ports before status.ports names them */
     cJSON *fields = cJSON_CreateObject();
-    cJSON_AddItemToObject(fields, "ports", ports_json(e));
-    status_write(e, fields);
+    cJSON_AddItemToObject(fields, "ports", es_ports_json(e));
+    es_status_write(e, fields);
     log_info("the Service's ports changed: status.ports follows", "elastiservice=%s ports=%zu",
              e->key, e->n_ports);
 }
 
 static void es_reconcile_spec(struct es *e);
 
-static void es_reconcile(struct es *e)
+void es_reconcile(struct es *e)
 {
     es_reconcile_spec(e);
     es_acknowledge(e);
@@ -2891,31 +882,31 @@ static void es_reconcile_spec(struct es *e)
     if (!obj)
         return;
     if (e->deleting) {
-        es_finalize(e, obj);
+        finalize_deleted(e, obj);
         return;
     }
     if (c->leader && !e->has_finalizer)
-        ensure_finalizer(e, obj);
+        finalize_ensure(e, obj);
     /* Only a change is written: every status write comes back as an informer event, and an
      * unconditional write here would chase its own echo. */
     if (e->spec_error) {
         c->reconcile_errors++;
-        if (cond_set(e, "Ready", false, "InvalidSpec", e->spec_error) && c->leader)
-            status_write(e, NULL);
+        if (es_cond_set(e, "Ready", false, "InvalidSpec", e->spec_error) && c->leader)
+            es_status_write(e, NULL);
         return;
     }
     char why[256];
-    if (service_unsupported(e, why, sizeof(why))) {
-        if (cond_set(e, "Ready", false, "UnsupportedService", why) && c->leader)
-            status_write(e, NULL);
+    if (es_service_unsupported(e, why, sizeof(why))) {
+        if (es_cond_set(e, "Ready", false, "UnsupportedService", why) && c->leader)
+            es_status_write(e, NULL);
         return;
     }
     if (!c->leader)
         return;
     es_follow_ports(e);
-    if (strcmp(e->mode, "proxy") == 0) {
-        if (target_has_ready_endpoint(e, NULL, 0) && !e->awaiting_wake)
-            enter_serve(e);
+    if (e->mode == ES_MODE_PROXY) {
+        if (es_has_ready_endpoint(e, NULL, 0) && !e->awaiting_wake)
+            switch_enter_serve(e);
         else
             resolver_slices_apply(e);
     } else if (e->switching) {
@@ -2926,8 +917,6 @@ static void es_reconcile_spec(struct es *e)
     }
 }
 
-static void linger_sweep(struct controller *c, const char *key);
-
 /*
  * Whether obj's spec must be parsed: its metadata.generation moved (the API server bumps it on
  * every spec change, and not on status or metadata writes, so the echoes of our own status
@@ -2937,10 +926,10 @@ static void linger_sweep(struct controller *c, const char *key);
  */
 static bool es_spec_changed(struct es *e, const cJSON *obj)
 {
-    const cJSON *md = get(obj, "metadata");
-    const cJSON *g = get(md, "generation");
+    const cJSON *md = json_get(obj, "metadata");
+    const cJSON *g = json_get(md, "generation");
     int64_t gen = cJSON_IsNumber(g) && g->valuedouble >= 1 ? (int64_t)g->valuedouble : 0;
-    const char *uid = get_str(md, "uid");
+    const char *uid = json_str(md, "uid");
     bool recreated = uid && e->uid && strcmp(uid, e->uid) != 0;
     if (gen && gen == e->spec_gen && !recreated)
         return false;
@@ -2959,18 +948,18 @@ static void es_first_look(struct es *e)
 {
     if (!es_follows_workload(e) || e->evaluated_ms)
         return;
-    const cJSON *r = get(get(es_cached_workload(e), "spec"), "replicas");
+    const cJSON *r = json_get(json_get(es_cached_workload(e), "spec"), "replicas");
     if (cJSON_IsNumber(r) && r->valueint == 0)
         es_watch_scale(e, 0);
 }
 
 static void es_upsert(struct controller *c, const cJSON *obj)
 {
-    const cJSON *md = get(obj, "metadata");
-    const char *ns = get_str(md, "namespace"), *name = get_str(md, "name");
+    const cJSON *md = json_get(obj, "metadata");
+    const char *ns = json_str(md, "namespace"), *name = json_str(md, "name");
     if (!ns || !name)
         return;
-    struct es *e = find_es(c, ns, name);
+    struct es *e = es_find(c, ns, name);
     bool created = false;
     if (!e) {
         e = calloc(1, sizeof(*e));
@@ -2994,7 +983,7 @@ static void es_upsert(struct controller *c, const cJSON *obj)
         if (c->list)
             c->list->prev = e;
         c->list = e;
-        linger_sweep(c, e->key); /* the route of its deleted namesake goes now */
+        es_linger_sweep(c, e->key); /* the route of its deleted namesake goes now */
         created = true;
     }
     if (es_spec_changed(e, obj)) {
@@ -3006,7 +995,7 @@ static void es_upsert(struct controller *c, const cJSON *obj)
     es_reconcile(e);
     if (created)
         es_first_look(e);
-    route_changed(e);
+    routes_changed(e);
 }
 
 /* ---- informer handlers ---- */
@@ -3047,9 +1036,9 @@ static void on_es_update(const void *old, const void *item, const cJSON *obj, vo
 
 /*
  * A deleted ElastiService that still holds connections on this replica keeps its route: the
- * leader restored its target before letting it go (es_finalize), so the held requests are
+ * leader restored its target before letting it go (finalize_deleted), so the held requests are
  * relayed to the restored pods as soon as they are ready, instead of each getting a 503. Out of
- * every index (no reconcile, no poll, no wake), freed by linger_sweep once nothing is held, or
+ * every index (no reconcile, no poll, no wake), freed by es_linger_sweep once nothing is held, or
  * after its hold timeout (each held request has had its answer by then), or when its Service
  * is deleted too (the held requests get 503 "service was removed" then), or when an
  * ElastiService of the same name is created again.
@@ -3067,7 +1056,7 @@ static void es_linger(struct es *e)
     free(e->target_key);
     e->target_key = NULL;
     e->lingering = true;
-    e->linger_until_ms = mono_ms() + (uint64_t)e->hold_timeout_s * 1000 + 1000;
+    e->linger_until_ms = clock_mono_ms() + (uint64_t)e->spec.hold_timeout_s * 1000 + 1000;
     e->prev = NULL;
     e->next = c->lingering;
     if (c->lingering)
@@ -3087,21 +1076,21 @@ static void linger_unlink(struct controller *c, struct es *e)
     if (e->next)
         e->next->prev = e->prev;
     es_free(e);
-    schedule_publish(c);
+    routes_schedule(c);
 }
 
 /* Frees lingering routes that are done, or all of those named key (a new ElastiService). */
-static void linger_sweep(struct controller *c, const char *key)
+void es_linger_sweep(struct controller *c, const char *key)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = clock_mono_ms();
     struct es *e = c->lingering;
     while (e) {
         struct es *next = e->next;
         /* The Service gone too (its namespace is being deleted, say): nothing can relay the
          * held requests any more, so they get their answer now, not at the hold timeout. */
-        bool done =
-            key ? strcmp(e->key, key) == 0
-                : svc_state_held(e->svc) <= 0 || now >= e->linger_until_ms || !es_service(e);
+        bool done = key ? strcmp(e->key, key) == 0
+                        : svc_state_held(e->svc) <= 0 || now >= e->linger_until_ms ||
+                              !es_service(e);
         if (done)
             linger_unlink(c, e);
         e = next;
@@ -3112,7 +1101,7 @@ static void on_es_delete(const void *item, void *arg)
 {
     struct controller *c = arg;
     const struct es_cached *obj = item;
-    struct es *e = find_es(c, obj->ns, obj->name);
+    struct es *e = es_find(c, obj->ns, obj->name);
     if (e) {
         strmap_del(&c->by_name, e->key);
         if (c->poll_cursor == e)
@@ -3129,7 +1118,7 @@ static void on_es_delete(const void *item, void *arg)
         else
             es_free(e);
     }
-    schedule_publish(c);
+    routes_schedule(c);
 }
 
 /* A Service or an EndpointSlice changed (its namespace and the Service it names, its
@@ -3142,17 +1131,17 @@ static void related_changed(struct controller *c, const char *ns, const char *sv
         make_key(key, ns, svc);
         const struct pset *set = strmap_get(&c->by_service, key);
         for (size_t i = 0; set && i < set->n; i++) {
-            route_changed(set->v[i]);
+            routes_changed(set->v[i]);
             es_reconcile(set->v[i]);
         }
         /* A lingering route follows its Service too: its held requests go to the restored
          * pods once they are ready (out of by_service; a handful at most). */
         for (struct es *l = c->lingering; l; l = l->next) {
-            if (l->service && strcmp(l->ns, ns) == 0 && strcmp(l->service, svc) == 0)
-                route_changed(l);
+            if (l->spec.service && strcmp(l->ns, ns) == 0 && strcmp(l->spec.service, svc) == 0)
+                routes_changed(l);
         }
     }
-    schedule_publish(c);
+    routes_schedule(c);
 }
 
 /* The EndpointSlice cache is compact (struct slice_cached): its informer's codec. */
@@ -3263,12 +1252,12 @@ static void collect_resolvers(const cJSON *slice, void *arg)
 {
     struct controller *c = arg;
     const cJSON *ep;
-    cJSON_ArrayForEach(ep, get(slice, "endpoints"))
+    cJSON_ArrayForEach(ep, json_get(slice, "endpoints"))
     {
-        const cJSON *ready = get(get(ep, "conditions"), "ready");
+        const cJSON *ready = json_get(json_get(ep, "conditions"), "ready");
         if (ready && !cJSON_IsTrue(ready))
             continue;
-        const cJSON *a = cJSON_GetArrayItem(get(ep, "addresses"), 0);
+        const cJSON *a = cJSON_GetArrayItem(json_get(ep, "addresses"), 0);
         if (!cJSON_IsString(a))
             continue;
         struct resolver_ep *grown = realloc(c->resolvers, (c->n_resolvers + 1) * sizeof(*grown));
@@ -3277,7 +1266,7 @@ static void collect_resolvers(const cJSON *slice, void *arg)
         c->resolvers = grown;
         struct resolver_ep *r = &c->resolvers[c->n_resolvers++];
         snprintf(r->ip, sizeof(r->ip), "%s", a->valuestring);
-        const char *node = get_str(ep, "nodeName");
+        const char *node = json_str(ep, "nodeName");
         snprintf(r->node, sizeof(r->node), "%s", node ? node : "");
     }
 }
@@ -3299,7 +1288,7 @@ static void resolvers_changed(struct controller *c)
         }
     }
     for (struct es *e = c->list; e && c->leader; e = e->next) {
-        if (strcmp(e->mode, "proxy") == 0)
+        if (e->mode == ES_MODE_PROXY)
             resolver_slices_apply(e);
     }
 }
@@ -3322,158 +1311,7 @@ static void on_res_delete(const cJSON *obj, void *arg)
 /* An informer synced (possibly with nothing in it): publish, so readiness can follow. */
 static void on_synced(void *arg)
 {
-    schedule_publish(arg);
-}
-
-/*
- * Reads the targets' /scale, each at least once per polling interval (the next read is due one
- * interval less up to a tenth after this one, so services do not move in lockstep, and the
- * timer is set for the earliest one due, so the interval is kept, not rounded up to a tick).
- * Paced: no more polls are queued for the API client's rate limiter than it hands out in a
- * second, so a status or slice write waits behind a second's worth of polls at most, never
- * behind one per ElastiService (10,000 of them at 20 requests/s would be 500 s). A round that
- * cannot be finished resumes where it stopped; when the rate limit cannot keep the interval,
- * that is logged once.
- */
-#define POLL_TICK_MS 1000
-#define POLL_BEHIND_MS 100
-
-/* How long a round may take before /healthz fails: the longer of 5 polling intervals and 3
- * times what the rate limit needs for one read per ElastiService, plus 2 API deadlines (a call
- * that times out is an evaluation that failed, not a wedge). */
-static uint64_t liveness_bound_ms(const struct controller *c)
-{
-    if (c->opt.liveness_bound_ms)
-        return c->opt.liveness_bound_ms;
-    double qps = c->opt.api_qps > 0 ? c->opt.api_qps : CONTROLLER_DEFAULT_API_QPS;
-    double paced_ms = (double)c->by_name.used * 1000.0 / qps;
-    double ms = 5.0 * c->opt.polling_interval_ms;
-    if (ms < 3 * paced_ms)
-        ms = 3 * paced_ms;
-    long api =
-        c->opt.api_timeout_ms > 0 ? c->opt.api_timeout_ms : CONTROLLER_DEFAULT_API_TIMEOUT_MS;
-    return (uint64_t)ms + 2 * (uint64_t)api;
-}
-
-/* Of the time since kube_client_throttled_seconds read `since`, the milliseconds the main
- * client's rate limiter accounts for (its pace, spent on calls that waited for a token and were
- * answered). */
-static double throttled_ms(const struct controller *c, double since)
-{
-    return since < 0 ? 0 : (kube_client_throttled_seconds(c->kube) - since) * 1000.0;
-}
-
-/*
- * Rounds: one completes when every ElastiService was evaluated (or skipped, with its reason)
- * after the round began. An evaluation that never ends holds its round open: past the bound,
- * that is logged at warn with the object and what it waits for, and /healthz fails.
- *
- * A round waiting on the API rate limiter is slow, not wedged: the time the limiter accounts
- * for since the round (or the evaluation) began (calls that waited for a token and were
- * answered, 1/qps each) does not count against the bound. The first round after a start with
- * thousands of ElastiServices queues several writes for each (finalizer, resolver slice,
- * status, Event); at 20/s that is minutes, all of it progress. A round that makes none (no
- * answers: an API server that accepts and never answers, an evaluation that never ends while
- * the limiter is idle) still fails /healthz past the bound.
- */
-static void liveness_update(struct controller *c)
-{
-    /* read now, not at the poll's start: an evaluation begun since then is younger than that */
-    uint64_t now = mono_ms();
-    const struct es *oldest = NULL;
-    double bound = (double)liveness_bound_ms(c);
-    for (struct es *e = c->list; e; e = e->next) {
-        if (!oldest || e->evaluated_ms < oldest->evaluated_ms)
-            oldest = e;
-        if (e->busy && !e->stuck_logged &&
-            (double)(now - e->busy_since_ms) - throttled_ms(c, e->busy_throttled) > bound) {
-            e->stuck_logged = true;
-            log_warn("an evaluation is stuck", "elastiservice=%s waiting_for=%s seconds=%f", e->key,
-                     e->busy_what ? e->busy_what : "?", (double)(now - e->busy_since_ms) / 1000.0);
-        }
-    }
-    if (!oldest || oldest->evaluated_ms >= c->round_start_ms) {
-        c->round_done_ms = now;
-        c->round_start_ms = now;
-        c->round_throttled = kube_client_throttled_seconds(c->kube);
-        if (c->wedged_logged)
-            log_info("evaluation rounds complete again", NULL);
-        c->wedged_logged = false;
-        c->wedged_why[0] = '\0';
-        return;
-    }
-    double age = (double)(now - c->round_done_ms);
-    double throttled = throttled_ms(c, c->round_throttled);
-    if (age - throttled <= bound)
-        return;
-    snprintf(c->wedged_why, sizeof(c->wedged_why),
-             "no evaluation round completed for %.0f s (bound %.0f s beyond the %.0f s the API "
-             "rate limit accounts for): elastiservice %s %s%s",
-             age / 1000.0, bound / 1000.0, throttled / 1000.0, oldest->key,
-             oldest->busy ? "waits for " : "was last evaluated long ago",
-             oldest->busy && oldest->busy_what ? oldest->busy_what : "");
-    if (!c->wedged_logged) {
-        c->wedged_logged = true;
-        log_warn("the control loop is wedged: /healthz fails", "why=%s", c->wedged_why);
-    }
-}
-
-/*
- * When an ElastiService checked at `now` is checked next: at its own phase of the interval
- * (from a hash of its name, so the same on every replica and after a restart), so the
- * checks, and the Prometheus queries they lead to, are spread over the interval instead of
- * coming all at once (every ElastiService is due at once after a start or a relist). The gap
- * is between half an interval and one interval: never longer than before, and phase is
- * reached by the second check.
- */
-static uint64_t next_check_at(const struct es *e, uint64_t now, unsigned interval)
-{
-    uint64_t phase = strmap_hash(STRMAP_SEED, e->key, strlen(e->key)) % interval;
-    uint64_t at = now + interval;
-    uint64_t past = (at + interval - phase) % interval; /* how far `at` is past the phase */
-    return past <= interval / 2 ? at - past : now + interval / 2;
-}
-
-static void on_poll(evutil_socket_t fd, short what, void *arg)
-{
-    struct controller *c = arg;
-    uint64_t now = mono_ms();
-    unsigned interval = c->opt.polling_interval_ms;
-    double qps = c->opt.api_qps ? c->opt.api_qps : CONTROLLER_DEFAULT_API_QPS;
-    size_t room = qps >= 1 ? (size_t)qps : 1;
-    struct es *start = c->poll_cursor ? c->poll_cursor : c->list;
-    struct es *e = start;
-    bool behind = false;
-    while (e) {
-        if (e->next_check_ms <= now) {
-            if (kube_client_queued(c->kube) >= room) {
-                behind = true;
-                break;
-            }
-            es_check(e);
-            e->next_check_ms = next_check_at(e, now, interval);
-        }
-        e = e->next ? e->next : c->list;
-        if (e == start)
-            break;
-    }
-    c->poll_cursor = behind ? e : NULL;
-    if (behind && e->next_check_ms + interval <= now && !c->polls_behind) {
-        c->polls_behind = true;
-        log_warn("the API rate limit cannot keep the polling interval: targets are read less "
-                 "often (raise --kube-api-qps, or the polling interval)",
-                 "elastiservices=%zu polling_interval_ms=%u", c->by_name.used, interval);
-    }
-    liveness_update(c);
-    linger_sweep(c, NULL);
-    uint64_t next = now + POLL_TICK_MS;
-    for (const struct es *x = c->list; x && !behind; x = x->next) {
-        if (x->next_check_ms < next)
-            next = x->next_check_ms;
-    }
-    uint64_t ms = behind ? POLL_BEHIND_MS : next > now ? next - now : 1;
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    event_add(c->poll_ev, &tv);
+    routes_schedule(arg);
 }
 
 /* ---- the scale targets, watched ---- */
@@ -3490,10 +1328,10 @@ static const struct kube_resource RES_ROLLOUT = {"argoproj.io", "v1alpha1", "rol
  */
 static bool workload_steady(const cJSON *obj, long long *generation)
 {
-    const cJSON *g = get(get(obj, "metadata"), "generation");
-    const cJSON *st = get(obj, "status");
-    const cJSON *seen = get(st, "observedGeneration"), *ready = get(st, "readyReplicas");
-    const cJSON *term = get(st, "terminatingReplicas"), *r = get(get(obj, "spec"), "replicas");
+    const cJSON *g = json_get(json_get(obj, "metadata"), "generation");
+    const cJSON *st = json_get(obj, "status");
+    const cJSON *seen = json_get(st, "observedGeneration"), *ready = json_get(st, "readyReplicas");
+    const cJSON *term = json_get(st, "terminatingReplicas"), *r = json_get(json_get(obj, "spec"), "replicas");
     *generation = cJSON_IsNumber(g) ? (long long)g->valuedouble : 0;
     return *generation > 0 && cJSON_IsNumber(seen) && seen->valuedouble >= g->valuedouble &&
            (!cJSON_IsNumber(r) || r->valueint >= 1) && cJSON_IsNumber(ready) &&
@@ -3512,8 +1350,8 @@ static bool workload_steady(const cJSON *obj, long long *generation)
 static bool es_follows_workload(const struct es *e)
 {
     char why[256];
-    return e->c->leader && !e->deleting && !e->spec_error && e->target_ok &&
-           !service_unsupported(e, why, sizeof(why));
+    return e->c->leader && !e->deleting && !e->spec_error && e->spec.target_ok &&
+           !es_service_unsupported(e, why, sizeof(why));
 }
 
 static void es_watch_scale(struct es *e, int replicas)
@@ -3524,29 +1362,30 @@ static void es_watch_scale(struct es *e, int replicas)
         if (!e->watch_zero)
             e->scale_epoch++;
         e->watch_zero = true;
-        if (strcmp(e->mode, "proxy") != 0) {
+        if (e->mode != ES_MODE_PROXY) {
             log_info("the target was scaled to 0 (seen by the workload watch)",
-                     "elastiservice=%s target=%s", e->key, e->target.name);
+                     "elastiservice=%s target=%s", e->key, e->spec.target.name);
             if (!e->evaluated_ms) {
                 /* a new ElastiService: its first /scale read would only repeat this; it waits
                  * for its phase of the interval (es_first_look) */
-                e->evaluated_ms = mono_ms();
-                e->next_check_ms = next_check_at(e, e->evaluated_ms, e->c->opt.polling_interval_ms);
+                e->evaluated_ms = clock_mono_ms();
+                e->next_check_ms =
+                    evaluate_next_check_at(e, e->evaluated_ms, e->c->opt.polling_interval_ms);
             }
-            es_apply_scale(e, 0, false);
+            evaluate_apply_scale(e, 0, false);
         }
     } else if (e->watch_zero) {
         e->watch_zero = false;
         e->scale_epoch++;
-        es_apply_scale(e, replicas, false);
+        evaluate_apply_scale(e, replicas, false);
     }
 }
 
 /* The ElastiServices whose target obj is, or NULL. */
 static const struct pset *workload_users(const struct workload_watch *w, const cJSON *obj)
 {
-    const cJSON *md = get(obj, "metadata");
-    const char *ns = get_str(md, "namespace"), *name = get_str(md, "name");
+    const cJSON *md = json_get(obj, "metadata");
+    const char *ns = json_str(md, "namespace"), *name = json_str(md, "name");
     if (!ns || !name)
         return NULL;
     char key[TARGET_KEY_MAX];
@@ -3558,15 +1397,15 @@ static const struct pset *workload_users(const struct workload_watch *w, const c
 static const cJSON *pod_with_ip(const cJSON *pods, const char *ip)
 {
     const cJSON *p;
-    cJSON_ArrayForEach(p, get(pods, "items"))
+    cJSON_ArrayForEach(p, json_get(pods, "items"))
     {
-        const cJSON *st = get(p, "status"), *a;
-        const char *one = get_str(st, "podIP");
+        const cJSON *st = json_get(p, "status"), *a;
+        const char *one = json_str(st, "podIP");
         if (one && strcmp(one, ip) == 0)
             return p;
-        cJSON_ArrayForEach(a, get(st, "podIPs"))
+        cJSON_ArrayForEach(a, json_get(st, "podIPs"))
         {
-            one = get_str(a, "ip");
+            one = json_str(a, "ip");
             if (one && strcmp(one, ip) == 0)
                 return p;
         }
@@ -3599,8 +1438,8 @@ static void on_leaving_pods(cJSON *obj, const struct kube_error *err, void *arg)
     size_t kept = 0, stay = 0;
     for (size_t i = 0; i < e->n_leaving; i++) {
         const cJSON *pod = pod_with_ip(obj, e->leaving[i]);
-        const char *phase = get_str(get(pod, "status"), "phase");
-        if (pod && !get(get(pod, "metadata"), "deletionTimestamp") &&
+        const char *phase = json_str(json_get(pod, "status"), "phase");
+        if (pod && !json_get(json_get(pod, "metadata"), "deletionTimestamp") &&
             !(phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0))) {
             stay++;
             continue;
@@ -3614,11 +1453,11 @@ static void on_leaving_pods(cJSON *obj, const struct kube_error *err, void *arg)
                  "elastiservice=%s leaving=%zu", e->key, kept);
         return;
     }
-    if (strcmp(e->mode, "proxy") != 0 || !es_follows_workload(e))
+    if (e->mode != ES_MODE_PROXY || !es_follows_workload(e))
         return;
     log_info("the pods listed when proxy mode began stay: their pods are not being deleted",
              "elastiservice=%s stay=%zu", e->key, stay);
-    es_apply_scale(e, replicas, false);
+    evaluate_apply_scale(e, replicas, false);
 }
 
 /*
@@ -3635,7 +1474,7 @@ static void leaving_check(struct es *e, const cJSON *workload, int replicas)
     char sel[2048];
     if (e->leaving_check_inflight)
         return;
-    if (target_label_selector(get(get(workload, "spec"), "selector"), sel, sizeof(sel)) != 0)
+    if (target_label_selector(json_get(json_get(workload, "spec"), "selector"), sel, sizeof(sel)) != 0)
         return; /* the leaving pods count after LEAVING_MAX_MS, or once the slices drop them */
     struct es_ref *ref = es_ref_new(e);
     if (!ref)
@@ -3661,16 +1500,16 @@ static void workload_seen(const struct workload_watch *w, const cJSON *obj)
     const struct pset *set = workload_users(w, obj);
     long long generation;
     bool steady = workload_steady(obj, &generation);
-    const cJSON *r = get(get(obj, "spec"), "replicas");
+    const cJSON *r = json_get(json_get(obj, "spec"), "replicas");
     int replicas = cJSON_IsNumber(r) ? r->valueint : 1;
     for (size_t i = 0; set && i < set->n; i++) {
         struct es *e = set->v[i];
         if (generation > e->wl_generation)
             e->wl_generation = generation;
         if (!steady || !e->n_leaving || generation <= e->leaving_generation ||
-            mono_ms() >= e->leaving_until_ms)
+            clock_mono_ms() >= e->leaving_until_ms)
             continue;
-        if (strcmp(e->mode, "proxy") != 0 || !es_follows_workload(e))
+        if (e->mode != ES_MODE_PROXY || !es_follows_workload(e))
             continue;
         leaving_check(e, obj, replicas);
     }
@@ -3680,7 +1519,7 @@ static void workload_changed(const struct workload_watch *w, const cJSON *obj)
 {
     workload_seen(w, obj);
     const struct pset *set = workload_users(w, obj);
-    const cJSON *r = get(get(obj, "spec"), "replicas");
+    const cJSON *r = json_get(json_get(obj, "spec"), "replicas");
     int replicas = cJSON_IsNumber(r) ? r->valueint : 1; /* the API server's default */
     for (size_t i = 0; set && i < set->n; i++) {
         struct es *e = set->v[i];
@@ -3690,7 +1529,7 @@ static void workload_changed(const struct workload_watch *w, const cJSON *obj)
         if (replicas == 0 && e->svc && svc_state_held(e->svc) > 0) {
             log_info("the target went to 0 while requests are held: waking it again",
                      "elastiservice=%s held=%ld", e->key, (long)svc_state_held(e->svc));
-            es_wake(e);
+            wake_target(e);
         }
         es_watch_scale(e, replicas);
     }
@@ -3703,7 +1542,7 @@ static void on_wl_add(const cJSON *obj, void *arg)
 
 static void on_wl_update(const cJSON *old, const cJSON *obj, void *arg)
 {
-    const cJSON *a = get(get(old, "spec"), "replicas"), *b = get(get(obj, "spec"), "replicas");
+    const cJSON *a = json_get(json_get(old, "spec"), "replicas"), *b = json_get(json_get(obj, "spec"), "replicas");
     if (cJSON_IsNumber(a) && cJSON_IsNumber(b) && a->valueint == b->valueint) {
         workload_seen(arg, obj); /* its generation and status only */
         return;
@@ -3755,7 +1594,7 @@ static void on_stopped_leading(void *arg)
     for (struct es *e = c->list; e; e = e->next) {
         switch_cancel(e); /* the new leader finds serve mode and deletes the resolver slice */
         if (e->scaled_up_unwritten)
-            status_write(e, NULL); /* the new leader's cooldown reads it */
+            es_status_write(e, NULL); /* the new leader's cooldown reads it */
     }
     log_info("not leading any more: only wakes from here", NULL);
 }
@@ -3773,7 +1612,7 @@ void controller_stop_leading(struct controller *c, void (*done)(bool released, v
 static void on_api_back(void *arg)
 {
     struct controller *c = arg;
-    c->api_back_ms = mono_ms();
+    c->api_back_ms = clock_mono_ms();
     struct informer *all[] = {c->inf_es,     c->inf_svc, c->inf_slices, c->inf_resolver,
                               c->inf_deploy, c->inf_sts, c->inf_rollout};
     unsigned n = 0;
@@ -3784,7 +1623,7 @@ static void on_api_back(void *arg)
                  "informers=%u", n);
     log_info("the API server answers again: no scale to zero begins for a while, the cluster "
              "catches up first",
-             "settle_ms=%u", (unsigned)API_SETTLE_MS);
+             "settle_ms=%u", (unsigned)DECIDE_API_SETTLE_MS);
 }
 
 /* The resources holdfast_kube_api_requests_total counts requests by; any other is "other". */
@@ -3809,12 +1648,6 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     }
     c->base = base;
     c->dp = dp;
-    c->port_refs = calloc(65536, sizeof(*c->port_refs));
-    if (!c->port_refs) {
-        snprintf(err, errlen, "out of memory");
-        free(c);
-        return NULL;
-    }
     c->opt = *opts;
     if (!c->opt.polling_interval_ms)
         c->opt.polling_interval_ms = CONTROLLER_DEFAULT_POLLING_INTERVAL_MS;
@@ -3824,9 +1657,15 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
         c->opt.port_min = CONTROLLER_DEFAULT_PORT_MIN;
         c->opt.port_max = CONTROLLER_DEFAULT_PORT_MAX;
     }
+    if (ports_init(&c->ports, c->opt.port_min, c->opt.port_max) < 0) {
+        snprintf(err, errlen, "out of memory");
+        free(c);
+        return NULL;
+    }
     int rc = opts->kubeconfig ? kubeconfig_load_file(opts->kubeconfig, NULL, &c->kc, err, errlen)
                               : kubeconfig_load_incluster(NULL, &c->kc, err, errlen);
     if (rc < 0) {
+        ports_free(&c->ports);
         free(c);
         return NULL;
     }
@@ -3843,13 +1682,13 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
         c->kube_wake = kube_client_new(base, c->kc, &ko, err, errlen);
     c->http = http_client_new(base);
     c->prom = c->http ? prom_hub_new(base, c->http, opts->prometheus_max_inflight,
-                                     c->opt.polling_interval_ms, eval_drop)
+                                     c->opt.polling_interval_ms, evaluate_drop)
                       : NULL;
-    c->publish_ev = evtimer_new(base, on_publish, c);
-    c->poll_ev = evtimer_new(base, on_poll, c);
-    c->wake_ev = event_new(base, -1, EV_PERSIST, on_wake_queue, c);
-    c->wake_retry_ev = evtimer_new(base, on_wake_retry, c);
-    c->relisten_ev = evtimer_new(base, on_relisten, c);
+    c->publish_ev = evtimer_new(base, routes_on_publish, c);
+    c->poll_ev = evtimer_new(base, evaluate_on_poll, c);
+    c->wake_ev = event_new(base, -1, EV_PERSIST, wake_on_queue, c);
+    c->wake_retry_ev = evtimer_new(base, wake_on_retry, c);
+    c->relisten_ev = evtimer_new(base, routes_on_relisten, c);
     if (!c->kube || !c->kube_wake || !c->http || !c->prom || !c->publish_ev || !c->poll_ev ||
         !c->wake_ev || !c->wake_retry_ev || !c->relisten_ev) {
         if (!err[0])
@@ -3949,9 +1788,9 @@ struct controller *controller_start(struct event_base *base, struct dataplane *d
     if (c->inf_sts)
         informer_start(c->inf_sts);
     informer_start(c->inf_es);
-    c->round_start_ms = c->round_done_ms = mono_ms();
+    c->round_start_ms = c->round_done_ms = clock_mono_ms();
     c->round_throttled = kube_client_throttled_seconds(c->kube);
-    schedule_publish(c);
+    routes_schedule(c);
     struct timeval first = {1, 0};
     event_add(c->poll_ev, &first);
     log_info("controller started",
@@ -3973,7 +1812,7 @@ bool controller_ready(void *arg)
 bool controller_health(void *arg, char *why, size_t len)
 {
     struct controller *c = arg;
-    liveness_update(c);
+    evaluate_liveness_update(c);
     if (!c->wedged_why[0])
         return true;
     snprintf(why, len, "%s", c->wedged_why);
@@ -4028,18 +1867,18 @@ void controller_metrics(struct mtext *out, void *arg)
                  "Seconds since this replica last completed a full evaluation round (every "
                  "ElastiService evaluated once).");
     mtext_sample(out, "holdfast_controller_round_age_seconds", NULL,
-                 (double)(mono_ms() - c->round_done_ms) / 1000.0);
+                 (double)(clock_mono_ms() - c->round_done_ms) / 1000.0);
     mtext_family(out, "holdfast_controller_round_throttled_seconds", "gauge",
                  "Of holdfast_controller_round_age_seconds, the seconds the API rate limiter "
                  "accounts for (calls that waited for a token and were answered, 1/qps each): "
                  "they do not count against the liveness bound.");
     mtext_sample(out, "holdfast_controller_round_throttled_seconds", NULL,
-                 throttled_ms(c, c->round_throttled) / 1000.0);
+                 evaluate_throttled_ms(c, c->round_throttled) / 1000.0);
     mtext_family(out, "holdfast_controller_liveness_bound_seconds", "gauge",
                  "How much older than holdfast_controller_round_throttled_seconds the last "
                  "complete round may get before /healthz fails.");
     mtext_sample(out, "holdfast_controller_liveness_bound_seconds", NULL,
-                 (double)liveness_bound_ms(c) / 1000.0);
+                 (double)evaluate_liveness_bound_ms(c) / 1000.0);
     mtext_family(out, "holdfast_route_services_built_total", "counter",
                  "Service routes built for route snapshots: one per ElastiService whose "
                  "ElastiService, Service, EndpointSlices or not-ready reason changed; the rest "
@@ -4130,7 +1969,7 @@ void controller_free(struct controller *c)
     strmap_clear(&c->by_target);
     strmap_each(&c->slices_by_svc, free_pset, c); /* names are owned */
     strmap_clear(&c->slices_by_svc);
-    free(c->port_refs);
+    ports_free(&c->ports);
     if (c->publish_ev)
         event_free(c->publish_ev);
     if (c->poll_ev)

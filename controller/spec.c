@@ -1,0 +1,85 @@
+/*
+ * spec: ElastiService spec JSON -> struct es_spec. See spec.h.
+ */
+#include "controller/spec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+#include "resolver/dataplane.h"
+
+static char *dup_str(const cJSON *o, const char *k)
+{
+    const cJSON *v = json_get(o, k);
+    return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
+}
+
+void spec_clear(struct es_spec *s)
+{
+    free(s->service);
+    for (size_t i = 0; i < s->n_triggers; i++)
+        prom_trigger_clear(&s->triggers[i]);
+    free(s->triggers);
+    free(s->schedule);
+    free(s->duration);
+    free(s->keda);
+    route_probes_unref(s->probes);
+    memset(s, 0, sizeof(*s));
+}
+
+int spec_parse(const cJSON *spec, const char *prom_address, const char *prom_authorization,
+               struct es_spec *out, char *err, size_t errlen)
+{
+    spec_clear(out);
+    const cJSON *min = json_get(spec, "minTargetReplicas");
+    out->min_replicas = cJSON_IsNumber(min) && min->valueint > 0 ? min->valueint : 1;
+    const cJSON *cd = json_get(spec, "cooldownPeriod");
+    out->cooldown_s =
+        cJSON_IsNumber(cd) && cd->valueint >= 0 ? (unsigned)cd->valueint : SPEC_DEFAULT_COOLDOWN_S;
+    const cJSON *ht = json_get(spec, "holdTimeoutSeconds");
+    out->hold_timeout_s = cJSON_IsNumber(ht) && ht->valueint > 0 ? (unsigned)ht->valueint
+                                                                 : SPEC_DEFAULT_HOLD_TIMEOUT_S;
+    const cJSON *mh = json_get(spec, "maxHeldConnections");
+    out->max_held =
+        cJSON_IsNumber(mh) && mh->valueint > 0 ? (size_t)mh->valueint : SPEC_DEFAULT_MAX_HELD;
+    /* A string that held a NUL character (the API server keeps "web\u0000x" whole) is refused
+     * before any string is read: as a C string it would be "web", another Service than the spec
+     * names. */
+    if (json_refuse_nul(spec, "spec", err, errlen))
+        return -1;
+    out->service = dup_str(spec, "service");
+    const cJSON *period = json_get(spec, "enabledPeriod");
+    if (cJSON_IsObject(period)) {
+        out->has_period = true;
+        out->schedule = dup_str(period, "schedule");
+        out->duration = dup_str(period, "duration");
+    }
+    const cJSON *as = json_get(spec, "autoscaler");
+    const cJSON *as_type = json_get(as, "type");
+    if (cJSON_IsString(as_type) && strcmp(as_type->valuestring, "keda") == 0)
+        out->keda = dup_str(as, "name");
+
+    if (!out->service) {
+        snprintf(err, errlen, "spec.service: required");
+        return -1;
+    }
+    if (target_ref_parse(json_get(spec, "scaleTargetRef"), &out->target, err, errlen) < 0)
+        return -1;
+    out->target_ok = true;
+    const cJSON *triggers = json_get(spec, "triggers");
+    size_t n = (size_t)cJSON_GetArraySize(triggers);
+    out->triggers = calloc(n ? n : 1, sizeof(*out->triggers));
+    for (size_t i = 0; out->triggers && i < n; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "spec.triggers[%zu]", i);
+        if (prom_trigger_parse(cJSON_GetArrayItem(triggers, (int)i), path, prom_address,
+                               prom_authorization, &out->triggers[out->n_triggers], err,
+                               errlen) < 0)
+            return -1;
+        out->n_triggers++;
+    }
+    out->probes = route_probes_parse(json_get(spec, "probeResponse"), "spec.probeResponse", err, errlen);
+    return out->probes ? 0 : -1;
+}

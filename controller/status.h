@@ -1,0 +1,102 @@
+/*
+ * status: what an ElastiService's status write sends, and how writes and their echoes are
+ * told apart, as pure functions over cJSON (no controller, no I/O, the time passed in). The
+ * controller keeps its own copy of status.conditions (struct es) and writes status with merge
+ * patches, one at a time (es.status_inflight); these functions are the rules it follows:
+ *
+ *   - a condition is set in the copy, and a write is due only when it changed
+ *     (status_cond_set says so): every write comes back as an informer event, and writing on
+ *     every reconcile would chase its own echo;
+ *   - fields asked for while a write is in flight are merged, later ones winning
+ *     (status_merge), and sent when it is answered: two merge patches in flight at once can be
+ *     applied in either order, and the older one applied last left status.mode wrong for good;
+ *   - every patch carries the conditions whole, observedGeneration (on the status and on each
+ *     condition), lastReconciledTime, and a wake's lastScaledUpTime not written yet
+ *     (status_patch);
+ *   - the resourceVersion a write's answer carries is awaited until the informer shows it, so
+ *     older events do not undo the mode and conditions just written; the versions the informer
+ *     showed while the write was in flight (a small ring) tell whether its echo, or a later
+ *     version still, was already delivered (status_echo, status_seen_*).
+ */
+#ifndef HOLDFAST_CONTROLLER_STATUS_H
+#define HOLDFAST_CONTROLLER_STATUS_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The echo of our last status write is given up on after this long (the informer missed it,
+ * or a later write replaced it): then any version the informer shows is taken again. */
+#define STATUS_AWAIT_ECHO_MS 10000
+
+/* ---- conditions (a status.conditions array) ---- */
+
+/* The condition of this type in conditions (borrowed), or NULL. */
+cJSON *status_cond_find(const cJSON *conditions, const char *type);
+
+/* Whether the condition of this type has this reason. */
+bool status_cond_reason_is(const cJSON *conditions, const char *type, const char *reason);
+
+/*
+ * Sets the condition of this type in conditions (added when absent): status, reason, message
+ * (NULL: ""), observedGeneration. lastTransitionTime becomes `now` (wall seconds) only when the
+ * status changes. Returns whether status, reason or message changed: a status write is due.
+ */
+bool status_cond_set(cJSON *conditions, const char *type, bool status, const char *reason,
+                     const char *message, int64_t generation, int64_t now);
+
+/* ---- writes ---- */
+
+/*
+ * Merges the members of fields (taken, may be NULL) into queued (created when NULL), a member
+ * of fields replacing one of the same name. Returns queued, or NULL when out of memory (what
+ * was queued is then lost: the caller writes the whole status again later).
+ */
+cJSON *status_merge(cJSON *queued, cJSON *fields);
+
+/*
+ * The merge patch {"status": ...} for fields (taken; NULL: none) with lastReconciledTime `now`
+ * (wall seconds), observedGeneration `generation`, lastScaledUpTime `scaled_up` (wall seconds)
+ * unless fields has one or scaled_up is 0, and a copy of conditions. Each condition in
+ * conditions gets observedGeneration `generation` first: every one was evaluated against this
+ * generation's spec. The caller frees the result.
+ */
+cJSON *status_patch(cJSON *fields, cJSON *conditions, int64_t generation, int64_t scaled_up,
+                    int64_t now);
+
+/* ---- echoes ---- */
+
+/* The resourceVersions the informer showed while a status write was in flight: a ring of
+ * STATUS_SEEN_RV_RING, "" when unused (a longer one is not kept). */
+#define STATUS_SEEN_RV_RING 3
+typedef char status_rv[24];
+
+/* Whether the ring (NULL: none) holds rv. */
+bool status_seen_has(status_rv *ring, const char *rv);
+
+/* Records rv in the ring at *next (moved on), unless it is there already or too long. */
+void status_seen_add(status_rv *ring, unsigned *next, const char *rv);
+
+enum status_echo {
+    STATUS_ECHO_NONE,       /* the answer carries no resourceVersion: nothing to await */
+    STATUS_ECHO_AWAIT,      /* not shown yet: await it (older events must not undo ours) */
+    STATUS_ECHO_DELIVERED,  /* the informer's cache is at the write's version already */
+    STATUS_ECHO_SUPERSEDED, /* the echo was shown, and then a later version, both while the
+                               write was in flight (when ours counted as newer, theirs was not
+                               taken): the cached version is the newest and is taken now */
+};
+
+/*
+ * What a successful write's answer (its resourceVersion answer_rv, may be NULL) means, given
+ * the version the informer caches (cached_rv, may be NULL) and whether the ring of versions
+ * seen meanwhile holds answer_rv.
+ */
+enum status_echo status_echo(const char *answer_rv, const char *cached_rv, bool seen);
+
+/* Whether an event with resourceVersion rv (may be NULL) ends the wait for awaited_rv (set at
+ * awaited_ms, mono ms): it is that version, or the wait is past STATUS_AWAIT_ECHO_MS. */
+bool status_echo_arrived(const char *awaited_rv, uint64_t awaited_ms, const char *rv,
+                         uint64_t now_ms);
+
+#endif

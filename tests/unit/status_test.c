@@ -1,0 +1,152 @@
+/* status: what a status write sends (conditions set only when changed, fields merged while a
+ * write is in flight, the patch's stamps) and how a write's answer is told from its echo. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "controller/status.h"
+
+#define T0 ((int64_t)1700000000) /* 2023-11-14T22:13:20Z */
+
+static const char *str(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static double num(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    cr_assert(cJSON_IsNumber(v), "%s is a number", k);
+    return v->valuedouble;
+}
+
+Test(status, a_new_condition_is_a_change)
+{
+    cJSON *conds = cJSON_CreateArray();
+    cr_assert(status_cond_set(conds, "Ready", true, "Serving", "pods", 3, T0));
+    cJSON *c = status_cond_find(conds, "Ready");
+    cr_assert_not_null(c);
+    cr_assert_str_eq(str(c, "status"), "True");
+    cr_assert_str_eq(str(c, "reason"), "Serving");
+    cr_assert_str_eq(str(c, "message"), "pods");
+    cr_assert_str_eq(str(c, "lastTransitionTime"), "2023-11-14T22:13:20Z");
+    cr_assert_eq(num(c, "observedGeneration"), 3);
+    cr_assert(status_cond_reason_is(conds, "Ready", "Serving"));
+    cr_assert_not(status_cond_reason_is(conds, "Ready", "Proxying"));
+    cr_assert_not(status_cond_reason_is(conds, "ScaledToZero", "Serving"));
+    cJSON_Delete(conds);
+}
+
+Test(status, the_same_condition_again_is_no_change)
+{
+    cJSON *conds = cJSON_CreateArray();
+    status_cond_set(conds, "Ready", true, "Serving", NULL, 1, T0);
+    cr_assert_not(status_cond_set(conds, "Ready", true, "Serving", "", 2, T0 + 60),
+                  "no write: it would chase its own echo");
+    cJSON *c = status_cond_find(conds, "Ready");
+    cr_assert_eq(num(c, "observedGeneration"), 2, "the generation follows all the same");
+    cr_assert_eq(cJSON_GetArraySize(conds), 1);
+    cJSON_Delete(conds);
+}
+
+Test(status, a_new_reason_or_message_is_a_change_but_no_transition)
+{
+    cJSON *conds = cJSON_CreateArray();
+    status_cond_set(conds, "TriggerHealthy", false, "PrometheusUnhealthy", "a", 1, T0);
+    cr_assert(
+        status_cond_set(conds, "TriggerHealthy", false, "PrometheusUnhealthy", "b", 1, T0 + 60));
+    cr_assert(status_cond_set(conds, "TriggerHealthy", false, "Other", "b", 1, T0 + 120));
+    cr_assert_str_eq(str(status_cond_find(conds, "TriggerHealthy"), "lastTransitionTime"),
+                     "2023-11-14T22:13:20Z", "the status did not change");
+    cr_assert(status_cond_set(conds, "TriggerHealthy", true, "QueryOK", "", 1, T0 + 180));
+    cr_assert_str_eq(str(status_cond_find(conds, "TriggerHealthy"), "lastTransitionTime"),
+                     "2023-11-14T22:16:20Z");
+    cJSON_Delete(conds);
+}
+
+Test(status, fields_asked_for_in_flight_merge_later_ones_winning)
+{
+    cJSON *q = status_merge(NULL, cJSON_Parse("{\"mode\":\"serve\",\"ports\":[1]}"));
+    q = status_merge(q, cJSON_Parse("{\"mode\":\"proxy\"}"));
+    q = status_merge(q, NULL);
+    cr_assert_not_null(q);
+    cr_assert_str_eq(str(q, "mode"), "proxy");
+    cr_assert(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(q, "ports")));
+    cr_assert_eq(cJSON_GetArraySize(q), 2);
+    cJSON_Delete(q);
+}
+
+Test(status, the_patch_carries_conditions_generation_and_times)
+{
+    cJSON *conds = cJSON_CreateArray();
+    status_cond_set(conds, "Ready", true, "Serving", "", 1, T0);
+    cJSON *patch = status_patch(cJSON_Parse("{\"mode\":\"serve\"}"), conds, 4, T0 - 3600, T0);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(patch, "status");
+    cr_assert_str_eq(str(st, "mode"), "serve");
+    cr_assert_str_eq(str(st, "lastReconciledTime"), "2023-11-14T22:13:20Z");
+    cr_assert_str_eq(str(st, "lastScaledUpTime"), "2023-11-14T21:13:20Z");
+    cr_assert_eq(num(st, "observedGeneration"), 4);
+    const cJSON *sent = cJSON_GetObjectItemCaseSensitive(st, "conditions");
+    cr_assert_eq(cJSON_GetArraySize(sent), 1);
+    cr_assert_eq(num(cJSON_GetArrayItem(sent, 0), "observedGeneration"), 4);
+    cr_assert_eq(num(status_cond_find(conds, "Ready"), "observedGeneration"), 4,
+                 "our copy says so too");
+    cJSON_Delete(patch);
+    cJSON_Delete(conds);
+}
+
+Test(status, the_patch_keeps_a_given_scale_up_time_and_sends_none_when_zero)
+{
+    cJSON *conds = cJSON_CreateArray();
+    cJSON *patch = status_patch(cJSON_Parse("{\"lastScaledUpTime\":\"x\"}"), conds, 1, T0 - 60, T0);
+    cr_assert_str_eq(str(cJSON_GetObjectItemCaseSensitive(patch, "status"), "lastScaledUpTime"),
+                     "x");
+    cJSON_Delete(patch);
+    patch = status_patch(NULL, conds, 1, 0, T0);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(patch, "status");
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(st, "lastScaledUpTime"));
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(st, "mode"));
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(st, "conditions")), 0);
+    cJSON_Delete(patch);
+    cJSON_Delete(conds);
+}
+
+Test(status, the_seen_ring_keeps_the_last_three_versions)
+{
+    status_rv ring[STATUS_SEEN_RV_RING] = {{0}};
+    unsigned next = 0;
+    cr_assert_not(status_seen_has(ring, "1"));
+    cr_assert_not(status_seen_has(NULL, "1"));
+    status_seen_add(ring, &next, "1");
+    status_seen_add(ring, &next, "1"); /* once */
+    status_seen_add(ring, &next, "2");
+    status_seen_add(ring, &next, "3");
+    cr_assert(status_seen_has(ring, "1"));
+    status_seen_add(ring, &next, "4");
+    cr_assert_not(status_seen_has(ring, "1"), "the oldest went");
+    cr_assert(status_seen_has(ring, "2") && status_seen_has(ring, "3") &&
+              status_seen_has(ring, "4"));
+    status_seen_add(ring, &next, "123456789012345678901234567890"); /* too long: not kept */
+    cr_assert(status_seen_has(ring, "2"));
+    status_seen_add(NULL, &next, "5");
+    status_seen_add(ring, &next, NULL);
+    cr_assert_eq(next, 4, "four versions kept in turn");
+}
+
+Test(status, the_answer_of_a_write_against_the_cache)
+{
+    cr_assert_eq(status_echo(NULL, "5", true), STATUS_ECHO_NONE);
+    cr_assert_eq(status_echo("5", "5", false), STATUS_ECHO_DELIVERED);
+    cr_assert_eq(status_echo("5", "6", true), STATUS_ECHO_SUPERSEDED);
+    cr_assert_eq(status_echo("5", "4", false), STATUS_ECHO_AWAIT);
+    cr_assert_eq(status_echo("5", NULL, true), STATUS_ECHO_AWAIT, "nothing cached");
+}
+
+Test(status, the_awaited_echo_arrives_or_is_given_up)
+{
+    cr_assert_not(status_echo_arrived(NULL, 0, "5", 1));
+    cr_assert(status_echo_arrived("5", 1000, "5", 1001));
+    cr_assert_not(status_echo_arrived("5", 1000, "4", 1000 + STATUS_AWAIT_ECHO_MS));
+    cr_assert_not(status_echo_arrived("5", 1000, NULL, 1000 + STATUS_AWAIT_ECHO_MS));
+    cr_assert(status_echo_arrived("5", 1000, "4", 1001 + STATUS_AWAIT_ECHO_MS));
+}
