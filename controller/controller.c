@@ -260,8 +260,8 @@ static void es_parse_spec(struct es *e, const cJSON *obj)
     struct controller *c = e->c;
     es_clear_spec(e);
     char err[512];
-    if (spec_parse(json_get(obj, "spec"), c->opt.prometheus_address, c->opt.prometheus_authorization,
-                   &e->spec, err, sizeof(err)) < 0)
+    if (spec_parse(json_get(obj, "spec"), c->opt.prometheus_address,
+                   c->opt.prometheus_authorization, &e->spec, err, sizeof(err)) < 0)
         es_text_setf(&e->spec_error, sizeof(err), "%s", err);
 }
 
@@ -415,7 +415,8 @@ static void es_parse_status(struct es *e, const cJSON *obj)
             if (!e->ports || !cJSON_IsNumber(rp))
                 continue;
             struct port_map *m = &e->ports[e->n_ports++];
-            snprintf(m->name, sizeof(m->name), "%s", json_str(p, "name") ? json_str(p, "name") : "");
+            snprintf(m->name, sizeof(m->name), "%s",
+                     json_str(p, "name") ? json_str(p, "name") : "");
             snprintf(m->protocol, sizeof(m->protocol), "%s",
                      json_str(p, "protocol") ? json_str(p, "protocol") : "TCP");
             m->port = cJSON_IsNumber(pp) ? (unsigned)pp->valueint : 0;
@@ -478,7 +479,8 @@ bool es_cond_reason_is(const struct es *e, const char *type, const char *reason)
 bool es_cond_set(struct es *e, const char *type, bool status, const char *reason,
                  const char *message)
 {
-    return status_cond_set(e->conditions, type, status, reason, message, e->generation, clock_wall_s());
+    return status_cond_set(e->conditions, type, status, reason, message, e->generation,
+                           clock_wall_s());
 }
 
 struct es_ref *es_ref_new(const struct es *e)
@@ -788,10 +790,13 @@ void es_keda_set(struct es *e, bool pause)
 {
     if (!e->spec.keda)
         return;
-    if (pause)
-        target_keda_pause(e->c->kube, e->ns, e->spec.keda, es_on_target_done, "keda pause");
-    else
-        target_keda_resume(e->c->kube, e->ns, e->spec.keda, es_on_target_done, "keda resume");
+    struct target_op *op =
+        pause
+            ? target_keda_pause(e->c->kube, e->ns, e->spec.keda, es_on_target_done, "keda pause")
+            : target_keda_resume(e->c->kube, e->ns, e->spec.keda, es_on_target_done, "keda resume");
+    if (!op)
+        log_warn("could not send the KEDA ScaledObject patch; the next reconcile retries",
+                 "elastiservice=%s scaledobject=%s pause=%b", e->key, e->spec.keda, pause);
 }
 
 /* The scale target as the workload watch caches it (name, resourceVersion, spec.replicas, ...),
@@ -1088,9 +1093,9 @@ void es_linger_sweep(struct controller *c, const char *key)
         struct es *next = e->next;
         /* The Service gone too (its namespace is being deleted, say): nothing can relay the
          * held requests any more, so they get their answer now, not at the hold timeout. */
-        bool done = key ? strcmp(e->key, key) == 0
-                        : svc_state_held(e->svc) <= 0 || now >= e->linger_until_ms ||
-                              !es_service(e);
+        bool done =
+            key ? strcmp(e->key, key) == 0
+                : svc_state_held(e->svc) <= 0 || now >= e->linger_until_ms || !es_service(e);
         if (done)
             linger_unlink(c, e);
         e = next;
@@ -1331,7 +1336,8 @@ static bool workload_steady(const cJSON *obj, long long *generation)
     const cJSON *g = json_get(json_get(obj, "metadata"), "generation");
     const cJSON *st = json_get(obj, "status");
     const cJSON *seen = json_get(st, "observedGeneration"), *ready = json_get(st, "readyReplicas");
-    const cJSON *term = json_get(st, "terminatingReplicas"), *r = json_get(json_get(obj, "spec"), "replicas");
+    const cJSON *term = json_get(st, "terminatingReplicas"),
+                *r = json_get(json_get(obj, "spec"), "replicas");
     *generation = cJSON_IsNumber(g) ? (long long)g->valuedouble : 0;
     return *generation > 0 && cJSON_IsNumber(seen) && seen->valuedouble >= g->valuedouble &&
            (!cJSON_IsNumber(r) || r->valueint >= 1) && cJSON_IsNumber(ready) &&
@@ -1474,7 +1480,8 @@ static void leaving_check(struct es *e, const cJSON *workload, int replicas)
     char sel[2048];
     if (e->leaving_check_inflight)
         return;
-    if (target_label_selector(json_get(json_get(workload, "spec"), "selector"), sel, sizeof(sel)) != 0)
+    if (target_label_selector(json_get(json_get(workload, "spec"), "selector"), sel, sizeof(sel)) !=
+        0)
         return; /* the leaving pods count after LEAVING_MAX_MS, or once the slices drop them */
     struct es_ref *ref = es_ref_new(e);
     if (!ref)
@@ -1542,7 +1549,8 @@ static void on_wl_add(const cJSON *obj, void *arg)
 
 static void on_wl_update(const cJSON *old, const cJSON *obj, void *arg)
 {
-    const cJSON *a = json_get(json_get(old, "spec"), "replicas"), *b = json_get(json_get(obj, "spec"), "replicas");
+    const cJSON *a = json_get(json_get(old, "spec"), "replicas"),
+                *b = json_get(json_get(obj, "spec"), "replicas");
     if (cJSON_IsNumber(a) && cJSON_IsNumber(b) && a->valueint == b->valueint) {
         workload_seen(arg, obj); /* its generation and status only */
         return;

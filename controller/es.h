@@ -172,9 +172,10 @@ struct es {
      * episode it is for: leaving_record starts a new one. */
     bool leaving_check_inflight;
     unsigned leaving_epoch;
-    bool status_dirty;      /* a status write failed: the next poll writes it again */
-    bool wake_failed;       /* the last wake's scale call failed: wake_on_retry tries again */
-    uint64_t next_check_ms; /* when evaluate_on_poll next reads the target's /scale (clock_mono_ms) */
+    bool status_dirty; /* a status write failed: the next poll writes it again */
+    bool wake_failed;  /* the last wake's scale call failed: wake_on_retry tries again */
+    uint64_t
+        next_check_ms; /* when evaluate_on_poll next reads the target's /scale (clock_mono_ms) */
     bool scale_call_failed; /* not_ready_reason and ScaleUpFailed come from that failure */
     char *not_ready_reason; /* why the woken target has no ready pod, for 504s; or NULL */
     bool had_endpoints;     /* some port had ready endpoints in the last snapshot */
@@ -284,12 +285,12 @@ struct controller {
     size_t n_gone, cap_gone;
     size_t *free_slots; /* slots no ElastiService holds, below next_slot */
     size_t n_free_slots, cap_free_slots, next_slot;
-    uint64_t routes_built;     /* route_services built (holdfast_route_services_built_total) */
-    uint64_t spec_parses;      /* specs parsed (holdfast_controller_spec_parses_total) */
-    bool shared_port_failed;   /* logged once */
-    bool routed;               /* a snapshot was published after every informer synced */
-    uint64_t last_change_ns;   /* when an informer last reported a Service/EndpointSlice change */
-    uint64_t change_ns;        /* the oldest change not yet in a published snapshot, 0 none */
+    uint64_t routes_built;   /* route_services built (holdfast_route_services_built_total) */
+    uint64_t spec_parses;    /* specs parsed (holdfast_controller_spec_parses_total) */
+    bool shared_port_failed; /* logged once */
+    bool routed;             /* a snapshot was published after every informer synced */
+    uint64_t last_change_ns; /* when an informer last reported a Service/EndpointSlice change */
+    uint64_t change_ns;      /* the oldest change not yet in a published snapshot, 0 none */
     uint64_t reconciles, reconcile_errors, prom_errors, wakes_sent, scale_downs, switches;
     uint64_t abandoned;      /* switches to zero given up: the data path never reached holdfast */
     uint64_t propagation_ms; /* the longest a resolver slice took to reach the data path */

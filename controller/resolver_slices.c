@@ -241,8 +241,10 @@ void resolver_slices_apply(struct es *e)
                 have = mine[k];
         }
         if (!any && have) {
-            kube_delete(c->kube, &RES_SLICE, e->ns, name, NULL, es_on_delete_done,
-                        "resolver slice delete");
+            if (!kube_delete(c->kube, &RES_SLICE, e->ns, name, NULL, es_on_delete_done,
+                             "resolver slice delete"))
+                log_warn("could not send a resolver slice delete; the next reconcile retries",
+                         "elastiservice=%s slice=%s", e->key, name);
         } else if (any && !have) {
             struct slice_write *sw = slice_write_new(c, e, want);
             if (sw && !kube_create(c->kube, &RES_SLICE, e->ns, want, on_slice_written, sw))
@@ -273,9 +275,12 @@ void resolver_slices_delete(struct es *e)
 {
     const struct slice_cached *mine[ES_RESOLVER_SLICES_MAX];
     size_t n_mine = es_resolver_slices(e, mine);
-    for (size_t k = 0; k < n_mine; k++)
-        kube_delete(e->c->kube, &RES_SLICE, e->ns, mine[k]->name, NULL, es_on_delete_done,
-                    "resolver slice delete");
+    for (size_t k = 0; k < n_mine; k++) {
+        if (!kube_delete(e->c->kube, &RES_SLICE, e->ns, mine[k]->name, NULL, es_on_delete_done,
+                         "resolver slice delete"))
+            log_warn("could not send a resolver slice delete; the next reconcile retries",
+                     "elastiservice=%s slice=%s", e->key, mine[k]->name);
+    }
     if (n_mine)
         e->slices_deleted_ms = clock_mono_ms();
 }

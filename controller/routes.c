@@ -168,10 +168,11 @@ static struct route_service *es_route_build(struct controller *c, struct es *e, 
                 n_addrs++;
         }
         free(eps);
-        int rc = addrs ? route_service_set_port(r, p, e->ports[p].name,
-                                                routes_port_protocol(es_service(e), e->ports[p].name),
-                                                e->ports[p].port, addrs, n_addrs)
-                       : -1;
+        int rc = addrs
+                     ? route_service_set_port(r, p, e->ports[p].name,
+                                              routes_port_protocol(es_service(e), e->ports[p].name),
+                                              e->ports[p].port, addrs, n_addrs)
+                     : -1;
         free(addrs);
         if (rc < 0) {
             route_service_unref(r);

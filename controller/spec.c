@@ -80,6 +80,7 @@ int spec_parse(const cJSON *spec, const char *prom_address, const char *prom_aut
             return -1;
         out->n_triggers++;
     }
-    out->probes = route_probes_parse(json_get(spec, "probeResponse"), "spec.probeResponse", err, errlen);
+    out->probes =
+        route_probes_parse(json_get(spec, "probeResponse"), "spec.probeResponse", err, errlen);
     return out->probes ? 0 : -1;
 }

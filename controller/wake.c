@@ -1,9 +1,9 @@
 /*
  * wake: the wake consumer. The data plane queues a wake when it holds a connection for a
- * service at zero (resolver/dataplane.h); wake_on_queue takes them and wake_target patches the target's
- * /scale to minTargetReplicas (its own API client, so wakes never queue behind polls), resumes
- * KEDA and records lastScaledUpTime. A failed scale call is retried by wake_on_retry; a woken
- * target that has no ready pod yet is diagnosed (wake_diagnose: workload conditions, pod
+ * service at zero (resolver/dataplane.h); wake_on_queue takes them and wake_target patches the
+ * target's /scale to minTargetReplicas (its own API client, so wakes never queue behind polls),
+ * resumes KEDA and records lastScaledUpTime. A failed scale call is retried by wake_on_retry; a
+ * woken target that has no ready pod yet is diagnosed (wake_diagnose: workload conditions, pod
  * statuses, Events), for the clients' 504s, a condition and an Event.
  */
 #include <errno.h>
