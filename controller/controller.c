@@ -726,7 +726,7 @@ bool es_has_ready_endpoint(const struct es *e, char *first, size_t len)
             if (endpoint_leaving(e, eps[i].ip))
                 continue;
             if (first)
-                snprintf(first, len, "%s:%u", eps[i].ip, eps[i].port);
+                addr_format(first, len, eps[i].ip, eps[i].port);
             free(eps);
             return true;
         }
