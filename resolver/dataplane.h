@@ -207,7 +207,9 @@ struct dataplane_listen_error {
  * *errors (n_errors of them; caller frees with dataplane_listen_errors_free; NULL and 0 when none):
  * publish again later to retry. Listeners no published route names any more are closed once
  * every worker let go. `cause_ns` (monotonic) is when the change this snapshot carries out was
- * seen, for holdfast_route_update_seconds; 0 unknown.
+ * seen, for holdfast_route_update_seconds; 0 unknown. A route new in s must never have been
+ * published (build a route anew for each change): the failed listeners are left out of its
+ * list in place.
  */
 void dataplane_publish(struct dataplane *dp, struct route_snapshot *s, uint64_t cause_ns,
                        struct dataplane_listen_error **errors, size_t *n_errors);
