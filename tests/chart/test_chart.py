@@ -153,15 +153,16 @@ def test_default_rbac_is_exactly_what_holdfast_uses(default):
 
 
 def test_rbac_covers_every_resource_the_controller_defines(default):
-    """Guard against a new API call in controller/*.c without its RBAC rule: every kube_resource
+    """Guard against a new API call in controller/ (controller/kube/ included) without its RBAC rule: every kube_resource
     (group, version, plural) there has a rule in the chart."""
     defined = set()
-    for f in os.listdir(os.path.join(ROOT, "controller")):
-        if f.endswith(".c"):
-            with open(os.path.join(ROOT, "controller", f)) as fh:
-                src = fh.read()
-            for g, _v, plural in re.findall(r'\{\s*"([a-z0-9.]*)",\s*"(v[0-9a-z]+)",\s*"([a-z]+)"', src):
-                defined.add((g, plural))
+    for d, _dirs, files in os.walk(os.path.join(ROOT, "controller")):  # controller/kube/ too
+        for f in files:
+            if f.endswith(".c"):
+                with open(os.path.join(d, f)) as fh:
+                    src = fh.read()
+                for g, _v, plural in re.findall(r'\{\s*"([a-z0-9.]*)",\s*"(v[0-9a-z]+)",\s*"([a-z]+)"', src):
+                    defined.add((g, plural))
     assert ("apps", "deployments") in defined and ("coordination.k8s.io", "leases") in defined
     granted = set(WATCH_RULES) | {(g, res) for g, res, _ in LEASE_RULES}
     assert defined <= granted, "no RBAC rule for %s" % sorted(defined - granted)
