@@ -124,7 +124,8 @@ int route_service_set_port(struct route_service *r, size_t i, const char *name,
     p->n_endpoints = 0;
     if (!p->name || !p->endpoints)
         return -1;
-    memcpy(p->endpoints, endpoints, n_endpoints * sizeof(*endpoints));
+    if (n_endpoints)
+        memcpy(p->endpoints, endpoints, n_endpoints * sizeof(*endpoints));
     p->n_endpoints = n_endpoints;
     return 0;
 }
