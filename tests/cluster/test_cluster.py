@@ -274,8 +274,9 @@ def test_api_server_stop_and_start_keeps_the_data(cluster):
 
 @pytest.mark.no_settle
 def test_a_control_plane_program_that_exits_is_started_again(cluster):
-    first = cluster.child_pid("kube-scheduler")
-    assert first is not None
+    # An earlier test's fault (the API server stopped) can leave the scheduler between an exit
+    # and its restart (CI saw None here): the program must run before it is killed.
+    first = wait_for("kube-scheduler running", lambda: cluster.child_pid("kube-scheduler"))
     os.kill(first, signal.SIGKILL)
     second = wait_for("a new kube-scheduler", lambda: (lambda p: p if p not in (None, first) else None)(
         cluster.child_pid("kube-scheduler")))

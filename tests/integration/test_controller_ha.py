@@ -332,7 +332,13 @@ def forbidden_case(sim, ns, limited, tmp_path):
         # The pod that was scaled away serves until it is gone, and holdfast relays to it while
         # the Service lists it ready (CI on a loaded machine: the request got its 200): the case
         # is a target with no pod at all.
-        wait_for(lambda: not sim.ready_endpoints(ns, "web"), timeout=60, interval=0.1,
+        def pod_endpoints():  # the EndpointSlice controller's, not holdfast's resolver slice
+            sl = sim.get("/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices?labelSelector="
+                         "kubernetes.io/service-name%%3Dweb,endpointslice.kubernetes.io/managed-by"
+                         "%%3Dendpointslice-controller.k8s.io" % ns)
+            return [ep for s in sl["items"] for ep in s.get("endpoints") or []
+                    if (ep.get("conditions") or {}).get("ready")]
+        wait_for(lambda: not pod_endpoints(), timeout=60, interval=0.1,
                  what="the scaled-away pod no longer a ready endpoint")
         port = es(sim, ns)["status"]["ports"][0]["resolverPort"]
         with pytest.raises(urllib.error.HTTPError) as e:
