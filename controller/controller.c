@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "controller/es.h"
+#include "common/xalloc.h"
 
 /* What a text of struct es reads as when it could not be stored. */
 static char es_text_oom[] = "out of memory";
@@ -236,6 +237,7 @@ static void es_free(struct es *e)
     free(e->ports);
     free(e->not_ready_reason);
     free(e->leaving);
+    free(e->wl_selector);
     es_text_clear(&e->eval_reason);
     es_text_clear(&e->awaited_rv);
     free(e->seen_rv);
@@ -707,15 +709,17 @@ bool es_service_unsupported(const struct es *e, char *why, size_t len)
 
 static bool endpoint_leaving(const struct es *e, const char *ip)
 {
-    return decide_leaving(ip, (const char(*)[64])e->leaving, e->n_leaving, e->leaving_until_ms,
-                          clock_mono_ms());
+    return decide_leaving(ip, e->leaving, e->n_leaving, e->leaving_until_ms, clock_mono_ms());
 }
 
 /*
- * Whether some port of the target's Service has a ready endpoint that is not one of the pods on
- * their way out (e->leaving); the first one found goes to `first` ("ip:port") when not NULL.
+ * Calls fn for every ready endpoint of every port of the target's Service (the EndpointSlice
+ * controller's slices), until fn returns true; returns whether it did.
  */
-bool es_has_ready_endpoint(const struct es *e, char *first, size_t len)
+static bool each_ready_endpoint(const struct es *e,
+                                bool (*fn)(const struct es *e, const struct ready_endpoint *ep,
+                                           void *arg),
+                                void *arg)
 {
     const struct service_cached *svc = es_service(e);
     for (size_t k = 0; svc && k < svc->n_ports; k++) {
@@ -723,15 +727,47 @@ bool es_has_ready_endpoint(const struct es *e, char *first, size_t len)
         struct ready_endpoint *eps = NULL;
         size_t n = es_ready_endpoints(e, pn ? pn : "", &eps);
         for (size_t i = 0; i < n; i++) {
-            if (endpoint_leaving(e, eps[i].ip))
-                continue;
-            if (first)
-                addr_format(first, len, eps[i].ip, eps[i].port);
-            free(eps);
-            return true;
+            if (fn(e, &eps[i], arg)) {
+                free(eps);
+                return true;
+            }
         }
         free(eps);
     }
+    return false;
+}
+
+struct first_ready {
+    char *first;
+    size_t len;
+};
+
+static bool ready_not_leaving(const struct es *e, const struct ready_endpoint *ep, void *arg)
+{
+    struct first_ready *f = arg;
+    if (endpoint_leaving(e, ep->ip))
+        return false;
+    if (f->first)
+        addr_format(f->first, f->len, ep->ip, ep->port);
+    return true;
+}
+
+bool es_has_ready_endpoint(const struct es *e, char *first, size_t len)
+{
+    struct first_ready f = {first, len};
+    return each_ready_endpoint(e, ready_not_leaving, &f);
+}
+
+static bool record_leaving(const struct es *ce, const struct ready_endpoint *ep, void *arg)
+{
+    struct es *e = arg; /* the same es: each_ready_endpoint only reads it */
+    (void)ce;
+    if (endpoint_leaving(e, ep->ip))
+        return false; /* already listed (another port) */
+    e->leaving = xrealloc(e->leaving, (e->n_leaving + 1) * sizeof(*e->leaving));
+    struct leaving_pod *l = &e->leaving[e->n_leaving++];
+    snprintf(l->ip, sizeof(l->ip), "%s", ep->ip);
+    l->gone = false;
     return false;
 }
 
@@ -740,24 +776,38 @@ static void leaving_record(struct es *e)
 {
     e->n_leaving = 0;
     e->leaving_epoch++;
+    e->leaving_polled = false;
     e->leaving_generation = e->wl_generation;
-    const struct service_cached *svc = es_service(e);
-    for (size_t k = 0; svc && k < svc->n_ports; k++) {
-        const char *pn = svc->ports[k].name;
-        struct ready_endpoint *eps = NULL;
-        size_t n = es_ready_endpoints(e, pn ? pn : "", &eps);
-        for (size_t i = 0; i < n; i++) {
-            if (endpoint_leaving(e, eps[i].ip))
-                continue; /* already listed (another port) */
-            char(*grown)[64] = realloc(e->leaving, (e->n_leaving + 1) * sizeof(*grown));
-            if (!grown)
-                break; /* that pod counts for the serve switch: the race this guards is rare */
-            e->leaving = grown;
-            snprintf(e->leaving[e->n_leaving++], sizeof(*grown), "%s", eps[i].ip);
-            e->leaving_until_ms = clock_mono_ms() + LEAVING_MAX_MS;
-        }
-        free(eps);
+    e->leaving_until_ms = clock_mono_ms() + LEAVING_MAX_MS;
+    each_ready_endpoint(e, record_leaving, e);
+}
+
+/* Whether some pod listed when proxy mode began is not known gone (a pod list may tell). */
+static bool leaving_unsettled(const struct es *e)
+{
+    for (size_t i = 0; i < e->n_leaving; i++)
+        if (!e->leaving[i].gone)
+            return true;
+    return false;
+}
+
+static bool listed_ready(const struct es *e, const struct ready_endpoint *ep, void *arg)
+{
+    (void)e;
+    return strcmp(ep->ip, arg) == 0;
+}
+
+/* Forgets the pods known gone that no slice lists ready any more: the EndpointSlice controller
+ * caught up, and a new pod given that address later counts. */
+static void leaving_prune(struct es *e)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < e->n_leaving; i++) {
+        if (e->leaving[i].gone && !each_ready_endpoint(e, listed_ready, e->leaving[i].ip))
+            continue;
+        e->leaving[kept++] = e->leaving[i];
     }
+    e->n_leaving = kept;
 }
 
 /* Whether the informer caches a resolver EndpointSlice of e's Service. */
@@ -1422,7 +1472,9 @@ static const cJSON *pod_with_ip(const cJSON *pods, const char *ip)
 /*
  * The answer of leaving_check's pod list: a leaving address that is still a pod's which is not
  * being deleted and has not ended stays, and counts for the serve switch from now on. The others
- * stay leaving (until the EndpointSlice controller drops them, or LEAVING_MAX_MS).
+ * are gone: they never count again while they are listed (leaving_prune forgets them once the
+ * EndpointSlice controller stops listing them). replicas < 0: asked for by es_leaving_poll; the
+ * next poll acts on the pods that stay.
  */
 static void on_leaving_pods(cJSON *obj, const struct kube_error *err, void *arg)
 {
@@ -1443,14 +1495,16 @@ static void on_leaving_pods(cJSON *obj, const struct kube_error *err, void *arg)
     }
     size_t kept = 0, stay = 0;
     for (size_t i = 0; i < e->n_leaving; i++) {
-        const cJSON *pod = pod_with_ip(obj, e->leaving[i]);
+        const cJSON *pod = pod_with_ip(obj, e->leaving[i].ip);
         const char *phase = json_str(json_get(pod, "status"), "phase");
-        if (pod && !json_get(json_get(pod, "metadata"), "deletionTimestamp") &&
+        if (!e->leaving[i].gone && pod &&
+            !json_get(json_get(pod, "metadata"), "deletionTimestamp") &&
             !(phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0))) {
             stay++;
             continue;
         }
-        memmove(e->leaving[kept++], e->leaving[i], sizeof(e->leaving[i]));
+        e->leaving[i].gone = true;
+        e->leaving[kept++] = e->leaving[i];
     }
     e->n_leaving = kept;
     if (!stay) {
@@ -1463,32 +1517,32 @@ static void on_leaving_pods(cJSON *obj, const struct kube_error *err, void *arg)
         return;
     log_info("the pods listed when proxy mode began stay: their pods are not being deleted",
              "elastiservice=%s stay=%zu", e->key, stay);
-    evaluate_apply_scale(e, replicas, false);
+    if (replicas >= 0)
+        evaluate_apply_scale(e, replicas, false);
 }
 
 /*
- * The workload is steady with a ready replica at a generation newer than proxy mode's: either
- * the scale to zero was undone before the ReplicaSet controller removed the pods (they stay),
- * or the pods went and a wake made new ones. Its status cannot tell which (a wake's new pod is
- * the ready replica as well; CI caught the switch back to serve on the pod that had gone while
- * the EndpointSlice controller was behind), so the pods themselves are asked: one list of the
- * workload's pods, answered by on_leaving_pods.
+ * Asks the pods themselves which of the pods listed when proxy mode began stay: one list of the
+ * target's pods (by e->wl_selector), answered by on_leaving_pods. Asked for when the workload is
+ * steady with a ready replica at a generation newer than proxy mode's (workload_seen): either
+ * the scale to zero was undone before the ReplicaSet controller removed the pods (they stay), or
+ * the pods went and a wake made new ones. Its status cannot tell which (a wake's new pod is the
+ * ready replica as well; CI caught the switch back to serve on the pod that had gone while the
+ * EndpointSlice controller was behind). And before the wait for them is up (es_leaving_poll), so
+ * that a pod gone is known gone when it ends. replicas: the workload's, acted on when pods stay
+ * (< 0: by the next poll).
  */
-static void leaving_check(struct es *e, const cJSON *workload, int replicas)
+static void leaving_check(struct es *e, int replicas)
 {
     static const struct kube_resource pods_res = {"", "v1", "pods", true};
-    char sel[2048];
-    if (e->leaving_check_inflight)
-        return;
-    if (target_label_selector(json_get(json_get(workload, "spec"), "selector"), sel, sizeof(sel)) !=
-        0)
+    if (e->leaving_check_inflight || !e->wl_selector)
         return; /* the leaving pods count after LEAVING_MAX_MS, or once the slices drop them */
     struct es_ref *ref = es_ref_new(e);
     if (!ref)
         return;
     ref->scale_epoch = e->leaving_epoch;
     ref->replicas = replicas;
-    struct kube_list_opts lo = {.label_selector = sel};
+    struct kube_list_opts lo = {.label_selector = e->wl_selector};
     if (!kube_list(e->c->kube, &pods_res, e->ns, &lo, on_leaving_pods, ref)) {
         es_ref_take(ref);
         return;
@@ -1496,11 +1550,39 @@ static void leaving_check(struct es *e, const cJSON *workload, int replicas)
     e->leaving_check_inflight = true;
 }
 
+/* How long before the wait for the leaving pods is up es_leaving_poll asks for their pods. */
+#define LEAVING_ASK_AHEAD_MS 5000
+
+void es_leaving_poll(struct es *e)
+{
+    if (!e->n_leaving)
+        return;
+    leaving_prune(e);
+    if (e->mode != ES_MODE_PROXY || e->leaving_polled || !leaving_unsettled(e) ||
+        clock_mono_ms() + LEAVING_ASK_AHEAD_MS < e->leaving_until_ms || !es_follows_workload(e))
+        return;
+    e->leaving_polled = true;
+    leaving_check(e, -1);
+}
+
+/* Keeps e->wl_selector the workload's pod selector. */
+static void workload_selector(struct es *e, const cJSON *workload)
+{
+    char sel[2048];
+    if (target_label_selector(json_get(json_get(workload, "spec"), "selector"), sel, sizeof(sel)) !=
+        0)
+        return;
+    if (e->wl_selector && strcmp(e->wl_selector, sel) == 0)
+        return;
+    free(e->wl_selector);
+    e->wl_selector = xstrdup(sel);
+}
+
 /*
- * Every event of the workload watch: its generation, and whether the pods listed when proxy
- * mode began may stay after all (the workload steady at a generation newer than proxy mode's).
- * leaving_check then asks their pods; those that stay count for the serve switch at once, not
- * only after LEAVING_MAX_MS.
+ * Every event of the workload watch: its generation and pod selector, and whether the pods
+ * listed when proxy mode began may stay after all (the workload steady at a generation newer
+ * than proxy mode's). leaving_check then asks their pods; those that stay count for the serve
+ * switch at once, not only after LEAVING_MAX_MS, and those gone never do.
  */
 static void workload_seen(const struct workload_watch *w, const cJSON *obj)
 {
@@ -1513,12 +1595,12 @@ static void workload_seen(const struct workload_watch *w, const cJSON *obj)
         struct es *e = set->v[i];
         if (generation > e->wl_generation)
             e->wl_generation = generation;
-        if (!steady || !e->n_leaving || generation <= e->leaving_generation ||
-            clock_mono_ms() >= e->leaving_until_ms)
+        workload_selector(e, obj);
+        if (!steady || !leaving_unsettled(e) || generation <= e->leaving_generation)
             continue;
         if (e->mode != ES_MODE_PROXY || !es_follows_workload(e))
             continue;
-        leaving_check(e, obj, replicas);
+        leaving_check(e, replicas);
     }
 }
 

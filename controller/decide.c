@@ -105,13 +105,11 @@ enum decide_scale decide_scale(int replicas, bool proxy, bool ready)
     return DECIDE_SCALE_NOTHING;
 }
 
-bool decide_leaving(const char *ip, const char (*leaving)[64], size_t n, uint64_t until_ms,
+bool decide_leaving(const char *ip, const struct leaving_pod *leaving, size_t n, uint64_t until_ms,
                     uint64_t now_ms)
 {
-    if (now_ms >= until_ms)
-        return false;
     for (size_t i = 0; i < n; i++)
-        if (strcmp(leaving[i], ip) == 0)
-            return true;
+        if (strcmp(leaving[i].ip, ip) == 0)
+            return leaving[i].gone || now_ms < until_ms;
     return false;
 }

@@ -121,12 +121,19 @@ enum decide_scale {
  * proxying with replicas > 0). */
 enum decide_scale decide_scale(int replicas, bool proxy, bool ready);
 
+/* A pod that was a ready endpoint when proxy mode began, by its address. */
+struct leaving_pod {
+    char ip[64];
+    bool gone; /* a list of the pods showed it deleted, ended or absent: it never serves again */
+};
+
 /*
  * Whether a ready endpoint at `ip` is one of the pods that were ready when proxy mode began
- * (leaving[0..n)), still on their way out until until_ms (mono ms): then it is no reason for
- * the serve switch.
+ * (leaving[0..n)), on their way out: then it is no reason for the serve switch. One known gone
+ * always is (its listing is stale: the EndpointSlice controller is behind, however long); one
+ * not known either way until until_ms (mono ms).
  */
-bool decide_leaving(const char *ip, const char (*leaving)[64], size_t n, uint64_t until_ms,
+bool decide_leaving(const char *ip, const struct leaving_pod *leaving, size_t n, uint64_t until_ms,
                     uint64_t now_ms);
 
 #endif

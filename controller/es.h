@@ -158,8 +158,13 @@ struct es {
      * terminating found one still ready and switched straight back to serve, deleting the
      * resolver slice: kube-proxy had only that pod left, which had exited (holdfast holds, and
      * so wakes, once relaying to it fails). A new pod gets another address: the old one is still
-     * its pod's while it is listed. Malloc'd, freed by es_free. */
-    char (*leaving)[64];
+     * its pod's while it is listed. A list of the pods (leaving_check) tells which are gone:
+     * those never count again while they are listed (CI on a loaded machine: the new pod was
+     * ready 30 s after proxy mode began, the EndpointSlice controller still behind, and the
+     * serve switch went to the old pod once the wait was up); an entry leaves once no slice
+     * lists its address ready (es_leaving_poll), so an address given to a new pod later counts.
+     * Malloc'd, freed by es_free. */
+    struct leaving_pod *leaving;
     size_t n_leaving;
     uint64_t leaving_until_ms;
     /* The target's metadata.generation last shown by the workload watch (0: none yet), and its
@@ -169,9 +174,13 @@ struct es {
      * whole LEAVING_MAX_MS). */
     long long wl_generation, leaving_generation;
     /* A pod list in flight that tells which leaving pods stay (leaving_check), and the proxy
-     * episode it is for: leaving_record starts a new one. */
-    bool leaving_check_inflight;
+     * episode it is for: leaving_record starts a new one. leaving_polled: the list asked for
+     * before the wait is up (es_leaving_poll) was sent this episode. */
+    bool leaving_check_inflight, leaving_polled;
     unsigned leaving_epoch;
+    /* The target's pod selector as a label selector (from the workload watch; NULL: none yet):
+     * what leaving_check lists the pods by. Malloc'd, freed by es_free. */
+    char *wl_selector;
     bool status_dirty; /* a status write failed: the next poll writes it again */
     bool wake_failed;  /* the last wake's scale call failed: wake_on_retry tries again */
     uint64_t
@@ -424,6 +433,13 @@ void es_event(struct es *e, bool warning, const char *reason, const char *messag
  * their way out (e->leaving); the first one found goes to `first` ("ip:port") when not NULL.
  */
 bool es_has_ready_endpoint(const struct es *e, char *first, size_t len);
+
+/*
+ * Each poll tick: forgets the pods on their way out (e->leaving) known gone that no slice lists
+ * ready any more, and a moment before the wait for those not known either way is up, asks their
+ * pods (once per proxy episode), so a pod gone is not counted when the wait ends.
+ */
+void es_leaving_poll(struct es *e);
 
 /* Whether the informer caches a resolver EndpointSlice of e's Service. */
 bool es_resolver_slice_cached(const struct es *e);

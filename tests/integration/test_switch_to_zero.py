@@ -259,8 +259,11 @@ def pods(sim, ns):
     return sim.get("/api/v1/namespaces/%s/pods?labelSelector=app%%3Dweb" % ns)["items"]
 
 
+@pytest.mark.parametrize("behind_s,ready_after_s", [(0, 0), (36, 0), (0, 32)],
+                         ids=["controller-behind-briefly", "controller-behind-36s", "new-pod-ready-after-32s"])
 def test_wake_before_the_old_pod_is_listed_terminating_does_not_switch_back_to_it(sim, prom, exporter, ns,
-                                                                                   holdfast):
+                                                                                   holdfast, behind_s,
+                                                                                   ready_after_s):
     """Found while explaining the abandoned-switch test's lost request: a wake answered after
     holdfast's own scale-down but before the EndpointSlice controller had listed the old pod as
     terminating found that pod still a ready endpoint and switched straight back to serve,
@@ -273,8 +276,17 @@ def test_wake_before_the_old_pod_is_listed_terminating_does_not_switch_back_to_i
     ready when the wake is answered, every time. The switch back to serve must wait for a pod
     that was not on its way out. (While the controller is held back kube-proxy itself sends new
     connections to the old pod, whatever holdfast does: the clients' failures here are not
-    counted.)"""
-    make_app(sim, ns, containers=[GRACEFUL])
+    counted.)
+
+    Held back for 36 s from the scale-down (behind_s), longer than holdfast once waited for the
+    pods listed when proxy mode began (30 s): CI on a loaded machine took that long to make and
+    ready the new pod, and holdfast then counted the old pod, still listed ready, and switched
+    back to serve on it. A pod that is gone stays no reason to serve, however late the
+    EndpointSlice controller is. And with pods that are ready only 32 s after they start
+    (ready_after_s), so that the workload shows no ready replica until that wait is up: holdfast
+    must learn that the old pod is gone before then, not count it once the wait ends."""
+    container = dict(GRACEFUL, readinessProbe=dict(GRACEFUL["readinessProbe"], initialDelaySeconds=ready_after_s))
+    make_app(sim, ns, containers=[container])
     set_load(prom, exporter, ns, 0)
     routed(sim, ns)
     old_ips = sim.ready_endpoints(ns, "web")
@@ -293,6 +305,7 @@ def test_wake_before_the_old_pod_is_listed_terminating_does_not_switch_back_to_i
             clients = Clients(cluster_ip(sim, ns), 80, seconds=120)
             wait_for(lambda: metric_value(hf.metrics_text(), "holdfast_scale_downs_total") >= 1,
                      timeout=30, interval=0.05, what="the scale-down")
+            scaled_down = time.monotonic()
             hf.wait_log("woken: target scaled up", timeout=20)
             # Until the new pod is Ready: the Deployment is then steady with a ready replica
             # (the new pod) while the Service's slice still lists the old pod only (CI on the
@@ -301,11 +314,17 @@ def test_wake_before_the_old_pod_is_listed_terminating_does_not_switch_back_to_i
             wait_for(lambda: [p for p in pods(sim, ns) if p["metadata"]["name"] not in old_pods
                               and any(c["type"] == "Ready" and c["status"] == "True"
                                       for c in (p.get("status") or {}).get("conditions") or [])],
-                     timeout=30, interval=0.05, what="a new pod made by the wake, Ready")
+                     timeout=30 + ready_after_s, interval=0.05, what="a new pod made by the wake, Ready")
             wait_for(lambda: sim.get("/apis/apps/v1/namespaces/%s/deployments/web" % ns)["status"].get(
                 "readyReplicas") == 1, timeout=10, interval=0.05, what="the Deployment steady with it")
+            time.sleep(max(0.0, scaled_down + behind_s - time.monotonic()))
         finally:
             sim.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", saved)
+        # The EndpointSlice controller retries a Service it failed to sync with a backoff that
+        # doubles from 1 s: after the failures of a long hold-back, minutes. A change to the
+        # Service makes it sync at once (as one to its pods would).
+        sim.patch("/api/v1/namespaces/%s/services/web" % ns,
+                  {"metadata": {"annotations": {"test/controller-back": str(time.time())}}})
         wait_mode(sim, ns, "serve", timeout=60)
     finally:
         if clients:

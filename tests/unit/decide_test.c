@@ -197,10 +197,19 @@ Test(decide, scale_up_while_serving_is_the_checks_turn)
 
 Test(decide, leaving_pods_do_not_count_until_their_time_is_up)
 {
-    char leaving[2][64] = {"10.0.0.1", "10.0.0.2"};
-    const char(*l)[64] = (const char(*)[64])leaving;
+    struct leaving_pod l[2] = {{"10.0.0.1", false}, {"10.0.0.2", false}};
     cr_assert(decide_leaving("10.0.0.2", l, 2, 2000, 1999));
     cr_assert_not(decide_leaving("10.0.0.3", l, 2, 2000, 1999), "a new pod counts");
     cr_assert_not(decide_leaving("10.0.0.1", l, 2, 2000, 2000), "stays ready past the limit");
     cr_assert_not(decide_leaving("10.0.0.1", l, 0, 2000, 1), "none recorded");
+}
+
+Test(decide, a_pod_known_gone_never_counts_however_late_its_listing)
+{
+    struct leaving_pod l[2] = {{"10.0.0.1", true}, {"10.0.0.2", false}};
+    cr_assert(decide_leaving("10.0.0.1", l, 2, 2000, 1999));
+    cr_assert(decide_leaving("10.0.0.1", l, 2, 2000, 2000),
+              "a deleted pod still listed ready is a stale listing, past the limit too");
+    cr_assert(decide_leaving("10.0.0.1", l, 2, 2000, 3600000));
+    cr_assert_not(decide_leaving("10.0.0.2", l, 2, 2000, 2000), "not known gone: counts");
 }
