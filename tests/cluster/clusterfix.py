@@ -1,7 +1,6 @@
 """Helpers of the tests of tests/cluster (conftest.py has the fixtures): the image map of the
 shared cluster, the Cluster the tests get (clusterlib's, plus a REST client of the API and pod
 helpers), entering its network namespace, bounded waits."""
-import ctypes
 import datetime
 import os
 import shutil
@@ -35,10 +34,6 @@ PROXY_DELAY_MS = 1500
 # Short back-offs, so CrashLoopBackOff and ImagePullBackOff show in seconds, not minutes.
 BACKOFF_INITIAL, BACKOFF_MAX = 2, 8
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
 def need_root():
     if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("nsenter") is None:
         pytest.skip("needs root, iproute2 and nsenter (network namespaces)")
@@ -56,12 +51,6 @@ def wait_for(fn, timeout, what, interval=0.2):
     return kubeclient.wait_for(fn, timeout, interval, what, retry_on=(ApiError, OSError), error=pytest.fail)
 
 
-def _setns(fd):
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, "setns: " + os.strerror(e))
-
-
 class Cluster(clusterlib.Cluster):
     """clusterlib's Cluster with what the node agent's tests use: `api`, a REST client as admin,
     and pod helpers. Its calls reach 10.88.0.1 and pod IPs only from inside the cluster's
@@ -76,18 +65,12 @@ class Cluster(clusterlib.Cluster):
         """Moves the calling thread (and the threads and processes it starts later) into the
         cluster's network namespace; leave() goes back. The mount namespace stays the host's."""
         assert self._host_ns is None, "already inside"
-        self._host_ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        fd = os.open("/run/netns/" + self.ns, os.O_RDONLY)
-        try:
-            _setns(fd)
-        finally:
-            os.close(fd)
+        self._host_ns = netns.enter(self.ns)
 
     def leave(self):
         if self._host_ns is not None:
-            _setns(self._host_ns)
-            os.close(self._host_ns)
-            self._host_ns = None
+            host, self._host_ns = self._host_ns, None
+            netns.leave(host)
 
     def pod(self, ns, name):
         return self.api.get("/api/v1/namespaces/%s/pods/%s" % (ns, name))

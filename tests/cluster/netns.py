@@ -9,6 +9,8 @@ import signal
 import subprocess
 import time
 
+from nodeagentlib import nsutil
+
 BRIDGE = "hfbr0"
 NODE_IP = "10.88.0.1"
 POD_CIDR = "10.88.0.0/24"
@@ -18,6 +20,27 @@ POD_CIDR = "10.88.0.0/24"
 POD_IP_RANGE = "10.88.0.2-10.88.0.239"
 TEST_IPS = ["10.88.0.%d" % n for n in range(240, 255)]
 SERVICE_CIDR = "10.96.0.0/24"
+
+
+def enter(ns):
+    """Moves the calling thread (and the threads and processes it starts later) into network
+    namespace `ns`; returns a descriptor of the one it was in, for leave(). The mount namespace
+    stays the host's."""
+    host = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        nsutil.setns_path("/run/netns/" + ns, nsutil.CLONE_NEWNET)
+    except BaseException:
+        os.close(host)
+        raise
+    return host
+
+
+def leave(host):
+    """Moves the calling thread back to the namespace enter() returned (and closes it)."""
+    try:
+        nsutil.setns_fd(host, nsutil.CLONE_NEWNET, "setns back")
+    finally:
+        os.close(host)
 
 
 def ip(*args, check=True):

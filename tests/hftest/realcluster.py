@@ -79,19 +79,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 HOLDFAST_IPS = ["10.88.0.%d" % i for i in range(241, 250)]
 _opener_handlers = [urllib.request.ProxyHandler({})]  # never a proxy
-CLONE_NEWNET = 0x40000000
 
 
 class NoRealEquivalent(AssertionError):
     """A fault the real control plane has no equivalent for: the test that asks for it fails."""
-
-
-def _setns(fd):
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, "setns: " + os.strerror(e))
 
 
 class RealCluster(RestVerbs):
@@ -201,18 +192,12 @@ class RealCluster(RestVerbs):
         self._log.flush()
 
     def _enter(self):
-        self._host_ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        fd = os.open("/run/netns/" + self.ns, os.O_RDONLY)
-        try:
-            _setns(fd)
-        finally:
-            os.close(fd)
+        self._host_ns = clusterlib.netns.enter(self.ns)
 
     def _leave(self):
         if self._host_ns is not None:
-            _setns(self._host_ns)
-            os.close(self._host_ns)
-            self._host_ns = None
+            host, self._host_ns = self._host_ns, None
+            clusterlib.netns.leave(host)
 
     def __enter__(self):
         return self.start()

@@ -24,10 +24,14 @@ def _check(rc, what):
         raise OSError(e, "%s: %s" % (what, os.strerror(e)))
 
 
+def setns_fd(fd, nstype, what="setns"):
+    _check(_libc.setns(fd, nstype), what)
+
+
 def setns_path(path, nstype):
     fd = os.open(path, os.O_RDONLY)
     try:
-        _check(_libc.setns(fd, nstype), "setns " + path)
+        setns_fd(fd, nstype, "setns " + path)
     finally:
         os.close(fd)
 
