@@ -987,6 +987,9 @@ static void conn_hold(struct conn *c)
         conn_admit(c, r);
         if (!c->held)
             return;
+        const struct route_port *p = conn_port(c);
+        log_debug("held", "service=%s port=%s endpoints=%zu", c->svc->key, p ? p->name : NULL,
+                  p ? p->n_endpoints : 0);
     }
     free(c->head); /* the head is decided; only framing is still validated */
     c->head = NULL;
@@ -1145,6 +1148,9 @@ static void conn_dispatch(struct conn *c)
     }
     hold_dequeue(&conn_sw(c)->held, &c->hold);
     c->backend = *a;
+    if (c->held)
+        log_debug("held connection goes to a backend", "service=%s backend=%s", c->svc->key,
+                  a->text);
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         /* Out of descriptors is ours, not the backend's: back off without blaming it. */
