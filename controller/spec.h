@@ -17,6 +17,7 @@
 
 #include "controller/prom.h"
 #include "controller/target.h"
+#include "resolver/dataplane.h"
 
 #define SPEC_DEFAULT_COOLDOWN_S 900
 #define SPEC_DEFAULT_HOLD_TIMEOUT_S 600
@@ -39,6 +40,7 @@ struct es_spec {
     unsigned hold_timeout_s;     /* spec.holdTimeoutSeconds */
     size_t max_held;             /* spec.maxHeldConnections */
     char *keda;                  /* spec.autoscaler.name when its type is "keda", or NULL */
+    struct waiting_page_spec waiting_page; /* spec.waitingPage (holdfast addition) */
 };
 
 /*

@@ -124,6 +124,13 @@ const struct route_service *head_route_by_host(const struct head *h, const char 
                                                const struct route_snapshot *snap, size_t *port,
                                                char *host, size_t host_size);
 
+/*
+ * Is the captured request a browser navigation, the kind a waiting page answers (waitpage.h)?
+ * GET or HEAD, an Accept field that lists text/html (by name, not through a wildcard, and not
+ * with q=0), and no Upgrade field (a WebSocket or h2c upgrade is never answered with a page).
+ */
+bool head_is_navigation(const struct head *h, const char *msg);
+
 /* Fills req (and hdrs[HEAD_MAX_FIELDS], which req points into) from h for probe_match. */
 void head_probe_request(const struct head *h, const char *msg, struct probe_header *hdrs,
                         struct probe_request *req);
