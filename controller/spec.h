@@ -7,6 +7,8 @@
  * Defaults (KubeElasti's): minTargetReplicas 1, cooldownPeriod 900 s, holdTimeoutSeconds 600,
  * maxHeldConnections 10000. An absent or non-positive number takes the default
  * (cooldownPeriod: a negative one).
+ * holdfast's spec.waitingPage is off when absent (waiting_page_parse, dataplane.h); unlike the
+ * numbers above, a bad value there is refused, naming the field.
  */
 #ifndef HOLDFAST_CONTROLLER_SPEC_H
 #define HOLDFAST_CONTROLLER_SPEC_H
