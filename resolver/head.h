@@ -15,7 +15,8 @@
  * whose answer waits for its body). The caller decides, then resumes.
  *
  * The rest reads a captured head: the shared port's Host routing, the data-path probe field,
- * and the inputs of probeResponse rule matching. Plus two looks at first bytes that need no
+ * the inputs of probeResponse rule matching, and whether it is a browser navigation (the
+ * waiting page's test). Plus two looks at first bytes that need no
  * parser: TLS / HTTP/2 sniffing, and the Holdfast-Probe scan of a relayed connection.
  */
 #ifndef HOLDFAST_HEAD_H

@@ -70,7 +70,7 @@ Test(waitpage, reads_every_field)
 Test(waitpage, html_of_exactly_the_limit_is_taken)
 {
     size_t n = WAITING_PAGE_MAX_HTML;
-    char *json = malloc(n + 64);
+    static char json[WAITING_PAGE_MAX_HTML + 64];
     int k = sprintf(json, "{\"enabled\":true,\"html\":\"");
     memset(json + k, 'a', n);
     strcpy(json + k + n, "\"}");
@@ -84,7 +84,6 @@ Test(waitpage, html_of_exactly_the_limit_is_taken)
     cr_assert_eq(parse(json, &p, err, sizeof(err)), -1);
     cr_assert_str_eq(err, "spec.waitingPage.html: 65537 bytes, more than the 65536 allowed");
     waiting_page_spec_clear(&p);
-    free(json);
 }
 
 Test(waitpage, refusals_name_the_field)
