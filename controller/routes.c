@@ -1,9 +1,9 @@
 /*
  * routes: the route snapshots the controller publishes to the data plane. Every ElastiService
  * has one route_service (its resolver ports and Host, its Service's endpoints, probe rules,
- * hold limits, why its woken target is not ready), built again only when marked (route_mark,
- * routes_changed): a publish builds the marked ones and shares the others' with the snapshot
- * before, so a change costs one route, not 10,000. Publishing opens the listeners the new
+ * waiting page, hold limits, why its woken target is not ready), built again only when marked
+ * (route_mark, routes_changed): a publish builds the marked ones and shares the others' with the
+ * snapshot before, so a change costs one route, not 10,000. Publishing opens the listeners the new
  * routes need; one that cannot be opened is retried in 1 s (routes_on_relisten). This is the
  * controller's only user of the data plane's route builder (resolver/dataplane.h).
  */
@@ -156,6 +156,13 @@ static struct route_service *es_route_build(struct controller *c, struct es *e, 
     route_service_set_probes(r, e->spec.probes);
     route_service_set_limits(r, e->spec.hold_timeout_s, e->spec.max_held,
                              dataplane_max_held_bytes(c->dp));
+    const struct waiting_page_spec *page = &e->spec.waiting_page;
+    if (page->enabled &&
+        route_service_set_waiting_page(r, page->html, page->html_len, page->retry_after_s) < 0) {
+        route_service_unref(r);
+        *retry = true;
+        return NULL;
+    }
     for (size_t p = 0; p < e->n_ports; p++) {
         struct ready_endpoint *eps = NULL;
         size_t n = es_ready_endpoints(e, e->ports[p].name, &eps);

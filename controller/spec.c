@@ -26,6 +26,7 @@ void spec_clear(struct es_spec *s)
     free(s->duration);
     free(s->keda);
     route_probes_unref(s->probes);
+    waiting_page_spec_clear(&s->waiting_page);
     memset(s, 0, sizeof(*s));
 }
 
@@ -82,5 +83,8 @@ int spec_parse(const cJSON *spec, const char *prom_address, const char *prom_aut
     }
     out->probes =
         route_probes_parse(json_get(spec, "probeResponse"), "spec.probeResponse", err, errlen);
-    return out->probes ? 0 : -1;
+    if (!out->probes)
+        return -1;
+    return waiting_page_parse(json_get(spec, "waitingPage"), "spec.waitingPage", &out->waiting_page,
+                              err, errlen);
 }

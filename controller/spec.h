@@ -7,6 +7,8 @@
  * Defaults (KubeElasti's): minTargetReplicas 1, cooldownPeriod 900 s, holdTimeoutSeconds 600,
  * maxHeldConnections 10000. An absent or non-positive number takes the default
  * (cooldownPeriod: a negative one).
+ * holdfast's spec.waitingPage is off when absent (waiting_page_parse, dataplane.h); unlike the
+ * numbers above, a bad value there is refused, naming the field.
  */
 #ifndef HOLDFAST_CONTROLLER_SPEC_H
 #define HOLDFAST_CONTROLLER_SPEC_H
@@ -17,6 +19,7 @@
 
 #include "controller/prom.h"
 #include "controller/target.h"
+#include "resolver/dataplane.h"
 
 #define SPEC_DEFAULT_COOLDOWN_S 900
 #define SPEC_DEFAULT_HOLD_TIMEOUT_S 600
@@ -39,6 +42,7 @@ struct es_spec {
     unsigned hold_timeout_s;     /* spec.holdTimeoutSeconds */
     size_t max_held;             /* spec.maxHeldConnections */
     char *keda;                  /* spec.autoscaler.name when its type is "keda", or NULL */
+    struct waiting_page_spec waiting_page; /* spec.waitingPage (holdfast addition) */
 };
 
 /*

@@ -44,6 +44,7 @@
 #include "resolver/hold.h"
 #include "resolver/httpans.h"
 #include "resolver/pick.h"
+#include "resolver/waitpage.h"
 
 enum conn_state {
     CONN_HEAD,       /* reading and parsing the request head (HTTP, service not ready) */
@@ -117,6 +118,12 @@ struct conn {
     bool probe_check;   /* HTTP port, ready at accept: its first bytes are still to be looked at
                            for a data-path probe (check_first_bytes); counted forwarded after */
 
+    /* The current request is a browser navigation answered by the waiting page: this message
+     * (owned; page_close: the connection ends after it), sent once the request is complete. */
+    char *page_msg;
+    size_t page_len;
+    bool page_close;
+
     /* Holding. */
     struct hold_entry hold; /* in svc->workers[w].held while queued; accept time */
     bool held;              /* counted in the held gauges */
@@ -148,6 +155,7 @@ static void decide_after_head(struct conn *c);
 static void answer_datapath_probe(struct conn *c);
 static void route_by_host(struct conn *c);
 static void answer_probe(struct conn *c, size_t consumed);
+static bool answer_waiting_page(struct conn *c, const struct route_service *r);
 static void conn_answer_error(struct conn *c, int status, const char *error, const char *reason,
                               enum outcome outcome);
 static void conn_send_final(struct conn *c, char *msg, size_t len);
@@ -405,6 +413,13 @@ static size_t in_limit(const struct conn *c)
     return l->hold_buffer_bytes > l->max_head_bytes ? l->hold_buffer_bytes : l->max_head_bytes + 1;
 }
 
+/* The current request is answered by holdfast (a probeResponse rule or the waiting page) once
+ * the message is complete: its body is dropped as it is parsed. */
+static bool answer_pending(const struct conn *c)
+{
+    return c->probe || c->page_msg;
+}
+
 /* ---- 1. accept ---- */
 
 void conn_accept(struct worker *w, int fd, const struct route_listener *l)
@@ -641,7 +656,7 @@ static void parse_more(struct conn *c)
         const char *base = c->in.data + c->in.off;
         c->parser->head = c->head;
         c->parser->capture = c->state == CONN_HEAD;
-        c->parser->pause_at_end = c->probe != NULL;
+        c->parser->pause_at_end = answer_pending(c);
         llhttp_errno_t err = head_execute(c->parser, c->in.data, base, c->parse_off,
                                           buf_pending(&c->in) - c->parse_off);
         if (err == HPE_OK) {
@@ -684,7 +699,7 @@ static void parse_more(struct conn *c)
     }
     if (c->closing)
         return;
-    if (c->state == CONN_HEAD && c->parser && !c->probe &&
+    if (c->state == CONN_HEAD && c->parser && !answer_pending(c) &&
         buf_pending(&c->in) > c->w->dp->limits.max_head_bytes) {
         if (!c->svc)
             counter_add(&c->w->dp->bad_requests, 1);
@@ -692,8 +707,8 @@ static void parse_more(struct conn *c)
                           "request head larger than the limit", OUTCOME_BAD_REQUEST);
         return;
     }
-    if (c->state == CONN_HEAD && c->probe && c->parser) {
-        /* A probe's body needs no keeping: drop what was parsed. */
+    if (c->state == CONN_HEAD && answer_pending(c) && c->parser) {
+        /* A probe's body needs no keeping (nor a waiting page's): drop what was parsed. */
         c->in.off += c->parse_off;
         c->parse_off = 0;
     }
@@ -718,12 +733,13 @@ static bool paused_client_read(struct conn *c)
     return read;
 }
 
-/* ---- 3. decide: data-path probe, Host routing, ready, probeResponse rule, or hold ---- */
+/* ---- 3. decide: data-path probe, Host routing, ready, probe rule, waiting page, or hold ---- */
 
 /* The head of a request is complete: a data-path probe is answered, the shared port routes by
  * Host, a ready service is connected to, a probeResponse rule answers (once the message is
- * complete: c->probe), anything else is held. Parsing goes on only for a probe-matched
- * request (not moved_on). */
+ * complete: c->probe), a browser navigation gets the service's waiting page if it has one
+ * (c->page_msg, also once complete), anything else is held. Parsing goes on only for a
+ * request answered so (not moved_on). */
 static void decide_after_head(struct conn *c)
 {
     c->seen_request = true;
@@ -760,7 +776,27 @@ static void decide_after_head(struct conn *c)
             return; /* answered when the message (and any body) is complete */
         }
     }
+    if (answer_waiting_page(c, r))
+        return;
     conn_hold(c);
+}
+
+/*
+ * A browser navigation to a service with a waiting page and no ready endpoint (this is only
+ * reached on an HTTP/1 port: TLS, h2c and tcp ports are never parsed, and gRPC is HTTP/2):
+ * the page's answer is made now, while the route is at hand, and sent when the message is
+ * complete (answer_probe), which also wakes the service. Returns true when it will be.
+ */
+static bool answer_waiting_page(struct conn *c, const struct route_service *r)
+{
+    if (!r || !r->page || !head_is_navigation(c->head, in_ptr(c)))
+        return false;
+    c->page_close = !llhttp_should_keep_alive(&c->parser->http);
+    c->page_msg = waitpage_answer(r->page, head_span_eq(in_ptr(c), c->head->method, "HEAD"),
+                                  c->page_close, &c->page_len);
+    if (!c->page_msg)
+        conn_close(c); /* out of memory */
+    return true;
 }
 
 /*
@@ -827,16 +863,30 @@ static void route_by_host(struct conn *c)
     c->deadline_ns = c->hold.arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
 }
 
-/* A probe-matched request is complete: answer it and drop its bytes. Parsing goes on only on
- * a kept-alive connection (not moved_on). */
+/* A request answered by a probe rule or the waiting page is complete: answer it and drop its
+ * bytes. Parsing goes on only on a kept-alive connection (not moved_on). A waiting page wakes
+ * the service as a held request does: the browser's refresh then finds it started. */
 static void answer_probe(struct conn *c, size_t consumed)
 {
-    bool keep_alive = llhttp_should_keep_alive(&c->parser->http);
+    bool keep_alive;
     size_t len;
-    char *msg = httpans_probe(c->probe->status, c->probe->body, c->probe->body_len, c->probe_head,
-                              !keep_alive, &len);
-    count(c, OUTCOME_PROBE);
-    c->probe = NULL;
+    char *msg;
+    if (c->page_msg) {
+        keep_alive = !c->page_close;
+        msg = c->page_msg;
+        len = c->page_len;
+        c->page_msg = NULL;
+        counter_add(&c->svc->waiting_pages, 1);
+        if (wakeq_push_wake(&c->w->dp->wakeq, c->svc))
+            counter_add(&c->svc->wakes, 1);
+        log_debug("waiting page answered", "service=%s", c->svc->key);
+    } else {
+        keep_alive = llhttp_should_keep_alive(&c->parser->http);
+        msg = httpans_probe(c->probe->status, c->probe->body, c->probe->body_len, c->probe_head,
+                            !keep_alive, &len);
+        count(c, OUTCOME_PROBE);
+        c->probe = NULL;
+    }
     if (!msg || buf_append(&c->out, msg, len) < 0) {
         free(msg);
         conn_close(c);
@@ -1623,6 +1673,7 @@ static size_t free_closed(struct worker *w)
         buf_free(&c->out);
         free(c->parser);
         free(c->head);
+        free(c->page_msg);
         if (c->svc)
             svc_state_unref(c->svc);
         TAILQ_REMOVE(&w->conns, c, all_link);

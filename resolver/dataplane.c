@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "resolver/probe.h"
 #include "resolver/route.h"
+#include "resolver/waitpage.h"
 #include "resolver/wakeq.h"
 #include "resolver/worker.h"
 
@@ -152,6 +153,14 @@ void route_service_set_probes(struct route_service *r, struct route_probes *prob
 {
     route_probes_unref(r->probes);
     r->probes = route_probes_ref(probes);
+}
+
+int route_service_set_waiting_page(struct route_service *r, const char *html, size_t html_len,
+                                   unsigned retry_after_s)
+{
+    waitpage_free(r->page);
+    r->page = waitpage_new(r->svc->ns, r->svc->name, html, html_len, retry_after_s);
+    return r->page ? 0 : -1;
 }
 
 int route_service_set_reason(struct route_service *r, const char *reason)
@@ -308,6 +317,7 @@ enum {
     F_HELD_BYTES,
     F_WAKES,
     F_RETRIES,
+    F_WAITING_PAGES,
     F_HOLD_HIST,
     F_COLD_HIST,
     F_READY_HIST,
@@ -342,7 +352,8 @@ static bool svc_used(struct svc_state *s)
             return true;
     }
     return counter_get(&s->wakes) || counter_get(&s->connect_retries) ||
-           atomic_load(&s->held_conns) || atomic_load(&s->held_bytes) ||
+           counter_get(&s->waiting_pages) || atomic_load(&s->held_conns) ||
+           atomic_load(&s->held_bytes) ||
            (h &&
             (hist_used(&h->hold_seconds) || hist_used(&h->cold_start_seconds) ||
              hist_used(&h->ready_to_first_byte_seconds) || hist_used(&h->wake_to_scale_seconds)));
@@ -374,6 +385,9 @@ static void family_sample(struct svc_state *s, void *arg)
         break;
     case F_RETRIES:
         mtext_sample(f->out, f->name, svc_labels, (double)counter_get(&s->connect_retries));
+        break;
+    case F_WAITING_PAGES:
+        mtext_sample(f->out, f->name, svc_labels, (double)counter_get(&s->waiting_pages));
         break;
     case F_HOLD_HIST:
         mtext_hist(f->out, f->name, svc_labels, h ? &h->hold_seconds : &no_hist);
@@ -410,6 +424,9 @@ void dataplane_metrics(struct mtext *out, struct dataplane *dp, uint64_t admin_f
                    "Wakes signalled to the control plane.", F_WAKES);
     service_family(dp, out, "holdfast_upstream_connect_retries_total", "counter",
                    "Backend connect attempts that failed and were retried.", F_RETRIES);
+    service_family(dp, out, "holdfast_waiting_pages_total", "counter",
+                   "Browser navigations answered with the waiting page while not ready.",
+                   F_WAITING_PAGES);
     service_family(dp, out, "holdfast_hold_duration_seconds", "histogram",
                    "Time connections spent held.", F_HOLD_HIST);
     service_family(dp, out, "holdfast_cold_start_seconds", "histogram",

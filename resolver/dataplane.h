@@ -139,6 +139,31 @@ size_t route_probes_count(const struct route_probes *p);
 struct route_probes *route_probes_ref(struct route_probes *p);
 void route_probes_unref(struct route_probes *p); /* NULL is fine */
 
+/* ---- the waiting page (holdfast addition) ---- */
+
+#define WAITING_PAGE_DEFAULT_RETRY_S 2
+#define WAITING_PAGE_MAX_RETRY_S 3600
+#define WAITING_PAGE_MAX_HTML (64 * 1024)
+
+/* A service's `waitingPage` setting, as parsed: what a browser navigation gets while the
+ * service has no ready backend (resolver/waitpage.h). */
+struct waiting_page_spec {
+    bool enabled;           /* off by default: every request is held */
+    unsigned retry_after_s; /* Retry-After and the page's refresh, 1..3600; default 2 */
+    char *html;             /* the page as given, owned; NULL: the built-in page */
+    size_t html_len;        /* 1..WAITING_PAGE_MAX_HTML bytes */
+};
+
+/*
+ * Parses a waitingPage object (NULL or a JSON null: absent, the defaults) into *out, which it
+ * clears first (out must be zeroed or hold a parsed setting). Returns 0, or -1 with one message
+ * in err naming `path` and the field ("spec.waitingPage.retryAfterSeconds: must be an integer
+ * from 1 to 3600"). Unknown keys are refused. Free with waiting_page_spec_clear.
+ */
+int waiting_page_parse(const struct cJSON *obj, const char *path, struct waiting_page_spec *out,
+                       char *err, size_t errlen);
+void waiting_page_spec_clear(struct waiting_page_spec *p);
+
 /* ---- routes ---- */
 
 /* Where connections for one service go: its ports, their ready endpoints, its resolver
@@ -164,6 +189,12 @@ void route_service_set_limits(struct route_service *r, unsigned hold_timeout_s,
                               size_t max_connections, size_t max_bytes);
 /* The probeResponse rules answered while not ready (a new reference is taken; NULL none). */
 void route_service_set_probes(struct route_service *r, struct route_probes *probes);
+/* Answers a browser navigation while no backend is ready with a waiting page: html[0,
+ * html_len) (copied), or the built-in page naming the service when html is NULL, with
+ * Retry-After and a refresh of retry_after_s seconds. Rendered here, once per route. Returns 0,
+ * or -1 when out of memory. Without this call the route holds every request. */
+int route_service_set_waiting_page(struct route_service *r, const char *html, size_t html_len,
+                                   unsigned retry_after_s);
 /* Why the service is not ready, as the control plane knows it: what a 504 says (copied; NULL
  * none). Returns 0, or -1 when out of memory. */
 int route_service_set_reason(struct route_service *r, const char *reason);

@@ -310,6 +310,74 @@ const struct route_service *head_route_by_host(const struct head *h, const char 
     return r;
 }
 
+/* The next element of a comma- (or semicolon-) separated list in v[*pos, n), without the OWS
+ * around it: its start and length; *pos moves past the separator. */
+static size_t list_next(const char *v, size_t n, size_t *pos, char sep, size_t *start)
+{
+    size_t i = *pos;
+    while (i < n && (v[i] == ' ' || v[i] == '\t'))
+        i++;
+    *start = i;
+    while (i < n && v[i] != sep)
+        i++;
+    size_t e = i;
+    while (e > *start && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+        e--;
+    *pos = i + 1;
+    return e - *start;
+}
+
+/* A weight that is zero ("0", "0.", "0.000"): the media range is not acceptable. */
+static bool q_is_zero(const char *v, size_t n)
+{
+    if (n == 0 || v[0] != '0')
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        if (!(v[i] == '0' || (i == 1 && v[i] == '.')))
+            return false;
+    }
+    return true;
+}
+
+/* One Accept value (RFC 9110 12.5.1: media ranges with parameters, comma-separated) lists
+ * text/html with a weight above zero. */
+static bool accept_lists_html(const char *v, size_t n)
+{
+    for (size_t pos = 0; pos < n;) {
+        size_t start;
+        size_t len = list_next(v, n, &pos, ',', &start);
+        const char *elem = v + start;
+        size_t ppos = 0, pstart;
+        size_t range_len = list_next(elem, len, &ppos, ';', &pstart);
+        bool html = range_len == 9 && strncasecmp(elem + pstart, "text/html", 9) == 0;
+        while (html && ppos < len) {
+            size_t plen = list_next(elem, len, &ppos, ';', &pstart);
+            const char *param = elem + pstart;
+            if (plen >= 2 && (param[0] | 0x20) == 'q' && param[1] == '=' &&
+                q_is_zero(param + 2, plen - 2))
+                html = false;
+        }
+        if (html)
+            return true;
+    }
+    return false;
+}
+
+bool head_is_navigation(const struct head *h, const char *msg)
+{
+    if (!head_span_eq(msg, h->method, "GET") && !head_span_eq(msg, h->method, "HEAD"))
+        return false;
+    bool html = false;
+    for (size_t i = 0; i < h->n_fields; i++) {
+        if (head_span_eq(msg, h->names[i], "upgrade"))
+            return false;
+        if (head_span_eq(msg, h->names[i], "accept") &&
+            accept_lists_html(head_ptr(msg, h->values[i]), h->values[i].len))
+            html = true;
+    }
+    return html;
+}
+
 void head_probe_request(const struct head *h, const char *msg, struct probe_header *hdrs,
                         struct probe_request *req)
 {

@@ -15,7 +15,8 @@
  * whose answer waits for its body). The caller decides, then resumes.
  *
  * The rest reads a captured head: the shared port's Host routing, the data-path probe field,
- * and the inputs of probeResponse rule matching. Plus two looks at first bytes that need no
+ * the inputs of probeResponse rule matching, and whether it is a browser navigation (the
+ * waiting page's test). Plus two looks at first bytes that need no
  * parser: TLS / HTTP/2 sniffing, and the Holdfast-Probe scan of a relayed connection.
  */
 #ifndef HOLDFAST_HEAD_H
@@ -123,6 +124,13 @@ size_t head_find(const struct head *h, const char *msg, const char *name, struct
 const struct route_service *head_route_by_host(const struct head *h, const char *msg,
                                                const struct route_snapshot *snap, size_t *port,
                                                char *host, size_t host_size);
+
+/*
+ * Is the captured request a browser navigation, the kind a waiting page answers (waitpage.h)?
+ * GET or HEAD, an Accept field that lists text/html (by name, not through a wildcard, and not
+ * with q=0), and no Upgrade field (a WebSocket or h2c upgrade is never answered with a page).
+ */
+bool head_is_navigation(const struct head *h, const char *msg);
 
 /* Fills req (and hdrs[HEAD_MAX_FIELDS], which req points into) from h for probe_match. */
 void head_probe_request(const struct head *h, const char *msg, struct probe_header *hdrs,

@@ -4,6 +4,7 @@
 #include "resolver/route.h"
 #include "common/key.h"
 #include "common/strmap.h"
+#include "resolver/waitpage.h"
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -216,6 +217,7 @@ void route_service_unref(struct route_service *r)
     free(r->ports);
     free(r->listeners);
     free(r->reason);
+    waitpage_free(r->page);
     free(r);
 }
 

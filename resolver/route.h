@@ -38,6 +38,7 @@
 
 struct conn;
 struct event;
+struct waitpage;
 
 /* Why a request ended, for holdfast_requests_total{outcome}. */
 enum outcome {
@@ -96,6 +97,7 @@ struct svc_state {
     _Atomic uint64_t requests[OUTCOME_COUNT];
     _Atomic uint64_t wakes;
     _Atomic uint64_t connect_retries;
+    _Atomic uint64_t waiting_pages; /* browser navigations answered with the waiting page */
     /* Allocated on the first observation (svc_state_hists), freed with the state: most
      * services never hold a request, and at 10,000 services four empty histograms were
      * 5.7 MB (bench/RESULTS.md, 7c and 7d). */
@@ -191,6 +193,8 @@ struct route_service {
     size_t max_held_connections;
     size_t max_held_bytes;
     char *reason; /* why it is not ready, when the control plane knows; owned */
+    /* a browser navigation's answer while not ready (owned); NULL: every request is held */
+    struct waitpage *page;
 };
 
 /*

@@ -309,6 +309,7 @@ static int parse_service(const cJSON *svc, const char *json_path, struct config_
                                        "maxHeldConnections",
                                        "maxHeldBytes",
                                        "probeResponse",
+                                       "waitingPage",
                                        NULL};
     static const struct int_field period = {"readinessPeriodMs", 10, 3600000};
     static const struct int_field hold = {"holdTimeoutSeconds", 1, 86400};
@@ -356,6 +357,12 @@ static int parse_service(const cJSON *svc, const char *json_path, struct config_
         return -1;
     if (s->protocol == PROTO_TCP && route_probes_count(s->probes) > 0)
         return fail(msg, sub, NULL, "needs \"protocol\": \"http\" (a tcp service is not parsed)");
+    snprintf(sub, sizeof(sub), "%s.waitingPage", json_path);
+    if (waiting_page_parse(json_get(svc, "waitingPage"), sub, &s->waiting_page, msg, MSG_MAX) < 0)
+        return -1;
+    if (s->protocol == PROTO_TCP && s->waiting_page.enabled)
+        return fail(msg, sub, "enabled",
+                    "needs \"protocol\": \"http\" (a tcp service is not parsed)");
     return 0;
 }
 
@@ -602,6 +609,7 @@ void config_free(struct config *cfg)
         free(s->wake_argv);
         free(s->readiness_path);
         route_probes_unref(s->probes);
+        waiting_page_spec_clear(&s->waiting_page);
     }
     free(cfg->services);
     free(cfg->shared_listen);

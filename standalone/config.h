@@ -10,7 +10,8 @@
  *       "readiness": {"httpGet": {"path": "/"}},
  *       "readinessPeriodMs": 100, "holdTimeoutSeconds": 600, "maxHeldConnections": 10000,
  *       "maxHeldBytes": 67108864,
- *       "probeResponse": []
+ *       "probeResponse": [],
+ *       "waitingPage": {"enabled": true, "retryAfterSeconds": 2, "html": "<!DOCTYPE html>..."}
  *     }],
  *     "shared": {"listen": ["127.0.0.1:8012"]},
  *     "limits": {
@@ -53,6 +54,8 @@ struct config_service {
     size_t max_held_bytes;        /* default 64 MiB */
     struct route_probes *probes;  /* never NULL after config_load (may hold no rule); one
                                    * reference, which the routes share */
+    /* waitingPage: what a browser navigation gets while no backend is ready (off by default) */
+    struct waiting_page_spec waiting_page;
 };
 
 struct config {

@@ -129,6 +129,13 @@ static int publish(struct standalone *sa, char *err, size_t errlen)
             break;
         }
         route_service_set_probes(r, s->probes);
+        const struct waiting_page_spec *page = &s->cfg->waiting_page;
+        if (page->enabled && route_service_set_waiting_page(r, page->html, page->html_len,
+                                                            page->retry_after_s) < 0) {
+            route_service_unref(r);
+            ok = false;
+            break;
+        }
         route_service_set_limits(r, s->cfg->hold_timeout_s, s->cfg->max_held_connections,
                                  s->cfg->max_held_bytes);
         for (size_t l = 0; l < s->cfg->n_listen; l++)

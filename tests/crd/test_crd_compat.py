@@ -32,6 +32,7 @@ FIXTURE_PATH = REPO.parent / "shared" / "fixtures" / "kubeelasti" / "elastiservi
 ADDITIONS = {
     "spec.holdTimeoutSeconds",
     "spec.maxHeldConnections",
+    "spec.waitingPage",
     "status.observedGeneration",
     "status.ports",
     "status.conditions",
@@ -200,6 +201,13 @@ def test_holdfast_additions_shape():
     assert (h["type"], h["minimum"], h["maximum"]) == ("integer", 1, 86400)
     m = node(s, "spec.maxHeldConnections")
     assert m["type"] == "integer" and m["minimum"] == 1
+    w = node(s, "spec.waitingPage")
+    assert w["type"] == "object" and set(w["properties"]) == {"enabled", "retryAfterSeconds", "html"}
+    assert w["properties"]["enabled"]["type"] == "boolean"
+    r = w["properties"]["retryAfterSeconds"]
+    assert (r["type"], r["minimum"], r["maximum"]) == ("integer", 1, 3600)
+    assert w["properties"]["html"]["maxLength"] == 65536
+    assert not any("default" in v for v in w["properties"].values())
     g = node(s, "status.observedGeneration")
     assert g["type"] == "integer" and g.get("minimum") == 0
     ports = node(s, "status.ports")

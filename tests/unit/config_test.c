@@ -283,7 +283,7 @@ Test(config_error, unknown_keys_at_every_level)
                      "test.json: services[0]: unknown key \"backend\" (expected one of "
                      "namespace, name, listen, backends, protocol, wake, readiness, "
                      "readinessPeriodMs, holdTimeoutSeconds, maxHeldConnections, maxHeldBytes, "
-                     "probeResponse)");
+                     "probeResponse, waitingPage)");
     cr_assert_str_eq(ONE_SERVICE_ERR("\"wake\": {\"cmd\": [\"x\"]}"),
                      "test.json: services[0].wake: unknown key \"cmd\" (expected one of command)");
     cr_assert_str_eq(ONE_SERVICE_ERR("\"readiness\": {\"exec\": {}}"),
@@ -517,6 +517,42 @@ Test(config_error, probe_response_needs_http)
         "test.json: services[0].probeResponse: needs \"protocol\": \"http\" (a tcp "
         "service is not parsed)");
     config_free(parse_ok(one_service("\"protocol\": \"tcp\", \"probeResponse\": []")));
+}
+
+Test(config, waiting_page_is_read_and_off_by_default)
+{
+    struct config *cfg = parse_ok(one_service(""));
+    cr_assert_not(cfg->services[0].waiting_page.enabled);
+    config_free(cfg);
+    cfg = parse_ok(one_service("\"waitingPage\": {\"enabled\": true, \"retryAfterSeconds\": 4, "
+                               "\"html\": \"<p>soon</p>\"}"));
+    const struct waiting_page_spec *p = &cfg->services[0].waiting_page;
+    cr_assert(p->enabled);
+    cr_assert_eq(p->retry_after_s, 4);
+    cr_assert_eq(p->html_len, 11);
+    cr_assert_eq(memcmp(p->html, "<p>soon</p>", 11), 0);
+    config_free(cfg);
+}
+
+Test(config_error, waiting_page_errors_name_the_field)
+{
+    cr_assert_str_eq(ONE_SERVICE_ERR("\"waitingPage\": {\"retryAfterSeconds\": 3601}"),
+                     "test.json: services[0].waitingPage.retryAfterSeconds: must be an integer "
+                     "from 1 to 3600");
+    cr_assert_str_eq(ONE_SERVICE_ERR("\"waitingPage\": {\"enabled\": \"yes\"}"),
+                     "test.json: services[0].waitingPage.enabled: must be true or false, not a "
+                     "string");
+    cr_assert_str_eq(ONE_SERVICE_ERR("\"waitingPage\": {\"html\": \"\"}"),
+                     "test.json: services[0].waitingPage.html: must not be empty (leave it out "
+                     "for the built-in page)");
+    cr_assert_str_eq(ONE_SERVICE_ERR("\"waitingPage\": {\"page\": \"x\"}"),
+                     "test.json: services[0].waitingPage: unknown key \"page\" (expected one of "
+                     "enabled, retryAfterSeconds, html)");
+    cr_assert_str_eq(ONE_SERVICE_ERR("\"protocol\": \"tcp\", \"waitingPage\": {\"enabled\": true}"),
+                     "test.json: services[0].waitingPage.enabled: needs \"protocol\": \"http\" "
+                     "(a tcp service is not parsed)");
+    config_free(
+        parse_ok(one_service("\"protocol\": \"tcp\", \"waitingPage\": {\"enabled\": false}")));
 }
 
 /* ---- strings holding a NUL character --------------------------------------------------------- */

@@ -114,3 +114,53 @@ Test(head, probe_field_is_found_in_the_head_only)
     n += (size_t)snprintf(big + n, sizeof(big) - n, "Holdfast-Probe: n\r\n\r\n");
     cr_assert_not(head_has_probe_field(big, n)); /* past the bound: relayed */
 }
+
+/* Captures the head of m (which must be complete) and asks head_is_navigation. */
+static bool navigation(const char *m)
+{
+    head_parser_init(&hp);
+    memset(&h, 0, sizeof(h));
+    hp.head = &h;
+    hp.capture = true;
+    cr_assert_eq(feed(m), HPE_PAUSED, "%s", m);
+    cr_assert_eq(hp.pause, HEAD_PAUSE_HEAD_DONE);
+    return head_is_navigation(&h, m);
+}
+
+Test(head, a_browser_navigation_is_get_or_head_accepting_html_without_upgrade)
+{
+    /* What browsers send when a page is opened. */
+    cr_assert(navigation("GET / HTTP/1.1\r\nHost: a\r\nAccept: text/html,application/xhtml+xml,"
+                         "application/xml;q=0.9,*/*;q=0.8\r\n\r\n"));
+    cr_assert(navigation("HEAD /x HTTP/1.1\r\nHost: a\r\nAccept: TEXT/HTML\r\n\r\n"));
+    cr_assert(navigation("GET / HTTP/1.1\r\nHost: a\r\nAccept: application/json , text/html ; "
+                         "level=1;q=0.5\r\n\r\n"));
+    /* A second Accept field counts as much as the first. */
+    cr_assert(navigation("GET / HTTP/1.1\r\nAccept: application/json\r\nHost: a\r\n"
+                         "Accept: text/html\r\n\r\n"));
+    cr_assert(navigation("GET / HTTP/1.1\r\nHost: a\r\nAccept: text/html;q=0.001\r\n\r\n"));
+
+    /* API clients: no Accept, a wildcard, JSON, or text/html refused with q=0. */
+    cr_assert_not(navigation("GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+    cr_assert_not(navigation("GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n"));
+    cr_assert_not(navigation("GET / HTTP/1.1\r\nHost: a\r\nAccept: text/*\r\n\r\n"));
+    cr_assert_not(navigation("GET / HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\n\r\n"));
+    cr_assert_not(navigation("GET / HTTP/1.1\r\nHost: a\r\nAccept: text/html;q=0\r\n\r\n"));
+    cr_assert_not(navigation("GET / HTTP/1.1\r\nHost: a\r\nAccept: text/html; Q=0.000\r\n\r\n"));
+    cr_assert_not(
+        navigation("GET / HTTP/1.1\r\nHost: a\r\nAccept: text/htmlx, xtext/html\r\n\r\n"));
+    cr_assert_not(navigation("GET / HTTP/1.1\r\nHost: a\r\nX-Accept: text/html\r\n"
+                             "Content-Type: text/html\r\n\r\n"));
+    /* Other methods, even from a browser (a form post). */
+    cr_assert_not(navigation("POST / HTTP/1.1\r\nHost: a\r\nAccept: text/html\r\n"
+                             "Content-Length: 0\r\n\r\n"));
+    cr_assert_not(navigation("OPTIONS / HTTP/1.1\r\nHost: a\r\nAccept: text/html\r\n\r\n"));
+    /* An upgrade (WebSocket, h2c) is never answered with a page. */
+    cr_assert_not(navigation("GET /ws HTTP/1.1\r\nHost: a\r\nAccept: text/html\r\n"
+                             "Connection: Upgrade\r\nUpgrade: websocket\r\n"
+                             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                             "Sec-WebSocket-Version: 13\r\n\r\n"));
+    cr_assert_not(
+        navigation("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nAccept: text/html\r\n"
+                   "Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQ\r\n\r\n"));
+}

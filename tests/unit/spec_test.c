@@ -170,3 +170,39 @@ Test(spec, parses_again_over_a_parsed_spec)
     cr_assert_eq(s.n_triggers, 0);
     spec_clear(&s);
 }
+
+Test(spec, reads_the_waiting_page_and_defaults_it_off)
+{
+    struct es_spec s = {0};
+    char err[512] = "";
+    cr_assert_eq(parse("{\"service\":\"web\"," TARGET "}", &s, err, sizeof(err)), 0, "%s", err);
+    cr_assert_not(s.waiting_page.enabled);
+    cr_assert_eq(parse("{\"service\":\"web\"," TARGET ",\"waitingPage\":{\"enabled\":true,"
+                       "\"retryAfterSeconds\":9,\"html\":\"<p>wait</p>\"}}",
+                       &s, err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert(s.waiting_page.enabled);
+    cr_assert_eq(s.waiting_page.retry_after_s, 9);
+    cr_assert_eq(s.waiting_page.html_len, 11);
+    cr_assert_eq(memcmp(s.waiting_page.html, "<p>wait</p>", 11), 0);
+    spec_clear(&s);
+    cr_assert_null(s.waiting_page.html);
+}
+
+Test(spec, refuses_a_bad_waiting_page_naming_the_field)
+{
+    struct es_spec s = {0};
+    char err[512] = "";
+    cr_assert_eq(parse("{\"service\":\"web\"," TARGET ",\"waitingPage\":{\"enabled\":true,"
+                       "\"retryAfterSeconds\":0}}",
+                       &s, err, sizeof(err)),
+                 -1);
+    cr_assert_str_eq(err, "spec.waitingPage.retryAfterSeconds: must be an integer from 1 to 3600");
+    cr_assert_not(s.waiting_page.enabled, "a refused page is not served");
+    cr_assert_str_eq(s.service, "web");
+    cr_assert_not_null(s.probes, "what comes before the page is kept");
+    cr_assert_eq(
+        parse("{\"service\":\"web\"," TARGET ",\"waitingPage\":\"on\"}", &s, err, sizeof(err)), -1);
+    cr_assert_str_eq(err, "spec.waitingPage: must be an object, not a string");
+    spec_clear(&s);
+}
