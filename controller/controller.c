@@ -223,7 +223,8 @@ static void es_clear_spec(struct es *e)
 
 static void es_free(struct es *e)
 {
-    cJSON_Delete(e->status_queued);
+    cJSON_Delete(e->status_written);
+    cJSON_Delete(e->status_pending);
     switch_cancel(e);
     routes_forget(e);
     if (e->service_key)
@@ -372,8 +373,11 @@ static void es_parse_status(struct es *e, const cJSON *obj)
     if (status_echo_arrived(e->awaited_rv, e->awaited_ms, rv, clock_mono_ms()))
         es_text_clear(&e->awaited_rv); /* the informer caught up with our last write */
     bool ours_newer = e->status_inflight > 0 || e->busy || e->awaited_rv;
-    if (!ours_newer)
+    if (!ours_newer) {
         es_adopt_mode(e, mode);
+        cJSON_Delete(e->status_written);
+        e->status_written = status_shown(status); /* what a sync compares with */
+    }
     e->last_scaled_up = parse_time(json_str(status, "lastScaledUpTime"));
     if (e->last_scaled_up < e->scaled_up_unwritten)
         e->last_scaled_up = e->scaled_up_unwritten; /* on its way */
@@ -572,36 +576,62 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
                  "elastiservice=%s error=%s "
                  "message=%s",
                  e ? e->key : "?", err->reason, err->message);
-    if (e && e->status_inflight == 0 && e->status_queued) {
-        cJSON *queued = e->status_queued;
-        e->status_queued = NULL;
-        es_status_write(e, queued);
+    if (e && e->status_pending) {
+        if (!err) {
+            cJSON_Delete(e->status_written);
+            e->status_written = e->status_pending;
+        } else {
+            cJSON_Delete(e->status_pending);
+        }
+        e->status_pending = NULL;
+    }
+    if (e && e->status_inflight == 0 && e->status_resync) {
+        bool touch = e->status_retouch;
+        e->status_resync = e->status_retouch = false;
+        es_status_sync(e, touch);
     }
 }
 
-/* Merge-patches the status with `fields` (taken) plus conditions, observedGeneration and
- * lastReconciledTime. */
-void es_status_write(struct es *e, cJSON *fields)
+/* The status e wants the API to show (status_want's members). */
+static cJSON *es_status_want(const struct es *e)
+{
+    bool lead = e->c->leader && e->mode != ES_MODE_NONE;
+    return status_want(lead ? es_mode_name(e) : NULL, lead && e->n_ports ? es_ports_json(e) : NULL,
+                       e->conditions, e->generation,
+                       e->last_scaled_up > e->scaled_up_unwritten ? e->last_scaled_up
+                                                                  : e->scaled_up_unwritten);
+}
+
+void es_status_sync(struct es *e, bool touch)
 {
     if (e->status_inflight > 0) {
-        /* one at a time: merged into the next, sent when this one is answered */
-        e->status_queued = status_merge(e->status_queued, fields);
-        if (!e->status_queued)
-            e->status_dirty = true; /* out of memory: the next poll writes it */
+        e->status_resync = true;
+        e->status_retouch = e->status_retouch || touch;
         return;
     }
-    cJSON *patch =
-        status_patch(fields, e->conditions, e->generation, e->scaled_up_unwritten, clock_wall_s());
+    cJSON *want = es_status_want(e);
+    cJSON *changes = status_changes(want, e->status_written);
+    if (!changes && !touch) {
+        cJSON_Delete(want);
+        return;
+    }
+    cJSON *patch = status_patch(changes, e->generation, clock_wall_s());
     struct es_ref *ref = es_ref_new(e);
     if (ref) {
         ref->generation = e->generation;
         ref->scaled_up = e->scaled_up_unwritten;
     }
     if (ref && kube_patch(e->c->kube, &RES_ES, e->ns, e->name, "status", KUBE_PATCH_MERGE, patch,
-                          on_status_written, ref))
+                          on_status_written, ref)) {
         e->status_inflight++;
-    else if (ref)
-        es_ref_take(ref);
+        cJSON_Delete(e->status_pending);
+        e->status_pending = want;
+    } else {
+        if (ref)
+            es_ref_take(ref);
+        cJSON_Delete(want);
+        e->status_dirty = true; /* the next poll syncs again */
+    }
     cJSON_Delete(patch);
 }
 
@@ -881,7 +911,7 @@ static void es_acknowledge(struct es *e)
      * observedGeneration. One write instead of two. */
     if (e->mode == ES_MODE_NONE && e->evaluated_ms == 0 && es_follows_workload(e))
         return;
-    es_status_write(e, NULL);
+    es_status_sync(e, true);
 }
 
 /* The Service's ports (name, number, protocol, in order) differ from e->ports. */
@@ -914,9 +944,7 @@ static void es_follow_ports(struct es *e)
         return;
     routes_changed(e);
     routes_publish_now(e); /* listening on the new ports before status.ports names them */
-    cJSON *fields = cJSON_CreateObject();
-    cJSON_AddItemToObject(fields, "ports", es_ports_json(e));
-    es_status_write(e, fields);
+    es_status_sync(e, false);
     log_info("the Service's ports changed: status.ports follows", "elastiservice=%s ports=%zu",
              e->key, e->n_ports);
 }
@@ -947,13 +975,13 @@ static void es_reconcile_spec(struct es *e)
     if (e->spec_error) {
         c->reconcile_errors++;
         if (es_cond_set(e, "Ready", false, "InvalidSpec", e->spec_error) && c->leader)
-            es_status_write(e, NULL);
+            es_status_sync(e, false);
         return;
     }
     char why[256];
     if (es_service_unsupported(e, why, sizeof(why))) {
         if (es_cond_set(e, "Ready", false, "UnsupportedService", why) && c->leader)
-            es_status_write(e, NULL);
+            es_status_sync(e, false);
         return;
     }
     if (!c->leader)
@@ -1684,7 +1712,7 @@ static void on_stopped_leading(void *arg)
     for (struct es *e = c->list; e; e = e->next) {
         switch_cancel(e); /* the new leader finds serve mode and deletes the resolver slice */
         if (e->scaled_up_unwritten)
-            es_status_write(e, NULL); /* the new leader's cooldown reads it */
+            es_status_sync(e, true); /* the new leader's cooldown reads it */
     }
     log_info("not leading any more: only wakes from here", NULL);
 }

@@ -134,7 +134,7 @@ struct es {
                             status write) do nothing */
     struct port_map *ports;
     size_t n_ports;
-    cJSON *conditions; /* our copy of status.conditions, sent whole on every status write */
+    cJSON *conditions; /* our copy of status.conditions, sent whole when it changed */
     /* runtime */
     struct svc_state *svc;
     bool busy;             /* a transition is in flight */
@@ -189,12 +189,18 @@ struct es {
     char *not_ready_reason; /* why the woken target has no ready pod, for 504s; or NULL */
     bool had_endpoints;     /* some port had ready endpoints in the last snapshot */
     int status_inflight;    /* status writes not yet answered: our mode/conditions are newer */
-    /* The fields of status writes asked for while one was in flight, merged (later ones win):
-     * sent when it is answered. Two merge patches in flight at once can be applied in either
-     * order (separate connections), and the older one applied last left status.mode wrong for
-     * good (test_controller's long-outage test, about 1 run in 18: {mode: serve} from a /scale
-     * read and {mode: proxy} from the workload watch, sent 1 ms apart). */
-    cJSON *status_queued;
+    /* The status as last written (status_want's members), or as the API showed it when this
+     * replica adopted it (status_shown); NULL: not known. A sync writes what differs. */
+    cJSON *status_written;
+    /* What the write in flight carries (status_want's members), written once it succeeds. */
+    cJSON *status_pending;
+    /* A sync asked for while a write was in flight (status_retouch: one that writes even when
+     * nothing changed): it runs when that write is answered, against the state then. Two merge
+     * patches in flight at once can be applied in either order (separate connections), and the
+     * older one applied last left status.mode wrong for good (test_controller's long-outage
+     * test, about 1 run in 18: {mode: serve} from a /scale read and {mode: proxy} from the
+     * workload watch, sent 1 ms apart). */
+    bool status_resync, status_retouch;
     char *awaited_rv;    /* resourceVersion our last status write made (es_text, at most 63
                             bytes), or NULL; until the informer shows it, older echoes must not
                             undo our mode/conditions */
@@ -390,9 +396,15 @@ bool es_allocate_ports(struct es *e);
 bool es_cond_set(struct es *e, const char *type, bool status, const char *reason,
                  const char *message);
 
-/* Merge-patches the status with `fields` (taken) plus conditions, observedGeneration and
- * lastReconciledTime. */
-void es_status_write(struct es *e, cJSON *fields);
+/*
+ * The status sync: writes (merge patch) what of the status e wants (es_status_want: its mode
+ * and resolver ports when this replica leads, its conditions, observedGeneration, a wake's
+ * lastScaledUpTime) differs from what was last written, with observedGeneration and
+ * lastReconciledTime; nothing when nothing differs, unless `touch` (a heartbeat, an
+ * acknowledgment: the time of the look is what is written). One write at a time: asked for
+ * while one is in flight, it runs when that one is answered.
+ */
+void es_status_sync(struct es *e, bool touch);
 
 /* A reference to e for an API call's callback (es_ref_take frees it), or NULL when out of
  * memory. */

@@ -28,7 +28,7 @@ static void eval_finish(struct es *e)
                                      : es_cond_set(e, "TriggerHealthy", true, "QueryOK", "");
     if (e->eval_blocked) {
         if (changed) /* every polling interval otherwise: thousands of writes at scale */
-            es_status_write(e, NULL);
+            es_status_sync(e, false);
         return;
     }
     if (e->mode == ES_MODE_PROXY)
@@ -171,7 +171,7 @@ static void es_heartbeat(struct es *e)
     if (!e->c->leader || e->status_inflight > 0 || awaiting ||
         now - e->reconciled_at < (int64_t)heartbeat_s(e->c))
         return;
-    es_status_write(e, NULL);
+    es_status_sync(e, true);
 }
 
 static void on_scale_read(const struct target_result *res, const struct kube_error *err, void *arg);
@@ -189,7 +189,7 @@ static void on_scale(const struct target_result *res, const struct kube_error *e
         if (es_cond_set(e, "Ready", false,
                         err->code == KUBE_ERR_NOT_FOUND ? "TargetNotFound" : "TargetUnreadable",
                         err->message))
-            es_status_write(e, NULL);
+            es_status_sync(e, false);
         return;
     }
     evaluate_apply_scale(e, res->scale.spec_replicas, true);
@@ -220,12 +220,8 @@ void evaluate_apply_scale(struct es *e, int replicas, bool poll)
     }
     if (e->status_dirty && e->mode != ES_MODE_NONE) {
         e->status_dirty = false; /* set again if this write fails too */
-        cJSON *fields = cJSON_CreateObject();
-        cJSON_AddStringToObject(fields, "mode", es_mode_name(e));
-        if (e->n_ports)
-            cJSON_AddItemToObject(fields, "ports", es_ports_json(e));
         routes_publish_now(e);
-        es_status_write(e, fields);
+        es_status_sync(e, true);
     }
     bool ready = replicas > 0 && proxy && es_has_ready_endpoint(e, NULL, 0);
     switch (decide_scale(replicas, proxy, ready)) {
@@ -244,16 +240,14 @@ void evaluate_apply_scale(struct es *e, int replicas, bool poll)
     case DECIDE_SCALE_SERVING:
         if (e->mode == ES_MODE_NONE) {
             es_set_mode(e, ES_MODE_SERVE, "the target has replicas");
-            cJSON *fields = cJSON_CreateObject();
-            cJSON_AddStringToObject(fields, "mode", "serve");
             es_cond_set(e, "Ready", true, "Serving", "traffic goes to the target's pods");
-            es_status_write(e, fields);
+            es_status_sync(e, true);
         }
         if (!e->switching) {
             /* a switch cut short (the leadership moved on, a restart) left its condition */
             if (es_cond_reason_is(e, "ScaledToZero", "AwaitingDataPath")) {
                 es_cond_set(e, "ScaledToZero", false, "Serving", "the target has ready endpoints");
-                es_status_write(e, NULL);
+                es_status_sync(e, false);
             }
             /* serving: none should be left (a failed delete, or a leader gone between its
              * slice write and its status write). Only once a pod serves: before, the slice is
@@ -267,7 +261,7 @@ void evaluate_apply_scale(struct es *e, int replicas, bool poll)
         break;
     }
     if (poll && e->scaled_up_unwritten && e->status_inflight == 0)
-        es_status_write(e, NULL); /* a wake's lastScaledUpTime, no serve switch since */
+        es_status_sync(e, true); /* a wake's lastScaledUpTime, no serve switch since */
     else if (poll)
         es_heartbeat(e);
 }

@@ -71,42 +71,70 @@ bool status_cond_set(cJSON *conditions, const char *type, bool status, const cha
     return changed;
 }
 
-cJSON *status_merge(cJSON *queued, cJSON *fields)
+cJSON *status_want(const char *mode, cJSON *ports, const cJSON *conditions, int64_t generation,
+                   int64_t scaled_up)
 {
-    if (!queued)
-        queued = cJSON_CreateObject();
-    cJSON *f = fields ? fields->child : NULL;
-    while (f && queued) {
-        cJSON *next = f->next;
-        cJSON_DeleteItemFromObjectCaseSensitive(queued, f->string);
-        cJSON_AddItemToObject(queued, f->string, cJSON_DetachItemViaPointer(fields, f));
-        f = next;
-    }
-    cJSON_Delete(fields);
-    return queued;
-}
-
-cJSON *status_patch(cJSON *fields, cJSON *conditions, int64_t generation, int64_t scaled_up,
-                    int64_t now)
-{
-    char at[32];
-    rfc3339(now, at, sizeof(at));
-    cJSON *patch = cJSON_CreateObject();
-    cJSON *status = fields ? fields : cJSON_CreateObject();
-    cJSON_AddStringToObject(status, "lastReconciledTime", at);
-    cJSON_AddNumberToObject(status, "observedGeneration", (double)generation);
-    if (scaled_up && !cJSON_GetObjectItemCaseSensitive(status, "lastScaledUpTime")) {
-        char up[32];
-        rfc3339(scaled_up, up, sizeof(up));
-        cJSON_AddStringToObject(status, "lastScaledUpTime", up);
-    }
+    cJSON *want = cJSON_CreateObject();
+    if (mode)
+        cJSON_AddStringToObject(want, "mode", mode);
+    if (ports)
+        cJSON_AddItemToObject(want, "ports", ports);
+    cJSON *conds = conditions ? cJSON_Duplicate(conditions, 1) : cJSON_CreateArray();
     cJSON *cnd;
-    cJSON_ArrayForEach(cnd, conditions)
+    cJSON_ArrayForEach(cnd, conds)
     {
         cJSON_DeleteItemFromObjectCaseSensitive(cnd, "observedGeneration");
         cJSON_AddNumberToObject(cnd, "observedGeneration", (double)generation);
     }
-    cJSON_AddItemToObject(status, "conditions", cJSON_Duplicate(conditions, 1));
+    cJSON_AddItemToObject(want, "conditions", conds);
+    cJSON_AddNumberToObject(want, "observedGeneration", (double)generation);
+    if (scaled_up) {
+        char up[32];
+        rfc3339(scaled_up, up, sizeof(up));
+        cJSON_AddStringToObject(want, "lastScaledUpTime", up);
+    }
+    return want;
+}
+
+static const char *const WANT_MEMBERS[] = {"mode", "ports", "conditions", "observedGeneration",
+                                           "lastScaledUpTime"};
+
+cJSON *status_shown(const cJSON *status)
+{
+    cJSON *shown = cJSON_CreateObject();
+    for (size_t i = 0; i < sizeof(WANT_MEMBERS) / sizeof(WANT_MEMBERS[0]); i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(status, WANT_MEMBERS[i]);
+        if (v)
+            cJSON_AddItemToObject(shown, WANT_MEMBERS[i], cJSON_Duplicate(v, 1));
+    }
+    return shown;
+}
+
+cJSON *status_changes(const cJSON *want, const cJSON *written)
+{
+    cJSON *changes = NULL;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, want)
+    {
+        const cJSON *was = written ? cJSON_GetObjectItemCaseSensitive(written, m->string) : NULL;
+        if (was && cJSON_Compare(m, was, true))
+            continue;
+        if (!changes)
+            changes = cJSON_CreateObject();
+        cJSON_AddItemToObject(changes, m->string, cJSON_Duplicate(m, 1));
+    }
+    return changes;
+}
+
+cJSON *status_patch(cJSON *changes, int64_t generation, int64_t now)
+{
+    char at[32];
+    rfc3339(now, at, sizeof(at));
+    cJSON *patch = cJSON_CreateObject();
+    cJSON *status = changes ? changes : cJSON_CreateObject();
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "observedGeneration");
+    cJSON_AddNumberToObject(status, "observedGeneration", (double)generation);
+    cJSON_AddStringToObject(status, "lastReconciledTime", at);
     cJSON_AddItemToObject(patch, "status", status);
     return patch;
 }

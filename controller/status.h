@@ -4,15 +4,16 @@
  * controller keeps its own copy of status.conditions (struct es) and writes status with merge
  * patches, one at a time (es.status_inflight); these functions are the rules it follows:
  *
- *   - a condition is set in the copy, and a write is due only when it changed
- *     (status_cond_set says so): every write comes back as an informer event, and writing on
- *     every reconcile would chase its own echo;
- *   - fields asked for while a write is in flight are merged, later ones winning
- *     (status_merge), and sent when it is answered: two merge patches in flight at once can be
- *     applied in either order, and the older one applied last left status.mode wrong for good;
- *   - every patch carries the conditions whole, observedGeneration (on the status and on each
- *     condition), lastReconciledTime, and a wake's lastScaledUpTime not written yet
- *     (status_patch);
+ *   - the status wanted is derived from the replica's state (status_want), and compared with
+ *     what was last written, or shown by the API when it was adopted (status_shown): a write
+ *     carries only what differs (status_changes), and none is sent when nothing does, so a
+ *     status sync may be asked for at any step (every write comes back as an informer event,
+ *     and writing on every reconcile would chase its own echo);
+ *   - one write is in flight at a time: a sync asked for meanwhile runs when it is answered,
+ *     against the state then (two merge patches in flight at once can be applied in either
+ *     order, and the older one applied last left status.mode wrong for good);
+ *   - a changed member is sent whole (conditions, ports); every patch carries
+ *     observedGeneration and lastReconciledTime (status_patch);
  *   - the resourceVersion a write's answer carries is awaited until the informer shows it, so
  *     older events do not undo the mode and conditions just written; the versions the informer
  *     showed while the write was in flight (a small ring) tell whether its echo, or a later
@@ -46,24 +47,36 @@ bool status_cond_reason_is(const cJSON *conditions, const char *type, const char
 bool status_cond_set(cJSON *conditions, const char *type, bool status, const char *reason,
                      const char *message, int64_t generation, int64_t now);
 
-/* ---- writes ---- */
+/* ---- writes: what is wanted, against what was last written ---- */
 
 /*
- * Merges the members of fields (taken, may be NULL) into queued (created when NULL), a member
- * of fields replacing one of the same name. Returns queued, or NULL when out of memory (what
- * was queued is then lost: the caller writes the whole status again later).
+ * The status a replica wants the API to show, as the members a status write would carry:
+ * `mode` (NULL: none of its own to write), `ports` (taken; NULL: none), a copy of conditions
+ * with each condition's observedGeneration set to `generation` (every one was evaluated against
+ * this generation's spec), observedGeneration, and lastScaledUpTime (wall seconds; 0: none).
+ * The caller frees the result.
  */
-cJSON *status_merge(cJSON *queued, cJSON *fields);
+cJSON *status_want(const char *mode, cJSON *ports, const cJSON *conditions, int64_t generation,
+                   int64_t scaled_up);
 
 /*
- * The merge patch {"status": ...} for fields (taken; NULL: none) with lastReconciledTime `now`
- * (wall seconds), observedGeneration `generation`, lastScaledUpTime `scaled_up` (wall seconds)
- * unless fields has one or scaled_up is 0, and a copy of conditions. Each condition in
- * conditions gets observedGeneration `generation` first: every one was evaluated against this
- * generation's spec. The caller frees the result.
+ * The members of the status `status` (as the API shows it; may be NULL) that status_want
+ * produces, copied: what this replica takes as last written when it adopts what the API shows.
  */
-cJSON *status_patch(cJSON *fields, cJSON *conditions, int64_t generation, int64_t scaled_up,
-                    int64_t now);
+cJSON *status_shown(const cJSON *status);
+
+/*
+ * The members of want that differ from the member of the same name in written (NULL: nothing
+ * known written, so all of them), copied; NULL when none differs: no write is due.
+ */
+cJSON *status_changes(const cJSON *want, const cJSON *written);
+
+/*
+ * The merge patch {"status": ...} for changes (taken; NULL: none) with lastReconciledTime `now`
+ * (wall seconds) and observedGeneration `generation` always: a write says the replica looked at
+ * this generation now. The caller frees the result.
+ */
+cJSON *status_patch(cJSON *changes, int64_t generation, int64_t now);
 
 /* ---- echoes ---- */
 

@@ -27,7 +27,7 @@ void switch_enter_proxy(struct es *e, bool scale_down, const char *why)
 {
     if (!es_allocate_ports(e)) {
         es_cond_set(e, "Ready", false, "PortAllocationFailed", es_text(e->spec_error));
-        es_status_write(e, NULL);
+        es_status_sync(e, false);
         return;
     }
     if (scale_down) {
@@ -69,12 +69,9 @@ static void proxy_commit(struct es *e, bool scale_down, const char *why)
         if (ref && !target_scale_to(e->c->kube, &e->spec.target, e->ns, 0, on_scaled_down, ref))
             es_ref_take(ref);
     }
-    cJSON *fields = cJSON_CreateObject();
-    cJSON_AddStringToObject(fields, "mode", "proxy");
-    cJSON_AddItemToObject(fields, "ports", es_ports_json(e));
     es_cond_set(e, "ScaledToZero", true, scale_down ? "BelowThreshold" : "ScaledToZeroByHand", why);
     es_cond_set(e, "Ready", true, "Proxying", "traffic goes to the resolver, which holds requests");
-    es_status_write(e, fields);
+    es_status_sync(e, true);
     es_event(e, false, "ScaledToZero", why);
     e->c->scale_downs++;
 }
@@ -88,11 +85,9 @@ void switch_enter_serve(struct es *e)
     resolver_slices_delete(e);
     routes_changed(e);
     es_cond_set(e, "ScaleUpFailed", false, "Serving", "");
-    cJSON *fields = cJSON_CreateObject();
-    cJSON_AddStringToObject(fields, "mode", "serve");
     es_cond_set(e, "ScaledToZero", false, "Serving", "the target has ready endpoints");
     es_cond_set(e, "Ready", true, "Serving", "traffic goes to the target's pods");
-    es_status_write(e, fields);
+    es_status_sync(e, true);
     es_event(e, false, "SwitchedToServe", "the target has ready endpoints");
     e->c->switches++;
 }
@@ -190,7 +185,7 @@ static void switch_abandon(struct es *e)
     e->switch_retry_ms = clock_mono_ms() + wait;
     resolver_slices_delete(e);
     es_cond_set(e, "ScaledToZero", false, "DataPathUnverified", msg);
-    es_status_write(e, NULL);
+    es_status_sync(e, true);
     es_event(e, true, "ScaleDownAbandoned", msg);
     log_warn("scale to zero abandoned: the data path was not shown to reach holdfast",
              "elastiservice=%s probes=%u last=%s retry_in_s=%f", e->key, probes,
@@ -325,12 +320,10 @@ static void switch_begin(struct es *e, const char *why)
     es_text_setf(&e->switch_why, 256, "%s", why);
     routes_changed(e); /* listen on the resolver ports now: before the slice names them */
     resolver_slices_apply(e);
-    cJSON *fields = cJSON_CreateObject();
-    cJSON_AddItemToObject(fields, "ports", es_ports_json(e));
     es_cond_set(e, "ScaledToZero", false, "AwaitingDataPath",
                 "the resolver EndpointSlice is written; the last replica is removed once the "
                 "Service's traffic is shown to reach holdfast");
-    es_status_write(e, fields);
+    es_status_sync(e, true);
     log_info("scale to zero: waiting for the data path to reach holdfast",
              "elastiservice=%s why=%s", e->key, why);
     switch_arm(e, 0);

@@ -41,7 +41,7 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
         if (es_cond_set(e, "ScaleUpFailed", true,
                         err->code == KUBE_ERR_FORBIDDEN ? "Forbidden" : "ScaleCallFailed", why)) {
             es_event(e, true, "ScaleUpFailed", why);
-            es_status_write(e, NULL);
+            es_status_sync(e, false);
         }
         free(e->not_ready_reason);
         e->not_ready_reason = strdup(why);
@@ -61,7 +61,7 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
         free(e->not_ready_reason);
         e->not_ready_reason = NULL;
         if (es_cond_set(e, "ScaleUpFailed", false, "ScaleCallSucceeded", ""))
-            es_status_write(e, NULL);
+            es_status_sync(e, false);
         routes_changed(e);
     }
     es_keda_set(e, false);
@@ -85,7 +85,7 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
     e->last_scaled_up = e->scaled_up_unwritten;
     if (e->c->leader && e->mode == ES_MODE_PROXY && !e->deleting)
         return;
-    es_status_write(e, NULL);
+    es_status_sync(e, true);
 }
 
 /*
@@ -196,7 +196,7 @@ static void on_diagnosed(const struct target_result *res, const struct kube_erro
     } else {
         es_cond_set(e, "ScaleUpFailed", false, "NoProblemFound", "");
     }
-    es_status_write(e, NULL);
+    es_status_sync(e, false);
     routes_changed(e);
 }
 

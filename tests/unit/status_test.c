@@ -64,51 +64,96 @@ Test(status, a_new_reason_or_message_is_a_change_but_no_transition)
     cJSON_Delete(conds);
 }
 
-Test(status, fields_asked_for_in_flight_merge_later_ones_winning)
+static const cJSON *member(const cJSON *o, const char *name)
 {
-    cJSON *q = status_merge(NULL, cJSON_Parse("{\"mode\":\"serve\",\"ports\":[1]}"));
-    q = status_merge(q, cJSON_Parse("{\"mode\":\"proxy\"}"));
-    q = status_merge(q, NULL);
-    cr_assert_not_null(q);
-    cr_assert_str_eq(str(q, "mode"), "proxy");
-    cr_assert(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(q, "ports")));
-    cr_assert_eq(cJSON_GetArraySize(q), 2);
-    cJSON_Delete(q);
+    return cJSON_GetObjectItemCaseSensitive(o, name);
 }
 
-Test(status, the_patch_carries_conditions_generation_and_times)
+Test(status, the_wanted_status_carries_mode_ports_conditions_generation_and_scale_up)
 {
     cJSON *conds = cJSON_CreateArray();
     status_cond_set(conds, "Ready", true, "Serving", "", 1, T0);
-    cJSON *patch = status_patch(cJSON_Parse("{\"mode\":\"serve\"}"), conds, 4, T0 - 3600, T0);
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(patch, "status");
-    cr_assert_str_eq(str(st, "mode"), "serve");
-    cr_assert_str_eq(str(st, "lastReconciledTime"), "2023-11-14T22:13:20Z");
-    cr_assert_str_eq(str(st, "lastScaledUpTime"), "2023-11-14T21:13:20Z");
-    cr_assert_eq(num(st, "observedGeneration"), 4);
-    const cJSON *sent = cJSON_GetObjectItemCaseSensitive(st, "conditions");
-    cr_assert_eq(cJSON_GetArraySize(sent), 1);
-    cr_assert_eq(num(cJSON_GetArrayItem(sent, 0), "observedGeneration"), 4);
-    cr_assert_eq(num(status_cond_find(conds, "Ready"), "observedGeneration"), 4,
-                 "our copy says so too");
-    cJSON_Delete(patch);
+    cJSON *want =
+        status_want("serve", cJSON_Parse("[{\"resolverPort\":20000}]"), conds, 4, T0 - 3600);
+    cr_assert_str_eq(str(want, "mode"), "serve");
+    cr_assert_eq(cJSON_GetArraySize(member(want, "ports")), 1);
+    cr_assert_str_eq(str(want, "lastScaledUpTime"), "2023-11-14T21:13:20Z");
+    cr_assert_eq(num(want, "observedGeneration"), 4);
+    const cJSON *wc = member(want, "conditions");
+    cr_assert_eq(cJSON_GetArraySize(wc), 1);
+    cr_assert_eq(num(cJSON_GetArrayItem(wc, 0), "observedGeneration"), 4,
+                 "every condition was evaluated against this generation");
+    cJSON_Delete(want);
+    want = status_want(NULL, NULL, conds, 1, 0);
+    cr_assert_null(member(want, "mode"), "a replica that does not lead writes no mode");
+    cr_assert_null(member(want, "ports"));
+    cr_assert_null(member(want, "lastScaledUpTime"));
+    cJSON_Delete(want);
     cJSON_Delete(conds);
 }
 
-Test(status, the_patch_keeps_a_given_scale_up_time_and_sends_none_when_zero)
+Test(status, nothing_is_written_when_nothing_changed)
 {
     cJSON *conds = cJSON_CreateArray();
-    cJSON *patch = status_patch(cJSON_Parse("{\"lastScaledUpTime\":\"x\"}"), conds, 1, T0 - 60, T0);
-    cr_assert_str_eq(str(cJSON_GetObjectItemCaseSensitive(patch, "status"), "lastScaledUpTime"),
-                     "x");
-    cJSON_Delete(patch);
-    patch = status_patch(NULL, conds, 1, 0, T0);
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(patch, "status");
-    cr_assert_null(cJSON_GetObjectItemCaseSensitive(st, "lastScaledUpTime"));
-    cr_assert_null(cJSON_GetObjectItemCaseSensitive(st, "mode"));
-    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(st, "conditions")), 0);
-    cJSON_Delete(patch);
+    status_cond_set(conds, "Ready", true, "Serving", "", 2, T0);
+    cJSON *want = status_want("serve", NULL, conds, 2, 0);
+    cJSON *all = status_changes(want, NULL);
+    cr_assert_not_null(all, "nothing known written: everything is a change");
+    cr_assert(cJSON_Compare(all, want, true));
+    cr_assert_null(status_changes(want, all), "the same again: no write is due");
+    /* what the API shows, with members a status write does not make, is the same */
+    cJSON *api = cJSON_Duplicate(want, 1);
+    cJSON_AddStringToObject(api, "lastReconciledTime", "2023-11-14T22:13:20Z");
+    cJSON *shown = status_shown(api);
+    cr_assert_null(member(shown, "lastReconciledTime"));
+    cr_assert_null(status_changes(want, shown));
+    cJSON_Delete(shown);
+    cJSON_Delete(api);
+    cJSON_Delete(all);
+    cJSON_Delete(want);
     cJSON_Delete(conds);
+}
+
+Test(status, a_write_carries_only_what_changed_and_a_member_whole)
+{
+    cJSON *conds = cJSON_CreateArray();
+    status_cond_set(conds, "Ready", true, "Serving", "", 2, T0);
+    status_cond_set(conds, "ScaledToZero", false, "Serving", "", 2, T0);
+    cJSON *written = status_want("serve", NULL, conds, 2, 0);
+    status_cond_set(conds, "ScaledToZero", true, "BelowThreshold", "idle", 2, T0 + 5);
+    cJSON *want = status_want("proxy", NULL, conds, 2, 0);
+    cJSON *changes = status_changes(want, written);
+    cr_assert_not_null(changes);
+    cr_assert_str_eq(str(changes, "mode"), "proxy");
+    cr_assert_eq(cJSON_GetArraySize(member(changes, "conditions")), 2,
+                 "conditions are sent whole: a merge patch replaces an array");
+    cr_assert_null(member(changes, "observedGeneration"), "unchanged");
+    cr_assert_eq(cJSON_GetArraySize(changes), 2);
+    cJSON_Delete(changes);
+    /* a new generation: observedGeneration, and every condition's, changed */
+    cJSON_Delete(want);
+    want = status_want("proxy", NULL, conds, 3, 0);
+    changes = status_changes(want, written);
+    cr_assert_eq(num(changes, "observedGeneration"), 3);
+    cJSON_Delete(changes);
+    cJSON_Delete(want);
+    cJSON_Delete(written);
+    cJSON_Delete(conds);
+}
+
+Test(status, the_patch_carries_the_changes_the_generation_and_the_time)
+{
+    cJSON *patch =
+        status_patch(cJSON_Parse("{\"mode\":\"serve\",\"observedGeneration\":1}"), 4, T0);
+    const cJSON *st = member(patch, "status");
+    cr_assert_str_eq(str(st, "mode"), "serve");
+    cr_assert_str_eq(str(st, "lastReconciledTime"), "2023-11-14T22:13:20Z");
+    cr_assert_eq(num(st, "observedGeneration"), 4);
+    cJSON_Delete(patch);
+    patch = status_patch(NULL, 2, T0);
+    st = member(patch, "status");
+    cr_assert_eq(cJSON_GetArraySize(st), 2, "a touch: the generation looked at, and when");
+    cJSON_Delete(patch);
 }
 
 Test(status, the_seen_ring_keeps_the_last_three_versions)
