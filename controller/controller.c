@@ -246,6 +246,7 @@ static void es_free(struct es *e)
     es_text_clear(&e->switch_last);
     es_text_clear(&e->mode_other);
     cJSON_Delete(e->conditions);
+    cJSON_Delete(e->wakewith_replicas);
     svc_state_unref(e->svc);
     free(e->ns);
     free(e->name);
@@ -374,6 +375,7 @@ static void es_parse_status(struct es *e, const cJSON *obj)
     bool ours_newer = e->status_inflight > 0 || e->busy || e->awaited_rv;
     if (!ours_newer)
         es_adopt_mode(e, mode);
+    wakewith_status(e, status, ours_newer);
     e->last_scaled_up = parse_time(json_str(status, "lastScaledUpTime"));
     if (e->last_scaled_up < e->scaled_up_unwritten)
         e->last_scaled_up = e->scaled_up_unwritten; /* on its way */
@@ -1997,6 +1999,13 @@ void controller_metrics(struct mtext *out, void *arg)
     mtext_sample(out, "holdfast_prometheus_queries_queued", NULL, (double)ps.queued);
     mtext_family(out, "holdfast_scale_ups_total", "counter", "Targets scaled up from zero.");
     mtext_sample(out, "holdfast_scale_ups_total", NULL, (double)c->wakes_sent);
+    mtext_family(out, "holdfast_wake_raises_total", "counter",
+                 "Woken targets scaled further up while their pods started, as held "
+                 "connections grew (spec.podCapacity).");
+    mtext_sample(out, "holdfast_wake_raises_total", NULL, (double)c->wake_raises);
+    mtext_family(out, "holdfast_wake_with_scale_ups_total", "counter",
+                 "spec.wakeWith workloads scaled up from zero with their target.");
+    mtext_sample(out, "holdfast_wake_with_scale_ups_total", NULL, (double)c->wakewith_scaled);
     mtext_family(out, "holdfast_scale_downs_total", "counter", "Services switched to proxy mode.");
     mtext_sample(out, "holdfast_scale_downs_total", NULL, (double)c->scale_downs);
     mtext_family(out, "holdfast_scale_downs_abandoned_total", "counter",
