@@ -18,6 +18,38 @@
 
 #include "controller/es.h"
 
+static void on_raised(const struct target_result *res, const struct kube_error *err, void *arg);
+
+/*
+ * After a wake or raise answered with the target at sc: raise it when the connections held now
+ * ask for more (proxy mode, nothing in flight). Without this, held connections that arrived
+ * while a wake was in flight folded into one more wake, which found the target no longer at
+ * zero (a cache a moment behind) and did nothing; no further connection came to ask again.
+ */
+static void raise_if_grown(struct es *e, const struct target_scale *sc)
+{
+    if (e->wake_inflight || e->mode != ES_MODE_PROXY || e->deleting || !e->spec.pod_capacity ||
+        sc->spec_replicas <= 0)
+        return;
+    long held = e->svc ? svc_state_held(e->svc) : 0;
+    int want = decide_wake_replicas(held, e->spec.pod_capacity, e->spec.min_replicas,
+                                    e->spec.max_wake_replicas);
+    if (want <= sc->spec_replicas)
+        return;
+    struct es_ref *ref = es_ref_new(e);
+    if (!ref)
+        return;
+    e->wake_held = held;
+    e->wake_want = want;
+    if (target_raise_at(e->c->kube_wake, &e->spec.target, e->ns, want, sc->spec_replicas,
+                        sc->resource_version, on_raised, ref))
+        e->wake_inflight = true;
+    else
+        es_ref_take(ref);
+}
+
+static void wake_done(struct es *e, const struct target_result *res, const struct kube_error *err);
+
 static void on_wake_done(const struct target_result *res, const struct kube_error *err, void *arg)
 {
     struct controller *c = ((struct es_ref *)arg)->c;
@@ -28,6 +60,13 @@ static void on_wake_done(const struct target_result *res, const struct kube_erro
             c->wakes_sent++;
         return;
     }
+    wake_done(e, res, err);
+    if (!err)
+        raise_if_grown(e, &res->scale);
+}
+
+static void wake_done(struct es *e, const struct target_result *res, const struct kube_error *err)
+{
     e->wake_inflight = false;
     if (e->wake_again) {
         /* Asked for while this one was in flight: the target may have been read before it was
@@ -134,6 +173,8 @@ static void on_raised(const struct target_result *res, const struct kube_error *
         e->wake_again = false;
         wake_target(e);
     }
+    if (!err)
+        raise_if_grown(e, &res->scale);
 }
 
 /*
