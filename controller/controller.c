@@ -838,14 +838,32 @@ void es_on_target_done(const struct target_result *res, const struct kube_error 
                  "what=%s error=%s message=%s", (const char *)arg, err->reason, err->message);
 }
 
+/* A pause or resume answered: its ScaledObject's maxReplicaCount bounds the wake (wake.c). */
+static void on_keda_done(const struct target_result *res, const struct kube_error *err, void *arg)
+{
+    bool pause = ((struct es_ref *)arg)->replicas;
+    struct es *e = es_ref_take(arg);
+    if (err) {
+        es_on_target_done(res, err, pause ? "keda pause" : "keda resume");
+        return;
+    }
+    if (e && res->found)
+        e->keda_max_replicas = res->keda_max_replicas;
+}
+
 void es_keda_set(struct es *e, bool pause)
 {
     if (!e->spec.keda)
         return;
+    struct es_ref *ref = es_ref_new(e);
+    if (ref)
+        ref->replicas = pause;
     struct target_op *op =
-        pause
-            ? target_keda_pause(e->c->kube, e->ns, e->spec.keda, es_on_target_done, "keda pause")
-            : target_keda_resume(e->c->kube, e->ns, e->spec.keda, es_on_target_done, "keda resume");
+        !ref    ? NULL
+        : pause ? target_keda_pause(e->c->kube, e->ns, e->spec.keda, on_keda_done, ref)
+                : target_keda_resume(e->c->kube, e->ns, e->spec.keda, on_keda_done, ref);
+    if (ref && !op)
+        es_ref_take(ref);
     if (!op)
         log_warn("could not send the KEDA ScaledObject patch; the next reconcile retries",
                  "elastiservice=%s scaledobject=%s pause=%b", e->key, e->spec.keda, pause);

@@ -254,6 +254,8 @@ struct es {
     cJSON *wakewith_replicas; /* status.wakeWithReplicas: "Kind/name" -> count before zero */
     unsigned wakewith_failed; /* bit i: spec.wakeWith[i]'s last scale call failed */
     bool wakewith_sent;       /* the wake in flight sent the spec.wakeWith members along */
+    int keda_max_replicas;    /* the KEDA ScaledObject's maxReplicaCount as this replica's last
+                                 pause or resume patch answered it (0: not known) */
 };
 
 struct resolver_ep {

@@ -674,6 +674,9 @@ static void on_keda(cJSON *obj, const struct kube_error *err, void *arg)
         return;
     }
     op->res.found = err == NULL;
+    const cJSON *max = json_get(json_get(obj, "spec"), "maxReplicaCount");
+    if (!err && cJSON_IsNumber(max) && max->valuedouble >= 1 && max->valuedouble <= 1e6)
+        op->res.keda_max_replicas = (int)max->valuedouble;
     if (!err)
         log_info(op->type == OP_KEDA_PAUSE ? "paused the KEDA ScaledObject"
                                            : "resumed the KEDA ScaledObject",

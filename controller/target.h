@@ -86,6 +86,7 @@ struct target_result {
     bool patched;                 /* wake: true when it patched replicas 0 -> min (raise: up) */
     int from;                     /* wake, raise: spec.replicas before the patch */
     bool found;                   /* keda_*: false when the ScaledObject does not exist */
+    int keda_max_replicas;        /* keda_*: its spec.maxReplicaCount as patched (0: absent) */
     struct target_diagnosis diag; /* diagnose */
 };
 

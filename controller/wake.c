@@ -20,6 +20,14 @@
 
 static void on_raised(const struct target_result *res, const struct kube_error *err, void *arg);
 
+/* The most a wake asks for: spec.maxWakeReplicas, and the KEDA ScaledObject's maxReplicaCount
+ * when this replica knows it (0: no bound). */
+static int wake_max(const struct es *e)
+{
+    int max = e->spec.max_wake_replicas, keda = e->keda_max_replicas;
+    return keda > 0 && (max == 0 || keda < max) ? keda : max;
+}
+
 /*
  * After a wake or raise answered with the target at sc: raise it when the connections held now
  * ask for more (proxy mode, nothing in flight). Without this, held connections that arrived
@@ -32,8 +40,7 @@ static void raise_if_grown(struct es *e, const struct target_scale *sc)
         sc->spec_replicas <= 0)
         return;
     long held = e->svc ? svc_state_held(e->svc) : 0;
-    int want = decide_wake_replicas(held, e->spec.pod_capacity, e->spec.min_replicas,
-                                    e->spec.max_wake_replicas);
+    int want = decide_wake_replicas(held, e->spec.pod_capacity, e->spec.min_replicas, wake_max(e));
     if (want <= sc->spec_replicas)
         return;
     struct es_ref *ref = es_ref_new(e);
@@ -197,8 +204,7 @@ void wake_target(struct es *e)
         return;
     }
     long held = e->svc ? svc_state_held(e->svc) : 0;
-    int want = decide_wake_replicas(held, e->spec.pod_capacity, e->spec.min_replicas,
-                                    e->spec.max_wake_replicas);
+    int want = decide_wake_replicas(held, e->spec.pod_capacity, e->spec.min_replicas, wake_max(e));
     /* The workload watch's cache shows the zero: patch at once, on the condition that the
      * workload is still the version cached (a 409 reads and decides again). */
     const cJSON *wl = es_cached_workload(e);

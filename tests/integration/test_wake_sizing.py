@@ -153,6 +153,28 @@ def test_max_wake_replicas_bounds_the_wake(sim, ns, holdfast):
     assert max(path) == 3 and path == sorted(path), path
 
 
+def test_keda_max_replica_count_bounds_the_wake(sim, ns, holdfast):
+    """The ScaledObject's maxReplicaCount, as the pause patch's answer shows it, bounds the wake
+    like maxWakeReplicas: the target's HPA would take it down to that anyway."""
+    so_path = "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects" % ns
+    sim.create(so_path, {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "web-so"},
+                         "spec": {"scaleTargetRef": {"name": "web"}, "minReplicaCount": 1,
+                                  "maxReplicaCount": 2}})
+    holdfast.start()
+    ip = at_zero(sim, ns, podCapacity=1, maxWakeReplicas=5, autoscaler={"type": "keda", "name": "web-so"})
+    wait_for(lambda: (sim.get(so_path + "/web-so")["metadata"].get("annotations") or {})
+             .get("autoscaling.keda.sh/paused-replicas") == "0", timeout=10, what="ScaledObject paused")
+    seen = Replicas(sim, ns)
+    clients = Held(ip, 5)
+    wait_replicas(sim, ns, 2, timeout=20)
+    answers = clients.answers()
+    assert answers == ["HTTP/1.1 200 OK"] * 5, answers
+    wait_mode(sim, ns, "serve")
+    hold_still(1.5, lambda: replicas(sim, ns) == 2, "the wake went past maxReplicaCount")
+    path = seen.stop()
+    assert max(path) == 2 and path == sorted(path), path
+
+
 def test_without_pod_capacity_a_wake_scales_to_min_target_replicas(sim, ns, holdfast):
     holdfast.start()
     ip = at_zero(sim, ns, minTargetReplicas=2)
