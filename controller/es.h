@@ -488,7 +488,9 @@ const cJSON *es_cached_workload(const struct es *e);
 /* ---- wake.c: the wake consumer ---- */
 
 /*
- * Any replica: scale the target from 0 to minTargetReplicas (target_wake reads the scale and
+ * Any replica: scale the target from 0 to the wake's size (minTargetReplicas, or with
+ * spec.podCapacity the held connections' decide_wake_replicas), or, woken and still proxying,
+ * raise it when more are held now (never lower it) (target_wake reads the scale and
  * patches with its resourceVersion, so replicas waking at once scale once, and a wake never
  * lowers a count someone raised). One wake per service is in flight at a time; wakes asked for
  * meanwhile fold into one more after it, never into none: the data plane asks once per burst
