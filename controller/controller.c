@@ -247,6 +247,7 @@ static void es_free(struct es *e)
     es_text_clear(&e->switch_last);
     es_text_clear(&e->mode_other);
     cJSON_Delete(e->conditions);
+    cJSON_Delete(e->wakewith_replicas);
     svc_state_unref(e->svc);
     free(e->ns);
     free(e->name);
@@ -378,6 +379,7 @@ static void es_parse_status(struct es *e, const cJSON *obj)
         cJSON_Delete(e->status_written);
         e->status_written = status_shown(status); /* what a sync compares with */
     }
+    wakewith_status(e, status, ours_newer);
     e->last_scaled_up = parse_time(json_str(status, "lastScaledUpTime"));
     if (e->last_scaled_up < e->scaled_up_unwritten)
         e->last_scaled_up = e->scaled_up_unwritten; /* on its way */
@@ -599,7 +601,8 @@ static cJSON *es_status_want(const struct es *e)
     return status_want(lead ? es_mode_name(e) : NULL, lead && e->n_ports ? es_ports_json(e) : NULL,
                        e->conditions, e->generation,
                        e->last_scaled_up > e->scaled_up_unwritten ? e->last_scaled_up
-                                                                  : e->scaled_up_unwritten);
+                                                                  : e->scaled_up_unwritten,
+                       e->c->leader ? e->wakewith_replicas : NULL);
 }
 
 void es_status_sync(struct es *e, bool touch)
@@ -866,14 +869,32 @@ void es_on_target_done(const struct target_result *res, const struct kube_error 
                  "what=%s error=%s message=%s", (const char *)arg, err->reason, err->message);
 }
 
+/* A pause or resume answered: its ScaledObject's maxReplicaCount bounds the wake (wake.c). */
+static void on_keda_done(const struct target_result *res, const struct kube_error *err, void *arg)
+{
+    bool pause = ((struct es_ref *)arg)->replicas;
+    struct es *e = es_ref_take(arg);
+    if (err) {
+        es_on_target_done(res, err, pause ? "keda pause" : "keda resume");
+        return;
+    }
+    if (e && res->found)
+        e->keda_max_replicas = res->keda_max_replicas;
+}
+
 void es_keda_set(struct es *e, bool pause)
 {
     if (!e->spec.keda)
         return;
+    struct es_ref *ref = es_ref_new(e);
+    if (ref)
+        ref->replicas = pause;
     struct target_op *op =
-        pause
-            ? target_keda_pause(e->c->kube, e->ns, e->spec.keda, es_on_target_done, "keda pause")
-            : target_keda_resume(e->c->kube, e->ns, e->spec.keda, es_on_target_done, "keda resume");
+        !ref    ? NULL
+        : pause ? target_keda_pause(e->c->kube, e->ns, e->spec.keda, on_keda_done, ref)
+                : target_keda_resume(e->c->kube, e->ns, e->spec.keda, on_keda_done, ref);
+    if (ref && !op)
+        es_ref_take(ref);
     if (!op)
         log_warn("could not send the KEDA ScaledObject patch; the next reconcile retries",
                  "elastiservice=%s scaledobject=%s pause=%b", e->key, e->spec.keda, pause);
@@ -2025,6 +2046,13 @@ void controller_metrics(struct mtext *out, void *arg)
     mtext_sample(out, "holdfast_prometheus_queries_queued", NULL, (double)ps.queued);
     mtext_family(out, "holdfast_scale_ups_total", "counter", "Targets scaled up from zero.");
     mtext_sample(out, "holdfast_scale_ups_total", NULL, (double)c->wakes_sent);
+    mtext_family(out, "holdfast_wake_raises_total", "counter",
+                 "Woken targets scaled further up while their pods started, as held "
+                 "connections grew (spec.podCapacity).");
+    mtext_sample(out, "holdfast_wake_raises_total", NULL, (double)c->wake_raises);
+    mtext_family(out, "holdfast_wake_with_scale_ups_total", "counter",
+                 "spec.wakeWith workloads scaled up from zero with their target.");
+    mtext_sample(out, "holdfast_wake_with_scale_ups_total", NULL, (double)c->wakewith_scaled);
     mtext_family(out, "holdfast_scale_downs_total", "counter", "Services switched to proxy mode.");
     mtext_sample(out, "holdfast_scale_downs_total", NULL, (double)c->scale_downs);
     mtext_family(out, "holdfast_scale_downs_abandoned_total", "counter",

@@ -113,3 +113,14 @@ bool decide_leaving(const char *ip, const struct leaving_pod *leaving, size_t n,
             return leaving[i].gone || now_ms < until_ms;
     return false;
 }
+
+int decide_wake_replicas(long held, int capacity, int min_replicas, int max_replicas)
+{
+    int min = min_replicas < 1 ? 1 : min_replicas;
+    if (capacity < 1 || held <= 0)
+        return min;
+    long want = (held + capacity - 1) / capacity; /* ceil, held > 0 */
+    if (max_replicas > 0 && want > max_replicas)
+        want = max_replicas;
+    return want < min ? min : (int)want;
+}

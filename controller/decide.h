@@ -9,6 +9,7 @@
  *   decide_settled:  has the last deletion of the resolver slices had time to propagate?
  *   decide_scale:    what the target's spec.replicas means for the mode (hand scale, serve)
  *   decide_leaving:  is an endpoint one of the pods on their way out (not a reason to serve)?
+ *   decide_wake_replicas: how many replicas a wake asks for, from the connections held
  */
 #ifndef HOLDFAST_CONTROLLER_DECIDE_H
 #define HOLDFAST_CONTROLLER_DECIDE_H
@@ -135,5 +136,16 @@ struct leaving_pod {
  */
 bool decide_leaving(const char *ip, const struct leaving_pod *leaving, size_t n, uint64_t until_ms,
                     uint64_t now_ms);
+
+/* ---- the wake's size (any replica, proxying) ---- */
+
+/*
+ * The replicas a wake (or a raise while the pods start) asks for: ceil(held / capacity), at
+ * least min_replicas and at most max_replicas. capacity 0 (spec.podCapacity absent) asks for
+ * min_replicas whatever is held; max_replicas 0 (spec.maxWakeReplicas absent) sets no bound of
+ * its own. spec_parse refuses a max below min; were one given, min wins (a wake never asks for
+ * fewer replicas than minTargetReplicas). min_replicas below 1 counts as 1; held below 0 as 0.
+ */
+int decide_wake_replicas(long held, int capacity, int min_replicas, int max_replicas);
 
 #endif

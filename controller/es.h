@@ -254,6 +254,14 @@ struct es {
     bool route_slotted;
     bool route_dirty;                   /* in c->dirty: built again at the next publish */
     struct es *dirty_prev, *dirty_next; /* c->dirty */
+    /* the wake's size and the group wake (wake.c, wakewith.c) */
+    long wake_held;           /* held connections when the wake or raise in flight was sent */
+    int wake_want;            /* the replicas it asked for (decide_wake_replicas) */
+    cJSON *wakewith_replicas; /* status.wakeWithReplicas: "Kind/name" -> count before zero */
+    unsigned wakewith_failed; /* bit i: spec.wakeWith[i]'s last scale call failed */
+    bool wakewith_sent;       /* the wake in flight sent the spec.wakeWith members along */
+    int keda_max_replicas;    /* the KEDA ScaledObject's maxReplicaCount as this replica's last
+                                 pause or resume patch answered it (0: not known) */
 };
 
 struct resolver_ep {
@@ -310,6 +318,9 @@ struct controller {
     uint64_t abandoned;      /* switches to zero given up: the data path never reached holdfast */
     uint64_t propagation_ms; /* the longest a resolver slice took to reach the data path */
     uint64_t api_back_ms;    /* clock_mono_ms when the API server answered again after failing */
+
+    uint64_t wake_raises;     /* woken targets raised while their pods started */
+    uint64_t wakewith_scaled; /* spec.wakeWith members scaled up from zero */
     /* Liveness: a round is complete when every ElastiService was evaluated after it began. */
     uint64_t round_start_ms, round_done_ms;
     double round_throttled; /* kube_client_throttled_seconds when the round began */
@@ -489,7 +500,9 @@ const cJSON *es_cached_workload(const struct es *e);
 /* ---- wake.c: the wake consumer ---- */
 
 /*
- * Any replica: scale the target from 0 to minTargetReplicas (target_wake reads the scale and
+ * Any replica: scale the target from 0 to the wake's size (minTargetReplicas, or with
+ * spec.podCapacity the held connections' decide_wake_replicas), or, woken and still proxying,
+ * raise it when more are held now (never lower it) (target_wake reads the scale and
  * patches with its resourceVersion, so replicas waking at once scale once, and a wake never
  * lowers a count someone raised). One wake per service is in flight at a time; wakes asked for
  * meanwhile fold into one more after it, never into none: the data plane asks once per burst
@@ -510,6 +523,19 @@ void wake_on_retry(evutil_socket_t fd, short what, void *arg);
 
 /* A woken target without a ready pod: find out why, for the 504s, a condition and an Event. */
 void wake_diagnose(struct es *e);
+
+/* ---- wakewith.c: the workloads that wake with the target (spec.wakeWith) ---- */
+
+/* Any replica: each member at zero scaled to its count before zero (1 when unknown); never
+ * awaited. A member missing or failing: WakeWith=False and a Warning Event name it. */
+void wakewith_wake(struct es *e);
+
+/* Leader, after the target's own scale to zero was sent: each member above zero remembered in
+ * status.wakeWithReplicas, then scaled to zero. */
+void wakewith_sleep(struct es *e);
+
+/* Every status event: status.wakeWithReplicas taken, unless a write of ours is newer. */
+void wakewith_status(struct es *e, const cJSON *status, bool ours_newer);
 
 /* ---- controller.c: conditions, mode, the Service ---- */
 

@@ -1,6 +1,7 @@
 /*
  * finalize: holdfast's finalizer on an ElastiService. The leader adds it (finalize_ensure) so
- * that a deleted ElastiService is restored first: its target scaled back up when at zero, KEDA
+ * that a deleted ElastiService is restored first: its target (and its spec.wakeWith members)
+ * scaled back up when at zero, KEDA
  * resumed, the resolver slices deleted, and only then the finalizer removed
  * (finalize_deleted). A patch in flight is not sent again until the informer shows it or it
  * fails.
@@ -54,6 +55,7 @@ void finalize_deleted(struct es *e, const struct es_cached *obj)
      * otherwise), KEDA resumed, the Service's traffic back to its pods. */
     if (e->spec.target_ok) {
         wake_target(e);
+        wakewith_wake(e); /* the spec.wakeWith members back to their counts, when at zero */
     }
     es_keda_set(e, false);
     resolver_slices_delete(e);

@@ -25,9 +25,83 @@ void spec_clear(struct es_spec *s)
     free(s->schedule);
     free(s->duration);
     free(s->keda);
+    free(s->wake_with);
     route_probes_unref(s->probes);
     waiting_page_spec_clear(&s->waiting_page);
     memset(s, 0, sizeof(*s));
+}
+
+/* An optional integer field: 0 when absent, -1 (message in err) when not 1..max. */
+static int opt_count(const cJSON *spec, const char *field, int max, char *err, size_t errlen)
+{
+    const cJSON *v = json_get(spec, field);
+    if (!v)
+        return 0;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 1 && v->valuedouble <= max) ||
+        v->valuedouble != (double)(long long)v->valuedouble) {
+        snprintf(err, errlen, "spec.%s: must be an integer from 1 to %d", field, max);
+        return -1;
+    }
+    return (int)v->valuedouble;
+}
+
+static bool same_ref(const struct target_ref *a, const struct target_ref *b)
+{
+    return a->kind == b->kind && strcmp(a->name, b->name) == 0;
+}
+
+/* spec.podCapacity, spec.maxWakeReplicas and spec.wakeWith into out (target parsed). */
+static int parse_wake(const cJSON *spec, struct es_spec *out, char *err, size_t errlen)
+{
+    out->pod_capacity = opt_count(spec, "podCapacity", SPEC_MAX_POD_CAPACITY, err, errlen);
+    if (out->pod_capacity < 0)
+        return -1;
+    out->max_wake_replicas =
+        opt_count(spec, "maxWakeReplicas", SPEC_MAX_WAKE_REPLICAS, err, errlen);
+    if (out->max_wake_replicas < 0)
+        return -1;
+    if (out->max_wake_replicas && out->max_wake_replicas < out->min_replicas) {
+        snprintf(err, errlen,
+                 "spec.maxWakeReplicas: %d is below spec.minTargetReplicas (%d): a wake always "
+                 "asks for at least minTargetReplicas",
+                 out->max_wake_replicas, out->min_replicas);
+        return -1;
+    }
+    const cJSON *ww = json_get(spec, "wakeWith");
+    if (!ww)
+        return 0;
+    if (!cJSON_IsArray(ww) || cJSON_GetArraySize(ww) > SPEC_MAX_WAKE_WITH) {
+        snprintf(err, errlen, "spec.wakeWith: must be a list of at most %d workloads",
+                 SPEC_MAX_WAKE_WITH);
+        return -1;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(ww);
+    out->wake_with = calloc(n ? n : 1, sizeof(*out->wake_with));
+    if (!out->wake_with) {
+        snprintf(err, errlen, "spec.wakeWith: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char path[48];
+        snprintf(path, sizeof(path), "spec.wakeWith[%zu]", i);
+        struct target_ref *m = &out->wake_with[i];
+        if (target_ref_parse_at(cJSON_GetArrayItem(ww, (int)i), path, true, m, err, errlen) < 0)
+            return -1;
+        if (same_ref(m, &out->target)) {
+            snprintf(err, errlen, "%s: %s %s is the scale target itself", path,
+                     target_kind_name(m->kind), m->name);
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (same_ref(m, &out->wake_with[j])) {
+                snprintf(err, errlen, "%s: %s %s is listed twice (also spec.wakeWith[%zu])", path,
+                         target_kind_name(m->kind), m->name, j);
+                return -1;
+            }
+        }
+        out->n_wake_with++;
+    }
+    return 0;
 }
 
 int spec_parse(const cJSON *spec, const char *prom_address, const char *prom_authorization,
@@ -85,6 +159,8 @@ int spec_parse(const cJSON *spec, const char *prom_address, const char *prom_aut
         route_probes_parse(json_get(spec, "probeResponse"), "spec.probeResponse", err, errlen);
     if (!out->probes)
         return -1;
-    return waiting_page_parse(json_get(spec, "waitingPage"), "spec.waitingPage", &out->waiting_page,
-                              err, errlen);
+    if (waiting_page_parse(json_get(spec, "waitingPage"), "spec.waitingPage", &out->waiting_page,
+                           err, errlen) < 0)
+        return -1;
+    return parse_wake(spec, out, err, errlen);
 }

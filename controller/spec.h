@@ -24,6 +24,11 @@
 #define SPEC_DEFAULT_COOLDOWN_S 900
 #define SPEC_DEFAULT_HOLD_TIMEOUT_S 600
 #define SPEC_DEFAULT_MAX_HELD 10000
+/* spec.podCapacity and spec.maxWakeReplicas: 1 to these (the CRD's bounds too) */
+#define SPEC_MAX_POD_CAPACITY 10000000
+#define SPEC_MAX_WAKE_REPLICAS 100000
+/* spec.wakeWith: at most this many members */
+#define SPEC_MAX_WAKE_WITH 16
 
 struct route_probes;
 
@@ -43,6 +48,12 @@ struct es_spec {
     size_t max_held;             /* spec.maxHeldConnections */
     char *keda;                  /* spec.autoscaler.name when its type is "keda", or NULL */
     struct waiting_page_spec waiting_page; /* spec.waitingPage (holdfast addition) */
+
+    /* the wake's size and its group (holdfast additions) */
+    int pod_capacity;             /* spec.podCapacity: held connections per pod (0: absent) */
+    int max_wake_replicas;        /* spec.maxWakeReplicas: most a wake asks for (0: absent) */
+    struct target_ref *wake_with; /* spec.wakeWith: the workloads woken with the target */
+    size_t n_wake_with;
 };
 
 /*
@@ -55,6 +66,8 @@ struct es_spec {
  * their defaults; then (unless a string holds a NUL character, refused first) service,
  * enabledPeriod and keda; the scale target (target_ok); the triggers before the one refused.
  * The controller still indexes a refused ElastiService by its Service and target.
+ * podCapacity, maxWakeReplicas (at least minTargetReplicas) and wakeWith (at most 16 members,
+ * none twice, none the target itself) are checked last, once everything else parsed.
  */
 int spec_parse(const cJSON *spec, const char *prom_address, const char *prom_authorization,
                struct es_spec *out, char *err, size_t errlen);

@@ -72,7 +72,7 @@ bool status_cond_set(cJSON *conditions, const char *type, bool status, const cha
 }
 
 cJSON *status_want(const char *mode, cJSON *ports, const cJSON *conditions, int64_t generation,
-                   int64_t scaled_up)
+                   int64_t scaled_up, const cJSON *wake_with)
 {
     cJSON *want = cJSON_CreateObject();
     if (mode)
@@ -93,11 +93,13 @@ cJSON *status_want(const char *mode, cJSON *ports, const cJSON *conditions, int6
         rfc3339(scaled_up, up, sizeof(up));
         cJSON_AddStringToObject(want, "lastScaledUpTime", up);
     }
+    if (wake_with)
+        cJSON_AddItemToObject(want, "wakeWithReplicas", cJSON_Duplicate(wake_with, true));
     return want;
 }
 
-static const char *const WANT_MEMBERS[] = {"mode", "ports", "conditions", "observedGeneration",
-                                           "lastScaledUpTime"};
+static const char *const WANT_MEMBERS[] = {
+    "mode", "ports", "conditions", "observedGeneration", "lastScaledUpTime", "wakeWithReplicas"};
 
 cJSON *status_shown(const cJSON *status)
 {

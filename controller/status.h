@@ -53,11 +53,11 @@ bool status_cond_set(cJSON *conditions, const char *type, bool status, const cha
  * The status a replica wants the API to show, as the members a status write would carry:
  * `mode` (NULL: none of its own to write), `ports` (taken; NULL: none), a copy of conditions
  * with each condition's observedGeneration set to `generation` (every one was evaluated against
- * this generation's spec), observedGeneration, and lastScaledUpTime (wall seconds; 0: none).
- * The caller frees the result.
+ * this generation's spec), observedGeneration, lastScaledUpTime (wall seconds; 0: none), and a
+ * copy of wake_with (status.wakeWithReplicas; NULL: none). The caller frees the result.
  */
 cJSON *status_want(const char *mode, cJSON *ports, const cJSON *conditions, int64_t generation,
-                   int64_t scaled_up);
+                   int64_t scaled_up, const cJSON *wake_with);
 
 /*
  * The members of the status `status` (as the API shows it; may be NULL) that status_want

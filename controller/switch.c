@@ -68,6 +68,7 @@ static void proxy_commit(struct es *e, bool scale_down, const char *why)
         struct es_ref *ref = es_ref_new(e);
         if (ref && !target_scale_to(e->c->kube, &e->spec.target, e->ns, 0, on_scaled_down, ref))
             es_ref_take(ref);
+        wakewith_sleep(e); /* its spec.wakeWith members go with it */
     }
     es_cond_set(e, "ScaledToZero", true, scale_down ? "BelowThreshold" : "ScaledToZeroByHand", why);
     es_cond_set(e, "Ready", true, "Proxying", "traffic goes to the resolver, which holds requests");
@@ -83,6 +84,7 @@ void switch_enter_serve(struct es *e)
     log_info("switching to serve", "elastiservice=%s endpoint=%s", e->key, endpoint);
     es_set_mode(e, ES_MODE_SERVE, "the target has ready endpoints");
     resolver_slices_delete(e);
+    wakewith_wake(e); /* scaled up by another hand than a wake's: its members follow it */
     routes_changed(e);
     es_cond_set(e, "ScaleUpFailed", false, "Serving", "");
     es_cond_set(e, "ScaledToZero", false, "Serving", "the target has ready endpoints");

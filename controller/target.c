@@ -50,6 +50,7 @@ struct target_op {
     char object[254];       /* keda: the ScaledObject's name */
     int replicas;           /* scale_to: the count; wake: minReplicas */
     int reads;              /* wake: scale reads so far */
+    bool raise;             /* wake: raise a count below `replicas` too, not only a zero */
     struct kube_call *call; /* the one call in flight */
     cJSON *workload;        /* diagnose: the workload as read */
     cJSON *pods;            /* diagnose: its pods (PodList), or NULL */
@@ -114,26 +115,25 @@ const char *target_kind_name(enum target_kind kind)
     return kind <= TARGET_ROLLOUT ? kinds[kind].kind : "?";
 }
 
-int target_ref_parse(const cJSON *ref, struct target_ref *out, char *err, size_t errlen)
+int target_ref_parse_at(const cJSON *ref, const char *path, bool default_api_version,
+                        struct target_ref *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     if (!cJSON_IsObject(ref)) {
-        snprintf(err, errlen, "spec.scaleTargetRef: required, an object");
+        snprintf(err, errlen, "%s: required, an object", path);
         return -1;
     }
     const cJSON *av = json_get(ref, "apiVersion"), *kv = json_get(ref, "kind"),
                 *nv = json_get(ref, "name");
     if (!cJSON_IsString(kv) || !kv->valuestring[0]) {
-        snprintf(err, errlen,
-                 "spec.scaleTargetRef.kind: required (Deployment, StatefulSet, Rollout)");
+        snprintf(err, errlen, "%s.kind: required (Deployment, StatefulSet, Rollout)", path);
         return -1;
     }
     /* KubeElasti's KindToResource: lower-case, and plural unless it already ends in 's'. */
     char res[64];
     size_t n = strlen(kv->valuestring);
     if (n == 0 || n + 2 > sizeof(res)) {
-        snprintf(err, errlen,
-                 "spec.scaleTargetRef.kind: \"%.40s...\" is not a kind holdfast can scale",
+        snprintf(err, errlen, "%s.kind: \"%.40s...\" is not a kind holdfast can scale", path,
                  kv->valuestring);
         return -1;
     }
@@ -150,30 +150,29 @@ int target_ref_parse(const cJSON *ref, struct target_ref *out, char *err, size_t
         if (strcmp(res, kinds[i].resource) == 0)
             kind = i;
     if (kind < 0) {
-        snprintf(
-            err, errlen,
-            "spec.scaleTargetRef.kind: \"%.64s\" is not a kind holdfast can scale (Deployment, "
-            "StatefulSet, Rollout, or the aliases deployments, rollouts)",
-            kv->valuestring);
-        return -1;
-    }
-    if (!cJSON_IsString(av) || !av->valuestring[0]) {
-        snprintf(err, errlen, "spec.scaleTargetRef.apiVersion: required (%s for %s)",
-                 kinds[kind].api_version, kinds[kind].kind);
-        return -1;
-    }
-    if (strcmp(av->valuestring, kinds[kind].api_version) != 0) {
         snprintf(err, errlen,
-                 "spec.scaleTargetRef.apiVersion: \"%.64s\" does not serve kind %s (%s is %s)",
+                 "%s.kind: \"%.64s\" is not a kind holdfast can scale (Deployment, "
+                 "StatefulSet, Rollout, or the aliases deployments, rollouts)",
+                 path, kv->valuestring);
+        return -1;
+    }
+    bool av_absent = !cJSON_IsString(av) || !av->valuestring[0];
+    if (av_absent && !default_api_version) {
+        snprintf(err, errlen, "%s.apiVersion: required (%s for %s)", path, kinds[kind].api_version,
+                 kinds[kind].kind);
+        return -1;
+    }
+    if (!av_absent && strcmp(av->valuestring, kinds[kind].api_version) != 0) {
+        snprintf(err, errlen, "%s.apiVersion: \"%.64s\" does not serve kind %s (%s is %s)", path,
                  av->valuestring, kinds[kind].kind, kinds[kind].kind, kinds[kind].api_version);
         return -1;
     }
     if (!cJSON_IsString(nv) || !nv->valuestring[0]) {
-        snprintf(err, errlen, "spec.scaleTargetRef.name: required");
+        snprintf(err, errlen, "%s.name: required", path);
         return -1;
     }
     if (strlen(nv->valuestring) >= sizeof(out->name) || strchr(nv->valuestring, '/')) {
-        snprintf(err, errlen, "spec.scaleTargetRef.name: \"%.64s\" is not a valid object name",
+        snprintf(err, errlen, "%s.name: \"%.64s\" is not a valid object name", path,
                  nv->valuestring);
         return -1;
     }
@@ -181,6 +180,11 @@ int target_ref_parse(const cJSON *ref, struct target_ref *out, char *err, size_t
     out->res = kinds[kind].res;
     snprintf(out->name, sizeof(out->name), "%s", nv->valuestring);
     return 0;
+}
+
+int target_ref_parse(const cJSON *ref, struct target_ref *out, char *err, size_t errlen)
+{
+    return target_ref_parse_at(ref, "spec.scaleTargetRef", false, out, err, errlen);
 }
 
 /* ---- pure parts ---- */
@@ -559,8 +563,9 @@ static void on_wake_patched(cJSON *obj, const struct kube_error *err, void *arg)
     }
     target_scale_parse(obj, &op->res.scale);
     op->res.patched = true;
-    log_info("scaled the target up from zero", "namespace=%s kind=%s name=%s replicas=%d", op->ns,
-             target_kind_name(op->ref.kind), op->ref.name, op->replicas);
+    log_info(op->raise ? "raised the target's replicas" : "scaled the target up from zero",
+             "namespace=%s kind=%s name=%s from=%d replicas=%d", op->ns,
+             target_kind_name(op->ref.kind), op->ref.name, op->res.from, op->replicas);
     finish(op, NULL);
 }
 
@@ -572,10 +577,12 @@ static void on_wake_read(cJSON *obj, const struct kube_error *err, void *arg)
         return;
     }
     target_scale_parse(obj, &op->res.scale);
-    if (op->res.scale.spec_replicas != 0) {
-        finish(op, NULL); /* already asked to run: nothing to do */
+    int now = op->res.scale.spec_replicas;
+    if (op->raise ? now >= op->replicas : now != 0) {
+        finish(op, NULL); /* already asked to run (raise: at least as many): nothing to do */
         return;
     }
+    op->res.from = now;
     if (!scale_patch_send(op, op->res.scale.resource_version, on_wake_patched))
         finish_unstarted(op, "the scale patch");
 }
@@ -627,6 +634,32 @@ struct target_op *target_wake_at(struct kube_client *c, const struct target_ref 
     return op;
 }
 
+struct target_op *target_raise_at(struct kube_client *c, const struct target_ref *ref,
+                                  const char *ns, int replicas, int cached_replicas,
+                                  const char *resource_version, target_done_fn done, void *arg)
+{
+    bool at = resource_version && *resource_version && cached_replicas >= 0;
+    if (at && cached_replicas >= replicas)
+        return NULL; /* the cache shows enough: nothing to send */
+    struct target_op *op = wake_op_new(c, ref, ns, replicas, done, arg);
+    if (!op)
+        return NULL;
+    op->raise = true;
+    if (at) {
+        op->res.from = cached_replicas;
+        op->reads = 0;
+        op->call = scale_patch_send(op, resource_version, on_wake_patched);
+    } else {
+        op->reads = 1;
+        op->call = kube_get(c, &op->ref.res, op->ns, op->ref.name, "scale", on_wake_read, op);
+    }
+    if (!op->call) {
+        op_free(op);
+        return NULL;
+    }
+    return op;
+}
+
 /* ---- KEDA ---- */
 
 static void on_keda(cJSON *obj, const struct kube_error *err, void *arg)
@@ -641,6 +674,9 @@ static void on_keda(cJSON *obj, const struct kube_error *err, void *arg)
         return;
     }
     op->res.found = err == NULL;
+    const cJSON *max = json_get(json_get(obj, "spec"), "maxReplicaCount");
+    if (!err && cJSON_IsNumber(max) && max->valuedouble >= 1 && max->valuedouble <= 1e6)
+        op->res.keda_max_replicas = (int)max->valuedouble;
     if (!err)
         log_info(op->type == OP_KEDA_PAUSE ? "paused the KEDA ScaledObject"
                                            : "resumed the KEDA ScaledObject",

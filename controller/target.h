@@ -25,6 +25,9 @@
  *   patch carries the resourceVersion read, so two replicas (or a user, or KEDA) racing cannot
  *   be overwritten: a 409 Conflict re-reads and decides again. Reports whether it patched.
  *   target_wake_at skips the first read when a cache already shows the zero and its version.
+ * - target_raise_at: the same for a count that is not zero: patch spec.replicas to N only when it
+ *   is below N (a wake sized by the connections held, raised while the pods start), with the
+ *   version read; never lowers it.
  * - target_keda_pause / target_keda_resume: merge-PATCH the keda.sh/v1alpha1 ScaledObject's
  *   annotations: pause sets `autoscaling.keda.sh/paused-replicas: "0"`, resume removes it and
  *   `autoscaling.keda.sh/paused`. A ScaledObject that does not exist is not an error: the result
@@ -80,8 +83,10 @@ struct target_diagnosis {
 /* What an operation found. Only the fields of the operation that ran are set. */
 struct target_result {
     struct target_scale scale;    /* get_scale, scale_to, wake: the Scale read or written last */
-    bool patched;                 /* wake: true when it patched replicas 0 -> min */
+    bool patched;                 /* wake: true when it patched replicas 0 -> min (raise: up) */
+    int from;                     /* wake, raise: spec.replicas before the patch */
     bool found;                   /* keda_*: false when the ScaledObject does not exist */
+    int keda_max_replicas;        /* keda_*: its spec.maxReplicaCount as patched (0: absent) */
     struct target_diagnosis diag; /* diagnose */
 };
 
@@ -98,6 +103,11 @@ struct target_op;
  */
 int target_ref_parse(const cJSON *scale_target_ref, struct target_ref *out, char *err,
                      size_t errlen);
+
+/* target_ref_parse of a reference at `path` (messages name "<path>.kind", ...). With
+ * default_api_version, an absent or empty apiVersion means the kind's own (spec.wakeWith). */
+int target_ref_parse_at(const cJSON *ref, const char *path, bool default_api_version,
+                        struct target_ref *out, char *err, size_t errlen);
 
 /* "Deployment", "StatefulSet" or "Rollout". */
 const char *target_kind_name(enum target_kind kind);
@@ -126,6 +136,14 @@ struct target_op *target_wake(struct kube_client *c, const struct target_ref *re
 struct target_op *target_wake_at(struct kube_client *c, const struct target_ref *ref,
                                  const char *ns, int min_replicas, const char *resource_version,
                                  target_done_fn done, void *arg);
+
+/* Raises spec.replicas to `replicas` when it is below (0 included), never lowers it. When a cache
+ * shows the workload at `cached_replicas` (>= 0) with `resource_version`, the patch goes at once
+ * on that version, and nothing is sent (NULL) if the cache shows enough already; otherwise (NULL
+ * or "" version, or cached_replicas < 0) it reads first. A 409 reads and decides again. */
+struct target_op *target_raise_at(struct kube_client *c, const struct target_ref *ref,
+                                  const char *ns, int replicas, int cached_replicas,
+                                  const char *resource_version, target_done_fn done, void *arg);
 
 struct target_op *target_keda_pause(struct kube_client *c, const char *ns,
                                     const char *scaled_object, target_done_fn done, void *arg);

@@ -33,6 +33,10 @@ ADDITIONS = {
     "spec.holdTimeoutSeconds",
     "spec.maxHeldConnections",
     "spec.waitingPage",
+    "spec.podCapacity",
+    "spec.maxWakeReplicas",
+    "spec.wakeWith",
+    "status.wakeWithReplicas",
     "status.observedGeneration",
     "status.ports",
     "status.conditions",
@@ -208,6 +212,15 @@ def test_holdfast_additions_shape():
     assert (r["type"], r["minimum"], r["maximum"]) == ("integer", 1, 3600)
     assert w["properties"]["html"]["maxLength"] == 65536
     assert not any("default" in v for v in w["properties"].values())
+    pc, mw = node(s, "spec.podCapacity"), node(s, "spec.maxWakeReplicas")
+    assert (pc["type"], pc["minimum"], pc["maximum"]) == ("integer", 1, 10000000)
+    assert (mw["type"], mw["minimum"], mw["maximum"]) == ("integer", 1, 100000)
+    ww = node(s, "spec.wakeWith")
+    assert ww["type"] == "array" and ww["maxItems"] == 16
+    assert ww["items"]["required"] == ["kind", "name"]
+    assert ww["items"]["properties"]["kind"]["enum"] == ["Deployment", "StatefulSet", "Rollout"]
+    wr = node(s, "status.wakeWithReplicas")
+    assert wr["type"] == "object" and wr["additionalProperties"]["type"] == "integer"
     g = node(s, "status.observedGeneration")
     assert g["type"] == "integer" and g.get("minimum") == 0
     ports = node(s, "status.ports")
@@ -360,8 +373,12 @@ def local_process(obj, schema):
                     continue
                 if k in props:
                     check(v, props[k], sub)
+                elif isinstance(s.get("additionalProperties"), dict):
+                    check(v, s["additionalProperties"], sub)
                 elif not s.get("x-kubernetes-preserve-unknown-fields"):
                     errs.append("%s: unknown field" % sub)
+            if "maxProperties" in s and len(o) > s["maxProperties"]:
+                errs.append("%s: more than %d properties" % (shown, s["maxProperties"]))
 
     default(obj, schema)
     check(obj, schema, "", root=True)
@@ -556,6 +573,11 @@ KUBEELASTI_ALSO_ACCEPTS = {
 HOLDFAST_EXAMPLES = {
     "holdfast-spec": es({"service": "web", "scaleTargetRef": target(), "holdTimeoutSeconds": 120,
                          "maxHeldConnections": 5000}),
+    "holdfast-wake": es({"service": "web", "scaleTargetRef": target(), "podCapacity": 20,
+                         "maxWakeReplicas": 10, "wakeWith": [
+                             {"kind": "Deployment", "name": "worker"},
+                             {"kind": "Rollout", "name": "cache", "apiVersion": "argoproj.io/v1alpha1"}]},
+                        status={"wakeWithReplicas": {"Deployment/worker": 3}}),
     "holdfast-status": es({"service": "web", "scaleTargetRef": target()}, status={
         "mode": "proxy", "observedGeneration": 3, "lastReconciledTime": "2025-01-01T00:00:00Z",
         "ports": [{"name": "http", "port": 80, "protocol": "TCP", "resolverPort": 20000},
@@ -615,6 +637,15 @@ INVALID = {
     "hold-timeout-0": (_bad(_set("spec.holdTimeoutSeconds", 0)), False),
     "hold-timeout-too-long": (_bad(_set("spec.holdTimeoutSeconds", 86401)), False),
     "max-held-0": (_bad(_set("spec.maxHeldConnections", 0)), False),
+    "pod-capacity-0": (_bad(_set("spec.podCapacity", 0)), False),
+    "pod-capacity-string": (_bad(_set("spec.podCapacity", "2")), False),
+    "max-wake-0": (_bad(_set("spec.maxWakeReplicas", 0)), False),
+    "wake-with-kind": (_bad(_set("spec.wakeWith", [{"kind": "Job", "name": "x"}])), False),
+    "wake-with-no-name": (_bad(_set("spec.wakeWith", [{"kind": "Deployment"}])), False),
+    "wake-with-replicas-negative": (es({"service": "w", "scaleTargetRef": target()}, status={
+        "wakeWithReplicas": {"Deployment/worker": -1}}), False),
+    "wake-with-17": (_bad(_set("spec.wakeWith", [{"kind": "Deployment", "name": "w%d" % i}
+                                                  for i in range(17)])), False),
     "condition-status": (es({"service": "w", "scaleTargetRef": target()}, status={"conditions": [
         {"type": "Ready", "status": "Maybe", "reason": "X", "message": "",
          "lastTransitionTime": "2025-01-01T00:00:00Z"}]}), False),

@@ -213,3 +213,32 @@ Test(decide, a_pod_known_gone_never_counts_however_late_its_listing)
     cr_assert(decide_leaving("10.0.0.1", l, 2, 2000, 3600000));
     cr_assert_not(decide_leaving("10.0.0.2", l, 2, 2000, 2000), "not known gone: counts");
 }
+
+Test(decide, wake_replicas_without_capacity_is_min_target_replicas)
+{
+    cr_assert_eq(decide_wake_replicas(0, 0, 1, 0), 1);
+    cr_assert_eq(decide_wake_replicas(500, 0, 3, 0), 3);
+    cr_assert_eq(decide_wake_replicas(500, 0, 3, 10), 3);
+    cr_assert_eq(decide_wake_replicas(7, 0, 0, 0), 1); /* min below 1 counts as 1 */
+}
+
+Test(decide, wake_replicas_is_held_over_capacity_rounded_up)
+{
+    cr_assert_eq(decide_wake_replicas(7, 2, 1, 0), 4);
+    cr_assert_eq(decide_wake_replicas(8, 2, 1, 0), 4);
+    cr_assert_eq(decide_wake_replicas(9, 2, 1, 0), 5);
+    cr_assert_eq(decide_wake_replicas(1, 10, 1, 0), 1);
+    cr_assert_eq(decide_wake_replicas(11, 10, 1, 0), 2);
+    cr_assert_eq(decide_wake_replicas(100000, 1, 1, 0), 100000); /* no bound of its own */
+}
+
+Test(decide, wake_replicas_is_clamped_to_min_and_max)
+{
+    cr_assert_eq(decide_wake_replicas(1, 2, 3, 0), 3);  /* fewer held than min's worth */
+    cr_assert_eq(decide_wake_replicas(0, 2, 2, 5), 2);  /* nothing held (a finalizer restore) */
+    cr_assert_eq(decide_wake_replicas(-4, 2, 2, 5), 2); /* a negative count counts as none */
+    cr_assert_eq(decide_wake_replicas(7, 2, 1, 3), 3);  /* max below the ceil */
+    cr_assert_eq(decide_wake_replicas(7, 2, 1, 4), 4);  /* max at the ceil */
+    cr_assert_eq(decide_wake_replicas(7, 2, 5, 3), 5);  /* refused at parse; min would win */
+    cr_assert_eq(decide_wake_replicas(2147483647L, 1, 1, 7), 7);
+}

@@ -1,6 +1,7 @@
 /* spec: an ElastiService spec read into struct es_spec: the fields, the defaults, each refusal
  * and what a refused spec keeps (the controller indexes it by Service and target). */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/json.h"
@@ -205,4 +206,89 @@ Test(spec, refuses_a_bad_waiting_page_naming_the_field)
         parse("{\"service\":\"web\"," TARGET ",\"waitingPage\":\"on\"}", &s, err, sizeof(err)), -1);
     cr_assert_str_eq(err, "spec.waitingPage: must be an object, not a string");
     spec_clear(&s);
+}
+Test(spec, reads_the_wake_fields)
+{
+    struct es_spec s = {0};
+    char err[512] = "";
+    cr_assert_eq(parse("{\"service\":\"web\"," TARGET ",\"minTargetReplicas\":2,"
+                       "\"podCapacity\":50,\"maxWakeReplicas\":8,\"wakeWith\":["
+                       "{\"kind\":\"Deployment\",\"name\":\"worker\"},"
+                       "{\"kind\":\"StatefulSet\",\"name\":\"web\",\"apiVersion\":\"apps/v1\"},"
+                       "{\"kind\":\"rollouts\",\"name\":\"cache\"}]}",
+                       &s, err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_eq(s.pod_capacity, 50);
+    cr_assert_eq(s.max_wake_replicas, 8);
+    cr_assert_eq(s.n_wake_with, 3);
+    cr_assert_eq(s.wake_with[0].kind, TARGET_DEPLOYMENT);
+    cr_assert_str_eq(s.wake_with[0].name, "worker");
+    cr_assert_str_eq(s.wake_with[0].res.group, "apps");
+    /* same name as the target, another kind: another workload */
+    cr_assert_eq(s.wake_with[1].kind, TARGET_STATEFULSET);
+    cr_assert_eq(s.wake_with[2].kind, TARGET_ROLLOUT);
+    cr_assert_str_eq(s.wake_with[2].res.group, "argoproj.io");
+    spec_clear(&s);
+    cr_assert_null(s.wake_with);
+    cr_assert_eq(s.n_wake_with, 0);
+
+    /* all absent: a wake asks for minTargetReplicas, no bound, nobody else */
+    cr_assert_eq(parse("{\"service\":\"web\"," TARGET "}", &s, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(s.pod_capacity, 0);
+    cr_assert_eq(s.max_wake_replicas, 0);
+    cr_assert_eq(s.n_wake_with, 0);
+    /* a max equal to min is fine */
+    cr_assert_eq(parse("{\"service\":\"web\"," TARGET ",\"minTargetReplicas\":3,"
+                       "\"maxWakeReplicas\":3,\"wakeWith\":[]}",
+                       &s, err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_eq(s.max_wake_replicas, 3);
+    spec_clear(&s);
+}
+
+static void refused(const char *spec_json, const char *field, const char *detail)
+{
+    struct es_spec s = {0};
+    char err[512] = "";
+    cr_assert_eq(parse(spec_json, &s, err, sizeof(err)), -1, "accepted: %s", spec_json);
+    cr_assert(strncmp(err, field, strlen(field)) == 0, "%s does not start with %s", err, field);
+    cr_assert(strstr(err, detail) != NULL, "%s lacks %s", err, detail);
+    /* what came before is kept: the controller still indexes it */
+    cr_assert_str_eq(s.service, "web");
+    cr_assert(s.target_ok);
+    spec_clear(&s);
+}
+
+Test(spec, refuses_bad_wake_fields_naming_the_field)
+{
+#define S "{\"service\":\"web\"," TARGET ","
+    refused(S "\"podCapacity\":0}", "spec.podCapacity: ", "1 to 10000000");
+    refused(S "\"podCapacity\":-3}", "spec.podCapacity: ", "integer");
+    refused(S "\"podCapacity\":1.5}", "spec.podCapacity: ", "integer");
+    refused(S "\"podCapacity\":\"2\"}", "spec.podCapacity: ", "integer");
+    refused(S "\"podCapacity\":1e300}", "spec.podCapacity: ", "integer");
+    refused(S "\"maxWakeReplicas\":0}", "spec.maxWakeReplicas: ", "1 to 100000");
+    refused(S "\"maxWakeReplicas\":100001}", "spec.maxWakeReplicas: ", "1 to 100000");
+    refused(S "\"minTargetReplicas\":3,\"maxWakeReplicas\":2}",
+            "spec.maxWakeReplicas: ", "below spec.minTargetReplicas (3)");
+    refused(S "\"wakeWith\":{\"kind\":\"Deployment\",\"name\":\"w\"}}", "spec.wakeWith: ", "list");
+    refused(S "\"wakeWith\":[{\"kind\":\"Deployment\",\"name\":\"web\"}]}",
+            "spec.wakeWith[0]: ", "scale target itself");
+    refused(S "\"wakeWith\":[{\"kind\":\"Deployment\",\"name\":\"a\"},"
+              "{\"kind\":\"deployments\",\"name\":\"a\",\"apiVersion\":\"apps/v1\"}]}",
+            "spec.wakeWith[1]: ", "listed twice (also spec.wakeWith[0])");
+    refused(S "\"wakeWith\":[{\"kind\":\"Job\",\"name\":\"a\"}]}",
+            "spec.wakeWith[0].kind: ", "\"Job\"");
+    refused(S "\"wakeWith\":[{\"kind\":\"Deployment\"}]}", "spec.wakeWith[0].name: ", "required");
+    refused(S "\"wakeWith\":[{\"kind\":\"Rollout\",\"name\":\"a\",\"apiVersion\":\"apps/v1\"}]}",
+            "spec.wakeWith[0].apiVersion: ", "does not serve kind Rollout");
+    refused(S "\"wakeWith\":[\"worker\"]}", "spec.wakeWith[0]: ", "an object");
+    char many[4096];
+    int at = snprintf(many, sizeof(many), S "\"wakeWith\":[");
+    for (int i = 0; i < SPEC_MAX_WAKE_WITH + 1; i++)
+        at += snprintf(many + at, sizeof(many) - (size_t)at,
+                       "%s{\"kind\":\"Deployment\",\"name\":\"w%d\"}", i ? "," : "", i);
+    snprintf(many + at, sizeof(many) - (size_t)at, "]}");
+    refused(many, "spec.wakeWith: ", "at most 16");
+#undef S
 }

@@ -74,7 +74,7 @@ Test(status, the_wanted_status_carries_mode_ports_conditions_generation_and_scal
     cJSON *conds = cJSON_CreateArray();
     status_cond_set(conds, "Ready", true, "Serving", "", 1, T0);
     cJSON *want =
-        status_want("serve", cJSON_Parse("[{\"resolverPort\":20000}]"), conds, 4, T0 - 3600);
+        status_want("serve", cJSON_Parse("[{\"resolverPort\":20000}]"), conds, 4, T0 - 3600, NULL);
     cr_assert_str_eq(str(want, "mode"), "serve");
     cr_assert_eq(cJSON_GetArraySize(member(want, "ports")), 1);
     cr_assert_str_eq(str(want, "lastScaledUpTime"), "2023-11-14T21:13:20Z");
@@ -84,11 +84,18 @@ Test(status, the_wanted_status_carries_mode_ports_conditions_generation_and_scal
     cr_assert_eq(num(cJSON_GetArrayItem(wc, 0), "observedGeneration"), 4,
                  "every condition was evaluated against this generation");
     cJSON_Delete(want);
-    want = status_want(NULL, NULL, conds, 1, 0);
+    want = status_want(NULL, NULL, conds, 1, 0, NULL);
     cr_assert_null(member(want, "mode"), "a replica that does not lead writes no mode");
     cr_assert_null(member(want, "ports"));
     cr_assert_null(member(want, "lastScaledUpTime"));
+    cr_assert_null(member(want, "wakeWithReplicas"));
     cJSON_Delete(want);
+    cJSON *ww = cJSON_Parse("{\"Deployment/worker\":3}");
+    want = status_want("proxy", NULL, conds, 1, 0, ww);
+    cr_assert(cJSON_Compare(member(want, "wakeWithReplicas"), ww, true),
+              "the group's counts before zero, whole");
+    cJSON_Delete(want);
+    cJSON_Delete(ww);
     cJSON_Delete(conds);
 }
 
@@ -96,7 +103,7 @@ Test(status, nothing_is_written_when_nothing_changed)
 {
     cJSON *conds = cJSON_CreateArray();
     status_cond_set(conds, "Ready", true, "Serving", "", 2, T0);
-    cJSON *want = status_want("serve", NULL, conds, 2, 0);
+    cJSON *want = status_want("serve", NULL, conds, 2, 0, NULL);
     cJSON *all = status_changes(want, NULL);
     cr_assert_not_null(all, "nothing known written: everything is a change");
     cr_assert(cJSON_Compare(all, want, true));
@@ -119,9 +126,9 @@ Test(status, a_write_carries_only_what_changed_and_a_member_whole)
     cJSON *conds = cJSON_CreateArray();
     status_cond_set(conds, "Ready", true, "Serving", "", 2, T0);
     status_cond_set(conds, "ScaledToZero", false, "Serving", "", 2, T0);
-    cJSON *written = status_want("serve", NULL, conds, 2, 0);
+    cJSON *written = status_want("serve", NULL, conds, 2, 0, NULL);
     status_cond_set(conds, "ScaledToZero", true, "BelowThreshold", "idle", 2, T0 + 5);
-    cJSON *want = status_want("proxy", NULL, conds, 2, 0);
+    cJSON *want = status_want("proxy", NULL, conds, 2, 0, NULL);
     cJSON *changes = status_changes(want, written);
     cr_assert_not_null(changes);
     cr_assert_str_eq(str(changes, "mode"), "proxy");
@@ -132,7 +139,7 @@ Test(status, a_write_carries_only_what_changed_and_a_member_whole)
     cJSON_Delete(changes);
     /* a new generation: observedGeneration, and every condition's, changed */
     cJSON_Delete(want);
-    want = status_want("proxy", NULL, conds, 3, 0);
+    want = status_want("proxy", NULL, conds, 3, 0, NULL);
     changes = status_changes(want, written);
     cr_assert_eq(num(changes, "observedGeneration"), 3);
     cJSON_Delete(changes);
