@@ -248,6 +248,7 @@ static void es_free(struct es *e)
     es_text_clear(&e->mode_other);
     cJSON_Delete(e->conditions);
     cJSON_Delete(e->wakewith_replicas);
+    cJSON_Delete(e->last_cold_start);
     svc_state_unref(e->svc);
     free(e->ns);
     free(e->name);
@@ -380,6 +381,7 @@ static void es_parse_status(struct es *e, const cJSON *obj)
         e->status_written = status_shown(status); /* what a sync compares with */
     }
     wakewith_status(e, status, ours_newer);
+    coldstart_status_adopt(e, status, ours_newer);
     e->last_scaled_up = parse_time(json_str(status, "lastScaledUpTime"));
     if (e->last_scaled_up < e->scaled_up_unwritten)
         e->last_scaled_up = e->scaled_up_unwritten; /* on its way */
@@ -598,11 +600,11 @@ static void on_status_written(cJSON *obj, const struct kube_error *err, void *ar
 static cJSON *es_status_want(const struct es *e)
 {
     bool lead = e->c->leader && e->mode != ES_MODE_NONE;
-    return status_want(lead ? es_mode_name(e) : NULL, lead && e->n_ports ? es_ports_json(e) : NULL,
-                       e->conditions, e->generation,
-                       e->last_scaled_up > e->scaled_up_unwritten ? e->last_scaled_up
-                                                                  : e->scaled_up_unwritten,
-                       e->c->leader ? e->wakewith_replicas : NULL);
+    return status_want(
+        lead ? es_mode_name(e) : NULL, lead && e->n_ports ? es_ports_json(e) : NULL, e->conditions,
+        e->generation,
+        e->last_scaled_up > e->scaled_up_unwritten ? e->last_scaled_up : e->scaled_up_unwritten,
+        e->c->leader ? e->wakewith_replicas : NULL, e->c->leader ? e->last_cold_start : NULL);
 }
 
 void es_status_sync(struct es *e, bool touch)
@@ -1498,8 +1500,7 @@ static const struct pset *workload_users(const struct workload_watch *w, const c
     return strmap_get(&w->c->by_target, key);
 }
 
-/* The pod among `pods` (a PodList) whose address is ip, or NULL. */
-static const cJSON *pod_with_ip(const cJSON *pods, const char *ip)
+const cJSON *pod_with_ip(const cJSON *pods, const char *ip)
 {
     const cJSON *p;
     cJSON_ArrayForEach(p, json_get(pods, "items"))
@@ -2050,6 +2051,15 @@ void controller_metrics(struct mtext *out, void *arg)
                  "Woken targets scaled further up while their pods started, as held "
                  "connections grew (spec.podCapacity).");
     mtext_sample(out, "holdfast_wake_raises_total", NULL, (double)c->wake_raises);
+    mtext_family(out, "holdfast_cold_start_phase_seconds", "histogram",
+                 "Cold starts recorded by this replica (the leader's view), by phase: the time "
+                 "from the phase known before it (or the first held request) to it, so the "
+                 "phases of one cold start add up to its total.");
+    for (int p = COLD_SCALE_SENT; p < COLD_N; p++) {
+        char label[48];
+        snprintf(label, sizeof(label), "phase=\"%s\"", coldstart_phase_label(p));
+        mtext_hist(out, "holdfast_cold_start_phase_seconds", label, &c->cold_phase_seconds[p]);
+    }
     mtext_family(out, "holdfast_wake_with_scale_ups_total", "counter",
                  "spec.wakeWith workloads scaled up from zero with their target.");
     mtext_sample(out, "holdfast_wake_with_scale_ups_total", NULL, (double)c->wakewith_scaled);

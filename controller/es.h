@@ -36,6 +36,7 @@
 #include "common/key.h"
 #include "common/log.h"
 #include "common/strmap.h"
+#include "controller/coldstart.h"
 #include "controller/cron.h"
 #include "controller/decide.h"
 #include "controller/defaults.h"
@@ -262,6 +263,15 @@ struct es {
     bool wakewith_sent;       /* the wake in flight sent the spec.wakeWith members along */
     int keda_max_replicas;    /* the KEDA ScaledObject's maxReplicaCount as this replica's last
                                  pause or resume patch answered it (0: not known) */
+
+    /* the phases of a cold start (coldstart.c): collected from the wake sent to the switch to
+     * serve's pod list (the leader's view), then written as status.lastColdStart */
+    struct coldstart cold;  /* the moments of the cold start in progress */
+    bool cold_open;         /* a wake was sent (or a request held) and is not recorded yet */
+    uint64_t cold_held_ns;  /* its first held request (monotonic), 0 unknown */
+    int cold_waits;         /* checks left for the first held byte (coldstart_run.c) */
+    cJSON *last_cold_start; /* status.lastColdStart (the last cold start recorded or adopted),
+                               NULL none; freed by es_free */
 };
 
 struct resolver_ep {
@@ -323,6 +333,9 @@ struct controller {
     uint64_t wakewith_scaled; /* spec.wakeWith members scaled up from zero */
     /* Liveness: a round is complete when every ElastiService was evaluated after it began. */
     uint64_t round_start_ms, round_done_ms;
+    /* holdfast_cold_start_phase_seconds: the time between consecutive known phases of the cold
+     * starts recorded, by the phase that ends it (COLD_SCALE_SENT .. COLD_FIRST_BYTE) */
+    struct hist cold_phase_seconds[COLD_N];
     double round_throttled; /* kube_client_throttled_seconds when the round began */
     uint64_t evaluations;   /* evaluations completed (a /scale read answered, or a skip) */
     bool wedged_logged;     /* the round is past the liveness bound: logged once */
@@ -353,6 +366,9 @@ struct es_ref {
 };
 
 /* ---- small helpers (controller.c) ---- */
+
+/* The pod among `pods` (a PodList) whose address is ip, or NULL (borrowed from pods). */
+const cJSON *pod_with_ip(const cJSON *pods, const char *ip);
 
 static inline char *dup_or_null(const char *s)
 {
@@ -536,6 +552,19 @@ void wakewith_sleep(struct es *e);
 
 /* Every status event: status.wakeWithReplicas taken, unless a write of ours is newer. */
 void wakewith_status(struct es *e, const cJSON *status, bool ours_newer);
+
+/* ---- the phases of a cold start (coldstart_run.c) ---- */
+
+/* Any replica, a wake's scale call sent from zero: a cold start begins (unless one is open). */
+void coldstart_wake_sent(struct es *e);
+/* Its answer: the target was scaled up now. */
+void coldstart_wake_answered(struct es *e);
+/* Leader, the switch to serve on the endpoint "ip:port": lists the target's pods and records
+ * the cold start (status.lastColdStart, the ColdStart Event, the phase histogram) when the
+ * list answers and the first held byte was written (or the wait for it ends). */
+void coldstart_on_serve(struct es *e, const char *endpoint);
+/* Adopts status.lastColdStart as the API shows it (not while ours is newer). */
+void coldstart_status_adopt(struct es *e, const cJSON *status, bool ours_newer);
 
 /* ---- controller.c: conditions, mode, the Service ---- */
 

@@ -72,7 +72,7 @@ bool status_cond_set(cJSON *conditions, const char *type, bool status, const cha
 }
 
 cJSON *status_want(const char *mode, cJSON *ports, const cJSON *conditions, int64_t generation,
-                   int64_t scaled_up, const cJSON *wake_with)
+                   int64_t scaled_up, const cJSON *wake_with, const cJSON *last_cold_start)
 {
     cJSON *want = cJSON_CreateObject();
     if (mode)
@@ -95,11 +95,18 @@ cJSON *status_want(const char *mode, cJSON *ports, const cJSON *conditions, int6
     }
     if (wake_with)
         cJSON_AddItemToObject(want, "wakeWithReplicas", cJSON_Duplicate(wake_with, true));
+    if (last_cold_start)
+        cJSON_AddItemToObject(want, "lastColdStart", cJSON_Duplicate(last_cold_start, true));
     return want;
 }
 
-static const char *const WANT_MEMBERS[] = {
-    "mode", "ports", "conditions", "observedGeneration", "lastScaledUpTime", "wakeWithReplicas"};
+static const char *const WANT_MEMBERS[] = {"mode",
+                                           "ports",
+                                           "conditions",
+                                           "observedGeneration",
+                                           "lastScaledUpTime",
+                                           "wakeWithReplicas",
+                                           "lastColdStart"};
 
 cJSON *status_shown(const cJSON *status)
 {

@@ -54,10 +54,11 @@ bool status_cond_set(cJSON *conditions, const char *type, bool status, const cha
  * `mode` (NULL: none of its own to write), `ports` (taken; NULL: none), a copy of conditions
  * with each condition's observedGeneration set to `generation` (every one was evaluated against
  * this generation's spec), observedGeneration, lastScaledUpTime (wall seconds; 0: none), and a
- * copy of wake_with (status.wakeWithReplicas; NULL: none). The caller frees the result.
+ * copy of wake_with (status.wakeWithReplicas; NULL: none) and of last_cold_start
+ * (status.lastColdStart; NULL: none). The caller frees the result.
  */
 cJSON *status_want(const char *mode, cJSON *ports, const cJSON *conditions, int64_t generation,
-                   int64_t scaled_up, const cJSON *wake_with);
+                   int64_t scaled_up, const cJSON *wake_with, const cJSON *last_cold_start);
 
 /*
  * The members of the status `status` (as the API shows it; may be NULL) that status_want

@@ -92,6 +92,7 @@ void switch_enter_serve(struct es *e)
     es_status_sync(e, true);
     es_event(e, false, "SwitchedToServe", "the target has ready endpoints");
     e->c->switches++;
+    coldstart_on_serve(e, endpoint); /* its record follows the pod list: a ColdStart Event */
 }
 
 /* ---- the switch to zero: the data path first (leader) ---- */

@@ -121,22 +121,36 @@ static void wake_done(struct es *e, const struct target_result *res, const struc
     if (!e->wakewith_sent && !e->deleting)
         wakewith_wake(e);
     e->c->wakes_sent++;
-    uint64_t held_since = svc_state_wake_started_ns(e->svc);
+    /* The first held request as the wake remembered it when sent: the data plane forgets it
+     * when a held connection's first byte reaches a backend, which can come before this answer
+     * (that read 0 here and logged wake_to_scale_ms=-1). */
+    coldstart_wake_answered(e);
+    uint64_t held_since =
+        e->cold_open && e->cold_held_ns ? e->cold_held_ns : svc_state_wake_started_ns(e->svc);
     double ms = held_since ? (double)(clock_mono_ns() - held_since) / 1e6 : -1.0;
     if (held_since)
         svc_state_observe_wake_to_scale(e->svc, clock_mono_ns() - held_since);
     log_info("woken: target scaled up", "elastiservice=%s wake_to_scale_ms=%f", e->key, ms);
-    char msg[512];
+    char timing[160] = "";
+    int64_t t0 = e->cold.at_ms[COLD_HELD], sent = e->cold.at_ms[COLD_SCALE_SENT],
+            answered = e->cold.at_ms[COLD_SCALE_ANSWERED];
+    if (e->cold_open && t0 >= 0 && sent >= t0 && answered >= sent)
+        snprintf(timing, sizeof(timing),
+                 "; the scale call went %.1f s after the first held request and was answered "
+                 "%.1f s later",
+                 (double)(sent - t0) / 1000.0, (double)(answered - sent) / 1000.0);
+    char msg[640];
     if (e->spec.pod_capacity)
         snprintf(msg, sizeof(msg),
                  "scaled %s %.250s from 0 to %d: %ld held connections asked for %d replicas "
-                 "(podCapacity %d)",
+                 "(podCapacity %d)%s",
                  target_kind_name(e->spec.target.kind), e->spec.target.name,
-                 res->scale.spec_replicas, e->wake_held, e->wake_want, e->spec.pod_capacity);
+                 res->scale.spec_replicas, e->wake_held, e->wake_want, e->spec.pod_capacity,
+                 timing);
     else
-        snprintf(msg, sizeof(msg), "scaled %s %.250s from 0 to %d: a request arrived",
+        snprintf(msg, sizeof(msg), "scaled %s %.250s from 0 to %d: a request arrived%s",
                  target_kind_name(e->spec.target.kind), e->spec.target.name,
-                 res->scale.spec_replicas);
+                 res->scale.spec_replicas, timing);
     es_event(e, false, "ScaledUp", msg);
     /* The leader writes lastScaledUpTime with the serve switch's status write, which follows
      * as soon as the pod is ready (or with any other status write before it, or the next poll's
@@ -229,9 +243,10 @@ void wake_target(struct es *e)
     }
     /* Otherwise a wake: from zero only (a cache that shows more may be stale: it reads). */
     if (target_wake_at(e->c->kube_wake, &e->spec.target, e->ns, want, cached == 0 ? wl_rv : NULL,
-                       on_wake_done, ref))
+                       on_wake_done, ref)) {
         e->wake_inflight = true;
-    else
+        coldstart_wake_sent(e);
+    } else
         es_ref_take(ref);
     /* Seen at zero (or not seen): its group wakes with it, in parallel, never awaited. A wake
      * that finds the zero only when it reads sends them when it patched (on_wake_done). A

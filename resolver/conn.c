@@ -1285,6 +1285,8 @@ static void observe_cold_start(struct conn *c)
     if (hists && ready > 0 && now >= (uint64_t)ready)
         hist_observe_ns(&hists->ready_to_first_byte_seconds, now - (uint64_t)ready);
     if (started > 0)
+        atomic_store(&c->svc->first_byte_ns, (int64_t)now);
+    if (started > 0)
         log_info("cold start: first held byte written",
                  "service=%s backend=%s cold_start_ms=%f "
                  "ready_to_first_byte_ms=%f",

@@ -83,6 +83,12 @@ uint64_t svc_state_wake_started_ns(const struct svc_state *s)
     return t > 0 ? (uint64_t)t : 0;
 }
 
+uint64_t svc_state_first_byte_ns(const struct svc_state *s)
+{
+    int64_t t = atomic_load(&((struct svc_state *)s)->first_byte_ns);
+    return t > 0 ? (uint64_t)t : 0;
+}
+
 void svc_state_observe_wake_to_scale(struct svc_state *s, uint64_t ns)
 {
     struct svc_hists *h = svc_state_hists(s);

@@ -115,6 +115,9 @@ long svc_state_held(const struct svc_state *s);
 void svc_state_mark_ready(struct svc_state *s, uint64_t since_ns);
 /* When the wake of this cold start began (the first held request, monotonic ns), 0 none. */
 uint64_t svc_state_wake_started_ns(const struct svc_state *s);
+/* When the first held byte of the last cold start was written to a backend (monotonic ns; the
+ * moment svc_state_wake_started_ns went back to 0), 0 none yet. Any thread. */
+uint64_t svc_state_first_byte_ns(const struct svc_state *s);
 /* Observes the control plane's part of a wake: first held request -> scale call answered. */
 void svc_state_observe_wake_to_scale(struct svc_state *s, uint64_t ns);
 /* The room the /metrics label text of a service takes (svc_state_labels). */

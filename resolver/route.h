@@ -92,6 +92,8 @@ struct svc_state {
 
     _Atomic int wake_pending;        /* a wake for this service sits in the wake queue */
     _Atomic int64_t wake_started_ns; /* monotonic time of the wake of this cold start, 0 none */
+    _Atomic int64_t first_byte_ns;   /* when the last cold start's first held byte was written
+                                        (monotonic), 0 none: for the control plane's phases */
 
     /* Metrics. */
     _Atomic uint64_t requests[OUTCOME_COUNT];

@@ -73,8 +73,8 @@ Test(status, the_wanted_status_carries_mode_ports_conditions_generation_and_scal
 {
     cJSON *conds = cJSON_CreateArray();
     status_cond_set(conds, "Ready", true, "Serving", "", 1, T0);
-    cJSON *want =
-        status_want("serve", cJSON_Parse("[{\"resolverPort\":20000}]"), conds, 4, T0 - 3600, NULL);
+    cJSON *want = status_want("serve", cJSON_Parse("[{\"resolverPort\":20000}]"), conds, 4,
+                              T0 - 3600, NULL, NULL);
     cr_assert_str_eq(str(want, "mode"), "serve");
     cr_assert_eq(cJSON_GetArraySize(member(want, "ports")), 1);
     cr_assert_str_eq(str(want, "lastScaledUpTime"), "2023-11-14T21:13:20Z");
@@ -84,16 +84,31 @@ Test(status, the_wanted_status_carries_mode_ports_conditions_generation_and_scal
     cr_assert_eq(num(cJSON_GetArrayItem(wc, 0), "observedGeneration"), 4,
                  "every condition was evaluated against this generation");
     cJSON_Delete(want);
-    want = status_want(NULL, NULL, conds, 1, 0, NULL);
+    want = status_want(NULL, NULL, conds, 1, 0, NULL, NULL);
     cr_assert_null(member(want, "mode"), "a replica that does not lead writes no mode");
     cr_assert_null(member(want, "ports"));
     cr_assert_null(member(want, "lastScaledUpTime"));
     cr_assert_null(member(want, "wakeWithReplicas"));
     cJSON_Delete(want);
     cJSON *ww = cJSON_Parse("{\"Deployment/worker\":3}");
-    want = status_want("proxy", NULL, conds, 1, 0, ww);
+    cJSON *lc = cJSON_Parse("{\"startedAt\":\"2026-12-05T21:00:00.000Z\",\"totalMs\":900,"
+                            "\"phases\":{\"scaleSent\":3,\"firstByte\":900}}");
+    want = status_want("proxy", NULL, conds, 1, 0, ww, lc);
     cr_assert(cJSON_Compare(member(want, "wakeWithReplicas"), ww, true),
               "the group's counts before zero, whole");
+    cr_assert(cJSON_Compare(member(want, "lastColdStart"), lc, true),
+              "the last cold start's phases, whole");
+    cJSON *status = cJSON_Parse("{\"mode\":\"proxy\"}");
+    cJSON_AddItemToObject(status, "lastColdStart", cJSON_Duplicate(lc, true));
+    cJSON *shown = status_shown(status);
+    cr_assert(cJSON_Compare(member(shown, "lastColdStart"), lc, true),
+              "adopted as shown, so a replica that takes over does not write it again");
+    cJSON *ch = status_changes(want, shown);
+    cr_assert_null(member(ch, "lastColdStart"), "unchanged: not written again");
+    cJSON_Delete(ch);
+    cJSON_Delete(shown);
+    cJSON_Delete(status);
+    cJSON_Delete(lc);
     cJSON_Delete(want);
     cJSON_Delete(ww);
     cJSON_Delete(conds);
@@ -103,7 +118,7 @@ Test(status, nothing_is_written_when_nothing_changed)
 {
     cJSON *conds = cJSON_CreateArray();
     status_cond_set(conds, "Ready", true, "Serving", "", 2, T0);
-    cJSON *want = status_want("serve", NULL, conds, 2, 0, NULL);
+    cJSON *want = status_want("serve", NULL, conds, 2, 0, NULL, NULL);
     cJSON *all = status_changes(want, NULL);
     cr_assert_not_null(all, "nothing known written: everything is a change");
     cr_assert(cJSON_Compare(all, want, true));
@@ -126,9 +141,9 @@ Test(status, a_write_carries_only_what_changed_and_a_member_whole)
     cJSON *conds = cJSON_CreateArray();
     status_cond_set(conds, "Ready", true, "Serving", "", 2, T0);
     status_cond_set(conds, "ScaledToZero", false, "Serving", "", 2, T0);
-    cJSON *written = status_want("serve", NULL, conds, 2, 0, NULL);
+    cJSON *written = status_want("serve", NULL, conds, 2, 0, NULL, NULL);
     status_cond_set(conds, "ScaledToZero", true, "BelowThreshold", "idle", 2, T0 + 5);
-    cJSON *want = status_want("proxy", NULL, conds, 2, 0, NULL);
+    cJSON *want = status_want("proxy", NULL, conds, 2, 0, NULL, NULL);
     cJSON *changes = status_changes(want, written);
     cr_assert_not_null(changes);
     cr_assert_str_eq(str(changes, "mode"), "proxy");
@@ -139,7 +154,7 @@ Test(status, a_write_carries_only_what_changed_and_a_member_whole)
     cJSON_Delete(changes);
     /* a new generation: observedGeneration, and every condition's, changed */
     cJSON_Delete(want);
-    want = status_want("proxy", NULL, conds, 3, 0, NULL);
+    want = status_want("proxy", NULL, conds, 3, 0, NULL, NULL);
     changes = status_changes(want, written);
     cr_assert_eq(num(changes, "observedGeneration"), 3);
     cJSON_Delete(changes);
