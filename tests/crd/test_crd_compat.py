@@ -37,6 +37,7 @@ ADDITIONS = {
     "spec.maxWakeReplicas",
     "spec.wakeWith",
     "status.wakeWithReplicas",
+    "status.lastColdStart",
     "status.observedGeneration",
     "status.ports",
     "status.conditions",
@@ -221,6 +222,14 @@ def test_holdfast_additions_shape():
     assert ww["items"]["properties"]["kind"]["enum"] == ["Deployment", "StatefulSet", "Rollout"]
     wr = node(s, "status.wakeWithReplicas")
     assert wr["type"] == "object" and wr["additionalProperties"]["type"] == "integer"
+    lc = node(s, "status.lastColdStart")
+    assert lc["type"] == "object" and lc["required"] == ["startedAt", "totalMs"]
+    assert lc["properties"]["startedAt"]["format"] == "date-time"
+    assert set(lc["properties"]["phases"]["properties"]) == {
+        "scaleSent", "scaleAnswered", "podCreated", "podScheduled", "containersStarted", "ready",
+        "firstByte"}
+    for v in lc["properties"]["phases"]["properties"].values():
+        assert (v["type"], v["minimum"], v["maximum"]) == ("integer", 0, 86400000)
     g = node(s, "status.observedGeneration")
     assert g["type"] == "integer" and g.get("minimum") == 0
     ports = node(s, "status.ports")
@@ -578,6 +587,10 @@ HOLDFAST_EXAMPLES = {
                              {"kind": "Deployment", "name": "worker"},
                              {"kind": "Rollout", "name": "cache", "apiVersion": "argoproj.io/v1alpha1"}]},
                         status={"wakeWithReplicas": {"Deployment/worker": 3}}),
+    "holdfast-cold-start": es({"service": "web", "scaleTargetRef": target()}, status={
+        "lastColdStart": {"startedAt": "2025-01-01T00:00:00.250Z", "totalMs": 41200, "phases": {
+            "scaleSent": 3, "scaleAnswered": 40, "podCreated": 40, "podScheduled": 40,
+            "containersStarted": 35000, "ready": 41000, "firstByte": 41200}}}),
     "holdfast-status": es({"service": "web", "scaleTargetRef": target()}, status={
         "mode": "proxy", "observedGeneration": 3, "lastReconciledTime": "2025-01-01T00:00:00Z",
         "ports": [{"name": "http", "port": 80, "protocol": "TCP", "resolverPort": 20000},
@@ -644,6 +657,11 @@ INVALID = {
     "wake-with-no-name": (_bad(_set("spec.wakeWith", [{"kind": "Deployment"}])), False),
     "wake-with-replicas-negative": (es({"service": "w", "scaleTargetRef": target()}, status={
         "wakeWithReplicas": {"Deployment/worker": -1}}), False),
+    "cold-start-negative": (es({"service": "w", "scaleTargetRef": target()}, status={
+        "lastColdStart": {"startedAt": "2025-01-01T00:00:00Z", "totalMs": 5,
+                          "phases": {"ready": -1}}}), False),
+    "cold-start-no-start": (es({"service": "w", "scaleTargetRef": target()}, status={
+        "lastColdStart": {"totalMs": 5}}), False),
     "wake-with-17": (_bad(_set("spec.wakeWith", [{"kind": "Deployment", "name": "w%d" % i}
                                                   for i in range(17)])), False),
     "condition-status": (es({"service": "w", "scaleTargetRef": target()}, status={"conditions": [
