@@ -534,14 +534,21 @@ static void setup_proxy(void)
     api_setup(true, 0);
 }
 
+static bool cold_start_written(void)
+{
+    return cJSON_GetObjectItem(cJSON_GetObjectItem(fake_cluster_api_es(fc, 0), "status"),
+                               "lastColdStart") != NULL;
+}
+
 /*
- * A wake: the first held request -> the scale call -> the pod ready -> serve mode. The calls it
- * needs: the scale patch (conditional on the resourceVersion the workload watch cached, so it
- * never lowers a count someone raised), the resolver slice's delete, one status write (mode
- * serve, lastScaledUpTime, conditions); and the Events ScaledUp and SwitchedToServe, counted
- * apart.
+ * A wake: the first held request -> the scale call -> the pod ready -> serve mode, and the cold
+ * start recorded. The calls it needs: the scale patch (conditional on the resourceVersion the
+ * workload watch cached, so it never lowers a count someone raised), the resolver slice's
+ * delete, one status write (mode serve, lastScaledUpTime, conditions), the list of the target's
+ * pods for the cold start's pod phases and the status write of status.lastColdStart; and the
+ * Events ScaledUp, SwitchedToServe and ColdStart, counted apart.
  */
-Test(controller_api_budget, a_wake_to_serve_mode_in_3_calls, .init = setup_proxy)
+Test(controller_api_budget, a_wake_to_serve_mode_in_5_calls, .init = setup_proxy)
 {
     cr_assert(in_proxy(), "the listed ElastiService is in proxy mode with its resolver slice");
     double sent = requests_sent();
@@ -549,16 +556,17 @@ Test(controller_api_budget, a_wake_to_serve_mode_in_3_calls, .init = setup_proxy
     serve_until(scaled_up, "the scale call");
     fake_cluster_set_ready(fc, 0, true); /* the pod is a ready endpoint */
     serve_until(in_serve, "serve mode (status.mode, the resolver slice deleted)");
-    api_log_print("wake -> scale call -> pod ready -> serve mode");
+    serve_until(cold_start_written, "status.lastColdStart");
+    api_log_print("wake -> scale call -> pod ready -> serve mode -> cold start recorded");
     cr_assert_eq(requests_sent() - sent, api_log.n,
                  "holdfast_kube_api_requests_total counted %.0f, the API server received %d",
                  requests_sent() - sent, api_log.n);
-    cr_assert_eq(api_log.events, 2, "the ScaledUp and SwitchedToServe Events");
+    cr_assert_eq(api_log.events, 3, "the ScaledUp, SwitchedToServe and ColdStart Events");
     cr_assert_not_null(
         cJSON_GetObjectItem(cJSON_GetObjectItem(fake_cluster_api_es(fc, 0), "status"),
                             "lastScaledUpTime"),
         "status.lastScaledUpTime is written (with the serve switch)");
-    cr_assert_leq(api_log.n - api_log.events, 3, "%d calls besides the Events",
+    cr_assert_leq(api_log.n - api_log.events, 5, "%d calls besides the Events",
                   api_log.n - api_log.events);
 }
 
