@@ -24,40 +24,42 @@ static int64_t mono_to_wall_ms(uint64_t mono_ns)
     return coldstart_mono_to_wall_ms(mono_ns, clock_mono_ns(), clock_wall_ns());
 }
 
-/* Starts a cold start when none is open: from the first held request when the data plane saw
- * one. Returns whether one is open. */
-static bool cold_begin(struct es *e)
+/* Starts a cold start, from the first held request when the data plane saw one, unless the one
+ * open is that one (a wake repeated: a retry, one folded in, the held requests since relayed).
+ * A first held request other than the open one's starts anew: the open one was never recorded
+ * (a replica that woke it but did not lead at the switch). */
+static void cold_begin(struct es *e)
 {
-    if (e->cold_open)
-        return true;
     uint64_t held = e->svc ? svc_state_wake_started_ns(e->svc) : 0;
+    if (e->cold_open && (held == 0 || held == e->cold_held_ns))
+        return;
     coldstart_init(&e->cold);
     e->cold_held_ns = held;
     if (held)
         e->cold.at_ms[COLD_HELD] = mono_to_wall_ms(held);
     e->cold_open = true;
-    return true;
 }
 
 void coldstart_wake_sent(struct es *e)
 {
-    if (e->cold_open && e->cold.at_ms[COLD_SCALE_SENT] >= 0)
-        return; /* a repeat of the same cold start's wake (a retry, or one folded in) */
     cold_begin(e);
-    e->cold.at_ms[COLD_SCALE_SENT] = clock_wall_ns() / 1000000;
+    if (e->cold.at_ms[COLD_SCALE_SENT] < 0)
+        e->cold.at_ms[COLD_SCALE_SENT] = clock_wall_ns() / 1000000;
 }
 
 void coldstart_wake_answered(struct es *e)
 {
     if (e->cold_open && e->cold.at_ms[COLD_SCALE_ANSWERED] < 0)
         e->cold.at_ms[COLD_SCALE_ANSWERED] = clock_wall_ns() / 1000000;
+    if (!e->c->leader)
+        e->cold_open = false; /* only the leader switches to serve and records it */
 }
 
 /* Records the cold start: status, Event, histogram, log line. */
 static void cold_record(struct es *e)
 {
     uint64_t byte = e->svc ? svc_state_first_byte_ns(e->svc) : 0;
-    if (byte && byte >= e->cold_held_ns)
+    if (byte && e->cold_held_ns && byte >= e->cold_held_ns)
         e->cold.at_ms[COLD_FIRST_BYTE] = mono_to_wall_ms(byte);
     cJSON *st = coldstart_status(&e->cold);
     if (!st)
@@ -82,7 +84,7 @@ static void on_byte_check(evutil_socket_t fd, short what, void *arg)
     if (!e)
         return;
     uint64_t byte = e->svc ? svc_state_first_byte_ns(e->svc) : 0;
-    bool written = byte && byte >= e->cold_held_ns;
+    bool written = !e->cold_held_ns || (byte && byte >= e->cold_held_ns);
     if (written || --e->cold_waits <= 0 || !e->svc || svc_state_held(e->svc) == 0 || e->deleting) {
         cold_record(e);
         return;

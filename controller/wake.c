@@ -124,9 +124,9 @@ static void wake_done(struct es *e, const struct target_result *res, const struc
     /* The first held request as the wake remembered it when sent: the data plane forgets it
      * when a held connection's first byte reaches a backend, which can come before this answer
      * (that read 0 here and logged wake_to_scale_ms=-1). */
-    coldstart_wake_answered(e);
     uint64_t held_since =
         e->cold_open && e->cold_held_ns ? e->cold_held_ns : svc_state_wake_started_ns(e->svc);
+    coldstart_wake_answered(e);
     double ms = held_since ? (double)(clock_mono_ns() - held_since) / 1e6 : -1.0;
     if (held_since)
         svc_state_observe_wake_to_scale(e->svc, clock_mono_ns() - held_since);
@@ -134,7 +134,7 @@ static void wake_done(struct es *e, const struct target_result *res, const struc
     char timing[160] = "";
     int64_t t0 = e->cold.at_ms[COLD_HELD], sent = e->cold.at_ms[COLD_SCALE_SENT],
             answered = e->cold.at_ms[COLD_SCALE_ANSWERED];
-    if (e->cold_open && t0 >= 0 && sent >= t0 && answered >= sent)
+    if (t0 >= 0 && sent >= t0 && answered >= sent)
         snprintf(timing, sizeof(timing),
                  "; the scale call went %.1f s after the first held request and was answered "
                  "%.1f s later",

@@ -89,3 +89,7 @@ def test_each_wake_records_its_phases_in_status_event_and_histogram(sim, ns, hol
     assert second["startedAt"] > first["startedAt"], (first, second)
     wait_for(lambda: phase_counts(hf) == [2] * len(LABELS), timeout=10,
              what="each phase observed twice")
+    # wake_to_scale is observed for both wakes, also when a held connection reached the pod
+    # before the scale call's answer was read (the data plane had forgotten the start by then)
+    assert metric_value(hf.metrics_text(), "holdfast_wake_to_scale_seconds_count",
+                        namespace=ns, service="web") == 2
