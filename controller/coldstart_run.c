@@ -78,23 +78,30 @@ static void cold_record(struct es *e)
     es_status_sync(e, false);
 }
 
-static void on_byte_check(evutil_socket_t fd, short what, void *arg)
+static void on_byte_check(evutil_socket_t fd, short what, void *arg);
+
+/* Records the cold start once the first held byte is written (or nothing is held any more, or
+ * the checks are used up); else checks again in COLD_BYTE_CHECK_MS, on e's own timer. */
+static void byte_check(struct es *e)
 {
-    struct es *e = es_ref_take(arg);
-    if (!e)
-        return;
     uint64_t byte = e->svc ? svc_state_first_byte_ns(e->svc) : 0;
     bool written = !e->cold_held_ns || (byte && byte >= e->cold_held_ns);
     if (written || --e->cold_waits <= 0 || !e->svc || svc_state_held(e->svc) == 0 || e->deleting) {
         cold_record(e);
         return;
     }
-    struct es_ref *ref = es_ref_new(e);
+    if (!e->cold_ev)
+        e->cold_ev = evtimer_new(e->c->base, on_byte_check, e);
     struct timeval tv = {0, COLD_BYTE_CHECK_MS * 1000};
-    if (ref && event_base_once(e->c->base, -1, EV_TIMEOUT, on_byte_check, ref, &tv) != 0) {
-        es_ref_take(ref);
+    if (!e->cold_ev || evtimer_add(e->cold_ev, &tv) != 0)
         cold_record(e);
-    }
+}
+
+static void on_byte_check(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    byte_check(arg); /* e: its timer is freed with it */
 }
 
 /* The address of an endpoint "ip:port" or "[ip6]:port", into ip. */
@@ -133,9 +140,7 @@ static void on_pods(cJSON *obj, const struct kube_error *err, void *arg)
     if (pod)
         coldstart_read_pod(&e->cold, pod);
     e->cold_waits = COLD_BYTE_CHECKS;
-    struct es_ref *ref = es_ref_new(e);
-    if (ref)
-        on_byte_check(-1, EV_TIMEOUT, ref);
+    byte_check(e);
 }
 
 void coldstart_on_serve(struct es *e, const char *endpoint)
@@ -159,9 +164,7 @@ void coldstart_on_serve(struct es *e, const char *endpoint)
         es_ref_take(l->ref);
     free(l);
     e->cold_waits = COLD_BYTE_CHECKS;
-    struct es_ref *ref = es_ref_new(e);
-    if (ref)
-        on_byte_check(-1, EV_TIMEOUT, ref);
+    byte_check(e);
 }
 
 void coldstart_status_adopt(struct es *e, const cJSON *status, bool ours_newer)

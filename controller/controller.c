@@ -223,6 +223,8 @@ static void es_clear_spec(struct es *e)
 
 static void es_free(struct es *e)
 {
+    if (e->cold_ev)
+        event_free(e->cold_ev);
     cJSON_Delete(e->status_written);
     cJSON_Delete(e->status_pending);
     switch_cancel(e);

@@ -270,6 +270,8 @@ struct es {
     bool cold_open;         /* a wake was sent (or a request held) and is not recorded yet */
     uint64_t cold_held_ns;  /* its first held request (monotonic), 0 unknown */
     int cold_waits;         /* checks left for the first held byte (coldstart_run.c) */
+    struct event *cold_ev;  /* the next of those checks (NULL until the first); freed by
+                               es_free, so a check never outlives e (nor leaks at shutdown) */
     cJSON *last_cold_start; /* status.lastColdStart (the last cold start recorded or adopted),
                                NULL none; freed by es_free */
 };
