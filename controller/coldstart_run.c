@@ -125,7 +125,7 @@ static void on_pods(cJSON *obj, const struct kube_error *err, void *arg)
 {
     struct cold_list *l = arg;
     struct es *e = es_ref_take(l->ref);
-    const cJSON *pod = err ? NULL : pod_with_ip(obj, l->ip);
+    const cJSON *pod = err ? NULL : es_pod_with_ip(obj, l->ip);
     if (e && err)
         log_warn("cannot list the target's pods for the cold start's phases: recorded without "
                  "them",

@@ -1502,7 +1502,7 @@ static const struct pset *workload_users(const struct workload_watch *w, const c
     return strmap_get(&w->c->by_target, key);
 }
 
-const cJSON *pod_with_ip(const cJSON *pods, const char *ip)
+const cJSON *es_pod_with_ip(const cJSON *pods, const char *ip)
 {
     const cJSON *p;
     cJSON_ArrayForEach(p, json_get(pods, "items"))
@@ -1547,7 +1547,7 @@ static void on_leaving_pods(cJSON *obj, const struct kube_error *err, void *arg)
     }
     size_t kept = 0, stay = 0;
     for (size_t i = 0; i < e->n_leaving; i++) {
-        const cJSON *pod = pod_with_ip(obj, e->leaving[i].ip);
+        const cJSON *pod = es_pod_with_ip(obj, e->leaving[i].ip);
         const char *phase = json_str(json_get(pod, "status"), "phase");
         if (!e->leaving[i].gone && pod &&
             !json_get(json_get(pod, "metadata"), "deletionTimestamp") &&

@@ -370,7 +370,7 @@ struct es_ref {
 /* ---- small helpers (controller.c) ---- */
 
 /* The pod among `pods` (a PodList) whose address is ip, or NULL (borrowed from pods). */
-const cJSON *pod_with_ip(const cJSON *pods, const char *ip);
+const cJSON *es_pod_with_ip(const cJSON *pods, const char *ip);
 
 static inline char *dup_or_null(const char *s)
 {

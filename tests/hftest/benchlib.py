@@ -19,6 +19,7 @@ import tempfile
 import time
 
 from . import REPO
+from .net import recv_all
 
 
 def die(msg):
@@ -113,12 +114,7 @@ def http_get(host, port, path="/", timeout=1.0):
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
             s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = recv_all(s)
         head, _, body = data.partition(b"\r\n\r\n")
         return int(head.split(b" ", 2)[1]), body
     except (OSError, ValueError, IndexError) as e:

@@ -3,6 +3,7 @@
     free_port(host)   a port nothing is bound to on host now
     Addrs()           hands out (host, port) pairs, each on a loopback address of its own
     hp((host, port))  "host:port"
+    recv_all(sock)    every byte until the peer closes
 """
 import itertools
 import socket
@@ -17,6 +18,16 @@ def free_port(host):
 
 def hp(addr):
     return f"{addr[0]}:{addr[1]}"
+
+
+def recv_all(sock):
+    """Every byte sock receives until the peer closes (its timeout bounds each read)."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
 
 
 _host_counter = itertools.count(2)

@@ -266,13 +266,19 @@ def http_get(host, port, path="/", timeout=40, connect_retry=15):
     anything else is an answer or an error. kube-proxy (iptables mode) rejects a Service without
     endpoints with ICMP host unreachable (EHOSTUNREACH), and a refusal (ECONNREFUSED) means the
     same here."""
+    status, got, body = http_request(host, port, path, timeout, connect_retry)
+    return status, got, body.decode(errors="replace")
+
+
+def http_request(host, port, path="/", timeout=40, connect_retry=15, headers=None):
+    """http_get with the body as bytes, and `headers` (a dict) sent besides Connection: close."""
     deadline = time.monotonic() + connect_retry
     while True:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
         try:
-            conn.request("GET", path, headers={"Connection": "close"})
+            conn.request("GET", path, headers=dict(headers or {}, Connection="close"))
             r = conn.getresponse()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode(errors="replace")
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
         except OSError as e:
             if not isinstance(e, ConnectionRefusedError) and e.errno != errno.EHOSTUNREACH:
                 raise

@@ -9,12 +9,8 @@ The set-up is test_controller.py's, imported: one real test cluster per module (
 200 ms), one holdfast per test, requests through the Service's ClusterIP, bounded waits, no
 sanitizer report allowed.
 """
-import errno
-import http.client
-import time
-
 from test_controller import (  # noqa: F401 - fixtures are used by name
-    ES_API, condition, create_es, elastiservice, holdfast, http_get, make_app, ns,
+    ES_API, condition, create_es, elastiservice, holdfast, http_get, http_request, make_app, ns,
     replicas, resolver_slices, sim, wait_event, wait_mode, wait_replicas)
 from hftest.kubeclient import wait_for
 
@@ -22,24 +18,10 @@ BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.
 
 
 def browser_get(host, port, path="/", timeout=30, connect_retry=15):
-    """A browser's navigation through kube-proxy: (status, headers, body). A refused connect
-    (kube-proxy has not applied the latest slice) is retried for `connect_retry` s."""
-    deadline = time.monotonic() + connect_retry
-    while True:
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
-        try:
-            conn.request("GET", path, headers={"Accept": BROWSER_ACCEPT, "Connection": "close",
-                                               "User-Agent": "Mozilla/5.0"})
-            r = conn.getresponse()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-        except OSError as e:
-            if not isinstance(e, ConnectionRefusedError) and e.errno != errno.EHOSTUNREACH:
-                raise
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-        finally:
-            conn.close()
+    """A browser's navigation through kube-proxy: (status, headers, body bytes); a refused
+    connect is retried as http_get's is."""
+    return http_request(host, port, path, timeout, connect_retry,
+                        {"Accept": BROWSER_ACCEPT, "User-Agent": "Mozilla/5.0"})
 
 
 def at_zero_with_page(sim, ns, page, image="test/http:1"):

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from hftest.http1 import connect
-from hftest.net import hp
+from hftest.net import hp, recv_all
 from hflib import service
 
 
@@ -92,12 +92,7 @@ def test_tls_passthrough_held_across_wake_reaches_backend_certificate(
             # The handshake verified the backend's own certificate: bytes were not touched.
             assert s.getpeercert()["subject"] == ((("commonName", "holdfast-tls-backend"),),)
             s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = recv_all(s)
     assert data.startswith(b"HTTP/1.0 200 ok"), data[:200]
     assert len(hf.log_lines("wake command started")) == 1
 
@@ -127,11 +122,6 @@ def test_tcp_client_that_half_closes_while_held_is_relayed_not_cancelled(
     with connect(listen, timeout=60) as s:
         s.sendall(b"last words\r\n")
         s.shutdown(socket.SHUT_WR)  # done sending, still reading
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_all(s)
     assert data == b"BANNER hc\r\nhc echo last words\r\n"
     assert hf.metric("holdfast_requests_total", service="halfclose", outcome="cancelled") == 0

@@ -15,7 +15,7 @@ import pytest
 
 from hftest.http1 import Reader, connect, get_request, http_exchange
 from hftest.kubeclient import wait_for
-from hftest.net import hp
+from hftest.net import hp, recv_all
 from hflib import service
 
 BROWSER_ACCEPT = ("text/html,application/xhtml+xml,application/xml;q=0.9,"
@@ -136,12 +136,7 @@ def test_head_navigation_gets_the_page_headers_without_a_body(
     g = Gated(holdfast, addrs, backend_cmd, tmp_path, {"enabled": True, "html": "<p>wait</p>"})
     with connect(g.listen) as s:
         s.sendall(browser_get("/", method="HEAD"))
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_all(s)
     head, sep, rest = data.partition(b"\r\n\r\n")
     assert sep and rest == b"", data  # nothing after the head
     assert head.startswith(b"HTTP/1.1 503 "), data

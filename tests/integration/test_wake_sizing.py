@@ -119,20 +119,27 @@ def scaled_up_messages(sim, ns):
     return [e["message"] for e in es_events(sim, ns, "ScaledUp")]
 
 
+def wake_to(sim, ns, ip, held, n, what):
+    """`held` clients held at zero wake the target to `n` replicas: every one is answered by a
+    pod, the mode goes to serve, and the count stays `n` (sampled for 1.5 s; `what` says what
+    moving it would mean). Returns the replica counts seen from the first held client on."""
+    seen = Replicas(sim, ns)
+    clients = Held(ip, held)
+    wait_replicas(sim, ns, n, timeout=20)
+    answers = clients.answers()
+    assert answers == ["HTTP/1.1 200 OK"] * held, answers
+    wait_mode(sim, ns, "serve")
+    hold_still(1.5, lambda: replicas(sim, ns) == n, what)
+    return seen.stop()
+
+
 # ---------------------------------------------------------------- sizing
 
 
 def test_seven_held_with_pod_capacity_two_wake_four_replicas(sim, ns, holdfast):
     hf = holdfast.start()
     ip = at_zero(sim, ns, podCapacity=2)
-    seen = Replicas(sim, ns)
-    clients = Held(ip, 7)
-    wait_replicas(sim, ns, 4, timeout=20)
-    answers = clients.answers()
-    assert answers == ["HTTP/1.1 200 OK"] * 7, answers
-    wait_mode(sim, ns, "serve")
-    hold_still(1.5, lambda: replicas(sim, ns) == 4, "the wake's count moved")
-    path = seen.stop()
+    path = wake_to(sim, ns, ip, 7, 4, "the wake's count moved")
     assert path[0] == 0 and path[-1] == 4 and path == sorted(path), path  # up only, to 4
     msgs = scaled_up_messages(sim, ns)
     assert any(re.search(r"held connections asked for 4 replicas \(podCapacity 2\)", m) for m in msgs), msgs
@@ -142,14 +149,7 @@ def test_seven_held_with_pod_capacity_two_wake_four_replicas(sim, ns, holdfast):
 def test_max_wake_replicas_bounds_the_wake(sim, ns, holdfast):
     holdfast.start()
     ip = at_zero(sim, ns, podCapacity=2, maxWakeReplicas=3)
-    seen = Replicas(sim, ns)
-    clients = Held(ip, 7)
-    wait_replicas(sim, ns, 3, timeout=20)
-    answers = clients.answers()
-    assert answers == ["HTTP/1.1 200 OK"] * 7, answers
-    wait_mode(sim, ns, "serve")
-    hold_still(1.5, lambda: replicas(sim, ns) == 3, "the wake went past maxWakeReplicas")
-    path = seen.stop()
+    path = wake_to(sim, ns, ip, 7, 3, "the wake went past maxWakeReplicas")
     assert max(path) == 3 and path == sorted(path), path
 
 
@@ -164,28 +164,14 @@ def test_keda_max_replica_count_bounds_the_wake(sim, ns, holdfast):
     ip = at_zero(sim, ns, podCapacity=1, maxWakeReplicas=5, autoscaler={"type": "keda", "name": "web-so"})
     wait_for(lambda: (sim.get(so_path + "/web-so")["metadata"].get("annotations") or {})
              .get("autoscaling.keda.sh/paused-replicas") == "0", timeout=10, what="ScaledObject paused")
-    seen = Replicas(sim, ns)
-    clients = Held(ip, 5)
-    wait_replicas(sim, ns, 2, timeout=20)
-    answers = clients.answers()
-    assert answers == ["HTTP/1.1 200 OK"] * 5, answers
-    wait_mode(sim, ns, "serve")
-    hold_still(1.5, lambda: replicas(sim, ns) == 2, "the wake went past maxReplicaCount")
-    path = seen.stop()
+    path = wake_to(sim, ns, ip, 5, 2, "the wake went past maxReplicaCount")
     assert max(path) == 2 and path == sorted(path), path
 
 
 def test_without_pod_capacity_a_wake_scales_to_min_target_replicas(sim, ns, holdfast):
     holdfast.start()
     ip = at_zero(sim, ns, minTargetReplicas=2)
-    seen = Replicas(sim, ns)
-    clients = Held(ip, 7)
-    wait_replicas(sim, ns, 2, timeout=20)
-    answers = clients.answers()
-    assert answers == ["HTTP/1.1 200 OK"] * 7, answers
-    wait_mode(sim, ns, "serve")
-    hold_still(1.5, lambda: replicas(sim, ns) == 2, "7 held connections moved minTargetReplicas")
-    path = seen.stop()
+    path = wake_to(sim, ns, ip, 7, 2, "7 held connections moved minTargetReplicas")
     assert path == [0, 2], path
 
 
