@@ -11,15 +11,36 @@
 
 static const char *const PHASE_NAMES[COLD_N] = {"held",       "scaleSent",    "scaleAnswered",
                                                 "podCreated", "podScheduled", "containersStarted",
-                                                "ready",      "firstByte"};
+                                                "earlyReady", "ready",        "firstByte"};
 static const char *const PHASE_LABELS[COLD_N] = {
-    "held",          "scale_sent",         "scale_answered", "pod_created",
-    "pod_scheduled", "containers_started", "ready",          "first_byte"};
+    "held",        "scale_sent",    "scale_answered",
+    "pod_created", "pod_scheduled", "containers_started",
+    "early_ready", "ready",         "first_byte"};
 /* What the time up to each phase mostly is, for the Event; consecutive equal names merge. */
 static const char *const PHASE_WORDS[COLD_N] = {"",           "scale",
                                                 "scale",      "pod creation",
                                                 "scheduling", "image pull and container start",
-                                                "readiness",  "first byte"};
+                                                "readiness",  "readiness",
+                                                "first byte"};
+/* READY's, when it comes after the first byte (early readiness) */
+#define READY_AFTER_WORDS "then the kubelet's Ready"
+
+/* The phases in the order they happened: the kubelet's Ready before the first byte, or after
+ * it when a pod passed early readiness first. */
+static void phase_order(const struct coldstart *cs, enum cold_phase order[COLD_N])
+{
+    for (int p = 0; p < COLD_N; p++)
+        order[p] = (enum cold_phase)p;
+    if (cs->at_ms[COLD_EARLY_READY] >= 0) {
+        order[COLD_READY] = COLD_FIRST_BYTE;
+        order[COLD_FIRST_BYTE] = COLD_READY;
+    }
+}
+
+static const char *phase_words(const struct coldstart *cs, enum cold_phase p)
+{
+    return p == COLD_READY && cs->at_ms[COLD_EARLY_READY] >= 0 ? READY_AFTER_WORDS : PHASE_WORDS[p];
+}
 
 void coldstart_init(struct coldstart *cs)
 {
@@ -89,9 +110,11 @@ int coldstart_read_pod(struct coldstart *cs, const cJSON *pod)
     cs->at_ms[COLD_POD_SCHEDULED] = true_since_ms(conds, "PodScheduled");
     cs->at_ms[COLD_CONTAINERS_STARTED] = containers_started_ms(json_get(st, "containerStatuses"));
     cs->at_ms[COLD_READY] = true_since_ms(conds, "Ready");
+    static const enum cold_phase read[] = {COLD_POD_CREATED, COLD_POD_SCHEDULED,
+                                           COLD_CONTAINERS_STARTED, COLD_READY};
     int found = 0;
-    for (int p = COLD_POD_CREATED; p <= COLD_READY; p++)
-        found += cs->at_ms[p] >= 0;
+    for (size_t i = 0; i < sizeof(read) / sizeof(read[0]); i++)
+        found += cs->at_ms[read[i]] >= 0;
     return found;
 }
 
@@ -105,8 +128,11 @@ int64_t coldstart_start_ms(const struct coldstart *cs)
 
 int64_t coldstart_phases_ms(const struct coldstart *cs, int64_t ms[COLD_N])
 {
+    enum cold_phase order[COLD_N];
+    phase_order(cs, order);
     int64_t start = coldstart_start_ms(cs), last = 0;
-    for (int p = 0; p < COLD_N; p++) {
+    for (int i = 0; i < COLD_N; i++) {
+        enum cold_phase p = order[i];
         ms[p] = -1;
         if (start < 0 || cs->at_ms[p] < 0)
             continue;
@@ -114,6 +140,8 @@ int64_t coldstart_phases_ms(const struct coldstart *cs, int64_t ms[COLD_N])
         ms[p] = v < last ? last : v;
         last = ms[p];
     }
+    if (start >= 0 && ms[COLD_FIRST_BYTE] >= 0)
+        return ms[COLD_FIRST_BYTE]; /* what the held client waited */
     return start < 0 ? -1 : last;
 }
 
@@ -121,8 +149,11 @@ void coldstart_durations(const struct coldstart *cs, int64_t durations_ms[COLD_N
 {
     int64_t ms[COLD_N];
     coldstart_phases_ms(cs, ms);
+    enum cold_phase order[COLD_N];
+    phase_order(cs, order);
     int64_t prev = -1;
-    for (int p = 0; p < COLD_N; p++) {
+    for (int i = 0; i < COLD_N; i++) {
+        enum cold_phase p = order[i];
         durations_ms[p] = -1;
         if (ms[p] < 0)
             continue;
@@ -146,9 +177,11 @@ cJSON *coldstart_status(const struct coldstart *cs)
     cJSON_AddStringToObject(o, "startedAt", at);
     cJSON_AddNumberToObject(o, "totalMs", (double)total);
     cJSON *phases = cJSON_AddObjectToObject(o, "phases");
-    for (int p = COLD_SCALE_SENT; p < COLD_N; p++)
-        if (ms[p] >= 0)
-            cJSON_AddNumberToObject(phases, PHASE_NAMES[p], (double)ms[p]);
+    enum cold_phase order[COLD_N];
+    phase_order(cs, order);
+    for (int i = 1; i < COLD_N; i++)
+        if (ms[order[i]] >= 0)
+            cJSON_AddNumberToObject(phases, PHASE_NAMES[order[i]], (double)ms[order[i]]);
     return o;
 }
 
@@ -160,15 +193,19 @@ void coldstart_breakdown(const struct coldstart *cs, char *buf, size_t len)
     coldstart_durations(cs, d);
     if (!len)
         return;
+    enum cold_phase order[COLD_N];
+    phase_order(cs, order);
     int n = snprintf(buf, len, "cold start %.1f s", total < 0 ? 0.0 : (double)total / 1000.0);
     const char *sep = ": ";
-    for (int p = 1; p < COLD_N && n >= 0 && (size_t)n < len; p++) {
+    for (int i = 1; i < COLD_N && n >= 0 && (size_t)n < len; i++) {
+        enum cold_phase p = order[i];
         if (d[p] < 0)
             continue;
         int64_t sum = d[p];
-        while (p + 1 < COLD_N && strcmp(PHASE_WORDS[p + 1], PHASE_WORDS[p]) == 0 && d[p + 1] >= 0)
-            sum += d[++p];
-        n += snprintf(buf + n, len - (size_t)n, "%s%s %.1f s", sep, PHASE_WORDS[p],
+        while (i + 1 < COLD_N && d[order[i + 1]] >= 0 &&
+               strcmp(phase_words(cs, order[i + 1]), phase_words(cs, p)) == 0)
+            sum += d[order[++i]];
+        n += snprintf(buf + n, len - (size_t)n, "%s%s %.1f s", sep, phase_words(cs, p),
                       (double)sum / 1000.0);
         sep = ", ";
     }

@@ -9,7 +9,9 @@
  * one-line breakdown of the Event (coldstart_breakdown) and the durations between consecutive
  * known phases that feed holdfast_cold_start_phase_seconds (coldstart_durations).
  *
- * Early readiness (the first early probe passed) is not a phase yet: it comes with it.
+ * With early readiness the held connections go to a pod before the kubelet marks it Ready: the
+ * phases are then in the order held, ..., containersStarted, earlyReady, firstByte, ready (the
+ * kubelet's Ready comes after the first byte), and the total ends at the first byte.
  */
 #ifndef HOLDFAST_CONTROLLER_COLDSTART_H
 #define HOLDFAST_CONTROLLER_COLDSTART_H
@@ -26,6 +28,7 @@ enum cold_phase {
     COLD_POD_CREATED,        /* the pod's metadata.creationTimestamp */
     COLD_POD_SCHEDULED,      /* its PodScheduled condition's lastTransitionTime */
     COLD_CONTAINERS_STARTED, /* the latest state.running.startedAt of its containers */
+    COLD_EARLY_READY,        /* a pod passed holdfast's own run of its probes (early.c) */
     COLD_READY,              /* its Ready condition's lastTransitionTime (kubelet Ready) */
     COLD_FIRST_BYTE,         /* the first held byte written to the pod */
     COLD_N
@@ -65,19 +68,23 @@ int64_t coldstart_start_ms(const struct coldstart *cs);
  * Each phase's milliseconds from the start (ms[p], -1 unknown; ms[COLD_HELD] is 0 when the
  * start is known). Pod times have one-second resolution (cut, not rounded), so a pod moment
  * that reads earlier than a phase before it is taken as that phase's: the phases never go
- * backwards. Returns the total (the last known phase's milliseconds), or -1 without a start.
+ * backwards (in the order they happened: see the top). Returns the total (the first byte's
+ * milliseconds, else the last known phase's), or -1 without a start.
  */
 int64_t coldstart_phases_ms(const struct coldstart *cs, int64_t ms[COLD_N]);
 
 /*
  * The durations between consecutive known phases (durations_ms[p]: from the known phase before
- * p, or the start, to p; -1 when p is unknown or is the start): they add up to the total.
+ * p in the order they happened, or the start, to p; -1 when p is unknown or is the start):
+ * they add up to the total, plus, with early readiness, how long the kubelet's Ready came
+ * after the first byte (durations_ms[COLD_READY]).
  */
 void coldstart_durations(const struct coldstart *cs, int64_t durations_ms[COLD_N]);
 
 /*
  * status.lastColdStart: {startedAt (RFC 3339, milliseconds), totalMs, phases: {scaleSent,
- * scaleAnswered, podCreated, podScheduled, containersStarted, ready, firstByte}}, each phase
+ * scaleAnswered, podCreated, podScheduled, containersStarted, earlyReady, ready, firstByte}}
+ * (in the order they happened), each phase
  * the milliseconds from startedAt, absent when unknown. NULL when no moment is known. The
  * caller frees the result.
  */

@@ -223,6 +223,7 @@ static void es_clear_spec(struct es *e)
 
 static void es_free(struct es *e)
 {
+    early_stop(e);
     if (e->cold_ev)
         event_free(e->cold_ev);
     cJSON_Delete(e->status_written);
@@ -978,6 +979,7 @@ static void es_reconcile_spec(struct es *e);
 
 void es_reconcile(struct es *e)
 {
+    early_sync(e);
     es_reconcile_spec(e);
     es_acknowledge(e);
 }
@@ -1628,6 +1630,7 @@ static void workload_selector(struct es *e, const cJSON *workload)
         return;
     free(e->wl_selector);
     e->wl_selector = xstrdup(sel);
+    early_selector_changed(e);
 }
 
 /*
@@ -2053,6 +2056,26 @@ void controller_metrics(struct mtext *out, void *arg)
                  "Woken targets scaled further up while their pods started, as held "
                  "connections grew (spec.podCapacity).");
     mtext_sample(out, "holdfast_wake_raises_total", NULL, (double)c->wake_raises);
+    mtext_family(out, "holdfast_early_probes_total", "counter",
+                 "Probes early readiness ran against woken pods (their own readinessProbe and "
+                 "startupProbe), by result.");
+    mtext_sample(out, "holdfast_early_probes_total", "result=\"success\"",
+                 (double)c->early_probes[1]);
+    mtext_sample(out, "holdfast_early_probes_total", "result=\"failure\"",
+                 (double)c->early_probes[0]);
+    mtext_family(out, "holdfast_early_ready_pods_total", "counter",
+                 "Woken pods that passed early readiness before the kubelet marked them Ready: "
+                 "held connections went to them.");
+    mtext_sample(out, "holdfast_early_ready_pods_total", NULL, (double)c->early_ready_pods);
+    mtext_family(out, "holdfast_early_readiness_fallbacks_total", "counter",
+                 "Woken pods left to the kubelet's readiness probe, by reason (disabled: a wake "
+                 "of an ElastiService with earlyReadiness off).");
+    for (int f = EARLY_FALLBACK_EXEC; f < EARLY_FALLBACK_N; f++) {
+        char label[48];
+        snprintf(label, sizeof(label), "reason=\"%s\"", early_fallback_label(f));
+        mtext_sample(out, "holdfast_early_readiness_fallbacks_total", label,
+                     (double)c->early_fallbacks[f]);
+    }
     mtext_family(out, "holdfast_cold_start_phase_seconds", "histogram",
                  "Cold starts recorded by this replica (the leader's view), by phase: the time "
                  "from the phase known before it (or the first held request) to it, so the "

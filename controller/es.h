@@ -40,6 +40,7 @@
 #include "controller/cron.h"
 #include "controller/decide.h"
 #include "controller/defaults.h"
+#include "controller/earlyplan.h"
 #include "controller/escached.h"
 #include "controller/kube/events.h"
 #include "controller/kube/http.h"
@@ -274,6 +275,11 @@ struct es {
                                es_free, so a check never outlives e (nor leaks at shutdown) */
     cJSON *last_cold_start; /* status.lastColdStart (the last cold start recorded or adopted),
                                NULL none; freed by es_free */
+
+    /* early readiness (early.c): the watch of the woken target's pods and their probes, from
+     * the first held connection to the switch to serve; NULL none. early_stop frees it. */
+    struct early_set *early;
+    bool early_off_said; /* this proxy episode's wake was counted as opted out */
 };
 
 struct resolver_ep {
@@ -331,7 +337,13 @@ struct controller {
     uint64_t propagation_ms; /* the longest a resolver slice took to reach the data path */
     uint64_t api_back_ms;    /* clock_mono_ms when the API server answered again after failing */
 
-    uint64_t wake_raises;     /* woken targets raised while their pods started */
+    uint64_t wake_raises; /* woken targets raised while their pods started */
+    /* early readiness (early.c): probes in flight, run by result (0 failed, 1 passed), pods
+     * sent held connections before the kubelet's Ready, and those left to the kubelet */
+    int early_inflight;
+    uint64_t early_probes[2];
+    uint64_t early_ready_pods;
+    uint64_t early_fallbacks[EARLY_FALLBACK_N];
     uint64_t wakewith_scaled; /* spec.wakeWith members scaled up from zero */
     /* Liveness: a round is complete when every ElastiService was evaluated after it began. */
     uint64_t round_start_ms, round_done_ms;
@@ -651,6 +663,29 @@ uint64_t evaluate_liveness_bound_ms(const struct controller *c);
  * reached by the second check.
  */
 uint64_t evaluate_next_check_at(const struct es *e, uint64_t now, unsigned interval);
+
+/* ---- early.c: early readiness ---- */
+
+/* A connection is held (wake_on_queue): watch the target's pods and probe them, unless the
+ * watch runs already, e is not in proxy mode, or spec.earlyReadiness is off. */
+void early_begin(struct es *e);
+
+/* At every reconcile: the watch ends once e leaves proxy mode (the switch to serve), is being
+ * deleted, or its spec turns early readiness off. */
+void early_sync(struct es *e);
+
+/* Every poll: a watch with nothing held and no pod passed for a minute ends. */
+void early_poll(struct es *e);
+
+/* Ends the watch (the pods it sent connections to leave the route). */
+void early_stop(struct es *e);
+
+/* The workload's pod selector changed (or became known): the watch starts again with it. */
+void early_selector_changed(struct es *e);
+
+/* The pods that passed, as endpoints of e's Service port named port_name (its targetPort on
+ * each pod); *eps is malloc'd (the caller frees it), NULL when none. */
+size_t early_endpoints(const struct es *e, const char *port_name, struct ready_endpoint **eps);
 
 /* ---- controller.c: deleted ElastiServices ---- */
 

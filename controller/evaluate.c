@@ -476,8 +476,10 @@ void evaluate_on_poll(evutil_socket_t fd, short what, void *arg)
                  "elastiservices=%zu polling_interval_ms=%u", c->by_name.used, interval);
     }
     evaluate_liveness_update(c);
-    for (struct es *x = c->list; x; x = x->next)
+    for (struct es *x = c->list; x; x = x->next) {
         es_leaving_poll(x);
+        early_poll(x);
+    }
     es_linger_sweep(c, NULL);
     uint64_t next = now + POLL_TICK_MS;
     for (const struct es *x = c->list; x && !behind; x = x->next) {

@@ -178,7 +178,8 @@ void lean_service(cJSON *obj)
 {
     static const char *const top[] = {"metadata", "spec", NULL};
     static const char *const spec[] = {"type", "clusterIP", "ports", NULL};
-    static const char *const port[] = {"name", "port", "protocol", "appProtocol", NULL};
+    static const char *const port[] = {"name",        "port",       "protocol",
+                                       "appProtocol", "targetPort", NULL};
     keep_only(obj, top);
     keep_only(member(obj, "metadata"), md_identity);
     cJSON *s = member(obj, "spec");
@@ -215,5 +216,27 @@ void lean_workload(cJSON *obj)
     keep_only(member(obj, "metadata"), md);
     keep_only(member(obj, "spec"), spec);
     keep_only(member(obj, "status"), status);
+    shared_names(obj);
+}
+
+void lean_pod(cJSON *obj)
+{
+    static const char *const top[] = {"metadata", "spec", "status", NULL};
+    static const char *const md[] = {
+        "name", "namespace", "uid", "resourceVersion", "deletionTimestamp", NULL};
+    static const char *const spec[] = {"containers", "readinessGates", NULL};
+    static const char *const container[] = {"name", "ports", "readinessProbe", "startupProbe",
+                                            NULL};
+    static const char *const status[] = {"podIP", "conditions", "containerStatuses", NULL};
+    static const char *const cstatus[] = {"name",         "ready", "started",
+                                          "restartCount", "state", NULL};
+    keep_only(obj, top);
+    keep_only(member(obj, "metadata"), md);
+    cJSON *s = member(obj, "spec");
+    keep_only(s, spec);
+    keep_only_each(member(s, "containers"), container);
+    cJSON *st = member(obj, "status");
+    keep_only(st, status);
+    keep_only_each(member(st, "containerStatuses"), cstatus);
     shared_names(obj);
 }

@@ -13,8 +13,9 @@
  *                  generation moved); the informer then keeps a struct es_cached
  *                  (controller/escached.h), not the tree.
  *   Service        metadata: name, namespace, uid (the resolver slices' owner),
- * resourceVersion; spec: type, clusterIP, ports (name, port, protocol, appProtocol). Dropped:
- *                  everything else (status, selector, clusterIPs, ipFamilies, targetPort, ...).
+ * resourceVersion; spec: type, clusterIP, ports (name, port, protocol, appProtocol,
+ *                  targetPort). Dropped: everything else (status, selector, clusterIPs,
+ *                  ipFamilies, ...).
  *                  The informer then decodes what is left into a struct service_cached
  *                  (controller/service.h) and keeps that, not the tree.
  *   EndpointSlice  metadata: name, namespace, uid, resourceVersion, and the labels
@@ -29,6 +30,10 @@
  *                  spec.replicas, spec.selector (the pods leaving_check lists); status:
  *                  observedGeneration, readyReplicas, terminatingReplicas (whether the pods
  *                  listed when proxy mode began may stay).
+ *   Pod            (early readiness's watch of a woken target's pods, early.c) metadata: name,
+ *                  namespace, uid, resourceVersion, deletionTimestamp; spec: readinessGates,
+ *                  containers (name, ports, readinessProbe, startupProbe); status: podIP,
+ *                  conditions, containerStatuses (name, ready, started, restartCount, state).
  *
  * The cached objects are never written back: status writes are merge patches of the fields
  * holdfast sets, finalizer patches carry metadata.finalizers only, and resolver slices are
@@ -43,5 +48,6 @@ void lean_elastiservice(cJSON *obj);
 void lean_service(cJSON *obj);
 void lean_endpointslice(cJSON *obj);
 void lean_workload(cJSON *obj);
+void lean_pod(cJSON *obj);
 
 #endif

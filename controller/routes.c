@@ -135,8 +135,30 @@ static size_t slot_take(struct controller *c)
     return c->n_free_slots ? c->free_slots[--c->n_free_slots] : c->next_slot++;
 }
 
+/* Appends to eps (n of them) the pods early readiness passed (early.c) that the slices do not
+ * list already; returns the count. Out of memory: eps as it was. */
+static size_t add_early(const struct es *e, const char *port_name, struct ready_endpoint **eps,
+                        size_t n)
+{
+    struct ready_endpoint *early = NULL;
+    size_t ne = early_endpoints(e, port_name, &early);
+    for (size_t i = 0; i < ne; i++) {
+        bool listed = false;
+        for (size_t k = 0; k < n && !listed; k++)
+            listed = (*eps)[k].port == early[i].port && strcmp((*eps)[k].ip, early[i].ip) == 0;
+        struct ready_endpoint *grown = listed ? NULL : realloc(*eps, (n + 1) * sizeof(**eps));
+        if (!grown)
+            continue;
+        *eps = grown;
+        grown[n++] = early[i];
+    }
+    free(early);
+    return n;
+}
+
 /*
- * Builds e's route from the caches: its ports, their protocol and ready endpoints, its limits
+ * Builds e's route from the caches: its ports, their protocol and ready endpoints (and the pods
+ * early readiness passed), its limits
  * and reason, and a listener for every resolver port (opened when the snapshot is published).
  * NULL when e has no route (no ports yet, or no service state), or when out of memory (*retry
  * set).
@@ -166,6 +188,7 @@ static struct route_service *es_route_build(struct controller *c, struct es *e, 
     for (size_t p = 0; p < e->n_ports; p++) {
         struct ready_endpoint *eps = NULL;
         size_t n = es_ready_endpoints(e, e->ports[p].name, &eps);
+        n = add_early(e, e->ports[p].name, &eps, n);
         struct addr *addrs = calloc(n ? n : 1, sizeof(*addrs));
         size_t n_addrs = 0;
         for (size_t k = 0; addrs && k < n; k++) {

@@ -29,7 +29,8 @@ struct service_cached *service_decode(const cJSON *service, char *err, size_t er
     cJSON_ArrayForEach(p, ports)
     {
         strings += strblock_size(json_str(p, "name")) + strblock_size(json_str(p, "protocol")) +
-                   strblock_size(json_str(p, "appProtocol"));
+                   strblock_size(json_str(p, "appProtocol")) +
+                   strblock_size(json_str(p, "targetPort"));
         n_ports++;
     }
     struct service_cached *s =
@@ -56,6 +57,11 @@ struct service_cached *service_decode(const cJSON *service, char *err, size_t er
         const cJSON *num = cJSON_GetObjectItemCaseSensitive(p, "port");
         q->has_port = cJSON_IsNumber(num);
         q->port = q->has_port ? (unsigned)num->valueint : 0;
+        const cJSON *tp = cJSON_GetObjectItemCaseSensitive(p, "targetPort");
+        q->target_port = cJSON_IsNumber(tp) && tp->valueint > 0 && tp->valueint < 65536
+                             ? (unsigned)tp->valueint
+                             : 0;
+        q->target_port_name = strblock_copy(&at, json_str(p, "targetPort"));
     }
     s->ports = sp;
     return s;

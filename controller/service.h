@@ -6,7 +6,7 @@
  * Who reads what: the informer (name, namespace, uid, resourceVersion); the resolver slices'
  * owner (name, namespace, uid); the check for Services holdfast refuses (type, clusterIP); the
  * data-path probe (clusterIP, ports); status.ports and the routes (ports: name, number,
- * protocol, appProtocol). Nothing of it is ever written back.
+ * protocol, appProtocol); early readiness (targetPort). Nothing of it is ever written back.
  */
 #ifndef HOLDFAST_SERVICE_H
 #define HOLDFAST_SERVICE_H
@@ -22,6 +22,10 @@ struct service_port {
     const char *app_protocol;
     bool has_port; /* `port` is a number */
     unsigned port; /* (unsigned) its valueint, when has_port */
+    /* targetPort: a number (target_port, 0 when absent or a name) or a container port's name
+     * (target_port_name, NULL otherwise): where early readiness sends to a pod (early.c) */
+    unsigned target_port;
+    const char *target_port_name;
 };
 
 struct service_cached {

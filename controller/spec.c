@@ -104,10 +104,32 @@ static int parse_wake(const cJSON *spec, struct es_spec *out, char *err, size_t 
     return 0;
 }
 
+/* spec.earlyReadiness: {enabled}, on when absent. */
+static int parse_early(const cJSON *early, struct es_spec *out, char *err, size_t errlen)
+{
+    out->early_readiness = true;
+    if (!early)
+        return 0;
+    if (!cJSON_IsObject(early)) {
+        snprintf(err, errlen,
+                 "spec.earlyReadiness: must be an object ({enabled: false} turns "
+                 "early readiness off)");
+        return -1;
+    }
+    const cJSON *on = json_get(early, "enabled");
+    if (on && !cJSON_IsBool(on)) {
+        snprintf(err, errlen, "spec.earlyReadiness.enabled: must be true or false");
+        return -1;
+    }
+    out->early_readiness = !on || cJSON_IsTrue(on);
+    return 0;
+}
+
 int spec_parse(const cJSON *spec, const char *prom_address, const char *prom_authorization,
                struct es_spec *out, char *err, size_t errlen)
 {
     spec_clear(out);
+    out->early_readiness = true;
     const cJSON *min = json_get(spec, "minTargetReplicas");
     out->min_replicas = cJSON_IsNumber(min) && min->valueint > 0 ? min->valueint : 1;
     const cJSON *cd = json_get(spec, "cooldownPeriod");
@@ -161,6 +183,8 @@ int spec_parse(const cJSON *spec, const char *prom_address, const char *prom_aut
         return -1;
     if (waiting_page_parse(json_get(spec, "waitingPage"), "spec.waitingPage", &out->waiting_page,
                            err, errlen) < 0)
+        return -1;
+    if (parse_early(json_get(spec, "earlyReadiness"), out, err, errlen) < 0)
         return -1;
     return parse_wake(spec, out, err, errlen);
 }

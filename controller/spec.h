@@ -7,8 +7,9 @@
  * Defaults (KubeElasti's): minTargetReplicas 1, cooldownPeriod 900 s, holdTimeoutSeconds 600,
  * maxHeldConnections 10000. An absent or non-positive number takes the default
  * (cooldownPeriod: a negative one).
- * holdfast's spec.waitingPage is off when absent (waiting_page_parse, dataplane.h); unlike the
- * numbers above, a bad value there is refused, naming the field.
+ * holdfast's spec.waitingPage is off when absent (waiting_page_parse, dataplane.h), and its
+ * spec.earlyReadiness on; unlike the numbers above, a bad value there is refused, naming the
+ * field.
  */
 #ifndef HOLDFAST_CONTROLLER_SPEC_H
 #define HOLDFAST_CONTROLLER_SPEC_H
@@ -48,6 +49,9 @@ struct es_spec {
     size_t max_held;             /* spec.maxHeldConnections */
     char *keda;                  /* spec.autoscaler.name when its type is "keda", or NULL */
     struct waiting_page_spec waiting_page; /* spec.waitingPage (holdfast addition) */
+    /* spec.earlyReadiness.enabled (holdfast addition; true when absent): held connections go
+     * to a pod that passed holdfast's own run of its readinessProbe (early.c) */
+    bool early_readiness;
 
     /* the wake's size and its group (holdfast additions) */
     int pod_capacity;             /* spec.podCapacity: held connections per pod (0: absent) */

@@ -265,9 +265,10 @@ void wake_on_queue(evutil_socket_t fd, short what, void *arg)
     while (m) {
         struct wake_msg *next = m->next;
         struct es *e = es_find(c, svc_state_ns(m->svc), svc_state_name(m->svc));
-        if (e && m->kind == WAKE_NEEDED)
+        if (e && m->kind == WAKE_NEEDED) {
             wake_target(e);
-        else if (e)
+            early_begin(e);
+        } else if (e)
             routes_changed(e); /* a backend refused: refresh the endpoints from the caches */
         wake_msg_free(m);
         m = next;

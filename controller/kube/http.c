@@ -359,13 +359,14 @@ void http_client_free(struct http_client *c)
 const char *http_response_header(struct http_request *req, const char *name, size_t *count)
 {
     struct curl_header *h = NULL;
-    CURLHcode rc = curl_easy_header(req->easy, name, 0, CURLH_HEADER, -1, &h);
+    unsigned origin = CURLH_HEADER | CURLH_TRAILER;
+    CURLHcode rc = curl_easy_header(req->easy, name, 0, origin, -1, &h);
     if (count)
         *count = rc == CURLHE_OK ? h->amount : 0;
     if (rc != CURLHE_OK)
         return NULL;
     if (h->amount > 1 &&
-        curl_easy_header(req->easy, name, h->amount - 1, CURLH_HEADER, -1, &h) != CURLHE_OK)
+        curl_easy_header(req->easy, name, h->amount - 1, origin, -1, &h) != CURLHE_OK)
         return NULL;
     return h->value;
 }
@@ -436,6 +437,9 @@ static bool set_options(struct http_request *r, const struct http_request_opts *
         curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
         curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     }
+    if (o->h2_prior_knowledge)
+        ok &= curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+                               (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE) == CURLE_OK;
     if (o->body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
         ok &= curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, o->body) == CURLE_OK;

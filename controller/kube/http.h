@@ -84,6 +84,7 @@ struct http_request_opts {
                                    closed after (not kept for another request) */
     bool headers_only;          /* the body is not wanted: the transfer ends as soon as the final
                                    response head is in, and completes (curl_code 0, empty body) */
+    bool h2_prior_knowledge;    /* HTTP/2 without upgrade on an http:// URL (gRPC, h2c) */
     http_line_fn on_line;       /* non-NULL: streaming request */
     http_done_fn on_done;       /* required */
     void *arg;                  /* passed to the callbacks */
@@ -110,8 +111,8 @@ void http_request_cancel(struct http_request *r);
 
 /*
  * The value of the response header field `name` (case-insensitive) of the final response
- * (not a 1xx), for use inside the request's own on_done: the last field of that name, or NULL
- * when there is none. *count (when not NULL) gets the number of fields of that name. The
+ * (not a 1xx), or of its trailers (gRPC's grpc-status), for use inside the request's own
+ * on_done: the last field of that name, or NULL when there is none. *count (when not NULL) gets the number of fields of that name. The
  * value is borrowed until on_done returns.
  */
 const char *http_response_header(struct http_request *req, const char *name, size_t *count);

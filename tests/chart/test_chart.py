@@ -87,7 +87,7 @@ WATCH_RULES = {
     ("apps", "deployments"): {"get", "list", "watch"},
     ("apps", "statefulsets"): {"get", "list", "watch"},
     ("argoproj.io", "rollouts"): {"get", "list", "watch"},
-    ("", "pods"): {"list"},
+    ("", "pods"): {"list", "watch"},
     ("", "events"): {"list", "create", "patch"},
     ("keda.sh", "scaledobjects"): {"patch"},
 }

@@ -11,7 +11,9 @@ cluster for this module).
 The target's pod listens 3 s after its container starts (the test app's LISTEN_DELAY_MS) behind
 a 1 s TCP readiness probe. Pod times are whole seconds (cut), so the gap containersStarted ->
 ready the status shows can be up to 1 s shorter than the real one: 3 s of delay keeps it at
-2 s or more.
+2 s or more. That test turns early readiness off (the kubelet's order: Ready, then the first
+byte); the last one keeps it on behind a kubelet that probes every 10 s (early readiness's order:
+earlyReady, the first byte, then Ready).
 """
 import re
 
@@ -23,7 +25,8 @@ from hftest.kubeclient import wait_for
 PHASES = ["scaleSent", "scaleAnswered", "podCreated", "podScheduled", "containersStarted", "ready",
           "firstByte"]
 LABELS = ["scale_sent", "scale_answered", "pod_created", "pod_scheduled", "containers_started",
-          "ready", "first_byte"]
+          "ready", "first_byte", "early_ready"]
+KUBELET = [1, 1, 1, 1, 1, 1, 1, 0]  # per wake, by label: no early_ready with it off
 SLOW_LISTENER = [{"name": "main", "image": "test/http:1", "ports": [{"containerPort": 8080}],
                   "env": [{"name": "LISTEN_DELAY_MS", "value": "3000"}],
                   "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]
@@ -54,7 +57,8 @@ def check_cold_start(lc):
 def test_each_wake_records_its_phases_in_status_event_and_histogram(sim, ns, holdfast):
     make_app(sim, ns, replicas=0, containers=SLOW_LISTENER)
     hf = holdfast.start()
-    create_es(sim, ns, elastiservice())  # no triggers: at zero, so proxy mode at once
+    # no triggers: at zero, so proxy mode at once
+    create_es(sim, ns, elastiservice(earlyReadiness={"enabled": False}))
     wait_mode(sim, ns, "proxy")
     wait_for(lambda: resolver_slices(sim, ns), timeout=10, what="resolver slice")
     assert "lastColdStart" not in status(sim, ns)
@@ -74,7 +78,7 @@ def test_each_wake_records_its_phases_in_status_event_and_histogram(sim, ns, hol
     scaled = wait_for(lambda: es_events(sim, ns, "ScaledUp"), timeout=5, what="ScaledUp")
     assert re.search(r"the scale call went \d+\.\d s after the first held request and was "
                      r"answered \d+\.\d s later", scaled[0]["message"]), scaled[0]
-    assert phase_counts(hf) == [1] * len(LABELS)
+    assert phase_counts(hf) == KUBELET
 
     # a second wake replaces it
     sim.kubectl("scale", "-n", ns, "deployment/web", "--replicas=0")
@@ -87,9 +91,37 @@ def test_each_wake_records_its_phases_in_status_event_and_histogram(sim, ns, hol
                       what="status.lastColdStart of the second wake")
     check_cold_start(second)
     assert second["startedAt"] > first["startedAt"], (first, second)
-    wait_for(lambda: phase_counts(hf) == [2] * len(LABELS), timeout=10,
+    wait_for(lambda: phase_counts(hf) == [2 * n for n in KUBELET], timeout=10,
              what="each phase observed twice")
     # wake_to_scale is observed for both wakes, also when a held connection reached the pod
     # before the scale call's answer was read (the data plane had forgotten the start by then)
     assert metric_value(hf.metrics_text(), "holdfast_wake_to_scale_seconds_count",
                         namespace=ns, service="web") == 2
+
+
+def test_early_readiness_records_early_ready_then_first_byte_before_the_kubelets_ready(
+        sim, ns, holdfast):
+    slow_kubelet = [dict(SLOW_LISTENER[0], env=[{"name": "LISTEN_DELAY_MS", "value": "1000"}],
+                         readinessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 10})]
+    make_app(sim, ns, replicas=0, containers=slow_kubelet)
+    hf = holdfast.start()
+    create_es(sim, ns, elastiservice())  # earlyReadiness on: the default
+    wait_mode(sim, ns, "proxy")
+    wait_for(lambda: resolver_slices(sim, ns), timeout=10, what="resolver slice")
+    wake_through_the_service(sim, ns)
+    lc = wait_for(lambda: status(sim, ns).get("lastColdStart"), timeout=30,
+                  what="status.lastColdStart")
+    ph = lc["phases"]
+    assert set(ph) == set(PHASES) | {"earlyReady"}, lc
+    order = ["scaleSent", "scaleAnswered", "podCreated", "podScheduled", "containersStarted",
+             "earlyReady", "firstByte", "ready"]
+    at = [ph[p] for p in order]
+    assert at == sorted(at), lc  # in the order they happened
+    # the kubelet probes at the container's start (refused: not listening yet), then 10 s later
+    assert ph["ready"] - ph["firstByte"] >= 5000, lc
+    assert lc["totalMs"] == ph["firstByte"], lc  # what the held client waited
+    ev = wait_for(lambda: es_events(sim, ns, "ColdStart"), timeout=15, what="ColdStart Event")
+    assert re.search(r"readiness \d+\.\d s, first byte \d+\.\d s, then the kubelet's Ready "
+                     r"\d+\.\d s$", ev[0]["message"]), ev[0]
+    wait_for(lambda: phase_counts(hf) == [1] * len(LABELS), timeout=10,
+             what="each phase observed once, early_ready among them")

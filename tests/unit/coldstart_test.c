@@ -167,6 +167,50 @@ Test(coldstart, breakdown_in_one_line)
     cr_assert_str_eq(line, "cold start ", "cut, terminated");
 }
 
+/* Early readiness: a pod passed holdfast's own probes 0.5 s after its containers started, the
+ * first held byte went 5 ms later, the kubelet's Ready came 7.5 s after that. */
+Test(coldstart, early_readiness_puts_the_first_byte_before_the_kubelets_ready)
+{
+    struct coldstart cs;
+    full_wake(&cs);
+    cs.at_ms[COLD_EARLY_READY] = T0_MS + 36500;
+    cs.at_ms[COLD_FIRST_BYTE] = T0_MS + 36505;
+    cs.at_ms[COLD_READY] = T0_MS + 44000;
+    int64_t ms[COLD_N], d[COLD_N];
+    int64_t total = coldstart_phases_ms(&cs, ms);
+    cr_assert_eq(total, 36005, "the total is what the held client waited: to the first byte");
+    cr_assert_eq(ms[COLD_EARLY_READY], 36000);
+    cr_assert_eq(ms[COLD_FIRST_BYTE], 36005, "not pushed after Ready");
+    cr_assert_eq(ms[COLD_READY], 43500);
+    coldstart_durations(&cs, d);
+    cr_assert_eq(d[COLD_EARLY_READY], 500, "containers started -> early ready");
+    cr_assert_eq(d[COLD_FIRST_BYTE], 5, "early ready -> first byte");
+    cr_assert_eq(d[COLD_READY], 7495, "how long the kubelet came after the first byte");
+    cJSON *st = coldstart_status(&cs);
+    const cJSON *ph = cJSON_GetObjectItemCaseSensitive(st, "phases");
+    cr_assert_eq(num(ph, "earlyReady"), 36000);
+    cr_assert_eq(num(st, "totalMs"), 36005);
+    /* in the order they happened */
+    const char *names[3];
+    int k = 0;
+    for (const cJSON *it = ph->child; it; it = it->next)
+        if (strcmp(it->string, "earlyReady") == 0 || strcmp(it->string, "ready") == 0 ||
+            strcmp(it->string, "firstByte") == 0)
+            names[k++] = it->string;
+    cr_assert_eq(k, 3);
+    cr_assert_str_eq(names[0], "earlyReady");
+    cr_assert_str_eq(names[1], "firstByte");
+    cr_assert_str_eq(names[2], "ready");
+    cJSON_Delete(st);
+    char line[256];
+    coldstart_breakdown(&cs, line, sizeof(line));
+    cr_assert_str_eq(line, "cold start 36.0 s: scale 0.1 s, pod creation 0.4 s, scheduling 0.0 s, "
+                           "image pull and container start 35.0 s, readiness 0.5 s, first byte "
+                           "0.0 s, then the kubelet's Ready 7.5 s");
+    cr_assert_str_eq(coldstart_phase_label(COLD_EARLY_READY), "early_ready");
+    cr_assert_str_eq(coldstart_phase_name(COLD_EARLY_READY), "earlyReady");
+}
+
 Test(coldstart, monotonic_times_as_wall_ms)
 {
     cr_assert_eq(coldstart_mono_to_wall_ms(5000000000ull, 7000000000ull, 1700000002000000000ull),

@@ -125,6 +125,7 @@ Test(lean, service_keeps_type_cluster_ip_and_ports)
     has(o, "spec.ports.0.port");
     has(o, "spec.ports.0.protocol");
     has(o, "spec.ports.0.appProtocol");
+    has(o, "spec.ports.0.targetPort"); /* early readiness: the pod's port */
     gone(o, "apiVersion");
     gone(o, "metadata.labels");
     gone(o, "metadata.annotations");
@@ -132,7 +133,6 @@ Test(lean, service_keeps_type_cluster_ip_and_ports)
     gone(o, "metadata.creationTimestamp");
     gone(o, "spec.clusterIPs");
     gone(o, "spec.selector");
-    gone(o, "spec.ports.0.targetPort");
     gone(o, "spec.ports.0.nodePort");
     gone(o, "status");
     cJSON_Delete(o);
@@ -366,4 +366,55 @@ Test(lean, known_member_names_are_shared)
     free(text);
     cJSON_Delete(copy);
     cJSON_Delete(again);
+}
+
+Test(lean, pod_keeps_what_early_readiness_reads)
+{
+    cJSON *o = parse(
+        "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"w-1\",\"namespace\":"
+        "\"n\",\"uid\":\"u\",\"resourceVersion\":\"9\",\"labels\":{\"app\":\"w\"},"
+        "\"deletionTimestamp\":\"t\",\"managedFields\":[{}],\"ownerReferences\":[{}]},"
+        "\"spec\":{\"nodeName\":\"n1\",\"volumes\":[{}],\"readinessGates\":[{}],"
+        "\"containers\":[{\"name\":\"c\",\"image\":\"i\",\"env\":[{}],\"ports\":[{}],"
+        "\"readinessProbe\":{},\"startupProbe\":{},\"livenessProbe\":{}}]},"
+        "\"status\":{\"phase\":\"Running\",\"podIP\":\"10.0.0.1\",\"podIPs\":[{}],"
+        "\"conditions\":[],\"containerStatuses\":[{\"name\":\"c\",\"ready\":false,"
+        "\"started\":true,\"restartCount\":0,\"state\":{},\"image\":\"i\",\"imageID\":\"x\","
+        "\"lastState\":{}}]}}");
+    lean_pod(o);
+    static const char *const kept[] = {"metadata.name",
+                                       "metadata.namespace",
+                                       "metadata.uid",
+                                       "metadata.resourceVersion",
+                                       "metadata.deletionTimestamp",
+                                       "spec.readinessGates",
+                                       "spec.containers.0.name",
+                                       "spec.containers.0.ports",
+                                       "spec.containers.0.readinessProbe",
+                                       "spec.containers.0.startupProbe",
+                                       "status.podIP",
+                                       "status.conditions",
+                                       "status.containerStatuses.0.name",
+                                       "status.containerStatuses.0.ready",
+                                       "status.containerStatuses.0.started",
+                                       "status.containerStatuses.0.restartCount",
+                                       "status.containerStatuses.0.state"};
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+        has(o, kept[i]);
+    static const char *const dropped[] = {"apiVersion",
+                                          "metadata.labels",
+                                          "metadata.managedFields",
+                                          "metadata.ownerReferences",
+                                          "spec.nodeName",
+                                          "spec.volumes",
+                                          "spec.containers.0.image",
+                                          "spec.containers.0.env",
+                                          "spec.containers.0.livenessProbe",
+                                          "status.phase",
+                                          "status.podIPs",
+                                          "status.containerStatuses.0.image",
+                                          "status.containerStatuses.0.lastState"};
+    for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++)
+        gone(o, dropped[i]);
+    cJSON_Delete(o);
 }

@@ -30,7 +30,7 @@ Test(service, every_field_the_controller_reads_survives)
         "\"clusterIPs\":[\"10.96.0.10\"],\"selector\":{\"app\":\"web\"},\"ports\":["
         "{\"name\":\"http\",\"port\":80,\"protocol\":\"TCP\",\"targetPort\":8080},"
         "{\"name\":\"grpc\",\"port\":9000,\"protocol\":\"TCP\",\"appProtocol\":\"kubernetes.io/"
-        "h2c\"},"
+        "h2c\",\"targetPort\":\"grpc-port\"},"
         "{\"name\":\"dns\",\"port\":53,\"protocol\":\"UDP\"}]},\"status\":{\"loadBalancer\":{}}}");
     cr_expect_str_eq(s->ns, "shop");
     cr_expect_str_eq(s->name, "web");
@@ -47,6 +47,14 @@ Test(service, every_field_the_controller_reads_survives)
     cr_expect_eq(s->ports[0].port, 80);
     cr_expect_str_eq(s->ports[1].app_protocol, "kubernetes.io/h2c");
     cr_expect_eq(s->ports[1].port, 9000);
+    /* targetPort, where early readiness sends to a pod: a number, a container port's name, or
+     * absent (the Service port) */
+    cr_expect_eq(s->ports[0].target_port, 8080);
+    cr_expect_null(s->ports[0].target_port_name);
+    cr_expect_eq(s->ports[1].target_port, 0);
+    cr_expect_str_eq(s->ports[1].target_port_name, "grpc-port");
+    cr_expect_eq(s->ports[2].target_port, 0);
+    cr_expect_null(s->ports[2].target_port_name);
     cr_expect_str_eq(s->ports[2].protocol, "UDP");
     service_cached_free(s);
 }

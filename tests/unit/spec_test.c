@@ -207,6 +207,31 @@ Test(spec, refuses_a_bad_waiting_page_naming_the_field)
     cr_assert_str_eq(err, "spec.waitingPage: must be an object, not a string");
     spec_clear(&s);
 }
+Test(spec, reads_early_readiness_on_by_default_and_refuses_a_bad_one)
+{
+    struct es_spec s = {0};
+    char err[512] = "";
+    cr_assert_eq(parse("{\"service\":\"web\"," TARGET "}", &s, err, sizeof(err)), 0, "%s", err);
+    cr_assert(s.early_readiness, "absent: on");
+    cr_assert_eq(
+        parse("{\"service\":\"web\"," TARGET ",\"earlyReadiness\":{}}", &s, err, sizeof(err)), 0,
+        "%s", err);
+    cr_assert(s.early_readiness, "enabled absent: on");
+    cr_assert_eq(parse("{\"service\":\"web\"," TARGET ",\"earlyReadiness\":{\"enabled\":false}}",
+                       &s, err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_not(s.early_readiness, "the opt-out");
+    cr_assert_eq(parse("{\"service\":\"web\"," TARGET ",\"earlyReadiness\":{\"enabled\":\"no\"}}",
+                       &s, err, sizeof(err)),
+                 -1);
+    cr_assert_str_eq(err, "spec.earlyReadiness.enabled: must be true or false");
+    cr_assert_eq(
+        parse("{\"service\":\"web\"," TARGET ",\"earlyReadiness\":false}", &s, err, sizeof(err)),
+        -1);
+    cr_assert(strstr(err, "spec.earlyReadiness: must be an object") == err, "%s", err);
+    spec_clear(&s);
+}
+
 Test(spec, reads_the_wake_fields)
 {
     struct es_spec s = {0};
