@@ -33,6 +33,7 @@ ADDITIONS = {
     "spec.holdTimeoutSeconds",
     "spec.maxHeldConnections",
     "spec.waitingPage",
+    "spec.earlyReadiness",
     "spec.podCapacity",
     "spec.maxWakeReplicas",
     "spec.wakeWith",
@@ -226,8 +227,11 @@ def test_holdfast_additions_shape():
     assert lc["type"] == "object" and lc["required"] == ["startedAt", "totalMs"]
     assert lc["properties"]["startedAt"]["format"] == "date-time"
     assert set(lc["properties"]["phases"]["properties"]) == {
-        "scaleSent", "scaleAnswered", "podCreated", "podScheduled", "containersStarted", "ready",
-        "firstByte"}
+        "scaleSent", "scaleAnswered", "podCreated", "podScheduled", "containersStarted",
+        "earlyReady", "ready", "firstByte"}
+    er = node(s, "spec.earlyReadiness")
+    assert er["type"] == "object" and set(er["properties"]) == {"enabled"}
+    assert er["properties"]["enabled"]["type"] == "boolean" and "default" not in er["properties"]["enabled"]
     for v in lc["properties"]["phases"]["properties"].values():
         assert (v["type"], v["minimum"], v["maximum"]) == ("integer", 0, 86400000)
     g = node(s, "status.observedGeneration")
