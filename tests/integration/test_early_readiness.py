@@ -22,6 +22,8 @@ tests' behaviour holds there and they fail at their metric.
 
 The cluster fixtures are test_controller.py's (one cluster for this module).
 """
+import subprocess
+
 import pytest
 
 from test_controller import (  # noqa: F401 - fixtures are used by name
@@ -178,6 +180,24 @@ def test_the_probes_own_port_path_and_headers_are_used(sim, ns, holdfast):
     assert http_get(pod_ip, 9090, "/healthz")[0] == 503
     assert http_get(pod_ip, 8080, "/healthz")[0] == 503
     assert http_get(pod_ip, 9090, "/")[0] == 503
+
+
+def test_https_probe_is_not_held_to_the_certificate(sim, ns, holdfast, tmp_path):
+    """scheme HTTPS on a probe port with a self-signed certificate: the kubelet does not verify
+    a probe's certificate, and neither may the early probe."""
+    holdfast.start()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=web"],
+                   check=True, capture_output=True, timeout=30)
+    probe = http_probe(KUBELET_NEVER, port="probe", path="/healthz")
+    probe["httpGet"]["scheme"] = "HTTPS"
+    c = main_container(probe, ports=[{"containerPort": 8080, "name": "http"},
+                                     {"containerPort": 9443, "name": "probe"}],
+                       PROBE_PORT=9443, PROBE_PATH="/healthz", PROBE_TLS_CERT=cert, PROBE_TLS_KEY=key)
+    ip = at_zero(sim, ns, [c])
+    headers = answered_early(sim, ns, Held(ip))
+    assert int(headers["x-probe-passes"]) >= 1, headers
 
 
 def test_tcp_socket_probe(sim, ns, holdfast):

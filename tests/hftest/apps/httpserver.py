@@ -15,6 +15,7 @@ bench/coldstart):
   PROBE_HEADER  "Name: value": the header a request for PROBE_PATH must carry.
   PROBE_PORT    a second port, on $POD_IP, listening when the main one does: PROBE_PATH as above,
                 every other path 503.
+  PROBE_TLS_CERT, PROBE_TLS_KEY  PEM files: the probe port speaks HTTPS with them.
   STARTUP_AFTER_MS  GET /started (either port) answers 503 until this long after listening, then
                 200 (a startupProbe that passes late).
 Every answer of either port carries the app's own wall clock, epoch seconds with nanoseconds:
@@ -114,6 +115,12 @@ probe_srv = None
 if PROBE_PORT:
     probe_srv = http.server.ThreadingHTTPServer((os.environ["POD_IP"], int(PROBE_PORT)), ProbeH)
     probe_srv.daemon_threads = True
+    if os.environ.get("PROBE_TLS_CERT"):
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.environ["PROBE_TLS_CERT"], os.environ["PROBE_TLS_KEY"])
+        # the handshake in the request's thread (on its first read), not in the accepting one
+        probe_srv.socket = ctx.wrap_socket(probe_srv.socket, server_side=True, do_handshake_on_connect=False)
 listening_ns = time.time_ns()
 if probe_srv:
     threading.Thread(target=probe_srv.serve_forever, daemon=True).start()
