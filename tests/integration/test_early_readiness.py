@@ -86,10 +86,6 @@ def pod_condition(pod, ctype):
     return None
 
 
-def seconds(header):
-    return float(header)
-
-
 class Held:
     """One GET through the Service's ClusterIP, sent now from a thread (held: the target is at
     zero); answer() waits for it, bounded, and reads the pod and the ElastiService at once."""
@@ -101,8 +97,8 @@ class Held:
         return not self.request.t.is_alive()
 
     def answer(self, sim, ns, within, waits_for):
-        """(status, headers, body, pod, mode): the pod and status.mode read right after the
-        answer. `waits_for` says what a missing answer means."""
+        """(headers, pod, mode) of a 200 from the pod, the pod and status.mode read right after
+        the answer. `waits_for` says what a missing answer means."""
         self.request.t.join(within)
         if not self.done():
             seen = [(p["metadata"]["name"], [(c["type"], c["status"]) for c in p["status"].get("conditions") or []])
@@ -228,7 +224,7 @@ def test_startup_probe_passes_before_the_readiness_probe_counts(sim, ns, holdfas
     c["startupProbe"] = http_probe(KUBELET_NEVER, path="/started", failureThreshold=5)
     ip = at_zero(sim, ns, [c])
     headers = answered_early(sim, ns, Held(ip))
-    waited = seconds(headers["x-answered-at"]) - seconds(headers["x-listening-at"])
+    waited = float(headers["x-answered-at"]) - float(headers["x-listening-at"])
     assert waited >= 2.0, "answered %.3f s after the app listened: before its startupProbe passed" % waited
 
 
@@ -260,7 +256,7 @@ def test_initial_delay_seconds_counts_from_the_containers_start(sim, ns, holdfas
     holdfast.start()
     ip = at_zero(sim, ns, [main_container(http_probe(KUBELET_NEVER, initialDelaySeconds=3, successThreshold=2))])
     headers = answered_early(sim, ns, Held(ip))
-    since_start = seconds(headers["x-answered-at"]) - seconds(headers["x-started-at"])
+    since_start = float(headers["x-answered-at"]) - float(headers["x-started-at"])
     assert since_start >= 2.5, "answered %.3f s after the app started: before initialDelaySeconds (3)" % since_start
 
 
