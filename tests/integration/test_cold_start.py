@@ -57,7 +57,8 @@ def check_cold_start(lc):
 def test_each_wake_records_its_phases_in_status_event_and_histogram(sim, ns, holdfast):
     make_app(sim, ns, replicas=0, containers=SLOW_LISTENER)
     hf = holdfast.start()
-    # no triggers: at zero, so proxy mode at once
+    # no triggers: at zero, so proxy mode at once; early readiness off: these phases are the
+    # kubelet's path (the last test, and test_early_readiness.py, have the early one)
     create_es(sim, ns, elastiservice(earlyReadiness={"enabled": False}))
     wait_mode(sim, ns, "proxy")
     wait_for(lambda: resolver_slices(sim, ns), timeout=10, what="resolver slice")

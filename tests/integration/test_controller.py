@@ -48,7 +48,8 @@ HTTPSERVER = os.path.join(REPO, "tests", "hftest", "apps", "httpserver.py")
 IMAGES = {"test/http:1": {"argv": [PY, HTTPSERVER]},
           "test/http:slow": {"argv": [PY, HTTPSERVER], "startDelayMs": 1500},
           "test/http:3s": {"argv": [PY, HTTPSERVER], "startDelayMs": 3000},
-          "test/sleep": {"argv": ["/bin/sleep", "$@"]}}
+          "test/sleep": {"argv": ["/bin/sleep", "$@"]},
+          "test/grpc-health": {"argv": [PY, os.path.join(REPO, "tests", "cluster", "testdata", "grpchealth.py")]}}
 CRD_FILE = os.path.join(REPO, "crds", "elastiservice.yaml")
 ES_API = "/apis/elasti.truefoundry.com/v1alpha1"
 METRIC = "hf_load"
