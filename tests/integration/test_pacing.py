@@ -75,7 +75,7 @@ class CountingBackend:
         self.sock.close()
 
 
-def release_held(holdfast, addrs, extra_args):
+def release_held(holdfast, addrs, extra_args, delay):
     """N connections held while the backend is down (one worker, so one window), then the
     backend starts listening. Returns the backend (its arrivals) and every client's answer."""
     listen, back = addrs.listener(), addrs.backend()
@@ -90,7 +90,7 @@ def release_held(holdfast, addrs, extra_args):
         # one at a time into the hold queue, so arrival order is the order sent
         wait_for(lambda: hf.metric("holdfast_held_connections", service="paced") == i + 1,
                  timeout=20, interval=0.005, what=f"connection {i} held")
-    backend = CountingBackend(back, delay=1.0)
+    backend = CountingBackend(back, delay)
     try:
         answers = []
         for s in socks:
@@ -112,7 +112,8 @@ def assert_all_answered_in_order(backend, answers):
 
 
 def test_released_held_connections_are_paced_by_a_window_per_endpoint(holdfast, addrs):
-    hf, backend, answers = release_held(holdfast, addrs, [])
+    # answers well within the 1 s after which a window of unanswered requests grows by itself
+    hf, backend, answers = release_held(holdfast, addrs, [], delay=0.3)
     assert_all_answered_in_order(backend, answers)
     most = max(o for _, o, _ in backend.arrivals)
     # never more outstanding than the window, grown at most by slow start (a readiness probe
@@ -120,12 +121,12 @@ def test_released_held_connections_are_paced_by_a_window_per_endpoint(holdfast, 
     assert most <= GROWN, backend.arrivals
     # the first window went, then the next waited for an answer
     _, outstanding, answered = backend.arrivals[WINDOW]
-    assert answered >= 1, backend.arrivals[:WINDOW + 1]
+    assert answered >= 1, backend.arrivals
     assert hf.metric("holdfast_requests_total", service="paced", outcome="forwarded") == N
 
 
 def test_pacing_off_releases_every_held_connection_at_once(holdfast, addrs):
-    hf, backend, answers = release_held(holdfast, addrs, ["--pace-held=false"])
+    hf, backend, answers = release_held(holdfast, addrs, ["--pace-held=false"], delay=1.0)
     assert_all_answered_in_order(backend, answers)
     # more than a window reached the backend before its first answer
     _, outstanding, answered = backend.arrivals[WINDOW]
