@@ -75,7 +75,7 @@ class CountingBackend:
         self.sock.close()
 
 
-def release_held(holdfast, addrs, extra_args, delay):
+def release_held(holdfast, addrs, extra_args, delay, during=None):
     """N connections held while the backend is down (one worker, so one window), then the
     backend starts listening. Returns the backend (its arrivals) and every client's answer."""
     listen, back = addrs.listener(), addrs.backend()
@@ -92,11 +92,16 @@ def release_held(holdfast, addrs, extra_args, delay):
                  timeout=20, interval=0.005, what=f"connection {i} held")
     backend = CountingBackend(back, delay)
     try:
+        late = during(hf, listen) if during else None
         answers = []
         for s in socks:
             r = Reader(s).read_response()
             answers.append((r.status, r.body))
             s.close()
+        if late:
+            r = Reader(late).read_response()
+            answers.append((r.status, r.body))
+            late.close()
     finally:
         backend.close()
     assert hf.metric("holdfast_pace_waiting_connections", service="paced") == 0
@@ -105,10 +110,10 @@ def release_held(holdfast, addrs, extra_args, delay):
 
 
 def assert_all_answered_in_order(backend, answers):
-    for i, (status, body) in enumerate(answers):
+    for i, (status, body) in enumerate(answers[:N]):
         assert (status, body) == (200, f"answer /r/{i}".encode()), i
     # FIFO: the backend saw the requests in the order they were held
-    assert [p for p, _, _ in backend.arrivals] == [f"/r/{i}" for i in range(N)]
+    assert [p for p, _, _ in backend.arrivals][:N] == [f"/r/{i}" for i in range(N)]
 
 
 def test_released_held_connections_are_paced_by_a_window_per_endpoint(holdfast, addrs):
@@ -131,3 +136,19 @@ def test_pacing_off_releases_every_held_connection_at_once(holdfast, addrs):
     # more than a window reached the backend before its first answer
     _, outstanding, answered = backend.arrivals[WINDOW]
     assert (outstanding, answered) == (WINDOW, 0), backend.arrivals[:WINDOW + 1]
+
+
+def test_a_new_connection_waits_behind_held_ones_waiting_for_a_pacing_slot(holdfast, addrs):
+    def new_connection_while_they_wait(hf, listen):
+        wait_for(lambda: hf.metric("holdfast_pace_waiting_connections", service="paced") > 0,
+                 timeout=20, interval=0.005, what="held connections waiting for a slot")
+        s = connect(listen)
+        s.sendall(get_request("/late", extra="Connection: close\r\n"))
+        return s
+
+    hf, backend, answers = release_held(holdfast, addrs, [], delay=0.3,
+                                        during=new_connection_while_they_wait)
+    assert_all_answered_in_order(backend, answers)
+    # the service was ready when it came, yet it went after every held one
+    assert answers[N] == (200, b"answer /late")
+    assert [p for p, _, _ in backend.arrivals][N:] == ["/late"]
