@@ -186,6 +186,13 @@ static int set_shutdown_delay(struct options *o, const char *value, const char *
     return 0;
 }
 
+static int set_pace_held(struct options *o, const char *value, const char *name)
+{
+    if (parse_bool(value, &o->pace_held) < 0)
+        return fail_usage("%s: \"%s\" is not true or false", name, value);
+    return 0;
+}
+
 /* The Kubernetes mode's text options: kept as given (borrowed from argv or the environment). */
 #define SET_TEXT(fn, field)                                                                        \
     static int fn(struct options *o, const char *value, const char *name)                          \
@@ -407,6 +414,10 @@ static const struct flag flags[] = {
     {"shutdown-delay", "SECONDS", NULL, "0", NULL,
      "keep accepting after SIGTERM, not ready, for this long", MODE_RUN, AT_ONCE,
      set_shutdown_delay},
+    {"pace-held", "true|false", "HOLDFAST_PACE_HELD", "true", NULL,
+     "release held connections to a pod through a window that grows as it answers (false: all "
+     "at once)",
+     MODE_RUN, 0, set_pace_held},
     /* holdfast run, Kubernetes mode */
     {"kubeconfig", "FILE", "KUBECONFIG", NULL, "in-cluster", NULL, MODE_KUBERNETES, AT_ONCE,
      set_kubeconfig},

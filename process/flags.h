@@ -34,6 +34,7 @@ struct options {
     enum log_level log_level;
     unsigned drain_timeout_s;  /* listeners closed -> connections left are closed */
     unsigned shutdown_delay_s; /* SIGTERM -> listeners closed: still accepting meanwhile */
+    bool pace_held;            /* released held connections are paced (resolver/pace.h) */
     /* holdfast run, Kubernetes mode */
     struct controller_opts k8s;
     unsigned admin_port; /* admin on bind_address:admin_port unless --admin-listen */

@@ -62,6 +62,7 @@ static int cmd_run(int argc, char **argv)
         }
         limits = cfg->limits;
     }
+    limits.pace_held = opt.pace_held;
     signal(SIGPIPE, SIG_IGN);
     int fds = raise_fd_limit();
 

@@ -7,7 +7,8 @@
  * The states are enum conn_state; set_state is the one transition and conn_arm_timer the one
  * place a deadline is derived from the state. The parts that are not about one connection's
  * life are modules of their own: head.h (HTTP/1 heads, Host routing), hold.h (the hold
- * limits) and pick.h (endpoint choice).
+ * limits), pick.h (endpoint choice) and pace.h (how fast released held connections go to an
+ * endpoint).
  *
  * Memory per connection is bounded: request bytes are buffered up to the hold buffer size
  * (then reads stop and TCP backpressure does the rest), held bytes are reserved under the
@@ -43,6 +44,7 @@
 #include "resolver/head.h"
 #include "resolver/hold.h"
 #include "resolver/httpans.h"
+#include "resolver/pace.h"
 #include "resolver/pick.h"
 #include "resolver/waitpage.h"
 
@@ -130,6 +132,10 @@ struct conn {
     size_t held_bytes;      /* bytes of `in` reserved in the held-bytes counters (hold_reserve) */
     uint64_t held_ns;       /* when it was first held, 0 never */
     uint64_t deadline_ns;   /* hold deadline, 0 none */
+    bool pace_waiting;      /* held, its service ready: waiting for a pacing slot (pace_wait) */
+    bool paced;             /* holds a slot of its backend's pacing window (pace_release) */
+    uint64_t paced_ns;      /* when it took the slot: its connect's start */
+    bool pace_slow;         /* its connect was pending at PACE_LOSS_MS: counted as a loss */
 
     /* Backend. */
     struct addr backend;
@@ -164,8 +170,11 @@ static size_t conn_reserve(struct conn *c, size_t want, bool all);
 static void conn_release(struct conn *c, size_t n);
 static void unhold(struct conn *c);
 static void conn_hold(struct conn *c);
+static void conn_hold_queue(struct conn *c, bool wake);
 static void validate_more(struct conn *c);
 static void conn_dispatch(struct conn *c);
+static bool pace_wait(struct conn *c, const struct addr *a);
+static void pace_release(struct conn *c, enum pace_end how);
 static void connect_failed(struct conn *c, int err);
 static void close_backend(struct conn *c);
 static void connected(struct conn *c);
@@ -221,6 +230,9 @@ static void conn_arm_timer(struct conn *c)
         break;
     case CONN_CONNECTING: {
         uint64_t ct = now + (uint64_t)l->connect_timeout_ms * 1000000ull;
+        uint64_t loss_at = c->paced_ns + (uint64_t)PACE_LOSS_MS * 1000000ull;
+        if (c->paced && !c->pace_slow && loss_at < ct) /* still pending then: its SYN was lost */
+            ct = loss_at;
         at = (c->deadline_ns && c->deadline_ns < ct) ? c->deadline_ns : ct;
         break;
     }
@@ -1003,11 +1015,21 @@ static void conn_release(struct conn *c, size_t n)
     c->held_bytes -= n;
 }
 
+/* The connection leaves its service's hold queue (and stops waiting for a pacing slot). */
+static void leave_queue(struct conn *c)
+{
+    hold_dequeue(&conn_sw(c)->held, &c->hold);
+    if (c->pace_waiting) {
+        c->pace_waiting = false;
+        atomic_fetch_sub(&c->svc->pace_waiting, 1);
+    }
+}
+
 /* The connection stops being held; `observe` counts the time it was in the hold duration
  * histogram (everything but a data-path probe, which is never counted as held). */
 static void leave_hold(struct conn *c, bool observe)
 {
-    hold_dequeue(&conn_sw(c)->held, &c->hold);
+    leave_queue(c);
     if (!c->held)
         return;
     hold_give_back(c->svc, c->w->dp, 1, c->held_bytes);
@@ -1025,6 +1047,17 @@ static void unhold(struct conn *c)
 }
 
 static void conn_hold(struct conn *c)
+{
+    conn_hold_queue(c, true);
+}
+
+/*
+ * Holds c: admitted under the limits (when not held yet) and queued by arrival. With `wake`
+ * (no ready endpoint) the service is woken, and c goes at once if it became ready meanwhile;
+ * without (a connection waiting for a pacing slot of a ready service) neither. May answer and
+ * close c.
+ */
+static void conn_hold_queue(struct conn *c, bool wake)
 {
     const struct route_service *r = conn_route(c);
     struct dataplane *dp = c->w->dp;
@@ -1056,16 +1089,18 @@ static void conn_hold(struct conn *c)
         if (moved_on(c, CONN_HELD))
             return;
     }
-    int64_t zero = 0;
-    atomic_compare_exchange_strong(&c->svc->wake_started_ns, &zero, (int64_t)clock_mono_ns());
-    if (wakeq_push_wake(&dp->wakeq, c->svc))
-        counter_add(&c->svc->wakes, 1);
     if (!c->client_eof) {
         if (buf_pending(&c->in) >= in_limit(c))
             client_watch_close_only(c);
         else
             client_read(c, true);
     }
+    if (!wake)
+        return;
+    int64_t zero = 0;
+    atomic_compare_exchange_strong(&c->svc->wake_started_ns, &zero, (int64_t)clock_mono_ns());
+    if (wakeq_push_wake(&dp->wakeq, c->svc))
+        counter_add(&c->svc->wakes, 1);
     /* The service may have become ready while this connection was parsed. */
     if (conn_ready(c))
         conn_dispatch(c);
@@ -1097,6 +1132,37 @@ static void validate_more(struct conn *c)
     parse_more(c);
 }
 
+/* Adds svc (one reference) to a worker's list of services (w->dispatch, w->pace_wait) unless
+ * *listed says it is there. Out of memory: logged; its held connections then wait for the next
+ * snapshot, slot or their hold timeout. */
+static void svc_list_add(struct worker *w, struct svc_state ***list, size_t *n, size_t *cap,
+                         bool *listed, struct svc_state *svc)
+{
+    if (*listed)
+        return;
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        struct svc_state **grown = realloc(*list, ncap * sizeof(*grown));
+        if (!grown) {
+            log_error("out of memory queueing held connections for dispatch; they wait for "
+                      "the next snapshot, pacing slot or their hold timeout",
+                      "worker=%d service=%s", w->id, svc->key);
+            return;
+        }
+        *list = grown;
+        *cap = ncap;
+    }
+    (*list)[(*n)++] = svc_state_ref(svc);
+    *listed = true;
+}
+
+/* svc's held connections are looked at by the next conn_dispatch_held. */
+static void dispatch_list(struct worker *w, struct svc_state *svc)
+{
+    svc_list_add(w, &w->dispatch, &w->n_dispatch, &w->cap_dispatch,
+                 &svc->workers[w->id].dispatch_listed, svc);
+}
+
 void conn_snapshot_applied(struct worker *w, const struct route_change *changes, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -1108,26 +1174,25 @@ void conn_snapshot_applied(struct worker *w, const struct route_change *changes,
                 conn_answer_error(conn_of(e), 503, "service unavailable", "service was removed",
                                   OUTCOME_REJECTED);
         }
-        /* A service whose route changed: its held connections may be ready now (nothing
-         * else makes a queued connection ready). */
+        /* A service whose route changed: endpoints that left it start a new pacing window
+         * if they come back, and its held connections may be ready now (nothing else makes
+         * a queued connection ready). */
         struct svc_state *svc = changes[i].is ? changes[i].is->svc : NULL;
-        if (!svc || TAILQ_EMPTY(&svc->workers[w->id].held))
+        if (!svc)
             continue;
-        if (w->n_dispatch == w->cap_dispatch) {
-            size_t ncap = w->cap_dispatch ? w->cap_dispatch * 2 : 16;
-            struct svc_state **grown = realloc(w->dispatch, ncap * sizeof(*grown));
-            if (!grown) {
-                log_error("out of memory queueing held connections for dispatch; they wait for "
-                          "the next snapshot or their hold timeout",
-                          "worker=%d service=%s", w->id, svc->key);
-                continue;
-            }
-            w->dispatch = grown;
-            w->cap_dispatch = ncap;
-        }
-        w->dispatch[w->n_dispatch++] = svc_state_ref(svc);
+        pick_pace_forget(&svc->workers[w->id], changes[i].is);
+        if (!TAILQ_EMPTY(&svc->workers[w->id].held))
+            dispatch_list(w, svc);
     }
     conn_dispatch_held(w);
+}
+
+/* conn_dispatch_held runs at the next loop turn. A zero timeout, not event_active: active
+ * events run in this same loop turn, a timeout only after the next poll for I/O. */
+static void dispatch_next_turn(struct worker *w)
+{
+    static const struct timeval next_turn = {0, 0};
+    event_add(w->dispatch_ev, &next_turn);
 }
 
 void conn_dispatch_held(struct worker *w)
@@ -1148,13 +1213,12 @@ void conn_dispatch_held(struct worker *w)
             struct conn *c = conn_of(e);
             if (conn_ready(c)) {
                 if (budget == 0) {
-                    /* A zero timeout, not event_active: active events run in this same loop
-                     * turn, a timeout only after the next poll for I/O. */
-                    static const struct timeval next_turn = {0, 0};
-                    event_add(w->dispatch_ev, &next_turn);
+                    dispatch_next_turn(w);
                     goto out;
                 }
                 conn_dispatch(c);
+                if (c->pace_waiting)
+                    break; /* no pacing slot: the rest wait behind it, in order */
                 budget--;
             }
             e = next;
@@ -1163,8 +1227,10 @@ void conn_dispatch_held(struct worker *w)
 out:
     if (!done)
         return;
-    for (size_t i = 0; i < done; i++)
+    for (size_t i = 0; i < done; i++) {
+        w->dispatch[i]->workers[w->id].dispatch_listed = false;
         svc_state_unref(w->dispatch[i]);
+    }
     memmove(w->dispatch, w->dispatch + done, (w->n_dispatch - done) * sizeof(*w->dispatch));
     w->n_dispatch -= done;
 }
@@ -1191,12 +1257,14 @@ static void conn_dispatch(struct conn *c)
         if (wakeq_push_wake(&c->w->dp->wakeq, c->svc))
             counter_add(&c->svc->wakes, 1);
         c->n_failed = 0;
-        hold_dequeue(&conn_sw(c)->held, &c->hold);
+        leave_queue(c);
         c->backoff_ms = pick_backoff_next(c->backoff_ms);
         set_state(c, CONN_BACKOFF);
         return;
     }
-    hold_dequeue(&conn_sw(c)->held, &c->hold);
+    if (pace_wait(c, a))
+        return;
+    leave_queue(c);
     c->backend = *a;
     if (c->held)
         log_debug("held connection goes to a backend", "service=%s backend=%s", c->svc->key,
@@ -1219,11 +1287,106 @@ static void conn_dispatch(struct conn *c)
     backend_write(c, true);
 }
 
+/* ---- 4a. pacing: released held connections go through a window per endpoint (pace.h) ---- */
+
+/*
+ * With --pace-held, a held connection that is about to connect to a takes a slot of a's
+ * pacing window (c->paced). When the window is full it waits in its service's hold queue
+ * instead (c->pace_waiting: still held, its place by arrival kept, its hold deadline still
+ * running) until a slot frees (pace_release) or the window grows (conn_pace_stalled). A
+ * connection that was never held goes straight, unless held ones of its service wait before
+ * it on this worker: then it is held and waits behind them, so nothing jumps the queue.
+ * Returns true when c waits (or was answered: the hold limits were full).
+ */
+static bool pace_wait(struct conn *c, const struct addr *a)
+{
+    struct worker *w = c->w;
+    if (!w->dp->limits.pace_held)
+        return false;
+    struct svc_worker *sw = conn_sw(c);
+    const struct hold_entry *first = TAILQ_FIRST(&sw->held);
+    bool behind = first && first != &c->hold && first->arrived_ns <= c->hold.arrived_ns;
+    if (!c->held && !behind)
+        return false;
+    uint64_t now = clock_mono_ns();
+    struct pace_window *p = pick_pace(sw, a, pace_initial(w->dp->nworkers), now);
+    if (!p)
+        return false; /* out of memory: not paced */
+    if (!behind && pace_take(p, now)) {
+        c->paced = true;
+        c->paced_ns = now;
+        c->pace_slow = false;
+        return false;
+    }
+    /* Looked at again when the window would grow by itself. */
+    svc_list_add(w, &w->pace_wait, &w->n_pace_wait, &w->cap_pace_wait, &sw->pace_listed, c->svc);
+    if (!event_pending(w->pace_ev, EV_TIMEOUT, NULL)) {
+        /* (A window past its stall time with connects pending does not grow: look again
+         * later, not at once.) */
+        uint64_t d =
+            pace_stall_at(p) > now ? pace_stall_at(p) - now : (uint64_t)PACE_STALL_MS * 1000000ull;
+        struct timeval tv = {.tv_sec = (time_t)(d / 1000000000ull),
+                             .tv_usec = (suseconds_t)((d % 1000000000ull) / 1000)};
+        event_add(w->pace_ev, &tv);
+    }
+    enum conn_state was = c->state;
+    bool validate = false;
+    if (!c->held && c->parse_if_held) {
+        /* Taken as ready at accept: while it waits its HTTP/1 request is validated, as a held
+         * one's is. */
+        c->parse_if_held = false;
+        c->raw = false;
+        validate = true;
+    }
+    if (!c->pace_waiting) {
+        c->pace_waiting = true;
+        atomic_fetch_add(&c->svc->pace_waiting, 1);
+    }
+    conn_hold_queue(c, false);
+    if (c->closing || (c->state != CONN_HELD && c->state != was))
+        return true;
+    if (validate)
+        validate_more(c);
+    return true;
+}
+
+/* c gives back its pacing slot: PACE_ANSWERED by the backend (its first byte; a tcp port's
+ * connect), PACE_LOST (its connect timed out) or PACE_GONE. Held connections of its service
+ * waiting on this worker may go now. */
+static void pace_release(struct conn *c, enum pace_end how)
+{
+    if (!c->paced)
+        return;
+    c->paced = false;
+    struct svc_worker *sw = conn_sw(c);
+    struct pace_window *p = pick_pace_find(sw, &c->backend);
+    if (p)
+        pace_finish(p, !c->bound, how, clock_mono_ns());
+    if (!TAILQ_EMPTY(&sw->held)) {
+        dispatch_list(c->w, c->svc);
+        dispatch_next_turn(c->w);
+    }
+}
+
+void conn_pace_stalled(struct worker *w)
+{
+    for (size_t i = 0; i < w->n_pace_wait; i++) {
+        struct svc_state *svc = w->pace_wait[i];
+        svc->workers[w->id].pace_listed = false;
+        if (!TAILQ_EMPTY(&svc->workers[w->id].held))
+            dispatch_list(w, svc);
+        svc_state_unref(svc);
+    }
+    w->n_pace_wait = 0;
+    conn_dispatch_held(w);
+}
+
 /* A connect attempt failed with nothing written: try another endpoint, or wait and retry. */
 static void connect_failed(struct conn *c, int err)
 {
     log_debug("backend connect failed", "service=%s backend=%s error=%s", c->svc->key,
               c->backend.text, strerror(err));
+    pace_release(c, err == ETIMEDOUT ? PACE_LOST : PACE_GONE);
     close_backend(c);
     counter_add(&c->svc->connect_retries, 1);
     wakeq_push_failure(&c->w->dp->wakeq, c->svc, &c->backend);
@@ -1258,6 +1421,7 @@ static void connect_failed(struct conn *c, int err)
 
 static void close_backend(struct conn *c)
 {
+    pace_release(c, PACE_GONE);
     if (c->bfd < 0)
         return;
     event_del(&c->brev);
@@ -1301,6 +1465,13 @@ static void connected(struct conn *c)
     setsockopt(c->bfd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
     c->bound = true;
     pick_load_add(conn_sw(c), &c->backend, 1);
+    if (c->paced) {
+        struct pace_window *p = pick_pace_find(conn_sw(c), &c->backend);
+        if (p)
+            pace_connected(p);
+        if (c->proto == PROTO_TCP) /* the server may never speak first: connected is answered */
+            pace_release(c, PACE_ANSWERED);
+    }
     if (!c->probe_check) /* else once its first bytes are known not to be a data-path probe */
         count(c, OUTCOME_FORWARDED);
     unhold(c);
@@ -1444,6 +1615,8 @@ static void relay_from_backend(struct conn *c)
         return;
     }
     c->from_backend += (uint64_t)n;
+    if (c->paced)
+        pace_release(c, PACE_ANSWERED);
     ssize_t wr = buf_pending(&c->out) ? 0 : send(c->cfd, w->scratch, (size_t)n, MSG_NOSIGNAL);
     if (wr < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -1467,6 +1640,7 @@ static void relay_from_backend(struct conn *c)
 /* The backend ended (EOF or error). 502 if it never answered what we sent on HTTP/1. */
 static void backend_ended(struct conn *c, bool error)
 {
+    pace_release(c, PACE_GONE);
     if (c->http1 && c->from_backend == 0 && c->to_backend > 0 && !buf_pending(&c->out)) {
         conn_answer_error(c, 502, "bad gateway", "backend closed the connection before answering",
                           OUTCOME_UPSTREAM_ERROR);
@@ -1604,6 +1778,15 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
             conn_answer_error(c, 504, "timeout", reason, OUTCOME_TIMEOUT);
             return;
         }
+        if (c->state == CONN_CONNECTING && c->paced && !c->pace_slow) {
+            /* The backlog dropped its SYN: the window shrinks; the kernel retransmits it. */
+            c->pace_slow = true;
+            struct pace_window *p = pick_pace_find(conn_sw(c), &c->backend);
+            if (p)
+                pace_lost(p, clock_mono_ns());
+            conn_arm_timer(c); /* the connect timeout runs from now */
+            return;
+        }
         if (c->state == CONN_CONNECTING) {
             connect_failed(c, ETIMEDOUT);
             return;
@@ -1642,8 +1825,10 @@ static void conn_close(struct conn *c)
     if (c->closing)
         return;
     c->closing = true;
-    if (c->svc)
+    if (c->svc) {
+        pace_release(c, PACE_GONE);
         unhold(c);
+    }
     if (c->bound) {
         pick_load_add(conn_sw(c), &c->backend, -1);
         c->bound = false;

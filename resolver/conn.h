@@ -29,6 +29,10 @@ void conn_snapshot_applied(struct worker *w, const struct route_change *changes,
  * (continued by w->dispatch_ev). */
 void conn_dispatch_held(struct worker *w);
 
+/* A window of pacing slots may have grown by itself (pace.h): the services in w->pace_wait
+ * dispatch again (w->pace_ev's callback). */
+void conn_pace_stalled(struct worker *w);
+
 /* Frees the connections closed since the last call (w->reap_ev's callback). */
 void conn_reap(struct worker *w);
 

@@ -31,6 +31,7 @@ void dp_limits_default(struct dp_limits *limits)
         .head_timeout_s = 30,
         .idle_timeout_s = 0,
         .connect_timeout_ms = 2000,
+        .pace_held = true,
     };
 }
 
@@ -324,6 +325,7 @@ enum {
     F_WAKES,
     F_RETRIES,
     F_WAITING_PAGES,
+    F_PACE_WAITING,
     F_HOLD_HIST,
     F_COLD_HIST,
     F_READY_HIST,
@@ -395,6 +397,9 @@ static void family_sample(struct svc_state *s, void *arg)
     case F_WAITING_PAGES:
         mtext_sample(f->out, f->name, svc_labels, (double)counter_get(&s->waiting_pages));
         break;
+    case F_PACE_WAITING:
+        mtext_sample(f->out, f->name, svc_labels, (double)atomic_load(&s->pace_waiting));
+        break;
     case F_HOLD_HIST:
         mtext_hist(f->out, f->name, svc_labels, h ? &h->hold_seconds : &no_hist);
         break;
@@ -433,6 +438,9 @@ void dataplane_metrics(struct mtext *out, struct dataplane *dp, uint64_t admin_f
     service_family(dp, out, "holdfast_waiting_pages_total", "counter",
                    "Browser navigations answered with the waiting page while not ready.",
                    F_WAITING_PAGES);
+    service_family(dp, out, "holdfast_pace_waiting_connections", "gauge",
+                   "Held connections of a ready service waiting for a pacing slot now.",
+                   F_PACE_WAITING);
     service_family(dp, out, "holdfast_hold_duration_seconds", "histogram",
                    "Time connections spent held.", F_HOLD_HIST);
     service_family(dp, out, "holdfast_cold_start_seconds", "histogram",

@@ -48,6 +48,8 @@ struct dp_limits {
     unsigned head_timeout_s;     /* complete head within this, else 408; default 30 */
     unsigned idle_timeout_s;     /* relayed connection idle timeout, 0 = none (default) */
     unsigned connect_timeout_ms; /* one backend connect attempt; default 2000 */
+    bool pace_held; /* released held connections go through a window per endpoint (--pace-held;
+                       resolver/pace.h); default true */
 };
 
 /* Fills `limits` with the defaults above. */

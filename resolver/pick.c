@@ -5,37 +5,86 @@
 
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
-void pick_load_add(struct svc_worker *sw, const struct addr *a, int delta)
+static struct ep_load *load_find(const struct svc_worker *sw, const struct addr *a)
 {
     for (size_t i = 0; i < sw->n_loads; i++) {
-        if (addr_equal(&sw->loads[i].addr, a)) {
-            sw->loads[i].inflight += (unsigned)delta;
-            return;
-        }
+        if (addr_equal(&sw->loads[i].addr, a))
+            return &sw->loads[i];
     }
-    if (delta < 0)
-        return;
+    return NULL;
+}
+
+/* The entry of a, added (nothing in flight, no window) when missing; NULL when out of memory. */
+static struct ep_load *load_get(struct svc_worker *sw, const struct addr *a)
+{
+    struct ep_load *l = load_find(sw, a);
+    if (l)
+        return l;
     if (sw->n_loads == sw->cap_loads) {
         size_t cap = sw->cap_loads ? sw->cap_loads * 2 : 4;
         struct ep_load *p = realloc(sw->loads, cap * sizeof(*p));
         if (!p)
-            return; /* balancing gets coarser; nothing breaks */
+            return NULL;
         sw->loads = p;
         sw->cap_loads = cap;
     }
-    sw->loads[sw->n_loads].addr = *a;
-    sw->loads[sw->n_loads].inflight = (unsigned)delta;
-    sw->n_loads++;
+    l = &sw->loads[sw->n_loads++];
+    memset(l, 0, sizeof(*l));
+    l->addr = *a;
+    return l;
+}
+
+void pick_load_add(struct svc_worker *sw, const struct addr *a, int delta)
+{
+    struct ep_load *l = delta < 0 ? load_find(sw, a) : load_get(sw, a);
+    if (l) /* else out of memory for a new address: balancing gets coarser; nothing breaks */
+        l->inflight += (unsigned)delta;
+}
+
+struct pace_window *pick_pace(struct svc_worker *sw, const struct addr *a, unsigned initial,
+                              uint64_t now_ns)
+{
+    struct ep_load *l = load_get(sw, a);
+    if (!l)
+        return NULL;
+    if (!l->pace_on) {
+        pace_reset(&l->pace, initial, now_ns);
+        l->pace_on = true;
+    }
+    return &l->pace;
+}
+
+struct pace_window *pick_pace_find(struct svc_worker *sw, const struct addr *a)
+{
+    struct ep_load *l = load_find(sw, a);
+    return l ? &l->pace : NULL;
+}
+
+static bool in_route(const struct route_service *r, const struct addr *a)
+{
+    for (size_t p = 0; r && p < r->n_ports; p++) {
+        for (size_t i = 0; i < r->ports[p].n_endpoints; i++) {
+            if (addr_equal(&r->ports[p].endpoints[i], a))
+                return true;
+        }
+    }
+    return false;
+}
+
+void pick_pace_forget(struct svc_worker *sw, const struct route_service *r)
+{
+    for (size_t i = 0; i < sw->n_loads; i++) {
+        if (sw->loads[i].pace_on && !in_route(r, &sw->loads[i].addr))
+            sw->loads[i].pace_on = false;
+    }
 }
 
 unsigned pick_inflight(const struct svc_worker *sw, const struct addr *a)
 {
-    for (size_t i = 0; i < sw->n_loads; i++) {
-        if (addr_equal(&sw->loads[i].addr, a))
-            return sw->loads[i].inflight;
-    }
-    return 0;
+    const struct ep_load *l = load_find(sw, a);
+    return l ? l->inflight : 0;
 }
 
 static bool failed_before(const struct addr *a, const struct addr *failed, size_t n_failed)

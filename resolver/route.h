@@ -34,6 +34,7 @@
 #include "common/metrics.h"
 #include "common/strmap.h"
 #include "resolver/dataplane.h"
+#include "resolver/pace.h"
 #include "resolver/probe.h"
 
 struct conn;
@@ -54,10 +55,13 @@ enum outcome {
 
 extern const char *const outcome_names[OUTCOME_COUNT];
 
-/* A backend's load as one worker sees it: connections it has bound there now. */
+/* A backend's load as one worker sees it: connections it has bound there now, and the window
+ * its released held connections go through (pace.h). */
 struct ep_load {
     struct addr addr;
     unsigned inflight;
+    bool pace_on; /* pace holds this endpoint's window (else it starts at the next take) */
+    struct pace_window pace; /* released held connections outstanding to it */
 };
 
 /* The part of a service that belongs to one worker thread. Only that worker touches it. */
@@ -67,7 +71,9 @@ struct svc_worker {
     const struct route_service *route; /* the service in the worker's current snapshot */
     struct ep_load *loads;             /* in-flight count per backend address */
     size_t n_loads, cap_loads;
-    unsigned rr; /* round-robin cursor among least-loaded endpoints */
+    unsigned rr;          /* round-robin cursor among least-loaded endpoints */
+    bool dispatch_listed; /* in the worker's dispatch list (struct worker's dispatch) */
+    bool pace_listed;     /* in the worker's list of services waiting for a pacing slot */
 };
 
 /* The latency histograms of a service (svc_state_hists). */
@@ -100,6 +106,8 @@ struct svc_state {
     _Atomic uint64_t wakes;
     _Atomic uint64_t connect_retries;
     _Atomic uint64_t waiting_pages; /* browser navigations answered with the waiting page */
+    _Atomic long pace_waiting;      /* held connections of a ready service waiting for a pacing
+                                       slot (pace.h), all workers */
     /* Allocated on the first observation (svc_state_hists), freed with the state: most
      * services never hold a request, and at 10,000 services four empty histograms were
      * 5.7 MB (bench/RESULTS.md, 7c and 7d). */

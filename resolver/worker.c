@@ -346,6 +346,11 @@ static void on_dispatch(evutil_socket_t fd, short what, void *arg)
     conn_dispatch_held(arg);
 }
 
+static void on_pace(evutil_socket_t fd, short what, void *arg)
+{
+    conn_pace_stalled(arg);
+}
+
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
     conn_reap(arg);
@@ -428,8 +433,9 @@ struct dataplane *dataplane_new(int nworkers, const struct dp_limits *limits)
         w->accept_resume_ev = event_new(w->base, -1, 0, on_accept_resume, w);
         w->dispatch_ev = event_new(w->base, -1, 0, on_dispatch, w);
         w->reap_ev = event_new(w->base, -1, 0, on_reap, w);
+        w->pace_ev = event_new(w->base, -1, 0, on_pace, w);
         if (!w->snapshot_ev || !w->control_ev || !w->accept_resume_ev || !w->dispatch_ev ||
-            !w->reap_ev)
+            !w->reap_ev || !w->pace_ev)
             goto fail;
         route_table_subscribe(&dp->routes, w->snapshot_ev);
     }
@@ -517,6 +523,11 @@ void dataplane_free(struct dataplane *dp)
         for (size_t j = 0; j < w->n_dispatch; j++)
             svc_state_unref(w->dispatch[j]);
         free(w->dispatch);
+        for (size_t j = 0; j < w->n_pace_wait; j++)
+            svc_state_unref(w->pace_wait[j]);
+        free(w->pace_wait);
+        if (w->pace_ev)
+            event_free(w->pace_ev);
         if (w->snapshot_ev)
             event_free(w->snapshot_ev);
         if (w->control_ev)

@@ -96,6 +96,11 @@ struct worker {
      * through by conn_dispatch_held; one reference each. */
     struct svc_state **dispatch;
     size_t n_dispatch, cap_dispatch;
+    /* Services with held connections waiting for a pacing slot (pace.h), looked at again when
+     * pace_ev fires (a window that stalls grows); one reference each. */
+    struct svc_state **pace_wait;
+    size_t n_pace_wait, cap_pace_wait;
+    struct event *pace_ev;
     char *scratch; /* relay read buffer, one per worker */
     size_t scratch_len;
     long nconns;

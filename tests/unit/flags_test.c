@@ -20,6 +20,7 @@ static const char *const variables[] = {
     "HOLDFAST_POLLING_INTERVAL",
     "HOLDFAST_PROXY_PORT_RANGE",
     "POD_NAMESPACE",
+    "HOLDFAST_PACE_HELD",
 };
 
 static void clean_environment(void)
@@ -87,6 +88,24 @@ Test(flags, standalone_mode_reads_no_kubernetes_variable)
     cr_assert_str_eq(o.admin.text, "0.0.0.0:8013");
 }
 
+Test(flags, pacing_of_held_connections_is_on_unless_switched_off_in_either_mode)
+{
+    struct options o;
+    char *standalone[] = {"run", "--config", "x.json", NULL};
+    cr_assert_eq(run(&o, 3, standalone), 0);
+    cr_assert(o.pace_held);
+    char *off[] = {"run", "--config", "x.json", "--pace-held=false", NULL};
+    cr_assert_eq(run(&o, 4, off), 0);
+    cr_assert_not(o.pace_held);
+    setenv("HOLDFAST_PACE_HELD", "false", 1);
+    char *kube[] = {"run", NULL};
+    cr_assert_eq(run(&o, 1, kube), 0);
+    cr_assert_not(o.pace_held, "from the environment, Kubernetes mode too");
+    char *on[] = {"run", "--pace-held", "true", NULL};
+    cr_assert_eq(run(&o, 3, on), 0);
+    cr_assert(o.pace_held, "the flag wins over the variable");
+}
+
 /* What the parser wrote to stderr so far (redirected by Criterion). */
 static char *stderr_text(void)
 {
@@ -107,6 +126,8 @@ Test(flags, bad_values_exit_2_naming_the_flag_or_the_variable, .init = cr_redire
     setenv("HOLDFAST_KUBE_API_QPS", "0", 1);
     char *argv[] = {"run", NULL};
     cr_assert_eq(run(&o, 1, argv), EXIT_USAGE);
+    char *pace[] = {"run", "--pace-held", "sometimes", NULL};
+    cr_assert_eq(run(&o, 3, pace), EXIT_USAGE);
     char *mixed[] = {"run", "--config", "x.json", "--namespace", "a", NULL};
     cr_assert_eq(run(&o, 5, mixed), EXIT_USAGE);
     const char *text = stderr_text();
@@ -116,6 +137,8 @@ Test(flags, bad_values_exit_2_naming_the_flag_or_the_variable, .init = cr_redire
               "%s", text);
     cr_assert(strstr(text, "holdfast: --config (standalone mode) does not take Kubernetes flags"),
               "%s", text);
+    cr_assert(strstr(text, "holdfast: --pace-held: \"sometimes\" is not true or false\n"), "%s",
+              text);
 }
 
 Test(flags, restore_needs_a_selection_and_lease_flags_need_uninstall, .init = cr_redirect_stderr)

@@ -74,3 +74,38 @@ Test(pick, backoff_starts_small_doubles_and_is_capped)
     cr_assert_eq(pick_backoff_next(320), 500);
     cr_assert_eq(pick_backoff_next(500), 500);
 }
+
+Test(pick, an_endpoint_gets_its_pacing_window_at_its_first_take)
+{
+    struct pace_window *p = pick_pace(&sw, &eps[1], 8, 1000);
+    cr_assert_not_null(p);
+    cr_assert_eq(p->limit, 8);
+    cr_assert(pace_take(p, 1001));
+    cr_assert_eq(pick_pace(&sw, &eps[1], 8, 2000), p, "the same window, not started again");
+    cr_assert_eq(p->outstanding, 1);
+    cr_assert_eq(pick_pace_find(&sw, &eps[1]), p);
+    cr_assert_null(pick_pace_find(&sw, &eps[2]), "found, never added");
+}
+
+Test(pick, an_endpoint_that_left_the_route_starts_a_new_window_when_it_is_back)
+{
+    struct pace_window *p = pick_pace(&sw, &eps[0], 4, 1000);
+    for (int i = 0; i < 4; i++)
+        cr_assert(pace_take(p, 1001));
+    for (int i = 0; i < 4; i++) {
+        pace_connected(p);
+        pace_finish(p, false, PACE_ANSWERED, 1002);
+    }
+    cr_assert_eq(p->limit, 8, "grown");
+    cr_assert(pace_take(p, 1003));
+    struct route_port still = {.endpoints = eps, .n_endpoints = 3};
+    struct route_service r = {.ports = &still, .n_ports = 1};
+    pick_pace_forget(&sw, &r);
+    cr_assert_eq(pick_pace(&sw, &eps[0], 4, 2000)->limit, 8, "still in the route: kept");
+    struct route_port gone = {.endpoints = &eps[1], .n_endpoints = 2};
+    r.ports = &gone;
+    pick_pace_forget(&sw, &r);
+    p = pick_pace(&sw, &eps[0], 4, 3000);
+    cr_assert_eq(p->limit, 4, "left and came back: a new window");
+    cr_assert_eq(p->outstanding, 1, "what is still outstanding to it stays counted");
+}
