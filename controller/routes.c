@@ -158,8 +158,8 @@ static size_t add_early(const struct es *e, const char *port_name, struct ready_
 
 /*
  * Builds e's route from the caches: its ports, their protocol and ready endpoints (and the pods
- * early readiness passed), its limits
- * and reason, and a listener for every resolver port (opened when the snapshot is published).
+ * early readiness passed), its limits and reason, and a listener for every resolver port
+ * (opened when the snapshot is published).
  * NULL when e has no route (no ports yet, or no service state), or when out of memory (*retry
  * set).
  */
