@@ -875,6 +875,25 @@ static void route_by_host(struct conn *c)
     c->deadline_ns = c->hold.arrived_ns + (uint64_t)r->hold_timeout_s * 1000000000ull;
 }
 
+/*
+ * A waiting page wakes the service as a held request does, at most once a WAITPAGE_WAKE_EVERY_MS
+ * per service (all workers): every page signalled a wake before, deduplicated only while one
+ * was queued, so a flood of browsers kept the control thread busy (bench/waitpage: a quarter of
+ * a CPU; in Kubernetes mode a /scale read after another). The page refreshes after Retry-After
+ * (at least 1 s), and a page after a failed wake asks again.
+ */
+static void page_wake(struct svc_state *svc, struct wakeq *q)
+{
+    int64_t now = (int64_t)clock_mono_ns();
+    int64_t last = atomic_load(&svc->page_wake_ns);
+    if (last && now - last < (int64_t)WAITPAGE_WAKE_EVERY_MS * 1000000)
+        return;
+    if (!atomic_compare_exchange_strong(&svc->page_wake_ns, &last, now))
+        return; /* another worker's page signals it */
+    if (wakeq_push_wake(q, svc))
+        counter_add(&svc->wakes, 1);
+}
+
 /* A request answered by a probe rule or the waiting page is complete: answer it and drop its
  * bytes. Parsing goes on only on a kept-alive connection (not moved_on). A waiting page wakes
  * the service as a held request does: the browser's refresh then finds it started. */
@@ -889,8 +908,7 @@ static void answer_probe(struct conn *c, size_t consumed)
         len = c->page_len;
         c->page_msg = NULL;
         counter_add(&c->svc->waiting_pages, 1);
-        if (wakeq_push_wake(&c->w->dp->wakeq, c->svc))
-            counter_add(&c->svc->wakes, 1);
+        page_wake(c->svc, &c->w->dp->wakeq);
         log_debug("waiting page answered", "service=%s", c->svc->key);
     } else {
         keep_alive = llhttp_should_keep_alive(&c->parser->http);

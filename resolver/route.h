@@ -106,8 +106,11 @@ struct svc_state {
     _Atomic uint64_t wakes;
     _Atomic uint64_t connect_retries;
     _Atomic uint64_t waiting_pages; /* browser navigations answered with the waiting page */
-    _Atomic long pace_waiting;      /* held connections of a ready service waiting for a pacing
-                                       slot (pace.h), all workers */
+    /* when a waiting page last signalled a wake (monotonic ns, 0 never): pages signal at most
+     * one a WAITPAGE_WAKE_EVERY_MS (conn.c) */
+    _Atomic int64_t page_wake_ns;
+    _Atomic long pace_waiting; /* held connections of a ready service waiting for a pacing
+                                  slot (pace.h), all workers */
     /* Allocated on the first observation (svc_state_hists), freed with the state: most
      * services never hold a request, and at 10,000 services four empty histograms were
      * 5.7 MB (bench/RESULTS.md, 7c and 7d). */

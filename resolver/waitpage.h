@@ -18,6 +18,9 @@
 #ifndef HOLDFAST_WAITPAGE_H
 #define HOLDFAST_WAITPAGE_H
 
+/* A waiting page signals a wake at most this often per service (conn.c's page_wake). */
+#define WAITPAGE_WAKE_EVERY_MS 1000
+
 #include <stdbool.h>
 #include <stddef.h>
 

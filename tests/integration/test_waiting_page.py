@@ -10,6 +10,7 @@ are told apart without timing anything: a held request has no answer while the g
 import re
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -284,3 +285,25 @@ def test_a_tcp_service_cannot_enable_the_page(holdfast, addrs):
     assert hf.wait_exit(20) not in (None, 0)
     assert ('services[0].waitingPage.enabled: needs "protocol": "http"' in hf.stderr_text()), \
         hf.stderr_text()
+
+
+def test_a_flood_of_page_answers_wakes_the_control_plane_about_once_a_second(
+        holdfast, addrs, backend_cmd, tmp_path):
+    """Every page answer used to signal a wake (deduplicated only while one was queued): a
+    browser flood kept the control thread busy, a quarter of a CPU in bench/waitpage, and in
+    Kubernetes mode would have read /scale without end. One wake a second is enough: the page
+    refreshes after Retry-After (at least 1 s), and the next page after a failed wake asks again."""
+    g = Gated(holdfast, addrs, backend_cmd, tmp_path, {"enabled": True})
+    n = 300
+    start = time.monotonic()
+    with connect(g.listen) as s:
+        reader = Reader(s)
+        for _ in range(n):
+            s.sendall(browser_get(close=False))
+            assert reader.read_response().status == 503
+    elapsed = time.monotonic() - start
+    assert g.hf.metric("holdfast_waiting_pages_total", service="web") == n
+    wakes = g.hf.metric("holdfast_wakes_total", service="web")
+    assert 1 <= wakes <= int(elapsed) + 2, (wakes, elapsed)
+    wait_for(lambda: count_lines(g.wakes) == 1, timeout=20, what="the wake command started")
+    assert g.held() == 0
