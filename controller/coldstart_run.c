@@ -145,7 +145,6 @@ static void on_pods(cJSON *obj, const struct kube_error *err, void *arg)
 
 void coldstart_on_serve(struct es *e, const char *endpoint)
 {
-    static const struct kube_resource pods_res = {"", "v1", "pods", true};
     if (!e->cold_open && !(e->svc && svc_state_wake_started_ns(e->svc)))
         return; /* scaled up by another hand, no request held: not a cold start of ours */
     cold_begin(e);
@@ -157,7 +156,7 @@ void coldstart_on_serve(struct es *e, const char *endpoint)
     l->ref = es_ref_new(e);
     struct kube_list_opts lo = {.label_selector = e->wl_selector};
     if (l->ref && e->wl_selector && l->ip[0] &&
-        kube_list(e->c->kube, &pods_res, e->ns, &lo, on_pods, l))
+        kube_list(e->c->kube, &RES_POD, e->ns, &lo, on_pods, l))
         return;
     /* no selector known yet or no address: the phases this replica has */
     if (l->ref)

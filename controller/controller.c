@@ -1588,7 +1588,6 @@ static void on_leaving_pods(cJSON *obj, const struct kube_error *err, void *arg)
  */
 static void leaving_check(struct es *e, int replicas)
 {
-    static const struct kube_resource pods_res = {"", "v1", "pods", true};
     if (e->leaving_check_inflight || !e->wl_selector)
         return; /* the leaving pods count after LEAVING_MAX_MS, or once the slices drop them */
     struct es_ref *ref = es_ref_new(e);
@@ -1597,7 +1596,7 @@ static void leaving_check(struct es *e, int replicas)
     ref->scale_epoch = e->leaving_epoch;
     ref->replicas = replicas;
     struct kube_list_opts lo = {.label_selector = e->wl_selector};
-    if (!kube_list(e->c->kube, &pods_res, e->ns, &lo, on_leaving_pods, ref)) {
+    if (!kube_list(e->c->kube, &RES_POD, e->ns, &lo, on_leaving_pods, ref)) {
         es_ref_take(ref);
         return;
     }

@@ -37,8 +37,6 @@
  * came: the next held connection starts it again). */
 #define EARLY_IDLE_MS 60000
 
-static const struct kube_resource RES_POD = {"", "v1", "pods", true};
-
 enum early_state {
     EP_WAIT,     /* not probed now: no address, not running, leaving, or deleting */
     EP_PROBING,  /* its probes run every EARLY_PERIOD_MS */

@@ -79,6 +79,7 @@ static const struct kube_resource RES_ES = {"elasti.truefoundry.com", "v1alpha1"
                                             true};
 static const struct kube_resource RES_SVC = {"", "v1", "services", true};
 static const struct kube_resource RES_SLICE = {"discovery.k8s.io", "v1", "endpointslices", true};
+static const struct kube_resource RES_POD = {"", "v1", "pods", true};
 
 /*
  * The texts of a struct es that are empty for almost every ElastiService (a spec error, why an

@@ -19,6 +19,8 @@ import time
 
 import pytest
 
+from hftest.net import recv_all
+
 from e2e.e2elib import (HERE, app_pods, create_es, make_app, replicas, resolver_slices, run_threads, settle, status,
                     to_zero, wait_for, wait_serve)
 
@@ -80,15 +82,6 @@ class Errors:
             self.items.append(what)
 
 
-def read_all(sock):
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-
-
 def parse_http(raw):
     """(status, JSON body) of one complete HTTP/1.x answer read until close."""
     head, _, body = raw.partition(b"\r\n\r\n")
@@ -103,7 +96,7 @@ def parse_http(raw):
 def raw_http(host, port, request, timeout=60):
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.sendall(request)
-        return parse_http(read_all(s))
+        return parse_http(recv_all(s))
 
 
 # ---------------------------------------------------------------- 1. gRPC over h2c
@@ -327,7 +320,7 @@ def test_tls_passthrough_across_the_wake(cluster, ns, tls_cert, port_name):
                         errs.add("client %d: not the pod's certificate" % i)
                     s.sendall(b"GET /tls-%d HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
                               % (i, sni.encode()))
-                    code, obj = parse_http(read_all(s))
+                    code, obj = parse_http(recv_all(s))
         except Exception as e:  # noqa: BLE001
             errs.add("client %d: %r" % (i, e))
             return

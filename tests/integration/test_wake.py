@@ -7,6 +7,7 @@ import threading
 
 from hftest.http1 import Reader, connect, get_request, http_get
 from hftest.kubeclient import wait_for
+from hftest.net import recv_all
 from hflib import service
 
 
@@ -158,15 +159,6 @@ def test_20mb_post_held_across_wake_arrives_intact_with_bounded_rss(
     assert growth_kb < 16 * 1024, f"peak RSS grew by {growth_kb} KiB for a 20 MiB upload"
 
 
-def read_to_eof(sock):
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-
-
 def test_redirect_and_streamed_response_across_wake_are_relayed_byte_for_byte(
         holdfast, addrs, backend_cmd):
     # KubeElasti #145, #157: a wake must not turn a 3xx or a streamed response into
@@ -178,11 +170,11 @@ def test_redirect_and_streamed_response_across_wake_are_relayed_byte_for_byte(
     for path in ("/raw/redirect", "/raw/stream"):
         with connect(listen) as s:
             s.sendall(get_request(path, extra="Connection: close\r\n"))
-            through[path] = read_to_eof(s)
+            through[path] = recv_all(s)
     for path in ("/raw/redirect", "/raw/stream"):
         with connect(back) as s:
             s.sendall(get_request(path, extra="Connection: close\r\n"))
-            assert read_to_eof(s) == through[path], path
+            assert recv_all(s) == through[path], path
     assert through["/raw/redirect"].startswith(b"HTTP/1.1 302 Found\r\n")
     assert through["/raw/stream"].endswith(b"0\r\nX-Trailer: end\r\n\r\n")
 
